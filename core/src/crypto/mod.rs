@@ -1,0 +1,5 @@
+//! Cryptography the engine uses, built only from audited crates (RustCrypto, dalek).
+
+pub mod master_key;
+pub mod seal;
+pub mod signing;

@@ -1,0 +1,5 @@
+//! CTAP2 wire types: status codes, command bytes, canonical CBOR, typed requests and responses.
+
+pub mod status;
+
+pub use status::{CtapError, CtapResult};

@@ -1,0 +1,11 @@
+//! The credential store: discoverable credentials, authenticator settings (PIN, retries,
+//! policy), the large-blob array and the signature counter, in SQLite.
+//!
+//! Every secret (private keys, the PIN hash, credBlob, largeBlobKey) is sealed under the
+//! master key before it touches disk (see [`crate::crypto::seal`]).
+
+mod sqlite;
+mod types;
+
+pub use sqlite::Store;
+pub use types::*;
