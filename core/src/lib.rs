@@ -8,4 +8,5 @@ pub mod approver;
 pub mod cancel;
 pub mod crypto;
 pub mod ctap;
+pub mod hid;
 pub mod store;

@@ -1,0 +1,1 @@
+//! CTAPHID framing and channel state machine (being written).
