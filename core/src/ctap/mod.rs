@@ -3,3 +3,5 @@
 pub mod status;
 
 pub use status::{CtapError, CtapResult};
+pub mod cbor;
+pub mod requests;
