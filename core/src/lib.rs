@@ -6,7 +6,9 @@
 
 pub mod approver;
 pub mod cancel;
+pub mod credential_id;
 pub mod crypto;
 pub mod ctap;
 pub mod hid;
+pub mod pin;
 pub mod store;
