@@ -1,0 +1,215 @@
+#!/usr/bin/env bash
+# The one test command: installs what is missing, builds, runs every test suite.
+#
+#   scripts/test.sh                  everything
+#   scripts/test.sh -- -k webauthn   extra arguments after "--" go to pytest
+#
+# Environment:
+#   PK_SKIP_CARGO_TEST=1   skip `cargo test --workspace`
+#   PK_SKIP_PYTEST=1       skip the real-client suites
+#   PK_NO_INSTALL=1        never call apt-get / pip (fail instead)
+#   PYTHON=...             Python interpreter to use (default python3)
+#
+# Idempotent: apt-get runs only if a tool is missing, pip only if a pinned package is.
+set -uo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$(pwd)
+
+PYTEST_ARGS=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --) shift; PYTEST_ARGS=("$@"); break ;;
+        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+        *) PYTEST_ARGS+=("$1") ;;
+    esac
+    shift
+done
+
+STEP_NAMES=()
+STEP_RESULTS=()
+STEP_TIMES=()
+FAILED=0
+T_ALL=$(date +%s)
+
+log() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+
+# run_step NAME CMD...: runs a step, records its outcome and duration.
+run_step() {
+    local name=$1; shift
+    local t0 rc
+    log "$name"
+    t0=$(date +%s)
+    "$@"
+    rc=$?
+    STEP_NAMES+=("$name")
+    STEP_TIMES+=("$(( $(date +%s) - t0 ))")
+    if [ $rc -eq 0 ]; then
+        STEP_RESULTS+=("ok")
+    else
+        STEP_RESULTS+=("FAILED (exit $rc)")
+        FAILED=1
+    fi
+    return $rc
+}
+
+summary() {
+    local i total=$(( $(date +%s) - T_ALL ))
+    printf '\n\033[1m==> Summary\033[0m\n'
+    for i in "${!STEP_NAMES[@]}"; do
+        printf '  %-34s %-18s %5ss\n' "${STEP_NAMES[$i]}" "${STEP_RESULTS[$i]}" "${STEP_TIMES[$i]}"
+    done
+    if [ -n "${PYTEST_SUMMARY:-}" ]; then
+        printf '  pytest: %s\n' "$PYTEST_SUMMARY"
+    fi
+    printf '  total: %ss\n' "$total"
+    if [ $FAILED -eq 0 ]; then
+        printf '\033[32mALL PASSED\033[0m\n'
+    else
+        printf '\033[31mFAILED\033[0m\n'
+    fi
+}
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"
+    elif command -v sudo >/dev/null 2>&1; then sudo "$@"
+    else echo "need root to run: $*" >&2; return 1
+    fi
+}
+
+# ---------------------------------------------------------------------------------------
+# 1. System packages (Debian): libfido2 command-line tools, headers, a C compiler.
+
+install_system_packages() {
+    local missing=()
+    command -v fido2-token >/dev/null 2>&1 && command -v fido2-cred >/dev/null 2>&1 \
+        && command -v fido2-assert >/dev/null 2>&1 || missing+=(fido2-tools)
+    [ -f /usr/include/fido.h ] || missing+=(libfido2-dev)
+    command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+    command -v cc >/dev/null 2>&1 || command -v gcc >/dev/null 2>&1 || missing+=(gcc)
+    if [ ${#missing[@]} -eq 0 ]; then
+        echo "system packages present"
+        return 0
+    fi
+    if [ -n "${PK_NO_INSTALL:-}" ]; then
+        echo "missing system packages: ${missing[*]} (PK_NO_INSTALL is set)" >&2
+        return 1
+    fi
+    echo "installing: ${missing[*]}"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq \
+        && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+            "${missing[@]}"
+}
+
+# ---------------------------------------------------------------------------------------
+# 2. Python packages, pinned in tests/python/requirements.txt.
+
+PY=${PYTHON:-python3}
+REQS="$ROOT/tests/python/requirements.txt"
+
+py_reqs_satisfied() {
+    "$1" - "$REQS" <<'EOF' 2>/dev/null
+import sys
+from importlib import metadata
+bad = []
+for line in open(sys.argv[1]):
+    line = line.split("#", 1)[0].strip()
+    if not line:
+        continue
+    name, _, want = line.partition("==")
+    try:
+        have = metadata.version(name.strip())
+    except metadata.PackageNotFoundError:
+        have = None
+    if have != want.strip():
+        bad.append(f"{name.strip()} (have {have}, want {want.strip()})")
+if bad:
+    print("python packages to install: " + ", ".join(bad))
+    sys.exit(1)
+EOF
+}
+
+install_python_packages() {
+    if ! command -v "$PY" >/dev/null 2>&1; then
+        if [ -n "${PK_NO_INSTALL:-}" ]; then echo "no $PY" >&2; return 1; fi
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq \
+            && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-venv \
+            || return 1
+    fi
+    if py_reqs_satisfied "$PY"; then
+        echo "python packages present ($("$PY" --version 2>&1))"
+        return 0
+    fi
+    if [ -n "${PK_NO_INSTALL:-}" ]; then return 1; fi
+    local stdlib
+    stdlib=$("$PY" -c 'import sysconfig; print(sysconfig.get_path("stdlib"))')
+    if [ -f "$stdlib/EXTERNALLY-MANAGED" ] || ! "$PY" -m pip --version >/dev/null 2>&1; then
+        # Distribution-managed Python: use a private venv under target/ (kept between runs).
+        local venv="$TARGET_DIR/pocketkey-tests/venv"
+        if [ ! -x "$venv/bin/python" ]; then
+            if ! "$PY" -m venv "$venv" 2>/dev/null; then
+                rm -rf "$venv"
+                as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq \
+                    && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv \
+                    && "$PY" -m venv "$venv" || return 1
+            fi
+        fi
+        PY="$venv/bin/python"
+        if py_reqs_satisfied "$PY"; then return 0; fi
+    fi
+    "$PY" -m pip install --quiet --disable-pip-version-check -r "$REQS" \
+        && py_reqs_satisfied "$PY"
+}
+
+# ---------------------------------------------------------------------------------------
+# 3. Builds.
+
+TARGET_DIR=$(cargo metadata --no-deps --format-version 1 2>/dev/null \
+    | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+TARGET_DIR=${TARGET_DIR:-${CARGO_TARGET_DIR:-$ROOT/target}}
+ART="$TARGET_DIR/pocketkey-tests"
+mkdir -p "$ART"
+
+build_pocketkey() {
+    cargo build -p pocketkey
+}
+
+build_preload() {
+    # shellcheck disable=SC2046
+    cc -shared -fPIC -O2 -Wall -Wextra -Werror \
+        -o "$ART/udp_preload.so" "$ROOT/tests/libfido2/udp_preload.c" \
+        $(pkg-config --cflags --libs libfido2) -ldl
+}
+
+cargo_tests() {
+    cargo test --workspace
+}
+
+python_tests() {
+    local out="$ART/pytest.log" rc
+    POCKETKEY_BIN="$TARGET_DIR/debug/pocketkey" \
+    POCKETKEY_UDP_PRELOAD="$ART/udp_preload.so" \
+    PYTHONDONTWRITEBYTECODE=1 \
+        "$PY" -m pytest "$ROOT/tests" --junitxml="$ART/junit.xml" "${PYTEST_ARGS[@]}" 2>&1 | tee "$out"
+    rc=${PIPESTATUS[0]}
+    PYTEST_SUMMARY=$(grep -E '^=+ .*(passed|failed|error|skipped|no tests ran).* =+$' "$out" | tail -1 | tr -d '=' | sed 's/^ *//;s/ *$//')
+    return $rc
+}
+
+run_step "system packages" install_system_packages
+run_step "python packages" install_python_packages
+if run_step "cargo build -p pocketkey" build_pocketkey; then BUILT=1; else BUILT=0; fi
+run_step "build udp_preload.so" build_preload
+if [ -z "${PK_SKIP_CARGO_TEST:-}" ]; then
+    run_step "cargo test --workspace" cargo_tests
+fi
+if [ -z "${PK_SKIP_PYTEST:-}" ]; then
+    if [ $BUILT -eq 1 ]; then
+        run_step "pytest tests/" python_tests
+    else
+        STEP_NAMES+=("pytest tests/"); STEP_RESULTS+=("not run (no binary)"); STEP_TIMES+=(0); FAILED=1
+    fi
+fi
+
+summary
+exit $FAILED
