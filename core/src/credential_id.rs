@@ -38,8 +38,9 @@ fn aad(rp_id_hash: &[u8; 32]) -> Vec<u8> {
 }
 
 impl CredentialIdSealer {
-    pub fn new(master: &MasterKey) -> Self {
-        Self { sealer: Sealer::new(master, Purpose::CredentialId) }
+    /// `salt` is the store's `wrap_salt`: IDs made before a reset do not open after it.
+    pub fn new(master: &MasterKey, salt: &[u8; 32]) -> Self {
+        Self { sealer: Sealer::with_salt(master, Purpose::CredentialId, salt) }
     }
 
     pub fn wrap(&self, rp_id_hash: &[u8; 32], cred: &WrappedCredential) -> Vec<u8> {
@@ -103,7 +104,7 @@ mod tests {
 
     #[test]
     fn wraps_within_limits_and_binds_the_rp() {
-        let s = CredentialIdSealer::new(&MasterKey::from_bytes([1; 32]));
+        let s = CredentialIdSealer::new(&MasterKey::from_bytes([1; 32]), &[0; 32]);
         let id = s.wrap(&[2; 32], &sample(Some(vec![5; MAX_CRED_BLOB_LEN])));
         assert_eq!(id.len(), MAX_ID_LEN);
         assert!(id.len() <= 255);
@@ -114,14 +115,16 @@ mod tests {
         assert_eq!(&back.private_key[..], &[9; 32]);
         assert_eq!(back.cred_blob.as_deref().map(|b| b.to_vec()), Some(vec![5; 32]));
         assert!(s.unwrap(&[3; 32], &id).is_none(), "another RP must not open it");
-        let other = CredentialIdSealer::new(&MasterKey::from_bytes([4; 32]));
+        let other = CredentialIdSealer::new(&MasterKey::from_bytes([4; 32]), &[0; 32]);
         assert!(other.unwrap(&[2; 32], &id).is_none(), "another key must not open it");
+        let after_reset = CredentialIdSealer::new(&MasterKey::from_bytes([1; 32]), &[1; 32]);
+        assert!(after_reset.unwrap(&[2; 32], &id).is_none(), "a new salt must not open it");
     }
 
     proptest! {
         #[test]
         fn arbitrary_ids_never_open_or_panic(id in proptest::collection::vec(any::<u8>(), 0..300)) {
-            let s = CredentialIdSealer::new(&MasterKey::from_bytes([1; 32]));
+            let s = CredentialIdSealer::new(&MasterKey::from_bytes([1; 32]), &[0; 32]);
             prop_assert!(s.unwrap(&[2; 32], &id).is_none());
         }
     }

@@ -5,6 +5,8 @@
 //! its master key comes from a [`crypto::master_key::KeyProvider`].
 
 pub mod approver;
+pub mod attestation;
+pub mod authenticator;
 pub mod cancel;
 pub mod credential_id;
 pub mod crypto;

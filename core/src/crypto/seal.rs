@@ -54,7 +54,12 @@ pub struct Sealer {
 
 impl Sealer {
     pub fn new(master: &MasterKey, purpose: Purpose) -> Self {
-        let hk = Hkdf::<Sha256>::new(None, master.expose());
+        Self::with_salt(master, purpose, &[])
+    }
+
+    /// A sealer whose key also depends on `salt` (a different salt opens nothing of another).
+    pub fn with_salt(master: &MasterKey, purpose: Purpose, salt: &[u8]) -> Self {
+        let hk = Hkdf::<Sha256>::new(Some(salt), master.expose());
         let mut key = Zeroizing::new([0u8; 32]);
         hk.expand(purpose.info(), key.as_mut())
             .expect("32 bytes is a valid HKDF-SHA256 output length");

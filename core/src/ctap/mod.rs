@@ -5,3 +5,4 @@ pub mod status;
 pub use status::{CtapError, CtapResult};
 pub mod cbor;
 pub mod requests;
+pub mod responses;

@@ -23,6 +23,8 @@ pub mod keys {
         pub const PIN_UV_AUTH_PARAM: i64 = 0x08;
         pub const PIN_UV_AUTH_PROTOCOL: i64 = 0x09;
         pub const ENTERPRISE_ATTESTATION: i64 = 0x0A;
+        /// CTAP 2.2: the platform's attestation format preference, most preferred first.
+        pub const ATTESTATION_FORMATS_PREFERENCE: i64 = 0x0B;
     }
     pub mod get_assertion {
         pub const RP_ID: i64 = 0x01;
@@ -248,6 +250,7 @@ pub struct MakeCredentialRequest {
     pub options: Options,
     pub pin_uv_auth: PinUvAuth,
     pub enterprise_attestation: Option<u64>,
+    pub attestation_formats_preference: Option<Vec<String>>,
 }
 
 impl MakeCredentialRequest {
@@ -277,6 +280,10 @@ impl MakeCredentialRequest {
         let options = m.take(k::OPTIONS).map(Options::parse).transpose()?.unwrap_or_default();
         let pin_uv_auth = PinUvAuth::take(&mut m, k::PIN_UV_AUTH_PARAM, k::PIN_UV_AUTH_PROTOCOL)?;
         let enterprise_attestation = m.take(k::ENTERPRISE_ATTESTATION).map(as_uint).transpose()?;
+        let attestation_formats_preference = m
+            .take(k::ATTESTATION_FORMATS_PREFERENCE)
+            .map(|v| as_array(v)?.into_iter().map(as_text).collect::<CtapResult<Vec<_>>>())
+            .transpose()?;
         Ok(Self {
             client_data_hash,
             rp,
@@ -287,6 +294,7 @@ impl MakeCredentialRequest {
             options,
             pin_uv_auth,
             enterprise_attestation,
+            attestation_formats_preference,
         })
     }
 }

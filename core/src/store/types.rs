@@ -110,6 +110,9 @@ pub struct Settings {
     pub enterprise_attestation: bool,
     /// A user-visible name for this key ("Alice's phone").
     pub label: String,
+    /// Mixed into the key that seals non-discoverable credential IDs. Not secret on its own
+    /// (the master key is); a reset renews it so every old credential ID stops opening.
+    pub wrap_salt: [u8; 32],
 }
 
 impl std::fmt::Debug for Settings {
@@ -130,6 +133,13 @@ pub const MAX_PIN_RETRIES: u8 = 8;
 pub const MAX_UV_RETRIES: u8 = 8;
 pub const DEFAULT_MIN_PIN_LENGTH: u8 = 4;
 
+fn random_salt() -> [u8; 32] {
+    use rand_core::{OsRng, RngCore};
+    let mut salt = [0u8; 32];
+    OsRng.fill_bytes(&mut salt);
+    salt
+}
+
 impl Default for Settings {
     fn default() -> Self {
         Self {
@@ -143,6 +153,7 @@ impl Default for Settings {
             always_uv: false,
             enterprise_attestation: false,
             label: "PocketKey".to_string(),
+            wrap_salt: random_salt(),
         }
     }
 }

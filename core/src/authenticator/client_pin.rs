@@ -1,0 +1,247 @@
+//! authenticatorClientPIN (CTAP 2.1 §6.5.5): PIN set/change, token issuance with PIN or with
+//! built-in user verification, retries.
+
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+use crate::approver::Operation;
+use crate::ctap::requests::{ClientPinRequest, ClientPinSubCommand as Sub};
+use crate::ctap::responses::{ok_with, ClientPinResponse};
+use crate::ctap::{CtapError, CtapResult};
+use crate::pin::{Permissions, PinProtocol, SharedSecret};
+use crate::store::{Settings, MAX_PIN_RETRIES};
+
+use super::user::Subject;
+use super::{Authenticator, Reply, RequestContext};
+
+/// Wrong PINs in a row before a power cycle is required (§6.5.5.5).
+const STRIKES_BEFORE_POWER_CYCLE: u8 = 3;
+/// A padded PIN block is 64 bytes; PINs are at most 63 bytes of UTF-8.
+const PADDED_PIN_LEN: usize = 64;
+
+impl Authenticator {
+    pub(crate) fn client_pin(&mut self, params: &[u8], cx: &RequestContext) -> Reply {
+        let req = ClientPinRequest::parse(params)?;
+        let response = match req.sub_command {
+            Sub::GetPinRetries => {
+                let s = self.store.load_settings()?;
+                ClientPinResponse {
+                    pin_retries: Some(s.pin_retries.into()),
+                    power_cycle_state: Some(self.volatile.pin_strikes >= STRIKES_BEFORE_POWER_CYCLE),
+                    ..Default::default()
+                }
+            }
+            Sub::GetUvRetries => {
+                if !self.approver.can_verify_user() {
+                    return Err(CtapError::NotAllowed);
+                }
+                ClientPinResponse { uv_retries: Some(self.store.load_settings()?.uv_retries.into()), ..Default::default() }
+            }
+            Sub::GetKeyAgreement => {
+                protocol_of(&req)?;
+                ClientPinResponse {
+                    key_agreement: Some(self.volatile.key_agreement.cose_public_key()),
+                    ..Default::default()
+                }
+            }
+            Sub::SetPin => {
+                self.set_pin(&req)?;
+                ClientPinResponse::default()
+            }
+            Sub::ChangePin => {
+                self.change_pin(&req)?;
+                ClientPinResponse::default()
+            }
+            Sub::GetPinToken => {
+                if req.permissions.is_some() || req.rp_id.is_some() {
+                    return Err(CtapError::InvalidParameter);
+                }
+                // Legacy tokens carry mc and ga (§6.5.5.7.1).
+                let perms = Permissions(Permissions::MAKE_CREDENTIAL | Permissions::GET_ASSERTION);
+                self.token_with_pin(&req, perms, None)?
+            }
+            Sub::GetPinUvAuthTokenUsingPinWithPermissions => {
+                let perms = self.requested_permissions(&req)?;
+                self.token_with_pin(&req, perms, req.rp_id.clone())?
+            }
+            Sub::GetPinUvAuthTokenUsingUvWithPermissions => self.token_with_uv(&req, cx)?,
+        };
+        Ok(ok_with(response.to_value()))
+    }
+
+    fn shared_secret(&self, req: &ClientPinRequest) -> CtapResult<SharedSecret> {
+        let protocol = protocol_of(req)?;
+        let peer = req.key_agreement.as_ref().ok_or(CtapError::MissingParameter)?;
+        self.volatile.key_agreement.decapsulate(protocol, peer)
+    }
+
+    fn set_pin(&mut self, req: &ClientPinRequest) -> CtapResult<()> {
+        let (param, new_pin_enc) = (required(&req.pin_uv_auth_param)?, required(&req.new_pin_enc)?);
+        let shared = self.shared_secret(req)?;
+        let mut settings = self.store.load_settings()?;
+        if settings.pin_hash.is_some() {
+            return Err(CtapError::NotAllowed);
+        }
+        if !shared.verify(new_pin_enc, param) {
+            return Err(CtapError::PinAuthInvalid);
+        }
+        let pin = decrypt_new_pin(&shared, new_pin_enc, &settings)?;
+        store_pin(&mut settings, &pin);
+        self.store.save_settings(&settings)?;
+        Ok(())
+    }
+
+    fn change_pin(&mut self, req: &ClientPinRequest) -> CtapResult<()> {
+        let param = required(&req.pin_uv_auth_param)?;
+        let new_pin_enc = required(&req.new_pin_enc)?;
+        let pin_hash_enc = required(&req.pin_hash_enc)?;
+        let shared = self.shared_secret(req)?;
+        let mut settings = self.store.load_settings()?;
+        if settings.pin_hash.is_none() {
+            return Err(CtapError::PinNotSet);
+        }
+        self.check_pin_attempt_allowed(&settings)?;
+        if !shared.verify(&[&new_pin_enc[..], &pin_hash_enc[..]].concat(), param) {
+            return Err(CtapError::PinAuthInvalid);
+        }
+        self.check_pin_hash(&shared, pin_hash_enc, &mut settings)?;
+        let pin = decrypt_new_pin(&shared, new_pin_enc, &settings)?;
+        let new_hash = pin_hash(&pin);
+        if settings.force_pin_change && settings.pin_hash.as_deref() == Some(&new_hash) {
+            return Err(CtapError::PinPolicyViolation);
+        }
+        store_pin(&mut settings, &pin);
+        self.store.save_settings(&settings)?;
+        // Every token handed out before is void.
+        self.volatile.token.reset();
+        Ok(())
+    }
+
+    fn requested_permissions(&self, req: &ClientPinRequest) -> CtapResult<Permissions> {
+        let bits = req.permissions.ok_or(CtapError::MissingParameter)?;
+        if bits == 0 || bits > 0xFF {
+            return Err(CtapError::InvalidParameter);
+        }
+        let perms = Permissions(bits as u8);
+        // No bio enrollment here; anything outside the defined bits is refused as well.
+        if perms.contains(Permissions::BIO_ENROLLMENT) || bits & !0x3F != 0 {
+            return Err(CtapError::UnauthorizedPermission);
+        }
+        Ok(perms)
+    }
+
+    fn token_with_pin(&mut self, req: &ClientPinRequest, perms: Permissions, rp_id: Option<String>) -> CtapResult<ClientPinResponse> {
+        let pin_hash_enc = required(&req.pin_hash_enc)?;
+        let shared = self.shared_secret(req)?;
+        let mut settings = self.store.load_settings()?;
+        if settings.pin_hash.is_none() {
+            return Err(CtapError::PinNotSet);
+        }
+        self.check_pin_attempt_allowed(&settings)?;
+        self.check_pin_hash(&shared, pin_hash_enc, &mut settings)?;
+        if settings.force_pin_change {
+            return Err(CtapError::PinPolicyViolation);
+        }
+        Ok(self.issue_token(&shared, perms, rp_id, false))
+    }
+
+    /// getPinUvAuthTokenUsingUvWithPermissions: the phone's biometric, through the Approver,
+    /// stands in for the PIN. The token carries only the permissions asked for.
+    fn token_with_uv(&mut self, req: &ClientPinRequest, cx: &RequestContext) -> CtapResult<ClientPinResponse> {
+        let perms = self.requested_permissions(req)?;
+        let shared = self.shared_secret(req)?;
+        if !self.approver.can_verify_user() {
+            return Err(CtapError::NotAllowed);
+        }
+        let subject = Subject { rp_id: req.rp_id.clone(), ..Default::default() };
+        self.ask_user(cx, Operation::VerifyUser, subject, true)?;
+        // The approval also proved presence: the next makeCredential/getAssertion within
+        // the user-present window needs no second prompt (§6.5.5.7.3, userIsPresent).
+        Ok(self.issue_token(&shared, perms, req.rp_id.clone(), true))
+    }
+
+    fn issue_token(&mut self, shared: &SharedSecret, perms: Permissions, rp_id: Option<String>, user_present: bool) -> ClientPinResponse {
+        let token = &mut self.volatile.token;
+        token.reset();
+        token.begin_using(perms, rp_id, user_present, true);
+        ClientPinResponse { pin_uv_auth_token: Some(shared.encrypt(token.secret())), ..Default::default() }
+    }
+
+    fn check_pin_attempt_allowed(&self, settings: &Settings) -> CtapResult<()> {
+        if settings.pin_retries == 0 {
+            return Err(CtapError::PinBlocked);
+        }
+        if self.volatile.pin_strikes >= STRIKES_BEFORE_POWER_CYCLE {
+            return Err(CtapError::PinAuthBlocked);
+        }
+        Ok(())
+    }
+
+    /// Compares pinHashEnc with the stored hash. The retry counter is decremented durably
+    /// before the comparison, so pulling the plug cannot buy extra guesses (§6.5.5.5).
+    fn check_pin_hash(&mut self, shared: &SharedSecret, pin_hash_enc: &[u8], settings: &mut Settings) -> CtapResult<()> {
+        settings.pin_retries -= 1;
+        self.store.save_settings(settings)?;
+        let given = shared.decrypt(pin_hash_enc)?;
+        let stored = settings.pin_hash.as_deref().ok_or(CtapError::PinNotSet)?;
+        let matches = given.len() == 16 && bool::from(subtle::ConstantTimeEq::ct_eq(&given[..], &stored[..]));
+        if !matches {
+            self.volatile.key_agreement = crate::pin::KeyAgreementKey::generate();
+            self.volatile.pin_strikes += 1;
+            return Err(if settings.pin_retries == 0 {
+                CtapError::PinBlocked
+            } else if self.volatile.pin_strikes >= STRIKES_BEFORE_POWER_CYCLE {
+                CtapError::PinAuthBlocked
+            } else {
+                CtapError::PinInvalid
+            });
+        }
+        settings.pin_retries = MAX_PIN_RETRIES;
+        self.volatile.pin_strikes = 0;
+        self.store.save_settings(settings)?;
+        Ok(())
+    }
+}
+
+fn protocol_of(req: &ClientPinRequest) -> CtapResult<PinProtocol> {
+    PinProtocol::from_u64(req.protocol.ok_or(CtapError::MissingParameter)?)
+}
+
+fn required(v: &Option<Vec<u8>>) -> CtapResult<&Vec<u8>> {
+    v.as_ref().ok_or(CtapError::MissingParameter)
+}
+
+fn pin_hash(pin: &[u8]) -> [u8; 16] {
+    let digest = Sha256::digest(pin);
+    digest[..16].try_into().expect("16 of 32 bytes")
+}
+
+fn store_pin(settings: &mut Settings, pin: &[u8]) {
+    settings.pin_hash = Some(Zeroizing::new(pin_hash(pin)));
+    settings.pin_code_points = std::str::from_utf8(pin).map(|s| s.chars().count()).unwrap_or(pin.len()) as u8;
+    settings.pin_retries = MAX_PIN_RETRIES;
+    settings.force_pin_change = false;
+}
+
+/// Decrypts newPinEnc, strips the zero padding and applies the PIN policy (§6.5.5.5).
+fn decrypt_new_pin(shared: &SharedSecret, new_pin_enc: &[u8], settings: &Settings) -> CtapResult<Zeroizing<Vec<u8>>> {
+    let expected = match shared.protocol() {
+        PinProtocol::One => PADDED_PIN_LEN,
+        PinProtocol::Two => 16 + PADDED_PIN_LEN,
+    };
+    if new_pin_enc.len() != expected {
+        return Err(CtapError::InvalidParameter);
+    }
+    let padded = shared.decrypt(new_pin_enc)?;
+    let len = padded.iter().position(|b| *b == 0).unwrap_or(padded.len());
+    if len == PADDED_PIN_LEN {
+        // No terminating zero: the PIN is longer than 63 bytes.
+        return Err(CtapError::PinPolicyViolation);
+    }
+    let pin = Zeroizing::new(padded[..len].to_vec());
+    let code_points = std::str::from_utf8(&pin).map_err(|_| CtapError::PinPolicyViolation)?.chars().count();
+    if code_points < settings.min_pin_length as usize {
+        return Err(CtapError::PinPolicyViolation);
+    }
+    Ok(pin)
+}

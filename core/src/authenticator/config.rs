@@ -1,0 +1,67 @@
+//! authenticatorConfig (CTAP 2.1 §6.11): enterprise attestation, alwaysUv, minimum PIN length.
+
+use crate::ctap::requests::{ConfigRequest, ConfigSubCommand as Sub};
+use crate::ctap::{CtapError, CtapResult};
+use crate::pin::PinProtocol;
+
+use crate::pin::Permissions;
+use super::{Authenticator, Reply};
+
+/// How many RP ids may receive the minPinLength extension.
+pub(crate) const MAX_MIN_PIN_LENGTH_RP_IDS: usize = 8;
+
+impl Authenticator {
+    pub(crate) fn authenticator_config(&mut self, params: &[u8]) -> Reply {
+        let req = ConfigRequest::parse(params)?;
+        if self.uv_configured()? {
+            self.check_config_token(&req)?;
+        }
+        let mut settings = self.store.load_settings()?;
+        match req.sub_command {
+            Sub::EnableEnterpriseAttestation => {
+                if self.config.attestation.enterprise.is_none() {
+                    return Err(CtapError::InvalidCommand);
+                }
+                settings.enterprise_attestation = true;
+            }
+            Sub::ToggleAlwaysUv => settings.always_uv = !settings.always_uv,
+            Sub::SetMinPinLength { new_min_pin_length, rp_ids, force_change_pin } => {
+                let new_len = match new_min_pin_length {
+                    Some(n) => u8::try_from(n).map_err(|_| CtapError::PinPolicyViolation)?,
+                    None => settings.min_pin_length,
+                };
+                // The minimum may only grow (§6.11.4).
+                if new_len < settings.min_pin_length {
+                    return Err(CtapError::PinPolicyViolation);
+                }
+                if let Some(ids) = rp_ids {
+                    if ids.len() > MAX_MIN_PIN_LENGTH_RP_IDS {
+                        return Err(CtapError::InvalidParameter);
+                    }
+                    settings.min_pin_length_rp_ids = ids;
+                }
+                if force_change_pin && settings.pin_hash.is_none() {
+                    return Err(CtapError::PinNotSet);
+                }
+                settings.min_pin_length = new_len;
+                if force_change_pin || (settings.pin_hash.is_some() && settings.pin_code_points < new_len) {
+                    settings.force_pin_change = true;
+                }
+            }
+        }
+        self.store.save_settings(&settings)?;
+        Ok(vec![0x00])
+    }
+
+    /// pinUvAuthParam = authenticate(token, 32×0xff ‖ 0x0d ‖ uint8(subCommand) ‖ subCommandParams).
+    fn check_config_token(&mut self, req: &ConfigRequest) -> CtapResult<()> {
+        let param = req.pin_uv_auth.param.as_ref().ok_or(CtapError::PuatRequired)?;
+        let protocol = PinProtocol::from_u64(req.pin_uv_auth.protocol.ok_or(CtapError::MissingParameter)?)?;
+        let message = [&[0xff; 32][..], &[0x0d, req.sub_command_byte], &req.params_bytes].concat();
+        let token = &self.volatile.token;
+        if !token.verify(protocol, &message, param) || !token.has_permission(Permissions::AUTHENTICATOR_CONFIG) {
+            return Err(CtapError::PinAuthInvalid);
+        }
+        Ok(())
+    }
+}

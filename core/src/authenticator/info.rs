@@ -1,0 +1,64 @@
+//! authenticatorGetInfo (CTAP 2.1 §6.4).
+
+use crate::credential_id::{MAX_CRED_BLOB_LEN, MAX_ID_LEN};
+use crate::ctap::responses::{ok_with, GetInfoResponse};
+use crate::store::MAX_DISCOVERABLE_CREDENTIALS;
+
+use super::config::MAX_MIN_PIN_LENGTH_RP_IDS;
+use super::large_blobs::MAX_SERIALIZED_LARGE_BLOB_ARRAY;
+use super::{Authenticator, Reply};
+
+/// uvModality bits (FIDO Registry §3.1): fingerprint | faceprint, what phones offer.
+const UV_MODALITY: u64 = 0x02 | 0x10;
+
+impl Authenticator {
+    pub(crate) fn info(&self) -> Result<GetInfoResponse, crate::store::StoreError> {
+        let settings = self.store.load_settings()?;
+        let mut options = vec![
+            ("rk", true),
+            ("up", true),
+            ("clientPin", settings.pin_hash.is_some()),
+            ("pinUvAuthToken", true),
+            ("credMgmt", true),
+            ("credentialMgmtPreview", true),
+            ("authnrCfg", true),
+            ("largeBlobs", true),
+            ("makeCredUvNotRqd", true),
+            ("setMinPINLength", true),
+            ("alwaysUv", settings.always_uv),
+        ];
+        if self.approver.can_verify_user() {
+            options.push(("uv", true));
+        }
+        if self.config.attestation.enterprise.is_some() {
+            options.push(("ep", settings.enterprise_attestation));
+        }
+        let count = self.store.credential_count()?;
+        Ok(GetInfoResponse {
+            versions: vec!["U2F_V2", "FIDO_2_0", "FIDO_2_1"],
+            extensions: vec!["credBlob", "credProtect", "hmac-secret", "largeBlobKey", "minPinLength"],
+            aaguid: self.config.aaguid,
+            options,
+            max_msg_size: self.config.max_msg_size as u64,
+            pin_uv_auth_protocols: vec![2, 1],
+            // Bounded so an allowList always fits one message.
+            max_credential_count_in_list: 64,
+            max_credential_id_length: MAX_ID_LEN as u64,
+            transports: self.config.transports.clone(),
+            algorithms: vec![-7, -8],
+            max_serialized_large_blob_array: MAX_SERIALIZED_LARGE_BLOB_ARRAY as u64,
+            force_pin_change: settings.force_pin_change,
+            min_pin_length: settings.min_pin_length.into(),
+            firmware_version: self.config.firmware_version,
+            max_cred_blob_length: MAX_CRED_BLOB_LEN as u64,
+            max_rp_ids_for_set_min_pin_length: MAX_MIN_PIN_LENGTH_RP_IDS as u64,
+            preferred_platform_uv_attempts: 1,
+            uv_modality: UV_MODALITY,
+            remaining_discoverable_credentials: MAX_DISCOVERABLE_CREDENTIALS.saturating_sub(count).into(),
+        })
+    }
+
+    pub(crate) fn get_info(&self) -> Reply {
+        Ok(ok_with(self.info()?.to_value()))
+    }
+}

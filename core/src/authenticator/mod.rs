@@ -1,0 +1,222 @@
+//! The CTAP2.1 + CTAP1/U2F command processor.
+//!
+//! [`Authenticator::process_cbor`] takes the payload of a CTAPHID CBOR message (command byte ‖
+//! CBOR) and returns status byte ‖ CBOR; [`Authenticator::process_u2f`] does the same for U2F
+//! APDUs. Everything persistent lives in the [`Store`]; everything volatile (tokens, key
+//! agreement, PIN strikes, pending enumerations) in [`Volatile`] and is dropped by
+//! [`Authenticator::power_cycle`].
+
+mod auth_data;
+mod client_pin;
+mod config;
+mod cred_mgmt;
+mod credentials;
+mod get_assertion;
+mod info;
+mod large_blobs;
+mod make_credential;
+mod reset;
+mod u2f;
+mod user;
+
+use std::time::{Duration, Instant};
+
+use crate::approver::{Approver, Requester};
+use crate::attestation::AttestationConfig;
+use crate::cancel::CancelToken;
+use crate::credential_id::CredentialIdSealer;
+use crate::crypto::master_key::MasterKey;
+use crate::ctap::{CtapError, CtapResult};
+use crate::pin::{KeyAgreementKey, PinUvAuthToken};
+use crate::store::{Store, StoreError};
+
+pub use get_assertion::PendingAssertions;
+
+/// CTAP2 command bytes (CTAP 2.1 §6).
+pub mod command {
+    pub const MAKE_CREDENTIAL: u8 = 0x01;
+    pub const GET_ASSERTION: u8 = 0x02;
+    pub const GET_INFO: u8 = 0x04;
+    pub const CLIENT_PIN: u8 = 0x06;
+    pub const RESET: u8 = 0x07;
+    pub const GET_NEXT_ASSERTION: u8 = 0x08;
+    pub const CREDENTIAL_MANAGEMENT: u8 = 0x0A;
+    pub const SELECTION: u8 = 0x0B;
+    pub const LARGE_BLOBS: u8 = 0x0C;
+    pub const CONFIG: u8 = 0x0D;
+    /// Pre-2.1 vendor alias of credentialManagement (libfido2 and OpenSSH send it).
+    pub const CREDENTIAL_MANAGEMENT_PREVIEW: u8 = 0x41;
+}
+
+/// Fixed facts about this authenticator model.
+#[derive(Debug)]
+pub struct Config {
+    pub aaguid: [u8; 16],
+    pub attestation: AttestationConfig,
+    /// Largest CTAP message the transport carries (CTAPHID: 7609 bytes).
+    pub max_msg_size: usize,
+    /// How long the user has to answer an approval.
+    pub approval_timeout: Duration,
+    /// Transports to advertise in getInfo ("usb", "hybrid", "internal").
+    pub transports: Vec<&'static str>,
+    /// Whether new discoverable credentials are backup-eligible (synced). Ours are not: keys
+    /// are sealed under a device-bound master key.
+    pub backup_eligible: bool,
+    pub firmware_version: u64,
+}
+
+/// PocketKey's AAGUID: 9b1f5c0e-7d3a-4c62-a8e1-3f6b2d4c5a71.
+pub const POCKETKEY_AAGUID: [u8; 16] = [
+    0x9b, 0x1f, 0x5c, 0x0e, 0x7d, 0x3a, 0x4c, 0x62, 0xa8, 0xe1, 0x3f, 0x6b, 0x2d, 0x4c, 0x5a, 0x71,
+];
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            aaguid: POCKETKEY_AAGUID,
+            attestation: AttestationConfig::default(),
+            max_msg_size: 7609,
+            approval_timeout: Duration::from_secs(30),
+            transports: vec!["usb"],
+            backup_eligible: false,
+            firmware_version: 1,
+        }
+    }
+}
+
+/// Per-request facts from the transport.
+#[derive(Debug, Clone, Default)]
+pub struct RequestContext {
+    /// Set by the transport when the platform cancels (CTAPHID CANCEL).
+    pub cancel: CancelToken,
+    /// Who is asking, as the approval should name it.
+    pub requester: Requester,
+}
+
+/// Lost at power-off.
+pub(crate) struct Volatile {
+    pub boot: Instant,
+    pub key_agreement: KeyAgreementKey,
+    pub token: PinUvAuthToken,
+    /// Consecutive wrong PINs since power-up (three force a power cycle).
+    pub pin_strikes: u8,
+    pub pending_assertions: Option<PendingAssertions>,
+    pub pending_rps: Option<cred_mgmt::PendingRps>,
+    pub pending_credentials: Option<cred_mgmt::PendingCredentials>,
+    pub large_blob_write: Option<large_blobs::PendingWrite>,
+}
+
+impl Volatile {
+    fn new() -> Self {
+        Self {
+            boot: Instant::now(),
+            key_agreement: KeyAgreementKey::generate(),
+            token: PinUvAuthToken::new(),
+            pin_strikes: 0,
+            pending_assertions: None,
+            pending_rps: None,
+            pending_credentials: None,
+            large_blob_write: None,
+        }
+    }
+}
+
+/// The engine. One per security key; not thread-safe by itself (transports serialize requests).
+pub struct Authenticator {
+    pub(crate) store: Store,
+    pub(crate) approver: Box<dyn Approver>,
+    pub(crate) config: Config,
+    pub(crate) master: MasterKey,
+    pub(crate) ids: CredentialIdSealer,
+    pub(crate) volatile: Volatile,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+impl Authenticator {
+    pub fn new(store: Store, master: &MasterKey, approver: Box<dyn Approver>, config: Config) -> Result<Self, StoreError> {
+        let salt = store.load_settings()?.wrap_salt;
+        Ok(Self {
+            store,
+            approver,
+            config,
+            master: master.clone(),
+            ids: CredentialIdSealer::new(master, &salt),
+            volatile: Volatile::new(),
+        })
+    }
+
+    /// Handles one CTAP2 message: command byte ‖ CBOR parameters → status ‖ CBOR response.
+    pub fn process_cbor(&mut self, request: &[u8], cx: &RequestContext) -> Vec<u8> {
+        let Some((&cmd, params)) = request.split_first() else {
+            return vec![CtapError::InvalidLength.code()];
+        };
+        self.forget_continuations(cmd);
+        let result = match cmd {
+            command::MAKE_CREDENTIAL => self.make_credential(params, cx),
+            command::GET_ASSERTION => self.get_assertion(params, cx),
+            command::GET_INFO => self.get_info(),
+            command::CLIENT_PIN => self.client_pin(params, cx),
+            command::RESET => self.reset(cx),
+            command::GET_NEXT_ASSERTION => self.get_next_assertion(),
+            command::CREDENTIAL_MANAGEMENT | command::CREDENTIAL_MANAGEMENT_PREVIEW => {
+                self.credential_management(params)
+            }
+            command::SELECTION => self.selection(cx),
+            command::LARGE_BLOBS => self.large_blobs(params),
+            command::CONFIG => self.authenticator_config(params),
+            _ => Err(CtapError::InvalidCommand),
+        };
+        result.unwrap_or_else(|e| vec![e.code()])
+    }
+
+    /// Handles one CTAP1/U2F APDU → response data ‖ status word.
+    pub fn process_u2f(&mut self, apdu: &[u8], cx: &RequestContext) -> Vec<u8> {
+        self.forget_continuations(0);
+        self.u2f(apdu, cx)
+    }
+
+    /// The key lost and regained power: keep what is stored, drop what is volatile.
+    pub fn power_cycle(&mut self) {
+        self.volatile = Volatile::new();
+    }
+
+    /// Read access to the store, for apps listing passkeys.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Stateful continuations end when any other command arrives (CTAP 2.1 §6.3, §6.8).
+    fn forget_continuations(&mut self, cmd: u8) {
+        if cmd != command::GET_NEXT_ASSERTION {
+            self.volatile.pending_assertions = None;
+        }
+        if cmd != command::CREDENTIAL_MANAGEMENT && cmd != command::CREDENTIAL_MANAGEMENT_PREVIEW {
+            self.volatile.pending_rps = None;
+            self.volatile.pending_credentials = None;
+        }
+        if cmd != command::LARGE_BLOBS {
+            self.volatile.large_blob_write = None;
+        }
+    }
+}
+
+/// Store failures surface to the platform as CTAP1_ERR_OTHER; nothing secret is in them.
+impl From<StoreError> for CtapError {
+    fn from(_: StoreError) -> Self {
+        CtapError::Other
+    }
+}
+
+pub(crate) fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+pub(crate) type Reply = CtapResult<Vec<u8>>;

@@ -1,0 +1,126 @@
+//! Asking the user (through the Approver) and checking pinUvAuthParams: the user-presence and
+//! user-verification rules shared by makeCredential, getAssertion and clientPIN.
+
+use crate::approver::{AccountChoice, ApprovalOutcome, ApprovalRequest, Operation};
+use crate::ctap::requests::PinUvAuth;
+use crate::ctap::{CtapError, CtapResult};
+use crate::pin::PinProtocol;
+use crate::store::MAX_UV_RETRIES;
+
+use super::{Authenticator, RequestContext};
+
+/// What the platform asked the user to do, once the request's options are resolved.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Gesture {
+    pub present: bool,
+    pub verified: bool,
+    /// The account the user picked, when several were offered.
+    pub account: Option<usize>,
+}
+
+/// The approval request's descriptive fields.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Subject {
+    pub rp_id: Option<String>,
+    pub rp_name: Option<String>,
+    pub user_name: Option<String>,
+    pub user_display_name: Option<String>,
+    pub accounts: Vec<AccountChoice>,
+}
+
+impl Authenticator {
+    /// Asks the user and maps a refusal to its CTAP status. `verify` asks for built-in UV;
+    /// a failed verification counts against uvRetries (CTAP 2.1 §6.5.5.7.3 semantics).
+    pub(crate) fn ask_user(&mut self, cx: &RequestContext, operation: Operation, subject: Subject, verify: bool) -> CtapResult<Gesture> {
+        if verify {
+            let mut settings = self.store.load_settings()?;
+            if settings.uv_retries == 0 {
+                return Err(CtapError::UvBlocked);
+            }
+            let outcome = self.ask(cx, operation, subject, true);
+            match outcome {
+                ApprovalOutcome::Verified { account } => {
+                    if settings.uv_retries != MAX_UV_RETRIES {
+                        settings.uv_retries = MAX_UV_RETRIES;
+                        self.store.save_settings(&settings)?;
+                    }
+                    Ok(Gesture { present: true, verified: true, account })
+                }
+                ApprovalOutcome::VerificationFailed => {
+                    settings.uv_retries = settings.uv_retries.saturating_sub(1);
+                    self.store.save_settings(&settings)?;
+                    Err(if settings.uv_retries == 0 { CtapError::UvBlocked } else { CtapError::UvInvalid })
+                }
+                // Approved without being verified where verification was required.
+                ApprovalOutcome::Present { .. } => Err(CtapError::OperationDenied),
+                other => Err(refusal(other)),
+            }
+        } else {
+            match self.ask(cx, operation, subject, false) {
+                ApprovalOutcome::Present { account } => Ok(Gesture { present: true, verified: false, account }),
+                ApprovalOutcome::Verified { account } => Ok(Gesture { present: true, verified: false, account }),
+                other => Err(refusal(other)),
+            }
+        }
+    }
+
+    fn ask(&mut self, cx: &RequestContext, operation: Operation, subject: Subject, verify: bool) -> ApprovalOutcome {
+        if cx.cancel.is_cancelled() {
+            return ApprovalOutcome::Cancelled;
+        }
+        let request = ApprovalRequest {
+            operation,
+            rp_id: subject.rp_id,
+            rp_name: subject.rp_name,
+            user_name: subject.user_name,
+            user_display_name: subject.user_display_name,
+            requester: cx.requester.clone(),
+            accounts: subject.accounts,
+            verification_required: verify,
+            timeout: self.config.approval_timeout,
+        };
+        self.approver.approve(&request, &cx.cancel)
+    }
+
+    /// Checks a makeCredential/getAssertion pinUvAuthParam over the clientDataHash against the
+    /// current token (CTAP 2.1 §6.1.2 step 11, §6.2.2 step 9). Returns whether the token
+    /// carries user verification and whether its user-present flag is still fresh.
+    pub(crate) fn check_token(&mut self, auth: &PinUvAuth, client_data_hash: &[u8; 32], permission: u8, rp_id: &str) -> CtapResult<(bool, bool)> {
+        let (param, protocol) = match (&auth.param, auth.protocol) {
+            (Some(p), Some(v)) => (p, PinProtocol::from_u64(v)?),
+            (Some(_), None) => return Err(CtapError::MissingParameter),
+            _ => unreachable!("callers check for pinUvAuthParam first"),
+        };
+        let token = &mut self.volatile.token;
+        if !token.verify(protocol, client_data_hash, param) {
+            return Err(CtapError::PinAuthInvalid);
+        }
+        if !token.has_permission(permission) || !token.bind_or_match_rp(rp_id) {
+            return Err(CtapError::PinAuthInvalid);
+        }
+        Ok((token.user_verified(), token.user_present()))
+    }
+
+    /// A zero-length pinUvAuthParam is a platform asking "touch to pick this authenticator"
+    /// (CTAP 2.1 §6.1.2 step 1): wait for presence, then say whether a PIN is set.
+    pub(crate) fn touch_probe(&mut self, cx: &RequestContext) -> CtapResult<Vec<u8>> {
+        self.ask_user(cx, Operation::Select, Subject::default(), false)?;
+        let pin_set = self.store.load_settings()?.pin_hash.is_some();
+        Err(if pin_set { CtapError::PinInvalid } else { CtapError::PinNotSet })
+    }
+
+    /// Whether any form of user verification is configured (PIN set or built-in UV).
+    pub(crate) fn uv_configured(&self) -> CtapResult<bool> {
+        Ok(self.approver.can_verify_user() || self.store.load_settings()?.pin_hash.is_some())
+    }
+}
+
+/// How a refused approval surfaces on the wire.
+pub(crate) fn refusal(outcome: ApprovalOutcome) -> CtapError {
+    match outcome {
+        ApprovalOutcome::Cancelled => CtapError::KeepaliveCancel,
+        ApprovalOutcome::TimedOut => CtapError::UserActionTimeout,
+        _ => CtapError::OperationDenied,
+    }
+}
+
