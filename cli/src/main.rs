@@ -1,1 +1,161 @@
-fn main(){}
+//! `pocketkey`: PocketKey's engine on a desktop, a software FIDO2 security key.
+
+mod approver;
+mod engine;
+mod keys;
+mod udp;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+use pocketkey_core::approver::{Approver, AutoApprover};
+use pocketkey_core::crypto::master_key::{KeyProvider, MasterKey};
+
+use crate::engine::{SignallingApprover, WaitingForUser};
+use crate::keys::{FileKeyProvider, KeyringKeyProvider};
+
+#[derive(Debug, Parser)]
+#[command(name = "pocketkey", version, about = "PocketKey on a desktop: a software FIDO2 security key")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the security key, serving CTAPHID over a transport until Ctrl-C.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Serve CTAPHID over UDP (one 64-byte report per datagram, the simulation convention
+    /// FIDO test tools speak) on ADDR. This is the default transport.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = udp::DEFAULT_ADDR)]
+    udp: Option<SocketAddr>,
+
+    /// Where the credential store (and the key file, without --keyring) live. Created with
+    /// mode 0700. Default: $XDG_DATA_HOME/pocketkey or ~/.local/share/pocketkey.
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+
+    /// Approve every request without asking (verified). For unattended tests only.
+    #[arg(long)]
+    auto_approve: bool,
+
+    /// Keep the master key in the OS keyring (service "pocketkey", user = the state
+    /// directory) instead of the 0600 file master.key in the state directory. On Linux this
+    /// is the kernel keyring, which does not survive a reboot.
+    #[arg(long)]
+    keyring: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("pocketkey: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(args: ServeArgs) -> Result<(), String> {
+    let addr = match args.udp {
+        Some(addr) => addr,
+        None => udp::DEFAULT_ADDR.parse().map_err(|e| format!("bad default address: {e}"))?,
+    };
+    let state_dir = match args.state_dir {
+        Some(dir) => dir,
+        None => keys::default_state_dir()?,
+    };
+    let (state_dir, warning) = keys::prepare_state_dir(&state_dir)?;
+    if let Some(warning) = warning {
+        eprintln!("{warning}");
+    }
+
+    // Bind first: a busy port should not cost a key or a store.
+    let transport = udp::UdpTransport::bind(addr)?;
+    let local = transport.local_addr().map_err(|e| format!("cannot read the bound address: {e}"))?;
+
+    let master = master_key(&state_dir, args.keyring)?;
+    let waiting = WaitingForUser::new();
+    let inner: Box<dyn Approver> =
+        if args.auto_approve { Box::new(AutoApprover) } else { Box::new(approver::TerminalApprover::new()) };
+    let approver = Box::new(SignallingApprover::new(inner, waiting.clone()));
+    let engine = engine::open_engine(&state_dir.join(keys::STORE_FILE_NAME), &master, approver)?;
+    drop(master);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = Arc::clone(&stop);
+        ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst))
+            .map_err(|e| format!("cannot install the Ctrl-C handler: {e}"))?;
+    }
+
+    eprintln!("PocketKey security key listening on UDP {local}");
+    eprintln!("state directory: {}", state_dir.display());
+    if args.auto_approve {
+        eprintln!("auto-approving every request (--auto-approve)");
+    } else {
+        eprintln!("approve requests here (y = approve, p = presence only, n = deny)");
+    }
+
+    let options = udp::Options { waiting_for_user: Some(waiting), ..udp::Options::default() };
+    transport.run(engine, options, Arc::clone(&stop)).map_err(|e| format!("UDP transport failed: {e}"))?;
+    eprintln!("stopped");
+    Ok(())
+}
+
+fn master_key(state_dir: &std::path::Path, use_keyring: bool) -> Result<MasterKey, String> {
+    if use_keyring {
+        if cfg!(target_os = "linux") {
+            eprintln!(
+                "note: --keyring on Linux uses the kernel keyring, which is lost at reboot; \
+                 the store cannot be opened without it"
+            );
+        }
+        let key = KeyringKeyProvider::for_state_dir(state_dir).master_key().map_err(|e| e.to_string())?;
+        eprintln!("master key: OS keyring, service \"{}\"", keys::KEYRING_SERVICE);
+        Ok(key)
+    } else {
+        let provider = FileKeyProvider::in_dir(state_dir);
+        let key = provider.master_key().map_err(|e| e.to_string())?;
+        eprintln!("master key: {}", provider.path().display());
+        Ok(key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_valid() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn udp_address_forms() {
+        let parse = |args: &[&str]| Cli::try_parse_from(args).map(|cli| match cli.command {
+            Command::Serve(a) => a,
+        });
+        assert_eq!(parse(&["pocketkey", "serve"]).unwrap().udp, None);
+        assert_eq!(parse(&["pocketkey", "serve", "--udp"]).unwrap().udp, Some("127.0.0.1:8111".parse().unwrap()));
+        let a = parse(&["pocketkey", "serve", "--udp", "127.0.0.1:9000", "--auto-approve", "--state-dir", "/tmp/x"])
+            .unwrap();
+        assert_eq!(a.udp, Some("127.0.0.1:9000".parse().unwrap()));
+        assert!(a.auto_approve && !a.keyring);
+        assert_eq!(a.state_dir, Some(PathBuf::from("/tmp/x")));
+        assert!(parse(&["pocketkey", "serve", "--udp", "nonsense"]).is_err());
+    }
+}

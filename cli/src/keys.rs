@@ -1,0 +1,291 @@
+//! Where the desktop key keeps its master key and its files: the state directory, a 0600 key
+//! file, or the OS keyring.
+
+use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use pocketkey_core::crypto::master_key::{KeyProvider, KeyProviderError, MasterKey};
+use rand_core::{OsRng, RngCore};
+use zeroize::Zeroizing;
+
+/// Keyring service name.
+pub const KEYRING_SERVICE: &str = "pocketkey";
+/// Name of the key file inside the state directory.
+pub const KEY_FILE_NAME: &str = "master.key";
+/// Name of the credential store inside the state directory.
+pub const STORE_FILE_NAME: &str = "pocketkey.sqlite";
+
+const KEY_LEN: usize = 32;
+
+/// The platform data directory for PocketKey: `$XDG_DATA_HOME/pocketkey`, else
+/// `~/.local/share/pocketkey` (`~/Library/Application Support/pocketkey` on macOS).
+pub fn default_state_dir() -> Result<PathBuf, String> {
+    state_dir_from(std::env::var_os("XDG_DATA_HOME"), std::env::var_os("HOME"))
+}
+
+fn state_dir_from(xdg: Option<std::ffi::OsString>, home: Option<std::ffi::OsString>) -> Result<PathBuf, String> {
+    if !cfg!(target_os = "macos") {
+        if let Some(xdg) = xdg.map(PathBuf::from).filter(|p| p.is_absolute()) {
+            return Ok(xdg.join("pocketkey"));
+        }
+    }
+    let home = home
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .ok_or("cannot find a data directory (HOME is not set): pass --state-dir")?;
+    if cfg!(target_os = "macos") {
+        Ok(home.join("Library/Application Support/pocketkey"))
+    } else {
+        Ok(home.join(".local/share/pocketkey"))
+    }
+}
+
+/// Creates the state directory (mode 0700, parents as needed) and returns its canonical path
+/// and, when it already existed with access for group or others, a warning to show.
+pub fn prepare_state_dir(dir: &Path) -> Result<(PathBuf, Option<String>), String> {
+    DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| format!("cannot create the state directory {}: {e}", dir.display()))?;
+    let canonical =
+        fs::canonicalize(dir).map_err(|e| format!("cannot resolve the state directory {}: {e}", dir.display()))?;
+    let meta = fs::metadata(&canonical)
+        .map_err(|e| format!("cannot read the state directory {}: {e}", canonical.display()))?;
+    if !meta.is_dir() {
+        return Err(format!("{} is not a directory", canonical.display()));
+    }
+    let mode = meta.permissions().mode() & 0o777;
+    let warning = (mode & 0o077 != 0).then(|| {
+        format!(
+            "warning: the state directory {} is accessible to other users (mode {mode:03o}); \
+             consider `chmod 700 {}`",
+            canonical.display(),
+            canonical.display()
+        )
+    });
+    Ok((canonical, warning))
+}
+
+/// The master key in a file of 32 raw bytes, mode 0600, created on first use.
+#[derive(Debug, Clone)]
+pub struct FileKeyProvider {
+    path: PathBuf,
+}
+
+impl FileKeyProvider {
+    /// The key file `master.key` inside `state_dir`.
+    pub fn in_dir(state_dir: &Path) -> Self {
+        Self { path: state_dir.join(KEY_FILE_NAME) }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn load(&self) -> io::Result<Option<MasterKey>> {
+        let mut file = match File::open(&self.path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let meta = file.metadata()?;
+        let shown = self.path.display();
+        if !meta.is_file() {
+            return Err(io::Error::other(format!("{shown} is not a regular file")));
+        }
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(io::Error::other(format!(
+                "refusing to use the key file {shown}: it is readable by group or others (mode {mode:03o}); \
+                 if nobody else could have read it, run `chmod 600 {shown}`"
+            )));
+        }
+        if meta.len() != KEY_LEN as u64 {
+            return Err(io::Error::other(format!(
+                "the key file {shown} is damaged: {} bytes instead of {KEY_LEN}",
+                meta.len()
+            )));
+        }
+        let mut bytes = Zeroizing::new([0u8; KEY_LEN]);
+        file.read_exact(bytes.as_mut())?;
+        Ok(Some(MasterKey::from_bytes(*bytes)))
+    }
+
+    /// Writes a new key to a private temporary file, then links it into place: the key file
+    /// either does not exist or is complete, and a concurrent creator wins cleanly.
+    fn create(&self) -> io::Result<()> {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        let tmp = dir.join(format!(".{KEY_FILE_NAME}.{}.{:08x}.tmp", std::process::id(), OsRng.next_u32()));
+        let result = (|| {
+            let mut file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+            let key = MasterKey::generate();
+            file.write_all(key.expose())?;
+            file.sync_all()?;
+            drop(file);
+            match fs::hard_link(&tmp, &self.path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e),
+            }
+            File::open(dir)?.sync_all()
+        })();
+        let _ = fs::remove_file(&tmp);
+        result
+    }
+}
+
+impl KeyProvider for FileKeyProvider {
+    fn master_key(&self) -> Result<MasterKey, KeyProviderError> {
+        let err = |e: io::Error| KeyProviderError(format!("{}: {e}", self.path.display()));
+        if let Some(key) = self.load().map_err(err)? {
+            return Ok(key);
+        }
+        self.create().map_err(err)?;
+        self.load()
+            .map_err(err)?
+            .ok_or_else(|| KeyProviderError(format!("{}: vanished after creation", self.path.display())))
+    }
+}
+
+/// The master key in the OS keyring (service "pocketkey", user = the canonical state dir).
+#[derive(Debug, Clone)]
+pub struct KeyringKeyProvider {
+    user: String,
+}
+
+impl KeyringKeyProvider {
+    pub fn for_state_dir(canonical_state_dir: &Path) -> Self {
+        Self { user: canonical_state_dir.to_string_lossy().into_owned() }
+    }
+
+    fn entry(&self) -> Result<keyring::Entry, KeyProviderError> {
+        keyring::Entry::new(KEYRING_SERVICE, &self.user)
+            .map_err(|e| KeyProviderError(format!("cannot open the OS keyring: {e}")))
+    }
+}
+
+impl KeyProvider for KeyringKeyProvider {
+    fn master_key(&self) -> Result<MasterKey, KeyProviderError> {
+        let entry = self.entry()?;
+        let from_secret = |secret: Vec<u8>| -> Result<MasterKey, KeyProviderError> {
+            let secret = Zeroizing::new(secret);
+            let bytes: [u8; KEY_LEN] = secret.as_slice().try_into().map_err(|_| {
+                KeyProviderError(format!(
+                    "the keyring entry {KEYRING_SERVICE}/{} holds {} bytes, not a {KEY_LEN}-byte key",
+                    self.user,
+                    secret.len()
+                ))
+            })?;
+            Ok(MasterKey::from_bytes(bytes))
+        };
+        match entry.get_secret() {
+            Ok(secret) => from_secret(secret),
+            Err(keyring::Error::NoEntry) => {
+                let key = MasterKey::generate();
+                entry
+                    .set_secret(key.expose())
+                    .map_err(|e| KeyProviderError(format!("cannot store the master key in the OS keyring: {e}")))?;
+                // Read it back so two racing first starts agree on one key.
+                from_secret(
+                    entry
+                        .get_secret()
+                        .map_err(|e| KeyProviderError(format!("cannot read back the master key: {e}")))?,
+                )
+            }
+            Err(e) => Err(KeyProviderError(format!("cannot read the master key from the OS keyring: {e}"))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_dir_prefers_xdg_data_home() {
+        if cfg!(target_os = "macos") {
+            return;
+        }
+        let dir = state_dir_from(Some("/x/data".into()), Some("/home/u".into())).unwrap();
+        assert_eq!(dir, PathBuf::from("/x/data/pocketkey"));
+        let dir = state_dir_from(Some("relative".into()), Some("/home/u".into())).unwrap();
+        assert_eq!(dir, PathBuf::from("/home/u/.local/share/pocketkey"));
+        let dir = state_dir_from(None, Some("/home/u".into())).unwrap();
+        assert_eq!(dir, PathBuf::from("/home/u/.local/share/pocketkey"));
+        assert!(state_dir_from(None, None).is_err());
+    }
+
+    #[test]
+    fn state_dir_is_created_private() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("a/b/pocketkey");
+        let (canonical, warning) = prepare_state_dir(&dir).unwrap();
+        assert!(warning.is_none());
+        assert_eq!(fs::metadata(&canonical).unwrap().permissions().mode() & 0o777, 0o700);
+        // Existing and open to others: a warning.
+        fs::set_permissions(&canonical, fs::Permissions::from_mode(0o755)).unwrap();
+        let (_, warning) = prepare_state_dir(&dir).unwrap();
+        assert!(warning.unwrap().contains("chmod 700"));
+    }
+
+    #[test]
+    fn key_file_is_created_0600_and_reused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let provider = FileKeyProvider::in_dir(tmp.path());
+        let first = provider.master_key().unwrap();
+        let meta = fs::metadata(provider.path()).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        assert_eq!(meta.len(), 32);
+        let second = FileKeyProvider::in_dir(tmp.path()).master_key().unwrap();
+        assert_eq!(first.expose(), second.expose());
+        // No temporary file left behind.
+        let names: Vec<_> = fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, vec![std::ffi::OsString::from(KEY_FILE_NAME)]);
+    }
+
+    #[test]
+    fn racing_creators_agree_on_one_key() {
+        let tmp = tempfile::tempdir().unwrap();
+        let keys: Vec<[u8; 32]> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| *FileKeyProvider::in_dir(tmp.path()).master_key().unwrap().expose()))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(keys.windows(2).all(|w| w[0] == w[1]));
+    }
+
+    #[test]
+    fn key_file_readable_by_others_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let provider = FileKeyProvider::in_dir(tmp.path());
+        provider.master_key().unwrap();
+        for mode in [0o644, 0o640, 0o604, 0o660] {
+            fs::set_permissions(provider.path(), fs::Permissions::from_mode(mode)).unwrap();
+            let err = provider.master_key().unwrap_err().to_string();
+            assert!(err.contains("readable by group or others"), "{err}");
+            assert!(err.contains("chmod 600"), "{err}");
+        }
+        fs::set_permissions(provider.path(), fs::Permissions::from_mode(0o400)).unwrap();
+        provider.master_key().unwrap();
+    }
+
+    #[test]
+    fn damaged_key_file_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let provider = FileKeyProvider::in_dir(tmp.path());
+        OpenOptions::new().write(true).create_new(true).mode(0o600).open(provider.path()).unwrap();
+        let err = provider.master_key().unwrap_err().to_string();
+        assert!(err.contains("damaged"), "{err}");
+    }
+
+    #[test]
+    fn key_path_that_is_a_directory_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        DirBuilder::new().mode(0o700).create(tmp.path().join(KEY_FILE_NAME)).unwrap();
+        assert!(FileKeyProvider::in_dir(tmp.path()).master_key().is_err());
+    }
+}

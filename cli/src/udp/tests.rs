@@ -1,0 +1,382 @@
+//! The UDP runtime over a real socket on 127.0.0.1, with a scripted engine.
+
+use std::net::UdpSocket;
+use std::sync::atomic::AtomicUsize;
+
+use pocketkey_core::hid::{fragment, Assembly, Command, HidError, Packet, Report, Started, BROADCAST_CID};
+
+use super::*;
+
+/// First payload byte selects the behaviour: 0xAA slow (400 ms), 0xCC wait for cancel,
+/// 0xEE panic, 0x5A wait for the user (raises the flag) for 300 ms; anything else echoes.
+struct ScriptEngine {
+    power_cycles: Arc<AtomicUsize>,
+    waiting: WaitingForUser,
+}
+
+impl Engine for ScriptEngine {
+    fn process_cbor(&mut self, request: &[u8], cx: &RequestContext) -> Vec<u8> {
+        match request.first() {
+            Some(0xaa) => thread::sleep(Duration::from_millis(400)),
+            Some(0xcc) => {
+                let start = Instant::now();
+                while !cx.cancel.is_cancelled() && start.elapsed() < Duration::from_secs(5) {
+                    thread::sleep(Duration::from_millis(5));
+                }
+                return vec![0x2d];
+            }
+            Some(0xee) => panic!("scripted panic"),
+            Some(0x5a) => {
+                // What SignallingApprover does around a real approver.
+                let mut approver = crate::engine::SignallingApprover::new(
+                    Box::new(SlowApprover),
+                    self.waiting.clone(),
+                );
+                let _ = pocketkey_core::approver::Approver::approve(&mut approver, &dummy_request(), &cx.cancel);
+                thread::sleep(Duration::from_millis(300));
+            }
+            _ => {}
+        }
+        assert!(cx.requester.0.contains("UDP 127.0.0.1:"));
+        let mut out = vec![0x00];
+        out.extend_from_slice(request);
+        out
+    }
+    fn process_u2f(&mut self, apdu: &[u8], _cx: &RequestContext) -> Vec<u8> {
+        let mut out = apdu.to_vec();
+        out.extend_from_slice(&[0x90, 0x00]);
+        out
+    }
+    fn power_cycle(&mut self) {
+        self.power_cycles.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+struct SlowApprover;
+impl pocketkey_core::approver::Approver for SlowApprover {
+    fn can_verify_user(&self) -> bool {
+        true
+    }
+    fn approve(
+        &mut self,
+        _: &pocketkey_core::approver::ApprovalRequest,
+        _: &CancelToken,
+    ) -> pocketkey_core::approver::ApprovalOutcome {
+        thread::sleep(Duration::from_millis(300));
+        pocketkey_core::approver::ApprovalOutcome::Verified { account: None }
+    }
+}
+
+fn dummy_request() -> pocketkey_core::approver::ApprovalRequest {
+    pocketkey_core::approver::ApprovalRequest {
+        operation: pocketkey_core::approver::Operation::Select,
+        rp_id: None,
+        rp_name: None,
+        user_name: None,
+        user_display_name: None,
+        requester: Requester::default(),
+        accounts: vec![],
+        verification_required: false,
+        timeout: Duration::from_secs(5),
+    }
+}
+
+struct Server {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    power_cycles: Arc<AtomicUsize>,
+    handle: Option<thread::JoinHandle<io::Result<()>>>,
+}
+
+impl Server {
+    fn start(with_flag: bool) -> Self {
+        let transport = UdpTransport::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = transport.local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let power_cycles = Arc::new(AtomicUsize::new(0));
+        let waiting = WaitingForUser::new();
+        let engine = ScriptEngine { power_cycles: power_cycles.clone(), waiting: waiting.clone() };
+        let options = Options { waiting_for_user: with_flag.then_some(waiting), ..Options::default() };
+        let s = stop.clone();
+        let handle = thread::spawn(move || transport.run(engine, options, s));
+        Server { addr, stop, power_cycles, handle: Some(handle) }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(handle) = self.handle.take() {
+            handle.join().unwrap().unwrap();
+        }
+    }
+}
+
+struct Client {
+    socket: UdpSocket,
+}
+
+/// What came back for one request.
+struct Reply {
+    cmd: u8,
+    payload: Vec<u8>,
+    keepalives: Vec<(Instant, u8)>,
+}
+
+impl Client {
+    fn new(server: &Server) -> Self {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket.connect(server.addr).unwrap();
+        socket.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        Client { socket }
+    }
+
+    fn send(&self, cid: u32, cmd: Command, payload: &[u8]) {
+        for report in fragment(cid, cmd.into(), payload).unwrap() {
+            self.socket.send(&report).unwrap();
+        }
+    }
+
+    fn recv(&self) -> Report {
+        let mut buf = [0u8; 100];
+        let n = self.socket.recv(&mut buf).expect("a reply within 3 s");
+        assert_eq!(n, 64);
+        buf[..64].try_into().unwrap()
+    }
+
+    fn read_message(&self, cid: u32) -> Reply {
+        let mut keepalives = Vec::new();
+        let mut assembly = None;
+        loop {
+            let report = self.recv();
+            let now = Instant::now();
+            match Packet::parse(&report).unwrap() {
+                Packet::Init { cid: c, cmd, bcnt, data } => {
+                    assert_eq!(c, cid);
+                    if cmd == Command::Keepalive as u8 {
+                        keepalives.push((now, data[0]));
+                        continue;
+                    }
+                    match Assembly::start(c, cmd, bcnt, data, now).unwrap() {
+                        Started::Complete(m) => return Reply { cmd: m.cmd, payload: m.payload, keepalives },
+                        Started::InProgress(a) => assembly = Some(a),
+                    }
+                }
+                Packet::Cont { seq, data, .. } => {
+                    if let Some(m) = assembly.as_mut().unwrap().push(seq, data, now).unwrap() {
+                        return Reply { cmd: m.cmd, payload: m.payload, keepalives };
+                    }
+                }
+            }
+        }
+    }
+
+    fn init(&self) -> u32 {
+        let nonce = [9u8; 8];
+        self.send(BROADCAST_CID, Command::Init, &nonce);
+        let reply = self.read_message(BROADCAST_CID);
+        assert_eq!(reply.cmd, Command::Init as u8);
+        assert_eq!(&reply.payload[..8], &nonce);
+        u32::from_be_bytes(reply.payload[8..12].try_into().unwrap())
+    }
+
+    fn expect_error(&self, cid: u32, error: HidError) {
+        let reply = self.read_message(cid);
+        assert_eq!((reply.cmd, reply.payload), (Command::Error as u8, vec![error as u8]));
+    }
+}
+
+#[test]
+fn power_cycle_magic_matches_design() {
+    assert_eq!(&POWER_CYCLE_MAGIC[..4], &[0xac, 0x10, 0x52, 0xca]);
+    assert_eq!(&POWER_CYCLE_MAGIC[60..], &[0x9a, 0x72, 0x50, 0xdc]);
+}
+
+#[test]
+fn cbor_msg_and_ping_round_trip() {
+    let server = Server::start(true);
+    let client = Client::new(&server);
+    let cid = client.init();
+    let big: Vec<u8> = (0..3000u32).map(|i| (i % 251) as u8 + 1).collect();
+    client.send(cid, Command::Cbor, &big);
+    let reply = client.read_message(cid);
+    assert_eq!(reply.cmd, Command::Cbor as u8);
+    assert_eq!(reply.payload[0], 0);
+    assert_eq!(&reply.payload[1..], &big[..]);
+    client.send(cid, Command::Msg, &[0x00, 0x03, 0x00, 0x00]);
+    let reply = client.read_message(cid);
+    assert_eq!((reply.cmd, reply.payload), (Command::Msg as u8, vec![0, 3, 0, 0, 0x90, 0]));
+    client.send(cid, Command::Ping, &big);
+    assert_eq!(client.read_message(cid).payload, big);
+}
+
+#[test]
+fn keepalive_upneeded_while_a_request_runs() {
+    let server = Server::start(false);
+    let client = Client::new(&server);
+    let cid = client.init();
+    let sent = Instant::now();
+    client.send(cid, Command::Cbor, &[0xaa]);
+    let reply = client.read_message(cid);
+    assert_eq!(reply.payload, vec![0x00, 0xaa]);
+    assert!(reply.keepalives.len() >= 3, "{} keepalives", reply.keepalives.len());
+    assert!(reply.keepalives.iter().all(|(_, status)| *status == KeepaliveStatus::UpNeeded as u8));
+    let mut times = vec![sent];
+    times.extend(reply.keepalives.iter().map(|(t, _)| *t));
+    let mut gaps: Vec<Duration> = times.windows(2).map(|w| w[1] - w[0]).collect();
+    gaps.sort();
+    // At most every 100 ms per CTAP; generous ceiling for a loaded 2-core machine.
+    assert!(gaps[gaps.len() / 2] <= Duration::from_millis(100), "gaps {gaps:?}");
+    assert!(*gaps.last().unwrap() <= Duration::from_millis(300), "gaps {gaps:?}");
+}
+
+#[test]
+fn keepalive_says_processing_unless_waiting_for_the_user() {
+    let server = Server::start(true);
+    let client = Client::new(&server);
+    let cid = client.init();
+    client.send(cid, Command::Cbor, &[0xaa]);
+    let reply = client.read_message(cid);
+    assert!(!reply.keepalives.is_empty());
+    assert!(reply.keepalives.iter().all(|(_, s)| *s == KeepaliveStatus::Processing as u8));
+
+    client.send(cid, Command::Cbor, &[0x5a]);
+    let reply = client.read_message(cid);
+    let statuses: Vec<u8> = reply.keepalives.iter().map(|(_, s)| *s).collect();
+    assert!(statuses.contains(&(KeepaliveStatus::UpNeeded as u8)), "{statuses:?}");
+    assert!(statuses.contains(&(KeepaliveStatus::Processing as u8)), "{statuses:?}");
+    // UPNEEDED (approver) comes before PROCESSING (after it).
+    let first_processing = statuses.iter().position(|s| *s == 1).unwrap();
+    assert!(statuses[..first_processing].iter().all(|s| *s == 2));
+}
+
+#[test]
+fn cancel_ends_the_request() {
+    let server = Server::start(false);
+    let client = Client::new(&server);
+    let cid = client.init();
+    client.send(cid, Command::Cbor, &[0xcc]);
+    thread::sleep(Duration::from_millis(150));
+    let cancelled_at = Instant::now();
+    client.send(cid, Command::Cancel, &[]);
+    let reply = client.read_message(cid);
+    assert_eq!(reply.payload, vec![0x2d]);
+    assert!(cancelled_at.elapsed() < Duration::from_millis(1000));
+    // The channel is usable again.
+    client.send(cid, Command::Ping, b"after");
+    assert_eq!(client.read_message(cid).payload, b"after");
+}
+
+#[test]
+fn other_channels_are_busy_but_init_works_while_a_request_runs() {
+    let server = Server::start(false);
+    let a = Client::new(&server);
+    let b = Client::new(&server);
+    let cid_a = a.init();
+    let cid_b = b.init();
+    a.send(cid_a, Command::Cbor, &[0xaa]);
+    thread::sleep(Duration::from_millis(50));
+    b.send(cid_b, Command::Ping, b"hello");
+    b.expect_error(cid_b, HidError::ChannelBusy);
+    let cid_c = b.init();
+    assert_ne!(cid_c, cid_b);
+    b.send(cid_c, Command::Cbor, &[0x04]);
+    b.expect_error(cid_c, HidError::ChannelBusy);
+    assert_eq!(a.read_message(cid_a).payload, vec![0x00, 0xaa]);
+    b.send(cid_b, Command::Ping, b"hello");
+    assert_eq!(b.read_message(cid_b).payload, b"hello");
+}
+
+#[test]
+fn power_cycle_keeps_channels() {
+    let server = Server::start(false);
+    let client = Client::new(&server);
+    let cid = client.init();
+    client.socket.send(&POWER_CYCLE_MAGIC).unwrap();
+    let start = Instant::now();
+    while server.power_cycles.load(Ordering::SeqCst) == 0 && start.elapsed() < Duration::from_secs(3) {
+        thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(server.power_cycles.load(Ordering::SeqCst), 1);
+    client.send(cid, Command::Ping, b"still here");
+    assert_eq!(client.read_message(cid).payload, b"still here");
+}
+
+#[test]
+fn malformed_datagrams_get_errors_not_crashes() {
+    let server = Server::start(false);
+    let client = Client::new(&server);
+    let cid = client.init();
+    let mut short = fragment(cid, Command::Ping.into(), b"x").unwrap()[0].to_vec();
+    short.truncate(10);
+    client.socket.send(&short).unwrap();
+    client.expect_error(cid, HidError::InvalidLen);
+    let mut long = fragment(cid, Command::Ping.into(), b"x").unwrap()[0].to_vec();
+    long.resize(1500, 0);
+    client.socket.send(&long).unwrap();
+    client.expect_error(cid, HidError::InvalidLen);
+    client.socket.send(&[]).unwrap();
+    client.socket.send(&[0xff; 3]).unwrap();
+    client.send(cid, Command::Ping, b"ok");
+    assert_eq!(client.read_message(cid).payload, b"ok");
+}
+
+#[test]
+fn message_timeout_reaches_the_sender() {
+    let server = Server::start(false);
+    let client = Client::new(&server);
+    let cid = client.init();
+    let reports = fragment(cid, Command::Ping.into(), &[1; 100]).unwrap();
+    client.socket.send(&reports[0]).unwrap();
+    let start = Instant::now();
+    client.expect_error(cid, HidError::MsgTimeout);
+    assert!(start.elapsed() >= Duration::from_millis(450));
+}
+
+#[test]
+fn engine_panic_is_an_error_answer_and_serving_goes_on() {
+    let server = Server::start(false);
+    let client = Client::new(&server);
+    let cid = client.init();
+    client.send(cid, Command::Cbor, &[0xee]);
+    assert_eq!(client.read_message(cid).payload, vec![0x7f]);
+    client.send(cid, Command::Cbor, &[0x04]);
+    assert_eq!(client.read_message(cid).payload, vec![0x00, 0x04]);
+}
+
+#[test]
+fn stop_cancels_a_waiting_request_and_returns() {
+    let server = Server::start(false);
+    let client = Client::new(&server);
+    let cid = client.init();
+    client.send(cid, Command::Cbor, &[0xcc]);
+    thread::sleep(Duration::from_millis(100));
+    let start = Instant::now();
+    drop(server);
+    assert!(start.elapsed() < Duration::from_secs(2));
+}
+
+#[test]
+fn bind_errors_are_clear() {
+    let taken = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let err = UdpTransport::bind(addr).err().unwrap();
+    assert!(err.contains("in use"), "{err}");
+    assert!(err.contains(&addr.to_string()), "{err}");
+}
+
+#[test]
+fn log_lines_show_no_payload() {
+    let job = Job {
+        cid: 1,
+        kind: RequestKind::Cbor,
+        payload: vec![0x01, 0xde, 0xad, 0xbe, 0xef],
+        cx: RequestContext::default(),
+        peer: "127.0.0.1:1".parse().unwrap(),
+    };
+    let line = log_line(&job, &[0x00, 0xca, 0xfe], Duration::from_millis(12), true);
+    assert_eq!(line, "ctap2 cmd 0x01 -> status 0x00 in 12 ms");
+    let job = Job { kind: RequestKind::Msg, payload: vec![0x00, 0x02, 0x03, 0x00, 0xaa], ..job };
+    let line = log_line(&job, &[0xbb, 0x69, 0x85], Duration::from_millis(3), false);
+    assert_eq!(line, "u2f ins 0x02 -> sw 6985 in 3 ms (abandoned by the host)");
+}
