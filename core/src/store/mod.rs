@@ -4,8 +4,11 @@
 //! Every secret (private keys, the PIN hash, credBlob, largeBlobKey) is sealed under the
 //! master key before it touches disk (see [`crate::crypto::seal`]).
 
+mod schema;
 mod sqlite;
+#[cfg(test)]
+mod tests;
 mod types;
 
-pub use sqlite::Store;
+pub use sqlite::{Store, MAX_DISCOVERABLE_CREDENTIALS};
 pub use types::*;

@@ -1,47 +1,722 @@
-//! SQLite implementation of the store. (Being written.)
+//! SQLite implementation of the store.
+//!
+//! Durability: the database runs in WAL mode with `synchronous=FULL`, so every committed
+//! transaction (each public mutating call is one) is on stable storage when the call returns.
+//!
+//! Secrets are sealed with [`Sealer`] (purpose [`Purpose::Store`]) under associated data that
+//! names the field and binds the row: for a credential, its id, rp_id_hash, user_id and the
+//! attributes fixed at creation (algorithm, credProtect, hmac-secret, BE/BS); for the PIN hash,
+//! the settings row. A sealed value copied into another row or field, or a row whose
+//! security-relevant attributes were edited on disk, fails to open ([`StoreError::Unseal`]).
 
 use std::path::Path;
+use std::time::Duration;
 
+use rusqlite::config::DbConfig;
+use rusqlite::types::Value;
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
+use zeroize::Zeroizing;
+
+use super::schema;
 use super::types::*;
 use crate::crypto::master_key::MasterKey;
+use crate::crypto::seal::{Purpose, Sealer};
 
 /// The most discoverable credentials one key will hold.
 pub const MAX_DISCOVERABLE_CREDENTIALS: u32 = 250_000;
 
+/// How long a call waits for another connection's lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Private keys (P-256 scalar, Ed25519 seed) are this long.
+const PRIVATE_KEY_LEN: usize = 32;
+
+const AAD_PREFIX: &[u8] = b"pocketkey store v1\0";
+
+macro_rules! credential_columns {
+    () => {
+        "id, rp_id, rp_id_hash, rp_name, user_id, user_name, user_display_name, algorithm, \
+         private_key, cred_protect, hmac_secret, cred_blob, large_blob_key, backup_eligible, \
+         backup_state, created_at"
+    };
+}
+const CREDENTIAL_COLUMN_COUNT: usize = 16;
+
+/// The query behind [`Store::credentials_for_rp`] (its plan is checked by a test).
+pub(super) const CREDENTIALS_FOR_RP_SQL: &str = concat!(
+    "SELECT ",
+    credential_columns!(),
+    " FROM credentials WHERE rp_id_hash = ?1 ORDER BY seq DESC"
+);
+const CREDENTIAL_BY_ID_SQL: &str =
+    concat!("SELECT ", credential_columns!(), " FROM credentials WHERE id = ?1");
+const INSERT_CREDENTIAL_SQL: &str = concat!(
+    "INSERT INTO credentials (seq, ",
+    credential_columns!(),
+    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
+);
+
 pub struct Store {
-    _conn: rusqlite::Connection,
+    conn: Connection,
+    sealer: Sealer,
+    max_credentials: u32,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.conn.path())
+            .field("max_credentials", &self.max_credentials)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Store {
     /// Opens (creating and migrating as needed) the store at `path`.
-    pub fn open(_path: &Path, _master: &MasterKey) -> Result<Self, StoreError> { todo!() }
-    /// An in-memory store for tests.
-    pub fn open_in_memory(_master: &MasterKey) -> Result<Self, StoreError> { todo!() }
+    ///
+    /// The file is created if missing (its directory must exist), with mode 0600 on unix.
+    pub fn open(path: &Path, master: &MasterKey) -> Result<Self, StoreError> {
+        Self::open_file(path, master, MAX_DISCOVERABLE_CREDENTIALS)
+    }
 
-    pub fn load_settings(&self) -> Result<Settings, StoreError> { todo!() }
-    pub fn save_settings(&mut self, _settings: &Settings) -> Result<(), StoreError> { todo!() }
+    /// An in-memory store for tests.
+    pub fn open_in_memory(master: &MasterKey) -> Result<Self, StoreError> {
+        Self::open_memory(master, MAX_DISCOVERABLE_CREDENTIALS)
+    }
+
+    #[cfg(test)]
+    pub(super) fn open_in_memory_with_limit(
+        master: &MasterKey,
+        max_credentials: u32,
+    ) -> Result<Self, StoreError> {
+        Self::open_memory(master, max_credentials)
+    }
+
+    /// The underlying connection, for tests that inspect or damage the database.
+    #[cfg(test)]
+    pub(super) fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    fn open_file(
+        path: &Path,
+        master: &MasterKey,
+        max_credentials: u32,
+    ) -> Result<Self, StoreError> {
+        create_private_file(path)?;
+        // No SQLITE_OPEN_URI: the path is a path, never a URI with options.
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags)?;
+        Self::init(conn, master, max_credentials, true)
+    }
+
+    fn open_memory(master: &MasterKey, max_credentials: u32) -> Result<Self, StoreError> {
+        Self::init(Connection::open_in_memory()?, master, max_credentials, false)
+    }
+
+    fn init(
+        mut conn: Connection,
+        master: &MasterKey,
+        max_credentials: u32,
+        file_backed: bool,
+    ) -> Result<Self, StoreError> {
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        // Refuse to let SQL (or a schema planted in the file) corrupt the database file.
+        conn.set_db_config(DbConfig::SQLITE_DBCONFIG_DEFENSIVE, true)?;
+        conn.pragma_update(None, "trusted_schema", false)?;
+        // Refuse newer or foreign databases before changing anything in the file.
+        schema::check_compatible(&conn)?;
+        if file_backed {
+            let mode: String =
+                conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+            if !mode.eq_ignore_ascii_case("wal") {
+                return Err(StoreError::Database(format!(
+                    "could not switch the store to WAL mode (got {mode})"
+                )));
+            }
+        }
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", true)?;
+        // Overwrite deleted content (user names, RP ids) instead of leaving it in free pages.
+        conn.pragma_update(None, "secure_delete", true)?;
+        conn.set_prepared_statement_cache_capacity(32);
+
+        let sealer = Sealer::new(master, Purpose::Store);
+        schema::migrate(&mut conn, &sealer)?;
+        let mut store = Self { conn, sealer, max_credentials };
+        store.ensure_settings()?;
+        Ok(store)
+    }
+
+    pub fn load_settings(&self) -> Result<Settings, StoreError> {
+        // Both queries read one snapshot.
+        let snapshot = ReadSnapshot::begin(&self.conn)?;
+        let tx = snapshot.0;
+        let row = tx
+            .prepare_cached(
+                "SELECT pin_hash, pin_code_points, pin_retries, uv_retries, min_pin_length, \
+                 force_pin_change, always_uv, enterprise_attestation, label, wrap_salt \
+                 FROM settings WHERE id = 0",
+            )?
+            .query_row([], |r| (0..10).map(|i| r.get::<_, Value>(i)).collect::<Result<Vec<_>, _>>())
+            .optional()?;
+        // The row is written when the store is created and by every reset; defaults here would
+        // hand out a different random wrap_salt on every call.
+        let row = row.ok_or_else(|| StoreError::Corrupt("the settings row is missing".into()))?;
+        let mut row = row.into_iter();
+        let mut next = || row.next().unwrap_or(Value::Null);
+
+        let pin_hash = match opt_blob(next(), "pin_hash")? {
+            None => None,
+            Some(sealed) => {
+                let opened = self.open_secret(&sealed, &settings_aad("pin_hash"))?;
+                let hash: [u8; 16] = opened[..].try_into().map_err(|_| {
+                    StoreError::Corrupt(format!("PIN hash is {} bytes, not 16", opened.len()))
+                })?;
+                Some(Zeroizing::new(hash))
+            }
+        };
+        let pin_code_points = small_int(next(), "pin_code_points")?;
+        let pin_retries = small_int(next(), "pin_retries")?;
+        let uv_retries = small_int(next(), "uv_retries")?;
+        let min_pin_length = small_int(next(), "min_pin_length")?;
+        let force_pin_change = boolean(next(), "force_pin_change")?;
+        let always_uv = boolean(next(), "always_uv")?;
+        let enterprise_attestation = boolean(next(), "enterprise_attestation")?;
+        let label = text(next(), "label")?;
+        let wrap_salt = hash32(next(), "wrap_salt")?;
+
+        let mut min_pin_length_rp_ids = Vec::new();
+        {
+            let mut stmt =
+                tx.prepare_cached("SELECT rp_id FROM min_pin_length_rp_ids ORDER BY position")?;
+            let mut rows = stmt.query([])?;
+            while let Some(r) = rows.next()? {
+                min_pin_length_rp_ids.push(text(r.get(0)?, "min_pin_length_rp_ids.rp_id")?);
+            }
+        }
+        snapshot.end()?;
+        Ok(Settings {
+            pin_hash,
+            pin_code_points,
+            pin_retries,
+            uv_retries,
+            min_pin_length,
+            min_pin_length_rp_ids,
+            force_pin_change,
+            always_uv,
+            enterprise_attestation,
+            label,
+            wrap_salt,
+        })
+    }
+
+    pub fn save_settings(&mut self, settings: &Settings) -> Result<(), StoreError> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        write_settings(&tx, &self.sealer, settings)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Writes `Settings::default()` (with its fresh random wrap_salt) if the store has no
+    /// settings yet. Race-free against another connection doing the same.
+    fn ensure_settings(&mut self) -> Result<(), StoreError> {
+        if settings_exist(&self.conn)? {
+            return Ok(());
+        }
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        if !settings_exist(&tx)? {
+            write_settings(&tx, &self.sealer, &Settings::default())?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
 
     /// Increments the global signature counter by one, durably, and returns the new value.
-    pub fn next_sign_count(&mut self) -> Result<u32, StoreError> { todo!() }
+    ///
+    /// The first value is 1. At `u32::MAX` the counter stays there instead of wrapping.
+    pub fn next_sign_count(&mut self) -> Result<u32, StoreError> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let value: Option<i64> = tx
+            .prepare_cached(
+                "UPDATE sign_counter SET value = min(value + 1, 4294967295) WHERE id = 0 \
+                 RETURNING value",
+            )?
+            .query_row([], |r| r.get(0))
+            .optional()?;
+        let value =
+            value.ok_or_else(|| StoreError::Corrupt("the signature counter is missing".into()))?;
+        let value = u32::try_from(value).map_err(|_| {
+            StoreError::Corrupt(format!("signature counter {value} is out of range"))
+        })?;
+        // synchronous=FULL: the commit is on stable storage before we hand the value out.
+        tx.commit()?;
+        Ok(value)
+    }
+
+    /// The signature counter's current value (what the last [`Store::next_sign_count`]
+    /// returned, or 0), without changing it.
+    pub fn sign_count(&self) -> Result<u32, StoreError> {
+        let value: Option<i64> = self
+            .conn
+            .prepare_cached("SELECT value FROM sign_counter WHERE id = 0")?
+            .query_row([], |r| r.get(0))
+            .optional()?;
+        let value =
+            value.ok_or_else(|| StoreError::Corrupt("the signature counter is missing".into()))?;
+        u32::try_from(value)
+            .map_err(|_| StoreError::Corrupt(format!("signature counter {value} is out of range")))
+    }
 
     /// Stores a credential, replacing any with the same rp_id_hash and user_id (CTAP 2.1 §6.1.2
     /// step 16). Fails with `Full` past [`MAX_DISCOVERABLE_CREDENTIALS`].
-    pub fn insert_credential(&mut self, _cred: &Credential) -> Result<(), StoreError> { todo!() }
-    /// Credentials of one RP, most recently created first.
-    pub fn credentials_for_rp(&self, _rp_id_hash: &[u8; 32]) -> Result<Vec<Credential>, StoreError> { todo!() }
-    pub fn credential_by_id(&self, _id: &[u8]) -> Result<Option<Credential>, StoreError> { todo!() }
-    /// Returns whether a credential was deleted.
-    pub fn delete_credential(&mut self, _id: &[u8]) -> Result<bool, StoreError> { todo!() }
-    /// Replaces user name and display name (credMgmt updateUserInformation).
-    pub fn update_user(&mut self, _id: &[u8], _name: Option<&str>, _display_name: Option<&str>) -> Result<bool, StoreError> { todo!() }
-    /// RPs with discoverable credentials, ordered by RP id.
-    pub fn relying_parties(&self) -> Result<Vec<RelyingParty>, StoreError> { todo!() }
-    pub fn credential_count(&self) -> Result<u32, StoreError> { todo!() }
+    pub fn insert_credential(&mut self, cred: &Credential) -> Result<(), StoreError> {
+        if cred.private_key.len() != PRIVATE_KEY_LEN {
+            return Err(StoreError::Corrupt(format!(
+                "refusing to store a {}-byte private key",
+                cred.private_key.len()
+            )));
+        }
+        let binding = CredentialBinding::new(
+            &cred.id,
+            &cred.rp_id_hash,
+            &cred.user_id,
+            cred.algorithm.cose_id(),
+            cred.cred_protect as i64,
+            cred.hmac_secret,
+            cred.backup_eligible,
+            cred.backup_state,
+        );
+        let sealed_key = self.sealer.seal(&cred.private_key, &binding.aad("private_key"));
+        let sealed_blob =
+            cred.cred_blob.as_ref().map(|b| self.sealer.seal(b, &binding.aad("cred_blob")));
+        let sealed_lbk = cred
+            .large_blob_key
+            .as_ref()
+            .map(|k| self.sealer.seal(&k[..], &binding.aad("large_blob_key")));
 
-    pub fn load_large_blob_array(&self) -> Result<Vec<u8>, StoreError> { todo!() }
-    pub fn save_large_blob_array(&mut self, _bytes: &[u8]) -> Result<(), StoreError> { todo!() }
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let replaced = tx
+            .prepare_cached("DELETE FROM credentials WHERE rp_id_hash = ?1 AND user_id = ?2")?
+            .execute(params![&cred.rp_id_hash[..], cred.user_id])?
+            > 0;
+        if !replaced && count_credentials(&tx)? >= self.max_credentials {
+            return Err(StoreError::Full); // dropping `tx` rolls back
+        }
+        let seq: i64 = tx
+            .prepare_cached(
+                "UPDATE store_meta SET next_credential_seq = next_credential_seq + 1 \
+                 WHERE id = 0 RETURNING next_credential_seq - 1",
+            )?
+            .query_row([], |r| r.get(0))
+            .optional()?
+            .ok_or_else(|| StoreError::Corrupt("store metadata is missing".into()))?;
+        tx.prepare_cached(INSERT_CREDENTIAL_SQL)?.execute(params![
+            seq,
+            cred.id,
+            cred.rp_id,
+            &cred.rp_id_hash[..],
+            cred.rp_name,
+            cred.user_id,
+            cred.user_name,
+            cred.user_display_name,
+            cred.algorithm.cose_id(),
+            sealed_key,
+            cred.cred_protect as i64,
+            cred.hmac_secret,
+            sealed_blob,
+            sealed_lbk,
+            cred.backup_eligible,
+            cred.backup_state,
+            cred.created_at,
+        ])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Credentials of one RP, most recently created first.
+    pub fn credentials_for_rp(&self, rp_id_hash: &[u8; 32]) -> Result<Vec<Credential>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(CREDENTIALS_FOR_RP_SQL)?;
+        let mut rows = stmt.query([&rp_id_hash[..]])?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            out.push(self.decode_credential(raw_credential(row)?)?);
+        }
+        Ok(out)
+    }
+
+    pub fn credential_by_id(&self, id: &[u8]) -> Result<Option<Credential>, StoreError> {
+        let raw = self
+            .conn
+            .prepare_cached(CREDENTIAL_BY_ID_SQL)?
+            .query_row([id], raw_credential)
+            .optional()?;
+        raw.map(|raw| self.decode_credential(raw)).transpose()
+    }
+
+    /// Returns whether a credential was deleted.
+    pub fn delete_credential(&mut self, id: &[u8]) -> Result<bool, StoreError> {
+        let n = self.conn.prepare_cached("DELETE FROM credentials WHERE id = ?1")?.execute([id])?;
+        Ok(n > 0)
+    }
+
+    /// Replaces user name and display name (credMgmt updateUserInformation).
+    pub fn update_user(
+        &mut self,
+        id: &[u8],
+        name: Option<&str>,
+        display_name: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let n = self
+            .conn
+            .prepare_cached(
+                "UPDATE credentials SET user_name = ?2, user_display_name = ?3 WHERE id = ?1",
+            )?
+            .execute(params![id, name, display_name])?;
+        Ok(n > 0)
+    }
+
+    /// RPs with discoverable credentials, ordered by RP id.
+    ///
+    /// The id and name shown are those of the RP's most recently created credential.
+    pub fn relying_parties(&self) -> Result<Vec<RelyingParty>, StoreError> {
+        // SQLite takes the bare columns of an aggregate query with max() from the max row.
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT rp_id_hash, rp_id, rp_name, max(seq), count(*) FROM credentials \
+             GROUP BY rp_id_hash ORDER BY rp_id, rp_id_hash",
+        )?;
+        let mut rows = stmt.query([])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            let id_hash = hash32(r.get(0)?, "rp_id_hash")?;
+            let id = text(r.get(1)?, "rp_id")?;
+            let name = opt_text(r.get(2)?, "rp_name")?;
+            let count = r.get::<_, i64>(4)?;
+            let credential_count = u32::try_from(count)
+                .map_err(|_| StoreError::Corrupt(format!("credential count {count} is invalid")))?;
+            out.push(RelyingParty { id, id_hash, name, credential_count });
+        }
+        Ok(out)
+    }
+
+    pub fn credential_count(&self) -> Result<u32, StoreError> {
+        count_credentials(&self.conn)
+    }
+
+    pub fn load_large_blob_array(&self) -> Result<Vec<u8>, StoreError> {
+        let data: Option<Value> = self
+            .conn
+            .prepare_cached("SELECT data FROM large_blob WHERE id = 0")?
+            .query_row([], |r| r.get(0))
+            .optional()?;
+        match data {
+            None => Ok(EMPTY_LARGE_BLOB_ARRAY.to_vec()),
+            Some(v) => blob(v, "large_blob"),
+        }
+    }
+
+    pub fn save_large_blob_array(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO large_blob (id, data) VALUES (0, ?1) \
+                 ON CONFLICT (id) DO UPDATE SET data = excluded.data",
+            )?
+            .execute([bytes])?;
+        Ok(())
+    }
 
     /// authenticatorReset: deletes every credential, the PIN and settings, and the large-blob
     /// array. The signature counter keeps its value (it must never go backwards).
-    pub fn reset(&mut self) -> Result<(), StoreError> { todo!() }
+    pub fn reset(&mut self) -> Result<(), StoreError> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute_batch("DELETE FROM credentials; DELETE FROM large_blob;")?;
+        // Fresh defaults, including a new wrap_salt: old credential IDs stop opening.
+        write_settings(&tx, &self.sealer, &Settings::default())?;
+        tx.commit()?;
+        // Best effort: copy the (securely deleted) pages into the database and empty the WAL,
+        // so old page images with the deleted RP ids and user names do not linger in it.
+        let _ = self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+        Ok(())
+    }
+
+    fn open_secret(&self, sealed: &[u8], aad: &[u8]) -> Result<Zeroizing<Vec<u8>>, StoreError> {
+        self.sealer.open(sealed, aad).map_err(|_| StoreError::Unseal)
+    }
+
+    fn decode_credential(&self, raw: Vec<Value>) -> Result<Credential, StoreError> {
+        let mut raw = raw.into_iter();
+        let mut next = || raw.next().unwrap_or(Value::Null);
+        let id = blob(next(), "id")?;
+        let rp_id = text(next(), "rp_id")?;
+        let rp_id_hash = hash32(next(), "rp_id_hash")?;
+        let rp_name = opt_text(next(), "rp_name")?;
+        let user_id = blob(next(), "user_id")?;
+        let user_name = opt_text(next(), "user_name")?;
+        let user_display_name = opt_text(next(), "user_display_name")?;
+        let algorithm_id = integer(next(), "algorithm")?;
+        let algorithm = Algorithm::from_cose_id(algorithm_id)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown algorithm {algorithm_id}")))?;
+        let sealed_key = blob(next(), "private_key")?;
+        let cred_protect_id = integer(next(), "cred_protect")?;
+        let cred_protect = u8::try_from(cred_protect_id)
+            .ok()
+            .and_then(CredProtect::from_u8)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown credProtect {cred_protect_id}")))?;
+        let hmac_secret = boolean(next(), "hmac_secret")?;
+        let sealed_blob = opt_blob(next(), "cred_blob")?;
+        let sealed_lbk = opt_blob(next(), "large_blob_key")?;
+        let backup_eligible = boolean(next(), "backup_eligible")?;
+        let backup_state = boolean(next(), "backup_state")?;
+        let created_at = integer(next(), "created_at")?;
+
+        let binding = CredentialBinding::new(
+            &id,
+            &rp_id_hash,
+            &user_id,
+            algorithm_id,
+            cred_protect_id,
+            hmac_secret,
+            backup_eligible,
+            backup_state,
+        );
+        let private_key = self.open_secret(&sealed_key, &binding.aad("private_key"))?;
+        if private_key.len() != PRIVATE_KEY_LEN {
+            return Err(StoreError::Corrupt(format!(
+                "private key is {} bytes, not {PRIVATE_KEY_LEN}",
+                private_key.len()
+            )));
+        }
+        let cred_blob =
+            sealed_blob.map(|s| self.open_secret(&s, &binding.aad("cred_blob"))).transpose()?;
+        let large_blob_key = match sealed_lbk {
+            None => None,
+            Some(s) => {
+                let opened = self.open_secret(&s, &binding.aad("large_blob_key"))?;
+                let key: [u8; 32] = opened[..].try_into().map_err(|_| {
+                    StoreError::Corrupt(format!("largeBlobKey is {} bytes, not 32", opened.len()))
+                })?;
+                Some(Zeroizing::new(key))
+            }
+        };
+        Ok(Credential {
+            id,
+            rp_id,
+            rp_id_hash,
+            rp_name,
+            user_id,
+            user_name,
+            user_display_name,
+            algorithm,
+            private_key,
+            cred_protect,
+            hmac_secret,
+            cred_blob,
+            large_blob_key,
+            backup_eligible,
+            backup_state,
+            created_at,
+        })
+    }
+}
+
+/// Creates the database file with owner-only permissions if it does not exist yet. SQLite
+/// gives its `-wal` and `-shm` files the same permissions as the database file.
+#[cfg(unix)]
+fn create_private_file(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError::Database(format!("cannot create {}: {e}", path.display()))),
+    }
+}
+
+#[cfg(not(unix))]
+fn create_private_file(_path: &Path) -> Result<(), StoreError> {
+    Ok(()) // SQLite creates it (SQLITE_OPEN_CREATE)
+}
+
+/// A read transaction that works with `&Connection` and also nests (a savepoint).
+struct ReadSnapshot<'c>(&'c Connection);
+
+impl<'c> ReadSnapshot<'c> {
+    fn begin(conn: &'c Connection) -> Result<Self, StoreError> {
+        conn.execute_batch("SAVEPOINT store_read")?;
+        Ok(Self(conn))
+    }
+
+    fn end(self) -> Result<(), StoreError> {
+        let conn = self.0;
+        std::mem::forget(self);
+        conn.execute_batch("RELEASE store_read")?;
+        Ok(())
+    }
+}
+
+impl Drop for ReadSnapshot<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.execute_batch("ROLLBACK TO store_read; RELEASE store_read");
+    }
+}
+
+fn settings_exist(conn: &Connection) -> Result<bool, StoreError> {
+    Ok(conn.prepare_cached("SELECT 1 FROM settings WHERE id = 0")?.exists([])?)
+}
+
+/// Replaces the settings row and its rp id list (inside the caller's transaction).
+fn write_settings(
+    conn: &Connection,
+    sealer: &Sealer,
+    settings: &Settings,
+) -> Result<(), StoreError> {
+    let sealed_pin =
+        settings.pin_hash.as_ref().map(|h| sealer.seal(&h[..], &settings_aad("pin_hash")));
+    conn.prepare_cached(
+        "INSERT INTO settings (id, pin_hash, pin_code_points, pin_retries, uv_retries, \
+         min_pin_length, force_pin_change, always_uv, enterprise_attestation, label, wrap_salt) \
+         VALUES (0, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+         ON CONFLICT (id) DO UPDATE SET pin_hash = excluded.pin_hash, \
+         pin_code_points = excluded.pin_code_points, pin_retries = excluded.pin_retries, \
+         uv_retries = excluded.uv_retries, min_pin_length = excluded.min_pin_length, \
+         force_pin_change = excluded.force_pin_change, always_uv = excluded.always_uv, \
+         enterprise_attestation = excluded.enterprise_attestation, label = excluded.label, \
+         wrap_salt = excluded.wrap_salt",
+    )?
+    .execute(params![
+        sealed_pin,
+        settings.pin_code_points,
+        settings.pin_retries,
+        settings.uv_retries,
+        settings.min_pin_length,
+        settings.force_pin_change,
+        settings.always_uv,
+        settings.enterprise_attestation,
+        settings.label,
+        &settings.wrap_salt[..],
+    ])?;
+    conn.prepare_cached("DELETE FROM min_pin_length_rp_ids")?.execute([])?;
+    let mut insert =
+        conn.prepare_cached("INSERT INTO min_pin_length_rp_ids (position, rp_id) VALUES (?1, ?2)")?;
+    for (position, rp_id) in settings.min_pin_length_rp_ids.iter().enumerate() {
+        insert.execute(params![position as i64, rp_id])?;
+    }
+    Ok(())
+}
+
+fn count_credentials(conn: &Connection) -> Result<u32, StoreError> {
+    let n: Option<i64> = conn
+        .prepare_cached("SELECT credential_count FROM store_meta WHERE id = 0")?
+        .query_row([], |r| r.get(0))
+        .optional()?;
+    let n = n.ok_or_else(|| StoreError::Corrupt("store metadata is missing".into()))?;
+    u32::try_from(n).map_err(|_| StoreError::Corrupt(format!("credential count {n} is invalid")))
+}
+
+/// The columns of one credential row, undecoded (decoding errors become `Corrupt`).
+fn raw_credential(row: &rusqlite::Row<'_>) -> rusqlite::Result<Vec<Value>> {
+    (0..CREDENTIAL_COLUMN_COUNT).map(|i| row.get::<_, Value>(i)).collect()
+}
+
+/// What a credential's sealed fields are bound to: the row's identity and the attributes
+/// fixed when it was made. Variable-length parts are length-prefixed, so the encoding is
+/// unambiguous.
+pub(super) struct CredentialBinding(Vec<u8>);
+
+impl CredentialBinding {
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn new(
+        id: &[u8],
+        rp_id_hash: &[u8; 32],
+        user_id: &[u8],
+        algorithm: i64,
+        cred_protect: i64,
+        hmac_secret: bool,
+        backup_eligible: bool,
+        backup_state: bool,
+    ) -> Self {
+        let mut b = Vec::with_capacity(AAD_PREFIX.len() + 96 + id.len() + user_id.len());
+        b.extend_from_slice(AAD_PREFIX);
+        b.extend_from_slice(b"credential\0");
+        b.extend_from_slice(&(id.len() as u64).to_be_bytes());
+        b.extend_from_slice(id);
+        b.extend_from_slice(rp_id_hash);
+        b.extend_from_slice(&(user_id.len() as u64).to_be_bytes());
+        b.extend_from_slice(user_id);
+        b.extend_from_slice(&algorithm.to_be_bytes());
+        b.extend_from_slice(&cred_protect.to_be_bytes());
+        b.push(
+            u8::from(hmac_secret) | u8::from(backup_eligible) << 1 | u8::from(backup_state) << 2,
+        );
+        Self(b)
+    }
+
+    /// The associated data for one sealed field of this credential.
+    pub(super) fn aad(&self, field: &str) -> Vec<u8> {
+        [&self.0[..], field.as_bytes()].concat()
+    }
+}
+
+pub(super) fn settings_aad(field: &str) -> Vec<u8> {
+    [AAD_PREFIX, b"settings\0", field.as_bytes()].concat()
+}
+
+fn corrupt_type(column: &str, expected: &str) -> StoreError {
+    StoreError::Corrupt(format!("{column} is not {expected}"))
+}
+
+fn blob(v: Value, column: &str) -> Result<Vec<u8>, StoreError> {
+    match v {
+        Value::Blob(b) => Ok(b),
+        _ => Err(corrupt_type(column, "a blob")),
+    }
+}
+
+fn opt_blob(v: Value, column: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    match v {
+        Value::Null => Ok(None),
+        v => blob(v, column).map(Some),
+    }
+}
+
+fn text(v: Value, column: &str) -> Result<String, StoreError> {
+    match v {
+        Value::Text(s) => Ok(s),
+        _ => Err(corrupt_type(column, "text")),
+    }
+}
+
+fn opt_text(v: Value, column: &str) -> Result<Option<String>, StoreError> {
+    match v {
+        Value::Null => Ok(None),
+        v => text(v, column).map(Some),
+    }
+}
+
+fn integer(v: Value, column: &str) -> Result<i64, StoreError> {
+    match v {
+        Value::Integer(i) => Ok(i),
+        _ => Err(corrupt_type(column, "an integer")),
+    }
+}
+
+fn boolean(v: Value, column: &str) -> Result<bool, StoreError> {
+    match integer(v, column)? {
+        0 => Ok(false),
+        1 => Ok(true),
+        other => Err(StoreError::Corrupt(format!("{column} is {other}, not a boolean"))),
+    }
+}
+
+fn small_int(v: Value, column: &str) -> Result<u8, StoreError> {
+    let i = integer(v, column)?;
+    u8::try_from(i).map_err(|_| StoreError::Corrupt(format!("{column} is {i}, out of range")))
+}
+
+fn hash32(v: Value, column: &str) -> Result<[u8; 32], StoreError> {
+    let b = blob(v, column)?;
+    b[..]
+        .try_into()
+        .map_err(|_| StoreError::Corrupt(format!("{column} is {} bytes, not 32", b.len())))
 }
