@@ -304,6 +304,7 @@ class Authenticator:
                 "`cargo build -p pocketkey` or set POCKETKEY_BIN"
             )
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.state_dir.chmod(0o700)
         if self.log_path is None:
             self.log_path = self.state_dir.parent / f"{self.state_dir.name}.stderr.log"
         last_err = None
