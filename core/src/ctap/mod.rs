@@ -6,3 +6,5 @@ pub use status::{CtapError, CtapResult};
 pub mod cbor;
 pub mod requests;
 pub mod responses;
+#[cfg(test)]
+mod proptests;
