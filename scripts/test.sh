@@ -182,7 +182,7 @@ build_preload() {
 }
 
 cargo_tests() {
-    cargo test --workspace
+    cargo test --workspace --no-fail-fast
 }
 
 python_tests() {

@@ -8,6 +8,7 @@ from pocketkey_fixtures import (  # noqa: E402,F401
     ctap2,
     device,
     fresh_authenticator,
+    manual_authenticator,
     pk,
     pytest_runtest_makereport,
 )

@@ -13,22 +13,26 @@ from pocketkey_udp import Authenticator
 _STASH_KEY = pytest.StashKey[list]()
 
 
-def _start(tmp_path_factory, request, name: str) -> Authenticator:
+def _start(tmp_path_factory, request, name: str, **kw) -> Authenticator:
     base = tmp_path_factory.mktemp(name)
-    auth = Authenticator(state_dir=base / "state")
+    auth = Authenticator(state_dir=base / "state", **kw)
     auth.start()
     return auth
 
 
 def _finish(auth: Authenticator, request, failed: bool) -> None:
+    """Stop the process. A failing test already carries the stderr written during it (see
+    pytest_runtest_makereport); a process that died on its own is an error of its own."""
     rc_before = auth.proc.poll() if auth.proc is not None else None
     auth.stop()
-    if failed or (rc_before is not None):
+    if failed or rc_before is not None:
         # Shown by pytest in the "Captured stdout teardown" section.
         print(f"---- pocketkey stderr ({auth.log_path}) ----")
         if rc_before is not None:
-            print(f"(process had already exited with status {rc_before})")
+            print(f"(process had exited on its own with status {rc_before})")
         print(auth.read_log())
+    if rc_before is not None:
+        raise AssertionError(f"pocketkey exited on its own with status {rc_before} (log above)")
 
 
 def _track(request, auth: Authenticator) -> None:
@@ -41,9 +45,8 @@ def _track(request, auth: Authenticator) -> None:
 def authenticator(tmp_path_factory, request):
     """One authenticator (fresh state dir) shared by all tests of a module."""
     auth = _start(tmp_path_factory, request, "module-key")
-    failures_before = request.session.testsfailed
     yield auth
-    _finish(auth, request, request.session.testsfailed > failures_before)
+    _finish(auth, request, False)
 
 
 @pytest.fixture
@@ -52,8 +55,17 @@ def fresh_authenticator(tmp_path_factory, request):
     auth = _start(tmp_path_factory, request, "fresh-key")
     _track(request, auth)
     yield auth
-    rep = getattr(request.node, "rep_call", None)
-    _finish(auth, request, bool(rep is not None and rep.failed))
+    # The failing test's report already has this key's whole stderr (it started with it).
+    _finish(auth, request, False)
+
+
+@pytest.fixture
+def manual_authenticator(tmp_path_factory, request):
+    """A new authenticator without --auto-approve: the test answers its prompts."""
+    auth = _start(tmp_path_factory, request, "manual-key", auto_approve=False)
+    _track(request, auth)
+    yield auth
+    _finish(auth, request, False)
 
 
 @pytest.fixture

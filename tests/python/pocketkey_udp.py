@@ -137,6 +137,80 @@ def raw_init(addr: tuple[str, int], timeout: float = 0.3) -> bytes | None:
 
 
 # --------------------------------------------------------------------------------------
+# Raw CTAPHID, for framing tests and for watching KEEPALIVE/CANCEL.
+
+
+class RawHid:
+    def __init__(self, addr):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.connect(addr)
+        self.sock.settimeout(1.0)
+
+    def close(self):
+        self.sock.close()
+
+    def send_packet(self, pkt: bytes):
+        assert len(pkt) <= REPORT_SIZE
+        self.sock.send(pkt.ljust(REPORT_SIZE, b"\0"))
+
+    def init_packet(self, cid: int, cmd: int, bcnt: int, data: bytes) -> bytes:
+        return struct.pack(">IBH", cid, 0x80 | cmd, bcnt) + data[: REPORT_SIZE - 7]
+
+    def cont_packet(self, cid: int, seq: int, data: bytes) -> bytes:
+        return struct.pack(">IB", cid, seq) + data[: REPORT_SIZE - 5]
+
+    def send(self, cid: int, cmd: int, data: bytes = b""):
+        self.send_packet(self.init_packet(cid, cmd, len(data), data))
+        rest, seq = data[REPORT_SIZE - 7 :], 0
+        while rest:
+            self.send_packet(self.cont_packet(cid, seq, rest))
+            rest, seq = rest[REPORT_SIZE - 5 :], seq + 1
+
+    def recv_packet(self, timeout: float = 1.0) -> bytes:
+        self.sock.settimeout(timeout)
+        pkt = self.sock.recv(2048)
+        assert len(pkt) == REPORT_SIZE, f"reply datagram of {len(pkt)} bytes, expected 64"
+        return pkt
+
+    def recv(self, cid: int, timeout: float = 1.0, skip_keepalive: bool = True) -> tuple[int, bytes]:
+        """Reassemble one message for `cid` (skipping KEEPALIVE); returns (cmd, payload)."""
+        while True:
+            pkt = self.recv_packet(timeout)
+            r_cid, r_cmd, bcnt = struct.unpack_from(">IBH", pkt)
+            assert r_cid == cid, f"reply on channel {r_cid:08x}, expected {cid:08x}"
+            assert r_cmd & 0x80, f"expected an initialization packet, got {pkt.hex()}"
+            if r_cmd == 0x80 | CTAPHID.KEEPALIVE and skip_keepalive:
+                continue
+            break
+        data = pkt[7:]
+        seq = 0
+        while len(data) < bcnt:
+            pkt = self.recv_packet(timeout)
+            r_cid, r_seq = struct.unpack_from(">IB", pkt)
+            assert r_cid == cid
+            assert r_seq == seq, f"continuation sequence {r_seq}, expected {seq}"
+            data += pkt[5:]
+            seq += 1
+        return r_cmd & 0x7F, data[:bcnt]
+
+    def expect_silence(self, timeout: float = 0.3):
+        self.sock.settimeout(timeout)
+        try:
+            pkt = self.sock.recv(2048)
+        except socket.timeout:
+            return
+        raise AssertionError(f"unexpected reply {pkt.hex()}")
+
+    def allocate(self) -> tuple[int, bytes]:
+        nonce = os.urandom(8)
+        self.send(BROADCAST_CID, CTAPHID.INIT, nonce)
+        cmd, resp = self.recv(BROADCAST_CID)
+        assert cmd == CTAPHID.INIT
+        assert resp[:8] == nonce
+        return struct.unpack_from(">I", resp, 8)[0], resp
+
+
+# --------------------------------------------------------------------------------------
 # Recording device: sees the raw bytes of every exchange, checks canonical CBOR.
 
 
@@ -276,6 +350,9 @@ class Authenticator:
     _log_mark: int = 0
     devices: list[RecordingDevice] = field(default_factory=list)
     started_at: float = 0.0
+    # False: no --auto-approve; the terminal approver reads answers ("y", "p", "n", account
+    # number) from our pipe, since the process runs in its own session without a tty.
+    auto_approve: bool = True
 
     @property
     def addr(self) -> tuple[str, int]:
@@ -293,7 +370,7 @@ class Authenticator:
             f"{self.host}:{self.port}",
             "--state-dir",
             str(self.state_dir),
-            "--auto-approve",
+            *(["--auto-approve"] if self.auto_approve else []),
             *self.extra_args,
         ]
 
@@ -315,10 +392,11 @@ class Authenticator:
             env.setdefault("RUST_BACKTRACE", "1")
             self.proc = subprocess.Popen(
                 self.command(),
-                stdin=subprocess.DEVNULL,
+                stdin=subprocess.DEVNULL if self.auto_approve else subprocess.PIPE,
                 stdout=self._log_file,
                 stderr=self._log_file,
                 env=env,
+                start_new_session=True,  # no controlling terminal, never the developer's tty
             )
             try:
                 self._wait_ready(ready_timeout)
@@ -362,11 +440,19 @@ class Authenticator:
                     self.proc.kill()
                     self.proc.wait(5)
             rc = self.proc.returncode
+            if self.proc.stdin is not None:
+                self.proc.stdin.close()
             self.proc = None
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None
         return rc
+
+    def answer(self, line: str) -> None:
+        """Answer the terminal approver (only without auto-approve)."""
+        assert not self.auto_approve and self.proc is not None and self.proc.stdin is not None
+        self.proc.stdin.write(line.encode() + b"\n")
+        self.proc.stdin.flush()
 
     def restart(self) -> "Authenticator":
         """Stop the process and start a new one on the same state directory."""

@@ -3,89 +3,18 @@
 from __future__ import annotations
 
 import os
-import socket
 import struct
 import time
 
 import pytest
 
-from pocketkey_udp import BROADCAST_CID, REPORT_SIZE, send_power_cycle
+from pocketkey_udp import BROADCAST_CID, RawHid, send_power_cycle
 
 PING, MSG, INIT, WINK, CBOR, CANCEL, ERROR, KEEPALIVE = 0x01, 0x03, 0x06, 0x08, 0x10, 0x11, 0x3F, 0x3B
 ERR_INVALID_CMD, ERR_INVALID_LEN, ERR_INVALID_SEQ, ERR_CHANNEL_BUSY = 0x01, 0x03, 0x04, 0x06
 ERR_INVALID_CHANNEL = 0x0B
 CAP_WINK, CAP_CBOR, CAP_NMSG = 0x01, 0x04, 0x08
 MAX_PAYLOAD = 64 - 7 + 128 * (64 - 5)  # 7609
-
-
-class RawHid:
-    def __init__(self, addr):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.connect(addr)
-        self.sock.settimeout(1.0)
-
-    def close(self):
-        self.sock.close()
-
-    def send_packet(self, pkt: bytes):
-        assert len(pkt) <= REPORT_SIZE
-        self.sock.send(pkt.ljust(REPORT_SIZE, b"\0"))
-
-    def init_packet(self, cid: int, cmd: int, bcnt: int, data: bytes) -> bytes:
-        return struct.pack(">IBH", cid, 0x80 | cmd, bcnt) + data[: REPORT_SIZE - 7]
-
-    def cont_packet(self, cid: int, seq: int, data: bytes) -> bytes:
-        return struct.pack(">IB", cid, seq) + data[: REPORT_SIZE - 5]
-
-    def send(self, cid: int, cmd: int, data: bytes = b""):
-        self.send_packet(self.init_packet(cid, cmd, len(data), data))
-        rest, seq = data[REPORT_SIZE - 7 :], 0
-        while rest:
-            self.send_packet(self.cont_packet(cid, seq, rest))
-            rest, seq = rest[REPORT_SIZE - 5 :], seq + 1
-
-    def recv_packet(self, timeout: float = 1.0) -> bytes:
-        self.sock.settimeout(timeout)
-        pkt = self.sock.recv(2048)
-        assert len(pkt) == REPORT_SIZE, f"reply datagram of {len(pkt)} bytes, expected 64"
-        return pkt
-
-    def recv(self, cid: int, timeout: float = 1.0) -> tuple[int, bytes]:
-        """Reassemble one message for `cid` (skipping KEEPALIVE); returns (cmd, payload)."""
-        while True:
-            pkt = self.recv_packet(timeout)
-            r_cid, r_cmd, bcnt = struct.unpack_from(">IBH", pkt)
-            assert r_cid == cid, f"reply on channel {r_cid:08x}, expected {cid:08x}"
-            assert r_cmd & 0x80, f"expected an initialization packet, got {pkt.hex()}"
-            if r_cmd == 0x80 | KEEPALIVE:
-                continue
-            break
-        data = pkt[7:]
-        seq = 0
-        while len(data) < bcnt:
-            pkt = self.recv_packet(timeout)
-            r_cid, r_seq = struct.unpack_from(">IB", pkt)
-            assert r_cid == cid
-            assert r_seq == seq, f"continuation sequence {r_seq}, expected {seq}"
-            data += pkt[5:]
-            seq += 1
-        return r_cmd & 0x7F, data[:bcnt]
-
-    def expect_silence(self, timeout: float = 0.3):
-        self.sock.settimeout(timeout)
-        try:
-            pkt = self.sock.recv(2048)
-        except socket.timeout:
-            return
-        raise AssertionError(f"unexpected reply {pkt.hex()}")
-
-    def allocate(self) -> tuple[int, bytes]:
-        nonce = os.urandom(8)
-        self.send(BROADCAST_CID, INIT, nonce)
-        cmd, resp = self.recv(BROADCAST_CID)
-        assert cmd == INIT
-        assert resp[:8] == nonce
-        return struct.unpack_from(">I", resp, 8)[0], resp
 
 
 @pytest.fixture
@@ -216,3 +145,14 @@ def test_cbor_get_info_over_raw_hid(hid):
     assert cmd == CBOR
     assert resp[0] == 0x00
     assert resp[1] & 0xE0 == 0xA0, "getInfo response must be a CBOR map"
+
+
+def test_wink_if_advertised(hid):
+    cid, resp = hid.allocate()
+    caps = resp[16]
+    hid.send(cid, WINK)
+    cmd, data = hid.recv(cid)
+    if caps & CAP_WINK:
+        assert (cmd, data) == (WINK, b""), f"WINK advertised but answered {cmd:#x} {data.hex()}"
+    else:
+        assert cmd == ERROR and data[:1] == bytes([ERR_INVALID_CMD])
