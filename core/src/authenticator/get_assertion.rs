@@ -96,11 +96,11 @@ impl Authenticator {
         } else if up_requested {
             user_present = true;
         }
-        if has_token {
+        // The token is spent only by a request that collected presence (§6.2.2 step 9): a
+        // silent (up=false) pre-flight, as clients send to filter allowLists, leaves it usable.
+        if has_token && up_requested {
             let t = &mut self.volatile.token;
-            if up_requested {
-                t.clear_user_present();
-            }
+            t.clear_user_present();
             t.clear_user_verified();
             t.clear_permissions_except_lbw();
         }
