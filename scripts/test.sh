@@ -186,13 +186,17 @@ cargo_tests() {
 }
 
 python_tests() {
-    local out="$ART/pytest.log" rc
+    local out="$ART/pytest.log" rc a
+    local targets=("$ROOT/tests")
+    for a in "${PYTEST_ARGS[@]}"; do  # explicit test paths replace the default
+        case "$a" in -*) ;; *) if [ -e "${a%%::*}" ]; then targets=(); break; fi ;; esac
+    done
     POCKETKEY_BIN="$TARGET_DIR/debug/pocketkey" \
     POCKETKEY_UDP_PRELOAD="$ART/udp_preload.so" \
     PYTHONDONTWRITEBYTECODE=1 \
-        "$PY" -m pytest "$ROOT/tests" --junitxml="$ART/junit.xml" "${PYTEST_ARGS[@]}" 2>&1 | tee "$out"
+        "$PY" -m pytest "${targets[@]}" --junitxml="$ART/junit.xml" "${PYTEST_ARGS[@]}" 2>&1 | tee "$out"
     rc=${PIPESTATUS[0]}
-    PYTEST_SUMMARY=$(grep -E '^=+ .*(passed|failed|error|skipped|no tests ran).* =+$' "$out" | tail -1 | tr -d '=' | sed 's/^ *//;s/ *$//')
+    PYTEST_SUMMARY=$(grep -E '(passed|failed|error|skipped|no tests ran).* in [0-9.]+s' "$out" | tail -1 | tr -d '=' | sed 's/^ *//;s/ *$//')
     return $rc
 }
 
