@@ -79,8 +79,9 @@ impl Authenticator {
         let (param, new_pin_enc) = (required(&req.pin_uv_auth_param)?, required(&req.new_pin_enc)?);
         let shared = self.shared_secret(req)?;
         let mut settings = self.store.load_settings()?;
+        // §6.5.5.5: "If a PIN has already been set, authenticator returns PIN_AUTH_INVALID".
         if settings.pin_hash.is_some() {
-            return Err(CtapError::NotAllowed);
+            return Err(CtapError::PinAuthInvalid);
         }
         if !shared.verify(new_pin_enc, param) {
             return Err(CtapError::PinAuthInvalid);
@@ -119,12 +120,13 @@ impl Authenticator {
 
     fn requested_permissions(&self, req: &ClientPinRequest) -> CtapResult<Permissions> {
         let bits = req.permissions.ok_or(CtapError::MissingParameter)?;
-        if bits == 0 || bits > 0xFF {
+        if bits == 0 {
             return Err(CtapError::InvalidParameter);
         }
-        let perms = Permissions(bits as u8);
-        // No bio enrollment here; anything outside the defined bits is refused as well.
-        if perms.contains(Permissions::BIO_ENROLLMENT) || bits & !0x3F != 0 {
+        // Undefined permission bits are ignored (§6.5.5.7.2 step 4); bio enrollment is not
+        // something this authenticator does.
+        let perms = Permissions((bits & 0x3F) as u8);
+        if perms.contains(Permissions::BIO_ENROLLMENT) {
             return Err(CtapError::UnauthorizedPermission);
         }
         Ok(perms)

@@ -16,7 +16,7 @@ use crate::store::CredProtect;
 
 use super::auth_data::AuthData;
 use super::credentials::{rp_id_hash, Candidate};
-use super::user::Subject;
+use super::user::{uv_error_in_request, Subject};
 use crate::pin::Permissions;
 use super::{Authenticator, Reply, RequestContext};
 
@@ -89,7 +89,8 @@ impl Authenticator {
                 user_display_name: single_user(&candidates).and_then(|u| u.display_name.clone()),
                 accounts: if discoverable_choice { account_choices(&candidates) } else { vec![] },
             };
-            let gesture = self.ask_user(cx, Operation::SignIn, subject, uv_requested)?;
+            let gesture = self.ask_user(cx, Operation::SignIn, subject, uv_requested)
+                .map_err(uv_error_in_request)?;
             user_verified |= gesture.verified;
             user_present = true;
             chosen = gesture.account.filter(|i| discoverable_choice && *i < candidates.len());

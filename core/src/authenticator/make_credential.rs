@@ -15,7 +15,7 @@ use crate::store::{Algorithm, CredProtect, Credential, StoreError};
 
 use super::auth_data::{AttestedCredential, AuthData};
 use super::credentials::rp_id_hash;
-use super::user::Subject;
+use super::user::{uv_error_in_request, Subject};
 use crate::pin::Permissions;
 use super::{now_unix, Authenticator, Reply, RequestContext};
 
@@ -104,7 +104,8 @@ impl Authenticator {
                 user_display_name: req.user.display_name.clone(),
                 accounts: vec![],
             };
-            let gesture = self.ask_user(cx, Operation::Register, subject, uv_requested)?;
+            let gesture = self.ask_user(cx, Operation::Register, subject, uv_requested)
+                .map_err(uv_error_in_request)?;
             user_verified |= gesture.verified;
         }
         if has_token {

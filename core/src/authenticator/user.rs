@@ -115,6 +115,16 @@ impl Authenticator {
     }
 }
 
+/// Built-in UV failing inside makeCredential/getAssertion (CTAP 2.1 §6.1.2 step 11.2, §6.2.2
+/// step 6.2) reports PIN_BLOCKED / OPERATION_DENIED; UV_BLOCKED / UV_INVALID are clientPIN's.
+pub(crate) fn uv_error_in_request(e: CtapError) -> CtapError {
+    match e {
+        CtapError::UvBlocked => CtapError::PinBlocked,
+        CtapError::UvInvalid => CtapError::OperationDenied,
+        other => other,
+    }
+}
+
 /// How a refused approval surfaces on the wire.
 pub(crate) fn refusal(outcome: ApprovalOutcome) -> CtapError {
     match outcome {
