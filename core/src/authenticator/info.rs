@@ -23,7 +23,8 @@ impl Authenticator {
             ("credentialMgmtPreview", true),
             ("authnrCfg", true),
             ("largeBlobs", true),
-            ("makeCredUvNotRqd", true),
+            // With alwaysUv every makeCredential needs UV (§7.2.4).
+            ("makeCredUvNotRqd", !settings.always_uv),
             ("setMinPINLength", true),
             ("alwaysUv", settings.always_uv),
         ];
