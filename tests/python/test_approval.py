@@ -61,9 +61,11 @@ def test_keepalive_while_waiting_then_deny(manual_authenticator, hid):
     assert all(s in (PROCESSING, UPNEEDED) for s in statuses), statuses
     assert statuses[-1] == UPNEEDED, "waiting for the user must be reported as UPNEEDED"
     assert len(seen) >= 6, f"only {len(seen)} KEEPALIVEs in 0.8 s"
-    gaps = [b[0] - a[0] for a, b in zip(seen, seen[1:])]
-    # 100 ms nominal; generous slack for a loaded CI machine.
-    assert max(gaps) < 0.25, f"KEEPALIVE gap of {max(gaps) * 1000:.0f} ms"
+    gaps = sorted(b[0] - a[0] for a, b in zip(seen, seen[1:]))
+    median = gaps[len(gaps) // 2]
+    # 100 ms nominal: the median shows the cadence; the maximum has slack for a loaded machine.
+    assert median <= 0.12, f"median KEEPALIVE interval {median * 1000:.0f} ms"
+    assert gaps[-1] < 0.3, f"KEEPALIVE gap of {gaps[-1] * 1000:.0f} ms"
 
     manual_authenticator.answer("n")
     assert final_status(hid, cid) == ERR.OPERATION_DENIED

@@ -75,7 +75,8 @@ def test_set_pin(fresh_authenticator, protocol):
     ctap = with_pin(fresh_authenticator, protocol)
     assert ctap.get_info().options.get("clientPin") is True
     assert retries(ctap) == 8
-    with ctap_error(ERR.NOT_ALLOWED, "setPIN when a PIN is already set"):
+    # §6.5.5.5: "If a PIN has already been set, authenticator returns CTAP2_ERR_PIN_AUTH_INVALID".
+    with ctap_error(ERR.PIN_AUTH_INVALID, "setPIN when a PIN is already set"):
         cp(ctap, protocol).set_pin("9999")
     proto, tok = pin_token(ctap, PIN, P.MAKE_CREDENTIAL, "example.com", protocol)
     assert len(tok) == 32 if protocol == 2 else len(tok) in (16, 32)
