@@ -8,14 +8,17 @@ from our pipe."""
 from __future__ import annotations
 
 import os
+import re
 import struct
 import time
 
 import pytest
 from fido2 import cbor
+from fido2.ctap2 import AssertionResponse, ClientPin, Ctap2
+from fido2.ctap2.pin import PinProtocolV2
 from fido2.hid import CTAPHID
 
-from pk_helpers import ERR, PUBKEY_ES256, rp, user
+from pk_helpers import ERR, PUBKEY_ES256, make_cred, rp, user, uv_token
 from pocketkey_udp import RawHid
 
 UPNEEDED, PROCESSING = 0x02, 0x01
@@ -114,3 +117,58 @@ def test_other_channel_gets_busy_while_waiting(manual_authenticator, hid):
         other.close()
     hid.send(cid, CTAPHID.CANCEL)
     assert final_status(hid, cid) == ERR.KEEPALIVE_CANCEL
+
+
+def test_user_picks_account_on_the_phone(fresh_authenticator):
+    """Several discoverable accounts and user presence requested: the phone shows the
+    accounts, the user picks one; the response carries that account and userSelected."""
+    pk = fresh_authenticator
+    ctap = pk.ctap2()
+    rp_id = "pick-on-phone.example"
+    accounts = {}
+    for name in ("first", "second", "third"):
+        tok = uv_token(ctap, ClientPin.PERMISSION.MAKE_CREDENTIAL, rp_id)
+        resp, _, u = make_cred(ctap, rp_id, rk=True, user_entity=user(name), token=tok)
+        accounts[name] = (u["id"], resp.auth_data.credential_data.public_key)
+
+    pk.auto_approve = False
+    pk.restart()
+    hid = RawHid(pk.addr)
+    try:
+        cid, _ = hid.allocate()
+        mark = pk.log_size()
+        h = os.urandom(32)
+        hid.send(cid, CTAPHID.CBOR, b"\x02" + cbor.encode({1: rp_id, 2: h}))
+        keepalives(hid, cid, 0.3)
+        prompt = pk.read_log(mark)
+        listed = dict((m.group(2), m.group(1)) for m in re.finditer(r"^\s+(\d+)\. (\w+)", prompt, re.M))
+        assert set(listed) == set(accounts), f"accounts shown to the user:\n{prompt}"
+        pk.answer(listed["second"])
+        cmd, data = hid.recv(cid, timeout=2.0)
+    finally:
+        hid.close()
+    assert cmd == CTAPHID.CBOR and data[0] == 0, data[:1].hex()
+    resp = AssertionResponse.from_dict(cbor.decode(data[1:]))
+    uid, key = accounts["second"]
+    assert resp.user["id"] == uid
+    assert resp.user_selected is True
+    assert resp.number_of_credentials is None
+    assert resp.auth_data.is_user_present()
+    key.verify(bytes(resp.auth_data) + h, resp.signature)
+
+
+@pytest.mark.parametrize("answer", ["n", "p"], ids=["denied", "presence-only"])
+def test_uv_token_refused(manual_authenticator, hid, answer):
+    """getPinUvAuthTokenUsingUvWithPermissions when the user refuses, or only taps: no
+    token, OPERATION_DENIED, and no verification attempt was spent."""
+    ctap = Ctap2(manual_authenticator.device())
+    peer = ctap.client_pin(2, ClientPin.CMD.GET_KEY_AGREEMENT)[ClientPin.RESULT.KEY_AGREEMENT]
+    key_agreement, _ = PinProtocolV2().encapsulate(peer)
+    cid, _ = hid.allocate()
+    req = {1: 2, 2: ClientPin.CMD.GET_TOKEN_USING_UV, 3: key_agreement,
+           9: int(ClientPin.PERMISSION.MAKE_CREDENTIAL), 10: "refused.example"}
+    hid.send(cid, CTAPHID.CBOR, b"\x06" + cbor.encode(req))
+    keepalives(hid, cid, 0.3)
+    manual_authenticator.answer(answer)
+    assert final_status(hid, cid) == ERR.OPERATION_DENIED
+    assert ClientPin(ctap).get_uv_retries() == 8
