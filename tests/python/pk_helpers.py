@@ -68,11 +68,6 @@ def _name(code: int) -> str:
         return "UNKNOWN"
 
 
-def check_cose_canonical(key_bytes_or_obj: Any) -> None:
-    enc = key_bytes_or_obj if isinstance(key_bytes_or_obj, bytes) else cbor.encode(key_bytes_or_obj)
-    assert cbor.encode(cbor.decode(enc)) == enc, f"non-canonical COSE key {enc.hex()}"
-
-
 def split_auth_data(auth_data) -> tuple[bytes | None, bytes | None]:
     """Parse raw authenticatorData bytes: (COSE_Key bytes or None, extensions bytes or None).
 

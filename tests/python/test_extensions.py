@@ -35,7 +35,6 @@ from pk_helpers import (
     make_cred,
     pin_token,
     sha256,
-    user,
     uv_token,
     verify_assertion,
 )
