@@ -123,9 +123,16 @@ impl Key {
 
     fn with_store(store: Store, master: &MasterKey, can_verify: bool) -> Self {
         let script = Arc::new(Mutex::new(Script::default()));
-        let approver = ScriptedApprover { can_verify, script: script.clone() };
-        let auth = Authenticator::new(store, master, Box::new(approver), Config::default()).unwrap();
-        let cx = RequestContext { cancel: CancelToken::new(), requester: Requester("Work laptop".into()) };
+        let approver = ScriptedApprover {
+            can_verify,
+            script: script.clone(),
+        };
+        let auth =
+            Authenticator::new(store, master, Box::new(approver), Config::default()).unwrap();
+        let cx = RequestContext {
+            cancel: CancelToken::new(),
+            requester: Requester("Work laptop".into()),
+        };
         Self { auth, script, cx }
     }
 
@@ -140,7 +147,11 @@ impl Key {
 
     fn assert_script_used_up(&self) {
         let s = self.script.lock().unwrap();
-        assert!(s.queue.is_empty(), "scripted outcomes left unused: {:?}", s.queue);
+        assert!(
+            s.queue.is_empty(),
+            "scripted outcomes left unused: {:?}",
+            s.queue
+        );
     }
 
     fn raw(&mut self, request: &[u8]) -> Vec<u8> {
@@ -170,15 +181,18 @@ impl Key {
     }
 
     fn register(&mut self, mc: &MakeCred) -> Result<Registration, u8> {
-        self.call(CMD_MAKE_CREDENTIAL, Some(&mc.to_cbor())).map(|v| Registration::parse(&v))
+        self.call(CMD_MAKE_CREDENTIAL, Some(&mc.to_cbor()))
+            .map(|v| Registration::parse(&v))
     }
 
     fn assert(&mut self, ga: &GetAssert) -> Result<Assertion, u8> {
-        self.call(CMD_GET_ASSERTION, Some(&ga.to_cbor())).map(|v| Assertion::parse(&v))
+        self.call(CMD_GET_ASSERTION, Some(&ga.to_cbor()))
+            .map(|v| Assertion::parse(&v))
     }
 
     fn next_assertion(&mut self) -> Result<Assertion, u8> {
-        self.call(CMD_GET_NEXT_ASSERTION, None).map(|v| Assertion::parse(&v))
+        self.call(CMD_GET_NEXT_ASSERTION, None)
+            .map(|v| Assertion::parse(&v))
     }
 }
 
@@ -201,12 +215,20 @@ fn tmap(entries: Vec<(&str, Value)>) -> Value {
 }
 
 fn get(map: &Value, key: i64) -> Option<&Value> {
-    let Value::Map(m) = map else { panic!("not a map: {map:?}") };
-    m.iter().find(|(k, _)| matches!(k, Value::Integer(i) if i128::from(*i) == key as i128)).map(|(_, v)| v)
+    let Value::Map(m) = map else {
+        panic!("not a map: {map:?}")
+    };
+    m.iter()
+        .find(|(k, _)| matches!(k, Value::Integer(i) if i128::from(*i) == key as i128))
+        .map(|(_, v)| v)
 }
 fn get_text<'a>(map: &'a Value, key: &str) -> Option<&'a Value> {
-    let Value::Map(m) = map else { panic!("not a map: {map:?}") };
-    m.iter().find(|(k, _)| matches!(k, Value::Text(t) if t == key)).map(|(_, v)| v)
+    let Value::Map(m) = map else {
+        panic!("not a map: {map:?}")
+    };
+    m.iter()
+        .find(|(k, _)| matches!(k, Value::Text(t) if t == key))
+        .map(|(_, v)| v)
 }
 fn as_bytes(v: &Value) -> Vec<u8> {
     match v {
@@ -235,7 +257,10 @@ fn encode(v: &Value) -> Vec<u8> {
 
 /// CTAP 2.1 §8 canonical key order: major type, then encoded length, then bytewise.
 fn canonical_key_order(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
-    (a[0] >> 5).cmp(&(b[0] >> 5)).then(a.len().cmp(&b.len())).then(a.cmp(b))
+    (a[0] >> 5)
+        .cmp(&(b[0] >> 5))
+        .then(a.len().cmp(&b.len()))
+        .then(a.cmp(b))
 }
 
 fn check_canonical_order(v: &Value) {
@@ -268,14 +293,21 @@ fn take_canonical(input: &mut &[u8]) -> Value {
     let value: Value = ciborium::de::from_reader(&mut *input).expect("valid CBOR");
     let used = &start[..start.len() - input.len()];
     check_canonical_order(&value);
-    assert_eq!(encode(&value), used, "CBOR does not re-encode to identical bytes: {value:?}");
+    assert_eq!(
+        encode(&value),
+        used,
+        "CBOR does not re-encode to identical bytes: {value:?}"
+    );
     value
 }
 
 fn decode_response(response: &[u8]) -> Result<Value, u8> {
     let (&status, body) = response.split_first().expect("empty CTAP2 response");
     if status != 0 {
-        assert!(body.is_empty(), "error 0x{status:02x} with a body: {response:02x?}");
+        assert!(
+            body.is_empty(),
+            "error 0x{status:02x} with a body: {response:02x?}"
+        );
         return Err(status);
     }
     if body.is_empty() {
@@ -357,7 +389,11 @@ impl MakeCred {
         if let Some(n) = &self.display_name {
             user.push(("displayName", text(n)));
         }
-        let params = self.algs.iter().map(|a| tmap(vec![("alg", int(*a)), ("type", text("public-key"))])).collect();
+        let params = self
+            .algs
+            .iter()
+            .map(|a| tmap(vec![("alg", int(*a)), ("type", text("public-key"))]))
+            .collect();
         let mut m = vec![
             (1, bytes(&self.client_data_hash)),
             (2, tmap(rp)),
@@ -389,7 +425,11 @@ impl MakeCred {
 }
 
 fn descriptors(ids: &[Vec<u8>]) -> Value {
-    Value::Array(ids.iter().map(|id| tmap(vec![("id", bytes(id)), ("type", text("public-key"))])).collect())
+    Value::Array(
+        ids.iter()
+            .map(|id| tmap(vec![("id", bytes(id)), ("type", text("public-key"))]))
+            .collect(),
+    )
 }
 
 #[derive(Clone)]
@@ -469,12 +509,16 @@ impl PublicKey {
                 let y = as_bytes(get(v, -3).expect("y"));
                 assert_eq!((x.len(), y.len()), (32, 32));
                 let sec1 = [&[0x04][..], &x, &y].concat();
-                PublicKey::Es256(p256::ecdsa::VerifyingKey::from_sec1_bytes(&sec1).expect("point on P-256"))
+                PublicKey::Es256(
+                    p256::ecdsa::VerifyingKey::from_sec1_bytes(&sec1).expect("point on P-256"),
+                )
             }
             (1, -8, 6) => {
                 assert!(get(v, -3).is_none(), "OKP keys have no y");
                 let x: [u8; 32] = x.try_into().expect("32-byte Ed25519 key");
-                PublicKey::EdDsa(ed25519_dalek::VerifyingKey::from_bytes(&x).expect("Ed25519 point"))
+                PublicKey::EdDsa(
+                    ed25519_dalek::VerifyingKey::from_bytes(&x).expect("Ed25519 point"),
+                )
             }
             other => panic!("unexpected COSE key (kty, alg, crv) = {other:?}"),
         }
@@ -494,7 +538,10 @@ impl PublicKey {
                 .map(|s| k.verify(message, &s).is_ok())
                 .unwrap_or(false),
             PublicKey::EdDsa(k) => <[u8; 64]>::try_from(signature)
-                .map(|s| k.verify_strict(message, &ed25519_dalek::Signature::from_bytes(&s)).is_ok())
+                .map(|s| {
+                    k.verify_strict(message, &ed25519_dalek::Signature::from_bytes(&s))
+                        .is_ok()
+                })
                 .unwrap_or(false),
         }
     }
@@ -516,7 +563,8 @@ impl AuthData {
         assert!(b.len() >= 37, "authData too short");
         let flags = b[32];
         let mut rest = &b[37..];
-        let (mut aaguid, mut credential_id, mut public_key, mut extensions) = (None, None, None, None);
+        let (mut aaguid, mut credential_id, mut public_key, mut extensions) =
+            (None, None, None, None);
         if flags & FLAG_AT != 0 {
             aaguid = Some(rest[..16].try_into().unwrap());
             let len = u16::from_be_bytes([rest[16], rest[17]]) as usize;
@@ -577,11 +625,20 @@ impl Registration {
     /// verifies over authData ‖ clientDataHash with the credential public key.
     fn verify_self_attestation(&self, client_data_hash: &[u8; 32]) {
         assert_eq!(self.fmt, "packed");
-        assert!(get_text(&self.att_stmt, "x5c").is_none(), "self attestation carries no x5c");
-        assert_eq!(as_int(get_text(&self.att_stmt, "alg").expect("alg")), self.key().alg() as i128);
+        assert!(
+            get_text(&self.att_stmt, "x5c").is_none(),
+            "self attestation carries no x5c"
+        );
+        assert_eq!(
+            as_int(get_text(&self.att_stmt, "alg").expect("alg")),
+            self.key().alg() as i128
+        );
         let sig = as_bytes(get_text(&self.att_stmt, "sig").expect("sig"));
         let signed = [&self.auth_data[..], client_data_hash].concat();
-        assert!(self.key().verify(&signed, &sig), "attestation signature does not verify");
+        assert!(
+            self.key().verify(&signed, &sig),
+            "attestation signature does not verify"
+        );
     }
 }
 
@@ -619,16 +676,27 @@ impl Assertion {
     /// The assertion signature verifies over authData ‖ clientDataHash, for the right RP.
     fn verify(&self, key: &PublicKey, rp_id: &str, client_data_hash: &[u8; 32]) {
         assert_eq!(self.parsed.rp_id_hash, sha256(rp_id.as_bytes()), "rpIdHash");
-        assert!(self.parsed.aaguid.is_none(), "assertions carry no attested credential data");
+        assert!(
+            self.parsed.aaguid.is_none(),
+            "assertions carry no attested credential data"
+        );
         let signed = [&self.auth_data[..], client_data_hash].concat();
-        assert!(key.verify(&signed, &self.signature), "assertion signature does not verify");
+        assert!(
+            key.verify(&signed, &self.signature),
+            "assertion signature does not verify"
+        );
     }
 
     fn user_name(&self) -> Option<String> {
-        self.user.as_ref().and_then(|u| get_text(u, "name")).map(|n| as_str(n).to_string())
+        self.user
+            .as_ref()
+            .and_then(|u| get_text(u, "name"))
+            .map(|n| as_str(n).to_string())
     }
     fn user_id(&self) -> Option<Vec<u8>> {
-        self.user.as_ref().map(|u| as_bytes(get_text(u, "id").expect("user.id")))
+        self.user
+            .as_ref()
+            .map(|u| as_bytes(get_text(u, "id").expect("user.id")))
     }
 }
 
@@ -672,7 +740,11 @@ mod platform {
     impl Shared {
         pub fn encapsulate(protocol: u64, authenticator_key: &Value) -> Self {
             assert_eq!(as_int(get(authenticator_key, 1).unwrap()), 2, "kty EC2");
-            assert_eq!(as_int(get(authenticator_key, 3).unwrap()), -25, "alg ECDH-ES+HKDF-256");
+            assert_eq!(
+                as_int(get(authenticator_key, 3).unwrap()),
+                -25,
+                "alg ECDH-ES+HKDF-256"
+            );
             assert_eq!(as_int(get(authenticator_key, -1).unwrap()), 1, "crv P-256");
             let x = as_bytes(get(authenticator_key, -2).unwrap());
             let y = as_bytes(get(authenticator_key, -3).unwrap());
@@ -701,17 +773,24 @@ mod platform {
                 (-2, Value::Bytes(point.x().unwrap().to_vec())),
                 (-3, Value::Bytes(point.y().unwrap().to_vec())),
             ]);
-            Self { protocol, hmac_key, aes_key, cose }
+            Self {
+                protocol,
+                hmac_key,
+                aes_key,
+                cose,
+            }
         }
 
         pub fn encrypt(&self, plaintext: &[u8]) -> Vec<u8> {
             assert_eq!(plaintext.len() % 16, 0);
             if self.protocol == 1 {
-                Enc::new(&self.aes_key.into(), &[0u8; 16].into()).encrypt_padded_vec_mut::<NoPadding>(plaintext)
+                Enc::new(&self.aes_key.into(), &[0u8; 16].into())
+                    .encrypt_padded_vec_mut::<NoPadding>(plaintext)
             } else {
                 let mut iv = [0u8; 16];
                 OsRng.fill_bytes(&mut iv);
-                let ct = Enc::new(&self.aes_key.into(), &iv.into()).encrypt_padded_vec_mut::<NoPadding>(plaintext);
+                let ct = Enc::new(&self.aes_key.into(), &iv.into())
+                    .encrypt_padded_vec_mut::<NoPadding>(plaintext);
                 [&iv[..], &ct].concat()
             }
         }
@@ -722,7 +801,9 @@ mod platform {
             } else {
                 (ciphertext[..16].try_into().unwrap(), &ciphertext[16..])
             };
-            Dec::new(&self.aes_key.into(), &iv.into()).decrypt_padded_vec_mut::<NoPadding>(ct).unwrap()
+            Dec::new(&self.aes_key.into(), &iv.into())
+                .decrypt_padded_vec_mut::<NoPadding>(ct)
+                .unwrap()
         }
 
         pub fn authenticate(&self, message: &[u8]) -> Vec<u8> {
@@ -741,7 +822,10 @@ struct Token {
 
 impl Token {
     fn param(&self, message: &[u8]) -> (Vec<u8>, u64) {
-        (platform::authenticate(self.protocol, &self.secret, message), self.protocol)
+        (
+            platform::authenticate(self.protocol, &self.secret, message),
+            self.protocol,
+        )
     }
 }
 
@@ -751,7 +835,9 @@ impl Key {
     }
 
     fn key_agreement(&mut self, protocol: u64) -> Shared {
-        let r = self.client_pin(vec![(1, int(protocol as i64)), (2, int(0x02))]).unwrap();
+        let r = self
+            .client_pin(vec![(1, int(protocol as i64)), (2, int(0x02))])
+            .unwrap();
         Shared::encapsulate(protocol, get(&r, 1).expect("keyAgreement"))
     }
 
@@ -766,7 +852,12 @@ impl Key {
             (4, bytes(&param)),
             (5, bytes(&new_pin_enc)),
         ])
-        .map(|r| assert!(matches!(&r, Value::Null) || r == Value::Map(vec![]), "setPIN answers with no data: {r:?}"))
+        .map(|r| {
+            assert!(
+                matches!(&r, Value::Null) || r == Value::Map(vec![]),
+                "setPIN answers with no data: {r:?}"
+            )
+        })
     }
 
     fn change_pin(&mut self, protocol: u64, old: &str, new: &str) -> Result<(), u8> {
@@ -786,10 +877,19 @@ impl Key {
     }
 
     /// getPinToken (0x05) when `permissions` is None, else getPinUvAuthTokenUsingPinWithPermissions (0x09).
-    fn pin_token(&mut self, protocol: u64, pin: &str, permissions: Option<(u64, Option<&str>)>) -> Result<Token, u8> {
+    fn pin_token(
+        &mut self,
+        protocol: u64,
+        pin: &str,
+        permissions: Option<(u64, Option<&str>)>,
+    ) -> Result<Token, u8> {
         let shared = self.key_agreement(protocol);
         let pin_hash_enc = shared.encrypt(&sha256(pin.as_bytes())[..16]);
-        let mut params = vec![(1, int(protocol as i64)), (3, shared.cose.clone()), (6, bytes(&pin_hash_enc))];
+        let mut params = vec![
+            (1, int(protocol as i64)),
+            (3, shared.cose.clone()),
+            (6, bytes(&pin_hash_enc)),
+        ];
         match permissions {
             None => params.push((2, int(0x05))),
             Some((perms, rp_id)) => {
@@ -805,10 +905,19 @@ impl Key {
     }
 
     /// getPinUvAuthTokenUsingUvWithPermissions (0x06): the built-in UV path.
-    fn uv_token(&mut self, protocol: u64, permissions: u64, rp_id: Option<&str>) -> Result<Token, u8> {
+    fn uv_token(
+        &mut self,
+        protocol: u64,
+        permissions: u64,
+        rp_id: Option<&str>,
+    ) -> Result<Token, u8> {
         let shared = self.key_agreement(protocol);
-        let mut params =
-            vec![(1, int(protocol as i64)), (2, int(0x06)), (3, shared.cose.clone()), (9, int(permissions as i64))];
+        let mut params = vec![
+            (1, int(protocol as i64)),
+            (2, int(0x06)),
+            (3, shared.cose.clone()),
+            (9, int(permissions as i64)),
+        ];
         if let Some(rp) = rp_id {
             params.push((10, text(rp)));
         }
@@ -819,7 +928,10 @@ impl Key {
     fn token_from(&self, shared: &Shared, r: &Value) -> Token {
         let enc = as_bytes(get(r, 2).expect("pinUvAuthToken"));
         assert_eq!(enc.len(), if shared.protocol == 1 { 32 } else { 48 });
-        Token { protocol: shared.protocol, secret: shared.decrypt(&enc) }
+        Token {
+            protocol: shared.protocol,
+            secret: shared.decrypt(&enc),
+        }
     }
 
     fn pin_retries(&mut self) -> (i128, bool) {
@@ -861,17 +973,32 @@ fn get_info_describes_a_phone_key() {
     for v in ["U2F_V2", "FIDO_2_0", "FIDO_2_1"] {
         assert!(versions.contains(&v), "{v} missing from {versions:?}");
     }
-    for opt in ["rk", "up", "uv", "pinUvAuthToken", "credMgmt", "authnrCfg", "makeCredUvNotRqd"] {
+    for opt in [
+        "rk",
+        "up",
+        "uv",
+        "pinUvAuthToken",
+        "credMgmt",
+        "authnrCfg",
+        "makeCredUvNotRqd",
+    ] {
         assert_eq!(option(&info, opt), Some(true), "option {opt}");
     }
-    assert_eq!(option(&info, "clientPin"), Some(false), "clientPin present and false until a PIN is set");
+    assert_eq!(
+        option(&info, "clientPin"),
+        Some(false),
+        "clientPin present and false until a PIN is set"
+    );
     let protocols: Vec<i128> = match get(&info, 6).unwrap() {
         Value::Array(a) => a.iter().map(as_int).collect(),
         _ => panic!(),
     };
     assert_eq!(protocols, vec![2, 1]);
     let algs: Vec<i128> = match get(&info, 0x0A).unwrap() {
-        Value::Array(a) => a.iter().map(|p| as_int(get_text(p, "alg").unwrap())).collect(),
+        Value::Array(a) => a
+            .iter()
+            .map(|p| as_int(get_text(p, "alg").unwrap()))
+            .collect(),
         _ => panic!(),
     };
     assert!(algs.contains(&-7) && algs.contains(&-8));
@@ -891,7 +1018,10 @@ fn register_and_sign_in(alg: i64) {
     let ad = &reg.parsed;
     assert_eq!(ad.rp_id_hash, sha256(b"example.com"));
     assert!(ad.up() && !ad.uv());
-    assert_eq!(ad.aaguid, Some(pocketkey_core::authenticator::POCKETKEY_AAGUID));
+    assert_eq!(
+        ad.aaguid,
+        Some(pocketkey_core::authenticator::POCKETKEY_AAGUID)
+    );
     let max_id_len = as_int(get(&key.info(), 0x08).expect("maxCredentialIdLength"));
     assert!(reg.id().len() as i128 <= max_id_len && max_id_len <= 255);
 
@@ -902,14 +1032,21 @@ fn register_and_sign_in(alg: i64) {
     a.verify(reg.key(), "example.com", &ga.client_data_hash);
     assert!(a.parsed.up() && !a.parsed.uv());
     assert!(a.parsed.sign_count > reg.parsed.sign_count);
-    assert!(a.user.is_none(), "non-discoverable credentials have no user");
+    assert!(
+        a.user.is_none(),
+        "non-discoverable credentials have no user"
+    );
     assert!(a.number_of_credentials.is_none());
 
     // The signature really covers the clientDataHash: another hash does not verify.
     let other = [&a.auth_data[..], &random32()].concat();
     assert!(!reg.key().verify(&other, &a.signature));
     // And the credential is bound to its RP.
-    assert_eq!(key.assert(&GetAssert::new("evil.example").allow(&reg.id())).err(), Some(NO_CREDENTIALS));
+    assert_eq!(
+        key.assert(&GetAssert::new("evil.example").allow(&reg.id()))
+            .err(),
+        Some(NO_CREDENTIALS)
+    );
     key.assert_script_used_up();
 }
 
@@ -944,8 +1081,12 @@ fn sign_counter_strictly_increases_and_survives_reopening_the_store() {
     let (rk_id, rk_key, nrk_id, nrk_key) = {
         let mut key = Key::with_store(Store::open(&path, &master).unwrap(), &master, true);
         key.queue([verified(), present()]);
-        let rk = key.register(&MakeCred::new("example.com", "alice").rk().uv()).unwrap();
-        let nrk = key.register(&MakeCred::new("example.com", "bob").alg(EDDSA)).unwrap();
+        let rk = key
+            .register(&MakeCred::new("example.com", "alice").rk().uv())
+            .unwrap();
+        let nrk = key
+            .register(&MakeCred::new("example.com", "bob").alg(EDDSA))
+            .unwrap();
         counts.extend([rk.parsed.sign_count, nrk.parsed.sign_count]);
         for _ in 0..3 {
             let ga = GetAssert::new("example.com").allow(&nrk.id());
@@ -962,7 +1103,10 @@ fn sign_counter_strictly_increases_and_survives_reopening_the_store() {
     let ga = GetAssert::new("example.com").uv();
     key.queue([verified()]);
     let a = key.assert(&ga).unwrap();
-    assert_eq!(a.credential_id, rk_id, "the discoverable credential is still there");
+    assert_eq!(
+        a.credential_id, rk_id,
+        "the discoverable credential is still there"
+    );
     a.verify(&rk_key, "example.com", &ga.client_data_hash);
     counts.push(a.parsed.sign_count);
     let ga = GetAssert::new("example.com").allow(&nrk_id);
@@ -971,7 +1115,10 @@ fn sign_counter_strictly_increases_and_survives_reopening_the_store() {
     a.verify(&nrk_key, "example.com", &ga.client_data_hash);
     counts.push(a.parsed.sign_count);
 
-    assert!(counts.windows(2).all(|w| w[0] < w[1]), "counter must strictly increase: {counts:?}");
+    assert!(
+        counts.windows(2).all(|w| w[0] < w[1]),
+        "counter must strictly increase: {counts:?}"
+    );
     assert!(counts[0] >= 1);
 }
 
@@ -980,7 +1127,11 @@ fn discoverable_credential_requires_user_verification() {
     let mut key = Key::new();
     // Built-in UV is configured: rk without uv or a token is PUAT_REQUIRED (§6.1.2 step 6,
     // makeCredUvNotRqd), and nobody is asked.
-    assert_eq!(key.register(&MakeCred::new("example.com", "alice").rk()).err(), Some(PUAT_REQUIRED));
+    assert_eq!(
+        key.register(&MakeCred::new("example.com", "alice").rk())
+            .err(),
+        Some(PUAT_REQUIRED)
+    );
     assert!(key.seen().is_empty());
 
     let mc = MakeCred::new("example.com", "alice").rk().uv();
@@ -995,7 +1146,11 @@ fn discoverable_credential_requires_user_verification() {
 
     // A user who only taps where verification is required does not make a credential.
     key.queue([present()]);
-    assert_eq!(key.register(&MakeCred::new("example.com", "bob").rk().uv()).err(), Some(OPERATION_DENIED));
+    assert_eq!(
+        key.register(&MakeCred::new("example.com", "bob").rk().uv())
+            .err(),
+        Some(OPERATION_DENIED)
+    );
     key.assert_script_used_up();
 }
 
@@ -1004,20 +1159,32 @@ fn discoverable_credential_without_any_uv_configured_needs_presence_only() {
     // No built-in UV and no PIN: nothing to verify with, so rk needs only a touch.
     let mut key = Key::in_memory(false);
     key.queue([present()]);
-    let reg = key.register(&MakeCred::new("example.com", "alice").rk()).unwrap();
+    let reg = key
+        .register(&MakeCred::new("example.com", "alice").rk())
+        .unwrap();
     assert!(!reg.parsed.uv());
     // uv=true without built-in UV is INVALID_OPTION (§6.1.2 step 5).
-    assert_eq!(key.register(&MakeCred::new("example.com", "alice").rk().uv()).err(), Some(0x2C));
+    assert_eq!(
+        key.register(&MakeCred::new("example.com", "alice").rk().uv())
+            .err(),
+        Some(0x2C)
+    );
     // Once a PIN is set the key is protected by UV: rk needs a token.
     key.set_pin(2, "1234").unwrap();
-    assert_eq!(key.register(&MakeCred::new("example.com", "bob").rk()).err(), Some(PUAT_REQUIRED));
+    assert_eq!(
+        key.register(&MakeCred::new("example.com", "bob").rk())
+            .err(),
+        Some(PUAT_REQUIRED)
+    );
     key.assert_script_used_up();
 }
 
 #[test]
 fn approval_request_names_the_rp_the_user_and_the_requester() {
     let mut key = Key::new();
-    let mut mc = MakeCred::new("login.example.com", "alice@example.com").rk().uv();
+    let mut mc = MakeCred::new("login.example.com", "alice@example.com")
+        .rk()
+        .uv();
     mc.display_name = Some("Alice Liddell".into());
     mc.rp_name = Some("Example Login".into());
     key.queue([verified()]);
@@ -1034,7 +1201,9 @@ fn approval_request_names_the_rp_the_user_and_the_requester() {
 
     // Signing in with the single discoverable credential shows whose it is.
     key.queue([verified()]);
-    let a = key.assert(&GetAssert::new("login.example.com").uv()).unwrap();
+    let a = key
+        .assert(&GetAssert::new("login.example.com").uv())
+        .unwrap();
     let r = key.seen().pop().unwrap();
     assert_eq!(r.operation, Operation::SignIn);
     assert_eq!(r.rp_id.as_deref(), Some("login.example.com"));
@@ -1049,7 +1218,8 @@ fn three_accounts(key: &mut Key) -> Vec<Registration> {
         .into_iter()
         .map(|u| {
             key.queue([verified()]);
-            key.register(&MakeCred::new("example.com", u).rk().uv()).unwrap()
+            key.register(&MakeCred::new("example.com", u).rk().uv())
+                .unwrap()
         })
         .collect()
 }
@@ -1066,21 +1236,41 @@ fn several_discoverable_accounts_are_offered_and_the_chosen_one_is_returned() {
     let r = key.seen().pop().unwrap();
     assert_eq!(r.operation, Operation::SignIn);
     assert_eq!(r.rp_id.as_deref(), Some("example.com"));
-    let mut names: Vec<_> = r.accounts.iter().map(|c| c.user_name.clone().unwrap()).collect();
+    let mut names: Vec<_> = r
+        .accounts
+        .iter()
+        .map(|c| c.user_name.clone().unwrap())
+        .collect();
     names.sort();
     assert_eq!(names, ["alice", "bob", "carol"]);
     for c in &r.accounts {
-        assert_eq!(c.display_name.as_deref(), Some(format!("{} display", c.user_name.as_ref().unwrap()).as_str()));
-        assert_eq!(c.user_id, sha256(c.user_name.as_ref().unwrap().as_bytes())[..16].to_vec());
+        assert_eq!(
+            c.display_name.as_deref(),
+            Some(format!("{} display", c.user_name.as_ref().unwrap()).as_str())
+        );
+        assert_eq!(
+            c.user_id,
+            sha256(c.user_name.as_ref().unwrap().as_bytes())[..16].to_vec()
+        );
     }
 
     // Account 1 as the user saw it is the one signed with.
     let chosen = &r.accounts[1];
     assert_eq!(a.user_id().as_deref(), Some(chosen.user_id.as_slice()));
-    assert_eq!(a.user_name(), chosen.user_name, "names are returned after UV");
+    assert_eq!(
+        a.user_name(),
+        chosen.user_name,
+        "names are returned after UV"
+    );
     assert!(a.user_selected, "userSelected");
-    assert!(a.number_of_credentials.is_none(), "no numberOfCredentials after selection on the authenticator");
-    let reg = regs.iter().find(|g| g.parsed.credential_id.as_deref() == Some(&a.credential_id[..])).unwrap();
+    assert!(
+        a.number_of_credentials.is_none(),
+        "no numberOfCredentials after selection on the authenticator"
+    );
+    let reg = regs
+        .iter()
+        .find(|g| g.parsed.credential_id.as_deref() == Some(&a.credential_id[..]))
+        .unwrap();
     a.verify(reg.key(), "example.com", &ga.client_data_hash);
     assert!(a.parsed.uv());
     // Nothing left to iterate.
@@ -1115,10 +1305,20 @@ fn without_a_choice_every_account_comes_through_get_next_assertion() {
         // No UV: no user-identifiable information (§6.2.2 step 12), only the handle.
         assert!(a.user_id().is_some());
         assert_eq!(a.user_name(), None);
-        assert!(a.user.as_ref().and_then(|u| get_text(u, "displayName")).is_none());
+        assert!(a
+            .user
+            .as_ref()
+            .and_then(|u| get_text(u, "displayName"))
+            .is_none());
     }
-    assert!(all.windows(2).all(|w| w[0].parsed.sign_count < w[1].parsed.sign_count));
-    assert_eq!(key.seen().len(), 1, "one approval for the whole enumeration");
+    assert!(all
+        .windows(2)
+        .all(|w| w[0].parsed.sign_count < w[1].parsed.sign_count));
+    assert_eq!(
+        key.seen().len(),
+        1,
+        "one approval for the whole enumeration"
+    );
 }
 
 #[test]
@@ -1130,23 +1330,47 @@ fn refusals_map_to_their_status_codes() {
         (ApprovalOutcome::Cancelled, KEEPALIVE_CANCEL),
     ] {
         key.queue([outcome]);
-        assert_eq!(key.register(&MakeCred::new("example.com", "alice")).err(), Some(status), "mc {outcome:?}");
+        assert_eq!(
+            key.register(&MakeCred::new("example.com", "alice")).err(),
+            Some(status),
+            "mc {outcome:?}"
+        );
         key.queue([outcome]);
-        assert_eq!(key.register(&MakeCred::new("example.com", "alice").rk().uv()).err(), Some(status), "mc uv {outcome:?}");
+        assert_eq!(
+            key.register(&MakeCred::new("example.com", "alice").rk().uv())
+                .err(),
+            Some(status),
+            "mc uv {outcome:?}"
+        );
         key.queue([outcome]);
-        assert_eq!(key.uv_token(2, PERM_MC, None).err(), Some(status), "clientPIN 0x06 {outcome:?}");
+        assert_eq!(
+            key.uv_token(2, PERM_MC, None).err(),
+            Some(status),
+            "clientPIN 0x06 {outcome:?}"
+        );
         key.queue([outcome]);
-        assert_eq!(key.call(0x0B, None).err(), Some(status), "selection {outcome:?}");
+        assert_eq!(
+            key.call(0x0B, None).err(),
+            Some(status),
+            "selection {outcome:?}"
+        );
     }
     key.queue([present()]);
-    let reg = key.register(&MakeCred::new("example.com", "alice")).unwrap();
+    let reg = key
+        .register(&MakeCred::new("example.com", "alice"))
+        .unwrap();
     for (outcome, status) in [
         (ApprovalOutcome::Denied, OPERATION_DENIED),
         (ApprovalOutcome::TimedOut, USER_ACTION_TIMEOUT),
         (ApprovalOutcome::Cancelled, KEEPALIVE_CANCEL),
     ] {
         key.queue([outcome]);
-        assert_eq!(key.assert(&GetAssert::new("example.com").allow(&reg.id())).err(), Some(status), "ga {outcome:?}");
+        assert_eq!(
+            key.assert(&GetAssert::new("example.com").allow(&reg.id()))
+                .err(),
+            Some(status),
+            "ga {outcome:?}"
+        );
     }
     key.assert_script_used_up();
     // Refusals are not verification failures.
@@ -1155,8 +1379,15 @@ fn refusals_map_to_their_status_codes() {
     // A request cancelled before the prompt (CTAPHID CANCEL) never reaches the approver.
     key.seen();
     key.cx.cancel.cancel();
-    assert_eq!(key.register(&MakeCred::new("example.com", "alice")).err(), Some(KEEPALIVE_CANCEL));
-    assert_eq!(key.assert(&GetAssert::new("example.com").allow(&reg.id())).err(), Some(KEEPALIVE_CANCEL));
+    assert_eq!(
+        key.register(&MakeCred::new("example.com", "alice")).err(),
+        Some(KEEPALIVE_CANCEL)
+    );
+    assert_eq!(
+        key.assert(&GetAssert::new("example.com").allow(&reg.id()))
+            .err(),
+        Some(KEEPALIVE_CANCEL)
+    );
     assert!(key.seen().is_empty());
 }
 
@@ -1165,7 +1396,9 @@ fn built_in_uv_token_with_mc_permission_registers_without_a_second_prompt() {
     for protocol in [2, 1] {
         let mut key = Key::new();
         key.queue([verified()]);
-        let token = key.uv_token(protocol, PERM_MC, Some("example.com")).unwrap();
+        let token = key
+            .uv_token(protocol, PERM_MC, Some("example.com"))
+            .unwrap();
         let r = key.seen().pop().unwrap();
         assert_eq!(r.operation, Operation::VerifyUser);
         assert!(r.verification_required);
@@ -1175,7 +1408,10 @@ fn built_in_uv_token_with_mc_permission_registers_without_a_second_prompt() {
         let mut mc = MakeCred::new("example.com", "alice").rk();
         mc.pin_uv_auth = Some(token.param(&mc.client_data_hash));
         let reg = key.register(&mc).unwrap();
-        assert!(key.seen().is_empty(), "protocol {protocol}: the token's presence was used");
+        assert!(
+            key.seen().is_empty(),
+            "protocol {protocol}: the token's presence was used"
+        );
         assert!(reg.parsed.up() && reg.parsed.uv());
         reg.verify_self_attestation(&mc.client_data_hash);
 
@@ -1207,13 +1443,20 @@ fn built_in_uv_token_with_ga_permission_is_bound_to_its_rp() {
     assert_eq!(key.seen().len(), 1);
     let mut ga = GetAssert::new("other.example");
     ga.pin_uv_auth = Some(token.param(&ga.client_data_hash));
-    assert_eq!(key.assert(&ga).err(), Some(PIN_AUTH_INVALID), "bound to example.com");
+    assert_eq!(
+        key.assert(&ga).err(),
+        Some(PIN_AUTH_INVALID),
+        "bound to example.com"
+    );
     let mut ga = GetAssert::new("example.com").allow(&regs[2].id());
     ga.pin_uv_auth = Some(token.param(&ga.client_data_hash));
     let a = key.assert(&ga).unwrap();
     a.verify(regs[2].key(), "example.com", &ga.client_data_hash);
     assert!(a.parsed.up() && a.parsed.uv());
-    assert!(key.seen().is_empty(), "no second prompt within the user-present window");
+    assert!(
+        key.seen().is_empty(),
+        "no second prompt within the user-present window"
+    );
 }
 
 #[test]
@@ -1221,16 +1464,25 @@ fn failed_verifications_count_down_uv_retries_until_blocked() {
     let mut key = Key::new();
     assert_eq!(key.uv_retries(), 8);
     // A success resets the counter.
-    key.queue([ApprovalOutcome::VerificationFailed, ApprovalOutcome::VerificationFailed, verified()]);
+    key.queue([
+        ApprovalOutcome::VerificationFailed,
+        ApprovalOutcome::VerificationFailed,
+        verified(),
+    ]);
     assert_eq!(key.uv_token(2, PERM_MC, None).err(), Some(UV_INVALID));
     assert_eq!(key.uv_token(2, PERM_MC, None).err(), Some(UV_INVALID));
     assert_eq!(key.uv_retries(), 6);
     key.uv_token(2, PERM_MC, None).unwrap();
     assert_eq!(key.uv_retries(), 8);
 
-    // makeCredential's built-in UV counts against the same counter.
+    // makeCredential's built-in UV counts against the same counter (its status codes are
+    // checked in built_in_uv_failure_inside_make_credential_and_get_assertion).
     key.queue([ApprovalOutcome::VerificationFailed]);
-    assert_eq!(key.register(&MakeCred::new("example.com", "alice").rk().uv()).err(), Some(UV_INVALID));
+    assert_eq!(
+        key.register(&MakeCred::new("example.com", "alice").rk().uv())
+            .err(),
+        Some(OPERATION_DENIED)
+    );
     assert_eq!(key.uv_retries(), 7);
     for left in (1..7).rev() {
         key.queue([ApprovalOutcome::VerificationFailed]);
@@ -1244,14 +1496,22 @@ fn failed_verifications_count_down_uv_retries_until_blocked() {
     // Blocked: nobody is asked any more, and a power cycle does not help.
     key.auth.power_cycle();
     assert_eq!(key.uv_token(2, PERM_MC, None).err(), Some(UV_BLOCKED));
-    assert_eq!(key.register(&MakeCred::new("example.com", "alice").rk().uv()).err(), Some(UV_BLOCKED));
+    // Inside makeCredential a blocked built-in UV is PIN_BLOCKED (§6.1.2 step 11.2).
+    assert_eq!(
+        key.register(&MakeCred::new("example.com", "alice").rk().uv())
+            .err(),
+        Some(PIN_BLOCKED)
+    );
     assert!(key.seen().is_empty());
     key.assert_script_used_up();
 }
 
 fn pin_lifecycle(set_with: u64, change_with: u64, token_with: u64) {
     let mut key = Key::new();
-    assert_eq!(key.pin_token(token_with, "1234", None).err(), Some(PIN_NOT_SET));
+    assert_eq!(
+        key.pin_token(token_with, "1234", None).err(),
+        Some(PIN_NOT_SET)
+    );
     key.set_pin(set_with, "1234").unwrap();
     assert_eq!(option(&key.info(), "clientPin"), Some(true));
     assert_eq!(key.pin_retries(), (8, false));
@@ -1265,13 +1525,20 @@ fn pin_lifecycle(set_with: u64, change_with: u64, token_with: u64) {
     assert!(reg.parsed.uv() && reg.parsed.up());
 
     // changePIN voids the old PIN and every token issued before.
-    let old = key.pin_token(token_with, "1234", Some((PERM_GA, Some("example.com")))).unwrap();
+    let old = key
+        .pin_token(token_with, "1234", Some((PERM_GA, Some("example.com"))))
+        .unwrap();
     key.change_pin(change_with, "1234", "ñandú-42").unwrap();
     let mut ga = GetAssert::new("example.com");
     ga.pin_uv_auth = Some(old.param(&ga.client_data_hash));
     assert_eq!(key.assert(&ga).err(), Some(PIN_AUTH_INVALID));
-    assert_eq!(key.pin_token(token_with, "1234", None).err(), Some(PIN_INVALID));
-    let token = key.pin_token(token_with, "ñandú-42", Some((PERM_GA, Some("example.com")))).unwrap();
+    assert_eq!(
+        key.pin_token(token_with, "1234", None).err(),
+        Some(PIN_INVALID)
+    );
+    let token = key
+        .pin_token(token_with, "ñandú-42", Some((PERM_GA, Some("example.com"))))
+        .unwrap();
     let mut ga = GetAssert::new("example.com");
     ga.pin_uv_auth = Some(token.param(&ga.client_data_hash));
     key.queue([present()]);
@@ -1303,8 +1570,16 @@ fn pin_protocols_mix() {
 #[test]
 fn pin_policy_and_malformed_pin_requests() {
     let mut key = Key::new();
-    assert_eq!(key.set_pin(2, "123").err(), Some(PIN_POLICY_VIOLATION), "minimum 4 code points");
-    assert_eq!(key.set_pin(1, &"9".repeat(64)).err(), Some(PIN_POLICY_VIOLATION), "at most 63 bytes");
+    assert_eq!(
+        key.set_pin(2, "123").err(),
+        Some(PIN_POLICY_VIOLATION),
+        "minimum 4 code points"
+    );
+    assert_eq!(
+        key.set_pin(1, &"9".repeat(64)).err(),
+        Some(PIN_POLICY_VIOLATION),
+        "at most 63 bytes"
+    );
     // A bad pinUvAuthParam on setPIN.
     let shared = key.key_agreement(2);
     let new_pin_enc = shared.encrypt(&padded("1234"));
@@ -1317,17 +1592,26 @@ fn pin_policy_and_malformed_pin_requests() {
     ]);
     assert_eq!(r.err(), Some(PIN_AUTH_INVALID));
     // Unsupported protocol, missing subcommand parameters, unknown subcommand.
-    assert_eq!(key.client_pin(vec![(1, int(3)), (2, int(0x02))]).err(), Some(0x02));
-    assert_eq!(key.client_pin(vec![(1, int(2)), (2, int(0x03))]).err(), Some(MISSING_PARAMETER));
-    assert_eq!(key.client_pin(vec![(1, int(2)), (2, int(0x0F))]).err(), Some(0x3E));
+    assert_eq!(
+        key.client_pin(vec![(1, int(3)), (2, int(0x02))]).err(),
+        Some(0x02)
+    );
+    assert_eq!(
+        key.client_pin(vec![(1, int(2)), (2, int(0x03))]).err(),
+        Some(MISSING_PARAMETER)
+    );
+    assert_eq!(
+        key.client_pin(vec![(1, int(2)), (2, int(0x0F))]).err(),
+        Some(0x3E)
+    );
     assert_eq!(key.change_pin(2, "1234", "5678").err(), Some(PIN_NOT_SET));
     key.set_pin(2, "１２３４").unwrap(); // four full-width digits: 4 code points, 12 bytes
     key.pin_token(1, "１２３４", None).unwrap();
 }
 
+/// CTAP 2.1 §6.5.5.5 step 3: "If a PIN has already been set, authenticator returns
+/// CTAP2_ERR_PIN_AUTH_INVALID error." (the engine returned NOT_ALLOWED before 7ece200).
 #[test]
-#[ignore = "engine bug: setPIN with a PIN already set returns CTAP2_ERR_NOT_ALLOWED (0x30); \
-            CTAP 2.1 §6.5.5.5 step 3 requires CTAP2_ERR_PIN_AUTH_INVALID (0x33)"]
 fn set_pin_twice_is_pin_auth_invalid() {
     let mut key = Key::new();
     key.set_pin(2, "1234").unwrap();
@@ -1345,12 +1629,19 @@ fn three_wrong_pins_need_a_power_cycle() {
     assert_eq!(key.pin_retries(), (5, true));
     // Even the right PIN is refused until the power cycle, and costs no retry.
     assert_eq!(key.pin_token(2, "1234", None).err(), Some(PIN_AUTH_BLOCKED));
-    assert_eq!(key.change_pin(2, "1234", "5678").err(), Some(PIN_AUTH_BLOCKED));
+    assert_eq!(
+        key.change_pin(2, "1234", "5678").err(),
+        Some(PIN_AUTH_BLOCKED)
+    );
     assert_eq!(key.pin_retries(), (5, true));
     key.auth.power_cycle();
     assert_eq!(key.pin_retries(), (5, false));
     key.pin_token(2, "1234", None).unwrap();
-    assert_eq!(key.pin_retries(), (8, false), "a correct PIN restores the retries");
+    assert_eq!(
+        key.pin_retries(),
+        (8, false),
+        "a correct PIN restores the retries"
+    );
 }
 
 #[test]
@@ -1359,14 +1650,27 @@ fn eight_wrong_pins_block_the_pin_until_reset() {
     key.set_pin(2, "1234").unwrap();
     let mut results = Vec::new();
     for attempt in 1..=8 {
-        results.push(key.pin_token(2, &format!("{attempt:04}9"), None).err().unwrap());
+        results.push(
+            key.pin_token(2, &format!("{attempt:04}9"), None)
+                .err()
+                .unwrap(),
+        );
         if attempt % 3 == 0 {
             key.auth.power_cycle();
         }
     }
     assert_eq!(
         results,
-        [PIN_INVALID, PIN_INVALID, PIN_AUTH_BLOCKED, PIN_INVALID, PIN_INVALID, PIN_AUTH_BLOCKED, PIN_INVALID, PIN_BLOCKED]
+        [
+            PIN_INVALID,
+            PIN_INVALID,
+            PIN_AUTH_BLOCKED,
+            PIN_INVALID,
+            PIN_INVALID,
+            PIN_AUTH_BLOCKED,
+            PIN_INVALID,
+            PIN_BLOCKED
+        ]
     );
     assert_eq!(key.pin_retries().0, 0);
     assert_eq!(key.pin_token(2, "1234", None).err(), Some(PIN_BLOCKED));
@@ -1384,19 +1688,37 @@ fn eight_wrong_pins_block_the_pin_until_reset() {
 #[test]
 fn cred_protect_3_is_invisible_without_user_verification() {
     let mut key = Key::new();
-    let protect = |mc: MakeCred| MakeCred { extensions: vec![("credProtect", int(3))], ..mc };
+    let protect = |mc: MakeCred| MakeCred {
+        extensions: vec![("credProtect", int(3))],
+        ..mc
+    };
     key.queue([verified(), verified()]);
-    let rk = key.register(&protect(MakeCred::new("example.com", "alice").rk().uv())).unwrap();
-    let nrk = key.register(&protect(MakeCred::new("example.com", "bob").uv())).unwrap();
+    let rk = key
+        .register(&protect(MakeCred::new("example.com", "alice").rk().uv()))
+        .unwrap();
+    let nrk = key
+        .register(&protect(MakeCred::new("example.com", "bob").uv()))
+        .unwrap();
     for reg in [&rk, &nrk] {
         let ext = reg.parsed.extensions.as_ref().expect("extension outputs");
         assert_eq!(as_int(get_text(ext, "credProtect").unwrap()), 3);
     }
     key.seen();
     // Without UV: not found by discovery nor by ID, and nobody is bothered.
-    assert_eq!(key.assert(&GetAssert::new("example.com")).err(), Some(NO_CREDENTIALS));
-    assert_eq!(key.assert(&GetAssert::new("example.com").allow(&rk.id())).err(), Some(NO_CREDENTIALS));
-    assert_eq!(key.assert(&GetAssert::new("example.com").allow(&nrk.id())).err(), Some(NO_CREDENTIALS));
+    assert_eq!(
+        key.assert(&GetAssert::new("example.com")).err(),
+        Some(NO_CREDENTIALS)
+    );
+    assert_eq!(
+        key.assert(&GetAssert::new("example.com").allow(&rk.id()))
+            .err(),
+        Some(NO_CREDENTIALS)
+    );
+    assert_eq!(
+        key.assert(&GetAssert::new("example.com").allow(&nrk.id()))
+            .err(),
+        Some(NO_CREDENTIALS)
+    );
     assert!(key.seen().is_empty());
     // Nor does an excludeList reveal them without UV (§6.1.2 step 12).
     let mut mc = MakeCred::new("example.com", "dave");
@@ -1407,10 +1729,17 @@ fn cred_protect_3_is_invisible_without_user_verification() {
     for reg in [&rk, &nrk] {
         let ga = GetAssert::new("example.com").allow(&reg.id()).uv();
         key.queue([verified()]);
-        key.assert(&ga).unwrap().verify(reg.key(), "example.com", &ga.client_data_hash);
+        key.assert(&ga)
+            .unwrap()
+            .verify(reg.key(), "example.com", &ga.client_data_hash);
     }
     key.queue([verified()]);
-    assert_eq!(key.assert(&GetAssert::new("example.com").uv()).unwrap().credential_id, rk.id());
+    assert_eq!(
+        key.assert(&GetAssert::new("example.com").uv())
+            .unwrap()
+            .credential_id,
+        rk.id()
+    );
     key.assert_script_used_up();
 }
 
@@ -1421,17 +1750,25 @@ fn cred_protect_2_needs_uv_only_for_discovery() {
     mc.extensions = vec![("credProtect", int(2))];
     key.queue([verified()]);
     let reg = key.register(&mc).unwrap();
-    assert_eq!(key.assert(&GetAssert::new("example.com")).err(), Some(NO_CREDENTIALS));
+    assert_eq!(
+        key.assert(&GetAssert::new("example.com")).err(),
+        Some(NO_CREDENTIALS)
+    );
     key.queue([present()]);
-    key.assert(&GetAssert::new("example.com").allow(&reg.id())).unwrap();
+    key.assert(&GetAssert::new("example.com").allow(&reg.id()))
+        .unwrap();
 }
 
 #[test]
 fn excluded_credential_is_0x19_after_presence() {
     let mut key = Key::new();
     key.queue([present(), verified()]);
-    let nrk = key.register(&MakeCred::new("example.com", "alice")).unwrap();
-    let rk = key.register(&MakeCred::new("example.com", "bob").rk().uv()).unwrap();
+    let nrk = key
+        .register(&MakeCred::new("example.com", "alice"))
+        .unwrap();
+    let rk = key
+        .register(&MakeCred::new("example.com", "bob").rk().uv())
+        .unwrap();
     for id in [nrk.id(), rk.id()] {
         let mut mc = MakeCred::new("example.com", "alice");
         mc.exclude = vec![random32().to_vec(), id];
@@ -1453,23 +1790,37 @@ fn excluded_credential_is_0x19_after_presence() {
 fn reset_within_ten_seconds_wipes_every_credential_and_the_pin() {
     let mut key = Key::new();
     key.queue([verified(), present()]);
-    let rk = key.register(&MakeCred::new("example.com", "alice").rk().uv()).unwrap();
+    let rk = key
+        .register(&MakeCred::new("example.com", "alice").rk().uv())
+        .unwrap();
     let nrk = key.register(&MakeCred::new("example.com", "bob")).unwrap();
     key.set_pin(2, "1234").unwrap();
     // Denied: nothing happens.
     key.queue([ApprovalOutcome::Denied]);
     assert_eq!(key.call(CMD_RESET, None).err(), Some(OPERATION_DENIED));
     key.queue([present()]);
-    key.assert(&GetAssert::new("example.com").allow(&nrk.id())).unwrap();
+    key.assert(&GetAssert::new("example.com").allow(&nrk.id()))
+        .unwrap();
 
     key.seen();
     key.queue([present()]);
     assert_eq!(key.call(CMD_RESET, None), Ok(Value::Null));
     assert_eq!(key.seen().pop().unwrap().operation, Operation::Reset);
     // Discoverable gone; non-discoverable ID no longer opens; PIN gone.
-    assert_eq!(key.assert(&GetAssert::new("example.com").uv()).err(), Some(NO_CREDENTIALS));
-    assert_eq!(key.assert(&GetAssert::new("example.com").allow(&rk.id())).err(), Some(NO_CREDENTIALS));
-    assert_eq!(key.assert(&GetAssert::new("example.com").allow(&nrk.id())).err(), Some(NO_CREDENTIALS));
+    assert_eq!(
+        key.assert(&GetAssert::new("example.com").uv()).err(),
+        Some(NO_CREDENTIALS)
+    );
+    assert_eq!(
+        key.assert(&GetAssert::new("example.com").allow(&rk.id()))
+            .err(),
+        Some(NO_CREDENTIALS)
+    );
+    assert_eq!(
+        key.assert(&GetAssert::new("example.com").allow(&nrk.id()))
+            .err(),
+        Some(NO_CREDENTIALS)
+    );
     let mut mc = MakeCred::new("example.com", "bob");
     mc.exclude = vec![nrk.id(), rk.id()];
     key.queue([present()]);
@@ -1495,7 +1846,12 @@ fn reset_after_the_window_is_not_allowed_until_power_cycle() {
 /// An extended-length APDU (how CTAPHID MSG carries U2F): CLA INS P1 P2 00 Lc Lc data 00 00.
 fn apdu(ins: u8, p1: u8, data: &[u8]) -> Vec<u8> {
     let len = (data.len() as u16).to_be_bytes();
-    [&[0x00, ins, p1, 0x00, 0x00, len[0], len[1]][..], data, &[0x00, 0x00]].concat()
+    [
+        &[0x00, ins, p1, 0x00, 0x00, len[0], len[1]][..],
+        data,
+        &[0x00, 0x00],
+    ]
+    .concat()
 }
 
 /// The length of the DER item at the start of `b`.
@@ -1526,16 +1882,36 @@ fn u2f_register(key: &mut Key, challenge: &[u8; 32], application: &[u8; 32]) -> 
     let rest = &body[67 + kh_len..];
     let cert_len = der_len(rest);
     let cert = <x509_cert::Certificate as der::Decode>::from_der(&rest[..cert_len]).unwrap();
-    let spki = cert.tbs_certificate.subject_public_key_info.subject_public_key.raw_bytes();
+    let spki = cert
+        .tbs_certificate
+        .subject_public_key_info
+        .subject_public_key
+        .raw_bytes();
     let attestation_key = p256::ecdsa::VerifyingKey::from_sec1_bytes(spki).unwrap();
-    let signature = p256::ecdsa::Signature::from_der(&rest[cert_len..]).expect("DER signature, nothing after it");
+    let signature = p256::ecdsa::Signature::from_der(&rest[cert_len..])
+        .expect("DER signature, nothing after it");
     let signed = [&[0x00][..], application, challenge, &key_handle, user_key].concat();
-    attestation_key.verify(&signed, &signature).expect("U2F registration signature verifies");
-    U2fRegistration { public_key, key_handle }
+    attestation_key
+        .verify(&signed, &signature)
+        .expect("U2F registration signature verifies");
+    U2fRegistration {
+        public_key,
+        key_handle,
+    }
 }
 
-fn u2f_authenticate_data(challenge: &[u8; 32], application: &[u8; 32], key_handle: &[u8]) -> Vec<u8> {
-    [&challenge[..], application, &[key_handle.len() as u8], key_handle].concat()
+fn u2f_authenticate_data(
+    challenge: &[u8; 32],
+    application: &[u8; 32],
+    key_handle: &[u8],
+) -> Vec<u8> {
+    [
+        &challenge[..],
+        application,
+        &[key_handle.len() as u8],
+        key_handle,
+    ]
+    .concat()
 }
 
 #[test]
@@ -1551,7 +1927,11 @@ fn u2f_register_and_authenticate_signatures_verify() {
         if p1 == 0x03 {
             key.queue([present()]);
         }
-        let (body, sw) = key.u2f(&apdu(0x02, p1, &u2f_authenticate_data(&challenge, &application, &reg.key_handle)));
+        let (body, sw) = key.u2f(&apdu(
+            0x02,
+            p1,
+            &u2f_authenticate_data(&challenge, &application, &reg.key_handle),
+        ));
         assert_eq!(sw, 0x9000);
         assert_eq!(body[0], presence);
         let counter = u32::from_be_bytes(body[1..5].try_into().unwrap());
@@ -1559,7 +1939,9 @@ fn u2f_register_and_authenticate_signatures_verify() {
         last = counter;
         let signed = [&application[..], &body[..5], &challenge].concat();
         let sig = p256::ecdsa::Signature::from_der(&body[5..]).unwrap();
-        reg.public_key.verify(&signed, &sig).expect("U2F authentication signature verifies");
+        reg.public_key
+            .verify(&signed, &sig)
+            .expect("U2F authentication signature verifies");
     }
     let seen = key.seen();
     assert_eq!(seen.len(), 2, "don't-enforce asks nobody");
@@ -1568,7 +1950,9 @@ fn u2f_register_and_authenticate_signatures_verify() {
 
     // CTAP2 and U2F share the one counter: it keeps increasing across both.
     key.queue([present()]);
-    let r = key.register(&MakeCred::new("example.com", "alice")).unwrap();
+    let r = key
+        .register(&MakeCred::new("example.com", "alice"))
+        .unwrap();
     assert!(r.parsed.sign_count > last);
 }
 
@@ -1589,7 +1973,11 @@ fn u2f_check_only_bad_key_handle_and_refusals() {
     let bad = u2f_authenticate_data(&challenge, &application, &flipped);
     assert_eq!(key.u2f(&apdu(0x02, 0x07, &bad)), (vec![], 0x6A80));
     assert_eq!(key.u2f(&apdu(0x02, 0x03, &bad)), (vec![], 0x6A80));
-    let other_app = u2f_authenticate_data(&challenge, &sha256(b"https://evil.example"), &reg.key_handle);
+    let other_app = u2f_authenticate_data(
+        &challenge,
+        &sha256(b"https://evil.example"),
+        &reg.key_handle,
+    );
     assert_eq!(key.u2f(&apdu(0x02, 0x07, &other_app)), (vec![], 0x6A80));
     let random_kh = u2f_authenticate_data(&challenge, &application, &[0x42; 64]);
     assert_eq!(key.u2f(&apdu(0x02, 0x03, &random_kh)), (vec![], 0x6A80));
@@ -1605,13 +1993,35 @@ fn u2f_check_only_bad_key_handle_and_refusals() {
 #[test]
 fn u2f_version_and_malformed_apdus() {
     let mut key = Key::new();
-    assert_eq!(key.u2f(&[0x00, 0x03, 0x00, 0x00]), (b"U2F_V2".to_vec(), 0x9000));
-    assert_eq!(key.u2f(&[0x00, 0x03, 0x00, 0x00, 0x00, 0x00, 0x00]), (b"U2F_V2".to_vec(), 0x9000));
-    assert_eq!(key.u2f(&[0x80, 0x03, 0x00, 0x00]).1, 0x6E00, "CLA not supported");
-    assert_eq!(key.u2f(&[0x00, 0x55, 0x00, 0x00]).1, 0x6D00, "INS not supported");
+    assert_eq!(
+        key.u2f(&[0x00, 0x03, 0x00, 0x00]),
+        (b"U2F_V2".to_vec(), 0x9000)
+    );
+    assert_eq!(
+        key.u2f(&[0x00, 0x03, 0x00, 0x00, 0x00, 0x00, 0x00]),
+        (b"U2F_V2".to_vec(), 0x9000)
+    );
+    assert_eq!(
+        key.u2f(&[0x80, 0x03, 0x00, 0x00]).1,
+        0x6E00,
+        "CLA not supported"
+    );
+    assert_eq!(
+        key.u2f(&[0x00, 0x55, 0x00, 0x00]).1,
+        0x6D00,
+        "INS not supported"
+    );
     assert_eq!(key.u2f(&[0x00, 0x01]).1, 0x6700, "too short");
-    assert_eq!(key.u2f(&apdu(0x01, 0x03, &[0u8; 63])).1, 0x6700, "register needs 64 bytes");
-    assert_eq!(key.u2f(&apdu(0x02, 0x03, &[0u8; 64])).1, 0x6700, "authenticate needs a key handle");
+    assert_eq!(
+        key.u2f(&apdu(0x01, 0x03, &[0u8; 63])).1,
+        0x6700,
+        "register needs 64 bytes"
+    );
+    assert_eq!(
+        key.u2f(&apdu(0x02, 0x03, &[0u8; 64])).1,
+        0x6700,
+        "authenticate needs a key handle"
+    );
     assert_eq!(key.u2f(&[]).1, 0x6700);
     assert!(key.seen().is_empty());
 }
@@ -1622,35 +2032,97 @@ fn u2f_version_and_malformed_apdus() {
 fn malformed_requests_get_their_status_codes() {
     let mut key = Key::new();
     assert_eq!(decode_response(&key.raw(&[0x55])), Err(INVALID_COMMAND));
-    assert_eq!(decode_response(&key.raw(&[0x03, 0xa0])), Err(INVALID_COMMAND), "0x03 is not a CTAP2 command");
+    assert_eq!(
+        decode_response(&key.raw(&[0x03, 0xa0])),
+        Err(INVALID_COMMAND),
+        "0x03 is not a CTAP2 command"
+    );
     assert_eq!(decode_response(&key.raw(&[])), Err(INVALID_LENGTH));
     // Garbage and truncated CBOR.
-    assert_eq!(decode_response(&key.raw(&[CMD_MAKE_CREDENTIAL, 0xff, 0x00])), Err(INVALID_CBOR));
-    assert_eq!(decode_response(&key.raw(&[CMD_MAKE_CREDENTIAL, 0xa2, 0x01])), Err(INVALID_CBOR));
-    assert_eq!(decode_response(&key.raw(&[CMD_GET_ASSERTION, 0x1c])), Err(INVALID_CBOR));
-    assert_eq!(decode_response(&key.raw(&[CMD_CLIENT_PIN, 0xa1, 0x01, 0x02, 0x00])), Err(INVALID_CBOR), "trailing byte");
+    assert_eq!(
+        decode_response(&key.raw(&[CMD_MAKE_CREDENTIAL, 0xff, 0x00])),
+        Err(INVALID_CBOR)
+    );
+    assert_eq!(
+        decode_response(&key.raw(&[CMD_MAKE_CREDENTIAL, 0xa2, 0x01])),
+        Err(INVALID_CBOR)
+    );
+    assert_eq!(
+        decode_response(&key.raw(&[CMD_GET_ASSERTION, 0x1c])),
+        Err(INVALID_CBOR)
+    );
+    assert_eq!(
+        decode_response(&key.raw(&[CMD_CLIENT_PIN, 0xa1, 0x01, 0x02, 0x00])),
+        Err(INVALID_CBOR),
+        "trailing byte"
+    );
 
     let good = MakeCred::new("example.com", "alice").to_cbor();
-    let Value::Map(entries) = &good else { unreachable!() };
+    let Value::Map(entries) = &good else {
+        unreachable!()
+    };
     let with = |key_: i64, value: Option<Value>| {
-        let mut m: Vec<(Value, Value)> = entries.iter().filter(|(k, _)| *k != int(key_)).cloned().collect();
+        let mut m: Vec<(Value, Value)> = entries
+            .iter()
+            .filter(|(k, _)| *k != int(key_))
+            .cloned()
+            .collect();
         if let Some(v) = value {
             m.push((int(key_), v));
         }
         Value::Map(m)
     };
     // Wrong types.
-    assert_eq!(key.call(CMD_MAKE_CREDENTIAL, Some(&with(1, Some(text("hash"))))), Err(CBOR_UNEXPECTED_TYPE));
-    assert_eq!(key.call(CMD_MAKE_CREDENTIAL, Some(&with(2, Some(text("example.com"))))), Err(CBOR_UNEXPECTED_TYPE));
-    assert_eq!(key.call(CMD_MAKE_CREDENTIAL, Some(&with(7, Some(tmap(vec![("rk", int(1))]))))), Err(CBOR_UNEXPECTED_TYPE));
-    assert_eq!(key.call(CMD_MAKE_CREDENTIAL, Some(&Value::Array(vec![]))), Err(CBOR_UNEXPECTED_TYPE));
-    assert_eq!(key.call(CMD_GET_ASSERTION, Some(&imap(vec![(1, bytes(b"x")), (2, bytes(&[0; 32]))]))), Err(CBOR_UNEXPECTED_TYPE));
+    assert_eq!(
+        key.call(CMD_MAKE_CREDENTIAL, Some(&with(1, Some(text("hash"))))),
+        Err(CBOR_UNEXPECTED_TYPE)
+    );
+    assert_eq!(
+        key.call(
+            CMD_MAKE_CREDENTIAL,
+            Some(&with(2, Some(text("example.com"))))
+        ),
+        Err(CBOR_UNEXPECTED_TYPE)
+    );
+    assert_eq!(
+        key.call(
+            CMD_MAKE_CREDENTIAL,
+            Some(&with(7, Some(tmap(vec![("rk", int(1))]))))
+        ),
+        Err(CBOR_UNEXPECTED_TYPE)
+    );
+    assert_eq!(
+        key.call(CMD_MAKE_CREDENTIAL, Some(&Value::Array(vec![]))),
+        Err(CBOR_UNEXPECTED_TYPE)
+    );
+    assert_eq!(
+        key.call(
+            CMD_GET_ASSERTION,
+            Some(&imap(vec![(1, bytes(b"x")), (2, bytes(&[0; 32]))]))
+        ),
+        Err(CBOR_UNEXPECTED_TYPE)
+    );
     // Missing parameters.
-    assert_eq!(key.call(CMD_MAKE_CREDENTIAL, Some(&with(1, None))), Err(MISSING_PARAMETER));
-    assert_eq!(key.call(CMD_MAKE_CREDENTIAL, Some(&with(4, None))), Err(MISSING_PARAMETER));
-    assert_eq!(key.call(CMD_GET_ASSERTION, Some(&imap(vec![(1, text("example.com"))]))), Err(MISSING_PARAMETER));
+    assert_eq!(
+        key.call(CMD_MAKE_CREDENTIAL, Some(&with(1, None))),
+        Err(MISSING_PARAMETER)
+    );
+    assert_eq!(
+        key.call(CMD_MAKE_CREDENTIAL, Some(&with(4, None))),
+        Err(MISSING_PARAMETER)
+    );
+    assert_eq!(
+        key.call(
+            CMD_GET_ASSERTION,
+            Some(&imap(vec![(1, text("example.com"))]))
+        ),
+        Err(MISSING_PARAMETER)
+    );
     // A pinUvAuthParam without its protocol (§6.1.2 step 2).
-    assert_eq!(key.call(CMD_MAKE_CREDENTIAL, Some(&with(8, Some(bytes(&[1; 32]))))), Err(MISSING_PARAMETER));
+    assert_eq!(
+        key.call(CMD_MAKE_CREDENTIAL, Some(&with(8, Some(bytes(&[1; 32]))))),
+        Err(MISSING_PARAMETER)
+    );
     assert!(key.seen().is_empty());
 }
 
@@ -1687,8 +2159,11 @@ fn hmac_secret_with_both_protocols() {
     for (protocol, uv) in [(1u64, false), (2, false), (2, true), (1, true)] {
         let shared = key.key_agreement(protocol);
         let salt_enc = shared.encrypt(&[&salt1[..], &salt2].concat());
-        let mut input =
-            vec![(1, shared.cose.clone()), (2, bytes(&salt_enc)), (3, bytes(&shared.authenticate(&salt_enc)))];
+        let mut input = vec![
+            (1, shared.cose.clone()),
+            (2, bytes(&salt_enc)),
+            (3, bytes(&shared.authenticate(&salt_enc))),
+        ];
         if protocol == 2 {
             input.push((4, int(2)));
         }
@@ -1715,10 +2190,18 @@ fn hmac_secret_with_both_protocols() {
     let mut ga = GetAssert::new("example.com").allow(&reg.id());
     ga.extensions = vec![(
         "hmac-secret",
-        imap(vec![(1, shared.cose.clone()), (2, bytes(&salt_enc)), (3, bytes(&[0u8; 32])), (4, int(2))]),
+        imap(vec![
+            (1, shared.cose.clone()),
+            (2, bytes(&salt_enc)),
+            (3, bytes(&[0u8; 32])),
+            (4, int(2)),
+        ]),
     )];
     key.queue([present()]);
-    assert!(key.assert(&ga).is_err(), "a saltAuth that does not verify is refused");
+    assert!(
+        key.assert(&ga).is_err(),
+        "a saltAuth that does not verify is refused"
+    );
 }
 
 #[test]
@@ -1730,21 +2213,41 @@ fn credential_management_through_the_0x41_alias() {
     // getCredsMetadata: pinUvAuthParam = authenticate(token, 0x01).
     let (param, protocol) = token.param(&[0x01]);
     let r = key
-        .call(CMD_CRED_MGMT_PREVIEW, Some(&imap(vec![(1, int(1)), (3, int(protocol as i64)), (4, bytes(&param))])))
+        .call(
+            CMD_CRED_MGMT_PREVIEW,
+            Some(&imap(vec![
+                (1, int(1)),
+                (3, int(protocol as i64)),
+                (4, bytes(&param)),
+            ])),
+        )
         .unwrap();
     assert_eq!(as_int(get(&r, 1).unwrap()), 3);
     // enumerateCredentialsBegin for example.com: subCommandParams {1: rpIdHash}.
     let params = imap(vec![(1, bytes(&sha256(b"example.com")))]);
     let (param, _) = token.param(&[&[0x04][..], &encode(&params)].concat());
     let r = key
-        .call(0x0A, Some(&imap(vec![(1, int(4)), (2, params), (3, int(2)), (4, bytes(&param))])))
+        .call(
+            0x0A,
+            Some(&imap(vec![
+                (1, int(4)),
+                (2, params),
+                (3, int(2)),
+                (4, bytes(&param)),
+            ])),
+        )
         .unwrap();
     assert_eq!(as_int(get(&r, 9).unwrap()), 3);
     PublicKey::from_cose(get(&r, 8).unwrap());
-    let next = key.call(CMD_CRED_MGMT_PREVIEW, Some(&imap(vec![(1, int(5))]))).unwrap();
+    let next = key
+        .call(CMD_CRED_MGMT_PREVIEW, Some(&imap(vec![(1, int(5))])))
+        .unwrap();
     assert!(get(&next, 6).is_some());
     // Without a token: PUAT_REQUIRED.
-    assert_eq!(key.call(0x0A, Some(&imap(vec![(1, int(1))]))).err(), Some(PUAT_REQUIRED));
+    assert_eq!(
+        key.call(0x0A, Some(&imap(vec![(1, int(1))]))).err(),
+        Some(PUAT_REQUIRED)
+    );
 }
 
 #[test]
@@ -1757,9 +2260,15 @@ fn get_next_assertion_without_a_pending_list_is_not_allowed() {
 fn registering_the_same_account_again_replaces_its_discoverable_credential() {
     let mut key = Key::new();
     key.queue([verified(), verified(), verified()]);
-    let old = key.register(&MakeCred::new("example.com", "alice").rk().uv()).unwrap();
-    let other = key.register(&MakeCred::new("example.com", "bob").rk().uv()).unwrap();
-    let new = key.register(&MakeCred::new("example.com", "alice").rk().uv()).unwrap();
+    let old = key
+        .register(&MakeCred::new("example.com", "alice").rk().uv())
+        .unwrap();
+    let other = key
+        .register(&MakeCred::new("example.com", "bob").rk().uv())
+        .unwrap();
+    let new = key
+        .register(&MakeCred::new("example.com", "alice").rk().uv())
+        .unwrap();
     assert_ne!(old.id(), new.id());
     // §6.1.2 step 17: "If a credential for the same rp.id and account ID already exists on the
     // authenticator, overwrite that credential."
@@ -1772,35 +2281,62 @@ fn registering_the_same_account_again_replaces_its_discoverable_credential() {
     let mut expected = vec![new.id(), other.id()];
     expected.sort();
     assert_eq!(ids, expected);
-    assert_eq!(key.assert(&GetAssert::new("example.com").allow(&old.id())).err(), Some(NO_CREDENTIALS));
+    assert_eq!(
+        key.assert(&GetAssert::new("example.com").allow(&old.id()))
+            .err(),
+        Some(NO_CREDENTIALS)
+    );
 }
 
 #[test]
 fn large_blob_key_and_cred_blob_come_back_with_the_assertion() {
     let mut key = Key::new();
     let mut mc = MakeCred::new("example.com", "alice").rk().uv();
-    mc.extensions = vec![("largeBlobKey", Value::Bool(true)), ("credBlob", bytes(b"sixteen byte blb"))];
+    mc.extensions = vec![
+        ("largeBlobKey", Value::Bool(true)),
+        ("credBlob", bytes(b"sixteen byte blb")),
+    ];
     key.queue([verified()]);
     let reg = key.register(&mc).unwrap();
-    let lbk = reg.large_blob_key.clone().expect("largeBlobKey in the makeCredential response");
+    let lbk = reg
+        .large_blob_key
+        .clone()
+        .expect("largeBlobKey in the makeCredential response");
     assert_eq!(lbk.len(), 32);
     let ext = reg.parsed.extensions.as_ref().unwrap();
     assert_eq!(get_text(ext, "credBlob"), Some(&Value::Bool(true)));
-    assert!(get_text(ext, "largeBlobKey").is_none(), "largeBlobKey is not an authData extension");
+    assert!(
+        get_text(ext, "largeBlobKey").is_none(),
+        "largeBlobKey is not an authData extension"
+    );
 
     let mut ga = GetAssert::new("example.com").uv();
-    ga.extensions = vec![("largeBlobKey", Value::Bool(true)), ("credBlob", Value::Bool(true))];
+    ga.extensions = vec![
+        ("largeBlobKey", Value::Bool(true)),
+        ("credBlob", Value::Bool(true)),
+    ];
     key.queue([verified()]);
     let v = key.call(CMD_GET_ASSERTION, Some(&ga.to_cbor())).unwrap();
     assert_eq!(get(&v, 7).map(as_bytes), Some(lbk));
     let a = Assertion::parse(&v);
     a.verify(reg.key(), "example.com", &ga.client_data_hash);
-    assert_eq!(get_text(a.parsed.extensions.as_ref().unwrap(), "credBlob"), Some(&bytes(b"sixteen byte blb")));
+    assert_eq!(
+        get_text(a.parsed.extensions.as_ref().unwrap(), "credBlob"),
+        Some(&bytes(b"sixteen byte blb"))
+    );
     // Not asked for: not given.
     key.queue([verified()]);
-    let v = key.call(CMD_GET_ASSERTION, Some(&GetAssert::new("example.com").uv().to_cbor())).unwrap();
+    let v = key
+        .call(
+            CMD_GET_ASSERTION,
+            Some(&GetAssert::new("example.com").uv().to_cbor()),
+        )
+        .unwrap();
     assert!(get(&v, 7).is_none());
-    assert_eq!(AuthData::parse(&as_bytes(get(&v, 2).unwrap())).flags & FLAG_ED, 0);
+    assert_eq!(
+        AuthData::parse(&as_bytes(get(&v, 2).unwrap())).flags & FLAG_ED,
+        0
+    );
 }
 
 #[test]
@@ -1814,64 +2350,141 @@ fn u2f_and_ctap2_credentials_are_interchangeable() {
     let ga = GetAssert::new("example.com").allow(&u2f.key_handle);
     key.queue([present()]);
     let a = key.assert(&ga).unwrap();
-    a.verify(&PublicKey::Es256(u2f.public_key), "example.com", &ga.client_data_hash);
+    a.verify(
+        &PublicKey::Es256(u2f.public_key),
+        "example.com",
+        &ga.client_data_hash,
+    );
 
     key.queue([present()]);
-    let reg = key.register(&MakeCred::new("example.com", "alice").alg(ES256)).unwrap();
+    let reg = key
+        .register(&MakeCred::new("example.com", "alice").alg(ES256))
+        .unwrap();
     let challenge = random32();
     key.queue([present()]);
-    let (body, sw) = key.u2f(&apdu(0x02, 0x03, &u2f_authenticate_data(&challenge, &app, &reg.id())));
+    let (body, sw) = key.u2f(&apdu(
+        0x02,
+        0x03,
+        &u2f_authenticate_data(&challenge, &app, &reg.id()),
+    ));
     assert_eq!(sw, 0x9000);
     let signed = [&app[..], &body[..5], &challenge].concat();
     assert!(reg.key().verify(&signed, &body[5..]));
     // An EdDSA credential cannot answer U2F (P-256 only): wrong data.
     key.queue([present()]);
-    let ed = key.register(&MakeCred::new("example.com", "bob").alg(EDDSA)).unwrap();
-    assert_eq!(key.u2f(&apdu(0x02, 0x07, &u2f_authenticate_data(&challenge, &app, &ed.id()))).1, 0x6A80);
+    let ed = key
+        .register(&MakeCred::new("example.com", "bob").alg(EDDSA))
+        .unwrap();
+    assert_eq!(
+        key.u2f(&apdu(
+            0x02,
+            0x07,
+            &u2f_authenticate_data(&challenge, &app, &ed.id())
+        ))
+        .1,
+        0x6A80
+    );
     key.assert_script_used_up();
 }
 
+/// CTAP 2.1 §6.1.2 step 11.2 and §6.2.2 step 6.2: a failed performBuiltInUv inside mc/ga is
+/// USER_ACTION_TIMEOUT on timeout, PIN_BLOCKED once uvRetries is 0, OPERATION_DENIED otherwise;
+/// UV_INVALID / UV_BLOCKED are clientPIN 0x06's (the engine used those before 7ece200).
 #[test]
-#[ignore = "engine bug: makeCredential/getAssertion with uv=true map a failed built-in UV to \
-            CTAP2_ERR_UV_INVALID (0x3F) / CTAP2_ERR_UV_BLOCKED (0x3C); CTAP 2.1 §6.1.2 step 11.2 and \
-            §6.2.2 step 6.2 say: timeout → USER_ACTION_TIMEOUT, uvRetries 0 → CTAP2_ERR_PIN_BLOCKED (0x32), \
-            otherwise CTAP2_ERR_OPERATION_DENIED (0x27). UV_INVALID/UV_BLOCKED belong to clientPIN 0x06 only"]
 fn built_in_uv_failure_inside_make_credential_and_get_assertion() {
     let mut key = Key::new();
     key.queue([verified()]);
-    let reg = key.register(&MakeCred::new("example.com", "alice").rk().uv()).unwrap();
+    let reg = key
+        .register(&MakeCred::new("example.com", "alice").rk().uv())
+        .unwrap();
 
     key.queue([ApprovalOutcome::VerificationFailed]);
-    assert_eq!(key.register(&MakeCred::new("example.com", "bob").rk().uv()).err(), Some(OPERATION_DENIED));
+    assert_eq!(
+        key.register(&MakeCred::new("example.com", "bob").rk().uv())
+            .err(),
+        Some(OPERATION_DENIED)
+    );
     assert_eq!(key.uv_retries(), 7, "performBuiltInUv counts the failure");
     key.queue([ApprovalOutcome::VerificationFailed]);
-    assert_eq!(key.assert(&GetAssert::new("example.com").allow(&reg.id()).uv()).err(), Some(OPERATION_DENIED));
+    assert_eq!(
+        key.assert(&GetAssert::new("example.com").allow(&reg.id()).uv())
+            .err(),
+        Some(OPERATION_DENIED)
+    );
     assert_eq!(key.uv_retries(), 6);
     key.queue([ApprovalOutcome::TimedOut]);
-    assert_eq!(key.assert(&GetAssert::new("example.com").uv()).err(), Some(USER_ACTION_TIMEOUT));
+    assert_eq!(
+        key.assert(&GetAssert::new("example.com").uv()).err(),
+        Some(USER_ACTION_TIMEOUT)
+    );
     for _ in 0..5 {
         key.queue([ApprovalOutcome::VerificationFailed]);
-        assert_eq!(key.register(&MakeCred::new("example.com", "bob").rk().uv()).err(), Some(OPERATION_DENIED));
+        assert_eq!(
+            key.register(&MakeCred::new("example.com", "bob").rk().uv())
+                .err(),
+            Some(OPERATION_DENIED)
+        );
     }
     assert_eq!(key.uv_retries(), 1);
     key.queue([ApprovalOutcome::VerificationFailed]);
-    assert_eq!(key.assert(&GetAssert::new("example.com").uv()).err(), Some(PIN_BLOCKED));
+    assert_eq!(
+        key.assert(&GetAssert::new("example.com").uv()).err(),
+        Some(PIN_BLOCKED)
+    );
     assert_eq!(key.uv_retries(), 0);
 }
 
+/// CTAP 2.1 §6.5.5.7.2 / §6.5.5.7.3 step 4: "Undefined permissions present in the permissions
+/// are ignored" (the engine answered UNAUTHORIZED_PERMISSION before 7ece200).
 #[test]
-#[ignore = "engine bug: getPinUvAuthTokenUsing{Pin,Uv}WithPermissions refuse undefined permission bits \
-            with CTAP2_ERR_UNAUTHORIZED_PERMISSION (0x40); CTAP 2.1 §6.5.5.7.2 step 4 / §6.5.5.7.3 step 4: \
-            \"Undefined permissions present in the permissions are ignored\" (and the token is assigned the \
-            requested permissions \"ignoring any undefined permissions\")"]
 fn undefined_permission_bits_are_ignored() {
     let mut key = Key::new();
     key.set_pin(2, "1234").unwrap();
-    let token = key.pin_token(2, "1234", Some((PERM_MC | 0x80, Some("example.com")))).unwrap();
+    let token = key
+        .pin_token(2, "1234", Some((PERM_MC | 0x80, Some("example.com"))))
+        .unwrap();
     let mut mc = MakeCred::new("example.com", "alice").rk();
     mc.pin_uv_auth = Some(token.param(&mc.client_data_hash));
     key.queue([present()]);
     key.register(&mc).unwrap();
     key.queue([verified()]);
     key.uv_token(1, PERM_GA | 0x80, None).unwrap();
+}
+
+/// CTAP 2.1 §6.2.2: the token's flags and permissions are cleared in the user-presence step,
+/// so a silent (up=false) assertion leaves the token usable; a normal one spends it.
+#[test]
+fn silent_assertion_does_not_spend_the_token() {
+    let mut key = Key::new();
+    key.queue([present()]);
+    let reg = key
+        .register(&MakeCred::new("example.com", "alice"))
+        .unwrap();
+    key.queue([verified()]);
+    let token = key.uv_token(2, PERM_GA, Some("example.com")).unwrap();
+    key.seen();
+
+    let mut silent = GetAssert::new("example.com").allow(&reg.id());
+    silent.up = Some(false);
+    silent.pin_uv_auth = Some(token.param(&silent.client_data_hash));
+    let a = key.assert(&silent).unwrap();
+    a.verify(reg.key(), "example.com", &silent.client_data_hash);
+    assert!(
+        !a.parsed.up() && a.parsed.uv(),
+        "silent: UV from the token, no UP"
+    );
+
+    let mut ga = GetAssert::new("example.com").allow(&reg.id());
+    ga.pin_uv_auth = Some(token.param(&ga.client_data_hash));
+    let a = key.assert(&ga).unwrap();
+    assert!(a.parsed.up() && a.parsed.uv());
+    assert!(key.seen().is_empty(), "presence came from the token");
+
+    let mut again = GetAssert::new("example.com").allow(&reg.id());
+    again.pin_uv_auth = Some(token.param(&again.client_data_hash));
+    assert_eq!(
+        key.assert(&again).err(),
+        Some(PIN_AUTH_INVALID),
+        "spent by the assertion with up"
+    );
 }

@@ -29,13 +29,25 @@ fn authenticator() -> &'static Mutex<Authenticator> {
 
 fuzz_target!(|data: &[u8]| {
     // A panic in an earlier input poisons the lock; the fuzzer stops at that panic anyway.
-    let mut auth = authenticator().lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut auth = authenticator()
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let response = auth.process_cbor(data, &RequestContext::default());
-    let (&status, body) = response.split_first().expect("every answer has a status byte");
+    let (&status, body) = response
+        .split_first()
+        .expect("every answer has a status byte");
     if status != 0 {
-        assert!(body.is_empty(), "error 0x{status:02x} carries {} body bytes", body.len());
+        assert!(
+            body.is_empty(),
+            "error 0x{status:02x} carries {} body bytes",
+            body.len()
+        );
     } else if !body.is_empty() {
         let value = cbor::decode(body).expect("a success body is one CBOR item");
-        assert_eq!(cbor::encode(value), body, "a success body is CTAP2-canonical");
+        assert_eq!(
+            cbor::encode(value),
+            body,
+            "a success body is CTAP2-canonical"
+        );
     }
 });

@@ -25,7 +25,9 @@ fn authenticator() -> &'static Mutex<Authenticator> {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let mut auth = authenticator().lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut auth = authenticator()
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let response = auth.process_u2f(data, &RequestContext::default());
     assert!(response.len() >= 2, "no status word: {response:02x?}");
     let sw = u16::from_be_bytes([response[response.len() - 2], response[response.len() - 1]]);

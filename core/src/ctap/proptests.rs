@@ -14,7 +14,8 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config as RunnerConfig, TestRunner};
 
 use super::requests::{
-    ClientPinRequest, ConfigRequest, CredMgmtRequest, GetAssertionRequest, LargeBlobsRequest, MakeCredentialRequest,
+    ClientPinRequest, ConfigRequest, CredMgmtRequest, GetAssertionRequest, LargeBlobsRequest,
+    MakeCredentialRequest,
 };
 
 // ---- strategies ---------------------------------------------------------------------------
@@ -157,14 +158,48 @@ fn well_formed_make_credential() -> impl Strategy<Value = WellFormedMakeCredenti
         proptest::option::of("\\PC{0,40}"),
         vec(any::<u8>(), 1..=64),
         proptest::option::of("\\PC{0,40}"),
-        vec(prop_oneof![Just(-7i64), Just(-8), Just(-257), any::<i32>().prop_map(i64::from)], 1..5),
+        vec(
+            prop_oneof![
+                Just(-7i64),
+                Just(-8),
+                Just(-257),
+                any::<i32>().prop_map(i64::from)
+            ],
+            1..5,
+        ),
         vec(vec(any::<u8>(), 16..100), 0..4),
-        (proptest::option::of(any::<bool>()), proptest::option::of(any::<bool>())),
+        (
+            proptest::option::of(any::<bool>()),
+            proptest::option::of(any::<bool>()),
+        ),
         proptest::option::of((vec(any::<u8>(), 0..33), 1u64..3)),
     )
-        .prop_map(|(client_data_hash, rp_id, rp_name, user_id, user_name, algs, exclude, (rk, uv), pin)| {
-            WellFormedMakeCredential { client_data_hash, rp_id, rp_name, user_id, user_name, algs, exclude, rk, uv, pin }
-        })
+        .prop_map(
+            |(
+                client_data_hash,
+                rp_id,
+                rp_name,
+                user_id,
+                user_name,
+                algs,
+                exclude,
+                (rk, uv),
+                pin,
+            )| {
+                WellFormedMakeCredential {
+                    client_data_hash,
+                    rp_id,
+                    rp_name,
+                    user_id,
+                    user_name,
+                    algs,
+                    exclude,
+                    rk,
+                    uv,
+                    pin,
+                }
+            },
+        )
 }
 
 impl WellFormedMakeCredential {
@@ -177,7 +212,11 @@ impl WellFormedMakeCredential {
         if let Some(n) = &self.user_name {
             user.push(("name", text(n)));
         }
-        let params = self.algs.iter().map(|a| tmap(vec![("alg", int(*a)), ("type", text("public-key"))])).collect();
+        let params = self
+            .algs
+            .iter()
+            .map(|a| tmap(vec![("alg", int(*a)), ("type", text("public-key"))]))
+            .collect();
         let mut m = vec![
             (int(1), Value::Bytes(self.client_data_hash.clone())),
             (int(2), tmap(rp)),
@@ -185,7 +224,10 @@ impl WellFormedMakeCredential {
             (int(4), Value::Array(params)),
         ];
         if !self.exclude.is_empty() {
-            m.push((int(5), Value::Array(self.exclude.iter().cloned().map(descriptor).collect())));
+            m.push((
+                int(5),
+                Value::Array(self.exclude.iter().cloned().map(descriptor).collect()),
+            ));
         }
         let mut options = vec![];
         if let Some(rk) = self.rk {
@@ -314,11 +356,16 @@ use crate::store::Store;
 fn authenticator() -> Authenticator {
     let master = MasterKey::generate();
     let store = Store::open_in_memory(&master).expect("in-memory store");
-    Authenticator::new(store, &master, Box::new(AutoApprover), Config::default()).expect("authenticator")
+    Authenticator::new(store, &master, Box::new(AutoApprover), Config::default())
+        .expect("authenticator")
 }
 
 fn runner(cases: u32) -> TestRunner {
-    TestRunner::new(RunnerConfig { cases, failure_persistence: None, ..RunnerConfig::default() })
+    TestRunner::new(RunnerConfig {
+        cases,
+        failure_persistence: None,
+        ..RunnerConfig::default()
+    })
 }
 
 const COMMANDS: &[u8] = &[
@@ -351,9 +398,16 @@ fn ctap_request() -> impl Strategy<Value = Vec<u8>> {
 
 /// A CTAP2 answer is `0x00` alone, `0x00 ‖ one CBOR item`, or one non-zero status byte.
 fn check_ctap_response(response: &[u8]) -> Result<(), TestCaseError> {
-    let (&status, body) = response.split_first().ok_or_else(|| TestCaseError::fail("empty response"))?;
+    let (&status, body) = response
+        .split_first()
+        .ok_or_else(|| TestCaseError::fail("empty response"))?;
     if status != 0 {
-        prop_assert!(body.is_empty(), "error 0x{:02x} with a body of {} bytes", status, body.len());
+        prop_assert!(
+            body.is_empty(),
+            "error 0x{:02x} with a body of {} bytes",
+            status,
+            body.len()
+        );
         return Ok(());
     }
     if !body.is_empty() {
@@ -381,8 +435,17 @@ fn process_cbor_never_panics_and_answers_ok_cbor_or_one_status_byte() {
 }
 
 fn apdu() -> impl Strategy<Value = Vec<u8>> {
-    let header = (prop_oneof![4 => Just(0u8), 1 => any::<u8>()], prop_oneof![4 => 1u8..=3, 1 => any::<u8>()], prop_oneof![Just(3u8), Just(7), Just(8), any::<u8>()], any::<u8>());
-    let data = prop_oneof![vec(any::<u8>(), 64..=64), vec(any::<u8>(), 65..200), vec(any::<u8>(), 0..80)];
+    let header = (
+        prop_oneof![4 => Just(0u8), 1 => any::<u8>()],
+        prop_oneof![4 => 1u8..=3, 1 => any::<u8>()],
+        prop_oneof![Just(3u8), Just(7), Just(8), any::<u8>()],
+        any::<u8>(),
+    );
+    let data = prop_oneof![
+        vec(any::<u8>(), 64..=64),
+        vec(any::<u8>(), 65..200),
+        vec(any::<u8>(), 0..80)
+    ];
     prop_oneof![
         // Well-framed extended-length APDUs with plausible data.
         3 => (header, data, any::<bool>()).prop_map(|((cla, ins, p1, p2), data, le)| {
@@ -412,7 +475,8 @@ fn process_u2f_always_ends_with_a_status_word() {
         .run(&apdu(), |apdu| {
             let response = auth.borrow_mut().process_u2f(&apdu, &cx);
             prop_assert!(response.len() >= 2, "no status word: {:02x?}", response);
-            let sw = u16::from_be_bytes([response[response.len() - 2], response[response.len() - 1]]);
+            let sw =
+                u16::from_be_bytes([response[response.len() - 2], response[response.len() - 1]]);
             if sw != 0x9000 {
                 prop_assert_eq!(response.len(), 2, "an error status word comes alone");
             }
@@ -425,7 +489,10 @@ fn process_u2f_always_ends_with_a_status_word() {
 fn u2f_and_ctap2_interleaved_never_panic() {
     let auth = RefCell::new(authenticator());
     let cx = RequestContext::default();
-    let step = prop_oneof![ctap_request().prop_map(|r| (true, r)), apdu().prop_map(|a| (false, a))];
+    let step = prop_oneof![
+        ctap_request().prop_map(|r| (true, r)),
+        apdu().prop_map(|a| (false, a))
+    ];
     runner(300)
         .run(&vec(step, 1..6), |steps| {
             let mut auth = auth.borrow_mut();
