@@ -85,7 +85,9 @@ fn name_pair(name: Option<&str>, display: Option<&str>) -> Option<String> {
 
 /// Keeps control characters from the relying party out of the terminal.
 fn clean(text: &str) -> String {
-    text.chars().map(|c| if c.is_control() { '?' } else { c }).collect()
+    text.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -97,25 +99,37 @@ pub fn describe(request: &ApprovalRequest) -> String {
     let mut text = String::from("\n=== PocketKey: approval requested ===\n");
     text += &format!("  operation : {}\n", operation_text(request.operation));
     match (&request.rp_id, &request.rp_name) {
-        (Some(id), Some(name)) if id != name => text += &format!("  site      : {} ({})\n", clean(id), clean(name)),
+        (Some(id), Some(name)) if id != name => {
+            text += &format!("  site      : {} ({})\n", clean(id), clean(name))
+        }
         (Some(id), _) => text += &format!("  site      : {}\n", clean(id)),
         (None, Some(name)) => text += &format!("  site      : {}\n", clean(name)),
         (None, None) => {}
     }
-    if let Some(user) = name_pair(request.user_name.as_deref(), request.user_display_name.as_deref()) {
+    if let Some(user) = name_pair(
+        request.user_name.as_deref(),
+        request.user_display_name.as_deref(),
+    ) {
         text += &format!("  user      : {}\n", clean(&user));
     }
-    text += &format!("  requested by: {}\n", clean(&request.requester.0));
+    text += &format!("  from      : {}\n", clean(&request.requester.0));
     text += &format!(
         "  needs     : {}\n",
-        if request.verification_required { "user verification" } else { "user presence" }
+        if request.verification_required {
+            "user verification"
+        } else {
+            "user presence"
+        }
     );
     if !request.accounts.is_empty() {
         text += "  accounts  :\n";
         for (i, account) in request.accounts.iter().enumerate() {
-            let shown = name_pair(account.user_name.as_deref(), account.display_name.as_deref())
-                .map(|s| clean(&s))
-                .unwrap_or_else(|| format!("user id {}", hex(&account.user_id)));
+            let shown = name_pair(
+                account.user_name.as_deref(),
+                account.display_name.as_deref(),
+            )
+            .map(|s| clean(&s))
+            .unwrap_or_else(|| format!("user id {}", hex(&account.user_id)));
             text += &format!("    {}. {shown}\n", i + 1);
         }
     }
@@ -137,13 +151,17 @@ enum Answer {
 fn parse(line: &str, accounts: usize) -> Answer {
     let default_account = (accounts > 0).then_some(0);
     match line.trim().to_ascii_lowercase().as_str() {
-        "y" | "yes" => Answer::Outcome(ApprovalOutcome::Verified { account: default_account }),
-        "p" => Answer::Outcome(ApprovalOutcome::Present { account: default_account }),
+        "y" | "yes" => Answer::Outcome(ApprovalOutcome::Verified {
+            account: default_account,
+        }),
+        "p" => Answer::Outcome(ApprovalOutcome::Present {
+            account: default_account,
+        }),
         "n" | "no" => Answer::Outcome(ApprovalOutcome::Denied),
         other => match other.parse::<usize>() {
-            Ok(n) if (1..=accounts).contains(&n) => {
-                Answer::Outcome(ApprovalOutcome::Verified { account: Some(n - 1) })
-            }
+            Ok(n) if (1..=accounts).contains(&n) => Answer::Outcome(ApprovalOutcome::Verified {
+                account: Some(n - 1),
+            }),
             _ => Answer::Invalid,
         },
     }
@@ -174,7 +192,9 @@ impl Approver for TerminalApprover {
                     Answer::Outcome(outcome) => {
                         let said = match outcome {
                             ApprovalOutcome::Denied => "denied\n".to_string(),
-                            ApprovalOutcome::Present { .. } => "approved (presence only)\n".to_string(),
+                            ApprovalOutcome::Present { .. } => {
+                                "approved (presence only)\n".to_string()
+                            }
                             _ => match outcome.account() {
                                 Some(i) if !request.accounts.is_empty() => {
                                     format!("approved (verified) for account {}\n", i + 1)
@@ -240,7 +260,11 @@ mod tests {
         }
     }
 
-    fn run(lines: &[&str], req: &ApprovalRequest, cancel: &CancelToken) -> (ApprovalOutcome, String) {
+    fn run(
+        lines: &[&str],
+        req: &ApprovalRequest,
+        cancel: &CancelToken,
+    ) -> (ApprovalOutcome, String) {
         let (tx, rx) = mpsc::channel();
         let out = Shared::default();
         let mut approver = TerminalApprover::with_io(rx, Box::new(out.clone()));
@@ -262,7 +286,18 @@ mod tests {
     fn shows_everything_about_the_request() {
         let req = request(3, Duration::from_secs(5));
         let text = describe(&req);
-        for needle in ["sign in", "example.com", "Example?[31m", "alice (Alice Liddell)", "Work laptop", "1. user0", "2. user id ab01", "3. user2", "verification", "1-3"] {
+        for needle in [
+            "sign in",
+            "example.com",
+            "Example?[31m",
+            "alice (Alice Liddell)",
+            "Work laptop",
+            "1. user0",
+            "2. user id ab01",
+            "3. user2",
+            "verification",
+            "1-3",
+        ] {
             assert!(text.contains(needle), "{needle} missing in {text}");
         }
         assert!(!text.contains('\u{1b}'));
@@ -272,16 +307,31 @@ mod tests {
     fn answers() {
         let none = CancelToken::new();
         let req = request(0, Duration::from_secs(5));
-        assert_eq!(run(&["y"], &req, &none).0, ApprovalOutcome::Verified { account: None });
-        assert_eq!(run(&["p"], &req, &none).0, ApprovalOutcome::Present { account: None });
+        assert_eq!(
+            run(&["y"], &req, &none).0,
+            ApprovalOutcome::Verified { account: None }
+        );
+        assert_eq!(
+            run(&["p"], &req, &none).0,
+            ApprovalOutcome::Present { account: None }
+        );
         assert_eq!(run(&["n"], &req, &none).0, ApprovalOutcome::Denied);
         let (outcome, text) = run(&["what", " Y "], &req, &none);
         assert_eq!(outcome, ApprovalOutcome::Verified { account: None });
         assert!(text.contains("please answer"));
         let req = request(3, Duration::from_secs(5));
-        assert_eq!(run(&["2"], &req, &none).0, ApprovalOutcome::Verified { account: Some(1) });
-        assert_eq!(run(&["y"], &req, &none).0, ApprovalOutcome::Verified { account: Some(0) });
-        assert_eq!(run(&["4", "0", "3"], &req, &none).0, ApprovalOutcome::Verified { account: Some(2) });
+        assert_eq!(
+            run(&["2"], &req, &none).0,
+            ApprovalOutcome::Verified { account: Some(1) }
+        );
+        assert_eq!(
+            run(&["y"], &req, &none).0,
+            ApprovalOutcome::Verified { account: Some(0) }
+        );
+        assert_eq!(
+            run(&["4", "0", "3"], &req, &none).0,
+            ApprovalOutcome::Verified { account: Some(2) }
+        );
     }
 
     #[test]

@@ -70,8 +70,12 @@ pub fn open_engine(
 ) -> Result<pocketkey_core::authenticator::Authenticator, String> {
     use pocketkey_core::authenticator::{Authenticator, Config};
     use pocketkey_core::store::Store;
-    let store = Store::open(store_path, master)
-        .map_err(|e| format!("cannot open the credential store {}: {e}", store_path.display()))?;
+    let store = Store::open(store_path, master).map_err(|e| {
+        format!(
+            "cannot open the credential store {}: {e}",
+            store_path.display()
+        )
+    })?;
     Authenticator::new(store, master, approver, Config::default())
         .map_err(|e| format!("cannot start the authenticator: {e}"))
 }
@@ -119,9 +123,13 @@ mod tests {
             verification_required: false,
             timeout: Duration::from_secs(1),
         };
-        let mut approver = SignallingApprover::new(Box::new(Probe(waiting.clone())), waiting.clone());
+        let mut approver =
+            SignallingApprover::new(Box::new(Probe(waiting.clone())), waiting.clone());
         assert!(!approver.can_verify_user());
-        assert_eq!(approver.approve(&request, &CancelToken::new()), ApprovalOutcome::Denied);
+        assert_eq!(
+            approver.approve(&request, &CancelToken::new()),
+            ApprovalOutcome::Denied
+        );
         assert!(!waiting.is_waiting());
         let mut auto = SignallingApprover::new(Box::new(AutoApprover), waiting.clone());
         assert!(auto.approve(&request, &CancelToken::new()).is_verified());

@@ -19,13 +19,19 @@ pub const STORE_FILE_NAME: &str = "pocketkey.sqlite";
 
 const KEY_LEN: usize = 32;
 
+const KEYRING_HINT: &str =
+    "without --keyring the key is kept in a 0600 file in the state directory";
+
 /// The platform data directory for PocketKey: `$XDG_DATA_HOME/pocketkey`, else
 /// `~/.local/share/pocketkey` (`~/Library/Application Support/pocketkey` on macOS).
 pub fn default_state_dir() -> Result<PathBuf, String> {
     state_dir_from(std::env::var_os("XDG_DATA_HOME"), std::env::var_os("HOME"))
 }
 
-fn state_dir_from(xdg: Option<std::ffi::OsString>, home: Option<std::ffi::OsString>) -> Result<PathBuf, String> {
+fn state_dir_from(
+    xdg: Option<std::ffi::OsString>,
+    home: Option<std::ffi::OsString>,
+) -> Result<PathBuf, String> {
     if !cfg!(target_os = "macos") {
         if let Some(xdg) = xdg.map(PathBuf::from).filter(|p| p.is_absolute()) {
             return Ok(xdg.join("pocketkey"));
@@ -50,10 +56,14 @@ pub fn prepare_state_dir(dir: &Path) -> Result<(PathBuf, Option<String>), String
         .mode(0o700)
         .create(dir)
         .map_err(|e| format!("cannot create the state directory {}: {e}", dir.display()))?;
-    let canonical =
-        fs::canonicalize(dir).map_err(|e| format!("cannot resolve the state directory {}: {e}", dir.display()))?;
-    let meta = fs::metadata(&canonical)
-        .map_err(|e| format!("cannot read the state directory {}: {e}", canonical.display()))?;
+    let canonical = fs::canonicalize(dir)
+        .map_err(|e| format!("cannot resolve the state directory {}: {e}", dir.display()))?;
+    let meta = fs::metadata(&canonical).map_err(|e| {
+        format!(
+            "cannot read the state directory {}: {e}",
+            canonical.display()
+        )
+    })?;
     if !meta.is_dir() {
         return Err(format!("{} is not a directory", canonical.display()));
     }
@@ -78,7 +88,9 @@ pub struct FileKeyProvider {
 impl FileKeyProvider {
     /// The key file `master.key` inside `state_dir`.
     pub fn in_dir(state_dir: &Path) -> Self {
-        Self { path: state_dir.join(KEY_FILE_NAME) }
+        Self {
+            path: state_dir.join(KEY_FILE_NAME),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -118,9 +130,17 @@ impl FileKeyProvider {
     /// either does not exist or is complete, and a concurrent creator wins cleanly.
     fn create(&self) -> io::Result<()> {
         let dir = self.path.parent().unwrap_or(Path::new("."));
-        let tmp = dir.join(format!(".{KEY_FILE_NAME}.{}.{:08x}.tmp", std::process::id(), OsRng.next_u32()));
+        let tmp = dir.join(format!(
+            ".{KEY_FILE_NAME}.{}.{:08x}.tmp",
+            std::process::id(),
+            OsRng.next_u32()
+        ));
         let result = (|| {
-            let mut file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&tmp)?;
             let key = MasterKey::generate();
             file.write_all(key.expose())?;
             file.sync_all()?;
@@ -139,14 +159,18 @@ impl FileKeyProvider {
 
 impl KeyProvider for FileKeyProvider {
     fn master_key(&self) -> Result<MasterKey, KeyProviderError> {
-        let err = |e: io::Error| KeyProviderError(format!("{}: {e}", self.path.display()));
+        let err = |e: io::Error| match e.kind() {
+            // Our own messages already name the file.
+            io::ErrorKind::Other => KeyProviderError(e.to_string()),
+            _ => KeyProviderError(format!("{}: {e}", self.path.display())),
+        };
         if let Some(key) = self.load().map_err(err)? {
             return Ok(key);
         }
         self.create().map_err(err)?;
-        self.load()
-            .map_err(err)?
-            .ok_or_else(|| KeyProviderError(format!("{}: vanished after creation", self.path.display())))
+        self.load().map_err(err)?.ok_or_else(|| {
+            KeyProviderError(format!("{}: vanished after creation", self.path.display()))
+        })
     }
 }
 
@@ -158,12 +182,15 @@ pub struct KeyringKeyProvider {
 
 impl KeyringKeyProvider {
     pub fn for_state_dir(canonical_state_dir: &Path) -> Self {
-        Self { user: canonical_state_dir.to_string_lossy().into_owned() }
+        Self {
+            user: canonical_state_dir.to_string_lossy().into_owned(),
+        }
     }
 
     fn entry(&self) -> Result<keyring::Entry, KeyProviderError> {
-        keyring::Entry::new(KEYRING_SERVICE, &self.user)
-            .map_err(|e| KeyProviderError(format!("cannot open the OS keyring: {e}")))
+        keyring::Entry::new(KEYRING_SERVICE, &self.user).map_err(|e| {
+            KeyProviderError(format!("cannot open the OS keyring: {e} ({KEYRING_HINT})"))
+        })
     }
 }
 
@@ -185,17 +212,19 @@ impl KeyProvider for KeyringKeyProvider {
             Ok(secret) => from_secret(secret),
             Err(keyring::Error::NoEntry) => {
                 let key = MasterKey::generate();
-                entry
-                    .set_secret(key.expose())
-                    .map_err(|e| KeyProviderError(format!("cannot store the master key in the OS keyring: {e}")))?;
+                entry.set_secret(key.expose()).map_err(|e| {
+                    KeyProviderError(format!(
+                        "cannot store the master key in the OS keyring: {e} ({KEYRING_HINT})"
+                    ))
+                })?;
                 // Read it back so two racing first starts agree on one key.
-                from_secret(
-                    entry
-                        .get_secret()
-                        .map_err(|e| KeyProviderError(format!("cannot read back the master key: {e}")))?,
-                )
+                from_secret(entry.get_secret().map_err(|e| {
+                    KeyProviderError(format!("cannot read back the master key: {e}"))
+                })?)
             }
-            Err(e) => Err(KeyProviderError(format!("cannot read the master key from the OS keyring: {e}"))),
+            Err(e) => Err(KeyProviderError(format!(
+                "cannot read the master key from the OS keyring: {e} ({KEYRING_HINT})"
+            ))),
         }
     }
 }
@@ -224,7 +253,10 @@ mod tests {
         let dir = tmp.path().join("a/b/pocketkey");
         let (canonical, warning) = prepare_state_dir(&dir).unwrap();
         assert!(warning.is_none());
-        assert_eq!(fs::metadata(&canonical).unwrap().permissions().mode() & 0o777, 0o700);
+        assert_eq!(
+            fs::metadata(&canonical).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
         // Existing and open to others: a warning.
         fs::set_permissions(&canonical, fs::Permissions::from_mode(0o755)).unwrap();
         let (_, warning) = prepare_state_dir(&dir).unwrap();
@@ -242,7 +274,10 @@ mod tests {
         let second = FileKeyProvider::in_dir(tmp.path()).master_key().unwrap();
         assert_eq!(first.expose(), second.expose());
         // No temporary file left behind.
-        let names: Vec<_> = fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names, vec![std::ffi::OsString::from(KEY_FILE_NAME)]);
     }
 
@@ -251,7 +286,14 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let keys: Vec<[u8; 32]> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..8)
-                .map(|_| s.spawn(|| *FileKeyProvider::in_dir(tmp.path()).master_key().unwrap().expose()))
+                .map(|_| {
+                    s.spawn(|| {
+                        *FileKeyProvider::in_dir(tmp.path())
+                            .master_key()
+                            .unwrap()
+                            .expose()
+                    })
+                })
                 .collect();
             handles.into_iter().map(|h| h.join().unwrap()).collect()
         });
@@ -277,7 +319,12 @@ mod tests {
     fn damaged_key_file_is_refused() {
         let tmp = tempfile::tempdir().unwrap();
         let provider = FileKeyProvider::in_dir(tmp.path());
-        OpenOptions::new().write(true).create_new(true).mode(0o600).open(provider.path()).unwrap();
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(provider.path())
+            .unwrap();
         let err = provider.master_key().unwrap_err().to_string();
         assert!(err.contains("damaged"), "{err}");
     }
@@ -285,7 +332,10 @@ mod tests {
     #[test]
     fn key_path_that_is_a_directory_is_refused() {
         let tmp = tempfile::tempdir().unwrap();
-        DirBuilder::new().mode(0o700).create(tmp.path().join(KEY_FILE_NAME)).unwrap();
+        DirBuilder::new()
+            .mode(0o700)
+            .create(tmp.path().join(KEY_FILE_NAME))
+            .unwrap();
         assert!(FileKeyProvider::in_dir(tmp.path()).master_key().is_err());
     }
 }

@@ -19,7 +19,11 @@ use crate::engine::{SignallingApprover, WaitingForUser};
 use crate::keys::{FileKeyProvider, KeyringKeyProvider};
 
 #[derive(Debug, Parser)]
-#[command(name = "pocketkey", version, about = "PocketKey on a desktop: a software FIDO2 security key")]
+#[command(
+    name = "pocketkey",
+    version,
+    about = "PocketKey on a desktop: a software FIDO2 security key"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -69,9 +73,18 @@ fn main() -> ExitCode {
 }
 
 fn serve(args: ServeArgs) -> Result<(), String> {
+    // First, so that Ctrl-C / SIGTERM during start-up also ends cleanly.
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = Arc::clone(&stop);
+        ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst))
+            .map_err(|e| format!("cannot install the Ctrl-C handler: {e}"))?;
+    }
     let addr = match args.udp {
         Some(addr) => addr,
-        None => udp::DEFAULT_ADDR.parse().map_err(|e| format!("bad default address: {e}"))?,
+        None => udp::DEFAULT_ADDR
+            .parse()
+            .map_err(|e| format!("bad default address: {e}"))?,
     };
     let state_dir = match args.state_dir {
         Some(dir) => dir,
@@ -84,22 +97,20 @@ fn serve(args: ServeArgs) -> Result<(), String> {
 
     // Bind first: a busy port should not cost a key or a store.
     let transport = udp::UdpTransport::bind(addr)?;
-    let local = transport.local_addr().map_err(|e| format!("cannot read the bound address: {e}"))?;
+    let local = transport
+        .local_addr()
+        .map_err(|e| format!("cannot read the bound address: {e}"))?;
 
     let master = master_key(&state_dir, args.keyring)?;
     let waiting = WaitingForUser::new();
-    let inner: Box<dyn Approver> =
-        if args.auto_approve { Box::new(AutoApprover) } else { Box::new(approver::TerminalApprover::new()) };
+    let inner: Box<dyn Approver> = if args.auto_approve {
+        Box::new(AutoApprover)
+    } else {
+        Box::new(approver::TerminalApprover::new())
+    };
     let approver = Box::new(SignallingApprover::new(inner, waiting.clone()));
     let engine = engine::open_engine(&state_dir.join(keys::STORE_FILE_NAME), &master, approver)?;
     drop(master);
-
-    let stop = Arc::new(AtomicBool::new(false));
-    {
-        let stop = Arc::clone(&stop);
-        ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst))
-            .map_err(|e| format!("cannot install the Ctrl-C handler: {e}"))?;
-    }
 
     eprintln!("PocketKey security key listening on UDP {local}");
     eprintln!("state directory: {}", state_dir.display());
@@ -109,8 +120,13 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         eprintln!("approve requests here (y = approve, p = presence only, n = deny)");
     }
 
-    let options = udp::Options { waiting_for_user: Some(waiting), ..udp::Options::default() };
-    transport.run(engine, options, Arc::clone(&stop)).map_err(|e| format!("UDP transport failed: {e}"))?;
+    let options = udp::Options {
+        waiting_for_user: Some(waiting),
+        ..udp::Options::default()
+    };
+    transport
+        .run(engine, options, Arc::clone(&stop))
+        .map_err(|e| format!("UDP transport failed: {e}"))?;
     eprintln!("stopped");
     Ok(())
 }
@@ -123,8 +139,13 @@ fn master_key(state_dir: &std::path::Path, use_keyring: bool) -> Result<MasterKe
                  the store cannot be opened without it"
             );
         }
-        let key = KeyringKeyProvider::for_state_dir(state_dir).master_key().map_err(|e| e.to_string())?;
-        eprintln!("master key: OS keyring, service \"{}\"", keys::KEYRING_SERVICE);
+        let key = KeyringKeyProvider::for_state_dir(state_dir)
+            .master_key()
+            .map_err(|e| e.to_string())?;
+        eprintln!(
+            "master key: OS keyring, service \"{}\"",
+            keys::KEYRING_SERVICE
+        );
         Ok(key)
     } else {
         let provider = FileKeyProvider::in_dir(state_dir);
@@ -146,13 +167,26 @@ mod tests {
 
     #[test]
     fn udp_address_forms() {
-        let parse = |args: &[&str]| Cli::try_parse_from(args).map(|cli| match cli.command {
-            Command::Serve(a) => a,
-        });
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(args).map(|cli| match cli.command {
+                Command::Serve(a) => a,
+            })
+        };
         assert_eq!(parse(&["pocketkey", "serve"]).unwrap().udp, None);
-        assert_eq!(parse(&["pocketkey", "serve", "--udp"]).unwrap().udp, Some("127.0.0.1:8111".parse().unwrap()));
-        let a = parse(&["pocketkey", "serve", "--udp", "127.0.0.1:9000", "--auto-approve", "--state-dir", "/tmp/x"])
-            .unwrap();
+        assert_eq!(
+            parse(&["pocketkey", "serve", "--udp"]).unwrap().udp,
+            Some("127.0.0.1:8111".parse().unwrap())
+        );
+        let a = parse(&[
+            "pocketkey",
+            "serve",
+            "--udp",
+            "127.0.0.1:9000",
+            "--auto-approve",
+            "--state-dir",
+            "/tmp/x",
+        ])
+        .unwrap();
         assert_eq!(a.udp, Some("127.0.0.1:9000".parse().unwrap()));
         assert!(a.auto_approve && !a.keyring);
         assert_eq!(a.state_dir, Some(PathBuf::from("/tmp/x")));

@@ -19,7 +19,9 @@ use std::time::{Duration, Instant};
 use pocketkey_core::approver::Requester;
 use pocketkey_core::cancel::CancelToken;
 use pocketkey_core::hid::packet::report_cid;
-use pocketkey_core::hid::{HidOutput, HidServer, KeepaliveStatus, RequestKind, MAX_CHANNELS, REPORT_LEN};
+use pocketkey_core::hid::{
+    HidOutput, HidServer, KeepaliveStatus, RequestKind, MAX_CHANNELS, REPORT_LEN,
+};
 
 use crate::engine::{Engine, RequestContext, WaitingForUser};
 
@@ -123,7 +125,9 @@ enum Work {
 }
 
 fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
-    shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    shared
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn send(socket: &UdpSocket, report: &[u8], to: SocketAddr) {
@@ -136,15 +140,21 @@ impl UdpTransport {
     pub fn bind(addr: SocketAddr) -> Result<Self, String> {
         let socket = UdpSocket::bind(addr).map_err(|e| match e.kind() {
             io::ErrorKind::AddrInUse => {
-                format!("cannot listen on UDP {addr}: the address is in use (is another key running?)")
+                format!(
+                    "cannot listen on UDP {addr}: the address is in use (is another key running?)"
+                )
             }
-            io::ErrorKind::PermissionDenied => format!("cannot listen on UDP {addr}: permission denied"),
+            io::ErrorKind::PermissionDenied => {
+                format!("cannot listen on UDP {addr}: permission denied")
+            }
             io::ErrorKind::AddrNotAvailable => {
                 format!("cannot listen on UDP {addr}: no such local address")
             }
             _ => format!("cannot listen on UDP {addr}: {e}"),
         })?;
-        Ok(Self { socket: Arc::new(socket) })
+        Ok(Self {
+            socket: Arc::new(socket),
+        })
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
@@ -152,7 +162,12 @@ impl UdpTransport {
     }
 
     /// Serves until `stop` is raised (checked at least every 250 ms) or the socket fails.
-    pub fn run<E: Engine>(self, engine: E, options: Options, stop: Arc<AtomicBool>) -> io::Result<()> {
+    pub fn run<E: Engine>(
+        self,
+        engine: E,
+        options: Options,
+        stop: Arc<AtomicBool>,
+    ) -> io::Result<()> {
         let shared = Arc::new(Mutex::new(Shared {
             hid: HidServer::new(options.version),
             inflight: None,
@@ -163,12 +178,14 @@ impl UdpTransport {
             let shared = Arc::clone(&shared);
             let socket = Arc::clone(&self.socket);
             let log = options.log;
-            thread::Builder::new().name("pocketkey-engine".into()).spawn(move || {
-                let mut engine = engine;
-                for work in job_rx {
-                    run_work(&mut engine, work, &shared, &socket, log);
-                }
-            })?
+            thread::Builder::new()
+                .name("pocketkey-engine".into())
+                .spawn(move || {
+                    let mut engine = engine;
+                    for work in job_rx {
+                        run_work(&mut engine, work, &shared, &socket, log);
+                    }
+                })?
         };
 
         let result = self.serve(&shared, &jobs, &options, &stop);
@@ -198,7 +215,8 @@ impl UdpTransport {
         let mut buf = [0u8; 2048];
         while !stop.load(Ordering::SeqCst) {
             let wait = next_wakeup(&lock(shared), options, Instant::now());
-            self.socket.set_read_timeout(Some(wait.max(Duration::from_millis(1))))?;
+            self.socket
+                .set_read_timeout(Some(wait.max(Duration::from_millis(1))))?;
             match self.socket.recv_from(&mut buf) {
                 Ok((len, peer)) => {
                     let data = buf.get(..len).unwrap_or_default();
@@ -258,8 +276,22 @@ impl UdpTransport {
                         cancel: cancel.clone(),
                         requester: Requester(format!("this computer (UDP {peer})")),
                     };
-                    s.inflight = Some(Inflight { cid, cancel, peer, last_keepalive: now });
-                    if jobs.send(Work::Request(Job { cid, kind, payload, cx, peer })).is_err() {
+                    s.inflight = Some(Inflight {
+                        cid,
+                        cancel,
+                        peer,
+                        last_keepalive: now,
+                    });
+                    if jobs
+                        .send(Work::Request(Job {
+                            cid,
+                            kind,
+                            payload,
+                            cx,
+                            peer,
+                        }))
+                        .is_err()
+                    {
                         // The worker is gone (only while stopping): answer rather than hang.
                         s.inflight = None;
                         let answer = match kind {
@@ -312,7 +344,11 @@ impl UdpTransport {
                     Some(waiting) if !waiting.is_waiting() => KeepaliveStatus::Processing,
                     _ => KeepaliveStatus::UpNeeded,
                 };
-                send(&self.socket, &s.hid.keepalive(inflight.cid, status), inflight.peer);
+                send(
+                    &self.socket,
+                    &s.hid.keepalive(inflight.cid, status),
+                    inflight.peer,
+                );
                 inflight.last_keepalive = now;
             }
         }
@@ -333,7 +369,13 @@ fn next_wakeup(s: &Shared, options: &Options, now: Instant) -> Duration {
     wait
 }
 
-fn run_work<E: Engine>(engine: &mut E, work: Work, shared: &Mutex<Shared>, socket: &UdpSocket, log: bool) {
+fn run_work<E: Engine>(
+    engine: &mut E,
+    work: Work,
+    shared: &Mutex<Shared>,
+    socket: &UdpSocket,
+    log: bool,
+) {
     match work {
         Work::PowerCycle => {
             if catch_unwind(AssertUnwindSafe(|| engine.power_cycle())).is_err() {

@@ -3,7 +3,9 @@
 use std::net::UdpSocket;
 use std::sync::atomic::AtomicUsize;
 
-use pocketkey_core::hid::{fragment, Assembly, Command, HidError, Packet, Report, Started, BROADCAST_CID};
+use pocketkey_core::hid::{
+    fragment, Assembly, Command, HidError, Packet, Report, Started, BROADCAST_CID,
+};
 
 use super::*;
 
@@ -32,7 +34,11 @@ impl Engine for ScriptEngine {
                     Box::new(SlowApprover),
                     self.waiting.clone(),
                 );
-                let _ = pocketkey_core::approver::Approver::approve(&mut approver, &dummy_request(), &cx.cancel);
+                let _ = pocketkey_core::approver::Approver::approve(
+                    &mut approver,
+                    &dummy_request(),
+                    &cx.cancel,
+                );
                 thread::sleep(Duration::from_millis(300));
             }
             _ => {}
@@ -95,11 +101,22 @@ impl Server {
         let stop = Arc::new(AtomicBool::new(false));
         let power_cycles = Arc::new(AtomicUsize::new(0));
         let waiting = WaitingForUser::new();
-        let engine = ScriptEngine { power_cycles: power_cycles.clone(), waiting: waiting.clone() };
-        let options = Options { waiting_for_user: with_flag.then_some(waiting), ..Options::default() };
+        let engine = ScriptEngine {
+            power_cycles: power_cycles.clone(),
+            waiting: waiting.clone(),
+        };
+        let options = Options {
+            waiting_for_user: with_flag.then_some(waiting),
+            ..Options::default()
+        };
         let s = stop.clone();
         let handle = thread::spawn(move || transport.run(engine, options, s));
-        Server { addr, stop, power_cycles, handle: Some(handle) }
+        Server {
+            addr,
+            stop,
+            power_cycles,
+            handle: Some(handle),
+        }
     }
 }
 
@@ -127,7 +144,9 @@ impl Client {
     fn new(server: &Server) -> Self {
         let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
         socket.connect(server.addr).unwrap();
-        socket.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_secs(3)))
+            .unwrap();
         Client { socket }
     }
 
@@ -151,20 +170,35 @@ impl Client {
             let report = self.recv();
             let now = Instant::now();
             match Packet::parse(&report).unwrap() {
-                Packet::Init { cid: c, cmd, bcnt, data } => {
+                Packet::Init {
+                    cid: c,
+                    cmd,
+                    bcnt,
+                    data,
+                } => {
                     assert_eq!(c, cid);
                     if cmd == Command::Keepalive as u8 {
                         keepalives.push((now, data[0]));
                         continue;
                     }
                     match Assembly::start(c, cmd, bcnt, data, now).unwrap() {
-                        Started::Complete(m) => return Reply { cmd: m.cmd, payload: m.payload, keepalives },
+                        Started::Complete(m) => {
+                            return Reply {
+                                cmd: m.cmd,
+                                payload: m.payload,
+                                keepalives,
+                            }
+                        }
                         Started::InProgress(a) => assembly = Some(a),
                     }
                 }
                 Packet::Cont { seq, data, .. } => {
                     if let Some(m) = assembly.as_mut().unwrap().push(seq, data, now).unwrap() {
-                        return Reply { cmd: m.cmd, payload: m.payload, keepalives };
+                        return Reply {
+                            cmd: m.cmd,
+                            payload: m.payload,
+                            keepalives,
+                        };
                     }
                 }
             }
@@ -182,7 +216,10 @@ impl Client {
 
     fn expect_error(&self, cid: u32, error: HidError) {
         let reply = self.read_message(cid);
-        assert_eq!((reply.cmd, reply.payload), (Command::Error as u8, vec![error as u8]));
+        assert_eq!(
+            (reply.cmd, reply.payload),
+            (Command::Error as u8, vec![error as u8])
+        );
     }
 }
 
@@ -205,7 +242,10 @@ fn cbor_msg_and_ping_round_trip() {
     assert_eq!(&reply.payload[1..], &big[..]);
     client.send(cid, Command::Msg, &[0x00, 0x03, 0x00, 0x00]);
     let reply = client.read_message(cid);
-    assert_eq!((reply.cmd, reply.payload), (Command::Msg as u8, vec![0, 3, 0, 0, 0x90, 0]));
+    assert_eq!(
+        (reply.cmd, reply.payload),
+        (Command::Msg as u8, vec![0, 3, 0, 0, 0x90, 0])
+    );
     client.send(cid, Command::Ping, &big);
     assert_eq!(client.read_message(cid).payload, big);
 }
@@ -219,15 +259,28 @@ fn keepalive_upneeded_while_a_request_runs() {
     client.send(cid, Command::Cbor, &[0xaa]);
     let reply = client.read_message(cid);
     assert_eq!(reply.payload, vec![0x00, 0xaa]);
-    assert!(reply.keepalives.len() >= 3, "{} keepalives", reply.keepalives.len());
-    assert!(reply.keepalives.iter().all(|(_, status)| *status == KeepaliveStatus::UpNeeded as u8));
+    assert!(
+        reply.keepalives.len() >= 3,
+        "{} keepalives",
+        reply.keepalives.len()
+    );
+    assert!(reply
+        .keepalives
+        .iter()
+        .all(|(_, status)| *status == KeepaliveStatus::UpNeeded as u8));
     let mut times = vec![sent];
     times.extend(reply.keepalives.iter().map(|(t, _)| *t));
     let mut gaps: Vec<Duration> = times.windows(2).map(|w| w[1] - w[0]).collect();
     gaps.sort();
     // At most every 100 ms per CTAP; generous ceiling for a loaded 2-core machine.
-    assert!(gaps[gaps.len() / 2] <= Duration::from_millis(100), "gaps {gaps:?}");
-    assert!(*gaps.last().unwrap() <= Duration::from_millis(300), "gaps {gaps:?}");
+    assert!(
+        gaps[gaps.len() / 2] <= Duration::from_millis(100),
+        "gaps {gaps:?}"
+    );
+    assert!(
+        *gaps.last().unwrap() <= Duration::from_millis(300),
+        "gaps {gaps:?}"
+    );
 }
 
 #[test]
@@ -238,13 +291,22 @@ fn keepalive_says_processing_unless_waiting_for_the_user() {
     client.send(cid, Command::Cbor, &[0xaa]);
     let reply = client.read_message(cid);
     assert!(!reply.keepalives.is_empty());
-    assert!(reply.keepalives.iter().all(|(_, s)| *s == KeepaliveStatus::Processing as u8));
+    assert!(reply
+        .keepalives
+        .iter()
+        .all(|(_, s)| *s == KeepaliveStatus::Processing as u8));
 
     client.send(cid, Command::Cbor, &[0x5a]);
     let reply = client.read_message(cid);
     let statuses: Vec<u8> = reply.keepalives.iter().map(|(_, s)| *s).collect();
-    assert!(statuses.contains(&(KeepaliveStatus::UpNeeded as u8)), "{statuses:?}");
-    assert!(statuses.contains(&(KeepaliveStatus::Processing as u8)), "{statuses:?}");
+    assert!(
+        statuses.contains(&(KeepaliveStatus::UpNeeded as u8)),
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.contains(&(KeepaliveStatus::Processing as u8)),
+        "{statuses:?}"
+    );
     // UPNEEDED (approver) comes before PROCESSING (after it).
     let first_processing = statuses.iter().position(|s| *s == 1).unwrap();
     assert!(statuses[..first_processing].iter().all(|s| *s == 2));
@@ -294,7 +356,9 @@ fn power_cycle_keeps_channels() {
     let cid = client.init();
     client.socket.send(&POWER_CYCLE_MAGIC).unwrap();
     let start = Instant::now();
-    while server.power_cycles.load(Ordering::SeqCst) == 0 && start.elapsed() < Duration::from_secs(3) {
+    while server.power_cycles.load(Ordering::SeqCst) == 0
+        && start.elapsed() < Duration::from_secs(3)
+    {
         thread::sleep(Duration::from_millis(5));
     }
     assert_eq!(server.power_cycles.load(Ordering::SeqCst), 1);
@@ -376,7 +440,14 @@ fn log_lines_show_no_payload() {
     };
     let line = log_line(&job, &[0x00, 0xca, 0xfe], Duration::from_millis(12), true);
     assert_eq!(line, "ctap2 cmd 0x01 -> status 0x00 in 12 ms");
-    let job = Job { kind: RequestKind::Msg, payload: vec![0x00, 0x02, 0x03, 0x00, 0xaa], ..job };
+    let job = Job {
+        kind: RequestKind::Msg,
+        payload: vec![0x00, 0x02, 0x03, 0x00, 0xaa],
+        ..job
+    };
     let line = log_line(&job, &[0xbb, 0x69, 0x85], Duration::from_millis(3), false);
-    assert_eq!(line, "u2f ins 0x02 -> sw 6985 in 3 ms (abandoned by the host)");
+    assert_eq!(
+        line,
+        "u2f ins 0x02 -> sw 6985 in 3 ms (abandoned by the host)"
+    );
 }

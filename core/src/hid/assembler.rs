@@ -38,7 +38,13 @@ pub enum Started {
 impl Assembly {
     /// Starts a message from its init packet. `data` is the init packet's data area.
     /// A length beyond [`MAX_MESSAGE_LEN`] is `InvalidLen`.
-    pub fn start(cid: u32, cmd: u8, bcnt: u16, data: &[u8], now: Instant) -> Result<Started, HidError> {
+    pub fn start(
+        cid: u32,
+        cmd: u8,
+        bcnt: u16,
+        data: &[u8],
+        now: Instant,
+    ) -> Result<Started, HidError> {
         let bcnt = usize::from(bcnt);
         if bcnt > MAX_MESSAGE_LEN {
             return Err(HidError::InvalidLen);
@@ -47,21 +53,38 @@ impl Assembly {
         let mut buf = Vec::with_capacity(bcnt);
         buf.extend_from_slice(data.get(..take).unwrap_or_default());
         if buf.len() == bcnt {
-            return Ok(Started::Complete(Message { cid, cmd, payload: buf }));
+            return Ok(Started::Complete(Message {
+                cid,
+                cmd,
+                payload: buf,
+            }));
         }
-        Ok(Started::InProgress(Assembly { cid, cmd, bcnt, buf, next_seq: 0, last_packet: now }))
+        Ok(Started::InProgress(Assembly {
+            cid,
+            cmd,
+            bcnt,
+            buf,
+            next_seq: 0,
+            last_packet: now,
+        }))
     }
 
     /// Adds a continuation packet. A sequence number other than the expected one is
     /// `InvalidSeq` (the caller drops the assembly). Returns the message once complete.
-    pub fn push(&mut self, seq: u8, data: &[u8], now: Instant) -> Result<Option<Message>, HidError> {
+    pub fn push(
+        &mut self,
+        seq: u8,
+        data: &[u8],
+        now: Instant,
+    ) -> Result<Option<Message>, HidError> {
         if seq != self.next_seq {
             return Err(HidError::InvalidSeq);
         }
         self.next_seq = self.next_seq.wrapping_add(1);
         self.last_packet = now;
         let take = (self.bcnt - self.buf.len()).min(data.len());
-        self.buf.extend_from_slice(data.get(..take).unwrap_or_default());
+        self.buf
+            .extend_from_slice(data.get(..take).unwrap_or_default());
         if self.buf.len() == self.bcnt {
             Ok(Some(Message {
                 cid: self.cid,
@@ -95,7 +118,14 @@ mod tests {
     fn small_message_completes_at_once() {
         let now = Instant::now();
         match Assembly::start(1, 0x10, 3, &[1, 2, 3, 4, 5], now).unwrap() {
-            Started::Complete(m) => assert_eq!(m, Message { cid: 1, cmd: 0x10, payload: vec![1, 2, 3] }),
+            Started::Complete(m) => assert_eq!(
+                m,
+                Message {
+                    cid: 1,
+                    cmd: 0x10,
+                    payload: vec![1, 2, 3]
+                }
+            ),
             Started::InProgress(_) => panic!("should be complete"),
         }
     }
@@ -103,7 +133,8 @@ mod tests {
     #[test]
     fn continuation_in_order() {
         let now = Instant::now();
-        let Started::InProgress(mut a) = Assembly::start(1, 0x10, 60, &[7; 57], now).unwrap() else {
+        let Started::InProgress(mut a) = Assembly::start(1, 0x10, 60, &[7; 57], now).unwrap()
+        else {
             panic!()
         };
         let m = a.push(0, &[8; 59], now).unwrap().unwrap();
@@ -114,7 +145,8 @@ mod tests {
     #[test]
     fn wrong_seq_is_invalid_seq() {
         let now = Instant::now();
-        let Started::InProgress(mut a) = Assembly::start(1, 0x10, 200, &[7; 57], now).unwrap() else {
+        let Started::InProgress(mut a) = Assembly::start(1, 0x10, 200, &[7; 57], now).unwrap()
+        else {
             panic!()
         };
         assert_eq!(a.push(1, &[0; 59], now), Err(HidError::InvalidSeq));
@@ -123,7 +155,10 @@ mod tests {
     #[test]
     fn too_long_is_invalid_len() {
         let now = Instant::now();
-        assert!(matches!(Assembly::start(1, 0x10, 7610, &[0; 57], now), Err(HidError::InvalidLen)));
+        assert!(matches!(
+            Assembly::start(1, 0x10, 7610, &[0; 57], now),
+            Err(HidError::InvalidLen)
+        ));
         assert!(Assembly::start(1, 0x10, 7609, &[0; 57], now).is_ok());
     }
 }

@@ -11,10 +11,12 @@ pub mod server;
 
 pub use assembler::{Assembly, Message, Started};
 pub use packet::{
-    error_report, fragment, keepalive_report, Command, HidError, KeepaliveStatus, MessageTooLong, Packet,
-    PacketError, Report, BROADCAST_CID, MAX_MESSAGE_LEN, REPORT_LEN,
+    error_report, fragment, keepalive_report, Command, HidError, KeepaliveStatus, MessageTooLong,
+    Packet, PacketError, Report, BROADCAST_CID, MAX_MESSAGE_LEN, REPORT_LEN,
 };
-pub use server::{HidOutput, HidServer, RequestKind, MAX_CHANNELS, MAX_LOCK_SECONDS, TRANSACTION_TIMEOUT};
+pub use server::{
+    HidOutput, HidServer, RequestKind, MAX_CHANNELS, MAX_LOCK_SECONDS, TRANSACTION_TIMEOUT,
+};
 
 #[cfg(test)]
 mod tests;

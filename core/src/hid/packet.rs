@@ -155,7 +155,11 @@ impl<'a> Packet<'a> {
                 data,
             })
         } else {
-            Ok(Packet::Cont { cid, seq: *kind, data: rest })
+            Ok(Packet::Cont {
+                cid,
+                seq: *kind,
+                data: rest,
+            })
         }
     }
 
@@ -235,7 +239,12 @@ pub(crate) fn empty_report(cid: u32, cmd: Command) -> Report {
 }
 
 /// The INIT response payload (17 bytes).
-pub(crate) fn init_response(cid: u32, nonce: &[u8; 8], new_cid: u32, version: (u8, u8, u8)) -> Report {
+pub(crate) fn init_response(
+    cid: u32,
+    nonce: &[u8; 8],
+    new_cid: u32,
+    version: (u8, u8, u8),
+) -> Report {
     let mut payload = [0u8; 17];
     payload[..8].copy_from_slice(nonce);
     payload[8..12].copy_from_slice(&new_cid.to_be_bytes());
@@ -265,7 +274,12 @@ mod tests {
         r[6] = 0x02;
         r[7] = 0xaa;
         match Packet::parse(&r).unwrap() {
-            Packet::Init { cid, cmd, bcnt, data } => {
+            Packet::Init {
+                cid,
+                cmd,
+                bcnt,
+                data,
+            } => {
                 assert_eq!(cid, 0x0102_0304);
                 assert_eq!(cmd, 0x10);
                 assert_eq!(bcnt, 0x0102);
@@ -310,7 +324,10 @@ mod tests {
         let max = fragment(1, 0x01, &[0; MAX_MESSAGE_LEN]).unwrap();
         assert_eq!(max.len(), 129);
         assert_eq!(max[128][4], 0x7f);
-        assert_eq!(fragment(1, 0x01, &[0; MAX_MESSAGE_LEN + 1]), Err(MessageTooLong(7610)));
+        assert_eq!(
+            fragment(1, 0x01, &[0; MAX_MESSAGE_LEN + 1]),
+            Err(MessageTooLong(7610))
+        );
         assert_eq!(fragment(1, 0x01, &[0; 70000]), Err(MessageTooLong(70000)));
     }
 

@@ -59,7 +59,11 @@ pub enum HidOutput {
     /// Send this report to the host.
     Send(Report),
     /// Hand this request to the engine; answer with [`HidServer::finish`].
-    Request { cid: u32, kind: RequestKind, payload: Vec<u8> },
+    Request {
+        cid: u32,
+        kind: RequestKind,
+        payload: Vec<u8>,
+    },
     /// The host cancelled the request running on `cid` (CTAPHID_CANCEL or a resyncing INIT).
     Cancel { cid: u32 },
     /// The host asked the authenticator to identify itself (already answered).
@@ -124,8 +128,15 @@ impl HidServer {
     pub fn handle_packet(&mut self, report: &[u8], now: Instant) -> Vec<HidOutput> {
         let mut out = self.poll(now);
         match Packet::parse(report) {
-            Ok(Packet::Init { cid, cmd, bcnt, data }) => self.on_init_packet(cid, cmd, bcnt, data, now, &mut out),
-            Ok(Packet::Cont { cid, seq, data }) => self.on_cont_packet(cid, seq, data, now, &mut out),
+            Ok(Packet::Init {
+                cid,
+                cmd,
+                bcnt,
+                data,
+            }) => self.on_init_packet(cid, cmd, bcnt, data, now, &mut out),
+            Ok(Packet::Cont { cid, seq, data }) => {
+                self.on_cont_packet(cid, seq, data, now, &mut out)
+            }
             Err(_) => {
                 // Not a report; answer only a channel that exists, and change no state.
                 if let Some(cid) = report_cid(report) {
@@ -190,7 +201,9 @@ impl HidServer {
 
     /// The request the engine is working on and has not been abandoned, if any.
     pub fn pending_request(&self) -> Option<(u32, RequestKind)> {
-        self.pending.filter(|p| !p.abandoned).map(|p| (p.cid, p.kind))
+        self.pending
+            .filter(|p| !p.abandoned)
+            .map(|p| (p.cid, p.kind))
     }
 
     /// Whether the engine holds a request (abandoned or not).
@@ -206,7 +219,15 @@ impl HidServer {
         self.channels.len()
     }
 
-    fn on_init_packet(&mut self, cid: u32, cmd: u8, bcnt: u16, data: &[u8], now: Instant, out: &mut Vec<HidOutput>) {
+    fn on_init_packet(
+        &mut self,
+        cid: u32,
+        cmd: u8,
+        bcnt: u16,
+        data: &[u8],
+        now: Instant,
+        out: &mut Vec<HidOutput>,
+    ) {
         if cid == RESERVED_CID {
             out.push(send_error(cid, HidError::InvalidChannel));
             return;
@@ -277,10 +298,22 @@ impl HidServer {
             self.touch(cid);
             cid
         };
-        out.push(HidOutput::Send(init_response(cid, nonce, new_cid, self.version)));
+        out.push(HidOutput::Send(init_response(
+            cid,
+            nonce,
+            new_cid,
+            self.version,
+        )));
     }
 
-    fn on_cont_packet(&mut self, cid: u32, seq: u8, data: &[u8], now: Instant, out: &mut Vec<HidOutput>) {
+    fn on_cont_packet(
+        &mut self,
+        cid: u32,
+        seq: u8,
+        data: &[u8],
+        now: Instant,
+        out: &mut Vec<HidOutput>,
+    ) {
         let Some(assembly) = self.assembly.as_mut().filter(|a| a.cid() == cid) else {
             // Stray continuation: see the module documentation.
             return;
@@ -325,10 +358,20 @@ impl HidServer {
                 [_] => out.push(send_error(cid, HidError::InvalidPar)),
                 _ => out.push(send_error(cid, HidError::InvalidLen)),
             },
-            Some(Command::Cbor) if payload.is_empty() => out.push(send_error(cid, HidError::InvalidLen)),
+            Some(Command::Cbor) if payload.is_empty() => {
+                out.push(send_error(cid, HidError::InvalidLen))
+            }
             Some(command @ (Command::Cbor | Command::Msg)) => {
-                let kind = if command == Command::Cbor { RequestKind::Cbor } else { RequestKind::Msg };
-                self.pending = Some(Pending { cid, kind, abandoned: false });
+                let kind = if command == Command::Cbor {
+                    RequestKind::Cbor
+                } else {
+                    RequestKind::Msg
+                };
+                self.pending = Some(Pending {
+                    cid,
+                    kind,
+                    abandoned: false,
+                });
                 out.push(HidOutput::Request { cid, kind, payload });
             }
             _ => out.push(send_error(cid, HidError::InvalidCmd)),
@@ -343,7 +386,11 @@ impl HidServer {
         if self.lock.is_some_and(|l| l.cid == cid) {
             self.lock = None;
         }
-        if let Some(pending) = self.pending.as_mut().filter(|p| p.cid == cid && !p.abandoned) {
+        if let Some(pending) = self
+            .pending
+            .as_mut()
+            .filter(|p| p.cid == cid && !p.abandoned)
+        {
             pending.abandoned = true;
             out.push(HidOutput::Cancel { cid });
         }

@@ -49,7 +49,12 @@ fn response(outputs: &[HidOutput]) -> Message {
     let now = Instant::now();
     for report in &reports {
         match Packet::parse(report).unwrap() {
-            Packet::Init { cid, cmd, bcnt, data } => match Assembly::start(cid, cmd, bcnt, data, now).unwrap() {
+            Packet::Init {
+                cid,
+                cmd,
+                bcnt,
+                data,
+            } => match Assembly::start(cid, cmd, bcnt, data, now).unwrap() {
                 Started::Complete(m) => return m,
                 Started::InProgress(a) => assembly = Some(a),
             },
@@ -64,12 +69,19 @@ fn response(outputs: &[HidOutput]) -> Message {
 }
 
 fn assert_error(outputs: &[HidOutput], cid: u32, error: HidError) {
-    assert_eq!(sent(outputs), vec![error_report(cid, error)], "outputs: {outputs:?}");
+    assert_eq!(
+        sent(outputs),
+        vec![error_report(cid, error)],
+        "outputs: {outputs:?}"
+    );
 }
 
 impl Harness {
     fn new() -> Self {
-        Harness { server: HidServer::with_first_cid(VERSION, 0x100), now: Instant::now() }
+        Harness {
+            server: HidServer::with_first_cid(VERSION, 0x100),
+            now: Instant::now(),
+        }
     }
 
     fn feed(&mut self, report: &[u8]) -> Vec<HidOutput> {
@@ -77,7 +89,10 @@ impl Harness {
     }
 
     fn feed_all(&mut self, reports: &[Report]) -> Vec<HidOutput> {
-        reports.iter().flat_map(|r| self.server.handle_packet(r, self.now)).collect()
+        reports
+            .iter()
+            .flat_map(|r| self.server.handle_packet(r, self.now))
+            .collect()
     }
 
     fn send(&mut self, cid: u32, cmd: Command, payload: &[u8]) -> Vec<HidOutput> {
@@ -99,7 +114,14 @@ impl Harness {
     /// Starts a CBOR request on `cid` and checks the engine got it.
     fn start_request(&mut self, cid: u32) {
         let out = self.send(cid, Command::Cbor, &[0x04]);
-        assert_eq!(out, vec![HidOutput::Request { cid, kind: RequestKind::Cbor, payload: vec![0x04] }]);
+        assert_eq!(
+            out,
+            vec![HidOutput::Request {
+                cid,
+                kind: RequestKind::Cbor,
+                payload: vec![0x04]
+            }]
+        );
     }
 }
 
@@ -125,14 +147,20 @@ fn init_on_broadcast_allocates_a_channel() {
 
 #[test]
 fn allocation_skips_reserved_and_broadcast_cids() {
-    let mut h = Harness { server: HidServer::with_first_cid(VERSION, 0xffff_fffe), now: Instant::now() };
+    let mut h = Harness {
+        server: HidServer::with_first_cid(VERSION, 0xffff_fffe),
+        now: Instant::now(),
+    };
     assert_eq!(h.allocate(), 0xffff_fffe);
     assert_eq!(h.allocate(), 1);
 }
 
 #[test]
 fn random_first_cid_is_usable() {
-    let mut h = Harness { server: HidServer::new(VERSION), now: Instant::now() };
+    let mut h = Harness {
+        server: HidServer::new(VERSION),
+        now: Instant::now(),
+    };
     let cid = h.allocate();
     assert!(cid != 0 && cid != BROADCAST_CID);
     let out = h.send(cid, Command::Ping, b"hi");
@@ -163,7 +191,10 @@ fn init_on_existing_channel_resyncs_it() {
     let m = response(&out);
     assert_eq!(m.cid, cid);
     assert_eq!(&m.payload[..8], &NONCE);
-    assert_eq!(u32::from_be_bytes(m.payload[8..12].try_into().unwrap()), cid);
+    assert_eq!(
+        u32::from_be_bytes(m.payload[8..12].try_into().unwrap()),
+        cid
+    );
     // The old message's continuation is now stray and ignored.
     assert!(h.feed(&reports[1]).is_empty());
     // The channel works.
@@ -181,7 +212,14 @@ fn init_on_unallocated_channel_is_invalid_channel() {
 #[test]
 fn other_commands_on_broadcast_are_invalid_channel() {
     let mut h = Harness::new();
-    for cmd in [Command::Ping, Command::Cbor, Command::Msg, Command::Wink, Command::Lock, Command::Cancel] {
+    for cmd in [
+        Command::Ping,
+        Command::Cbor,
+        Command::Msg,
+        Command::Wink,
+        Command::Lock,
+        Command::Cancel,
+    ] {
         let out = h.send(BROADCAST_CID, cmd, &[1]);
         assert_error(&out, BROADCAST_CID, HidError::InvalidChannel);
     }
@@ -191,9 +229,17 @@ fn other_commands_on_broadcast_are_invalid_channel() {
 fn unallocated_and_reserved_cids_are_invalid_channel() {
     let mut h = Harness::new();
     let _ = h.allocate();
-    assert_error(&h.send(0x0bad_0bad, Command::Ping, b"x"), 0x0bad_0bad, HidError::InvalidChannel);
+    assert_error(
+        &h.send(0x0bad_0bad, Command::Ping, b"x"),
+        0x0bad_0bad,
+        HidError::InvalidChannel,
+    );
     assert_error(&h.send(0, Command::Ping, b"x"), 0, HidError::InvalidChannel);
-    assert_error(&h.send(0, Command::Init, &NONCE), 0, HidError::InvalidChannel);
+    assert_error(
+        &h.send(0, Command::Init, &NONCE),
+        0,
+        HidError::InvalidChannel,
+    );
     // A continuation on an unknown channel is ignored.
     assert!(h.feed(&cont(0x0bad_0bad, 0, &[1])).is_empty());
 }
@@ -267,19 +313,35 @@ fn requests_go_to_the_engine_and_the_channel_is_busy_until_finish() {
     let b = h.allocate();
     let payload: Vec<u8> = (0..300u16).map(|i| i as u8).collect();
     let out = h.send(a, Command::Cbor, &payload);
-    assert_eq!(out, vec![HidOutput::Request { cid: a, kind: RequestKind::Cbor, payload }]);
+    assert_eq!(
+        out,
+        vec![HidOutput::Request {
+            cid: a,
+            kind: RequestKind::Cbor,
+            payload
+        }]
+    );
     assert_eq!(h.server.pending_request(), Some((a, RequestKind::Cbor)));
     // Same channel: busy. Other channel: busy.
     assert_error(&h.send(a, Command::Cbor, &[4]), a, HidError::ChannelBusy);
     assert_error(&h.send(a, Command::Ping, b"x"), a, HidError::ChannelBusy);
     assert_error(&h.send(b, Command::Ping, b"x"), b, HidError::ChannelBusy);
-    assert_error(&h.send(b, Command::Msg, &[0, 1, 0, 0]), b, HidError::ChannelBusy);
+    assert_error(
+        &h.send(b, Command::Msg, &[0, 1, 0, 0]),
+        b,
+        HidError::ChannelBusy,
+    );
     // INIT on broadcast still works.
     let c = h.allocate();
     // The answer goes back on A with the CBOR command.
     let answer: Vec<u8> = (0..200u16).map(|i| (i ^ 0x55) as u8).collect();
     let reports = h.server.finish(a, RequestKind::Cbor, &answer);
-    let m = response(&reports.iter().map(|r| HidOutput::Send(*r)).collect::<Vec<_>>());
+    let m = response(
+        &reports
+            .iter()
+            .map(|r| HidOutput::Send(*r))
+            .collect::<Vec<_>>(),
+    );
     assert_eq!((m.cid, m.cmd, m.payload), (a, Command::Cbor as u8, answer));
     assert_eq!(h.server.pending_request(), None);
     // Idle again.
@@ -293,14 +355,24 @@ fn msg_requests_are_u2f() {
     let cid = h.allocate();
     let apdu = [0x00, 0x03, 0x00, 0x00];
     let out = h.send(cid, Command::Msg, &apdu);
-    assert_eq!(out, vec![HidOutput::Request { cid, kind: RequestKind::Msg, payload: apdu.to_vec() }]);
+    assert_eq!(
+        out,
+        vec![HidOutput::Request {
+            cid,
+            kind: RequestKind::Msg,
+            payload: apdu.to_vec()
+        }]
+    );
     // A finish with the wrong kind or channel is ignored.
     assert!(h.server.finish(cid, RequestKind::Cbor, &[0]).is_empty());
     assert!(h.server.finish(cid + 1, RequestKind::Msg, &[0]).is_empty());
     let reports = h.server.finish(cid, RequestKind::Msg, &[0x90, 0x00]);
     assert_eq!(&reports[0][..9], &[0, 0, 1, 0, 0x83, 0, 2, 0x90, 0x00]);
     // A second finish has nothing to answer.
-    assert!(h.server.finish(cid, RequestKind::Msg, &[0x90, 0x00]).is_empty());
+    assert!(h
+        .server
+        .finish(cid, RequestKind::Msg, &[0x90, 0x00])
+        .is_empty());
 }
 
 #[test]
@@ -316,7 +388,9 @@ fn oversized_response_is_err_other() {
     let mut h = Harness::new();
     let cid = h.allocate();
     h.start_request(cid);
-    let reports = h.server.finish(cid, RequestKind::Cbor, &vec![0; MAX_MESSAGE_LEN + 1]);
+    let reports = h
+        .server
+        .finish(cid, RequestKind::Cbor, &vec![0; MAX_MESSAGE_LEN + 1]);
     assert_eq!(reports, vec![error_report(cid, HidError::Other)]);
 }
 
@@ -330,7 +404,10 @@ fn cancel_is_silent_and_reported_for_the_running_request() {
     h.start_request(a);
     // Cancel from another channel: nothing.
     assert!(h.send(b, Command::Cancel, &[]).is_empty());
-    assert_eq!(h.send(a, Command::Cancel, &[]), vec![HidOutput::Cancel { cid: a }]);
+    assert_eq!(
+        h.send(a, Command::Cancel, &[]),
+        vec![HidOutput::Cancel { cid: a }]
+    );
     // The engine still answers (with KEEPALIVE_CANCEL in real life).
     assert_eq!(h.server.finish(a, RequestKind::Cbor, &[0x2d]).len(), 1);
 }
@@ -410,7 +487,12 @@ fn slow_but_steady_packets_do_not_time_out() {
 fn bcnt_beyond_maximum_is_invalid_len() {
     let mut h = Harness::new();
     let a = h.allocate();
-    let out = h.feed(&init_raw(a, Command::Ping as u8, MAX_MESSAGE_LEN as u16 + 1, &[0; 57]));
+    let out = h.feed(&init_raw(
+        a,
+        Command::Ping as u8,
+        MAX_MESSAGE_LEN as u16 + 1,
+        &[0; 57],
+    ));
     assert_error(&out, a, HidError::InvalidLen);
     let out = h.feed(&init_raw(a, Command::Cbor as u8, 0xffff, &[0; 57]));
     assert_error(&out, a, HidError::InvalidLen);
@@ -536,7 +618,11 @@ fn channels_are_bounded_and_least_recently_used_is_forgotten() {
     assert!(h.server.is_allocated(first));
     assert!(!h.server.is_allocated(second));
     assert!(h.server.is_allocated(newest));
-    assert_error(&h.send(second, Command::Ping, b"x"), second, HidError::InvalidChannel);
+    assert_error(
+        &h.send(second, Command::Ping, b"x"),
+        second,
+        HidError::InvalidChannel,
+    );
 }
 
 #[test]
