@@ -38,7 +38,8 @@ enum Command {
 #[derive(Debug, Args)]
 struct ServeArgs {
     /// Serve CTAPHID over UDP (one 64-byte report per datagram, the simulation convention
-    /// FIDO test tools speak) on ADDR. This is the default transport.
+    /// FIDO test tools speak) on ADDR,
+    /// default 127.0.0.1:8111. This is the default transport.
     #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = udp::DEFAULT_ADDR)]
     udp: Option<SocketAddr>,
 
