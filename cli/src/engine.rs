@@ -67,6 +67,7 @@ pub fn open_engine(
     store_path: &std::path::Path,
     master: &pocketkey_core::crypto::master_key::MasterKey,
     approver: Box<dyn Approver>,
+    attestation: pocketkey_core::attestation::AttestationConfig,
 ) -> Result<pocketkey_core::authenticator::Authenticator, String> {
     use pocketkey_core::authenticator::{Authenticator, Config};
     use pocketkey_core::store::Store;
@@ -76,7 +77,8 @@ pub fn open_engine(
             store_path.display()
         )
     })?;
-    Authenticator::new(store, master, approver, Config::default())
+    let config = Config { attestation, ..Config::default() };
+    Authenticator::new(store, master, approver, config)
         .map_err(|e| format!("cannot start the authenticator: {e}"))
 }
 

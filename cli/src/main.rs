@@ -1,6 +1,7 @@
 //! `pocketkey`: PocketKey's engine on a desktop, a software FIDO2 security key.
 
 mod approver;
+mod attestation;
 mod engine;
 mod keys;
 mod udp;
@@ -33,6 +34,33 @@ struct Cli {
 enum Command {
     /// Run the security key, serving CTAPHID over a transport until Ctrl-C.
     Serve(ServeArgs),
+    /// Provision attestation: an organisation root, a batch key and (with --enterprise-rp-id)
+    /// an enterprise key. Without it, registrations carry self attestation.
+    Attestation(AttestationArgs),
+}
+
+#[derive(Debug, Args)]
+struct AttestationArgs {
+    /// Organisation name for the certificates (subject O).
+    #[arg(long, value_name = "NAME")]
+    org: String,
+
+    /// Two-letter country code for the certificates (subject C).
+    #[arg(long, value_name = "CC", default_value = "US")]
+    country: String,
+
+    /// An RP id that may receive enterprise attestation (repeatable). Creates an enterprise
+    /// key; a platform must still enable it with authenticatorConfig.
+    #[arg(long = "enterprise-rp-id", value_name = "RP_ID")]
+    enterprise_rp_ids: Vec<String>,
+
+    /// The state directory (as for `serve`).
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+
+    /// Master key from the OS keyring (as for `serve`).
+    #[arg(long)]
+    keyring: bool,
 }
 
 #[derive(Debug, Args)]
@@ -63,6 +91,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Attestation(args) => provision_attestation(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -110,11 +139,18 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         Box::new(approver::TerminalApprover::new())
     };
     let approver = Box::new(SignallingApprover::new(inner, waiting.clone()));
-    let engine = engine::open_engine(&state_dir.join(keys::STORE_FILE_NAME), &master, approver)?;
+    let attestation = attestation::load(&state_dir, &master)?;
+    let attestation_kind = match (&attestation.batch, &attestation.enterprise) {
+        (_, Some(_)) => "batch + enterprise",
+        (Some(_), None) => "batch",
+        (None, None) => "self",
+    };
+    let engine = engine::open_engine(&state_dir.join(keys::STORE_FILE_NAME), &master, approver, attestation)?;
     drop(master);
 
     eprintln!("PocketKey security key listening on UDP {local}");
     eprintln!("state directory: {}", state_dir.display());
+    eprintln!("attestation: {attestation_kind}");
     if args.auto_approve {
         eprintln!("auto-approving every request (--auto-approve)");
     } else {
@@ -129,6 +165,19 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         .run(engine, options, Arc::clone(&stop))
         .map_err(|e| format!("UDP transport failed: {e}"))?;
     eprintln!("stopped");
+    Ok(())
+}
+
+fn provision_attestation(args: AttestationArgs) -> Result<(), String> {
+    let state_dir = match args.state_dir {
+        Some(dir) => dir,
+        None => keys::default_state_dir()?,
+    };
+    let (state_dir, _) = keys::prepare_state_dir(&state_dir)?;
+    let master = master_key(&state_dir, args.keyring)?;
+    let root = attestation::provision(&state_dir, &master, &args.org, &args.country, &args.enterprise_rp_ids)?;
+    eprintln!("attestation provisioned; give relying parties this root certificate:");
+    println!("{}", root.display());
     Ok(())
 }
 
@@ -171,6 +220,7 @@ mod tests {
         let parse = |args: &[&str]| {
             Cli::try_parse_from(args).map(|cli| match cli.command {
                 Command::Serve(a) => a,
+                Command::Attestation(_) => unreachable!("serve was parsed"),
             })
         };
         assert_eq!(parse(&["pocketkey", "serve"]).unwrap().udp, None);

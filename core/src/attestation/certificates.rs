@@ -82,17 +82,19 @@ pub fn fresh_u2f_attestation() -> Result<(p256::ecdsa::SigningKey, Vec<u8>), Cer
     Ok((key, cert))
 }
 
-/// An organisation's attestation root and one batch key certified by it.
+/// An organisation's attestation root, a batch key certified by it, and optionally an
+/// enterprise key (unique to this device) certified by it too.
 pub struct ProvisionedBatch {
     pub root_certificate: Vec<u8>,
-    pub root_key: p256::ecdsa::SigningKey,
     pub batch: AttestationKey,
+    pub enterprise: Option<AttestationKey>,
 }
 
-/// Makes a root CA for `organization` and a batch certificate for `aaguid` under it. The
-/// batch chain (`batch.chain`) is the batch certificate alone: relying parties are given the
-/// root as their trust anchor, so it is not sent in x5c.
-pub fn provision_batch(organization: &str, country: &str, aaguid: [u8; 16]) -> Result<ProvisionedBatch, CertificateError> {
+/// Makes a root CA for `organization` and, under it, a batch certificate for `aaguid` and
+/// (when `enterprise`) a device-unique enterprise certificate. Each chain is the leaf alone:
+/// relying parties get the root as their trust anchor. The root key is dropped here: nothing
+/// more is ever signed with it.
+pub fn provision_batch(organization: &str, country: &str, aaguid: [u8; 16], enterprise: bool) -> Result<ProvisionedBatch, CertificateError> {
     let clean = |s: &str| s.replace([',', '=', '+', '"', '\\', '<', '>', ';'], " ");
     let (organization, country) = (clean(organization), clean(country));
     let root_key = p256::ecdsa::SigningKey::random(&mut OsRng);
@@ -108,29 +110,35 @@ pub fn provision_batch(organization: &str, country: &str, aaguid: [u8; 16]) -> R
     .map_err(err)?
     .build::<p256::ecdsa::DerSignature>()
     .map_err(err)?;
-
-    let batch_key = p256::ecdsa::SigningKey::random(&mut OsRng);
-    let subject = Name::from_str(&format!(
-        "CN=PocketKey Batch,OU=Authenticator Attestation,O={organization},C={country}"
-    ))
-    .map_err(err)?;
-    let profile = Profile::Leaf { issuer: root_subject, enable_key_agreement: false, enable_key_encipherment: false };
-    let mut builder = CertificateBuilder::new(
-        profile,
-        random_serial()?,
-        Validity::from_now(YEARS_20).map_err(err)?,
-        subject,
-        spki(&batch_key)?,
-        &root_key,
-    )
-    .map_err(err)?;
-    builder.add_extension(&AaguidExtension(aaguid)).map_err(err)?;
-    let batch_cert = builder.build::<p256::ecdsa::DerSignature>().map_err(err)?;
-    Ok(ProvisionedBatch {
-        root_certificate: root.to_der().map_err(err)?,
-        root_key,
-        batch: AttestationKey { key: batch_key, chain: vec![batch_cert.to_der().map_err(err)?] },
-    })
+    let leaf = |common_name: &str| -> Result<AttestationKey, CertificateError> {
+        let key = p256::ecdsa::SigningKey::random(&mut OsRng);
+        let subject = Name::from_str(&format!(
+            "CN={common_name},OU=Authenticator Attestation,O={organization},C={country}"
+        ))
+        .map_err(err)?;
+        let profile = Profile::Leaf { issuer: root_subject.clone(), enable_key_agreement: false, enable_key_encipherment: false };
+        let mut builder = CertificateBuilder::new(
+            profile,
+            random_serial()?,
+            Validity::from_now(YEARS_20).map_err(err)?,
+            subject,
+            spki(&key)?,
+            &root_key,
+        )
+        .map_err(err)?;
+        builder.add_extension(&AaguidExtension(aaguid)).map_err(err)?;
+        let cert = builder.build::<p256::ecdsa::DerSignature>().map_err(err)?;
+        Ok(AttestationKey { key, chain: vec![cert.to_der().map_err(err)?] })
+    };
+    let enterprise = if enterprise {
+        let mut id = [0u8; 8];
+        OsRng.fill_bytes(&mut id);
+        let id: String = id.iter().map(|b| format!("{b:02x}")).collect();
+        Some(leaf(&format!("PocketKey Enterprise {id}"))?)
+    } else {
+        None
+    };
+    Ok(ProvisionedBatch { root_certificate: root.to_der().map_err(err)?, batch: leaf("PocketKey Batch")?, enterprise })
 }
 
 #[cfg(test)]
@@ -150,7 +158,9 @@ mod tests {
     #[test]
     fn batch_certificate_meets_packed_requirements() {
         let aaguid = [0x42; 16];
-        let p = provision_batch("Example Corp", "DE", aaguid).unwrap();
+        let p = provision_batch("Example Corp", "DE", aaguid, true).unwrap();
+        let enterprise = p.enterprise.as_ref().unwrap();
+        assert_ne!(enterprise.chain, p.batch.chain);
         let cert = x509_cert::Certificate::from_der(&p.batch.chain[0]).unwrap();
         let tbs = &cert.tbs_certificate;
         assert_eq!(tbs.version, x509_cert::Version::V3);

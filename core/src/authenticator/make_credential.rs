@@ -175,7 +175,7 @@ impl Authenticator {
         if ext.hmac_secret {
             extensions.push((text("hmac-secret"), Value::Bool(true)));
         }
-        if ext.min_pin_length && settings.min_pin_length_rp_ids.iter().any(|r| *r == req.rp.id) {
+        if ext.min_pin_length && settings.min_pin_length_rp_ids.contains(&req.rp.id) {
             extensions.push((text("minPinLength"), Value::Integer(settings.min_pin_length.into())));
         }
 

@@ -130,7 +130,7 @@ impl SharedSecret {
     }
 
     pub fn encrypt(&self, plaintext: &[u8]) -> Vec<u8> {
-        debug_assert!(plaintext.len() % 16 == 0);
+        debug_assert!(plaintext.len().is_multiple_of(16));
         match self.protocol {
             PinProtocol::One => Aes256CbcEnc::new(self.aes_key.as_ref().into(), &[0u8; 16].into())
                 .encrypt_padded_vec_mut::<NoPadding>(plaintext),
