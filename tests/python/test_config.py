@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from fido2.ctap import CtapError
 from fido2.ctap2 import ClientPin, Config
 
-from pk_helpers import ERR, ctap_error, make_cred, uv_token
+from pk_helpers import ERR, cred_id, ctap_error, get_assertion, make_cred, uv_token
 
 P = ClientPin.PERMISSION
 
@@ -37,14 +38,33 @@ def test_always_uv_get_info(fresh_authenticator):
     assert ctap.get_info().options.get("makeCredUvNotRqd") is not True, ctap.get_info().options
 
 
-def test_always_uv_make_credential_needs_uv(fresh_authenticator):
+def test_always_uv_means_no_operation_without_uv(fresh_authenticator):
+    """With alwaysUv on, every makeCredential/getAssertion is user-verified: a request that
+    brings no pinUvAuthParam either fails with PUAT_REQUIRED or the key performs its
+    built-in UV (§6.1.2 step 6, §6.2.2 step 5) and says so with the UV flag."""
     ctap = fresh_authenticator.ctap2()
     always_uv_on(ctap)
-    with ctap_error(ERR.PUAT_REQUIRED, "makeCredential without UV while alwaysUv is on"):
-        make_cred(ctap, "always.example")
-    resp, _, _ = make_cred(ctap, "always.example",
-                           token=uv_token(ctap, P.MAKE_CREDENTIAL, "always.example"))
-    assert resp.auth_data.is_user_verified()
+
+    def no_uv_or_verified(fn, what):
+        try:
+            resp = fn()
+        except CtapError as e:
+            assert e.code == ERR.PUAT_REQUIRED, f"{what}: got {e.code!r}"
+            return None
+        assert resp.auth_data.is_user_verified(), f"{what} succeeded without the UV flag"
+        return resp
+
+    mc = no_uv_or_verified(lambda: make_cred(ctap, "always.example")[0], "makeCredential")
+    if mc is None:
+        mc, _, _ = make_cred(ctap, "always.example",
+                             token=uv_token(ctap, P.MAKE_CREDENTIAL, "always.example"))
+    assert mc.auth_data.is_user_verified()
+    no_uv_or_verified(
+        lambda: get_assertion(ctap, "always.example", allow=[cred_id(mc)])[0], "getAssertion"
+    )
+    ga, _ = get_assertion(ctap, "always.example", allow=[cred_id(mc)],
+                          token=uv_token(ctap, P.GET_ASSERTION, "always.example"))
+    assert ga.auth_data.is_user_verified()
 
 
 def test_always_uv_persists_and_toggles_back(fresh_authenticator):
