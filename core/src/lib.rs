@@ -12,5 +12,6 @@ pub mod credential_id;
 pub mod crypto;
 pub mod ctap;
 pub mod hid;
+pub mod hybrid;
 pub mod pin;
 pub mod store;
