@@ -118,6 +118,43 @@ impl Authenticator {
         Ok(())
     }
 
+    /// Sets the first PIN from the device itself (the phone app's settings screen), with the
+    /// same policy as clientPIN setPIN. `NotAllowed` if a PIN is already set,
+    /// `PinPolicyViolation` if the PIN breaks the policy.
+    pub fn set_pin_on_device(&mut self, pin: &str) -> CtapResult<()> {
+        let mut settings = self.store.load_settings()?;
+        if settings.pin_hash.is_some() {
+            return Err(CtapError::NotAllowed);
+        }
+        check_pin_policy(pin.as_bytes(), &settings)?;
+        store_pin(&mut settings, pin.as_bytes());
+        self.store.save_settings(&settings)?;
+        Ok(())
+    }
+
+    /// Changes the PIN from the device itself, with clientPIN changePIN's rules: the old PIN
+    /// spends a retry before it is compared (`PinInvalid`, `PinBlocked`, `PinAuthBlocked`),
+    /// the new one must meet the policy and, when a change is forced, differ from the old.
+    /// Tokens handed out before are void.
+    pub fn change_pin_on_device(&mut self, old_pin: &str, new_pin: &str) -> CtapResult<()> {
+        let mut settings = self.store.load_settings()?;
+        if settings.pin_hash.is_none() {
+            return Err(CtapError::PinNotSet);
+        }
+        self.check_pin_attempt_allowed(&settings)?;
+        settings.pin_retries -= 1;
+        self.store.save_settings(&settings)?;
+        self.settle_pin_check(&pin_hash(old_pin.as_bytes()), &mut settings)?;
+        check_pin_policy(new_pin.as_bytes(), &settings)?;
+        if settings.force_pin_change && settings.pin_hash.as_deref() == Some(&pin_hash(new_pin.as_bytes())) {
+            return Err(CtapError::PinPolicyViolation);
+        }
+        store_pin(&mut settings, new_pin.as_bytes());
+        self.store.save_settings(&settings)?;
+        self.volatile.token.reset();
+        Ok(())
+    }
+
     fn requested_permissions(&self, req: &ClientPinRequest) -> CtapResult<Permissions> {
         let bits = req.permissions.ok_or(CtapError::MissingParameter)?;
         if bits == 0 {
@@ -185,8 +222,14 @@ impl Authenticator {
         settings.pin_retries -= 1;
         self.store.save_settings(settings)?;
         let given = shared.decrypt(pin_hash_enc)?;
+        self.settle_pin_check(&given, settings)
+    }
+
+    /// Second half of a PIN check, after the retry was spent: compares, then either restores
+    /// the retries or counts the strike.
+    fn settle_pin_check(&mut self, given: &[u8], settings: &mut Settings) -> CtapResult<()> {
         let stored = settings.pin_hash.as_deref().ok_or(CtapError::PinNotSet)?;
-        let matches = given.len() == 16 && bool::from(subtle::ConstantTimeEq::ct_eq(&given[..], &stored[..]));
+        let matches = given.len() == 16 && bool::from(subtle::ConstantTimeEq::ct_eq(given, &stored[..]));
         if !matches {
             self.volatile.key_agreement = crate::pin::KeyAgreementKey::generate();
             self.volatile.pin_strikes += 1;
@@ -241,9 +284,19 @@ fn decrypt_new_pin(shared: &SharedSecret, new_pin_enc: &[u8], settings: &Setting
         return Err(CtapError::PinPolicyViolation);
     }
     let pin = Zeroizing::new(padded[..len].to_vec());
-    let code_points = std::str::from_utf8(&pin).map_err(|_| CtapError::PinPolicyViolation)?.chars().count();
+    check_pin_policy(&pin, settings)?;
+    Ok(pin)
+}
+
+/// The PIN policy (§6.5.5.5): UTF-8, at least minPINLength code points, at most 63 bytes, no
+/// zero byte (the padding could not carry it).
+fn check_pin_policy(pin: &[u8], settings: &Settings) -> CtapResult<()> {
+    if pin.len() >= PADDED_PIN_LEN || pin.contains(&0) {
+        return Err(CtapError::PinPolicyViolation);
+    }
+    let code_points = std::str::from_utf8(pin).map_err(|_| CtapError::PinPolicyViolation)?.chars().count();
     if code_points < settings.min_pin_length as usize {
         return Err(CtapError::PinPolicyViolation);
     }
-    Ok(pin)
+    Ok(())
 }
