@@ -42,12 +42,7 @@ struct AssertionContext {
 impl Authenticator {
     pub(crate) fn get_assertion(&mut self, params: &[u8], cx: &RequestContext) -> Reply {
         let req = GetAssertionRequest::parse(params)?;
-        if req.pin_uv_auth.param.as_ref().is_some_and(|p| p.is_empty()) {
-            return self.touch_probe(cx);
-        }
-        if req.pin_uv_auth.param.is_some() {
-            PinProtocol::from_u64(req.pin_uv_auth.protocol.ok_or(CtapError::MissingParameter)?)?;
-        }
+        self.pin_uv_preamble(&req.pin_uv_auth, cx)?;
         // "rk" is not an option of getAssertion (§6.2.2 step 5).
         if req.options.rk.is_some() {
             return Err(CtapError::UnsupportedOption);

@@ -22,14 +22,7 @@ use super::{now_unix, Authenticator, Reply, RequestContext};
 impl Authenticator {
     pub(crate) fn make_credential(&mut self, params: &[u8], cx: &RequestContext) -> Reply {
         let req = MakeCredentialRequest::parse(params)?;
-        // Step 1: a zero-length pinUvAuthParam asks for a touch to select this authenticator.
-        if req.pin_uv_auth.param.as_ref().is_some_and(|p| p.is_empty()) {
-            return self.touch_probe(cx);
-        }
-        // Step 2: a pinUvAuthParam needs a supported protocol.
-        if req.pin_uv_auth.param.is_some() {
-            crate::pin::PinProtocol::from_u64(req.pin_uv_auth.protocol.ok_or(CtapError::MissingParameter)?)?;
-        }
+        self.pin_uv_preamble(&req.pin_uv_auth, cx)?;
         // Step 3: the first algorithm we support, in the RP's order.
         let algorithm = req
             .algorithms

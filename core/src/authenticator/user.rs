@@ -101,12 +101,20 @@ impl Authenticator {
         Ok((token.user_verified(), token.user_present()))
     }
 
-    /// A zero-length pinUvAuthParam is a platform asking "touch to pick this authenticator"
-    /// (CTAP 2.1 §6.1.2 step 1): wait for presence, then say whether a PIN is set.
-    pub(crate) fn touch_probe(&mut self, cx: &RequestContext) -> CtapResult<Vec<u8>> {
-        self.ask_user(cx, Operation::Select, Subject::default(), false)?;
-        let pin_set = self.store.load_settings()?.pin_hash.is_some();
-        Err(if pin_set { CtapError::PinInvalid } else { CtapError::PinNotSet })
+    /// Steps 1–2 of makeCredential and getAssertion (CTAP 2.1 §6.1.2, §6.2.2): a zero-length
+    /// pinUvAuthParam is a platform asking "touch to pick this authenticator" — wait for
+    /// presence, then say whether a PIN is set; any other pinUvAuthParam needs a supported
+    /// protocol.
+    pub(crate) fn pin_uv_preamble(&mut self, auth: &PinUvAuth, cx: &RequestContext) -> CtapResult<()> {
+        match &auth.param {
+            Some(p) if p.is_empty() => {
+                self.ask_user(cx, Operation::Select, Subject::default(), false)?;
+                let pin_set = self.store.load_settings()?.pin_hash.is_some();
+                Err(if pin_set { CtapError::PinInvalid } else { CtapError::PinNotSet })
+            }
+            Some(_) => PinProtocol::from_u64(auth.protocol.ok_or(CtapError::MissingParameter)?).map(|_| ()),
+            None => Ok(()),
+        }
     }
 
     /// Whether any form of user verification is configured (PIN set or built-in UV).
