@@ -193,6 +193,7 @@ python_tests() {
     done
     POCKETKEY_BIN="$TARGET_DIR/debug/pocketkey" \
     POCKETKEY_UDP_PRELOAD="$ART/udp_preload.so" \
+    POCKETKEY_BINDINGS_DIR="$TARGET_DIR/bindings/python" \
     PYTHONDONTWRITEBYTECODE=1 \
         "$PY" -m pytest "${targets[@]}" --junitxml="$ART/junit.xml" "${PYTEST_ARGS[@]}" 2>&1 | tee "$out"
     rc=${PIPESTATUS[0]}
@@ -204,6 +205,7 @@ run_step "system packages" install_system_packages
 run_step "python packages" install_python_packages
 if run_step "cargo build -p pocketkey" build_pocketkey; then BUILT=1; else BUILT=0; fi
 run_step "build udp_preload.so" build_preload
+run_step "scripts/build-bindings.sh" "$ROOT/scripts/build-bindings.sh"
 if [ -z "${PK_SKIP_CARGO_TEST:-}" ]; then
     run_step "cargo test --workspace" cargo_tests
 fi

@@ -1,0 +1,129 @@
+//! One entry point for everything the camera scans and every link the app is opened with.
+
+use url::Url;
+
+/// What a scanned code or opened link is for.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
+pub enum ScannedCode {
+    /// A browser's "use a phone" QR code (`FIDO:/` + digits): start hybrid (caBLE v2).
+    Hybrid { url: String },
+    /// The desktop pairing tool's code (`pocketkey://pair?...`).
+    Pairing { url: String },
+    /// An organisation's invitation (`https://<host>/activate?token=...` or
+    /// `pocketkey://activate?token=...`); `token` is percent-decoded.
+    Activation { url: String, token: String },
+}
+
+/// Why a scanned text was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, uniffi::Error)]
+#[uniffi::export(Display)]
+pub enum ScanError {
+    /// Some other QR code or link.
+    #[error("This is not a PocketKey or passkey code")]
+    NotOurs,
+    /// Ours by its form, but damaged, incomplete, too long or with control characters.
+    #[error("This code looks like a PocketKey code but is damaged or incomplete")]
+    Malformed,
+}
+
+#[uniffi::export]
+impl ScanError {
+    /// The sentence to show the user (the same as the error's string form).
+    pub fn user_message(&self) -> String {
+        self.to_string()
+    }
+}
+
+/// Longest text accepted, in bytes.
+pub const MAX_SCAN_LEN: usize = 4096;
+
+/// Classifies a scanned QR code or an opened link. Surrounding spaces are ignored; the `url`
+/// returned is the text without them.
+#[uniffi::export]
+pub fn classify_scan(text: String) -> Result<ScannedCode, ScanError> {
+    if text.len() > MAX_SCAN_LEN || text.chars().any(char::is_control) {
+        return Err(ScanError::Malformed);
+    }
+    let text = text.trim_matches(' ');
+    if text
+        .get(..HYBRID_PREFIX.len())
+        .is_some_and(|p| p.eq_ignore_ascii_case(HYBRID_PREFIX))
+    {
+        return hybrid(text);
+    }
+    let Ok(url) = Url::parse(text) else {
+        return Err(ScanError::NotOurs);
+    };
+    match url.scheme() {
+        "pocketkey" => ours(text, &url),
+        "https" if matches!(url.path(), "/activate" | "/activate/") => match token(&url)? {
+            Some(token) if url.username().is_empty() && url.password().is_none() => {
+                Ok(ScannedCode::Activation {
+                    url: text.to_string(),
+                    token,
+                })
+            }
+            Some(_) => Err(ScanError::Malformed),
+            // Any site may have an /activate page: without a token it is not an invitation.
+            None => Err(ScanError::NotOurs),
+        },
+        _ => Err(ScanError::NotOurs),
+    }
+}
+
+const HYBRID_PREFIX: &str = "FIDO:/";
+
+/// `FIDO:/` then digits: 17 per full 7-byte chunk, and for a last chunk of 1..6 bytes
+/// 3, 5, 8, 10, 13 or 15 digits. The payload itself is decoded by the hybrid engine.
+fn hybrid(text: &str) -> Result<ScannedCode, ScanError> {
+    let digits = &text[HYBRID_PREFIX.len()..];
+    let valid_length = matches!(digits.len() % 17, 0 | 3 | 5 | 8 | 10 | 13 | 15);
+    if digits.is_empty() || !valid_length || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ScanError::Malformed);
+    }
+    Ok(ScannedCode::Hybrid {
+        url: text.to_string(),
+    })
+}
+
+/// `pocketkey://<action>?<query>`.
+fn ours(text: &str, url: &Url) -> Result<ScannedCode, ScanError> {
+    let action = url.host_str().unwrap_or_default().to_ascii_lowercase();
+    let bare =
+        matches!(url.path(), "" | "/") && url.username().is_empty() && url.password().is_none();
+    let has_query = url.query().is_some_and(|q| !q.is_empty());
+    match action.as_str() {
+        "pair" if bare && has_query => Ok(ScannedCode::Pairing {
+            url: text.to_string(),
+        }),
+        "activate" if bare => match token(url)? {
+            Some(token) => Ok(ScannedCode::Activation {
+                url: text.to_string(),
+                token,
+            }),
+            None => Err(ScanError::Malformed),
+        },
+        _ => Err(ScanError::Malformed),
+    }
+}
+
+/// The `token` query parameter: `None` when absent or empty, `Malformed` when repeated or
+/// hiding control characters behind percent-encoding.
+fn token(url: &Url) -> Result<Option<String>, ScanError> {
+    let mut tokens = url
+        .query_pairs()
+        .filter(|(k, _)| k == "token")
+        .map(|(_, v)| v.into_owned());
+    let first = tokens.next();
+    if tokens.next().is_some() {
+        return Err(ScanError::Malformed);
+    }
+    match first {
+        Some(t) if t.chars().any(char::is_control) => Err(ScanError::Malformed),
+        Some(t) if !t.is_empty() => Ok(Some(t)),
+        _ => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests;

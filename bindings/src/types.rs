@@ -1,0 +1,212 @@
+//! Plain values crossing the FFI: what the app shows and what it answers.
+
+use pocketkey_core::approver::{self, ApprovalOutcome, ApprovalRequest};
+
+/// What the user is asked to approve. (Not `Operation`: that name clashes with Foundation.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum ApprovalOperation {
+    /// Create a passkey (WebAuthn registration).
+    Register,
+    /// Sign in with a passkey.
+    SignIn,
+    /// Verify the user so the computer gets a PIN/UV token (no site yet, or the site only).
+    VerifyUser,
+    /// Touch to pick this security key among several.
+    Select,
+    /// Erase everything on the security key (asked by the computer).
+    Reset,
+    /// Register with a site through the old U2F protocol.
+    U2fRegister,
+    /// Sign in through the old U2F protocol.
+    U2fSignIn,
+}
+
+impl From<approver::Operation> for ApprovalOperation {
+    fn from(op: approver::Operation) -> Self {
+        use approver::Operation as O;
+        match op {
+            O::Register => Self::Register,
+            O::SignIn => Self::SignIn,
+            O::VerifyUser => Self::VerifyUser,
+            O::Select => Self::Select,
+            O::Reset => Self::Reset,
+            O::U2fRegister => Self::U2fRegister,
+            O::U2fSignIn => Self::U2fSignIn,
+        }
+    }
+}
+
+/// One account the user can pick when signing in.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct Account {
+    pub user_name: Option<String>,
+    pub display_name: Option<String>,
+    /// The site's opaque user handle.
+    pub user_id: Vec<u8>,
+}
+
+/// Everything a notification or approval sheet must show. Answer it with
+/// `SecurityKey.answer(id, ...)` before `deadline_unix_ms`.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct ApprovalPrompt {
+    /// Unique for this prompt; random, below 2^53 (safe in JSON and notification payloads).
+    pub id: u64,
+    pub operation: ApprovalOperation,
+    /// The site (relying party id, a domain), when the operation concerns one.
+    pub rp_id: Option<String>,
+    pub rp_name: Option<String>,
+    pub user_name: Option<String>,
+    pub user_display_name: Option<String>,
+    /// Who asked, as the user should see it ("Work laptop", "a nearby browser").
+    pub requester: String,
+    /// Accounts to choose from; empty unless several passkeys of the site fit.
+    pub accounts: Vec<Account>,
+    /// Whether the answer must be `ApproveVerified` (biometric or device credential).
+    pub verification_required: bool,
+    /// When the engine stops waiting, in milliseconds since the Unix epoch.
+    pub deadline_unix_ms: u64,
+}
+
+impl ApprovalPrompt {
+    pub(crate) fn new(id: u64, request: &ApprovalRequest, deadline_unix_ms: u64) -> Self {
+        Self {
+            id,
+            operation: request.operation.into(),
+            rp_id: request.rp_id.clone(),
+            rp_name: request.rp_name.clone(),
+            user_name: request.user_name.clone(),
+            user_display_name: request.user_display_name.clone(),
+            requester: request.requester.0.clone(),
+            accounts: request
+                .accounts
+                .iter()
+                .map(|a| Account {
+                    user_name: a.user_name.clone(),
+                    display_name: a.display_name.clone(),
+                    user_id: a.user_id.clone(),
+                })
+                .collect(),
+            verification_required: request.verification_required,
+            deadline_unix_ms,
+        }
+    }
+}
+
+/// The user's answer to a prompt. `account` is an index into the prompt's `accounts`
+/// (ignored when the prompt offered none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum ApprovalAnswer {
+    /// The user approved (a tap) without being verified.
+    ApprovePresent { account: Option<u32> },
+    /// The user approved and was verified (biometric or device credential).
+    ApproveVerified { account: Option<u32> },
+    /// The user said no.
+    Deny,
+    /// Verification was attempted and failed; counts against the UV retries.
+    VerificationFailed,
+}
+
+impl ApprovalAnswer {
+    pub(crate) fn account(self) -> Option<u32> {
+        match self {
+            Self::ApprovePresent { account } | Self::ApproveVerified { account } => account,
+            Self::Deny | Self::VerificationFailed => None,
+        }
+    }
+
+    pub(crate) fn outcome(self) -> ApprovalOutcome {
+        let index = |a: Option<u32>| a.map(|i| i as usize);
+        match self {
+            Self::ApprovePresent { account } => ApprovalOutcome::Present {
+                account: index(account),
+            },
+            Self::ApproveVerified { account } => ApprovalOutcome::Verified {
+                account: index(account),
+            },
+            Self::Deny => ApprovalOutcome::Denied,
+            Self::VerificationFailed => ApprovalOutcome::VerificationFailed,
+        }
+    }
+}
+
+/// Why a prompt went away; the app removes its notification or sheet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum ApprovalClosed {
+    /// `answer` was called for it.
+    Answered,
+    /// Nobody answered before the deadline.
+    TimedOut,
+    /// The computer or browser gave up, or `cancel_pending` was called.
+    Cancelled,
+    /// `on_approval_requested` threw; the request was denied.
+    ListenerFailed,
+}
+
+/// The attestation new passkeys get by default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum AttestationKind {
+    /// No attestation statement.
+    NoAttestation,
+    /// Signed with the passkey's own key (no certificate).
+    SelfAttestation,
+    /// A batch certificate shared by many devices.
+    Batch,
+    /// An enterprise certificate unique to this device.
+    Enterprise,
+}
+
+/// What the settings screen shows about the key.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct KeyInfo {
+    /// The model's AAGUID in UUID form ("9b1f5c0e-7d3a-4c62-a8e1-3f6b2d4c5a71").
+    pub aaguid: String,
+    /// The user-visible name of this key.
+    pub label: String,
+    pub pin_set: bool,
+    /// Whether the key verifies users itself (through the approval listener's biometric).
+    pub uv_available: bool,
+    /// Passkeys stored on the key (discoverable credentials).
+    pub credential_count: u32,
+    pub attestation: AttestationKind,
+}
+
+/// One stored passkey.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct Passkey {
+    pub credential_id: Vec<u8>,
+    pub user_name: Option<String>,
+    pub user_display_name: Option<String>,
+    pub created_at_unix: i64,
+}
+
+/// The passkeys of one site, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct Site {
+    pub rp_id: String,
+    pub rp_name: Option<String>,
+    pub passkeys: Vec<Passkey>,
+}
+
+/// `aaguid` bytes in the 8-4-4-4-12 hex form.
+pub(crate) fn uuid_string(bytes: &[u8; 16]) -> String {
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uuid_form() {
+        let aaguid = pocketkey_core::authenticator::POCKETKEY_AAGUID;
+        assert_eq!(uuid_string(&aaguid), "9b1f5c0e-7d3a-4c62-a8e1-3f6b2d4c5a71");
+    }
+}
