@@ -86,8 +86,9 @@ impl Authenticator {
         }))
     }
 
-    /// Credentials named by `list` (or every discoverable one of the RP when the list is
-    /// empty) that may be used with or without user verification (credProtect, §12.1).
+    /// The first usable credential named by `list`, or every discoverable one of the RP when
+    /// the list is empty, that may be used with or without user verification (credProtect,
+    /// §12.1).
     pub(crate) fn locate(&self, rp_id_hash: &[u8; 32], list: &[CredentialDescriptor], user_verified: bool) -> CtapResult<Vec<Candidate>> {
         let mut found = Vec::new();
         if list.is_empty() {
@@ -98,10 +99,13 @@ impl Authenticator {
                 }
             }
         } else {
+            // With an allowList only one credential is ever used (§6.2.2 step 7): stop at the
+            // first usable one instead of opening every ID in the list.
             for d in list {
                 if let Some(c) = self.find_credential(rp_id_hash, d)? {
                     if user_verified || c.cred_protect != CredProtect::UserVerificationRequired {
                         found.push(c);
+                        break;
                     }
                 }
             }
