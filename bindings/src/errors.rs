@@ -60,6 +60,12 @@ pub enum PocketKeyError {
     /// A bug or an engine state the app cannot fix.
     #[error("Something went wrong inside the security key")]
     Internal { detail: String },
+    /// `start_hybrid` with text that is not a valid `FIDO:/` code; `detail` names the fault.
+    #[error("This is not a valid passkey QR code")]
+    InvalidHybridCode { detail: String },
+    /// `start_hybrid` with a tunnel URL or tunnel server id that cannot be used.
+    #[error("The tunnel server setting is not valid")]
+    InvalidHybridOptions { detail: String },
 }
 
 #[uniffi::export]

@@ -72,6 +72,8 @@ impl SecurityKey {
         if let Some(ms) = approval_timeout_ms {
             config.approval_timeout = Duration::from_millis(ms);
         }
+        // A phone key is reached through the bridge (a USB key to the computer) and by hybrid.
+        config.transports = vec!["hybrid", "usb"];
         let attestation = if config.attestation.batch.is_some() {
             AttestationKind::Batch
         } else {
@@ -218,6 +220,14 @@ impl SecurityKey {
 }
 
 impl SecurityKey {
+    /// One CTAP2 message with the caller's context (requester and cancel token): the hybrid
+    /// runtime's way in, so that ending its session cancels the approval it is waiting for.
+    pub(crate) fn process_ctap_in(&self, request: &[u8], cx: &RequestContext) -> Vec<u8> {
+        let mut engine = lock(&self.engine);
+        let _running = Running::register(&self.running, cx.cancel.clone());
+        engine.process_cbor(request, cx)
+    }
+
     /// Runs one request with a fresh cancel token, registered once the engine is ours (so
     /// that `cancel_pending` never cancels a request still queued behind it).
     fn run(
