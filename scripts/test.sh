@@ -206,6 +206,9 @@ run_step "python packages" install_python_packages
 if run_step "cargo build -p pocketkey" build_pocketkey; then BUILT=1; else BUILT=0; fi
 run_step "build udp_preload.so" build_preload
 run_step "scripts/build-bindings.sh" "$ROOT/scripts/build-bindings.sh"
+if [ -z "${PK_SKIP_KOTLIN:-}" ]; then  # PK_SKIP_KOTLIN=1 skips the Kotlin/JVM bindings test
+    run_step "kotlin bindings test" "$ROOT/tests/kotlin/run.sh"
+fi
 if [ -z "${PK_SKIP_CARGO_TEST:-}" ]; then
     run_step "cargo test --workspace" cargo_tests
 fi

@@ -1,0 +1,50 @@
+// The thin PocketKey app: camera/deep-link entry point, approval notifications with a
+// biometric prompt, the master key kept under an Android Keystore key. Everything else is the
+// engine in :pocketkey-core. Not built in CI (no Android SDK there): see ../README.md.
+import org.jetbrains.kotlin.gradle.dsl.JvmTarget
+
+plugins {
+    id("com.android.application")
+    id("org.jetbrains.kotlin.android")
+}
+
+android {
+    namespace = "com.pocketkey.app"
+    compileSdk = 35
+
+    defaultConfig {
+        applicationId = "com.pocketkey.app"
+        minSdk = 28
+        targetSdk = 35
+        versionCode = 1
+        versionName = "0.1.0"
+    }
+
+    buildTypes {
+        release {
+            isMinifyEnabled = true
+            // pocketkey-core's consumer-rules.pro keeps what JNA and the bindings reflect on.
+            proguardFiles(getDefaultProguardFile("proguard-android-optimize.txt"))
+        }
+    }
+
+    compileOptions {
+        sourceCompatibility = JavaVersion.VERSION_17
+        targetCompatibility = JavaVersion.VERSION_17
+    }
+}
+
+kotlin {
+    compilerOptions {
+        jvmTarget.set(JvmTarget.JVM_17)
+    }
+}
+
+dependencies {
+    implementation(project(":pocketkey-core"))
+    implementation("androidx.appcompat:appcompat:1.7.0")   // AppCompatActivity is a FragmentActivity
+    implementation("androidx.core:core-ktx:1.15.0")          // NotificationCompat
+    implementation("androidx.biometric:biometric:1.1.0")     // BiometricPrompt
+    // Google code scanner: QR scanning UI in Play services, no camera permission in this app.
+    implementation("com.google.android.gms:play-services-code-scanner:16.1.0")
+}
