@@ -209,6 +209,9 @@ run_step "scripts/build-bindings.sh" "$ROOT/scripts/build-bindings.sh"
 if [ -z "${PK_SKIP_KOTLIN:-}" ]; then  # PK_SKIP_KOTLIN=1 skips the Kotlin/JVM bindings test
     run_step "kotlin bindings test" "$ROOT/tests/kotlin/run.sh"
 fi
+if [ -z "${PK_SKIP_SWIFT:-}" ]; then  # PK_SKIP_SWIFT=1 skips the Swift package test (ios-shell)
+    run_step "swift test ios-shell/PocketKeyKit" "$ROOT/ios-shell/scripts/test-linux.sh"
+fi
 if [ -z "${PK_SKIP_CARGO_TEST:-}" ]; then
     run_step "cargo test --workspace" cargo_tests
 fi

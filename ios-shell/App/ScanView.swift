@@ -1,0 +1,68 @@
+import SwiftUI
+import VisionKit
+
+/// The camera: reads one QR code and hands its text to `onCode` (which calls `classifyScan`).
+/// Falls back to a text field where the Live Text scanner is unavailable (simulator, old devices).
+struct ScanView: View {
+    let onCode: (String) -> Void
+    @State private var typed = ""
+
+    var body: some View {
+        if DataScannerViewController.isSupported && DataScannerViewController.isAvailable {
+            QRScanner(onCode: onCode).ignoresSafeArea()
+        } else {
+            Form {
+                Section("Paste a code or link") {
+                    TextField("FIDO:/… or pocketkey://…", text: $typed)
+                        .textInputAutocapitalization(.never)
+                        .autocorrectionDisabled()
+                    Button("Use it") { onCode(typed) }.disabled(typed.isEmpty)
+                }
+            }
+        }
+    }
+}
+
+private struct QRScanner: UIViewControllerRepresentable {
+    let onCode: (String) -> Void
+
+    func makeCoordinator() -> Coordinator { Coordinator(onCode: onCode) }
+
+    func makeUIViewController(context: Context) -> DataScannerViewController {
+        let scanner = DataScannerViewController(
+            recognizedDataTypes: [.barcode(symbologies: [.qr])],
+            qualityLevel: .balanced,
+            recognizesMultipleItems: false,
+            isHighFrameRateTrackingEnabled: false,
+            isHighlightingEnabled: true)
+        scanner.delegate = context.coordinator
+        try? scanner.startScanning()
+        return scanner
+    }
+
+    func updateUIViewController(_ controller: DataScannerViewController, context: Context) {}
+
+    static func dismantleUIViewController(_ controller: DataScannerViewController, coordinator: Coordinator) {
+        controller.stopScanning()
+    }
+
+    final class Coordinator: NSObject, DataScannerViewControllerDelegate {
+        let onCode: (String) -> Void
+        private var delivered = false
+
+        init(onCode: @escaping (String) -> Void) { self.onCode = onCode }
+
+        func dataScanner(_ dataScanner: DataScannerViewController, didAdd addedItems: [RecognizedItem],
+                         allItems: [RecognizedItem]) {
+            guard !delivered else { return }
+            for item in addedItems {
+                if case let .barcode(barcode) = item, let text = barcode.payloadStringValue {
+                    delivered = true
+                    dataScanner.stopScanning()
+                    onCode(text)
+                    return
+                }
+            }
+        }
+    }
+}
