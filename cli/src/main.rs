@@ -3,6 +3,7 @@
 mod approver;
 mod attestation;
 mod engine;
+mod hybrid;
 mod keys;
 mod udp;
 
@@ -37,6 +38,10 @@ enum Command {
     /// Provision attestation: an organisation root, a batch key and (with --enterprise-rp-id)
     /// an enterprise key. Without it, registrations carry self attestation.
     Attestation(AttestationArgs),
+    /// Act as the phone for a browser's "use a phone or tablet" QR code (FIDO hybrid): print
+    /// the advert as `advert: <hex>` on standard output, serve the browser through the tunnel,
+    /// exit 0 when the browser ends the session.
+    Hybrid(hybrid::HybridArgs),
 }
 
 #[derive(Debug, Args)]
@@ -92,6 +97,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve(args),
         Command::Attestation(args) => provision_attestation(args),
+        Command::Hybrid(args) => hybrid::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -220,7 +226,7 @@ mod tests {
         let parse = |args: &[&str]| {
             Cli::try_parse_from(args).map(|cli| match cli.command {
                 Command::Serve(a) => a,
-                Command::Attestation(_) => unreachable!("serve was parsed"),
+                Command::Attestation(_) | Command::Hybrid(_) => unreachable!("serve was parsed"),
             })
         };
         assert_eq!(parse(&["pocketkey", "serve"]).unwrap().udp, None);

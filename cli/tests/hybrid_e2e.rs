@@ -1,0 +1,749 @@
+//! End to end on loopback with real processes: `pocketkey hybrid` (the phone) and
+//! `pocketkey-relay` (the tunnel server), and a browser of our own here: it makes the QR code,
+//! reads the advert the phone prints, connects through the relay, runs the Noise initiator,
+//! registers a credential and signs in with it, and checks the results as a relying party
+//! would (packed self attestation, rpIdHash, the assertion signature under the registered
+//! COSE key, the counter). Then the ways a session must fail, each with a clear message and a
+//! non-zero exit.
+//!
+//! The relay is the built `pocketkey-relay` program when it is there (next to `pocketkey`, as
+//! `cargo test --workspace` leaves it, or named by `POCKETKEY_RELAY_BIN`), else the same
+//! crate's `serve` on a thread of this test.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use ciborium::value::Value;
+use p256::ecdsa::signature::Verifier;
+use p256::ecdsa::{Signature, VerifyingKey};
+use p256::SecretKey;
+use pocketkey_core::hybrid::advert::{self, EidPlaintext};
+use pocketkey_core::hybrid::crypter::Crypter;
+use pocketkey_core::hybrid::keys;
+use pocketkey_core::hybrid::noise::Initiator;
+use pocketkey_core::hybrid::qr::QrCode;
+use pocketkey_core::hybrid::session::{encode_message, MessageType, PostHandshake};
+use sha2::{Digest, Sha256};
+use tungstenite::client::IntoClientRequest;
+use tungstenite::http::HeaderValue;
+use tungstenite::stream::MaybeTlsStream;
+use tungstenite::{Message, WebSocket};
+
+const RP_ID: &str = "hybrid.example";
+const WAIT: Duration = Duration::from_secs(30);
+
+type Ws = WebSocket<MaybeTlsStream<TcpStream>>;
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02X}")).collect()
+}
+
+fn unhex(text: &str) -> Vec<u8> {
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+// ------------------------------------------------------------------------------- the relay
+
+enum RelayRun {
+    Program(Child),
+    InProcess(
+        Option<tokio::sync::oneshot::Sender<()>>,
+        Option<JoinHandle<()>>,
+    ),
+}
+
+struct Relay {
+    addr: SocketAddr,
+    run: RelayRun,
+}
+
+fn relay_program() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("POCKETKEY_RELAY_BIN") {
+        return Some(PathBuf::from(path));
+    }
+    let sibling = Path::new(env!("CARGO_BIN_EXE_pocketkey")).with_file_name("pocketkey-relay");
+    sibling.is_file().then_some(sibling)
+}
+
+impl Relay {
+    fn start() -> Self {
+        match relay_program() {
+            Some(program) => Self::program(&program),
+            None => Self::in_process(),
+        }
+    }
+
+    /// The program prints `listening on ADDR` first.
+    fn program(program: &Path) -> Self {
+        let mut child = Command::new(program)
+            .args(["--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e}", program.display()));
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        let addr = first
+            .trim_end()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("relay's first line: {first:?}"))
+            .parse()
+            .unwrap();
+        Self {
+            addr,
+            run: RelayRun::Program(child),
+        }
+    }
+
+    fn in_process() -> Self {
+        let (addr_tx, addr_rx) = mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let relay =
+                    pocketkey_relay::serve(listener, pocketkey_relay::Config::default()).unwrap();
+                addr_tx.send(relay.local_addr()).unwrap();
+                let _ = stop_rx.await;
+                relay.shutdown().await;
+            });
+        });
+        Self {
+            addr: addr_rx.recv_timeout(WAIT).unwrap(),
+            run: RelayRun::InProcess(Some(stop_tx), Some(thread)),
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("ws://{}", self.addr)
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        match &mut self.run {
+            RelayRun::Program(child) => {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            RelayRun::InProcess(stop, thread) => {
+                if let Some(stop) = stop.take() {
+                    let _ = stop.send(());
+                }
+                if let Some(thread) = thread.take() {
+                    let _ = thread.join();
+                }
+            }
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------- the phone
+
+struct Phone {
+    child: Child,
+    stdout: Receiver<String>,
+    stderr: Option<JoinHandle<String>>,
+}
+
+struct Ended {
+    status: ExitStatus,
+    stdout: Vec<String>,
+    stderr: String,
+}
+
+impl Phone {
+    fn spawn(qr: &str, tunnel_url: &str, state_dir: &Path) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_pocketkey"))
+            .arg("hybrid")
+            .arg(qr)
+            .args(["--tunnel-url", tunnel_url, "--auto-approve", "--state-dir"])
+            .arg(state_dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start pocketkey hybrid");
+        let (tx, stdout) = mpsc::channel();
+        let out = child.stdout.take().unwrap();
+        thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut err = child.stderr.take().unwrap();
+        let stderr = thread::spawn(move || {
+            let mut text = String::new();
+            let _ = err.read_to_string(&mut text);
+            text
+        });
+        Self {
+            child,
+            stdout,
+            stderr: Some(stderr),
+        }
+    }
+
+    /// The 20 bytes of the `advert: <40 hex digits>` line.
+    fn advert(&mut self) -> Vec<u8> {
+        let line = match self.stdout.recv_timeout(WAIT) {
+            Ok(line) => line,
+            Err(_) => {
+                let ended = self.end();
+                panic!("no advert line; stderr:\n{}", ended.stderr);
+            }
+        };
+        let digits = line
+            .strip_prefix("advert: ")
+            .unwrap_or_else(|| panic!("first stdout line: {line:?}"));
+        assert_eq!(digits.len(), 40, "{line:?}");
+        assert!(digits.bytes().all(|b| b.is_ascii_hexdigit()), "{line:?}");
+        unhex(digits)
+    }
+
+    /// Waits for the exit (killing the process after [`WAIT`]).
+    fn end(&mut self) -> Ended {
+        let deadline = Instant::now() + WAIT;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let stderr = self.stderr.take().unwrap().join().unwrap();
+                panic!("pocketkey hybrid did not exit; stderr:\n{stderr}");
+            }
+            thread::sleep(Duration::from_millis(20));
+        };
+        let stderr = self
+            .stderr
+            .take()
+            .map(|t| t.join().unwrap())
+            .unwrap_or_default();
+        let stdout = self.stdout.try_iter().collect();
+        Ended {
+            status,
+            stdout,
+            stderr,
+        }
+    }
+}
+
+impl Drop for Phone {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ------------------------------------------------------------------------------- the browser
+
+struct Browser {
+    key: SecretKey,
+    secret: [u8; 16],
+}
+
+impl Browser {
+    fn new() -> Self {
+        let key = SecretKey::random(&mut rand_core::OsRng);
+        let mut secret = [0u8; 16];
+        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut secret);
+        Self { key, secret }
+    }
+
+    /// The `FIDO:/` text of the QR code a browser would show.
+    fn qr(&self) -> String {
+        QrCode::new(self.key.public_key(), self.secret).to_url()
+    }
+
+    /// Decrypts the advert with the EID key, as the browser does with every BLE advert.
+    fn read_advert(&self, service_data: &[u8]) -> EidPlaintext {
+        advert::decrypt(&keys::eid_key(&self.secret), service_data).expect("the advert is ours")
+    }
+
+    /// `/cable/connect/<routing id>/<tunnel id>` with subprotocol fido.cable.
+    fn connect(&self, relay: &Relay, eid: &EidPlaintext) -> Ws {
+        let url = format!(
+            "{}/cable/connect/{}/{}",
+            relay.url(),
+            hex(&eid.routing_id),
+            hex(&keys::tunnel_id(&self.secret))
+        );
+        let mut request = url.into_client_request().unwrap();
+        request.headers_mut().insert(
+            "Sec-WebSocket-Protocol",
+            HeaderValue::from_static("fido.cable"),
+        );
+        let (ws, response) = tungstenite::connect(request).expect("join the tunnel");
+        assert_eq!(
+            response.headers().get("sec-websocket-protocol").unwrap(),
+            "fido.cable"
+        );
+        if let MaybeTlsStream::Plain(tcp) = ws.get_ref() {
+            tcp.set_read_timeout(Some(WAIT)).unwrap();
+        }
+        ws
+    }
+
+    /// The handshake with the right PSK; returns the transport crypter and the phone's first
+    /// message.
+    fn handshake(&self, ws: &mut Ws, eid: &EidPlaintext) -> (Crypter, PostHandshake) {
+        let psk = keys::psk(&self.secret, &eid.to_bytes());
+        let (initiator, msg1) = Initiator::start(&self.key, &psk).unwrap();
+        ws.send(Message::Binary(msg1.to_vec().into())).unwrap();
+        let answer = recv(ws).expect("the phone's handshake answer");
+        assert_eq!(answer.len(), 81);
+        let done = initiator.finish(&answer).expect("the phone authenticates");
+        let mut crypter = Crypter::new(&done.keys);
+        let first = crypter.decrypt(&recv(ws).unwrap()).unwrap();
+        let post = PostHandshake::decode(&first).expect("{1: getInfo, 3: features}");
+        (crypter, post)
+    }
+}
+
+/// The next binary message; `None` once the tunnel is closed.
+fn recv(ws: &mut Ws) -> Option<Vec<u8>> {
+    loop {
+        match ws.read() {
+            Ok(Message::Binary(bytes)) => return Some(bytes.to_vec()),
+            Ok(Message::Close(_)) | Err(_) => return None,
+            Ok(_) => {}
+        }
+    }
+}
+
+fn send(ws: &mut Ws, crypter: &mut Crypter, kind: MessageType, payload: &[u8]) {
+    let frame = crypter.encrypt(&encode_message(kind, payload)).unwrap();
+    ws.send(Message::Binary(frame.into())).unwrap();
+}
+
+/// A CTAP request (command ‖ CBOR) in a type-1 message; returns status ‖ CBOR.
+fn ctap(ws: &mut Ws, crypter: &mut Crypter, request: &[u8]) -> Vec<u8> {
+    send(ws, crypter, MessageType::Ctap, request);
+    let reply = crypter.decrypt(&recv(ws).expect("a CTAP answer")).unwrap();
+    assert_eq!(reply[0], MessageType::Ctap as u8, "type byte");
+    reply[1..].to_vec()
+}
+
+fn text(s: &str) -> Value {
+    Value::Text(s.into())
+}
+
+fn encode(command: u8, params: Value) -> Vec<u8> {
+    let mut out = vec![command];
+    ciborium::ser::into_writer(&params, &mut out).unwrap();
+    out
+}
+
+fn decode_map(bytes: &[u8]) -> Vec<(Value, Value)> {
+    match ciborium::de::from_reader::<Value, _>(bytes).expect("CBOR") {
+        Value::Map(entries) => entries,
+        other => panic!("not a map: {other:?}"),
+    }
+}
+
+fn get(map: &[(Value, Value)], key: impl Into<Value>) -> Value {
+    let key = key.into();
+    map.iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v.clone())
+        .unwrap_or_else(|| panic!("no key {key:?}"))
+}
+
+fn client_data_hash(challenge: &str) -> Vec<u8> {
+    // The browser's clientDataJSON, reduced to what the hash needs to be unique.
+    Sha256::digest(format!(
+        r#"{{"type":"webauthn","challenge":"{challenge}","origin":"https://{RP_ID}"}}"#
+    ))
+    .to_vec()
+}
+
+fn make_credential(cdh: &[u8]) -> Vec<u8> {
+    encode(
+        0x01,
+        Value::Map(vec![
+            (1.into(), Value::Bytes(cdh.to_vec())),
+            (
+                2.into(),
+                Value::Map(vec![
+                    (text("id"), text(RP_ID)),
+                    (text("name"), text("Hybrid")),
+                ]),
+            ),
+            (
+                3.into(),
+                Value::Map(vec![
+                    (text("id"), Value::Bytes(b"user-1".to_vec())),
+                    (text("name"), text("alice@hybrid.example")),
+                    (text("displayName"), text("Alice")),
+                ]),
+            ),
+            (
+                4.into(),
+                Value::Array(vec![Value::Map(vec![
+                    (text("alg"), (-7).into()),
+                    (text("type"), text("public-key")),
+                ])]),
+            ),
+            (
+                7.into(),
+                Value::Map(vec![
+                    (text("rk"), Value::Bool(true)),
+                    (text("uv"), Value::Bool(true)),
+                ]),
+            ),
+        ]),
+    )
+}
+
+fn get_assertion(cdh: &[u8], credential_id: &[u8]) -> Vec<u8> {
+    encode(
+        0x02,
+        Value::Map(vec![
+            (1.into(), text(RP_ID)),
+            (2.into(), Value::Bytes(cdh.to_vec())),
+            (
+                3.into(),
+                Value::Array(vec![Value::Map(vec![
+                    (text("id"), Value::Bytes(credential_id.to_vec())),
+                    (text("type"), text("public-key")),
+                ])]),
+            ),
+            (5.into(), Value::Map(vec![(text("uv"), Value::Bool(true))])),
+        ]),
+    )
+}
+
+type CborMap = Vec<(Value, Value)>;
+
+/// authenticatorData as a relying party reads it.
+struct AuthData {
+    rp_id_hash: [u8; 32],
+    flags: u8,
+    counter: u32,
+    /// With AT: (credential id, COSE key).
+    attested: Option<(Vec<u8>, CborMap)>,
+}
+
+const UP: u8 = 0x01;
+const UV: u8 = 0x04;
+const AT: u8 = 0x40;
+
+fn parse_auth_data(bytes: &[u8]) -> AuthData {
+    assert!(bytes.len() >= 37, "authData too short");
+    let flags = bytes[32];
+    let counter = u32::from_be_bytes(bytes[33..37].try_into().unwrap());
+    let attested = (flags & AT != 0).then(|| {
+        let rest = &bytes[37..];
+        let id_len = usize::from(u16::from_be_bytes([rest[16], rest[17]]));
+        let id = rest[18..18 + id_len].to_vec();
+        let key = decode_map(&rest[18 + id_len..]);
+        (id, key)
+    });
+    AuthData {
+        rp_id_hash: bytes[..32].try_into().unwrap(),
+        flags,
+        counter,
+        attested,
+    }
+}
+
+/// A COSE EC2 P-256 ES256 key → a verifying key.
+fn cose_p256(key: &[(Value, Value)]) -> VerifyingKey {
+    assert_eq!(get(key, 1), Value::from(2), "kty EC2");
+    assert_eq!(get(key, 3), Value::from(-7), "alg ES256");
+    assert_eq!(get(key, -1), Value::from(1), "crv P-256");
+    let x = get(key, -2).into_bytes().unwrap();
+    let y = get(key, -3).into_bytes().unwrap();
+    let mut sec1 = vec![0x04];
+    sec1.extend_from_slice(&x);
+    sec1.extend_from_slice(&y);
+    VerifyingKey::from_sec1_bytes(&sec1).expect("a P-256 point")
+}
+
+fn verify(key: &VerifyingKey, auth_data: &[u8], cdh: &[u8], der: &[u8]) {
+    let mut signed = auth_data.to_vec();
+    signed.extend_from_slice(cdh);
+    let signature = Signature::from_der(der).expect("a DER ECDSA signature");
+    key.verify(&signed, &signature)
+        .expect("the signature verifies");
+}
+
+// ------------------------------------------------------------------------------- tests
+
+#[test]
+fn registers_and_signs_in_through_the_relay() {
+    let relay = Relay::start();
+    let state = tempfile::tempdir().unwrap();
+    let browser = Browser::new();
+    let mut phone = Phone::spawn(&browser.qr(), &relay.url(), state.path());
+
+    let eid = browser.read_advert(&phone.advert());
+    assert_eq!(eid.domain_id, 0);
+    let mut ws = browser.connect(&relay, &eid);
+    let (mut c, post) = browser.handshake(&mut ws, &eid);
+
+    assert_eq!(post.features, vec!["ctap".to_string()]);
+    let info = decode_map(&post.get_info);
+    let versions = get(&info, 1).into_array().unwrap();
+    assert!(versions.contains(&text("FIDO_2_1")), "{versions:?}");
+    let transports = get(&info, 9).into_array().unwrap();
+    assert!(transports.contains(&text("hybrid")), "{transports:?}");
+    let aaguid = get(&info, 3).into_bytes().unwrap();
+
+    // Registration: packed self attestation.
+    let cdh = client_data_hash("register-challenge");
+    let made = ctap(&mut ws, &mut c, &make_credential(&cdh));
+    assert_eq!(made[0], 0x00, "makeCredential status");
+    let attestation = decode_map(&made[1..]);
+    assert_eq!(get(&attestation, 1), text("packed"));
+    let reg_auth_data = get(&attestation, 2).into_bytes().unwrap();
+    let statement = get(&attestation, 3).into_map().unwrap();
+    assert_eq!(get(&statement, text("alg")), Value::from(-7));
+    assert!(
+        !statement.iter().any(|(k, _)| *k == text("x5c")),
+        "self attestation has no certificate chain"
+    );
+    let reg_sig = get(&statement, text("sig")).into_bytes().unwrap();
+    let reg = parse_auth_data(&reg_auth_data);
+    assert_eq!(reg.rp_id_hash[..], Sha256::digest(RP_ID.as_bytes())[..]);
+    assert_eq!(
+        reg.flags & (UP | UV | AT),
+        UP | UV | AT,
+        "flags {:#04x}",
+        reg.flags
+    );
+    assert_eq!(&reg_auth_data[37..53], &aaguid[..], "AAGUID as in getInfo");
+    let (credential_id, cose_key) = reg.attested.expect("attested credential data");
+    let public_key = cose_p256(&cose_key);
+    // Self attestation: signed by the credential's own key.
+    verify(&public_key, &reg_auth_data, &cdh, &reg_sig);
+
+    // Sign-in with that credential.
+    let cdh = client_data_hash("sign-in-challenge");
+    let got = ctap(&mut ws, &mut c, &get_assertion(&cdh, &credential_id));
+    assert_eq!(got[0], 0x00, "getAssertion status");
+    let assertion = decode_map(&got[1..]);
+    let used = get(&assertion, 1).into_map().unwrap();
+    assert_eq!(get(&used, text("id")).into_bytes().unwrap(), credential_id);
+    let auth_data = get(&assertion, 2).into_bytes().unwrap();
+    let signature = get(&assertion, 3).into_bytes().unwrap();
+    let signed_in = parse_auth_data(&auth_data);
+    assert_eq!(signed_in.rp_id_hash, reg.rp_id_hash);
+    assert_eq!(signed_in.flags & (UP | UV), UP | UV);
+    assert!(signed_in.attested.is_none());
+    assert!(
+        signed_in.counter > reg.counter,
+        "counter {} after {}",
+        signed_in.counter,
+        reg.counter
+    );
+    verify(&public_key, &auth_data, &cdh, &signature);
+    // A relying party rejects a signature over anything else.
+    let mut other = auth_data.clone();
+    other[33] ^= 1;
+    let mut signed = other;
+    signed.extend_from_slice(&cdh);
+    assert!(public_key
+        .verify(&signed, &Signature::from_der(&signature).unwrap())
+        .is_err());
+
+    // The browser ends the session; the phone exits 0.
+    send(&mut ws, &mut c, MessageType::Shutdown, &[]);
+    assert!(
+        recv(&mut ws).is_none(),
+        "the phone sends nothing after the shutdown"
+    );
+    let ended = phone.end();
+    assert!(
+        ended.status.success(),
+        "{:?}\n{}",
+        ended.status,
+        ended.stderr
+    );
+    assert!(
+        ended.stdout.is_empty(),
+        "one advert line only: {:?}",
+        ended.stdout
+    );
+    assert!(ended.stderr.contains("2 request(s)"), "{}", ended.stderr);
+}
+
+/// Runs the phone up to its advert and a browser that joins the tunnel; `misbehave` does the
+/// rest. Returns how the phone ended.
+fn failing_session(misbehave: impl FnOnce(&Browser, &mut Ws, &EidPlaintext)) -> Ended {
+    let relay = Relay::start();
+    let state = tempfile::tempdir().unwrap();
+    let browser = Browser::new();
+    let mut phone = Phone::spawn(&browser.qr(), &relay.url(), state.path());
+    let eid = browser.read_advert(&phone.advert());
+    let mut ws = browser.connect(&relay, &eid);
+    misbehave(&browser, &mut ws, &eid);
+    let ended = phone.end();
+    assert!(!ended.status.success(), "must fail: {}", ended.stderr);
+    assert_eq!(ended.status.code(), Some(1));
+    ended
+}
+
+#[test]
+fn a_browser_with_the_wrong_secret_is_rejected() {
+    let ended = failing_session(|browser, ws, eid| {
+        // A browser that showed another QR code (another secret) derives another PSK.
+        let psk = keys::psk(&[0x5a; 16], &eid.to_bytes());
+        let (_, msg1) = Initiator::start(&browser.key, &psk).unwrap();
+        ws.send(Message::Binary(msg1.to_vec().into())).unwrap();
+        assert!(recv(ws).is_none(), "no answer to a bad handshake");
+    });
+    assert!(
+        ended
+            .stderr
+            .contains("pocketkey: The browser could not be verified: scan the QR code again"),
+        "{}",
+        ended.stderr
+    );
+}
+
+#[test]
+fn a_wrong_advert_is_rejected() {
+    let ended = failing_session(|browser, ws, eid| {
+        // A browser that read another advert (another nonce) derives another PSK.
+        let mut seen = *eid;
+        seen.nonce[0] ^= 1;
+        let psk = keys::psk(&browser.secret, &seen.to_bytes());
+        let (_, msg1) = Initiator::start(&browser.key, &psk).unwrap();
+        ws.send(Message::Binary(msg1.to_vec().into())).unwrap();
+        assert!(recv(ws).is_none());
+    });
+    assert!(
+        ended.stderr.contains("could not be verified"),
+        "{}",
+        ended.stderr
+    );
+}
+
+#[test]
+fn a_tampered_handshake_is_rejected() {
+    let ended = failing_session(|browser, ws, eid| {
+        let psk = keys::psk(&browser.secret, &eid.to_bytes());
+        let (_, mut msg1) = Initiator::start(&browser.key, &psk).unwrap();
+        msg1[40] ^= 0x20;
+        ws.send(Message::Binary(msg1.to_vec().into())).unwrap();
+        assert!(recv(ws).is_none());
+    });
+    assert!(
+        ended.stderr.contains("could not be verified"),
+        "{}",
+        ended.stderr
+    );
+}
+
+#[test]
+fn a_tampered_transport_frame_ends_the_session() {
+    let ended = failing_session(|browser, ws, eid| {
+        let (mut c, _) = browser.handshake(ws, eid);
+        let cdh = client_data_hash("tampered");
+        let mut frame = c
+            .encrypt(&encode_message(MessageType::Ctap, &make_credential(&cdh)))
+            .unwrap();
+        frame[10] ^= 0x01;
+        ws.send(Message::Binary(frame.into())).unwrap();
+        assert!(recv(ws).is_none());
+    });
+    assert!(
+        ended
+            .stderr
+            .contains("pocketkey: A message from the browser was damaged or out of order"),
+        "{}",
+        ended.stderr
+    );
+}
+
+#[test]
+fn a_malformed_code_fails_before_any_network_or_file() {
+    // A tunnel "server" that must see no connection.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let url = format!("ws://{}", listener.local_addr().unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let good = Browser::new().qr();
+    for bad in [
+        "FIDO:/123".to_string(),
+        "https://example.com".to_string(),
+        good[..good.len() - 1].to_string(),
+        good.replacen('1', "x", 1),
+    ] {
+        let mut phone = Phone::spawn(&bad, &url, &state);
+        let ended = phone.end();
+        assert_eq!(ended.status.code(), Some(1), "{bad}");
+        assert!(ended.stdout.is_empty(), "{bad}: {:?}", ended.stdout);
+        assert!(
+            ended
+                .stderr
+                .starts_with("pocketkey: This is not a valid passkey QR code ("),
+            "{bad}: {}",
+            ended.stderr
+        );
+    }
+    assert!(listener.accept().is_err(), "no connection was made");
+    assert!(!state.exists(), "no state directory was created");
+}
+
+#[test]
+fn an_unknown_tunnel_is_a_clear_error() {
+    // A tunnel URL whose path the relay does not serve: 404, reported with the status.
+    let relay = Relay::start();
+    let state = tempfile::tempdir().unwrap();
+    let mut phone = Phone::spawn(
+        &Browser::new().qr(),
+        &format!("{}/not-a-tunnel-server", relay.url()),
+        state.path(),
+    );
+    let ended = phone.end();
+    assert_eq!(ended.status.code(), Some(1));
+    assert!(ended.stdout.is_empty());
+    assert!(
+        ended
+            .stderr
+            .contains("The tunnel server refused the connection (HTTP 404)"),
+        "{}",
+        ended.stderr
+    );
+}
+
+#[test]
+fn help_names_the_options() {
+    let output = Command::new(env!("CARGO_BIN_EXE_pocketkey"))
+        .args(["hybrid", "--help"])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let help = String::from_utf8(output.stdout).unwrap();
+    for option in [
+        "--tunnel-url",
+        "--state-dir",
+        "--auto-approve",
+        "--keyring",
+        "FIDO_URL",
+    ] {
+        assert!(help.contains(option), "{option} in:\n{help}");
+    }
+}
