@@ -17,7 +17,7 @@ pub(super) const APPLICATION_ID: i32 = 0x504B_4559;
 type Migration = fn(&Transaction<'_>, &Sealer) -> Result<(), StoreError>;
 
 /// Ordered: entry `i` migrates version `i` → `i + 1`.
-const MIGRATIONS: &[Migration] = &[v1_initial];
+const MIGRATIONS: &[Migration] = &[v1_initial, v2_key_check];
 
 /// The newest schema version this build knows.
 pub(super) const LATEST_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -107,6 +107,23 @@ fn v1_initial(tx: &Transaction<'_>, _sealer: &Sealer) -> Result<(), StoreError> 
         ",
     )?;
     tx.pragma_update(None, "application_id", APPLICATION_ID)?;
+    Ok(())
+}
+
+/// What the key check seals, and the associated data it is sealed with.
+pub(super) const KEY_CHECK_PLAINTEXT: &[u8] = b"pocketkey master key check v1";
+pub(super) const KEY_CHECK_AAD: &[u8] = b"store_meta:key_check";
+
+/// Schema v2: `store_meta.key_check`, a constant sealed under the master key when the store
+/// is created, so opening with another master key fails at once instead of at the first
+/// secret read. (A v1 store is blessed with the key it is opened with; v1 only existed during
+/// development.)
+fn v2_key_check(tx: &Transaction<'_>, sealer: &Sealer) -> Result<(), StoreError> {
+    tx.execute_batch("ALTER TABLE store_meta ADD COLUMN key_check BLOB")?;
+    tx.execute(
+        "UPDATE store_meta SET key_check = ?1 WHERE id = 0",
+        [sealer.seal(KEY_CHECK_PLAINTEXT, KEY_CHECK_AAD)],
+    )?;
     Ok(())
 }
 
@@ -204,12 +221,12 @@ mod tests {
     #[test]
     fn a_second_migration_is_one_more_entry() {
         let mut conn = Connection::open_in_memory().unwrap();
-        migrate(&mut conn, &sealer()).unwrap();
+        migrate_with(&mut conn, &sealer(), &[v1_initial]).unwrap();
         migrate_with(&mut conn, &sealer(), &[v1_initial, v2_add_column]).unwrap();
         assert_eq!(user_version(&conn).unwrap(), 2);
         conn.execute("UPDATE store_meta SET note = 'x'", []).unwrap();
         // The v1-only build now refuses this database.
-        match migrate(&mut conn, &sealer()) {
+        match migrate_with(&mut conn, &sealer(), &[v1_initial]) {
             Err(StoreError::SchemaTooNew { found: 2, known: 1 }) => {}
             other => panic!("expected SchemaTooNew, got {other:?}"),
         }
@@ -218,7 +235,7 @@ mod tests {
     #[test]
     fn a_failing_migration_rolls_back_entirely() {
         let mut conn = Connection::open_in_memory().unwrap();
-        migrate(&mut conn, &sealer()).unwrap();
+        migrate_with(&mut conn, &sealer(), &[v1_initial]).unwrap();
         assert!(migrate_with(&mut conn, &sealer(), &[v1_initial, v2_failing]).is_err());
         assert_eq!(user_version(&conn).unwrap(), 1);
         // The column added before the failure is gone.

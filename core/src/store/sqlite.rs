@@ -146,8 +146,23 @@ impl Store {
         let sealer = Sealer::new(master, Purpose::Store);
         schema::migrate(&mut conn, &sealer)?;
         let mut store = Self { conn, sealer, max_credentials };
+        store.check_master_key()?;
         store.ensure_settings()?;
         Ok(store)
+    }
+
+    /// Opens the key check: another master key than the one the store was made with fails
+    /// here with [`StoreError::Unseal`].
+    fn check_master_key(&self) -> Result<(), StoreError> {
+        let sealed: Vec<u8> = self
+            .conn
+            .query_row("SELECT key_check FROM store_meta WHERE id = 0", [], |r| r.get(0))
+            .map_err(|_| StoreError::Corrupt("the key check is missing".into()))?;
+        let opened = self.open_secret(&sealed, schema::KEY_CHECK_AAD)?;
+        if &opened[..] != schema::KEY_CHECK_PLAINTEXT {
+            return Err(StoreError::Corrupt("the key check holds something else".into()));
+        }
+        Ok(())
     }
 
     pub fn load_settings(&self) -> Result<Settings, StoreError> {
