@@ -13,5 +13,6 @@ pub mod crypto;
 pub mod ctap;
 pub mod hid;
 pub mod hybrid;
+pub mod pairing;
 pub mod pin;
 pub mod store;

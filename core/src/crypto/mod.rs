@@ -1,5 +1,6 @@
 //! Cryptography the engine uses, built only from audited crates (RustCrypto, dalek).
 
 pub mod master_key;
+pub mod noise;
 pub mod seal;
 pub mod signing;

@@ -1,0 +1,356 @@
+//! Frames between a client (bridge or phone) and the relay (docs/pairing-protocol.md §3.2):
+//! each websocket binary message is `type (1 byte) ‖ payload`. The relay and both clients
+//! share these types; the relay never looks inside [`RelayFrame::Data`].
+
+use ciborium::value::Value;
+use thiserror::Error;
+
+use crate::ctap::cbor::{self, MapBuilder, MapReader};
+
+/// The largest frame (websocket message) either side may send.
+pub const MAX_RELAY_FRAME: usize = 16 * 1024;
+/// The largest DATA payload.
+pub const MAX_DATA_LEN: usize = MAX_RELAY_FRAME - 1;
+/// The longest push token or webhook URL.
+pub const MAX_PUSH_TARGET_LEN: usize = 4096;
+
+/// Frame type bytes, in one place.
+pub mod frame_type {
+    pub const DATA: u8 = 0x01;
+    pub const WAKE: u8 = 0x02;
+    pub const PUSH_REGISTER: u8 = 0x03;
+    pub const PUSH_UNREGISTER: u8 = 0x04;
+    pub const DELETE: u8 = 0x05;
+    pub const PEER: u8 = 0x81;
+    pub const WAKE_RESULT: u8 = 0x82;
+    pub const ERROR: u8 = 0x83;
+    pub const ACK: u8 = 0x84;
+}
+
+/// Close codes the relay uses.
+pub mod close_code {
+    /// A newer connection of the same role attached to the mailbox.
+    pub const REPLACED: u16 = 4001;
+    /// The mailbox was deleted (the pairing revoked).
+    pub const REVOKED: u16 = 4010;
+}
+
+/// A push provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushProvider {
+    Fcm,
+    Apns,
+    Webhook,
+}
+
+impl PushProvider {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PushProvider::Fcm => "fcm",
+            PushProvider::Apns => "apns",
+            PushProvider::Webhook => "webhook",
+        }
+    }
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "fcm" => Some(Self::Fcm),
+            "apns" => Some(Self::Apns),
+            "webhook" => Some(Self::Webhook),
+            _ => None,
+        }
+    }
+}
+
+/// APNs environment of a device token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApnsEnvironment {
+    Production,
+    Sandbox,
+}
+
+impl ApnsEnvironment {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApnsEnvironment::Production => "production",
+            ApnsEnvironment::Sandbox => "sandbox",
+        }
+    }
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "production" => Some(Self::Production),
+            "sandbox" => Some(Self::Sandbox),
+            _ => None,
+        }
+    }
+}
+
+/// Where the relay sends a mailbox's wake-ups.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushTarget {
+    pub provider: PushProvider,
+    /// FCM registration token, APNs device token (hex) or webhook URL.
+    pub target: String,
+    /// APNs only.
+    pub environment: Option<ApnsEnvironment>,
+}
+
+/// What WAKE achieved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum WakeResult {
+    AlreadyAttached = 0,
+    PushSent = 1,
+    NoPushTarget = 2,
+    ProviderFailed = 3,
+    RateLimited = 4,
+}
+
+impl WakeResult {
+    pub fn from_byte(b: u8) -> Option<Self> {
+        Some(match b {
+            0 => Self::AlreadyAttached,
+            1 => Self::PushSent,
+            2 => Self::NoPushTarget,
+            3 => Self::ProviderFailed,
+            4 => Self::RateLimited,
+            _ => return None,
+        })
+    }
+}
+
+/// ERROR codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum RelayErrorCode {
+    Malformed = 1,
+    NotAllowedForRole = 2,
+    TooLarge = 3,
+    RateLimited = 4,
+    BadPushTarget = 5,
+    PeerAbsent = 6,
+}
+
+impl RelayErrorCode {
+    pub fn from_byte(b: u8) -> Option<Self> {
+        Some(match b {
+            1 => Self::Malformed,
+            2 => Self::NotAllowedForRole,
+            3 => Self::TooLarge,
+            4 => Self::RateLimited,
+            5 => Self::BadPushTarget,
+            6 => Self::PeerAbsent,
+            _ => return None,
+        })
+    }
+}
+
+/// One relay frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RelayFrame {
+    /// To or from the peer, opaque (an end-to-end frame, see `session`).
+    Data(Vec<u8>),
+    /// Bridge → relay: wake the phone.
+    Wake,
+    /// Phone → relay.
+    PushRegister(PushTarget),
+    /// Phone → relay.
+    PushUnregister,
+    /// Either → relay: revoke the mailbox.
+    Delete,
+    /// Relay → client: whether the peer is attached.
+    Peer { present: bool },
+    /// Relay → bridge.
+    WakeResult(WakeResult),
+    /// Relay → client. Unknown codes are kept as their byte.
+    Error { code: u8, message: String },
+    /// Relay → client: the acknowledged frame type.
+    Ack(u8),
+}
+
+/// Why bytes are not a relay frame.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum RelayFrameError {
+    #[error("empty frame")]
+    Empty,
+    #[error("a {0}-byte frame is larger than {MAX_RELAY_FRAME}")]
+    TooLarge(usize),
+    #[error("unknown frame type {0:#04x}")]
+    UnknownType(u8),
+    #[error("malformed payload for frame type {0:#04x}")]
+    Malformed(u8),
+}
+
+impl RelayFrame {
+    pub fn frame_type(&self) -> u8 {
+        use frame_type::*;
+        match self {
+            RelayFrame::Data(_) => DATA,
+            RelayFrame::Wake => WAKE,
+            RelayFrame::PushRegister(_) => PUSH_REGISTER,
+            RelayFrame::PushUnregister => PUSH_UNREGISTER,
+            RelayFrame::Delete => DELETE,
+            RelayFrame::Peer { .. } => PEER,
+            RelayFrame::WakeResult(_) => WAKE_RESULT,
+            RelayFrame::Error { .. } => ERROR,
+            RelayFrame::Ack(_) => ACK,
+        }
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = vec![self.frame_type()];
+        match self {
+            RelayFrame::Data(bytes) => out.extend_from_slice(bytes),
+            RelayFrame::Wake | RelayFrame::PushUnregister | RelayFrame::Delete => {}
+            RelayFrame::PushRegister(target) => out.extend(cbor::encode(
+                MapBuilder::new()
+                    .put(1, target.provider.as_str())
+                    .put(2, target.target.as_str())
+                    .put_opt(3, target.environment.map(|e| e.as_str()))
+                    .build(),
+            )),
+            RelayFrame::Peer { present } => out.push(u8::from(*present)),
+            RelayFrame::WakeResult(result) => out.push(*result as u8),
+            RelayFrame::Error { code, message } => {
+                out.push(*code);
+                out.extend_from_slice(message.as_bytes());
+            }
+            RelayFrame::Ack(kind) => out.push(*kind),
+        }
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, RelayFrameError> {
+        use frame_type::*;
+        if bytes.len() > MAX_RELAY_FRAME {
+            return Err(RelayFrameError::TooLarge(bytes.len()));
+        }
+        let (&kind, payload) = bytes.split_first().ok_or(RelayFrameError::Empty)?;
+        let malformed = RelayFrameError::Malformed(kind);
+        let empty = |frame: RelayFrame| {
+            if payload.is_empty() {
+                Ok(frame)
+            } else {
+                Err(malformed.clone())
+            }
+        };
+        let one_byte = || match payload {
+            [b] => Ok(*b),
+            _ => Err(malformed.clone()),
+        };
+        match kind {
+            DATA if payload.is_empty() => Err(malformed),
+            DATA => Ok(RelayFrame::Data(payload.to_vec())),
+            WAKE => empty(RelayFrame::Wake),
+            PUSH_UNREGISTER => empty(RelayFrame::PushUnregister),
+            DELETE => empty(RelayFrame::Delete),
+            PUSH_REGISTER => decode_push_target(payload)
+                .map(RelayFrame::PushRegister)
+                .ok_or(malformed),
+            PEER => match one_byte()? {
+                0 => Ok(RelayFrame::Peer { present: false }),
+                1 => Ok(RelayFrame::Peer { present: true }),
+                _ => Err(malformed),
+            },
+            WAKE_RESULT => WakeResult::from_byte(one_byte()?)
+                .map(RelayFrame::WakeResult)
+                .ok_or(malformed),
+            ERROR => {
+                let (&code, text) = payload.split_first().ok_or(malformed.clone())?;
+                let message = String::from_utf8(text.to_vec()).map_err(|_| malformed)?;
+                Ok(RelayFrame::Error { code, message })
+            }
+            ACK => Ok(RelayFrame::Ack(one_byte()?)),
+            other => Err(RelayFrameError::UnknownType(other)),
+        }
+    }
+}
+
+fn decode_push_target(payload: &[u8]) -> Option<PushTarget> {
+    let mut map = MapReader::new(cbor::decode(payload).ok()?).ok()?;
+    let text = |v: Value| v.into_text().ok();
+    let provider = PushProvider::parse(&text(map.take(1)?)?)?;
+    let target = text(map.take(2)?)?;
+    if target.is_empty() || target.len() > MAX_PUSH_TARGET_LEN {
+        return None;
+    }
+    let environment = match map.take(3) {
+        None => None,
+        Some(v) => Some(ApnsEnvironment::parse(&text(v)?)?),
+    };
+    Some(PushTarget {
+        provider,
+        target,
+        environment,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn every_frame_round_trips() {
+        let frames = [
+            RelayFrame::Data(vec![1, 2, 3]),
+            RelayFrame::Wake,
+            RelayFrame::PushRegister(PushTarget {
+                provider: PushProvider::Apns,
+                target: "abcd".into(),
+                environment: Some(ApnsEnvironment::Sandbox),
+            }),
+            RelayFrame::PushRegister(PushTarget {
+                provider: PushProvider::Webhook,
+                target: "http://127.0.0.1:9/wake".into(),
+                environment: None,
+            }),
+            RelayFrame::PushUnregister,
+            RelayFrame::Delete,
+            RelayFrame::Peer { present: true },
+            RelayFrame::Peer { present: false },
+            RelayFrame::WakeResult(WakeResult::RateLimited),
+            RelayFrame::Error {
+                code: RelayErrorCode::PeerAbsent as u8,
+                message: "peer absent".into(),
+            },
+            RelayFrame::Ack(frame_type::DELETE),
+        ];
+        for frame in frames {
+            assert_eq!(RelayFrame::decode(&frame.encode()).unwrap(), frame);
+        }
+        assert_eq!(RelayFrame::Wake.encode(), [0x02]);
+        assert_eq!(RelayFrame::Peer { present: true }.encode(), [0x81, 1]);
+    }
+
+    #[test]
+    fn malformed_frames() {
+        use RelayFrameError::*;
+        assert_eq!(RelayFrame::decode(&[]), Err(Empty));
+        assert_eq!(RelayFrame::decode(&[0x01]), Err(Malformed(0x01)));
+        assert_eq!(RelayFrame::decode(&[0x02, 0]), Err(Malformed(0x02)));
+        assert_eq!(RelayFrame::decode(&[0x81, 2]), Err(Malformed(0x81)));
+        assert_eq!(RelayFrame::decode(&[0x82, 9]), Err(Malformed(0x82)));
+        assert_eq!(RelayFrame::decode(&[0x83, 1, 0xff]), Err(Malformed(0x83)));
+        assert_eq!(RelayFrame::decode(&[0x03, 0xa0]), Err(Malformed(0x03)));
+        assert_eq!(RelayFrame::decode(&[0x7f]), Err(UnknownType(0x7f)));
+        let big = vec![1u8; MAX_RELAY_FRAME + 1];
+        assert_eq!(RelayFrame::decode(&big), Err(TooLarge(MAX_RELAY_FRAME + 1)));
+        assert!(RelayFrame::decode(&big[..MAX_RELAY_FRAME]).is_ok());
+        let unknown_provider = [
+            vec![0x03],
+            cbor::encode(MapBuilder::new().put(1, "sms").put(2, "x").build()),
+        ]
+        .concat();
+        assert_eq!(RelayFrame::decode(&unknown_provider), Err(Malformed(0x03)));
+    }
+
+    proptest! {
+        #[test]
+        fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+            if let Ok(frame) = RelayFrame::decode(&bytes) {
+                // Whatever decodes re-encodes to something that decodes the same.
+                prop_assert_eq!(RelayFrame::decode(&frame.encode()).unwrap(), frame);
+            }
+        }
+    }
+}
