@@ -2,6 +2,7 @@
 //! browser (core's `noise::Initiator` and `Crypter`) on the phone's websocket, with a real
 //! `SecurityKey` (temporary database, listener answering prompts).
 
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
@@ -184,20 +185,31 @@ enum Answer {
     Status(u16),
 }
 
-type Script = Box<dyn FnOnce(WebSocket<TcpStream>, Receiver<Vec<u8>>) + Send>;
+type Script<S = TcpStream> = Box<dyn FnOnce(WebSocket<S>, Receiver<Vec<u8>>) + Send>;
 
 /// One-connection tunnel server on 127.0.0.1. Returns its ws:// URL and a handle that yields
 /// the path the phone asked for.
-#[allow(clippy::result_large_err)] // tungstenite's callback type
 fn tunnel_server(
     answer: Answer,
     adverts: Receiver<Vec<u8>>,
     script: Script,
 ) -> (String, JoinHandle<Option<String>>) {
+    tunnel_server_over(answer, adverts, |tcp| tcp, script)
+}
+
+/// [`tunnel_server`] over whatever `wrap` makes of the accepted TCP stream (TLS).
+#[allow(clippy::result_large_err)] // tungstenite's callback type
+fn tunnel_server_over<S: Read + Write + Send + 'static>(
+    answer: Answer,
+    adverts: Receiver<Vec<u8>>,
+    wrap: impl FnOnce(TcpStream) -> S + Send + 'static,
+    script: Script<S>,
+) -> (String, JoinHandle<Option<String>>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let handle = thread::spawn(move || {
         let (stream, _) = listener.accept().ok()?;
+        let stream = wrap(stream);
         let mut path = None;
         let callback = |request: &Request, mut response: Response| {
             path = Some(request.uri().path().to_string());
@@ -235,7 +247,7 @@ fn tunnel_server(
     (format!("ws://{addr}"), handle)
 }
 
-fn recv_binary(ws: &mut WebSocket<TcpStream>) -> Vec<u8> {
+fn recv_binary<S: Read + Write>(ws: &mut WebSocket<S>) -> Vec<u8> {
     loop {
         match ws.read().expect("a message from the phone") {
             Message::Binary(b) => return b.to_vec(),
@@ -246,9 +258,9 @@ fn recv_binary(ws: &mut WebSocket<TcpStream>) -> Vec<u8> {
 }
 
 /// Runs the handshake as the browser; returns its crypter and the phone's first message.
-fn handshake(
+fn handshake<S: Read + Write>(
     browser: &Browser,
-    ws: &mut WebSocket<TcpStream>,
+    ws: &mut WebSocket<S>,
     adverts: &Receiver<Vec<u8>>,
 ) -> (Crypter, PostHandshake) {
     let service_data = adverts.recv_timeout(Duration::from_secs(10)).unwrap();
@@ -266,7 +278,12 @@ fn handshake(
     (crypter, post)
 }
 
-fn send_message(ws: &mut WebSocket<TcpStream>, c: &mut Crypter, kind: MessageType, payload: &[u8]) {
+fn send_message<S: Read + Write>(
+    ws: &mut WebSocket<S>,
+    c: &mut Crypter,
+    kind: MessageType,
+    payload: &[u8],
+) {
     let frame = c.encrypt(&encode_message(kind, payload)).unwrap();
     ws.send(Message::Binary(frame.into())).unwrap();
 }
@@ -875,4 +892,107 @@ fn errors_read_as_sentences_with_details_apart() {
         .to_string(),
         "Timed out waiting for the browser to connect"
     );
+}
+
+// ---------------------------------------------------------------- TLS
+
+/// A private CA and a `localhost` server certificate it issued: (CA DER, server TLS config).
+fn private_ca() -> (Vec<u8>, Arc<rustls::ServerConfig>) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let server_key = KeyPair::generate().unwrap();
+    let server = CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .signed_by(&server_key, &ca, &ca_key)
+        .unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![server.der().clone()],
+        rustls::pki_types::PrivateKeyDer::Pkcs8(server_key.serialize_der().into()),
+    )
+    .unwrap();
+    (ca.der().to_vec(), Arc::new(config))
+}
+
+type TlsServerStream = rustls::StreamOwned<rustls::ServerConnection, TcpStream>;
+
+fn tls_wrap(config: Arc<rustls::ServerConfig>) -> impl FnOnce(TcpStream) -> TlsServerStream {
+    move |tcp| rustls::StreamOwned::new(rustls::ServerConnection::new(config).unwrap(), tcp)
+}
+
+fn wss(url: &str) -> String {
+    url.replace("ws://127.0.0.1", "wss://localhost")
+}
+
+#[test]
+fn wss_to_a_server_under_a_trusted_private_ca() {
+    let app = app(false);
+    let browser = Browser::new();
+    let b = Browser {
+        key: browser.key.clone(),
+        qr: browser.qr.clone(),
+    };
+    let (ca, config) = private_ca();
+    let (radio, adverts) = Radio::new(false);
+    let (url, server) = tunnel_server_over(
+        Answer::Upgrade,
+        adverts,
+        tls_wrap(config),
+        Box::new(move |mut ws, adverts| {
+            let (mut c, post) = handshake(&b, &mut ws, &adverts);
+            assert_eq!(post.features, vec!["ctap".to_string()]);
+            send_message(&mut ws, &mut c, MessageType::Shutdown, &[]);
+            while ws.read().is_ok() {}
+        }),
+    );
+    let session = start_with(
+        &app,
+        &browser,
+        &radio,
+        HybridOptions {
+            trusted_certificates: vec![ca],
+            ..options(&wss(&url))
+        },
+    );
+    assert_eq!(finish(&session), Ok(HybridOutcome { requests: 0 }));
+    assert_eq!(
+        server.join().unwrap().unwrap(),
+        format!("/cable/new/{}", browser.tunnel_hex())
+    );
+}
+
+#[test]
+fn wss_to_an_untrusted_server_is_refused() {
+    let app = app(false);
+    let browser = Browser::new();
+    let (_, config) = private_ca();
+    let (radio, adverts) = Radio::new(false);
+    let (url, server) = tunnel_server_over(
+        Answer::Upgrade,
+        adverts,
+        tls_wrap(config),
+        Box::new(|_, _| {}),
+    );
+    // The Mozilla roots only: the private CA is unknown.
+    let session = start_with(&app, &browser, &radio, options(&wss(&url)));
+    match finish(&session) {
+        Err(HybridError::TunnelUnreachable { detail }) => {
+            assert!(detail.contains("certificate"), "{detail}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        server.join().unwrap(),
+        None,
+        "no websocket request got through"
+    );
+    assert!(radio.events().is_empty());
 }
