@@ -24,6 +24,10 @@ use crate::ids::{parse_route, Route, RouteError, RoutingId, TunnelId};
 use crate::registry::{ClaimError, RegisterError};
 use crate::tunnel::{self, Join, NewTunnel};
 use crate::Shared;
+use pocketkey_core::pairing::mailbox::{
+    verify_attach, AttachError, HEADER_PEER, HEADER_ROLE, HEADER_TOKEN,
+    PATH_PREFIX as PAIR_PATH_PREFIX, SUBPROTOCOL as PAIR_SUBPROTOCOL,
+};
 
 /// The websocket subprotocol of caBLE v2 tunnels.
 pub const SUBPROTOCOL: &str = "fido.cable";
@@ -135,6 +139,7 @@ async fn handle(
         Err(reject) => {
             if reject.status == StatusCode::NOT_FOUND
                 && !request.uri().path().starts_with("/cable/")
+                && !request.uri().path().starts_with(PAIR_PATH_PREFIX)
             {
                 debug!(%peer, status = reject.status.as_u16(), reason = reject.reason, "request refused");
             } else {
@@ -150,6 +155,9 @@ async fn respond(
     peer: SocketAddr,
     request: &mut Request<Incoming>,
 ) -> Result<Response<Body>, Reject> {
+    if request.uri().path().starts_with(PAIR_PATH_PREFIX) {
+        return attach_mailbox(shared, peer, request).await;
+    }
     let route = parse_route(request.uri().path()).map_err(|error| match error {
         RouteError::Unknown => Reject::new(StatusCode::NOT_FOUND, "not found"),
         RouteError::Malformed(reason) => Reject::new(StatusCode::BAD_REQUEST, reason),
@@ -172,11 +180,11 @@ async fn respond(
             Ok(response)
         }
         Route::New(tunnel) => {
-            let accept = check_handshake(request.version(), request.headers())?;
+            let accept = check_handshake(request.version(), request.headers(), SUBPROTOCOL)?;
             open_tunnel(shared, peer, request, tunnel, accept).await
         }
         Route::Connect(routing, tunnel) => {
-            let accept = check_handshake(request.version(), request.headers())?;
+            let accept = check_handshake(request.version(), request.headers(), SUBPROTOCOL)?;
             join_tunnel(shared, peer, request, routing, tunnel, accept).await
         }
     }
@@ -281,6 +289,80 @@ async fn join_tunnel(
     Ok(switching_protocols(accept))
 }
 
+/// `GET /pair/v1/<hex M>` (docs/pairing-protocol.md §3.1): checks the handshake, the attach
+/// token (400 malformed, 403 wrong), the tombstone (410), then answers 101 and leaves the
+/// socket to [`pairing::run`].
+async fn attach_mailbox(
+    shared: &Arc<Shared>,
+    peer: SocketAddr,
+    request: &mut Request<Incoming>,
+) -> Result<Response<Body>, Reject> {
+    if request.method() != Method::GET {
+        return Err(Reject::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "only GET is served",
+        ));
+    }
+    let accept = check_handshake(request.version(), request.headers(), PAIR_SUBPROTOCOL)?;
+    let header = |name: &str| {
+        let mut values = request.headers().get_all(name).iter();
+        match (values.next(), values.next()) {
+            (Some(value), None) => value.to_str().ok().map(str::to_owned),
+            _ => None,
+        }
+        .unwrap_or_default()
+    };
+    let (mailbox, role) = verify_attach(
+        request.uri().path(),
+        &header(HEADER_ROLE),
+        &header(HEADER_TOKEN),
+        &header(HEADER_PEER),
+    )
+    .map_err(|error| match error {
+        AttachError::Forbidden => {
+            Reject::new(StatusCode::FORBIDDEN, "the token does not open this mailbox")
+        }
+        AttachError::BadPath => Reject::new(
+            StatusCode::BAD_REQUEST,
+            "mailbox id must be 32 hex digits",
+        ),
+        AttachError::BadRole => Reject::new(StatusCode::BAD_REQUEST, "bad X-PocketKey-Role"),
+        AttachError::BadHeader => Reject::new(
+            StatusCode::BAD_REQUEST,
+            "bad X-PocketKey-Token or X-PocketKey-Peer",
+        ),
+    })?;
+    let unavailable = |reason| Reject::new(StatusCode::SERVICE_UNAVAILABLE, reason);
+    match shared.mailboxes.is_tombstoned(mailbox).await {
+        Ok(false) => {}
+        Ok(true) => return Err(Reject::new(StatusCode::GONE, "this pairing was revoked")),
+        Err(error) => {
+            warn!(%error, "mailbox store unavailable");
+            return Err(unavailable("mailbox store unavailable"));
+        }
+    }
+    if shared.shutdown.is_cancelled() {
+        return Err(unavailable("relay shutting down"));
+    }
+    if shared.hub.connections() >= shared.pairing_limits.max_connections {
+        return Err(unavailable("too many connections"));
+    }
+    let on_upgrade = hyper::upgrade::on(request);
+    shared.tasks.spawn(crate::pairing::run(
+        shared.clone(),
+        mailbox,
+        role,
+        on_upgrade,
+        peer,
+    ));
+    let mut response = switching_protocols(accept);
+    response.headers_mut().insert(
+        header::SEC_WEBSOCKET_PROTOCOL,
+        HeaderValue::from_static(PAIR_SUBPROTOCOL),
+    );
+    Ok(response)
+}
+
 fn switching_protocols(accept: String) -> Response<Body> {
     let mut response = Response::new(Body::default());
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
@@ -300,7 +382,11 @@ fn switching_protocols(accept: String) -> Response<Body> {
 
 /// Checks a websocket opening handshake (RFC 6455 §4.2.1) offering the `fido.cable`
 /// subprotocol; returns the `Sec-WebSocket-Accept` value.
-pub(crate) fn check_handshake(version: Version, headers: &HeaderMap) -> Result<String, Reject> {
+pub(crate) fn check_handshake(
+    version: Version,
+    headers: &HeaderMap,
+    subprotocol: &'static str,
+) -> Result<String, Reject> {
     let bad = |reason| Reject::new(StatusCode::BAD_REQUEST, reason);
     if version < Version::HTTP_11 {
         return Err(bad("a websocket upgrade needs HTTP/1.1"));
@@ -331,9 +417,13 @@ pub(crate) fn check_handshake(version: Version, headers: &HeaderMap) -> Result<S
         _ => return Err(bad("missing or malformed Sec-WebSocket-Key")),
     };
     if !has_token(headers, &header::SEC_WEBSOCKET_PROTOCOL, |t| {
-        t == SUBPROTOCOL
+        t == subprotocol
     }) {
-        return Err(bad("the fido.cable subprotocol is required"));
+        return Err(bad(if subprotocol == SUBPROTOCOL {
+            "the fido.cable subprotocol is required"
+        } else {
+            "the pocketkey.pair.v1 subprotocol is required"
+        }));
     }
     Ok(derive_accept_key(key.as_bytes()))
 }
@@ -397,14 +487,14 @@ mod tests {
     fn accepts_a_good_handshake() {
         // The sample of RFC 6455 §1.3.
         assert_eq!(
-            check_handshake(Version::HTTP_11, &headers(GOOD)),
+            check_handshake(Version::HTTP_11, &headers(GOOD), SUBPROTOCOL),
             Ok("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=".to_string())
         );
     }
 
     #[test]
     fn refuses_bad_handshakes() {
-        let status = |version, map: &HeaderMap| check_handshake(version, map).unwrap_err().status;
+        let status = |version, map: &HeaderMap| check_handshake(version, map, SUBPROTOCOL).unwrap_err().status;
         assert_eq!(
             status(Version::HTTP_10, &headers(GOOD)),
             StatusCode::BAD_REQUEST

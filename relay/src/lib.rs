@@ -83,13 +83,19 @@ use tokio_util::task::TaskTracker;
 pub mod config;
 pub mod edge;
 pub mod ids;
+pub mod mailbox_store;
+pub mod pairing;
 pub mod pump;
+pub mod push;
 pub mod registry;
 mod tunnel;
 
 pub use config::Config;
 pub use edge::{ROUTING_ID_HEADER, SUBPROTOCOL};
 pub use ids::{RoutingId, TunnelId};
+pub use mailbox_store::{MailboxStore, MemoryMailboxStore, StoreError};
+pub use pairing::PairingLimits;
+pub use push::{PushError, PushProvider, PushService, WebhookProvider};
 pub use registry::{ClaimError, MemoryRegistry, RegisterError, TunnelRegistry};
 
 /// State shared by the edge and the tunnel tasks of one node.
@@ -101,6 +107,31 @@ pub(crate) struct Shared {
     pub slots: Arc<Semaphore>,
     pub shutdown: CancellationToken,
     pub tasks: TaskTracker,
+    /// Pairing mailboxes: live connections, routing state, push, bounds.
+    pub hub: pairing::Hub,
+    pub mailboxes: Arc<dyn MailboxStore>,
+    pub push: Arc<PushService>,
+    pub pairing_limits: PairingLimits,
+}
+
+/// Everything a relay node serves with besides its [`Config`]; [`Default`]: in-memory
+/// routing state, no push provider, default pairing bounds.
+pub struct Services {
+    pub registry: Arc<dyn TunnelRegistry>,
+    pub mailboxes: Arc<dyn MailboxStore>,
+    pub push: Arc<PushService>,
+    pub pairing_limits: PairingLimits,
+}
+
+impl Default for Services {
+    fn default() -> Self {
+        Self {
+            registry: Arc::new(MemoryRegistry::new()),
+            mailboxes: Arc::new(MemoryMailboxStore::new()),
+            push: Arc::new(PushService::default()),
+            pairing_limits: PairingLimits::default(),
+        }
+    }
 }
 
 /// A running relay. Dropping it stops accepting connections and closes open tunnels;
@@ -120,6 +151,11 @@ impl RelayHandle {
     /// How many tunnels are open (waiting for a browser or joined).
     pub fn open_tunnels(&self) -> usize {
         self.shared.config.max_tunnels - self.shared.slots.available_permits()
+    }
+
+    /// How many pairing-mailbox connections are attached.
+    pub fn attached_connections(&self) -> usize {
+        self.shared.hub.connections()
     }
 
     /// Stops accepting, closes every tunnel (1001 to both sides) and waits until all
@@ -151,6 +187,28 @@ pub fn serve_with_registry(
     config: Config,
     registry: Arc<dyn TunnelRegistry>,
 ) -> io::Result<RelayHandle> {
+    serve_with(
+        listener,
+        config,
+        Services {
+            registry,
+            ..Services::default()
+        },
+    )
+}
+
+/// Serves the relay on `listener` with the given routing state, push providers and bounds.
+pub fn serve_with(
+    listener: TcpListener,
+    config: Config,
+    services: Services,
+) -> io::Result<RelayHandle> {
+    let Services {
+        registry,
+        mailboxes,
+        push,
+        pairing_limits,
+    } = services;
     let local_addr = listener.local_addr()?;
     let max_tunnels = config.max_tunnels.min(Semaphore::MAX_PERMITS);
     let shared = Arc::new(Shared {
@@ -163,6 +221,10 @@ pub fn serve_with_registry(
         slots: Arc::new(Semaphore::new(max_tunnels)),
         shutdown: CancellationToken::new(),
         tasks: TaskTracker::new(),
+        hub: pairing::Hub::default(),
+        mailboxes,
+        push,
+        pairing_limits,
     });
     let accept = tokio::spawn(edge::accept_loop(listener, shared.clone()));
     Ok(RelayHandle {

@@ -1,0 +1,492 @@
+//! Pairing mailboxes (docs/pairing-protocol.md §3): `GET /pair/v1/<hex M>` joins one bridge
+//! connection and one phone connection of a pairing and forwards their DATA frames, opaque.
+//!
+//! The edge authorizes the attach from its headers alone (`verify_attach`) and answers refusals
+//! before upgrading; this module runs the attached connection: one per role per mailbox (a
+//! newer one replaces the older, closed with 4001), PEER presence, WAKE through the
+//! [`PushService`], PUSH_REGISTER / PUSH_UNREGISTER, DELETE (tombstone, 4010 to both), and the
+//! bounds (frame size, rate, write queue). The relay queues nothing for an absent peer.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use hyper::upgrade::OnUpgrade;
+use pocketkey_core::pairing::mailbox::MailboxId;
+use pocketkey_core::pairing::relay::{
+    close_code, frame_type, RelayErrorCode, RelayFrame, RelayFrameError, WakeResult,
+    MAX_RELAY_FRAME,
+};
+use pocketkey_core::pairing::Role;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::Shared;
+
+/// Bounds of pairing connections (docs/pairing-protocol.md §3.2 defaults).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PairingLimits {
+    /// Frames per second a connection may send (token bucket rate). Default 50.
+    pub frames_per_sec: u32,
+    /// Token bucket size. Default 100.
+    pub burst: u32,
+    /// Frames dropped for the rate in a row before the connection is closed with 1008.
+    /// Default 200.
+    pub max_dropped: u32,
+    /// Frames waiting to be written to a connection; one more closes it with 1008. Default 64.
+    pub write_queue: usize,
+    /// Websocket ping interval. Default 30 s.
+    pub ping_interval: Duration,
+    /// Most attached connections on this node (more: 503). Default 10 000.
+    pub max_connections: usize,
+}
+
+impl Default for PairingLimits {
+    fn default() -> Self {
+        Self {
+            frames_per_sec: 50,
+            burst: 100,
+            max_dropped: 200,
+            write_queue: 64,
+            ping_interval: Duration::from_secs(30),
+            max_connections: 10_000,
+        }
+    }
+}
+
+fn websocket_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(8 * 1024)
+        .write_buffer_size(0)
+        .max_write_buffer_size(256 * 1024)
+        .max_message_size(Some(MAX_RELAY_FRAME))
+        .max_frame_size(Some(MAX_RELAY_FRAME))
+}
+
+/// What the writer of a connection sends.
+enum Out {
+    Frame(Vec<u8>),
+    Close(u16, &'static str),
+}
+
+/// Closes a connection from outside (replacement, revocation, overflow, shutdown).
+struct Kill {
+    code: AtomicU16,
+    token: CancellationToken,
+}
+
+impl Kill {
+    fn new() -> Self {
+        Self {
+            code: AtomicU16::new(1000),
+            token: CancellationToken::new(),
+        }
+    }
+    fn fire(&self, code: u16) {
+        if !self.token.is_cancelled() {
+            self.code.store(code, Ordering::Relaxed);
+            self.token.cancel();
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Conn {
+    id: u64,
+    tx: mpsc::Sender<Out>,
+    kill: Arc<Kill>,
+}
+
+impl Conn {
+    /// Queues a frame; a full queue closes the connection with 1008 (a slow reader).
+    fn send(&self, frame: &RelayFrame) {
+        match self.tx.try_send(Out::Frame(frame.encode())) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => self.kill.fire(1008),
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+}
+
+#[derive(Default)]
+struct Slots {
+    bridge: Option<Conn>,
+    phone: Option<Conn>,
+}
+
+impl Slots {
+    fn get(&mut self, role: Role) -> &mut Option<Conn> {
+        match role {
+            Role::Bridge => &mut self.bridge,
+            Role::Phone => &mut self.phone,
+        }
+    }
+}
+
+/// The live connections of this node's mailboxes.
+#[derive(Default)]
+pub(crate) struct Hub {
+    mailboxes: Mutex<HashMap<MailboxId, Slots>>,
+    next_id: AtomicU64,
+    connections: AtomicU64,
+}
+
+impl Hub {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<MailboxId, Slots>> {
+        self.mailboxes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Attached connections on this node.
+    pub(crate) fn connections(&self) -> usize {
+        self.connections.load(Ordering::Relaxed) as usize
+    }
+
+    /// Installs a connection; replaces (4001) an older one of the same role; tells both sides
+    /// who is present.
+    fn attach(&self, mailbox: MailboxId, role: Role, conn: Conn) {
+        let mut map = self.lock();
+        let slots = map.entry(mailbox).or_default();
+        if let Some(old) = slots.get(role).replace(conn.clone()) {
+            old.kill.fire(close_code::REPLACED);
+        }
+        let other = slots.get(role.other()).clone();
+        conn.send(&RelayFrame::Peer {
+            present: other.is_some(),
+        });
+        if let Some(other) = other {
+            other.send(&RelayFrame::Peer { present: true });
+        }
+    }
+
+    /// Removes a connection if it is still the current one of its role; tells the peer.
+    fn detach(&self, mailbox: MailboxId, role: Role, id: u64) {
+        let mut map = self.lock();
+        let Some(slots) = map.get_mut(&mailbox) else {
+            return;
+        };
+        if slots.get(role).as_ref().is_some_and(|c| c.id == id) {
+            *slots.get(role) = None;
+            if let Some(other) = slots.get(role.other()) {
+                other.send(&RelayFrame::Peer { present: false });
+            }
+        }
+        if slots.bridge.is_none() && slots.phone.is_none() {
+            map.remove(&mailbox);
+        }
+    }
+
+    fn peer(&self, mailbox: MailboxId, role: Role) -> Option<Conn> {
+        self.lock()
+            .get_mut(&mailbox)
+            .and_then(|slots| slots.get(role.other()).clone())
+    }
+
+    /// Closes every connection of a mailbox with `code` (but `except`, closed by its writer).
+    fn close_all(&self, mailbox: MailboxId, code: u16, except: u64) {
+        if let Some(slots) = self.lock().remove(&mailbox) {
+            for conn in [slots.bridge, slots.phone].into_iter().flatten() {
+                if conn.id != except {
+                    conn.kill.fire(code);
+                }
+            }
+        }
+    }
+}
+
+/// A token bucket.
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn take(&mut self, limits: &PairingLimits) -> bool {
+        let now = Instant::now();
+        let refill = now.duration_since(self.at).as_secs_f64() * f64::from(limits.frames_per_sec);
+        self.tokens = (self.tokens + refill).min(f64::from(limits.burst));
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+fn error(code: RelayErrorCode, message: &str) -> RelayFrame {
+    RelayFrame::Error {
+        code: code as u8,
+        message: message.into(),
+    }
+}
+
+/// Runs one attached connection to its end.
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    mailbox: MailboxId,
+    role: Role,
+    on_upgrade: OnUpgrade,
+    peer_addr: std::net::SocketAddr,
+) {
+    let upgraded = match tokio::time::timeout(shared.config.handshake_timeout, on_upgrade).await {
+        Ok(Ok(upgraded)) => upgraded,
+        Ok(Err(e)) => return debug!(%peer_addr, error = %e, "upgrade failed"),
+        Err(_) => return debug!(%peer_addr, "upgrade timed out"),
+    };
+    let socket = tokio_tungstenite::WebSocketStream::from_raw_socket(
+        hyper_util::rt::TokioIo::new(upgraded),
+        tokio_tungstenite::tungstenite::protocol::Role::Server,
+        Some(websocket_config()),
+    )
+    .await;
+    let (mut sink, mut stream) = socket.split();
+    let limits = shared.pairing_limits.clone();
+    let hub = &shared.hub;
+    let (tx, mut rx) = mpsc::channel::<Out>(limits.write_queue);
+    let kill = Arc::new(Kill::new());
+    let id = hub.next_id.fetch_add(1, Ordering::Relaxed);
+    let conn = Conn {
+        id,
+        tx,
+        kill: kill.clone(),
+    };
+    hub.connections.fetch_add(1, Ordering::Relaxed);
+    hub.attach(mailbox, role, conn.clone());
+    info!(event = "attached", mailbox = %mailbox, role = role.as_str(), peer = %peer_addr, "mailbox attached");
+
+    // The writer: queued frames in order, then a close (queued or from outside), pings.
+    let shutdown = shared.shutdown.clone();
+    let writer_kill = kill.clone();
+    let close_grace = shared.config.close_grace;
+    let writer = tokio::spawn(async move {
+        let mut ping = tokio::time::interval(limits.ping_interval);
+        ping.tick().await;
+        let close = loop {
+            tokio::select! {
+                biased;
+                out = rx.recv() => match out {
+                    Some(Out::Frame(bytes)) => {
+                        if sink.send(Message::Binary(bytes.into())).await.is_err() {
+                            break None;
+                        }
+                    }
+                    Some(Out::Close(code, reason)) => break Some((code, reason)),
+                    None => break Some((1000, "")),
+                },
+                () = writer_kill.token.cancelled() => {
+                    let code = writer_kill.code.load(Ordering::Relaxed);
+                    break Some((code, reason_of(code)));
+                }
+                () = shutdown.cancelled() => break Some((1001, "relay shutting down")),
+                _ = ping.tick() => {
+                    if sink.send(Message::Ping(Default::default())).await.is_err() {
+                        break None;
+                    }
+                }
+            }
+        };
+        if let Some((code, reason)) = close {
+            let frame = CloseFrame {
+                code: CloseCode::from(code),
+                reason: reason.into(),
+            };
+            let _ = tokio::time::timeout(close_grace, sink.send(Message::Close(Some(frame)))).await;
+            let _ = tokio::time::timeout(close_grace, sink.close()).await;
+        }
+        writer_kill.token.cancel();
+    });
+
+    let mut bucket = Bucket {
+        tokens: f64::from(limits.burst),
+        at: Instant::now(),
+    };
+    let mut dropped = 0u32;
+    let end = loop {
+        let message = tokio::select! {
+            () = kill.token.cancelled() => break "closed",
+            message = stream.next() => message,
+        };
+        let bytes = match message {
+            None => break "disconnected",
+            Some(Err(WsError::Capacity(_))) => {
+                let _ = conn.tx.try_send(Out::Close(1009, "frame too large"));
+                kill.fire(1009);
+                break "too large";
+            }
+            Some(Err(_)) => break "disconnected",
+            Some(Ok(Message::Binary(bytes))) => bytes,
+            Some(Ok(Message::Text(_))) => {
+                kill.fire(1002);
+                break "text message";
+            }
+            Some(Ok(Message::Close(_))) => break "closed by client",
+            Some(Ok(_)) => continue, // ping/pong: tungstenite answers pings itself
+        };
+        if !bucket.take(&limits) {
+            dropped += 1;
+            if dropped > limits.max_dropped {
+                kill.fire(1008);
+                break "rate abuse";
+            }
+            conn.send(&error(RelayErrorCode::RateLimited, "rate limited"));
+            continue;
+        }
+        dropped = 0;
+        let frame = match RelayFrame::decode(&bytes) {
+            Ok(frame) => frame,
+            Err(RelayFrameError::TooLarge(_)) => {
+                kill.fire(1009);
+                break "too large";
+            }
+            Err(_) => {
+                conn.send(&error(RelayErrorCode::Malformed, "malformed frame"));
+                continue;
+            }
+        };
+        if handle_frame(&shared, mailbox, role, &conn, frame).await {
+            break "revoked";
+        }
+    };
+    hub.detach(mailbox, role, id);
+    hub.connections.fetch_sub(1, Ordering::Relaxed);
+    // Let the writer finish (it ends on a queued close or a kill).
+    if end != "revoked" {
+        kill.token.cancel();
+    }
+    let _ = writer.await;
+    info!(event = "detached", mailbox = %mailbox, role = role.as_str(), reason = end, "mailbox detached");
+}
+
+fn reason_of(code: u16) -> &'static str {
+    match code {
+        close_code::REPLACED => "replaced",
+        close_code::REVOKED => "revoked",
+        1002 => "text messages are not allowed",
+        1008 => "policy violation",
+        1009 => "frame too large",
+        1001 => "going away",
+        _ => "",
+    }
+}
+
+/// Handles one frame from a client; true when the connection must end (DELETE).
+async fn handle_frame(
+    shared: &Arc<Shared>,
+    mailbox: MailboxId,
+    role: Role,
+    conn: &Conn,
+    frame: RelayFrame,
+) -> bool {
+    match frame {
+        RelayFrame::Data(bytes) => match shared.hub.peer(mailbox, role) {
+            Some(peer) => peer.send(&RelayFrame::Data(bytes)),
+            None => conn.send(&error(RelayErrorCode::PeerAbsent, "peer absent")),
+        },
+        RelayFrame::Wake if role == Role::Bridge => {
+            if shared.hub.peer(mailbox, role).is_some() {
+                conn.send(&RelayFrame::WakeResult(WakeResult::AlreadyAttached));
+                return false;
+            }
+            let target = match shared.mailboxes.push_target(mailbox).await {
+                Ok(Some(target)) => target,
+                Ok(None) => {
+                    conn.send(&RelayFrame::WakeResult(WakeResult::NoPushTarget));
+                    return false;
+                }
+                Err(e) => {
+                    warn!(error = %e, "mailbox store unavailable");
+                    conn.send(&RelayFrame::WakeResult(WakeResult::ProviderFailed));
+                    return false;
+                }
+            };
+            if !shared.push.try_acquire(mailbox) {
+                conn.send(&RelayFrame::WakeResult(WakeResult::RateLimited));
+                return false;
+            }
+            let shared = shared.clone();
+            let conn = conn.clone();
+            shared.tasks.clone().spawn(async move {
+                let result = match shared.push.wake(&target, mailbox).await {
+                    Ok(()) => {
+                        info!(event = "push", mailbox = %mailbox, provider = target.provider.as_str(), "push sent");
+                        WakeResult::PushSent
+                    }
+                    Err(e) => {
+                        warn!(event = "push_failed", mailbox = %mailbox, provider = target.provider.as_str(), error = %e, "push failed");
+                        WakeResult::ProviderFailed
+                    }
+                };
+                conn.send(&RelayFrame::WakeResult(result));
+            });
+        }
+        RelayFrame::PushRegister(target) if role == Role::Phone => {
+            if let Err(e) = shared.push.check_target(&target) {
+                conn.send(&error(RelayErrorCode::BadPushTarget, &e.to_string()));
+                return false;
+            }
+            match shared.mailboxes.set_push_target(mailbox, Some(target)).await {
+                Ok(true) => conn.send(&RelayFrame::Ack(frame_type::PUSH_REGISTER)),
+                Ok(false) => return revoke_self(conn),
+                Err(e) => {
+                    warn!(error = %e, "mailbox store unavailable");
+                    conn.send(&error(RelayErrorCode::BadPushTarget, "store unavailable"));
+                }
+            }
+        }
+        RelayFrame::PushUnregister if role == Role::Phone => {
+            match shared.mailboxes.set_push_target(mailbox, None).await {
+                Ok(true) => conn.send(&RelayFrame::Ack(frame_type::PUSH_UNREGISTER)),
+                Ok(false) => return revoke_self(conn),
+                Err(e) => {
+                    warn!(error = %e, "mailbox store unavailable");
+                    conn.send(&error(RelayErrorCode::Malformed, "store unavailable"));
+                }
+            }
+        }
+        RelayFrame::Delete => {
+            if let Err(e) = shared.mailboxes.tombstone(mailbox).await {
+                warn!(error = %e, "mailbox store unavailable");
+                conn.send(&error(RelayErrorCode::Malformed, "store unavailable"));
+                return false;
+            }
+            info!(event = "revoked", mailbox = %mailbox, by = role.as_str(), "mailbox revoked");
+            // ACK first to the sender, then 4010 to both.
+            let _ = conn.tx.try_send(Out::Frame(RelayFrame::Ack(frame_type::DELETE).encode()));
+            let _ = conn
+                .tx
+                .try_send(Out::Close(close_code::REVOKED, "revoked"));
+            shared.hub.close_all(mailbox, close_code::REVOKED, conn.id);
+            return true;
+        }
+        RelayFrame::Wake | RelayFrame::PushRegister(_) | RelayFrame::PushUnregister => {
+            conn.send(&error(
+                RelayErrorCode::NotAllowedForRole,
+                "not allowed for this role",
+            ));
+        }
+        // Relay → client types from a client.
+        RelayFrame::Peer { .. }
+        | RelayFrame::WakeResult(_)
+        | RelayFrame::Error { .. }
+        | RelayFrame::Ack(_) => {
+            conn.send(&error(RelayErrorCode::Malformed, "unknown frame type"));
+        }
+    }
+    false
+}
+
+/// The mailbox was deleted meanwhile (another node): close with 4010.
+fn revoke_self(conn: &Conn) -> bool {
+    let _ = conn
+        .tx
+        .try_send(Out::Close(close_code::REVOKED, "revoked"));
+    true
+}

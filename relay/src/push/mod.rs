@@ -1,0 +1,136 @@
+//! Push wake-up (docs/pairing-protocol.md §3.3): when a bridge sends WAKE and the phone is not
+//! attached, the relay sends a content-free notification (version and mailbox id only) through
+//! the provider of the target the phone registered.
+//!
+//! Providers sit behind the [`PushProvider`] trait: [`WebhookProvider`] (self-hosting and
+//! tests), [`FcmProvider`] (FCM HTTP v1) and [`ApnsProvider`] (APNs over HTTP/2, token auth).
+//! [`PushService`] picks the provider for a target and rate-limits wakes per mailbox.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use pocketkey_core::pairing::mailbox::MailboxId;
+use pocketkey_core::pairing::relay::{PushProvider as ProviderKind, PushTarget};
+
+pub mod http;
+mod webhook;
+
+pub use webhook::WebhookProvider;
+
+pub type PushFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Why a push was not delivered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PushError {
+    /// The target is not acceptable for this provider (or the provider is not configured).
+    #[error("bad push target: {0}")]
+    BadTarget(String),
+    /// The provider could not be reached or refused the notification.
+    #[error("push provider failed: {0}")]
+    Failed(String),
+}
+
+/// One push provider.
+pub trait PushProvider: Send + Sync + 'static {
+    /// Checks a target at registration (PUSH_REGISTER); `Err` answers ERROR `bad_push_target`.
+    fn check_target(&self, target: &PushTarget) -> Result<(), PushError>;
+
+    /// Sends the content-free wake-up for `mailbox` to `target`.
+    fn wake<'a>(
+        &'a self,
+        target: &'a PushTarget,
+        mailbox: MailboxId,
+    ) -> PushFuture<'a, Result<(), PushError>>;
+}
+
+/// The providers of a relay and the per-mailbox wake rate limit.
+pub struct PushService {
+    webhook: Option<Arc<dyn PushProvider>>,
+    fcm: Option<Arc<dyn PushProvider>>,
+    apns: Option<Arc<dyn PushProvider>>,
+    interval: Duration,
+    last: Mutex<HashMap<MailboxId, Instant>>,
+}
+
+impl Default for PushService {
+    /// No provider: every target is refused, every wake finds no target.
+    fn default() -> Self {
+        Self::new(None, None, None)
+    }
+}
+
+impl PushService {
+    /// Providers by kind (`None`: targets of that kind are refused); one push per mailbox per
+    /// 3 s.
+    pub fn new(
+        webhook: Option<Arc<dyn PushProvider>>,
+        fcm: Option<Arc<dyn PushProvider>>,
+        apns: Option<Arc<dyn PushProvider>>,
+    ) -> Self {
+        Self {
+            webhook,
+            fcm,
+            apns,
+            interval: Duration::from_secs(3),
+            last: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Changes the per-mailbox interval between pushes (default 3 s).
+    pub fn with_interval(mut self, interval: Duration) -> Self {
+        self.interval = interval;
+        self
+    }
+
+    fn provider(&self, kind: ProviderKind) -> Result<&Arc<dyn PushProvider>, PushError> {
+        match kind {
+            ProviderKind::Webhook => self.webhook.as_ref(),
+            ProviderKind::Fcm => self.fcm.as_ref(),
+            ProviderKind::Apns => self.apns.as_ref(),
+        }
+        .ok_or_else(|| {
+            PushError::BadTarget(format!("this relay has no {} provider", kind.as_str()))
+        })
+    }
+
+    /// Checks a target at registration.
+    pub fn check_target(&self, target: &PushTarget) -> Result<(), PushError> {
+        self.provider(target.provider)?.check_target(target)
+    }
+
+    /// Takes the mailbox's push slot: false if a push went out less than the interval ago.
+    pub fn try_acquire(&self, mailbox: MailboxId) -> bool {
+        let now = Instant::now();
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        if last.len() > 10_000 {
+            let interval = self.interval;
+            last.retain(|_, at| now.duration_since(*at) < interval);
+        }
+        match last.get(&mailbox) {
+            Some(at) if now.duration_since(*at) < self.interval => false,
+            _ => {
+                last.insert(mailbox, now);
+                true
+            }
+        }
+    }
+
+    /// Sends the wake-up through the target's provider (no rate limit here: see
+    /// [`try_acquire`](Self::try_acquire)).
+    pub async fn wake(&self, target: &PushTarget, mailbox: MailboxId) -> Result<(), PushError> {
+        let provider = self.provider(target.provider)?.clone();
+        provider.wake(target, mailbox).await
+    }
+}
+
+/// Seconds since the Unix epoch (JWT `iat`).
+#[allow(dead_code)]
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

@@ -1,0 +1,584 @@
+//! Pairing mailboxes (docs/pairing-protocol.md §3) on loopback: attach and its refusals,
+//! forwarding, presence, replacement, DELETE, WAKE through a local webhook, and the end-to-end
+//! encryption seen from the relay.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{closed, recv, send, Ws, PATIENCE};
+use futures_util::{SinkExt, StreamExt};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use p256::SecretKey;
+use pocketkey_core::pairing::mailbox::{MailboxKeys, SUBPROTOCOL};
+use pocketkey_core::pairing::messages::{CtapKind, Hello};
+use pocketkey_core::pairing::relay::{
+    close_code, frame_type, ApnsEnvironment, PushProvider as Kind, PushTarget, RelayErrorCode,
+    RelayFrame, WakeResult,
+};
+use pocketkey_core::pairing::session::{Event, Session};
+use pocketkey_core::pairing::Role;
+use pocketkey_relay::{
+    serve_with, Config, PairingLimits, PushService, RelayHandle, Services, WebhookProvider,
+};
+use rand_core::OsRng;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_tungstenite::connect_async;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::handshake::client::Request;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+
+async fn start_with(push: PushService, limits: PairingLimits) -> RelayHandle {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    serve_with(
+        listener,
+        Config::default(),
+        Services {
+            push: Arc::new(push),
+            pairing_limits: limits,
+            ..Services::default()
+        },
+    )
+    .unwrap()
+}
+
+async fn start() -> RelayHandle {
+    start_with(PushService::default(), PairingLimits::default()).await
+}
+
+fn relay_url(addr: SocketAddr) -> String {
+    format!("ws://{addr}")
+}
+
+/// A pairing's mailbox keys (static keys of a bridge and a phone).
+fn pairing() -> (SecretKey, SecretKey, MailboxKeys) {
+    let bridge = SecretKey::random(&mut OsRng);
+    let phone = SecretKey::random(&mut OsRng);
+    let keys = MailboxKeys::pairing(&bridge, &phone.public_key(), Role::Bridge);
+    (bridge, phone, keys)
+}
+
+fn attach_request(addr: SocketAddr, keys: &MailboxKeys, role: Role) -> Request {
+    let attach = keys.attach(role);
+    let mut request = attach.url(&relay_url(addr)).into_client_request().unwrap();
+    let headers = request.headers_mut();
+    headers.insert("sec-websocket-protocol", HeaderValue::from_static(SUBPROTOCOL));
+    for (name, value) in attach.headers() {
+        headers.insert(name, HeaderValue::from_str(&value).unwrap());
+    }
+    request
+}
+
+async fn attach(addr: SocketAddr, keys: &MailboxKeys, role: Role) -> Ws {
+    let (ws, response) = connect_async(attach_request(addr, keys, role))
+        .await
+        .expect("attach");
+    assert_eq!(
+        response.headers().get("sec-websocket-protocol").unwrap(),
+        SUBPROTOCOL
+    );
+    ws
+}
+
+async fn status_of(request: Request) -> u16 {
+    match connect_async(request).await {
+        Err(WsError::Http(response)) => response.status().as_u16(),
+        other => panic!("expected an HTTP refusal, got {:?}", other.map(|(_, r)| r)),
+    }
+}
+
+async fn frame(ws: &mut Ws) -> RelayFrame {
+    RelayFrame::decode(&recv(ws).await).expect("a relay frame")
+}
+
+async fn put(ws: &mut Ws, frame: RelayFrame) {
+    send(ws, &frame.encode()).await;
+}
+
+/// Bridge then phone attached; both have seen the phone arrive.
+async fn both(addr: SocketAddr, keys: &MailboxKeys) -> (Ws, Ws) {
+    let mut bridge = attach(addr, keys, Role::Bridge).await;
+    assert_eq!(frame(&mut bridge).await, RelayFrame::Peer { present: false });
+    let mut phone = attach(addr, keys, Role::Phone).await;
+    assert_eq!(frame(&mut phone).await, RelayFrame::Peer { present: true });
+    assert_eq!(frame(&mut bridge).await, RelayFrame::Peer { present: true });
+    (bridge, phone)
+}
+
+#[tokio::test]
+async fn attach_refusals_are_http_statuses() {
+    let relay = start().await;
+    let addr = relay.local_addr();
+    let (_, _, keys) = pairing();
+    let (_, _, other) = pairing();
+
+    // Another pairing's token for this mailbox: 403.
+    let mut request = attach_request(addr, &keys, Role::Bridge);
+    let foreign = other.attach(Role::Bridge);
+    for (name, value) in foreign.headers() {
+        request
+            .headers_mut()
+            .insert(name, HeaderValue::from_str(&value).unwrap());
+    }
+    assert_eq!(status_of(request).await, 403);
+    // The right token under the wrong role: 403.
+    let mut request = attach_request(addr, &keys, Role::Bridge);
+    request
+        .headers_mut()
+        .insert("x-pocketkey-role", HeaderValue::from_static("phone"));
+    assert_eq!(status_of(request).await, 403);
+    // Malformed: role, token, missing header, path.
+    let mut request = attach_request(addr, &keys, Role::Bridge);
+    request
+        .headers_mut()
+        .insert("x-pocketkey-role", HeaderValue::from_static("Bridge"));
+    assert_eq!(status_of(request).await, 400);
+    let mut request = attach_request(addr, &keys, Role::Bridge);
+    request
+        .headers_mut()
+        .insert("x-pocketkey-token", HeaderValue::from_static("AAAA"));
+    assert_eq!(status_of(request).await, 400);
+    let mut request = attach_request(addr, &keys, Role::Phone);
+    request.headers_mut().remove("x-pocketkey-peer");
+    assert_eq!(status_of(request).await, 400);
+    let mut request = format!("ws://{addr}/pair/v1/1234")
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("sec-websocket-protocol", HeaderValue::from_static(SUBPROTOCOL));
+    assert_eq!(status_of(request).await, 400);
+    // Without the subprotocol: 400.
+    let mut request = attach_request(addr, &keys, Role::Bridge);
+    request.headers_mut().remove("sec-websocket-protocol");
+    assert_eq!(status_of(request).await, 400);
+    // Not GET: 405.
+    let path = format!("/pair/v1/{}", keys.id());
+    let (status, _) = common::raw(
+        addr,
+        &common::raw_upgrade("POST", &path, &["Sec-WebSocket-Protocol: pocketkey.pair.v1"]),
+    )
+    .await;
+    assert_eq!(status, 405);
+    // And the right headers attach.
+    let mut bridge = attach(addr, &keys, Role::Bridge).await;
+    assert_eq!(frame(&mut bridge).await, RelayFrame::Peer { present: false });
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn data_is_forwarded_both_ways_and_presence_is_told() {
+    let relay = start().await;
+    let addr = relay.local_addr();
+    let (_, _, keys) = pairing();
+    let (mut bridge, mut phone) = both(addr, &keys).await;
+    assert_eq!(relay.attached_connections(), 2);
+
+    put(&mut bridge, RelayFrame::Data(b"to the phone".to_vec())).await;
+    assert_eq!(frame(&mut phone).await, RelayFrame::Data(b"to the phone".to_vec()));
+    put(&mut phone, RelayFrame::Data(vec![0xAB; 16_383])).await;
+    assert_eq!(frame(&mut bridge).await, RelayFrame::Data(vec![0xAB; 16_383]));
+
+    // Another mailbox's traffic does not cross over.
+    let (_, _, keys2) = pairing();
+    let (mut bridge2, mut phone2) = both(addr, &keys2).await;
+    put(&mut bridge2, RelayFrame::Data(vec![2])).await;
+    assert_eq!(frame(&mut phone2).await, RelayFrame::Data(vec![2]));
+
+    // The phone leaves: the bridge is told, its DATA is dropped with peer_absent.
+    phone.close(None).await.unwrap();
+    assert_eq!(frame(&mut bridge).await, RelayFrame::Peer { present: false });
+    put(&mut bridge, RelayFrame::Data(vec![1])).await;
+    assert_eq!(
+        frame(&mut bridge).await,
+        RelayFrame::Error {
+            code: RelayErrorCode::PeerAbsent as u8,
+            message: "peer absent".into()
+        }
+    );
+    // Nothing was queued for it: a new phone gets only the presence frame.
+    let mut phone = attach(addr, &keys, Role::Phone).await;
+    assert_eq!(frame(&mut phone).await, RelayFrame::Peer { present: true });
+    assert_eq!(frame(&mut bridge).await, RelayFrame::Peer { present: true });
+    put(&mut phone, RelayFrame::Data(vec![3])).await;
+    assert_eq!(frame(&mut bridge).await, RelayFrame::Data(vec![3]));
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn bad_frames_are_answered_and_limits_close() {
+    let relay = start().await;
+    let addr = relay.local_addr();
+    let (_, _, keys) = pairing();
+    let (mut bridge, mut phone) = both(addr, &keys).await;
+    let error_code = |f: RelayFrame| match f {
+        RelayFrame::Error { code, .. } => code,
+        other => panic!("expected ERROR, got {other:?}"),
+    };
+    // Unknown type, relay→client type, empty DATA: malformed; connection stays open.
+    for bad in [vec![0x7f], vec![frame_type::PEER, 1], vec![frame_type::DATA]] {
+        send(&mut bridge, &bad).await;
+        assert_eq!(error_code(frame(&mut bridge).await), RelayErrorCode::Malformed as u8);
+    }
+    // Role rules: phone cannot WAKE, bridge cannot PUSH_REGISTER.
+    put(&mut phone, RelayFrame::Wake).await;
+    assert_eq!(
+        error_code(frame(&mut phone).await),
+        RelayErrorCode::NotAllowedForRole as u8
+    );
+    put(&mut bridge, RelayFrame::PushUnregister).await;
+    assert_eq!(
+        error_code(frame(&mut bridge).await),
+        RelayErrorCode::NotAllowedForRole as u8
+    );
+    // WAKE while the phone is attached.
+    put(&mut bridge, RelayFrame::Wake).await;
+    assert_eq!(
+        frame(&mut bridge).await,
+        RelayFrame::WakeResult(WakeResult::AlreadyAttached)
+    );
+    // A push target of a provider this relay lacks: bad_push_target.
+    put(
+        &mut phone,
+        RelayFrame::PushRegister(PushTarget {
+            provider: Kind::Apns,
+            target: "ab".into(),
+            environment: Some(ApnsEnvironment::Sandbox),
+        }),
+    )
+    .await;
+    assert_eq!(
+        error_code(frame(&mut phone).await),
+        RelayErrorCode::BadPushTarget as u8
+    );
+    // Text: 1002 (the bridge also learns the phone left).
+    phone.send(Message::text("hi")).await.unwrap();
+    assert_eq!(closed(phone).await.0, 1002);
+    assert_eq!(frame(&mut bridge).await, RelayFrame::Peer { present: false });
+    // Over 16 KiB: 1009.
+    send(&mut bridge, &vec![1u8; 16_385]).await;
+    assert_eq!(closed(bridge).await.0, 1009);
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn frames_over_the_rate_are_refused() {
+    let limits = PairingLimits {
+        frames_per_sec: 1,
+        burst: 3,
+        max_dropped: 5,
+        ..PairingLimits::default()
+    };
+    let relay = start_with(PushService::default(), limits).await;
+    let addr = relay.local_addr();
+    let (_, _, keys) = pairing();
+    let (mut bridge, mut phone) = both(addr, &keys).await;
+    for i in 0..3u8 {
+        put(&mut bridge, RelayFrame::Data(vec![i])).await;
+        assert_eq!(frame(&mut phone).await, RelayFrame::Data(vec![i]));
+    }
+    put(&mut bridge, RelayFrame::Data(vec![9])).await;
+    assert!(matches!(
+        frame(&mut bridge).await,
+        RelayFrame::Error { code, .. } if code == RelayErrorCode::RateLimited as u8
+    ));
+    // Persistent abuse: 1008.
+    for _ in 0..10 {
+        if bridge.send(Message::binary(vec![1u8, 1])).await.is_err() {
+            break;
+        }
+    }
+    let code = loop {
+        match tokio::time::timeout(PATIENCE, bridge.next()).await.unwrap() {
+            Some(Ok(Message::Close(Some(close)))) => break u16::from(close.code),
+            Some(Ok(_)) => {}
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(code, 1008);
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_newer_attach_replaces_the_older_with_4001() {
+    let relay = start().await;
+    let addr = relay.local_addr();
+    let (_, _, keys) = pairing();
+    let (mut bridge, phone) = both(addr, &keys).await;
+    let mut phone2 = attach(addr, &keys, Role::Phone).await;
+    assert_eq!(frame(&mut phone2).await, RelayFrame::Peer { present: true });
+    let (code, reason) = closed(phone).await;
+    assert_eq!((code, reason.as_str()), (close_code::REPLACED, "replaced"));
+    // The bridge hears of the new phone, never of an absence; DATA reaches the new one.
+    assert_eq!(frame(&mut bridge).await, RelayFrame::Peer { present: true });
+    put(&mut bridge, RelayFrame::Data(vec![5])).await;
+    assert_eq!(frame(&mut phone2).await, RelayFrame::Data(vec![5]));
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn delete_tombstones_the_mailbox_and_closes_both_with_4010() {
+    let relay = start().await;
+    let addr = relay.local_addr();
+    let (_, _, keys) = pairing();
+    let (bridge, mut phone) = both(addr, &keys).await;
+    put(&mut phone, RelayFrame::Delete).await;
+    assert_eq!(frame(&mut phone).await, RelayFrame::Ack(frame_type::DELETE));
+    assert_eq!(closed(phone).await.0, close_code::REVOKED);
+    assert_eq!(closed(bridge).await.0, close_code::REVOKED);
+    // 410 for both roles from now on; a wrong token still gets 403.
+    assert_eq!(status_of(attach_request(addr, &keys, Role::Bridge)).await, 410);
+    assert_eq!(status_of(attach_request(addr, &keys, Role::Phone)).await, 410);
+    let (_, _, other) = pairing();
+    let mut request = attach_request(addr, &keys, Role::Bridge);
+    for (name, value) in other.attach(Role::Bridge).headers() {
+        request
+            .headers_mut()
+            .insert(name, HeaderValue::from_str(&value).unwrap());
+    }
+    assert_eq!(status_of(request).await, 403);
+    relay.shutdown().await;
+}
+
+/// A local webhook endpoint: records each request (path, content type, body) and answers
+/// `status`.
+async fn webhook_server(status: u16) -> (SocketAddr, mpsc::UnboundedReceiver<(String, String, Vec<u8>)>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+                    let tx = tx.clone();
+                    async move {
+                        let path = request.uri().path().to_string();
+                        let content_type = request
+                            .headers()
+                            .get("content-type")
+                            .map(|v| v.to_str().unwrap().to_string())
+                            .unwrap_or_default();
+                        let body = request.into_body().collect().await.unwrap().to_bytes();
+                        tx.send((path, content_type, body.to_vec())).unwrap();
+                        let mut response = hyper::Response::new(Full::new(Bytes::new()));
+                        *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
+                        Ok::<_, std::convert::Infallible>(response)
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (addr, rx)
+}
+
+fn webhook_push(addr: SocketAddr) -> PushService {
+    PushService::new(
+        Some(Arc::new(WebhookProvider::new(vec![format!("http://{addr}/")]))),
+        None,
+        None,
+    )
+}
+
+#[tokio::test]
+async fn wake_with_the_phone_absent_posts_to_the_webhook() {
+    let (hook, mut posts) = webhook_server(204).await;
+    let relay = start_with(webhook_push(hook), PairingLimits::default()).await;
+    let addr = relay.local_addr();
+    let (_, _, keys) = pairing();
+    let (mut bridge, mut phone) = both(addr, &keys).await;
+
+    // Outside the allowed prefix: refused.
+    let target = |url: String| {
+        RelayFrame::PushRegister(PushTarget {
+            provider: Kind::Webhook,
+            target: url,
+            environment: None,
+        })
+    };
+    put(&mut phone, target("http://10.0.0.1/wake".into())).await;
+    assert!(matches!(
+        frame(&mut phone).await,
+        RelayFrame::Error { code, .. } if code == RelayErrorCode::BadPushTarget as u8
+    ));
+    put(&mut phone, target(format!("http://{hook}/wake/me"))).await;
+    assert_eq!(frame(&mut phone).await, RelayFrame::Ack(frame_type::PUSH_REGISTER));
+    phone.close(None).await.unwrap();
+    assert_eq!(frame(&mut bridge).await, RelayFrame::Peer { present: false });
+
+    put(&mut bridge, RelayFrame::Wake).await;
+    assert_eq!(frame(&mut bridge).await, RelayFrame::WakeResult(WakeResult::PushSent));
+    let (path, content_type, body) = tokio::time::timeout(PATIENCE, posts.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(path, "/wake/me");
+    assert_eq!(content_type, "application/json");
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        json,
+        serde_json::json!({"v": 1, "mailbox": keys.id().to_hex()})
+    );
+    // Within 3 s: rate-limited, no second POST.
+    put(&mut bridge, RelayFrame::Wake).await;
+    assert_eq!(frame(&mut bridge).await, RelayFrame::WakeResult(WakeResult::RateLimited));
+    assert!(posts.try_recv().is_err());
+
+    // The woken phone attaches, unregisters; later wakes find no target.
+    let mut phone = attach(addr, &keys, Role::Phone).await;
+    assert_eq!(frame(&mut phone).await, RelayFrame::Peer { present: true });
+    assert_eq!(frame(&mut bridge).await, RelayFrame::Peer { present: true });
+    put(&mut phone, RelayFrame::PushUnregister).await;
+    assert_eq!(frame(&mut phone).await, RelayFrame::Ack(frame_type::PUSH_UNREGISTER));
+    phone.close(None).await.unwrap();
+    assert_eq!(frame(&mut bridge).await, RelayFrame::Peer { present: false });
+    put(&mut bridge, RelayFrame::Wake).await;
+    assert_eq!(frame(&mut bridge).await, RelayFrame::WakeResult(WakeResult::NoPushTarget));
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_failing_webhook_is_reported() {
+    let (hook, mut posts) = webhook_server(500).await;
+    let relay = start_with(webhook_push(hook), PairingLimits::default()).await;
+    let addr = relay.local_addr();
+    let (_, _, keys) = pairing();
+    let (mut bridge, mut phone) = both(addr, &keys).await;
+    put(
+        &mut phone,
+        RelayFrame::PushRegister(PushTarget {
+            provider: Kind::Webhook,
+            target: format!("http://{hook}/"),
+            environment: None,
+        }),
+    )
+    .await;
+    assert_eq!(frame(&mut phone).await, RelayFrame::Ack(frame_type::PUSH_REGISTER));
+    drop(phone);
+    assert_eq!(frame(&mut bridge).await, RelayFrame::Peer { present: false });
+    put(&mut bridge, RelayFrame::Wake).await;
+    assert_eq!(
+        frame(&mut bridge).await,
+        RelayFrame::WakeResult(WakeResult::ProviderFailed)
+    );
+    assert!(posts.recv().await.is_some());
+    relay.shutdown().await;
+}
+
+/// Drives a session: sends its pending frames as DATA, records them.
+async fn flush(session: &mut Session, ws: &mut Ws, seen: &mut Vec<Vec<u8>>) {
+    while let Some(data) = session.poll_frame() {
+        let bytes = RelayFrame::Data(data).encode();
+        seen.push(bytes.clone());
+        send(ws, &bytes).await;
+    }
+}
+
+/// Feeds the next DATA frame to the session (other relay frames skipped), records it.
+async fn deliver(session: &mut Session, ws: &mut Ws, seen: &mut Vec<Vec<u8>>) {
+    loop {
+        let bytes = recv(ws).await;
+        seen.push(bytes.clone());
+        if let RelayFrame::Data(data) = RelayFrame::decode(&bytes).unwrap() {
+            session.receive(&data, Instant::now()).unwrap();
+            return;
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_relay_sees_no_plaintext() {
+    let relay = start().await;
+    let addr = relay.local_addr();
+    let (bridge_key, phone_key, keys) = pairing();
+    let (mut bridge_ws, mut phone_ws) = both(addr, &keys).await;
+    let now = Instant::now();
+    let mut bridge = Session::bridge(
+        bridge_key.clone(),
+        &phone_key.public_key(),
+        Hello {
+            name: "Desk computer".into(),
+            get_info: None,
+        },
+    )
+    .unwrap();
+    let mut phone = Session::phone(
+        phone_key,
+        &bridge_key.public_key(),
+        Hello {
+            name: "Pixel phone".into(),
+            get_info: Some(b"GETINFO-PLAINTEXT".to_vec()),
+        },
+        now,
+    )
+    .unwrap();
+    let mut seen = Vec::new();
+    // HS1 → bridge; HS2 (+ bridge Hello) → phone; phone Hello → bridge.
+    flush(&mut phone, &mut phone_ws, &mut seen).await;
+    deliver(&mut bridge, &mut bridge_ws, &mut seen).await;
+    flush(&mut bridge, &mut bridge_ws, &mut seen).await;
+    while !phone.is_established() {
+        deliver(&mut phone, &mut phone_ws, &mut seen).await;
+    }
+    flush(&mut phone, &mut phone_ws, &mut seen).await;
+    while !bridge.is_established() {
+        deliver(&mut bridge, &mut bridge_ws, &mut seen).await;
+    }
+    while phone.poll_event().is_some() {}
+    while bridge.poll_event().is_some() {}
+
+    let request = b"CTAP-REQUEST-PLAINTEXT example.com".to_vec();
+    let id = bridge
+        .send_request(CtapKind::Cbor, request.clone(), Some("Firefox".into()), now)
+        .unwrap();
+    flush(&mut bridge, &mut bridge_ws, &mut seen).await;
+    let got = loop {
+        deliver(&mut phone, &mut phone_ws, &mut seen).await;
+        if let Some(Event::CtapRequest(r)) = phone.poll_event() {
+            break r;
+        }
+    };
+    assert_eq!(got.payload, request);
+    phone
+        .respond(id, b"CTAP-RESPONSE-PLAINTEXT".to_vec())
+        .unwrap();
+    flush(&mut phone, &mut phone_ws, &mut seen).await;
+    let answer = loop {
+        deliver(&mut bridge, &mut bridge_ws, &mut seen).await;
+        if let Some(Event::CtapResponse { payload, .. }) = bridge.poll_event() {
+            break payload;
+        }
+    };
+    assert_eq!(answer, b"CTAP-RESPONSE-PLAINTEXT");
+
+    // Every frame that went through the relay, both ways: no plaintext of either side.
+    assert!(seen.len() >= 6, "{}", seen.len());
+    let markers: [&[u8]; 6] = [
+        b"PLAINTEXT",
+        b"example.com",
+        b"Firefox",
+        b"Desk computer",
+        b"Pixel phone",
+        b"GETINFO",
+    ];
+    for bytes in &seen {
+        for marker in markers {
+            assert!(
+                !bytes.windows(marker.len()).any(|w| w == marker),
+                "plaintext {:?} seen by the relay",
+                String::from_utf8_lossy(marker)
+            );
+        }
+    }
+    let _ = Duration::ZERO;
+    relay.shutdown().await;
+}
