@@ -97,11 +97,7 @@ impl Authenticator {
         let new_pin_enc = required(&req.new_pin_enc)?;
         let pin_hash_enc = required(&req.pin_hash_enc)?;
         let shared = self.shared_secret(req)?;
-        let mut settings = self.store.load_settings()?;
-        if settings.pin_hash.is_none() {
-            return Err(CtapError::PinNotSet);
-        }
-        self.check_pin_attempt_allowed(&settings)?;
+        let mut settings = self.settings_for_pin_attempt()?;
         if !shared.verify(&[&new_pin_enc[..], &pin_hash_enc[..]].concat(), param) {
             return Err(CtapError::PinAuthInvalid);
         }
@@ -137,11 +133,7 @@ impl Authenticator {
     /// the new one must meet the policy and, when a change is forced, differ from the old.
     /// Tokens handed out before are void.
     pub fn change_pin_on_device(&mut self, old_pin: &str, new_pin: &str) -> CtapResult<()> {
-        let mut settings = self.store.load_settings()?;
-        if settings.pin_hash.is_none() {
-            return Err(CtapError::PinNotSet);
-        }
-        self.check_pin_attempt_allowed(&settings)?;
+        let mut settings = self.settings_for_pin_attempt()?;
         settings.pin_retries -= 1;
         self.store.save_settings(&settings)?;
         self.settle_pin_check(&pin_hash(old_pin.as_bytes()), &mut settings)?;
@@ -172,11 +164,7 @@ impl Authenticator {
     fn token_with_pin(&mut self, req: &ClientPinRequest, perms: Permissions, rp_id: Option<String>) -> CtapResult<ClientPinResponse> {
         let pin_hash_enc = required(&req.pin_hash_enc)?;
         let shared = self.shared_secret(req)?;
-        let mut settings = self.store.load_settings()?;
-        if settings.pin_hash.is_none() {
-            return Err(CtapError::PinNotSet);
-        }
-        self.check_pin_attempt_allowed(&settings)?;
+        let mut settings = self.settings_for_pin_attempt()?;
         self.check_pin_hash(&shared, pin_hash_enc, &mut settings)?;
         if settings.force_pin_change {
             return Err(CtapError::PinPolicyViolation);
@@ -206,14 +194,20 @@ impl Authenticator {
         ClientPinResponse { pin_uv_auth_token: Some(shared.encrypt(token.secret())), ..Default::default() }
     }
 
-    fn check_pin_attempt_allowed(&self, settings: &Settings) -> CtapResult<()> {
+    /// The settings, once it is clear a PIN may be tried now: one is set, retries are left,
+    /// and no power cycle is owed after three wrong PINs in a row.
+    fn settings_for_pin_attempt(&self) -> CtapResult<Settings> {
+        let settings = self.store.load_settings()?;
+        if settings.pin_hash.is_none() {
+            return Err(CtapError::PinNotSet);
+        }
         if settings.pin_retries == 0 {
             return Err(CtapError::PinBlocked);
         }
         if self.volatile.pin_strikes >= STRIKES_BEFORE_POWER_CYCLE {
             return Err(CtapError::PinAuthBlocked);
         }
-        Ok(())
+        Ok(settings)
     }
 
     /// Compares pinHashEnc with the stored hash. The retry counter is decremented durably
