@@ -30,6 +30,11 @@ impl WaitingForUser {
     pub fn is_waiting(&self) -> bool {
         self.0.load(Ordering::SeqCst)
     }
+    /// Raises or lowers the flag (a transport forwarding to another engine, e.g. the bridge).
+    #[allow(dead_code)] // used by pocketkey-bridge, which compiles this file too
+    pub fn set(&self, waiting: bool) {
+        self.0.store(waiting, Ordering::SeqCst);
+    }
 }
 
 /// Wraps an approver to raise [`WaitingForUser`] while it is asking.

@@ -5,6 +5,7 @@ mod attestation;
 mod engine;
 mod hybrid;
 mod keys;
+mod pairing;
 mod udp;
 
 use std::net::SocketAddr;
@@ -42,6 +43,14 @@ enum Command {
     /// the advert as `advert: <hex>` on standard output, serve the browser through the tunnel,
     /// exit 0 when the browser ends the session.
     Hybrid(hybrid::HybridArgs),
+    /// Pair with a computer from the `pocketkey://pair?…` URL its pairing tool shows.
+    Pair(pairing::PairArgs),
+    /// Stay connected to every paired computer and answer its requests with this key.
+    Listen(pairing::ListenArgs),
+    /// List the paired computers.
+    Pairings(pairing::ListArgs),
+    /// Revoke the pairing with a computer (by name).
+    Unpair(pairing::UnpairArgs),
 }
 
 #[derive(Debug, Args)]
@@ -98,6 +107,10 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(args),
         Command::Attestation(args) => provision_attestation(args),
         Command::Hybrid(args) => hybrid::run(args),
+        Command::Pair(args) => pairing::pair(args),
+        Command::Listen(args) => pairing::listen(args),
+        Command::Pairings(args) => pairing::list(args),
+        Command::Unpair(args) => pairing::unpair(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -226,7 +239,7 @@ mod tests {
         let parse = |args: &[&str]| {
             Cli::try_parse_from(args).map(|cli| match cli.command {
                 Command::Serve(a) => a,
-                Command::Attestation(_) | Command::Hybrid(_) => unreachable!("serve was parsed"),
+                _ => unreachable!("serve was parsed"),
             })
         };
         assert_eq!(parse(&["pocketkey", "serve"]).unwrap().udp, None);

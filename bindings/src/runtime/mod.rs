@@ -27,6 +27,8 @@ mod advertiser;
 mod app;
 mod engine;
 mod error;
+pub mod pairing;
+pub mod pairing_ws;
 mod session;
 mod tunnel;
 

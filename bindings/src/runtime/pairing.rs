@@ -1,0 +1,440 @@
+//! The phone side of pairing with a computer (`docs/pairing-protocol.md`), around the sans-IO
+//! `pocketkey_core::pairing`:
+//!
+//! - [`pair`]: a scanned `pocketkey://pair?…` URL → attach the rendezvous mailbox, run the
+//!   first-contact handshake (XKpsk3), store the record once the bridge's `Hello` arrived;
+//! - [`serve_pairing`] / [`listen`]: attach each pairing's mailbox, run a KK session each time
+//!   the relay says the bridge is present, hand CTAP requests to the engine (on a worker
+//!   thread, so the relay is still read and `Pending` keeps flowing while the user is asked),
+//!   with the requester = the stored computer name.
+//!
+//! Blocking, one thread per mailbox; no async runtime.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, TryRecvError};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use p256::SecretKey;
+use pocketkey_core::approver::Requester;
+use pocketkey_core::authenticator::{Authenticator, RequestContext};
+use pocketkey_core::cancel::CancelToken;
+use pocketkey_core::pairing::mailbox::MailboxKeys;
+use pocketkey_core::pairing::relay::RelayFrame;
+use pocketkey_core::pairing::session::HANDSHAKE_TIMEOUT;
+use pocketkey_core::pairing::{
+    CtapKind, Event, Hello, PairingRecord, PairingStore, PairingUrl, PendingStatus, Role,
+    Session, UrlPolicy,
+};
+use rand_core::OsRng;
+
+use super::pairing_ws::{MailboxConn, MailboxError};
+
+/// How long connecting to the relay may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Pause between reconnect attempts of a served mailbox.
+const RECONNECT_DELAY: Duration = Duration::from_secs(1);
+
+/// Why pairing or serving failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PairingError {
+    #[error("not a valid pairing code: {0}")]
+    InvalidUrl(String),
+    #[error(transparent)]
+    Relay(#[from] MailboxError),
+    #[error("the computer did not answer in time (is its pairing tool still showing this code?)")]
+    TimedOut,
+    #[error("pairing failed: {0}")]
+    Handshake(String),
+    #[error("pairing store: {0}")]
+    Store(String),
+}
+
+/// Where the computer's CTAP requests go: the same engine as every other transport.
+pub trait PairingEngine: Send + Sync {
+    /// authenticatorGetInfo response CBOR, without the status byte (sent in `Hello`).
+    fn get_info(&self) -> Vec<u8>;
+    /// One request: CTAPHID CBOR (command ‖ CBOR → status ‖ CBOR) or MSG (APDU → data ‖ SW).
+    /// May block while the user is asked.
+    fn process(&self, kind: CtapKind, payload: &[u8], cx: &RequestContext) -> Vec<u8>;
+    /// Whether the engine is asking the user right now (`Pending` status 2 instead of 1).
+    fn waiting_for_user(&self) -> bool {
+        false
+    }
+}
+
+impl PairingEngine for Mutex<Authenticator> {
+    fn get_info(&self) -> Vec<u8> {
+        let response = self
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .process_cbor(&[0x04], &RequestContext::default());
+        response.get(1..).unwrap_or_default().to_vec()
+    }
+    fn process(&self, kind: CtapKind, payload: &[u8], cx: &RequestContext) -> Vec<u8> {
+        let mut engine = self.lock().unwrap_or_else(PoisonError::into_inner);
+        match kind {
+            CtapKind::Cbor => engine.process_cbor(payload, cx),
+            CtapKind::Msg => engine.process_u2f(payload, cx),
+        }
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn hello(name: &str, engine: &dyn PairingEngine) -> Hello {
+    Hello {
+        name: name.to_string(),
+        get_info: Some(engine.get_info()),
+    }
+}
+
+fn flush(session: &mut Session, conn: &mut MailboxConn) -> Result<(), MailboxError> {
+    while let Some(frame) = session.poll_frame() {
+        conn.send(&RelayFrame::Data(frame))?;
+    }
+    Ok(())
+}
+
+/// Pairs with the computer whose pairing URL was scanned; stores and returns the record.
+/// `phone_name` is what the computer will show (1..=64 bytes). Blocks up to
+/// `HANDSHAKE_TIMEOUT` after the bridge is found at the relay.
+pub fn pair(
+    url_text: &str,
+    policy: UrlPolicy,
+    phone_name: &str,
+    engine: &dyn PairingEngine,
+    store: &Mutex<PairingStore>,
+) -> Result<PairingRecord, PairingError> {
+    let url = PairingUrl::parse_with(url_text.trim(), policy)
+        .map_err(|e| PairingError::InvalidUrl(e.to_string()))?;
+    let keys = MailboxKeys::rendezvous(&url.bridge_key, &url.secret);
+    let mut conn = MailboxConn::open(&url.relay_url, &keys.attach(Role::Phone), CONNECT_TIMEOUT)?;
+    let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+    let mut session: Option<Session> = None;
+    let result = loop {
+        if Instant::now() >= deadline {
+            break Err(PairingError::TimedOut);
+        }
+        let frame = match conn.poll() {
+            Ok(f) => f,
+            Err(e) => break Err(e.into()),
+        };
+        let now = Instant::now();
+        match frame {
+            Some(RelayFrame::Peer { present: true }) if session.is_none() => {
+                let s = Session::phone_first_contact(
+                    &url,
+                    SecretKey::random(&mut OsRng),
+                    hello(phone_name, engine),
+                    now,
+                )
+                .map_err(|e| PairingError::Handshake(e.to_string()))?;
+                session = Some(s);
+            }
+            Some(RelayFrame::Data(payload)) => {
+                if let Some(s) = session.as_mut() {
+                    if let Err(e) = s.receive(&payload, now) {
+                        break Err(PairingError::Handshake(e.to_string()));
+                    }
+                }
+            }
+            _ => {}
+        }
+        let Some(s) = session.as_mut() else { continue };
+        if s.poll_timeout().is_some_and(|t| now >= t) {
+            s.handle_timeout(now);
+        }
+        let mut done = None;
+        while let Some(event) = s.poll_event() {
+            match event {
+                Event::Established(e) => {
+                    if let Some(new) = e.new_pairing {
+                        done = Some(PairingRecord::from_new(new, unix_now()));
+                    }
+                }
+                Event::TimedOut(_) => done = None,
+                _ => {}
+            }
+        }
+        if let Some(record) = done {
+            let stored = store
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(&record)
+                .map_err(|e| PairingError::Store(e.to_string()));
+            let _ = s.bye();
+            let _ = flush(s, &mut conn);
+            break stored.map(|()| record);
+        }
+        if s.is_finished() {
+            break Err(PairingError::Handshake(
+                "the computer refused the handshake (code already used or altered?)".into(),
+            ));
+        }
+        if let Err(e) = flush(s, &mut conn) {
+            break Err(e.into());
+        }
+    };
+    conn.close();
+    result
+}
+
+/// What a served mailbox reports to its owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServeEvent {
+    Attached,
+    Established,
+    Request { kind: CtapKind, command: u8 },
+    Answered { status: u8 },
+    /// The pairing was revoked by the computer or at the relay; the record was forgotten.
+    Revoked,
+    Disconnected(String),
+}
+
+/// One request running on the engine's worker.
+struct Running {
+    id: u32,
+    cancel: CancelToken,
+    answer: Receiver<Vec<u8>>,
+    status: PendingStatus,
+}
+
+/// Serves one pairing until `stop` is raised or the pairing is revoked: attaches its mailbox
+/// (reattaching after a drop), runs a KK session each time the bridge is present.
+pub fn serve_pairing(
+    record: PairingRecord,
+    phone_name: &str,
+    engine: Arc<dyn PairingEngine>,
+    store: Arc<Mutex<PairingStore>>,
+    stop: Arc<AtomicBool>,
+    on_event: &(dyn Fn(&PairingRecord, ServeEvent) + Sync),
+) {
+    let attach = record.mailbox_keys().attach(Role::Phone);
+    while !stop.load(Ordering::SeqCst) {
+        let mut conn = match MailboxConn::open(&record.relay_url, &attach, CONNECT_TIMEOUT) {
+            Ok(c) => c,
+            Err(e) if e.is_revoked() => {
+                forget(&store, &record);
+                on_event(&record, ServeEvent::Revoked);
+                return;
+            }
+            Err(e) => {
+                on_event(&record, ServeEvent::Disconnected(e.to_string()));
+                sleep_unless(&stop, RECONNECT_DELAY);
+                continue;
+            }
+        };
+        on_event(&record, ServeEvent::Attached);
+        match serve_connection(&mut conn, &record, phone_name, &*engine, &store, &stop, on_event)
+        {
+            Ok(Some(())) => {
+                on_event(&record, ServeEvent::Revoked);
+                conn.close();
+                return;
+            }
+            Ok(None) => {
+                conn.close();
+                return;
+            }
+            Err(e) if e.is_revoked() => {
+                forget(&store, &record);
+                on_event(&record, ServeEvent::Revoked);
+                return;
+            }
+            Err(e) => {
+                on_event(&record, ServeEvent::Disconnected(e.to_string()));
+                sleep_unless(&stop, RECONNECT_DELAY);
+            }
+        }
+    }
+}
+
+fn sleep_unless(stop: &AtomicBool, total: Duration) {
+    let until = Instant::now() + total;
+    while Instant::now() < until && !stop.load(Ordering::SeqCst) {
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn forget(store: &Mutex<PairingStore>, record: &PairingRecord) {
+    let _ = store
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .forget(&record.id);
+}
+
+/// `Ok(Some(()))`: revoked (record forgotten); `Ok(None)`: stopped.
+fn serve_connection(
+    conn: &mut MailboxConn,
+    record: &PairingRecord,
+    phone_name: &str,
+    engine: &dyn PairingEngine,
+    store: &Arc<Mutex<PairingStore>>,
+    stop: &AtomicBool,
+    on_event: &(dyn Fn(&PairingRecord, ServeEvent) + Sync),
+) -> Result<Option<()>, MailboxError> {
+    let mut session: Option<Session> = None;
+    let mut running: Option<Running> = None;
+    let engine_ptr: &dyn PairingEngine = engine;
+    thread::scope(|scope| {
+        loop {
+            if stop.load(Ordering::SeqCst) {
+                if let Some(r) = &running {
+                    r.cancel.cancel();
+                }
+                if let Some(s) = session.as_mut() {
+                    let _ = s.bye();
+                    let _ = flush(s, conn);
+                }
+                return Ok(None);
+            }
+            let frame = conn.poll()?;
+            let now = Instant::now();
+            match frame {
+                Some(RelayFrame::Peer { present: true }) => {
+                    if let Some(r) = running.take() {
+                        r.cancel.cancel();
+                    }
+                    session = record.session(hello(phone_name, engine_ptr), now).ok();
+                }
+                Some(RelayFrame::Peer { present: false }) => {
+                    if let Some(r) = running.take() {
+                        r.cancel.cancel();
+                    }
+                    session = None;
+                }
+                Some(RelayFrame::Data(payload)) => {
+                    if let Some(s) = session.as_mut() {
+                        let _ = s.receive(&payload, now);
+                    }
+                }
+                _ => {}
+            }
+            let Some(s) = session.as_mut() else { continue };
+            if s.poll_timeout().is_some_and(|t| now >= t) {
+                s.handle_timeout(now);
+            }
+            while let Some(event) = s.poll_event() {
+                match event {
+                    Event::Established(_) => {
+                        let _ = store
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .touch(&record.id, unix_now());
+                        on_event(record, ServeEvent::Established);
+                    }
+                    Event::CtapRequest(request) => {
+                        on_event(
+                            record,
+                            ServeEvent::Request {
+                                kind: request.kind,
+                                command: request.payload.first().copied().unwrap_or(0),
+                            },
+                        );
+                        let cancel = CancelToken::new();
+                        let cx = RequestContext {
+                            cancel: cancel.clone(),
+                            requester: Requester(record.name.clone()),
+                        };
+                        let (tx, rx) = mpsc::channel();
+                        let _ = s.set_status(request.id, PendingStatus::Processing, now);
+                        scope.spawn(move || {
+                            let answer = engine_ptr.process(request.kind, &request.payload, &cx);
+                            let _ = tx.send(answer);
+                        });
+                        running = Some(Running {
+                            id: request.id,
+                            cancel,
+                            answer: rx,
+                            status: PendingStatus::Processing,
+                        });
+                    }
+                    Event::Cancel { id } => {
+                        if let Some(r) = running.as_ref().filter(|r| r.id == id) {
+                            r.cancel.cancel();
+                        }
+                    }
+                    Event::Revoked => {
+                        if let Some(r) = running.take() {
+                            r.cancel.cancel();
+                        }
+                        forget(store, record);
+                        return Ok(Some(()));
+                    }
+                    _ => {}
+                }
+            }
+            if let Some(r) = running.as_mut() {
+                match r.answer.try_recv() {
+                    Ok(answer) => {
+                        on_event(
+                            record,
+                            ServeEvent::Answered {
+                                status: answer.first().copied().unwrap_or(0),
+                            },
+                        );
+                        let _ = s.respond(r.id, answer);
+                        running = None;
+                    }
+                    Err(TryRecvError::Disconnected) => running = None,
+                    Err(TryRecvError::Empty) => {
+                        if r.status == PendingStatus::Processing && engine_ptr.waiting_for_user()
+                        {
+                            r.status = PendingStatus::UserPresenceNeeded;
+                            let _ = s.set_status(r.id, r.status, now);
+                        }
+                    }
+                }
+            }
+            flush(s, conn)?;
+            if s.is_finished() {
+                if let Some(r) = running.take() {
+                    r.cancel.cancel();
+                }
+                session = None;
+            }
+        }
+    })
+}
+
+/// Serves every stored phone-side pairing, one thread each, until `stop`.
+pub fn listen(
+    phone_name: &str,
+    engine: Arc<dyn PairingEngine>,
+    store: Arc<Mutex<PairingStore>>,
+    stop: Arc<AtomicBool>,
+    on_event: Arc<dyn Fn(&PairingRecord, ServeEvent) + Send + Sync>,
+) -> Result<usize, PairingError> {
+    let records: Vec<PairingRecord> = store
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .list()
+        .map_err(|e| PairingError::Store(e.to_string()))?
+        .into_iter()
+        .filter(|r| r.role == Role::Phone)
+        .collect();
+    let count = records.len();
+    let handles: Vec<_> = records
+        .into_iter()
+        .map(|record| {
+            let (name, engine, store, stop, on_event) = (
+                phone_name.to_string(),
+                Arc::clone(&engine),
+                Arc::clone(&store),
+                Arc::clone(&stop),
+                Arc::clone(&on_event),
+            );
+            thread::spawn(move || serve_pairing(record, &name, engine, store, stop, &*on_event))
+        })
+        .collect();
+    for h in handles {
+        let _ = h.join();
+    }
+    Ok(count)
+}

@@ -1,0 +1,539 @@
+//! The bridge's link to the phone: one thread owns the relay connection and the sans-IO
+//! pairing session (first contact while no phone is paired, then KK sessions on the pairing
+//! mailbox); the CTAPHID transport's worker talks to it through [`ForwardingEngine`].
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use pocketkey_core::pairing::relay::RelayFrame;
+use pocketkey_core::pairing::session::is_handshake_frame;
+use pocketkey_core::pairing::{
+    CtapKind, Event, Hello, PairingOffer, PairingRecord, PairingStore, PendingStatus, Role,
+    Session, UrlPolicy,
+};
+use pocketkey_ffi::runtime::pairing_ws::{MailboxConn, MailboxError};
+
+use crate::engine::{Engine, RequestContext, WaitingForUser};
+
+/// CTAP2_ERR_USER_ACTION_TIMEOUT: the phone did not answer in time.
+pub const CBOR_TIMEOUT: u8 = 0x2f;
+/// CTAP2_ERR_KEEPALIVE_CANCEL: cancelled before the phone had the request.
+pub const CBOR_CANCELLED: u8 = 0x2d;
+/// SW_CONDITIONS_NOT_SATISFIED for U2F.
+pub const SW_TIMEOUT: [u8; 2] = [0x69, 0x85];
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const RECONNECT_DELAY: Duration = Duration::from_secs(1);
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn timeout_answer(kind: CtapKind) -> Vec<u8> {
+    match kind {
+        CtapKind::Cbor => vec![CBOR_TIMEOUT],
+        CtapKind::Msg => SW_TIMEOUT.to_vec(),
+    }
+}
+
+/// From the transport worker to the link thread.
+pub enum ToLink {
+    Request {
+        kind: CtapKind,
+        payload: Vec<u8>,
+        reply: Sender<Reply>,
+    },
+    Cancel,
+}
+
+/// From the link thread back to the waiting request.
+pub enum Reply {
+    Pending(PendingStatus),
+    Done(Vec<u8>),
+}
+
+/// The engine the CTAPHID transport runs: getInfo from the cache, everything else to the phone.
+pub struct ForwardingEngine {
+    pub to_link: Sender<ToLink>,
+    pub get_info: Arc<Mutex<Option<Vec<u8>>>>,
+    pub waiting: WaitingForUser,
+}
+
+impl ForwardingEngine {
+    fn forward(&self, kind: CtapKind, payload: &[u8], cx: &RequestContext) -> Vec<u8> {
+        let (reply, answers) = mpsc::channel();
+        if self
+            .to_link
+            .send(ToLink::Request {
+                kind,
+                payload: payload.to_vec(),
+                reply,
+            })
+            .is_err()
+        {
+            return timeout_answer(kind);
+        }
+        let mut cancel_sent = false;
+        let answer = loop {
+            match answers.recv_timeout(Duration::from_millis(20)) {
+                Ok(Reply::Pending(status)) => self
+                    .waiting
+                    .set(status == PendingStatus::UserPresenceNeeded),
+                Ok(Reply::Done(answer)) => break answer,
+                Err(RecvTimeoutError::Timeout) => {
+                    if !cancel_sent && cx.cancel.is_cancelled() {
+                        cancel_sent = true;
+                        let _ = self.to_link.send(ToLink::Cancel);
+                    }
+                }
+                Err(RecvTimeoutError::Disconnected) => break timeout_answer(kind),
+            }
+        };
+        self.waiting.set(false);
+        answer
+    }
+}
+
+impl Engine for ForwardingEngine {
+    fn process_cbor(&mut self, request: &[u8], cx: &RequestContext) -> Vec<u8> {
+        if request.first() == Some(&0x04) {
+            return match &*self.get_info.lock().unwrap_or_else(PoisonError::into_inner) {
+                Some(info) => [&[0x00][..], info].concat(),
+                None => vec![0x7f], // no phone paired yet: CTAP1_ERR_OTHER
+            };
+        }
+        self.forward(CtapKind::Cbor, request, cx)
+    }
+    fn process_u2f(&mut self, apdu: &[u8], cx: &RequestContext) -> Vec<u8> {
+        self.forward(CtapKind::Msg, apdu, cx)
+    }
+    fn power_cycle(&mut self) {}
+}
+
+/// What the link needs.
+pub struct LinkConfig {
+    pub relay_url: Option<String>,
+    pub name: String,
+    pub qr_png: Option<PathBuf>,
+    /// How long a request waits for the phone to attach and answer.
+    pub phone_timeout: Duration,
+}
+
+/// The open request.
+struct Open {
+    kind: CtapKind,
+    payload: Vec<u8>,
+    reply: Sender<Reply>,
+    /// Sent to the phone in this session.
+    sent: bool,
+    woke: bool,
+    /// Until the phone attaches and takes it (after that, the session's silence timer).
+    deadline: Instant,
+}
+
+impl Open {
+    fn finish(self, answer: Vec<u8>) {
+        let _ = self.reply.send(Reply::Done(answer));
+    }
+}
+
+pub struct Link {
+    config: LinkConfig,
+    store: PairingStore,
+    get_info: Arc<Mutex<Option<Vec<u8>>>>,
+    requests: Receiver<ToLink>,
+    stop: Arc<AtomicBool>,
+    request: Option<Open>,
+    /// The transport cancelled the request the phone has.
+    cancel_wanted: bool,
+}
+
+enum Mode {
+    Pairing,
+    Paired(Box<PairingRecord>),
+}
+
+fn hello(name: &str) -> Hello {
+    Hello {
+        name: name.to_string(),
+        get_info: None,
+    }
+}
+
+impl Link {
+    pub fn new(
+        config: LinkConfig,
+        store: PairingStore,
+        get_info: Arc<Mutex<Option<Vec<u8>>>>,
+        requests: Receiver<ToLink>,
+        stop: Arc<AtomicBool>,
+    ) -> Self {
+        Self {
+            config,
+            store,
+            get_info,
+            requests,
+            stop,
+            request: None,
+            cancel_wanted: false,
+        }
+    }
+
+    fn current_record(&self) -> Option<PairingRecord> {
+        self.store
+            .list()
+            .ok()?
+            .into_iter()
+            .find(|r| r.role == Role::Bridge)
+    }
+
+    pub fn run(mut self) {
+        let mut mode = match self.current_record() {
+            Some(r) => {
+                *self.get_info.lock().unwrap_or_else(PoisonError::into_inner) =
+                    r.peer_get_info.clone();
+                eprintln!("paired with {:?}", r.name);
+                Mode::Paired(Box::new(r))
+            }
+            None => Mode::Pairing,
+        };
+        while !self.stop.load(Ordering::SeqCst) {
+            mode = match mode {
+                Mode::Pairing => match self.pair() {
+                    Some(r) => Mode::Paired(Box::new(r)),
+                    None => Mode::Pairing,
+                },
+                Mode::Paired(record) => match self.serve(&record) {
+                    Ok(()) => Mode::Paired(record),
+                    Err(e) if e.is_revoked() => {
+                        eprintln!("the pairing with {:?} was revoked", record.name);
+                        let _ = self.store.forget(&record.id);
+                        *self.get_info.lock().unwrap_or_else(PoisonError::into_inner) = None;
+                        Mode::Pairing
+                    }
+                    Err(e) => {
+                        eprintln!("relay: {e}; reconnecting");
+                        self.idle(RECONNECT_DELAY);
+                        Mode::Paired(record)
+                    }
+                },
+            };
+        }
+        if let Some(open) = self.request.take() {
+            let kind = open.kind;
+            open.finish(timeout_answer(kind));
+        }
+    }
+
+    /// Takes requests from the transport and expires the open one; no phone session.
+    fn take_requests(&mut self, now: Instant) {
+        while let Ok(message) = self.requests.try_recv() {
+            match message {
+                ToLink::Request {
+                    kind,
+                    payload,
+                    reply,
+                } => {
+                    self.cancel_wanted = false;
+                    if let Some(old) = self.request.take() {
+                        let kind = old.kind;
+                        old.finish(timeout_answer(kind));
+                    }
+                    self.request = Some(Open {
+                        kind,
+                        payload,
+                        reply,
+                        sent: false,
+                        woke: false,
+                        deadline: now + self.config.phone_timeout,
+                    });
+                }
+                ToLink::Cancel => {
+                    if let Some(open) = self.request.take_if(|o| !o.sent) {
+                        open.finish(vec![CBOR_CANCELLED]);
+                    } else {
+                        self.cancel_wanted = true;
+                    }
+                }
+            }
+        }
+        if self
+            .request
+            .as_ref()
+            .is_some_and(|o| !o.sent && now >= o.deadline)
+        {
+            if let Some(open) = self.request.take() {
+                eprintln!("the phone did not answer in time");
+                let kind = open.kind;
+                open.finish(timeout_answer(kind));
+            }
+        }
+    }
+
+    fn idle(&mut self, total: Duration) {
+        let until = Instant::now() + total;
+        while Instant::now() < until && !self.stop.load(Ordering::SeqCst) {
+            self.take_requests(Instant::now());
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Shows a new offer and waits for a phone. Some(record) once paired.
+    fn pair(&mut self) -> Option<PairingRecord> {
+        let Some(relay_url) = self.config.relay_url.clone() else {
+            eprintln!("no phone is paired: give --relay URL to pair one");
+            self.stop.store(true, Ordering::SeqCst);
+            return None;
+        };
+        let offer = match PairingOffer::generate(
+            &relay_url,
+            &self.config.name,
+            UrlPolicy::Strict,
+            unix_now(),
+        ) {
+            Ok(o) => o,
+            Err(e) => {
+                eprintln!("cannot make a pairing code: {e}");
+                self.stop.store(true, Ordering::SeqCst);
+                return None;
+            }
+        };
+        let url = offer.url().to_url_string();
+        crate::show_pairing_url(&url, self.config.qr_png.as_deref());
+        let attach = offer.mailbox().attach(Role::Bridge);
+        let expires = Instant::now() + Duration::from_secs(600);
+        let mut session = match Session::bridge_first_contact(offer, hello(&self.config.name)) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("cannot start pairing: {e}");
+                self.stop.store(true, Ordering::SeqCst);
+                return None;
+            }
+        };
+        let mut conn = loop {
+            if self.stop.load(Ordering::SeqCst) {
+                return None;
+            }
+            match MailboxConn::open(&relay_url, &attach, CONNECT_TIMEOUT) {
+                Ok(c) => break c,
+                Err(e) => {
+                    eprintln!("relay: {e}; retrying");
+                    self.idle(RECONNECT_DELAY);
+                }
+            }
+        };
+        let result = loop {
+            let now = Instant::now();
+            if self.stop.load(Ordering::SeqCst) || now >= expires {
+                break None;
+            }
+            self.take_requests(now);
+            match conn.poll() {
+                Ok(Some(RelayFrame::Data(payload))) => {
+                    if let Err(e) = session.receive(&payload, now) {
+                        eprintln!("pairing failed: {e}");
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    eprintln!("relay: {e}");
+                    break None;
+                }
+            }
+            if session.poll_timeout().is_some_and(|t| now >= t) {
+                session.handle_timeout(now);
+            }
+            let mut record = None;
+            while let Some(event) = session.poll_event() {
+                if let Event::Established(e) = event {
+                    if let Some(new) = e.new_pairing {
+                        record = Some(PairingRecord::from_new(new, unix_now()));
+                    }
+                }
+            }
+            while let Some(frame) = session.poll_frame() {
+                let _ = conn.send(&RelayFrame::Data(frame));
+            }
+            if let Some(record) = record {
+                if let Err(e) = self.store.insert(&record) {
+                    eprintln!("cannot store the pairing: {e}");
+                    break None;
+                }
+                *self.get_info.lock().unwrap_or_else(PoisonError::into_inner) =
+                    record.peer_get_info.clone();
+                eprintln!("paired with {:?}", record.name);
+                let _ = std::io::stdout().flush();
+                break Some(record);
+            }
+            if session.is_finished() {
+                // The offer is burned (first HS1 read); show a new one.
+                break None;
+            }
+        };
+        conn.close();
+        result
+    }
+
+    /// One attachment of the pairing mailbox. Ok: stopped; Err: reconnect (or revoked).
+    fn serve(&mut self, record: &PairingRecord) -> Result<(), MailboxError> {
+        let mut conn = MailboxConn::open(
+            &record.relay_url,
+            &record.mailbox_keys().attach(Role::Bridge),
+            CONNECT_TIMEOUT,
+        );
+        let mut conn = loop {
+            match conn {
+                Ok(c) => break c,
+                Err(e) if e.is_revoked() => return Err(e),
+                Err(e) => {
+                    eprintln!("relay: {e}; retrying");
+                    self.idle(RECONNECT_DELAY);
+                    if self.stop.load(Ordering::SeqCst) {
+                        return Ok(());
+                    }
+                    conn = MailboxConn::open(
+                        &record.relay_url,
+                        &record.mailbox_keys().attach(Role::Bridge),
+                        CONNECT_TIMEOUT,
+                    );
+                }
+            }
+        };
+        let mut session: Option<Session> = None;
+        let mut phone_present = false;
+        loop {
+            if self.stop.load(Ordering::SeqCst) {
+                if let Some(s) = session.as_mut() {
+                    let _ = s.bye();
+                    while let Some(f) = s.poll_frame() {
+                        let _ = conn.send(&RelayFrame::Data(f));
+                    }
+                }
+                conn.close();
+                return Ok(());
+            }
+            let now = Instant::now();
+            self.take_requests(now);
+            let frame = match conn.poll() {
+                Ok(f) => f,
+                Err(e) => {
+                    if let Some(open) = self.request.take_if(|o| o.sent) {
+                        let kind = open.kind;
+                        open.finish(timeout_answer(kind));
+                    }
+                    return Err(e);
+                }
+            };
+            match frame {
+                Some(RelayFrame::Peer { present }) => {
+                    phone_present = present;
+                    if !present {
+                        session = None;
+                        self.session_lost();
+                    }
+                }
+                Some(RelayFrame::Data(payload)) => {
+                    let fresh = is_handshake_frame(&payload)
+                        && session.as_ref().is_none_or(|s| s.is_established() || s.is_finished());
+                    if fresh {
+                        if session.is_some() {
+                            self.session_lost();
+                        }
+                        session = record.session(hello(&self.config.name), now).ok();
+                    }
+                    if let Some(s) = session.as_mut() {
+                        if let Err(e) = s.receive(&payload, now) {
+                            eprintln!("session: {e}");
+                        }
+                    }
+                }
+                _ => {}
+            }
+            // Wake a sleeping phone for a waiting request.
+            if let Some(open) = self.request.as_mut() {
+                if !open.sent && !open.woke && !phone_present {
+                    open.woke = true;
+                    let _ = conn.send(&RelayFrame::Wake);
+                }
+            }
+            if let Some(s) = session.as_mut() {
+                if let (Some(open), true) = (self.request.as_mut(), s.is_established()) {
+                    if !open.sent {
+                        match s.send_request(open.kind, open.payload.clone(), None, now) {
+                            Ok(_) => open.sent = true,
+                            Err(e) => eprintln!("cannot send the request: {e}"),
+                        }
+                    }
+                }
+                if s.poll_timeout().is_some_and(|t| now >= t) {
+                    s.handle_timeout(now);
+                }
+                let mut revoked = false;
+                while let Some(event) = s.poll_event() {
+                    match event {
+                        Event::Established(e) => {
+                            if let Some(info) = e.peer_get_info {
+                                let _ = self.store.set_peer_get_info(&record.id, &info);
+                                *self.get_info.lock().unwrap_or_else(PoisonError::into_inner) =
+                                    Some(info);
+                            }
+                            let _ = self.store.touch(&record.id, unix_now());
+                        }
+                        Event::GetInfo(info) => {
+                            let _ = self.store.set_peer_get_info(&record.id, &info);
+                            *self.get_info.lock().unwrap_or_else(PoisonError::into_inner) =
+                                Some(info);
+                        }
+                        Event::Pending { status, .. } => {
+                            if let Some(open) = &self.request {
+                                let _ = open.reply.send(Reply::Pending(status));
+                            }
+                        }
+                        Event::CtapResponse { payload, .. } => {
+                            if let Some(open) = self.request.take() {
+                                open.finish(payload);
+                            }
+                        }
+                        Event::TimedOut(_) => {
+                            eprintln!("the phone went silent");
+                            self.session_lost();
+                        }
+                        Event::Revoked => revoked = true,
+                        _ => {}
+                    }
+                }
+                if std::mem::take(&mut self.cancel_wanted)
+                    && self.request.as_ref().is_some_and(|o| o.sent)
+                {
+                    let _ = s.cancel();
+                }
+                while let Some(f) = s.poll_frame() {
+                    let _ = conn.send(&RelayFrame::Data(f));
+                }
+                if revoked {
+                    conn.close();
+                    return Err(MailboxError::Closed(4010));
+                }
+                if s.is_finished() {
+                    session = None;
+                    self.session_lost();
+                }
+            }
+        }
+    }
+
+    /// The session ended with a request sent: answer it (the response cannot come any more).
+    fn session_lost(&mut self) {
+        if let Some(open) = self.request.take_if(|o| o.sent) {
+            let kind = open.kind;
+            open.finish(timeout_answer(kind));
+        }
+    }
+}

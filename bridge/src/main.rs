@@ -1,0 +1,174 @@
+//! `pocketkey-bridge`, the desktop pairing tool (DESIGN.md §1 F2–F4, §6;
+//! `docs/pairing-protocol.md`): presents a virtual FIDO security key (CTAPHID over UDP for
+//! tests and FIDO tools) that is really the paired phone. INIT/PING/WINK/CANCEL and getInfo
+//! are answered here (getInfo from the phone's cached `Hello`); everything else goes to the
+//! phone through the relay, with KEEPALIVE from the phone's `Pending` messages.
+//!
+//! The CTAPHID transport, its worker thread and the master-key file are the command line's
+//! (`cli/src/{udp,engine,keys}.rs`), compiled in here by path rather than copied.
+
+#[path = "../../cli/src/engine.rs"]
+#[allow(dead_code)]
+mod engine;
+#[path = "../../cli/src/keys.rs"]
+#[allow(dead_code)]
+mod keys;
+mod link;
+#[path = "../../cli/src/udp.rs"]
+#[allow(dead_code)]
+mod udp;
+
+use std::io::{IsTerminal, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use clap::Parser;
+use pocketkey_core::crypto::master_key::KeyProvider;
+use pocketkey_core::pairing::store::FILE_NAME;
+use pocketkey_core::pairing::PairingStore;
+
+use crate::engine::WaitingForUser;
+use crate::link::{ForwardingEngine, Link, LinkConfig};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "pocketkey-bridge",
+    version,
+    about = "PocketKey desktop pairing tool: a virtual FIDO security key that is really your phone"
+)]
+struct Cli {
+    /// Present the key as CTAPHID over UDP on ADDR (one 64-byte report per datagram).
+    #[arg(long, value_name = "ADDR", default_value = udp::DEFAULT_ADDR)]
+    udp: SocketAddr,
+
+    /// The pairing relay's base URL (wss://host[/path]; ws:// only on loopback). Needed to pair.
+    #[arg(long, value_name = "URL")]
+    relay: Option<String>,
+
+    /// Where the pairing record and its key live. Default: $XDG_DATA_HOME/pocketkey-bridge.
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+
+    /// This computer's name, shown on the phone.
+    #[arg(long, value_name = "NAME")]
+    name: Option<String>,
+
+    /// Also write the pairing QR code to FILE (SVG text; PNG is not built in yet).
+    #[arg(long, value_name = "FILE")]
+    qr_png: Option<PathBuf>,
+
+    /// How long a request waits for the phone before the browser gets
+    /// CTAP2_ERR_USER_ACTION_TIMEOUT.
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    phone_timeout: u64,
+}
+
+fn default_name() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty() && s.len() <= 64)
+        .unwrap_or_else(|| "This computer".to_string())
+}
+
+fn default_state_dir() -> Result<PathBuf, String> {
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .ok_or("no $HOME: give --state-dir")?;
+    Ok(base.join("pocketkey-bridge"))
+}
+
+/// `pair: <url>` on stdout (one line, flushed); the QR code too when stdout is a terminal.
+pub fn show_pairing_url(url: &str, file: Option<&Path>) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "pair: {url}");
+    let _ = out.flush();
+    if std::io::stdout().is_terminal() {
+        eprintln!("scan this pairing link with PocketKey on your phone (QR drawing is not built in yet)");
+    }
+    if let Some(path) = file {
+        eprintln!("--qr-png {}: QR image output is not built in yet", path.display());
+    }
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("pocketkey-bridge: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), String> {
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = Arc::clone(&stop);
+        ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst))
+            .map_err(|e| format!("cannot install the Ctrl-C handler: {e}"))?;
+    }
+    let state_dir = match cli.state_dir {
+        Some(d) => d,
+        None => default_state_dir()?,
+    };
+    let (state_dir, warning) = keys::prepare_state_dir(&state_dir)?;
+    if let Some(w) = warning {
+        eprintln!("{w}");
+    }
+    let transport = udp::UdpTransport::bind(cli.udp)?;
+    let local = transport
+        .local_addr()
+        .map_err(|e| format!("cannot read the bound address: {e}"))?;
+    let master = keys::FileKeyProvider::in_dir(&state_dir)
+        .master_key()
+        .map_err(|e| e.to_string())?;
+    let store_path = state_dir.join(FILE_NAME);
+    let store = PairingStore::open(&store_path, &master)
+        .map_err(|e| format!("cannot open {}: {e}", store_path.display()))?;
+    drop(master);
+
+    let name = cli.name.unwrap_or_else(default_name);
+    let get_info = Arc::new(Mutex::new(None));
+    let (to_link, requests) = mpsc::channel();
+    let link = Link::new(
+        LinkConfig {
+            relay_url: cli.relay,
+            name,
+            qr_png: cli.qr_png,
+            phone_timeout: Duration::from_secs(cli.phone_timeout),
+        },
+        store,
+        Arc::clone(&get_info),
+        requests,
+        Arc::clone(&stop),
+    );
+    let link_thread = thread::Builder::new()
+        .name("pocketkey-link".into())
+        .spawn(move || link.run())
+        .map_err(|e| format!("cannot start: {e}"))?;
+
+    eprintln!("PocketKey bridge: virtual security key on UDP {local}");
+    let waiting = WaitingForUser::new();
+    let engine = ForwardingEngine {
+        to_link,
+        get_info,
+        waiting: waiting.clone(),
+    };
+    let options = udp::Options {
+        waiting_for_user: Some(waiting),
+        ..udp::Options::default()
+    };
+    let result = transport
+        .run(engine, options, Arc::clone(&stop))
+        .map_err(|e| format!("UDP transport failed: {e}"));
+    stop.store(true, Ordering::SeqCst);
+    let _ = link_thread.join();
+    result
+}

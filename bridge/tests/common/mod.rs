@@ -1,0 +1,326 @@
+//! Test helpers: a pairing-relay stand-in that follows `docs/pairing-protocol.md` §3 (attach
+//! check with the core's `verify_attach`, PEER, DATA routing, WAKE → "no push target",
+//! DELETE → ACK + close 4010 + tombstone 410), and a minimal CTAPHID-over-UDP client.
+#![allow(dead_code)]
+
+use std::collections::{HashMap, HashSet};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use pocketkey_core::pairing::mailbox::{
+    verify_attach, HEADER_PEER, HEADER_ROLE, HEADER_TOKEN, SUBPROTOCOL,
+};
+use pocketkey_core::pairing::relay::RelayFrame;
+use pocketkey_core::pairing::{MailboxId, Role};
+use tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tungstenite::http::{HeaderValue, StatusCode};
+use tungstenite::protocol::{frame::coding::CloseCode, CloseFrame};
+use tungstenite::Message;
+
+enum Out {
+    Frame(Vec<u8>),
+    Close(u16),
+}
+
+#[derive(Default)]
+struct State {
+    mailboxes: HashMap<MailboxId, [Option<(u64, Sender<Out>)>; 2]>,
+    tombstones: HashSet<MailboxId>,
+    next: u64,
+    /// Every DATA payload routed (for "no plaintext" checks).
+    seen: Vec<Vec<u8>>,
+}
+
+fn slot(role: Role) -> usize {
+    match role {
+        Role::Bridge => 0,
+        Role::Phone => 1,
+    }
+}
+
+pub struct StandInRelay {
+    pub url: String,
+    state: Arc<Mutex<State>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for StandInRelay {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+impl StandInRelay {
+    pub fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("ws://{}", listener.local_addr().unwrap());
+        let state = Arc::new(Mutex::new(State::default()));
+        let stop = Arc::new(AtomicBool::new(false));
+        {
+            let (state, stop) = (Arc::clone(&state), Arc::clone(&stop));
+            listener.set_nonblocking(true).unwrap();
+            thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    match listener.accept() {
+                        Ok((tcp, _)) => {
+                            let (state, stop) = (Arc::clone(&state), Arc::clone(&stop));
+                            thread::spawn(move || connection(tcp, state, stop));
+                        }
+                        Err(_) => thread::sleep(Duration::from_millis(10)),
+                    }
+                }
+            });
+        }
+        Self { url, state, stop }
+    }
+
+    pub fn seen(&self) -> Vec<Vec<u8>> {
+        self.state.lock().unwrap().seen.clone()
+    }
+}
+
+fn connection(tcp: std::net::TcpStream, state: Arc<Mutex<State>>, stop: Arc<AtomicBool>) {
+    tcp.set_nonblocking(false).unwrap();
+    let mut attached: Option<(MailboxId, Role)> = None;
+    let callback = |request: &Request, mut response: Response| {
+        let header = |name: &str| {
+            request
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string()
+        };
+        let refuse = |code: u16| {
+            let mut r = ErrorResponse::new(None);
+            *r.status_mut() = StatusCode::from_u16(code).unwrap();
+            Err(r)
+        };
+        match verify_attach(
+            request.uri().path(),
+            &header(HEADER_ROLE),
+            &header(HEADER_TOKEN),
+            &header(HEADER_PEER),
+        ) {
+            Ok((id, role)) => {
+                if state.lock().unwrap().tombstones.contains(&id) {
+                    return refuse(410);
+                }
+                attached = Some((id, role));
+                response
+                    .headers_mut()
+                    .insert("Sec-WebSocket-Protocol", HeaderValue::from_static(SUBPROTOCOL));
+                Ok(response)
+            }
+            Err(e) => refuse(e.http_status()),
+        }
+    };
+    let Ok(mut ws) = tungstenite::accept_hdr(tcp, callback) else {
+        return;
+    };
+    let Some((id, role)) = attached else { return };
+    ws.get_mut()
+        .set_read_timeout(Some(Duration::from_millis(10)))
+        .unwrap();
+    let (tx, rx): (Sender<Out>, Receiver<Out>) = mpsc::channel();
+    let me;
+    {
+        let mut s = state.lock().unwrap();
+        s.next += 1;
+        me = s.next;
+        let entry = s.mailboxes.entry(id).or_default();
+        if let Some((_, old)) = entry[slot(role)].replace((me, tx.clone())) {
+            let _ = old.send(Out::Close(4001));
+        }
+        let peer_present = entry[slot(role.other())].is_some();
+        let _ = tx.send(Out::Frame(
+            RelayFrame::Peer {
+                present: peer_present,
+            }
+            .encode(),
+        ));
+        if let Some((_, peer)) = &entry[slot(role.other())] {
+            let _ = peer.send(Out::Frame(RelayFrame::Peer { present: true }.encode()));
+        }
+    }
+    let peer_tx = |s: &State| -> Option<Sender<Out>> {
+        s.mailboxes
+            .get(&id)
+            .and_then(|e| e[slot(role.other())].as_ref().map(|(_, t)| t.clone()))
+    };
+    'outer: while !stop.load(Ordering::SeqCst) {
+        match ws.read() {
+            Ok(Message::Binary(bytes)) => {
+                let mut s = state.lock().unwrap();
+                match RelayFrame::decode(&bytes) {
+                    Ok(RelayFrame::Data(payload)) => {
+                        s.seen.push(payload.clone());
+                        match peer_tx(&s) {
+                            Some(peer) => {
+                                let _ = peer.send(Out::Frame(RelayFrame::Data(payload).encode()));
+                            }
+                            None => {
+                                let _ = tx.send(Out::Frame(
+                                    RelayFrame::Error {
+                                        code: 6,
+                                        message: "peer_absent".into(),
+                                    }
+                                    .encode(),
+                                ));
+                            }
+                        }
+                    }
+                    Ok(RelayFrame::Wake) => {
+                        let result = if peer_tx(&s).is_some() { 0 } else { 2 };
+                        let _ = tx.send(Out::Frame(vec![0x82, result]));
+                    }
+                    Ok(RelayFrame::Delete) => {
+                        let _ = tx.send(Out::Frame(RelayFrame::Ack(0x05).encode()));
+                        s.tombstones.insert(id);
+                        if let Some(entry) = s.mailboxes.remove(&id) {
+                            for (_, t) in entry.into_iter().flatten() {
+                                let _ = t.send(Out::Close(4010));
+                            }
+                        }
+                    }
+                    Ok(other) => {
+                        let _ = tx.send(Out::Frame(RelayFrame::Ack(other.frame_type()).encode()));
+                    }
+                    Err(_) => {}
+                }
+            }
+            Ok(Message::Close(_)) => break,
+            Ok(_) => {}
+            Err(tungstenite::Error::Io(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => break,
+        }
+        while let Ok(out) = rx.try_recv() {
+            match out {
+                Out::Frame(f) => {
+                    if ws.send(Message::Binary(f.into())).is_err() {
+                        break 'outer;
+                    }
+                }
+                Out::Close(code) => {
+                    let _ = ws.close(Some(CloseFrame {
+                        code: CloseCode::from(code),
+                        reason: "".into(),
+                    }));
+                    let _ = ws.flush();
+                    thread::sleep(Duration::from_millis(50));
+                    break 'outer;
+                }
+            }
+        }
+    }
+    let mut s = state.lock().unwrap();
+    let mine = s
+        .mailboxes
+        .get(&id)
+        .and_then(|e| e[slot(role)].as_ref())
+        .is_some_and(|(n, _)| *n == me);
+    if mine {
+        let entry = s.mailboxes.get_mut(&id).unwrap();
+        entry[slot(role)] = None;
+        if let Some((_, peer)) = &entry[slot(role.other())] {
+            let _ = peer.send(Out::Frame(RelayFrame::Peer { present: false }.encode()));
+        }
+    }
+}
+
+// ---- CTAPHID over UDP ---------------------------------------------------------------------------
+
+pub struct HidClient {
+    socket: UdpSocket,
+    cid: u32,
+    pub keepalives: Vec<u8>,
+}
+
+const INIT: u8 = 0x86;
+const CBOR: u8 = 0x90;
+const KEEPALIVE: u8 = 0xbb;
+const ERROR: u8 = 0xbf;
+
+impl HidClient {
+    pub fn connect(addr: SocketAddr) -> Self {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket.connect(addr).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        let mut client = Self {
+            socket,
+            cid: 0xffff_ffff,
+            keepalives: Vec::new(),
+        };
+        let nonce = [7u8; 8];
+        let (cmd, data) = client.transact(INIT, &nonce, Duration::from_secs(5));
+        assert_eq!(cmd, INIT);
+        assert_eq!(&data[..8], &nonce);
+        client.cid = u32::from_be_bytes(data[8..12].try_into().unwrap());
+        client
+    }
+
+    fn send(&self, cmd: u8, data: &[u8]) {
+        let mut report = [0u8; 64];
+        report[..4].copy_from_slice(&self.cid.to_be_bytes());
+        report[4] = cmd;
+        report[5..7].copy_from_slice(&(data.len() as u16).to_be_bytes());
+        let first = data.len().min(57);
+        report[7..7 + first].copy_from_slice(&data[..first]);
+        self.socket.send(&report).unwrap();
+        let mut seq = 0u8;
+        for chunk in data[first..].chunks(59) {
+            let mut report = [0u8; 64];
+            report[..4].copy_from_slice(&self.cid.to_be_bytes());
+            report[4] = seq;
+            report[5..5 + chunk.len()].copy_from_slice(chunk);
+            self.socket.send(&report).unwrap();
+            seq += 1;
+        }
+    }
+
+    /// Sends a message, reads the answer (skipping KEEPALIVEs, recorded) until `timeout`.
+    pub fn transact(&mut self, cmd: u8, data: &[u8], timeout: Duration) -> (u8, Vec<u8>) {
+        self.send(cmd, data);
+        let deadline = Instant::now() + timeout;
+        let mut buf = [0u8; 64];
+        loop {
+            assert!(Instant::now() < deadline, "no answer in {timeout:?}");
+            let Ok(n) = self.socket.recv(&mut buf) else {
+                continue;
+            };
+            assert_eq!(n, 64);
+            let cmd = buf[4];
+            if cmd == KEEPALIVE {
+                self.keepalives.push(buf[7]);
+                continue;
+            }
+            let len = u16::from_be_bytes([buf[5], buf[6]]) as usize;
+            let mut data = buf[7..7 + len.min(57)].to_vec();
+            while data.len() < len {
+                let n = self.socket.recv(&mut buf).unwrap();
+                assert_eq!(n, 64);
+                let take = (len - data.len()).min(59);
+                data.extend_from_slice(&buf[5..5 + take]);
+            }
+            return (cmd, data);
+        }
+    }
+
+    /// One CTAP2 request; returns status ‖ CBOR.
+    pub fn cbor(&mut self, request: &[u8], timeout: Duration) -> Vec<u8> {
+        let (cmd, data) = self.transact(CBOR, request, timeout);
+        assert_ne!(cmd, ERROR, "CTAPHID error {data:?}");
+        assert_eq!(cmd, CBOR);
+        data
+    }
+}

@@ -1,0 +1,233 @@
+//! The bridge as a real process (UDP CTAPHID + relay link) paired with the phone runtime of the
+//! bindings (in this process, the real engine with auto-approval), through a relay stand-in
+//! that follows the protocol document: pair from the printed `pair:` line, getInfo from the
+//! cache, makeCredential and getAssertion forwarded, no plaintext at the relay, the CTAP
+//! timeout error once the phone is gone, and the pairing kept across a bridge restart.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, UdpSocket};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use ciborium::value::Value;
+use common::{HidClient, StandInRelay};
+use pocketkey_core::approver::AutoApprover;
+use pocketkey_core::authenticator::{Authenticator, Config};
+use pocketkey_core::crypto::master_key::MasterKey;
+use pocketkey_core::pairing::{PairingStore, UrlPolicy};
+use pocketkey_core::store::Store;
+use pocketkey_ffi::runtime::pairing::{self as runtime, PairingEngine};
+
+struct Bridge {
+    child: Child,
+    addr: SocketAddr,
+    first_line: String,
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_udp() -> SocketAddr {
+    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+}
+
+fn bridge(relay: &str, dir: &std::path::Path, expect_line: bool) -> Bridge {
+    let addr = free_udp();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pocketkey-bridge"))
+        .args(["--udp", &addr.to_string(), "--relay", relay, "--name", "Test laptop"])
+        .args(["--phone-timeout", "2", "--state-dir"])
+        .arg(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first_line = String::new();
+    if expect_line {
+        let stdout = child.stdout.take().unwrap();
+        BufReader::new(stdout).read_line(&mut first_line).unwrap();
+    } else {
+        thread::sleep(Duration::from_millis(500));
+    }
+    Bridge {
+        child,
+        addr,
+        first_line,
+    }
+}
+
+fn cbor(value: Value) -> Vec<u8> {
+    let mut out = Vec::new();
+    ciborium::ser::into_writer(&value, &mut out).unwrap();
+    out
+}
+
+fn make_credential() -> Vec<u8> {
+    let map = |entries: Vec<(Value, Value)>| Value::Map(entries);
+    let request = map(vec![
+        (1.into(), Value::Bytes(vec![0x11; 32])),
+        (2.into(), map(vec![("id".into(), "example.com".into())])),
+        (
+            3.into(),
+            map(vec![
+                ("id".into(), Value::Bytes(vec![1, 2, 3])),
+                ("name".into(), "anna".into()),
+            ]),
+        ),
+        (
+            4.into(),
+            Value::Array(vec![map(vec![
+                ("alg".into(), (-7).into()),
+                ("type".into(), "public-key".into()),
+            ])]),
+        ),
+        (
+            7.into(),
+            map(vec![("rk".into(), true.into()), ("uv".into(), true.into())]),
+        ),
+    ]);
+    [vec![0x01], cbor(request)].concat()
+}
+
+fn get_assertion() -> Vec<u8> {
+    let request = Value::Map(vec![
+        (1.into(), "example.com".into()),
+        (2.into(), Value::Bytes(vec![0x22; 32])),
+    ]);
+    [vec![0x02], cbor(request)].concat()
+}
+
+struct Phone {
+    _dir: tempfile::TempDir,
+    engine: Arc<Mutex<Authenticator>>,
+    store: Arc<Mutex<PairingStore>>,
+}
+
+fn phone() -> Phone {
+    let dir = tempfile::tempdir().unwrap();
+    let master = MasterKey::generate();
+    let store = Store::open(&dir.path().join("credentials.db"), &master).unwrap();
+    let engine = Authenticator::new(store, &master, Box::new(AutoApprover), Config::default())
+        .unwrap();
+    let pairings = PairingStore::open(&dir.path().join("pairings.db"), &master).unwrap();
+    Phone {
+        _dir: dir,
+        engine: Arc::new(Mutex::new(engine)),
+        store: Arc::new(Mutex::new(pairings)),
+    }
+}
+
+struct EngineRef(Arc<Mutex<Authenticator>>);
+impl PairingEngine for EngineRef {
+    fn get_info(&self) -> Vec<u8> {
+        self.0.get_info()
+    }
+    fn process(
+        &self,
+        kind: pocketkey_core::pairing::CtapKind,
+        payload: &[u8],
+        cx: &pocketkey_core::authenticator::RequestContext,
+    ) -> Vec<u8> {
+        self.0.process(kind, payload, cx)
+    }
+}
+
+fn listen(phone: &Phone) -> (Arc<AtomicBool>, thread::JoinHandle<()>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let (engine, store, s) = (
+        Arc::new(EngineRef(Arc::clone(&phone.engine))),
+        Arc::clone(&phone.store),
+        Arc::clone(&stop),
+    );
+    let handle = thread::spawn(move || {
+        runtime::listen("Test phone", engine, store, s, Arc::new(|_, _| {})).unwrap();
+    });
+    (stop, handle)
+}
+
+#[test]
+fn pair_register_sign_in_and_time_out_through_the_bridge() {
+    let relay = StandInRelay::start();
+    let bridge_dir = tempfile::tempdir().unwrap();
+    let mut b = bridge(&relay.url, bridge_dir.path(), true);
+    let url = b.first_line.strip_prefix("pair: ").expect("a pair: line").trim().to_string();
+    assert!(url.starts_with("pocketkey://pair?v=1&"), "{url}");
+
+    // Before pairing the bridge has no getInfo to give.
+    let mut hid = HidClient::connect(b.addr);
+    assert_eq!(hid.cbor(&[0x04], Duration::from_secs(2)), vec![0x7f]);
+
+    let phone = phone();
+    let record = runtime::pair(
+        &url,
+        UrlPolicy::Strict,
+        "Test phone",
+        &EngineRef(Arc::clone(&phone.engine)),
+        &phone.store,
+    )
+    .unwrap();
+    assert_eq!(record.name, "Test laptop");
+    // The same QR code cannot pair twice (burned offer, nobody at the rendezvous any more).
+    let again = runtime::pair(
+        &url,
+        UrlPolicy::Strict,
+        "Thief",
+        &EngineRef(Arc::clone(&phone.engine)),
+        &phone.store,
+    );
+    assert!(again.is_err());
+
+    // getInfo is answered from the phone's Hello.
+    let expected = [vec![0x00], phone.engine.get_info()].concat();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let info = hid.cbor(&[0x04], Duration::from_secs(2));
+        if info == expected {
+            break;
+        }
+        assert!(Instant::now() < deadline, "getInfo not cached: {info:02x?}");
+        thread::sleep(Duration::from_millis(100));
+    }
+
+    let (stop, handle) = listen(&phone);
+    let made = hid.cbor(&make_credential(), Duration::from_secs(15));
+    assert_eq!(made[0], 0x00, "makeCredential status {:02x}", made[0]);
+    let got = hid.cbor(&get_assertion(), Duration::from_secs(15));
+    assert_eq!(got[0], 0x00, "getAssertion status {:02x}", got[0]);
+    assert!(!hid.keepalives.is_empty(), "KEEPALIVE while the phone works");
+
+    // Nothing the relay carried shows the relying party or the request in clear.
+    for frame in relay.seen() {
+        assert!(!frame.windows(11).any(|w| w == b"example.com"));
+    }
+
+    // The phone goes away: the browser gets CTAP2_ERR_USER_ACTION_TIMEOUT, not a hang.
+    stop.store(true, Ordering::SeqCst);
+    handle.join().unwrap();
+    let started = Instant::now();
+    assert_eq!(hid.cbor(&get_assertion(), Duration::from_secs(10)), vec![0x2f]);
+    assert!(started.elapsed() >= Duration::from_millis(1500));
+    // getInfo still from the cache.
+    assert_eq!(hid.cbor(&[0x04], Duration::from_secs(2)), expected);
+
+    // A restarted bridge keeps the pairing (no pair: line) and serves the phone again.
+    b.child.kill().unwrap();
+    b.child.wait().unwrap();
+    drop(b);
+    let b = bridge(&relay.url, bridge_dir.path(), false);
+    let (stop, handle) = listen(&phone);
+    let mut hid = HidClient::connect(b.addr);
+    assert_eq!(hid.cbor(&[0x04], Duration::from_secs(2)), expected);
+    let got = hid.cbor(&get_assertion(), Duration::from_secs(15));
+    assert_eq!(got[0], 0x00, "getAssertion after restart {:02x}", got[0]);
+    stop.store(true, Ordering::SeqCst);
+    handle.join().unwrap();
+}

@@ -1,0 +1,240 @@
+//! `pocketkey pair | listen | pairings | unpair`: the terminal as the phone of a paired computer
+//! (`docs/pairing-protocol.md`), on the phone runtime of the bindings
+//! (`pocketkey_ffi::runtime::pairing`) and the same engine and store as `serve`.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use pocketkey_core::approver::{Approver, AutoApprover};
+use pocketkey_core::authenticator::{Authenticator, RequestContext};
+use pocketkey_core::crypto::master_key::MasterKey;
+use pocketkey_core::pairing::relay::RelayFrame;
+use pocketkey_core::pairing::store::FILE_NAME;
+use pocketkey_core::pairing::{CtapKind, PairingRecord, PairingStore, Role, UrlPolicy};
+use pocketkey_ffi::runtime::pairing::{self as runtime, PairingEngine, ServeEvent};
+use pocketkey_ffi::runtime::pairing_ws::MailboxConn;
+
+use crate::engine::{SignallingApprover, WaitingForUser};
+use crate::{approver, attestation, engine, keys};
+
+#[derive(Debug, Args)]
+pub struct CommonArgs {
+    /// The state directory (as for `serve`); pairings live in pairings.db there.
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// Master key from the OS keyring (as for `serve`).
+    #[arg(long)]
+    keyring: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PairArgs {
+    /// The `pocketkey://pair?…` URL the computer's pairing tool shows.
+    url: String,
+    /// The name the computer will show for this phone.
+    #[arg(long, value_name = "NAME", default_value = "PocketKey CLI")]
+    phone_name: String,
+    /// Accept a ws:// relay that is not on loopback (developer mode).
+    #[arg(long)]
+    insecure_relay: bool,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ListenArgs {
+    /// Approve every request without asking (verified). For unattended tests only.
+    #[arg(long)]
+    auto_approve: bool,
+    /// The name the computers show for this phone.
+    #[arg(long, value_name = "NAME", default_value = "PocketKey CLI")]
+    phone_name: String,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct UnpairArgs {
+    /// The computer's name, as `pocketkey pairings` lists it.
+    name: String,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+/// The engine of `serve`, shared by every pairing's thread.
+struct CliEngine {
+    engine: Mutex<Authenticator>,
+    waiting: WaitingForUser,
+}
+
+impl PairingEngine for CliEngine {
+    fn get_info(&self) -> Vec<u8> {
+        self.engine.get_info()
+    }
+    fn process(&self, kind: CtapKind, payload: &[u8], cx: &RequestContext) -> Vec<u8> {
+        self.engine.process(kind, payload, cx)
+    }
+    fn waiting_for_user(&self) -> bool {
+        self.waiting.is_waiting()
+    }
+}
+
+fn open(common: &CommonArgs) -> Result<(PathBuf, MasterKey, PairingStore), String> {
+    let dir = match &common.state_dir {
+        Some(d) => d.clone(),
+        None => keys::default_state_dir()?,
+    };
+    let (dir, warning) = keys::prepare_state_dir(&dir)?;
+    if let Some(w) = warning {
+        eprintln!("{w}");
+    }
+    let master = crate::master_key(&dir, common.keyring)?;
+    let store = open_store(&dir, &master)?;
+    Ok((dir, master, store))
+}
+
+fn open_store(dir: &Path, master: &MasterKey) -> Result<PairingStore, String> {
+    let path = dir.join(FILE_NAME);
+    PairingStore::open(&path, master).map_err(|e| format!("cannot open {}: {e}", path.display()))
+}
+
+fn open_engine(dir: &Path, master: &MasterKey, auto_approve: bool) -> Result<CliEngine, String> {
+    let waiting = WaitingForUser::new();
+    let inner: Box<dyn Approver> = if auto_approve {
+        Box::new(AutoApprover)
+    } else {
+        Box::new(approver::TerminalApprover::new())
+    };
+    let approver = Box::new(SignallingApprover::new(inner, waiting.clone()));
+    let attestation = attestation::load(dir, master)?;
+    let engine = engine::open_engine(&dir.join(keys::STORE_FILE_NAME), master, approver, attestation)?;
+    Ok(CliEngine {
+        engine: Mutex::new(engine),
+        waiting,
+    })
+}
+
+pub fn pair(args: PairArgs) -> Result<(), String> {
+    let (dir, master, store) = open(&args.common)?;
+    // Approvals are not needed for pairing; getInfo only.
+    let engine = open_engine(&dir, &master, true)?;
+    drop(master);
+    let policy = if args.insecure_relay {
+        UrlPolicy::AllowInsecureRelay
+    } else {
+        UrlPolicy::Strict
+    };
+    let store = Mutex::new(store);
+    let record = runtime::pair(&args.url, policy, &args.phone_name, &engine, &store)
+        .map_err(|e| e.to_string())?;
+    println!("paired: {} {}", record.id.to_hex(), record.name);
+    Ok(())
+}
+
+pub fn listen(args: ListenArgs) -> Result<(), String> {
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = Arc::clone(&stop);
+        ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst))
+            .map_err(|e| format!("cannot install the Ctrl-C handler: {e}"))?;
+    }
+    let (dir, master, store) = open(&args.common)?;
+    let engine = open_engine(&dir, &master, args.auto_approve)?;
+    drop(master);
+    let phones = store.list().map_err(|e| e.to_string())?;
+    let count = phones.iter().filter(|r| r.role == Role::Phone).count();
+    if count == 0 {
+        return Err("no computer is paired: run `pocketkey pair '<pairing URL>'` first".into());
+    }
+    eprintln!("listening for {count} paired computer(s); Ctrl-C to stop");
+    if args.auto_approve {
+        eprintln!("auto-approving every request (--auto-approve)");
+    }
+    let on_event = Arc::new(|record: &PairingRecord, event: ServeEvent| {
+        eprintln!("{}: {event:?}", record.name);
+    });
+    runtime::listen(
+        &args.phone_name,
+        Arc::new(engine),
+        Arc::new(Mutex::new(store)),
+        stop,
+        on_event,
+    )
+    .map_err(|e| e.to_string())?;
+    eprintln!("stopped");
+    Ok(())
+}
+
+pub fn list(args: ListArgs) -> Result<(), String> {
+    let (_, _, store) = open(&args.common)?;
+    for r in store.list().map_err(|e| e.to_string())? {
+        if r.role == Role::Phone {
+            println!("{}\t{}\t{}", r.name, r.relay_url, r.id.to_hex());
+        }
+    }
+    Ok(())
+}
+
+/// Revokes locally, then tells the relay (DELETE, waits for the ACK); forgets on ACK. Without
+/// the relay the record stays as a pending revocation.
+pub fn unpair(args: UnpairArgs) -> Result<(), String> {
+    let (_, _, store) = open(&args.common)?;
+    let found: Vec<PairingRecord> = store
+        .find_by_name(&args.name)
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .filter(|r| r.role == Role::Phone)
+        .collect();
+    if found.is_empty() {
+        return Err(format!("no pairing named {:?}", args.name));
+    }
+    let store = Mutex::new(store);
+    for record in found {
+        let lock = || store.lock().unwrap_or_else(PoisonError::into_inner);
+        lock()
+            .revoke(&record.id, now_unix())
+            .map_err(|e| e.to_string())?;
+        if delete_at_relay(&record) {
+            lock().forget(&record.id).map_err(|e| e.to_string())?;
+            println!("unpaired: {}", record.name);
+        } else {
+            println!("unpaired: {} (the relay will be told later)", record.name);
+        }
+    }
+    Ok(())
+}
+
+fn delete_at_relay(record: &PairingRecord) -> bool {
+    let attach = record.mailbox_keys().attach(Role::Phone);
+    let mut conn = match MailboxConn::open(&record.relay_url, &attach, Duration::from_secs(5)) {
+        Ok(c) => c,
+        Err(e) => return e.is_revoked(),
+    };
+    if conn.send(&RelayFrame::Delete).is_err() {
+        return false;
+    }
+    let until = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < until {
+        match conn.poll() {
+            Ok(Some(RelayFrame::Ack(0x05))) => return true,
+            Ok(_) => {}
+            Err(e) => return e.is_revoked(),
+        }
+    }
+    false
+}
+
+fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
