@@ -1,0 +1,178 @@
+"""Pairing end to end with real processes on loopback (docs/pairing-protocol.md):
+`pocketkey-relay` + `pocketkey-bridge --udp` (the computer's virtual security key) +
+`pocketkey pair` / `pocketkey listen --auto-approve` (the terminal as the phone).
+python-fido2 registers and signs in through the bridge's UDP port, checked by its
+Fido2Server; with the phone gone the bridge answers with CTAP2_ERR_USER_ACTION_TIMEOUT after
+its timeout instead of hanging."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from fido2.ctap import CtapError
+from fido2.server import Fido2Server
+from fido2.webauthn import (
+    PublicKeyCredentialRpEntity,
+    PublicKeyCredentialUserEntity,
+    ResidentKeyRequirement,
+    UserVerificationRequirement,
+)
+
+from pk_helpers import client
+from pocketkey_udp import REPO_ROOT, free_udp_port, open_udp_device
+
+PHONE_TIMEOUT = 3
+
+
+def target_dir() -> Path:
+    target = os.environ.get("CARGO_TARGET_DIR")
+    return (Path(target) if target else REPO_ROOT / "target") / "debug"
+
+
+@pytest.fixture(scope="module")
+def binaries():
+    subprocess.run(
+        ["cargo", "build", "-q", "-p", "pocketkey", "-p", "pocketkey-bridge", "-p", "pocketkey-relay"],
+        cwd=REPO_ROOT,
+        check=True,
+    )
+    d = target_dir()
+    return {n: str(d / n) for n in ("pocketkey", "pocketkey-bridge", "pocketkey-relay")}
+
+
+class Procs:
+    def __init__(self):
+        self.procs: list[subprocess.Popen] = []
+
+    def start(self, args, **kw) -> subprocess.Popen:
+        p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, **kw)
+        self.procs.append(p)
+        return p
+
+    def stop(self, p: subprocess.Popen):
+        p.terminate()
+        try:
+            p.wait(5)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+    def close(self):
+        for p in self.procs:
+            if p.poll() is None:
+                self.stop(p)
+
+
+def read_line(p: subprocess.Popen, prefix: str, timeout: float = 30.0) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = p.stdout.readline()
+        if not line:
+            raise AssertionError(f"process ended before printing {prefix!r}")
+        if line.startswith(prefix):
+            return line[len(prefix):].strip()
+    raise AssertionError(f"no {prefix!r} line")
+
+
+@pytest.fixture
+def setup(binaries):
+    procs = Procs()
+    with tempfile.TemporaryDirectory() as bridge_dir, tempfile.TemporaryDirectory() as phone_dir:
+        relay = procs.start([binaries["pocketkey-relay"], "--listen", "127.0.0.1:0"])
+        relay_addr = read_line(relay, "listening on ")
+        port = free_udp_port()
+        bridge = procs.start([
+            binaries["pocketkey-bridge"], "--udp", f"127.0.0.1:{port}",
+            "--relay", f"ws://{relay_addr}", "--state-dir", bridge_dir,
+            "--name", "Test laptop", "--phone-timeout", str(PHONE_TIMEOUT),
+        ])
+        url = read_line(bridge, "pair: ")
+        yield {
+            "binaries": binaries, "procs": procs, "url": url, "phone_dir": phone_dir,
+            "addr": ("127.0.0.1", port), "bridge": bridge,
+        }
+        procs.close()
+
+
+def pair(s) -> None:
+    out = subprocess.run(
+        [s["binaries"]["pocketkey"], "pair", s["url"], "--state-dir", s["phone_dir"]],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("paired: ")
+    assert "Test laptop" in out.stdout
+
+
+def listen(s) -> subprocess.Popen:
+    return s["procs"].start([
+        s["binaries"]["pocketkey"], "listen", "--auto-approve", "--state-dir", s["phone_dir"],
+    ])
+
+
+def wait_for_get_info(addr, timeout: float = 10.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return open_udp_device(addr)
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def test_register_and_sign_in_through_the_bridge(setup):
+    pair(setup)
+    out = subprocess.run(
+        [setup["binaries"]["pocketkey"], "pairings", "--state-dir", setup["phone_dir"]],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert out.returncode == 0 and out.stdout.startswith("Test laptop\t"), out
+
+    listen(setup)
+    dev = wait_for_get_info(setup["addr"])
+    rp_id, origin = "pairing.example.org", "https://pairing.example.org"
+    server = Fido2Server(PublicKeyCredentialRpEntity(id=rp_id, name="Pairing RP"), attestation="none")
+    options, state = server.register_begin(
+        PublicKeyCredentialUserEntity(id=os.urandom(16), name="alice", display_name="Alice"),
+        resident_key_requirement=ResidentKeyRequirement.REQUIRED,
+        user_verification=UserVerificationRequirement.REQUIRED,
+    )
+    result = client(dev, origin).make_credential(options.public_key)
+    auth_data = server.register_complete(state, result)
+    assert auth_data.is_user_verified()
+
+    options, state = server.authenticate_begin(
+        [auth_data.credential_data], user_verification=UserVerificationRequirement.REQUIRED
+    )
+    selection = client(dev, origin).get_assertion(options.public_key)
+    response = selection.get_response(0)
+    server.authenticate_complete(state, [auth_data.credential_data], response)
+
+
+def test_unreachable_phone_gets_ctap_timeout(setup):
+    pair(setup)
+    phone = listen(setup)
+    dev = wait_for_get_info(setup["addr"])
+    setup["procs"].stop(phone)  # the phone goes away: getInfo still from the cache
+    rp_id, origin = "pairing.example.org", "https://pairing.example.org"
+    server = Fido2Server(PublicKeyCredentialRpEntity(id=rp_id, name="Pairing RP"), attestation="none")
+    options, _ = server.register_begin(
+        PublicKeyCredentialUserEntity(id=os.urandom(16), name="bob", display_name="Bob"),
+        user_verification=UserVerificationRequirement.DISCOURAGED,
+    )
+    started = time.monotonic()
+    with pytest.raises(Exception) as info:
+        client(dev, origin).make_credential(options.public_key)
+    elapsed = time.monotonic() - started
+    cause = info.value
+    while cause is not None and not isinstance(cause, CtapError):
+        cause = cause.__cause__ or cause.__context__
+    assert isinstance(cause, CtapError), repr(info.value)
+    assert cause.code == CtapError.ERR.USER_ACTION_TIMEOUT
+    assert PHONE_TIMEOUT - 0.5 <= elapsed < PHONE_TIMEOUT + 10
