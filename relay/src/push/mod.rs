@@ -15,9 +15,13 @@ use std::time::{Duration, Instant};
 use pocketkey_core::pairing::mailbox::MailboxId;
 use pocketkey_core::pairing::relay::{PushProvider as ProviderKind, PushTarget};
 
+pub mod apns;
+pub mod fcm;
 pub mod http;
 mod webhook;
 
+pub use apns::{ApnsConfig, ApnsProvider};
+pub use fcm::{FcmAuth, FcmConfig, FcmCredentials, FcmProvider};
 pub use webhook::WebhookProvider;
 
 pub type PushFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -127,7 +131,6 @@ impl PushService {
 }
 
 /// Seconds since the Unix epoch (JWT `iat`).
-#[allow(dead_code)]
 pub(crate) fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -1,0 +1,262 @@
+//! The FCM provider (HTTP v1): `POST {endpoint}/v1/projects/{project}/messages:send` with
+//! `Authorization: Bearer <access token>`, a high-priority data message `{"v": "1", "m": "<hex
+//! M>"}` (docs/pairing-protocol.md §3.3). The access token is either given (config) or
+//! obtained from a Google service account: an RS256 JWT (RSASSA-PKCS1-v1_5 with SHA-256, by the
+//! `rsa` crate) exchanged at the token endpoint (OAuth 2.0 JWT bearer grant, RFC 7523).
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use pocketkey_core::pairing::encoding::b64u_encode;
+use pocketkey_core::pairing::mailbox::MailboxId;
+use pocketkey_core::pairing::relay::PushTarget;
+use rsa::pkcs1v15::SigningKey;
+use rsa::pkcs8::DecodePrivateKey;
+use rsa::signature::{SignatureEncoding, Signer};
+use rsa::RsaPrivateKey;
+use sha2::Sha256;
+
+use super::http::{self, HttpVersion, Request};
+use super::{unix_now, PushError, PushFuture, PushProvider};
+
+/// The FCM endpoint.
+pub const ENDPOINT: &str = "https://fcm.googleapis.com";
+/// The OAuth scope FCM HTTP v1 needs.
+pub const SCOPE: &str = "https://www.googleapis.com/auth/firebase.messaging";
+
+/// The fields of a service-account JSON key file the relay uses.
+#[derive(Clone)]
+pub struct FcmCredentials {
+    pub client_email: String,
+    /// PKCS#8 PEM RSA private key.
+    pub private_key: String,
+    pub private_key_id: Option<String>,
+    pub token_uri: String,
+}
+
+impl std::fmt::Debug for FcmCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FcmCredentials")
+            .field("client_email", &self.client_email)
+            .field("token_uri", &self.token_uri)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FcmCredentials {
+    /// Reads a service-account key file's JSON (`client_email`, `private_key`, `token_uri`).
+    pub fn from_json(text: &str) -> Result<Self, String> {
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| format!("credentials: {e}"))?;
+        let field = |name: &str| {
+            value
+                .get(name)
+                .and_then(|v| v.as_str())
+                .map(str::to_owned)
+                .ok_or_else(|| format!("credentials: no {name}"))
+        };
+        Ok(Self {
+            client_email: field("client_email")?,
+            private_key: field("private_key")?,
+            private_key_id: field("private_key_id").ok(),
+            token_uri: field("token_uri")
+                .unwrap_or_else(|_| "https://oauth2.googleapis.com/token".into()),
+        })
+    }
+}
+
+/// Where the access token comes from.
+#[derive(Debug, Clone)]
+pub enum FcmAuth {
+    /// A token obtained elsewhere (it expires: for tests and short runs).
+    AccessToken(String),
+    /// A service account; the token endpoint defaults to the credentials' `token_uri`.
+    ServiceAccount {
+        credentials: FcmCredentials,
+        token_endpoint: Option<String>,
+    },
+}
+
+/// FCM settings.
+#[derive(Debug, Clone)]
+pub struct FcmConfig {
+    /// The Firebase project id.
+    pub project: String,
+    /// Default [`ENDPOINT`]; tests: `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+    pub auth: FcmAuth,
+}
+
+/// Sends wake-ups through FCM.
+pub struct FcmProvider {
+    config: FcmConfig,
+    key: Option<SigningKey<Sha256>>,
+    token: Mutex<Option<(String, Instant)>>,
+    timeout: Duration,
+}
+
+impl FcmProvider {
+    /// Parses the service account's key, if any.
+    pub fn new(config: FcmConfig) -> Result<Self, String> {
+        let key = match &config.auth {
+            FcmAuth::AccessToken(_) => None,
+            FcmAuth::ServiceAccount { credentials, .. } => Some(SigningKey::<Sha256>::new(
+                RsaPrivateKey::from_pkcs8_pem(credentials.private_key.trim())
+                    .map_err(|e| format!("service-account key: {e}"))?,
+            )),
+        };
+        Ok(Self {
+            config,
+            key,
+            token: Mutex::new(None),
+            timeout: Duration::from_secs(10),
+        })
+    }
+
+    /// The message body for a registration token and a mailbox.
+    pub fn body(token: &str, mailbox: MailboxId) -> Vec<u8> {
+        serde_json::json!({
+            "message": {
+                "token": token,
+                "data": {"v": "1", "m": mailbox.to_hex()},
+                "android": {"priority": "high", "ttl": "60s"},
+            }
+        })
+        .to_string()
+        .into_bytes()
+    }
+
+    /// The signed assertion for the token exchange.
+    fn assertion(&self, credentials: &FcmCredentials, audience: &str) -> String {
+        let key = self.key.as_ref().expect("a service account has a key");
+        let mut header = serde_json::json!({"alg": "RS256", "typ": "JWT"});
+        if let Some(kid) = &credentials.private_key_id {
+            header["kid"] = kid.clone().into();
+        }
+        let now = unix_now();
+        let claims = serde_json::json!({
+            "iss": credentials.client_email,
+            "scope": SCOPE,
+            "aud": audience,
+            "iat": now,
+            "exp": now + 3600,
+        });
+        let signing_input = format!(
+            "{}.{}",
+            b64u_encode(header.to_string().as_bytes()),
+            b64u_encode(claims.to_string().as_bytes())
+        );
+        let signature = key.sign(signing_input.as_bytes());
+        format!("{signing_input}.{}", b64u_encode(&signature.to_bytes()))
+    }
+
+    async fn access_token(&self) -> Result<String, PushError> {
+        let (credentials, token_endpoint) = match &self.config.auth {
+            FcmAuth::AccessToken(token) => return Ok(token.clone()),
+            FcmAuth::ServiceAccount {
+                credentials,
+                token_endpoint,
+            } => (credentials, token_endpoint),
+        };
+        if let Some((token, expires)) = self.token.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            if Instant::now() < *expires {
+                return Ok(token.clone());
+            }
+        }
+        let audience = credentials.token_uri.clone();
+        let endpoint = token_endpoint.clone().unwrap_or_else(|| audience.clone());
+        let body = format!(
+            "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion={}",
+            self.assertion(credentials, &audience)
+        );
+        let response = http::send(
+            Request {
+                method: hyper::Method::POST,
+                url: endpoint,
+                headers: vec![(
+                    "content-type".into(),
+                    "application/x-www-form-urlencoded".into(),
+                )],
+                body: body.into_bytes(),
+                version: HttpVersion::Http1,
+            },
+            self.timeout,
+        )
+        .await
+        .map_err(|e| PushError::Failed(format!("token endpoint: {e}")))?;
+        if !response.status.is_success() {
+            return Err(PushError::Failed(format!(
+                "token endpoint answered {}",
+                response.status
+            )));
+        }
+        let json: serde_json::Value = serde_json::from_slice(&response.body)
+            .map_err(|e| PushError::Failed(format!("token endpoint: {e}")))?;
+        let token = json
+            .get("access_token")
+            .and_then(|v| v.as_str())
+            .ok_or_else(|| PushError::Failed("token endpoint: no access_token".into()))?
+            .to_string();
+        let lifetime = json.get("expires_in").and_then(|v| v.as_u64()).unwrap_or(3600);
+        let expires = Instant::now() + Duration::from_secs(lifetime.saturating_sub(60));
+        *self.token.lock().unwrap_or_else(|p| p.into_inner()) = Some((token.clone(), expires));
+        Ok(token)
+    }
+}
+
+impl PushProvider for FcmProvider {
+    fn check_target(&self, target: &PushTarget) -> Result<(), PushError> {
+        let ok = target
+            .target
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_:.".contains(&b));
+        if ok {
+            Ok(())
+        } else {
+            Err(PushError::BadTarget("not an FCM registration token".into()))
+        }
+    }
+
+    fn wake<'a>(
+        &'a self,
+        target: &'a PushTarget,
+        mailbox: MailboxId,
+    ) -> PushFuture<'a, Result<(), PushError>> {
+        Box::pin(async move {
+            self.check_target(target)?;
+            let token = self.access_token().await?;
+            let response = http::send(
+                Request {
+                    method: hyper::Method::POST,
+                    url: format!(
+                        "{}/v1/projects/{}/messages:send",
+                        self.config.endpoint.trim_end_matches('/'),
+                        self.config.project
+                    ),
+                    headers: vec![
+                        ("authorization".into(), format!("Bearer {token}")),
+                        ("content-type".into(), "application/json".into()),
+                    ],
+                    body: Self::body(&target.target, mailbox),
+                    version: HttpVersion::Http1,
+                },
+                self.timeout,
+            )
+            .await
+            .map_err(PushError::Failed)?;
+            if response.status.is_success() {
+                Ok(())
+            } else {
+                if response.status == hyper::StatusCode::UNAUTHORIZED {
+                    // A revoked or expired token: fetch a new one next time.
+                    *self.token.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                }
+                Err(PushError::Failed(format!(
+                    "FCM answered {}: {}",
+                    response.status,
+                    String::from_utf8_lossy(&response.body)
+                )))
+            }
+        })
+    }
+}

@@ -1,0 +1,301 @@
+//! The FCM and APNs clients against local endpoints that check the request shape and the
+//! authentication: FCM's service-account RS256 JWT (verified with the public key) exchanged for
+//! an access token, then the HTTP v1 send; APNs over HTTP/2 without TLS (h2c: TLS is
+//! impractical for a local endpoint), its ES256 provider token verified with the public key.
+//! And the dispatch of [`PushService`] by the target's provider.
+
+mod common;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use p256::ecdsa::signature::Verifier as _;
+use p256::pkcs8::EncodePrivateKey as _;
+use pocketkey_core::pairing::encoding::b64u_decode;
+use pocketkey_core::pairing::mailbox::MailboxId;
+use pocketkey_core::pairing::relay::{ApnsEnvironment, PushProvider as Kind, PushTarget};
+use pocketkey_relay::push::{
+    ApnsConfig, ApnsProvider, FcmAuth, FcmConfig, FcmCredentials, FcmProvider, PushError,
+};
+use pocketkey_relay::{PushProvider, PushService};
+use rand_core::OsRng;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+/// One request as the endpoint saw it.
+#[derive(Debug)]
+struct Seen {
+    version: hyper::Version,
+    method: String,
+    path: String,
+    headers: hyper::HeaderMap,
+    body: Vec<u8>,
+}
+
+type Answer = Arc<dyn Fn(&Seen) -> (u16, String) + Send + Sync>;
+
+/// A local endpoint (HTTP/1.1 or h2c) recording requests and answering with `answer`.
+async fn endpoint(http2: bool, answer: Answer) -> (SocketAddr, mpsc::UnboundedReceiver<Seen>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let tx = tx.clone();
+            let answer = answer.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+                    let tx = tx.clone();
+                    let answer = answer.clone();
+                    async move {
+                        let version = request.version();
+                        let method = request.method().to_string();
+                        let path = request.uri().path().to_string();
+                        let headers = request.headers().clone();
+                        let body = request.into_body().collect().await.unwrap().to_bytes().to_vec();
+                        let seen = Seen { version, method, path, headers, body };
+                        let (status, body) = answer(&seen);
+                        tx.send(seen).unwrap();
+                        let mut response = Response::new(Full::new(Bytes::from(body)));
+                        *response.status_mut() = StatusCode::from_u16(status).unwrap();
+                        Ok::<_, Infallible>(response)
+                    }
+                });
+                let io = TokioIo::new(stream);
+                if http2 {
+                    let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                        .serve_connection(io, service)
+                        .await;
+                } else {
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(io, service)
+                        .await;
+                }
+            });
+        }
+    });
+    (addr, rx)
+}
+
+fn json_part(part: &str) -> serde_json::Value {
+    serde_json::from_slice(&b64u_decode(part).expect("base64url")).expect("JSON")
+}
+
+fn header<'a>(seen: &'a Seen, name: &str) -> &'a str {
+    seen.headers
+        .get(name)
+        .unwrap_or_else(|| panic!("no {name} header"))
+        .to_str()
+        .unwrap()
+}
+
+const MAILBOX: MailboxId = MailboxId([0x5a; 16]);
+
+#[tokio::test]
+async fn apns_request_shape_and_es256_token() {
+    let key = p256::SecretKey::random(&mut OsRng);
+    let verifying = p256::ecdsa::VerifyingKey::from(key.public_key());
+    let pem = key.to_pkcs8_pem(Default::default()).unwrap().to_string();
+    // The endpoint checks the provider token's signature itself; a bad one gets 403.
+    let check: Answer = Arc::new(move |seen: &Seen| {
+        let auth = header(seen, "authorization");
+        let Some(jwt) = auth.strip_prefix("bearer ") else {
+            return (403, r#"{"reason":"MissingProviderToken"}"#.into());
+        };
+        let parts: Vec<&str> = jwt.split('.').collect();
+        let signature = p256::ecdsa::Signature::from_slice(&b64u_decode(parts[2]).unwrap()).unwrap();
+        let input = format!("{}.{}", parts[0], parts[1]);
+        match verifying.verify(input.as_bytes(), &signature) {
+            Ok(()) => (200, String::new()),
+            Err(_) => (403, r#"{"reason":"InvalidProviderToken"}"#.into()),
+        }
+    });
+    let (addr, mut seen) = endpoint(true, check).await;
+    let apns = ApnsProvider::new(ApnsConfig {
+        key_pem: pem,
+        key_id: "KEYID12345".into(),
+        team_id: "TEAM123456".into(),
+        topic: "org.pocketkey.app".into(),
+        endpoint: Some(format!("http://{addr}")),
+    })
+    .unwrap();
+    let target = PushTarget {
+        provider: Kind::Apns,
+        target: "a1b2c3d4".repeat(8),
+        environment: Some(ApnsEnvironment::Sandbox),
+    };
+    apns.check_target(&target).unwrap();
+    apns.wake(&target, MAILBOX).await.unwrap();
+    let request = seen.recv().await.unwrap();
+    assert_eq!(request.version, hyper::Version::HTTP_2);
+    assert_eq!(request.method, "POST");
+    assert_eq!(request.path, format!("/3/device/{}", "a1b2c3d4".repeat(8)));
+    assert_eq!(header(&request, "apns-topic"), "org.pocketkey.app");
+    assert_eq!(header(&request, "apns-push-type"), "alert");
+    assert_eq!(header(&request, "apns-priority"), "10");
+    let jwt = header(&request, "authorization").strip_prefix("bearer ").unwrap();
+    let parts: Vec<&str> = jwt.split('.').collect();
+    assert_eq!(parts.len(), 3);
+    assert_eq!(json_part(parts[0]), serde_json::json!({"alg": "ES256", "kid": "KEYID12345"}));
+    let claims = json_part(parts[1]);
+    assert_eq!(claims["iss"], "TEAM123456");
+    assert!(claims["iat"].as_u64().unwrap() > 1_700_000_000);
+    // Content-free: the version and the mailbox id only.
+    let body: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
+    assert_eq!(
+        body,
+        serde_json::json!({
+            "aps": {"alert": {"loc-key": "POCKETKEY_WAKE"}, "mutable-content": 1},
+            "v": 1,
+            "m": MAILBOX.to_hex(),
+        })
+    );
+
+    // Signed with another key: the endpoint refuses, the provider reports it.
+    let other = p256::SecretKey::random(&mut OsRng)
+        .to_pkcs8_pem(Default::default())
+        .unwrap()
+        .to_string();
+    let forged = ApnsProvider::new(ApnsConfig {
+        key_pem: other,
+        key_id: "KEYID12345".into(),
+        team_id: "TEAM123456".into(),
+        topic: "org.pocketkey.app".into(),
+        endpoint: Some(format!("http://{addr}")),
+    })
+    .unwrap();
+    assert!(matches!(
+        forged.wake(&target, MAILBOX).await,
+        Err(PushError::Failed(reason)) if reason.contains("InvalidProviderToken")
+    ));
+    // Not a device token.
+    let bad = PushTarget { target: "not hex".into(), ..target };
+    assert!(matches!(apns.check_target(&bad), Err(PushError::BadTarget(_))));
+}
+
+#[tokio::test]
+async fn fcm_service_account_token_exchange_and_send() {
+    let key = rsa::RsaPrivateKey::new(&mut OsRng, 2048).unwrap();
+    let public = rsa::pkcs1v15::VerifyingKey::<sha2::Sha256>::new(key.to_public_key());
+    let pem = key.to_pkcs8_pem(Default::default()).unwrap().to_string();
+    let addr_cell = Arc::new(std::sync::OnceLock::<SocketAddr>::new());
+    let cell = addr_cell.clone();
+    // The token endpoint verifies the assertion; the send endpoint wants its access token.
+    let answer: Answer = Arc::new(move |seen: &Seen| {
+        let addr = *cell.get().unwrap();
+        if seen.path == "/token" {
+            let body = String::from_utf8(seen.body.clone()).unwrap();
+            let Some(jwt) = body.strip_prefix(
+                "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion=",
+            ) else {
+                return (400, "{}".into());
+            };
+            let parts: Vec<&str> = jwt.split('.').collect();
+            let signature =
+                rsa::pkcs1v15::Signature::try_from(b64u_decode(parts[2]).unwrap().as_slice())
+                    .unwrap();
+            let input = format!("{}.{}", parts[0], parts[1]);
+            if public.verify(input.as_bytes(), &signature).is_err() {
+                return (401, r#"{"error":"invalid_grant"}"#.into());
+            }
+            let claims = json_part(parts[1]);
+            let aud = format!("http://{addr}/token");
+            if claims["iss"] != "relay@project.iam.gserviceaccount.com"
+                || claims["scope"] != "https://www.googleapis.com/auth/firebase.messaging"
+                || claims["aud"] != aud.as_str()
+                || claims["exp"].as_u64() != claims["iat"].as_u64().map(|t| t + 3600)
+            {
+                return (400, r#"{"error":"invalid_claims"}"#.into());
+            }
+            (200, r#"{"access_token":"ya29.local-token","expires_in":3599,"token_type":"Bearer"}"#.into())
+        } else if seen.headers.get("authorization").and_then(|v| v.to_str().ok())
+            == Some("Bearer ya29.local-token")
+        {
+            (200, r#"{"name":"projects/demo-project/messages/1"}"#.into())
+        } else {
+            (401, "{}".into())
+        }
+    });
+    let (addr, mut seen) = endpoint(false, answer).await;
+    addr_cell.set(addr).unwrap();
+    let credentials = FcmCredentials::from_json(
+        &serde_json::json!({
+            "type": "service_account",
+            "client_email": "relay@project.iam.gserviceaccount.com",
+            "private_key_id": "abc123",
+            "private_key": pem,
+            "token_uri": format!("http://{addr}/token"),
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let fcm = FcmProvider::new(FcmConfig {
+        project: "demo-project".into(),
+        endpoint: format!("http://{addr}"),
+        auth: FcmAuth::ServiceAccount {
+            credentials,
+            token_endpoint: None,
+        },
+    })
+    .unwrap();
+    let target = PushTarget {
+        provider: Kind::Fcm,
+        target: "fcm-registration:token_123".into(),
+        environment: None,
+    };
+    fcm.wake(&target, MAILBOX).await.unwrap();
+    let token_request = seen.recv().await.unwrap();
+    assert_eq!(token_request.path, "/token");
+    assert_eq!(
+        header(&token_request, "content-type"),
+        "application/x-www-form-urlencoded"
+    );
+    let send = seen.recv().await.unwrap();
+    assert_eq!(send.method, "POST");
+    assert_eq!(send.path, "/v1/projects/demo-project/messages:send");
+    assert_eq!(header(&send, "authorization"), "Bearer ya29.local-token");
+    let body: serde_json::Value = serde_json::from_slice(&send.body).unwrap();
+    assert_eq!(
+        body,
+        serde_json::json!({"message": {
+            "token": "fcm-registration:token_123",
+            "data": {"v": "1", "m": MAILBOX.to_hex()},
+            "android": {"priority": "high", "ttl": "60s"},
+        }})
+    );
+    // The access token is cached: the second wake goes straight to send.
+    fcm.wake(&target, MAILBOX).await.unwrap();
+    assert_eq!(seen.recv().await.unwrap().path, "/v1/projects/demo-project/messages:send");
+
+    // A static token the endpoint does not accept: reported as a failure.
+    let stale = FcmProvider::new(FcmConfig {
+        project: "demo-project".into(),
+        endpoint: format!("http://{addr}"),
+        auth: FcmAuth::AccessToken("ya29.stale".into()),
+    })
+    .unwrap();
+    assert!(matches!(stale.wake(&target, MAILBOX).await, Err(PushError::Failed(_))));
+    let _ = seen.recv().await.unwrap();
+
+    // PushService picks the provider by the target's kind; kinds without one are refused.
+    let service = PushService::new(None, Some(Arc::new(fcm)), None);
+    service.check_target(&target).unwrap();
+    service.wake(&target, MAILBOX).await.unwrap();
+    assert_eq!(seen.recv().await.unwrap().path, "/v1/projects/demo-project/messages:send");
+    let webhook = PushTarget {
+        provider: Kind::Webhook,
+        target: format!("http://{addr}/"),
+        environment: None,
+    };
+    assert!(matches!(service.check_target(&webhook), Err(PushError::BadTarget(_))));
+    assert!(matches!(service.wake(&webhook, MAILBOX).await, Err(PushError::BadTarget(_))));
+    assert!(service.try_acquire(MAILBOX));
+    assert!(!service.try_acquire(MAILBOX));
+    assert!(service.try_acquire(MailboxId([1; 16])));
+}
