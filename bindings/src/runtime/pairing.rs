@@ -144,6 +144,13 @@ pub fn pair(
                     }
                 }
             }
+            // The bridge left mid-handshake: it refused our first message (used or altered
+            // code) and burned its offer.
+            Some(RelayFrame::Peer { present: false }) if session.is_some() => {
+                break Err(PairingError::Handshake(
+                    "the computer refused the pairing (code already used or altered?)".into(),
+                ));
+            }
             _ => {}
         }
         let Some(s) = session.as_mut() else { continue };
