@@ -14,6 +14,7 @@ mod engine;
 #[allow(dead_code)]
 mod keys;
 mod link;
+mod qr;
 #[path = "../../cli/src/udp.rs"]
 #[allow(dead_code)]
 mod udp;
@@ -58,7 +59,7 @@ struct Cli {
     #[arg(long, value_name = "NAME")]
     name: Option<String>,
 
-    /// Also write the pairing QR code to FILE (SVG text; PNG is not built in yet).
+    /// Also write the pairing QR code to FILE as a PNG image.
     #[arg(long, value_name = "FILE")]
     qr_png: Option<PathBuf>,
 
@@ -84,16 +85,27 @@ fn default_state_dir() -> Result<PathBuf, String> {
     Ok(base.join("pocketkey-bridge"))
 }
 
-/// `pair: <url>` on stdout (one line, flushed); the QR code too when stdout is a terminal.
+/// `pair: <url>` on stdout (one line, flushed); the QR code too when stdout is a terminal,
+/// and as a PNG with `--qr-png`.
 pub fn show_pairing_url(url: &str, file: Option<&Path>) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "pair: {url}");
     let _ = out.flush();
     if std::io::stdout().is_terminal() {
-        eprintln!("scan this pairing link with PocketKey on your phone (QR drawing is not built in yet)");
+        match qr::terminal(url) {
+            Ok(drawing) => {
+                let _ = write!(out, "{drawing}");
+                let _ = writeln!(out, "scan this code with PocketKey on your phone");
+                let _ = out.flush();
+            }
+            Err(e) => eprintln!("{e}"),
+        }
     }
     if let Some(path) = file {
-        eprintln!("--qr-png {}: QR image output is not built in yet", path.display());
+        match qr::write_png(url, path) {
+            Ok(()) => eprintln!("pairing QR code written to {}", path.display()),
+            Err(e) => eprintln!("{e}"),
+        }
     }
 }
 

@@ -231,3 +231,48 @@ fn pair_register_sign_in_and_time_out_through_the_bridge() {
     stop.store(true, Ordering::SeqCst);
     handle.join().unwrap();
 }
+
+#[test]
+fn qr_png_is_written_next_to_the_pair_line() {
+    let relay = StandInRelay::start();
+    let dir = tempfile::tempdir().unwrap();
+    let png_path = dir.path().join("pair.png");
+    let addr = free_udp();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pocketkey-bridge"))
+        .args(["--udp", &addr.to_string(), "--relay", &relay.url, "--name", "Test laptop"])
+        .arg("--qr-png")
+        .arg(&png_path)
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.starts_with("pair: pocketkey://pair?v=1&"), "{line}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let decoded = loop {
+        if let Ok(file) = std::fs::File::open(&png_path) {
+            if let Ok(mut reader) = png::Decoder::new(file).read_info() {
+                let mut buf = vec![0; reader.output_buffer_size()];
+                if let Ok(info) = reader.next_frame(&mut buf) {
+                    break (info, buf);
+                }
+            }
+        }
+        assert!(Instant::now() < deadline, "no PNG written");
+        thread::sleep(Duration::from_millis(50));
+    };
+    let (info, pixels) = decoded;
+    assert_eq!(info.width, info.height);
+    assert_eq!(info.width % 8, 0);
+    // A QR code of version ≥ 1 (21 modules) plus the quiet zone, black and white only.
+    assert!(info.width / 8 >= 21 + 8);
+    assert!(pixels.iter().all(|p| *p == 0 || *p == 255));
+    assert!(pixels.contains(&0) && pixels.contains(&255));
+    let _ = child.kill();
+    let _ = child.wait();
+}
