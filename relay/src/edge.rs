@@ -319,13 +319,13 @@ async fn attach_mailbox(
         &header(HEADER_PEER),
     )
     .map_err(|error| match error {
-        AttachError::Forbidden => {
-            Reject::new(StatusCode::FORBIDDEN, "the token does not open this mailbox")
-        }
-        AttachError::BadPath => Reject::new(
-            StatusCode::BAD_REQUEST,
-            "mailbox id must be 32 hex digits",
+        AttachError::Forbidden => Reject::new(
+            StatusCode::FORBIDDEN,
+            "the token does not open this mailbox",
         ),
+        AttachError::BadPath => {
+            Reject::new(StatusCode::BAD_REQUEST, "mailbox id must be 32 hex digits")
+        }
         AttachError::BadRole => Reject::new(StatusCode::BAD_REQUEST, "bad X-PocketKey-Role"),
         AttachError::BadHeader => Reject::new(
             StatusCode::BAD_REQUEST,
@@ -494,7 +494,11 @@ mod tests {
 
     #[test]
     fn refuses_bad_handshakes() {
-        let status = |version, map: &HeaderMap| check_handshake(version, map, SUBPROTOCOL).unwrap_err().status;
+        let status = |version, map: &HeaderMap| {
+            check_handshake(version, map, SUBPROTOCOL)
+                .unwrap_err()
+                .status
+        };
         assert_eq!(
             status(Version::HTTP_10, &headers(GOOD)),
             StatusCode::BAD_REQUEST

@@ -44,6 +44,33 @@
 //! 1008. A side that disconnects without a close frame: 1001 to the other. Shutdown: 1001.
 //! A close frame from one side goes to the other unchanged.
 //!
+//! ## Pairing mailboxes (docs/pairing-protocol.md §3, authoritative)
+//!
+//! `GET /pair/v1/<hex M>` with subprotocol `pocketkey.pair.v1` and the headers
+//! `X-PocketKey-Role`, `X-PocketKey-Token`, `X-PocketKey-Peer` attaches a bridge or a phone to
+//! the mailbox `M` of one pairing ([`pairing`]). The relay checks the token against `M` with
+//! the core's `verify_attach` and refuses before any upgrade: 400 (malformed path or
+//! headers, or a bad websocket handshake as above; 426 for another websocket version), 403
+//! (the token does not open `M`), 405 (not GET), 410 (`M` was deleted: tombstone, forever),
+//! 503 (shutting down, `max_connections`, the store unavailable). Then:
+//!
+//! - one connection per role; a newer attach replaces the older (close 4001);
+//! - PEER `present`/`absent` right after attach and whenever the other role arrives (also as
+//!   a replacement) or leaves;
+//! - DATA frames go to the other role's connection unread; with no peer the relay answers
+//!   ERROR `peer_absent` and keeps nothing;
+//! - WAKE (bridge): WAKE_RESULT `0` if the phone is attached, else a content-free push through
+//!   the registered target's provider (`1` sent, `2` no target, `3` provider failed, `4` one
+//!   push per mailbox per 3 s); PUSH_REGISTER / PUSH_UNREGISTER (phone): ACK or ERROR
+//!   `bad_push_target` (a provider this relay lacks, a webhook URL outside `--webhook-allow`);
+//!   DELETE (either): tombstone, push target dropped, ACK to the sender, 4010 to both;
+//! - bounds ([`PairingLimits`]): frames over 16 KiB close with 1009, text with 1002; 50
+//!   frames/s (burst 100) then ERROR `rate_limited`, persistent abuse 1008; a peer whose write
+//!   queue (64 frames) is full is closed with 1008; pings every 30 s.
+//!
+//! Push targets and tombstones live behind the [`MailboxStore`] trait (memory by default);
+//! the providers behind [`PushProvider`] ([`push`]: webhook, FCM HTTP v1, APNs HTTP/2).
+//!
 //! ## Deployment
 //!
 //! The relay speaks plain `ws://` only. Phones and browsers require `wss://`, so TLS ends at

@@ -1,12 +1,18 @@
-//! `pocketkey-relay`: the caBLE v2 tunnel server as a program. See the library documentation
-//! for the protocol, statuses and deployment behind a TLS reverse proxy.
+//! `pocketkey-relay`: the caBLE v2 tunnel server and the PocketKey pairing relay as a program.
+//! See the library documentation for the protocols, statuses and deployment behind a TLS
+//! reverse proxy.
 
 use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
-use pocketkey_relay::{serve, Config};
+use pocketkey_relay::push::{
+    ApnsConfig, ApnsProvider, FcmAuth, FcmConfig, FcmCredentials, FcmProvider,
+};
+use pocketkey_relay::{serve_with, Config, PushProvider, PushService, Services, WebhookProvider};
 use tokio::net::TcpListener;
 use tracing::info;
 
@@ -20,7 +26,10 @@ enum LogFormat {
 
 /// A caBLE v2 (FIDO hybrid) tunnel server: joins a phone's `/cable/new/<tunnel id>` websocket
 /// with a browser's `/cable/connect/<routing id>/<tunnel id>` and forwards their messages,
-/// opaque. Plain ws:// only: put a TLS reverse proxy in front of it.
+/// opaque. And the PocketKey pairing relay (docs/pairing-protocol.md): mailboxes at
+/// `/pair/v1/<mailbox id>` joining a computer's bridge and a phone, which it wakes through a
+/// push provider (webhook, FCM, APNs) when the phone is not connected. Plain ws:// only: put a
+/// TLS reverse proxy in front of it.
 ///
 /// Prints `listening on ADDR` on standard output once listening; logs go to standard error
 /// (level from RUST_LOG, default info). Ctrl-C or SIGTERM closes open tunnels and exits.
@@ -51,6 +60,54 @@ struct Args {
     /// Log line format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+
+    /// Accept webhook push targets under this URL prefix (repeatable; e.g.
+    /// `https://wake.example.org/`). Without any, webhook targets are refused.
+    #[arg(long, value_name = "PREFIX", help_heading = "Push")]
+    webhook_allow: Vec<String>,
+    /// FCM: the Firebase project id (enables FCM targets; needs --fcm-credentials or
+    /// --fcm-access-token-file).
+    #[arg(long, value_name = "ID", help_heading = "Push")]
+    fcm_project: Option<String>,
+    /// FCM: the HTTP v1 endpoint.
+    #[arg(long, value_name = "URL", default_value = pocketkey_relay::push::fcm::ENDPOINT, help_heading = "Push")]
+    fcm_endpoint: String,
+    /// FCM: a service-account JSON key file (its key signs the OAuth assertion).
+    #[arg(
+        long,
+        value_name = "FILE",
+        help_heading = "Push",
+        conflicts_with = "fcm_access_token_file"
+    )]
+    fcm_credentials: Option<PathBuf>,
+    /// FCM: the OAuth token endpoint (default: the credentials' token_uri).
+    #[arg(long, value_name = "URL", help_heading = "Push")]
+    fcm_token_endpoint: Option<String>,
+    /// FCM: a file holding an OAuth access token to use as is (it expires; for tests).
+    #[arg(long, value_name = "FILE", help_heading = "Push")]
+    fcm_access_token_file: Option<PathBuf>,
+    /// APNs: the token-signing key, PKCS#8 PEM (`AuthKey_<KEYID>.p8`); enables APNs targets
+    /// with --apns-key-id, --apns-team-id and --apns-topic.
+    #[arg(long, value_name = "FILE", help_heading = "Push", requires_all = ["apns_key_id", "apns_team_id", "apns_topic"])]
+    apns_key: Option<PathBuf>,
+    /// APNs: the key's id.
+    #[arg(long, value_name = "ID", help_heading = "Push", requires = "apns_key")]
+    apns_key_id: Option<String>,
+    /// APNs: the developer team id.
+    #[arg(long, value_name = "ID", help_heading = "Push", requires = "apns_key")]
+    apns_team_id: Option<String>,
+    /// APNs: the app's bundle id (apns-topic).
+    #[arg(
+        long,
+        value_name = "TOPIC",
+        help_heading = "Push",
+        requires = "apns_key"
+    )]
+    apns_topic: Option<String>,
+    /// APNs: replaces Apple's production and sandbox endpoints (an http:// URL speaks HTTP/2
+    /// without TLS).
+    #[arg(long, value_name = "URL", help_heading = "Push", requires = "apns_key")]
+    apns_endpoint: Option<String>,
 }
 
 impl Args {
@@ -64,6 +121,59 @@ impl Args {
             max_pending_messages: self.max_pending,
             ..Config::default()
         }
+    }
+}
+
+fn read(path: &PathBuf) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+impl Args {
+    fn push(&self) -> Result<PushService, String> {
+        let webhook = (!self.webhook_allow.is_empty()).then(|| {
+            Arc::new(WebhookProvider::new(self.webhook_allow.clone())) as Arc<dyn PushProvider>
+        });
+        let fcm = match &self.fcm_project {
+            None => {
+                if self.fcm_credentials.is_some() || self.fcm_access_token_file.is_some() {
+                    return Err(
+                        "--fcm-credentials and --fcm-access-token-file need --fcm-project".into(),
+                    );
+                }
+                None
+            }
+            Some(project) => {
+                let auth = match (&self.fcm_credentials, &self.fcm_access_token_file) {
+                    (Some(file), None) => FcmAuth::ServiceAccount {
+                        credentials: FcmCredentials::from_json(&read(file)?)?,
+                        token_endpoint: self.fcm_token_endpoint.clone(),
+                    },
+                    (None, Some(file)) => FcmAuth::AccessToken(read(file)?.trim().to_string()),
+                    _ => {
+                        return Err(
+                            "--fcm-project needs --fcm-credentials or --fcm-access-token-file"
+                                .into(),
+                        )
+                    }
+                };
+                Some(Arc::new(FcmProvider::new(FcmConfig {
+                    project: project.clone(),
+                    endpoint: self.fcm_endpoint.clone(),
+                    auth,
+                })?) as Arc<dyn PushProvider>)
+            }
+        };
+        let apns = match &self.apns_key {
+            None => None,
+            Some(file) => Some(Arc::new(ApnsProvider::new(ApnsConfig {
+                key_pem: read(file)?,
+                key_id: self.apns_key_id.clone().unwrap_or_default(),
+                team_id: self.apns_team_id.clone().unwrap_or_default(),
+                topic: self.apns_topic.clone().unwrap_or_default(),
+                endpoint: self.apns_endpoint.clone(),
+            })?) as Arc<dyn PushProvider>),
+        };
+        Ok(PushService::new(webhook, fcm, apns))
     }
 }
 
@@ -119,6 +229,13 @@ async fn main() -> ExitCode {
     let args = Args::parse();
     init_logging(args.log_format);
     let config = args.config();
+    let push = match args.push() {
+        Ok(push) => push,
+        Err(error) => {
+            eprintln!("pocketkey-relay: {error}");
+            return ExitCode::from(2);
+        }
+    };
     let mut signals = match ShutdownSignals::install() {
         Ok(signals) => signals,
         Err(error) => {
@@ -134,7 +251,11 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let relay = match serve(listener, config) {
+    let services = Services {
+        push: Arc::new(push),
+        ..Services::default()
+    };
+    let relay = match serve_with(listener, config, services) {
         Ok(relay) => relay,
         Err(error) => {
             eprintln!("pocketkey-relay: {error}");

@@ -432,7 +432,11 @@ async fn handle_frame(
                 conn.send(&error(RelayErrorCode::BadPushTarget, &e.to_string()));
                 return false;
             }
-            match shared.mailboxes.set_push_target(mailbox, Some(target)).await {
+            match shared
+                .mailboxes
+                .set_push_target(mailbox, Some(target))
+                .await
+            {
                 Ok(true) => conn.send(&RelayFrame::Ack(frame_type::PUSH_REGISTER)),
                 Ok(false) => return revoke_self(conn),
                 Err(e) => {
@@ -459,10 +463,10 @@ async fn handle_frame(
             }
             info!(event = "revoked", mailbox = %mailbox, by = role.as_str(), "mailbox revoked");
             // ACK first to the sender, then 4010 to both.
-            let _ = conn.tx.try_send(Out::Frame(RelayFrame::Ack(frame_type::DELETE).encode()));
             let _ = conn
                 .tx
-                .try_send(Out::Close(close_code::REVOKED, "revoked"));
+                .try_send(Out::Frame(RelayFrame::Ack(frame_type::DELETE).encode()));
+            let _ = conn.tx.try_send(Out::Close(close_code::REVOKED, "revoked"));
             shared.hub.close_all(mailbox, close_code::REVOKED, conn.id);
             return true;
         }
@@ -485,8 +489,6 @@ async fn handle_frame(
 
 /// The mailbox was deleted meanwhile (another node): close with 4010.
 fn revoke_self(conn: &Conn) -> bool {
-    let _ = conn
-        .tx
-        .try_send(Out::Close(close_code::REVOKED, "revoked"));
+    let _ = conn.tx.try_send(Out::Close(close_code::REVOKED, "revoked"));
     true
 }

@@ -67,7 +67,10 @@ fn attach_request(addr: SocketAddr, keys: &MailboxKeys, role: Role) -> Request {
     let attach = keys.attach(role);
     let mut request = attach.url(&relay_url(addr)).into_client_request().unwrap();
     let headers = request.headers_mut();
-    headers.insert("sec-websocket-protocol", HeaderValue::from_static(SUBPROTOCOL));
+    headers.insert(
+        "sec-websocket-protocol",
+        HeaderValue::from_static(SUBPROTOCOL),
+    );
     for (name, value) in attach.headers() {
         headers.insert(name, HeaderValue::from_str(&value).unwrap());
     }
@@ -103,7 +106,10 @@ async fn put(ws: &mut Ws, frame: RelayFrame) {
 /// Bridge then phone attached; both have seen the phone arrive.
 async fn both(addr: SocketAddr, keys: &MailboxKeys) -> (Ws, Ws) {
     let mut bridge = attach(addr, keys, Role::Bridge).await;
-    assert_eq!(frame(&mut bridge).await, RelayFrame::Peer { present: false });
+    assert_eq!(
+        frame(&mut bridge).await,
+        RelayFrame::Peer { present: false }
+    );
     let mut phone = attach(addr, keys, Role::Phone).await;
     assert_eq!(frame(&mut phone).await, RelayFrame::Peer { present: true });
     assert_eq!(frame(&mut bridge).await, RelayFrame::Peer { present: true });
@@ -149,9 +155,10 @@ async fn attach_refusals_are_http_statuses() {
     let mut request = format!("ws://{addr}/pair/v1/1234")
         .into_client_request()
         .unwrap();
-    request
-        .headers_mut()
-        .insert("sec-websocket-protocol", HeaderValue::from_static(SUBPROTOCOL));
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        HeaderValue::from_static(SUBPROTOCOL),
+    );
     assert_eq!(status_of(request).await, 400);
     // Without the subprotocol: 400.
     let mut request = attach_request(addr, &keys, Role::Bridge);
@@ -161,13 +168,20 @@ async fn attach_refusals_are_http_statuses() {
     let path = format!("/pair/v1/{}", keys.id());
     let (status, _) = common::raw(
         addr,
-        &common::raw_upgrade("POST", &path, &["Sec-WebSocket-Protocol: pocketkey.pair.v1"]),
+        &common::raw_upgrade(
+            "POST",
+            &path,
+            &["Sec-WebSocket-Protocol: pocketkey.pair.v1"],
+        ),
     )
     .await;
     assert_eq!(status, 405);
     // And the right headers attach.
     let mut bridge = attach(addr, &keys, Role::Bridge).await;
-    assert_eq!(frame(&mut bridge).await, RelayFrame::Peer { present: false });
+    assert_eq!(
+        frame(&mut bridge).await,
+        RelayFrame::Peer { present: false }
+    );
     relay.shutdown().await;
 }
 
@@ -180,9 +194,15 @@ async fn data_is_forwarded_both_ways_and_presence_is_told() {
     assert_eq!(relay.attached_connections(), 2);
 
     put(&mut bridge, RelayFrame::Data(b"to the phone".to_vec())).await;
-    assert_eq!(frame(&mut phone).await, RelayFrame::Data(b"to the phone".to_vec()));
+    assert_eq!(
+        frame(&mut phone).await,
+        RelayFrame::Data(b"to the phone".to_vec())
+    );
     put(&mut phone, RelayFrame::Data(vec![0xAB; 16_383])).await;
-    assert_eq!(frame(&mut bridge).await, RelayFrame::Data(vec![0xAB; 16_383]));
+    assert_eq!(
+        frame(&mut bridge).await,
+        RelayFrame::Data(vec![0xAB; 16_383])
+    );
 
     // Another mailbox's traffic does not cross over.
     let (_, _, keys2) = pairing();
@@ -192,7 +212,10 @@ async fn data_is_forwarded_both_ways_and_presence_is_told() {
 
     // The phone leaves: the bridge is told, its DATA is dropped with peer_absent.
     phone.close(None).await.unwrap();
-    assert_eq!(frame(&mut bridge).await, RelayFrame::Peer { present: false });
+    assert_eq!(
+        frame(&mut bridge).await,
+        RelayFrame::Peer { present: false }
+    );
     put(&mut bridge, RelayFrame::Data(vec![1])).await;
     assert_eq!(
         frame(&mut bridge).await,
@@ -221,9 +244,16 @@ async fn bad_frames_are_answered_and_limits_close() {
         other => panic!("expected ERROR, got {other:?}"),
     };
     // Unknown type, relay→client type, empty DATA: malformed; connection stays open.
-    for bad in [vec![0x7f], vec![frame_type::PEER, 1], vec![frame_type::DATA]] {
+    for bad in [
+        vec![0x7f],
+        vec![frame_type::PEER, 1],
+        vec![frame_type::DATA],
+    ] {
         send(&mut bridge, &bad).await;
-        assert_eq!(error_code(frame(&mut bridge).await), RelayErrorCode::Malformed as u8);
+        assert_eq!(
+            error_code(frame(&mut bridge).await),
+            RelayErrorCode::Malformed as u8
+        );
     }
     // Role rules: phone cannot WAKE, bridge cannot PUSH_REGISTER.
     put(&mut phone, RelayFrame::Wake).await;
@@ -259,7 +289,10 @@ async fn bad_frames_are_answered_and_limits_close() {
     // Text: 1002 (the bridge also learns the phone left).
     phone.send(Message::text("hi")).await.unwrap();
     assert_eq!(closed(phone).await.0, 1002);
-    assert_eq!(frame(&mut bridge).await, RelayFrame::Peer { present: false });
+    assert_eq!(
+        frame(&mut bridge).await,
+        RelayFrame::Peer { present: false }
+    );
     // Over 16 KiB: 1009.
     send(&mut bridge, &vec![1u8; 16_385]).await;
     assert_eq!(closed(bridge).await.0, 1009);
@@ -332,8 +365,14 @@ async fn delete_tombstones_the_mailbox_and_closes_both_with_4010() {
     assert_eq!(closed(phone).await.0, close_code::REVOKED);
     assert_eq!(closed(bridge).await.0, close_code::REVOKED);
     // 410 for both roles from now on; a wrong token still gets 403.
-    assert_eq!(status_of(attach_request(addr, &keys, Role::Bridge)).await, 410);
-    assert_eq!(status_of(attach_request(addr, &keys, Role::Phone)).await, 410);
+    assert_eq!(
+        status_of(attach_request(addr, &keys, Role::Bridge)).await,
+        410
+    );
+    assert_eq!(
+        status_of(attach_request(addr, &keys, Role::Phone)).await,
+        410
+    );
     let (_, _, other) = pairing();
     let mut request = attach_request(addr, &keys, Role::Bridge);
     for (name, value) in other.attach(Role::Bridge).headers() {
@@ -347,7 +386,12 @@ async fn delete_tombstones_the_mailbox_and_closes_both_with_4010() {
 
 /// A local webhook endpoint: records each request (path, content type, body) and answers
 /// `status`.
-async fn webhook_server(status: u16) -> (SocketAddr, mpsc::UnboundedReceiver<(String, String, Vec<u8>)>) {
+async fn webhook_server(
+    status: u16,
+) -> (
+    SocketAddr,
+    mpsc::UnboundedReceiver<(String, String, Vec<u8>)>,
+) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = mpsc::unbounded_channel();
@@ -356,22 +400,24 @@ async fn webhook_server(status: u16) -> (SocketAddr, mpsc::UnboundedReceiver<(St
             let (stream, _) = listener.accept().await.unwrap();
             let tx = tx.clone();
             tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
-                    let tx = tx.clone();
-                    async move {
-                        let path = request.uri().path().to_string();
-                        let content_type = request
-                            .headers()
-                            .get("content-type")
-                            .map(|v| v.to_str().unwrap().to_string())
-                            .unwrap_or_default();
-                        let body = request.into_body().collect().await.unwrap().to_bytes();
-                        tx.send((path, content_type, body.to_vec())).unwrap();
-                        let mut response = hyper::Response::new(Full::new(Bytes::new()));
-                        *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
-                        Ok::<_, std::convert::Infallible>(response)
-                    }
-                });
+                let service = hyper::service::service_fn(
+                    move |request: hyper::Request<hyper::body::Incoming>| {
+                        let tx = tx.clone();
+                        async move {
+                            let path = request.uri().path().to_string();
+                            let content_type = request
+                                .headers()
+                                .get("content-type")
+                                .map(|v| v.to_str().unwrap().to_string())
+                                .unwrap_or_default();
+                            let body = request.into_body().collect().await.unwrap().to_bytes();
+                            tx.send((path, content_type, body.to_vec())).unwrap();
+                            let mut response = hyper::Response::new(Full::new(Bytes::new()));
+                            *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
+                            Ok::<_, std::convert::Infallible>(response)
+                        }
+                    },
+                );
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
                     .await;
@@ -383,7 +429,9 @@ async fn webhook_server(status: u16) -> (SocketAddr, mpsc::UnboundedReceiver<(St
 
 fn webhook_push(addr: SocketAddr) -> PushService {
     PushService::new(
-        Some(Arc::new(WebhookProvider::new(vec![format!("http://{addr}/")]))),
+        Some(Arc::new(WebhookProvider::new(vec![format!(
+            "http://{addr}/"
+        )]))),
         None,
         None,
     )
@@ -411,12 +459,21 @@ async fn wake_with_the_phone_absent_posts_to_the_webhook() {
         RelayFrame::Error { code, .. } if code == RelayErrorCode::BadPushTarget as u8
     ));
     put(&mut phone, target(format!("http://{hook}/wake/me"))).await;
-    assert_eq!(frame(&mut phone).await, RelayFrame::Ack(frame_type::PUSH_REGISTER));
+    assert_eq!(
+        frame(&mut phone).await,
+        RelayFrame::Ack(frame_type::PUSH_REGISTER)
+    );
     phone.close(None).await.unwrap();
-    assert_eq!(frame(&mut bridge).await, RelayFrame::Peer { present: false });
+    assert_eq!(
+        frame(&mut bridge).await,
+        RelayFrame::Peer { present: false }
+    );
 
     put(&mut bridge, RelayFrame::Wake).await;
-    assert_eq!(frame(&mut bridge).await, RelayFrame::WakeResult(WakeResult::PushSent));
+    assert_eq!(
+        frame(&mut bridge).await,
+        RelayFrame::WakeResult(WakeResult::PushSent)
+    );
     let (path, content_type, body) = tokio::time::timeout(PATIENCE, posts.recv())
         .await
         .unwrap()
@@ -430,7 +487,10 @@ async fn wake_with_the_phone_absent_posts_to_the_webhook() {
     );
     // Within 3 s: rate-limited, no second POST.
     put(&mut bridge, RelayFrame::Wake).await;
-    assert_eq!(frame(&mut bridge).await, RelayFrame::WakeResult(WakeResult::RateLimited));
+    assert_eq!(
+        frame(&mut bridge).await,
+        RelayFrame::WakeResult(WakeResult::RateLimited)
+    );
     assert!(posts.try_recv().is_err());
 
     // The woken phone attaches, unregisters; later wakes find no target.
@@ -438,11 +498,20 @@ async fn wake_with_the_phone_absent_posts_to_the_webhook() {
     assert_eq!(frame(&mut phone).await, RelayFrame::Peer { present: true });
     assert_eq!(frame(&mut bridge).await, RelayFrame::Peer { present: true });
     put(&mut phone, RelayFrame::PushUnregister).await;
-    assert_eq!(frame(&mut phone).await, RelayFrame::Ack(frame_type::PUSH_UNREGISTER));
+    assert_eq!(
+        frame(&mut phone).await,
+        RelayFrame::Ack(frame_type::PUSH_UNREGISTER)
+    );
     phone.close(None).await.unwrap();
-    assert_eq!(frame(&mut bridge).await, RelayFrame::Peer { present: false });
+    assert_eq!(
+        frame(&mut bridge).await,
+        RelayFrame::Peer { present: false }
+    );
     put(&mut bridge, RelayFrame::Wake).await;
-    assert_eq!(frame(&mut bridge).await, RelayFrame::WakeResult(WakeResult::NoPushTarget));
+    assert_eq!(
+        frame(&mut bridge).await,
+        RelayFrame::WakeResult(WakeResult::NoPushTarget)
+    );
     relay.shutdown().await;
 }
 
@@ -462,9 +531,15 @@ async fn a_failing_webhook_is_reported() {
         }),
     )
     .await;
-    assert_eq!(frame(&mut phone).await, RelayFrame::Ack(frame_type::PUSH_REGISTER));
+    assert_eq!(
+        frame(&mut phone).await,
+        RelayFrame::Ack(frame_type::PUSH_REGISTER)
+    );
     drop(phone);
-    assert_eq!(frame(&mut bridge).await, RelayFrame::Peer { present: false });
+    assert_eq!(
+        frame(&mut bridge).await,
+        RelayFrame::Peer { present: false }
+    );
     put(&mut bridge, RelayFrame::Wake).await;
     assert_eq!(
         frame(&mut bridge).await,

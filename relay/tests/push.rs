@@ -58,8 +58,20 @@ async fn endpoint(http2: bool, answer: Answer) -> (SocketAddr, mpsc::UnboundedRe
                         let method = request.method().to_string();
                         let path = request.uri().path().to_string();
                         let headers = request.headers().clone();
-                        let body = request.into_body().collect().await.unwrap().to_bytes().to_vec();
-                        let seen = Seen { version, method, path, headers, body };
+                        let body = request
+                            .into_body()
+                            .collect()
+                            .await
+                            .unwrap()
+                            .to_bytes()
+                            .to_vec();
+                        let seen = Seen {
+                            version,
+                            method,
+                            path,
+                            headers,
+                            body,
+                        };
                         let (status, body) = answer(&seen);
                         tx.send(seen).unwrap();
                         let mut response = Response::new(Full::new(Bytes::from(body)));
@@ -109,7 +121,8 @@ async fn apns_request_shape_and_es256_token() {
             return (403, r#"{"reason":"MissingProviderToken"}"#.into());
         };
         let parts: Vec<&str> = jwt.split('.').collect();
-        let signature = p256::ecdsa::Signature::from_slice(&b64u_decode(parts[2]).unwrap()).unwrap();
+        let signature =
+            p256::ecdsa::Signature::from_slice(&b64u_decode(parts[2]).unwrap()).unwrap();
         let input = format!("{}.{}", parts[0], parts[1]);
         match verifying.verify(input.as_bytes(), &signature) {
             Ok(()) => (200, String::new()),
@@ -139,10 +152,15 @@ async fn apns_request_shape_and_es256_token() {
     assert_eq!(header(&request, "apns-topic"), "org.pocketkey.app");
     assert_eq!(header(&request, "apns-push-type"), "alert");
     assert_eq!(header(&request, "apns-priority"), "10");
-    let jwt = header(&request, "authorization").strip_prefix("bearer ").unwrap();
+    let jwt = header(&request, "authorization")
+        .strip_prefix("bearer ")
+        .unwrap();
     let parts: Vec<&str> = jwt.split('.').collect();
     assert_eq!(parts.len(), 3);
-    assert_eq!(json_part(parts[0]), serde_json::json!({"alg": "ES256", "kid": "KEYID12345"}));
+    assert_eq!(
+        json_part(parts[0]),
+        serde_json::json!({"alg": "ES256", "kid": "KEYID12345"})
+    );
     let claims = json_part(parts[1]);
     assert_eq!(claims["iss"], "TEAM123456");
     assert!(claims["iat"].as_u64().unwrap() > 1_700_000_000);
@@ -175,8 +193,14 @@ async fn apns_request_shape_and_es256_token() {
         Err(PushError::Failed(reason)) if reason.contains("InvalidProviderToken")
     ));
     // Not a device token.
-    let bad = PushTarget { target: "not hex".into(), ..target };
-    assert!(matches!(apns.check_target(&bad), Err(PushError::BadTarget(_))));
+    let bad = PushTarget {
+        target: "not hex".into(),
+        ..target
+    };
+    assert!(matches!(
+        apns.check_target(&bad),
+        Err(PushError::BadTarget(_))
+    ));
 }
 
 #[tokio::test]
@@ -213,8 +237,15 @@ async fn fcm_service_account_token_exchange_and_send() {
             {
                 return (400, r#"{"error":"invalid_claims"}"#.into());
             }
-            (200, r#"{"access_token":"ya29.local-token","expires_in":3599,"token_type":"Bearer"}"#.into())
-        } else if seen.headers.get("authorization").and_then(|v| v.to_str().ok())
+            (
+                200,
+                r#"{"access_token":"ya29.local-token","expires_in":3599,"token_type":"Bearer"}"#
+                    .into(),
+            )
+        } else if seen
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
             == Some("Bearer ya29.local-token")
         {
             (200, r#"{"name":"projects/demo-project/messages/1"}"#.into())
@@ -271,7 +302,10 @@ async fn fcm_service_account_token_exchange_and_send() {
     );
     // The access token is cached: the second wake goes straight to send.
     fcm.wake(&target, MAILBOX).await.unwrap();
-    assert_eq!(seen.recv().await.unwrap().path, "/v1/projects/demo-project/messages:send");
+    assert_eq!(
+        seen.recv().await.unwrap().path,
+        "/v1/projects/demo-project/messages:send"
+    );
 
     // A static token the endpoint does not accept: reported as a failure.
     let stale = FcmProvider::new(FcmConfig {
@@ -280,21 +314,33 @@ async fn fcm_service_account_token_exchange_and_send() {
         auth: FcmAuth::AccessToken("ya29.stale".into()),
     })
     .unwrap();
-    assert!(matches!(stale.wake(&target, MAILBOX).await, Err(PushError::Failed(_))));
+    assert!(matches!(
+        stale.wake(&target, MAILBOX).await,
+        Err(PushError::Failed(_))
+    ));
     let _ = seen.recv().await.unwrap();
 
     // PushService picks the provider by the target's kind; kinds without one are refused.
     let service = PushService::new(None, Some(Arc::new(fcm)), None);
     service.check_target(&target).unwrap();
     service.wake(&target, MAILBOX).await.unwrap();
-    assert_eq!(seen.recv().await.unwrap().path, "/v1/projects/demo-project/messages:send");
+    assert_eq!(
+        seen.recv().await.unwrap().path,
+        "/v1/projects/demo-project/messages:send"
+    );
     let webhook = PushTarget {
         provider: Kind::Webhook,
         target: format!("http://{addr}/"),
         environment: None,
     };
-    assert!(matches!(service.check_target(&webhook), Err(PushError::BadTarget(_))));
-    assert!(matches!(service.wake(&webhook, MAILBOX).await, Err(PushError::BadTarget(_))));
+    assert!(matches!(
+        service.check_target(&webhook),
+        Err(PushError::BadTarget(_))
+    ));
+    assert!(matches!(
+        service.wake(&webhook, MAILBOX).await,
+        Err(PushError::BadTarget(_))
+    ));
     assert!(service.try_acquire(MAILBOX));
     assert!(!service.try_acquire(MAILBOX));
     assert!(service.try_acquire(MailboxId([1; 16])));

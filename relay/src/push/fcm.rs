@@ -158,7 +158,12 @@ impl FcmProvider {
                 token_endpoint,
             } => (credentials, token_endpoint),
         };
-        if let Some((token, expires)) = self.token.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+        if let Some((token, expires)) = self
+            .token
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
             if Instant::now() < *expires {
                 return Ok(token.clone());
             }
@@ -197,7 +202,10 @@ impl FcmProvider {
             .and_then(|v| v.as_str())
             .ok_or_else(|| PushError::Failed("token endpoint: no access_token".into()))?
             .to_string();
-        let lifetime = json.get("expires_in").and_then(|v| v.as_u64()).unwrap_or(3600);
+        let lifetime = json
+            .get("expires_in")
+            .and_then(|v| v.as_u64())
+            .unwrap_or(3600);
         let expires = Instant::now() + Duration::from_secs(lifetime.saturating_sub(60));
         *self.token.lock().unwrap_or_else(|p| p.into_inner()) = Some((token.clone(), expires));
         Ok(token)

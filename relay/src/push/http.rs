@@ -54,7 +54,10 @@ async fn send_now(request: Request) -> Result<Response, String> {
     };
     let host = uri.host().ok_or("URL without host")?.to_string();
     let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-    let host_bare = host.trim_start_matches('[').trim_end_matches(']').to_string();
+    let host_bare = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
     let tcp = TcpStream::connect((host_bare.as_str(), port))
         .await
         .map_err(|e| format!("connect {host}:{port}: {e}"))?;

@@ -74,7 +74,10 @@ impl PushProvider for WebhookProvider {
             if response.status.is_success() {
                 Ok(())
             } else {
-                Err(PushError::Failed(format!("webhook answered {}", response.status)))
+                Err(PushError::Failed(format!(
+                    "webhook answered {}",
+                    response.status
+                )))
             }
         })
     }
