@@ -19,8 +19,9 @@ pub struct WebhookProvider {
 
 impl WebhookProvider {
     /// A provider accepting URLs that start with one of `allowed` (e.g. `https://wake.example/`
-    /// or `http://127.0.0.1:`). Prefixes should end with `/` or `:` so that
-    /// `https://wake.example.evil` does not match `https://wake.example`.
+    /// or `http://127.0.0.1:8080/`). Prefixes should end with `/` (after the host and port) so
+    /// that `https://wake.example.evil` does not match `https://wake.example`; URLs with
+    /// userinfo (`@` in the authority) are refused.
     pub fn new(allowed: Vec<String>) -> Self {
         Self {
             allowed,
@@ -39,10 +40,15 @@ impl WebhookProvider {
 impl PushProvider for WebhookProvider {
     fn check_target(&self, target: &PushTarget) -> Result<(), PushError> {
         let url = &target.target;
-        if !(url.starts_with("http://") || url.starts_with("https://"))
-            || url.parse::<hyper::Uri>().is_err()
-        {
+        let uri = url
+            .parse::<hyper::Uri>()
+            .map_err(|_| PushError::BadTarget("not an http(s) URL".into()))?;
+        if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
             return Err(PushError::BadTarget("not an http(s) URL".into()));
+        }
+        // Userinfo would let `http://allowed.example:1@elsewhere/` pass a prefix check.
+        if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+            return Err(PushError::BadTarget("userinfo is not allowed".into()));
         }
         if !self.allowed.iter().any(|prefix| url.starts_with(prefix)) {
             return Err(PushError::BadTarget(
@@ -80,5 +86,39 @@ impl PushProvider for WebhookProvider {
                 )))
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pocketkey_core::pairing::relay::PushProvider as Kind;
+
+    fn target(url: &str) -> PushTarget {
+        PushTarget {
+            provider: Kind::Webhook,
+            target: url.into(),
+            environment: None,
+        }
+    }
+
+    #[test]
+    fn only_urls_under_the_prefixes() {
+        let hook = WebhookProvider::new(vec![
+            "https://wake.example/".into(),
+            "http://127.0.0.1:".into(),
+        ]);
+        for ok in ["https://wake.example/x", "http://127.0.0.1:9/w"] {
+            assert!(hook.check_target(&target(ok)).is_ok(), "{ok}");
+        }
+        for bad in [
+            "https://wake.example.evil/x",
+            "http://127.0.0.1:80@evil.example/",
+            "ftp://wake.example/",
+            "http://10.0.0.1/",
+            "not a url",
+        ] {
+            assert!(hook.check_target(&target(bad)).is_err(), "{bad}");
+        }
     }
 }
