@@ -66,6 +66,12 @@ pub enum PocketKeyError {
     /// `start_hybrid` with a tunnel URL or tunnel server id that cannot be used.
     #[error("The tunnel server setting is not valid")]
     InvalidHybridOptions { detail: String },
+    /// `pair` with text that is not a valid `pocketkey://pair` code; `detail` names the fault.
+    #[error("This is not a valid PocketKey pairing code")]
+    InvalidPairingCode { detail: String },
+    /// `pair` reached no computer, or the computer refused (code used, altered or expired).
+    #[error("Pairing with the computer failed")]
+    PairingFailed { detail: String },
 }
 
 #[uniffi::export]

@@ -40,6 +40,8 @@ pub struct SecurityKey {
     running: Mutex<Option<CancelToken>>,
     aaguid: [u8; 16],
     attestation: AttestationKind,
+    /// The computers this phone is paired with (`pairings.db` next to the database).
+    pub(crate) pairings: Arc<Mutex<pocketkey_core::pairing::PairingStore>>,
 }
 
 impl std::fmt::Debug for SecurityKey {
@@ -68,6 +70,13 @@ impl SecurityKey {
         let master = fetch_master_key(key_provider.as_ref())?;
         let store = Store::open(&path, &master).map_err(PocketKeyError::opening)?;
         let side = Store::open(&path, &master).map_err(PocketKeyError::opening)?;
+        let pairings = pocketkey_core::pairing::PairingStore::open(
+            &path.with_file_name(pocketkey_core::pairing::store::FILE_NAME),
+            &master,
+        )
+        .map_err(|e| PocketKeyError::StorageUnavailable {
+            detail: format!("pairings: {e}"),
+        })?;
         let mut config = Config::default();
         if let Some(ms) = approval_timeout_ms {
             config.approval_timeout = Duration::from_millis(ms);
@@ -94,6 +103,7 @@ impl SecurityKey {
             running: Mutex::new(None),
             aaguid,
             attestation,
+            pairings: Arc::new(Mutex::new(pairings)),
         }))
     }
 
@@ -226,6 +236,13 @@ impl SecurityKey {
         let mut engine = lock(&self.engine);
         let _running = Running::register(&self.running, cx.cancel.clone());
         engine.process_cbor(request, cx)
+    }
+
+    /// One U2F APDU with the caller's context (the pairing runtime's way in).
+    pub(crate) fn process_u2f_in(&self, apdu: &[u8], cx: &RequestContext) -> Vec<u8> {
+        let mut engine = lock(&self.engine);
+        let _running = Running::register(&self.running, cx.cancel.clone());
+        engine.process_u2f(apdu, cx)
     }
 
     /// Runs one request with a fresh cancel token, registered once the engine is ours (so

@@ -5,17 +5,15 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
 
 use clap::Args;
 use pocketkey_core::approver::{Approver, AutoApprover};
 use pocketkey_core::authenticator::{Authenticator, RequestContext};
 use pocketkey_core::crypto::master_key::MasterKey;
-use pocketkey_core::pairing::relay::RelayFrame;
 use pocketkey_core::pairing::store::FILE_NAME;
 use pocketkey_core::pairing::{CtapKind, PairingRecord, PairingStore, Role, UrlPolicy};
 use pocketkey_ffi::runtime::pairing::{self as runtime, PairingEngine, ServeEvent};
-use pocketkey_ffi::runtime::pairing_ws::MailboxConn;
+use pocketkey_ffi::runtime::pairing_app::delete_at_relay;
 
 use crate::engine::{SignallingApprover, WaitingForUser};
 use crate::{approver, attestation, engine, keys};
@@ -211,26 +209,6 @@ pub fn unpair(args: UnpairArgs) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-fn delete_at_relay(record: &PairingRecord) -> bool {
-    let attach = record.mailbox_keys().attach(Role::Phone);
-    let mut conn = match MailboxConn::open(&record.relay_url, &attach, Duration::from_secs(5)) {
-        Ok(c) => c,
-        Err(e) => return e.is_revoked(),
-    };
-    if conn.send(&RelayFrame::Delete).is_err() {
-        return false;
-    }
-    let until = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < until {
-        match conn.poll() {
-            Ok(Some(RelayFrame::Ack(0x05))) => return true,
-            Ok(_) => {}
-            Err(e) => return e.is_revoked(),
-        }
-    }
-    false
 }
 
 fn now_unix() -> u64 {

@@ -176,3 +176,38 @@ def test_unreachable_phone_gets_ctap_timeout(setup):
     assert isinstance(cause, CtapError), repr(info.value)
     assert cause.code == CtapError.ERR.USER_ACTION_TIMEOUT
     assert PHONE_TIMEOUT - 0.5 <= elapsed < PHONE_TIMEOUT + 10
+
+
+def test_app_bindings_pair_listen_and_unpair(setup, tmp_path):
+    """The app's API (uniffi, generated Python): SecurityKey.pair from the scanned code, listen,
+    the approval prompt names the computer, pairings, unpair (the bridge then shows a new code)."""
+    from bindings_support import MemoryKeyProvider, Phone, pk
+
+    phone = Phone()
+    key = pk.SecurityKey.open(str(tmp_path / "app"), MemoryKeyProvider(), phone)
+    phone.attach(key)
+    with pytest.raises(pk.PocketKeyError.InvalidPairingCode):
+        key.pair("pocketkey://pair?v=2", "App phone", False)
+    info = key.pair(setup["url"], "App phone", False)
+    assert info.computer_name == "Test laptop"
+    assert [p.id for p in key.pairings()] == [info.id]
+
+    listener = key.listen("App phone")
+    try:
+        dev = wait_for_get_info(setup["addr"])
+        rp_id, origin = "app.example.org", "https://app.example.org"
+        server = Fido2Server(PublicKeyCredentialRpEntity(id=rp_id, name="App RP"), attestation="none")
+        options, state = server.register_begin(
+            PublicKeyCredentialUserEntity(id=os.urandom(16), name="carol", display_name="Carol"),
+            user_verification=UserVerificationRequirement.REQUIRED,
+        )
+        result = client(dev, origin).make_credential(options.public_key)
+        server.register_complete(state, result)
+        assert phone.prompts and all(p.requester == "Test laptop" for p in phone.prompts)
+    finally:
+        listener.stop()
+        phone.stop()
+
+    assert key.unpair(info.id) is True
+    assert key.pairings() == []
+    assert read_line(setup["bridge"], "pair: ").startswith("pocketkey://pair?")

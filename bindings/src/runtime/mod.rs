@@ -28,6 +28,7 @@ mod app;
 mod engine;
 mod error;
 pub mod pairing;
+pub mod pairing_app;
 pub mod pairing_ws;
 mod session;
 mod tunnel;

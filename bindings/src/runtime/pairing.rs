@@ -81,7 +81,8 @@ impl PairingEngine for Mutex<Authenticator> {
     }
 }
 
-fn unix_now() -> u64 {
+/// Unix seconds now.
+pub fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
