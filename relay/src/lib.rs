@@ -120,7 +120,7 @@ mod tunnel;
 pub use config::Config;
 pub use edge::{ROUTING_ID_HEADER, SUBPROTOCOL};
 pub use ids::{RoutingId, TunnelId};
-pub use mailbox_store::{MailboxStore, MemoryMailboxStore, StoreError};
+pub use mailbox_store::{MailboxStore, MemoryMailboxStore, SqliteMailboxStore, StoreError};
 pub use pairing::PairingLimits;
 pub use push::{PushError, PushProvider, PushService, WebhookProvider};
 pub use registry::{ClaimError, MemoryRegistry, RegisterError, TunnelRegistry};

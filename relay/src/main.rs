@@ -12,7 +12,10 @@ use clap::{Parser, ValueEnum};
 use pocketkey_relay::push::{
     ApnsConfig, ApnsProvider, FcmAuth, FcmConfig, FcmCredentials, FcmProvider,
 };
-use pocketkey_relay::{serve_with, Config, PushProvider, PushService, Services, WebhookProvider};
+use pocketkey_relay::{
+    serve_with, Config, MailboxStore, PushProvider, PushService, Services, SqliteMailboxStore,
+    WebhookProvider,
+};
 use tokio::net::TcpListener;
 use tracing::info;
 
@@ -60,6 +63,10 @@ struct Args {
     /// Log line format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Keep the pairing mailboxes' routing data (push targets, tombstones of revoked
+    /// pairings) in this SQLite file; without it they live in memory and are lost at exit.
+    #[arg(long, value_name = "FILE")]
+    state: Option<PathBuf>,
 
     /// Accept webhook push targets under this URL prefix (repeatable; e.g.
     /// `https://wake.example.org/`). Without any, webhook targets are refused.
@@ -251,10 +258,19 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let services = Services {
+    let mut services = Services {
         push: Arc::new(push),
         ..Services::default()
     };
+    if let Some(path) = &args.state {
+        match SqliteMailboxStore::open(path) {
+            Ok(store) => services.mailboxes = Arc::new(store) as Arc<dyn MailboxStore>,
+            Err(error) => {
+                eprintln!("pocketkey-relay: cannot open {}: {error}", path.display());
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     let relay = match serve_with(listener, config, services) {
         Ok(relay) => relay,
         Err(error) => {

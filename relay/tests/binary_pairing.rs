@@ -136,7 +136,7 @@ async fn the_program_wakes_through_an_allowed_webhook() {
 
 #[test]
 fn bad_push_settings_are_refused_at_start() {
-    let dir = tempfile_dir();
+    let dir = tempfile_dir("settings");
     let key = dir.join("AuthKey.p8");
     std::fs::write(&key, "not a key").unwrap();
     let run = |args: &[&str]| {
@@ -188,8 +188,88 @@ fn bad_push_settings_are_refused_at_start() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-fn tempfile_dir() -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("pk-relay-test-{}", std::process::id()));
+fn tempfile_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("pk-relay-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// Starts the program; returns it and its address.
+fn start_program(args: &[&str]) -> (std::process::Child, SocketAddr) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pocketkey-relay"))
+        .args(["--listen", "127.0.0.1:0"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start pocketkey-relay");
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    let addr = first
+        .trim_end()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .parse()
+        .unwrap();
+    (child, addr)
+}
+
+fn stop(mut child: std::process::Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(child.wait().unwrap().success());
+}
+
+#[tokio::test]
+async fn tombstones_survive_a_restart_with_state() {
+    let dir = tempfile_dir("state");
+    std::fs::create_dir_all(&dir).unwrap();
+    let state = dir.join("relay.db");
+    let _ = std::fs::remove_file(&state);
+    let state = state.to_str().unwrap().to_string();
+    let keys = MailboxKeys::pairing(
+        &SecretKey::random(&mut OsRng),
+        &SecretKey::random(&mut OsRng).public_key(),
+        Role::Bridge,
+    );
+    let (child, addr) = start_program(&["--state", &state]);
+    let mut bridge = attach(addr, &keys, Role::Bridge).await;
+    assert_eq!(
+        frame(&mut bridge).await,
+        RelayFrame::Peer { present: false }
+    );
+    send(&mut bridge, &RelayFrame::Delete.encode()).await;
+    assert_eq!(
+        frame(&mut bridge).await,
+        RelayFrame::Ack(frame_type::DELETE)
+    );
+    stop(child);
+
+    let (child, addr) = start_program(&["--state", &state]);
+    let attach = keys.attach(Role::Phone);
+    let mut request = attach
+        .url(&format!("ws://{addr}"))
+        .into_client_request()
+        .unwrap();
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        HeaderValue::from_static(SUBPROTOCOL),
+    );
+    for (name, value) in attach.headers() {
+        request
+            .headers_mut()
+            .insert(name, HeaderValue::from_str(&value).unwrap());
+    }
+    match connect_async(request).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status().as_u16(), 410)
+        }
+        other => panic!("expected 410, got {:?}", other.map(|(_, r)| r)),
+    }
+    stop(child);
+    let _ = std::fs::remove_dir_all(dir);
 }
