@@ -138,7 +138,7 @@ impl Hub {
         self.changed.notify_all();
     }
 
-    #[cfg(test)]
+    /// Prompts not answered yet (the pairing runtime's "asking the user").
     pub(crate) fn open_count(&self) -> usize {
         self.lock().len()
     }

@@ -238,6 +238,11 @@ impl SecurityKey {
         engine.process_cbor(request, cx)
     }
 
+    /// Whether a prompt is waiting for the user (the pairing runtime's `Pending` status).
+    pub(crate) fn asking_user(&self) -> bool {
+        self.hub.open_count() > 0
+    }
+
     /// One U2F APDU with the caller's context (the pairing runtime's way in).
     pub(crate) fn process_u2f_in(&self, apdu: &[u8], cx: &RequestContext) -> Vec<u8> {
         let mut engine = lock(&self.engine);

@@ -211,3 +211,54 @@ def test_app_bindings_pair_listen_and_unpair(setup, tmp_path):
     assert key.unpair(info.id) is True
     assert key.pairings() == []
     assert read_line(setup["bridge"], "pair: ").startswith("pocketkey://pair?")
+
+
+def test_keepalive_upneeded_and_cancel_reach_the_phone(setup, tmp_path):
+    """While the phone's prompt is open the bridge says KEEPALIVE UPNEEDED; the browser's
+    CTAPHID CANCEL goes to the phone, which closes the prompt and answers KEEPALIVE_CANCEL."""
+    import threading
+
+    from fido2.ctap2 import Ctap2
+
+    from bindings_support import MemoryKeyProvider, Phone, pk
+
+    phone = Phone(policy=lambda prompt: None)  # never answers
+    key = pk.SecurityKey.open(str(tmp_path / "app"), MemoryKeyProvider(), phone)
+    phone.attach(key)
+    key.pair(setup["url"], "App phone", False)
+    listener = key.listen("App phone")
+    try:
+        dev = wait_for_get_info(setup["addr"])
+        ctap = Ctap2(dev)
+        statuses: list[int] = []
+        cancel = threading.Event()
+        outcome: dict = {}
+
+        def on_keepalive(status):
+            statuses.append(status)
+            if status == 2:
+                cancel.set()
+
+        def run():
+            try:
+                ctap.make_credential(
+                    os.urandom(32), {"id": "cancel.example.org", "name": "x"},
+                    {"id": os.urandom(8), "name": "d"}, [{"type": "public-key", "alg": -7}],
+                    event=cancel, on_keepalive=on_keepalive,
+                )
+            except CtapError as e:
+                outcome["error"] = e
+
+        t = threading.Thread(target=run)
+        t.start()
+        t.join(30)
+        assert not t.is_alive()
+        assert 2 in statuses, statuses
+        assert outcome["error"].code == CtapError.ERR.KEEPALIVE_CANCEL
+        deadline = time.monotonic() + 5
+        while not phone.closed and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [reason for _, reason in phone.closed] == [pk.ApprovalClosed.CANCELLED]
+    finally:
+        listener.stop()
+        phone.stop()

@@ -52,6 +52,9 @@ impl PairingEngine for SecurityKey {
             CtapKind::Msg => self.process_u2f_in(payload, cx),
         }
     }
+    fn waiting_for_user(&self) -> bool {
+        self.asking_user()
+    }
 }
 
 fn failed(e: PairingError) -> PocketKeyError {
