@@ -274,8 +274,19 @@ pub(crate) async fn run(
                 biased;
                 out = rx.recv() => match out {
                     Some(Out::Frame(bytes)) => {
-                        if sink.send(Message::Binary(bytes.into())).await.is_err() {
-                            break None;
+                        // A reader that stops reading blocks this send; a kill (its queue
+                        // overflowing, a replacement, shutdown) must still end the connection.
+                        tokio::select! {
+                            sent = sink.send(Message::Binary(bytes.into())) => {
+                                if sent.is_err() {
+                                    break None;
+                                }
+                            }
+                            () = writer_kill.token.cancelled() => {
+                                let code = writer_kill.code.load(Ordering::Relaxed);
+                                break Some((code, reason_of(code)));
+                            }
+                            () = shutdown.cancelled() => break Some((1001, "relay shutting down")),
                         }
                     }
                     Some(Out::Close(code, reason)) => break Some((code, reason)),

@@ -654,6 +654,65 @@ async fn the_relay_sees_no_plaintext() {
             );
         }
     }
-    let _ = Duration::ZERO;
     relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_peer_that_does_not_read_is_closed_with_1008() {
+    let limits = PairingLimits {
+        frames_per_sec: 1_000_000,
+        burst: 1_000_000,
+        write_queue: 8,
+        ..PairingLimits::default()
+    };
+    let relay = start_with(PushService::default(), limits).await;
+    let addr = relay.local_addr();
+    let (_, _, keys) = pairing();
+    let (mut bridge, mut phone) = both(addr, &keys).await;
+    // The phone stops reading; the bridge sends until the relay gives up on the phone.
+    let big = RelayFrame::Data(vec![7; 16_000]).encode();
+    let gone = loop {
+        send(&mut bridge, &big).await;
+        match tokio::time::timeout(Duration::from_millis(1), bridge.next()).await {
+            Ok(Some(Ok(Message::Binary(bytes)))) => {
+                break RelayFrame::decode(&bytes).unwrap();
+            }
+            Ok(other) => panic!("{other:?}"),
+            Err(_) => {}
+        }
+    };
+    assert_eq!(gone, RelayFrame::Peer { present: false });
+    // The phone reads what was buffered, then the 1008 close (or a reset: the relay gave up).
+    let code = loop {
+        match tokio::time::timeout(PATIENCE, phone.next()).await.unwrap() {
+            Some(Ok(Message::Binary(_) | Message::Ping(_))) => {}
+            Some(Ok(Message::Close(frame))) => break frame.map(|f| u16::from(f.code)),
+            None | Some(Err(_)) => break None,
+            other => panic!("{other:?}"),
+        }
+    };
+    assert!(matches!(code, Some(1008) | None), "{code:?}");
+    tokio::time::timeout(PATIENCE, async {
+        while relay.attached_connections() != 1 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap();
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_closes_attached_connections_with_1001() {
+    let relay = start().await;
+    let addr = relay.local_addr();
+    let (_, _, keys) = pairing();
+    let (bridge, phone) = both(addr, &keys).await;
+    let shutdown = tokio::spawn(relay.shutdown());
+    assert_eq!(closed(bridge).await.0, 1001);
+    assert_eq!(closed(phone).await.0, 1001);
+    tokio::time::timeout(PATIENCE, shutdown)
+        .await
+        .unwrap()
+        .unwrap();
 }
