@@ -6,12 +6,21 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::thread;
+use std::time::Duration;
+
 use clap::Args;
 use pocketkey_core::approver::{Approver, AutoApprover};
 use pocketkey_core::authenticator::{Authenticator, RequestContext};
 use pocketkey_core::crypto::master_key::MasterKey;
 use pocketkey_core::pairing::store::FILE_NAME;
-use pocketkey_core::pairing::{CtapKind, PairingRecord, PairingStore, Role, UrlPolicy};
+use pocketkey_core::pairing::relay::{PushProvider, PushTarget};
+use pocketkey_core::pairing::{
+    CtapKind, MailboxId, PairingRecord, PairingStore, Role, UrlPolicy,
+};
 use pocketkey_ffi::runtime::pairing::{self as runtime, PairingEngine, ServeEvent};
 use pocketkey_ffi::runtime::pairing_app::delete_at_relay;
 
@@ -50,6 +59,13 @@ pub struct ListenArgs {
     /// The name the computers show for this phone.
     #[arg(long, value_name = "NAME", default_value = "PocketKey CLI")]
     phone_name: String,
+    /// Push mode: register this webhook URL (http://HOST:PORT/PATH, served here) as every
+    /// pairing's push target and connect to a computer only when the relay calls it.
+    #[arg(long, value_name = "URL")]
+    wake_url: Option<String>,
+    /// Push mode: detach after this many idle seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    idle: u64,
     #[command(flatten)]
     common: CommonArgs,
 }
@@ -160,6 +176,16 @@ pub fn listen(args: ListenArgs) -> Result<(), String> {
     let on_event = Arc::new(|record: &PairingRecord, event: ServeEvent| {
         eprintln!("{}: {event:?}", record.name);
     });
+    if let Some(wake_url) = &args.wake_url {
+        return wake_mode(
+            wake_url,
+            &args.phone_name,
+            Arc::new(engine),
+            store,
+            stop,
+            Duration::from_secs(args.idle),
+        );
+    }
     runtime::listen(
         &args.phone_name,
         Arc::new(engine),
@@ -209,6 +235,130 @@ pub fn unpair(args: UnpairArgs) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// `listen --wake-url`: registers the webhook with the relay for every pairing, serves the
+/// webhook (one small HTTP/1.1 POST per wake-up, `{"v":1,"mailbox":"<hex>"}`), and serves the
+/// woken pairing until it is idle.
+fn wake_mode(
+    wake_url: &str,
+    phone_name: &str,
+    engine: Arc<dyn PairingEngine>,
+    store: PairingStore,
+    stop: Arc<AtomicBool>,
+    idle: Duration,
+) -> Result<(), String> {
+    let authority = wake_url
+        .strip_prefix("http://")
+        .and_then(|rest| rest.split('/').next())
+        .filter(|a| !a.is_empty())
+        .ok_or_else(|| format!("--wake-url {wake_url:?}: expected http://HOST:PORT/PATH"))?;
+    let listener = TcpListener::bind(authority)
+        .map_err(|e| format!("cannot listen on {authority} for --wake-url: {e}"))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| format!("socket: {e}"))?;
+    let records: Vec<PairingRecord> = store
+        .list()
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .filter(|r| r.role == Role::Phone)
+        .collect();
+    for record in &records {
+        let target = PushTarget {
+            provider: PushProvider::Webhook,
+            target: wake_url.to_string(),
+            environment: None,
+        };
+        runtime::register_push(record, target)
+            .map_err(|e| format!("registering the wake-up URL for {:?}: {e}", record.name))?;
+        eprintln!("{}: wake-ups go to {wake_url}", record.name);
+    }
+    let store = Arc::new(Mutex::new(store));
+    let mut running: HashMap<MailboxId, thread::JoinHandle<()>> = HashMap::new();
+    while !stop.load(Ordering::SeqCst) {
+        let stream = match listener.accept() {
+            Ok((stream, _)) => stream,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                thread::sleep(Duration::from_millis(20));
+                continue;
+            }
+            Err(e) => return Err(format!("webhook: {e}")),
+        };
+        let Some(mailbox) = read_wake(stream) else {
+            continue;
+        };
+        running.retain(|_, h| !h.is_finished());
+        if running.contains_key(&mailbox) {
+            continue;
+        }
+        let record = store
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&mailbox)
+            .ok()
+            .flatten()
+            .filter(|r| r.role == Role::Phone && r.revoked_at.is_none());
+        let Some(record) = record else {
+            eprintln!("wake-up for an unknown pairing {}", mailbox.to_hex());
+            continue;
+        };
+        eprintln!("{}: woken", record.name);
+        let (name, engine, store, stop) = (
+            phone_name.to_string(),
+            Arc::clone(&engine),
+            Arc::clone(&store),
+            Arc::clone(&stop),
+        );
+        running.insert(
+            mailbox,
+            thread::spawn(move || {
+                runtime::serve_woken(record, &name, engine, store, stop, idle, &|r, event| {
+                    eprintln!("{}: {event:?}", r.name);
+                });
+            }),
+        );
+    }
+    for (_, h) in running {
+        let _ = h.join();
+    }
+    Ok(())
+}
+
+/// Reads one webhook POST, answers 204, returns the mailbox it names.
+fn read_wake(mut stream: std::net::TcpStream) -> Option<MailboxId> {
+    stream.set_nonblocking(false).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .ok()?;
+    let mut data = Vec::new();
+    let mut buf = [0u8; 1024];
+    let (head_end, length) = loop {
+        let n = stream.read(&mut buf).ok()?;
+        if n == 0 || data.len() > 8192 {
+            return None;
+        }
+        data.extend_from_slice(&buf[..n]);
+        if let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&data[..end]).to_ascii_lowercase();
+            let length = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .unwrap_or(0);
+            break (end + 4, length.min(4096));
+        }
+    };
+    while data.len() < head_end + length {
+        let n = stream.read(&mut buf).ok()?;
+        if n == 0 {
+            break;
+        }
+        data.extend_from_slice(&buf[..n]);
+    }
+    let _ = stream.write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n");
+    let body: serde_json::Value = serde_json::from_slice(data.get(head_end..)?).ok()?;
+    MailboxId::from_hex(body.get("mailbox")?.as_str()?)
 }
 
 fn now_unix() -> u64 {

@@ -49,8 +49,8 @@ class Procs:
     def __init__(self):
         self.procs: list[subprocess.Popen] = []
 
-    def start(self, args, **kw) -> subprocess.Popen:
-        p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, **kw)
+    def start(self, args, stderr=subprocess.DEVNULL) -> subprocess.Popen:
+        p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=stderr, text=True)
         self.procs.append(p)
         return p
 
@@ -83,7 +83,10 @@ def read_line(p: subprocess.Popen, prefix: str, timeout: float = 30.0) -> str:
 def setup(binaries):
     procs = Procs()
     with tempfile.TemporaryDirectory() as bridge_dir, tempfile.TemporaryDirectory() as phone_dir:
-        relay = procs.start([binaries["pocketkey-relay"], "--listen", "127.0.0.1:0"])
+        relay = procs.start([
+            binaries["pocketkey-relay"], "--listen", "127.0.0.1:0",
+            "--webhook-allow", "http://127.0.0.1:",
+        ])
         relay_addr = read_line(relay, "listening on ")
         port = free_udp_port()
         bridge = procs.start([
@@ -262,3 +265,38 @@ def test_keepalive_upneeded_and_cancel_reach_the_phone(setup, tmp_path):
     finally:
         listener.stop()
         phone.stop()
+
+
+def test_phone_woken_through_the_webhook(setup, tmp_path):
+    """`pocketkey listen --wake-url`: the phone registers a webhook as its push target, stays
+    detached, is woken by the relay when the bridge needs it, serves, and detaches when idle;
+    a second sign-in after it left wakes it again."""
+    pair(setup)
+    port = free_udp_port()  # a free TCP port too, in practice, on loopback
+    wake_url = f"http://127.0.0.1:{port}/wake"
+    log_path = tmp_path / "listen.log"
+    log = open(log_path, "w")
+    phone = setup["procs"].start([
+        setup["binaries"]["pocketkey"], "listen", "--auto-approve", "--state-dir", setup["phone_dir"],
+        "--wake-url", wake_url, "--idle", "1",
+    ], stderr=log)
+    time.sleep(1.0)  # registration with the relay
+    assert phone.poll() is None
+    dev = open_udp_device(setup["addr"])  # getInfo from the cache: no wake-up needed
+    rp_id, origin = "wake.example.org", "https://wake.example.org"
+    server = Fido2Server(PublicKeyCredentialRpEntity(id=rp_id, name="Wake RP"), attestation="none")
+    options, state = server.register_begin(
+        PublicKeyCredentialUserEntity(id=os.urandom(16), name="dave", display_name="Dave"),
+        user_verification=UserVerificationRequirement.REQUIRED,
+    )
+    result = client(dev, origin).make_credential(options.public_key)
+    auth_data = server.register_complete(state, result)
+    time.sleep(4.0)  # idle: the phone detaches; the relay allows one push per 3 s
+    options, state = server.authenticate_begin(
+        [auth_data.credential_data], user_verification=UserVerificationRequirement.REQUIRED
+    )
+    selection = client(dev, origin).get_assertion(options.public_key)
+    server.authenticate_complete(state, [auth_data.credential_data], selection.get_response(0))
+    log.flush()
+    text = log_path.read_text()
+    assert text.count("Test laptop: woken") == 2, text

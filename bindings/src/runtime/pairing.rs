@@ -446,3 +446,74 @@ pub fn listen(
     }
     Ok(count)
 }
+
+/// Registers `target` as the pairing's push target at the relay (PUSH_REGISTER, waits for
+/// the ACK), so that a bridge's WAKE reaches the phone while it is not attached.
+pub fn register_push(
+    record: &PairingRecord,
+    target: pocketkey_core::pairing::relay::PushTarget,
+) -> Result<(), PairingError> {
+    let attach = record.mailbox_keys().attach(Role::Phone);
+    let mut conn = MailboxConn::open(&record.relay_url, &attach, CONNECT_TIMEOUT)?;
+    conn.send(&RelayFrame::PushRegister(target))?;
+    let until = Instant::now() + CONNECT_TIMEOUT;
+    let result = loop {
+        if Instant::now() >= until {
+            break Err(PairingError::TimedOut);
+        }
+        match conn.poll() {
+            Ok(Some(RelayFrame::Ack(0x03))) => break Ok(()),
+            Ok(Some(RelayFrame::Error { message, .. })) => {
+                break Err(PairingError::Handshake(format!(
+                    "the relay refused the push target: {message}"
+                )))
+            }
+            Ok(_) => {}
+            Err(e) => break Err(e.into()),
+        }
+    };
+    conn.close();
+    result
+}
+
+/// Woken by a push for this pairing: attaches, serves the bridge's requests, and detaches
+/// once nothing happened for `idle` (no request open) or `stop` is raised.
+pub fn serve_woken(
+    record: PairingRecord,
+    phone_name: &str,
+    engine: Arc<dyn PairingEngine>,
+    store: Arc<Mutex<PairingStore>>,
+    stop: Arc<AtomicBool>,
+    idle: Duration,
+    on_event: &(dyn Fn(&PairingRecord, ServeEvent) + Sync),
+) {
+    let local = Arc::new(AtomicBool::new(false));
+    // (last activity, a request is open)
+    let activity = Mutex::new((Instant::now(), false));
+    thread::scope(|scope| {
+        scope.spawn(|| {
+            while !local.load(Ordering::SeqCst) {
+                let (last, busy) = *activity.lock().unwrap_or_else(PoisonError::into_inner);
+                if stop.load(Ordering::SeqCst) || (!busy && last.elapsed() >= idle) {
+                    local.store(true, Ordering::SeqCst);
+                }
+                thread::sleep(Duration::from_millis(50));
+            }
+        });
+        let track = |r: &PairingRecord, event: ServeEvent| {
+            {
+                let mut a = activity.lock().unwrap_or_else(PoisonError::into_inner);
+                match &event {
+                    ServeEvent::Request { .. } => *a = (Instant::now(), true),
+                    ServeEvent::Answered { .. } => *a = (Instant::now(), false),
+                    ServeEvent::Established => a.0 = Instant::now(),
+                    ServeEvent::Revoked => local.store(true, Ordering::SeqCst),
+                    _ => {}
+                }
+            }
+            on_event(r, event);
+        };
+        serve_pairing(record, phone_name, engine, store, Arc::clone(&local), &track);
+        local.store(true, Ordering::SeqCst);
+    });
+}
