@@ -345,3 +345,88 @@ async fn fcm_service_account_token_exchange_and_send() {
     assert!(!service.try_acquire(MAILBOX));
     assert!(service.try_acquire(MailboxId([1; 16])));
 }
+
+#[tokio::test]
+async fn apns_over_tls_with_alpn_h2_reuses_one_connection() {
+    // A local APNs stand-in over TLS (certificate for 127.0.0.1, ALPN h2), counting connections.
+    let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let cert_der = certified.cert.der().clone();
+    let key_der = rustls::pki_types::PrivateKeyDer::Pkcs8(
+        rustls::pki_types::PrivatePkcs8KeyDer::from(certified.key_pair.serialize_der()),
+    );
+    let mut server = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![cert_der.clone()], key_der)
+    .unwrap();
+    server.alpn_protocols = vec![b"h2".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (tx, mut seen) = mpsc::unbounded_channel::<(hyper::Version, String)>();
+    let counter = connections.clone();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let acceptor = acceptor.clone();
+            let tx = tx.clone();
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(stream).await else {
+                    return;
+                };
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+                    let tx = tx.clone();
+                    async move {
+                        tx.send((request.version(), request.uri().path().to_string()))
+                            .unwrap();
+                        Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
+                    }
+                });
+                let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+
+    let config = ApnsConfig {
+        key_pem: p256::SecretKey::random(&mut OsRng)
+            .to_pkcs8_pem(Default::default())
+            .unwrap()
+            .to_string(),
+        key_id: "K".into(),
+        team_id: "T".into(),
+        topic: "org.pocketkey.app".into(),
+        endpoint: Some(format!("https://{addr}")),
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert_der).unwrap();
+    let apns = ApnsProvider::new(config.clone())
+        .unwrap()
+        .with_client(pocketkey_relay::push::http::Client::with_roots(roots));
+    let target = PushTarget {
+        provider: Kind::Apns,
+        target: "00ff".repeat(16),
+        environment: None,
+    };
+    for _ in 0..3 {
+        apns.wake(&target, MAILBOX).await.unwrap();
+        let (version, path) = seen.recv().await.unwrap();
+        assert_eq!(version, hyper::Version::HTTP_2);
+        assert_eq!(path, format!("/3/device/{}", "00ff".repeat(16)));
+    }
+    assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+    // With the public roots only, the private certificate is refused.
+    let untrusting = ApnsProvider::new(config).unwrap();
+    assert!(matches!(
+        untrusting.wake(&target, MAILBOX).await,
+        Err(PushError::Failed(reason)) if reason.contains("TLS")
+    ));
+}

@@ -55,9 +55,16 @@ pub struct ApnsProvider {
     config: ApnsConfig,
     token: Mutex<Option<(String, Instant)>>,
     timeout: Duration,
+    client: std::sync::Arc<http::Client>,
 }
 
 impl ApnsProvider {
+    /// Uses this HTTP client (e.g. one trusting other TLS roots).
+    pub fn with_client(mut self, client: http::Client) -> Self {
+        self.client = std::sync::Arc::new(client);
+        self
+    }
+
     /// Parses the key; fails on a key that is not a PKCS#8 P-256 private key.
     pub fn new(config: ApnsConfig) -> Result<Self, String> {
         let key = SigningKey::from_pkcs8_pem(config.key_pem.trim())
@@ -67,6 +74,7 @@ impl ApnsProvider {
             config,
             token: Mutex::new(None),
             timeout: Duration::from_secs(10),
+            client: Default::default(),
         })
     }
 
@@ -140,18 +148,20 @@ impl PushProvider for ApnsProvider {
                 ("apns-collapse-id".into(), mailbox.to_hex()),
                 ("content-type".into(), "application/json".into()),
             ];
-            let response = http::send(
-                Request {
-                    method: hyper::Method::POST,
-                    url: format!("{endpoint}/3/device/{}", target.target),
-                    headers,
-                    body: Self::body(mailbox),
-                    version: HttpVersion::Http2,
-                },
-                self.timeout,
-            )
-            .await
-            .map_err(PushError::Failed)?;
+            let response = self
+                .client
+                .send(
+                    Request {
+                        method: hyper::Method::POST,
+                        url: format!("{endpoint}/3/device/{}", target.target),
+                        headers,
+                        body: Self::body(mailbox),
+                        version: HttpVersion::Http2,
+                    },
+                    self.timeout,
+                )
+                .await
+                .map_err(PushError::Failed)?;
             if response.status.is_success() {
                 Ok(())
             } else {

@@ -93,9 +93,16 @@ pub struct FcmProvider {
     key: Option<SigningKey<Sha256>>,
     token: Mutex<Option<(String, Instant)>>,
     timeout: Duration,
+    client: std::sync::Arc<http::Client>,
 }
 
 impl FcmProvider {
+    /// Uses this HTTP client (e.g. one trusting other TLS roots).
+    pub fn with_client(mut self, client: http::Client) -> Self {
+        self.client = std::sync::Arc::new(client);
+        self
+    }
+
     /// Parses the service account's key, if any.
     pub fn new(config: FcmConfig) -> Result<Self, String> {
         let key = match &config.auth {
@@ -110,6 +117,7 @@ impl FcmProvider {
             key,
             token: Mutex::new(None),
             timeout: Duration::from_secs(10),
+            client: Default::default(),
         })
     }
 
@@ -174,21 +182,23 @@ impl FcmProvider {
             "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion={}",
             self.assertion(credentials, &audience)
         );
-        let response = http::send(
-            Request {
-                method: hyper::Method::POST,
-                url: endpoint,
-                headers: vec![(
-                    "content-type".into(),
-                    "application/x-www-form-urlencoded".into(),
-                )],
-                body: body.into_bytes(),
-                version: HttpVersion::Http1,
-            },
-            self.timeout,
-        )
-        .await
-        .map_err(|e| PushError::Failed(format!("token endpoint: {e}")))?;
+        let response = self
+            .client
+            .send(
+                Request {
+                    method: hyper::Method::POST,
+                    url: endpoint,
+                    headers: vec![(
+                        "content-type".into(),
+                        "application/x-www-form-urlencoded".into(),
+                    )],
+                    body: body.into_bytes(),
+                    version: HttpVersion::Http1,
+                },
+                self.timeout,
+            )
+            .await
+            .map_err(|e| PushError::Failed(format!("token endpoint: {e}")))?;
         if !response.status.is_success() {
             return Err(PushError::Failed(format!(
                 "token endpoint answered {}",
@@ -233,25 +243,27 @@ impl PushProvider for FcmProvider {
         Box::pin(async move {
             self.check_target(target)?;
             let token = self.access_token().await?;
-            let response = http::send(
-                Request {
-                    method: hyper::Method::POST,
-                    url: format!(
-                        "{}/v1/projects/{}/messages:send",
-                        self.config.endpoint.trim_end_matches('/'),
-                        self.config.project
-                    ),
-                    headers: vec![
-                        ("authorization".into(), format!("Bearer {token}")),
-                        ("content-type".into(), "application/json".into()),
-                    ],
-                    body: Self::body(&target.target, mailbox),
-                    version: HttpVersion::Http1,
-                },
-                self.timeout,
-            )
-            .await
-            .map_err(PushError::Failed)?;
+            let response = self
+                .client
+                .send(
+                    Request {
+                        method: hyper::Method::POST,
+                        url: format!(
+                            "{}/v1/projects/{}/messages:send",
+                            self.config.endpoint.trim_end_matches('/'),
+                            self.config.project
+                        ),
+                        headers: vec![
+                            ("authorization".into(), format!("Bearer {token}")),
+                            ("content-type".into(), "application/json".into()),
+                        ],
+                        body: Self::body(&target.target, mailbox),
+                        version: HttpVersion::Http1,
+                    },
+                    self.timeout,
+                )
+                .await
+                .map_err(PushError::Failed)?;
             if response.status.is_success() {
                 Ok(())
             } else {

@@ -1,7 +1,9 @@
-//! A minimal HTTP client for the push providers: one request per connection, HTTP/1.1 or
-//! HTTP/2, over TLS (rustls, webpki roots; ALPN) for `https://` and plain TCP for `http://`
-//! (HTTP/2 then by prior knowledge, "h2c": for local test endpoints only).
+//! A minimal HTTP client for the push providers: HTTP/1.1 (one request per connection) or
+//! HTTP/2 (one connection per origin, kept open and reused, as APNs asks), over TLS (rustls;
+//! webpki roots or given ones; ALPN) for `https://` and plain TCP for `http://` (HTTP/2 then by
+//! prior knowledge, "h2c": for local test endpoints only).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,15 +40,89 @@ pub struct Response {
 
 const MAX_BODY: usize = 64 * 1024;
 
-/// Sends one request on a new connection, within `timeout`.
-pub async fn send(request: Request, timeout: Duration) -> Result<Response, String> {
-    tokio::time::timeout(timeout, send_now(request))
-        .await
-        .map_err(|_| "timed out".to_string())?
+type H2Sender = hyper::client::conn::http2::SendRequest<Full<Bytes>>;
+
+/// The push providers' HTTP client.
+pub struct Client {
+    roots: Arc<rustls::RootCertStore>,
+    h2: tokio::sync::Mutex<HashMap<String, H2Sender>>,
 }
 
-async fn send_now(request: Request) -> Result<Response, String> {
-    let uri: Uri = request.url.parse().map_err(|e| format!("bad URL: {e}"))?;
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("roots", &self.roots.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Client {
+    /// Trusting the webpki roots (Mozilla's).
+    fn default() -> Self {
+        Self::with_roots(rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        })
+    }
+}
+
+impl Client {
+    /// Trusting only `roots` (tests, private endpoints).
+    pub fn with_roots(roots: rustls::RootCertStore) -> Self {
+        Self {
+            roots: Arc::new(roots),
+            h2: tokio::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Sends a request within `timeout`. HTTP/2 requests reuse the origin's open connection
+    /// (one retry on a new connection if it broke).
+    pub async fn send(&self, request: Request, timeout: Duration) -> Result<Response, String> {
+        tokio::time::timeout(timeout, self.send_now(request))
+            .await
+            .map_err(|_| "timed out".to_string())?
+    }
+
+    async fn send_now(&self, request: Request) -> Result<Response, String> {
+        if request.version == HttpVersion::Http1 {
+            return send_now(&self.roots, request).await;
+        }
+        let uri: Uri = request.url.parse().map_err(|e| format!("bad URL: {e}"))?;
+        let origin = format!(
+            "{}://{}",
+            uri.scheme_str().unwrap_or_default(),
+            uri.authority().map(|a| a.as_str()).unwrap_or_default()
+        );
+        for attempt in 0..2 {
+            let mut sender = {
+                let mut cache = self.h2.lock().await;
+                match cache.get(&origin) {
+                    Some(sender) if attempt == 0 && !sender.is_closed() => sender.clone(),
+                    _ => {
+                        let sender = connect_h2(&self.roots, &uri).await?;
+                        cache.insert(origin.clone(), sender.clone());
+                        sender
+                    }
+                }
+            };
+            let http_request = build(&uri, &request)?;
+            match sender.send_request(http_request).await {
+                Ok(response) => return read(response).await,
+                Err(error) if attempt == 0 => {
+                    tracing::debug!(%error, %origin, "HTTP/2 connection broke; reconnecting");
+                }
+                Err(error) => return Err(error.to_string()),
+            }
+        }
+        unreachable!("the loop returns")
+    }
+}
+
+/// Opens a TCP (and TLS for https) connection to the URL's host.
+async fn connect(
+    roots: &Arc<rustls::RootCertStore>,
+    uri: &Uri,
+    version: HttpVersion,
+) -> Result<Box<dyn Io>, String> {
     let https = match uri.scheme_str() {
         Some("https") => true,
         Some("http") => false,
@@ -62,42 +138,52 @@ async fn send_now(request: Request) -> Result<Response, String> {
         .await
         .map_err(|e| format!("connect {host}:{port}: {e}"))?;
     let _ = tcp.set_nodelay(true);
-    if https {
-        let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(rustls::RootCertStore {
-            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-        })
-        .with_no_client_auth();
-        config.alpn_protocols = vec![match request.version {
-            HttpVersion::Http1 => b"http/1.1".to_vec(),
-            HttpVersion::Http2 => b"h2".to_vec(),
-        }];
-        let name = rustls::pki_types::ServerName::try_from(host_bare.clone())
-            .map_err(|e| format!("bad server name: {e}"))?;
-        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-            .connect(name, tcp)
-            .await
-            .map_err(|e| format!("TLS with {host}: {e}"))?;
-        exchange(tls, uri, request).await
-    } else {
-        exchange(tcp, uri, request).await
+    if !https {
+        return Ok(Box::new(tcp));
     }
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots.clone())
+    .with_no_client_auth();
+    config.alpn_protocols = vec![match version {
+        HttpVersion::Http1 => b"http/1.1".to_vec(),
+        HttpVersion::Http2 => b"h2".to_vec(),
+    }];
+    let name = rustls::pki_types::ServerName::try_from(host_bare.clone())
+        .map_err(|e| format!("bad server name: {e}"))?;
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("TLS with {host}: {e}"))?;
+    if version == HttpVersion::Http2 && tls.get_ref().1.alpn_protocol() != Some(b"h2") {
+        return Err(format!("{host} does not speak HTTP/2"));
+    }
+    Ok(Box::new(tls))
 }
 
-async fn exchange<S>(stream: S, uri: Uri, request: Request) -> Result<Response, String>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
+trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for T {}
+
+async fn connect_h2(roots: &Arc<rustls::RootCertStore>, uri: &Uri) -> Result<H2Sender, String> {
+    let io = connect(roots, uri, HttpVersion::Http2).await?;
+    let (sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(io))
+            .await
+            .map_err(|e| e.to_string())?;
+    tokio::spawn(connection);
+    Ok(sender)
+}
+
+fn build(uri: &Uri, request: &Request) -> Result<hyper::Request<Full<Bytes>>, String> {
     let authority = uri.authority().ok_or("URL without host")?.clone();
     let path = uri
         .path_and_query()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "/".into());
-    let mut builder = hyper::Request::builder().method(request.method);
+    let mut builder = hyper::Request::builder().method(request.method.clone());
     builder = match request.version {
         // HTTP/1.1: origin-form target and a Host header.
         HttpVersion::Http1 => builder.uri(path).header("host", authority.as_str()),
@@ -107,33 +193,12 @@ where
     for (name, value) in &request.headers {
         builder = builder.header(name.as_str(), value.as_str());
     }
-    let http_request = builder
-        .body(Full::new(Bytes::from(request.body)))
-        .map_err(|e| e.to_string())?;
-    let io = TokioIo::new(stream);
-    let response = match request.version {
-        HttpVersion::Http1 => {
-            let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
-                .await
-                .map_err(|e| e.to_string())?;
-            tokio::spawn(connection);
-            sender
-                .send_request(http_request)
-                .await
-                .map_err(|e| e.to_string())?
-        }
-        HttpVersion::Http2 => {
-            let (mut sender, connection) =
-                hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
-                    .await
-                    .map_err(|e| e.to_string())?;
-            tokio::spawn(connection);
-            sender
-                .send_request(http_request)
-                .await
-                .map_err(|e| e.to_string())?
-        }
-    };
+    builder
+        .body(Full::new(Bytes::from(request.body.clone())))
+        .map_err(|e| e.to_string())
+}
+
+async fn read(response: hyper::Response<hyper::body::Incoming>) -> Result<Response, String> {
     let status = response.status();
     let body = http_body_util::Limited::new(response.into_body(), MAX_BODY)
         .collect()
@@ -141,4 +206,23 @@ where
         .map_err(|e| e.to_string())?
         .to_bytes();
     Ok(Response { status, body })
+}
+
+/// HTTP/1.1: one request on a new connection.
+async fn send_now(
+    roots: &Arc<rustls::RootCertStore>,
+    request: Request,
+) -> Result<Response, String> {
+    let uri: Uri = request.url.parse().map_err(|e| format!("bad URL: {e}"))?;
+    let io = connect(roots, &uri, HttpVersion::Http1).await?;
+    let http_request = build(&uri, &request)?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(connection);
+    let response = sender
+        .send_request(http_request)
+        .await
+        .map_err(|e| e.to_string())?;
+    read(response).await
 }

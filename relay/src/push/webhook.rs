@@ -15,9 +15,16 @@ use super::{PushError, PushFuture, PushProvider};
 pub struct WebhookProvider {
     allowed: Vec<String>,
     timeout: Duration,
+    client: std::sync::Arc<http::Client>,
 }
 
 impl WebhookProvider {
+    /// Uses this HTTP client (e.g. one trusting other TLS roots).
+    pub fn with_client(mut self, client: http::Client) -> Self {
+        self.client = std::sync::Arc::new(client);
+        self
+    }
+
     /// A provider accepting URLs that start with one of `allowed` (e.g. `https://wake.example/`
     /// or `http://127.0.0.1:8080/`). Prefixes should end with `/` (after the host and port) so
     /// that `https://wake.example.evil` does not match `https://wake.example`; URLs with
@@ -26,6 +33,7 @@ impl WebhookProvider {
         Self {
             allowed,
             timeout: Duration::from_secs(10),
+            client: Default::default(),
         }
     }
 
@@ -65,18 +73,20 @@ impl PushProvider for WebhookProvider {
     ) -> PushFuture<'a, Result<(), PushError>> {
         Box::pin(async move {
             self.check_target(target)?;
-            let response = http::send(
-                Request {
-                    method: hyper::Method::POST,
-                    url: target.target.clone(),
-                    headers: vec![("content-type".into(), "application/json".into())],
-                    body: Self::body(mailbox),
-                    version: HttpVersion::Http1,
-                },
-                self.timeout,
-            )
-            .await
-            .map_err(PushError::Failed)?;
+            let response = self
+                .client
+                .send(
+                    Request {
+                        method: hyper::Method::POST,
+                        url: target.target.clone(),
+                        headers: vec![("content-type".into(), "application/json".into())],
+                        body: Self::body(mailbox),
+                        version: HttpVersion::Http1,
+                    },
+                    self.timeout,
+                )
+                .await
+                .map_err(PushError::Failed)?;
             if response.status.is_success() {
                 Ok(())
             } else {
