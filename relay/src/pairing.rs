@@ -260,7 +260,7 @@ pub(crate) async fn run(
     };
     hub.connections.fetch_add(1, Ordering::Relaxed);
     hub.attach(mailbox, role, conn.clone());
-    info!(event = "attached", mailbox = %mailbox, role = role.as_str(), peer = %peer_addr, "mailbox attached");
+    info!(event = "attached", mailbox = %short(&mailbox), role = role.as_str(), peer = %peer_addr, "mailbox attached");
 
     // The writer: queued frames in order, then a close (queued or from outside), pings.
     let shutdown = shared.shutdown.clone();
@@ -373,7 +373,13 @@ pub(crate) async fn run(
         kill.token.cancel();
     }
     let _ = writer.await;
-    info!(event = "detached", mailbox = %mailbox, role = role.as_str(), reason = end, "mailbox detached");
+    info!(event = "detached", mailbox = %short(&mailbox), role = role.as_str(), reason = end, "mailbox detached");
+}
+
+/// The first 4 bytes of a mailbox id, for logs: enough to follow one pairing's events, not
+/// the whole (stable) pairing id.
+fn short(mailbox: &MailboxId) -> String {
+    mailbox.to_hex()[..8].to_string()
 }
 
 fn reason_of(code: u16) -> &'static str {
@@ -427,11 +433,11 @@ async fn handle_frame(
             shared.tasks.clone().spawn(async move {
                 let result = match shared.push.wake(&target, mailbox).await {
                     Ok(()) => {
-                        info!(event = "push", mailbox = %mailbox, provider = target.provider.as_str(), "push sent");
+                        info!(event = "push", mailbox = %short(&mailbox), provider = target.provider.as_str(), "push sent");
                         WakeResult::PushSent
                     }
                     Err(e) => {
-                        warn!(event = "push_failed", mailbox = %mailbox, provider = target.provider.as_str(), error = %e, "push failed");
+                        warn!(event = "push_failed", mailbox = %short(&mailbox), provider = target.provider.as_str(), error = %e, "push failed");
                         WakeResult::ProviderFailed
                     }
                 };
@@ -472,7 +478,7 @@ async fn handle_frame(
                 conn.send(&error(RelayErrorCode::Malformed, "store unavailable"));
                 return false;
             }
-            info!(event = "revoked", mailbox = %mailbox, by = role.as_str(), "mailbox revoked");
+            info!(event = "revoked", mailbox = %short(&mailbox), by = role.as_str(), "mailbox revoked");
             // ACK first to the sender, then 4010 to both.
             let _ = conn
                 .tx

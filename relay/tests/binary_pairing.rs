@@ -78,7 +78,7 @@ async fn the_program_wakes_through_an_allowed_webhook() {
         .args(["--listen", "127.0.0.1:0", "--webhook-allow"])
         .arg(format!("http://{hook_addr}/"))
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("start pocketkey-relay");
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
@@ -130,8 +130,21 @@ async fn the_program_wakes_through_an_allowed_webhook() {
         serde_json::from_slice::<serde_json::Value>(&body).unwrap(),
         serde_json::json!({"v": 1, "mailbox": keys.id().to_hex()})
     );
-    let _ = child.kill();
-    let _ = child.wait();
+    let mut stderr = child.stderr.take().unwrap();
+    stop(child);
+    let mut logs = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut logs).unwrap();
+    for event in ["mailbox attached", "push sent", "mailbox detached"] {
+        assert!(logs.contains(event), "no {event:?} in:\n{logs}");
+    }
+    // A short mailbox prefix only; never the whole pairing id, the tokens, or the push URL.
+    let id = keys.id().to_hex();
+    assert!(logs.contains(&id[..8]), "{logs}");
+    assert!(!logs.contains(&id), "{logs}");
+    assert!(!logs.contains("/wake"), "{logs}");
+    for (_, value) in keys.attach(Role::Phone).headers().into_iter().skip(1) {
+        assert!(!logs.contains(&value), "{logs}");
+    }
 }
 
 #[test]
