@@ -66,7 +66,8 @@
 //!   DELETE (either): tombstone, push target dropped, ACK to the sender, 4010 to both;
 //! - bounds ([`PairingLimits`]): frames over 16 KiB close with 1009, text with 1002; 50
 //!   frames/s (burst 100) then ERROR `rate_limited`, persistent abuse 1008; a peer whose write
-//!   queue (64 frames) is full is closed with 1008; pings every 30 s.
+//!   queue (64 frames) is full is closed with 1008; pings every 30 s, and a connection silent
+//!   for 75 s (no pong either) is closed with 1001 so that a vanished phone is not "present".
 //!
 //! Push targets and tombstones live behind the [`MailboxStore`] trait (memory by default);
 //! the providers behind [`PushProvider`] ([`push`]: webhook, FCM HTTP v1, APNs HTTP/2).

@@ -44,6 +44,10 @@ pub struct PairingLimits {
     pub write_queue: usize,
     /// Websocket ping interval. Default 30 s.
     pub ping_interval: Duration,
+    /// A connection from which nothing arrives this long (not even the pong to our pings) is
+    /// closed with 1001, so that a phone gone without a TCP close does not stay "present"
+    /// (which would answer WAKE with "already attached"). Default 75 s (2.5 ping intervals).
+    pub silence_timeout: Duration,
     /// Most attached connections on this node (more: 503). Default 10 000.
     pub max_connections: usize,
 }
@@ -56,6 +60,7 @@ impl Default for PairingLimits {
             max_dropped: 200,
             write_queue: 64,
             ping_interval: Duration::from_secs(30),
+            silence_timeout: Duration::from_secs(75),
             max_connections: 10_000,
         }
     }
@@ -323,7 +328,13 @@ pub(crate) async fn run(
     let end = loop {
         let message = tokio::select! {
             () = kill.token.cancelled() => break "closed",
-            message = stream.next() => message,
+            message = tokio::time::timeout(limits.silence_timeout, stream.next()) => match message {
+                Ok(message) => message,
+                Err(_) => {
+                    kill.fire(1001);
+                    break "silent";
+                }
+            },
         };
         let bytes = match message {
             None => break "disconnected",

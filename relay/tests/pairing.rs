@@ -716,3 +716,36 @@ async fn shutdown_closes_attached_connections_with_1001() {
         .unwrap()
         .unwrap();
 }
+
+#[tokio::test]
+async fn a_silent_connection_is_dropped_and_the_peer_told() {
+    let limits = PairingLimits {
+        ping_interval: Duration::from_millis(100),
+        silence_timeout: Duration::from_millis(400),
+        ..PairingLimits::default()
+    };
+    let relay = start_with(PushService::default(), limits).await;
+    let addr = relay.local_addr();
+    let (_, _, keys) = pairing();
+    let (mut bridge, phone) = both(addr, &keys).await;
+    // The bridge keeps reading (its client answers the pings); the phone never reads, so it
+    // never answers: after the silence timeout the relay drops it.
+    let started = std::time::Instant::now();
+    assert_eq!(
+        frame(&mut bridge).await,
+        RelayFrame::Peer { present: false }
+    );
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    // The bridge, answering pings, is still attached.
+    let until = tokio::time::Instant::now() + Duration::from_millis(600);
+    while let Ok(message) = tokio::time::timeout_at(until, bridge.next()).await {
+        assert!(matches!(message, Some(Ok(Message::Ping(_)))), "{message:?}");
+    }
+    put(&mut bridge, RelayFrame::Wake).await;
+    assert_eq!(
+        frame(&mut bridge).await,
+        RelayFrame::WakeResult(WakeResult::NoPushTarget)
+    );
+    drop(phone);
+    relay.shutdown().await;
+}
