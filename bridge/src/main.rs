@@ -67,6 +67,14 @@ struct Cli {
     /// CTAP2_ERR_USER_ACTION_TIMEOUT.
     #[arg(long, value_name = "SECS", default_value_t = 30)]
     phone_timeout: u64,
+
+    /// List the paired phone (name, relay, pairing id) and exit.
+    #[arg(long)]
+    list: bool,
+
+    /// Revoke the pairing with the phone (at the relay too, so the phone forgets it) and exit.
+    #[arg(long, conflicts_with = "list")]
+    unpair: bool,
 }
 
 fn default_name() -> String {
@@ -109,6 +117,34 @@ pub fn show_pairing_url(url: &str, file: Option<&Path>) {
     }
 }
 
+/// `--list` / `--unpair`.
+fn manage(state_dir: &Path, unpair: bool) -> Result<(), String> {
+    let master = keys::FileKeyProvider::in_dir(state_dir)
+        .master_key()
+        .map_err(|e| e.to_string())?;
+    let path = state_dir.join(FILE_NAME);
+    let store = PairingStore::open(&path, &master)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    let records = store.list().map_err(|e| e.to_string())?;
+    for record in records.iter().filter(|r| r.role == pocketkey_core::pairing::Role::Bridge) {
+        if !unpair {
+            println!("{}\t{}\t{}", record.name, record.relay_url, record.id.to_hex());
+            continue;
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        store.revoke(&record.id, now).map_err(|e| e.to_string())?;
+        if pocketkey_ffi::runtime::pairing_app::delete_at_relay(record) {
+            store.forget(&record.id).map_err(|e| e.to_string())?;
+            println!("unpaired: {}", record.name);
+        } else {
+            println!("unpaired: {} (the relay could not be told; the phone keeps it)", record.name);
+        }
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
@@ -133,6 +169,9 @@ fn run(cli: Cli) -> Result<(), String> {
     let (state_dir, warning) = keys::prepare_state_dir(&state_dir)?;
     if let Some(w) = warning {
         eprintln!("{w}");
+    }
+    if cli.list || cli.unpair {
+        return manage(&state_dir, cli.unpair);
     }
     let transport = udp::UdpTransport::bind(cli.udp)?;
     let local = transport

@@ -98,7 +98,7 @@ struct Bridge {
     child: Child,
     addr: SocketAddr,
     lines: mpsc::Receiver<String>,
-    _dir: tempfile::TempDir,
+    dir: Option<tempfile::TempDir>,
 }
 
 impl Drop for Bridge {
@@ -134,7 +134,7 @@ impl Bridge {
             child,
             addr,
             lines,
-            _dir: dir,
+            dir: Some(dir),
         }
     }
 
@@ -235,4 +235,48 @@ fn one_phone_two_computers_reuse_tamper_and_unpair() {
     assert!(listed.starts_with("Laptop A\t") && listed.lines().count() == 1, "{listed}");
     let mut hid = HidClient::connect(b.addr);
     assert_eq!(hid.cbor(&[0x04], Duration::from_secs(2)), vec![0x7f]);
+
+    // Revoke on the computer side: `pocketkey-bridge --unpair` tells the relay; the phone's
+    // next attach gets 410, it forgets the pairing, and `listen` has nothing left to serve.
+    let mut a = a;
+    let a_dir = a.dir.take().unwrap();
+    drop(a);
+    let a_dir = a_dir.path();
+    let out = Command::new(bridge_program())
+        .args(["--list", "--state-dir"])
+        .arg(a_dir)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8(out.stdout).unwrap().starts_with("PocketKey CLI\t"));
+    let out = Command::new(bridge_program())
+        .args(["--unpair", "--state-dir"])
+        .arg(a_dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap().trim(),
+        "unpaired: PocketKey CLI"
+    );
+    let mut listen = Command::new(POCKETKEY)
+        .args(["listen", "--state-dir"])
+        .arg(phone.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = listen.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = listen.kill();
+            panic!("listen kept running for a revoked pairing");
+        }
+        thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success());
+    let out = pocketkey(phone.path(), &["pairings"]);
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), "");
 }
