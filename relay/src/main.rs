@@ -13,8 +13,8 @@ use pocketkey_relay::push::{
     ApnsConfig, ApnsProvider, FcmAuth, FcmConfig, FcmCredentials, FcmProvider,
 };
 use pocketkey_relay::{
-    serve_with, Config, MailboxStore, PushProvider, PushService, Services, SqliteMailboxStore,
-    WebhookProvider,
+    serve_with, Config, MailboxStore, PairingLimits, PushProvider, PushService, Services,
+    SqliteMailboxStore, WebhookProvider,
 };
 use tokio::net::TcpListener;
 use tracing::info;
@@ -63,6 +63,18 @@ struct Args {
     /// Log line format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Pairing mailboxes: most connections attached at once (more: 503).
+    #[arg(long, value_name = "N", default_value_t = PairingLimits::default().max_connections)]
+    pair_max_connections: usize,
+    /// Pairing mailboxes: frames per second each connection may send.
+    #[arg(long, value_name = "N", default_value_t = PairingLimits::default().frames_per_sec)]
+    pair_rate: u32,
+    /// Pairing mailboxes: frames a connection may send in a burst.
+    #[arg(long, value_name = "N", default_value_t = PairingLimits::default().burst)]
+    pair_burst: u32,
+    /// Pairing mailboxes: frames queued towards a slow connection before it is closed.
+    #[arg(long, value_name = "N", default_value_t = PairingLimits::default().write_queue)]
+    pair_queue: usize,
     /// Keep the pairing mailboxes' routing data (push targets, tombstones of revoked
     /// pairings) in this SQLite file; without it they live in memory and are lost at exit.
     #[arg(long, value_name = "FILE")]
@@ -260,6 +272,13 @@ async fn main() -> ExitCode {
     };
     let mut services = Services {
         push: Arc::new(push),
+        pairing_limits: PairingLimits {
+            max_connections: args.pair_max_connections,
+            frames_per_sec: args.pair_rate.max(1),
+            burst: args.pair_burst.max(1),
+            write_queue: args.pair_queue.max(1),
+            ..PairingLimits::default()
+        },
         ..Services::default()
     };
     if let Some(path) = &args.state {

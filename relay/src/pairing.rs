@@ -265,6 +265,10 @@ pub(crate) async fn run(
     };
     hub.connections.fetch_add(1, Ordering::Relaxed);
     hub.attach(mailbox, role, conn.clone());
+    // A DELETE between the edge's tombstone check and now (on another connection or node).
+    if matches!(shared.mailboxes.is_tombstoned(mailbox).await, Ok(true)) {
+        kill.fire(close_code::REVOKED);
+    }
     info!(event = "attached", mailbox = %short(&mailbox), role = role.as_str(), peer = %peer_addr, "mailbox attached");
 
     // The writer: queued frames in order, then a close (queued or from outside), pings.

@@ -195,6 +195,11 @@ fn bad_push_settings_are_refused_at_start() {
         "--apns-team-id",
         "--apns-topic",
         "--apns-endpoint",
+        "--state",
+        "--pair-max-connections",
+        "--pair-rate",
+        "--pair-burst",
+        "--pair-queue",
     ] {
         assert!(help.contains(flag), "{flag} not in --help");
     }
