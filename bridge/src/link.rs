@@ -441,7 +441,9 @@ impl Link {
                 }
                 Some(RelayFrame::Data(payload)) => {
                     let fresh = is_handshake_frame(&payload)
-                        && session.as_ref().is_none_or(|s| s.is_established() || s.is_finished());
+                        && session
+                            .as_ref()
+                            .is_none_or(|s| s.is_established() || s.is_finished());
                     if fresh {
                         if session.is_some() {
                             self.session_lost();

@@ -55,7 +55,11 @@ pub fn write_png(text: &str, path: &Path) -> Result<(), String> {
     let mut data = vec![0u8; px * px];
     for y in 0..px {
         for x in 0..px {
-            data[y * px + x] = if m[(y / SCALE) * size + x / SCALE] { 0 } else { 255 };
+            data[y * px + x] = if m[(y / SCALE) * size + x / SCALE] {
+                0
+            } else {
+                255
+            };
         }
     }
     let fail = |e: &dyn std::fmt::Display| format!("cannot write {}: {e}", path.display());
@@ -67,4 +71,3 @@ pub fn write_png(text: &str, path: &Path) -> Result<(), String> {
     writer.write_image_data(&data).map_err(|e| fail(&e))?;
     writer.finish().map_err(|e| fail(&e))
 }
-

@@ -37,13 +37,23 @@ impl Drop for Bridge {
 }
 
 fn free_udp() -> SocketAddr {
-    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
 }
 
 fn bridge(relay: &str, dir: &std::path::Path, expect_line: bool) -> Bridge {
     let addr = free_udp();
     let mut child = Command::new(env!("CARGO_BIN_EXE_pocketkey-bridge"))
-        .args(["--udp", &addr.to_string(), "--relay", relay, "--name", "Test laptop"])
+        .args([
+            "--udp",
+            &addr.to_string(),
+            "--relay",
+            relay,
+            "--name",
+            "Test laptop",
+        ])
         .args(["--phone-timeout", "2", "--state-dir"])
         .arg(dir)
         .stdout(Stdio::piped())
@@ -115,8 +125,8 @@ fn phone() -> Phone {
     let dir = tempfile::tempdir().unwrap();
     let master = MasterKey::generate();
     let store = Store::open(&dir.path().join("credentials.db"), &master).unwrap();
-    let engine = Authenticator::new(store, &master, Box::new(AutoApprover), Config::default())
-        .unwrap();
+    let engine =
+        Authenticator::new(store, &master, Box::new(AutoApprover), Config::default()).unwrap();
     let pairings = PairingStore::open(&dir.path().join("pairings.db"), &master).unwrap();
     Phone {
         _dir: dir,
@@ -158,7 +168,12 @@ fn pair_register_sign_in_and_time_out_through_the_bridge() {
     let relay = StandInRelay::start();
     let bridge_dir = tempfile::tempdir().unwrap();
     let mut b = bridge(&relay.url, bridge_dir.path(), true);
-    let url = b.first_line.strip_prefix("pair: ").expect("a pair: line").trim().to_string();
+    let url = b
+        .first_line
+        .strip_prefix("pair: ")
+        .expect("a pair: line")
+        .trim()
+        .to_string();
     assert!(url.starts_with("pocketkey://pair?v=1&"), "{url}");
 
     // Before pairing the bridge has no getInfo to give.
@@ -202,7 +217,10 @@ fn pair_register_sign_in_and_time_out_through_the_bridge() {
     assert_eq!(made[0], 0x00, "makeCredential status {:02x}", made[0]);
     let got = hid.cbor(&get_assertion(), Duration::from_secs(15));
     assert_eq!(got[0], 0x00, "getAssertion status {:02x}", got[0]);
-    assert!(!hid.keepalives.is_empty(), "KEEPALIVE while the phone works");
+    assert!(
+        !hid.keepalives.is_empty(),
+        "KEEPALIVE while the phone works"
+    );
 
     // Nothing the relay carried shows the relying party or the request in clear.
     for frame in relay.seen() {
@@ -213,7 +231,10 @@ fn pair_register_sign_in_and_time_out_through_the_bridge() {
     stop.store(true, Ordering::SeqCst);
     handle.join().unwrap();
     let started = Instant::now();
-    assert_eq!(hid.cbor(&get_assertion(), Duration::from_secs(10)), vec![0x2f]);
+    assert_eq!(
+        hid.cbor(&get_assertion(), Duration::from_secs(10)),
+        vec![0x2f]
+    );
     assert!(started.elapsed() >= Duration::from_millis(1500));
     // getInfo still from the cache.
     assert_eq!(hid.cbor(&[0x04], Duration::from_secs(2)), expected);
@@ -239,7 +260,14 @@ fn qr_png_is_written_next_to_the_pair_line() {
     let png_path = dir.path().join("pair.png");
     let addr = free_udp();
     let mut child = Command::new(env!("CARGO_BIN_EXE_pocketkey-bridge"))
-        .args(["--udp", &addr.to_string(), "--relay", &relay.url, "--name", "Test laptop"])
+        .args([
+            "--udp",
+            &addr.to_string(),
+            "--relay",
+            &relay.url,
+            "--name",
+            "Test laptop",
+        ])
         .arg("--qr-png")
         .arg(&png_path)
         .arg("--state-dir")

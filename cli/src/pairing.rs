@@ -16,11 +16,9 @@ use clap::Args;
 use pocketkey_core::approver::{Approver, AutoApprover};
 use pocketkey_core::authenticator::{Authenticator, RequestContext};
 use pocketkey_core::crypto::master_key::MasterKey;
-use pocketkey_core::pairing::store::FILE_NAME;
 use pocketkey_core::pairing::relay::{PushProvider, PushTarget};
-use pocketkey_core::pairing::{
-    CtapKind, MailboxId, PairingRecord, PairingStore, Role, UrlPolicy,
-};
+use pocketkey_core::pairing::store::FILE_NAME;
+use pocketkey_core::pairing::{CtapKind, MailboxId, PairingRecord, PairingStore, Role, UrlPolicy};
 use pocketkey_ffi::runtime::pairing::{self as runtime, PairingEngine, ServeEvent};
 use pocketkey_ffi::runtime::pairing_app::delete_at_relay;
 
@@ -130,7 +128,12 @@ fn open_engine(dir: &Path, master: &MasterKey, auto_approve: bool) -> Result<Cli
     };
     let approver = Box::new(SignallingApprover::new(inner, waiting.clone()));
     let attestation = attestation::load(dir, master)?;
-    let engine = engine::open_engine(&dir.join(keys::STORE_FILE_NAME), master, approver, attestation)?;
+    let engine = engine::open_engine(
+        &dir.join(keys::STORE_FILE_NAME),
+        master,
+        approver,
+        attestation,
+    )?;
     Ok(CliEngine {
         engine: Mutex::new(engine),
         waiting,
@@ -328,9 +331,7 @@ fn wake_mode(
 /// Reads one webhook POST, answers 204, returns the mailbox it names.
 fn read_wake(mut stream: std::net::TcpStream) -> Option<MailboxId> {
     stream.set_nonblocking(false).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(2)))
-        .ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
     let mut data = Vec::new();
     let mut buf = [0u8; 1024];
     let (head_end, length) = loop {

@@ -63,7 +63,11 @@ fn relay() -> Relay {
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut first)
             .unwrap();
-        let addr = first.trim().strip_prefix("listening on ").unwrap().to_string();
+        let addr = first
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap()
+            .to_string();
         return Relay {
             url: format!("ws://{addr}"),
             _stop: None,
@@ -80,7 +84,8 @@ fn relay() -> Relay {
             .unwrap();
         runtime.block_on(async move {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let relay = pocketkey_relay::serve(listener, pocketkey_relay::Config::default()).unwrap();
+            let relay =
+                pocketkey_relay::serve(listener, pocketkey_relay::Config::default()).unwrap();
             addr_tx.send(relay.local_addr()).unwrap();
             let _ = stop_rx.await;
             relay.shutdown().await;
@@ -111,7 +116,10 @@ impl Drop for Bridge {
 impl Bridge {
     fn start(relay: &str, name: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let addr = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let addr = UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
         let mut child = Command::new(bridge_program())
             .args(["--udp", &addr.to_string(), "--relay", relay, "--name", name])
             .args(["--phone-timeout", "3", "--state-dir"])
@@ -141,7 +149,9 @@ impl Bridge {
     /// The next `pair: <url>` line.
     fn pairing_url(&self) -> String {
         let line = self.lines.recv_timeout(Duration::from_secs(20)).unwrap();
-        line.strip_prefix("pair: ").expect("a pair: line").to_string()
+        line.strip_prefix("pair: ")
+            .expect("a pair: line")
+            .to_string()
     }
 }
 
@@ -196,7 +206,11 @@ fn one_phone_two_computers_reuse_tamper_and_unpair() {
 
     for url in [&url_a, &url_b] {
         let out = pocketkey(phone.path(), &["pair", url]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     // A used URL does not pair again.
     let out = pocketkey(phone.path(), &["pair", &url_a]);
@@ -204,7 +218,10 @@ fn one_phone_two_computers_reuse_tamper_and_unpair() {
 
     let out = pocketkey(phone.path(), &["pairings"]);
     let listed = String::from_utf8(out.stdout).unwrap();
-    let mut names: Vec<&str> = listed.lines().map(|l| l.split('\t').next().unwrap()).collect();
+    let mut names: Vec<&str> = listed
+        .lines()
+        .map(|l| l.split('\t').next().unwrap())
+        .collect();
     names.sort();
     assert_eq!(names, ["Laptop A", "Laptop B"]);
 
@@ -223,7 +240,11 @@ fn one_phone_two_computers_reuse_tamper_and_unpair() {
     // Unpair B on the phone: revoked at the relay; the bridge forgets the phone and shows a
     // new pairing code; the phone keeps A only.
     let out = pocketkey(phone.path(), &["unpair", "Laptop B"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(
         String::from_utf8(out.stdout).unwrap().trim(),
         "unpaired: Laptop B"
@@ -232,7 +253,10 @@ fn one_phone_two_computers_reuse_tamper_and_unpair() {
     assert!(fresh.starts_with("pocketkey://pair?"));
     let out = pocketkey(phone.path(), &["pairings"]);
     let listed = String::from_utf8(out.stdout).unwrap();
-    assert!(listed.starts_with("Laptop A\t") && listed.lines().count() == 1, "{listed}");
+    assert!(
+        listed.starts_with("Laptop A\t") && listed.lines().count() == 1,
+        "{listed}"
+    );
     let mut hid = HidClient::connect(b.addr);
     assert_eq!(hid.cbor(&[0x04], Duration::from_secs(2)), vec![0x7f]);
 
@@ -247,7 +271,9 @@ fn one_phone_two_computers_reuse_tamper_and_unpair() {
         .arg(a_dir)
         .output()
         .unwrap();
-    assert!(String::from_utf8(out.stdout).unwrap().starts_with("PocketKey CLI\t"));
+    assert!(String::from_utf8(out.stdout)
+        .unwrap()
+        .starts_with("PocketKey CLI\t"));
     let out = Command::new(bridge_program())
         .args(["--unpair", "--state-dir"])
         .arg(a_dir)

@@ -24,8 +24,8 @@ use pocketkey_core::pairing::mailbox::MailboxKeys;
 use pocketkey_core::pairing::relay::RelayFrame;
 use pocketkey_core::pairing::session::HANDSHAKE_TIMEOUT;
 use pocketkey_core::pairing::{
-    CtapKind, Event, Hello, PairingRecord, PairingStore, PairingUrl, PendingStatus, Role,
-    Session, UrlPolicy,
+    CtapKind, Event, Hello, PairingRecord, PairingStore, PairingUrl, PendingStatus, Role, Session,
+    UrlPolicy,
 };
 use rand_core::OsRng;
 
@@ -198,8 +198,13 @@ pub fn pair(
 pub enum ServeEvent {
     Attached,
     Established,
-    Request { kind: CtapKind, command: u8 },
-    Answered { status: u8 },
+    Request {
+        kind: CtapKind,
+        command: u8,
+    },
+    Answered {
+        status: u8,
+    },
     /// The pairing was revoked by the computer or at the relay; the record was forgotten.
     Revoked,
     Disconnected(String),
@@ -239,8 +244,9 @@ pub fn serve_pairing(
             }
         };
         on_event(&record, ServeEvent::Attached);
-        match serve_connection(&mut conn, &record, phone_name, &*engine, &store, &stop, on_event)
-        {
+        match serve_connection(
+            &mut conn, &record, phone_name, &*engine, &store, &stop, on_event,
+        ) {
             Ok(Some(())) => {
                 on_event(&record, ServeEvent::Revoked);
                 conn.close();
@@ -290,126 +296,126 @@ fn serve_connection(
     let mut session: Option<Session> = None;
     let mut running: Option<Running> = None;
     let engine_ptr: &dyn PairingEngine = engine;
-    thread::scope(|scope| {
-        loop {
-            if stop.load(Ordering::SeqCst) {
-                if let Some(r) = &running {
+    thread::scope(|scope| loop {
+        if stop.load(Ordering::SeqCst) {
+            if let Some(r) = &running {
+                r.cancel.cancel();
+            }
+            if let Some(s) = session.as_mut() {
+                let _ = s.bye();
+                let _ = flush(s, conn);
+            }
+            return Ok(None);
+        }
+        let frame = conn.poll()?;
+        let now = Instant::now();
+        match frame {
+            Some(RelayFrame::Peer { present: true }) => {
+                if let Some(r) = running.take() {
                     r.cancel.cancel();
                 }
-                if let Some(s) = session.as_mut() {
-                    let _ = s.bye();
-                    let _ = flush(s, conn);
-                }
-                return Ok(None);
+                session = record.session(hello(phone_name, engine_ptr), now).ok();
             }
-            let frame = conn.poll()?;
-            let now = Instant::now();
-            match frame {
-                Some(RelayFrame::Peer { present: true }) => {
-                    if let Some(r) = running.take() {
-                        r.cancel.cancel();
-                    }
-                    session = record.session(hello(phone_name, engine_ptr), now).ok();
-                }
-                Some(RelayFrame::Peer { present: false }) => {
-                    if let Some(r) = running.take() {
-                        r.cancel.cancel();
-                    }
-                    session = None;
-                }
-                Some(RelayFrame::Data(payload)) => {
-                    if let Some(s) = session.as_mut() {
-                        let _ = s.receive(&payload, now);
-                    }
-                }
-                _ => {}
-            }
-            let Some(s) = session.as_mut() else { continue };
-            if s.poll_timeout().is_some_and(|t| now >= t) {
-                s.handle_timeout(now);
-            }
-            while let Some(event) = s.poll_event() {
-                match event {
-                    Event::Established(_) => {
-                        let _ = store
-                            .lock()
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .touch(&record.id, unix_now());
-                        on_event(record, ServeEvent::Established);
-                    }
-                    Event::CtapRequest(request) => {
-                        on_event(
-                            record,
-                            ServeEvent::Request {
-                                kind: request.kind,
-                                command: request.payload.first().copied().unwrap_or(0),
-                            },
-                        );
-                        let cancel = CancelToken::new();
-                        let cx = RequestContext {
-                            cancel: cancel.clone(),
-                            requester: Requester(record.name.clone()),
-                        };
-                        let (tx, rx) = mpsc::channel();
-                        let _ = s.set_status(request.id, PendingStatus::Processing, now);
-                        scope.spawn(move || {
-                            let answer = engine_ptr.process(request.kind, &request.payload, &cx);
-                            let _ = tx.send(answer);
-                        });
-                        running = Some(Running {
-                            id: request.id,
-                            cancel,
-                            answer: rx,
-                            status: PendingStatus::Processing,
-                        });
-                    }
-                    Event::Cancel { id } => {
-                        if let Some(r) = running.as_ref().filter(|r| r.id == id) {
-                            r.cancel.cancel();
-                        }
-                    }
-                    Event::Revoked => {
-                        if let Some(r) = running.take() {
-                            r.cancel.cancel();
-                        }
-                        forget(store, record);
-                        return Ok(Some(()));
-                    }
-                    _ => {}
-                }
-            }
-            if let Some(r) = running.as_mut() {
-                match r.answer.try_recv() {
-                    Ok(answer) => {
-                        on_event(
-                            record,
-                            ServeEvent::Answered {
-                                status: answer.first().copied().unwrap_or(0),
-                            },
-                        );
-                        let _ = s.respond(r.id, answer);
-                        running = None;
-                    }
-                    Err(TryRecvError::Disconnected) => running = None,
-                    Err(TryRecvError::Empty) => {
-                        if r.status == PendingStatus::Processing && engine_ptr.waiting_for_user()
-                        {
-                            r.status = PendingStatus::UserPresenceNeeded;
-                            let _ = s.set_status(r.id, r.status, now);
-                        }
-                    }
-                }
-            }
-            flush(s, conn)?;
-            if s.is_finished() {
+            Some(RelayFrame::Peer { present: false }) => {
                 if let Some(r) = running.take() {
                     r.cancel.cancel();
                 }
                 session = None;
             }
+            Some(RelayFrame::Data(payload)) => {
+                if let Some(s) = session.as_mut() {
+                    let _ = s.receive(&payload, now);
+                }
+            }
+            _ => {}
+        }
+        let Some(s) = session.as_mut() else { continue };
+        if s.poll_timeout().is_some_and(|t| now >= t) {
+            s.handle_timeout(now);
+        }
+        while let Some(event) = s.poll_event() {
+            match event {
+                Event::Established(_) => {
+                    let _ = store
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .touch(&record.id, unix_now());
+                    on_event(record, ServeEvent::Established);
+                }
+                Event::CtapRequest(request) => {
+                    on_event(
+                        record,
+                        ServeEvent::Request {
+                            kind: request.kind,
+                            command: request.payload.first().copied().unwrap_or(0),
+                        },
+                    );
+                    let cancel = CancelToken::new();
+                    let cx = RequestContext {
+                        cancel: cancel.clone(),
+                        requester: Requester(record.name.clone()),
+                    };
+                    let (tx, rx) = mpsc::channel();
+                    let _ = s.set_status(request.id, PendingStatus::Processing, now);
+                    scope.spawn(move || {
+                        let answer = engine_ptr.process(request.kind, &request.payload, &cx);
+                        let _ = tx.send(answer);
+                    });
+                    running = Some(Running {
+                        id: request.id,
+                        cancel,
+                        answer: rx,
+                        status: PendingStatus::Processing,
+                    });
+                }
+                Event::Cancel { id } => {
+                    if let Some(r) = running.as_ref().filter(|r| r.id == id) {
+                        r.cancel.cancel();
+                    }
+                }
+                Event::Revoked => {
+                    if let Some(r) = running.take() {
+                        r.cancel.cancel();
+                    }
+                    forget(store, record);
+                    return Ok(Some(()));
+                }
+                _ => {}
+            }
+        }
+        if let Some(r) = running.as_mut() {
+            match r.answer.try_recv() {
+                Ok(answer) => {
+                    on_event(
+                        record,
+                        ServeEvent::Answered {
+                            status: answer.first().copied().unwrap_or(0),
+                        },
+                    );
+                    let _ = s.respond(r.id, answer);
+                    running = None;
+                }
+                Err(TryRecvError::Disconnected) => running = None,
+                Err(TryRecvError::Empty) => {
+                    if r.status == PendingStatus::Processing && engine_ptr.waiting_for_user() {
+                        r.status = PendingStatus::UserPresenceNeeded;
+                        let _ = s.set_status(r.id, r.status, now);
+                    }
+                }
+            }
+        }
+        flush(s, conn)?;
+        if s.is_finished() {
+            if let Some(r) = running.take() {
+                r.cancel.cancel();
+            }
+            session = None;
         }
     })
 }
+
+/// What [`listen`] reports each pairing's events to.
+pub type OnEvent = Arc<dyn Fn(&PairingRecord, ServeEvent) + Send + Sync>;
 
 /// Serves every stored phone-side pairing, one thread each, until `stop`.
 pub fn listen(
@@ -417,7 +423,7 @@ pub fn listen(
     engine: Arc<dyn PairingEngine>,
     store: Arc<Mutex<PairingStore>>,
     stop: Arc<AtomicBool>,
-    on_event: Arc<dyn Fn(&PairingRecord, ServeEvent) + Send + Sync>,
+    on_event: OnEvent,
 ) -> Result<usize, PairingError> {
     let records: Vec<PairingRecord> = store
         .lock()
@@ -513,7 +519,14 @@ pub fn serve_woken(
             }
             on_event(r, event);
         };
-        serve_pairing(record, phone_name, engine, store, Arc::clone(&local), &track);
+        serve_pairing(
+            record,
+            phone_name,
+            engine,
+            store,
+            Arc::clone(&local),
+            &track,
+        );
         local.store(true, Ordering::SeqCst);
     });
 }

@@ -131,9 +131,10 @@ impl SecurityKey {
             return Ok(false);
         };
         let store = || self.pairings.lock().unwrap_or_else(PoisonError::into_inner);
-        let storage = |e: pocketkey_core::pairing::PairingStoreError| PocketKeyError::StorageFailed {
-            detail: e.to_string(),
-        };
+        let storage =
+            |e: pocketkey_core::pairing::PairingStoreError| PocketKeyError::StorageFailed {
+                detail: e.to_string(),
+            };
         let Some(record) = store().get(&id).map_err(storage)? else {
             return Ok(false);
         };

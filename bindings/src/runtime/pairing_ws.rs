@@ -86,7 +86,8 @@ impl MailboxConn {
     pub fn open(relay_url: &str, attach: &Attach, timeout: Duration) -> Result<Self, MailboxError> {
         let deadline = Instant::now() + timeout;
         let text = attach.url(relay_url);
-        let url = Url::parse(&text).map_err(|e| MailboxError::Unreachable(format!("{text}: {e}")))?;
+        let url =
+            Url::parse(&text).map_err(|e| MailboxError::Unreachable(format!("{text}: {e}")))?;
         let tcp = connect_tcp(&url, deadline)?;
         let _ = tcp.set_nodelay(true);
         tcp.set_read_timeout(Some(POLL))
@@ -109,7 +110,10 @@ impl MailboxConn {
             .into_client_request()
             .map_err(|e| MailboxError::Unreachable(e.to_string()))?;
         let headers = request.headers_mut();
-        headers.insert("Sec-WebSocket-Protocol", HeaderValue::from_static(SUBPROTOCOL));
+        headers.insert(
+            "Sec-WebSocket-Protocol",
+            HeaderValue::from_static(SUBPROTOCOL),
+        );
         for (name, value) in attach.headers() {
             let value = HeaderValue::from_str(&value)
                 .map_err(|e| MailboxError::Protocol(format!("header {name}: {e}")))?;

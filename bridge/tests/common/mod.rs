@@ -1,7 +1,12 @@
 //! Test helpers: a pairing-relay stand-in that follows `docs/pairing-protocol.md` §3 (attach
 //! check with the core's `verify_attach`, PEER, DATA routing, WAKE → "no push target",
 //! DELETE → ACK + close 4010 + tombstone 410), and a minimal CTAPHID-over-UDP client.
-#![allow(dead_code)]
+#![allow(
+    dead_code,
+    clippy::type_complexity,
+    clippy::result_large_err,
+    clippy::explicit_counter_loop
+)]
 
 use std::collections::{HashMap, HashSet};
 use std::net::{SocketAddr, TcpListener, UdpSocket};
@@ -111,9 +116,10 @@ fn connection(tcp: std::net::TcpStream, state: Arc<Mutex<State>>, stop: Arc<Atom
                     return refuse(410);
                 }
                 attached = Some((id, role));
-                response
-                    .headers_mut()
-                    .insert("Sec-WebSocket-Protocol", HeaderValue::from_static(SUBPROTOCOL));
+                response.headers_mut().insert(
+                    "Sec-WebSocket-Protocol",
+                    HeaderValue::from_static(SUBPROTOCOL),
+                );
                 Ok(response)
             }
             Err(e) => refuse(e.http_status()),
