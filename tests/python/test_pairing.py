@@ -300,3 +300,52 @@ def test_phone_woken_through_the_webhook(setup, tmp_path):
     log.flush()
     text = log_path.read_text()
     assert text.count("Test laptop: woken") == 2, text
+
+
+def test_latency_connected_phone(setup, tmp_path):
+    """Loopback latency with a connected phone (the app's runtime, in process): browser request
+    at the bridge → approval prompt at the phone, and the phone's answer → response at the
+    browser. Prints medians; asserts only generous bounds (a shared 2-core machine)."""
+    import statistics
+
+    from fido2.ctap2 import Ctap2
+
+    from bindings_support import MemoryKeyProvider, Phone, pk
+
+    marks: dict[str, list[float]] = {"prompt": [], "answer": []}
+
+    def policy(prompt):
+        marks["answer"].append(time.monotonic())
+        return pk.ApprovalAnswer.APPROVE_VERIFIED(account=None)
+
+    class TimedPhone(Phone):
+        def on_approval_requested(self, request):
+            marks["prompt"].append(time.monotonic())
+            super().on_approval_requested(request)
+
+    phone = TimedPhone(policy=policy)
+    key = pk.SecurityKey.open(str(tmp_path / "app"), MemoryKeyProvider(), phone)
+    phone.attach(key)
+    key.pair(setup["url"], "App phone", False)
+    listener = key.listen("App phone")
+    try:
+        ctap = Ctap2(wait_for_get_info(setup["addr"]))
+        to_prompt, to_response = [], []
+        for i in range(12):
+            started = time.monotonic()
+            ctap.make_credential(
+                os.urandom(32), {"id": "latency.example.org", "name": "x"},
+                {"id": os.urandom(8), "name": f"u{i}"}, [{"type": "public-key", "alg": -7}],
+                options={"uv": True},
+            )
+            ended = time.monotonic()
+            to_prompt.append(marks["prompt"][-1] - started)
+            to_response.append(ended - marks["answer"][-1])
+        # The first round includes the KK session set-up; report the steady state too.
+        med = lambda xs: statistics.median(xs) * 1000  # noqa: E731
+        print(f"\nrequest→prompt median {med(to_prompt):.1f} ms (steady {med(to_prompt[1:]):.1f} ms); "
+              f"answer→response median {med(to_response):.1f} ms")
+        assert med(to_prompt) < 2000 and med(to_response) < 2000
+    finally:
+        listener.stop()
+        phone.stop()
