@@ -184,6 +184,14 @@ fn run(cli: Cli) -> Result<(), String> {
     let store = PairingStore::open(&store_path, &master)
         .map_err(|e| format!("cannot open {}: {e}", store_path.display()))?;
     drop(master);
+    let paired = store
+        .list()
+        .map_err(|e| e.to_string())?
+        .iter()
+        .any(|r| r.role == pocketkey_core::pairing::Role::Bridge);
+    if !paired && cli.relay.is_none() {
+        return Err("no phone is paired: give --relay URL to show a pairing code".into());
+    }
 
     let name = cli.name.unwrap_or_else(default_name);
     let get_info = Arc::new(Mutex::new(None));
