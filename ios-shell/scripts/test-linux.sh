@@ -59,6 +59,18 @@ esac
 SCRATCH=$TARGET_DIR/build
 LOG=$TARGET_DIR/swift-test.log
 
+# SwiftPM's incremental build does not always recompile the test target when the generated
+# bindings change (new methods shift SecurityKey's vtable: the stale test object then calls
+# the wrong method and crashes). Start the scratch directory afresh whenever they changed.
+BINDINGS_STAMP=$(cat "$PKG/Sources/PocketKeyCore/PocketKeyCore.swift" \
+    "$PKG/Sources/PocketKeyCoreFFI/PocketKeyCoreFFI.h" | sha256sum | cut -d' ' -f1)
+if [ -d "$SCRATCH" ] && [ "$(cat "$SCRATCH/.bindings-stamp" 2>/dev/null)" != "$BINDINGS_STAMP" ]; then
+    say "bindings changed since the last build: starting $SCRATCH afresh"
+    rm -rf "$SCRATCH"
+fi
+mkdir -p "$SCRATCH"
+echo "$BINDINGS_STAMP" > "$SCRATCH/.bindings-stamp"
+
 # 4. swift test in the chroot. The whole repository is mounted (same path inside), so the
 # package, the scratch directory and the library keep their host paths.
 say "swift test (in the chroot; the first build compiles the bindings, ~1-2 min on 2 cores)"
