@@ -305,7 +305,8 @@ def test_phone_woken_through_the_webhook(setup, tmp_path):
 def test_latency_connected_phone(setup, tmp_path):
     """Loopback latency with a connected phone (the app's runtime, in process): browser request
     at the bridge → approval prompt at the phone, and the phone's answer → response at the
-    browser. Prints medians; asserts only generous bounds (a shared 2-core machine)."""
+    browser. Prints the medians (a measurement, not asserted: no timing thresholds in tests);
+    asserts that every request reached the phone's prompt, in order, and came back."""
     import statistics
 
     from fido2.ctap2 import Ctap2
@@ -345,7 +346,8 @@ def test_latency_connected_phone(setup, tmp_path):
         med = lambda xs: statistics.median(xs) * 1000  # noqa: E731
         print(f"\nrequest→prompt median {med(to_prompt):.1f} ms (steady {med(to_prompt[1:]):.1f} ms); "
               f"answer→response median {med(to_response):.1f} ms")
-        assert med(to_prompt) < 2000 and med(to_response) < 2000
+        assert len(marks["prompt"]) == len(marks["answer"]) == 12, "one prompt per request"
+        assert all(t > 0 for t in to_prompt + to_response), "prompt after request, response after answer"
     finally:
         listener.stop()
         phone.stop()
