@@ -34,6 +34,8 @@ missing=()
 for p in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$' || missing+=("$p")
 done
+# npm fetches kotlin-compiler; the Rust machine image ships Node.js, a plain Debian one does not.
+command -v npm >/dev/null || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
     [ "${PK_NO_INSTALL:-0}" = 1 ] && die "missing Debian packages: ${missing[*]} (PK_NO_INSTALL=1)"
     [ "$(id -u)" = 0 ] || die "missing Debian packages ${missing[*]}; run as root or: apt-get install ${missing[*]}"
