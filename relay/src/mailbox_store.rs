@@ -1,7 +1,9 @@
 //! The pairing mailboxes' routing state behind the [`MailboxStore`] trait: push targets and
 //! tombstones of revoked mailboxes (docs/pairing-protocol.md §3.1, §3.4). Live connections
 //! stay in the node's memory; everything here could be shared by several nodes through an
-//! existing engine (Redis, SQL) instead of [`MemoryMailboxStore`].
+//! existing engine (Redis, SQL) implementing the trait instead of [`SqliteMailboxStore`] (what
+//! `pocketkey-relay` uses unless `--memory`) or [`MemoryMailboxStore`] (the library's default,
+//! for tests and in-process relays).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
@@ -104,8 +106,8 @@ impl MailboxStore for MemoryMailboxStore {
     }
 }
 
-/// The mailbox store in a SQLite file (`--state FILE`): tombstones and push targets survive
-/// restarts. Calls are short single-row statements made on the calling task.
+/// The mailbox store in a SQLite file (the program's default; `--state FILE`): tombstones and
+/// push targets survive restarts. Calls are short single-row statements made on the calling task.
 pub struct SqliteMailboxStore {
     db: Mutex<rusqlite::Connection>,
 }
@@ -124,6 +126,10 @@ impl SqliteMailboxStore {
     /// Opens (creating if needed) the store at `path`.
     pub fn open(path: &std::path::Path) -> Result<Self, StoreError> {
         let db = rusqlite::Connection::open(path).map_err(db_error)?;
+        // Another process on the same file (a restart overlapping its predecessor) waits a
+        // little instead of failing at once.
+        db.busy_timeout(std::time::Duration::from_secs(1))
+            .map_err(db_error)?;
         db.execute_batch(
             "PRAGMA journal_mode = WAL;
              PRAGMA synchronous = NORMAL;

@@ -2,6 +2,7 @@
 //! See the library documentation for the protocols, statuses and deployment behind a TLS
 //! reverse proxy.
 
+use std::ffi::OsString;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,8 +14,8 @@ use pocketkey_relay::push::{
     ApnsConfig, ApnsProvider, FcmAuth, FcmConfig, FcmCredentials, FcmProvider,
 };
 use pocketkey_relay::{
-    serve_with, Config, MailboxStore, PairingLimits, PushProvider, PushService, Services,
-    SqliteMailboxStore, WebhookProvider,
+    serve_with, Config, MailboxStore, MemoryMailboxStore, PairingLimits, PushProvider, PushService,
+    Services, SqliteMailboxStore, WebhookProvider,
 };
 use tokio::net::TcpListener;
 use tracing::info;
@@ -75,10 +76,18 @@ struct Args {
     /// Pairing mailboxes: frames queued towards a slow connection before it is closed.
     #[arg(long, value_name = "N", default_value_t = PairingLimits::default().write_queue)]
     pair_queue: usize,
-    /// Keep the pairing mailboxes' routing data (push targets, tombstones of revoked
-    /// pairings) in this SQLite file; without it they live in memory and are lost at exit.
+    /// The SQLite file holding the pairing mailboxes' routing data (push targets, tombstones
+    /// of revoked pairings), created with its directory if missing; `:memory:` = --memory.
+    /// Default, first that applies: $POCKETKEY_RELAY_STATE (a file or `:memory:`);
+    /// $STATE_DIRECTORY/relay.sqlite (systemd StateDirectory=);
+    /// $XDG_STATE_HOME/pocketkey-relay/relay.sqlite;
+    /// $HOME/.local/state/pocketkey-relay/relay.sqlite; ./pocketkey-relay.sqlite.
     #[arg(long, value_name = "FILE")]
     state: Option<PathBuf>,
+    /// Keep the routing data in memory only, lost at exit (tests, throw-away relays): a
+    /// revoked pairing is forgotten by the relay when it restarts.
+    #[arg(long, conflicts_with = "state")]
+    memory: bool,
 
     /// Accept webhook push targets under this URL prefix (repeatable; e.g.
     /// `https://wake.example.org/`). Without any, webhook targets are refused.
@@ -141,6 +150,89 @@ impl Args {
             ..Config::default()
         }
     }
+}
+
+/// The environment variable naming the state file (or `:memory:`) when `--state` is not given.
+const STATE_ENV: &str = "POCKETKEY_RELAY_STATE";
+/// The `--state` / `$POCKETKEY_RELAY_STATE` value that means `--memory`.
+const MEMORY: &str = ":memory:";
+
+/// Where the pairing mailboxes' routing data lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum StateLocation {
+    Memory,
+    File(PathBuf),
+}
+
+impl StateLocation {
+    fn from_value(value: PathBuf) -> Self {
+        if value.as_os_str() == MEMORY {
+            Self::Memory
+        } else {
+            Self::File(value)
+        }
+    }
+
+    /// `--memory`, else `--state`, else the default (see `--state` in `--help`); `env` reads an
+    /// environment variable. Unset and empty variables are alike; relative `XDG_STATE_HOME`,
+    /// `STATE_DIRECTORY` and `HOME` values are ignored (XDG base directory rules).
+    fn resolve(
+        state: Option<&std::path::Path>,
+        memory: bool,
+        env: impl Fn(&str) -> Option<OsString>,
+    ) -> Self {
+        if memory {
+            return Self::Memory;
+        }
+        if let Some(path) = state {
+            return Self::from_value(path.to_path_buf());
+        }
+        let set = |name: &str| env(name).filter(|value| !value.is_empty());
+        if let Some(value) = set(STATE_ENV) {
+            return Self::from_value(value.into());
+        }
+        let absolute = |name: &str| {
+            set(name).and_then(|value| {
+                // systemd joins several StateDirectory= entries with ':'; the first is ours.
+                std::env::split_paths(&value)
+                    .next()
+                    .filter(|path| path.is_absolute())
+            })
+        };
+        let file = if let Some(dir) = absolute("STATE_DIRECTORY") {
+            dir.join("relay.sqlite")
+        } else if let Some(dir) = absolute("XDG_STATE_HOME") {
+            dir.join("pocketkey-relay").join("relay.sqlite")
+        } else if let Some(home) = absolute("HOME") {
+            home.join(".local/state/pocketkey-relay/relay.sqlite")
+        } else {
+            PathBuf::from("pocketkey-relay.sqlite")
+        };
+        Self::File(file)
+    }
+}
+
+/// Opens (creating it and its directory, owner-only, if missing) the SQLite state file.
+fn open_state(path: &std::path::Path) -> Result<SqliteMailboxStore, String> {
+    let shown = path.display();
+    if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder
+            .create(dir)
+            .map_err(|e| format!("cannot create the directory of the state file {shown}: {e}"))?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).write(true).create(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
+        .open(path)
+        .map_err(|e| format!("cannot open the state file {shown}: {e}"))?;
+    SqliteMailboxStore::open(path)
+        .map_err(|e| format!("cannot open the state file {shown}: {}", e.0))
 }
 
 fn read(path: &PathBuf) -> Result<String, String> {
@@ -263,6 +355,19 @@ async fn main() -> ExitCode {
         }
     };
 
+    let state = StateLocation::resolve(args.state.as_deref(), args.memory, |name| {
+        std::env::var_os(name)
+    });
+    let mailboxes: Arc<dyn MailboxStore> = match &state {
+        StateLocation::Memory => Arc::new(MemoryMailboxStore::new()),
+        StateLocation::File(path) => match open_state(path) {
+            Ok(store) => Arc::new(store),
+            Err(error) => {
+                eprintln!("pocketkey-relay: {error} (--state FILE chooses another, --memory none)");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
     let listener = match TcpListener::bind(&args.listen).await {
         Ok(listener) => listener,
         Err(error) => {
@@ -270,7 +375,7 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let mut services = Services {
+    let services = Services {
         push: Arc::new(push),
         pairing_limits: PairingLimits {
             max_connections: args.pair_max_connections,
@@ -279,17 +384,9 @@ async fn main() -> ExitCode {
             write_queue: args.pair_queue.max(1),
             ..PairingLimits::default()
         },
+        mailboxes,
         ..Services::default()
     };
-    if let Some(path) = &args.state {
-        match SqliteMailboxStore::open(path) {
-            Ok(store) => services.mailboxes = Arc::new(store) as Arc<dyn MailboxStore>,
-            Err(error) => {
-                eprintln!("pocketkey-relay: cannot open {}: {error}", path.display());
-                return ExitCode::FAILURE;
-            }
-        }
-    }
     let relay = match serve_with(listener, config, services) {
         Ok(relay) => relay,
         Err(error) => {
@@ -304,10 +401,96 @@ async fn main() -> ExitCode {
         let _ = stdout.flush();
     }
     info!(%addr, "listening");
+    match &state {
+        StateLocation::Memory => info!("routing state in memory (lost at exit)"),
+        StateLocation::File(path) => info!(state = %path.display(), "routing state in SQLite"),
+    }
 
     signals.recv().await;
     info!("shutting down");
     relay.shutdown().await;
     info!("stopped");
     ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolve(state: Option<&str>, memory: bool, env: &[(&str, &str)]) -> StateLocation {
+        StateLocation::resolve(state.map(std::path::Path::new), memory, |name| {
+            env.iter()
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| OsString::from(value))
+        })
+    }
+
+    fn file(path: &str) -> StateLocation {
+        StateLocation::File(PathBuf::from(path))
+    }
+
+    #[test]
+    fn the_state_location_follows_flags_then_environment_then_defaults() {
+        let all = [
+            ("POCKETKEY_RELAY_STATE", "/srv/relay/state.db"),
+            ("STATE_DIRECTORY", "/var/lib/pocketkey-relay:/var/lib/other"),
+            ("XDG_STATE_HOME", "/home/op/.state"),
+            ("HOME", "/home/op"),
+        ];
+        assert_eq!(resolve(None, true, &all), StateLocation::Memory);
+        assert_eq!(resolve(Some("x.db"), false, &all), file("x.db"));
+        assert_eq!(
+            resolve(Some(":memory:"), false, &all),
+            StateLocation::Memory
+        );
+        assert_eq!(resolve(None, false, &all), file("/srv/relay/state.db"));
+        assert_eq!(
+            resolve(None, false, &[("POCKETKEY_RELAY_STATE", ":memory:")]),
+            StateLocation::Memory
+        );
+        assert_eq!(
+            resolve(None, false, &all[1..]),
+            file("/var/lib/pocketkey-relay/relay.sqlite")
+        );
+        assert_eq!(
+            resolve(None, false, &all[2..]),
+            file("/home/op/.state/pocketkey-relay/relay.sqlite")
+        );
+        assert_eq!(
+            resolve(None, false, &all[3..]),
+            file("/home/op/.local/state/pocketkey-relay/relay.sqlite")
+        );
+        assert_eq!(resolve(None, false, &[]), file("pocketkey-relay.sqlite"));
+        // Empty and relative values do not count.
+        let odd = [
+            ("POCKETKEY_RELAY_STATE", ""),
+            ("STATE_DIRECTORY", "relative"),
+            ("XDG_STATE_HOME", "also/relative"),
+            ("HOME", ""),
+        ];
+        assert_eq!(resolve(None, false, &odd), file("pocketkey-relay.sqlite"));
+    }
+
+    #[test]
+    fn an_unusable_state_file_is_one_clear_error() {
+        let dir = std::env::temp_dir().join(format!("pk-relay-open-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let blocker = dir.join("a-file");
+        std::fs::write(&blocker, b"not a directory").unwrap();
+        let error = open_state(&blocker.join("relay.sqlite")).unwrap_err();
+        assert!(error.starts_with("cannot create the directory"), "{error}");
+        let error = open_state(&blocker).unwrap_err();
+        assert!(error.contains("not a database"), "{error}");
+        assert!(!error.contains('\n'), "{error}");
+        let nested = dir.join("new/deeper/relay.sqlite");
+        open_state(&nested).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode();
+            assert_eq!(mode(&nested) & 0o777, 0o600);
+            assert_eq!(mode(nested.parent().unwrap()) & 0o777, 0o700);
+        }
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }

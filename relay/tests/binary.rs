@@ -12,7 +12,7 @@ use common::*;
 #[tokio::test]
 async fn the_program_relays_a_tunnel_and_stops_on_sigterm() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_pocketkey-relay"))
-        .args(["--listen", "127.0.0.1:0"])
+        .args(["--listen", "127.0.0.1:0", "--memory"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

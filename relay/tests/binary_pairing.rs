@@ -23,7 +23,11 @@ use tokio_tungstenite::connect_async;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 
-async fn attach(addr: SocketAddr, keys: &MailboxKeys, role: Role) -> Ws {
+fn attach_request(
+    addr: SocketAddr,
+    keys: &MailboxKeys,
+    role: Role,
+) -> tokio_tungstenite::tungstenite::handshake::client::Request {
     let attach = keys.attach(role);
     let mut request = attach
         .url(&format!("ws://{addr}"))
@@ -37,19 +41,34 @@ async fn attach(addr: SocketAddr, keys: &MailboxKeys, role: Role) -> Ws {
     for (name, value) in attach.headers() {
         headers.insert(name, HeaderValue::from_str(&value).unwrap());
     }
-    connect_async(request).await.expect("attach").0
+    request
+}
+
+async fn attach(addr: SocketAddr, keys: &MailboxKeys, role: Role) -> Ws {
+    connect_async(attach_request(addr, keys, role))
+        .await
+        .expect("attach")
+        .0
+}
+
+/// The HTTP status of an attach (101 when it was accepted).
+async fn attach_status(addr: SocketAddr, keys: &MailboxKeys, role: Role) -> u16 {
+    match connect_async(attach_request(addr, keys, role)).await {
+        Ok((_, response)) => response.status().as_u16(),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => response.status().as_u16(),
+        Err(other) => panic!("attach failed: {other}"),
+    }
 }
 
 async fn frame(ws: &mut Ws) -> RelayFrame {
     RelayFrame::decode(&recv(ws).await).unwrap()
 }
 
-#[tokio::test]
-async fn the_program_wakes_through_an_allowed_webhook() {
-    // The webhook endpoint: answers 200, hands over the body.
+/// A webhook endpoint: answers 200, hands over each body.
+async fn webhook() -> (SocketAddr, tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>) {
     let hook = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let hook_addr = hook.local_addr().unwrap();
-    let (tx, mut posts) = tokio::sync::mpsc::unbounded_channel();
+    let (tx, posts) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
         loop {
             let (stream, _) = hook.accept().await.unwrap();
@@ -73,9 +92,14 @@ async fn the_program_wakes_through_an_allowed_webhook() {
             });
         }
     });
+    (hook_addr, posts)
+}
 
+#[tokio::test]
+async fn the_program_wakes_through_an_allowed_webhook() {
+    let (hook_addr, mut posts) = webhook().await;
     let mut child = Command::new(env!("CARGO_BIN_EXE_pocketkey-relay"))
-        .args(["--listen", "127.0.0.1:0", "--webhook-allow"])
+        .args(["--listen", "127.0.0.1:0", "--memory", "--webhook-allow"])
         .arg(format!("http://{hook_addr}/"))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -154,7 +178,7 @@ fn bad_push_settings_are_refused_at_start() {
     std::fs::write(&key, "not a key").unwrap();
     let run = |args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_pocketkey-relay"))
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", "127.0.0.1:0", "--memory"])
             .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -196,6 +220,9 @@ fn bad_push_settings_are_refused_at_start() {
         "--apns-topic",
         "--apns-endpoint",
         "--state",
+        "--memory",
+        "POCKETKEY_RELAY_STATE",
+        "pocketkey-relay/relay.sqlite",
         "--pair-max-connections",
         "--pair-rate",
         "--pair-burst",
@@ -208,13 +235,30 @@ fn bad_push_settings_are_refused_at_start() {
 
 fn tempfile_dir(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("pk-relay-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
 
+/// The variables that choose the default state file; the program gets only those in `env`.
+const STATE_VARS: [&str; 4] = [
+    "POCKETKEY_RELAY_STATE",
+    "STATE_DIRECTORY",
+    "XDG_STATE_HOME",
+    "HOME",
+];
+
 /// Starts the program; returns it and its address.
-fn start_program(args: &[&str]) -> (std::process::Child, SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pocketkey-relay"))
+fn start_program(
+    args: &[&str],
+    env: &[(&str, &std::path::Path)],
+) -> (std::process::Child, SocketAddr) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_pocketkey-relay"));
+    for name in STATE_VARS {
+        command.env_remove(name);
+    }
+    let mut child = command
+        .envs(env.iter().copied())
         .args(["--listen", "127.0.0.1:0"])
         .args(args)
         .stdout(Stdio::piped())
@@ -227,7 +271,7 @@ fn start_program(args: &[&str]) -> (std::process::Child, SocketAddr) {
     let addr = first
         .trim_end()
         .strip_prefix("listening on ")
-        .unwrap()
+        .unwrap_or_else(|| panic!("first line: {first:?}"))
         .parse()
         .unwrap();
     (child, addr)
@@ -242,52 +286,135 @@ fn stop(mut child: std::process::Child) {
     assert!(child.wait().unwrap().success());
 }
 
-#[tokio::test]
-async fn tombstones_survive_a_restart_with_state() {
-    let dir = tempfile_dir("state");
-    std::fs::create_dir_all(&dir).unwrap();
-    let state = dir.join("relay.db");
-    let _ = std::fs::remove_file(&state);
-    let state = state.to_str().unwrap().to_string();
-    let keys = MailboxKeys::pairing(
+fn pairing_keys() -> MailboxKeys {
+    MailboxKeys::pairing(
         &SecretKey::random(&mut OsRng),
         &SecretKey::random(&mut OsRng).public_key(),
         Role::Bridge,
-    );
-    let (child, addr) = start_program(&["--state", &state]);
-    let mut bridge = attach(addr, &keys, Role::Bridge).await;
+    )
+}
+
+/// Attaches as `role`, sends `request`, expects the ACK of its type; detaches.
+async fn acked(addr: SocketAddr, keys: &MailboxKeys, role: Role, request: RelayFrame) {
+    let mut ws = attach(addr, keys, role).await;
+    assert_eq!(frame(&mut ws).await, RelayFrame::Peer { present: false });
+    let kind = request.encode()[0];
+    send(&mut ws, &request.encode()).await;
+    assert_eq!(frame(&mut ws).await, RelayFrame::Ack(kind));
+}
+
+/// WAKE from the bridge of `keys` (the phone away).
+async fn wake(addr: SocketAddr, keys: &MailboxKeys) -> RelayFrame {
+    let mut bridge = attach(addr, keys, Role::Bridge).await;
     assert_eq!(
         frame(&mut bridge).await,
         RelayFrame::Peer { present: false }
     );
-    send(&mut bridge, &RelayFrame::Delete.encode()).await;
+    send(&mut bridge, &RelayFrame::Wake.encode()).await;
+    frame(&mut bridge).await
+}
+
+#[tokio::test]
+async fn tombstones_survive_a_restart_with_state() {
+    let dir = tempfile_dir("state");
+    let state = dir.join("relay.db");
+    let state = state.to_str().unwrap().to_string();
+    let keys = pairing_keys();
+    let (child, addr) = start_program(&["--state", &state], &[]);
+    acked(addr, &keys, Role::Bridge, RelayFrame::Delete).await;
+    stop(child);
+
+    let (child, addr) = start_program(&["--state", &state], &[]);
+    assert_eq!(attach_status(addr, &keys, Role::Phone).await, 410);
+    stop(child);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Without --state or --memory the routing data is in SQLite under $XDG_STATE_HOME (else
+/// $HOME/.local/state, or $POCKETKEY_RELAY_STATE): a push registration and a tombstone survive
+/// a restart of the program; --memory neither reads nor keeps them.
+#[tokio::test]
+async fn routing_state_is_in_sqlite_by_default_and_survives_a_restart() {
+    let dir = tempfile_dir("default-state");
+    let (xdg, home) = (dir.join("xdg"), dir.join("home"));
+    std::fs::create_dir_all(&home).unwrap();
+    let (hook_addr, mut posts) = webhook().await;
+    let allow = format!("http://{hook_addr}/");
+    let args = ["--webhook-allow", allow.as_str()];
+    let env = [("XDG_STATE_HOME", xdg.as_path()), ("HOME", home.as_path())];
+    let (registered, revoked) = (pairing_keys(), pairing_keys());
+    let target = PushTarget {
+        provider: Kind::Webhook,
+        target: format!("http://{hook_addr}/wake"),
+        environment: None,
+    };
+
+    let (child, addr) = start_program(&args, &env);
+    acked(
+        addr,
+        &registered,
+        Role::Phone,
+        RelayFrame::PushRegister(target),
+    )
+    .await;
+    acked(addr, &revoked, Role::Bridge, RelayFrame::Delete).await;
+    stop(child);
+    let file = xdg.join("pocketkey-relay").join("relay.sqlite");
+    assert!(file.is_file(), "no {}", file.display());
     assert_eq!(
-        frame(&mut bridge).await,
-        RelayFrame::Ack(frame_type::DELETE)
+        std::fs::read_dir(&home).unwrap().count(),
+        0,
+        "wrote into $HOME"
+    );
+
+    let (child, addr) = start_program(&args, &env);
+    assert_eq!(attach_status(addr, &revoked, Role::Phone).await, 410);
+    assert_eq!(
+        wake(addr, &registered).await,
+        RelayFrame::WakeResult(WakeResult::PushSent)
+    );
+    let body = tokio::time::timeout(PATIENCE, posts.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(String::from_utf8(body)
+        .unwrap()
+        .contains(&registered.id().to_hex()));
+    stop(child);
+
+    let memory = [&["--memory"][..], &args[..]].concat();
+    let (child, addr) = start_program(&memory, &env);
+    assert_eq!(attach_status(addr, &revoked, Role::Phone).await, 101);
+    assert_eq!(
+        wake(addr, &registered).await,
+        RelayFrame::WakeResult(WakeResult::NoPushTarget)
     );
     stop(child);
 
-    let (child, addr) = start_program(&["--state", &state]);
-    let attach = keys.attach(Role::Phone);
-    let mut request = attach
-        .url(&format!("ws://{addr}"))
-        .into_client_request()
-        .unwrap();
-    request.headers_mut().insert(
-        "sec-websocket-protocol",
-        HeaderValue::from_static(SUBPROTOCOL),
-    );
-    for (name, value) in attach.headers() {
-        request
-            .headers_mut()
-            .insert(name, HeaderValue::from_str(&value).unwrap());
-    }
-    match connect_async(request).await {
-        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
-            assert_eq!(response.status().as_u16(), 410)
-        }
-        other => panic!("expected 410, got {:?}", other.map(|(_, r)| r)),
-    }
+    // No XDG_STATE_HOME: under $HOME/.local/state. POCKETKEY_RELAY_STATE names the file.
+    let (child, _) = start_program(&[], &[("HOME", home.as_path())]);
     stop(child);
+    assert!(home
+        .join(".local/state/pocketkey-relay/relay.sqlite")
+        .is_file());
+    let named = dir.join("named.sqlite");
+    let (child, _) = start_program(&[], &[("POCKETKEY_RELAY_STATE", named.as_path())]);
+    stop(child);
+    assert!(named.is_file());
+
+    // A state file that cannot be opened: one line on standard error, exit 1, no listening.
+    let out = Command::new(env!("CARGO_BIN_EXE_pocketkey-relay"))
+        .args(["--listen", "127.0.0.1:0", "--state"])
+        .arg(named.join("relay.sqlite"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("pocketkey-relay: cannot create the directory of the state file"),
+        "{stderr}"
+    );
     let _ = std::fs::remove_dir_all(dir);
 }
