@@ -84,7 +84,7 @@ impl Relay {
     /// The program prints `listening on ADDR` first.
     fn program(program: &Path) -> Self {
         let mut child = Command::new(program)
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", "127.0.0.1:0", "--memory"])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

@@ -54,7 +54,7 @@ fn relay() -> Relay {
     let program = sibling("pocketkey-relay");
     if program.is_file() {
         let mut child = Command::new(program)
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", "127.0.0.1:0", "--memory"])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
