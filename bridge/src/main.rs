@@ -4,23 +4,13 @@
 //! are answered here (getInfo from the phone's cached `Hello`); everything else goes to the
 //! phone through the relay, with KEEPALIVE from the phone's `Pending` messages.
 //!
-//! The CTAPHID transport, its worker thread and the master-key file are the command line's
-//! (`cli/src/{udp,engine,keys}.rs`), compiled in here by path rather than copied.
+//! The CTAPHID device loop, its transports and the master-key file are `pocketkey-desktop`'s,
+//! shared with the `pocketkey` command line.
 
-#[path = "../../cli/src/engine.rs"]
-#[allow(dead_code)]
-mod engine;
-#[path = "../../cli/src/keys.rs"]
-#[allow(dead_code)]
-mod keys;
 mod link;
 mod qr;
-#[path = "../../cli/src/udp.rs"]
-#[allow(dead_code)]
-mod udp;
 
 use std::io::{IsTerminal, Write};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,8 +23,11 @@ use pocketkey_core::crypto::master_key::KeyProvider;
 use pocketkey_core::pairing::store::FILE_NAME;
 use pocketkey_core::pairing::PairingStore;
 
-use crate::engine::WaitingForUser;
 use crate::link::{ForwardingEngine, Link, LinkConfig};
+use pocketkey_desktop::device::{self, Device, DeviceArgs};
+use pocketkey_desktop::engine::{self, WaitingForUser};
+use pocketkey_desktop::keys;
+use pocketkey_desktop::runtime::Options;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -43,9 +36,9 @@ use crate::link::{ForwardingEngine, Link, LinkConfig};
     about = "PocketKey desktop pairing tool: a virtual FIDO security key that is really your phone"
 )]
 struct Cli {
-    /// Present the key as CTAPHID over UDP on ADDR (one 64-byte report per datagram).
-    #[arg(long, value_name = "ADDR", default_value = udp::DEFAULT_ADDR)]
-    udp: SocketAddr,
+    /// The virtual key: a USB security key through /dev/uhid unless --udp is given.
+    #[command(flatten)]
+    device: DeviceArgs,
 
     /// The pairing relay's base URL (wss://host[/path]; ws:// only on loopback). Needed to pair.
     #[arg(long, value_name = "URL")]
@@ -76,6 +69,9 @@ struct Cli {
     #[arg(long, conflicts_with = "list")]
     unpair: bool,
 }
+
+/// The product name the system shows for the USB key.
+const DEVICE_NAME: &str = "PocketKey (phone)";
 
 fn default_name() -> String {
     std::fs::read_to_string("/etc/hostname")
@@ -126,9 +122,17 @@ fn manage(state_dir: &Path, unpair: bool) -> Result<(), String> {
     let store = PairingStore::open(&path, &master)
         .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
     let records = store.list().map_err(|e| e.to_string())?;
-    for record in records.iter().filter(|r| r.role == pocketkey_core::pairing::Role::Bridge) {
+    for record in records
+        .iter()
+        .filter(|r| r.role == pocketkey_core::pairing::Role::Bridge)
+    {
         if !unpair {
-            println!("{}\t{}\t{}", record.name, record.relay_url, record.id.to_hex());
+            println!(
+                "{}\t{}\t{}",
+                record.name,
+                record.relay_url,
+                record.id.to_hex()
+            );
             continue;
         }
         let now = std::time::SystemTime::now()
@@ -139,7 +143,10 @@ fn manage(state_dir: &Path, unpair: bool) -> Result<(), String> {
             store.forget(&record.id).map_err(|e| e.to_string())?;
             println!("unpaired: {}", record.name);
         } else {
-            println!("unpaired: {} (the relay could not be told; the phone keeps it)", record.name);
+            println!(
+                "unpaired: {} (the relay could not be told; the phone keeps it)",
+                record.name
+            );
         }
     }
     Ok(())
@@ -173,10 +180,7 @@ fn run(cli: Cli) -> Result<(), String> {
     if cli.list || cli.unpair {
         return manage(&state_dir, cli.unpair);
     }
-    let transport = udp::UdpTransport::bind(cli.udp)?;
-    let local = transport
-        .local_addr()
-        .map_err(|e| format!("cannot read the bound address: {e}"))?;
+    let device = Device::open(&cli.device, DEVICE_NAME, device::Default::Uhid)?;
     let master = keys::FileKeyProvider::in_dir(&state_dir)
         .master_key()
         .map_err(|e| e.to_string())?;
@@ -213,20 +217,23 @@ fn run(cli: Cli) -> Result<(), String> {
         .spawn(move || link.run())
         .map_err(|e| format!("cannot start: {e}"))?;
 
-    eprintln!("PocketKey bridge: virtual security key on UDP {local}");
+    eprintln!(
+        "PocketKey bridge: virtual security key on {}",
+        device.describe()
+    );
     let waiting = WaitingForUser::new();
     let engine = ForwardingEngine {
         to_link,
         get_info,
         waiting: waiting.clone(),
     };
-    let options = udp::Options {
+    let options = Options {
         waiting_for_user: Some(waiting),
-        ..udp::Options::default()
+        ..Options::default()
     };
-    let result = transport
+    let result = device
         .run(engine, options, Arc::clone(&stop))
-        .map_err(|e| format!("UDP transport failed: {e}"));
+        .map_err(|e| format!("the virtual key's transport failed: {e}"));
     stop.store(true, Ordering::SeqCst);
     let _ = link_thread.join();
     result

@@ -32,7 +32,10 @@ fn write_new(path: &Path, bytes: &[u8]) -> Result<(), String> {
 }
 
 fn save_key(dir: &Path, name: &str, key: &AttestationKey, sealer: &Sealer) -> Result<(), String> {
-    write_new(&dir.join(format!("{name}.key")), &sealer.seal(&key.key.to_bytes(), &aad(name)))?;
+    write_new(
+        &dir.join(format!("{name}.key")),
+        &sealer.seal(&key.key.to_bytes(), &aad(name)),
+    )?;
     write_new(&dir.join(format!("{name}.der")), &key.chain[0])
 }
 
@@ -41,19 +44,30 @@ fn load_key(dir: &Path, name: &str, sealer: &Sealer) -> Result<Option<Attestatio
     if !key_path.exists() {
         return Ok(None);
     }
-    let sealed = fs::read(&key_path).map_err(|e| format!("cannot read {}: {e}", key_path.display()))?;
+    let sealed =
+        fs::read(&key_path).map_err(|e| format!("cannot read {}: {e}", key_path.display()))?;
     let bytes = sealer
         .open(&sealed, &aad(name))
         .map_err(|e| format!("{}: {e}", key_path.display()))?;
     let key = p256::ecdsa::SigningKey::from_slice(&bytes)
         .map_err(|_| format!("{}: not a P-256 key", key_path.display()))?;
     let cert_path = dir.join(format!("{name}.der"));
-    let cert = fs::read(&cert_path).map_err(|e| format!("cannot read {}: {e}", cert_path.display()))?;
-    Ok(Some(AttestationKey { key, chain: vec![cert] }))
+    let cert =
+        fs::read(&cert_path).map_err(|e| format!("cannot read {}: {e}", cert_path.display()))?;
+    Ok(Some(AttestationKey {
+        key,
+        chain: vec![cert],
+    }))
 }
 
 /// Creates a root, a batch key and (with RP ids) an enterprise key. Refuses to overwrite.
-pub fn provision(state_dir: &Path, master: &MasterKey, organization: &str, country: &str, enterprise_rp_ids: &[String]) -> Result<PathBuf, String> {
+pub fn provision(
+    state_dir: &Path,
+    master: &MasterKey,
+    organization: &str,
+    country: &str,
+    enterprise_rp_ids: &[String],
+) -> Result<PathBuf, String> {
     let dir = state_dir.join(DIR_NAME);
     if dir.exists() {
         return Err(format!(
@@ -61,14 +75,22 @@ pub fn provision(state_dir: &Path, master: &MasterKey, organization: &str, count
             dir.display()
         ));
     }
-    let provisioned = provision_batch(organization, country, POCKETKEY_AAGUID, !enterprise_rp_ids.is_empty())
-        .map_err(|e| e.to_string())?;
+    let provisioned = provision_batch(
+        organization,
+        country,
+        POCKETKEY_AAGUID,
+        !enterprise_rp_ids.is_empty(),
+    )
+    .map_err(|e| e.to_string())?;
     fs::create_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let sealer = Sealer::new(master, Purpose::Store);
     save_key(&dir, "batch", &provisioned.batch, &sealer)?;
     if let Some(enterprise) = &provisioned.enterprise {
         save_key(&dir, "enterprise", enterprise, &sealer)?;
-        write_new(&dir.join("enterprise-rp-ids"), format!("{}\n", enterprise_rp_ids.join("\n")).as_bytes())?;
+        write_new(
+            &dir.join("enterprise-rp-ids"),
+            format!("{}\n", enterprise_rp_ids.join("\n")).as_bytes(),
+        )?;
     }
     let root = dir.join("root.der");
     write_new(&root, &provisioned.root_certificate)?;
@@ -83,8 +105,14 @@ pub fn load(state_dir: &Path, master: &MasterKey) -> Result<AttestationConfig, S
     let enterprise = match load_key(&dir, "enterprise", &sealer)? {
         Some(key) => {
             let path = dir.join("enterprise-rp-ids");
-            let ids = fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            let ids = ids.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect();
+            let ids = fs::read_to_string(&path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let ids = ids
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(String::from)
+                .collect();
             Some((key, ids))
         }
         None => None,
@@ -100,17 +128,35 @@ mod tests {
     fn provision_then_load_round_trips_and_refuses_a_second_run() {
         let dir = tempfile::tempdir().unwrap();
         let master = MasterKey::from_bytes([3; 32]);
-        provision(dir.path(), &master, "Example", "US", &["corp.example".into()]).unwrap();
+        provision(
+            dir.path(),
+            &master,
+            "Example",
+            "US",
+            &["corp.example".into()],
+        )
+        .unwrap();
         let cfg = load(dir.path(), &master).unwrap();
         assert!(cfg.batch.is_some());
         let (_, ids) = cfg.enterprise.unwrap();
         assert_eq!(ids, vec!["corp.example".to_string()]);
         assert!(provision(dir.path(), &master, "Example", "US", &[]).is_err());
         let wrong = MasterKey::from_bytes([4; 32]);
-        assert!(load(dir.path(), &wrong).is_err(), "sealed keys need the master key");
+        assert!(
+            load(dir.path(), &wrong).is_err(),
+            "sealed keys need the master key"
+        );
         let sealed = fs::read(dir.path().join(DIR_NAME).join("batch.key")).unwrap();
-        let plain = load(dir.path(), &master).unwrap().batch.unwrap().key.to_bytes();
-        assert!(!sealed.windows(8).any(|w| plain.windows(8).any(|p| p == w)), "key is not in the clear");
+        let plain = load(dir.path(), &master)
+            .unwrap()
+            .batch
+            .unwrap()
+            .key
+            .to_bytes();
+        assert!(
+            !sealed.windows(8).any(|w| plain.windows(8).any(|p| p == w)),
+            "key is not in the clear"
+        );
     }
 
     #[test]

@@ -14,7 +14,8 @@ use pocketkey_core::authenticator::{Authenticator, Config};
 use pocketkey_core::store::Store;
 use pocketkey_ffi::runtime::{self, Advertiser, AdvertiserError, HybridOptions};
 
-use crate::{approver, attestation, keys};
+use crate::{approver, attestation};
+use pocketkey_desktop::keys;
 
 /// The line prefix of the printed advert.
 pub const ADVERT_PREFIX: &str = "advert: ";

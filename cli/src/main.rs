@@ -2,13 +2,9 @@
 
 mod approver;
 mod attestation;
-mod engine;
 mod hybrid;
-mod keys;
 mod pairing;
-mod udp;
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,8 +14,10 @@ use clap::{Args, Parser, Subcommand};
 use pocketkey_core::approver::{Approver, AutoApprover};
 use pocketkey_core::crypto::master_key::{KeyProvider, MasterKey};
 
-use crate::engine::{SignallingApprover, WaitingForUser};
-use crate::keys::{FileKeyProvider, KeyringKeyProvider};
+use pocketkey_desktop::device::{self, Device, DeviceArgs};
+use pocketkey_desktop::engine::{self, SignallingApprover, WaitingForUser};
+use pocketkey_desktop::keys::{self, FileKeyProvider, KeyringKeyProvider};
+use pocketkey_desktop::runtime::Options;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -79,11 +77,8 @@ struct AttestationArgs {
 
 #[derive(Debug, Args)]
 struct ServeArgs {
-    /// Serve CTAPHID over UDP (one 64-byte report per datagram, the simulation convention
-    /// FIDO test tools speak) on ADDR,
-    /// default 127.0.0.1:8111. This is the default transport.
-    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = udp::DEFAULT_ADDR)]
-    udp: Option<SocketAddr>,
+    #[command(flatten)]
+    device: DeviceArgs,
 
     /// Where the credential store (and the key file, without --keyring) live. Created with
     /// mode 0700. Default: $XDG_DATA_HOME/pocketkey or ~/.local/share/pocketkey.
@@ -129,12 +124,6 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst))
             .map_err(|e| format!("cannot install the Ctrl-C handler: {e}"))?;
     }
-    let addr = match args.udp {
-        Some(addr) => addr,
-        None => udp::DEFAULT_ADDR
-            .parse()
-            .map_err(|e| format!("bad default address: {e}"))?,
-    };
     let state_dir = match args.state_dir {
         Some(dir) => dir,
         None => keys::default_state_dir()?,
@@ -144,11 +133,8 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         eprintln!("{warning}");
     }
 
-    // Bind first: a busy port should not cost a key or a store.
-    let transport = udp::UdpTransport::bind(addr)?;
-    let local = transport
-        .local_addr()
-        .map_err(|e| format!("cannot read the bound address: {e}"))?;
+    // Bind first: a busy port or a missing /dev/uhid should not cost a key or a store.
+    let device = Device::open(&args.device, "PocketKey", device::Default::Udp)?;
 
     let master = master_key(&state_dir, args.keyring)?;
     let waiting = WaitingForUser::new();
@@ -164,10 +150,15 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         (Some(_), None) => "batch",
         (None, None) => "self",
     };
-    let engine = engine::open_engine(&state_dir.join(keys::STORE_FILE_NAME), &master, approver, attestation)?;
+    let engine = engine::open_engine(
+        &state_dir.join(keys::STORE_FILE_NAME),
+        &master,
+        approver,
+        attestation,
+    )?;
     drop(master);
 
-    eprintln!("PocketKey security key listening on UDP {local}");
+    eprintln!("PocketKey security key on {}", device.describe());
     eprintln!("state directory: {}", state_dir.display());
     eprintln!("attestation: {attestation_kind}");
     if args.auto_approve {
@@ -176,13 +167,13 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         eprintln!("approve requests here (y = approve, p = presence only, n = deny)");
     }
 
-    let options = udp::Options {
+    let options = Options {
         waiting_for_user: Some(waiting),
-        ..udp::Options::default()
+        ..Options::default()
     };
-    transport
+    device
         .run(engine, options, Arc::clone(&stop))
-        .map_err(|e| format!("UDP transport failed: {e}"))?;
+        .map_err(|e| format!("the security key's transport failed: {e}"))?;
     eprintln!("stopped");
     Ok(())
 }
@@ -194,7 +185,13 @@ fn provision_attestation(args: AttestationArgs) -> Result<(), String> {
     };
     let (state_dir, _) = keys::prepare_state_dir(&state_dir)?;
     let master = master_key(&state_dir, args.keyring)?;
-    let root = attestation::provision(&state_dir, &master, &args.org, &args.country, &args.enterprise_rp_ids)?;
+    let root = attestation::provision(
+        &state_dir,
+        &master,
+        &args.org,
+        &args.country,
+        &args.enterprise_rp_ids,
+    )?;
     eprintln!("attestation provisioned; give relying parties this root certificate:");
     println!("{}", root.display());
     Ok(())
@@ -242,9 +239,9 @@ mod tests {
                 _ => unreachable!("serve was parsed"),
             })
         };
-        assert_eq!(parse(&["pocketkey", "serve"]).unwrap().udp, None);
+        assert_eq!(parse(&["pocketkey", "serve"]).unwrap().device.udp, None);
         assert_eq!(
-            parse(&["pocketkey", "serve", "--udp"]).unwrap().udp,
+            parse(&["pocketkey", "serve", "--udp"]).unwrap().device.udp,
             Some("127.0.0.1:8111".parse().unwrap())
         );
         let a = parse(&[
@@ -257,9 +254,32 @@ mod tests {
             "/tmp/x",
         ])
         .unwrap();
-        assert_eq!(a.udp, Some("127.0.0.1:9000".parse().unwrap()));
+        assert_eq!(a.device.udp, Some("127.0.0.1:9000".parse().unwrap()));
         assert!(a.auto_approve && !a.keyring);
         assert_eq!(a.state_dir, Some(PathBuf::from("/tmp/x")));
         assert!(parse(&["pocketkey", "serve", "--udp", "nonsense"]).is_err());
+    }
+
+    #[test]
+    fn uhid_path_forms() {
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(args).map(|cli| match cli.command {
+                Command::Serve(a) => a.device,
+                _ => unreachable!("serve was parsed"),
+            })
+        };
+        assert_eq!(parse(&["pocketkey", "serve"]).unwrap().uhid, None);
+        assert_eq!(
+            parse(&["pocketkey", "serve", "--uhid"]).unwrap().uhid,
+            Some(PathBuf::from("/dev/uhid"))
+        );
+        assert_eq!(
+            parse(&["pocketkey", "serve", "--uhid", "/tmp/u"]).unwrap().uhid,
+            Some(PathBuf::from("/tmp/u"))
+        );
+        assert!(
+            parse(&["pocketkey", "serve", "--uhid", "--udp"]).is_err(),
+            "one transport at a time"
+        );
     }
 }

@@ -20,10 +20,13 @@ use pocketkey_core::pairing::relay::{PushProvider, PushTarget};
 use pocketkey_core::pairing::store::FILE_NAME;
 use pocketkey_core::pairing::{CtapKind, MailboxId, PairingRecord, PairingStore, Role, UrlPolicy};
 use pocketkey_ffi::runtime::pairing::{self as runtime, PairingEngine, ServeEvent};
-use pocketkey_ffi::runtime::pairing_app::delete_at_relay;
+use pocketkey_ffi::runtime::pairing_app::{
+    delete_at_relay, retry_pending_revocations, revocation_guard,
+};
 
-use crate::engine::{SignallingApprover, WaitingForUser};
-use crate::{approver, attestation, engine, keys};
+use crate::{approver, attestation};
+use pocketkey_desktop::engine::{self, SignallingApprover, WaitingForUser};
+use pocketkey_desktop::keys;
 
 #[derive(Debug, Args)]
 pub struct CommonArgs {
@@ -140,8 +143,24 @@ fn open_engine(dir: &Path, master: &MasterKey, auto_approve: bool) -> Result<Cli
     })
 }
 
+/// Retries the pending revocations (the relay was unreachable at `unpair`); says on standard
+/// error which reached the relay now and which still wait.
+fn retry_revocations(store: &PairingStore) -> Result<(), String> {
+    for name in retry_pending_revocations(store).map_err(|e| e.to_string())? {
+        eprintln!("unpaired: {name} (the relay was told now)");
+    }
+    for record in store.pending_revocations().map_err(|e| e.to_string())? {
+        eprintln!(
+            "revoked: {} (the relay could not be told yet; retried at the next pair, pairings, listen or unpair)",
+            record.name
+        );
+    }
+    Ok(())
+}
+
 pub fn pair(args: PairArgs) -> Result<(), String> {
     let (dir, master, store) = open(&args.common)?;
+    retry_revocations(&store)?;
     // Approvals are not needed for pairing; getInfo only.
     let engine = open_engine(&dir, &master, true)?;
     drop(master);
@@ -167,6 +186,7 @@ pub fn listen(args: ListenArgs) -> Result<(), String> {
     let (dir, master, store) = open(&args.common)?;
     let engine = open_engine(&dir, &master, args.auto_approve)?;
     drop(master);
+    retry_revocations(&store)?;
     let phones = store.list().map_err(|e| e.to_string())?;
     let count = phones.iter().filter(|r| r.role == Role::Phone).count();
     if count == 0 {
@@ -176,9 +196,15 @@ pub fn listen(args: ListenArgs) -> Result<(), String> {
     if args.auto_approve {
         eprintln!("auto-approving every request (--auto-approve)");
     }
-    let on_event = Arc::new(|record: &PairingRecord, event: ServeEvent| {
-        eprintln!("{}: {event:?}", record.name);
-    });
+    let store = Arc::new(Mutex::new(store));
+    // A pairing unpaired (by another `pocketkey unpair`) while the relay was unreachable is
+    // revoked at the relay when its mailbox is attached again, not served.
+    let on_event = revocation_guard(
+        Arc::clone(&store),
+        Arc::new(|record: &PairingRecord, event: ServeEvent| {
+            eprintln!("{}: {event:?}", record.name);
+        }),
+    );
     if let Some(wake_url) = &args.wake_url {
         return wake_mode(
             wake_url,
@@ -187,15 +213,10 @@ pub fn listen(args: ListenArgs) -> Result<(), String> {
             store,
             stop,
             Duration::from_secs(args.idle),
+            on_event,
         );
     }
-    runtime::listen(
-        &args.phone_name,
-        Arc::new(engine),
-        Arc::new(Mutex::new(store)),
-        stop,
-        on_event,
-    )
+    runtime::listen(&args.phone_name, Arc::new(engine), store, stop, on_event)
     .map_err(|e| e.to_string())?;
     eprintln!("stopped");
     Ok(())
@@ -203,6 +224,7 @@ pub fn listen(args: ListenArgs) -> Result<(), String> {
 
 pub fn list(args: ListArgs) -> Result<(), String> {
     let (_, _, store) = open(&args.common)?;
+    retry_revocations(&store)?;
     for r in store.list().map_err(|e| e.to_string())? {
         if r.role == Role::Phone {
             println!("{}\t{}\t{}", r.name, r.relay_url, r.id.to_hex());
@@ -215,6 +237,7 @@ pub fn list(args: ListArgs) -> Result<(), String> {
 /// the relay the record stays as a pending revocation.
 pub fn unpair(args: UnpairArgs) -> Result<(), String> {
     let (_, _, store) = open(&args.common)?;
+    retry_revocations(&store)?;
     let found: Vec<PairingRecord> = store
         .find_by_name(&args.name)
         .map_err(|e| e.to_string())?
@@ -247,9 +270,10 @@ fn wake_mode(
     wake_url: &str,
     phone_name: &str,
     engine: Arc<dyn PairingEngine>,
-    store: PairingStore,
+    store: Arc<Mutex<PairingStore>>,
     stop: Arc<AtomicBool>,
     idle: Duration,
+    on_event: runtime::OnEvent,
 ) -> Result<(), String> {
     let authority = wake_url
         .strip_prefix("http://")
@@ -262,6 +286,8 @@ fn wake_mode(
         .set_nonblocking(true)
         .map_err(|e| format!("socket: {e}"))?;
     let records: Vec<PairingRecord> = store
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
         .list()
         .map_err(|e| e.to_string())?
         .into_iter()
@@ -277,7 +303,6 @@ fn wake_mode(
             .map_err(|e| format!("registering the wake-up URL for {:?}: {e}", record.name))?;
         eprintln!("{}: wake-ups go to {wake_url}", record.name);
     }
-    let store = Arc::new(Mutex::new(store));
     let mut running: HashMap<MailboxId, thread::JoinHandle<()>> = HashMap::new();
     while !stop.load(Ordering::SeqCst) {
         let stream = match listener.accept() {
@@ -307,18 +332,17 @@ fn wake_mode(
             continue;
         };
         eprintln!("{}: woken", record.name);
-        let (name, engine, store, stop) = (
+        let (name, engine, store, stop, on_event) = (
             phone_name.to_string(),
             Arc::clone(&engine),
             Arc::clone(&store),
             Arc::clone(&stop),
+            Arc::clone(&on_event),
         );
         running.insert(
             mailbox,
             thread::spawn(move || {
-                runtime::serve_woken(record, &name, engine, store, stop, idle, &|r, event| {
-                    eprintln!("{}: {event:?}", r.name);
-                });
+                runtime::serve_woken(record, &name, engine, store, stop, idle, &*on_event);
             }),
         );
     }

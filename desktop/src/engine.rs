@@ -31,7 +31,6 @@ impl WaitingForUser {
         self.0.load(Ordering::SeqCst)
     }
     /// Raises or lowers the flag (a transport forwarding to another engine, e.g. the bridge).
-    #[allow(dead_code)] // used by pocketkey-bridge, which compiles this file too
     pub fn set(&self, waiting: bool) {
         self.0.store(waiting, Ordering::SeqCst);
     }
@@ -82,7 +81,10 @@ pub fn open_engine(
             store_path.display()
         )
     })?;
-    let config = Config { attestation, ..Config::default() };
+    let config = Config {
+        attestation,
+        ..Config::default()
+    };
     Authenticator::new(store, master, approver, config)
         .map_err(|e| format!("cannot start the authenticator: {e}"))
 }

@@ -4,10 +4,18 @@ use std::net::UdpSocket;
 use std::sync::atomic::AtomicUsize;
 
 use pocketkey_core::hid::{
-    fragment, Assembly, Command, HidError, Packet, Report, Started, BROADCAST_CID,
+    fragment, Assembly, Command, HidError, KeepaliveStatus, Packet, Report, Started, BROADCAST_CID,
 };
 
+use std::sync::atomic::Ordering;
+use std::thread;
+use std::time::Instant;
+
+use pocketkey_core::approver::Requester;
+use pocketkey_core::cancel::CancelToken;
+
 use super::*;
+use crate::engine::{RequestContext, WaitingForUser};
 
 /// First payload byte selects the behaviour: 0xAA slow (400 ms), 0xCC wait for cancel,
 /// 0xEE panic, 0x5A wait for the user (raises the flag) for 300 ms; anything else echoes.
@@ -427,27 +435,4 @@ fn bind_errors_are_clear() {
     let err = UdpTransport::bind(addr).err().unwrap();
     assert!(err.contains("in use"), "{err}");
     assert!(err.contains(&addr.to_string()), "{err}");
-}
-
-#[test]
-fn log_lines_show_no_payload() {
-    let job = Job {
-        cid: 1,
-        kind: RequestKind::Cbor,
-        payload: vec![0x01, 0xde, 0xad, 0xbe, 0xef],
-        cx: RequestContext::default(),
-        peer: "127.0.0.1:1".parse().unwrap(),
-    };
-    let line = log_line(&job, &[0x00, 0xca, 0xfe], Duration::from_millis(12), true);
-    assert_eq!(line, "ctap2 cmd 0x01 -> status 0x00 in 12 ms");
-    let job = Job {
-        kind: RequestKind::Msg,
-        payload: vec![0x00, 0x02, 0x03, 0x00, 0xaa],
-        ..job
-    };
-    let line = log_line(&job, &[0xbb, 0x69, 0x85], Duration::from_millis(3), false);
-    assert_eq!(
-        line,
-        "u2f ins 0x02 -> sw 6985 in 3 ms (abandoned by the host)"
-    );
 }

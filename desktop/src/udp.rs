@@ -1,0 +1,129 @@
+//! The UDP transport (DESIGN §4): one datagram is one 64-byte CTAPHID report, no report id;
+//! replies go to the sender. A datagram equal to [`POWER_CYCLE_MAGIC`] power-cycles the engine.
+
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pocketkey_core::hid::REPORT_LEN;
+
+use crate::engine::Engine;
+use crate::runtime::{self, Incoming, Options, Port};
+
+/// Where the simulation convention expects the key.
+pub const DEFAULT_ADDR: &str = "127.0.0.1:8111";
+
+/// "Power cycle" (not a CTAPHID frame): keep persistent state, drop volatile state.
+pub const POWER_CYCLE_MAGIC: [u8; REPORT_LEN] = hex64(
+    b"ac1052ca95e569de69e02ebff333485f13f9b2da34c5a8a340526697a9ab2e0b\
+      394d8d04973c134005be1a0140bff6045bb26eb77a73eaa47813f6b49a7250dc",
+);
+
+const fn hex64(text: &[u8]) -> [u8; REPORT_LEN] {
+    const fn nibble(c: u8) -> u8 {
+        match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            _ => panic!("not lowercase hex"),
+        }
+    }
+    let mut out = [0u8; REPORT_LEN];
+    let (mut i, mut n) = (0, 0);
+    while i < text.len() {
+        if text[i] == b' ' || text[i] == b'\n' {
+            i += 1;
+            continue;
+        }
+        out[n / 2] = out[n / 2] << 4 | nibble(text[i]);
+        n += 1;
+        i += 1;
+    }
+    assert!(n == 2 * REPORT_LEN);
+    out
+}
+
+/// A bound UDP socket, ready to serve.
+pub struct UdpTransport {
+    socket: UdpSocket,
+}
+
+impl UdpTransport {
+    /// Binds `addr`. The error names the address and says what to do.
+    pub fn bind(addr: SocketAddr) -> Result<Self, String> {
+        let socket = UdpSocket::bind(addr).map_err(|e| match e.kind() {
+            io::ErrorKind::AddrInUse => {
+                format!(
+                    "cannot listen on UDP {addr}: the address is in use (is another key running?)"
+                )
+            }
+            io::ErrorKind::PermissionDenied => {
+                format!("cannot listen on UDP {addr}: permission denied")
+            }
+            io::ErrorKind::AddrNotAvailable => {
+                format!("cannot listen on UDP {addr}: no such local address")
+            }
+            _ => format!("cannot listen on UDP {addr}: {e}"),
+        })?;
+        Ok(Self { socket })
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.socket.local_addr()
+    }
+
+    /// Serves until `stop` is raised (checked at least every 250 ms) or the socket fails.
+    pub fn run<E: Engine>(
+        self,
+        engine: E,
+        options: Options,
+        stop: Arc<AtomicBool>,
+    ) -> io::Result<()> {
+        runtime::serve(Arc::new(self), engine, options, stop)
+    }
+}
+
+impl Port for UdpTransport {
+    type Peer = SocketAddr;
+
+    fn recv(&self, timeout: Duration) -> io::Result<Option<Incoming<SocketAddr>>> {
+        let mut buf = [0u8; 2048];
+        self.socket.set_read_timeout(Some(timeout))?;
+        match self.socket.recv_from(&mut buf) {
+            Ok((len, peer)) => {
+                let data = buf.get(..len).unwrap_or_default();
+                Ok(Some(if data == POWER_CYCLE_MAGIC {
+                    Incoming::PowerCycle(peer)
+                } else {
+                    Incoming::Report(data.to_vec(), peer)
+                }))
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                        // ICMP "port unreachable" for an earlier reply to a host that left.
+                        | io::ErrorKind::ConnectionRefused
+                        | io::ErrorKind::ConnectionReset
+                ) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn send(&self, report: &[u8], to: SocketAddr) {
+        let _ = self.socket.send_to(report, to);
+    }
+
+    fn requester(&self, peer: SocketAddr) -> String {
+        format!("this computer (UDP {peer})")
+    }
+}
+
+#[cfg(test)]
+mod tests;
