@@ -217,7 +217,7 @@ pub fn listen(args: ListenArgs) -> Result<(), String> {
         );
     }
     runtime::listen(&args.phone_name, Arc::new(engine), store, stop, on_event)
-    .map_err(|e| e.to_string())?;
+        .map_err(|e| e.to_string())?;
     eprintln!("stopped");
     Ok(())
 }

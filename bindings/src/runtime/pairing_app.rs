@@ -1,17 +1,24 @@
 //! The app's entry points for pairing with computers: `SecurityKey.pair`, `pairings`,
-//! `unpair`, and `listen` (serve every paired computer until the returned handle stops).
+//! `unpair`, and `listen` (serve every paired computer until the returned handle stops); and
+//! what every side shares about revocation (docs/pairing-protocol.md §3.4): the DELETE at the
+//! relay ([`delete_at_relay`]), the retry of pending revocations
+//! ([`retry_pending_revocations`]), and the guard that keeps a pairing revoked while a listener
+//! serves it from being used for a session ([`revocation_guard`]).
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use pocketkey_core::authenticator::RequestContext;
-use pocketkey_core::pairing::relay::RelayFrame;
-use pocketkey_core::pairing::{CtapKind, MailboxId, PairingRecord, Role, UrlPolicy};
+use pocketkey_core::pairing::relay::{frame_type, RelayFrame};
+use pocketkey_core::pairing::{
+    CtapKind, MailboxId, PairingRecord, PairingStore, PairingStoreError, Role, UrlPolicy,
+};
 
-use super::pairing::{self, PairingEngine, PairingError};
-use super::pairing_ws::MailboxConn;
+use super::pairing::{self, OnEvent, PairingEngine, PairingError, ServeEvent};
+use super::pairing_ws::{MailboxConn, MailboxError};
 use crate::errors::PocketKeyError;
 use crate::security_key::SecurityKey;
 
@@ -106,14 +113,17 @@ impl SecurityKey {
         } else {
             UrlPolicy::Strict
         };
+        retry_in_background(&self.pairings);
         pairing::pair(&url, policy, &phone_name, self, &self.pairings)
             .map(|r| PairingInfo::from(&r))
             .map_err(failed)
     }
 
-    /// The paired computers, newest first.
+    /// The paired computers, newest first. Revocations the relay has not confirmed yet are
+    /// retried in the background (they are not listed).
     pub fn pairings(&self) -> Result<Vec<PairingInfo>, PocketKeyError> {
-        let store = self.pairings.lock().unwrap_or_else(PoisonError::into_inner);
+        retry_in_background(&self.pairings);
+        let store = lock(&self.pairings);
         let list = store.list().map_err(|e| PocketKeyError::StorageFailed {
             detail: e.to_string(),
         })?;
@@ -125,34 +135,41 @@ impl SecurityKey {
     }
 
     /// Revokes the pairing `id` (from `pairings`): tells the relay (bounded wait) and forgets
-    /// it; without the relay it stays a pending revocation. False if there is no such pairing.
+    /// it; without the relay it stays a pending revocation, retried by later `pairings`,
+    /// `pair` and `listen` calls (and never used for a session meanwhile). False if there is
+    /// no such pairing.
     pub fn unpair(&self, id: String) -> Result<bool, PocketKeyError> {
         let Some(id) = MailboxId::from_hex(&id) else {
             return Ok(false);
         };
-        let store = || self.pairings.lock().unwrap_or_else(PoisonError::into_inner);
-        let storage =
-            |e: pocketkey_core::pairing::PairingStoreError| PocketKeyError::StorageFailed {
-                detail: e.to_string(),
-            };
-        let Some(record) = store().get(&id).map_err(storage)? else {
+        let storage = |e: PairingStoreError| PocketKeyError::StorageFailed {
+            detail: e.to_string(),
+        };
+        let Some(record) = lock(&self.pairings).get(&id).map_err(storage)? else {
             return Ok(false);
         };
-        store().revoke(&id, pairing::unix_now()).map_err(storage)?;
+        lock(&self.pairings)
+            .revoke(&id, pairing::unix_now())
+            .map_err(storage)?;
         if delete_at_relay(&record) {
-            store().forget(&id).map_err(storage)?;
+            lock(&self.pairings).forget(&id).map_err(storage)?;
         }
         Ok(true)
     }
 
     /// Serves every paired computer (one connection each, kept up) until the listener is
-    /// stopped; approvals go to the key's `ApprovalListener`, naming the computer.
+    /// stopped; approvals go to the key's `ApprovalListener`, naming the computer. Pending
+    /// revocations are retried (in the background; they are not served), and a pairing
+    /// revoked while it is served is revoked at the relay when its mailbox is attached again
+    /// instead of being served.
     pub fn listen(self: Arc<Self>, phone_name: String) -> Arc<PairingListener> {
         let stop = Arc::new(AtomicBool::new(false));
         let (key, s) = (Arc::clone(&self), Arc::clone(&stop));
         let store = Arc::clone(&self.pairings);
+        retry_in_background(&store);
         let thread = thread::spawn(move || {
-            let _ = pairing::listen(&phone_name, key, store, s, Arc::new(|_, _| {}));
+            let on_event = revocation_guard(Arc::clone(&store), Arc::new(|_, _| {}));
+            let _ = pairing::listen(&phone_name, key, store, s, on_event);
         });
         Arc::new(PairingListener {
             stop,
@@ -161,23 +178,137 @@ impl SecurityKey {
     }
 }
 
-/// DELETE on the pairing's mailbox; true once the relay ACKed (or says it is gone already).
-pub fn delete_at_relay(record: &PairingRecord) -> bool {
+fn lock(store: &Mutex<PairingStore>) -> MutexGuard<'_, PairingStore> {
+    store.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// How long connecting to the relay, and then waiting for its ACK, may each take.
+const DELETE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// DELETE on the pairing's mailbox: `Ok` once the relay ACKed it or says the mailbox is gone
+/// already (410 / close 4010).
+fn delete(record: &PairingRecord) -> Result<(), MailboxError> {
     let attach = record.mailbox_keys().attach(record.role);
-    let mut conn = match MailboxConn::open(&record.relay_url, &attach, Duration::from_secs(5)) {
+    let gone = |e: MailboxError| if e.is_revoked() { Ok(()) } else { Err(e) };
+    let mut conn = match MailboxConn::open(&record.relay_url, &attach, DELETE_TIMEOUT) {
         Ok(c) => c,
-        Err(e) => return e.is_revoked(),
+        Err(e) => return gone(e),
     };
-    if conn.send(&RelayFrame::Delete).is_err() {
-        return false;
-    }
-    let until = Instant::now() + Duration::from_secs(5);
+    conn.send(&RelayFrame::Delete)?;
+    let until = Instant::now() + DELETE_TIMEOUT;
     while Instant::now() < until {
         match conn.poll() {
-            Ok(Some(RelayFrame::Ack(0x05))) => return true,
+            Ok(Some(RelayFrame::Ack(frame_type::DELETE))) => return Ok(()),
             Ok(_) => {}
-            Err(e) => return e.is_revoked(),
+            Err(e) => return gone(e),
         }
     }
-    false
+    Err(MailboxError::TimedOut)
+}
+
+/// DELETE on the pairing's mailbox; true once the relay ACKed (or says it is gone already).
+pub fn delete_at_relay(record: &PairingRecord) -> bool {
+    delete(record).is_ok()
+}
+
+/// Retries the DELETE of every pending revocation in `store` (records revoked locally, not yet
+/// forgotten: [`PairingStore::pending_revocations`], either role) and forgets each one the
+/// relay confirmed (ACK, or 410 / 4010: the mailbox is gone already). Returns the names of the
+/// pairings forgotten; the others stay pending for the next call. Blocks on the network: at
+/// most ~10 s per relay when one does not answer (a relay found unreachable is not tried again
+/// for the other pairings in the same call). Errors only when the store fails.
+///
+/// The bridge calls it at start, the phone runtime before listing, pairing and listening.
+pub fn retry_pending_revocations(store: &PairingStore) -> Result<Vec<String>, PairingStoreError> {
+    retry(store.pending_revocations()?, |id| store.forget(id))
+}
+
+/// [`retry_pending_revocations`] on a shared store, locked only around each statement (not
+/// while the relay is asked).
+pub fn retry_pending_revocations_in(
+    store: &Mutex<PairingStore>,
+) -> Result<Vec<String>, PairingStoreError> {
+    let pending = lock(store).pending_revocations()?;
+    retry(pending, |id| lock(store).forget(id))
+}
+
+fn retry(
+    pending: Vec<PairingRecord>,
+    forget: impl Fn(&MailboxId) -> Result<bool, PairingStoreError>,
+) -> Result<Vec<String>, PairingStoreError> {
+    let mut down: HashSet<String> = HashSet::new();
+    let mut forgotten = Vec::new();
+    for record in pending {
+        if down.contains(&record.relay_url) {
+            continue;
+        }
+        match delete(&record) {
+            Ok(()) => {
+                forget(&record.id)?;
+                forgotten.push(record.name);
+            }
+            Err(MailboxError::Unreachable(_) | MailboxError::TimedOut) => {
+                down.insert(record.relay_url);
+            }
+            Err(_) => {}
+        }
+    }
+    Ok(forgotten)
+}
+
+/// Stores (by address) whose pending revocations a background thread is retrying now.
+static RETRYING: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+
+/// Retries the store's pending revocations on a thread of its own, if there are any and no
+/// such thread runs for this store already; returns at once.
+fn retry_in_background(store: &Arc<Mutex<PairingStore>>) {
+    let pending = lock(store)
+        .pending_revocations()
+        .is_ok_and(|p| !p.is_empty());
+    let key = Arc::as_ptr(store) as usize;
+    {
+        let mut running = RETRYING.lock().unwrap_or_else(PoisonError::into_inner);
+        if !pending || running.contains(&key) {
+            return;
+        }
+        running.push(key);
+    }
+    let store = Arc::clone(store);
+    thread::spawn(move || {
+        let _ = retry_pending_revocations_in(&store);
+        RETRYING
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|k| *k != key);
+    });
+}
+
+/// Wraps a listener's event callback so that a pairing revoked after the listener started
+/// (by `unpair` in this process or another while the relay was unreachable) is not served:
+/// each time its mailbox is attached (and when a session is established), the record is read
+/// again; if it is revoked, the DELETE is sent right then, which ends the connection (the
+/// relay then answers 410, and the listener forgets the pairing and stops serving it), and the
+/// record is forgotten once the relay confirmed. `inner` gets every event.
+pub fn revocation_guard(store: Arc<Mutex<PairingStore>>, inner: OnEvent) -> OnEvent {
+    Arc::new(move |record: &PairingRecord, event: ServeEvent| {
+        if matches!(event, ServeEvent::Attached | ServeEvent::Established) {
+            revoke_if_pending(&store, record);
+        }
+        inner(record, event);
+    })
+}
+
+/// The check of [`revocation_guard`] for one event of `record`. True if the record is revoked
+/// locally (and the DELETE was tried).
+fn revoke_if_pending(store: &Mutex<PairingStore>, record: &PairingRecord) -> bool {
+    let revoked = match lock(store).get(&record.id) {
+        Ok(Some(current)) => current.revoked_at.is_some(),
+        // Forgotten: its revocation reached the relay already, which closes the connection.
+        Ok(None) => false,
+        Err(_) => false,
+    };
+    if revoked && delete_at_relay(record) {
+        let _ = lock(store).forget(&record.id);
+    }
+    revoked
 }
