@@ -2,7 +2,9 @@
 //! program is not built), two `pocketkey-bridge` computers, and `pocketkey pair | pairings |
 //! listen | unpair` as the phone. One phone serves two computers; a used or altered pairing
 //! URL is refused; unpairing on the phone revokes at the relay and the bridge forgets the phone
-//! and shows a new pairing code.
+//! and shows a new pairing code. Unpairing while the relay is down leaves a pending revocation
+//! that `pocketkey pairings`, a running `pocketkey listen` and the app's `SecurityKey` retry once
+//! the relay is back (docs/pairing-protocol.md §3.4), never serving the revoked pairing.
 
 #[path = "../../bridge/tests/common/mod.rs"]
 mod common;
@@ -11,7 +13,7 @@ use std::io::{BufRead, BufReader, Lines};
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -36,25 +38,50 @@ fn bridge_program() -> PathBuf {
 }
 
 struct Relay {
+    addr: SocketAddr,
     url: String,
-    _stop: Option<tokio::sync::oneshot::Sender<()>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<thread::JoinHandle<()>>,
     child: Option<Child>,
 }
 
-impl Drop for Relay {
-    fn drop(&mut self) {
+impl Relay {
+    /// Stops it (its port is free again when this returns); its address, to start it again.
+    fn stop(mut self) -> SocketAddr {
+        self.halt();
+        self.addr
+    }
+
+    fn halt(&mut self) {
         if let Some(c) = self.child.as_mut() {
             let _ = c.kill();
             let _ = c.wait();
         }
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.halt();
     }
 }
 
 fn relay() -> Relay {
+    relay_at("127.0.0.1:0".parse().unwrap())
+}
+
+/// The relay program when it is built (routing data in memory), else the relay in process.
+fn relay_at(addr: SocketAddr) -> Relay {
     let program = sibling("pocketkey-relay");
     if program.is_file() {
         let mut child = Command::new(program)
-            .args(["--listen", "127.0.0.1:0", "--memory"])
+            .args(["--listen", &addr.to_string(), "--memory"])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -63,27 +90,30 @@ fn relay() -> Relay {
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut first)
             .unwrap();
-        let addr = first
+        let addr: SocketAddr = first
             .trim()
             .strip_prefix("listening on ")
             .unwrap()
-            .to_string();
+            .parse()
+            .unwrap();
         return Relay {
+            addr,
             url: format!("ws://{addr}"),
-            _stop: None,
+            stop: None,
+            thread: None,
             child: Some(child),
         };
     }
     let (addr_tx, addr_rx) = mpsc::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    thread::spawn(move || {
+    let thread = thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
             .build()
             .unwrap();
         runtime.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
             let relay =
                 pocketkey_relay::serve(listener, pocketkey_relay::Config::default()).unwrap();
             addr_tx.send(relay.local_addr()).unwrap();
@@ -93,8 +123,10 @@ fn relay() -> Relay {
     });
     let addr: SocketAddr = addr_rx.recv_timeout(Duration::from_secs(10)).unwrap();
     Relay {
+        addr,
         url: format!("ws://{addr}"),
-        _stop: Some(stop_tx),
+        stop: Some(stop_tx),
+        thread: Some(thread),
         child: None,
     }
 }
@@ -162,6 +194,21 @@ fn pocketkey(dir: &Path, args: &[&str]) -> Output {
         .arg(dir)
         .output()
         .unwrap()
+}
+
+/// Waits for `pocketkey listen` to end by itself (nothing left to serve: every pairing revoked).
+fn ends_within(listen: &mut Child, wait: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + wait;
+    loop {
+        if let Some(status) = listen.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = listen.kill();
+            panic!("listen kept running for a revoked pairing");
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
 }
 
 fn get_assertion(rp: &str) -> Vec<u8> {
@@ -291,18 +338,203 @@ fn one_phone_two_computers_reuse_tamper_and_unpair() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = listen.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = listen.kill();
-            panic!("listen kept running for a revoked pairing");
-        }
-        thread::sleep(Duration::from_millis(100));
-    };
-    assert!(status.success());
+    assert!(ends_within(&mut listen, Duration::from_secs(20)).success());
     let out = pocketkey(phone.path(), &["pairings"]);
     assert_eq!(String::from_utf8(out.stdout).unwrap(), "");
+}
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// `pocketkey pair` with the bridge's code.
+fn pair_cli(phone: &Path, bridge: &Bridge) {
+    let out = pocketkey(phone, &["pair", &bridge.pairing_url()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+/// `pocketkey unpair Laptop` while the relay is down: a pending revocation, not listed.
+fn unpair_offline(phone: &Path) {
+    let out = pocketkey(phone, &["unpair", "Laptop"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout).trim(),
+        "unpaired: Laptop (the relay will be told later)"
+    );
+    let out = pocketkey(phone, &["pairings"]);
+    assert!(out.status.success());
+    assert_eq!(text(&out.stdout), "");
+    assert!(
+        text(&out.stderr).contains("revoked: Laptop (the relay could not be told yet"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+/// Nothing pending any more: `pocketkey pairings` lists nothing and mentions nothing.
+fn nothing_pending(phone: &Path) {
+    let out = pocketkey(phone, &["pairings"]);
+    assert!(out.status.success());
+    assert_eq!(text(&out.stdout), "");
+    assert!(
+        !text(&out.stderr).contains("Laptop"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+/// Whether the bridge shows a new pairing code within `wait`: it does once the relay told it
+/// (4010, or 410 at its next attach) that the pairing was revoked.
+fn forgot_the_phone(bridge: &Bridge, wait: Duration) -> bool {
+    match bridge.lines.recv_timeout(wait) {
+        Ok(line) => line.starts_with("pair: "),
+        Err(_) => false,
+    }
+}
+
+#[test]
+fn pairings_retries_a_revocation_made_while_the_relay_was_down() {
+    let relay = relay();
+    let bridge = Bridge::start(&relay.url, "Laptop");
+    let phone = tempfile::tempdir().unwrap();
+    pair_cli(phone.path(), &bridge);
+
+    let addr = relay.stop();
+    unpair_offline(phone.path());
+    // Still down: the retry fails, the revocation stays pending, the bridge knows nothing.
+    let out = pocketkey(phone.path(), &["pairings"]);
+    assert!(text(&out.stderr).contains("revoked: Laptop"));
+    assert!(!forgot_the_phone(&bridge, Duration::from_secs(2)));
+
+    let _relay = relay_at(addr);
+    let out = pocketkey(phone.path(), &["pairings"]);
+    assert!(out.status.success());
+    assert_eq!(text(&out.stdout), "");
+    assert!(
+        text(&out.stderr)
+            .lines()
+            .any(|l| l == "unpaired: Laptop (the relay was told now)"),
+        "{}",
+        text(&out.stderr)
+    );
+    nothing_pending(phone.path());
+    assert!(
+        forgot_the_phone(&bridge, WAIT),
+        "the bridge still thinks it is paired"
+    );
+}
+
+#[test]
+fn a_listening_phone_does_not_serve_a_pairing_revoked_while_the_relay_was_down() {
+    let relay = relay();
+    let bridge = Bridge::start(&relay.url, "Laptop");
+    let phone = tempfile::tempdir().unwrap();
+    pair_cli(phone.path(), &bridge);
+
+    let mut listen = Command::new(POCKETKEY)
+        .args(["listen", "--auto-approve", "--state-dir"])
+        .arg(phone.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, events) = mpsc::channel();
+    let stderr = BufReader::new(listen.stderr.take().unwrap());
+    let reader = thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    // The phone attached and ran a session with the bridge.
+    let until = Instant::now() + WAIT;
+    while !events
+        .recv_timeout(until.saturating_duration_since(Instant::now()))
+        .expect("listen reports a session")
+        .contains("Laptop: Established")
+    {}
+
+    let addr = relay.stop();
+    unpair_offline(phone.path());
+    // Whatever `listen` says from here on comes after the revocation.
+    let _ = events.try_iter().count();
+    let _relay = relay_at(addr);
+
+    // The listener attaches again, finds the pairing revoked, revokes it at the relay instead
+    // of serving it, and ends with nothing left to serve.
+    assert!(ends_within(&mut listen, WAIT).success());
+    let _ = reader.join();
+    let after: Vec<String> = events.try_iter().collect();
+    assert!(
+        after.iter().any(|l| l.contains("Laptop: Revoked")),
+        "{after:?}"
+    );
+    assert!(
+        !after.iter().any(|l| l.contains("Established")),
+        "a session ran on a revoked pairing: {after:?}"
+    );
+    nothing_pending(phone.path());
+    assert!(
+        forgot_the_phone(&bridge, WAIT),
+        "the bridge still thinks it is paired"
+    );
+}
+
+struct Keychain;
+impl pocketkey_ffi::KeyProvider for Keychain {
+    fn master_key(&self) -> Result<Vec<u8>, pocketkey_ffi::KeyProviderError> {
+        Ok(vec![0x42; 32])
+    }
+}
+
+/// Pairing and unpairing ask nobody.
+struct NoPrompts;
+impl pocketkey_ffi::ApprovalListener for NoPrompts {
+    fn on_approval_requested(
+        &self,
+        _: pocketkey_ffi::ApprovalPrompt,
+    ) -> Result<(), pocketkey_ffi::ApprovalListenerError> {
+        panic!("no approval expected")
+    }
+    fn on_approval_closed(
+        &self,
+        _: u64,
+        _: pocketkey_ffi::ApprovalClosed,
+    ) -> Result<(), pocketkey_ffi::ApprovalListenerError> {
+        Ok(())
+    }
+}
+
+/// The app's API: `SecurityKey.unpair` with the relay down leaves a pending revocation; a later
+/// `pairings()` retries it (in the background) once the relay is back.
+#[test]
+fn the_app_retries_its_pending_revocation_when_listing_pairings() {
+    let relay = relay();
+    let bridge = Bridge::start(&relay.url, "Laptop");
+    let dir = tempfile::tempdir().unwrap();
+    let key = pocketkey_ffi::SecurityKey::open(
+        dir.path().join("key").to_string_lossy().into_owned(),
+        Arc::new(Keychain),
+        Arc::new(NoPrompts),
+        None,
+    )
+    .unwrap();
+    let paired = key
+        .pair(bridge.pairing_url(), "App phone".into(), false)
+        .unwrap();
+    assert_eq!(paired.computer_name, "Laptop");
+
+    let addr = relay.stop();
+    assert!(key.unpair(paired.id.clone()).unwrap());
+    assert_eq!(key.pairings().unwrap(), vec![]);
+    assert!(!forgot_the_phone(&bridge, Duration::from_secs(2)));
+
+    let _relay = relay_at(addr);
+    // The retry runs on a thread of its own; the list is the same at once.
+    assert_eq!(key.pairings().unwrap(), vec![]);
+    assert!(
+        forgot_the_phone(&bridge, WAIT),
+        "the bridge still thinks it is paired"
+    );
 }
