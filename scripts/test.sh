@@ -7,6 +7,7 @@
 # Environment:
 #   PK_SKIP_CARGO_TEST=1   skip `cargo test --workspace`
 #   PK_SKIP_PYTEST=1       skip the real-client suites
+#   PK_SKIP_UHID_VM=1      skip the uhid test in a virtual machine (tests/uhid/run.sh)
 #   PK_NO_INSTALL=1        never call apt-get / pip (fail instead)
 #   PYTHON=...             Python interpreter to use (default python3)
 #
@@ -87,6 +88,10 @@ install_system_packages() {
     [ -f /usr/include/fido.h ] || missing+=(libfido2-dev)
     command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
     command -v cc >/dev/null 2>&1 || command -v gcc >/dev/null 2>&1 || missing+=(gcc)
+    # the uhid test boots a kernel in QEMU (tests/uhid/run.sh)
+    if [ -z "${PK_SKIP_UHID_VM:-}" ]; then
+        command -v qemu-system-x86_64 >/dev/null 2>&1 || missing+=(qemu-system-x86)
+    fi
     if [ ${#missing[@]} -eq 0 ]; then
         echo "system packages present"
         return 0
@@ -185,6 +190,11 @@ cargo_tests() {
     cargo test --workspace --no-fail-fast
 }
 
+uhid_vm_test() {
+    cargo build -p pocketkey -p pocketkey-bridge -p pocketkey-relay \
+        && "$ROOT/tests/uhid/run.sh" "$TARGET_DIR/debug"
+}
+
 python_tests() {
     local out="$ART/pytest.log" rc a
     local targets=("$ROOT/tests")
@@ -214,6 +224,9 @@ if [ -z "${PK_SKIP_SWIFT:-}" ]; then  # PK_SKIP_SWIFT=1 skips the Swift package 
 fi
 if [ -z "${PK_SKIP_CARGO_TEST:-}" ]; then
     run_step "cargo test --workspace" cargo_tests
+fi
+if [ -z "${PK_SKIP_UHID_VM:-}" ]; then
+    run_step "uhid in a VM (real kernel, libfido2 tools)" uhid_vm_test
 fi
 if [ -z "${PK_SKIP_PYTEST:-}" ]; then
     if [ $BUILT -eq 1 ]; then
