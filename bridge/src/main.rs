@@ -113,6 +113,31 @@ pub fn show_pairing_url(url: &str, file: Option<&Path>) {
     }
 }
 
+/// Tells the relays about unpairings they missed (relay down at the time), so the phones
+/// forget them too; says what is still pending.
+fn retry_revocations(store: &PairingStore) -> Result<(), String> {
+    let pending = store.pending_revocations().map_err(|e| e.to_string())?;
+    if pending.is_empty() {
+        return Ok(());
+    }
+    eprintln!(
+        "telling the relay about {} earlier unpairing(s)…",
+        pending.len()
+    );
+    let told = pocketkey_ffi::runtime::pairing_app::retry_pending_revocations(store)
+        .map_err(|e| e.to_string())?;
+    for name in &told {
+        eprintln!("unpaired: {name} (the relay was told now)");
+    }
+    for record in pending.iter().filter(|r| !told.contains(&r.name)) {
+        eprintln!(
+            "unpaired: {} (the relay could not be told yet; retried at the next start)",
+            record.name
+        );
+    }
+    Ok(())
+}
+
 /// `--list` / `--unpair`.
 fn manage(state_dir: &Path, unpair: bool) -> Result<(), String> {
     let master = keys::FileKeyProvider::in_dir(state_dir)
@@ -121,6 +146,7 @@ fn manage(state_dir: &Path, unpair: bool) -> Result<(), String> {
     let path = state_dir.join(FILE_NAME);
     let store = PairingStore::open(&path, &master)
         .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    retry_revocations(&store)?;
     let records = store.list().map_err(|e| e.to_string())?;
     for record in records
         .iter()
@@ -144,7 +170,7 @@ fn manage(state_dir: &Path, unpair: bool) -> Result<(), String> {
             println!("unpaired: {}", record.name);
         } else {
             println!(
-                "unpaired: {} (the relay could not be told; the phone keeps it)",
+                "unpaired: {} (the relay could not be told yet; retried at the next start)",
                 record.name
             );
         }
@@ -188,6 +214,7 @@ fn run(cli: Cli) -> Result<(), String> {
     let store = PairingStore::open(&store_path, &master)
         .map_err(|e| format!("cannot open {}: {e}", store_path.display()))?;
     drop(master);
+    retry_revocations(&store)?;
     let paired = store
         .list()
         .map_err(|e| e.to_string())?

@@ -538,3 +538,71 @@ fn the_app_retries_its_pending_revocation_when_listing_pairings() {
         "the bridge still thinks it is paired"
     );
 }
+
+/// `pocketkey-bridge ARGS --state-dir DIR` to completion.
+fn bridge_tool(dir: &Path, args: &[&str]) -> Output {
+    Command::new(bridge_program())
+        .args(args)
+        .arg("--state-dir")
+        .arg(dir)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_bridge_retries_an_unpair_made_while_the_relay_was_down() {
+    let relay = relay();
+    let mut bridge = Bridge::start(&relay.url, "Laptop");
+    let phone = tempfile::tempdir().unwrap();
+    pair_cli(phone.path(), &bridge);
+    let _ = bridge.child.kill();
+    let _ = bridge.child.wait();
+    let dir = bridge.dir.take().unwrap();
+
+    let addr = relay.stop();
+    let out = bridge_tool(dir.path(), &["--unpair"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("the relay could not be told"),
+        "{}",
+        text(&out.stdout)
+    );
+    // Still down: listed as pending, nothing paired.
+    let out = bridge_tool(dir.path(), &["--list"]);
+    assert!(out.status.success());
+    assert_eq!(text(&out.stdout), "");
+    assert!(
+        text(&out.stderr).contains("could not be told yet"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let _relay = relay_at(addr);
+    let out = bridge_tool(dir.path(), &["--list"]);
+    assert!(out.status.success());
+    assert!(
+        text(&out.stderr)
+            .lines()
+            .any(|l| l == "unpaired: PocketKey CLI (the relay was told now)"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = bridge_tool(dir.path(), &["--list"]);
+    assert!(
+        !text(&out.stderr).contains("unpair"),
+        "nothing pending any more: {}",
+        text(&out.stderr)
+    );
+
+    // The phone learns it at its next attach and has nothing left to serve.
+    let mut listen = Command::new(POCKETKEY)
+        .args(["listen", "--auto-approve", "--state-dir"])
+        .arg(phone.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(ends_within(&mut listen, WAIT).success());
+    let out = pocketkey(phone.path(), &["pairings"]);
+    assert_eq!(text(&out.stdout), "", "the phone forgot the computer");
+}
