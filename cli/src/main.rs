@@ -49,6 +49,8 @@ enum Command {
     Pairings(pairing::ListArgs),
     /// Revoke the pairing with a computer (by name).
     Unpair(pairing::UnpairArgs),
+    /// Rename a paired computer (on this phone only).
+    Rename(pairing::RenameArgs),
 }
 
 #[derive(Debug, Args)]
@@ -106,6 +108,7 @@ fn main() -> ExitCode {
         Command::Listen(args) => pairing::listen(args),
         Command::Pairings(args) => pairing::list(args),
         Command::Unpair(args) => pairing::unpair(args),
+        Command::Rename(args) => pairing::rename(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -85,6 +85,16 @@ pub struct UnpairArgs {
     common: CommonArgs,
 }
 
+#[derive(Debug, Args)]
+pub struct RenameArgs {
+    /// The computer's name, as `pocketkey pairings` lists it.
+    name: String,
+    /// The new name (shown in approvals and by `pocketkey pairings`; this phone only).
+    new_name: String,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
 /// The engine of `serve`, shared by every pairing's thread.
 struct CliEngine {
     engine: Mutex<Authenticator>,
@@ -261,6 +271,32 @@ pub fn unpair(args: UnpairArgs) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// `pocketkey rename NAME NEW_NAME`: a local label; the computer is not told.
+pub fn rename(args: RenameArgs) -> Result<(), String> {
+    let (_, _, store) = open(&args.common)?;
+    let found: Vec<PairingRecord> = store
+        .find_by_name(&args.name)
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .filter(|r| r.role == Role::Phone)
+        .collect();
+    match found.as_slice() {
+        [] => Err(format!("no pairing named {:?}", args.name)),
+        [record] => {
+            store
+                .rename(&record.id, &args.new_name)
+                .map_err(|e| format!("cannot rename to {:?}: {e}", args.new_name))?;
+            println!("renamed: {} -> {}", args.name, args.new_name);
+            Ok(())
+        }
+        _ => Err(format!(
+            "{} pairings are named {:?}: unpair the ones you do not use",
+            found.len(),
+            args.name
+        )),
+    }
 }
 
 /// `listen --wake-url`: registers the webhook with the relay for every pairing, serves the

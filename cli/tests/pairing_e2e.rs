@@ -606,3 +606,83 @@ fn the_bridge_retries_an_unpair_made_while_the_relay_was_down() {
     let out = pocketkey(phone.path(), &["pairings"]);
     assert_eq!(text(&out.stdout), "", "the phone forgot the computer");
 }
+
+#[test]
+fn the_phone_renames_a_computer_locally() {
+    let relay = relay();
+    let bridge = Bridge::start(&relay.url, "Laptop");
+    let phone = tempfile::tempdir().unwrap();
+    pair_cli(phone.path(), &bridge);
+
+    let out = pocketkey(phone.path(), &["rename", "Laptop", "Work laptop"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "renamed: Laptop -> Work laptop");
+    let out = pocketkey(phone.path(), &["pairings"]);
+    assert!(
+        text(&out.stdout).starts_with("Work laptop\t"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    for (old, new, says) in [
+        ("Laptop", "Anything", "no pairing named"),
+        ("Work laptop", "", "cannot rename"),
+        ("Work laptop", " padded", "cannot rename"),
+        ("Work laptop", &"x".repeat(65), "cannot rename"),
+    ] {
+        let out = pocketkey(phone.path(), &["rename", old, new]);
+        assert!(!out.status.success());
+        assert!(
+            text(&out.stderr).contains(says),
+            "{new:?}: {}",
+            text(&out.stderr)
+        );
+    }
+    let out = pocketkey(phone.path(), &["pairings"]);
+    assert!(
+        text(&out.stdout).starts_with("Work laptop\t"),
+        "unchanged by refused renames"
+    );
+
+    // The renamed pairing still works: the bridge forwards to this phone.
+    let mut listen = Command::new(POCKETKEY)
+        .args(["listen", "--auto-approve", "--state-dir"])
+        .arg(phone.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    forwarded_ok(&bridge);
+    let _ = listen.kill();
+    let _ = listen.wait();
+}
+
+/// The app's API: `SecurityKey.renamePairing` changes the listed name; bad names and unknown
+/// ids change nothing.
+#[test]
+fn the_app_renames_a_pairing() {
+    let relay = relay();
+    let bridge = Bridge::start(&relay.url, "Laptop");
+    let dir = tempfile::tempdir().unwrap();
+    let key = pocketkey_ffi::SecurityKey::open(
+        dir.path().join("key").to_string_lossy().into_owned(),
+        Arc::new(Keychain),
+        Arc::new(NoPrompts),
+        None,
+    )
+    .unwrap();
+    let paired = key
+        .pair(bridge.pairing_url(), "App phone".into(), false)
+        .unwrap();
+    assert!(key
+        .rename_pairing(paired.id.clone(), "Desk at home".into())
+        .unwrap());
+    assert_eq!(key.pairings().unwrap()[0].computer_name, "Desk at home");
+    assert!(matches!(
+        key.rename_pairing(paired.id.clone(), "\u{202e}evil".into()),
+        Err(pocketkey_ffi::PocketKeyError::InvalidLabel { max_chars: 64 })
+    ));
+    assert!(!key.rename_pairing("00".repeat(16), "Other".into()).unwrap());
+    assert!(!key.rename_pairing("not hex".into(), "Other".into()).unwrap());
+    assert_eq!(key.pairings().unwrap()[0].computer_name, "Desk at home");
+}

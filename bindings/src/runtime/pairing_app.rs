@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use pocketkey_core::authenticator::RequestContext;
 use pocketkey_core::pairing::relay::{frame_type, RelayFrame};
+use pocketkey_core::pairing::url::MAX_NAME_LEN;
 use pocketkey_core::pairing::{
     CtapKind, MailboxId, PairingRecord, PairingStore, PairingStoreError, Role, UrlPolicy,
 };
@@ -155,6 +156,25 @@ impl SecurityKey {
             lock(&self.pairings).forget(&id).map_err(storage)?;
         }
         Ok(true)
+    }
+
+    /// Renames the pairing `id` (from `pairings`) on this phone only: the name the approvals
+    /// and `pairings` show. False if there is no such pairing; `InvalidLabel` for an empty,
+    /// padded, too long or control-character name.
+    pub fn rename_pairing(&self, id: String, name: String) -> Result<bool, PocketKeyError> {
+        let Some(id) = MailboxId::from_hex(&id) else {
+            return Ok(false);
+        };
+        match lock(&self.pairings).rename(&id, &name) {
+            Ok(()) => Ok(true),
+            Err(PairingStoreError::NotFound) => Ok(false),
+            Err(PairingStoreError::BadName(_)) => Err(PocketKeyError::InvalidLabel {
+                max_chars: MAX_NAME_LEN as u32,
+            }),
+            Err(e) => Err(PocketKeyError::StorageFailed {
+                detail: e.to_string(),
+            }),
+        }
     }
 
     /// Serves every paired computer (one connection each, kept up) until the listener is
