@@ -79,13 +79,14 @@ impl UhidTransport {
             writing: Mutex::new(()),
             log: true,
         };
+        let (major, minor, _) = crate::runtime::version_triple();
         let info = DeviceInfo {
             name: name.to_string(),
             bus: abi::BUS_USB,
             vendor: VENDOR_ID,
             product: PRODUCT_ID,
-            version: u32::from(crate::runtime::version_triple().0) << 8
-                | u32::from(crate::runtime::version_triple().1),
+            // bcdDevice-style: major.minor
+            version: u32::from(major) << 8 | u32::from(minor),
         };
         transport.write_event(&abi::create2(&info, &abi::FIDO_REPORT_DESCRIPTOR))?;
         Ok(transport)
