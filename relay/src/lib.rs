@@ -69,7 +69,9 @@
 //!   queue (64 frames) is full is closed with 1008; pings every 30 s, and a connection silent
 //!   for 75 s (no pong either) is closed with 1001 so that a vanished phone is not "present".
 //!
-//! Push targets and tombstones live behind the [`MailboxStore`] trait (memory by default);
+//! Push targets and tombstones live behind the [`MailboxStore`] trait: SQLite in the
+//! `pocketkey-relay` program unless `--memory` (its `--help` says where the file goes), memory
+//! for an embedded [`Services::default`];
 //! the providers behind [`PushProvider`] ([`push`]: webhook, FCM HTTP v1, APNs HTTP/2).
 //!
 //! ## Deployment
