@@ -555,9 +555,15 @@ fn the_bridge_retries_an_unpair_made_while_the_relay_was_down() {
     let mut bridge = Bridge::start(&relay.url, "Laptop");
     let phone = tempfile::tempdir().unwrap();
     pair_cli(phone.path(), &bridge);
+    let dir = bridge.dir.take().unwrap();
+    // The phone may finish the handshake before the bridge has stored the pairing.
+    let deadline = Instant::now() + WAIT;
+    while text(&bridge_tool(dir.path(), &["--list"]).stdout).is_empty() {
+        assert!(Instant::now() < deadline, "the bridge never stored the pairing");
+        thread::sleep(Duration::from_millis(50));
+    }
     let _ = bridge.child.kill();
     let _ = bridge.child.wait();
-    let dir = bridge.dir.take().unwrap();
 
     let addr = relay.stop();
     let out = bridge_tool(dir.path(), &["--unpair"]);
