@@ -8,7 +8,9 @@
 //!   thread, so the relay is still read and `Pending` keeps flowing while the user is asked),
 //!   with the requester = the stored computer name.
 //!
-//! Blocking, one thread per mailbox; no async runtime.
+//! Blocking, one thread per mailbox; no async runtime. The serving loop waits on one
+//! [`Wakeup`] that the relay's frames and the engine's answer both raise, so it reacts to
+//! either at once (`docs/latency.md`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, TryRecvError};
@@ -29,12 +31,22 @@ use pocketkey_core::pairing::{
 };
 use rand_core::OsRng;
 
-use super::pairing_ws::{MailboxConn, MailboxError};
+use super::pairing_ws::{trace, MailboxConn, MailboxError, Wakeup};
 
 /// How long connecting to the relay may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pause between reconnect attempts of a served mailbox.
 const RECONNECT_DELAY: Duration = Duration::from_secs(1);
+/// The longest a serving loop sleeps: how soon it sees `stop` raised (a flag, which cannot
+/// wake it). Frames and the engine's answers wake it at once.
+const STOP_CHECK: Duration = Duration::from_millis(100);
+/// While the engine works on a request and has not asked the user yet, how often the loop
+/// looks whether it has (`Pending` status 2; the engine cannot signal it).
+const USER_CHECK: Duration = Duration::from_millis(10);
+/// How long after a session's establishment its "last seen" is stored, once no request runs:
+/// a store write takes milliseconds (a disk sync), and a woken phone's request comes right
+/// behind the establishment (its engine writes too).
+const TOUCH_DELAY: Duration = Duration::from_secs(1);
 
 /// Why pairing or serving failed.
 #[derive(Debug, thiserror::Error)]
@@ -218,6 +230,28 @@ struct Running {
     status: PendingStatus,
 }
 
+/// A request for the engine's worker.
+struct Job {
+    kind: CtapKind,
+    payload: Vec<u8>,
+    cx: RequestContext,
+    answer: mpsc::Sender<Vec<u8>>,
+}
+
+/// The engine's worker of one connection: one thread, started with the connection and
+/// waiting for requests (a woken thread gets a CPU sooner than a new one), so that the relay
+/// is still read while the engine asks the user. Ends when the connection's loop drops its
+/// sender.
+fn engine_worker(engine: &dyn PairingEngine, jobs: &Receiver<Job>, done: &Wakeup) {
+    for job in jobs {
+        trace("phone.engine.start");
+        let answer = engine.process(job.kind, &job.payload, &job.cx);
+        trace("phone.engine.end");
+        let _ = job.answer.send(answer);
+        done.wake();
+    }
+}
+
 /// Serves one pairing until `stop` is raised or the pairing is revoked: attaches its mailbox
 /// (reattaching after a drop), runs a KK session each time the bridge is present.
 pub fn serve_pairing(
@@ -229,9 +263,20 @@ pub fn serve_pairing(
     on_event: &(dyn Fn(&PairingRecord, ServeEvent) + Sync),
 ) {
     let attach = record.mailbox_keys().attach(Role::Phone);
+    let wakeup = Wakeup::new();
     while !stop.load(Ordering::SeqCst) {
-        let mut conn = match MailboxConn::open(&record.relay_url, &attach, CONNECT_TIMEOUT) {
-            Ok(c) => c,
+        trace("phone.attach");
+        let opened = MailboxConn::open_with(
+            &record.relay_url,
+            &attach,
+            CONNECT_TIMEOUT,
+            Arc::clone(&wakeup),
+        );
+        let mut conn = match opened {
+            Ok(c) => {
+                trace("phone.attached");
+                c
+            }
             Err(e) if e.is_revoked() => {
                 forget(&store, &record);
                 on_event(&record, ServeEvent::Revoked);
@@ -245,7 +290,7 @@ pub fn serve_pairing(
         };
         on_event(&record, ServeEvent::Attached);
         match serve_connection(
-            &mut conn, &record, phone_name, &*engine, &store, &stop, on_event,
+            &mut conn, &wakeup, &record, phone_name, &*engine, &store, &stop, on_event,
         ) {
             Ok(Some(())) => {
                 on_event(&record, ServeEvent::Revoked);
@@ -284,8 +329,10 @@ fn forget(store: &Mutex<PairingStore>, record: &PairingRecord) {
 }
 
 /// `Ok(Some(()))`: revoked (record forgotten); `Ok(None)`: stopped.
+#[allow(clippy::too_many_arguments)]
 fn serve_connection(
     conn: &mut MailboxConn,
+    wakeup: &Arc<Wakeup>,
     record: &PairingRecord,
     phone_name: &str,
     engine: &dyn PairingEngine,
@@ -295,123 +342,176 @@ fn serve_connection(
 ) -> Result<Option<()>, MailboxError> {
     let mut session: Option<Session> = None;
     let mut running: Option<Running> = None;
-    let engine_ptr: &dyn PairingEngine = engine;
-    thread::scope(|scope| loop {
-        if stop.load(Ordering::SeqCst) {
-            if let Some(r) = &running {
-                r.cancel.cancel();
-            }
-            if let Some(s) = session.as_mut() {
-                let _ = s.bye();
-                let _ = flush(s, conn);
-            }
-            return Ok(None);
-        }
-        let frame = conn.poll()?;
-        let now = Instant::now();
-        match frame {
-            Some(RelayFrame::Peer { present: true }) => {
-                if let Some(r) = running.take() {
-                    r.cancel.cancel();
-                }
-                session = record.session(hello(phone_name, engine_ptr), now).ok();
-            }
-            Some(RelayFrame::Peer { present: false }) => {
-                if let Some(r) = running.take() {
-                    r.cancel.cancel();
-                }
-                session = None;
-            }
-            Some(RelayFrame::Data(payload)) => {
+    // When to store "last seen" (see TOUCH_DELAY); done on the way out at the latest.
+    let mut touch_at: Option<Instant> = None;
+    let touch = || {
+        let _ = store
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .touch(&record.id, unix_now());
+    };
+    let result = thread::scope(|scope| {
+        let (jobs, job_rx) = mpsc::channel::<Job>();
+        let done = Arc::clone(wakeup);
+        scope.spawn(move || engine_worker(engine, &job_rx, &done));
+        let mut serve = || loop {
+            if stop.load(Ordering::SeqCst) {
                 if let Some(s) = session.as_mut() {
-                    let _ = s.receive(&payload, now);
+                    let _ = s.bye();
+                    let _ = flush(s, conn);
                 }
+                return Ok(None);
             }
-            _ => {}
-        }
-        let Some(s) = session.as_mut() else { continue };
-        if s.poll_timeout().is_some_and(|t| now >= t) {
-            s.handle_timeout(now);
-        }
-        while let Some(event) = s.poll_event() {
-            match event {
-                Event::Established(_) => {
-                    let _ = store
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .touch(&record.id, unix_now());
-                    on_event(record, ServeEvent::Established);
-                }
-                Event::CtapRequest(request) => {
-                    on_event(
-                        record,
-                        ServeEvent::Request {
-                            kind: request.kind,
-                            command: request.payload.first().copied().unwrap_or(0),
-                        },
-                    );
-                    let cancel = CancelToken::new();
-                    let cx = RequestContext {
-                        cancel: cancel.clone(),
-                        requester: Requester(record.name.clone()),
-                    };
-                    let (tx, rx) = mpsc::channel();
-                    let _ = s.set_status(request.id, PendingStatus::Processing, now);
-                    scope.spawn(move || {
-                        let answer = engine_ptr.process(request.kind, &request.payload, &cx);
-                        let _ = tx.send(answer);
-                    });
-                    running = Some(Running {
-                        id: request.id,
-                        cancel,
-                        answer: rx,
-                        status: PendingStatus::Processing,
-                    });
-                }
-                Event::Cancel { id } => {
-                    if let Some(r) = running.as_ref().filter(|r| r.id == id) {
-                        r.cancel.cancel();
-                    }
-                }
-                Event::Revoked => {
+            let frame = conn.try_next()?;
+            let got_frame = frame.is_some();
+            let now = Instant::now();
+            match frame {
+                Some(RelayFrame::Peer { present: true }) => {
+                    trace("phone.peer");
                     if let Some(r) = running.take() {
                         r.cancel.cancel();
                     }
-                    forget(store, record);
-                    return Ok(Some(()));
+                    session = record.session(hello(phone_name, engine), now).ok();
+                }
+                Some(RelayFrame::Peer { present: false }) => {
+                    if let Some(r) = running.take() {
+                        r.cancel.cancel();
+                    }
+                    session = None;
+                }
+                Some(RelayFrame::Data(payload)) => {
+                    trace("phone.rx");
+                    if let Some(s) = session.as_mut() {
+                        let _ = s.receive(&payload, now);
+                    }
                 }
                 _ => {}
             }
-        }
-        if let Some(r) = running.as_mut() {
-            match r.answer.try_recv() {
-                Ok(answer) => {
-                    on_event(
-                        record,
-                        ServeEvent::Answered {
-                            status: answer.first().copied().unwrap_or(0),
-                        },
-                    );
-                    let _ = s.respond(r.id, answer);
-                    running = None;
+            if let Some(s) = session.as_mut() {
+                if s.poll_timeout().is_some_and(|t| now >= t) {
+                    s.handle_timeout(now);
                 }
-                Err(TryRecvError::Disconnected) => running = None,
-                Err(TryRecvError::Empty) => {
-                    if r.status == PendingStatus::Processing && engine_ptr.waiting_for_user() {
-                        r.status = PendingStatus::UserPresenceNeeded;
-                        let _ = s.set_status(r.id, r.status, now);
+                while let Some(event) = s.poll_event() {
+                    match event {
+                        Event::Established(_) => {
+                            trace("phone.established");
+                            touch_at = Some(now + TOUCH_DELAY);
+                            on_event(record, ServeEvent::Established);
+                        }
+                        Event::CtapRequest(request) => {
+                            trace("phone.request");
+                            on_event(
+                                record,
+                                ServeEvent::Request {
+                                    kind: request.kind,
+                                    command: request.payload.first().copied().unwrap_or(0),
+                                },
+                            );
+                            let cancel = CancelToken::new();
+                            let (answer, answer_rx) = mpsc::channel();
+                            let job = Job {
+                                kind: request.kind,
+                                payload: request.payload,
+                                cx: RequestContext {
+                                    cancel: cancel.clone(),
+                                    requester: Requester(record.name.clone()),
+                                },
+                                answer,
+                            };
+                            // The worker lives as long as this loop: it cannot be gone.
+                            let _ = jobs.send(job);
+                            let _ = s.set_status(request.id, PendingStatus::Processing, now);
+                            running = Some(Running {
+                                id: request.id,
+                                cancel,
+                                answer: answer_rx,
+                                status: PendingStatus::Processing,
+                            });
+                        }
+                        Event::Cancel { id } => {
+                            if let Some(r) = running.as_ref().filter(|r| r.id == id) {
+                                r.cancel.cancel();
+                            }
+                        }
+                        Event::Revoked => {
+                            forget(store, record);
+                            touch_at = None;
+                            return Ok(Some(()));
+                        }
+                        _ => {}
                     }
                 }
+                let mut answered = false;
+                if let Some(r) = running.as_mut() {
+                    match r.answer.try_recv() {
+                        Ok(answer) => {
+                            on_event(
+                                record,
+                                ServeEvent::Answered {
+                                    status: answer.first().copied().unwrap_or(0),
+                                },
+                            );
+                            let _ = s.respond(r.id, answer);
+                            running = None;
+                            answered = true;
+                        }
+                        Err(TryRecvError::Disconnected) => running = None,
+                        Err(TryRecvError::Empty) => {
+                            if r.status == PendingStatus::Processing && engine.waiting_for_user() {
+                                r.status = PendingStatus::UserPresenceNeeded;
+                                let _ = s.set_status(r.id, r.status, now);
+                            }
+                        }
+                    }
+                }
+                if answered {
+                    trace("phone.send"); // before the write: the bridge may read it first
+                }
+                flush(s, conn)?;
+                if s.is_finished() {
+                    if let Some(r) = running.take() {
+                        r.cancel.cancel();
+                    }
+                    session = None;
+                }
             }
-        }
-        flush(s, conn)?;
-        if s.is_finished() {
-            if let Some(r) = running.take() {
-                r.cancel.cancel();
+            if running.is_none() && touch_at.is_some_and(|t| Instant::now() >= t) {
+                touch_at = None;
+                touch();
             }
-            session = None;
+            if !got_frame {
+                // Nothing queued: sleep until a frame, the engine's answer, a timer or the
+                // stop check.
+                let mut wait = STOP_CHECK;
+                if let Some(t) = session.as_ref().and_then(Session::poll_timeout) {
+                    wait = wait.min(t.saturating_duration_since(Instant::now()));
+                }
+                match &running {
+                    Some(r) if r.status == PendingStatus::Processing => {
+                        wait = wait.min(USER_CHECK);
+                    }
+                    Some(_) => {}
+                    None => {
+                        if let Some(t) = touch_at {
+                            wait = wait.min(t.saturating_duration_since(Instant::now()));
+                        }
+                    }
+                }
+                wakeup.wait(wait);
+            }
+        };
+        let result = serve();
+        // However the loop ended: end a pending approval (the worker is waited for).
+        if let Some(r) = running.take() {
+            r.cancel.cancel();
         }
-    })
+        drop(jobs);
+        result
+    });
+    if touch_at.is_some() {
+        touch();
+    }
+    result
 }
 
 /// What [`listen`] reports each pairing's events to.
@@ -493,6 +593,7 @@ pub fn serve_woken(
     idle: Duration,
     on_event: &(dyn Fn(&PairingRecord, ServeEvent) + Sync),
 ) {
+    trace("phone.woken");
     let local = Arc::new(AtomicBool::new(false));
     // (last activity, a request is open)
     let activity = Mutex::new((Instant::now(), false));
@@ -529,4 +630,5 @@ pub fn serve_woken(
         );
         local.store(true, Ordering::SeqCst);
     });
+    trace("phone.detached");
 }
