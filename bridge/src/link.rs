@@ -1,6 +1,11 @@
 //! The bridge's link to the phone: one thread owns the relay connection and the sans-IO
 //! pairing session (first contact while no phone is paired, then KK sessions on the pairing
 //! mailbox); the CTAPHID transport's worker talks to it through [`ForwardingEngine`].
+//!
+//! The link thread sleeps on one [`Wakeup`], raised by the relay connection's reader when
+//! frames arrive and by a small forwarding thread when the transport sends a request or a
+//! cancel, so it reacts to both at once (`docs/latency.md`); otherwise it wakes only for its
+//! timers and to look at the stop flag.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -16,7 +21,7 @@ use pocketkey_core::pairing::{
     CtapKind, Event, Hello, PairingOffer, PairingRecord, PairingStore, PendingStatus, Role,
     Session, UrlPolicy,
 };
-use pocketkey_ffi::runtime::pairing_ws::{MailboxConn, MailboxError};
+use pocketkey_ffi::runtime::pairing_ws::{trace, MailboxConn, MailboxError, Wakeup};
 
 use crate::engine::{Engine, RequestContext, WaitingForUser};
 
@@ -29,6 +34,11 @@ pub const SW_TIMEOUT: [u8; 2] = [0x69, 0x85];
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const RECONNECT_DELAY: Duration = Duration::from_secs(1);
+/// The longest the link sleeps: how soon it sees the stop flag (which cannot wake it; the
+/// transport ending does, see [`forward_requests`]).
+const STOP_CHECK: Duration = Duration::from_millis(200);
+/// How often a request waiting for the phone looks at the browser's cancel (a flag).
+const CANCEL_CHECK: Duration = Duration::from_millis(20);
 
 fn unix_now() -> u64 {
     SystemTime::now()
@@ -68,6 +78,7 @@ pub struct ForwardingEngine {
 
 impl ForwardingEngine {
     fn forward(&self, kind: CtapKind, payload: &[u8], cx: &RequestContext) -> Vec<u8> {
+        trace("bridge.request");
         let (reply, answers) = mpsc::channel();
         if self
             .to_link
@@ -82,11 +93,15 @@ impl ForwardingEngine {
         }
         let mut cancel_sent = false;
         let answer = loop {
-            match answers.recv_timeout(Duration::from_millis(20)) {
+            // Answers arrive at once; the timeout only paces the look at the cancel flag.
+            match answers.recv_timeout(CANCEL_CHECK) {
                 Ok(Reply::Pending(status)) => self
                     .waiting
                     .set(status == PendingStatus::UserPresenceNeeded),
-                Ok(Reply::Done(answer)) => break answer,
+                Ok(Reply::Done(answer)) => {
+                    trace("bridge.reply");
+                    break answer;
+                }
                 Err(RecvTimeoutError::Timeout) => {
                     if !cancel_sent && cx.cancel.is_cancelled() {
                         cancel_sent = true;
@@ -133,6 +148,10 @@ struct Open {
     reply: Sender<Reply>,
     /// Sent to the phone in this session.
     sent: bool,
+    /// The phone said it has it (`Pending`): from then on it may have run it.
+    taken: bool,
+    /// The browser cancelled it after it was sent.
+    cancelled: bool,
     woke: bool,
     /// Until the phone attaches and takes it (after that, the session's silence timer).
     deadline: Instant,
@@ -148,7 +167,11 @@ pub struct Link {
     config: LinkConfig,
     store: PairingStore,
     get_info: Arc<Mutex<Option<Vec<u8>>>>,
+    /// The transport's messages, from the forwarding thread (which raises `wakeup`).
     requests: Receiver<ToLink>,
+    /// Until `run` starts the forwarding thread: the transport's channel.
+    transport: Option<Receiver<ToLink>>,
+    wakeup: Arc<Wakeup>,
     stop: Arc<AtomicBool>,
     request: Option<Open>,
     /// The transport cancelled the request the phone has.
@@ -175,11 +198,14 @@ impl Link {
         requests: Receiver<ToLink>,
         stop: Arc<AtomicBool>,
     ) -> Self {
+        let (_, idle) = mpsc::channel();
         Self {
             config,
             store,
             get_info,
-            requests,
+            requests: idle,
+            transport: Some(requests),
+            wakeup: Wakeup::new(),
             stop,
             request: None,
             cancel_wanted: false,
@@ -195,6 +221,20 @@ impl Link {
     }
 
     pub fn run(mut self) {
+        if let Some(transport) = self.transport.take() {
+            let (to_link, requests) = mpsc::channel();
+            let wakeup = Arc::clone(&self.wakeup);
+            let spawned = thread::Builder::new()
+                .name("pocketkey-link-in".into())
+                .spawn(move || forward_requests(&transport, &to_link, &wakeup));
+            match spawned {
+                Ok(_) => self.requests = requests,
+                Err(e) => {
+                    eprintln!("cannot start the link: {e}");
+                    return;
+                }
+            }
+        }
         let mut mode = match self.current_record() {
             Some(r) => {
                 *self.get_info.lock().unwrap_or_else(PoisonError::into_inner) =
@@ -251,6 +291,8 @@ impl Link {
                         payload,
                         reply,
                         sent: false,
+                        taken: false,
+                        cancelled: false,
                         woke: false,
                         deadline: now + self.config.phone_timeout,
                     });
@@ -277,11 +319,27 @@ impl Link {
         }
     }
 
+    /// Sleeps until woken (a frame, a request), `until`, the open request's deadline or the
+    /// next stop check, whichever comes first.
+    fn wait(&self, until: Option<Instant>) {
+        let now = Instant::now();
+        let mut wait = STOP_CHECK;
+        let deadline = self
+            .request
+            .as_ref()
+            .filter(|o| !o.sent)
+            .map(|o| o.deadline);
+        for t in [until, deadline].into_iter().flatten() {
+            wait = wait.min(t.saturating_duration_since(now));
+        }
+        self.wakeup.wait(wait);
+    }
+
     fn idle(&mut self, total: Duration) {
         let until = Instant::now() + total;
         while Instant::now() < until && !self.stop.load(Ordering::SeqCst) {
             self.take_requests(Instant::now());
-            thread::sleep(Duration::from_millis(20));
+            self.wait(Some(until));
         }
     }
 
@@ -321,7 +379,12 @@ impl Link {
             if self.stop.load(Ordering::SeqCst) {
                 return None;
             }
-            match MailboxConn::open(&relay_url, &attach, CONNECT_TIMEOUT) {
+            match MailboxConn::open_with(
+                &relay_url,
+                &attach,
+                CONNECT_TIMEOUT,
+                Arc::clone(&self.wakeup),
+            ) {
                 Ok(c) => break c,
                 Err(e) => {
                     eprintln!("relay: {e}; retrying");
@@ -335,16 +398,17 @@ impl Link {
                 break None;
             }
             self.take_requests(now);
-            match conn.poll() {
-                Ok(Some(RelayFrame::Data(payload))) => {
-                    if let Err(e) = session.receive(&payload, now) {
-                        eprintln!("pairing failed: {e}");
-                    }
-                }
-                Ok(_) => {}
+            let frame = match conn.try_next() {
+                Ok(f) => f,
                 Err(e) => {
                     eprintln!("relay: {e}");
                     break None;
+                }
+            };
+            let got_frame = frame.is_some();
+            if let Some(RelayFrame::Data(payload)) = frame {
+                if let Err(e) = session.receive(&payload, now) {
+                    eprintln!("pairing failed: {e}");
                 }
             }
             if session.poll_timeout().is_some_and(|t| now >= t) {
@@ -376,6 +440,10 @@ impl Link {
                 // The offer is burned (first HS1 read); show a new one.
                 break None;
             }
+            if !got_frame {
+                let until = session.poll_timeout().map_or(expires, |t| t.min(expires));
+                self.wait(Some(until));
+            }
         };
         conn.close();
         result
@@ -383,11 +451,17 @@ impl Link {
 
     /// One attachment of the pairing mailbox. Ok: stopped; Err: reconnect (or revoked).
     fn serve(&mut self, record: &PairingRecord) -> Result<(), MailboxError> {
-        let mut conn = MailboxConn::open(
-            &record.relay_url,
-            &record.mailbox_keys().attach(Role::Bridge),
-            CONNECT_TIMEOUT,
-        );
+        let attach = record.mailbox_keys().attach(Role::Bridge);
+        let wakeup = Arc::clone(&self.wakeup);
+        let open = || {
+            MailboxConn::open_with(
+                &record.relay_url,
+                &attach,
+                CONNECT_TIMEOUT,
+                Arc::clone(&wakeup),
+            )
+        };
+        let mut conn = open();
         let mut conn = loop {
             match conn {
                 Ok(c) => break c,
@@ -398,16 +472,14 @@ impl Link {
                     if self.stop.load(Ordering::SeqCst) {
                         return Ok(());
                     }
-                    conn = MailboxConn::open(
-                        &record.relay_url,
-                        &record.mailbox_keys().attach(Role::Bridge),
-                        CONNECT_TIMEOUT,
-                    );
+                    conn = open();
                 }
             }
         };
         let mut session: Option<Session> = None;
         let mut phone_present = false;
+        // (the phone's getInfo, last seen): for the store, once no request waits.
+        let mut to_store: (Option<Vec<u8>>, bool) = (None, false);
         loop {
             if self.stop.load(Ordering::SeqCst) {
                 if let Some(s) = session.as_mut() {
@@ -417,22 +489,25 @@ impl Link {
                     }
                 }
                 conn.close();
+                self.store_seen(record, &mut to_store);
                 return Ok(());
             }
             let now = Instant::now();
             self.take_requests(now);
-            let frame = match conn.poll() {
+            let frame = match conn.try_next() {
                 Ok(f) => f,
                 Err(e) => {
-                    if let Some(open) = self.request.take_if(|o| o.sent) {
-                        let kind = open.kind;
-                        open.finish(timeout_answer(kind));
-                    }
+                    self.session_lost();
+                    self.store_seen(record, &mut to_store);
                     return Err(e);
                 }
             };
+            let got_frame = frame.is_some();
             match frame {
                 Some(RelayFrame::Peer { present }) => {
+                    if present {
+                        trace("bridge.peer");
+                    }
                     phone_present = present;
                     if !present {
                         session = None;
@@ -440,6 +515,7 @@ impl Link {
                     }
                 }
                 Some(RelayFrame::Data(payload)) => {
+                    trace("bridge.rx");
                     let fresh = is_handshake_frame(&payload)
                         && session
                             .as_ref()
@@ -456,20 +532,26 @@ impl Link {
                         }
                     }
                 }
+                Some(RelayFrame::WakeResult(_)) => trace("bridge.wake_result"),
                 _ => {}
             }
             // Wake a sleeping phone for a waiting request.
             if let Some(open) = self.request.as_mut() {
                 if !open.sent && !open.woke && !phone_present {
                     open.woke = true;
+                    trace("bridge.wake");
                     let _ = conn.send(&RelayFrame::Wake);
                 }
             }
+            let mut request_sent = false;
             if let Some(s) = session.as_mut() {
                 if let (Some(open), true) = (self.request.as_mut(), s.is_established()) {
                     if !open.sent {
                         match s.send_request(open.kind, open.payload.clone(), None, now) {
-                            Ok(_) => open.sent = true,
+                            Ok(_) => {
+                                open.sent = true;
+                                request_sent = true;
+                            }
                             Err(e) => eprintln!("cannot send the request: {e}"),
                         }
                     }
@@ -481,24 +563,21 @@ impl Link {
                 while let Some(event) = s.poll_event() {
                     match event {
                         Event::Established(e) => {
+                            trace("bridge.established");
                             if let Some(info) = e.peer_get_info {
-                                let _ = self.store.set_peer_get_info(&record.id, &info);
-                                *self.get_info.lock().unwrap_or_else(PoisonError::into_inner) =
-                                    Some(info);
+                                to_store.0 = self.new_get_info(info);
                             }
-                            let _ = self.store.touch(&record.id, unix_now());
+                            to_store.1 = true;
                         }
-                        Event::GetInfo(info) => {
-                            let _ = self.store.set_peer_get_info(&record.id, &info);
-                            *self.get_info.lock().unwrap_or_else(PoisonError::into_inner) =
-                                Some(info);
-                        }
+                        Event::GetInfo(info) => to_store.0 = self.new_get_info(info),
                         Event::Pending { status, .. } => {
-                            if let Some(open) = &self.request {
+                            if let Some(open) = self.request.as_mut() {
+                                open.taken = true;
                                 let _ = open.reply.send(Reply::Pending(status));
                             }
                         }
                         Event::CtapResponse { payload, .. } => {
+                            trace("bridge.response");
                             if let Some(open) = self.request.take() {
                                 open.finish(payload);
                             }
@@ -511,10 +590,14 @@ impl Link {
                         _ => {}
                     }
                 }
-                if std::mem::take(&mut self.cancel_wanted)
-                    && self.request.as_ref().is_some_and(|o| o.sent)
-                {
-                    let _ = s.cancel();
+                if std::mem::take(&mut self.cancel_wanted) {
+                    if let Some(open) = self.request.as_mut().filter(|o| o.sent) {
+                        open.cancelled = true;
+                        let _ = s.cancel();
+                    }
+                }
+                if request_sent {
+                    trace("bridge.send"); // before the write: the phone may read it before we return
                 }
                 while let Some(f) = s.poll_frame() {
                     let _ = conn.send(&RelayFrame::Data(f));
@@ -528,14 +611,76 @@ impl Link {
                     self.session_lost();
                 }
             }
+            // Store writes take milliseconds: not while a request waits (a woken phone's
+            // request leaves right behind the session's establishment).
+            if self.request.is_none() {
+                self.store_seen(record, &mut to_store);
+            }
+            if !got_frame {
+                self.wait(session.as_ref().and_then(Session::poll_timeout));
+            }
         }
     }
 
-    /// The session ended with a request sent: answer it (the response cannot come any more).
+    /// Caches the phone's getInfo; `Some` (to store) if it changed.
+    fn new_get_info(&self, info: Vec<u8>) -> Option<Vec<u8>> {
+        let mut cached = self.get_info.lock().unwrap_or_else(PoisonError::into_inner);
+        if cached.as_ref() == Some(&info) {
+            return None;
+        }
+        *cached = Some(info.clone());
+        Some(info)
+    }
+
+    /// Stores the phone's getInfo and the time it was last seen, if there is something new.
+    fn store_seen(&mut self, record: &PairingRecord, to_store: &mut (Option<Vec<u8>>, bool)) {
+        if let Some(info) = to_store.0.take() {
+            let _ = self.store.set_peer_get_info(&record.id, &info);
+        }
+        if std::mem::take(&mut to_store.1) {
+            let _ = self.store.touch(&record.id, unix_now());
+        }
+    }
+
+    /// The session ended with a request sent. If the phone had taken it (`Pending`), its
+    /// response cannot come any more: answer it. If not, the phone never ran it (it sends
+    /// `Pending` before anything else about a request, in order): it goes to the next session
+    /// (waking the phone again) until its deadline, unless the browser cancelled it. A request
+    /// that crossed the phone's `Bye` is not lost that way.
     fn session_lost(&mut self) {
-        if let Some(open) = self.request.take_if(|o| o.sent) {
+        let Some(open) = self.request.take_if(|o| o.sent) else {
+            return;
+        };
+        if open.taken {
             let kind = open.kind;
             open.finish(timeout_answer(kind));
+        } else if open.cancelled {
+            open.finish(vec![CBOR_CANCELLED]);
+        } else {
+            self.request = Some(Open {
+                sent: false,
+                woke: false,
+                ..open
+            });
+        }
+    }
+}
+
+/// The forwarding thread: hands the transport's messages to the link and wakes it; once the
+/// transport is gone (the bridge stops), wakes it a last time so that it sees the stop flag.
+fn forward_requests(transport: &Receiver<ToLink>, to_link: &Sender<ToLink>, wakeup: &Wakeup) {
+    loop {
+        match transport.recv() {
+            Ok(message) => {
+                if to_link.send(message).is_err() {
+                    return;
+                }
+                wakeup.wake();
+            }
+            Err(_) => {
+                wakeup.wake();
+                return;
+            }
         }
     }
 }
