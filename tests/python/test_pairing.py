@@ -119,14 +119,24 @@ def listen(s) -> subprocess.Popen:
 
 
 def wait_for_get_info(addr, timeout: float = 10.0):
+    """The bridge's device once it answers getInfo: the phone's pairing call returns as soon as
+    the phone has the bridge's Hello, a moment before the bridge has stored the phone's (until
+    then getInfo answers CTAP1_ERR_OTHER)."""
+    from fido2.ctap2 import Ctap2
+
     deadline = time.monotonic() + timeout
     while True:
+        dev = None
         try:
-            return open_udp_device(addr)
+            dev = open_udp_device(addr)
+            Ctap2(dev)
+            return dev
         except Exception:
+            if dev is not None:
+                dev.close()
             if time.monotonic() > deadline:
                 raise
-            time.sleep(0.2)
+            time.sleep(0.05)
 
 
 def test_register_and_sign_in_through_the_bridge(setup):
@@ -302,13 +312,220 @@ def test_phone_woken_through_the_webhook(setup, tmp_path):
     assert text.count("Test laptop: woken") == 2, text
 
 
-def test_latency_connected_phone(setup, tmp_path):
-    """Loopback latency with a connected phone (the app's runtime, in process): browser request
-    at the bridge → approval prompt at the phone, and the phone's answer → response at the
-    browser. Prints the medians (a measurement, not asserted: no timing thresholds in tests);
-    asserts that every request reached the phone's prompt, in order, and came back."""
+# ---- Latency (docs/latency.md) ------------------------------------------------------------
+#
+# With POCKETKEY_TRACE=1 the bridge and the phone runtime write `pk-trace <unix µs> <hop>` on
+# stderr at each hop (hop names only). The tests line those up with their own marks (request
+# sent, prompt shown, answer given, response received; all on the same wall clock), print the
+# medians of each segment and the CPU time the relay, the bridge and the phone used per round,
+# and assert only that every round passed every hop in order: no timing thresholds.
+
+TRACE_PREFIX = "pk-trace "
+
+# A path is a list of hops: Python marks ("start", "prompt", "answer", "end") or trace hops.
+# Each trace hop is the first one at or after the hop before it, except those marked "last":
+# the last one before the hop after it (the frame that carried the request or response, not a
+# Pending or handshake frame that came before it).
+CONNECTED_REQUEST = ["start", "bridge.request", "bridge.send", ("phone.rx", "last"),
+                     "phone.request", "phone.engine.start", "prompt"]
+WOKEN_REQUEST = ["start", "bridge.request", "bridge.wake", "phone.woken", "phone.attached",
+                 "phone.peer", "bridge.rx", "phone.rx", ("bridge.rx", "last"),
+                 "bridge.established", "bridge.send", ("phone.rx", "last"), "phone.request",
+                 "phone.engine.start", "prompt"]
+RESPONSE = ["answer", "phone.engine.end", "phone.send", ("bridge.rx", "last"),
+            "bridge.response", "bridge.reply", "end"]
+
+SEGMENTS = {
+    ("start", "bridge.request"): "client → bridge: python-fido2, CTAPHID over UDP, bridge transport",
+    ("bridge.request", "bridge.send"): "bridge: to the link thread, session, Noise encrypt",
+    ("bridge.send", "phone.rx"): "websocket write, relay routing (loopback TCP in and out), phone reader",
+    ("phone.rx", "phone.request"): "phone: Noise decrypt, message CBOR",
+    ("phone.request", "phone.engine.start"): "phone: hand the request to an engine thread",
+    ("phone.engine.start", "prompt"): "phone: engine up to the approval prompt (+ UI callback)",
+    ("bridge.request", "bridge.wake"): "bridge: to the link thread, WAKE",
+    ("bridge.wake", "phone.woken"): "push: WAKE to the relay, webhook POST, listen's accept loop",
+    ("phone.woken", "phone.attached"): "attach: TCP connect, websocket upgrade, attach check",
+    ("phone.attached", "phone.peer"): "relay: PEER present to the phone",
+    ("phone.peer", "bridge.rx"): "phone: KK HS1 out (P-256), relay → bridge",
+    ("bridge.rx", "phone.rx"): "bridge: HS1 in, HS2 + Hello out (P-256), relay → phone",
+    ("phone.rx", "bridge.rx"): "phone: HS2 in (P-256), Hello out, relay → bridge",
+    ("bridge.rx", "bridge.established"): "bridge: the phone's Hello in",
+    ("bridge.established", "bridge.send"): "bridge: request encrypted",
+    ("answer", "phone.engine.end"): "phone: engine after the approval (signature, store)",
+    ("phone.engine.end", "phone.send"): "phone: loop woken, Noise encrypt",
+    ("phone.send", "bridge.rx"): "websocket write, relay routing (loopback TCP in and out), bridge reader",
+    ("bridge.rx", "bridge.response"): "bridge: Noise decrypt, message CBOR",
+    ("bridge.response", "bridge.reply"): "bridge: response to the transport thread",
+    ("bridge.reply", "end"): "bridge → client: CTAPHID over UDP, python-fido2",
+}
+
+
+def trace_events(text: str) -> list[tuple[float, str]]:
+    events = []
+    for line in text.splitlines():
+        if line.startswith(TRACE_PREFIX):
+            fields = line.split()
+            if len(fields) == 3 and fields[1].isdigit():
+                events.append((int(fields[1]) / 1e6, fields[2]))
+    return sorted(events)
+
+
+def follow(events, marks: dict, path) -> list[float]:
+    """The time of each hop of `path` in one round (see CONNECTED_REQUEST); AssertionError if a
+    hop is missing or out of order, with the round's hops in the message."""
+    try:
+        return follow_hops(events, marks, path)
+    except AssertionError as e:
+        seen = sorted([(t, h) for t, h in events if marks["start"] <= t <= marks["end"]]
+                      + [(t, h) for h, t in marks.items()])
+        base = marks["start"]
+        raise AssertionError(f"{e}; this round: " + ", ".join(
+            f"{h} +{(t - base) * 1000:.3f} ms" for t, h in seen)) from None
+
+
+def follow_hops(events, marks: dict, path) -> list[float]:
+    slack = 2e-6  # trace stamps are whole microseconds
+    hops = [(h, "first") if isinstance(h, str) else h for h in path]
+    times: list[float | None] = [None] * len(hops)
+    prev = None
+    i = 0
+    while i < len(hops):
+        name, rule = hops[i]
+        if rule == "last":
+            # Resolve the next hop first, then take the last occurrence in between.
+            nxt_name, _ = hops[i + 1]
+            nxt = marks[nxt_name] if nxt_name in marks else next(
+                (t for t, h in events if h == nxt_name and t >= prev - slack), None)
+            assert nxt is not None, f"no {nxt_name} after {hops[i - 1][0]}"
+            here = [t for t, h in events if h == name and prev - slack <= t <= nxt + slack]
+            assert here, f"no {name} between {hops[i - 1][0]} and {nxt_name}"
+            times[i], times[i + 1] = here[-1], nxt
+            prev = nxt
+            i += 2
+            continue
+        if name in marks:
+            t = marks[name]
+        else:
+            t = next((t for t, h in events if h == name and (prev is None or t >= prev - slack)), None)
+        assert t is not None, f"no {name} after {hops[i - 1][0] if i else 'the start'}"
+        assert prev is None or t >= prev - slack, f"{name} before {hops[i - 1][0]}"
+        times[i] = t
+        prev = t
+        i += 1
+    assert times[-1] <= marks.get("end", times[-1]) + slack
+    return times
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds used so far by process `pid`, all its threads, exited ones included: Linux's
+    per-process CPU clock (what glibc's clock_getcpuclockid returns), nanosecond resolution."""
+    return time.clock_gettime((~pid << 3) | 2)
+
+
+def median_ms(xs) -> float:
     import statistics
 
+    return statistics.median(xs) * 1000
+
+
+class CpuMeter:
+    """CPU time of some processes: per round (from just before the request to just after the
+    response) and over the whole run of rounds (what happens between rounds included)."""
+
+    def __init__(self, pids: dict[str, int]):
+        self.pids = pids
+        self.rounds: list[dict[str, float]] = []
+        self.first = self.sample()
+        self.before: dict[str, float] = {}
+
+    def sample(self) -> dict[str, float]:
+        return {n: process_cpu(p) for n, p in self.pids.items()}
+
+    def start(self) -> None:
+        self.before = self.sample()
+
+    def stop(self) -> None:
+        after = self.sample()
+        self.rounds.append({n: after[n] - self.before[n] for n in after})
+        self.last = after
+
+    def lines(self, wall_ms: float) -> list[str]:
+        per = {n: median_ms([r[n] for r in self.rounds]) for n in self.pids}
+        run = {n: (self.last[n] - self.first[n]) * 1000 / len(self.rounds) for n in self.pids}
+        fmt = lambda d: ", ".join(f"{n} {v:.2f} ms" for n, v in d.items())  # noqa: E731
+        return [
+            f"  CPU per request, medians: {fmt(per)}; sum {sum(per.values()):.2f} ms"
+            f" = {100 * sum(per.values()) / wall_ms:.0f} % of the {wall_ms:.2f} ms request → response",
+            f"  CPU per round over the whole run (between rounds too): {fmt(run)}",
+        ]
+
+
+def report(title: str, rounds: list[dict], events, paths: tuple, cpu: CpuMeter) -> str:
+    """The figures of one measurement, as printed (and copied into docs/latency.md)."""
+    out = [f"\n{title}: {len(rounds)} rounds"]
+    totals = {}
+    for label, path, first, last in (("request → prompt", paths[0], "start", "prompt"),
+                                     ("answer → response", paths[1], "answer", "end")):
+        per_round = [follow(events, r, path) for r in rounds]
+        totals[label] = median_ms([r[last] - r[first] for r in rounds])
+        out.append(f"  {label}: median {totals[label]:.2f} ms")
+        names = [h if isinstance(h, str) else h[0] for h in path]
+        for k in range(len(names) - 1):
+            seg = median_ms([t[k + 1] - t[k] for t in per_round])
+            what = SEGMENTS.get((names[k], names[k + 1]), f"{names[k]} → {names[k + 1]}")
+            out.append(f"    {seg:8.3f} ms  {what}")
+    if "bridge.wake" in paths[0]:
+        # Beside the path: the relay answers WAKE once the phone's webhook answered the POST.
+        wake = [follow(events, r, ["start", "bridge.wake", "bridge.wake_result"]) for r in rounds]
+        out.append(f"  (beside it: WAKE → WAKE_RESULT, the relay's webhook call, median "
+                   f"{median_ms([w[2] - w[1] for w in wake]):.2f} ms)")
+    out += cpu.lines(median_ms([r["end"] - r["start"] for r in rounds]))
+    return "\n".join(out)
+
+
+@pytest.fixture
+def traced(binaries, tmp_path, monkeypatch):
+    """Relay + bridge as `setup`, with the latency trace on (for the phone started by the test
+    too, in process or not) and the bridge's stderr kept."""
+    monkeypatch.setenv("POCKETKEY_TRACE", "1")
+    procs = Procs()
+    bridge_log = tmp_path / "bridge.log"
+    with open(bridge_log, "w") as log, tempfile.TemporaryDirectory() as bridge_dir, \
+            tempfile.TemporaryDirectory() as phone_dir:
+        relay = procs.start([
+            binaries["pocketkey-relay"], "--listen", "127.0.0.1:0",
+            "--webhook-allow", "http://127.0.0.1:",
+        ])
+        relay_addr = read_line(relay, "listening on ")
+        port = free_udp_port()
+        bridge = procs.start([
+            binaries["pocketkey-bridge"], "--udp", f"127.0.0.1:{port}",
+            "--relay", f"ws://{relay_addr}", "--state-dir", bridge_dir,
+            "--name", "Test laptop", "--phone-timeout", str(PHONE_TIMEOUT),
+        ], stderr=log)
+        url = read_line(bridge, "pair: ")
+        yield {
+            "binaries": binaries, "procs": procs, "url": url, "phone_dir": phone_dir,
+            "addr": ("127.0.0.1", port), "bridge": bridge, "relay": relay,
+            "bridge_log": bridge_log,
+        }
+        procs.close()
+
+
+def make_credential(ctap, i: int) -> None:
+    ctap.make_credential(
+        os.urandom(32), {"id": "latency.example.org", "name": "x"},
+        {"id": os.urandom(8), "name": f"u{i}"}, [{"type": "public-key", "alg": -7}],
+        options={"uv": True},
+    )
+
+
+def test_latency_connected_phone(traced, tmp_path, capfd):
+    """Loopback latency with a connected phone (the app's runtime, in process): browser request
+    at the bridge → approval prompt at the phone, and the phone's answer → response at the
+    browser, broken down by hop. Prints the figures (a measurement, not asserted: no timing
+    thresholds in tests); asserts that every request reached the phone's prompt through every
+    hop, in order, and came back."""
     from fido2.ctap2 import Ctap2
 
     from bindings_support import MemoryKeyProvider, Phone, pk
@@ -316,38 +533,127 @@ def test_latency_connected_phone(setup, tmp_path):
     marks: dict[str, list[float]] = {"prompt": [], "answer": []}
 
     def policy(prompt):
-        marks["answer"].append(time.monotonic())
+        marks["answer"].append(time.time())
         return pk.ApprovalAnswer.APPROVE_VERIFIED(account=None)
 
     class TimedPhone(Phone):
         def on_approval_requested(self, request):
-            marks["prompt"].append(time.monotonic())
+            marks["prompt"].append(time.time())
             super().on_approval_requested(request)
 
     phone = TimedPhone(policy=policy)
     key = pk.SecurityKey.open(str(tmp_path / "app"), MemoryKeyProvider(), phone)
     phone.attach(key)
-    key.pair(setup["url"], "App phone", False)
+    key.pair(traced["url"], "App phone", False)
     listener = key.listen("App phone")
     try:
-        ctap = Ctap2(wait_for_get_info(setup["addr"]))
-        to_prompt, to_response = [], []
+        ctap = Ctap2(wait_for_get_info(traced["addr"]))
+        make_credential(ctap, -1)  # warm-up (first use of the engine and its store): not measured
+        cpu = CpuMeter({"relay": traced["relay"].pid, "bridge": traced["bridge"].pid,
+                        "pytest (python-fido2 + the app's phone)": os.getpid()})
+        rounds = []
         for i in range(12):
-            started = time.monotonic()
-            ctap.make_credential(
-                os.urandom(32), {"id": "latency.example.org", "name": "x"},
-                {"id": os.urandom(8), "name": f"u{i}"}, [{"type": "public-key", "alg": -7}],
-                options={"uv": True},
-            )
-            ended = time.monotonic()
-            to_prompt.append(marks["prompt"][-1] - started)
-            to_response.append(ended - marks["answer"][-1])
-        # The first round includes the KK session set-up; report the steady state too.
-        med = lambda xs: statistics.median(xs) * 1000  # noqa: E731
-        print(f"\nrequest→prompt median {med(to_prompt):.1f} ms (steady {med(to_prompt[1:]):.1f} ms); "
-              f"answer→response median {med(to_response):.1f} ms")
-        assert len(marks["prompt"]) == len(marks["answer"]) == 12, "one prompt per request"
-        assert all(t > 0 for t in to_prompt + to_response), "prompt after request, response after answer"
+            cpu.start()
+            started = time.time()
+            make_credential(ctap, i)
+            rounds.append({"start": started, "end": time.time()})
+            cpu.stop()
     finally:
         listener.stop()
         phone.stop()
+    assert len(marks["prompt"]) == len(marks["answer"]) == 13, "one prompt per request"
+    for r, prompt, answer in zip(rounds, marks["prompt"][1:], marks["answer"][1:]):
+        r.update(prompt=prompt, answer=answer)
+    phone_trace = capfd.readouterr().err
+    events = trace_events(phone_trace + traced["bridge_log"].read_text())
+    text = report("connected phone (app runtime in process, Python approval UI)", rounds, events,
+                  (CONNECTED_REQUEST, RESPONSE), cpu)
+    with capfd.disabled():
+        print(text)
+
+
+def start_terminal_phone(s, woken: bool, log: list) -> subprocess.Popen:
+    """`pocketkey listen` with its terminal approver: the approval prompt is a line on its
+    stderr, answered with "y" on its stdin by the reader thread (a user who answers at once).
+    Every stderr line is kept in `log` as (arrival time, line)."""
+    import threading
+
+    args = [s["binaries"]["pocketkey"], "listen", "--state-dir", s["phone_dir"]]
+    if woken:
+        port = free_udp_port()  # a free TCP port too, in practice, on loopback
+        args += ["--wake-url", f"http://127.0.0.1:{port}/wake", "--idle", "1"]
+    # A new session: no controlling terminal, so the approver reads stdin, not /dev/tty.
+    p = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, text=True, start_new_session=True)
+    s["procs"].procs.append(p)
+
+    def read():
+        for line in p.stderr:
+            log.append((time.time(), line))
+            if "approval requested" in line:
+                log.append((time.time(), "answer"))
+                try:
+                    p.stdin.write("y\n")
+                    p.stdin.flush()
+                except (BrokenPipeError, ValueError):
+                    return
+
+    threading.Thread(target=read, daemon=True).start()
+    return p
+
+
+def wait_for(condition, what: str, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("woken", [False, True], ids=["connected", "woken"])
+def test_latency_phone_process(traced, woken):
+    """The same measurement with the phone in its own process (`pocketkey listen`, terminal
+    approver), so that its CPU time is its own: connected (attached, KK session open) and
+    woken (detached; the bridge's WAKE makes the relay call the phone's webhook, the phone
+    attaches, runs the KK handshake, gets the request). The woken rounds are 3.2 s apart (the
+    relay sends one push per mailbox per 3 s) and each starts after the phone detached."""
+    from fido2.ctap2 import Ctap2
+
+    pair(traced)
+    log: list[tuple[float, str]] = []
+    phone = start_terminal_phone(traced, woken, log)
+    count = lambda text: sum(text in line for _, line in log)  # noqa: E731
+    if woken:
+        wait_for(lambda: count("wake-ups go to") == 1, "the webhook registration")
+    else:
+        wait_for(lambda: count(" phone.established") == 1, "the phone's session")
+    ctap = Ctap2(wait_for_get_info(traced["addr"]))  # getInfo from the bridge's cache
+    if not woken:
+        make_credential(ctap, -1)  # as in the in-process test: warm-up, not measured
+    cpu = CpuMeter({"relay": traced["relay"].pid, "bridge": traced["bridge"].pid,
+                    "phone": phone.pid})
+    rounds = []
+    n_rounds = 10 if woken else 12
+    for i in range(n_rounds):
+        if woken:
+            wait_for(lambda: count(" phone.detached") == i, "the phone to detach")
+            if rounds:
+                time.sleep(max(0.0, rounds[-1]["start"] + 3.2 - time.time()))
+        cpu.start()
+        started = time.time()
+        make_credential(ctap, i)
+        rounds.append({"start": started, "end": time.time()})
+        cpu.stop()
+    # The response can reach us before our reader has the phone's last lines.
+    requests = n_rounds + (0 if woken else 1)
+    wait_for(lambda: count(" phone.engine.end") == requests, "the phone's trace")
+    prompts = [t for t, line in log if "approval requested" in line]
+    answers = [t for t, line in log if line == "answer"]
+    assert len(prompts) == len(answers) == requests, "one prompt per request"
+    for r, prompt, answer in zip(rounds, prompts[-n_rounds:], answers[-n_rounds:]):
+        r.update(prompt=prompt, answer=answer)
+    if woken:
+        assert count("Test laptop: woken") == n_rounds, "one wake-up per request"
+    events = trace_events("".join(line for _, line in log) + traced["bridge_log"].read_text())
+    kind = "woken phone (push through the webhook)" if woken else "connected phone"
+    print(report(f"{kind}, pocketkey listen in its own process, terminal approval", rounds,
+                 events, (WOKEN_REQUEST if woken else CONNECTED_REQUEST, RESPONSE), cpu))
