@@ -132,9 +132,23 @@ impl Engine for ForwardingEngine {
     fn power_cycle(&mut self) {}
 }
 
+/// The pairing a bridge serves among its records ([`PairingStore::list`] order: newest
+/// first): the one named `name`, else the newest.
+pub fn select_phone(records: Vec<PairingRecord>, name: Option<&str>) -> Option<PairingRecord> {
+    let mut phones = records.into_iter().filter(|r| r.role == Role::Bridge);
+    match name {
+        Some(name) => phones.find(|r| r.name == name),
+        None => phones.next(),
+    }
+}
+
 /// What the link needs.
 pub struct LinkConfig {
     pub relay_url: Option<String>,
+    /// Serve the phone paired under this name; `None`: the newest pairing.
+    pub phone: Option<String>,
+    /// Show a pairing code first even when phones are paired (to add one).
+    pub pair_another: bool,
     pub name: String,
     pub qr_png: Option<PathBuf>,
     /// How long a request waits for the phone to attach and answer.
@@ -212,12 +226,16 @@ impl Link {
         }
     }
 
+    /// The phone to serve: the one named by `--phone`, else the newest pairing.
     fn current_record(&self) -> Option<PairingRecord> {
-        self.store
-            .list()
-            .ok()?
-            .into_iter()
-            .find(|r| r.role == Role::Bridge)
+        select_phone(self.store.list().ok()?, self.config.phone.as_deref())
+    }
+
+    fn serve_mode(&self, record: PairingRecord) -> Mode {
+        *self.get_info.lock().unwrap_or_else(PoisonError::into_inner) =
+            record.peer_get_info.clone();
+        eprintln!("serving the phone {:?}", record.name);
+        Mode::Paired(Box::new(record))
     }
 
     pub fn run(mut self) {
@@ -236,13 +254,8 @@ impl Link {
             }
         }
         let mut mode = match self.current_record() {
-            Some(r) => {
-                *self.get_info.lock().unwrap_or_else(PoisonError::into_inner) =
-                    r.peer_get_info.clone();
-                eprintln!("paired with {:?}", r.name);
-                Mode::Paired(Box::new(r))
-            }
-            None => Mode::Pairing,
+            Some(r) if !self.config.pair_another => self.serve_mode(r),
+            _ => Mode::Pairing,
         };
         while !self.stop.load(Ordering::SeqCst) {
             mode = match mode {
@@ -256,7 +269,12 @@ impl Link {
                         eprintln!("the pairing with {:?} was revoked", record.name);
                         let _ = self.store.forget(&record.id);
                         *self.get_info.lock().unwrap_or_else(PoisonError::into_inner) = None;
-                        Mode::Pairing
+                        // Another paired phone, if any, takes over.
+                        self.config.phone = None;
+                        match self.current_record() {
+                            Some(next) => self.serve_mode(next),
+                            None => Mode::Pairing,
+                        }
                     }
                     Err(e) => {
                         eprintln!("relay: {e}; reconnecting");

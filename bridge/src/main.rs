@@ -21,9 +21,9 @@ use std::time::Duration;
 use clap::Parser;
 use pocketkey_core::crypto::master_key::KeyProvider;
 use pocketkey_core::pairing::store::FILE_NAME;
-use pocketkey_core::pairing::PairingStore;
+use pocketkey_core::pairing::{PairingRecord, PairingStore, Role};
 
-use crate::link::{ForwardingEngine, Link, LinkConfig};
+use crate::link::{select_phone, ForwardingEngine, Link, LinkConfig};
 use pocketkey_desktop::device::{self, Device, DeviceArgs};
 use pocketkey_desktop::engine::{self, WaitingForUser};
 use pocketkey_desktop::keys;
@@ -61,13 +61,29 @@ struct Cli {
     #[arg(long, value_name = "SECS", default_value_t = 30)]
     phone_timeout: u64,
 
-    /// List the paired phone (name, relay, pairing id) and exit.
+    /// Serve the phone paired under NAME (default: the newest pairing). Another paired phone
+    /// takes over if this one revokes the pairing.
+    #[arg(long, value_name = "NAME")]
+    phone: Option<String>,
+
+    /// Show a pairing code even though a phone is paired, to pair another one; the new phone
+    /// is then served. Needs --relay.
+    #[arg(long, requires = "relay")]
+    pair_another: bool,
+
+    /// List the paired phones (name, relay, pairing id), the one served by default first,
+    /// and exit.
     #[arg(long)]
     list: bool,
 
-    /// Revoke the pairing with the phone (at the relay too, so the phone forgets it) and exit.
-    #[arg(long, conflicts_with = "list")]
-    unpair: bool,
+    /// Revoke the pairing with the phone NAME (at the relay too, so the phone forgets it) and
+    /// exit. NAME may be left out when one phone is paired.
+    #[arg(long, value_name = "NAME", num_args = 0..=1, default_missing_value = "", conflicts_with = "list")]
+    unpair: Option<String>,
+
+    /// Rename the paired phone NAME to NEW_NAME (on this computer only) and exit.
+    #[arg(long, num_args = 2, value_names = ["NAME", "NEW_NAME"], conflicts_with_all = ["list", "unpair"])]
+    rename: Option<Vec<String>>,
 }
 
 /// The product name the system shows for the USB key.
@@ -138,8 +154,57 @@ fn retry_revocations(store: &PairingStore) -> Result<(), String> {
     Ok(())
 }
 
-/// `--list` / `--unpair`.
-fn manage(state_dir: &Path, unpair: bool) -> Result<(), String> {
+/// What `--list` / `--unpair` / `--rename` asked for.
+enum Manage {
+    List,
+    Unpair(Option<String>),
+    Rename { name: String, new_name: String },
+}
+
+impl Manage {
+    fn from_cli(cli: &Cli) -> Option<Self> {
+        if cli.list {
+            return Some(Manage::List);
+        }
+        if let Some(name) = &cli.unpair {
+            return Some(Manage::Unpair(Some(name.clone()).filter(|n| !n.is_empty())));
+        }
+        match cli.rename.as_deref() {
+            Some([name, new_name]) => Some(Manage::Rename {
+                name: name.clone(),
+                new_name: new_name.clone(),
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// The one paired phone called `name`, or the only one when no name is given; the error
+/// names the phones there are.
+fn one_phone<'a>(phones: &'a [PairingRecord], name: Option<&str>) -> Result<&'a PairingRecord, String> {
+    let names = || {
+        let list: Vec<&str> = phones.iter().map(|r| r.name.as_str()).collect();
+        if list.is_empty() {
+            "no phone is paired".to_string()
+        } else {
+            format!("paired: {}", list.join(", "))
+        }
+    };
+    let mut found = phones.iter().filter(|r| name.is_none_or(|n| r.name == n));
+    match (found.next(), found.next(), name) {
+        (Some(record), None, _) => Ok(record),
+        (None, _, Some(name)) => Err(format!("no phone named {name:?} ({})", names())),
+        (None, _, None) => Err(names()),
+        (Some(_), Some(_), None) => Err(format!("name the phone ({})", names())),
+        (Some(_), Some(_), Some(name)) => Err(format!(
+            "several phones are named {name:?}: rename one with --rename, or unpair them all \
+             from the phones"
+        )),
+    }
+}
+
+/// `--list` / `--unpair [NAME]` / `--rename NAME NEW_NAME`.
+fn manage(state_dir: &Path, what: Manage) -> Result<(), String> {
     let master = keys::FileKeyProvider::in_dir(state_dir)
         .master_key()
         .map_err(|e| e.to_string())?;
@@ -147,32 +212,41 @@ fn manage(state_dir: &Path, unpair: bool) -> Result<(), String> {
     let store = PairingStore::open(&path, &master)
         .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
     retry_revocations(&store)?;
-    let records = store.list().map_err(|e| e.to_string())?;
-    for record in records
-        .iter()
-        .filter(|r| r.role == pocketkey_core::pairing::Role::Bridge)
-    {
-        if !unpair {
-            println!(
-                "{}\t{}\t{}",
-                record.name,
-                record.relay_url,
-                record.id.to_hex()
-            );
-            continue;
+    let phones: Vec<PairingRecord> = store
+        .list()
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .filter(|r| r.role == Role::Bridge)
+        .collect();
+    match what {
+        Manage::List => {
+            // Newest first: the phone served by default comes first.
+            for record in &phones {
+                println!("{}\t{}\t{}", record.name, record.relay_url, record.id.to_hex());
+            }
         }
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        store.revoke(&record.id, now).map_err(|e| e.to_string())?;
-        if pocketkey_ffi::runtime::pairing_app::delete_at_relay(record) {
-            store.forget(&record.id).map_err(|e| e.to_string())?;
-            println!("unpaired: {}", record.name);
-        } else {
-            println!(
-                "unpaired: {} (the relay could not be told yet; retried at the next start)",
-                record.name
-            );
+        Manage::Unpair(name) => {
+            let record = one_phone(&phones, name.as_deref())?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            store.revoke(&record.id, now).map_err(|e| e.to_string())?;
+            if pocketkey_ffi::runtime::pairing_app::delete_at_relay(record) {
+                store.forget(&record.id).map_err(|e| e.to_string())?;
+                println!("unpaired: {}", record.name);
+            } else {
+                println!(
+                    "unpaired: {} (the relay could not be told yet; retried at the next start)",
+                    record.name
+                );
+            }
+        }
+        Manage::Rename { name, new_name } => {
+            let record = one_phone(&phones, Some(&name))?;
+            store
+                .rename(&record.id, &new_name)
+                .map_err(|e| format!("cannot rename to {new_name:?}: {e}"))?;
+            println!("renamed: {name} -> {new_name}");
         }
     }
     Ok(())
@@ -195,7 +269,7 @@ fn run(cli: Cli) -> Result<(), String> {
         ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst))
             .map_err(|e| format!("cannot install the Ctrl-C handler: {e}"))?;
     }
-    let state_dir = match cli.state_dir {
+    let state_dir = match cli.state_dir.clone() {
         Some(d) => d,
         None => default_state_dir()?,
     };
@@ -203,8 +277,8 @@ fn run(cli: Cli) -> Result<(), String> {
     if let Some(w) = warning {
         eprintln!("{w}");
     }
-    if cli.list || cli.unpair {
-        return manage(&state_dir, cli.unpair);
+    if let Some(what) = Manage::from_cli(&cli) {
+        return manage(&state_dir, what);
     }
     let device = Device::open(&cli.device, DEVICE_NAME, device::Default::Uhid)?;
     let master = keys::FileKeyProvider::in_dir(&state_dir)
@@ -215,11 +289,13 @@ fn run(cli: Cli) -> Result<(), String> {
         .map_err(|e| format!("cannot open {}: {e}", store_path.display()))?;
     drop(master);
     retry_revocations(&store)?;
-    let paired = store
-        .list()
-        .map_err(|e| e.to_string())?
-        .iter()
-        .any(|r| r.role == pocketkey_core::pairing::Role::Bridge);
+    let records = store.list().map_err(|e| e.to_string())?;
+    if let Some(name) = &cli.phone {
+        let phones: Vec<PairingRecord> =
+            records.iter().filter(|r| r.role == Role::Bridge).cloned().collect();
+        one_phone(&phones, Some(name))?;
+    }
+    let paired = select_phone(records, None).is_some();
     if !paired && cli.relay.is_none() {
         return Err("no phone is paired: give --relay URL to show a pairing code".into());
     }
@@ -230,6 +306,8 @@ fn run(cli: Cli) -> Result<(), String> {
     let link = Link::new(
         LinkConfig {
             relay_url: cli.relay,
+            phone: cli.phone,
+            pair_another: cli.pair_another,
             name,
             qr_png: cli.qr_png,
             phone_timeout: Duration::from_secs(cli.phone_timeout),

@@ -147,13 +147,18 @@ impl Drop for Bridge {
 
 impl Bridge {
     fn start(relay: &str, name: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(relay, name, tempfile::tempdir().unwrap(), &[])
+    }
+
+    /// A bridge on the state directory `dir` (say, of an earlier bridge), with `extra` options.
+    fn start_in(relay: &str, name: &str, dir: tempfile::TempDir, extra: &[&str]) -> Self {
         let addr = UdpSocket::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap();
         let mut child = Command::new(bridge_program())
             .args(["--udp", &addr.to_string(), "--relay", relay, "--name", name])
+            .args(extra)
             .args(["--phone-timeout", "3", "--state-dir"])
             .arg(dir.path())
             .stdout(Stdio::piped())
@@ -170,12 +175,34 @@ impl Bridge {
                 }
             }
         });
+        answers_init(addr);
         Self {
             child,
             addr,
             lines,
             dir: Some(dir),
         }
+    }
+
+    /// Waits until the bridge has stored `phones` pairings (the phone may finish the handshake
+    /// first), stops it and hands back its state directory.
+    fn stop_when_stored(mut self, phones: usize) -> tempfile::TempDir {
+        let dir = self.dir.take().unwrap();
+        let deadline = Instant::now() + WAIT;
+        while text(&bridge_tool(dir.path(), &["--list"]).stdout)
+            .lines()
+            .count()
+            < phones
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the bridge never stored the pairing"
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        dir
     }
 
     /// The next `pair: <url>` line.
@@ -539,6 +566,28 @@ fn the_app_retries_its_pending_revocation_when_listing_pairings() {
     );
 }
 
+/// Waits until a CTAPHID INIT sent to `addr` is answered: the process has bound its port.
+fn answers_init(addr: SocketAddr) {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.connect(addr).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let mut init = [0u8; 64];
+    init[..4].copy_from_slice(&[0xff; 4]);
+    init[4] = 0x86;
+    init[6] = 8;
+    let deadline = Instant::now() + WAIT;
+    let mut buf = [0u8; 64];
+    loop {
+        let _ = socket.send(&init);
+        if socket.recv(&mut buf).is_ok() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the bridge never answered INIT");
+    }
+}
+
 /// `pocketkey-bridge ARGS --state-dir DIR` to completion.
 fn bridge_tool(dir: &Path, args: &[&str]) -> Output {
     Command::new(bridge_program())
@@ -552,18 +601,10 @@ fn bridge_tool(dir: &Path, args: &[&str]) -> Output {
 #[test]
 fn the_bridge_retries_an_unpair_made_while_the_relay_was_down() {
     let relay = relay();
-    let mut bridge = Bridge::start(&relay.url, "Laptop");
+    let bridge = Bridge::start(&relay.url, "Laptop");
     let phone = tempfile::tempdir().unwrap();
     pair_cli(phone.path(), &bridge);
-    let dir = bridge.dir.take().unwrap();
-    // The phone may finish the handshake before the bridge has stored the pairing.
-    let deadline = Instant::now() + WAIT;
-    while text(&bridge_tool(dir.path(), &["--list"]).stdout).is_empty() {
-        assert!(Instant::now() < deadline, "the bridge never stored the pairing");
-        thread::sleep(Duration::from_millis(50));
-    }
-    let _ = bridge.child.kill();
-    let _ = bridge.child.wait();
+    let dir = bridge.stop_when_stored(1);
 
     let addr = relay.stop();
     let out = bridge_tool(dir.path(), &["--unpair"]);
@@ -689,6 +730,114 @@ fn the_app_renames_a_pairing() {
         Err(pocketkey_ffi::PocketKeyError::InvalidLabel { max_chars: 64 })
     ));
     assert!(!key.rename_pairing("00".repeat(16), "Other".into()).unwrap());
-    assert!(!key.rename_pairing("not hex".into(), "Other".into()).unwrap());
+    assert!(!key
+        .rename_pairing("not hex".into(), "Other".into())
+        .unwrap());
     assert_eq!(key.pairings().unwrap()[0].computer_name, "Desk at home");
+}
+
+/// `pocketkey listen --auto-approve` for the phone in `dir`, until dropped.
+struct Listening(Child);
+
+impl Listening {
+    fn start(dir: &Path) -> Self {
+        let child = Command::new(POCKETKEY)
+            .args(["listen", "--auto-approve", "--state-dir"])
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Self(child)
+    }
+}
+
+impl Drop for Listening {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A getAssertion the bridge cannot get answered: CTAP2_ERR_USER_ACTION_TIMEOUT after its
+/// --phone-timeout (3 s here), because the phone it serves is not listening.
+fn not_forwarded(bridge: &Bridge) {
+    let mut hid = HidClient::connect(bridge.addr);
+    let answer = hid.cbor(&get_assertion("example.com"), Duration::from_secs(20));
+    assert_eq!(answer, vec![0x2f], "the served phone is not listening");
+}
+
+#[test]
+fn one_computer_two_phones_served_one_at_a_time() {
+    let relay = relay();
+    let (phone_a, phone_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let pair_as = |phone: &Path, bridge: &Bridge, name: &str| {
+        let out = pocketkey(
+            phone,
+            &["pair", &bridge.pairing_url(), "--phone-name", name],
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    };
+    let bridge = Bridge::start(&relay.url, "Laptop");
+    pair_as(phone_a.path(), &bridge, "Phone A");
+    let dir = bridge.stop_when_stored(1);
+
+    // Paired already, but asked to pair another: a new code, and the new phone is served.
+    let bridge = Bridge::start_in(&relay.url, "Laptop", dir, &["--pair-another"]);
+    pair_as(phone_b.path(), &bridge, "Phone B");
+    let dir = bridge.stop_when_stored(2);
+    let out = bridge_tool(dir.path(), &["--list"]);
+    let listed = text(&out.stdout);
+    let names: Vec<&str> = listed
+        .lines()
+        .map(|l| l.split('\t').next().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["Phone B", "Phone A"],
+        "newest (served by default) first"
+    );
+
+    // Only phone A listens: the default (newest, B) cannot answer; --phone "Phone A" can.
+    let _a = Listening::start(phone_a.path());
+    let bridge = Bridge::start_in(&relay.url, "Laptop", dir, &[]);
+    not_forwarded(&bridge);
+    let dir = bridge.stop_when_stored(2);
+    let bridge = Bridge::start_in(&relay.url, "Laptop", dir, &["--phone", "Phone A"]);
+    forwarded_ok(&bridge);
+    let dir = bridge.stop_when_stored(2);
+
+    // Management by name: rename, an ambiguous unpair refused, unpair by name.
+    let out = bridge_tool(dir.path(), &["--rename", "Phone A", "Old phone"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = bridge_tool(dir.path(), &["--unpair"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("name the phone (paired: "),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = bridge_tool(dir.path(), &["--unpair", "Phone B"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "unpaired: Phone B");
+    let out = bridge_tool(dir.path(), &["--list"]);
+    assert!(
+        text(&out.stdout).starts_with("Old phone\t"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(text(&out.stdout).lines().count(), 1);
+
+    // A phone that is not paired cannot be chosen.
+    let out = Command::new(bridge_program())
+        .args(["--udp", "127.0.0.1:0", "--phone", "Phone B", "--state-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("no phone named \"Phone B\" (paired: Old phone)"),
+        "{}",
+        text(&out.stderr)
+    );
 }

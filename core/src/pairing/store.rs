@@ -190,7 +190,7 @@ impl PairingStore {
         args: &[&dyn rusqlite::ToSql],
     ) -> Result<Vec<PairingRecord>, PairingStoreError> {
         let mut statement = self.conn.prepare(&format!(
-            "SELECT {COLUMNS} FROM pairings WHERE {filter} ORDER BY created_at DESC, id"
+            "SELECT {COLUMNS} FROM pairings WHERE {filter} ORDER BY created_at DESC, rowid DESC"
         ))?;
         let rows = statement.query_map(args, RawRow::read)?;
         rows.map(|row| row?.into_record(&self.master)).collect()
@@ -377,6 +377,21 @@ mod tests {
             peer_get_info: None,
             revoked_at: None,
         }
+    }
+
+    #[test]
+    fn pairings_made_in_the_same_second_list_the_later_first() {
+        let store = PairingStore::open_in_memory(&master()).unwrap();
+        // Ids in both orders, so the tie is not broken by the id.
+        let (a, b, c) = (
+            record(9, "first", 100),
+            record(1, "second", 100),
+            record(5, "third", 100),
+        );
+        for r in [&a, &b, &c] {
+            store.insert(r).unwrap();
+        }
+        assert_eq!(store.list().unwrap(), vec![c, b, a]);
     }
 
     #[test]
