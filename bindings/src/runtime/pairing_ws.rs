@@ -37,6 +37,42 @@ pub const POLL: Duration = Duration::from_millis(20);
 const CLOSE_WAIT: Duration = Duration::from_millis(300);
 /// How long writing to the relay may block (a relay that stopped reading).
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// The relay drops a connection's frames beyond 50 a second after a burst of 100
+/// (`docs/pairing-protocol.md` §3.2, its defaults), and a dropped transport frame ends the
+/// session (counters). Sends keep under that: a burst of requests (credential management
+/// enumerating many passkeys, say) waits a little instead of failing. The burst is kept
+/// below the relay's to absorb arrival jitter.
+const SEND_RATE: f64 = 50.0;
+const SEND_BURST: f64 = 90.0;
+
+/// A token bucket for [`MailboxConn::send`]: how long the next frame must wait.
+#[derive(Debug)]
+struct Pacer {
+    tokens: f64,
+    at: Instant,
+}
+
+impl Pacer {
+    fn new() -> Self {
+        Self {
+            tokens: SEND_BURST,
+            at: Instant::now(),
+        }
+    }
+
+    /// Takes a token for a frame sent at `now`; the wait before sending it (zero within the
+    /// burst). Waits add up when a burst goes on (tokens go negative).
+    fn reserve(&mut self, now: Instant) -> Duration {
+        let refill = now.saturating_duration_since(self.at).as_secs_f64() * SEND_RATE;
+        self.tokens = (self.tokens + refill).min(SEND_BURST) - 1.0;
+        self.at = now;
+        if self.tokens >= 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64(-self.tokens / SEND_RATE)
+        }
+    }
+}
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -305,6 +341,7 @@ fn read_loop(shared: &Shared, mut tcp: TcpStream) {
 /// One attached mailbox connection.
 pub struct MailboxConn {
     shared: Arc<Shared>,
+    pacer: Pacer,
     /// To shut the socket down, which ends the reader thread.
     tcp: TcpStream,
     reader: Option<JoinHandle<()>>,
@@ -444,6 +481,7 @@ impl MailboxConn {
             .map_err(|e| MailboxError::Unreachable(format!("cannot start the reader: {e}")))?;
         Ok(Self {
             shared,
+            pacer: Pacer::new(),
             tcp,
             reader: Some(reader),
         })
@@ -469,8 +507,13 @@ impl MailboxConn {
         self.try_next()
     }
 
-    /// Sends one relay frame.
+    /// Sends one relay frame; beyond a burst of 90 frames, at most 50 a second (see
+    /// [`SEND_RATE`]): waits for its turn rather than have the relay drop it.
     pub fn send(&mut self, frame: &RelayFrame) -> Result<(), MailboxError> {
+        let wait = self.pacer.reserve(Instant::now());
+        if !wait.is_zero() {
+            thread::sleep(wait);
+        }
         lock(&self.shared.ws)
             .send(Message::Binary(frame.encode().into()))
             .map_err(|e| MailboxError::Unreachable(format!("sending: {e}")))
@@ -505,5 +548,32 @@ impl Drop for MailboxConn {
         if let Some(reader) = self.reader.take() {
             let _ = reader.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pacer_lets_a_burst_through_then_keeps_to_the_relays_rate() {
+        let mut pacer = Pacer::new();
+        let t0 = pacer.at;
+        for _ in 0..90 {
+            assert_eq!(pacer.reserve(t0), Duration::ZERO);
+        }
+        // The 91st frame at once waits one interval, the 92nd two.
+        let step = 1.0 / SEND_RATE;
+        assert!((pacer.reserve(t0).as_secs_f64() - step).abs() < 1e-9);
+        assert!((pacer.reserve(t0).as_secs_f64() - 2.0 * step).abs() < 1e-9);
+        // Sending at the rate from then on: each frame waits the debt, no more.
+        let later = t0 + Duration::from_secs_f64(2.0 * step);
+        assert!((pacer.reserve(later).as_secs_f64() - step).abs() < 1e-9);
+        // After a quiet second the burst is back.
+        let quiet = later + Duration::from_secs(3);
+        for _ in 0..90 {
+            assert_eq!(pacer.reserve(quiet), Duration::ZERO);
+        }
+        assert!(!pacer.reserve(quiet).is_zero());
     }
 }
