@@ -312,6 +312,23 @@ def test_phone_woken_through_the_webhook(setup, tmp_path):
     assert text.count("Test laptop: woken") == 2, text
 
 
+def test_a_burst_of_requests_is_paced_not_dropped(setup):
+    """70 requests back to back (a browser enumerating many credentials does this): the phone
+    sends two frames per request (Pending, response), more than the relay lets through at once
+    (50 frames/s after a burst of 100; a dropped frame ends the session). The phone and the
+    bridge keep under it, so every request is answered."""
+    from fido2.ctap2 import Ctap2
+
+    pair(setup)
+    listen(setup)
+    ctap = Ctap2(wait_for_get_info(setup["addr"]))
+    for i in range(70):
+        ctap.make_credential(
+            os.urandom(32), {"id": "burst.example.org", "name": "x"},
+            {"id": os.urandom(8), "name": f"u{i}"}, [{"type": "public-key", "alg": -7}],
+        )
+
+
 # ---- Latency (docs/latency.md) ------------------------------------------------------------
 #
 # With POCKETKEY_TRACE=1 the bridge and the phone runtime write `pk-trace <unix µs> <hop>` on
