@@ -248,12 +248,7 @@ pub fn list(args: ListArgs) -> Result<(), String> {
 pub fn unpair(args: UnpairArgs) -> Result<(), String> {
     let (_, _, store) = open(&args.common)?;
     retry_revocations(&store)?;
-    let found: Vec<PairingRecord> = store
-        .find_by_name(&args.name)
-        .map_err(|e| e.to_string())?
-        .into_iter()
-        .filter(|r| r.role == Role::Phone)
-        .collect();
+    let found = computers_named(&store, &args.name)?;
     if found.is_empty() {
         return Err(format!("no pairing named {:?}", args.name));
     }
@@ -273,15 +268,20 @@ pub fn unpair(args: UnpairArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// `pocketkey rename NAME NEW_NAME`: a local label; the computer is not told.
-pub fn rename(args: RenameArgs) -> Result<(), String> {
-    let (_, _, store) = open(&args.common)?;
-    let found: Vec<PairingRecord> = store
-        .find_by_name(&args.name)
+/// The paired computers called `name` (pairings with the same name are possible).
+fn computers_named(store: &PairingStore, name: &str) -> Result<Vec<PairingRecord>, String> {
+    Ok(store
+        .find_by_name(name)
         .map_err(|e| e.to_string())?
         .into_iter()
         .filter(|r| r.role == Role::Phone)
-        .collect();
+        .collect())
+}
+
+/// `pocketkey rename NAME NEW_NAME`: a local label; the computer is not told.
+pub fn rename(args: RenameArgs) -> Result<(), String> {
+    let (_, _, store) = open(&args.common)?;
+    let found = computers_named(&store, &args.name)?;
     match found.as_slice() {
         [] => Err(format!("no pairing named {:?}", args.name)),
         [record] => {

@@ -533,15 +533,13 @@ impl pocketkey_ffi::ApprovalListener for NoPrompts {
     }
 }
 
-/// The app's API: `SecurityKey.unpair` with the relay down leaves a pending revocation; a later
-/// `pairings()` retries it (in the background) once the relay is back.
-#[test]
-fn the_app_retries_its_pending_revocation_when_listing_pairings() {
-    let relay = relay();
-    let bridge = Bridge::start(&relay.url, "Laptop");
-    let dir = tempfile::tempdir().unwrap();
+/// The app's API: a key in `dir` paired as "App phone" with `bridge`.
+fn app_paired_with(
+    dir: &Path,
+    bridge: &Bridge,
+) -> (Arc<pocketkey_ffi::SecurityKey>, pocketkey_ffi::PairingInfo) {
     let key = pocketkey_ffi::SecurityKey::open(
-        dir.path().join("key").to_string_lossy().into_owned(),
+        dir.join("key").to_string_lossy().into_owned(),
         Arc::new(Keychain),
         Arc::new(NoPrompts),
         None,
@@ -550,6 +548,17 @@ fn the_app_retries_its_pending_revocation_when_listing_pairings() {
     let paired = key
         .pair(bridge.pairing_url(), "App phone".into(), false)
         .unwrap();
+    (key, paired)
+}
+
+/// The app's API: `SecurityKey.unpair` with the relay down leaves a pending revocation; a later
+/// `pairings()` retries it (in the background) once the relay is back.
+#[test]
+fn the_app_retries_its_pending_revocation_when_listing_pairings() {
+    let relay = relay();
+    let bridge = Bridge::start(&relay.url, "Laptop");
+    let dir = tempfile::tempdir().unwrap();
+    let (key, paired) = app_paired_with(dir.path(), &bridge);
     assert_eq!(paired.computer_name, "Laptop");
 
     let addr = relay.stop();
@@ -711,16 +720,7 @@ fn the_app_renames_a_pairing() {
     let relay = relay();
     let bridge = Bridge::start(&relay.url, "Laptop");
     let dir = tempfile::tempdir().unwrap();
-    let key = pocketkey_ffi::SecurityKey::open(
-        dir.path().join("key").to_string_lossy().into_owned(),
-        Arc::new(Keychain),
-        Arc::new(NoPrompts),
-        None,
-    )
-    .unwrap();
-    let paired = key
-        .pair(bridge.pairing_url(), "App phone".into(), false)
-        .unwrap();
+    let (key, paired) = app_paired_with(dir.path(), &bridge);
     assert!(key
         .rename_pairing(paired.id.clone(), "Desk at home".into())
         .unwrap());
