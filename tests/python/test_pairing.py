@@ -481,12 +481,16 @@ def report(title: str, rounds: list[dict], events, paths: tuple, cpu: CpuMeter) 
     """The figures of one measurement, as printed (and copied into docs/latency.md)."""
     out = [f"\n{title}: {len(rounds)} rounds"]
     totals = {}
-    for label, path, first, last in (("request → prompt", paths[0], "start", "prompt"),
-                                     ("answer → response", paths[1], "answer", "end")):
+    for label, path, first, last, ours in (
+            ("request → prompt", paths[0], "start", "prompt", "from the request at the bridge"),
+            ("answer → response", paths[1], "answer", "end", "until it leaves the bridge")):
         per_round = [follow(events, r, path) for r in rounds]
         totals[label] = median_ms([r[last] - r[first] for r in rounds])
-        out.append(f"  {label}: median {totals[label]:.2f} ms")
         names = [h if isinstance(h, str) else h[0] for h in path]
+        # Without python-fido2 and the UDP hop: bridge.request is the second hop of a request
+        # path, bridge.reply the last but one of a response path.
+        inner = median_ms([t[-1] - t[1] if first == "start" else t[-2] - t[0] for t in per_round])
+        out.append(f"  {label}: median {totals[label]:.2f} ms ({ours}: {inner:.2f} ms)")
         for k in range(len(names) - 1):
             seg = median_ms([t[k + 1] - t[k] for t in per_round])
             what = SEGMENTS.get((names[k], names[k + 1]), f"{names[k]} → {names[k + 1]}")
