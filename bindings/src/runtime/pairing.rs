@@ -12,6 +12,7 @@
 //! [`Wakeup`] that the relay's frames and the engine's answer both raise, so it reacts to
 //! either at once (`docs/latency.md`).
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, TryRecvError};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -241,11 +242,18 @@ struct Job {
 /// The engine's worker of one connection: one thread, started with the connection and
 /// waiting for requests (a woken thread gets a CPU sooner than a new one), so that the relay
 /// is still read while the engine asks the user. Ends when the connection's loop drops its
-/// sender.
+/// sender. An engine that panics answers CTAP1_ERR_OTHER / SW_UNKNOWN (as the desktop
+/// transports do) and the worker goes on.
 fn engine_worker(engine: &dyn PairingEngine, jobs: &Receiver<Job>, done: &Wakeup) {
     for job in jobs {
         trace("phone.engine.start");
-        let answer = engine.process(job.kind, &job.payload, &job.cx);
+        let answer = catch_unwind(AssertUnwindSafe(|| {
+            engine.process(job.kind, &job.payload, &job.cx)
+        }))
+        .unwrap_or_else(|_| match job.kind {
+            CtapKind::Cbor => vec![0x7f],
+            CtapKind::Msg => vec![0x6f, 0x00],
+        });
         trace("phone.engine.end");
         let _ = job.answer.send(answer);
         done.wake();
@@ -631,4 +639,47 @@ pub fn serve_woken(
         local.store(true, Ordering::SeqCst);
     });
     trace("phone.detached");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Panics;
+
+    impl PairingEngine for Panics {
+        fn get_info(&self) -> Vec<u8> {
+            Vec::new()
+        }
+        fn process(&self, _: CtapKind, _: &[u8], _: &RequestContext) -> Vec<u8> {
+            panic!("an engine bug");
+        }
+    }
+
+    #[test]
+    fn a_panicking_engine_answers_an_error_and_the_worker_goes_on() {
+        let (jobs, job_rx) = mpsc::channel();
+        let done = Wakeup::new();
+        thread::scope(|scope| {
+            let worker_done = Arc::clone(&done);
+            scope.spawn(move || engine_worker(&Panics, &job_rx, &worker_done));
+            for (kind, expected) in [
+                (CtapKind::Cbor, vec![0x7f]),
+                (CtapKind::Msg, vec![0x6f, 0x00]),
+            ] {
+                let (answer, answer_rx) = mpsc::channel();
+                let job = Job {
+                    kind,
+                    payload: vec![0x01],
+                    cx: RequestContext::default(),
+                    answer,
+                };
+                jobs.send(job).unwrap();
+                let got = answer_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+                assert_eq!(got, expected);
+                assert!(done.wait(Duration::from_secs(5)), "the loop is woken");
+            }
+            drop(jobs);
+        });
+    }
 }
