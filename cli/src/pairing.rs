@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{mpsc, Arc, Mutex, PoisonError};
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -318,9 +318,6 @@ fn wake_mode(
         .ok_or_else(|| format!("--wake-url {wake_url:?}: expected http://HOST:PORT/PATH"))?;
     let listener = TcpListener::bind(authority)
         .map_err(|e| format!("cannot listen on {authority} for --wake-url: {e}"))?;
-    listener
-        .set_nonblocking(true)
-        .map_err(|e| format!("socket: {e}"))?;
     let records: Vec<PairingRecord> = store
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
@@ -339,15 +336,29 @@ fn wake_mode(
             .map_err(|e| format!("registering the wake-up URL for {:?}: {e}", record.name))?;
         eprintln!("{}: wake-ups go to {wake_url}", record.name);
     }
+    // A wake-up is served the moment it connects: `accept` blocks on a thread of its own
+    // (it ends with the process, or at its next connection once this loop is gone), and this
+    // loop checks `stop` between connections.
+    let (connections, incoming) = mpsc::channel();
+    thread::Builder::new()
+        .name("pocketkey-webhook".into())
+        .spawn(move || loop {
+            let accepted = listener.accept().map(|(stream, _)| stream);
+            let failed = accepted.is_err();
+            if connections.send(accepted).is_err() || failed {
+                return;
+            }
+        })
+        .map_err(|e| format!("cannot start the webhook listener: {e}"))?;
     let mut running: HashMap<MailboxId, thread::JoinHandle<()>> = HashMap::new();
     while !stop.load(Ordering::SeqCst) {
-        let stream = match listener.accept() {
-            Ok((stream, _)) => stream,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                thread::sleep(Duration::from_millis(20));
-                continue;
+        let stream = match incoming.recv_timeout(Duration::from_millis(250)) {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => return Err(format!("webhook: {e}")),
+            Err(mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                return Err("webhook: the listener stopped".into())
             }
-            Err(e) => return Err(format!("webhook: {e}")),
         };
         let Some(mailbox) = read_wake(stream) else {
             continue;
