@@ -305,13 +305,17 @@ fn retry_in_background(store: &Arc<Mutex<PairingStore>>) {
 
 /// Wraps a listener's event callback so that a pairing revoked after the listener started
 /// (by `unpair` in this process or another while the relay was unreachable) is not served:
-/// each time its mailbox is attached (and when a session is established), the record is read
-/// again; if it is revoked, the DELETE is sent right then, which ends the connection (the
-/// relay then answers 410, and the listener forgets the pairing and stops serving it), and the
-/// record is forgotten once the relay confirmed. `inner` gets every event.
+/// each time its mailbox is attached, a session is established or a request arrives, the
+/// record is read again; if it is revoked, the DELETE is sent right then, which ends the
+/// connection (the relay then answers 410, and the listener forgets the pairing and stops
+/// serving it; a request already handed to the engine is cancelled with the connection), and
+/// the record is forgotten once the relay confirmed. `inner` gets every event.
 pub fn revocation_guard(store: Arc<Mutex<PairingStore>>, inner: OnEvent) -> OnEvent {
     Arc::new(move |record: &PairingRecord, event: ServeEvent| {
-        if matches!(event, ServeEvent::Attached | ServeEvent::Established) {
+        if matches!(
+            event,
+            ServeEvent::Attached | ServeEvent::Established | ServeEvent::Request { .. }
+        ) {
             revoke_if_pending(&store, record);
         }
         inner(record, event);
