@@ -71,7 +71,7 @@ mkdir -p "$init/lib64"
 accel=(-accel "${POCKETKEY_VM_ACCEL:-tcg}")
 log=$work/console.log
 echo "uhid VM test: booting $(basename "$vmlinuz") (${accel[*]})" >&2
-timeout 600 qemu-system-x86_64 "${accel[@]}" -m 1024 -smp 2 -nographic -no-reboot \
+timeout 600 qemu-system-x86_64 "${accel[@]}" -m 1024 -smp 2 -nographic -no-reboot -nic none \
     -kernel "$vmlinuz" -initrd "$work/initramfs.gz" \
     -append "console=ttyS0 quiet loglevel=3 panic=-1 rdinit=/init" \
     > "$log" 2>&1 || true
