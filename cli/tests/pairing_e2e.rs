@@ -299,17 +299,10 @@ fn one_phone_two_computers_reuse_tamper_and_unpair() {
     names.sort();
     assert_eq!(names, ["Laptop A", "Laptop B"]);
 
-    let mut listen = Command::new(POCKETKEY)
-        .args(["listen", "--auto-approve", "--state-dir"])
-        .arg(phone.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let listen = Listening::start(phone.path());
     forwarded_ok(&a);
     forwarded_ok(&b);
-    let _ = listen.kill();
-    let _ = listen.wait();
+    drop(listen);
 
     // Unpair B on the phone: revoked at the relay; the bridge forgets the phone and shows a
     // new pairing code; the phone keeps A only.
@@ -701,16 +694,9 @@ fn the_phone_renames_a_computer_locally() {
     );
 
     // The renamed pairing still works: the bridge forwards to this phone.
-    let mut listen = Command::new(POCKETKEY)
-        .args(["listen", "--auto-approve", "--state-dir"])
-        .arg(phone.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let listen = Listening::start(phone.path());
     forwarded_ok(&bridge);
-    let _ = listen.kill();
-    let _ = listen.wait();
+    drop(listen);
 }
 
 /// The app's API: `SecurityKey.renamePairing` changes the listed name; bad names and unknown
