@@ -21,7 +21,7 @@ use pocketkey_core::pairing::store::FILE_NAME;
 use pocketkey_core::pairing::{CtapKind, MailboxId, PairingRecord, PairingStore, Role, UrlPolicy};
 use pocketkey_ffi::runtime::pairing::{self as runtime, PairingEngine, ServeEvent};
 use pocketkey_ffi::runtime::pairing_app::{
-    delete_at_relay, retry_pending_revocations, revocation_guard,
+    delete_at_relay, retry_pending_revocations, revocation_guard, woken_mailbox,
 };
 
 use crate::{approver, attestation};
@@ -429,8 +429,7 @@ fn read_wake(mut stream: std::net::TcpStream) -> Option<MailboxId> {
         data.extend_from_slice(&buf[..n]);
     }
     let _ = stream.write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n");
-    let body: serde_json::Value = serde_json::from_slice(data.get(head_end..)?).ok()?;
-    MailboxId::from_hex(body.get("mailbox")?.as_str()?)
+    woken_mailbox(data.get(head_end..)?)
 }
 
 fn now_unix() -> u64 {

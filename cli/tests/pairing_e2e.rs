@@ -9,7 +9,7 @@
 #[path = "../../bridge/tests/common/mod.rs"]
 mod common;
 
-use std::io::{BufRead, BufReader, Lines};
+use std::io::{BufRead, BufReader, Lines, Read, Write};
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Output, Stdio};
@@ -78,10 +78,32 @@ fn relay() -> Relay {
 
 /// The relay program when it is built (routing data in memory), else the relay in process.
 fn relay_at(addr: SocketAddr) -> Relay {
+    relay_with(addr, &[])
+}
+
+/// The relay program (built if it is not), accepting webhook push targets on loopback.
+fn relay_with_webhooks() -> Relay {
+    let program = sibling("pocketkey-relay");
+    if !program.is_file() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-q", "-p", "pocketkey-relay"])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    relay_with(
+        "127.0.0.1:0".parse().unwrap(),
+        &["--webhook-allow", "http://127.0.0.1:"],
+    )
+}
+
+/// The relay program with `extra` options when it is built, else the relay in process.
+fn relay_with(addr: SocketAddr, extra: &[&str]) -> Relay {
     let program = sibling("pocketkey-relay");
     if program.is_file() {
         let mut child = Command::new(program)
             .args(["--listen", &addr.to_string(), "--memory"])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -826,4 +848,75 @@ fn one_computer_two_phones_served_one_at_a_time() {
         "{}",
         text(&out.stderr)
     );
+}
+
+/// Accepts one webhook POST on `hook`, answers 204 and returns its body.
+fn webhook_body(hook: &std::net::TcpListener) -> String {
+    let (mut stream, _) = hook.accept().unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut data = Vec::new();
+    let mut buf = [0u8; 1024];
+    let (head_end, length) = loop {
+        let n = stream.read(&mut buf).unwrap();
+        assert!(n > 0, "the relay closed before its POST was complete");
+        data.extend_from_slice(&buf[..n]);
+        if let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&data[..end]).to_ascii_lowercase();
+            let length = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map(|v| v.trim().parse::<usize>().unwrap())
+                .unwrap();
+            break (end + 4, length);
+        }
+    };
+    while data.len() < head_end + length {
+        let n = stream.read(&mut buf).unwrap();
+        assert!(n > 0);
+        data.extend_from_slice(&buf[..n]);
+    }
+    stream
+        .write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
+        .unwrap();
+    String::from_utf8(data[head_end..head_end + length].to_vec()).unwrap()
+}
+
+/// The app's push path: `registerPush(Webhook)` at the relay; a request at the bridge makes the
+/// relay POST the wake-up; `handlePush(body)` attaches and serves it. Payloads that are not
+/// ours are refused without traffic.
+#[test]
+fn the_app_is_woken_by_push_and_serves_the_request() {
+    let relay = relay_with_webhooks();
+    let bridge = Bridge::start(&relay.url, "Laptop");
+    let dir = tempfile::tempdir().unwrap();
+    let (key, _) = app_paired_with(dir.path(), &bridge);
+    let hook = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/wake", hook.local_addr().unwrap());
+    let unreached = key
+        .register_push(pocketkey_ffi::PushRegistration::Webhook { url })
+        .unwrap();
+    assert!(unreached.is_empty(), "{unreached:?}");
+    for not_ours in [
+        "{}",
+        r#"{"v":1,"mailbox":"00112233445566778899aabbccddeeff"}"#,
+    ] {
+        assert!(!Arc::clone(&key)
+            .handle_push(not_ours.into(), "App phone".into(), 500)
+            .unwrap());
+    }
+
+    let browser = thread::spawn(move || forwarded_ok(&bridge));
+    let body = webhook_body(&hook);
+    assert!(
+        !body.contains("Laptop") && !body.contains("example.com"),
+        "content-free: {body}"
+    );
+    assert!(Arc::clone(&key)
+        .handle_push(body, "App phone".into(), 1000)
+        .unwrap());
+    browser
+        .join()
+        .expect("the browser's request was answered by the woken phone");
 }

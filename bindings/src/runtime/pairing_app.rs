@@ -12,7 +12,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use pocketkey_core::authenticator::RequestContext;
-use pocketkey_core::pairing::relay::{frame_type, RelayFrame};
+use pocketkey_core::pairing::relay::{
+    frame_type, ApnsEnvironment, PushProvider, PushTarget, RelayFrame,
+};
 use pocketkey_core::pairing::url::MAX_NAME_LEN;
 use pocketkey_core::pairing::{
     CtapKind, MailboxId, PairingRecord, PairingStore, PairingStoreError, Role, UrlPolicy,
@@ -72,6 +74,63 @@ fn failed(e: PairingError) -> PocketKeyError {
             detail: other.to_string(),
         },
     }
+}
+
+/// Where the relays should send this phone's wake-ups (docs/pairing-protocol.md §3.3).
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
+pub enum PushRegistration {
+    /// An FCM registration token (Android).
+    Fcm { token: String },
+    /// An APNs device token in hex (iOS); `sandbox` for development builds.
+    Apns { device_token: String, sandbox: bool },
+    /// A webhook URL the relay POSTs to (self-hosting, desktop phones, tests).
+    Webhook { url: String },
+}
+
+impl From<PushRegistration> for PushTarget {
+    fn from(r: PushRegistration) -> Self {
+        match r {
+            PushRegistration::Fcm { token } => PushTarget {
+                provider: PushProvider::Fcm,
+                target: token,
+                environment: None,
+            },
+            PushRegistration::Apns {
+                device_token,
+                sandbox,
+            } => PushTarget {
+                provider: PushProvider::Apns,
+                target: device_token,
+                environment: Some(if sandbox {
+                    ApnsEnvironment::Sandbox
+                } else {
+                    ApnsEnvironment::Production
+                }),
+            },
+            PushRegistration::Webhook { url } => PushTarget {
+                provider: PushProvider::Webhook,
+                target: url,
+                environment: None,
+            },
+        }
+    }
+}
+
+/// The pairing a wake-up is for, from the notification's data as JSON: FCM's and APNs'
+/// `{"v": "1" | 1, "m": "<hex>"}` or the webhook body `{"v": 1, "mailbox": "<hex>"}`. `None`
+/// for anything else (another app's push, another version, a damaged payload).
+pub fn woken_mailbox(payload: &[u8]) -> Option<MailboxId> {
+    let body: serde_json::Value = serde_json::from_slice(payload).ok()?;
+    let version_one = match body.get("v")? {
+        serde_json::Value::String(v) => v == "1",
+        serde_json::Value::Number(v) => v.as_u64() == Some(1),
+        _ => false,
+    };
+    if !version_one {
+        return None;
+    }
+    let hex = body.get("m").or_else(|| body.get("mailbox"))?.as_str()?;
+    MailboxId::from_hex(hex)
 }
 
 /// Serving every paired computer: `stop()` ends it.
@@ -175,6 +234,63 @@ impl SecurityKey {
                 detail: e.to_string(),
             }),
         }
+    }
+
+    /// Registers `target` as this phone's wake-up address with the relay of every paired
+    /// computer: after pairing, and whenever the push token changes. Returns the names of the
+    /// computers whose relay could not be told (call again later); an empty list when all were.
+    /// Blocks on the network (bounded per relay): call it off the main thread.
+    pub fn register_push(&self, target: PushRegistration) -> Result<Vec<String>, PocketKeyError> {
+        let target = PushTarget::from(target);
+        let records = lock(&self.pairings)
+            .list()
+            .map_err(|e| PocketKeyError::StorageFailed {
+                detail: e.to_string(),
+            })?;
+        Ok(records
+            .iter()
+            .filter(|r| r.role == Role::Phone)
+            .filter(|r| pairing::register_push(r, target.clone()).is_err())
+            .map(|r| r.name.clone())
+            .collect())
+    }
+
+    /// Serves the computer a push notification woke this phone for: `payload` is the
+    /// notification's data as JSON (see [`woken_mailbox`]). Connects to its relay, runs the
+    /// waiting request (approvals go to the key's `ApprovalListener` as usual) and returns once
+    /// the computer has been quiet for `idle_ms`. False, without any network traffic, when the
+    /// payload is not a PocketKey wake-up or names no current pairing. Blocks: call it from the
+    /// push handler's background thread.
+    pub fn handle_push(
+        self: Arc<Self>,
+        payload: String,
+        phone_name: String,
+        idle_ms: u32,
+    ) -> Result<bool, PocketKeyError> {
+        let Some(mailbox) = woken_mailbox(payload.as_bytes()) else {
+            return Ok(false);
+        };
+        let store = Arc::clone(&self.pairings);
+        let record = lock(&store)
+            .get(&mailbox)
+            .map_err(|e| PocketKeyError::StorageFailed {
+                detail: e.to_string(),
+            })?
+            .filter(|r| r.role == Role::Phone && r.revoked_at.is_none());
+        let Some(record) = record else {
+            return Ok(false);
+        };
+        let on_event = revocation_guard(Arc::clone(&store), Arc::new(|_, _| {}));
+        pairing::serve_woken(
+            record,
+            &phone_name,
+            self,
+            store,
+            Arc::new(AtomicBool::new(false)),
+            Duration::from_millis(u64::from(idle_ms)),
+            &*on_event,
+        );
+        Ok(true)
     }
 
     /// Serves every paired computer (one connection each, kept up) until the listener is
@@ -335,4 +451,36 @@ fn revoke_if_pending(store: &Mutex<PairingStore>, record: &PairingRecord) -> boo
         let _ = lock(store).forget(&record.id);
     }
     revoked
+}
+
+#[cfg(test)]
+mod tests {
+    use super::woken_mailbox;
+
+    #[test]
+    fn wake_up_payloads_of_every_provider_and_nothing_else() {
+        let hex = "00112233445566778899aabbccddeeff";
+        let id = pocketkey_core::pairing::MailboxId::from_hex(hex).expect("a mailbox id");
+        let ours = [
+            format!(r#"{{"v": "1", "m": "{hex}"}}"#),
+            format!(r#"{{"aps": {{"alert": {{"loc-key": "POCKETKEY_WAKE"}}}}, "v": 1, "m": "{hex}"}}"#),
+            format!(r#"{{"v":1,"mailbox":"{hex}"}}"#),
+        ];
+        for payload in &ours {
+            assert_eq!(woken_mailbox(payload.as_bytes()), Some(id), "{payload}");
+        }
+        let not_ours = [
+            format!(r#"{{"v": "2", "m": "{hex}"}}"#),
+            format!(r#"{{"m": "{hex}"}}"#),
+            r#"{"v": 1, "m": "zz"}"#.to_string(),
+            r#"{"v": 1, "m": "0011"}"#.to_string(),
+            r#"{"v": 1, "m": 7}"#.to_string(),
+            r#"{"v": true, "m": "00112233445566778899aabbccddeeff"}"#.to_string(),
+            "not json".to_string(),
+            String::new(),
+        ];
+        for payload in &not_ours {
+            assert_eq!(woken_mailbox(payload.as_bytes()), None, "{payload}");
+        }
+    }
 }
