@@ -33,10 +33,10 @@ use pocketkey_desktop::runtime::Options;
 #[command(
     name = "pocketkey-bridge",
     version,
-    about = "PocketKey desktop pairing tool: a virtual FIDO security key that is really your phone"
+    about = "PocketKey desktop pairing tool: a virtual FIDO security key that is really your phone",
+    after_help = "Without --udp the key is a USB security key created through /dev/uhid (Linux)."
 )]
 struct Cli {
-    /// The virtual key: a USB security key through /dev/uhid unless --udp is given.
     #[command(flatten)]
     device: DeviceArgs,
 
@@ -44,7 +44,7 @@ struct Cli {
     #[arg(long, value_name = "URL")]
     relay: Option<String>,
 
-    /// Where the pairing record and its key live. Default: $XDG_DATA_HOME/pocketkey-bridge.
+    /// Where the pairing records and their keys live. Default: $XDG_DATA_HOME/pocketkey-bridge.
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
 
@@ -280,7 +280,7 @@ fn run(cli: Cli) -> Result<(), String> {
     if let Some(what) = Manage::from_cli(&cli) {
         return manage(&state_dir, what);
     }
-    let device = Device::open(&cli.device, DEVICE_NAME, device::Default::Uhid)?;
+    let device = Device::open(&cli.device, DEVICE_NAME, device::DefaultTransport::Uhid)?;
     let master = keys::FileKeyProvider::in_dir(&state_dir)
         .master_key()
         .map_err(|e| e.to_string())?;

@@ -78,6 +78,7 @@ struct AttestationArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = "Without --uhid the key serves CTAPHID over UDP on 127.0.0.1:8111.")]
 struct ServeArgs {
     #[command(flatten)]
     device: DeviceArgs,
@@ -137,7 +138,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     }
 
     // Bind first: a busy port or a missing /dev/uhid should not cost a key or a store.
-    let device = Device::open(&args.device, "PocketKey", device::Default::Udp)?;
+    let device = Device::open(&args.device, "PocketKey", device::DefaultTransport::Udp)?;
 
     let master = master_key(&state_dir, args.keyring)?;
     let waiting = WaitingForUser::new();

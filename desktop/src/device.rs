@@ -31,7 +31,7 @@ pub struct DeviceArgs {
 
 /// The transport used when the command line names none.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Default {
+pub enum DefaultTransport {
     /// `pocketkey serve`: a development key for FIDO tools.
     Udp,
     /// `pocketkey-bridge`: the USB key browsers see.
@@ -47,10 +47,10 @@ pub enum Device {
 impl Device {
     /// Binds the UDP socket or creates the uhid device named `name`; with neither flag, the
     /// program's `default`.
-    pub fn open(args: &DeviceArgs, name: &str, default: Default) -> Result<Self, String> {
+    pub fn open(args: &DeviceArgs, name: &str, default: DefaultTransport) -> Result<Self, String> {
         let uhid_path = match (&args.uhid, args.udp, default) {
             (Some(path), _, _) => Some(path.clone()),
-            (None, None, Default::Uhid) => Some(PathBuf::from(uhid::DEFAULT_PATH)),
+            (None, None, DefaultTransport::Uhid) => Some(PathBuf::from(uhid::DEFAULT_PATH)),
             _ => None,
         };
         if let Some(path) = uhid_path {
