@@ -667,6 +667,13 @@ def test_latency_phone_process(traced, woken):
     # The response can reach us before our reader has the phone's last lines.
     requests = n_rounds + (0 if woken else 1)
     wait_for(lambda: count(" phone.engine.end") == requests, "the phone's trace")
+
+    def sent_after_last_answer() -> bool:
+        lines = [line for _, line in log]
+        ends = [i for i, line in enumerate(lines) if " phone.engine.end" in line]
+        return any(" phone.send" in line for line in lines[ends[-1]:])
+
+    wait_for(sent_after_last_answer, "the phone's trace of its last response")
     prompts = [t for t, line in log if "approval requested" in line]
     answers = [t for t, line in log if line == "answer"]
     assert len(prompts) == len(answers) == requests, "one prompt per request"
