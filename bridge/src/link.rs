@@ -440,14 +440,18 @@ impl Link {
                     }
                 }
             }
+            // Stored before the last handshake frames leave: once the phone has them it calls
+            // itself paired, so the pairing must exist here first (or not at all).
+            if let Some(record) = &record {
+                if let Err(e) = self.store.insert(record) {
+                    eprintln!("cannot store the pairing: {e}");
+                    break None;
+                }
+            }
             while let Some(frame) = session.poll_frame() {
                 let _ = conn.send(&RelayFrame::Data(frame));
             }
             if let Some(record) = record {
-                if let Err(e) = self.store.insert(&record) {
-                    eprintln!("cannot store the pairing: {e}");
-                    break None;
-                }
                 *self.get_info.lock().unwrap_or_else(PoisonError::into_inner) =
                     record.peer_get_info.clone();
                 eprintln!("paired with {:?}", record.name);

@@ -25,7 +25,14 @@ for t in fido2-token fido2-cred fido2-assert qemu-system-x86_64; do
 done
 
 # --- kernel and busybox, from Debian's archive, cached -------------------------------------
-kpkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
+kernel_package() {
+    apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}'
+}
+kpkg=$(kernel_package)
+if [ -z "$kpkg" ]; then  # no package lists yet on this machine
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 || true
+    kpkg=$(kernel_package)
+fi
 [ -n "$kpkg" ] || { echo "uhid VM test: cannot resolve linux-image-amd64 (apt-get update?)" >&2; exit 1; }
 kdir=$cache/$kpkg
 if [ ! -f "$kdir/.done" ]; then
