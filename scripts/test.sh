@@ -175,6 +175,23 @@ TARGET_DIR=${TARGET_DIR:-${CARGO_TARGET_DIR:-$ROOT/target}}
 ART="$TARGET_DIR/pocketkey-tests"
 mkdir -p "$ART"
 
+# A CI run builds once from a clean clone: incremental caches would only cost disk.
+if [ -n "${CI:-}" ]; then export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}; fi
+
+# A cold run needs about $NEED_GB of free disk for target/ (measured: see README). Say so
+# up front instead of failing half-way with "No space left on device".
+NEED_GB=8
+check_disk() {
+    local free_kb
+    free_kb=$(df -Pk "$TARGET_DIR" 2>/dev/null | awk 'NR==2 {print $4}')
+    [ -n "$free_kb" ] || return 0
+    echo "free disk at $TARGET_DIR: $(( free_kb / 1024 / 1024 )) GiB"
+    if [ "$free_kb" -lt $(( NEED_GB * 1024 * 1024 )) ]; then
+        echo "warning: less than $NEED_GB GiB free; a cold build may run out of space" >&2
+    fi
+}
+check_disk
+
 build_pocketkey() {
     cargo build -p pocketkey
 }
