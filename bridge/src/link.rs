@@ -267,6 +267,12 @@ impl Link {
                     Ok(()) => Mode::Paired(record),
                     Err(e) if e.is_revoked() => {
                         eprintln!("the pairing with {:?} was revoked", record.name);
+                        // The phone that was to answer is gone: the browser hears it now,
+                        // not at the request's deadline.
+                        if let Some(open) = self.request.take() {
+                            let kind = open.kind;
+                            open.finish(timeout_answer(kind));
+                        }
                         let _ = self.store.forget(&record.id);
                         *self.get_info.lock().unwrap_or_else(PoisonError::into_inner) = None;
                         // Another paired phone, if any, takes over.

@@ -920,3 +920,122 @@ fn the_app_is_woken_by_push_and_serves_the_request() {
         .join()
         .expect("the browser's request was answered by the woken phone");
 }
+
+/// Forwards every prompt to the test, which answers it through `SecurityKey::answer`.
+struct Prompts(std::sync::Mutex<mpsc::Sender<pocketkey_ffi::ApprovalPrompt>>);
+impl pocketkey_ffi::ApprovalListener for Prompts {
+    fn on_approval_requested(
+        &self,
+        prompt: pocketkey_ffi::ApprovalPrompt,
+    ) -> Result<(), pocketkey_ffi::ApprovalListenerError> {
+        let _ = self.0.lock().unwrap().send(prompt);
+        Ok(())
+    }
+    fn on_approval_closed(
+        &self,
+        _: u64,
+        _: pocketkey_ffi::ApprovalClosed,
+    ) -> Result<(), pocketkey_ffi::ApprovalListenerError> {
+        Ok(())
+    }
+}
+
+/// A listener that runs already reads the pairing again at each request: a rename shows in the
+/// next prompt; a pairing revoked behind its back (by another process of this phone whose DELETE
+/// did not reach the relay) is not served — no prompt, the relay is told, the bridge forgets the
+/// phone and answers the waiting browser at once.
+#[test]
+fn a_running_listener_reads_the_pairing_again_at_each_request() {
+    const SELECTION: [u8; 1] = [0x0b]; // authenticatorSelection: asks the user, signs nothing
+    let relay = relay();
+    let bridge = Bridge::start(&relay.url, "Laptop");
+    let dir = tempfile::tempdir().unwrap();
+    let (prompted, prompts) = mpsc::channel();
+    let key = pocketkey_ffi::SecurityKey::open(
+        dir.path().join("key").to_string_lossy().into_owned(),
+        Arc::new(Keychain),
+        Arc::new(Prompts(std::sync::Mutex::new(prompted))),
+        None,
+    )
+    .unwrap();
+    let paired = key
+        .pair(bridge.pairing_url(), "App phone".into(), false)
+        .unwrap();
+    let listener = Arc::clone(&key).listen("App phone".into());
+
+    let mut hid = HidClient::connect(bridge.addr);
+    let deadline = Instant::now() + WAIT;
+    while hid.cbor(&[0x04], Duration::from_secs(2))[0] != 0x00 {
+        assert!(Instant::now() < deadline, "getInfo never cached");
+        thread::sleep(Duration::from_millis(100));
+    }
+    // The browser's request runs on its own thread; the test is the user.
+    let ask = |mut hid: HidClient| thread::spawn(move || (hid.cbor(&SELECTION, WAIT * 2), hid));
+    let approve = |key: &pocketkey_ffi::SecurityKey| {
+        let prompt = prompts.recv_timeout(WAIT).expect("a prompt");
+        key.answer(
+            prompt.id,
+            pocketkey_ffi::ApprovalAnswer::ApprovePresent { account: None },
+        )
+        .unwrap();
+        prompt.requester
+    };
+
+    let browser = ask(hid);
+    assert_eq!(approve(&key), "Laptop");
+    let (answer, hid) = browser.join().unwrap();
+    assert_eq!(answer, vec![0x00]);
+
+    assert!(key
+        .rename_pairing(paired.id.clone(), "Desk at home".into())
+        .unwrap());
+    let browser = ask(hid);
+    assert_eq!(approve(&key), "Desk at home", "the prompt names the new name");
+    let (answer, hid) = browser.join().unwrap();
+    assert_eq!(answer, vec![0x00]);
+
+    // Another process of this phone revokes the pairing; its DELETE never left.
+    {
+        let master = pocketkey_core::crypto::master_key::MasterKey::from_bytes([0x42; 32]);
+        let store = pocketkey_core::pairing::PairingStore::open(
+            &dir.path()
+                .join("key")
+                .join(pocketkey_core::pairing::store::FILE_NAME),
+            &master,
+        )
+        .unwrap();
+        let id = store.list().unwrap()[0].id;
+        store.revoke(&id, 1).unwrap();
+    }
+    let browser = ask(hid);
+    assert!(
+        forgot_the_phone(&bridge, WAIT),
+        "the bridge still thinks it is paired"
+    );
+    let (answer, _) = browser.join().unwrap();
+    assert_eq!(answer, vec![0x2f], "CTAP2_ERR_USER_ACTION_TIMEOUT at once");
+    assert!(
+        prompts.try_recv().is_err(),
+        "a revoked pairing raised a prompt"
+    );
+    // The revocation reached the relay: nothing is pending any more.
+    let deadline = Instant::now() + WAIT;
+    while !pending_cleared(dir.path()) {
+        assert!(Instant::now() < deadline, "the revocation stayed pending");
+        thread::sleep(Duration::from_millis(50));
+    }
+    listener.stop();
+}
+
+/// Whether the app key's pairing store in `dir` has no pending revocation left.
+fn pending_cleared(dir: &Path) -> bool {
+    let master = pocketkey_core::crypto::master_key::MasterKey::from_bytes([0x42; 32]);
+    pocketkey_core::pairing::PairingStore::open(
+        &dir.join("key").join(pocketkey_core::pairing::store::FILE_NAME),
+        &master,
+    )
+    .unwrap()
+    .pending_revocations()
+    .unwrap()
+    .is_empty()
+}

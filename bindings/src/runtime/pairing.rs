@@ -336,6 +336,20 @@ fn forget(store: &Mutex<PairingStore>, record: &PairingRecord) {
         .forget(&record.id);
 }
 
+/// `record` as stored now; `None` once it is revoked or forgotten. A store that cannot be
+/// read leaves `record` as it was (a session already runs on its keys).
+fn live_record(store: &Mutex<PairingStore>, record: &PairingRecord) -> Option<PairingRecord> {
+    match store
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(&record.id)
+    {
+        Ok(Some(current)) => current.revoked_at.is_none().then_some(current),
+        Ok(None) => None,
+        Err(_) => Some(record.clone()),
+    }
+}
+
 /// `Ok(Some(()))`: revoked (record forgotten); `Ok(None)`: stopped.
 #[allow(clippy::too_many_arguments)]
 fn serve_connection(
@@ -415,6 +429,13 @@ fn serve_connection(
                                     command: request.payload.first().copied().unwrap_or(0),
                                 },
                             );
+                            // The record as it is now: renamed since the session began (the
+                            // prompt names the computer as the user calls it now), or revoked
+                            // (by this phone's user, maybe in another process): then the
+                            // request is dropped unanswered; the revocation ends the session.
+                            let Some(current) = live_record(store, record) else {
+                                continue;
+                            };
                             let cancel = CancelToken::new();
                             let (answer, answer_rx) = mpsc::channel();
                             let job = Job {
@@ -422,7 +443,7 @@ fn serve_connection(
                                 payload: request.payload,
                                 cx: RequestContext {
                                     cancel: cancel.clone(),
-                                    requester: Requester(record.name.clone()),
+                                    requester: Requester(current.name),
                                 },
                                 answer,
                             };

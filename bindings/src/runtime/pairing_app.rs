@@ -424,8 +424,8 @@ fn retry_in_background(store: &Arc<Mutex<PairingStore>>) {
 /// each time its mailbox is attached, a session is established or a request arrives, the
 /// record is read again; if it is revoked, the DELETE is sent right then, which ends the
 /// connection (the relay then answers 410, and the listener forgets the pairing and stops
-/// serving it; a request already handed to the engine is cancelled with the connection), and
-/// the record is forgotten once the relay confirmed. `inner` gets every event.
+/// serving it; the serving loop itself never hands a revoked pairing's request to the
+/// engine), and the record is forgotten once the relay confirmed. `inner` gets every event.
 pub fn revocation_guard(store: Arc<Mutex<PairingStore>>, inner: OnEvent) -> OnEvent {
     Arc::new(move |record: &PairingRecord, event: ServeEvent| {
         if matches!(
