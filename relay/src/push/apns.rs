@@ -2,17 +2,16 @@
 //! authentication (an ES256 JWT signed with the team's .p8 key: header `kid`, claims `iss` =
 //! team id and `iat`), the content-free payload of docs/pairing-protocol.md §3.3.
 
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use p256::ecdsa::signature::Signer;
 use p256::ecdsa::{Signature, SigningKey};
 use p256::pkcs8::DecodePrivateKey;
-use pocketkey_core::pairing::encoding::b64u_encode;
 use pocketkey_core::pairing::mailbox::MailboxId;
 use pocketkey_core::pairing::relay::{ApnsEnvironment, PushTarget};
 
 use super::http::{self, HttpVersion, Request};
+use super::token::{jwt, CachedToken};
 use super::{unix_now, PushError, PushFuture, PushProvider};
 
 /// APNs production and development endpoints.
@@ -53,7 +52,7 @@ impl std::fmt::Debug for ApnsConfig {
 pub struct ApnsProvider {
     key: SigningKey,
     config: ApnsConfig,
-    token: Mutex<Option<(String, Instant)>>,
+    token: CachedToken,
     timeout: Duration,
     client: std::sync::Arc<http::Client>,
 }
@@ -72,7 +71,7 @@ impl ApnsProvider {
         Ok(Self {
             key,
             config,
-            token: Mutex::new(None),
+            token: CachedToken::default(),
             timeout: Duration::from_secs(10),
             client: Default::default(),
         })
@@ -91,22 +90,18 @@ impl ApnsProvider {
 
     /// The current provider token (a new one after [`TOKEN_LIFETIME`]).
     fn provider_token(&self) -> String {
-        let mut cached = self.token.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((token, made)) = cached.as_ref() {
-            if made.elapsed() < TOKEN_LIFETIME {
-                return token.clone();
-            }
+        if let Some(token) = self.token.get() {
+            return token;
         }
-        let header = serde_json::json!({"alg": "ES256", "kid": self.config.key_id});
-        let claims = serde_json::json!({"iss": self.config.team_id, "iat": unix_now()});
-        let signing_input = format!(
-            "{}.{}",
-            b64u_encode(header.to_string().as_bytes()),
-            b64u_encode(claims.to_string().as_bytes())
+        let token = jwt(
+            &serde_json::json!({"alg": "ES256", "kid": self.config.key_id}),
+            &serde_json::json!({"iss": self.config.team_id, "iat": unix_now()}),
+            |input| {
+                let signature: Signature = self.key.sign(input);
+                signature.to_bytes().to_vec()
+            },
         );
-        let signature: Signature = self.key.sign(signing_input.as_bytes());
-        let token = format!("{signing_input}.{}", b64u_encode(&signature.to_bytes()));
-        *cached = Some((token.clone(), Instant::now()));
+        self.token.put(&token, TOKEN_LIFETIME);
         token
     }
 }
@@ -148,29 +143,17 @@ impl PushProvider for ApnsProvider {
                 ("apns-collapse-id".into(), mailbox.to_hex()),
                 ("content-type".into(), "application/json".into()),
             ];
+            let url = format!("{endpoint}/3/device/{}", target.target);
+            let request = Request::post(url, headers, Self::body(mailbox), HttpVersion::Http2);
             let response = self
                 .client
-                .send(
-                    Request {
-                        method: hyper::Method::POST,
-                        url: format!("{endpoint}/3/device/{}", target.target),
-                        headers,
-                        body: Self::body(mailbox),
-                        version: HttpVersion::Http2,
-                    },
-                    self.timeout,
-                )
+                .send(request, self.timeout)
                 .await
                 .map_err(PushError::Failed)?;
-            if response.status.is_success() {
-                Ok(())
-            } else {
-                Err(PushError::Failed(format!(
-                    "APNs answered {}: {}",
-                    response.status,
-                    String::from_utf8_lossy(&response.body)
-                )))
+            if !response.status.is_success() {
+                return Err(PushError::Failed(response.refusal("APNs")));
             }
+            Ok(())
         })
     }
 }

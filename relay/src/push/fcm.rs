@@ -4,10 +4,8 @@
 //! obtained from a Google service account: an RS256 JWT (RSASSA-PKCS1-v1_5 with SHA-256, by the
 //! `rsa` crate) exchanged at the token endpoint (OAuth 2.0 JWT bearer grant, RFC 7523).
 
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use pocketkey_core::pairing::encoding::b64u_encode;
 use pocketkey_core::pairing::mailbox::MailboxId;
 use pocketkey_core::pairing::relay::PushTarget;
 use rsa::pkcs1v15::SigningKey;
@@ -17,6 +15,7 @@ use rsa::RsaPrivateKey;
 use sha2::Sha256;
 
 use super::http::{self, HttpVersion, Request};
+use super::token::{jwt, CachedToken};
 use super::{unix_now, PushError, PushFuture, PushProvider};
 
 /// The FCM endpoint.
@@ -91,7 +90,7 @@ pub struct FcmConfig {
 pub struct FcmProvider {
     config: FcmConfig,
     key: Option<SigningKey<Sha256>>,
-    token: Mutex<Option<(String, Instant)>>,
+    token: CachedToken,
     timeout: Duration,
     client: std::sync::Arc<http::Client>,
 }
@@ -115,7 +114,7 @@ impl FcmProvider {
         Ok(Self {
             config,
             key,
-            token: Mutex::new(None),
+            token: CachedToken::default(),
             timeout: Duration::from_secs(10),
             client: Default::default(),
         })
@@ -149,13 +148,7 @@ impl FcmProvider {
             "iat": now,
             "exp": now + 3600,
         });
-        let signing_input = format!(
-            "{}.{}",
-            b64u_encode(header.to_string().as_bytes()),
-            b64u_encode(claims.to_string().as_bytes())
-        );
-        let signature = key.sign(signing_input.as_bytes());
-        format!("{signing_input}.{}", b64u_encode(&signature.to_bytes()))
+        jwt(&header, &claims, |input| key.sign(input).to_vec())
     }
 
     async fn access_token(&self) -> Result<String, PushError> {
@@ -166,15 +159,8 @@ impl FcmProvider {
                 token_endpoint,
             } => (credentials, token_endpoint),
         };
-        if let Some((token, expires)) = self
-            .token
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-        {
-            if Instant::now() < *expires {
-                return Ok(token.clone());
-            }
+        if let Some(token) = self.token.get() {
+            return Ok(token);
         }
         let audience = credentials.token_uri.clone();
         let endpoint = token_endpoint.clone().unwrap_or_else(|| audience.clone());
@@ -182,28 +168,22 @@ impl FcmProvider {
             "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion={}",
             self.assertion(credentials, &audience)
         );
+        let request = Request::post(
+            endpoint,
+            vec![(
+                "content-type".into(),
+                "application/x-www-form-urlencoded".into(),
+            )],
+            body.into_bytes(),
+            HttpVersion::Http1,
+        );
         let response = self
             .client
-            .send(
-                Request {
-                    method: hyper::Method::POST,
-                    url: endpoint,
-                    headers: vec![(
-                        "content-type".into(),
-                        "application/x-www-form-urlencoded".into(),
-                    )],
-                    body: body.into_bytes(),
-                    version: HttpVersion::Http1,
-                },
-                self.timeout,
-            )
+            .send(request, self.timeout)
             .await
             .map_err(|e| PushError::Failed(format!("token endpoint: {e}")))?;
         if !response.status.is_success() {
-            return Err(PushError::Failed(format!(
-                "token endpoint answered {}",
-                response.status
-            )));
+            return Err(PushError::Failed(response.refusal("token endpoint")));
         }
         let json: serde_json::Value = serde_json::from_slice(&response.body)
             .map_err(|e| PushError::Failed(format!("token endpoint: {e}")))?;
@@ -216,8 +196,9 @@ impl FcmProvider {
             .get("expires_in")
             .and_then(|v| v.as_u64())
             .unwrap_or(3600);
-        let expires = Instant::now() + Duration::from_secs(lifetime.saturating_sub(60));
-        *self.token.lock().unwrap_or_else(|p| p.into_inner()) = Some((token.clone(), expires));
+        // A minute early, so that a token never expires on its way to FCM.
+        self.token
+            .put(&token, Duration::from_secs(lifetime.saturating_sub(60)));
         Ok(token)
     }
 }
@@ -243,40 +224,30 @@ impl PushProvider for FcmProvider {
         Box::pin(async move {
             self.check_target(target)?;
             let token = self.access_token().await?;
+            let url = format!(
+                "{}/v1/projects/{}/messages:send",
+                self.config.endpoint.trim_end_matches('/'),
+                self.config.project
+            );
+            let headers = vec![
+                ("authorization".into(), format!("Bearer {token}")),
+                ("content-type".into(), "application/json".into()),
+            ];
+            let body = Self::body(&target.target, mailbox);
+            let request = Request::post(url, headers, body, HttpVersion::Http1);
             let response = self
                 .client
-                .send(
-                    Request {
-                        method: hyper::Method::POST,
-                        url: format!(
-                            "{}/v1/projects/{}/messages:send",
-                            self.config.endpoint.trim_end_matches('/'),
-                            self.config.project
-                        ),
-                        headers: vec![
-                            ("authorization".into(), format!("Bearer {token}")),
-                            ("content-type".into(), "application/json".into()),
-                        ],
-                        body: Self::body(&target.target, mailbox),
-                        version: HttpVersion::Http1,
-                    },
-                    self.timeout,
-                )
+                .send(request, self.timeout)
                 .await
                 .map_err(PushError::Failed)?;
-            if response.status.is_success() {
-                Ok(())
-            } else {
-                if response.status == hyper::StatusCode::UNAUTHORIZED {
-                    // A revoked or expired token: fetch a new one next time.
-                    *self.token.lock().unwrap_or_else(|p| p.into_inner()) = None;
-                }
-                Err(PushError::Failed(format!(
-                    "FCM answered {}: {}",
-                    response.status,
-                    String::from_utf8_lossy(&response.body)
-                )))
+            if response.status == hyper::StatusCode::UNAUTHORIZED {
+                // A revoked or expired token: fetch a new one next time.
+                self.token.clear();
             }
+            if !response.status.is_success() {
+                return Err(PushError::Failed(response.refusal("FCM")));
+            }
+            Ok(())
         })
     }
 }

@@ -31,11 +31,41 @@ pub struct Request {
     pub version: HttpVersion,
 }
 
+impl Request {
+    /// A POST of `body` with `headers`.
+    pub fn post(
+        url: String,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+        version: HttpVersion,
+    ) -> Self {
+        Self {
+            method: Method::POST,
+            url,
+            headers,
+            body,
+            version,
+        }
+    }
+}
+
 /// A response (body bounded to 64 KiB).
 #[derive(Debug, Clone)]
 pub struct Response {
     pub status: StatusCode,
     pub body: Bytes,
+}
+
+impl Response {
+    /// Why a push endpoint (`who`) refused: its status and the start of its answer.
+    pub fn refusal(&self, who: &str) -> String {
+        let body = String::from_utf8_lossy(&self.body[..self.body.len().min(200)]);
+        if body.trim().is_empty() {
+            format!("{who} answered {}", self.status)
+        } else {
+            format!("{who} answered {}: {}", self.status, body.trim())
+        }
+    }
 }
 
 const MAX_BODY: usize = 64 * 1024;

@@ -18,6 +18,7 @@ use pocketkey_core::pairing::relay::{PushProvider as ProviderKind, PushTarget};
 pub mod apns;
 pub mod fcm;
 pub mod http;
+mod token;
 mod webhook;
 
 pub use apns::{ApnsConfig, ApnsProvider};

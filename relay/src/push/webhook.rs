@@ -73,28 +73,21 @@ impl PushProvider for WebhookProvider {
     ) -> PushFuture<'a, Result<(), PushError>> {
         Box::pin(async move {
             self.check_target(target)?;
+            let request = Request::post(
+                target.target.clone(),
+                vec![("content-type".into(), "application/json".into())],
+                Self::body(mailbox),
+                HttpVersion::Http1,
+            );
             let response = self
                 .client
-                .send(
-                    Request {
-                        method: hyper::Method::POST,
-                        url: target.target.clone(),
-                        headers: vec![("content-type".into(), "application/json".into())],
-                        body: Self::body(mailbox),
-                        version: HttpVersion::Http1,
-                    },
-                    self.timeout,
-                )
+                .send(request, self.timeout)
                 .await
                 .map_err(PushError::Failed)?;
-            if response.status.is_success() {
-                Ok(())
-            } else {
-                Err(PushError::Failed(format!(
-                    "webhook answered {}",
-                    response.status
-                )))
+            if !response.status.is_success() {
+                return Err(PushError::Failed(response.refusal("webhook")));
             }
+            Ok(())
         })
     }
 }
