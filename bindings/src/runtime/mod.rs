@@ -18,7 +18,8 @@
 //!
 //! Every failure is a [`HybridError`]; every exit path stops the advert (if it started),
 //! cancels a pending approval and closes the tunnel. No async runtime: blocking `tungstenite`
-//! on the session's own thread, polled every 20 ms.
+//! with a reader thread per websocket (`ws`); the session's thread sleeps until the tunnel,
+//! the engine or `cancel` wakes it, or its next deadline.
 //!
 //! Apps call `SecurityKey.startHybrid(qr, advertiser, tunnelUrl)`; Rust callers (the command
 //! line) call [`start`] with any [`HybridEngine`].
@@ -32,6 +33,7 @@ pub mod pairing_app;
 pub mod pairing_ws;
 mod session;
 mod tunnel;
+mod ws;
 
 #[cfg(test)]
 mod tests;

@@ -1,35 +1,21 @@
 //! A websocket attached to one pairing-relay mailbox (`docs/pairing-protocol.md` §3), shared by
-//! the phone runtime and the desktop bridge. `ws://` and `wss://` (rustls on ring with the
-//! webpki roots, as the hybrid tunnel).
-//!
-//! Blocking `tungstenite`, without polling: once attached, a reader thread blocks on the
-//! socket (no read timeout) and, for every chunk of bytes, hands them to the websocket (and
-//! TLS) state under a short lock, queues the decoded frames and raises the owner's
-//! [`Wakeup`]. The owner's loop (phone session, bridge link) waits on that one `Wakeup`,
-//! which the owner's other sources (the engine's answer, the browser's next request) raise
-//! too, so it reacts to each of them at once and sleeps while nothing happens. Writes happen
-//! on the owner's thread under the same lock, straight to the socket. See `docs/latency.md`.
+//! the phone runtime and the desktop bridge: relay frames over the runtime's websocket client
+//! (`ws`: `ws://` or `wss://`, a reader thread and a [`Wakeup`], no polling), sent
+//! at a pace the relay accepts.
 
-use std::collections::VecDeque;
-use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::thread::{self, JoinHandle};
+use std::sync::Arc;
+use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use pocketkey_core::pairing::mailbox::{Attach, SUBPROTOCOL};
 use pocketkey_core::pairing::relay::{RelayFrame, MAX_RELAY_FRAME};
-use rustls::pki_types::ServerName;
-use rustls::{ClientConnection, StreamOwned};
-use tungstenite::client::IntoClientRequest;
-use tungstenite::handshake::HandshakeError;
 use tungstenite::http::HeaderValue;
-use tungstenite::protocol::{frame::coding::CloseCode, CloseFrame, WebSocketConfig};
-use tungstenite::{Message, WebSocket};
+use tungstenite::protocol::frame::coding::CloseCode;
 use url::Url;
 
 use super::tunnel::tls_config;
+pub use super::ws::Wakeup;
+use super::ws::{End, Open, OpenError, WsConn};
 
 /// How long [`MailboxConn::poll`] waits for a frame.
 pub const POLL: Duration = Duration::from_millis(20);
@@ -74,10 +60,6 @@ impl Pacer {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 /// The latency trace (`docs/latency.md`): with `POCKETKEY_TRACE=1` in the environment, one
 /// line `pk-trace <unix microseconds> <hop>` on stderr per hop a request passes. Hop names
 /// only: never payload bytes, keys, names or ids. The variable is read at each hop (a test
@@ -90,49 +72,6 @@ pub fn trace(hop: &str) {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_micros());
     eprintln!("pk-trace {micros} {hop}");
-}
-
-/// Wakes a loop that waits for several sources at once (the relay's frames and whatever else
-/// its owner feeds it): each source queues its item, then calls [`Wakeup::wake`]; the loop
-/// drains every source, then calls [`Wakeup::wait`]. A wake that comes between the drain and
-/// the wait is kept, so none is lost.
-#[derive(Debug, Default)]
-pub struct Wakeup {
-    woken: Mutex<bool>,
-    changed: Condvar,
-}
-
-impl Wakeup {
-    pub fn new() -> Arc<Self> {
-        Arc::new(Self::default())
-    }
-
-    pub fn wake(&self) {
-        *lock(&self.woken) = true;
-        self.changed.notify_all();
-    }
-
-    /// Blocks until woken (since the last `wait`) or `timeout`; true if woken.
-    pub fn wait(&self, timeout: Duration) -> bool {
-        let deadline = Instant::now().checked_add(timeout);
-        let mut woken = lock(&self.woken);
-        while !*woken {
-            let left = match deadline {
-                Some(d) => d.saturating_duration_since(Instant::now()),
-                None => Duration::from_secs(3600),
-            };
-            if left.is_zero() {
-                return false;
-            }
-            woken = self
-                .changed
-                .wait_timeout(woken, left)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-        }
-        *woken = false;
-        true
-    }
 }
 
 /// Why a mailbox connection failed or ended.
@@ -159,226 +98,34 @@ impl MailboxError {
     }
 }
 
-/// The socket as tungstenite (through rustls for `wss://`) sees it. During the opening
-/// handshake reads go to the socket (with a timeout); once attached they come from the bytes
-/// the reader thread took off the socket, `WouldBlock` when there are none (tungstenite and
-/// rustls keep partial frames and records for the next bytes). Writes go to the socket.
-struct Pipe {
-    tcp: TcpStream,
-    inbox: VecDeque<u8>,
-    attached: bool,
-}
-
-impl Read for Pipe {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if !self.attached {
-            return self.tcp.read(buf);
-        }
-        if self.inbox.is_empty() {
-            return Err(io::ErrorKind::WouldBlock.into());
-        }
-        self.inbox.read(buf)
-    }
-}
-
-impl Write for Pipe {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.tcp.write(buf)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.tcp.flush()
-    }
-}
-
-/// TCP, or TLS over TCP.
-enum WsStream {
-    Plain(Pipe),
-    Tls(Box<StreamOwned<ClientConnection, Pipe>>),
-}
-
-impl WsStream {
-    fn pipe(&mut self) -> &mut Pipe {
-        match self {
-            Self::Plain(p) => p,
-            Self::Tls(s) => &mut s.sock,
+impl From<OpenError> for MailboxError {
+    fn from(e: OpenError) -> Self {
+        match e {
+            OpenError::Refused(status) => Self::Refused(status),
+            OpenError::TimedOut | OpenError::Aborted => Self::TimedOut,
+            OpenError::Unreachable(detail)
+            | OpenError::Protocol(detail)
+            | OpenError::Invalid(detail) => Self::Unreachable(detail),
         }
     }
 }
 
-impl Read for WsStream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Self::Plain(s) => s.read(buf),
-            Self::Tls(s) => s.read(buf),
-        }
-    }
-}
-
-impl Write for WsStream {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Self::Plain(s) => s.write(buf),
-            Self::Tls(s) => s.write(buf),
-        }
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        match self {
-            Self::Plain(s) => s.flush(),
-            Self::Tls(s) => s.flush(),
-        }
-    }
-}
-
-/// What the reader thread hands the owner.
-#[derive(Default)]
-struct Inbox {
-    frames: VecDeque<RelayFrame>,
-    /// Why the connection ended, once it did (after the frames before it).
-    end: Option<MailboxError>,
-}
-
-struct Shared {
-    ws: Mutex<WebSocket<WsStream>>,
-    inbox: Mutex<Inbox>,
-    wakeup: Arc<Wakeup>,
-}
-
-impl Shared {
-    /// Feeds `bytes` to the websocket, queues every complete frame, wakes the owner. False
-    /// once the connection ended.
-    fn feed(&self, bytes: &[u8]) -> bool {
-        let mut frames = Vec::new();
-        let mut end = None;
-        {
-            let mut ws = lock(&self.ws);
-            ws.get_mut().pipe().inbox.extend(bytes);
-            loop {
-                match ws.read() {
-                    // Frames we cannot decode are skipped (clients ignore unknown types).
-                    Ok(Message::Binary(data)) => frames.extend(RelayFrame::decode(&data).ok()),
-                    Ok(Message::Text(_)) => {
-                        end = Some(MailboxError::Protocol("a text message".into()));
-                        break;
-                    }
-                    Ok(Message::Close(frame)) => {
-                        // Sends tungstenite's close reply (best effort).
-                        let _ = ws.flush();
-                        end = Some(MailboxError::Closed(
-                            frame.map_or(1005, |f| u16::from(f.code)),
-                        ));
-                        break;
-                    }
-                    Ok(_) => {} // ping (answered by tungstenite), pong
-                    Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
-                        break
-                    }
-                    Err(
-                        tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed,
-                    ) => {
-                        end = Some(MailboxError::Closed(1006));
-                        break;
-                    }
-                    Err(e) => {
-                        end = Some(MailboxError::Unreachable(e.to_string()));
-                        break;
-                    }
-                }
-            }
-        }
-        let ended = end.is_some();
-        if !frames.is_empty() || ended {
-            let mut inbox = lock(&self.inbox);
-            inbox.frames.extend(frames);
-            if inbox.end.is_none() {
-                inbox.end = end;
-            }
-            drop(inbox);
-            self.wakeup.wake();
-        }
-        !ended
-    }
-
-    fn end(&self, why: MailboxError) {
-        let mut inbox = lock(&self.inbox);
-        if inbox.end.is_none() {
-            inbox.end = Some(why);
-        }
-        drop(inbox);
-        self.wakeup.wake();
-    }
-}
-
-/// The reader thread: blocks on the socket (no timeout: it sleeps while the relay is quiet),
-/// feeds what arrives to the websocket. Ends with the connection, or when the owner shuts
-/// the socket down.
-fn read_loop(shared: &Shared, mut tcp: TcpStream) {
-    // First what tungstenite (and rustls) kept from the opening handshake's last read.
-    if !shared.feed(&[]) {
-        return;
-    }
-    let mut buf = vec![0u8; 16 * 1024];
-    loop {
-        match tcp.read(&mut buf) {
-            Ok(0) => {
-                // Whatever arrived before the end was fed already.
-                shared.end(MailboxError::Closed(1006));
-                return;
-            }
-            Ok(n) => {
-                if !shared.feed(&buf[..n]) {
-                    return;
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => {
-                shared.end(MailboxError::Unreachable(format!("reading: {e}")));
-                return;
-            }
+impl From<End> for MailboxError {
+    fn from(end: End) -> Self {
+        match end {
+            End::Closed { code, .. } => Self::Closed(code.unwrap_or(1005)),
+            End::Dropped => Self::Closed(1006),
+            End::Text => Self::Protocol("a text message".into()),
+            End::Lost(detail) | End::Protocol(detail) => Self::Unreachable(detail),
         }
     }
 }
 
 /// One attached mailbox connection.
+#[derive(Debug)]
 pub struct MailboxConn {
-    shared: Arc<Shared>,
+    conn: WsConn,
     pacer: Pacer,
-    /// To shut the socket down, which ends the reader thread.
-    tcp: TcpStream,
-    reader: Option<JoinHandle<()>>,
-}
-
-impl std::fmt::Debug for MailboxConn {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MailboxConn").finish_non_exhaustive()
-    }
-}
-
-fn connect_tcp(url: &Url, deadline: Instant) -> Result<TcpStream, MailboxError> {
-    let host = url.host_str().unwrap_or_default();
-    let port = url
-        .port_or_known_default()
-        .ok_or_else(|| MailboxError::Unreachable(format!("no port for {host}")))?;
-    let name = host.trim_start_matches('[').trim_end_matches(']');
-    let addrs: Vec<SocketAddr> = (name, port)
-        .to_socket_addrs()
-        .map_err(|e| MailboxError::Unreachable(format!("cannot resolve {host}: {e}")))?
-        .collect();
-    let mut last = format!("{host} has no address");
-    for addr in addrs {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(MailboxError::TimedOut);
-        }
-        match TcpStream::connect_timeout(&addr, left) {
-            Ok(stream) => return Ok(stream),
-            Err(e) => last = format!("{addr}: {e}"),
-        }
-    }
-    Err(MailboxError::Unreachable(last))
-}
-
-fn socket_error(e: io::Error) -> MailboxError {
-    MailboxError::Unreachable(format!("socket: {e}"))
 }
 
 impl MailboxConn {
@@ -401,100 +148,46 @@ impl MailboxConn {
         let text = attach.url(relay_url);
         let url =
             Url::parse(&text).map_err(|e| MailboxError::Unreachable(format!("{text}: {e}")))?;
-        let tcp = connect_tcp(&url, deadline)?;
-        let _ = tcp.set_nodelay(true);
-        // The opening handshake's reads wait at most the time left.
-        let left = deadline.saturating_duration_since(Instant::now());
-        tcp.set_read_timeout(Some(left.max(Duration::from_millis(1))))
-            .and_then(|()| tcp.set_write_timeout(Some(WRITE_TIMEOUT)))
-            .map_err(socket_error)?;
-        let pipe = Pipe {
-            tcp: tcp.try_clone().map_err(socket_error)?,
-            inbox: VecDeque::new(),
-            attached: false,
-        };
-        let stream = if url.scheme() == "wss" {
-            let host = url.host_str().unwrap_or_default();
-            let name = host.trim_start_matches('[').trim_end_matches(']');
-            let server_name = ServerName::try_from(name.to_string())
-                .map_err(|e| MailboxError::Unreachable(format!("{host}: {e}")))?;
-            let tls = tls_config(&[]).map_err(|e| MailboxError::Unreachable(e.describe()))?;
-            let connection = ClientConnection::new(tls, server_name)
-                .map_err(|e| MailboxError::Unreachable(format!("TLS: {e}")))?;
-            WsStream::Tls(Box::new(StreamOwned::new(connection, pipe)))
-        } else {
-            WsStream::Plain(pipe)
-        };
-        let mut request = url
-            .as_str()
-            .into_client_request()
-            .map_err(|e| MailboxError::Unreachable(e.to_string()))?;
-        let headers = request.headers_mut();
-        headers.insert(
-            "Sec-WebSocket-Protocol",
-            HeaderValue::from_static(SUBPROTOCOL),
-        );
-        for (name, value) in attach.headers() {
-            let value = HeaderValue::from_str(&value)
-                .map_err(|e| MailboxError::Protocol(format!("header {name}: {e}")))?;
-            headers.insert(name, value);
-        }
-        let config = WebSocketConfig::default()
-            .max_message_size(Some(MAX_RELAY_FRAME))
-            .max_frame_size(Some(MAX_RELAY_FRAME));
-        let mut attempt = tungstenite::client::client_with_config(request, stream, Some(config));
-        let (mut ws, _response) = loop {
-            match attempt {
-                Ok(done) => break done,
-                Err(HandshakeError::Interrupted(mid)) => {
-                    if Instant::now() >= deadline {
-                        return Err(MailboxError::TimedOut);
-                    }
-                    attempt = mid.handshake();
-                }
-                Err(HandshakeError::Failure(tungstenite::Error::Http(response))) => {
-                    return Err(MailboxError::Refused(response.status().as_u16()))
-                }
-                Err(HandshakeError::Failure(e)) => {
-                    return Err(MailboxError::Unreachable(e.to_string()))
-                }
-            }
-        };
-        // Attached: from now on the reader thread does the socket's reads, blocking.
-        ws.get_mut().pipe().attached = true;
-        tcp.set_read_timeout(None).map_err(socket_error)?;
-        let shared = Arc::new(Shared {
-            ws: Mutex::new(ws),
-            inbox: Mutex::new(Inbox::default()),
-            wakeup,
-        });
-        let reader_tcp = tcp.try_clone().map_err(socket_error)?;
-        let reader_shared = Arc::clone(&shared);
-        let reader = thread::Builder::new()
-            .name("pocketkey-relay-read".into())
-            .spawn(move || {
-                let shared = reader_shared;
-                if catch_unwind(AssertUnwindSafe(|| read_loop(&shared, reader_tcp))).is_err() {
-                    shared.end(MailboxError::Protocol("the reader failed".into()));
-                }
+        let headers = attach
+            .headers()
+            .into_iter()
+            .map(|(name, value)| {
+                HeaderValue::from_str(&value)
+                    .map(|value| (name, value))
+                    .map_err(|e| MailboxError::Protocol(format!("header {name}: {e}")))
             })
-            .map_err(|e| MailboxError::Unreachable(format!("cannot start the reader: {e}")))?;
+            .collect::<Result<_, _>>()?;
+        let tls = tls_config(&[]).map_err(|e| MailboxError::Unreachable(e.describe()))?;
+        let (conn, _response) = WsConn::open(
+            &url,
+            Open {
+                subprotocol: SUBPROTOCOL,
+                headers,
+                max_message: MAX_RELAY_FRAME,
+                tls,
+                deadline,
+                write_timeout: WRITE_TIMEOUT,
+                abort: None,
+                wakeup,
+                thread_name: "pocketkey-relay-read",
+            },
+        )?;
         Ok(Self {
-            shared,
+            conn,
             pacer: Pacer::new(),
-            tcp,
-            reader: Some(reader),
         })
     }
 
     /// The next frame that arrived, without waiting. `Ok(None)`: none yet. `Err`: the
     /// connection ended (after every frame that came before the end was taken).
     pub fn try_next(&mut self) -> Result<Option<RelayFrame>, MailboxError> {
-        let mut inbox = lock(&self.shared.inbox);
-        match inbox.frames.pop_front() {
-            Some(frame) => Ok(Some(frame)),
-            None => inbox.end.clone().map_or(Ok(None), Err),
+        while let Some(message) = self.conn.try_next()? {
+            // Frames we cannot decode are skipped (clients ignore unknown types).
+            if let Ok(frame) = RelayFrame::decode(&message) {
+                return Ok(Some(frame));
+            }
         }
+        Ok(None)
     }
 
     /// The next frame, waiting at most [`POLL`] for one. `Ok(None)`: nothing yet. For loops
@@ -503,7 +196,7 @@ impl MailboxConn {
         if let Some(frame) = self.try_next()? {
             return Ok(Some(frame));
         }
-        self.shared.wakeup.wait(POLL);
+        self.conn.wakeup().wait(POLL);
         self.try_next()
     }
 
@@ -514,40 +207,15 @@ impl MailboxConn {
         if !wait.is_zero() {
             thread::sleep(wait);
         }
-        lock(&self.shared.ws)
-            .send(Message::Binary(frame.encode().into()))
+        self.conn
+            .send(frame.encode())
             .map_err(|e| MailboxError::Unreachable(format!("sending: {e}")))
     }
 
     /// Closes politely (best effort, bounded: waits up to 300 ms for the relay's close frame).
     pub fn close(self) {
-        {
-            let mut ws = lock(&self.shared.ws);
-            let _ = ws.close(Some(CloseFrame {
-                code: CloseCode::Normal,
-                reason: "".into(),
-            }));
-            let _ = ws.flush();
-        }
-        let until = Instant::now() + CLOSE_WAIT;
-        while lock(&self.shared.inbox).end.is_none() {
-            let left = until.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            self.shared.wakeup.wait(left);
-        }
-        // Drop shuts the socket down and joins the reader.
-    }
-}
-
-impl Drop for MailboxConn {
-    fn drop(&mut self) {
-        // Wakes the reader's blocking read (it returns 0 or an error) so that it ends.
-        let _ = self.tcp.shutdown(Shutdown::Both);
-        if let Some(reader) = self.reader.take() {
-            let _ = reader.join();
-        }
+        self.conn.close(CloseCode::Normal, CLOSE_WAIT);
+        // Dropping the connection shuts the socket down and joins the reader.
     }
 }
 

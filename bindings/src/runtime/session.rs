@@ -1,4 +1,6 @@
 //! One hybrid session on its own thread: tunnel, advert, handshake, CTAP requests, shutdown.
+//! The thread sleeps on one [`Wakeup`], raised by the tunnel's reader, the engine's answer and
+//! `cancel`, with its next deadline as the timeout.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::{self, Receiver, TryRecvError};
@@ -19,6 +21,7 @@ use super::advertiser::{Advert, Advertiser};
 use super::engine::HybridEngine;
 use super::error::{HybridError, HybridWait};
 use super::tunnel::{Incoming, Tunnel};
+use super::ws::Wakeup;
 
 /// How a session that the browser ended went.
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
@@ -31,6 +34,8 @@ type Finished = Result<HybridOutcome, HybridError>;
 
 struct Shared {
     cancel: CancelToken,
+    /// What the session thread waits on.
+    wakeup: Arc<Wakeup>,
     result: Mutex<Option<Finished>>,
     done: Condvar,
 }
@@ -73,11 +78,12 @@ impl HybridSession {
         }
     }
 
-    /// Ends the session soon (within tens of milliseconds, or the time left to reach the
-    /// tunnel server): the advert stops, a pending approval is cancelled, the tunnel closes,
+    /// Ends the session soon (at once, or within tens of milliseconds, or the time left to
+    /// reach the tunnel server while connecting to it): the advert stops, a pending approval is cancelled, the tunnel closes,
     /// and `wait` returns `Cancelled` — unless the session had already ended.
     pub fn cancel(&self) {
         self.shared.cancel.cancel();
+        self.shared.wakeup.wake();
     }
 
     /// Whether `wait` would return at once.
@@ -126,6 +132,7 @@ pub(crate) struct Job {
 pub(crate) fn spawn(job: Job) -> Result<HybridSession, HybridError> {
     let shared = Arc::new(Shared {
         cancel: CancelToken::new(),
+        wakeup: Wakeup::new(),
         result: Mutex::new(None),
         done: Condvar::new(),
     });
@@ -134,8 +141,9 @@ pub(crate) fn spawn(job: Job) -> Result<HybridSession, HybridError> {
         .name("pocketkey-hybrid".into())
         .spawn(move || {
             let cancel = thread_shared.cancel.clone();
-            let result =
-                catch_unwind(AssertUnwindSafe(|| run(job, &cancel))).unwrap_or_else(|_| {
+            let wakeup = thread_shared.wakeup.clone();
+            let result = catch_unwind(AssertUnwindSafe(|| run(job, &cancel, wakeup)))
+                .unwrap_or_else(|_| {
                     Err(HybridError::Internal {
                         detail: "the hybrid session panicked".into(),
                     })
@@ -167,18 +175,25 @@ fn get_info(engine: &dyn HybridEngine) -> Result<Vec<u8>, HybridError> {
     }
 }
 
-fn run(job: Job, cancel: &CancelToken) -> Finished {
+fn run(job: Job, cancel: &CancelToken, wakeup: Arc<Wakeup>) -> Finished {
     let get_info = get_info(job.engine.as_ref())?;
     if cancel.is_cancelled() {
         return Err(HybridError::Cancelled);
     }
-    let (mut tunnel, routing_id) = Tunnel::open(&job.url, &job.tls, job.connect_timeout, cancel)?;
+    let (tunnel, routing_id) = Tunnel::open(
+        &job.url,
+        &job.tls,
+        job.connect_timeout,
+        cancel,
+        wakeup.clone(),
+    )?;
     let eid = EidPlaintext::random(routing_id, job.domain_id);
     let service_data = advert::encrypt(&keys::eid_key(&job.qr.secret), &eid);
     let session = Session::new(SessionConfig::from_qr(&job.qr, &eid, get_info));
     let result = Advert::start(job.advertiser.clone(), service_data.to_vec()).and_then(|advert| {
         Pump {
-            tunnel: &mut tunnel,
+            tunnel: &tunnel,
+            wakeup,
             session,
             advert,
             engine: job.engine.clone(),
@@ -198,7 +213,8 @@ fn run(job: Job, cancel: &CancelToken) -> Finished {
 
 /// A CTAP request the engine is working on, on its own thread. Dropping it cancels it.
 struct Pending {
-    answer: Receiver<Vec<u8>>,
+    /// The engine's answer; `None` if it panicked.
+    answer: Receiver<Option<Vec<u8>>>,
     cancel: CancelToken,
 }
 
@@ -209,7 +225,8 @@ impl Drop for Pending {
 }
 
 struct Pump<'a> {
-    tunnel: &'a mut Tunnel,
+    tunnel: &'a Tunnel,
+    wakeup: Arc<Wakeup>,
     session: Session,
     advert: Advert,
     engine: Arc<dyn HybridEngine>,
@@ -230,14 +247,14 @@ impl Pump<'_> {
             }
             if let Some(p) = &pending {
                 match p.answer.try_recv() {
-                    Ok(response) => {
+                    Ok(Some(response)) => {
                         pending = None;
                         self.session.respond(&response).map_err(session_error)?;
                         self.flush()?;
                         deadline = Instant::now() + self.message_timeout;
                     }
                     Err(TryRecvError::Empty) => {}
-                    Err(TryRecvError::Disconnected) => {
+                    Ok(None) | Err(TryRecvError::Disconnected) => {
                         return Err(HybridError::Internal {
                             detail: "the engine ended without an answer".into(),
                         })
@@ -245,13 +262,22 @@ impl Pump<'_> {
                 }
             }
             // While the engine (the user) works on a request, its approval timeout applies.
-            if pending.is_none() && Instant::now() >= deadline {
+            let now = Instant::now();
+            if pending.is_none() && now >= deadline {
                 return Err(HybridError::TimedOut { waiting_for });
             }
-            let frame = match self.tunnel.poll()? {
-                Incoming::Idle => continue,
-                Incoming::Frame(frame) => frame,
-                Incoming::Closed(detail) => {
+            let frame = match self.tunnel.try_next()? {
+                None => {
+                    // Nothing to do until the tunnel, the engine or cancel wakes us, or the
+                    // deadline (none while the engine works).
+                    self.wakeup.wait(match pending {
+                        None => deadline - now,
+                        Some(_) => Duration::MAX,
+                    });
+                    continue;
+                }
+                Some(Incoming::Frame(frame)) => frame,
+                Some(Incoming::Closed(detail)) => {
                     return Err(HybridError::TunnelClosed {
                         detail: match waiting_for {
                             HybridWait::Browser => {
@@ -292,7 +318,8 @@ impl Pump<'_> {
     }
 
     /// Hands a request to the engine on a worker thread, so that the tunnel stays read (a
-    /// shutdown or a dropped tunnel cancels the approval at once).
+    /// shutdown or a dropped tunnel cancels the approval at once). The worker wakes the loop
+    /// with its answer.
     fn dispatch(&self, request: Vec<u8>) -> Result<Pending, HybridError> {
         let (tx, rx) = mpsc::channel();
         let cancel = CancelToken::new();
@@ -301,10 +328,14 @@ impl Pump<'_> {
             requester: hybrid::session::requester(),
         };
         let engine = self.engine.clone();
+        let wakeup = self.wakeup.clone();
         std::thread::Builder::new()
             .name("pocketkey-hybrid-ctap".into())
             .spawn(move || {
-                let _ = tx.send(engine.process_ctap(&request, &cx));
+                // A panic is an answer too (`None`), so that the loop hears of it.
+                let answer = catch_unwind(AssertUnwindSafe(|| engine.process_ctap(&request, &cx)));
+                let _ = tx.send(answer.ok());
+                wakeup.wake();
             })
             .map_err(|e| HybridError::Internal {
                 detail: format!("cannot start the engine thread: {e}"),
