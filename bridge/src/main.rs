@@ -13,7 +13,7 @@ mod qr;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::Duration;
@@ -26,7 +26,7 @@ use pocketkey_core::pairing::{PairingRecord, PairingStore, Role};
 use crate::link::{select_phone, ForwardingEngine, Link, LinkConfig};
 use pocketkey_desktop::device::{self, Device, DeviceArgs};
 use pocketkey_desktop::engine::{self, WaitingForUser};
-use pocketkey_desktop::keys;
+use pocketkey_desktop::{keys, signals};
 use pocketkey_desktop::runtime::Options;
 
 #[derive(Debug, Parser)]
@@ -95,14 +95,6 @@ fn default_name() -> String {
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty() && s.len() <= 64)
         .unwrap_or_else(|| "This computer".to_string())
-}
-
-fn default_state_dir() -> Result<PathBuf, String> {
-    let base = std::env::var_os("XDG_DATA_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
-        .ok_or("no $HOME: give --state-dir")?;
-    Ok(base.join("pocketkey-bridge"))
 }
 
 /// `pair: <url>` on stdout (one line, flushed); the QR code too when stdout is a terminal,
@@ -263,20 +255,8 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<(), String> {
-    let stop = Arc::new(AtomicBool::new(false));
-    {
-        let stop = Arc::clone(&stop);
-        ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst))
-            .map_err(|e| format!("cannot install the Ctrl-C handler: {e}"))?;
-    }
-    let state_dir = match cli.state_dir.clone() {
-        Some(d) => d,
-        None => default_state_dir()?,
-    };
-    let (state_dir, warning) = keys::prepare_state_dir(&state_dir)?;
-    if let Some(w) = warning {
-        eprintln!("{w}");
-    }
+    let stop = signals::stop_flag()?;
+    let state_dir = keys::open_state_dir(cli.state_dir.clone(), "pocketkey-bridge")?;
     if let Some(what) = Manage::from_cli(&cli) {
         return manage(&state_dir, what);
     }

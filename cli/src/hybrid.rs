@@ -4,7 +4,7 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,7 +15,7 @@ use pocketkey_core::store::Store;
 use pocketkey_ffi::runtime::{self, Advertiser, AdvertiserError, HybridOptions};
 
 use crate::{approver, attestation};
-use pocketkey_desktop::keys;
+use pocketkey_desktop::{keys, signals};
 
 /// The line prefix of the printed advert.
 pub const ADVERT_PREFIX: &str = "advert: ";
@@ -77,20 +77,8 @@ pub fn run(args: HybridArgs) -> Result<(), String> {
     let qr = runtime::parse_qr(&args.qr).map_err(|e| e.describe())?;
     drop(qr);
 
-    let stop = Arc::new(AtomicBool::new(false));
-    {
-        let stop = Arc::clone(&stop);
-        ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst))
-            .map_err(|e| format!("cannot install the Ctrl-C handler: {e}"))?;
-    }
-    let state_dir = match args.state_dir {
-        Some(dir) => dir,
-        None => keys::default_state_dir()?,
-    };
-    let (state_dir, warning) = keys::prepare_state_dir(&state_dir)?;
-    if let Some(warning) = warning {
-        eprintln!("{warning}");
-    }
+    let stop = signals::stop_flag()?;
+    let state_dir = keys::open_state_dir(args.state_dir, crate::APP)?;
     let master = crate::master_key(&state_dir, args.keyring)?;
     let approver: Box<dyn Approver> = if args.auto_approve {
         eprintln!("auto-approving every request (--auto-approve)");

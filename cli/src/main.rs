@@ -7,7 +7,6 @@ mod pairing;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
@@ -18,6 +17,7 @@ use pocketkey_desktop::device::{self, Device, DeviceArgs};
 use pocketkey_desktop::engine::{self, SignallingApprover, WaitingForUser};
 use pocketkey_desktop::keys::{self, FileKeyProvider, KeyringKeyProvider};
 use pocketkey_desktop::runtime::Options;
+use pocketkey_desktop::signals;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -99,6 +99,9 @@ struct ServeArgs {
     keyring: bool,
 }
 
+/// The program's name: its default state directory is named after it.
+const APP: &str = "pocketkey";
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -121,21 +124,8 @@ fn main() -> ExitCode {
 }
 
 fn serve(args: ServeArgs) -> Result<(), String> {
-    // First, so that Ctrl-C / SIGTERM during start-up also ends cleanly.
-    let stop = Arc::new(AtomicBool::new(false));
-    {
-        let stop = Arc::clone(&stop);
-        ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst))
-            .map_err(|e| format!("cannot install the Ctrl-C handler: {e}"))?;
-    }
-    let state_dir = match args.state_dir {
-        Some(dir) => dir,
-        None => keys::default_state_dir()?,
-    };
-    let (state_dir, warning) = keys::prepare_state_dir(&state_dir)?;
-    if let Some(warning) = warning {
-        eprintln!("{warning}");
-    }
+    let stop = signals::stop_flag()?;
+    let state_dir = keys::open_state_dir(args.state_dir, APP)?;
 
     // Bind first: a busy port or a missing /dev/uhid should not cost a key or a store.
     let device = Device::open(&args.device, "PocketKey", device::DefaultTransport::Udp)?;
@@ -183,11 +173,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
 }
 
 fn provision_attestation(args: AttestationArgs) -> Result<(), String> {
-    let state_dir = match args.state_dir {
-        Some(dir) => dir,
-        None => keys::default_state_dir()?,
-    };
-    let (state_dir, _) = keys::prepare_state_dir(&state_dir)?;
+    let state_dir = keys::open_state_dir(args.state_dir, APP)?;
     let master = master_key(&state_dir, args.keyring)?;
     let root = attestation::provision(
         &state_dir,

@@ -26,7 +26,7 @@ use pocketkey_ffi::runtime::pairing_app::{
 
 use crate::{approver, attestation};
 use pocketkey_desktop::engine::{self, SignallingApprover, WaitingForUser};
-use pocketkey_desktop::keys;
+use pocketkey_desktop::{keys, signals};
 
 #[derive(Debug, Args)]
 pub struct CommonArgs {
@@ -114,14 +114,7 @@ impl PairingEngine for CliEngine {
 }
 
 fn open(common: &CommonArgs) -> Result<(PathBuf, MasterKey, PairingStore), String> {
-    let dir = match &common.state_dir {
-        Some(d) => d.clone(),
-        None => keys::default_state_dir()?,
-    };
-    let (dir, warning) = keys::prepare_state_dir(&dir)?;
-    if let Some(w) = warning {
-        eprintln!("{w}");
-    }
+    let dir = keys::open_state_dir(common.state_dir.clone(), crate::APP)?;
     let master = crate::master_key(&dir, common.keyring)?;
     let store = open_store(&dir, &master)?;
     Ok((dir, master, store))
@@ -187,12 +180,7 @@ pub fn pair(args: PairArgs) -> Result<(), String> {
 }
 
 pub fn listen(args: ListenArgs) -> Result<(), String> {
-    let stop = Arc::new(AtomicBool::new(false));
-    {
-        let stop = Arc::clone(&stop);
-        ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst))
-            .map_err(|e| format!("cannot install the Ctrl-C handler: {e}"))?;
-    }
+    let stop = signals::stop_flag()?;
     let (dir, master, store) = open(&args.common)?;
     let engine = open_engine(&dir, &master, args.auto_approve)?;
     drop(master);

@@ -22,19 +22,25 @@ const KEY_LEN: usize = 32;
 const KEYRING_HINT: &str =
     "without --keyring the key is kept in a 0600 file in the state directory";
 
-/// The platform data directory for PocketKey: `$XDG_DATA_HOME/pocketkey`, else
-/// `~/.local/share/pocketkey` (`~/Library/Application Support/pocketkey` on macOS).
-pub fn default_state_dir() -> Result<PathBuf, String> {
-    state_dir_from(std::env::var_os("XDG_DATA_HOME"), std::env::var_os("HOME"))
+/// The platform data directory of the program `app` (`pocketkey`, `pocketkey-bridge`):
+/// `$XDG_DATA_HOME/<app>`, else `~/.local/share/<app>` (`~/Library/Application Support/<app>`
+/// on macOS).
+pub fn default_state_dir(app: &str) -> Result<PathBuf, String> {
+    state_dir_from(
+        app,
+        std::env::var_os("XDG_DATA_HOME"),
+        std::env::var_os("HOME"),
+    )
 }
 
 fn state_dir_from(
+    app: &str,
     xdg: Option<std::ffi::OsString>,
     home: Option<std::ffi::OsString>,
 ) -> Result<PathBuf, String> {
     if !cfg!(target_os = "macos") {
         if let Some(xdg) = xdg.map(PathBuf::from).filter(|p| p.is_absolute()) {
-            return Ok(xdg.join("pocketkey"));
+            return Ok(xdg.join(app));
         }
     }
     let home = home
@@ -42,10 +48,24 @@ fn state_dir_from(
         .filter(|p| p.is_absolute())
         .ok_or("cannot find a data directory (HOME is not set): pass --state-dir")?;
     if cfg!(target_os = "macos") {
-        Ok(home.join("Library/Application Support/pocketkey"))
+        Ok(home.join("Library/Application Support").join(app))
     } else {
-        Ok(home.join(".local/share/pocketkey"))
+        Ok(home.join(".local/share").join(app))
     }
+}
+
+/// The state directory a program runs in: `dir`, or `app`'s default; created (0700) if
+/// missing, a warning printed if others can read it. Returns its canonical path.
+pub fn open_state_dir(dir: Option<PathBuf>, app: &str) -> Result<PathBuf, String> {
+    let dir = match dir {
+        Some(dir) => dir,
+        None => default_state_dir(app)?,
+    };
+    let (dir, warning) = prepare_state_dir(&dir)?;
+    if let Some(warning) = warning {
+        eprintln!("{warning}");
+    }
+    Ok(dir)
 }
 
 /// Creates the state directory (mode 0700, parents as needed) and returns its canonical path
@@ -238,13 +258,18 @@ mod tests {
         if cfg!(target_os = "macos") {
             return;
         }
-        let dir = state_dir_from(Some("/x/data".into()), Some("/home/u".into())).unwrap();
+        let from = |xdg: Option<&str>, home: Option<&str>| {
+            state_dir_from("pocketkey", xdg.map(Into::into), home.map(Into::into))
+        };
+        let dir = from(Some("/x/data"), Some("/home/u")).unwrap();
         assert_eq!(dir, PathBuf::from("/x/data/pocketkey"));
-        let dir = state_dir_from(Some("relative".into()), Some("/home/u".into())).unwrap();
+        let dir = from(Some("relative"), Some("/home/u")).unwrap();
         assert_eq!(dir, PathBuf::from("/home/u/.local/share/pocketkey"));
-        let dir = state_dir_from(None, Some("/home/u".into())).unwrap();
+        let dir = from(None, Some("/home/u")).unwrap();
         assert_eq!(dir, PathBuf::from("/home/u/.local/share/pocketkey"));
-        assert!(state_dir_from(None, None).is_err());
+        assert!(from(None, None).is_err());
+        let bridge = state_dir_from("pocketkey-bridge", None, Some("/home/u".into())).unwrap();
+        assert_eq!(bridge, PathBuf::from("/home/u/.local/share/pocketkey-bridge"));
     }
 
     #[test]

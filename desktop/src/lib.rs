@@ -7,5 +7,6 @@ pub mod device;
 pub mod engine;
 pub mod keys;
 pub mod runtime;
+pub mod signals;
 pub mod udp;
 pub mod uhid;
