@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use ciborium::value::Value;
 use pocketkey_ffi::*;
+use pocketkey_testkit::{GetAssertion, MakeCredential};
 
 const OK: u8 = 0x00;
 const OPERATION_DENIED: u8 = 0x27;
@@ -80,58 +81,19 @@ fn text(s: &str) -> Value {
     Value::Text(s.into())
 }
 
-fn cbor(cmd: u8, params: Value) -> Vec<u8> {
-    let mut out = vec![cmd];
-    ciborium::ser::into_writer(&params, &mut out).unwrap();
-    out
-}
-
 fn make_credential(rp: &str, user: &str, user_id: u8) -> Vec<u8> {
-    cbor(
-        0x01,
-        Value::Map(vec![
-            (1.into(), Value::Bytes(vec![7; 32])),
-            (
-                2.into(),
-                Value::Map(vec![
-                    (text("id"), text(rp)),
-                    (text("name"), text("The Site")),
-                ]),
-            ),
-            (
-                3.into(),
-                Value::Map(vec![
-                    (text("id"), Value::Bytes(vec![user_id])),
-                    (text("name"), text(user)),
-                    (text("displayName"), text(&user.to_uppercase())),
-                ]),
-            ),
-            (
-                4.into(),
-                Value::Array(vec![Value::Map(vec![
-                    (text("alg"), (-7).into()),
-                    (text("type"), text("public-key")),
-                ])]),
-            ),
-            (
-                7.into(),
-                Value::Map(vec![
-                    (text("rk"), Value::Bool(true)),
-                    (text("uv"), Value::Bool(true)),
-                ]),
-            ),
-        ]),
-    )
+    MakeCredential::new(rp, user)
+        .client_data_hash([7; 32])
+        .rp_name("The Site")
+        .user_id([user_id])
+        .user_display_name(user.to_uppercase())
+        .rk(true)
+        .uv(true)
+        .encode()
 }
 
 fn get_assertion(rp: &str) -> Vec<u8> {
-    cbor(
-        0x02,
-        Value::Map(vec![
-            (1.into(), text(rp)),
-            (2.into(), Value::Bytes(vec![9; 32])),
-        ]),
-    )
+    GetAssertion::new(rp).client_data_hash([9; 32]).encode()
 }
 
 /// Runs `request` on a worker thread (as an app does) and answers its prompt from this one.

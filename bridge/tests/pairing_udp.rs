@@ -14,7 +14,6 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ciborium::value::Value;
 use common::{HidClient, StandInRelay};
 use pocketkey_core::approver::AutoApprover;
 use pocketkey_core::authenticator::{Authenticator, Config};
@@ -22,6 +21,7 @@ use pocketkey_core::crypto::master_key::MasterKey;
 use pocketkey_core::pairing::{PairingStore, UrlPolicy};
 use pocketkey_core::store::Store;
 use pocketkey_ffi::runtime::pairing::{self as runtime, PairingEngine};
+use pocketkey_testkit::{GetAssertion, MakeCredential};
 
 struct Bridge {
     child: Child,
@@ -74,45 +74,19 @@ fn bridge(relay: &str, dir: &std::path::Path, expect_line: bool) -> Bridge {
     }
 }
 
-fn cbor(value: Value) -> Vec<u8> {
-    let mut out = Vec::new();
-    ciborium::ser::into_writer(&value, &mut out).unwrap();
-    out
-}
-
 fn make_credential() -> Vec<u8> {
-    let map = |entries: Vec<(Value, Value)>| Value::Map(entries);
-    let request = map(vec![
-        (1.into(), Value::Bytes(vec![0x11; 32])),
-        (2.into(), map(vec![("id".into(), "example.com".into())])),
-        (
-            3.into(),
-            map(vec![
-                ("id".into(), Value::Bytes(vec![1, 2, 3])),
-                ("name".into(), "anna".into()),
-            ]),
-        ),
-        (
-            4.into(),
-            Value::Array(vec![map(vec![
-                ("alg".into(), (-7).into()),
-                ("type".into(), "public-key".into()),
-            ])]),
-        ),
-        (
-            7.into(),
-            map(vec![("rk".into(), true.into()), ("uv".into(), true.into())]),
-        ),
-    ]);
-    [vec![0x01], cbor(request)].concat()
+    MakeCredential::new("example.com", "anna")
+        .client_data_hash([0x11; 32])
+        .user_id([1, 2, 3])
+        .rk(true)
+        .uv(true)
+        .encode()
 }
 
 fn get_assertion() -> Vec<u8> {
-    let request = Value::Map(vec![
-        (1.into(), "example.com".into()),
-        (2.into(), Value::Bytes(vec![0x22; 32])),
-    ]);
-    [vec![0x02], cbor(request)].concat()
+    GetAssertion::new("example.com")
+        .client_data_hash([0x22; 32])
+        .encode()
 }
 
 struct Phone {

@@ -28,6 +28,7 @@ use pocketkey_core::hybrid::keys;
 use pocketkey_core::hybrid::noise::Initiator;
 use pocketkey_core::hybrid::qr::QrCode;
 use pocketkey_core::hybrid::session::{encode_message, MessageType, PostHandshake};
+use pocketkey_testkit::{GetAssertion, MakeCredential};
 use sha2::{Digest, Sha256};
 use tungstenite::client::IntoClientRequest;
 use tungstenite::http::HeaderValue;
@@ -347,12 +348,6 @@ fn text(s: &str) -> Value {
     Value::Text(s.into())
 }
 
-fn encode(command: u8, params: Value) -> Vec<u8> {
-    let mut out = vec![command];
-    ciborium::ser::into_writer(&params, &mut out).unwrap();
-    out
-}
-
 fn decode_map(bytes: &[u8]) -> Vec<(Value, Value)> {
     match ciborium::de::from_reader::<Value, _>(bytes).expect("CBOR") {
         Value::Map(entries) => entries,
@@ -377,59 +372,22 @@ fn client_data_hash(challenge: &str) -> Vec<u8> {
 }
 
 fn make_credential(cdh: &[u8]) -> Vec<u8> {
-    encode(
-        0x01,
-        Value::Map(vec![
-            (1.into(), Value::Bytes(cdh.to_vec())),
-            (
-                2.into(),
-                Value::Map(vec![
-                    (text("id"), text(RP_ID)),
-                    (text("name"), text("Hybrid")),
-                ]),
-            ),
-            (
-                3.into(),
-                Value::Map(vec![
-                    (text("id"), Value::Bytes(b"user-1".to_vec())),
-                    (text("name"), text("alice@hybrid.example")),
-                    (text("displayName"), text("Alice")),
-                ]),
-            ),
-            (
-                4.into(),
-                Value::Array(vec![Value::Map(vec![
-                    (text("alg"), (-7).into()),
-                    (text("type"), text("public-key")),
-                ])]),
-            ),
-            (
-                7.into(),
-                Value::Map(vec![
-                    (text("rk"), Value::Bool(true)),
-                    (text("uv"), Value::Bool(true)),
-                ]),
-            ),
-        ]),
-    )
+    MakeCredential::new(RP_ID, "alice@hybrid.example")
+        .client_data_hash(cdh)
+        .rp_name("Hybrid")
+        .user_id(b"user-1")
+        .user_display_name("Alice")
+        .rk(true)
+        .uv(true)
+        .encode()
 }
 
 fn get_assertion(cdh: &[u8], credential_id: &[u8]) -> Vec<u8> {
-    encode(
-        0x02,
-        Value::Map(vec![
-            (1.into(), text(RP_ID)),
-            (2.into(), Value::Bytes(cdh.to_vec())),
-            (
-                3.into(),
-                Value::Array(vec![Value::Map(vec![
-                    (text("id"), Value::Bytes(credential_id.to_vec())),
-                    (text("type"), text("public-key")),
-                ])]),
-            ),
-            (5.into(), Value::Map(vec![(text("uv"), Value::Bool(true))])),
-        ]),
-    )
+    GetAssertion::new(RP_ID)
+        .client_data_hash(cdh)
+        .allow(credential_id)
+        .uv(true)
+        .encode()
 }
 
 type CborMap = Vec<(Value, Value)>;

@@ -18,6 +18,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::HidClient;
+use pocketkey_testkit::GetAssertion;
 
 const POCKETKEY: &str = env!("CARGO_BIN_EXE_pocketkey");
 
@@ -261,11 +262,7 @@ fn ends_within(listen: &mut Child, wait: Duration) -> std::process::ExitStatus {
 }
 
 fn get_assertion(rp: &str) -> Vec<u8> {
-    let mut out = vec![0x02, 0xa2, 0x01, 0x60 + rp.len() as u8];
-    out.extend_from_slice(rp.as_bytes());
-    out.extend_from_slice(&[0x02, 0x58, 0x20]);
-    out.extend_from_slice(&[0x33; 32]);
-    out
+    GetAssertion::new(rp).client_data_hash([0x33; 32]).encode()
 }
 
 /// getInfo from the bridge's cache (the phone paired), then a forwarded request answered by the

@@ -15,7 +15,6 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use ciborium::Value;
 use criterion::{criterion_group, BatchSize, Criterion};
 use p256::ecdsa::signature::Signer;
 use p256::ecdsa::{Signature, SigningKey};
@@ -33,59 +32,24 @@ use pocketkey_core::hybrid::qr::QrCode;
 use pocketkey_core::hybrid::session::{encode_message, MessageType, PostHandshake};
 use pocketkey_core::hybrid::{Session, SessionConfig, SessionEvent};
 use pocketkey_core::store::Store;
+use pocketkey_testkit::{GetAssertion, MakeCredential};
 
 const RP_ID: &str = "hybrid.example";
 
-fn text(s: &str) -> Value {
-    Value::Text(s.into())
-}
-
-fn encode(cmd: u8, params: Value) -> Vec<u8> {
-    let mut out = vec![cmd];
-    ciborium::into_writer(&params, &mut out).expect("CBOR into a Vec");
-    out
-}
-
 fn make_credential() -> Vec<u8> {
-    encode(
-        0x01,
-        Value::Map(vec![
-            (1.into(), Value::Bytes(vec![1; 32])),
-            (2.into(), Value::Map(vec![(text("id"), text(RP_ID))])),
-            (
-                3.into(),
-                Value::Map(vec![
-                    (text("id"), Value::Bytes(vec![7; 16])),
-                    (text("name"), text("alice")),
-                ]),
-            ),
-            (
-                4.into(),
-                Value::Array(vec![Value::Map(vec![
-                    (text("alg"), (-7).into()),
-                    (text("type"), text("public-key")),
-                ])]),
-            ),
-            (
-                7.into(),
-                Value::Map(vec![
-                    (text("rk"), Value::Bool(true)),
-                    (text("uv"), Value::Bool(true)),
-                ]),
-            ),
-        ]),
-    )
+    MakeCredential::new(RP_ID, "alice")
+        .client_data_hash([1; 32])
+        .user_id([7; 16])
+        .rk(true)
+        .uv(true)
+        .encode()
 }
 
 fn get_assertion() -> Vec<u8> {
-    encode(
-        0x02,
-        Value::Map(vec![
-            (1.into(), text(RP_ID)),
-            (2.into(), Value::Bytes(vec![2; 32])),
-            (5.into(), Value::Map(vec![(text("uv"), Value::Bool(true))])),
-        ]),
-    )
+    GetAssertion::new(RP_ID)
+        .client_data_hash([2; 32])
+        .uv(true)
+        .encode()
 }
 
 /// The engine as the phone runs it, holding one discoverable credential for [`RP_ID`], and its

@@ -6,7 +6,6 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ciborium::value::Value;
 use p256::SecretKey;
 use proptest::prelude::*;
 use rand_core::OsRng;
@@ -28,6 +27,7 @@ use pocketkey_core::pairing::{
     PendingStatus, Role, Session, SessionError, SessionState, UrlPolicy,
 };
 use pocketkey_core::store::Store;
+use pocketkey_testkit::{GetAssertion, MakeCredential};
 
 const RELAY: &str = "ws://127.0.0.1:8080";
 const COMPUTER: &str = "Anna's laptop";
@@ -138,45 +138,17 @@ fn get_info(engine: &mut Authenticator) -> Vec<u8> {
     response[1..].to_vec()
 }
 
-fn cbor(value: Value) -> Vec<u8> {
-    let mut out = Vec::new();
-    ciborium::ser::into_writer(&value, &mut out).unwrap();
-    out
-}
-
+/// A registration of a discoverable credential, then a sign-in with it (clientDataHash and
+/// user id as the builders make them: nothing here reads them).
 fn make_credential() -> Vec<u8> {
-    let map = |entries: Vec<(Value, Value)>| Value::Map(entries);
-    let request = map(vec![
-        (1.into(), Value::Bytes(vec![0x11; 32])),
-        (2.into(), map(vec![("id".into(), "example.com".into())])),
-        (
-            3.into(),
-            map(vec![
-                ("id".into(), Value::Bytes(vec![1, 2, 3])),
-                ("name".into(), "anna".into()),
-            ]),
-        ),
-        (
-            4.into(),
-            Value::Array(vec![map(vec![
-                ("alg".into(), (-7).into()),
-                ("type".into(), "public-key".into()),
-            ])]),
-        ),
-        (
-            7.into(),
-            map(vec![("rk".into(), true.into()), ("uv".into(), true.into())]),
-        ),
-    ]);
-    [vec![0x01], cbor(request)].concat()
+    MakeCredential::new("example.com", "anna")
+        .rk(true)
+        .uv(true)
+        .encode()
 }
 
 fn get_assertion() -> Vec<u8> {
-    let request = Value::Map(vec![
-        (1.into(), "example.com".into()),
-        (2.into(), Value::Bytes(vec![0x22; 32])),
-    ]);
-    [vec![0x02], cbor(request)].concat()
+    GetAssertion::new("example.com").encode()
 }
 
 // ---- the two sides ----------------------------------------------------------------------------
