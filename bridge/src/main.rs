@@ -26,8 +26,8 @@ use pocketkey_core::pairing::{PairingRecord, PairingStore, Role};
 use crate::link::{select_phone, ForwardingEngine, Link, LinkConfig};
 use pocketkey_desktop::device::{self, Device, DeviceArgs};
 use pocketkey_desktop::engine::{self, WaitingForUser};
-use pocketkey_desktop::{keys, signals};
 use pocketkey_desktop::runtime::Options;
+use pocketkey_desktop::{keys, signals};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -173,7 +173,10 @@ impl Manage {
 
 /// The one paired phone called `name`, or the only one when no name is given; the error
 /// names the phones there are.
-fn one_phone<'a>(phones: &'a [PairingRecord], name: Option<&str>) -> Result<&'a PairingRecord, String> {
+fn one_phone<'a>(
+    phones: &'a [PairingRecord],
+    name: Option<&str>,
+) -> Result<&'a PairingRecord, String> {
     let names = || {
         let list: Vec<&str> = phones.iter().map(|r| r.name.as_str()).collect();
         if list.is_empty() {
@@ -214,7 +217,12 @@ fn manage(state_dir: &Path, what: Manage) -> Result<(), String> {
         Manage::List => {
             // Newest first: the phone served by default comes first.
             for record in &phones {
-                println!("{}\t{}\t{}", record.name, record.relay_url, record.id.to_hex());
+                println!(
+                    "{}\t{}\t{}",
+                    record.name,
+                    record.relay_url,
+                    record.id.to_hex()
+                );
             }
         }
         Manage::Unpair(name) => {
@@ -271,8 +279,11 @@ fn run(cli: Cli) -> Result<(), String> {
     retry_revocations(&store)?;
     let records = store.list().map_err(|e| e.to_string())?;
     if let Some(name) = &cli.phone {
-        let phones: Vec<PairingRecord> =
-            records.iter().filter(|r| r.role == Role::Bridge).cloned().collect();
+        let phones: Vec<PairingRecord> = records
+            .iter()
+            .filter(|r| r.role == Role::Bridge)
+            .cloned()
+            .collect();
         one_phone(&phones, Some(name))?;
     }
     let paired = select_phone(records, None).is_some();

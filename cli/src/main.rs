@@ -264,7 +264,9 @@ mod tests {
             Some(PathBuf::from("/dev/uhid"))
         );
         assert_eq!(
-            parse(&["pocketkey", "serve", "--uhid", "/tmp/u"]).unwrap().uhid,
+            parse(&["pocketkey", "serve", "--uhid", "/tmp/u"])
+                .unwrap()
+                .uhid,
             Some(PathBuf::from("/tmp/u"))
         );
         assert!(

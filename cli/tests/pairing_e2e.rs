@@ -987,7 +987,11 @@ fn a_running_listener_reads_the_pairing_again_at_each_request() {
         .rename_pairing(paired.id.clone(), "Desk at home".into())
         .unwrap());
     let browser = ask(hid);
-    assert_eq!(approve(&key), "Desk at home", "the prompt names the new name");
+    assert_eq!(
+        approve(&key),
+        "Desk at home",
+        "the prompt names the new name"
+    );
     let (answer, hid) = browser.join().unwrap();
     assert_eq!(answer, vec![0x00]);
 
@@ -1028,7 +1032,8 @@ fn a_running_listener_reads_the_pairing_again_at_each_request() {
 fn pending_cleared(dir: &Path) -> bool {
     let master = pocketkey_core::crypto::master_key::MasterKey::from_bytes([0x42; 32]);
     pocketkey_core::pairing::PairingStore::open(
-        &dir.join("key").join(pocketkey_core::pairing::store::FILE_NAME),
+        &dir.join("key")
+            .join(pocketkey_core::pairing::store::FILE_NAME),
         &master,
     )
     .unwrap()

@@ -40,7 +40,9 @@ fn aad(rp_id_hash: &[u8; 32]) -> Vec<u8> {
 impl CredentialIdSealer {
     /// `salt` is the store's `wrap_salt`: IDs made before a reset do not open after it.
     pub fn new(master: &MasterKey, salt: &[u8; 32]) -> Self {
-        Self { sealer: Sealer::with_salt(master, Purpose::CredentialId, salt) }
+        Self {
+            sealer: Sealer::with_salt(master, Purpose::CredentialId, salt),
+        }
     }
 
     pub fn wrap(&self, rp_id_hash: &[u8; 32], cred: &WrappedCredential) -> Vec<u8> {
@@ -52,7 +54,11 @@ impl CredentialIdSealer {
             Algorithm::EdDsa => 2,
         });
         payload.push(cred.cred_protect as u8);
-        payload.push(if cred.hmac_secret { FLAG_HMAC_SECRET } else { 0 });
+        payload.push(if cred.hmac_secret {
+            FLAG_HMAC_SECRET
+        } else {
+            0
+        });
         payload.extend_from_slice(&cred.private_key);
         payload.push(blob.len() as u8);
         payload.extend_from_slice(blob);
@@ -113,12 +119,24 @@ mod tests {
         assert_eq!(back.cred_protect, CredProtect::UserVerificationRequired);
         assert!(back.hmac_secret);
         assert_eq!(&back.private_key[..], &[9; 32]);
-        assert_eq!(back.cred_blob.as_deref().map(|b| b.to_vec()), Some(vec![5; 32]));
-        assert!(s.unwrap(&[3; 32], &id).is_none(), "another RP must not open it");
+        assert_eq!(
+            back.cred_blob.as_deref().map(|b| b.to_vec()),
+            Some(vec![5; 32])
+        );
+        assert!(
+            s.unwrap(&[3; 32], &id).is_none(),
+            "another RP must not open it"
+        );
         let other = CredentialIdSealer::new(&MasterKey::from_bytes([4; 32]), &[0; 32]);
-        assert!(other.unwrap(&[2; 32], &id).is_none(), "another key must not open it");
+        assert!(
+            other.unwrap(&[2; 32], &id).is_none(),
+            "another key must not open it"
+        );
         let after_reset = CredentialIdSealer::new(&MasterKey::from_bytes([1; 32]), &[1; 32]);
-        assert!(after_reset.unwrap(&[2; 32], &id).is_none(), "a new salt must not open it");
+        assert!(
+            after_reset.unwrap(&[2; 32], &id).is_none(),
+            "a new salt must not open it"
+        );
     }
 
     proptest! {

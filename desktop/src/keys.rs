@@ -269,7 +269,10 @@ mod tests {
         assert_eq!(dir, PathBuf::from("/home/u/.local/share/pocketkey"));
         assert!(from(None, None).is_err());
         let bridge = state_dir_from("pocketkey-bridge", None, Some("/home/u".into())).unwrap();
-        assert_eq!(bridge, PathBuf::from("/home/u/.local/share/pocketkey-bridge"));
+        assert_eq!(
+            bridge,
+            PathBuf::from("/home/u/.local/share/pocketkey-bridge")
+        );
     }
 
     #[test]

@@ -463,7 +463,9 @@ mod tests {
         let id = pocketkey_core::pairing::MailboxId::from_hex(hex).expect("a mailbox id");
         let ours = [
             format!(r#"{{"v": "1", "m": "{hex}"}}"#),
-            format!(r#"{{"aps": {{"alert": {{"loc-key": "POCKETKEY_WAKE"}}}}, "v": 1, "m": "{hex}"}}"#),
+            format!(
+                r#"{{"aps": {{"alert": {{"loc-key": "POCKETKEY_WAKE"}}}}, "v": 1, "m": "{hex}"}}"#
+            ),
             format!(r#"{{"v":1,"mailbox":"{hex}"}}"#),
         ];
         for payload in &ours {

@@ -65,11 +65,28 @@ fn spki(key: &p256::ecdsa::SigningKey) -> Result<SubjectPublicKeyInfoOwned, Cert
 }
 
 /// A self-signed certificate for `key` (issuer = subject, CA false).
-pub fn self_signed_certificate(key: &p256::ecdsa::SigningKey, common_name: &str) -> Result<Vec<u8>, CertificateError> {
-    let subject = Name::from_str(&format!("CN={common_name},OU=Authenticator Attestation,O=PocketKey,C=US")).map_err(err)?;
-    let profile = Profile::Leaf { issuer: subject.clone(), enable_key_agreement: false, enable_key_encipherment: false };
-    let builder = CertificateBuilder::new(profile, random_serial()?, Validity::from_now(YEARS_20).map_err(err)?, subject, spki(key)?, key)
-        .map_err(err)?;
+pub fn self_signed_certificate(
+    key: &p256::ecdsa::SigningKey,
+    common_name: &str,
+) -> Result<Vec<u8>, CertificateError> {
+    let subject = Name::from_str(&format!(
+        "CN={common_name},OU=Authenticator Attestation,O=PocketKey,C=US"
+    ))
+    .map_err(err)?;
+    let profile = Profile::Leaf {
+        issuer: subject.clone(),
+        enable_key_agreement: false,
+        enable_key_encipherment: false,
+    };
+    let builder = CertificateBuilder::new(
+        profile,
+        random_serial()?,
+        Validity::from_now(YEARS_20).map_err(err)?,
+        subject,
+        spki(key)?,
+        key,
+    )
+    .map_err(err)?;
     let cert = builder.build::<p256::ecdsa::DerSignature>().map_err(err)?;
     cert.to_der().map_err(err)
 }
@@ -94,11 +111,19 @@ pub struct ProvisionedBatch {
 /// (when `enterprise`) a device-unique enterprise certificate. Each chain is the leaf alone:
 /// relying parties get the root as their trust anchor. The root key is dropped here: nothing
 /// more is ever signed with it.
-pub fn provision_batch(organization: &str, country: &str, aaguid: [u8; 16], enterprise: bool) -> Result<ProvisionedBatch, CertificateError> {
+pub fn provision_batch(
+    organization: &str,
+    country: &str,
+    aaguid: [u8; 16],
+    enterprise: bool,
+) -> Result<ProvisionedBatch, CertificateError> {
     let clean = |s: &str| s.replace([',', '=', '+', '"', '\\', '<', '>', ';'], " ");
     let (organization, country) = (clean(organization), clean(country));
     let root_key = p256::ecdsa::SigningKey::random(&mut OsRng);
-    let root_subject = Name::from_str(&format!("CN={organization} Attestation Root,O={organization},C={country}")).map_err(err)?;
+    let root_subject = Name::from_str(&format!(
+        "CN={organization} Attestation Root,O={organization},C={country}"
+    ))
+    .map_err(err)?;
     let root = CertificateBuilder::new(
         Profile::Root,
         random_serial()?,
@@ -116,7 +141,11 @@ pub fn provision_batch(organization: &str, country: &str, aaguid: [u8; 16], ente
             "CN={common_name},OU=Authenticator Attestation,O={organization},C={country}"
         ))
         .map_err(err)?;
-        let profile = Profile::Leaf { issuer: root_subject.clone(), enable_key_agreement: false, enable_key_encipherment: false };
+        let profile = Profile::Leaf {
+            issuer: root_subject.clone(),
+            enable_key_agreement: false,
+            enable_key_encipherment: false,
+        };
         let mut builder = CertificateBuilder::new(
             profile,
             random_serial()?,
@@ -126,9 +155,14 @@ pub fn provision_batch(organization: &str, country: &str, aaguid: [u8; 16], ente
             &root_key,
         )
         .map_err(err)?;
-        builder.add_extension(&AaguidExtension(aaguid)).map_err(err)?;
+        builder
+            .add_extension(&AaguidExtension(aaguid))
+            .map_err(err)?;
         let cert = builder.build::<p256::ecdsa::DerSignature>().map_err(err)?;
-        Ok(AttestationKey { key, chain: vec![cert.to_der().map_err(err)?] })
+        Ok(AttestationKey {
+            key,
+            chain: vec![cert.to_der().map_err(err)?],
+        })
     };
     let enterprise = if enterprise {
         let mut id = [0u8; 8];
@@ -138,7 +172,11 @@ pub fn provision_batch(organization: &str, country: &str, aaguid: [u8; 16], ente
     } else {
         None
     };
-    Ok(ProvisionedBatch { root_certificate: root.to_der().map_err(err)?, batch: leaf("PocketKey Batch")?, enterprise })
+    Ok(ProvisionedBatch {
+        root_certificate: root.to_der().map_err(err)?,
+        batch: leaf("PocketKey Batch")?,
+        enterprise,
+    })
 }
 
 #[cfg(test)]
@@ -151,7 +189,11 @@ mod tests {
     fn self_signed_certificate_carries_the_key() {
         let (key, der) = fresh_u2f_attestation().unwrap();
         let cert = x509_cert::Certificate::from_der(&der).unwrap();
-        let spki = cert.tbs_certificate.subject_public_key_info.subject_public_key.raw_bytes();
+        let spki = cert
+            .tbs_certificate
+            .subject_public_key_info
+            .subject_public_key
+            .raw_bytes();
         assert_eq!(spki, key.verifying_key().to_encoded_point(false).as_bytes());
     }
 
@@ -164,25 +206,45 @@ mod tests {
         let cert = x509_cert::Certificate::from_der(&p.batch.chain[0]).unwrap();
         let tbs = &cert.tbs_certificate;
         assert_eq!(tbs.version, x509_cert::Version::V3);
-        assert!(tbs.serial_number.as_bytes()[0] & 0x80 == 0, "serial must be positive");
+        assert!(
+            tbs.serial_number.as_bytes()[0] & 0x80 == 0,
+            "serial must be positive"
+        );
         let subject = tbs.subject.to_string();
-        assert!(subject.contains("OU=Authenticator Attestation"), "{subject}");
-        assert!(subject.contains("O=Example Corp") && subject.contains("C=DE"), "{subject}");
+        assert!(
+            subject.contains("OU=Authenticator Attestation"),
+            "{subject}"
+        );
+        assert!(
+            subject.contains("O=Example Corp") && subject.contains("C=DE"),
+            "{subject}"
+        );
         let exts = tbs.extensions.as_ref().unwrap();
-        let aaguid_ext = exts.iter().find(|e| e.extn_id == <AaguidExtension as der::oid::AssociatedOid>::OID).unwrap();
+        let aaguid_ext = exts
+            .iter()
+            .find(|e| e.extn_id == <AaguidExtension as der::oid::AssociatedOid>::OID)
+            .unwrap();
         assert!(!aaguid_ext.critical);
-        assert_eq!(aaguid_ext.extn_value.as_bytes(), [&[0x04, 16][..], &aaguid].concat());
-        let bc = exts.iter().find(|e| e.extn_id.to_string() == "2.5.29.19").unwrap();
+        assert_eq!(
+            aaguid_ext.extn_value.as_bytes(),
+            [&[0x04, 16][..], &aaguid].concat()
+        );
+        let bc = exts
+            .iter()
+            .find(|e| e.extn_id.to_string() == "2.5.29.19")
+            .unwrap();
         // BasicConstraints with cA absent (false) is an empty SEQUENCE.
         assert_eq!(bc.extn_value.as_bytes(), &[0x30, 0x00]);
         // Signed by the root.
         let root = x509_cert::Certificate::from_der(&p.root_certificate).unwrap();
         let root_key = p256::ecdsa::VerifyingKey::from_sec1_bytes(
-            root.tbs_certificate.subject_public_key_info.subject_public_key.raw_bytes(),
+            root.tbs_certificate
+                .subject_public_key_info
+                .subject_public_key
+                .raw_bytes(),
         )
         .unwrap();
         let sig = p256::ecdsa::DerSignature::try_from(cert.signature.raw_bytes()).unwrap();
         root_key.verify(&tbs.to_der().unwrap(), &sig).unwrap();
     }
 }
-

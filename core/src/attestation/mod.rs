@@ -6,7 +6,9 @@ mod certificates;
 use ciborium::value::Value;
 use p256::ecdsa::signature::Signer;
 
-pub use certificates::{fresh_u2f_attestation, provision_batch, CertificateError, ProvisionedBatch};
+pub use certificates::{
+    fresh_u2f_attestation, provision_batch, CertificateError, ProvisionedBatch,
+};
 
 use crate::crypto::signing::PrivateKey;
 use crate::ctap::cbor::{int, MapBuilder};
@@ -21,7 +23,11 @@ pub struct AttestationKey {
 
 impl std::fmt::Debug for AttestationKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "AttestationKey(<redacted>, {} certificates)", self.chain.len())
+        write!(
+            f,
+            "AttestationKey(<redacted>, {} certificates)",
+            self.chain.len()
+        )
     }
 }
 
@@ -51,13 +57,22 @@ pub struct Statement {
 
 impl AttestationConfig {
     /// Signs `authData ‖ clientDataHash` as the packed format requires.
-    pub fn statement(&self, kind: AttestationKind, auth_data: &[u8], client_data_hash: &[u8; 32], credential: &PrivateKey) -> Statement {
+    pub fn statement(
+        &self,
+        kind: AttestationKind,
+        auth_data: &[u8],
+        client_data_hash: &[u8; 32],
+        credential: &PrivateKey,
+    ) -> Statement {
         let signed = [auth_data, client_data_hash].concat();
         let with_chain = |k: &AttestationKey| {
             let sig: p256::ecdsa::DerSignature = k.key.sign(&signed);
             MapBuilder::new()
                 .put(Value::Text("alg".into()), int(-7))
-                .put(Value::Text("sig".into()), Value::Bytes(sig.as_bytes().to_vec()))
+                .put(
+                    Value::Text("sig".into()),
+                    Value::Bytes(sig.as_bytes().to_vec()),
+                )
                 .put(
                     Value::Text("x5c".into()),
                     Value::Array(k.chain.iter().map(|c| Value::Bytes(c.clone())).collect()),
@@ -65,14 +80,29 @@ impl AttestationConfig {
                 .build()
         };
         match (kind, &self.batch, &self.enterprise) {
-            (AttestationKind::None, ..) => Statement { fmt: "none", att_stmt: Value::Map(vec![]) },
-            (AttestationKind::Enterprise, _, Some((k, _))) => Statement { fmt: "packed", att_stmt: with_chain(k) },
-            (AttestationKind::Batch, Some(k), _) => Statement { fmt: "packed", att_stmt: with_chain(k) },
+            (AttestationKind::None, ..) => Statement {
+                fmt: "none",
+                att_stmt: Value::Map(vec![]),
+            },
+            (AttestationKind::Enterprise, _, Some((k, _))) => Statement {
+                fmt: "packed",
+                att_stmt: with_chain(k),
+            },
+            (AttestationKind::Batch, Some(k), _) => Statement {
+                fmt: "packed",
+                att_stmt: with_chain(k),
+            },
             _ => Statement {
                 fmt: "packed",
                 att_stmt: MapBuilder::new()
-                    .put(Value::Text("alg".into()), int(credential.algorithm().cose_id()))
-                    .put(Value::Text("sig".into()), Value::Bytes(credential.sign(&signed)))
+                    .put(
+                        Value::Text("alg".into()),
+                        int(credential.algorithm().cose_id()),
+                    )
+                    .put(
+                        Value::Text("sig".into()),
+                        Value::Bytes(credential.sign(&signed)),
+                    )
                     .build(),
             },
         }
@@ -82,7 +112,9 @@ impl AttestationConfig {
     /// (1 = vendor-facilitated: only listed RPs; 2 = platform-managed: any RP).
     pub fn enterprise_allowed(&self, rp_id: &str, request: u64) -> bool {
         match &self.enterprise {
-            Some((_, rp_ids)) => request == 2 || (request == 1 && rp_ids.iter().any(|r| r == rp_id)),
+            Some((_, rp_ids)) => {
+                request == 2 || (request == 1 && rp_ids.iter().any(|r| r == rp_id))
+            }
             None => false,
         }
     }

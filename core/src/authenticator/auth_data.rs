@@ -77,7 +77,11 @@ mod tests {
             backup_eligible: false,
             backup_state: false,
             sign_count: 0x01020304,
-            attested: Some(AttestedCredential { aaguid: [2; 16], credential_id: &[3, 3], cose_public_key: &[0xa0] }),
+            attested: Some(AttestedCredential {
+                aaguid: [2; 16],
+                credential_id: &[3, 3],
+                cose_public_key: &[0xa0],
+            }),
             extensions: vec![(Value::Text("credProtect".into()), Value::Integer(2.into()))],
         }
         .to_bytes();

@@ -27,7 +27,9 @@ impl Authenticator {
                 let s = self.store.load_settings()?;
                 ClientPinResponse {
                     pin_retries: Some(s.pin_retries.into()),
-                    power_cycle_state: Some(self.volatile.pin_strikes >= STRIKES_BEFORE_POWER_CYCLE),
+                    power_cycle_state: Some(
+                        self.volatile.pin_strikes >= STRIKES_BEFORE_POWER_CYCLE,
+                    ),
                     ..Default::default()
                 }
             }
@@ -35,7 +37,10 @@ impl Authenticator {
                 if !self.approver.can_verify_user() {
                     return Err(CtapError::NotAllowed);
                 }
-                ClientPinResponse { uv_retries: Some(self.store.load_settings()?.uv_retries.into()), ..Default::default() }
+                ClientPinResponse {
+                    uv_retries: Some(self.store.load_settings()?.uv_retries.into()),
+                    ..Default::default()
+                }
             }
             Sub::GetKeyAgreement => {
                 protocol_of(&req)?;
@@ -71,12 +76,18 @@ impl Authenticator {
 
     fn shared_secret(&self, req: &ClientPinRequest) -> CtapResult<SharedSecret> {
         let protocol = protocol_of(req)?;
-        let peer = req.key_agreement.as_ref().ok_or(CtapError::MissingParameter)?;
+        let peer = req
+            .key_agreement
+            .as_ref()
+            .ok_or(CtapError::MissingParameter)?;
         self.volatile.key_agreement.decapsulate(protocol, peer)
     }
 
     fn set_pin(&mut self, req: &ClientPinRequest) -> CtapResult<()> {
-        let (param, new_pin_enc) = (required(&req.pin_uv_auth_param)?, required(&req.new_pin_enc)?);
+        let (param, new_pin_enc) = (
+            required(&req.pin_uv_auth_param)?,
+            required(&req.new_pin_enc)?,
+        );
         let shared = self.shared_secret(req)?;
         let mut settings = self.store.load_settings()?;
         // §6.5.5.5: "If a PIN has already been set, authenticator returns PIN_AUTH_INVALID".
@@ -138,7 +149,9 @@ impl Authenticator {
         self.store.save_settings(&settings)?;
         self.settle_pin_check(&pin_hash(old_pin.as_bytes()), &mut settings)?;
         check_pin_policy(new_pin.as_bytes(), &settings)?;
-        if settings.force_pin_change && settings.pin_hash.as_deref() == Some(&pin_hash(new_pin.as_bytes())) {
+        if settings.force_pin_change
+            && settings.pin_hash.as_deref() == Some(&pin_hash(new_pin.as_bytes()))
+        {
             return Err(CtapError::PinPolicyViolation);
         }
         store_pin(&mut settings, new_pin.as_bytes());
@@ -161,7 +174,12 @@ impl Authenticator {
         Ok(perms)
     }
 
-    fn token_with_pin(&mut self, req: &ClientPinRequest, perms: Permissions, rp_id: Option<String>) -> CtapResult<ClientPinResponse> {
+    fn token_with_pin(
+        &mut self,
+        req: &ClientPinRequest,
+        perms: Permissions,
+        rp_id: Option<String>,
+    ) -> CtapResult<ClientPinResponse> {
         let pin_hash_enc = required(&req.pin_hash_enc)?;
         let shared = self.shared_secret(req)?;
         let mut settings = self.settings_for_pin_attempt()?;
@@ -174,24 +192,40 @@ impl Authenticator {
 
     /// getPinUvAuthTokenUsingUvWithPermissions: the phone's biometric, through the Approver,
     /// stands in for the PIN. The token carries only the permissions asked for.
-    fn token_with_uv(&mut self, req: &ClientPinRequest, cx: &RequestContext) -> CtapResult<ClientPinResponse> {
+    fn token_with_uv(
+        &mut self,
+        req: &ClientPinRequest,
+        cx: &RequestContext,
+    ) -> CtapResult<ClientPinResponse> {
         let perms = self.requested_permissions(req)?;
         let shared = self.shared_secret(req)?;
         if !self.approver.can_verify_user() {
             return Err(CtapError::NotAllowed);
         }
-        let subject = Subject { rp_id: req.rp_id.clone(), ..Default::default() };
+        let subject = Subject {
+            rp_id: req.rp_id.clone(),
+            ..Default::default()
+        };
         self.ask_user(cx, Operation::VerifyUser, subject, true)?;
         // The approval also proved presence: the next makeCredential/getAssertion within
         // the user-present window needs no second prompt (§6.5.5.7.3, userIsPresent).
         Ok(self.issue_token(&shared, perms, req.rp_id.clone(), true))
     }
 
-    fn issue_token(&mut self, shared: &SharedSecret, perms: Permissions, rp_id: Option<String>, user_present: bool) -> ClientPinResponse {
+    fn issue_token(
+        &mut self,
+        shared: &SharedSecret,
+        perms: Permissions,
+        rp_id: Option<String>,
+        user_present: bool,
+    ) -> ClientPinResponse {
         let token = &mut self.volatile.token;
         token.reset();
         token.begin_using(perms, rp_id, user_present, true);
-        ClientPinResponse { pin_uv_auth_token: Some(shared.encrypt(token.secret())), ..Default::default() }
+        ClientPinResponse {
+            pin_uv_auth_token: Some(shared.encrypt(token.secret())),
+            ..Default::default()
+        }
     }
 
     /// The settings, once it is clear a PIN may be tried now: one is set, retries are left,
@@ -212,7 +246,12 @@ impl Authenticator {
 
     /// Compares pinHashEnc with the stored hash. The retry counter is decremented durably
     /// before the comparison, so pulling the plug cannot buy extra guesses (§6.5.5.5).
-    fn check_pin_hash(&mut self, shared: &SharedSecret, pin_hash_enc: &[u8], settings: &mut Settings) -> CtapResult<()> {
+    fn check_pin_hash(
+        &mut self,
+        shared: &SharedSecret,
+        pin_hash_enc: &[u8],
+        settings: &mut Settings,
+    ) -> CtapResult<()> {
         settings.pin_retries -= 1;
         self.store.save_settings(settings)?;
         let given = shared.decrypt(pin_hash_enc)?;
@@ -223,7 +262,8 @@ impl Authenticator {
     /// the retries or counts the strike.
     fn settle_pin_check(&mut self, given: &[u8], settings: &mut Settings) -> CtapResult<()> {
         let stored = settings.pin_hash.as_deref().ok_or(CtapError::PinNotSet)?;
-        let matches = given.len() == 16 && bool::from(subtle::ConstantTimeEq::ct_eq(given, &stored[..]));
+        let matches =
+            given.len() == 16 && bool::from(subtle::ConstantTimeEq::ct_eq(given, &stored[..]));
         if !matches {
             self.volatile.key_agreement = crate::pin::KeyAgreementKey::generate();
             self.volatile.pin_strikes += 1;
@@ -257,13 +297,19 @@ fn pin_hash(pin: &[u8]) -> [u8; 16] {
 
 fn store_pin(settings: &mut Settings, pin: &[u8]) {
     settings.pin_hash = Some(Zeroizing::new(pin_hash(pin)));
-    settings.pin_code_points = std::str::from_utf8(pin).map(|s| s.chars().count()).unwrap_or(pin.len()) as u8;
+    settings.pin_code_points = std::str::from_utf8(pin)
+        .map(|s| s.chars().count())
+        .unwrap_or(pin.len()) as u8;
     settings.pin_retries = MAX_PIN_RETRIES;
     settings.force_pin_change = false;
 }
 
 /// Decrypts newPinEnc, strips the zero padding and applies the PIN policy (§6.5.5.5).
-fn decrypt_new_pin(shared: &SharedSecret, new_pin_enc: &[u8], settings: &Settings) -> CtapResult<Zeroizing<Vec<u8>>> {
+fn decrypt_new_pin(
+    shared: &SharedSecret,
+    new_pin_enc: &[u8],
+    settings: &Settings,
+) -> CtapResult<Zeroizing<Vec<u8>>> {
     let expected = match shared.protocol() {
         PinProtocol::One => PADDED_PIN_LEN,
         PinProtocol::Two => 16 + PADDED_PIN_LEN,
@@ -288,7 +334,10 @@ fn check_pin_policy(pin: &[u8], settings: &Settings) -> CtapResult<()> {
     if pin.len() >= PADDED_PIN_LEN || pin.contains(&0) {
         return Err(CtapError::PinPolicyViolation);
     }
-    let code_points = std::str::from_utf8(pin).map_err(|_| CtapError::PinPolicyViolation)?.chars().count();
+    let code_points = std::str::from_utf8(pin)
+        .map_err(|_| CtapError::PinPolicyViolation)?
+        .chars()
+        .count();
     if code_points < settings.min_pin_length as usize {
         return Err(CtapError::PinPolicyViolation);
     }

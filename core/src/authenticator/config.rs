@@ -4,8 +4,8 @@ use crate::ctap::requests::{ConfigRequest, ConfigSubCommand as Sub};
 use crate::ctap::{CtapError, CtapResult};
 use crate::pin::PinProtocol;
 
-use crate::pin::Permissions;
 use super::{Authenticator, Reply};
+use crate::pin::Permissions;
 
 /// How many RP ids may receive the minPinLength extension.
 pub(crate) const MAX_MIN_PIN_LENGTH_RP_IDS: usize = 8;
@@ -25,7 +25,11 @@ impl Authenticator {
                 settings.enterprise_attestation = true;
             }
             Sub::ToggleAlwaysUv => settings.always_uv = !settings.always_uv,
-            Sub::SetMinPinLength { new_min_pin_length, rp_ids, force_change_pin } => {
+            Sub::SetMinPinLength {
+                new_min_pin_length,
+                rp_ids,
+                force_change_pin,
+            } => {
                 let new_len = match new_min_pin_length {
                     Some(n) => u8::try_from(n).map_err(|_| CtapError::PinPolicyViolation)?,
                     None => settings.min_pin_length,
@@ -44,7 +48,9 @@ impl Authenticator {
                     return Err(CtapError::PinNotSet);
                 }
                 settings.min_pin_length = new_len;
-                if force_change_pin || (settings.pin_hash.is_some() && settings.pin_code_points < new_len) {
+                if force_change_pin
+                    || (settings.pin_hash.is_some() && settings.pin_code_points < new_len)
+                {
                     settings.force_pin_change = true;
                 }
             }
@@ -55,11 +61,26 @@ impl Authenticator {
 
     /// pinUvAuthParam = authenticate(token, 32×0xff ‖ 0x0d ‖ uint8(subCommand) ‖ subCommandParams).
     fn check_config_token(&mut self, req: &ConfigRequest) -> CtapResult<()> {
-        let param = req.pin_uv_auth.param.as_ref().ok_or(CtapError::PuatRequired)?;
-        let protocol = PinProtocol::from_u64(req.pin_uv_auth.protocol.ok_or(CtapError::MissingParameter)?)?;
-        let message = [&[0xff; 32][..], &[0x0d, req.sub_command_byte], &req.params_bytes].concat();
+        let param = req
+            .pin_uv_auth
+            .param
+            .as_ref()
+            .ok_or(CtapError::PuatRequired)?;
+        let protocol = PinProtocol::from_u64(
+            req.pin_uv_auth
+                .protocol
+                .ok_or(CtapError::MissingParameter)?,
+        )?;
+        let message = [
+            &[0xff; 32][..],
+            &[0x0d, req.sub_command_byte],
+            &req.params_bytes,
+        ]
+        .concat();
         let token = &self.volatile.token;
-        if !token.verify(protocol, &message, param) || !token.has_permission(Permissions::AUTHENTICATOR_CONFIG) {
+        if !token.verify(protocol, &message, param)
+            || !token.has_permission(Permissions::AUTHENTICATOR_CONFIG)
+        {
             return Err(CtapError::PinAuthInvalid);
         }
         Ok(())

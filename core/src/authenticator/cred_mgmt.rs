@@ -8,8 +8,8 @@ use crate::ctap::{cbor, CtapError, CtapResult};
 use crate::pin::PinProtocol;
 use crate::store::{Credential, RelyingParty};
 
-use crate::pin::Permissions;
 use super::{Authenticator, Reply};
+use crate::pin::Permissions;
 use crate::store::MAX_DISCOVERABLE_CREDENTIALS;
 
 pub(crate) struct PendingRps(VecDeque<RelyingParty>);
@@ -39,45 +39,73 @@ impl Authenticator {
                 let total = rps.len() as u64;
                 let first = rps.pop_front().ok_or(CtapError::NoCredentials)?;
                 self.volatile.pending_rps = Some(PendingRps(rps));
-                CredMgmtResponse { total_rps: Some(total), ..rp_response(first) }
+                CredMgmtResponse {
+                    total_rps: Some(total),
+                    ..rp_response(first)
+                }
             }
             Sub::EnumerateRpsGetNextRp => {
-                let pending = self.volatile.pending_rps.as_mut().ok_or(CtapError::NotAllowed)?;
+                let pending = self
+                    .volatile
+                    .pending_rps
+                    .as_mut()
+                    .ok_or(CtapError::NotAllowed)?;
                 let next = pending.0.pop_front().ok_or(CtapError::NotAllowed)?;
                 rp_response(next)
             }
             Sub::EnumerateCredentialsBegin { rp_id_hash } => {
-                let mut creds: VecDeque<Credential> = self.store.credentials_for_rp(&rp_id_hash)?.into();
+                let mut creds: VecDeque<Credential> =
+                    self.store.credentials_for_rp(&rp_id_hash)?.into();
                 let first = creds.pop_front().ok_or(CtapError::NoCredentials)?;
                 if !self.volatile.token.bind_or_match_rp(&first.rp_id) {
                     return Err(CtapError::PinAuthInvalid);
                 }
                 let total = creds.len() as u64 + 1;
                 self.volatile.pending_credentials = Some(PendingCredentials(creds));
-                CredMgmtResponse { total_credentials: Some(total), ..credential_response(first)? }
+                CredMgmtResponse {
+                    total_credentials: Some(total),
+                    ..credential_response(first)?
+                }
             }
             Sub::EnumerateCredentialsGetNextCredential => {
-                let pending = self.volatile.pending_credentials.as_mut().ok_or(CtapError::NotAllowed)?;
+                let pending = self
+                    .volatile
+                    .pending_credentials
+                    .as_mut()
+                    .ok_or(CtapError::NotAllowed)?;
                 let next = pending.0.pop_front().ok_or(CtapError::NotAllowed)?;
                 credential_response(next)?
             }
             Sub::DeleteCredential { credential_id } => {
-                let cred = self.store.credential_by_id(&credential_id)?.ok_or(CtapError::NoCredentials)?;
+                let cred = self
+                    .store
+                    .credential_by_id(&credential_id)?
+                    .ok_or(CtapError::NoCredentials)?;
                 if !self.volatile.token.bind_or_match_rp(&cred.rp_id) {
                     return Err(CtapError::PinAuthInvalid);
                 }
                 self.store.delete_credential(&credential_id)?;
                 CredMgmtResponse::default()
             }
-            Sub::UpdateUserInformation { credential_id, user } => {
-                let cred = self.store.credential_by_id(&credential_id)?.ok_or(CtapError::NoCredentials)?;
+            Sub::UpdateUserInformation {
+                credential_id,
+                user,
+            } => {
+                let cred = self
+                    .store
+                    .credential_by_id(&credential_id)?
+                    .ok_or(CtapError::NoCredentials)?;
                 if !self.volatile.token.bind_or_match_rp(&cred.rp_id) {
                     return Err(CtapError::PinAuthInvalid);
                 }
                 if cred.user_id != user.id {
                     return Err(CtapError::InvalidParameter);
                 }
-                self.store.update_user(&credential_id, user.name.as_deref(), user.display_name.as_deref())?;
+                self.store.update_user(
+                    &credential_id,
+                    user.name.as_deref(),
+                    user.display_name.as_deref(),
+                )?;
                 CredMgmtResponse::default()
             }
         };
@@ -90,15 +118,29 @@ impl Authenticator {
 
     /// pinUvAuthParam = authenticate(token, subCommand ‖ subCommandParams) (§6.8.2).
     fn check_cm_token(&mut self, req: &CredMgmtRequest) -> CtapResult<()> {
-        let param = req.pin_uv_auth.param.as_ref().ok_or(CtapError::PuatRequired)?;
-        let protocol = PinProtocol::from_u64(req.pin_uv_auth.protocol.ok_or(CtapError::MissingParameter)?)?;
+        let param = req
+            .pin_uv_auth
+            .param
+            .as_ref()
+            .ok_or(CtapError::PuatRequired)?;
+        let protocol = PinProtocol::from_u64(
+            req.pin_uv_auth
+                .protocol
+                .ok_or(CtapError::MissingParameter)?,
+        )?;
         let message = [&[req.sub_command_byte][..], &req.params_bytes].concat();
         let token = &self.volatile.token;
-        if !token.verify(protocol, &message, param) || !token.has_permission(Permissions::CREDENTIAL_MANAGEMENT) {
+        if !token.verify(protocol, &message, param)
+            || !token.has_permission(Permissions::CREDENTIAL_MANAGEMENT)
+        {
             return Err(CtapError::PinAuthInvalid);
         }
         // Whole-authenticator views need a token not bound to one RP.
-        if matches!(req.sub_command, Sub::GetCredsMetadata | Sub::EnumerateRpsBegin) && token.rp_id().is_some() {
+        if matches!(
+            req.sub_command,
+            Sub::GetCredsMetadata | Sub::EnumerateRpsBegin
+        ) && token.rp_id().is_some()
+        {
             return Err(CtapError::PinAuthInvalid);
         }
         Ok(())
@@ -106,13 +148,22 @@ impl Authenticator {
 }
 
 fn rp_response(rp: RelyingParty) -> CredMgmtResponse {
-    CredMgmtResponse { rp: Some((rp.id, rp.name)), rp_id_hash: Some(rp.id_hash), ..Default::default() }
+    CredMgmtResponse {
+        rp: Some((rp.id, rp.name)),
+        rp_id_hash: Some(rp.id_hash),
+        ..Default::default()
+    }
 }
 
 fn credential_response(c: Credential) -> CtapResult<CredMgmtResponse> {
-    let key = crate::crypto::signing::PrivateKey::from_bytes(c.algorithm, &c.private_key).map_err(|_| CtapError::Other)?;
+    let key = crate::crypto::signing::PrivateKey::from_bytes(c.algorithm, &c.private_key)
+        .map_err(|_| CtapError::Other)?;
     Ok(CredMgmtResponse {
-        user: Some(UserInfo { id: c.user_id, name: c.user_name, display_name: c.user_display_name }),
+        user: Some(UserInfo {
+            id: c.user_id,
+            name: c.user_name,
+            display_name: c.user_display_name,
+        }),
         public_key: Some(cbor::decode(&key.cose_public_key())?),
         cred_protect: Some(c.cred_protect as u64),
         large_blob_key: c.large_blob_key.map(|k| k.to_vec()),

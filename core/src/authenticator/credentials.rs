@@ -31,7 +31,11 @@ pub(crate) struct Candidate {
 impl From<Credential> for Candidate {
     fn from(c: Credential) -> Self {
         Candidate {
-            user: Some(UserInfo { id: c.user_id, name: c.user_name, display_name: c.user_display_name }),
+            user: Some(UserInfo {
+                id: c.user_id,
+                name: c.user_name,
+                display_name: c.user_display_name,
+            }),
             id: c.id,
             algorithm: c.algorithm,
             private_key: c.private_key,
@@ -56,8 +60,13 @@ impl Candidate {
     pub fn cred_random(&self, user_verified: bool) -> Zeroizing<[u8; 32]> {
         let hk = Hkdf::<Sha256>::new(Some(b"pocketkey hmac-secret v1"), &self.private_key);
         let mut out = Zeroizing::new([0u8; 32]);
-        let info: &[u8] = if user_verified { b"with uv" } else { b"without uv" };
-        hk.expand(info, out.as_mut()).expect("32 bytes is a valid HKDF output length");
+        let info: &[u8] = if user_verified {
+            b"with uv"
+        } else {
+            b"without uv"
+        };
+        hk.expand(info, out.as_mut())
+            .expect("32 bytes is a valid HKDF output length");
         out
     }
 }
@@ -68,28 +77,40 @@ pub(crate) fn rp_id_hash(rp_id: &str) -> [u8; 32] {
 
 impl Authenticator {
     /// The credential a descriptor names for this RP, if it is ours.
-    pub(crate) fn find_credential(&self, rp_id_hash: &[u8; 32], descriptor: &CredentialDescriptor) -> CtapResult<Option<Candidate>> {
+    pub(crate) fn find_credential(
+        &self,
+        rp_id_hash: &[u8; 32],
+        descriptor: &CredentialDescriptor,
+    ) -> CtapResult<Option<Candidate>> {
         if let Some(c) = self.store.credential_by_id(&descriptor.id)? {
             return Ok((c.rp_id_hash == *rp_id_hash).then(|| c.into()));
         }
-        Ok(self.ids.unwrap(rp_id_hash, &descriptor.id).map(|w| Candidate {
-            id: descriptor.id.clone(),
-            algorithm: w.algorithm,
-            private_key: w.private_key,
-            cred_protect: w.cred_protect,
-            hmac_secret: w.hmac_secret,
-            cred_blob: w.cred_blob,
-            large_blob_key: None,
-            user: None,
-            backup_eligible: false,
-            backup_state: false,
-        }))
+        Ok(self
+            .ids
+            .unwrap(rp_id_hash, &descriptor.id)
+            .map(|w| Candidate {
+                id: descriptor.id.clone(),
+                algorithm: w.algorithm,
+                private_key: w.private_key,
+                cred_protect: w.cred_protect,
+                hmac_secret: w.hmac_secret,
+                cred_blob: w.cred_blob,
+                large_blob_key: None,
+                user: None,
+                backup_eligible: false,
+                backup_state: false,
+            }))
     }
 
     /// The first usable credential named by `list`, or every discoverable one of the RP when
     /// the list is empty, that may be used with or without user verification (credProtect,
     /// §12.1).
-    pub(crate) fn locate(&self, rp_id_hash: &[u8; 32], list: &[CredentialDescriptor], user_verified: bool) -> CtapResult<Vec<Candidate>> {
+    pub(crate) fn locate(
+        &self,
+        rp_id_hash: &[u8; 32],
+        list: &[CredentialDescriptor],
+        user_verified: bool,
+    ) -> CtapResult<Vec<Candidate>> {
         let mut found = Vec::new();
         if list.is_empty() {
             for c in self.store.credentials_for_rp(rp_id_hash)? {

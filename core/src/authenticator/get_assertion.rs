@@ -17,8 +17,8 @@ use crate::store::CredProtect;
 use super::auth_data::AuthData;
 use super::credentials::{rp_id_hash, Candidate};
 use super::user::{uv_error_in_request, Subject};
-use crate::pin::Permissions;
 use super::{Authenticator, Reply, RequestContext};
+use crate::pin::Permissions;
 
 /// GetNextAssertion must follow within 30 s (§6.3).
 const NEXT_ASSERTION_WINDOW: Duration = Duration::from_secs(30);
@@ -63,13 +63,18 @@ impl Authenticator {
         }
         let (mut user_verified, mut token_present) = (false, false);
         if has_token {
-            (user_verified, token_present) =
-                self.check_token(&req.pin_uv_auth, &req.client_data_hash, Permissions::GET_ASSERTION, &req.rp_id)?;
+            (user_verified, token_present) = self.check_token(
+                &req.pin_uv_auth,
+                &req.client_data_hash,
+                Permissions::GET_ASSERTION,
+                &req.rp_id,
+            )?;
         }
         let rp_hash = rp_id_hash(&req.rp_id);
         // Locate as if verification will succeed; ask the user once, after we know there is
         // something to sign with (a phone should not prompt for nothing).
-        let mut candidates = self.locate(&rp_hash, &req.allow_list, user_verified || uv_requested)?;
+        let mut candidates =
+            self.locate(&rp_hash, &req.allow_list, user_verified || uv_requested)?;
         if candidates.is_empty() {
             return Err(CtapError::NoCredentials);
         }
@@ -82,13 +87,20 @@ impl Authenticator {
                 rp_name: None,
                 user_name: single_user(&candidates).and_then(|u| u.name.clone()),
                 user_display_name: single_user(&candidates).and_then(|u| u.display_name.clone()),
-                accounts: if discoverable_choice { account_choices(&candidates) } else { vec![] },
+                accounts: if discoverable_choice {
+                    account_choices(&candidates)
+                } else {
+                    vec![]
+                },
             };
-            let gesture = self.ask_user(cx, Operation::SignIn, subject, uv_requested)
+            let gesture = self
+                .ask_user(cx, Operation::SignIn, subject, uv_requested)
                 .map_err(uv_error_in_request)?;
             user_verified |= gesture.verified;
             user_present = true;
-            chosen = gesture.account.filter(|i| discoverable_choice && *i < candidates.len());
+            chosen = gesture
+                .account
+                .filter(|i| discoverable_choice && *i < candidates.len());
         } else if up_requested {
             user_present = true;
         }
@@ -106,7 +118,9 @@ impl Authenticator {
             user_verified
                 || match c.cred_protect {
                     CredProtect::UserVerificationOptional => true,
-                    CredProtect::UserVerificationOptionalWithCredentialIdList => !req.allow_list.is_empty(),
+                    CredProtect::UserVerificationOptionalWithCredentialIdList => {
+                        !req.allow_list.is_empty()
+                    }
                     CredProtect::UserVerificationRequired => false,
                 }
         });
@@ -131,13 +145,21 @@ impl Authenticator {
         };
         let response = self.assert_one(&first, &ctx, number, selected)?;
         if number.is_some() && !queue.is_empty() {
-            self.volatile.pending_assertions = Some(PendingAssertions { remaining: queue, ctx, started: Instant::now() });
+            self.volatile.pending_assertions = Some(PendingAssertions {
+                remaining: queue,
+                ctx,
+                started: Instant::now(),
+            });
         }
         Ok(response)
     }
 
     pub(crate) fn get_next_assertion(&mut self) -> Reply {
-        let mut pending = self.volatile.pending_assertions.take().ok_or(CtapError::NotAllowed)?;
+        let mut pending = self
+            .volatile
+            .pending_assertions
+            .take()
+            .ok_or(CtapError::NotAllowed)?;
         if pending.started.elapsed() > NEXT_ASSERTION_WINDOW {
             return Err(CtapError::NotAllowed);
         }
@@ -150,11 +172,21 @@ impl Authenticator {
         Ok(response)
     }
 
-    fn assert_one(&mut self, cred: &Candidate, ctx: &AssertionContext, number: Option<u64>, selected: bool) -> Reply {
+    fn assert_one(
+        &mut self,
+        cred: &Candidate,
+        ctx: &AssertionContext,
+        number: Option<u64>,
+        selected: bool,
+    ) -> Reply {
         let text = |s: &str| Value::Text(s.to_string());
         let mut extensions = Vec::new();
         if ctx.extensions.cred_blob {
-            let blob = cred.cred_blob.as_ref().map(|b| b.to_vec()).unwrap_or_default();
+            let blob = cred
+                .cred_blob
+                .as_ref()
+                .map(|b| b.to_vec())
+                .unwrap_or_default();
             extensions.push((text("credBlob"), Value::Bytes(blob)));
         }
         if let (Some(input), true) = (&ctx.extensions.hmac_secret, cred.hmac_secret) {
@@ -173,7 +205,9 @@ impl Authenticator {
             extensions,
         }
         .to_bytes();
-        let signature = cred.key()?.sign(&[&auth_data[..], &ctx.client_data_hash].concat());
+        let signature = cred
+            .key()?
+            .sign(&[&auth_data[..], &ctx.client_data_hash].concat());
         let large_blob_key = if ctx.extensions.large_blob_key {
             cred.large_blob_key.as_ref().map(|k| k.to_vec())
         } else {
@@ -196,9 +230,17 @@ impl Authenticator {
 
     /// hmac-secret (CTAP 2.1 §12.5): HMAC-SHA-256(CredRandom, salt) for one or two salts,
     /// encrypted to the platform's shared secret.
-    fn hmac_secret(&self, cred: &Candidate, input: &HmacSecretInput, user_verified: bool) -> CtapResult<Vec<u8>> {
+    fn hmac_secret(
+        &self,
+        cred: &Candidate,
+        input: &HmacSecretInput,
+        user_verified: bool,
+    ) -> CtapResult<Vec<u8>> {
         let protocol = PinProtocol::from_u64(input.protocol)?;
-        let shared = self.volatile.key_agreement.decapsulate(protocol, &input.key_agreement)?;
+        let shared = self
+            .volatile
+            .key_agreement
+            .decapsulate(protocol, &input.key_agreement)?;
         if !shared.verify(&input.salt_enc, &input.salt_auth) {
             return Err(CtapError::PinAuthInvalid);
         }
@@ -209,7 +251,8 @@ impl Authenticator {
         let cred_random = cred.cred_random(user_verified);
         let mut out = zeroize::Zeroizing::new(Vec::with_capacity(salts.len()));
         for salt in salts.chunks(32) {
-            let mut mac = Hmac::<Sha256>::new_from_slice(cred_random.as_ref()).expect("any key length");
+            let mut mac =
+                Hmac::<Sha256>::new_from_slice(cred_random.as_ref()).expect("any key length");
             mac.update(salt);
             out.extend_from_slice(&mac.finalize().into_bytes());
         }
@@ -229,7 +272,11 @@ fn account_choices(candidates: &[Candidate]) -> Vec<AccountChoice> {
         .iter()
         .map(|c| {
             let u = c.user.clone().unwrap_or_default();
-            AccountChoice { user_name: u.name, display_name: u.display_name, user_id: u.id }
+            AccountChoice {
+                user_name: u.name,
+                display_name: u.display_name,
+                user_id: u.id,
+            }
         })
         .collect()
 }

@@ -37,7 +37,13 @@ impl Authenticator {
         let count = self.store.credential_count()?;
         Ok(GetInfoResponse {
             versions: vec!["U2F_V2", "FIDO_2_0", "FIDO_2_1"],
-            extensions: vec!["credBlob", "credProtect", "hmac-secret", "largeBlobKey", "minPinLength"],
+            extensions: vec![
+                "credBlob",
+                "credProtect",
+                "hmac-secret",
+                "largeBlobKey",
+                "minPinLength",
+            ],
             aaguid: self.config.aaguid,
             options,
             max_msg_size: self.config.max_msg_size as u64,
@@ -55,7 +61,9 @@ impl Authenticator {
             max_rp_ids_for_set_min_pin_length: MAX_MIN_PIN_LENGTH_RP_IDS as u64,
             preferred_platform_uv_attempts: 1,
             uv_modality: UV_MODALITY,
-            remaining_discoverable_credentials: MAX_DISCOVERABLE_CREDENTIALS.saturating_sub(count).into(),
+            remaining_discoverable_credentials: MAX_DISCOVERABLE_CREDENTIALS
+                .saturating_sub(count)
+                .into(),
         })
     }
 

@@ -8,8 +8,8 @@ use crate::ctap::responses::{large_blobs_config, ok_with};
 use crate::ctap::{CtapError, CtapResult};
 use crate::pin::PinProtocol;
 
-use crate::pin::Permissions;
 use super::{Authenticator, Reply};
+use crate::pin::Permissions;
 
 /// The most a serialized large-blob array may hold.
 pub(crate) const MAX_SERIALIZED_LARGE_BLOB_ARRAY: usize = 4096;
@@ -35,7 +35,10 @@ impl Authenticator {
     }
 
     fn large_blobs_get(&mut self, req: &LargeBlobsRequest, get: u64) -> Reply {
-        if req.length.is_some() || req.pin_uv_auth.param.is_some() || req.pin_uv_auth.protocol.is_some() {
+        if req.length.is_some()
+            || req.pin_uv_auth.param.is_some()
+            || req.pin_uv_auth.protocol.is_some()
+        {
             return Err(CtapError::InvalidParameter);
         }
         if get as usize > self.max_fragment() {
@@ -64,12 +67,19 @@ impl Authenticator {
             if length < 17 {
                 return Err(CtapError::InvalidParameter);
             }
-            self.volatile.large_blob_write = Some(PendingWrite { expected_length: length as usize, buffer: Vec::new() });
+            self.volatile.large_blob_write = Some(PendingWrite {
+                expected_length: length as usize,
+                buffer: Vec::new(),
+            });
         } else {
             if req.length.is_some() {
                 return Err(CtapError::InvalidParameter);
             }
-            let next = self.volatile.large_blob_write.as_ref().map(|w| w.buffer.len());
+            let next = self
+                .volatile
+                .large_blob_write
+                .as_ref()
+                .map(|w| w.buffer.len());
             if next != Some(offset) {
                 return Err(CtapError::InvalidSeq);
             }
@@ -77,7 +87,11 @@ impl Authenticator {
         if self.uv_configured()? {
             self.check_large_blob_token(req, offset, set)?;
         }
-        let write = self.volatile.large_blob_write.as_mut().ok_or(CtapError::InvalidSeq)?;
+        let write = self
+            .volatile
+            .large_blob_write
+            .as_mut()
+            .ok_or(CtapError::InvalidSeq)?;
         if offset + set.len() > write.expected_length {
             return Err(CtapError::InvalidParameter);
         }
@@ -94,9 +108,22 @@ impl Authenticator {
     }
 
     /// pinUvAuthParam = authenticate(token, 32×0xff ‖ h'0c00' ‖ uint32LE(offset) ‖ SHA-256(set)).
-    fn check_large_blob_token(&mut self, req: &LargeBlobsRequest, offset: usize, set: &[u8]) -> CtapResult<()> {
-        let param = req.pin_uv_auth.param.as_ref().ok_or(CtapError::PuatRequired)?;
-        let protocol = PinProtocol::from_u64(req.pin_uv_auth.protocol.ok_or(CtapError::MissingParameter)?)?;
+    fn check_large_blob_token(
+        &mut self,
+        req: &LargeBlobsRequest,
+        offset: usize,
+        set: &[u8],
+    ) -> CtapResult<()> {
+        let param = req
+            .pin_uv_auth
+            .param
+            .as_ref()
+            .ok_or(CtapError::PuatRequired)?;
+        let protocol = PinProtocol::from_u64(
+            req.pin_uv_auth
+                .protocol
+                .ok_or(CtapError::MissingParameter)?,
+        )?;
         let message = [
             &[0xff; 32][..],
             &[0x0c, 0x00],
@@ -105,7 +132,9 @@ impl Authenticator {
         ]
         .concat();
         let token = &self.volatile.token;
-        if !token.verify(protocol, &message, param) || !token.has_permission(Permissions::LARGE_BLOB_WRITE) {
+        if !token.verify(protocol, &message, param)
+            || !token.has_permission(Permissions::LARGE_BLOB_WRITE)
+        {
             return Err(CtapError::PinAuthInvalid);
         }
         Ok(())

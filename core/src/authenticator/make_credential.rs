@@ -16,8 +16,8 @@ use crate::store::{Algorithm, CredProtect, Credential, StoreError};
 use super::auth_data::{AttestedCredential, AuthData};
 use super::credentials::rp_id_hash;
 use super::user::{uv_error_in_request, Subject};
-use crate::pin::Permissions;
 use super::{now_unix, Authenticator, Reply, RequestContext};
+use crate::pin::Permissions;
 
 impl Authenticator {
     pub(crate) fn make_credential(&mut self, params: &[u8], cx: &RequestContext) -> Reply {
@@ -65,15 +65,24 @@ impl Authenticator {
         // Step 11: the token.
         let (mut user_verified, mut user_present) = (false, false);
         if has_token {
-            (user_verified, user_present) =
-                self.check_token(&req.pin_uv_auth, &req.client_data_hash, Permissions::MAKE_CREDENTIAL, &req.rp.id)?;
+            (user_verified, user_present) = self.check_token(
+                &req.pin_uv_auth,
+                &req.client_data_hash,
+                Permissions::MAKE_CREDENTIAL,
+                &req.rp.id,
+            )?;
         }
         // Step 12: excludeList.
         for d in &req.exclude_list {
             if let Some(c) = self.find_credential(&rp_hash, d)? {
-                let hidden = c.cred_protect == CredProtect::UserVerificationRequired && !(user_verified || uv_requested);
+                let hidden = c.cred_protect == CredProtect::UserVerificationRequired
+                    && !(user_verified || uv_requested);
                 if !hidden {
-                    let subject = Subject { rp_id: Some(req.rp.id.clone()), rp_name: req.rp.name.clone(), ..Default::default() };
+                    let subject = Subject {
+                        rp_id: Some(req.rp.id.clone()),
+                        rp_name: req.rp.name.clone(),
+                        ..Default::default()
+                    };
                     // Wait for presence so a page cannot silently probe which keys it knows.
                     let _ = self.ask_user(cx, Operation::Register, subject, false);
                     return Err(CtapError::CredentialExcluded);
@@ -97,7 +106,8 @@ impl Authenticator {
                 user_display_name: req.user.display_name.clone(),
                 accounts: vec![],
             };
-            let gesture = self.ask_user(cx, Operation::Register, subject, uv_requested)
+            let gesture = self
+                .ask_user(cx, Operation::Register, subject, uv_requested)
                 .map_err(uv_error_in_request)?;
             user_verified |= gesture.verified;
         }
@@ -110,7 +120,11 @@ impl Authenticator {
 
         // Step 15+: the credential.
         let key = PrivateKey::generate(algorithm);
-        let cred_blob = ext.cred_blob.as_ref().filter(|b| b.len() <= MAX_CRED_BLOB_LEN).cloned();
+        let cred_blob = ext
+            .cred_blob
+            .as_ref()
+            .filter(|b| b.len() <= MAX_CRED_BLOB_LEN)
+            .cloned();
         let large_blob_key = (rk && ext.large_blob_key).then(|| {
             let mut k = Zeroizing::new([0u8; 32]);
             OsRng.fill_bytes(k.as_mut());
@@ -163,13 +177,19 @@ impl Authenticator {
             extensions.push((text("credBlob"), Value::Bool(b.len() <= MAX_CRED_BLOB_LEN)));
         }
         if ext.cred_protect.is_some() {
-            extensions.push((text("credProtect"), Value::Integer((cred_protect as u8).into())));
+            extensions.push((
+                text("credProtect"),
+                Value::Integer((cred_protect as u8).into()),
+            ));
         }
         if ext.hmac_secret {
             extensions.push((text("hmac-secret"), Value::Bool(true)));
         }
         if ext.min_pin_length && settings.min_pin_length_rp_ids.contains(&req.rp.id) {
-            extensions.push((text("minPinLength"), Value::Integer(settings.min_pin_length.into())));
+            extensions.push((
+                text("minPinLength"),
+                Value::Integer(settings.min_pin_length.into()),
+            ));
         }
 
         let sign_count = self.store.next_sign_count()?;
@@ -191,16 +211,31 @@ impl Authenticator {
         .to_bytes();
 
         let (kind, ep_att) = self.attestation_kind(&req, &settings)?;
-        let statement = self.config.attestation.statement(kind, &auth_data, &req.client_data_hash, &key);
+        let statement =
+            self.config
+                .attestation
+                .statement(kind, &auth_data, &req.client_data_hash, &key);
         Ok(ok_with(
-            MakeCredentialResponse { fmt: statement.fmt, auth_data, att_stmt: statement.att_stmt, ep_att, large_blob_key }
-                .to_value(),
+            MakeCredentialResponse {
+                fmt: statement.fmt,
+                auth_data,
+                att_stmt: statement.att_stmt,
+                ep_att,
+                large_blob_key,
+            }
+            .to_value(),
         ))
     }
 
-    fn attestation_kind(&self, req: &MakeCredentialRequest, settings: &crate::store::Settings) -> CtapResult<(AttestationKind, bool)> {
+    fn attestation_kind(
+        &self,
+        req: &MakeCredentialRequest,
+        settings: &crate::store::Settings,
+    ) -> CtapResult<(AttestationKind, bool)> {
         if let Some(ep) = req.enterprise_attestation {
-            if settings.enterprise_attestation && self.config.attestation.enterprise_allowed(&req.rp.id, ep) {
+            if settings.enterprise_attestation
+                && self.config.attestation.enterprise_allowed(&req.rp.id, ep)
+            {
                 return Ok((AttestationKind::Enterprise, true));
             }
         }
@@ -216,4 +251,3 @@ impl Authenticator {
         Ok((AttestationKind::Batch, false))
     }
 }
-

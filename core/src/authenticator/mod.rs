@@ -133,12 +133,19 @@ pub struct Authenticator {
 
 impl std::fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Authenticator").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("Authenticator")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 
 impl Authenticator {
-    pub fn new(store: Store, master: &MasterKey, approver: Box<dyn Approver>, config: Config) -> Result<Self, StoreError> {
+    pub fn new(
+        store: Store,
+        master: &MasterKey,
+        approver: Box<dyn Approver>,
+        config: Config,
+    ) -> Result<Self, StoreError> {
         let salt = store.load_settings()?.wrap_salt;
         Ok(Self {
             store,

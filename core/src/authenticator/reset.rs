@@ -29,7 +29,10 @@ impl Authenticator {
         let salt = self.store.load_settings()?.wrap_salt;
         self.ids = CredentialIdSealer::new(&self.master, &salt);
         let boot = self.volatile.boot;
-        self.volatile = Volatile { boot, ..Volatile::new() };
+        self.volatile = Volatile {
+            boot,
+            ..Volatile::new()
+        };
         Ok(())
     }
 

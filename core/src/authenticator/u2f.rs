@@ -74,7 +74,13 @@ impl<'a> Apdu<'a> {
                 }
             }
         };
-        Ok(Self { cla, ins, p1, p2, data })
+        Ok(Self {
+            cla,
+            ins,
+            p1,
+            p2,
+            data,
+        })
     }
 }
 
@@ -184,7 +190,13 @@ impl Authenticator {
         let Ok(key) = PrivateKey::from_bytes(Algorithm::Es256, &wrapped.private_key) else {
             return status(sw::WRONG_DATA);
         };
-        let signed = [&application[..], &[presence], &counter.to_be_bytes(), challenge].concat();
+        let signed = [
+            &application[..],
+            &[presence],
+            &counter.to_be_bytes(),
+            challenge,
+        ]
+        .concat();
         let mut out = vec![presence];
         out.extend_from_slice(&counter.to_be_bytes());
         out.extend(key.sign(&signed));
@@ -201,9 +213,20 @@ mod tests {
         assert_eq!(Apdu::parse(&[0, 3, 0, 0]).unwrap().data, &[] as &[u8]);
         assert_eq!(Apdu::parse(&[0, 3, 0, 0, 0]).unwrap().data, &[] as &[u8]);
         assert_eq!(Apdu::parse(&[0, 1, 0, 0, 2, 9, 9]).unwrap().data, &[9, 9]);
-        assert_eq!(Apdu::parse(&[0, 1, 0, 0, 0, 0, 2, 9, 9]).unwrap().data, &[9, 9]);
-        assert_eq!(Apdu::parse(&[0, 1, 0, 0, 0, 0, 2, 9, 9, 0, 0]).unwrap().data, &[9, 9]);
-        assert_eq!(Apdu::parse(&[0, 1, 0, 0, 0, 0, 3, 9, 9]), Err(sw::WRONG_LENGTH));
+        assert_eq!(
+            Apdu::parse(&[0, 1, 0, 0, 0, 0, 2, 9, 9]).unwrap().data,
+            &[9, 9]
+        );
+        assert_eq!(
+            Apdu::parse(&[0, 1, 0, 0, 0, 0, 2, 9, 9, 0, 0])
+                .unwrap()
+                .data,
+            &[9, 9]
+        );
+        assert_eq!(
+            Apdu::parse(&[0, 1, 0, 0, 0, 0, 3, 9, 9]),
+            Err(sw::WRONG_LENGTH)
+        );
         assert_eq!(Apdu::parse(&[0, 1, 0]), Err(sw::WRONG_LENGTH));
         assert_eq!(Apdu::parse(&[0, 1, 0, 0, 5, 1]), Err(sw::WRONG_LENGTH));
     }

@@ -31,7 +31,13 @@ pub(crate) struct Subject {
 impl Authenticator {
     /// Asks the user and maps a refusal to its CTAP status. `verify` asks for built-in UV;
     /// a failed verification counts against uvRetries (CTAP 2.1 §6.5.5.7.3 semantics).
-    pub(crate) fn ask_user(&mut self, cx: &RequestContext, operation: Operation, subject: Subject, verify: bool) -> CtapResult<Gesture> {
+    pub(crate) fn ask_user(
+        &mut self,
+        cx: &RequestContext,
+        operation: Operation,
+        subject: Subject,
+        verify: bool,
+    ) -> CtapResult<Gesture> {
         if verify {
             let mut settings = self.store.load_settings()?;
             if settings.uv_retries == 0 {
@@ -44,12 +50,20 @@ impl Authenticator {
                         settings.uv_retries = MAX_UV_RETRIES;
                         self.store.save_settings(&settings)?;
                     }
-                    Ok(Gesture { present: true, verified: true, account })
+                    Ok(Gesture {
+                        present: true,
+                        verified: true,
+                        account,
+                    })
                 }
                 ApprovalOutcome::VerificationFailed => {
                     settings.uv_retries = settings.uv_retries.saturating_sub(1);
                     self.store.save_settings(&settings)?;
-                    Err(if settings.uv_retries == 0 { CtapError::UvBlocked } else { CtapError::UvInvalid })
+                    Err(if settings.uv_retries == 0 {
+                        CtapError::UvBlocked
+                    } else {
+                        CtapError::UvInvalid
+                    })
                 }
                 // Approved without being verified where verification was required.
                 ApprovalOutcome::Present { .. } => Err(CtapError::OperationDenied),
@@ -57,14 +71,28 @@ impl Authenticator {
             }
         } else {
             match self.ask(cx, operation, subject, false) {
-                ApprovalOutcome::Present { account } => Ok(Gesture { present: true, verified: false, account }),
-                ApprovalOutcome::Verified { account } => Ok(Gesture { present: true, verified: false, account }),
+                ApprovalOutcome::Present { account } => Ok(Gesture {
+                    present: true,
+                    verified: false,
+                    account,
+                }),
+                ApprovalOutcome::Verified { account } => Ok(Gesture {
+                    present: true,
+                    verified: false,
+                    account,
+                }),
                 other => Err(refusal(other)),
             }
         }
     }
 
-    fn ask(&mut self, cx: &RequestContext, operation: Operation, subject: Subject, verify: bool) -> ApprovalOutcome {
+    fn ask(
+        &mut self,
+        cx: &RequestContext,
+        operation: Operation,
+        subject: Subject,
+        verify: bool,
+    ) -> ApprovalOutcome {
         if cx.cancel.is_cancelled() {
             return ApprovalOutcome::Cancelled;
         }
@@ -85,7 +113,13 @@ impl Authenticator {
     /// Checks a makeCredential/getAssertion pinUvAuthParam over the clientDataHash against the
     /// current token (CTAP 2.1 §6.1.2 step 11, §6.2.2 step 9). Returns whether the token
     /// carries user verification and whether its user-present flag is still fresh.
-    pub(crate) fn check_token(&mut self, auth: &PinUvAuth, client_data_hash: &[u8; 32], permission: u8, rp_id: &str) -> CtapResult<(bool, bool)> {
+    pub(crate) fn check_token(
+        &mut self,
+        auth: &PinUvAuth,
+        client_data_hash: &[u8; 32],
+        permission: u8,
+        rp_id: &str,
+    ) -> CtapResult<(bool, bool)> {
         let (param, protocol) = match (&auth.param, auth.protocol) {
             (Some(p), Some(v)) => (p, PinProtocol::from_u64(v)?),
             (Some(_), None) => return Err(CtapError::MissingParameter),
@@ -105,14 +139,24 @@ impl Authenticator {
     /// pinUvAuthParam is a platform asking "touch to pick this authenticator" — wait for
     /// presence, then say whether a PIN is set; any other pinUvAuthParam needs a supported
     /// protocol.
-    pub(crate) fn pin_uv_preamble(&mut self, auth: &PinUvAuth, cx: &RequestContext) -> CtapResult<()> {
+    pub(crate) fn pin_uv_preamble(
+        &mut self,
+        auth: &PinUvAuth,
+        cx: &RequestContext,
+    ) -> CtapResult<()> {
         match &auth.param {
             Some(p) if p.is_empty() => {
                 self.ask_user(cx, Operation::Select, Subject::default(), false)?;
                 let pin_set = self.store.load_settings()?.pin_hash.is_some();
-                Err(if pin_set { CtapError::PinInvalid } else { CtapError::PinNotSet })
+                Err(if pin_set {
+                    CtapError::PinInvalid
+                } else {
+                    CtapError::PinNotSet
+                })
             }
-            Some(_) => PinProtocol::from_u64(auth.protocol.ok_or(CtapError::MissingParameter)?).map(|_| ()),
+            Some(_) => {
+                PinProtocol::from_u64(auth.protocol.ok_or(CtapError::MissingParameter)?).map(|_| ())
+            }
             None => Ok(()),
         }
     }
@@ -141,4 +185,3 @@ pub(crate) fn refusal(outcome: ApprovalOutcome) -> CtapError {
         _ => CtapError::OperationDenied,
     }
 }
-

@@ -63,7 +63,9 @@ impl Sealer {
         let mut key = Zeroizing::new([0u8; 32]);
         hk.expand(purpose.info(), key.as_mut())
             .expect("32 bytes is a valid HKDF-SHA256 output length");
-        Self { cipher: ChaCha20Poly1305::new(Key::from_slice(key.as_ref())) }
+        Self {
+            cipher: ChaCha20Poly1305::new(Key::from_slice(key.as_ref())),
+        }
     }
 
     /// Encrypts `plaintext`, binding `aad` (not stored) into the tag.
@@ -73,7 +75,13 @@ impl Sealer {
         let full_aad = [&[SEAL_VERSION][..], aad].concat();
         let ct = self
             .cipher
-            .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad: &full_aad })
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: &full_aad,
+                },
+            )
             .expect("ChaCha20-Poly1305 encryption cannot fail for in-memory buffers");
         let mut out = Vec::with_capacity(OVERHEAD + plaintext.len());
         out.push(SEAL_VERSION);
@@ -93,7 +101,13 @@ impl Sealer {
         let (nonce, ct) = sealed[1..].split_at(NONCE_LEN);
         let full_aad = [&[SEAL_VERSION][..], aad].concat();
         self.cipher
-            .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad: &full_aad })
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: ct,
+                    aad: &full_aad,
+                },
+            )
             .map(Zeroizing::new)
             .map_err(|_| SealError::Unauthentic)
     }
@@ -121,7 +135,9 @@ mod tests {
         let blob = s.seal(b"secret", b"ctx");
         assert_eq!(s.open(&blob, b"other").unwrap_err(), SealError::Unauthentic);
         assert_eq!(
-            sealer(Purpose::CredentialId).open(&blob, b"ctx").unwrap_err(),
+            sealer(Purpose::CredentialId)
+                .open(&blob, b"ctx")
+                .unwrap_err(),
             SealError::Unauthentic
         );
         let mut bad = blob.clone();
@@ -130,6 +146,9 @@ mod tests {
         bad = blob.clone();
         bad[0] = 9;
         assert_eq!(s.open(&bad, b"ctx").unwrap_err(), SealError::UnknownVersion);
-        assert_eq!(s.open(&blob[..10], b"ctx").unwrap_err(), SealError::Malformed);
+        assert_eq!(
+            s.open(&blob[..10], b"ctx").unwrap_err(),
+            SealError::Malformed
+        );
     }
 }

@@ -3,8 +3,8 @@
 
 use coset::iana;
 use coset::{CborSerializable, CoseKeyBuilder};
-use ed25519_dalek::Signer;
 use ecdsa::hazmat::SignPrimitive;
+use ed25519_dalek::Signer;
 use p256::elliptic_curve::sec1::ToEncodedPoint;
 use rand_core::OsRng;
 use sha2::{Digest, Sha256};

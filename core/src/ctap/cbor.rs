@@ -48,7 +48,10 @@ pub fn canonical(value: Value) -> Value {
                 .collect();
             keyed.sort_by(|(a, ..), (b, ..)| {
                 let major = |e: &[u8]| e.first().map(|b| b >> 5);
-                major(a).cmp(&major(b)).then(a.len().cmp(&b.len())).then(a.cmp(b))
+                major(a)
+                    .cmp(&major(b))
+                    .then(a.len().cmp(&b.len()))
+                    .then(a.cmp(b))
             });
             Value::Map(keyed.into_iter().map(|(_, k, v)| (k, v)).collect())
         }
@@ -192,7 +195,13 @@ mod tests {
         };
         assert_eq!(
             keys,
-            vec![int(3), int(24), int(-1), Value::Text("a".into()), Value::Text("bb".into())]
+            vec![
+                int(3),
+                int(24),
+                int(-1),
+                Value::Text("a".into()),
+                Value::Text("bb".into())
+            ]
         );
     }
 

@@ -4,7 +4,7 @@ pub mod status;
 
 pub use status::{CtapError, CtapResult};
 pub mod cbor;
-pub mod requests;
-pub mod responses;
 #[cfg(test)]
 mod proptests;
+pub mod requests;
+pub mod responses;

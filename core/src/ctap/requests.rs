@@ -100,12 +100,15 @@ fn truncate_utf8(mut s: String, max: usize) -> String {
 }
 
 fn opt_text(v: Option<Value>) -> CtapResult<Option<String>> {
-    v.map(|v| as_text(v).map(|s| truncate_utf8(s, MAX_STRING_BYTES))).transpose()
+    v.map(|v| as_text(v).map(|s| truncate_utf8(s, MAX_STRING_BYTES)))
+        .transpose()
 }
 
 /// A 32-byte hash field (clientDataHash, rpIdHash).
 fn hash32(v: Value) -> CtapResult<[u8; 32]> {
-    as_bytes(v)?.try_into().map_err(|_| CtapError::InvalidLength)
+    as_bytes(v)?
+        .try_into()
+        .map_err(|_| CtapError::InvalidLength)
 }
 
 /// PublicKeyCredentialRpEntity.
@@ -141,7 +144,11 @@ impl UserEntity {
         }
         let name = opt_text(m.take_text("name"))?;
         let display_name = opt_text(m.take_text("displayName"))?;
-        Ok(Self { id, name, display_name })
+        Ok(Self {
+            id,
+            name,
+            display_name,
+        })
     }
 }
 
@@ -224,7 +231,11 @@ impl MakeCredentialExtensions {
             .take_text("credProtect")
             .map(|v| as_uint(v).map(|n| u8::try_from(n).unwrap_or(0)))
             .transpose()?;
-        let hmac_secret = m.take_text("hmac-secret").map(as_bool).transpose()?.unwrap_or(false);
+        let hmac_secret = m
+            .take_text("hmac-secret")
+            .map(as_bool)
+            .transpose()?
+            .unwrap_or(false);
         let cred_blob = m.take_text("credBlob").map(as_bytes).transpose()?;
         let large_blob_key = match m.take_text("largeBlobKey").map(as_bool).transpose()? {
             // CTAP 2.1 §12.3: the only valid value is true.
@@ -232,8 +243,18 @@ impl MakeCredentialExtensions {
             Some(true) => true,
             None => false,
         };
-        let min_pin_length = m.take_text("minPinLength").map(as_bool).transpose()?.unwrap_or(false);
-        Ok(Self { cred_protect, hmac_secret, cred_blob, large_blob_key, min_pin_length })
+        let min_pin_length = m
+            .take_text("minPinLength")
+            .map(as_bool)
+            .transpose()?
+            .unwrap_or(false);
+        Ok(Self {
+            cred_protect,
+            hmac_secret,
+            cred_blob,
+            large_blob_key,
+            min_pin_length,
+        })
     }
 }
 
@@ -271,18 +292,31 @@ impl MakeCredentialRequest {
                 algorithms.push(alg);
             }
         }
-        let exclude_list = m.take(k::EXCLUDE_LIST).map(credential_list).transpose()?.unwrap_or_default();
+        let exclude_list = m
+            .take(k::EXCLUDE_LIST)
+            .map(credential_list)
+            .transpose()?
+            .unwrap_or_default();
         let extensions = m
             .take(k::EXTENSIONS)
             .map(MakeCredentialExtensions::parse)
             .transpose()?
             .unwrap_or_default();
-        let options = m.take(k::OPTIONS).map(Options::parse).transpose()?.unwrap_or_default();
+        let options = m
+            .take(k::OPTIONS)
+            .map(Options::parse)
+            .transpose()?
+            .unwrap_or_default();
         let pin_uv_auth = PinUvAuth::take(&mut m, k::PIN_UV_AUTH_PARAM, k::PIN_UV_AUTH_PROTOCOL)?;
         let enterprise_attestation = m.take(k::ENTERPRISE_ATTESTATION).map(as_uint).transpose()?;
         let attestation_formats_preference = m
             .take(k::ATTESTATION_FORMATS_PREFERENCE)
-            .map(|v| as_array(v)?.into_iter().map(as_text).collect::<CtapResult<Vec<_>>>())
+            .map(|v| {
+                as_array(v)?
+                    .into_iter()
+                    .map(as_text)
+                    .collect::<CtapResult<Vec<_>>>()
+            })
             .transpose()?;
         Ok(Self {
             client_data_hash,
@@ -316,8 +350,17 @@ impl HmacSecretInput {
         let salt_enc = as_bytes(m.require(k::SALT_ENC)?)?;
         let salt_auth = as_bytes(m.require(k::SALT_AUTH)?)?;
         // Absent means protocol 1 (CTAP 2.0 platforms).
-        let protocol = m.take(k::PIN_UV_AUTH_PROTOCOL).map(as_uint).transpose()?.unwrap_or(1);
-        Ok(Self { key_agreement, salt_enc, salt_auth, protocol })
+        let protocol = m
+            .take(k::PIN_UV_AUTH_PROTOCOL)
+            .map(as_uint)
+            .transpose()?
+            .unwrap_or(1);
+        Ok(Self {
+            key_agreement,
+            salt_enc,
+            salt_auth,
+            protocol,
+        })
     }
 }
 
@@ -331,14 +374,25 @@ pub struct GetAssertionExtensions {
 impl GetAssertionExtensions {
     fn parse(v: Value) -> CtapResult<Self> {
         let mut m = MapReader::new(v)?;
-        let hmac_secret = m.take_text("hmac-secret").map(HmacSecretInput::parse).transpose()?;
-        let cred_blob = m.take_text("credBlob").map(as_bool).transpose()?.unwrap_or(false);
+        let hmac_secret = m
+            .take_text("hmac-secret")
+            .map(HmacSecretInput::parse)
+            .transpose()?;
+        let cred_blob = m
+            .take_text("credBlob")
+            .map(as_bool)
+            .transpose()?
+            .unwrap_or(false);
         let large_blob_key = match m.take_text("largeBlobKey").map(as_bool).transpose()? {
             Some(false) => return Err(CtapError::InvalidOption),
             Some(true) => true,
             None => false,
         };
-        Ok(Self { hmac_secret, cred_blob, large_blob_key })
+        Ok(Self {
+            hmac_secret,
+            cred_blob,
+            large_blob_key,
+        })
     }
 }
 
@@ -359,15 +413,30 @@ impl GetAssertionRequest {
         let mut m = MapReader::new(decode(bytes)?)?;
         let rp_id = as_text(m.require(k::RP_ID)?)?;
         let client_data_hash = hash32(m.require(k::CLIENT_DATA_HASH)?)?;
-        let allow_list = m.take(k::ALLOW_LIST).map(credential_list).transpose()?.unwrap_or_default();
+        let allow_list = m
+            .take(k::ALLOW_LIST)
+            .map(credential_list)
+            .transpose()?
+            .unwrap_or_default();
         let extensions = m
             .take(k::EXTENSIONS)
             .map(GetAssertionExtensions::parse)
             .transpose()?
             .unwrap_or_default();
-        let options = m.take(k::OPTIONS).map(Options::parse).transpose()?.unwrap_or_default();
+        let options = m
+            .take(k::OPTIONS)
+            .map(Options::parse)
+            .transpose()?
+            .unwrap_or_default();
         let pin_uv_auth = PinUvAuth::take(&mut m, k::PIN_UV_AUTH_PARAM, k::PIN_UV_AUTH_PROTOCOL)?;
-        Ok(Self { rp_id, client_data_hash, allow_list, extensions, options, pin_uv_auth })
+        Ok(Self {
+            rp_id,
+            client_data_hash,
+            allow_list,
+            extensions,
+            options,
+            pin_uv_auth,
+        })
     }
 }
 
@@ -438,16 +507,26 @@ pub enum CredMgmtSubCommand {
     GetCredsMetadata,
     EnumerateRpsBegin,
     EnumerateRpsGetNextRp,
-    EnumerateCredentialsBegin { rp_id_hash: [u8; 32] },
+    EnumerateCredentialsBegin {
+        rp_id_hash: [u8; 32],
+    },
     EnumerateCredentialsGetNextCredential,
-    DeleteCredential { credential_id: Vec<u8> },
-    UpdateUserInformation { credential_id: Vec<u8>, user: UserEntity },
+    DeleteCredential {
+        credential_id: Vec<u8>,
+    },
+    UpdateUserInformation {
+        credential_id: Vec<u8>,
+        user: UserEntity,
+    },
 }
 
 impl CredMgmtSubCommand {
     /// Whether the command needs a pinUvAuthParam (all but the two "GetNext" continuations).
     pub fn needs_auth(&self) -> bool {
-        !matches!(self, Self::EnumerateRpsGetNextRp | Self::EnumerateCredentialsGetNextCredential)
+        !matches!(
+            self,
+            Self::EnumerateRpsGetNextRp | Self::EnumerateCredentialsGetNextCredential
+        )
     }
 }
 
@@ -497,7 +576,12 @@ impl CredMgmtRequest {
             }
             _ => return Err(CtapError::InvalidSubcommand),
         };
-        Ok(Self { sub_command, sub_command_byte: sub as u8, params_bytes, pin_uv_auth })
+        Ok(Self {
+            sub_command,
+            sub_command_byte: sub as u8,
+            params_bytes,
+            pin_uv_auth,
+        })
     }
 }
 
@@ -506,7 +590,11 @@ impl CredMgmtRequest {
 pub enum ConfigSubCommand {
     EnableEnterpriseAttestation,
     ToggleAlwaysUv,
-    SetMinPinLength { new_min_pin_length: Option<u64>, rp_ids: Option<Vec<String>>, force_change_pin: bool },
+    SetMinPinLength {
+        new_min_pin_length: Option<u64>,
+        rp_ids: Option<Vec<String>>,
+        force_change_pin: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -537,16 +625,33 @@ impl ConfigRequest {
                 let new_min_pin_length = pm.take(p::NEW_MIN_PIN_LENGTH).map(as_uint).transpose()?;
                 let rp_ids = pm
                     .take(p::MIN_PIN_LENGTH_RP_IDS)
-                    .map(|v| as_array(v)?.into_iter().map(as_text).collect::<CtapResult<Vec<_>>>())
+                    .map(|v| {
+                        as_array(v)?
+                            .into_iter()
+                            .map(as_text)
+                            .collect::<CtapResult<Vec<_>>>()
+                    })
                     .transpose()?;
-                let force_change_pin =
-                    pm.take(p::FORCE_CHANGE_PIN).map(as_bool).transpose()?.unwrap_or(false);
-                ConfigSubCommand::SetMinPinLength { new_min_pin_length, rp_ids, force_change_pin }
+                let force_change_pin = pm
+                    .take(p::FORCE_CHANGE_PIN)
+                    .map(as_bool)
+                    .transpose()?
+                    .unwrap_or(false);
+                ConfigSubCommand::SetMinPinLength {
+                    new_min_pin_length,
+                    rp_ids,
+                    force_change_pin,
+                }
             }
             // 0xFF vendorPrototype and anything else: not supported.
             _ => return Err(CtapError::InvalidSubcommand),
         };
-        Ok(Self { sub_command, sub_command_byte: sub as u8, params_bytes, pin_uv_auth })
+        Ok(Self {
+            sub_command,
+            sub_command_byte: sub as u8,
+            params_bytes,
+            pin_uv_auth,
+        })
     }
 }
 

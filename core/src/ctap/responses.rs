@@ -44,12 +44,22 @@ impl GetInfoResponse {
             .put(int(0x03), bytes(self.aaguid.to_vec()))
             .put(
                 int(0x04),
-                Value::Map(self.options.iter().map(|(k, v)| (text(*k), Value::Bool(*v))).collect()),
+                Value::Map(
+                    self.options
+                        .iter()
+                        .map(|(k, v)| (text(*k), Value::Bool(*v)))
+                        .collect(),
+                ),
             )
             .put(int(0x05), self.max_msg_size)
             .put(
                 int(0x06),
-                Value::Array(self.pin_uv_auth_protocols.iter().map(|p| (*p).into()).collect()),
+                Value::Array(
+                    self.pin_uv_auth_protocols
+                        .iter()
+                        .map(|p| (*p).into())
+                        .collect(),
+                ),
             )
             .put(int(0x07), self.max_credential_count_in_list)
             .put(int(0x08), self.max_credential_id_length)
@@ -60,7 +70,10 @@ impl GetInfoResponse {
                     self.algorithms
                         .iter()
                         .map(|a| {
-                            MapBuilder::new().put(text("alg"), int(*a)).put(text("type"), text("public-key")).build()
+                            MapBuilder::new()
+                                .put(text("alg"), int(*a))
+                                .put(text("type"), text("public-key"))
+                                .build()
                         })
                         .collect(),
                 ),
@@ -121,7 +134,10 @@ impl UserInfo {
 }
 
 pub fn credential_descriptor(id: &[u8]) -> Value {
-    MapBuilder::new().put(text("id"), bytes(id.to_vec())).put(text("type"), text("public-key")).build()
+    MapBuilder::new()
+        .put(text("id"), bytes(id.to_vec()))
+        .put(text("type"), text("public-key"))
+        .build()
 }
 
 /// authenticatorGetAssertion / GetNextAssertion response (CTAP 2.1 §6.2).
@@ -143,7 +159,10 @@ impl GetAssertionResponse {
             .put(int(0x01), credential_descriptor(&self.credential_id))
             .put(int(0x02), bytes(self.auth_data.clone()))
             .put(int(0x03), bytes(self.signature.clone()))
-            .put_opt(int(0x04), self.user.as_ref().map(|(u, names)| u.to_value(*names)))
+            .put_opt(
+                int(0x04),
+                self.user.as_ref().map(|(u, names)| u.to_value(*names)),
+            )
             .put_opt(int(0x05), self.number_of_credentials)
             .put_opt(int(0x06), self.user_selected.then_some(true))
             .put_opt(int(0x07), self.large_blob_key.clone().map(bytes))
@@ -193,17 +212,26 @@ impl CredMgmtResponse {
     pub fn to_value(&self) -> Value {
         MapBuilder::new()
             .put_opt(int(0x01), self.existing_resident_credentials_count)
-            .put_opt(int(0x02), self.max_possible_remaining_resident_credentials_count)
+            .put_opt(
+                int(0x02),
+                self.max_possible_remaining_resident_credentials_count,
+            )
             .put_opt(
                 int(0x03),
                 self.rp.clone().map(|(id, name)| {
-                    MapBuilder::new().put(text("id"), text(id)).put_opt(text("name"), name.map(text)).build()
+                    MapBuilder::new()
+                        .put(text("id"), text(id))
+                        .put_opt(text("name"), name.map(text))
+                        .build()
                 }),
             )
             .put_opt(int(0x04), self.rp_id_hash.map(|h| bytes(h.to_vec())))
             .put_opt(int(0x05), self.total_rps)
             .put_opt(int(0x06), self.user.as_ref().map(|u| u.to_value(true)))
-            .put_opt(int(0x07), self.credential_id.as_deref().map(credential_descriptor))
+            .put_opt(
+                int(0x07),
+                self.credential_id.as_deref().map(credential_descriptor),
+            )
             .put_opt(int(0x08), self.public_key.clone())
             .put_opt(int(0x09), self.total_credentials)
             .put_opt(int(0x0A), self.cred_protect)

@@ -64,7 +64,9 @@ impl Default for KeyAgreementKey {
 
 impl KeyAgreementKey {
     pub fn generate() -> Self {
-        Self { secret: p256::SecretKey::random(&mut OsRng) }
+        Self {
+            secret: p256::SecretKey::random(&mut OsRng),
+        }
     }
 
     /// The public key as a COSE_Key with alg -25 (ECDH-ES+HKDF-256), as getKeyAgreement returns.
@@ -75,8 +77,14 @@ impl KeyAgreementKey {
             .put(int(1), int(2))
             .put(int(3), int(-25))
             .put(int(-1), int(1))
-            .put(int(-2), Value::Bytes(point.x().expect("uncompressed").to_vec()))
-            .put(int(-3), Value::Bytes(point.y().expect("uncompressed").to_vec()))
+            .put(
+                int(-2),
+                Value::Bytes(point.x().expect("uncompressed").to_vec()),
+            )
+            .put(
+                int(-3),
+                Value::Bytes(point.y().expect("uncompressed").to_vec()),
+            )
             .build()
     }
 
@@ -95,11 +103,17 @@ impl KeyAgreementKey {
             }
             PinProtocol::Two => {
                 let hk = Hkdf::<Sha256>::new(Some(&[0u8; 32]), z);
-                hk.expand(b"CTAP2 HMAC key", hmac_key.as_mut()).expect("valid length");
-                hk.expand(b"CTAP2 AES key", aes_key.as_mut()).expect("valid length");
+                hk.expand(b"CTAP2 HMAC key", hmac_key.as_mut())
+                    .expect("valid length");
+                hk.expand(b"CTAP2 AES key", aes_key.as_mut())
+                    .expect("valid length");
             }
         }
-        Ok(SharedSecret { protocol, hmac_key, aes_key })
+        Ok(SharedSecret {
+            protocol,
+            hmac_key,
+            aes_key,
+        })
     }
 }
 
@@ -167,7 +181,8 @@ impl SharedSecret {
 
     /// verify(shared secret, message, signature), with the protocol's HMAC key.
     pub fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
-        self.protocol.verify(self.hmac_key.as_ref(), message, signature)
+        self.protocol
+            .verify(self.hmac_key.as_ref(), message, signature)
     }
 
     pub fn authenticate(&self, message: &[u8]) -> Vec<u8> {
@@ -234,13 +249,24 @@ mod tests {
             .put(int(-2), Value::Bytes(vec![1; 32]))
             .put(int(-3), Value::Bytes(vec![1; 32]))
             .build();
-        assert_eq!(ka.decapsulate(PinProtocol::Two, &bad).err(), Some(CtapError::InvalidParameter));
+        assert_eq!(
+            ka.decapsulate(PinProtocol::Two, &bad).err(),
+            Some(CtapError::InvalidParameter)
+        );
         assert_eq!(
             ka.decapsulate(PinProtocol::Two, &Value::Map(vec![])).err(),
             Some(CtapError::MissingParameter)
         );
-        let shared = ka.decapsulate(PinProtocol::Two, &ka.cose_public_key()).unwrap();
-        assert_eq!(shared.decrypt(&[0; 20]).err(), Some(CtapError::InvalidParameter));
-        assert_eq!(shared.decrypt(&[0; 15]).err(), Some(CtapError::InvalidParameter));
+        let shared = ka
+            .decapsulate(PinProtocol::Two, &ka.cose_public_key())
+            .unwrap();
+        assert_eq!(
+            shared.decrypt(&[0; 20]).err(),
+            Some(CtapError::InvalidParameter)
+        );
+        assert_eq!(
+            shared.decrypt(&[0; 15]).err(),
+            Some(CtapError::InvalidParameter)
+        );
     }
 }

@@ -55,7 +55,10 @@ impl PinUvAuthToken {
     pub fn new() -> Self {
         let mut secret = Zeroizing::new([0u8; 32]);
         OsRng.fill_bytes(secret.as_mut());
-        Self { secret, in_use: None }
+        Self {
+            secret,
+            in_use: None,
+        }
     }
 
     /// resetPinUvAuthToken: a new secret, not in use.
@@ -68,8 +71,20 @@ impl PinUvAuthToken {
     }
 
     /// beginUsingPinUvAuthToken.
-    pub fn begin_using(&mut self, permissions: Permissions, rp_id: Option<String>, user_present: bool, user_verified: bool) {
-        self.in_use = Some(InUse { permissions, rp_id, issued: Instant::now(), user_present, user_verified });
+    pub fn begin_using(
+        &mut self,
+        permissions: Permissions,
+        rp_id: Option<String>,
+        user_present: bool,
+        user_verified: bool,
+    ) {
+        self.in_use = Some(InUse {
+            permissions,
+            rp_id,
+            issued: Instant::now(),
+            user_present,
+            user_verified,
+        });
     }
 
     /// stopUsingPinUvAuthToken.
@@ -78,7 +93,9 @@ impl PinUvAuthToken {
     }
 
     fn current(&self) -> Option<&InUse> {
-        self.in_use.as_ref().filter(|s| s.issued.elapsed() < TOKEN_LIFETIME)
+        self.in_use
+            .as_ref()
+            .filter(|s| s.issued.elapsed() < TOKEN_LIFETIME)
     }
 
     pub fn is_in_use(&self) -> bool {
@@ -114,7 +131,8 @@ impl PinUvAuthToken {
 
     /// getUserPresentFlagValue: true only within the user-present time limit.
     pub fn user_present(&self) -> bool {
-        self.current().is_some_and(|s| s.user_present && s.issued.elapsed() < USER_PRESENT_LIFETIME)
+        self.current()
+            .is_some_and(|s| s.user_present && s.issued.elapsed() < USER_PRESENT_LIFETIME)
     }
 
     pub fn user_verified(&self) -> bool {
@@ -148,7 +166,11 @@ mod tests {
     #[test]
     fn permissions_rp_binding_and_flags() {
         let mut t = PinUvAuthToken::new();
-        assert!(!t.verify(PinProtocol::Two, b"m", &PinProtocol::Two.authenticate(t.secret(), b"m")));
+        assert!(!t.verify(
+            PinProtocol::Two,
+            b"m",
+            &PinProtocol::Two.authenticate(t.secret(), b"m")
+        ));
         t.begin_using(Permissions(Permissions::MAKE_CREDENTIAL), None, true, true);
         let tag = PinProtocol::Two.authenticate(t.secret(), b"m");
         assert!(t.verify(PinProtocol::Two, b"m", &tag));

@@ -224,7 +224,8 @@ mod tests {
         migrate_with(&mut conn, &sealer(), &[v1_initial]).unwrap();
         migrate_with(&mut conn, &sealer(), &[v1_initial, v2_add_column]).unwrap();
         assert_eq!(user_version(&conn).unwrap(), 2);
-        conn.execute("UPDATE store_meta SET note = 'x'", []).unwrap();
+        conn.execute("UPDATE store_meta SET note = 'x'", [])
+            .unwrap();
         // The v1-only build now refuses this database.
         match migrate_with(&mut conn, &sealer(), &[v1_initial]) {
             Err(StoreError::SchemaTooNew { found: 2, known: 1 }) => {}
@@ -246,10 +247,17 @@ mod tests {
     #[test]
     fn foreign_sqlite_file_is_refused() {
         let mut conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch("CREATE TABLE t (x); PRAGMA user_version = 1;").unwrap();
-        assert!(matches!(migrate(&mut conn, &sealer()), Err(StoreError::Corrupt(_))));
+        conn.execute_batch("CREATE TABLE t (x); PRAGMA user_version = 1;")
+            .unwrap();
+        assert!(matches!(
+            migrate(&mut conn, &sealer()),
+            Err(StoreError::Corrupt(_))
+        ));
         let mut conn = Connection::open_in_memory().unwrap();
         conn.execute_batch("CREATE TABLE t (x);").unwrap();
-        assert!(matches!(migrate(&mut conn, &sealer()), Err(StoreError::Corrupt(_))));
+        assert!(matches!(
+            migrate(&mut conn, &sealer()),
+            Err(StoreError::Corrupt(_))
+        ));
     }
 }

@@ -48,8 +48,11 @@ pub(super) const CREDENTIALS_FOR_RP_SQL: &str = concat!(
     credential_columns!(),
     " FROM credentials WHERE rp_id_hash = ?1 ORDER BY seq DESC"
 );
-const CREDENTIAL_BY_ID_SQL: &str =
-    concat!("SELECT ", credential_columns!(), " FROM credentials WHERE id = ?1");
+const CREDENTIAL_BY_ID_SQL: &str = concat!(
+    "SELECT ",
+    credential_columns!(),
+    " FROM credentials WHERE id = ?1"
+);
 const INSERT_CREDENTIAL_SQL: &str = concat!(
     "INSERT INTO credentials (seq, ",
     credential_columns!(),
@@ -113,7 +116,12 @@ impl Store {
     }
 
     fn open_memory(master: &MasterKey, max_credentials: u32) -> Result<Self, StoreError> {
-        Self::init(Connection::open_in_memory()?, master, max_credentials, false)
+        Self::init(
+            Connection::open_in_memory()?,
+            master,
+            max_credentials,
+            false,
+        )
     }
 
     fn init(
@@ -145,7 +153,11 @@ impl Store {
 
         let sealer = Sealer::new(master, Purpose::Store);
         schema::migrate(&mut conn, &sealer)?;
-        let mut store = Self { conn, sealer, max_credentials };
+        let mut store = Self {
+            conn,
+            sealer,
+            max_credentials,
+        };
         store.check_master_key()?;
         store.ensure_settings()?;
         Ok(store)
@@ -156,11 +168,15 @@ impl Store {
     fn check_master_key(&self) -> Result<(), StoreError> {
         let sealed: Vec<u8> = self
             .conn
-            .query_row("SELECT key_check FROM store_meta WHERE id = 0", [], |r| r.get(0))
+            .query_row("SELECT key_check FROM store_meta WHERE id = 0", [], |r| {
+                r.get(0)
+            })
             .map_err(|_| StoreError::Corrupt("the key check is missing".into()))?;
         let opened = self.open_secret(&sealed, schema::KEY_CHECK_AAD)?;
         if &opened[..] != schema::KEY_CHECK_PLAINTEXT {
-            return Err(StoreError::Corrupt("the key check holds something else".into()));
+            return Err(StoreError::Corrupt(
+                "the key check holds something else".into(),
+            ));
         }
         Ok(())
     }
@@ -175,7 +191,11 @@ impl Store {
                  force_pin_change, always_uv, enterprise_attestation, label, wrap_salt \
                  FROM settings WHERE id = 0",
             )?
-            .query_row([], |r| (0..10).map(|i| r.get::<_, Value>(i)).collect::<Result<Vec<_>, _>>())
+            .query_row([], |r| {
+                (0..10)
+                    .map(|i| r.get::<_, Value>(i))
+                    .collect::<Result<Vec<_>, _>>()
+            })
             .optional()?;
         // The row is written when the store is created and by every reset; defaults here would
         // hand out a different random wrap_salt on every call.
@@ -229,7 +249,9 @@ impl Store {
     }
 
     pub fn save_settings(&mut self, settings: &Settings) -> Result<(), StoreError> {
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         write_settings(&tx, &self.sealer, settings)?;
         tx.commit()?;
         Ok(())
@@ -241,7 +263,9 @@ impl Store {
         if settings_exist(&self.conn)? {
             return Ok(());
         }
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         if !settings_exist(&tx)? {
             write_settings(&tx, &self.sealer, &Settings::default())?;
         }
@@ -253,7 +277,9 @@ impl Store {
     ///
     /// The first value is 1. At `u32::MAX` the counter stays there instead of wrapping.
     pub fn next_sign_count(&mut self) -> Result<u32, StoreError> {
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let value: Option<i64> = tx
             .prepare_cached(
                 "UPDATE sign_counter SET value = min(value + 1, 4294967295) WHERE id = 0 \
@@ -304,15 +330,21 @@ impl Store {
             cred.backup_eligible,
             cred.backup_state,
         );
-        let sealed_key = self.sealer.seal(&cred.private_key, &binding.aad("private_key"));
-        let sealed_blob =
-            cred.cred_blob.as_ref().map(|b| self.sealer.seal(b, &binding.aad("cred_blob")));
+        let sealed_key = self
+            .sealer
+            .seal(&cred.private_key, &binding.aad("private_key"));
+        let sealed_blob = cred
+            .cred_blob
+            .as_ref()
+            .map(|b| self.sealer.seal(b, &binding.aad("cred_blob")));
         let sealed_lbk = cred
             .large_blob_key
             .as_ref()
             .map(|k| self.sealer.seal(&k[..], &binding.aad("large_blob_key")));
 
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let replaced = tx
             .prepare_cached("DELETE FROM credentials WHERE rp_id_hash = ?1 AND user_id = ?2")?
             .execute(params![&cred.rp_id_hash[..], cred.user_id])?
@@ -373,7 +405,10 @@ impl Store {
 
     /// Returns whether a credential was deleted.
     pub fn delete_credential(&mut self, id: &[u8]) -> Result<bool, StoreError> {
-        let n = self.conn.prepare_cached("DELETE FROM credentials WHERE id = ?1")?.execute([id])?;
+        let n = self
+            .conn
+            .prepare_cached("DELETE FROM credentials WHERE id = ?1")?
+            .execute([id])?;
         Ok(n > 0)
     }
 
@@ -411,7 +446,12 @@ impl Store {
             let count = r.get::<_, i64>(4)?;
             let credential_count = u32::try_from(count)
                 .map_err(|_| StoreError::Corrupt(format!("credential count {count} is invalid")))?;
-            out.push(RelyingParty { id, id_hash, name, credential_count });
+            out.push(RelyingParty {
+                id,
+                id_hash,
+                name,
+                credential_count,
+            });
         }
         Ok(out)
     }
@@ -445,19 +485,25 @@ impl Store {
     /// authenticatorReset: deletes every credential, the PIN and settings, and the large-blob
     /// array. The signature counter keeps its value (it must never go backwards).
     pub fn reset(&mut self) -> Result<(), StoreError> {
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute_batch("DELETE FROM credentials; DELETE FROM large_blob;")?;
         // Fresh defaults, including a new wrap_salt: old credential IDs stop opening.
         write_settings(&tx, &self.sealer, &Settings::default())?;
         tx.commit()?;
         // Best effort: copy the (securely deleted) pages into the database and empty the WAL,
         // so old page images with the deleted RP ids and user names do not linger in it.
-        let _ = self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+        let _ = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
         Ok(())
     }
 
     fn open_secret(&self, sealed: &[u8], aad: &[u8]) -> Result<Zeroizing<Vec<u8>>, StoreError> {
-        self.sealer.open(sealed, aad).map_err(|_| StoreError::Unseal)
+        self.sealer
+            .open(sealed, aad)
+            .map_err(|_| StoreError::Unseal)
     }
 
     fn decode_credential(&self, raw: Vec<Value>) -> Result<Credential, StoreError> {
@@ -503,8 +549,9 @@ impl Store {
                 private_key.len()
             )));
         }
-        let cred_blob =
-            sealed_blob.map(|s| self.open_secret(&s, &binding.aad("cred_blob"))).transpose()?;
+        let cred_blob = sealed_blob
+            .map(|s| self.open_secret(&s, &binding.aad("cred_blob")))
+            .transpose()?;
         let large_blob_key = match sealed_lbk {
             None => None,
             Some(s) => {
@@ -541,10 +588,18 @@ impl Store {
 #[cfg(unix)]
 fn create_private_file(path: &Path) -> Result<(), StoreError> {
     use std::os::unix::fs::OpenOptionsExt;
-    match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(StoreError::Database(format!("cannot create {}: {e}", path.display()))),
+        Err(e) => Err(StoreError::Database(format!(
+            "cannot create {}: {e}",
+            path.display()
+        ))),
     }
 }
 
@@ -572,12 +627,16 @@ impl<'c> ReadSnapshot<'c> {
 
 impl Drop for ReadSnapshot<'_> {
     fn drop(&mut self) {
-        let _ = self.0.execute_batch("ROLLBACK TO store_read; RELEASE store_read");
+        let _ = self
+            .0
+            .execute_batch("ROLLBACK TO store_read; RELEASE store_read");
     }
 }
 
 fn settings_exist(conn: &Connection) -> Result<bool, StoreError> {
-    Ok(conn.prepare_cached("SELECT 1 FROM settings WHERE id = 0")?.exists([])?)
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM settings WHERE id = 0")?
+        .exists([])?)
 }
 
 /// Replaces the settings row and its rp id list (inside the caller's transaction).
@@ -586,8 +645,10 @@ fn write_settings(
     sealer: &Sealer,
     settings: &Settings,
 ) -> Result<(), StoreError> {
-    let sealed_pin =
-        settings.pin_hash.as_ref().map(|h| sealer.seal(&h[..], &settings_aad("pin_hash")));
+    let sealed_pin = settings
+        .pin_hash
+        .as_ref()
+        .map(|h| sealer.seal(&h[..], &settings_aad("pin_hash")));
     conn.prepare_cached(
         "INSERT INTO settings (id, pin_hash, pin_code_points, pin_retries, uv_retries, \
          min_pin_length, force_pin_change, always_uv, enterprise_attestation, label, wrap_salt) \
@@ -611,7 +672,8 @@ fn write_settings(
         settings.label,
         &settings.wrap_salt[..],
     ])?;
-    conn.prepare_cached("DELETE FROM min_pin_length_rp_ids")?.execute([])?;
+    conn.prepare_cached("DELETE FROM min_pin_length_rp_ids")?
+        .execute([])?;
     let mut insert =
         conn.prepare_cached("INSERT INTO min_pin_length_rp_ids (position, rp_id) VALUES (?1, ?2)")?;
     for (position, rp_id) in settings.min_pin_length_rp_ids.iter().enumerate() {
@@ -631,7 +693,9 @@ fn count_credentials(conn: &Connection) -> Result<u32, StoreError> {
 
 /// The columns of one credential row, undecoded (decoding errors become `Corrupt`).
 fn raw_credential(row: &rusqlite::Row<'_>) -> rusqlite::Result<Vec<Value>> {
-    (0..CREDENTIAL_COLUMN_COUNT).map(|i| row.get::<_, Value>(i)).collect()
+    (0..CREDENTIAL_COLUMN_COUNT)
+        .map(|i| row.get::<_, Value>(i))
+        .collect()
 }
 
 /// What a credential's sealed fields are bound to: the row's identity and the attributes
@@ -720,7 +784,9 @@ fn boolean(v: Value, column: &str) -> Result<bool, StoreError> {
     match integer(v, column)? {
         0 => Ok(false),
         1 => Ok(true),
-        other => Err(StoreError::Corrupt(format!("{column} is {other}, not a boolean"))),
+        other => Err(StoreError::Corrupt(format!(
+            "{column} is {other}, not a boolean"
+        ))),
     }
 }
 

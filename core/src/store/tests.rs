@@ -79,11 +79,16 @@ fn ids(creds: &[Credential]) -> Vec<Vec<u8>> {
 #[test]
 fn credential_round_trips_every_field() {
     let mut store = memory();
-    let mut cases =
-        vec![bare("a.example", b"u1", b"id-bare"), full("a.example", b"u2", b"id-full")];
+    let mut cases = vec![
+        bare("a.example", b"u1", b"id-bare"),
+        full("a.example", b"u2", b"id-full"),
+    ];
     // Each combination of the enum and flag fields, with the optional fields mixed.
     for (i, (alg, cp)) in [
-        (Algorithm::Es256, CredProtect::UserVerificationOptionalWithCredentialIdList),
+        (
+            Algorithm::Es256,
+            CredProtect::UserVerificationOptionalWithCredentialIdList,
+        ),
         (Algorithm::EdDsa, CredProtect::UserVerificationOptional),
         (Algorithm::Es256, CredProtect::UserVerificationRequired),
     ]
@@ -123,9 +128,15 @@ fn credential_round_trips_every_field() {
 #[test]
 fn insert_replaces_credential_of_same_rp_and_user() {
     let mut store = memory();
-    store.insert_credential(&full("a.example", b"user", b"old")).unwrap();
-    store.insert_credential(&bare("a.example", b"other user", b"x")).unwrap();
-    store.insert_credential(&bare("b.example", b"user", b"y")).unwrap();
+    store
+        .insert_credential(&full("a.example", b"user", b"old"))
+        .unwrap();
+    store
+        .insert_credential(&bare("a.example", b"other user", b"x"))
+        .unwrap();
+    store
+        .insert_credential(&bare("b.example", b"user", b"y"))
+        .unwrap();
     assert_eq!(store.credential_count().unwrap(), 3);
 
     let new = bare("a.example", b"user", b"new");
@@ -154,20 +165,38 @@ fn insert_replaces_credential_of_same_rp_and_user() {
 fn credentials_for_rp_lists_newest_first() {
     let mut store = memory();
     for i in 0..5u8 {
-        store.insert_credential(&bare("a.example", &[i], &[i])).unwrap();
-        store.insert_credential(&bare("b.example", &[i], &[100 + i])).unwrap();
+        store
+            .insert_credential(&bare("a.example", &[i], &[i]))
+            .unwrap();
+        store
+            .insert_credential(&bare("b.example", &[i], &[100 + i]))
+            .unwrap();
     }
     // Created-at plays no part: order is insertion order.
     store
-        .insert_credential(&Credential { created_at: -1, ..bare("a.example", &[9], &[9]) })
+        .insert_credential(&Credential {
+            created_at: -1,
+            ..bare("a.example", &[9], &[9])
+        })
         .unwrap();
     let a = store.credentials_for_rp(&rp_hash("a.example")).unwrap();
-    assert_eq!(ids(&a), vec![vec![9], vec![4], vec![3], vec![2], vec![1], vec![0]]);
+    assert_eq!(
+        ids(&a),
+        vec![vec![9], vec![4], vec![3], vec![2], vec![1], vec![0]]
+    );
     store.delete_credential(&[9]).unwrap();
-    store.insert_credential(&bare("a.example", &[7], &[7])).unwrap();
+    store
+        .insert_credential(&bare("a.example", &[7], &[7]))
+        .unwrap();
     let a = store.credentials_for_rp(&rp_hash("a.example")).unwrap();
-    assert_eq!(ids(&a), vec![vec![7], vec![4], vec![3], vec![2], vec![1], vec![0]]);
-    assert!(store.credentials_for_rp(&rp_hash("c.example")).unwrap().is_empty());
+    assert_eq!(
+        ids(&a),
+        vec![vec![7], vec![4], vec![3], vec![2], vec![1], vec![0]]
+    );
+    assert!(store
+        .credentials_for_rp(&rp_hash("c.example"))
+        .unwrap()
+        .is_empty());
 }
 
 #[test]
@@ -175,15 +204,21 @@ fn delete_update_user_relying_parties_and_count() {
     let mut store = memory();
     assert!(store.relying_parties().unwrap().is_empty());
     assert_eq!(store.credential_count().unwrap(), 0);
-    store.insert_credential(&full("zeta.example", b"u1", b"z1")).unwrap();
-    store.insert_credential(&bare("alpha.example", b"u1", b"a1")).unwrap();
+    store
+        .insert_credential(&full("zeta.example", b"u1", b"z1"))
+        .unwrap();
+    store
+        .insert_credential(&bare("alpha.example", b"u1", b"a1"))
+        .unwrap();
     store
         .insert_credential(&Credential {
             rp_name: Some("Alpha".into()),
             ..bare("alpha.example", b"u2", b"a2")
         })
         .unwrap();
-    store.insert_credential(&bare("mid.example", b"u1", b"m1")).unwrap();
+    store
+        .insert_credential(&bare("mid.example", b"u1", b"m1"))
+        .unwrap();
 
     let rps = store.relying_parties().unwrap();
     assert_eq!(
@@ -210,15 +245,25 @@ fn delete_update_user_relying_parties_and_count() {
         ]
     );
 
-    assert!(store.update_user(b"a1", Some("new name"), Some("New Display")).unwrap());
+    assert!(store
+        .update_user(b"a1", Some("new name"), Some("New Display"))
+        .unwrap());
     let a1 = store.credential_by_id(b"a1").unwrap().unwrap();
     assert_eq!(a1.user_name.as_deref(), Some("new name"));
     assert_eq!(a1.user_display_name.as_deref(), Some("New Display"));
-    assert_eq!(a1.private_key, bare("", b"", b"").private_key, "other fields untouched");
+    assert_eq!(
+        a1.private_key,
+        bare("", b"", b"").private_key,
+        "other fields untouched"
+    );
     assert!(store.update_user(b"z1", None, None).unwrap());
     let z1 = store.credential_by_id(b"z1").unwrap().unwrap();
     assert_eq!((z1.user_name, z1.user_display_name), (None, None));
-    assert_eq!(z1.cred_blob, full("", b"", b"").cred_blob, "secrets survive an update");
+    assert_eq!(
+        z1.cred_blob,
+        full("", b"", b"").cred_blob,
+        "secrets survive an update"
+    );
     assert!(!store.update_user(b"missing", Some("x"), None).unwrap());
 
     assert!(store.delete_credential(b"a2").unwrap());
@@ -234,8 +279,10 @@ fn delete_update_user_relying_parties_and_count() {
     assert_eq!(rps[0].name, None, "a1 is now the newest alpha credential");
     assert_eq!(store.credential_count().unwrap(), 2);
     // The O(1) count kept by triggers agrees with the table.
-    let rows: u32 =
-        store.connection().query_row("SELECT count(*) FROM credentials", [], |r| r.get(0)).unwrap();
+    let rows: u32 = store
+        .connection()
+        .query_row("SELECT count(*) FROM credentials", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(rows, 2);
 }
 
@@ -243,7 +290,9 @@ fn delete_update_user_relying_parties_and_count() {
 fn full_limit_refuses_new_credentials_but_allows_replacing() {
     let mut store = Store::open_in_memory_with_limit(&key(1), 3).unwrap();
     for i in 0..3u8 {
-        store.insert_credential(&bare("a.example", &[i], &[i])).unwrap();
+        store
+            .insert_credential(&bare("a.example", &[i], &[i]))
+            .unwrap();
     }
     assert!(matches!(
         store.insert_credential(&bare("a.example", &[3], &[3])),
@@ -255,11 +304,15 @@ fn full_limit_refuses_new_credentials_but_allows_replacing() {
     ));
     assert_eq!(store.credential_count().unwrap(), 3);
     // Replacing an existing (rp, user) credential does not grow the store.
-    store.insert_credential(&bare("a.example", &[1], &[0x11])).unwrap();
+    store
+        .insert_credential(&bare("a.example", &[1], &[0x11]))
+        .unwrap();
     assert_eq!(store.credential_by_id(&[1]).unwrap(), None);
     assert_eq!(store.credential_count().unwrap(), 3);
     store.delete_credential(&[0]).unwrap();
-    store.insert_credential(&bare("a.example", &[3], &[3])).unwrap();
+    store
+        .insert_credential(&bare("a.example", &[3], &[3]))
+        .unwrap();
     assert_eq!(store.credential_count().unwrap(), 3);
     assert_eq!(MAX_DISCOVERABLE_CREDENTIALS, 250_000);
 }
@@ -267,8 +320,14 @@ fn full_limit_refuses_new_credentials_but_allows_replacing() {
 #[test]
 fn private_key_of_wrong_length_is_refused() {
     let mut store = memory();
-    let c = Credential { private_key: Zeroizing::new(vec![1; 31]), ..bare("a", b"u", b"i") };
-    assert!(matches!(store.insert_credential(&c), Err(StoreError::Corrupt(_))));
+    let c = Credential {
+        private_key: Zeroizing::new(vec![1; 31]),
+        ..bare("a", b"u", b"i")
+    };
+    assert!(matches!(
+        store.insert_credential(&c),
+        Err(StoreError::Corrupt(_))
+    ));
     assert_eq!(store.credential_count().unwrap(), 0);
 }
 
@@ -299,7 +358,10 @@ fn custom_settings() -> Settings {
 
 /// Whether `s` is `Settings::default()` apart from its random wrap_salt.
 fn is_default(s: &Settings) -> bool {
-    *s == Settings { wrap_salt: s.wrap_salt, ..Settings::default() }
+    *s == Settings {
+        wrap_salt: s.wrap_salt,
+        ..Settings::default()
+    }
 }
 
 #[test]
@@ -307,7 +369,11 @@ fn settings_round_trip() {
     let mut store = memory();
     let fresh = store.load_settings().unwrap();
     assert!(is_default(&fresh), "{fresh:?}");
-    assert_eq!(store.load_settings().unwrap().wrap_salt, fresh.wrap_salt, "salt is stable");
+    assert_eq!(
+        store.load_settings().unwrap().wrap_salt,
+        fresh.wrap_salt,
+        "salt is stable"
+    );
     let s = custom_settings();
     store.save_settings(&s).unwrap();
     assert_eq!(store.load_settings().unwrap(), s);
@@ -329,7 +395,10 @@ fn settings_round_trip() {
 #[test]
 fn large_blob_round_trip() {
     let mut store = memory();
-    assert_eq!(store.load_large_blob_array().unwrap(), EMPTY_LARGE_BLOB_ARRAY);
+    assert_eq!(
+        store.load_large_blob_array().unwrap(),
+        EMPTY_LARGE_BLOB_ARRAY
+    );
     let big: Vec<u8> = (0..4096u32).map(|i| (i * 31 % 251) as u8).collect();
     store.save_large_blob_array(&big).unwrap();
     assert_eq!(store.load_large_blob_array().unwrap(), big);
@@ -363,10 +432,16 @@ fn counter_is_monotonic_and_saturates() {
 #[test]
 fn reset_clears_everything_but_the_counter() {
     let mut store = memory();
-    store.insert_credential(&full("a.example", b"u", b"1")).unwrap();
-    store.insert_credential(&full("b.example", b"u", b"2")).unwrap();
+    store
+        .insert_credential(&full("a.example", b"u", b"1"))
+        .unwrap();
+    store
+        .insert_credential(&full("b.example", b"u", b"2"))
+        .unwrap();
     store.save_settings(&custom_settings()).unwrap();
-    store.save_large_blob_array(b"\x81\x01 and a checksum..").unwrap();
+    store
+        .save_large_blob_array(b"\x81\x01 and a checksum..")
+        .unwrap();
     for _ in 0..7 {
         store.next_sign_count().unwrap();
     }
@@ -376,12 +451,21 @@ fn reset_clears_everything_but_the_counter() {
     assert_eq!(store.credential_by_id(b"1").unwrap(), None);
     let after = store.load_settings().unwrap();
     assert!(is_default(&after), "{after:?}");
-    assert_ne!(after.wrap_salt, custom_settings().wrap_salt, "reset renews the wrap salt");
-    assert_eq!(store.load_large_blob_array().unwrap(), EMPTY_LARGE_BLOB_ARRAY);
+    assert_ne!(
+        after.wrap_salt,
+        custom_settings().wrap_salt,
+        "reset renews the wrap salt"
+    );
+    assert_eq!(
+        store.load_large_blob_array().unwrap(),
+        EMPTY_LARGE_BLOB_ARRAY
+    );
     assert_eq!(store.sign_count().unwrap(), 7);
     assert_eq!(store.next_sign_count().unwrap(), 8);
     // The store works normally afterwards.
-    store.insert_credential(&full("a.example", b"u", b"1")).unwrap();
+    store
+        .insert_credential(&full("a.example", b"u", b"1"))
+        .unwrap();
     assert_eq!(store.credential_count().unwrap(), 1);
 }
 
@@ -426,14 +510,20 @@ fn reopen_from_disk_keeps_everything() {
     assert_eq!(store.load_settings().unwrap(), custom_settings());
     assert_eq!(store.load_large_blob_array().unwrap(), b"blob array");
     assert_eq!(store.next_sign_count().unwrap(), 43);
-    let journal: String =
-        store.connection().pragma_query_value(None, "journal_mode", |r| r.get(0)).unwrap();
+    let journal: String = store
+        .connection()
+        .pragma_query_value(None, "journal_mode", |r| r.get(0))
+        .unwrap();
     assert_eq!(journal, "wal");
-    let sync: i64 =
-        store.connection().pragma_query_value(None, "synchronous", |r| r.get(0)).unwrap();
+    let sync: i64 = store
+        .connection()
+        .pragma_query_value(None, "synchronous", |r| r.get(0))
+        .unwrap();
     assert_eq!(sync, 2, "synchronous=FULL");
-    let fk: i64 =
-        store.connection().pragma_query_value(None, "foreign_keys", |r| r.get(0)).unwrap();
+    let fk: i64 = store
+        .connection()
+        .pragma_query_value(None, "foreign_keys", |r| r.get(0))
+        .unwrap();
     assert_eq!(fk, 1);
 }
 
@@ -444,7 +534,10 @@ fn open_creates_file_but_not_directories() {
     drop(Store::open(&path, &key(1)).unwrap());
     assert!(path.exists());
     let nested = dir.path().join("missing-dir").join("store.sqlite");
-    assert!(matches!(Store::open(&nested, &key(1)), Err(StoreError::Database(_))));
+    assert!(matches!(
+        Store::open(&nested, &key(1)),
+        Err(StoreError::Database(_))
+    ));
 }
 
 #[cfg(unix)]
@@ -453,7 +546,9 @@ fn database_files_are_owner_only() {
     use std::os::unix::fs::PermissionsExt;
     let (dir, path) = temp_db();
     let mut store = Store::open(&path, &key(1)).unwrap();
-    store.insert_credential(&full("a.example", b"u", b"1")).unwrap();
+    store
+        .insert_credential(&full("a.example", b"u", b"1"))
+        .unwrap();
     let mut checked = 0;
     for entry in std::fs::read_dir(dir.path()).unwrap() {
         let entry = entry.unwrap();
@@ -467,7 +562,11 @@ fn database_files_are_owner_only() {
 #[test]
 fn wrap_salt_is_persistent_and_renewed_by_reset() {
     let (_dir, path) = temp_db();
-    let first = Store::open(&path, &key(1)).unwrap().load_settings().unwrap().wrap_salt;
+    let first = Store::open(&path, &key(1))
+        .unwrap()
+        .load_settings()
+        .unwrap()
+        .wrap_salt;
     let mut store = Store::open(&path, &key(1)).unwrap();
     assert_eq!(store.load_settings().unwrap().wrap_salt, first);
     assert_eq!(store.load_settings().unwrap().wrap_salt, first);
@@ -475,7 +574,14 @@ fn wrap_salt_is_persistent_and_renewed_by_reset() {
     let renewed = store.load_settings().unwrap().wrap_salt;
     assert_ne!(renewed, first);
     drop(store);
-    assert_eq!(Store::open(&path, &key(1)).unwrap().load_settings().unwrap().wrap_salt, renewed);
+    assert_eq!(
+        Store::open(&path, &key(1))
+            .unwrap()
+            .load_settings()
+            .unwrap()
+            .wrap_salt,
+        renewed
+    );
     // Two stores never share a salt.
     assert_ne!(
         memory().load_settings().unwrap().wrap_salt,
@@ -489,8 +595,10 @@ fn migrates_an_empty_file() {
     std::fs::File::create(&path).unwrap();
     assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
     let mut store = Store::open(&path, &key(1)).unwrap();
-    let version: u32 =
-        store.connection().pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+    let version: u32 = store
+        .connection()
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
     assert_eq!(version, LATEST_VERSION);
     store.insert_credential(&bare("a", b"u", b"i")).unwrap();
     assert!(is_default(&store.load_settings().unwrap()));
@@ -502,7 +610,8 @@ fn newer_schema_is_refused() {
     let (_dir, path) = temp_db();
     drop(Store::open(&path, &key(1)).unwrap());
     let conn = rusqlite::Connection::open(&path).unwrap();
-    conn.pragma_update(None, "user_version", LATEST_VERSION + 1).unwrap();
+    conn.pragma_update(None, "user_version", LATEST_VERSION + 1)
+        .unwrap();
     drop(conn);
     match Store::open(&path, &key(1)) {
         Err(StoreError::SchemaTooNew { found, known }) => {
@@ -516,9 +625,13 @@ fn newer_schema_is_refused() {
 fn foreign_database_file_is_refused() {
     let (_dir, path) = temp_db();
     let conn = rusqlite::Connection::open(&path).unwrap();
-    conn.execute_batch("CREATE TABLE notes (body TEXT); INSERT INTO notes VALUES ('hi');").unwrap();
+    conn.execute_batch("CREATE TABLE notes (body TEXT); INSERT INTO notes VALUES ('hi');")
+        .unwrap();
     drop(conn);
-    assert!(matches!(Store::open(&path, &key(1)), Err(StoreError::Corrupt(_))));
+    assert!(matches!(
+        Store::open(&path, &key(1)),
+        Err(StoreError::Corrupt(_))
+    ));
     std::fs::write(&path, b"this is not a database at all, just text").unwrap();
     assert!(Store::open(&path, &key(1)).is_err());
 }
@@ -528,15 +641,23 @@ fn wrong_master_key_cannot_unseal() {
     let (_dir, path) = temp_db();
     {
         let mut store = Store::open(&path, &key(1)).unwrap();
-        store.insert_credential(&full("a.example", b"u", b"cred")).unwrap();
+        store
+            .insert_credential(&full("a.example", b"u", b"cred"))
+            .unwrap();
         store.save_settings(&custom_settings()).unwrap();
     }
     // The key check refuses another master key at open, before any secret is read.
-    assert!(matches!(Store::open(&path, &key(2)), Err(StoreError::Unseal)));
+    assert!(matches!(
+        Store::open(&path, &key(2)),
+        Err(StoreError::Unseal)
+    ));
     // Even a store that holds no secret yet.
     let (_empty_dir, empty) = temp_db();
     drop(Store::open(&empty, &key(1)).unwrap());
-    assert!(matches!(Store::open(&empty, &key(2)), Err(StoreError::Unseal)));
+    assert!(matches!(
+        Store::open(&empty, &key(2)),
+        Err(StoreError::Unseal)
+    ));
     // And the right key still opens everything.
     let store = Store::open(&path, &key(1)).unwrap();
     assert!(store.credential_by_id(b"cred").unwrap().is_some());
@@ -546,8 +667,12 @@ fn wrong_master_key_cannot_unseal() {
 #[test]
 fn sealed_values_are_bound_to_their_row_and_field() {
     let mut store = memory();
-    store.insert_credential(&full("a.example", b"u1", b"one")).unwrap();
-    store.insert_credential(&full("a.example", b"u2", b"two")).unwrap();
+    store
+        .insert_credential(&full("a.example", b"u1", b"one"))
+        .unwrap();
+    store
+        .insert_credential(&full("a.example", b"u2", b"two"))
+        .unwrap();
     store.save_settings(&custom_settings()).unwrap();
     let conn = store.connection();
     let exec = |sql: &str| conn.execute_batch(sql).unwrap();
@@ -596,8 +721,9 @@ fn sealed_values_are_bound_to_their_row_and_field() {
         "user_id = CAST('u3' AS BLOB)",
         "rp_id_hash = randomblob(32)",
     ] {
-        let before: i64 =
-            conn.query_row("SELECT count(*) FROM credentials", [], |r| r.get(0)).unwrap();
+        let before: i64 = conn
+            .query_row("SELECT count(*) FROM credentials", [], |r| r.get(0))
+            .unwrap();
         conn.execute_batch("SAVEPOINT edit").unwrap();
         let edited = conn.execute_batch(&format!(
             "UPDATE credentials SET {edit} WHERE id = CAST('one' AS BLOB)"
@@ -605,9 +731,11 @@ fn sealed_values_are_bound_to_their_row_and_field() {
         if edited.is_ok() {
             one_fails(edit);
         }
-        conn.execute_batch("ROLLBACK TO edit; RELEASE edit").unwrap();
-        let after: i64 =
-            conn.query_row("SELECT count(*) FROM credentials", [], |r| r.get(0)).unwrap();
+        conn.execute_batch("ROLLBACK TO edit; RELEASE edit")
+            .unwrap();
+        let after: i64 = conn
+            .query_row("SELECT count(*) FROM credentials", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(before, after);
         assert!(store.credential_by_id(b"one").unwrap().is_some());
     }
@@ -622,7 +750,9 @@ fn sealed_values_are_bound_to_their_row_and_field() {
 #[test]
 fn corrupt_rows_are_errors_not_panics() {
     let mut store = memory();
-    store.insert_credential(&full("a.example", b"u", b"c")).unwrap();
+    store
+        .insert_credential(&full("a.example", b"u", b"c"))
+        .unwrap();
     store.save_settings(&custom_settings()).unwrap();
     let sealer = Sealer::new(&key(1), Purpose::Store);
     let c = full("a.example", b"u", b"c");
@@ -664,12 +794,16 @@ fn corrupt_rows_are_errors_not_panics() {
         let by_id = store.credential_by_id(b"c");
         let by_rp = if edit.starts_with("rp_id_hash") {
             // The row no longer matches its RP; look it up by its new (bad) hash instead.
-            let bad: Vec<u8> =
-                conn.query_row("SELECT rp_id_hash FROM credentials", [], |r| r.get(0)).unwrap();
+            let bad: Vec<u8> = conn
+                .query_row("SELECT rp_id_hash FROM credentials", [], |r| r.get(0))
+                .unwrap();
             let mut as32 = [0u8; 32];
             let n = bad.len().min(32);
             as32[..n].copy_from_slice(&bad[..n]);
-            assert!(store.credentials_for_rp(&as32).unwrap().is_empty(), "lengths differ");
+            assert!(
+                store.credentials_for_rp(&as32).unwrap().is_empty(),
+                "lengths differ"
+            );
             Err(StoreError::Corrupt(String::new()))
         } else {
             store.credentials_for_rp(&c.rp_id_hash)
@@ -685,9 +819,13 @@ fn corrupt_rows_are_errors_not_panics() {
             _ => panic!("{edit}: expected Corrupt, got {by_id:?} / {by_rp:?}"),
         }
         if edit.starts_with("rp_id_hash") {
-            assert!(matches!(store.relying_parties(), Err(StoreError::Corrupt(_))));
+            assert!(matches!(
+                store.relying_parties(),
+                Err(StoreError::Corrupt(_))
+            ));
         }
-        conn.execute_batch("ROLLBACK TO edit; RELEASE edit").unwrap();
+        conn.execute_batch("ROLLBACK TO edit; RELEASE edit")
+            .unwrap();
         assert!(store.credential_by_id(b"c").unwrap().is_some());
     }
 
@@ -706,8 +844,12 @@ fn corrupt_rows_are_errors_not_panics() {
             None => conn.execute(&sql, []).unwrap(),
             Some(p) => conn.execute(&sql, [p]).unwrap(),
         };
-        assert!(matches!(store.load_settings(), Err(StoreError::Corrupt(_))), "{edit}");
-        conn.execute_batch("ROLLBACK TO edit; RELEASE edit").unwrap();
+        assert!(
+            matches!(store.load_settings(), Err(StoreError::Corrupt(_))),
+            "{edit}"
+        );
+        conn.execute_batch("ROLLBACK TO edit; RELEASE edit")
+            .unwrap();
     }
     assert_eq!(store.load_settings().unwrap(), custom_settings());
 
@@ -716,8 +858,14 @@ fn corrupt_rows_are_errors_not_panics() {
         .unwrap();
     assert!(matches!(store.load_settings(), Err(StoreError::Corrupt(_))));
     assert!(matches!(store.sign_count(), Err(StoreError::Corrupt(_))));
-    assert!(matches!(store.credential_count(), Err(StoreError::Corrupt(_))));
-    assert!(matches!(store.next_sign_count(), Err(StoreError::Corrupt(_))));
+    assert!(matches!(
+        store.credential_count(),
+        Err(StoreError::Corrupt(_))
+    ));
+    assert!(matches!(
+        store.next_sign_count(),
+        Err(StoreError::Corrupt(_))
+    ));
     assert!(matches!(
         store.insert_credential(&bare("b.example", b"u", b"d")),
         Err(StoreError::Corrupt(_))
@@ -735,7 +883,10 @@ fn store_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
         .unwrap()
         .map(|e| {
             let e = e.unwrap();
-            (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap())
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
         })
         .collect()
 }
@@ -751,7 +902,12 @@ fn database_files_hold_no_secret_bytes() {
     let check = |when: &str, expect_marker: bool| {
         let files = store_files(dir.path());
         if when.starts_with("open") {
-            assert!(files.iter().any(|(n, b)| n.ends_with("-wal") && !b.is_empty()), "no WAL");
+            assert!(
+                files
+                    .iter()
+                    .any(|(n, b)| n.ends_with("-wal") && !b.is_empty()),
+                "no WAL"
+            );
         }
         for (name, bytes) in &files {
             for (what, secret) in [
@@ -760,12 +916,19 @@ fn database_files_hold_no_secret_bytes() {
                 ("credBlob", &cred_blob[..]),
                 ("largeBlobKey", &large_blob_key[..]),
             ] {
-                assert!(!leaks(bytes, secret), "{what} bytes found in {name} ({when})");
+                assert!(
+                    !leaks(bytes, secret),
+                    "{what} bytes found in {name} ({when})"
+                );
             }
         }
-        let seen =
-            files.iter().any(|(_, b)| b.windows(marker.len()).any(|w| w == marker.as_bytes()));
-        assert_eq!(seen, expect_marker, "sanity: the user name is plaintext on disk ({when})");
+        let seen = files
+            .iter()
+            .any(|(_, b)| b.windows(marker.len()).any(|w| w == marker.as_bytes()));
+        assert_eq!(
+            seen, expect_marker,
+            "sanity: the user name is plaintext on disk ({when})"
+        );
     };
     {
         let mut store = Store::open(&path, &key(9)).unwrap();
@@ -804,19 +967,29 @@ fn database_files_hold_no_secret_bytes() {
 // ---------------------------------------------------------------------------------------
 
 fn query_plan(conn: &rusqlite::Connection) -> Vec<String> {
-    let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {CREDENTIALS_FOR_RP_SQL}")).unwrap();
-    let rows = stmt.query_map([&[0u8; 32][..]], |r| r.get::<_, String>(3)).unwrap();
+    let mut stmt = conn
+        .prepare(&format!("EXPLAIN QUERY PLAN {CREDENTIALS_FOR_RP_SQL}"))
+        .unwrap();
+    let rows = stmt
+        .query_map([&[0u8; 32][..]], |r| r.get::<_, String>(3))
+        .unwrap();
     rows.map(Result::unwrap).collect()
 }
 
 fn assert_indexed_plan(plan: &[String]) {
     assert!(
-        plan.iter().any(|d| d.starts_with("SEARCH credentials USING INDEX")
-            && d.contains(CREDENTIALS_BY_RP_INDEX)
-            && d.contains("rp_id_hash=?")),
+        plan.iter()
+            .any(|d| d.starts_with("SEARCH credentials USING INDEX")
+                && d.contains(CREDENTIALS_BY_RP_INDEX)
+                && d.contains("rp_id_hash=?")),
         "plan does not use the rp index: {plan:?}"
     );
-    assert!(!plan.iter().any(|d| d.contains("SCAN") || d.contains("TEMP B-TREE")), "{plan:?}");
+    assert!(
+        !plan
+            .iter()
+            .any(|d| d.contains("SCAN") || d.contains("TEMP B-TREE")),
+        "{plan:?}"
+    );
 }
 
 #[test]
@@ -838,15 +1011,25 @@ fn credentials_for_rp_uses_the_index_with_100k_credentials() {
 
     let found = store.credentials_for_rp(&rp_hash("rp7.example")).unwrap();
     assert_eq!(found.len(), (TOTAL / RPS) as usize);
-    assert!(found.windows(2).all(|w| w[0].user_id > w[1].user_id), "newest first");
+    assert!(
+        found.windows(2).all(|w| w[0].user_id > w[1].user_id),
+        "newest first"
+    );
     {
         use rusqlite::StatementStatus::*;
-        let stmt = store.connection().prepare_cached(CREDENTIALS_FOR_RP_SQL).unwrap();
+        let stmt = store
+            .connection()
+            .prepare_cached(CREDENTIALS_FOR_RP_SQL)
+            .unwrap();
         assert_eq!(stmt.get_status(FullscanStep), 0);
         assert_eq!(stmt.get_status(Sort), 0);
         assert_eq!(stmt.get_status(AutoIndex), 0);
         // Visiting 50 rows touches a few hundred VM steps, not ~100 000.
-        assert!(stmt.get_status(VmStep) < 5_000, "{}", stmt.get_status(VmStep));
+        assert!(
+            stmt.get_status(VmStep) < 5_000,
+            "{}",
+            stmt.get_status(VmStep)
+        );
     }
     // The plan also holds once the planner has statistics.
     store.connection().execute_batch("ANALYZE").unwrap();
@@ -927,12 +1110,19 @@ fn counter_survives_sigkill() {
     }
     let (_dir, path) = temp_db();
     drop(Store::open(&path, &key(5)).unwrap());
-    let test_name =
-        format!("{}::counter_survives_sigkill", module_path!().split_once("::").unwrap().1);
+    let test_name = format!(
+        "{}::counter_survives_sigkill",
+        module_path!().split_once("::").unwrap().1
+    );
     let mut last_printed = 0u32;
     for round_target in [150usize, 260, 370] {
         let mut child = Command::new(std::env::current_exe().unwrap())
-            .args([test_name.as_str(), "--exact", "--nocapture", "--test-threads=1"])
+            .args([
+                test_name.as_str(),
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(CRASH_CHILD_ENV, &path)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -944,7 +1134,10 @@ fn counter_survives_sigkill() {
         let mut line = String::new();
         // Read until EOF: after the kill, lines still in the pipe count too.
         while reader.read_line(&mut line).unwrap() > 0 {
-            if let Some(v) = line.strip_suffix('\n').and_then(|l| l.strip_prefix("count=")) {
+            if let Some(v) = line
+                .strip_suffix('\n')
+                .and_then(|l| l.strip_prefix("count="))
+            {
                 let v: u32 = v.parse().unwrap();
                 assert!(v > last_printed, "counter went from {last_printed} to {v}");
                 last_printed = v;
@@ -961,7 +1154,10 @@ fn counter_survives_sigkill() {
 
         let store = Store::open(&path, &key(5)).unwrap();
         let stored = store.sign_count().unwrap();
-        assert!(stored >= last_printed, "stored {stored} < printed {last_printed}");
+        assert!(
+            stored >= last_printed,
+            "stored {stored} < printed {last_printed}"
+        );
     }
     let mut store = Store::open(&path, &key(5)).unwrap();
     assert!(store.next_sign_count().unwrap() > last_printed);

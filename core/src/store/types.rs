@@ -164,7 +164,9 @@ pub enum StoreError {
     Database(String),
     #[error("the credential store was written by a newer PocketKey (schema {found}, this one knows up to {known})")]
     SchemaTooNew { found: u32, known: u32 },
-    #[error("a sealed secret in the store could not be opened (wrong master key or damaged store)")]
+    #[error(
+        "a sealed secret in the store could not be opened (wrong master key or damaged store)"
+    )]
     Unseal,
     #[error("the credential store holds a malformed record: {0}")]
     Corrupt(String),
