@@ -229,6 +229,9 @@ python_tests() {
     return $rc
 }
 
+if cargo fmt --version >/dev/null 2>&1; then  # rustfmt ships with rustup's default profile
+    run_step "cargo fmt --check" cargo fmt --all -- --check
+fi
 run_step "system packages" install_system_packages
 run_step "python packages" install_python_packages
 if run_step "cargo build -p pocketkey" build_pocketkey; then BUILT=1; else BUILT=0; fi
