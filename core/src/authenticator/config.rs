@@ -2,7 +2,6 @@
 
 use crate::ctap::requests::{ConfigRequest, ConfigSubCommand as Sub};
 use crate::ctap::{CtapError, CtapResult};
-use crate::pin::PinProtocol;
 
 use super::{Authenticator, Reply};
 use crate::pin::Permissions;
@@ -61,28 +60,17 @@ impl Authenticator {
 
     /// pinUvAuthParam = authenticate(token, 32×0xff ‖ 0x0d ‖ uint8(subCommand) ‖ subCommandParams).
     fn check_config_token(&mut self, req: &ConfigRequest) -> CtapResult<()> {
-        let param = req
-            .pin_uv_auth
-            .param
-            .as_ref()
-            .ok_or(CtapError::PuatRequired)?;
-        let protocol = PinProtocol::from_u64(
-            req.pin_uv_auth
-                .protocol
-                .ok_or(CtapError::MissingParameter)?,
-        )?;
         let message = [
             &[0xff; 32][..],
             &[0x0d, req.sub_command_byte],
             &req.params_bytes,
         ]
         .concat();
-        let token = &self.volatile.token;
-        if !token.verify(protocol, &message, param)
-            || !token.has_permission(Permissions::AUTHENTICATOR_CONFIG)
-        {
-            return Err(CtapError::PinAuthInvalid);
-        }
-        Ok(())
+        self.check_command_token(
+            &req.pin_uv_auth,
+            &message,
+            Permissions::AUTHENTICATOR_CONFIG,
+        )
+        .map(|_| ())
     }
 }

@@ -5,7 +5,6 @@ use std::collections::VecDeque;
 use crate::ctap::requests::{CredMgmtRequest, CredMgmtSubCommand as Sub};
 use crate::ctap::responses::{ok_with, CredMgmtResponse, UserInfo};
 use crate::ctap::{cbor, CtapError, CtapResult};
-use crate::pin::PinProtocol;
 use crate::store::{Credential, RelyingParty};
 
 use super::{Authenticator, Reply};
@@ -118,23 +117,12 @@ impl Authenticator {
 
     /// pinUvAuthParam = authenticate(token, subCommand ‖ subCommandParams) (§6.8.2).
     fn check_cm_token(&mut self, req: &CredMgmtRequest) -> CtapResult<()> {
-        let param = req
-            .pin_uv_auth
-            .param
-            .as_ref()
-            .ok_or(CtapError::PuatRequired)?;
-        let protocol = PinProtocol::from_u64(
-            req.pin_uv_auth
-                .protocol
-                .ok_or(CtapError::MissingParameter)?,
-        )?;
         let message = [&[req.sub_command_byte][..], &req.params_bytes].concat();
-        let token = &self.volatile.token;
-        if !token.verify(protocol, &message, param)
-            || !token.has_permission(Permissions::CREDENTIAL_MANAGEMENT)
-        {
-            return Err(CtapError::PinAuthInvalid);
-        }
+        let token = self.check_command_token(
+            &req.pin_uv_auth,
+            &message,
+            Permissions::CREDENTIAL_MANAGEMENT,
+        )?;
         // Whole-authenticator views need a token not bound to one RP.
         if matches!(
             req.sub_command,

@@ -6,7 +6,6 @@ use sha2::{Digest, Sha256};
 use crate::ctap::requests::LargeBlobsRequest;
 use crate::ctap::responses::{large_blobs_config, ok_with};
 use crate::ctap::{CtapError, CtapResult};
-use crate::pin::PinProtocol;
 
 use super::{Authenticator, Reply};
 use crate::pin::Permissions;
@@ -114,16 +113,6 @@ impl Authenticator {
         offset: usize,
         set: &[u8],
     ) -> CtapResult<()> {
-        let param = req
-            .pin_uv_auth
-            .param
-            .as_ref()
-            .ok_or(CtapError::PuatRequired)?;
-        let protocol = PinProtocol::from_u64(
-            req.pin_uv_auth
-                .protocol
-                .ok_or(CtapError::MissingParameter)?,
-        )?;
         let message = [
             &[0xff; 32][..],
             &[0x0c, 0x00],
@@ -131,12 +120,7 @@ impl Authenticator {
             &Sha256::digest(set),
         ]
         .concat();
-        let token = &self.volatile.token;
-        if !token.verify(protocol, &message, param)
-            || !token.has_permission(Permissions::LARGE_BLOB_WRITE)
-        {
-            return Err(CtapError::PinAuthInvalid);
-        }
-        Ok(())
+        self.check_command_token(&req.pin_uv_auth, &message, Permissions::LARGE_BLOB_WRITE)
+            .map(|_| ())
     }
 }

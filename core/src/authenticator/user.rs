@@ -4,7 +4,7 @@
 use crate::approver::{AccountChoice, ApprovalOutcome, ApprovalRequest, Operation};
 use crate::ctap::requests::PinUvAuth;
 use crate::ctap::{CtapError, CtapResult};
-use crate::pin::PinProtocol;
+use crate::pin::{PinProtocol, PinUvAuthToken};
 use crate::store::MAX_UV_RETRIES;
 
 use super::{Authenticator, RequestContext};
@@ -133,6 +133,27 @@ impl Authenticator {
             return Err(CtapError::PinAuthInvalid);
         }
         Ok((token.user_verified(), token.user_present()))
+    }
+
+    /// Checks the pinUvAuthParam of a command that needs a token with `permission`
+    /// (authenticatorConfig §6.11, authenticatorCredentialManagement §6.8, a largeBlobs write
+    /// §6.10): `auth.param` must authenticate `message` under the current token.
+    /// PUAT_REQUIRED without a param, MISSING_PARAMETER without a protocol, PIN_AUTH_INVALID
+    /// for a wrong param or a token without the permission. Returns the token for further
+    /// checks.
+    pub(crate) fn check_command_token(
+        &self,
+        auth: &PinUvAuth,
+        message: &[u8],
+        permission: u8,
+    ) -> CtapResult<&PinUvAuthToken> {
+        let param = auth.param.as_ref().ok_or(CtapError::PuatRequired)?;
+        let protocol = PinProtocol::from_u64(auth.protocol.ok_or(CtapError::MissingParameter)?)?;
+        let token = &self.volatile.token;
+        if !token.verify(protocol, message, param) || !token.has_permission(permission) {
+            return Err(CtapError::PinAuthInvalid);
+        }
+        Ok(token)
     }
 
     /// Steps 1–2 of makeCredential and getAssertion (CTAP 2.1 §6.1.2, §6.2.2): a zero-length
