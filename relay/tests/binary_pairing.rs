@@ -8,63 +8,19 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 
-use common::{recv, send, Ws, PATIENCE};
+use common::mailbox::{attach, attach_request, frame, pairing, status_of};
+use common::{send, PATIENCE};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use p256::SecretKey;
-use pocketkey_core::pairing::mailbox::{MailboxKeys, SUBPROTOCOL};
+use pocketkey_core::pairing::mailbox::MailboxKeys;
 use pocketkey_core::pairing::relay::{
     frame_type, PushProvider as Kind, PushTarget, RelayFrame, WakeResult,
 };
 use pocketkey_core::pairing::Role;
 use rand_core::OsRng;
 use tokio::net::TcpListener;
-use tokio_tungstenite::connect_async;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
 
-fn attach_request(
-    addr: SocketAddr,
-    keys: &MailboxKeys,
-    role: Role,
-) -> tokio_tungstenite::tungstenite::handshake::client::Request {
-    let attach = keys.attach(role);
-    let mut request = attach
-        .url(&format!("ws://{addr}"))
-        .into_client_request()
-        .unwrap();
-    let headers = request.headers_mut();
-    headers.insert(
-        "sec-websocket-protocol",
-        HeaderValue::from_static(SUBPROTOCOL),
-    );
-    for (name, value) in attach.headers() {
-        headers.insert(name, HeaderValue::from_str(&value).unwrap());
-    }
-    request
-}
-
-async fn attach(addr: SocketAddr, keys: &MailboxKeys, role: Role) -> Ws {
-    connect_async(attach_request(addr, keys, role))
-        .await
-        .expect("attach")
-        .0
-}
-
-/// The HTTP status of an attach (101 when it was accepted).
-async fn attach_status(addr: SocketAddr, keys: &MailboxKeys, role: Role) -> u16 {
-    match connect_async(attach_request(addr, keys, role)).await {
-        Ok((_, response)) => response.status().as_u16(),
-        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => response.status().as_u16(),
-        Err(other) => panic!("attach failed: {other}"),
-    }
-}
-
-async fn frame(ws: &mut Ws) -> RelayFrame {
-    RelayFrame::decode(&recv(ws).await).unwrap()
-}
-
-/// A webhook endpoint: answers 200, hands over each body.
 async fn webhook() -> (SocketAddr, tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>) {
     let hook = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let hook_addr = hook.local_addr().unwrap();
@@ -286,14 +242,6 @@ fn stop(mut child: std::process::Child) {
     assert!(child.wait().unwrap().success());
 }
 
-fn pairing_keys() -> MailboxKeys {
-    MailboxKeys::pairing(
-        &SecretKey::random(&mut OsRng),
-        &SecretKey::random(&mut OsRng).public_key(),
-        Role::Bridge,
-    )
-}
-
 /// Attaches as `role`, sends `request`, expects the ACK of its type; detaches.
 async fn acked(addr: SocketAddr, keys: &MailboxKeys, role: Role, request: RelayFrame) {
     let mut ws = attach(addr, keys, role).await;
@@ -319,13 +267,16 @@ async fn tombstones_survive_a_restart_with_state() {
     let dir = tempfile_dir("state");
     let state = dir.join("relay.db");
     let state = state.to_str().unwrap().to_string();
-    let keys = pairing_keys();
+    let keys = pairing().2;
     let (child, addr) = start_program(&["--state", &state], &[]);
     acked(addr, &keys, Role::Bridge, RelayFrame::Delete).await;
     stop(child);
 
     let (child, addr) = start_program(&["--state", &state], &[]);
-    assert_eq!(attach_status(addr, &keys, Role::Phone).await, 410);
+    assert_eq!(
+        status_of(attach_request(addr, &keys, Role::Phone)).await,
+        410
+    );
     stop(child);
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -342,7 +293,7 @@ async fn routing_state_is_in_sqlite_by_default_and_survives_a_restart() {
     let allow = format!("http://{hook_addr}/");
     let args = ["--webhook-allow", allow.as_str()];
     let env = [("XDG_STATE_HOME", xdg.as_path()), ("HOME", home.as_path())];
-    let (registered, revoked) = (pairing_keys(), pairing_keys());
+    let (registered, revoked) = (pairing().2, pairing().2);
     let target = PushTarget {
         provider: Kind::Webhook,
         target: format!("http://{hook_addr}/wake"),
@@ -368,7 +319,10 @@ async fn routing_state_is_in_sqlite_by_default_and_survives_a_restart() {
     );
 
     let (child, addr) = start_program(&args, &env);
-    assert_eq!(attach_status(addr, &revoked, Role::Phone).await, 410);
+    assert_eq!(
+        status_of(attach_request(addr, &revoked, Role::Phone)).await,
+        410
+    );
     assert_eq!(
         wake(addr, &registered).await,
         RelayFrame::WakeResult(WakeResult::PushSent)
@@ -384,7 +338,10 @@ async fn routing_state_is_in_sqlite_by_default_and_survives_a_restart() {
 
     let memory = [&["--memory"][..], &args[..]].concat();
     let (child, addr) = start_program(&memory, &env);
-    assert_eq!(attach_status(addr, &revoked, Role::Phone).await, 101);
+    assert_eq!(
+        status_of(attach_request(addr, &revoked, Role::Phone)).await,
+        101
+    );
     assert_eq!(
         wake(addr, &registered).await,
         RelayFrame::WakeResult(WakeResult::NoPushTarget)

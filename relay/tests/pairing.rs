@@ -8,11 +8,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::mailbox::{attach, attach_request, frame, pairing, put, status_of};
 use common::{closed, recv, send, Ws, PATIENCE};
 use futures_util::{SinkExt, StreamExt};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
-use p256::SecretKey;
 use pocketkey_core::pairing::mailbox::{MailboxKeys, SUBPROTOCOL};
 use pocketkey_core::pairing::messages::{CtapKind, Hello};
 use pocketkey_core::pairing::relay::{
@@ -24,14 +24,11 @@ use pocketkey_core::pairing::Role;
 use pocketkey_relay::{
     serve_with, Config, PairingLimits, PushService, RelayHandle, Services, WebhookProvider,
 };
-use rand_core::OsRng;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
-use tokio_tungstenite::connect_async;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::handshake::client::Request;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::tungstenite::Message;
 
 async fn start_with(push: PushService, limits: PairingLimits) -> RelayHandle {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -49,58 +46,6 @@ async fn start_with(push: PushService, limits: PairingLimits) -> RelayHandle {
 
 async fn start() -> RelayHandle {
     start_with(PushService::default(), PairingLimits::default()).await
-}
-
-fn relay_url(addr: SocketAddr) -> String {
-    format!("ws://{addr}")
-}
-
-/// A pairing's mailbox keys (static keys of a bridge and a phone).
-fn pairing() -> (SecretKey, SecretKey, MailboxKeys) {
-    let bridge = SecretKey::random(&mut OsRng);
-    let phone = SecretKey::random(&mut OsRng);
-    let keys = MailboxKeys::pairing(&bridge, &phone.public_key(), Role::Bridge);
-    (bridge, phone, keys)
-}
-
-fn attach_request(addr: SocketAddr, keys: &MailboxKeys, role: Role) -> Request {
-    let attach = keys.attach(role);
-    let mut request = attach.url(&relay_url(addr)).into_client_request().unwrap();
-    let headers = request.headers_mut();
-    headers.insert(
-        "sec-websocket-protocol",
-        HeaderValue::from_static(SUBPROTOCOL),
-    );
-    for (name, value) in attach.headers() {
-        headers.insert(name, HeaderValue::from_str(&value).unwrap());
-    }
-    request
-}
-
-async fn attach(addr: SocketAddr, keys: &MailboxKeys, role: Role) -> Ws {
-    let (ws, response) = connect_async(attach_request(addr, keys, role))
-        .await
-        .expect("attach");
-    assert_eq!(
-        response.headers().get("sec-websocket-protocol").unwrap(),
-        SUBPROTOCOL
-    );
-    ws
-}
-
-async fn status_of(request: Request) -> u16 {
-    match connect_async(request).await {
-        Err(WsError::Http(response)) => response.status().as_u16(),
-        other => panic!("expected an HTTP refusal, got {:?}", other.map(|(_, r)| r)),
-    }
-}
-
-async fn frame(ws: &mut Ws) -> RelayFrame {
-    RelayFrame::decode(&recv(ws).await).expect("a relay frame")
-}
-
-async fn put(ws: &mut Ws, frame: RelayFrame) {
-    send(ws, &frame.encode()).await;
 }
 
 /// Bridge then phone attached; both have seen the phone arrive.

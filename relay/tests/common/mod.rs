@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod mailbox;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
