@@ -19,7 +19,7 @@ use pocketkey_core::pairing::relay::RelayFrame;
 use pocketkey_core::pairing::session::is_handshake_frame;
 use pocketkey_core::pairing::{
     CtapKind, Event, Hello, PairingOffer, PairingRecord, PairingStore, PendingStatus, Role,
-    Session, UrlPolicy,
+    Session, SessionState, UrlPolicy,
 };
 use pocketkey_ffi::runtime::pairing_ws::{trace, MailboxConn, MailboxError, Wakeup};
 
@@ -573,7 +573,12 @@ impl Link {
             }
             let mut request_sent = false;
             if let Some(s) = session.as_mut() {
-                if let (Some(open), true) = (self.request.as_mut(), s.is_established()) {
+                // As soon as the session's keys are ready: a woken phone finds the request
+                // right behind the bridge's HS2 and Hello instead of one round trip later
+                // (docs/pairing-protocol.md §5.3). Only the phone that sent HS1 can read it;
+                // if that phone never confirms, the request goes to the next session.
+                let keys_ready = matches!(s.state(), SessionState::Open { .. });
+                if let (Some(open), true) = (self.request.as_mut(), keys_ready) {
                     if !open.sent {
                         match s.send_request(open.kind, open.payload.clone(), None, now) {
                             Ok(_) => {
