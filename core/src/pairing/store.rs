@@ -93,7 +93,7 @@ impl PairingStore {
     /// Opens (creating as needed, mode 0600 on unix) the store at `path`; its directory must
     /// exist.
     pub fn open(path: &Path, master: &MasterKey) -> Result<Self, PairingStoreError> {
-        create_private_file(path)?;
+        crate::store::sqlite::create_private_file(path).map_err(PairingStoreError::Database)?;
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
@@ -325,29 +325,6 @@ impl RawRow {
             revoked_at: self.revoked_at.map(time).transpose()?,
         })
     }
-}
-
-#[cfg(unix)]
-fn create_private_file(path: &Path) -> Result<(), PairingStoreError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    match std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-    {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(PairingStoreError::Database(format!(
-            "cannot create {}: {e}",
-            path.display()
-        ))),
-    }
-}
-
-#[cfg(not(unix))]
-fn create_private_file(_path: &Path) -> Result<(), PairingStoreError> {
-    Ok(()) // SQLite creates it
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 //! master key before it touches disk (see [`crate::crypto::seal`]).
 
 mod schema;
-mod sqlite;
+pub(crate) mod sqlite;
 #[cfg(test)]
 mod tests;
 mod types;

@@ -106,7 +106,7 @@ impl Store {
         master: &MasterKey,
         max_credentials: u32,
     ) -> Result<Self, StoreError> {
-        create_private_file(path)?;
+        create_private_file(path).map_err(StoreError::Database)?;
         // No SQLITE_OPEN_URI: the path is a path, never a URI with options.
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
@@ -583,10 +583,11 @@ impl Store {
     }
 }
 
-/// Creates the database file with owner-only permissions if it does not exist yet. SQLite
-/// gives its `-wal` and `-shm` files the same permissions as the database file.
+/// Creates a database file with owner-only permissions if it does not exist yet (the
+/// credential store and the pairing store). SQLite gives its `-wal` and `-shm` files the same
+/// permissions as the database file. The error says which file.
 #[cfg(unix)]
-fn create_private_file(path: &Path) -> Result<(), StoreError> {
+pub(crate) fn create_private_file(path: &Path) -> Result<(), String> {
     use std::os::unix::fs::OpenOptionsExt;
     match std::fs::OpenOptions::new()
         .write(true)
@@ -596,15 +597,12 @@ fn create_private_file(path: &Path) -> Result<(), StoreError> {
     {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(StoreError::Database(format!(
-            "cannot create {}: {e}",
-            path.display()
-        ))),
+        Err(e) => Err(format!("cannot create {}: {e}", path.display())),
     }
 }
 
 #[cfg(not(unix))]
-fn create_private_file(_path: &Path) -> Result<(), StoreError> {
+pub(crate) fn create_private_file(_path: &Path) -> Result<(), String> {
     Ok(()) // SQLite creates it (SQLITE_OPEN_CREATE)
 }
 
