@@ -17,6 +17,7 @@ use pocketkey_core::hybrid::keys;
 use pocketkey_core::hybrid::noise::Initiator;
 use pocketkey_core::hybrid::qr::QrCode;
 use pocketkey_core::hybrid::session::{encode_message, MessageType, PostHandshake};
+use pocketkey_testkit::{GetAssertion, MakeCredential};
 use tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tungstenite::http::{HeaderValue, StatusCode};
 use tungstenite::{Message, WebSocket};
@@ -300,54 +301,19 @@ fn text(s: &str) -> Value {
     Value::Text(s.into())
 }
 
-fn cbor(cmd: u8, params: Value) -> Vec<u8> {
-    let mut out = vec![cmd];
-    ciborium::ser::into_writer(&params, &mut out).unwrap();
-    out
-}
-
 fn make_credential() -> Vec<u8> {
-    cbor(
-        0x01,
-        Value::Map(vec![
-            (1.into(), Value::Bytes(vec![7; 32])),
-            (
-                2.into(),
-                Value::Map(vec![(text("id"), text("example.com"))]),
-            ),
-            (
-                3.into(),
-                Value::Map(vec![
-                    (text("id"), Value::Bytes(vec![1])),
-                    (text("name"), text("alice")),
-                ]),
-            ),
-            (
-                4.into(),
-                Value::Array(vec![Value::Map(vec![
-                    (text("alg"), (-7).into()),
-                    (text("type"), text("public-key")),
-                ])]),
-            ),
-            (
-                7.into(),
-                Value::Map(vec![
-                    (text("rk"), Value::Bool(true)),
-                    (text("uv"), Value::Bool(true)),
-                ]),
-            ),
-        ]),
-    )
+    MakeCredential::new("example.com", "alice")
+        .client_data_hash([7; 32])
+        .user_id([1])
+        .rk(true)
+        .uv(true)
+        .encode()
 }
 
 fn get_assertion() -> Vec<u8> {
-    cbor(
-        0x02,
-        Value::Map(vec![
-            (1.into(), text("example.com")),
-            (2.into(), Value::Bytes(vec![8; 32])),
-        ]),
-    )
+    GetAssertion::new("example.com")
+        .client_data_hash([8; 32])
+        .encode()
 }
 
 fn options(url: &str) -> HybridOptions {
