@@ -544,10 +544,12 @@ impl Link {
                 }
                 Some(RelayFrame::Data(payload)) => {
                     trace("bridge.rx");
+                    // A handshake frame once our keys are ready (or the session is over) is
+                    // the phone starting over (protocol §4): a new session takes it.
                     let fresh = is_handshake_frame(&payload)
                         && session
                             .as_ref()
-                            .is_none_or(|s| s.is_established() || s.is_finished());
+                            .is_none_or(|s| s.state() != SessionState::Handshaking);
                     if fresh {
                         if session.is_some() {
                             self.session_lost();
