@@ -2,7 +2,8 @@
 //! bindings (in this process, the real engine with auto-approval), through a relay stand-in
 //! that follows the protocol document: pair from the printed `pair:` line, getInfo from the
 //! cache, makeCredential and getAssertion forwarded, no plaintext at the relay, the CTAP
-//! timeout error once the phone is gone, and the pairing kept across a bridge restart.
+//! timeout error once the phone is gone, the pairing kept across a bridge restart, and a phone
+//! that starts over mid-handshake answered at once.
 
 mod common;
 
@@ -18,9 +19,11 @@ use common::{HidClient, StandInRelay};
 use pocketkey_core::approver::AutoApprover;
 use pocketkey_core::authenticator::{Authenticator, Config};
 use pocketkey_core::crypto::master_key::MasterKey;
-use pocketkey_core::pairing::{PairingStore, UrlPolicy};
+use pocketkey_core::pairing::relay::RelayFrame;
+use pocketkey_core::pairing::{Event, Hello, PairingStore, Role, Session, UrlPolicy};
 use pocketkey_core::store::Store;
 use pocketkey_ffi::runtime::pairing::{self as runtime, PairingEngine};
+use pocketkey_ffi::runtime::pairing_ws::MailboxConn;
 use pocketkey_testkit::{GetAssertion, MakeCredential};
 
 struct Bridge {
@@ -277,4 +280,79 @@ fn qr_png_is_written_next_to_the_pair_line() {
     assert!(pixels.contains(&0) && pixels.contains(&255));
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// A phone that starts over before it confirmed a session (its app killed after HS1, say)
+/// sends a new HS1: the bridge answers it at once with a new session and sends the waiting
+/// request again (protocol §4, §5.3), instead of failing it until the handshake timeout.
+#[test]
+fn a_phone_starting_over_mid_handshake_is_answered_at_once() {
+    let relay = StandInRelay::start();
+    let bridge_dir = tempfile::tempdir().unwrap();
+    let b = bridge(&relay.url, bridge_dir.path(), true);
+    let url = b.first_line.strip_prefix("pair: ").unwrap().trim();
+    let phone = phone();
+    let engine = EngineRef(Arc::clone(&phone.engine));
+    let record =
+        runtime::pair(url, UrlPolicy::Strict, "Test phone", &engine, &phone.store).unwrap();
+    let mut hid = HidClient::connect(b.addr);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while hid.cbor(&[0x04], Duration::from_secs(2))[0] != 0x00 {
+        assert!(Instant::now() < deadline, "getInfo never cached");
+        thread::sleep(Duration::from_millis(100));
+    }
+    let browser = thread::spawn(move || hid.cbor(&get_assertion(), Duration::from_secs(30)));
+
+    // The phone by hand: attach, HS1, and whatever the bridge answers until `until` says stop.
+    let mut conn = MailboxConn::open(
+        &record.relay_url,
+        &record.mailbox_keys().attach(Role::Phone),
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    let hello = || Hello {
+        name: "Test phone".into(),
+        get_info: Some(engine.get_info()),
+    };
+    let send = |s: &mut Session, conn: &mut MailboxConn| {
+        while let Some(f) = s.poll_frame() {
+            conn.send(&RelayFrame::Data(f)).unwrap();
+        }
+    };
+    let request_within = |s: &mut Session, conn: &mut MailboxConn, wait: Duration| {
+        let until = Instant::now() + wait;
+        while Instant::now() < until {
+            if let Some(RelayFrame::Data(f)) = conn.poll().unwrap() {
+                s.receive(&f, Instant::now()).unwrap();
+                while let Some(event) = s.poll_event() {
+                    if let Event::CtapRequest(r) = event {
+                        return Some(r);
+                    }
+                }
+            }
+        }
+        None
+    };
+
+    // First try: HS1 out; the bridge's HS2, Hello and the request come back; the phone
+    // vanishes before sending its Hello.
+    let mut first = record.session(hello(), Instant::now()).unwrap();
+    send(&mut first, &mut conn);
+    assert!(
+        request_within(&mut first, &mut conn, Duration::from_secs(5)).is_some(),
+        "the request came right behind the bridge's handshake answer"
+    );
+    drop(first);
+
+    // Started over: a new HS1 gets a new session and the request at once.
+    let mut again = record.session(hello(), Instant::now()).unwrap();
+    send(&mut again, &mut conn);
+    let request = request_within(&mut again, &mut conn, Duration::from_secs(3))
+        .expect("the bridge answered the new handshake at once");
+    let answer = engine.process(request.kind, &request.payload, &Default::default());
+    again.respond(request.id, answer.clone()).unwrap();
+    send(&mut again, &mut conn);
+    // The engine's answer (no credential for the site yet: 0x2E) reaches the browser.
+    assert_eq!(browser.join().unwrap(), answer);
+    assert_eq!(answer, vec![0x2e]);
 }
