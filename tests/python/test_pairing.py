@@ -79,22 +79,28 @@ def read_line(p: subprocess.Popen, prefix: str, timeout: float = 30.0) -> str:
     raise AssertionError(f"no {prefix!r} line")
 
 
+def start_relay_and_bridge(binaries, procs, bridge_dir, **bridge_options):
+    """A relay (webhooks to loopback allowed) and a bridge "Test laptop" on a free UDP port,
+    waiting to pair: (relay, bridge, port, pairing URL)."""
+    relay = procs.start([
+        binaries["pocketkey-relay"], "--listen", "127.0.0.1:0",
+        "--webhook-allow", "http://127.0.0.1:",
+    ])
+    relay_addr = read_line(relay, "listening on ")
+    port = free_udp_port()
+    bridge = procs.start([
+        binaries["pocketkey-bridge"], "--udp", f"127.0.0.1:{port}",
+        "--relay", f"ws://{relay_addr}", "--state-dir", bridge_dir,
+        "--name", "Test laptop", "--phone-timeout", str(PHONE_TIMEOUT),
+    ], **bridge_options)
+    return relay, bridge, port, read_line(bridge, "pair: ")
+
+
 @pytest.fixture
 def setup(binaries):
     procs = Procs()
     with tempfile.TemporaryDirectory() as bridge_dir, tempfile.TemporaryDirectory() as phone_dir:
-        relay = procs.start([
-            binaries["pocketkey-relay"], "--listen", "127.0.0.1:0",
-            "--webhook-allow", "http://127.0.0.1:",
-        ])
-        relay_addr = read_line(relay, "listening on ")
-        port = free_udp_port()
-        bridge = procs.start([
-            binaries["pocketkey-bridge"], "--udp", f"127.0.0.1:{port}",
-            "--relay", f"ws://{relay_addr}", "--state-dir", bridge_dir,
-            "--name", "Test laptop", "--phone-timeout", str(PHONE_TIMEOUT),
-        ])
-        url = read_line(bridge, "pair: ")
+        relay, bridge, port, url = start_relay_and_bridge(binaries, procs, bridge_dir)
         yield {
             "binaries": binaries, "procs": procs, "url": url, "phone_dir": phone_dir,
             "addr": ("127.0.0.1", port), "bridge": bridge,
@@ -510,18 +516,7 @@ def traced(binaries, tmp_path, monkeypatch):
     bridge_log = tmp_path / "bridge.log"
     with open(bridge_log, "w") as log, tempfile.TemporaryDirectory() as bridge_dir, \
             tempfile.TemporaryDirectory() as phone_dir:
-        relay = procs.start([
-            binaries["pocketkey-relay"], "--listen", "127.0.0.1:0",
-            "--webhook-allow", "http://127.0.0.1:",
-        ])
-        relay_addr = read_line(relay, "listening on ")
-        port = free_udp_port()
-        bridge = procs.start([
-            binaries["pocketkey-bridge"], "--udp", f"127.0.0.1:{port}",
-            "--relay", f"ws://{relay_addr}", "--state-dir", bridge_dir,
-            "--name", "Test laptop", "--phone-timeout", str(PHONE_TIMEOUT),
-        ], stderr=log)
-        url = read_line(bridge, "pair: ")
+        relay, bridge, port, url = start_relay_and_bridge(binaries, procs, bridge_dir, stderr=log)
         yield {
             "binaries": binaries, "procs": procs, "url": url, "phone_dir": phone_dir,
             "addr": ("127.0.0.1", port), "bridge": bridge, "relay": relay,
