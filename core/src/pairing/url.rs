@@ -237,17 +237,24 @@ impl PairingUrl {
     ) -> Result<Self, UrlError> {
         validate_relay_url(relay_url, policy)?;
         validate_name(name)?;
-        let url = Self {
+        Self {
             bridge_key,
             secret,
             relay_url: relay_url.to_string(),
             name: name.to_string(),
-        };
-        let len = url.to_url_string().len();
+        }
+        .within_max_len()
+    }
+
+    /// Refuses a URL whose own encoding ([`PairingUrl::to_url_string`]) is longer than
+    /// [`MAX_URL_LEN`]: the builder never makes one, and a parsed one (fields written raw,
+    /// unescaped, so shorter than their encoding) would not parse again once re-encoded.
+    fn within_max_len(self) -> Result<Self, UrlError> {
+        let len = self.to_url_string().len();
         if len > MAX_URL_LEN {
             return Err(UrlError::TooLong(len));
         }
-        Ok(url)
+        Ok(self)
     }
 
     /// Parses with the [`UrlPolicy::Strict`] relay policy.
@@ -290,12 +297,13 @@ impl PairingUrl {
         validate_relay_url(&relay_url, policy)?;
         let name = get(4)?;
         validate_name(&name)?;
-        Ok(Self {
+        Self {
             bridge_key,
             secret,
             relay_url,
             name,
-        })
+        }
+        .within_max_len()
     }
 
     /// The URL text, fields in the order `v k s r n`.
@@ -452,6 +460,42 @@ mod tests {
             )),
             UrlError::TooLong(sample().to_url_string().len() + 1027)
         );
+    }
+
+    /// Caught by the `pairing_url` fuzz target's round-trip check (on a hand-made input, kept as
+    /// its seed `regress_encoding_over_max_len`): fields written raw (unescaped UTF-8) are
+    /// shorter than their percent-encoding, so a URL under the limit could re-encode over it and
+    /// then not parse again; such a URL is refused like the builder refuses it.
+    #[test]
+    fn a_url_whose_encoding_is_too_long_is_refused() {
+        let url = sample();
+        let relay = format!("wss://{}", "é".repeat(125));
+        let name = "é".repeat(32);
+        let raw = format!(
+            "pocketkey://pair?v=1&k={}&s={}&r={relay}&n={name}",
+            b64u_encode(&compressed(&url.bridge_key)),
+            b64u_encode(url.secret.expose()),
+        );
+        assert!(raw.len() <= MAX_URL_LEN, "{}", raw.len());
+        let encoded_len = raw.len() + 2 * (relay.len() - "wss".len()) + 2 * name.len();
+        assert!(encoded_len > MAX_URL_LEN);
+        assert_eq!(
+            PairingUrl::parse(&raw).unwrap_err(),
+            UrlError::TooLong(encoded_len)
+        );
+        assert_eq!(
+            PairingUrl::new(url.bridge_key, url.secret, &relay, &name, UrlPolicy::Strict)
+                .unwrap_err(),
+            UrlError::TooLong(encoded_len)
+        );
+        // Raw UTF-8 whose encoding fits is still accepted, and round-trips.
+        let short = format!(
+            "pocketkey://pair?v=1&k={}&s={}&r=wss://relay.example/é&n=Ordinateur d'Élodie",
+            b64u_encode(&compressed(&sample().bridge_key)),
+            b64u_encode(sample().secret.expose()),
+        );
+        let parsed = PairingUrl::parse(&short).unwrap();
+        assert_eq!(PairingUrl::parse(&parsed.to_url_string()).unwrap(), parsed);
     }
 
     #[test]
