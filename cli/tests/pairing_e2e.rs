@@ -527,14 +527,17 @@ impl pocketkey_ffi::KeyProvider for Keychain {
     }
 }
 
-/// Pairing and unpairing ask nobody.
-struct NoPrompts;
-impl pocketkey_ffi::ApprovalListener for NoPrompts {
+/// The app's approval listener in these tests: prompts go to the test through the channel;
+/// without one (pairing and unpairing ask nobody) a prompt fails the test.
+struct Prompts(Option<std::sync::Mutex<mpsc::Sender<pocketkey_ffi::ApprovalPrompt>>>);
+impl pocketkey_ffi::ApprovalListener for Prompts {
     fn on_approval_requested(
         &self,
-        _: pocketkey_ffi::ApprovalPrompt,
+        prompt: pocketkey_ffi::ApprovalPrompt,
     ) -> Result<(), pocketkey_ffi::ApprovalListenerError> {
-        panic!("no approval expected")
+        let to_test = self.0.as_ref().expect("no approval expected");
+        let _ = to_test.lock().unwrap().send(prompt);
+        Ok(())
     }
     fn on_approval_closed(
         &self,
@@ -553,7 +556,7 @@ fn app_paired_with(
     let key = pocketkey_ffi::SecurityKey::open(
         dir.join("key").to_string_lossy().into_owned(),
         Arc::new(Keychain),
-        Arc::new(NoPrompts),
+        Arc::new(Prompts(None)),
         None,
     )
     .unwrap();
@@ -918,25 +921,6 @@ fn the_app_is_woken_by_push_and_serves_the_request() {
         .expect("the browser's request was answered by the woken phone");
 }
 
-/// Forwards every prompt to the test, which answers it through `SecurityKey::answer`.
-struct Prompts(std::sync::Mutex<mpsc::Sender<pocketkey_ffi::ApprovalPrompt>>);
-impl pocketkey_ffi::ApprovalListener for Prompts {
-    fn on_approval_requested(
-        &self,
-        prompt: pocketkey_ffi::ApprovalPrompt,
-    ) -> Result<(), pocketkey_ffi::ApprovalListenerError> {
-        let _ = self.0.lock().unwrap().send(prompt);
-        Ok(())
-    }
-    fn on_approval_closed(
-        &self,
-        _: u64,
-        _: pocketkey_ffi::ApprovalClosed,
-    ) -> Result<(), pocketkey_ffi::ApprovalListenerError> {
-        Ok(())
-    }
-}
-
 /// A listener that runs already reads the pairing again at each request: a rename shows in the
 /// next prompt; a pairing revoked behind its back (by another process of this phone whose DELETE
 /// did not reach the relay) is not served — no prompt, the relay is told, the bridge forgets the
@@ -951,7 +935,7 @@ fn a_running_listener_reads_the_pairing_again_at_each_request() {
     let key = pocketkey_ffi::SecurityKey::open(
         dir.path().join("key").to_string_lossy().into_owned(),
         Arc::new(Keychain),
-        Arc::new(Prompts(std::sync::Mutex::new(prompted))),
+        Arc::new(Prompts(Some(std::sync::Mutex::new(prompted)))),
         None,
     )
     .unwrap();
