@@ -16,6 +16,9 @@
 
 #![no_main]
 
+#[path = "support/steps.rs"]
+mod steps;
+
 use libfuzzer_sys::fuzz_target;
 use p256::SecretKey;
 use pocketkey_core::hybrid::advert::EidPlaintext;
@@ -25,37 +28,11 @@ use pocketkey_core::hybrid::noise::{Initiator, HANDSHAKE_MESSAGE_LEN};
 use pocketkey_core::hybrid::qr::QrCode;
 use pocketkey_core::hybrid::session::{encode_message, MessageType, PostHandshake, FEATURE_CTAP};
 use pocketkey_core::hybrid::{Session, SessionConfig, SessionEvent};
+use steps::{trace, Input};
 
 const GET_INFO: &[u8] = &[
     0xa1, 0x01, 0x81, 0x68, b'F', b'I', b'D', b'O', b'_', b'2', b'_', b'1',
 ];
-
-/// `PK_FUZZ_TRACE=1` when replaying an input prints each event (and the final state).
-fn trace() -> bool {
-    static TRACE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *TRACE.get_or_init(|| std::env::var_os("PK_FUZZ_TRACE").is_some())
-}
-
-struct Input<'a>(&'a [u8]);
-
-impl Input<'_> {
-    fn byte(&mut self) -> Option<u8> {
-        let (&b, rest) = self.0.split_first()?;
-        self.0 = rest;
-        Some(b)
-    }
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        let n = n.min(self.0.len());
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        head.to_vec()
-    }
-    /// A little-endian u16 length (below 4096), then that many bytes.
-    fn long(&mut self) -> Vec<u8> {
-        let n = u16::from_le_bytes([self.byte().unwrap_or(0), self.byte().unwrap_or(0)]);
-        self.bytes(usize::from(n % 4096))
-    }
-}
 
 /// The genuine browser.
 struct Browser {

@@ -19,6 +19,9 @@
 
 #![no_main]
 
+#[path = "support/steps.rs"]
+mod steps;
+
 use std::collections::VecDeque;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -34,6 +37,7 @@ use pocketkey_core::pairing::relay::MAX_DATA_LEN;
 use pocketkey_core::pairing::session::{frame_kind, Event, Session, Timeout};
 use pocketkey_core::pairing::url::{PairingSecret, PairingUrl, UrlPolicy};
 use pocketkey_core::pairing::{MailboxKeys, PairingId, PairingOffer, Role, SessionState};
+use steps::{trace, Input};
 
 const RELAY: &str = "wss://relay.example/pk";
 const COMPUTER: &str = "desk";
@@ -107,38 +111,6 @@ fn frame(kind: u8, body: &[u8]) -> Vec<u8> {
     let mut out = vec![kind];
     out.extend_from_slice(body);
     out
-}
-
-/// `PK_FUZZ_TRACE=1` when replaying an input prints each event.
-fn trace() -> bool {
-    static TRACE: OnceLock<bool> = OnceLock::new();
-    *TRACE.get_or_init(|| std::env::var_os("PK_FUZZ_TRACE").is_some())
-}
-
-struct Input<'a>(&'a [u8]);
-
-impl Input<'_> {
-    fn byte(&mut self) -> Option<u8> {
-        let (&b, rest) = self.0.split_first()?;
-        self.0 = rest;
-        Some(b)
-    }
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        let n = n.min(self.0.len());
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        head.to_vec()
-    }
-    /// A length byte, then that many bytes.
-    fn short(&mut self) -> Vec<u8> {
-        let n = self.byte().unwrap_or(0);
-        self.bytes(usize::from(n))
-    }
-    /// A little-endian u16 length (below 4096), then that many bytes.
-    fn long(&mut self) -> Vec<u8> {
-        let n = u16::from_le_bytes([self.byte().unwrap_or(0), self.byte().unwrap_or(0)]);
-        self.bytes(usize::from(n % 4096))
-    }
 }
 
 /// The genuine other side.
