@@ -95,10 +95,8 @@ impl MapReader {
     pub fn new(value: Value) -> CtapResult<Self> {
         match value {
             Value::Map(entries) => {
-                for (i, (k, _)) in entries.iter().enumerate() {
-                    if entries[..i].iter().any(|(other, _)| other == k) {
-                        return Err(CtapError::InvalidCbor);
-                    }
+                if has_duplicate_keys(&entries) {
+                    return Err(CtapError::InvalidCbor);
                 }
                 Ok(Self { entries })
             }
@@ -128,6 +126,32 @@ impl MapReader {
     /// The remaining entries (unknown keys), for callers that iterate them.
     pub fn into_entries(self) -> Vec<(Value, Value)> {
         self.entries
+    }
+}
+
+/// Whether two keys of `entries` are equal (`==`), in O(n log n): a request map may hold tens
+/// of thousands of keys, and this runs under the engine's lock.
+///
+/// A key holding a NaN anywhere equals no key, itself included (NaN != NaN), so it can be no
+/// duplicate. On the other keys `Value`'s derived order is total and agrees with `==`, so
+/// equal keys are adjacent once sorted.
+fn has_duplicate_keys(entries: &[(Value, Value)]) -> bool {
+    let mut keys: Vec<&Value> = entries
+        .iter()
+        .map(|(k, _)| k)
+        .filter(|k| !holds_nan(k))
+        .collect();
+    keys.sort_unstable_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    keys.windows(2).any(|pair| pair[0] == pair[1])
+}
+
+fn holds_nan(value: &Value) -> bool {
+    match value {
+        Value::Float(f) => f.is_nan(),
+        Value::Tag(_, inner) => holds_nan(inner),
+        Value::Array(items) => items.iter().any(holds_nan),
+        Value::Map(entries) => entries.iter().any(|(k, v)| holds_nan(k) || holds_nan(v)),
+        _ => false,
     }
 }
 
@@ -179,6 +203,7 @@ pub fn int(i: i64) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn canonical_orders_ints_before_text_and_shorter_first() {
@@ -223,5 +248,80 @@ mod tests {
     fn duplicate_keys_are_invalid() {
         let v = Value::Map(vec![(int(1), int(1)), (int(1), int(2))]);
         assert_eq!(MapReader::new(v).err(), Some(CtapError::InvalidCbor));
+    }
+
+    /// The pairwise check this module used before: every key against every earlier one.
+    fn duplicates_pairwise(entries: &[(Value, Value)]) -> bool {
+        entries
+            .iter()
+            .enumerate()
+            .any(|(i, (k, _))| entries[..i].iter().any(|(other, _)| other == k))
+    }
+
+    #[test]
+    fn float_keys_follow_value_equality() {
+        let nan = Value::Float(f64::NAN);
+        let cases = [
+            (vec![nan.clone(), nan.clone()], false),
+            (
+                vec![Value::Array(vec![nan.clone()]), Value::Array(vec![nan])],
+                false,
+            ),
+            (vec![Value::Float(0.0), Value::Float(-0.0)], true),
+            (vec![Value::Float(1.5), int(1), Value::Float(1.5)], true),
+        ];
+        for (keys, duplicate) in cases {
+            let entries: Vec<(Value, Value)> = keys.into_iter().map(|k| (k, Value::Null)).collect();
+            assert_eq!(duplicates_pairwise(&entries), duplicate, "{entries:?}");
+            assert_eq!(has_duplicate_keys(&entries), duplicate, "{entries:?}");
+        }
+    }
+
+    /// A 65 536-key map, as CBOR bytes from outside: distinct keys are accepted, one repeated
+    /// key (the last one, far from its twin) is refused.
+    #[test]
+    fn a_map_with_65536_keys_is_checked() {
+        const N: i64 = 65_536;
+        let map = |last: i64| {
+            let mut entries: Vec<(Value, Value)> = (0..N - 1).map(|i| (int(i), int(0))).collect();
+            entries.push((int(last), int(0)));
+            let mut bytes = Vec::new();
+            ciborium::ser::into_writer(&Value::Map(entries), &mut bytes).unwrap();
+            bytes
+        };
+        let distinct = decode(&map(N - 1)).unwrap();
+        let entries = MapReader::new(distinct).unwrap().into_entries();
+        assert_eq!(entries.len(), N as usize);
+        let repeated = decode(&map(0)).unwrap();
+        assert_eq!(MapReader::new(repeated).err(), Some(CtapError::InvalidCbor));
+    }
+
+    fn key() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            4 => (-3i64..4).prop_map(int),
+            2 => "[ab]{0,2}".prop_map(Value::Text),
+            1 => proptest::collection::vec(0u8..2, 0..2).prop_map(Value::Bytes),
+            1 => proptest::sample::select(vec![0.0, -0.0, 1.0, f64::NAN, f64::INFINITY])
+                .prop_map(Value::Float),
+            1 => any::<bool>().prop_map(Value::Bool),
+            1 => Just(Value::Null),
+        ];
+        leaf.prop_recursive(2, 8, 3, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..3).prop_map(Value::Array),
+                (0u64..2, inner.clone()).prop_map(|(t, v)| Value::Tag(t, Box::new(v))),
+                proptest::collection::vec((inner.clone(), inner), 0..2).prop_map(Value::Map),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn duplicate_check_agrees_with_the_pairwise_one(
+            keys in proptest::collection::vec(key(), 0..24)
+        ) {
+            let entries: Vec<(Value, Value)> = keys.into_iter().map(|k| (k, Value::Null)).collect();
+            prop_assert_eq!(has_duplicate_keys(&entries), duplicates_pairwise(&entries));
+        }
     }
 }
