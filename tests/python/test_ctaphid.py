@@ -16,6 +16,9 @@ ERR_INVALID_CHANNEL = 0x0B
 CAP_WINK, CAP_CBOR, CAP_NMSG = 0x01, 0x04, 0x08
 MAX_PAYLOAD = 64 - 7 + 128 * (64 - 5)  # 7609
 
+# test_power_cycle_keeps_or_reaccepts_channel sends the power-cycle datagram to the module's key.
+pytestmark = pytest.mark.power_cycle
+
 
 @pytest.fixture
 def hid(pk):
@@ -68,6 +71,46 @@ def test_unallocated_channel(hid):
     cid = 0x5EEDF00D
     hid.send(cid, PING, b"hi")
     expect_error(hid, cid, ERR_INVALID_CHANNEL)
+
+
+def test_init_on_a_channel_never_allocated(pk):
+    """A host whose key restarted retries INIT on its old channel: the key answers it there and
+    keeps the channel, as SoloKeys and YubiKeys do (CTAP 2.1 §11.2.9.1.3 is silent on it)."""
+    hid = RawHid(pk.addr)
+    try:
+        cid = 0x5EED0001
+        nonce = os.urandom(8)
+        hid.send(cid, INIT, nonce)
+        cmd, resp = hid.recv(cid)
+        assert cmd == INIT, f"expected an INIT answer, got command 0x{cmd:02x} {resp.hex()}"
+        assert resp[:8] == nonce
+        assert struct.unpack_from(">I", resp, 8)[0] == cid
+        hid.send(cid, PING, b"on the old channel")
+        assert hid.recv(cid) == (PING, b"on the old channel")
+    finally:
+        hid.close()
+
+
+def test_unallocated_channel_while_busy(pk):
+    """CTAP 2.1 §11.2.5.1: while another channel holds the key, a request from any channel
+    fails with CHANNEL_BUSY."""
+    a, b = RawHid(pk.addr), RawHid(pk.addr)
+    try:
+        cid_a, _ = a.allocate()
+        data = os.urandom(200)
+        a.send_packet(a.init_packet(cid_a, PING, len(data), data))
+        b.send(0x5EED0002, PING, b"me too")
+        expect_error(b, 0x5EED0002, ERR_CHANNEL_BUSY)
+        rest, seq = data[57:], 0
+        while rest:
+            a.send_packet(a.cont_packet(cid_a, seq, rest))
+            rest, seq = rest[59:], seq + 1
+        assert a.recv(cid_a) == (PING, data)
+        b.send(0x5EED0002, PING, b"idle now")
+        expect_error(b, 0x5EED0002, ERR_INVALID_CHANNEL)
+    finally:
+        a.close()
+        b.close()
 
 
 def test_length_too_large(hid):

@@ -16,6 +16,15 @@
 //!   request (a [`HidOutput::Cancel`] is emitted; its eventual answer is discarded).
 //! - At most [`MAX_CHANNELS`] channels are kept; allocating past that forgets the least
 //!   recently used idle one.
+//! - INIT on a channel id this server never allocated (nor 0) is answered on that channel,
+//!   which it then keeps, as INIT on an allocated channel is: a host whose key restarted
+//!   retries INIT on its old channel. §11.2.9.1.3 says what INIT does on the broadcast and on
+//!   an allocated channel and nothing about other ids; the reference keys (SoloKeys,
+//!   YubiKey) answer it.
+//! - Any other packet on an unknown channel is refused with INVALID_CHANNEL ("command not
+//!   allowed on this cid", §11.2.9.1.6) while the device is idle, and with CHANNEL_BUSY
+//!   while another channel holds it: §11.2.5.1 fails a request "from a different channel
+//!   while the device is busy" with a busy error, whatever that channel is.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -237,8 +246,17 @@ impl HidServer {
             self.on_init_command(cid, bcnt, data, out);
             return;
         }
-        if cid == BROADCAST_CID || !self.channels.contains_key(&cid) {
+        if cid == BROADCAST_CID {
             out.push(send_error(cid, HidError::InvalidChannel));
+            return;
+        }
+        if !self.channels.contains_key(&cid) {
+            let error = if self.is_held() {
+                HidError::ChannelBusy
+            } else {
+                HidError::InvalidChannel
+            };
+            out.push(send_error(cid, error));
             return;
         }
         self.touch(cid);
@@ -282,10 +300,6 @@ impl HidServer {
     }
 
     fn on_init_command(&mut self, cid: u32, bcnt: u16, data: &[u8], out: &mut Vec<HidOutput>) {
-        if cid != BROADCAST_CID && !self.channels.contains_key(&cid) {
-            out.push(send_error(cid, HidError::InvalidChannel));
-            return;
-        }
         let nonce: Option<&[u8; 8]> = data.get(..8).and_then(|n| n.try_into().ok());
         let (8, Some(nonce)) = (bcnt, nonce) else {
             out.push(send_error(cid, HidError::InvalidLen));
@@ -293,9 +307,15 @@ impl HidServer {
         };
         let new_cid = if cid == BROADCAST_CID {
             self.allocate()
-        } else {
+        } else if self.channels.contains_key(&cid) {
             self.resync(cid, out);
             self.touch(cid);
+            cid
+        } else {
+            // A channel of an earlier run (see the module documentation): kept from now on.
+            self.make_room();
+            self.tick += 1;
+            self.channels.insert(cid, self.tick);
             cid
         };
         out.push(HidOutput::Send(init_response(
@@ -403,7 +423,27 @@ impl HidServer {
         }
     }
 
+    /// Whether a transaction holds the device: a request the engine works on, a message
+    /// being assembled, or a LOCK.
+    fn is_held(&self) -> bool {
+        self.pending.is_some() || self.assembly.is_some() || self.lock.is_some()
+    }
+
     fn allocate(&mut self) -> u32 {
+        self.make_room();
+        loop {
+            let cid = self.next_cid;
+            self.next_cid = self.next_cid.wrapping_add(1);
+            if cid != RESERVED_CID && cid != BROADCAST_CID && !self.channels.contains_key(&cid) {
+                self.tick += 1;
+                self.channels.insert(cid, self.tick);
+                return cid;
+            }
+        }
+    }
+
+    /// Forgets the least recently used idle channel when [`MAX_CHANNELS`] are kept.
+    fn make_room(&mut self) {
         if self.channels.len() >= MAX_CHANNELS {
             let in_use = [
                 self.pending.map(|p| p.cid),
@@ -418,15 +458,6 @@ impl HidServer {
                 .map(|(cid, _)| *cid);
             if let Some(victim) = victim {
                 self.channels.remove(&victim);
-            }
-        }
-        loop {
-            let cid = self.next_cid;
-            self.next_cid = self.next_cid.wrapping_add(1);
-            if cid != RESERVED_CID && cid != BROADCAST_CID && !self.channels.contains_key(&cid) {
-                self.tick += 1;
-                self.channels.insert(cid, self.tick);
-                return cid;
             }
         }
     }

@@ -202,11 +202,60 @@ fn init_on_existing_channel_resyncs_it() {
     assert_eq!(h.server.channel_count(), 1);
 }
 
+/// A host whose key restarted retries INIT on the channel it had (see server.rs).
 #[test]
-fn init_on_unallocated_channel_is_invalid_channel() {
+fn init_on_a_channel_never_allocated_is_answered_and_keeps_it() {
     let mut h = Harness::new();
     let out = h.send(0x1234, Command::Init, &NONCE);
-    assert_error(&out, 0x1234, HidError::InvalidChannel);
+    let m = response(&out);
+    assert_eq!((m.cid, m.cmd), (0x1234, Command::Init as u8));
+    assert_eq!(&m.payload[..8], &NONCE);
+    assert_eq!(
+        u32::from_be_bytes(m.payload[8..12].try_into().unwrap()),
+        0x1234
+    );
+    assert!(h.server.is_allocated(0x1234));
+    assert_eq!(
+        response(&h.send(0x1234, Command::Ping, b"ok")).payload,
+        b"ok"
+    );
+    // Allocation never hands out a channel that is kept this way.
+    let mut h = Harness::new();
+    response(&h.send(0x100, Command::Init, &NONCE));
+    assert_eq!(h.allocate(), 0x101);
+    // Also while another channel is busy (INIT is always answered).
+    let busy = h.allocate();
+    h.start_request(busy);
+    assert_eq!(response(&h.send(0x5678, Command::Init, &NONCE)).cid, 0x5678);
+}
+
+/// §11.2.5.1: while a transaction holds the device, a request from any other channel gets
+/// CHANNEL_BUSY, an unknown channel's too; idle, an unknown channel is INVALID_CHANNEL.
+#[test]
+fn an_unknown_channel_is_busy_while_another_holds_the_device() {
+    let mut h = Harness::new();
+    let cid = h.allocate();
+    h.start_request(cid);
+    assert_error(
+        &h.send(0x0bad_0bad, Command::Ping, b"x"),
+        0x0bad_0bad,
+        HidError::ChannelBusy,
+    );
+    assert_eq!(h.server.finish(cid, RequestKind::Cbor, &[0]).len(), 1);
+    assert_error(
+        &h.send(0x0bad_0bad, Command::Ping, b"x"),
+        0x0bad_0bad,
+        HidError::InvalidChannel,
+    );
+    // A message half sent on an allocated channel holds the device too.
+    let reports = fragment(cid, Command::Ping.into(), &[1; 100]).unwrap();
+    h.feed(&reports[0]);
+    assert_error(
+        &h.send(0x0bad_0bad, Command::Cbor, &[4]),
+        0x0bad_0bad,
+        HidError::ChannelBusy,
+    );
+    assert!(!h.server.is_allocated(0x0bad_0bad));
 }
 
 #[test]
