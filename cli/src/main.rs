@@ -4,6 +4,7 @@ mod approver;
 mod attestation;
 mod hybrid;
 mod pairing;
+mod webhook;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex, PoisonError};
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::thread;
 use std::time::Duration;
@@ -24,7 +23,7 @@ use pocketkey_ffi::runtime::pairing_app::{
     delete_at_relay, retry_pending_revocations, revocation_guard, woken_mailbox,
 };
 
-use crate::{approver, attestation};
+use crate::{approver, attestation, webhook};
 use pocketkey_desktop::engine::{self, SignallingApprover, WaitingForUser};
 use pocketkey_desktop::{keys, signals};
 
@@ -324,31 +323,22 @@ fn wake_mode(
             .map_err(|e| format!("registering the wake-up URL for {:?}: {e}", record.name))?;
         eprintln!("{}: wake-ups go to {wake_url}", record.name);
     }
-    // A wake-up is served the moment it connects: `accept` blocks on a thread of its own
-    // (it ends with the process, or at its next connection once this loop is gone), and this
-    // loop checks `stop` between connections.
-    let (connections, incoming) = mpsc::channel();
-    thread::Builder::new()
-        .name("pocketkey-webhook".into())
-        .spawn(move || loop {
-            let accepted = listener.accept().map(|(stream, _)| stream);
-            let failed = accepted.is_err();
-            if connections.send(accepted).is_err() || failed {
-                return;
-            }
-        })
+    // A wake-up is served the moment its request is in: the webhook reads requests on
+    // threads of its own (see `webhook`), and this loop checks `stop` between them.
+    let (bodies, incoming) = mpsc::channel();
+    webhook::spawn(listener, webhook::Limits::default(), bodies)
         .map_err(|e| format!("cannot start the webhook listener: {e}"))?;
     let mut running: HashMap<MailboxId, thread::JoinHandle<()>> = HashMap::new();
     while !stop.load(Ordering::SeqCst) {
-        let stream = match incoming.recv_timeout(Duration::from_millis(250)) {
-            Ok(Ok(stream)) => stream,
+        let body = match incoming.recv_timeout(Duration::from_millis(250)) {
+            Ok(Ok(body)) => body,
             Ok(Err(e)) => return Err(format!("webhook: {e}")),
             Err(mpsc::RecvTimeoutError::Timeout) => continue,
             Err(mpsc::RecvTimeoutError::Disconnected) => {
                 return Err("webhook: the listener stopped".into())
             }
         };
-        let Some(mailbox) = read_wake(stream) else {
+        let Some(mailbox) = woken_mailbox(&body) else {
             continue;
         };
         running.retain(|_, h| !h.is_finished());
@@ -385,39 +375,6 @@ fn wake_mode(
         let _ = h.join();
     }
     Ok(())
-}
-
-/// Reads one webhook POST, answers 204, returns the mailbox it names.
-fn read_wake(mut stream: std::net::TcpStream) -> Option<MailboxId> {
-    stream.set_nonblocking(false).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    let mut data = Vec::new();
-    let mut buf = [0u8; 1024];
-    let (head_end, length) = loop {
-        let n = stream.read(&mut buf).ok()?;
-        if n == 0 || data.len() > 8192 {
-            return None;
-        }
-        data.extend_from_slice(&buf[..n]);
-        if let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&data[..end]).to_ascii_lowercase();
-            let length = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .and_then(|v| v.trim().parse::<usize>().ok())
-                .unwrap_or(0);
-            break (end + 4, length.min(4096));
-        }
-    };
-    while data.len() < head_end + length {
-        let n = stream.read(&mut buf).ok()?;
-        if n == 0 {
-            break;
-        }
-        data.extend_from_slice(&buf[..n]);
-    }
-    let _ = stream.write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n");
-    woken_mailbox(data.get(head_end..)?)
 }
 
 fn now_unix() -> u64 {
