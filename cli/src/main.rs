@@ -98,6 +98,12 @@ struct ServeArgs {
     /// is the kernel keyring, which does not survive a reboot.
     #[arg(long)]
     keyring: bool,
+
+    /// Honour the UDP "power cycle" datagram of the FIDO simulation convention (it forgets
+    /// the PIN strikes and reopens the reset window) from loopback senders. For test tools
+    /// only; without it the datagram is an ordinary, invalid report.
+    #[arg(long, conflicts_with = "uhid")]
+    allow_power_cycle: bool,
 }
 
 /// The program's name: its default state directory is named after it.
@@ -129,7 +135,8 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     let state_dir = keys::open_state_dir(args.state_dir, APP)?;
 
     // Bind first: a busy port or a missing /dev/uhid should not cost a key or a store.
-    let device = Device::open(&args.device, "PocketKey", device::DefaultTransport::Udp)?;
+    let device = Device::open(&args.device, "PocketKey", device::DefaultTransport::Udp)?
+        .allow_power_cycle(args.allow_power_cycle);
 
     let master = master_key(&state_dir, args.keyring)?;
     let waiting = WaitingForUser::new();
@@ -156,6 +163,9 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     eprintln!("PocketKey security key on {}", device.describe());
     eprintln!("state directory: {}", state_dir.display());
     eprintln!("attestation: {attestation_kind}");
+    if args.allow_power_cycle {
+        eprintln!("power-cycle datagrams from this computer are honoured (--allow-power-cycle)");
+    }
     if args.auto_approve {
         eprintln!("auto-approving every request (--auto-approve)");
     } else {

@@ -62,7 +62,19 @@ impl Device {
                 .parse()
                 .map_err(|e| format!("bad default address: {e}"))?,
         };
+        if let Some(warning) = udp::exposure_warning(addr) {
+            eprintln!("{warning}");
+        }
         UdpTransport::bind(addr).map(Device::Udp)
+    }
+
+    /// Honours the UDP "power cycle" datagram from loopback senders (see
+    /// [`UdpTransport::allow_power_cycle`]); a uhid device has no such datagram.
+    pub fn allow_power_cycle(self, allow: bool) -> Self {
+        match self {
+            Device::Udp(t) => Device::Udp(t.allow_power_cycle(allow)),
+            other => other,
+        }
     }
 
     /// Where the key is, for the start-up line: "UDP 127.0.0.1:8111", "USB (uhid)".

@@ -1,9 +1,12 @@
-//! The UDP transport (DESIGN §4): one datagram is one 64-byte CTAPHID report, no report id;
-//! replies go to the sender. A datagram equal to [`POWER_CYCLE_MAGIC`] power-cycles the engine.
+//! The UDP transport (the FIDO simulation convention): one datagram is one 64-byte CTAPHID
+//! report, no report id; replies go to the sender. A datagram equal to [`POWER_CYCLE_MAGIC`]
+//! power-cycles the engine, which forgets the per-boot PIN strikes and reopens the reset
+//! window: so only when asked for ([`UdpTransport::allow_power_cycle`], for test tools) and
+//! only from a loopback sender. Otherwise it is an ordinary (invalid) report.
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,9 +47,24 @@ const fn hex64(text: &[u8]) -> [u8; REPORT_LEN] {
     out
 }
 
+/// What `--udp ADDR` should say on stderr before serving: anyone who can reach a
+/// non-loopback address can use the key (register, sign in, guess PINs).
+pub fn exposure_warning(addr: SocketAddr) -> Option<String> {
+    (!addr.ip().to_canonical().is_loopback()).then(|| {
+        format!(
+            "WARNING: the security key listens on UDP {addr}, which is not a loopback address: \
+             anyone who can send it datagrams can use this key. Use 127.0.0.1 unless you \
+             mean it."
+        )
+    })
+}
+
 /// A bound UDP socket, ready to serve.
 pub struct UdpTransport {
     socket: UdpSocket,
+    allow_power_cycle: bool,
+    /// Whether a refused power-cycle datagram was logged already (once is enough).
+    refusal_logged: AtomicBool,
 }
 
 impl UdpTransport {
@@ -66,7 +84,35 @@ impl UdpTransport {
             }
             _ => format!("cannot listen on UDP {addr}: {e}"),
         })?;
-        Ok(Self { socket })
+        Ok(Self {
+            socket,
+            allow_power_cycle: false,
+            refusal_logged: AtomicBool::new(false),
+        })
+    }
+
+    /// Honours [`POWER_CYCLE_MAGIC`] from loopback senders (`--allow-power-cycle`, for test
+    /// tools). Without it the datagram is an ordinary report.
+    pub fn allow_power_cycle(mut self, allow: bool) -> Self {
+        self.allow_power_cycle = allow;
+        self
+    }
+
+    /// What the datagram `data` from `peer` is to the device loop.
+    fn incoming(&self, data: &[u8], peer: SocketAddr) -> Incoming<SocketAddr> {
+        if data == POWER_CYCLE_MAGIC {
+            if self.allow_power_cycle && peer.ip().to_canonical().is_loopback() {
+                return Incoming::PowerCycle(peer);
+            }
+            if !self.refusal_logged.swap(true, Ordering::Relaxed) {
+                eprintln!(
+                    "note: a power-cycle datagram from {peer} was treated as an ordinary \
+                     report (power cycles need --allow-power-cycle and a loopback sender); \
+                     further ones are not logged"
+                );
+            }
+        }
+        Incoming::Report(data.to_vec(), peer)
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
@@ -93,11 +139,7 @@ impl Port for UdpTransport {
         match self.socket.recv_from(&mut buf) {
             Ok((len, peer)) => {
                 let data = buf.get(..len).unwrap_or_default();
-                Ok(Some(if data == POWER_CYCLE_MAGIC {
-                    Incoming::PowerCycle(peer)
-                } else {
-                    Incoming::Report(data.to_vec(), peer)
-                }))
+                Ok(Some(self.incoming(data, peer)))
             }
             Err(e)
                 if matches!(

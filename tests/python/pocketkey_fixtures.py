@@ -15,6 +15,9 @@ _STASH_KEY = pytest.StashKey[list]()
 
 def _start(tmp_path_factory, request, name: str, **kw) -> Authenticator:
     base = tmp_path_factory.mktemp(name)
+    # Tests (or modules) marked power_cycle get a key that honours the power-cycle datagram.
+    if request.node.get_closest_marker("power_cycle") is not None:
+        kw.setdefault("allow_power_cycle", True)
     auth = Authenticator(state_dir=base / "state", **kw)
     auth.start()
     return auth

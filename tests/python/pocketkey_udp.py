@@ -353,6 +353,9 @@ class Authenticator:
     # False: no --auto-approve; the terminal approver reads answers ("y", "p", "n", account
     # number) from our pipe, since the process runs in its own session without a tty.
     auto_approve: bool = True
+    # --allow-power-cycle: the key honours the "power cycle" datagram (tests that need
+    # power_cycle(); see the power_cycle marker in pocketkey_fixtures.py).
+    allow_power_cycle: bool = False
 
     @property
     def addr(self) -> tuple[str, int]:
@@ -371,6 +374,7 @@ class Authenticator:
             "--state-dir",
             str(self.state_dir),
             *(["--auto-approve"] if self.auto_approve else []),
+            *(["--allow-power-cycle"] if self.allow_power_cycle else []),
             *self.extra_args,
         ]
 
@@ -487,6 +491,11 @@ class Authenticator:
 
     def power_cycle(self) -> None:
         """Simulate unplug/replug: volatile state goes, persistent state stays."""
+        if not self.allow_power_cycle:
+            raise AuthenticatorError(
+                "this key ignores power-cycle datagrams: start it with allow_power_cycle=True "
+                "(mark the test or module with pytest.mark.power_cycle)"
+            )
         for d in self.devices:
             try:
                 d.close()

@@ -6,6 +6,7 @@ import pytest
 from fido2.ctap2 import ClientPin, CredentialManagement, Ctap2
 from fido2.ctap2.pin import _pad_pin
 
+from pocketkey_udp import raw_init, send_power_cycle
 from pk_helpers import (
     ERR,
     PROTOCOLS,
@@ -256,6 +257,7 @@ def test_token_permissions_cleared_after_user_presence(fresh_authenticator):
         get_assertion(ctap, "oneshot.example", allow=[cred_id(resp)], token=tok)
 
 
+@pytest.mark.power_cycle
 def test_power_cycle_invalidates_tokens(fresh_authenticator):
     pk = fresh_authenticator
     ctap = with_pin(pk, 2)
@@ -270,6 +272,7 @@ def test_power_cycle_invalidates_tokens(fresh_authenticator):
 # Retries and lockout
 
 
+@pytest.mark.power_cycle
 @protocols
 def test_three_wrong_pins_block_until_power_cycle(fresh_authenticator, protocol):
     pk = fresh_authenticator
@@ -297,6 +300,31 @@ def test_three_wrong_pins_block_until_power_cycle(fresh_authenticator, protocol)
     assert retries(ctap) == 8, "a correct PIN restores the retry counter"
 
 
+def test_power_cycle_datagram_is_ignored_without_the_flag(fresh_authenticator):
+    """Without --allow-power-cycle the datagram is an ordinary invalid report: it does not
+    forget the PIN strikes (issue 9: any UDP sender could reset them)."""
+    pk = fresh_authenticator
+    assert not pk.allow_power_cycle
+    ctap = with_pin(pk, 2)
+
+    def attempt(pin):
+        return pin_token(ctap, pin, P.GET_ASSERTION, "example.com")
+
+    for wrong in ("000000", "000001"):
+        with ctap_error(ERR.PIN_INVALID, f"wrong PIN {wrong}"):
+            attempt(wrong)
+    with ctap_error(ERR.PIN_AUTH_BLOCKED, "3rd wrong PIN in a row"):
+        attempt("000002")
+    send_power_cycle(pk.addr)
+    # Datagrams are handled in order: once this INIT is answered, the datagram was handled.
+    assert raw_init(pk.addr, timeout=2.0) is not None
+    with ctap_error(ERR.PIN_AUTH_BLOCKED, "correct PIN after an ignored power-cycle datagram"):
+        attempt(PIN)
+    assert retries(ctap) == 5
+    assert "power-cycle datagram" in pk.read_log()
+
+
+@pytest.mark.power_cycle
 def test_pin_blocked_after_eight_wrong(fresh_authenticator):
     pk = fresh_authenticator
     ctap = with_pin(pk, 2)

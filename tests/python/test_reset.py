@@ -21,6 +21,8 @@ from pk_helpers import (
 P = ClientPin.PERMISSION
 PIN = "86753090"
 
+pytestmark = pytest.mark.power_cycle
+
 
 def populate(ctap):
     ClientPin(ctap).set_pin(PIN)

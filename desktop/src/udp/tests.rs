@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use pocketkey_core::approver::Requester;
 use pocketkey_core::cancel::CancelToken;
+use pocketkey_core::hid::packet::report_cid;
 
 use super::*;
 use crate::engine::{RequestContext, WaitingForUser};
@@ -104,7 +105,14 @@ struct Server {
 
 impl Server {
     fn start(with_flag: bool) -> Self {
-        let transport = UdpTransport::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        Self::start_on("127.0.0.1:0", with_flag, false)
+    }
+
+    /// On `bind`, with the waiting-for-user flag or not, honouring power cycles or not.
+    fn start_on(bind: &str, with_flag: bool, allow_power_cycle: bool) -> Self {
+        let transport = UdpTransport::bind(bind.parse().unwrap())
+            .unwrap()
+            .allow_power_cycle(allow_power_cycle);
         let addr = transport.local_addr().unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let power_cycles = Arc::new(AtomicUsize::new(0));
@@ -359,7 +367,7 @@ fn other_channels_are_busy_but_init_works_while_a_request_runs() {
 
 #[test]
 fn power_cycle_keeps_channels() {
-    let server = Server::start(false);
+    let server = Server::start_on("127.0.0.1:0", false, true);
     let client = Client::new(&server);
     let cid = client.init();
     client.socket.send(&POWER_CYCLE_MAGIC).unwrap();
@@ -372,6 +380,93 @@ fn power_cycle_keeps_channels() {
     assert_eq!(server.power_cycles.load(Ordering::SeqCst), 1);
     client.send(cid, Command::Ping, b"still here");
     assert_eq!(client.read_message(cid).payload, b"still here");
+}
+
+/// The magic datagram as the CTAPHID server sees it: an INIT packet on a channel nobody
+/// allocated, answered like any such packet. Datagrams are handled in order, so once the
+/// answer to the magic datagram is in, a power cycle would have been handed to the engine.
+fn send_magic_and_expect_an_ordinary_answer(client: &Client) {
+    client.socket.send(&POWER_CYCLE_MAGIC).unwrap();
+    let magic_cid = u32::from_be_bytes(POWER_CYCLE_MAGIC[..4].try_into().unwrap());
+    let reply = client.recv();
+    assert_eq!(report_cid(&reply), Some(magic_cid), "{reply:02x?}");
+}
+
+#[test]
+fn power_cycle_is_an_ordinary_report_unless_allowed() {
+    let server = Server::start(false);
+    let client = Client::new(&server);
+    let cid = client.init();
+    send_magic_and_expect_an_ordinary_answer(&client);
+    client.send(cid, Command::Ping, b"after");
+    assert_eq!(client.read_message(cid).payload, b"after");
+    assert_eq!(server.power_cycles.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn power_cycle_from_a_non_loopback_sender_is_refused_even_when_allowed() {
+    let transport = UdpTransport::bind("127.0.0.1:0".parse().unwrap())
+        .unwrap()
+        .allow_power_cycle(true);
+    let lan: SocketAddr = "192.0.2.7:5000".parse().unwrap();
+    let mapped: SocketAddr = "[::ffff:192.0.2.7]:5000".parse().unwrap();
+    for peer in [lan, mapped] {
+        assert_eq!(
+            transport.incoming(&POWER_CYCLE_MAGIC, peer),
+            Incoming::Report(POWER_CYCLE_MAGIC.to_vec(), peer)
+        );
+    }
+    for peer in ["127.0.0.1:5000", "[::1]:5000", "[::ffff:127.0.0.1]:5000"] {
+        let peer: SocketAddr = peer.parse().unwrap();
+        assert_eq!(
+            transport.incoming(&POWER_CYCLE_MAGIC, peer),
+            Incoming::PowerCycle(peer)
+        );
+    }
+}
+
+/// The same over real sockets, from this machine's first non-loopback IPv4 address (the
+/// address a route to a documentation network leaves from; none: the test says so and stops).
+#[test]
+fn power_cycle_over_the_network_is_refused_even_when_allowed() {
+    let probe = UdpSocket::bind("0.0.0.0:0").unwrap();
+    let lan = probe
+        .connect("203.0.113.1:9")
+        .and_then(|()| probe.local_addr())
+        .map(|a| a.ip())
+        .ok()
+        .filter(|ip| !ip.is_loopback() && !ip.is_unspecified());
+    let Some(lan) = lan else {
+        eprintln!("no non-loopback IPv4 address here: only the unit check above ran");
+        return;
+    };
+    let mut server = Server::start_on("0.0.0.0:0", false, true);
+    server.addr = SocketAddr::new(lan, server.addr.port());
+    let socket = UdpSocket::bind(SocketAddr::new(lan, 0)).unwrap();
+    socket.connect(server.addr).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    let client = Client { socket };
+    let cid = client.init();
+    send_magic_and_expect_an_ordinary_answer(&client);
+    client.send(cid, Command::Ping, b"after");
+    assert_eq!(client.read_message(cid).payload, b"after");
+    assert_eq!(server.power_cycles.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn a_non_loopback_address_is_warned_about() {
+    for addr in ["127.0.0.1:8111", "[::1]:8111", "[::ffff:127.0.0.1]:8111"] {
+        assert_eq!(exposure_warning(addr.parse().unwrap()), None, "{addr}");
+    }
+    for addr in ["0.0.0.0:8111", "192.0.2.2:8111", "[::]:8111"] {
+        let warning = exposure_warning(addr.parse().unwrap()).expect(addr);
+        assert!(
+            warning.starts_with("WARNING") && warning.contains(addr),
+            "{warning}"
+        );
+    }
 }
 
 #[test]
