@@ -405,6 +405,33 @@ fn first_contact_then_sessions_carry_ctap_through_the_engine() {
     assert!(bridge_record.peer_get_info.is_some());
 }
 
+/// A bridge may send more than CTAPHID carries (the relay frame allows 16 KiB): the engine
+/// answers a request over its maxMsgSize with CTAP1_ERR_INVALID_LENGTH, unparsed.
+#[test]
+fn a_request_over_max_msg_size_is_invalid_length() {
+    let mut s = sides();
+    let now = Instant::now();
+    pair(&mut s, offer(), now);
+    let (mut phone, mut bridge, mut seen) = connect(&mut s, now);
+    let max = Config::default().max_msg_size;
+    let mut request = MakeCredential::new("example.com", "anna")
+        .user_display_name("d".repeat(max))
+        .encode();
+    assert!(request.len() > max);
+    request.truncate(max + 1);
+    let id = bridge
+        .send_request(CtapKind::Cbor, request, None, now)
+        .unwrap();
+    pump(&mut bridge, &mut phone, &mut seen, now).unwrap();
+    assert_eq!(serve_one(&mut s, &mut phone, now), id);
+    pump(&mut phone, &mut bridge, &mut seen, now).unwrap();
+    let got = events(&mut bridge);
+    let Some(Event::CtapResponse { id: r, payload }) = got.last() else {
+        panic!("{got:?}");
+    };
+    assert_eq!((*r, payload.as_slice()), (id, &[0x03][..]));
+}
+
 #[test]
 fn the_phone_keeps_the_bridge_waiting_and_the_bridge_cancels() {
     let mut s = sides();

@@ -412,6 +412,47 @@ fn registers_and_signs_in_through_the_security_key() {
     );
 }
 
+/// The browser may send a CTAP message longer than getInfo's maxMsgSize (the tunnel carries
+/// 256 KiB): the engine answers CTAP1_ERR_INVALID_LENGTH without parsing it, and serves the
+/// next request.
+#[test]
+fn a_request_over_max_msg_size_is_invalid_length() {
+    let app = app(false);
+    let browser = Browser::new();
+    let (radio, adverts) = Radio::new(false);
+    let b = Browser {
+        key: browser.key.clone(),
+        qr: browser.qr.clone(),
+    };
+    let max = pocketkey_core::authenticator::Config::default().max_msg_size;
+    let (url, server) = tunnel_server(
+        Answer::Upgrade,
+        adverts,
+        Box::new(move |mut ws, adverts| {
+            let (mut c, _post) = handshake(&b, &mut ws, &adverts);
+            let mut request = MakeCredential::new("example.com", "alice")
+                .client_data_hash([7; 32])
+                .user_display_name("d".repeat(max))
+                .encode();
+            assert!(request.len() > max);
+            request.truncate(max + 1);
+            assert_eq!(ctap(&mut ws, &mut c, &request), vec![0x03]);
+            let made = ctap(&mut ws, &mut c, &make_credential());
+            assert_eq!(made[0], 0x00, "makeCredential: {made:?}");
+            send_message(&mut ws, &mut c, MessageType::Shutdown, &[]);
+            loop {
+                match ws.read() {
+                    Ok(Message::Close(_)) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+        }),
+    );
+    let session = start_with(&app, &browser, &radio, options(&url));
+    assert_eq!(finish(&session), Ok(HybridOutcome { requests: 2 }));
+    server.join().unwrap();
+}
+
 #[test]
 fn malformed_codes_and_options_fail_before_any_network() {
     let app = app(false);

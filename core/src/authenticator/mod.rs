@@ -159,6 +159,12 @@ impl Authenticator {
 
     /// Handles one CTAP2 message: command byte ‖ CBOR parameters → status ‖ CBOR response.
     pub fn process_cbor(&mut self, request: &[u8], cx: &RequestContext) -> Vec<u8> {
+        // Every transport comes through here (CTAPHID's framing caps its messages already,
+        // hybrid and pairing carry whatever their peer sends): getInfo's maxMsgSize is the
+        // largest message accepted (CTAP 2.1 §6.4), checked before any parsing.
+        if request.len() > self.config.max_msg_size {
+            return vec![CtapError::InvalidLength.code()];
+        }
         let Some((&cmd, params)) = request.split_first() else {
             return vec![CtapError::InvalidLength.code()];
         };
