@@ -9,6 +9,16 @@
 //! a cancel, the browser's next request) raise too, so it reacts to each of them at once and
 //! sleeps while nothing happens. Writes happen on the owner's thread under the same lock,
 //! straight to the socket. See `docs/latency.md`.
+//!
+//! The queue between the reader and the owner is bounded ([`MAX_QUEUED_MESSAGES`],
+//! [`MAX_QUEUED_BYTES`]). Both users speak request/response protocols whose owners drain the
+//! queue as messages come, so a full queue means a peer flooding faster than that: the reader
+//! then stops, sends a close frame (1008, policy violation) and ends the connection with
+//! [`End::Protocol`], after the messages already queued. Dropping messages instead would break
+//! the Noise counters of both protocols (the session would end anyway, less clearly), and
+//! blocking the reader would leave pings and the peer's close unread for as long as the owner
+//! is slow, with the flood buffered upstream. The mailbox owner reattaches after such an end;
+//! a hybrid session ends (its browser misbehaved).
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
@@ -31,6 +41,12 @@ use url::Url;
 /// While opening with an [`Open::abort`] check, how often a read waiting for the server stops
 /// to look at it.
 const ABORT_CHECK: Duration = Duration::from_millis(20);
+
+/// Messages the reader queues for the owner at most. The relay lets a bridge burst 100 frames
+/// (`docs/pairing-protocol.md` §3.2); a browser sends one request at a time.
+pub(crate) const MAX_QUEUED_MESSAGES: usize = 256;
+/// Bytes the reader queues for the owner at most (256 relay frames of 16 KiB).
+pub(crate) const MAX_QUEUED_BYTES: usize = 4 * 1024 * 1024;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -206,7 +222,29 @@ impl Write for Stream {
 #[derive(Default)]
 struct Inbox {
     messages: VecDeque<Vec<u8>>,
+    /// The bytes of `messages`.
+    bytes: usize,
     end: Option<End>,
+}
+
+impl Inbox {
+    /// Queues `message`; false (and nothing queued) when the queue is full.
+    fn push(&mut self, message: Vec<u8>) -> bool {
+        if self.messages.len() >= MAX_QUEUED_MESSAGES
+            || self.bytes + message.len() > MAX_QUEUED_BYTES
+        {
+            return false;
+        }
+        self.bytes += message.len();
+        self.messages.push_back(message);
+        true
+    }
+
+    fn pop(&mut self) -> Option<Vec<u8>> {
+        let message = self.messages.pop_front()?;
+        self.bytes -= message.len();
+        Some(message)
+    }
 }
 
 struct Shared {
@@ -258,17 +296,36 @@ impl Shared {
                 }
             }
         }
-        let ended = end.is_some();
-        if !messages.is_empty() || ended {
+        let mut overflow = false;
+        if !messages.is_empty() || end.is_some() {
             let mut inbox = lock(&self.inbox);
-            inbox.messages.extend(messages);
+            for message in messages {
+                if !inbox.push(message) {
+                    overflow = true;
+                    // What came after the overflow is not delivered: the end says why.
+                    end = Some(End::Protocol(format!(
+                        "the peer sent more than {MAX_QUEUED_MESSAGES} messages or \
+                         {MAX_QUEUED_BYTES} bytes that were not read yet"
+                    )));
+                    break;
+                }
+            }
             if inbox.end.is_none() {
-                inbox.end = end;
+                inbox.end = end.clone();
             }
             drop(inbox);
             self.wakeup.wake();
         }
-        !ended
+        if overflow {
+            // Tells the peer why (best effort; the owner's end of the connection follows).
+            let mut ws = lock(&self.ws);
+            let _ = ws.close(Some(CloseFrame {
+                code: CloseCode::Policy,
+                reason: "too many unread messages".into(),
+            }));
+            let _ = ws.flush();
+        }
+        end.is_none()
     }
 
     fn end(&self, why: End) {
@@ -483,7 +540,7 @@ impl WsConn {
     /// connection ended (after every message that came before the end was taken).
     pub(crate) fn try_next(&self) -> Result<Option<Vec<u8>>, End> {
         let mut inbox = lock(&self.shared.inbox);
-        match inbox.messages.pop_front() {
+        match inbox.pop() {
             Some(message) => Ok(Some(message)),
             None => inbox.end.clone().map_or(Ok(None), Err),
         }
@@ -528,5 +585,122 @@ impl Drop for WsConn {
         if let Some(reader) = self.reader.take() {
             let _ = reader.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::TcpListener;
+    use std::sync::mpsc;
+
+    use super::*;
+
+    /// A websocket server on loopback that sends `first` small binary messages, then one more
+    /// each time the test asks, and reports the close frame it gets back.
+    fn flooding_server(first: usize) -> (Url, mpsc::Sender<()>, JoinHandle<Option<u16>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = Url::parse(&format!("ws://{}/", listener.local_addr().unwrap())).unwrap();
+        let (more, more_rx) = mpsc::channel::<()>();
+        let server = thread::spawn(move || {
+            let (tcp, _) = listener.accept().unwrap();
+            let echo =
+                |_: &tungstenite::handshake::server::Request,
+                 mut response: tungstenite::handshake::server::Response| {
+                    response
+                        .headers_mut()
+                        .insert("Sec-WebSocket-Protocol", HeaderValue::from_static("test"));
+                    Ok(response)
+                };
+            let mut ws = tungstenite::accept_hdr(tcp, echo).unwrap();
+            for i in 0..first {
+                ws.send(Message::Binary(vec![i as u8; 8].into())).unwrap();
+            }
+            while more_rx.recv().is_ok() {
+                ws.send(Message::Binary(vec![0xee; 8].into())).unwrap();
+            }
+            loop {
+                match ws.read() {
+                    Ok(Message::Close(frame)) => return frame.map(|f| u16::from(f.code)),
+                    Ok(_) => {}
+                    Err(_) => return None,
+                }
+            }
+        });
+        (url, more, server)
+    }
+
+    fn open(url: &Url) -> WsConn {
+        let (conn, _) = WsConn::open(
+            url,
+            Open {
+                subprotocol: "test",
+                headers: Vec::new(),
+                max_message: 1024,
+                tls: super::super::tunnel::tls_config(&[]).unwrap(),
+                deadline: Instant::now() + Duration::from_secs(5),
+                write_timeout: Duration::from_secs(5),
+                abort: None,
+                wakeup: Wakeup::new(),
+                thread_name: "ws-test-read",
+            },
+        )
+        .unwrap();
+        conn
+    }
+
+    /// Waits (on the reader's wakeups, at most 10 s) until `done` holds for the inbox.
+    fn wait_for(conn: &WsConn, done: impl Fn(&Inbox) -> bool) -> bool {
+        let until = Instant::now() + Duration::from_secs(10);
+        loop {
+            if done(&lock(&conn.shared.inbox)) {
+                return true;
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            conn.wakeup().wait(left);
+        }
+    }
+
+    #[test]
+    fn a_full_queue_ends_the_connection_with_a_clear_error() {
+        let (url, more, server) = flooding_server(MAX_QUEUED_MESSAGES);
+        let conn = open(&url);
+        // A full queue that nobody reads: every message kept, the connection still open.
+        assert!(wait_for(&conn, |inbox| inbox.messages.len() == MAX_QUEUED_MESSAGES));
+        assert!(lock(&conn.shared.inbox).end.is_none());
+        // One more: the reader ends the connection instead of queueing it.
+        more.send(()).unwrap();
+        assert!(
+            wait_for(&conn, |inbox| inbox.end.is_some()),
+            "the connection did not end when the queue overflowed"
+        );
+        drop(more);
+        // The server hears why.
+        assert_eq!(server.join().unwrap(), Some(1008));
+        // The owner gets every queued message, then the end.
+        for i in 0..MAX_QUEUED_MESSAGES {
+            assert_eq!(conn.try_next(), Ok(Some(vec![i as u8; 8])));
+        }
+        match conn.try_next() {
+            Err(End::Protocol(why)) => assert!(why.contains("not read yet"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_queue_drained_as_messages_come_never_overflows() {
+        let (url, more, server) = flooding_server(0);
+        let conn = open(&url);
+        for _ in 0..3 * MAX_QUEUED_MESSAGES {
+            more.send(()).unwrap();
+            assert!(wait_for(&conn, |inbox| !inbox.messages.is_empty()));
+            assert_eq!(conn.try_next(), Ok(Some(vec![0xee; 8])));
+        }
+        assert!(lock(&conn.shared.inbox).end.is_none());
+        drop(more);
+        conn.close(CloseCode::Normal, Duration::from_secs(1));
+        assert_eq!(server.join().unwrap(), Some(1000));
     }
 }
