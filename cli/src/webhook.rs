@@ -34,9 +34,9 @@ impl Default for Limits {
     }
 }
 
-/// Serves `listener` on a thread of its own: the body of every well-formed request goes to
-/// `bodies` (an accept failure too, after which the thread ends; it also ends when `bodies`
-/// is dropped, at its next connection).
+/// Serves `listener` on a thread of its own, which runs until the process ends or `accept`
+/// fails: the body of every well-formed request goes to `bodies`, and so does the accept
+/// failure.
 pub fn spawn(
     listener: TcpListener,
     limits: Limits,

@@ -597,6 +597,7 @@ mod tests {
 
     /// A websocket server on loopback that sends `first` small binary messages, then one more
     /// each time the test asks, and reports the close frame it gets back.
+    #[allow(clippy::result_large_err)] // tungstenite's callback type
     fn flooding_server(first: usize) -> (Url, mpsc::Sender<()>, JoinHandle<Option<u16>>) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = Url::parse(&format!("ws://{}/", listener.local_addr().unwrap())).unwrap();
