@@ -34,9 +34,7 @@ impl Authenticator {
                 }
             }
             Sub::GetUvRetries => {
-                if !self.approver.can_verify_user() {
-                    return Err(CtapError::NotAllowed);
-                }
+                self.require_builtin_uv()?;
                 ClientPinResponse {
                     uv_retries: Some(self.store.load_settings()?.uv_retries.into()),
                     ..Default::default()
@@ -197,11 +195,9 @@ impl Authenticator {
         req: &ClientPinRequest,
         cx: &RequestContext,
     ) -> CtapResult<ClientPinResponse> {
+        self.require_builtin_uv()?;
         let perms = self.requested_permissions(req)?;
         let shared = self.shared_secret(req)?;
-        if !self.approver.can_verify_user() {
-            return Err(CtapError::NotAllowed);
-        }
         let subject = Subject {
             rp_id: req.rp_id.clone(),
             ..Default::default()
@@ -210,6 +206,19 @@ impl Authenticator {
         // The approval also proved presence: the next makeCredential/getAssertion within
         // the user-present window needs no second prompt (§6.5.5.7.3, userIsPresent).
         Ok(self.issue_token(&shared, perms, req.rp_id.clone(), true))
+    }
+
+    /// getPinUvAuthTokenUsingUvWithPermissions and getUVRetries belong to built-in user
+    /// verification: "This subCommand is only applicable when the authenticator supports
+    /// built-in user verification methods" (§6.5.5.7.3). Without it (no `uv` option in
+    /// getInfo) they are subcommands this key does not have: CTAP2_ERR_INVALID_SUBCOMMAND, as
+    /// OpenSK answers for both.
+    fn require_builtin_uv(&self) -> CtapResult<()> {
+        if self.has_builtin_uv() {
+            Ok(())
+        } else {
+            Err(CtapError::InvalidSubcommand)
+        }
     }
 
     fn issue_token(
