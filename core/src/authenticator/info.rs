@@ -36,8 +36,14 @@ impl Authenticator {
             options.push(("ep", settings.enterprise_attestation));
         }
         let count = self.store.credential_count()?;
+        // CTAP 2.1 §7.2 (Always Require User Verification): with alwaysUv on, CTAP1/U2F is
+        // disabled, so "U2F_V2" leaves the versions list (see u2f.rs).
+        let mut versions = vec!["U2F_V2", "FIDO_2_0", "FIDO_2_1"];
+        if settings.always_uv {
+            versions.retain(|v| *v != "U2F_V2");
+        }
         Ok(GetInfoResponse {
-            versions: vec!["U2F_V2", "FIDO_2_0", "FIDO_2_1"],
+            versions,
             extensions: vec![
                 "credBlob",
                 "credProtect",
