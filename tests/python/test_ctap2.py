@@ -264,21 +264,36 @@ def test_get_next_assertion(ctap2):
 
 
 def test_account_selection_with_user_presence(ctap2):
+    """The module's key runs with --auto-approve: presence is given, but no person chose an
+    account, so the key behaves as one without a display (§6.2.2 step 12): numberOfCredentials
+    and the rest through getNextAssertion, never userSelected."""
     rp_id = "pick.example"
     created = three_accounts(ctap2, rp_id)
     keys = {cid: (key, u) for cid, key, u in created}
     first, h = get_assertion(ctap2, rp_id)
     assert first.auth_data.is_user_present()
-    assert first.credential["id"] in keys
-    key, u = keys[first.credential["id"]]
-    verify_assertion(first, h, key)
-    assert first.user["id"] == u["id"]
-    if first.user_selected:
-        assert first.number_of_credentials is None
-        with ctap_error(ERR.NOT_ALLOWED, "getNextAssertion after the user picked an account"):
-            ctap2.get_next_assertion()
-    else:
-        assert first.number_of_credentials == 3
+    assert not first.user_selected, "nobody picked an account"
+    assert first.number_of_credentials == 3
+    found = [first] + [ctap2.get_next_assertion() for _ in range(2)]
+    with ctap_error(ERR.NOT_ALLOWED, "getNextAssertion past the last credential"):
+        ctap2.get_next_assertion()
+    assert [a.credential["id"] for a in found] == [cid for cid, _, _ in reversed(created)]
+    for a in found:
+        assert a.auth_data.is_user_present()
+        key, u = keys[a.credential["id"]]
+        verify_assertion(a, h, key)
+        assert a.user["id"] == u["id"]
+
+
+def test_two_accounts_with_presence_only_come_back_one_by_one(ctap2):
+    rp_id = "two.example"
+    for name in ("ann", "bob"):
+        mc_uv(ctap2, rp_id, rk=True, user_entity=user(name))
+    first, _ = get_assertion(ctap2, rp_id)
+    assert first.number_of_credentials == 2 and not first.user_selected
+    second = ctap2.get_next_assertion()
+    assert first.user["id"] != second.user["id"]
+    assert second.number_of_credentials is None
 
 
 def test_get_next_assertion_with_uv_returns_user_details(ctap2):
