@@ -132,6 +132,20 @@ def test_wrong_cbor_type(device, field, value):
     assert status == ERR.CBOR_UNEXPECTED_TYPE, f"key {field}={value!r}: got 0x{status:02x}"
 
 
+@pytest.mark.parametrize("entity", [2, 3], ids=["rp", "user"])
+@pytest.mark.parametrize("icon", [42, b"https://example.com/icon.png", ["x"], {"url": "x"}])
+def test_icon_of_the_wrong_type(device, entity, icon):
+    """`icon` (a URL string in CTAP 2.0's RP and user entities) of another CBOR type is
+    CBOR_UNEXPECTED_TYPE, as for `name`; a text icon is still accepted (and not kept)."""
+    params = {1: cdh(), 2: rp(), 3: user(), 4: [PUBKEY_ES256]}
+    params[entity] = {**params[entity], "icon": icon}
+    status, _ = raw_cbor(device, MC, cbor.encode(params))
+    assert status == ERR.CBOR_UNEXPECTED_TYPE, f"{entity}.icon={icon!r}: got 0x{status:02x}"
+    params[entity]["icon"] = "https://example.com/icon.png"
+    status, _ = raw_cbor(device, MC, cbor.encode(params))
+    assert status == 0, f"text icon: got 0x{status:02x}"
+
+
 def test_request_not_a_map(device):
     status, _ = raw_cbor(device, MC, cbor.encode([cdh(), rp()]))
     assert status == ERR.CBOR_UNEXPECTED_TYPE, f"got 0x{status:02x}"
