@@ -310,6 +310,24 @@ def test_two_accounts_with_presence_only_come_back_one_by_one(ctap2):
     assert second.number_of_credentials is None
 
 
+@pytest.mark.parametrize("allow", [False, True], ids=["discoverable", "allowList"])
+def test_no_user_names_without_user_verification(ctap2, allow):
+    """CTAP 2.1 §6.2.2: "User identifiable information (name, DisplayName, icon) inside the
+    publicKeyCredentialUserEntity MUST NOT be returned if user verification is not done by
+    the authenticator" - presence only gives the user id alone; with UV the names come."""
+    rp_id = f"private-{allow}.example"
+    resp, _, u = mc_uv(ctap2, rp_id, rk=True, user_entity=user("carol"))
+    allow_list = [cred_id(resp)] if allow else None
+    for options in ({}, {"up": False}):
+        ga, _ = get_assertion(ctap2, rp_id, allow=allow_list, options=options)
+        assert not ga.auth_data.is_user_verified()
+        assert ga.user == {"id": u["id"]}, (options, ga.user)
+    tok = uv_token(ctap2, ClientPin.PERMISSION.GET_ASSERTION, rp_id)
+    ga, _ = get_assertion(ctap2, rp_id, allow=allow_list, token=tok)
+    assert ga.auth_data.is_user_verified()
+    assert ga.user == {"id": u["id"], "name": "carol", "displayName": "Carol"}, ga.user
+
+
 def test_get_next_assertion_with_uv_returns_user_details(ctap2):
     rp_id = "multi-uv.example"
     for name in ("ann", "bob"):

@@ -23,6 +23,9 @@ impl Authenticator {
     pub(crate) fn client_pin(&mut self, params: &[u8], cx: &RequestContext) -> Reply {
         let req = ClientPinRequest::parse(params)?;
         let response = match req.sub_command {
+            // §6.5.5.2: "Authenticator responds back with pinRetries and, optionally,
+            // powerCycleState" — with no error for a key without a PIN, so a fresh key answers
+            // its full count (as OpenSK and SoloKeys do; YubiKeys answer PIN_NOT_SET).
             Sub::GetPinRetries => {
                 let s = self.store.load_settings()?;
                 ClientPinResponse {
