@@ -40,6 +40,8 @@ pub struct SecurityKey {
     running: Mutex<Option<CancelToken>>,
     aaguid: [u8; 16],
     attestation: AttestationKind,
+    /// Whether the key offers built-in user verification (set at open).
+    builtin_uv: bool,
     /// The computers this phone is paired with (`pairings.db` next to the database).
     pub(crate) pairings: Arc<Mutex<pocketkey_core::pairing::PairingStore>>,
 }
@@ -59,12 +61,16 @@ impl SecurityKey {
     /// Opens the key stored in `data_dir` (created if missing), or creates a new one there.
     /// The master key comes from `key_provider`; prompts go to `listener`.
     /// `approval_timeout_ms` is how long a prompt waits for an answer (default 30 000).
-    #[uniffi::constructor(default(approval_timeout_ms = None))]
+    /// `builtin_uv` says whether the phone can verify its user (a biometric or device
+    /// credential is enrolled; default true). With `false` the key claims no built-in user
+    /// verification: computers see a PIN-only security key and prompts never ask to verify.
+    #[uniffi::constructor(default(approval_timeout_ms = None, builtin_uv = None))]
     pub fn open(
         data_dir: String,
         key_provider: Arc<dyn KeyProvider>,
         listener: Arc<dyn ApprovalListener>,
         approval_timeout_ms: Option<u64>,
+        builtin_uv: Option<bool>,
     ) -> Result<Arc<Self>, PocketKeyError> {
         let path = database_path(Path::new(&data_dir))?;
         let master = fetch_master_key(key_provider.as_ref())?;
@@ -83,6 +89,8 @@ impl SecurityKey {
         }
         // A phone key is reached through the bridge (a USB key to the computer) and by hybrid.
         config.transports = vec!["hybrid", "usb"];
+        config.builtin_uv = builtin_uv.unwrap_or(true);
+        let builtin_uv = config.builtin_uv;
         let attestation = if config.attestation.batch.is_some() {
             AttestationKind::Batch
         } else {
@@ -103,6 +111,7 @@ impl SecurityKey {
             running: Mutex::new(None),
             aaguid,
             attestation,
+            builtin_uv,
             pairings: Arc::new(Mutex::new(pairings)),
         }))
     }
@@ -115,7 +124,7 @@ impl SecurityKey {
             aaguid: uuid_string(&self.aaguid),
             label: settings.label.clone(),
             pin_set: settings.pin_hash.is_some(),
-            uv_available: true,
+            uv_available: self.builtin_uv,
             credential_count: side.credential_count().map_err(PocketKeyError::storage)?,
             attestation: self.attestation,
         })

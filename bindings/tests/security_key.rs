@@ -63,6 +63,7 @@ fn open_with(dir: tempfile::TempDir, master: [u8; 32], timeout_ms: Option<u64>) 
         Arc::new(Keychain(Ok(master.to_vec()))),
         listener.clone(),
         timeout_ms,
+        None,
     )
     .unwrap();
     Fixture {
@@ -332,7 +333,13 @@ fn open_reports_typed_errors() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_string_lossy().into_owned();
     let open = |provider: Keychain| {
-        SecurityKey::open(path.clone(), Arc::new(provider), listener.clone(), None)
+        SecurityKey::open(
+            path.clone(),
+            Arc::new(provider),
+            listener.clone(),
+            None,
+            None,
+        )
     };
 
     let err = open(Keychain(Ok(vec![1; 16]))).unwrap_err();
@@ -369,6 +376,7 @@ fn open_reports_typed_errors() {
         file.to_string_lossy().into_owned(),
         Arc::new(Keychain(Ok(vec![1; 32]))),
         listener.clone(),
+        None,
         None,
     )
     .unwrap_err();
@@ -421,4 +429,49 @@ fn factory_reset_cancels_a_waiting_request() {
         .unwrap()
         .contains(&(prompt.id, ApprovalClosed::Cancelled)));
     assert_eq!(f.key.info().unwrap().credential_count, 0);
+}
+
+/// `builtin_uv = Some(false)` (a phone with nothing enrolled): the key claims no built-in UV
+/// in getInfo nor in `info()`, and a request for built-in UV (`uv` = true) is
+/// CTAP2_ERR_INVALID_OPTION without any prompt (CTAP 2.1 §6.1.2 step 5).
+#[test]
+fn open_without_builtin_uv_is_a_pin_only_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tx, prompts) = mpsc::channel();
+    let listener = Arc::new(Listener {
+        prompts: Mutex::new(tx),
+        closed: Mutex::new(vec![]),
+    });
+    let key = SecurityKey::open(
+        dir.path().join("key").to_string_lossy().into_owned(),
+        Arc::new(Keychain(Ok(vec![0x42; 32]))),
+        listener,
+        None,
+        Some(false),
+    )
+    .unwrap();
+    assert!(!key.info().unwrap().uv_available);
+
+    let info = key.process_ctap(vec![0x04], "Work laptop".into());
+    assert_eq!(info[0], OK);
+    let Value::Map(info) = ciborium::from_reader::<Value, _>(&info[1..]).unwrap() else {
+        panic!("getInfo is a map");
+    };
+    let options = info
+        .iter()
+        .find(|(k, _)| *k == Value::Integer(4.into()))
+        .map(|(_, v)| v.clone())
+        .expect("options");
+    let Value::Map(options) = options else {
+        panic!("options is a map")
+    };
+    assert!(options.iter().all(|(k, _)| *k != text("uv")), "{options:?}");
+    assert!(options.contains(&(text("pinUvAuthToken"), Value::Bool(true))));
+
+    let response = key.process_ctap(
+        make_credential("uv.example", "alice", 1),
+        "Work laptop".into(),
+    );
+    assert_eq!(response, vec![0x2C], "uv=true without built-in UV");
+    assert!(prompts.try_recv().is_err(), "nobody was asked");
 }

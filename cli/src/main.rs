@@ -104,6 +104,19 @@ struct ServeArgs {
     /// only; without it the datagram is an ordinary, invalid report.
     #[arg(long, conflicts_with = "uhid")]
     allow_power_cycle: bool,
+
+    /// Built-in user verification (the approval prompt's "verified" answer). With `off` the
+    /// key claims none: getInfo has no `uv` option and the PIN is its only user verification,
+    /// as on a plain CTAP 2.1 security key.
+    #[arg(long, value_enum, value_name = "on|off", default_value = "on")]
+    uv: Switch,
+}
+
+/// An on/off command-line setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Switch {
+    On,
+    Off,
 }
 
 /// The program's name: its default state directory is named after it.
@@ -152,11 +165,16 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         (Some(_), None) => "batch",
         (None, None) => "self",
     };
-    let engine = engine::open_engine(
+    let config = pocketkey_core::authenticator::Config {
+        attestation,
+        builtin_uv: args.uv == Switch::On,
+        ..Default::default()
+    };
+    let engine = engine::open_engine_with(
         &state_dir.join(keys::STORE_FILE_NAME),
         &master,
         approver,
-        attestation,
+        config,
     )?;
     drop(master);
 
@@ -165,6 +183,9 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     eprintln!("attestation: {attestation_kind}");
     if args.allow_power_cycle {
         eprintln!("power-cycle datagrams from this computer are honoured (--allow-power-cycle)");
+    }
+    if args.uv == Switch::Off {
+        eprintln!("built-in user verification: off (--uv off; the PIN is the only UV)");
     }
     if args.auto_approve {
         eprintln!("auto-approving every request (--auto-approve)");
@@ -257,7 +278,11 @@ mod tests {
         .unwrap();
         assert_eq!(a.device.udp, Some("127.0.0.1:9000".parse().unwrap()));
         assert!(a.auto_approve && !a.keyring);
+        assert_eq!(a.uv, Switch::On, "built-in UV is on by default");
         assert_eq!(a.state_dir, Some(PathBuf::from("/tmp/x")));
+        let off = parse(&["pocketkey", "serve", "--uv", "off"]).unwrap();
+        assert_eq!(off.uv, Switch::Off);
+        assert!(parse(&["pocketkey", "serve", "--uv", "maybe"]).is_err());
         assert!(parse(&["pocketkey", "serve", "--udp", "nonsense"]).is_err());
     }
 

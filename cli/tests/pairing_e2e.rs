@@ -558,6 +558,7 @@ fn app_paired_with(
         Arc::new(Keychain),
         Arc::new(Prompts(None)),
         None,
+        None,
     )
     .unwrap();
     let paired = key
@@ -936,6 +937,7 @@ fn a_running_listener_reads_the_pairing_again_at_each_request() {
         dir.path().join("key").to_string_lossy().into_owned(),
         Arc::new(Keychain),
         Arc::new(Prompts(Some(std::sync::Mutex::new(prompted)))),
+        None,
         None,
     )
     .unwrap();

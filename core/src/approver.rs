@@ -63,6 +63,12 @@ pub struct ApprovalRequest {
 }
 
 /// How the user answered.
+///
+/// `account` is the index, into the request's `accounts`, of the account a person picked from
+/// the list they were shown. `None` means nobody picked one (an approver without a screen, or a
+/// person who only approved): the engine then behaves as an authenticator without a display,
+/// returning numberOfCredentials and serving the rest through authenticatorGetNextAssertion
+/// (CTAP 2.1 §6.2.2 step 12), and sets userSelected only for a person's pick.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ApprovalOutcome {
     /// The user confirmed presence (tap) without being verified.
@@ -101,7 +107,9 @@ pub trait Approver: Send {
     fn approve(&mut self, request: &ApprovalRequest, cancel: &CancelToken) -> ApprovalOutcome;
 }
 
-/// Approves everything with verification: for unattended tests (`--auto-approve`).
+/// Approves everything with verification: for unattended tests (`--auto-approve`). It picks no
+/// account — no person saw a list — so several discoverable credentials come back as a key
+/// without a display returns them.
 #[derive(Debug, Default, Clone)]
 pub struct AutoApprover;
 
@@ -113,7 +121,7 @@ impl Approver for AutoApprover {
         if cancel.is_cancelled() {
             ApprovalOutcome::Cancelled
         } else {
-            ApprovalOutcome::Verified { account: Some(0) }
+            ApprovalOutcome::Verified { account: None }
         }
     }
 }

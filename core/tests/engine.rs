@@ -122,13 +122,16 @@ impl Key {
     }
 
     fn with_store(store: Store, master: &MasterKey, can_verify: bool) -> Self {
+        Self::with_config(store, master, can_verify, Config::default())
+    }
+
+    fn with_config(store: Store, master: &MasterKey, can_verify: bool, config: Config) -> Self {
         let script = Arc::new(Mutex::new(Script::default()));
         let approver = ScriptedApprover {
             can_verify,
             script: script.clone(),
         };
-        let auth =
-            Authenticator::new(store, master, Box::new(approver), Config::default()).unwrap();
+        let auth = Authenticator::new(store, master, Box::new(approver), config).unwrap();
         let cx = RequestContext {
             cancel: CancelToken::new(),
             requester: Requester("Work laptop".into()),
@@ -2487,4 +2490,54 @@ fn silent_assertion_does_not_spend_the_token() {
         Some(PIN_AUTH_INVALID),
         "spent by the assertion with up"
     );
+}
+
+/// CTAP 2.1 §12.1: a credProtect userVerificationRequired credential is never usable over U2F
+/// (which cannot verify the user). Its ID is an unknown key handle whatever P1 asks, and the
+/// user is never asked to touch for it: no approval is scripted, so a prompt would panic.
+#[test]
+fn u2f_never_uses_or_prompts_for_a_cred_protect_3_credential() {
+    let mut key = Key::new();
+    let app = sha256(b"example.com");
+    let mut mc = MakeCred::new("example.com", "alice").alg(ES256);
+    mc.extensions = vec![("credProtect", int(3))];
+    key.queue([present()]);
+    let reg = key.register(&mc).unwrap();
+    for p1 in [0x03, 0x07, 0x08] {
+        let data = u2f_authenticate_data(&random32(), &app, &reg.id());
+        assert_eq!(key.u2f(&apdu(0x02, p1, &data)).1, 0x6A80, "P1 {p1:#04x}");
+    }
+    key.assert_script_used_up();
+}
+
+/// Config::builtin_uv = false wins over an Approver that could verify: no `uv` in getInfo,
+/// clientPIN 0x06 and 0x07 are INVALID_SUBCOMMAND (§6.5.5.7.3), `uv` = true is
+/// INVALID_OPTION (§6.1.2 step 5), and nobody is asked.
+#[test]
+fn builtin_uv_off_is_a_pin_only_key() {
+    let master = MasterKey::generate();
+    let config = Config {
+        builtin_uv: false,
+        ..Config::default()
+    };
+    let mut key = Key::with_config(
+        Store::open_in_memory(&master).unwrap(),
+        &master,
+        true,
+        config,
+    );
+    let info = key.info();
+    assert_eq!(option(&info, "uv"), None);
+    assert!(get(&info, 0x11).is_none() && get(&info, 0x12).is_none());
+    assert_eq!(
+        key.uv_token(2, PERM_MC, Some("example.com")).err(),
+        Some(0x3E)
+    );
+    assert_eq!(key.client_pin(vec![(2, int(0x07))]).err(), Some(0x3E));
+    assert_eq!(
+        key.register(&MakeCred::new("example.com", "alice").uv())
+            .err(),
+        Some(0x2C)
+    );
+    key.assert_script_used_up();
 }

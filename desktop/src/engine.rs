@@ -73,7 +73,21 @@ pub fn open_engine(
     approver: Box<dyn Approver>,
     attestation: pocketkey_core::attestation::AttestationConfig,
 ) -> Result<pocketkey_core::authenticator::Authenticator, String> {
-    use pocketkey_core::authenticator::{Authenticator, Config};
+    let config = pocketkey_core::authenticator::Config {
+        attestation,
+        ..Default::default()
+    };
+    open_engine_with(store_path, master, approver, config)
+}
+
+/// Opens the store and builds the real authenticator with `config`.
+pub fn open_engine_with(
+    store_path: &std::path::Path,
+    master: &pocketkey_core::crypto::master_key::MasterKey,
+    approver: Box<dyn Approver>,
+    config: pocketkey_core::authenticator::Config,
+) -> Result<pocketkey_core::authenticator::Authenticator, String> {
+    use pocketkey_core::authenticator::Authenticator;
     use pocketkey_core::store::Store;
     let store = Store::open(store_path, master).map_err(|e| {
         format!(
@@ -81,10 +95,6 @@ pub fn open_engine(
             store_path.display()
         )
     })?;
-    let config = Config {
-        attestation,
-        ..Config::default()
-    };
     Authenticator::new(store, master, approver, config)
         .map_err(|e| format!("cannot start the authenticator: {e}"))
 }

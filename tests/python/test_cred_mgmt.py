@@ -253,3 +253,19 @@ def test_vendor_alias_0x41(populated, protocol):
     assert status == 0, f"0x41 deleteCredential: status 0x{status:02x}"
     status, meta = cm_raw(dev, 0x41, CMD.GET_CREDS_METADATA, token=token())
     assert status == 0 and meta[R.EXISTING_CRED_COUNT] == 2
+
+
+@pytest.mark.parametrize("command", [0x0A, 0x41])
+def test_legacy_pin_token_is_refused(populated, command):
+    """A token from the superseded getPinToken (0x05) has the default permissions mc and ga
+    only (CTAP 2.1 §6.5.5.7.1 step 14); credentialManagement needs cm, through the 0x41
+    alias too, so it answers PIN_AUTH_INVALID. A token asked for with cm works."""
+    _, ctap, _ = populated
+    client_pin = ClientPin(ctap, PROTOCOLS[2]())
+    legacy = client_pin.get_pin_token(PIN)  # no permissions: subcommand 0x05
+    status, _ = cm_raw(ctap.device, command, CMD.GET_CREDS_METADATA,
+                       token=(client_pin.protocol, legacy))
+    assert status == ERR.PIN_AUTH_INVALID, f"0x{command:02x} with a legacy token: 0x{status:02x}"
+    status, meta = cm_raw(ctap.device, command, CMD.GET_CREDS_METADATA,
+                          token=pin_token(ctap, PIN, P.CREDENTIAL_MGMT))
+    assert status == 0 and meta[R.EXISTING_CRED_COUNT] == 3

@@ -132,6 +132,20 @@ def test_wrong_cbor_type(device, field, value):
     assert status == ERR.CBOR_UNEXPECTED_TYPE, f"key {field}={value!r}: got 0x{status:02x}"
 
 
+@pytest.mark.parametrize("entity", [2, 3], ids=["rp", "user"])
+@pytest.mark.parametrize("icon", [42, b"https://example.com/icon.png", ["x"], {"url": "x"}])
+def test_icon_of_the_wrong_type(device, entity, icon):
+    """`icon` (a URL string in CTAP 2.0's RP and user entities) of another CBOR type is
+    CBOR_UNEXPECTED_TYPE, as for `name`; a text icon is still accepted (and not kept)."""
+    params = {1: cdh(), 2: rp(), 3: user(), 4: [PUBKEY_ES256]}
+    params[entity] = {**params[entity], "icon": icon}
+    status, _ = raw_cbor(device, MC, cbor.encode(params))
+    assert status == ERR.CBOR_UNEXPECTED_TYPE, f"{entity}.icon={icon!r}: got 0x{status:02x}"
+    params[entity]["icon"] = "https://example.com/icon.png"
+    status, _ = raw_cbor(device, MC, cbor.encode(params))
+    assert status == 0, f"text icon: got 0x{status:02x}"
+
+
 def test_request_not_a_map(device):
     status, _ = raw_cbor(device, MC, cbor.encode([cdh(), rp()]))
     assert status == ERR.CBOR_UNEXPECTED_TYPE, f"got 0x{status:02x}"
@@ -264,21 +278,54 @@ def test_get_next_assertion(ctap2):
 
 
 def test_account_selection_with_user_presence(ctap2):
+    """The module's key runs with --auto-approve: presence is given, but no person chose an
+    account, so the key behaves as one without a display (§6.2.2 step 12): numberOfCredentials
+    and the rest through getNextAssertion, never userSelected."""
     rp_id = "pick.example"
     created = three_accounts(ctap2, rp_id)
     keys = {cid: (key, u) for cid, key, u in created}
     first, h = get_assertion(ctap2, rp_id)
     assert first.auth_data.is_user_present()
-    assert first.credential["id"] in keys
-    key, u = keys[first.credential["id"]]
-    verify_assertion(first, h, key)
-    assert first.user["id"] == u["id"]
-    if first.user_selected:
-        assert first.number_of_credentials is None
-        with ctap_error(ERR.NOT_ALLOWED, "getNextAssertion after the user picked an account"):
-            ctap2.get_next_assertion()
-    else:
-        assert first.number_of_credentials == 3
+    assert not first.user_selected, "nobody picked an account"
+    assert first.number_of_credentials == 3
+    found = [first] + [ctap2.get_next_assertion() for _ in range(2)]
+    with ctap_error(ERR.NOT_ALLOWED, "getNextAssertion past the last credential"):
+        ctap2.get_next_assertion()
+    assert [a.credential["id"] for a in found] == [cid for cid, _, _ in reversed(created)]
+    for a in found:
+        assert a.auth_data.is_user_present()
+        key, u = keys[a.credential["id"]]
+        verify_assertion(a, h, key)
+        assert a.user["id"] == u["id"]
+
+
+def test_two_accounts_with_presence_only_come_back_one_by_one(ctap2):
+    rp_id = "two.example"
+    for name in ("ann", "bob"):
+        mc_uv(ctap2, rp_id, rk=True, user_entity=user(name))
+    first, _ = get_assertion(ctap2, rp_id)
+    assert first.number_of_credentials == 2 and not first.user_selected
+    second = ctap2.get_next_assertion()
+    assert first.user["id"] != second.user["id"]
+    assert second.number_of_credentials is None
+
+
+@pytest.mark.parametrize("allow", [False, True], ids=["discoverable", "allowList"])
+def test_no_user_names_without_user_verification(ctap2, allow):
+    """CTAP 2.1 §6.2.2: "User identifiable information (name, DisplayName, icon) inside the
+    publicKeyCredentialUserEntity MUST NOT be returned if user verification is not done by
+    the authenticator" - presence only gives the user id alone; with UV the names come."""
+    rp_id = f"private-{allow}.example"
+    resp, _, u = mc_uv(ctap2, rp_id, rk=True, user_entity=user("carol"))
+    allow_list = [cred_id(resp)] if allow else None
+    for options in ({}, {"up": False}):
+        ga, _ = get_assertion(ctap2, rp_id, allow=allow_list, options=options)
+        assert not ga.auth_data.is_user_verified()
+        assert ga.user == {"id": u["id"]}, (options, ga.user)
+    tok = uv_token(ctap2, ClientPin.PERMISSION.GET_ASSERTION, rp_id)
+    ga, _ = get_assertion(ctap2, rp_id, allow=allow_list, token=tok)
+    assert ga.auth_data.is_user_verified()
+    assert ga.user == {"id": u["id"], "name": "carol", "displayName": "Carol"}, ga.user
 
 
 def test_get_next_assertion_with_uv_returns_user_details(ctap2):

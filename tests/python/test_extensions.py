@@ -139,6 +139,33 @@ def test_hmac_secret(pk):
     assert prf_out == get(sha256(b"WebAuthn PRF\0" + prf_in)).output1
 
 
+@pytest.mark.parametrize("rk", [RKR.REQUIRED, RKR.DISCOURAGED], ids=["discoverable", "non-discoverable"])
+def test_hmac_secret_for_a_credential_made_without_it(pk, rk):
+    """As on a YubiKey 5 or a SoloKey, every credential answers hmac-secret, also one whose
+    makeCredential did not ask for it (CTAP 2.1 §12.5 does not forbid it): the same salt gives
+    the same output, and CredRandomWithUV differs from CredRandomWithoutUV."""
+    rp = WebAuthnRp(pk.device())
+    reg = rp.register({}, rk=rk)
+    assert "hmac-secret" not in (reg.response.attestation_object.auth_data.extensions or {})
+    discoverable = rk == RKR.REQUIRED
+    salt = os.urandom(32)
+
+    def get(uv):
+        resp = rp.authenticate({"hmacGetSecret": {"salt1": salt}}, uv=uv,
+                               discoverable=discoverable)
+        out = resp.client_extension_results.hmac_get_secret
+        assert out is not None, "no hmac-secret output for a credential made without it"
+        assert resp.response.authenticator_data.is_user_verified() == (uv == UVR.REQUIRED)
+        assert len(out.output1) == 32 and not out.output2
+        return out.output1
+
+    without_uv = get(UVR.DISCOURAGED)
+    assert get(UVR.DISCOURAGED) == without_uv, "same salt, same output"
+    with_uv = get(UVR.REQUIRED)
+    assert get(UVR.REQUIRED) == with_uv
+    assert with_uv != without_uv
+
+
 def test_hmac_secret_not_requested_gives_no_output(pk):
     ctap = pk.ctap2()
     resp, _, _ = make_cred(ctap, "nohmac.example")

@@ -87,6 +87,7 @@ fn app(hold: bool) -> App {
         Arc::new(Keychain),
         listener.clone(),
         Some(5_000),
+        None,
     )
     .unwrap();
     listener.key.set(Arc::downgrade(&key)).unwrap();

@@ -23,6 +23,9 @@ impl Authenticator {
     pub(crate) fn client_pin(&mut self, params: &[u8], cx: &RequestContext) -> Reply {
         let req = ClientPinRequest::parse(params)?;
         let response = match req.sub_command {
+            // §6.5.5.2: "Authenticator responds back with pinRetries and, optionally,
+            // powerCycleState" — with no error for a key without a PIN, so a fresh key answers
+            // its full count (as OpenSK and SoloKeys do; YubiKeys answer PIN_NOT_SET).
             Sub::GetPinRetries => {
                 let s = self.store.load_settings()?;
                 ClientPinResponse {
@@ -34,9 +37,7 @@ impl Authenticator {
                 }
             }
             Sub::GetUvRetries => {
-                if !self.approver.can_verify_user() {
-                    return Err(CtapError::NotAllowed);
-                }
+                self.require_builtin_uv()?;
                 ClientPinResponse {
                     uv_retries: Some(self.store.load_settings()?.uv_retries.into()),
                     ..Default::default()
@@ -197,11 +198,9 @@ impl Authenticator {
         req: &ClientPinRequest,
         cx: &RequestContext,
     ) -> CtapResult<ClientPinResponse> {
+        self.require_builtin_uv()?;
         let perms = self.requested_permissions(req)?;
         let shared = self.shared_secret(req)?;
-        if !self.approver.can_verify_user() {
-            return Err(CtapError::NotAllowed);
-        }
         let subject = Subject {
             rp_id: req.rp_id.clone(),
             ..Default::default()
@@ -210,6 +209,19 @@ impl Authenticator {
         // The approval also proved presence: the next makeCredential/getAssertion within
         // the user-present window needs no second prompt (§6.5.5.7.3, userIsPresent).
         Ok(self.issue_token(&shared, perms, req.rp_id.clone(), true))
+    }
+
+    /// getPinUvAuthTokenUsingUvWithPermissions and getUVRetries belong to built-in user
+    /// verification: "This subCommand is only applicable when the authenticator supports
+    /// built-in user verification methods" (§6.5.5.7.3). Without it (no `uv` option in
+    /// getInfo) they are subcommands this key does not have: CTAP2_ERR_INVALID_SUBCOMMAND, as
+    /// OpenSK answers for both.
+    fn require_builtin_uv(&self) -> CtapResult<()> {
+        if self.has_builtin_uv() {
+            Ok(())
+        } else {
+            Err(CtapError::InvalidSubcommand)
+        }
     }
 
     fn issue_token(

@@ -115,7 +115,12 @@ impl Authenticator {
         Ok(ok_with(value))
     }
 
-    /// pinUvAuthParam = authenticate(token, subCommand ‖ subCommandParams) (§6.8.2).
+    /// pinUvAuthParam = authenticate(token, subCommand ‖ subCommandParams) (§6.8.2), with a
+    /// token that has the cm permission. A token from the superseded getPinToken (0x05) has
+    /// only "the default permissions" mc and ga (§6.5.5.7.1 step 14), so it is refused with
+    /// PIN_AUTH_INVALID here, through the 0x41 alias too: CTAP 2.1 grants cm only through
+    /// getPinUvAuthTokenUsing{Pin,Uv}WithPermissions, which this key offers (getInfo
+    /// `pinUvAuthToken`), and current SoloKeys firmware checks the same permission.
     fn check_cm_token(&mut self, req: &CredMgmtRequest) -> CtapResult<()> {
         let message = [&[req.sub_command_byte][..], &req.params_bytes].concat();
         let token = self.check_command_token(

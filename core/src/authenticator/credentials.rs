@@ -19,7 +19,6 @@ pub(crate) struct Candidate {
     pub algorithm: Algorithm,
     pub private_key: Zeroizing<Vec<u8>>,
     pub cred_protect: CredProtect,
-    pub hmac_secret: bool,
     pub cred_blob: Option<Zeroizing<Vec<u8>>>,
     pub large_blob_key: Option<Zeroizing<[u8; 32]>>,
     /// The user, for discoverable credentials.
@@ -40,7 +39,6 @@ impl From<Credential> for Candidate {
             algorithm: c.algorithm,
             private_key: c.private_key,
             cred_protect: c.cred_protect,
-            hmac_secret: c.hmac_secret,
             cred_blob: c.cred_blob,
             large_blob_key: c.large_blob_key,
             backup_eligible: c.backup_eligible,
@@ -93,7 +91,6 @@ impl Authenticator {
                 algorithm: w.algorithm,
                 private_key: w.private_key,
                 cred_protect: w.cred_protect,
-                hmac_secret: w.hmac_secret,
                 cred_blob: w.cred_blob,
                 large_blob_key: None,
                 user: None,

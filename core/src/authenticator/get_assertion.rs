@@ -49,13 +49,15 @@ impl Authenticator {
         }
         let has_token = req.pin_uv_auth.param.is_some();
         let mut uv_requested = req.options.uv.unwrap_or(false) && !has_token;
-        if uv_requested && !self.approver.can_verify_user() {
+        // §6.2.2 step 4: "uv" true without a built-in user verification method is
+        // CTAP2_ERR_INVALID_OPTION.
+        if uv_requested && !self.has_builtin_uv() {
             return Err(CtapError::InvalidOption);
         }
         let up_requested = req.options.up.unwrap_or(true);
         let settings = self.store.load_settings()?;
         if settings.always_uv && !has_token && !uv_requested {
-            if self.approver.can_verify_user() {
+            if self.has_builtin_uv() {
                 uv_requested = true;
             } else {
                 return Err(CtapError::PuatRequired);
@@ -189,7 +191,15 @@ impl Authenticator {
                 .unwrap_or_default();
             extensions.push((text("credBlob"), Value::Bytes(blob)));
         }
-        if let (Some(input), true) = (&ctx.extensions.hmac_secret, cred.hmac_secret) {
+        // Every credential answers hmac-secret, whether or not makeCredential asked for the
+        // extension (as YubiKey 5 and SoloKeys do). CTAP 2.1 §12.5 has makeCredential with
+        // "hmac-secret": true make "two random 32-byte values (called CredRandomWithUV and
+        // CredRandomWithoutUV)" for the credential, and getAssertion use CredRandomWithUV "if
+        // uv bit is set to 1 in the response", CredRandomWithoutUV otherwise; it does not
+        // forbid an output for a credential made without the extension. Ours are derived
+        // from the credential's sealed private key (Candidate::cred_random), so every
+        // credential has both.
+        if let Some(input) = &ctx.extensions.hmac_secret {
             let output = self.hmac_secret(cred, input, ctx.user_verified)?;
             extensions.push((text("hmac-secret"), Value::Bytes(output)));
         }

@@ -28,15 +28,22 @@ impl Authenticator {
             ("setMinPINLength", true),
             ("alwaysUv", settings.always_uv),
         ];
-        if self.approver.can_verify_user() {
+        let builtin_uv = self.has_builtin_uv();
+        if builtin_uv {
             options.push(("uv", true));
         }
         if self.config.attestation.enterprise.is_some() {
             options.push(("ep", settings.enterprise_attestation));
         }
         let count = self.store.credential_count()?;
+        // CTAP 2.1 §7.2 (Always Require User Verification): with alwaysUv on, CTAP1/U2F is
+        // disabled, so "U2F_V2" leaves the versions list (see u2f.rs).
+        let mut versions = vec!["U2F_V2", "FIDO_2_0", "FIDO_2_1"];
+        if settings.always_uv {
+            versions.retain(|v| *v != "U2F_V2");
+        }
         Ok(GetInfoResponse {
-            versions: vec!["U2F_V2", "FIDO_2_0", "FIDO_2_1"],
+            versions,
             extensions: vec![
                 "credBlob",
                 "credProtect",
@@ -59,8 +66,10 @@ impl Authenticator {
             firmware_version: self.config.firmware_version,
             max_cred_blob_length: MAX_CRED_BLOB_LEN as u64,
             max_rp_ids_for_set_min_pin_length: MAX_MIN_PIN_LENGTH_RP_IDS as u64,
-            preferred_platform_uv_attempts: 1,
-            uv_modality: UV_MODALITY,
+            // Both describe getPinUvAuthTokenUsingUvWithPermissions, which only a key with
+            // built-in user verification offers (§6.4, §6.5.5.7.3).
+            preferred_platform_uv_attempts: builtin_uv.then_some(1),
+            uv_modality: builtin_uv.then_some(UV_MODALITY),
             remaining_discoverable_credentials: MAX_DISCOVERABLE_CREDENTIALS
                 .saturating_sub(count)
                 .into(),

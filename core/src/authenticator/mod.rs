@@ -63,6 +63,11 @@ pub struct Config {
     /// are sealed under a device-bound master key.
     pub backup_eligible: bool,
     pub firmware_version: u64,
+    /// Whether the key offers built-in user verification (the phone's biometric or device
+    /// credential, asked through the Approver). Off for a phone with nothing enrolled: getInfo
+    /// then has no `uv` option and the key is a plain CTAP 2.1 key whose only user
+    /// verification is the PIN. A runtime property of the key, not stored.
+    pub builtin_uv: bool,
 }
 
 /// PocketKey's AAGUID: 9b1f5c0e-7d3a-4c62-a8e1-3f6b2d4c5a71.
@@ -80,6 +85,7 @@ impl Default for Config {
             transports: vec!["usb"],
             backup_eligible: false,
             firmware_version: 1,
+            builtin_uv: true,
         }
     }
 }

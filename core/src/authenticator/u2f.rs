@@ -17,6 +17,7 @@ use super::{Authenticator, RequestContext};
 pub mod sw {
     pub const NO_ERROR: u16 = 0x9000;
     pub const CONDITIONS_NOT_SATISFIED: u16 = 0x6985;
+    pub const COMMAND_NOT_ALLOWED: u16 = 0x6986;
     pub const WRONG_DATA: u16 = 0x6A80;
     pub const WRONG_LENGTH: u16 = 0x6700;
     pub const CLA_NOT_SUPPORTED: u16 = 0x6E00;
@@ -95,6 +96,14 @@ fn with_status(mut data: Vec<u8>, sw: u16) -> Vec<u8> {
 
 impl Authenticator {
     pub(crate) fn u2f(&mut self, bytes: &[u8], cx: &RequestContext) -> Vec<u8> {
+        // CTAP 2.1 §7.2 (Always Require User Verification): while alwaysUv is on, CTAP1/U2F is
+        // disabled — U2F can only prove presence. Every APDU is refused as OpenSK's ctap1.rs
+        // does (SW_COMMAND_NOT_ALLOWED), and getInfo drops "U2F_V2".
+        match self.store.load_settings() {
+            Ok(settings) if settings.always_uv => return status(sw::COMMAND_NOT_ALLOWED),
+            Ok(_) => {}
+            Err(_) => return status(sw::NO_PRECISE_DIAGNOSIS),
+        }
         let apdu = match Apdu::parse(bytes) {
             Ok(a) => a,
             Err(sw) => return status(sw),
@@ -170,7 +179,12 @@ impl Authenticator {
         let Some(wrapped) = self.ids.unwrap(&application, rest) else {
             return status(sw::WRONG_DATA);
         };
-        if wrapped.algorithm != Algorithm::Es256 {
+        // CTAP 2.1 §12.1: a userVerificationRequired credential is usable only when the user
+        // was verified, which U2F never does. Such a key handle answers as an unknown one
+        // (OpenSK's ctap1.rs filters it the same way), before anyone is asked to touch.
+        if wrapped.algorithm != Algorithm::Es256
+            || wrapped.cred_protect == CredProtect::UserVerificationRequired
+        {
             return status(sw::WRONG_DATA);
         }
         let presence = match apdu.p1 {

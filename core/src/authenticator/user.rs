@@ -182,9 +182,15 @@ impl Authenticator {
         }
     }
 
+    /// Whether the key has built-in user verification: the key is configured with it and its
+    /// Approver can verify the user. Drives the `uv` option of getInfo (CTAP 2.1 §6.4).
+    pub(crate) fn has_builtin_uv(&self) -> bool {
+        self.config.builtin_uv && self.approver.can_verify_user()
+    }
+
     /// Whether any form of user verification is configured (PIN set or built-in UV).
     pub(crate) fn uv_configured(&self) -> CtapResult<bool> {
-        Ok(self.approver.can_verify_user() || self.store.load_settings()?.pin_hash.is_some())
+        Ok(self.has_builtin_uv() || self.store.load_settings()?.pin_hash.is_some())
     }
 }
 

@@ -104,6 +104,14 @@ fn opt_text(v: Option<Value>) -> CtapResult<Option<String>> {
         .transpose()
 }
 
+/// The `icon` member of an RP or user entity: a URL string in CTAP 2.0 (WebAuthn Level 1's
+/// PublicKeyCredentialEntity), gone from CTAP 2.1 but still sent by 2.0-era platforms. Its
+/// value is not kept; its type is checked like `name`'s, so a non-text icon is
+/// CTAP2_ERR_CBOR_UNEXPECTED_TYPE rather than silently accepted.
+fn check_icon(m: &mut MapReader) -> CtapResult<()> {
+    opt_text(m.take_text("icon")).map(drop)
+}
+
 /// A 32-byte hash field (clientDataHash, rpIdHash).
 fn hash32(v: Value) -> CtapResult<[u8; 32]> {
     as_bytes(v)?
@@ -123,6 +131,7 @@ impl RpEntity {
         let mut m = MapReader::new(v)?;
         let id = as_text(m.take_text("id").ok_or(CtapError::MissingParameter)?)?;
         let name = opt_text(m.take_text("name"))?;
+        check_icon(&mut m)?;
         Ok(Self { id, name })
     }
 }
@@ -144,6 +153,7 @@ impl UserEntity {
         }
         let name = opt_text(m.take_text("name"))?;
         let display_name = opt_text(m.take_text("displayName"))?;
+        check_icon(&mut m)?;
         Ok(Self {
             id,
             name,

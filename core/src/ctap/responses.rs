@@ -30,8 +30,9 @@ pub struct GetInfoResponse {
     pub firmware_version: u64,
     pub max_cred_blob_length: u64,
     pub max_rp_ids_for_set_min_pin_length: u64,
-    pub preferred_platform_uv_attempts: u64,
-    pub uv_modality: u64,
+    /// Only with built-in user verification (both describe getPinUvAuthTokenUsingUv…).
+    pub preferred_platform_uv_attempts: Option<u64>,
+    pub uv_modality: Option<u64>,
     pub remaining_discoverable_credentials: u64,
 }
 
@@ -84,8 +85,8 @@ impl GetInfoResponse {
             .put(int(0x0E), self.firmware_version)
             .put(int(0x0F), self.max_cred_blob_length)
             .put(int(0x10), self.max_rp_ids_for_set_min_pin_length)
-            .put(int(0x11), self.preferred_platform_uv_attempts)
-            .put(int(0x12), self.uv_modality)
+            .put_opt(int(0x11), self.preferred_platform_uv_attempts)
+            .put_opt(int(0x12), self.uv_modality)
             .put(int(0x14), self.remaining_discoverable_credentials)
             .build()
     }
