@@ -258,6 +258,64 @@ fn pair(s: &mut Sides, offer: PairingOffer, now: Instant) -> (PairingRecord, Pai
     (phone_record, bridge_record)
 }
 
+/// Key confirmation on first contact (protocol §5.2): the bridge says Hello only after it read
+/// the phone's (and its runtime stored the pairing), so a phone Hello lost on the way leaves
+/// neither side paired, instead of the phone alone.
+#[test]
+fn first_contact_the_bridge_says_hello_only_after_the_phones() {
+    let mut s = sides();
+    let now = Instant::now();
+    let offer = offer();
+    let url = offer.url().clone();
+    let mut bridge = Session::bridge_first_contact(offer, bridge_hello()).unwrap();
+    let hello = phone_hello(&mut s.engine);
+    let mut phone =
+        Session::phone_first_contact(&url, SecretKey::random(&mut OsRng), hello, now).unwrap();
+    let mut seen = Vec::new();
+    // HS1 → HS2.
+    pump(&mut phone, &mut bridge, &mut seen, now).unwrap();
+    pump(&mut bridge, &mut phone, &mut seen, now).unwrap();
+    // HS3 reaches the bridge; the phone's Hello behind it is lost.
+    let hs3 = phone.poll_frame().unwrap();
+    let _lost_hello = phone.poll_frame().unwrap();
+    bridge.receive(&hs3, now).unwrap();
+    assert!(
+        bridge.poll_frame().is_none(),
+        "the bridge sends nothing before the phone's Hello"
+    );
+    assert!(events(&mut bridge).is_empty());
+    assert!(events(&mut phone).is_empty());
+    // Neither side is paired; both give up at the handshake timeout.
+    let later = now + pocketkey_core::pairing::session::HANDSHAKE_TIMEOUT;
+    bridge.handle_timeout(later);
+    phone.handle_timeout(later);
+    for side in [&mut bridge, &mut phone] {
+        assert!(matches!(
+            events(side)[..],
+            [Event::TimedOut(
+                pocketkey_core::pairing::session::Timeout::Handshake
+            )]
+        ));
+    }
+
+    // Delivered, the phone's Hello gives the bridge `Established` (store) and only then its
+    // own Hello to send.
+    let offer2 = self::offer();
+    let url = offer2.url().clone();
+    let mut bridge = Session::bridge_first_contact(offer2, bridge_hello()).unwrap();
+    let hello = phone_hello(&mut s.engine);
+    let mut phone =
+        Session::phone_first_contact(&url, SecretKey::random(&mut OsRng), hello, now).unwrap();
+    pump(&mut phone, &mut bridge, &mut seen, now).unwrap();
+    pump(&mut bridge, &mut phone, &mut seen, now).unwrap();
+    bridge.receive(&phone.poll_frame().unwrap(), now).unwrap();
+    assert!(bridge.poll_frame().is_none());
+    bridge.receive(&phone.poll_frame().unwrap(), now).unwrap();
+    assert!(established(&mut bridge).new_pairing.is_some());
+    pump(&mut bridge, &mut phone, &mut seen, now).unwrap();
+    assert!(established(&mut phone).new_pairing.is_some());
+}
+
 /// A later session from the stored records: the phone initiates, the bridge answers.
 fn connect(s: &mut Sides, now: Instant) -> (Session, Session, Vec<Vec<u8>>) {
     let phone_record = s.phone_store.list().unwrap().remove(0);

@@ -31,7 +31,7 @@ use p256::{PublicKey, SecretKey};
 use pocketkey_core::hybrid::crypter::Crypter;
 use pocketkey_core::pairing::handshake::Handshake;
 use pocketkey_core::pairing::messages::{
-    CtapKind, CtapRequest, DecodeOutcome, Hello, Message, PendingStatus,
+    CtapKind, CtapRequest, DecodeOutcome, Hello, Message, PendingStatus, RequestId,
 };
 use pocketkey_core::pairing::relay::MAX_DATA_LEN;
 use pocketkey_core::pairing::session::{frame_kind, Event, Session, Timeout};
@@ -201,6 +201,7 @@ impl Peer {
                 self.last_id = self.last_id.wrapping_add(1);
                 Message::CtapRequest(CtapRequest {
                     id: self.last_id,
+                    request_id: RequestId([selector; 16]),
                     kind: if selector & 0x80 == 0 {
                         CtapKind::Cbor
                     } else {
@@ -227,6 +228,7 @@ impl Peer {
             10 => Message::Hello(hello(self.role.other())),
             _ => Message::CtapRequest(CtapRequest {
                 id: self.last_id,
+                request_id: RequestId([selector; 16]),
                 kind: CtapKind::Cbor,
                 payload,
                 requester: None,

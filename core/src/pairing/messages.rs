@@ -75,10 +75,28 @@ pub struct Hello {
     pub get_info: Option<Vec<u8>>,
 }
 
+/// The bridge's name for one browser request, the same in every session it is sent in: the
+/// phone runs a request at most once per id (docs/pairing-protocol.md §5.2, "At most once").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RequestId(pub [u8; 16]);
+
+impl RequestId {
+    /// A new random id (128 bits: never repeats by chance).
+    pub fn random() -> Self {
+        use rand_core::{OsRng, RngCore};
+        let mut id = [0; 16];
+        OsRng.fill_bytes(&mut id);
+        Self(id)
+    }
+}
+
 /// A CTAP request, bridge → phone.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CtapRequest {
+    /// This session's sequence number (responses and `Pending` name it).
     pub id: u32,
+    /// The browser request's id, kept across sessions when the bridge sends it again.
+    pub request_id: RequestId,
     pub kind: CtapKind,
     pub payload: Vec<u8>,
     /// Advisory: who on the computer asks (≤ 64 bytes). Approvals name the computer by the
@@ -148,7 +166,8 @@ impl Message {
                 .put(1, r.id)
                 .put(2, r.kind as u8)
                 .put(3, Value::Bytes(r.payload.clone()))
-                .put_opt(4, r.requester.as_deref()),
+                .put_opt(4, r.requester.as_deref())
+                .put(5, Value::Bytes(r.request_id.0.to_vec())),
             Message::CtapResponse { id, payload } => MapBuilder::new()
                 .put(1, *id)
                 .put(2, Value::Bytes(payload.clone())),
@@ -222,8 +241,10 @@ fn decode_known(kind: u8, body: &[u8]) -> Option<Message> {
                     Some(t)
                 }
             };
+            let request_id = RequestId(bytes(map.take(5)?)?.try_into().ok()?);
             Message::CtapRequest(CtapRequest {
                 id,
+                request_id,
                 kind,
                 payload,
                 requester,
@@ -277,12 +298,14 @@ mod tests {
             Message::GetInfo(vec![0xa0]),
             Message::CtapRequest(CtapRequest {
                 id: 7,
+                request_id: RequestId([0x5a; 16]),
                 kind: CtapKind::Cbor,
                 payload: vec![0x04],
                 requester: Some("firefox".into()),
             }),
             Message::CtapRequest(CtapRequest {
                 id: u32::MAX,
+                request_id: RequestId([0; 16]),
                 kind: CtapKind::Msg,
                 payload: vec![0, 1, 0, 0, 0],
                 requester: None,
@@ -367,6 +390,22 @@ mod tests {
         ]
         .concat();
         assert_eq!(bad(bad_kind), MessageError::Malformed(0x10));
+        // A request must carry its 16-byte request id (key 5).
+        for rid in [None, Some(vec![0; 15]), Some(vec![0; 17])] {
+            let request = [
+                vec![0x10],
+                cbor::encode(
+                    MapBuilder::new()
+                        .put(1, 1)
+                        .put(2, 0x10)
+                        .put(3, Value::Bytes(vec![4]))
+                        .put_opt(5, rid.map(Value::Bytes))
+                        .build(),
+                ),
+            ]
+            .concat();
+            assert_eq!(bad(request), MessageError::Malformed(0x10));
+        }
         let long_ping = Message::Ping(vec![0; MAX_PING_LEN + 1]).encode();
         assert_eq!(bad(long_ping), MessageError::Malformed(0x20));
         assert_eq!(
@@ -390,8 +429,8 @@ mod tests {
         }
 
         #[test]
-        fn requests_round_trip(id in any::<u32>(), payload in proptest::collection::vec(any::<u8>(), 0..300)) {
-            let m = Message::CtapRequest(CtapRequest { id, kind: CtapKind::Cbor, payload, requester: None });
+        fn requests_round_trip(id in any::<u32>(), rid in any::<[u8; 16]>(), payload in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let m = Message::CtapRequest(CtapRequest { id, request_id: RequestId(rid), kind: CtapKind::Cbor, payload, requester: None });
             prop_assert_eq!(Message::decode(&m.encode()).unwrap(), DecodeOutcome::Message(m));
         }
     }

@@ -16,6 +16,7 @@
 //! | [`handshake`] | `Noise_XKpsk3_P256_AESGCM_SHA256` (first contact) and `Noise_KK_…` (sessions) |
 //! | [`messages`] | the session messages and their type bytes |
 //! | [`session`] | the sans-IO session for either role: frames in, frames/events/deadlines out |
+//! | [`delivery`] | the phone's memory of the last request, so that a repeat never runs twice |
 //! | [`records`] | the pairing record and the sealing of our static key |
 //! | [`store`] | the pairing records in their own small SQLite file |
 //!
@@ -35,6 +36,7 @@
 //! `Session::bridge_first_contact(offer, hello)`, `record.session(..)` per phone HS1,
 //! `send_request`, `cancel`, and `Pending`/`CtapResponse` events.
 
+pub mod delivery;
 pub mod encoding;
 pub mod handshake;
 pub mod mailbox;
@@ -47,7 +49,7 @@ pub mod store;
 pub mod url;
 
 pub use mailbox::{MailboxId, MailboxKeys, PairingId};
-pub use messages::{CtapKind, CtapRequest, Hello, Message, PendingStatus};
+pub use messages::{CtapKind, CtapRequest, Hello, Message, PendingStatus, RequestId};
 pub use offer::PairingOffer;
 pub use records::PairingRecord;
 pub use session::{Event, Session, SessionError, SessionState};

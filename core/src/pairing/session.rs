@@ -28,7 +28,7 @@ use thiserror::Error;
 use super::handshake::{Finished, Handshake, HandshakeError, Pattern};
 use super::mailbox::{MailboxKeys, PairingId};
 use super::messages::{
-    CtapKind, CtapRequest, DecodeOutcome, Hello, Message, MessageError, PendingStatus,
+    CtapKind, CtapRequest, DecodeOutcome, Hello, Message, MessageError, PendingStatus, RequestId,
     MAX_MESSAGE_LEN, MAX_PING_LEN,
 };
 use super::offer::PairingOffer;
@@ -526,6 +526,14 @@ impl Session {
             last_id: 0,
             request_deadline: None,
         }));
+        // Key confirmation, first contact: the phone stores the pairing on the bridge's Hello,
+        // the bridge on the phone's. So the bridge says Hello only once it has read the
+        // phone's (which comes right behind HS3) and its runtime has stored the pairing
+        // (it stores on `Established` before it sends the queued frames): a Hello lost on
+        // the way can leave the bridge alone paired, never the phone (protocol §5.2).
+        if self.role == Role::Bridge && self.first_contact.is_some() {
+            return Ok(());
+        }
         let hello = Message::Hello(self.hello.clone());
         self.send(&hello)
     }
@@ -543,7 +551,9 @@ impl Session {
             check_hello(&hello, self.role.other())
                 .map_err(|_| SessionError::HelloExpected(kind))?;
             open.established = true;
-            let new_pairing = self.first_contact.take().map(|fc| NewPairing {
+            let first_contact = self.first_contact.take();
+            let bridge_hello_due = self.role == Role::Bridge && first_contact.is_some();
+            let new_pairing = first_contact.map(|fc| NewPairing {
                 id: self.pairing_id.expect("set when the handshake finished"),
                 role: self.role,
                 our_static: self.our_static.clone(),
@@ -564,6 +574,10 @@ impl Session {
                     handshake_hash: open.handshake_hash,
                     new_pairing,
                 })));
+            if bridge_hello_due {
+                let hello = Message::Hello(self.hello.clone());
+                self.send(&hello)?;
+            }
             return Ok(());
         }
         match (self.role, message) {
@@ -658,10 +672,25 @@ impl Session {
         }
     }
 
-    /// Bridge: sends a CTAP request (allowed as soon as our keys are ready, before the phone's
-    /// Hello); returns its id. One at a time.
+    /// Bridge: sends a new CTAP request (allowed as soon as our keys are ready, before the
+    /// phone's Hello) under a new random [`RequestId`]; returns its id in this session. One at
+    /// a time.
     pub fn send_request(
         &mut self,
+        kind: CtapKind,
+        payload: Vec<u8>,
+        requester: Option<String>,
+        now: Instant,
+    ) -> Result<u32, SessionError> {
+        self.send_request_as(RequestId::random(), kind, payload, requester, now)
+    }
+
+    /// Bridge: sends a CTAP request under `request_id`: the same id every time the same
+    /// browser request is sent (again, in a later session), so that the phone runs it at
+    /// most once (protocol §5.2). Returns its id in this session.
+    pub fn send_request_as(
+        &mut self,
+        request_id: RequestId,
         kind: CtapKind,
         payload: Vec<u8>,
         requester: Option<String>,
@@ -681,6 +710,7 @@ impl Session {
         let id = open.last_id.checked_add(1).ok_or(SessionError::Busy)?;
         let message = Message::CtapRequest(CtapRequest {
             id,
+            request_id,
             kind,
             payload,
             requester,
@@ -876,6 +906,7 @@ mod tests {
         for message in [
             Message::CtapRequest(CtapRequest {
                 id: 1,
+                request_id: RequestId([1; 16]),
                 kind: CtapKind::Cbor,
                 payload: vec![4],
                 requester: None,
@@ -901,6 +932,7 @@ mod tests {
         let request = |id| {
             Message::CtapRequest(CtapRequest {
                 id,
+                request_id: RequestId([1; 16]),
                 kind: CtapKind::Cbor,
                 payload: vec![4],
                 requester: None,
@@ -936,7 +968,7 @@ mod tests {
         assert_eq!(phone.ping(vec![0; 33]), Err(SessionError::TooLong(33)));
         assert_eq!(
             bridge.send_request(CtapKind::Cbor, vec![0; MAX_MESSAGE_LEN], None, now),
-            Err(SessionError::TooLong(MAX_MESSAGE_LEN + 10))
+            Err(SessionError::TooLong(MAX_MESSAGE_LEN + 28))
         );
         assert_eq!(
             bridge.send_request(CtapKind::Cbor, vec![4], Some("bad\nname".into()), now),
@@ -948,7 +980,7 @@ mod tests {
         );
         assert!(phone.is_established() && bridge.is_established());
         // The largest request that fits does go through.
-        let max = MAX_MESSAGE_LEN - 10;
+        let max = MAX_MESSAGE_LEN - 28;
         let id = bridge
             .send_request(CtapKind::Cbor, vec![0; max], None, now)
             .unwrap();
