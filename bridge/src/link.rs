@@ -15,11 +15,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use pocketkey_core::pairing::delivery::REQUEST_LIFETIME;
 use pocketkey_core::pairing::relay::RelayFrame;
 use pocketkey_core::pairing::session::is_handshake_frame;
 use pocketkey_core::pairing::{
-    CtapKind, Event, Hello, PairingOffer, PairingRecord, PairingStore, PendingStatus, Role,
-    Session, SessionState, UrlPolicy,
+    CtapKind, Event, Hello, PairingOffer, PairingRecord, PairingStore, PendingStatus, RequestId,
+    Role, Session, SessionState, UrlPolicy,
 };
 use pocketkey_ffi::runtime::pairing_ws::{trace, MailboxConn, MailboxError, Wakeup};
 
@@ -160,10 +161,13 @@ struct Open {
     kind: CtapKind,
     payload: Vec<u8>,
     reply: Sender<Reply>,
+    /// The same in every session it is sent in: the phone runs it at most once.
+    request_id: RequestId,
+    /// When the transport handed it over: it is sent again (after a lost session) only
+    /// within `REQUEST_LIFETIME` of this, while the phone remembers it.
+    received: Instant,
     /// Sent to the phone in this session.
     sent: bool,
-    /// The phone said it has it (`Pending`): from then on it may have run it.
-    taken: bool,
     /// The browser cancelled it after it was sent.
     cancelled: bool,
     woke: bool,
@@ -314,8 +318,9 @@ impl Link {
                         kind,
                         payload,
                         reply,
+                        request_id: RequestId::random(),
+                        received: now,
                         sent: false,
-                        taken: false,
                         cancelled: false,
                         woke: false,
                         deadline: now + self.config.phone_timeout,
@@ -582,7 +587,8 @@ impl Link {
                 let keys_ready = matches!(s.state(), SessionState::Open { .. });
                 if let (Some(open), true) = (self.request.as_mut(), keys_ready) {
                     if !open.sent {
-                        match s.send_request(open.kind, open.payload.clone(), None, now) {
+                        let (id, kind) = (open.request_id, open.kind);
+                        match s.send_request_as(id, kind, open.payload.clone(), None, now) {
                             Ok(_) => {
                                 open.sent = true;
                                 request_sent = true;
@@ -606,8 +612,7 @@ impl Link {
                         }
                         Event::GetInfo(info) => to_store.0 = self.new_get_info(info),
                         Event::Pending { status, .. } => {
-                            if let Some(open) = self.request.as_mut() {
-                                open.taken = true;
+                            if let Some(open) = self.request.as_ref() {
                                 let _ = open.reply.send(Reply::Pending(status));
                             }
                         }
@@ -677,24 +682,25 @@ impl Link {
         }
     }
 
-    /// The session ended with a request sent. If the phone had taken it (`Pending`), its
-    /// response cannot come any more: answer it. If not, the phone never ran it (it sends
-    /// `Pending` before anything else about a request, in order): it goes to the next session
-    /// (waking the phone again) until its deadline, unless the browser cancelled it. A request
-    /// that crossed the phone's `Bye` is not lost that way.
+    /// The session ended with a request sent and not answered: it goes to the next session
+    /// (waking the phone again) under the same request id, unless the browser cancelled it.
+    /// The phone runs a request at most once per id and answers a repeat from memory or
+    /// from the run still going (protocol §5.2), so neither a lost answer nor a request that
+    /// crossed the phone's `Bye` makes it run twice. It waits for the phone again up to the
+    /// phone timeout, and never beyond `REQUEST_LIFETIME` after it came.
     fn session_lost(&mut self) {
         let Some(open) = self.request.take_if(|o| o.sent) else {
             return;
         };
-        if open.taken {
-            let kind = open.kind;
-            open.finish(timeout_answer(kind));
-        } else if open.cancelled {
+        if open.cancelled {
             open.finish(vec![CBOR_CANCELLED]);
         } else {
+            let now = Instant::now();
+            let deadline = (now + self.config.phone_timeout).min(open.received + REQUEST_LIFETIME);
             self.request = Some(Open {
                 sent: false,
                 woke: false,
+                deadline,
                 ..open
             });
         }

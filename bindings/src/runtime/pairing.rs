@@ -23,12 +23,13 @@ use p256::SecretKey;
 use pocketkey_core::approver::Requester;
 use pocketkey_core::authenticator::{Authenticator, RequestContext};
 use pocketkey_core::cancel::CancelToken;
+use pocketkey_core::pairing::delivery::{Delivery, RequestLog};
 use pocketkey_core::pairing::mailbox::MailboxKeys;
 use pocketkey_core::pairing::relay::RelayFrame;
 use pocketkey_core::pairing::session::HANDSHAKE_TIMEOUT;
 use pocketkey_core::pairing::{
-    CtapKind, Event, Hello, PairingRecord, PairingStore, PairingUrl, PendingStatus, Role, Session,
-    UrlPolicy,
+    CtapKind, Event, Hello, PairingRecord, PairingStore, PairingUrl, PendingStatus, RequestId,
+    Role, Session, UrlPolicy,
 };
 use rand_core::OsRng;
 
@@ -223,9 +224,12 @@ pub enum ServeEvent {
     Disconnected(String),
 }
 
-/// One request running on the engine's worker.
+/// One request running on the engine's worker. It outlives the session it came in (the
+/// bridge sends it again in the next one, and that session's request attaches to it).
 struct Running {
-    id: u32,
+    request_id: RequestId,
+    /// The id of the request in the current session that waits for this run's answer.
+    waiting: Option<u32>,
     cancel: CancelToken,
     answer: Receiver<Vec<u8>>,
     status: PendingStatus,
@@ -233,6 +237,7 @@ struct Running {
 
 /// A request for the engine's worker.
 struct Job {
+    request_id: RequestId,
     kind: CtapKind,
     payload: Vec<u8>,
     cx: RequestContext,
@@ -243,8 +248,14 @@ struct Job {
 /// waiting for requests (a woken thread gets a CPU sooner than a new one), so that the relay
 /// is still read while the engine asks the user. Ends when the connection's loop drops its
 /// sender. An engine that panics answers CTAP1_ERR_OTHER / SW_UNKNOWN (as the desktop
-/// transports do) and the worker goes on.
-fn engine_worker(engine: &dyn PairingEngine, jobs: &Receiver<Job>, done: &Wakeup) {
+/// transports do) and the worker goes on. Every answer is written to the pairing's request log
+/// first, so that a repeat of the request gets it even if its session is gone.
+fn engine_worker(
+    engine: &dyn PairingEngine,
+    jobs: &Receiver<Job>,
+    done: &Wakeup,
+    log: &Mutex<RequestLog>,
+) {
     for job in jobs {
         trace("phone.engine.start");
         let answer = catch_unwind(AssertUnwindSafe(|| {
@@ -255,6 +266,11 @@ fn engine_worker(engine: &dyn PairingEngine, jobs: &Receiver<Job>, done: &Wakeup
             CtapKind::Msg => vec![0x6f, 0x00],
         });
         trace("phone.engine.end");
+        log.lock().unwrap_or_else(PoisonError::into_inner).finish(
+            job.request_id,
+            answer.clone(),
+            Instant::now(),
+        );
         let _ = job.answer.send(answer);
         done.wake();
     }
@@ -272,6 +288,8 @@ pub fn serve_pairing(
 ) {
     let attach = record.mailbox_keys().attach(Role::Phone);
     let wakeup = Wakeup::new();
+    // The last request of this pairing: kept across reconnects (protocol §5.2, at most once).
+    let log = Mutex::new(RequestLog::new());
     while !stop.load(Ordering::SeqCst) {
         trace("phone.attach");
         let opened = MailboxConn::open_with(
@@ -298,7 +316,7 @@ pub fn serve_pairing(
         };
         on_event(&record, ServeEvent::Attached);
         match serve_connection(
-            &mut conn, &wakeup, &record, phone_name, &*engine, &store, &stop, on_event,
+            &mut conn, &wakeup, &record, phone_name, &*engine, &store, &log, &stop, on_event,
         ) {
             Ok(Some(())) => {
                 on_event(&record, ServeEvent::Revoked);
@@ -359,6 +377,7 @@ fn serve_connection(
     phone_name: &str,
     engine: &dyn PairingEngine,
     store: &Arc<Mutex<PairingStore>>,
+    log: &Mutex<RequestLog>,
     stop: &AtomicBool,
     on_event: &(dyn Fn(&PairingRecord, ServeEvent) + Sync),
 ) -> Result<Option<()>, MailboxError> {
@@ -375,7 +394,7 @@ fn serve_connection(
     let result = thread::scope(|scope| {
         let (jobs, job_rx) = mpsc::channel::<Job>();
         let done = Arc::clone(wakeup);
-        scope.spawn(move || engine_worker(engine, &job_rx, &done));
+        scope.spawn(move || engine_worker(engine, &job_rx, &done, log));
         let mut serve = || loop {
             if stop.load(Ordering::SeqCst) {
                 if let Some(s) = session.as_mut() {
@@ -387,17 +406,27 @@ fn serve_connection(
             let frame = conn.try_next()?;
             let got_frame = frame.is_some();
             let now = Instant::now();
+            // A run older than the request's lifetime is not waited for by anyone any more.
+            let expired = log
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .expire(now);
+            if let Some(r) = running.as_ref().filter(|r| Some(r.request_id) == expired) {
+                r.cancel.cancel();
+            }
             match frame {
                 Some(RelayFrame::Peer { present: true }) => {
                     trace("phone.peer");
-                    if let Some(r) = running.take() {
-                        r.cancel.cancel();
+                    // A run in progress goes on: the bridge sends its request again in the
+                    // new session, which attaches to it.
+                    if let Some(r) = running.as_mut() {
+                        r.waiting = None;
                     }
                     session = record.session(hello(phone_name, engine), now).ok();
                 }
                 Some(RelayFrame::Peer { present: false }) => {
-                    if let Some(r) = running.take() {
-                        r.cancel.cancel();
+                    if let Some(r) = running.as_mut() {
+                        r.waiting = None;
                     }
                     session = None;
                 }
@@ -436,9 +465,38 @@ fn serve_connection(
                             let Some(current) = live_record(store, record) else {
                                 continue;
                             };
+                            let request_id = request.request_id;
+                            let delivery = log
+                                .lock()
+                                .unwrap_or_else(PoisonError::into_inner)
+                                .begin(request_id, now);
+                            match delivery {
+                                Delivery::Run => {}
+                                // Sent again: answered without running it again.
+                                Delivery::Answer(answer) => {
+                                    trace("phone.repeat.answered");
+                                    let _ = s.respond(request.id, answer.to_vec());
+                                    continue;
+                                }
+                                Delivery::Attach => {
+                                    trace("phone.repeat.attached");
+                                    if let Some(r) =
+                                        running.as_mut().filter(|r| r.request_id == request_id)
+                                    {
+                                        r.waiting = Some(request.id);
+                                        let _ = s.set_status(request.id, r.status, now);
+                                    }
+                                    continue;
+                                }
+                            }
+                            // A new request: the bridge is done with the previous one.
+                            if let Some(r) = running.take() {
+                                r.cancel.cancel();
+                            }
                             let cancel = CancelToken::new();
                             let (answer, answer_rx) = mpsc::channel();
                             let job = Job {
+                                request_id,
                                 kind: request.kind,
                                 payload: request.payload,
                                 cx: RequestContext {
@@ -451,14 +509,15 @@ fn serve_connection(
                             let _ = jobs.send(job);
                             let _ = s.set_status(request.id, PendingStatus::Processing, now);
                             running = Some(Running {
-                                id: request.id,
+                                request_id,
+                                waiting: Some(request.id),
                                 cancel,
                                 answer: answer_rx,
                                 status: PendingStatus::Processing,
                             });
                         }
                         Event::Cancel { id } => {
-                            if let Some(r) = running.as_ref().filter(|r| r.id == id) {
+                            if let Some(r) = running.as_ref().filter(|r| r.waiting == Some(id)) {
                                 r.cancel.cancel();
                             }
                         }
@@ -480,15 +539,19 @@ fn serve_connection(
                                     status: answer.first().copied().unwrap_or(0),
                                 },
                             );
-                            let _ = s.respond(r.id, answer);
+                            if let Some(id) = r.waiting {
+                                let _ = s.respond(id, answer);
+                                answered = true;
+                            }
                             running = None;
-                            answered = true;
                         }
                         Err(TryRecvError::Disconnected) => running = None,
                         Err(TryRecvError::Empty) => {
                             if r.status == PendingStatus::Processing && engine.waiting_for_user() {
                                 r.status = PendingStatus::UserPresenceNeeded;
-                                let _ = s.set_status(r.id, r.status, now);
+                                if let Some(id) = r.waiting {
+                                    let _ = s.set_status(id, r.status, now);
+                                }
                             }
                         }
                     }
@@ -498,8 +561,8 @@ fn serve_connection(
                 }
                 flush(s, conn)?;
                 if s.is_finished() {
-                    if let Some(r) = running.take() {
-                        r.cancel.cancel();
+                    if let Some(r) = running.as_mut() {
+                        r.waiting = None;
                     }
                     session = None;
                 }
@@ -530,9 +593,12 @@ fn serve_connection(
             }
         };
         let result = serve();
-        // However the loop ended: end a pending approval (the worker is waited for).
+        // Stopped or revoked: end a pending approval. A lost connection lets the run finish
+        // (the worker is waited for) and the log keep its answer for the bridge's repeat.
         if let Some(r) = running.take() {
-            r.cancel.cancel();
+            if result.is_ok() {
+                r.cancel.cancel();
+            }
         }
         drop(jobs);
         result
@@ -683,13 +749,15 @@ mod tests {
         let done = Wakeup::new();
         thread::scope(|scope| {
             let worker_done = Arc::clone(&done);
-            scope.spawn(move || engine_worker(&Panics, &job_rx, &worker_done));
+            let log = Mutex::new(RequestLog::new());
+            scope.spawn(move || engine_worker(&Panics, &job_rx, &worker_done, &log));
             for (kind, expected) in [
                 (CtapKind::Cbor, vec![0x7f]),
                 (CtapKind::Msg, vec![0x6f, 0x00]),
             ] {
                 let (answer, answer_rx) = mpsc::channel();
                 let job = Job {
+                    request_id: RequestId([1; 16]),
                     kind,
                     payload: vec![0x01],
                     cx: RequestContext::default(),

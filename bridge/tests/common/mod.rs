@@ -38,6 +38,8 @@ struct State {
     next: u64,
     /// Every DATA payload routed (for "no plaintext" checks).
     seen: Vec<Vec<u8>>,
+    /// A fault: each phone connection routes at most this many DATA frames and drops the rest.
+    phone_data_limit: Option<usize>,
 }
 
 fn slot(role: Role) -> usize {
@@ -85,6 +87,22 @@ impl StandInRelay {
 
     pub fn seen(&self) -> Vec<Vec<u8>> {
         self.state.lock().unwrap().seen.clone()
+    }
+
+    /// A fault: from now on every phone connection routes only its first `limit` DATA frames
+    /// (counted from its attach) and silently drops the rest; `None` routes all.
+    pub fn limit_phone_data(&self, limit: Option<usize>) {
+        self.state.lock().unwrap().phone_data_limit = limit;
+    }
+
+    /// A fault: closes the attached connection of `role` (as a dying socket would).
+    pub fn close(&self, role: Role) {
+        let s = self.state.lock().unwrap();
+        for entry in s.mailboxes.values() {
+            if let Some((_, tx)) = &entry[slot(role)] {
+                let _ = tx.send(Out::Close(1001));
+            }
+        }
     }
 }
 
@@ -158,12 +176,19 @@ fn connection(tcp: std::net::TcpStream, state: Arc<Mutex<State>>, stop: Arc<Atom
             .get(&id)
             .and_then(|e| e[slot(role.other())].as_ref().map(|(_, t)| t.clone()))
     };
+    let mut data_frames = 0;
     'outer: while !stop.load(Ordering::SeqCst) {
         match ws.read() {
             Ok(Message::Binary(bytes)) => {
                 let mut s = state.lock().unwrap();
                 match RelayFrame::decode(&bytes) {
                     Ok(RelayFrame::Data(payload)) => {
+                        data_frames += 1;
+                        if role == Role::Phone
+                            && s.phone_data_limit.is_some_and(|limit| data_frames > limit)
+                        {
+                            continue;
+                        }
                         s.seen.push(payload.clone());
                         match peer_tx(&s) {
                             Some(peer) => {

@@ -1,0 +1,247 @@
+//! At-most-once requests (docs/pairing-protocol.md §5.2): the bridge as a real process, the
+//! phone runtime of the bindings (in this process, the real engine with auto-approval), and
+//! a relay stand-in that loses the phone's frames or its socket. A request whose answer was
+//! lost reaches the phone again under the same request id and is answered without running
+//! the engine a second time.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, UdpSocket};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use common::{HidClient, StandInRelay};
+use pocketkey_core::approver::AutoApprover;
+use pocketkey_core::authenticator::{Authenticator, Config, RequestContext};
+use pocketkey_core::crypto::master_key::MasterKey;
+use pocketkey_core::pairing::{CtapKind, PairingStore, Role, UrlPolicy};
+use pocketkey_core::store::Store;
+use pocketkey_ffi::runtime::pairing::{self as runtime, PairingEngine};
+use pocketkey_testkit::MakeCredential;
+
+struct Bridge {
+    child: Child,
+    addr: SocketAddr,
+    url: String,
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn bridge(relay: &str, dir: &std::path::Path) -> Bridge {
+    let addr = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pocketkey-bridge"))
+        .args(["--udp", &addr.to_string(), "--relay", relay])
+        .args([
+            "--name",
+            "Test laptop",
+            "--phone-timeout",
+            "20",
+            "--state-dir",
+        ])
+        .arg(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line.strip_prefix("pair: ").expect("a pair: line").trim();
+    Bridge {
+        child,
+        addr,
+        url: url.to_string(),
+    }
+}
+
+/// The real engine, counting the makeCredential runs and telling the test after each; with a
+/// gate, the first run waits for the test to open it (a user taking their time).
+struct Counting {
+    engine: Mutex<Authenticator>,
+    runs: Mutex<usize>,
+    ran: Mutex<Sender<()>>,
+    started: Mutex<Sender<()>>,
+    gate: Mutex<Option<Receiver<()>>>,
+}
+
+impl PairingEngine for Counting {
+    fn get_info(&self) -> Vec<u8> {
+        self.engine.get_info()
+    }
+    fn process(&self, kind: CtapKind, payload: &[u8], cx: &RequestContext) -> Vec<u8> {
+        if payload.first() == Some(&0x01) {
+            let _ = self.started.lock().unwrap().send(());
+            if let Some(gate) = self.gate.lock().unwrap().take() {
+                let _ = gate.recv();
+            }
+        }
+        let answer = self.engine.process(kind, payload, cx);
+        if payload.first() == Some(&0x01) {
+            *self.runs.lock().unwrap() += 1;
+            let _ = self.ran.lock().unwrap().send(());
+        }
+        answer
+    }
+}
+
+/// The phone's socket dies right after the engine made the credential, and nothing the phone
+/// sent about the request (Pending, the answer) got through. The bridge sends the request
+/// again in the next session; the phone answers it from memory: one credential, and the
+/// browser gets it. (Before: the phone made a second credential.)
+#[test]
+fn a_request_whose_answer_was_lost_runs_once() {
+    let relay = StandInRelay::start();
+    let bridge_dir = tempfile::tempdir().unwrap();
+    let b = bridge(&relay.url, bridge_dir.path());
+
+    let phone = Phone::new(None);
+    let (engine, pairings, runs) = (&phone.engine, &phone.pairings, &phone.runs);
+    runtime::pair(&b.url, UrlPolicy::Strict, "Test phone", &**engine, pairings).unwrap();
+
+    // Each phone connection gets its HS1 and Hello through, nothing after.
+    relay.limit_phone_data(Some(2));
+    let (stop, listener, _) = phone.listen();
+    let browser = make_credential(b.addr);
+
+    // The engine ran; its answer went nowhere. Then the phone's socket dies.
+    runs.recv_timeout(Duration::from_secs(20))
+        .expect("the request reached the engine");
+    relay.limit_phone_data(None);
+    relay.close(Role::Phone);
+
+    let answer = browser.join().unwrap();
+    assert_eq!(answer.first(), Some(&0x00), "makeCredential {answer:02x?}");
+    assert_eq!(*engine.runs.lock().unwrap(), 1, "the engine ran once");
+    stop.store(true, Ordering::SeqCst);
+    listener.join().unwrap();
+}
+
+/// The bridge's socket dies while the phone's user is still being asked. The phone keeps the
+/// run going; the request the bridge sends again in the next session waits for that run (or
+/// gets its answer) instead of starting a second one. (Before: the run was cancelled and the
+/// browser got CTAP2_ERR_USER_ACTION_TIMEOUT.)
+#[test]
+fn a_request_sent_again_while_it_runs_waits_for_the_run() {
+    let relay = StandInRelay::start();
+    let bridge_dir = tempfile::tempdir().unwrap();
+    let b = bridge(&relay.url, bridge_dir.path());
+    let (open_gate, gate) = mpsc::channel();
+    let phone = Phone::new(Some(gate));
+    runtime::pair(
+        &b.url,
+        UrlPolicy::Strict,
+        "Test phone",
+        &*phone.engine,
+        &phone.pairings,
+    )
+    .unwrap();
+    let (stop, listener, established) = phone.listen();
+    established
+        .recv_timeout(Duration::from_secs(10))
+        .expect("a session with the bridge");
+    let browser = make_credential(b.addr);
+
+    phone
+        .started
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the request reached the engine");
+    relay.close(Role::Bridge);
+    // The bridge is back and has a new session with the phone (its request right behind).
+    established
+        .recv_timeout(Duration::from_secs(10))
+        .expect("a new session after the bridge reconnected");
+    open_gate.send(()).unwrap();
+
+    let answer = browser.join().unwrap();
+    assert_eq!(answer.first(), Some(&0x00), "makeCredential {answer:02x?}");
+    assert_eq!(*phone.engine.runs.lock().unwrap(), 1, "the engine ran once");
+    stop.store(true, Ordering::SeqCst);
+    listener.join().unwrap();
+}
+
+struct Phone {
+    _dir: tempfile::TempDir,
+    engine: Arc<Counting>,
+    pairings: Arc<Mutex<PairingStore>>,
+    runs: Receiver<()>,
+    started: Receiver<()>,
+}
+
+impl Phone {
+    fn new(gate: Option<Receiver<()>>) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let master = MasterKey::generate();
+        let store = Store::open(&dir.path().join("credentials.db"), &master).unwrap();
+        let authenticator =
+            Authenticator::new(store, &master, Box::new(AutoApprover), Config::default()).unwrap();
+        let pairings = Arc::new(Mutex::new(
+            PairingStore::open(&dir.path().join("pairings.db"), &master).unwrap(),
+        ));
+        let (ran, runs) = mpsc::channel();
+        let (start, started) = mpsc::channel();
+        let engine = Arc::new(Counting {
+            engine: Mutex::new(authenticator),
+            runs: Mutex::new(0),
+            ran: Mutex::new(ran),
+            started: Mutex::new(start),
+            gate: Mutex::new(gate),
+        });
+        Self {
+            _dir: dir,
+            engine,
+            pairings,
+            runs,
+            started,
+        }
+    }
+
+    /// Serves the pairing (`pocketkey listen`'s runtime); the receiver hears each session's
+    /// establishment.
+    fn listen(&self) -> (Arc<AtomicBool>, thread::JoinHandle<()>, Receiver<()>) {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, established) = mpsc::channel();
+        let tx = Mutex::new(tx);
+        let on_event: runtime::OnEvent = Arc::new(move |_, event| {
+            if event == runtime::ServeEvent::Established {
+                let _ = tx.lock().unwrap().send(());
+            }
+        });
+        let (engine, store, s) = (
+            Arc::clone(&self.engine),
+            Arc::clone(&self.pairings),
+            stop.clone(),
+        );
+        let handle = thread::spawn(move || {
+            runtime::listen("Test phone", engine, store, s, on_event).unwrap();
+        });
+        (stop, handle, established)
+    }
+}
+
+/// The browser's makeCredential through the bridge, on its own thread.
+fn make_credential(bridge: SocketAddr) -> thread::JoinHandle<Vec<u8>> {
+    let mut hid = HidClient::connect(bridge);
+    thread::spawn(move || {
+        let request = MakeCredential::new("example.com", "anna")
+            .client_data_hash([0x11; 32])
+            .user_id([1, 2, 3])
+            .rk(true)
+            .uv(true)
+            .encode();
+        hid.cbor(&request, Duration::from_secs(30))
+    })
+}
