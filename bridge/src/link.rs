@@ -510,6 +510,10 @@ impl Link {
             }
         };
         let mut session: Option<Session> = None;
+        // A new handshake while `session` is established: it replaces `session` only once its
+        // Hello proves a phone with the pairing's key is behind it (protocol §4), so that a
+        // replayed HS1 cannot end a live session.
+        let mut candidate: Option<Session> = None;
         let mut phone_present = false;
         // (the phone's getInfo, last seen): for the store, once no request waits.
         let mut to_store: (Option<Vec<u8>>, bool) = (None, false);
@@ -544,24 +548,53 @@ impl Link {
                     phone_present = present;
                     if !present {
                         session = None;
+                        candidate = None;
                         self.session_lost();
                     }
                 }
                 Some(RelayFrame::Data(payload)) => {
                     trace("bridge.rx");
+                    let handshake = is_handshake_frame(&payload);
+                    let live = session.as_ref().is_some_and(Session::is_established);
+                    // A transport frame while a candidate waits for its Hello: the candidate's
+                    // if it opens there (then it takes over), else the live session's.
+                    let mut for_live = true;
+                    if let (false, Some(c)) = (handshake, candidate.as_mut()) {
+                        if c.receive(&payload, now).is_ok() {
+                            for_live = false;
+                            if c.is_established() {
+                                self.session_lost();
+                                session = candidate.take();
+                            }
+                        } else {
+                            candidate = None;
+                        }
+                    }
                     // A handshake frame once our keys are ready (or the session is over) is
-                    // the phone starting over (protocol §4): a new session takes it.
-                    let fresh = is_handshake_frame(&payload)
+                    // the phone starting over (protocol §4): a new session takes it — at
+                    // once, unless the current one is established (then as the candidate).
+                    let fresh = handshake
                         && session
                             .as_ref()
                             .is_none_or(|s| s.state() != SessionState::Handshaking);
-                    if fresh {
+                    if fresh && live {
+                        candidate = record.session(hello(&self.config.name), now).ok();
+                        if let Some(c) = candidate.as_mut() {
+                            let _ = c.hold_hello();
+                            if let Err(e) = c.receive(&payload, now) {
+                                eprintln!("session: {e}");
+                                candidate = None;
+                            }
+                        }
+                        for_live = false;
+                    } else if fresh {
+                        candidate = None;
                         if session.is_some() {
                             self.session_lost();
                         }
                         session = record.session(hello(&self.config.name), now).ok();
                     }
-                    if let Some(s) = session.as_mut() {
+                    if let (true, Some(s)) = (for_live, session.as_mut()) {
                         if let Err(e) = s.receive(&payload, now) {
                             eprintln!("session: {e}");
                         }
@@ -576,6 +609,17 @@ impl Link {
                     open.woke = true;
                     trace("bridge.wake");
                     let _ = conn.send(&RelayFrame::Wake);
+                }
+            }
+            if let Some(c) = candidate.as_mut() {
+                if c.poll_timeout().is_some_and(|t| now >= t) {
+                    c.handle_timeout(now);
+                }
+                while let Some(f) = c.poll_frame() {
+                    let _ = conn.send(&RelayFrame::Data(f));
+                }
+                if c.is_finished() {
+                    candidate = None;
                 }
             }
             let mut request_sent = false;

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{HidClient, StandInRelay};
 use pocketkey_core::approver::AutoApprover;
@@ -169,6 +169,61 @@ fn a_request_sent_again_while_it_runs_waits_for_the_run() {
     let answer = browser.join().unwrap();
     assert_eq!(answer.first(), Some(&0x00), "makeCredential {answer:02x?}");
     assert_eq!(*phone.engine.runs.lock().unwrap(), 1, "the engine ran once");
+    stop.store(true, Ordering::SeqCst);
+    listener.join().unwrap();
+}
+
+/// The relay replays the phone's KK HS1 of the live session. The bridge answers it in a
+/// candidate session and keeps the live one until a new Hello (which never comes); the phone
+/// ignores that answer; the next request goes through the live session. (Before: the bridge
+/// dropped the live session for the replay and the request timed out.)
+#[test]
+fn a_replayed_handshake_does_not_end_the_live_session() {
+    let relay = StandInRelay::start();
+    let bridge_dir = tempfile::tempdir().unwrap();
+    let b = bridge(&relay.url, bridge_dir.path());
+    let phone = Phone::new(None);
+    runtime::pair(
+        &b.url,
+        UrlPolicy::Strict,
+        "Test phone",
+        &*phone.engine,
+        &phone.pairings,
+    )
+    .unwrap();
+    let (stop, listener, established) = phone.listen();
+    established
+        .recv_timeout(Duration::from_secs(10))
+        .expect("a session with the bridge");
+    // A first request: once answered, both sides hold the established session.
+    let answer = make_credential(b.addr).join().unwrap();
+    assert_eq!(answer.first(), Some(&0x00), "makeCredential {answer:02x?}");
+
+    let hs1 = relay
+        .from_phone()
+        .into_iter()
+        .rev()
+        .find(|f| f.first() == Some(&0x01))
+        .expect("the phone's HS1");
+    let routed = relay.seen().len();
+    relay.inject(Role::Bridge, hs1);
+    // The bridge's answer to the replay (a handshake frame) has reached the phone.
+    let until = Instant::now() + Duration::from_secs(10);
+    while !relay.seen()[routed..]
+        .iter()
+        .any(|f| f.first() == Some(&0x01))
+    {
+        assert!(
+            Instant::now() < until,
+            "the bridge did not answer the replay"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+
+    let answer = make_credential(b.addr).join().unwrap();
+    assert_eq!(answer.first(), Some(&0x00), "makeCredential {answer:02x?}");
+    assert_eq!(*phone.engine.runs.lock().unwrap(), 2);
+    assert!(established.try_recv().is_err(), "no new session was needed");
     stop.store(true, Ordering::SeqCst);
     listener.join().unwrap();
 }

@@ -26,10 +26,10 @@ use pocketkey_core::cancel::CancelToken;
 use pocketkey_core::pairing::delivery::{Delivery, RequestLog};
 use pocketkey_core::pairing::mailbox::MailboxKeys;
 use pocketkey_core::pairing::relay::RelayFrame;
-use pocketkey_core::pairing::session::HANDSHAKE_TIMEOUT;
+use pocketkey_core::pairing::session::{is_handshake_frame, HANDSHAKE_TIMEOUT};
 use pocketkey_core::pairing::{
     CtapKind, Event, Hello, PairingRecord, PairingStore, PairingUrl, PendingStatus, RequestId,
-    Role, Session, UrlPolicy,
+    Role, Session, SessionState, UrlPolicy,
 };
 use rand_core::OsRng;
 
@@ -433,7 +433,14 @@ fn serve_connection(
                 Some(RelayFrame::Data(payload)) => {
                     trace("phone.rx");
                     if let Some(s) = session.as_mut() {
-                        let _ = s.receive(&payload, now);
+                        // Once our session is open, a handshake frame is the bridge answering
+                        // someone's replay of our HS1 (it keeps our session, protocol §4):
+                        // not ours to read, and no reason to end our session.
+                        let stray = is_handshake_frame(&payload)
+                            && matches!(s.state(), SessionState::Open { .. });
+                        if !stray {
+                            let _ = s.receive(&payload, now);
+                        }
                     }
                 }
                 _ => {}

@@ -40,6 +40,8 @@ struct State {
     seen: Vec<Vec<u8>>,
     /// A fault: each phone connection routes at most this many DATA frames and drops the rest.
     phone_data_limit: Option<usize>,
+    /// Every DATA payload the phone sent (for replays).
+    from_phone: Vec<Vec<u8>>,
 }
 
 fn slot(role: Role) -> usize {
@@ -93,6 +95,21 @@ impl StandInRelay {
     /// (counted from its attach) and silently drops the rest; `None` routes all.
     pub fn limit_phone_data(&self, limit: Option<usize>) {
         self.state.lock().unwrap().phone_data_limit = limit;
+    }
+
+    /// Every DATA payload a phone sent so far, in order.
+    pub fn from_phone(&self) -> Vec<Vec<u8>> {
+        self.state.lock().unwrap().from_phone.clone()
+    }
+
+    /// A fault: sends `payload` in a DATA frame to the attached connection of `to` (a replay).
+    pub fn inject(&self, to: Role, payload: Vec<u8>) {
+        let s = self.state.lock().unwrap();
+        for entry in s.mailboxes.values() {
+            if let Some((_, tx)) = &entry[slot(to)] {
+                let _ = tx.send(Out::Frame(RelayFrame::Data(payload.clone()).encode()));
+            }
+        }
     }
 
     /// A fault: closes the attached connection of `role` (as a dying socket would).
@@ -190,6 +207,9 @@ fn connection(tcp: std::net::TcpStream, state: Arc<Mutex<State>>, stop: Arc<Atom
                             continue;
                         }
                         s.seen.push(payload.clone());
+                        if role == Role::Phone {
+                            s.from_phone.push(payload.clone());
+                        }
                         match peer_tx(&s) {
                             Some(peer) => {
                                 let _ = peer.send(Out::Frame(RelayFrame::Data(payload).encode()));

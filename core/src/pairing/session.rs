@@ -234,6 +234,9 @@ pub struct Session {
     pairing_id: Option<PairingId>,
     hello: Hello,
     first_contact: Option<FirstContact>,
+    /// Bridge: our Hello waits for the peer's (first contact; a session that must not
+    /// disturb a live one, see [`Session::hold_hello`]).
+    hello_after_peer: bool,
     handshake_deadline: Option<Instant>,
     frames: VecDeque<Vec<u8>>,
     events: VecDeque<Event>,
@@ -302,6 +305,7 @@ impl Session {
             relay_url: url.relay_url,
             url_name: url.name,
         });
+        session.hello_after_peer = true;
         Ok(session)
     }
 
@@ -354,6 +358,7 @@ impl Session {
             pairing_id,
             hello,
             first_contact: None,
+            hello_after_peer: false,
             handshake_deadline: None,
             frames: VecDeque::new(),
             events: VecDeque::new(),
@@ -530,8 +535,9 @@ impl Session {
         // the bridge on the phone's. So the bridge says Hello only once it has read the
         // phone's (which comes right behind HS3) and its runtime has stored the pairing
         // (it stores on `Established` before it sends the queued frames): a Hello lost on
-        // the way can leave the bridge alone paired, never the phone (protocol §5.2).
-        if self.role == Role::Bridge && self.first_contact.is_some() {
+        // the way can leave the bridge alone paired, never the phone (protocol §5.2). A held
+        // Hello (`hold_hello`) waits the same way.
+        if self.hello_after_peer {
             return Ok(());
         }
         let hello = Message::Hello(self.hello.clone());
@@ -551,9 +557,8 @@ impl Session {
             check_hello(&hello, self.role.other())
                 .map_err(|_| SessionError::HelloExpected(kind))?;
             open.established = true;
-            let first_contact = self.first_contact.take();
-            let bridge_hello_due = self.role == Role::Bridge && first_contact.is_some();
-            let new_pairing = first_contact.map(|fc| NewPairing {
+            let hello_due = std::mem::take(&mut self.hello_after_peer);
+            let new_pairing = self.first_contact.take().map(|fc| NewPairing {
                 id: self.pairing_id.expect("set when the handshake finished"),
                 role: self.role,
                 our_static: self.our_static.clone(),
@@ -574,7 +579,7 @@ impl Session {
                     handshake_hash: open.handshake_hash,
                     new_pairing,
                 })));
-            if bridge_hello_due {
+            if hello_due {
                 let hello = Message::Hello(self.hello.clone());
                 self.send(&hello)?;
             }
@@ -670,6 +675,19 @@ impl Session {
         } else {
             Err(SessionError::WrongRole)
         }
+    }
+
+    /// Bridge, before the phone's HS1: send our Hello only after the phone's. For a new
+    /// session that stands by while another is live (protocol §4): until the phone's Hello
+    /// proves it is the phone, it sends nothing but its handshake answer, which a phone with
+    /// an open session ignores.
+    pub fn hold_hello(&mut self) -> Result<(), SessionError> {
+        self.require(Role::Bridge)?;
+        if !matches!(self.state, State::Handshaking(_)) {
+            return Err(SessionError::NotReady);
+        }
+        self.hello_after_peer = true;
+        Ok(())
     }
 
     /// Bridge: sends a new CTAP request (allowed as soon as our keys are ready, before the
@@ -988,6 +1006,27 @@ mod tests {
         assert!(frame.len() < crate::pairing::relay::MAX_DATA_LEN);
         phone.receive(&frame, now).unwrap();
         assert!(matches!(phone.poll_event(), Some(Event::CtapRequest(r)) if r.id == id));
+    }
+
+    #[test]
+    fn a_held_hello_waits_for_the_phones() {
+        let now = Instant::now();
+        let b = SecretKey::from_slice(&[0x51; 32]).unwrap();
+        let p = SecretKey::from_slice(&[0x52; 32]).unwrap();
+        let mut phone = Session::phone(p.clone(), &b.public_key(), phone_hello(), now).unwrap();
+        let mut bridge = Session::bridge(b, &p.public_key(), bridge_hello()).unwrap();
+        assert_eq!(phone.hold_hello(), Err(SessionError::WrongRole));
+        bridge.hold_hello().unwrap();
+        bridge.receive(&phone.poll_frame().unwrap(), now).unwrap();
+        let hs2 = bridge.poll_frame().unwrap();
+        assert!(is_handshake_frame(&hs2));
+        assert!(bridge.poll_frame().is_none(), "HS2 only");
+        assert_eq!(bridge.hold_hello(), Err(SessionError::NotReady));
+        phone.receive(&hs2, now).unwrap();
+        bridge.receive(&phone.poll_frame().unwrap(), now).unwrap();
+        assert!(bridge.is_established());
+        phone.receive(&bridge.poll_frame().unwrap(), now).unwrap();
+        assert!(phone.is_established());
     }
 
     #[test]
