@@ -200,7 +200,7 @@ fn a_replayed_handshake_does_not_end_the_live_session() {
     assert_eq!(answer.first(), Some(&0x00), "makeCredential {answer:02x?}");
 
     let hs1 = relay
-        .from_phone()
+        .sent_by_phone()
         .into_iter()
         .rev()
         .find(|f| f.first() == Some(&0x01))

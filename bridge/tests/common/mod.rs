@@ -98,7 +98,7 @@ impl StandInRelay {
     }
 
     /// Every DATA payload a phone sent so far, in order.
-    pub fn from_phone(&self) -> Vec<Vec<u8>> {
+    pub fn sent_by_phone(&self) -> Vec<Vec<u8>> {
         self.state.lock().unwrap().from_phone.clone()
     }
 
