@@ -113,6 +113,7 @@ use tokio_util::task::TaskTracker;
 pub mod config;
 pub mod edge;
 pub mod ids;
+mod limits;
 pub mod mailbox_store;
 pub mod pairing;
 pub mod pump;
@@ -123,7 +124,10 @@ mod tunnel;
 pub use config::Config;
 pub use edge::{ROUTING_ID_HEADER, SUBPROTOCOL};
 pub use ids::{RoutingId, TunnelId};
-pub use mailbox_store::{MailboxStore, MemoryMailboxStore, SqliteMailboxStore, StoreError};
+pub use limits::ClientKey;
+pub use mailbox_store::{
+    MailboxStore, MemoryMailboxStore, SetOutcome, SqliteMailboxStore, StoreError, StoreLimits,
+};
 pub use pairing::PairingLimits;
 pub use push::{PushError, PushProvider, PushService, WebhookProvider};
 pub use registry::{ClaimError, MemoryRegistry, RegisterError, TunnelRegistry};
@@ -142,6 +146,12 @@ pub(crate) struct Shared {
     pub mailboxes: Arc<dyn MailboxStore>,
     pub push: Arc<PushService>,
     pub pairing_limits: PairingLimits,
+    /// Open websockets per client address, pairing connections of the node.
+    pub connections: Arc<limits::Connections>,
+    /// New mailboxes per client address per window.
+    pub new_mailboxes: limits::WindowCounter<ClientKey>,
+    /// The node's push budget per window.
+    pub push_budget: limits::WindowCounter<()>,
 }
 
 /// Everything a relay node serves with besides its [`Config`]; [`Default`]: in-memory
@@ -241,11 +251,17 @@ pub fn serve_with(
     } = services;
     let local_addr = listener.local_addr()?;
     let max_tunnels = config.max_tunnels.min(Semaphore::MAX_PERMITS);
+    let new_mailboxes =
+        limits::WindowCounter::new(config.new_mailboxes_per_ip, config.new_mailbox_window);
+    let push_budget = limits::WindowCounter::new(config.push_budget, config.push_window);
     let shared = Arc::new(Shared {
         config: Config {
             max_tunnels,
             ..config
         },
+        connections: Arc::default(),
+        new_mailboxes,
+        push_budget,
         registry,
         rendezvous: tunnel::Rendezvous::default(),
         slots: Arc::new(Semaphore::new(max_tunnels)),
