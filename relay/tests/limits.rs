@@ -370,12 +370,20 @@ async fn a_stalled_store_does_not_stall_tunnels() {
     let mut browser = common::join(addr, &routing, &tunnel).await;
     send(&mut browser, b"through").await;
     assert_eq!(recv(&mut phone).await, b"through");
-    assert!(tokio::time::timeout(
-        PATIENCE,
-        tokio_tungstenite::connect_async(cable_request(&new_url(addr, &tunnel_id())))
-    )
-    .await
-    .is_ok());
+    // The tunnel got through while the store was still stuck on the flood: each answered
+    // registration took the store a whole busy timeout (1 s), and a node whose workers wait
+    // for the store answers many of them before it serves the tunnel.
+    let mut answered = 0;
+    for flooder in &mut phones {
+        use futures_util::{FutureExt, StreamExt};
+        while let Some(Some(Ok(message))) = flooder.next().now_or_never() {
+            answered += usize::from(message.is_binary());
+        }
+    }
+    assert!(
+        answered <= 2,
+        "{answered} of 320 registrations answered first"
+    );
     lock.execute_batch("ROLLBACK").unwrap();
     drop(relay);
     let _ = std::fs::remove_dir_all(dir);
