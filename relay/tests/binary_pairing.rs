@@ -154,6 +154,19 @@ fn bad_push_settings_are_refused_at_start() {
         String::from_utf8_lossy(&out.stderr).contains("APNs key"),
         "{out:?}"
     );
+    // Webhook allow-list entries that are not URLs (or the old "any port" prefix) stop it.
+    for entry in [
+        "http://127.0.0.1:",
+        "wake.example.org",
+        "https://user@wake.example.org/",
+    ] {
+        let out = run(&["--webhook-allow", entry]);
+        assert_eq!(out.status.code(), Some(2), "{entry}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("--webhook-allow"),
+            "{out:?}"
+        );
+    }
     // Missing companions of --apns-key; --fcm-project without credentials.
     assert_eq!(run(&["--apns-key", key]).status.code(), Some(2));
     assert_eq!(run(&["--fcm-project", "p"]).status.code(), Some(2));

@@ -388,3 +388,36 @@ async fn a_stalled_store_does_not_stall_tunnels() {
     drop(relay);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// `--webhook-allow http://127.0.0.1:PORT` admits that port only (a string prefix admitted
+/// every port it is a prefix of: `:900` let `:9000` through), and a host-only entry admits
+/// neither a longer host nor another port.
+#[tokio::test]
+async fn the_webhook_allow_list_matches_scheme_host_and_port() {
+    let relay = program(&[
+        "--webhook-allow",
+        "http://127.0.0.1:900",
+        "--webhook-allow",
+        "https://wake.example.org",
+    ]);
+    let addr = relay.addr;
+    for ok in ["http://127.0.0.1:900/wake", "https://wake.example.org/w"] {
+        assert_eq!(
+            register(addr, &pairing().2, webhook(ok.into())).await,
+            RelayFrame::Ack(frame_type::PUSH_REGISTER),
+            "{ok}"
+        );
+    }
+    for bad in [
+        "http://127.0.0.1:9000/wake",
+        "http://127.0.0.1:901/wake",
+        "https://wake.example.org.evil.net/w",
+        "https://wake.example.org:444/",
+    ] {
+        let answer = register(addr, &pairing().2, webhook(bad.into())).await;
+        assert!(
+            is_error(&answer, RelayErrorCode::BadPushTarget),
+            "{bad}: {answer:?}"
+        );
+    }
+}
