@@ -46,13 +46,18 @@
 //!
 //! ## Pairing mailboxes (docs/pairing-protocol.md §3, authoritative)
 //!
-//! `GET /pair/v1/<hex M>` with subprotocol `pocketkey.pair.v1` and the headers
-//! `X-PocketKey-Role`, `X-PocketKey-Token`, `X-PocketKey-Peer` attaches a bridge or a phone to
-//! the mailbox `M` of one pairing ([`pairing`]). The relay checks the token against `M` with
-//! the core's `verify_attach` and refuses before any upgrade: 400 (malformed path or
-//! headers, or a bad websocket handshake as above; 426 for another websocket version), 403
-//! (the token does not open `M`), 405 (not GET), 410 (`M` was deleted: tombstone, forever),
-//! 503 (shutting down, `max_connections`, the store unavailable). Then:
+//! `GET /pair/v1/<hex M>` with subprotocol `pocketkey.pair.v1` opens a websocket to the
+//! mailbox `M` of one pairing ([`pairing`]). Before any upgrade the relay refuses: 400
+//! (malformed path, a bad websocket handshake as above, or the old `X-PocketKey-Token` header;
+//! 426 for another websocket version), 405 (not GET), 410 (`M` was deleted: tombstone), 429
+//! (`max_connections_per_ip` websockets open from this client address), 503 (shutting down,
+//! `max_connections`, the store unavailable). The slot is reserved before the 101 and held
+//! until the connection ends. After the upgrade the relay sends CHALLENGE (a fresh 32-byte
+//! nonce) and accepts only an ATTACH signed by the attach key of the role it names, whose two
+//! public keys hash to `M` (the core's `verify_attach`), within `handshake_timeout`; anything
+//! else is closed with 4003 and never joins the mailbox. An attach to a mailbox this node has
+//! no connection of and no push target for counts against its address's
+//! `new_mailboxes_per_ip` (beyond: close 1008). Then:
 //!
 //! - one connection per role; a newer attach replaces the older (close 4001);
 //! - PEER `present`/`absent` right after attach and whenever the other role arrives (also as
@@ -61,17 +66,20 @@
 //!   ERROR `peer_absent` and keeps nothing;
 //! - WAKE (bridge): WAKE_RESULT `0` if the phone is attached, else a content-free push through
 //!   the registered target's provider (`1` sent, `2` no target, `3` provider failed, `4` one
-//!   push per mailbox per 3 s); PUSH_REGISTER / PUSH_UNREGISTER (phone): ACK or ERROR
-//!   `bad_push_target` (a provider this relay lacks, a webhook URL outside `--webhook-allow`);
+//!   push per mailbox per 3 s or the node's `push_budget` spent); PUSH_REGISTER /
+//!   PUSH_UNREGISTER (phone): ACK or ERROR `bad_push_target` (a provider this relay lacks, a
+//!   webhook URL no `--webhook-allow` entry admits, longer than `max_push_target_len`, or the
+//!   store full);
 //!   DELETE (either): tombstone, push target dropped, ACK to the sender, 4010 to both;
 //! - bounds ([`PairingLimits`]): frames over 16 KiB close with 1009, text with 1002; 50
 //!   frames/s (burst 100) then ERROR `rate_limited`, persistent abuse 1008; a peer whose write
 //!   queue (64 frames) is full is closed with 1008; pings every 30 s, and a connection silent
 //!   for 75 s (no pong either) is closed with 1001 so that a vanished phone is not "present".
 //!
-//! Push targets and tombstones live behind the [`MailboxStore`] trait: SQLite in the
-//! `pocketkey-relay` program unless `--memory` (its `--help` says where the file goes), memory
-//! for an embedded [`Services::default`];
+//! Push targets and tombstones live behind the [`MailboxStore`] trait, bounded by
+//! [`StoreLimits`] (tombstones expire): SQLite on a thread of its own in the `pocketkey-relay`
+//! program unless `--memory` (its `--help` says where the file goes), memory for an embedded
+//! [`Services::default`];
 //! the providers behind [`PushProvider`] ([`push`]: webhook, FCM HTTP v1, APNs HTTP/2).
 //!
 //! ## Deployment
