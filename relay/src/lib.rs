@@ -91,7 +91,9 @@
 //! and must not time out idle websockets before `tunnel_lifetime` (nginx:
 //! `proxy_read_timeout 600s;` — its default of 60 s cuts waiting tunnels). The default
 //! listen address is `127.0.0.1:8080`: loopback, so that an unproxied relay is not exposed
-//! by accident. Logs then show the proxy's address as the peer.
+//! by accident. Logs then show the proxy's address as the peer, and so would the per-address
+//! limits count every client as the proxy: behind a proxy set `client_ip_header`
+//! (`--client-ip-header X-Real-IP` with nginx's `proxy_set_header X-Real-IP $remote_addr;`).
 //!
 //! ## Structure and the choice of stack
 //!
