@@ -348,7 +348,7 @@ fn wake_mode(
         let record = store
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .get(&mailbox)
+            .by_mailbox(&mailbox)
             .ok()
             .flatten()
             .filter(|r| r.role == Role::Phone && r.revoked_at.is_none());

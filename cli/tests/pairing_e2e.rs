@@ -82,8 +82,9 @@ fn relay_at(addr: SocketAddr) -> Relay {
     relay_with(addr, &[])
 }
 
-/// The relay program (built if it is not), accepting webhook push targets on loopback.
-fn relay_with_webhooks() -> Relay {
+/// The relay program (built if it is not), accepting webhook push targets at `hook` (on
+/// loopback: that address and port only).
+fn relay_with_webhooks(hook: SocketAddr) -> Relay {
     let program = sibling("pocketkey-relay");
     if !program.is_file() {
         let status = Command::new(env!("CARGO"))
@@ -94,7 +95,7 @@ fn relay_with_webhooks() -> Relay {
     }
     relay_with(
         "127.0.0.1:0".parse().unwrap(),
-        &["--webhook-allow", "http://127.0.0.1:"],
+        &["--webhook-allow", &format!("http://{hook}")],
     )
 }
 
@@ -889,11 +890,11 @@ fn webhook_body(hook: &std::net::TcpListener) -> String {
 /// ours are refused without traffic.
 #[test]
 fn the_app_is_woken_by_push_and_serves_the_request() {
-    let relay = relay_with_webhooks();
+    let hook = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let relay = relay_with_webhooks(hook.local_addr().unwrap());
     let bridge = Bridge::start(&relay.url, "Laptop");
     let dir = tempfile::tempdir().unwrap();
     let (key, _) = app_paired_with(dir.path(), &bridge);
-    let hook = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/wake", hook.local_addr().unwrap());
     let unreached = key
         .register_push(pocketkey_ffi::PushRegistration::Webhook { url })

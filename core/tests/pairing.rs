@@ -15,7 +15,9 @@ use pocketkey_core::authenticator::{Authenticator, Config, RequestContext};
 use pocketkey_core::cancel::CancelToken;
 use pocketkey_core::crypto::master_key::MasterKey;
 use pocketkey_core::pairing::handshake::HandshakeError;
-use pocketkey_core::pairing::mailbox::{verify_attach, AttachError, MailboxKeys, PATH_PREFIX};
+use pocketkey_core::pairing::mailbox::{
+    parse_path, verify_attach, AttachError, MailboxKeys, PATH_PREFIX,
+};
 use pocketkey_core::pairing::relay::RelayFrame;
 use pocketkey_core::pairing::session::{
     is_handshake_frame, Established, Timeout, HANDSHAKE_TIMEOUT, KEEPALIVE_INTERVAL,
@@ -36,11 +38,13 @@ const NOW: u64 = 1_700_000_000;
 
 // ---- the relay stand-in -----------------------------------------------------------------------
 
-/// Checks an attach the way the relay does and returns the mailbox it opens.
+/// Checks an attach the way the relay does (the path, then the ATTACH answering a
+/// challenge) and returns the mailbox it opens.
 fn attach(keys: &MailboxKeys, role: Role) -> Result<MailboxId, AttachError> {
     let a = keys.attach(role);
-    let path = format!("{PATH_PREFIX}{}", a.mailbox);
-    verify_attach(&path, role.as_str(), &a.token, &a.peer).map(|(id, r)| {
+    let id = parse_path(&format!("{PATH_PREFIX}{}", a.mailbox))?;
+    let nonce = [0x5a; 32];
+    verify_attach(id, &nonce, &a.respond(&nonce)).map(|r| {
         assert_eq!(r, role);
         id
     })
@@ -696,9 +700,9 @@ fn a_revoked_pairing_cannot_open_a_session() {
         Err(SessionError::Handshake(HandshakeError::Rejected))
     );
     let stolen = old_phone.mailbox_keys().attach(Role::Phone);
-    let path = format!("{PATH_PREFIX}{}", new_bridge.id);
+    let nonce = [0x5a; 32];
     assert_eq!(
-        verify_attach(&path, "phone", &stolen.token, &stolen.peer),
+        verify_attach(new_bridge.id, &nonce, &stolen.respond(&nonce)),
         Err(AttachError::Forbidden)
     );
 

@@ -1,19 +1,24 @@
 //! Arbitrary bytes into the pairing protocol's byte parsers that read what others send:
 //! `RelayFrame::decode` (relay websocket messages), `Message::decode` (a session message
-//! plaintext from the peer), and the relay's attach check (`verify_attach`, `MailboxId::from_hex`,
-//! the input split at `\n` into path, role, token and peer header).
+//! plaintext from the peer), and the relay's attach check (`parse_path`, `AttachProof::decode`,
+//! `verify_attach`: the input split at the first `\n` into the request path and, after it, the
+//! relay's 32-byte nonce followed by an ATTACH payload).
 //!
 //! Checked on every input: no panic; a decoded relay frame re-encodes to bytes that decode to
 //! the same frame, byte-identically for every frame but PUSH_REGISTER (whose CBOR may come
 //! non-canonical; its encoding is a fixed point); a decoded session message re-encodes to one
-//! that decodes equal, and an unknown type is one the decoder does not know; an attach is never
-//! accepted for a mailbox other than the path's, and a parsed mailbox id prints as the
+//! that decodes equal, and an unknown type is one the decoder does not know; a decoded ATTACH
+//! payload re-encodes byte-identically; an attach is accepted only for the role it claims and
+//! only when its two keys hash to the path's mailbox, and a parsed mailbox id prints as the
 //! lower-cased hex it came from.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pocketkey_core::pairing::mailbox::{verify_attach, AttachError, MailboxId, PATH_PREFIX};
+use pocketkey_core::pairing::mailbox::{
+    parse_path, verify_attach, AttachError, AttachProof, MailboxId, NONCE_LEN, PATH_PREFIX,
+};
+use pocketkey_core::pairing::Role;
 use pocketkey_core::pairing::messages::{DecodeOutcome, Message, MAX_MESSAGE_LEN};
 use pocketkey_core::pairing::relay::{frame_type, RelayFrame, MAX_RELAY_FRAME};
 
@@ -69,25 +74,39 @@ fn session_message(data: &[u8]) {
 }
 
 fn attach(data: &[u8]) {
-    let text = String::from_utf8_lossy(data);
-    let mut parts = text.splitn(4, '\n');
-    let path = parts.next().unwrap_or_default();
-    let role = parts.next().unwrap_or_default();
-    let token = parts.next().unwrap_or_default();
-    let peer = parts.next().unwrap_or_default();
+    let (path, rest) = match data.iter().position(|&b| b == b'\n') {
+        Some(at) => (&data[..at], &data[at + 1..]),
+        None => (data, &[][..]),
+    };
+    let path = String::from_utf8_lossy(path);
     let hex = path.strip_prefix(PATH_PREFIX);
     let parsed = hex.and_then(MailboxId::from_hex);
     if let (Some(hex), Some(id)) = (hex, parsed) {
         assert_eq!(id.to_hex(), hex.to_ascii_lowercase());
         assert_eq!(MailboxId::from_hex(&id.to_hex()), Some(id));
     }
-    match verify_attach(path, role, token, peer) {
-        Ok((mailbox, verified_role)) => {
-            assert_eq!(Some(mailbox), parsed);
-            assert_eq!(verified_role.as_str(), role);
+    match parse_path(&path) {
+        Ok(mailbox) => assert_eq!(Some(mailbox), parsed),
+        Err(error) => {
+            assert_eq!(error, AttachError::BadPath);
+            assert_eq!(parsed, None);
         }
-        Err(AttachError::BadPath) => assert_eq!(parsed, None),
-        Err(_) => assert!(parsed.is_some()),
+    }
+    let Some((nonce, proof)) = rest.split_first_chunk::<NONCE_LEN>() else {
+        return;
+    };
+    let Some(proof) = AttachProof::decode(proof) else {
+        return;
+    };
+    assert_eq!(proof.encode(), rest[NONCE_LEN..], "ATTACH re-encodes byte-identically");
+    let mailbox = parsed.unwrap_or(MailboxId([0; 16]));
+    if let Ok(role) = verify_attach(mailbox, nonce, &proof) {
+        assert_eq!(role, proof.role);
+        let expected = match role {
+            Role::Bridge => MailboxId::from_attach_keys(&proof.key, &proof.peer),
+            Role::Phone => MailboxId::from_attach_keys(&proof.peer, &proof.key),
+        };
+        assert_eq!(expected, mailbox);
     }
 }
 

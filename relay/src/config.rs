@@ -36,6 +36,29 @@ pub struct Config {
     /// How long closing a socket may take (sending the close frame, letting the peer answer
     /// and hang up) before the connection is dropped. Default 2 s.
     pub close_grace: Duration,
+    /// Most websockets (caBLE tunnel sockets and pairing connections together) open at once
+    /// from one client address (an IPv4 address, an IPv6 /64; see `client_ip_header`). One
+    /// more is answered 429 before any upgrade. Default 64.
+    pub max_connections_per_ip: usize,
+    /// Most new pairing mailboxes (neither attached on this node nor holding a push target)
+    /// one client address may open per `new_mailbox_window`; one more is closed with 1008
+    /// after its attach. Default 30.
+    pub new_mailboxes_per_ip: u32,
+    /// The window of `new_mailboxes_per_ip`. Default 10 minutes.
+    pub new_mailbox_window: Duration,
+    /// Most push wake-ups the node sends per `push_window`, all mailboxes together, besides
+    /// the one push per mailbox per 3 s; beyond it WAKE gets WAKE_RESULT 4. Default 600.
+    pub push_budget: u32,
+    /// The window of `push_budget`. Default 60 s.
+    pub push_window: Duration,
+    /// Longest push target (FCM token, APNs token, webhook URL) PUSH_REGISTER may store, in
+    /// bytes. Default 1024.
+    pub max_push_target_len: usize,
+    /// A request header naming the client's address, set by a reverse proxy in front of the
+    /// relay (e.g. `X-Real-IP`, which nginx sets from `$remote_addr`); the per-address limits
+    /// count that address instead of the TCP peer's. Only for a proxy that overwrites the
+    /// header: clients can write it too. Default none (the TCP peer).
+    pub client_ip_header: Option<String>,
 }
 
 impl Default for Config {
@@ -49,6 +72,13 @@ impl Default for Config {
             max_pending_messages: 4,
             handshake_timeout: Duration::from_secs(10),
             close_grace: Duration::from_secs(2),
+            max_connections_per_ip: 64,
+            new_mailboxes_per_ip: 30,
+            new_mailbox_window: Duration::from_secs(10 * 60),
+            push_budget: 600,
+            push_window: Duration::from_secs(60),
+            max_push_target_len: 1024,
+            client_ip_header: None,
         }
     }
 }

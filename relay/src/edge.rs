@@ -21,12 +21,13 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tracing::{debug, info, warn};
 
 use crate::ids::{parse_route, Route, RouteError, RoutingId, TunnelId};
+use crate::limits::{ClientKey, ConnSlot, SlotError};
 use crate::registry::{ClaimError, RegisterError};
 use crate::tunnel::{self, Join, NewTunnel};
 use crate::Shared;
 use pocketkey_core::pairing::mailbox::{
-    verify_attach, AttachError, HEADER_PEER, HEADER_ROLE, HEADER_TOKEN,
-    PATH_PREFIX as PAIR_PATH_PREFIX, SUBPROTOCOL as PAIR_SUBPROTOCOL,
+    parse_path, LEGACY_TOKEN_HEADER, PATH_PREFIX as PAIR_PATH_PREFIX,
+    SUBPROTOCOL as PAIR_SUBPROTOCOL,
 };
 
 /// The websocket subprotocol of caBLE v2 tunnels.
@@ -150,6 +151,45 @@ async fn handle(
     }
 }
 
+/// The address the per-client limits count: the TCP peer's, or with `client_ip_header` the
+/// one the reverse proxy wrote (the peer's when the header is missing or not an address).
+fn client_key(shared: &Shared, peer: SocketAddr, headers: &HeaderMap) -> ClientKey {
+    let forwarded = shared.config.client_ip_header.as_deref().and_then(|name| {
+        headers
+            .get(name)?
+            .to_str()
+            .ok()?
+            .trim()
+            .parse::<std::net::IpAddr>()
+            .ok()
+    });
+    ClientKey::of(forwarded.unwrap_or(peer.ip()))
+}
+
+/// Reserves a websocket slot for the request's client (and, for a pairing connection, one of
+/// the node's pairing connections) before the upgrade is answered.
+fn reserve(
+    shared: &Shared,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    pairing: bool,
+) -> Result<ConnSlot, Reject> {
+    let client = client_key(shared, peer, headers);
+    let max_pairing = pairing.then_some(shared.pairing_limits.max_connections);
+    shared
+        .connections
+        .reserve(client, shared.config.max_connections_per_ip, max_pairing)
+        .map_err(|error| match error {
+            SlotError::PerClient => Reject::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many connections from this address",
+            ),
+            SlotError::Total => {
+                Reject::new(StatusCode::SERVICE_UNAVAILABLE, "too many connections")
+            }
+        })
+}
+
 async fn respond(
     shared: &Arc<Shared>,
     peer: SocketAddr,
@@ -203,6 +243,7 @@ async fn open_tunnel(
     if shared.shutdown.is_cancelled() {
         return Err(unavailable("relay shutting down"));
     }
+    let slot = reserve(shared, peer, request.headers(), false)?;
     let permit = shared
         .slots
         .clone()
@@ -241,6 +282,7 @@ async fn open_tunnel(
             on_upgrade,
             joins,
             permit,
+            slot,
             created,
         },
     ));
@@ -262,6 +304,7 @@ async fn join_tunnel(
     accept: String,
 ) -> Result<Response<Body>, Reject> {
     let not_found = || Reject::new(StatusCode::NOT_FOUND, "no such tunnel");
+    let slot = reserve(shared, peer, request.headers(), false)?;
     shared
         .registry
         .claim(routing, tunnel)
@@ -284,14 +327,18 @@ async fn join_tunnel(
     let joins = shared.rendezvous.take(&tunnel).ok_or_else(not_found)?;
     let on_upgrade = hyper::upgrade::on(request);
     joins
-        .send(Join { on_upgrade, peer })
+        .send(Join {
+            on_upgrade,
+            peer,
+            slot,
+        })
         .map_err(|_| not_found())?;
     Ok(switching_protocols(accept))
 }
 
-/// `GET /pair/v1/<hex M>` (docs/pairing-protocol.md §3.1): checks the handshake, the attach
-/// token (400 malformed, 403 wrong), the tombstone (410), then answers 101 and leaves the
-/// socket to [`pairing::run`].
+/// `GET /pair/v1/<hex M>` (docs/pairing-protocol.md §3.1): checks the handshake, the path
+/// (400), the tombstone (410) and the connection caps (429 per address, 503), then answers 101
+/// and leaves the socket to [`pairing::run`], which sends the CHALLENGE and checks the ATTACH.
 async fn attach_mailbox(
     shared: &Arc<Shared>,
     peer: SocketAddr,
@@ -304,34 +351,14 @@ async fn attach_mailbox(
         ));
     }
     let accept = check_handshake(request.version(), request.headers(), PAIR_SUBPROTOCOL)?;
-    let header = |name: &str| {
-        let mut values = request.headers().get_all(name).iter();
-        match (values.next(), values.next()) {
-            (Some(value), None) => value.to_str().ok().map(str::to_owned),
-            _ => None,
-        }
-        .unwrap_or_default()
-    };
-    let (mailbox, role) = verify_attach(
-        request.uri().path(),
-        &header(HEADER_ROLE),
-        &header(HEADER_TOKEN),
-        &header(HEADER_PEER),
-    )
-    .map_err(|error| match error {
-        AttachError::Forbidden => Reject::new(
-            StatusCode::FORBIDDEN,
-            "the token does not open this mailbox",
-        ),
-        AttachError::BadPath => {
-            Reject::new(StatusCode::BAD_REQUEST, "mailbox id must be 32 hex digits")
-        }
-        AttachError::BadRole => Reject::new(StatusCode::BAD_REQUEST, "bad X-PocketKey-Role"),
-        AttachError::BadHeader => Reject::new(
+    if request.headers().contains_key(LEGACY_TOKEN_HEADER) {
+        return Err(Reject::new(
             StatusCode::BAD_REQUEST,
-            "bad X-PocketKey-Token or X-PocketKey-Peer",
-        ),
-    })?;
+            "attach tokens are no longer accepted: update PocketKey (attach answers a challenge)",
+        ));
+    }
+    let mailbox = parse_path(request.uri().path())
+        .map_err(|_| Reject::new(StatusCode::BAD_REQUEST, "mailbox id must be 32 hex digits"))?;
     let unavailable = |reason| Reject::new(StatusCode::SERVICE_UNAVAILABLE, reason);
     match shared.mailboxes.is_tombstoned(mailbox).await {
         Ok(false) => {}
@@ -344,16 +371,14 @@ async fn attach_mailbox(
     if shared.shutdown.is_cancelled() {
         return Err(unavailable("relay shutting down"));
     }
-    if shared.hub.connections() >= shared.pairing_limits.max_connections {
-        return Err(unavailable("too many connections"));
-    }
+    let slot = reserve(shared, peer, request.headers(), true)?;
     let on_upgrade = hyper::upgrade::on(request);
     shared.tasks.spawn(crate::pairing::run(
         shared.clone(),
         mailbox,
-        role,
         on_upgrade,
         peer,
+        slot,
     ));
     let mut response = switching_protocols(accept);
     response.headers_mut().insert(

@@ -46,13 +46,18 @@
 //!
 //! ## Pairing mailboxes (docs/pairing-protocol.md §3, authoritative)
 //!
-//! `GET /pair/v1/<hex M>` with subprotocol `pocketkey.pair.v1` and the headers
-//! `X-PocketKey-Role`, `X-PocketKey-Token`, `X-PocketKey-Peer` attaches a bridge or a phone to
-//! the mailbox `M` of one pairing ([`pairing`]). The relay checks the token against `M` with
-//! the core's `verify_attach` and refuses before any upgrade: 400 (malformed path or
-//! headers, or a bad websocket handshake as above; 426 for another websocket version), 403
-//! (the token does not open `M`), 405 (not GET), 410 (`M` was deleted: tombstone, forever),
-//! 503 (shutting down, `max_connections`, the store unavailable). Then:
+//! `GET /pair/v1/<hex M>` with subprotocol `pocketkey.pair.v1` opens a websocket to the
+//! mailbox `M` of one pairing ([`pairing`]). Before any upgrade the relay refuses: 400
+//! (malformed path, a bad websocket handshake as above, or the old `X-PocketKey-Token` header;
+//! 426 for another websocket version), 405 (not GET), 410 (`M` was deleted: tombstone), 429
+//! (`max_connections_per_ip` websockets open from this client address), 503 (shutting down,
+//! `max_connections`, the store unavailable). The slot is reserved before the 101 and held
+//! until the connection ends. After the upgrade the relay sends CHALLENGE (a fresh 32-byte
+//! nonce) and accepts only an ATTACH signed by the attach key of the role it names, whose two
+//! public keys hash to `M` (the core's `verify_attach`), within `handshake_timeout`; anything
+//! else is closed with 4003 and never joins the mailbox. An attach to a mailbox this node has
+//! no connection of and no push target for counts against its address's
+//! `new_mailboxes_per_ip` (beyond: close 1008). Then:
 //!
 //! - one connection per role; a newer attach replaces the older (close 4001);
 //! - PEER `present`/`absent` right after attach and whenever the other role arrives (also as
@@ -61,17 +66,20 @@
 //!   ERROR `peer_absent` and keeps nothing;
 //! - WAKE (bridge): WAKE_RESULT `0` if the phone is attached, else a content-free push through
 //!   the registered target's provider (`1` sent, `2` no target, `3` provider failed, `4` one
-//!   push per mailbox per 3 s); PUSH_REGISTER / PUSH_UNREGISTER (phone): ACK or ERROR
-//!   `bad_push_target` (a provider this relay lacks, a webhook URL outside `--webhook-allow`);
+//!   push per mailbox per 3 s or the node's `push_budget` spent); PUSH_REGISTER /
+//!   PUSH_UNREGISTER (phone): ACK or ERROR `bad_push_target` (a provider this relay lacks, a
+//!   webhook URL no `--webhook-allow` entry admits, longer than `max_push_target_len`, or the
+//!   store full);
 //!   DELETE (either): tombstone, push target dropped, ACK to the sender, 4010 to both;
 //! - bounds ([`PairingLimits`]): frames over 16 KiB close with 1009, text with 1002; 50
 //!   frames/s (burst 100) then ERROR `rate_limited`, persistent abuse 1008; a peer whose write
 //!   queue (64 frames) is full is closed with 1008; pings every 30 s, and a connection silent
 //!   for 75 s (no pong either) is closed with 1001 so that a vanished phone is not "present".
 //!
-//! Push targets and tombstones live behind the [`MailboxStore`] trait: SQLite in the
-//! `pocketkey-relay` program unless `--memory` (its `--help` says where the file goes), memory
-//! for an embedded [`Services::default`];
+//! Push targets and tombstones live behind the [`MailboxStore`] trait, bounded by
+//! [`StoreLimits`] (tombstones expire): SQLite on a thread of its own in the `pocketkey-relay`
+//! program unless `--memory` (its `--help` says where the file goes), memory for an embedded
+//! [`Services::default`];
 //! the providers behind [`PushProvider`] ([`push`]: webhook, FCM HTTP v1, APNs HTTP/2).
 //!
 //! ## Deployment
@@ -83,7 +91,9 @@
 //! and must not time out idle websockets before `tunnel_lifetime` (nginx:
 //! `proxy_read_timeout 600s;` — its default of 60 s cuts waiting tunnels). The default
 //! listen address is `127.0.0.1:8080`: loopback, so that an unproxied relay is not exposed
-//! by accident. Logs then show the proxy's address as the peer.
+//! by accident. Logs then show the proxy's address as the peer, and so would the per-address
+//! limits count every client as the proxy: behind a proxy set `client_ip_header`
+//! (`--client-ip-header X-Real-IP` with nginx's `proxy_set_header X-Real-IP $remote_addr;`).
 //!
 //! ## Structure and the choice of stack
 //!
@@ -113,6 +123,7 @@ use tokio_util::task::TaskTracker;
 pub mod config;
 pub mod edge;
 pub mod ids;
+mod limits;
 pub mod mailbox_store;
 pub mod pairing;
 pub mod pump;
@@ -123,7 +134,10 @@ mod tunnel;
 pub use config::Config;
 pub use edge::{ROUTING_ID_HEADER, SUBPROTOCOL};
 pub use ids::{RoutingId, TunnelId};
-pub use mailbox_store::{MailboxStore, MemoryMailboxStore, SqliteMailboxStore, StoreError};
+pub use limits::ClientKey;
+pub use mailbox_store::{
+    MailboxStore, MemoryMailboxStore, SetOutcome, SqliteMailboxStore, StoreError, StoreLimits,
+};
 pub use pairing::PairingLimits;
 pub use push::{PushError, PushProvider, PushService, WebhookProvider};
 pub use registry::{ClaimError, MemoryRegistry, RegisterError, TunnelRegistry};
@@ -142,6 +156,12 @@ pub(crate) struct Shared {
     pub mailboxes: Arc<dyn MailboxStore>,
     pub push: Arc<PushService>,
     pub pairing_limits: PairingLimits,
+    /// Open websockets per client address, pairing connections of the node.
+    pub connections: Arc<limits::Connections>,
+    /// New mailboxes per client address per window.
+    pub new_mailboxes: limits::WindowCounter<ClientKey>,
+    /// The node's push budget per window.
+    pub push_budget: limits::WindowCounter<()>,
 }
 
 /// Everything a relay node serves with besides its [`Config`]; [`Default`]: in-memory
@@ -241,11 +261,17 @@ pub fn serve_with(
     } = services;
     let local_addr = listener.local_addr()?;
     let max_tunnels = config.max_tunnels.min(Semaphore::MAX_PERMITS);
+    let new_mailboxes =
+        limits::WindowCounter::new(config.new_mailboxes_per_ip, config.new_mailbox_window);
+    let push_budget = limits::WindowCounter::new(config.push_budget, config.push_window);
     let shared = Arc::new(Shared {
         config: Config {
             max_tunnels,
             ..config
         },
+        connections: Arc::default(),
+        new_mailboxes,
+        push_budget,
         registry,
         rendezvous: tunnel::Rendezvous::default(),
         slots: Arc::new(Semaphore::new(max_tunnels)),

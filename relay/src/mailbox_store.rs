@@ -4,9 +4,17 @@
 //! existing engine (Redis, SQL) implementing the trait instead of [`SqliteMailboxStore`] (what
 //! `pocketkey-relay` uses unless `--memory`) or [`MemoryMailboxStore`] (the library's default,
 //! for tests and in-process relays).
+//!
+//! Both stores are bounded ([`StoreLimits`]): at most so many push targets (a registration for
+//! a new mailbox beyond it is refused) and tombstones (the oldest goes first), and a
+//! tombstone expires. Why expiry is sound: a tombstone only tells a side that attaches later
+//! that its peer revoked the pairing; the peer has forgotten its keys, so no session can
+//! complete on that mailbox anyway, and a side that stays away longer than the lifetime just
+//! learns of the revocation from its user instead of the relay.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use pocketkey_core::pairing::mailbox::MailboxId;
 use pocketkey_core::pairing::relay::PushTarget;
@@ -18,9 +26,41 @@ use crate::registry::RegistryFuture;
 #[error("mailbox store unavailable: {0}")]
 pub struct StoreError(pub String);
 
+/// How large the store may grow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreLimits {
+    /// Most push targets kept. Default 1 000 000.
+    pub max_push_targets: usize,
+    /// Most tombstones kept; a new one beyond it evicts the oldest. Default 1 000 000.
+    pub max_tombstones: usize,
+    /// How long a tombstone is kept. Default 90 days.
+    pub tombstone_ttl: Duration,
+}
+
+impl Default for StoreLimits {
+    fn default() -> Self {
+        Self {
+            max_push_targets: 1_000_000,
+            max_tombstones: 1_000_000,
+            tombstone_ttl: Duration::from_secs(90 * 24 * 3600),
+        }
+    }
+}
+
+/// What [`MailboxStore::set_push_target`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetOutcome {
+    /// Stored (or forgotten).
+    Done,
+    /// Refused: the mailbox is tombstoned.
+    Revoked,
+    /// Refused: the store holds `max_push_targets` and this mailbox had none.
+    Full,
+}
+
 /// Routing data of pairing mailboxes: nothing but mailbox ids, push targets and tombstones.
 pub trait MailboxStore: Send + Sync + 'static {
-    /// Whether the mailbox was deleted (attach answers 410 forever).
+    /// Whether the mailbox was deleted (attach answers 410 until the tombstone expires).
     fn is_tombstoned(&self, mailbox: MailboxId) -> RegistryFuture<'_, Result<bool, StoreError>>;
 
     /// Deletes a mailbox: keeps its tombstone, forgets its push target. Idempotent.
@@ -32,31 +72,46 @@ pub trait MailboxStore: Send + Sync + 'static {
         mailbox: MailboxId,
     ) -> RegistryFuture<'_, Result<Option<PushTarget>, StoreError>>;
 
-    /// Replaces (`Some`) or forgets (`None`) the mailbox's push target. Refused (false) for a
-    /// tombstoned mailbox.
+    /// Replaces (`Some`) or forgets (`None`) the mailbox's push target.
     fn set_push_target(
         &self,
         mailbox: MailboxId,
         target: Option<PushTarget>,
-    ) -> RegistryFuture<'_, Result<bool, StoreError>>;
+    ) -> RegistryFuture<'_, Result<SetOutcome, StoreError>>;
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 #[derive(Debug, Default)]
 struct State {
     targets: HashMap<MailboxId, PushTarget>,
-    tombstones: HashSet<MailboxId>,
+    /// Mailbox → when it was tombstoned (Unix seconds).
+    tombstones: HashMap<MailboxId, u64>,
 }
 
 /// The mailbox store of a single node, in memory (lost at restart: tombstones too).
 #[derive(Debug, Default)]
 pub struct MemoryMailboxStore {
     state: Mutex<State>,
+    limits: StoreLimits,
 }
 
 impl MemoryMailboxStore {
-    /// An empty store.
+    /// An empty store with the default limits.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty store with these limits.
+    pub fn with_limits(limits: StoreLimits) -> Self {
+        Self {
+            state: Mutex::default(),
+            limits,
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -64,18 +119,43 @@ impl MemoryMailboxStore {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+
+    fn live(&self, state: &State, mailbox: &MailboxId, now: u64) -> bool {
+        state
+            .tombstones
+            .get(mailbox)
+            .is_some_and(|at| now.saturating_sub(*at) < self.limits.tombstone_ttl.as_secs())
+    }
 }
 
 impl MailboxStore for MemoryMailboxStore {
     fn is_tombstoned(&self, mailbox: MailboxId) -> RegistryFuture<'_, Result<bool, StoreError>> {
-        let result = self.lock().tombstones.contains(&mailbox);
+        let result = self.live(&self.lock(), &mailbox, unix_now());
         Box::pin(async move { Ok(result) })
     }
 
     fn tombstone(&self, mailbox: MailboxId) -> RegistryFuture<'_, Result<(), StoreError>> {
+        let now = unix_now();
         let mut state = self.lock();
         state.targets.remove(&mailbox);
-        state.tombstones.insert(mailbox);
+        let ttl = self.limits.tombstone_ttl.as_secs();
+        state
+            .tombstones
+            .retain(|_, at| now.saturating_sub(*at) < ttl);
+        while state.tombstones.len() >= self.limits.max_tombstones.max(1)
+            && !state.tombstones.contains_key(&mailbox)
+        {
+            let oldest = state
+                .tombstones
+                .iter()
+                .min_by_key(|(_, at)| **at)
+                .map(|(m, _)| *m);
+            match oldest {
+                Some(m) => state.tombstones.remove(&m),
+                None => break,
+            };
+        }
+        state.tombstones.entry(mailbox).or_insert(now);
         Box::pin(async { Ok(()) })
     }
 
@@ -91,25 +171,45 @@ impl MailboxStore for MemoryMailboxStore {
         &self,
         mailbox: MailboxId,
         target: Option<PushTarget>,
-    ) -> RegistryFuture<'_, Result<bool, StoreError>> {
+    ) -> RegistryFuture<'_, Result<SetOutcome, StoreError>> {
         let mut state = self.lock();
-        let result = if state.tombstones.contains(&mailbox) {
-            false
+        let result = if self.live(&state, &mailbox, unix_now()) {
+            SetOutcome::Revoked
         } else {
             match target {
-                Some(target) => state.targets.insert(mailbox, target),
-                None => state.targets.remove(&mailbox),
-            };
-            true
+                Some(target) => {
+                    if !state.targets.contains_key(&mailbox)
+                        && state.targets.len() >= self.limits.max_push_targets
+                    {
+                        SetOutcome::Full
+                    } else {
+                        state.targets.insert(mailbox, target);
+                        SetOutcome::Done
+                    }
+                }
+                None => {
+                    state.targets.remove(&mailbox);
+                    SetOutcome::Done
+                }
+            }
         };
         Box::pin(async move { Ok(result) })
     }
 }
 
+/// A unit of work for the store's thread.
+type Job = Box<dyn FnOnce(&mut Db) + Send>;
+
+/// How many calls may wait for the store's thread; more wait (asynchronously) to queue.
+const QUEUE: usize = 256;
+
 /// The mailbox store in a SQLite file (the program's default; `--state FILE`): tombstones and
-/// push targets survive restarts. Calls are short single-row statements made on the calling task.
+/// push targets survive restarts. SQLite calls block (disk, another process's lock up to the
+/// busy timeout), so they run on one thread of the store's own, fed through a bounded queue:
+/// the async workers only wait for answers, and a flood of registrations queues up behind
+/// that thread instead of stalling every task on the node.
 pub struct SqliteMailboxStore {
-    db: Mutex<rusqlite::Connection>,
+    jobs: tokio::sync::mpsc::Sender<Job>,
 }
 
 impl std::fmt::Debug for SqliteMailboxStore {
@@ -122,15 +222,32 @@ fn db_error(error: rusqlite::Error) -> StoreError {
     StoreError(error.to_string())
 }
 
+/// The connection, owned by the store's thread, with row counts kept alongside (a
+/// `COUNT(*)` per write would scan the table).
+struct Db {
+    conn: rusqlite::Connection,
+    limits: StoreLimits,
+    targets: usize,
+    tombstones: usize,
+}
+
 impl SqliteMailboxStore {
-    /// Opens (creating if needed) the store at `path`.
+    /// Opens (creating if needed) the store at `path` with the default limits.
     pub fn open(path: &std::path::Path) -> Result<Self, StoreError> {
-        let db = rusqlite::Connection::open(path).map_err(db_error)?;
+        Self::open_with_limits(path, StoreLimits::default())
+    }
+
+    /// Opens (creating if needed) the store at `path`.
+    pub fn open_with_limits(
+        path: &std::path::Path,
+        limits: StoreLimits,
+    ) -> Result<Self, StoreError> {
+        let conn = rusqlite::Connection::open(path).map_err(db_error)?;
         // Another process on the same file (a restart overlapping its predecessor) waits a
         // little instead of failing at once.
-        db.busy_timeout(std::time::Duration::from_secs(1))
+        conn.busy_timeout(Duration::from_secs(1))
             .map_err(db_error)?;
-        db.execute_batch(
+        conn.execute_batch(
             "PRAGMA journal_mode = WAL;
              PRAGMA synchronous = NORMAL;
              CREATE TABLE IF NOT EXISTS tombstones (mailbox BLOB PRIMARY KEY NOT NULL) WITHOUT ROWID;
@@ -142,64 +259,110 @@ impl SqliteMailboxStore {
              ) WITHOUT ROWID;",
         )
         .map_err(db_error)?;
-        Ok(Self { db: Mutex::new(db) })
-    }
-
-    fn with<T>(
-        &self,
-        f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T>,
-    ) -> Result<T, StoreError> {
-        let db = self.db.lock().unwrap_or_else(|p| p.into_inner());
-        f(&db).map_err(db_error)
-    }
-
-    fn tombstoned_now(&self, mailbox: MailboxId) -> Result<bool, StoreError> {
-        self.with(|db| {
-            db.query_row(
-                "SELECT EXISTS (SELECT 1 FROM tombstones WHERE mailbox = ?1)",
-                [&mailbox.0[..]],
+        // Tombstones got a creation time (for their expiry); older rows count from now.
+        let has_created: bool = conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM pragma_table_info('tombstones') WHERE name = 'created_at')",
+                [],
                 |row| row.get(0),
             )
+            .map_err(db_error)?;
+        if !has_created {
+            conn.execute_batch(&format!(
+                "ALTER TABLE tombstones ADD COLUMN created_at INTEGER NOT NULL DEFAULT {};
+                 CREATE INDEX IF NOT EXISTS tombstones_by_age ON tombstones (created_at);",
+                unix_now()
+            ))
+            .map_err(db_error)?;
+        }
+        let count = |table: &str| -> Result<usize, StoreError> {
+            conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |row| {
+                row.get::<_, i64>(0)
+            })
+            .map(|n| n as usize)
+            .map_err(db_error)
+        };
+        let mut db = Db {
+            targets: count("push_targets")?,
+            tombstones: count("tombstones")?,
+            conn,
+            limits,
+        };
+        let (jobs, mut queue) = tokio::sync::mpsc::channel::<Job>(QUEUE);
+        std::thread::Builder::new()
+            .name("relay-store".into())
+            .spawn(move || {
+                while let Some(job) = queue.blocking_recv() {
+                    job(&mut db);
+                }
+            })
+            .map_err(|e| StoreError(format!("cannot start the store thread: {e}")))?;
+        Ok(Self { jobs })
+    }
+
+    /// Runs `f` on the store's thread and waits for its answer.
+    fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Db) -> rusqlite::Result<T> + Send + 'static,
+    ) -> RegistryFuture<'_, Result<T, StoreError>> {
+        Box::pin(async move {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let job: Job = Box::new(move |db| {
+                let _ = tx.send(f(db).map_err(db_error));
+            });
+            self.jobs
+                .send(job)
+                .await
+                .map_err(|_| StoreError("the store thread ended".into()))?;
+            rx.await
+                .map_err(|_| StoreError("the store thread ended".into()))?
         })
     }
+}
 
-    fn target_now(&self, mailbox: MailboxId) -> Result<Option<PushTarget>, StoreError> {
-        use pocketkey_core::pairing::relay::{ApnsEnvironment, PushProvider};
-        let row: Option<(String, String, Option<String>)> = self.with(|db| {
-            let mut statement = db.prepare_cached(
-                "SELECT provider, target, environment FROM push_targets WHERE mailbox = ?1",
-            )?;
-            let mut rows = statement.query([&mailbox.0[..]])?;
-            match rows.next()? {
-                Some(row) => Ok(Some((row.get(0)?, row.get(1)?, row.get(2)?))),
-                None => Ok(None),
-            }
-        })?;
-        let Some((provider, target, environment)) = row else {
-            return Ok(None);
-        };
-        let provider = PushProvider::parse(&provider)
-            .ok_or_else(|| StoreError(format!("unknown provider {provider:?} in the store")))?;
-        Ok(Some(PushTarget {
-            provider,
-            target,
-            environment: environment.as_deref().and_then(ApnsEnvironment::parse),
-        }))
+impl Db {
+    /// Tombstones created at or before this (Unix seconds) have expired.
+    fn min_created(&self) -> i64 {
+        unix_now().saturating_sub(self.limits.tombstone_ttl.as_secs()) as i64
     }
 
-    fn set_now(&self, mailbox: MailboxId, target: Option<PushTarget>) -> Result<bool, StoreError> {
-        self.with(|db| {
-            let tx = db.unchecked_transaction()?;
-            let tombstoned: bool = tx.query_row(
-                "SELECT EXISTS (SELECT 1 FROM tombstones WHERE mailbox = ?1)",
-                [&mailbox.0[..]],
-                |row| row.get(0),
-            )?;
-            if tombstoned {
-                return Ok(false);
-            }
-            match target {
-                Some(target) => tx.execute(
+    fn tombstoned(&self, mailbox: MailboxId) -> rusqlite::Result<bool> {
+        self.conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM tombstones WHERE mailbox = ?1 AND created_at > ?2)",
+            rusqlite::params![&mailbox.0[..], self.min_created()],
+            |row| row.get(0),
+        )
+    }
+
+    fn target(
+        &self,
+        mailbox: MailboxId,
+    ) -> rusqlite::Result<Option<(String, String, Option<String>)>> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT provider, target, environment FROM push_targets WHERE mailbox = ?1",
+        )?;
+        let mut rows = statement.query([&mailbox.0[..]])?;
+        match rows.next()? {
+            Some(row) => Ok(Some((row.get(0)?, row.get(1)?, row.get(2)?))),
+            None => Ok(None),
+        }
+    }
+
+    fn set(
+        &mut self,
+        mailbox: MailboxId,
+        target: Option<PushTarget>,
+    ) -> rusqlite::Result<SetOutcome> {
+        if self.tombstoned(mailbox)? {
+            return Ok(SetOutcome::Revoked);
+        }
+        let existed = self.target(mailbox)?.is_some();
+        match target {
+            Some(target) => {
+                if !existed && self.targets >= self.limits.max_push_targets {
+                    return Ok(SetOutcome::Full);
+                }
+                self.conn.execute(
                     "INSERT OR REPLACE INTO push_targets (mailbox, provider, target, environment)
                      VALUES (?1, ?2, ?3, ?4)",
                     rusqlite::params![
@@ -208,59 +371,95 @@ impl SqliteMailboxStore {
                         target.target,
                         target.environment.map(|e| e.as_str()),
                     ],
-                )?,
-                None => tx.execute(
+                )?;
+                if !existed {
+                    self.targets += 1;
+                }
+            }
+            None => {
+                let removed = self.conn.execute(
                     "DELETE FROM push_targets WHERE mailbox = ?1",
                     [&mailbox.0[..]],
-                )?,
-            };
-            tx.commit()?;
-            Ok(true)
-        })
+                )?;
+                self.targets = self.targets.saturating_sub(removed);
+            }
+        }
+        Ok(SetOutcome::Done)
     }
 
-    fn tombstone_now(&self, mailbox: MailboxId) -> Result<(), StoreError> {
-        self.with(|db| {
-            let tx = db.unchecked_transaction()?;
+    fn tombstone(&mut self, mailbox: MailboxId) -> rusqlite::Result<()> {
+        let tx = self.conn.unchecked_transaction()?;
+        let removed = tx.execute(
+            "DELETE FROM push_targets WHERE mailbox = ?1",
+            [&mailbox.0[..]],
+        )?;
+        let expired = tx.execute(
+            "DELETE FROM tombstones WHERE created_at <= ?1",
+            [self.min_created()],
+        )?;
+        let mut tombstones = self.tombstones.saturating_sub(expired);
+        let exists: bool = tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM tombstones WHERE mailbox = ?1)",
+            [&mailbox.0[..]],
+            |row| row.get(0),
+        )?;
+        if !exists {
+            let excess = (tombstones + 1).saturating_sub(self.limits.max_tombstones.max(1));
+            if excess > 0 {
+                tombstones -= tx.execute(
+                    "DELETE FROM tombstones WHERE mailbox IN
+                     (SELECT mailbox FROM tombstones ORDER BY created_at LIMIT ?1)",
+                    [excess as i64],
+                )?;
+            }
             tx.execute(
-                "DELETE FROM push_targets WHERE mailbox = ?1",
-                [&mailbox.0[..]],
+                "INSERT INTO tombstones (mailbox, created_at) VALUES (?1, ?2)",
+                rusqlite::params![&mailbox.0[..], unix_now() as i64],
             )?;
-            tx.execute(
-                "INSERT OR IGNORE INTO tombstones (mailbox) VALUES (?1)",
-                [&mailbox.0[..]],
-            )?;
-            tx.commit()
-        })
+            tombstones += 1;
+        }
+        tx.commit()?;
+        self.targets = self.targets.saturating_sub(removed);
+        self.tombstones = tombstones;
+        Ok(())
     }
 }
 
 impl MailboxStore for SqliteMailboxStore {
     fn is_tombstoned(&self, mailbox: MailboxId) -> RegistryFuture<'_, Result<bool, StoreError>> {
-        let result = self.tombstoned_now(mailbox);
-        Box::pin(async move { result })
+        self.call(move |db| db.tombstoned(mailbox))
     }
 
     fn tombstone(&self, mailbox: MailboxId) -> RegistryFuture<'_, Result<(), StoreError>> {
-        let result = self.tombstone_now(mailbox);
-        Box::pin(async move { result })
+        self.call(move |db| db.tombstone(mailbox))
     }
 
     fn push_target(
         &self,
         mailbox: MailboxId,
     ) -> RegistryFuture<'_, Result<Option<PushTarget>, StoreError>> {
-        let result = self.target_now(mailbox);
-        Box::pin(async move { result })
+        use pocketkey_core::pairing::relay::{ApnsEnvironment, PushProvider};
+        let row = self.call(move |db| db.target(mailbox));
+        Box::pin(async move {
+            let Some((provider, target, environment)) = row.await? else {
+                return Ok(None);
+            };
+            let provider = PushProvider::parse(&provider)
+                .ok_or_else(|| StoreError(format!("unknown provider {provider:?} in the store")))?;
+            Ok(Some(PushTarget {
+                provider,
+                target,
+                environment: environment.as_deref().and_then(ApnsEnvironment::parse),
+            }))
+        })
     }
 
     fn set_push_target(
         &self,
         mailbox: MailboxId,
         target: Option<PushTarget>,
-    ) -> RegistryFuture<'_, Result<bool, StoreError>> {
-        let result = self.set_now(mailbox, target);
-        Box::pin(async move { result })
+    ) -> RegistryFuture<'_, Result<SetOutcome, StoreError>> {
+        self.call(move |db| db.set(mailbox, target))
     }
 }
 
@@ -283,13 +482,19 @@ mod tests {
             target: "http://127.0.0.1:1/".into(),
             environment: None,
         };
-        assert!(block(store.set_push_target(m, Some(target.clone()))).unwrap());
+        assert_eq!(
+            block(store.set_push_target(m, Some(target.clone()))).unwrap(),
+            SetOutcome::Done
+        );
         assert_eq!(block(store.push_target(m)).unwrap(), Some(target.clone()));
         assert!(!block(store.is_tombstoned(m)).unwrap());
         block(store.tombstone(m)).unwrap();
         assert!(block(store.is_tombstoned(m)).unwrap());
         assert_eq!(block(store.push_target(m)).unwrap(), None);
-        assert!(!block(store.set_push_target(m, Some(target))).unwrap());
+        assert_eq!(
+            block(store.set_push_target(m, Some(target))).unwrap(),
+            SetOutcome::Revoked
+        );
     }
 
     #[test]
@@ -300,6 +505,85 @@ mod tests {
         let path = dir.join("state.db");
         let _ = std::fs::remove_file(&path);
         check(&SqliteMailboxStore::open(&path).unwrap());
+    }
+
+    /// The caps: a full store refuses a target for a new mailbox (not a replacement), the
+    /// oldest tombstone gives way, an expired tombstone no longer counts.
+    fn check_bounds(store: &dyn MailboxStore) {
+        let target = |n: u8| PushTarget {
+            provider: PushProvider::Webhook,
+            target: format!("http://127.0.0.1:1/{n}"),
+            environment: None,
+        };
+        for n in 0..2 {
+            assert_eq!(
+                block(store.set_push_target(MailboxId([n; 16]), Some(target(n)))).unwrap(),
+                SetOutcome::Done
+            );
+        }
+        assert_eq!(
+            block(store.set_push_target(MailboxId([2; 16]), Some(target(2)))).unwrap(),
+            SetOutcome::Full
+        );
+        assert_eq!(
+            block(store.set_push_target(MailboxId([1; 16]), Some(target(9)))).unwrap(),
+            SetOutcome::Done
+        );
+        for n in 10..13 {
+            block(store.tombstone(MailboxId([n; 16]))).unwrap();
+        }
+        // Two kept: 10 went (the oldest, or all of the same second but one of them).
+        let kept = (10..13)
+            .filter(|n| block(store.is_tombstoned(MailboxId([*n; 16]))).unwrap())
+            .count();
+        assert_eq!(kept, 2);
+        assert!(block(store.is_tombstoned(MailboxId([12; 16]))).unwrap());
+        // Tombstoning 1 freed its target's place.
+        block(store.tombstone(MailboxId([1; 16]))).unwrap();
+        assert_eq!(
+            block(store.set_push_target(MailboxId([2; 16]), Some(target(2)))).unwrap(),
+            SetOutcome::Done
+        );
+    }
+
+    fn small() -> StoreLimits {
+        StoreLimits {
+            max_push_targets: 2,
+            max_tombstones: 2,
+            ..StoreLimits::default()
+        }
+    }
+
+    #[test]
+    fn the_stores_are_bounded() {
+        check_bounds(&MemoryMailboxStore::with_limits(small()));
+        let dir = std::env::temp_dir().join(format!("pk-relay-bounds-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("state.db");
+        let _ = std::fs::remove_file(&path);
+        check_bounds(&SqliteMailboxStore::open_with_limits(&path, small()).unwrap());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn tombstones_expire() {
+        let expired = StoreLimits {
+            tombstone_ttl: Duration::ZERO,
+            ..StoreLimits::default()
+        };
+        let dir = std::env::temp_dir().join(format!("pk-relay-ttl-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("state.db");
+        let _ = std::fs::remove_file(&path);
+        let stores: [Box<dyn MailboxStore>; 2] = [
+            Box::new(MemoryMailboxStore::with_limits(expired)),
+            Box::new(SqliteMailboxStore::open_with_limits(&path, expired).unwrap()),
+        ];
+        for store in stores {
+            block(store.tombstone(MailboxId([5; 16]))).unwrap();
+            assert!(!block(store.is_tombstoned(MailboxId([5; 16]))).unwrap());
+        }
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]
@@ -315,7 +599,10 @@ mod tests {
         };
         {
             let store = SqliteMailboxStore::open(&path).unwrap();
-            assert!(block(store.set_push_target(MailboxId([1; 16]), Some(apns.clone()))).unwrap());
+            assert_eq!(
+                block(store.set_push_target(MailboxId([1; 16]), Some(apns.clone()))).unwrap(),
+                SetOutcome::Done
+            );
             block(store.tombstone(MailboxId([2; 16]))).unwrap();
         }
         let store = SqliteMailboxStore::open(&path).unwrap();
@@ -325,7 +612,10 @@ mod tests {
         );
         assert!(block(store.is_tombstoned(MailboxId([2; 16]))).unwrap());
         assert!(!block(store.is_tombstoned(MailboxId([1; 16]))).unwrap());
-        assert!(block(store.set_push_target(MailboxId([1; 16]), None)).unwrap());
+        assert_eq!(
+            block(store.set_push_target(MailboxId([1; 16]), None)).unwrap(),
+            SetOutcome::Done
+        );
         assert_eq!(block(store.push_target(MailboxId([1; 16]))).unwrap(), None);
         let _ = std::fs::remove_dir_all(dir);
     }

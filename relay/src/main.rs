@@ -15,7 +15,7 @@ use pocketkey_relay::push::{
 };
 use pocketkey_relay::{
     serve_with, Config, MailboxStore, MemoryMailboxStore, PairingLimits, PushProvider, PushService,
-    Services, SqliteMailboxStore, WebhookProvider,
+    Services, SqliteMailboxStore, StoreLimits, WebhookProvider,
 };
 use tokio::net::TcpListener;
 use tracing::info;
@@ -76,6 +76,22 @@ struct Args {
     /// Pairing mailboxes: frames queued towards a slow connection before it is closed.
     #[arg(long, value_name = "N", default_value_t = PairingLimits::default().write_queue)]
     pair_queue: usize,
+    /// Most websockets (tunnels and pairing connections) open at once from one client address
+    /// (IPv4 address or IPv6 /64; more: 429).
+    #[arg(long, value_name = "N", default_value_t = Config::default().max_connections_per_ip)]
+    max_connections_per_ip: usize,
+    /// Pairing mailboxes: most new mailboxes (not attached, no push target) one client address
+    /// may open per --new-mailbox-window.
+    #[arg(long, value_name = "N", default_value_t = Config::default().new_mailboxes_per_ip)]
+    new_mailboxes_per_ip: u32,
+    /// The window of --new-mailboxes-per-ip, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = Config::default().new_mailbox_window.as_secs())]
+    new_mailbox_window: u64,
+    /// A request header holding the client's address, written by the reverse proxy in front
+    /// (e.g. X-Real-IP); the per-address limits count it instead of the TCP peer. Only with a
+    /// proxy that overwrites it: clients can send it too.
+    #[arg(long, value_name = "NAME")]
+    client_ip_header: Option<String>,
     /// The SQLite file holding the pairing mailboxes' routing data (push targets, tombstones
     /// of revoked pairings), created with its directory if missing; `:memory:` = --memory.
     /// Default, first that applies: $POCKETKEY_RELAY_STATE (a file or `:memory:`);
@@ -89,9 +105,29 @@ struct Args {
     #[arg(long, conflicts_with = "state")]
     memory: bool,
 
-    /// Accept webhook push targets under this URL prefix (repeatable; e.g.
-    /// `https://wake.example.org/`). Without any, webhook targets are refused.
-    #[arg(long, value_name = "PREFIX", help_heading = "Push")]
+    /// Most push wake-ups per --push-window, all mailboxes together (beyond: WAKE_RESULT 4).
+    #[arg(long, value_name = "N", default_value_t = Config::default().push_budget, help_heading = "Push")]
+    push_budget: u32,
+    /// The window of --push-budget, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = Config::default().push_window.as_secs(), help_heading = "Push")]
+    push_window: u64,
+    /// Longest push target (FCM or APNs token, webhook URL) accepted, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = Config::default().max_push_target_len, help_heading = "Push")]
+    max_push_target_len: usize,
+    /// Most push targets stored (a registration for a new mailbox beyond it is refused).
+    #[arg(long, value_name = "N", default_value_t = StoreLimits::default().max_push_targets, help_heading = "Push")]
+    max_push_targets: usize,
+    /// Most tombstones of revoked pairings stored (beyond it the oldest goes).
+    #[arg(long, value_name = "N", default_value_t = StoreLimits::default().max_tombstones)]
+    max_tombstones: usize,
+    /// How long the tombstone of a revoked pairing is kept, in days.
+    #[arg(long, value_name = "DAYS", default_value_t = StoreLimits::default().tombstone_ttl.as_secs() / 86_400)]
+    tombstone_days: u64,
+    /// Accept webhook push targets this URL admits (repeatable): the same scheme, host and
+    /// port (the scheme's default if none is written) and a path at or below its path, e.g.
+    /// `https://wake.example.org` or `http://127.0.0.1:8080/wake`. An entry that is not such
+    /// a URL stops the program. Without any, webhook targets are refused.
+    #[arg(long, value_name = "URL", help_heading = "Push")]
     webhook_allow: Vec<String>,
     /// FCM: the Firebase project id (enables FCM targets; needs --fcm-credentials or
     /// --fcm-access-token-file).
@@ -147,6 +183,13 @@ impl Args {
             join_timeout: Duration::from_secs(self.join_timeout),
             max_tunnels: self.max_tunnels,
             max_pending_messages: self.max_pending,
+            max_connections_per_ip: self.max_connections_per_ip.max(1),
+            new_mailboxes_per_ip: self.new_mailboxes_per_ip,
+            new_mailbox_window: Duration::from_secs(self.new_mailbox_window),
+            push_budget: self.push_budget,
+            push_window: Duration::from_secs(self.push_window),
+            max_push_target_len: self.max_push_target_len,
+            client_ip_header: self.client_ip_header.clone(),
             ..Config::default()
         }
     }
@@ -212,8 +255,18 @@ impl StateLocation {
     }
 }
 
+impl Args {
+    fn store_limits(&self) -> StoreLimits {
+        StoreLimits {
+            max_push_targets: self.max_push_targets,
+            max_tombstones: self.max_tombstones,
+            tombstone_ttl: Duration::from_secs(self.tombstone_days.saturating_mul(86_400)),
+        }
+    }
+}
+
 /// Opens (creating it and its directory, owner-only, if missing) the SQLite state file.
-fn open_state(path: &std::path::Path) -> Result<SqliteMailboxStore, String> {
+fn open_state(path: &std::path::Path, limits: StoreLimits) -> Result<SqliteMailboxStore, String> {
     let shown = path.display();
     if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
         let mut builder = std::fs::DirBuilder::new();
@@ -231,7 +284,7 @@ fn open_state(path: &std::path::Path) -> Result<SqliteMailboxStore, String> {
     options
         .open(path)
         .map_err(|e| format!("cannot open the state file {shown}: {e}"))?;
-    SqliteMailboxStore::open(path)
+    SqliteMailboxStore::open_with_limits(path, limits)
         .map_err(|e| format!("cannot open the state file {shown}: {}", e.0))
 }
 
@@ -241,9 +294,13 @@ fn read(path: &PathBuf) -> Result<String, String> {
 
 impl Args {
     fn push(&self) -> Result<PushService, String> {
-        let webhook = (!self.webhook_allow.is_empty()).then(|| {
-            Arc::new(WebhookProvider::new(self.webhook_allow.clone())) as Arc<dyn PushProvider>
-        });
+        let webhook = if self.webhook_allow.is_empty() {
+            None
+        } else {
+            let provider = WebhookProvider::new(self.webhook_allow.clone())
+                .map_err(|e| format!("--webhook-allow: {e}"))?;
+            Some(Arc::new(provider) as Arc<dyn PushProvider>)
+        };
         let fcm = match &self.fcm_project {
             None => {
                 if self.fcm_credentials.is_some() || self.fcm_access_token_file.is_some() {
@@ -359,8 +416,8 @@ async fn main() -> ExitCode {
         std::env::var_os(name)
     });
     let mailboxes: Arc<dyn MailboxStore> = match &state {
-        StateLocation::Memory => Arc::new(MemoryMailboxStore::new()),
-        StateLocation::File(path) => match open_state(path) {
+        StateLocation::Memory => Arc::new(MemoryMailboxStore::with_limits(args.store_limits())),
+        StateLocation::File(path) => match open_state(path, args.store_limits()) {
             Ok(store) => Arc::new(store),
             Err(error) => {
                 eprintln!("pocketkey-relay: {error} (--state FILE chooses another, --memory none)");
@@ -477,13 +534,13 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let blocker = dir.join("a-file");
         std::fs::write(&blocker, b"not a directory").unwrap();
-        let error = open_state(&blocker.join("relay.sqlite")).unwrap_err();
+        let error = open_state(&blocker.join("relay.sqlite"), StoreLimits::default()).unwrap_err();
         assert!(error.starts_with("cannot create the directory"), "{error}");
-        let error = open_state(&blocker).unwrap_err();
+        let error = open_state(&blocker, StoreLimits::default()).unwrap_err();
         assert!(error.contains("not a database"), "{error}");
         assert!(!error.contains('\n'), "{error}");
         let nested = dir.join("new/deeper/relay.sqlite");
-        open_state(&nested).unwrap();
+        open_state(&nested, StoreLimits::default()).unwrap();
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

@@ -1,8 +1,11 @@
 //! Pairing mailboxes (docs/pairing-protocol.md §3): `GET /pair/v1/<hex M>` joins one bridge
 //! connection and one phone connection of a pairing and forwards their DATA frames, opaque.
 //!
-//! The edge authorizes the attach from its headers alone (`verify_attach`) and answers refusals
-//! before upgrading; this module runs the attached connection: one per role per mailbox (a
+//! The edge checks the path, the tombstone and the connection caps before upgrading; this
+//! module then sends the CHALLENGE, accepts nothing but a valid ATTACH before the deadline
+//! (`verify_attach`: a signature by the role's attach key over the nonce, close 4003
+//! otherwise), applies the per-address budget of new mailboxes, and runs the attached
+//! connection: one per role per mailbox (a
 //! newer one replaces the older, closed with 4001), PEER presence, WAKE through the
 //! [`PushService`], PUSH_REGISTER / PUSH_UNREGISTER, DELETE (tombstone, 4010 to both), and the
 //! bounds (frame size, rate, write queue). The relay queues nothing for an absent peer.
@@ -14,7 +17,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use hyper::upgrade::OnUpgrade;
-use pocketkey_core::pairing::mailbox::MailboxId;
+use pocketkey_core::pairing::mailbox::{verify_attach, MailboxId, NONCE_LEN};
 use pocketkey_core::pairing::relay::{
     close_code, frame_type, RelayErrorCode, RelayFrame, RelayFrameError, WakeResult,
     MAX_RELAY_FRAME,
@@ -28,6 +31,8 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::limits::ConnSlot;
+use crate::mailbox_store::SetOutcome;
 use crate::Shared;
 
 /// Bounds of pairing connections (docs/pairing-protocol.md §3.2 defaults).
@@ -48,7 +53,9 @@ pub struct PairingLimits {
     /// closed with 1001, so that a phone gone without a TCP close does not stay "present"
     /// (which would answer WAKE with "already attached"). Default 75 s (2.5 ping intervals).
     pub silence_timeout: Duration,
-    /// Most attached connections on this node (more: 503). Default 10 000.
+    /// Most pairing connections on this node, counted from the edge's answer (reserved
+    /// before the upgrade, so concurrent attaches cannot overshoot it; more: 503). Default
+    /// 10 000.
     pub max_connections: usize,
 }
 
@@ -187,6 +194,11 @@ impl Hub {
         }
     }
 
+    /// Whether any connection of this node is attached to `mailbox`.
+    fn has(&self, mailbox: MailboxId) -> bool {
+        self.lock().contains_key(&mailbox)
+    }
+
     fn peer(&self, mailbox: MailboxId, role: Role) -> Option<Conn> {
         self.lock()
             .get_mut(&mailbox)
@@ -233,25 +245,79 @@ fn error(code: RelayErrorCode, message: &str) -> RelayFrame {
     }
 }
 
-/// Runs one attached connection to its end.
+type Socket = tokio_tungstenite::WebSocketStream<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>>;
+
+/// Sends CHALLENGE, reads the answer and checks it: the role of a valid ATTACH, else the
+/// close to send (4003: a wrong proof, anything else first, or nothing before the
+/// deadline; 1008: this address opened too many new mailboxes).
+async fn authenticate(
+    shared: &Shared,
+    mailbox: MailboxId,
+    socket: &mut Socket,
+    client: crate::ClientKey,
+) -> Result<Role, (u16, &'static str)> {
+    const FORBIDDEN: (u16, &str) = (close_code::FORBIDDEN, "attach refused");
+    let mut nonce = [0u8; NONCE_LEN];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut nonce);
+    let challenge = RelayFrame::Challenge(nonce).encode();
+    let answer = tokio::time::timeout(shared.config.handshake_timeout, async {
+        socket.send(Message::Binary(challenge.into())).await.ok()?;
+        match socket.next().await? {
+            Ok(Message::Binary(bytes)) => Some(bytes),
+            _ => None,
+        }
+    })
+    .await
+    .map_err(|_| (close_code::FORBIDDEN, "no attach in time"))?
+    .ok_or(FORBIDDEN)?;
+    let role = match RelayFrame::decode(&answer) {
+        Ok(RelayFrame::Attach(proof)) => verify_attach(mailbox, &nonce, &proof).ok(),
+        _ => None,
+    }
+    .ok_or(FORBIDDEN)?;
+    // A mailbox nobody is attached to and with no push target is new to this relay: minting
+    // them is free, so each address gets a budget of them.
+    if !shared.hub.has(mailbox) {
+        let known = matches!(shared.mailboxes.push_target(mailbox).await, Ok(Some(_)));
+        if !known && !shared.new_mailboxes.take(client) {
+            return Err((1008, "too many new mailboxes from this address"));
+        }
+    }
+    Ok(role)
+}
+
+/// Runs one connection from its upgrade to its end.
 pub(crate) async fn run(
     shared: Arc<Shared>,
     mailbox: MailboxId,
-    role: Role,
     on_upgrade: OnUpgrade,
     peer_addr: std::net::SocketAddr,
+    slot: ConnSlot,
 ) {
     let upgraded = match tokio::time::timeout(shared.config.handshake_timeout, on_upgrade).await {
         Ok(Ok(upgraded)) => upgraded,
         Ok(Err(e)) => return debug!(%peer_addr, error = %e, "upgrade failed"),
         Err(_) => return debug!(%peer_addr, "upgrade timed out"),
     };
-    let socket = tokio_tungstenite::WebSocketStream::from_raw_socket(
+    let mut socket = tokio_tungstenite::WebSocketStream::from_raw_socket(
         hyper_util::rt::TokioIo::new(upgraded),
         tokio_tungstenite::tungstenite::protocol::Role::Server,
         Some(websocket_config()),
     )
     .await;
+    let role = match authenticate(&shared, mailbox, &mut socket, slot.client()).await {
+        Ok(role) => role,
+        Err((code, reason)) => {
+            info!(event = "attach_refused", mailbox = %short(&mailbox), peer = %peer_addr, code, reason, "attach refused");
+            let frame = CloseFrame {
+                code: CloseCode::from(code),
+                reason: reason.into(),
+            };
+            let grace = shared.config.close_grace;
+            let _ = tokio::time::timeout(grace, socket.close(Some(frame))).await;
+            return;
+        }
+    };
     let (mut sink, mut stream) = socket.split();
     let limits = shared.pairing_limits.clone();
     let hub = &shared.hub;
@@ -439,7 +505,7 @@ async fn handle_frame(
                     return false;
                 }
             };
-            if !shared.push.try_acquire(mailbox) {
+            if !shared.push.try_acquire(mailbox) || !shared.push_budget.take(()) {
                 conn.send(&RelayFrame::WakeResult(WakeResult::RateLimited));
                 return false;
             }
@@ -460,6 +526,13 @@ async fn handle_frame(
             });
         }
         RelayFrame::PushRegister(target) if role == Role::Phone => {
+            if target.target.len() > shared.config.max_push_target_len {
+                conn.send(&error(
+                    RelayErrorCode::BadPushTarget,
+                    "push target too long",
+                ));
+                return false;
+            }
             if let Err(e) = shared.push.check_target(&target) {
                 conn.send(&error(RelayErrorCode::BadPushTarget, &e.to_string()));
                 return false;
@@ -469,8 +542,12 @@ async fn handle_frame(
                 .set_push_target(mailbox, Some(target))
                 .await
             {
-                Ok(true) => conn.send(&RelayFrame::Ack(frame_type::PUSH_REGISTER)),
-                Ok(false) => return revoke_self(conn),
+                Ok(SetOutcome::Done) => conn.send(&RelayFrame::Ack(frame_type::PUSH_REGISTER)),
+                Ok(SetOutcome::Revoked) => return revoke_self(conn),
+                Ok(SetOutcome::Full) => {
+                    warn!("mailbox store full: push target refused");
+                    conn.send(&error(RelayErrorCode::BadPushTarget, "relay store full"));
+                }
                 Err(e) => {
                     warn!(error = %e, "mailbox store unavailable");
                     conn.send(&error(RelayErrorCode::BadPushTarget, "store unavailable"));
@@ -479,8 +556,10 @@ async fn handle_frame(
         }
         RelayFrame::PushUnregister if role == Role::Phone => {
             match shared.mailboxes.set_push_target(mailbox, None).await {
-                Ok(true) => conn.send(&RelayFrame::Ack(frame_type::PUSH_UNREGISTER)),
-                Ok(false) => return revoke_self(conn),
+                Ok(SetOutcome::Done | SetOutcome::Full) => {
+                    conn.send(&RelayFrame::Ack(frame_type::PUSH_UNREGISTER))
+                }
+                Ok(SetOutcome::Revoked) => return revoke_self(conn),
                 Err(e) => {
                     warn!(error = %e, "mailbox store unavailable");
                     conn.send(&error(RelayErrorCode::Malformed, "store unavailable"));
@@ -502,6 +581,9 @@ async fn handle_frame(
             shared.hub.close_all(mailbox, close_code::REVOKED, conn.id);
             return true;
         }
+        RelayFrame::Attach(_) => {
+            conn.send(&error(RelayErrorCode::Malformed, "already attached"));
+        }
         RelayFrame::Wake | RelayFrame::PushRegister(_) | RelayFrame::PushUnregister => {
             conn.send(&error(
                 RelayErrorCode::NotAllowedForRole,
@@ -512,7 +594,8 @@ async fn handle_frame(
         RelayFrame::Peer { .. }
         | RelayFrame::WakeResult(_)
         | RelayFrame::Error { .. }
-        | RelayFrame::Ack(_) => {
+        | RelayFrame::Ack(_)
+        | RelayFrame::Challenge(_) => {
             conn.send(&error(RelayErrorCode::Malformed, "unknown frame type"));
         }
     }

@@ -16,6 +16,7 @@ use tokio_tungstenite::WebSocketStream;
 use tracing::{info, warn};
 
 use crate::ids::{RoutingId, TunnelId};
+use crate::limits::ConnSlot;
 use crate::pump::{self, classify, Counters, End, Incoming, Side};
 use crate::Shared;
 
@@ -26,6 +27,8 @@ pub(crate) type Socket = WebSocketStream<TokioIo<Upgraded>>;
 pub(crate) struct Join {
     pub on_upgrade: OnUpgrade,
     pub peer: SocketAddr,
+    /// The browser's connection slot, held as long as the tunnel.
+    pub slot: ConnSlot,
 }
 
 /// The tunnels of this node waiting for their browser, each with the way to hand it over.
@@ -60,6 +63,8 @@ pub(crate) struct NewTunnel {
     pub joins: oneshot::Receiver<Join>,
     /// This tunnel's slot under `max_tunnels`, released when the task ends.
     pub permit: OwnedSemaphorePermit,
+    /// The phone's connection slot (per client address).
+    pub slot: ConnSlot,
     pub created: Instant,
 }
 
@@ -85,6 +90,7 @@ pub(crate) async fn run(shared: Arc<Shared>, tunnel: NewTunnel) {
         on_upgrade,
         joins,
         permit,
+        slot,
         created,
     } = tunnel;
     let counters = Counters::default();
@@ -99,6 +105,7 @@ pub(crate) async fn run(shared: Arc<Shared>, tunnel: NewTunnel) {
 
     withdraw(&shared, id, routing).await;
     drop(permit);
+    drop(slot);
 
     let totals = counters.totals();
     info!(
@@ -182,6 +189,8 @@ async fn lifecycle(
         }
     };
 
+    // The browser's slot is held until the tunnel ends.
+    let _browser_slot = join.slot;
     let browser = match upgrade(shared, join.on_upgrade).await {
         Ok(socket) => socket,
         Err(error) => {

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::mailbox::{attach, attach_request, frame, pairing, put, status_of};
+use common::mailbox::{attach, attach_request, challenge, frame, pairing, put, status_of, upgrade};
 use common::{closed, recv, send, Ws, PATIENCE};
 use futures_util::{SinkExt, StreamExt};
 use http_body_util::{BodyExt, Full};
@@ -62,41 +62,11 @@ async fn both(addr: SocketAddr, keys: &MailboxKeys) -> (Ws, Ws) {
 }
 
 #[tokio::test]
-async fn attach_refusals_are_http_statuses() {
+async fn malformed_attach_requests_are_http_statuses() {
     let relay = start().await;
     let addr = relay.local_addr();
     let (_, _, keys) = pairing();
-    let (_, _, other) = pairing();
-
-    // Another pairing's token for this mailbox: 403.
-    let mut request = attach_request(addr, &keys, Role::Bridge);
-    let foreign = other.attach(Role::Bridge);
-    for (name, value) in foreign.headers() {
-        request
-            .headers_mut()
-            .insert(name, HeaderValue::from_str(&value).unwrap());
-    }
-    assert_eq!(status_of(request).await, 403);
-    // The right token under the wrong role: 403.
-    let mut request = attach_request(addr, &keys, Role::Bridge);
-    request
-        .headers_mut()
-        .insert("x-pocketkey-role", HeaderValue::from_static("phone"));
-    assert_eq!(status_of(request).await, 403);
-    // Malformed: role, token, missing header, path.
-    let mut request = attach_request(addr, &keys, Role::Bridge);
-    request
-        .headers_mut()
-        .insert("x-pocketkey-role", HeaderValue::from_static("Bridge"));
-    assert_eq!(status_of(request).await, 400);
-    let mut request = attach_request(addr, &keys, Role::Bridge);
-    request
-        .headers_mut()
-        .insert("x-pocketkey-token", HeaderValue::from_static("AAAA"));
-    assert_eq!(status_of(request).await, 400);
-    let mut request = attach_request(addr, &keys, Role::Phone);
-    request.headers_mut().remove("x-pocketkey-peer");
-    assert_eq!(status_of(request).await, 400);
+    // A malformed path: 400.
     let mut request = format!("ws://{addr}/pair/v1/1234")
         .into_client_request()
         .unwrap();
@@ -109,8 +79,24 @@ async fn attach_refusals_are_http_statuses() {
     let mut request = attach_request(addr, &keys, Role::Bridge);
     request.headers_mut().remove("sec-websocket-protocol");
     assert_eq!(status_of(request).await, 400);
-    // Not GET: 405.
+    // A client of the bearer-token attach: 400, saying why.
     let path = format!("/pair/v1/{}", keys.id());
+    let (status, text) = common::raw(
+        addr,
+        &common::raw_upgrade(
+            "GET",
+            &path,
+            &[
+                "Sec-WebSocket-Version: 13",
+                "Sec-WebSocket-Protocol: pocketkey.pair.v1",
+                "X-PocketKey-Token: AAAA",
+            ],
+        ),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(text.contains("update PocketKey"), "{text}");
+    // Not GET: 405.
     let (status, _) = common::raw(
         addr,
         &common::raw_upgrade(
@@ -121,12 +107,86 @@ async fn attach_refusals_are_http_statuses() {
     )
     .await;
     assert_eq!(status, 405);
-    // And the right headers attach.
+    relay.shutdown().await;
+}
+
+/// After the upgrade the relay accepts nothing but an ATTACH answering its CHALLENGE with the
+/// mailbox's attach key for the claimed role; anything else is closed with 4003 and never
+/// becomes a member of the mailbox.
+#[tokio::test]
+async fn only_a_valid_attach_proof_opens_the_mailbox() {
+    let relay = start().await;
+    let addr = relay.local_addr();
+    let (_, _, keys) = pairing();
+    let (_, _, other) = pairing();
     let mut bridge = attach(addr, &keys, Role::Bridge).await;
     assert_eq!(
         frame(&mut bridge).await,
         RelayFrame::Peer { present: false }
     );
+
+    // Another pairing's attach key; the right proof claiming the other role; a proof for
+    // another nonce; a DATA frame first; a text message first.
+    let mut ws = upgrade(addr, &keys, Role::Phone).await;
+    let nonce = challenge(&mut ws).await;
+    put(
+        &mut ws,
+        RelayFrame::Attach(other.attach(Role::Phone).respond(&nonce)),
+    )
+    .await;
+    assert_eq!(closed(ws).await.0, close_code::FORBIDDEN);
+
+    let mut ws = upgrade(addr, &keys, Role::Phone).await;
+    let nonce = challenge(&mut ws).await;
+    let mut proof = keys.attach(Role::Phone).respond(&nonce);
+    proof.role = Role::Bridge;
+    put(&mut ws, RelayFrame::Attach(proof)).await;
+    assert_eq!(closed(ws).await.0, close_code::FORBIDDEN);
+
+    let mut ws = upgrade(addr, &keys, Role::Phone).await;
+    let mut nonce = challenge(&mut ws).await;
+    nonce[0] ^= 1;
+    put(
+        &mut ws,
+        RelayFrame::Attach(keys.attach(Role::Phone).respond(&nonce)),
+    )
+    .await;
+    assert_eq!(closed(ws).await.0, close_code::FORBIDDEN);
+
+    let mut ws = upgrade(addr, &keys, Role::Phone).await;
+    challenge(&mut ws).await;
+    put(&mut ws, RelayFrame::Data(vec![1, 2, 3])).await;
+    assert_eq!(closed(ws).await.0, close_code::FORBIDDEN);
+
+    let mut ws = upgrade(addr, &keys, Role::Phone).await;
+    challenge(&mut ws).await;
+    ws.send(Message::text("attach")).await.unwrap();
+    assert_eq!(closed(ws).await.0, close_code::FORBIDDEN);
+
+    // None of them was ever present for the bridge, which is still attached: the real phone
+    // is the first PEER it sees.
+    let mut phone = attach(addr, &keys, Role::Phone).await;
+    assert_eq!(frame(&mut phone).await, RelayFrame::Peer { present: true });
+    assert_eq!(frame(&mut bridge).await, RelayFrame::Peer { present: true });
+    relay.shutdown().await;
+}
+
+/// An attach that never answers the challenge is closed at the deadline (4003).
+#[tokio::test]
+async fn an_unanswered_challenge_is_closed() {
+    let relay = serve_with(
+        TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        Config {
+            handshake_timeout: Duration::from_millis(300),
+            ..Config::default()
+        },
+        Services::default(),
+    )
+    .unwrap();
+    let (_, _, keys) = pairing();
+    let mut ws = upgrade(relay.local_addr(), &keys, Role::Bridge).await;
+    challenge(&mut ws).await;
+    assert_eq!(closed(ws).await.0, close_code::FORBIDDEN);
     relay.shutdown().await;
 }
 
@@ -309,7 +369,7 @@ async fn delete_tombstones_the_mailbox_and_closes_both_with_4010() {
     assert_eq!(frame(&mut phone).await, RelayFrame::Ack(frame_type::DELETE));
     assert_eq!(closed(phone).await.0, close_code::REVOKED);
     assert_eq!(closed(bridge).await.0, close_code::REVOKED);
-    // 410 for both roles from now on; a wrong token still gets 403.
+    // 410 for every attach from now on (before any upgrade, so before any proof).
     assert_eq!(
         status_of(attach_request(addr, &keys, Role::Bridge)).await,
         410
@@ -318,14 +378,6 @@ async fn delete_tombstones_the_mailbox_and_closes_both_with_4010() {
         status_of(attach_request(addr, &keys, Role::Phone)).await,
         410
     );
-    let (_, _, other) = pairing();
-    let mut request = attach_request(addr, &keys, Role::Bridge);
-    for (name, value) in other.attach(Role::Bridge).headers() {
-        request
-            .headers_mut()
-            .insert(name, HeaderValue::from_str(&value).unwrap());
-    }
-    assert_eq!(status_of(request).await, 403);
     relay.shutdown().await;
 }
 
@@ -374,9 +426,9 @@ async fn webhook_server(
 
 fn webhook_push(addr: SocketAddr) -> PushService {
     PushService::new(
-        Some(Arc::new(WebhookProvider::new(vec![format!(
-            "http://{addr}/"
-        )]))),
+        Some(Arc::new(
+            WebhookProvider::new(vec![format!("http://{addr}/")]).unwrap(),
+        )),
         None,
         None,
     )

@@ -79,12 +79,18 @@ def read_line(p: subprocess.Popen, prefix: str, timeout: float = 30.0) -> str:
     raise AssertionError(f"no {prefix!r} line")
 
 
+# The loopback port of the phones' wake-up webhooks (`pocketkey listen --wake-url`): the
+# relay admits webhooks at this address and port only.
+WAKE_PORT = free_udp_port()  # a free TCP port too, in practice, on loopback
+WAKE_URL = f"http://127.0.0.1:{WAKE_PORT}/wake"
+
+
 def start_relay_and_bridge(binaries, procs, bridge_dir, **bridge_options):
-    """A relay (webhooks to loopback allowed) and a bridge "Test laptop" on a free UDP port,
+    """A relay (webhooks to WAKE_URL allowed) and a bridge "Test laptop" on a free UDP port,
     waiting to pair: (relay, bridge, port, pairing URL)."""
     relay = procs.start([
         binaries["pocketkey-relay"], "--listen", "127.0.0.1:0",
-        "--webhook-allow", "http://127.0.0.1:",
+        "--webhook-allow", WAKE_URL,
     ])
     relay_addr = read_line(relay, "listening on ")
     port = free_udp_port()
@@ -288,8 +294,7 @@ def test_phone_woken_through_the_webhook(setup, tmp_path):
     detached, is woken by the relay when the bridge needs it, serves, and detaches when idle;
     a second sign-in after it left wakes it again."""
     pair(setup)
-    port = free_udp_port()  # a free TCP port too, in practice, on loopback
-    wake_url = f"http://127.0.0.1:{port}/wake"
+    wake_url = WAKE_URL
     log_path = tmp_path / "listen.log"
     log = open(log_path, "w")
     phone = setup["procs"].start([
@@ -593,8 +598,7 @@ def start_terminal_phone(s, woken: bool, log: list) -> subprocess.Popen:
 
     args = [s["binaries"]["pocketkey"], "listen", "--state-dir", s["phone_dir"]]
     if woken:
-        port = free_udp_port()  # a free TCP port too, in practice, on loopback
-        args += ["--wake-url", f"http://127.0.0.1:{port}/wake", "--idle", "1"]
+        args += ["--wake-url", WAKE_URL, "--idle", "1"]
     # A new session: no controlling terminal, so the approver reads stdin, not /dev/tty.
     p = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                          stderr=subprocess.PIPE, text=True, start_new_session=True)

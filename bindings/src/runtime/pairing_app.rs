@@ -272,7 +272,7 @@ impl SecurityKey {
         };
         let store = Arc::clone(&self.pairings);
         let record = lock(&store)
-            .get(&mailbox)
+            .by_mailbox(&mailbox)
             .map_err(|e| PocketKeyError::StorageFailed {
                 detail: e.to_string(),
             })?

@@ -9,7 +9,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use pocketkey_core::pairing::mailbox::{Attach, SUBPROTOCOL};
 use pocketkey_core::pairing::relay::{RelayFrame, MAX_RELAY_FRAME};
-use tungstenite::http::HeaderValue;
 use tungstenite::protocol::frame::coding::CloseCode;
 use url::Url;
 
@@ -79,10 +78,11 @@ pub fn trace(hop: &str) {
 pub enum MailboxError {
     #[error("relay unreachable: {0}")]
     Unreachable(String),
-    /// HTTP status of a refused attach (403 bad tokens, 410 revoked mailbox, ...).
+    /// HTTP status of a refused attach (410 revoked mailbox, 429/503 relay busy, ...).
     #[error("relay refused the attach with HTTP {0}")]
     Refused(u16),
-    /// The relay closed the websocket (code, 4010 = the pairing was revoked).
+    /// The relay closed the websocket (code, 4010 = the pairing was revoked, 4003 = the attach
+    /// proof was refused).
     #[error("relay closed the connection (code {0})")]
     Closed(u16),
     #[error("relay protocol error: {0}")]
@@ -126,11 +126,16 @@ impl From<End> for MailboxError {
 pub struct MailboxConn {
     conn: WsConn,
     pacer: Pacer,
+    /// The relay's first frame after the attach (normally PEER), read to confirm the attach;
+    /// handed out first by [`MailboxConn::try_next`].
+    first: Option<RelayFrame>,
 }
 
 impl MailboxConn {
-    /// Attaches to `<relay_url>/pair/v1/<mailbox>` with the attach headers. Frames are read
-    /// with [`MailboxConn::poll`].
+    /// Attaches to `<relay_url>/pair/v1/<mailbox>`: the websocket upgrade, then the relay's
+    /// CHALLENGE answered with ATTACH (docs/pairing-protocol.md §3.1); returns once the relay
+    /// has accepted it (its first frame after ATTACH arrived), so that a refused attach (close
+    /// 4003, 4010) is an error here. Frames are read with [`MailboxConn::poll`].
     pub fn open(relay_url: &str, attach: &Attach, timeout: Duration) -> Result<Self, MailboxError> {
         Self::open_with(relay_url, attach, timeout, Wakeup::new())
     }
@@ -148,21 +153,12 @@ impl MailboxConn {
         let text = attach.url(relay_url);
         let url =
             Url::parse(&text).map_err(|e| MailboxError::Unreachable(format!("{text}: {e}")))?;
-        let headers = attach
-            .headers()
-            .into_iter()
-            .map(|(name, value)| {
-                HeaderValue::from_str(&value)
-                    .map(|value| (name, value))
-                    .map_err(|e| MailboxError::Protocol(format!("header {name}: {e}")))
-            })
-            .collect::<Result<_, _>>()?;
         let tls = tls_config(&[]).map_err(|e| MailboxError::Unreachable(e.describe()))?;
         let (conn, _response) = WsConn::open(
             &url,
             Open {
                 subprotocol: SUBPROTOCOL,
-                headers,
+                headers: Vec::new(),
                 max_message: MAX_RELAY_FRAME,
                 tls,
                 deadline,
@@ -172,15 +168,47 @@ impl MailboxConn {
                 thread_name: "pocketkey-relay-read",
             },
         )?;
-        Ok(Self {
+        let mut conn = Self {
             conn,
             pacer: Pacer::new(),
-        })
+            first: None,
+        };
+        let nonce = match conn.next_before(deadline)? {
+            RelayFrame::Challenge(nonce) => nonce,
+            other => {
+                return Err(MailboxError::Protocol(format!(
+                    "expected CHALLENGE, got frame type {:#04x}",
+                    other.frame_type()
+                )))
+            }
+        };
+        conn.send(&RelayFrame::Attach(attach.respond(&nonce)))?;
+        conn.first = Some(conn.next_before(deadline)?);
+        // The waits above may have taken a wake-up the owner's other sources raised.
+        conn.conn.wakeup().wake();
+        Ok(conn)
+    }
+
+    /// The next frame, waiting until `deadline` at most.
+    fn next_before(&mut self, deadline: Instant) -> Result<RelayFrame, MailboxError> {
+        loop {
+            if let Some(frame) = self.try_next()? {
+                return Ok(frame);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(MailboxError::TimedOut);
+            }
+            self.conn.wakeup().wait(left.min(POLL));
+        }
     }
 
     /// The next frame that arrived, without waiting. `Ok(None)`: none yet. `Err`: the
     /// connection ended (after every frame that came before the end was taken).
     pub fn try_next(&mut self) -> Result<Option<RelayFrame>, MailboxError> {
+        if let Some(frame) = self.first.take() {
+            return Ok(Some(frame));
+        }
         while let Some(message) = self.conn.try_next()? {
             // Frames we cannot decode are skipped (clients ignore unknown types).
             if let Ok(frame) = RelayFrame::decode(&message) {

@@ -1,5 +1,5 @@
-//! Test helpers: a pairing-relay stand-in that follows `docs/pairing-protocol.md` §3 (attach
-//! check with the core's `verify_attach`, PEER, DATA routing, WAKE → "no push target",
+//! Test helpers: a pairing-relay stand-in that follows `docs/pairing-protocol.md` §3 (attach:
+//! CHALLENGE, then the ATTACH checked with the core's `verify_attach`, close 4003 otherwise; PEER, DATA routing, WAKE → "no push target",
 //! DELETE → ACK + close 4010 + tombstone 410), and a minimal CTAPHID-over-UDP client.
 #![allow(
     dead_code,
@@ -16,9 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use pocketkey_core::pairing::mailbox::{
-    verify_attach, HEADER_PEER, HEADER_ROLE, HEADER_TOKEN, SUBPROTOCOL,
-};
+use pocketkey_core::pairing::mailbox::{parse_path, verify_attach, SUBPROTOCOL};
 use pocketkey_core::pairing::relay::RelayFrame;
 use pocketkey_core::pairing::{MailboxId, Role};
 use tungstenite::handshake::server::{ErrorResponse, Request, Response};
@@ -125,45 +123,60 @@ impl StandInRelay {
 
 fn connection(tcp: std::net::TcpStream, state: Arc<Mutex<State>>, stop: Arc<AtomicBool>) {
     tcp.set_nonblocking(false).unwrap();
-    let mut attached: Option<(MailboxId, Role)> = None;
+    let mut attached: Option<MailboxId> = None;
     let callback = |request: &Request, mut response: Response| {
-        let header = |name: &str| {
-            request
-                .headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default()
-                .to_string()
-        };
         let refuse = |code: u16| {
             let mut r = ErrorResponse::new(None);
             *r.status_mut() = StatusCode::from_u16(code).unwrap();
             Err(r)
         };
-        match verify_attach(
-            request.uri().path(),
-            &header(HEADER_ROLE),
-            &header(HEADER_TOKEN),
-            &header(HEADER_PEER),
-        ) {
-            Ok((id, role)) => {
+        match parse_path(request.uri().path()) {
+            Ok(id) => {
                 if state.lock().unwrap().tombstones.contains(&id) {
                     return refuse(410);
                 }
-                attached = Some((id, role));
+                attached = Some(id);
                 response.headers_mut().insert(
                     "Sec-WebSocket-Protocol",
                     HeaderValue::from_static(SUBPROTOCOL),
                 );
                 Ok(response)
             }
-            Err(e) => refuse(e.http_status()),
+            Err(_) => refuse(400),
         }
     };
     let Ok(mut ws) = tungstenite::accept_hdr(tcp, callback) else {
         return;
     };
-    let Some((id, role)) = attached else { return };
+    let Some(id) = attached else { return };
+    // The challenge: nothing but a valid ATTACH first (docs/pairing-protocol.md §3.1).
+    let nonce: [u8; 32] = std::array::from_fn(|i| (i as u8) ^ (id.0[i % 16]) ^ 0x5a);
+    ws.get_mut()
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    if ws
+        .send(Message::Binary(
+            RelayFrame::Challenge(nonce).encode().into(),
+        ))
+        .is_err()
+    {
+        return;
+    }
+    let role = match ws.read() {
+        Ok(Message::Binary(bytes)) => match RelayFrame::decode(&bytes) {
+            Ok(RelayFrame::Attach(proof)) => verify_attach(id, &nonce, &proof).ok(),
+            _ => None,
+        },
+        _ => None,
+    };
+    let Some(role) = role else {
+        let _ = ws.close(Some(CloseFrame {
+            code: CloseCode::from(4003),
+            reason: "".into(),
+        }));
+        let _ = ws.flush();
+        return;
+    };
     ws.get_mut()
         .set_read_timeout(Some(Duration::from_millis(10)))
         .unwrap();

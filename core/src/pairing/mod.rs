@@ -11,7 +11,7 @@
 //! |---|---|
 //! | [`url`] | the pairing URL: parse, build, field rules |
 //! | [`offer`] | the bridge's one-time offer (static key + secret) behind a QR code |
-//! | [`mailbox`] | mailbox ids and attach tokens; the relay's stateless check of an attach |
+//! | [`mailbox`] | mailbox ids and attach keys; the relay's stateless check of an attach (a signature over its challenge) |
 //! | [`relay`] | the frames between a client and the relay (DATA, WAKE, push registration…) |
 //! | [`handshake`] | `Noise_XKpsk3_P256_AESGCM_SHA256` (first contact) and `Noise_KK_…` (sessions) |
 //! | [`messages`] | the session messages and their type bytes |

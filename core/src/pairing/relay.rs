@@ -5,6 +5,7 @@
 use ciborium::value::Value;
 use thiserror::Error;
 
+use super::mailbox::{AttachProof, NONCE_LEN};
 use crate::ctap::cbor::{self, MapBuilder, MapReader};
 
 /// The largest frame (websocket message) either side may send.
@@ -21,10 +22,12 @@ pub mod frame_type {
     pub const PUSH_REGISTER: u8 = 0x03;
     pub const PUSH_UNREGISTER: u8 = 0x04;
     pub const DELETE: u8 = 0x05;
+    pub const ATTACH: u8 = 0x06;
     pub const PEER: u8 = 0x81;
     pub const WAKE_RESULT: u8 = 0x82;
     pub const ERROR: u8 = 0x83;
     pub const ACK: u8 = 0x84;
+    pub const CHALLENGE: u8 = 0x85;
 }
 
 /// Close codes the relay uses.
@@ -33,6 +36,9 @@ pub mod close_code {
     pub const REPLACED: u16 = 4001;
     /// The mailbox was deleted (the pairing revoked).
     pub const REVOKED: u16 = 4010;
+    /// The ATTACH did not answer the challenge for this mailbox, came late, or something
+    /// else came first.
+    pub const FORBIDDEN: u16 = 4003;
 }
 
 /// A push provider.
@@ -165,6 +171,10 @@ pub enum RelayFrame {
     Error { code: u8, message: String },
     /// Relay → client: the acknowledged frame type.
     Ack(u8),
+    /// Relay → client, the first frame after the upgrade: the nonce ATTACH must sign.
+    Challenge([u8; NONCE_LEN]),
+    /// Client → relay, the answer to CHALLENGE; nothing else is accepted before it.
+    Attach(AttachProof),
 }
 
 /// Why bytes are not a relay frame.
@@ -193,6 +203,8 @@ impl RelayFrame {
             RelayFrame::WakeResult(_) => WAKE_RESULT,
             RelayFrame::Error { .. } => ERROR,
             RelayFrame::Ack(_) => ACK,
+            RelayFrame::Challenge(_) => CHALLENGE,
+            RelayFrame::Attach(_) => ATTACH,
         }
     }
 
@@ -215,6 +227,8 @@ impl RelayFrame {
                 out.extend_from_slice(message.as_bytes());
             }
             RelayFrame::Ack(kind) => out.push(*kind),
+            RelayFrame::Challenge(nonce) => out.extend_from_slice(nonce),
+            RelayFrame::Attach(proof) => out.extend(proof.encode()),
         }
         out
     }
@@ -260,6 +274,13 @@ impl RelayFrame {
                 Ok(RelayFrame::Error { code, message })
             }
             ACK => Ok(RelayFrame::Ack(one_byte()?)),
+            CHALLENGE => payload
+                .try_into()
+                .map(RelayFrame::Challenge)
+                .map_err(|_| malformed),
+            ATTACH => AttachProof::decode(payload)
+                .map(RelayFrame::Attach)
+                .ok_or(malformed),
             other => Err(RelayFrameError::UnknownType(other)),
         }
     }
@@ -314,6 +335,13 @@ mod tests {
                 message: "peer absent".into(),
             },
             RelayFrame::Ack(frame_type::DELETE),
+            RelayFrame::Challenge([9; NONCE_LEN]),
+            RelayFrame::Attach(AttachProof {
+                role: crate::pairing::Role::Phone,
+                key: [1; 32],
+                peer: [2; 32],
+                signature: [3; 64],
+            }),
         ];
         for frame in frames {
             assert_eq!(RelayFrame::decode(&frame.encode()).unwrap(), frame);
@@ -333,6 +361,8 @@ mod tests {
         assert_eq!(RelayFrame::decode(&[0x83, 1, 0xff]), Err(Malformed(0x83)));
         assert_eq!(RelayFrame::decode(&[0x03, 0xa0]), Err(Malformed(0x03)));
         assert_eq!(RelayFrame::decode(&[0x7f]), Err(UnknownType(0x7f)));
+        assert_eq!(RelayFrame::decode(&[0x85, 1]), Err(Malformed(0x85)));
+        assert_eq!(RelayFrame::decode(&[0x06, 1, 2]), Err(Malformed(0x06)));
         let big = vec![1u8; MAX_RELAY_FRAME + 1];
         assert_eq!(RelayFrame::decode(&big), Err(TooLarge(MAX_RELAY_FRAME + 1)));
         assert!(RelayFrame::decode(&big[..MAX_RELAY_FRAME]).is_ok());

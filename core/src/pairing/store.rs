@@ -184,6 +184,23 @@ impl PairingStore {
         row.map(|r| r.into_record(&self.master)).transpose()
     }
 
+    /// The pairing (revoked or not) whose relay mailbox is `mailbox` (a push names the
+    /// mailbox). A record stored before attach keys existed kept the id of the bearer-token
+    /// mailbox it was made with, which is no longer its mailbox: it is found by recomputing
+    /// each record's mailbox from its keys.
+    pub fn by_mailbox(
+        &self,
+        mailbox: &MailboxId,
+    ) -> Result<Option<PairingRecord>, PairingStoreError> {
+        if let Some(record) = self.get(mailbox)? {
+            return Ok(Some(record));
+        }
+        Ok(self
+            .select("1", &[])?
+            .into_iter()
+            .find(|record| record.mailbox_keys().id() == *mailbox))
+    }
+
     fn select(
         &self,
         filter: &str,
@@ -354,6 +371,19 @@ mod tests {
             peer_get_info: None,
             revoked_at: None,
         }
+    }
+
+    #[test]
+    fn a_record_stored_under_its_old_id_is_found_by_its_mailbox() {
+        let store = PairingStore::open_in_memory(&master()).unwrap();
+        let mut old = record(3, "old laptop", 10);
+        let mailbox = old.mailbox_keys().id();
+        old.id = MailboxId([0x42; 16]);
+        store.insert(&old).unwrap();
+        let found = store.by_mailbox(&mailbox).unwrap().unwrap();
+        assert_eq!(found.id, old.id);
+        assert_eq!(store.by_mailbox(&old.id).unwrap().unwrap().id, old.id);
+        assert!(store.by_mailbox(&MailboxId([1; 16])).unwrap().is_none());
     }
 
     #[test]

@@ -23,7 +23,7 @@ mod webhook;
 
 pub use apns::{ApnsConfig, ApnsProvider};
 pub use fcm::{FcmAuth, FcmConfig, FcmCredentials, FcmProvider};
-pub use webhook::WebhookProvider;
+pub use webhook::{AllowedWebhook, WebhookProvider};
 
 pub type PushFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 

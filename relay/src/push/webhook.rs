@@ -1,19 +1,87 @@
 //! The webhook provider: `POST <url>` with `{"v":1,"mailbox":"<hex M>"}`; any 2xx is success.
-//! Only URLs under configured prefixes are accepted (the relay must not be made to POST to
-//! arbitrary hosts).
+//! Only URLs an allow-list entry admits are accepted (the relay must not be made to POST to
+//! arbitrary hosts): each entry is a URL, and a target must have its scheme, host and port
+//! exactly, and a path under the entry's path on a segment boundary.
 
 use std::time::Duration;
 
 use pocketkey_core::pairing::mailbox::MailboxId;
 use pocketkey_core::pairing::relay::PushTarget;
+use url::Url;
 
 use super::http::{self, HttpVersion, Request};
 use super::{PushError, PushFuture, PushProvider};
 
-/// POSTs wake-ups to URLs under its allowed prefixes.
+/// One `--webhook-allow` entry: scheme, host, port (the scheme's default when not written)
+/// and a path prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllowedWebhook {
+    scheme: String,
+    host: String,
+    port: u16,
+    path: String,
+}
+
+/// Why an allow-list entry or a target is not a usable webhook URL.
+fn parse_http_url(text: &str) -> Result<Url, String> {
+    let url = Url::parse(text).map_err(|e| format!("{text:?} is not a URL ({e})"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("{text:?} is not an http(s) URL"));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("{text:?} has no host"));
+    }
+    // Userinfo would let `http://allowed.example:1@elsewhere/` look like an allowed host.
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(format!("{text:?} has userinfo"));
+    }
+    Ok(url)
+}
+
+impl AllowedWebhook {
+    /// Parses an entry such as `https://wake.example.org` or `http://127.0.0.1:8080/hooks/`:
+    /// an http(s) URL with a host, without userinfo, query or fragment.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let url = parse_http_url(text)?;
+        // `http://127.0.0.1:` was once a prefix meaning "any port"; as a URL it would mean
+        // port 80. Refuse it rather than change its meaning silently.
+        let authority = text.split_once("://").map_or("", |(_, rest)| {
+            rest.split(['/', '?', '#']).next().unwrap_or("")
+        });
+        if authority.ends_with(':') {
+            return Err(format!("{text:?} has an empty port: write the port"));
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(format!("{text:?} has a query or fragment"));
+        }
+        Ok(Self {
+            scheme: url.scheme().to_string(),
+            host: url.host_str().unwrap_or_default().to_string(),
+            port: url.port_or_known_default().unwrap_or_default(),
+            path: url.path().to_string(),
+        })
+    }
+
+    /// Whether this entry admits `url`: same scheme, host and port; its path equal to the
+    /// entry's or below it (`/hooks` admits `/hooks` and `/hooks/x`, not `/hooksx`).
+    fn admits(&self, url: &Url) -> bool {
+        let path = url.path();
+        let under = path == self.path
+            || (self.path.ends_with('/') && path.starts_with(&self.path))
+            || path
+                .strip_prefix(&self.path)
+                .is_some_and(|rest| rest.starts_with('/'));
+        url.scheme() == self.scheme
+            && url.host_str() == Some(self.host.as_str())
+            && url.port_or_known_default() == Some(self.port)
+            && under
+    }
+}
+
+/// POSTs wake-ups to URLs its allow-list admits.
 #[derive(Debug, Clone)]
 pub struct WebhookProvider {
-    allowed: Vec<String>,
+    allowed: Vec<AllowedWebhook>,
     timeout: Duration,
     client: std::sync::Arc<http::Client>,
 }
@@ -25,16 +93,33 @@ impl WebhookProvider {
         self
     }
 
-    /// A provider accepting URLs that start with one of `allowed` (e.g. `https://wake.example/`
-    /// or `http://127.0.0.1:8080/`). Prefixes should end with `/` (after the host and port) so
-    /// that `https://wake.example.evil` does not match `https://wake.example`; URLs with
-    /// userinfo (`@` in the authority) are refused.
-    pub fn new(allowed: Vec<String>) -> Self {
-        Self {
+    /// A provider accepting URLs that the entries admit (see [`AllowedWebhook::parse`]);
+    /// `Err` names the first entry that is not a URL.
+    pub fn new(allowed: Vec<String>) -> Result<Self, String> {
+        let allowed = allowed
+            .iter()
+            .map(|entry| AllowedWebhook::parse(entry))
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
             allowed,
             timeout: Duration::from_secs(10),
             client: Default::default(),
+        })
+    }
+
+    /// The URL a target is posted to: the checked, normalized form (so that what was checked
+    /// is what is requested, whatever another URL parser would make of the original text).
+    fn admitted(&self, target: &PushTarget) -> Result<Url, PushError> {
+        let url = parse_http_url(&target.target).map_err(PushError::BadTarget)?;
+        if url.fragment().is_some() {
+            return Err(PushError::BadTarget("fragments are not allowed".into()));
         }
+        if !self.allowed.iter().any(|entry| entry.admits(&url)) {
+            return Err(PushError::BadTarget(
+                "URL not admitted by --webhook-allow".into(),
+            ));
+        }
+        Ok(url)
     }
 
     /// The body posted for a mailbox.
@@ -47,23 +132,7 @@ impl WebhookProvider {
 
 impl PushProvider for WebhookProvider {
     fn check_target(&self, target: &PushTarget) -> Result<(), PushError> {
-        let url = &target.target;
-        let uri = url
-            .parse::<hyper::Uri>()
-            .map_err(|_| PushError::BadTarget("not an http(s) URL".into()))?;
-        if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
-            return Err(PushError::BadTarget("not an http(s) URL".into()));
-        }
-        // Userinfo would let `http://allowed.example:1@elsewhere/` pass a prefix check.
-        if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
-            return Err(PushError::BadTarget("userinfo is not allowed".into()));
-        }
-        if !self.allowed.iter().any(|prefix| url.starts_with(prefix)) {
-            return Err(PushError::BadTarget(
-                "URL not under an allowed prefix".into(),
-            ));
-        }
-        Ok(())
+        self.admitted(target).map(|_| ())
     }
 
     fn wake<'a>(
@@ -72,9 +141,9 @@ impl PushProvider for WebhookProvider {
         mailbox: MailboxId,
     ) -> PushFuture<'a, Result<(), PushError>> {
         Box::pin(async move {
-            self.check_target(target)?;
+            let url = self.admitted(target)?;
             let request = Request::post(
-                target.target.clone(),
+                url.to_string(),
                 vec![("content-type".into(), "application/json".into())],
                 Self::body(mailbox),
                 HttpVersion::Http1,
@@ -106,22 +175,55 @@ mod tests {
     }
 
     #[test]
-    fn only_urls_under_the_prefixes() {
+    fn only_urls_an_entry_admits() {
         let hook = WebhookProvider::new(vec![
-            "https://wake.example/".into(),
-            "http://127.0.0.1:".into(),
-        ]);
-        for ok in ["https://wake.example/x", "http://127.0.0.1:9/w"] {
+            "https://wake.example.org".into(),
+            "http://127.0.0.1:8080/hooks".into(),
+            "https://push.example/a/".into(),
+        ])
+        .unwrap();
+        for ok in [
+            "https://wake.example.org/",
+            "https://wake.example.org/x?y=1",
+            "https://WAKE.example.org:443/x",
+            "http://127.0.0.1:8080/hooks",
+            "http://127.0.0.1:8080/hooks/one",
+            "https://push.example/a/b",
+        ] {
             assert!(hook.check_target(&target(ok)).is_ok(), "{ok}");
         }
         for bad in [
-            "https://wake.example.evil/x",
-            "http://127.0.0.1:80@evil.example/",
-            "ftp://wake.example/",
+            "https://wake.example.org.evil.net/x",
+            "https://wake.example.org:444/",
+            "http://wake.example.org/",
+            "https://evil.net/https://wake.example.org/",
+            "https://user@wake.example.org/",
+            "https://wake.example.org:443@evil.net/",
+            "http://127.0.0.1:8081/hooks",
+            "http://127.0.0.1:80/hooks",
+            "http://127.0.0.1:8080/hooksx",
+            "http://127.0.0.1:8080/",
+            "https://push.example/ab",
+            "ftp://wake.example.org/",
             "http://10.0.0.1/",
             "not a url",
         ] {
             assert!(hook.check_target(&target(bad)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn entries_must_be_urls() {
+        for bad in [
+            "http://127.0.0.1:",
+            "wake.example.org",
+            "/hooks",
+            "ftp://wake.example.org/",
+            "https://user:pw@wake.example.org/",
+            "https://wake.example.org/?q",
+            "",
+        ] {
+            assert!(WebhookProvider::new(vec![bad.into()]).is_err(), "{bad}");
         }
     }
 }

@@ -1,5 +1,5 @@
 //! A pairing-mailbox client (docs/pairing-protocol.md §3) for the relay's tests: attach as the
-//! bridge or the phone of a pairing, read and write relay frames.
+//! bridge or the phone of a pairing (upgrade, CHALLENGE, ATTACH), read and write relay frames.
 
 use std::net::SocketAddr;
 
@@ -24,33 +24,49 @@ pub fn pairing() -> (SecretKey, SecretKey, MailboxKeys) {
     (bridge, phone, keys)
 }
 
-/// The attach upgrade of `role` at the relay on `addr`, with its subprotocol and tokens.
+/// The websocket upgrade to the mailbox of `keys` at the relay on `addr`, with its subprotocol.
 pub fn attach_request(addr: SocketAddr, keys: &MailboxKeys, role: Role) -> Request {
-    let attach = keys.attach(role);
-    let mut request = attach
+    let mut request = keys
+        .attach(role)
         .url(&format!("ws://{addr}"))
         .into_client_request()
         .unwrap();
-    let headers = request.headers_mut();
-    headers.insert(
+    request.headers_mut().insert(
         "sec-websocket-protocol",
         HeaderValue::from_static(SUBPROTOCOL),
     );
-    for (name, value) in attach.headers() {
-        headers.insert(name, HeaderValue::from_str(&value).unwrap());
-    }
     request
 }
 
-/// Attaches as `role`; the relay must accept, naming the subprotocol.
-pub async fn attach(addr: SocketAddr, keys: &MailboxKeys, role: Role) -> Ws {
+/// The upgrade only; the relay's CHALLENGE is the next frame.
+pub async fn upgrade(addr: SocketAddr, keys: &MailboxKeys, role: Role) -> Ws {
     let (ws, response) = connect_async(attach_request(addr, keys, role))
         .await
-        .expect("attach");
+        .expect("attach upgrade");
     assert_eq!(
         response.headers().get("sec-websocket-protocol").unwrap(),
         SUBPROTOCOL
     );
+    ws
+}
+
+/// Reads the CHALLENGE, returns its nonce.
+pub async fn challenge(ws: &mut Ws) -> [u8; 32] {
+    match frame(ws).await {
+        RelayFrame::Challenge(nonce) => nonce,
+        other => panic!("expected CHALLENGE, got {other:?}"),
+    }
+}
+
+/// Attaches as `role`: upgrade, CHALLENGE, ATTACH signed with the role's attach key.
+pub async fn attach(addr: SocketAddr, keys: &MailboxKeys, role: Role) -> Ws {
+    let mut ws = upgrade(addr, keys, role).await;
+    let nonce = challenge(&mut ws).await;
+    put(
+        &mut ws,
+        RelayFrame::Attach(keys.attach(role).respond(&nonce)),
+    )
+    .await;
     ws
 }
 
@@ -71,4 +87,23 @@ pub async fn frame(ws: &mut Ws) -> RelayFrame {
 /// Sends a relay frame.
 pub async fn put(ws: &mut Ws, frame: RelayFrame) {
     send(ws, &frame.encode()).await;
+}
+
+/// [`attach`] from the loopback address `source`: the socket after ATTACH, or the HTTP status
+/// the upgrade was refused with.
+pub async fn attach_from(
+    source: &str,
+    addr: SocketAddr,
+    keys: &MailboxKeys,
+    role: Role,
+) -> Result<Ws, u16> {
+    let (mut ws, _) =
+        super::program::connect_from(source, addr, attach_request(addr, keys, role)).await?;
+    let nonce = challenge(&mut ws).await;
+    put(
+        &mut ws,
+        RelayFrame::Attach(keys.attach(role).respond(&nonce)),
+    )
+    .await;
+    Ok(ws)
 }

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod mailbox;
+pub mod program;
 
 use std::net::SocketAddr;
 use std::time::Duration;
