@@ -28,6 +28,8 @@ use tungstenite::Message;
 
 enum Out {
     Frame(Vec<u8>),
+    /// A frame the relay makes up; the sender hears when it is written.
+    Injected(Vec<u8>, Sender<()>),
     Close(u16),
 }
 
@@ -85,6 +87,24 @@ impl StandInRelay {
 
     pub fn seen(&self) -> Vec<Vec<u8>> {
         self.state.lock().unwrap().seen.clone()
+    }
+
+    /// Sends `frame` to every attached connection of `role`, as a relay that makes frames up
+    /// would; returns once each is written to its socket.
+    pub fn inject(&self, role: Role, frame: &RelayFrame) {
+        let (done, written) = mpsc::channel();
+        let mut count = 0;
+        for entry in self.state.lock().unwrap().mailboxes.values() {
+            if let Some((_, tx)) = &entry[slot(role)] {
+                if tx.send(Out::Injected(frame.encode(), done.clone())).is_ok() {
+                    count += 1;
+                }
+            }
+        }
+        assert!(count > 0, "nobody of that role is attached");
+        for _ in 0..count {
+            written.recv_timeout(Duration::from_secs(10)).unwrap();
+        }
     }
 }
 
@@ -214,6 +234,12 @@ fn connection(tcp: std::net::TcpStream, state: Arc<Mutex<State>>, stop: Arc<Atom
                     if ws.send(Message::Binary(f.into())).is_err() {
                         break 'outer;
                     }
+                }
+                Out::Injected(f, done) => {
+                    if ws.send(Message::Binary(f.into())).is_err() {
+                        break 'outer;
+                    }
+                    let _ = done.send(());
                 }
                 Out::Close(code) => {
                     let _ = ws.close(Some(CloseFrame {
