@@ -25,10 +25,10 @@ use pocketkey_core::authenticator::{Authenticator, RequestContext};
 use pocketkey_core::cancel::CancelToken;
 use pocketkey_core::pairing::mailbox::MailboxKeys;
 use pocketkey_core::pairing::relay::RelayFrame;
-use pocketkey_core::pairing::session::HANDSHAKE_TIMEOUT;
+use pocketkey_core::pairing::session::{is_handshake_frame, HANDSHAKE_TIMEOUT};
 use pocketkey_core::pairing::{
     CtapKind, Event, Hello, PairingRecord, PairingStore, PairingUrl, PendingStatus, Role, Session,
-    UrlPolicy,
+    SessionState, UrlPolicy,
 };
 use rand_core::OsRng;
 
@@ -364,6 +364,8 @@ fn serve_connection(
 ) -> Result<Option<()>, MailboxError> {
     let mut session: Option<Session> = None;
     let mut running: Option<Running> = None;
+    // PEER present while a request runs: start over once it is answered (below).
+    let mut start_over = false;
     // When to store "last seen" (see TOUCH_DELAY); done on the way out at the latest.
     let mut touch_at: Option<Instant> = None;
     let touch = || {
@@ -390,12 +392,17 @@ fn serve_connection(
             match frame {
                 Some(RelayFrame::Peer { present: true }) => {
                     trace("phone.peer");
-                    if let Some(r) = running.take() {
-                        r.cancel.cancel();
+                    // Nothing authenticates PEER frames: one in the middle of a request (a
+                    // relay's duplicate, or one it made up) must not cancel the approval the
+                    // user is looking at. The new handshake waits for the answer.
+                    if running.is_some() {
+                        start_over = true;
+                    } else {
+                        session = record.session(hello(phone_name, engine), now).ok();
                     }
-                    session = record.session(hello(phone_name, engine), now).ok();
                 }
                 Some(RelayFrame::Peer { present: false }) => {
+                    start_over = false;
                     if let Some(r) = running.take() {
                         r.cancel.cancel();
                     }
@@ -404,7 +411,15 @@ fn serve_connection(
                 Some(RelayFrame::Data(payload)) => {
                     trace("phone.rx");
                     if let Some(s) = session.as_mut() {
-                        let _ = s.receive(&payload, now);
+                        // A transport frame while our new handshake runs belongs to the
+                        // session it replaces (the bridge sent it before reading our HS1): it
+                        // cannot be read, and must not end the new session. Dropped, as a
+                        // relay could have; the bridge sends an unanswered request again.
+                        let stale =
+                            s.state() == SessionState::Handshaking && !is_handshake_frame(&payload);
+                        if !stale {
+                            let _ = s.receive(&payload, now);
+                        }
                     }
                 }
                 _ => {}
@@ -502,6 +517,12 @@ fn serve_connection(
                         r.cancel.cancel();
                     }
                     session = None;
+                }
+            }
+            if running.is_none() && std::mem::take(&mut start_over) {
+                session = record.session(hello(phone_name, engine), now).ok();
+                if let Some(s) = session.as_mut() {
+                    flush(s, conn)?;
                 }
             }
             if running.is_none() && touch_at.is_some_and(|t| Instant::now() >= t) {
