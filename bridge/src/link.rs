@@ -783,19 +783,3 @@ pub fn describe_duration(d: Duration) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_read_as_people_say_them() {
-        assert_eq!(describe_duration(Duration::from_secs(600)), "10 minutes");
-        assert_eq!(describe_duration(Duration::from_secs(60)), "1 minute");
-        assert_eq!(describe_duration(Duration::from_secs(90)), "90 seconds");
-        assert_eq!(describe_duration(Duration::from_secs(1)), "1 second");
-        assert_eq!(
-            describe_duration(Duration::from_millis(599_700)),
-            "10 minutes"
-        );
-    }
-}
