@@ -782,4 +782,3 @@ pub fn describe_duration(d: Duration) -> String {
         plural(secs, "second")
     }
 }
-
