@@ -63,6 +63,12 @@ pub enum PocketKeyError {
     /// `start_hybrid` with text that is not a valid `FIDO:/` code; `detail` names the fault.
     #[error("This is not a valid passkey QR code")]
     InvalidHybridCode { detail: String },
+    /// `start_hybrid` with a code whose timestamp is too old (a photo, an old screenshot).
+    #[error("This code has expired: show a new one in the browser")]
+    ExpiredHybridCode { detail: String },
+    /// `start_hybrid` with a code whose timestamp is far ahead of this phone's clock.
+    #[error("This code's time does not match this phone's clock: check the date and time")]
+    HybridCodeClockMismatch { detail: String },
     /// `start_hybrid` with a tunnel URL or tunnel server id that cannot be used.
     #[error("The tunnel server setting is not valid")]
     InvalidHybridOptions { detail: String },

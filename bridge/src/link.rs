@@ -16,6 +16,7 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use pocketkey_core::pairing::delivery::REQUEST_LIFETIME;
+use pocketkey_core::pairing::offer::OFFER_LIFETIME_SECS;
 use pocketkey_core::pairing::relay::RelayFrame;
 use pocketkey_core::pairing::session::is_handshake_frame;
 use pocketkey_core::pairing::{
@@ -23,6 +24,7 @@ use pocketkey_core::pairing::{
     Role, Session, SessionState, UrlPolicy,
 };
 use pocketkey_ffi::runtime::pairing_ws::{trace, MailboxConn, MailboxError, Wakeup};
+use zeroize::Zeroizing;
 
 use crate::engine::{Engine, RequestContext, WaitingForUser};
 
@@ -152,6 +154,10 @@ pub struct LinkConfig {
     pub pair_another: bool,
     pub name: String,
     pub qr_png: Option<PathBuf>,
+    /// `--print-url`: the `pair:` line even when stdout is not a terminal.
+    pub print_url: bool,
+    /// How long pairing codes are shown, across refreshed offers, before the bridge gives up.
+    pub offer_for: Duration,
     /// How long a request waits for the phone to attach and answer.
     pub phone_timeout: Duration,
 }
@@ -194,6 +200,8 @@ pub struct Link {
     request: Option<Open>,
     /// The transport cancelled the request the phone has.
     cancel_wanted: bool,
+    /// Why the link stopped the bridge, if it did.
+    failure: Option<String>,
 }
 
 enum Mode {
@@ -227,6 +235,7 @@ impl Link {
             stop,
             request: None,
             cancel_wanted: false,
+            failure: None,
         }
     }
 
@@ -242,7 +251,14 @@ impl Link {
         Mode::Paired(Box::new(record))
     }
 
-    pub fn run(mut self) {
+    /// Stops the bridge with an error.
+    fn fail(&mut self, message: String) {
+        self.failure = Some(message);
+        self.stop.store(true, Ordering::SeqCst);
+    }
+
+    /// Runs until the bridge stops; `Err` when the link stopped it (no phone paired in time).
+    pub fn run(mut self) -> Result<(), String> {
         if let Some(transport) = self.transport.take() {
             let (to_link, requests) = mpsc::channel();
             let wakeup = Arc::clone(&self.wakeup);
@@ -252,8 +268,7 @@ impl Link {
             match spawned {
                 Ok(_) => self.requests = requests,
                 Err(e) => {
-                    eprintln!("cannot start the link: {e}");
-                    return;
+                    return Err(format!("cannot start the link: {e}"));
                 }
             }
         }
@@ -263,9 +278,26 @@ impl Link {
         };
         while !self.stop.load(Ordering::SeqCst) {
             mode = match mode {
-                Mode::Pairing => match self.pair() {
+                Mode::Pairing => match self.pair_within(self.config.offer_for) {
                     Some(r) => Mode::Paired(Box::new(r)),
-                    None => Mode::Pairing,
+                    None if self.stop.load(Ordering::SeqCst) => Mode::Pairing,
+                    // No phone scanned in time: stop offering. A bridge that has a paired
+                    // phone (`--pair-another`) goes back to serving it; one that has none ends.
+                    None => {
+                        let waited = describe_duration(self.config.offer_for);
+                        match self.current_record() {
+                            Some(record) => {
+                                eprintln!("no phone paired within {waited}; no more pairing codes");
+                                self.serve_mode(record)
+                            }
+                            None => {
+                                self.fail(format!(
+                                    "no phone paired within {waited}; run again to show a new code"
+                                ));
+                                Mode::Pairing
+                            }
+                        }
+                    }
                 },
                 Mode::Paired(record) => match self.serve(&record) {
                     Ok(()) => Mode::Paired(record),
@@ -298,6 +330,7 @@ impl Link {
             let kind = open.kind;
             open.finish(timeout_answer(kind));
         }
+        self.failure.map_or(Ok(()), Err)
     }
 
     /// Takes requests from the transport and expires the open one; no phone session.
@@ -372,11 +405,24 @@ impl Link {
         }
     }
 
-    /// Shows a new offer and waits for a phone. Some(record) once paired.
-    fn pair(&mut self) -> Option<PairingRecord> {
+    /// Shows pairing codes, a new one after each failed or expired one, for `window` in all
+    /// (issue: a bridge left unpaired must not offer for ever). Some(record) once paired;
+    /// None when stopped or out of time.
+    fn pair_within(&mut self, window: Duration) -> Option<PairingRecord> {
+        let until = Instant::now() + window;
+        while !self.stop.load(Ordering::SeqCst) && Instant::now() < until {
+            if let Some(record) = self.pair(until) {
+                return Some(record);
+            }
+        }
+        None
+    }
+
+    /// Shows a new offer and waits for a phone, until the offer expires or `until`.
+    /// Some(record) once paired.
+    fn pair(&mut self, until: Instant) -> Option<PairingRecord> {
         let Some(relay_url) = self.config.relay_url.clone() else {
-            eprintln!("no phone is paired: give --relay URL to pair one");
-            self.stop.store(true, Ordering::SeqCst);
+            self.fail("no phone is paired: give --relay URL to pair one".into());
             return None;
         };
         let offer = match PairingOffer::generate(
@@ -387,25 +433,31 @@ impl Link {
         ) {
             Ok(o) => o,
             Err(e) => {
-                eprintln!("cannot make a pairing code: {e}");
-                self.stop.store(true, Ordering::SeqCst);
+                self.fail(format!("cannot make a pairing code: {e}"));
                 return None;
             }
         };
-        let url = offer.url().to_url_string();
-        crate::show_pairing_url(&url, self.config.qr_png.as_deref());
+        let url = Zeroizing::new(offer.url().to_url_string());
+        let expires = until.min(Instant::now() + Duration::from_secs(OFFER_LIFETIME_SECS));
+        crate::show_pairing_url(
+            &url,
+            &crate::ShowCode {
+                print_url: self.config.print_url,
+                png: self.config.qr_png.as_deref(),
+            },
+            expires.saturating_duration_since(Instant::now()),
+        );
+        drop(url);
         let attach = offer.mailbox().attach(Role::Bridge);
-        let expires = Instant::now() + Duration::from_secs(600);
         let mut session = match Session::bridge_first_contact(offer, hello(&self.config.name)) {
             Ok(s) => s,
             Err(e) => {
-                eprintln!("cannot start pairing: {e}");
-                self.stop.store(true, Ordering::SeqCst);
+                self.fail(format!("cannot start pairing: {e}"));
                 return None;
             }
         };
         let mut conn = loop {
-            if self.stop.load(Ordering::SeqCst) {
+            if self.stop.load(Ordering::SeqCst) || Instant::now() >= expires {
                 return None;
             }
             match MailboxConn::open_with(
@@ -767,5 +819,16 @@ fn forward_requests(transport: &Receiver<ToLink>, to_link: &Sender<ToLink>, wake
                 return;
             }
         }
+    }
+}
+
+/// "10 minutes", "1 minute", "90 seconds": for messages about how long something lasts.
+pub fn describe_duration(d: Duration) -> String {
+    let secs = d.as_secs_f64().round() as u64;
+    let plural = |n: u64, unit: &str| format!("{n} {unit}{}", if n == 1 { "" } else { "s" });
+    if secs >= 60 && secs % 60 == 0 {
+        plural(secs / 60, "minute")
+    } else {
+        plural(secs, "second")
     }
 }

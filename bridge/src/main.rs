@@ -52,9 +52,23 @@ struct Cli {
     #[arg(long, value_name = "NAME")]
     name: Option<String>,
 
-    /// Also write the pairing QR code to FILE as a PNG image.
+    /// Also write the pairing QR code to FILE as a PNG image (owner-only, mode 0600: it holds
+    /// the pairing secret).
     #[arg(long, value_name = "FILE")]
     qr_png: Option<PathBuf>,
+
+    /// Print each pairing URL as a `pair: <url>` line on standard output even when it is not a
+    /// terminal (for scripts and tests). The URL holds the pairing secret: without this flag it
+    /// is printed only to a terminal, never into a log.
+    #[arg(long)]
+    print_url: bool,
+
+    /// How long to show pairing codes, in seconds, across the new codes shown after a failed
+    /// or expired one. Then, with no phone paired, the bridge exits with an error; with
+    /// --pair-another it serves the phone it already had.
+    #[arg(long, value_name = "SECS", default_value_t = 600,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    offer_for: u64,
 
     /// How long a request waits for the phone before the browser gets
     /// CTAP2_ERR_USER_ACTION_TIMEOUT.
@@ -97,28 +111,50 @@ fn default_name() -> String {
         .unwrap_or_else(|| "This computer".to_string())
 }
 
-/// `pair: <url>` on stdout (one line, flushed); the QR code too when stdout is a terminal,
-/// and as a PNG with `--qr-png`.
-pub fn show_pairing_url(url: &str, file: Option<&Path>) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "pair: {url}");
-    let _ = out.flush();
-    if std::io::stdout().is_terminal() {
-        match qr::terminal(url) {
-            Ok(drawing) => {
-                let _ = write!(out, "{drawing}");
-                let _ = writeln!(out, "scan this code with PocketKey on your phone");
-                let _ = out.flush();
+/// Where a pairing code goes.
+pub struct ShowCode<'a> {
+    /// `--print-url`: the `pair:` line even when stdout is not a terminal.
+    pub print_url: bool,
+    /// `--qr-png`.
+    pub png: Option<&'a Path>,
+}
+
+/// Shows one pairing code. The URL holds the pairing secret, so it goes only where a person
+/// looks: `pair: <url>` and the QR drawing on stdout when it is a terminal (or the `pair:`
+/// line alone with `--print-url`), and the PNG, created owner-only, with `--qr-png`. Standard
+/// error (which journald keeps) only says that a code is shown.
+pub fn show_pairing_url(url: &str, show: &ShowCode, valid_for: Duration) {
+    let terminal = std::io::stdout().is_terminal();
+    if terminal || show.print_url {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "pair: {url}");
+        let _ = out.flush();
+        if terminal {
+            match qr::terminal(url) {
+                Ok(drawing) => {
+                    let _ = write!(out, "{drawing}");
+                    let _ = writeln!(out, "scan this code with PocketKey on your phone");
+                    let _ = out.flush();
+                }
+                Err(e) => eprintln!("{e}"),
             }
-            Err(e) => eprintln!("{e}"),
         }
     }
-    if let Some(path) = file {
+    if let Some(path) = show.png {
         match qr::write_png(url, path) {
             Ok(()) => eprintln!("pairing QR code written to {}", path.display()),
             Err(e) => eprintln!("{e}"),
         }
     }
+    let shown = if terminal || show.print_url || show.png.is_some() {
+        ""
+    } else {
+        " (not printed: standard output is not a terminal; use --print-url or --qr-png)"
+    };
+    eprintln!(
+        "showing a pairing code for {}{shown}",
+        link::describe_duration(valid_for)
+    );
 }
 
 /// Tells the relays about unpairings they missed (relay down at the time), so the phones
@@ -301,6 +337,8 @@ fn run(cli: Cli) -> Result<(), String> {
             pair_another: cli.pair_another,
             name,
             qr_png: cli.qr_png,
+            print_url: cli.print_url,
+            offer_for: Duration::from_secs(cli.offer_for),
             phone_timeout: Duration::from_secs(cli.phone_timeout),
         },
         store,
@@ -331,6 +369,9 @@ fn run(cli: Cli) -> Result<(), String> {
         .run(engine, options, Arc::clone(&stop))
         .map_err(|e| format!("the virtual key's transport failed: {e}"));
     stop.store(true, Ordering::SeqCst);
-    let _ = link_thread.join();
-    result
+    // The link's own reason to stop (no phone paired in time) is the one to report.
+    let linked = link_thread
+        .join()
+        .unwrap_or_else(|_| Err("the link to the phone failed".into()));
+    result.and(linked)
 }

@@ -1,9 +1,9 @@
 //! The pairing QR code: drawn in a terminal (half blocks, two modules per character row) and
 //! written as a PNG (`--qr-png`), from the `qrcode` and `png` crates.
 
-use std::fs::File;
-use std::io::BufWriter;
-use std::path::Path;
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
 
 use qrcode::{Color, EcLevel, QrCode};
 
@@ -48,7 +48,10 @@ pub fn terminal(text: &str) -> Result<String, String> {
     Ok(out)
 }
 
-/// A grayscale PNG of the code.
+/// A grayscale PNG of the code at `path`, owner-only (it shows the pairing secret): written to
+/// a new file created with mode 0600 beside `path`, then renamed over it, so the image is
+/// never readable by others, not even for a moment, and an old file's looser mode (or a
+/// symbolic link planted at `path`) is not reused.
 pub fn write_png(text: &str, path: &Path) -> Result<(), String> {
     let (size, m) = modules(text)?;
     let px = size * SCALE;
@@ -63,11 +66,38 @@ pub fn write_png(text: &str, path: &Path) -> Result<(), String> {
         }
     }
     let fail = |e: &dyn std::fmt::Display| format!("cannot write {}: {e}", path.display());
-    let file = File::create(path).map_err(|e| fail(&e))?;
-    let mut encoder = png::Encoder::new(BufWriter::new(file), px as u32, px as u32);
-    encoder.set_color(png::ColorType::Grayscale);
-    encoder.set_depth(png::BitDepth::Eight);
-    let mut writer = encoder.write_header().map_err(|e| fail(&e))?;
-    writer.write_image_data(&data).map_err(|e| fail(&e))?;
-    writer.finish().map_err(|e| fail(&e))
+    let tmp = temporary_beside(path);
+    let written = (|| {
+        let mut out = BufWriter::new(create_private(&tmp).map_err(|e| fail(&e))?);
+        let mut encoder = png::Encoder::new(&mut out, px as u32, px as u32);
+        encoder.set_color(png::ColorType::Grayscale);
+        encoder.set_depth(png::BitDepth::Eight);
+        let mut writer = encoder.write_header().map_err(|e| fail(&e))?;
+        writer.write_image_data(&data).map_err(|e| fail(&e))?;
+        writer.finish().map_err(|e| fail(&e))?;
+        out.flush().map_err(|e| fail(&e))?;
+        drop(out);
+        std::fs::rename(&tmp, path).map_err(|e| fail(&e))
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
+
+/// `.<name>.<pid>.tmp` in `path`'s directory (a rename stays within one file system).
+fn temporary_beside(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map_or_else(|| "qr.png".into(), |n| n.to_string_lossy().into_owned());
+    path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
+}
+
+/// A new file, mode 0600 from its creation on (never an existing one).
+fn create_private(path: &Path) -> std::io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)
 }

@@ -19,6 +19,7 @@ use common::{HidClient, StandInRelay};
 use pocketkey_core::approver::AutoApprover;
 use pocketkey_core::authenticator::{Authenticator, Config, RequestContext};
 use pocketkey_core::crypto::master_key::MasterKey;
+use pocketkey_core::pairing::relay::RelayFrame;
 use pocketkey_core::pairing::{CtapKind, PairingStore, Role, UrlPolicy};
 use pocketkey_core::store::Store;
 use pocketkey_ffi::runtime::pairing::{self as runtime, PairingEngine};
@@ -206,7 +207,7 @@ fn a_replayed_handshake_does_not_end_the_live_session() {
         .find(|f| f.first() == Some(&0x01))
         .expect("the phone's HS1");
     let routed = relay.seen().len();
-    relay.inject(Role::Bridge, hs1);
+    relay.inject(Role::Bridge, &RelayFrame::Data(hs1));
     // The bridge's answer to the replay (a handshake frame) has reached the phone.
     let until = Instant::now() + Duration::from_secs(10);
     while !relay.seen()[routed..]

@@ -57,7 +57,7 @@ fn bridge(relay: &str, dir: &std::path::Path, expect_line: bool) -> Bridge {
             "--name",
             "Test laptop",
         ])
-        .args(["--phone-timeout", "2", "--state-dir"])
+        .args(["--print-url", "--phone-timeout", "2", "--state-dir"])
         .arg(dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -245,6 +245,7 @@ fn qr_png_is_written_next_to_the_pair_line() {
             "--name",
             "Test laptop",
         ])
+        .arg("--print-url")
         .arg("--qr-png")
         .arg(&png_path)
         .arg("--state-dir")

@@ -665,6 +665,34 @@ fn a_malformed_code_fails_before_any_network_or_file() {
     assert!(!state.exists(), "no state directory was created");
 }
 
+/// A code made an hour ago (a photo of an old code) fails before any connection; one made
+/// now is served (the other tests' codes carry no timestamp).
+#[test]
+fn an_expired_code_fails_before_any_network() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let url = format!("ws://{}", listener.local_addr().unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let browser = Browser::new();
+    let mut code = QrCode::new(browser.key.public_key(), browser.secret);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    code.timestamp = Some(now - 3600);
+    let mut phone = Phone::spawn(&code.to_url(), &url, &dir.path().join("state"));
+    let ended = phone.end();
+    assert_eq!(ended.status.code(), Some(1));
+    assert!(
+        ended
+            .stderr
+            .starts_with("pocketkey: This code has expired: show a new one in the browser ("),
+        "{}",
+        ended.stderr
+    );
+    assert!(listener.accept().is_err(), "no connection was made");
+}
+
 #[test]
 fn an_unknown_tunnel_is_a_clear_error() {
     // A tunnel URL whose path the relay does not serve: 404, reported with the status.

@@ -183,7 +183,7 @@ impl Bridge {
         let mut child = Command::new(bridge_program())
             .args(["--udp", &addr.to_string(), "--relay", relay, "--name", name])
             .args(extra)
-            .args(["--phone-timeout", "3", "--state-dir"])
+            .args(["--print-url", "--phone-timeout", "3", "--state-dir"])
             .arg(dir.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

@@ -199,7 +199,13 @@ fuzz_target!(|data: &[u8]| {
                 };
                 let plaintext = [&[kind][..], &input.long()].concat();
                 if let Some(sealed) = browser.seal(&plaintext) {
-                    let _ = phone.receive(&sealed);
+                    let received = phone.receive(&sealed);
+                    if kind == 0x7f {
+                        assert!(
+                            received.is_err() && phone.is_finished(),
+                            "an unknown message type kept the session"
+                        );
+                    }
                     last_genuine = Some(sealed);
                     delivered = Some(plaintext);
                 }

@@ -97,7 +97,7 @@ def start_relay_and_bridge(binaries, procs, bridge_dir, **bridge_options):
     bridge = procs.start([
         binaries["pocketkey-bridge"], "--udp", f"127.0.0.1:{port}",
         "--relay", f"ws://{relay_addr}", "--state-dir", bridge_dir,
-        "--name", "Test laptop", "--phone-timeout", str(PHONE_TIMEOUT),
+        "--name", "Test laptop", "--phone-timeout", str(PHONE_TIMEOUT), "--print-url",
     ], **bridge_options)
     return relay, bridge, port, read_line(bridge, "pair: ")
 

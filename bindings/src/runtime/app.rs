@@ -43,6 +43,12 @@ impl SecurityKey {
                 HybridError::InvalidQrCode { detail } => {
                     PocketKeyError::InvalidHybridCode { detail }
                 }
+                HybridError::ExpiredQrCode { detail } => {
+                    PocketKeyError::ExpiredHybridCode { detail }
+                }
+                HybridError::QrCodeClockMismatch { detail } => {
+                    PocketKeyError::HybridCodeClockMismatch { detail }
+                }
                 HybridError::InvalidOptions { detail } => {
                     PocketKeyError::InvalidHybridOptions { detail }
                 }

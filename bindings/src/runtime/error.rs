@@ -30,6 +30,13 @@ pub enum HybridError {
     /// The scanned text is not a valid `FIDO:/` code (the detail names the fault).
     #[error("This is not a valid passkey QR code")]
     InvalidQrCode { detail: String },
+    /// The code's timestamp is too old: a photo or an old screenshot, not a browser waiting
+    /// now (`pocketkey_core::hybrid::qr::MAX_CODE_AGE_SECS`).
+    #[error("This code has expired: show a new one in the browser")]
+    ExpiredQrCode { detail: String },
+    /// The code's timestamp is ahead of this phone's clock by more than any clock error.
+    #[error("This code's time does not match this phone's clock: check the date and time")]
+    QrCodeClockMismatch { detail: String },
     /// The tunnel URL override or the tunnel server id cannot be used.
     #[error("The tunnel server setting is not valid")]
     InvalidOptions { detail: String },
@@ -80,6 +87,8 @@ impl HybridError {
     pub fn detail(&self) -> Option<String> {
         match self {
             Self::InvalidQrCode { detail }
+            | Self::ExpiredQrCode { detail }
+            | Self::QrCodeClockMismatch { detail }
             | Self::InvalidOptions { detail }
             | Self::TunnelUnreachable { detail }
             | Self::TunnelProtocol { detail }

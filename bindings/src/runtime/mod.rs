@@ -43,7 +43,7 @@ use std::time::Duration;
 
 use pocketkey_core::hybrid::domains;
 use pocketkey_core::hybrid::keys;
-use pocketkey_core::hybrid::qr::QrCode;
+use pocketkey_core::hybrid::qr::{QrCode, QrError};
 
 pub use advertiser::{Advertiser, AdvertiserError};
 pub use engine::HybridEngine;
@@ -95,11 +95,29 @@ impl Default for HybridOptions {
     }
 }
 
-/// Parses the scanned text (surrounding whitespace ignored) as a hybrid QR code.
+/// Parses the scanned text (surrounding whitespace ignored) as a hybrid QR code and checks
+/// that it is recent by the phone's clock.
 pub fn parse_qr(text: &str) -> Result<QrCode, HybridError> {
-    QrCode::parse(text.trim()).map_err(|e| HybridError::InvalidQrCode {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    parse_qr_at(text, now)
+}
+
+/// [`parse_qr`] at `now` (Unix seconds).
+pub fn parse_qr_at(text: &str, now: u64) -> Result<QrCode, HybridError> {
+    let qr = QrCode::parse(text.trim()).map_err(|e| HybridError::InvalidQrCode {
         detail: e.to_string(),
-    })
+    })?;
+    qr.check_fresh(now).map_err(|e| match e {
+        QrError::FromTheFuture { .. } => HybridError::QrCodeClockMismatch {
+            detail: e.to_string(),
+        },
+        _ => HybridError::ExpiredQrCode {
+            detail: e.to_string(),
+        },
+    })?;
+    Ok(qr)
 }
 
 /// Starts a hybrid session for a scanned `FIDO:/` code, on its own thread. Fails at once, with

@@ -433,11 +433,17 @@ fn serve_connection(
                 Some(RelayFrame::Data(payload)) => {
                     trace("phone.rx");
                     if let Some(s) = session.as_mut() {
-                        // Once our session is open, a handshake frame is the bridge answering
-                        // someone's replay of our HS1 (it keeps our session, protocol §4):
-                        // not ours to read, and no reason to end our session.
-                        let stray = is_handshake_frame(&payload)
-                            && matches!(s.state(), SessionState::Open { .. });
+                        // Frames that are not this session's to read, dropped as a relay could
+                        // have: once our session is open, a handshake frame is the bridge
+                        // answering someone's replay of our HS1 (it keeps our session, protocol
+                        // §4); while our new handshake runs, a transport frame belongs to the
+                        // session it replaces (the bridge sent it before reading our HS1). The
+                        // bridge sends an unanswered request again in the session that holds.
+                        let stray = match s.state() {
+                            SessionState::Open { .. } => is_handshake_frame(&payload),
+                            SessionState::Handshaking => !is_handshake_frame(&payload),
+                            _ => false,
+                        };
                         if !stray {
                             let _ = s.receive(&payload, now);
                         }

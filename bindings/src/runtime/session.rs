@@ -351,7 +351,8 @@ fn session_error(e: SessionError) -> HybridError {
         },
         SessionError::Transport(_)
         | SessionError::EmptyMessage
-        | SessionError::RequestWhileBusy => HybridError::TransportFailed {
+        | SessionError::RequestWhileBusy
+        | SessionError::UnknownMessageType(_) => HybridError::TransportFailed {
             detail: e.to_string(),
         },
         SessionError::NoPendingRequest | SessionError::Closed => HybridError::Internal {

@@ -508,6 +508,63 @@ fn malformed_codes_and_options_fail_before_any_network() {
     assert!(radio.events().is_empty());
 }
 
+/// A code's timestamp (key 3) against the phone's clock: an old one is expired, one far ahead
+/// is a clock problem, both before any network; none at all is fine.
+#[test]
+fn stale_codes_fail_before_any_network() {
+    use crate::runtime::{parse_qr, parse_qr_at};
+    let app = app(false);
+    let (radio, _adverts) = Radio::new(false);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let url = format!("ws://{}", listener.local_addr().unwrap());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let stamped = |t: u64| {
+        let mut browser = Browser::new();
+        browser.qr.timestamp = Some(t as i64);
+        browser.text()
+    };
+    // Fixed clocks.
+    let t = 1_700_000_000;
+    assert!(parse_qr_at(&stamped(t), t + 600).is_ok());
+    assert!(matches!(
+        parse_qr_at(&stamped(t), t + 601),
+        Err(HybridError::ExpiredQrCode { .. })
+    ));
+    assert!(matches!(
+        parse_qr_at(&stamped(t + 601), t),
+        Err(HybridError::QrCodeClockMismatch { .. })
+    ));
+    assert!(parse_qr_at(&Browser::new().text(), u64::MAX).is_ok());
+    // The phone's own clock.
+    assert!(parse_qr(&stamped(now)).is_ok());
+    match app
+        .key
+        .clone()
+        .start_hybrid(stamped(now - 3600), radio.clone(), Some(url.clone()))
+    {
+        Err(e @ PocketKeyError::ExpiredHybridCode { .. }) => assert_eq!(
+            e.to_string(),
+            "This code has expired: show a new one in the browser"
+        ),
+        other => panic!("{other:?}"),
+    }
+    match app
+        .key
+        .clone()
+        .start_hybrid(stamped(now + 3600), radio.clone(), Some(url.clone()))
+    {
+        Err(PocketKeyError::HybridCodeClockMismatch { .. }) => {}
+        other => panic!("{other:?}"),
+    }
+    thread::sleep(Duration::from_millis(50));
+    assert!(listener.accept().is_err(), "no connection was made");
+    assert!(radio.events().is_empty());
+}
+
 #[test]
 fn tunnel_server_refusals_are_typed() {
     let app = app(false);

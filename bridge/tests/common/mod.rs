@@ -26,6 +26,8 @@ use tungstenite::Message;
 
 enum Out {
     Frame(Vec<u8>),
+    /// A frame the relay makes up; the sender hears when it is written.
+    Injected(Vec<u8>, Sender<()>),
     Close(u16),
 }
 
@@ -100,16 +102,6 @@ impl StandInRelay {
         self.state.lock().unwrap().from_phone.clone()
     }
 
-    /// A fault: sends `payload` in a DATA frame to the attached connection of `to` (a replay).
-    pub fn inject(&self, to: Role, payload: Vec<u8>) {
-        let s = self.state.lock().unwrap();
-        for entry in s.mailboxes.values() {
-            if let Some((_, tx)) = &entry[slot(to)] {
-                let _ = tx.send(Out::Frame(RelayFrame::Data(payload.clone()).encode()));
-            }
-        }
-    }
-
     /// A fault: closes the attached connection of `role` (as a dying socket would).
     pub fn close(&self, role: Role) {
         let s = self.state.lock().unwrap();
@@ -117,6 +109,24 @@ impl StandInRelay {
             if let Some((_, tx)) = &entry[slot(role)] {
                 let _ = tx.send(Out::Close(1001));
             }
+        }
+    }
+
+    /// Sends `frame` to every attached connection of `role`, as a relay that makes frames up
+    /// would; returns once each is written to its socket.
+    pub fn inject(&self, role: Role, frame: &RelayFrame) {
+        let (done, written) = mpsc::channel();
+        let mut count = 0;
+        for entry in self.state.lock().unwrap().mailboxes.values() {
+            if let Some((_, tx)) = &entry[slot(role)] {
+                if tx.send(Out::Injected(frame.encode(), done.clone())).is_ok() {
+                    count += 1;
+                }
+            }
+        }
+        assert!(count > 0, "nobody of that role is attached");
+        for _ in 0..count {
+            written.recv_timeout(Duration::from_secs(10)).unwrap();
         }
     }
 }
@@ -272,6 +282,12 @@ fn connection(tcp: std::net::TcpStream, state: Arc<Mutex<State>>, stop: Arc<Atom
                     if ws.send(Message::Binary(f.into())).is_err() {
                         break 'outer;
                     }
+                }
+                Out::Injected(f, done) => {
+                    if ws.send(Message::Binary(f.into())).is_err() {
+                        break 'outer;
+                    }
+                    let _ = done.send(());
                 }
                 Out::Close(code) => {
                     let _ = ws.close(Some(CloseFrame {

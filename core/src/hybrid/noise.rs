@@ -113,8 +113,9 @@ pub fn respond(
 }
 
 /// [`respond`] with a fixed ephemeral key, for known-answer tests only: reusing an ephemeral
-/// key in real handshakes breaks their secrecy.
-#[doc(hidden)]
+/// key in real handshakes breaks their secrecy, so it exists only in this crate's tests and
+/// with the `test-vectors` feature (`core/tests/hybrid_vectors.rs`), never in a product build.
+#[cfg(any(test, feature = "test-vectors"))]
 pub fn respond_with_fixed_ephemeral_for_testing(
     initiator_static: &PublicKey,
     psk: &[u8; 32],
@@ -170,8 +171,9 @@ impl Initiator {
         Self::start_inner(static_private, psk, None)
     }
 
-    /// [`Initiator::start`] with a fixed ephemeral key, for known-answer tests only.
-    #[doc(hidden)]
+    /// [`Initiator::start`] with a fixed ephemeral key, for known-answer tests only (as
+    /// [`respond_with_fixed_ephemeral_for_testing`]).
+    #[cfg(any(test, feature = "test-vectors"))]
     pub fn start_with_fixed_ephemeral_for_testing(
         static_private: &SecretKey,
         psk: &[u8; 32],

@@ -14,6 +14,9 @@
 //!
 //! Keys that are not one of these (other integers, text, …) are ignored, so newer browsers can
 //! add fields. Everything else that is wrong is a [`QrError`] naming the fault.
+//!
+//! Parsing checks form only; [`QrCode::check_fresh`] then compares the timestamp with the
+//! phone's clock (passed in), so that a photo of an old code does not start a session.
 
 use std::fmt;
 
@@ -25,6 +28,15 @@ use zeroize::Zeroizing;
 
 use super::digits::{self, DigitsError};
 use super::keys::SECRET_LEN;
+
+/// The oldest a code may be by its timestamp (key 3). WebAuthn Level 3 recommends ceremony
+/// timeouts of 5 to 10 minutes ("Recommended Range for Ceremony Timeouts"), and a browser shows
+/// a code only while its ceremony runs: a code older than the longest recommended ceremony is a
+/// photo or a screenshot, not a browser waiting for this phone.
+pub const MAX_CODE_AGE_SECS: u64 = 600;
+/// How far ahead of the phone's clock a code's timestamp may be: only clock error puts it
+/// there, and a computer or phone clock that is off by more than this needs fixing anyway.
+pub const MAX_CODE_AHEAD_SECS: u64 = 600;
 
 /// The URL scheme and path prefix, as browsers write it (matched case-insensitively).
 pub const SCHEME: &str = "FIDO:/";
@@ -147,6 +159,12 @@ pub enum QrError {
     NotCompressed(u8),
     #[error("the public key is not a point on the P-256 curve")]
     NotOnCurve,
+    /// The timestamp is more than [`MAX_CODE_AGE_SECS`] behind the phone's clock.
+    #[error("the code was made {age_secs} s ago, more than {MAX_CODE_AGE_SECS} s")]
+    Expired { age_secs: u64 },
+    /// The timestamp is more than [`MAX_CODE_AHEAD_SECS`] ahead of the phone's clock.
+    #[error("the code's time is {ahead_secs} s ahead of this phone's clock, more than {MAX_CODE_AHEAD_SECS} s")]
+    FromTheFuture { ahead_secs: u64 },
 }
 
 const NAMES: [&str; 7] = [
@@ -224,6 +242,28 @@ impl QrCode {
             request_type: None,
             key6: None,
         }
+    }
+
+    /// Whether the code is recent by its timestamp, at `now` (Unix seconds, the phone's clock):
+    /// at most [`MAX_CODE_AGE_SECS`] old and [`MAX_CODE_AHEAD_SECS`] ahead. A code without a
+    /// timestamp (it is optional) passes.
+    pub fn check_fresh(&self, now: u64) -> Result<(), QrError> {
+        let Some(timestamp) = self.timestamp else {
+            return Ok(());
+        };
+        let behind = i128::from(now) - i128::from(timestamp);
+        let secs = |d: i128| u64::try_from(d.unsigned_abs()).unwrap_or(u64::MAX);
+        if behind > i128::from(MAX_CODE_AGE_SECS) {
+            return Err(QrError::Expired {
+                age_secs: secs(behind),
+            });
+        }
+        if -behind > i128::from(MAX_CODE_AHEAD_SECS) {
+            return Err(QrError::FromTheFuture {
+                ahead_secs: secs(behind),
+            });
+        }
+        Ok(())
     }
 
     /// Parses scanned text: `FIDO:/` + digits. Surrounding whitespace is ignored.
@@ -368,6 +408,48 @@ impl QrCode {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    fn stamped(timestamp: Option<i64>) -> QrCode {
+        let key = p256::SecretKey::from_slice(&[7; 32]).unwrap().public_key();
+        let mut code = QrCode::new(key, [1; SECRET_LEN]);
+        code.timestamp = timestamp;
+        code
+    }
+
+    #[test]
+    fn freshness_against_fixed_clocks() {
+        let now = 1_700_000_000u64;
+        let at = |t: i64| stamped(Some(t)).check_fresh(now);
+        let n = now as i64;
+        assert_eq!(at(n), Ok(()));
+        assert_eq!(at(n - 600), Ok(()), "10 minutes old: the longest ceremony");
+        assert_eq!(at(n - 601), Err(QrError::Expired { age_secs: 601 }));
+        assert_eq!(at(n - 86_400), Err(QrError::Expired { age_secs: 86_400 }));
+        assert_eq!(at(n + 600), Ok(()), "clock skew");
+        assert_eq!(at(n + 601), Err(QrError::FromTheFuture { ahead_secs: 601 }));
+        // Extremes neither overflow nor pass.
+        assert!(matches!(at(i64::MIN), Err(QrError::Expired { .. })));
+        assert!(matches!(at(i64::MAX), Err(QrError::FromTheFuture { .. })));
+        assert_eq!(
+            stamped(Some(0)).check_fresh(u64::MAX),
+            Err(QrError::Expired { age_secs: u64::MAX })
+        );
+        // No timestamp: accepted at any time.
+        assert_eq!(stamped(None).check_fresh(now), Ok(()));
+        assert_eq!(stamped(None).check_fresh(0), Ok(()));
+        // A browser's code (Chrome's vector, timestamp 0x6356217b = 2022-10-24) is fresh then,
+        // expired a day later; parsing alone never looks at the time.
+        let chrome = stamped(Some(0x6356217b));
+        assert_eq!(chrome.check_fresh(0x6356217b + 30), Ok(()));
+        assert!(matches!(
+            chrome.check_fresh(0x6356217b + 86_400),
+            Err(QrError::Expired { .. })
+        ));
+        assert_eq!(
+            QrCode::parse(&chrome.to_url()).unwrap().timestamp,
+            Some(0x6356217b)
+        );
+    }
 
     fn key() -> PublicKey {
         p256::SecretKey::from_slice(&[0x11; 32])

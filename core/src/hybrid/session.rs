@@ -174,6 +174,8 @@ pub enum SessionError {
     EmptyMessage,
     #[error("the browser sent a CTAP request before the previous one was answered")]
     RequestWhileBusy,
+    #[error("the browser sent a message of unknown type {0}")]
+    UnknownMessageType(u8),
     /// The caller's mistake: the session goes on.
     #[error("respond() without a pending CTAP request")]
     NoPendingRequest,
@@ -323,9 +325,13 @@ impl Session {
                 *request_pending = true;
                 Ok((None, Some(SessionEvent::CtapRequest(payload.to_vec()))))
             }
-            // Updates flow phone → browser; types this phone does not know may be newer
-            // protocol: both are ignored rather than fatal.
-            Some(MessageType::Update) | None => Ok((None, None)),
+            // Updates carry linking information phone → browser (CTAP 2.2 §11.5, hybrid);
+            // one from the browser has nothing for this phone, which links nothing: ignored.
+            Some(MessageType::Update) => Ok((None, None)),
+            // The post-handshake message offered the "ctap" feature only, so a browser has no
+            // other message type to send (later ones belong to features it was not offered):
+            // an unknown type is a broken or hostile peer, and the tunnel closes.
+            None => Err(SessionError::UnknownMessageType(kind)),
         }
     }
 
@@ -562,9 +568,8 @@ mod tests {
         let browser = Browser::new();
         let mut phone = browser.phone(vec![0xa0]);
         let (mut b, _) = connect(&browser, &mut phone);
-        // Updates and unknown types are ignored.
+        // Updates are ignored.
         send(&mut b, &mut phone, MessageType::Update, &[1, 2]).unwrap();
-        phone.receive(&b.encrypt(&[0x7f, 1]).unwrap()).unwrap();
         assert_eq!(phone.poll_event(), None);
         send(&mut b, &mut phone, MessageType::Ctap, &[0x04]).unwrap();
         assert_eq!(
@@ -578,6 +583,32 @@ mod tests {
             phone.receive(&b.encrypt(&[]).unwrap()),
             Err(SessionError::EmptyMessage)
         );
+    }
+
+    /// Every type byte CTAP 2.2 does not define ends the session, with or without a payload,
+    /// before or after a request.
+    #[test]
+    fn an_unknown_message_type_ends_the_session() {
+        let browser = Browser::new();
+        for kind in [3u8, 4, 0x7f, 0x80, 0xff] {
+            for payload in [&[][..], &[1, 2, 3]] {
+                let mut phone = browser.phone(vec![0xa0]);
+                let (mut b, _) = connect(&browser, &mut phone);
+                let mut message = vec![kind];
+                message.extend_from_slice(payload);
+                assert_eq!(
+                    phone.receive(&b.encrypt(&message).unwrap()),
+                    Err(SessionError::UnknownMessageType(kind))
+                );
+                assert_eq!(phone.state(), SessionState::Failed);
+                assert_eq!(phone.poll_event(), None);
+                // Nothing more is read: the runtime closes the tunnel.
+                assert_eq!(
+                    send(&mut b, &mut phone, MessageType::Ctap, &[0x04]),
+                    Err(SessionError::Closed)
+                );
+            }
+        }
     }
 
     #[test]

@@ -87,7 +87,7 @@ pub enum NameError {
     TooLong,
     #[error("has leading or trailing white space")]
     Whitespace,
-    #[error("has control or bidirectional formatting characters")]
+    #[error("has control, invisible formatting (zero-width, bidirectional…) or line separator characters")]
     Control,
 }
 
@@ -112,11 +112,53 @@ pub fn validate_name(name: &str) -> Result<(), NameError> {
     if name.trim() != name {
         return Err(NameError::Whitespace);
     }
-    let bidi = |c: char| matches!(c, '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}');
-    if name.chars().any(|c| c.is_control() || bidi(c)) {
+    if name
+        .chars()
+        .any(|c| c.is_control() || is_format(c) || is_separator(c))
+    {
         return Err(NameError::Control);
     }
     Ok(())
+}
+
+/// Unicode General_Category Cf, "format" characters (UCD 15.1 `DerivedGeneralCategory.txt`,
+/// unchanged in 16.0): invisible in a name, and able to make one name look like another —
+/// zero-width characters and joiners, bidirectional marks, embeddings, overrides and isolates
+/// (U+061C, U+200E/F, U+202A–E, U+2066–9), word joiners, the byte order mark, tags.
+const FORMAT: &[(char, char)] = &[
+    ('\u{00AD}', '\u{00AD}'),
+    ('\u{0600}', '\u{0605}'),
+    ('\u{061C}', '\u{061C}'),
+    ('\u{06DD}', '\u{06DD}'),
+    ('\u{070F}', '\u{070F}'),
+    ('\u{0890}', '\u{0891}'),
+    ('\u{08E2}', '\u{08E2}'),
+    ('\u{180E}', '\u{180E}'),
+    ('\u{200B}', '\u{200F}'),
+    ('\u{202A}', '\u{202E}'),
+    ('\u{2060}', '\u{2064}'),
+    ('\u{2066}', '\u{206F}'),
+    ('\u{FEFF}', '\u{FEFF}'),
+    ('\u{FFF9}', '\u{FFFB}'),
+    ('\u{110BD}', '\u{110BD}'),
+    ('\u{110CD}', '\u{110CD}'),
+    ('\u{13430}', '\u{1343F}'),
+    ('\u{1BCA0}', '\u{1BCA3}'),
+    ('\u{1D173}', '\u{1D17A}'),
+    ('\u{E0001}', '\u{E0001}'),
+    ('\u{E0020}', '\u{E007F}'),
+];
+
+/// Whether `c` is a format character (General_Category Cf).
+fn is_format(c: char) -> bool {
+    FORMAT
+        .iter()
+        .any(|&(first, last)| (first..=last).contains(&c))
+}
+
+/// Line and paragraph separators (General_Category Zl, Zp): a line break inside a name.
+fn is_separator(c: char) -> bool {
+    matches!(c, '\u{2028}' | '\u{2029}')
 }
 
 /// Checks a relay base URL: `wss://host[:port][/path]` (or `ws://` per `policy`).
@@ -548,7 +590,91 @@ mod tests {
         assert_eq!(PairingSecret::generate().expose().len(), MAX_SECRET_LEN);
     }
 
+    /// Every character the issue named, and every other format character, anywhere in a name.
+    #[test]
+    fn names_with_invisible_or_bidirectional_characters_are_refused() {
+        let named = [
+            '\u{061C}',
+            '\u{200B}',
+            '\u{200C}',
+            '\u{200D}',
+            '\u{200E}',
+            '\u{200F}',
+            '\u{2060}',
+            '\u{2061}',
+            '\u{2062}',
+            '\u{2063}',
+            '\u{2064}',
+            '\u{FEFF}',
+            '\u{202A}',
+            '\u{202B}',
+            '\u{202C}',
+            '\u{202D}',
+            '\u{202E}',
+            '\u{2066}',
+            '\u{2067}',
+            '\u{2068}',
+            '\u{2069}',
+            '\u{180E}',
+            '\u{00AD}',
+            '\u{2028}',
+            '\u{2029}',
+            '\u{E0041}',
+        ];
+        let every_format = FORMAT.iter().flat_map(|&(first, last)| first..=last);
+        for c in named.into_iter().chain(every_format) {
+            assert_eq!(
+                validate_name(&format!("Lap{c}top")),
+                Err(NameError::Control),
+                "U+{:04X}",
+                c as u32
+            );
+            // At either end (U+2028/9 are white space too: refused either way).
+            for name in [format!("{c}Laptop"), format!("Laptop{c}")] {
+                assert!(validate_name(&name).is_err(), "U+{:04X}", c as u32);
+            }
+        }
+        // Through the URL: U+061C and U+200B percent-encoded.
+        let url = |n: &str| {
+            format!(
+                "pocketkey://pair?v=1&k={}&s={}&r=wss%3A%2F%2Fr&n={n}",
+                b64u_encode(&compressed(&key())),
+                b64u_encode(&[1; 32])
+            )
+        };
+        assert!(PairingUrl::parse(&url("Laptop")).is_ok());
+        for n in ["Lap%D8%9Ctop", "Lap%E2%80%8Btop"] {
+            assert_eq!(
+                PairingUrl::parse(&url(n)),
+                Err(UrlError::BadName(NameError::Control))
+            );
+        }
+        // What people write stays accepted: accents, other scripts, emoji without joiners.
+        for name in [
+            "Anna’s MacBook",
+            "ноутбук",
+            "حاسوب العمل",
+            "仕事のPC",
+            "Work 💻",
+        ] {
+            assert_eq!(validate_name(name), Ok(()), "{name}");
+        }
+    }
+
     proptest! {
+        #[test]
+        fn a_format_character_anywhere_is_refused(
+            before in "[a-zA-Z0-9 ]{0,20}",
+            after in "[a-zA-Z0-9 ]{0,20}",
+            range in 0..FORMAT.len(),
+            offset in 0u32..0x80,
+        ) {
+            let (first, last) = FORMAT[range];
+            let c = char::from_u32(first as u32 + offset % (last as u32 - first as u32 + 1)).unwrap();
+            let name = format!("x{before}{c}{after}x");
+            prop_assert_eq!(validate_name(&name), Err(NameError::Control));
+        }
+
         #[test]
         fn parse_never_panics(text in "\\PC{0,300}") {
             let _ = PairingUrl::parse(&text);
