@@ -696,10 +696,11 @@ pub(super) fn verified_settings(
     Ok(stored)
 }
 
+/// A settings row and its stored tag (`None`: the column is empty).
+pub(super) type TaggedSettings = (StoredSettings, Option<Vec<u8>>);
+
 /// The settings row, its rp id list and its tag, unchecked; `None` if there is no row yet.
-pub(super) fn read_settings(
-    conn: &Connection,
-) -> Result<Option<(StoredSettings, Option<Vec<u8>>)>, StoreError> {
+pub(super) fn read_settings(conn: &Connection) -> Result<Option<TaggedSettings>, StoreError> {
     // Both queries read one snapshot.
     let snapshot = ReadSnapshot::begin(conn)?;
     let row = conn
