@@ -88,6 +88,8 @@ install_system_packages() {
     [ -f /usr/include/fido.h ] || missing+=(libfido2-dev)
     command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
     command -v cc >/dev/null 2>&1 || command -v gcc >/dev/null 2>&1 || missing+=(gcc)
+    # cli/tests/store_access.rs: `--keyring` on a session bus without a Secret Service
+    command -v dbus-run-session >/dev/null 2>&1 || missing+=(dbus-daemon)
     # the uhid test boots a kernel in QEMU (tests/uhid/run.sh)
     if [ -z "${PK_SKIP_UHID_VM:-}" ]; then
         command -v qemu-system-x86_64 >/dev/null 2>&1 || missing+=(qemu-system-x86)

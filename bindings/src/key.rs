@@ -1,7 +1,7 @@
 //! The master key, handed over by the platform's keychain (iOS) or keystore (Android).
 
 use pocketkey_core::crypto::master_key::MasterKey;
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroizing;
 
 use crate::errors::{KeyProviderError, PocketKeyError};
 
@@ -23,16 +23,10 @@ pub(crate) fn fetch_master_key(provider: &dyn KeyProvider) -> Result<MasterKey, 
                     reason: e.to_string(),
                 })?,
         );
-    if bytes.len() != 32 {
-        return Err(PocketKeyError::MasterKeyWrongLength {
-            length: u32::try_from(bytes.len()).unwrap_or(u32::MAX),
-        });
-    }
-    let mut array = [0u8; 32];
-    array.copy_from_slice(&bytes);
-    let key = MasterKey::from_bytes(array);
-    array.zeroize();
-    Ok(key)
+    // Straight into the key's own buffer: no stack copy of the bytes is left behind.
+    MasterKey::from_slice(&bytes).ok_or_else(|| PocketKeyError::MasterKeyWrongLength {
+        length: u32::try_from(bytes.len()).unwrap_or(u32::MAX),
+    })
 }
 
 #[cfg(test)]

@@ -94,8 +94,8 @@ struct ServeArgs {
     auto_approve: bool,
 
     /// Keep the master key in the OS keyring (service "pocketkey", user = the state
-    /// directory) instead of the 0600 file master.key in the state directory. On Linux this
-    /// is the kernel keyring, which does not survive a reboot.
+    /// directory) instead of the 0600 file master.key in the state directory: the Secret
+    /// Service (GNOME Keyring, KWallet) on the session bus on Linux, the Keychain on macOS.
     #[arg(long)]
     keyring: bool,
 
@@ -221,12 +221,6 @@ fn provision_attestation(args: AttestationArgs) -> Result<(), String> {
 
 fn master_key(state_dir: &std::path::Path, use_keyring: bool) -> Result<MasterKey, String> {
     if use_keyring {
-        if cfg!(target_os = "linux") {
-            eprintln!(
-                "note: --keyring on Linux uses the kernel keyring, which is lost at reboot; \
-                 the store cannot be opened without it"
-            );
-        }
         let key = KeyringKeyProvider::for_state_dir(state_dir)
             .master_key()
             .map_err(|e| e.to_string())?;

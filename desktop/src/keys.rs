@@ -1,5 +1,8 @@
 //! Where the desktop key keeps its master key and its files: the state directory, a 0600 key
 //! file, or the OS keyring.
+//!
+//! The key's bytes go from the file or the keyring straight into [`MasterKey`]'s own heap
+//! buffer; every intermediate buffer is a `Zeroizing` one, so no copy outlives its use.
 
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -21,6 +24,10 @@ const KEY_LEN: usize = 32;
 
 const KEYRING_HINT: &str =
     "without --keyring the key is kept in a 0600 file in the state directory";
+
+/// Why `--keyring` cannot work on a Linux desktop without a Secret Service.
+pub const NO_SECRET_SERVICE: &str = "--keyring needs a Secret Service (GNOME Keyring, KWallet) \
+     on the session bus; none found — use the key file (default)";
 
 /// The platform data directory of the program `app` (`pocketkey`, `pocketkey-bridge`):
 /// `$XDG_DATA_HOME/<app>`, else `~/.local/share/<app>` (`~/Library/Application Support/<app>`
@@ -141,9 +148,10 @@ impl FileKeyProvider {
                 meta.len()
             )));
         }
-        let mut bytes = Zeroizing::new([0u8; KEY_LEN]);
-        file.read_exact(bytes.as_mut())?;
-        Ok(Some(MasterKey::from_bytes(*bytes)))
+        let mut bytes = Zeroizing::new(vec![0u8; KEY_LEN]);
+        file.read_exact(&mut bytes)?;
+        let key = MasterKey::from_slice(&bytes).expect("KEY_LEN bytes were read");
+        Ok(Some(key))
     }
 
     /// Writes a new key to a private temporary file, then links it into place: the key file
@@ -194,7 +202,10 @@ impl KeyProvider for FileKeyProvider {
     }
 }
 
-/// The master key in the OS keyring (service "pocketkey", user = the canonical state dir).
+/// The master key in the OS keyring (service "pocketkey", user = the canonical state dir):
+/// the Keychain on macOS; on Linux the Secret Service (GNOME Keyring, KWallet) on the session
+/// bus, which keeps it across reboots. Without a session bus it refuses at once
+/// ([`NO_SECRET_SERVICE`]) rather than fall back to a store that forgets the key.
 #[derive(Debug, Clone)]
 pub struct KeyringKeyProvider {
     user: String,
@@ -208,43 +219,75 @@ impl KeyringKeyProvider {
     }
 
     fn entry(&self) -> Result<keyring::Entry, KeyProviderError> {
-        keyring::Entry::new(KEYRING_SERVICE, &self.user).map_err(|e| {
-            KeyProviderError(format!("cannot open the OS keyring: {e} ({KEYRING_HINT})"))
-        })
+        check_secret_service_bus(std::env::var_os("DBUS_SESSION_BUS_ADDRESS"))?;
+        keyring::Entry::new(KEYRING_SERVICE, &self.user).map_err(|e| keyring_error("find", e))
     }
+}
+
+/// The Secret Service lives on the session bus: no bus address, no keyring (a Linux desktop
+/// session always sets it; a service, a container or an ssh login may not).
+#[cfg(any(target_os = "linux", target_os = "freebsd", target_os = "openbsd"))]
+fn check_secret_service_bus(address: Option<std::ffi::OsString>) -> Result<(), KeyProviderError> {
+    match address {
+        Some(a) if !a.is_empty() => Ok(()),
+        _ => Err(KeyProviderError(NO_SECRET_SERVICE.into())),
+    }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "freebsd", target_os = "openbsd")))]
+fn check_secret_service_bus(_: Option<std::ffi::OsString>) -> Result<(), KeyProviderError> {
+    Ok(())
+}
+
+/// A keyring failure, with what to do about it. On Linux a bus without a Secret Service (or
+/// one that refuses access) ends here too.
+fn keyring_error(action: &str, e: keyring::Error) -> KeyProviderError {
+    let advice = match e {
+        keyring::Error::PlatformFailure(_) | keyring::Error::NoStorageAccess(_)
+            if cfg!(any(
+                target_os = "linux",
+                target_os = "freebsd",
+                target_os = "openbsd"
+            )) =>
+        {
+            NO_SECRET_SERVICE
+        }
+        _ => KEYRING_HINT,
+    };
+    KeyProviderError(format!(
+        "cannot {action} the master key: OS keyring error: {e} ({advice})"
+    ))
 }
 
 impl KeyProvider for KeyringKeyProvider {
     fn master_key(&self) -> Result<MasterKey, KeyProviderError> {
         let entry = self.entry()?;
         let from_secret = |secret: Vec<u8>| -> Result<MasterKey, KeyProviderError> {
+            // Wrapped at once: the keyring's buffer is wiped when this returns.
             let secret = Zeroizing::new(secret);
-            let bytes: [u8; KEY_LEN] = secret.as_slice().try_into().map_err(|_| {
+            MasterKey::from_slice(&secret).ok_or_else(|| {
                 KeyProviderError(format!(
                     "the keyring entry {KEYRING_SERVICE}/{} holds {} bytes, not a {KEY_LEN}-byte key",
                     self.user,
                     secret.len()
                 ))
-            })?;
-            Ok(MasterKey::from_bytes(bytes))
+            })
         };
         match entry.get_secret() {
             Ok(secret) => from_secret(secret),
             Err(keyring::Error::NoEntry) => {
                 let key = MasterKey::generate();
-                entry.set_secret(key.expose()).map_err(|e| {
-                    KeyProviderError(format!(
-                        "cannot store the master key in the OS keyring: {e} ({KEYRING_HINT})"
-                    ))
-                })?;
+                entry
+                    .set_secret(key.expose())
+                    .map_err(|e| keyring_error("store", e))?;
                 // Read it back so two racing first starts agree on one key.
-                from_secret(entry.get_secret().map_err(|e| {
-                    KeyProviderError(format!("cannot read back the master key: {e}"))
-                })?)
+                from_secret(
+                    entry
+                        .get_secret()
+                        .map_err(|e| keyring_error("read back", e))?,
+                )
             }
-            Err(e) => Err(KeyProviderError(format!(
-                "cannot read the master key from the OS keyring: {e} ({KEYRING_HINT})"
-            ))),
+            Err(e) => Err(keyring_error("read", e)),
         }
     }
 }
@@ -355,6 +398,16 @@ mod tests {
             .unwrap();
         let err = provider.master_key().unwrap_err().to_string();
         assert!(err.contains("damaged"), "{err}");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn keyring_without_a_session_bus_is_refused_with_advice() {
+        for address in [None, Some("".into())] {
+            let err = check_secret_service_bus(address).unwrap_err().to_string();
+            assert!(err.contains(NO_SECRET_SERVICE), "{err}");
+        }
+        check_secret_service_bus(Some("unix:path=/run/user/1000/bus".into())).unwrap();
     }
 
     #[test]

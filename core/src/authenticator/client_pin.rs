@@ -9,7 +9,7 @@ use crate::ctap::requests::{ClientPinRequest, ClientPinSubCommand as Sub};
 use crate::ctap::responses::{ok_with, ClientPinResponse};
 use crate::ctap::{CtapError, CtapResult};
 use crate::pin::{Permissions, PinProtocol, SharedSecret};
-use crate::store::{Settings, MAX_PIN_RETRIES};
+use crate::store::{Retries, Settings, MAX_PIN_RETRIES};
 
 use super::user::Subject;
 use super::{Authenticator, Reply, RequestContext};
@@ -146,8 +146,7 @@ impl Authenticator {
     /// Tokens handed out before are void.
     pub fn change_pin_on_device(&mut self, old_pin: &str, new_pin: &str) -> CtapResult<()> {
         let mut settings = self.settings_for_pin_attempt()?;
-        settings.pin_retries -= 1;
-        self.store.save_settings(&settings)?;
+        settings.pin_retries = self.store.spend_retry(Retries::Pin)?;
         self.settle_pin_check(&pin_hash(old_pin.as_bytes()), &mut settings)?;
         check_pin_policy(new_pin.as_bytes(), &settings)?;
         if settings.force_pin_change
@@ -257,15 +256,15 @@ impl Authenticator {
     }
 
     /// Compares pinHashEnc with the stored hash. The retry counter is decremented durably
-    /// before the comparison, so pulling the plug cannot buy extra guesses (§6.5.5.5).
+    /// before the comparison, so pulling the plug cannot buy extra guesses (§6.5.5.5), and
+    /// atomically in the store, so no other connection's spent retry is written back.
     fn check_pin_hash(
         &mut self,
         shared: &SharedSecret,
         pin_hash_enc: &[u8],
         settings: &mut Settings,
     ) -> CtapResult<()> {
-        settings.pin_retries -= 1;
-        self.store.save_settings(settings)?;
+        settings.pin_retries = self.store.spend_retry(Retries::Pin)?;
         let given = shared.decrypt(pin_hash_enc)?;
         self.settle_pin_check(&given, settings)
     }
@@ -289,7 +288,7 @@ impl Authenticator {
         }
         settings.pin_retries = MAX_PIN_RETRIES;
         self.volatile.pin_strikes = 0;
-        self.store.save_settings(settings)?;
+        self.store.refill_retries(Retries::Pin)?;
         Ok(())
     }
 }

@@ -5,7 +5,7 @@ use crate::approver::{AccountChoice, ApprovalOutcome, ApprovalRequest, Operation
 use crate::ctap::requests::PinUvAuth;
 use crate::ctap::{CtapError, CtapResult};
 use crate::pin::{PinProtocol, PinUvAuthToken};
-use crate::store::MAX_UV_RETRIES;
+use crate::store::{Retries, MAX_UV_RETRIES};
 
 use super::{Authenticator, RequestContext};
 
@@ -39,16 +39,16 @@ impl Authenticator {
         verify: bool,
     ) -> CtapResult<Gesture> {
         if verify {
-            let mut settings = self.store.load_settings()?;
+            let settings = self.store.load_settings()?;
             if settings.uv_retries == 0 {
                 return Err(CtapError::UvBlocked);
             }
             let outcome = self.ask(cx, operation, subject, true);
             match outcome {
                 ApprovalOutcome::Verified { account } => {
+                    // The settings were read before the wait: write back only the retries.
                     if settings.uv_retries != MAX_UV_RETRIES {
-                        settings.uv_retries = MAX_UV_RETRIES;
-                        self.store.save_settings(&settings)?;
+                        self.store.refill_retries(Retries::Uv)?;
                     }
                     Ok(Gesture {
                         present: true,
@@ -57,9 +57,7 @@ impl Authenticator {
                     })
                 }
                 ApprovalOutcome::VerificationFailed => {
-                    settings.uv_retries = settings.uv_retries.saturating_sub(1);
-                    self.store.save_settings(&settings)?;
-                    Err(if settings.uv_retries == 0 {
+                    Err(if self.store.spend_retry(Retries::Uv)? == 0 {
                         CtapError::UvBlocked
                     } else {
                         CtapError::UvInvalid

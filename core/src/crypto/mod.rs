@@ -2,5 +2,6 @@
 
 pub mod master_key;
 pub mod noise;
+pub mod record_mac;
 pub mod seal;
 pub mod signing;

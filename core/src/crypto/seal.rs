@@ -6,9 +6,7 @@
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
-use hkdf::Hkdf;
 use rand_core::{OsRng, RngCore};
-use sha2::Sha256;
 use zeroize::Zeroizing;
 
 use super::master_key::MasterKey;
@@ -59,10 +57,7 @@ impl Sealer {
 
     /// A sealer whose key also depends on `salt` (a different salt opens nothing of another).
     pub fn with_salt(master: &MasterKey, purpose: Purpose, salt: &[u8]) -> Self {
-        let hk = Hkdf::<Sha256>::new(Some(salt), master.expose());
-        let mut key = Zeroizing::new([0u8; 32]);
-        hk.expand(purpose.info(), key.as_mut())
-            .expect("32 bytes is a valid HKDF-SHA256 output length");
+        let key = master.derive(salt, purpose.info());
         Self {
             cipher: ChaCha20Poly1305::new(Key::from_slice(key.as_ref())),
         }

@@ -7,17 +7,18 @@
 
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
+use super::integrity;
+use super::sqlite::{read_counter, read_settings, StoreKeys};
 use super::types::StoreError;
-use crate::crypto::seal::Sealer;
 
 /// `PRAGMA application_id` of a PocketKey store ("PKEY"), so a foreign SQLite file is refused.
 pub(super) const APPLICATION_ID: i32 = 0x504B_4559;
 
-/// One migration step. It gets the store sealer so that a future step can re-seal secrets.
-type Migration = fn(&Transaction<'_>, &Sealer) -> Result<(), StoreError>;
+/// One migration step. It gets the store's keys so that a step can seal or tag records.
+type Migration = fn(&Transaction<'_>, &StoreKeys) -> Result<(), StoreError>;
 
 /// Ordered: entry `i` migrates version `i` → `i + 1`.
-const MIGRATIONS: &[Migration] = &[v1_initial, v2_key_check];
+const MIGRATIONS: &[Migration] = &[v1_initial, v2_key_check, v3_record_tags];
 
 /// The newest schema version this build knows.
 pub(super) const LATEST_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -38,7 +39,7 @@ pub(super) const CREDENTIALS_BY_RP_INDEX: &str = "credentials_by_rp";
 ///   list field, in order).
 /// * `sign_counter`: one row, the global signature counter.
 /// * `large_blob`: one row, the serialized large-blob array (absent = the empty array).
-fn v1_initial(tx: &Transaction<'_>, _sealer: &Sealer) -> Result<(), StoreError> {
+fn v1_initial(tx: &Transaction<'_>, _keys: &StoreKeys) -> Result<(), StoreError> {
     tx.execute_batch(
         "
         CREATE TABLE credentials (
@@ -118,11 +119,34 @@ pub(super) const KEY_CHECK_AAD: &[u8] = b"store_meta:key_check";
 /// is created, so opening with another master key fails at once instead of at the first
 /// secret read. (A v1 store is blessed with the key it is opened with; v1 only existed during
 /// development.)
-fn v2_key_check(tx: &Transaction<'_>, sealer: &Sealer) -> Result<(), StoreError> {
+fn v2_key_check(tx: &Transaction<'_>, keys: &StoreKeys) -> Result<(), StoreError> {
     tx.execute_batch("ALTER TABLE store_meta ADD COLUMN key_check BLOB")?;
     tx.execute(
         "UPDATE store_meta SET key_check = ?1 WHERE id = 0",
-        [sealer.seal(KEY_CHECK_PLAINTEXT, KEY_CHECK_AAD)],
+        [keys.sealer.seal(KEY_CHECK_PLAINTEXT, KEY_CHECK_AAD)],
+    )?;
+    Ok(())
+}
+
+/// Schema v3: `settings.mac` and `sign_counter.mac`, the integrity tags of the two records
+/// kept in the clear (see `integrity.rs`). The rows already there are tagged as they are:
+/// whatever the file held when this build first opened it is what the tags vouch for.
+/// A v2 file that was not opened with its own master key fails before this, at the key
+/// check (the migration runs with the key the store is being opened with).
+fn v3_record_tags(tx: &Transaction<'_>, keys: &StoreKeys) -> Result<(), StoreError> {
+    tx.execute_batch(
+        "ALTER TABLE settings ADD COLUMN mac BLOB; ALTER TABLE sign_counter ADD COLUMN mac BLOB;",
+    )?;
+    if let Some((settings, _)) = read_settings(tx)? {
+        tx.execute(
+            "UPDATE settings SET mac = ?1 WHERE id = 0",
+            [settings.tag(&keys.mac)],
+        )?;
+    }
+    let (value, _) = read_counter(tx)?;
+    tx.execute(
+        "UPDATE sign_counter SET mac = ?1 WHERE id = 0",
+        [integrity::counter_tag(&keys.mac, value)],
     )?;
     Ok(())
 }
@@ -133,13 +157,14 @@ pub(super) fn user_version(conn: &Connection) -> Result<u32, StoreError> {
 }
 
 /// Brings the database up to [`LATEST_VERSION`], or refuses one written by a newer build.
-pub(super) fn migrate(conn: &mut Connection, sealer: &Sealer) -> Result<(), StoreError> {
-    migrate_with(conn, sealer, MIGRATIONS)
+pub(super) fn migrate(conn: &mut Connection, keys: &StoreKeys) -> Result<(), StoreError> {
+    migrate_with(conn, keys, MIGRATIONS)
 }
 
-fn migrate_with(
+/// Migrates to the end of `migrations` (tests migrate to older versions with a prefix).
+pub(super) fn migrate_with(
     conn: &mut Connection,
-    sealer: &Sealer,
+    keys: &StoreKeys,
     migrations: &[Migration],
 ) -> Result<(), StoreError> {
     let known = migrations.len() as u32;
@@ -152,11 +177,21 @@ fn migrate_with(
         if current >= target {
             continue; // dropping `tx` rolls back the (empty) transaction
         }
-        step(&tx, sealer)?;
+        step(&tx, keys)?;
         tx.pragma_update(None, "user_version", target)?;
         tx.commit()?;
     }
     Ok(())
+}
+
+/// Migrates only up to `version` (tests build older stores with it).
+#[cfg(test)]
+pub(super) fn migrate_to(
+    conn: &mut Connection,
+    keys: &StoreKeys,
+    version: u32,
+) -> Result<(), StoreError> {
+    migrate_with(conn, keys, &MIGRATIONS[..version as usize])
 }
 
 /// Refuses a database written by a newer build or by something other than PocketKey.
@@ -193,18 +228,17 @@ fn check_version(conn: &Connection, known: u32) -> Result<u32, StoreError> {
 mod tests {
     use super::*;
     use crate::crypto::master_key::MasterKey;
-    use crate::crypto::seal::Purpose;
 
-    fn sealer() -> Sealer {
-        Sealer::new(&MasterKey::from_bytes([1; 32]), Purpose::Store)
+    fn sealer() -> StoreKeys {
+        StoreKeys::new(&MasterKey::from_bytes([1; 32]))
     }
 
-    fn v2_add_column(tx: &Transaction<'_>, _: &Sealer) -> Result<(), StoreError> {
+    fn v2_add_column(tx: &Transaction<'_>, _: &StoreKeys) -> Result<(), StoreError> {
         tx.execute_batch("ALTER TABLE store_meta ADD COLUMN note TEXT")?;
         Ok(())
     }
 
-    fn v2_failing(tx: &Transaction<'_>, _: &Sealer) -> Result<(), StoreError> {
+    fn v2_failing(tx: &Transaction<'_>, _: &StoreKeys) -> Result<(), StoreError> {
         tx.execute_batch("ALTER TABLE store_meta ADD COLUMN note TEXT")?;
         Err(StoreError::Corrupt("boom".into()))
     }

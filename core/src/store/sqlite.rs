@@ -8,8 +8,16 @@
 //! attributes fixed at creation (algorithm, credProtect, hmac-secret, BE/BS); for the PIN hash,
 //! the settings row. A sealed value copied into another row or field, or a row whose
 //! security-relevant attributes were edited on disk, fails to open ([`StoreError::Unseal`]).
+//!
+//! What is kept in the clear but decides security (the settings row: retries, alwaysUv,
+//! minimum PIN length, enterprise attestation…; the signature counter) carries an integrity
+//! tag under the master key, checked on every read (see [`super::integrity`], and its limit:
+//! a whole older copy of the file is not detected).
+//!
+//! One program at a time: a file store holds the exclusive lock of [`super::lock`].
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rusqlite::config::DbConfig;
@@ -17,9 +25,12 @@ use rusqlite::types::Value;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use zeroize::Zeroizing;
 
+use super::integrity::{self, StoredSettings};
+use super::lock::StoreLock;
 use super::schema;
 use super::types::*;
 use crate::crypto::master_key::MasterKey;
+use crate::crypto::record_mac::RecordMac;
 use crate::crypto::seal::{Purpose, Sealer};
 
 /// The most discoverable credentials one key will hold.
@@ -59,10 +70,27 @@ const INSERT_CREDENTIAL_SQL: &str = concat!(
     ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
 );
 
+/// The keys the store's records are sealed and tagged with, derived from the master key.
+pub(super) struct StoreKeys {
+    pub(super) sealer: Sealer,
+    pub(super) mac: RecordMac,
+}
+
+impl StoreKeys {
+    pub(super) fn new(master: &MasterKey) -> Self {
+        Self {
+            sealer: Sealer::new(master, Purpose::Store),
+            mac: RecordMac::new(master),
+        }
+    }
+}
+
 pub struct Store {
     conn: Connection,
-    sealer: Sealer,
+    keys: StoreKeys,
     max_credentials: u32,
+    /// Held while this handle lives (file stores only).
+    _lock: Option<Arc<StoreLock>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -78,6 +106,11 @@ impl Store {
     /// Opens (creating and migrating as needed) the store at `path`.
     ///
     /// The file is created if missing (its directory must exist), with mode 0600 on unix.
+    ///
+    /// Only one program at a time may have a store open: while another holds it, this fails
+    /// with [`StoreError::InUse`] naming that program (opens within one process share the
+    /// lock). A settings row or signature counter whose integrity tag does not verify fails
+    /// with [`StoreError::Tampered`].
     pub fn open(path: &Path, master: &MasterKey) -> Result<Self, StoreError> {
         Self::open_file(path, master, MAX_DISCOVERABLE_CREDENTIALS)
     }
@@ -107,29 +140,27 @@ impl Store {
         max_credentials: u32,
     ) -> Result<Self, StoreError> {
         create_private_file(path).map_err(StoreError::Database)?;
+        // Before the first read: a second program must not even migrate the file.
+        let lock = StoreLock::acquire(path)?;
         // No SQLITE_OPEN_URI: the path is a path, never a URI with options.
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags)?;
-        Self::init(conn, master, max_credentials, true)
+        Self::init(conn, master, max_credentials, Some(lock))
     }
 
     fn open_memory(master: &MasterKey, max_credentials: u32) -> Result<Self, StoreError> {
-        Self::init(
-            Connection::open_in_memory()?,
-            master,
-            max_credentials,
-            false,
-        )
+        Self::init(Connection::open_in_memory()?, master, max_credentials, None)
     }
 
     fn init(
         mut conn: Connection,
         master: &MasterKey,
         max_credentials: u32,
-        file_backed: bool,
+        lock: Option<Arc<StoreLock>>,
     ) -> Result<Self, StoreError> {
+        let file_backed = lock.is_some();
         conn.busy_timeout(BUSY_TIMEOUT)?;
         // Refuse to let SQL (or a schema planted in the file) corrupt the database file.
         conn.set_db_config(DbConfig::SQLITE_DBCONFIG_DEFENSIVE, true)?;
@@ -151,15 +182,19 @@ impl Store {
         conn.pragma_update(None, "secure_delete", true)?;
         conn.set_prepared_statement_cache_capacity(32);
 
-        let sealer = Sealer::new(master, Purpose::Store);
-        schema::migrate(&mut conn, &sealer)?;
+        let keys = StoreKeys::new(master);
+        schema::migrate(&mut conn, &keys)?;
         let mut store = Self {
             conn,
-            sealer,
+            keys,
             max_credentials,
+            _lock: lock,
         };
         store.check_master_key()?;
         store.ensure_settings()?;
+        // A tampered or transplanted record refuses the open, before the engine uses it.
+        store.load_settings()?;
+        store.sign_count()?;
         Ok(store)
     }
 
@@ -182,57 +217,30 @@ impl Store {
     }
 
     pub fn load_settings(&self) -> Result<Settings, StoreError> {
-        // Both queries read one snapshot.
-        let snapshot = ReadSnapshot::begin(&self.conn)?;
-        let tx = snapshot.0;
-        let row = tx
-            .prepare_cached(
-                "SELECT pin_hash, pin_code_points, pin_retries, uv_retries, min_pin_length, \
-                 force_pin_change, always_uv, enterprise_attestation, label, wrap_salt \
-                 FROM settings WHERE id = 0",
-            )?
-            .query_row([], |r| {
-                (0..10)
-                    .map(|i| r.get::<_, Value>(i))
-                    .collect::<Result<Vec<_>, _>>()
-            })
-            .optional()?;
-        // The row is written when the store is created and by every reset; defaults here would
-        // hand out a different random wrap_salt on every call.
-        let row = row.ok_or_else(|| StoreError::Corrupt("the settings row is missing".into()))?;
-        let mut row = row.into_iter();
-        let mut next = || row.next().unwrap_or(Value::Null);
-
-        let pin_hash = match opt_blob(next(), "pin_hash")? {
+        let stored = verified_settings(&self.conn, &self.keys)?;
+        let pin_hash = match &stored.pin_hash {
             None => None,
             Some(sealed) => {
-                let opened = self.open_secret(&sealed, &settings_aad("pin_hash"))?;
+                let opened = self.open_secret(sealed, &settings_aad("pin_hash"))?;
                 let hash: [u8; 16] = opened[..].try_into().map_err(|_| {
                     StoreError::Corrupt(format!("PIN hash is {} bytes, not 16", opened.len()))
                 })?;
                 Some(Zeroizing::new(hash))
             }
         };
-        let pin_code_points = small_int(next(), "pin_code_points")?;
-        let pin_retries = small_int(next(), "pin_retries")?;
-        let uv_retries = small_int(next(), "uv_retries")?;
-        let min_pin_length = small_int(next(), "min_pin_length")?;
-        let force_pin_change = boolean(next(), "force_pin_change")?;
-        let always_uv = boolean(next(), "always_uv")?;
-        let enterprise_attestation = boolean(next(), "enterprise_attestation")?;
-        let label = text(next(), "label")?;
-        let wrap_salt = hash32(next(), "wrap_salt")?;
-
-        let mut min_pin_length_rp_ids = Vec::new();
-        {
-            let mut stmt =
-                tx.prepare_cached("SELECT rp_id FROM min_pin_length_rp_ids ORDER BY position")?;
-            let mut rows = stmt.query([])?;
-            while let Some(r) = rows.next()? {
-                min_pin_length_rp_ids.push(text(r.get(0)?, "min_pin_length_rp_ids.rp_id")?);
-            }
-        }
-        snapshot.end()?;
+        let StoredSettings {
+            pin_code_points,
+            pin_retries,
+            uv_retries,
+            min_pin_length,
+            force_pin_change,
+            always_uv,
+            enterprise_attestation,
+            label,
+            wrap_salt,
+            min_pin_length_rp_ids,
+            ..
+        } = stored;
         Ok(Settings {
             pin_hash,
             pin_code_points,
@@ -252,9 +260,58 @@ impl Store {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        write_settings(&tx, &self.sealer, settings)?;
+        write_settings(&tx, &self.keys, settings)?;
         tx.commit()?;
         Ok(())
+    }
+
+    /// Spends one PIN or UV retry and returns how many are left (0 stays 0).
+    ///
+    /// One read-check-write under the write lock (`BEGIN IMMEDIATE`), durable before it
+    /// returns: a retry spent by another connection meanwhile is never written back, and
+    /// pulling the plug after the call cannot give the retry back (CTAP 2.1 §6.5.5.5).
+    pub fn spend_retry(&mut self, which: Retries) -> Result<u8, StoreError> {
+        self.update_retries(which, |n| n.saturating_sub(1))
+    }
+
+    /// Restores the PIN or UV retries to their maximum (after a correct PIN or a successful
+    /// verification), leaving every other setting as it is on disk.
+    pub fn refill_retries(&mut self, which: Retries) -> Result<(), StoreError> {
+        self.update_retries(which, |_| which.max()).map(drop)
+    }
+
+    fn update_retries(
+        &mut self,
+        which: Retries,
+        change: impl FnOnce(u8) -> u8,
+    ) -> Result<u8, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut stored = verified_settings(&tx, &self.keys)?;
+        let (field, sql) = match which {
+            Retries::Pin => (
+                &mut stored.pin_retries,
+                "UPDATE settings SET pin_retries = ?1, mac = ?2 WHERE id = 0 RETURNING pin_retries",
+            ),
+            Retries::Uv => (
+                &mut stored.uv_retries,
+                "UPDATE settings SET uv_retries = ?1, mac = ?2 WHERE id = 0 RETURNING uv_retries",
+            ),
+        };
+        *field = change(*field);
+        let value = *field;
+        let tag = stored.tag(&self.keys.mac);
+        let written: i64 = tx
+            .prepare_cached(sql)?
+            .query_row(params![value, tag], |r| r.get(0))?;
+        if written != i64::from(value) {
+            return Err(StoreError::Corrupt(format!(
+                "retries read back as {written}"
+            )));
+        }
+        tx.commit()?;
+        Ok(value)
     }
 
     /// Writes `Settings::default()` (with its fresh random wrap_salt) if the store has no
@@ -267,7 +324,7 @@ impl Store {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         if !settings_exist(&tx)? {
-            write_settings(&tx, &self.sealer, &Settings::default())?;
+            write_settings(&tx, &self.keys, &Settings::default())?;
         }
         tx.commit()?;
         Ok(())
@@ -280,18 +337,12 @@ impl Store {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let value: Option<i64> = tx
-            .prepare_cached(
-                "UPDATE sign_counter SET value = min(value + 1, 4294967295) WHERE id = 0 \
-                 RETURNING value",
-            )?
-            .query_row([], |r| r.get(0))
-            .optional()?;
-        let value =
-            value.ok_or_else(|| StoreError::Corrupt("the signature counter is missing".into()))?;
-        let value = u32::try_from(value).map_err(|_| {
-            StoreError::Corrupt(format!("signature counter {value} is out of range"))
-        })?;
+        let value = verified_counter(&tx, &self.keys)?.saturating_add(1);
+        tx.prepare_cached("UPDATE sign_counter SET value = ?1, mac = ?2 WHERE id = 0")?
+            .execute(params![
+                value,
+                integrity::counter_tag(&self.keys.mac, value)
+            ])?;
         // synchronous=FULL: the commit is on stable storage before we hand the value out.
         tx.commit()?;
         Ok(value)
@@ -300,15 +351,7 @@ impl Store {
     /// The signature counter's current value (what the last [`Store::next_sign_count`]
     /// returned, or 0), without changing it.
     pub fn sign_count(&self) -> Result<u32, StoreError> {
-        let value: Option<i64> = self
-            .conn
-            .prepare_cached("SELECT value FROM sign_counter WHERE id = 0")?
-            .query_row([], |r| r.get(0))
-            .optional()?;
-        let value =
-            value.ok_or_else(|| StoreError::Corrupt("the signature counter is missing".into()))?;
-        u32::try_from(value)
-            .map_err(|_| StoreError::Corrupt(format!("signature counter {value} is out of range")))
+        verified_counter(&self.conn, &self.keys)
     }
 
     /// Stores a credential, replacing any with the same rp_id_hash and user_id (CTAP 2.1 §6.1.2
@@ -331,16 +374,18 @@ impl Store {
             cred.backup_state,
         );
         let sealed_key = self
+            .keys
             .sealer
             .seal(&cred.private_key, &binding.aad("private_key"));
         let sealed_blob = cred
             .cred_blob
             .as_ref()
-            .map(|b| self.sealer.seal(b, &binding.aad("cred_blob")));
-        let sealed_lbk = cred
-            .large_blob_key
-            .as_ref()
-            .map(|k| self.sealer.seal(&k[..], &binding.aad("large_blob_key")));
+            .map(|b| self.keys.sealer.seal(b, &binding.aad("cred_blob")));
+        let sealed_lbk = cred.large_blob_key.as_ref().map(|k| {
+            self.keys
+                .sealer
+                .seal(&k[..], &binding.aad("large_blob_key"))
+        });
 
         let tx = self
             .conn
@@ -490,7 +535,7 @@ impl Store {
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute_batch("DELETE FROM credentials; DELETE FROM large_blob;")?;
         // Fresh defaults, including a new wrap_salt: old credential IDs stop opening.
-        write_settings(&tx, &self.sealer, &Settings::default())?;
+        write_settings(&tx, &self.keys, &Settings::default())?;
         tx.commit()?;
         // Best effort: copy the (securely deleted) pages into the database and empty the WAL,
         // so old page images with the deleted RP ids and user names do not linger in it.
@@ -501,7 +546,8 @@ impl Store {
     }
 
     fn open_secret(&self, sealed: &[u8], aad: &[u8]) -> Result<Zeroizing<Vec<u8>>, StoreError> {
-        self.sealer
+        self.keys
+            .sealer
             .open(sealed, aad)
             .map_err(|_| StoreError::Unseal)
     }
@@ -637,47 +683,155 @@ fn settings_exist(conn: &Connection) -> Result<bool, StoreError> {
         .exists([])?)
 }
 
+/// The settings row and its rp id list as stored, after checking their integrity tag.
+pub(super) fn verified_settings(
+    conn: &Connection,
+    keys: &StoreKeys,
+) -> Result<StoredSettings, StoreError> {
+    let (stored, tag) = read_settings(conn)?
+        // The row is written when the store is created and by every reset; defaults here
+        // would hand out a different random wrap_salt on every call.
+        .ok_or_else(|| StoreError::Corrupt("the settings row is missing".into()))?;
+    stored.check(&keys.mac, tag.as_deref())?;
+    Ok(stored)
+}
+
+/// A settings row and its stored tag (`None`: the column is empty).
+pub(super) type TaggedSettings = (StoredSettings, Option<Vec<u8>>);
+
+/// The settings row, its rp id list and its tag, unchecked; `None` if there is no row yet.
+pub(super) fn read_settings(conn: &Connection) -> Result<Option<TaggedSettings>, StoreError> {
+    // Both queries read one snapshot.
+    let snapshot = ReadSnapshot::begin(conn)?;
+    let row = conn
+        .prepare_cached(
+            "SELECT pin_hash, pin_code_points, pin_retries, uv_retries, min_pin_length, \
+             force_pin_change, always_uv, enterprise_attestation, label, wrap_salt, mac \
+             FROM settings WHERE id = 0",
+        )?
+        .query_row([], |r| {
+            (0..11)
+                .map(|i| r.get::<_, Value>(i))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .optional()?;
+    let Some(row) = row else {
+        snapshot.end()?;
+        return Ok(None);
+    };
+    let mut row = row.into_iter();
+    let mut next = || row.next().unwrap_or(Value::Null);
+    let pin_hash = opt_blob(next(), "pin_hash")?;
+    let pin_code_points = small_int(next(), "pin_code_points")?;
+    let pin_retries = small_int(next(), "pin_retries")?;
+    let uv_retries = small_int(next(), "uv_retries")?;
+    let min_pin_length = small_int(next(), "min_pin_length")?;
+    let force_pin_change = boolean(next(), "force_pin_change")?;
+    let always_uv = boolean(next(), "always_uv")?;
+    let enterprise_attestation = boolean(next(), "enterprise_attestation")?;
+    let label = text(next(), "label")?;
+    let wrap_salt = hash32(next(), "wrap_salt")?;
+    let tag = opt_blob(next(), "settings.mac")?;
+
+    let mut min_pin_length_rp_ids = Vec::new();
+    {
+        let mut stmt =
+            conn.prepare_cached("SELECT rp_id FROM min_pin_length_rp_ids ORDER BY position")?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            min_pin_length_rp_ids.push(text(r.get(0)?, "min_pin_length_rp_ids.rp_id")?);
+        }
+    }
+    snapshot.end()?;
+    let stored = StoredSettings {
+        pin_hash,
+        pin_code_points,
+        pin_retries,
+        uv_retries,
+        min_pin_length,
+        force_pin_change,
+        always_uv,
+        enterprise_attestation,
+        label,
+        wrap_salt,
+        min_pin_length_rp_ids,
+    };
+    Ok(Some((stored, tag)))
+}
+
 /// Replaces the settings row and its rp id list (inside the caller's transaction).
 fn write_settings(
     conn: &Connection,
-    sealer: &Sealer,
+    keys: &StoreKeys,
     settings: &Settings,
 ) -> Result<(), StoreError> {
-    let sealed_pin = settings
-        .pin_hash
-        .as_ref()
-        .map(|h| sealer.seal(&h[..], &settings_aad("pin_hash")));
+    let stored = StoredSettings {
+        pin_hash: settings
+            .pin_hash
+            .as_ref()
+            .map(|h| keys.sealer.seal(&h[..], &settings_aad("pin_hash"))),
+        pin_code_points: settings.pin_code_points,
+        pin_retries: settings.pin_retries,
+        uv_retries: settings.uv_retries,
+        min_pin_length: settings.min_pin_length,
+        force_pin_change: settings.force_pin_change,
+        always_uv: settings.always_uv,
+        enterprise_attestation: settings.enterprise_attestation,
+        label: settings.label.clone(),
+        wrap_salt: settings.wrap_salt,
+        min_pin_length_rp_ids: settings.min_pin_length_rp_ids.clone(),
+    };
     conn.prepare_cached(
         "INSERT INTO settings (id, pin_hash, pin_code_points, pin_retries, uv_retries, \
-         min_pin_length, force_pin_change, always_uv, enterprise_attestation, label, wrap_salt) \
-         VALUES (0, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+         min_pin_length, force_pin_change, always_uv, enterprise_attestation, label, wrap_salt, \
+         mac) VALUES (0, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
          ON CONFLICT (id) DO UPDATE SET pin_hash = excluded.pin_hash, \
          pin_code_points = excluded.pin_code_points, pin_retries = excluded.pin_retries, \
          uv_retries = excluded.uv_retries, min_pin_length = excluded.min_pin_length, \
          force_pin_change = excluded.force_pin_change, always_uv = excluded.always_uv, \
          enterprise_attestation = excluded.enterprise_attestation, label = excluded.label, \
-         wrap_salt = excluded.wrap_salt",
+         wrap_salt = excluded.wrap_salt, mac = excluded.mac",
     )?
     .execute(params![
-        sealed_pin,
-        settings.pin_code_points,
-        settings.pin_retries,
-        settings.uv_retries,
-        settings.min_pin_length,
-        settings.force_pin_change,
-        settings.always_uv,
-        settings.enterprise_attestation,
-        settings.label,
-        &settings.wrap_salt[..],
+        stored.pin_hash,
+        stored.pin_code_points,
+        stored.pin_retries,
+        stored.uv_retries,
+        stored.min_pin_length,
+        stored.force_pin_change,
+        stored.always_uv,
+        stored.enterprise_attestation,
+        stored.label,
+        &stored.wrap_salt[..],
+        stored.tag(&keys.mac),
     ])?;
     conn.prepare_cached("DELETE FROM min_pin_length_rp_ids")?
         .execute([])?;
     let mut insert =
         conn.prepare_cached("INSERT INTO min_pin_length_rp_ids (position, rp_id) VALUES (?1, ?2)")?;
-    for (position, rp_id) in settings.min_pin_length_rp_ids.iter().enumerate() {
+    for (position, rp_id) in stored.min_pin_length_rp_ids.iter().enumerate() {
         insert.execute(params![position as i64, rp_id])?;
     }
     Ok(())
+}
+
+/// The signature counter and its tag, unchecked.
+pub(super) fn read_counter(conn: &Connection) -> Result<(u32, Option<Vec<u8>>), StoreError> {
+    let row: Option<(i64, Value)> = conn
+        .prepare_cached("SELECT value, mac FROM sign_counter WHERE id = 0")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let (value, tag) =
+        row.ok_or_else(|| StoreError::Corrupt("the signature counter is missing".into()))?;
+    let value = u32::try_from(value)
+        .map_err(|_| StoreError::Corrupt(format!("signature counter {value} is out of range")))?;
+    Ok((value, opt_blob(tag, "sign_counter.mac")?))
+}
+
+fn verified_counter(conn: &Connection, keys: &StoreKeys) -> Result<u32, StoreError> {
+    let (value, tag) = read_counter(conn)?;
+    integrity::check_counter(&keys.mac, value, tag.as_deref())?;
+    Ok(value)
 }
 
 fn count_credentials(conn: &Connection) -> Result<u32, StoreError> {

@@ -9,8 +9,8 @@ use proptest::prelude::*;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-use super::schema::{CREDENTIALS_BY_RP_INDEX, LATEST_VERSION};
-use super::sqlite::{settings_aad, CredentialBinding, CREDENTIALS_FOR_RP_SQL};
+use super::schema::{migrate_to, CREDENTIALS_BY_RP_INDEX, LATEST_VERSION};
+use super::sqlite::{settings_aad, CredentialBinding, StoreKeys, CREDENTIALS_FOR_RP_SQL};
 use super::*;
 use crate::crypto::master_key::MasterKey;
 use crate::crypto::seal::{Purpose, Sealer};
@@ -419,9 +419,14 @@ fn counter_is_monotonic_and_saturates() {
         last = v;
     }
     assert_eq!(store.sign_count().unwrap(), 100);
+    let value = u32::MAX - 2;
+    let tag = super::integrity::counter_tag(&StoreKeys::new(&key(1)).mac, value);
     store
         .connection()
-        .execute("UPDATE sign_counter SET value = ?1", [u32::MAX as i64 - 2])
+        .execute(
+            "UPDATE sign_counter SET value = ?1, mac = ?2",
+            rusqlite::params![value, tag],
+        )
         .unwrap();
     assert_eq!(store.next_sign_count().unwrap(), u32::MAX - 1);
     assert_eq!(store.next_sign_count().unwrap(), u32::MAX);
@@ -740,8 +745,12 @@ fn sealed_values_are_bound_to_their_row_and_field() {
         assert!(store.credential_by_id(b"one").unwrap().is_some());
     }
     // A credential's sealed value in the PIN hash field.
+    // (The settings row's integrity tag catches it before the unsealing would.)
     exec("UPDATE settings SET pin_hash = (SELECT cred_blob FROM credentials WHERE id = CAST('two' AS BLOB))");
-    assert!(matches!(store.load_settings(), Err(StoreError::Unseal)));
+    assert!(matches!(
+        store.load_settings(),
+        Err(StoreError::Tampered(Record::Settings))
+    ));
     // Non-security fields may change freely.
     exec("UPDATE credentials SET rp_name = 'x', user_name = 'y', created_at = 5 WHERE id = CAST('two' AS BLOB)");
     assert!(store.credential_by_id(b"two").unwrap().is_some());
@@ -844,10 +853,16 @@ fn corrupt_rows_are_errors_not_panics() {
             None => conn.execute(&sql, []).unwrap(),
             Some(p) => conn.execute(&sql, [p]).unwrap(),
         };
-        assert!(
-            matches!(store.load_settings(), Err(StoreError::Corrupt(_))),
-            "{edit}"
-        );
+        // A well-formed value fails the integrity tag; a malformed one fails decoding first.
+        let result = store.load_settings();
+        if param.is_some() {
+            assert!(
+                matches!(result, Err(StoreError::Tampered(Record::Settings))),
+                "{edit}: {result:?}"
+            );
+        } else {
+            assert!(matches!(result, Err(StoreError::Corrupt(_))), "{edit}");
+        }
         conn.execute_batch("ROLLBACK TO edit; RELEASE edit")
             .unwrap();
     }
@@ -1161,4 +1176,336 @@ fn counter_survives_sigkill() {
     }
     let mut store = Store::open(&path, &key(5)).unwrap();
     assert!(store.next_sign_count().unwrap() > last_printed);
+}
+
+// ---------------------------------------------------------------------------------------
+// Integrity tags of the settings and the signature counter
+// ---------------------------------------------------------------------------------------
+
+/// A store file with custom settings (all retries left, no enterprise attestation) and a
+/// counter at 7, closed.
+fn tagged_store() -> (tempfile::TempDir, PathBuf) {
+    let (dir, path) = temp_db();
+    let mut store = Store::open(&path, &key(1)).unwrap();
+    store
+        .save_settings(&Settings {
+            pin_retries: MAX_PIN_RETRIES,
+            enterprise_attestation: false,
+            ..custom_settings()
+        })
+        .unwrap();
+    for _ in 0..7 {
+        store.next_sign_count().unwrap();
+    }
+    (dir, path)
+}
+
+/// Runs `sql` on the closed store file through SQLite directly, as someone with the file
+/// but not the master key could.
+fn edit_file(path: &Path, sql: &str) {
+    rusqlite::Connection::open(path)
+        .unwrap()
+        .execute_batch(sql)
+        .unwrap();
+}
+
+#[test]
+fn edited_retries_make_the_store_refuse_to_open() {
+    let (_dir, path) = tagged_store();
+    {
+        let mut store = Store::open(&path, &key(1)).unwrap();
+        assert_eq!(store.spend_retry(Retries::Pin).unwrap(), 7);
+        assert_eq!(store.spend_retry(Retries::Pin).unwrap(), 6);
+    }
+    // An untouched store opens.
+    drop(Store::open(&path, &key(1)).unwrap());
+    edit_file(&path, "UPDATE settings SET pin_retries = 8");
+    match Store::open(&path, &key(1)) {
+        Err(e @ StoreError::Tampered(Record::Settings)) => assert_eq!(
+            e.to_string(),
+            "store settings fail their integrity check: restored or tampered"
+        ),
+        other => panic!("expected Tampered(Settings), got {other:?}"),
+    }
+    // Putting the value back makes it whole again: nothing was reset.
+    edit_file(&path, "UPDATE settings SET pin_retries = 6");
+    let store = Store::open(&path, &key(1)).unwrap();
+    assert_eq!(store.load_settings().unwrap().pin_retries, 6);
+}
+
+#[test]
+fn every_edited_setting_or_counter_is_refused() {
+    let (_dir, path) = tagged_store();
+    for (edit, record) in [
+        ("UPDATE settings SET uv_retries = 1", Record::Settings),
+        ("UPDATE settings SET always_uv = 0", Record::Settings),
+        (
+            "UPDATE settings SET enterprise_attestation = 1",
+            Record::Settings,
+        ),
+        ("UPDATE settings SET min_pin_length = 4", Record::Settings),
+        ("UPDATE settings SET force_pin_change = 0", Record::Settings),
+        ("UPDATE settings SET label = 'x'", Record::Settings),
+        ("UPDATE settings SET pin_hash = NULL", Record::Settings),
+        ("UPDATE settings SET mac = NULL", Record::Settings),
+        (
+            "UPDATE settings SET wrap_salt = randomblob(32)",
+            Record::Settings,
+        ),
+        (
+            "DELETE FROM min_pin_length_rp_ids WHERE position = 0",
+            Record::Settings,
+        ),
+        (
+            "UPDATE min_pin_length_rp_ids SET rp_id = 'evil.example'",
+            Record::Settings,
+        ),
+        ("UPDATE sign_counter SET value = 3", Record::SignCounter),
+        ("UPDATE sign_counter SET mac = NULL", Record::SignCounter),
+    ] {
+        let backup = std::fs::read(&path).unwrap();
+        edit_file(&path, edit);
+        match Store::open(&path, &key(1)) {
+            Err(StoreError::Tampered(r)) if r == record => {}
+            other => panic!("{edit}: expected Tampered({record:?}), got {other:?}"),
+        }
+        std::fs::write(&path, backup).unwrap();
+        drop(Store::open(&path, &key(1)).unwrap());
+    }
+}
+
+#[test]
+fn tampering_while_open_is_caught_at_the_next_read() {
+    let (_dir, path) = tagged_store();
+    let mut store = Store::open(&path, &key(1)).unwrap();
+    store
+        .connection()
+        .execute_batch("UPDATE settings SET pin_retries = 3; UPDATE sign_counter SET value = 1")
+        .unwrap();
+    assert!(matches!(
+        store.load_settings(),
+        Err(StoreError::Tampered(Record::Settings))
+    ));
+    assert!(matches!(
+        store.spend_retry(Retries::Pin),
+        Err(StoreError::Tampered(Record::Settings))
+    ));
+    assert!(matches!(
+        store.next_sign_count(),
+        Err(StoreError::Tampered(Record::SignCounter))
+    ));
+}
+
+/// The documented limit: a record copied back from an older copy of the same store, with
+/// its own tag, is not detected (only a monotonic counter outside the file could).
+#[test]
+fn an_older_row_with_its_own_tag_is_not_detected() {
+    let (_dir, path) = tagged_store();
+    let old: (i64, Vec<u8>) = rusqlite::Connection::open(&path)
+        .unwrap()
+        .query_row("SELECT pin_retries, mac FROM settings", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    {
+        let mut store = Store::open(&path, &key(1)).unwrap();
+        store.spend_retry(Retries::Pin).unwrap();
+    }
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute(
+            "UPDATE settings SET pin_retries = ?1, mac = ?2",
+            rusqlite::params![old.0, old.1],
+        )
+        .unwrap();
+    let store = Store::open(&path, &key(1)).unwrap();
+    assert_eq!(store.load_settings().unwrap().pin_retries, 8);
+}
+
+#[test]
+fn a_v2_store_is_tagged_on_first_open() {
+    let (_dir, path) = temp_db();
+    {
+        // What the previous build left: schema v2, its settings row and counter untagged.
+        let mut conn = rusqlite::Connection::open(&path).unwrap();
+        migrate_to(&mut conn, &StoreKeys::new(&key(1)), 2).unwrap();
+        let sealed_pin =
+            Sealer::new(&key(1), Purpose::Store).seal(&[0x42; 16], &settings_aad("pin_hash"));
+        conn.execute(
+            "INSERT INTO settings (id, pin_hash, pin_code_points, pin_retries, uv_retries, \
+             min_pin_length, force_pin_change, always_uv, enterprise_attestation, label, \
+             wrap_salt) VALUES (0, ?1, 6, 5, 8, 6, 0, 1, 0, 'Old key', ?2)",
+            rusqlite::params![sealed_pin, &[9u8; 32][..]],
+        )
+        .unwrap();
+        conn.execute_batch(
+            "INSERT INTO min_pin_length_rp_ids VALUES (0, 'a.example');
+             UPDATE sign_counter SET value = 17;",
+        )
+        .unwrap();
+        assert_eq!(super::schema::user_version(&conn).unwrap(), 2);
+    }
+    let mut store = Store::open(&path, &key(1)).unwrap();
+    let version: u32 = store
+        .connection()
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, LATEST_VERSION);
+    let s = store.load_settings().unwrap();
+    assert_eq!(s.pin_hash.as_deref(), Some(&[0x42; 16]));
+    assert_eq!(
+        (
+            s.pin_retries,
+            s.min_pin_length,
+            s.always_uv,
+            s.label.as_str()
+        ),
+        (5, 6, true, "Old key")
+    );
+    assert_eq!(s.min_pin_length_rp_ids, ["a.example"]);
+    assert_eq!(s.wrap_salt, [9; 32]);
+    assert_eq!(store.next_sign_count().unwrap(), 18);
+    drop(store);
+    // From now on the rows are bound.
+    edit_file(&path, "UPDATE settings SET pin_retries = 8");
+    assert!(matches!(
+        Store::open(&path, &key(1)),
+        Err(StoreError::Tampered(Record::Settings))
+    ));
+}
+
+#[test]
+fn a_fresh_v2_store_without_settings_migrates() {
+    let (_dir, path) = temp_db();
+    let mut conn = rusqlite::Connection::open(&path).unwrap();
+    migrate_to(&mut conn, &StoreKeys::new(&key(1)), 2).unwrap();
+    drop(conn);
+    let mut store = Store::open(&path, &key(1)).unwrap();
+    assert!(is_default(&store.load_settings().unwrap()));
+    assert_eq!(store.next_sign_count().unwrap(), 1);
+}
+
+// ---------------------------------------------------------------------------------------
+// Retries spent atomically
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn retries_spent_through_two_connections_all_count() {
+    let (_dir, path) = temp_db();
+    let mut a = Store::open(&path, &key(1)).unwrap();
+    let mut b = Store::open(&path, &key(1)).unwrap(); // same process: shares the lock
+    let stale = a.load_settings().unwrap();
+    assert_eq!(b.spend_retry(Retries::Pin).unwrap(), 7);
+    assert_eq!(a.spend_retry(Retries::Pin).unwrap(), 6);
+    assert_eq!(b.spend_retry(Retries::Uv).unwrap(), 7);
+    assert_eq!(stale.pin_retries, 8);
+    assert_eq!(a.load_settings().unwrap().pin_retries, 6);
+    a.refill_retries(Retries::Pin).unwrap();
+    let s = b.load_settings().unwrap();
+    assert_eq!((s.pin_retries, s.uv_retries), (8, 7));
+
+    // Threads racing on their own connections: every spend lands, none twice.
+    std::thread::scope(|scope| {
+        for _ in 0..4 {
+            scope.spawn(|| {
+                let mut store = Store::open(&path, &key(1)).unwrap();
+                for _ in 0..2 {
+                    store.spend_retry(Retries::Pin).unwrap();
+                }
+            });
+        }
+    });
+    assert_eq!(a.load_settings().unwrap().pin_retries, 0);
+    assert_eq!(a.spend_retry(Retries::Pin).unwrap(), 0, "0 stays 0");
+}
+
+// ---------------------------------------------------------------------------------------
+// One program at a time
+// ---------------------------------------------------------------------------------------
+
+const LOCK_CHILD_ENV: &str = "POCKETKEY_STORE_TEST_LOCK_CHILD_DB";
+const LOCK_HELD: &str = "lock-held";
+
+/// Child mode: hold the store open until standard input closes.
+fn lock_child(path: &str) {
+    let _store = Store::open(Path::new(path), &key(5)).unwrap();
+    println!("{LOCK_HELD}");
+    std::io::stdout().flush().unwrap();
+    let mut sink = String::new();
+    let _ = std::io::stdin().read_line(&mut sink);
+}
+
+/// Runs the test `name` of this module again as a child process holding the store at
+/// `path`; returns once the child has it open.
+fn spawn_lock_holder(name: &str, path: &Path) -> std::process::Child {
+    let test_name = format!("{}::{name}", module_path!().split_once("::").unwrap().1);
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            test_name.as_str(),
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(LOCK_CHILD_ENV, path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut reader = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    // The harness prints the test's name on the same line first.
+    while !line.contains(LOCK_HELD) {
+        line.clear();
+        assert!(reader.read_line(&mut line).unwrap() > 0, "child ended");
+    }
+    // Keep reading: the child's last words must not meet a closed pipe.
+    std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+    child
+}
+
+#[test]
+fn a_second_program_on_the_store_is_told_who_holds_it() {
+    if let Ok(path) = std::env::var(LOCK_CHILD_ENV) {
+        return lock_child(&path);
+    }
+    let (_dir, path) = temp_db();
+    let mut child = spawn_lock_holder("a_second_program_on_the_store_is_told_who_holds_it", &path);
+    let program = std::env::current_exe()
+        .unwrap()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    match Store::open(&path, &key(5)) {
+        Err(e @ StoreError::InUse { .. }) => {
+            let shown = e.to_string();
+            // The child's argv[1] is the test's path, with "::": only the program shows.
+            assert!(
+                shown.contains(&format!("in use by `{program}` (pid {})", child.id())),
+                "{shown}"
+            );
+        }
+        other => panic!("expected InUse, got {other:?}"),
+    }
+    // The holder goes: the store opens.
+    drop(child.stdin.take());
+    assert!(child.wait().unwrap().success());
+    drop(Store::open(&path, &key(5)).unwrap());
+}
+
+#[test]
+fn a_killed_holder_leaves_no_lock_behind() {
+    if let Ok(path) = std::env::var(LOCK_CHILD_ENV) {
+        return lock_child(&path);
+    }
+    let (_dir, path) = temp_db();
+    let mut child = spawn_lock_holder("a_killed_holder_leaves_no_lock_behind", &path);
+    assert!(matches!(
+        Store::open(&path, &key(5)),
+        Err(StoreError::InUse { .. })
+    ));
+    child.kill().unwrap(); // SIGKILL: no chance to clean up
+    child.wait().unwrap();
+    drop(Store::open(&path, &key(5)).unwrap());
 }

@@ -172,6 +172,49 @@ pub enum StoreError {
     Corrupt(String),
     #[error("the credential store is full")]
     Full,
+    /// Another program holds the store's lock (see [`crate::store::Store::open`]).
+    #[error("the store is in use by {holder}; only one program at a time can use it")]
+    InUse {
+        /// Who holds it, as it wrote itself down: "`pocketkey serve` (pid 1234)".
+        holder: String,
+    },
+    /// A record kept in the clear does not carry its integrity tag: the file was edited, or
+    /// the record was copied back from another copy of the store. Nothing is reset.
+    #[error("{0} fail their integrity check: restored or tampered")]
+    Tampered(Record),
+}
+
+/// The records the store keeps in the clear under an integrity tag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Record {
+    Settings,
+    SignCounter,
+}
+
+impl std::fmt::Display for Record {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Record::Settings => "store settings",
+            Record::SignCounter => "the store's signature counter and its tag",
+        })
+    }
+}
+
+/// The two retry counters in the settings (CTAP 2.1 §6.5.2.2: pinRetries, uvRetries).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retries {
+    Pin,
+    Uv,
+}
+
+impl Retries {
+    /// The value a correct PIN or a successful verification restores.
+    pub fn max(self) -> u8 {
+        match self {
+            Retries::Pin => MAX_PIN_RETRIES,
+            Retries::Uv => MAX_UV_RETRIES,
+        }
+    }
 }
 
 impl From<rusqlite::Error> for StoreError {
