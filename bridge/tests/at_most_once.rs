@@ -46,6 +46,7 @@ fn bridge(relay: &str, dir: &std::path::Path) -> Bridge {
     let mut child = Command::new(env!("CARGO_BIN_EXE_pocketkey-bridge"))
         .args(["--udp", &addr.to_string(), "--relay", relay])
         .args([
+            "--print-url",
             "--name",
             "Test laptop",
             "--phone-timeout",
