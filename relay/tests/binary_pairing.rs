@@ -223,24 +223,11 @@ fn start_program(
     for name in STATE_VARS {
         command.env_remove(name);
     }
-    let mut child = command
+    command
         .envs(env.iter().copied())
         .args(["--listen", "127.0.0.1:0"])
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start pocketkey-relay");
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut first = String::new();
-    stdout.read_line(&mut first).unwrap();
-    let addr = first
-        .trim_end()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("first line: {first:?}"))
-        .parse()
-        .unwrap();
-    (child, addr)
+        .args(args);
+    common::program::spawn(command)
 }
 
 fn stop(mut child: std::process::Child) {

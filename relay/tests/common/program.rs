@@ -29,9 +29,18 @@ impl Drop for Program {
 
 /// Starts the program with routing data in memory and `args`; waits for its address.
 pub fn program(args: &[&str]) -> Program {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pocketkey-relay"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_pocketkey-relay"));
+    command
         .args(["--listen", "127.0.0.1:0", "--memory"])
-        .args(args)
+        .args(args);
+    let (child, addr) = spawn(command);
+    Program { child, addr }
+}
+
+/// Spawns `command` (the relay listening on port 0) and reads the address from its first
+/// line, `listening on ADDR`.
+pub fn spawn(mut command: Command) -> (Child, SocketAddr) {
+    let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -45,7 +54,7 @@ pub fn program(args: &[&str]) -> Program {
         .unwrap_or_else(|| panic!("first line: {first:?}"))
         .parse()
         .unwrap();
-    Program { child, addr }
+    (child, addr)
 }
 
 /// A websocket request sent from `source` (a loopback address) to the relay at `addr`:
