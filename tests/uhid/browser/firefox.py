@@ -58,6 +58,7 @@ class Bidi:
             expression=expression,
             target={"context": context},
             awaitPromise=True,
+            userActivation=True,
         )
         if r.get("type") == "exception":
             raise RuntimeError(json.dumps(r.get("exceptionDetails"))[:400])
@@ -69,6 +70,9 @@ os.makedirs(profile, exist_ok=True)
 with open(os.path.join(profile, "user.js"), "w") as f:
     f.write('user_pref("browser.shell.checkDefaultBrowser", false);\n')
     f.write('user_pref("datareporting.policy.dataSubmissionEnabled", false);\n')
+    # A headless window never gets the OS focus; in test mode Firefox's focus manager treats
+    # the raised window as active anyway (WebAuthn needs the active tab, below).
+    f.write('user_pref("focusmanager.testmode", true);\n')
     f.write('user_pref("remote.log.level", "Info");\n')
     f.write('user_pref("logging.webauthn_authrs", "debug");\n')
 
@@ -99,6 +103,8 @@ try:
     # Firefox answers WebAuthn only in the active tab (else NotAllowedError "CredentialsContainer
     # request is not allowed."); a headless window is not activated by itself.
     bidi.call("browsingContext.activate", context=context)
+    bidi.evaluate(context, "window.focus()")
+    print(f"NOTE {tag} document.hasFocus() = {bidi.evaluate(context, 'document.hasFocus()')}", flush=True)
     figure("browser-start", time.monotonic() - t0)
     if os.environ.get("PK_VIA"):
         bidi.evaluate(context, f"via({json.dumps(os.environ['PK_VIA'])})")

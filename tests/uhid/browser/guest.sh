@@ -3,13 +3,14 @@
 # (rp.py) on http://localhost:8000, then headless Chromium signing up and in with
 #   1. `pocketkey serve --uhid` (the software key as a USB security key), and
 #   2. `pocketkey-bridge --uhid` paired with `pocketkey listen --auto-approve` over a relay,
-# and then Firefox ESR (firefox.py) against a fresh `pocketkey serve --uhid`.
+# and, with pk.firefox, Firefox ESR (firefox.py) against a fresh `pocketkey serve --uhid`.
 # Prints "PASS <name>" / "FAIL <name>", "FIGURE ..." lines, the screenshot of the bridge run
 # as base64 between SCREENSHOT-BEGIN/-END, and finally "BROWSER-VM-RESULT: ok|fail".
 #
 # Kernel command-line switches (run.sh passes POCKETKEY_BROWSER_VM_ARGS through):
 #   pk.udevd         run systemd-udevd (default: no udev daemon, only the kernel's devtmpfs)
 #   pk.only=NAME     run only part NAME (serve, bridge, firefox)
+#   pk.firefox       also run part 3, Firefox (not by default: see tests/uhid/README.md)
 #   pk.usernameless  part 1 also signs in with an empty allowCredentials list
 export PATH=/opt/pk/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/tmp LANG=C.UTF-8
 cd /tmp
@@ -18,6 +19,8 @@ cmdline=" $(cat /proc/cmdline) "
 opt() { case "$cmdline" in *" pk.$1 "*) return 0 ;; esac; return 1; }
 only=$(echo "$cmdline" | sed -n 's/.* pk\.only=\([a-z]*\) .*/\1/p')
 part() { [ -z "$only" ] || [ "$only" = "$1" ]; }
+# Firefox is tried only when asked for: headless it refuses WebAuthn (see tests/uhid/README.md).
+firefox_part() { [ "$only" = firefox ] || { [ -z "$only" ] && opt firefox; }; }
 
 pass() { echo "PASS $1"; }
 fail() { echo "FAIL $1"; result=fail; }
@@ -109,7 +112,7 @@ fi
 
 
 # --- 3. Firefox ESR against pocketkey serve --uhid ------------------------------------------
-if part firefox; then
+if firefox_part; then
     pocketkey serve --uhid --auto-approve --state-dir /tmp/key-firefox > /tmp/serve-firefox.log 2>&1 &
     serve=$!
     if wait_for 'ls /dev/hidraw*' 100; then pass "firefox: $(ls /dev/hidraw* | head -n 1) appeared"
