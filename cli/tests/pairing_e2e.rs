@@ -622,6 +622,48 @@ fn the_app_retries_its_pending_revocation_when_listing_pairings() {
     );
 }
 
+/// The app's API: the computer revoked the pairing while the app was away, so the app hears
+/// it from the relay alone (410). `listen` suspends it — `pairings()` still lists it, with
+/// `suspended` set — a push for it is not served, and `resume_pairing` makes it served again
+/// (the relay still says 410: suspended again). (Before: the app deleted the pairing.)
+#[test]
+fn the_app_shows_a_pairing_the_relay_calls_revoked_as_suspended_and_resumes_it() {
+    let relay = relay();
+    let bridge = Bridge::start(&relay.url, "Laptop");
+    let dir = tempfile::tempdir().unwrap();
+    let (key, paired) = app_paired_with(dir.path(), &bridge);
+    let bridge_dir = bridge.stop_when_stored(1);
+    let out = bridge_tool(bridge_dir.path(), &["--unpair"]);
+    assert_eq!(text(&out.stdout).trim(), "unpaired: App phone");
+
+    let suspended = |key: &pocketkey_ffi::SecurityKey| {
+        let listed = key.pairings().unwrap();
+        assert_eq!(listed.len(), 1, "the pairing is kept");
+        assert_eq!(listed[0].id, paired.id);
+        listed[0].suspended
+    };
+    assert!(!suspended(&key));
+    for _ in 0..2 {
+        let listener = Arc::clone(&key).listen("App phone".into());
+        let deadline = Instant::now() + WAIT;
+        while !suspended(&key) {
+            assert!(Instant::now() < deadline, "never suspended");
+            thread::sleep(Duration::from_millis(50));
+        }
+        listener.stop();
+        let push = format!(r#"{{"v":1,"mailbox":"{}"}}"#, paired.id);
+        assert!(
+            !Arc::clone(&key)
+                .handle_push(push, "App phone".into(), 100)
+                .unwrap(),
+            "a push for a suspended pairing was served"
+        );
+        assert!(key.resume_pairing(paired.id.clone()).unwrap());
+        assert!(!suspended(&key));
+    }
+    assert!(!key.resume_pairing("00".repeat(16)).unwrap());
+}
+
 /// Waits until a CTAPHID INIT sent to `addr` is answered: the process has bound its port.
 fn answers_init(addr: SocketAddr) {
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
