@@ -263,9 +263,12 @@ impl Link {
     }
 
     fn serve_mode(&self, record: PairingRecord) -> Mode {
-        *self.get_info.lock().unwrap_or_else(PoisonError::into_inner) =
-            record.peer_get_info.clone();
-        eprintln!("serving the phone {:?}", record.name);
+        // A suspended pairing is not served: the run loop stops the bridge with what to do.
+        if record.suspended_at.is_none() {
+            *self.get_info.lock().unwrap_or_else(PoisonError::into_inner) =
+                record.peer_get_info.clone();
+            eprintln!("serving the phone {:?}", record.name);
+        }
         Mode::Paired(Box::new(record))
     }
 

@@ -373,7 +373,7 @@ fn wake_mode(
         .list()
         .map_err(|e| e.to_string())?
         .into_iter()
-        .filter(|r| r.role == Role::Phone)
+        .filter(|r| r.role == Role::Phone && r.suspended_at.is_none())
         .collect();
     for record in &records {
         let target = PushTarget {
