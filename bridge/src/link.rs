@@ -328,19 +328,16 @@ impl Link {
                     Ok(Served::Stopped) => Mode::Paired(record),
                     Ok(Served::Revoked) => {
                         eprintln!("the phone {:?} revoked the pairing", record.name);
-                        self.drop_request();
-                        let _ = self.store.forget(&record.id);
-                        *self.get_info.lock().unwrap_or_else(PoisonError::into_inner) = None;
-                        // Another paired phone, if any, takes over.
-                        self.config.phone = None;
-                        match self.current_record() {
-                            Some(next) => self.serve_mode(next),
-                            None => Mode::Pairing,
-                        }
+                        self.forget(&record)
                     }
-                    // 410 / 4010 come from the relay, which cannot prove that the phone
-                    // revoked anything (docs/pairing-protocol.md §3.4): the keys stay, the
-                    // pairing is suspended until the user resumes or removes it.
+                    // Our user's `--unpair` (another process) reached the relay.
+                    Err(e) if e.is_revoked() && self.revoked_here(&record) => {
+                        eprintln!("the pairing with {:?} was removed here", record.name);
+                        self.forget(&record)
+                    }
+                    // Otherwise 410 / 4010 come from the relay, which cannot prove that the
+                    // phone revoked anything (docs/pairing-protocol.md §3.4): the keys stay,
+                    // the pairing is suspended until the user resumes or removes it.
                     Err(e) if e.is_revoked() => {
                         self.drop_request();
                         *self.get_info.lock().unwrap_or_else(PoisonError::into_inner) = None;
@@ -363,6 +360,29 @@ impl Link {
             open.finish(timeout_answer(kind));
         }
         self.failure.map_or(Ok(()), Err)
+    }
+
+    /// The pairing `record` is gone for good: the browser's open request is answered, the
+    /// record deleted, and another paired phone, if any, takes over (else a pairing code).
+    fn forget(&mut self, record: &PairingRecord) -> Mode {
+        self.drop_request();
+        let _ = self.store.forget(&record.id);
+        *self.get_info.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        self.config.phone = None;
+        match self.current_record() {
+            Some(next) => self.serve_mode(next),
+            None => Mode::Pairing,
+        }
+    }
+
+    /// Whether this computer's user revoked `record` (it is marked revoked, or already
+    /// forgotten after the relay confirmed): then a 410 / 4010 is that revocation arriving.
+    fn revoked_here(&self, record: &PairingRecord) -> bool {
+        match self.store.get(&record.id) {
+            Ok(Some(current)) => current.revoked_at.is_some(),
+            Ok(None) => true,
+            Err(_) => false,
+        }
     }
 
     /// The phone that was to answer the open request is gone: the browser hears it now, not

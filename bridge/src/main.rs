@@ -98,8 +98,9 @@ struct Cli {
     #[arg(long)]
     list: bool,
 
-    /// Revoke the pairing with the phone NAME (at the relay too, so the phone forgets it) and
-    /// exit. NAME may be left out when one phone is paired.
+    /// Revoke the pairing with the phone NAME and exit: a listening phone is told in a session
+    /// and forgets it; otherwise the relay is told, and the phone suspends the pairing when it
+    /// next attaches. NAME may be left out when one phone is paired.
     #[arg(long, value_name = "NAME", num_args = 0..=1, default_missing_value = "", conflicts_with = "list")]
     unpair: Option<String>,
 
@@ -290,7 +291,9 @@ fn manage(state_dir: &Path, key_file: bool, what: Manage) -> Result<(), String> 
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs());
             store.revoke(&record.id, now).map_err(|e| e.to_string())?;
-            if pocketkey_ffi::runtime::pairing_app::delete_at_relay(record) {
+            // A listening phone is told in a session (it then deletes the pairing; told only
+            // by the relay, it would suspend it).
+            if pocketkey_ffi::runtime::pairing::revoke_with_phone(record).is_ok() {
                 store.forget(&record.id).map_err(|e| e.to_string())?;
                 println!("unpaired: {}", record.name);
             } else {

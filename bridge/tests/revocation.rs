@@ -296,3 +296,37 @@ fn a_revoke_in_the_session_deletes_the_pairing() {
     listener.join().unwrap();
     assert!(phone.stored(&record).is_none());
 }
+
+/// The computer's user unpairs (`pocketkey-bridge --unpair`, while the bridge runs) and the
+/// phone listens: the phone is told in a session (`Revoke`) and forgets the pairing rather
+/// than suspending it; the running bridge, whose pairing was removed here, shows a pairing
+/// code again. (Without the session, the phone hears only the relay's 4010 and suspends.)
+#[test]
+fn the_bridges_unpair_tells_a_listening_phone_in_a_session() {
+    let relay = StandInRelay::start();
+    let dir = tempfile::tempdir().unwrap();
+    let bridge = Bridge::start(&relay.url, dir.path());
+    let phone = Phone::new();
+    let record = phone.pair(&bridge);
+    let (_stop, listener, events) = phone.listen();
+    wait_for(&events, &ServeEvent::Established);
+
+    let out = bridge_tool(dir.path(), &["--unpair"]);
+    assert_eq!(text(&out.stdout).trim(), "unpaired: Test phone");
+    let until = Instant::now() + WAIT;
+    let ended = loop {
+        let left = until.saturating_duration_since(Instant::now());
+        match events.recv_timeout(left).expect("the phone heard of it") {
+            event @ (ServeEvent::Revoked | ServeEvent::Suspended) => break event,
+            _ => {}
+        }
+    };
+    assert_eq!(ended, ServeEvent::Revoked);
+    listener.join().unwrap();
+    assert!(
+        phone.stored(&record).is_none(),
+        "the phone kept the pairing"
+    );
+    assert!(bridge.pairing_url().starts_with("pocketkey://pair?"));
+    assert_eq!(listed(dir.path()), "");
+}

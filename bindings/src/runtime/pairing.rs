@@ -725,17 +725,35 @@ const DELETE_TIMEOUT: Duration = Duration::from_secs(5);
 /// stored at pairing, not this one).
 const REVOKING_NAME: &str = "PocketKey";
 
-/// The phone's user removes `record`: if the computer is attached, a KK session tells it
-/// (`Revoke`, authenticated by the pairing's keys: the computer deletes its record; on the
-/// relay's word alone it would only suspend it, protocol §3.4); then DELETE on the same
-/// connection, so that the relay routes the `Revoke` before it closes the computer's
-/// connection. `Ok` once the relay acknowledged DELETE or says the mailbox is gone already;
-/// `Ok(true)` if the computer was told in a session.
+/// The phone's user removes `record`: [`revoke_in_session`] with the phone's `Hello` (its
+/// getInfo from `engine`).
 pub fn revoke_with_computer(
     record: &PairingRecord,
     engine: &dyn PairingEngine,
 ) -> Result<bool, MailboxError> {
-    let attach = record.mailbox_keys().attach(Role::Phone);
+    revoke_in_session(record, hello(REVOKING_NAME, engine))
+}
+
+/// The computer's user removes `record` (`pocketkey-bridge --unpair`): [`revoke_in_session`]
+/// with the bridge's `Hello`.
+pub fn revoke_with_phone(record: &PairingRecord) -> Result<bool, MailboxError> {
+    let hello = Hello {
+        name: REVOKING_NAME.into(),
+        get_info: None,
+    };
+    revoke_in_session(record, hello)
+}
+
+/// Our user removes `record`: if the peer is attached, a KK session tells it (`Revoke`,
+/// authenticated by the pairing's keys: the peer deletes its record; on the relay's word alone
+/// it would only suspend it, protocol §3.4); then DELETE on the same connection, so that the
+/// relay routes the `Revoke` before it closes the peer's connection. The phone starts the
+/// session when it sees the computer present; the computer answers a listening phone's HS1
+/// (a phone attaches only while it listens or is woken, and starts a session when the
+/// computer arrives). `Ok` once the relay acknowledged DELETE or says the mailbox is gone
+/// already; `Ok(true)` if the peer was told in a session.
+fn revoke_in_session(record: &PairingRecord, hello: Hello) -> Result<bool, MailboxError> {
+    let attach = record.mailbox_keys().attach(record.role);
     let mut conn = match MailboxConn::open(&record.relay_url, &attach, CONNECT_TIMEOUT) {
         Ok(c) => c,
         Err(e) if e.is_revoked() => return Ok(false),
@@ -748,12 +766,18 @@ pub fn revoke_with_computer(
     while Instant::now() < until {
         let now = Instant::now();
         match conn.poll() {
-            Ok(Some(RelayFrame::Peer { present: true })) if session.is_none() => {
-                session = record.session(hello(REVOKING_NAME, engine), now).ok();
+            Ok(Some(RelayFrame::Peer { present: true }))
+                if session.is_none() && record.role == Role::Phone =>
+            {
+                session = record.session(hello.clone(), now).ok();
             }
-            // Nobody to tell: the computer learns it from the relay (and suspends).
+            // Nobody to tell: the peer learns it from the relay (and suspends).
             Ok(Some(RelayFrame::Peer { present: false })) => break,
             Ok(Some(RelayFrame::Data(payload))) => {
+                if session.is_none() && record.role == Role::Bridge && is_handshake_frame(&payload)
+                {
+                    session = record.session(hello.clone(), now).ok();
+                }
                 if let Some(s) = session.as_mut() {
                     let _ = s.receive(&payload, now);
                 }
