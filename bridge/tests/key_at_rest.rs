@@ -115,9 +115,11 @@ fn earlier_install(dir: &Path) {
         .unwrap();
 }
 
-/// Runs `pocketkey-bridge --list` three times on `old` and once on `fresh` inside one private
-/// session bus with GNOME Keyring's Secret Service (unlocked with a throw-away password, its
-/// files in `home`). Each run's output ends with a line `rc=<exit code>`.
+/// Runs `pocketkey-bridge --list` twice on `old`, once on `fresh`, then once more on `old`
+/// after putting another key file there, inside one private session bus with GNOME Keyring's
+/// Secret Service (unlocked with a throw-away password, its files in `home`). Each run's
+/// output starts with `== ` and has a line `rc=<exit code>` (and, for the first three,
+/// whether a `master.key` exists after it).
 fn in_a_keyring_session(home: &Path, old: &Path, fresh: &Path) -> Output {
     let script = r#"
         printf 'throw-away' | gnome-keyring-daemon --unlock --components=secrets >/dev/null || exit 97
@@ -125,7 +127,12 @@ fn in_a_keyring_session(home: &Path, old: &Path, fresh: &Path) -> Output {
             echo "== $dir"
             "$0" --list --state-dir "$dir" 2>&1
             echo "rc=$?"
+            if [ -e "$dir/master.key" ]; then echo "key file: present"; else echo "key file: absent"; fi
         done
+        echo "== another key file"
+        head -c 32 /dev/urandom > "$1/master.key" && chmod 600 "$1/master.key"
+        "$0" --list --state-dir "$1" 2>&1
+        echo "rc=$?"
     "#;
     Command::new("dbus-run-session")
         .args(["--", "sh", "-c", script, BRIDGE])
@@ -158,7 +165,7 @@ fn the_key_lives_in_a_real_secret_service_and_an_old_key_file_moves_there() {
     let said = text(&out.stdout);
     assert!(out.status.success(), "{said}{}", text(&out.stderr));
     let runs: Vec<&str> = said.split("== ").skip(1).collect();
-    assert_eq!(runs.len(), 3, "{said}");
+    assert_eq!(runs.len(), 4, "{said}");
 
     // First start on the old install: the key moves into the keyring, the file goes, and the
     // moved key opens the store.
@@ -173,22 +180,26 @@ fn the_key_lives_in_a_real_secret_service_and_an_old_key_file_moves_there() {
         "{}",
         runs[0]
     );
-    assert!(
-        !old.path().join("master.key").exists(),
-        "the key file stayed"
-    );
+    assert!(runs[0].contains("key file: absent"), "{}", runs[0]);
     // Later starts: from the keyring, no file.
     assert!(runs[1].contains("rc=0"), "{}", runs[1]);
     assert!(runs[1].contains("Old phone\t"), "{}", runs[1]);
     assert!(!runs[1].contains("moved"), "{}", runs[1]);
-    assert!(!old.path().join("master.key").exists());
+    assert!(runs[1].contains("key file: absent"), "{}", runs[1]);
     // A new install: a key in the keyring, none on the disk.
     assert!(runs[2].contains("rc=0"), "{}", runs[2]);
-    assert!(fresh.path().join(FILE_NAME).exists());
-    assert!(!fresh.path().join("master.key").exists());
+    assert!(runs[2].contains("key file: absent"), "{}", runs[2]);
     let names: Vec<_> = fs::read_dir(fresh.path())
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .collect();
     assert_eq!(names, vec![std::ffi::OsString::from(FILE_NAME)]);
+    // A key file that is not the key in the keyring: refused, nothing changed.
+    assert!(!runs[3].contains("rc=0"), "{}", runs[3]);
+    assert!(
+        runs[3].contains("the OS keyring already holds another master key"),
+        "{}",
+        runs[3]
+    );
+    assert!(old.path().join("master.key").exists(), "the key file went");
 }
