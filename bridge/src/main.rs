@@ -7,6 +7,7 @@
 //! The CTAPHID device loop, its transports and the master-key file are `pocketkey-desktop`'s,
 //! shared with the `pocketkey` command line.
 
+mod confirm;
 mod link;
 mod qr;
 
@@ -81,9 +82,16 @@ struct Cli {
     phone: Option<String>,
 
     /// Show a pairing code even though a phone is paired, to pair another one; the new phone
-    /// is then served. Needs --relay.
+    /// is then served only if you answer yes to "Serve ... from now on instead?". Needs --relay.
     #[arg(long, requires = "relay")]
     pair_another: bool,
+
+    /// Answer yes to every question (pair with the phone that shows this code? serve the new
+    /// phone?) without asking, and say so on standard error. For tests only: anyone who scans
+    /// the code pairs. Without it, answers are lines on standard input (y or yes; anything
+    /// else, the end of the input, or no answer within 2 minutes is no).
+    #[arg(long)]
+    auto_confirm: bool,
 
     /// List the paired phones (name, relay, pairing id), the one served by default first,
     /// and exit.
@@ -340,6 +348,7 @@ fn run(cli: Cli) -> Result<(), String> {
             print_url: cli.print_url,
             offer_for: Duration::from_secs(cli.offer_for),
             phone_timeout: Duration::from_secs(cli.phone_timeout),
+            auto_confirm: cli.auto_confirm,
         },
         store,
         Arc::clone(&get_info),
