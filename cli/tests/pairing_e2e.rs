@@ -183,7 +183,13 @@ impl Bridge {
         let mut child = Command::new(bridge_program())
             .args(["--udp", &addr.to_string(), "--relay", relay, "--name", name])
             .args(extra)
-            .args(["--print-url", "--phone-timeout", "3", "--state-dir"])
+            .args([
+                "--print-url",
+                "--auto-confirm",
+                "--phone-timeout",
+                "3",
+                "--state-dir",
+            ])
             .arg(dir.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -563,7 +569,12 @@ fn app_paired_with(
     )
     .unwrap();
     let paired = key
-        .pair(bridge.pairing_url(), "App phone".into(), false)
+        .pair(
+            bridge.pairing_url(),
+            "App phone".into(),
+            false,
+            Arc::new(ShownCode::default()),
+        )
         .unwrap();
     (key, paired)
 }
@@ -943,7 +954,12 @@ fn a_running_listener_reads_the_pairing_again_at_each_request() {
     )
     .unwrap();
     let paired = key
-        .pair(bridge.pairing_url(), "App phone".into(), false)
+        .pair(
+            bridge.pairing_url(),
+            "App phone".into(),
+            false,
+            Arc::new(ShownCode::default()),
+        )
         .unwrap();
     let listener = Arc::clone(&key).listen("App phone".into());
 
@@ -1027,4 +1043,20 @@ fn pending_cleared(dir: &Path) -> bool {
     .pending_revocations()
     .unwrap()
     .is_empty()
+}
+
+/// The app's side of the confirmation code: checks it gets six digits once per pairing.
+#[derive(Default)]
+struct ShownCode(std::sync::Mutex<Vec<String>>);
+
+impl pocketkey_ffi::PairingCodeListener for ShownCode {
+    fn show_code(&self, code: String) {
+        assert!(
+            code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()),
+            "{code:?}"
+        );
+        let mut shown = self.0.lock().unwrap();
+        shown.push(code);
+        assert_eq!(shown.len(), 1, "one code per pairing");
+    }
 }
