@@ -35,7 +35,7 @@ pub use runtime::{
     Advertiser, AdvertiserError, HybridError, HybridOptions, HybridOutcome, HybridSession,
     HybridWait,
 };
-pub use scan::{classify_scan, ScanError, ScannedCode, MAX_SCAN_LEN};
+pub use scan::{classify_scan, ScanError, ScanSource, ScannedCode, MAX_SCAN_LEN};
 pub use security_key::{SecurityKey, DATABASE_FILE, MAX_LABEL_CHARS};
 pub use types::{
     Account, ApprovalAnswer, ApprovalClosed, ApprovalOperation, ApprovalPrompt, AttestationKind,
