@@ -59,7 +59,8 @@ impl Confirmer {
     pub fn ask(&mut self, situation: &str, question: &str) {
         self.asking = true;
         if self.auto {
-            println!("{situation}");
+            // Ignored errors: a closed standard output must not stop the bridge.
+            let _ = writeln!(std::io::stdout(), "{situation}");
             eprintln!(
                 "*** --auto-confirm: answering YES without asking: {question} \
                  (for tests only: anyone who scans the code is accepted) ***"
@@ -108,7 +109,7 @@ impl Confirmer {
         self.asking = false;
         if !self.auto && !std::io::stdin().is_terminal() {
             // A terminal echoed the user's newline; a pipe did not: end the prompt's line.
-            println!();
+            let _ = writeln!(std::io::stdout());
         }
         Some(answer)
     }
@@ -116,7 +117,7 @@ impl Confirmer {
     /// The question is moot (its session ended or timed out): a late answer answers nothing.
     pub fn withdraw(&mut self) {
         if self.asking && !self.auto {
-            println!();
+            let _ = writeln!(std::io::stdout());
         }
         self.asking = false;
     }
@@ -145,20 +146,5 @@ impl Confirmer {
             self.ended = true;
         }
         self.lines = Some(rx);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Answer;
-
-    #[test]
-    fn only_y_or_yes_is_yes() {
-        for yes in ["y", "Y", "yes", " YES ", "Yes\r"] {
-            assert_eq!(Answer::of(yes), Answer::Yes, "{yes:?}");
-        }
-        for no in ["", "n", "no", "yy", "y es", "ja", "1", "sure"] {
-            assert_eq!(Answer::of(no), Answer::No, "{no:?}");
-        }
     }
 }

@@ -235,12 +235,18 @@ impl Bridge {
         dir
     }
 
-    /// The next `pair: <url>` line.
+    /// The next `pair: <url>` line (past the confirmation lines of `--auto-confirm`).
     fn pairing_url(&self) -> String {
-        let line = self.lines.recv_timeout(Duration::from_secs(20)).unwrap();
-        line.strip_prefix("pair: ")
-            .expect("a pair: line")
-            .to_string()
+        loop {
+            let line = self.lines.recv_timeout(Duration::from_secs(20)).unwrap();
+            if let Some(url) = line.strip_prefix("pair: ") {
+                return url.to_string();
+            }
+            assert!(
+                line.starts_with("Phone ") || line.starts_with("Paired with "),
+                "{line:?}"
+            );
+        }
     }
 }
 
@@ -434,9 +440,15 @@ fn nothing_pending(phone: &Path) {
 /// Whether the bridge shows a new pairing code within `wait`: it does once the relay told it
 /// (4010, or 410 at its next attach) that the pairing was revoked.
 fn forgot_the_phone(bridge: &Bridge, wait: Duration) -> bool {
-    match bridge.lines.recv_timeout(wait) {
-        Ok(line) => line.starts_with("pair: "),
-        Err(_) => false,
+    let deadline = Instant::now() + wait;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match bridge.lines.recv_timeout(left) {
+            // What `--auto-confirm` printed when the phone paired.
+            Ok(line) if line.starts_with("Phone ") || line.starts_with("Paired with ") => {}
+            Ok(line) => return line.starts_with("pair: "),
+            Err(_) => return false,
+        }
     }
 }
 
