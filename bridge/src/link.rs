@@ -28,6 +28,7 @@ use zeroize::Zeroizing;
 
 use crate::confirm::{Answer, Confirmer};
 use crate::engine::{Engine, RequestContext, WaitingForUser};
+use crate::served::ServedChoice;
 
 /// CTAP2_ERR_USER_ACTION_TIMEOUT: the phone did not answer in time.
 pub const CBOR_TIMEOUT: u8 = 0x2f;
@@ -163,6 +164,8 @@ pub struct LinkConfig {
     pub phone_timeout: Duration,
     /// `--auto-confirm`: every question is answered yes without asking (tests).
     pub auto_confirm: bool,
+    /// Where the served phone is remembered across restarts.
+    pub served: ServedChoice,
 }
 
 /// The open request.
@@ -246,12 +249,25 @@ impl Link {
         }
     }
 
-    /// The phone to serve: the one named by `--phone`, else the newest pairing.
+    /// The phone to serve: the one named by `--phone`, else the one served last, else the
+    /// newest pairing.
     fn current_record(&self) -> Option<PairingRecord> {
-        select_phone(self.store.list().ok()?, self.config.phone.as_deref())
+        let records = self.store.list().ok()?;
+        if self.config.phone.is_none() {
+            let phones: Vec<PairingRecord> = records
+                .iter()
+                .filter(|r| r.role == Role::Bridge)
+                .cloned()
+                .collect();
+            if let Some(last) = self.config.served.find(&phones) {
+                return Some(last);
+            }
+        }
+        select_phone(records, self.config.phone.as_deref())
     }
 
     fn serve_mode(&self, record: PairingRecord) -> Mode {
+        self.config.served.remember(&record.id);
         *self.get_info.lock().unwrap_or_else(PoisonError::into_inner) =
             record.peer_get_info.clone();
         eprintln!("serving the phone {:?}", record.name);

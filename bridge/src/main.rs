@@ -10,6 +10,7 @@
 mod confirm;
 mod link;
 mod qr;
+mod served;
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -76,8 +77,8 @@ struct Cli {
     #[arg(long, value_name = "SECS", default_value_t = 30)]
     phone_timeout: u64,
 
-    /// Serve the phone paired under NAME (default: the newest pairing). Another paired phone
-    /// takes over if this one revokes the pairing.
+    /// Serve the phone paired under NAME (default: the one served last, else the newest
+    /// pairing). Another paired phone takes over if this one revokes the pairing.
     #[arg(long, value_name = "NAME")]
     phone: Option<String>,
 
@@ -259,7 +260,13 @@ fn manage(state_dir: &Path, what: Manage) -> Result<(), String> {
         .collect();
     match what {
         Manage::List => {
-            // Newest first: the phone served by default comes first.
+            // The phone served by default first (the one served last, else the newest), then
+            // the others newest first.
+            let mut phones = phones;
+            if let Some(served) = served::ServedChoice::in_dir(state_dir).find(&phones) {
+                phones.retain(|r| r.id != served.id);
+                phones.insert(0, served);
+            }
             for record in &phones {
                 println!(
                     "{}\t{}\t{}",
@@ -349,6 +356,7 @@ fn run(cli: Cli) -> Result<(), String> {
             offer_for: Duration::from_secs(cli.offer_for),
             phone_timeout: Duration::from_secs(cli.phone_timeout),
             auto_confirm: cli.auto_confirm,
+            served: served::ServedChoice::in_dir(&state_dir),
         },
         store,
         Arc::clone(&get_info),

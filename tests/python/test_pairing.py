@@ -328,8 +328,23 @@ def test_a_second_phone_is_served_only_when_the_user_says_so(asking, tmp_path):
     )
     result = client(dev, origin).make_credential(options.public_key)
     server.register_complete(state, result)
+    dev.close()
     s["procs"].stop(bridge)
-    assert sorted(bridge_phones(s)) == ["Phone A", "Phone B"]
+    phones = bridge_phones(s)
+    assert phones == ["Phone A", "Phone B"], phones  # the served one first
+
+    # A restart does not switch either: the bridge serves the phone it served last (A), not
+    # the newest pairing.
+    bridge = start_bridge(s["binaries"], s["procs"], s["relay"].addr, s["bridge_dir"], s["port"],
+                          ask=True)
+    s["bridge"] = bridge
+    dev = wait_for_get_info(s["addr"])
+    options, state = server.register_begin(
+        PublicKeyCredentialUserEntity(id=os.urandom(16), name="erin", display_name="Erin"),
+        user_verification=UserVerificationRequirement.DISCOURAGED,
+    )
+    result = client(dev, origin).make_credential(options.public_key)
+    server.register_complete(state, result)
 
 
 def test_app_bindings_pair_listen_and_unpair(setup, tmp_path):
