@@ -28,13 +28,16 @@
 //! mailbox::MailboxKeys::rendezvous(k, s).attach(Phone)         → [websocket to the relay]
 //! session::Session::phone_first_contact(url, new key, hello, now)
 //! receive(DATA payload) / poll_frame → [DATA] / poll_event
+//!   ShowCode(code)                → [show the code; the computer's user compares it]
 //!   Established { new_pairing }   → store.insert(PairingRecord::from_new(..)); bye(); detach
+//!   Refused                       → [the computer's user said no: nothing stored]
 //! record.mailbox_keys().attach(Phone)                          → [attach, PUSH_REGISTER]
 //! ```
 //!
 //! Then, when woken: `record.session(hello, now)`, `CtapRequest` events to the engine,
 //! `set_status` while asking the user, `respond`. The bridge mirrors it with
-//! `Session::bridge_first_contact(offer, hello)`, `record.session(..)` per phone HS1,
+//! `Session::bridge_first_contact(offer, hello)` (its `ConfirmationNeeded` answered by
+//! `confirm()` or `refuse()`), `record.session(..)` per phone HS1,
 //! `send_request`, `cancel`, and `Pending`/`CtapResponse` events.
 
 pub mod confirm;
