@@ -63,7 +63,13 @@ impl Bridge {
             .unwrap();
         let mut child = Command::new(BRIDGE)
             .args(["--udp", &addr.to_string(), "--relay", relay])
-            .args(["--print-url", "--name", "Test laptop", "--key-file"])
+            .args([
+                "--print-url",
+                "--name",
+                "Test laptop",
+                "--key-file",
+                "--auto-confirm",
+            ])
             .args(["--phone-timeout", "20", "--state-dir"])
             .arg(dir)
             .stdout(Stdio::piped())
