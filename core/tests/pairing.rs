@@ -906,6 +906,24 @@ fn a_phone_starting_over_replaces_the_bridge_session() {
 }
 
 #[test]
+fn a_get_info_update_the_session_refuses_changes_nothing() {
+    let mut s = sides();
+    let now = Instant::now();
+    pair(&mut s, offer(), now);
+    let record = s.phone_store.list().unwrap().remove(0);
+    let hello = phone_hello(&mut s.engine);
+    let original = hello.get_info.clone().unwrap();
+    let mut phone = record.session(hello, now).unwrap();
+    // Before the handshake the update is refused, and the Hello keeps the getInfo it had.
+    assert!(phone.update_get_info(vec![0xa0]).is_err());
+    let bridge_record = s.bridge_store.list().unwrap().remove(0);
+    let mut bridge = bridge_record.session(bridge_hello(), now).unwrap();
+    settle(&mut phone, &mut bridge, &mut Vec::new(), now).unwrap();
+    let on_bridge = established(&mut bridge);
+    assert_eq!(on_bridge.peer_get_info, Some(original));
+}
+
+#[test]
 fn the_bridge_may_send_its_request_right_after_its_handshake_message() {
     // Latency: the bridge answers HS1 with HS2, Hello and the waiting request in one go.
     let mut s = sides();

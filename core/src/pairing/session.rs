@@ -924,8 +924,11 @@ impl Session {
     /// Phone: the getInfo changed (PIN set, options).
     pub fn update_get_info(&mut self, get_info: Vec<u8>) -> Result<(), SessionError> {
         self.require(Role::Phone)?;
-        self.hello.get_info = Some(get_info.clone());
-        self.send(&Message::GetInfo(get_info))
+        // Sent first, kept after: a call the session refuses (not established yet) changes
+        // nothing, so the Hello it sends later is the one it was made with.
+        self.send(&Message::GetInfo(get_info.clone()))?;
+        self.hello.get_info = Some(get_info);
+        Ok(())
     }
 
     /// Either side: a ping (≤ 32 bytes), answered by [`Event::Pong`].
