@@ -318,6 +318,7 @@ fn wake_mode(
             provider: PushProvider::Webhook,
             target: wake_url.to_string(),
             environment: None,
+            wake: pocketkey_core::pairing::relay::WakeId::random(),
         };
         runtime::register_push(record, target)
             .map_err(|e| format!("registering the wake-up URL for {:?}: {e}", record.name))?;

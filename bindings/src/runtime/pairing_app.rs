@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use pocketkey_core::authenticator::RequestContext;
 use pocketkey_core::pairing::relay::{
-    frame_type, ApnsEnvironment, PushProvider, PushTarget, RelayFrame,
+    frame_type, ApnsEnvironment, PushProvider, PushTarget, RelayFrame, WakeId,
 };
 use pocketkey_core::pairing::url::MAX_NAME_LEN;
 use pocketkey_core::pairing::{
@@ -94,6 +94,7 @@ impl From<PushRegistration> for PushTarget {
                 provider: PushProvider::Fcm,
                 target: token,
                 environment: None,
+                wake: WakeId::random(),
             },
             PushRegistration::Apns {
                 device_token,
@@ -106,11 +107,13 @@ impl From<PushRegistration> for PushTarget {
                 } else {
                     ApnsEnvironment::Production
                 }),
+                wake: WakeId::random(),
             },
             PushRegistration::Webhook { url } => PushTarget {
                 provider: PushProvider::Webhook,
                 target: url,
                 environment: None,
+                wake: WakeId::random(),
             },
         }
     }

@@ -47,6 +47,7 @@ pub mod relay;
 pub mod session;
 pub mod store;
 pub mod url;
+pub mod wake;
 
 pub use mailbox::{MailboxId, MailboxKeys, PairingId};
 pub use messages::{CtapKind, CtapRequest, Hello, Message, PendingStatus, RequestId};
