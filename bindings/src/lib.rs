@@ -28,7 +28,7 @@ pub use approvals::ApprovalListener;
 pub use errors::{ApprovalListenerError, KeyProviderError, PocketKeyError};
 pub use key::KeyProvider;
 pub use pin::MAX_PIN_BYTES;
-pub use runtime::pairing_app::{PairingInfo, PairingListener, PushRegistration};
+pub use runtime::pairing_app::{PairingInfo, PairingListener, PushOutcome, PushRegistration};
 pub use runtime::{
     Advertiser, AdvertiserError, HybridError, HybridOptions, HybridOutcome, HybridSession,
     HybridWait,

@@ -25,7 +25,7 @@ use pocketkey_core::authenticator::{Authenticator, RequestContext};
 use pocketkey_core::cancel::CancelToken;
 use pocketkey_core::pairing::delivery::{Delivery, RequestLog};
 use pocketkey_core::pairing::mailbox::MailboxKeys;
-use pocketkey_core::pairing::relay::RelayFrame;
+use pocketkey_core::pairing::relay::{frame_type, PushTarget, RelayFrame, WakeId};
 use pocketkey_core::pairing::session::{is_handshake_frame, HANDSHAKE_TIMEOUT};
 use pocketkey_core::pairing::{
     CtapKind, Event, Hello, PairingRecord, PairingStore, PairingUrl, PendingStatus, RequestId,
@@ -315,8 +315,18 @@ pub fn serve_pairing(
             }
         };
         on_event(&record, ServeEvent::Attached);
+        let registering = register_again(&store, &record, &mut conn);
         match serve_connection(
-            &mut conn, &wakeup, &record, phone_name, &*engine, &store, &log, &stop, on_event,
+            &mut conn,
+            &wakeup,
+            &record,
+            phone_name,
+            &*engine,
+            &store,
+            &log,
+            &stop,
+            registering,
+            on_event,
         ) {
             Ok(Some(())) => {
                 on_event(&record, ServeEvent::Revoked);
@@ -338,6 +348,33 @@ pub fn serve_pairing(
             }
         }
     }
+}
+
+/// Each attach of a pairing that has a push target registers it again with a new wake id
+/// (docs/pairing-protocol.md §3.3), so that the pushes of two sessions of one pairing carry
+/// different ids. Returns the id sent, whose ACK the connection's loop waits for.
+fn register_again(
+    store: &Mutex<PairingStore>,
+    record: &PairingRecord,
+    conn: &mut MailboxConn,
+) -> Option<WakeId> {
+    let lock = || store.lock().unwrap_or_else(PoisonError::into_inner);
+    let target = lock().push_target(&record.id).ok().flatten()?;
+    let target = PushTarget {
+        wake: WakeId::random(),
+        ..target
+    };
+    lock().push_registering(&record.id, &target).ok()?;
+    conn.send(&RelayFrame::PushRegister(target.clone())).ok()?;
+    Some(target.wake)
+}
+
+/// The relay ACKed the registration of `wake`: the wake id before it is no longer accepted.
+fn push_registered(store: &Mutex<PairingStore>, record: &PairingRecord, wake: &WakeId) {
+    let _ = store
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push_registered(&record.id, wake);
 }
 
 fn sleep_unless(stop: &AtomicBool, total: Duration) {
@@ -379,6 +416,7 @@ fn serve_connection(
     store: &Arc<Mutex<PairingStore>>,
     log: &Mutex<RequestLog>,
     stop: &AtomicBool,
+    mut registering: Option<WakeId>,
     on_event: &(dyn Fn(&PairingRecord, ServeEvent) + Sync),
 ) -> Result<Option<()>, MailboxError> {
     let mut session: Option<Session> = None;
@@ -415,6 +453,11 @@ fn serve_connection(
                 r.cancel.cancel();
             }
             match frame {
+                Some(RelayFrame::Ack(frame_type::PUSH_REGISTER)) => {
+                    if let Some(wake) = registering.take() {
+                        push_registered(store, record, &wake);
+                    }
+                }
                 Some(RelayFrame::Peer { present: true }) => {
                     trace("phone.peer");
                     // A run in progress goes on: the bridge sends its request again in the
@@ -662,21 +705,37 @@ pub fn listen(
 }
 
 /// Registers `target` as the pairing's push target at the relay (PUSH_REGISTER, waits for
-/// the ACK), so that a bridge's WAKE reaches the phone while it is not attached.
+/// the ACK), so that a bridge's WAKE reaches the phone while it is not attached. The
+/// registration carries a new wake id (whatever `target.wake` holds), kept in the store with
+/// the target: the phone knows its pushes by it, and registers the target again with a new
+/// id at each attach of the pairing.
 pub fn register_push(
+    store: &Mutex<PairingStore>,
     record: &PairingRecord,
-    target: pocketkey_core::pairing::relay::PushTarget,
+    target: PushTarget,
 ) -> Result<(), PairingError> {
+    let target = PushTarget {
+        wake: WakeId::random(),
+        ..target
+    };
     let attach = record.mailbox_keys().attach(Role::Phone);
     let mut conn = MailboxConn::open(&record.relay_url, &attach, CONNECT_TIMEOUT)?;
-    conn.send(&RelayFrame::PushRegister(target))?;
+    store
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push_registering(&record.id, &target)
+        .map_err(|e| PairingError::Store(e.to_string()))?;
+    conn.send(&RelayFrame::PushRegister(target.clone()))?;
     let until = Instant::now() + CONNECT_TIMEOUT;
     let result = loop {
         if Instant::now() >= until {
             break Err(PairingError::TimedOut);
         }
         match conn.poll() {
-            Ok(Some(RelayFrame::Ack(0x03))) => break Ok(()),
+            Ok(Some(RelayFrame::Ack(frame_type::PUSH_REGISTER))) => {
+                push_registered(store, record, &target.wake);
+                break Ok(());
+            }
             Ok(Some(RelayFrame::Error { message, .. })) => {
                 break Err(PairingError::Handshake(format!(
                     "the relay refused the push target: {message}"
@@ -691,7 +750,9 @@ pub fn register_push(
 }
 
 /// Woken by a push for this pairing: attaches, serves the bridge's requests, and detaches
-/// once nothing happened for `idle` (no request open) or `stop` is raised.
+/// once nothing happened for `idle` (no request open) or `stop` is raised. Returns whether
+/// the bridge sent a request (a wake without one counts against the pairing's empty-wake
+/// budget: [`super::pairing_app::woken_pairing`]).
 pub fn serve_woken(
     record: PairingRecord,
     phone_name: &str,
@@ -700,9 +761,10 @@ pub fn serve_woken(
     stop: Arc<AtomicBool>,
     idle: Duration,
     on_event: &(dyn Fn(&PairingRecord, ServeEvent) + Sync),
-) {
+) -> bool {
     trace("phone.woken");
     let local = Arc::new(AtomicBool::new(false));
+    let requested = AtomicBool::new(false);
     // (last activity, a request is open)
     let activity = Mutex::new((Instant::now(), false));
     thread::scope(|scope| {
@@ -719,7 +781,10 @@ pub fn serve_woken(
             {
                 let mut a = activity.lock().unwrap_or_else(PoisonError::into_inner);
                 match &event {
-                    ServeEvent::Request { .. } => *a = (Instant::now(), true),
+                    ServeEvent::Request { .. } => {
+                        requested.store(true, Ordering::SeqCst);
+                        *a = (Instant::now(), true);
+                    }
                     ServeEvent::Answered { .. } => *a = (Instant::now(), false),
                     ServeEvent::Established => a.0 = Instant::now(),
                     ServeEvent::Revoked => local.store(true, Ordering::SeqCst),
@@ -739,6 +804,7 @@ pub fn serve_woken(
         local.store(true, Ordering::SeqCst);
     });
     trace("phone.detached");
+    requested.load(Ordering::SeqCst)
 }
 
 #[cfg(test)]
