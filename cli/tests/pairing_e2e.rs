@@ -942,7 +942,8 @@ fn the_app_is_woken_by_push_and_serves_the_request() {
 /// The wake id the app registered last for `pairing`, read from its pairing store.
 fn current_wake_id(dir: &Path, pairing: &str) -> String {
     let store = pocketkey_core::pairing::PairingStore::open(
-        &dir.join("key").join(pocketkey_core::pairing::store::FILE_NAME),
+        &dir.join("key")
+            .join(pocketkey_core::pairing::store::FILE_NAME),
         &pocketkey_core::crypto::master_key::MasterKey::from_bytes([0x42; 32]),
     )
     .unwrap();

@@ -49,6 +49,9 @@ const USER_CHECK: Duration = Duration::from_millis(10);
 /// a store write takes milliseconds (a disk sync), and a woken phone's request comes right
 /// behind the establishment (its engine writes too).
 const TOUCH_DELAY: Duration = Duration::from_secs(1);
+/// How long a connection that ends waits for the ACK of the push registration it sends on its
+/// way out.
+const REGISTER_ACK_WAIT: Duration = Duration::from_secs(2);
 
 /// Why pairing or serving failed.
 #[derive(Debug, thiserror::Error)]
@@ -315,18 +318,8 @@ pub fn serve_pairing(
             }
         };
         on_event(&record, ServeEvent::Attached);
-        let registering = register_again(&store, &record, &mut conn);
         match serve_connection(
-            &mut conn,
-            &wakeup,
-            &record,
-            phone_name,
-            &*engine,
-            &store,
-            &log,
-            &stop,
-            registering,
-            on_event,
+            &mut conn, &wakeup, &record, phone_name, &*engine, &store, &log, &stop, on_event,
         ) {
             Ok(Some(())) => {
                 on_event(&record, ServeEvent::Revoked);
@@ -352,7 +345,9 @@ pub fn serve_pairing(
 
 /// Each attach of a pairing that has a push target registers it again with a new wake id
 /// (docs/pairing-protocol.md §3.3), so that the pushes of two sessions of one pairing carry
-/// different ids. Returns the id sent, whose ACK the connection's loop waits for.
+/// different ids. Returns the id sent, whose ACK the connection's loop waits for. Called off
+/// the request's path ([`TOUCH_DELAY`] after the attach with no request running, or on the
+/// way out): it writes the store (a disk sync).
 fn register_again(
     store: &Mutex<PairingStore>,
     record: &PairingRecord,
@@ -375,6 +370,28 @@ fn push_registered(store: &Mutex<PairingStore>, record: &PairingRecord, wake: &W
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .push_registered(&record.id, wake);
+}
+
+/// [`register_again`] as the connection ends: waits a little for the ACK (nothing else is
+/// read any more). Without it the id before stays accepted until a later ACK.
+fn register_on_the_way_out(
+    store: &Mutex<PairingStore>,
+    record: &PairingRecord,
+    conn: &mut MailboxConn,
+) {
+    let Some(wake) = register_again(store, record, conn) else {
+        return;
+    };
+    let until = Instant::now() + REGISTER_ACK_WAIT;
+    while Instant::now() < until {
+        match conn.poll() {
+            Ok(Some(RelayFrame::Ack(frame_type::PUSH_REGISTER))) => {
+                return push_registered(store, record, &wake);
+            }
+            Ok(_) => {}
+            Err(_) => return,
+        }
+    }
 }
 
 fn sleep_unless(stop: &AtomicBool, total: Duration) {
@@ -416,10 +433,13 @@ fn serve_connection(
     store: &Arc<Mutex<PairingStore>>,
     log: &Mutex<RequestLog>,
     stop: &AtomicBool,
-    mut registering: Option<WakeId>,
     on_event: &(dyn Fn(&PairingRecord, ServeEvent) + Sync),
 ) -> Result<Option<()>, MailboxError> {
     let mut session: Option<Session> = None;
+    // When to register the push target again with a new wake id (once per connection, off
+    // the request's path: see `register_again`), and the id waiting for its ACK.
+    let mut register_at = Some(Instant::now() + TOUCH_DELAY);
+    let mut registering: Option<WakeId> = None;
     let mut running: Option<Running> = None;
     // When to store "last seen" (see TOUCH_DELAY); done on the way out at the latest.
     let mut touch_at: Option<Instant> = None;
@@ -438,6 +458,9 @@ fn serve_connection(
                 if let Some(s) = session.as_mut() {
                     let _ = s.bye();
                     let _ = flush(s, conn);
+                }
+                if register_at.take().is_some() {
+                    register_on_the_way_out(store, record, conn);
                 }
                 return Ok(None);
             }
@@ -627,6 +650,10 @@ fn serve_connection(
                 touch_at = None;
                 touch();
             }
+            if running.is_none() && register_at.is_some_and(|t| Instant::now() >= t) {
+                register_at = None;
+                registering = register_again(store, record, conn);
+            }
             if !got_frame {
                 // Nothing queued: sleep until a frame, the engine's answer, a timer or the
                 // stop check.
@@ -640,7 +667,7 @@ fn serve_connection(
                     }
                     Some(_) => {}
                     None => {
-                        if let Some(t) = touch_at {
+                        for t in [touch_at, register_at].into_iter().flatten() {
                             wait = wait.min(t.saturating_duration_since(Instant::now()));
                         }
                     }
