@@ -372,16 +372,14 @@ fn push_registered(store: &Mutex<PairingStore>, record: &PairingRecord, wake: &W
         .push_registered(&record.id, wake);
 }
 
-/// [`register_again`] as the connection ends: waits a little for the ACK (nothing else is
-/// read any more). Without it the id before stays accepted until a later ACK.
-fn register_on_the_way_out(
+/// As the connection ends: waits a little for the ACK of the registration of `wake` (nothing
+/// else is read any more). Without it the id before stays accepted until a later ACK.
+fn await_registered(
     store: &Mutex<PairingStore>,
     record: &PairingRecord,
     conn: &mut MailboxConn,
+    wake: WakeId,
 ) {
-    let Some(wake) = register_again(store, record, conn) else {
-        return;
-    };
     let until = Instant::now() + REGISTER_ACK_WAIT;
     while Instant::now() < until {
         match conn.poll() {
@@ -460,7 +458,10 @@ fn serve_connection(
                     let _ = flush(s, conn);
                 }
                 if register_at.take().is_some() {
-                    register_on_the_way_out(store, record, conn);
+                    registering = register_again(store, record, conn);
+                }
+                if let Some(wake) = registering.take() {
+                    await_registered(store, record, conn, wake);
                 }
                 return Ok(None);
             }
