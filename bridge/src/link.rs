@@ -209,6 +209,24 @@ enum Mode {
     Paired(Box<PairingRecord>),
 }
 
+/// How one attachment of the pairing mailbox ended without a relay error.
+enum Served {
+    Stopped,
+    /// The phone sent `Revoke` in an established session: authenticated by the pairing's
+    /// keys, so the record goes.
+    Revoked,
+}
+
+/// What the bridge says when it stops for a suspended pairing: what happened and what to do.
+pub fn suspended_message(phone: &str) -> String {
+    format!(
+        "the pairing with the phone {phone:?} is suspended: the relay says the phone removed it, \
+         which the relay cannot prove, so its keys are kept. If you removed this computer on \
+         the phone, run `pocketkey-bridge --unpair {phone:?}`; otherwise run \
+         `pocketkey-bridge --resume {phone:?}` and start the bridge again"
+    )
+}
+
 fn hello(name: &str) -> Hello {
     Hello {
         name: name.to_string(),
@@ -245,9 +263,12 @@ impl Link {
     }
 
     fn serve_mode(&self, record: PairingRecord) -> Mode {
-        *self.get_info.lock().unwrap_or_else(PoisonError::into_inner) =
-            record.peer_get_info.clone();
-        eprintln!("serving the phone {:?}", record.name);
+        // A suspended pairing is not served: the run loop stops the bridge with what to do.
+        if record.suspended_at.is_none() {
+            *self.get_info.lock().unwrap_or_else(PoisonError::into_inner) =
+                record.peer_get_info.clone();
+            eprintln!("serving the phone {:?}", record.name);
+        }
         Mode::Paired(Box::new(record))
     }
 
@@ -299,24 +320,32 @@ impl Link {
                         }
                     }
                 },
+                Mode::Paired(record) if record.suspended_at.is_some() => {
+                    self.fail(suspended_message(&record.name));
+                    Mode::Paired(record)
+                }
                 Mode::Paired(record) => match self.serve(&record) {
-                    Ok(()) => Mode::Paired(record),
+                    Ok(Served::Stopped) => Mode::Paired(record),
+                    Ok(Served::Revoked) => {
+                        eprintln!("the phone {:?} revoked the pairing", record.name);
+                        self.forget(&record)
+                    }
+                    // Our user's `--unpair` (another process) reached the relay.
+                    Err(e) if e.is_revoked() && self.revoked_here(&record) => {
+                        eprintln!("the pairing with {:?} was removed here", record.name);
+                        self.forget(&record)
+                    }
+                    // Otherwise 410 / 4010 come from the relay, which cannot prove that the
+                    // phone revoked anything (docs/pairing-protocol.md §3.4): the keys stay,
+                    // the pairing is suspended until the user resumes or removes it.
                     Err(e) if e.is_revoked() => {
-                        eprintln!("the pairing with {:?} was revoked", record.name);
-                        // The phone that was to answer is gone: the browser hears it now,
-                        // not at the request's deadline.
-                        if let Some(open) = self.request.take() {
-                            let kind = open.kind;
-                            open.finish(timeout_answer(kind));
-                        }
-                        let _ = self.store.forget(&record.id);
+                        self.drop_request();
                         *self.get_info.lock().unwrap_or_else(PoisonError::into_inner) = None;
-                        // Another paired phone, if any, takes over.
-                        self.config.phone = None;
-                        match self.current_record() {
-                            Some(next) => self.serve_mode(next),
-                            None => Mode::Pairing,
+                        if let Err(e) = self.store.suspend(&record.id, unix_now()) {
+                            eprintln!("cannot mark the pairing suspended: {e}");
                         }
+                        self.fail(suspended_message(&record.name));
+                        Mode::Paired(record)
                     }
                     Err(e) => {
                         eprintln!("relay: {e}; reconnecting");
@@ -331,6 +360,38 @@ impl Link {
             open.finish(timeout_answer(kind));
         }
         self.failure.map_or(Ok(()), Err)
+    }
+
+    /// The pairing `record` is gone for good: the browser's open request is answered, the
+    /// record deleted, and another paired phone, if any, takes over (else a pairing code).
+    fn forget(&mut self, record: &PairingRecord) -> Mode {
+        self.drop_request();
+        let _ = self.store.forget(&record.id);
+        *self.get_info.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        self.config.phone = None;
+        match self.current_record() {
+            Some(next) => self.serve_mode(next),
+            None => Mode::Pairing,
+        }
+    }
+
+    /// Whether this computer's user revoked `record` (it is marked revoked, or already
+    /// forgotten after the relay confirmed): then a 410 / 4010 is that revocation arriving.
+    fn revoked_here(&self, record: &PairingRecord) -> bool {
+        match self.store.get(&record.id) {
+            Ok(Some(current)) => current.revoked_at.is_some(),
+            Ok(None) => true,
+            Err(_) => false,
+        }
+    }
+
+    /// The phone that was to answer the open request is gone: the browser hears it now, not
+    /// at the request's deadline.
+    fn drop_request(&mut self) {
+        if let Some(open) = self.request.take() {
+            let kind = open.kind;
+            open.finish(timeout_answer(kind));
+        }
     }
 
     /// Takes requests from the transport and expires the open one; no phone session.
@@ -534,8 +595,9 @@ impl Link {
         result
     }
 
-    /// One attachment of the pairing mailbox. Ok: stopped; Err: reconnect (or revoked).
-    fn serve(&mut self, record: &PairingRecord) -> Result<(), MailboxError> {
+    /// One attachment of the pairing mailbox. Ok: stopped, or the phone revoked the pairing
+    /// in the session; Err: reconnect (or the relay says the mailbox is gone).
+    fn serve(&mut self, record: &PairingRecord) -> Result<Served, MailboxError> {
         let attach = record.mailbox_keys().attach(Role::Bridge);
         let wakeup = Arc::clone(&self.wakeup);
         let open = || {
@@ -555,7 +617,7 @@ impl Link {
                     eprintln!("relay: {e}; retrying");
                     self.idle(RECONNECT_DELAY);
                     if self.stop.load(Ordering::SeqCst) {
-                        return Ok(());
+                        return Ok(Served::Stopped);
                     }
                     conn = open();
                 }
@@ -579,7 +641,7 @@ impl Link {
                 }
                 conn.close();
                 self.store_seen(record, &mut to_store);
-                return Ok(());
+                return Ok(Served::Stopped);
             }
             let now = Instant::now();
             self.take_requests(now);
@@ -740,7 +802,7 @@ impl Link {
                 }
                 if revoked {
                     conn.close();
-                    return Err(MailboxError::Closed(4010));
+                    return Ok(Served::Revoked);
                 }
                 if s.is_finished() {
                     session = None;

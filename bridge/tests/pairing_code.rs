@@ -54,7 +54,7 @@ impl Bridge {
             .local_addr()
             .unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_pocketkey-bridge"))
-            .args(["--udp", &addr.to_string(), "--relay", relay])
+            .args(["--key-file", "--udp", &addr.to_string(), "--relay", relay])
             .args(["--name", "Test laptop", "--phone-timeout", "20"])
             .args(args)
             .arg("--state-dir")

@@ -49,6 +49,7 @@ fn free_udp() -> SocketAddr {
 fn bridge(relay: &str, dir: &std::path::Path, expect_line: bool) -> Bridge {
     let addr = free_udp();
     let mut child = Command::new(env!("CARGO_BIN_EXE_pocketkey-bridge"))
+        .arg("--key-file")
         .args([
             "--udp",
             &addr.to_string(),
@@ -237,6 +238,7 @@ fn qr_png_is_written_next_to_the_pair_line() {
     let png_path = dir.path().join("pair.png");
     let addr = free_udp();
     let mut child = Command::new(env!("CARGO_BIN_EXE_pocketkey-bridge"))
+        .arg("--key-file")
         .args([
             "--udp",
             &addr.to_string(),

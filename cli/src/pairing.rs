@@ -85,6 +85,14 @@ pub struct UnpairArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ResumeArgs {
+    /// The computer's name, as `pocketkey pairings` lists it.
+    name: String,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+#[derive(Debug, Args)]
 pub struct RenameArgs {
     /// The computer's name, as `pocketkey pairings` lists it.
     name: String,
@@ -185,7 +193,14 @@ pub fn listen(args: ListenArgs) -> Result<(), String> {
     drop(master);
     retry_revocations(&store)?;
     let phones = store.list().map_err(|e| e.to_string())?;
-    let count = phones.iter().filter(|r| r.role == Role::Phone).count();
+    let phones: Vec<&PairingRecord> = phones.iter().filter(|r| r.role == Role::Phone).collect();
+    for record in phones.iter().filter(|r| r.suspended_at.is_some()) {
+        eprintln!("{}: {}", record.name, suspended_advice(&record.name));
+    }
+    let count = phones.iter().filter(|r| r.suspended_at.is_none()).count();
+    if count == 0 && !phones.is_empty() {
+        return Err("every paired computer is suspended: nothing to serve".into());
+    }
     if count == 0 {
         return Err("no computer is paired: run `pocketkey pair '<pairing URL>'` first".into());
     }
@@ -200,6 +215,9 @@ pub fn listen(args: ListenArgs) -> Result<(), String> {
         Arc::clone(&store),
         Arc::new(|record: &PairingRecord, event: ServeEvent| {
             eprintln!("{}: {event:?}", record.name);
+            if event == ServeEvent::Suspended {
+                eprintln!("{}: {}", record.name, suspended_advice(&record.name));
+            }
         }),
     );
     if let Some(wake_url) = &args.wake_url {
@@ -219,21 +237,61 @@ pub fn listen(args: ListenArgs) -> Result<(), String> {
     Ok(())
 }
 
+/// What a suspended pairing means and what the user can do about it.
+fn suspended_advice(name: &str) -> String {
+    format!(
+        "suspended: the relay says this computer removed the pairing, which the relay cannot \
+         prove, so its keys are kept and it is not served; `pocketkey resume {name:?}` tries \
+         again, `pocketkey unpair {name:?}` removes it"
+    )
+}
+
+/// One line per paired computer: name, relay, pairing id, and `suspended` in a fourth column
+/// for a suspended pairing.
 pub fn list(args: ListArgs) -> Result<(), String> {
     let (_, _, store) = open(&args.common)?;
     retry_revocations(&store)?;
     for r in store.list().map_err(|e| e.to_string())? {
         if r.role == Role::Phone {
-            println!("{}\t{}\t{}", r.name, r.relay_url, r.id.to_hex());
+            let state = if r.suspended_at.is_some() {
+                "\tsuspended"
+            } else {
+                ""
+            };
+            println!("{}\t{}\t{}{state}", r.name, r.relay_url, r.id.to_hex());
         }
     }
     Ok(())
 }
 
-/// Revokes locally, then tells the relay (DELETE, waits for the ACK); forgets on ACK. Without
-/// the relay the record stays as a pending revocation.
-pub fn unpair(args: UnpairArgs) -> Result<(), String> {
+/// `pocketkey resume NAME`: a suspended pairing is served again by the next `listen`; if the
+/// computer really removed it, the relay says so again and it is suspended again.
+pub fn resume(args: ResumeArgs) -> Result<(), String> {
     let (_, _, store) = open(&args.common)?;
+    let found = computers_named(&store, &args.name)?;
+    if found.is_empty() {
+        return Err(format!("no pairing named {:?}", args.name));
+    }
+    for record in found {
+        if record.suspended_at.is_none() {
+            println!("not suspended: {}", record.name);
+            continue;
+        }
+        store.resume(&record.id).map_err(|e| e.to_string())?;
+        println!("resumed: {}", record.name);
+    }
+    Ok(())
+}
+
+/// Revokes locally, then tells the computer in a session if it is attached (it then deletes
+/// its record; told only by the relay, it would suspend it) and the relay (DELETE, waits for
+/// the ACK); forgets on ACK. Without the relay the record stays as a pending revocation.
+/// While `pocketkey listen` holds the key's store, there is no engine for the session's
+/// `Hello`: the relay alone is told.
+pub fn unpair(args: UnpairArgs) -> Result<(), String> {
+    let (dir, master, store) = open(&args.common)?;
+    let engine = open_engine(&dir, &master, true).ok();
+    drop(master);
     retry_revocations(&store)?;
     let found = computers_named(&store, &args.name)?;
     if found.is_empty() {
@@ -245,7 +303,11 @@ pub fn unpair(args: UnpairArgs) -> Result<(), String> {
         lock()
             .revoke(&record.id, now_unix())
             .map_err(|e| e.to_string())?;
-        if delete_at_relay(&record) {
+        let deleted = match &engine {
+            Some(engine) => runtime::revoke_with_computer(&record, engine).is_ok(),
+            None => delete_at_relay(&record),
+        };
+        if deleted {
             lock().forget(&record.id).map_err(|e| e.to_string())?;
             println!("unpaired: {}", record.name);
         } else {
@@ -313,7 +375,7 @@ fn wake_mode(
         .list()
         .map_err(|e| e.to_string())?
         .into_iter()
-        .filter(|r| r.role == Role::Phone)
+        .filter(|r| r.role == Role::Phone && r.suspended_at.is_none())
         .collect();
     for record in &records {
         let target = PushTarget {

@@ -205,11 +205,16 @@ impl Hub {
             .and_then(|slots| slots.get(role.other()).clone())
     }
 
-    /// Closes every connection of a mailbox with `code` (but `except`, closed by its writer).
+    /// Closes every connection of a mailbox with `code` (but `except`, closed by its writer),
+    /// after the frames already queued for it: a `Revoke` the deleting side routed just before
+    /// its DELETE reaches the peer, which deletes its pairing only on that message and
+    /// suspends it on the close alone (docs/pairing-protocol.md §3.4). A connection whose
+    /// queue is full (a peer that stopped reading) is closed at once.
     fn close_all(&self, mailbox: MailboxId, code: u16, except: u64) {
         if let Some(slots) = self.lock().remove(&mailbox) {
             for conn in [slots.bridge, slots.phone].into_iter().flatten() {
-                if conn.id != except {
+                if conn.id != except && conn.tx.try_send(Out::Close(code, reason_of(code))).is_err()
+                {
                     conn.kill.fire(code);
                 }
             }

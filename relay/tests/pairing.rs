@@ -382,6 +382,30 @@ async fn delete_tombstones_the_mailbox_and_closes_both_with_4010() {
     relay.shutdown().await;
 }
 
+/// A frame the deleting side routes right before its DELETE reaches the peer before the 4010
+/// close: the peer deletes its pairing only on the `Revoke` such a frame carries, and on the
+/// close alone it suspends it (docs/pairing-protocol.md §3.4). (Before: the close cut the
+/// frames still queued for the peer.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_routed_before_delete_reaches_the_peer_before_4010() {
+    let relay = start().await;
+    let addr = relay.local_addr();
+    for _ in 0..5 {
+        let (_, _, keys) = pairing();
+        let (mut bridge, mut phone) = both(addr, &keys).await;
+        // A burst, so that the bridge's side is still writing when DELETE comes.
+        for i in 0..60u8 {
+            put(&mut phone, RelayFrame::Data(vec![i; 4096])).await;
+        }
+        put(&mut phone, RelayFrame::Delete).await;
+        for i in 0..60u8 {
+            assert_eq!(frame(&mut bridge).await, RelayFrame::Data(vec![i; 4096]));
+        }
+        assert_eq!(closed(bridge).await.0, close_code::REVOKED);
+    }
+    relay.shutdown().await;
+}
+
 /// A local webhook endpoint: records each request (path, content type, body) and answers
 /// `status`.
 async fn webhook_server(

@@ -95,7 +95,7 @@ def start_relay_and_bridge(binaries, procs, bridge_dir, **bridge_options):
     relay_addr = read_line(relay, "listening on ")
     port = free_udp_port()
     bridge = procs.start([
-        binaries["pocketkey-bridge"], "--udp", f"127.0.0.1:{port}",
+        binaries["pocketkey-bridge"], "--key-file", "--udp", f"127.0.0.1:{port}",
         "--relay", f"ws://{relay_addr}", "--state-dir", bridge_dir,
         "--name", "Test laptop", "--phone-timeout", str(PHONE_TIMEOUT), "--print-url",
     ], **bridge_options)

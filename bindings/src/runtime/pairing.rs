@@ -222,8 +222,16 @@ pub enum ServeEvent {
     Answered {
         status: u8,
     },
-    /// The pairing was revoked by the computer or at the relay; the record was forgotten.
+    /// The pairing was revoked: by the computer in a session (its `Revoke`, authenticated by
+    /// the pairing's keys), or by this phone's user (the relay confirmed the deletion). The
+    /// record was forgotten.
     Revoked,
+    /// The relay said the pairing's mailbox was deleted (410 / close 4010) and this phone did
+    /// not revoke it. The relay cannot prove that the computer did, so the record and its
+    /// keys stay; the pairing is marked suspended and not served until the user resumes it
+    /// (`SecurityKey::resume_pairing`, `pocketkey resume`) or removes it
+    /// (docs/pairing-protocol.md §3.4).
+    Suspended,
     Disconnected(String),
 }
 
@@ -307,8 +315,7 @@ pub fn serve_pairing(
                 c
             }
             Err(e) if e.is_revoked() => {
-                forget(&store, &record);
-                on_event(&record, ServeEvent::Revoked);
+                on_event(&record, relay_says_gone(&store, &record));
                 return;
             }
             Err(e) => {
@@ -331,8 +338,7 @@ pub fn serve_pairing(
                 return;
             }
             Err(e) if e.is_revoked() => {
-                forget(&store, &record);
-                on_event(&record, ServeEvent::Revoked);
+                on_event(&record, relay_says_gone(&store, &record));
                 return;
             }
             Err(e) => {
@@ -399,11 +405,53 @@ fn sleep_unless(stop: &AtomicBool, total: Duration) {
     }
 }
 
+/// The relay answered 410 or closed with 4010 for `record`'s mailbox. If this phone revoked
+/// the pairing (`revoked_at`), that is its own DELETE arriving: the record goes. Otherwise
+/// nothing proves the computer revoked it (the relay can say so of any mailbox): suspended.
+fn relay_says_gone(store: &Mutex<PairingStore>, record: &PairingRecord) -> ServeEvent {
+    let store = store.lock().unwrap_or_else(PoisonError::into_inner);
+    match store.get(&record.id) {
+        Ok(Some(current)) if current.revoked_at.is_none() => {
+            let _ = store.suspend(&record.id, unix_now());
+            ServeEvent::Suspended
+        }
+        _ => {
+            let _ = store.forget(&record.id);
+            ServeEvent::Revoked
+        }
+    }
+}
+
 fn forget(store: &Mutex<PairingStore>, record: &PairingRecord) {
     let _ = store
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .forget(&record.id);
+}
+
+/// When this phone's user revoked `record` (maybe in another process, whose DELETE did not
+/// reach the relay): says so to the computer in the established session `s`, then sends
+/// DELETE on the same connection, so that the relay routes the `Revoke` before it closes the
+/// computer's connection with 4010. The computer deletes its record only on this `Revoke`,
+/// which the pairing's keys authenticate; on the relay's 410 / 4010 alone it suspends it
+/// (protocol §3.4). The relay's close then ends this connection, and the record is forgotten
+/// as for any revocation the relay confirmed. True when it did (the session is over).
+fn told_revoked_here(
+    s: &mut Session,
+    conn: &mut MailboxConn,
+    store: &Mutex<PairingStore>,
+    record: &PairingRecord,
+) -> Result<bool, MailboxError> {
+    let revoked = matches!(
+        store.lock().unwrap_or_else(PoisonError::into_inner).get(&record.id),
+        Ok(Some(current)) if current.revoked_at.is_some()
+    );
+    if revoked && s.revoke().is_ok() {
+        flush(s, conn)?;
+        conn.send(&RelayFrame::Delete)?;
+        return Ok(true);
+    }
+    Ok(false)
 }
 
 /// `record` as stored now; `None` once it is revoked or forgotten. A store that cannot be
@@ -526,11 +574,17 @@ fn serve_connection(
                     match event {
                         Event::Established(_) => {
                             trace("phone.established");
+                            if told_revoked_here(s, conn, store, record)? {
+                                continue;
+                            }
                             touch_at = Some(now + TOUCH_DELAY);
                             on_event(record, ServeEvent::Established);
                         }
                         Event::CtapRequest(request) => {
                             trace("phone.request");
+                            if told_revoked_here(s, conn, store, record)? {
+                                continue;
+                            }
                             on_event(
                                 record,
                                 ServeEvent::Request {
@@ -696,7 +750,8 @@ fn serve_connection(
 /// What [`listen`] reports each pairing's events to.
 pub type OnEvent = Arc<dyn Fn(&PairingRecord, ServeEvent) + Send + Sync>;
 
-/// Serves every stored phone-side pairing, one thread each, until `stop`.
+/// Serves every stored phone-side pairing that is not suspended, one thread each, until
+/// `stop`.
 pub fn listen(
     phone_name: &str,
     engine: Arc<dyn PairingEngine>,
@@ -710,7 +765,7 @@ pub fn listen(
         .list()
         .map_err(|e| PairingError::Store(e.to_string()))?
         .into_iter()
-        .filter(|r| r.role == Role::Phone)
+        .filter(|r| r.role == Role::Phone && r.suspended_at.is_none())
         .collect();
     let count = records.len();
     let handles: Vec<_> = records
@@ -730,6 +785,110 @@ pub fn listen(
         let _ = h.join();
     }
     Ok(count)
+}
+
+/// How long the user's unpair waits for the attached computer to complete a session, so that
+/// it can be told in person, before it only deletes the mailbox.
+const REVOKE_SESSION_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the relay has to acknowledge DELETE.
+const DELETE_TIMEOUT: Duration = Duration::from_secs(5);
+/// The name in the `Hello` of a session that only says `Revoke` (a computer shows the name it
+/// stored at pairing, not this one).
+const REVOKING_NAME: &str = "PocketKey";
+
+/// The phone's user removes `record`: [`revoke_in_session`] with the phone's `Hello` (its
+/// getInfo from `engine`).
+pub fn revoke_with_computer(
+    record: &PairingRecord,
+    engine: &dyn PairingEngine,
+) -> Result<bool, MailboxError> {
+    revoke_in_session(record, hello(REVOKING_NAME, engine))
+}
+
+/// The computer's user removes `record` (`pocketkey-bridge --unpair`): [`revoke_in_session`]
+/// with the bridge's `Hello`.
+pub fn revoke_with_phone(record: &PairingRecord) -> Result<bool, MailboxError> {
+    let hello = Hello {
+        name: REVOKING_NAME.into(),
+        get_info: None,
+    };
+    revoke_in_session(record, hello)
+}
+
+/// Our user removes `record`: if the peer is attached, a KK session tells it (`Revoke`,
+/// authenticated by the pairing's keys: the peer deletes its record; on the relay's word alone
+/// it would only suspend it, protocol §3.4); then DELETE on the same connection, so that the
+/// relay routes the `Revoke` before it closes the peer's connection. The phone starts the
+/// session when it sees the computer present; the computer answers a listening phone's HS1
+/// (a phone attaches only while it listens or is woken, and starts a session when the
+/// computer arrives). `Ok` once the relay acknowledged DELETE or says the mailbox is gone
+/// already; `Ok(true)` if the peer was told in a session.
+fn revoke_in_session(record: &PairingRecord, hello: Hello) -> Result<bool, MailboxError> {
+    let attach = record.mailbox_keys().attach(record.role);
+    let mut conn = match MailboxConn::open(&record.relay_url, &attach, CONNECT_TIMEOUT) {
+        Ok(c) => c,
+        Err(e) if e.is_revoked() => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    let gone = |e: MailboxError| if e.is_revoked() { Ok(false) } else { Err(e) };
+    let until = Instant::now() + REVOKE_SESSION_TIMEOUT;
+    let mut session: Option<Session> = None;
+    let mut told = false;
+    while Instant::now() < until {
+        let now = Instant::now();
+        match conn.poll() {
+            Ok(Some(RelayFrame::Peer { present: true }))
+                if session.is_none() && record.role == Role::Phone =>
+            {
+                session = record.session(hello.clone(), now).ok();
+            }
+            // Nobody to tell: the peer learns it from the relay (and suspends).
+            Ok(Some(RelayFrame::Peer { present: false })) => break,
+            Ok(Some(RelayFrame::Data(payload))) => {
+                if session.is_none() && record.role == Role::Bridge && is_handshake_frame(&payload)
+                {
+                    session = record.session(hello.clone(), now).ok();
+                }
+                if let Some(s) = session.as_mut() {
+                    let _ = s.receive(&payload, now);
+                }
+            }
+            Ok(_) => {}
+            Err(e) => return gone(e),
+        }
+        let Some(s) = session.as_mut() else { continue };
+        if s.poll_timeout().is_some_and(|t| now >= t) {
+            s.handle_timeout(now);
+        }
+        while let Some(event) = s.poll_event() {
+            told |= matches!(event, Event::Established(_));
+        }
+        if told && s.revoke().is_err() {
+            told = false;
+        }
+        if let Err(e) = flush(s, &mut conn) {
+            return gone(e);
+        }
+        if told || s.is_finished() {
+            break;
+        }
+    }
+    if let Err(e) = conn.send(&RelayFrame::Delete) {
+        return gone(e);
+    }
+    let until = Instant::now() + DELETE_TIMEOUT;
+    while Instant::now() < until {
+        match conn.poll() {
+            Ok(Some(RelayFrame::Ack(frame_type::DELETE))) => {
+                conn.close();
+                return Ok(told);
+            }
+            Ok(_) => {}
+            Err(e) if e.is_revoked() => return Ok(told),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(MailboxError::TimedOut)
 }
 
 /// Registers `target` as the pairing's push target at the relay (PUSH_REGISTER, waits for

@@ -37,6 +37,10 @@ pub struct PairingInfo {
     pub created_at: u64,
     /// Unix seconds of the last session, if any.
     pub last_seen: Option<u64>,
+    /// The relay said this pairing was removed, which it cannot prove: the pairing is kept
+    /// but not served. Show it so; the user resumes it (`resume_pairing`) or removes it
+    /// (`unpair`).
+    pub suspended: bool,
 }
 
 impl From<&PairingRecord> for PairingInfo {
@@ -47,6 +51,7 @@ impl From<&PairingRecord> for PairingInfo {
             relay_url: r.relay_url.clone(),
             created_at: r.created_at,
             last_seen: r.last_seen,
+            suspended: r.suspended_at.is_some(),
         }
     }
 }
@@ -150,7 +155,8 @@ pub enum Woken {
 
 /// The pairing a wake-up's payload is for, at `now` (Unix seconds): `None` when it is not a
 /// PocketKey wake-up or its wake id is not one this phone registered for a pairing in use (a
-/// revoked or forgotten pairing, a stale id): nothing is done for it, no connection made.
+/// revoked, suspended or forgotten pairing, a stale id): nothing is done for it, no
+/// connection made.
 pub fn woken_pairing(
     store: &Mutex<PairingStore>,
     payload: &[u8],
@@ -162,7 +168,7 @@ pub fn woken_pairing(
     let store = lock(store);
     let Some(record) = store
         .by_wake_id(&wake)?
-        .filter(|r| r.role == Role::Phone && r.revoked_at.is_none())
+        .filter(|r| r.role == Role::Phone && r.revoked_at.is_none() && r.suspended_at.is_none())
     else {
         return Ok(None);
     };
@@ -268,8 +274,9 @@ impl SecurityKey {
             .collect())
     }
 
-    /// Revokes the pairing `id` (from `pairings`): tells the relay (bounded wait) and forgets
-    /// it; without the relay it stays a pending revocation, retried by later `pairings`,
+    /// Revokes the pairing `id` (from `pairings`): tells the computer if it is attached (a
+    /// session of at most a few seconds) and the relay (bounded wait), and forgets it; without
+    /// the relay it stays a pending revocation, retried by later `pairings`,
     /// `pair` and `listen` calls (and never used for a session meanwhile). False if there is
     /// no such pairing.
     pub fn unpair(&self, id: String) -> Result<bool, PocketKeyError> {
@@ -285,10 +292,32 @@ impl SecurityKey {
         lock(&self.pairings)
             .revoke(&id, pairing::unix_now())
             .map_err(storage)?;
-        if delete_at_relay(&record) {
+        let deleted = match record.role {
+            // The computer, if attached, is told in a session: it then deletes its record
+            // rather than suspending it (docs/pairing-protocol.md §3.4).
+            Role::Phone => pairing::revoke_with_computer(&record, self).is_ok(),
+            Role::Bridge => delete_at_relay(&record),
+        };
+        if deleted {
             lock(&self.pairings).forget(&id).map_err(storage)?;
         }
         Ok(true)
+    }
+
+    /// Resumes the suspended pairing `id` (from `pairings`, `suspended` set): it is served
+    /// again by the next `listen` or push. If the computer really removed it, the relay says so
+    /// again and it is suspended again. False if there is no such pairing.
+    pub fn resume_pairing(&self, id: String) -> Result<bool, PocketKeyError> {
+        let Some(id) = MailboxId::from_hex(&id) else {
+            return Ok(false);
+        };
+        match lock(&self.pairings).resume(&id) {
+            Ok(()) => Ok(true),
+            Err(PairingStoreError::NotFound) => Ok(false),
+            Err(e) => Err(PocketKeyError::StorageFailed {
+                detail: e.to_string(),
+            }),
+        }
     }
 
     /// Renames the pairing `id` (from `pairings`) on this phone only: the name the approvals
@@ -333,7 +362,8 @@ impl SecurityKey {
     /// notification's data as JSON (see [`woken_wake_id`]). Connects to its relay, runs the
     /// waiting request (approvals go to the key's `ApprovalListener` as usual) and returns once
     /// the computer has been quiet for `idle_ms`. `Ignored`, without any network traffic, when
-    /// the payload is not a PocketKey wake-up or its wake id names no current pairing;
+    /// the payload is not a PocketKey wake-up or its wake id names no current pairing (or a
+    /// suspended one);
     /// `Paused` (no network either) while that computer's wake-ups are paused for asking
     /// nothing too often. The push itself shows nothing (a data message, an APNs background
     /// push): the app shows its own notification from the approval request, which comes only

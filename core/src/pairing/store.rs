@@ -25,7 +25,7 @@ pub const FILE_NAME: &str = "pairings.db";
 /// `PRAGMA application_id` of a pairing store ("PKPR").
 const APPLICATION_ID: i32 = 0x504B_5052;
 /// The schema version this build writes and reads.
-const SCHEMA_VERSION: u32 = 2;
+const SCHEMA_VERSION: u32 = 3;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 const SCHEMA_V1: &str = "
@@ -46,7 +46,10 @@ const SCHEMA_V1: &str = "
 /// The steps from each schema version to the next: `MIGRATIONS[n]` turns version `n + 1` into
 /// `n + 2`. Each keeps the rows it finds.
 const MIGRATIONS: &[&str] = &[
-    // 2: the phone's push registrations (docs/pairing-protocol.md §3.3): the wake id of the
+    // 2: pairings suspended (not deleted) on the relay's unauthenticated "revoked"; existing
+    // rows are kept, none suspended.
+    "ALTER TABLE pairings ADD COLUMN suspended_at INTEGER;",
+    // 3: the phone's push registrations (docs/pairing-protocol.md §3.3): the wake id of the
     // last PUSH_REGISTER (`current`, `current_acked` once the relay ACKed it) and the one
     // before it, still accepted until then (`previous`); the target, registered again with a
     // new wake id at each attach; the budget of wakes that brought no request.
@@ -65,7 +68,7 @@ const MIGRATIONS: &[&str] = &[
 ];
 
 const COLUMNS: &str = "id, role, name, relay_url, peer_static, our_static, created_at, \
-                       last_seen, peer_get_info, revoked_at";
+                       last_seen, peer_get_info, revoked_at, suspended_at";
 
 /// Why a pairing store call failed.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -177,7 +180,8 @@ impl PairingStore {
         validate_name(&record.name)?;
         let result = self.conn.execute(
             &format!(
-                "INSERT INTO pairings ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+                "INSERT INTO pairings ({COLUMNS}) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
             ),
             params![
                 record.id.0.as_slice(),
@@ -190,6 +194,7 @@ impl PairingStore {
                 record.last_seen.map(to_i64).transpose()?,
                 record.peer_get_info,
                 record.revoked_at.map(to_i64).transpose()?,
+                record.suspended_at.map(to_i64).transpose()?,
             ],
         );
         match result {
@@ -245,7 +250,8 @@ impl PairingStore {
         rows.map(|row| row?.into_record(&self.master)).collect()
     }
 
-    /// The pairings in use (not revoked), newest first.
+    /// The pairings not revoked, newest first: suspended ones too (with `suspended_at` set),
+    /// so that the user sees them and can resume or remove them.
     pub fn list(&self) -> Result<Vec<PairingRecord>, PairingStoreError> {
         self.select("revoked_at IS NULL", &[])
     }
@@ -303,6 +309,25 @@ impl PairingStore {
         self.update(
             "UPDATE pairings SET revoked_at = coalesce(revoked_at, ?2) WHERE id = ?1",
             &[&id.0.as_slice(), &to_i64(now)?],
+        )
+    }
+
+    /// Suspends a pairing at `now` (Unix seconds): the relay said its mailbox was deleted,
+    /// which nobody authenticates, so the record and its keys stay; the runtimes stop
+    /// attaching and waking for it until [`PairingStore::resume`]. Keeps the first time.
+    pub fn suspend(&self, id: &PairingId, now: u64) -> Result<(), PairingStoreError> {
+        self.update(
+            "UPDATE pairings SET suspended_at = coalesce(suspended_at, ?2) WHERE id = ?1",
+            &[&id.0.as_slice(), &to_i64(now)?],
+        )
+    }
+
+    /// The user's resume of a suspended pairing: it is used again (the next attach tells
+    /// whether the peer is still there). Not an error for a pairing not suspended.
+    pub fn resume(&self, id: &PairingId) -> Result<(), PairingStoreError> {
+        self.update(
+            "UPDATE pairings SET suspended_at = NULL WHERE id = ?1",
+            &[&id.0.as_slice()],
         )
     }
 
@@ -453,6 +478,7 @@ struct RawRow {
     last_seen: Option<i64>,
     peer_get_info: Option<Vec<u8>>,
     revoked_at: Option<i64>,
+    suspended_at: Option<i64>,
 }
 
 impl RawRow {
@@ -468,6 +494,7 @@ impl RawRow {
             last_seen: row.get(7)?,
             peer_get_info: row.get(8)?,
             revoked_at: row.get(9)?,
+            suspended_at: row.get(10)?,
         })
     }
 
@@ -497,6 +524,7 @@ impl RawRow {
             last_seen: self.last_seen.map(time).transpose()?,
             peer_get_info: self.peer_get_info,
             revoked_at: self.revoked_at.map(time).transpose()?,
+            suspended_at: self.suspended_at.map(time).transpose()?,
         })
     }
 }
@@ -527,6 +555,7 @@ mod tests {
             last_seen: None,
             peer_get_info: None,
             revoked_at: None,
+            suspended_at: None,
         }
     }
 
@@ -631,12 +660,80 @@ mod tests {
             PairingStoreError::Foreign
         );
         let conn = Connection::open(&path).unwrap();
-        conn.pragma_update(None, "user_version", 3).unwrap();
+        conn.pragma_update(None, "user_version", 4).unwrap();
         drop(conn);
         assert_eq!(
             PairingStore::open(&path, &master()).unwrap_err(),
-            PairingStoreError::SchemaTooNew { found: 3, known: 2 }
+            PairingStoreError::SchemaTooNew { found: 4, known: 3 }
         );
+    }
+
+    #[test]
+    fn suspend_keeps_the_record_and_its_keys_until_resumed_or_forgotten() {
+        let store = PairingStore::open_in_memory(&master()).unwrap();
+        let a = record(1, "desk", 100);
+        store.insert(&a).unwrap();
+        store.suspend(&a.id, 300).unwrap();
+        store.suspend(&a.id, 400).unwrap(); // keeps the first time
+        let listed = store.list().unwrap();
+        assert_eq!(listed.len(), 1, "a suspended pairing is still listed");
+        assert_eq!(listed[0].suspended_at, Some(300));
+        assert_eq!(
+            listed[0].our_static.to_bytes(),
+            a.our_static.to_bytes(),
+            "its key is kept"
+        );
+        assert_eq!(store.find_by_name("desk").unwrap().len(), 1);
+        assert!(store.pending_revocations().unwrap().is_empty());
+        store.resume(&a.id).unwrap();
+        assert_eq!(store.get(&a.id).unwrap(), Some(a.clone()));
+        assert_eq!(
+            store.suspend(&MailboxId([7; 16]), 1),
+            Err(PairingStoreError::NotFound)
+        );
+    }
+
+    /// A store written by the previous version (schema 1, no `suspended_at`) opens, keeps its
+    /// rows (none suspended) and can suspend them.
+    #[test]
+    fn a_version_1_store_is_migrated_with_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        let a = record(4, "old desk", 50);
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(SCHEMA_V1).unwrap();
+            conn.pragma_update(None, "application_id", APPLICATION_ID)
+                .unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+            conn.execute(
+                "INSERT INTO pairings (id, role, name, relay_url, peer_static, our_static, \
+                 created_at, last_seen, peer_get_info, revoked_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL, NULL, NULL)",
+                params![
+                    a.id.0.as_slice(),
+                    a.role.to_byte(),
+                    a.name,
+                    a.relay_url,
+                    compressed(&a.peer_static).as_slice(),
+                    a.seal_static_key(&master()),
+                    50i64,
+                ],
+            )
+            .unwrap();
+        }
+        let store = PairingStore::open(&path, &master()).unwrap();
+        assert_eq!(store.list().unwrap(), vec![a.clone()]);
+        store.suspend(&a.id, 60).unwrap();
+        drop(store);
+        let conn = Connection::open(&path).unwrap();
+        let version: u32 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        drop(conn);
+        let store = PairingStore::open(&path, &master()).unwrap();
+        assert_eq!(store.get(&a.id).unwrap().unwrap().suspended_at, Some(60));
     }
 
     fn webhook(wake: u8) -> PushTarget {
@@ -648,19 +745,20 @@ mod tests {
         }
     }
 
-    /// A version 1 file (before push registrations) opens as version 2 with its rows, and
-    /// then takes registrations.
+    /// A version 2 file (suspensions, before push registrations) opens as version 3 with its
+    /// rows, and then takes registrations.
     #[test]
-    fn a_version_1_store_is_migrated_keeping_its_rows() {
+    fn a_version_2_store_is_migrated_keeping_its_rows() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(FILE_NAME);
         let a = record(3, "desk", 1);
         {
             let conn = Connection::open(&path).unwrap();
             conn.execute_batch(SCHEMA_V1).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
             conn.pragma_update(None, "application_id", APPLICATION_ID)
                 .unwrap();
-            conn.pragma_update(None, "user_version", 1).unwrap();
+            conn.pragma_update(None, "user_version", 2).unwrap();
             let store = PairingStore {
                 conn,
                 master: master(),
