@@ -7,8 +7,10 @@
 //! The CTAPHID device loop, its transports and the master-key file are `pocketkey-desktop`'s,
 //! shared with the `pocketkey` command line.
 
+mod confirm;
 mod link;
 mod qr;
+mod served;
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -82,16 +84,23 @@ struct Cli {
     #[arg(long, value_name = "SECS", default_value_t = 30)]
     phone_timeout: u64,
 
-    /// Serve the phone paired under NAME (default: the newest pairing). Another paired phone
-    /// takes over if this one revokes the pairing (in a session: a relay's word only
-    /// suspends it, see --resume).
+    /// Serve the phone paired under NAME (default: the one served last, else the newest
+    /// pairing). Another paired phone takes over if this one revokes the pairing (in a
+    /// session: a relay's word only suspends it, see --resume).
     #[arg(long, value_name = "NAME")]
     phone: Option<String>,
 
     /// Show a pairing code even though a phone is paired, to pair another one; the new phone
-    /// is then served. Needs --relay.
+    /// is then served only if you answer yes to "Serve ... from now on instead?". Needs --relay.
     #[arg(long, requires = "relay")]
     pair_another: bool,
+
+    /// Answer yes to every question (pair with the phone that shows this code? serve the new
+    /// phone?) without asking, and say so on standard error. For tests only: anyone who scans
+    /// the code pairs. Without it, answers are lines on standard input (y or yes; anything
+    /// else, the end of the input, or no answer within 2 minutes is no).
+    #[arg(long)]
+    auto_confirm: bool,
 
     /// List the paired phones (name, relay, pairing id), the one served by default first,
     /// and exit.
@@ -269,8 +278,13 @@ fn manage(state_dir: &Path, key_file: bool, what: Manage) -> Result<(), String> 
         .collect();
     match what {
         Manage::List => {
-            // Newest first: the phone served by default comes first. A suspended pairing says
-            // so in a fourth column.
+            // The phone served by default first (the one served last, else the newest), then
+            // the others newest first. A suspended pairing says so in a fourth column.
+            let mut phones = phones;
+            if let Some(served) = served::ServedChoice::in_dir(state_dir).find(&phones) {
+                phones.retain(|r| r.id != served.id);
+                phones.insert(0, served);
+            }
             for record in &phones {
                 let state = if record.suspended_at.is_some() {
                     "\tsuspended"
@@ -399,6 +413,8 @@ fn run(cli: Cli) -> Result<(), String> {
             print_url: cli.print_url,
             offer_for: Duration::from_secs(cli.offer_for),
             phone_timeout: Duration::from_secs(cli.phone_timeout),
+            auto_confirm: cli.auto_confirm,
+            served: served::ServedChoice::in_dir(&state_dir),
         },
         store,
         Arc::clone(&get_info),

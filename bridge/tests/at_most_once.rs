@@ -47,6 +47,7 @@ fn bridge(relay: &str, dir: &std::path::Path) -> Bridge {
         .args(["--key-file", "--udp", &addr.to_string(), "--relay", relay])
         .args([
             "--print-url",
+            "--auto-confirm",
             "--name",
             "Test laptop",
             "--phone-timeout",

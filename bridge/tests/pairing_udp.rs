@@ -58,7 +58,13 @@ fn bridge(relay: &str, dir: &std::path::Path, expect_line: bool) -> Bridge {
             "--name",
             "Test laptop",
         ])
-        .args(["--print-url", "--phone-timeout", "2", "--state-dir"])
+        .args([
+            "--print-url",
+            "--auto-confirm",
+            "--phone-timeout",
+            "2",
+            "--state-dir",
+        ])
         .arg(dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -247,7 +253,7 @@ fn qr_png_is_written_next_to_the_pair_line() {
             "--name",
             "Test laptop",
         ])
-        .arg("--print-url")
+        .args(["--print-url", "--auto-confirm"])
         .arg("--qr-png")
         .arg(&png_path)
         .arg("--state-dir")

@@ -63,7 +63,13 @@ impl Bridge {
             .unwrap();
         let mut child = Command::new(BRIDGE)
             .args(["--udp", &addr.to_string(), "--relay", relay])
-            .args(["--print-url", "--name", "Test laptop", "--key-file"])
+            .args([
+                "--print-url",
+                "--name",
+                "Test laptop",
+                "--key-file",
+                "--auto-confirm",
+            ])
             .args(["--phone-timeout", "20", "--state-dir"])
             .arg(dir)
             .stdout(Stdio::piped())
@@ -80,11 +86,14 @@ impl Bridge {
         }
     }
 
+    /// The next `pair: <url>` line (past the lines `--auto-confirm` prints about a pairing).
     fn pairing_url(&self) -> String {
-        let line = self.stdout.recv_timeout(WAIT).expect("a pair: line");
-        line.strip_prefix("pair: ")
-            .expect("a pair: line")
-            .to_string()
+        loop {
+            let line = self.stdout.recv_timeout(WAIT).expect("a pair: line");
+            if let Some(url) = line.strip_prefix("pair: ") {
+                return url.to_string();
+            }
+        }
     }
 
     /// Waits (up to `WAIT`) for the bridge to end by itself.

@@ -2,6 +2,7 @@
 //! (`docs/pairing-protocol.md`), on the phone runtime of the bindings
 //! (`pocketkey_ffi::runtime::pairing`) and the same engine and store as `serve`.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex, PoisonError};
@@ -17,7 +18,9 @@ use pocketkey_core::authenticator::{Authenticator, RequestContext};
 use pocketkey_core::crypto::master_key::MasterKey;
 use pocketkey_core::pairing::relay::{PushProvider, PushTarget};
 use pocketkey_core::pairing::store::FILE_NAME;
-use pocketkey_core::pairing::{CtapKind, MailboxId, PairingRecord, PairingStore, Role, UrlPolicy};
+use pocketkey_core::pairing::{
+    ConfirmationCode, CtapKind, MailboxId, PairingRecord, PairingStore, Role, UrlPolicy,
+};
 use pocketkey_ffi::runtime::pairing::{self as runtime, PairingEngine, ServeEvent};
 use pocketkey_ffi::runtime::pairing_app::{
     delete_at_relay, finish_wake, retry_pending_revocations, revocation_guard, woken_pairing, Woken,
@@ -180,8 +183,22 @@ pub fn pair(args: PairArgs) -> Result<(), String> {
         UrlPolicy::Strict
     };
     let store = Mutex::new(store);
-    let record = runtime::pair(&args.url, policy, &args.phone_name, &engine, &store)
-        .map_err(|e| e.to_string())?;
+    // The confirmation code, one line on stdout as soon as the handshake is done: the
+    // computer asks its user to compare it before it completes the pairing.
+    let mut show = |code: ConfirmationCode| {
+        println!("code: {code}");
+        let _ = std::io::stdout().flush();
+        eprintln!("check that the computer shows the same code, and confirm there");
+    };
+    let record = runtime::pair_showing_code(
+        &args.url,
+        policy,
+        &args.phone_name,
+        &engine,
+        &store,
+        &mut show,
+    )
+    .map_err(|e| e.to_string())?;
     println!("paired: {} {}", record.id.to_hex(), record.name);
     Ok(())
 }

@@ -186,7 +186,13 @@ impl Bridge {
             .args(["--key-file", "--udp", &addr.to_string(), "--relay", relay])
             .args(["--name", name])
             .args(extra)
-            .args(["--print-url", "--phone-timeout", "3", "--state-dir"])
+            .args([
+                "--print-url",
+                "--auto-confirm",
+                "--phone-timeout",
+                "3",
+                "--state-dir",
+            ])
             .arg(dir.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -232,12 +238,18 @@ impl Bridge {
         dir
     }
 
-    /// The next `pair: <url>` line.
+    /// The next `pair: <url>` line (past the confirmation lines of `--auto-confirm`).
     fn pairing_url(&self) -> String {
-        let line = self.lines.recv_timeout(Duration::from_secs(20)).unwrap();
-        line.strip_prefix("pair: ")
-            .expect("a pair: line")
-            .to_string()
+        loop {
+            let line = self.lines.recv_timeout(Duration::from_secs(20)).unwrap();
+            if let Some(url) = line.strip_prefix("pair: ") {
+                return url.to_string();
+            }
+            assert!(
+                line.starts_with("Phone ") || line.starts_with("Paired with "),
+                "{line:?}"
+            );
+        }
     }
 }
 
@@ -439,9 +451,15 @@ fn nothing_pending(phone: &Path) {
 /// Whether the bridge shows a new pairing code within `wait`: it does once the phone told it
 /// in a session (`Revoke`) that the pairing was revoked.
 fn forgot_the_phone(bridge: &Bridge, wait: Duration) -> bool {
-    match bridge.lines.recv_timeout(wait) {
-        Ok(line) => line.starts_with("pair: "),
-        Err(_) => false,
+    let deadline = Instant::now() + wait;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match bridge.lines.recv_timeout(left) {
+            // What `--auto-confirm` printed when the phone paired.
+            Ok(line) if line.starts_with("Phone ") || line.starts_with("Paired with ") => {}
+            Ok(line) => return line.starts_with("pair: "),
+            Err(_) => return false,
+        }
     }
 }
 
@@ -592,7 +610,12 @@ fn app_paired_with(
     )
     .unwrap();
     let paired = key
-        .pair(bridge.pairing_url(), "App phone".into(), false)
+        .pair(
+            bridge.pairing_url(),
+            "App phone".into(),
+            false,
+            Arc::new(ShownCode::default()),
+        )
         .unwrap();
     (key, paired)
 }
@@ -1166,7 +1189,12 @@ fn a_running_listener_reads_the_pairing_again_at_each_request() {
     )
     .unwrap();
     let paired = key
-        .pair(bridge.pairing_url(), "App phone".into(), false)
+        .pair(
+            bridge.pairing_url(),
+            "App phone".into(),
+            false,
+            Arc::new(ShownCode::default()),
+        )
         .unwrap();
     let listener = Arc::clone(&key).listen("App phone".into());
 
@@ -1250,4 +1278,20 @@ fn pending_cleared(dir: &Path) -> bool {
     .pending_revocations()
     .unwrap()
     .is_empty()
+}
+
+/// The app's side of the confirmation code: checks it gets six digits once per pairing.
+#[derive(Default)]
+struct ShownCode(std::sync::Mutex<Vec<String>>);
+
+impl pocketkey_ffi::PairingCodeListener for ShownCode {
+    fn show_code(&self, code: String) {
+        assert!(
+            code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()),
+            "{code:?}"
+        );
+        let mut shown = self.0.lock().unwrap();
+        shown.push(code);
+        assert_eq!(shown.len(), 1, "one code per pairing");
+    }
 }

@@ -26,10 +26,12 @@ use pocketkey_core::cancel::CancelToken;
 use pocketkey_core::pairing::delivery::{Delivery, RequestLog};
 use pocketkey_core::pairing::mailbox::MailboxKeys;
 use pocketkey_core::pairing::relay::{frame_type, PushTarget, RelayFrame, WakeId};
-use pocketkey_core::pairing::session::{is_handshake_frame, HANDSHAKE_TIMEOUT};
+use pocketkey_core::pairing::session::{
+    is_handshake_frame, CONFIRMATION_TIMEOUT, HANDSHAKE_TIMEOUT,
+};
 use pocketkey_core::pairing::{
-    CtapKind, Event, Hello, PairingRecord, PairingStore, PairingUrl, PendingStatus, RequestId,
-    Role, Session, SessionState, UrlPolicy,
+    ConfirmationCode, CtapKind, Event, Hello, PairingRecord, PairingStore, PairingUrl,
+    PendingStatus, RequestId, Role, Session, SessionState, UrlPolicy,
 };
 use rand_core::OsRng;
 
@@ -64,6 +66,10 @@ pub enum PairingError {
     TimedOut,
     #[error("pairing failed: {0}")]
     Handshake(String),
+    /// The computer's user did not confirm the code (or did not answer in time); nothing was
+    /// stored on either side.
+    #[error("the computer refused the pairing: it was not confirmed there")]
+    NotConfirmed,
     #[error("pairing store: {0}")]
     Store(String),
 }
@@ -119,9 +125,8 @@ fn flush(session: &mut Session, conn: &mut MailboxConn) -> Result<(), MailboxErr
     Ok(())
 }
 
-/// Pairs with the computer whose pairing URL was scanned; stores and returns the record.
-/// `phone_name` is what the computer will show (1..=64 bytes). Blocks up to
-/// `HANDSHAKE_TIMEOUT` after the bridge is found at the relay.
+/// [`pair_showing_code`] for callers that show no code (tests whose bridge confirms by
+/// itself).
 pub fn pair(
     url_text: &str,
     policy: UrlPolicy,
@@ -129,11 +134,28 @@ pub fn pair(
     engine: &dyn PairingEngine,
     store: &Mutex<PairingStore>,
 ) -> Result<PairingRecord, PairingError> {
+    pair_showing_code(url_text, policy, phone_name, engine, store, &mut |_| {})
+}
+
+/// Pairs with the computer whose pairing URL was scanned; stores and returns the record.
+/// `phone_name` is what the computer will show (1..=64 bytes). `show_code` gets the
+/// confirmation code as soon as the handshake is done: the computer asks its user to compare
+/// it before it completes the pairing. Blocks up to `HANDSHAKE_TIMEOUT` after the bridge is
+/// found at the relay, and then up to `CONFIRMATION_TIMEOUT` + `HANDSHAKE_TIMEOUT` for the
+/// computer's confirmation.
+pub fn pair_showing_code(
+    url_text: &str,
+    policy: UrlPolicy,
+    phone_name: &str,
+    engine: &dyn PairingEngine,
+    store: &Mutex<PairingStore>,
+    show_code: &mut dyn FnMut(ConfirmationCode),
+) -> Result<PairingRecord, PairingError> {
     let url = PairingUrl::parse_with(url_text.trim(), policy)
         .map_err(|e| PairingError::InvalidUrl(e.to_string()))?;
     let keys = MailboxKeys::rendezvous(&url.bridge_key, &url.secret);
     let mut conn = MailboxConn::open(&url.relay_url, &keys.attach(Role::Phone), CONNECT_TIMEOUT)?;
-    let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+    let mut deadline = Instant::now() + HANDSHAKE_TIMEOUT;
     let mut session: Option<Session> = None;
     let result = loop {
         if Instant::now() >= deadline {
@@ -176,16 +198,26 @@ pub fn pair(
             s.handle_timeout(now);
         }
         let mut done = None;
+        let mut refused = false;
         while let Some(event) = s.poll_event() {
             match event {
+                Event::ShowCode(code) => {
+                    // The computer's user now compares the code: wait for the answer.
+                    deadline = now + CONFIRMATION_TIMEOUT + HANDSHAKE_TIMEOUT;
+                    show_code(code);
+                }
                 Event::Established(e) => {
                     if let Some(new) = e.new_pairing {
                         done = Some(PairingRecord::from_new(new, unix_now()));
                     }
                 }
+                Event::Refused => refused = true,
                 Event::TimedOut(_) => done = None,
                 _ => {}
             }
+        }
+        if refused {
+            break Err(PairingError::NotConfirmed);
         }
         if let Some(record) = done {
             let stored = store

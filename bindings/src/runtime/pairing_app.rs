@@ -17,7 +17,8 @@ use pocketkey_core::pairing::relay::{
 };
 use pocketkey_core::pairing::url::MAX_NAME_LEN;
 use pocketkey_core::pairing::{
-    CtapKind, MailboxId, PairingRecord, PairingStore, PairingStoreError, Role, UrlPolicy,
+    ConfirmationCode, CtapKind, MailboxId, PairingRecord, PairingStore, PairingStoreError, Role,
+    UrlPolicy,
 };
 
 use super::pairing::{self, OnEvent, PairingEngine, PairingError, ServeEvent};
@@ -75,10 +76,20 @@ impl PairingEngine for SecurityKey {
 fn failed(e: PairingError) -> PocketKeyError {
     match e {
         PairingError::InvalidUrl(detail) => PocketKeyError::InvalidPairingCode { detail },
+        PairingError::NotConfirmed => PocketKeyError::PairingNotConfirmed,
         other => PocketKeyError::PairingFailed {
             detail: other.to_string(),
         },
     }
+}
+
+/// Implemented by the app: shows the confirmation code of a pairing in progress
+/// (docs/pairing-protocol.md §5.3). Called once per `pair`, on `pair`'s thread, with six
+/// digits; return quickly. The app shows them with a line such as "Check that your computer
+/// shows this code, then confirm there".
+#[uniffi::export(with_foreign)]
+pub trait PairingCodeListener: Send + Sync {
+    fn show_code(&self, code: String);
 }
 
 /// Where the relays should send this phone's wake-ups (docs/pairing-protocol.md §3.3).
@@ -238,15 +249,20 @@ impl PairingListener {
 
 #[uniffi::export]
 impl SecurityKey {
-    /// Pairs with the computer whose `pocketkey://pair?…` code was scanned; blocks (≤ ~30 s)
-    /// until the handshake ends: call it off the main thread. `phone_name` is what the
-    /// computer shows. `allow_insecure_relay` accepts `ws://` relays off loopback (developer
-    /// mode). Throws `InvalidPairingCode` before any network traffic, `PairingFailed` after.
+    /// Pairs with the computer whose `pocketkey://pair?…` code was scanned with the app's
+    /// camera (never a link: see `classify_scan`); blocks until the computer's user confirmed
+    /// (up to ~2.5 minutes): call it off the main thread. As soon as the handshake is done,
+    /// `listener.show_code` gets the six-digit confirmation code to show ("check that the
+    /// computer shows 123456"); the computer asks its user to compare it. `phone_name` is what
+    /// the computer shows. `allow_insecure_relay` accepts `ws://` relays off loopback
+    /// (developer mode). Throws `InvalidPairingCode` before any network traffic,
+    /// `PairingNotConfirmed` when the computer's user refused, `PairingFailed` otherwise.
     pub fn pair(
         &self,
         url: String,
         phone_name: String,
         allow_insecure_relay: bool,
+        listener: Arc<dyn PairingCodeListener>,
     ) -> Result<PairingInfo, PocketKeyError> {
         let policy = if allow_insecure_relay {
             UrlPolicy::AllowInsecureRelay
@@ -254,7 +270,8 @@ impl SecurityKey {
             UrlPolicy::Strict
         };
         retry_in_background(&self.pairings);
-        pairing::pair(&url, policy, &phone_name, self, &self.pairings)
+        let mut show = |code: ConfirmationCode| listener.show_code(code.to_string());
+        pairing::pair_showing_code(&url, policy, &phone_name, self, &self.pairings, &mut show)
             .map(|r| PairingInfo::from(&r))
             .map_err(failed)
     }
