@@ -29,7 +29,7 @@ pub use errors::{ApprovalListenerError, KeyProviderError, PocketKeyError};
 pub use key::KeyProvider;
 pub use pin::MAX_PIN_BYTES;
 pub use runtime::pairing_app::{
-    PairingCodeListener, PairingInfo, PairingListener, PushRegistration,
+    PairingCodeListener, PairingInfo, PairingListener, PushOutcome, PushRegistration,
 };
 pub use runtime::{
     Advertiser, AdvertiserError, HybridError, HybridOptions, HybridOutcome, HybridSession,

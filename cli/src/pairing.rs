@@ -23,7 +23,7 @@ use pocketkey_core::pairing::{
 };
 use pocketkey_ffi::runtime::pairing::{self as runtime, PairingEngine, ServeEvent};
 use pocketkey_ffi::runtime::pairing_app::{
-    delete_at_relay, retry_pending_revocations, revocation_guard, woken_mailbox,
+    delete_at_relay, finish_wake, retry_pending_revocations, revocation_guard, woken_pairing, Woken,
 };
 
 use crate::{approver, attestation, webhook};
@@ -366,8 +366,10 @@ pub fn rename(args: RenameArgs) -> Result<(), String> {
 }
 
 /// `listen --wake-url`: registers the webhook with the relay for every pairing, serves the
-/// webhook (one small HTTP/1.1 POST per wake-up, `{"v":1,"mailbox":"<hex>"}`), and serves the
-/// woken pairing until it is idle.
+/// webhook (one small HTTP/1.1 POST per wake-up, `{"v":1,"w":"<hex wake id>"}`), and serves
+/// the woken pairing until it is idle. A wake id this phone did not register for a pairing in
+/// use is ignored; so are the wakes of a pairing whose recent wakes brought no request
+/// (`pocketkey_core::pairing::wake`), with a line saying so.
 fn wake_mode(
     wake_url: &str,
     phone_name: &str,
@@ -397,8 +399,9 @@ fn wake_mode(
             provider: PushProvider::Webhook,
             target: wake_url.to_string(),
             environment: None,
+            wake: pocketkey_core::pairing::relay::WakeId::random(),
         };
-        runtime::register_push(record, target)
+        runtime::register_push(&store, record, target)
             .map_err(|e| format!("registering the wake-up URL for {:?}: {e}", record.name))?;
         eprintln!("{}: wake-ups go to {wake_url}", record.name);
     }
@@ -417,26 +420,23 @@ fn wake_mode(
                 return Err("webhook: the listener stopped".into())
             }
         };
-        let Some(mailbox) = woken_mailbox(&body) else {
-            continue;
+        let record = match woken_pairing(&store, &body, now_unix()) {
+            Ok(Some(Woken::Serve(record))) => record,
+            Ok(Some(Woken::Paused { record, until })) => {
+                eprintln!(
+                    "{}: wake-up ignored: too many in the last hour asked nothing (ignored until {until}, Unix time); unpair it if this goes on",
+                    record.name
+                );
+                continue;
+            }
+            Ok(None) => {
+                eprintln!("wake-up ignored: not for a pairing in use");
+                continue;
+            }
+            Err(e) => return Err(e.to_string()),
         };
         running.retain(|_, h| !h.is_finished());
-        if running.contains_key(&mailbox) {
-            continue;
-        }
-        let record = store
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .by_mailbox(&mailbox)
-            .ok()
-            .flatten()
-            .filter(|r| r.role == Role::Phone && r.revoked_at.is_none());
-        let Some(record) = record else {
-            eprintln!("wake-up for an unknown pairing {}", mailbox.to_hex());
-            continue;
-        };
-        if record.suspended_at.is_some() {
-            eprintln!("{}: woken, but the pairing is suspended", record.name);
+        if running.contains_key(&record.id) {
             continue;
         }
         eprintln!("{}: woken", record.name);
@@ -448,9 +448,21 @@ fn wake_mode(
             Arc::clone(&on_event),
         );
         running.insert(
-            mailbox,
+            record.id,
             thread::spawn(move || {
-                runtime::serve_woken(record, &name, engine, store, stop, idle, &*on_event);
+                let requested = runtime::serve_woken(
+                    record.clone(),
+                    &name,
+                    engine,
+                    Arc::clone(&store),
+                    stop,
+                    idle,
+                    &*on_event,
+                );
+                if !requested {
+                    eprintln!("{}: the wake-up brought no request", record.name);
+                }
+                let _ = finish_wake(&store, &record, requested, now_unix());
             }),
         );
     }

@@ -666,6 +666,8 @@ fn the_app_shows_a_pairing_the_relay_calls_revoked_as_suspended_and_resumes_it()
         listed[0].suspended
     };
     assert!(!suspended(&key));
+    // A push registration of the pairing, so that a push naming it is one the app knows.
+    let wake = registered_wake_id(dir.path(), &paired.id);
     for _ in 0..2 {
         let listener = Arc::clone(&key).listen("App phone".into());
         let deadline = Instant::now() + WAIT;
@@ -674,11 +676,12 @@ fn the_app_shows_a_pairing_the_relay_calls_revoked_as_suspended_and_resumes_it()
             thread::sleep(Duration::from_millis(50));
         }
         listener.stop();
-        let push = format!(r#"{{"v":1,"mailbox":"{}"}}"#, paired.id);
-        assert!(
-            !Arc::clone(&key)
+        let push = format!(r#"{{"v":1,"w":"{wake}"}}"#);
+        assert_eq!(
+            Arc::clone(&key)
                 .handle_push(push, "App phone".into(), 100)
                 .unwrap(),
+            pocketkey_ffi::PushOutcome::Ignored,
             "a push for a suspended pairing was served"
         );
         assert!(key.resume_pairing(paired.id.clone()).unwrap());
@@ -1018,27 +1021,36 @@ fn webhook_body(hook: &std::net::TcpListener) -> String {
 }
 
 /// The app's push path: `registerPush(Webhook)` at the relay; a request at the bridge makes the
-/// relay POST the wake-up; `handlePush(body)` attaches and serves it. Payloads that are not
-/// ours are refused without traffic.
+/// relay POST the wake-up, which carries the wake id the phone registered and not the pairing's
+/// mailbox id; `handlePush(body)` attaches and serves it. Payloads that are not ours — a wake id
+/// the phone never registered, a payload naming the pairing's mailbox as pushes used to, the
+/// same push again once the phone registered a new id at its attach — are ignored without
+/// traffic.
 #[test]
 fn the_app_is_woken_by_push_and_serves_the_request() {
+    use pocketkey_ffi::PushOutcome;
     let hook = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let relay = relay_with_webhooks(hook.local_addr().unwrap());
     let bridge = Bridge::start(&relay.url, "Laptop");
     let dir = tempfile::tempdir().unwrap();
-    let (key, _) = app_paired_with(dir.path(), &bridge);
+    let (key, paired) = app_paired_with(dir.path(), &bridge);
     let url = format!("http://{}/wake", hook.local_addr().unwrap());
     let unreached = key
         .register_push(pocketkey_ffi::PushRegistration::Webhook { url })
         .unwrap();
     assert!(unreached.is_empty(), "{unreached:?}");
+    let push = |payload: String, idle_ms: u32| {
+        Arc::clone(&key)
+            .handle_push(payload, "App phone".into(), idle_ms)
+            .unwrap()
+    };
     for not_ours in [
-        "{}",
-        r#"{"v":1,"mailbox":"00112233445566778899aabbccddeeff"}"#,
+        "{}".to_string(),
+        r#"{"v":1,"w":"00112233445566778899aabbccddeeff"}"#.to_string(),
+        format!(r#"{{"v":1,"mailbox":"{}"}}"#, paired.id),
+        format!(r#"{{"v":"1","m":"{}"}}"#, paired.id),
     ] {
-        assert!(!Arc::clone(&key)
-            .handle_push(not_ours.into(), "App phone".into(), 500)
-            .unwrap());
+        assert_eq!(push(not_ours, 500), PushOutcome::Ignored);
     }
 
     let browser = thread::spawn(move || forwarded_ok(&bridge));
@@ -1047,12 +1059,113 @@ fn the_app_is_woken_by_push_and_serves_the_request() {
         !body.contains("Laptop") && !body.contains("example.com"),
         "content-free: {body}"
     );
-    assert!(Arc::clone(&key)
-        .handle_push(body, "App phone".into(), 1000)
-        .unwrap());
+    assert!(!body.contains(&paired.id), "the mailbox id: {body}");
+    assert_eq!(
+        push(body.clone(), 1000),
+        PushOutcome::Served {
+            computer_name: "Laptop".into(),
+            request: true
+        }
+    );
     browser
         .join()
         .expect("the browser's request was answered by the woken phone");
+    // The attach registered a new wake id (ACKed while serving): the old push is stale.
+    assert_eq!(push(body, 500), PushOutcome::Ignored);
+}
+
+/// Records in the app's pairing store a push registration of `pairing` (as `registerPush`
+/// does once the relay ACKs it); returns its wake id.
+fn registered_wake_id(dir: &Path, pairing: &str) -> String {
+    let store = pocketkey_core::pairing::PairingStore::open(
+        &dir.join("key")
+            .join(pocketkey_core::pairing::store::FILE_NAME),
+        &pocketkey_core::crypto::master_key::MasterKey::from_bytes([0x42; 32]),
+    )
+    .unwrap();
+    let id = pocketkey_core::pairing::MailboxId::from_hex(pairing).unwrap();
+    let wake = pocketkey_core::pairing::relay::WakeId::random();
+    let target = pocketkey_core::pairing::relay::PushTarget {
+        provider: pocketkey_core::pairing::relay::PushProvider::Webhook,
+        target: "http://127.0.0.1:9/wake".into(),
+        environment: None,
+        wake,
+    };
+    store.push_registering(&id, &target).unwrap();
+    store.push_registered(&id, &wake).unwrap();
+    wake.to_hex()
+}
+
+/// The wake id the app registered last for `pairing`, read from its pairing store.
+fn current_wake_id(dir: &Path, pairing: &str) -> String {
+    let store = pocketkey_core::pairing::PairingStore::open(
+        &dir.join("key")
+            .join(pocketkey_core::pairing::store::FILE_NAME),
+        &pocketkey_core::crypto::master_key::MasterKey::from_bytes([0x42; 32]),
+    )
+    .unwrap();
+    let id = pocketkey_core::pairing::MailboxId::from_hex(pairing).unwrap();
+    store
+        .push_target(&id)
+        .unwrap()
+        .expect("registered")
+        .wake
+        .to_hex()
+}
+
+/// Wakes that bring no request (what a relay, or whoever holds the bridge's keys, can send):
+/// each is served, and counted; after `EMPTY_WAKE_LIMIT` of them the app stops answering that
+/// computer's wakes for the rest of the hour and says so (`Paused`), without connecting.
+#[test]
+fn the_app_stops_answering_wakes_that_bring_no_request() {
+    use pocketkey_core::pairing::wake::{EMPTY_WAKE_LIMIT, EMPTY_WAKE_WINDOW_SECS};
+    use pocketkey_ffi::PushOutcome;
+    let hook = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let relay = relay_with_webhooks(hook.local_addr().unwrap());
+    let bridge = Bridge::start(&relay.url, "Laptop");
+    let dir = tempfile::tempdir().unwrap();
+    let (key, paired) = app_paired_with(dir.path(), &bridge);
+    let url = format!("http://{}/wake", hook.local_addr().unwrap());
+    assert!(key
+        .register_push(pocketkey_ffi::PushRegistration::Webhook { url })
+        .unwrap()
+        .is_empty());
+    let push = |wake: String| {
+        Arc::clone(&key)
+            .handle_push(
+                format!(r#"{{"v":1,"w":"{wake}"}}"#),
+                "App phone".into(),
+                200,
+            )
+            .unwrap()
+    };
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..EMPTY_WAKE_LIMIT {
+        let wake = current_wake_id(dir.path(), &paired.id);
+        assert!(seen.insert(wake.clone()), "a new wake id at each attach");
+        assert_eq!(
+            push(wake),
+            PushOutcome::Served {
+                computer_name: "Laptop".into(),
+                request: false
+            }
+        );
+    }
+    let start = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    match push(current_wake_id(dir.path(), &paired.id)) {
+        PushOutcome::Paused {
+            computer_name,
+            until,
+        } => {
+            assert_eq!(computer_name, "Laptop");
+            assert!(until > start && until <= start + EMPTY_WAKE_WINDOW_SECS);
+        }
+        other => panic!("expected Paused, got {other:?}"),
+    }
+    drop(bridge);
 }
 
 /// A listener that runs already reads the pairing again at each request: a rename shows in the

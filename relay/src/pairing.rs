@@ -443,6 +443,11 @@ pub(crate) async fn run(
                 kill.fire(1009);
                 break "too large";
             }
+            // A target this relay cannot store as it is (e.g. a phone from before wake ids).
+            Err(RelayFrameError::PushTarget(e)) => {
+                conn.send(&error(RelayErrorCode::BadPushTarget, &e.to_string()));
+                continue;
+            }
             Err(_) => {
                 conn.send(&error(RelayErrorCode::Malformed, "malformed frame"));
                 continue;
@@ -510,14 +515,18 @@ async fn handle_frame(
                     return false;
                 }
             };
-            if !shared.push.try_acquire(mailbox) || !shared.push_budget.take(()) {
+            // One push per 3 s, then the mailbox's hourly budget, then the node's.
+            if !shared.push.try_acquire(mailbox)
+                || !shared.mailbox_wakes.take(mailbox)
+                || !shared.push_budget.take(())
+            {
                 conn.send(&RelayFrame::WakeResult(WakeResult::RateLimited));
                 return false;
             }
             let shared = shared.clone();
             let conn = conn.clone();
             shared.tasks.clone().spawn(async move {
-                let result = match shared.push.wake(&target, mailbox).await {
+                let result = match shared.push.wake(&target).await {
                     Ok(()) => {
                         info!(event = "push", mailbox = %short(&mailbox), provider = target.provider.as_str(), "push sent");
                         WakeResult::PushSent

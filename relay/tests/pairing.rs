@@ -17,7 +17,7 @@ use pocketkey_core::pairing::mailbox::{MailboxKeys, SUBPROTOCOL};
 use pocketkey_core::pairing::messages::{CtapKind, Hello};
 use pocketkey_core::pairing::relay::{
     close_code, frame_type, ApnsEnvironment, PushProvider as Kind, PushTarget, RelayErrorCode,
-    RelayFrame, WakeResult,
+    RelayFrame, WakeId, WakeResult,
 };
 use pocketkey_core::pairing::session::{Event, Session};
 use pocketkey_core::pairing::Role;
@@ -284,6 +284,7 @@ async fn bad_frames_are_answered_and_limits_close() {
             provider: Kind::Apns,
             target: "ab".into(),
             environment: Some(ApnsEnvironment::Sandbox),
+            wake: WakeId::random(),
         }),
     )
     .await;
@@ -472,8 +473,28 @@ async fn wake_with_the_phone_absent_posts_to_the_webhook() {
             provider: Kind::Webhook,
             target: url,
             environment: None,
+            wake: WakeId([0x77; 16]),
         })
     };
+    // A phone from before wake ids (no key 4): refused, and told to update.
+    let old = [
+        vec![frame_type::PUSH_REGISTER],
+        pocketkey_core::ctap::cbor::encode(
+            pocketkey_core::ctap::cbor::MapBuilder::new()
+                .put(1, "webhook")
+                .put(2, format!("http://{hook}/wake/me"))
+                .build(),
+        ),
+    ]
+    .concat();
+    phone.send(Message::binary(old)).await.unwrap();
+    match frame(&mut phone).await {
+        RelayFrame::Error { code, message } => {
+            assert_eq!(code, RelayErrorCode::BadPushTarget as u8);
+            assert!(message.contains("update PocketKey"), "{message}");
+        }
+        other => panic!("expected ERROR bad_push_target, got {other:?}"),
+    }
     put(&mut phone, target("http://10.0.0.1/wake".into())).await;
     assert!(matches!(
         frame(&mut phone).await,
@@ -502,10 +523,7 @@ async fn wake_with_the_phone_absent_posts_to_the_webhook() {
     assert_eq!(path, "/wake/me");
     assert_eq!(content_type, "application/json");
     let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    assert_eq!(
-        json,
-        serde_json::json!({"v": 1, "mailbox": keys.id().to_hex()})
-    );
+    assert_eq!(json, serde_json::json!({"v": 1, "w": "77".repeat(16)}));
     // Within 3 s: rate-limited, no second POST.
     put(&mut bridge, RelayFrame::Wake).await;
     assert_eq!(
@@ -549,6 +567,7 @@ async fn a_failing_webhook_is_reported() {
             provider: Kind::Webhook,
             target: format!("http://{hook}/"),
             environment: None,
+            wake: WakeId::random(),
         }),
     )
     .await;

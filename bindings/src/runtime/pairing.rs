@@ -25,7 +25,7 @@ use pocketkey_core::authenticator::{Authenticator, RequestContext};
 use pocketkey_core::cancel::CancelToken;
 use pocketkey_core::pairing::delivery::{Delivery, RequestLog};
 use pocketkey_core::pairing::mailbox::MailboxKeys;
-use pocketkey_core::pairing::relay::{frame_type, RelayFrame};
+use pocketkey_core::pairing::relay::{frame_type, PushTarget, RelayFrame, WakeId};
 use pocketkey_core::pairing::session::{
     is_handshake_frame, CONFIRMATION_TIMEOUT, HANDSHAKE_TIMEOUT,
 };
@@ -51,6 +51,9 @@ const USER_CHECK: Duration = Duration::from_millis(10);
 /// a store write takes milliseconds (a disk sync), and a woken phone's request comes right
 /// behind the establishment (its engine writes too).
 const TOUCH_DELAY: Duration = Duration::from_secs(1);
+/// How long a connection that ends waits for the ACK of the push registration it sends on its
+/// way out.
+const REGISTER_ACK_WAIT: Duration = Duration::from_secs(2);
 
 /// Why pairing or serving failed.
 #[derive(Debug, thiserror::Error)]
@@ -378,6 +381,55 @@ pub fn serve_pairing(
     }
 }
 
+/// Each attach of a pairing that has a push target registers it again with a new wake id
+/// (docs/pairing-protocol.md §3.3), so that the pushes of two sessions of one pairing carry
+/// different ids. Returns the id sent, whose ACK the connection's loop waits for. Called off
+/// the request's path ([`TOUCH_DELAY`] after the attach with no request running, or on the
+/// way out): it writes the store (a disk sync).
+fn register_again(
+    store: &Mutex<PairingStore>,
+    record: &PairingRecord,
+    conn: &mut MailboxConn,
+) -> Option<WakeId> {
+    let lock = || store.lock().unwrap_or_else(PoisonError::into_inner);
+    let target = lock().push_target(&record.id).ok().flatten()?;
+    let target = PushTarget {
+        wake: WakeId::random(),
+        ..target
+    };
+    lock().push_registering(&record.id, &target).ok()?;
+    conn.send(&RelayFrame::PushRegister(target.clone())).ok()?;
+    Some(target.wake)
+}
+
+/// The relay ACKed the registration of `wake`: the wake id before it is no longer accepted.
+fn push_registered(store: &Mutex<PairingStore>, record: &PairingRecord, wake: &WakeId) {
+    let _ = store
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push_registered(&record.id, wake);
+}
+
+/// As the connection ends: waits a little for the ACK of the registration of `wake` (nothing
+/// else is read any more). Without it the id before stays accepted until a later ACK.
+fn await_registered(
+    store: &Mutex<PairingStore>,
+    record: &PairingRecord,
+    conn: &mut MailboxConn,
+    wake: WakeId,
+) {
+    let until = Instant::now() + REGISTER_ACK_WAIT;
+    while Instant::now() < until {
+        match conn.poll() {
+            Ok(Some(RelayFrame::Ack(frame_type::PUSH_REGISTER))) => {
+                return push_registered(store, record, &wake);
+            }
+            Ok(_) => {}
+            Err(_) => return,
+        }
+    }
+}
+
 fn sleep_unless(stop: &AtomicBool, total: Duration) {
     let until = Instant::now() + total;
     while Instant::now() < until && !stop.load(Ordering::SeqCst) {
@@ -462,6 +514,10 @@ fn serve_connection(
     on_event: &(dyn Fn(&PairingRecord, ServeEvent) + Sync),
 ) -> Result<Option<()>, MailboxError> {
     let mut session: Option<Session> = None;
+    // When to register the push target again with a new wake id (once per connection, off
+    // the request's path: see `register_again`), and the id waiting for its ACK.
+    let mut register_at = Some(Instant::now() + TOUCH_DELAY);
+    let mut registering: Option<WakeId> = None;
     let mut running: Option<Running> = None;
     // When to store "last seen" (see TOUCH_DELAY); done on the way out at the latest.
     let mut touch_at: Option<Instant> = None;
@@ -481,6 +537,12 @@ fn serve_connection(
                     let _ = s.bye();
                     let _ = flush(s, conn);
                 }
+                if register_at.take().is_some() {
+                    registering = register_again(store, record, conn);
+                }
+                if let Some(wake) = registering.take() {
+                    await_registered(store, record, conn, wake);
+                }
                 return Ok(None);
             }
             let frame = conn.try_next()?;
@@ -495,6 +557,11 @@ fn serve_connection(
                 r.cancel.cancel();
             }
             match frame {
+                Some(RelayFrame::Ack(frame_type::PUSH_REGISTER)) => {
+                    if let Some(wake) = registering.take() {
+                        push_registered(store, record, &wake);
+                    }
+                }
                 Some(RelayFrame::Peer { present: true }) => {
                     trace("phone.peer");
                     // A run in progress goes on: the bridge sends its request again in the
@@ -670,6 +737,10 @@ fn serve_connection(
                 touch_at = None;
                 touch();
             }
+            if running.is_none() && register_at.is_some_and(|t| Instant::now() >= t) {
+                register_at = None;
+                registering = register_again(store, record, conn);
+            }
             if !got_frame {
                 // Nothing queued: sleep until a frame, the engine's answer, a timer or the
                 // stop check.
@@ -683,7 +754,7 @@ fn serve_connection(
                     }
                     Some(_) => {}
                     None => {
-                        if let Some(t) = touch_at {
+                        for t in [touch_at, register_at].into_iter().flatten() {
                             wait = wait.min(t.saturating_duration_since(Instant::now()));
                         }
                     }
@@ -853,21 +924,37 @@ fn revoke_in_session(record: &PairingRecord, hello: Hello) -> Result<bool, Mailb
 }
 
 /// Registers `target` as the pairing's push target at the relay (PUSH_REGISTER, waits for
-/// the ACK), so that a bridge's WAKE reaches the phone while it is not attached.
+/// the ACK), so that a bridge's WAKE reaches the phone while it is not attached. The
+/// registration carries a new wake id (whatever `target.wake` holds), kept in the store with
+/// the target: the phone knows its pushes by it, and registers the target again with a new
+/// id at each attach of the pairing.
 pub fn register_push(
+    store: &Mutex<PairingStore>,
     record: &PairingRecord,
-    target: pocketkey_core::pairing::relay::PushTarget,
+    target: PushTarget,
 ) -> Result<(), PairingError> {
+    let target = PushTarget {
+        wake: WakeId::random(),
+        ..target
+    };
     let attach = record.mailbox_keys().attach(Role::Phone);
     let mut conn = MailboxConn::open(&record.relay_url, &attach, CONNECT_TIMEOUT)?;
-    conn.send(&RelayFrame::PushRegister(target))?;
+    store
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push_registering(&record.id, &target)
+        .map_err(|e| PairingError::Store(e.to_string()))?;
+    conn.send(&RelayFrame::PushRegister(target.clone()))?;
     let until = Instant::now() + CONNECT_TIMEOUT;
     let result = loop {
         if Instant::now() >= until {
             break Err(PairingError::TimedOut);
         }
         match conn.poll() {
-            Ok(Some(RelayFrame::Ack(0x03))) => break Ok(()),
+            Ok(Some(RelayFrame::Ack(frame_type::PUSH_REGISTER))) => {
+                push_registered(store, record, &target.wake);
+                break Ok(());
+            }
             Ok(Some(RelayFrame::Error { message, .. })) => {
                 break Err(PairingError::Handshake(format!(
                     "the relay refused the push target: {message}"
@@ -882,7 +969,9 @@ pub fn register_push(
 }
 
 /// Woken by a push for this pairing: attaches, serves the bridge's requests, and detaches
-/// once nothing happened for `idle` (no request open) or `stop` is raised.
+/// once nothing happened for `idle` (no request open) or `stop` is raised. Returns whether
+/// the bridge sent a request (a wake without one counts against the pairing's empty-wake
+/// budget: [`super::pairing_app::woken_pairing`]).
 pub fn serve_woken(
     record: PairingRecord,
     phone_name: &str,
@@ -891,9 +980,10 @@ pub fn serve_woken(
     stop: Arc<AtomicBool>,
     idle: Duration,
     on_event: &(dyn Fn(&PairingRecord, ServeEvent) + Sync),
-) {
+) -> bool {
     trace("phone.woken");
     let local = Arc::new(AtomicBool::new(false));
+    let requested = AtomicBool::new(false);
     // (last activity, a request is open)
     let activity = Mutex::new((Instant::now(), false));
     thread::scope(|scope| {
@@ -910,7 +1000,10 @@ pub fn serve_woken(
             {
                 let mut a = activity.lock().unwrap_or_else(PoisonError::into_inner);
                 match &event {
-                    ServeEvent::Request { .. } => *a = (Instant::now(), true),
+                    ServeEvent::Request { .. } => {
+                        requested.store(true, Ordering::SeqCst);
+                        *a = (Instant::now(), true);
+                    }
                     ServeEvent::Answered { .. } => *a = (Instant::now(), false),
                     ServeEvent::Established => a.0 = Instant::now(),
                     ServeEvent::Revoked => local.store(true, Ordering::SeqCst),
@@ -930,6 +1023,7 @@ pub fn serve_woken(
         local.store(true, Ordering::SeqCst);
     });
     trace("phone.detached");
+    requested.load(Ordering::SeqCst)
 }
 
 #[cfg(test)]

@@ -52,6 +52,7 @@ pub mod relay;
 pub mod session;
 pub mod store;
 pub mod url;
+pub mod wake;
 
 pub use confirm::ConfirmationCode;
 pub use mailbox::{MailboxId, MailboxKeys, PairingId};
