@@ -267,7 +267,7 @@ def phone_pairings(s, phone_dir: str) -> list[str]:
 def bridge_phones(s) -> list[str]:
     """The phones the (stopped) bridge has paired, by name."""
     out = subprocess.run(
-        [s["binaries"]["pocketkey-bridge"], "--list", "--state-dir", s["bridge_dir"]],
+        [s["binaries"]["pocketkey-bridge"], "--key-file", "--list", "--state-dir", s["bridge_dir"]],
         capture_output=True, text=True, timeout=30,
     )
     assert out.returncode == 0, out.stderr
