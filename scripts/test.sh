@@ -91,6 +91,8 @@ install_system_packages() {
     command -v cc >/dev/null 2>&1 || command -v gcc >/dev/null 2>&1 || missing+=(gcc)
     # cli/tests/store_access.rs: `--keyring` on a session bus without a Secret Service
     command -v dbus-run-session >/dev/null 2>&1 || missing+=(dbus-daemon)
+    # bridge/tests/key_at_rest.rs: the bridge's master key in a real Secret Service
+    command -v gnome-keyring-daemon >/dev/null 2>&1 || missing+=(gnome-keyring)
     # the uhid test boots a kernel in QEMU (tests/uhid/run.sh)
     if [ -z "${PK_SKIP_UHID_VM:-}" ]; then
         command -v qemu-system-x86_64 >/dev/null 2>&1 || missing+=(qemu-system-x86)

@@ -78,6 +78,12 @@ pub enum PocketKeyError {
     /// `pair` reached no computer, or the computer refused (code used, altered or expired).
     #[error("Pairing with the computer failed")]
     PairingFailed { detail: String },
+    /// `pair`: the computer's user did not confirm the code shown on both screens (or did not
+    /// answer in time). Nothing was stored on either side.
+    #[error(
+        "The computer did not confirm the pairing: check that both screens show the same code"
+    )]
+    PairingNotConfirmed,
 }
 
 #[uniffi::export]

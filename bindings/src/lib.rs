@@ -28,12 +28,14 @@ pub use approvals::ApprovalListener;
 pub use errors::{ApprovalListenerError, KeyProviderError, PocketKeyError};
 pub use key::KeyProvider;
 pub use pin::MAX_PIN_BYTES;
-pub use runtime::pairing_app::{PairingInfo, PairingListener, PushRegistration};
+pub use runtime::pairing_app::{
+    PairingCodeListener, PairingInfo, PairingListener, PushOutcome, PushRegistration,
+};
 pub use runtime::{
     Advertiser, AdvertiserError, HybridError, HybridOptions, HybridOutcome, HybridSession,
     HybridWait,
 };
-pub use scan::{classify_scan, ScanError, ScannedCode, MAX_SCAN_LEN};
+pub use scan::{classify_scan, ScanError, ScanSource, ScannedCode, MAX_SCAN_LEN};
 pub use security_key::{SecurityKey, DATABASE_FILE, MAX_LABEL_CHARS};
 pub use types::{
     Account, ApprovalAnswer, ApprovalClosed, ApprovalOperation, ApprovalPrompt, AttestationKind,

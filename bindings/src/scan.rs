@@ -1,4 +1,12 @@
 //! One entry point for everything the camera scans and every link the app is opened with.
+//!
+//! Where the text came from matters: a pairing code pairs only from the app's own camera.
+//! A `pocketkey://pair` link opened from a web page, a message or another app could be a
+//! stranger's computer posing as "Work laptop" (docs/pairing-protocol.md §7), so it is
+//! refused with [`ScanError::PairingNeedsCamera`]. `FIDO:/` codes stay allowed from links: the
+//! platform's own camera app hands them over as links, and hybrid proves proximity by itself
+//! (the browser must receive the phone's BLE advert: CTAP 2.2, hybrid transport), so a link from far away
+//! reaches no browser.
 
 use url::Url;
 
@@ -14,6 +22,16 @@ pub enum ScannedCode {
     Activation { url: String, token: String },
 }
 
+/// Where the text came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum ScanSource {
+    /// The app's own camera (its scan screen).
+    Camera,
+    /// A link the app was opened with (deep link, app link, universal link, another app's
+    /// share or open, the system camera handing a URL over).
+    Link,
+}
+
 /// Why a scanned text was not accepted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, uniffi::Error)]
 #[uniffi::export(Display)]
@@ -24,6 +42,10 @@ pub enum ScanError {
     /// Ours by its form, but damaged, incomplete, too long or with control characters.
     #[error("This code looks like a PocketKey code but is damaged or incomplete")]
     Malformed,
+    /// A pairing code that did not come from the app's camera (a link): refused, so that no
+    /// web page or app can pair the phone with a computer the user is not in front of.
+    #[error("Scan the code shown by PocketKey on your computer with the app's camera")]
+    PairingNeedsCamera,
 }
 
 #[uniffi::export]
@@ -38,9 +60,18 @@ impl ScanError {
 pub const MAX_SCAN_LEN: usize = 4096;
 
 /// Classifies a scanned QR code or an opened link. Surrounding spaces are ignored; the `url`
-/// returned is the text without them.
+/// returned is the text without them. `source` says where the text came from: a pairing
+/// code from a `Link` is `PairingNeedsCamera`.
 #[uniffi::export]
-pub fn classify_scan(text: String) -> Result<ScannedCode, ScanError> {
+pub fn classify_scan(text: String, source: ScanSource) -> Result<ScannedCode, ScanError> {
+    let code = classify(text)?;
+    if matches!(code, ScannedCode::Pairing { .. }) && source != ScanSource::Camera {
+        return Err(ScanError::PairingNeedsCamera);
+    }
+    Ok(code)
+}
+
+fn classify(text: String) -> Result<ScannedCode, ScanError> {
     if text.len() > MAX_SCAN_LEN || text.chars().any(char::is_control) {
         return Err(ScanError::Malformed);
     }

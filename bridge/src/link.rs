@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use pocketkey_core::pairing::delivery::REQUEST_LIFETIME;
 use pocketkey_core::pairing::offer::OFFER_LIFETIME_SECS;
 use pocketkey_core::pairing::relay::RelayFrame;
-use pocketkey_core::pairing::session::is_handshake_frame;
+use pocketkey_core::pairing::session::{is_handshake_frame, Timeout, CONFIRMATION_TIMEOUT};
 use pocketkey_core::pairing::{
     CtapKind, Event, Hello, PairingOffer, PairingRecord, PairingStore, PendingStatus, RequestId,
     Role, Session, SessionState, UrlPolicy,
@@ -26,7 +26,9 @@ use pocketkey_core::pairing::{
 use pocketkey_ffi::runtime::pairing_ws::{trace, MailboxConn, MailboxError, Wakeup};
 use zeroize::Zeroizing;
 
+use crate::confirm::{Answer, Confirmer};
 use crate::engine::{Engine, RequestContext, WaitingForUser};
+use crate::served::ServedChoice;
 
 /// CTAP2_ERR_USER_ACTION_TIMEOUT: the phone did not answer in time.
 pub const CBOR_TIMEOUT: u8 = 0x2f;
@@ -160,6 +162,10 @@ pub struct LinkConfig {
     pub offer_for: Duration,
     /// How long a request waits for the phone to attach and answer.
     pub phone_timeout: Duration,
+    /// `--auto-confirm`: every question is answered yes without asking (tests).
+    pub auto_confirm: bool,
+    /// Where the served phone is remembered across restarts.
+    pub served: ServedChoice,
 }
 
 /// The open request.
@@ -202,11 +208,31 @@ pub struct Link {
     cancel_wanted: bool,
     /// Why the link stopped the bridge, if it did.
     failure: Option<String>,
+    /// The user's answers (pair with this phone? serve it?).
+    confirmer: Confirmer,
 }
 
 enum Mode {
     Pairing,
     Paired(Box<PairingRecord>),
+}
+
+/// How one attachment of the pairing mailbox ended without a relay error.
+enum Served {
+    Stopped,
+    /// The phone sent `Revoke` in an established session: authenticated by the pairing's
+    /// keys, so the record goes.
+    Revoked,
+}
+
+/// What the bridge says when it stops for a suspended pairing: what happened and what to do.
+pub fn suspended_message(phone: &str) -> String {
+    format!(
+        "the pairing with the phone {phone:?} is suspended: the relay says the phone removed it, \
+         which the relay cannot prove, so its keys are kept. If you removed this computer on \
+         the phone, run `pocketkey-bridge --unpair {phone:?}`; otherwise run \
+         `pocketkey-bridge --resume {phone:?}` and start the bridge again"
+    )
 }
 
 fn hello(name: &str) -> Hello {
@@ -225,13 +251,15 @@ impl Link {
         stop: Arc<AtomicBool>,
     ) -> Self {
         let (_, idle) = mpsc::channel();
+        let wakeup = Wakeup::new();
         Self {
+            confirmer: Confirmer::new(config.auto_confirm, Arc::clone(&wakeup)),
             config,
             store,
             get_info,
             requests: idle,
             transport: Some(requests),
-            wakeup: Wakeup::new(),
+            wakeup,
             stop,
             request: None,
             cancel_wanted: false,
@@ -239,15 +267,31 @@ impl Link {
         }
     }
 
-    /// The phone to serve: the one named by `--phone`, else the newest pairing.
+    /// The phone to serve: the one named by `--phone`, else the one served last, else the
+    /// newest pairing.
     fn current_record(&self) -> Option<PairingRecord> {
-        select_phone(self.store.list().ok()?, self.config.phone.as_deref())
+        let records = self.store.list().ok()?;
+        if self.config.phone.is_none() {
+            let phones: Vec<PairingRecord> = records
+                .iter()
+                .filter(|r| r.role == Role::Bridge)
+                .cloned()
+                .collect();
+            if let Some(last) = self.config.served.find(&phones) {
+                return Some(last);
+            }
+        }
+        select_phone(records, self.config.phone.as_deref())
     }
 
     fn serve_mode(&self, record: PairingRecord) -> Mode {
-        *self.get_info.lock().unwrap_or_else(PoisonError::into_inner) =
-            record.peer_get_info.clone();
-        eprintln!("serving the phone {:?}", record.name);
+        // A suspended pairing is not served: the run loop stops the bridge with what to do.
+        if record.suspended_at.is_none() {
+            self.config.served.remember(&record.id);
+            *self.get_info.lock().unwrap_or_else(PoisonError::into_inner) =
+                record.peer_get_info.clone();
+            eprintln!("serving the phone {:?}", record.name);
+        }
         Mode::Paired(Box::new(record))
     }
 
@@ -272,14 +316,19 @@ impl Link {
                 }
             }
         }
+        // `--pair-another`: the phone served so far, until the user chooses the new one.
+        let mut served_before = None;
         let mut mode = match self.current_record() {
             Some(r) if !self.config.pair_another => self.serve_mode(r),
-            _ => Mode::Pairing,
+            r => {
+                served_before = r;
+                Mode::Pairing
+            }
         };
         while !self.stop.load(Ordering::SeqCst) {
             mode = match mode {
                 Mode::Pairing => match self.pair_within(self.config.offer_for) {
-                    Some(r) => Mode::Paired(Box::new(r)),
+                    Some(r) => self.serve_new(r, served_before.take()),
                     None if self.stop.load(Ordering::SeqCst) => Mode::Pairing,
                     // No phone scanned in time: stop offering. A bridge that has a paired
                     // phone (`--pair-another`) goes back to serving it; one that has none ends.
@@ -299,24 +348,32 @@ impl Link {
                         }
                     }
                 },
+                Mode::Paired(record) if record.suspended_at.is_some() => {
+                    self.fail(suspended_message(&record.name));
+                    Mode::Paired(record)
+                }
                 Mode::Paired(record) => match self.serve(&record) {
-                    Ok(()) => Mode::Paired(record),
+                    Ok(Served::Stopped) => Mode::Paired(record),
+                    Ok(Served::Revoked) => {
+                        eprintln!("the phone {:?} revoked the pairing", record.name);
+                        self.forget(&record)
+                    }
+                    // Our user's `--unpair` (another process) reached the relay.
+                    Err(e) if e.is_revoked() && self.revoked_here(&record) => {
+                        eprintln!("the pairing with {:?} was removed here", record.name);
+                        self.forget(&record)
+                    }
+                    // Otherwise 410 / 4010 come from the relay, which cannot prove that the
+                    // phone revoked anything (docs/pairing-protocol.md §3.4): the keys stay,
+                    // the pairing is suspended until the user resumes or removes it.
                     Err(e) if e.is_revoked() => {
-                        eprintln!("the pairing with {:?} was revoked", record.name);
-                        // The phone that was to answer is gone: the browser hears it now,
-                        // not at the request's deadline.
-                        if let Some(open) = self.request.take() {
-                            let kind = open.kind;
-                            open.finish(timeout_answer(kind));
-                        }
-                        let _ = self.store.forget(&record.id);
+                        self.drop_request();
                         *self.get_info.lock().unwrap_or_else(PoisonError::into_inner) = None;
-                        // Another paired phone, if any, takes over.
-                        self.config.phone = None;
-                        match self.current_record() {
-                            Some(next) => self.serve_mode(next),
-                            None => Mode::Pairing,
+                        if let Err(e) = self.store.suspend(&record.id, unix_now()) {
+                            eprintln!("cannot mark the pairing suspended: {e}");
                         }
+                        self.fail(suspended_message(&record.name));
+                        Mode::Paired(record)
                     }
                     Err(e) => {
                         eprintln!("relay: {e}; reconnecting");
@@ -331,6 +388,81 @@ impl Link {
             open.finish(timeout_answer(kind));
         }
         self.failure.map_or(Ok(()), Err)
+    }
+
+    /// The pairing `record` is gone for good: the browser's open request is answered, the
+    /// record deleted, and another paired phone, if any, takes over (else a pairing code).
+    fn forget(&mut self, record: &PairingRecord) -> Mode {
+        self.drop_request();
+        let _ = self.store.forget(&record.id);
+        *self.get_info.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        self.config.phone = None;
+        match self.current_record() {
+            Some(next) => self.serve_mode(next),
+            None => Mode::Pairing,
+        }
+    }
+
+    /// Whether this computer's user revoked `record` (it is marked revoked, or already
+    /// forgotten after the relay confirmed): then a 410 / 4010 is that revocation arriving.
+    fn revoked_here(&self, record: &PairingRecord) -> bool {
+        match self.store.get(&record.id) {
+            Ok(Some(current)) => current.revoked_at.is_some(),
+            Ok(None) => true,
+            Err(_) => false,
+        }
+    }
+
+    /// The phone that was to answer the open request is gone: the browser hears it now, not
+    /// at the request's deadline.
+    fn drop_request(&mut self) {
+        if let Some(open) = self.request.take() {
+            let kind = open.kind;
+            open.finish(timeout_answer(kind));
+        }
+    }
+
+    /// A phone was just paired. It is served at once unless another phone was served: then
+    /// only if the user says so (a stranger who paired must not take over silently).
+    fn serve_new(&mut self, new: PairingRecord, before: Option<PairingRecord>) -> Mode {
+        let Some(old) = before else {
+            return self.serve_mode(new);
+        };
+        self.confirmer.ask(
+            &format!(
+                "Paired with {:?}. This computer serves {:?}.",
+                new.name, old.name
+            ),
+            &format!("Serve {:?} from now on instead?", new.name),
+        );
+        match self.wait_for_answer(CONFIRMATION_TIMEOUT) {
+            Answer::Yes => self.serve_mode(new),
+            Answer::No => {
+                eprintln!(
+                    "still serving {:?}; {:?} stays paired (to serve it, start with --phone {:?})",
+                    old.name, new.name, new.name
+                );
+                self.serve_mode(old)
+            }
+        }
+    }
+
+    /// Waits (taking requests meanwhile) for the answer to the open question; no within
+    /// `within`, or when the bridge stops, counts as no.
+    fn wait_for_answer(&mut self, within: Duration) -> Answer {
+        let until = Instant::now() + within;
+        loop {
+            if let Some(answer) = self.confirmer.answer() {
+                return answer;
+            }
+            let now = Instant::now();
+            if self.stop.load(Ordering::SeqCst) || now >= until {
+                self.confirmer.withdraw();
+                return Answer::No;
+            }
+            self.take_requests(now);
+            self.wait(Some(until));
+        }
     }
 
     /// Takes requests from the transport and expires the open one; no phone session.
@@ -475,7 +607,10 @@ impl Link {
         };
         let result = loop {
             let now = Instant::now();
-            if self.stop.load(Ordering::SeqCst) || now >= expires {
+            // A phone that started its handshake in time may finish it (and be confirmed)
+            // after the offer's end: the offer was burned on its first message.
+            let started = session.poll_timeout().is_some();
+            if self.stop.load(Ordering::SeqCst) || (now >= expires && !started) {
                 break None;
             }
             self.take_requests(now);
@@ -496,11 +631,43 @@ impl Link {
                 session.handle_timeout(now);
             }
             let mut record = None;
-            while let Some(event) = session.poll_event() {
-                if let Event::Established(e) = event {
-                    if let Some(new) = e.new_pairing {
-                        record = Some(PairingRecord::from_new(new, unix_now()));
+            // Twice: an answer given at once (`--auto-confirm`) releases `Established`.
+            for _ in 0..2 {
+                while let Some(event) = session.poll_event() {
+                    match event {
+                        Event::ConfirmationNeeded { phone_name, code } => self.confirmer.ask(
+                            &format!(
+                                "Phone {phone_name:?} wants to pair. Code on the phone: {code}"
+                            ),
+                            "Pair?",
+                        ),
+                        Event::Established(e) => {
+                            if let Some(new) = e.new_pairing {
+                                record = Some(PairingRecord::from_new(new, unix_now()));
+                            }
+                        }
+                        Event::TimedOut(Timeout::Confirmation) => {
+                            self.confirmer.withdraw();
+                            eprintln!(
+                                "no answer within {}: pairing refused",
+                                describe_duration(CONFIRMATION_TIMEOUT)
+                            );
+                        }
+                        _ => {}
                     }
+                }
+                if !session.awaits_confirmation() {
+                    break;
+                }
+                match self.confirmer.answer() {
+                    Some(Answer::Yes) => {
+                        let _ = session.confirm();
+                    }
+                    Some(Answer::No) => {
+                        let _ = session.refuse();
+                        eprintln!("pairing refused: nothing stored");
+                    }
+                    None => break,
                 }
             }
             // Stored before the last handshake frames leave: once the phone has them it calls
@@ -523,10 +690,11 @@ impl Link {
             }
             if session.is_finished() {
                 // The offer is burned (first HS1 read); show a new one.
+                self.confirmer.withdraw();
                 break None;
             }
             if !got_frame {
-                let until = session.poll_timeout().map_or(expires, |t| t.min(expires));
+                let until = session.poll_timeout().unwrap_or(expires);
                 self.wait(Some(until));
             }
         };
@@ -534,8 +702,9 @@ impl Link {
         result
     }
 
-    /// One attachment of the pairing mailbox. Ok: stopped; Err: reconnect (or revoked).
-    fn serve(&mut self, record: &PairingRecord) -> Result<(), MailboxError> {
+    /// One attachment of the pairing mailbox. Ok: stopped, or the phone revoked the pairing
+    /// in the session; Err: reconnect (or the relay says the mailbox is gone).
+    fn serve(&mut self, record: &PairingRecord) -> Result<Served, MailboxError> {
         let attach = record.mailbox_keys().attach(Role::Bridge);
         let wakeup = Arc::clone(&self.wakeup);
         let open = || {
@@ -555,7 +724,7 @@ impl Link {
                     eprintln!("relay: {e}; retrying");
                     self.idle(RECONNECT_DELAY);
                     if self.stop.load(Ordering::SeqCst) {
-                        return Ok(());
+                        return Ok(Served::Stopped);
                     }
                     conn = open();
                 }
@@ -579,7 +748,7 @@ impl Link {
                 }
                 conn.close();
                 self.store_seen(record, &mut to_store);
-                return Ok(());
+                return Ok(Served::Stopped);
             }
             let now = Instant::now();
             self.take_requests(now);
@@ -740,7 +909,7 @@ impl Link {
                 }
                 if revoked {
                     conn.close();
-                    return Err(MailboxError::Closed(4010));
+                    return Ok(Served::Revoked);
                 }
                 if s.is_finished() {
                     session = None;

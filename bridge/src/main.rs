@@ -7,8 +7,10 @@
 //! The CTAPHID device loop, its transports and the master-key file are `pocketkey-desktop`'s,
 //! shared with the `pocketkey` command line.
 
+mod confirm;
 mod link;
 mod qr;
+mod served;
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -19,7 +21,7 @@ use std::thread;
 use std::time::Duration;
 
 use clap::Parser;
-use pocketkey_core::crypto::master_key::KeyProvider;
+use pocketkey_core::crypto::master_key::{KeyProvider, MasterKey};
 use pocketkey_core::pairing::store::FILE_NAME;
 use pocketkey_core::pairing::{PairingRecord, PairingStore, Role};
 
@@ -48,6 +50,13 @@ struct Cli {
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
 
+    /// Keep the master key (which seals the pairing keys) in the 0600 file master.key in the
+    /// state directory, for machines without an OS keyring (servers, containers, tests).
+    /// Default: the OS keyring (the Secret Service on Linux, the Keychain on macOS), so that a
+    /// copy of the state directory alone cannot act as this computer.
+    #[arg(long)]
+    key_file: bool,
+
     /// This computer's name, shown on the phone.
     #[arg(long, value_name = "NAME")]
     name: Option<String>,
@@ -75,29 +84,45 @@ struct Cli {
     #[arg(long, value_name = "SECS", default_value_t = 30)]
     phone_timeout: u64,
 
-    /// Serve the phone paired under NAME (default: the newest pairing). Another paired phone
-    /// takes over if this one revokes the pairing.
+    /// Serve the phone paired under NAME (default: the one served last, else the newest
+    /// pairing). Another paired phone takes over if this one revokes the pairing (in a
+    /// session: a relay's word only suspends it, see --resume).
     #[arg(long, value_name = "NAME")]
     phone: Option<String>,
 
     /// Show a pairing code even though a phone is paired, to pair another one; the new phone
-    /// is then served. Needs --relay.
+    /// is then served only if you answer yes to "Serve ... from now on instead?". Needs --relay.
     #[arg(long, requires = "relay")]
     pair_another: bool,
+
+    /// Answer yes to every question (pair with the phone that shows this code? serve the new
+    /// phone?) without asking, and say so on standard error. For tests only: anyone who scans
+    /// the code pairs. Without it, answers are lines on standard input (y or yes; anything
+    /// else, the end of the input, or no answer within 2 minutes is no).
+    #[arg(long)]
+    auto_confirm: bool,
 
     /// List the paired phones (name, relay, pairing id), the one served by default first,
     /// and exit.
     #[arg(long)]
     list: bool,
 
-    /// Revoke the pairing with the phone NAME (at the relay too, so the phone forgets it) and
-    /// exit. NAME may be left out when one phone is paired.
+    /// Revoke the pairing with the phone NAME and exit: a listening phone is told in a session
+    /// and forgets it; otherwise the relay is told, and the phone suspends the pairing when it
+    /// next attaches. NAME may be left out when one phone is paired.
     #[arg(long, value_name = "NAME", num_args = 0..=1, default_missing_value = "", conflicts_with = "list")]
     unpair: Option<String>,
 
     /// Rename the paired phone NAME to NEW_NAME (on this computer only) and exit.
     #[arg(long, num_args = 2, value_names = ["NAME", "NEW_NAME"], conflicts_with_all = ["list", "unpair"])]
     rename: Option<Vec<String>>,
+
+    /// Resume the suspended pairing with the phone NAME and exit; the next start attaches
+    /// again. A pairing is suspended, not deleted, when the relay says the phone removed it
+    /// (the relay cannot prove that). NAME may be left out when one phone is paired.
+    #[arg(long, value_name = "NAME", num_args = 0..=1, default_missing_value = "",
+          conflicts_with_all = ["list", "unpair", "rename"])]
+    resume: Option<String>,
 }
 
 /// The product name the system shows for the USB key.
@@ -186,6 +211,7 @@ fn retry_revocations(store: &PairingStore) -> Result<(), String> {
 enum Manage {
     List,
     Unpair(Option<String>),
+    Resume(Option<String>),
     Rename { name: String, new_name: String },
 }
 
@@ -196,6 +222,9 @@ impl Manage {
         }
         if let Some(name) = &cli.unpair {
             return Some(Manage::Unpair(Some(name.clone()).filter(|n| !n.is_empty())));
+        }
+        if let Some(name) = &cli.resume {
+            return Some(Manage::Resume(Some(name.clone()).filter(|n| !n.is_empty())));
         }
         match cli.rename.as_deref() {
             Some([name, new_name]) => Some(Manage::Rename {
@@ -235,10 +264,8 @@ fn one_phone<'a>(
 }
 
 /// `--list` / `--unpair [NAME]` / `--rename NAME NEW_NAME`.
-fn manage(state_dir: &Path, what: Manage) -> Result<(), String> {
-    let master = keys::FileKeyProvider::in_dir(state_dir)
-        .master_key()
-        .map_err(|e| e.to_string())?;
+fn manage(state_dir: &Path, key_file: bool, what: Manage) -> Result<(), String> {
+    let master = master_key(state_dir, key_file)?;
     let path = state_dir.join(FILE_NAME);
     let store = PairingStore::open(&path, &master)
         .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
@@ -251,10 +278,21 @@ fn manage(state_dir: &Path, what: Manage) -> Result<(), String> {
         .collect();
     match what {
         Manage::List => {
-            // Newest first: the phone served by default comes first.
+            // The phone served by default first (the one served last, else the newest), then
+            // the others newest first. A suspended pairing says so in a fourth column.
+            let mut phones = phones;
+            if let Some(served) = served::ServedChoice::in_dir(state_dir).find(&phones) {
+                phones.retain(|r| r.id != served.id);
+                phones.insert(0, served);
+            }
             for record in &phones {
+                let state = if record.suspended_at.is_some() {
+                    "\tsuspended"
+                } else {
+                    ""
+                };
                 println!(
-                    "{}\t{}\t{}",
+                    "{}\t{}\t{}{state}",
                     record.name,
                     record.relay_url,
                     record.id.to_hex()
@@ -267,7 +305,9 @@ fn manage(state_dir: &Path, what: Manage) -> Result<(), String> {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs());
             store.revoke(&record.id, now).map_err(|e| e.to_string())?;
-            if pocketkey_ffi::runtime::pairing_app::delete_at_relay(record) {
+            // A listening phone is told in a session (it then deletes the pairing; told only
+            // by the relay, it would suspend it).
+            if pocketkey_ffi::runtime::pairing::revoke_with_phone(record).is_ok() {
                 store.forget(&record.id).map_err(|e| e.to_string())?;
                 println!("unpaired: {}", record.name);
             } else {
@@ -275,6 +315,15 @@ fn manage(state_dir: &Path, what: Manage) -> Result<(), String> {
                     "unpaired: {} (the relay could not be told yet; retried at the next start)",
                     record.name
                 );
+            }
+        }
+        Manage::Resume(name) => {
+            let record = one_phone(&phones, name.as_deref())?;
+            if record.suspended_at.is_none() {
+                println!("not suspended: {}", record.name);
+            } else {
+                store.resume(&record.id).map_err(|e| e.to_string())?;
+                println!("resumed: {}", record.name);
             }
         }
         Manage::Rename { name, new_name } => {
@@ -286,6 +335,32 @@ fn manage(state_dir: &Path, what: Manage) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Why the default key store cannot work on a Linux machine without a Secret Service.
+const NO_SECRET_SERVICE: &str = "the master key is kept in the OS keyring, which needs a Secret \
+     Service (GNOME Keyring, KWallet) on the session bus; none found — start with --key-file \
+     to keep it in a 0600 file in the state directory instead";
+const KEYRING_HINT: &str = "--key-file keeps it in a 0600 file in the state directory instead";
+
+/// The master key: from the OS keyring, or with `--key-file` from `master.key` in the state
+/// directory. A `master.key` left by an earlier bridge (which always used the file) is moved
+/// into the keyring on the first start without `--key-file`, and said so.
+fn master_key(state_dir: &Path, key_file: bool) -> Result<MasterKey, String> {
+    let file = keys::FileKeyProvider::in_dir(state_dir);
+    if key_file {
+        return file.master_key().map_err(|e| e.to_string());
+    }
+    let keyring = keys::KeyringKeyProvider::for_state_dir(state_dir)
+        .advising(NO_SECRET_SERVICE, KEYRING_HINT);
+    if keyring.adopt_file(&file).map_err(|e| e.to_string())? {
+        eprintln!(
+            "master key: moved from {} into the OS keyring (service \"{}\"); the file is deleted",
+            file.path().display(),
+            keys::KEYRING_SERVICE
+        );
+    }
+    keyring.master_key().map_err(|e| e.to_string())
 }
 
 fn main() -> ExitCode {
@@ -302,12 +377,10 @@ fn run(cli: Cli) -> Result<(), String> {
     let stop = signals::stop_flag()?;
     let state_dir = keys::open_state_dir(cli.state_dir.clone(), "pocketkey-bridge")?;
     if let Some(what) = Manage::from_cli(&cli) {
-        return manage(&state_dir, what);
+        return manage(&state_dir, cli.key_file, what);
     }
     let device = Device::open(&cli.device, DEVICE_NAME, device::DefaultTransport::Uhid)?;
-    let master = keys::FileKeyProvider::in_dir(&state_dir)
-        .master_key()
-        .map_err(|e| e.to_string())?;
+    let master = master_key(&state_dir, cli.key_file)?;
     let store_path = state_dir.join(FILE_NAME);
     let store = PairingStore::open(&store_path, &master)
         .map_err(|e| format!("cannot open {}: {e}", store_path.display()))?;
@@ -340,6 +413,8 @@ fn run(cli: Cli) -> Result<(), String> {
             print_url: cli.print_url,
             offer_for: Duration::from_secs(cli.offer_for),
             phone_timeout: Duration::from_secs(cli.phone_timeout),
+            auto_confirm: cli.auto_confirm,
+            served: served::ServedChoice::in_dir(&state_dir),
         },
         store,
         Arc::clone(&get_info),

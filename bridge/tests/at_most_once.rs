@@ -44,9 +44,10 @@ fn bridge(relay: &str, dir: &std::path::Path) -> Bridge {
         .local_addr()
         .unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_pocketkey-bridge"))
-        .args(["--udp", &addr.to_string(), "--relay", relay])
+        .args(["--key-file", "--udp", &addr.to_string(), "--relay", relay])
         .args([
             "--print-url",
+            "--auto-confirm",
             "--name",
             "Test laptop",
             "--phone-timeout",

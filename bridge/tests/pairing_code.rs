@@ -46,16 +46,22 @@ impl Drop for Bridge {
 }
 
 impl Bridge {
-    /// `pocketkey-bridge --udp <free port> --relay URL --name "Test laptop" ARGS`, stdout and
-    /// stderr to pipes.
+    /// `pocketkey-bridge --udp <free port> --relay URL --name "Test laptop" --auto-confirm
+    /// ARGS`, stdout and stderr to pipes.
     fn start(relay: &str, dir: &std::path::Path, args: &[&str]) -> Self {
         let addr = UdpSocket::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_pocketkey-bridge"))
-            .args(["--udp", &addr.to_string(), "--relay", relay])
-            .args(["--name", "Test laptop", "--phone-timeout", "20"])
+            .args(["--key-file", "--udp", &addr.to_string(), "--relay", relay])
+            .args([
+                "--name",
+                "Test laptop",
+                "--phone-timeout",
+                "20",
+                "--auto-confirm",
+            ])
             .args(args)
             .arg("--state-dir")
             .arg(dir)

@@ -49,6 +49,7 @@ fn free_udp() -> SocketAddr {
 fn bridge(relay: &str, dir: &std::path::Path, expect_line: bool) -> Bridge {
     let addr = free_udp();
     let mut child = Command::new(env!("CARGO_BIN_EXE_pocketkey-bridge"))
+        .arg("--key-file")
         .args([
             "--udp",
             &addr.to_string(),
@@ -57,7 +58,13 @@ fn bridge(relay: &str, dir: &std::path::Path, expect_line: bool) -> Bridge {
             "--name",
             "Test laptop",
         ])
-        .args(["--print-url", "--phone-timeout", "2", "--state-dir"])
+        .args([
+            "--print-url",
+            "--auto-confirm",
+            "--phone-timeout",
+            "2",
+            "--state-dir",
+        ])
         .arg(dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -237,6 +244,7 @@ fn qr_png_is_written_next_to_the_pair_line() {
     let png_path = dir.path().join("pair.png");
     let addr = free_udp();
     let mut child = Command::new(env!("CARGO_BIN_EXE_pocketkey-bridge"))
+        .arg("--key-file")
         .args([
             "--udp",
             &addr.to_string(),
@@ -245,7 +253,7 @@ fn qr_png_is_written_next_to_the_pair_line() {
             "--name",
             "Test laptop",
         ])
-        .arg("--print-url")
+        .args(["--print-url", "--auto-confirm"])
         .arg("--qr-png")
         .arg(&png_path)
         .arg("--state-dir")

@@ -50,6 +50,9 @@ enum Command {
     Pairings(pairing::ListArgs),
     /// Revoke the pairing with a computer (by name).
     Unpair(pairing::UnpairArgs),
+    /// Serve a suspended pairing again (the relay said the computer removed it, which the
+    /// relay cannot prove).
+    Resume(pairing::ResumeArgs),
     /// Rename a paired computer (on this phone only).
     Rename(pairing::RenameArgs),
 }
@@ -132,6 +135,7 @@ fn main() -> ExitCode {
         Command::Listen(args) => pairing::listen(args),
         Command::Pairings(args) => pairing::list(args),
         Command::Unpair(args) => pairing::unpair(args),
+        Command::Resume(args) => pairing::resume(args),
         Command::Rename(args) => pairing::rename(args),
     };
     match result {

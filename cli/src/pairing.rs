@@ -2,6 +2,7 @@
 //! (`docs/pairing-protocol.md`), on the phone runtime of the bindings
 //! (`pocketkey_ffi::runtime::pairing`) and the same engine and store as `serve`.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex, PoisonError};
@@ -17,10 +18,12 @@ use pocketkey_core::authenticator::{Authenticator, RequestContext};
 use pocketkey_core::crypto::master_key::MasterKey;
 use pocketkey_core::pairing::relay::{PushProvider, PushTarget};
 use pocketkey_core::pairing::store::FILE_NAME;
-use pocketkey_core::pairing::{CtapKind, MailboxId, PairingRecord, PairingStore, Role, UrlPolicy};
+use pocketkey_core::pairing::{
+    ConfirmationCode, CtapKind, MailboxId, PairingRecord, PairingStore, Role, UrlPolicy,
+};
 use pocketkey_ffi::runtime::pairing::{self as runtime, PairingEngine, ServeEvent};
 use pocketkey_ffi::runtime::pairing_app::{
-    delete_at_relay, retry_pending_revocations, revocation_guard, woken_mailbox,
+    delete_at_relay, finish_wake, retry_pending_revocations, revocation_guard, woken_pairing, Woken,
 };
 
 use crate::{approver, attestation, webhook};
@@ -78,6 +81,14 @@ pub struct ListArgs {
 
 #[derive(Debug, Args)]
 pub struct UnpairArgs {
+    /// The computer's name, as `pocketkey pairings` lists it.
+    name: String,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ResumeArgs {
     /// The computer's name, as `pocketkey pairings` lists it.
     name: String,
     #[command(flatten)]
@@ -172,8 +183,22 @@ pub fn pair(args: PairArgs) -> Result<(), String> {
         UrlPolicy::Strict
     };
     let store = Mutex::new(store);
-    let record = runtime::pair(&args.url, policy, &args.phone_name, &engine, &store)
-        .map_err(|e| e.to_string())?;
+    // The confirmation code, one line on stdout as soon as the handshake is done: the
+    // computer asks its user to compare it before it completes the pairing.
+    let mut show = |code: ConfirmationCode| {
+        println!("code: {code}");
+        let _ = std::io::stdout().flush();
+        eprintln!("check that the computer shows the same code, and confirm there");
+    };
+    let record = runtime::pair_showing_code(
+        &args.url,
+        policy,
+        &args.phone_name,
+        &engine,
+        &store,
+        &mut show,
+    )
+    .map_err(|e| e.to_string())?;
     println!("paired: {} {}", record.id.to_hex(), record.name);
     Ok(())
 }
@@ -185,7 +210,14 @@ pub fn listen(args: ListenArgs) -> Result<(), String> {
     drop(master);
     retry_revocations(&store)?;
     let phones = store.list().map_err(|e| e.to_string())?;
-    let count = phones.iter().filter(|r| r.role == Role::Phone).count();
+    let phones: Vec<&PairingRecord> = phones.iter().filter(|r| r.role == Role::Phone).collect();
+    for record in phones.iter().filter(|r| r.suspended_at.is_some()) {
+        eprintln!("{}: {}", record.name, suspended_advice(&record.name));
+    }
+    let count = phones.iter().filter(|r| r.suspended_at.is_none()).count();
+    if count == 0 && !phones.is_empty() {
+        return Err("every paired computer is suspended: nothing to serve".into());
+    }
     if count == 0 {
         return Err("no computer is paired: run `pocketkey pair '<pairing URL>'` first".into());
     }
@@ -200,6 +232,9 @@ pub fn listen(args: ListenArgs) -> Result<(), String> {
         Arc::clone(&store),
         Arc::new(|record: &PairingRecord, event: ServeEvent| {
             eprintln!("{}: {event:?}", record.name);
+            if event == ServeEvent::Suspended {
+                eprintln!("{}: {}", record.name, suspended_advice(&record.name));
+            }
         }),
     );
     if let Some(wake_url) = &args.wake_url {
@@ -219,21 +254,61 @@ pub fn listen(args: ListenArgs) -> Result<(), String> {
     Ok(())
 }
 
+/// What a suspended pairing means and what the user can do about it.
+fn suspended_advice(name: &str) -> String {
+    format!(
+        "suspended: the relay says this computer removed the pairing, which the relay cannot \
+         prove, so its keys are kept and it is not served; `pocketkey resume {name:?}` tries \
+         again, `pocketkey unpair {name:?}` removes it"
+    )
+}
+
+/// One line per paired computer: name, relay, pairing id, and `suspended` in a fourth column
+/// for a suspended pairing.
 pub fn list(args: ListArgs) -> Result<(), String> {
     let (_, _, store) = open(&args.common)?;
     retry_revocations(&store)?;
     for r in store.list().map_err(|e| e.to_string())? {
         if r.role == Role::Phone {
-            println!("{}\t{}\t{}", r.name, r.relay_url, r.id.to_hex());
+            let state = if r.suspended_at.is_some() {
+                "\tsuspended"
+            } else {
+                ""
+            };
+            println!("{}\t{}\t{}{state}", r.name, r.relay_url, r.id.to_hex());
         }
     }
     Ok(())
 }
 
-/// Revokes locally, then tells the relay (DELETE, waits for the ACK); forgets on ACK. Without
-/// the relay the record stays as a pending revocation.
-pub fn unpair(args: UnpairArgs) -> Result<(), String> {
+/// `pocketkey resume NAME`: a suspended pairing is served again by the next `listen`; if the
+/// computer really removed it, the relay says so again and it is suspended again.
+pub fn resume(args: ResumeArgs) -> Result<(), String> {
     let (_, _, store) = open(&args.common)?;
+    let found = computers_named(&store, &args.name)?;
+    if found.is_empty() {
+        return Err(format!("no pairing named {:?}", args.name));
+    }
+    for record in found {
+        if record.suspended_at.is_none() {
+            println!("not suspended: {}", record.name);
+            continue;
+        }
+        store.resume(&record.id).map_err(|e| e.to_string())?;
+        println!("resumed: {}", record.name);
+    }
+    Ok(())
+}
+
+/// Revokes locally, then tells the computer in a session if it is attached (it then deletes
+/// its record; told only by the relay, it would suspend it) and the relay (DELETE, waits for
+/// the ACK); forgets on ACK. Without the relay the record stays as a pending revocation.
+/// While `pocketkey listen` holds the key's store, there is no engine for the session's
+/// `Hello`: the relay alone is told.
+pub fn unpair(args: UnpairArgs) -> Result<(), String> {
+    let (dir, master, store) = open(&args.common)?;
+    let engine = open_engine(&dir, &master, true).ok();
+    drop(master);
     retry_revocations(&store)?;
     let found = computers_named(&store, &args.name)?;
     if found.is_empty() {
@@ -245,7 +320,11 @@ pub fn unpair(args: UnpairArgs) -> Result<(), String> {
         lock()
             .revoke(&record.id, now_unix())
             .map_err(|e| e.to_string())?;
-        if delete_at_relay(&record) {
+        let deleted = match &engine {
+            Some(engine) => runtime::revoke_with_computer(&record, engine).is_ok(),
+            None => delete_at_relay(&record),
+        };
+        if deleted {
             lock().forget(&record.id).map_err(|e| e.to_string())?;
             println!("unpaired: {}", record.name);
         } else {
@@ -287,8 +366,10 @@ pub fn rename(args: RenameArgs) -> Result<(), String> {
 }
 
 /// `listen --wake-url`: registers the webhook with the relay for every pairing, serves the
-/// webhook (one small HTTP/1.1 POST per wake-up, `{"v":1,"mailbox":"<hex>"}`), and serves the
-/// woken pairing until it is idle.
+/// webhook (one small HTTP/1.1 POST per wake-up, `{"v":1,"w":"<hex wake id>"}`), and serves
+/// the woken pairing until it is idle. A wake id this phone did not register for a pairing in
+/// use is ignored; so are the wakes of a pairing whose recent wakes brought no request
+/// (`pocketkey_core::pairing::wake`), with a line saying so.
 fn wake_mode(
     wake_url: &str,
     phone_name: &str,
@@ -311,15 +392,16 @@ fn wake_mode(
         .list()
         .map_err(|e| e.to_string())?
         .into_iter()
-        .filter(|r| r.role == Role::Phone)
+        .filter(|r| r.role == Role::Phone && r.suspended_at.is_none())
         .collect();
     for record in &records {
         let target = PushTarget {
             provider: PushProvider::Webhook,
             target: wake_url.to_string(),
             environment: None,
+            wake: pocketkey_core::pairing::relay::WakeId::random(),
         };
-        runtime::register_push(record, target)
+        runtime::register_push(&store, record, target)
             .map_err(|e| format!("registering the wake-up URL for {:?}: {e}", record.name))?;
         eprintln!("{}: wake-ups go to {wake_url}", record.name);
     }
@@ -338,24 +420,25 @@ fn wake_mode(
                 return Err("webhook: the listener stopped".into())
             }
         };
-        let Some(mailbox) = woken_mailbox(&body) else {
-            continue;
+        let record = match woken_pairing(&store, &body, now_unix()) {
+            Ok(Some(Woken::Serve(record))) => record,
+            Ok(Some(Woken::Paused { record, until })) => {
+                eprintln!(
+                    "{}: wake-up ignored: too many in the last hour asked nothing (ignored until {until}, Unix time); unpair it if this goes on",
+                    record.name
+                );
+                continue;
+            }
+            Ok(None) => {
+                eprintln!("wake-up ignored: not for a pairing in use");
+                continue;
+            }
+            Err(e) => return Err(e.to_string()),
         };
         running.retain(|_, h| !h.is_finished());
-        if running.contains_key(&mailbox) {
+        if running.contains_key(&record.id) {
             continue;
         }
-        let record = store
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .by_mailbox(&mailbox)
-            .ok()
-            .flatten()
-            .filter(|r| r.role == Role::Phone && r.revoked_at.is_none());
-        let Some(record) = record else {
-            eprintln!("wake-up for an unknown pairing {}", mailbox.to_hex());
-            continue;
-        };
         eprintln!("{}: woken", record.name);
         let (name, engine, store, stop, on_event) = (
             phone_name.to_string(),
@@ -365,9 +448,21 @@ fn wake_mode(
             Arc::clone(&on_event),
         );
         running.insert(
-            mailbox,
+            record.id,
             thread::spawn(move || {
-                runtime::serve_woken(record, &name, engine, store, stop, idle, &*on_event);
+                let requested = runtime::serve_woken(
+                    record.clone(),
+                    &name,
+                    engine,
+                    Arc::clone(&store),
+                    stop,
+                    idle,
+                    &*on_event,
+                );
+                if !requested {
+                    eprintln!("{}: the wake-up brought no request", record.name);
+                }
+                let _ = finish_wake(&store, &record, requested, now_unix());
             }),
         );
     }

@@ -171,7 +171,7 @@ fn respond(mut stream: &TcpStream, status: &str) -> io::Result<()> {
 mod tests {
     use super::*;
 
-    const WAKE: &str = r#"{"v":1,"mailbox":"00"}"#;
+    const WAKE: &str = r#"{"v":1,"w":"00"}"#;
 
     fn server(limits: Limits) -> (std::net::SocketAddr, mpsc::Receiver<io::Result<Vec<u8>>>) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();

@@ -1,10 +1,12 @@
 //! Pairing with real processes on loopback: the relay (`pocketkey-relay`, in process when its
 //! program is not built), two `pocketkey-bridge` computers, and `pocketkey pair | pairings |
 //! listen | unpair` as the phone. One phone serves two computers; a used or altered pairing
-//! URL is refused; unpairing on the phone revokes at the relay and the bridge forgets the phone
-//! and shows a new pairing code. Unpairing while the relay is down leaves a pending revocation
-//! that `pocketkey pairings`, a running `pocketkey listen` and the app's `SecurityKey` retry once
-//! the relay is back (docs/pairing-protocol.md §3.4), never serving the revoked pairing.
+//! URL is refused; unpairing on the phone tells the attached bridge in a session (`Revoke`) and
+//! the relay: the bridge forgets the phone and shows a new pairing code. A side told only by the
+//! relay (410 / 4010) suspends the pairing instead (docs/pairing-protocol.md §3.4). Unpairing
+//! while the relay is down leaves a pending revocation that `pocketkey pairings`, a running
+//! `pocketkey listen` and the app's `SecurityKey` retry once the relay is back, never serving
+//! the revoked pairing.
 
 #[path = "../../bridge/tests/common/mod.rs"]
 mod common;
@@ -181,9 +183,16 @@ impl Bridge {
             .local_addr()
             .unwrap();
         let mut child = Command::new(bridge_program())
-            .args(["--udp", &addr.to_string(), "--relay", relay, "--name", name])
+            .args(["--key-file", "--udp", &addr.to_string(), "--relay", relay])
+            .args(["--name", name])
             .args(extra)
-            .args(["--print-url", "--phone-timeout", "3", "--state-dir"])
+            .args([
+                "--print-url",
+                "--auto-confirm",
+                "--phone-timeout",
+                "3",
+                "--state-dir",
+            ])
             .arg(dir.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -229,12 +238,18 @@ impl Bridge {
         dir
     }
 
-    /// The next `pair: <url>` line.
+    /// The next `pair: <url>` line (past the confirmation lines of `--auto-confirm`).
     fn pairing_url(&self) -> String {
-        let line = self.lines.recv_timeout(Duration::from_secs(20)).unwrap();
-        line.strip_prefix("pair: ")
-            .expect("a pair: line")
-            .to_string()
+        loop {
+            let line = self.lines.recv_timeout(Duration::from_secs(20)).unwrap();
+            if let Some(url) = line.strip_prefix("pair: ") {
+                return url.to_string();
+            }
+            assert!(
+                line.starts_with("Phone ") || line.starts_with("Paired with "),
+                "{line:?}"
+            );
+        }
     }
 }
 
@@ -247,7 +262,8 @@ fn pocketkey(dir: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
-/// Waits for `pocketkey listen` to end by itself (nothing left to serve: every pairing revoked).
+/// Waits for `pocketkey listen` to end by itself (nothing left to serve: every pairing revoked
+/// or suspended).
 fn ends_within(listen: &mut Child, wait: Duration) -> std::process::ExitStatus {
     let deadline = Instant::now() + wait;
     loop {
@@ -256,7 +272,7 @@ fn ends_within(listen: &mut Child, wait: Duration) -> std::process::ExitStatus {
         }
         if Instant::now() > deadline {
             let _ = listen.kill();
-            panic!("listen kept running for a revoked pairing");
+            panic!("listen kept running for a revoked or suspended pairing");
         }
         thread::sleep(Duration::from_millis(100));
     }
@@ -324,8 +340,8 @@ fn one_phone_two_computers_reuse_tamper_and_unpair() {
     forwarded_ok(&b);
     drop(listen);
 
-    // Unpair B on the phone: revoked at the relay; the bridge forgets the phone and shows a
-    // new pairing code; the phone keeps A only.
+    // Unpair B on the phone: the attached bridge is told in a session, then the relay; the
+    // bridge forgets the phone and shows a new pairing code; the phone keeps A only.
     let out = pocketkey(phone.path(), &["unpair", "Laptop B"]);
     assert!(
         out.status.success(),
@@ -347,14 +363,16 @@ fn one_phone_two_computers_reuse_tamper_and_unpair() {
     let mut hid = HidClient::connect(b.addr);
     assert_eq!(hid.cbor(&[0x04], Duration::from_secs(2)), vec![0x7f]);
 
-    // Revoke on the computer side: `pocketkey-bridge --unpair` tells the relay; the phone's
-    // next attach gets 410, it forgets the pairing, and `listen` has nothing left to serve.
+    // Revoke on the computer side while the phone is away: `pocketkey-bridge --unpair` tells
+    // the relay; the phone's next attach gets 410, which the relay alone says: the phone
+    // suspends the pairing (keeps it, listed as suspended) and `listen` has nothing left to
+    // serve.
     let mut a = a;
     let a_dir = a.dir.take().unwrap();
     drop(a);
     let a_dir = a_dir.path();
     let out = Command::new(bridge_program())
-        .args(["--list", "--state-dir"])
+        .args(["--key-file", "--list", "--state-dir"])
         .arg(a_dir)
         .output()
         .unwrap();
@@ -362,7 +380,7 @@ fn one_phone_two_computers_reuse_tamper_and_unpair() {
         .unwrap()
         .starts_with("PocketKey CLI\t"));
     let out = Command::new(bridge_program())
-        .args(["--unpair", "--state-dir"])
+        .args(["--key-file", "--unpair", "--state-dir"])
         .arg(a_dir)
         .output()
         .unwrap();
@@ -380,7 +398,12 @@ fn one_phone_two_computers_reuse_tamper_and_unpair() {
         .unwrap();
     assert!(ends_within(&mut listen, Duration::from_secs(20)).success());
     let out = pocketkey(phone.path(), &["pairings"]);
-    assert_eq!(String::from_utf8(out.stdout).unwrap(), "");
+    let listed = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        listed.starts_with("Laptop A\t") && listed.trim_end().ends_with("\tsuspended"),
+        "{listed}"
+    );
+    assert_eq!(listed.lines().count(), 1, "{listed}");
 }
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -425,19 +448,41 @@ fn nothing_pending(phone: &Path) {
     );
 }
 
-/// Whether the bridge shows a new pairing code within `wait`: it does once the relay told it
-/// (4010, or 410 at its next attach) that the pairing was revoked.
+/// Whether the bridge shows a new pairing code within `wait`: it does once the phone told it
+/// in a session (`Revoke`) that the pairing was revoked.
 fn forgot_the_phone(bridge: &Bridge, wait: Duration) -> bool {
-    match bridge.lines.recv_timeout(wait) {
-        Ok(line) => line.starts_with("pair: "),
-        Err(_) => false,
+    let deadline = Instant::now() + wait;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match bridge.lines.recv_timeout(left) {
+            // What `--auto-confirm` printed when the phone paired.
+            Ok(line) if line.starts_with("Phone ") || line.starts_with("Paired with ") => {}
+            Ok(line) => return line.starts_with("pair: "),
+            Err(_) => return false,
+        }
     }
+}
+
+/// Whether the bridge stops within `wait` with its pairing listed as suspended: it does once
+/// the relay alone told it (4010, or 410 at its next attach) that the pairing was revoked.
+fn suspended_the_phone(bridge: &mut Bridge, wait: Duration) -> bool {
+    let until = Instant::now() + wait;
+    while bridge.child.try_wait().unwrap().is_none() {
+        if Instant::now() >= until {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    let dir = bridge.dir.as_ref().expect("a running bridge's directory");
+    text(&bridge_tool(dir.path(), &["--list"]).stdout)
+        .trim_end()
+        .ends_with("\tsuspended")
 }
 
 #[test]
 fn pairings_retries_a_revocation_made_while_the_relay_was_down() {
     let relay = relay();
-    let bridge = Bridge::start(&relay.url, "Laptop");
+    let mut bridge = Bridge::start(&relay.url, "Laptop");
     let phone = tempfile::tempdir().unwrap();
     pair_cli(phone.path(), &bridge);
 
@@ -446,7 +491,7 @@ fn pairings_retries_a_revocation_made_while_the_relay_was_down() {
     // Still down: the retry fails, the revocation stays pending, the bridge knows nothing.
     let out = pocketkey(phone.path(), &["pairings"]);
     assert!(text(&out.stderr).contains("revoked: Laptop"));
-    assert!(!forgot_the_phone(&bridge, Duration::from_secs(2)));
+    assert!(!suspended_the_phone(&mut bridge, Duration::from_secs(2)));
 
     let _relay = relay_at(addr);
     let out = pocketkey(phone.path(), &["pairings"]);
@@ -460,16 +505,17 @@ fn pairings_retries_a_revocation_made_while_the_relay_was_down() {
         text(&out.stderr)
     );
     nothing_pending(phone.path());
+    // Only the relay told the bridge (the retry is a DELETE alone): suspended, not deleted.
     assert!(
-        forgot_the_phone(&bridge, WAIT),
-        "the bridge still thinks it is paired"
+        suspended_the_phone(&mut bridge, WAIT),
+        "the bridge did not suspend the pairing"
     );
 }
 
 #[test]
 fn a_listening_phone_does_not_serve_a_pairing_revoked_while_the_relay_was_down() {
     let relay = relay();
-    let bridge = Bridge::start(&relay.url, "Laptop");
+    let mut bridge = Bridge::start(&relay.url, "Laptop");
     let phone = tempfile::tempdir().unwrap();
     pair_cli(phone.path(), &bridge);
 
@@ -515,9 +561,10 @@ fn a_listening_phone_does_not_serve_a_pairing_revoked_while_the_relay_was_down()
         "a session ran on a revoked pairing: {after:?}"
     );
     nothing_pending(phone.path());
+    // The listener's DELETE came before any session: only the relay told the bridge.
     assert!(
-        forgot_the_phone(&bridge, WAIT),
-        "the bridge still thinks it is paired"
+        suspended_the_phone(&mut bridge, WAIT),
+        "the bridge did not suspend the pairing"
     );
 }
 
@@ -563,7 +610,12 @@ fn app_paired_with(
     )
     .unwrap();
     let paired = key
-        .pair(bridge.pairing_url(), "App phone".into(), false)
+        .pair(
+            bridge.pairing_url(),
+            "App phone".into(),
+            false,
+            Arc::new(ShownCode::default()),
+        )
         .unwrap();
     (key, paired)
 }
@@ -573,7 +625,7 @@ fn app_paired_with(
 #[test]
 fn the_app_retries_its_pending_revocation_when_listing_pairings() {
     let relay = relay();
-    let bridge = Bridge::start(&relay.url, "Laptop");
+    let mut bridge = Bridge::start(&relay.url, "Laptop");
     let dir = tempfile::tempdir().unwrap();
     let (key, paired) = app_paired_with(dir.path(), &bridge);
     assert_eq!(paired.computer_name, "Laptop");
@@ -581,15 +633,61 @@ fn the_app_retries_its_pending_revocation_when_listing_pairings() {
     let addr = relay.stop();
     assert!(key.unpair(paired.id.clone()).unwrap());
     assert_eq!(key.pairings().unwrap(), vec![]);
-    assert!(!forgot_the_phone(&bridge, Duration::from_secs(2)));
+    assert!(!suspended_the_phone(&mut bridge, Duration::from_secs(2)));
 
     let _relay = relay_at(addr);
     // The retry runs on a thread of its own; the list is the same at once.
     assert_eq!(key.pairings().unwrap(), vec![]);
+    // The retry is a DELETE alone: the bridge, told only by the relay, suspends.
     assert!(
-        forgot_the_phone(&bridge, WAIT),
-        "the bridge still thinks it is paired"
+        suspended_the_phone(&mut bridge, WAIT),
+        "the bridge did not suspend the pairing"
     );
+}
+
+/// The app's API: the computer revoked the pairing while the app was away, so the app hears
+/// it from the relay alone (410). `listen` suspends it — `pairings()` still lists it, with
+/// `suspended` set — a push for it is not served, and `resume_pairing` makes it served again
+/// (the relay still says 410: suspended again). (Before: the app deleted the pairing.)
+#[test]
+fn the_app_shows_a_pairing_the_relay_calls_revoked_as_suspended_and_resumes_it() {
+    let relay = relay();
+    let bridge = Bridge::start(&relay.url, "Laptop");
+    let dir = tempfile::tempdir().unwrap();
+    let (key, paired) = app_paired_with(dir.path(), &bridge);
+    let bridge_dir = bridge.stop_when_stored(1);
+    let out = bridge_tool(bridge_dir.path(), &["--unpair"]);
+    assert_eq!(text(&out.stdout).trim(), "unpaired: App phone");
+
+    let suspended = |key: &pocketkey_ffi::SecurityKey| {
+        let listed = key.pairings().unwrap();
+        assert_eq!(listed.len(), 1, "the pairing is kept");
+        assert_eq!(listed[0].id, paired.id);
+        listed[0].suspended
+    };
+    assert!(!suspended(&key));
+    // A push registration of the pairing, so that a push naming it is one the app knows.
+    let wake = registered_wake_id(dir.path(), &paired.id);
+    for _ in 0..2 {
+        let listener = Arc::clone(&key).listen("App phone".into());
+        let deadline = Instant::now() + WAIT;
+        while !suspended(&key) {
+            assert!(Instant::now() < deadline, "never suspended");
+            thread::sleep(Duration::from_millis(50));
+        }
+        listener.stop();
+        let push = format!(r#"{{"v":1,"w":"{wake}"}}"#);
+        assert_eq!(
+            Arc::clone(&key)
+                .handle_push(push, "App phone".into(), 100)
+                .unwrap(),
+            pocketkey_ffi::PushOutcome::Ignored,
+            "a push for a suspended pairing was served"
+        );
+        assert!(key.resume_pairing(paired.id.clone()).unwrap());
+        assert!(!suspended(&key));
+    }
+    assert!(!key.resume_pairing("00".repeat(16)).unwrap());
 }
 
 /// Waits until a CTAPHID INIT sent to `addr` is answered: the process has bound its port.
@@ -618,7 +716,7 @@ fn answers_init(addr: SocketAddr) {
 fn bridge_tool(dir: &Path, args: &[&str]) -> Output {
     Command::new(bridge_program())
         .args(args)
-        .arg("--state-dir")
+        .args(["--key-file", "--state-dir"])
         .arg(dir)
         .output()
         .unwrap()
@@ -667,7 +765,33 @@ fn the_bridge_retries_an_unpair_made_while_the_relay_was_down() {
         text(&out.stderr)
     );
 
-    // The phone learns it at its next attach and has nothing left to serve.
+    // The phone hears it from the relay at its next attach (410), which proves nothing: it
+    // suspends the pairing, says so and what to do, and has nothing left to serve.
+    let said = phone.path().join("listen.err");
+    let mut listen = Command::new(POCKETKEY)
+        .args(["listen", "--auto-approve", "--state-dir"])
+        .arg(phone.path())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&said).unwrap())
+        .spawn()
+        .unwrap();
+    assert!(ends_within(&mut listen, WAIT).success());
+    let said = std::fs::read_to_string(&said).unwrap();
+    assert!(
+        said.contains("Laptop: suspended: the relay says this computer removed"),
+        "{said}"
+    );
+    let out = pocketkey(phone.path(), &["pairings"]);
+    assert!(
+        text(&out.stdout).trim_end().ends_with("\tsuspended"),
+        "the phone kept the computer, suspended: {}",
+        text(&out.stdout)
+    );
+    // The user resumes it: served again, 410 again, suspended again.
+    let out = pocketkey(phone.path(), &["resume", "Laptop"]);
+    assert_eq!(text(&out.stdout).trim(), "resumed: Laptop");
+    let out = pocketkey(phone.path(), &["pairings"]);
+    assert!(!text(&out.stdout).contains("suspended"));
     let mut listen = Command::new(POCKETKEY)
         .args(["listen", "--auto-approve", "--state-dir"])
         .arg(phone.path())
@@ -677,7 +801,11 @@ fn the_bridge_retries_an_unpair_made_while_the_relay_was_down() {
         .unwrap();
     assert!(ends_within(&mut listen, WAIT).success());
     let out = pocketkey(phone.path(), &["pairings"]);
-    assert_eq!(text(&out.stdout), "", "the phone forgot the computer");
+    assert!(text(&out.stdout).trim_end().ends_with("\tsuspended"));
+    // Removing it is the user's action: the relay says it is gone already, the record goes.
+    let out = pocketkey(phone.path(), &["unpair", "Laptop"]);
+    assert_eq!(text(&out.stdout).trim(), "unpaired: Laptop");
+    nothing_pending(phone.path());
 }
 
 #[test]
@@ -840,7 +968,14 @@ fn one_computer_two_phones_served_one_at_a_time() {
 
     // A phone that is not paired cannot be chosen.
     let out = Command::new(bridge_program())
-        .args(["--udp", "127.0.0.1:0", "--phone", "Phone B", "--state-dir"])
+        .args([
+            "--key-file",
+            "--udp",
+            "127.0.0.1:0",
+            "--phone",
+            "Phone B",
+            "--state-dir",
+        ])
         .arg(dir.path())
         .output()
         .unwrap();
@@ -886,27 +1021,36 @@ fn webhook_body(hook: &std::net::TcpListener) -> String {
 }
 
 /// The app's push path: `registerPush(Webhook)` at the relay; a request at the bridge makes the
-/// relay POST the wake-up; `handlePush(body)` attaches and serves it. Payloads that are not
-/// ours are refused without traffic.
+/// relay POST the wake-up, which carries the wake id the phone registered and not the pairing's
+/// mailbox id; `handlePush(body)` attaches and serves it. Payloads that are not ours — a wake id
+/// the phone never registered, a payload naming the pairing's mailbox as pushes used to, the
+/// same push again once the phone registered a new id at its attach — are ignored without
+/// traffic.
 #[test]
 fn the_app_is_woken_by_push_and_serves_the_request() {
+    use pocketkey_ffi::PushOutcome;
     let hook = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let relay = relay_with_webhooks(hook.local_addr().unwrap());
     let bridge = Bridge::start(&relay.url, "Laptop");
     let dir = tempfile::tempdir().unwrap();
-    let (key, _) = app_paired_with(dir.path(), &bridge);
+    let (key, paired) = app_paired_with(dir.path(), &bridge);
     let url = format!("http://{}/wake", hook.local_addr().unwrap());
     let unreached = key
         .register_push(pocketkey_ffi::PushRegistration::Webhook { url })
         .unwrap();
     assert!(unreached.is_empty(), "{unreached:?}");
+    let push = |payload: String, idle_ms: u32| {
+        Arc::clone(&key)
+            .handle_push(payload, "App phone".into(), idle_ms)
+            .unwrap()
+    };
     for not_ours in [
-        "{}",
-        r#"{"v":1,"mailbox":"00112233445566778899aabbccddeeff"}"#,
+        "{}".to_string(),
+        r#"{"v":1,"w":"00112233445566778899aabbccddeeff"}"#.to_string(),
+        format!(r#"{{"v":1,"mailbox":"{}"}}"#, paired.id),
+        format!(r#"{{"v":"1","m":"{}"}}"#, paired.id),
     ] {
-        assert!(!Arc::clone(&key)
-            .handle_push(not_ours.into(), "App phone".into(), 500)
-            .unwrap());
+        assert_eq!(push(not_ours, 500), PushOutcome::Ignored);
     }
 
     let browser = thread::spawn(move || forwarded_ok(&bridge));
@@ -915,18 +1059,120 @@ fn the_app_is_woken_by_push_and_serves_the_request() {
         !body.contains("Laptop") && !body.contains("example.com"),
         "content-free: {body}"
     );
-    assert!(Arc::clone(&key)
-        .handle_push(body, "App phone".into(), 1000)
-        .unwrap());
+    assert!(!body.contains(&paired.id), "the mailbox id: {body}");
+    assert_eq!(
+        push(body.clone(), 1000),
+        PushOutcome::Served {
+            computer_name: "Laptop".into(),
+            request: true
+        }
+    );
     browser
         .join()
         .expect("the browser's request was answered by the woken phone");
+    // The attach registered a new wake id (ACKed while serving): the old push is stale.
+    assert_eq!(push(body, 500), PushOutcome::Ignored);
+}
+
+/// Records in the app's pairing store a push registration of `pairing` (as `registerPush`
+/// does once the relay ACKs it); returns its wake id.
+fn registered_wake_id(dir: &Path, pairing: &str) -> String {
+    let store = pocketkey_core::pairing::PairingStore::open(
+        &dir.join("key")
+            .join(pocketkey_core::pairing::store::FILE_NAME),
+        &pocketkey_core::crypto::master_key::MasterKey::from_bytes([0x42; 32]),
+    )
+    .unwrap();
+    let id = pocketkey_core::pairing::MailboxId::from_hex(pairing).unwrap();
+    let wake = pocketkey_core::pairing::relay::WakeId::random();
+    let target = pocketkey_core::pairing::relay::PushTarget {
+        provider: pocketkey_core::pairing::relay::PushProvider::Webhook,
+        target: "http://127.0.0.1:9/wake".into(),
+        environment: None,
+        wake,
+    };
+    store.push_registering(&id, &target).unwrap();
+    store.push_registered(&id, &wake).unwrap();
+    wake.to_hex()
+}
+
+/// The wake id the app registered last for `pairing`, read from its pairing store.
+fn current_wake_id(dir: &Path, pairing: &str) -> String {
+    let store = pocketkey_core::pairing::PairingStore::open(
+        &dir.join("key")
+            .join(pocketkey_core::pairing::store::FILE_NAME),
+        &pocketkey_core::crypto::master_key::MasterKey::from_bytes([0x42; 32]),
+    )
+    .unwrap();
+    let id = pocketkey_core::pairing::MailboxId::from_hex(pairing).unwrap();
+    store
+        .push_target(&id)
+        .unwrap()
+        .expect("registered")
+        .wake
+        .to_hex()
+}
+
+/// Wakes that bring no request (what a relay, or whoever holds the bridge's keys, can send):
+/// each is served, and counted; after `EMPTY_WAKE_LIMIT` of them the app stops answering that
+/// computer's wakes for the rest of the hour and says so (`Paused`), without connecting.
+#[test]
+fn the_app_stops_answering_wakes_that_bring_no_request() {
+    use pocketkey_core::pairing::wake::{EMPTY_WAKE_LIMIT, EMPTY_WAKE_WINDOW_SECS};
+    use pocketkey_ffi::PushOutcome;
+    let hook = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let relay = relay_with_webhooks(hook.local_addr().unwrap());
+    let bridge = Bridge::start(&relay.url, "Laptop");
+    let dir = tempfile::tempdir().unwrap();
+    let (key, paired) = app_paired_with(dir.path(), &bridge);
+    let url = format!("http://{}/wake", hook.local_addr().unwrap());
+    assert!(key
+        .register_push(pocketkey_ffi::PushRegistration::Webhook { url })
+        .unwrap()
+        .is_empty());
+    let push = |wake: String| {
+        Arc::clone(&key)
+            .handle_push(
+                format!(r#"{{"v":1,"w":"{wake}"}}"#),
+                "App phone".into(),
+                200,
+            )
+            .unwrap()
+    };
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..EMPTY_WAKE_LIMIT {
+        let wake = current_wake_id(dir.path(), &paired.id);
+        assert!(seen.insert(wake.clone()), "a new wake id at each attach");
+        assert_eq!(
+            push(wake),
+            PushOutcome::Served {
+                computer_name: "Laptop".into(),
+                request: false
+            }
+        );
+    }
+    let start = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    match push(current_wake_id(dir.path(), &paired.id)) {
+        PushOutcome::Paused {
+            computer_name,
+            until,
+        } => {
+            assert_eq!(computer_name, "Laptop");
+            assert!(until > start && until <= start + EMPTY_WAKE_WINDOW_SECS);
+        }
+        other => panic!("expected Paused, got {other:?}"),
+    }
+    drop(bridge);
 }
 
 /// A listener that runs already reads the pairing again at each request: a rename shows in the
 /// next prompt; a pairing revoked behind its back (by another process of this phone whose DELETE
-/// did not reach the relay) is not served — no prompt, the relay is told, the bridge forgets the
-/// phone and answers the waiting browser at once.
+/// did not reach the relay) is not served — no prompt, the bridge is told in the session
+/// (`Revoke`) and forgets the phone, answering the waiting browser at once, and the relay is
+/// told.
 #[test]
 fn a_running_listener_reads_the_pairing_again_at_each_request() {
     const SELECTION: [u8; 1] = [0x0b]; // authenticatorSelection: asks the user, signs nothing
@@ -943,7 +1189,12 @@ fn a_running_listener_reads_the_pairing_again_at_each_request() {
     )
     .unwrap();
     let paired = key
-        .pair(bridge.pairing_url(), "App phone".into(), false)
+        .pair(
+            bridge.pairing_url(),
+            "App phone".into(),
+            false,
+            Arc::new(ShownCode::default()),
+        )
         .unwrap();
     let listener = Arc::clone(&key).listen("App phone".into());
 
@@ -1027,4 +1278,20 @@ fn pending_cleared(dir: &Path) -> bool {
     .pending_revocations()
     .unwrap()
     .is_empty()
+}
+
+/// The app's side of the confirmation code: checks it gets six digits once per pairing.
+#[derive(Default)]
+struct ShownCode(std::sync::Mutex<Vec<String>>);
+
+impl pocketkey_ffi::PairingCodeListener for ShownCode {
+    fn show_code(&self, code: String) {
+        assert!(
+            code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()),
+            "{code:?}"
+        );
+        let mut shown = self.0.lock().unwrap();
+        shown.push(code);
+        assert_eq!(shown.len(), 1, "one code per pairing");
+    }
 }

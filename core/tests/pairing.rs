@@ -20,13 +20,13 @@ use pocketkey_core::pairing::mailbox::{
 };
 use pocketkey_core::pairing::relay::RelayFrame;
 use pocketkey_core::pairing::session::{
-    is_handshake_frame, Established, Timeout, HANDSHAKE_TIMEOUT, KEEPALIVE_INTERVAL,
-    PHONE_SILENCE_TIMEOUT,
+    is_handshake_frame, Established, Timeout, CONFIRMATION_TIMEOUT, HANDSHAKE_TIMEOUT,
+    KEEPALIVE_INTERVAL, PHONE_SILENCE_TIMEOUT,
 };
 use pocketkey_core::pairing::store::FILE_NAME;
 use pocketkey_core::pairing::{
-    CtapKind, Event, Hello, MailboxId, PairingOffer, PairingRecord, PairingStore, PairingUrl,
-    PendingStatus, Role, Session, SessionError, SessionState, UrlPolicy,
+    ConfirmationCode, CtapKind, Event, Hello, MailboxId, PairingOffer, PairingRecord, PairingStore,
+    PairingUrl, PendingStatus, Role, Session, SessionError, SessionState, UrlPolicy,
 };
 use pocketkey_core::store::Store;
 use pocketkey_testkit::{GetAssertion, MakeCredential};
@@ -89,6 +89,23 @@ fn settle(
 
 fn events(session: &mut Session) -> Vec<Event> {
     std::iter::from_fn(|| session.poll_event()).collect()
+}
+
+/// First contact up to the user's question: the code the bridge asks about (checked to be the
+/// one the phone shows) once the phone's Hello has arrived.
+fn confirmation_asked(phone: &mut Session, bridge: &mut Session) -> ConfirmationCode {
+    let shown = match &events(phone)[..] {
+        [Event::ShowCode(code)] => *code,
+        other => panic!("the phone shows no code: {other:?}"),
+    };
+    match &events(bridge)[..] {
+        [Event::ConfirmationNeeded { phone_name, code }] => {
+            assert_eq!(phone_name, PHONE);
+            assert_eq!(*code, shown, "both screens show the same code");
+            shown
+        }
+        other => panic!("the bridge asks nothing: {other:?}"),
+    }
 }
 
 fn established(session: &mut Session) -> Box<Established> {
@@ -226,6 +243,9 @@ fn pair(s: &mut Sides, offer: PairingOffer, now: Instant) -> (PairingRecord, Pai
         [1 + 1 + 81, 1 + 1 + 81, 1 + 1 + 97],
         "DATA ‖ kind ‖ Noise message"
     );
+    confirmation_asked(&mut phone, &mut bridge);
+    bridge.confirm().unwrap();
+    settle(&mut phone, &mut bridge, &mut seen, now).unwrap();
 
     let on_bridge = established(&mut bridge);
     let on_phone = established(&mut phone);
@@ -288,11 +308,13 @@ fn first_contact_the_bridge_says_hello_only_after_the_phones() {
         "the bridge sends nothing before the phone's Hello"
     );
     assert!(events(&mut bridge).is_empty());
-    assert!(events(&mut phone).is_empty());
-    // Neither side is paired; both give up at the handshake timeout.
-    let later = now + pocketkey_core::pairing::session::HANDSHAKE_TIMEOUT;
-    bridge.handle_timeout(later);
-    phone.handle_timeout(later);
+    assert!(matches!(events(&mut phone)[..], [Event::ShowCode(_)]));
+    // Neither side is paired; both give up: the bridge at the handshake timeout, the phone
+    // once the computer's user could no longer confirm.
+    bridge.handle_timeout(now + HANDSHAKE_TIMEOUT);
+    phone.handle_timeout(now + HANDSHAKE_TIMEOUT);
+    assert!(!phone.is_finished(), "the phone waits for the confirmation");
+    phone.handle_timeout(now + HANDSHAKE_TIMEOUT + CONFIRMATION_TIMEOUT);
     for side in [&mut bridge, &mut phone] {
         assert!(matches!(
             events(side)[..],
@@ -315,9 +337,97 @@ fn first_contact_the_bridge_says_hello_only_after_the_phones() {
     bridge.receive(&phone.poll_frame().unwrap(), now).unwrap();
     assert!(bridge.poll_frame().is_none());
     bridge.receive(&phone.poll_frame().unwrap(), now).unwrap();
+    confirmation_asked(&mut phone, &mut bridge);
+    bridge.confirm().unwrap();
     assert!(established(&mut bridge).new_pairing.is_some());
     pump(&mut bridge, &mut phone, &mut seen, now).unwrap();
     assert!(established(&mut phone).new_pairing.is_some());
+}
+
+/// First contact up to the bridge's question, without delivering anything after it.
+fn up_to_the_question(s: &mut Sides, now: Instant) -> (Session, Session, ConfirmationCode) {
+    let offer = offer();
+    let url = offer.url().clone();
+    let mut bridge = Session::bridge_first_contact(offer, bridge_hello()).unwrap();
+    let hello = phone_hello(&mut s.engine);
+    let mut phone =
+        Session::phone_first_contact(&url, SecretKey::random(&mut OsRng), hello, now).unwrap();
+    settle(&mut phone, &mut bridge, &mut Vec::new(), now).unwrap();
+    let code = confirmation_asked(&mut phone, &mut bridge);
+    (phone, bridge, code)
+}
+
+/// The computer's user confirms the code before anything is stored (protocol §5.3): until
+/// `confirm`, the bridge hands out no pairing and sends no Hello, however long it waits
+/// (short of the confirmation timeout), and the phone keeps waiting past the handshake timeout.
+#[test]
+fn first_contact_is_stored_only_once_the_user_confirms() {
+    let mut s = sides();
+    let now = Instant::now();
+    let (mut phone, mut bridge, _) = up_to_the_question(&mut s, now);
+    let later = now + HANDSHAKE_TIMEOUT + Duration::from_secs(1);
+    bridge.handle_timeout(later);
+    phone.handle_timeout(later);
+    assert!(bridge.awaits_confirmation());
+    assert_eq!(
+        bridge.poll_frame(),
+        None,
+        "no Hello before the user's answer"
+    );
+    assert!(events(&mut bridge).is_empty() && events(&mut phone).is_empty());
+    assert_eq!(bridge.state(), SessionState::Open { established: false });
+    assert_eq!(phone.state(), SessionState::Open { established: false });
+    // Only the bridge's first contact is confirmed, and only once.
+    assert_eq!(phone.confirm(), Err(SessionError::WrongRole));
+    bridge.confirm().unwrap();
+    assert_eq!(bridge.confirm(), Err(SessionError::NothingToConfirm));
+    assert!(established(&mut bridge).new_pairing.is_some());
+    pump(&mut bridge, &mut phone, &mut Vec::new(), later).unwrap();
+    assert!(established(&mut phone).new_pairing.is_some());
+}
+
+/// A refusal (or no answer in time) stores nothing on either side, and the phone hears it at
+/// once as `Refused`, not as a timeout.
+#[test]
+fn a_refused_or_unanswered_first_contact_pairs_nobody() {
+    let mut s = sides();
+    let now = Instant::now();
+    let (mut phone, mut bridge, _) = up_to_the_question(&mut s, now);
+    bridge.refuse().unwrap();
+    assert!(bridge.is_finished());
+    assert!(events(&mut bridge).is_empty(), "no pairing to store");
+    pump(&mut bridge, &mut phone, &mut Vec::new(), now).unwrap();
+    assert!(matches!(events(&mut phone)[..], [Event::Refused]));
+    assert!(phone.is_finished());
+    assert_eq!(bridge.confirm(), Err(SessionError::Closed));
+
+    let (mut phone, mut bridge, _) = up_to_the_question(&mut s, now);
+    bridge.handle_timeout(now + CONFIRMATION_TIMEOUT - Duration::from_secs(1));
+    assert!(bridge.awaits_confirmation());
+    bridge.handle_timeout(now + CONFIRMATION_TIMEOUT);
+    assert!(matches!(
+        events(&mut bridge)[..],
+        [Event::TimedOut(Timeout::Confirmation)]
+    ));
+    assert!(bridge.is_finished());
+    pump(&mut bridge, &mut phone, &mut Vec::new(), now).unwrap();
+    assert!(matches!(events(&mut phone)[..], [Event::Refused]));
+
+    // Before the phone's Hello there is nothing to confirm or refuse.
+    let mut fresh = Session::bridge_first_contact(offer(), bridge_hello()).unwrap();
+    assert_eq!(fresh.refuse(), Err(SessionError::NothingToConfirm));
+    assert_eq!(fresh.confirm(), Err(SessionError::NothingToConfirm));
+}
+
+/// Each handshake has its own code (fresh ephemeral keys each time), so a stranger's phone
+/// that paired in place of the user's shows the bridge a code the user's phone does not.
+#[test]
+fn each_handshake_has_its_own_code() {
+    let mut s = sides();
+    let now = Instant::now();
+    let (_, _, one) = up_to_the_question(&mut s, now);
+    let (_, _, two) = up_to_the_question(&mut s, now);
+    assert_ne!(one, two);
 }
 
 /// A later session from the stored records: the phone initiates, the bridge answers.
@@ -659,8 +769,8 @@ fn a_tampered_pairing_qr_fails_the_handshake() {
     assert_eq!(bridge.poll_frame(), None);
     assert!(events(&mut bridge).is_empty());
     assert_eq!(phone.state(), SessionState::Open { established: false });
-    assert!(events(&mut phone).is_empty());
-    phone.handle_timeout(now + HANDSHAKE_TIMEOUT);
+    assert!(matches!(events(&mut phone)[..], [Event::ShowCode(_)]));
+    phone.handle_timeout(now + HANDSHAKE_TIMEOUT + CONFIRMATION_TIMEOUT);
     assert!(matches!(
         &events(&mut phone)[..],
         [Event::TimedOut(Timeout::Handshake)]
@@ -793,6 +903,24 @@ fn a_phone_starting_over_replaces_the_bridge_session() {
     bridge.receive(&hs1, now).unwrap();
     settle(&mut phone, &mut bridge, &mut Vec::new(), now).unwrap();
     assert!(phone.is_established() && bridge.is_established());
+}
+
+#[test]
+fn a_get_info_update_the_session_refuses_changes_nothing() {
+    let mut s = sides();
+    let now = Instant::now();
+    pair(&mut s, offer(), now);
+    let record = s.phone_store.list().unwrap().remove(0);
+    let hello = phone_hello(&mut s.engine);
+    let original = hello.get_info.clone().unwrap();
+    let mut phone = record.session(hello, now).unwrap();
+    // Before the handshake the update is refused, and the Hello keeps the getInfo it had.
+    assert!(phone.update_get_info(vec![0xa0]).is_err());
+    let bridge_record = s.bridge_store.list().unwrap().remove(0);
+    let mut bridge = bridge_record.session(bridge_hello(), now).unwrap();
+    settle(&mut phone, &mut bridge, &mut Vec::new(), now).unwrap();
+    let on_bridge = established(&mut bridge);
+    assert_eq!(on_bridge.peer_get_info, Some(original));
 }
 
 #[test]

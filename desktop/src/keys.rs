@@ -209,39 +209,111 @@ impl KeyProvider for FileKeyProvider {
 #[derive(Debug, Clone)]
 pub struct KeyringKeyProvider {
     user: String,
+    /// What to tell the user when no Secret Service answers (Linux), and after other keyring
+    /// errors.
+    no_service: &'static str,
+    hint: &'static str,
 }
 
 impl KeyringKeyProvider {
     pub fn for_state_dir(canonical_state_dir: &Path) -> Self {
         Self {
             user: canonical_state_dir.to_string_lossy().into_owned(),
+            no_service: NO_SECRET_SERVICE,
+            hint: KEYRING_HINT,
         }
     }
 
+    /// The same, with `no_service` as the error when no Secret Service answers and `hint`
+    /// after other keyring errors (a program whose default is the keyring names its own file
+    /// option there).
+    pub fn advising(mut self, no_service: &'static str, hint: &'static str) -> Self {
+        self.no_service = no_service;
+        self.hint = hint;
+        self
+    }
+
     fn entry(&self) -> Result<keyring::Entry, KeyProviderError> {
-        check_secret_service_bus(std::env::var_os("DBUS_SESSION_BUS_ADDRESS"))?;
-        keyring::Entry::new(KEYRING_SERVICE, &self.user).map_err(|e| keyring_error("find", e))
+        check_secret_service_bus(
+            std::env::var_os("DBUS_SESSION_BUS_ADDRESS"),
+            self.no_service,
+        )?;
+        keyring::Entry::new(KEYRING_SERVICE, &self.user)
+            .map_err(|e| keyring_error("find", e, self.no_service, self.hint))
+    }
+
+    /// Moves the key of `file` (if that file exists) into this keyring entry, then deletes
+    /// the file: an install made with a key file beside its data keeps its data, and the key
+    /// no longer sits on the disk. The file goes only once the keyring gave the same key back;
+    /// an entry that already holds another key is an error and nothing changes. True if a
+    /// file was moved.
+    pub fn adopt_file(&self, file: &FileKeyProvider) -> Result<bool, KeyProviderError> {
+        let shown = file.path.display();
+        let Some(key) = file
+            .load()
+            .map_err(|e| KeyProviderError(format!("{shown}: {e}")))?
+        else {
+            return Ok(false);
+        };
+        let entry = self.entry()?;
+        let held = match entry.get_secret() {
+            Ok(secret) => Zeroizing::new(secret),
+            Err(keyring::Error::NoEntry) => {
+                entry
+                    .set_secret(key.expose())
+                    .map_err(|e| keyring_error("store", e, self.no_service, self.hint))?;
+                Zeroizing::new(
+                    entry
+                        .get_secret()
+                        .map_err(|e| keyring_error("read back", e, self.no_service, self.hint))?,
+                )
+            }
+            Err(e) => return Err(keyring_error("read", e, self.no_service, self.hint)),
+        };
+        if held.as_slice() != key.expose().as_slice() {
+            return Err(KeyProviderError(format!(
+                "the OS keyring already holds another master key for {} than the key file \
+                 {shown}; neither was changed",
+                self.user
+            )));
+        }
+        let dir = file.path.parent().unwrap_or(Path::new("."));
+        fs::remove_file(&file.path)
+            .and_then(|()| File::open(dir)?.sync_all())
+            .map_err(|e| KeyProviderError(format!("{shown}: cannot delete it: {e}")))?;
+        Ok(true)
     }
 }
 
 /// The Secret Service lives on the session bus: no bus address, no keyring (a Linux desktop
 /// session always sets it; a service, a container or an ssh login may not).
 #[cfg(any(target_os = "linux", target_os = "freebsd", target_os = "openbsd"))]
-fn check_secret_service_bus(address: Option<std::ffi::OsString>) -> Result<(), KeyProviderError> {
+fn check_secret_service_bus(
+    address: Option<std::ffi::OsString>,
+    advice: &str,
+) -> Result<(), KeyProviderError> {
     match address {
         Some(a) if !a.is_empty() => Ok(()),
-        _ => Err(KeyProviderError(NO_SECRET_SERVICE.into())),
+        _ => Err(KeyProviderError(advice.into())),
     }
 }
 
 #[cfg(not(any(target_os = "linux", target_os = "freebsd", target_os = "openbsd")))]
-fn check_secret_service_bus(_: Option<std::ffi::OsString>) -> Result<(), KeyProviderError> {
+fn check_secret_service_bus(
+    _: Option<std::ffi::OsString>,
+    _: &str,
+) -> Result<(), KeyProviderError> {
     Ok(())
 }
 
 /// A keyring failure, with what to do about it. On Linux a bus without a Secret Service (or
 /// one that refuses access) ends here too.
-fn keyring_error(action: &str, e: keyring::Error) -> KeyProviderError {
+fn keyring_error(
+    action: &str,
+    e: keyring::Error,
+    no_service: &str,
+    hint: &str,
+) -> KeyProviderError {
     let advice = match e {
         keyring::Error::PlatformFailure(_) | keyring::Error::NoStorageAccess(_)
             if cfg!(any(
@@ -250,9 +322,9 @@ fn keyring_error(action: &str, e: keyring::Error) -> KeyProviderError {
                 target_os = "openbsd"
             )) =>
         {
-            NO_SECRET_SERVICE
+            no_service
         }
-        _ => KEYRING_HINT,
+        _ => hint,
     };
     KeyProviderError(format!(
         "cannot {action} the master key: OS keyring error: {e} ({advice})"
@@ -279,15 +351,15 @@ impl KeyProvider for KeyringKeyProvider {
                 let key = MasterKey::generate();
                 entry
                     .set_secret(key.expose())
-                    .map_err(|e| keyring_error("store", e))?;
+                    .map_err(|e| keyring_error("store", e, self.no_service, self.hint))?;
                 // Read it back so two racing first starts agree on one key.
                 from_secret(
                     entry
                         .get_secret()
-                        .map_err(|e| keyring_error("read back", e))?,
+                        .map_err(|e| keyring_error("read back", e, self.no_service, self.hint))?,
                 )
             }
-            Err(e) => Err(keyring_error("read", e)),
+            Err(e) => Err(keyring_error("read", e, self.no_service, self.hint)),
         }
     }
 }
@@ -404,10 +476,16 @@ mod tests {
     #[test]
     fn keyring_without_a_session_bus_is_refused_with_advice() {
         for address in [None, Some("".into())] {
-            let err = check_secret_service_bus(address).unwrap_err().to_string();
+            let err = check_secret_service_bus(address, NO_SECRET_SERVICE)
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(NO_SECRET_SERVICE), "{err}");
         }
-        check_secret_service_bus(Some("unix:path=/run/user/1000/bus".into())).unwrap();
+        check_secret_service_bus(
+            Some("unix:path=/run/user/1000/bus".into()),
+            NO_SECRET_SERVICE,
+        )
+        .unwrap();
     }
 
     #[test]

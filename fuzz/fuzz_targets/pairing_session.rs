@@ -326,6 +326,26 @@ impl Watch {
                     assert!(data.len() <= 32);
                     assert!(had(&|m| *m == Message::Pong(data.clone())));
                 }
+                Event::ShowCode(_) => {
+                    assert_eq!(self.role, Role::Phone);
+                    assert!(self.first_contact && !self.established);
+                }
+                // The owner (this harness) confirms every first contact it is asked about;
+                // `Established` follows in this same drain.
+                Event::ConfirmationNeeded { phone_name, .. } => {
+                    assert_eq!(self.role, Role::Bridge);
+                    assert!(self.first_contact && !self.established);
+                    assert!(had(
+                        &|m| matches!(m, Message::Hello(h) if h.name == phone_name)
+                    ));
+                    session.confirm().expect("a pending confirmation");
+                }
+                Event::Refused => {
+                    assert_eq!(self.role, Role::Phone);
+                    assert!(self.first_contact && !self.established);
+                    assert!(had(&|m| *m == Message::Revoke));
+                    assert!(session.is_finished());
+                }
                 Event::Revoked => {
                     assert!(had(&|m| *m == Message::Revoke));
                     assert!(session.is_finished());
@@ -339,6 +359,10 @@ impl Watch {
                     assert!(session.is_finished());
                     match timeout {
                         Timeout::Handshake => assert!(!self.established),
+                        Timeout::Confirmation => {
+                            assert_eq!(self.role, Role::Bridge);
+                            assert!(self.first_contact && !self.established);
+                        }
                         Timeout::PhoneSilent { id } => {
                             assert_eq!(self.role, Role::Bridge);
                             assert_eq!(self.bridge_open, Some(id));
@@ -470,6 +494,7 @@ fuzz_target!(|data: &[u8]| {
             last_genuine = Some(sealed);
             peer.take_from(&mut session);
             watch.events(&mut session, &[hello], false);
+            peer.take_from(&mut session); // a first-contact bridge's Hello, once confirmed
             assert!(watch.established);
             assert!(peer.seen_hello.is_some());
         }
@@ -611,5 +636,6 @@ fuzz_target!(|data: &[u8]| {
         }
         peer.take_from(&mut session);
         watch.events(&mut session, &delivered, timed);
+        peer.take_from(&mut session); // what a confirmation released
     }
 });

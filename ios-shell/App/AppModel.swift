@@ -84,10 +84,11 @@ final class AppModel: ObservableObject {
         }
     }
 
-    /// The camera's and the deep links' single entry point.
-    func handleScan(_ text: String) {
+    /// The camera's and the deep links' single entry point. `source`: `.camera` for the scan
+    /// screen, `.link` for URLs the app is opened with (a pairing code pairs only from the camera).
+    func handleScan(_ text: String, source: ScanSource) {
         do {
-            switch try classifyScan(text: text) {
+            switch try classifyScan(text: text, source: source) {
             case .hybrid:
                 // Hybrid (caBLE v2) needs a BLE advert with service data, which iOS does not let
                 // apps send (DESIGN.md §2: the Advertiser is Android-only). Recognised, not run.

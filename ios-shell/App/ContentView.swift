@@ -38,9 +38,9 @@ struct ContentView: View {
                 Button("Scan") { scanning = true }
             }
             .sheet(isPresented: $scanning) {
-                ScanView { text in
+                ScanView { text, source in
                     scanning = false
-                    model.handleScan(text)
+                    model.handleScan(text, source: source)
                 }
             }
             .alert(model.message ?? "", isPresented: Binding(

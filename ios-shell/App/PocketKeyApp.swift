@@ -16,7 +16,7 @@ struct PocketKeyApp: App {
                 .environmentObject(model)
                 // Deep links (pocketkey://pair…, pocketkey://activate…, https://…/activate…)
                 // go through the same entry point as the camera.
-                .onOpenURL { url in model.handleScan(url.absoluteString) }
+                .onOpenURL { url in model.handleScan(url.absoluteString, source: .link) }
                 .task { await model.start() }
         }
     }

@@ -1,22 +1,24 @@
+import PocketKeyKit
 import SwiftUI
 import VisionKit
 
 /// The camera: reads one QR code and hands its text to `onCode` (which calls `classifyScan`).
-/// Falls back to a text field where the Live Text scanner is unavailable (simulator, old devices).
+/// Falls back to a text field where the Live Text scanner is unavailable (simulator, old devices);
+/// pasted text may come from anywhere, so it counts as a link (it cannot pair).
 struct ScanView: View {
-    let onCode: (String) -> Void
+    let onCode: (String, ScanSource) -> Void
     @State private var typed = ""
 
     var body: some View {
         if DataScannerViewController.isSupported && DataScannerViewController.isAvailable {
-            QRScanner(onCode: onCode).ignoresSafeArea()
+            QRScanner(onCode: { onCode($0, .camera) }).ignoresSafeArea()
         } else {
             Form {
                 Section("Paste a code or link") {
                     TextField("FIDO:/… or pocketkey://…", text: $typed)
                         .textInputAutocapitalization(.never)
                         .autocorrectionDisabled()
-                    Button("Use it") { onCode(typed) }.disabled(typed.isEmpty)
+                    Button("Use it") { onCode(typed, .link) }.disabled(typed.isEmpty)
                 }
             }
         }

@@ -51,6 +51,10 @@ pub struct Config {
     pub push_budget: u32,
     /// The window of `push_budget`. Default 60 s.
     pub push_window: Duration,
+    /// Most push wake-ups one mailbox gets per hour, besides the one push per mailbox per
+    /// 3 s; beyond it WAKE gets WAKE_RESULT 4 until the hour (from the first of them) ends.
+    /// Default [`MAILBOX_WAKES_PER_HOUR`].
+    pub mailbox_wakes_per_hour: u32,
     /// Longest push target (FCM token, APNs token, webhook URL) PUSH_REGISTER may store, in
     /// bytes. Default 1024.
     pub max_push_target_len: usize,
@@ -60,6 +64,14 @@ pub struct Config {
     /// header: clients can write it too. Default none (the TCP peer).
     pub client_ip_header: Option<String>,
 }
+
+/// The default of [`Config::mailbox_wakes_per_hour`]: a push every minute on average is far
+/// more than anyone signs in, and bounds what a relay client holding a bridge's keys (or a
+/// revoked bridge whose DELETE has not arrived) can make the phone's push provider deliver.
+pub const MAILBOX_WAKES_PER_HOUR: u32 = 60;
+
+/// The window of [`Config::mailbox_wakes_per_hour`].
+pub const MAILBOX_WAKE_WINDOW: Duration = Duration::from_secs(3600);
 
 impl Default for Config {
     fn default() -> Self {
@@ -77,6 +89,7 @@ impl Default for Config {
             new_mailbox_window: Duration::from_secs(10 * 60),
             push_budget: 600,
             push_window: Duration::from_secs(60),
+            mailbox_wakes_per_hour: MAILBOX_WAKES_PER_HOUR,
             max_push_target_len: 1024,
             client_ip_header: None,
         }

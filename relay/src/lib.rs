@@ -65,11 +65,12 @@
 //! - DATA frames go to the other role's connection unread; with no peer the relay answers
 //!   ERROR `peer_absent` and keeps nothing;
 //! - WAKE (bridge): WAKE_RESULT `0` if the phone is attached, else a content-free push through
-//!   the registered target's provider (`1` sent, `2` no target, `3` provider failed, `4` one
-//!   push per mailbox per 3 s or the node's `push_budget` spent); PUSH_REGISTER /
-//!   PUSH_UNREGISTER (phone): ACK or ERROR `bad_push_target` (a provider this relay lacks, a
-//!   webhook URL no `--webhook-allow` entry admits, longer than `max_push_target_len`, or the
-//!   store full);
+//!   the registered target's provider, carrying the wake id registered with it (`1` sent, `2`
+//!   no target, `3` provider failed, `4` one push per mailbox per 3 s, the mailbox's
+//!   `mailbox_wakes_per_hour` or the node's `push_budget` spent); PUSH_REGISTER /
+//!   PUSH_UNREGISTER (phone): ACK or ERROR `bad_push_target` (no wake id, a provider this
+//!   relay lacks, a webhook URL no `--webhook-allow` entry admits, longer than
+//!   `max_push_target_len`, or the store full);
 //!   DELETE (either): tombstone, push target dropped, ACK to the sender, 4010 to both;
 //! - bounds ([`PairingLimits`]): frames over 16 KiB close with 1009, text with 1002; 50
 //!   frames/s (burst 100) then ERROR `rate_limited`, persistent abuse 1008; a peer whose write
@@ -114,6 +115,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use pocketkey_core::pairing::mailbox::MailboxId;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
@@ -162,6 +164,8 @@ pub(crate) struct Shared {
     pub new_mailboxes: limits::WindowCounter<ClientKey>,
     /// The node's push budget per window.
     pub push_budget: limits::WindowCounter<()>,
+    /// Each mailbox's push budget per hour.
+    pub mailbox_wakes: limits::WindowCounter<MailboxId>,
 }
 
 /// Everything a relay node serves with besides its [`Config`]; [`Default`]: in-memory
@@ -264,6 +268,8 @@ pub fn serve_with(
     let new_mailboxes =
         limits::WindowCounter::new(config.new_mailboxes_per_ip, config.new_mailbox_window);
     let push_budget = limits::WindowCounter::new(config.push_budget, config.push_window);
+    let mailbox_wakes =
+        limits::WindowCounter::new(config.mailbox_wakes_per_hour, config::MAILBOX_WAKE_WINDOW);
     let shared = Arc::new(Shared {
         config: Config {
             max_tunnels,
@@ -272,6 +278,7 @@ pub fn serve_with(
         connections: Arc::default(),
         new_mailboxes,
         push_budget,
+        mailbox_wakes,
         registry,
         rendezvous: tunnel::Rendezvous::default(),
         slots: Arc::new(Semaphore::new(max_tunnels)),

@@ -197,6 +197,10 @@ impl MailboxStore for MemoryMailboxStore {
     }
 }
 
+/// A push target as stored: provider, target, environment, wake id (`None` in rows from
+/// before wake ids).
+type TargetRow = (String, String, Option<String>, Option<Vec<u8>>);
+
 /// A unit of work for the store's thread.
 type Job = Box<dyn FnOnce(&mut Db) + Send>;
 
@@ -275,6 +279,20 @@ impl SqliteMailboxStore {
             ))
             .map_err(db_error)?;
         }
+        // Push targets got the phone's wake id (docs/pairing-protocol.md §3.3). Older rows
+        // have none and are not used: a push would have to name the mailbox; the phone
+        // registers again (at its next attach or token change).
+        let has_wake: bool = conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM pragma_table_info('push_targets') WHERE name = 'wake')",
+                [],
+                |row| row.get(0),
+            )
+            .map_err(db_error)?;
+        if !has_wake {
+            conn.execute_batch("ALTER TABLE push_targets ADD COLUMN wake BLOB")
+                .map_err(db_error)?;
+        }
         let count = |table: &str| -> Result<usize, StoreError> {
             conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |row| {
                 row.get::<_, i64>(0)
@@ -334,16 +352,13 @@ impl Db {
         )
     }
 
-    fn target(
-        &self,
-        mailbox: MailboxId,
-    ) -> rusqlite::Result<Option<(String, String, Option<String>)>> {
+    fn target(&self, mailbox: MailboxId) -> rusqlite::Result<Option<TargetRow>> {
         let mut statement = self.conn.prepare_cached(
-            "SELECT provider, target, environment FROM push_targets WHERE mailbox = ?1",
+            "SELECT provider, target, environment, wake FROM push_targets WHERE mailbox = ?1",
         )?;
         let mut rows = statement.query([&mailbox.0[..]])?;
         match rows.next()? {
-            Some(row) => Ok(Some((row.get(0)?, row.get(1)?, row.get(2)?))),
+            Some(row) => Ok(Some((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))),
             None => Ok(None),
         }
     }
@@ -363,13 +378,14 @@ impl Db {
                     return Ok(SetOutcome::Full);
                 }
                 self.conn.execute(
-                    "INSERT OR REPLACE INTO push_targets (mailbox, provider, target, environment)
-                     VALUES (?1, ?2, ?3, ?4)",
+                    "INSERT OR REPLACE INTO push_targets (mailbox, provider, target, environment, wake)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
                     rusqlite::params![
                         &mailbox.0[..],
                         target.provider.as_str(),
                         target.target,
                         target.environment.map(|e| e.as_str()),
+                        &target.wake.0[..],
                     ],
                 )?;
                 if !existed {
@@ -438,10 +454,14 @@ impl MailboxStore for SqliteMailboxStore {
         &self,
         mailbox: MailboxId,
     ) -> RegistryFuture<'_, Result<Option<PushTarget>, StoreError>> {
-        use pocketkey_core::pairing::relay::{ApnsEnvironment, PushProvider};
+        use pocketkey_core::pairing::relay::{ApnsEnvironment, PushProvider, WakeId};
         let row = self.call(move |db| db.target(mailbox));
         Box::pin(async move {
-            let Some((provider, target, environment)) = row.await? else {
+            let Some((provider, target, environment, wake)) = row.await? else {
+                return Ok(None);
+            };
+            // A row from before wake ids: as if there were no target.
+            let Some(wake) = wake.and_then(|w| <[u8; 16]>::try_from(w).ok()) else {
                 return Ok(None);
             };
             let provider = PushProvider::parse(&provider)
@@ -450,6 +470,7 @@ impl MailboxStore for SqliteMailboxStore {
                 provider,
                 target,
                 environment: environment.as_deref().and_then(ApnsEnvironment::parse),
+                wake: WakeId(wake),
             }))
         })
     }
@@ -466,7 +487,7 @@ impl MailboxStore for SqliteMailboxStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pocketkey_core::pairing::relay::PushProvider;
+    use pocketkey_core::pairing::relay::{PushProvider, WakeId};
 
     fn block<T>(future: RegistryFuture<'_, T>) -> T {
         tokio::runtime::Builder::new_current_thread()
@@ -481,6 +502,7 @@ mod tests {
             provider: PushProvider::Webhook,
             target: "http://127.0.0.1:1/".into(),
             environment: None,
+            wake: WakeId([1; 16]),
         };
         assert_eq!(
             block(store.set_push_target(m, Some(target.clone()))).unwrap(),
@@ -514,6 +536,7 @@ mod tests {
             provider: PushProvider::Webhook,
             target: format!("http://127.0.0.1:1/{n}"),
             environment: None,
+            wake: WakeId([n; 16]),
         };
         for n in 0..2 {
             assert_eq!(
@@ -596,6 +619,7 @@ mod tests {
             provider: PushProvider::Apns,
             target: "abcd".into(),
             environment: Some(pocketkey_core::pairing::relay::ApnsEnvironment::Sandbox),
+            wake: WakeId([2; 16]),
         };
         {
             let store = SqliteMailboxStore::open(&path).unwrap();
@@ -617,6 +641,53 @@ mod tests {
             SetOutcome::Done
         );
         assert_eq!(block(store.push_target(MailboxId([1; 16]))).unwrap(), None);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// A state file from before wake ids keeps its tombstones; its push targets (which have
+    /// no wake id) are not used until the phone registers again.
+    #[test]
+    fn an_older_state_file_gets_wake_ids() {
+        let dir = std::env::temp_dir().join(format!("pk-relay-wake-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("state.db");
+        let _ = std::fs::remove_file(&path);
+        {
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE tombstones (mailbox BLOB PRIMARY KEY NOT NULL, created_at INTEGER NOT NULL) WITHOUT ROWID;
+                 CREATE TABLE push_targets (mailbox BLOB PRIMARY KEY NOT NULL, provider TEXT NOT NULL,
+                     target TEXT NOT NULL, environment TEXT) WITHOUT ROWID;",
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO push_targets VALUES (?1, 'webhook', 'http://127.0.0.1:1/', NULL)",
+                [&[1u8; 16][..]],
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO tombstones VALUES (?1, ?2)",
+                rusqlite::params![&[2u8; 16][..], unix_now() as i64],
+            )
+            .unwrap();
+        }
+        let store = SqliteMailboxStore::open(&path).unwrap();
+        assert_eq!(block(store.push_target(MailboxId([1; 16]))).unwrap(), None);
+        assert!(block(store.is_tombstoned(MailboxId([2; 16]))).unwrap());
+        let target = PushTarget {
+            provider: PushProvider::Webhook,
+            target: "http://127.0.0.1:1/".into(),
+            environment: None,
+            wake: WakeId([3; 16]),
+        };
+        assert_eq!(
+            block(store.set_push_target(MailboxId([1; 16]), Some(target.clone()))).unwrap(),
+            SetOutcome::Done
+        );
+        assert_eq!(
+            block(store.push_target(MailboxId([1; 16]))).unwrap(),
+            Some(target)
+        );
         let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -111,6 +111,13 @@ struct Args {
     /// The window of --push-budget, in seconds.
     #[arg(long, value_name = "SECS", default_value_t = Config::default().push_window.as_secs(), help_heading = "Push")]
     push_window: u64,
+    /// Most push wake-ups per mailbox per hour, besides one per --mailbox-push-interval-ms
+    /// (beyond: WAKE_RESULT 4).
+    #[arg(long, value_name = "N", default_value_t = Config::default().mailbox_wakes_per_hour, help_heading = "Push")]
+    mailbox_wakes_per_hour: u32,
+    /// Least time between two push wake-ups of one mailbox, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 3000, help_heading = "Push")]
+    mailbox_push_interval_ms: u64,
     /// Longest push target (FCM or APNs token, webhook URL) accepted, in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = Config::default().max_push_target_len, help_heading = "Push")]
     max_push_target_len: usize,
@@ -172,6 +179,11 @@ struct Args {
     /// without TLS).
     #[arg(long, value_name = "URL", help_heading = "Push", requires = "apns_key")]
     apns_endpoint: Option<String>,
+    /// APNs: send visible alert pushes (priority 10) instead of silent background pushes.
+    /// Background pushes show nothing unless the app finds a real request, but iOS throttles
+    /// them and does not deliver them to an app the user force-quit; alerts always show.
+    #[arg(long, help_heading = "Push", requires = "apns_key")]
+    apns_alert: bool,
 }
 
 impl Args {
@@ -188,6 +200,7 @@ impl Args {
             new_mailbox_window: Duration::from_secs(self.new_mailbox_window),
             push_budget: self.push_budget,
             push_window: Duration::from_secs(self.push_window),
+            mailbox_wakes_per_hour: self.mailbox_wakes_per_hour,
             max_push_target_len: self.max_push_target_len,
             client_ip_header: self.client_ip_header.clone(),
             ..Config::default()
@@ -339,9 +352,11 @@ impl Args {
                 team_id: self.apns_team_id.clone().unwrap_or_default(),
                 topic: self.apns_topic.clone().unwrap_or_default(),
                 endpoint: self.apns_endpoint.clone(),
+                alert: self.apns_alert,
             })?) as Arc<dyn PushProvider>),
         };
-        Ok(PushService::new(webhook, fcm, apns))
+        Ok(PushService::new(webhook, fcm, apns)
+            .with_interval(Duration::from_millis(self.mailbox_push_interval_ms)))
     }
 }
 

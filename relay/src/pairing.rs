@@ -205,11 +205,16 @@ impl Hub {
             .and_then(|slots| slots.get(role.other()).clone())
     }
 
-    /// Closes every connection of a mailbox with `code` (but `except`, closed by its writer).
+    /// Closes every connection of a mailbox with `code` (but `except`, closed by its writer),
+    /// after the frames already queued for it: a `Revoke` the deleting side routed just before
+    /// its DELETE reaches the peer, which deletes its pairing only on that message and
+    /// suspends it on the close alone (docs/pairing-protocol.md §3.4). A connection whose
+    /// queue is full (a peer that stopped reading) is closed at once.
     fn close_all(&self, mailbox: MailboxId, code: u16, except: u64) {
         if let Some(slots) = self.lock().remove(&mailbox) {
             for conn in [slots.bridge, slots.phone].into_iter().flatten() {
-                if conn.id != except {
+                if conn.id != except && conn.tx.try_send(Out::Close(code, reason_of(code))).is_err()
+                {
                     conn.kill.fire(code);
                 }
             }
@@ -438,6 +443,11 @@ pub(crate) async fn run(
                 kill.fire(1009);
                 break "too large";
             }
+            // A target this relay cannot store as it is (e.g. a phone from before wake ids).
+            Err(RelayFrameError::PushTarget(e)) => {
+                conn.send(&error(RelayErrorCode::BadPushTarget, &e.to_string()));
+                continue;
+            }
             Err(_) => {
                 conn.send(&error(RelayErrorCode::Malformed, "malformed frame"));
                 continue;
@@ -505,14 +515,18 @@ async fn handle_frame(
                     return false;
                 }
             };
-            if !shared.push.try_acquire(mailbox) || !shared.push_budget.take(()) {
+            // One push per 3 s, then the mailbox's hourly budget, then the node's.
+            if !shared.push.try_acquire(mailbox)
+                || !shared.mailbox_wakes.take(mailbox)
+                || !shared.push_budget.take(())
+            {
                 conn.send(&RelayFrame::WakeResult(WakeResult::RateLimited));
                 return false;
             }
             let shared = shared.clone();
             let conn = conn.clone();
             shared.tasks.clone().spawn(async move {
-                let result = match shared.push.wake(&target, mailbox).await {
+                let result = match shared.push.wake(&target).await {
                     Ok(()) => {
                         info!(event = "push", mailbox = %short(&mailbox), provider = target.provider.as_str(), "push sent");
                         WakeResult::PushSent

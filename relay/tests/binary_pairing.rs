@@ -15,7 +15,7 @@ use hyper::body::Bytes;
 use p256::SecretKey;
 use pocketkey_core::pairing::mailbox::MailboxKeys;
 use pocketkey_core::pairing::relay::{
-    frame_type, PushProvider as Kind, PushTarget, RelayFrame, WakeResult,
+    frame_type, PushProvider as Kind, PushTarget, RelayFrame, WakeId, WakeResult,
 };
 use pocketkey_core::pairing::Role;
 use rand_core::OsRng;
@@ -86,6 +86,7 @@ async fn the_program_wakes_through_an_allowed_webhook() {
         provider: Kind::Webhook,
         target: format!("http://{hook_addr}/wake"),
         environment: None,
+        wake: WakeId([0x42; 16]),
     });
     send(&mut phone, &register.encode()).await;
     assert_eq!(
@@ -108,7 +109,7 @@ async fn the_program_wakes_through_an_allowed_webhook() {
         .unwrap();
     assert_eq!(
         serde_json::from_slice::<serde_json::Value>(&body).unwrap(),
-        serde_json::json!({"v": 1, "mailbox": keys.id().to_hex()})
+        serde_json::json!({"v": 1, "w": "42".repeat(16)})
     );
     let mut stderr = child.stderr.take().unwrap();
     stop(child);
@@ -122,6 +123,109 @@ async fn the_program_wakes_through_an_allowed_webhook() {
     assert!(logs.contains(&id[..8]), "{logs}");
     assert!(!logs.contains(&id), "{logs}");
     assert!(!logs.contains("/wake"), "{logs}");
+}
+
+/// The program's pushes carry the wake id the phone registered, never the mailbox id; a new
+/// registration rotates it (the next push carries the new one); and a mailbox gets at most
+/// `--mailbox-wakes-per-hour` pushes (here 2, with no 3 s spacing so that the test need not
+/// wait): the next WAKE is refused with WAKE_RESULT 4 and posts nothing.
+#[tokio::test]
+async fn pushes_carry_the_rotating_wake_id_within_the_hourly_budget() {
+    let (hook_addr, mut posts) = webhook().await;
+    let allow = format!("http://{hook_addr}/");
+    let (child, addr) = start_program(
+        &[
+            "--memory",
+            "--webhook-allow",
+            allow.as_str(),
+            "--mailbox-wakes-per-hour",
+            "2",
+            "--mailbox-push-interval-ms",
+            "0",
+        ],
+        &[],
+    );
+    let keys = pairing().2;
+    let register = |wake: WakeId| {
+        RelayFrame::PushRegister(PushTarget {
+            provider: Kind::Webhook,
+            target: format!("http://{hook_addr}/wake"),
+            environment: None,
+            wake,
+        })
+    };
+    let body = |bytes: Vec<u8>| serde_json::from_slice::<serde_json::Value>(&bytes).unwrap();
+    let mut next_post = async || {
+        tokio::time::timeout(PATIENCE, posts.recv())
+            .await
+            .expect("a POST")
+            .unwrap()
+    };
+
+    // The bridge stays attached; the phone attaches, registers and leaves (the bridge sees it
+    // go, so the WAKE finds it away).
+    let mut bridge = attach(addr, &keys, Role::Bridge).await;
+    assert_eq!(
+        frame(&mut bridge).await,
+        RelayFrame::Peer { present: false }
+    );
+    let (first, second) = (WakeId::random(), WakeId::random());
+    register_and_leave(addr, &keys, &mut bridge, register(first)).await;
+    assert_eq!(
+        wake_from(&mut bridge).await,
+        RelayFrame::WakeResult(WakeResult::PushSent)
+    );
+    let posted = next_post().await;
+    let text = String::from_utf8(posted.clone()).unwrap();
+    assert!(!text.contains(&keys.id().to_hex()), "{text}");
+    assert_eq!(
+        body(posted),
+        serde_json::json!({"v": 1, "w": first.to_hex()})
+    );
+
+    // Registered again (the phone's next attach): the next push carries the new id.
+    register_and_leave(addr, &keys, &mut bridge, register(second)).await;
+    assert_eq!(
+        wake_from(&mut bridge).await,
+        RelayFrame::WakeResult(WakeResult::PushSent)
+    );
+    assert_eq!(
+        body(next_post().await),
+        serde_json::json!({"v": 1, "w": second.to_hex()})
+    );
+    // The third within the hour: refused, nothing posted.
+    assert_eq!(
+        wake_from(&mut bridge).await,
+        RelayFrame::WakeResult(WakeResult::RateLimited)
+    );
+    stop(child);
+    assert!(posts.try_recv().is_err(), "no push beyond the budget");
+}
+
+/// The phone of `keys` attaches while `bridge` is attached, sends `register`, expects the ACK
+/// and leaves; returns once the bridge was told it left.
+async fn register_and_leave(
+    addr: SocketAddr,
+    keys: &MailboxKeys,
+    bridge: &mut common::Ws,
+    register: RelayFrame,
+) {
+    let mut phone = attach(addr, keys, Role::Phone).await;
+    assert_eq!(frame(&mut phone).await, RelayFrame::Peer { present: true });
+    assert_eq!(frame(bridge).await, RelayFrame::Peer { present: true });
+    send(&mut phone, &register.encode()).await;
+    assert_eq!(
+        frame(&mut phone).await,
+        RelayFrame::Ack(frame_type::PUSH_REGISTER)
+    );
+    drop(phone);
+    assert_eq!(frame(bridge).await, RelayFrame::Peer { present: false });
+}
+
+/// WAKE from an attached bridge; its answer.
+async fn wake_from(bridge: &mut common::Ws) -> RelayFrame {
+    send(bridge, &RelayFrame::Wake.encode()).await;
+    frame(bridge).await
 }
 
 #[test]
@@ -295,6 +399,7 @@ async fn routing_state_is_in_sqlite_by_default_and_survives_a_restart() {
         provider: Kind::Webhook,
         target: format!("http://{hook_addr}/wake"),
         environment: None,
+        wake: WakeId([0x24; 16]),
     };
 
     let (child, addr) = start_program(&args, &env);
@@ -328,9 +433,7 @@ async fn routing_state_is_in_sqlite_by_default_and_survives_a_restart() {
         .await
         .unwrap()
         .unwrap();
-    assert!(String::from_utf8(body)
-        .unwrap()
-        .contains(&registered.id().to_hex()));
+    assert!(String::from_utf8(body).unwrap().contains(&"24".repeat(16)));
     stop(child);
 
     let memory = [&["--memory"][..], &args[..]].concat();

@@ -13,7 +13,7 @@ use common::program::{connect_from, program};
 use common::{cable_request, closed, new_url, recv, send, tunnel_id, PATIENCE};
 use pocketkey_core::pairing::mailbox::MailboxKeys;
 use pocketkey_core::pairing::relay::{
-    frame_type, PushProvider as Kind, PushTarget, RelayErrorCode, RelayFrame, WakeResult,
+    frame_type, PushProvider as Kind, PushTarget, RelayErrorCode, RelayFrame, WakeId, WakeResult,
 };
 use pocketkey_core::pairing::Role;
 use tokio::net::TcpListener;
@@ -31,6 +31,7 @@ fn webhook(url: String) -> PushTarget {
         provider: Kind::Webhook,
         target: url,
         environment: None,
+        wake: WakeId::random(),
     }
 }
 
@@ -254,6 +255,7 @@ async fn long_push_targets_are_refused() {
         provider: Kind::Fcm,
         target: "a".repeat(len),
         environment: None,
+        wake: WakeId::random(),
     };
     assert_eq!(
         register(addr, &pairing().2, fcm(200)).await,

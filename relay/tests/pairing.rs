@@ -17,7 +17,7 @@ use pocketkey_core::pairing::mailbox::{MailboxKeys, SUBPROTOCOL};
 use pocketkey_core::pairing::messages::{CtapKind, Hello};
 use pocketkey_core::pairing::relay::{
     close_code, frame_type, ApnsEnvironment, PushProvider as Kind, PushTarget, RelayErrorCode,
-    RelayFrame, WakeResult,
+    RelayFrame, WakeId, WakeResult,
 };
 use pocketkey_core::pairing::session::{Event, Session};
 use pocketkey_core::pairing::Role;
@@ -284,6 +284,7 @@ async fn bad_frames_are_answered_and_limits_close() {
             provider: Kind::Apns,
             target: "ab".into(),
             environment: Some(ApnsEnvironment::Sandbox),
+            wake: WakeId::random(),
         }),
     )
     .await;
@@ -381,6 +382,30 @@ async fn delete_tombstones_the_mailbox_and_closes_both_with_4010() {
     relay.shutdown().await;
 }
 
+/// A frame the deleting side routes right before its DELETE reaches the peer before the 4010
+/// close: the peer deletes its pairing only on the `Revoke` such a frame carries, and on the
+/// close alone it suspends it (docs/pairing-protocol.md §3.4). (Before: the close cut the
+/// frames still queued for the peer.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_routed_before_delete_reaches_the_peer_before_4010() {
+    let relay = start().await;
+    let addr = relay.local_addr();
+    for _ in 0..5 {
+        let (_, _, keys) = pairing();
+        let (mut bridge, mut phone) = both(addr, &keys).await;
+        // A burst, so that the bridge's side is still writing when DELETE comes.
+        for i in 0..60u8 {
+            put(&mut phone, RelayFrame::Data(vec![i; 4096])).await;
+        }
+        put(&mut phone, RelayFrame::Delete).await;
+        for i in 0..60u8 {
+            assert_eq!(frame(&mut bridge).await, RelayFrame::Data(vec![i; 4096]));
+        }
+        assert_eq!(closed(bridge).await.0, close_code::REVOKED);
+    }
+    relay.shutdown().await;
+}
+
 /// A local webhook endpoint: records each request (path, content type, body) and answers
 /// `status`.
 async fn webhook_server(
@@ -448,8 +473,28 @@ async fn wake_with_the_phone_absent_posts_to_the_webhook() {
             provider: Kind::Webhook,
             target: url,
             environment: None,
+            wake: WakeId([0x77; 16]),
         })
     };
+    // A phone from before wake ids (no key 4): refused, and told to update.
+    let old = [
+        vec![frame_type::PUSH_REGISTER],
+        pocketkey_core::ctap::cbor::encode(
+            pocketkey_core::ctap::cbor::MapBuilder::new()
+                .put(1, "webhook")
+                .put(2, format!("http://{hook}/wake/me"))
+                .build(),
+        ),
+    ]
+    .concat();
+    phone.send(Message::binary(old)).await.unwrap();
+    match frame(&mut phone).await {
+        RelayFrame::Error { code, message } => {
+            assert_eq!(code, RelayErrorCode::BadPushTarget as u8);
+            assert!(message.contains("update PocketKey"), "{message}");
+        }
+        other => panic!("expected ERROR bad_push_target, got {other:?}"),
+    }
     put(&mut phone, target("http://10.0.0.1/wake".into())).await;
     assert!(matches!(
         frame(&mut phone).await,
@@ -478,10 +523,7 @@ async fn wake_with_the_phone_absent_posts_to_the_webhook() {
     assert_eq!(path, "/wake/me");
     assert_eq!(content_type, "application/json");
     let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    assert_eq!(
-        json,
-        serde_json::json!({"v": 1, "mailbox": keys.id().to_hex()})
-    );
+    assert_eq!(json, serde_json::json!({"v": 1, "w": "77".repeat(16)}));
     // Within 3 s: rate-limited, no second POST.
     put(&mut bridge, RelayFrame::Wake).await;
     assert_eq!(
@@ -525,6 +567,7 @@ async fn a_failing_webhook_is_reported() {
             provider: Kind::Webhook,
             target: format!("http://{hook}/"),
             environment: None,
+            wake: WakeId::random(),
         }),
     )
     .await;

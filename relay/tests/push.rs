@@ -18,7 +18,7 @@ use p256::ecdsa::signature::Verifier as _;
 use p256::pkcs8::EncodePrivateKey as _;
 use pocketkey_core::pairing::encoding::b64u_decode;
 use pocketkey_core::pairing::mailbox::MailboxId;
-use pocketkey_core::pairing::relay::{ApnsEnvironment, PushProvider as Kind, PushTarget};
+use pocketkey_core::pairing::relay::{ApnsEnvironment, PushProvider as Kind, PushTarget, WakeId};
 use pocketkey_relay::push::{
     ApnsConfig, ApnsProvider, FcmAuth, FcmConfig, FcmCredentials, FcmProvider, PushError,
 };
@@ -108,6 +108,7 @@ fn header<'a>(seen: &'a Seen, name: &str) -> &'a str {
 }
 
 const MAILBOX: MailboxId = MailboxId([0x5a; 16]);
+const WAKE: WakeId = WakeId([0xc3; 16]);
 
 #[tokio::test]
 async fn apns_request_shape_and_es256_token() {
@@ -136,22 +137,27 @@ async fn apns_request_shape_and_es256_token() {
         team_id: "TEAM123456".into(),
         topic: "org.pocketkey.app".into(),
         endpoint: Some(format!("http://{addr}")),
+        alert: false,
     })
     .unwrap();
     let target = PushTarget {
         provider: Kind::Apns,
         target: "a1b2c3d4".repeat(8),
         environment: Some(ApnsEnvironment::Sandbox),
+        wake: WAKE,
     };
     apns.check_target(&target).unwrap();
-    apns.wake(&target, MAILBOX).await.unwrap();
+    apns.wake(&target).await.unwrap();
     let request = seen.recv().await.unwrap();
     assert_eq!(request.version, hyper::Version::HTTP_2);
     assert_eq!(request.method, "POST");
     assert_eq!(request.path, format!("/3/device/{}", "a1b2c3d4".repeat(8)));
     assert_eq!(header(&request, "apns-topic"), "org.pocketkey.app");
-    assert_eq!(header(&request, "apns-push-type"), "alert");
-    assert_eq!(header(&request, "apns-priority"), "10");
+    // A background push (Apple requires priority 5 for it), without a collapse id (a
+    // stable per-pairing value).
+    assert_eq!(header(&request, "apns-push-type"), "background");
+    assert_eq!(header(&request, "apns-priority"), "5");
+    assert!(request.headers.get("apns-collapse-id").is_none());
     let jwt = header(&request, "authorization")
         .strip_prefix("bearer ")
         .unwrap();
@@ -164,15 +170,11 @@ async fn apns_request_shape_and_es256_token() {
     let claims = json_part(parts[1]);
     assert_eq!(claims["iss"], "TEAM123456");
     assert!(claims["iat"].as_u64().unwrap() > 1_700_000_000);
-    // Content-free: the version and the mailbox id only.
+    // Content-free and silent: the version and the wake id only.
     let body: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
     assert_eq!(
         body,
-        serde_json::json!({
-            "aps": {"alert": {"loc-key": "POCKETKEY_WAKE"}, "mutable-content": 1},
-            "v": 1,
-            "m": MAILBOX.to_hex(),
-        })
+        serde_json::json!({"aps": {"content-available": 1}, "v": 1, "w": WAKE.to_hex()})
     );
 
     // Signed with another key: the endpoint refuses, the provider reports it.
@@ -186,10 +188,11 @@ async fn apns_request_shape_and_es256_token() {
         team_id: "TEAM123456".into(),
         topic: "org.pocketkey.app".into(),
         endpoint: Some(format!("http://{addr}")),
+        alert: false,
     })
     .unwrap();
     assert!(matches!(
-        forged.wake(&target, MAILBOX).await,
+        forged.wake(&target).await,
         Err(PushError::Failed(reason)) if reason.contains("InvalidProviderToken")
     ));
     // Not a device token.
@@ -279,8 +282,9 @@ async fn fcm_service_account_token_exchange_and_send() {
         provider: Kind::Fcm,
         target: "fcm-registration:token_123".into(),
         environment: None,
+        wake: WAKE,
     };
-    fcm.wake(&target, MAILBOX).await.unwrap();
+    fcm.wake(&target).await.unwrap();
     let token_request = seen.recv().await.unwrap();
     assert_eq!(token_request.path, "/token");
     assert_eq!(
@@ -296,12 +300,16 @@ async fn fcm_service_account_token_exchange_and_send() {
         body,
         serde_json::json!({"message": {
             "token": "fcm-registration:token_123",
-            "data": {"v": "1", "m": MAILBOX.to_hex()},
+            "data": {"v": "1", "w": WAKE.to_hex()},
             "android": {"priority": "high", "ttl": "60s"},
         }})
     );
+    assert!(
+        body["message"].get("notification").is_none(),
+        "a data message"
+    );
     // The access token is cached: the second wake goes straight to send.
-    fcm.wake(&target, MAILBOX).await.unwrap();
+    fcm.wake(&target).await.unwrap();
     assert_eq!(
         seen.recv().await.unwrap().path,
         "/v1/projects/demo-project/messages:send"
@@ -315,7 +323,7 @@ async fn fcm_service_account_token_exchange_and_send() {
     })
     .unwrap();
     assert!(matches!(
-        stale.wake(&target, MAILBOX).await,
+        stale.wake(&target).await,
         Err(PushError::Failed(_))
     ));
     let _ = seen.recv().await.unwrap();
@@ -323,7 +331,7 @@ async fn fcm_service_account_token_exchange_and_send() {
     // PushService picks the provider by the target's kind; kinds without one are refused.
     let service = PushService::new(None, Some(Arc::new(fcm)), None);
     service.check_target(&target).unwrap();
-    service.wake(&target, MAILBOX).await.unwrap();
+    service.wake(&target).await.unwrap();
     assert_eq!(
         seen.recv().await.unwrap().path,
         "/v1/projects/demo-project/messages:send"
@@ -332,13 +340,14 @@ async fn fcm_service_account_token_exchange_and_send() {
         provider: Kind::Webhook,
         target: format!("http://{addr}/"),
         environment: None,
+        wake: WAKE,
     };
     assert!(matches!(
         service.check_target(&webhook),
         Err(PushError::BadTarget(_))
     ));
     assert!(matches!(
-        service.wake(&webhook, MAILBOX).await,
+        service.wake(&webhook).await,
         Err(PushError::BadTarget(_))
     ));
     assert!(service.try_acquire(MAILBOX));
@@ -404,6 +413,7 @@ async fn apns_over_tls_with_alpn_h2_reuses_one_connection() {
         team_id: "T".into(),
         topic: "org.pocketkey.app".into(),
         endpoint: Some(format!("https://{addr}")),
+        alert: false,
     };
     let mut roots = rustls::RootCertStore::empty();
     roots.add(cert_der).unwrap();
@@ -414,9 +424,10 @@ async fn apns_over_tls_with_alpn_h2_reuses_one_connection() {
         provider: Kind::Apns,
         target: "00ff".repeat(16),
         environment: None,
+        wake: WAKE,
     };
     for _ in 0..3 {
-        apns.wake(&target, MAILBOX).await.unwrap();
+        apns.wake(&target).await.unwrap();
         let (version, path) = seen.recv().await.unwrap();
         assert_eq!(version, hyper::Version::HTTP_2);
         assert_eq!(path, format!("/3/device/{}", "00ff".repeat(16)));
@@ -426,7 +437,7 @@ async fn apns_over_tls_with_alpn_h2_reuses_one_connection() {
     // With the public roots only, the private certificate is refused.
     let untrusting = ApnsProvider::new(config).unwrap();
     assert!(matches!(
-        untrusting.wake(&target, MAILBOX).await,
+        untrusting.wake(&target).await,
         Err(PushError::Failed(reason)) if reason.contains("TLS")
     ));
 }

@@ -120,6 +120,16 @@ class Phone(pk.ApprovalListener):
         self._worker.join(timeout=5)
 
 
+class ShownCode(pk.PairingCodeListener):
+    """The app's screen for a pairing's confirmation code: keeps every code it was shown."""
+
+    def __init__(self):
+        self.codes: list[str] = []
+
+    def show_code(self, code: str) -> None:
+        self.codes.append(code)
+
+
 class BindingsDevice(CtapDevice):
     """A CtapDevice whose CTAPHID CBOR and MSG payloads go straight to the library, in
     process: what a platform transport (NFC, BLE, the bridge) does with the bytes it carries."""

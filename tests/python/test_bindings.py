@@ -340,7 +340,17 @@ QR = "FIDO:/" + "1" * 17 * 4 + "123"
     ],
 )
 def test_classify_scan_recognises_our_codes(text, expected):
-    assert pk.classify_scan(text) == expected
+    assert pk.classify_scan(text, pk.ScanSource.CAMERA) == expected
+    if not isinstance(expected, pk.ScannedCode.PAIRING):
+        assert pk.classify_scan(text, pk.ScanSource.LINK) == expected
+
+
+def test_classify_scan_refuses_a_pairing_code_from_a_link():
+    with pytest.raises(pk.ScanError.PairingNeedsCamera) as err:
+        pk.classify_scan("pocketkey://pair?k=abc&n=Work", pk.ScanSource.LINK)
+    assert err.value.user_message() == (
+        "Scan the code shown by PocketKey on your computer with the app's camera"
+    )
 
 
 @pytest.mark.parametrize(
@@ -358,5 +368,5 @@ def test_classify_scan_recognises_our_codes(text, expected):
 )
 def test_classify_scan_rejects_with_a_typed_error(text, error):
     with pytest.raises(error) as err:
-        pk.classify_scan(text)
+        pk.classify_scan(text, pk.ScanSource.CAMERA)
     assert err.value.user_message()

@@ -49,8 +49,8 @@ class Procs:
     def __init__(self):
         self.procs: list[subprocess.Popen] = []
 
-    def start(self, args, stderr=subprocess.DEVNULL) -> subprocess.Popen:
-        p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=stderr, text=True)
+    def start(self, args, stderr=subprocess.DEVNULL, stdin=None) -> subprocess.Popen:
+        p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=stderr, stdin=stdin, text=True)
         self.procs.append(p)
         return p
 
@@ -85,7 +85,23 @@ WAKE_PORT = free_udp_port()  # a free TCP port too, in practice, on loopback
 WAKE_URL = f"http://127.0.0.1:{WAKE_PORT}/wake"
 
 
-def start_relay_and_bridge(binaries, procs, bridge_dir, **bridge_options):
+def start_bridge(binaries, procs, relay_addr, bridge_dir, port, ask=False, extra=(),
+                 **bridge_options):
+    """A bridge "Test laptop" on UDP `port`. It answers its own questions (--auto-confirm)
+    unless `ask`: then its user is the test, answering on its stdin (a pipe)."""
+    args = [
+        binaries["pocketkey-bridge"], "--key-file", "--udp", f"127.0.0.1:{port}",
+        "--relay", f"ws://{relay_addr}", "--state-dir", bridge_dir,
+        "--name", "Test laptop", "--phone-timeout", str(PHONE_TIMEOUT), "--print-url", *extra,
+    ]
+    if ask:
+        bridge_options["stdin"] = subprocess.PIPE
+    else:
+        args.append("--auto-confirm")
+    return procs.start(args, **bridge_options)
+
+
+def start_relay_and_bridge(binaries, procs, bridge_dir, ask=False, **bridge_options):
     """A relay (webhooks to WAKE_URL allowed) and a bridge "Test laptop" on a free UDP port,
     waiting to pair: (relay, bridge, port, pairing URL)."""
     relay = procs.start([
@@ -94,11 +110,8 @@ def start_relay_and_bridge(binaries, procs, bridge_dir, **bridge_options):
     ])
     relay_addr = read_line(relay, "listening on ")
     port = free_udp_port()
-    bridge = procs.start([
-        binaries["pocketkey-bridge"], "--udp", f"127.0.0.1:{port}",
-        "--relay", f"ws://{relay_addr}", "--state-dir", bridge_dir,
-        "--name", "Test laptop", "--phone-timeout", str(PHONE_TIMEOUT), "--print-url",
-    ], **bridge_options)
+    bridge = start_bridge(binaries, procs, relay_addr, bridge_dir, port, ask=ask, **bridge_options)
+    relay.addr = relay_addr
     return relay, bridge, port, read_line(bridge, "pair: ")
 
 
@@ -120,8 +133,9 @@ def pair(s) -> None:
         capture_output=True, text=True, timeout=60,
     )
     assert out.returncode == 0, out.stderr
-    assert out.stdout.startswith("paired: ")
-    assert "Test laptop" in out.stdout
+    code, paired = out.stdout.splitlines()
+    assert code.startswith("code: ") and len(code) == len("code: 123456"), code
+    assert paired.startswith("paired: ") and "Test laptop" in paired, paired
 
 
 def listen(s) -> subprocess.Popen:
@@ -203,18 +217,151 @@ def test_unreachable_phone_gets_ctap_timeout(setup):
     assert PHONE_TIMEOUT - 0.5 <= elapsed < PHONE_TIMEOUT + 10
 
 
+# ---- the computer's user confirms a first contact (issue 17 item 2) ---------------------------
+
+@pytest.fixture
+def asking(binaries):
+    """Relay + bridge as `setup`, but the bridge asks its user (no --auto-confirm): the test
+    answers on the bridge's stdin."""
+    procs = Procs()
+    with tempfile.TemporaryDirectory() as bridge_dir, tempfile.TemporaryDirectory() as phone_dir:
+        relay, bridge, port, url = start_relay_and_bridge(binaries, procs, bridge_dir, ask=True)
+        yield {
+            "binaries": binaries, "procs": procs, "url": url, "phone_dir": phone_dir,
+            "bridge_dir": bridge_dir, "addr": ("127.0.0.1", port), "bridge": bridge,
+            "relay": relay, "port": port,
+        }
+        procs.close()
+
+
+def pair_asking(s, url: str, phone_dir: str, name: str, answer: str) -> subprocess.Popen:
+    """`pocketkey pair` as phone `name`: its `code:` line must be the code the bridge asks
+    about; the test answers the bridge's question with `answer`. Returns the phone's process
+    (still running: it ends once the bridge answered it)."""
+    phone = subprocess.Popen(
+        [s["binaries"]["pocketkey"], "pair", url, "--state-dir", phone_dir, "--phone-name", name],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    code = read_line(phone, "code: ")
+    assert len(code) == 6 and code.isdigit(), code
+    asked = read_line(s["bridge"], "Phone ")
+    assert asked == f'"{name}" wants to pair. Code on the phone: {code}', asked
+    answer_bridge(s, answer)
+    return phone
+
+
+def answer_bridge(s, answer: str) -> None:
+    s["bridge"].stdin.write(answer + "\n")
+    s["bridge"].stdin.flush()
+
+
+def phone_pairings(s, phone_dir: str) -> list[str]:
+    out = subprocess.run(
+        [s["binaries"]["pocketkey"], "pairings", "--state-dir", phone_dir],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout.splitlines()
+
+
+def bridge_phones(s) -> list[str]:
+    """The phones the (stopped) bridge has paired, by name."""
+    out = subprocess.run(
+        [s["binaries"]["pocketkey-bridge"], "--key-file", "--list", "--state-dir", s["bridge_dir"]],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert out.returncode == 0, out.stderr
+    return [line.split("\t")[0] for line in out.stdout.splitlines()]
+
+
+def test_yes_on_the_computer_pairs_both_sides(asking):
+    phone = pair_asking(asking, asking["url"], asking["phone_dir"], "Pixel", "y")
+    out, err = phone.communicate(timeout=60)
+    assert phone.returncode == 0, err
+    assert out.startswith("paired: ") and "Test laptop" in out, out
+    assert [p.split("\t")[0] for p in phone_pairings(asking, asking["phone_dir"])] == ["Test laptop"]
+    wait_for_get_info(asking["addr"]).close()  # the bridge serves the phone's getInfo
+    asking["procs"].stop(asking["bridge"])
+    assert bridge_phones(asking) == ["Pixel"]
+
+
+def test_no_on_the_computer_pairs_neither_side(asking):
+    phone = pair_asking(asking, asking["url"], asking["phone_dir"], "Pixel", "n")
+    out, err = phone.communicate(timeout=60)
+    assert phone.returncode != 0, out
+    assert "refused the pairing: it was not confirmed there" in err, err
+    assert "paired:" not in out
+    assert phone_pairings(asking, asking["phone_dir"]) == []
+    # The bridge goes on with a new code and has stored nothing.
+    read_line(asking["bridge"], "pair: ")
+    asking["procs"].stop(asking["bridge"])
+    assert bridge_phones(asking) == []
+
+
+def test_a_second_phone_is_served_only_when_the_user_says_so(asking, tmp_path):
+    """`--pair-another`: phone B pairs (confirmed), but the user answers no to serving it:
+    the bridge keeps serving phone A — a request reaches A (listening) while B is silent."""
+    s = asking
+    phone_a, phone_b = s["phone_dir"], str(tmp_path / "phone-b")
+    first = pair_asking(s, s["url"], phone_a, "Phone A", "y")
+    assert first.wait(60) == 0
+    s["procs"].stop(s["bridge"])
+    bridge = start_bridge(s["binaries"], s["procs"], s["relay"].addr, s["bridge_dir"], s["port"],
+                          ask=True, extra=("--pair-another",))
+    s["bridge"] = bridge
+    url = read_line(bridge, "pair: ")
+    second = pair_asking(s, url, phone_b, "Phone B", "y")
+    assert second.wait(60) == 0, second.stderr.read()
+    asked = read_line(bridge, "Paired with ")
+    assert asked == '"Phone B". This computer serves "Phone A".', asked
+    answer_bridge(s, "n")
+
+    s["procs"].start([
+        s["binaries"]["pocketkey"], "listen", "--auto-approve", "--state-dir", phone_a,
+    ])
+    dev = wait_for_get_info(s["addr"])
+    rp_id, origin = "pairing.example.org", "https://pairing.example.org"
+    server = Fido2Server(PublicKeyCredentialRpEntity(id=rp_id, name="Pairing RP"), attestation="none")
+    options, state = server.register_begin(
+        PublicKeyCredentialUserEntity(id=os.urandom(16), name="dora", display_name="Dora"),
+        user_verification=UserVerificationRequirement.DISCOURAGED,
+    )
+    result = client(dev, origin).make_credential(options.public_key)
+    server.register_complete(state, result)
+    dev.close()
+    s["procs"].stop(bridge)
+    phones = bridge_phones(s)
+    assert phones == ["Phone A", "Phone B"], phones  # the served one first
+
+    # A restart does not switch either: the bridge serves the phone it served last (A), not
+    # the newest pairing.
+    bridge = start_bridge(s["binaries"], s["procs"], s["relay"].addr, s["bridge_dir"], s["port"],
+                          ask=True)
+    s["bridge"] = bridge
+    dev = wait_for_get_info(s["addr"])
+    options, state = server.register_begin(
+        PublicKeyCredentialUserEntity(id=os.urandom(16), name="erin", display_name="Erin"),
+        user_verification=UserVerificationRequirement.DISCOURAGED,
+    )
+    result = client(dev, origin).make_credential(options.public_key)
+    server.register_complete(state, result)
+
+
 def test_app_bindings_pair_listen_and_unpair(setup, tmp_path):
     """The app's API (uniffi, generated Python): SecurityKey.pair from the scanned code, listen,
     the approval prompt names the computer, pairings, unpair (the bridge then shows a new code)."""
-    from bindings_support import MemoryKeyProvider, Phone, pk
+    from bindings_support import MemoryKeyProvider, Phone, ShownCode, pk
 
     phone = Phone()
     key = pk.SecurityKey.open(str(tmp_path / "app"), MemoryKeyProvider(), phone)
     phone.attach(key)
+    shown = ShownCode()
     with pytest.raises(pk.PocketKeyError.InvalidPairingCode):
-        key.pair("pocketkey://pair?v=2", "App phone", False)
-    info = key.pair(setup["url"], "App phone", False)
+        key.pair("pocketkey://pair?v=2", "App phone", False, shown)
+    assert shown.codes == []
+    info = key.pair(setup["url"], "App phone", False, shown)
     assert info.computer_name == "Test laptop"
+    assert len(shown.codes) == 1 and len(shown.codes[0]) == 6 and shown.codes[0].isdigit()
     assert [p.id for p in key.pairings()] == [info.id]
 
     listener = key.listen("App phone")
@@ -245,12 +392,12 @@ def test_keepalive_upneeded_and_cancel_reach_the_phone(setup, tmp_path):
 
     from fido2.ctap2 import Ctap2
 
-    from bindings_support import MemoryKeyProvider, Phone, pk
+    from bindings_support import MemoryKeyProvider, Phone, ShownCode, pk
 
     phone = Phone(policy=lambda prompt: None)  # never answers
     key = pk.SecurityKey.open(str(tmp_path / "app"), MemoryKeyProvider(), phone)
     phone.attach(key)
-    key.pair(setup["url"], "App phone", False)
+    key.pair(setup["url"], "App phone", False, ShownCode())
     listener = key.listen("App phone")
     try:
         dev = wait_for_get_info(setup["addr"])
@@ -546,7 +693,7 @@ def test_latency_connected_phone(traced, tmp_path, capfd):
     hop, in order, and came back."""
     from fido2.ctap2 import Ctap2
 
-    from bindings_support import MemoryKeyProvider, Phone, pk
+    from bindings_support import MemoryKeyProvider, Phone, ShownCode, pk
 
     marks: dict[str, list[float]] = {"prompt": [], "answer": []}
 
@@ -562,7 +709,7 @@ def test_latency_connected_phone(traced, tmp_path, capfd):
     phone = TimedPhone(policy=policy)
     key = pk.SecurityKey.open(str(tmp_path / "app"), MemoryKeyProvider(), phone)
     phone.attach(key)
-    key.pair(traced["url"], "App phone", False)
+    key.pair(traced["url"], "App phone", False, ShownCode())
     listener = key.listen("App phone")
     try:
         ctap = Ctap2(wait_for_get_info(traced["addr"]))

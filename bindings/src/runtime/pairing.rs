@@ -25,11 +25,13 @@ use pocketkey_core::authenticator::{Authenticator, RequestContext};
 use pocketkey_core::cancel::CancelToken;
 use pocketkey_core::pairing::delivery::{Delivery, RequestLog};
 use pocketkey_core::pairing::mailbox::MailboxKeys;
-use pocketkey_core::pairing::relay::RelayFrame;
-use pocketkey_core::pairing::session::{is_handshake_frame, HANDSHAKE_TIMEOUT};
+use pocketkey_core::pairing::relay::{frame_type, PushTarget, RelayFrame, WakeId};
+use pocketkey_core::pairing::session::{
+    is_handshake_frame, CONFIRMATION_TIMEOUT, HANDSHAKE_TIMEOUT,
+};
 use pocketkey_core::pairing::{
-    CtapKind, Event, Hello, PairingRecord, PairingStore, PairingUrl, PendingStatus, RequestId,
-    Role, Session, SessionState, UrlPolicy,
+    ConfirmationCode, CtapKind, Event, Hello, PairingRecord, PairingStore, PairingUrl,
+    PendingStatus, RequestId, Role, Session, SessionState, UrlPolicy,
 };
 use rand_core::OsRng;
 
@@ -49,6 +51,9 @@ const USER_CHECK: Duration = Duration::from_millis(10);
 /// a store write takes milliseconds (a disk sync), and a woken phone's request comes right
 /// behind the establishment (its engine writes too).
 const TOUCH_DELAY: Duration = Duration::from_secs(1);
+/// How long a connection that ends waits for the ACK of the push registration it sends on its
+/// way out.
+const REGISTER_ACK_WAIT: Duration = Duration::from_secs(2);
 
 /// Why pairing or serving failed.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +66,10 @@ pub enum PairingError {
     TimedOut,
     #[error("pairing failed: {0}")]
     Handshake(String),
+    /// The computer's user did not confirm the code (or did not answer in time); nothing was
+    /// stored on either side.
+    #[error("the computer refused the pairing: it was not confirmed there")]
+    NotConfirmed,
     #[error("pairing store: {0}")]
     Store(String),
 }
@@ -116,9 +125,8 @@ fn flush(session: &mut Session, conn: &mut MailboxConn) -> Result<(), MailboxErr
     Ok(())
 }
 
-/// Pairs with the computer whose pairing URL was scanned; stores and returns the record.
-/// `phone_name` is what the computer will show (1..=64 bytes). Blocks up to
-/// `HANDSHAKE_TIMEOUT` after the bridge is found at the relay.
+/// [`pair_showing_code`] for callers that show no code (tests whose bridge confirms by
+/// itself).
 pub fn pair(
     url_text: &str,
     policy: UrlPolicy,
@@ -126,11 +134,28 @@ pub fn pair(
     engine: &dyn PairingEngine,
     store: &Mutex<PairingStore>,
 ) -> Result<PairingRecord, PairingError> {
+    pair_showing_code(url_text, policy, phone_name, engine, store, &mut |_| {})
+}
+
+/// Pairs with the computer whose pairing URL was scanned; stores and returns the record.
+/// `phone_name` is what the computer will show (1..=64 bytes). `show_code` gets the
+/// confirmation code as soon as the handshake is done: the computer asks its user to compare
+/// it before it completes the pairing. Blocks up to `HANDSHAKE_TIMEOUT` after the bridge is
+/// found at the relay, and then up to `CONFIRMATION_TIMEOUT` + `HANDSHAKE_TIMEOUT` for the
+/// computer's confirmation.
+pub fn pair_showing_code(
+    url_text: &str,
+    policy: UrlPolicy,
+    phone_name: &str,
+    engine: &dyn PairingEngine,
+    store: &Mutex<PairingStore>,
+    show_code: &mut dyn FnMut(ConfirmationCode),
+) -> Result<PairingRecord, PairingError> {
     let url = PairingUrl::parse_with(url_text.trim(), policy)
         .map_err(|e| PairingError::InvalidUrl(e.to_string()))?;
     let keys = MailboxKeys::rendezvous(&url.bridge_key, &url.secret);
     let mut conn = MailboxConn::open(&url.relay_url, &keys.attach(Role::Phone), CONNECT_TIMEOUT)?;
-    let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+    let mut deadline = Instant::now() + HANDSHAKE_TIMEOUT;
     let mut session: Option<Session> = None;
     let result = loop {
         if Instant::now() >= deadline {
@@ -173,16 +198,26 @@ pub fn pair(
             s.handle_timeout(now);
         }
         let mut done = None;
+        let mut refused = false;
         while let Some(event) = s.poll_event() {
             match event {
+                Event::ShowCode(code) => {
+                    // The computer's user now compares the code: wait for the answer.
+                    deadline = now + CONFIRMATION_TIMEOUT + HANDSHAKE_TIMEOUT;
+                    show_code(code);
+                }
                 Event::Established(e) => {
                     if let Some(new) = e.new_pairing {
                         done = Some(PairingRecord::from_new(new, unix_now()));
                     }
                 }
+                Event::Refused => refused = true,
                 Event::TimedOut(_) => done = None,
                 _ => {}
             }
+        }
+        if refused {
+            break Err(PairingError::NotConfirmed);
         }
         if let Some(record) = done {
             let stored = store
@@ -219,8 +254,16 @@ pub enum ServeEvent {
     Answered {
         status: u8,
     },
-    /// The pairing was revoked by the computer or at the relay; the record was forgotten.
+    /// The pairing was revoked: by the computer in a session (its `Revoke`, authenticated by
+    /// the pairing's keys), or by this phone's user (the relay confirmed the deletion). The
+    /// record was forgotten.
     Revoked,
+    /// The relay said the pairing's mailbox was deleted (410 / close 4010) and this phone did
+    /// not revoke it. The relay cannot prove that the computer did, so the record and its
+    /// keys stay; the pairing is marked suspended and not served until the user resumes it
+    /// (`SecurityKey::resume_pairing`, `pocketkey resume`) or removes it
+    /// (docs/pairing-protocol.md §3.4).
+    Suspended,
     Disconnected(String),
 }
 
@@ -304,8 +347,7 @@ pub fn serve_pairing(
                 c
             }
             Err(e) if e.is_revoked() => {
-                forget(&store, &record);
-                on_event(&record, ServeEvent::Revoked);
+                on_event(&record, relay_says_gone(&store, &record));
                 return;
             }
             Err(e) => {
@@ -328,14 +370,62 @@ pub fn serve_pairing(
                 return;
             }
             Err(e) if e.is_revoked() => {
-                forget(&store, &record);
-                on_event(&record, ServeEvent::Revoked);
+                on_event(&record, relay_says_gone(&store, &record));
                 return;
             }
             Err(e) => {
                 on_event(&record, ServeEvent::Disconnected(e.to_string()));
                 sleep_unless(&stop, RECONNECT_DELAY);
             }
+        }
+    }
+}
+
+/// Each attach of a pairing that has a push target registers it again with a new wake id
+/// (docs/pairing-protocol.md §3.3), so that the pushes of two sessions of one pairing carry
+/// different ids. Returns the id sent, whose ACK the connection's loop waits for. Called off
+/// the request's path ([`TOUCH_DELAY`] after the attach with no request running, or on the
+/// way out): it writes the store (a disk sync).
+fn register_again(
+    store: &Mutex<PairingStore>,
+    record: &PairingRecord,
+    conn: &mut MailboxConn,
+) -> Option<WakeId> {
+    let lock = || store.lock().unwrap_or_else(PoisonError::into_inner);
+    let target = lock().push_target(&record.id).ok().flatten()?;
+    let target = PushTarget {
+        wake: WakeId::random(),
+        ..target
+    };
+    lock().push_registering(&record.id, &target).ok()?;
+    conn.send(&RelayFrame::PushRegister(target.clone())).ok()?;
+    Some(target.wake)
+}
+
+/// The relay ACKed the registration of `wake`: the wake id before it is no longer accepted.
+fn push_registered(store: &Mutex<PairingStore>, record: &PairingRecord, wake: &WakeId) {
+    let _ = store
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push_registered(&record.id, wake);
+}
+
+/// As the connection ends: waits a little for the ACK of the registration of `wake` (nothing
+/// else is read any more). Without it the id before stays accepted until a later ACK.
+fn await_registered(
+    store: &Mutex<PairingStore>,
+    record: &PairingRecord,
+    conn: &mut MailboxConn,
+    wake: WakeId,
+) {
+    let until = Instant::now() + REGISTER_ACK_WAIT;
+    while Instant::now() < until {
+        match conn.poll() {
+            Ok(Some(RelayFrame::Ack(frame_type::PUSH_REGISTER))) => {
+                return push_registered(store, record, &wake);
+            }
+            Ok(_) => {}
+            Err(_) => return,
         }
     }
 }
@@ -347,11 +437,53 @@ fn sleep_unless(stop: &AtomicBool, total: Duration) {
     }
 }
 
+/// The relay answered 410 or closed with 4010 for `record`'s mailbox. If this phone revoked
+/// the pairing (`revoked_at`), that is its own DELETE arriving: the record goes. Otherwise
+/// nothing proves the computer revoked it (the relay can say so of any mailbox): suspended.
+fn relay_says_gone(store: &Mutex<PairingStore>, record: &PairingRecord) -> ServeEvent {
+    let store = store.lock().unwrap_or_else(PoisonError::into_inner);
+    match store.get(&record.id) {
+        Ok(Some(current)) if current.revoked_at.is_none() => {
+            let _ = store.suspend(&record.id, unix_now());
+            ServeEvent::Suspended
+        }
+        _ => {
+            let _ = store.forget(&record.id);
+            ServeEvent::Revoked
+        }
+    }
+}
+
 fn forget(store: &Mutex<PairingStore>, record: &PairingRecord) {
     let _ = store
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .forget(&record.id);
+}
+
+/// When this phone's user revoked `record` (maybe in another process, whose DELETE did not
+/// reach the relay): says so to the computer in the established session `s`, then sends
+/// DELETE on the same connection, so that the relay routes the `Revoke` before it closes the
+/// computer's connection with 4010. The computer deletes its record only on this `Revoke`,
+/// which the pairing's keys authenticate; on the relay's 410 / 4010 alone it suspends it
+/// (protocol §3.4). The relay's close then ends this connection, and the record is forgotten
+/// as for any revocation the relay confirmed. True when it did (the session is over).
+fn told_revoked_here(
+    s: &mut Session,
+    conn: &mut MailboxConn,
+    store: &Mutex<PairingStore>,
+    record: &PairingRecord,
+) -> Result<bool, MailboxError> {
+    let revoked = matches!(
+        store.lock().unwrap_or_else(PoisonError::into_inner).get(&record.id),
+        Ok(Some(current)) if current.revoked_at.is_some()
+    );
+    if revoked && s.revoke().is_ok() {
+        flush(s, conn)?;
+        conn.send(&RelayFrame::Delete)?;
+        return Ok(true);
+    }
+    Ok(false)
 }
 
 /// `record` as stored now; `None` once it is revoked or forgotten. A store that cannot be
@@ -382,6 +514,10 @@ fn serve_connection(
     on_event: &(dyn Fn(&PairingRecord, ServeEvent) + Sync),
 ) -> Result<Option<()>, MailboxError> {
     let mut session: Option<Session> = None;
+    // When to register the push target again with a new wake id (once per connection, off
+    // the request's path: see `register_again`), and the id waiting for its ACK.
+    let mut register_at = Some(Instant::now() + TOUCH_DELAY);
+    let mut registering: Option<WakeId> = None;
     let mut running: Option<Running> = None;
     // When to store "last seen" (see TOUCH_DELAY); done on the way out at the latest.
     let mut touch_at: Option<Instant> = None;
@@ -401,6 +537,12 @@ fn serve_connection(
                     let _ = s.bye();
                     let _ = flush(s, conn);
                 }
+                if register_at.take().is_some() {
+                    registering = register_again(store, record, conn);
+                }
+                if let Some(wake) = registering.take() {
+                    await_registered(store, record, conn, wake);
+                }
                 return Ok(None);
             }
             let frame = conn.try_next()?;
@@ -415,6 +557,11 @@ fn serve_connection(
                 r.cancel.cancel();
             }
             match frame {
+                Some(RelayFrame::Ack(frame_type::PUSH_REGISTER)) => {
+                    if let Some(wake) = registering.take() {
+                        push_registered(store, record, &wake);
+                    }
+                }
                 Some(RelayFrame::Peer { present: true }) => {
                     trace("phone.peer");
                     // A run in progress goes on: the bridge sends its request again in the
@@ -459,11 +606,17 @@ fn serve_connection(
                     match event {
                         Event::Established(_) => {
                             trace("phone.established");
+                            if told_revoked_here(s, conn, store, record)? {
+                                continue;
+                            }
                             touch_at = Some(now + TOUCH_DELAY);
                             on_event(record, ServeEvent::Established);
                         }
                         Event::CtapRequest(request) => {
                             trace("phone.request");
+                            if told_revoked_here(s, conn, store, record)? {
+                                continue;
+                            }
                             on_event(
                                 record,
                                 ServeEvent::Request {
@@ -584,6 +737,10 @@ fn serve_connection(
                 touch_at = None;
                 touch();
             }
+            if running.is_none() && register_at.is_some_and(|t| Instant::now() >= t) {
+                register_at = None;
+                registering = register_again(store, record, conn);
+            }
             if !got_frame {
                 // Nothing queued: sleep until a frame, the engine's answer, a timer or the
                 // stop check.
@@ -597,7 +754,7 @@ fn serve_connection(
                     }
                     Some(_) => {}
                     None => {
-                        if let Some(t) = touch_at {
+                        for t in [touch_at, register_at].into_iter().flatten() {
                             wait = wait.min(t.saturating_duration_since(Instant::now()));
                         }
                     }
@@ -625,7 +782,8 @@ fn serve_connection(
 /// What [`listen`] reports each pairing's events to.
 pub type OnEvent = Arc<dyn Fn(&PairingRecord, ServeEvent) + Send + Sync>;
 
-/// Serves every stored phone-side pairing, one thread each, until `stop`.
+/// Serves every stored phone-side pairing that is not suspended, one thread each, until
+/// `stop`.
 pub fn listen(
     phone_name: &str,
     engine: Arc<dyn PairingEngine>,
@@ -639,7 +797,7 @@ pub fn listen(
         .list()
         .map_err(|e| PairingError::Store(e.to_string()))?
         .into_iter()
-        .filter(|r| r.role == Role::Phone)
+        .filter(|r| r.role == Role::Phone && r.suspended_at.is_none())
         .collect();
     let count = records.len();
     let handles: Vec<_> = records
@@ -661,22 +819,142 @@ pub fn listen(
     Ok(count)
 }
 
-/// Registers `target` as the pairing's push target at the relay (PUSH_REGISTER, waits for
-/// the ACK), so that a bridge's WAKE reaches the phone while it is not attached.
-pub fn register_push(
+/// How long the user's unpair waits for the attached computer to complete a session, so that
+/// it can be told in person, before it only deletes the mailbox.
+const REVOKE_SESSION_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the relay has to acknowledge DELETE.
+const DELETE_TIMEOUT: Duration = Duration::from_secs(5);
+/// The name in the `Hello` of a session that only says `Revoke` (a computer shows the name it
+/// stored at pairing, not this one).
+const REVOKING_NAME: &str = "PocketKey";
+
+/// The phone's user removes `record`: [`revoke_in_session`] with the phone's `Hello` (its
+/// getInfo from `engine`).
+pub fn revoke_with_computer(
     record: &PairingRecord,
-    target: pocketkey_core::pairing::relay::PushTarget,
+    engine: &dyn PairingEngine,
+) -> Result<bool, MailboxError> {
+    revoke_in_session(record, hello(REVOKING_NAME, engine))
+}
+
+/// The computer's user removes `record` (`pocketkey-bridge --unpair`): [`revoke_in_session`]
+/// with the bridge's `Hello`.
+pub fn revoke_with_phone(record: &PairingRecord) -> Result<bool, MailboxError> {
+    let hello = Hello {
+        name: REVOKING_NAME.into(),
+        get_info: None,
+    };
+    revoke_in_session(record, hello)
+}
+
+/// Our user removes `record`: if the peer is attached, a KK session tells it (`Revoke`,
+/// authenticated by the pairing's keys: the peer deletes its record; on the relay's word alone
+/// it would only suspend it, protocol §3.4); then DELETE on the same connection, so that the
+/// relay routes the `Revoke` before it closes the peer's connection. The phone starts the
+/// session when it sees the computer present; the computer answers a listening phone's HS1
+/// (a phone attaches only while it listens or is woken, and starts a session when the
+/// computer arrives). `Ok` once the relay acknowledged DELETE or says the mailbox is gone
+/// already; `Ok(true)` if the peer was told in a session.
+fn revoke_in_session(record: &PairingRecord, hello: Hello) -> Result<bool, MailboxError> {
+    let attach = record.mailbox_keys().attach(record.role);
+    let mut conn = match MailboxConn::open(&record.relay_url, &attach, CONNECT_TIMEOUT) {
+        Ok(c) => c,
+        Err(e) if e.is_revoked() => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    let gone = |e: MailboxError| if e.is_revoked() { Ok(false) } else { Err(e) };
+    let until = Instant::now() + REVOKE_SESSION_TIMEOUT;
+    let mut session: Option<Session> = None;
+    let mut told = false;
+    while Instant::now() < until {
+        let now = Instant::now();
+        match conn.poll() {
+            Ok(Some(RelayFrame::Peer { present: true }))
+                if session.is_none() && record.role == Role::Phone =>
+            {
+                session = record.session(hello.clone(), now).ok();
+            }
+            // Nobody to tell: the peer learns it from the relay (and suspends).
+            Ok(Some(RelayFrame::Peer { present: false })) => break,
+            Ok(Some(RelayFrame::Data(payload))) => {
+                if session.is_none() && record.role == Role::Bridge && is_handshake_frame(&payload)
+                {
+                    session = record.session(hello.clone(), now).ok();
+                }
+                if let Some(s) = session.as_mut() {
+                    let _ = s.receive(&payload, now);
+                }
+            }
+            Ok(_) => {}
+            Err(e) => return gone(e),
+        }
+        let Some(s) = session.as_mut() else { continue };
+        if s.poll_timeout().is_some_and(|t| now >= t) {
+            s.handle_timeout(now);
+        }
+        while let Some(event) = s.poll_event() {
+            told |= matches!(event, Event::Established(_));
+        }
+        if told && s.revoke().is_err() {
+            told = false;
+        }
+        if let Err(e) = flush(s, &mut conn) {
+            return gone(e);
+        }
+        if told || s.is_finished() {
+            break;
+        }
+    }
+    if let Err(e) = conn.send(&RelayFrame::Delete) {
+        return gone(e);
+    }
+    let until = Instant::now() + DELETE_TIMEOUT;
+    while Instant::now() < until {
+        match conn.poll() {
+            Ok(Some(RelayFrame::Ack(frame_type::DELETE))) => {
+                conn.close();
+                return Ok(told);
+            }
+            Ok(_) => {}
+            Err(e) if e.is_revoked() => return Ok(told),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(MailboxError::TimedOut)
+}
+
+/// Registers `target` as the pairing's push target at the relay (PUSH_REGISTER, waits for
+/// the ACK), so that a bridge's WAKE reaches the phone while it is not attached. The
+/// registration carries a new wake id (whatever `target.wake` holds), kept in the store with
+/// the target: the phone knows its pushes by it, and registers the target again with a new
+/// id at each attach of the pairing.
+pub fn register_push(
+    store: &Mutex<PairingStore>,
+    record: &PairingRecord,
+    target: PushTarget,
 ) -> Result<(), PairingError> {
+    let target = PushTarget {
+        wake: WakeId::random(),
+        ..target
+    };
     let attach = record.mailbox_keys().attach(Role::Phone);
     let mut conn = MailboxConn::open(&record.relay_url, &attach, CONNECT_TIMEOUT)?;
-    conn.send(&RelayFrame::PushRegister(target))?;
+    store
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push_registering(&record.id, &target)
+        .map_err(|e| PairingError::Store(e.to_string()))?;
+    conn.send(&RelayFrame::PushRegister(target.clone()))?;
     let until = Instant::now() + CONNECT_TIMEOUT;
     let result = loop {
         if Instant::now() >= until {
             break Err(PairingError::TimedOut);
         }
         match conn.poll() {
-            Ok(Some(RelayFrame::Ack(0x03))) => break Ok(()),
+            Ok(Some(RelayFrame::Ack(frame_type::PUSH_REGISTER))) => {
+                push_registered(store, record, &target.wake);
+                break Ok(());
+            }
             Ok(Some(RelayFrame::Error { message, .. })) => {
                 break Err(PairingError::Handshake(format!(
                     "the relay refused the push target: {message}"
@@ -691,7 +969,9 @@ pub fn register_push(
 }
 
 /// Woken by a push for this pairing: attaches, serves the bridge's requests, and detaches
-/// once nothing happened for `idle` (no request open) or `stop` is raised.
+/// once nothing happened for `idle` (no request open) or `stop` is raised. Returns whether
+/// the bridge sent a request (a wake without one counts against the pairing's empty-wake
+/// budget: [`super::pairing_app::woken_pairing`]).
 pub fn serve_woken(
     record: PairingRecord,
     phone_name: &str,
@@ -700,9 +980,10 @@ pub fn serve_woken(
     stop: Arc<AtomicBool>,
     idle: Duration,
     on_event: &(dyn Fn(&PairingRecord, ServeEvent) + Sync),
-) {
+) -> bool {
     trace("phone.woken");
     let local = Arc::new(AtomicBool::new(false));
+    let requested = AtomicBool::new(false);
     // (last activity, a request is open)
     let activity = Mutex::new((Instant::now(), false));
     thread::scope(|scope| {
@@ -719,7 +1000,10 @@ pub fn serve_woken(
             {
                 let mut a = activity.lock().unwrap_or_else(PoisonError::into_inner);
                 match &event {
-                    ServeEvent::Request { .. } => *a = (Instant::now(), true),
+                    ServeEvent::Request { .. } => {
+                        requested.store(true, Ordering::SeqCst);
+                        *a = (Instant::now(), true);
+                    }
                     ServeEvent::Answered { .. } => *a = (Instant::now(), false),
                     ServeEvent::Established => a.0 = Instant::now(),
                     ServeEvent::Revoked => local.store(true, Ordering::SeqCst),
@@ -739,6 +1023,7 @@ pub fn serve_woken(
         local.store(true, Ordering::SeqCst);
     });
     trace("phone.detached");
+    requested.load(Ordering::SeqCst)
 }
 
 #[cfg(test)]

@@ -13,11 +13,12 @@ use std::time::{Duration, Instant};
 
 use pocketkey_core::authenticator::RequestContext;
 use pocketkey_core::pairing::relay::{
-    frame_type, ApnsEnvironment, PushProvider, PushTarget, RelayFrame,
+    frame_type, ApnsEnvironment, PushProvider, PushTarget, RelayFrame, WakeId,
 };
 use pocketkey_core::pairing::url::MAX_NAME_LEN;
 use pocketkey_core::pairing::{
-    CtapKind, MailboxId, PairingRecord, PairingStore, PairingStoreError, Role, UrlPolicy,
+    ConfirmationCode, CtapKind, MailboxId, PairingRecord, PairingStore, PairingStoreError, Role,
+    UrlPolicy,
 };
 
 use super::pairing::{self, OnEvent, PairingEngine, PairingError, ServeEvent};
@@ -37,6 +38,10 @@ pub struct PairingInfo {
     pub created_at: u64,
     /// Unix seconds of the last session, if any.
     pub last_seen: Option<u64>,
+    /// The relay said this pairing was removed, which it cannot prove: the pairing is kept
+    /// but not served. Show it so; the user resumes it (`resume_pairing`) or removes it
+    /// (`unpair`).
+    pub suspended: bool,
 }
 
 impl From<&PairingRecord> for PairingInfo {
@@ -47,6 +52,7 @@ impl From<&PairingRecord> for PairingInfo {
             relay_url: r.relay_url.clone(),
             created_at: r.created_at,
             last_seen: r.last_seen,
+            suspended: r.suspended_at.is_some(),
         }
     }
 }
@@ -70,10 +76,20 @@ impl PairingEngine for SecurityKey {
 fn failed(e: PairingError) -> PocketKeyError {
     match e {
         PairingError::InvalidUrl(detail) => PocketKeyError::InvalidPairingCode { detail },
+        PairingError::NotConfirmed => PocketKeyError::PairingNotConfirmed,
         other => PocketKeyError::PairingFailed {
             detail: other.to_string(),
         },
     }
+}
+
+/// Implemented by the app: shows the confirmation code of a pairing in progress
+/// (docs/pairing-protocol.md §5.3). Called once per `pair`, on `pair`'s thread, with six
+/// digits; return quickly. The app shows them with a line such as "Check that your computer
+/// shows this code, then confirm there".
+#[uniffi::export(with_foreign)]
+pub trait PairingCodeListener: Send + Sync {
+    fn show_code(&self, code: String);
 }
 
 /// Where the relays should send this phone's wake-ups (docs/pairing-protocol.md §3.3).
@@ -94,6 +110,7 @@ impl From<PushRegistration> for PushTarget {
                 provider: PushProvider::Fcm,
                 target: token,
                 environment: None,
+                wake: WakeId::random(),
             },
             PushRegistration::Apns {
                 device_token,
@@ -106,20 +123,23 @@ impl From<PushRegistration> for PushTarget {
                 } else {
                     ApnsEnvironment::Production
                 }),
+                wake: WakeId::random(),
             },
             PushRegistration::Webhook { url } => PushTarget {
                 provider: PushProvider::Webhook,
                 target: url,
                 environment: None,
+                wake: WakeId::random(),
             },
         }
     }
 }
 
-/// The pairing a wake-up is for, from the notification's data as JSON: FCM's and APNs'
-/// `{"v": "1" | 1, "m": "<hex>"}` or the webhook body `{"v": 1, "mailbox": "<hex>"}`. `None`
-/// for anything else (another app's push, another version, a damaged payload).
-pub fn woken_mailbox(payload: &[u8]) -> Option<MailboxId> {
+/// The wake id of a wake-up, from the notification's data as JSON: FCM's
+/// `{"v": "1", "w": "<hex>"}`, APNs' and the webhook's `{"v": 1, "w": "<hex>"}` (APNs' with
+/// its `aps` beside). `None` for anything else (another app's push, another version, a
+/// damaged payload, a push from a relay from before wake ids naming the mailbox).
+pub fn woken_wake_id(payload: &[u8]) -> Option<WakeId> {
     let body: serde_json::Value = serde_json::from_slice(payload).ok()?;
     let version_one = match body.get("v")? {
         serde_json::Value::String(v) => v == "1",
@@ -129,8 +149,79 @@ pub fn woken_mailbox(payload: &[u8]) -> Option<MailboxId> {
     if !version_one {
         return None;
     }
-    let hex = body.get("m").or_else(|| body.get("mailbox"))?.as_str()?;
-    MailboxId::from_hex(hex)
+    WakeId::from_hex(body.get("w")?.as_str()?)
+}
+
+/// What to do with a wake-up ([`woken_pairing`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Woken {
+    /// Serve this pairing (attach, handshake, run its request), then
+    /// [`finish_wake`].
+    Serve(PairingRecord),
+    /// Too many of this pairing's wakes brought no request within the hour
+    /// (`pairing::wake::EMPTY_WAKE_LIMIT`): ignore it, and tell the user, until `until`
+    /// (Unix seconds).
+    Paused { record: PairingRecord, until: u64 },
+}
+
+/// The pairing a wake-up's payload is for, at `now` (Unix seconds): `None` when it is not a
+/// PocketKey wake-up or its wake id is not one this phone registered for a pairing in use (a
+/// revoked, suspended or forgotten pairing, a stale id): nothing is done for it, no
+/// connection made.
+pub fn woken_pairing(
+    store: &Mutex<PairingStore>,
+    payload: &[u8],
+    now: u64,
+) -> Result<Option<Woken>, PairingStoreError> {
+    let Some(wake) = woken_wake_id(payload) else {
+        return Ok(None);
+    };
+    let store = lock(store);
+    let Some(record) = store
+        .by_wake_id(&wake)?
+        .filter(|r| r.role == Role::Phone && r.revoked_at.is_none() && r.suspended_at.is_none())
+    else {
+        return Ok(None);
+    };
+    Ok(Some(
+        match store.empty_wakes(&record.id)?.paused_until(now) {
+            Some(until) => Woken::Paused { record, until },
+            None => Woken::Serve(record),
+        },
+    ))
+}
+
+/// After serving a wake-up of `record` ([`pairing::serve_woken`]): one that brought no
+/// request counts against the pairing's empty-wake budget.
+pub fn finish_wake(
+    store: &Mutex<PairingStore>,
+    record: &PairingRecord,
+    requested: bool,
+    now: u64,
+) -> Result<(), PairingStoreError> {
+    if requested {
+        return Ok(());
+    }
+    let store = lock(store);
+    let wakes = store.empty_wakes(&record.id)?.record(now);
+    store.set_empty_wakes(&record.id, wakes)
+}
+
+/// What [`SecurityKey::handle_push`] did with a notification.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
+pub enum PushOutcome {
+    /// Not a PocketKey wake-up, or for no pairing in use: nothing was done (no network).
+    Ignored,
+    /// The computer was served; `request`: it asked something (else the wake counted
+    /// against its empty-wake budget).
+    Served {
+        computer_name: String,
+        request: bool,
+    },
+    /// This computer's wake-ups are ignored until `until` (Unix seconds): too many in the
+    /// last hour asked nothing. Tell the user: its relay, or someone holding its pairing
+    /// keys, may be misusing them; they can unpair it.
+    Paused { computer_name: String, until: u64 },
 }
 
 /// Serving every paired computer: `stop()` ends it.
@@ -158,15 +249,20 @@ impl PairingListener {
 
 #[uniffi::export]
 impl SecurityKey {
-    /// Pairs with the computer whose `pocketkey://pair?…` code was scanned; blocks (≤ ~30 s)
-    /// until the handshake ends: call it off the main thread. `phone_name` is what the
-    /// computer shows. `allow_insecure_relay` accepts `ws://` relays off loopback (developer
-    /// mode). Throws `InvalidPairingCode` before any network traffic, `PairingFailed` after.
+    /// Pairs with the computer whose `pocketkey://pair?…` code was scanned with the app's
+    /// camera (never a link: see `classify_scan`); blocks until the computer's user confirmed
+    /// (up to ~2.5 minutes): call it off the main thread. As soon as the handshake is done,
+    /// `listener.show_code` gets the six-digit confirmation code to show ("check that the
+    /// computer shows 123456"); the computer asks its user to compare it. `phone_name` is what
+    /// the computer shows. `allow_insecure_relay` accepts `ws://` relays off loopback
+    /// (developer mode). Throws `InvalidPairingCode` before any network traffic,
+    /// `PairingNotConfirmed` when the computer's user refused, `PairingFailed` otherwise.
     pub fn pair(
         &self,
         url: String,
         phone_name: String,
         allow_insecure_relay: bool,
+        listener: Arc<dyn PairingCodeListener>,
     ) -> Result<PairingInfo, PocketKeyError> {
         let policy = if allow_insecure_relay {
             UrlPolicy::AllowInsecureRelay
@@ -174,7 +270,8 @@ impl SecurityKey {
             UrlPolicy::Strict
         };
         retry_in_background(&self.pairings);
-        pairing::pair(&url, policy, &phone_name, self, &self.pairings)
+        let mut show = |code: ConfirmationCode| listener.show_code(code.to_string());
+        pairing::pair_showing_code(&url, policy, &phone_name, self, &self.pairings, &mut show)
             .map(|r| PairingInfo::from(&r))
             .map_err(failed)
     }
@@ -194,8 +291,9 @@ impl SecurityKey {
             .collect())
     }
 
-    /// Revokes the pairing `id` (from `pairings`): tells the relay (bounded wait) and forgets
-    /// it; without the relay it stays a pending revocation, retried by later `pairings`,
+    /// Revokes the pairing `id` (from `pairings`): tells the computer if it is attached (a
+    /// session of at most a few seconds) and the relay (bounded wait), and forgets it; without
+    /// the relay it stays a pending revocation, retried by later `pairings`,
     /// `pair` and `listen` calls (and never used for a session meanwhile). False if there is
     /// no such pairing.
     pub fn unpair(&self, id: String) -> Result<bool, PocketKeyError> {
@@ -211,10 +309,32 @@ impl SecurityKey {
         lock(&self.pairings)
             .revoke(&id, pairing::unix_now())
             .map_err(storage)?;
-        if delete_at_relay(&record) {
+        let deleted = match record.role {
+            // The computer, if attached, is told in a session: it then deletes its record
+            // rather than suspending it (docs/pairing-protocol.md §3.4).
+            Role::Phone => pairing::revoke_with_computer(&record, self).is_ok(),
+            Role::Bridge => delete_at_relay(&record),
+        };
+        if deleted {
             lock(&self.pairings).forget(&id).map_err(storage)?;
         }
         Ok(true)
+    }
+
+    /// Resumes the suspended pairing `id` (from `pairings`, `suspended` set): it is served
+    /// again by the next `listen` or push. If the computer really removed it, the relay says so
+    /// again and it is suspended again. False if there is no such pairing.
+    pub fn resume_pairing(&self, id: String) -> Result<bool, PocketKeyError> {
+        let Some(id) = MailboxId::from_hex(&id) else {
+            return Ok(false);
+        };
+        match lock(&self.pairings).resume(&id) {
+            Ok(()) => Ok(true),
+            Err(PairingStoreError::NotFound) => Ok(false),
+            Err(e) => Err(PocketKeyError::StorageFailed {
+                detail: e.to_string(),
+            }),
+        }
     }
 
     /// Renames the pairing `id` (from `pairings`) on this phone only: the name the approvals
@@ -250,47 +370,58 @@ impl SecurityKey {
         Ok(records
             .iter()
             .filter(|r| r.role == Role::Phone)
-            .filter(|r| pairing::register_push(r, target.clone()).is_err())
+            .filter(|r| pairing::register_push(&self.pairings, r, target.clone()).is_err())
             .map(|r| r.name.clone())
             .collect())
     }
 
     /// Serves the computer a push notification woke this phone for: `payload` is the
-    /// notification's data as JSON (see [`woken_mailbox`]). Connects to its relay, runs the
+    /// notification's data as JSON (see [`woken_wake_id`]). Connects to its relay, runs the
     /// waiting request (approvals go to the key's `ApprovalListener` as usual) and returns once
-    /// the computer has been quiet for `idle_ms`. False, without any network traffic, when the
-    /// payload is not a PocketKey wake-up or names no current pairing. Blocks: call it from the
-    /// push handler's background thread.
+    /// the computer has been quiet for `idle_ms`. `Ignored`, without any network traffic, when
+    /// the payload is not a PocketKey wake-up or its wake id names no current pairing (or a
+    /// suspended one);
+    /// `Paused` (no network either) while that computer's wake-ups are paused for asking
+    /// nothing too often. The push itself shows nothing (a data message, an APNs background
+    /// push): the app shows its own notification from the approval request, which comes only
+    /// after the handshake proved the computer. Blocks: call it from the push handler's
+    /// background thread.
     pub fn handle_push(
         self: Arc<Self>,
         payload: String,
         phone_name: String,
         idle_ms: u32,
-    ) -> Result<bool, PocketKeyError> {
-        let Some(mailbox) = woken_mailbox(payload.as_bytes()) else {
-            return Ok(false);
+    ) -> Result<PushOutcome, PocketKeyError> {
+        let storage = |e: PairingStoreError| PocketKeyError::StorageFailed {
+            detail: e.to_string(),
         };
         let store = Arc::clone(&self.pairings);
-        let record = lock(&store)
-            .by_mailbox(&mailbox)
-            .map_err(|e| PocketKeyError::StorageFailed {
-                detail: e.to_string(),
-            })?
-            .filter(|r| r.role == Role::Phone && r.revoked_at.is_none());
-        let Some(record) = record else {
-            return Ok(false);
+        let record = match woken_pairing(&store, payload.as_bytes(), pairing::unix_now()) {
+            Ok(None) => return Ok(PushOutcome::Ignored),
+            Ok(Some(Woken::Paused { record, until })) => {
+                return Ok(PushOutcome::Paused {
+                    computer_name: record.name,
+                    until,
+                })
+            }
+            Ok(Some(Woken::Serve(record))) => record,
+            Err(e) => return Err(storage(e)),
         };
         let on_event = revocation_guard(Arc::clone(&store), Arc::new(|_, _| {}));
-        pairing::serve_woken(
-            record,
+        let request = pairing::serve_woken(
+            record.clone(),
             &phone_name,
             self,
-            store,
+            Arc::clone(&store),
             Arc::new(AtomicBool::new(false)),
             Duration::from_millis(u64::from(idle_ms)),
             &*on_event,
         );
-        Ok(true)
+        finish_wake(&store, &record, request, pairing::unix_now()).map_err(storage)?;
+        Ok(PushOutcome::Served {
+            computer_name: record.name,
+            request,
+        })
     }
 
     /// Serves every paired computer (one connection each, kept up) until the listener is
@@ -455,34 +586,35 @@ fn revoke_if_pending(store: &Mutex<PairingStore>, record: &PairingRecord) -> boo
 
 #[cfg(test)]
 mod tests {
-    use super::woken_mailbox;
+    use super::woken_wake_id;
 
     #[test]
     fn wake_up_payloads_of_every_provider_and_nothing_else() {
         let hex = "00112233445566778899aabbccddeeff";
-        let id = pocketkey_core::pairing::MailboxId::from_hex(hex).expect("a mailbox id");
+        let id = pocketkey_core::pairing::relay::WakeId::from_hex(hex).expect("a wake id");
         let ours = [
-            format!(r#"{{"v": "1", "m": "{hex}"}}"#),
-            format!(
-                r#"{{"aps": {{"alert": {{"loc-key": "POCKETKEY_WAKE"}}}}, "v": 1, "m": "{hex}"}}"#
-            ),
-            format!(r#"{{"v":1,"mailbox":"{hex}"}}"#),
+            format!(r#"{{"v": "1", "w": "{hex}"}}"#),
+            format!(r#"{{"aps": {{"content-available": 1}}, "v": 1, "w": "{hex}"}}"#),
+            format!(r#"{{"v":1,"w":"{hex}"}}"#),
         ];
         for payload in &ours {
-            assert_eq!(woken_mailbox(payload.as_bytes()), Some(id), "{payload}");
+            assert_eq!(woken_wake_id(payload.as_bytes()), Some(id), "{payload}");
         }
         let not_ours = [
-            format!(r#"{{"v": "2", "m": "{hex}"}}"#),
-            format!(r#"{{"m": "{hex}"}}"#),
-            r#"{"v": 1, "m": "zz"}"#.to_string(),
-            r#"{"v": 1, "m": "0011"}"#.to_string(),
-            r#"{"v": 1, "m": 7}"#.to_string(),
-            r#"{"v": true, "m": "00112233445566778899aabbccddeeff"}"#.to_string(),
+            format!(r#"{{"v": "2", "w": "{hex}"}}"#),
+            format!(r#"{{"w": "{hex}"}}"#),
+            // A relay from before wake ids named the mailbox: not accepted.
+            format!(r#"{{"v": "1", "m": "{hex}"}}"#),
+            format!(r#"{{"v":1,"mailbox":"{hex}"}}"#),
+            r#"{"v": 1, "w": "zz"}"#.to_string(),
+            r#"{"v": 1, "w": "0011"}"#.to_string(),
+            r#"{"v": 1, "w": 7}"#.to_string(),
+            format!(r#"{{"v": true, "w": "{hex}"}}"#),
             "not json".to_string(),
             String::new(),
         ];
         for payload in &not_ours {
-            assert_eq!(woken_mailbox(payload.as_bytes()), None, "{payload}");
+            assert_eq!(woken_wake_id(payload.as_bytes()), None, "{payload}");
         }
     }
 }

@@ -3,7 +3,36 @@ use proptest::prelude::*;
 use super::*;
 
 fn scan(text: &str) -> Result<ScannedCode, ScanError> {
-    classify_scan(text.to_string())
+    classify_scan(text.to_string(), ScanSource::Camera)
+}
+
+fn link(text: &str) -> Result<ScannedCode, ScanError> {
+    classify_scan(text.to_string(), ScanSource::Link)
+}
+
+/// A pairing code pairs only from the app's camera; from a link (a web page's deep link,
+/// another app) it is refused with its own error. Hybrid codes and invitations are links too.
+#[test]
+fn pairing_codes_only_from_the_camera() {
+    let url = "pocketkey://pair?v=1&k=AAAA&s=BBBB&r=wss%3A%2F%2Frelay.example&n=Work%20laptop";
+    assert_eq!(scan(url), Ok(ScannedCode::Pairing { url: url.into() }));
+    assert_eq!(link(url), Err(ScanError::PairingNeedsCamera));
+    assert_eq!(
+        link("POCKETKEY://PAIR?x=1"),
+        Err(ScanError::PairingNeedsCamera)
+    );
+    assert_eq!(
+        ScanError::PairingNeedsCamera.user_message(),
+        "Scan the code shown by PocketKey on your computer with the app's camera"
+    );
+    // Damaged codes keep their own error, whatever the source.
+    assert_eq!(link("pocketkey://pair"), Err(ScanError::Malformed));
+    assert_eq!(link(QR), Ok(ScannedCode::Hybrid { url: QR.into() }));
+    let invitation = "pocketkey://activate?token=t0k3n";
+    assert!(matches!(
+        link(invitation),
+        Ok(ScannedCode::Activation { .. })
+    ));
 }
 
 const QR: &str = "FIDO:/1234567890123456701234567890123456789";
@@ -135,7 +164,7 @@ fn messages_are_sentences() {
 proptest! {
     #[test]
     fn never_panics_on_any_text(text in ".{0,300}") {
-        let _ = classify_scan(text);
+        let _ = classify_scan(text, ScanSource::Link);
     }
 
     #[test]
@@ -144,7 +173,7 @@ proptest! {
             "https://h/activate?", "pocketkey://", "https://"]),
         rest in "[ -~\u{80}-\u{10FFFF}]{0,200}",
     ) {
-        let _ = classify_scan(format!("{prefix}{rest}"));
+        let _ = classify_scan(format!("{prefix}{rest}"), ScanSource::Camera);
     }
 
     #[test]
@@ -153,6 +182,6 @@ proptest! {
         let tail = [0, 3, 5, 8, 10, 13, 15][bytes.len() % 7];
         let digits = "7".repeat(17 * (bytes.len() / 7) + tail);
         let url = format!("FIDO:/{digits}");
-        prop_assert_eq!(classify_scan(url.clone()), Ok(ScannedCode::Hybrid { url }));
+        prop_assert_eq!(classify_scan(url.clone(), ScanSource::Link), Ok(ScannedCode::Hybrid { url }));
     }
 }

@@ -1,6 +1,7 @@
 //! Test helpers: a pairing-relay stand-in that follows `docs/pairing-protocol.md` §3 (attach:
 //! CHALLENGE, then the ATTACH checked with the core's `verify_attach`, close 4003 otherwise; PEER, DATA routing, WAKE → "no push target",
-//! DELETE → ACK + close 4010 + tombstone 410), and a minimal CTAPHID-over-UDP client.
+//! DELETE → ACK + close 4010 + tombstone 410; and faults: lost frames, dead sockets, injected
+//! frames, a revocation nobody asked for), and a minimal CTAPHID-over-UDP client.
 #![allow(
     dead_code,
     clippy::type_complexity,
@@ -110,6 +111,28 @@ impl StandInRelay {
                 let _ = tx.send(Out::Close(1001));
             }
         }
+    }
+
+    /// A lying relay: says every mailbox with a connection was revoked (tombstone, so later
+    /// attaches get 410, and close 4010 to both sides) although nobody sent DELETE. Returns
+    /// how many mailboxes it did this to.
+    pub fn claim_revoked(&self) -> usize {
+        let mut s = self.state.lock().unwrap();
+        let ids: Vec<MailboxId> = s
+            .mailboxes
+            .iter()
+            .filter(|(_, entry)| entry.iter().any(Option::is_some))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &ids {
+            s.tombstones.insert(*id);
+            if let Some(entry) = s.mailboxes.remove(id) {
+                for (_, t) in entry.into_iter().flatten() {
+                    let _ = t.send(Out::Close(4010));
+                }
+            }
+        }
+        ids.len()
     }
 
     /// Sends `frame` to every attached connection of `role`, as a relay that makes frames up

@@ -13,6 +13,7 @@
 //! | [`offer`] | the bridge's one-time offer (static key + secret) behind a QR code |
 //! | [`mailbox`] | mailbox ids and attach keys; the relay's stateless check of an attach (a signature over its challenge) |
 //! | [`relay`] | the frames between a client and the relay (DATA, WAKE, push registration…) |
+//! | [`confirm`] | the six-digit confirmation code of first contact, from the handshake hash |
 //! | [`handshake`] | `Noise_XKpsk3_P256_AESGCM_SHA256` (first contact) and `Noise_KK_…` (sessions) |
 //! | [`messages`] | the session messages and their type bytes |
 //! | [`session`] | the sans-IO session for either role: frames in, frames/events/deadlines out |
@@ -27,15 +28,19 @@
 //! mailbox::MailboxKeys::rendezvous(k, s).attach(Phone)         → [websocket to the relay]
 //! session::Session::phone_first_contact(url, new key, hello, now)
 //! receive(DATA payload) / poll_frame → [DATA] / poll_event
+//!   ShowCode(code)                → [show the code; the computer's user compares it]
 //!   Established { new_pairing }   → store.insert(PairingRecord::from_new(..)); bye(); detach
+//!   Refused                       → [the computer's user said no: nothing stored]
 //! record.mailbox_keys().attach(Phone)                          → [attach, PUSH_REGISTER]
 //! ```
 //!
 //! Then, when woken: `record.session(hello, now)`, `CtapRequest` events to the engine,
 //! `set_status` while asking the user, `respond`. The bridge mirrors it with
-//! `Session::bridge_first_contact(offer, hello)`, `record.session(..)` per phone HS1,
+//! `Session::bridge_first_contact(offer, hello)` (its `ConfirmationNeeded` answered by
+//! `confirm()` or `refuse()`), `record.session(..)` per phone HS1,
 //! `send_request`, `cancel`, and `Pending`/`CtapResponse` events.
 
+pub mod confirm;
 pub mod delivery;
 pub mod encoding;
 pub mod handshake;
@@ -47,7 +52,9 @@ pub mod relay;
 pub mod session;
 pub mod store;
 pub mod url;
+pub mod wake;
 
+pub use confirm::ConfirmationCode;
 pub use mailbox::{MailboxId, MailboxKeys, PairingId};
 pub use messages::{CtapKind, CtapRequest, Hello, Message, PendingStatus, RequestId};
 pub use offer::PairingOffer;

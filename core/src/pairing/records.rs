@@ -41,6 +41,10 @@ pub struct PairingRecord {
     pub peer_get_info: Option<Vec<u8>>,
     /// Set by a local revoke until the relay acknowledged the mailbox's deletion.
     pub revoked_at: Option<u64>,
+    /// Set when the relay said the mailbox was deleted (HTTP 410, close 4010): nobody
+    /// authenticates that, so the keys stay and the pairing is only not used until the user
+    /// resumes or removes it (docs/pairing-protocol.md §3.4).
+    pub suspended_at: Option<u64>,
 }
 
 impl std::fmt::Debug for PairingRecord {
@@ -53,6 +57,7 @@ impl std::fmt::Debug for PairingRecord {
             .field("created_at", &self.created_at)
             .field("last_seen", &self.last_seen)
             .field("revoked_at", &self.revoked_at)
+            .field("suspended_at", &self.suspended_at)
             .finish_non_exhaustive()
     }
 }
@@ -69,6 +74,7 @@ impl PartialEq for PairingRecord {
             && self.last_seen == other.last_seen
             && self.peer_get_info == other.peer_get_info
             && self.revoked_at == other.revoked_at
+            && self.suspended_at == other.suspended_at
     }
 }
 
@@ -86,6 +92,7 @@ impl PairingRecord {
             last_seen: Some(now),
             peer_get_info: new.peer_get_info,
             revoked_at: None,
+            suspended_at: None,
         }
     }
 
@@ -167,6 +174,7 @@ mod tests {
             last_seen: None,
             peer_get_info: None,
             revoked_at: None,
+            suspended_at: None,
         }
     }
 

@@ -5,6 +5,7 @@
 use ciborium::value::Value;
 use thiserror::Error;
 
+use super::encoding::{hex_decode, hex_encode};
 use super::mailbox::{AttachProof, NONCE_LEN};
 use crate::ctap::cbor::{self, MapBuilder, MapReader};
 
@@ -14,6 +15,17 @@ pub const MAX_RELAY_FRAME: usize = 16 * 1024;
 pub const MAX_DATA_LEN: usize = MAX_RELAY_FRAME - 1;
 /// The longest push token or webhook URL.
 pub const MAX_PUSH_TARGET_LEN: usize = 4096;
+
+/// The length of a wake id.
+pub const WAKE_ID_LEN: usize = 16;
+
+/// The keys of the PUSH_REGISTER map, in one place.
+pub mod push_key {
+    pub const PROVIDER: i64 = 1;
+    pub const TARGET: i64 = 2;
+    pub const ENVIRONMENT: i64 = 3;
+    pub const WAKE_ID: i64 = 4;
+}
 
 /// Frame type bytes, in one place.
 pub mod frame_type {
@@ -90,7 +102,39 @@ impl ApnsEnvironment {
     }
 }
 
-/// Where the relay sends a mailbox's wake-ups.
+/// What a push carries instead of the mailbox id (docs/pairing-protocol.md §3.3): 16 random
+/// bytes the phone picks for each registration, so that the push provider sees no stable
+/// per-pairing id and cannot tell whether two wakes of different sessions are for the same
+/// pairing; only the phone maps it back to a pairing.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct WakeId(pub [u8; WAKE_ID_LEN]);
+
+impl WakeId {
+    /// A new random id.
+    pub fn random() -> Self {
+        let mut id = [0u8; WAKE_ID_LEN];
+        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut id);
+        Self(id)
+    }
+
+    /// Lower-case hex (32 digits), as in push payloads.
+    pub fn to_hex(&self) -> String {
+        hex_encode(&self.0)
+    }
+
+    /// From 32 hex digits, either case.
+    pub fn from_hex(text: &str) -> Option<Self> {
+        hex_decode(text).map(Self)
+    }
+}
+
+impl std::fmt::Debug for WakeId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "WakeId({})", self.to_hex())
+    }
+}
+
+/// Where the relay sends a mailbox's wake-ups, and the wake id they carry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PushTarget {
     pub provider: PushProvider,
@@ -98,6 +142,27 @@ pub struct PushTarget {
     pub target: String,
     /// APNs only.
     pub environment: Option<ApnsEnvironment>,
+    /// The id the pushes for this registration carry.
+    pub wake: WakeId,
+}
+
+/// Why a PUSH_REGISTER payload is refused (the relay answers ERROR `bad_push_target` with it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum PushTargetError {
+    #[error("not a CBOR map")]
+    NotAMap,
+    #[error("no push provider, or not one of fcm, apns, webhook")]
+    Provider,
+    #[error("no push target, or not 1..={MAX_PUSH_TARGET_LEN} bytes of text")]
+    Target,
+    #[error("APNs environment is not production or sandbox")]
+    Environment,
+    /// A phone from before wake ids (key 4): it must be updated, its pushes would name the
+    /// mailbox.
+    #[error("no wake id (key 4): update PocketKey")]
+    MissingWakeId,
+    #[error("the wake id is not {WAKE_ID_LEN} bytes")]
+    WakeId,
 }
 
 /// What WAKE achieved.
@@ -188,6 +253,8 @@ pub enum RelayFrameError {
     UnknownType(u8),
     #[error("malformed payload for frame type {0:#04x}")]
     Malformed(u8),
+    #[error("PUSH_REGISTER: {0}")]
+    PushTarget(#[from] PushTargetError),
 }
 
 impl RelayFrame {
@@ -215,9 +282,13 @@ impl RelayFrame {
             RelayFrame::Wake | RelayFrame::PushUnregister | RelayFrame::Delete => {}
             RelayFrame::PushRegister(target) => out.extend(cbor::encode(
                 MapBuilder::new()
-                    .put(1, target.provider.as_str())
-                    .put(2, target.target.as_str())
-                    .put_opt(3, target.environment.map(|e| e.as_str()))
+                    .put(push_key::PROVIDER, target.provider.as_str())
+                    .put(push_key::TARGET, target.target.as_str())
+                    .put_opt(
+                        push_key::ENVIRONMENT,
+                        target.environment.map(|e| e.as_str()),
+                    )
+                    .put(push_key::WAKE_ID, Value::Bytes(target.wake.0.to_vec()))
                     .build(),
             )),
             RelayFrame::Peer { present } => out.push(u8::from(*present)),
@@ -257,9 +328,7 @@ impl RelayFrame {
             WAKE => empty(RelayFrame::Wake),
             PUSH_UNREGISTER => empty(RelayFrame::PushUnregister),
             DELETE => empty(RelayFrame::Delete),
-            PUSH_REGISTER => decode_push_target(payload)
-                .map(RelayFrame::PushRegister)
-                .ok_or(malformed),
+            PUSH_REGISTER => Ok(RelayFrame::PushRegister(decode_push_target(payload)?)),
             PEER => match one_byte()? {
                 0 => Ok(RelayFrame::Peer { present: false }),
                 1 => Ok(RelayFrame::Peer { present: true }),
@@ -286,22 +355,39 @@ impl RelayFrame {
     }
 }
 
-fn decode_push_target(payload: &[u8]) -> Option<PushTarget> {
-    let mut map = MapReader::new(cbor::decode(payload).ok()?).ok()?;
+fn decode_push_target(payload: &[u8]) -> Result<PushTarget, PushTargetError> {
+    use PushTargetError as E;
+    let value = cbor::decode(payload).map_err(|_| E::NotAMap)?;
+    let mut map = MapReader::new(value).map_err(|_| E::NotAMap)?;
     let text = |v: Value| v.into_text().ok();
-    let provider = PushProvider::parse(&text(map.take(1)?)?)?;
-    let target = text(map.take(2)?)?;
-    if target.is_empty() || target.len() > MAX_PUSH_TARGET_LEN {
-        return None;
-    }
-    let environment = match map.take(3) {
+    let provider = map
+        .take(push_key::PROVIDER)
+        .and_then(text)
+        .and_then(|t| PushProvider::parse(&t))
+        .ok_or(E::Provider)?;
+    let target = map
+        .take(push_key::TARGET)
+        .and_then(text)
+        .filter(|t| (1..=MAX_PUSH_TARGET_LEN).contains(&t.len()))
+        .ok_or(E::Target)?;
+    let environment = match map.take(push_key::ENVIRONMENT) {
         None => None,
-        Some(v) => Some(ApnsEnvironment::parse(&text(v)?)?),
+        Some(v) => Some(
+            text(v)
+                .and_then(|t| ApnsEnvironment::parse(&t))
+                .ok_or(E::Environment)?,
+        ),
     };
-    Some(PushTarget {
+    let wake = match map.take(push_key::WAKE_ID) {
+        None => return Err(E::MissingWakeId),
+        Some(Value::Bytes(bytes)) => bytes.try_into().map(WakeId).map_err(|_| E::WakeId)?,
+        Some(_) => return Err(E::WakeId),
+    };
+    Ok(PushTarget {
         provider,
         target,
         environment,
+        wake,
     })
 }
 
@@ -319,11 +405,13 @@ mod tests {
                 provider: PushProvider::Apns,
                 target: "abcd".into(),
                 environment: Some(ApnsEnvironment::Sandbox),
+                wake: WakeId([7; WAKE_ID_LEN]),
             }),
             RelayFrame::PushRegister(PushTarget {
                 provider: PushProvider::Webhook,
                 target: "http://127.0.0.1:9/wake".into(),
                 environment: None,
+                wake: WakeId::random(),
             }),
             RelayFrame::PushUnregister,
             RelayFrame::Delete,
@@ -359,7 +447,10 @@ mod tests {
         assert_eq!(RelayFrame::decode(&[0x81, 2]), Err(Malformed(0x81)));
         assert_eq!(RelayFrame::decode(&[0x82, 9]), Err(Malformed(0x82)));
         assert_eq!(RelayFrame::decode(&[0x83, 1, 0xff]), Err(Malformed(0x83)));
-        assert_eq!(RelayFrame::decode(&[0x03, 0xa0]), Err(Malformed(0x03)));
+        assert_eq!(
+            RelayFrame::decode(&[0x03, 0xa0]),
+            Err(PushTarget(PushTargetError::Provider))
+        );
         assert_eq!(RelayFrame::decode(&[0x7f]), Err(UnknownType(0x7f)));
         assert_eq!(RelayFrame::decode(&[0x85, 1]), Err(Malformed(0x85)));
         assert_eq!(RelayFrame::decode(&[0x06, 1, 2]), Err(Malformed(0x06)));
@@ -371,7 +462,88 @@ mod tests {
             cbor::encode(MapBuilder::new().put(1, "sms").put(2, "x").build()),
         ]
         .concat();
-        assert_eq!(RelayFrame::decode(&unknown_provider), Err(Malformed(0x03)));
+        assert_eq!(
+            RelayFrame::decode(&unknown_provider),
+            Err(PushTarget(PushTargetError::Provider))
+        );
+    }
+
+    fn push_register(map: MapBuilder) -> Vec<u8> {
+        [vec![frame_type::PUSH_REGISTER], cbor::encode(map.build())].concat()
+    }
+
+    #[test]
+    fn push_register_carries_the_wake_id_under_key_4() {
+        let wake = WakeId([0xab; WAKE_ID_LEN]);
+        let frame = RelayFrame::PushRegister(PushTarget {
+            provider: PushProvider::Fcm,
+            target: "token".into(),
+            environment: None,
+            wake,
+        });
+        let bytes = frame.encode();
+        let expected = push_register(
+            MapBuilder::new()
+                .put(1, "fcm")
+                .put(2, "token")
+                .put(4, Value::Bytes(vec![0xab; WAKE_ID_LEN])),
+        );
+        assert_eq!(bytes, expected);
+        assert_eq!(RelayFrame::decode(&bytes), Ok(frame));
+        assert_eq!(WakeId::from_hex(&wake.to_hex()), Some(wake));
+        assert_eq!(WakeId::from_hex(&"AB".repeat(WAKE_ID_LEN)), Some(wake));
+        assert_eq!(WakeId::from_hex("ab"), None);
+        assert_ne!(WakeId::random(), WakeId::random());
+    }
+
+    #[test]
+    fn push_register_refusals_are_typed() {
+        use PushTargetError as E;
+        let base = || MapBuilder::new().put(1, "webhook").put(2, "http://h/");
+        let wake = || Value::Bytes(vec![1; WAKE_ID_LEN]);
+        let cases = [
+            // A phone from before wake ids.
+            (base(), E::MissingWakeId),
+            (base().put(4, Value::Bytes(vec![1; 15])), E::WakeId),
+            (base().put(4, Value::Bytes(vec![1; 17])), E::WakeId),
+            (base().put(4, "0101010101010101"), E::WakeId),
+            (
+                MapBuilder::new().put(2, "http://h/").put(4, wake()),
+                E::Provider,
+            ),
+            (
+                MapBuilder::new().put(1, "webhook").put(4, wake()),
+                E::Target,
+            ),
+            (
+                MapBuilder::new().put(1, "fcm").put(2, "").put(4, wake()),
+                E::Target,
+            ),
+            (base().put(3, "staging").put(4, wake()), E::Environment),
+        ];
+        for (map, error) in cases {
+            let bytes = push_register(map);
+            assert_eq!(
+                RelayFrame::decode(&bytes),
+                Err(RelayFrameError::PushTarget(error)),
+                "{bytes:02x?}"
+            );
+        }
+        assert_eq!(
+            RelayFrame::decode(&[frame_type::PUSH_REGISTER, 0x01]),
+            Err(RelayFrameError::PushTarget(E::NotAMap))
+        );
+        let long = "x".repeat(MAX_PUSH_TARGET_LEN + 1);
+        assert_eq!(
+            RelayFrame::decode(&push_register(
+                MapBuilder::new()
+                    .put(1, "fcm")
+                    .put(2, long.as_str())
+                    .put(4, wake())
+            )),
+            Err(RelayFrameError::PushTarget(E::Target))
+        );
+        assert!(E::MissingWakeId.to_string().contains("update PocketKey"));
     }
 
     proptest! {

@@ -8,6 +8,12 @@
 //!                                     Closed ◀─── Bye / Revoke (either side)
 //! ```
 //!
+//! The bridge's first contact holds between the phone's Hello and its own: the phone's Hello
+//! raises [`Event::ConfirmationNeeded`] and nothing else happens (no record, no Hello) until
+//! the runtime calls [`Session::confirm`] (the user said yes: `Established` with the new
+//! pairing, then our Hello) or [`Session::refuse`] (a `Revoke` to the phone, nothing stored);
+//! [`CONFIRMATION_TIMEOUT`] without either refuses the same way.
+//!
 //! Frames are the end-to-end frames of §4: `kind ‖ body`, carried in relay DATA frames
 //! ([`super::relay::RelayFrame::Data`]): the runtime wraps what [`Session::poll_frame`] returns
 //! and unwraps what it feeds to [`Session::receive`]. After the handshake every body is
@@ -25,6 +31,7 @@ use std::time::{Duration, Instant};
 use p256::{PublicKey, SecretKey};
 use thiserror::Error;
 
+use super::confirm::ConfirmationCode;
 use super::handshake::{Finished, Handshake, HandshakeError, Pattern};
 use super::mailbox::{MailboxKeys, PairingId};
 use super::messages::{
@@ -39,6 +46,11 @@ use crate::hybrid::crypter::{Crypter, CrypterError};
 
 /// From the start of a handshake to the peer's `Hello`.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
+/// First contact: how long the bridge waits for its user to confirm the pairing after the
+/// phone's `Hello` (then it refuses). The phone waits this plus [`HANDSHAKE_TIMEOUT`] for the
+/// bridge's `Hello` once its own part of the handshake is done, so that it never gives up on
+/// a pairing the computer can still confirm.
+pub const CONFIRMATION_TIMEOUT: Duration = Duration::from_secs(120);
 /// The phone sends `Pending` at least this often while a request is open.
 pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(2);
 /// The bridge gives up on an open request after this long without a word from the phone.
@@ -107,8 +119,12 @@ pub struct Established {
 /// Which deadline passed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Timeout {
-    /// The handshake (up to the peer's `Hello`) took longer than [`HANDSHAKE_TIMEOUT`].
+    /// The handshake (up to the peer's `Hello`) took longer than [`HANDSHAKE_TIMEOUT`] (the
+    /// phone's first contact: than the wait for the computer's confirmation).
     Handshake,
+    /// Bridge, first contact: nobody confirmed or refused within [`CONFIRMATION_TIMEOUT`];
+    /// the phone was told (as by [`Session::refuse`]).
+    Confirmation,
     /// Bridge: the phone said nothing for [`PHONE_SILENCE_TIMEOUT`] during a request.
     PhoneSilent { id: u32 },
 }
@@ -118,6 +134,18 @@ pub enum Timeout {
 pub enum Event {
     /// The peer is authenticated and live; for first contact, store `new_pairing`.
     Established(Box<Established>),
+    /// Phone, first contact: our part of the handshake is done; show this code. The computer
+    /// asks its user to compare it before it says `Hello`.
+    ShowCode(ConfirmationCode),
+    /// Bridge, first contact: the phone `phone_name` completed the handshake; ask the user
+    /// whether it shows `code`, then call [`Session::confirm`] or [`Session::refuse`].
+    ConfirmationNeeded {
+        phone_name: String,
+        code: ConfirmationCode,
+    },
+    /// Phone, first contact: the computer refused the pairing (its user did not confirm it,
+    /// or did not answer in time). Nothing was stored there. The session is over.
+    Refused,
     /// Phone: a CTAP request for the engine; answer with [`Session::respond`].
     CtapRequest(CtapRequest),
     /// Phone: the browser cancelled request `id`; end the approval, still respond.
@@ -181,6 +209,9 @@ pub enum SessionError {
     /// The caller's mistake: the session had already ended.
     #[error("the session has ended")]
     Closed,
+    /// The caller's mistake: the session goes on.
+    #[error("no pairing is waiting for confirmation")]
+    NothingToConfirm,
 }
 
 /// Where the session is.
@@ -237,6 +268,8 @@ pub struct Session {
     /// Bridge: our Hello waits for the peer's (first contact; a session that must not
     /// disturb a live one, see [`Session::hold_hello`]).
     hello_after_peer: bool,
+    /// Bridge, first contact: the phone's Hello, held until the user confirms.
+    awaiting_confirmation: Option<Hello>,
     handshake_deadline: Option<Instant>,
     frames: VecDeque<Vec<u8>>,
     events: VecDeque<Event>,
@@ -359,6 +392,7 @@ impl Session {
             hello,
             first_contact: None,
             hello_after_peer: false,
+            awaiting_confirmation: None,
             handshake_deadline: None,
             frames: VecDeque::new(),
             events: VecDeque::new(),
@@ -437,8 +471,15 @@ impl Session {
             return;
         }
         if !self.is_established() && self.handshake_deadline.is_some_and(|d| now >= d) {
+            let timeout = if self.awaiting_confirmation.take().is_some() {
+                // Tell the phone at once rather than leave it waiting for its own deadline.
+                let _ = self.send(&Message::Revoke);
+                Timeout::Confirmation
+            } else {
+                Timeout::Handshake
+            };
             self.state = State::Failed;
-            self.events.push_back(Event::TimedOut(Timeout::Handshake));
+            self.events.push_back(Event::TimedOut(timeout));
             return;
         }
         let State::Open(open) = &mut self.state else {
@@ -494,7 +535,7 @@ impl Session {
                         .push_back(self::frame(frame_kind::HANDSHAKE, &reply));
                 }
                 if let Some(finished) = step.finished {
-                    self.open(finished)?;
+                    self.open(finished, now)?;
                 }
                 Ok(())
             }
@@ -517,7 +558,7 @@ impl Session {
     }
 
     /// Our side of the handshake is done: open the transport and send our Hello.
-    fn open(&mut self, finished: Finished) -> Result<(), SessionError> {
+    fn open(&mut self, finished: Finished, now: Instant) -> Result<(), SessionError> {
         if self.pairing_id.is_none() {
             self.pairing_id =
                 Some(MailboxKeys::pairing(&self.our_static, &finished.peer_static, self.role).id());
@@ -540,6 +581,12 @@ impl Session {
         if self.hello_after_peer {
             return Ok(());
         }
+        if self.role == Role::Phone && self.first_contact.is_some() {
+            // The bridge's Hello now waits for its user (protocol §5.3).
+            self.handshake_deadline = Some(now + CONFIRMATION_TIMEOUT + HANDSHAKE_TIMEOUT);
+            let code = ConfirmationCode::derive(&finished.handshake_hash);
+            self.events.push_back(Event::ShowCode(code));
+        }
         let hello = Message::Hello(self.hello.clone());
         self.send(&hello)
     }
@@ -550,41 +597,91 @@ impl Session {
             return Err(SessionError::NotReady);
         };
         if !open.established {
+            if self.awaiting_confirmation.is_some() {
+                // The phone has said all it says before our Hello; it may only give up.
+                return match message {
+                    Message::Bye => {
+                        self.awaiting_confirmation = None;
+                        self.state = State::Closed;
+                        self.events.push_back(Event::Closed);
+                        Ok(())
+                    }
+                    _ => Err(SessionError::UnexpectedMessage(kind)),
+                };
+            }
+            // First contact: a Revoke in place of the bridge's Hello is its refusal.
+            if self.role == Role::Phone
+                && self.first_contact.is_some()
+                && matches!(message, Message::Revoke)
+            {
+                self.state = State::Closed;
+                self.events.push_back(Event::Refused);
+                return Ok(());
+            }
             let Message::Hello(hello) = message else {
                 return Err(SessionError::HelloExpected(kind));
             };
             // The peer's role is the other one: a phone's Hello carries getInfo.
             check_hello(&hello, self.role.other())
                 .map_err(|_| SessionError::HelloExpected(kind))?;
-            open.established = true;
-            let hello_due = std::mem::take(&mut self.hello_after_peer);
-            let new_pairing = self.first_contact.take().map(|fc| NewPairing {
-                id: self.pairing_id.expect("set when the handshake finished"),
-                role: self.role,
-                our_static: self.our_static.clone(),
-                peer_static: open.peer_static,
-                name: match self.role {
-                    Role::Phone => fc.url_name,
-                    Role::Bridge => hello.name.clone(),
-                },
-                relay_url: fc.relay_url,
-                peer_get_info: hello.get_info.clone(),
-            });
-            self.events
-                .push_back(Event::Established(Box::new(Established {
-                    pairing_id: self.pairing_id.expect("set when the handshake finished"),
-                    peer_static: open.peer_static,
-                    peer_name: hello.name,
-                    peer_get_info: hello.get_info,
-                    handshake_hash: open.handshake_hash,
-                    new_pairing,
-                })));
-            if hello_due {
-                let hello = Message::Hello(self.hello.clone());
-                self.send(&hello)?;
+            if self.role == Role::Bridge && self.first_contact.is_some() {
+                // Nothing is stored and no Hello leaves before the user confirms that the
+                // phone shows the same code (protocol §5.3).
+                let code = ConfirmationCode::derive(&open.handshake_hash);
+                self.handshake_deadline = Some(now + CONFIRMATION_TIMEOUT);
+                self.events.push_back(Event::ConfirmationNeeded {
+                    phone_name: hello.name.clone(),
+                    code,
+                });
+                self.awaiting_confirmation = Some(hello);
+                return Ok(());
             }
-            return Ok(());
+            return self.establish(hello);
         }
+        self.handle_established(message, now)
+    }
+
+    /// The peer's Hello is accepted: the session is established (and, first contact, the
+    /// new pairing is handed out); our Hello leaves now if it waited for the peer's.
+    fn establish(&mut self, hello: Hello) -> Result<(), SessionError> {
+        let State::Open(open) = &mut self.state else {
+            return Err(SessionError::NotReady);
+        };
+        open.established = true;
+        let hello_due = std::mem::take(&mut self.hello_after_peer);
+        let new_pairing = self.first_contact.take().map(|fc| NewPairing {
+            id: self.pairing_id.expect("set when the handshake finished"),
+            role: self.role,
+            our_static: self.our_static.clone(),
+            peer_static: open.peer_static,
+            name: match self.role {
+                Role::Phone => fc.url_name,
+                Role::Bridge => hello.name.clone(),
+            },
+            relay_url: fc.relay_url,
+            peer_get_info: hello.get_info.clone(),
+        });
+        self.events
+            .push_back(Event::Established(Box::new(Established {
+                pairing_id: self.pairing_id.expect("set when the handshake finished"),
+                peer_static: open.peer_static,
+                peer_name: hello.name,
+                peer_get_info: hello.get_info,
+                handshake_hash: open.handshake_hash,
+                new_pairing,
+            })));
+        if hello_due {
+            let hello = Message::Hello(self.hello.clone());
+            self.send(&hello)?;
+        }
+        Ok(())
+    }
+
+    fn handle_established(&mut self, message: Message, now: Instant) -> Result<(), SessionError> {
+        let kind = message.message_type();
+        let State::Open(open) = &mut self.state else {
+            return Err(SessionError::NotReady);
+        };
         match (self.role, message) {
             (Role::Phone, Message::CtapRequest(request)) => {
                 if open.request.is_some() {
@@ -690,6 +787,47 @@ impl Session {
         Ok(())
     }
 
+    /// Bridge, first contact, after [`Event::ConfirmationNeeded`]: the user confirmed that
+    /// the phone shows the same code. Raises `Established` with the new pairing and queues
+    /// our Hello: the runtime stores the pairing on that event, before it sends the frame.
+    pub fn confirm(&mut self) -> Result<(), SessionError> {
+        self.require(Role::Bridge)?;
+        if self.is_finished() {
+            return Err(SessionError::Closed);
+        }
+        let hello = self
+            .awaiting_confirmation
+            .take()
+            .ok_or(SessionError::NothingToConfirm)?;
+        let result = self.establish(hello);
+        if result.is_err() {
+            self.state = State::Failed;
+        }
+        result
+    }
+
+    /// Bridge, first contact, after [`Event::ConfirmationNeeded`]: the user refused (or did
+    /// not answer). Queues a `Revoke` for the phone (which reports [`Event::Refused`]) and
+    /// ends the session; nothing is handed out to store.
+    pub fn refuse(&mut self) -> Result<(), SessionError> {
+        self.require(Role::Bridge)?;
+        if self.is_finished() {
+            return Err(SessionError::Closed);
+        }
+        self.awaiting_confirmation
+            .take()
+            .ok_or(SessionError::NothingToConfirm)?;
+        self.first_contact = None;
+        let sent = self.send(&Message::Revoke);
+        self.state = State::Closed;
+        sent
+    }
+
+    /// Bridge, first contact: whether the phone's Hello waits for [`Session::confirm`].
+    pub fn awaits_confirmation(&self) -> bool {
+        self.awaiting_confirmation.is_some()
+    }
+
     /// Bridge: sends a new CTAP request (allowed as soon as our keys are ready, before the
     /// phone's Hello) under a new random [`RequestId`]; returns its id in this session. One at
     /// a time.
@@ -786,8 +924,11 @@ impl Session {
     /// Phone: the getInfo changed (PIN set, options).
     pub fn update_get_info(&mut self, get_info: Vec<u8>) -> Result<(), SessionError> {
         self.require(Role::Phone)?;
-        self.hello.get_info = Some(get_info.clone());
-        self.send(&Message::GetInfo(get_info))
+        // Sent first, kept after: a call the session refuses (not established yet) changes
+        // nothing, so the Hello it sends later is the one it was made with.
+        self.send(&Message::GetInfo(get_info.clone()))?;
+        self.hello.get_info = Some(get_info);
+        Ok(())
     }
 
     /// Either side: a ping (≤ 32 bytes), answered by [`Event::Pong`].

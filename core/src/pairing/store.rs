@@ -14,7 +14,9 @@ use thiserror::Error;
 
 use super::mailbox::{MailboxId, PairingId, MAILBOX_ID_LEN};
 use super::records::{open_static_key, PairingRecord, RecordError};
+use super::relay::{ApnsEnvironment, PushProvider, PushTarget, WakeId};
 use super::url::{compressed, parse_compressed, validate_name, NameError};
+use super::wake::EmptyWakes;
 use super::Role;
 use crate::crypto::master_key::MasterKey;
 
@@ -23,7 +25,7 @@ pub const FILE_NAME: &str = "pairings.db";
 /// `PRAGMA application_id` of a pairing store ("PKPR").
 const APPLICATION_ID: i32 = 0x504B_5052;
 /// The schema version this build writes and reads.
-const SCHEMA_VERSION: u32 = 1;
+const SCHEMA_VERSION: u32 = 3;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 const SCHEMA_V1: &str = "
@@ -41,8 +43,32 @@ const SCHEMA_V1: &str = "
     ) STRICT;
 ";
 
+/// The steps from each schema version to the next: `MIGRATIONS[n]` turns version `n + 1` into
+/// `n + 2`. Each keeps the rows it finds.
+const MIGRATIONS: &[&str] = &[
+    // 2: pairings suspended (not deleted) on the relay's unauthenticated "revoked"; existing
+    // rows are kept, none suspended.
+    "ALTER TABLE pairings ADD COLUMN suspended_at INTEGER;",
+    // 3: the phone's push registrations (docs/pairing-protocol.md §3.3): the wake id of the
+    // last PUSH_REGISTER (`current`, `current_acked` once the relay ACKed it) and the one
+    // before it, still accepted until then (`previous`); the target, registered again with a
+    // new wake id at each attach; the budget of wakes that brought no request.
+    "CREATE TABLE wake (
+         pairing       BLOB    NOT NULL PRIMARY KEY REFERENCES pairings (id) ON DELETE CASCADE,
+         current       BLOB    NOT NULL UNIQUE,
+         current_acked INTEGER NOT NULL DEFAULT 0,
+         previous      BLOB,
+         provider      TEXT    NOT NULL,
+         target        TEXT    NOT NULL,
+         environment   TEXT,
+         empty_since   INTEGER NOT NULL DEFAULT 0,
+         empty_count   INTEGER NOT NULL DEFAULT 0
+     ) STRICT;
+     CREATE INDEX wake_previous ON wake (previous);",
+];
+
 const COLUMNS: &str = "id, role, name, relay_url, peer_static, our_static, created_at, \
-                       last_seen, peer_get_info, revoked_at";
+                       last_seen, peer_get_info, revoked_at, suspended_at";
 
 /// Why a pairing store call failed.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -120,11 +146,18 @@ impl PairingStore {
                     return Err(PairingStoreError::Foreign);
                 }
                 tx.execute_batch(SCHEMA_V1)?;
+                tx.execute_batch(&MIGRATIONS.concat())?;
                 tx.pragma_update(None, "application_id", APPLICATION_ID)?;
                 tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
             }
             _ if app_id != APPLICATION_ID => return Err(PairingStoreError::Foreign),
             SCHEMA_VERSION => {}
+            older if older < SCHEMA_VERSION => {
+                for step in &MIGRATIONS[older as usize - 1..] {
+                    tx.execute_batch(step)?;
+                }
+                tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+            }
             found => {
                 return Err(PairingStoreError::SchemaTooNew {
                     found,
@@ -134,6 +167,8 @@ impl PairingStore {
         }
         tx.commit()?;
         conn.pragma_update(None, "synchronous", "FULL")?;
+        // Forgetting a pairing forgets its push registration (ON DELETE CASCADE).
+        conn.pragma_update(None, "foreign_keys", true)?;
         Ok(Self {
             conn,
             master: master.clone(),
@@ -145,7 +180,8 @@ impl PairingStore {
         validate_name(&record.name)?;
         let result = self.conn.execute(
             &format!(
-                "INSERT INTO pairings ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+                "INSERT INTO pairings ({COLUMNS}) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
             ),
             params![
                 record.id.0.as_slice(),
@@ -158,6 +194,7 @@ impl PairingStore {
                 record.last_seen.map(to_i64).transpose()?,
                 record.peer_get_info,
                 record.revoked_at.map(to_i64).transpose()?,
+                record.suspended_at.map(to_i64).transpose()?,
             ],
         );
         match result {
@@ -213,7 +250,8 @@ impl PairingStore {
         rows.map(|row| row?.into_record(&self.master)).collect()
     }
 
-    /// The pairings in use (not revoked), newest first.
+    /// The pairings not revoked, newest first: suspended ones too (with `suspended_at` set),
+    /// so that the user sees them and can resume or remove them.
     pub fn list(&self) -> Result<Vec<PairingRecord>, PairingStoreError> {
         self.select("revoked_at IS NULL", &[])
     }
@@ -274,6 +312,25 @@ impl PairingStore {
         )
     }
 
+    /// Suspends a pairing at `now` (Unix seconds): the relay said its mailbox was deleted,
+    /// which nobody authenticates, so the record and its keys stay; the runtimes stop
+    /// attaching and waking for it until [`PairingStore::resume`]. Keeps the first time.
+    pub fn suspend(&self, id: &PairingId, now: u64) -> Result<(), PairingStoreError> {
+        self.update(
+            "UPDATE pairings SET suspended_at = coalesce(suspended_at, ?2) WHERE id = ?1",
+            &[&id.0.as_slice(), &to_i64(now)?],
+        )
+    }
+
+    /// The user's resume of a suspended pairing: it is used again (the next attach tells
+    /// whether the peer is still there). Not an error for a pairing not suspended.
+    pub fn resume(&self, id: &PairingId) -> Result<(), PairingStoreError> {
+        self.update(
+            "UPDATE pairings SET suspended_at = NULL WHERE id = ?1",
+            &[&id.0.as_slice()],
+        )
+    }
+
     /// Deletes a pairing for good (the peer revoked it, or our revocation reached the relay).
     /// Returns whether it existed.
     pub fn forget(&self, id: &PairingId) -> Result<bool, PairingStoreError> {
@@ -281,6 +338,131 @@ impl PairingStore {
             .conn
             .execute("DELETE FROM pairings WHERE id = ?1", [id.0.as_slice()])?
             > 0)
+    }
+
+    /// Phone: a PUSH_REGISTER of `target` for the pairing is about to be sent. Its wake id
+    /// becomes the current one; the last one the relay acknowledged stays accepted
+    /// ([`PairingStore::by_wake_id`]) until [`PairingStore::push_registered`].
+    pub fn push_registering(
+        &self,
+        id: &PairingId,
+        target: &PushTarget,
+    ) -> Result<(), PairingStoreError> {
+        self.update(
+            "INSERT INTO wake (pairing, current, provider, target, environment)
+             SELECT id, ?2, ?3, ?4, ?5 FROM pairings WHERE id = ?1
+             ON CONFLICT (pairing) DO UPDATE SET
+                 previous = CASE WHEN current_acked = 1 THEN current ELSE previous END,
+                 current = excluded.current, current_acked = 0,
+                 provider = excluded.provider, target = excluded.target,
+                 environment = excluded.environment",
+            &[
+                &id.0.as_slice(),
+                &target.wake.0.as_slice(),
+                &target.provider.as_str(),
+                &target.target,
+                &target.environment.map(|e| e.as_str()),
+            ],
+        )
+    }
+
+    /// Phone: the relay acknowledged the registration carrying `wake`: only it is accepted
+    /// from now on.
+    pub fn push_registered(&self, id: &PairingId, wake: &WakeId) -> Result<(), PairingStoreError> {
+        self.update(
+            "UPDATE wake SET current_acked = 1, previous = NULL
+             WHERE pairing = ?1 AND current = ?2",
+            &[&id.0.as_slice(), &wake.0.as_slice()],
+        )
+    }
+
+    /// Phone: the push target last registered for the pairing (with its current wake id).
+    pub fn push_target(&self, id: &PairingId) -> Result<Option<PushTarget>, PairingStoreError> {
+        let row = self
+            .conn
+            .query_row(
+                "SELECT current, provider, target, environment FROM wake WHERE pairing = ?1",
+                [id.0.as_slice()],
+                |row| {
+                    Ok((
+                        row.get::<_, Vec<u8>>(0)?,
+                        row.get::<_, String>(1)?,
+                        row.get::<_, String>(2)?,
+                        row.get::<_, Option<String>>(3)?,
+                    ))
+                },
+            )
+            .optional()?;
+        let Some((wake, provider, target, environment)) = row else {
+            return Ok(None);
+        };
+        let corrupt = || PairingStoreError::Corrupt("push registration".into());
+        Ok(Some(PushTarget {
+            provider: PushProvider::parse(&provider).ok_or_else(corrupt)?,
+            target,
+            environment: environment
+                .map(|e| ApnsEnvironment::parse(&e).ok_or_else(corrupt))
+                .transpose()?,
+            wake: WakeId(wake.try_into().map_err(|_| corrupt())?),
+        }))
+    }
+
+    /// Phone: the pairing (revoked or not) a push carrying `wake` is for: its current wake id
+    /// or the previous one while the current is not acknowledged.
+    pub fn by_wake_id(&self, wake: &WakeId) -> Result<Option<PairingRecord>, PairingStoreError> {
+        let pairing: Option<Vec<u8>> = self
+            .conn
+            .query_row(
+                "SELECT pairing FROM wake WHERE current = ?1 OR previous = ?1",
+                [wake.0.as_slice()],
+                |row| row.get(0),
+            )
+            .optional()?;
+        match pairing {
+            None => Ok(None),
+            Some(id) => {
+                let id = id
+                    .try_into()
+                    .map_err(|_| PairingStoreError::Corrupt("wake pairing".into()))?;
+                self.get(&MailboxId(id))
+            }
+        }
+    }
+
+    /// Phone: the pairing's wakes that brought no request, in the current window.
+    pub fn empty_wakes(&self, id: &PairingId) -> Result<EmptyWakes, PairingStoreError> {
+        let row = self
+            .conn
+            .query_row(
+                "SELECT empty_since, empty_count FROM wake WHERE pairing = ?1",
+                [id.0.as_slice()],
+                |row| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?)),
+            )
+            .optional()?;
+        let corrupt = || PairingStoreError::Corrupt("wake budget".into());
+        Ok(match row {
+            None => EmptyWakes::default(),
+            Some((since, count)) => EmptyWakes {
+                window_start: u64::try_from(since).map_err(|_| corrupt())?,
+                count: u32::try_from(count).map_err(|_| corrupt())?,
+            },
+        })
+    }
+
+    /// Phone: stores the pairing's empty wakes (after [`EmptyWakes::record`]).
+    pub fn set_empty_wakes(
+        &self,
+        id: &PairingId,
+        wakes: EmptyWakes,
+    ) -> Result<(), PairingStoreError> {
+        self.update(
+            "UPDATE wake SET empty_since = ?2, empty_count = ?3 WHERE pairing = ?1",
+            &[
+                &id.0.as_slice(),
+                &to_i64(wakes.window_start)?,
+                &i64::from(wakes.count),
+            ],
+        )
     }
 }
 
@@ -296,6 +478,7 @@ struct RawRow {
     last_seen: Option<i64>,
     peer_get_info: Option<Vec<u8>>,
     revoked_at: Option<i64>,
+    suspended_at: Option<i64>,
 }
 
 impl RawRow {
@@ -311,6 +494,7 @@ impl RawRow {
             last_seen: row.get(7)?,
             peer_get_info: row.get(8)?,
             revoked_at: row.get(9)?,
+            suspended_at: row.get(10)?,
         })
     }
 
@@ -340,6 +524,7 @@ impl RawRow {
             last_seen: self.last_seen.map(time).transpose()?,
             peer_get_info: self.peer_get_info,
             revoked_at: self.revoked_at.map(time).transpose()?,
+            suspended_at: self.suspended_at.map(time).transpose()?,
         })
     }
 }
@@ -370,6 +555,7 @@ mod tests {
             last_seen: None,
             peer_get_info: None,
             revoked_at: None,
+            suspended_at: None,
         }
     }
 
@@ -474,11 +660,169 @@ mod tests {
             PairingStoreError::Foreign
         );
         let conn = Connection::open(&path).unwrap();
-        conn.pragma_update(None, "user_version", 2).unwrap();
+        conn.pragma_update(None, "user_version", 4).unwrap();
         drop(conn);
         assert_eq!(
             PairingStore::open(&path, &master()).unwrap_err(),
-            PairingStoreError::SchemaTooNew { found: 2, known: 1 }
+            PairingStoreError::SchemaTooNew { found: 4, known: 3 }
         );
+    }
+
+    #[test]
+    fn suspend_keeps_the_record_and_its_keys_until_resumed_or_forgotten() {
+        let store = PairingStore::open_in_memory(&master()).unwrap();
+        let a = record(1, "desk", 100);
+        store.insert(&a).unwrap();
+        store.suspend(&a.id, 300).unwrap();
+        store.suspend(&a.id, 400).unwrap(); // keeps the first time
+        let listed = store.list().unwrap();
+        assert_eq!(listed.len(), 1, "a suspended pairing is still listed");
+        assert_eq!(listed[0].suspended_at, Some(300));
+        assert_eq!(
+            listed[0].our_static.to_bytes(),
+            a.our_static.to_bytes(),
+            "its key is kept"
+        );
+        assert_eq!(store.find_by_name("desk").unwrap().len(), 1);
+        assert!(store.pending_revocations().unwrap().is_empty());
+        store.resume(&a.id).unwrap();
+        assert_eq!(store.get(&a.id).unwrap(), Some(a.clone()));
+        assert_eq!(
+            store.suspend(&MailboxId([7; 16]), 1),
+            Err(PairingStoreError::NotFound)
+        );
+    }
+
+    /// A store written by the previous version (schema 1, no `suspended_at`) opens, keeps its
+    /// rows (none suspended) and can suspend them.
+    #[test]
+    fn a_version_1_store_is_migrated_with_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        let a = record(4, "old desk", 50);
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(SCHEMA_V1).unwrap();
+            conn.pragma_update(None, "application_id", APPLICATION_ID)
+                .unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+            conn.execute(
+                "INSERT INTO pairings (id, role, name, relay_url, peer_static, our_static, \
+                 created_at, last_seen, peer_get_info, revoked_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL, NULL, NULL)",
+                params![
+                    a.id.0.as_slice(),
+                    a.role.to_byte(),
+                    a.name,
+                    a.relay_url,
+                    compressed(&a.peer_static).as_slice(),
+                    a.seal_static_key(&master()),
+                    50i64,
+                ],
+            )
+            .unwrap();
+        }
+        let store = PairingStore::open(&path, &master()).unwrap();
+        assert_eq!(store.list().unwrap(), vec![a.clone()]);
+        store.suspend(&a.id, 60).unwrap();
+        drop(store);
+        let conn = Connection::open(&path).unwrap();
+        let version: u32 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        drop(conn);
+        let store = PairingStore::open(&path, &master()).unwrap();
+        assert_eq!(store.get(&a.id).unwrap().unwrap().suspended_at, Some(60));
+    }
+
+    fn webhook(wake: u8) -> PushTarget {
+        PushTarget {
+            provider: PushProvider::Webhook,
+            target: "http://127.0.0.1:9/wake".into(),
+            environment: None,
+            wake: WakeId([wake; 16]),
+        }
+    }
+
+    /// A version 2 file (suspensions, before push registrations) opens as version 3 with its
+    /// rows, and then takes registrations.
+    #[test]
+    fn a_version_2_store_is_migrated_keeping_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        let a = record(3, "desk", 1);
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(SCHEMA_V1).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.pragma_update(None, "application_id", APPLICATION_ID)
+                .unwrap();
+            conn.pragma_update(None, "user_version", 2).unwrap();
+            let store = PairingStore {
+                conn,
+                master: master(),
+            };
+            store.insert(&a).unwrap();
+        }
+        let store = PairingStore::open(&path, &master()).unwrap();
+        assert_eq!(store.list().unwrap(), vec![a.clone()]);
+        let version: u32 = store
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        store.push_registering(&a.id, &webhook(1)).unwrap();
+        assert_eq!(store.by_wake_id(&WakeId([1; 16])).unwrap(), Some(a));
+    }
+
+    /// Each registration's wake id finds the pairing; the previous one too until the new one
+    /// is acknowledged, then only the new one; an unknown id finds nothing; forgetting the
+    /// pairing forgets its registration.
+    #[test]
+    fn wake_ids_rotate_and_the_previous_one_lasts_until_the_ack() {
+        let store = PairingStore::open_in_memory(&master()).unwrap();
+        let a = record(1, "desk", 100);
+        let b = record(2, "laptop", 200);
+        store.insert(&a).unwrap();
+        store.insert(&b).unwrap();
+        let found = |w: u8| store.by_wake_id(&WakeId([w; 16])).unwrap().map(|r| r.name);
+        assert_eq!(
+            store.push_registering(&MailboxId([0; 16]), &webhook(9)),
+            Err(PairingStoreError::NotFound)
+        );
+        store.push_registering(&a.id, &webhook(1)).unwrap();
+        store.push_registering(&b.id, &webhook(5)).unwrap();
+        assert_eq!(found(1).as_deref(), Some("desk"));
+        store.push_registered(&a.id, &WakeId([1; 16])).unwrap();
+        assert_eq!(store.push_target(&a.id).unwrap(), Some(webhook(1)));
+
+        store.push_registering(&a.id, &webhook(2)).unwrap();
+        assert_eq!(found(1).as_deref(), Some("desk"), "until the ACK");
+        assert_eq!(found(2).as_deref(), Some("desk"));
+        // Never acknowledged: the acknowledged one stays accepted.
+        store.push_registering(&a.id, &webhook(3)).unwrap();
+        assert_eq!(found(1).as_deref(), Some("desk"));
+        assert_eq!(found(2), None);
+        store.push_registered(&a.id, &WakeId([3; 16])).unwrap();
+        assert_eq!(found(1), None);
+        assert_eq!(found(3).as_deref(), Some("desk"));
+        assert_eq!(found(5).as_deref(), Some("laptop"));
+        assert_eq!(found(7), None);
+        assert_eq!(store.push_target(&a.id).unwrap(), Some(webhook(3)));
+
+        let wakes = EmptyWakes {
+            window_start: 50,
+            count: 4,
+        };
+        store.set_empty_wakes(&a.id, wakes).unwrap();
+        assert_eq!(store.empty_wakes(&a.id).unwrap(), wakes);
+        assert_eq!(store.empty_wakes(&b.id).unwrap(), EmptyWakes::default());
+
+        assert!(store.forget(&a.id).unwrap());
+        assert_eq!(found(3), None);
+        assert_eq!(store.push_target(&a.id).unwrap(), None);
+        store.insert(&a).unwrap();
+        assert_eq!(store.push_target(&a.id).unwrap(), None, "a new start");
     }
 }

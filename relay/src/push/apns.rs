@@ -1,14 +1,22 @@
 //! The APNs provider: HTTP/2 `POST {endpoint}/3/device/{token}` with token-based
 //! authentication (an ES256 JWT signed with the team's .p8 key: header `kid`, claims `iss` =
 //! team id and `iat`), the content-free payload of docs/pairing-protocol.md §3.3.
+//!
+//! By default a background push (`content-available`, push type `background`, priority 5, as
+//! Apple requires for it): the system shows nothing and gives the app a little time, in which
+//! it connects and shows its own notification only once the handshake proved a real request.
+//! So a relay, a holder of a bridge's keys or a revoked bridge cannot put anything on the
+//! screen. The price: iOS throttles background pushes and does not deliver them to an app the
+//! user force-quit. `--apns-alert` ([`ApnsConfig::alert`]) sends visible alert pushes instead
+//! (the app's notification service extension words them), for deployments that need the
+//! wake-up to reach a force-quit app more than they need silence.
 
 use std::time::Duration;
 
 use p256::ecdsa::signature::Signer;
 use p256::ecdsa::{Signature, SigningKey};
 use p256::pkcs8::DecodePrivateKey;
-use pocketkey_core::pairing::mailbox::MailboxId;
-use pocketkey_core::pairing::relay::{ApnsEnvironment, PushTarget};
+use pocketkey_core::pairing::relay::{ApnsEnvironment, PushTarget, WakeId};
 
 use super::http::{self, HttpVersion, Request};
 use super::token::{jwt, CachedToken};
@@ -35,6 +43,9 @@ pub struct ApnsConfig {
     pub topic: String,
     /// Replaces both Apple endpoints (tests: `http://127.0.0.1:PORT`, HTTP/2 without TLS).
     pub endpoint: Option<String>,
+    /// Visible alert pushes instead of background ones (see the module's documentation).
+    /// Default false.
+    pub alert: bool,
 }
 
 impl std::fmt::Debug for ApnsConfig {
@@ -44,6 +55,7 @@ impl std::fmt::Debug for ApnsConfig {
             .field("team_id", &self.team_id)
             .field("topic", &self.topic)
             .field("endpoint", &self.endpoint)
+            .field("alert", &self.alert)
             .finish_non_exhaustive()
     }
 }
@@ -77,15 +89,28 @@ impl ApnsProvider {
         })
     }
 
-    /// The notification body for a mailbox.
-    pub fn body(mailbox: MailboxId) -> Vec<u8> {
-        serde_json::json!({
-            "aps": {"alert": {"loc-key": "POCKETKEY_WAKE"}, "mutable-content": 1},
-            "v": 1,
-            "m": mailbox.to_hex(),
-        })
-        .to_string()
-        .into_bytes()
+    /// The notification body for a wake id: a background push (`alert` false) carries
+    /// nothing but `content-available` and `{v, w}`; an alert push the localization key
+    /// the app words.
+    pub fn body(wake: WakeId, alert: bool) -> Vec<u8> {
+        let aps = if alert {
+            serde_json::json!({"alert": {"loc-key": "POCKETKEY_WAKE"}, "mutable-content": 1})
+        } else {
+            serde_json::json!({"content-available": 1})
+        };
+        serde_json::json!({"aps": aps, "v": 1, "w": wake.to_hex()})
+            .to_string()
+            .into_bytes()
+    }
+
+    /// `apns-push-type` and `apns-priority` of the body above: Apple requires priority 5 for
+    /// background pushes (10 is refused).
+    pub fn push_type(alert: bool) -> (&'static str, &'static str) {
+        if alert {
+            ("alert", "10")
+        } else {
+            ("background", "5")
+        }
     }
 
     /// The current provider token (a new one after [`TOKEN_LIFETIME`]).
@@ -119,11 +144,7 @@ impl PushProvider for ApnsProvider {
         }
     }
 
-    fn wake<'a>(
-        &'a self,
-        target: &'a PushTarget,
-        mailbox: MailboxId,
-    ) -> PushFuture<'a, Result<(), PushError>> {
+    fn wake<'a>(&'a self, target: &'a PushTarget) -> PushFuture<'a, Result<(), PushError>> {
         Box::pin(async move {
             self.check_target(target)?;
             let endpoint = match (&self.config.endpoint, target.environment) {
@@ -131,20 +152,22 @@ impl PushProvider for ApnsProvider {
                 (None, Some(ApnsEnvironment::Sandbox)) => SANDBOX.into(),
                 (None, _) => PRODUCTION.into(),
             };
+            // No collapse id: it would be a stable per-pairing id again.
+            let (push_type, priority) = Self::push_type(self.config.alert);
             let headers = vec![
                 (
                     "authorization".into(),
                     format!("bearer {}", self.provider_token()),
                 ),
                 ("apns-topic".into(), self.config.topic.clone()),
-                ("apns-push-type".into(), "alert".into()),
-                ("apns-priority".into(), "10".into()),
+                ("apns-push-type".into(), push_type.into()),
+                ("apns-priority".into(), priority.into()),
                 ("apns-expiration".into(), (unix_now() + 60).to_string()),
-                ("apns-collapse-id".into(), mailbox.to_hex()),
                 ("content-type".into(), "application/json".into()),
             ];
             let url = format!("{endpoint}/3/device/{}", target.target);
-            let request = Request::post(url, headers, Self::body(mailbox), HttpVersion::Http2);
+            let body = Self::body(target.wake, self.config.alert);
+            let request = Request::post(url, headers, body, HttpVersion::Http2);
             let response = self
                 .client
                 .send(request, self.timeout)
@@ -155,5 +178,30 @@ impl PushProvider for ApnsProvider {
             }
             Ok(())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The default push is a background one carrying `{v, w}` and nothing the system would
+    /// show; the alert option is the only way to an alert.
+    #[test]
+    fn the_default_payload_is_a_silent_background_push() {
+        let wake = WakeId([0x3c; 16]);
+        let body: serde_json::Value =
+            serde_json::from_slice(&ApnsProvider::body(wake, false)).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"aps": {"content-available": 1}, "v": 1, "w": wake.to_hex()})
+        );
+        assert_eq!(ApnsProvider::push_type(false), ("background", "5"));
+
+        let alert: serde_json::Value =
+            serde_json::from_slice(&ApnsProvider::body(wake, true)).unwrap();
+        assert_eq!(alert["aps"]["alert"]["loc-key"], "POCKETKEY_WAKE");
+        assert_eq!(alert["w"], wake.to_hex());
+        assert_eq!(ApnsProvider::push_type(true), ("alert", "10"));
     }
 }

@@ -1,13 +1,13 @@
 //! The FCM provider (HTTP v1): `POST {endpoint}/v1/projects/{project}/messages:send` with
-//! `Authorization: Bearer <access token>`, a high-priority data message `{"v": "1", "m": "<hex
-//! M>"}` (docs/pairing-protocol.md §3.3). The access token is either given (config) or
+//! `Authorization: Bearer <access token>`, a high-priority data message `{"v": "1", "w": "<hex
+//! wake id>"}` with no notification block, so the system shows nothing and hands it to the app
+//! (docs/pairing-protocol.md §3.3). The access token is either given (config) or
 //! obtained from a Google service account: an RS256 JWT (RSASSA-PKCS1-v1_5 with SHA-256, by the
 //! `rsa` crate) exchanged at the token endpoint (OAuth 2.0 JWT bearer grant, RFC 7523).
 
 use std::time::Duration;
 
-use pocketkey_core::pairing::mailbox::MailboxId;
-use pocketkey_core::pairing::relay::PushTarget;
+use pocketkey_core::pairing::relay::{PushTarget, WakeId};
 use rsa::pkcs1v15::SigningKey;
 use rsa::pkcs8::DecodePrivateKey;
 use rsa::signature::{SignatureEncoding, Signer};
@@ -120,12 +120,12 @@ impl FcmProvider {
         })
     }
 
-    /// The message body for a registration token and a mailbox.
-    pub fn body(token: &str, mailbox: MailboxId) -> Vec<u8> {
+    /// The message body for a registration token and a wake id.
+    pub fn body(token: &str, wake: WakeId) -> Vec<u8> {
         serde_json::json!({
             "message": {
                 "token": token,
-                "data": {"v": "1", "m": mailbox.to_hex()},
+                "data": {"v": "1", "w": wake.to_hex()},
                 "android": {"priority": "high", "ttl": "60s"},
             }
         })
@@ -216,11 +216,7 @@ impl PushProvider for FcmProvider {
         }
     }
 
-    fn wake<'a>(
-        &'a self,
-        target: &'a PushTarget,
-        mailbox: MailboxId,
-    ) -> PushFuture<'a, Result<(), PushError>> {
+    fn wake<'a>(&'a self, target: &'a PushTarget) -> PushFuture<'a, Result<(), PushError>> {
         Box::pin(async move {
             self.check_target(target)?;
             let token = self.access_token().await?;
@@ -233,7 +229,7 @@ impl PushProvider for FcmProvider {
                 ("authorization".into(), format!("Bearer {token}")),
                 ("content-type".into(), "application/json".into()),
             ];
-            let body = Self::body(&target.target, mailbox);
+            let body = Self::body(&target.target, target.wake);
             let request = Request::post(url, headers, body, HttpVersion::Http1);
             let response = self
                 .client

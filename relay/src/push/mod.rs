@@ -1,6 +1,6 @@
 //! Push wake-up (docs/pairing-protocol.md §3.3): when a bridge sends WAKE and the phone is not
-//! attached, the relay sends a content-free notification (version and mailbox id only) through
-//! the provider of the target the phone registered.
+//! attached, the relay sends a content-free notification (the version and the wake id the
+//! phone registered with the target, never the mailbox id) through the target's provider.
 //!
 //! Providers sit behind the [`PushProvider`] trait: [`WebhookProvider`] (self-hosting and
 //! tests), [`FcmProvider`] (FCM HTTP v1) and [`ApnsProvider`] (APNs over HTTP/2, token auth).
@@ -43,12 +43,8 @@ pub trait PushProvider: Send + Sync + 'static {
     /// Checks a target at registration (PUSH_REGISTER); `Err` answers ERROR `bad_push_target`.
     fn check_target(&self, target: &PushTarget) -> Result<(), PushError>;
 
-    /// Sends the content-free wake-up for `mailbox` to `target`.
-    fn wake<'a>(
-        &'a self,
-        target: &'a PushTarget,
-        mailbox: MailboxId,
-    ) -> PushFuture<'a, Result<(), PushError>>;
+    /// Sends the content-free wake-up carrying `target.wake` to `target`.
+    fn wake<'a>(&'a self, target: &'a PushTarget) -> PushFuture<'a, Result<(), PushError>>;
 }
 
 /// The providers of a relay and the per-mailbox wake rate limit.
@@ -125,9 +121,9 @@ impl PushService {
 
     /// Sends the wake-up through the target's provider (no rate limit here: see
     /// [`try_acquire`](Self::try_acquire)).
-    pub async fn wake(&self, target: &PushTarget, mailbox: MailboxId) -> Result<(), PushError> {
+    pub async fn wake(&self, target: &PushTarget) -> Result<(), PushError> {
         let provider = self.provider(target.provider)?.clone();
-        provider.wake(target, mailbox).await
+        provider.wake(target).await
     }
 }
 

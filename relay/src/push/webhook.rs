@@ -1,12 +1,11 @@
-//! The webhook provider: `POST <url>` with `{"v":1,"mailbox":"<hex M>"}`; any 2xx is success.
+//! The webhook provider: `POST <url>` with `{"v":1,"w":"<hex wake id>"}`; any 2xx is success.
 //! Only URLs an allow-list entry admits are accepted (the relay must not be made to POST to
 //! arbitrary hosts): each entry is a URL, and a target must have its scheme, host and port
 //! exactly, and a path under the entry's path on a segment boundary.
 
 use std::time::Duration;
 
-use pocketkey_core::pairing::mailbox::MailboxId;
-use pocketkey_core::pairing::relay::PushTarget;
+use pocketkey_core::pairing::relay::{PushTarget, WakeId};
 use url::Url;
 
 use super::http::{self, HttpVersion, Request};
@@ -122,9 +121,9 @@ impl WebhookProvider {
         Ok(url)
     }
 
-    /// The body posted for a mailbox.
-    pub fn body(mailbox: MailboxId) -> Vec<u8> {
-        serde_json::json!({"v": 1, "mailbox": mailbox.to_hex()})
+    /// The body posted for a wake id.
+    pub fn body(wake: WakeId) -> Vec<u8> {
+        serde_json::json!({"v": 1, "w": wake.to_hex()})
             .to_string()
             .into_bytes()
     }
@@ -135,17 +134,13 @@ impl PushProvider for WebhookProvider {
         self.admitted(target).map(|_| ())
     }
 
-    fn wake<'a>(
-        &'a self,
-        target: &'a PushTarget,
-        mailbox: MailboxId,
-    ) -> PushFuture<'a, Result<(), PushError>> {
+    fn wake<'a>(&'a self, target: &'a PushTarget) -> PushFuture<'a, Result<(), PushError>> {
         Box::pin(async move {
             let url = self.admitted(target)?;
             let request = Request::post(
                 url.to_string(),
                 vec![("content-type".into(), "application/json".into())],
-                Self::body(mailbox),
+                Self::body(target.wake),
                 HttpVersion::Http1,
             );
             let response = self
@@ -171,6 +166,7 @@ mod tests {
             provider: Kind::Webhook,
             target: url.into(),
             environment: None,
+            wake: pocketkey_core::pairing::relay::WakeId([1; 16]),
         }
     }
 

@@ -15,6 +15,7 @@ import com.pocketkey.core.KeyProviderException
 import com.pocketkey.core.PocketKeyException
 import com.pocketkey.core.ScanException
 import com.pocketkey.core.ScannedCode
+import com.pocketkey.core.ScanSource
 import com.pocketkey.core.classifyScan
 import java.io.File
 import java.security.interfaces.ECPublicKey
@@ -364,20 +365,24 @@ val CASES = listOf(
     },
 
     TestCase("classifyScan: FIDO:/ is Hybrid, pocketkey://pair is Pairing, others typed errors") {
-        assertEq(ScannedCode.Hybrid(QR), classifyScan(QR), "FIDO:/ QR")
-        assertEq(ScannedCode.Hybrid(QR), classifyScan("  $QR "), "surrounding spaces")
-        assertEq(ScannedCode.Pairing("pocketkey://pair?k=abc&n=Work"), classifyScan("pocketkey://pair?k=abc&n=Work"), "pairing")
+        assertEq(ScannedCode.Hybrid(QR), classifyScan(QR, ScanSource.LINK), "FIDO:/ QR")
+        assertEq(ScannedCode.Hybrid(QR), classifyScan("  $QR ", ScanSource.CAMERA), "surrounding spaces")
+        assertEq(ScannedCode.Pairing("pocketkey://pair?k=abc&n=Work"), classifyScan("pocketkey://pair?k=abc&n=Work", ScanSource.CAMERA), "pairing")
+        val link = assertThrows<ScanException.PairingNeedsCamera>("pairing from a link") {
+            classifyScan("pocketkey://pair?k=abc&n=Work", ScanSource.LINK)
+        }
+        assertEq("Scan the code shown by PocketKey on your computer with the app's camera", link.userMessage(), "userMessage()")
         assertEq(
             ScannedCode.Activation("https://keys.example.com/activate?token=a%2Fb", "a/b"),
-            classifyScan("https://keys.example.com/activate?token=a%2Fb"),
+            classifyScan("https://keys.example.com/activate?token=a%2Fb", ScanSource.LINK),
             "activation",
         )
         for (text in listOf("https://example.com/", "WIFI:S:home;T:WPA;P:secret;;", "", "garbage")) {
-            val e = assertThrows<ScanException.NotOurs>("classifyScan(\"$text\")") { classifyScan(text) }
+            val e = assertThrows<ScanException.NotOurs>("classifyScan(\"$text\")") { classifyScan(text, ScanSource.CAMERA) }
             assertEq("This is not a PocketKey or passkey code", e.userMessage(), "userMessage()")
         }
         for (text in listOf("FIDO:/12ab", "pocketkey://pair", "$QR\n")) {
-            val e = assertThrows<ScanException.Malformed>("classifyScan(${text.trim()})") { classifyScan(text) }
+            val e = assertThrows<ScanException.Malformed>("classifyScan(${text.trim()})") { classifyScan(text, ScanSource.CAMERA) }
             assertTrue(e.userMessage().isNotBlank()) { "blank userMessage" }
         }
     },
@@ -386,7 +391,7 @@ val CASES = listOf(
 fun main(args: Array<String>) {
     // Load the library up front so a missing libpocketkey_ffi fails once, clearly.
     try {
-        classifyScan(QR)
+        classifyScan(QR, ScanSource.CAMERA)
     } catch (e: Throwable) {
         println("cannot load the pocketkey_ffi library through JNA (jna.library.path=${System.getProperty("jna.library.path")}): $e")
         println("kotlin: 0 passed, ${CASES.size} failed")

@@ -14,6 +14,7 @@ import com.google.mlkit.vision.codescanner.GmsBarcodeScanning
 import com.pocketkey.core.PocketKeyException
 import com.pocketkey.core.ScanException
 import com.pocketkey.core.ScannedCode
+import com.pocketkey.core.ScanSource
 import com.pocketkey.core.classifyScan
 
 /**
@@ -46,31 +47,31 @@ class MainActivity : AppCompatActivity() {
             notificationPermission.launch(Manifest.permission.POST_NOTIFICATIONS)
         }
         showKeyInfo()
-        intent?.dataString?.let(::handle)
+        intent?.dataString?.let { handle(it, ScanSource.LINK) }
     }
 
     override fun onNewIntent(intent: Intent) {
         super.onNewIntent(intent)
-        intent.dataString?.let(::handle)
+        intent.dataString?.let { handle(it, ScanSource.LINK) }
     }
 
     private fun scan() {
         GmsBarcodeScanning.getClient(this).startScan()
-            .addOnSuccessListener { barcode -> barcode.rawValue?.let(::handle) }
+            .addOnSuccessListener { barcode -> barcode.rawValue?.let { handle(it, ScanSource.CAMERA) } }
             .addOnFailureListener { e -> toast("The scanner is not available: ${e.message}") }
     }
 
-    /** Camera text or deep link → what the engine says it is. */
-    private fun handle(text: String) {
+    /** Camera text or deep link → what the engine says it is (a pairing code only from the camera). */
+    private fun handle(text: String, source: ScanSource) {
         try {
-            when (classifyScan(text)) {
+            when (classifyScan(text, source)) {
                 // Transports live in the engine too; wiring them is the next step of this shell.
                 is ScannedCode.Hybrid -> toast("Connecting to the browser… (hybrid: not wired in this skeleton)")
                 is ScannedCode.Pairing -> toast("Pairing with the computer… (not wired in this skeleton)")
                 is ScannedCode.Activation -> toast("Activating… (not wired in this skeleton)")
             }
         } catch (e: ScanException) {
-            toast(e.userMessage())   // NotOurs / Malformed, as a sentence
+            toast(e.userMessage())   // NotOurs / Malformed / PairingNeedsCamera, as a sentence
         }
     }
 
