@@ -90,7 +90,8 @@ fi
 if part bridge; then
     pocketkey-relay --listen 127.0.0.1:8080 --memory > /tmp/relay.out 2> /tmp/relay.log &
     wait_for 'grep -q "^listening on" /tmp/relay.out' 100 || { fail "relay did not start: $(cat /tmp/relay.log)"; finish; }
-    pocketkey-bridge --uhid --relay ws://127.0.0.1:8080 --state-dir /tmp/bridge --name "VM desktop" --print-url \
+    pocketkey-bridge --key-file --uhid --relay ws://127.0.0.1:8080 --state-dir /tmp/bridge --name "VM desktop" \
+        --print-url --auto-confirm \
         > /tmp/bridge.out 2> /tmp/bridge.log &
     if wait_for 'grep -q "^pair: " /tmp/bridge.out' 300; then pass "bridge: printed its pairing URL"
     else fail "bridge: no pair line: $(cat /tmp/bridge.log)"; finish; fi
