@@ -8,6 +8,7 @@
 #   PK_SKIP_CARGO_TEST=1   skip `cargo test --workspace`
 #   PK_SKIP_PYTEST=1       skip the real-client suites
 #   PK_SKIP_UHID_VM=1      skip the uhid test in a virtual machine (tests/uhid/run.sh)
+#   PK_SKIP_BROWSER_VM=1   skip the browser check in a virtual machine (tests/uhid/browser/run.sh)
 #   PK_NO_INSTALL=1        never call apt-get / pip (fail instead)
 #   PYTHON=...             Python interpreter to use (default python3)
 #
@@ -95,6 +96,9 @@ install_system_packages() {
     # the uhid test boots a kernel in QEMU (tests/uhid/run.sh)
     if [ -z "${PK_SKIP_UHID_VM:-}" ]; then
         command -v qemu-system-x86_64 >/dev/null 2>&1 || missing+=(qemu-system-x86)
+    fi
+    if [ -z "${PK_SKIP_BROWSER_VM:-}" ]; then  # tests/uhid/browser builds its root with mmdebstrap
+        command -v mmdebstrap >/dev/null 2>&1 || missing+=(mmdebstrap qemu-system-x86)
     fi
     if [ ${#missing[@]} -eq 0 ]; then
         echo "system packages present"
@@ -217,6 +221,13 @@ uhid_vm_test() {
         && "$ROOT/tests/uhid/run.sh" "$TARGET_DIR/debug"
 }
 
+# Headless Chromium in a Debian VM signs up and in with the uhid key (tests/uhid/README.md):
+# 5-11 min, plus 2-6 min to build the cached root image the first time.
+browser_vm_test() {
+    cargo build -p pocketkey -p pocketkey-bridge -p pocketkey-relay \
+        && "$ROOT/tests/uhid/browser/run.sh" "$TARGET_DIR/debug"
+}
+
 python_tests() {
     local out="$ART/pytest.log" rc a
     local targets=("$ROOT/tests")
@@ -252,6 +263,9 @@ if [ -z "${PK_SKIP_CARGO_TEST:-}" ]; then
 fi
 if [ -z "${PK_SKIP_UHID_VM:-}" ]; then
     run_step "uhid in a VM (real kernel, libfido2 tools)" uhid_vm_test
+fi
+if [ -z "${PK_SKIP_BROWSER_VM:-}" ]; then
+    run_step "a browser in a VM (headless Chromium, uhid key)" browser_vm_test
 fi
 if [ -z "${PK_SKIP_PYTEST:-}" ]; then
     if [ $BUILT -eq 1 ]; then
