@@ -204,5 +204,8 @@ impl Assertion {
 
 /// An option of getInfo's options map (key 4): `Some(value)`, or `None` when absent.
 pub fn info_option(info: &Value, name: &str) -> Option<bool> {
-    get_text(get(info, 4).expect("options"), name).map(|v| matches!(v, Value::Bool(true)))
+    get_text(get(info, 4).expect("options"), name).map(|v| match v {
+        Value::Bool(b) => *b,
+        other => panic!("option {name} is not a boolean: {other:?}"),
+    })
 }
