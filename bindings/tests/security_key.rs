@@ -7,14 +7,15 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ciborium::value::Value;
 use pocketkey_ffi::*;
+use pocketkey_testkit::cbor::{bytes, get, tmap};
+use pocketkey_testkit::command;
+use pocketkey_testkit::responses::{decode_response, info_option};
+use pocketkey_testkit::status::{
+    INVALID_OPTION, KEEPALIVE_CANCEL, OK, OPERATION_DENIED, USER_ACTION_TIMEOUT,
+};
+use pocketkey_testkit::u2f::apdu;
 use pocketkey_testkit::{GetAssertion, MakeCredential};
-
-const OK: u8 = 0x00;
-const OPERATION_DENIED: u8 = 0x27;
-const KEEPALIVE_CANCEL: u8 = 0x2D;
-const USER_ACTION_TIMEOUT: u8 = 0x2F;
 
 struct Keychain(Result<Vec<u8>, KeyProviderError>);
 
@@ -76,10 +77,6 @@ fn open_with(dir: tempfile::TempDir, master: [u8; 32], timeout_ms: Option<u64>) 
 
 fn open() -> Fixture {
     open_with(tempfile::tempdir().unwrap(), [0x42; 32], None)
-}
-
-fn text(s: &str) -> Value {
-    Value::Text(s.into())
 }
 
 fn make_credential(rp: &str, user: &str, user_id: u8) -> Vec<u8> {
@@ -154,18 +151,9 @@ fn registers_and_signs_in_with_prompts_answered_from_another_thread() {
         }
     });
     assert_eq!(prompt.operation, ApprovalOperation::SignIn);
-    assert_eq!(response[0], OK);
-    let body: Value = ciborium::de::from_reader(&response[1..]).unwrap();
-    let user = body
-        .as_map()
-        .unwrap()
-        .iter()
-        .find(|(k, _)| *k == 4.into())
-        .unwrap()
-        .1
-        .clone();
+    let body = decode_response(&response).expect("getAssertion succeeds");
     // Without UV only the user id comes back: bob's is [2].
-    assert_eq!(user, Value::Map(vec![(text("id"), Value::Bytes(vec![2]))]));
+    assert_eq!(get(&body, 4), Some(&tmap(vec![("id", bytes(&[2]))])));
 }
 
 #[test]
@@ -394,11 +382,8 @@ fn open_reports_typed_errors() {
 fn u2f_goes_through_the_same_prompts() {
     let f = open();
     let key = f.key.clone();
-    // U2F REGISTER: CLA 0, INS 1, P1 3 (enforce presence), Lc 64, challenge ‖ application.
-    let mut apdu = vec![0x00, 0x01, 0x03, 0x00, 0x00, 0x00, 0x40];
-    apdu.extend([1u8; 32]);
-    apdu.extend([2u8; 32]);
-    apdu.extend([0x00, 0x00]);
+    // U2F REGISTER: INS 1, P1 3 (enforce presence), challenge ‖ application.
+    let apdu = apdu(0x01, 0x03, &[[1u8; 32], [2u8; 32]].concat());
     let worker = thread::spawn(move || key.process_u2f(apdu, "Old browser".into()));
     let prompt = f.prompts.recv_timeout(Duration::from_secs(10)).unwrap();
     assert_eq!(prompt.operation, ApprovalOperation::U2fRegister);
@@ -452,26 +437,19 @@ fn open_without_builtin_uv_is_a_pin_only_key() {
     .unwrap();
     assert!(!key.info().unwrap().uv_available);
 
-    let info = key.process_ctap(vec![0x04], "Work laptop".into());
-    assert_eq!(info[0], OK);
-    let Value::Map(info) = ciborium::from_reader::<Value, _>(&info[1..]).unwrap() else {
-        panic!("getInfo is a map");
-    };
-    let options = info
-        .iter()
-        .find(|(k, _)| *k == Value::Integer(4.into()))
-        .map(|(_, v)| v.clone())
-        .expect("options");
-    let Value::Map(options) = options else {
-        panic!("options is a map")
-    };
-    assert!(options.iter().all(|(k, _)| *k != text("uv")), "{options:?}");
-    assert!(options.contains(&(text("pinUvAuthToken"), Value::Bool(true))));
+    let info = key.process_ctap(vec![command::GET_INFO], "Work laptop".into());
+    let info = decode_response(&info).expect("getInfo");
+    assert_eq!(info_option(&info, "uv"), None);
+    assert_eq!(info_option(&info, "pinUvAuthToken"), Some(true));
 
     let response = key.process_ctap(
         make_credential("uv.example", "alice", 1),
         "Work laptop".into(),
     );
-    assert_eq!(response, vec![0x2C], "uv=true without built-in UV");
+    assert_eq!(
+        response,
+        vec![INVALID_OPTION],
+        "uv=true without built-in UV"
+    );
     assert!(prompts.try_recv().is_err(), "nobody was asked");
 }

@@ -19,8 +19,6 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use ciborium::value::Value;
-use p256::ecdsa::signature::Verifier;
-use p256::ecdsa::{Signature, VerifyingKey};
 use p256::SecretKey;
 use pocketkey_core::hybrid::advert::{self, EidPlaintext};
 use pocketkey_core::hybrid::crypter::Crypter;
@@ -28,8 +26,11 @@ use pocketkey_core::hybrid::keys;
 use pocketkey_core::hybrid::noise::Initiator;
 use pocketkey_core::hybrid::qr::QrCode;
 use pocketkey_core::hybrid::session::{encode_message, MessageType, PostHandshake};
-use pocketkey_testkit::{GetAssertion, MakeCredential};
-use sha2::{Digest, Sha256};
+use pocketkey_testkit::cbor::{as_bytes, get, text};
+use pocketkey_testkit::cose::ES256;
+use pocketkey_testkit::responses::flags::{AT, UP, UV};
+use pocketkey_testkit::responses::{decode_response, Assertion, Registration};
+use pocketkey_testkit::{sha256, GetAssertion, MakeCredential};
 use tungstenite::client::IntoClientRequest;
 use tungstenite::http::HeaderValue;
 use tungstenite::stream::MaybeTlsStream;
@@ -344,31 +345,11 @@ fn ctap(ws: &mut Ws, crypter: &mut Crypter, request: &[u8]) -> Vec<u8> {
     reply[1..].to_vec()
 }
 
-fn text(s: &str) -> Value {
-    Value::Text(s.into())
-}
-
-fn decode_map(bytes: &[u8]) -> Vec<(Value, Value)> {
-    match ciborium::de::from_reader::<Value, _>(bytes).expect("CBOR") {
-        Value::Map(entries) => entries,
-        other => panic!("not a map: {other:?}"),
-    }
-}
-
-fn get(map: &[(Value, Value)], key: impl Into<Value>) -> Value {
-    let key = key.into();
-    map.iter()
-        .find(|(k, _)| *k == key)
-        .map(|(_, v)| v.clone())
-        .unwrap_or_else(|| panic!("no key {key:?}"))
-}
-
 fn client_data_hash(challenge: &str) -> Vec<u8> {
     // The browser's clientDataJSON, reduced to what the hash needs to be unique.
-    Sha256::digest(format!(
-        r#"{{"type":"webauthn","challenge":"{challenge}","origin":"https://{RP_ID}"}}"#
-    ))
-    .to_vec()
+    let client_data =
+        format!(r#"{{"type":"webauthn","challenge":"{challenge}","origin":"https://{RP_ID}"}}"#);
+    sha256(client_data.as_bytes()).to_vec()
 }
 
 fn make_credential(cdh: &[u8]) -> Vec<u8> {
@@ -390,61 +371,6 @@ fn get_assertion(cdh: &[u8], credential_id: &[u8]) -> Vec<u8> {
         .encode()
 }
 
-type CborMap = Vec<(Value, Value)>;
-
-/// authenticatorData as a relying party reads it.
-struct AuthData {
-    rp_id_hash: [u8; 32],
-    flags: u8,
-    counter: u32,
-    /// With AT: (credential id, COSE key).
-    attested: Option<(Vec<u8>, CborMap)>,
-}
-
-const UP: u8 = 0x01;
-const UV: u8 = 0x04;
-const AT: u8 = 0x40;
-
-fn parse_auth_data(bytes: &[u8]) -> AuthData {
-    assert!(bytes.len() >= 37, "authData too short");
-    let flags = bytes[32];
-    let counter = u32::from_be_bytes(bytes[33..37].try_into().unwrap());
-    let attested = (flags & AT != 0).then(|| {
-        let rest = &bytes[37..];
-        let id_len = usize::from(u16::from_be_bytes([rest[16], rest[17]]));
-        let id = rest[18..18 + id_len].to_vec();
-        let key = decode_map(&rest[18 + id_len..]);
-        (id, key)
-    });
-    AuthData {
-        rp_id_hash: bytes[..32].try_into().unwrap(),
-        flags,
-        counter,
-        attested,
-    }
-}
-
-/// A COSE EC2 P-256 ES256 key → a verifying key.
-fn cose_p256(key: &[(Value, Value)]) -> VerifyingKey {
-    assert_eq!(get(key, 1), Value::from(2), "kty EC2");
-    assert_eq!(get(key, 3), Value::from(-7), "alg ES256");
-    assert_eq!(get(key, -1), Value::from(1), "crv P-256");
-    let x = get(key, -2).into_bytes().unwrap();
-    let y = get(key, -3).into_bytes().unwrap();
-    let mut sec1 = vec![0x04];
-    sec1.extend_from_slice(&x);
-    sec1.extend_from_slice(&y);
-    VerifyingKey::from_sec1_bytes(&sec1).expect("a P-256 point")
-}
-
-fn verify(key: &VerifyingKey, auth_data: &[u8], cdh: &[u8], der: &[u8]) {
-    let mut signed = auth_data.to_vec();
-    signed.extend_from_slice(cdh);
-    let signature = Signature::from_der(der).expect("a DER ECDSA signature");
-    key.verify(&signed, &signature)
-        .expect("the signature verifies");
-}
-
 // ------------------------------------------------------------------------------- tests
 
 #[test]
@@ -460,69 +386,51 @@ fn registers_and_signs_in_through_the_relay() {
     let (mut c, post) = browser.handshake(&mut ws, &eid);
 
     assert_eq!(post.features, vec!["ctap".to_string()]);
-    let info = decode_map(&post.get_info);
-    let versions = get(&info, 1).into_array().unwrap();
+    let info: Value = ciborium::from_reader(&post.get_info[..]).expect("getInfo CBOR");
+    let versions = get(&info, 1).and_then(Value::as_array).expect("versions");
     assert!(versions.contains(&text("FIDO_2_1")), "{versions:?}");
-    let transports = get(&info, 9).into_array().unwrap();
+    let transports = get(&info, 9).and_then(Value::as_array).expect("transports");
     assert!(transports.contains(&text("hybrid")), "{transports:?}");
-    let aaguid = get(&info, 3).into_bytes().unwrap();
+    let aaguid = as_bytes(get(&info, 3).expect("aaguid"));
 
-    // Registration: packed self attestation.
+    // Registration: packed self attestation (no certificate chain, signed by the credential's
+    // own key).
     let cdh = client_data_hash("register-challenge");
     let made = ctap(&mut ws, &mut c, &make_credential(&cdh));
-    assert_eq!(made[0], 0x00, "makeCredential status");
-    let attestation = decode_map(&made[1..]);
-    assert_eq!(get(&attestation, 1), text("packed"));
-    let reg_auth_data = get(&attestation, 2).into_bytes().unwrap();
-    let statement = get(&attestation, 3).into_map().unwrap();
-    assert_eq!(get(&statement, text("alg")), Value::from(-7));
-    assert!(
-        !statement.iter().any(|(k, _)| *k == text("x5c")),
-        "self attestation has no certificate chain"
-    );
-    let reg_sig = get(&statement, text("sig")).into_bytes().unwrap();
-    let reg = parse_auth_data(&reg_auth_data);
-    assert_eq!(reg.rp_id_hash[..], Sha256::digest(RP_ID.as_bytes())[..]);
+    let reg = Registration::parse(&decode_response(&made).expect("makeCredential status"));
+    assert_eq!(reg.key().alg(), ES256);
+    reg.verify_self_attestation(&cdh);
+    assert_eq!(reg.parsed.rp_id_hash, sha256(RP_ID.as_bytes()));
     assert_eq!(
-        reg.flags & (UP | UV | AT),
+        reg.parsed.flags & (UP | UV | AT),
         UP | UV | AT,
         "flags {:#04x}",
-        reg.flags
+        reg.parsed.flags
     );
-    assert_eq!(&reg_auth_data[37..53], &aaguid[..], "AAGUID as in getInfo");
-    let (credential_id, cose_key) = reg.attested.expect("attested credential data");
-    let public_key = cose_p256(&cose_key);
-    // Self attestation: signed by the credential's own key.
-    verify(&public_key, &reg_auth_data, &cdh, &reg_sig);
+    assert_eq!(
+        reg.parsed.aaguid.map(Vec::from),
+        Some(aaguid),
+        "AAGUID as in getInfo"
+    );
 
-    // Sign-in with that credential.
+    // Sign-in with that credential: signed for this RP, no attested credential data.
     let cdh = client_data_hash("sign-in-challenge");
-    let got = ctap(&mut ws, &mut c, &get_assertion(&cdh, &credential_id));
-    assert_eq!(got[0], 0x00, "getAssertion status");
-    let assertion = decode_map(&got[1..]);
-    let used = get(&assertion, 1).into_map().unwrap();
-    assert_eq!(get(&used, text("id")).into_bytes().unwrap(), credential_id);
-    let auth_data = get(&assertion, 2).into_bytes().unwrap();
-    let signature = get(&assertion, 3).into_bytes().unwrap();
-    let signed_in = parse_auth_data(&auth_data);
-    assert_eq!(signed_in.rp_id_hash, reg.rp_id_hash);
-    assert_eq!(signed_in.flags & (UP | UV), UP | UV);
-    assert!(signed_in.attested.is_none());
+    let got = ctap(&mut ws, &mut c, &get_assertion(&cdh, &reg.id()));
+    let signed_in = Assertion::parse(&decode_response(&got).expect("getAssertion status"));
+    assert_eq!(signed_in.credential_id, reg.id());
+    signed_in.verify(reg.key(), RP_ID, &cdh);
+    assert_eq!(signed_in.parsed.flags & (UP | UV), UP | UV);
     assert!(
-        signed_in.counter > reg.counter,
+        signed_in.parsed.sign_count > reg.parsed.sign_count,
         "counter {} after {}",
-        signed_in.counter,
-        reg.counter
+        signed_in.parsed.sign_count,
+        reg.parsed.sign_count
     );
-    verify(&public_key, &auth_data, &cdh, &signature);
     // A relying party rejects a signature over anything else.
-    let mut other = auth_data.clone();
+    let mut other = signed_in.auth_data.clone();
     other[33] ^= 1;
-    let mut signed = other;
-    signed.extend_from_slice(&cdh);
-    assert!(public_key
-        .verify(&signed, &Signature::from_der(&signature).unwrap())
-        .is_err());
+    let signed = [&other[..], &cdh].concat();
+    assert!(!reg.key().verify(&signed, &signed_in.signature));
 
     // The browser ends the session; the phone exits 0.
     send(&mut ws, &mut c, MessageType::Shutdown, &[]);

@@ -6,7 +6,9 @@ use pocketkey_core::authenticator::{Authenticator, Config, RequestContext};
 use pocketkey_core::crypto::master_key::MasterKey;
 use pocketkey_core::ctap::CtapError;
 use pocketkey_core::store::Store;
-use sha2::{Digest, Sha256};
+use pocketkey_testkit::command;
+use pocketkey_testkit::pin_platform::pin_hash;
+use pocketkey_testkit::responses::{decode_response, info_option};
 
 fn key() -> Authenticator {
     let master = MasterKey::generate();
@@ -18,32 +20,15 @@ fn stored_hash(auth: &Authenticator) -> Option<[u8; 16]> {
     auth.store().load_settings().unwrap().pin_hash.map(|h| *h)
 }
 
-fn hash_of(pin: &str) -> [u8; 16] {
-    Sha256::digest(pin.as_bytes())[..16].try_into().unwrap()
-}
-
 fn retries(auth: &Authenticator) -> u8 {
     auth.store().load_settings().unwrap().pin_retries
 }
 
-/// getInfo's clientPin option, read from the CBOR response map (key 4, options).
+/// getInfo's clientPin option.
 fn client_pin_option(auth: &mut Authenticator) -> bool {
-    let response = auth.process_cbor(&[0x04], &RequestContext::default());
-    assert_eq!(response[0], 0);
-    let info: ciborium::value::Value = ciborium::de::from_reader(&response[1..]).unwrap();
-    let options = info
-        .as_map()
-        .unwrap()
-        .iter()
-        .find(|(k, _)| k.as_integer() == Some(4.into()))
-        .unwrap();
-    let entry = options
-        .1
-        .as_map()
-        .unwrap()
-        .iter()
-        .find(|(k, _)| k.as_text() == Some("clientPin"));
-    entry.unwrap().1.as_bool().unwrap()
+    let response = auth.process_cbor(&[command::GET_INFO], &RequestContext::default());
+    let info = decode_response(&response).expect("getInfo");
+    info_option(&info, "clientPin").expect("clientPin in getInfo's options")
 }
 
 #[test]
@@ -51,10 +36,10 @@ fn set_pin_stores_the_clientpin_hash_and_shows_in_get_info() {
     let mut auth = key();
     assert!(!client_pin_option(&mut auth));
     auth.set_pin_on_device("1234").unwrap();
-    assert_eq!(stored_hash(&auth), Some(hash_of("1234")));
+    assert_eq!(stored_hash(&auth), Some(pin_hash("1234")));
     assert!(client_pin_option(&mut auth));
     assert_eq!(auth.set_pin_on_device("5678"), Err(CtapError::NotAllowed));
-    assert_eq!(stored_hash(&auth), Some(hash_of("1234")));
+    assert_eq!(stored_hash(&auth), Some(pin_hash("1234")));
 }
 
 #[test]
@@ -75,7 +60,7 @@ fn set_pin_applies_the_policy() {
     assert_eq!(stored_hash(&auth), None);
     // Code points, not bytes: four two-byte characters are a four-character PIN.
     auth.set_pin_on_device("ñÑéü").unwrap();
-    assert_eq!(stored_hash(&auth), Some(hash_of("ñÑéü")));
+    assert_eq!(stored_hash(&auth), Some(pin_hash("ñÑéü")));
     let mut auth = key();
     auth.set_pin_on_device(&"9".repeat(63)).unwrap();
 }
@@ -100,7 +85,7 @@ fn change_pin_checks_the_old_pin_and_spends_retries() {
     );
     assert_eq!(retries(&auth), 8);
     auth.change_pin_on_device("1234", "5678").unwrap();
-    assert_eq!(stored_hash(&auth), Some(hash_of("5678")));
+    assert_eq!(stored_hash(&auth), Some(pin_hash("5678")));
 }
 
 #[test]
@@ -138,5 +123,5 @@ fn three_wrong_pins_need_a_power_cycle_and_eight_block() {
         auth.change_pin_on_device("1234", "5678"),
         Err(CtapError::PinBlocked)
     );
-    assert_eq!(stored_hash(&auth), Some(hash_of("1234")));
+    assert_eq!(stored_hash(&auth), Some(pin_hash("1234")));
 }

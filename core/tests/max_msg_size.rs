@@ -6,9 +6,8 @@ use pocketkey_core::approver::AutoApprover;
 use pocketkey_core::authenticator::{Authenticator, Config, RequestContext};
 use pocketkey_core::crypto::master_key::MasterKey;
 use pocketkey_core::store::Store;
+use pocketkey_testkit::status::{INVALID_LENGTH, OK};
 use pocketkey_testkit::MakeCredential;
-
-const INVALID_LENGTH: u8 = 0x03;
 
 fn engine() -> Authenticator {
     let master = MasterKey::generate();
@@ -43,7 +42,7 @@ fn a_request_over_max_msg_size_is_invalid_length_and_one_at_it_is_served() {
     let max = Config::default().max_msg_size;
     let cx = RequestContext::default();
     let at = engine.process_cbor(&make_credential_of_len(max), &cx);
-    assert_eq!(at[0], 0x00, "a request of maxMsgSize bytes is served");
+    assert_eq!(at[0], OK, "a request of maxMsgSize bytes is served");
     let over = engine.process_cbor(&make_credential_of_len(max + 1), &cx);
     assert_eq!(over, vec![INVALID_LENGTH]);
     // Whatever the bytes: nothing past the limit is parsed.

@@ -2,12 +2,13 @@
 //! connection while it waited for the user (the app renaming the key or setting a PIN from
 //! its settings screen) survive the engine's write after the wait.
 
-use ciborium::value::Value;
 use pocketkey_core::approver::{ApprovalOutcome, ApprovalRequest, Approver};
 use pocketkey_core::authenticator::{Authenticator, Config, RequestContext};
 use pocketkey_core::cancel::CancelToken;
 use pocketkey_core::crypto::master_key::MasterKey;
 use pocketkey_core::store::Store;
+use pocketkey_testkit::status::{OK, OPERATION_DENIED};
+use pocketkey_testkit::MakeCredential;
 use zeroize::Zeroizing;
 
 /// While "asking the user", changes the label and sets a PIN through its own connection,
@@ -33,35 +34,11 @@ impl Approver for WritesMeanwhile {
 
 /// authenticatorMakeCredential asking for built-in user verification (options.uv).
 fn make_credential_with_uv() -> Vec<u8> {
-    let text = |s: &str| Value::Text(s.into());
-    let request = Value::Map(vec![
-        (Value::Integer(1.into()), Value::Bytes(vec![0x11; 32])),
-        (
-            Value::Integer(2.into()),
-            Value::Map(vec![(text("id"), text("example.com"))]),
-        ),
-        (
-            Value::Integer(3.into()),
-            Value::Map(vec![
-                (text("id"), Value::Bytes(b"user".to_vec())),
-                (text("name"), text("alice")),
-            ]),
-        ),
-        (
-            Value::Integer(4.into()),
-            Value::Array(vec![Value::Map(vec![
-                (text("alg"), Value::Integer((-7).into())),
-                (text("type"), text("public-key")),
-            ])]),
-        ),
-        (
-            Value::Integer(7.into()),
-            Value::Map(vec![(text("uv"), Value::Bool(true))]),
-        ),
-    ]);
-    let mut bytes = vec![0x01];
-    ciborium::ser::into_writer(&request, &mut bytes).unwrap();
-    bytes
+    MakeCredential::new("example.com", "alice")
+        .client_data_hash([0x11; 32])
+        .user_id(*b"user")
+        .uv(true)
+        .encode()
 }
 
 fn key_on_file(
@@ -85,7 +62,7 @@ fn a_failed_verification_spends_a_uv_retry_and_nothing_else() {
     let mut auth = key_on_file(&path, &master, || ApprovalOutcome::VerificationFailed);
     let response = auth.process_cbor(&make_credential_with_uv(), &RequestContext::default());
     // CTAP 2.1 §6.1.2 step 11.2: a failed built-in UV in makeCredential is OPERATION_DENIED.
-    assert_eq!(response, vec![0x27], "CTAP2_ERR_OPERATION_DENIED");
+    assert_eq!(response, vec![OPERATION_DENIED]);
     let settings = auth.store().load_settings().unwrap();
     assert_eq!(settings.uv_retries, 7);
     assert_eq!(
@@ -114,7 +91,7 @@ fn a_successful_verification_restores_uv_retries_and_nothing_else() {
         account: None,
     });
     let response = auth.process_cbor(&make_credential_with_uv(), &RequestContext::default());
-    assert_eq!(response[0], 0x00, "makeCredential succeeds");
+    assert_eq!(response[0], OK, "makeCredential succeeds");
     let settings = auth.store().load_settings().unwrap();
     assert_eq!(settings.uv_retries, 8);
     assert_eq!(settings.label, "PocketKey+");
