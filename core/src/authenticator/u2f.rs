@@ -201,7 +201,11 @@ impl Authenticator {
         let Ok(counter) = self.store.next_sign_count() else {
             return status(sw::CONDITIONS_NOT_SATISFIED);
         };
-        let Ok(key) = PrivateKey::from_bytes(Algorithm::Es256, &wrapped.private_key) else {
+        let Ok(key) = self
+            .volatile
+            .keys
+            .get(rest, Algorithm::Es256, &wrapped.private_key)
+        else {
             return status(sw::WRONG_DATA);
         };
         let signed = [

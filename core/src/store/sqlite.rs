@@ -39,8 +39,11 @@ pub const MAX_DISCOVERABLE_CREDENTIALS: u32 = 250_000;
 /// How long a call waits for another connection's lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Private keys (P-256 scalar, Ed25519 seed) are this long.
-const PRIVATE_KEY_LEN: usize = 32;
+/// Private keys are 32 bytes (P-256 scalar, Ed25519 seed) or, for ES256 keys made since the
+/// public point is kept with them, scalar ‖ point (crypto::signing::ES256_STORED_LEN).
+fn private_key_len_ok(len: usize) -> bool {
+    len == 32 || len == crate::crypto::signing::ES256_STORED_LEN
+}
 
 const AAD_PREFIX: &[u8] = b"pocketkey store v1\0";
 
@@ -357,7 +360,7 @@ impl Store {
     /// Stores a credential, replacing any with the same rp_id_hash and user_id (CTAP 2.1 §6.1.2
     /// step 16). Fails with `Full` past [`MAX_DISCOVERABLE_CREDENTIALS`].
     pub fn insert_credential(&mut self, cred: &Credential) -> Result<(), StoreError> {
-        if cred.private_key.len() != PRIVATE_KEY_LEN {
+        if !private_key_len_ok(cred.private_key.len()) {
             return Err(StoreError::Corrupt(format!(
                 "refusing to store a {}-byte private key",
                 cred.private_key.len()
@@ -589,9 +592,9 @@ impl Store {
             backup_state,
         );
         let private_key = self.open_secret(&sealed_key, &binding.aad("private_key"))?;
-        if private_key.len() != PRIVATE_KEY_LEN {
+        if !private_key_len_ok(private_key.len()) {
             return Err(StoreError::Corrupt(format!(
-                "private key is {} bytes, not {PRIVATE_KEY_LEN}",
+                "private key is {} bytes",
                 private_key.len()
             )));
         }
