@@ -163,6 +163,32 @@ impl Es256Key {
     }
 }
 
+/// Lets `x509-cert`'s certificate builder sign with the key (attestation certificates).
+impl p256::ecdsa::signature::Keypair for Es256Key {
+    type VerifyingKey = p256::ecdsa::VerifyingKey;
+
+    fn verifying_key(&self) -> Self::VerifyingKey {
+        p256::ecdsa::VerifyingKey::from_sec1_bytes(&self.point)
+            .expect("ring checked the point on import")
+    }
+}
+
+impl p256::ecdsa::signature::Signer<p256::ecdsa::DerSignature> for Es256Key {
+    fn try_sign(
+        &self,
+        message: &[u8],
+    ) -> Result<p256::ecdsa::DerSignature, p256::ecdsa::signature::Error> {
+        p256::ecdsa::DerSignature::try_from(self.sign(message).as_slice())
+    }
+}
+
+impl x509_cert::spki::SignatureAlgorithmIdentifier for Es256Key {
+    type Params = x509_cert::der::AnyRef<'static>;
+    // ecdsa-with-SHA256 (RFC 5758 §3.2), the algorithm `sign` implements.
+    const SIGNATURE_ALGORITHM_IDENTIFIER: x509_cert::spki::AlgorithmIdentifier<Self::Params> =
+        <p256::ecdsa::Signature as x509_cert::spki::AssociatedAlgorithmIdentifier>::ALGORITHM_IDENTIFIER;
+}
+
 /// A P-256 key-agreement key that may be used for several agreements.
 pub struct EcdhKey {
     secret: p256::SecretKey,
@@ -287,6 +313,14 @@ mod tests {
             sig.to_der().as_bytes()
         ));
         assert!(verify(key.public_point(), b"sample", &key.sign(b"sample")));
+    }
+
+    #[test]
+    fn der_signatures_through_the_signer_trait_verify() {
+        use p256::ecdsa::signature::{Keypair, Signer};
+        let key = Es256Key::generate();
+        let sig: p256::ecdsa::DerSignature = Signer::sign(&key, b"tbs");
+        key.verifying_key().verify(b"tbs", &sig).unwrap();
     }
 
     #[test]
