@@ -1058,6 +1058,69 @@ fn es256_registration_self_attestation_and_assertion_verify() {
     register_and_sign_in(ES256);
 }
 
+/// ES256 keys are stored with their public point (scalar ‖ uncompressed point), so signing
+/// needs no point computation; the point stored is the one registered. A discoverable
+/// credential stored the earlier way — a bare 32-byte scalar — still signs, repeatedly (the
+/// second time from the engine's parsed-key cache), verifiably under the scalar's public key.
+#[test]
+fn es256_keys_are_stored_with_their_point_and_bare_scalars_still_sign() {
+    use pocketkey_core::store::{Algorithm, CredProtect, Credential};
+    use zeroize::Zeroizing;
+
+    let master = MasterKey::generate();
+    let mut store = Store::open_in_memory(&master).unwrap();
+    let legacy = p256::SecretKey::random(&mut OsRng);
+    store
+        .insert_credential(&Credential {
+            id: random32().to_vec(),
+            rp_id: "legacy.example".into(),
+            rp_id_hash: sha256(b"legacy.example"),
+            rp_name: None,
+            user_id: vec![1; 16],
+            user_name: Some("old".into()),
+            user_display_name: None,
+            algorithm: Algorithm::Es256,
+            private_key: Zeroizing::new(legacy.to_bytes().to_vec()),
+            cred_protect: CredProtect::UserVerificationOptional,
+            hmac_secret: false,
+            cred_blob: None,
+            large_blob_key: None,
+            backup_eligible: false,
+            backup_state: false,
+            created_at: 1_700_000_000,
+        })
+        .unwrap();
+    let mut key = Key::with_store(store, &master, true);
+    let legacy_public = PublicKey::Es256(p256::ecdsa::VerifyingKey::from(legacy.public_key()));
+    for _ in 0..2 {
+        let ga = GetAssert::new("legacy.example").uv();
+        key.queue([verified()]);
+        let a = key.assert(&ga).unwrap();
+        a.verify(&legacy_public, "legacy.example", &ga.client_data_hash);
+    }
+
+    let mc = MakeCred::new("example.com", "alice").alg(ES256).rk().uv();
+    key.queue([verified()]);
+    let reg = key.register(&mc).unwrap();
+    let stored = key
+        .auth
+        .store()
+        .credential_by_id(&reg.id())
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.private_key.len(), 32 + 65, "scalar ‖ point");
+    let PublicKey::Es256(registered) = reg.key() else {
+        panic!("ES256 was asked for")
+    };
+    assert_eq!(
+        &stored.private_key[32..],
+        registered.to_encoded_point(false).as_bytes()
+    );
+    let scalar = p256::SecretKey::from_slice(&stored.private_key[..32]).unwrap();
+    assert_eq!(scalar.public_key(), p256::PublicKey::from(registered));
+    key.assert_script_used_up();
+}
+
 #[test]
 fn eddsa_registration_self_attestation_and_assertion_verify() {
     register_and_sign_in(EDDSA);
