@@ -1188,6 +1188,61 @@ fn sign_counter_strictly_increases_and_survives_reopening_the_store() {
     assert!(counts[0] >= 1);
 }
 
+/// Durable commits in a file-backed store's write-ahead log: the valid commit frames (a frame
+/// whose "database size after commit" field is set, with the salts of the WAL header; SQLite
+/// file format §4.1). With `synchronous=FULL` each commit is one fsync of the WAL.
+fn wal_commits(db: &std::path::Path) -> usize {
+    let mut path = db.as_os_str().to_owned();
+    path.push("-wal");
+    let wal = std::fs::read(path).unwrap_or_default();
+    if wal.len() < 32 {
+        return 0;
+    }
+    let be = |b: &[u8]| u32::from_be_bytes(b.try_into().unwrap());
+    let page_size = be(&wal[8..12]) as usize;
+    let salts = &wal[16..24];
+    wal[32..]
+        .chunks_exact(24 + page_size)
+        .filter(|frame| be(&frame[4..8]) != 0 && &frame[8..16] == salts)
+        .count()
+}
+
+/// A discoverable makeCredential stores the credential and takes the counter in one durable
+/// commit; a non-discoverable one and each getAssertion commit once (the counter).
+#[test]
+fn each_request_costs_one_durable_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pocketkey.sqlite");
+    let master = MasterKey::generate();
+    let mut key = Key::with_store(Store::open(&path, &master).unwrap(), &master, true);
+    let commits = |key: &mut Key, op: &dyn Fn(&mut Key)| {
+        let before = wal_commits(&path);
+        op(key);
+        wal_commits(&path) - before
+    };
+    let rk = |key: &mut Key| {
+        key.queue([verified()]);
+        key.register(&MakeCred::new("example.com", "alice").rk().uv())
+            .unwrap();
+    };
+    assert_eq!(commits(&mut key, &rk), 1, "discoverable makeCredential");
+    let nrk = |key: &mut Key| {
+        key.queue([present()]);
+        key.register(&MakeCred::new("example.com", "bob")).unwrap();
+    };
+    assert_eq!(
+        commits(&mut key, &nrk),
+        1,
+        "non-discoverable makeCredential"
+    );
+    let ga = |key: &mut Key| {
+        key.queue([verified()]);
+        key.assert(&GetAssert::new("example.com").uv()).unwrap();
+    };
+    assert_eq!(commits(&mut key, &ga), 1, "getAssertion");
+    key.assert_script_used_up();
+}
+
 #[test]
 fn discoverable_credential_requires_user_verification() {
     let mut key = Key::new();
