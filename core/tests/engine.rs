@@ -1188,6 +1188,38 @@ fn sign_counter_strictly_increases_and_survives_reopening_the_store() {
     assert!(counts[0] >= 1);
 }
 
+/// getInfo's promise to platforms that batch allowLists: maxCredentialCountInList IDs of
+/// maxCredentialIdLength bytes fit in one request of maxMsgSize (CTAP 2.1 §6.4), so the request
+/// is looked at (none of these random IDs is ours: NO_CREDENTIALS), not refused for its length.
+/// And the IDs made are no longer than announced.
+#[test]
+fn an_allow_list_of_the_announced_size_fits_one_message() {
+    let mut key = Key::new();
+    let info = key.info();
+    let count = as_int(get(&info, 0x07).expect("maxCredentialCountInList")) as usize;
+    let id_len = as_int(get(&info, 0x08).expect("maxCredentialIdLength")) as usize;
+    let ids: Vec<Vec<u8>> = (0..count)
+        .map(|_| {
+            let mut id = vec![0u8; id_len];
+            OsRng.fill_bytes(&mut id);
+            id
+        })
+        .collect();
+    let mut ga = GetAssert::new("a-relying-party-with-a-long-name.example.com");
+    for id in &ids {
+        ga = ga.allow(id);
+    }
+    assert_eq!(key.assert(&ga).err(), Some(NO_CREDENTIALS));
+    for alg in [ES256, EDDSA] {
+        key.queue([present()]);
+        let reg = key
+            .register(&MakeCred::new("example.com", "alice").alg(alg))
+            .unwrap();
+        assert!(reg.id().len() <= id_len, "{alg}: {} bytes", reg.id().len());
+    }
+    key.assert_script_used_up();
+}
+
 /// Durable commits in a file-backed store's write-ahead log: the valid commit frames (a frame
 /// whose "database size after commit" field is set, with the salts of the WAL header; SQLite
 /// file format §4.1). With `synchronous=FULL` each commit is one fsync of the WAL.

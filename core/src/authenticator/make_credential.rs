@@ -171,7 +171,9 @@ impl Authenticator {
                     algorithm,
                     cred_protect,
                     hmac_secret: ext.hmac_secret,
-                    private_key: key.to_bytes(),
+                    // The scalar alone: the public point would make IDs too long for an
+                    // allowList of maxCredentialCountInList to fit maxMsgSize.
+                    private_key: key.secret_bytes(),
                     cred_blob: cred_blob.clone().map(Zeroizing::new),
                 },
             );

@@ -140,7 +140,7 @@ impl Authenticator {
                 algorithm: Algorithm::Es256,
                 cred_protect: CredProtect::UserVerificationOptional,
                 hmac_secret: false,
-                private_key: key.to_bytes(),
+                private_key: key.secret_bytes(),
                 cred_blob: None,
             },
         );

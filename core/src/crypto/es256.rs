@@ -13,9 +13,9 @@
 //!
 //! **Importing a key costs a multiplication.** `ring` builds a signing key only from the
 //! scalar *and* the public point, and checks them against each other by computing the point
-//! again (`from_private_key_and_public_key`, ≈ half a signature). A scalar alone (credentials
-//! made before the public point was stored with them) needs `p256` to compute the point
-//! first, a slower multiplication. The engine keeps parsed keys in a
+//! again (`from_private_key_and_public_key`, ≈ half a signature). A scalar alone (credential
+//! IDs, and store rows made before the public point was stored with them) needs `p256` to
+//! compute the point first, a slower multiplication. The engine keeps parsed keys in a
 //! [`KeyCache`](super::key_cache::KeyCache) so a credential in use pays this once.
 //!
 //! **Constant time.** `ring` signs with its constant-time P-256 (assembly on x86-64 and

@@ -2,9 +2,11 @@
 //! signatures in the encodings WebAuthn expects (ASN.1 DER for ES256, raw 64 bytes for EdDSA).
 //!
 //! ES256 runs on [`Es256Key`] (`ring`; see [`super::es256`] for backends, constant time and
-//! zeroization). Its stored form is the scalar followed by the public point, so that loading
-//! it does not recompute the point with a slower library; a bare 32-byte scalar (credentials
-//! made before) still loads.
+//! zeroization). Its stored form ([`PrivateKey::to_bytes`], what the store keeps for a
+//! discoverable credential) is the scalar followed by the public point, so that loading it does
+//! not recompute the point with a slower library. A bare 32-byte scalar still loads, at that
+//! cost: credentials stored before, and every credential ID ([`PrivateKey::secret_bytes`]),
+//! whose length getInfo's allowList limits depend on; the engine's key cache pays it once.
 
 use coset::iana;
 use coset::{CborSerializable, CoseKeyBuilder};
@@ -69,6 +71,15 @@ impl PrivateKey {
     pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
         match self {
             Self::Es256(k) => Zeroizing::new([&k.scalar()[..], &k.public_point()[..]].concat()),
+            Self::EdDsa(k) => Zeroizing::new(k.to_bytes().to_vec()),
+        }
+    }
+
+    /// The 32 secret bytes alone (P-256 scalar or Ed25519 seed): what a credential ID carries,
+    /// whose size the allowList limits of getInfo are computed from.
+    pub fn secret_bytes(&self) -> Zeroizing<Vec<u8>> {
+        match self {
+            Self::Es256(k) => Zeroizing::new(k.scalar().to_vec()),
             Self::EdDsa(k) => Zeroizing::new(k.to_bytes().to_vec()),
         }
     }
