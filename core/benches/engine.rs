@@ -329,7 +329,7 @@ fn get_assertion_request_uv(rp_id: &str) -> Vec<u8> {
 }
 
 /// `ring`'s ECDSA P-256 signature over 69 bytes: the unit of every ratio.
-fn ring_sign(name: &str, g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>) {
+fn ring_sign<M: criterion::measurement::Measurement>(name: &str, g: &mut Group<'_, M>) {
     use ring::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
     let rng = ring::rand::SystemRandom::new();
     let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng).unwrap();
@@ -339,6 +339,230 @@ fn ring_sign(name: &str, g: &mut criterion::BenchmarkGroup<'_, criterion::measur
     g.bench_function(name, |b| {
         b.iter(|| key.sign(&rng, black_box(&message)).unwrap())
     });
+}
+
+/// A clock for the rows that time only part of each iteration (`iter_custom`): wall time
+/// since the first call, or this thread's CPU time.
+type Clock = fn() -> Duration;
+
+fn wall_clock() -> Duration {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed()
+}
+
+/// CPU time of the calling thread (user and system), which does not advance while the
+/// thread waits for a core: on a shared machine it leaves out the time other programs ran.
+fn thread_cpu_clock() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec to write; the clock id is a constant of the platform.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// criterion measurement by [`thread_cpu_clock`].
+struct ThreadCpu;
+
+impl criterion::measurement::Measurement for ThreadCpu {
+    type Intermediate = Duration;
+    type Value = Duration;
+    fn start(&self) -> Duration {
+        thread_cpu_clock()
+    }
+    fn end(&self, start: Duration) -> Duration {
+        thread_cpu_clock() - start
+    }
+    fn add(&self, a: &Duration, b: &Duration) -> Duration {
+        *a + *b
+    }
+    fn zero(&self) -> Duration {
+        Duration::ZERO
+    }
+    fn to_f64(&self, value: &Duration) -> f64 {
+        value.as_nanos() as f64
+    }
+    fn formatter(&self) -> &dyn criterion::measurement::ValueFormatter {
+        static WALL: criterion::measurement::WallTime = criterion::measurement::WallTime;
+        criterion::measurement::Measurement::formatter(&WALL)
+    }
+}
+
+type Group<'a, M> = criterion::BenchmarkGroup<'a, M>;
+
+/// Hybrid (caBLE v2), the phone's side only: scan (parse the QR text), derive the keys and the
+/// advert, answer the browser's handshake (Noise KNpsk0 responder), send the post-handshake
+/// message, then decrypt one getAssertion (discoverable credential, uv), run it and encrypt
+/// the answer. The browser's work (its handshake messages, encrypting the request, decrypting
+/// the answers) is done between the timed parts, not timed.
+fn hybrid_phone<M: criterion::measurement::Measurement<Value = Duration>>(
+    master: &MasterKey,
+    g: &mut Group<'_, M>,
+    now: Clock,
+) {
+    {
+        let mut engine = Engine::in_memory(master);
+        engine.cx.requester = pocketkey_core::hybrid::session::requester();
+        engine.make_credential(TARGET_RP, b"hybrid-user", true);
+        let request = get_assertion_request_uv(TARGET_RP);
+        engine.call(&request);
+        let get_info = engine.call(&[command::GET_INFO])[1..].to_vec();
+        let browser = p256::SecretKey::random(&mut OsRng);
+        let qr_text = QrCode::new(browser.public_key(), random_bytes::<16>()).to_url();
+        g.bench_function("hybrid/phone_handshake_and_get_assertion", |b| {
+            b.iter_custom(|iters| {
+                let mut phone_time = Duration::ZERO;
+                for _ in 0..iters {
+                    // Phone: scan, keys, advert (untimed: nothing of the browser's).
+                    let t = now();
+                    let qr = QrCode::parse(&qr_text).expect("our own QR");
+                    let eid_key = keys::eid_key(&qr.secret);
+                    black_box(keys::tunnel_id(&qr.secret));
+                    let eid = EidPlaintext::random([1, 2, 3], 0);
+                    let service_data = advert::encrypt(&eid_key, &eid);
+                    let mut phone =
+                        Session::new(SessionConfig::from_qr(&qr, &eid, get_info.clone()));
+                    phone_time += now() - t;
+                    // Browser: reads the advert, starts the handshake.
+                    let seen = advert::decrypt(&keys::eid_key(&qr.secret), &service_data)
+                        .expect("the advert decrypts");
+                    let psk = keys::psk(&qr.secret, &seen.to_bytes());
+                    let (initiator, msg1) = Initiator::start(&browser, &psk).expect("initiator");
+                    // Phone: answers.
+                    let t = now();
+                    phone
+                        .receive(&msg1)
+                        .expect("the phone accepts the handshake");
+                    let answer = phone.poll_frame().expect("the phone's answer");
+                    let post = phone.poll_frame().expect("post-handshake message");
+                    phone_time += now() - t;
+                    // Browser: finishes, reads the post-handshake message, sends the request.
+                    let done = initiator.finish(&answer).expect("the browser accepts");
+                    let mut crypter = Crypter::new(&done.keys);
+                    crypter.decrypt(&post).expect("decrypts");
+                    let frame = crypter
+                        .encrypt(&encode_message(MessageType::Ctap, &request))
+                        .expect("encrypt");
+                    // Phone: the request through the engine, the answer out.
+                    let t = now();
+                    phone.receive(&frame).expect("the request decrypts");
+                    let bytes = loop {
+                        match phone.poll_event() {
+                            Some(SessionEvent::CtapRequest(bytes)) => break bytes,
+                            Some(_) => continue,
+                            None => panic!("no CTAP request"),
+                        }
+                    };
+                    let response = engine.call(&bytes);
+                    phone.respond(&response).expect("respond");
+                    let reply = phone.poll_frame().expect("the answer");
+                    phone_time += now() - t;
+                    let reply = crypter.decrypt(&reply).expect("decrypts");
+                    assert_eq!(&reply[..2], &[MessageType::Ctap as u8, 0x00]);
+                }
+                phone_time
+            })
+        });
+    }
+}
+
+/// A pairing session set-up (Noise KK between stored static keys), each side timed alone: the
+/// phone starts (HS1) and reads HS2; the bridge reads HS1 and answers.
+fn pairing_kk<M: criterion::measurement::Measurement<Value = Duration>>(
+    g: &mut Group<'_, M>,
+    now: Clock,
+) {
+    {
+        let phone_static = p256::SecretKey::random(&mut OsRng);
+        let bridge_static = p256::SecretKey::random(&mut OsRng);
+        let (phone_public, bridge_public) = (phone_static.public_key(), bridge_static.public_key());
+        let kk = |phone_side: bool, iters: u64| {
+            let mut side = Duration::ZERO;
+            for _ in 0..iters {
+                let t = now();
+                let (mut phone, hs1) =
+                    Handshake::phone_session(&phone_static, &bridge_public).expect("HS1");
+                let phone_start = now() - t;
+                let t = now();
+                let mut bridge =
+                    Handshake::bridge_session(&bridge_static, &phone_public).expect("bridge");
+                let step = bridge.read(&hs1).expect("the bridge accepts HS1");
+                let bridge_time = now() - t;
+                assert!(step.finished.is_some());
+                let t = now();
+                let done = phone
+                    .read(&step.reply.expect("HS2"))
+                    .expect("the phone accepts HS2");
+                let phone_end = now() - t;
+                assert!(done.finished.is_some());
+                side += if phone_side {
+                    phone_start + phone_end
+                } else {
+                    bridge_time
+                };
+            }
+            side
+        };
+        g.bench_function("pairing/kk_session_phone", |b| {
+            b.iter_custom(|iters| kk(true, iters))
+        });
+        g.bench_function("pairing/kk_session_bridge", |b| {
+            b.iter_custom(|iters| kk(false, iters))
+        });
+    }
+}
+
+/// The CPU-bound rows again, timed by this thread's CPU time instead of the wall clock: on a
+/// machine shared with other work, wall time includes the time other programs held the core,
+/// and more of it the longer an operation runs. Durable rows are not here (an fsync's wait is
+/// not CPU time).
+fn cpu_benches(c: &mut Criterion<ThreadCpu>) {
+    let master = MasterKey::generate();
+    let mut g = c.benchmark_group("engine_cpu");
+    g.sample_size(20)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    ring_sign("baseline/ring_p256_sign", &mut g);
+    {
+        let key = p256::ecdsa::SigningKey::random(&mut OsRng);
+        let message: Vec<u8> = random_bytes::<69>().to_vec();
+        g.bench_function("baseline/p256_sign", |b| {
+            b.iter(|| -> p256::ecdsa::Signature { key.sign(black_box(&message)) })
+        });
+    }
+    {
+        let mut e = Engine::in_memory(&master);
+        e.make_credential(TARGET_RP, b"user-1", true);
+        let req = get_assertion_request(TARGET_RP, &[]);
+        e.call(&req);
+        g.bench_function("get_assertion/discoverable_1", |b| {
+            b.iter(|| e.call(black_box(&req)))
+        });
+        let id = e.make_credential("allow.example", b"user-1", false);
+        let req = get_assertion_request("allow.example", std::slice::from_ref(&id));
+        e.call(&req);
+        g.bench_function("get_assertion/allow_list_1", |b| {
+            b.iter(|| e.call(black_box(&req)))
+        });
+    }
+    {
+        let mut e = Engine::in_memory(&master);
+        let mut n: u64 = 0;
+        let mut next_request = move || {
+            n += 1;
+            make_credential_request(&format!("rp-{}.example", n % 100), &n.to_be_bytes(), true)
+        };
+        e.call(&next_request());
+        g.bench_function("make_credential/discoverable", |b| {
+            b.iter_batched(&mut next_request, |req| e.call(&req), BatchSize::SmallInput)
+        });
+    }
+    hybrid_phone(&master, &mut g, thread_cpu_clock);
+    pairing_kk(&mut g, thread_cpu_clock);
+    ring_sign("baseline/ring_p256_sign_end", &mut g);
+    g.finish();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -499,116 +723,9 @@ fn benches(c: &mut Criterion) {
         });
     }
 
-    // 7. Hybrid (caBLE v2), the phone's side only: scan (parse the QR text), derive the keys
-    //    and the advert, answer the browser's handshake (Noise KNpsk0 responder), send the
-    //    post-handshake message, then decrypt one getAssertion (discoverable credential, uv),
-    //    run it and encrypt the answer. The browser's work (its handshake messages, encrypting
-    //    the request, decrypting the answers) is done between the timed parts, not timed.
-    {
-        let mut engine = Engine::in_memory(&master);
-        engine.cx.requester = pocketkey_core::hybrid::session::requester();
-        engine.make_credential(TARGET_RP, b"hybrid-user", true);
-        let request = get_assertion_request_uv(TARGET_RP);
-        engine.call(&request);
-        let get_info = engine.call(&[command::GET_INFO])[1..].to_vec();
-        let browser = p256::SecretKey::random(&mut OsRng);
-        let qr_text = QrCode::new(browser.public_key(), random_bytes::<16>()).to_url();
-        g.bench_function("hybrid/phone_handshake_and_get_assertion", |b| {
-            b.iter_custom(|iters| {
-                let mut phone_time = Duration::ZERO;
-                for _ in 0..iters {
-                    // Phone: scan, keys, advert (untimed: nothing of the browser's).
-                    let t = Instant::now();
-                    let qr = QrCode::parse(&qr_text).expect("our own QR");
-                    let eid_key = keys::eid_key(&qr.secret);
-                    black_box(keys::tunnel_id(&qr.secret));
-                    let eid = EidPlaintext::random([1, 2, 3], 0);
-                    let service_data = advert::encrypt(&eid_key, &eid);
-                    let mut phone =
-                        Session::new(SessionConfig::from_qr(&qr, &eid, get_info.clone()));
-                    phone_time += t.elapsed();
-                    // Browser: reads the advert, starts the handshake.
-                    let seen = advert::decrypt(&keys::eid_key(&qr.secret), &service_data)
-                        .expect("the advert decrypts");
-                    let psk = keys::psk(&qr.secret, &seen.to_bytes());
-                    let (initiator, msg1) = Initiator::start(&browser, &psk).expect("initiator");
-                    // Phone: answers.
-                    let t = Instant::now();
-                    phone
-                        .receive(&msg1)
-                        .expect("the phone accepts the handshake");
-                    let answer = phone.poll_frame().expect("the phone's answer");
-                    let post = phone.poll_frame().expect("post-handshake message");
-                    phone_time += t.elapsed();
-                    // Browser: finishes, reads the post-handshake message, sends the request.
-                    let done = initiator.finish(&answer).expect("the browser accepts");
-                    let mut crypter = Crypter::new(&done.keys);
-                    crypter.decrypt(&post).expect("decrypts");
-                    let frame = crypter
-                        .encrypt(&encode_message(MessageType::Ctap, &request))
-                        .expect("encrypt");
-                    // Phone: the request through the engine, the answer out.
-                    let t = Instant::now();
-                    phone.receive(&frame).expect("the request decrypts");
-                    let bytes = loop {
-                        match phone.poll_event() {
-                            Some(SessionEvent::CtapRequest(bytes)) => break bytes,
-                            Some(_) => continue,
-                            None => panic!("no CTAP request"),
-                        }
-                    };
-                    let response = engine.call(&bytes);
-                    phone.respond(&response).expect("respond");
-                    let reply = phone.poll_frame().expect("the answer");
-                    phone_time += t.elapsed();
-                    let reply = crypter.decrypt(&reply).expect("decrypts");
-                    assert_eq!(&reply[..2], &[MessageType::Ctap as u8, 0x00]);
-                }
-                phone_time
-            })
-        });
-    }
-
-    // 8. A pairing session set-up (Noise KK between stored static keys), each side timed
-    //    alone: the phone starts (HS1) and reads HS2; the bridge reads HS1 and answers.
-    {
-        let phone_static = p256::SecretKey::random(&mut OsRng);
-        let bridge_static = p256::SecretKey::random(&mut OsRng);
-        let (phone_public, bridge_public) = (phone_static.public_key(), bridge_static.public_key());
-        let kk = |phone_side: bool, iters: u64| {
-            let mut side = Duration::ZERO;
-            for _ in 0..iters {
-                let t = Instant::now();
-                let (mut phone, hs1) =
-                    Handshake::phone_session(&phone_static, &bridge_public).expect("HS1");
-                let phone_start = t.elapsed();
-                let t = Instant::now();
-                let mut bridge =
-                    Handshake::bridge_session(&bridge_static, &phone_public).expect("bridge");
-                let step = bridge.read(&hs1).expect("the bridge accepts HS1");
-                let bridge_time = t.elapsed();
-                assert!(step.finished.is_some());
-                let t = Instant::now();
-                let done = phone
-                    .read(&step.reply.expect("HS2"))
-                    .expect("the phone accepts HS2");
-                let phone_end = t.elapsed();
-                assert!(done.finished.is_some());
-                side += if phone_side {
-                    phone_start + phone_end
-                } else {
-                    bridge_time
-                };
-            }
-            side
-        };
-        g.bench_function("pairing/kk_session_phone", |b| {
-            b.iter_custom(|iters| kk(true, iters))
-        });
-        g.bench_function("pairing/kk_session_bridge", |b| {
-            b.iter_custom(|iters| kk(false, iters))
-        });
-    }
+    // 7. Hybrid (caBLE v2), the phone's side only; 8. a pairing session set-up, each side.
+    hybrid_phone(&master, &mut g, wall_clock);
+    pairing_kk(&mut g, wall_clock);
 
     // The price of one durable write on this disk, measured next to the durable benchmarks
     // (before and after them): overwrite 4 KiB inside an allocated file, then fsync, which is
@@ -765,4 +882,9 @@ fn benches(c: &mut Criterion) {
 }
 
 criterion_group!(engine, benches);
-criterion_main!(engine);
+criterion_group! {
+    name = engine_cpu;
+    config = Criterion::default().with_measurement(ThreadCpu);
+    targets = cpu_benches
+}
+criterion_main!(engine, engine_cpu);
