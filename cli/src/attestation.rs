@@ -153,7 +153,8 @@ mod tests {
             .batch
             .unwrap()
             .key
-            .to_bytes();
+            .scalar()
+            .to_vec();
         assert!(
             !sealed.windows(8).any(|w| plain.windows(8).any(|p| p == w)),
             "key is not in the clear"
