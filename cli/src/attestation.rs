@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use pocketkey_core::attestation::{provision_batch, AttestationConfig, AttestationKey};
 use pocketkey_core::authenticator::POCKETKEY_AAGUID;
+use pocketkey_core::crypto::es256::Es256Key;
 use pocketkey_core::crypto::master_key::MasterKey;
 use pocketkey_core::crypto::seal::{Purpose, Sealer};
 
@@ -34,7 +35,7 @@ fn write_new(path: &Path, bytes: &[u8]) -> Result<(), String> {
 fn save_key(dir: &Path, name: &str, key: &AttestationKey, sealer: &Sealer) -> Result<(), String> {
     write_new(
         &dir.join(format!("{name}.key")),
-        &sealer.seal(&key.key.to_bytes(), &aad(name)),
+        &sealer.seal(key.key.scalar(), &aad(name)),
     )?;
     write_new(&dir.join(format!("{name}.der")), &key.chain[0])
 }
@@ -49,7 +50,7 @@ fn load_key(dir: &Path, name: &str, sealer: &Sealer) -> Result<Option<Attestatio
     let bytes = sealer
         .open(&sealed, &aad(name))
         .map_err(|e| format!("{}: {e}", key_path.display()))?;
-    let key = p256::ecdsa::SigningKey::from_slice(&bytes)
+    let key = Es256Key::from_scalar(&bytes)
         .map_err(|_| format!("{}: not a P-256 key", key_path.display()))?;
     let cert_path = dir.join(format!("{name}.der"));
     let cert =
@@ -152,7 +153,8 @@ mod tests {
             .batch
             .unwrap()
             .key
-            .to_bytes();
+            .scalar()
+            .to_vec();
         assert!(
             !sealed.windows(8).any(|w| plain.windows(8).any(|p| p == w)),
             "key is not in the clear"

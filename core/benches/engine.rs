@@ -1,7 +1,8 @@
 //! Engine benchmarks: real CTAP2 requests (CBOR built with `ciborium::Value`, CTAP 2.1 §6.1 and
 //! §6.2 integer keys) through `Authenticator::process_cbor` with the `AutoApprover`, measured
-//! in the same criterion group as a bare P-256 signature, so results can be read as ratios to
-//! that baseline (DESIGN.md §7).
+//! in the same criterion group as a bare P-256 signature of `ring` (the fastest signer in the
+//! dependency tree), so results can be read as ratios to that baseline (docs/benchmarks.md).
+//! The phone's side of a hybrid sign-in and of a pairing session set-up are measured here too.
 //!
 //! Every request is sent once during setup and its status byte checked (0x00), and every
 //! measured call checks it again, so no benchmark can silently time an error path.
@@ -17,6 +18,7 @@ use std::time::{Duration, Instant};
 use ciborium::Value;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use p256::ecdsa::signature::Signer;
+use p256::elliptic_curve::sec1::ToEncodedPoint;
 use rand_core::{OsRng, RngCore};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
@@ -25,6 +27,14 @@ use pocketkey_core::approver::AutoApprover;
 use pocketkey_core::authenticator::{command, Authenticator, Config, RequestContext};
 use pocketkey_core::crypto::master_key::MasterKey;
 use pocketkey_core::crypto::signing::PrivateKey;
+use pocketkey_core::hybrid::advert::{self, EidPlaintext};
+use pocketkey_core::hybrid::crypter::Crypter;
+use pocketkey_core::hybrid::keys;
+use pocketkey_core::hybrid::noise::Initiator;
+use pocketkey_core::hybrid::qr::QrCode;
+use pocketkey_core::hybrid::session::{encode_message, MessageType};
+use pocketkey_core::hybrid::{Session, SessionConfig, SessionEvent};
+use pocketkey_core::pairing::handshake::Handshake;
 use pocketkey_core::store::{Algorithm, CredProtect, Credential, Store};
 
 // ---------------------------------------------------------------------------------------------
@@ -307,6 +317,254 @@ fn prime_wal(db: &Path, mut op: impl FnMut()) -> usize {
     n
 }
 
+/// getAssertion with `"uv": true` and no allowList (a discoverable credential, as a phone
+/// with built-in UV signs in).
+fn get_assertion_request_uv(rp_id: &str) -> Vec<u8> {
+    let params = vec![
+        (int(1), text(rp_id)),
+        (int(2), Value::Bytes(random_bytes::<32>().to_vec())),
+        (int(5), map(vec![(text("uv"), Value::Bool(true))])),
+    ];
+    encode(command::GET_ASSERTION, map(params))
+}
+
+/// `ring`'s ECDSA P-256 signature over 69 bytes: the unit of every ratio.
+fn ring_sign<M: criterion::measurement::Measurement>(name: &str, g: &mut Group<'_, M>) {
+    use ring::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
+    let rng = ring::rand::SystemRandom::new();
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng).unwrap();
+    let key =
+        EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref(), &rng).unwrap();
+    let message: Vec<u8> = random_bytes::<69>().to_vec();
+    g.bench_function(name, |b| {
+        b.iter(|| key.sign(&rng, black_box(&message)).unwrap())
+    });
+}
+
+/// A clock for the rows that time only part of each iteration (`iter_custom`): wall time
+/// since the first call, or this thread's CPU time.
+type Clock = fn() -> Duration;
+
+fn wall_clock() -> Duration {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed()
+}
+
+/// CPU time of the calling thread (user and system), which does not advance while the
+/// thread waits for a core: on a shared machine it leaves out the time other programs ran.
+fn thread_cpu_clock() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec to write; the clock id is a constant of the platform.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// criterion measurement by [`thread_cpu_clock`].
+struct ThreadCpu;
+
+impl criterion::measurement::Measurement for ThreadCpu {
+    type Intermediate = Duration;
+    type Value = Duration;
+    fn start(&self) -> Duration {
+        thread_cpu_clock()
+    }
+    fn end(&self, start: Duration) -> Duration {
+        thread_cpu_clock() - start
+    }
+    fn add(&self, a: &Duration, b: &Duration) -> Duration {
+        *a + *b
+    }
+    fn zero(&self) -> Duration {
+        Duration::ZERO
+    }
+    fn to_f64(&self, value: &Duration) -> f64 {
+        value.as_nanos() as f64
+    }
+    fn formatter(&self) -> &dyn criterion::measurement::ValueFormatter {
+        static WALL: criterion::measurement::WallTime = criterion::measurement::WallTime;
+        criterion::measurement::Measurement::formatter(&WALL)
+    }
+}
+
+type Group<'a, M> = criterion::BenchmarkGroup<'a, M>;
+
+/// Hybrid (caBLE v2), the phone's side only: scan (parse the QR text), derive the keys and the
+/// advert, answer the browser's handshake (Noise KNpsk0 responder), send the post-handshake
+/// message, then decrypt one getAssertion (discoverable credential, uv), run it and encrypt
+/// the answer. The browser's work (its handshake messages, encrypting the request, decrypting
+/// the answers) is done between the timed parts, not timed.
+fn hybrid_phone<M: criterion::measurement::Measurement<Value = Duration>>(
+    master: &MasterKey,
+    g: &mut Group<'_, M>,
+    now: Clock,
+) {
+    {
+        let mut engine = Engine::in_memory(master);
+        engine.cx.requester = pocketkey_core::hybrid::session::requester();
+        engine.make_credential(TARGET_RP, b"hybrid-user", true);
+        let request = get_assertion_request_uv(TARGET_RP);
+        engine.call(&request);
+        let get_info = engine.call(&[command::GET_INFO])[1..].to_vec();
+        let browser = p256::SecretKey::random(&mut OsRng);
+        let qr_text = QrCode::new(browser.public_key(), random_bytes::<16>()).to_url();
+        g.bench_function("hybrid/phone_handshake_and_get_assertion", |b| {
+            b.iter_custom(|iters| {
+                let mut phone_time = Duration::ZERO;
+                for _ in 0..iters {
+                    // Phone: scan, keys, advert (untimed: nothing of the browser's).
+                    let t = now();
+                    let qr = QrCode::parse(&qr_text).expect("our own QR");
+                    let eid_key = keys::eid_key(&qr.secret);
+                    black_box(keys::tunnel_id(&qr.secret));
+                    let eid = EidPlaintext::random([1, 2, 3], 0);
+                    let service_data = advert::encrypt(&eid_key, &eid);
+                    let mut phone =
+                        Session::new(SessionConfig::from_qr(&qr, &eid, get_info.clone()));
+                    phone_time += now() - t;
+                    // Browser: reads the advert, starts the handshake.
+                    let seen = advert::decrypt(&keys::eid_key(&qr.secret), &service_data)
+                        .expect("the advert decrypts");
+                    let psk = keys::psk(&qr.secret, &seen.to_bytes());
+                    let (initiator, msg1) = Initiator::start(&browser, &psk).expect("initiator");
+                    // Phone: answers.
+                    let t = now();
+                    phone
+                        .receive(&msg1)
+                        .expect("the phone accepts the handshake");
+                    let answer = phone.poll_frame().expect("the phone's answer");
+                    let post = phone.poll_frame().expect("post-handshake message");
+                    phone_time += now() - t;
+                    // Browser: finishes, reads the post-handshake message, sends the request.
+                    let done = initiator.finish(&answer).expect("the browser accepts");
+                    let mut crypter = Crypter::new(&done.keys);
+                    crypter.decrypt(&post).expect("decrypts");
+                    let frame = crypter
+                        .encrypt(&encode_message(MessageType::Ctap, &request))
+                        .expect("encrypt");
+                    // Phone: the request through the engine, the answer out.
+                    let t = now();
+                    phone.receive(&frame).expect("the request decrypts");
+                    let bytes = loop {
+                        match phone.poll_event() {
+                            Some(SessionEvent::CtapRequest(bytes)) => break bytes,
+                            Some(_) => continue,
+                            None => panic!("no CTAP request"),
+                        }
+                    };
+                    let response = engine.call(&bytes);
+                    phone.respond(&response).expect("respond");
+                    let reply = phone.poll_frame().expect("the answer");
+                    phone_time += now() - t;
+                    let reply = crypter.decrypt(&reply).expect("decrypts");
+                    assert_eq!(&reply[..2], &[MessageType::Ctap as u8, 0x00]);
+                }
+                phone_time
+            })
+        });
+    }
+}
+
+/// A pairing session set-up (Noise KK between stored static keys), each side timed alone: the
+/// phone starts (HS1) and reads HS2; the bridge reads HS1 and answers.
+fn pairing_kk<M: criterion::measurement::Measurement<Value = Duration>>(
+    g: &mut Group<'_, M>,
+    now: Clock,
+) {
+    {
+        let phone_static = p256::SecretKey::random(&mut OsRng);
+        let bridge_static = p256::SecretKey::random(&mut OsRng);
+        let (phone_public, bridge_public) = (phone_static.public_key(), bridge_static.public_key());
+        let kk = |phone_side: bool, iters: u64| {
+            let mut side = Duration::ZERO;
+            for _ in 0..iters {
+                let t = now();
+                let (mut phone, hs1) =
+                    Handshake::phone_session(&phone_static, &bridge_public).expect("HS1");
+                let phone_start = now() - t;
+                let t = now();
+                let mut bridge =
+                    Handshake::bridge_session(&bridge_static, &phone_public).expect("bridge");
+                let step = bridge.read(&hs1).expect("the bridge accepts HS1");
+                let bridge_time = now() - t;
+                assert!(step.finished.is_some());
+                let t = now();
+                let done = phone
+                    .read(&step.reply.expect("HS2"))
+                    .expect("the phone accepts HS2");
+                let phone_end = now() - t;
+                assert!(done.finished.is_some());
+                side += if phone_side {
+                    phone_start + phone_end
+                } else {
+                    bridge_time
+                };
+            }
+            side
+        };
+        g.bench_function("pairing/kk_session_phone", |b| {
+            b.iter_custom(|iters| kk(true, iters))
+        });
+        g.bench_function("pairing/kk_session_bridge", |b| {
+            b.iter_custom(|iters| kk(false, iters))
+        });
+    }
+}
+
+/// The CPU-bound rows again, timed by this thread's CPU time instead of the wall clock: on a
+/// machine shared with other work, wall time includes the time other programs held the core,
+/// and more of it the longer an operation runs. Durable rows are not here (an fsync's wait is
+/// not CPU time).
+fn cpu_benches(c: &mut Criterion<ThreadCpu>) {
+    let master = MasterKey::generate();
+    let mut g = c.benchmark_group("engine_cpu");
+    g.sample_size(20)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    ring_sign("baseline/ring_p256_sign", &mut g);
+    {
+        let key = p256::ecdsa::SigningKey::random(&mut OsRng);
+        let message: Vec<u8> = random_bytes::<69>().to_vec();
+        g.bench_function("baseline/p256_sign", |b| {
+            b.iter(|| -> p256::ecdsa::Signature { key.sign(black_box(&message)) })
+        });
+    }
+    {
+        let mut e = Engine::in_memory(&master);
+        e.make_credential(TARGET_RP, b"user-1", true);
+        let req = get_assertion_request(TARGET_RP, &[]);
+        e.call(&req);
+        g.bench_function("get_assertion/discoverable_1", |b| {
+            b.iter(|| e.call(black_box(&req)))
+        });
+        let id = e.make_credential("allow.example", b"user-1", false);
+        let req = get_assertion_request("allow.example", std::slice::from_ref(&id));
+        e.call(&req);
+        g.bench_function("get_assertion/allow_list_1", |b| {
+            b.iter(|| e.call(black_box(&req)))
+        });
+    }
+    {
+        let mut e = Engine::in_memory(&master);
+        let mut n: u64 = 0;
+        let mut next_request = move || {
+            n += 1;
+            make_credential_request(&format!("rp-{}.example", n % 100), &n.to_be_bytes(), true)
+        };
+        e.call(&next_request());
+        g.bench_function("make_credential/discoverable", |b| {
+            b.iter_batched(&mut next_request, |req| e.call(&req), BatchSize::SmallInput)
+        });
+    }
+    hybrid_phone(&master, &mut g, thread_cpu_clock);
+    pairing_kk(&mut g, thread_cpu_clock);
+    ring_sign("baseline/ring_p256_sign_end", &mut g);
+    g.finish();
+}
+
 // ---------------------------------------------------------------------------------------------
 // Benchmarks
 // ---------------------------------------------------------------------------------------------
@@ -319,18 +577,49 @@ fn benches(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(4));
 
     // 1. The bare signature every assertion needs: ECDSA P-256 / SHA-256 over
-    //    authenticatorData (37 bytes without extensions) ‖ clientDataHash (32 bytes).
+    //    authenticatorData (37 bytes without extensions) ‖ clientDataHash (32 bytes), by
+    //    `ring` (the unit of every ratio) and by `p256` 0.13 (what the engine used before).
+    ring_sign("baseline/ring_p256_sign", &mut g);
     {
         let key = p256::ecdsa::SigningKey::random(&mut OsRng);
         let message: Vec<u8> = random_bytes::<69>().to_vec();
         g.bench_function("baseline/p256_sign", |b| {
             b.iter(|| -> p256::ecdsa::Signature { key.sign(black_box(&message)) })
         });
-        // Not a request: rebuilding a signing key from its 32 stored bytes, which the engine
-        // does before every signature (PrivateKey::from_bytes derives the public key).
+        // ECDH: `ring`'s (a fresh ephemeral key, one agreement: all its API offers) and
+        // `p256`'s (one agreement with a reusable key: what the PIN protocols and Noise run).
+        let rng = ring::rand::SystemRandom::new();
+        let peer = p256::SecretKey::random(&mut OsRng)
+            .public_key()
+            .to_encoded_point(false);
+        g.bench_function("baseline/ring_p256_ecdh", |b| {
+            b.iter(|| {
+                let ours = ring::agreement::EphemeralPrivateKey::generate(
+                    &ring::agreement::ECDH_P256,
+                    &rng,
+                )
+                .unwrap();
+                let peer =
+                    ring::agreement::UnparsedPublicKey::new(&ring::agreement::ECDH_P256, &peer);
+                ring::agreement::agree_ephemeral(ours, &peer, |z| black_box(z[0])).unwrap()
+            })
+        });
+        let ours = p256::SecretKey::random(&mut OsRng);
+        let peer = p256::PublicKey::from_sec1_bytes(peer.as_bytes()).unwrap();
+        g.bench_function("baseline/p256_ecdh", |b| {
+            b.iter(|| {
+                p256::ecdh::diffie_hellman(ours.to_nonzero_scalar(), black_box(peer.as_affine()))
+            })
+        });
+        // Not a request: loading a stored ES256 key (scalar ‖ point; ring recomputes the point
+        // to check it), which the engine does when a credential is not in its key cache, and
+        // the same from a bare scalar (credentials stored before the point was kept).
         let bytes = PrivateKey::generate(Algorithm::Es256).to_bytes();
         g.bench_function("baseline/p256_key_from_bytes", |b| {
             b.iter(|| PrivateKey::from_bytes(Algorithm::Es256, black_box(&bytes)).unwrap())
+        });
+        g.bench_function("baseline/p256_key_from_bare_scalar", |b| {
+            b.iter(|| PrivateKey::from_bytes(Algorithm::Es256, black_box(&bytes[..32])).unwrap())
         });
     }
 
@@ -418,6 +707,25 @@ fn benches(c: &mut Criterion) {
             b.iter(|| e.call(black_box(req)))
         });
     }
+
+    // 4a. Discoverable makeCredential in memory (packed self attestation: key generation,
+    //     then a signature with the new key), a new user id every iteration.
+    {
+        let mut e = Engine::in_memory(&master);
+        let mut n: u64 = 0;
+        let mut next_request = move || {
+            n += 1;
+            make_credential_request(&format!("rp-{}.example", n % 100), &n.to_be_bytes(), true)
+        };
+        e.call(&next_request());
+        g.bench_function("make_credential/discoverable", |b| {
+            b.iter_batched(&mut next_request, |req| e.call(&req), BatchSize::SmallInput)
+        });
+    }
+
+    // 7. Hybrid (caBLE v2), the phone's side only; 8. a pairing session set-up, each side.
+    hybrid_phone(&master, &mut g, wall_clock);
+    pairing_kk(&mut g, wall_clock);
 
     // The price of one durable write on this disk, measured next to the durable benchmarks
     // (before and after them): overwrite 4 KiB inside an allocated file, then fsync, which is
@@ -559,8 +867,9 @@ fn benches(c: &mut Criterion) {
 
     fsync_4k("baseline/fsync_4k_end", &mut g);
 
-    // The baseline again at the end: the machine is shared, so drift between the start and
+    // The baselines again at the end: the machine is shared, so drift between the start and
     // the end of the run shows how far the ratios can be trusted.
+    ring_sign("baseline/ring_p256_sign_end", &mut g);
     {
         let key = p256::ecdsa::SigningKey::random(&mut OsRng);
         let message: Vec<u8> = random_bytes::<69>().to_vec();
@@ -573,4 +882,9 @@ fn benches(c: &mut Criterion) {
 }
 
 criterion_group!(engine, benches);
-criterion_main!(engine);
+criterion_group! {
+    name = engine_cpu;
+    config = Criterion::default().with_measurement(ThreadCpu);
+    targets = cpu_benches
+}
+criterion_main!(engine, engine_cpu);

@@ -19,6 +19,8 @@ use x509_cert::spki::SubjectPublicKeyInfoOwned;
 use x509_cert::time::Validity;
 
 use super::AttestationKey;
+use crate::crypto::es256::Es256Key;
+use p256::ecdsa::signature::Keypair;
 
 #[derive(Debug, thiserror::Error)]
 #[error("could not build a certificate: {0}")]
@@ -60,13 +62,13 @@ fn random_serial() -> Result<SerialNumber, CertificateError> {
 
 const YEARS_20: Duration = Duration::from_secs(20 * 365 * 24 * 3600);
 
-fn spki(key: &p256::ecdsa::SigningKey) -> Result<SubjectPublicKeyInfoOwned, CertificateError> {
-    SubjectPublicKeyInfoOwned::from_key(*key.verifying_key()).map_err(err)
+fn spki(key: &Es256Key) -> Result<SubjectPublicKeyInfoOwned, CertificateError> {
+    SubjectPublicKeyInfoOwned::from_key(key.verifying_key()).map_err(err)
 }
 
 /// A self-signed certificate for `key` (issuer = subject, CA false).
 pub fn self_signed_certificate(
-    key: &p256::ecdsa::SigningKey,
+    key: &Es256Key,
     common_name: &str,
 ) -> Result<Vec<u8>, CertificateError> {
     let subject = Name::from_str(&format!(
@@ -93,8 +95,8 @@ pub fn self_signed_certificate(
 
 /// A fresh key and its self-signed certificate, for one U2F registration when no batch key
 /// is provisioned (U2F requires some certificate).
-pub fn fresh_u2f_attestation() -> Result<(p256::ecdsa::SigningKey, Vec<u8>), CertificateError> {
-    let key = p256::ecdsa::SigningKey::random(&mut OsRng);
+pub fn fresh_u2f_attestation() -> Result<(Es256Key, Vec<u8>), CertificateError> {
+    let key = Es256Key::generate();
     let cert = self_signed_certificate(&key, "PocketKey U2F")?;
     Ok((key, cert))
 }
@@ -119,7 +121,7 @@ pub fn provision_batch(
 ) -> Result<ProvisionedBatch, CertificateError> {
     let clean = |s: &str| s.replace([',', '=', '+', '"', '\\', '<', '>', ';'], " ");
     let (organization, country) = (clean(organization), clean(country));
-    let root_key = p256::ecdsa::SigningKey::random(&mut OsRng);
+    let root_key = Es256Key::generate();
     let root_subject = Name::from_str(&format!(
         "CN={organization} Attestation Root,O={organization},C={country}"
     ))
@@ -136,7 +138,7 @@ pub fn provision_batch(
     .build::<p256::ecdsa::DerSignature>()
     .map_err(err)?;
     let leaf = |common_name: &str| -> Result<AttestationKey, CertificateError> {
-        let key = p256::ecdsa::SigningKey::random(&mut OsRng);
+        let key = Es256Key::generate();
         let subject = Name::from_str(&format!(
             "CN={common_name},OU=Authenticator Attestation,O={organization},C={country}"
         ))
@@ -194,7 +196,12 @@ mod tests {
             .subject_public_key_info
             .subject_public_key
             .raw_bytes();
-        assert_eq!(spki, key.verifying_key().to_encoded_point(false).as_bytes());
+        assert_eq!(spki, key.public_point());
+        // Self-signed: the certificate's signature verifies under its own key.
+        let sig = p256::ecdsa::DerSignature::try_from(cert.signature.raw_bytes()).unwrap();
+        key.verifying_key()
+            .verify(&cert.tbs_certificate.to_der().unwrap(), &sig)
+            .unwrap();
     }
 
     #[test]

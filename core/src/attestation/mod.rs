@@ -4,12 +4,12 @@
 mod certificates;
 
 use ciborium::value::Value;
-use p256::ecdsa::signature::Signer;
 
 pub use certificates::{
     fresh_u2f_attestation, provision_batch, CertificateError, ProvisionedBatch,
 };
 
+use crate::crypto::es256::Es256Key;
 use crate::crypto::signing::PrivateKey;
 use crate::ctap::cbor::{int, MapBuilder};
 
@@ -17,7 +17,7 @@ use crate::ctap::cbor::{int, MapBuilder};
 /// meet WebAuthn §8.2.1 (version 3, subject OU "Authenticator Attestation", CA false, and
 /// the id-fido-gen-ce-aaguid extension when it names one model).
 pub struct AttestationKey {
-    pub key: p256::ecdsa::SigningKey,
+    pub key: Es256Key,
     pub chain: Vec<Vec<u8>>,
 }
 
@@ -66,13 +66,9 @@ impl AttestationConfig {
     ) -> Statement {
         let signed = [auth_data, client_data_hash].concat();
         let with_chain = |k: &AttestationKey| {
-            let sig: p256::ecdsa::DerSignature = k.key.sign(&signed);
             MapBuilder::new()
                 .put(Value::Text("alg".into()), int(-7))
-                .put(
-                    Value::Text("sig".into()),
-                    Value::Bytes(sig.as_bytes().to_vec()),
-                )
+                .put(Value::Text("sig".into()), Value::Bytes(k.key.sign(&signed)))
                 .put(
                     Value::Text("x5c".into()),
                     Value::Array(k.chain.iter().map(|c| Value::Bytes(c.clone())).collect()),

@@ -84,6 +84,8 @@ impl Authenticator {
                     return Err(CtapError::PinAuthInvalid);
                 }
                 self.store.delete_credential(&credential_id)?;
+                // A deleted credential's key does not stay parsed in memory.
+                self.volatile.keys.clear();
                 CredMgmtResponse::default()
             }
             Sub::UpdateUserInformation {

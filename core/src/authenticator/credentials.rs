@@ -5,6 +5,7 @@ use hkdf::Hkdf;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
+use crate::crypto::key_cache::KeyCache;
 use crate::crypto::signing::PrivateKey;
 use crate::ctap::requests::CredentialDescriptor;
 use crate::ctap::responses::UserInfo;
@@ -48,15 +49,21 @@ impl From<Credential> for Candidate {
 }
 
 impl Candidate {
-    pub fn key(&self) -> CtapResult<PrivateKey> {
-        PrivateKey::from_bytes(self.algorithm, &self.private_key).map_err(|_| CtapError::Other)
+    /// The parsed key, from the engine's cache when this credential signed before.
+    pub fn key<'c>(&self, cache: &'c mut KeyCache) -> CtapResult<&'c PrivateKey> {
+        cache
+            .get(&self.id, self.algorithm, &self.private_key)
+            .map_err(|_| CtapError::Other)
     }
 
     /// CredRandom for hmac-secret (CTAP 2.1 §12.5): two values per credential, one used
     /// when the user was verified and one when not, derived from the sealed private key so
-    /// nothing extra has to be stored.
+    /// nothing extra has to be stored. Only the secret (the first 32 bytes of every stored
+    /// form, see `PrivateKey::to_bytes`) goes in, so the value does not depend on whether
+    /// the public point is stored too.
     pub fn cred_random(&self, user_verified: bool) -> Zeroizing<[u8; 32]> {
-        let hk = Hkdf::<Sha256>::new(Some(b"pocketkey hmac-secret v1"), &self.private_key);
+        let secret = &self.private_key[..self.private_key.len().min(32)];
+        let hk = Hkdf::<Sha256>::new(Some(b"pocketkey hmac-secret v1"), secret);
         let mut out = Zeroizing::new([0u8; 32]);
         let info: &[u8] = if user_verified {
             b"with uv"

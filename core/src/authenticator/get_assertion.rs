@@ -216,7 +216,7 @@ impl Authenticator {
         }
         .to_bytes();
         let signature = cred
-            .key()?
+            .key(&mut self.volatile.keys)?
             .sign(&[&auth_data[..], &ctx.client_data_hash].concat());
         let large_blob_key = if ctx.extensions.large_blob_key {
             cred.large_blob_key.as_ref().map(|k| k.to_vec())

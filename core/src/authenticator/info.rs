@@ -55,8 +55,7 @@ impl Authenticator {
             options,
             max_msg_size: self.config.max_msg_size as u64,
             pin_uv_auth_protocols: vec![2, 1],
-            // Bounded so an allowList always fits one message.
-            max_credential_count_in_list: 64,
+            max_credential_count_in_list: max_credential_count_in_list(self.config.max_msg_size),
             max_credential_id_length: MAX_ID_LEN as u64,
             transports: self.config.transports.clone(),
             algorithms: vec![-7, -8],
@@ -79,4 +78,15 @@ impl Authenticator {
     pub(crate) fn get_info(&self) -> Reply {
         Ok(ok_with(self.info()?.to_value()))
     }
+}
+
+/// How many credential descriptors of the longest ID this key makes fit in one request of
+/// `max_msg_size`, at most 64. Platforms split allowLists by maxCredentialCountInList (CTAP 2.1
+/// §6.4), so a full batch must fit. A descriptor `{"id": bstr, "type": "public-key"}` is
+/// 1 (map) + 3 ("id") + 2 (bstr head) + the ID + 5 ("type") + 11 ("public-key") bytes; 512
+/// bytes are kept for the rest of a getAssertion (rpId, clientDataHash, options, extensions,
+/// pinUvAuthParam).
+fn max_credential_count_in_list(max_msg_size: usize) -> u64 {
+    let descriptor = 1 + 3 + 2 + MAX_ID_LEN + 5 + 11;
+    (max_msg_size.saturating_sub(512) / descriptor).clamp(1, 64) as u64
 }

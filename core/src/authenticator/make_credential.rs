@@ -133,7 +133,9 @@ impl Authenticator {
             OsRng.fill_bytes(k.as_mut());
             k
         });
-        let credential_id = if rk {
+        // A discoverable credential and the counter its response carries are committed
+        // together (one durable write); a non-discoverable one only takes the counter.
+        let (credential_id, sign_count) = if rk {
             let mut id = vec![0u8; 32];
             OsRng.fill_bytes(&mut id);
             let cred = Credential {
@@ -154,22 +156,28 @@ impl Authenticator {
                 backup_state: false,
                 created_at: now_unix(),
             };
-            self.store.insert_credential(&cred).map_err(|e| match e {
-                StoreError::Full => CtapError::KeyStoreFull,
-                _ => CtapError::Other,
-            })?;
-            id
+            let count = self
+                .store
+                .insert_credential_and_count(&cred)
+                .map_err(|e| match e {
+                    StoreError::Full => CtapError::KeyStoreFull,
+                    _ => CtapError::Other,
+                })?;
+            (id, count)
         } else {
-            self.ids.wrap(
+            let id = self.ids.wrap(
                 &rp_hash,
                 &WrappedCredential {
                     algorithm,
                     cred_protect,
                     hmac_secret: ext.hmac_secret,
-                    private_key: key.to_bytes(),
+                    // The scalar alone: the public point would make IDs too long for an
+                    // allowList of maxCredentialCountInList to fit maxMsgSize.
+                    private_key: key.secret_bytes(),
                     cred_blob: cred_blob.clone().map(Zeroizing::new),
                 },
-            )
+            );
+            (id, self.store.next_sign_count()?)
         };
         let large_blob_key = large_blob_key.map(|k| k.to_vec());
 
@@ -195,7 +203,6 @@ impl Authenticator {
             ));
         }
 
-        let sign_count = self.store.next_sign_count()?;
         let cose_key = key.cose_public_key();
         let auth_data = AuthData {
             rp_id_hash: rp_hash,

@@ -25,6 +25,7 @@ use crate::approver::{Approver, Requester};
 use crate::attestation::AttestationConfig;
 use crate::cancel::CancelToken;
 use crate::credential_id::CredentialIdSealer;
+use crate::crypto::key_cache::KeyCache;
 use crate::crypto::master_key::MasterKey;
 use crate::ctap::{CtapError, CtapResult};
 use crate::pin::{KeyAgreementKey, PinUvAuthToken};
@@ -110,6 +111,8 @@ pub(crate) struct Volatile {
     pub pending_rps: Option<cred_mgmt::PendingRps>,
     pub pending_credentials: Option<cred_mgmt::PendingCredentials>,
     pub large_blob_write: Option<large_blobs::PendingWrite>,
+    /// Credential keys parsed by earlier requests.
+    pub keys: KeyCache,
 }
 
 impl Volatile {
@@ -123,6 +126,7 @@ impl Volatile {
             pending_rps: None,
             pending_credentials: None,
             large_blob_write: None,
+            keys: KeyCache::new(),
         }
     }
 }

@@ -2,8 +2,6 @@
 //! AUTHENTICATE. Key handles are the same sealed credential IDs as CTAP2 non-discoverable
 //! credentials, bound to the application parameter.
 
-use p256::ecdsa::signature::Signer;
-
 use crate::approver::Operation;
 use crate::attestation::fresh_u2f_attestation;
 use crate::credential_id::WrappedCredential;
@@ -142,26 +140,30 @@ impl Authenticator {
                 algorithm: Algorithm::Es256,
                 cred_protect: CredProtect::UserVerificationOptional,
                 hmac_secret: false,
-                private_key: key.to_bytes(),
+                private_key: key.secret_bytes(),
                 cred_blob: None,
             },
         );
         let public = key.p256_public_sec1().expect("ES256 key");
+        let fresh;
         let (attestation_key, certificate) = match &self.config.attestation.batch {
-            Some(batch) if !batch.chain.is_empty() => (batch.key.clone(), batch.chain[0].clone()),
+            Some(batch) if !batch.chain.is_empty() => (&batch.key, &batch.chain[0]),
             _ => match fresh_u2f_attestation() {
-                Ok(pair) => pair,
+                Ok(pair) => {
+                    fresh = pair;
+                    (&fresh.0, &fresh.1)
+                }
                 Err(_) => return status(sw::NO_PRECISE_DIAGNOSIS),
             },
         };
         let signed = [&[0x00][..], &application, challenge, &key_handle, &public].concat();
-        let signature: p256::ecdsa::DerSignature = attestation_key.sign(&signed);
+        let signature = attestation_key.sign(&signed);
         let mut out = vec![0x05];
         out.extend_from_slice(&public);
         out.push(key_handle.len() as u8);
         out.extend_from_slice(&key_handle);
-        out.extend_from_slice(&certificate);
-        out.extend_from_slice(signature.as_bytes());
+        out.extend_from_slice(certificate);
+        out.extend_from_slice(&signature);
         with_status(out, sw::NO_ERROR)
     }
 
@@ -201,7 +203,11 @@ impl Authenticator {
         let Ok(counter) = self.store.next_sign_count() else {
             return status(sw::CONDITIONS_NOT_SATISFIED);
         };
-        let Ok(key) = PrivateKey::from_bytes(Algorithm::Es256, &wrapped.private_key) else {
+        let Ok(key) = self
+            .volatile
+            .keys
+            .get(rest, Algorithm::Es256, &wrapped.private_key)
+        else {
             return status(sw::WRONG_DATA);
         };
         let signed = [

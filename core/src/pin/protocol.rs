@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
+use crate::crypto::es256::EcdhKey;
 use crate::ctap::cbor::{as_bytes, as_int, int, MapBuilder, MapReader};
 use crate::ctap::{CtapError, CtapResult};
 
@@ -51,9 +52,9 @@ impl PinProtocol {
 }
 
 /// The authenticator's ephemeral key-agreement key pair. Regenerated at power-up, after a PIN
-/// mismatch and whenever a new pinUvAuthToken is issued.
+/// mismatch and whenever a new pinUvAuthToken is issued; used for every agreement in between.
 pub struct KeyAgreementKey {
-    secret: p256::SecretKey,
+    key: EcdhKey,
 }
 
 impl Default for KeyAgreementKey {
@@ -65,34 +66,27 @@ impl Default for KeyAgreementKey {
 impl KeyAgreementKey {
     pub fn generate() -> Self {
         Self {
-            secret: p256::SecretKey::random(&mut OsRng),
+            key: EcdhKey::generate(),
         }
     }
 
     /// The public key as a COSE_Key with alg -25 (ECDH-ES+HKDF-256), as getKeyAgreement returns.
     pub fn cose_public_key(&self) -> Value {
-        use p256::elliptic_curve::sec1::ToEncodedPoint;
-        let point = self.secret.public_key().to_encoded_point(false);
+        let (x, y) = self.key.public_point()[1..].split_at(32);
         MapBuilder::new()
             .put(int(1), int(2))
             .put(int(3), int(-25))
             .put(int(-1), int(1))
-            .put(
-                int(-2),
-                Value::Bytes(point.x().expect("uncompressed").to_vec()),
-            )
-            .put(
-                int(-3),
-                Value::Bytes(point.y().expect("uncompressed").to_vec()),
-            )
+            .put(int(-2), Value::Bytes(x.to_vec()))
+            .put(int(-3), Value::Bytes(y.to_vec()))
             .build()
     }
 
     /// decapsulate(peerCoseKey): the protocol's shared secret with the platform's key.
     pub fn decapsulate(&self, protocol: PinProtocol, peer: &Value) -> CtapResult<SharedSecret> {
         let peer = parse_peer_key(peer)?;
-        let z = p256::ecdh::diffie_hellman(self.secret.to_nonzero_scalar(), peer.as_affine());
-        let z = z.raw_secret_bytes();
+        let z = self.key.agree_with(&peer);
+        let z = &z[..];
         let mut hmac_key = Zeroizing::new([0u8; 32]);
         let mut aes_key = Zeroizing::new([0u8; 32]);
         match protocol {

@@ -39,8 +39,11 @@ pub const MAX_DISCOVERABLE_CREDENTIALS: u32 = 250_000;
 /// How long a call waits for another connection's lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Private keys (P-256 scalar, Ed25519 seed) are this long.
-const PRIVATE_KEY_LEN: usize = 32;
+/// Private keys are 32 bytes (P-256 scalar, Ed25519 seed) or, for ES256 keys made since the
+/// public point is kept with them, scalar ‖ point (crypto::signing::ES256_STORED_LEN).
+fn private_key_len_ok(len: usize) -> bool {
+    len == 32 || len == crate::crypto::signing::ES256_STORED_LEN
+}
 
 const AAD_PREFIX: &[u8] = b"pocketkey store v1\0";
 
@@ -337,12 +340,7 @@ impl Store {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let value = verified_counter(&tx, &self.keys)?.saturating_add(1);
-        tx.prepare_cached("UPDATE sign_counter SET value = ?1, mac = ?2 WHERE id = 0")?
-            .execute(params![
-                value,
-                integrity::counter_tag(&self.keys.mac, value)
-            ])?;
+        let value = bump_counter(&tx, &self.keys)?;
         // synchronous=FULL: the commit is on stable storage before we hand the value out.
         tx.commit()?;
         Ok(value)
@@ -357,7 +355,23 @@ impl Store {
     /// Stores a credential, replacing any with the same rp_id_hash and user_id (CTAP 2.1 §6.1.2
     /// step 16). Fails with `Full` past [`MAX_DISCOVERABLE_CREDENTIALS`].
     pub fn insert_credential(&mut self, cred: &Credential) -> Result<(), StoreError> {
-        if cred.private_key.len() != PRIVATE_KEY_LEN {
+        self.insert_credential_inner(cred, false).map(|_| ())
+    }
+
+    /// [`insert_credential`](Self::insert_credential) and [`next_sign_count`](Self::next_sign_count)
+    /// in one transaction: a discoverable makeCredential costs one durable commit (one WAL
+    /// fsync), not two. Nothing is stored and the counter is unchanged if either fails.
+    pub fn insert_credential_and_count(&mut self, cred: &Credential) -> Result<u32, StoreError> {
+        self.insert_credential_inner(cred, true)
+            .map(|count| count.expect("counted"))
+    }
+
+    fn insert_credential_inner(
+        &mut self,
+        cred: &Credential,
+        count: bool,
+    ) -> Result<Option<u32>, StoreError> {
+        if !private_key_len_ok(cred.private_key.len()) {
             return Err(StoreError::Corrupt(format!(
                 "refusing to store a {}-byte private key",
                 cred.private_key.len()
@@ -424,8 +438,9 @@ impl Store {
             cred.backup_state,
             cred.created_at,
         ])?;
+        let counter = count.then(|| bump_counter(&tx, &self.keys)).transpose()?;
         tx.commit()?;
-        Ok(())
+        Ok(counter)
     }
 
     /// Credentials of one RP, most recently created first.
@@ -589,9 +604,9 @@ impl Store {
             backup_state,
         );
         let private_key = self.open_secret(&sealed_key, &binding.aad("private_key"))?;
-        if private_key.len() != PRIVATE_KEY_LEN {
+        if !private_key_len_ok(private_key.len()) {
             return Err(StoreError::Corrupt(format!(
-                "private key is {} bytes, not {PRIVATE_KEY_LEN}",
+                "private key is {} bytes",
                 private_key.len()
             )));
         }
@@ -826,6 +841,14 @@ pub(super) fn read_counter(conn: &Connection) -> Result<(u32, Option<Vec<u8>>), 
     let value = u32::try_from(value)
         .map_err(|_| StoreError::Corrupt(format!("signature counter {value} is out of range")))?;
     Ok((value, opt_blob(tag, "sign_counter.mac")?))
+}
+
+/// Increments the signature counter inside `tx` (and re-tags it); the new value.
+fn bump_counter(tx: &Connection, keys: &StoreKeys) -> Result<u32, StoreError> {
+    let value = verified_counter(tx, keys)?.saturating_add(1);
+    tx.prepare_cached("UPDATE sign_counter SET value = ?1, mac = ?2 WHERE id = 0")?
+        .execute(params![value, integrity::counter_tag(&keys.mac, value)])?;
+    Ok(value)
 }
 
 fn verified_counter(conn: &Connection, keys: &StoreKeys) -> Result<u32, StoreError> {

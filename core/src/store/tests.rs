@@ -287,6 +287,25 @@ fn delete_update_user_relying_parties_and_count() {
 }
 
 #[test]
+fn insert_and_count_is_one_transaction() {
+    let mut store = Store::open_in_memory_with_limit(&key(1), 1).unwrap();
+    let before = store.sign_count().unwrap();
+    let count = store
+        .insert_credential_and_count(&bare("a.example", &[0], &[0]))
+        .unwrap();
+    assert_eq!(count, before + 1);
+    assert_eq!(store.sign_count().unwrap(), count);
+    assert!(store.credential_by_id(&[0]).unwrap().is_some());
+    // A refused insert takes no counter value either.
+    assert!(matches!(
+        store.insert_credential_and_count(&bare("b.example", &[1], &[1])),
+        Err(StoreError::Full)
+    ));
+    assert_eq!(store.sign_count().unwrap(), count);
+    assert_eq!(store.next_sign_count().unwrap(), count + 1);
+}
+
+#[test]
 fn full_limit_refuses_new_credentials_but_allows_replacing() {
     let mut store = Store::open_in_memory_with_limit(&key(1), 3).unwrap();
     for i in 0..3u8 {

@@ -6,7 +6,8 @@ use pocketkey_core::crypto::master_key::MasterKey;
 use pocketkey_core::store::Store;
 use pocketkey_testkit::approver::{present, verified};
 use pocketkey_testkit::cbor::get_text;
-use pocketkey_testkit::cose::EDDSA;
+use pocketkey_testkit::cbor::{as_int, get};
+use pocketkey_testkit::cose::{EDDSA, ES256};
 use pocketkey_testkit::key::Key;
 use pocketkey_testkit::pin_platform::permission;
 use pocketkey_testkit::requests::{GetAssertion, MakeCredential};
@@ -14,6 +15,7 @@ use pocketkey_testkit::sha256;
 use pocketkey_testkit::status::*;
 
 use crate::three_accounts;
+use rand_core::{OsRng, RngCore};
 
 #[test]
 fn sign_counter_strictly_increases_and_survives_reopening_the_store() {
@@ -211,4 +213,36 @@ fn silent_assertion_does_not_spend_the_token() {
         Some(PIN_AUTH_INVALID),
         "spent by the assertion with up"
     );
+}
+
+/// getInfo's promise to platforms that batch allowLists: maxCredentialCountInList IDs of
+/// maxCredentialIdLength bytes fit in one request of maxMsgSize (CTAP 2.1 §6.4), so the request
+/// is looked at (none of these random IDs is ours: NO_CREDENTIALS), not refused for its length.
+/// And the IDs made are no longer than announced.
+#[test]
+fn an_allow_list_of_the_announced_size_fits_one_message() {
+    let mut key = Key::new();
+    let info = key.info();
+    let count = as_int(get(&info, 0x07).expect("maxCredentialCountInList")) as usize;
+    let id_len = as_int(get(&info, 0x08).expect("maxCredentialIdLength")) as usize;
+    let ids: Vec<Vec<u8>> = (0..count)
+        .map(|_| {
+            let mut id = vec![0u8; id_len];
+            OsRng.fill_bytes(&mut id);
+            id
+        })
+        .collect();
+    let mut ga = GetAssertion::typical("a-relying-party-with-a-long-name.example.com");
+    for id in &ids {
+        ga = ga.allow(id);
+    }
+    assert_eq!(key.assert(&ga).err(), Some(NO_CREDENTIALS));
+    for alg in [ES256, EDDSA] {
+        key.queue([present()]);
+        let reg = key
+            .register(&MakeCredential::typical("example.com", "alice").algs([alg]))
+            .unwrap();
+        assert!(reg.id().len() <= id_len, "{alg}: {} bytes", reg.id().len());
+    }
+    key.assert_script_used_up();
 }

@@ -20,6 +20,7 @@ mod get_info;
 mod make_credential;
 mod malformed_requests;
 mod reset;
+mod storage;
 mod u2f;
 
 use pocketkey_testkit::approver::verified;

@@ -1,0 +1,345 @@
+//! P-256 private-key operations: ECDSA signing and key generation on `ring`, ECDH on `p256`.
+//!
+//! Only this module names the backends; the rest of the engine sees [`Es256Key`] (signing)
+//! and [`EcdhKey`] (key agreement).
+//!
+//! **Why two backends.** `ring`'s P-256 is several times faster than `p256` 0.13 (see
+//! docs/benchmarks.md). But `ring::agreement` takes a private key for one agreement only
+//! (`agree_ephemeral` consumes it) and cannot import a stored scalar, while the key-agreement
+//! key of the PIN/UV protocols serves several requests until it is regenerated (CTAP 2.1
+//! §6.5.4, `initialize`/`regenerate`), and a Noise ephemeral takes part in two DHs (`ee` and
+//! `se`). So ECDH stays on `p256`'s arithmetic; the key generation in front of it (a
+//! fixed-base multiplication, the expensive half) goes through `ring`.
+//!
+//! **Importing a key costs a multiplication.** `ring` builds a signing key only from the
+//! scalar *and* the public point, and checks them against each other by computing the point
+//! again (`from_private_key_and_public_key`, ≈ half a signature). A scalar alone (credential
+//! IDs, and store rows made before the public point was stored with them) needs `p256` to
+//! compute the point first, a slower multiplication. The engine keeps parsed keys in a
+//! [`KeyCache`](super::key_cache::KeyCache) so a credential in use pays this once.
+//!
+//! **Constant time.** `ring` signs with its constant-time P-256 (assembly on x86-64 and
+//! AArch64, constant-time C elsewhere) and a nonce hedged from the key, the message digest and
+//! fresh randomness. `p256` 0.13's scalar multiplication, used for ECDH and for the public
+//! point of a bare scalar, is constant-time as well (RustCrypto's `primeorder` formulas and
+//! `subtle` selection).
+//!
+//! **Zeroization.** `ring` wipes nothing on drop (its key types have no `Drop`). The parsed
+//! `ring` key pair is therefore kept on the heap behind [`Wiped`], which runs the pair's drop
+//! and then overwrites its bytes. The scalar copy this module keeps is `Zeroizing`, the PKCS#8
+//! document of a generated key is wiped after parsing, and `p256::SecretKey` zeroizes itself.
+//! Copies that neither library exposes — temporaries on the stack frames inside `ring` and
+//! `p256` arithmetic — are not wiped, as with any Rust crypto library that computes on the
+//! stack.
+
+use std::mem::MaybeUninit;
+
+use p256::elliptic_curve::sec1::ToEncodedPoint;
+use ring::rand::SystemRandom;
+use ring::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_ASN1_SIGNING as ALGORITHM};
+use zeroize::{Zeroize, Zeroizing};
+
+/// Length of a P-256 scalar.
+pub const SCALAR_LEN: usize = 32;
+/// Length of an uncompressed SEC1 point (0x04 ‖ x ‖ y).
+pub const POINT_LEN: usize = 65;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("malformed P-256 key")]
+pub struct Es256KeyError;
+
+/// A value of a type that does not zeroize itself, boxed so that it never moves, and
+/// overwritten with zeros after its drop.
+struct Wiped<T>(Box<MaybeUninit<T>>);
+
+impl<T> Wiped<T> {
+    fn new(value: T) -> Self {
+        Self(Box::new(MaybeUninit::new(value)))
+    }
+
+    fn get(&self) -> &T {
+        // SAFETY: initialized in `new`; only `drop` de-initializes it.
+        unsafe { self.0.assume_init_ref() }
+    }
+}
+
+impl<T> Drop for Wiped<T> {
+    fn drop(&mut self) {
+        // SAFETY: initialized in `new` and dropped only here; after this the bytes are only
+        // overwritten (a `MaybeUninit` may hold any bytes) and the box frees its memory.
+        unsafe { self.0.assume_init_drop() };
+        self.0.zeroize();
+    }
+}
+
+/// A fresh key pair from `ring`: the scalar and the uncompressed public point.
+fn generate() -> (Zeroizing<[u8; SCALAR_LEN]>, [u8; POINT_LEN]) {
+    let document = EcdsaKeyPair::generate_pkcs8(&ALGORITHM, &SystemRandom::new())
+        .expect("the operating system's random generator works");
+    let mut document = MaybeUninit::new(document);
+    // SAFETY: initialized on the line above; wiped (never read again) below.
+    let der = unsafe { document.assume_init_ref() }.as_ref();
+    let parts = parse_pkcs8(der);
+    document.zeroize();
+    parts.expect("ring's PKCS#8 document holds a P-256 scalar and its public point")
+}
+
+/// The scalar and public point of the PKCS#8 v1 `ECPrivateKey` that `ring` generates
+/// (RFC 5958 §2 around RFC 5915 §3, public key included).
+fn parse_pkcs8(der: &[u8]) -> Option<(Zeroizing<[u8; SCALAR_LEN]>, [u8; POINT_LEN])> {
+    use sec1::der::Decode;
+    let info = pkcs8::PrivateKeyInfo::from_der(der).ok()?;
+    let key = sec1::EcPrivateKey::from_der(info.private_key).ok()?;
+    let scalar = Zeroizing::new(<[u8; SCALAR_LEN]>::try_from(key.private_key).ok()?);
+    let point = <[u8; POINT_LEN]>::try_from(key.public_key?).ok()?;
+    Some((scalar, point))
+}
+
+/// The public point of a bare scalar, computed with `p256` (`ring` has no API for it).
+fn point_of(scalar: &[u8]) -> Result<[u8; POINT_LEN], Es256KeyError> {
+    let secret = p256::SecretKey::from_slice(scalar).map_err(|_| Es256KeyError)?;
+    let point = secret.public_key().to_encoded_point(false);
+    point.as_bytes().try_into().map_err(|_| Es256KeyError)
+}
+
+/// An ECDSA P-256 signing key (ES256). Never printed.
+pub struct Es256Key {
+    scalar: Zeroizing<[u8; SCALAR_LEN]>,
+    point: [u8; POINT_LEN],
+    pair: Wiped<EcdsaKeyPair>,
+}
+
+impl std::fmt::Debug for Es256Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Es256Key(<redacted>)")
+    }
+}
+
+impl Es256Key {
+    pub fn generate() -> Self {
+        let (scalar, point) = generate();
+        Self::from_parts(&scalar[..], &point).expect("ring accepts the key it generated")
+    }
+
+    /// Imports a scalar and the public point stored with it; fails if they do not match.
+    pub fn from_parts(scalar: &[u8], point: &[u8]) -> Result<Self, Es256KeyError> {
+        let pair = EcdsaKeyPair::from_private_key_and_public_key(
+            &ALGORITHM,
+            scalar,
+            point,
+            &SystemRandom::new(),
+        )
+        .map_err(|_| Es256KeyError)?;
+        Ok(Self {
+            scalar: Zeroizing::new(scalar.try_into().map_err(|_| Es256KeyError)?),
+            point: point.try_into().map_err(|_| Es256KeyError)?,
+            pair: Wiped::new(pair),
+        })
+    }
+
+    /// Imports a bare scalar: computes its public point first (the slower path).
+    pub fn from_scalar(scalar: &[u8]) -> Result<Self, Es256KeyError> {
+        Self::from_parts(scalar, &point_of(scalar)?)
+    }
+
+    pub fn scalar(&self) -> &[u8; SCALAR_LEN] {
+        &self.scalar
+    }
+
+    /// The uncompressed SEC1 public point (0x04 ‖ x ‖ y).
+    pub fn public_point(&self) -> &[u8; POINT_LEN] {
+        &self.point
+    }
+
+    /// ECDSA over SHA-256 of `message`, DER-encoded (what WebAuthn's ES256 and U2F expect).
+    /// The nonce is random (hedged), so two signatures of one message differ.
+    pub fn sign(&self, message: &[u8]) -> Vec<u8> {
+        self.pair
+            .get()
+            .sign(&SystemRandom::new(), message)
+            .expect("the operating system's random generator works")
+            .as_ref()
+            .to_vec()
+    }
+}
+
+/// Lets `x509-cert`'s certificate builder sign with the key (attestation certificates).
+impl p256::ecdsa::signature::Keypair for Es256Key {
+    type VerifyingKey = p256::ecdsa::VerifyingKey;
+
+    fn verifying_key(&self) -> Self::VerifyingKey {
+        p256::ecdsa::VerifyingKey::from_sec1_bytes(&self.point)
+            .expect("ring checked the point on import")
+    }
+}
+
+impl p256::ecdsa::signature::Signer<p256::ecdsa::DerSignature> for Es256Key {
+    fn try_sign(
+        &self,
+        message: &[u8],
+    ) -> Result<p256::ecdsa::DerSignature, p256::ecdsa::signature::Error> {
+        p256::ecdsa::DerSignature::try_from(self.sign(message).as_slice())
+    }
+}
+
+impl x509_cert::spki::SignatureAlgorithmIdentifier for Es256Key {
+    type Params = x509_cert::der::AnyRef<'static>;
+    // ecdsa-with-SHA256 (RFC 5758 §3.2), the algorithm `sign` implements.
+    const SIGNATURE_ALGORITHM_IDENTIFIER: x509_cert::spki::AlgorithmIdentifier<Self::Params> =
+        <p256::ecdsa::Signature as x509_cert::spki::AssociatedAlgorithmIdentifier>::ALGORITHM_IDENTIFIER;
+}
+
+/// A P-256 key-agreement key that may be used for several agreements.
+pub struct EcdhKey {
+    secret: p256::SecretKey,
+    point: [u8; POINT_LEN],
+}
+
+impl std::fmt::Debug for EcdhKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EcdhKey(<redacted>)")
+    }
+}
+
+impl EcdhKey {
+    pub fn generate() -> Self {
+        let (scalar, point) = generate();
+        let secret =
+            p256::SecretKey::from_slice(&scalar[..]).expect("ring generates scalars in [1, n-1]");
+        Self { secret, point }
+    }
+
+    /// Imports a stored scalar; computes its public point.
+    pub fn from_scalar(scalar: &[u8]) -> Result<Self, Es256KeyError> {
+        let secret = p256::SecretKey::from_slice(scalar).map_err(|_| Es256KeyError)?;
+        let point = secret.public_key().to_encoded_point(false);
+        Ok(Self {
+            point: point.as_bytes().try_into().map_err(|_| Es256KeyError)?,
+            secret,
+        })
+    }
+
+    pub fn scalar(&self) -> Zeroizing<[u8; SCALAR_LEN]> {
+        Zeroizing::new(self.secret.to_bytes().into())
+    }
+
+    /// The uncompressed SEC1 public point (0x04 ‖ x ‖ y).
+    pub fn public_point(&self) -> &[u8; POINT_LEN] {
+        &self.point
+    }
+
+    /// The x-coordinate of `scalar · peer`: ECDH's shared secret (SEC 1 §3.3.1). Fails for a
+    /// point that is not on the curve.
+    pub fn agree(&self, peer_sec1: &[u8]) -> Result<Zeroizing<[u8; 32]>, Es256KeyError> {
+        let peer = p256::PublicKey::from_sec1_bytes(peer_sec1).map_err(|_| Es256KeyError)?;
+        Ok(self.agree_with(&peer))
+    }
+
+    /// As [`agree`](Self::agree), with a point already parsed.
+    pub fn agree_with(&self, peer: &p256::PublicKey) -> Zeroizing<[u8; 32]> {
+        let z = p256::ecdh::diffie_hellman(self.secret.to_nonzero_scalar(), peer.as_affine());
+        Zeroizing::new((*z.raw_secret_bytes()).into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use p256::ecdsa::signature::Verifier;
+
+    fn verify(point: &[u8], message: &[u8], der: &[u8]) -> bool {
+        let public = p256::ecdsa::VerifyingKey::from_sec1_bytes(point).unwrap();
+        let sig = p256::ecdsa::Signature::from_der(der).unwrap();
+        public.verify(message, &sig).is_ok()
+    }
+
+    #[test]
+    fn generated_keys_sign_verifiably_with_the_point_p256_computes() {
+        let key = Es256Key::generate();
+        assert_eq!(*key.public_point(), point_of(key.scalar()).unwrap());
+        let sig = key.sign(b"msg");
+        assert!(verify(key.public_point(), b"msg", &sig));
+        assert!(!verify(key.public_point(), b"other", &sig));
+        // Random nonces: a second signature differs and verifies too.
+        let again = key.sign(b"msg");
+        assert_ne!(sig, again);
+        assert!(verify(key.public_point(), b"msg", &again));
+    }
+
+    #[test]
+    fn imports_check_the_point_against_the_scalar() {
+        let a = Es256Key::generate();
+        let b = Es256Key::generate();
+        let same = Es256Key::from_parts(a.scalar(), a.public_point()).unwrap();
+        assert!(verify(a.public_point(), b"m", &same.sign(b"m")));
+        assert!(Es256Key::from_parts(a.scalar(), b.public_point()).is_err());
+        let bare = Es256Key::from_scalar(a.scalar()).unwrap();
+        assert_eq!(bare.public_point(), a.public_point());
+        assert!(Es256Key::from_scalar(&[0; 32]).is_err());
+        assert!(
+            Es256Key::from_scalar(&[0xff; 32]).is_err(),
+            "above the group order"
+        );
+        assert!(Es256Key::from_parts(&a.scalar()[..31], a.public_point()).is_err());
+    }
+
+    /// A known-answer vector for verification: RFC 6979 §A.2.5, P-256 with SHA-256, message
+    /// "sample". The public point computed from the scalar must be the RFC's, and the RFC's
+    /// (deterministic) signature must verify under it; our own signatures are random, so they
+    /// are checked by verification, not by comparing bytes.
+    #[test]
+    fn rfc6979_vector_point_and_verification() {
+        let hex = |s: &str| {
+            (0..s.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+                .collect::<Vec<u8>>()
+        };
+        let x = hex("C9AFA9D845BA75166B5C215767B1D6934E50C3DB36E89B127B8A622B120F6721");
+        let ux = hex("60FED4BA255A9D31C961EB74C6356D68C049B8923B61FA6CE669622E60F29FB6");
+        let uy = hex("7903FE1008B8BC99A41AE9E95628BC64F2F1B20C2D7E9F5177A3C294D4462299");
+        let r = hex("EFD48B2AACB6A8FD1140DD9CD45E81D69D2C877B56AAF991C34D0EA84EAF3716");
+        let s = hex("F7CB1C942D657C41D436C7A1B6E29F65F3E900DBB9AFF4064DC4AB2F843ACDA8");
+        let key = Es256Key::from_scalar(&x).unwrap();
+        assert_eq!(key.public_point()[..], [&[4][..], &ux, &uy].concat()[..]);
+        let sig = p256::ecdsa::Signature::from_scalars(
+            <[u8; 32]>::try_from(&r[..]).unwrap(),
+            <[u8; 32]>::try_from(&s[..]).unwrap(),
+        )
+        .unwrap();
+        assert!(verify(
+            key.public_point(),
+            b"sample",
+            sig.to_der().as_bytes()
+        ));
+        assert!(verify(key.public_point(), b"sample", &key.sign(b"sample")));
+    }
+
+    #[test]
+    fn der_signatures_through_the_signer_trait_verify() {
+        use p256::ecdsa::signature::{Keypair, Signer};
+        let key = Es256Key::generate();
+        let sig: p256::ecdsa::DerSignature = Signer::sign(&key, b"tbs");
+        key.verifying_key().verify(b"tbs", &sig).unwrap();
+    }
+
+    #[test]
+    fn ecdh_agrees_both_ways_and_reuses_its_key() {
+        let a = EcdhKey::generate();
+        let b = EcdhKey::generate();
+        let ab = a.agree(b.public_point()).unwrap();
+        assert_eq!(ab, b.agree(a.public_point()).unwrap());
+        assert_eq!(ab, a.agree(b.public_point()).unwrap(), "usable again");
+        let c = EcdhKey::from_scalar(&a.scalar()[..]).unwrap();
+        assert_eq!(c.public_point(), a.public_point());
+        assert!(a.agree(&[4; 65]).is_err(), "not on the curve");
+    }
+
+    #[test]
+    fn debug_shows_no_secret() {
+        let k = Es256Key::generate();
+        let text = format!("{k:?} {:?}", EcdhKey::generate());
+        assert!(!text.contains(&format!("{:?}", &k.scalar()[..4])));
+        assert!(text.contains("redacted"));
+    }
+}
