@@ -349,6 +349,17 @@ const KEYRING_HINT: &str = "--key-file keeps it in a 0600 file in the state dire
 fn master_key(state_dir: &Path, key_file: bool) -> Result<MasterKey, String> {
     let file = keys::FileKeyProvider::in_dir(state_dir);
     if key_file {
+        // A store without its key file was sealed under the keyring's key (moved there by an
+        // earlier start): a new key file would never open it.
+        let store = state_dir.join(FILE_NAME);
+        if store.exists() && !file.path().exists() {
+            return Err(format!(
+                "{} is sealed under the master key in the OS keyring, not under a key file: \
+                 start without --key-file (a new {} would not open it)",
+                store.display(),
+                file.path().display()
+            ));
+        }
         return file.master_key().map_err(|e| e.to_string());
     }
     let keyring = keys::KeyringKeyProvider::for_state_dir(state_dir)

@@ -84,6 +84,32 @@ fn without_a_secret_service_the_bridge_refuses_and_names_key_file() {
     assert!(dir.path().join("master.key").exists());
 }
 
+/// A store whose key went into the keyring: `--key-file` refuses instead of making a new key
+/// file that would never open it, and creates nothing.
+#[test]
+fn key_file_refuses_a_store_sealed_under_the_keyring() {
+    let dir = tempfile::tempdir().unwrap();
+    earlier_install(dir.path());
+    // What a first start without --key-file leaves: the store, its key moved away.
+    fs::remove_file(dir.path().join("master.key")).unwrap();
+    let out = Command::new(BRIDGE)
+        .args(["--key-file", "--list", "--state-dir"])
+        .arg(dir.path())
+        .env_remove("DBUS_SESSION_BUS_ADDRESS")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stderr).contains("start without --key-file"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        !dir.path().join("master.key").exists(),
+        "a key file was created"
+    );
+}
+
 /// A state directory as an earlier bridge left it: `master.key` (the key `KEY`) beside a
 /// pairings.db with one phone sealed under it.
 fn earlier_install(dir: &Path) {
