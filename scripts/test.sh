@@ -99,6 +99,7 @@ install_system_packages() {
     fi
     if [ -z "${PK_SKIP_BROWSER_VM:-}" ]; then  # tests/uhid/browser builds its root with mmdebstrap
         command -v mmdebstrap >/dev/null 2>&1 || missing+=(mmdebstrap qemu-system-x86)
+        command -v mke2fs >/dev/null 2>&1 || missing+=(e2fsprogs)  # the root image (ext4)
     fi
     if [ ${#missing[@]} -eq 0 ]; then
         echo "system packages present"
