@@ -18,13 +18,10 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{HidClient, StandInRelay};
-use pocketkey_core::approver::AutoApprover;
-use pocketkey_core::authenticator::{Authenticator, Config, RequestContext};
-use pocketkey_core::crypto::master_key::MasterKey;
+use common::{phone, HidClient, Phone, StandInRelay};
+use pocketkey_core::authenticator::{Authenticator, RequestContext};
 use pocketkey_core::pairing::relay::RelayFrame;
-use pocketkey_core::pairing::{CtapKind, PairingStore, Role, UrlPolicy};
-use pocketkey_core::store::Store;
+use pocketkey_core::pairing::{CtapKind, Role, UrlPolicy};
 use pocketkey_ffi::runtime::pairing::{self as runtime, PairingEngine};
 use pocketkey_testkit::{GetAssertion, MakeCredential};
 
@@ -200,26 +197,6 @@ fn an_unpaired_bridge_stops_offering_when_its_window_ends() {
         ),
         "{said:#?}"
     );
-}
-
-struct Phone {
-    _dir: tempfile::TempDir,
-    engine: Arc<Mutex<Authenticator>>,
-    store: Arc<Mutex<PairingStore>>,
-}
-
-fn phone() -> Phone {
-    let dir = tempfile::tempdir().unwrap();
-    let master = MasterKey::generate();
-    let store = Store::open(&dir.path().join("credentials.db"), &master).unwrap();
-    let engine =
-        Authenticator::new(store, &master, Box::new(AutoApprover), Config::default()).unwrap();
-    let pairings = PairingStore::open(&dir.path().join("pairings.db"), &master).unwrap();
-    Phone {
-        _dir: dir,
-        engine: Arc::new(Mutex::new(engine)),
-        store: Arc::new(Mutex::new(pairings)),
-    }
 }
 
 /// The phone's engine; makeCredential waits for the test's go (the user still deciding).

@@ -15,13 +15,10 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{HidClient, StandInRelay};
-use pocketkey_core::approver::AutoApprover;
-use pocketkey_core::authenticator::{Authenticator, Config};
-use pocketkey_core::crypto::master_key::MasterKey;
+use common::{phone, HidClient, Phone, StandInRelay};
+use pocketkey_core::authenticator::Authenticator;
 use pocketkey_core::pairing::relay::RelayFrame;
-use pocketkey_core::pairing::{Event, Hello, PairingStore, Role, Session, UrlPolicy};
-use pocketkey_core::store::Store;
+use pocketkey_core::pairing::{Event, Hello, Role, Session, UrlPolicy};
 use pocketkey_ffi::runtime::pairing::{self as runtime, PairingEngine};
 use pocketkey_ffi::runtime::pairing_ws::MailboxConn;
 use pocketkey_testkit::{GetAssertion, MakeCredential};
@@ -97,26 +94,6 @@ fn get_assertion() -> Vec<u8> {
     GetAssertion::new("example.com")
         .client_data_hash([0x22; 32])
         .encode()
-}
-
-struct Phone {
-    _dir: tempfile::TempDir,
-    engine: Arc<Mutex<Authenticator>>,
-    store: Arc<Mutex<PairingStore>>,
-}
-
-fn phone() -> Phone {
-    let dir = tempfile::tempdir().unwrap();
-    let master = MasterKey::generate();
-    let store = Store::open(&dir.path().join("credentials.db"), &master).unwrap();
-    let engine =
-        Authenticator::new(store, &master, Box::new(AutoApprover), Config::default()).unwrap();
-    let pairings = PairingStore::open(&dir.path().join("pairings.db"), &master).unwrap();
-    Phone {
-        _dir: dir,
-        engine: Arc::new(Mutex::new(engine)),
-        store: Arc::new(Mutex::new(pairings)),
-    }
 }
 
 struct EngineRef(Arc<Mutex<Authenticator>>);

@@ -427,3 +427,31 @@ impl HidClient {
         data
     }
 }
+
+/// A phone for the tests: a real engine that approves everything and a pairing store, in a
+/// temporary directory.
+pub struct Phone {
+    _dir: tempfile::TempDir,
+    pub engine: Arc<Mutex<pocketkey_core::authenticator::Authenticator>>,
+    pub store: Arc<Mutex<pocketkey_core::pairing::PairingStore>>,
+}
+
+pub fn phone() -> Phone {
+    use pocketkey_core::approver::AutoApprover;
+    use pocketkey_core::authenticator::{Authenticator, Config};
+    use pocketkey_core::crypto::master_key::MasterKey;
+    use pocketkey_core::pairing::PairingStore;
+    use pocketkey_core::store::Store;
+
+    let dir = tempfile::tempdir().unwrap();
+    let master = MasterKey::generate();
+    let store = Store::open(&dir.path().join("credentials.db"), &master).unwrap();
+    let engine =
+        Authenticator::new(store, &master, Box::new(AutoApprover), Config::default()).unwrap();
+    let pairings = PairingStore::open(&dir.path().join("pairings.db"), &master).unwrap();
+    Phone {
+        _dir: dir,
+        engine: Arc::new(Mutex::new(engine)),
+        store: Arc::new(Mutex::new(pairings)),
+    }
+}
