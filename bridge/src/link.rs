@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use pocketkey_core::pairing::delivery::REQUEST_LIFETIME;
 use pocketkey_core::pairing::offer::OFFER_LIFETIME_SECS;
@@ -45,11 +45,7 @@ const STOP_CHECK: Duration = Duration::from_millis(200);
 /// How often a request waiting for the phone looks at the browser's cancel (a flag).
 const CANCEL_CHECK: Duration = Duration::from_millis(20);
 
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
+use pocketkey_core::clock::unix_now;
 
 fn timeout_answer(kind: CtapKind) -> Vec<u8> {
     match kind {

@@ -301,10 +301,9 @@ fn manage(state_dir: &Path, key_file: bool, what: Manage) -> Result<(), String> 
         }
         Manage::Unpair(name) => {
             let record = one_phone(&phones, name.as_deref())?;
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
-            store.revoke(&record.id, now).map_err(|e| e.to_string())?;
+            store
+                .revoke(&record.id, pocketkey_core::clock::unix_now())
+                .map_err(|e| e.to_string())?;
             // A listening phone is told in a session (it then deletes the pairing; told only
             // by the relay, it would suspend it).
             if pocketkey_ffi::runtime::pairing::revoke_with_phone(record).is_ok() {

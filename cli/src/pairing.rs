@@ -15,6 +15,7 @@ use std::time::Duration;
 use clap::Args;
 use pocketkey_core::approver::{Approver, AutoApprover};
 use pocketkey_core::authenticator::{Authenticator, RequestContext};
+use pocketkey_core::clock::unix_now;
 use pocketkey_core::crypto::master_key::MasterKey;
 use pocketkey_core::pairing::relay::{PushProvider, PushTarget};
 use pocketkey_core::pairing::store::FILE_NAME;
@@ -318,7 +319,7 @@ pub fn unpair(args: UnpairArgs) -> Result<(), String> {
     for record in found {
         let lock = || store.lock().unwrap_or_else(PoisonError::into_inner);
         lock()
-            .revoke(&record.id, now_unix())
+            .revoke(&record.id, unix_now())
             .map_err(|e| e.to_string())?;
         let deleted = match &engine {
             Some(engine) => runtime::revoke_with_computer(&record, engine).is_ok(),
@@ -420,7 +421,7 @@ fn wake_mode(
                 return Err("webhook: the listener stopped".into())
             }
         };
-        let record = match woken_pairing(&store, &body, now_unix()) {
+        let record = match woken_pairing(&store, &body, unix_now()) {
             Ok(Some(Woken::Serve(record))) => record,
             Ok(Some(Woken::Paused { record, until })) => {
                 eprintln!(
@@ -462,7 +463,7 @@ fn wake_mode(
                 if !requested {
                     eprintln!("{}: the wake-up brought no request", record.name);
                 }
-                let _ = finish_wake(&store, &record, requested, now_unix());
+                let _ = finish_wake(&store, &record, requested, unix_now());
             }),
         );
     }
@@ -470,10 +471,4 @@ fn wake_mode(
         let _ = h.join();
     }
     Ok(())
-}
-
-fn now_unix() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }

@@ -8,6 +8,7 @@ pub mod approver;
 pub mod attestation;
 pub mod authenticator;
 pub mod cancel;
+pub mod clock;
 pub mod credential_id;
 pub mod crypto;
 pub mod ctap;

@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use pocketkey_core::pairing::mailbox::MailboxId;
 use pocketkey_core::pairing::relay::PushTarget;
@@ -80,11 +80,7 @@ pub trait MailboxStore: Send + Sync + 'static {
     ) -> RegistryFuture<'_, Result<SetOutcome, StoreError>>;
 }
 
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
+use pocketkey_core::clock::unix_now;
 
 #[derive(Debug, Default)]
 struct State {

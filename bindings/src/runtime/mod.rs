@@ -98,10 +98,7 @@ impl Default for HybridOptions {
 /// Parses the scanned text (surrounding whitespace ignored) as a hybrid QR code and checks
 /// that it is recent by the phone's clock.
 pub fn parse_qr(text: &str) -> Result<QrCode, HybridError> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    parse_qr_at(text, now)
+    parse_qr_at(text, pocketkey_core::clock::unix_now())
 }
 
 /// [`parse_qr`] at `now` (Unix seconds).

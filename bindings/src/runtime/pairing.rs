@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, TryRecvError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use p256::SecretKey;
 use pocketkey_core::approver::Requester;
@@ -104,12 +104,7 @@ impl PairingEngine for Mutex<Authenticator> {
     }
 }
 
-/// Unix seconds now.
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
+pub use pocketkey_core::clock::unix_now;
 
 fn hello(name: &str, engine: &dyn PairingEngine) -> Hello {
     Hello {

@@ -236,10 +236,7 @@ impl From<StoreError> for CtapError {
 }
 
 pub(crate) fn now_unix() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    i64::try_from(crate::clock::unix_now()).unwrap_or(i64::MAX)
 }
 
 pub(crate) type Reply = CtapResult<Vec<u8>>;

@@ -127,10 +127,4 @@ impl PushService {
     }
 }
 
-/// Seconds since the Unix epoch (JWT `iat`).
-pub(crate) fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
+pub(crate) use pocketkey_core::clock::unix_now;
