@@ -92,12 +92,20 @@ final class ModelTests: ModelTestCase {
         XCTAssertEqual(model.state.notice, "That approval has already ended")
     }
 
-    /// A phone without a passcode cannot verify: the request is declined (0x27), not a failed
-    /// verification (0x3F, which spends one of the key's UV retries).
+    /// authenticatorClientPIN getUVRetries (CTAP 2.1 §6.5.5.3): the key's built-in UV retries left.
+    private func uvRetries(_ key: SecurityKey) throws -> Int? {
+        let request: CBOR = [1: 2, 2: 7]
+        return try Reply(key.processCtap(request: Data([0x06] + request.encoded), requester: "")).body?[5]?.intValue
+    }
+
+    /// A phone without a passcode cannot verify: the request is declined, and is not a failed
+    /// verification, which would spend one of the key's UV retries (CTAP 2.1 §6.1.2 step 11).
     func testNoPasscodeIsNotAvailableNotAFailedVerification() async throws {
         let verifier = StubVerifier(available: true, result: .notAvailable)
         let model = try await readyModel(verifier: verifier)
-        let runner = RequestRunner(key: try XCTUnwrap(model.securityKey))
+        let key = try XCTUnwrap(model.securityKey)
+        let runner = RequestRunner(key: key)
+        let retriesBefore = try XCTUnwrap(try uvRetries(key))
 
         async let reply = runner.processCtap(registration, requester: "Work laptop")
         let state = try await waitFor(model, "the prompt") { !$0.prompts.isEmpty }
@@ -106,6 +114,7 @@ final class ModelTests: ModelTestCase {
         let replyBytes = await reply
         XCTAssertEqual(try Reply(replyBytes).status, Ctap.operationDenied)
         XCTAssertEqual(model.state.notice, PocketKeyModel.verificationNotAvailableMessage)
+        XCTAssertEqual(try uvRetries(key), retriesBefore)
     }
 
     /// Opened on a phone that cannot verify its user, the key says so to computers (they ask
