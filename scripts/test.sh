@@ -257,7 +257,9 @@ if [ -z "${PK_SKIP_KOTLIN:-}" ]; then  # PK_SKIP_KOTLIN=1 skips the Kotlin/JVM b
     run_step "kotlin bindings test" "$ROOT/tests/kotlin/run.sh"
 fi
 if [ -z "${PK_SKIP_SWIFT:-}" ]; then  # PK_SKIP_SWIFT=1 skips the Swift package test (ios-shell)
-    run_step "swift test ios-shell/PocketKeyKit" "$ROOT/ios-shell/scripts/test-linux.sh"
+    # PYTHON: the interpreter holding tests/python/requirements.txt (the end-to-end test copies
+    # its python-fido2 into the Swift chroot).
+    run_step "swift test ios-shell/PocketKeyKit" env PYTHON="$PY" "$ROOT/ios-shell/scripts/test-linux.sh"
 fi
 if [ -z "${PK_SKIP_CARGO_TEST:-}" ]; then
     run_step "cargo test --workspace" cargo_tests

@@ -14,7 +14,8 @@
 #        3b. cargo build of pocketkey-relay and pocketkey-bridge, python-fido2 copied from the
 #           host (EndToEndTests.swift runs them; PK_IOS_E2E_* tell it where they are);
 #        4. swift test --scratch-path TARGET/ios-shell/build, linking and rpath-ing the .so.
-# Environment: PK_NO_INSTALL=1 fails instead of installing; PK_IOS_SKIP_BINDINGS=1 reuses
+# Environment: PYTHON names the host interpreter holding tests/python/requirements.txt
+# (default python3); PK_NO_INSTALL=1 fails instead of installing; PK_IOS_SKIP_BINDINGS=1 reuses
 # the generated bindings (see prepare-linux.sh); PK_IOS_TEST_TIMEOUT (seconds, default 1800).
 # Log of the last run: TARGET/ios-shell/swift-test.log. Exit status: swift test's.
 set -euo pipefail
@@ -75,10 +76,11 @@ eval "$("$HERE/prepare-linux.sh")"
 say "cargo build -p pocketkey-relay -p pocketkey-bridge"
 (cd "$ROOT" && cargo build -q -p pocketkey-relay -p pocketkey-bridge) >&2 \
     || die "cargo build -p pocketkey-relay -p pocketkey-bridge failed"
-FIDO2_SRC=$(python3 -c 'import fido2, os; print(os.path.dirname(fido2.__file__))' 2>/dev/null) \
+HOST_PY=${PYTHON:-python3}   # the interpreter with tests/python/requirements.txt installed
+FIDO2_SRC=$("$HOST_PY" -c 'import fido2, os; print(os.path.dirname(fido2.__file__))' 2>/dev/null) \
     || die "python-fido2 is not installed on the host: pip install -r tests/python/requirements.txt"
 FIDO2_WANT=$(sed -n 's/^fido2==//p' "$ROOT/tests/python/requirements.txt")
-FIDO2_HAVE=$(python3 -c 'from importlib.metadata import version; print(version("fido2"))')
+FIDO2_HAVE=$("$HOST_PY" -c 'from importlib.metadata import version; print(version("fido2"))')
 [ "$FIDO2_HAVE" = "$FIDO2_WANT" ] \
     || die "the host has python-fido2 $FIDO2_HAVE, tests/python/requirements.txt pins $FIDO2_WANT"
 PYLIB=$(dirname "$POCKETKEY_FFI_LIB_DIR")/python
