@@ -34,6 +34,13 @@ final class SwitchableKeyProvider: KeyProvider, @unchecked Sendable {
     }
 }
 
+/// An Android-style advertiser (iOS has none): counts the adverts it was asked to start.
+final class RecordingAdvertiser: Advertiser, @unchecked Sendable {
+    let started = Box(0)
+    func start(serviceData: Data) throws { started.value += 1 }
+    func stop() {}
+}
+
 struct WaitTimedOut: Error, CustomStringConvertible {
     let what: String
     var description: String { "timed out waiting for \(what)" }

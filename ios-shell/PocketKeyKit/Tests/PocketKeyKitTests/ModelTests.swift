@@ -47,6 +47,20 @@ final class ModelTests: ModelTestCase {
         XCTAssertEqual(model.state.pairings, [])
     }
 
+    /// Where the platform can advertise (an `Advertiser` is configured), a `FIDO:/` code goes to
+    /// `startHybrid`, which refuses this one (its digits are no valid code) before any network.
+    func testHybridGoesToStartHybridWhereAnAdvertiserExists() async throws {
+        let advertiser = RecordingAdvertiser()
+        let model = try makeModel(advertiser: advertiser)
+        await model.start()
+        let outcome = await model.handleScan(hybridCode, source: .camera)
+        guard case .failed(.InvalidHybridCode) = outcome else {
+            return XCTFail("expected InvalidHybridCode from startHybrid, got \(outcome)")
+        }
+        XCTAssertNil(model.state.hybrid)
+        XCTAssertEqual(advertiser.started.value, 0)
+    }
+
     func testNotificationActionsAnswerThePrompt() async throws {
         let verifier = StubVerifier()
         let model = try await readyModel(verifier: verifier)
