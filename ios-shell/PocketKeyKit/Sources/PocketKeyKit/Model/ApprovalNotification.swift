@@ -23,7 +23,13 @@ public struct ApprovalNotification: Equatable, Sendable {
     public init(prompt: ApprovalPrompt) {
         identifier = Self.identifier(for: prompt.id)
         // The site is named on the lock screen: it is what the user decides about.
-        let site = prompt.rpName.map { "\($0) (\(prompt.rpId ?? ""))" } ?? prompt.rpId ?? "a website"
+        let site: String
+        switch (prompt.rpName, prompt.rpId) {
+        case let (name?, id?) where name != id: site = "\(name) (\(id))"
+        case let (_, id?): site = id
+        case let (name?, nil): site = name
+        case (nil, nil): site = "a website"
+        }
         switch prompt.operation {
         case .register, .u2fRegister: title = "Create a passkey for \(site)?"
         case .signIn, .u2fSignIn: title = "Sign in to \(site)?"
