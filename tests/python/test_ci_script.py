@@ -163,3 +163,89 @@ def test_ci_without_skips_runs_every_step(tree: Path) -> None:
     assert rc == 0, out
     assert "ALL PASSED" in out
     assert "cargo test --workspace --no-fail-fast" in calls
+
+
+def test_kotlin_test_stops_when_its_toolchain_script_fails(tmp_path: Path) -> None:
+    """tests/kotlin/run.sh with kotlin.sh failing (nothing installed, installing forbidden)
+    and a stale KOTLINC in the environment: it must stop there, not build and compile on."""
+    bin_dir = tmp_path / "stub-bin"
+    _write_stub(bin_dir / "cargo")
+    _write_stub(bin_dir / "stale-kotlinc")
+    log = tmp_path / "calls.log"
+    log.write_text("")
+    proc = subprocess.run(
+        ["bash", str(ROOT / "tests" / "kotlin" / "run.sh")],
+        env={
+            "PATH": f"{bin_dir}:{os.environ['PATH']}",
+            "HOME": str(tmp_path),
+            "STUB_LOG": str(log),
+            "PK_NO_INSTALL": "1",
+            "PK_KOTLIN_DIR": str(tmp_path / "no-kotlin-here"),
+            "KOTLINC": str(bin_dir / "stale-kotlinc"),
+            "KOTLIN_STDLIB_JAR": "/nonexistent/stdlib.jar",
+            "KOTLIN_COROUTINES_JAR": "/nonexistent/coroutines.jar",
+            "JNA_JAR": "/nonexistent/jna.jar",
+        },
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=60,
+    )
+    assert log.read_text() == "", "run.sh went on past the failed toolchain script"
+    assert proc.returncode == 1, proc.stdout
+    assert "scripts/toolchains/kotlin.sh failed" in proc.stdout
+
+
+def _ios_tree(tmp_path: Path, xctest_line: str) -> Path:
+    """ios-shell/scripts/test-linux.sh in a scratch tree whose chroot, bindings and
+    `swift test` are stubs; the stubbed `swift test` prints `xctest_line` and succeeds."""
+    shutil.copytree(
+        ROOT / "ios-shell" / "scripts",
+        tmp_path / "ios-shell" / "scripts",
+        ignore=shutil.ignore_patterns("prepare-linux.sh"),
+    )
+    lib = tmp_path / "target" / "ios-shell" / "lib"
+    lib.mkdir(parents=True)
+    chroot = tmp_path / "chroot"
+    (chroot / "usr" / "include" / "openssl").mkdir(parents=True)
+    (chroot / "usr" / "include" / "openssl" / "evp.h").write_text("")
+    pkg = tmp_path / "ios-shell" / "PocketKeyKit" / "Sources"
+    for f in ["PocketKeyCore/PocketKeyCore.swift", "PocketKeyCoreFFI/PocketKeyCoreFFI.h"]:
+        (pkg / f).parent.mkdir(parents=True, exist_ok=True)
+        (pkg / f).write_text("")
+    _write_stub(
+        tmp_path / "ios-shell" / "scripts" / "prepare-linux.sh",
+        f"echo \"export POCKETKEY_FFI_LIB_DIR='{lib}'\"",
+    )
+    _write_stub(
+        tmp_path / "scripts" / "toolchains" / "swift.sh",
+        f"echo \"export SWIFT_CHROOT='{chroot}'\"",
+    )
+    _write_stub(tmp_path / "scripts" / "toolchains" / "swift-run.sh", f"echo '{xctest_line}'")
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("xctest_line", "expected_rc"),
+    [
+        ("Test Suite 'All tests' passed. Executed 42 tests, with 0 failures (0 unexpected)", 0),
+        ("Test Suite 'All tests' passed. Executed 0 tests, with 0 failures (0 unexpected)", 1),
+        ("Build complete!", 1),
+    ],
+)
+def test_swift_step_fails_when_xctest_ran_no_test(
+    tmp_path: Path, xctest_line: str, expected_rc: int
+) -> None:
+    tree = _ios_tree(tmp_path, xctest_line)
+    log = tmp_path / "calls.log"
+    log.write_text("")
+    proc = subprocess.run(
+        ["bash", str(tree / "ios-shell" / "scripts" / "test-linux.sh")],
+        env={"PATH": os.environ["PATH"], "HOME": str(tmp_path), "STUB_LOG": str(log)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=60,
+    )
+    assert "swift-run.sh" in log.read_text(), proc.stdout  # the stubbed `swift test` ran
+    assert proc.returncode == expected_rc, proc.stdout
