@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Swift toolchain for the uniffi foreign tests (DESIGN.md §8): Debian 12 has no Swift, so we
+# Swift toolchain for the uniffi foreign tests (scripts/toolchains/README.md): Debian 12 has no Swift, so we
 # build a Debian 13 (trixie) chroot with Debian's `swiftlang` once and cache it.
 #
 #   scripts/toolchains/swift.sh             build the chroot if missing (once, ~1 min, ~3.3 GB),

@@ -1,6 +1,6 @@
 """CTAPHID over UDP for python-fido2, plus a manager for a `pocketkey serve --udp` process.
 
-Wire convention (DESIGN.md §4): each datagram is one 64-byte CTAPHID report without a
+Wire convention (docs/architecture.md §4): each datagram is one 64-byte CTAPHID report without a
 report-ID byte; the authenticator replies to the sender's address; a special 64-byte
 datagram means "power cycle". Clients wait at most 1 s for each reply packet.
 """
