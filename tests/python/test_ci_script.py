@@ -249,3 +249,53 @@ def test_swift_step_fails_when_xctest_ran_no_test(
     )
     assert "swift-run.sh" in log.read_text(), proc.stdout  # the stubbed `swift test` ran
     assert proc.returncode == expected_rc, proc.stdout
+
+
+def apt_mirror(apt_dir: Path, codename: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", str(ROOT / "scripts" / "toolchains" / "apt-mirror.sh"), str(apt_dir), codename],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=30,
+    )
+
+
+def test_swift_chroot_mirror_comes_from_the_hosts_deb822_sources(tmp_path: Path) -> None:
+    d = tmp_path / "sources.list.d"
+    d.mkdir(parents=True)
+    (d / "a-nodesource.sources").write_text(
+        "Types: deb\nURIs: https://deb.nodesource.example/node_20.x\nSuites: nodistro\n"
+        "Components: main\n"
+    )
+    (d / "debian.sources").write_text(
+        "# a comment\n"
+        "Types: deb\nURIs: http://disabled.example/debian\nSuites: bookworm\nEnabled: no\n"
+        "\n"
+        "Types: deb-src deb\nURIs: http://mirror.example/debian/\n"
+        "Suites: bookworm bookworm-updates\nComponents: main\n"
+        "\n"
+        "Types: deb\nURIs: http://mirror.example/debian-security\nSuites: bookworm-security\n"
+    )
+    out = apt_mirror(tmp_path, "bookworm")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [
+        "MIRROR=http://mirror.example/debian",
+        "SECURITY_MIRROR=http://mirror.example/debian-security",
+    ]
+
+
+def test_swift_chroot_mirror_comes_from_the_hosts_one_line_sources(tmp_path: Path) -> None:
+    (tmp_path / "sources.list.d").mkdir()
+    (tmp_path / "sources.list").write_text(
+        "# deb http://commented.example/debian bookworm main\n"
+        "deb-src http://src.example/debian bookworm main\n"
+        "deb [arch=amd64 signed-by=/usr/share/keyrings/k.gpg] http://local.example/debian bookworm main\n"
+    )
+    out = apt_mirror(tmp_path, "bookworm")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["MIRROR=http://local.example/debian", "SECURITY_MIRROR="]
+    # No entry for the release: an error that says so, not a guessed host.
+    out = apt_mirror(tmp_path, "trixie")
+    assert out.returncode == 1
+    assert "no enabled deb entry for suite trixie" in out.stderr
