@@ -43,7 +43,7 @@ pub use mailbox_store::{
 };
 pub use pairing::PairingLimits;
 pub use push::{PushError, PushProvider, PushService, WebhookProvider};
-pub use registry::{ClaimError, MemoryRegistry, RegisterError, TunnelRegistry};
+pub use registry::{ClaimError, MemoryRegistry, RegisterError, RemoveError, TunnelRegistry};
 
 /// State shared by the edge and the tunnel tasks of one node.
 pub(crate) struct Shared {

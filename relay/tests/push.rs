@@ -19,8 +19,9 @@ use p256::pkcs8::EncodePrivateKey as _;
 use pocketkey_core::pairing::encoding::b64u_decode;
 use pocketkey_core::pairing::mailbox::MailboxId;
 use pocketkey_core::pairing::relay::{ApnsEnvironment, PushProvider as Kind, PushTarget, WakeId};
+use pocketkey_relay::push::http::{self, HttpVersion};
 use pocketkey_relay::push::{
-    ApnsConfig, ApnsProvider, FcmAuth, FcmConfig, FcmCredentials, FcmProvider, PushError,
+    ApnsConfig, ApnsProvider, FcmAuth, FcmConfig, FcmCredentials, FcmProvider, HttpError, PushError,
 };
 use pocketkey_relay::{PushProvider, PushService};
 use rand_core::OsRng;
@@ -440,4 +441,42 @@ async fn apns_over_tls_with_alpn_h2_reuses_one_connection() {
         untrusting.wake(&target).await,
         Err(PushError::Failed(reason)) if reason.contains("TLS")
     ));
+}
+
+/// An endpoint that accepts the connection but never answers: the client gives up with its
+/// own typed timeout, the limit the caller set.
+#[tokio::test]
+async fn an_endpoint_that_never_answers_is_a_timeout() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (held_tx, mut held) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            // Keep the socket open and silent until the test ends.
+            held_tx.send(stream).unwrap();
+        }
+    });
+    let client = pocketkey_relay::push::http::Client::default();
+    for version in [HttpVersion::Http1, HttpVersion::Http2] {
+        let request = http::Request::post(
+            format!("http://{addr}/wake"),
+            vec![],
+            b"{}".to_vec(),
+            version,
+        );
+        // The outer bound only turns a client that ignores its timeout into a failure
+        // instead of a hang; it asserts nothing about how long the timeout took.
+        let outcome = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            client.send(request, std::time::Duration::from_millis(300)),
+        )
+        .await
+        .expect("the client did not give up by itself");
+        assert!(
+            matches!(outcome, Err(HttpError::TimedOut)),
+            "{version:?}: {outcome:?}"
+        );
+        assert!(held.recv().await.is_some(), "{version:?}: never connected");
+    }
 }
