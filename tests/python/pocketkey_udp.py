@@ -470,8 +470,13 @@ class Authenticator:
         self.proc.stdin.write(line.encode() + b"\n")
         self.proc.stdin.flush()
 
-    def restart(self) -> "Authenticator":
-        """Stop the process and start a new one on the same state directory."""
+    def restart(self, kill: bool = False) -> "Authenticator":
+        """Stop the process and start a new one on the same state directory. `kill`: SIGKILL
+        instead of SIGTERM, so no shutdown path runs (a crash): what the key promised before
+        its last reply must already be on disk."""
+        if kill and self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
         self.stop()
         return self.start()
 
