@@ -1,5 +1,5 @@
-//! `pocketkey-bridge`, the desktop pairing tool (DESIGN.md §1 F2–F4, §6;
-//! `docs/pairing-protocol.md`): presents a virtual FIDO security key (CTAPHID over UDP for
+//! `pocketkey-bridge`, the desktop pairing tool (`docs/pairing-protocol.md`,
+//! `docs/architecture.md` §2.1): presents a virtual FIDO security key (CTAPHID over UDP for
 //! tests and FIDO tools) that is really the paired phone. INIT/PING/WINK/CANCEL and getInfo
 //! are answered here (getInfo from the phone's cached `Hello`); everything else goes to the
 //! phone through the relay, with KEEPALIVE from the phone's `Pending` messages.

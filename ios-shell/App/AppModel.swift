@@ -91,7 +91,7 @@ final class AppModel: ObservableObject {
             switch try classifyScan(text: text, source: source) {
             case .hybrid:
                 // Hybrid (caBLE v2) needs a BLE advert with service data, which iOS does not let
-                // apps send (DESIGN.md §2: the Advertiser is Android-only). Recognised, not run.
+                // apps send (docs/architecture.md §1: the Advertiser is Android-only). Recognised, not run.
                 message = "Signing in to a nearby browser is not available on iPhone yet"
             case .pairing:
                 message = "Pairing with a computer is not available yet"
