@@ -255,6 +255,8 @@ run_step "build udp_preload.so" build_preload
 run_step "scripts/build-bindings.sh" "$ROOT/scripts/build-bindings.sh"
 if [ -z "${PK_SKIP_KOTLIN:-}" ]; then  # PK_SKIP_KOTLIN=1 skips the Kotlin/JVM bindings test
     run_step "kotlin bindings test" "$ROOT/tests/kotlin/run.sh"
+    # The Android app model against a relay, a bridge and python-fido2 (after python packages).
+    run_step "kotlin android app-logic test" "$ROOT/tests/kotlin/run-app-logic.sh"
 fi
 if [ -z "${PK_SKIP_SWIFT:-}" ]; then  # PK_SKIP_SWIFT=1 skips the Swift package test (ios-shell)
     run_step "swift test ios-shell/PocketKeyKit" "$ROOT/ios-shell/scripts/test-linux.sh"
