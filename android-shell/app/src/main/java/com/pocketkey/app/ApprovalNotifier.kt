@@ -66,7 +66,7 @@ class ApprovalNotifier(private val app: PocketKeyApp) : ApprovalObserver {
             .setContentTitle(title(prompt))
             .setContentText(detail(prompt))
             .setPriority(NotificationCompat.PRIORITY_HIGH)
-            .setCategory(NotificationCompat.CATEGORY_CALL)   // time-sensitive: heads-up, sound
+            .setCategory(NotificationCompat.CATEGORY_STATUS)   // heads-up and sound: the IMPORTANCE_HIGH channel
             .setVisibility(NotificationCompat.VISIBILITY_PRIVATE)
             .setPublicVersion(public)
             .setOngoing(true)
