@@ -39,7 +39,11 @@ import com.pocketkey.tests.assertTrue
 import com.pocketkey.tests.asLong
 import com.pocketkey.tests.fail
 import com.pocketkey.tests.runTests
+import com.pocketkey.tests.Cbor
 import java.io.File
+import java.security.KeyPairGenerator
+import java.security.interfaces.ECPublicKey
+import java.security.spec.ECGenParameterSpec
 import java.util.Collections
 import java.util.concurrent.LinkedBlockingQueue
 import java.util.concurrent.TimeUnit
@@ -72,13 +76,40 @@ class TestDevice(private val secure: Boolean) : Device {
     override fun canVerifyUser() = secure
 }
 
-/** The BLE advertiser: records what it was asked to send. */
+/** The BLE advertiser: records what it was asked to send, and each stop. */
 class RecordingAdvertiser : Advertiser {
     val started: MutableList<ByteArray> = Collections.synchronizedList(mutableListOf())
+    val events = LinkedBlockingQueue<String>()
     override fun start(serviceData: ByteArray) {
         started += serviceData
+        events.put("start")
     }
-    override fun stop() {}
+    override fun stop() {
+        events.put("stop")
+    }
+
+    fun next(): String = events.poll(WAIT_SECONDS, TimeUnit.SECONDS) ?: fail("no advertiser call within ${WAIT_SECONDS}s")
+}
+
+/**
+ * A browser's `FIDO:/` code (CTAP 2.2, hybrid transport: the QR code): a CBOR map of its compressed
+ * P-256 key, a 16-byte secret, the tunnel domain count, the time and the request type, as
+ * decimal digits (7 bytes → 17 digits, little-endian; a shorter last chunk fewer).
+ */
+fun hybridCode(): String {
+    val pair = KeyPairGenerator.getInstance("EC").apply { initialize(ECGenParameterSpec("secp256r1")) }.generateKeyPair()
+    val point = (pair.public as ECPublicKey).w
+    val x = point.affineX.toByteArray().takeLast(32).toByteArray().let { ByteArray(32 - it.size) + it }
+    val compressed = byteArrayOf(if (point.affineY.testBit(0)) 3 else 2) + x
+    val cbor = Cbor.encode(
+        mapOf(0 to compressed, 1 to Ctap.randomBytes(16), 2 to 2, 3 to System.currentTimeMillis() / 1000, 4 to false, 5 to "mc"),
+    )
+    val widths = intArrayOf(0, 3, 5, 8, 10, 13, 15, 17)
+    val digits = cbor.toList().chunked(7).joinToString("") { chunk ->
+        val value = chunk.foldIndexed(0L) { i, acc, b -> acc or ((b.toLong() and 0xff) shl (8 * i)) }
+        value.toString().padStart(widths[chunk.size], '0')
+    }
+    return "FIDO:/$digits"
 }
 
 /** The notification side: prompts as they are posted; [failWith] as notifications turned off. */
@@ -281,6 +312,30 @@ val cases = listOf(
                 }
             }
         }
+    },
+
+    TestCase("hybrid: a browser's FIDO:/ code starts a session on our tunnel server; the advert starts, and stops on cancel") {
+        val tunnel = closeLater(
+            Proc(
+                "tunnel",
+                listOf(File(Env.binDir, "pocketkey-relay").path, "--listen", "127.0.0.1:0"),
+                File(tmp, "tunnel.log"),
+                mapOf("POCKETKEY_RELAY_STATE" to ":memory:"),
+            ),
+        )
+        val addr = tunnel.readLine("listening on ")
+        val m = model()
+        val session = m.session()
+        m.model.settings.tunnelUrl = "ws://$addr"
+        val outcome = session.scanner.handle(hybridCode(), ScanSource.CAMERA, ShownCodes())
+        val started = outcome as? ScanOutcome.HybridStarted ?: fail("scan of a FIDO:/ code: $outcome")
+        // The tunnel server gave a routing id: the advert carries it, encrypted (20 bytes).
+        assertEq("start", m.advertiser.next(), "first advertiser call")
+        assertEq(20, m.advertiser.started.single().size, "service data length")
+        started.session.cancel()
+        assertEq("stop", m.advertiser.next(), "advertiser call after cancel")
+        runCatching { started.session.wait() }
+        assertTrue(started.session.isFinished()) { "the session still runs after cancel" }
     },
 
     TestCase("push: a payload that is not a PocketKey wake-up is ignored; FCM data is read as the same JSON") {

@@ -13,7 +13,7 @@ import com.pocketkey.core.Advertiser
 import com.pocketkey.core.AdvertiserException
 
 /**
- * The hybrid BLE advert (CTAP 2.2 §11.5, hybrid transport): the engine's 20 encrypted bytes as
+ * The hybrid BLE advert (CTAP 2.2, hybrid transport): the engine's 20 encrypted bytes as
  * service data of FIDO's 16-bit UUID 0xFFF9, at the fastest interval, without the device name
  * (it would identify the phone to every scanner nearby). Needs BLUETOOTH_ADVERTISE from API 31.
  */
