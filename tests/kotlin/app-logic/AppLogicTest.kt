@@ -37,6 +37,7 @@ import com.pocketkey.tests.TestContext
 import com.pocketkey.tests.assertEq
 import com.pocketkey.tests.assertTrue
 import com.pocketkey.tests.asLong
+import com.pocketkey.tests.asMap
 import com.pocketkey.tests.fail
 import com.pocketkey.tests.runTests
 import com.pocketkey.tests.Cbor
@@ -314,6 +315,29 @@ val cases = listOf(
         }
     },
 
+    TestCase("pairing list: a pairing the relay says was removed shows as suspended; resume serves it again") {
+        Computer(File(tmp, "computer"), wakeUrl = null).use { pc ->
+            val m = model()
+            val session = m.session()
+            val paired = session.scanner.handle(pc.pairUrl, ScanSource.CAMERA, ShownCodes()) as? ScanOutcome.Paired
+                ?: fail("pairing failed")
+            assertEq("Test phone", pc.unpairPhone("Test phone"), "bridge unpaired (the relay told)")
+            // The relay's word cannot be proved: the phone keeps the pairing, suspended, once
+            // its listener hears it at attach (410 / close 4010).
+            session.pairings.startListening()
+            val deadline = System.currentTimeMillis() + WAIT_SECONDS * 1000
+            while (session.pairings.list().done("pairings").none { it.suspended }) {
+                if (System.currentTimeMillis() > deadline) fail("the pairing was never shown as suspended")
+                Thread.sleep(50)
+            }
+            session.pairings.stopListening()
+            val listed = session.pairings.list().done("pairings")
+            assertEq(listOf(paired.pairing.id), listed.map { it.id }, "the suspended pairing is still listed")
+            assertEq(true, session.pairings.resume(listed[0].id).done("resume"), "resume")
+            assertEq(listOf(false), session.pairings.list().done("pairings").map { it.suspended }, "suspended after resume")
+        }
+    },
+
     TestCase("hybrid: a browser's FIDO:/ code starts a session on our tunnel server; the advert starts, and stops on cancel") {
         val tunnel = closeLater(
             Proc(
@@ -457,6 +481,26 @@ val cases = listOf(
         assertTrue(m.notifications.closed.any { it.first == prompt.id && it.second == ApprovalClosed.ANSWERED }) {
             "the notification was not closed: ${m.notifications.closed}"
         }
+    },
+
+    TestCase("approvals: the account the user picks signs in; an index outside the choices is refused and the prompt stays") {
+        val m = model()
+        m.session()
+        val approveVerified = { p: ApprovalPrompt -> m.model.approvals.approve(p.id, null, Verification.VERIFIED).answered("register"); Unit }
+        registerAnswering(m, uv = true, answer = approveVerified)
+        registerAnswering(m, uv = true, answer = approveVerified)
+        var response = ByteArray(0)
+        val request = Ctap.getAssertion(Ctap.clientDataHash("webauthn.get", "https://example.com"), "example.com", emptyList(), uv = true)
+        val t = thread(name = "transport") { response = m.model.session!!.key.processCtap(request, "Work laptop") }
+        val prompt = m.notifications.next("getAssertion")
+        assertEq(2, prompt.accounts.size, "accounts offered")
+        val wrong = m.model.approvals.approve(prompt.id, 5u, Verification.VERIFIED)
+        assertEq(AnswerResult.Refused("That account is not one of the choices offered"), wrong, "index 5 of 2")
+        assertEq(listOf(prompt.id), m.model.approvals.pending().map { it.id }, "the prompt still waits")
+        m.model.approvals.approve(prompt.id, 1u, Verification.VERIFIED).answered("pick the second")
+        t.join(WAIT_SECONDS * 1000)
+        val user = Ctap.ok(response, "getAssertion")[4L].asMap("user")
+        assertEq(prompt.accounts[1].userId, user["id"], "the signed-in account")
     },
 
     TestCase("settings: PIN set and change, passkey list, factory reset through the model") {

@@ -81,8 +81,9 @@ class WakeReceiver : AutoCloseable {
 fun freeUdpPort(): Int = DatagramSocket(0, InetAddress.getLoopbackAddress()).use { it.localPort }
 
 /** A relay and a bridge "Test laptop" waiting to pair, as tests/python/test_pairing.py starts them. */
-class Computer(dir: File, wakeUrl: String?) : AutoCloseable {
+class Computer(private val dir: File, wakeUrl: String?) : AutoCloseable {
     val udpPort = freeUdpPort()
+    val stateDir = File(dir, "bridge")
     val relay: Proc
     val bridge: Proc
     val relayAddr: String
@@ -98,12 +99,31 @@ class Computer(dir: File, wakeUrl: String?) : AutoCloseable {
             "bridge",
             listOf(
                 File(Env.binDir, "pocketkey-bridge").path, "--key-file", "--udp", "127.0.0.1:$udpPort",
-                "--relay", "ws://$relayAddr", "--state-dir", File(dir, "bridge").path,
+                "--relay", "ws://$relayAddr", "--state-dir", stateDir.path,
                 "--name", "Test laptop", "--print-url", "--auto-confirm",
             ),
             File(dir, "bridge.log"),
         )
         pairUrl = bridge.readLine("pair: ")
+    }
+
+    /**
+     * The computer's user removes the phone while the bridge is stopped (`--unpair`): with the
+     * phone not listening, only the relay is told. Returns the bridge's `unpaired:` line.
+     */
+    fun unpairPhone(name: String): String {
+        bridge.close()
+        val unpair = Proc(
+            "unpair",
+            listOf(File(Env.binDir, "pocketkey-bridge").path, "--key-file", "--state-dir", stateDir.path, "--unpair", name),
+            File(dir, "unpair.log"),
+        )
+        return unpair.use { it.readLine("unpaired: ").also { _ -> assertExit(it) } }
+    }
+
+    private fun assertExit(p: Proc) {
+        val code = p.exitCode()
+        if (code != 0) throw TestFailure("pocketkey-bridge --unpair exited with $code")
     }
 
     override fun close() {
