@@ -37,6 +37,7 @@ done
 # The steps a variable can skip, in the order they run: "VARIABLE|step name".
 SKIPPABLE=(
     "PK_SKIP_KOTLIN|kotlin bindings test"
+    "PK_SKIP_KOTLIN|kotlin android app-logic test"
     "PK_SKIP_SWIFT|swift test ios-shell/PocketKeyKit"
     "PK_IOS_SKIP_BINDINGS|swift test: fresh bindings"
     "PK_SKIP_CARGO_TEST|cargo test --workspace"
@@ -319,6 +320,8 @@ if run_step "cargo build -p pocketkey" build_pocketkey; then BUILT=1; else BUILT
 run_step "build udp_preload.so" build_preload
 run_step "scripts/build-bindings.sh" "$ROOT/scripts/build-bindings.sh"
 run_unless PK_SKIP_KOTLIN "kotlin bindings test" "$ROOT/tests/kotlin/run.sh"
+# The Android app model against a relay, a bridge and python-fido2 (after python packages).
+run_unless PK_SKIP_KOTLIN "kotlin android app-logic test" "$ROOT/tests/kotlin/run-app-logic.sh"
 if [ -z "${PK_SKIP_SWIFT:-}" ] && reason=$(skip_reason PK_IOS_SKIP_BINDINGS); then
     skip_step "swift test: fresh bindings" "$reason"
 fi

@@ -23,18 +23,7 @@ cd "$ROOT"
 say() { printf '[kotlin test] %s\n' "$*" >&2; }
 T0=$(date +%s)
 
-# `eval "$(kotlin.sh)"` would hide kotlin.sh's exit status (eval of nothing succeeds) and then
-# run with whatever KOTLINC the caller's environment held: take the output apart from the
-# status, and use only the variables kotlin.sh printed.
-unset KOTLINC KOTLIN_HOME KOTLIN_STDLIB_JAR KOTLIN_COROUTINES_JAR JNA_JAR
-if ! KOTLIN_ENV=$("$ROOT/scripts/toolchains/kotlin.sh"); then
-    say "ERROR: scripts/toolchains/kotlin.sh failed"
-    exit 1
-fi
-eval "$KOTLIN_ENV"
-for v in KOTLINC KOTLIN_STDLIB_JAR KOTLIN_COROUTINES_JAR JNA_JAR; do
-    [ -n "${!v:-}" ] || { say "ERROR: scripts/toolchains/kotlin.sh did not export $v"; exit 1; }
-done
+. "$ROOT/tests/kotlin/toolchain.sh"
 
 TARGET_DIR=$(cargo metadata --no-deps --format-version 1 2>/dev/null \
     | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
