@@ -8,8 +8,9 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use crate::approver::{AccountChoice, Operation};
-use crate::ctap::requests::{GetAssertionExtensions, GetAssertionRequest, HmacSecretInput};
-use crate::ctap::responses::{ok_with, GetAssertionResponse};
+use crate::ctap::get_assertion::{Extensions, HmacSecretInput, Request, Response};
+use crate::ctap::ok_with;
+use crate::ctap::shared::UserInfo;
 use crate::ctap::{CtapError, CtapResult};
 use crate::pin::PinProtocol;
 use crate::store::CredProtect;
@@ -36,12 +37,11 @@ struct AssertionContext {
     client_data_hash: [u8; 32],
     user_present: bool,
     user_verified: bool,
-    extensions: GetAssertionExtensions,
+    extensions: Extensions,
 }
 
 impl Authenticator {
-    pub(crate) fn get_assertion(&mut self, params: &[u8], cx: &RequestContext) -> Reply {
-        let req = GetAssertionRequest::parse(params)?;
+    pub(crate) fn get_assertion(&mut self, req: Request, cx: &RequestContext) -> Reply {
         self.pin_uv_preamble(&req.pin_uv_auth, cx)?;
         // "rk" is not an option of getAssertion (§6.2.2 step 5).
         if req.options.rk.is_some() {
@@ -224,7 +224,7 @@ impl Authenticator {
             None
         };
         Ok(ok_with(
-            GetAssertionResponse {
+            Response {
                 credential_id: cred.id.clone(),
                 auth_data,
                 signature,
@@ -270,7 +270,7 @@ impl Authenticator {
     }
 }
 
-fn single_user(candidates: &[Candidate]) -> Option<&crate::ctap::responses::UserInfo> {
+fn single_user(candidates: &[Candidate]) -> Option<&UserInfo> {
     match candidates {
         [only] => only.user.as_ref(),
         _ => None,

@@ -8,8 +8,8 @@ use crate::approver::Operation;
 use crate::attestation::AttestationKind;
 use crate::credential_id::{WrappedCredential, MAX_CRED_BLOB_LEN};
 use crate::crypto::signing::PrivateKey;
-use crate::ctap::requests::MakeCredentialRequest;
-use crate::ctap::responses::{ok_with, MakeCredentialResponse};
+use crate::ctap::make_credential::{Request, Response};
+use crate::ctap::ok_with;
 use crate::ctap::{CtapError, CtapResult};
 use crate::store::{Algorithm, CredProtect, Credential, StoreError};
 
@@ -20,8 +20,7 @@ use super::{now_unix, Authenticator, Reply, RequestContext};
 use crate::pin::Permissions;
 
 impl Authenticator {
-    pub(crate) fn make_credential(&mut self, params: &[u8], cx: &RequestContext) -> Reply {
-        let req = MakeCredentialRequest::parse(params)?;
+    pub(crate) fn make_credential(&mut self, req: Request, cx: &RequestContext) -> Reply {
         self.pin_uv_preamble(&req.pin_uv_auth, cx)?;
         // Step 3: the first algorithm we support, in the RP's order.
         let algorithm = req
@@ -226,7 +225,7 @@ impl Authenticator {
                 .attestation
                 .statement(kind, &auth_data, &req.client_data_hash, &key);
         Ok(ok_with(
-            MakeCredentialResponse {
+            Response {
                 fmt: statement.fmt,
                 auth_data,
                 att_stmt: statement.att_stmt,
@@ -239,7 +238,7 @@ impl Authenticator {
 
     fn attestation_kind(
         &self,
-        req: &MakeCredentialRequest,
+        req: &Request,
         settings: &crate::store::Settings,
     ) -> CtapResult<(AttestationKind, bool)> {
         if let Some(ep) = req.enterprise_attestation {

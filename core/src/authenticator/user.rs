@@ -2,7 +2,7 @@
 //! user-verification rules shared by makeCredential, getAssertion and clientPIN.
 
 use crate::approver::{AccountChoice, ApprovalOutcome, ApprovalRequest, Operation};
-use crate::ctap::requests::PinUvAuth;
+use crate::ctap::shared::PinUvAuth;
 use crate::ctap::{CtapError, CtapResult};
 use crate::pin::{PinProtocol, PinUvAuthToken};
 use crate::store::{Retries, MAX_UV_RETRIES};
