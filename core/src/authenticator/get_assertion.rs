@@ -17,7 +17,7 @@ use crate::store::CredProtect;
 
 use super::auth_data::AuthData;
 use super::credentials::{rp_id_hash, Candidate};
-use super::user::{uv_error_in_request, Subject};
+use super::user::{uv_error_in_request, Subject, TokenState};
 use super::{Authenticator, Reply, RequestContext};
 use crate::pin::Permissions;
 
@@ -63,15 +63,17 @@ impl Authenticator {
                 return Err(CtapError::PuatRequired);
             }
         }
-        let (mut user_verified, mut token_present) = (false, false);
-        if has_token {
-            (user_verified, token_present) = self.check_token(
+        let token = if has_token {
+            self.check_token(
                 &req.pin_uv_auth,
                 &req.client_data_hash,
                 Permissions::GET_ASSERTION,
                 &req.rp_id,
-            )?;
-        }
+            )?
+        } else {
+            TokenState::default()
+        };
+        let mut user_verified = token.user_verified;
         let rp_hash = rp_id_hash(&req.rp_id);
         // Locate as if verification will succeed; ask the user once, after we know there is
         // something to sign with (a phone should not prompt for nothing).
@@ -83,7 +85,7 @@ impl Authenticator {
         let discoverable_choice = req.allow_list.is_empty() && candidates.len() > 1;
         let mut user_present = false;
         let mut chosen = None;
-        if uv_requested || (up_requested && !token_present) {
+        if uv_requested || (up_requested && !token.user_present) {
             let subject = Subject {
                 rp_id: Some(req.rp_id.clone()),
                 rp_name: None,

@@ -15,7 +15,7 @@ use crate::store::{Algorithm, CredProtect, Credential, StoreError};
 
 use super::auth_data::{AttestedCredential, AuthData};
 use super::credentials::rp_id_hash;
-use super::user::{uv_error_in_request, Subject};
+use super::user::{uv_error_in_request, Subject, TokenState};
 use super::{now_unix, Authenticator, Reply, RequestContext};
 use crate::pin::Permissions;
 
@@ -65,15 +65,17 @@ impl Authenticator {
         }
         let rp_hash = rp_id_hash(&req.rp.id);
         // Step 11: the token.
-        let (mut user_verified, mut user_present) = (false, false);
-        if has_token {
-            (user_verified, user_present) = self.check_token(
+        let token = if has_token {
+            self.check_token(
                 &req.pin_uv_auth,
                 &req.client_data_hash,
                 Permissions::MAKE_CREDENTIAL,
                 &req.rp.id,
-            )?;
-        }
+            )?
+        } else {
+            TokenState::default()
+        };
+        let (mut user_verified, user_present) = (token.user_verified, token.user_present);
         // Step 12: excludeList.
         for d in &req.exclude_list {
             if let Some(c) = self.find_credential(&rp_hash, d)? {
