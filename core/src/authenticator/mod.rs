@@ -33,7 +33,7 @@ use crate::store::{Store, StoreError};
 
 pub use get_assertion::PendingAssertions;
 
-/// The command bytes, where the wire layer defines them.
+/// The command bytes (defined by the wire layer, [`crate::ctap::command`]).
 pub use crate::ctap::command;
 
 /// Fixed facts about this authenticator model.

@@ -346,8 +346,9 @@ proptest! {
 // ---- the command processors -----------------------------------------------------------------
 
 use crate::approver::AutoApprover;
-use crate::authenticator::{command, Authenticator, Config, RequestContext};
+use crate::authenticator::{Authenticator, Config, RequestContext};
 use crate::crypto::master_key::MasterKey;
+use crate::ctap::command;
 use crate::store::Store;
 
 fn authenticator() -> Authenticator {
