@@ -1,5 +1,6 @@
 //! authenticatorConfig (CTAP 2.1 §6.11): enterprise attestation, alwaysUv, minimum PIN length.
 
+use crate::ctap::command;
 use crate::ctap::config::{Request, SubCommand as Sub};
 use crate::ctap::{CtapError, CtapResult};
 
@@ -61,7 +62,7 @@ impl Authenticator {
     fn check_config_token(&mut self, req: &Request) -> CtapResult<()> {
         let message = [
             &[0xff; 32][..],
-            &[0x0d, req.sub_command_byte],
+            &[command::CONFIG, req.sub_command_byte],
             &req.params_bytes,
         ]
         .concat();

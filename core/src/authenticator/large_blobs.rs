@@ -3,6 +3,7 @@
 
 use sha2::{Digest, Sha256};
 
+use crate::ctap::command;
 use crate::ctap::large_blobs::{Request, Response};
 use crate::ctap::ok_with;
 use crate::ctap::{CtapError, CtapResult};
@@ -119,7 +120,7 @@ impl Authenticator {
     ) -> CtapResult<()> {
         let message = [
             &[0xff; 32][..],
-            &[0x0c, 0x00],
+            &[command::LARGE_BLOBS, 0x00],
             &(offset as u32).to_le_bytes(),
             &Sha256::digest(set),
         ]
