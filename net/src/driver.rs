@@ -236,6 +236,7 @@ mod tests {
             self.calls
                 .push(if frame.is_some() { "frame" } else { "turn" });
             self.turns += 1;
+            assert!(self.turns < 1000, "the driver went on after the side ended");
             if let Some((n, stop)) = &self.stop_after_turns {
                 if self.turns >= *n {
                     stop.store(true, Ordering::SeqCst);

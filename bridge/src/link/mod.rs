@@ -414,7 +414,7 @@ impl Link {
 pub fn describe_duration(d: Duration) -> String {
     let secs = d.as_secs_f64().round() as u64;
     let plural = |n: u64, unit: &str| format!("{n} {unit}{}", if n == 1 { "" } else { "s" });
-    if secs >= 60 && secs % 60 == 0 {
+    if secs >= 60 && secs.is_multiple_of(60) {
         plural(secs / 60, "minute")
     } else {
         plural(secs, "second")
