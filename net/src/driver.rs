@@ -53,13 +53,15 @@ pub enum Ended {
 
 /// Whether the loop goes on after a step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Step {
+pub enum Step<T> {
     Continue,
-    End(Ended),
+    End(T),
 }
 
 /// One end's event handling.
 pub trait Side<R: Relay> {
+    /// How the loop ends without a relay error ([`Ended`] for a served pairing).
+    type Outcome;
     /// The sessions whose frames leave after each turn, in this order.
     fn sessions(&mut self) -> Vec<&mut Session>;
     /// Before the relay is read: work that does not need it.
@@ -74,19 +76,23 @@ pub trait Side<R: Relay> {
         frame: Option<RelayFrame>,
         now: Instant,
         relay: &mut R,
-    ) -> Result<Step, MailboxError>;
+    ) -> Result<Step<Self::Outcome>, MailboxError>;
     /// A session frame could not be sent: `Err` ends the connection, `Ok` leaves it to the
     /// next read to notice.
     fn send_failed(&mut self, error: MailboxError) -> Result<(), MailboxError>;
     /// After the sessions' frames left: what must wait for them (dropping a finished session,
     /// store writes, timers of the side's own).
-    fn after_flush(&mut self, now: Instant, relay: &mut R) -> Result<Step, MailboxError>;
+    fn after_flush(
+        &mut self,
+        now: Instant,
+        relay: &mut R,
+    ) -> Result<Step<Self::Outcome>, MailboxError>;
     /// The side's own next deadline besides the sessions' (a request's, a timer's).
     fn deadline(&self, now: Instant) -> Option<Instant>;
     /// The stop flag was raised: last words (a `Bye`), flushed next.
     fn stopping(&mut self);
-    /// After the last words left (or failed to).
-    fn stopped(&mut self, relay: &mut R);
+    /// After the last words left (or failed to): the outcome of a stop.
+    fn stopped(&mut self, relay: &mut R) -> Self::Outcome;
 }
 
 /// The loop's settings.
@@ -105,7 +111,7 @@ impl Driver<'_> {
         &self,
         relay: &mut R,
         side: &mut S,
-    ) -> Result<Ended, MailboxError> {
+    ) -> Result<S::Outcome, MailboxError> {
         loop {
             if self.stop.load(Ordering::SeqCst) {
                 side.stopping();
@@ -115,8 +121,7 @@ impl Driver<'_> {
                         break;
                     }
                 }
-                side.stopped(relay);
-                return Ok(Ended::Stopped);
+                return Ok(side.stopped(relay));
             }
             let now = Instant::now();
             side.before_read(now);
@@ -218,6 +223,7 @@ mod tests {
     }
 
     impl Side<Script> for Recorder {
+        type Outcome = Ended;
         fn sessions(&mut self) -> Vec<&mut Session> {
             Vec::new()
         }
@@ -232,7 +238,7 @@ mod tests {
             frame: Option<RelayFrame>,
             _: Instant,
             relay: &mut Script,
-        ) -> Result<Step, MailboxError> {
+        ) -> Result<Step<Ended>, MailboxError> {
             self.calls
                 .push(if frame.is_some() { "frame" } else { "turn" });
             self.turns += 1;
@@ -253,7 +259,7 @@ mod tests {
                 Err(e)
             }
         }
-        fn after_flush(&mut self, _: Instant, _: &mut Script) -> Result<Step, MailboxError> {
+        fn after_flush(&mut self, _: Instant, _: &mut Script) -> Result<Step<Ended>, MailboxError> {
             self.calls.push("after_flush");
             Ok(self.end_after_flush.map_or(Step::Continue, Step::End))
         }
@@ -263,8 +269,9 @@ mod tests {
         fn stopping(&mut self) {
             self.calls.push("stopping");
         }
-        fn stopped(&mut self, _: &mut Script) {
+        fn stopped(&mut self, _: &mut Script) -> Ended {
             self.calls.push("stopped");
+            Ended::Stopped
         }
     }
 

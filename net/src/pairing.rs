@@ -737,6 +737,8 @@ impl PhoneSide<'_> {
 }
 
 impl Side<MailboxConn> for PhoneSide<'_> {
+    type Outcome = Ended;
+
     fn sessions(&mut self) -> Vec<&mut Session> {
         self.session.iter_mut().collect()
     }
@@ -762,7 +764,7 @@ impl Side<MailboxConn> for PhoneSide<'_> {
         frame: Option<RelayFrame>,
         now: Instant,
         conn: &mut MailboxConn,
-    ) -> Result<Step, MailboxError> {
+    ) -> Result<Step<Ended>, MailboxError> {
         if let Some(frame) = frame {
             self.on_frame(frame, now);
         }
@@ -812,7 +814,11 @@ impl Side<MailboxConn> for PhoneSide<'_> {
         Err(error)
     }
 
-    fn after_flush(&mut self, _now: Instant, conn: &mut MailboxConn) -> Result<Step, MailboxError> {
+    fn after_flush(
+        &mut self,
+        _now: Instant,
+        conn: &mut MailboxConn,
+    ) -> Result<Step<Ended>, MailboxError> {
         if self.session.as_ref().is_some_and(Session::is_finished) {
             if let Some(r) = self.running.as_mut() {
                 r.waiting = None;
@@ -849,13 +855,14 @@ impl Side<MailboxConn> for PhoneSide<'_> {
         }
     }
 
-    fn stopped(&mut self, conn: &mut MailboxConn) {
+    fn stopped(&mut self, conn: &mut MailboxConn) -> Ended {
         if self.register_at.take().is_some() {
             self.registering = register_again(self.store, self.record, conn);
         }
         if let Some(wake) = self.registering.take() {
             await_registered(self.store, self.record, conn, wake);
         }
+        Ended::Stopped
     }
 }
 

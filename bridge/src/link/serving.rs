@@ -283,6 +283,8 @@ impl BridgeSide<'_> {
 }
 
 impl Side<MailboxConn> for BridgeSide<'_> {
+    type Outcome = Ended;
+
     fn sessions(&mut self) -> Vec<&mut Session> {
         // The candidate's frames first, as they were produced first in the turn.
         self.candidate
@@ -305,7 +307,7 @@ impl Side<MailboxConn> for BridgeSide<'_> {
         frame: Option<RelayFrame>,
         now: Instant,
         conn: &mut MailboxConn,
-    ) -> Result<Step, MailboxError> {
+    ) -> Result<Step<Ended>, MailboxError> {
         if let Some(frame) = frame {
             self.on_frame(frame, now);
         }
@@ -339,7 +341,7 @@ impl Side<MailboxConn> for BridgeSide<'_> {
         &mut self,
         _now: Instant,
         _conn: &mut MailboxConn,
-    ) -> Result<Step, MailboxError> {
+    ) -> Result<Step<Ended>, MailboxError> {
         if self.candidate.as_ref().is_some_and(Session::is_finished) {
             self.candidate = None;
         }
@@ -369,7 +371,8 @@ impl Side<MailboxConn> for BridgeSide<'_> {
         }
     }
 
-    fn stopped(&mut self, _conn: &mut MailboxConn) {
+    fn stopped(&mut self, _conn: &mut MailboxConn) -> Ended {
         self.link.store_seen(self.record, &mut self.to_store);
+        Ended::Stopped
     }
 }
