@@ -1,5 +1,6 @@
 // PocketKey Android: the engine as an Android library (pocketkey-core: generated uniffi
-// bindings + libpocketkey_ffi.so per ABI) and the thin app on top of it (app).
+// bindings + libpocketkey_ffi.so per ABI), the app model in plain Kotlin (app-logic, tested on
+// the JVM by tests/kotlin/run-app-logic.sh) and the thin app on top of it (app).
 // Not built in CI (no Android SDK on the CI machine): see README.md.
 pluginManagement {
     repositories {
@@ -18,4 +19,4 @@ dependencyResolutionManagement {
 }
 
 rootProject.name = "PocketKey"
-include(":pocketkey-core", ":app")
+include(":pocketkey-core", ":app-logic", ":app")

@@ -9,10 +9,16 @@
 #   PK_SKIP_PYTEST=1       skip the real-client suites
 #   PK_SKIP_UHID_VM=1      skip the uhid test in a virtual machine (tests/uhid/run.sh)
 #   PK_SKIP_BROWSER_VM=1   skip the browser check in a virtual machine (tests/uhid/browser/run.sh)
+#   PK_SKIP_KOTLIN=1       skip the Kotlin/JVM bindings test (tests/kotlin/run.sh)
+#   PK_SKIP_SWIFT=1        skip the Swift package test (ios-shell/scripts/test-linux.sh)
+#   PK_IOS_SKIP_BINDINGS=1 the Swift test reuses bindings generated earlier (a partial run)
 #   PK_NO_INSTALL=1        never call apt-get / pip (fail instead)
 #   PYTHON=...             Python interpreter to use (default python3)
+#   CI=...                 set by CI: any skip above (or no rustfmt) fails the run at once
 #
-# Idempotent: apt-get runs only if a tool is missing, pip only if a pinned package is.
+# Every skipped step has a SKIPPED row in the summary, so a run that passed with a step
+# missing says so. Idempotent: apt-get runs only if a tool is missing, pip only if a pinned
+# package is.
 set -uo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -22,11 +28,32 @@ PYTEST_ARGS=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --) shift; PYTEST_ARGS=("$@"); break ;;
-        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
         *) PYTEST_ARGS+=("$1") ;;
     esac
     shift
 done
+
+# The steps a variable can skip, in the order they run: "VARIABLE|step name".
+SKIPPABLE=(
+    "PK_SKIP_KOTLIN|kotlin bindings test"
+    "PK_SKIP_KOTLIN|kotlin android app-logic test"
+    "PK_SKIP_SWIFT|swift test ios-shell/PocketKeyKit"
+    "PK_IOS_SKIP_BINDINGS|swift test: fresh bindings"
+    "PK_SKIP_CARGO_TEST|cargo test --workspace"
+    "PK_SKIP_UHID_VM|uhid in a VM (real kernel, libfido2 tools)"
+    "PK_SKIP_BROWSER_VM|a browser in a VM (headless Chromium, uhid key)"
+    "PK_SKIP_PYTEST|pytest tests/"
+)
+# skip_reason VARIABLE: the reason to put in the row if VARIABLE skips its step, else nothing.
+# PK_SKIP_* skip with any value; PK_IOS_SKIP_BINDINGS only with 1 (as prepare-linux.sh reads it).
+skip_reason() {
+    local v=${!1:-}
+    case "$1" in
+        PK_IOS_SKIP_BINDINGS) [ "$v" = 1 ] ;;
+        *) [ -n "$v" ] ;;
+    esac && printf '%s=%s' "$1" "$v"
+}
 
 STEP_NAMES=()
 STEP_RESULTS=()
@@ -55,6 +82,16 @@ run_step() {
     return $rc
 }
 
+# skip_step NAME REASON: records a step that is not run, as a SKIPPED row.
+SKIPPED=0
+skip_step() {
+    log "$1: SKIPPED ($2)"
+    STEP_NAMES+=("$1")
+    STEP_RESULTS+=("SKIPPED ($2)")
+    STEP_TIMES+=(0)
+    SKIPPED=$(( SKIPPED + 1 ))
+}
+
 summary() {
     local i total=$(( $(date +%s) - T_ALL ))
     printf '\n\033[1m==> Summary\033[0m\n'
@@ -65,8 +102,10 @@ summary() {
         printf '  pytest: %s\n' "$PYTEST_SUMMARY"
     fi
     printf '  total: %ss\n' "$total"
-    if [ $FAILED -eq 0 ]; then
+    if [ $FAILED -eq 0 ] && [ $SKIPPED -eq 0 ]; then
         printf '\033[32mALL PASSED\033[0m\n'
+    elif [ $FAILED -eq 0 ]; then
+        printf '\033[33mPASSED, %s step(s) SKIPPED: not a full run\033[0m\n' "$SKIPPED"
     else
         printf '\033[31mFAILED\033[0m\n'
     fi
@@ -245,37 +284,60 @@ python_tests() {
     return $rc
 }
 
-if cargo fmt --version >/dev/null 2>&1; then  # rustfmt ships with rustup's default profile
+HAVE_RUSTFMT=0
+cargo fmt --version >/dev/null 2>&1 && HAVE_RUSTFMT=1  # rustup's default profile ships it
+
+# CI must not pass with a step missing: list every skip and stop before building anything.
+if [ -n "${CI:-}" ]; then
+    [ $HAVE_RUSTFMT -eq 1 ] || skip_step "cargo fmt --check" "rustfmt not installed"
+    for entry in "${SKIPPABLE[@]}"; do
+        reason=$(skip_reason "${entry%%|*}") && skip_step "${entry#*|}" "$reason"
+    done
+    if [ $SKIPPED -gt 0 ]; then
+        echo "CI is set and $SKIPPED step(s) would be skipped: a CI run must run every step" >&2
+        FAILED=1
+        summary
+        exit 1
+    fi
+fi
+
+# run_unless VARIABLE NAME CMD...: the step NAME, or its SKIPPED row when VARIABLE is set.
+run_unless() {
+    local reason
+    if reason=$(skip_reason "$1"); then skip_step "$2" "$reason"; return 0; fi
+    shift
+    run_step "$@"
+}
+
+if [ $HAVE_RUSTFMT -eq 1 ]; then
     run_step "cargo fmt --check" cargo fmt --all -- --check
+else
+    skip_step "cargo fmt --check" "rustfmt not installed"
 fi
 run_step "system packages" install_system_packages
 run_step "python packages" install_python_packages
 if run_step "cargo build -p pocketkey" build_pocketkey; then BUILT=1; else BUILT=0; fi
 run_step "build udp_preload.so" build_preload
 run_step "scripts/build-bindings.sh" "$ROOT/scripts/build-bindings.sh"
-if [ -z "${PK_SKIP_KOTLIN:-}" ]; then  # PK_SKIP_KOTLIN=1 skips the Kotlin/JVM bindings test
-    run_step "kotlin bindings test" "$ROOT/tests/kotlin/run.sh"
+run_unless PK_SKIP_KOTLIN "kotlin bindings test" "$ROOT/tests/kotlin/run.sh"
+# The Android app model against a relay, a bridge and python-fido2 (after python packages).
+run_unless PK_SKIP_KOTLIN "kotlin android app-logic test" "$ROOT/tests/kotlin/run-app-logic.sh"
+if [ -z "${PK_SKIP_SWIFT:-}" ] && reason=$(skip_reason PK_IOS_SKIP_BINDINGS); then
+    skip_step "swift test: fresh bindings" "$reason"
 fi
-if [ -z "${PK_SKIP_SWIFT:-}" ]; then  # PK_SKIP_SWIFT=1 skips the Swift package test (ios-shell)
-    # PYTHON: the interpreter holding tests/python/requirements.txt (the end-to-end test copies
-    # its python-fido2 into the Swift chroot).
-    run_step "swift test ios-shell/PocketKeyKit" env PYTHON="$PY" "$ROOT/ios-shell/scripts/test-linux.sh"
-fi
-if [ -z "${PK_SKIP_CARGO_TEST:-}" ]; then
-    run_step "cargo test --workspace" cargo_tests
-fi
-if [ -z "${PK_SKIP_UHID_VM:-}" ]; then
-    run_step "uhid in a VM (real kernel, libfido2 tools)" uhid_vm_test
-fi
-if [ -z "${PK_SKIP_BROWSER_VM:-}" ]; then
-    run_step "a browser in a VM (headless Chromium, uhid key)" browser_vm_test
-fi
-if [ -z "${PK_SKIP_PYTEST:-}" ]; then
-    if [ $BUILT -eq 1 ]; then
-        run_step "pytest tests/" python_tests
-    else
-        STEP_NAMES+=("pytest tests/"); STEP_RESULTS+=("not run (no binary)"); STEP_TIMES+=(0); FAILED=1
-    fi
+# PYTHON: the interpreter holding tests/python/requirements.txt (the end-to-end test copies
+# its python-fido2 into the Swift chroot).
+run_unless PK_SKIP_SWIFT "swift test ios-shell/PocketKeyKit" \
+    env PYTHON="$PY" "$ROOT/ios-shell/scripts/test-linux.sh"
+run_unless PK_SKIP_CARGO_TEST "cargo test --workspace" cargo_tests
+run_unless PK_SKIP_UHID_VM "uhid in a VM (real kernel, libfido2 tools)" uhid_vm_test
+run_unless PK_SKIP_BROWSER_VM "a browser in a VM (headless Chromium, uhid key)" browser_vm_test
+if reason=$(skip_reason PK_SKIP_PYTEST); then
+    skip_step "pytest tests/" "$reason"
+elif [ $BUILT -eq 1 ]; then
+    run_step "pytest tests/" python_tests
+else
+    STEP_NAMES+=("pytest tests/"); STEP_RESULTS+=("not run (no binary)"); STEP_TIMES+=(0); FAILED=1
 fi
 
 summary

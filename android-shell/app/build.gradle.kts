@@ -1,12 +1,15 @@
 // The thin PocketKey app: camera/deep-link entry point, approval notifications with a
-// biometric prompt, the master key kept under an Android Keystore key. Everything else is the
-// engine in :pocketkey-core. Not built in CI (no Android SDK there): see ../README.md.
+// biometric prompt, FCM wake-ups, the BLE advert, the master key kept under an Android Keystore
+// key. The app model is :app-logic, the engine :pocketkey-core. Not built in CI (no Android SDK there): see ../README.md.
 import org.jetbrains.kotlin.gradle.dsl.JvmTarget
 
 plugins {
     id("com.android.application")
     id("org.jetbrains.kotlin.android")
 }
+
+// FCM needs the Firebase project's google-services.json next to this file (not committed).
+if (file("google-services.json").exists()) apply(plugin = "com.google.gms.google-services")
 
 android {
     namespace = "com.pocketkey.app"
@@ -41,10 +44,11 @@ kotlin {
 }
 
 dependencies {
-    implementation(project(":pocketkey-core"))
+    implementation(project(":app-logic"))
     implementation("androidx.appcompat:appcompat:1.7.0")   // AppCompatActivity is a FragmentActivity
     implementation("androidx.core:core-ktx:1.15.0")          // NotificationCompat
     implementation("androidx.biometric:biometric:1.1.0")     // BiometricPrompt
     // Google code scanner: QR scanning UI in Play services, no camera permission in this app.
     implementation("com.google.android.gms:play-services-code-scanner:16.1.0")
+    implementation("com.google.firebase:firebase-messaging:24.1.0")   // FCM wake-ups
 }

@@ -1,8 +1,8 @@
 //! Event-driven approval: the engine hands the app a prompt through an [`ApprovalListener`]
 //! and blocks; the app answers later, from any thread, with `SecurityKey::answer`.
 //!
-//! The [`Hub`] is a map from prompt id to a slot, behind one mutex with a condvar. The
-//! engine thread waits on the condvar (holding only the hub's mutex, released while it
+//! [`PendingApprovals`] is a map from prompt id to a slot, behind one mutex with a condvar.
+//! The engine thread waits on the condvar (holding only that mutex, released while it
 //! waits); `answer` takes the same short-lived mutex and nothing else, so answering never
 //! waits for the engine.
 
@@ -53,12 +53,12 @@ pub(crate) enum Waited {
 
 /// Open prompts, by id.
 #[derive(Default)]
-pub(crate) struct Hub {
+pub(crate) struct PendingApprovals {
     slots: Mutex<HashMap<u64, Slot>>,
     changed: Condvar,
 }
 
-impl Hub {
+impl PendingApprovals {
     fn lock(&self) -> MutexGuard<'_, HashMap<u64, Slot>> {
         self.slots.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -144,9 +144,9 @@ impl Hub {
     }
 }
 
-/// The engine's [`Approver`], speaking to the app through the listener and the hub.
+/// The engine's [`Approver`], speaking to the app through the listener and the pending prompts.
 pub(crate) struct ListenerApprover {
-    pub(crate) hub: Arc<Hub>,
+    pub(crate) pending: Arc<PendingApprovals>,
     pub(crate) listener: Arc<dyn ApprovalListener>,
 }
 
@@ -159,18 +159,18 @@ impl Approver for ListenerApprover {
     fn approve(&mut self, request: &ApprovalRequest, cancel: &CancelToken) -> ApprovalOutcome {
         let deadline = Instant::now() + request.timeout;
         let deadline_unix_ms = unix_ms(SystemTime::now()).saturating_add(millis(request.timeout));
-        let id = self.hub.open(request.accounts.len());
+        let id = self.pending.open(request.accounts.len());
         let prompt = ApprovalPrompt::new(id, request, deadline_unix_ms);
         if self.listener.on_approval_requested(prompt).is_err() {
             // The app could not show the prompt: nobody can approve, so it is a denial. The
             // foreign error's text is not logged (it is the app's, and may name the user).
-            self.hub.forget(id);
+            self.pending.forget(id);
             let _ = self
                 .listener
                 .on_approval_closed(id, ApprovalClosed::ListenerFailed);
             return ApprovalOutcome::Denied;
         }
-        let (outcome, reason) = match self.hub.wait(id, deadline, cancel) {
+        let (outcome, reason) = match self.pending.wait(id, deadline, cancel) {
             Waited::Answered(answer) => (answer.outcome(), ApprovalClosed::Answered),
             Waited::TimedOut => (ApprovalOutcome::TimedOut, ApprovalClosed::TimedOut),
             Waited::Cancelled => (ApprovalOutcome::Cancelled, ApprovalClosed::Cancelled),

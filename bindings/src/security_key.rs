@@ -9,7 +9,7 @@ use pocketkey_core::authenticator::{Authenticator, Config, RequestContext};
 use pocketkey_core::cancel::CancelToken;
 use pocketkey_core::store::Store;
 
-use crate::approvals::{ApprovalListener, Hub, ListenerApprover};
+use crate::approvals::{ApprovalListener, ListenerApprover, PendingApprovals};
 use crate::errors::PocketKeyError;
 use crate::key::{fetch_master_key, KeyProvider};
 use crate::pin;
@@ -35,7 +35,7 @@ pub struct SecurityKey {
     /// while `engine` is locked: the engine's read-modify-write of them must not interleave.
     /// Lock order: `engine`, then `side`.
     side: Mutex<Store>,
-    hub: Arc<Hub>,
+    pending: Arc<PendingApprovals>,
     /// Cancels the request the engine is running, if any.
     running: Mutex<Option<CancelToken>>,
     aaguid: [u8; 16],
@@ -97,9 +97,9 @@ impl SecurityKey {
             AttestationKind::SelfAttestation
         };
         let aaguid = config.aaguid;
-        let hub = Arc::new(Hub::default());
+        let pending = Arc::new(PendingApprovals::default());
         let approver = ListenerApprover {
-            hub: hub.clone(),
+            pending: pending.clone(),
             listener,
         };
         let engine = Authenticator::new(store, &master, Box::new(approver), config)
@@ -107,7 +107,7 @@ impl SecurityKey {
         Ok(Arc::new(Self {
             engine: Mutex::new(engine),
             side: Mutex::new(side),
-            hub,
+            pending,
             running: Mutex::new(None),
             aaguid,
             attestation,
@@ -225,7 +225,7 @@ impl SecurityKey {
     /// timed out, cancelled) or never existed; `InvalidAccount` for an index outside the
     /// prompt's accounts.
     pub fn answer(&self, id: u64, answer: ApprovalAnswer) -> Result<(), PocketKeyError> {
-        self.hub.answer(id, answer)
+        self.pending.answer(id, answer)
     }
 
     /// Cancels the request that is running (its prompt closes with `Cancelled` and the
@@ -234,7 +234,7 @@ impl SecurityKey {
         if let Some(token) = lock(&self.running).as_ref() {
             token.cancel();
         }
-        self.hub.wake();
+        self.pending.wake();
     }
 }
 
@@ -249,7 +249,7 @@ impl SecurityKey {
 
     /// Whether a prompt is waiting for the user (the pairing runtime's `Pending` status).
     pub(crate) fn asking_user(&self) -> bool {
-        self.hub.open_count() > 0
+        self.pending.open_count() > 0
     }
 
     /// One U2F APDU with the caller's context (the pairing runtime's way in).

@@ -1,5 +1,5 @@
 //! The CPU cost of one hybrid (caBLE v2) sign-in, in the same run as a bare P-256 signature
-//! (DESIGN.md §7: report ratios). Everything runs in process through `pocketkey_core::hybrid`
+//! (report ratios, not absolute times: docs/benchmarks.md). Everything runs in process through `pocketkey_core::hybrid`
 //! — no sockets — so the figures are the cryptography and the engine, not the network.
 //!
 //! | benchmark | one iteration |

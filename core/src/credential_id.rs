@@ -17,7 +17,8 @@ const FLAG_HMAC_SECRET: u8 = 0x01;
 const KEY_LEN: usize = 32;
 /// Largest credBlob we accept (advertised as maxCredBlobLength).
 pub const MAX_CRED_BLOB_LEN: usize = 32;
-/// Longest ID this module makes; well under the 255-byte limit DESIGN §3 sets.
+/// Longest ID this module makes; well under 255 bytes, because these IDs are also U2F key
+/// handles, whose length travels in one byte (FIDO U2F Raw Message Formats §4.3, §5.4).
 pub const MAX_ID_LEN: usize = 1 + OVERHEAD + 3 + KEY_LEN + 1 + MAX_CRED_BLOB_LEN;
 
 /// What a credential ID holds once opened.

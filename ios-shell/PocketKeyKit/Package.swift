@@ -14,7 +14,7 @@
 //                     MemoryKeyProvider, async requests.
 //
 // Swift 5 language mode for everything: swiftc 6.0.3 crashes on uniffi's generated code in
-// Swift 6 mode (uniffi issue 2929, DESIGN.md §8).
+// Swift 6 mode (uniffi issue 2929, scripts/toolchains/README.md).
 import PackageDescription
 
 #if os(Linux)

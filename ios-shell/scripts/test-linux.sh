@@ -122,6 +122,12 @@ set +e
 rc=${PIPESTATUS[0]}
 set -e
 
-summary=$(grep -E 'Executed [0-9]+ tests?, with' "$LOG" | tail -n1 | sed 's/^ *//')
+summary=$(grep -E 'Executed [0-9]+ tests?, with' "$LOG" | tail -n1 | sed 's/^ *//' || true)
 say "${summary:-no XCTest summary (see $LOG)}; exit $rc; $(( $(date +%s) - T0 ))s"
+# A green exit with no XCTest run (a filter matching nothing, tests not built) proves nothing.
+executed=$(printf '%s' "$summary" | sed -n 's/.*Executed \([0-9][0-9]*\) test.*/\1/p')
+if [ "$rc" -eq 0 ] && [ "${executed:-0}" -eq 0 ]; then
+    say "ERROR: swift test passed but XCTest executed no tests"
+    exit 1
+fi
 exit "$rc"

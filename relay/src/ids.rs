@@ -1,7 +1,7 @@
 //! The two identifiers a caBLE v2 tunnel server routes by, and the request paths that carry them.
 //!
 //! - The **tunnel id** (16 bytes) is derived by both the phone and the browser from the QR
-//!   secret (HKDF, DESIGN.md §5). It travels as 32 hex digits in both paths.
+//!   secret (HKDF, docs/hybrid.md "Protocol facts"). It travels as 32 hex digits in both paths.
 //! - The **routing id** (3 bytes) is chosen by the relay when the phone opens its tunnel; the
 //!   phone puts it in its BLE advert, so the browser can name it (6 hex digits) in its
 //!   `connect` path.

@@ -326,7 +326,8 @@ impl Args {
             Some(project) => {
                 let auth = match (&self.fcm_credentials, &self.fcm_access_token_file) {
                     (Some(file), None) => FcmAuth::ServiceAccount {
-                        credentials: FcmCredentials::from_json(&read(file)?)?,
+                        credentials: FcmCredentials::from_json(&read(file)?)
+                            .map_err(|e| e.to_string())?,
                         token_endpoint: self.fcm_token_endpoint.clone(),
                     },
                     (None, Some(file)) => FcmAuth::AccessToken(read(file)?.trim().to_string()),
@@ -337,23 +338,29 @@ impl Args {
                         )
                     }
                 };
-                Some(Arc::new(FcmProvider::new(FcmConfig {
-                    project: project.clone(),
-                    endpoint: self.fcm_endpoint.clone(),
-                    auth,
-                })?) as Arc<dyn PushProvider>)
+                Some(Arc::new(
+                    FcmProvider::new(FcmConfig {
+                        project: project.clone(),
+                        endpoint: self.fcm_endpoint.clone(),
+                        auth,
+                    })
+                    .map_err(|e| e.to_string())?,
+                ) as Arc<dyn PushProvider>)
             }
         };
         let apns = match &self.apns_key {
             None => None,
-            Some(file) => Some(Arc::new(ApnsProvider::new(ApnsConfig {
-                key_pem: read(file)?,
-                key_id: self.apns_key_id.clone().unwrap_or_default(),
-                team_id: self.apns_team_id.clone().unwrap_or_default(),
-                topic: self.apns_topic.clone().unwrap_or_default(),
-                endpoint: self.apns_endpoint.clone(),
-                alert: self.apns_alert,
-            })?) as Arc<dyn PushProvider>),
+            Some(file) => Some(Arc::new(
+                ApnsProvider::new(ApnsConfig {
+                    key_pem: read(file)?,
+                    key_id: self.apns_key_id.clone().unwrap_or_default(),
+                    team_id: self.apns_team_id.clone().unwrap_or_default(),
+                    topic: self.apns_topic.clone().unwrap_or_default(),
+                    endpoint: self.apns_endpoint.clone(),
+                    alert: self.apns_alert,
+                })
+                .map_err(|e| e.to_string())?,
+            ) as Arc<dyn PushProvider>),
         };
         Ok(PushService::new(webhook, fcm, apns)
             .with_interval(Duration::from_millis(self.mailbox_push_interval_ms)))

@@ -142,15 +142,15 @@ impl Slots {
     }
 }
 
-/// The live connections of this node's mailboxes.
+/// The attached connections of this node's pairing mailboxes, one per role per mailbox.
 #[derive(Default)]
-pub(crate) struct Hub {
+pub(crate) struct LiveMailboxes {
     mailboxes: Mutex<HashMap<MailboxId, Slots>>,
     next_id: AtomicU64,
     connections: AtomicU64,
 }
 
-impl Hub {
+impl LiveMailboxes {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<MailboxId, Slots>> {
         self.mailboxes.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -282,7 +282,7 @@ async fn authenticate(
     .ok_or(FORBIDDEN)?;
     // A mailbox nobody is attached to and with no push target is new to this relay: minting
     // them is free, so each address gets a budget of them.
-    if !shared.hub.has(mailbox) {
+    if !shared.live.has(mailbox) {
         let known = matches!(shared.mailboxes.push_target(mailbox).await, Ok(Some(_)));
         if !known && !shared.new_mailboxes.take(client) {
             return Err((1008, "too many new mailboxes from this address"));
@@ -325,17 +325,17 @@ pub(crate) async fn run(
     };
     let (mut sink, mut stream) = socket.split();
     let limits = shared.pairing_limits.clone();
-    let hub = &shared.hub;
+    let live = &shared.live;
     let (tx, mut rx) = mpsc::channel::<Out>(limits.write_queue);
     let kill = Arc::new(Kill::new());
-    let id = hub.next_id.fetch_add(1, Ordering::Relaxed);
+    let id = live.next_id.fetch_add(1, Ordering::Relaxed);
     let conn = Conn {
         id,
         tx,
         kill: kill.clone(),
     };
-    hub.connections.fetch_add(1, Ordering::Relaxed);
-    hub.attach(mailbox, role, conn.clone());
+    live.connections.fetch_add(1, Ordering::Relaxed);
+    live.attach(mailbox, role, conn.clone());
     // A DELETE between the edge's tombstone check and now (on another connection or node).
     if matches!(shared.mailboxes.is_tombstoned(mailbox).await, Ok(true)) {
         kill.fire(close_code::REVOKED);
@@ -457,8 +457,8 @@ pub(crate) async fn run(
             break "revoked";
         }
     };
-    hub.detach(mailbox, role, id);
-    hub.connections.fetch_sub(1, Ordering::Relaxed);
+    live.detach(mailbox, role, id);
+    live.connections.fetch_sub(1, Ordering::Relaxed);
     // Let the writer finish (it ends on a queued close or a kill).
     if end != "revoked" {
         kill.token.cancel();
@@ -494,12 +494,12 @@ async fn handle_frame(
     frame: RelayFrame,
 ) -> bool {
     match frame {
-        RelayFrame::Data(bytes) => match shared.hub.peer(mailbox, role) {
+        RelayFrame::Data(bytes) => match shared.live.peer(mailbox, role) {
             Some(peer) => peer.send(&RelayFrame::Data(bytes)),
             None => conn.send(&error(RelayErrorCode::PeerAbsent, "peer absent")),
         },
         RelayFrame::Wake if role == Role::Bridge => {
-            if shared.hub.peer(mailbox, role).is_some() {
+            if shared.live.peer(mailbox, role).is_some() {
                 conn.send(&RelayFrame::WakeResult(WakeResult::AlreadyAttached));
                 return false;
             }
@@ -592,7 +592,7 @@ async fn handle_frame(
                 .tx
                 .try_send(Out::Frame(RelayFrame::Ack(frame_type::DELETE).encode()));
             let _ = conn.tx.try_send(Out::Close(close_code::REVOKED, "revoked"));
-            shared.hub.close_all(mailbox, close_code::REVOKED, conn.id);
+            shared.live.close_all(mailbox, close_code::REVOKED, conn.id);
             return true;
         }
         RelayFrame::Attach(_) => {

@@ -48,6 +48,12 @@ pub enum ClaimError {
     Unavailable(String),
 }
 
+/// Why a tunnel could not be removed: only a backing store can fail (the tunnel is closed
+/// anyway; a shared store expires the record after its `ttl`).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("tunnel registry unavailable: {0}")]
+pub struct RemoveError(pub String);
+
 /// The routing table of open tunnels.
 ///
 /// Each open tunnel is owned by the task holding its phone socket: that task calls
@@ -78,7 +84,7 @@ pub trait TunnelRegistry: Send + Sync + 'static {
         &self,
         routing: RoutingId,
         tunnel: TunnelId,
-    ) -> RegistryFuture<'_, Result<(), String>>;
+    ) -> RegistryFuture<'_, Result<(), RemoveError>>;
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -178,7 +184,7 @@ impl TunnelRegistry for MemoryRegistry {
         &self,
         routing: RoutingId,
         tunnel: TunnelId,
-    ) -> RegistryFuture<'_, Result<(), String>> {
+    ) -> RegistryFuture<'_, Result<(), RemoveError>> {
         self.remove_now(routing, tunnel);
         Box::pin(std::future::ready(Ok(())))
     }

@@ -258,7 +258,8 @@ fn bad_push_settings_are_refused_at_start() {
         String::from_utf8_lossy(&out.stderr).contains("APNs key"),
         "{out:?}"
     );
-    // Webhook allow-list entries that are not URLs (or the old "any port" prefix) stop it.
+    // Webhook allow-list entries that are not URLs (or a bare "host:" prefix meant as "any
+    // port") stop it.
     for entry in [
         "http://127.0.0.1:",
         "wake.example.org",

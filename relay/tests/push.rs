@@ -19,8 +19,9 @@ use p256::pkcs8::EncodePrivateKey as _;
 use pocketkey_core::pairing::encoding::b64u_decode;
 use pocketkey_core::pairing::mailbox::MailboxId;
 use pocketkey_core::pairing::relay::{ApnsEnvironment, PushProvider as Kind, PushTarget, WakeId};
+use pocketkey_relay::push::http::{self, HttpVersion};
 use pocketkey_relay::push::{
-    ApnsConfig, ApnsProvider, FcmAuth, FcmConfig, FcmCredentials, FcmProvider, PushError,
+    ApnsConfig, ApnsProvider, FcmAuth, FcmConfig, FcmCredentials, FcmProvider, HttpError, PushError,
 };
 use pocketkey_relay::{PushProvider, PushService};
 use rand_core::OsRng;
@@ -440,4 +441,103 @@ async fn apns_over_tls_with_alpn_h2_reuses_one_connection() {
         untrusting.wake(&target).await,
         Err(PushError::Failed(reason)) if reason.contains("TLS")
     ));
+}
+
+/// An endpoint that accepts the connection but never answers: the client gives up with its
+/// own typed timeout, the limit the caller set.
+#[tokio::test]
+async fn an_endpoint_that_never_answers_is_a_timeout() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (held_tx, mut held) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            // Keep the socket open and silent until the test ends.
+            held_tx.send(stream).unwrap();
+        }
+    });
+    let client = pocketkey_relay::push::http::Client::default();
+    for version in [HttpVersion::Http1, HttpVersion::Http2] {
+        let request = http::Request::post(
+            format!("http://{addr}/wake"),
+            vec![],
+            b"{}".to_vec(),
+            version,
+        );
+        // The outer bound only turns a client that ignores its timeout into a failure
+        // instead of a hang; it asserts nothing about how long the timeout took.
+        let outcome = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            client.send(request, std::time::Duration::from_millis(300)),
+        )
+        .await
+        .expect("the client did not give up by itself");
+        assert!(
+            matches!(outcome, Err(HttpError::TimedOut)),
+            "{version:?}: {outcome:?}"
+        );
+        assert!(held.recv().await.is_some(), "{version:?}: never connected");
+    }
+}
+
+/// An HTTP/2 endpoint (h2c) that answers the first request of each connection and drops the
+/// connection, unanswered, at the second: the client's kept connection breaks under the
+/// second wake, which still arrives, over a new connection.
+#[tokio::test]
+async fn a_dropped_http2_connection_is_replaced_for_the_next_request() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (answered_tx, mut answered) = mpsc::unbounded_channel::<(usize, String)>();
+    tokio::spawn(async move {
+        for connection in 1.. {
+            let (stream, _) = listener.accept().await.unwrap();
+            let answered_tx = answered_tx.clone();
+            tokio::spawn(async move {
+                let (drop_tx, drop_rx) = tokio::sync::oneshot::channel::<()>();
+                let drop_tx = Arc::new(std::sync::Mutex::new(Some(drop_tx)));
+                let requests = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+                let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+                    let (answered_tx, drop_tx) = (answered_tx.clone(), drop_tx.clone());
+                    let n = requests.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    async move {
+                        let path = request.uri().path().to_string();
+                        if n == 0 {
+                            answered_tx.send((connection, path)).unwrap();
+                        } else {
+                            let tx = drop_tx.lock().unwrap().take();
+                            if let Some(tx) = tx {
+                                let _ = tx.send(());
+                            }
+                            std::future::pending::<()>().await;
+                        }
+                        Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
+                    }
+                });
+                let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service);
+                tokio::select! {
+                    _ = conn => {}
+                    _ = drop_rx => {} // the connection and its socket are dropped here
+                }
+            });
+        }
+    });
+
+    let client = pocketkey_relay::push::http::Client::default();
+    for (i, path) in ["/first", "/second"].into_iter().enumerate() {
+        let request = http::Request::post(
+            format!("http://{addr}{path}"),
+            vec![],
+            b"{}".to_vec(),
+            HttpVersion::Http2,
+        );
+        let response = client
+            .send(request, std::time::Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|e| panic!("request {i}: {e}"));
+        assert_eq!(response.status, StatusCode::OK);
+    }
+    assert_eq!(answered.recv().await, Some((1, "/first".to_string())));
+    assert_eq!(answered.recv().await, Some((2, "/second".to_string())));
 }

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Kotlin/JVM toolchain for the uniffi foreign tests (DESIGN.md §8).
+# Kotlin/JVM toolchain for the uniffi foreign tests (scripts/toolchains/README.md).
 #
 #   scripts/toolchains/kotlin.sh            install what is missing, write the env file,
 #                                           print the env (export lines) on stdout

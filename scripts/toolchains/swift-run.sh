@@ -11,7 +11,7 @@
 # Its exit status is the command's.
 #
 # Examples:
-#   scripts/toolchains/swift-run.sh "$PWD" swift test --package-path tests/swift/smoke
+#   scripts/toolchains/swift-run.sh "$PWD" swift --version
 #   scripts/toolchains/swift-run.sh -C /work/main/ios-shell/PocketKeyKit /work/main swift test
 #
 # Mounts (/proc, /dev, a private /tmp, HOST_DIR) live in a private mount namespace and vanish

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Swift toolchain for the uniffi foreign tests (DESIGN.md §8): Debian 12 has no Swift, so we
+# Swift toolchain for the uniffi foreign tests (scripts/toolchains/README.md): Debian 12 has no Swift, so we
 # build a Debian 13 (trixie) chroot with Debian's `swiftlang` once and cache it.
 #
 #   scripts/toolchains/swift.sh             build the chroot if missing (once, ~1 min, ~3.3 GB),
@@ -15,8 +15,10 @@
 #
 # Environment:
 #   PK_SWIFT_CHROOT   chroot directory (default /var/cache/pocketkey/swift-trixie)
-#   PK_DEBIAN_MIRROR  Debian mirror for debootstrap and apt (default http://deb.debian.org/debian)
-#   PK_DEBIAN_SECURITY_MIRROR  (default http://deb.debian.org/debian-security)
+#   PK_DEBIAN_MIRROR  Debian mirror for debootstrap and the chroot's apt (default: the mirror
+#                     the host's own apt uses for its release, found by apt-mirror.sh)
+#   PK_DEBIAN_SECURITY_MIRROR  (default: the host's for <release>-security; none: no
+#                     security line in the chroot)
 #   PK_NO_INSTALL=1   never install anything (fail if the chroot is missing)
 set -euo pipefail
 
@@ -31,8 +33,9 @@ ROOT=$(cd "$HERE/../.." && pwd)
 . "$HERE/lib-chroot.sh"
 
 ROOTFS=${PK_SWIFT_CHROOT:-/var/cache/pocketkey/swift-trixie}
-MIRROR=${PK_DEBIAN_MIRROR:-http://deb.debian.org/debian}
-SEC_MIRROR=${PK_DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
+# The mirrors are looked up only when a chroot is built (debootstrap_mirrors below).
+MIRROR=${PK_DEBIAN_MIRROR:-}
+SEC_MIRROR=${PK_DEBIAN_SECURITY_MIRROR:-}
 STAMP=$ROOTFS/.pocketkey-toolchain
 ENV_FILE=$ROOT/target/toolchains/swift.env
 T0=$(date +%s)
@@ -136,6 +139,15 @@ else
     remove_tree "$target"
     remove_tree "$ROOTFS"
     apt_host debootstrap debian-archive-keyring
+    if [ -z "$MIRROR" ]; then
+        # The host's apt sources name the mirror that works from here; one Debian mirror
+        # serves every release, so the host's (e.g. bookworm's) serves trixie as well.
+        mirrors=$("$HERE/apt-mirror.sh") \
+            || die "cannot tell the host's Debian mirror from its apt sources; set PK_DEBIAN_MIRROR"
+        MIRROR=$(printf '%s\n' "$mirrors" | sed -n 's/^MIRROR=//p')
+        [ -n "${PK_DEBIAN_SECURITY_MIRROR+set}" ] \
+            || SEC_MIRROR=$(printf '%s\n' "$mirrors" | sed -n 's/^SECURITY_MIRROR=//p')
+    fi
     say "debootstrap --variant=minbase $SUITE $target ($MIRROR)"
     t=$(date +%s)
     debootstrap --variant=minbase --components=main "$SUITE" "$target" "$MIRROR" \
@@ -145,11 +157,15 @@ else
     }
     rm -f "$target.debootstrap.log"
     say "debootstrap done in $(( $(date +%s) - t ))s"
-    cat >"$target/etc/apt/sources.list" <<SOURCES
-deb $MIRROR $SUITE main
-deb $MIRROR $SUITE-updates main
-deb $SEC_MIRROR $SUITE-security main
-SOURCES
+    {
+        echo "deb $MIRROR $SUITE main"
+        echo "deb $MIRROR $SUITE-updates main"
+        if [ -n "$SEC_MIRROR" ]; then
+            echo "deb $SEC_MIRROR $SUITE-security main"
+        else
+            say "no security mirror in the host's apt sources: the chroot gets no $SUITE-security"
+        fi
+    } >"$target/etc/apt/sources.list"
     # Keep the image lean: no docs, man pages or translations.
     cat >"$target/etc/dpkg/dpkg.cfg.d/01-pocketkey-nodoc" <<'NODOC'
 path-exclude /usr/share/doc/*

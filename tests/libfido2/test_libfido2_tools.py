@@ -88,7 +88,13 @@ def test_token_info(pk, tools):
 
 def test_list_devices(pk, tools):
     _, out, _ = tools.run("fido2-token", "-L", extra_env={"POCKETKEY_UDP_DEVICE": tools.path})
-    assert out.startswith(tools.path + ":") or f"\n{tools.path}:" in out, out
+    # "<path>: vendor=0x…, product=0x… (…)" per device. The preload shim adds ours to the
+    # list itself, so the listing alone proves nothing about the key: open the listed path.
+    listed = [line.split(": vendor=", 1)[0] for line in out.splitlines() if ": vendor=" in line]
+    assert tools.path in listed, out
+    _, info, _ = tools.run("fido2-token", "-I", listed[listed.index(tools.path)])
+    aaguid = pk.ctap2().get_info().aaguid
+    assert re.search(rf"^aaguid: {bytes(aaguid).hex()}$", info, re.M), info
 
 
 def test_set_pin(pk, tools):
@@ -179,5 +185,8 @@ def test_delete_resident_credential(pk, tools):
     assert resident, "run after test_make_verify_and_assert"
     rp_id, (cred_id_b64, _) = next(iter(resident.items()))
     tools.run("fido2-token", "-D", "-i", cred_id_b64, tools.path, stdin=f"{PIN}\n")
-    _, out, _ = tools.run("fido2-token", "-L", "-r", tools.path, stdin=f"{PIN}\n", check=False)
-    assert rp_id not in out, out
+    _, out, _ = tools.run("fido2-token", "-L", "-r", tools.path, stdin=f"{PIN}\n")
+    listed = {line.split()[-1] for line in out.splitlines() if line.strip()}
+    assert listed == set(resident) - {rp_id}, out
+    _, out, _ = tools.run("fido2-token", "-I", "-c", tools.path, stdin=f"{PIN}\n")
+    assert re.search(rf"existing rk\(s\): {len(resident) - 1}$", out, re.M), out

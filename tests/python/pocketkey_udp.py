@@ -1,6 +1,6 @@
 """CTAPHID over UDP for python-fido2, plus a manager for a `pocketkey serve --udp` process.
 
-Wire convention (DESIGN.md §4): each datagram is one 64-byte CTAPHID report without a
+Wire convention (docs/architecture.md §4): each datagram is one 64-byte CTAPHID report without a
 report-ID byte; the authenticator replies to the sender's address; a special 64-byte
 datagram means "power cycle". Clients wait at most 1 s for each reply packet.
 """
@@ -335,6 +335,10 @@ class AuthenticatorError(RuntimeError):
     pass
 
 
+# What `serve --udp` says when its address is taken (desktop/src/udp.rs, UdpTransport::bind).
+PORT_IN_USE = "the address is in use"
+
+
 @dataclass
 class Authenticator:
     """A running `pocketkey serve --udp` process with its own state directory."""
@@ -390,7 +394,12 @@ class Authenticator:
             self.log_path = self.state_dir.parent / f"{self.state_dir.name}.stderr.log"
         last_err = None
         for _attempt in range(3):
+            # free_udp_port() releases the port before `serve` binds it, so another process
+            # can take it in between: only that failure is worth another port. Any other
+            # failure to start is the binary's, and retrying would hide a key that crashes
+            # at start some of the time.
             self.port = free_udp_port()
+            attempt_log = self.log_size()
             self._log_file = open(self.log_path, "ab")
             env = dict(os.environ)
             env.setdefault("RUST_BACKTRACE", "1")
@@ -407,8 +416,11 @@ class Authenticator:
                 self.started_at = time.monotonic()
                 return self
             except AuthenticatorError as e:
-                last_err = e
+                exited = self.proc is not None and self.proc.poll() is not None
                 self.stop()
+                if not (exited and PORT_IN_USE in self.read_log(attempt_log)):
+                    raise
+                last_err = e
         raise last_err  # type: ignore[misc]
 
     def _wait_ready(self, timeout: float) -> None:
@@ -458,8 +470,13 @@ class Authenticator:
         self.proc.stdin.write(line.encode() + b"\n")
         self.proc.stdin.flush()
 
-    def restart(self) -> "Authenticator":
-        """Stop the process and start a new one on the same state directory."""
+    def restart(self, kill: bool = False) -> "Authenticator":
+        """Stop the process and start a new one on the same state directory. `kill`: SIGKILL
+        instead of SIGTERM, so no shutdown path runs (a crash): what the key promised before
+        its last reply must already be on disk."""
+        if kill and self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
         self.stop()
         return self.start()
 

@@ -1,6 +1,7 @@
-"""Waiting for the user (DESIGN §3): while the Approver is asked, CTAPHID sends KEEPALIVE
-with status UPNEEDED at least every 100 ms; CTAPHID_CANCEL ends the wait with
-CTAP2_ERR_KEEPALIVE_CANCEL; a refusal is CTAP2_ERR_OPERATION_DENIED.
+"""Waiting for the user (CTAPHID_KEEPALIVE, CTAP 2.1 §11.2.9.1; docs/architecture.md §4):
+while the Approver is asked, CTAPHID sends KEEPALIVE with status UPNEEDED at least every
+100 ms; CTAPHID_CANCEL ends the wait with CTAP2_ERR_KEEPALIVE_CANCEL; a refusal is
+CTAP2_ERR_OPERATION_DENIED.
 
 These run `pocketkey serve` without --auto-approve; its terminal approver reads the answers
 from our pipe."""

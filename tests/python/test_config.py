@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from fido2.ctap import CtapError
 from fido2.ctap2 import ClientPin, Config
 
-from pk_helpers import ERR, cred_id, ctap_error, get_assertion, make_cred, uv_token
+from pocketkey_fixtures import _finish, _start, _track
+from pk_helpers import ERR, cred_id, ctap_error, get_assertion, make_cred, pin_token, uv_token
 
 P = ClientPin.PERMISSION
+PIN = "314159"
 
 
 def test_selection(ctap2):
@@ -39,32 +40,40 @@ def test_always_uv_get_info(fresh_authenticator):
 
 
 def test_always_uv_means_no_operation_without_uv(fresh_authenticator):
-    """With alwaysUv on, every makeCredential/getAssertion is user-verified: a request that
-    brings no pinUvAuthParam either fails with PUAT_REQUIRED or the key performs its
-    built-in UV (§6.1.2 step 6, §6.2.2 step 5) and says so with the UV flag."""
+    """With alwaysUv on, a makeCredential/getAssertion that brings no pinUvAuthParam is still
+    user-verified: this key has built-in UV (`serve`'s default), so it performs it itself and
+    sets the UV flag (§6.1.2 step 6, §6.2.2 step 5) instead of refusing."""
     ctap = fresh_authenticator.ctap2()
+    assert ctap.get_info().options.get("uv") is True, ctap.info.options
     always_uv_on(ctap)
-
-    def no_uv_or_verified(fn, what):
-        try:
-            resp = fn()
-        except CtapError as e:
-            assert e.code == ERR.PUAT_REQUIRED, f"{what}: got {e.code!r}"
-            return None
-        assert resp.auth_data.is_user_verified(), f"{what} succeeded without the UV flag"
-        return resp
-
-    mc = no_uv_or_verified(lambda: make_cred(ctap, "always.example")[0], "makeCredential")
-    if mc is None:
-        mc, _, _ = make_cred(ctap, "always.example",
-                             token=uv_token(ctap, P.MAKE_CREDENTIAL, "always.example"))
+    mc, _, _ = make_cred(ctap, "always.example")
     assert mc.auth_data.is_user_verified()
-    no_uv_or_verified(
-        lambda: get_assertion(ctap, "always.example", allow=[cred_id(mc)])[0], "getAssertion"
-    )
-    ga, _ = get_assertion(ctap, "always.example", allow=[cred_id(mc)],
-                          token=uv_token(ctap, P.GET_ASSERTION, "always.example"))
+    ga, _ = get_assertion(ctap, "always.example", allow=[cred_id(mc)])
     assert ga.auth_data.is_user_verified()
+
+
+def test_always_uv_on_a_pin_only_key_needs_a_pin_token(tmp_path_factory, request):
+    """The same on a key whose only UV is the PIN (`--uv off`): the steps above end with
+    PUAT_REQUIRED, and a PIN token with the operation's permission is what works."""
+    auth = _start(tmp_path_factory, request, "pin-only-key", extra_args=["--uv", "off"])
+    _track(request, auth)
+    try:
+        ctap = auth.ctap2()
+        ClientPin(ctap).set_pin(PIN)
+        Config(ctap, *pin_token(ctap, PIN, P.AUTHENTICATOR_CFG)).toggle_always_uv()
+        assert ctap.get_info().options.get("alwaysUv") is True
+        with ctap_error(ERR.PUAT_REQUIRED, "makeCredential without pinUvAuthParam"):
+            make_cred(ctap, "always.example")
+        mc, _, _ = make_cred(ctap, "always.example",
+                             token=pin_token(ctap, PIN, P.MAKE_CREDENTIAL, "always.example"))
+        assert mc.auth_data.is_user_verified()
+        with ctap_error(ERR.PUAT_REQUIRED, "getAssertion without pinUvAuthParam"):
+            get_assertion(ctap, "always.example", allow=[cred_id(mc)])
+        ga, _ = get_assertion(ctap, "always.example", allow=[cred_id(mc)],
+                              token=pin_token(ctap, PIN, P.GET_ASSERTION, "always.example"))
+        assert ga.auth_data.is_user_verified()
+    finally:
+        _finish(auth, request, False)
 
 
 def test_always_uv_persists_and_toggles_back(fresh_authenticator):

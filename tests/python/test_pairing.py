@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -77,6 +78,28 @@ def read_line(p: subprocess.Popen, prefix: str, timeout: float = 30.0) -> str:
         if line.startswith(prefix):
             return line[len(prefix):].strip()
     raise AssertionError(f"no {prefix!r} line")
+
+
+class StderrLines:
+    """The lines a process writes on its stderr (a pipe), read on a thread of their own, so
+    that a test waits for the line that reports an event instead of sleeping."""
+
+    def __init__(self, p: subprocess.Popen):
+        self.lines: list[str] = []
+        self._changed = threading.Condition()
+        threading.Thread(target=self._read, args=(p,), daemon=True).start()
+
+    def _read(self, p: subprocess.Popen) -> None:
+        for line in p.stderr:
+            with self._changed:
+                self.lines.append(line)
+                self._changed.notify_all()
+
+    def wait_for(self, done, timeout: float = 30.0) -> None:
+        """Until `done(lines)`; the timeout only bounds a hang."""
+        with self._changed:
+            if not self._changed.wait_for(lambda: done(self.lines), timeout):
+                raise AssertionError("no such line on stderr:\n" + "".join(self.lines))
 
 
 # The loopback port of the phones' wake-up webhooks (`pocketkey listen --wake-url`): the
@@ -436,19 +459,20 @@ def test_keepalive_upneeded_and_cancel_reach_the_phone(setup, tmp_path):
         phone.stop()
 
 
-def test_phone_woken_through_the_webhook(setup, tmp_path):
+def test_phone_woken_through_the_webhook(setup):
     """`pocketkey listen --wake-url`: the phone registers a webhook as its push target, stays
     detached, is woken by the relay when the bridge needs it, serves, and detaches when idle;
     a second sign-in after it left wakes it again."""
     pair(setup)
     wake_url = WAKE_URL
-    log_path = tmp_path / "listen.log"
-    log = open(log_path, "w")
     phone = setup["procs"].start([
         setup["binaries"]["pocketkey"], "listen", "--auto-approve", "--state-dir", setup["phone_dir"],
         "--wake-url", wake_url, "--idle", "1",
-    ], stderr=log)
-    time.sleep(1.0)  # registration with the relay
+    ], stderr=subprocess.PIPE)
+    log = StderrLines(phone)
+    # `listen` says so once the relay has acknowledged the webhook as the push target (and
+    # the webhook's port is bound): only then can the bridge's WAKE reach it.
+    log.wait_for(lambda lines: f"Test laptop: wake-ups go to {wake_url}\n" in lines)
     assert phone.poll() is None
     dev = open_udp_device(setup["addr"])  # getInfo from the cache: no wake-up needed
     rp_id, origin = "wake.example.org", "https://wake.example.org"
@@ -465,9 +489,10 @@ def test_phone_woken_through_the_webhook(setup, tmp_path):
     )
     selection = client(dev, origin).get_assertion(options.public_key)
     server.authenticate_complete(state, [auth_data.credential_data], selection.get_response(0))
-    log.flush()
-    text = log_path.read_text()
-    assert text.count("Test laptop: woken") == 2, text
+    # "woken" comes before the request it serves, so both are written by now; wait only for
+    # the reader thread to have them.
+    log.wait_for(lambda lines: lines.count("Test laptop: woken\n") >= 2)
+    assert log.lines.count("Test laptop: woken\n") == 2, "".join(log.lines)
 
 
 def test_a_burst_of_requests_is_paced_not_dropped(setup):

@@ -13,7 +13,7 @@ struct Recorder {
     closed: Mutex<Vec<(u64, ApprovalClosed)>>,
     fail: bool,
     sender: Mutex<Option<mpsc::Sender<u64>>>,
-    hub_for_inline: Mutex<Option<Arc<Hub>>>,
+    pending_for_inline: Mutex<Option<Arc<PendingApprovals>>>,
 }
 
 impl ApprovalListener for Recorder {
@@ -23,8 +23,9 @@ impl ApprovalListener for Recorder {
         if self.fail {
             return Err(uniffi::UnexpectedUniFFICallbackError::new("app crashed").into());
         }
-        if let Some(hub) = self.hub_for_inline.lock().unwrap().as_ref() {
-            hub.answer(id, ApprovalAnswer::ApprovePresent { account: None })
+        if let Some(pending) = self.pending_for_inline.lock().unwrap().as_ref() {
+            pending
+                .answer(id, ApprovalAnswer::ApprovePresent { account: None })
                 .unwrap();
         }
         if let Some(tx) = self.sender.lock().unwrap().as_ref() {
@@ -69,14 +70,14 @@ fn request(timeout: Duration) -> ApprovalRequest {
     }
 }
 
-fn approver(listener: Arc<Recorder>) -> (ListenerApprover, Arc<Hub>) {
-    let hub = Arc::new(Hub::default());
+fn approver(listener: Arc<Recorder>) -> (ListenerApprover, Arc<PendingApprovals>) {
+    let pending = Arc::new(PendingApprovals::default());
     (
         ListenerApprover {
-            hub: hub.clone(),
+            pending: pending.clone(),
             listener,
         },
-        hub,
+        pending,
     )
 }
 
@@ -87,11 +88,11 @@ fn answered_from_another_thread() {
         sender: Mutex::new(Some(tx)),
         ..Default::default()
     });
-    let (mut approver, hub) = approver(listener.clone());
-    let answering_hub = hub.clone();
+    let (mut approver, pending) = approver(listener.clone());
+    let answering_pending = pending.clone();
     let answerer = thread::spawn(move || {
         let id = rx.recv().unwrap();
-        answering_hub
+        answering_pending
             .answer(id, ApprovalAnswer::ApproveVerified { account: Some(1) })
             .unwrap();
         id
@@ -118,17 +119,17 @@ fn answered_from_another_thread() {
     );
     // The prompt is gone: a second answer is refused.
     assert_eq!(
-        hub.answer(id, ApprovalAnswer::Deny),
+        pending.answer(id, ApprovalAnswer::Deny),
         Err(PocketKeyError::UnknownApproval { id })
     );
-    assert_eq!(hub.open_count(), 0);
+    assert_eq!(pending.open_count(), 0);
 }
 
 #[test]
 fn answered_from_inside_the_callback() {
     let listener = Arc::new(Recorder::default());
-    let (mut approver, hub) = approver(listener.clone());
-    *listener.hub_for_inline.lock().unwrap() = Some(hub);
+    let (mut approver, pending) = approver(listener.clone());
+    *listener.pending_for_inline.lock().unwrap() = Some(pending);
     let outcome = approver.approve(&request(Duration::from_secs(10)), &CancelToken::new());
     assert_eq!(outcome, ApprovalOutcome::Present { account: None });
 }
@@ -136,7 +137,7 @@ fn answered_from_inside_the_callback() {
 #[test]
 fn nobody_answers_and_it_times_out() {
     let listener = Arc::new(Recorder::default());
-    let (mut approver, hub) = approver(listener.clone());
+    let (mut approver, pending) = approver(listener.clone());
     let started = Instant::now();
     let outcome = approver.approve(&request(Duration::from_millis(150)), &CancelToken::new());
     assert_eq!(outcome, ApprovalOutcome::TimedOut);
@@ -147,7 +148,7 @@ fn nobody_answers_and_it_times_out() {
         vec![(id, ApprovalClosed::TimedOut)]
     );
     assert_eq!(
-        hub.answer(id, ApprovalAnswer::ApprovePresent { account: None }),
+        pending.answer(id, ApprovalAnswer::ApprovePresent { account: None }),
         Err(PocketKeyError::UnknownApproval { id })
     );
 }
@@ -155,14 +156,14 @@ fn nobody_answers_and_it_times_out() {
 #[test]
 fn cancellation_ends_the_wait_promptly() {
     let listener = Arc::new(Recorder::default());
-    let (mut approver, hub) = approver(listener.clone());
+    let (mut approver, pending) = approver(listener.clone());
     let cancel = CancelToken::new();
     let canceller = {
-        let (cancel, hub) = (cancel.clone(), hub.clone());
+        let (cancel, pending) = (cancel.clone(), pending.clone());
         thread::spawn(move || {
             thread::sleep(Duration::from_millis(50));
             cancel.cancel();
-            hub.wake();
+            pending.wake();
         })
     };
     let started = Instant::now();
@@ -182,7 +183,7 @@ fn a_failing_listener_denies() {
         fail: true,
         ..Default::default()
     });
-    let (mut approver, hub) = approver(listener.clone());
+    let (mut approver, pending) = approver(listener.clone());
     let outcome = approver.approve(&request(Duration::from_secs(30)), &CancelToken::new());
     assert_eq!(outcome, ApprovalOutcome::Denied);
     let id = listener.prompts.lock().unwrap()[0].id;
@@ -190,33 +191,35 @@ fn a_failing_listener_denies() {
         *listener.closed.lock().unwrap(),
         vec![(id, ApprovalClosed::ListenerFailed)]
     );
-    assert_eq!(hub.open_count(), 0);
+    assert_eq!(pending.open_count(), 0);
 }
 
 #[test]
 fn unknown_ids_and_bad_account_indexes_are_refused() {
-    let hub = Hub::default();
+    let pending = PendingApprovals::default();
     assert_eq!(
-        hub.answer(42, ApprovalAnswer::Deny),
+        pending.answer(42, ApprovalAnswer::Deny),
         Err(PocketKeyError::UnknownApproval { id: 42 })
     );
-    let id = hub.open(2);
+    let id = pending.open(2);
     assert_eq!(
-        hub.answer(id, ApprovalAnswer::ApprovePresent { account: Some(2) }),
+        pending.answer(id, ApprovalAnswer::ApprovePresent { account: Some(2) }),
         Err(PocketKeyError::InvalidAccount {
             index: 2,
             choices: 2
         })
     );
-    hub.answer(id, ApprovalAnswer::ApprovePresent { account: Some(1) })
+    pending
+        .answer(id, ApprovalAnswer::ApprovePresent { account: Some(1) })
         .unwrap();
     assert_eq!(
-        hub.answer(id, ApprovalAnswer::Deny),
+        pending.answer(id, ApprovalAnswer::Deny),
         Err(PocketKeyError::UnknownApproval { id })
     );
     // Without choices, an account index is ignored rather than refused.
-    let id = hub.open(0);
-    hub.answer(id, ApprovalAnswer::ApproveVerified { account: Some(5) })
+    let id = pending.open(0);
+    pending
+        .answer(id, ApprovalAnswer::ApproveVerified { account: Some(5) })
         .unwrap();
 }
 

@@ -5,8 +5,8 @@ use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use crate::approver::Operation;
-use crate::ctap::requests::{ClientPinRequest, ClientPinSubCommand as Sub};
-use crate::ctap::responses::{ok_with, ClientPinResponse};
+use crate::ctap::client_pin::{Request, Response, SubCommand as Sub};
+use crate::ctap::ok_with;
 use crate::ctap::{CtapError, CtapResult};
 use crate::pin::{Permissions, PinProtocol, SharedSecret};
 use crate::store::{Retries, Settings, MAX_PIN_RETRIES};
@@ -20,15 +20,14 @@ const STRIKES_BEFORE_POWER_CYCLE: u8 = 3;
 const PADDED_PIN_LEN: usize = 64;
 
 impl Authenticator {
-    pub(crate) fn client_pin(&mut self, params: &[u8], cx: &RequestContext) -> Reply {
-        let req = ClientPinRequest::parse(params)?;
+    pub(crate) fn client_pin(&mut self, req: Request, cx: &RequestContext) -> Reply {
         let response = match req.sub_command {
             // §6.5.5.2: "Authenticator responds back with pinRetries and, optionally,
             // powerCycleState" — with no error for a key without a PIN, so a fresh key answers
             // its full count (as OpenSK and SoloKeys do; YubiKeys answer PIN_NOT_SET).
             Sub::GetPinRetries => {
                 let s = self.store.load_settings()?;
-                ClientPinResponse {
+                Response {
                     pin_retries: Some(s.pin_retries.into()),
                     power_cycle_state: Some(
                         self.volatile.pin_strikes >= STRIKES_BEFORE_POWER_CYCLE,
@@ -38,25 +37,25 @@ impl Authenticator {
             }
             Sub::GetUvRetries => {
                 self.require_builtin_uv()?;
-                ClientPinResponse {
+                Response {
                     uv_retries: Some(self.store.load_settings()?.uv_retries.into()),
                     ..Default::default()
                 }
             }
             Sub::GetKeyAgreement => {
                 protocol_of(&req)?;
-                ClientPinResponse {
+                Response {
                     key_agreement: Some(self.volatile.key_agreement.cose_public_key()),
                     ..Default::default()
                 }
             }
             Sub::SetPin => {
                 self.set_pin(&req)?;
-                ClientPinResponse::default()
+                Response::default()
             }
             Sub::ChangePin => {
                 self.change_pin(&req)?;
-                ClientPinResponse::default()
+                Response::default()
             }
             Sub::GetPinToken => {
                 if req.permissions.is_some() || req.rp_id.is_some() {
@@ -75,7 +74,7 @@ impl Authenticator {
         Ok(ok_with(response.to_value()))
     }
 
-    fn shared_secret(&self, req: &ClientPinRequest) -> CtapResult<SharedSecret> {
+    fn shared_secret(&self, req: &Request) -> CtapResult<SharedSecret> {
         let protocol = protocol_of(req)?;
         let peer = req
             .key_agreement
@@ -84,7 +83,7 @@ impl Authenticator {
         self.volatile.key_agreement.decapsulate(protocol, peer)
     }
 
-    fn set_pin(&mut self, req: &ClientPinRequest) -> CtapResult<()> {
+    fn set_pin(&mut self, req: &Request) -> CtapResult<()> {
         let (param, new_pin_enc) = (
             required(&req.pin_uv_auth_param)?,
             required(&req.new_pin_enc)?,
@@ -104,7 +103,7 @@ impl Authenticator {
         Ok(())
     }
 
-    fn change_pin(&mut self, req: &ClientPinRequest) -> CtapResult<()> {
+    fn change_pin(&mut self, req: &Request) -> CtapResult<()> {
         let param = required(&req.pin_uv_auth_param)?;
         let new_pin_enc = required(&req.new_pin_enc)?;
         let pin_hash_enc = required(&req.pin_hash_enc)?;
@@ -160,7 +159,7 @@ impl Authenticator {
         Ok(())
     }
 
-    fn requested_permissions(&self, req: &ClientPinRequest) -> CtapResult<Permissions> {
+    fn requested_permissions(&self, req: &Request) -> CtapResult<Permissions> {
         let bits = req.permissions.ok_or(CtapError::MissingParameter)?;
         if bits == 0 {
             return Err(CtapError::InvalidParameter);
@@ -176,10 +175,10 @@ impl Authenticator {
 
     fn token_with_pin(
         &mut self,
-        req: &ClientPinRequest,
+        req: &Request,
         perms: Permissions,
         rp_id: Option<String>,
-    ) -> CtapResult<ClientPinResponse> {
+    ) -> CtapResult<Response> {
         let pin_hash_enc = required(&req.pin_hash_enc)?;
         let shared = self.shared_secret(req)?;
         let mut settings = self.settings_for_pin_attempt()?;
@@ -192,11 +191,7 @@ impl Authenticator {
 
     /// getPinUvAuthTokenUsingUvWithPermissions: the phone's biometric, through the Approver,
     /// stands in for the PIN. The token carries only the permissions asked for.
-    fn token_with_uv(
-        &mut self,
-        req: &ClientPinRequest,
-        cx: &RequestContext,
-    ) -> CtapResult<ClientPinResponse> {
+    fn token_with_uv(&mut self, req: &Request, cx: &RequestContext) -> CtapResult<Response> {
         self.require_builtin_uv()?;
         let perms = self.requested_permissions(req)?;
         let shared = self.shared_secret(req)?;
@@ -229,11 +224,11 @@ impl Authenticator {
         perms: Permissions,
         rp_id: Option<String>,
         user_present: bool,
-    ) -> ClientPinResponse {
+    ) -> Response {
         let token = &mut self.volatile.token;
         token.reset();
         token.begin_using(perms, rp_id, user_present, true);
-        ClientPinResponse {
+        Response {
             pin_uv_auth_token: Some(shared.encrypt(token.secret())),
             ..Default::default()
         }
@@ -293,7 +288,7 @@ impl Authenticator {
     }
 }
 
-fn protocol_of(req: &ClientPinRequest) -> CtapResult<PinProtocol> {
+fn protocol_of(req: &Request) -> CtapResult<PinProtocol> {
     PinProtocol::from_u64(req.protocol.ok_or(CtapError::MissingParameter)?)
 }
 

@@ -1,6 +1,7 @@
 //! authenticatorConfig (CTAP 2.1 §6.11): enterprise attestation, alwaysUv, minimum PIN length.
 
-use crate::ctap::requests::{ConfigRequest, ConfigSubCommand as Sub};
+use crate::ctap::command;
+use crate::ctap::config::{Request, SubCommand as Sub};
 use crate::ctap::{CtapError, CtapResult};
 
 use super::{Authenticator, Reply};
@@ -10,8 +11,7 @@ use crate::pin::Permissions;
 pub(crate) const MAX_MIN_PIN_LENGTH_RP_IDS: usize = 8;
 
 impl Authenticator {
-    pub(crate) fn authenticator_config(&mut self, params: &[u8]) -> Reply {
-        let req = ConfigRequest::parse(params)?;
+    pub(crate) fn authenticator_config(&mut self, req: Request) -> Reply {
         if self.uv_configured()? {
             self.check_config_token(&req)?;
         }
@@ -59,10 +59,10 @@ impl Authenticator {
     }
 
     /// pinUvAuthParam = authenticate(token, 32×0xff ‖ 0x0d ‖ uint8(subCommand) ‖ subCommandParams).
-    fn check_config_token(&mut self, req: &ConfigRequest) -> CtapResult<()> {
+    fn check_config_token(&mut self, req: &Request) -> CtapResult<()> {
         let message = [
             &[0xff; 32][..],
-            &[0x0d, req.sub_command_byte],
+            &[command::CONFIG, req.sub_command_byte],
             &req.params_bytes,
         ]
         .concat();

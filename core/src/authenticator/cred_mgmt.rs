@@ -2,8 +2,9 @@
 
 use std::collections::VecDeque;
 
-use crate::ctap::requests::{CredMgmtRequest, CredMgmtSubCommand as Sub};
-use crate::ctap::responses::{ok_with, CredMgmtResponse, UserInfo};
+use crate::ctap::cred_mgmt::{Request, Response, SubCommand as Sub};
+use crate::ctap::ok_with;
+use crate::ctap::shared::UserInfo;
 use crate::ctap::{cbor, CtapError, CtapResult};
 use crate::store::{Credential, RelyingParty};
 
@@ -15,8 +16,7 @@ pub(crate) struct PendingRps(VecDeque<RelyingParty>);
 pub(crate) struct PendingCredentials(VecDeque<Credential>);
 
 impl Authenticator {
-    pub(crate) fn credential_management(&mut self, params: &[u8]) -> Reply {
-        let req = CredMgmtRequest::parse(params)?;
+    pub(crate) fn credential_management(&mut self, req: Request) -> Reply {
         if req.sub_command.needs_auth() {
             self.volatile.pending_rps = None;
             self.volatile.pending_credentials = None;
@@ -25,7 +25,7 @@ impl Authenticator {
         let response = match req.sub_command {
             Sub::GetCredsMetadata => {
                 let count = self.store.credential_count()?;
-                CredMgmtResponse {
+                Response {
                     existing_resident_credentials_count: Some(count.into()),
                     max_possible_remaining_resident_credentials_count: Some(
                         MAX_DISCOVERABLE_CREDENTIALS.saturating_sub(count).into(),
@@ -38,7 +38,7 @@ impl Authenticator {
                 let total = rps.len() as u64;
                 let first = rps.pop_front().ok_or(CtapError::NoCredentials)?;
                 self.volatile.pending_rps = Some(PendingRps(rps));
-                CredMgmtResponse {
+                Response {
                     total_rps: Some(total),
                     ..rp_response(first)
                 }
@@ -61,7 +61,7 @@ impl Authenticator {
                 }
                 let total = creds.len() as u64 + 1;
                 self.volatile.pending_credentials = Some(PendingCredentials(creds));
-                CredMgmtResponse {
+                Response {
                     total_credentials: Some(total),
                     ..credential_response(first)?
                 }
@@ -86,7 +86,7 @@ impl Authenticator {
                 self.store.delete_credential(&credential_id)?;
                 // A deleted credential's key does not stay parsed in memory.
                 self.volatile.keys.clear();
-                CredMgmtResponse::default()
+                Response::default()
             }
             Sub::UpdateUserInformation {
                 credential_id,
@@ -107,7 +107,7 @@ impl Authenticator {
                     user.name.as_deref(),
                     user.display_name.as_deref(),
                 )?;
-                CredMgmtResponse::default()
+                Response::default()
             }
         };
         let value = response.to_value();
@@ -123,7 +123,7 @@ impl Authenticator {
     /// PIN_AUTH_INVALID here, through the 0x41 alias too: CTAP 2.1 grants cm only through
     /// getPinUvAuthTokenUsing{Pin,Uv}WithPermissions, which this key offers (getInfo
     /// `pinUvAuthToken`), and current SoloKeys firmware checks the same permission.
-    fn check_cm_token(&mut self, req: &CredMgmtRequest) -> CtapResult<()> {
+    fn check_cm_token(&mut self, req: &Request) -> CtapResult<()> {
         let message = [&[req.sub_command_byte][..], &req.params_bytes].concat();
         let token = self.check_command_token(
             &req.pin_uv_auth,
@@ -142,18 +142,18 @@ impl Authenticator {
     }
 }
 
-fn rp_response(rp: RelyingParty) -> CredMgmtResponse {
-    CredMgmtResponse {
+fn rp_response(rp: RelyingParty) -> Response {
+    Response {
         rp: Some((rp.id, rp.name)),
         rp_id_hash: Some(rp.id_hash),
         ..Default::default()
     }
 }
 
-fn credential_response(c: Credential) -> CtapResult<CredMgmtResponse> {
+fn credential_response(c: Credential) -> CtapResult<Response> {
     let key = crate::crypto::signing::PrivateKey::from_bytes(c.algorithm, &c.private_key)
         .map_err(|_| CtapError::Other)?;
-    Ok(CredMgmtResponse {
+    Ok(Response {
         user: Some(UserInfo {
             id: c.user_id,
             name: c.user_name,

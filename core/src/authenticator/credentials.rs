@@ -7,8 +7,7 @@ use zeroize::Zeroizing;
 
 use crate::crypto::key_cache::KeyCache;
 use crate::crypto::signing::PrivateKey;
-use crate::ctap::requests::CredentialDescriptor;
-use crate::ctap::responses::UserInfo;
+use crate::ctap::shared::{CredentialDescriptor, UserInfo};
 use crate::ctap::{CtapError, CtapResult};
 use crate::store::{Algorithm, CredProtect, Credential};
 

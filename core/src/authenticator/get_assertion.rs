@@ -8,15 +8,16 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use crate::approver::{AccountChoice, Operation};
-use crate::ctap::requests::{GetAssertionExtensions, GetAssertionRequest, HmacSecretInput};
-use crate::ctap::responses::{ok_with, GetAssertionResponse};
+use crate::ctap::get_assertion::{Extensions, HmacSecretInput, Request, Response};
+use crate::ctap::ok_with;
+use crate::ctap::shared::UserInfo;
 use crate::ctap::{CtapError, CtapResult};
 use crate::pin::PinProtocol;
 use crate::store::CredProtect;
 
 use super::auth_data::AuthData;
 use super::credentials::{rp_id_hash, Candidate};
-use super::user::{uv_error_in_request, Subject};
+use super::user::{uv_error_in_request, Subject, TokenState};
 use super::{Authenticator, Reply, RequestContext};
 use crate::pin::Permissions;
 
@@ -36,12 +37,11 @@ struct AssertionContext {
     client_data_hash: [u8; 32],
     user_present: bool,
     user_verified: bool,
-    extensions: GetAssertionExtensions,
+    extensions: Extensions,
 }
 
 impl Authenticator {
-    pub(crate) fn get_assertion(&mut self, params: &[u8], cx: &RequestContext) -> Reply {
-        let req = GetAssertionRequest::parse(params)?;
+    pub(crate) fn get_assertion(&mut self, req: Request, cx: &RequestContext) -> Reply {
         self.pin_uv_preamble(&req.pin_uv_auth, cx)?;
         // "rk" is not an option of getAssertion (§6.2.2 step 5).
         if req.options.rk.is_some() {
@@ -63,15 +63,17 @@ impl Authenticator {
                 return Err(CtapError::PuatRequired);
             }
         }
-        let (mut user_verified, mut token_present) = (false, false);
-        if has_token {
-            (user_verified, token_present) = self.check_token(
+        let token = if has_token {
+            self.check_token(
                 &req.pin_uv_auth,
                 &req.client_data_hash,
                 Permissions::GET_ASSERTION,
                 &req.rp_id,
-            )?;
-        }
+            )?
+        } else {
+            TokenState::default()
+        };
+        let mut user_verified = token.user_verified;
         let rp_hash = rp_id_hash(&req.rp_id);
         // Locate as if verification will succeed; ask the user once, after we know there is
         // something to sign with (a phone should not prompt for nothing).
@@ -83,7 +85,7 @@ impl Authenticator {
         let discoverable_choice = req.allow_list.is_empty() && candidates.len() > 1;
         let mut user_present = false;
         let mut chosen = None;
-        if uv_requested || (up_requested && !token_present) {
+        if uv_requested || (up_requested && !token.user_present) {
             let subject = Subject {
                 rp_id: Some(req.rp_id.clone()),
                 rp_name: None,
@@ -224,7 +226,7 @@ impl Authenticator {
             None
         };
         Ok(ok_with(
-            GetAssertionResponse {
+            Response {
                 credential_id: cred.id.clone(),
                 auth_data,
                 signature,
@@ -270,7 +272,7 @@ impl Authenticator {
     }
 }
 
-fn single_user(candidates: &[Candidate]) -> Option<&crate::ctap::responses::UserInfo> {
+fn single_user(candidates: &[Candidate]) -> Option<&UserInfo> {
     match candidates {
         [only] => only.user.as_ref(),
         _ => None,

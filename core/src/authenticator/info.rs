@@ -1,7 +1,8 @@
 //! authenticatorGetInfo (CTAP 2.1 §6.4).
 
 use crate::credential_id::{MAX_CRED_BLOB_LEN, MAX_ID_LEN};
-use crate::ctap::responses::{ok_with, GetInfoResponse};
+use crate::ctap::get_info::Response;
+use crate::ctap::ok_with;
 use crate::store::MAX_DISCOVERABLE_CREDENTIALS;
 
 use super::config::MAX_MIN_PIN_LENGTH_RP_IDS;
@@ -12,7 +13,7 @@ use super::{Authenticator, Reply};
 const UV_MODALITY: u64 = 0x02 | 0x10;
 
 impl Authenticator {
-    pub(crate) fn info(&self) -> Result<GetInfoResponse, crate::store::StoreError> {
+    pub(crate) fn info(&self) -> Result<Response, crate::store::StoreError> {
         let settings = self.store.load_settings()?;
         let mut options = vec![
             ("rk", true),
@@ -42,7 +43,7 @@ impl Authenticator {
         if settings.always_uv {
             versions.retain(|v| *v != "U2F_V2");
         }
-        Ok(GetInfoResponse {
+        Ok(Response {
             versions,
             extensions: vec![
                 "credBlob",

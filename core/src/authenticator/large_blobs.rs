@@ -3,8 +3,9 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::ctap::requests::LargeBlobsRequest;
-use crate::ctap::responses::{large_blobs_config, ok_with};
+use crate::ctap::command;
+use crate::ctap::large_blobs::{Request, Response};
+use crate::ctap::ok_with;
 use crate::ctap::{CtapError, CtapResult};
 
 use super::{Authenticator, Reply};
@@ -24,8 +25,7 @@ impl Authenticator {
         self.config.max_msg_size - 64
     }
 
-    pub(crate) fn large_blobs(&mut self, params: &[u8]) -> Reply {
-        let req = LargeBlobsRequest::parse(params)?;
+    pub(crate) fn large_blobs(&mut self, req: Request) -> Reply {
         match (req.get, &req.set) {
             (Some(get), None) => self.large_blobs_get(&req, get),
             (None, Some(_)) => self.large_blobs_set(&req),
@@ -33,7 +33,7 @@ impl Authenticator {
         }
     }
 
-    fn large_blobs_get(&mut self, req: &LargeBlobsRequest, get: u64) -> Reply {
+    fn large_blobs_get(&mut self, req: &Request, get: u64) -> Reply {
         if req.length.is_some()
             || req.pin_uv_auth.param.is_some()
             || req.pin_uv_auth.protocol.is_some()
@@ -49,10 +49,15 @@ impl Authenticator {
             return Err(CtapError::InvalidParameter);
         }
         let end = offset.saturating_add(get as usize).min(array.len());
-        Ok(ok_with(large_blobs_config(array[offset..end].to_vec())))
+        Ok(ok_with(
+            Response {
+                config: array[offset..end].to_vec(),
+            }
+            .to_value(),
+        ))
     }
 
-    fn large_blobs_set(&mut self, req: &LargeBlobsRequest) -> Reply {
+    fn large_blobs_set(&mut self, req: &Request) -> Reply {
         let set = req.set.as_deref().unwrap_or_default();
         if set.len() > self.max_fragment() {
             return Err(CtapError::InvalidLength);
@@ -109,13 +114,13 @@ impl Authenticator {
     /// pinUvAuthParam = authenticate(token, 32×0xff ‖ h'0c00' ‖ uint32LE(offset) ‖ SHA-256(set)).
     fn check_large_blob_token(
         &mut self,
-        req: &LargeBlobsRequest,
+        req: &Request,
         offset: usize,
         set: &[u8],
     ) -> CtapResult<()> {
         let message = [
             &[0xff; 32][..],
-            &[0x0c, 0x00],
+            &[command::LARGE_BLOBS, 0x00],
             &(offset as u32).to_le_bytes(),
             &Sha256::digest(set),
         ]

@@ -8,20 +8,19 @@ use crate::approver::Operation;
 use crate::attestation::AttestationKind;
 use crate::credential_id::{WrappedCredential, MAX_CRED_BLOB_LEN};
 use crate::crypto::signing::PrivateKey;
-use crate::ctap::requests::MakeCredentialRequest;
-use crate::ctap::responses::{ok_with, MakeCredentialResponse};
+use crate::ctap::make_credential::{Request, Response};
+use crate::ctap::ok_with;
 use crate::ctap::{CtapError, CtapResult};
 use crate::store::{Algorithm, CredProtect, Credential, StoreError};
 
 use super::auth_data::{AttestedCredential, AuthData};
 use super::credentials::rp_id_hash;
-use super::user::{uv_error_in_request, Subject};
+use super::user::{uv_error_in_request, Subject, TokenState};
 use super::{now_unix, Authenticator, Reply, RequestContext};
 use crate::pin::Permissions;
 
 impl Authenticator {
-    pub(crate) fn make_credential(&mut self, params: &[u8], cx: &RequestContext) -> Reply {
-        let req = MakeCredentialRequest::parse(params)?;
+    pub(crate) fn make_credential(&mut self, req: Request, cx: &RequestContext) -> Reply {
         self.pin_uv_preamble(&req.pin_uv_auth, cx)?;
         // Step 3: the first algorithm we support, in the RP's order.
         let algorithm = req
@@ -66,15 +65,17 @@ impl Authenticator {
         }
         let rp_hash = rp_id_hash(&req.rp.id);
         // Step 11: the token.
-        let (mut user_verified, mut user_present) = (false, false);
-        if has_token {
-            (user_verified, user_present) = self.check_token(
+        let token = if has_token {
+            self.check_token(
                 &req.pin_uv_auth,
                 &req.client_data_hash,
                 Permissions::MAKE_CREDENTIAL,
                 &req.rp.id,
-            )?;
-        }
+            )?
+        } else {
+            TokenState::default()
+        };
+        let (mut user_verified, user_present) = (token.user_verified, token.user_present);
         // Step 12: excludeList.
         for d in &req.exclude_list {
             if let Some(c) = self.find_credential(&rp_hash, d)? {
@@ -226,7 +227,7 @@ impl Authenticator {
                 .attestation
                 .statement(kind, &auth_data, &req.client_data_hash, &key);
         Ok(ok_with(
-            MakeCredentialResponse {
+            Response {
                 fmt: statement.fmt,
                 auth_data,
                 att_stmt: statement.att_stmt,
@@ -239,7 +240,7 @@ impl Authenticator {
 
     fn attestation_kind(
         &self,
-        req: &MakeCredentialRequest,
+        req: &Request,
         settings: &crate::store::Settings,
     ) -> CtapResult<(AttestationKind, bool)> {
         if let Some(ep) = req.enterprise_attestation {

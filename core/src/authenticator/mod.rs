@@ -27,27 +27,14 @@ use crate::cancel::CancelToken;
 use crate::credential_id::CredentialIdSealer;
 use crate::crypto::key_cache::KeyCache;
 use crate::crypto::master_key::MasterKey;
-use crate::ctap::{CtapError, CtapResult};
+use crate::ctap::{CtapError, CtapResult, Request};
 use crate::pin::{KeyAgreementKey, PinUvAuthToken};
 use crate::store::{Store, StoreError};
 
 pub use get_assertion::PendingAssertions;
 
-/// CTAP2 command bytes (CTAP 2.1 §6).
-pub mod command {
-    pub const MAKE_CREDENTIAL: u8 = 0x01;
-    pub const GET_ASSERTION: u8 = 0x02;
-    pub const GET_INFO: u8 = 0x04;
-    pub const CLIENT_PIN: u8 = 0x06;
-    pub const RESET: u8 = 0x07;
-    pub const GET_NEXT_ASSERTION: u8 = 0x08;
-    pub const CREDENTIAL_MANAGEMENT: u8 = 0x0A;
-    pub const SELECTION: u8 = 0x0B;
-    pub const LARGE_BLOBS: u8 = 0x0C;
-    pub const CONFIG: u8 = 0x0D;
-    /// Pre-2.1 vendor alias of credentialManagement (libfido2 and OpenSSH send it).
-    pub const CREDENTIAL_MANAGEMENT_PREVIEW: u8 = 0x41;
-}
+/// The command bytes (defined by the wire layer, [`crate::ctap::command`]).
+pub use crate::ctap::command;
 
 /// Fixed facts about this authenticator model.
 #[derive(Debug)]
@@ -175,26 +162,28 @@ impl Authenticator {
         if request.len() > self.config.max_msg_size {
             return vec![CtapError::InvalidLength.code()];
         }
-        let Some((&cmd, params)) = request.split_first() else {
+        let Some(&cmd) = request.first() else {
             return vec![CtapError::InvalidLength.code()];
         };
+        // Continuations end even when the interrupting request turns out malformed.
         self.forget_continuations(cmd);
-        let result = match cmd {
-            command::MAKE_CREDENTIAL => self.make_credential(params, cx),
-            command::GET_ASSERTION => self.get_assertion(params, cx),
-            command::GET_INFO => self.get_info(),
-            command::CLIENT_PIN => self.client_pin(params, cx),
-            command::RESET => self.reset(cx),
-            command::GET_NEXT_ASSERTION => self.get_next_assertion(),
-            command::CREDENTIAL_MANAGEMENT | command::CREDENTIAL_MANAGEMENT_PREVIEW => {
-                self.credential_management(params)
-            }
-            command::SELECTION => self.selection(cx),
-            command::LARGE_BLOBS => self.large_blobs(params),
-            command::CONFIG => self.authenticator_config(params),
-            _ => Err(CtapError::InvalidCommand),
-        };
+        let result = Request::parse(request).and_then(|req| self.dispatch(req, cx));
         result.unwrap_or_else(|e| vec![e.code()])
+    }
+
+    fn dispatch(&mut self, request: Request, cx: &RequestContext) -> Reply {
+        match request {
+            Request::MakeCredential(req) => self.make_credential(req, cx),
+            Request::GetAssertion(req) => self.get_assertion(req, cx),
+            Request::GetInfo => self.get_info(),
+            Request::ClientPin(req) => self.client_pin(req, cx),
+            Request::Reset => self.reset(cx),
+            Request::GetNextAssertion => self.get_next_assertion(),
+            Request::CredentialManagement(req) => self.credential_management(req),
+            Request::Selection => self.selection(cx),
+            Request::LargeBlobs(req) => self.large_blobs(req),
+            Request::Config(req) => self.authenticator_config(req),
+        }
     }
 
     /// Handles one CTAP1/U2F APDU → response data ‖ status word.

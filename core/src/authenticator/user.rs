@@ -2,7 +2,7 @@
 //! user-verification rules shared by makeCredential, getAssertion and clientPIN.
 
 use crate::approver::{AccountChoice, ApprovalOutcome, ApprovalRequest, Operation};
-use crate::ctap::requests::PinUvAuth;
+use crate::ctap::shared::PinUvAuth;
 use crate::ctap::{CtapError, CtapResult};
 use crate::pin::{PinProtocol, PinUvAuthToken};
 use crate::store::{Retries, MAX_UV_RETRIES};
@@ -16,6 +16,17 @@ pub(crate) struct Gesture {
     pub verified: bool,
     /// The account the user picked, when several were offered.
     pub account: Option<usize>,
+}
+
+/// What a valid pinUvAuthParam of makeCredential/getAssertion vouches for: the flags of the
+/// pinUvAuthToken it was made with (CTAP 2.1 §6.5.2.1, the token state).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct TokenState {
+    /// The token was obtained with user verification (PIN or built-in UV).
+    pub user_verified: bool,
+    /// The token's user-present flag is still set: presence was shown when it was issued and
+    /// no request has consumed it since.
+    pub user_present: bool,
 }
 
 /// The approval request's descriptive fields.
@@ -109,15 +120,14 @@ impl Authenticator {
     }
 
     /// Checks a makeCredential/getAssertion pinUvAuthParam over the clientDataHash against the
-    /// current token (CTAP 2.1 §6.1.2 step 11, §6.2.2 step 9). Returns whether the token
-    /// carries user verification and whether its user-present flag is still fresh.
+    /// current token (CTAP 2.1 §6.1.2 step 11, §6.2.2 step 9), and returns the token's flags.
     pub(crate) fn check_token(
         &mut self,
         auth: &PinUvAuth,
         client_data_hash: &[u8; 32],
         permission: u8,
         rp_id: &str,
-    ) -> CtapResult<(bool, bool)> {
+    ) -> CtapResult<TokenState> {
         let (param, protocol) = match (&auth.param, auth.protocol) {
             (Some(p), Some(v)) => (p, PinProtocol::from_u64(v)?),
             (Some(_), None) => return Err(CtapError::MissingParameter),
@@ -130,7 +140,10 @@ impl Authenticator {
         if !token.has_permission(permission) || !token.bind_or_match_rp(rp_id) {
             return Err(CtapError::PinAuthInvalid);
         }
-        Ok((token.user_verified(), token.user_present()))
+        Ok(TokenState {
+            user_verified: token.user_verified(),
+            user_present: token.user_present(),
+        })
     }
 
     /// Checks the pinUvAuthParam of a command that needs a token with `permission`

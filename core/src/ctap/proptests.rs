@@ -13,10 +13,7 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::test_runner::{Config as RunnerConfig, TestRunner};
 
-use super::requests::{
-    ClientPinRequest, ConfigRequest, CredMgmtRequest, GetAssertionRequest, LargeBlobsRequest,
-    MakeCredentialRequest,
-};
+use super::{client_pin, config, cred_mgmt, get_assertion, large_blobs, make_credential};
 
 // ---- strategies ---------------------------------------------------------------------------
 
@@ -115,12 +112,12 @@ fn encode(v: &Value) -> Vec<u8> {
 }
 
 fn parse_all(bytes: &[u8]) {
-    let _ = MakeCredentialRequest::parse(bytes);
-    let _ = GetAssertionRequest::parse(bytes);
-    let _ = ClientPinRequest::parse(bytes);
-    let _ = CredMgmtRequest::parse(bytes);
-    let _ = ConfigRequest::parse(bytes);
-    let _ = LargeBlobsRequest::parse(bytes);
+    let _ = make_credential::Request::parse(bytes);
+    let _ = get_assertion::Request::parse(bytes);
+    let _ = client_pin::Request::parse(bytes);
+    let _ = cred_mgmt::Request::parse(bytes);
+    let _ = config::Request::parse(bytes);
+    let _ = large_blobs::Request::parse(bytes);
 }
 
 // ---- well-formed requests -------------------------------------------------------------------
@@ -275,8 +272,8 @@ proptest! {
         // Whatever follows the item is trailing garbage: always refused.
         let mut with_tail = bytes.clone();
         with_tail.push(0x00);
-        prop_assert!(MakeCredentialRequest::parse(&with_tail).is_err());
-        prop_assert!(ClientPinRequest::parse(&with_tail).is_err());
+        prop_assert!(make_credential::Request::parse(&with_tail).is_err());
+        prop_assert!(client_pin::Request::parse(&with_tail).is_err());
     }
 
     #[test]
@@ -285,9 +282,9 @@ proptest! {
         let cut = cut.index(bytes.len().max(1));
         if cut < bytes.len() {
             let prefix = &bytes[..cut];
-            prop_assert!(MakeCredentialRequest::parse(prefix).is_err());
-            prop_assert!(GetAssertionRequest::parse(prefix).is_err());
-            prop_assert!(LargeBlobsRequest::parse(prefix).is_err());
+            prop_assert!(make_credential::Request::parse(prefix).is_err());
+            prop_assert!(get_assertion::Request::parse(prefix).is_err());
+            prop_assert!(large_blobs::Request::parse(prefix).is_err());
         }
     }
 
@@ -299,7 +296,7 @@ proptest! {
         let mut entries = req.to_cbor();
         let rotate = order.index(entries.len());
         entries.rotate_left(rotate);
-        let parsed = MakeCredentialRequest::parse(&encode(&Value::Map(entries))).unwrap();
+        let parsed = make_credential::Request::parse(&encode(&Value::Map(entries))).unwrap();
         prop_assert_eq!(&parsed.client_data_hash[..], &req.client_data_hash[..]);
         prop_assert_eq!(&parsed.rp.id, &req.rp_id);
         prop_assert_eq!(parsed.rp.name, req.rp_name.as_deref().map(truncated));
@@ -326,7 +323,7 @@ proptest! {
         if let Some(up) = up {
             m.push((int(5), tmap(vec![("up", Value::Bool(up))])));
         }
-        let parsed = GetAssertionRequest::parse(&encode(&Value::Map(m))).unwrap();
+        let parsed = get_assertion::Request::parse(&encode(&Value::Map(m))).unwrap();
         prop_assert_eq!(parsed.rp_id, rp_id);
         prop_assert_eq!(&parsed.client_data_hash[..], &cdh[..]);
         prop_assert_eq!(parsed.allow_list.into_iter().map(|d| d.id).collect::<Vec<_>>(), allow);
@@ -342,15 +339,16 @@ proptest! {
         let mut entries = req.to_cbor();
         entries[which].1 = replacement;
         // Some replacements happen to be valid (a 32-byte string for the hash); the rest fail.
-        let _ = MakeCredentialRequest::parse(&encode(&Value::Map(entries)));
+        let _ = make_credential::Request::parse(&encode(&Value::Map(entries)));
     }
 }
 
 // ---- the command processors -----------------------------------------------------------------
 
 use crate::approver::AutoApprover;
-use crate::authenticator::{command, Authenticator, Config, RequestContext};
+use crate::authenticator::{Authenticator, Config, RequestContext};
 use crate::crypto::master_key::MasterKey;
+use crate::ctap::command;
 use crate::store::Store;
 
 fn authenticator() -> Authenticator {

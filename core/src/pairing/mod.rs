@@ -1,4 +1,4 @@
-//! Pairing the phone with a computer (DESIGN.md §1 F2–F4, §6), free of I/O.
+//! Pairing the phone with a computer (docs/pairing-protocol.md), free of I/O.
 //!
 //! The desktop *bridge* shows a `pocketkey://pair?…` QR code; the phone scans it and the two
 //! run a Noise handshake through a relay mailbox; from then on every session is a mutually

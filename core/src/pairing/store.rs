@@ -119,7 +119,8 @@ impl PairingStore {
     /// Opens (creating as needed, mode 0600 on unix) the store at `path`; its directory must
     /// exist.
     pub fn open(path: &Path, master: &MasterKey) -> Result<Self, PairingStoreError> {
-        crate::store::sqlite::create_private_file(path).map_err(PairingStoreError::Database)?;
+        crate::store::private_file::create_private_file(path)
+            .map_err(PairingStoreError::Database)?;
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;

@@ -1,18 +1,41 @@
 //! The credential store: discoverable credentials, authenticator settings (PIN, retries,
 //! policy), the large-blob array and the signature counter, in SQLite.
 //!
+//! Durability: the database runs in WAL mode with `synchronous=FULL`, so every committed
+//! transaction (each public mutating call is one) is on stable storage when the call returns.
+//!
 //! Every secret (private keys, the PIN hash, credBlob, largeBlobKey) is sealed under the
-//! master key before it touches disk (see [`crate::crypto::seal`]); what stays in the clear
-//! but decides security carries an integrity tag (`integrity`). One program at a time may
-//! open a store file (`lock`).
+//! master key before it touches disk ([`crate::crypto::seal`], purpose `Store`), under
+//! associated data that names the field and binds the row (`sealing`): for a credential, its
+//! id, rp_id_hash, user_id and the attributes fixed at creation (algorithm, credProtect,
+//! hmac-secret, BE/BS); for the PIN hash, the settings row. A sealed value copied into another
+//! row or field, or a row whose security-relevant attributes were edited on disk, fails to
+//! open ([`StoreError::Unseal`]).
+//!
+//! What is kept in the clear but decides security (the settings row: retries, alwaysUv,
+//! minimum PIN length, enterprise attestation…; the signature counter) carries an integrity
+//! tag under the master key, checked on every read (`integrity`, and its limit: a whole older
+//! copy of the file is not detected). One program at a time may open a store file (`lock`).
+//!
+//! Modules: `open` (connection, pragmas, schema check and migrations, reset), `schema` (the
+//! tables and their migrations), `settings`, `counter`, `credentials`, `large_blob` (the
+//! store's operations, one table each), `rows` (row ↔ struct), `sealing`, `integrity`,
+//! `private_file`.
 
+mod counter;
+mod credentials;
 mod integrity;
+mod large_blob;
 pub mod lock;
+mod open;
+pub(crate) mod private_file;
+mod rows;
 mod schema;
-pub(crate) mod sqlite;
+mod sealing;
+mod settings;
 #[cfg(test)]
 mod tests;
 mod types;
 
-pub use sqlite::{Store, MAX_DISCOVERABLE_CREDENTIALS};
+pub use open::{Store, MAX_DISCOVERABLE_CREDENTIALS};
 pub use types::*;

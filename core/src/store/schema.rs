@@ -7,8 +7,10 @@
 
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
+use super::counter::read_counter;
 use super::integrity;
-use super::sqlite::{read_counter, read_settings, StoreKeys};
+use super::sealing::StoreKeys;
+use super::settings::read_settings;
 use super::types::StoreError;
 
 /// `PRAGMA application_id` of a PocketKey store ("PKEY"), so a foreign SQLite file is refused.

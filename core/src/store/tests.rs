@@ -9,8 +9,9 @@ use proptest::prelude::*;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
+use super::rows::CREDENTIALS_FOR_RP_SQL;
 use super::schema::{migrate_to, CREDENTIALS_BY_RP_INDEX, LATEST_VERSION};
-use super::sqlite::{settings_aad, CredentialBinding, StoreKeys, CREDENTIALS_FOR_RP_SQL};
+use super::sealing::{settings_aad, CredentialBinding, StoreKeys};
 use super::*;
 use crate::crypto::master_key::MasterKey;
 use crate::crypto::seal::{Purpose, Sealer};

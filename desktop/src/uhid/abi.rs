@@ -16,7 +16,7 @@ const CREATE2_SIZE: usize = 128 + 64 + 64 + 2 + 2 + 4 + 4 + 4 + 4 + DATA_MAX;
 /// `BUS_USB` from `linux/input.h`: browsers and libfido2 then treat it as a USB key.
 pub const BUS_USB: u16 = 0x03;
 
-/// The FIDO HID report descriptor (DESIGN §4; CTAP 2.1 §11.2.8.1): usage page 0xF1D0,
+/// The FIDO HID report descriptor (docs/architecture.md §4; CTAP 2.1 §11.2.8.1): usage page 0xF1D0,
 /// usage 0x01 (CTAPHID), 64-byte input (usage 0x20) and output (usage 0x21) reports, no
 /// report ids.
 pub const FIDO_REPORT_DESCRIPTOR: [u8; 34] = [

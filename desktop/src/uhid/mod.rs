@@ -1,4 +1,4 @@
-//! The uhid transport (DESIGN §4): a virtual USB HID device created through `/dev/uhid`, with
+//! The uhid transport (docs/architecture.md §4): a virtual USB HID device created through `/dev/uhid`, with
 //! the FIDO report descriptor, so browsers and libfido2 see a security key. Output reports
 //! from the host go into the CTAPHID loop; its reports go back as input reports.
 

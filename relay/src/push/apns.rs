@@ -20,7 +20,7 @@ use pocketkey_core::pairing::relay::{ApnsEnvironment, PushTarget, WakeId};
 
 use super::http::{self, HttpVersion, Request};
 use super::token::{jwt, CachedToken};
-use super::{unix_now, PushError, PushFuture, PushProvider};
+use super::{unix_now, ConfigError, PushError, PushFuture, PushProvider};
 
 /// APNs production and development endpoints.
 pub const PRODUCTION: &str = "https://api.push.apple.com";
@@ -77,9 +77,9 @@ impl ApnsProvider {
     }
 
     /// Parses the key; fails on a key that is not a PKCS#8 P-256 private key.
-    pub fn new(config: ApnsConfig) -> Result<Self, String> {
-        let key = SigningKey::from_pkcs8_pem(config.key_pem.trim())
-            .map_err(|e| format!("APNs key is not a PKCS#8 P-256 private key: {e}"))?;
+    pub fn new(config: ApnsConfig) -> Result<Self, ConfigError> {
+        let key =
+            SigningKey::from_pkcs8_pem(config.key_pem.trim()).map_err(ConfigError::ApnsKey)?;
         Ok(Self {
             key,
             config,
@@ -172,7 +172,7 @@ impl PushProvider for ApnsProvider {
                 .client
                 .send(request, self.timeout)
                 .await
-                .map_err(PushError::Failed)?;
+                .map_err(|e| PushError::Failed(e.to_string()))?;
             if !response.status.is_success() {
                 return Err(PushError::Failed(response.refusal("APNs")));
             }

@@ -16,7 +16,7 @@ use sha2::Sha256;
 
 use super::http::{self, HttpVersion, Request};
 use super::token::{jwt, CachedToken};
-use super::{unix_now, PushError, PushFuture, PushProvider};
+use super::{unix_now, ConfigError, PushError, PushFuture, PushProvider};
 
 /// The FCM endpoint.
 pub const ENDPOINT: &str = "https://fcm.googleapis.com";
@@ -44,15 +44,15 @@ impl std::fmt::Debug for FcmCredentials {
 
 impl FcmCredentials {
     /// Reads a service-account key file's JSON (`client_email`, `private_key`, `token_uri`).
-    pub fn from_json(text: &str) -> Result<Self, String> {
+    pub fn from_json(text: &str) -> Result<Self, ConfigError> {
         let value: serde_json::Value =
-            serde_json::from_str(text).map_err(|e| format!("credentials: {e}"))?;
-        let field = |name: &str| {
+            serde_json::from_str(text).map_err(ConfigError::FcmCredentials)?;
+        let field = |name: &'static str| {
             value
                 .get(name)
                 .and_then(|v| v.as_str())
                 .map(str::to_owned)
-                .ok_or_else(|| format!("credentials: no {name}"))
+                .ok_or(ConfigError::FcmCredentialField(name))
         };
         Ok(Self {
             client_email: field("client_email")?,
@@ -103,12 +103,12 @@ impl FcmProvider {
     }
 
     /// Parses the service account's key, if any.
-    pub fn new(config: FcmConfig) -> Result<Self, String> {
+    pub fn new(config: FcmConfig) -> Result<Self, ConfigError> {
         let key = match &config.auth {
             FcmAuth::AccessToken(_) => None,
             FcmAuth::ServiceAccount { credentials, .. } => Some(SigningKey::<Sha256>::new(
                 RsaPrivateKey::from_pkcs8_pem(credentials.private_key.trim())
-                    .map_err(|e| format!("service-account key: {e}"))?,
+                    .map_err(ConfigError::FcmKey)?,
             )),
         };
         Ok(Self {
@@ -235,7 +235,7 @@ impl PushProvider for FcmProvider {
                 .client
                 .send(request, self.timeout)
                 .await
-                .map_err(PushError::Failed)?;
+                .map_err(|e| PushError::Failed(e.to_string()))?;
             if response.status == hyper::StatusCode::UNAUTHORIZED {
                 // A revoked or expired token: fetch a new one next time.
                 self.token.clear();

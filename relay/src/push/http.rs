@@ -14,6 +14,44 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
+/// Why a request got no response.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    #[error("bad URL: {0}")]
+    BadUrl(#[from] hyper::http::uri::InvalidUri),
+    #[error("URL scheme must be http or https")]
+    Scheme,
+    #[error("URL without host")]
+    NoHost,
+    #[error("connect {host}:{port}: {source}")]
+    Connect {
+        host: String,
+        port: u16,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    TlsConfig(rustls::Error),
+    #[error("bad server name: {0}")]
+    ServerName(rustls::pki_types::InvalidDnsNameError),
+    #[error("TLS with {host}: {source}")]
+    Tls {
+        host: String,
+        source: std::io::Error,
+    },
+    #[error("{0} does not speak HTTP/2")]
+    NoHttp2(String),
+    /// The connection or the exchange failed (hyper's own error says which).
+    #[error("{0}")]
+    Http(#[from] hyper::Error),
+    #[error("{0}")]
+    Request(#[from] hyper::http::Error),
+    /// The response body could not be read, or is over 64 KiB.
+    #[error("{0}")]
+    Body(Box<dyn std::error::Error + Send + Sync>),
+    #[error("timed out")]
+    TimedOut,
+}
+
 /// Which HTTP version to speak.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HttpVersion {
@@ -106,17 +144,17 @@ impl Client {
 
     /// Sends a request within `timeout`. HTTP/2 requests reuse the origin's open connection
     /// (one retry on a new connection if it broke).
-    pub async fn send(&self, request: Request, timeout: Duration) -> Result<Response, String> {
+    pub async fn send(&self, request: Request, timeout: Duration) -> Result<Response, HttpError> {
         tokio::time::timeout(timeout, self.send_now(request))
             .await
-            .map_err(|_| "timed out".to_string())?
+            .map_err(|_| HttpError::TimedOut)?
     }
 
-    async fn send_now(&self, request: Request) -> Result<Response, String> {
+    async fn send_now(&self, request: Request) -> Result<Response, HttpError> {
         if request.version == HttpVersion::Http1 {
             return send_now(&self.roots, request).await;
         }
-        let uri: Uri = request.url.parse().map_err(|e| format!("bad URL: {e}"))?;
+        let uri: Uri = request.url.parse()?;
         let origin = format!(
             "{}://{}",
             uri.scheme_str().unwrap_or_default(),
@@ -140,7 +178,7 @@ impl Client {
                 Err(error) if attempt == 0 => {
                     tracing::debug!(%error, %origin, "HTTP/2 connection broke; reconnecting");
                 }
-                Err(error) => return Err(error.to_string()),
+                Err(error) => return Err(error.into()),
             }
         }
         unreachable!("the loop returns")
@@ -152,13 +190,13 @@ async fn connect(
     roots: &Arc<rustls::RootCertStore>,
     uri: &Uri,
     version: HttpVersion,
-) -> Result<Box<dyn Io>, String> {
+) -> Result<Box<dyn Io>, HttpError> {
     let https = match uri.scheme_str() {
         Some("https") => true,
         Some("http") => false,
-        _ => return Err("URL scheme must be http or https".into()),
+        _ => return Err(HttpError::Scheme),
     };
-    let host = uri.host().ok_or("URL without host")?.to_string();
+    let host = uri.host().ok_or(HttpError::NoHost)?.to_string();
     let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
     let host_bare = host
         .trim_start_matches('[')
@@ -166,7 +204,11 @@ async fn connect(
         .to_string();
     let tcp = TcpStream::connect((host_bare.as_str(), port))
         .await
-        .map_err(|e| format!("connect {host}:{port}: {e}"))?;
+        .map_err(|source| HttpError::Connect {
+            host: host.clone(),
+            port,
+            source,
+        })?;
     let _ = tcp.set_nodelay(true);
     if !https {
         return Ok(Box::new(tcp));
@@ -175,7 +217,7 @@ async fn connect(
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
-    .map_err(|e| e.to_string())?
+    .map_err(HttpError::TlsConfig)?
     .with_root_certificates(roots.clone())
     .with_no_client_auth();
     config.alpn_protocols = vec![match version {
@@ -183,13 +225,16 @@ async fn connect(
         HttpVersion::Http2 => b"h2".to_vec(),
     }];
     let name = rustls::pki_types::ServerName::try_from(host_bare.clone())
-        .map_err(|e| format!("bad server name: {e}"))?;
+        .map_err(HttpError::ServerName)?;
     let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
         .connect(name, tcp)
         .await
-        .map_err(|e| format!("TLS with {host}: {e}"))?;
+        .map_err(|source| HttpError::Tls {
+            host: host.clone(),
+            source,
+        })?;
     if version == HttpVersion::Http2 && tls.get_ref().1.alpn_protocol() != Some(b"h2") {
-        return Err(format!("{host} does not speak HTTP/2"));
+        return Err(HttpError::NoHttp2(host));
     }
     Ok(Box::new(tls))
 }
@@ -197,18 +242,16 @@ async fn connect(
 trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for T {}
 
-async fn connect_h2(roots: &Arc<rustls::RootCertStore>, uri: &Uri) -> Result<H2Sender, String> {
+async fn connect_h2(roots: &Arc<rustls::RootCertStore>, uri: &Uri) -> Result<H2Sender, HttpError> {
     let io = connect(roots, uri, HttpVersion::Http2).await?;
     let (sender, connection) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(io))
-            .await
-            .map_err(|e| e.to_string())?;
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(io)).await?;
     tokio::spawn(connection);
     Ok(sender)
 }
 
-fn build(uri: &Uri, request: &Request) -> Result<hyper::Request<Full<Bytes>>, String> {
-    let authority = uri.authority().ok_or("URL without host")?.clone();
+fn build(uri: &Uri, request: &Request) -> Result<hyper::Request<Full<Bytes>>, HttpError> {
+    let authority = uri.authority().ok_or(HttpError::NoHost)?.clone();
     let path = uri
         .path_and_query()
         .map(|p| p.as_str().to_string())
@@ -223,17 +266,15 @@ fn build(uri: &Uri, request: &Request) -> Result<hyper::Request<Full<Bytes>>, St
     for (name, value) in &request.headers {
         builder = builder.header(name.as_str(), value.as_str());
     }
-    builder
-        .body(Full::new(Bytes::from(request.body.clone())))
-        .map_err(|e| e.to_string())
+    Ok(builder.body(Full::new(Bytes::from(request.body.clone())))?)
 }
 
-async fn read(response: hyper::Response<hyper::body::Incoming>) -> Result<Response, String> {
+async fn read(response: hyper::Response<hyper::body::Incoming>) -> Result<Response, HttpError> {
     let status = response.status();
     let body = http_body_util::Limited::new(response.into_body(), MAX_BODY)
         .collect()
         .await
-        .map_err(|e| e.to_string())?
+        .map_err(HttpError::Body)?
         .to_bytes();
     Ok(Response { status, body })
 }
@@ -242,17 +283,12 @@ async fn read(response: hyper::Response<hyper::body::Incoming>) -> Result<Respon
 async fn send_now(
     roots: &Arc<rustls::RootCertStore>,
     request: Request,
-) -> Result<Response, String> {
-    let uri: Uri = request.url.parse().map_err(|e| format!("bad URL: {e}"))?;
+) -> Result<Response, HttpError> {
+    let uri: Uri = request.url.parse()?;
     let io = connect(roots, &uri, HttpVersion::Http1).await?;
     let http_request = build(&uri, &request)?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io))
-        .await
-        .map_err(|e| e.to_string())?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
     tokio::spawn(connection);
-    let response = sender
-        .send_request(http_request)
-        .await
-        .map_err(|e| e.to_string())?;
+    let response = sender.send_request(http_request).await?;
     read(response).await
 }

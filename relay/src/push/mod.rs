@@ -23,7 +23,8 @@ mod webhook;
 
 pub use apns::{ApnsConfig, ApnsProvider};
 pub use fcm::{FcmAuth, FcmConfig, FcmCredentials, FcmProvider};
-pub use webhook::{AllowedWebhook, WebhookProvider};
+pub use http::HttpError;
+pub use webhook::{AllowedWebhook, WebhookProvider, WebhookUrlError};
 
 pub type PushFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -36,6 +37,19 @@ pub enum PushError {
     /// The provider could not be reached or refused the notification.
     #[error("push provider failed: {0}")]
     Failed(String),
+}
+
+/// Why a provider's configuration cannot be used (found when the relay starts).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("APNs key is not a PKCS#8 P-256 private key: {0}")]
+    ApnsKey(p256::pkcs8::Error),
+    #[error("credentials: {0}")]
+    FcmCredentials(serde_json::Error),
+    #[error("credentials: no {0}")]
+    FcmCredentialField(&'static str),
+    #[error("service-account key: {0}")]
+    FcmKey(rsa::pkcs8::Error),
 }
 
 /// One push provider.

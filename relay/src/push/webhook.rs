@@ -21,18 +21,34 @@ pub struct AllowedWebhook {
     path: String,
 }
 
-/// Why an allow-list entry or a target is not a usable webhook URL.
-fn parse_http_url(text: &str) -> Result<Url, String> {
-    let url = Url::parse(text).map_err(|e| format!("{text:?} is not a URL ({e})"))?;
+/// Why an allow-list entry or a target is not a usable webhook URL (each names the text).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WebhookUrlError {
+    #[error("{0:?} is not a URL ({1})")]
+    NotUrl(String, url::ParseError),
+    #[error("{0:?} is not an http(s) URL")]
+    NotHttp(String),
+    #[error("{0:?} has no host")]
+    NoHost(String),
+    #[error("{0:?} has userinfo")]
+    Userinfo(String),
+    #[error("{0:?} has an empty port: write the port")]
+    EmptyPort(String),
+    #[error("{0:?} has a query or fragment")]
+    QueryOrFragment(String),
+}
+
+fn parse_http_url(text: &str) -> Result<Url, WebhookUrlError> {
+    let url = Url::parse(text).map_err(|e| WebhookUrlError::NotUrl(text.into(), e))?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!("{text:?} is not an http(s) URL"));
+        return Err(WebhookUrlError::NotHttp(text.into()));
     }
     if url.host_str().is_none_or(str::is_empty) {
-        return Err(format!("{text:?} has no host"));
+        return Err(WebhookUrlError::NoHost(text.into()));
     }
     // Userinfo would let `http://allowed.example:1@elsewhere/` look like an allowed host.
     if !url.username().is_empty() || url.password().is_some() {
-        return Err(format!("{text:?} has userinfo"));
+        return Err(WebhookUrlError::Userinfo(text.into()));
     }
     Ok(url)
 }
@@ -40,18 +56,18 @@ fn parse_http_url(text: &str) -> Result<Url, String> {
 impl AllowedWebhook {
     /// Parses an entry such as `https://wake.example.org` or `http://127.0.0.1:8080/hooks/`:
     /// an http(s) URL with a host, without userinfo, query or fragment.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, WebhookUrlError> {
         let url = parse_http_url(text)?;
-        // `http://127.0.0.1:` was once a prefix meaning "any port"; as a URL it would mean
-        // port 80. Refuse it rather than change its meaning silently.
+        // `http://127.0.0.1:` reads as "any port" to a person and as port 80 to a URL
+        // parser: refuse it rather than pick one meaning silently.
         let authority = text.split_once("://").map_or("", |(_, rest)| {
             rest.split(['/', '?', '#']).next().unwrap_or("")
         });
         if authority.ends_with(':') {
-            return Err(format!("{text:?} has an empty port: write the port"));
+            return Err(WebhookUrlError::EmptyPort(text.into()));
         }
         if url.query().is_some() || url.fragment().is_some() {
-            return Err(format!("{text:?} has a query or fragment"));
+            return Err(WebhookUrlError::QueryOrFragment(text.into()));
         }
         Ok(Self {
             scheme: url.scheme().to_string(),
@@ -94,7 +110,7 @@ impl WebhookProvider {
 
     /// A provider accepting URLs that the entries admit (see [`AllowedWebhook::parse`]);
     /// `Err` names the first entry that is not a URL.
-    pub fn new(allowed: Vec<String>) -> Result<Self, String> {
+    pub fn new(allowed: Vec<String>) -> Result<Self, WebhookUrlError> {
         let allowed = allowed
             .iter()
             .map(|entry| AllowedWebhook::parse(entry))
@@ -109,7 +125,8 @@ impl WebhookProvider {
     /// The URL a target is posted to: the checked, normalized form (so that what was checked
     /// is what is requested, whatever another URL parser would make of the original text).
     fn admitted(&self, target: &PushTarget) -> Result<Url, PushError> {
-        let url = parse_http_url(&target.target).map_err(PushError::BadTarget)?;
+        let url =
+            parse_http_url(&target.target).map_err(|e| PushError::BadTarget(e.to_string()))?;
         if url.fragment().is_some() {
             return Err(PushError::BadTarget("fragments are not allowed".into()));
         }
@@ -147,7 +164,7 @@ impl PushProvider for WebhookProvider {
                 .client
                 .send(request, self.timeout)
                 .await
-                .map_err(PushError::Failed)?;
+                .map_err(|e| PushError::Failed(e.to_string()))?;
             if !response.status.is_success() {
                 return Err(PushError::Failed(response.refusal("webhook")));
             }
@@ -210,16 +227,31 @@ mod tests {
 
     #[test]
     fn entries_must_be_urls() {
-        for bad in [
-            "http://127.0.0.1:",
-            "wake.example.org",
-            "/hooks",
-            "ftp://wake.example.org/",
-            "https://user:pw@wake.example.org/",
-            "https://wake.example.org/?q",
-            "",
+        use WebhookUrlError::*;
+        let not_url = |text: &str| NotUrl(text.into(), url::ParseError::RelativeUrlWithoutBase);
+        for (bad, why) in [
+            ("http://127.0.0.1:", EmptyPort("http://127.0.0.1:".into())),
+            ("wake.example.org", not_url("wake.example.org")),
+            ("/hooks", not_url("/hooks")),
+            (
+                "ftp://wake.example.org/",
+                NotHttp("ftp://wake.example.org/".into()),
+            ),
+            (
+                "https://user:pw@wake.example.org/",
+                Userinfo("https://user:pw@wake.example.org/".into()),
+            ),
+            (
+                "https://wake.example.org/?q",
+                QueryOrFragment("https://wake.example.org/?q".into()),
+            ),
+            ("", not_url("")),
         ] {
-            assert!(WebhookProvider::new(vec![bad.into()]).is_err(), "{bad}");
+            assert_eq!(
+                WebhookProvider::new(vec![bad.into()]).unwrap_err(),
+                why,
+                "{bad}"
+            );
         }
     }
 }

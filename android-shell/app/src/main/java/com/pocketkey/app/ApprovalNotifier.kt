@@ -11,25 +11,23 @@ import android.net.Uri
 import android.widget.Toast
 import androidx.core.app.NotificationCompat
 import androidx.core.app.NotificationManagerCompat
-import com.pocketkey.core.ApprovalAnswer
+import com.pocketkey.applogic.AnswerResult
+import com.pocketkey.applogic.ApprovalObserver
+import com.pocketkey.applogic.PushResult
 import com.pocketkey.core.ApprovalClosed
-import com.pocketkey.core.ApprovalListener
 import com.pocketkey.core.ApprovalListenerException
 import com.pocketkey.core.ApprovalOperation
 import com.pocketkey.core.ApprovalPrompt
-import com.pocketkey.core.PocketKeyException
-import java.util.concurrent.ConcurrentHashMap
 
 /**
- * The engine's approval listener: each prompt becomes a notification with Deny and Approve
+ * Shows the model's approval queue: each prompt becomes a notification with Deny and Approve
  * actions. Approve opens [ApprovalActivity] (account choice + BiometricPrompt); Deny goes to
- * [ApprovalActionReceiver]. Both answer by prompt id through `SecurityKey.answer`.
+ * [ApprovalActionReceiver]. Both answer through `model.approvals` by prompt id.
  *
- * Both callbacks run on the transport's thread that called processCtap: they only post or
- * cancel a notification and return.
+ * On the lock screen the notification shows its public version: the site and the computer,
+ * never the account name (VISIBILITY_PRIVATE with a redacted public version).
  */
-class ApprovalNotifier(private val app: PocketKeyApp) : ApprovalListener {
-    private val open = ConcurrentHashMap<ULong, ApprovalPrompt>()
+class ApprovalNotifier(private val app: PocketKeyApp) : ApprovalObserver {
     private val notifications = NotificationManagerCompat.from(app)
 
     /** Set by a visible ApprovalActivity, to close itself when its prompt ends elsewhere. */
@@ -37,63 +35,69 @@ class ApprovalNotifier(private val app: PocketKeyApp) : ApprovalListener {
 
     init {
         val channel = NotificationChannel(CHANNEL, app.getString(R.string.channel_approvals), NotificationManager.IMPORTANCE_HIGH)
+            .apply { lockscreenVisibility = android.app.Notification.VISIBILITY_PRIVATE }
         app.getSystemService(NotificationManager::class.java).createNotificationChannel(channel)
     }
 
-    fun prompt(id: ULong): ApprovalPrompt? = open[id]
-
     @SuppressLint("MissingPermission")   // areNotificationsEnabled() first; SecurityException caught
-    override fun onApprovalRequested(request: ApprovalPrompt) {
+    override fun onPrompt(prompt: ApprovalPrompt) {
         // Nobody would see it: deny now rather than let the computer wait for the timeout.
         if (!notifications.areNotificationsEnabled()) {
             throw ApprovalListenerException.Failed("notifications are turned off for PocketKey")
         }
-        open[request.id] = request
         val approve = PendingIntent.getActivity(
             app, 0,
-            Intent(app, ApprovalActivity::class.java).setData(promptUri(request.id)).putExtra(EXTRA_ID, request.id.toLong()),
+            Intent(app, ApprovalActivity::class.java).setData(promptUri(prompt.id)).putExtra(EXTRA_ID, prompt.id.toLong()),
             PendingIntent.FLAG_IMMUTABLE or PendingIntent.FLAG_UPDATE_CURRENT,
         )
         val deny = PendingIntent.getBroadcast(
             app, 0,
-            Intent(app, ApprovalActionReceiver::class.java).setData(promptUri(request.id)).putExtra(EXTRA_ID, request.id.toLong()),
+            Intent(app, ApprovalActionReceiver::class.java).setData(promptUri(prompt.id)).putExtra(EXTRA_ID, prompt.id.toLong()),
             PendingIntent.FLAG_IMMUTABLE or PendingIntent.FLAG_UPDATE_CURRENT,
         )
+        val timeout = (prompt.deadlineUnixMs.toLong() - System.currentTimeMillis()).coerceAtLeast(1)
+        val public = NotificationCompat.Builder(app, CHANNEL)
+            .setSmallIcon(android.R.drawable.ic_lock_lock)
+            .setContentTitle(title(prompt))
+            .setContentText(prompt.requester)
+            .build()
         val notification = NotificationCompat.Builder(app, CHANNEL)
             .setSmallIcon(android.R.drawable.ic_lock_lock)
-            .setContentTitle(title(request))
-            .setContentText(detail(request))
+            .setContentTitle(title(prompt))
+            .setContentText(detail(prompt))
             .setPriority(NotificationCompat.PRIORITY_HIGH)
-            .setCategory(NotificationCompat.CATEGORY_STATUS)
+            .setCategory(NotificationCompat.CATEGORY_STATUS)   // heads-up and sound: the IMPORTANCE_HIGH channel
+            .setVisibility(NotificationCompat.VISIBILITY_PRIVATE)
+            .setPublicVersion(public)
             .setOngoing(true)
-            .setTimeoutAfter((request.deadlineUnixMs.toLong() - System.currentTimeMillis()).coerceAtLeast(1))
+            .setTimeoutAfter(timeout)
             .setContentIntent(approve)
             .addAction(0, app.getString(R.string.deny), deny)
             .addAction(0, app.getString(R.string.approve), approve)
             .build()
         try {
-            notifications.notify(tag(request.id), NOTIFICATION_ID, notification)
+            notifications.notify(tag(prompt.id), NOTIFICATION_ID, notification)
         } catch (e: SecurityException) {   // POST_NOTIFICATIONS revoked in between
-            open.remove(request.id)
             throw ApprovalListenerException.Failed("notification permission missing")
         }
     }
 
-    override fun onApprovalClosed(id: ULong, reason: ApprovalClosed) {
-        open.remove(id)
-        notifications.cancel(tag(id), NOTIFICATION_ID)
-        onClosed?.invoke(id)
+    /** A computer whose wake-ups are paused for asking nothing too often: the user should know. */
+    @SuppressLint("MissingPermission")
+    fun showPaused(paused: PushResult.Paused) {
+        if (!notifications.areNotificationsEnabled()) return
+        val notification = NotificationCompat.Builder(app, CHANNEL)
+            .setSmallIcon(android.R.drawable.ic_lock_lock)
+            .setContentTitle(paused.computerName)
+            .setStyle(NotificationCompat.BigTextStyle().bigText(paused.message))
+            .setContentText(paused.message)
+            .build()
+        runCatching { notifications.notify("paused-${paused.computerName}", NOTIFICATION_ID, notification) }
     }
 
-    /** Answers a prompt; returns the sentence to show when that failed (e.g. it had ended). */
-    fun answer(id: ULong, answer: ApprovalAnswer): String? {
-        val key = app.keyIfOpen ?: return "That approval has already ended"
-        return try {
-            key.answer(id, answer)
-            null
-        } catch (e: PocketKeyException) {
-            e.userMessage()
-        }
+    override fun onClosed(id: ULong, reason: ApprovalClosed) {
+        notifications.cancel(tag(id), NOTIFICATION_ID)
+        onClosed?.invoke(id)
     }
 
     companion object {
@@ -101,7 +105,7 @@ class ApprovalNotifier(private val app: PocketKeyApp) : ApprovalListener {
         private const val CHANNEL = "approvals"
         private const val NOTIFICATION_ID = 1
 
-        private fun tag(id: ULong) = "approval-$id"
+        fun tag(id: ULong) = "approval-$id"
 
         /** Makes each prompt's PendingIntents distinct (extras alone do not). */
         private fun promptUri(id: ULong): Uri = Uri.parse("pocketkey-approval:$id")
@@ -120,6 +124,12 @@ class ApprovalNotifier(private val app: PocketKeyApp) : ApprovalListener {
 
         fun detail(p: ApprovalPrompt): String =
             listOfNotNull(p.requester, p.userName ?: p.userDisplayName).joinToString(" · ")
+
+        /** The sentence to show for an answer, if any. */
+        fun message(result: AnswerResult): String? = when (result) {
+            is AnswerResult.Answered -> result.notice
+            is AnswerResult.Refused -> result.message
+        }
     }
 }
 
@@ -128,8 +138,8 @@ class ApprovalActionReceiver : BroadcastReceiver() {
     override fun onReceive(context: Context, intent: Intent) {
         val app = context.applicationContext as PocketKeyApp
         val id = intent.getLongExtra(ApprovalNotifier.EXTRA_ID, 0).toULong()
-        app.notifier.answer(id, ApprovalAnswer.Deny)?.let { Toast.makeText(context, it, Toast.LENGTH_SHORT).show() }
+        ApprovalNotifier.message(app.model.approvals.deny(id))?.let { Toast.makeText(context, it, Toast.LENGTH_SHORT).show() }
         // If the prompt had ended (process restarted), its notification is stale: remove it.
-        NotificationManagerCompat.from(context).cancel("approval-$id", 1)
+        NotificationManagerCompat.from(context).cancel(ApprovalNotifier.tag(id), 1)
     }
 }

@@ -5,6 +5,7 @@ import android.security.keystore.KeyGenParameterSpec
 import android.security.keystore.KeyProperties
 import android.security.keystore.StrongBoxUnavailableException
 import android.util.AtomicFile
+import com.pocketkey.applogic.KeyVault
 import com.pocketkey.core.KeyProvider
 import com.pocketkey.core.KeyProviderException
 import java.io.File
@@ -26,10 +27,21 @@ import javax.crypto.spec.GCMParameterSpec
  * The wrapping key needs no user authentication: the engine must open at boot or when a
  * computer calls, and every approval asks for the biometric itself (ApprovalActivity).
  * A lost Keystore key is an error, never a silent new master key: the app then offers
- * a reset (delete the data directory and this file).
+ * a reset, whose last step is [destroy] (the app model deletes the data directory).
  */
-class KeystoreKeyProvider(context: Context) : KeyProvider {
+class KeystoreKeyProvider(context: Context) : KeyProvider, KeyVault {
     private val file = AtomicFile(File(context.noBackupFilesDir, "pocketkey-master.key"))
+
+    override val provider: KeyProvider get() = this
+
+    /** Deletes the wrapped master key and the Keystore key wrapping it. */
+    @Synchronized
+    override fun destroy() {
+        file.delete()
+        // If the Keystore cannot delete its entry, the next create() wraps the new master key
+        // with that key: nothing of the old master key is left either way.
+        runCatching { KeyStore.getInstance(ANDROID_KEYSTORE).apply { load(null) }.deleteEntry(ALIAS) }
+    }
 
     @Synchronized
     override fun masterKey(): ByteArray = try {

@@ -9,25 +9,33 @@ import android.widget.LinearLayout
 import android.widget.TextView
 import android.widget.Toast
 import androidx.activity.result.contract.ActivityResultContracts
+import androidx.appcompat.app.AlertDialog
 import androidx.appcompat.app.AppCompatActivity
+import com.google.android.gms.tasks.Tasks
+import com.google.firebase.messaging.FirebaseMessaging
 import com.google.mlkit.vision.codescanner.GmsBarcodeScanning
-import com.pocketkey.core.PocketKeyException
-import com.pocketkey.core.ScanException
-import com.pocketkey.core.ScannedCode
+import com.pocketkey.applogic.OpenState
+import com.pocketkey.applogic.Outcome
+import com.pocketkey.applogic.ScanOutcome
+import com.pocketkey.core.PairingCodeListener
 import com.pocketkey.core.ScanSource
-import com.pocketkey.core.classifyScan
 
 /**
- * The one entry point for the camera and for deep links: whatever was scanned or opened goes
- * through the engine's classifyScan, which says what it is (or why it is not ours).
+ * The Scan screen and every link the app is opened with. What a code leads to is the model's
+ * Scanner; this activity only runs it off the main thread and shows what it says: the pairing
+ * confirmation code, the hybrid session, "activation not available yet", a refusal, or the
+ * reset flow when the key's data cannot be opened on this phone.
  */
 class MainActivity : AppCompatActivity() {
     private val app get() = application as PocketKeyApp
     private lateinit var status: TextView
+    private var codeDialog: AlertDialog? = null
 
-    private val notificationPermission =
-        registerForActivityResult(ActivityResultContracts.RequestPermission()) { granted ->
-            if (!granted) toast("Without notifications PocketKey cannot ask you to approve sign-ins")
+    private val permissions =
+        registerForActivityResult(ActivityResultContracts.RequestMultiplePermissions()) { granted ->
+            if (granted[Manifest.permission.POST_NOTIFICATIONS] == false) {
+                toast("Without notifications PocketKey cannot ask you to approve sign-ins")
+            }
         }
 
     override fun onCreate(savedInstanceState: Bundle?) {
@@ -43,10 +51,12 @@ class MainActivity : AppCompatActivity() {
             addView(status)
             addView(scan)
         })
-        if (Build.VERSION.SDK_INT >= Build.VERSION_CODES.TIRAMISU) {
-            notificationPermission.launch(Manifest.permission.POST_NOTIFICATIONS)
+        val wanted = buildList {
+            if (Build.VERSION.SDK_INT >= Build.VERSION_CODES.TIRAMISU) add(Manifest.permission.POST_NOTIFICATIONS)
+            if (Build.VERSION.SDK_INT >= Build.VERSION_CODES.S) add(Manifest.permission.BLUETOOTH_ADVERTISE)
         }
-        showKeyInfo()
+        if (wanted.isNotEmpty()) permissions.launch(wanted.toTypedArray())
+        openKey()
         intent?.dataString?.let { handle(it, ScanSource.LINK) }
     }
 
@@ -55,36 +65,88 @@ class MainActivity : AppCompatActivity() {
         intent.dataString?.let { handle(it, ScanSource.LINK) }
     }
 
+    // While the app is on screen it keeps its computers connected; in the background only a
+    // push wakes it (WakeService).
+    override fun onStart() {
+        super.onStart()
+        app.background.execute { app.model.session?.pairings?.startListening() }
+    }
+
+    override fun onStop() {
+        app.background.execute { app.model.session?.pairings?.stopListening() }
+        super.onStop()
+    }
+
     private fun scan() {
         GmsBarcodeScanning.getClient(this).startScan()
             .addOnSuccessListener { barcode -> barcode.rawValue?.let { handle(it, ScanSource.CAMERA) } }
             .addOnFailureListener { e -> toast("The scanner is not available: ${e.message}") }
     }
 
-    /** Camera text or deep link → what the engine says it is (a pairing code only from the camera). */
-    private fun handle(text: String, source: ScanSource) {
-        try {
-            when (classifyScan(text, source)) {
-                // Transports live in the engine too; wiring them is the next step of this shell.
-                is ScannedCode.Hybrid -> toast("Connecting to the browser… (hybrid: not wired in this skeleton)")
-                is ScannedCode.Pairing -> toast("Pairing with the computer… (not wired in this skeleton)")
-                is ScannedCode.Activation -> toast("Activating… (not wired in this skeleton)")
+    /** Opens the key, registers the FCM token, and shows the key's state or the reset flow. */
+    private fun openKey() {
+        app.background.execute {
+            when (val state = app.model.open()) {
+                is OpenState.Open -> {
+                    val session = app.model.session ?: return@execute
+                    session.pairings.startListening()
+                    runCatching { Tasks.await(FirebaseMessaging.getInstance().token) }
+                        .onSuccess { session.push.onNewToken(it) }
+                    val text = when (val info = session.keySettings.info()) {
+                        is Outcome.Done -> "${info.value.label}: ${info.value.credentialCount} passkeys"
+                        is Outcome.Error -> info.message
+                    }
+                    runOnUiThread { status.text = text }
+                }
+                is OpenState.NeedsReset -> runOnUiThread { offerReset(state.message) }
+                is OpenState.Failed -> runOnUiThread { status.text = state.message }
             }
-        } catch (e: ScanException) {
-            toast(e.userMessage())   // NotOurs / Malformed / PairingNeedsCamera, as a sentence
         }
     }
 
-    /** Opens the key (off the main thread) and shows what the settings screen would. */
-    private fun showKeyInfo() {
-        app.background.execute {
-            val text = try {
-                val info = app.key.info()
-                "${info.label}: ${info.credentialCount} passkeys" + if (info.pinSet) ", PIN set" else ""
-            } catch (e: PocketKeyException) {
-                e.userMessage()
+    private fun offerReset(message: String) {
+        AlertDialog.Builder(this)
+            .setTitle("PocketKey cannot open its data")
+            .setMessage("$message\n\nReset erases the passkeys and pairings stored on this phone and starts a new, empty security key.")
+            .setPositiveButton("Reset") { _, _ ->
+                app.background.execute {
+                    app.model.resetAndOpen()
+                    runOnUiThread { openKey() }
+                }
             }
-            runOnUiThread { status.text = text }
+            .setNegativeButton("Not now", null)
+            .show()
+    }
+
+    /** Camera text or deep link → the model's Scanner (blocks while pairing: background thread). */
+    private fun handle(text: String, source: ScanSource) {
+        val session = app.model.session ?: return toast("The security key is not open yet")
+        val showCode = object : PairingCodeListener {
+            override fun showCode(code: String) = runOnUiThread {
+                codeDialog = AlertDialog.Builder(this@MainActivity)
+                    .setTitle(code.chunked(3).joinToString(" "))
+                    .setMessage("Check that your computer shows this code, then confirm there")
+                    .show()
+            }
+        }
+        status.text = "Working…"
+        app.background.execute {
+            val message = when (val outcome = session.scanner.handle(text, source, showCode)) {
+                is ScanOutcome.Paired -> "Paired with ${outcome.pairing.computerName}" +
+                    if (outcome.pushNotRegistered.isEmpty()) "" else " (it cannot wake this phone yet)"
+                is ScanOutcome.HybridStarted -> {
+                    runOnUiThread { status.text = "Connected to the browser: approve on this phone" }
+                    runCatching { outcome.session.wait() }
+                        .fold({ "Done" }, { e -> e.toString() })
+                }
+                is ScanOutcome.ActivationNotAvailable -> outcome.message
+                is ScanOutcome.Rejected -> outcome.message
+                is ScanOutcome.Failed -> outcome.message
+            }
+            runOnUiThread {
+                codeDialog?.dismiss()
+                status.text = message
+            }
         }
     }
 

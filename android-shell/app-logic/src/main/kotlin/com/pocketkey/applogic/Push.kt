@@ -1,0 +1,85 @@
+package com.pocketkey.applogic
+
+import com.pocketkey.core.PushOutcome
+import com.pocketkey.core.PushRegistration
+import com.pocketkey.core.SecurityKey
+
+/** What a wake-up came to, for the foreground service's notification and the log. */
+sealed class PushResult {
+    /** Not ours, or for no pairing in use: nothing was done. */
+    object Ignored : PushResult()
+
+    /** [computerName] was served; [asked]: it had a request. */
+    data class Served(val computerName: String, val asked: Boolean) : PushResult()
+
+    /** [computerName]'s wake-ups are ignored until [untilUnixSeconds]: tell the user. */
+    data class Paused(val computerName: String, val untilUnixSeconds: ULong) : PushResult() {
+        val message: String
+            get() = "$computerName woke this phone too often without asking anything; " +
+                "its wake-ups are paused for now. Unpair it if you do not recognise this."
+    }
+
+    data class Failed(val message: String) : PushResult()
+}
+
+/**
+ * Push: registers the phone's push target with every paired computer's relay, and serves the
+ * computer a wake-up is for. On Android the FCM token arrives in `onNewToken` and a
+ * high-priority data message starts a short foreground service that calls [onMessage].
+ */
+class Push(private val key: SecurityKey, private val settings: Settings, private val idleMs: UInt = DEFAULT_IDLE_MS) {
+    /** A new FCM token (`onNewToken`): stored and registered; returns the computers whose relay was not reached. */
+    fun onNewToken(token: String): Outcome<List<String>> = setTarget(PushRegistration.Fcm(token))
+
+    /** Self-hosted relays and tests: wake-ups POSTed to [url]. */
+    fun useWebhook(url: String): Outcome<List<String>> = setTarget(PushRegistration.Webhook(url))
+
+    private fun setTarget(target: PushRegistration): Outcome<List<String>> {
+        settings.pushTarget = target
+        return register()
+    }
+
+    /**
+     * Registers the stored target with every paired computer's relay (after pairing, at app
+     * start); an empty list when all were told, else the names of the computers to retry.
+     */
+    fun register(): Outcome<List<String>> {
+        val target = settings.pushTarget ?: return Outcome.Done(emptyList())
+        return attempt { key.registerPush(target) }
+    }
+
+    /** An FCM data message (`RemoteMessage.data`). Blocks until the computer is served. */
+    fun onMessage(data: Map<String, String>): PushResult = onPayload(jsonObject(data))
+
+    /** A wake-up's payload as JSON (the webhook's body, the FCM data as an object). Blocks. */
+    fun onPayload(json: String): PushResult = when (val r = attempt { key.handlePush(json, settings.phoneName, idleMs) }) {
+        is Outcome.Error -> PushResult.Failed(r.message)
+        is Outcome.Done -> when (val o = r.value) {
+            PushOutcome.Ignored -> PushResult.Ignored
+            is PushOutcome.Served -> PushResult.Served(o.computerName, o.request)
+            is PushOutcome.Paused -> PushResult.Paused(o.computerName, o.until)
+        }
+    }
+
+    companion object {
+        /** How long a woken phone stays for further requests of the same sign-in. */
+        const val DEFAULT_IDLE_MS: UInt = 5_000u
+    }
+}
+
+/** A flat string map as a JSON object. */
+internal fun jsonObject(map: Map<String, String>): String =
+    map.entries.joinToString(",", "{", "}") { (k, v) -> "${jsonString(k)}:${jsonString(v)}" }
+
+private fun jsonString(s: String): String = buildString {
+    append('"')
+    for (c in s) {
+        when {
+            c == '"' -> append("\\\"")
+            c == '\\' -> append("\\\\")
+            c < ' ' -> append("\\u%04x".format(c.code))
+            else -> append(c)
+        }
+    }
+    append('"')
+}

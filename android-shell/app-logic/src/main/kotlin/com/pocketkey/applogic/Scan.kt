@@ -1,0 +1,79 @@
+package com.pocketkey.applogic
+
+import com.pocketkey.core.Advertiser
+import com.pocketkey.core.HybridSession
+import com.pocketkey.core.PairingCodeListener
+import com.pocketkey.core.PairingInfo
+import com.pocketkey.core.ScanException
+import com.pocketkey.core.ScanSource
+import com.pocketkey.core.ScannedCode
+import com.pocketkey.core.SecurityKey
+import com.pocketkey.core.classifyScan
+
+/** What a scanned code or an opened link led to. */
+sealed class ScanOutcome {
+    /** Paired with [pairing]; [pushNotRegistered]: computers whose relay did not take the push target yet. */
+    data class Paired(val pairing: PairingInfo, val pushNotRegistered: List<String>) : ScanOutcome()
+
+    /** A hybrid session with a nearby browser runs: show progress, `cancel()` on Cancel. */
+    data class HybridStarted(val session: HybridSession) : ScanOutcome()
+
+    /**
+     * An organisation's activation link: there is no organisation server to activate against
+     * yet, so nothing was done.
+     */
+    data class ActivationNotAvailable(val url: String) : ScanOutcome() {
+        val message: String get() = ACTIVATION_NOT_AVAILABLE
+    }
+
+    /** Not a code the app takes from there (another QR code, a pairing link): show [message]. */
+    data class Rejected(val message: String, val error: ScanException) : ScanOutcome()
+
+    /** The action failed (pairing refused, relay unreachable, expired hybrid code): show [message]. */
+    data class Failed(val message: String) : ScanOutcome()
+}
+
+const val ACTIVATION_NOT_AVAILABLE = "Organisation activation is not available yet in this version of PocketKey"
+
+/**
+ * Scan → action, for the camera and every link the app is opened with. Blocks (pairing waits
+ * for the computer's user to confirm, up to minutes): call it off the main thread.
+ */
+class Scanner(
+    private val key: SecurityKey,
+    private val settings: Settings,
+    private val advertiser: Advertiser,
+    private val pairings: Pairings,
+    private val push: Push,
+) {
+    /** [showCode] gets the six-digit confirmation code while a pairing runs. */
+    fun handle(text: String, source: ScanSource, showCode: PairingCodeListener): ScanOutcome {
+        val code = try {
+            classifyScan(text, source)
+        } catch (e: ScanException) {
+            return ScanOutcome.Rejected(e.userMessage(), e)
+        }
+        return when (code) {
+            is ScannedCode.Pairing -> pair(code.url, showCode)
+            is ScannedCode.Hybrid -> when (val r = attempt { key.startHybrid(code.url, advertiser, settings.tunnelUrl) }) {
+                is Outcome.Done -> ScanOutcome.HybridStarted(r.value)
+                is Outcome.Error -> ScanOutcome.Failed(r.message)
+            }
+            is ScannedCode.Activation -> ScanOutcome.ActivationNotAvailable(code.url)
+        }
+    }
+
+    private fun pair(url: String, showCode: PairingCodeListener): ScanOutcome {
+        val paired = attempt { key.pair(url, settings.phoneName, settings.allowInsecureRelay, showCode) }
+        if (paired is Outcome.Error) return ScanOutcome.Failed(paired.message)
+        val info = (paired as Outcome.Done).value
+        // The new computer's relay must learn where to wake this phone, and a running
+        // listener must serve the new pairing too.
+        val unregistered = when (val r = push.register()) {
+            is Outcome.Done -> r.value
+            is Outcome.Error -> listOf(info.computerName)
+        }
+        pairings.restartIfListening()
+        return ScanOutcome.Paired(info, unregistered)
+    }
+}

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# The Android app model (android-shell/app-logic) on the JVM, against the real engine through
+# the generated Kotlin bindings, with real processes: pocketkey-relay, pocketkey-bridge and a
+# python-fido2 client (tests/kotlin/app-logic/).
+#
+#   tests/kotlin/run-app-logic.sh            build what is stale, compile, run every case
+#   tests/kotlin/run-app-logic.sh push scan  only the cases whose names contain one of the words
+#
+# Same toolchain and bindings as tests/kotlin/run.sh; needs python3 with fido2
+# (tests/python/requirements.txt). Prints one line per case and "kotlin: N passed, M failed";
+# exits non-zero on any failure. Output in <target>/kotlin-app-logic/.
+#
+# Environment: PK_NO_INSTALL=1 (toolchain), PK_KOTLIN_TEST_TIMEOUT (seconds, default 900).
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+cd "$ROOT"
+say() { printf '[kotlin app-logic] %s\n' "$*" >&2; }
+T0=$(date +%s)
+
+. "$ROOT/tests/kotlin/toolchain.sh"
+python3 -c 'import fido2' 2>/dev/null \
+    || { say "ERROR: python3 cannot import fido2: pip install -r tests/python/requirements.txt"; exit 1; }
+
+TARGET_DIR=$(cargo metadata --no-deps --format-version 1 2>/dev/null \
+    | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+TARGET_DIR=${TARGET_DIR:-${CARGO_TARGET_DIR:-$ROOT/target}}
+LIB_DIR=$TARGET_DIR/debug
+GEN=$TARGET_DIR/bindings/kotlin
+GEN_KT=$GEN/com/pocketkey/core/pocketkey_ffi.kt
+OUT=$TARGET_DIR/kotlin-app-logic
+mkdir -p "$OUT"
+
+# --- engine, binaries, bindings -------------------------------------------------------------
+# Two builds, as scripts/build-bindings.sh and tests/python build them: one cargo call for all
+# three would unify their features and relink the library every run, making the bindings stale.
+say "cargo build -p pocketkey-relay -p pocketkey-bridge; cargo build -p pocketkey-ffi"
+cargo build -q -p pocketkey-relay -p pocketkey-bridge >&2
+cargo build -q -p pocketkey-ffi >&2
+if [ ! -f "$GEN_KT" ] || [ "$LIB_DIR/libpocketkey_ffi.so" -nt "$GEN_KT" ] || [ "$ROOT/uniffi.toml" -nt "$GEN_KT" ]; then
+    say "generated Kotlin missing or stale: scripts/build-bindings.sh"
+    "$ROOT/scripts/build-bindings.sh" >/dev/null
+fi
+[ -f "$GEN_KT" ] || { say "ERROR: $GEN_KT missing after build-bindings.sh"; exit 1; }
+
+# --- compile: bindings + app-logic + the shared harness + these tests ----------------------
+mapfile -t SOURCES < <( { find "$GEN/com/pocketkey/core" "$ROOT/android-shell/app-logic/src/main/kotlin" \
+                            "$HERE/app-logic" -name '*.kt'
+                          printf '%s\n' "$HERE/bindings/Harness.kt" "$HERE/bindings/Cbor.kt" "$HERE/bindings/Ctap.kt"
+                        } | LC_ALL=C sort)
+JAR=$OUT/app-logic-test.jar
+STAMP=$( { "$KOTLINC" -version 2>&1 | head -n1; printf '%s\n' "$JNA_JAR" "$KOTLIN_COROUTINES_JAR"
+           for f in "${SOURCES[@]}"; do printf '%s\n' "$f"; sha256sum <"$f"; done; } | sha256sum | cut -d' ' -f1)
+if [ -f "$JAR" ] && [ "$(cat "$JAR.stamp" 2>/dev/null)" = "$STAMP" ]; then
+    say "sources unchanged: reusing $JAR"
+else
+    say "kotlinc: ${#SOURCES[@]} files"
+    t=$(date +%s)
+    rm -f "$JAR.stamp"
+    # -nowarn: the generated bindings alone produce dozens of warnings.
+    "$KOTLINC" -nowarn -cp "$JNA_JAR:$KOTLIN_COROUTINES_JAR" -d "$JAR.tmp.$$.jar" "${SOURCES[@]}"
+    mv -f "$JAR.tmp.$$.jar" "$JAR"
+    printf '%s\n' "$STAMP" >"$JAR.stamp"
+    say "compiled in $(( $(date +%s) - t ))s"
+fi
+
+# --- run ----------------------------------------------------------------------------------
+say "java com.pocketkey.tests.applogic.AppLogicTestKt $*"
+set +e
+PK_BIN_DIR=$LIB_DIR PK_REPO=$ROOT POCKETKEY_RELAY_STATE=:memory: \
+timeout "${PK_KOTLIN_TEST_TIMEOUT:-900}" java \
+    -Djna.library.path="$LIB_DIR" \
+    -cp "$JAR:$JNA_JAR:$KOTLIN_COROUTINES_JAR:$KOTLIN_STDLIB_JAR" \
+    com.pocketkey.tests.applogic.AppLogicTestKt "$@"
+rc=$?
+set -e
+[ $rc -eq 124 ] && echo "kotlin: 0 passed, 1 failed (timed out after ${PK_KOTLIN_TEST_TIMEOUT:-900}s)"
+say "done in $(( $(date +%s) - T0 ))s (exit $rc)"
+exit $rc
