@@ -325,7 +325,10 @@ run_unless PK_SKIP_KOTLIN "kotlin android app-logic test" "$ROOT/tests/kotlin/ru
 if [ -z "${PK_SKIP_SWIFT:-}" ] && reason=$(skip_reason PK_IOS_SKIP_BINDINGS); then
     skip_step "swift test: fresh bindings" "$reason"
 fi
-run_unless PK_SKIP_SWIFT "swift test ios-shell/PocketKeyKit" "$ROOT/ios-shell/scripts/test-linux.sh"
+# PYTHON: the interpreter holding tests/python/requirements.txt (the end-to-end test copies
+# its python-fido2 into the Swift chroot).
+run_unless PK_SKIP_SWIFT "swift test ios-shell/PocketKeyKit" \
+    env PYTHON="$PY" "$ROOT/ios-shell/scripts/test-linux.sh"
 run_unless PK_SKIP_CARGO_TEST "cargo test --workspace" cargo_tests
 run_unless PK_SKIP_UHID_VM "uhid in a VM (real kernel, libfido2 tools)" uhid_vm_test
 run_unless PK_SKIP_BROWSER_VM "a browser in a VM (headless Chromium, uhid key)" browser_vm_test

@@ -1,145 +1,108 @@
+import Combine
 import Foundation
 import LocalAuthentication
 import PocketKeyKit
 
-/// The app's state: one SecurityKey per process, its ApprovalCenter, what the screens show.
+/// The SwiftUI side of `PocketKeyModel` (PocketKeyKit, where the logic and its tests live):
+/// mirrors its state into `@Published` for the views, and forwards the views' actions.
 @MainActor
 final class AppModel: ObservableObject {
     static let shared = AppModel()
 
-    @Published private(set) var prompts: [ApprovalPrompt] = []
-    @Published private(set) var info: KeyInfo?
-    @Published private(set) var sites: [Site] = []
-    /// A sentence to show in an alert (errors use their `userMessage()`).
-    @Published var message: String?
-
-    let center = ApprovalCenter()
-    private(set) var key: SecurityKey?
-    /// Transports (the pairing bridge, hybrid) send their CTAP bytes through this runner.
-    private(set) var runner: RequestRunner?
+    @Published private(set) var state = AppState()
+    /// An error from a settings-screen call, for an alert (the model's own notices are in
+    /// `state.notice`).
+    @Published var error: String?
+    let model: PocketKeyModel
     private var started = false
 
-    /// Opens the key in Application Support (created on first launch) and follows its prompts.
+    private init() {
+        let support = FileManager.default.urls(for: .applicationSupportDirectory, in: .userDomainMask)[0]
+        let keychain = KeychainKeyProvider()
+        model = PocketKeyModel(configuration: .init(
+            dataDirectory: support.appendingPathComponent("pocketkey", isDirectory: true),
+            settingsFile: support.appendingPathComponent("settings.json"),
+            keyProvider: keychain,
+            verifier: LocalAuthenticationVerifier(),
+            advertiser: nil,  // iOS apps cannot advertise hybrid service data
+            discardMasterKey: { try keychain.deleteMasterKey() }))
+    }
+
+    /// Opens the key once per process and follows the model's state.
     func start() async {
         guard !started else { return }
         started = true
-        do {
-            let dir = try FileManager.default
-                .url(for: .applicationSupportDirectory, in: .userDomainMask, appropriateFor: nil, create: true)
-                .appendingPathComponent("pocketkey", isDirectory: true)
-            // `open` does file I/O and asks the Keychain: keep it off the main thread.
-            let center = self.center
-            let key = try await Task.detached(priority: .userInitiated) {
-                try SecurityKey.open(dataDir: dir.path, keyProvider: KeychainKeyProvider(), listener: center)
-            }.value
-            center.attach(key)
-            self.key = key
-            self.runner = RequestRunner(key: key)
-            refresh()
-        } catch {
-            message = error.pocketKeyUserMessage
-            return
-        }
-        for await event in center.events() {
-            switch event {
-            case let .requested(prompt):
-                prompts.append(prompt)
-                ApprovalNotifications.shared.show(prompt)
-            case let .closed(id, _):
-                prompts.removeAll { $0.id == id }
-                ApprovalNotifications.shared.remove(id: id)
-                refresh()
+        Task { [weak self, model] in
+            var shown = Set<UInt64>()
+            for await state in model.states() {
+                guard let self else { return }
+                self.state = state
+                // One notification per prompt, removed when the prompt closes.
+                let open = Set(state.prompts.map(\.id))
+                for prompt in state.prompts where !shown.contains(prompt.id) {
+                    ApprovalNotifications.shared.show(prompt)
+                }
+                for id in shown.subtracting(open) {
+                    ApprovalNotifications.shared.remove(id: id)
+                }
+                shown = open
             }
         }
+        await model.start()
     }
 
-    func refresh() {
-        guard let key else { return }
-        do {
-            info = try key.info()
-            sites = try key.passkeys()
-        } catch {
-            message = error.pocketKeyUserMessage
+    func scan(_ text: String, source: ScanSource) {
+        Task { await model.handleScan(text, source: source) }
+    }
+
+    func respond(to id: UInt64, with decision: ApprovalDecision) {
+        Task { await model.respond(to: id, with: decision) }
+    }
+
+    /// Foreground: keep a connection to the paired computers; background: pushes wake us.
+    func sceneBecame(active: Bool) {
+        if active && state.settings.listenInForeground {
+            model.startListening()
+        } else if !active {
+            Task { await model.stopListening() }
         }
     }
 
-    /// Answers a prompt by id (from the in-app sheet or a notification action). Approving a
-    /// prompt that needs verification runs Face ID / Touch ID / the passcode first.
-    func answer(id: UInt64, approve: Bool, account: UInt32? = nil) async {
-        let prompt = center.pending.first { $0.id == id }
-        var answer: ApprovalAnswer = .deny
-        if approve {
-            if prompt?.verificationRequired ?? true {
-                answer = await Self.verifyUser(reason: Self.reason(for: prompt), account: account)
-            } else {
-                answer = .approvePresent(account: account)
-            }
-        }
-        do {
-            try center.answer(id, with: answer)
-        } catch {
-            // Typically UnknownApproval: it timed out, was cancelled, or belongs to an earlier
-            // run of the app (prompts do not survive a relaunch).
-            message = error.pocketKeyUserMessage
+    /// Runs a throwing model call and shows its error.
+    func perform(_ body: @escaping (PocketKeyModel) async throws -> Void) {
+        Task {
+            do { try await body(model) } catch { self.error = error.pocketKeyUserMessage }
         }
     }
 
-    /// The camera's and the deep links' single entry point. `source`: `.camera` for the scan
-    /// screen, `.link` for URLs the app is opened with (a pairing code pairs only from the camera).
-    func handleScan(_ text: String, source: ScanSource) {
-        do {
-            switch try classifyScan(text: text, source: source) {
-            case .hybrid:
-                // Hybrid (caBLE v2) needs a BLE advert with service data, which iOS does not let
-                // apps send (docs/architecture.md §1: the Advertiser is Android-only). Recognised, not run.
-                message = "Signing in to a nearby browser is not available on iPhone yet"
-            case .pairing:
-                message = "Pairing with a computer is not available yet"
-            case let .activation(_, token):
-                message = "Activation link received (\(token.count) characters)"
-            }
-        } catch {
-            message = error.pocketKeyUserMessage
-        }
+    func dismissNotice() { model.dismissNotice() }
+}
+
+/// Face ID / Touch ID, or the device passcode: user verification in the WebAuthn sense.
+/// A phone with none of them set up is `.notAvailable`, never a failed verification.
+struct LocalAuthenticationVerifier: UserVerifier {
+    func isAvailable() -> Bool {
+        var error: NSError?
+        return LAContext().canEvaluatePolicy(.deviceOwnerAuthentication, error: &error)
     }
 
-    func delete(_ passkey: Passkey) {
-        guard let key else { return }
-        do {
-            _ = try key.deletePasskey(credentialId: passkey.credentialId)
-        } catch {
-            message = error.pocketKeyUserMessage
-        }
-        refresh()
-    }
-
-    private static func reason(for prompt: ApprovalPrompt?) -> String {
-        guard let prompt else { return "Approve the request" }
-        let site = prompt.rpId ?? "your computer"
-        switch prompt.operation {
-        case .register, .u2fRegister: return "Create a passkey for \(site)"
-        case .signIn, .u2fSignIn: return "Sign in to \(site)"
-        case .reset: return "Erase the security key"
-        case .verifyUser, .select: return "Confirm it is you (\(prompt.requester))"
-        }
-    }
-
-    /// Face ID / Touch ID, or the device passcode: user verification in the WebAuthn sense.
-    private static func verifyUser(reason: String, account: UInt32?) async -> ApprovalAnswer {
+    func verify(reason: String) async -> VerificationResult {
         let context = LAContext()
         var error: NSError?
         guard context.canEvaluatePolicy(.deviceOwnerAuthentication, error: &error) else {
-            return .verificationFailed
+            return .notAvailable
         }
         do {
-            let ok = try await context.evaluatePolicy(.deviceOwnerAuthentication, localizedReason: reason)
-            return ok ? .approveVerified(account: account) : .verificationFailed
-        } catch let error as LAError where error.code == .userCancel || error.code == .appCancel
-            || error.code == .systemCancel
-        {
-            return .deny
+            return try await context.evaluatePolicy(.deviceOwnerAuthentication, localizedReason: reason)
+                ? .verified : .failed
+        } catch let error as LAError {
+            switch error.code {
+            case .userCancel, .appCancel, .systemCancel, .userFallback: return .cancelled
+            case .passcodeNotSet, .biometryNotEnrolled, .biometryNotAvailable: return .notAvailable
+            default: return .failed
+            }
         } catch {
-            return .verificationFailed
+            return .failed
         }
     }
 }

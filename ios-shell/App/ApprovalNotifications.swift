@@ -2,63 +2,57 @@ import Foundation
 import PocketKeyKit
 import UserNotifications
 
-/// Local notifications for approval prompts, with Approve and Deny actions that answer the
-/// prompt by id (the id travels in the notification's userInfo).
+/// Local notifications for approval prompts, with Approve and Deny actions. What they say and
+/// carry is `ApprovalNotification` (PocketKeyKit); the actions go to
+/// `PocketKeyModel.handleNotificationAction`.
 final class ApprovalNotifications: NSObject, UNUserNotificationCenterDelegate {
     static let shared = ApprovalNotifications()
 
-    /// Prompts that need Face ID: Approve opens the app (LocalAuthentication needs it).
-    static let verifyCategory = "POCKETKEY_APPROVAL_VERIFY"
-    /// Prompts where presence is enough: Approve works from the lock screen once unlocked.
-    static let presenceCategory = "POCKETKEY_APPROVAL_PRESENCE"
-    static let approveAction = "POCKETKEY_APPROVE"
-    static let denyAction = "POCKETKEY_DENY"
-    private static let idKey = "approvalId"
+    private var model: PocketKeyModel?
 
-    private weak var model: AppModel?
-
-    func register(answering model: AppModel) {
+    /// Before the app finishes launching: tapping an action may be what launches it.
+    func register(answering model: PocketKeyModel) {
         self.model = model
         let center = UNUserNotificationCenter.current()
-        let deny = UNNotificationAction(identifier: Self.denyAction, title: "Deny", options: [.destructive])
+        let deny = UNNotificationAction(
+            identifier: ApprovalNotification.denyAction, title: "Deny", options: [.destructive])
+        // Verification needs LocalAuthentication, which needs the app in the foreground.
         let approveVerified = UNNotificationAction(
-            identifier: Self.approveAction, title: "Approve", options: [.authenticationRequired, .foreground])
+            identifier: ApprovalNotification.approveAction, title: "Approve",
+            options: [.authenticationRequired, .foreground])
         let approvePresent = UNNotificationAction(
-            identifier: Self.approveAction, title: "Approve", options: [.authenticationRequired])
+            identifier: ApprovalNotification.approveAction, title: "Approve", options: [.authenticationRequired])
         center.setNotificationCategories([
-            UNNotificationCategory(identifier: Self.verifyCategory, actions: [approveVerified, deny],
-                                   intentIdentifiers: [], options: []),
-            UNNotificationCategory(identifier: Self.presenceCategory, actions: [approvePresent, deny],
-                                   intentIdentifiers: [], options: []),
+            UNNotificationCategory(identifier: ApprovalNotification.verifyCategory,
+                                   actions: [approveVerified, deny], intentIdentifiers: [], options: []),
+            UNNotificationCategory(identifier: ApprovalNotification.presenceCategory,
+                                   actions: [approvePresent, deny], intentIdentifiers: [], options: []),
         ])
         center.delegate = self
-        center.requestAuthorization(options: [.alert, .sound, .badge]) { _, _ in }
+        center.requestAuthorization(options: [.alert, .sound, .badge, .timeSensitive]) { _, _ in }
     }
 
     func show(_ prompt: ApprovalPrompt) {
+        let n = ApprovalNotification(prompt: prompt)
         let content = UNMutableNotificationContent()
-        let site = prompt.rpId ?? "a website"
-        switch prompt.operation {
-        case .register, .u2fRegister: content.title = "Create a passkey for \(site)?"
-        case .signIn, .u2fSignIn: content.title = "Sign in to \(site)?"
-        case .reset: content.title = "Erase this security key?"
-        case .verifyUser, .select: content.title = "Use this security key?"
-        }
-        let who = prompt.userDisplayName ?? prompt.userName
-        content.body = [who, "Requested by \(prompt.requester)"].compactMap { $0 }.joined(separator: " · ")
-        content.categoryIdentifier = prompt.verificationRequired ? Self.verifyCategory : Self.presenceCategory
-        content.userInfo = [Self.idKey: String(prompt.id)]
-        let request = UNNotificationRequest(identifier: Self.identifier(prompt.id), content: content, trigger: nil)
-        UNUserNotificationCenter.current().add(request)
+        content.title = n.title
+        content.body = n.body
+        content.categoryIdentifier = n.category
+        content.userInfo = n.userInfo
+        content.sound = .default
+        // Breaks through Focus: the computer waits for the answer (needs the Time Sensitive
+        // Notifications capability).
+        content.interruptionLevel = .timeSensitive
+        UNUserNotificationCenter.current().add(
+            UNNotificationRequest(identifier: n.identifier, content: content, trigger: nil))
     }
 
     func remove(id: UInt64) {
+        let identifier = ApprovalNotification.identifier(for: id)
         let center = UNUserNotificationCenter.current()
-        center.removePendingNotificationRequests(withIdentifiers: [Self.identifier(id)])
-        center.removeDeliveredNotifications(withIdentifiers: [Self.identifier(id)])
+        center.removePendingNotificationRequests(withIdentifiers: [identifier])
+        center.removeDeliveredNotifications(withIdentifiers: [identifier])
     }
-
-    private static func identifier(_ id: UInt64) -> String { "approval-\(id)" }
 
     // MARK: UNUserNotificationCenterDelegate
 
@@ -73,22 +67,11 @@ final class ApprovalNotifications: NSObject, UNUserNotificationCenterDelegate {
         _ center: UNUserNotificationCenter, didReceive response: UNNotificationResponse,
         withCompletionHandler completionHandler: @escaping () -> Void
     ) {
-        let info = response.notification.request.content.userInfo
-        guard let text = info[Self.idKey] as? String, let id = UInt64(text) else {
-            completionHandler()
-            return
-        }
-        let approve: Bool
-        switch response.actionIdentifier {
-        case Self.approveAction: approve = true
-        case Self.denyAction: approve = false
-        default:
-            // The notification itself was tapped: the app opens and shows the prompt in its sheet.
-            completionHandler()
-            return
-        }
-        Task { @MainActor in
-            await self.model?.answer(id: id, approve: approve)
+        let userInfo = response.notification.request.content.userInfo
+        let action = response.actionIdentifier
+        guard let model else { return completionHandler() }
+        Task {
+            _ = await model.handleNotificationAction(action, userInfo: userInfo)
             completionHandler()
         }
     }

@@ -9,9 +9,13 @@
 # Steps: 1. the chroot (built once, ~2-3 min, cached in /var/cache/pocketkey/swift-trixie);
 #        2. libssl-dev inside it (the tests verify ES256 signatures with OpenSSL's libcrypto:
 #           CryptoKit does not exist on Linux and swift-crypto cannot be fetched offline);
+#        2b. python3 + python3-cryptography inside it (the end-to-end tests' browser and webhook);
 #        3. prepare-linux.sh (cargo build + uniffi-bindgen on the host, copies into the package);
+#        3b. cargo build of pocketkey-relay and pocketkey-bridge, python-fido2 copied from the
+#           host (EndToEndTests.swift runs them; PK_IOS_E2E_* tell it where they are);
 #        4. swift test --scratch-path TARGET/ios-shell/build, linking and rpath-ing the .so.
-# Environment: PK_NO_INSTALL=1 fails instead of installing; PK_IOS_SKIP_BINDINGS=1 reuses
+# Environment: PYTHON names the host interpreter holding tests/python/requirements.txt
+# (default python3); PK_NO_INSTALL=1 fails instead of installing; PK_IOS_SKIP_BINDINGS=1 reuses
 # the generated bindings (see prepare-linux.sh); PK_IOS_TEST_TIMEOUT (seconds, default 1800).
 # Log of the last run: TARGET/ios-shell/swift-test.log. Exit status: swift test's.
 set -euo pipefail
@@ -47,9 +51,45 @@ if [ ! -f "$SWIFT_CHROOT/usr/include/openssl/evp.h" ]; then
         apt-get clean' >&2 || die "apt-get install libssl-dev in the chroot failed"
 fi
 
+# 2b. Python with `cryptography` for the end-to-end tests' browser and push webhook
+# (EndToEndTests.swift runs them as subprocesses inside the chroot).
+if [ ! -x "$SWIFT_CHROOT/usr/bin/python3" ] || [ ! -d "$SWIFT_CHROOT/usr/lib/python3/dist-packages/cryptography" ]; then
+    [ "${PK_NO_INSTALL:-0}" = 1 ] && die "python3-cryptography is missing in $SWIFT_CHROOT (PK_NO_INSTALL=1)"
+    say "installing python3 and python3-cryptography in the Swift chroot"
+    "$SWIFT_RUN" -e DEBIAN_FRONTEND=noninteractive "$SHELL_DIR" sh -c '
+        pkgs="python3 python3-cryptography"
+        apt-get -q -y -o DPkg::Lock::Timeout=600 install $pkgs >/dev/null 2>&1 || {
+            apt-get -q -o DPkg::Lock::Timeout=600 update >/dev/null &&
+            apt-get -q -y -o DPkg::Lock::Timeout=600 install $pkgs >/dev/null
+        }
+        apt-get clean' >&2 || die "apt-get install python3 python3-cryptography in the chroot failed"
+fi
+
 # 3. Library + bindings on the host, copied into the package.
 eval "$("$HERE/prepare-linux.sh")"
 : "${POCKETKEY_FFI_LIB_DIR:?prepare-linux.sh did not report the library directory}"
+
+# 3b. The end-to-end tests' programs: the relay and the bridge (host-built, static but for
+# libc, so they run in the chroot), and python-fido2 as pinned in tests/python/requirements.txt
+# (Debian's python3-fido2 is 1.x, another API): its pure-Python package is copied from the
+# host's installation (scripts/test.sh installs it) to a directory the chroot sees.
+say "cargo build -p pocketkey-relay -p pocketkey-bridge"
+(cd "$ROOT" && cargo build -q -p pocketkey-relay -p pocketkey-bridge) >&2 \
+    || die "cargo build -p pocketkey-relay -p pocketkey-bridge failed"
+HOST_PY=${PYTHON:-python3}   # the interpreter with tests/python/requirements.txt installed
+FIDO2_SRC=$("$HOST_PY" -c 'import fido2, os; print(os.path.dirname(fido2.__file__))' 2>/dev/null) \
+    || die "python-fido2 is not installed on the host: pip install -r tests/python/requirements.txt"
+FIDO2_WANT=$(sed -n 's/^fido2==//p' "$ROOT/tests/python/requirements.txt")
+FIDO2_HAVE=$("$HOST_PY" -c 'from importlib.metadata import version; print(version("fido2"))')
+[ "$FIDO2_HAVE" = "$FIDO2_WANT" ] \
+    || die "the host has python-fido2 $FIDO2_HAVE, tests/python/requirements.txt pins $FIDO2_WANT"
+PYLIB=$(dirname "$POCKETKEY_FFI_LIB_DIR")/python
+rm -rf "$PYLIB"
+mkdir -p "$PYLIB"
+cp -R "$FIDO2_SRC" "$PYLIB/fido2"
+find "$PYLIB" -name __pycache__ -prune -exec rm -rf {} +
+CARGO_BIN_DIR=$(dirname "$(dirname "$POCKETKEY_FFI_LIB_DIR")")/debug
+export PK_IOS_E2E_BIN=$CARGO_BIN_DIR PK_IOS_E2E_PYTHONPATH=$PYLIB
 
 TARGET_DIR=$(dirname "$POCKETKEY_FFI_LIB_DIR")   # TARGET/ios-shell
 case "$TARGET_DIR/" in

@@ -1,0 +1,63 @@
+import Foundation
+import PocketKeyCore
+
+/// Everything the app's screens show, as one value. `PocketKeyModel` publishes a new one after
+/// every change (`PocketKeyModel.states()`); SwiftUI views read it through the app's
+/// `ObservableObject`, tests wait on it.
+public struct AppState: Equatable, Sendable {
+    /// Whether the security key could be opened, and if not, what the user can do.
+    public enum Phase: Equatable, Sendable {
+        /// `start()` has not finished opening the key yet.
+        case starting
+        /// The key is open: every screen works.
+        case ready
+        /// The keychain did not hand out the master key (for example before the first unlock
+        /// after a restart). Nothing is lost: `start()` again later.
+        case keyUnavailable(message: String)
+        /// The stored passkeys were sealed under another master key (the app's data was
+        /// restored onto another phone, whose keychain has a different key) or the keychain
+        /// holds a damaged key. They cannot be read on this phone: offer `resetStorage()`.
+        case needsReset(message: String)
+        /// Any other failure to open (disk full, damaged database): show the message.
+        case failed(message: String)
+    }
+
+    /// A pairing that is under way (`handleScan` of a computer's pairing code).
+    public enum PairingProgress: Equatable, Sendable {
+        /// Reaching the computer through its relay.
+        case connecting(computerHint: String?)
+        /// Show these six digits: the computer's user compares them and confirms there.
+        case confirm(code: String)
+    }
+
+    /// The last hybrid session started from a `FIDO:/` code.
+    public enum HybridStatus: Equatable, Sendable {
+        case running
+        case finished(requests: UInt32)
+        case failed(message: String)
+    }
+
+    public var phase: Phase = .starting
+    public var info: KeyInfo?
+    /// Passkeys by site.
+    public var sites: [Site] = []
+    /// Paired computers, newest first (suspended ones included, flagged).
+    public var pairings: [PairingInfo] = []
+    /// Approval prompts waiting for the user, oldest first.
+    public var prompts: [ApprovalPrompt] = []
+    public var pairing: PairingProgress?
+    public var hybrid: HybridStatus?
+    /// Whether the app keeps a connection to every paired computer (while in the foreground).
+    public var listening = false
+    /// Computers whose relay could not be told this phone's push address (registered again
+    /// with the next token or pairing).
+    public var pushNotRegistered: [String] = []
+    /// Computers whose wake-ups are ignored for now (too many asked nothing), with the Unix
+    /// time until when.
+    public var pausedComputers: [String: UInt64] = [:]
+    /// A sentence for an alert or banner; the app clears it with `dismissNotice()`.
+    public var notice: String?
+    public var settings = AppSettings()
+
+    public init() {}
+}

@@ -1,0 +1,143 @@
+#if os(Linux)
+import Foundation
+import PocketKeyKit
+import XCTest
+
+/// Where the end-to-end tests find the programs (set by scripts/test-linux.sh):
+/// PK_IOS_E2E_BIN          the directory holding pocketkey-relay and pocketkey-bridge
+/// PK_IOS_E2E_PYTHON       a python3 with `cryptography` (default /usr/bin/python3)
+/// PK_IOS_E2E_PYTHONPATH   where python-fido2 2.x is
+struct EndToEnd {
+    let relay: String
+    let bridge: String
+    let python: String
+    let scripts: URL
+    let environment: [String: String]
+
+    static func fromEnvironment(file: StaticString = #filePath) throws -> EndToEnd {
+        let env = ProcessInfo.processInfo.environment
+        guard let bin = env["PK_IOS_E2E_BIN"], let pythonPath = env["PK_IOS_E2E_PYTHONPATH"] else {
+            throw ChildFailed(description:
+                "PK_IOS_E2E_BIN and PK_IOS_E2E_PYTHONPATH are not set: run ios-shell/scripts/test-linux.sh")
+        }
+        // .../ios-shell/PocketKeyKit/Tests/PocketKeyKitTests/EndToEndTests.swift
+        let shell = URL(fileURLWithPath: "\(file)").deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().deletingLastPathComponent()
+        return EndToEnd(
+            relay: "\(bin)/pocketkey-relay", bridge: "\(bin)/pocketkey-bridge",
+            python: env["PK_IOS_E2E_PYTHON"] ?? "/usr/bin/python3",
+            scripts: shell.appendingPathComponent("scripts/e2e"),
+            environment: [
+                "PATH": "/usr/local/bin:/usr/bin:/bin", "PYTHONPATH": pythonPath, "PYTHONUNBUFFERED": "1",
+                "PYTHONDONTWRITEBYTECODE": "1", "RUST_BACKTRACE": "1",
+            ])
+    }
+}
+
+/// The app model against real processes on loopback: a `pocketkey-relay`, a
+/// `pocketkey-bridge` (the computer's virtual security key), python-fido2 as the browser, and
+/// a webhook standing in for APNs. The model pairs from a camera scan of the bridge's code,
+/// approvals arrive in its queue and are answered as the notification action answers them,
+/// and python-fido2's Fido2Server verifies what the key made.
+final class EndToEndTests: ModelTestCase {
+    private var children: [Child] = []
+
+    override func tearDown() {
+        for child in children.reversed() { child.stop() }
+        children = []
+        super.tearDown()
+    }
+
+    private func start(_ executable: String, _ arguments: [String], _ e2e: EndToEnd) throws -> Child {
+        let child = try Child(executable, arguments, environment: e2e.environment, logDirectory: freshDirectory())
+        children.append(child)
+        return child
+    }
+
+    private func browser(_ e2e: EndToEnd, udp: UInt16, user: String, signIn: Bool) throws -> Child {
+        try start(e2e.python, [
+            e2e.scripts.appendingPathComponent("webauthn_client.py").path, "--udp", "127.0.0.1:\(udp)",
+            "--rp", "ios.example.org", "--user", user,
+        ] + (signIn ? ["--sign-in"] : []), e2e)
+    }
+
+    func testPairFromTheCameraServeApprovalsThenWakeByPush() async throws {
+        let e2e = try EndToEnd.fromEnvironment()
+        let sink = try start(e2e.python, [e2e.scripts.appendingPathComponent("webhook_sink.py").path], e2e)
+        let wakeURL = "http://\(try await sink.line("listening on "))/wake"
+        let relay = try start(e2e.relay, ["--listen", "127.0.0.1:0", "--memory", "--webhook-allow", wakeURL], e2e)
+        let relayAddress = try await relay.line("listening on ")
+        let udp = try freeUDPPort()
+        let bridge = try start(e2e.bridge, [
+            "--key-file", "--udp", "127.0.0.1:\(udp)", "--relay", "ws://\(relayAddress)",
+            "--state-dir", try freshDirectory().path, "--name", "Test laptop", "--phone-timeout", "60",
+            "--print-url", "--auto-confirm",
+        ], e2e)
+        let pairingURL = try await bridge.line("pair: ")
+
+        let verifier = StubVerifier()
+        let model = try makeModel(verifier: verifier)
+        await model.start()
+        XCTAssertEqual(model.state.phase, .ready)
+
+        // The camera scans the bridge's code: the model pairs, showing the confirmation code.
+        let codes = Task { () -> [String] in
+            var shown: [String] = []
+            for await state in model.states() {
+                if case let .confirm(code)? = state.pairing, shown.last != code { shown.append(code) }
+                if !state.pairings.isEmpty { break }
+            }
+            return shown
+        }
+        let outcome = await model.handleScan(pairingURL, source: .camera)
+        guard case let .paired(info) = outcome else { return XCTFail("not paired: \(outcome)") }
+        XCTAssertEqual(info.computerName, "Test laptop")
+        let shown = await codes.value
+        XCTAssertEqual(shown.count, 1, "\(shown)")
+        XCTAssertTrue(shown.allSatisfy { $0.count == 6 && $0.allSatisfy(\.isNumber) }, "\(shown)")
+        XCTAssertNil(model.state.pairing)
+        XCTAssertEqual(model.state.pairings.map(\.computerName), ["Test laptop"])
+
+        // Listening (the app in the foreground): the browser registers and signs in.
+        model.startListening()
+        let first = try browser(e2e, udp: udp, user: "alice", signIn: true)
+        let answered = try await approveFromNotifications(model, count: 2)
+        // python-fido2 gets a UV token first (getPinUvAuthTokenUsingUvWithPermissions, CTAP 2.1
+        // §6.5.5.7), scoped to the site: that is what the user approves, with verification.
+        XCTAssertEqual(answered.map(\.operation), [.verifyUser, .verifyUser])
+        XCTAssertEqual(answered.map(\.requester), ["Test laptop", "Test laptop"])
+        XCTAssertEqual(answered.map(\.rpId), ["ios.example.org", "ios.example.org"])
+        XCTAssertTrue(answered.allSatisfy(\.verificationRequired))
+        let firstStatus = try await within(90, "the first browser's end") { await first.exitStatus() }
+        XCTAssertEqual(firstStatus, 0, first.stderr)
+        XCTAssertEqual(first.output, ["registered: alice uv=True", "signed in: alice"])
+        XCTAssertEqual(verifier.calls, 2)
+
+        // In the background: no connection; the relay pushes (the webhook standing in for
+        // APNs), the push handler serves the computer, the approval arrives as before.
+        await model.stopListening()
+        let notRegistered = await model.registerPush(.webhook(url: wakeURL))
+        XCTAssertEqual(notRegistered, [])
+        let second = try browser(e2e, udp: udp, user: "bob", signIn: false)
+        let push = try await sink.line("push: ")
+        let served = Task { await model.handlePush(payload: push) }
+        let woken = try await approveFromNotifications(model, count: 1)
+        XCTAssertEqual(woken.map(\.operation), [.verifyUser])
+        XCTAssertEqual(woken.first?.requester, "Test laptop")
+        let pushOutcome = try await within(90, "handlePush's return") { await served.value }
+        XCTAssertEqual(pushOutcome, .served(computerName: "Test laptop", request: true))
+        let secondStatus = try await within(90, "the second browser's end") { await second.exitStatus() }
+        XCTAssertEqual(secondStatus, 0, second.stderr)
+        XCTAssertEqual(second.output, ["registered: bob uv=True"])
+        try await waitFor(model, "both passkeys listed") { $0.info?.credentialCount == 2 }
+
+        // The pairing list: rename on this phone, then unpair (the bridge then shows a new code).
+        try await model.renamePairing(info.id, to: "Desk computer")
+        XCTAssertEqual(model.state.pairings.map(\.computerName), ["Desk computer"])
+        try await model.unpair(info.id)
+        XCTAssertEqual(model.state.pairings, [])
+        let nextCode = try await bridge.line("pair: ")
+        XCTAssertTrue(nextCode.hasPrefix("pocketkey://pair?"), nextCode)
+    }
+}
+#endif

@@ -1,0 +1,83 @@
+"""The browser in PocketKeyKit's end-to-end tests (EndToEndTests.swift): python-fido2 registers,
+and optionally signs in, through a pocketkey-bridge's virtual security key (its `--udp` CTAPHID
+transport, tests/python/pocketkey_udp.py), with user verification required, and checks every
+result with fido2.server.Fido2Server.
+
+Prints `registered: <user> uv=<bool>` and `signed in: <user>` once each step verified; exits
+non-zero with the reason on stderr otherwise."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests" / "python"))
+
+from fido2.ctap2 import Ctap2  # noqa: E402
+from fido2.server import Fido2Server  # noqa: E402
+from fido2.webauthn import (  # noqa: E402
+    PublicKeyCredentialRpEntity,
+    PublicKeyCredentialUserEntity,
+    ResidentKeyRequirement,
+    UserVerificationRequirement,
+)
+
+from pk_helpers import client  # noqa: E402
+from pocketkey_udp import open_udp_device  # noqa: E402
+
+
+def device_answering_get_info(addr: tuple[str, int], timeout: float):
+    """The bridge's device once getInfo works: right after pairing the bridge may still be
+    storing the phone (getInfo answers CTAP1_ERR_OTHER until then)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        dev = None
+        try:
+            dev = open_udp_device(addr)
+            Ctap2(dev)
+            return dev
+        except Exception:
+            if dev is not None:
+                dev.close()
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--udp", required=True, help="the bridge's HOST:PORT")
+    parser.add_argument("--rp", default="ios.example.org")
+    parser.add_argument("--user", required=True)
+    parser.add_argument("--sign-in", action="store_true", help="sign in after registering")
+    args = parser.parse_args()
+    host, port = args.udp.rsplit(":", 1)
+    dev = device_answering_get_info((host, int(port)), timeout=30)
+    origin = f"https://{args.rp}"
+    server = Fido2Server(PublicKeyCredentialRpEntity(id=args.rp, name="iOS test RP"), attestation="none")
+
+    options, state = server.register_begin(
+        PublicKeyCredentialUserEntity(id=os.urandom(16), name=args.user, display_name=args.user.title()),
+        resident_key_requirement=ResidentKeyRequirement.REQUIRED,
+        user_verification=UserVerificationRequirement.REQUIRED,
+    )
+    result = client(dev, origin).make_credential(options.public_key)
+    auth_data = server.register_complete(state, result)
+    print(f"registered: {args.user} uv={auth_data.is_user_verified()}", flush=True)
+
+    if args.sign_in:
+        options, state = server.authenticate_begin(
+            [auth_data.credential_data], user_verification=UserVerificationRequirement.REQUIRED
+        )
+        selection = client(dev, origin).get_assertion(options.public_key)
+        server.authenticate_complete(state, [auth_data.credential_data], selection.get_response(0))
+        print(f"signed in: {args.user}", flush=True)
+    dev.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
