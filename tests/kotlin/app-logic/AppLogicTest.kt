@@ -255,9 +255,9 @@ val cases = listOf(
             session.pairings.startListening()
             val user = closeLater(PhoneUser(m))
             browser(tmp, pc.udpPort, "app.example.org").use { browser ->
-                browser.readLine("registered ")
+                assertEq("carol uv=True", browser.readLine("registered: "), "registration verified, with UV")
                 checkPrompts(user, ApprovalOperation.REGISTER, "app.example.org", 1)
-                browser.readLine("signed-in")
+                browser.readLine("signed in: ")
                 checkPrompts(user, ApprovalOperation.SIGN_IN, "app.example.org", 2)
                 assertEq(0, browser.exitCode(), "python-fido2 client exit code")
             }
@@ -300,9 +300,9 @@ val cases = listOf(
                 try {
                     val user = closeLater(PhoneUser(m))
                     browser(tmp, pc.udpPort, "push.example.org").use { browser ->
-                        browser.readLine("registered ")
+                        assertEq("carol uv=True", browser.readLine("registered: "), "registration verified, with UV")
                         checkPrompts(user, ApprovalOperation.REGISTER, "push.example.org", 1)
-                        browser.readLine("signed-in")
+                        browser.readLine("signed in: ")
                         checkPrompts(user, ApprovalOperation.SIGN_IN, "push.example.org", 2)
                         assertEq(0, browser.exitCode(), "python-fido2 client exit code")
                     }

@@ -15,7 +15,7 @@ import java.util.concurrent.TimeUnit
 object Env {
     val binDir = File(System.getenv("PK_BIN_DIR") ?: error("PK_BIN_DIR not set (run tests/kotlin/run-app-logic.sh)"))
     val repo = File(System.getenv("PK_REPO") ?: error("PK_REPO not set"))
-    val client = File(repo, "tests/kotlin/app-logic/webauthn_client.py")
+    val client = File(repo, "tests/python/webauthn_client.py")
 }
 
 /** How long a test waits for something another process does before giving up. */
@@ -134,4 +134,8 @@ class Computer(private val dir: File, wakeUrl: String?) : AutoCloseable {
 
 /** python-fido2 registering and signing in through the bridge ([webauthn_client.py]). */
 fun browser(dir: File, port: Int, rpId: String): Proc =
-    Proc("browser", listOf("python3", Env.client.path, port.toString(), rpId), File(dir, "browser.log"))
+    Proc(
+        "browser",
+        listOf("python3", Env.client.path, "--udp", "127.0.0.1:$port", "--rp", rpId, "--user", "carol", "--sign-in"),
+        File(dir, "browser.log"),
+    )

@@ -12,6 +12,8 @@ struct EndToEnd {
     let bridge: String
     let python: String
     let scripts: URL
+    /// tests/python/webauthn_client.py, the python-fido2 browser the Android tests use too.
+    let webauthnClient: URL
     let environment: [String: String]
 
     static func fromEnvironment(file: StaticString = #filePath) throws -> EndToEnd {
@@ -27,6 +29,7 @@ struct EndToEnd {
             relay: "\(bin)/pocketkey-relay", bridge: "\(bin)/pocketkey-bridge",
             python: env["PK_IOS_E2E_PYTHON"] ?? "/usr/bin/python3",
             scripts: shell.appendingPathComponent("scripts/e2e"),
+            webauthnClient: shell.deletingLastPathComponent().appendingPathComponent("tests/python/webauthn_client.py"),
             environment: [
                 "PATH": "/usr/local/bin:/usr/bin:/bin", "PYTHONPATH": pythonPath, "PYTHONUNBUFFERED": "1",
                 "PYTHONDONTWRITEBYTECODE": "1", "RUST_BACKTRACE": "1",
@@ -56,7 +59,7 @@ final class EndToEndTests: ModelTestCase {
 
     private func browser(_ e2e: EndToEnd, udp: UInt16, user: String, signIn: Bool) throws -> Child {
         try start(e2e.python, [
-            e2e.scripts.appendingPathComponent("webauthn_client.py").path, "--udp", "127.0.0.1:\(udp)",
+            e2e.webauthnClient.path, "--udp", "127.0.0.1:\(udp)",
             "--rp", "ios.example.org", "--user", user,
         ] + (signIn ? ["--sign-in"] : []), e2e)
     }

@@ -1,7 +1,7 @@
-"""The browser in PocketKeyKit's end-to-end tests (EndToEndTests.swift): python-fido2 registers,
-and optionally signs in, through a pocketkey-bridge's virtual security key (its `--udp` CTAPHID
-transport, tests/python/pocketkey_udp.py), with user verification required, and checks every
-result with fido2.server.Fido2Server.
+"""The browser in the app models' end-to-end tests (iOS: EndToEndTests.swift; Android:
+tests/kotlin/app-logic): python-fido2 registers, and optionally signs in, through a
+pocketkey-bridge's virtual security key (its `--udp` CTAPHID transport, pocketkey_udp.py), with
+user verification required, and checks every result with fido2.server.Fido2Server.
 
 Prints `registered: <user> uv=<bool>` and `signed in: <user>` once each step verified; exits
 non-zero with the reason on stderr otherwise."""
@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests" / "python"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fido2.ctap2 import Ctap2  # noqa: E402
 from fido2.server import Fido2Server  # noqa: E402
@@ -50,14 +50,14 @@ def device_answering_get_info(addr: tuple[str, int], timeout: float):
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--udp", required=True, help="the bridge's HOST:PORT")
-    parser.add_argument("--rp", default="ios.example.org")
+    parser.add_argument("--rp", required=True, help="the RP id (origin https://RP)")
     parser.add_argument("--user", required=True)
     parser.add_argument("--sign-in", action="store_true", help="sign in after registering")
     args = parser.parse_args()
     host, port = args.udp.rsplit(":", 1)
     dev = device_answering_get_info((host, int(port)), timeout=30)
     origin = f"https://{args.rp}"
-    server = Fido2Server(PublicKeyCredentialRpEntity(id=args.rp, name="iOS test RP"), attestation="none")
+    server = Fido2Server(PublicKeyCredentialRpEntity(id=args.rp, name="App test RP"), attestation="none")
 
     options, state = server.register_begin(
         PublicKeyCredentialUserEntity(id=os.urandom(16), name=args.user, display_name=args.user.title()),
