@@ -32,6 +32,7 @@ use crate::pin::{KeyAgreementKey, PinUvAuthToken};
 use crate::store::{Store, StoreError};
 
 pub use get_assertion::PendingAssertions;
+pub use u2f::sw;
 
 /// CTAP2 command bytes (CTAP 2.1 §6).
 pub mod command {
