@@ -10,12 +10,9 @@ use std::time::Duration;
 
 use clap::Args;
 use pocketkey_core::approver::{Approver, AutoApprover};
-use pocketkey_core::authenticator::{Authenticator, Config};
-use pocketkey_core::store::Store;
 use pocketkey_ffi::runtime::{self, Advertiser, AdvertiserError, HybridOptions};
 
-use crate::{approver, attestation};
-use pocketkey_desktop::{keys, signals};
+use crate::approver;
 
 /// The line prefix of the printed advert.
 pub const ADVERT_PREFIX: &str = "advert: ";
@@ -77,8 +74,8 @@ pub fn run(args: HybridArgs) -> Result<(), String> {
     let qr = runtime::parse_qr(&args.qr).map_err(|e| e.describe())?;
     drop(qr);
 
-    let stop = signals::stop_flag()?;
-    let state_dir = keys::open_state_dir(args.state_dir, crate::APP)?;
+    let stop = crate::stop_flag()?;
+    let state_dir = crate::open_state_dir(args.state_dir)?;
     let master = crate::master_key(&state_dir, args.keyring)?;
     let approver: Box<dyn Approver> = if args.auto_approve {
         eprintln!("auto-approving every request (--auto-approve)");
@@ -87,20 +84,8 @@ pub fn run(args: HybridArgs) -> Result<(), String> {
         eprintln!("approve requests here (y = approve, p = presence only, n = deny)");
         Box::new(approver::TerminalApprover::new())
     };
-    let store_path = state_dir.join(keys::STORE_FILE_NAME);
-    let store = Store::open(&store_path, &master).map_err(|e| {
-        format!(
-            "cannot open the credential store {}: {e}",
-            store_path.display()
-        )
-    })?;
-    let config = Config {
-        attestation: attestation::load(&state_dir, &master)?,
-        transports: vec!["hybrid", "usb"],
-        ..Config::default()
-    };
-    let engine = Authenticator::new(store, &master, approver, config)
-        .map_err(|e| format!("cannot start the authenticator: {e}"))?;
+    let config = crate::key_config(&state_dir, &master)?;
+    let engine = crate::open_key(&state_dir, &master, approver, config)?;
     drop(master);
 
     let options = HybridOptions {

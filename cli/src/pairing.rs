@@ -27,9 +27,8 @@ use pocketkey_ffi::runtime::pairing_app::{
     delete_at_relay, finish_wake, retry_pending_revocations, revocation_guard, woken_pairing, Woken,
 };
 
-use crate::{approver, attestation, webhook};
-use pocketkey_desktop::engine::{self, SignallingApprover, WaitingForUser};
-use pocketkey_desktop::{keys, signals};
+use crate::{approver, webhook};
+use pocketkey_desktop::engine::{SignallingApprover, WaitingForUser};
 
 #[derive(Debug, Args)]
 pub struct CommonArgs {
@@ -125,7 +124,7 @@ impl PairingEngine for CliEngine {
 }
 
 fn open(common: &CommonArgs) -> Result<(PathBuf, MasterKey, PairingStore), String> {
-    let dir = keys::open_state_dir(common.state_dir.clone(), crate::APP)?;
+    let dir = crate::open_state_dir(common.state_dir.clone())?;
     let master = crate::master_key(&dir, common.keyring)?;
     let store = open_store(&dir, &master)?;
     Ok((dir, master, store))
@@ -144,13 +143,8 @@ fn open_engine(dir: &Path, master: &MasterKey, auto_approve: bool) -> Result<Cli
         Box::new(approver::TerminalApprover::new())
     };
     let approver = Box::new(SignallingApprover::new(inner, waiting.clone()));
-    let attestation = attestation::load(dir, master)?;
-    let engine = engine::open_engine(
-        &dir.join(keys::STORE_FILE_NAME),
-        master,
-        approver,
-        attestation,
-    )?;
+    let config = crate::key_config(dir, master)?;
+    let engine = crate::open_key(dir, master, approver, config)?;
     Ok(CliEngine {
         engine: Mutex::new(engine),
         waiting,
@@ -205,7 +199,7 @@ pub fn pair(args: PairArgs) -> Result<(), String> {
 }
 
 pub fn listen(args: ListenArgs) -> Result<(), String> {
-    let stop = signals::stop_flag()?;
+    let stop = crate::stop_flag()?;
     let (dir, master, store) = open(&args.common)?;
     let engine = open_engine(&dir, &master, args.auto_approve)?;
     drop(master);
