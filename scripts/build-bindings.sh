@@ -34,8 +34,8 @@ case "$(uname -s)" in
     *) LIB_FILE=libpocketkey_ffi.so ;;
 esac
 
-echo "==> cargo build -p pocketkey-ffi ${CARGO_PROFILE[*]:-} (library + uniffi-bindgen)" >&2
-cargo build -p pocketkey-ffi "${CARGO_PROFILE[@]}" >&2
+echo "==> cargo build -p pocketkey-ffi --features bindgen ${CARGO_PROFILE[*]:-} (library + uniffi-bindgen)" >&2
+cargo build -p pocketkey-ffi --features bindgen "${CARGO_PROFILE[@]}" >&2
 
 LIB="$TARGET_DIR/$PROFILE/$LIB_FILE"
 BINDGEN="$TARGET_DIR/$PROFILE/uniffi-bindgen"

@@ -131,8 +131,8 @@ case "$(uname -s)" in
     Darwin) HOST_LIB=libpocketkey_ffi.dylib ;;
     *) HOST_LIB=libpocketkey_ffi.so ;;
 esac
-say "cargo build -p pocketkey-ffi (host library + uniffi-bindgen, for the bindings)"
-cargo build -q -p pocketkey-ffi >&2
+say "cargo build -p pocketkey-ffi --features bindgen (host library + uniffi-bindgen, for the bindings)"
+cargo build -q -p pocketkey-ffi --features bindgen >&2
 LIB=$TARGET_DIR/debug/$HOST_LIB
 BINDGEN=$TARGET_DIR/debug/uniffi-bindgen
 OUT=$MODULE/src/main/uniffi

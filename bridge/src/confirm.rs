@@ -13,7 +13,7 @@ use std::sync::mpsc::{self, Receiver, TryRecvError};
 use std::sync::Arc;
 use std::thread;
 
-use pocketkey_ffi::runtime::pairing_ws::Wakeup;
+use pocketkey_net::mailbox::Wakeup;
 
 /// The user's answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

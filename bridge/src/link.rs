@@ -23,7 +23,7 @@ use pocketkey_core::pairing::{
     CtapKind, Event, Hello, PairingOffer, PairingRecord, PairingStore, PendingStatus, RequestId,
     Role, Session, SessionState, UrlPolicy,
 };
-use pocketkey_ffi::runtime::pairing_ws::{trace, MailboxConn, MailboxError, Wakeup};
+use pocketkey_net::mailbox::{trace, MailboxConn, MailboxError, Wakeup};
 use zeroize::Zeroizing;
 
 use crate::confirm::{Answer, Confirmer};

@@ -193,8 +193,8 @@ fn retry_revocations(store: &PairingStore) -> Result<(), String> {
         "telling the relay about {} earlier unpairing(s)…",
         pending.len()
     );
-    let told = pocketkey_ffi::runtime::pairing_app::retry_pending_revocations(store)
-        .map_err(|e| e.to_string())?;
+    let told =
+        pocketkey_net::revocation::retry_pending_revocations(store).map_err(|e| e.to_string())?;
     for name in &told {
         eprintln!("unpaired: {name} (the relay was told now)");
     }
@@ -306,7 +306,7 @@ fn manage(state_dir: &Path, key_file: bool, what: Manage) -> Result<(), String> 
                 .map_err(|e| e.to_string())?;
             // A listening phone is told in a session (it then deletes the pairing; told only
             // by the relay, it would suspend it).
-            if pocketkey_ffi::runtime::pairing::revoke_with_phone(record).is_ok() {
+            if pocketkey_net::pairing::revoke_with_phone(record).is_ok() {
                 store.forget(&record.id).map_err(|e| e.to_string())?;
                 println!("unpaired: {}", record.name);
             } else {

@@ -1,5 +1,5 @@
 //! At-most-once requests (docs/pairing-protocol.md §5.2): the bridge as a real process, the
-//! phone runtime of the bindings (in this process, the real engine with auto-approval), and
+//! phone side of `pocketkey-net` (in this process, the real engine with auto-approval), and
 //! a relay stand-in that loses the phone's frames or its socket. A request whose answer was
 //! lost reaches the phone again under the same request id and is answered without running
 //! the engine a second time.
@@ -22,7 +22,7 @@ use pocketkey_core::crypto::master_key::MasterKey;
 use pocketkey_core::pairing::relay::RelayFrame;
 use pocketkey_core::pairing::{CtapKind, PairingStore, Role, UrlPolicy};
 use pocketkey_core::store::Store;
-use pocketkey_ffi::runtime::pairing::{self as runtime, PairingEngine};
+use pocketkey_net::pairing::{self as runtime, PairingEngine};
 use pocketkey_testkit::MakeCredential;
 
 struct Bridge {

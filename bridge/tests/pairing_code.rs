@@ -22,7 +22,7 @@ use common::{phone, HidClient, Phone, StandInRelay};
 use pocketkey_core::authenticator::{Authenticator, RequestContext};
 use pocketkey_core::pairing::relay::RelayFrame;
 use pocketkey_core::pairing::{CtapKind, Role, UrlPolicy};
-use pocketkey_ffi::runtime::pairing::{self as runtime, PairingEngine};
+use pocketkey_net::pairing::{self as runtime, PairingEngine};
 use pocketkey_testkit::{GetAssertion, MakeCredential};
 
 /// Only a guard against a hung test, never an expectation about speed.

@@ -19,8 +19,8 @@ use common::{phone, HidClient, Phone, StandInRelay};
 use pocketkey_core::authenticator::Authenticator;
 use pocketkey_core::pairing::relay::RelayFrame;
 use pocketkey_core::pairing::{Event, Hello, Role, Session, UrlPolicy};
-use pocketkey_ffi::runtime::pairing::{self as runtime, PairingEngine};
-use pocketkey_ffi::runtime::pairing_ws::MailboxConn;
+use pocketkey_net::mailbox::MailboxConn;
+use pocketkey_net::pairing::{self as runtime, PairingEngine};
 use pocketkey_testkit::{GetAssertion, MakeCredential};
 
 struct Bridge {

@@ -1,5 +1,5 @@
 //! Revocation only by the peer (docs/pairing-protocol.md §3.4): the bridge as a real process,
-//! the phone runtime of the bindings in this process, and the relay stand-in. A relay that
+//! the phone side of `pocketkey-net` in this process, and the relay stand-in. A relay that
 //! says a live pairing's mailbox was deleted (close 4010, then 410) without anyone's DELETE
 //! only suspends the pairing on both sides — records and keys kept, resumable — while a
 //! `Revoke` the phone sends inside an established session deletes the bridge's record.
@@ -22,7 +22,7 @@ use pocketkey_core::authenticator::{Authenticator, Config};
 use pocketkey_core::crypto::master_key::MasterKey;
 use pocketkey_core::pairing::{PairingRecord, PairingStore, UrlPolicy};
 use pocketkey_core::store::Store;
-use pocketkey_ffi::runtime::pairing::{self as runtime, ServeEvent};
+use pocketkey_net::pairing::{self as runtime, ServeEvent};
 use pocketkey_testkit::MakeCredential;
 
 const BRIDGE: &str = env!("CARGO_BIN_EXE_pocketkey-bridge");

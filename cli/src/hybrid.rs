@@ -1,5 +1,5 @@
 //! `pocketkey hybrid`: the terminal as the phone of the FIDO hybrid transport ("use a phone or
-//! tablet"). It runs the apps' runtime (`pocketkey_ffi::runtime`) against the same store as
+//! tablet"). It runs the apps' hybrid runtime (`pocketkey_net::hybrid`) against the same store as
 //! `serve`; with no Bluetooth on a desktop, the advert is printed instead of sent.
 
 use std::io::Write;
@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use clap::Args;
 use pocketkey_core::approver::{Approver, AutoApprover};
-use pocketkey_ffi::runtime::{self, Advertiser, AdvertiserError, HybridOptions};
+use pocketkey_net::hybrid::{self, AdvertError, AdvertSender};
 
 use crate::approver;
 
@@ -49,13 +49,13 @@ pub struct HybridArgs {
 /// test or a BLE helper reads it); everything else goes to standard error.
 struct PrintedAdvert;
 
-impl Advertiser for PrintedAdvert {
-    fn start(&self, service_data: Vec<u8>) -> Result<(), AdvertiserError> {
+impl AdvertSender for PrintedAdvert {
+    fn start(&self, service_data: Vec<u8>) -> Result<(), AdvertError> {
         let hex: String = service_data.iter().map(|b| format!("{b:02x}")).collect();
         let mut out = std::io::stdout().lock();
         writeln!(out, "{ADVERT_PREFIX}{hex}")
             .and_then(|()| out.flush())
-            .map_err(|e| AdvertiserError::Failed {
+            .map_err(|e| AdvertError::Failed {
                 reason: format!("cannot write the advert to standard output: {e}"),
             })?;
         eprintln!(
@@ -71,7 +71,7 @@ impl Advertiser for PrintedAdvert {
 
 pub fn run(args: HybridArgs) -> Result<(), String> {
     // The code first: a damaged one ends here, before any file or network is touched.
-    let qr = runtime::parse_qr(&args.qr).map_err(|e| e.describe())?;
+    let qr = hybrid::parse_qr(&args.qr).map_err(|e| e.describe())?;
     drop(qr);
 
     let stop = crate::stop_flag()?;
@@ -88,12 +88,12 @@ pub fn run(args: HybridArgs) -> Result<(), String> {
     let engine = crate::open_key(&state_dir, &master, approver, config)?;
     drop(master);
 
-    let options = HybridOptions {
+    let options = hybrid::Options {
         tunnel_url: args.tunnel_url,
         browser_timeout_ms: args.browser_timeout.saturating_mul(1000),
-        ..HybridOptions::default()
+        ..hybrid::Options::default()
     };
-    let session = runtime::start(
+    let session = hybrid::start(
         &args.qr,
         Arc::new(Mutex::new(engine)),
         Arc::new(PrintedAdvert),

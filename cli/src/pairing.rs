@@ -1,6 +1,6 @@
 //! `pocketkey pair | listen | pairings | unpair`: the terminal as the phone of a paired computer
-//! (`docs/pairing-protocol.md`), on the phone runtime of the bindings
-//! (`pocketkey_ffi::runtime::pairing`) and the same engine and store as `serve`.
+//! (`docs/pairing-protocol.md`), on the phone side of `pocketkey-net`
+//! (`pocketkey_net::pairing`) and the same engine and store as `serve`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -22,10 +22,9 @@ use pocketkey_core::pairing::store::FILE_NAME;
 use pocketkey_core::pairing::{
     ConfirmationCode, CtapKind, MailboxId, PairingRecord, PairingStore, Role, UrlPolicy,
 };
-use pocketkey_ffi::runtime::pairing::{self as runtime, PairingEngine, ServeEvent};
-use pocketkey_ffi::runtime::pairing_app::{
-    delete_at_relay, finish_wake, retry_pending_revocations, revocation_guard, woken_pairing, Woken,
-};
+use pocketkey_net::pairing::{self as runtime, PairingEngine, ServeEvent};
+use pocketkey_net::revocation::{delete_at_relay, retry_pending_revocations, revocation_guard};
+use pocketkey_net::wake::{finish_wake, woken_pairing, Woken};
 
 use crate::{approver, webhook};
 use pocketkey_desktop::engine::{SignallingApprover, WaitingForUser};

@@ -6,8 +6,8 @@
 #
 # 1. toolchain: scripts/toolchains/kotlin.sh (kotlinc from npm kotlin-compiler, Debian JNA;
 #    installs what is missing unless PK_NO_INSTALL=1);
-# 2. bindings: `cargo build -p pocketkey-ffi`, then scripts/build-bindings.sh only if the
-#    generated Kotlin is missing or older than the library or uniffi.toml;
+# 2. bindings: `cargo build -p pocketkey-ffi --features bindgen`, then scripts/build-bindings.sh
+#    only if the generated Kotlin is missing or older than the library or uniffi.toml;
 # 3. one kotlinc run over the generated com/pocketkey/core/*.kt and the test sources, skipped
 #    when a jar built from exactly the same sources (sha-256 stamp) is already there;
 # 4. java -Djna.library.path=<target>/debug ... com.pocketkey.tests.BindingsTestKt.
@@ -36,8 +36,8 @@ OUT=$TARGET_DIR/kotlin-tests
 mkdir -p "$OUT"
 
 # --- bindings -----------------------------------------------------------------------------
-say "cargo build -p pocketkey-ffi"
-cargo build -q -p pocketkey-ffi >&2
+say "cargo build -p pocketkey-ffi --features bindgen"
+cargo build -q -p pocketkey-ffi --features bindgen >&2
 if [ ! -f "$GEN_KT" ] || [ "$LIB" -nt "$GEN_KT" ] || [ "$ROOT/uniffi.toml" -nt "$GEN_KT" ]; then
     say "generated Kotlin missing or stale: scripts/build-bindings.sh"
     "$ROOT/scripts/build-bindings.sh" >/dev/null

@@ -1,20 +1,19 @@
-//! The phone's tunnel to the caBLE tunnel server: the tunnel URL, the TLS roots (rustls on
-//! the `ring` provider with the Mozilla roots from `webpki-roots`, plus any roots the options
-//! add, for a self-hosted server behind a private CA), and the tunnel itself, a thin layer on
-//! the runtime's websocket client ([`super::ws`]) that speaks in [`HybridError`]s and reads
-//! the routing id from the server's upgrade response.
+//! The phone's tunnel to the caBLE tunnel server: the tunnel URL, the TLS configuration (the
+//! roots of [`crate::tls`] plus any the options add), and the tunnel itself, a thin layer on
+//! the websocket client ([`crate::ws`]) that speaks in [`Error`]s and reads the routing id
+//! from the server's upgrade response.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pocketkey_core::cancel::CancelToken;
-use rustls::pki_types::CertificateDer;
-use rustls::{ClientConfig, RootCertStore};
+use rustls::ClientConfig;
 use tungstenite::protocol::frame::coding::CloseCode;
 use url::Url;
 
-use super::error::{HybridError, HybridWait};
-use super::ws::{End, Open, OpenError, Wakeup, WsConn};
+use super::error::{Error, Wait};
+use crate::tls::{self, TlsError};
+use crate::ws::{End, Open, OpenError, Wakeup, WsConn};
 
 /// The websocket subprotocol of caBLE tunnels.
 pub const SUBPROTOCOL: &str = "fido.cable";
@@ -28,8 +27,8 @@ const CLOSE_WAIT: Duration = Duration::from_millis(500);
 
 /// The phone's tunnel URL: `<base>/cable/new/<TUNNEL ID hex>`, `base` being `wss://<domain>`
 /// or the override (`ws://` or `wss://`, optionally with a path prefix).
-pub(crate) fn new_tunnel_url(base: &str, tunnel_id: &[u8; 16]) -> Result<Url, HybridError> {
-    let invalid = |detail: String| HybridError::InvalidOptions { detail };
+pub(crate) fn new_tunnel_url(base: &str, tunnel_id: &[u8; 16]) -> Result<Url, Error> {
+    let invalid = |detail: String| Error::InvalidOptions { detail };
     let parsed = Url::parse(base).map_err(|e| invalid(format!("tunnel URL {base:?}: {e}")))?;
     if !matches!(parsed.scheme(), "ws" | "wss") {
         return Err(invalid(format!(
@@ -50,37 +49,15 @@ pub(crate) fn new_tunnel_url(base: &str, tunnel_id: &[u8; 16]) -> Result<Url, Hy
 }
 
 /// TLS settings: the webpki roots, plus `extra` DER certificates.
-pub(crate) fn tls_config(extra: &[Vec<u8>]) -> Result<Arc<ClientConfig>, HybridError> {
-    static DEFAULT: OnceLock<Arc<ClientConfig>> = OnceLock::new();
-    if extra.is_empty() {
-        if let Some(config) = DEFAULT.get() {
-            return Ok(config.clone());
-        }
-    }
-    let mut roots = RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    for der in extra {
-        roots
-            .add(CertificateDer::from(der.clone()))
-            .map_err(|e| HybridError::InvalidOptions {
-                detail: format!("a trusted certificate is not usable: {e}"),
-            })?;
-    }
-    // The provider is named rather than taken from the process default, which panics when a
-    // binary ends up with two providers compiled in.
-    let config =
-        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| HybridError::Internal {
-                detail: format!("TLS setup: {e}"),
-            })?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-    let config = Arc::new(config);
-    if extra.is_empty() {
-        let _ = DEFAULT.set(config.clone());
-    }
-    Ok(config)
+pub(crate) fn tls_config(extra: &[Vec<u8>]) -> Result<Arc<ClientConfig>, Error> {
+    tls::client_config(extra).map_err(|e| match e {
+        TlsError::BadCertificate(_) => Error::InvalidOptions {
+            detail: e.to_string(),
+        },
+        TlsError::Setup(_) => Error::Internal {
+            detail: e.to_string(),
+        },
+    })
 }
 
 /// What the tunnel gave.
@@ -97,8 +74,8 @@ pub(crate) struct Tunnel {
     conn: WsConn,
 }
 
-fn unreachable(detail: impl Into<String>) -> HybridError {
-    HybridError::TunnelUnreachable {
+fn unreachable(detail: impl Into<String>) -> Error {
+    Error::TunnelUnreachable {
         detail: detail.into(),
     }
 }
@@ -113,7 +90,7 @@ impl Tunnel {
         timeout: Duration,
         cancel: &CancelToken,
         wakeup: Arc<Wakeup>,
-    ) -> Result<(Self, [u8; 3]), HybridError> {
+    ) -> Result<(Self, [u8; 3]), Error> {
         let abort = || cancel.is_cancelled();
         let opened = WsConn::open(
             url,
@@ -131,20 +108,20 @@ impl Tunnel {
         );
         let (conn, response) = opened.map_err(|e| match e {
             OpenError::Unreachable(detail) => unreachable(detail),
-            OpenError::Refused(status) => HybridError::TunnelRefused { status },
-            OpenError::Protocol(detail) => HybridError::TunnelProtocol { detail },
-            OpenError::Invalid(detail) => HybridError::InvalidOptions {
+            OpenError::Refused(status) => Error::TunnelRefused { status },
+            OpenError::Protocol(detail) => Error::TunnelProtocol { detail },
+            OpenError::Invalid(detail) => Error::InvalidOptions {
                 detail: format!("tunnel URL: {detail}"),
             },
-            OpenError::TimedOut => HybridError::TimedOut {
-                waiting_for: HybridWait::TunnelServer,
+            OpenError::TimedOut => Error::TimedOut {
+                waiting_for: Wait::TunnelServer,
             },
-            OpenError::Aborted => HybridError::Cancelled,
+            OpenError::Aborted => Error::Cancelled,
         })?;
         let routing_id = response
             .headers()
             .get(ROUTING_ID_HEADER)
-            .ok_or_else(|| HybridError::TunnelProtocol {
+            .ok_or_else(|| Error::TunnelProtocol {
                 detail: format!("no {ROUTING_ID_HEADER} header in the server's answer"),
             })
             .and_then(|v| parse_routing_id(v.as_bytes()))?;
@@ -152,7 +129,7 @@ impl Tunnel {
     }
 
     /// The next message that arrived, without waiting; `None` if none yet.
-    pub(crate) fn try_next(&self) -> Result<Option<Incoming>, HybridError> {
+    pub(crate) fn try_next(&self) -> Result<Option<Incoming>, Error> {
         let end = match self.conn.try_next() {
             Ok(message) => return Ok(message.map(Incoming::Frame)),
             Err(end) => end,
@@ -170,22 +147,20 @@ impl Tunnel {
             End::Dropped => "the connection dropped without a close frame".into(),
             End::Lost(detail) => format!("connection lost: {detail}"),
             End::Text => {
-                return Err(HybridError::TunnelProtocol {
+                return Err(Error::TunnelProtocol {
                     detail: "a text message (the tunnel carries binary messages only)".into(),
                 })
             }
-            End::Protocol(detail) => return Err(HybridError::TunnelProtocol { detail }),
+            End::Protocol(detail) => return Err(Error::TunnelProtocol { detail }),
         };
         Ok(Some(Incoming::Closed(detail)))
     }
 
     /// Sends one binary message.
-    pub(crate) fn send(&self, frame: Vec<u8>) -> Result<(), HybridError> {
-        self.conn
-            .send(frame)
-            .map_err(|e| HybridError::TunnelClosed {
-                detail: format!("sending: {e}"),
-            })
+    pub(crate) fn send(&self, frame: Vec<u8>) -> Result<(), Error> {
+        self.conn.send(frame).map_err(|e| Error::TunnelClosed {
+            detail: format!("sending: {e}"),
+        })
     }
 
     /// Closes politely (best effort, bounded), then drops the connection.
@@ -195,8 +170,8 @@ impl Tunnel {
 }
 
 /// Six hex digits, either case.
-pub(crate) fn parse_routing_id(value: &[u8]) -> Result<[u8; 3], HybridError> {
-    let bad = || HybridError::TunnelProtocol {
+pub(crate) fn parse_routing_id(value: &[u8]) -> Result<[u8; 3], Error> {
+    let bad = || Error::TunnelProtocol {
         detail: format!(
             "{ROUTING_ID_HEADER} is {:?}, not 6 hex digits",
             String::from_utf8_lossy(&value[..value.len().min(32)])

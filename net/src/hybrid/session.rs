@@ -17,20 +17,20 @@ use rustls::ClientConfig;
 use tungstenite::protocol::frame::coding::CloseCode;
 use url::Url;
 
-use super::advertiser::{Advert, Advertiser};
+use super::advert::{Advert, AdvertSender};
 use super::engine::HybridEngine;
-use super::error::{HybridError, HybridWait};
+use super::error::{Error, Wait};
 use super::tunnel::{Incoming, Tunnel};
-use super::ws::Wakeup;
+use crate::ws::Wakeup;
 
 /// How a session that the browser ended went.
-#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
-pub struct HybridOutcome {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
     /// CTAP requests the browser sent (getInfo, makeCredential, getAssertion…).
     pub requests: u32,
 }
 
-type Finished = Result<HybridOutcome, HybridError>;
+type Finished = Result<Outcome, Error>;
 
 struct Shared {
     cancel: CancelToken,
@@ -43,14 +43,13 @@ struct Shared {
 /// A running hybrid session (one scanned QR code). It runs on its own thread from
 /// `start_hybrid` on; `wait` blocks until it ends, `cancel` ends it early. Dropping the handle
 /// does not stop the session (it ends by itself: shutdown, error or timeout).
-#[derive(uniffi::Object)]
-pub struct HybridSession {
+pub struct SessionHandle {
     shared: Arc<Shared>,
 }
 
-impl std::fmt::Debug for HybridSession {
+impl std::fmt::Debug for SessionHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HybridSession")
+        f.debug_struct("SessionHandle")
             .field("finished", &self.is_finished())
             .finish()
     }
@@ -60,11 +59,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-#[uniffi::export]
-impl HybridSession {
-    /// Blocks until the session ends: `HybridOutcome` after the browser's shutdown, the
-    /// `HybridError` otherwise. May be called again (and from several threads): same answer.
-    pub fn wait(&self) -> Result<HybridOutcome, HybridError> {
+impl SessionHandle {
+    /// Blocks until the session ends: `Outcome` after the browser's shutdown, the
+    /// `Error` otherwise. May be called again (and from several threads): same answer.
+    pub fn wait(&self) -> Result<Outcome, Error> {
         let mut result = lock(&self.shared.result);
         loop {
             if let Some(r) = result.as_ref() {
@@ -90,11 +88,9 @@ impl HybridSession {
     pub fn is_finished(&self) -> bool {
         lock(&self.shared.result).is_some()
     }
-}
 
-impl HybridSession {
-    /// [`HybridSession::wait`] for at most `timeout`; `None` if still running.
-    pub fn wait_timeout(&self, timeout: Duration) -> Option<Result<HybridOutcome, HybridError>> {
+    /// [`SessionHandle::wait`] for at most `timeout`; `None` if still running.
+    pub fn wait_timeout(&self, timeout: Duration) -> Option<Result<Outcome, Error>> {
         let deadline = Instant::now() + timeout;
         let mut result = lock(&self.shared.result);
         loop {
@@ -122,14 +118,14 @@ pub(crate) struct Job {
     pub(crate) domain_id: u16,
     pub(crate) tls: Arc<ClientConfig>,
     pub(crate) engine: Arc<dyn HybridEngine>,
-    pub(crate) advertiser: Arc<dyn Advertiser>,
+    pub(crate) advertiser: Arc<dyn AdvertSender>,
     pub(crate) connect_timeout: Duration,
     pub(crate) browser_timeout: Duration,
     pub(crate) message_timeout: Duration,
 }
 
 /// Spawns the session thread.
-pub(crate) fn spawn(job: Job) -> Result<HybridSession, HybridError> {
+pub(crate) fn spawn(job: Job) -> Result<SessionHandle, Error> {
     let shared = Arc::new(Shared {
         cancel: CancelToken::new(),
         wakeup: Wakeup::new(),
@@ -144,21 +140,21 @@ pub(crate) fn spawn(job: Job) -> Result<HybridSession, HybridError> {
             let wakeup = thread_shared.wakeup.clone();
             let result = catch_unwind(AssertUnwindSafe(|| run(job, &cancel, wakeup)))
                 .unwrap_or_else(|_| {
-                    Err(HybridError::Internal {
+                    Err(Error::Internal {
                         detail: "the hybrid session panicked".into(),
                     })
                 });
             *lock(&thread_shared.result) = Some(result);
             thread_shared.done.notify_all();
         })
-        .map_err(|e| HybridError::Internal {
+        .map_err(|e| Error::Internal {
             detail: format!("cannot start the session thread: {e}"),
         })?;
-    Ok(HybridSession { shared })
+    Ok(SessionHandle { shared })
 }
 
 /// The engine's getInfo (CBOR, without the status byte) for the post-handshake message.
-fn get_info(engine: &dyn HybridEngine) -> Result<Vec<u8>, HybridError> {
+fn get_info(engine: &dyn HybridEngine) -> Result<Vec<u8>, Error> {
     let cx = RequestContext {
         requester: hybrid::session::requester(),
         ..RequestContext::default()
@@ -166,7 +162,7 @@ fn get_info(engine: &dyn HybridEngine) -> Result<Vec<u8>, HybridError> {
     let response = engine.process_ctap(&[0x04], &cx);
     match response.split_first() {
         Some((0x00, cbor)) if !cbor.is_empty() => Ok(cbor.to_vec()),
-        _ => Err(HybridError::Internal {
+        _ => Err(Error::Internal {
             detail: format!(
                 "getInfo failed with status {:#04x}",
                 response.first().copied().unwrap_or(0xff)
@@ -178,7 +174,7 @@ fn get_info(engine: &dyn HybridEngine) -> Result<Vec<u8>, HybridError> {
 fn run(job: Job, cancel: &CancelToken, wakeup: Arc<Wakeup>) -> Finished {
     let get_info = get_info(job.engine.as_ref())?;
     if cancel.is_cancelled() {
-        return Err(HybridError::Cancelled);
+        return Err(Error::Cancelled);
     }
     let (tunnel, routing_id) = Tunnel::open(
         &job.url,
@@ -204,8 +200,8 @@ fn run(job: Job, cancel: &CancelToken, wakeup: Arc<Wakeup>) -> Finished {
         .run()
     });
     tunnel.close(match &result {
-        Ok(_) | Err(HybridError::Cancelled) => CloseCode::Normal,
-        Err(HybridError::TimedOut { .. }) => CloseCode::Away,
+        Ok(_) | Err(Error::Cancelled) => CloseCode::Normal,
+        Err(Error::TimedOut { .. }) => CloseCode::Away,
         Err(_) => CloseCode::Protocol,
     });
     result
@@ -237,13 +233,13 @@ struct Pump<'a> {
 
 impl Pump<'_> {
     fn run(mut self) -> Finished {
-        let mut waiting_for = HybridWait::Browser;
+        let mut waiting_for = Wait::Browser;
         let mut deadline = Instant::now() + self.browser_timeout;
         let mut pending: Option<Pending> = None;
         let mut requests: u32 = 0;
         loop {
             if self.cancel.is_cancelled() {
-                return Err(HybridError::Cancelled);
+                return Err(Error::Cancelled);
             }
             if let Some(p) = &pending {
                 match p.answer.try_recv() {
@@ -255,7 +251,7 @@ impl Pump<'_> {
                     }
                     Err(TryRecvError::Empty) => {}
                     Ok(None) | Err(TryRecvError::Disconnected) => {
-                        return Err(HybridError::Internal {
+                        return Err(Error::Internal {
                             detail: "the engine ended without an answer".into(),
                         })
                     }
@@ -264,7 +260,7 @@ impl Pump<'_> {
             // While the engine (the user) works on a request, its approval timeout applies.
             let now = Instant::now();
             if pending.is_none() && now >= deadline {
-                return Err(HybridError::TimedOut { waiting_for });
+                return Err(Error::TimedOut { waiting_for });
             }
             let frame = match self.tunnel.try_next()? {
                 None => {
@@ -278,9 +274,9 @@ impl Pump<'_> {
                 }
                 Some(Incoming::Frame(frame)) => frame,
                 Some(Incoming::Closed(detail)) => {
-                    return Err(HybridError::TunnelClosed {
+                    return Err(Error::TunnelClosed {
                         detail: match waiting_for {
-                            HybridWait::Browser => {
+                            Wait::Browser => {
                                 format!("before the browser connected: {detail}")
                             }
                             _ => detail,
@@ -288,7 +284,7 @@ impl Pump<'_> {
                     })
                 }
             };
-            if waiting_for == HybridWait::Browser {
+            if waiting_for == Wait::Browser {
                 // The browser's handshake message: it has seen the advert.
                 self.advert.stop();
             }
@@ -297,20 +293,20 @@ impl Pump<'_> {
             while let Some(event) = self.session.poll_event() {
                 match event {
                     SessionEvent::Handshaked { .. } => {
-                        waiting_for = HybridWait::BrowserMessage;
+                        waiting_for = Wait::BrowserMessage;
                     }
                     SessionEvent::CtapRequest(request) => {
                         requests = requests.saturating_add(1);
                         pending = Some(self.dispatch(request)?);
                     }
-                    SessionEvent::Shutdown => return Ok(HybridOutcome { requests }),
+                    SessionEvent::Shutdown => return Ok(Outcome { requests }),
                 }
             }
             deadline = Instant::now() + self.message_timeout;
         }
     }
 
-    fn flush(&mut self) -> Result<(), HybridError> {
+    fn flush(&mut self) -> Result<(), Error> {
         while let Some(frame) = self.session.poll_frame() {
             self.tunnel.send(frame)?;
         }
@@ -320,7 +316,7 @@ impl Pump<'_> {
     /// Hands a request to the engine on a worker thread, so that the tunnel stays read (a
     /// shutdown or a dropped tunnel cancels the approval at once). The worker wakes the loop
     /// with its answer.
-    fn dispatch(&self, request: Vec<u8>) -> Result<Pending, HybridError> {
+    fn dispatch(&self, request: Vec<u8>) -> Result<Pending, Error> {
         let (tx, rx) = mpsc::channel();
         let cancel = CancelToken::new();
         let cx = RequestContext {
@@ -337,25 +333,25 @@ impl Pump<'_> {
                 let _ = tx.send(answer.ok());
                 wakeup.wake();
             })
-            .map_err(|e| HybridError::Internal {
+            .map_err(|e| Error::Internal {
                 detail: format!("cannot start the engine thread: {e}"),
             })?;
         Ok(Pending { answer: rx, cancel })
     }
 }
 
-fn session_error(e: SessionError) -> HybridError {
+fn session_error(e: SessionError) -> Error {
     match e {
-        SessionError::Handshake(e) => HybridError::HandshakeFailed {
+        SessionError::Handshake(e) => Error::HandshakeFailed {
             detail: e.to_string(),
         },
         SessionError::Transport(_)
         | SessionError::EmptyMessage
         | SessionError::RequestWhileBusy
-        | SessionError::UnknownMessageType(_) => HybridError::TransportFailed {
+        | SessionError::UnknownMessageType(_) => Error::TransportFailed {
             detail: e.to_string(),
         },
-        SessionError::NoPendingRequest | SessionError::Closed => HybridError::Internal {
+        SessionError::NoPendingRequest | SessionError::Closed => Error::Internal {
             detail: e.to_string(),
         },
     }

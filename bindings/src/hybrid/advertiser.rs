@@ -1,10 +1,9 @@
-//! The BLE advert, which only the app can send: the [`Advertiser`] foreign trait, and the guard
-//! that makes sure every advert started is stopped exactly once, on every exit path.
+//! The BLE advert, which only the app can send: the [`Advertiser`] foreign trait, and its
+//! adapter to the runtime's [`AdvertSender`].
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
-use super::error::HybridError;
+use pocketkey_net::hybrid::{AdvertError, AdvertSender};
 
 /// Implemented by the app: sends the hybrid BLE advert. `service_data` is the 20-byte
 /// encrypted advert, to be sent as service data of the 16-bit service UUID 0xFFF9 (FIDO's;
@@ -36,43 +35,18 @@ impl From<uniffi::UnexpectedUniFFICallbackError> for AdvertiserError {
     }
 }
 
-/// A started advert; stops it when told or when dropped, whichever comes first.
-pub(crate) struct Advert {
-    advertiser: Arc<dyn Advertiser>,
-    running: bool,
-}
+/// The app's [`Advertiser`] as the runtime's [`AdvertSender`].
+pub(crate) struct ForeignAdvertiser(pub(crate) Arc<dyn Advertiser>);
 
-impl Advert {
-    /// Starts advertising. A failing (or panicking) `start` is an error and needs no `stop`.
-    pub(crate) fn start(
-        advertiser: Arc<dyn Advertiser>,
-        service_data: Vec<u8>,
-    ) -> Result<Self, HybridError> {
-        match catch_unwind(AssertUnwindSafe(|| advertiser.start(service_data))) {
-            Ok(Ok(())) => Ok(Self {
-                advertiser,
-                running: true,
-            }),
-            Ok(Err(e)) => Err(HybridError::AdvertiserFailed {
-                reason: e.to_string(),
-            }),
-            Err(_) => Err(HybridError::AdvertiserFailed {
-                reason: "the advertiser panicked".into(),
-            }),
-        }
+impl AdvertSender for ForeignAdvertiser {
+    fn start(&self, service_data: Vec<u8>) -> Result<(), AdvertError> {
+        self.0.start(service_data).map_err(|e| match e {
+            AdvertiserError::Failed { reason } => AdvertError::Failed { reason },
+            AdvertiserError::Unexpected { reason } => AdvertError::Unexpected { reason },
+        })
     }
 
-    /// Stops it, once. A foreign exception in `stop` (which uniffi turns into a panic) is
-    /// contained: the session goes on.
-    pub(crate) fn stop(&mut self) {
-        if std::mem::take(&mut self.running) {
-            let _ = catch_unwind(AssertUnwindSafe(|| self.advertiser.stop()));
-        }
-    }
-}
-
-impl Drop for Advert {
-    fn drop(&mut self) {
-        self.stop();
+    fn stop(&self) {
+        self.0.stop();
     }
 }

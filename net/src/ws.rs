@@ -1,5 +1,5 @@
-//! The runtime's one websocket client (`ws://`, or `wss://` over rustls), under the pairing
-//! mailbox ([`super::pairing_ws`]) and the hybrid tunnel ([`super::tunnel`]). It carries binary
+//! The one websocket client (`ws://`, or `wss://` over rustls: [`crate::tls`]), under the pairing
+//! mailbox ([`crate::mailbox`]) and the hybrid tunnel ([`crate::hybrid`]). It carries binary
 //! messages and reports how the connection ended; what the messages mean is its users' job.
 //!
 //! Blocking `tungstenite`, without polling: once open, a reader thread blocks on the socket
@@ -637,7 +637,7 @@ mod tests {
                 subprotocol: "test",
                 headers: Vec::new(),
                 max_message: 1024,
-                tls: super::super::tunnel::tls_config(&[]).unwrap(),
+                tls: crate::tls::client_config(&[]).unwrap(),
                 deadline: Instant::now() + Duration::from_secs(5),
                 write_timeout: Duration::from_secs(5),
                 abort: None,

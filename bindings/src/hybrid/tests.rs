@@ -1,5 +1,5 @@
-//! The runtime against a tunnel server of the test's own on loopback, which also plays the
-//! browser (core's `noise::Initiator` and `Crypter`) on the phone's websocket, with a real
+//! The hybrid session through the app facade against a tunnel server of the test's own on
+//! loopback, which also plays the browser (core's `noise::Initiator` and `Crypter`) on the phone's websocket, with a real
 //! `SecurityKey` (temporary database, listener answering prompts).
 
 use std::io::{Read, Write};
@@ -22,7 +22,6 @@ use tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tungstenite::http::{HeaderValue, StatusCode};
 use tungstenite::{Message, WebSocket};
 
-use super::tunnel::{new_tunnel_url, parse_routing_id};
 use super::*;
 use crate::{
     ApprovalAnswer, ApprovalClosed, ApprovalListener, ApprovalListenerError, ApprovalPrompt,
@@ -512,7 +511,7 @@ fn malformed_codes_and_options_fail_before_any_network() {
 /// is a clock problem, both before any network; none at all is fine.
 #[test]
 fn stale_codes_fail_before_any_network() {
-    use crate::runtime::{parse_qr, parse_qr_at};
+    use pocketkey_net::hybrid::{parse_qr, parse_qr_at, Error as HybridError};
     let app = app(false);
     let (radio, _adverts) = Radio::new(false);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -866,60 +865,7 @@ fn silence_after_the_handshake_times_out() {
 }
 
 #[test]
-fn routing_ids() {
-    assert_eq!(parse_routing_id(b"ABCD01"), Ok(ROUTING));
-    assert_eq!(parse_routing_id(b"abcd01"), Ok(ROUTING));
-    for bad in [
-        &b""[..],
-        b"ABCD0",
-        b"ABCD012",
-        b"GBCD01",
-        b"AB CD0",
-        b"\xff\xff\xff\xff\xff\xff",
-    ] {
-        assert!(
-            matches!(
-                parse_routing_id(bad),
-                Err(HybridError::TunnelProtocol { .. })
-            ),
-            "{bad:?}"
-        );
-    }
-}
-
-#[test]
-fn tunnel_urls() {
-    let id = [0xab; 16];
-    let hex = "AB".repeat(16);
-    for (base, expected) in [
-        (
-            "wss://cable.ua5v.com",
-            format!("wss://cable.ua5v.com/cable/new/{hex}"),
-        ),
-        (
-            "ws://127.0.0.1:8080/",
-            format!("ws://127.0.0.1:8080/cable/new/{hex}"),
-        ),
-        (
-            "wss://relay.example/tunnels",
-            format!("wss://relay.example/tunnels/cable/new/{hex}"),
-        ),
-    ] {
-        assert_eq!(new_tunnel_url(base, &id).unwrap().as_str(), expected);
-    }
-    for bad in ["https://x", "ws://", "x", "wss://u@h", "ws://h#f"] {
-        assert!(
-            matches!(
-                new_tunnel_url(bad, &id),
-                Err(HybridError::InvalidOptions { .. })
-            ),
-            "{bad}"
-        );
-    }
-}
-
-#[test]
-fn default_options_and_tls_build() {
+fn default_options_are_the_runtimes() {
     let o = HybridOptions::default();
     assert_eq!(
         (
@@ -930,32 +876,9 @@ fn default_options_and_tls_build() {
         ),
         (0, 120_000, 60_000, 10_000)
     );
-    tunnel::tls_config(&[]).unwrap();
-    assert!(matches!(
-        tunnel::tls_config(&[vec![1, 2, 3]]),
-        Err(HybridError::InvalidOptions { .. })
-    ));
-}
-
-#[test]
-fn errors_read_as_sentences_with_details_apart() {
-    let e = HybridError::HandshakeFailed {
-        detail: "rejected".into(),
-    };
     assert_eq!(
-        e.user_message(),
-        "The browser could not be verified: scan the QR code again"
-    );
-    assert_eq!(
-        e.describe(),
-        "The browser could not be verified: scan the QR code again (rejected)"
-    );
-    assert_eq!(
-        HybridError::TimedOut {
-            waiting_for: HybridWait::Browser
-        }
-        .to_string(),
-        "Timed out waiting for the browser to connect"
+        pocketkey_net::hybrid::Options::from(o),
+        pocketkey_net::hybrid::Options::default()
     );
 }
 

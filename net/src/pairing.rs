@@ -35,7 +35,7 @@ use pocketkey_core::pairing::{
 };
 use rand_core::OsRng;
 
-use super::pairing_ws::{trace, MailboxConn, MailboxError, Wakeup};
+use crate::mailbox::{trace, MailboxConn, MailboxError, Wakeup};
 
 /// How long connecting to the relay may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -966,7 +966,7 @@ pub fn register_push(
 /// Woken by a push for this pairing: attaches, serves the bridge's requests, and detaches
 /// once nothing happened for `idle` (no request open) or `stop` is raised. Returns whether
 /// the bridge sent a request (a wake without one counts against the pairing's empty-wake
-/// budget: [`super::pairing_app::woken_pairing`]).
+/// budget: [`crate::wake::woken_pairing`]).
 pub fn serve_woken(
     record: PairingRecord,
     phone_name: &str,

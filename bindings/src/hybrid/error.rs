@@ -1,5 +1,8 @@
-//! How a hybrid session ends badly. Every message is a sentence an app can show as it is; the
-//! `detail` fields are for logs and the command line, and never carry key material.
+//! How a hybrid session ends badly, as the apps see it: the runtime's `pocketkey_net::hybrid`
+//! errors, variant for variant. Every message is a sentence an app can show as it is; the
+//! `detail` fields are for logs, and never carry key material.
+
+use pocketkey_net::hybrid;
 
 /// What a session was waiting for when it timed out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
@@ -82,30 +85,78 @@ impl HybridError {
     }
 }
 
-impl HybridError {
-    /// The technical detail, for logs and the command line.
-    pub fn detail(&self) -> Option<String> {
-        match self {
-            Self::InvalidQrCode { detail }
-            | Self::ExpiredQrCode { detail }
-            | Self::QrCodeClockMismatch { detail }
-            | Self::InvalidOptions { detail }
-            | Self::TunnelUnreachable { detail }
-            | Self::TunnelProtocol { detail }
-            | Self::TunnelClosed { detail }
-            | Self::HandshakeFailed { detail }
-            | Self::TransportFailed { detail }
-            | Self::Internal { detail } => Some(detail.clone()),
-            Self::AdvertiserFailed { reason } => Some(reason.clone()),
-            Self::TunnelRefused { .. } | Self::TimedOut { .. } | Self::Cancelled => None,
+/// Every runtime error keeps its variant and fields: the runtime's sentences are the same.
+impl From<hybrid::Error> for HybridError {
+    fn from(e: hybrid::Error) -> Self {
+        use hybrid::Error as E;
+        match e {
+            E::InvalidQrCode { detail } => Self::InvalidQrCode { detail },
+            E::ExpiredQrCode { detail } => Self::ExpiredQrCode { detail },
+            E::QrCodeClockMismatch { detail } => Self::QrCodeClockMismatch { detail },
+            E::InvalidOptions { detail } => Self::InvalidOptions { detail },
+            E::TunnelUnreachable { detail } => Self::TunnelUnreachable { detail },
+            E::TunnelRefused { status } => Self::TunnelRefused { status },
+            E::TunnelProtocol { detail } => Self::TunnelProtocol { detail },
+            E::TunnelClosed { detail } => Self::TunnelClosed { detail },
+            E::AdvertiserFailed { reason } => Self::AdvertiserFailed { reason },
+            E::HandshakeFailed { detail } => Self::HandshakeFailed { detail },
+            E::TransportFailed { detail } => Self::TransportFailed { detail },
+            E::TimedOut { waiting_for } => Self::TimedOut {
+                waiting_for: waiting_for.into(),
+            },
+            E::Cancelled => Self::Cancelled,
+            E::Internal { detail } => Self::Internal { detail },
         }
     }
+}
 
-    /// The sentence followed by the detail, for the command line and logs.
-    pub fn describe(&self) -> String {
-        match self.detail() {
-            Some(detail) if !detail.is_empty() => format!("{self} ({detail})"),
-            _ => self.to_string(),
+impl From<hybrid::Wait> for HybridWait {
+    fn from(w: hybrid::Wait) -> Self {
+        match w {
+            hybrid::Wait::TunnelServer => Self::TunnelServer,
+            hybrid::Wait::Browser => Self::Browser,
+            hybrid::Wait::BrowserMessage => Self::BrowserMessage,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The exported sentences are the runtime's, variant for variant.
+    #[test]
+    fn every_runtime_error_reads_the_same_here() {
+        let detail = || "d".to_string();
+        let all = [
+            hybrid::Error::InvalidQrCode { detail: detail() },
+            hybrid::Error::ExpiredQrCode { detail: detail() },
+            hybrid::Error::QrCodeClockMismatch { detail: detail() },
+            hybrid::Error::InvalidOptions { detail: detail() },
+            hybrid::Error::TunnelUnreachable { detail: detail() },
+            hybrid::Error::TunnelRefused { status: 503 },
+            hybrid::Error::TunnelProtocol { detail: detail() },
+            hybrid::Error::TunnelClosed { detail: detail() },
+            hybrid::Error::AdvertiserFailed { reason: detail() },
+            hybrid::Error::HandshakeFailed { detail: detail() },
+            hybrid::Error::TransportFailed { detail: detail() },
+            hybrid::Error::TimedOut {
+                waiting_for: hybrid::Wait::TunnelServer,
+            },
+            hybrid::Error::TimedOut {
+                waiting_for: hybrid::Wait::Browser,
+            },
+            hybrid::Error::TimedOut {
+                waiting_for: hybrid::Wait::BrowserMessage,
+            },
+            hybrid::Error::Cancelled,
+            hybrid::Error::Internal { detail: detail() },
+        ];
+        for e in all {
+            assert_eq!(
+                HybridError::from(e.clone()).user_message(),
+                e.user_message()
+            );
         }
     }
 }

@@ -1,28 +1,25 @@
 //! The app's entry points for pairing with computers: `SecurityKey.pair`, `pairings`,
-//! `unpair`, and `listen` (serve every paired computer until the returned handle stops); and
-//! what every side shares about revocation (docs/pairing-protocol.md §3.4): the DELETE at the
-//! relay ([`delete_at_relay`]), the retry of pending revocations
-//! ([`retry_pending_revocations`]), and the guard that keeps a pairing revoked while a listener
-//! serves it from being used for a session ([`revocation_guard`]).
+//! `unpair`, `handle_push` and `listen` (serve every paired computer until the returned handle
+//! stops), thin wrappers over `pocketkey_net`'s pairing, revocation and wake modules.
 
-use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use pocketkey_core::authenticator::RequestContext;
-use pocketkey_core::pairing::relay::{
-    frame_type, ApnsEnvironment, PushProvider, PushTarget, RelayFrame, WakeId,
-};
+use pocketkey_core::pairing::relay::{ApnsEnvironment, PushProvider, PushTarget, WakeId};
 use pocketkey_core::pairing::url::MAX_NAME_LEN;
 use pocketkey_core::pairing::{
     ConfirmationCode, CtapKind, MailboxId, PairingRecord, PairingStore, PairingStoreError, Role,
     UrlPolicy,
 };
+use pocketkey_net::pairing::{self, PairingEngine, PairingError};
+use pocketkey_net::revocation::{delete_at_relay, retry_in_background, revocation_guard};
+#[allow(unused_imports)] // named by `handle_push`'s documentation
+use pocketkey_net::wake::woken_wake_id;
+use pocketkey_net::wake::{finish_wake, woken_pairing, Woken};
 
-use super::pairing::{self, OnEvent, PairingEngine, PairingError, ServeEvent};
-use super::pairing_ws::{MailboxConn, MailboxError};
 use crate::errors::PocketKeyError;
 use crate::security_key::SecurityKey;
 
@@ -133,78 +130,6 @@ impl From<PushRegistration> for PushTarget {
             },
         }
     }
-}
-
-/// The wake id of a wake-up, from the notification's data as JSON: FCM's
-/// `{"v": "1", "w": "<hex>"}`, APNs' and the webhook's `{"v": 1, "w": "<hex>"}` (APNs' with
-/// its `aps` beside). `None` for anything else (another app's push, another version, a
-/// damaged payload, a push from a relay from before wake ids naming the mailbox).
-pub fn woken_wake_id(payload: &[u8]) -> Option<WakeId> {
-    let body: serde_json::Value = serde_json::from_slice(payload).ok()?;
-    let version_one = match body.get("v")? {
-        serde_json::Value::String(v) => v == "1",
-        serde_json::Value::Number(v) => v.as_u64() == Some(1),
-        _ => false,
-    };
-    if !version_one {
-        return None;
-    }
-    WakeId::from_hex(body.get("w")?.as_str()?)
-}
-
-/// What to do with a wake-up ([`woken_pairing`]).
-#[derive(Debug, Clone, PartialEq)]
-pub enum Woken {
-    /// Serve this pairing (attach, handshake, run its request), then
-    /// [`finish_wake`].
-    Serve(PairingRecord),
-    /// Too many of this pairing's wakes brought no request within the hour
-    /// (`pairing::wake::EMPTY_WAKE_LIMIT`): ignore it, and tell the user, until `until`
-    /// (Unix seconds).
-    Paused { record: PairingRecord, until: u64 },
-}
-
-/// The pairing a wake-up's payload is for, at `now` (Unix seconds): `None` when it is not a
-/// PocketKey wake-up or its wake id is not one this phone registered for a pairing in use (a
-/// revoked, suspended or forgotten pairing, a stale id): nothing is done for it, no
-/// connection made.
-pub fn woken_pairing(
-    store: &Mutex<PairingStore>,
-    payload: &[u8],
-    now: u64,
-) -> Result<Option<Woken>, PairingStoreError> {
-    let Some(wake) = woken_wake_id(payload) else {
-        return Ok(None);
-    };
-    let store = lock(store);
-    let Some(record) = store
-        .by_wake_id(&wake)?
-        .filter(|r| r.role == Role::Phone && r.revoked_at.is_none() && r.suspended_at.is_none())
-    else {
-        return Ok(None);
-    };
-    Ok(Some(
-        match store.empty_wakes(&record.id)?.paused_until(now) {
-            Some(until) => Woken::Paused { record, until },
-            None => Woken::Serve(record),
-        },
-    ))
-}
-
-/// After serving a wake-up of `record` ([`pairing::serve_woken`]): one that brought no
-/// request counts against the pairing's empty-wake budget.
-pub fn finish_wake(
-    store: &Mutex<PairingStore>,
-    record: &PairingRecord,
-    requested: bool,
-    now: u64,
-) -> Result<(), PairingStoreError> {
-    if requested {
-        return Ok(());
-    }
-    let store = lock(store);
-    let wakes = store.empty_wakes(&record.id)?.record(now);
-    store.set_empty_wakes(&record.id, wakes)
 }
 
 /// What [`SecurityKey::handle_push`] did with a notification.
@@ -447,174 +372,4 @@ impl SecurityKey {
 
 fn lock(store: &Mutex<PairingStore>) -> MutexGuard<'_, PairingStore> {
     store.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// How long connecting to the relay, and then waiting for its ACK, may each take.
-const DELETE_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// DELETE on the pairing's mailbox: `Ok` once the relay ACKed it or says the mailbox is gone
-/// already (410 / close 4010).
-fn delete(record: &PairingRecord) -> Result<(), MailboxError> {
-    let attach = record.mailbox_keys().attach(record.role);
-    let gone = |e: MailboxError| if e.is_revoked() { Ok(()) } else { Err(e) };
-    let mut conn = match MailboxConn::open(&record.relay_url, &attach, DELETE_TIMEOUT) {
-        Ok(c) => c,
-        Err(e) => return gone(e),
-    };
-    conn.send(&RelayFrame::Delete)?;
-    let until = Instant::now() + DELETE_TIMEOUT;
-    while Instant::now() < until {
-        match conn.poll() {
-            Ok(Some(RelayFrame::Ack(frame_type::DELETE))) => return Ok(()),
-            Ok(_) => {}
-            Err(e) => return gone(e),
-        }
-    }
-    Err(MailboxError::TimedOut)
-}
-
-/// DELETE on the pairing's mailbox; true once the relay ACKed (or says it is gone already).
-pub fn delete_at_relay(record: &PairingRecord) -> bool {
-    delete(record).is_ok()
-}
-
-/// Retries the DELETE of every pending revocation in `store` (records revoked locally, not yet
-/// forgotten: [`PairingStore::pending_revocations`], either role) and forgets each one the
-/// relay confirmed (ACK, or 410 / 4010: the mailbox is gone already). Returns the names of the
-/// pairings forgotten; the others stay pending for the next call. Blocks on the network: at
-/// most ~10 s per relay when one does not answer (a relay found unreachable is not tried again
-/// for the other pairings in the same call). Errors only when the store fails.
-///
-/// The bridge calls it at start, the phone runtime before listing, pairing and listening.
-pub fn retry_pending_revocations(store: &PairingStore) -> Result<Vec<String>, PairingStoreError> {
-    retry(store.pending_revocations()?, |id| store.forget(id))
-}
-
-/// [`retry_pending_revocations`] on a shared store, locked only around each statement (not
-/// while the relay is asked).
-pub fn retry_pending_revocations_in(
-    store: &Mutex<PairingStore>,
-) -> Result<Vec<String>, PairingStoreError> {
-    let pending = lock(store).pending_revocations()?;
-    retry(pending, |id| lock(store).forget(id))
-}
-
-fn retry(
-    pending: Vec<PairingRecord>,
-    forget: impl Fn(&MailboxId) -> Result<bool, PairingStoreError>,
-) -> Result<Vec<String>, PairingStoreError> {
-    let mut down: HashSet<String> = HashSet::new();
-    let mut forgotten = Vec::new();
-    for record in pending {
-        if down.contains(&record.relay_url) {
-            continue;
-        }
-        match delete(&record) {
-            Ok(()) => {
-                forget(&record.id)?;
-                forgotten.push(record.name);
-            }
-            Err(MailboxError::Unreachable(_) | MailboxError::TimedOut) => {
-                down.insert(record.relay_url);
-            }
-            Err(_) => {}
-        }
-    }
-    Ok(forgotten)
-}
-
-/// Stores (by address) whose pending revocations a background thread is retrying now.
-static RETRYING: Mutex<Vec<usize>> = Mutex::new(Vec::new());
-
-/// Retries the store's pending revocations on a thread of its own, if there are any and no
-/// such thread runs for this store already; returns at once.
-fn retry_in_background(store: &Arc<Mutex<PairingStore>>) {
-    let pending = lock(store)
-        .pending_revocations()
-        .is_ok_and(|p| !p.is_empty());
-    let key = Arc::as_ptr(store) as usize;
-    {
-        let mut running = RETRYING.lock().unwrap_or_else(PoisonError::into_inner);
-        if !pending || running.contains(&key) {
-            return;
-        }
-        running.push(key);
-    }
-    let store = Arc::clone(store);
-    thread::spawn(move || {
-        let _ = retry_pending_revocations_in(&store);
-        RETRYING
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .retain(|k| *k != key);
-    });
-}
-
-/// Wraps a listener's event callback so that a pairing revoked after the listener started
-/// (by `unpair` in this process or another while the relay was unreachable) is not served:
-/// each time its mailbox is attached, a session is established or a request arrives, the
-/// record is read again; if it is revoked, the DELETE is sent right then, which ends the
-/// connection (the relay then answers 410, and the listener forgets the pairing and stops
-/// serving it; the serving loop itself never hands a revoked pairing's request to the
-/// engine), and the record is forgotten once the relay confirmed. `inner` gets every event.
-pub fn revocation_guard(store: Arc<Mutex<PairingStore>>, inner: OnEvent) -> OnEvent {
-    Arc::new(move |record: &PairingRecord, event: ServeEvent| {
-        if matches!(
-            event,
-            ServeEvent::Attached | ServeEvent::Established | ServeEvent::Request { .. }
-        ) {
-            revoke_if_pending(&store, record);
-        }
-        inner(record, event);
-    })
-}
-
-/// The check of [`revocation_guard`] for one event of `record`. True if the record is revoked
-/// locally (and the DELETE was tried).
-fn revoke_if_pending(store: &Mutex<PairingStore>, record: &PairingRecord) -> bool {
-    let revoked = match lock(store).get(&record.id) {
-        Ok(Some(current)) => current.revoked_at.is_some(),
-        // Forgotten: its revocation reached the relay already, which closes the connection.
-        Ok(None) => false,
-        Err(_) => false,
-    };
-    if revoked && delete_at_relay(record) {
-        let _ = lock(store).forget(&record.id);
-    }
-    revoked
-}
-
-#[cfg(test)]
-mod tests {
-    use super::woken_wake_id;
-
-    #[test]
-    fn wake_up_payloads_of_every_provider_and_nothing_else() {
-        let hex = "00112233445566778899aabbccddeeff";
-        let id = pocketkey_core::pairing::relay::WakeId::from_hex(hex).expect("a wake id");
-        let ours = [
-            format!(r#"{{"v": "1", "w": "{hex}"}}"#),
-            format!(r#"{{"aps": {{"content-available": 1}}, "v": 1, "w": "{hex}"}}"#),
-            format!(r#"{{"v":1,"w":"{hex}"}}"#),
-        ];
-        for payload in &ours {
-            assert_eq!(woken_wake_id(payload.as_bytes()), Some(id), "{payload}");
-        }
-        let not_ours = [
-            format!(r#"{{"v": "2", "w": "{hex}"}}"#),
-            format!(r#"{{"w": "{hex}"}}"#),
-            // A relay from before wake ids named the mailbox: not accepted.
-            format!(r#"{{"v": "1", "m": "{hex}"}}"#),
-            format!(r#"{{"v":1,"mailbox":"{hex}"}}"#),
-            r#"{"v": 1, "w": "zz"}"#.to_string(),
-            r#"{"v": 1, "w": "0011"}"#.to_string(),
-            r#"{"v": 1, "w": 7}"#.to_string(),
-            format!(r#"{{"v": true, "w": "{hex}"}}"#),
-            "not json".to_string(),
-            String::new(),
-        ];
-        for payload in &not_ours {
-            assert_eq!(woken_wake_id(payload.as_bytes()), None, "{payload}");
-        }
-    }
 }

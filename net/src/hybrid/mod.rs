@@ -1,6 +1,6 @@
-//! The I/O runtime the apps and the command line share: today, the phone side of the FIDO
-//! hybrid transport (caBLE v2, "use a phone or tablet") around the sans-IO
-//! `pocketkey_core::hybrid`.
+//! The phone side of the FIDO hybrid transport (caBLE v2, "use a phone or tablet") around the
+//! sans-IO `pocketkey_core::hybrid`, shared by the apps (through the FFI facade) and the
+//! command line.
 //!
 //! ```text
 //! start(qr text, engine, advertiser, options)      QR parsed and options checked here (typed
@@ -8,32 +8,27 @@
 //!   └─ thread "pocketkey-hybrid":
 //!        engine getInfo                            → post-handshake message
 //!        ws(s)://…/cable/new/<TUNNEL ID>           subprotocol fido.cable, ≤ connect timeout
-//!        X-caBLE-Routing-ID → EID → 20-byte advert → Advertiser.start
-//!        browser's handshake message               → Advertiser.stop; ≤ browser timeout
+//!        X-caBLE-Routing-ID → EID → 20-byte advert → AdvertSender.start
+//!        browser's handshake message               → AdvertSender.stop; ≤ browser timeout
 //!        CTAP requests → engine (worker thread)    requester "a nearby browser"; the tunnel is
 //!                                                    still read meanwhile, so a shutdown or a
 //!                                                    drop cancels the approval
-//!        shutdown from the browser                 → Ok(HybridOutcome); tunnel closed
+//!        shutdown from the browser                 → Ok(Outcome); tunnel closed
 //! ```
 //!
-//! Every failure is a [`HybridError`]; every exit path stops the advert (if it started),
+//! Every failure is an [`Error`]; every exit path stops the advert (if it started),
 //! cancels a pending approval and closes the tunnel. No async runtime: blocking `tungstenite`
 //! with a reader thread per websocket (`ws`); the session's thread sleeps until the tunnel,
 //! the engine or `cancel` wakes it, or its next deadline.
 //!
-//! Apps call `SecurityKey.startHybrid(qr, advertiser, tunnelUrl)`; Rust callers (the command
-//! line) call [`start`] with any [`HybridEngine`].
+//! Apps call `SecurityKey.startHybrid(qr, advertiser, tunnelUrl)` (the FFI facade wraps
+//! [`start`]); Rust callers (the command line) call [`start`] with any [`HybridEngine`].
 
-mod advertiser;
-mod app;
+mod advert;
 mod engine;
 mod error;
-pub mod pairing;
-pub mod pairing_app;
-pub mod pairing_ws;
 mod session;
 mod tunnel;
-mod ws;
 
 #[cfg(test)]
 mod tests;
@@ -45,44 +40,37 @@ use pocketkey_core::hybrid::domains;
 use pocketkey_core::hybrid::keys;
 use pocketkey_core::hybrid::qr::{QrCode, QrError};
 
-pub use advertiser::{Advertiser, AdvertiserError};
+pub use advert::{AdvertError, AdvertSender};
 pub use engine::HybridEngine;
-pub use error::{HybridError, HybridWait};
-pub use session::{HybridOutcome, HybridSession};
+pub use error::{Error, Wait};
+pub use session::{Outcome, SessionHandle};
 pub use tunnel::{ROUTING_ID_HEADER, SUBPROTOCOL};
 
-/// Tunable parts of a hybrid session. `Default` (and the foreign languages' defaults) are what
-/// a phone should use.
-#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
-pub struct HybridOptions {
+/// Tunable parts of a hybrid session. `Default` is what a phone should use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
     /// Replaces `wss://<domain of the advert's tunnel server id>` (tests, self-hosting):
     /// `ws://HOST:PORT` or `wss://HOST[:PORT][/prefix]`; the phone connects to
     /// `<tunnel_url>/cable/new/<TUNNEL ID>`. The browser still finds the tunnel server from
     /// `domain_id`.
-    #[uniffi(default = None)]
     pub tunnel_url: Option<String>,
     /// The tunnel server id written into the advert: 0 `cable.ua5v.com` (every browser knows
     /// it), 1 `cable.auth.com`, 256.. hashed names (a self-hosted server must be reachable
     /// under the name its id hashes to).
-    #[uniffi(default = 0)]
     pub domain_id: u16,
     /// Reaching the tunnel server (TCP, TLS, websocket upgrade).
-    #[uniffi(default = 10000)]
     pub connect_timeout_ms: u64,
     /// From the start of the advert to the browser's handshake.
-    #[uniffi(default = 120000)]
     pub browser_timeout_ms: u64,
     /// Between browser messages after the handshake (not counting the time the user takes to
     /// approve, which the approval timeout bounds).
-    #[uniffi(default = 60000)]
     pub message_timeout_ms: u64,
     /// DER certificates to trust besides the Mozilla roots, for a self-hosted tunnel server
     /// behind a private certificate authority.
-    #[uniffi(default = [])]
     pub trusted_certificates: Vec<Vec<u8>>,
 }
 
-impl Default for HybridOptions {
+impl Default for Options {
     fn default() -> Self {
         Self {
             tunnel_url: None,
@@ -97,20 +85,20 @@ impl Default for HybridOptions {
 
 /// Parses the scanned text (surrounding whitespace ignored) as a hybrid QR code and checks
 /// that it is recent by the phone's clock.
-pub fn parse_qr(text: &str) -> Result<QrCode, HybridError> {
+pub fn parse_qr(text: &str) -> Result<QrCode, Error> {
     parse_qr_at(text, pocketkey_core::clock::unix_now())
 }
 
 /// [`parse_qr`] at `now` (Unix seconds).
-pub fn parse_qr_at(text: &str, now: u64) -> Result<QrCode, HybridError> {
-    let qr = QrCode::parse(text.trim()).map_err(|e| HybridError::InvalidQrCode {
+pub fn parse_qr_at(text: &str, now: u64) -> Result<QrCode, Error> {
+    let qr = QrCode::parse(text.trim()).map_err(|e| Error::InvalidQrCode {
         detail: e.to_string(),
     })?;
     qr.check_fresh(now).map_err(|e| match e {
-        QrError::FromTheFuture { .. } => HybridError::QrCodeClockMismatch {
+        QrError::FromTheFuture { .. } => Error::QrCodeClockMismatch {
             detail: e.to_string(),
         },
-        _ => HybridError::ExpiredQrCode {
+        _ => Error::ExpiredQrCode {
             detail: e.to_string(),
         },
     })?;
@@ -119,16 +107,16 @@ pub fn parse_qr_at(text: &str, now: u64) -> Result<QrCode, HybridError> {
 
 /// Starts a hybrid session for a scanned `FIDO:/` code, on its own thread. Fails at once, with
 /// no network traffic, for a malformed code or unusable options; everything later is reported
-/// by [`HybridSession::wait`].
+/// by [`SessionHandle::wait`].
 pub fn start(
     qr_text: &str,
     engine: Arc<dyn HybridEngine>,
-    advertiser: Arc<dyn Advertiser>,
-    options: HybridOptions,
-) -> Result<HybridSession, HybridError> {
+    advertiser: Arc<dyn AdvertSender>,
+    options: Options,
+) -> Result<SessionHandle, Error> {
     let qr = parse_qr(qr_text)?;
     domains::check_browser_knows(options.domain_id, qr.known_domains).map_err(|e| {
-        HybridError::InvalidOptions {
+        Error::InvalidOptions {
             detail: e.to_string(),
         }
     })?;
@@ -136,7 +124,7 @@ pub fn start(
         Some(url) => url.trim().to_string(),
         None => format!(
             "wss://{}",
-            domains::decode(options.domain_id).map_err(|e| HybridError::InvalidOptions {
+            domains::decode(options.domain_id).map_err(|e| Error::InvalidOptions {
                 detail: e.to_string()
             })?
         ),

@@ -1,6 +1,6 @@
 //! A websocket attached to one pairing-relay mailbox (`docs/pairing-protocol.md` §3), shared by
-//! the phone runtime and the desktop bridge: relay frames over the runtime's websocket client
-//! (`ws`: `ws://` or `wss://`, a reader thread and a [`Wakeup`], no polling), sent
+//! the phone side ([`crate::pairing`]) and the desktop bridge: relay frames over the websocket
+//! client ([`crate::ws`]: `ws://` or `wss://`, a reader thread and a [`Wakeup`], no polling), sent
 //! at a pace the relay accepts.
 
 use std::sync::Arc;
@@ -12,9 +12,9 @@ use pocketkey_core::pairing::relay::{RelayFrame, MAX_RELAY_FRAME};
 use tungstenite::protocol::frame::coding::CloseCode;
 use url::Url;
 
-use super::tunnel::tls_config;
-pub use super::ws::Wakeup;
-use super::ws::{End, Open, OpenError, WsConn};
+use crate::tls;
+pub use crate::ws::Wakeup;
+use crate::ws::{End, Open, OpenError, WsConn};
 
 /// How long [`MailboxConn::poll`] waits for a frame.
 pub const POLL: Duration = Duration::from_millis(20);
@@ -153,7 +153,7 @@ impl MailboxConn {
         let text = attach.url(relay_url);
         let url =
             Url::parse(&text).map_err(|e| MailboxError::Unreachable(format!("{text}: {e}")))?;
-        let tls = tls_config(&[]).map_err(|e| MailboxError::Unreachable(e.describe()))?;
+        let tls = tls::client_config(&[]).map_err(|e| MailboxError::Unreachable(e.to_string()))?;
         let (conn, _response) = WsConn::open(
             &url,
             Open {

@@ -1,10 +1,32 @@
-//! The app's entry point: `SecurityKey.startHybrid`.
+//! The app's side of the FIDO hybrid transport ("use a phone or tablet"):
+//! `SecurityKey.startHybrid` and the types it exports. The session itself runs in
+//! `pocketkey_net::hybrid`, shared with the command line; this module wraps its types for
+//! uniffi and hands it this key as the engine.
+
+mod advertiser;
+mod error;
+mod session;
+
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 
-use super::{start, Advertiser, HybridError, HybridOptions, HybridSession};
+use pocketkey_core::authenticator::RequestContext;
+use pocketkey_net::hybrid::{self, HybridEngine};
+
+pub use advertiser::{Advertiser, AdvertiserError};
+pub use error::{HybridError, HybridWait};
+pub use session::{HybridOptions, HybridOutcome, HybridSession};
+
 use crate::errors::PocketKeyError;
 use crate::security_key::SecurityKey;
+
+impl HybridEngine for SecurityKey {
+    fn process_ctap(&self, request: &[u8], cx: &RequestContext) -> Vec<u8> {
+        self.process_ctap_in(request, cx)
+    }
+}
 
 #[uniffi::export]
 impl SecurityKey {
@@ -37,19 +59,20 @@ impl SecurityKey {
         advertiser: Arc<dyn Advertiser>,
         options: HybridOptions,
     ) -> Result<Arc<HybridSession>, PocketKeyError> {
-        start(&qr, self, advertiser, options)
-            .map(Arc::new)
+        let advertiser = Arc::new(advertiser::ForeignAdvertiser(advertiser));
+        hybrid::start(&qr, self, advertiser, options.into())
+            .map(|handle| Arc::new(HybridSession::from(handle)))
             .map_err(|e| match e {
-                HybridError::InvalidQrCode { detail } => {
+                hybrid::Error::InvalidQrCode { detail } => {
                     PocketKeyError::InvalidHybridCode { detail }
                 }
-                HybridError::ExpiredQrCode { detail } => {
+                hybrid::Error::ExpiredQrCode { detail } => {
                     PocketKeyError::ExpiredHybridCode { detail }
                 }
-                HybridError::QrCodeClockMismatch { detail } => {
+                hybrid::Error::QrCodeClockMismatch { detail } => {
                     PocketKeyError::HybridCodeClockMismatch { detail }
                 }
-                HybridError::InvalidOptions { detail } => {
+                hybrid::Error::InvalidOptions { detail } => {
                     PocketKeyError::InvalidHybridOptions { detail }
                 }
                 other => PocketKeyError::Internal {

@@ -1,0 +1,20 @@
+//! PocketKey's client side of the network, shared by the app facade (`pocketkey-ffi`) and the
+//! desktop programs (`pocketkey`, `pocketkey-bridge`), around the sans-IO engine in
+//! `pocketkey-core`:
+//!
+//! - [`ws`]: the one blocking websocket client (`ws://`, or `wss://` over [`tls`]);
+//! - [`mailbox`]: a connection to one pairing-relay mailbox (`docs/pairing-protocol.md` §3);
+//! - [`pairing`]: the phone side of pairing with a computer and serving it;
+//! - [`revocation`]: what both sides share about revoking a pairing (§3.4);
+//! - [`wake`]: which pairing a push notification woke the phone for;
+//! - [`hybrid`]: the phone side of the FIDO hybrid transport (caBLE v2).
+//!
+//! No async runtime and no FFI: blocking `tungstenite` with one reader thread per websocket.
+
+pub mod hybrid;
+pub mod mailbox;
+pub mod pairing;
+pub mod revocation;
+pub mod tls;
+pub mod wake;
+pub mod ws;
