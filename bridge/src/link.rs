@@ -20,22 +20,18 @@ use pocketkey_core::pairing::offer::OFFER_LIFETIME_SECS;
 use pocketkey_core::pairing::relay::RelayFrame;
 use pocketkey_core::pairing::session::{is_handshake_frame, Timeout, CONFIRMATION_TIMEOUT};
 use pocketkey_core::pairing::{
-    CtapKind, Event, Hello, PairingOffer, PairingRecord, PairingStore, PendingStatus, RequestId,
-    Role, Session, SessionState, UrlPolicy,
+    Event, Hello, PairingOffer, PairingRecord, PairingStore, PendingStatus, RequestId, Role,
+    Session, SessionState, UrlPolicy,
 };
 use pocketkey_net::mailbox::{trace, MailboxConn, MailboxError, Wakeup};
 use zeroize::Zeroizing;
 
 use crate::confirm::{Answer, Confirmer};
-use crate::engine::{Engine, RequestContext, WaitingForUser};
+use crate::engine::WaitingForUser;
 use crate::served::ServedChoice;
-
-/// CTAP2_ERR_USER_ACTION_TIMEOUT: the phone did not answer in time.
-pub const CBOR_TIMEOUT: u8 = 0x2f;
-/// CTAP2_ERR_KEEPALIVE_CANCEL: cancelled before the phone had the request.
-pub const CBOR_CANCELLED: u8 = 0x2d;
-/// SW_CONDITIONS_NOT_SATISFIED for U2F.
-pub const SW_TIMEOUT: [u8; 2] = [0x69, 0x85];
+use pocketkey_core::authenticator::command;
+use pocketkey_core::ctap::CtapError;
+use pocketkey_core::engine::{Engine, RequestContext, RequestKind};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const RECONNECT_DELAY: Duration = Duration::from_secs(1);
@@ -47,17 +43,22 @@ const CANCEL_CHECK: Duration = Duration::from_millis(20);
 
 use pocketkey_core::clock::unix_now;
 
-fn timeout_answer(kind: CtapKind) -> Vec<u8> {
-    match kind {
-        CtapKind::Cbor => vec![CBOR_TIMEOUT],
-        CtapKind::Msg => SW_TIMEOUT.to_vec(),
-    }
+/// The phone did not answer in time: CTAP2_ERR_USER_ACTION_TIMEOUT, or for U2F
+/// SW_CONDITIONS_NOT_SATISFIED.
+fn timeout_answer(kind: RequestKind) -> Vec<u8> {
+    kind.failure(CtapError::UserActionTimeout)
+}
+
+/// Cancelled before the phone had the request: CTAP2_ERR_KEEPALIVE_CANCEL (the status byte
+/// whatever the kind, as the bridge has always answered).
+fn cancelled_answer() -> Vec<u8> {
+    RequestKind::Cbor.failure(CtapError::KeepaliveCancel)
 }
 
 /// From the transport worker to the link thread.
 pub enum ToLink {
     Request {
-        kind: CtapKind,
+        kind: RequestKind,
         payload: Vec<u8>,
         reply: Sender<Reply>,
     },
@@ -78,7 +79,7 @@ pub struct ForwardingEngine {
 }
 
 impl ForwardingEngine {
-    fn forward(&self, kind: CtapKind, payload: &[u8], cx: &RequestContext) -> Vec<u8> {
+    fn forward(&self, kind: RequestKind, payload: &[u8], cx: &RequestContext) -> Vec<u8> {
         trace("bridge.request");
         let (reply, answers) = mpsc::channel();
         if self
@@ -118,19 +119,19 @@ impl ForwardingEngine {
 }
 
 impl Engine for ForwardingEngine {
-    fn process_cbor(&mut self, request: &[u8], cx: &RequestContext) -> Vec<u8> {
-        if request.first() == Some(&0x04) {
+    fn process(&self, kind: RequestKind, payload: &[u8], cx: &RequestContext) -> Vec<u8> {
+        if kind == RequestKind::Cbor && payload.first() == Some(&command::GET_INFO) {
             return match &*self.get_info.lock().unwrap_or_else(PoisonError::into_inner) {
                 Some(info) => [&[0x00][..], info].concat(),
-                None => vec![0x7f], // no phone paired yet: CTAP1_ERR_OTHER
+                // No phone paired yet.
+                None => kind.failure(CtapError::Other),
             };
         }
-        self.forward(CtapKind::Cbor, request, cx)
+        self.forward(kind, payload, cx)
     }
-    fn process_u2f(&mut self, apdu: &[u8], cx: &RequestContext) -> Vec<u8> {
-        self.forward(CtapKind::Msg, apdu, cx)
+    fn waiting_for_user(&self) -> bool {
+        self.waiting.is_waiting()
     }
-    fn power_cycle(&mut self) {}
 }
 
 /// The pairing a bridge serves among its records ([`PairingStore::list`] order: newest
@@ -166,7 +167,7 @@ pub struct LinkConfig {
 
 /// The open request.
 struct Open {
-    kind: CtapKind,
+    kind: RequestKind,
     payload: Vec<u8>,
     reply: Sender<Reply>,
     /// The same in every session it is sent in: the phone runs it at most once.
@@ -489,7 +490,7 @@ impl Link {
                 }
                 ToLink::Cancel => {
                     if let Some(open) = self.request.take_if(|o| !o.sent) {
-                        open.finish(vec![CBOR_CANCELLED]);
+                        open.finish(cancelled_answer());
                     } else {
                         self.cancel_wanted = true;
                     }
@@ -954,7 +955,7 @@ impl Link {
             return;
         };
         if open.cancelled {
-            open.finish(vec![CBOR_CANCELLED]);
+            open.finish(cancelled_answer());
         } else {
             let now = Instant::now();
             let deadline = (now + self.config.phone_timeout).min(open.received + REQUEST_LIFETIME);

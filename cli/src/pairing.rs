@@ -14,15 +14,16 @@ use std::time::Duration;
 
 use clap::Args;
 use pocketkey_core::approver::{Approver, AutoApprover};
-use pocketkey_core::authenticator::{Authenticator, RequestContext};
+use pocketkey_core::authenticator::Authenticator;
 use pocketkey_core::clock::unix_now;
 use pocketkey_core::crypto::master_key::MasterKey;
+use pocketkey_core::engine::{Engine, RequestContext, RequestKind};
 use pocketkey_core::pairing::relay::{PushProvider, PushTarget};
 use pocketkey_core::pairing::store::FILE_NAME;
 use pocketkey_core::pairing::{
-    ConfirmationCode, CtapKind, MailboxId, PairingRecord, PairingStore, Role, UrlPolicy,
+    ConfirmationCode, MailboxId, PairingRecord, PairingStore, Role, UrlPolicy,
 };
-use pocketkey_net::pairing::{self as runtime, PairingEngine, ServeEvent};
+use pocketkey_net::pairing::{self as runtime, ServeEvent};
 use pocketkey_net::revocation::{delete_at_relay, retry_pending_revocations, revocation_guard};
 use pocketkey_net::wake::{finish_wake, woken_pairing, Woken};
 
@@ -110,12 +111,12 @@ struct CliEngine {
     waiting: WaitingForUser,
 }
 
-impl PairingEngine for CliEngine {
-    fn get_info(&self) -> Vec<u8> {
-        self.engine.get_info()
-    }
-    fn process(&self, kind: CtapKind, payload: &[u8], cx: &RequestContext) -> Vec<u8> {
+impl Engine for CliEngine {
+    fn process(&self, kind: RequestKind, payload: &[u8], cx: &RequestContext) -> Vec<u8> {
         self.engine.process(kind, payload, cx)
+    }
+    fn power_cycle(&self) {
+        self.engine.power_cycle()
     }
     fn waiting_for_user(&self) -> bool {
         self.waiting.is_waiting()
@@ -367,7 +368,7 @@ pub fn rename(args: RenameArgs) -> Result<(), String> {
 fn wake_mode(
     wake_url: &str,
     phone_name: &str,
-    engine: Arc<dyn PairingEngine>,
+    engine: Arc<dyn Engine>,
     store: Arc<Mutex<PairingStore>>,
     stop: Arc<AtomicBool>,
     idle: Duration,

@@ -7,9 +7,9 @@
 
 use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::mpsc::{self, Sender};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::thread::{self, JoinHandle};
+use std::thread::{self, JoinHandle, ScopedJoinHandle};
 use std::time::{Duration, Instant};
 
 use crate::authenticator::{command, sw, Authenticator};
@@ -152,14 +152,14 @@ pub fn process_caught(
 }
 
 /// What the worker does with an answer (on the worker's thread).
-type OnAnswer = Box<dyn FnOnce(Vec<u8>) + Send>;
+type OnAnswer<'a> = Box<dyn FnOnce(Vec<u8>) + Send + 'a>;
 
-enum Work {
+enum Work<'a> {
     Request {
         kind: RequestKind,
         payload: Vec<u8>,
         cx: RequestContext,
-        on_answer: OnAnswer,
+        on_answer: OnAnswer<'a>,
     },
     PowerCycle,
 }
@@ -169,41 +169,69 @@ enum Work {
 #[error("the engine's worker has stopped")]
 pub struct WorkerGone;
 
-/// One thread that owns an engine and runs its requests one at a time, in order. Each
-/// request's answer goes to the closure it was submitted with, on the worker's thread, so the
-/// transport can send it under its own lock. The thread ends when the worker is dropped or
-/// [stopped](Worker::stop), after the request it runs.
-pub struct Worker {
-    jobs: Option<Sender<Work>>,
-    thread: Option<JoinHandle<()>>,
+enum WorkerThread<'scope> {
+    Owned(JoinHandle<()>),
+    Scoped(ScopedJoinHandle<'scope, ()>),
 }
 
-impl Worker {
+impl WorkerThread<'_> {
+    fn is_finished(&self) -> bool {
+        match self {
+            Self::Owned(t) => t.is_finished(),
+            Self::Scoped(t) => t.is_finished(),
+        }
+    }
+    fn join(self) {
+        // The loop catches the engine's panics; a panic here is an answer closure's, already
+        // reported on stderr by the default hook.
+        let _ = match self {
+            Self::Owned(t) => t.join(),
+            Self::Scoped(t) => t.join(),
+        };
+    }
+}
+
+/// One thread that runs an engine's requests one at a time, in order. Each request's answer
+/// goes to the closure it was submitted with, on the worker's thread, so the transport can
+/// send it under its own lock. The thread ends after the request it runs once the worker is
+/// dropped, [stopped](Worker::stop) or [joined](Worker::join).
+///
+/// [`Worker::spawn`] owns its engine; [`Worker::spawn_scoped`] borrows one for a
+/// [`thread::scope`], whose end also waits for the thread, and its answer closures may borrow
+/// from outside the scope.
+pub struct Worker<'scope> {
+    jobs: Option<Sender<Work<'scope>>>,
+    thread: Option<WorkerThread<'scope>>,
+}
+
+impl Worker<'static> {
     /// Starts the thread `name` serving `engine`.
     pub fn spawn<E: Engine + 'static>(name: &str, engine: E) -> io::Result<Self> {
-        let (jobs, queue) = mpsc::channel::<Work>();
+        let (jobs, queue) = mpsc::channel();
         let thread = thread::Builder::new()
             .name(name.to_string())
-            .spawn(move || {
-                for work in queue {
-                    match work {
-                        Work::Request {
-                            kind,
-                            payload,
-                            cx,
-                            on_answer,
-                        } => on_answer(process_caught(&engine, kind, &payload, &cx)),
-                        Work::PowerCycle => {
-                            if catch_unwind(AssertUnwindSafe(|| engine.power_cycle())).is_err() {
-                                eprintln!("error: the engine panicked during power cycle");
-                            }
-                        }
-                    }
-                }
-            })?;
+            .spawn(move || serve_queue(&engine, queue))?;
         Ok(Self {
             jobs: Some(jobs),
-            thread: Some(thread),
+            thread: Some(WorkerThread::Owned(thread)),
+        })
+    }
+}
+
+impl<'scope> Worker<'scope> {
+    /// Starts the thread `name` in `scope`, serving the borrowed `engine`.
+    pub fn spawn_scoped<'env>(
+        scope: &'scope thread::Scope<'scope, 'env>,
+        name: &str,
+        engine: &'scope dyn Engine,
+    ) -> io::Result<Self> {
+        let (jobs, queue) = mpsc::channel();
+        let thread = thread::Builder::new()
+            .name(name.to_string())
+            .spawn_scoped(scope, move || serve_queue(engine, queue))?;
+        Ok(Self {
+            jobs: Some(jobs),
+            thread: Some(WorkerThread::Scoped(thread)),
         })
     }
 
@@ -213,7 +241,7 @@ impl Worker {
         kind: RequestKind,
         payload: Vec<u8>,
         cx: RequestContext,
-        on_answer: impl FnOnce(Vec<u8>) + Send + 'static,
+        on_answer: impl FnOnce(Vec<u8>) + Send + 'scope,
     ) -> Result<(), WorkerGone> {
         let work = Work::Request {
             kind,
@@ -229,7 +257,7 @@ impl Worker {
         self.send(Work::PowerCycle)
     }
 
-    fn send(&self, work: Work) -> Result<(), WorkerGone> {
+    fn send(&self, work: Work<'scope>) -> Result<(), WorkerGone> {
         match &self.jobs {
             Some(jobs) => jobs.send(work).map_err(|_| WorkerGone),
             None => Err(WorkerGone),
@@ -248,11 +276,37 @@ impl Worker {
         while !thread.is_finished() && Instant::now() < deadline {
             thread::sleep(Duration::from_millis(10));
         }
-        if thread.is_finished() {
-            let _ = thread.join();
-            true
-        } else {
-            false
+        let finished = thread.is_finished();
+        if finished {
+            thread.join();
+        }
+        finished
+    }
+
+    /// Takes no more requests and waits for the queued ones to be answered.
+    pub fn join(mut self) {
+        self.jobs = None;
+        if let Some(thread) = self.thread.take() {
+            thread.join();
+        }
+    }
+}
+
+/// The worker's loop: every request through [`process_caught`], until the queue closes.
+fn serve_queue(engine: &dyn Engine, queue: Receiver<Work<'_>>) {
+    for work in queue {
+        match work {
+            Work::Request {
+                kind,
+                payload,
+                cx,
+                on_answer,
+            } => on_answer(process_caught(engine, kind, &payload, &cx)),
+            Work::PowerCycle => {
+                if catch_unwind(AssertUnwindSafe(|| engine.power_cycle())).is_err() {
+                    eprintln!("error: the engine panicked during power cycle");
+                }
+            }
         }
     }
 }
@@ -353,6 +407,31 @@ mod tests {
         // Still serving after a panicking power cycle.
         assert_eq!(answered.recv_timeout(timeout).unwrap(), [0x7f]);
         assert!(worker.stop(timeout));
+    }
+
+    #[test]
+    fn a_scoped_worker_borrows_its_engine_and_answers_into_borrowed_state() {
+        let engine = Echo::default();
+        let answers = Mutex::new(Vec::new());
+        thread::scope(|scope| {
+            let worker = Worker::spawn_scoped(scope, "test-worker", &engine).unwrap();
+            for payload in [vec![0x04], vec![0x01, 0x02]] {
+                let answers = &answers;
+                worker
+                    .submit(
+                        RequestKind::Cbor,
+                        payload,
+                        RequestContext::default(),
+                        move |a| answers.lock().unwrap().push(a),
+                    )
+                    .unwrap();
+            }
+            worker.join();
+        });
+        assert_eq!(
+            answers.into_inner().unwrap(),
+            [vec![0x00, 0x04], vec![0x00, 0x01, 0x02]]
+        );
     }
 
     #[test]

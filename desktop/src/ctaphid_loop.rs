@@ -144,7 +144,7 @@ pub fn serve<P: Port, E: Engine + 'static>(
 struct Loop<'a, P: Port> {
     port: &'a Arc<P>,
     shared: &'a Arc<Mutex<Shared<P::Peer>>>,
-    worker: &'a Worker,
+    worker: &'a Worker<'static>,
     options: &'a Options,
 }
 

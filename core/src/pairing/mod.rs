@@ -54,7 +54,6 @@ pub mod store;
 pub mod url;
 pub mod wake;
 
-pub use crate::engine::RequestKind as CtapKind;
 pub use confirm::ConfirmationCode;
 pub use mailbox::{MailboxId, MailboxKeys, PairingId};
 pub use messages::{CtapRequest, Hello, Message, PendingStatus, RequestId};
