@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
@@ -93,13 +93,8 @@ pub fn run(args: HybridArgs) -> Result<(), String> {
         browser_timeout_ms: args.browser_timeout.saturating_mul(1000),
         ..hybrid::Options::default()
     };
-    let session = hybrid::start(
-        &args.qr,
-        Arc::new(Mutex::new(engine)),
-        Arc::new(PrintedAdvert),
-        options,
-    )
-    .map_err(|e| e.describe())?;
+    let session = hybrid::start(&args.qr, Arc::new(engine), Arc::new(PrintedAdvert), options)
+        .map_err(|e| e.describe())?;
     eprintln!("connecting to the tunnel server");
     let result = loop {
         if stop.load(Ordering::SeqCst) {

@@ -8,16 +8,15 @@ mod webhook;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 use pocketkey_core::approver::{Approver, AutoApprover};
-use pocketkey_core::authenticator::Authenticator;
 use pocketkey_core::crypto::master_key::{KeyProvider, MasterKey};
 
 use pocketkey_desktop::ctaphid_loop::Options;
 use pocketkey_desktop::device::{self, Device, DeviceArgs};
-use pocketkey_desktop::engine::{self, EngineConfig, SignallingApprover, WaitingForUser};
+use pocketkey_desktop::engine::{self, DesktopKey, EngineConfig};
 use pocketkey_desktop::signals;
 use pocketkey_desktop::state_dir::{self, FileKeyProvider, KeyringKeyProvider};
 
@@ -160,7 +159,7 @@ pub(crate) fn open_key(
     master: &MasterKey,
     approver: Box<dyn Approver>,
     config: EngineConfig,
-) -> Result<Authenticator, String> {
+) -> Result<DesktopKey, String> {
     engine::open_engine(
         &dir.join(state_dir::STORE_FILE_NAME),
         master,
@@ -190,13 +189,11 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         .allow_power_cycle(args.allow_power_cycle);
 
     let master = master_key(&state_dir, args.keyring)?;
-    let waiting = WaitingForUser::new();
-    let inner: Box<dyn Approver> = if args.auto_approve {
+    let approver: Box<dyn Approver> = if args.auto_approve {
         Box::new(AutoApprover)
     } else {
         Box::new(approver::TerminalApprover::new())
     };
-    let approver = Box::new(SignallingApprover::new(inner, waiting.clone()));
     let mut config = key_config(&state_dir, &master)?;
     config.builtin_uv = args.uv == Switch::On;
     let attestation_kind = match (&config.attestation.batch, &config.attestation.enterprise) {
@@ -223,11 +220,11 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     }
 
     let options = Options {
-        waiting_for_user: Some(waiting),
+        waiting_for_user: Some(engine.waiting()),
         ..Options::default()
     };
     device
-        .run(Mutex::new(engine), options, Arc::clone(&stop))
+        .run(engine, options, Arc::clone(&stop))
         .map_err(|e| format!("the security key's transport failed: {e}"))?;
     eprintln!("stopped");
     Ok(())

@@ -14,10 +14,9 @@ use std::time::Duration;
 
 use clap::Args;
 use pocketkey_core::approver::{Approver, AutoApprover};
-use pocketkey_core::authenticator::Authenticator;
 use pocketkey_core::clock::unix_now;
 use pocketkey_core::crypto::master_key::MasterKey;
-use pocketkey_core::engine::{Engine, RequestContext, RequestKind};
+use pocketkey_core::engine::Engine;
 use pocketkey_core::pairing::relay::{PushProvider, PushTarget};
 use pocketkey_core::pairing::store::FILE_NAME;
 use pocketkey_core::pairing::{
@@ -28,7 +27,7 @@ use pocketkey_net::revocation::{delete_at_relay, retry_pending_revocations, revo
 use pocketkey_net::wake::{finish_wake, woken_pairing, Woken};
 
 use crate::{approver, webhook};
-use pocketkey_desktop::engine::{SignallingApprover, WaitingForUser};
+use pocketkey_desktop::engine::DesktopKey;
 
 #[derive(Debug, Args)]
 pub struct CommonArgs {
@@ -105,24 +104,6 @@ pub struct RenameArgs {
     common: CommonArgs,
 }
 
-/// The engine of `serve`, shared by every pairing's thread.
-struct CliEngine {
-    engine: Mutex<Authenticator>,
-    waiting: WaitingForUser,
-}
-
-impl Engine for CliEngine {
-    fn process(&self, kind: RequestKind, payload: &[u8], cx: &RequestContext) -> Vec<u8> {
-        self.engine.process(kind, payload, cx)
-    }
-    fn power_cycle(&self) {
-        self.engine.power_cycle()
-    }
-    fn waiting_for_user(&self) -> bool {
-        self.waiting.is_waiting()
-    }
-}
-
 fn open(common: &CommonArgs) -> Result<(PathBuf, MasterKey, PairingStore), String> {
     let dir = crate::open_state_dir(common.state_dir.clone())?;
     let master = crate::master_key(&dir, common.keyring)?;
@@ -135,20 +116,15 @@ fn open_store(dir: &Path, master: &MasterKey) -> Result<PairingStore, String> {
     PairingStore::open(&path, master).map_err(|e| format!("cannot open {}: {e}", path.display()))
 }
 
-fn open_engine(dir: &Path, master: &MasterKey, auto_approve: bool) -> Result<CliEngine, String> {
-    let waiting = WaitingForUser::new();
-    let inner: Box<dyn Approver> = if auto_approve {
+/// The key of `serve`, shared by every pairing's thread.
+fn open_engine(dir: &Path, master: &MasterKey, auto_approve: bool) -> Result<DesktopKey, String> {
+    let approver: Box<dyn Approver> = if auto_approve {
         Box::new(AutoApprover)
     } else {
         Box::new(approver::TerminalApprover::new())
     };
-    let approver = Box::new(SignallingApprover::new(inner, waiting.clone()));
     let config = crate::key_config(dir, master)?;
-    let engine = crate::open_key(dir, master, approver, config)?;
-    Ok(CliEngine {
-        engine: Mutex::new(engine),
-        waiting,
-    })
+    crate::open_key(dir, master, approver, config)
 }
 
 /// Retries the pending revocations (the relay was unreachable at `unpair`); says on standard

@@ -1,15 +1,17 @@
 //! The real authenticator on a desktop, opened from a state directory's store with one
-//! [`EngineConfig`], and the flag that tells the transport when it is asking the user.
+//! [`EngineConfig`] as a [`DesktopKey`], and the flag that tells the transport when it is
+//! asking the user.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use pocketkey_core::approver::{ApprovalOutcome, ApprovalRequest, Approver};
 use pocketkey_core::attestation::AttestationConfig;
 use pocketkey_core::authenticator::{Authenticator, Config};
 use pocketkey_core::cancel::CancelToken;
 use pocketkey_core::crypto::master_key::MasterKey;
+use pocketkey_core::engine::{Engine, RequestContext, RequestKind};
 use pocketkey_core::store::{Store, StoreError};
 
 /// What getInfo advertises for a desktop key (CTAP 2.1 §6.4, transports): one state directory
@@ -49,13 +51,40 @@ pub enum OpenError {
     Authenticator(StoreError),
 }
 
-/// Opens the store at `store_path` and builds the real authenticator.
+/// A desktop key as its transports drive it: the real engine, one request at a time, and a
+/// flag its approver raises while it asks the user.
+pub struct DesktopKey {
+    engine: Mutex<Authenticator>,
+    waiting: WaitingForUser,
+}
+
+impl DesktopKey {
+    /// The flag raised while the key asks the user (for the CTAPHID loop's KEEPALIVEs).
+    pub fn waiting(&self) -> WaitingForUser {
+        self.waiting.clone()
+    }
+}
+
+impl Engine for DesktopKey {
+    fn process(&self, kind: RequestKind, payload: &[u8], cx: &RequestContext) -> Vec<u8> {
+        self.engine.process(kind, payload, cx)
+    }
+    fn power_cycle(&self) {
+        self.engine.power_cycle()
+    }
+    fn waiting_for_user(&self) -> bool {
+        self.waiting.is_waiting()
+    }
+}
+
+/// Opens the store at `store_path` and builds the real authenticator, asking the user through
+/// `approver`.
 pub fn open_engine(
     store_path: &Path,
     master: &MasterKey,
     approver: Box<dyn Approver>,
     config: EngineConfig,
-) -> Result<Authenticator, OpenError> {
+) -> Result<DesktopKey, OpenError> {
     let store = Store::open(store_path, master).map_err(|source| OpenError::Store {
         path: store_path.to_path_buf(),
         source,
@@ -66,7 +95,14 @@ pub fn open_engine(
         builtin_uv: config.builtin_uv,
         ..Config::default()
     };
-    Authenticator::new(store, master, approver, config).map_err(OpenError::Authenticator)
+    let waiting = WaitingForUser::new();
+    let approver = Box::new(SignallingApprover::new(approver, waiting.clone()));
+    let engine =
+        Authenticator::new(store, master, approver, config).map_err(OpenError::Authenticator)?;
+    Ok(DesktopKey {
+        engine: Mutex::new(engine),
+        waiting,
+    })
 }
 
 /// Raised while the engine waits for the user, so the transport can send KEEPALIVE
