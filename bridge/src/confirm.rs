@@ -138,6 +138,7 @@ impl Confirmer {
                     }
                     wakeup.wake();
                 }
+                // The link gone (the bridge stops): nobody asks any more.
                 let _ = tx.send(None);
                 wakeup.wake();
             });

@@ -4,6 +4,7 @@
 //!
 //! - [`ws`]: the one blocking websocket client (`ws://`, or `wss://` over [`tls`]);
 //! - [`mailbox`]: a connection to one pairing-relay mailbox (`docs/pairing-protocol.md` §3);
+//! - [`driver`]: the loop that runs pairing sessions over a mailbox, for both ends;
 //! - [`pairing`]: the phone side of pairing with a computer and serving it;
 //! - [`revocation`]: what both sides share about revoking a pairing (§3.4);
 //! - [`wake`]: which pairing a push notification woke the phone for;
@@ -11,6 +12,7 @@
 //!
 //! No async runtime and no FFI: blocking `tungstenite` with one reader thread per websocket.
 
+pub mod driver;
 pub mod hybrid;
 pub mod mailbox;
 pub mod pairing;

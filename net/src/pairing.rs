@@ -29,11 +29,12 @@ use pocketkey_core::pairing::session::{
     is_handshake_frame, CONFIRMATION_TIMEOUT, HANDSHAKE_TIMEOUT,
 };
 use pocketkey_core::pairing::{
-    ConfirmationCode, Event, Hello, PairingRecord, PairingStore, PairingUrl, PendingStatus,
-    RequestId, Role, Session, SessionState, UrlPolicy,
+    ConfirmationCode, CtapRequest, Event, Hello, PairingRecord, PairingStore, PairingUrl,
+    PendingStatus, RequestId, Role, Session, SessionState, UrlPolicy,
 };
 use rand_core::OsRng;
 
+use crate::driver::{flush_now, Driver, Ended, Side, Step};
 use crate::mailbox::{trace, MailboxConn, MailboxError, Wakeup};
 
 /// How long connecting to the relay may take.
@@ -82,13 +83,6 @@ fn hello(name: &str, engine: &dyn Engine) -> Hello {
         // to give the browser).
         get_info: Some(engine.get_info().unwrap_or_default()),
     }
-}
-
-fn flush(session: &mut Session, conn: &mut MailboxConn) -> Result<(), MailboxError> {
-    while let Some(frame) = session.poll_frame() {
-        conn.send(&RelayFrame::Data(frame))?;
-    }
-    Ok(())
 }
 
 /// [`pair_showing_code`] for callers that show no code (tests whose bridge confirms by
@@ -192,7 +186,7 @@ pub fn pair_showing_code(
                 .insert(&record)
                 .map_err(|e| PairingError::Store(e.to_string()));
             let _ = s.bye();
-            let _ = flush(s, &mut conn);
+            let _ = flush_now(s, &mut conn);
             break stored.map(|()| record);
         }
         if s.is_finished() {
@@ -200,7 +194,7 @@ pub fn pair_showing_code(
                 "the computer refused the handshake (code already used or altered?)".into(),
             ));
         }
-        if let Err(e) = flush(s, &mut conn) {
+        if let Err(e) = flush_now(s, &mut conn) {
             break Err(e.into());
         }
     };
@@ -298,12 +292,12 @@ pub fn serve_pairing(
         match serve_connection(
             &mut conn, &wakeup, &record, phone_name, &*engine, &store, &log, &stop, on_event,
         ) {
-            Ok(Some(())) => {
+            Ok(Ended::Revoked) => {
                 on_event(&record, ServeEvent::Revoked);
                 conn.close();
                 return;
             }
-            Ok(None) => {
+            Ok(Ended::Stopped) => {
                 conn.close();
                 return;
             }
@@ -417,7 +411,7 @@ fn told_revoked_here(
         Ok(Some(current)) if current.revoked_at.is_some()
     );
     if revoked && s.revoke().is_ok() {
-        flush(s, conn)?;
+        flush_now(s, conn)?;
         conn.send(&RelayFrame::Delete)?;
         return Ok(true);
     }
@@ -438,7 +432,8 @@ fn live_record(store: &Mutex<PairingStore>, record: &PairingRecord) -> Option<Pa
     }
 }
 
-/// `Ok(Some(()))`: revoked (record forgotten); `Ok(None)`: stopped.
+/// One attachment of a pairing's mailbox: [`PhoneSide`] on the [`Driver`], with the engine's
+/// worker running beside it.
 #[allow(clippy::too_many_arguments)]
 fn serve_connection(
     conn: &mut MailboxConn,
@@ -450,23 +445,14 @@ fn serve_connection(
     log: &Mutex<RequestLog>,
     stop: &AtomicBool,
     on_event: &(dyn Fn(&PairingRecord, ServeEvent) + Sync),
-) -> Result<Option<()>, MailboxError> {
-    let mut session: Option<Session> = None;
-    // When to register the push target again with a new wake id (once per connection, off
-    // the request's path: see `register_again`), and the id waiting for its ACK.
-    let mut register_at = Some(Instant::now() + TOUCH_DELAY);
-    let mut registering: Option<WakeId> = None;
-    let mut running: Option<Running> = None;
-    // When to store "last seen" (see TOUCH_DELAY); done on the way out at the latest.
-    let mut touch_at: Option<Instant> = None;
-    let touch = || {
-        let _ = store
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .touch(&record.id, unix_now());
+) -> Result<Ended, MailboxError> {
+    let driver = Driver {
+        wakeup,
+        stop,
+        stop_check: STOP_CHECK,
     };
     let traced = Traced(engine);
-    let result = thread::scope(|scope| {
+    let (result, touch_at) = thread::scope(|scope| {
         // One worker per connection, started with it and waiting for requests (a woken thread
         // gets a CPU sooner than a new one), so that the relay is still read while the engine
         // asks the user; the scope's end waits for its run. A panicking engine answers
@@ -474,258 +460,379 @@ fn serve_connection(
         // as fatal here as in `thread::scope`'s own spawn.
         let worker = Worker::spawn_scoped(scope, "pocketkey-pairing-engine", &traced)
             .expect("cannot start the engine's thread");
-        let mut serve = || loop {
-            if stop.load(Ordering::SeqCst) {
-                if let Some(s) = session.as_mut() {
-                    let _ = s.bye();
-                    let _ = flush(s, conn);
-                }
-                if register_at.take().is_some() {
-                    registering = register_again(store, record, conn);
-                }
-                if let Some(wake) = registering.take() {
-                    await_registered(store, record, conn, wake);
-                }
-                return Ok(None);
-            }
-            let frame = conn.try_next()?;
-            let got_frame = frame.is_some();
-            let now = Instant::now();
-            // A run older than the request's lifetime is not waited for by anyone any more.
-            let expired = log
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .expire(now);
-            if let Some(r) = running.as_ref().filter(|r| Some(r.request_id) == expired) {
-                r.cancel.cancel();
-            }
-            match frame {
-                Some(RelayFrame::Ack(frame_type::PUSH_REGISTER)) => {
-                    if let Some(wake) = registering.take() {
-                        push_registered(store, record, &wake);
-                    }
-                }
-                Some(RelayFrame::Peer { present: true }) => {
-                    trace("phone.peer");
-                    // A run in progress goes on: the bridge sends its request again in the
-                    // new session, which attaches to it.
-                    if let Some(r) = running.as_mut() {
-                        r.waiting = None;
-                    }
-                    session = record.session(hello(phone_name, engine), now).ok();
-                }
-                Some(RelayFrame::Peer { present: false }) => {
-                    if let Some(r) = running.as_mut() {
-                        r.waiting = None;
-                    }
-                    session = None;
-                }
-                Some(RelayFrame::Data(payload)) => {
-                    trace("phone.rx");
-                    if let Some(s) = session.as_mut() {
-                        // Frames that are not this session's to read, dropped as a relay could
-                        // have: once our session is open, a handshake frame is the bridge
-                        // answering someone's replay of our HS1 (it keeps our session, protocol
-                        // §4); while our new handshake runs, a transport frame belongs to the
-                        // session it replaces (the bridge sent it before reading our HS1). The
-                        // bridge sends an unanswered request again in the session that holds.
-                        let stray = match s.state() {
-                            SessionState::Open { .. } => is_handshake_frame(&payload),
-                            SessionState::Handshaking => !is_handshake_frame(&payload),
-                            _ => false,
-                        };
-                        if !stray {
-                            let _ = s.receive(&payload, now);
-                        }
-                    }
-                }
-                _ => {}
-            }
-            if let Some(s) = session.as_mut() {
-                if s.poll_timeout().is_some_and(|t| now >= t) {
-                    s.handle_timeout(now);
-                }
-                while let Some(event) = s.poll_event() {
-                    match event {
-                        Event::Established(_) => {
-                            trace("phone.established");
-                            if told_revoked_here(s, conn, store, record)? {
-                                continue;
-                            }
-                            touch_at = Some(now + TOUCH_DELAY);
-                            on_event(record, ServeEvent::Established);
-                        }
-                        Event::CtapRequest(request) => {
-                            trace("phone.request");
-                            if told_revoked_here(s, conn, store, record)? {
-                                continue;
-                            }
-                            on_event(
-                                record,
-                                ServeEvent::Request {
-                                    kind: request.kind,
-                                    command: request.payload.first().copied().unwrap_or(0),
-                                },
-                            );
-                            // The record as it is now: renamed since the session began (the
-                            // prompt names the computer as the user calls it now), or revoked
-                            // (by this phone's user, maybe in another process): then the
-                            // request is dropped unanswered; the revocation ends the session.
-                            let Some(current) = live_record(store, record) else {
-                                continue;
-                            };
-                            let request_id = request.request_id;
-                            let delivery = log
-                                .lock()
-                                .unwrap_or_else(PoisonError::into_inner)
-                                .begin(request_id, now);
-                            match delivery {
-                                Delivery::Run => {}
-                                // Sent again: answered without running it again.
-                                Delivery::Answer(answer) => {
-                                    trace("phone.repeat.answered");
-                                    let _ = s.respond(request.id, answer.to_vec());
-                                    continue;
-                                }
-                                Delivery::Attach => {
-                                    trace("phone.repeat.attached");
-                                    if let Some(r) =
-                                        running.as_mut().filter(|r| r.request_id == request_id)
-                                    {
-                                        r.waiting = Some(request.id);
-                                        let _ = s.set_status(request.id, r.status, now);
-                                    }
-                                    continue;
-                                }
-                            }
-                            // A new request: the bridge is done with the previous one.
-                            if let Some(r) = running.take() {
-                                r.cancel.cancel();
-                            }
-                            let cancel = CancelToken::new();
-                            let (answer, answer_rx) = mpsc::channel();
-                            let cx = RequestContext {
-                                cancel: cancel.clone(),
-                                requester: Requester(current.name),
-                            };
-                            let done = Arc::clone(wakeup);
-                            // Every answer goes to the pairing's request log first, so that a
-                            // repeat of the request gets it even if its session is gone.
-                            let on_answer = move |reply: Vec<u8>| {
-                                log.lock().unwrap_or_else(PoisonError::into_inner).finish(
-                                    request_id,
-                                    reply.clone(),
-                                    Instant::now(),
-                                );
-                                let _ = answer.send(reply);
-                                done.wake();
-                            };
-                            // The worker lives as long as this loop: it cannot be gone.
-                            let _ = worker.submit(request.kind, request.payload, cx, on_answer);
-                            let _ = s.set_status(request.id, PendingStatus::Processing, now);
-                            running = Some(Running {
-                                request_id,
-                                waiting: Some(request.id),
-                                cancel,
-                                answer: answer_rx,
-                                status: PendingStatus::Processing,
-                            });
-                        }
-                        Event::Cancel { id } => {
-                            if let Some(r) = running.as_ref().filter(|r| r.waiting == Some(id)) {
-                                r.cancel.cancel();
-                            }
-                        }
-                        Event::Revoked => {
-                            forget(store, record);
-                            touch_at = None;
-                            return Ok(Some(()));
-                        }
-                        _ => {}
-                    }
-                }
-                let mut answered = false;
-                if let Some(r) = running.as_mut() {
-                    match r.answer.try_recv() {
-                        Ok(answer) => {
-                            on_event(
-                                record,
-                                ServeEvent::Answered {
-                                    status: answer.first().copied().unwrap_or(0),
-                                },
-                            );
-                            if let Some(id) = r.waiting {
-                                let _ = s.respond(id, answer);
-                                answered = true;
-                            }
-                            running = None;
-                        }
-                        Err(TryRecvError::Disconnected) => running = None,
-                        Err(TryRecvError::Empty) => {
-                            if r.status == PendingStatus::Processing && engine.waiting_for_user() {
-                                r.status = PendingStatus::UserPresenceNeeded;
-                                if let Some(id) = r.waiting {
-                                    let _ = s.set_status(id, r.status, now);
-                                }
-                            }
-                        }
-                    }
-                }
-                if answered {
-                    trace("phone.send"); // before the write: the bridge may read it first
-                }
-                flush(s, conn)?;
-                if s.is_finished() {
-                    if let Some(r) = running.as_mut() {
-                        r.waiting = None;
-                    }
-                    session = None;
-                }
-            }
-            if running.is_none() && touch_at.is_some_and(|t| Instant::now() >= t) {
-                touch_at = None;
-                touch();
-            }
-            if running.is_none() && register_at.is_some_and(|t| Instant::now() >= t) {
-                register_at = None;
-                registering = register_again(store, record, conn);
-            }
-            if !got_frame {
-                // Nothing queued: sleep until a frame, the engine's answer, a timer or the
-                // stop check.
-                let mut wait = STOP_CHECK;
-                if let Some(t) = session.as_ref().and_then(Session::poll_timeout) {
-                    wait = wait.min(t.saturating_duration_since(Instant::now()));
-                }
-                match &running {
-                    Some(r) if r.status == PendingStatus::Processing => {
-                        wait = wait.min(USER_CHECK);
-                    }
-                    Some(_) => {}
-                    None => {
-                        for t in [touch_at, register_at].into_iter().flatten() {
-                            wait = wait.min(t.saturating_duration_since(Instant::now()));
-                        }
-                    }
-                }
-                wakeup.wait(wait);
-            }
+        let mut side = PhoneSide {
+            record,
+            phone_name,
+            engine,
+            store,
+            log,
+            on_event,
+            worker,
+            wakeup,
+            session: None,
+            register_at: Some(Instant::now() + TOUCH_DELAY),
+            registering: None,
+            running: None,
+            touch_at: None,
         };
-        let result = serve();
+        let result = driver.run(conn, &mut side);
         // Stopped or revoked: end a pending approval. A lost connection lets the run finish
         // (the worker is waited for) and the log keep its answer for the bridge's repeat.
-        if let Some(r) = running.take() {
+        if let Some(r) = side.running.take() {
             if result.is_ok() {
                 r.cancel.cancel();
             }
         }
-        drop(worker);
-        result
+        // Dropping `side` drops the worker: it ends after the run in progress.
+        (result, side.touch_at)
     });
     if touch_at.is_some() {
-        touch();
+        touch(store, record);
     }
     result
+}
+
+/// Stores "last seen" for `record`.
+fn touch(store: &Mutex<PairingStore>, record: &PairingRecord) {
+    // A failed write only loses the time shown for the computer.
+    let _ = store
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .touch(&record.id, unix_now());
+}
+
+/// The phone's event handling on the [`Driver`]: a KK session each time the bridge is
+/// present, its requests to the engine's worker, the worker's answers back, and the
+/// pairing's push registration and "last seen".
+struct PhoneSide<'a> {
+    record: &'a PairingRecord,
+    phone_name: &'a str,
+    engine: &'a dyn Engine,
+    store: &'a Mutex<PairingStore>,
+    log: &'a Mutex<RequestLog>,
+    on_event: &'a (dyn Fn(&PairingRecord, ServeEvent) + Sync),
+    worker: Worker<'a>,
+    /// Raised by the worker with each answer.
+    wakeup: &'a Arc<Wakeup>,
+    session: Option<Session>,
+    /// When to register the push target again with a new wake id (once per connection, off
+    /// the request's path: see `register_again`), and the id waiting for its ACK.
+    register_at: Option<Instant>,
+    registering: Option<WakeId>,
+    running: Option<Running>,
+    /// When to store "last seen" (see TOUCH_DELAY); done on the way out at the latest.
+    touch_at: Option<Instant>,
+}
+
+impl PhoneSide<'_> {
+    /// The relay's frame: its ACKs, the bridge coming and going, a session's frames.
+    fn on_frame(&mut self, frame: RelayFrame, now: Instant) {
+        match frame {
+            RelayFrame::Ack(frame_type::PUSH_REGISTER) => {
+                if let Some(wake) = self.registering.take() {
+                    push_registered(self.store, self.record, &wake);
+                }
+            }
+            RelayFrame::Peer { present: true } => {
+                trace("phone.peer");
+                // A run in progress goes on: the bridge sends its request again in the new
+                // session, which attaches to it.
+                if let Some(r) = self.running.as_mut() {
+                    r.waiting = None;
+                }
+                self.session = self
+                    .record
+                    .session(hello(self.phone_name, self.engine), now)
+                    .ok();
+            }
+            RelayFrame::Peer { present: false } => {
+                if let Some(r) = self.running.as_mut() {
+                    r.waiting = None;
+                }
+                self.session = None;
+            }
+            RelayFrame::Data(payload) => {
+                trace("phone.rx");
+                if let Some(s) = self.session.as_mut() {
+                    // Frames that are not this session's to read, dropped as a relay could
+                    // have: once our session is open, a handshake frame is the bridge
+                    // answering someone's replay of our HS1 (it keeps our session, protocol
+                    // §4); while our new handshake runs, a transport frame belongs to the
+                    // session it replaces (the bridge sent it before reading our HS1). The
+                    // bridge sends an unanswered request again in the session that holds.
+                    let stray = match s.state() {
+                        SessionState::Open { .. } => is_handshake_frame(&payload),
+                        SessionState::Handshaking => !is_handshake_frame(&payload),
+                        _ => false,
+                    };
+                    if !stray {
+                        // A frame the session rejects ends it or is dropped: its events say so.
+                        let _ = s.receive(&payload, now);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// A request of the session: answered from the log, attached to the run in progress, or
+    /// handed to the engine's worker.
+    fn on_request(&mut self, request: CtapRequest, now: Instant) {
+        let Some(s) = self.session.as_mut() else {
+            return;
+        };
+        (self.on_event)(
+            self.record,
+            ServeEvent::Request {
+                kind: request.kind,
+                command: request.payload.first().copied().unwrap_or(0),
+            },
+        );
+        // The record as it is now: renamed since the session began (the prompt names the
+        // computer as the user calls it now), or revoked (by this phone's user, maybe in
+        // another process): then the request is dropped unanswered; the revocation ends the
+        // session.
+        let Some(current) = live_record(self.store, self.record) else {
+            return;
+        };
+        let request_id = request.request_id;
+        let delivery = self
+            .log
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .begin(request_id, now);
+        match delivery {
+            Delivery::Run => {}
+            // Sent again: answered without running it again.
+            Delivery::Answer(answer) => {
+                trace("phone.repeat.answered");
+                // Fails only for a request id the session no longer knows: nothing to answer.
+                let _ = s.respond(request.id, answer.to_vec());
+                return;
+            }
+            Delivery::Attach => {
+                trace("phone.repeat.attached");
+                if let Some(r) = self.running.as_mut().filter(|r| r.request_id == request_id) {
+                    r.waiting = Some(request.id);
+                    // As for `respond`: only an unknown request id fails.
+                    let _ = s.set_status(request.id, r.status, now);
+                }
+                return;
+            }
+        }
+        // A new request: the bridge is done with the previous one.
+        if let Some(r) = self.running.take() {
+            r.cancel.cancel();
+        }
+        let cancel = CancelToken::new();
+        let (answer, answer_rx) = mpsc::channel();
+        let cx = RequestContext {
+            cancel: cancel.clone(),
+            requester: Requester(current.name),
+        };
+        let (log, done) = (self.log, Arc::clone(self.wakeup));
+        // Every answer goes to the pairing's request log first, so that a repeat of the
+        // request gets it even if its session is gone.
+        let on_answer = move |reply: Vec<u8>| {
+            log.lock().unwrap_or_else(PoisonError::into_inner).finish(
+                request_id,
+                reply.clone(),
+                Instant::now(),
+            );
+            let _ = answer.send(reply);
+            done.wake();
+        };
+        // The worker lives as long as the connection's loop: it cannot be gone.
+        let _ = self
+            .worker
+            .submit(request.kind, request.payload, cx, on_answer);
+        let _ = s.set_status(request.id, PendingStatus::Processing, now);
+        self.running = Some(Running {
+            request_id,
+            waiting: Some(request.id),
+            cancel,
+            answer: answer_rx,
+            status: PendingStatus::Processing,
+        });
+    }
+
+    /// The engine's answer to the run in progress, or its move to asking the user. True when
+    /// an answer goes out in this turn.
+    fn poll_engine(&mut self, now: Instant) -> bool {
+        let (Some(r), Some(s)) = (self.running.as_mut(), self.session.as_mut()) else {
+            return false;
+        };
+        match r.answer.try_recv() {
+            Ok(answer) => {
+                (self.on_event)(
+                    self.record,
+                    ServeEvent::Answered {
+                        status: answer.first().copied().unwrap_or(0),
+                    },
+                );
+                let answered = r.waiting.is_some();
+                if let Some(id) = r.waiting {
+                    // As for `respond` above: only an unknown request id fails.
+                    let _ = s.respond(id, answer);
+                }
+                self.running = None;
+                answered
+            }
+            Err(TryRecvError::Disconnected) => {
+                self.running = None;
+                false
+            }
+            Err(TryRecvError::Empty) => {
+                if r.status == PendingStatus::Processing && self.engine.waiting_for_user() {
+                    r.status = PendingStatus::UserPresenceNeeded;
+                    if let Some(id) = r.waiting {
+                        let _ = s.set_status(id, r.status, now);
+                    }
+                }
+                false
+            }
+        }
+    }
+}
+
+impl Side<MailboxConn> for PhoneSide<'_> {
+    type Outcome = Ended;
+
+    fn sessions(&mut self) -> Vec<&mut Session> {
+        self.session.iter_mut().collect()
+    }
+
+    fn before_read(&mut self, now: Instant) {
+        // A run older than the request's lifetime is not waited for by anyone any more.
+        let expired = self
+            .log
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .expire(now);
+        if let Some(r) = self
+            .running
+            .as_ref()
+            .filter(|r| Some(r.request_id) == expired)
+        {
+            r.cancel.cancel();
+        }
+    }
+
+    fn turn(
+        &mut self,
+        frame: Option<RelayFrame>,
+        now: Instant,
+        conn: &mut MailboxConn,
+    ) -> Result<Step<Ended>, MailboxError> {
+        if let Some(frame) = frame {
+            self.on_frame(frame, now);
+        }
+        let Some(s) = self.session.as_mut() else {
+            return Ok(Step::Continue);
+        };
+        if s.poll_timeout().is_some_and(|t| now >= t) {
+            s.handle_timeout(now);
+        }
+        while let Some(event) = self.session.as_mut().and_then(Session::poll_event) {
+            match event {
+                Event::Established(_) => {
+                    trace("phone.established");
+                    if self.told_revoked_here(conn)? {
+                        continue;
+                    }
+                    self.touch_at = Some(now + TOUCH_DELAY);
+                    (self.on_event)(self.record, ServeEvent::Established);
+                }
+                Event::CtapRequest(request) => {
+                    trace("phone.request");
+                    if self.told_revoked_here(conn)? {
+                        continue;
+                    }
+                    self.on_request(request, now);
+                }
+                Event::Cancel { id } => {
+                    if let Some(r) = self.running.as_ref().filter(|r| r.waiting == Some(id)) {
+                        r.cancel.cancel();
+                    }
+                }
+                Event::Revoked => {
+                    forget(self.store, self.record);
+                    self.touch_at = None;
+                    return Ok(Step::End(Ended::Revoked));
+                }
+                _ => {}
+            }
+        }
+        if self.poll_engine(now) {
+            trace("phone.send"); // before the write: the bridge may read it first
+        }
+        Ok(Step::Continue)
+    }
+
+    fn send_failed(&mut self, error: MailboxError) -> Result<(), MailboxError> {
+        Err(error)
+    }
+
+    fn after_flush(
+        &mut self,
+        _now: Instant,
+        conn: &mut MailboxConn,
+    ) -> Result<Step<Ended>, MailboxError> {
+        if self.session.as_ref().is_some_and(Session::is_finished) {
+            if let Some(r) = self.running.as_mut() {
+                r.waiting = None;
+            }
+            self.session = None;
+        }
+        if self.running.is_none() && self.touch_at.is_some_and(|t| Instant::now() >= t) {
+            self.touch_at = None;
+            touch(self.store, self.record);
+        }
+        if self.running.is_none() && self.register_at.is_some_and(|t| Instant::now() >= t) {
+            self.register_at = None;
+            self.registering = register_again(self.store, self.record, conn);
+        }
+        Ok(Step::Continue)
+    }
+
+    fn deadline(&self, now: Instant) -> Option<Instant> {
+        match &self.running {
+            // The engine cannot signal that it asks the user: look soon.
+            Some(r) if r.status == PendingStatus::Processing => Some(now + USER_CHECK),
+            Some(_) => None,
+            None => [self.touch_at, self.register_at]
+                .into_iter()
+                .flatten()
+                .min(),
+        }
+    }
+
+    fn stopping(&mut self) {
+        if let Some(s) = self.session.as_mut() {
+            // Fails only when the session is over already: nothing to say goodbye to.
+            let _ = s.bye();
+        }
+    }
+
+    fn stopped(&mut self, conn: &mut MailboxConn) -> Ended {
+        if self.register_at.take().is_some() {
+            self.registering = register_again(self.store, self.record, conn);
+        }
+        if let Some(wake) = self.registering.take() {
+            await_registered(self.store, self.record, conn, wake);
+        }
+        Ended::Stopped
+    }
+}
+
+impl PhoneSide<'_> {
+    /// [`told_revoked_here`] for the current session.
+    fn told_revoked_here(&mut self, conn: &mut MailboxConn) -> Result<bool, MailboxError> {
+        match self.session.as_mut() {
+            Some(s) => told_revoked_here(s, conn, self.store, self.record),
+            None => Ok(false),
+        }
+    }
 }
 
 /// What [`listen`] reports each pairing's events to.
@@ -847,7 +954,7 @@ fn revoke_in_session(record: &PairingRecord, hello: Hello) -> Result<bool, Mailb
         if told && s.revoke().is_err() {
             told = false;
         }
-        if let Err(e) = flush(s, &mut conn) {
+        if let Err(e) = flush_now(s, &mut conn) {
             return gone(e);
         }
         if told || s.is_finished() {
