@@ -7,14 +7,12 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::Duration;
 
-use pocketkey_core::authenticator::RequestContext;
 use pocketkey_core::pairing::relay::{ApnsEnvironment, PushProvider, PushTarget, WakeId};
 use pocketkey_core::pairing::url::MAX_NAME_LEN;
 use pocketkey_core::pairing::{
-    ConfirmationCode, CtapKind, MailboxId, PairingRecord, PairingStore, PairingStoreError, Role,
-    UrlPolicy,
+    ConfirmationCode, MailboxId, PairingRecord, PairingStore, PairingStoreError, Role, UrlPolicy,
 };
-use pocketkey_net::pairing::{self, PairingEngine, PairingError};
+use pocketkey_net::pairing::{self, PairingError};
 use pocketkey_net::revocation::{delete_at_relay, retry_in_background, revocation_guard};
 #[allow(unused_imports)] // named by `handle_push`'s documentation
 use pocketkey_net::wake::woken_wake_id;
@@ -51,22 +49,6 @@ impl From<&PairingRecord> for PairingInfo {
             last_seen: r.last_seen,
             suspended: r.suspended_at.is_some(),
         }
-    }
-}
-
-impl PairingEngine for SecurityKey {
-    fn get_info(&self) -> Vec<u8> {
-        let response = self.process_ctap_in(&[0x04], &RequestContext::default());
-        response.get(1..).unwrap_or_default().to_vec()
-    }
-    fn process(&self, kind: CtapKind, payload: &[u8], cx: &RequestContext) -> Vec<u8> {
-        match kind {
-            CtapKind::Cbor => self.process_ctap_in(payload, cx),
-            CtapKind::Msg => self.process_u2f_in(payload, cx),
-        }
-    }
-    fn waiting_for_user(&self) -> bool {
-        self.asking_user()
     }
 }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 use pocketkey_core::approver::Requester;
 use pocketkey_core::authenticator::{Authenticator, Config, RequestContext};
 use pocketkey_core::cancel::CancelToken;
+use pocketkey_core::engine::{Engine, RequestKind};
 use pocketkey_core::store::Store;
 
 use crate::approvals::{ApprovalListener, ListenerApprover, PendingApprovals};
@@ -238,27 +239,26 @@ impl SecurityKey {
     }
 }
 
-impl SecurityKey {
-    /// One CTAP2 message with the caller's context (requester and cancel token): the hybrid
-    /// runtime's way in, so that ending its session cancels the approval it is waiting for.
-    pub(crate) fn process_ctap_in(&self, request: &[u8], cx: &RequestContext) -> Vec<u8> {
+/// The key as the network runtime drives it (hybrid, a paired computer): with the caller's
+/// context (requester and cancel token), so that ending its session cancels the approval it
+/// is waiting for.
+impl Engine for SecurityKey {
+    fn process(&self, kind: RequestKind, payload: &[u8], cx: &RequestContext) -> Vec<u8> {
         let mut engine = lock(&self.engine);
         let _running = Running::register(&self.running, cx.cancel.clone());
-        engine.process_cbor(request, cx)
+        match kind {
+            RequestKind::Cbor => engine.process_cbor(payload, cx),
+            RequestKind::Msg => engine.process_u2f(payload, cx),
+        }
     }
 
     /// Whether a prompt is waiting for the user (the pairing runtime's `Pending` status).
-    pub(crate) fn asking_user(&self) -> bool {
+    fn waiting_for_user(&self) -> bool {
         self.pending.open_count() > 0
     }
+}
 
-    /// One U2F APDU with the caller's context (the pairing runtime's way in).
-    pub(crate) fn process_u2f_in(&self, apdu: &[u8], cx: &RequestContext) -> Vec<u8> {
-        let mut engine = lock(&self.engine);
-        let _running = Running::register(&self.running, cx.cancel.clone());
-        engine.process_u2f(apdu, cx)
-    }
-
+impl SecurityKey {
     /// Runs one request with a fresh cancel token, registered once the engine is ours (so
     /// that `cancel_pending` never cancels a request still queued behind it).
     fn run(

@@ -26,10 +26,10 @@ use pocketkey_core::pairing::store::FILE_NAME;
 use pocketkey_core::pairing::{PairingRecord, PairingStore, Role};
 
 use crate::link::{select_phone, ForwardingEngine, Link, LinkConfig};
+use pocketkey_desktop::ctaphid_loop::Options;
 use pocketkey_desktop::device::{self, Device, DeviceArgs};
 use pocketkey_desktop::engine::{self, WaitingForUser};
-use pocketkey_desktop::runtime::Options;
-use pocketkey_desktop::{keys, signals};
+use pocketkey_desktop::{signals, state_dir};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -346,7 +346,7 @@ const KEYRING_HINT: &str = "--key-file keeps it in a 0600 file in the state dire
 /// directory. A `master.key` left by an earlier bridge (which always used the file) is moved
 /// into the keyring on the first start without `--key-file`, and said so.
 fn master_key(state_dir: &Path, key_file: bool) -> Result<MasterKey, String> {
-    let file = keys::FileKeyProvider::in_dir(state_dir);
+    let file = state_dir::FileKeyProvider::in_dir(state_dir);
     if key_file {
         // A store without its key file was sealed under the keyring's key (moved there by an
         // earlier start): a new key file would never open it.
@@ -361,13 +361,13 @@ fn master_key(state_dir: &Path, key_file: bool) -> Result<MasterKey, String> {
         }
         return file.master_key().map_err(|e| e.to_string());
     }
-    let keyring = keys::KeyringKeyProvider::for_state_dir(state_dir)
+    let keyring = state_dir::KeyringKeyProvider::for_state_dir(state_dir)
         .advising(NO_SECRET_SERVICE, KEYRING_HINT);
     if keyring.adopt_file(&file).map_err(|e| e.to_string())? {
         eprintln!(
             "master key: moved from {} into the OS keyring (service \"{}\"); the file is deleted",
             file.path().display(),
-            keys::KEYRING_SERVICE
+            state_dir::KEYRING_SERVICE
         );
     }
     keyring.master_key().map_err(|e| e.to_string())
@@ -384,12 +384,14 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<(), String> {
-    let stop = signals::stop_flag()?;
-    let state_dir = keys::open_state_dir(cli.state_dir.clone(), "pocketkey-bridge")?;
+    let stop = signals::stop_flag().map_err(|e| e.to_string())?;
+    let state_dir = state_dir::open_state_dir(cli.state_dir.clone(), "pocketkey-bridge")
+        .map_err(|e| e.to_string())?;
     if let Some(what) = Manage::from_cli(&cli) {
         return manage(&state_dir, cli.key_file, what);
     }
-    let device = Device::open(&cli.device, DEVICE_NAME, device::DefaultTransport::Uhid)?;
+    let device = Device::open(&cli.device, DEVICE_NAME, device::DefaultTransport::Uhid)
+        .map_err(|e| e.to_string())?;
     let master = master_key(&state_dir, cli.key_file)?;
     let store_path = state_dir.join(FILE_NAME);
     let store = PairingStore::open(&store_path, &master)

@@ -19,10 +19,11 @@ use common::{HidClient, StandInRelay};
 use pocketkey_core::approver::AutoApprover;
 use pocketkey_core::authenticator::{Authenticator, Config, RequestContext};
 use pocketkey_core::crypto::master_key::MasterKey;
+use pocketkey_core::engine::{Engine, RequestKind};
 use pocketkey_core::pairing::relay::RelayFrame;
-use pocketkey_core::pairing::{CtapKind, PairingStore, Role, UrlPolicy};
+use pocketkey_core::pairing::{PairingStore, Role, UrlPolicy};
 use pocketkey_core::store::Store;
-use pocketkey_net::pairing::{self as runtime, PairingEngine};
+use pocketkey_net::pairing as runtime;
 use pocketkey_testkit::MakeCredential;
 
 struct Bridge {
@@ -81,11 +82,8 @@ struct Counting {
     gate: Mutex<Option<Receiver<()>>>,
 }
 
-impl PairingEngine for Counting {
-    fn get_info(&self) -> Vec<u8> {
-        self.engine.get_info()
-    }
-    fn process(&self, kind: CtapKind, payload: &[u8], cx: &RequestContext) -> Vec<u8> {
+impl Engine for Counting {
+    fn process(&self, kind: RequestKind, payload: &[u8], cx: &RequestContext) -> Vec<u8> {
         if payload.first() == Some(&0x01) {
             let _ = self.started.lock().unwrap().send(());
             if let Some(gate) = self.gate.lock().unwrap().take() {

@@ -20,9 +20,10 @@ use std::time::{Duration, Instant};
 
 use common::{phone, HidClient, Phone, StandInRelay};
 use pocketkey_core::authenticator::{Authenticator, RequestContext};
+use pocketkey_core::engine::{Engine as _, RequestKind};
 use pocketkey_core::pairing::relay::RelayFrame;
-use pocketkey_core::pairing::{CtapKind, Role, UrlPolicy};
-use pocketkey_net::pairing::{self as runtime, PairingEngine};
+use pocketkey_core::pairing::{Role, UrlPolicy};
+use pocketkey_net::pairing as runtime;
 use pocketkey_testkit::{GetAssertion, MakeCredential};
 
 /// Only a guard against a hung test, never an expectation about speed.
@@ -209,11 +210,8 @@ struct Engine {
     made: AtomicUsize,
 }
 
-impl PairingEngine for Engine {
-    fn get_info(&self) -> Vec<u8> {
-        self.inner.get_info()
-    }
-    fn process(&self, kind: CtapKind, payload: &[u8], cx: &RequestContext) -> Vec<u8> {
+impl pocketkey_core::engine::Engine for Engine {
+    fn process(&self, kind: RequestKind, payload: &[u8], cx: &RequestContext) -> Vec<u8> {
         if payload.first() == Some(&0x01) {
             self.made.fetch_add(1, Ordering::SeqCst);
             let _ = self.started.lock().unwrap().send(());
@@ -261,7 +259,7 @@ fn pair_another_goes_back_to_its_phone_when_the_window_ends() {
     b.stderr_until("serving the phone \"Test phone\"");
     assert!(b.child.try_wait().unwrap().is_none(), "still serving");
     let mut hid = HidClient::connect(b.addr);
-    let expected = [vec![0x00], phone.engine.get_info()].concat();
+    let expected = [vec![0x00], phone.engine.get_info().unwrap()].concat();
     assert_eq!(hid.cbor(&[0x04], Duration::from_secs(5)), expected);
 }
 
@@ -287,7 +285,7 @@ fn peer_present_during_a_request_does_not_cancel_it() {
     let stop = Arc::new(AtomicBool::new(false));
     let listening = {
         let (engine, store, stop) = (
-            Arc::clone(&engine) as Arc<dyn PairingEngine>,
+            Arc::clone(&engine) as Arc<dyn pocketkey_core::engine::Engine>,
             Arc::clone(&phone.store),
             Arc::clone(&stop),
         );

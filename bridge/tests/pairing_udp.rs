@@ -17,10 +17,11 @@ use std::time::{Duration, Instant};
 
 use common::{phone, HidClient, Phone, StandInRelay};
 use pocketkey_core::authenticator::Authenticator;
+use pocketkey_core::engine::{Engine, RequestContext, RequestKind};
 use pocketkey_core::pairing::relay::RelayFrame;
 use pocketkey_core::pairing::{Event, Hello, Role, Session, UrlPolicy};
 use pocketkey_net::mailbox::MailboxConn;
-use pocketkey_net::pairing::{self as runtime, PairingEngine};
+use pocketkey_net::pairing as runtime;
 use pocketkey_testkit::{GetAssertion, MakeCredential};
 
 struct Bridge {
@@ -97,16 +98,8 @@ fn get_assertion() -> Vec<u8> {
 }
 
 struct EngineRef(Arc<Mutex<Authenticator>>);
-impl PairingEngine for EngineRef {
-    fn get_info(&self) -> Vec<u8> {
-        self.0.get_info()
-    }
-    fn process(
-        &self,
-        kind: pocketkey_core::pairing::CtapKind,
-        payload: &[u8],
-        cx: &pocketkey_core::authenticator::RequestContext,
-    ) -> Vec<u8> {
+impl Engine for EngineRef {
+    fn process(&self, kind: RequestKind, payload: &[u8], cx: &RequestContext) -> Vec<u8> {
         self.0.process(kind, payload, cx)
     }
 }
@@ -162,7 +155,7 @@ fn pair_register_sign_in_and_time_out_through_the_bridge() {
     assert!(again.is_err());
 
     // getInfo is answered from the phone's Hello.
-    let expected = [vec![0x00], phone.engine.get_info()].concat();
+    let expected = [vec![0x00], phone.engine.get_info().unwrap()].concat();
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let info = hid.cbor(&[0x04], Duration::from_secs(2));
@@ -298,7 +291,7 @@ fn a_phone_starting_over_mid_handshake_is_answered_at_once() {
     .unwrap();
     let hello = || Hello {
         name: "Test phone".into(),
-        get_info: Some(engine.get_info()),
+        get_info: Some(engine.get_info().unwrap()),
     };
     let send = |s: &mut Session, conn: &mut MailboxConn| {
         while let Some(f) = s.poll_frame() {

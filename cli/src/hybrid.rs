@@ -5,17 +5,14 @@
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
 use pocketkey_core::approver::{Approver, AutoApprover};
-use pocketkey_core::authenticator::{Authenticator, Config};
-use pocketkey_core::store::Store;
 use pocketkey_net::hybrid::{self, AdvertError, AdvertSender};
 
-use crate::{approver, attestation};
-use pocketkey_desktop::{keys, signals};
+use crate::approver;
 
 /// The line prefix of the printed advert.
 pub const ADVERT_PREFIX: &str = "advert: ";
@@ -77,8 +74,8 @@ pub fn run(args: HybridArgs) -> Result<(), String> {
     let qr = hybrid::parse_qr(&args.qr).map_err(|e| e.describe())?;
     drop(qr);
 
-    let stop = signals::stop_flag()?;
-    let state_dir = keys::open_state_dir(args.state_dir, crate::APP)?;
+    let stop = crate::stop_flag()?;
+    let state_dir = crate::open_state_dir(args.state_dir)?;
     let master = crate::master_key(&state_dir, args.keyring)?;
     let approver: Box<dyn Approver> = if args.auto_approve {
         eprintln!("auto-approving every request (--auto-approve)");
@@ -87,20 +84,8 @@ pub fn run(args: HybridArgs) -> Result<(), String> {
         eprintln!("approve requests here (y = approve, p = presence only, n = deny)");
         Box::new(approver::TerminalApprover::new())
     };
-    let store_path = state_dir.join(keys::STORE_FILE_NAME);
-    let store = Store::open(&store_path, &master).map_err(|e| {
-        format!(
-            "cannot open the credential store {}: {e}",
-            store_path.display()
-        )
-    })?;
-    let config = Config {
-        attestation: attestation::load(&state_dir, &master)?,
-        transports: vec!["hybrid", "usb"],
-        ..Config::default()
-    };
-    let engine = Authenticator::new(store, &master, approver, config)
-        .map_err(|e| format!("cannot start the authenticator: {e}"))?;
+    let config = crate::key_config(&state_dir, &master)?;
+    let engine = crate::open_key(&state_dir, &master, approver, config)?;
     drop(master);
 
     let options = hybrid::Options {
@@ -108,13 +93,8 @@ pub fn run(args: HybridArgs) -> Result<(), String> {
         browser_timeout_ms: args.browser_timeout.saturating_mul(1000),
         ..hybrid::Options::default()
     };
-    let session = hybrid::start(
-        &args.qr,
-        Arc::new(Mutex::new(engine)),
-        Arc::new(PrintedAdvert),
-        options,
-    )
-    .map_err(|e| e.describe())?;
+    let session = hybrid::start(&args.qr, Arc::new(engine), Arc::new(PrintedAdvert), options)
+        .map_err(|e| e.describe())?;
     eprintln!("connecting to the tunnel server");
     let result = loop {
         if stop.load(Ordering::SeqCst) {

@@ -6,7 +6,7 @@ mod hybrid;
 mod pairing;
 mod webhook;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -14,11 +14,11 @@ use clap::{Args, Parser, Subcommand};
 use pocketkey_core::approver::{Approver, AutoApprover};
 use pocketkey_core::crypto::master_key::{KeyProvider, MasterKey};
 
+use pocketkey_desktop::ctaphid_loop::Options;
 use pocketkey_desktop::device::{self, Device, DeviceArgs};
-use pocketkey_desktop::engine::{self, SignallingApprover, WaitingForUser};
-use pocketkey_desktop::keys::{self, FileKeyProvider, KeyringKeyProvider};
-use pocketkey_desktop::runtime::Options;
+use pocketkey_desktop::engine::{self, DesktopKey, EngineConfig};
 use pocketkey_desktop::signals;
+use pocketkey_desktop::state_dir::{self, FileKeyProvider, KeyringKeyProvider};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -147,39 +147,61 @@ fn main() -> ExitCode {
     }
 }
 
+/// How every command configures the key of the state directory `dir`: its attestation, the
+/// desktop transports, built-in UV on (`serve --uv off` turns it off).
+pub(crate) fn key_config(dir: &Path, master: &MasterKey) -> Result<EngineConfig, String> {
+    Ok(EngineConfig::new(attestation::load(dir, master)?))
+}
+
+/// Opens the key of the state directory `dir` with `config`.
+pub(crate) fn open_key(
+    dir: &Path,
+    master: &MasterKey,
+    approver: Box<dyn Approver>,
+    config: EngineConfig,
+) -> Result<DesktopKey, String> {
+    engine::open_engine(
+        &dir.join(state_dir::STORE_FILE_NAME),
+        master,
+        approver,
+        config,
+    )
+    .map_err(|e| e.to_string())
+}
+
+/// The state directory `dir`, or this program's default, ready to use.
+pub(crate) fn open_state_dir(dir: Option<PathBuf>) -> Result<PathBuf, String> {
+    state_dir::open_state_dir(dir, APP).map_err(|e| e.to_string())
+}
+
+/// The flag Ctrl-C and the termination signals raise.
+pub(crate) fn stop_flag() -> Result<Arc<std::sync::atomic::AtomicBool>, String> {
+    signals::stop_flag().map_err(|e| e.to_string())
+}
+
 fn serve(args: ServeArgs) -> Result<(), String> {
-    let stop = signals::stop_flag()?;
-    let state_dir = keys::open_state_dir(args.state_dir, APP)?;
+    let stop = stop_flag()?;
+    let state_dir = open_state_dir(args.state_dir)?;
 
     // Bind first: a busy port or a missing /dev/uhid should not cost a key or a store.
-    let device = Device::open(&args.device, "PocketKey", device::DefaultTransport::Udp)?
+    let device = Device::open(&args.device, "PocketKey", device::DefaultTransport::Udp)
+        .map_err(|e| e.to_string())?
         .allow_power_cycle(args.allow_power_cycle);
 
     let master = master_key(&state_dir, args.keyring)?;
-    let waiting = WaitingForUser::new();
-    let inner: Box<dyn Approver> = if args.auto_approve {
+    let approver: Box<dyn Approver> = if args.auto_approve {
         Box::new(AutoApprover)
     } else {
         Box::new(approver::TerminalApprover::new())
     };
-    let approver = Box::new(SignallingApprover::new(inner, waiting.clone()));
-    let attestation = attestation::load(&state_dir, &master)?;
-    let attestation_kind = match (&attestation.batch, &attestation.enterprise) {
+    let mut config = key_config(&state_dir, &master)?;
+    config.builtin_uv = args.uv == Switch::On;
+    let attestation_kind = match (&config.attestation.batch, &config.attestation.enterprise) {
         (_, Some(_)) => "batch + enterprise",
         (Some(_), None) => "batch",
         (None, None) => "self",
     };
-    let config = pocketkey_core::authenticator::Config {
-        attestation,
-        builtin_uv: args.uv == Switch::On,
-        ..Default::default()
-    };
-    let engine = engine::open_engine_with(
-        &state_dir.join(keys::STORE_FILE_NAME),
-        &master,
-        approver,
-        config,
-    )?;
+    let engine = open_key(&state_dir, &master, approver, config)?;
     drop(master);
 
     eprintln!("PocketKey security key on {}", device.describe());
@@ -198,7 +220,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     }
 
     let options = Options {
-        waiting_for_user: Some(waiting),
+        waiting_for_user: Some(engine.waiting()),
         ..Options::default()
     };
     device
@@ -209,7 +231,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
 }
 
 fn provision_attestation(args: AttestationArgs) -> Result<(), String> {
-    let state_dir = keys::open_state_dir(args.state_dir, APP)?;
+    let state_dir = open_state_dir(args.state_dir)?;
     let master = master_key(&state_dir, args.keyring)?;
     let root = attestation::provision(
         &state_dir,
@@ -230,7 +252,7 @@ fn master_key(state_dir: &std::path::Path, use_keyring: bool) -> Result<MasterKe
             .map_err(|e| e.to_string())?;
         eprintln!(
             "master key: OS keyring, service \"{}\"",
-            keys::KEYRING_SERVICE
+            state_dir::KEYRING_SERVICE
         );
         Ok(key)
     } else {

@@ -14,21 +14,20 @@ use std::time::Duration;
 
 use clap::Args;
 use pocketkey_core::approver::{Approver, AutoApprover};
-use pocketkey_core::authenticator::{Authenticator, RequestContext};
 use pocketkey_core::clock::unix_now;
 use pocketkey_core::crypto::master_key::MasterKey;
+use pocketkey_core::engine::Engine;
 use pocketkey_core::pairing::relay::{PushProvider, PushTarget};
 use pocketkey_core::pairing::store::FILE_NAME;
 use pocketkey_core::pairing::{
-    ConfirmationCode, CtapKind, MailboxId, PairingRecord, PairingStore, Role, UrlPolicy,
+    ConfirmationCode, MailboxId, PairingRecord, PairingStore, Role, UrlPolicy,
 };
-use pocketkey_net::pairing::{self as runtime, PairingEngine, ServeEvent};
+use pocketkey_net::pairing::{self as runtime, ServeEvent};
 use pocketkey_net::revocation::{delete_at_relay, retry_pending_revocations, revocation_guard};
 use pocketkey_net::wake::{finish_wake, woken_pairing, Woken};
 
-use crate::{approver, attestation, webhook};
-use pocketkey_desktop::engine::{self, SignallingApprover, WaitingForUser};
-use pocketkey_desktop::{keys, signals};
+use crate::{approver, webhook};
+use pocketkey_desktop::engine::DesktopKey;
 
 #[derive(Debug, Args)]
 pub struct CommonArgs {
@@ -105,26 +104,8 @@ pub struct RenameArgs {
     common: CommonArgs,
 }
 
-/// The engine of `serve`, shared by every pairing's thread.
-struct CliEngine {
-    engine: Mutex<Authenticator>,
-    waiting: WaitingForUser,
-}
-
-impl PairingEngine for CliEngine {
-    fn get_info(&self) -> Vec<u8> {
-        self.engine.get_info()
-    }
-    fn process(&self, kind: CtapKind, payload: &[u8], cx: &RequestContext) -> Vec<u8> {
-        self.engine.process(kind, payload, cx)
-    }
-    fn waiting_for_user(&self) -> bool {
-        self.waiting.is_waiting()
-    }
-}
-
 fn open(common: &CommonArgs) -> Result<(PathBuf, MasterKey, PairingStore), String> {
-    let dir = keys::open_state_dir(common.state_dir.clone(), crate::APP)?;
+    let dir = crate::open_state_dir(common.state_dir.clone())?;
     let master = crate::master_key(&dir, common.keyring)?;
     let store = open_store(&dir, &master)?;
     Ok((dir, master, store))
@@ -135,25 +116,15 @@ fn open_store(dir: &Path, master: &MasterKey) -> Result<PairingStore, String> {
     PairingStore::open(&path, master).map_err(|e| format!("cannot open {}: {e}", path.display()))
 }
 
-fn open_engine(dir: &Path, master: &MasterKey, auto_approve: bool) -> Result<CliEngine, String> {
-    let waiting = WaitingForUser::new();
-    let inner: Box<dyn Approver> = if auto_approve {
+/// The key of `serve`, shared by every pairing's thread.
+fn open_engine(dir: &Path, master: &MasterKey, auto_approve: bool) -> Result<DesktopKey, String> {
+    let approver: Box<dyn Approver> = if auto_approve {
         Box::new(AutoApprover)
     } else {
         Box::new(approver::TerminalApprover::new())
     };
-    let approver = Box::new(SignallingApprover::new(inner, waiting.clone()));
-    let attestation = attestation::load(dir, master)?;
-    let engine = engine::open_engine(
-        &dir.join(keys::STORE_FILE_NAME),
-        master,
-        approver,
-        attestation,
-    )?;
-    Ok(CliEngine {
-        engine: Mutex::new(engine),
-        waiting,
-    })
+    let config = crate::key_config(dir, master)?;
+    crate::open_key(dir, master, approver, config)
 }
 
 /// Retries the pending revocations (the relay was unreachable at `unpair`); says on standard
@@ -204,7 +175,7 @@ pub fn pair(args: PairArgs) -> Result<(), String> {
 }
 
 pub fn listen(args: ListenArgs) -> Result<(), String> {
-    let stop = signals::stop_flag()?;
+    let stop = crate::stop_flag()?;
     let (dir, master, store) = open(&args.common)?;
     let engine = open_engine(&dir, &master, args.auto_approve)?;
     drop(master);
@@ -373,7 +344,7 @@ pub fn rename(args: RenameArgs) -> Result<(), String> {
 fn wake_mode(
     wake_url: &str,
     phone_name: &str,
-    engine: Arc<dyn PairingEngine>,
+    engine: Arc<dyn Engine>,
     store: Arc<Mutex<PairingStore>>,
     stop: Arc<AtomicBool>,
     idle: Duration,

@@ -12,6 +12,7 @@ pub mod clock;
 pub mod credential_id;
 pub mod crypto;
 pub mod ctap;
+pub mod engine;
 pub mod hid;
 pub mod hybrid;
 pub mod pairing;

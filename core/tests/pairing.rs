@@ -14,6 +14,7 @@ use pocketkey_core::approver::{ApprovalOutcome, ApprovalRequest, Approver, Reque
 use pocketkey_core::authenticator::{Authenticator, Config, RequestContext};
 use pocketkey_core::cancel::CancelToken;
 use pocketkey_core::crypto::master_key::MasterKey;
+use pocketkey_core::engine::RequestKind;
 use pocketkey_core::pairing::handshake::HandshakeError;
 use pocketkey_core::pairing::mailbox::{
     parse_path, verify_attach, AttachError, MailboxKeys, PATH_PREFIX,
@@ -25,7 +26,7 @@ use pocketkey_core::pairing::session::{
 };
 use pocketkey_core::pairing::store::FILE_NAME;
 use pocketkey_core::pairing::{
-    ConfirmationCode, CtapKind, Event, Hello, MailboxId, PairingOffer, PairingRecord, PairingStore,
+    ConfirmationCode, Event, Hello, MailboxId, PairingOffer, PairingRecord, PairingStore,
     PairingUrl, PendingStatus, Role, Session, SessionError, SessionState, UrlPolicy,
 };
 use pocketkey_core::store::Store;
@@ -469,8 +470,8 @@ fn serve_one(s: &mut Sides, phone: &mut Session, now: Instant) -> u32 {
             ..RequestContext::default()
         };
         let response = match request.kind {
-            CtapKind::Cbor => s.engine.process_cbor(&request.payload, &cx),
-            CtapKind::Msg => s.engine.process_u2f(&request.payload, &cx),
+            RequestKind::Cbor => s.engine.process_cbor(&request.payload, &cx),
+            RequestKind::Msg => s.engine.process_u2f(&request.payload, &cx),
         };
         phone.respond(request.id, response).unwrap();
         served = Some(request.id);
@@ -495,11 +496,16 @@ fn first_contact_then_sessions_carry_ctap_through_the_engine() {
         let requests = [make_credential(), get_assertion()];
         for (i, request) in requests.iter().enumerate() {
             let id = bridge
-                .send_request(CtapKind::Cbor, request.clone(), Some("firefox".into()), now)
+                .send_request(
+                    RequestKind::Cbor,
+                    request.clone(),
+                    Some("firefox".into()),
+                    now,
+                )
                 .unwrap();
             assert_eq!(id, i as u32 + 1);
             assert_eq!(
-                bridge.send_request(CtapKind::Cbor, vec![4], None, now),
+                bridge.send_request(RequestKind::Cbor, vec![4], None, now),
                 Err(SessionError::Busy)
             );
             pump(&mut bridge, &mut phone, &mut seen, now).unwrap();
@@ -518,7 +524,12 @@ fn first_contact_then_sessions_carry_ctap_through_the_engine() {
         }
         // A U2F APDU (version) goes the same way.
         let id = bridge
-            .send_request(CtapKind::Msg, vec![0x00, 0x03, 0x00, 0x00, 0x00], None, now)
+            .send_request(
+                RequestKind::Msg,
+                vec![0x00, 0x03, 0x00, 0x00, 0x00],
+                None,
+                now,
+            )
             .unwrap();
         pump(&mut bridge, &mut phone, &mut seen, now).unwrap();
         serve_one(&mut s, &mut phone, now);
@@ -568,7 +579,7 @@ fn first_contact_then_sessions_carry_ctap_through_the_engine() {
         assert!(matches!(events(&mut bridge)[..], [Event::Closed]));
         assert_eq!(bridge.state(), SessionState::Closed);
         assert_eq!(
-            bridge.send_request(CtapKind::Cbor, vec![4], None, now),
+            bridge.send_request(RequestKind::Cbor, vec![4], None, now),
             Err(SessionError::Closed)
         );
     }
@@ -592,7 +603,7 @@ fn a_request_over_max_msg_size_is_invalid_length() {
     assert!(request.len() > max);
     request.truncate(max + 1);
     let id = bridge
-        .send_request(CtapKind::Cbor, request, None, now)
+        .send_request(RequestKind::Cbor, request, None, now)
         .unwrap();
     pump(&mut bridge, &mut phone, &mut seen, now).unwrap();
     assert_eq!(serve_one(&mut s, &mut phone, now), id);
@@ -613,7 +624,7 @@ fn the_phone_keeps_the_bridge_waiting_and_the_bridge_cancels() {
     assert_eq!(phone.poll_timeout(), None);
 
     let id = bridge
-        .send_request(CtapKind::Cbor, make_credential(), None, t0)
+        .send_request(RequestKind::Cbor, make_credential(), None, t0)
         .unwrap();
     assert_eq!(bridge.poll_timeout(), Some(t0 + PHONE_SILENCE_TIMEOUT));
     pump(&mut bridge, &mut phone, &mut seen, t0).unwrap();
@@ -653,7 +664,7 @@ fn the_phone_keeps_the_bridge_waiting_and_the_bridge_cancels() {
     assert_eq!(phone.respond(id, vec![0]), Err(SessionError::NoSuchRequest));
     // A cancel that crossed the response is ignored by the phone.
     let id2 = bridge
-        .send_request(CtapKind::Cbor, vec![0x04], None, now)
+        .send_request(RequestKind::Cbor, vec![0x04], None, now)
         .unwrap();
     pump(&mut bridge, &mut phone, &mut seen, now).unwrap();
     events(&mut phone);
@@ -665,7 +676,7 @@ fn the_phone_keeps_the_bridge_waiting_and_the_bridge_cancels() {
 
     // A phone that goes silent: the bridge gives up after PHONE_SILENCE_TIMEOUT.
     let id3 = bridge
-        .send_request(CtapKind::Cbor, vec![0x04], None, now)
+        .send_request(RequestKind::Cbor, vec![0x04], None, now)
         .unwrap();
     pump(&mut bridge, &mut phone, &mut seen, now).unwrap();
     bridge.handle_timeout(now + PHONE_SILENCE_TIMEOUT - Duration::from_millis(1));
@@ -858,7 +869,7 @@ fn tampered_replayed_or_reordered_frames_end_the_session() {
             let (sender, receiver) = if toward_phone {
                 bridge.ping(vec![1]).unwrap();
                 bridge
-                    .send_request(CtapKind::Cbor, vec![0x04], None, now)
+                    .send_request(RequestKind::Cbor, vec![0x04], None, now)
                     .unwrap();
                 (&mut bridge, &mut phone)
             } else {
@@ -936,13 +947,13 @@ fn the_bridge_may_send_its_request_right_after_its_handshake_message() {
         .unwrap();
     let mut bridge = bridge_record.session(bridge_hello(), now).unwrap();
     assert_eq!(
-        bridge.send_request(CtapKind::Cbor, vec![0x04], None, now),
+        bridge.send_request(RequestKind::Cbor, vec![0x04], None, now),
         Err(SessionError::NotReady)
     );
     let mut seen = Vec::new();
     pump(&mut phone, &mut bridge, &mut seen, now).unwrap();
     let id = bridge
-        .send_request(CtapKind::Cbor, vec![0x04], None, now)
+        .send_request(RequestKind::Cbor, vec![0x04], None, now)
         .unwrap();
     assert!(!bridge.is_established());
     assert_eq!(pump(&mut bridge, &mut phone, &mut seen, now).unwrap(), 3);

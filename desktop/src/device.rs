@@ -10,10 +10,10 @@ use std::sync::Arc;
 
 use clap::Args;
 
-use crate::engine::Engine;
-use crate::runtime::Options;
+use crate::ctaphid_loop::Options;
 use crate::udp::{self, UdpTransport};
 use crate::uhid::{self, UhidTransport};
+use pocketkey_core::engine::Engine;
 
 /// `--udp` / `--uhid`, flattened into a command's arguments.
 #[derive(Debug, Clone, Args)]
@@ -38,6 +38,15 @@ pub enum DefaultTransport {
     Uhid,
 }
 
+/// The virtual key could not be bound or created.
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    #[error(transparent)]
+    Udp(#[from] udp::BindError),
+    #[error(transparent)]
+    Uhid(#[from] uhid::UhidError),
+}
+
 /// A bound or created virtual key, ready to serve.
 pub enum Device {
     Udp(UdpTransport),
@@ -47,25 +56,24 @@ pub enum Device {
 impl Device {
     /// Binds the UDP socket or creates the uhid device named `name`; with neither flag, the
     /// program's `default`.
-    pub fn open(args: &DeviceArgs, name: &str, default: DefaultTransport) -> Result<Self, String> {
+    pub fn open(
+        args: &DeviceArgs,
+        name: &str,
+        default: DefaultTransport,
+    ) -> Result<Self, DeviceError> {
         let uhid_path = match (&args.uhid, args.udp, default) {
             (Some(path), _, _) => Some(path.clone()),
             (None, None, DefaultTransport::Uhid) => Some(PathBuf::from(uhid::DEFAULT_PATH)),
             _ => None,
         };
         if let Some(path) = uhid_path {
-            return UhidTransport::create(&path, name).map(Device::Uhid);
+            return Ok(Device::Uhid(UhidTransport::create(&path, name)?));
         }
-        let addr = match args.udp {
-            Some(addr) => addr,
-            None => udp::DEFAULT_ADDR
-                .parse()
-                .map_err(|e| format!("bad default address: {e}"))?,
-        };
+        let addr = args.udp.unwrap_or(udp::DEFAULT_SOCKET_ADDR);
         if let Some(warning) = udp::exposure_warning(addr) {
             eprintln!("{warning}");
         }
-        UdpTransport::bind(addr).map(Device::Udp)
+        Ok(Device::Udp(UdpTransport::bind(addr)?))
     }
 
     /// Honours the UDP "power cycle" datagram from loopback senders (see
@@ -89,7 +97,7 @@ impl Device {
     }
 
     /// Serves until `stop` is raised or the transport fails.
-    pub fn run<E: Engine>(
+    pub fn run<E: Engine + 'static>(
         self,
         engine: E,
         options: Options,

@@ -1,21 +1,108 @@
-//! The engine as the transports see it, and the glue to the real authenticator.
+//! The real authenticator on a desktop, opened from a state directory's store with one
+//! [`EngineConfig`] as a [`DesktopKey`], and the flag that tells the transport when it is
+//! asking the user.
 
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use pocketkey_core::approver::{ApprovalOutcome, ApprovalRequest, Approver};
+use pocketkey_core::attestation::AttestationConfig;
+use pocketkey_core::authenticator::{Authenticator, Config};
 use pocketkey_core::cancel::CancelToken;
+use pocketkey_core::crypto::master_key::MasterKey;
+use pocketkey_core::engine::{Engine, RequestContext, RequestKind};
+use pocketkey_core::store::{Store, StoreError};
 
-pub use pocketkey_core::authenticator::RequestContext;
+/// What getInfo advertises for a desktop key (CTAP 2.1 §6.4, transports): one state directory
+/// is one key, served over USB (`serve`, or a paired computer's bridge) and over hybrid
+/// (`hybrid`), the same list as the phone app's key. Listed once so every command that opens
+/// the key says the same.
+pub const DESKTOP_TRANSPORTS: &[&str] = &["hybrid", "usb"];
 
-/// A CTAP engine: CTAPHID CBOR and MSG payloads in, response payloads out.
-pub trait Engine: Send + 'static {
-    /// A CTAPHID_CBOR payload (command byte ‖ CBOR); returns status byte ‖ CBOR.
-    fn process_cbor(&mut self, request: &[u8], cx: &RequestContext) -> Vec<u8>;
-    /// A CTAPHID_MSG payload (U2F APDU); returns response data ‖ status word.
-    fn process_u2f(&mut self, apdu: &[u8], cx: &RequestContext) -> Vec<u8>;
-    /// Drop volatile state as if the key had been unplugged and plugged in again.
-    fn power_cycle(&mut self);
+/// How a desktop key is configured: what it advertises, how it attests, whether it offers
+/// built-in user verification.
+#[derive(Debug)]
+pub struct EngineConfig {
+    /// getInfo's transports.
+    pub transports: Vec<&'static str>,
+    pub attestation: AttestationConfig,
+    /// Built-in user verification through the approver (`--uv on|off`).
+    pub builtin_uv: bool,
+}
+
+impl EngineConfig {
+    /// A desktop key attesting with `attestation`: [`DESKTOP_TRANSPORTS`], built-in UV on.
+    pub fn new(attestation: AttestationConfig) -> Self {
+        Self {
+            transports: DESKTOP_TRANSPORTS.to_vec(),
+            attestation,
+            builtin_uv: true,
+        }
+    }
+}
+
+/// Why the key could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("cannot open the credential store {}: {source}", path.display())]
+    Store { path: PathBuf, source: StoreError },
+    #[error("cannot start the authenticator: {0}")]
+    Authenticator(StoreError),
+}
+
+/// A desktop key as its transports drive it: the real engine, one request at a time, and a
+/// flag its approver raises while it asks the user.
+pub struct DesktopKey {
+    engine: Mutex<Authenticator>,
+    waiting: WaitingForUser,
+}
+
+impl DesktopKey {
+    /// The flag raised while the key asks the user (for the CTAPHID loop's KEEPALIVEs).
+    pub fn waiting(&self) -> WaitingForUser {
+        self.waiting.clone()
+    }
+}
+
+impl Engine for DesktopKey {
+    fn process(&self, kind: RequestKind, payload: &[u8], cx: &RequestContext) -> Vec<u8> {
+        self.engine.process(kind, payload, cx)
+    }
+    fn power_cycle(&self) {
+        self.engine.power_cycle()
+    }
+    fn waiting_for_user(&self) -> bool {
+        self.waiting.is_waiting()
+    }
+}
+
+/// Opens the store at `store_path` and builds the real authenticator, asking the user through
+/// `approver`.
+pub fn open_engine(
+    store_path: &Path,
+    master: &MasterKey,
+    approver: Box<dyn Approver>,
+    config: EngineConfig,
+) -> Result<DesktopKey, OpenError> {
+    let store = Store::open(store_path, master).map_err(|source| OpenError::Store {
+        path: store_path.to_path_buf(),
+        source,
+    })?;
+    let config = Config {
+        attestation: config.attestation,
+        transports: config.transports,
+        builtin_uv: config.builtin_uv,
+        ..Config::default()
+    };
+    let waiting = WaitingForUser::new();
+    let approver = Box::new(SignallingApprover::new(approver, waiting.clone()));
+    let engine =
+        Authenticator::new(store, master, approver, config).map_err(OpenError::Authenticator)?;
+    Ok(DesktopKey {
+        engine: Mutex::new(engine),
+        waiting,
+    })
 }
 
 /// Raised while the engine waits for the user, so the transport can send KEEPALIVE
@@ -63,51 +150,6 @@ impl Approver for SignallingApprover {
         self.waiting.0.store(true, Ordering::SeqCst);
         let _lower = Lower(&self.waiting.0);
         self.inner.approve(request, cancel)
-    }
-}
-
-/// Opens the store and builds the real authenticator.
-pub fn open_engine(
-    store_path: &std::path::Path,
-    master: &pocketkey_core::crypto::master_key::MasterKey,
-    approver: Box<dyn Approver>,
-    attestation: pocketkey_core::attestation::AttestationConfig,
-) -> Result<pocketkey_core::authenticator::Authenticator, String> {
-    let config = pocketkey_core::authenticator::Config {
-        attestation,
-        ..Default::default()
-    };
-    open_engine_with(store_path, master, approver, config)
-}
-
-/// Opens the store and builds the real authenticator with `config`.
-pub fn open_engine_with(
-    store_path: &std::path::Path,
-    master: &pocketkey_core::crypto::master_key::MasterKey,
-    approver: Box<dyn Approver>,
-    config: pocketkey_core::authenticator::Config,
-) -> Result<pocketkey_core::authenticator::Authenticator, String> {
-    use pocketkey_core::authenticator::Authenticator;
-    use pocketkey_core::store::Store;
-    let store = Store::open(store_path, master).map_err(|e| {
-        format!(
-            "cannot open the credential store {}: {e}",
-            store_path.display()
-        )
-    })?;
-    Authenticator::new(store, master, approver, config)
-        .map_err(|e| format!("cannot start the authenticator: {e}"))
-}
-
-impl Engine for pocketkey_core::authenticator::Authenticator {
-    fn process_cbor(&mut self, request: &[u8], cx: &RequestContext) -> Vec<u8> {
-        pocketkey_core::authenticator::Authenticator::process_cbor(self, request, cx)
-    }
-    fn process_u2f(&mut self, apdu: &[u8], cx: &RequestContext) -> Vec<u8> {
-        pocketkey_core::authenticator::Authenticator::process_u2f(self, apdu, cx)
-    }
-    fn power_cycle(&mut self) {
-        pocketkey_core::authenticator::Authenticator::power_cycle(self)
     }
 }
 

@@ -5,12 +5,16 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+/// The signal handler could not be installed.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot install the Ctrl-C handler: {0}")]
+pub struct SignalError(#[from] ctrlc::Error);
+
 /// The flag the signals raise. Installs the handler: call it once per process, first thing,
 /// so that a signal during start-up also ends cleanly.
-pub fn stop_flag() -> Result<Arc<AtomicBool>, String> {
+pub fn stop_flag() -> Result<Arc<AtomicBool>, SignalError> {
     let stop = Arc::new(AtomicBool::new(false));
     let raised = Arc::clone(&stop);
-    ctrlc::set_handler(move || raised.store(true, Ordering::SeqCst))
-        .map_err(|e| format!("cannot install the Ctrl-C handler: {e}"))?;
+    ctrlc::set_handler(move || raised.store(true, Ordering::SeqCst))?;
     Ok(stop)
 }

@@ -12,11 +12,14 @@ use std::time::Duration;
 
 use pocketkey_core::hid::REPORT_LEN;
 
-use crate::engine::Engine;
-use crate::runtime::{self, Incoming, Options, Port};
+use crate::ctaphid_loop::{self, Incoming, Options, Port};
+use pocketkey_core::engine::Engine;
 
 /// Where the simulation convention expects the key.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8111";
+/// [`DEFAULT_ADDR`] as an address.
+pub const DEFAULT_SOCKET_ADDR: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 8111);
 
 /// "Power cycle" (not a CTAPHID frame): keep persistent state, drop volatile state.
 pub const POWER_CYCLE_MAGIC: [u8; REPORT_LEN] = hex64(
@@ -59,6 +62,23 @@ pub fn exposure_warning(addr: SocketAddr) -> Option<String> {
     })
 }
 
+/// The socket could not be bound; says what to do.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on UDP {addr}: {}", bind_advice(source))]
+pub struct BindError {
+    pub addr: SocketAddr,
+    pub source: io::Error,
+}
+
+fn bind_advice(e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::AddrInUse => "the address is in use (is another key running?)".into(),
+        io::ErrorKind::PermissionDenied => "permission denied".into(),
+        io::ErrorKind::AddrNotAvailable => "no such local address".into(),
+        _ => e.to_string(),
+    }
+}
+
 /// A bound UDP socket, ready to serve.
 pub struct UdpTransport {
     socket: UdpSocket,
@@ -69,21 +89,8 @@ pub struct UdpTransport {
 
 impl UdpTransport {
     /// Binds `addr`. The error names the address and says what to do.
-    pub fn bind(addr: SocketAddr) -> Result<Self, String> {
-        let socket = UdpSocket::bind(addr).map_err(|e| match e.kind() {
-            io::ErrorKind::AddrInUse => {
-                format!(
-                    "cannot listen on UDP {addr}: the address is in use (is another key running?)"
-                )
-            }
-            io::ErrorKind::PermissionDenied => {
-                format!("cannot listen on UDP {addr}: permission denied")
-            }
-            io::ErrorKind::AddrNotAvailable => {
-                format!("cannot listen on UDP {addr}: no such local address")
-            }
-            _ => format!("cannot listen on UDP {addr}: {e}"),
-        })?;
+    pub fn bind(addr: SocketAddr) -> Result<Self, BindError> {
+        let socket = UdpSocket::bind(addr).map_err(|source| BindError { addr, source })?;
         Ok(Self {
             socket,
             allow_power_cycle: false,
@@ -120,13 +127,13 @@ impl UdpTransport {
     }
 
     /// Serves until `stop` is raised (checked at least every 250 ms) or the socket fails.
-    pub fn run<E: Engine>(
+    pub fn run<E: Engine + 'static>(
         self,
         engine: E,
         options: Options,
         stop: Arc<AtomicBool>,
     ) -> io::Result<()> {
-        runtime::serve(Arc::new(self), engine, options, stop)
+        ctaphid_loop::serve(Arc::new(self), engine, options, stop)
     }
 }
 

@@ -28,10 +28,11 @@ use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
 use p256::{PublicKey, SecretKey};
+use pocketkey_core::engine::RequestKind;
 use pocketkey_core::hybrid::crypter::Crypter;
 use pocketkey_core::pairing::handshake::Handshake;
 use pocketkey_core::pairing::messages::{
-    CtapKind, CtapRequest, DecodeOutcome, Hello, Message, PendingStatus, RequestId,
+    CtapRequest, DecodeOutcome, Hello, Message, PendingStatus, RequestId,
 };
 use pocketkey_core::pairing::relay::MAX_DATA_LEN;
 use pocketkey_core::pairing::session::{frame_kind, Event, Session, Timeout};
@@ -203,9 +204,9 @@ impl Peer {
                     id: self.last_id,
                     request_id: RequestId([selector; 16]),
                     kind: if selector & 0x80 == 0 {
-                        CtapKind::Cbor
+                        RequestKind::Cbor
                     } else {
-                        CtapKind::Msg
+                        RequestKind::Msg
                     },
                     payload,
                     requester: (selector & 0x40 != 0).then(|| "firefox".to_string()),
@@ -229,7 +230,7 @@ impl Peer {
             _ => Message::CtapRequest(CtapRequest {
                 id: self.last_id,
                 request_id: RequestId([selector; 16]),
-                kind: CtapKind::Cbor,
+                kind: RequestKind::Cbor,
                 payload,
                 requester: None,
             }),
@@ -600,9 +601,9 @@ fuzz_target!(|data: &[u8]| {
                     }
                     (Role::Bridge, 0) => {
                         let kind = if selector & 0x80 == 0 {
-                            CtapKind::Cbor
+                            RequestKind::Cbor
                         } else {
-                            CtapKind::Msg
+                            RequestKind::Msg
                         };
                         let requester = (selector & 0x40 != 0).then(|| "firefox".to_string());
                         if let Ok(id) = session.send_request(kind, payload, requester, now) {

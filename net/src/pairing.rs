@@ -12,7 +12,6 @@
 //! [`Wakeup`] that the relay's frames and the engine's answer both raise, so it reacts to
 //! either at once (`docs/latency.md`).
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, TryRecvError};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -21,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use p256::SecretKey;
 use pocketkey_core::approver::Requester;
-use pocketkey_core::authenticator::{Authenticator, RequestContext};
 use pocketkey_core::cancel::CancelToken;
+use pocketkey_core::engine::{Engine, RequestContext, RequestKind, Worker};
 use pocketkey_core::pairing::delivery::{Delivery, RequestLog};
 use pocketkey_core::pairing::mailbox::MailboxKeys;
 use pocketkey_core::pairing::relay::{frame_type, PushTarget, RelayFrame, WakeId};
@@ -30,7 +29,7 @@ use pocketkey_core::pairing::session::{
     is_handshake_frame, CONFIRMATION_TIMEOUT, HANDSHAKE_TIMEOUT,
 };
 use pocketkey_core::pairing::{
-    ConfirmationCode, CtapKind, CtapRequest, Event, Hello, PairingRecord, PairingStore, PairingUrl,
+    ConfirmationCode, CtapRequest, Event, Hello, PairingRecord, PairingStore, PairingUrl,
     PendingStatus, RequestId, Role, Session, SessionState, UrlPolicy,
 };
 use rand_core::OsRng;
@@ -75,42 +74,14 @@ pub enum PairingError {
     Store(String),
 }
 
-/// Where the computer's CTAP requests go: the same engine as every other transport.
-pub trait PairingEngine: Send + Sync {
-    /// authenticatorGetInfo response CBOR, without the status byte (sent in `Hello`).
-    fn get_info(&self) -> Vec<u8>;
-    /// One request: CTAPHID CBOR (command ‖ CBOR → status ‖ CBOR) or MSG (APDU → data ‖ SW).
-    /// May block while the user is asked.
-    fn process(&self, kind: CtapKind, payload: &[u8], cx: &RequestContext) -> Vec<u8>;
-    /// Whether the engine is asking the user right now (`Pending` status 2 instead of 1).
-    fn waiting_for_user(&self) -> bool {
-        false
-    }
-}
-
-impl PairingEngine for Mutex<Authenticator> {
-    fn get_info(&self) -> Vec<u8> {
-        let response = self
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .process_cbor(&[0x04], &RequestContext::default());
-        response.get(1..).unwrap_or_default().to_vec()
-    }
-    fn process(&self, kind: CtapKind, payload: &[u8], cx: &RequestContext) -> Vec<u8> {
-        let mut engine = self.lock().unwrap_or_else(PoisonError::into_inner);
-        match kind {
-            CtapKind::Cbor => engine.process_cbor(payload, cx),
-            CtapKind::Msg => engine.process_u2f(payload, cx),
-        }
-    }
-}
-
 pub use pocketkey_core::clock::unix_now;
 
-fn hello(name: &str, engine: &dyn PairingEngine) -> Hello {
+fn hello(name: &str, engine: &dyn Engine) -> Hello {
     Hello {
         name: name.to_string(),
-        get_info: Some(engine.get_info()),
+        // An engine that cannot answer getInfo sends an empty one (the bridge then has none
+        // to give the browser).
+        get_info: Some(engine.get_info().unwrap_or_default()),
     }
 }
 
@@ -120,7 +91,7 @@ pub fn pair(
     url_text: &str,
     policy: UrlPolicy,
     phone_name: &str,
-    engine: &dyn PairingEngine,
+    engine: &dyn Engine,
     store: &Mutex<PairingStore>,
 ) -> Result<PairingRecord, PairingError> {
     pair_showing_code(url_text, policy, phone_name, engine, store, &mut |_| {})
@@ -136,7 +107,7 @@ pub fn pair_showing_code(
     url_text: &str,
     policy: UrlPolicy,
     phone_name: &str,
-    engine: &dyn PairingEngine,
+    engine: &dyn Engine,
     store: &Mutex<PairingStore>,
     show_code: &mut dyn FnMut(ConfirmationCode),
 ) -> Result<PairingRecord, PairingError> {
@@ -237,7 +208,7 @@ pub enum ServeEvent {
     Attached,
     Established,
     Request {
-        kind: CtapKind,
+        kind: RequestKind,
         command: u8,
     },
     Answered {
@@ -267,44 +238,16 @@ struct Running {
     status: PendingStatus,
 }
 
-/// A request for the engine's worker.
-struct Job {
-    request_id: RequestId,
-    kind: CtapKind,
-    payload: Vec<u8>,
-    cx: RequestContext,
-    answer: mpsc::Sender<Vec<u8>>,
-}
+/// The engine as a pairing's worker runs it: the trace marks when the worker takes a request
+/// up and when the engine is done with it (`docs/latency.md`).
+struct Traced<'a>(&'a dyn Engine);
 
-/// The engine's worker of one connection: one thread, started with the connection and
-/// waiting for requests (a woken thread gets a CPU sooner than a new one), so that the relay
-/// is still read while the engine asks the user. Ends when the connection's loop drops its
-/// sender. An engine that panics answers CTAP1_ERR_OTHER / SW_UNKNOWN (as the desktop
-/// transports do) and the worker goes on. Every answer is written to the pairing's request log
-/// first, so that a repeat of the request gets it even if its session is gone.
-fn engine_worker(
-    engine: &dyn PairingEngine,
-    jobs: &Receiver<Job>,
-    done: &Wakeup,
-    log: &Mutex<RequestLog>,
-) {
-    for job in jobs {
+impl Engine for Traced<'_> {
+    fn process(&self, kind: RequestKind, payload: &[u8], cx: &RequestContext) -> Vec<u8> {
         trace("phone.engine.start");
-        let answer = catch_unwind(AssertUnwindSafe(|| {
-            engine.process(job.kind, &job.payload, &job.cx)
-        }))
-        .unwrap_or_else(|_| match job.kind {
-            CtapKind::Cbor => vec![0x7f],
-            CtapKind::Msg => vec![0x6f, 0x00],
-        });
+        let answer = self.0.process(kind, payload, cx);
         trace("phone.engine.end");
-        log.lock().unwrap_or_else(PoisonError::into_inner).finish(
-            job.request_id,
-            answer.clone(),
-            Instant::now(),
-        );
-        let _ = job.answer.send(answer);
-        done.wake();
+        answer
     }
 }
 
@@ -313,7 +256,7 @@ fn engine_worker(
 pub fn serve_pairing(
     record: PairingRecord,
     phone_name: &str,
-    engine: Arc<dyn PairingEngine>,
+    engine: Arc<dyn Engine>,
     store: Arc<Mutex<PairingStore>>,
     stop: Arc<AtomicBool>,
     on_event: &(dyn Fn(&PairingRecord, ServeEvent) + Sync),
@@ -497,7 +440,7 @@ fn serve_connection(
     wakeup: &Arc<Wakeup>,
     record: &PairingRecord,
     phone_name: &str,
-    engine: &dyn PairingEngine,
+    engine: &dyn Engine,
     store: &Arc<Mutex<PairingStore>>,
     log: &Mutex<RequestLog>,
     stop: &AtomicBool,
@@ -508,10 +451,15 @@ fn serve_connection(
         stop,
         stop_check: STOP_CHECK,
     };
+    let traced = Traced(engine);
     let (result, touch_at) = thread::scope(|scope| {
-        let (jobs, job_rx) = mpsc::channel::<Job>();
-        let done = Arc::clone(wakeup);
-        scope.spawn(move || engine_worker(engine, &job_rx, &done, log));
+        // One worker per connection, started with it and waiting for requests (a woken thread
+        // gets a CPU sooner than a new one), so that the relay is still read while the engine
+        // asks the user; the scope's end waits for its run. A panicking engine answers
+        // CTAP1_ERR_OTHER / SW_UNKNOWN and the worker goes on. Failing to start a thread is
+        // as fatal here as in `thread::scope`'s own spawn.
+        let worker = Worker::spawn_scoped(scope, "pocketkey-pairing-engine", &traced)
+            .expect("cannot start the engine's thread");
         let mut side = PhoneSide {
             record,
             phone_name,
@@ -519,7 +467,8 @@ fn serve_connection(
             store,
             log,
             on_event,
-            jobs,
+            worker,
+            wakeup,
             session: None,
             register_at: Some(Instant::now() + TOUCH_DELAY),
             registering: None,
@@ -534,7 +483,7 @@ fn serve_connection(
                 r.cancel.cancel();
             }
         }
-        // Dropping `side` drops the job sender: the worker ends.
+        // Dropping `side` drops the worker: it ends after the run in progress.
         (result, side.touch_at)
     });
     if touch_at.is_some() {
@@ -558,11 +507,13 @@ fn touch(store: &Mutex<PairingStore>, record: &PairingRecord) {
 struct PhoneSide<'a> {
     record: &'a PairingRecord,
     phone_name: &'a str,
-    engine: &'a dyn PairingEngine,
+    engine: &'a dyn Engine,
     store: &'a Mutex<PairingStore>,
     log: &'a Mutex<RequestLog>,
     on_event: &'a (dyn Fn(&PairingRecord, ServeEvent) + Sync),
-    jobs: mpsc::Sender<Job>,
+    worker: Worker<'a>,
+    /// Raised by the worker with each answer.
+    wakeup: &'a Arc<Wakeup>,
     session: Option<Session>,
     /// When to register the push target again with a new wake id (once per connection, off
     /// the request's path: see `register_again`), and the id waiting for its ACK.
@@ -675,18 +626,26 @@ impl PhoneSide<'_> {
         }
         let cancel = CancelToken::new();
         let (answer, answer_rx) = mpsc::channel();
-        let job = Job {
-            request_id,
-            kind: request.kind,
-            payload: request.payload,
-            cx: RequestContext {
-                cancel: cancel.clone(),
-                requester: Requester(current.name),
-            },
-            answer,
+        let cx = RequestContext {
+            cancel: cancel.clone(),
+            requester: Requester(current.name),
+        };
+        let (log, done) = (self.log, Arc::clone(self.wakeup));
+        // Every answer goes to the pairing's request log first, so that a repeat of the
+        // request gets it even if its session is gone.
+        let on_answer = move |reply: Vec<u8>| {
+            log.lock().unwrap_or_else(PoisonError::into_inner).finish(
+                request_id,
+                reply.clone(),
+                Instant::now(),
+            );
+            let _ = answer.send(reply);
+            done.wake();
         };
         // The worker lives as long as the connection's loop: it cannot be gone.
-        let _ = self.jobs.send(job);
+        let _ = self
+            .worker
+            .submit(request.kind, request.payload, cx, on_answer);
         let _ = s.set_status(request.id, PendingStatus::Processing, now);
         self.running = Some(Running {
             request_id,
@@ -883,7 +842,7 @@ pub type OnEvent = Arc<dyn Fn(&PairingRecord, ServeEvent) + Send + Sync>;
 /// `stop`.
 pub fn listen(
     phone_name: &str,
-    engine: Arc<dyn PairingEngine>,
+    engine: Arc<dyn Engine>,
     store: Arc<Mutex<PairingStore>>,
     stop: Arc<AtomicBool>,
     on_event: OnEvent,
@@ -929,7 +888,7 @@ const REVOKING_NAME: &str = "PocketKey";
 /// getInfo from `engine`).
 pub fn revoke_with_computer(
     record: &PairingRecord,
-    engine: &dyn PairingEngine,
+    engine: &dyn Engine,
 ) -> Result<bool, MailboxError> {
     revoke_in_session(record, hello(REVOKING_NAME, engine))
 }
@@ -1072,7 +1031,7 @@ pub fn register_push(
 pub fn serve_woken(
     record: PairingRecord,
     phone_name: &str,
-    engine: Arc<dyn PairingEngine>,
+    engine: Arc<dyn Engine>,
     store: Arc<Mutex<PairingStore>>,
     stop: Arc<AtomicBool>,
     idle: Duration,
@@ -1121,49 +1080,4 @@ pub fn serve_woken(
     });
     trace("phone.detached");
     requested.load(Ordering::SeqCst)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    struct Panics;
-
-    impl PairingEngine for Panics {
-        fn get_info(&self) -> Vec<u8> {
-            Vec::new()
-        }
-        fn process(&self, _: CtapKind, _: &[u8], _: &RequestContext) -> Vec<u8> {
-            panic!("an engine bug");
-        }
-    }
-
-    #[test]
-    fn a_panicking_engine_answers_an_error_and_the_worker_goes_on() {
-        let (jobs, job_rx) = mpsc::channel();
-        let done = Wakeup::new();
-        thread::scope(|scope| {
-            let worker_done = Arc::clone(&done);
-            let log = Mutex::new(RequestLog::new());
-            scope.spawn(move || engine_worker(&Panics, &job_rx, &worker_done, &log));
-            for (kind, expected) in [
-                (CtapKind::Cbor, vec![0x7f]),
-                (CtapKind::Msg, vec![0x6f, 0x00]),
-            ] {
-                let (answer, answer_rx) = mpsc::channel();
-                let job = Job {
-                    request_id: RequestId([1; 16]),
-                    kind,
-                    payload: vec![0x01],
-                    cx: RequestContext::default(),
-                    answer,
-                };
-                jobs.send(job).unwrap();
-                let got = answer_rx.recv_timeout(Duration::from_secs(5)).unwrap();
-                assert_eq!(got, expected);
-                assert!(done.wait(Duration::from_secs(5)), "the loop is woken");
-            }
-            drop(jobs);
-        });
-    }
 }

@@ -13,8 +13,9 @@ use common::{closed, recv, send, Ws, PATIENCE};
 use futures_util::{SinkExt, StreamExt};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
+use pocketkey_core::engine::RequestKind;
 use pocketkey_core::pairing::mailbox::{MailboxKeys, SUBPROTOCOL};
-use pocketkey_core::pairing::messages::{CtapKind, Hello};
+use pocketkey_core::pairing::messages::Hello;
 use pocketkey_core::pairing::relay::{
     close_code, frame_type, ApnsEnvironment, PushProvider as Kind, PushTarget, RelayErrorCode,
     RelayFrame, WakeId, WakeResult,
@@ -653,7 +654,12 @@ async fn the_relay_sees_no_plaintext() {
 
     let request = b"CTAP-REQUEST-PLAINTEXT example.com".to_vec();
     let id = bridge
-        .send_request(CtapKind::Cbor, request.clone(), Some("Firefox".into()), now)
+        .send_request(
+            RequestKind::Cbor,
+            request.clone(),
+            Some("Firefox".into()),
+            now,
+        )
         .unwrap();
     flush(&mut bridge, &mut bridge_ws, &mut seen).await;
     let got = loop {

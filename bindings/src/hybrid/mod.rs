@@ -12,8 +12,7 @@ mod tests;
 
 use std::sync::Arc;
 
-use pocketkey_core::authenticator::RequestContext;
-use pocketkey_net::hybrid::{self, HybridEngine};
+use pocketkey_net::hybrid;
 
 pub use advertiser::{Advertiser, AdvertiserError};
 pub use error::{HybridError, HybridWait};
@@ -21,12 +20,6 @@ pub use session::{HybridOptions, HybridOutcome, HybridSession};
 
 use crate::errors::PocketKeyError;
 use crate::security_key::SecurityKey;
-
-impl HybridEngine for SecurityKey {
-    fn process_ctap(&self, request: &[u8], cx: &RequestContext) -> Vec<u8> {
-        self.process_ctap_in(request, cx)
-    }
-}
 
 #[uniffi::export]
 impl SecurityKey {

@@ -984,3 +984,52 @@ fn wss_to_an_untrusted_server_is_refused() {
     );
     assert!(radio.events().is_empty());
 }
+
+/// The app's key, except that makeCredential panics (an engine bug).
+struct PanicsOnMakeCredential(Arc<SecurityKey>);
+
+impl pocketkey_core::engine::Engine for PanicsOnMakeCredential {
+    fn process(
+        &self,
+        kind: pocketkey_core::engine::RequestKind,
+        payload: &[u8],
+        cx: &pocketkey_core::engine::RequestContext,
+    ) -> Vec<u8> {
+        assert!(payload.first() != Some(&0x01), "an engine bug");
+        pocketkey_core::engine::Engine::process(&*self.0, kind, payload, cx)
+    }
+}
+
+#[test]
+fn a_panicking_engine_answers_ctap1_err_other_and_the_session_goes_on() {
+    let app = app(false);
+    let browser = Browser::new();
+    let b = Browser {
+        key: browser.key.clone(),
+        qr: browser.qr.clone(),
+    };
+    let (radio, adverts) = Radio::new(false);
+    let (answers_tx, answers) = mpsc::channel();
+    let (url, server) = tunnel_server(
+        Answer::Upgrade,
+        adverts,
+        Box::new(move |mut ws, adverts| {
+            let (mut c, _) = handshake(&b, &mut ws, &adverts);
+            answers_tx
+                .send(ctap(&mut ws, &mut c, &make_credential()))
+                .unwrap();
+            answers_tx.send(ctap(&mut ws, &mut c, &[0x04])).unwrap();
+            send_message(&mut ws, &mut c, MessageType::Shutdown, &[]);
+            while ws.read().is_ok() {}
+        }),
+    );
+    let engine = Arc::new(PanicsOnMakeCredential(app.key.clone()));
+    let advertiser = Arc::new(advertiser::ForeignAdvertiser(radio.clone()));
+    let session = HybridSession::from(
+        hybrid::start(&browser.text(), engine, advertiser, options(&url).into()).unwrap(),
+    );
+    assert_eq!(finish(&session), Ok(HybridOutcome { requests: 2 }));
+    server.join().unwrap();
+    assert_eq!(answers.recv().unwrap(), [0x7f], "CTAP1_ERR_OTHER");
+    assert_eq!(answers.recv().unwrap()[0], 0x00, "getInfo after the panic");
+}

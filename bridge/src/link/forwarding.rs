@@ -7,33 +7,34 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use pocketkey_core::pairing::{CtapKind, PendingStatus};
+use pocketkey_core::authenticator::command;
+use pocketkey_core::ctap::CtapError;
+use pocketkey_core::engine::{Engine, RequestContext, RequestKind};
+use pocketkey_core::pairing::PendingStatus;
 use pocketkey_net::mailbox::{trace, Wakeup};
 
-use crate::engine::{Engine, RequestContext, WaitingForUser};
-
-/// CTAP2_ERR_USER_ACTION_TIMEOUT: the phone did not answer in time.
-pub const CBOR_TIMEOUT: u8 = 0x2f;
-/// CTAP2_ERR_KEEPALIVE_CANCEL: cancelled before the phone had the request.
-pub const CBOR_CANCELLED: u8 = 0x2d;
-/// SW_CONDITIONS_NOT_SATISFIED for U2F.
-pub const SW_TIMEOUT: [u8; 2] = [0x69, 0x85];
+use crate::engine::WaitingForUser;
 
 /// How often a request waiting for the phone looks at the browser's cancel (a flag).
 const CANCEL_CHECK: Duration = Duration::from_millis(20);
 
-/// The answer the browser gets when the phone did not answer in time (or the link is gone).
-pub(crate) fn timeout_answer(kind: CtapKind) -> Vec<u8> {
-    match kind {
-        CtapKind::Cbor => vec![CBOR_TIMEOUT],
-        CtapKind::Msg => SW_TIMEOUT.to_vec(),
-    }
+/// The answer the browser gets when the phone did not answer in time (or the link is gone):
+/// CTAP2_ERR_USER_ACTION_TIMEOUT, or for U2F SW_CONDITIONS_NOT_SATISFIED.
+pub(crate) fn timeout_answer(kind: RequestKind) -> Vec<u8> {
+    kind.failure(CtapError::UserActionTimeout)
+}
+
+/// The answer to a request the browser cancelled before the phone had it:
+/// CTAP2_ERR_KEEPALIVE_CANCEL (the status byte whatever the kind, as the bridge has always
+/// answered).
+pub(crate) fn cancelled_answer() -> Vec<u8> {
+    RequestKind::Cbor.failure(CtapError::KeepaliveCancel)
 }
 
 /// From the transport worker to the link thread.
 pub enum ToLink {
     Request {
-        kind: CtapKind,
+        kind: RequestKind,
         payload: Vec<u8>,
         reply: Sender<Reply>,
     },
@@ -54,7 +55,7 @@ pub struct ForwardingEngine {
 }
 
 impl ForwardingEngine {
-    fn forward(&self, kind: CtapKind, payload: &[u8], cx: &RequestContext) -> Vec<u8> {
+    fn forward(&self, kind: RequestKind, payload: &[u8], cx: &RequestContext) -> Vec<u8> {
         trace("bridge.request");
         let (reply, answers) = mpsc::channel();
         if self
@@ -95,19 +96,19 @@ impl ForwardingEngine {
 }
 
 impl Engine for ForwardingEngine {
-    fn process_cbor(&mut self, request: &[u8], cx: &RequestContext) -> Vec<u8> {
-        if request.first() == Some(&0x04) {
+    fn process(&self, kind: RequestKind, payload: &[u8], cx: &RequestContext) -> Vec<u8> {
+        if kind == RequestKind::Cbor && payload.first() == Some(&command::GET_INFO) {
             return match &*self.get_info.lock().unwrap_or_else(PoisonError::into_inner) {
                 Some(info) => [&[0x00][..], info].concat(),
-                None => vec![0x7f], // no phone paired yet: CTAP1_ERR_OTHER
+                // No phone paired yet.
+                None => kind.failure(CtapError::Other),
             };
         }
-        self.forward(CtapKind::Cbor, request, cx)
+        self.forward(kind, payload, cx)
     }
-    fn process_u2f(&mut self, apdu: &[u8], cx: &RequestContext) -> Vec<u8> {
-        self.forward(CtapKind::Msg, apdu, cx)
+    fn waiting_for_user(&self) -> bool {
+        self.waiting.is_waiting()
     }
-    fn power_cycle(&mut self) {}
 }
 
 /// The forwarding thread: hands the transport's messages to the link and wakes it; once the
@@ -153,27 +154,33 @@ mod tests {
 
     #[test]
     fn get_info_comes_from_the_cache_or_is_an_error_before_any_pairing() {
-        let (mut paired, requests) = engine(Some(vec![0xa1, 0x01, 0x02]));
+        let (paired, requests) = engine(Some(vec![0xa1, 0x01, 0x02]));
         let cx = RequestContext::default();
-        assert_eq!(paired.process_cbor(&[0x04], &cx), [0x00, 0xa1, 0x01, 0x02]);
-        let (mut unpaired, _) = engine(None);
+        assert_eq!(
+            paired.process(RequestKind::Cbor, &[0x04], &cx),
+            [0x00, 0xa1, 0x01, 0x02]
+        );
+        let (unpaired, _) = engine(None);
         // CTAP1_ERR_OTHER
-        assert_eq!(unpaired.process_cbor(&[0x04], &cx), [0x7f]);
+        assert_eq!(unpaired.process(RequestKind::Cbor, &[0x04], &cx), [0x7f]);
         assert!(requests.try_recv().is_err(), "nothing was forwarded");
     }
 
     #[test]
     fn without_a_link_the_browser_hears_a_timeout_in_its_protocol() {
-        let (mut e, requests) = engine(None);
+        let (e, requests) = engine(None);
         drop(requests);
         let cx = RequestContext::default();
-        assert_eq!(e.process_cbor(&[0x01, 0xa0], &cx), [CBOR_TIMEOUT]);
-        assert_eq!(e.process_u2f(&[0x00, 0x01], &cx), SW_TIMEOUT);
+        assert_eq!(e.process(RequestKind::Cbor, &[0x01, 0xa0], &cx), [0x2f]);
+        assert_eq!(
+            e.process(RequestKind::Msg, &[0x00, 0x01], &cx),
+            [0x69, 0x85]
+        );
     }
 
     #[test]
     fn a_forwarded_request_reports_the_user_step_then_returns_the_answer() {
-        let (mut e, requests) = engine(None);
+        let (e, requests) = engine(None);
         let waiting = e.waiting.clone();
         let link = thread::spawn(move || {
             let Ok(ToLink::Request {
@@ -184,13 +191,13 @@ mod tests {
             else {
                 panic!("a request");
             };
-            assert_eq!((kind, payload), (CtapKind::Cbor, vec![0x01, 0xa0]));
+            assert_eq!((kind, payload), (RequestKind::Cbor, vec![0x01, 0xa0]));
             reply
                 .send(Reply::Pending(PendingStatus::UserPresenceNeeded))
                 .unwrap();
             reply.send(Reply::Done(vec![0x00, 0xa0])).unwrap();
         });
-        let answer = e.process_cbor(&[0x01, 0xa0], &RequestContext::default());
+        let answer = e.process(RequestKind::Cbor, &[0x01, 0xa0], &RequestContext::default());
         link.join().unwrap();
         assert_eq!(answer, [0x00, 0xa0]);
         assert!(!waiting.is_waiting(), "no longer waiting once answered");
@@ -198,7 +205,7 @@ mod tests {
 
     #[test]
     fn the_browsers_cancel_goes_to_the_link_once() {
-        let (mut e, requests) = engine(None);
+        let (e, requests) = engine(None);
         let cancel = CancelToken::new();
         cancel.cancel();
         let cx = RequestContext {
@@ -210,10 +217,10 @@ mod tests {
                 panic!("a request");
             };
             assert!(matches!(requests.recv(), Ok(ToLink::Cancel)));
-            reply.send(Reply::Done(vec![CBOR_CANCELLED])).unwrap();
+            reply.send(Reply::Done(vec![0x2d])).unwrap();
             requests
         });
-        assert_eq!(e.process_cbor(&[0x01], &cx), [CBOR_CANCELLED]);
+        assert_eq!(e.process(RequestKind::Cbor, &[0x01], &cx), [0x2d]);
         let requests = link.join().unwrap();
         assert!(requests.try_recv().is_err(), "one cancel only");
     }

@@ -24,7 +24,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use pocketkey_core::pairing::{CtapKind, Hello, PairingRecord, PairingStore, RequestId, Role};
+use pocketkey_core::engine::RequestKind;
+use pocketkey_core::pairing::{Hello, PairingRecord, PairingStore, RequestId, Role};
 use pocketkey_net::driver::Ended;
 use pocketkey_net::mailbox::Wakeup;
 
@@ -32,8 +33,8 @@ use crate::confirm::Confirmer;
 use crate::served::ServedChoice;
 
 pub use forwarding::ForwardingEngine;
+use forwarding::{cancelled_answer, Reply, ToLink};
 use forwarding::{forward_requests, timeout_answer};
-use forwarding::{Reply, ToLink, CBOR_CANCELLED};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const RECONNECT_DELAY: Duration = Duration::from_secs(1);
@@ -87,7 +88,7 @@ enum Stage {
 
 /// The open request.
 struct Open {
-    kind: CtapKind,
+    kind: RequestKind,
     payload: Vec<u8>,
     reply: Sender<Reply>,
     /// The same in every session it is sent in: the phone runs it at most once.
@@ -362,7 +363,7 @@ impl Link {
                 }
                 ToLink::Cancel => {
                     if let Some(open) = self.request.take_if(|o| !o.is_sent()) {
-                        open.finish(vec![CBOR_CANCELLED]);
+                        open.finish(cancelled_answer());
                     } else {
                         self.cancel_wanted = true;
                     }
@@ -426,7 +427,6 @@ mod tests {
     use pocketkey_core::crypto::master_key::MasterKey;
     use pocketkey_core::pairing::delivery::REQUEST_LIFETIME;
 
-    use super::forwarding::CBOR_TIMEOUT;
     use super::*;
 
     fn link(phone_timeout: Duration) -> (Link, Sender<ToLink>, tempfile::TempDir) {
@@ -461,7 +461,7 @@ mod tests {
         let (reply, replies) = mpsc::channel();
         transport
             .send(ToLink::Request {
-                kind: CtapKind::Cbor,
+                kind: RequestKind::Cbor,
                 payload: vec![0x01],
                 reply,
             })
@@ -488,7 +488,7 @@ mod tests {
         );
         let _second = request(&transport);
         link.take_requests(Instant::now());
-        assert_eq!(done(&first), Some(vec![CBOR_TIMEOUT]));
+        assert_eq!(done(&first), Some(timeout_answer(RequestKind::Cbor)));
     }
 
     #[test]
@@ -497,7 +497,7 @@ mod tests {
         let unsent = request(&transport);
         transport.send(ToLink::Cancel).unwrap();
         link.take_requests(Instant::now());
-        assert_eq!(done(&unsent), Some(vec![CBOR_CANCELLED]));
+        assert_eq!(done(&unsent), Some(cancelled_answer()));
         assert!(link.request.is_none());
 
         let sent = request(&transport);
@@ -528,7 +528,7 @@ mod tests {
         link.request.as_mut().unwrap().stage = Stage::Cancelled;
         link.session_lost();
         assert!(link.request.is_none());
-        assert_eq!(done(&replies), Some(vec![CBOR_CANCELLED]));
+        assert_eq!(done(&replies), Some(cancelled_answer()));
     }
 
     #[test]
@@ -537,7 +537,7 @@ mod tests {
         let replies = request(&transport);
         link.take_requests(Instant::now());
         link.take_requests(Instant::now() + Duration::from_millis(1));
-        assert_eq!(done(&replies), Some(vec![CBOR_TIMEOUT]));
+        assert_eq!(done(&replies), Some(timeout_answer(RequestKind::Cbor)));
         assert_eq!(link.waiting_deadline(), None);
     }
 

@@ -15,7 +15,7 @@ use pocketkey_core::pairing::{Event, PairingRecord, Role, Session, SessionState}
 use pocketkey_net::driver::{Driver, Ended, Side, Step};
 use pocketkey_net::mailbox::{trace, MailboxConn, MailboxError};
 
-use super::{hello, Link, Open, Reply, Stage, CBOR_CANCELLED, CONNECT_TIMEOUT};
+use super::{cancelled_answer, hello, Link, Open, Reply, Stage, CONNECT_TIMEOUT};
 use super::{RECONNECT_DELAY, STOP_CHECK};
 
 impl Link {
@@ -103,7 +103,7 @@ impl Link {
             return;
         };
         if open.stage == Stage::Cancelled {
-            open.finish(vec![CBOR_CANCELLED]);
+            open.finish(cancelled_answer());
         } else {
             let now = Instant::now();
             let deadline = (now + self.config.phone_timeout).min(open.received + REQUEST_LIFETIME);

@@ -32,6 +32,7 @@ use crate::pin::{KeyAgreementKey, PinUvAuthToken};
 use crate::store::{Store, StoreError};
 
 pub use get_assertion::PendingAssertions;
+pub use u2f::sw;
 
 /// The command bytes (defined by the wire layer, [`crate::ctap::command`]).
 pub use crate::ctap::command;

@@ -36,6 +36,7 @@ use super::packet::{
     empty_report, error_report, fragment, init_response, keepalive_report, report_cid, Command,
     HidError, KeepaliveStatus, Packet, Report, BROADCAST_CID, RESERVED_CID,
 };
+pub use crate::engine::RequestKind;
 
 /// Longest gap between two packets of one message before it is dropped with MSG_TIMEOUT.
 pub const TRANSACTION_TIMEOUT: Duration = Duration::from_millis(500);
@@ -43,24 +44,6 @@ pub const TRANSACTION_TIMEOUT: Duration = Duration::from_millis(500);
 pub const MAX_LOCK_SECONDS: u8 = 10;
 /// Channels remembered at once.
 pub const MAX_CHANNELS: usize = 256;
-
-/// Which engine entry point a request is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RequestKind {
-    /// CTAPHID_CBOR: a CTAP2 request (command byte ‖ CBOR).
-    Cbor,
-    /// CTAPHID_MSG: a CTAP1/U2F APDU.
-    Msg,
-}
-
-impl RequestKind {
-    pub fn command(self) -> Command {
-        match self {
-            RequestKind::Cbor => Command::Cbor,
-            RequestKind::Msg => Command::Msg,
-        }
-    }
-}
 
 /// Something the transport must do after feeding the server a report.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -8,6 +8,7 @@ use thiserror::Error;
 
 use super::url::validate_name;
 use crate::ctap::cbor::{self, MapBuilder, MapReader};
+use crate::engine::RequestKind;
 
 /// The largest message plaintext (type byte included): its encrypted frame fits a relay frame.
 pub const MAX_MESSAGE_LEN: usize = 16_256;
@@ -26,26 +27,6 @@ pub mod message_type {
     pub const PONG: u8 = 0x21;
     pub const REVOKE: u8 = 0x30;
     pub const BYE: u8 = 0x31;
-}
-
-/// The CTAPHID command a request came in as.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum CtapKind {
-    /// CTAPHID_CBOR: CTAP2 command byte ‖ CBOR; answer: status ‖ CBOR.
-    Cbor = 0x10,
-    /// CTAPHID_MSG: a U2F APDU; answer: data ‖ SW1 SW2.
-    Msg = 0x03,
-}
-
-impl CtapKind {
-    pub fn from_byte(b: u8) -> Option<Self> {
-        match b {
-            0x10 => Some(Self::Cbor),
-            0x03 => Some(Self::Msg),
-            _ => None,
-        }
-    }
 }
 
 /// What the phone is doing about an open request (the CTAPHID KEEPALIVE status codes).
@@ -97,7 +78,7 @@ pub struct CtapRequest {
     pub id: u32,
     /// The browser request's id, kept across sessions when the bridge sends it again.
     pub request_id: RequestId,
-    pub kind: CtapKind,
+    pub kind: RequestKind,
     pub payload: Vec<u8>,
     /// Advisory: who on the computer asks (≤ 64 bytes). Approvals name the computer by the
     /// phone's stored pairing name.
@@ -231,7 +212,7 @@ fn decode_known(kind: u8, body: &[u8]) -> Option<Message> {
         GET_INFO => Message::GetInfo(bytes(map.take(1)?)?),
         CTAP_REQUEST => {
             let id = id(&mut map)?;
-            let kind = CtapKind::from_byte(u8::try_from(uint(map.take(2)?)?).ok()?)?;
+            let kind = RequestKind::from_byte(u8::try_from(uint(map.take(2)?)?).ok()?)?;
             let payload = bytes(map.take(3)?)?;
             let requester = match map.take(4) {
                 None => None,
@@ -299,14 +280,14 @@ mod tests {
             Message::CtapRequest(CtapRequest {
                 id: 7,
                 request_id: RequestId([0x5a; 16]),
-                kind: CtapKind::Cbor,
+                kind: RequestKind::Cbor,
                 payload: vec![0x04],
                 requester: Some("firefox".into()),
             }),
             Message::CtapRequest(CtapRequest {
                 id: u32::MAX,
                 request_id: RequestId([0; 16]),
-                kind: CtapKind::Msg,
+                kind: RequestKind::Msg,
                 payload: vec![0, 1, 0, 0, 0],
                 requester: None,
             }),
@@ -430,7 +411,7 @@ mod tests {
 
         #[test]
         fn requests_round_trip(id in any::<u32>(), rid in any::<[u8; 16]>(), payload in proptest::collection::vec(any::<u8>(), 0..300)) {
-            let m = Message::CtapRequest(CtapRequest { id, request_id: RequestId(rid), kind: CtapKind::Cbor, payload, requester: None });
+            let m = Message::CtapRequest(CtapRequest { id, request_id: RequestId(rid), kind: RequestKind::Cbor, payload, requester: None });
             prop_assert_eq!(Message::decode(&m.encode()).unwrap(), DecodeOutcome::Message(m));
         }
     }

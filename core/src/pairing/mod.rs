@@ -56,7 +56,7 @@ pub mod wake;
 
 pub use confirm::ConfirmationCode;
 pub use mailbox::{MailboxId, MailboxKeys, PairingId};
-pub use messages::{CtapKind, CtapRequest, Hello, Message, PendingStatus, RequestId};
+pub use messages::{CtapRequest, Hello, Message, PendingStatus, RequestId};
 pub use offer::PairingOffer;
 pub use records::PairingRecord;
 pub use session::{Event, Session, SessionError, SessionState};

@@ -35,13 +35,14 @@ use super::confirm::ConfirmationCode;
 use super::handshake::{Finished, Handshake, HandshakeError, Pattern};
 use super::mailbox::{MailboxKeys, PairingId};
 use super::messages::{
-    CtapKind, CtapRequest, DecodeOutcome, Hello, Message, MessageError, PendingStatus, RequestId,
+    CtapRequest, DecodeOutcome, Hello, Message, MessageError, PendingStatus, RequestId,
     MAX_MESSAGE_LEN, MAX_PING_LEN,
 };
 use super::offer::PairingOffer;
 use super::relay::MAX_DATA_LEN;
 use super::url::{validate_name, PairingUrl};
 use super::Role;
+use crate::engine::RequestKind;
 use crate::hybrid::crypter::{Crypter, CrypterError};
 
 /// From the start of a handshake to the peer's `Hello`.
@@ -833,7 +834,7 @@ impl Session {
     /// a time.
     pub fn send_request(
         &mut self,
-        kind: CtapKind,
+        kind: RequestKind,
         payload: Vec<u8>,
         requester: Option<String>,
         now: Instant,
@@ -847,7 +848,7 @@ impl Session {
     pub fn send_request_as(
         &mut self,
         request_id: RequestId,
-        kind: CtapKind,
+        kind: RequestKind,
         payload: Vec<u8>,
         requester: Option<String>,
         now: Instant,
@@ -1066,7 +1067,7 @@ mod tests {
             Message::CtapRequest(CtapRequest {
                 id: 1,
                 request_id: RequestId([1; 16]),
-                kind: CtapKind::Cbor,
+                kind: RequestKind::Cbor,
                 payload: vec![4],
                 requester: None,
             }),
@@ -1092,7 +1093,7 @@ mod tests {
             Message::CtapRequest(CtapRequest {
                 id,
                 request_id: RequestId([1; 16]),
-                kind: CtapKind::Cbor,
+                kind: RequestKind::Cbor,
                 payload: vec![4],
                 requester: None,
             })
@@ -1119,18 +1120,18 @@ mod tests {
         let (mut phone, mut bridge, now) = handshaken();
         deliver_hellos(&mut phone, &mut bridge, now);
         assert_eq!(
-            phone.send_request(CtapKind::Cbor, vec![], None, now),
+            phone.send_request(RequestKind::Cbor, vec![], None, now),
             Err(SessionError::WrongRole)
         );
         assert_eq!(bridge.respond(1, vec![]), Err(SessionError::WrongRole));
         assert_eq!(bridge.update_get_info(vec![]), Err(SessionError::WrongRole));
         assert_eq!(phone.ping(vec![0; 33]), Err(SessionError::TooLong(33)));
         assert_eq!(
-            bridge.send_request(CtapKind::Cbor, vec![0; MAX_MESSAGE_LEN], None, now),
+            bridge.send_request(RequestKind::Cbor, vec![0; MAX_MESSAGE_LEN], None, now),
             Err(SessionError::TooLong(MAX_MESSAGE_LEN + 28))
         );
         assert_eq!(
-            bridge.send_request(CtapKind::Cbor, vec![4], Some("bad\nname".into()), now),
+            bridge.send_request(RequestKind::Cbor, vec![4], Some("bad\nname".into()), now),
             Err(SessionError::InvalidHello)
         );
         assert_eq!(
@@ -1141,7 +1142,7 @@ mod tests {
         // The largest request that fits does go through.
         let max = MAX_MESSAGE_LEN - 28;
         let id = bridge
-            .send_request(CtapKind::Cbor, vec![0; max], None, now)
+            .send_request(RequestKind::Cbor, vec![0; max], None, now)
             .unwrap();
         let frame = bridge.poll_frame().unwrap();
         assert!(frame.len() < crate::pairing::relay::MAX_DATA_LEN);

@@ -16,7 +16,8 @@ use pocketkey_core::cancel::CancelToken;
 use pocketkey_core::hid::packet::report_cid;
 
 use super::*;
-use crate::engine::{RequestContext, WaitingForUser};
+use crate::engine::WaitingForUser;
+use pocketkey_core::engine::{Engine, RequestContext, RequestKind};
 
 /// First payload byte selects the behaviour: 0xAA slow (400 ms), 0xCC wait for cancel,
 /// 0xEE panic, 0x5A wait for the user (raises the flag) for 300 ms; anything else echoes.
@@ -26,7 +27,12 @@ struct ScriptEngine {
 }
 
 impl Engine for ScriptEngine {
-    fn process_cbor(&mut self, request: &[u8], cx: &RequestContext) -> Vec<u8> {
+    fn process(&self, kind: RequestKind, request: &[u8], cx: &RequestContext) -> Vec<u8> {
+        if kind == RequestKind::Msg {
+            let mut out = request.to_vec();
+            out.extend_from_slice(&[0x90, 0x00]);
+            return out;
+        }
         match request.first() {
             Some(0xaa) => thread::sleep(Duration::from_millis(400)),
             Some(0xcc) => {
@@ -57,12 +63,7 @@ impl Engine for ScriptEngine {
         out.extend_from_slice(request);
         out
     }
-    fn process_u2f(&mut self, apdu: &[u8], _cx: &RequestContext) -> Vec<u8> {
-        let mut out = apdu.to_vec();
-        out.extend_from_slice(&[0x90, 0x00]);
-        out
-    }
-    fn power_cycle(&mut self) {
+    fn power_cycle(&self) {
         self.power_cycles.fetch_add(1, Ordering::SeqCst);
     }
 }
@@ -527,7 +528,7 @@ fn stop_cancels_a_waiting_request_and_returns() {
 fn bind_errors_are_clear() {
     let taken = UdpSocket::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap();
-    let err = UdpTransport::bind(addr).err().unwrap();
+    let err = UdpTransport::bind(addr).err().unwrap().to_string();
     assert!(err.contains("in use"), "{err}");
     assert!(err.contains(&addr.to_string()), "{err}");
 }

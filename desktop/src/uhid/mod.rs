@@ -8,14 +8,14 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use self::abi::{DeviceInfo, KernelEvent};
-use crate::engine::Engine;
-use crate::runtime::{self, Incoming, Options, Port};
+use crate::ctaphid_loop::{self, Incoming, Options, Port};
+use pocketkey_core::engine::Engine;
 
 /// Where the kernel's uhid device lives.
 pub const DEFAULT_PATH: &str = "/dev/uhid";
@@ -36,6 +36,26 @@ impl std::fmt::Display for HidHost {
     }
 }
 
+/// The USB key could not be created; says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum UhidError {
+    #[error(
+        "cannot create the USB key: {} does not exist (load the kernel module: sudo modprobe uhid)",
+        .0.display()
+    )]
+    Missing(PathBuf),
+    #[error(
+        "cannot create the USB key: permission denied on {} (run as root, or give your user \
+         access with a udev rule: KERNEL==\"uhid\", GROUP=\"plugdev\", MODE=\"0660\")",
+        .0.display()
+    )]
+    NotAllowed(PathBuf),
+    #[error("cannot open {}: {source}", path.display())]
+    Open { path: PathBuf, source: io::Error },
+    #[error("cannot create the USB key on {}: {source}", path.display())]
+    Create { path: PathBuf, source: io::Error },
+}
+
 /// A created uhid device, ready to serve. Dropping it removes the device.
 pub struct UhidTransport {
     device: File,
@@ -47,28 +67,24 @@ pub struct UhidTransport {
 impl UhidTransport {
     /// Opens `path` (normally [`DEFAULT_PATH`]) and creates a FIDO device called `name`. The
     /// error says what to do when uhid is missing or not ours to use.
-    pub fn create(path: &Path, name: &str) -> Result<Self, String> {
+    pub fn create(path: &Path, name: &str) -> Result<Self, UhidError> {
         let device = OpenOptions::new()
             .read(true)
             .write(true)
             .custom_flags(libc::O_CLOEXEC)
             .open(path)
-            .map_err(|e| match e.kind() {
-                io::ErrorKind::NotFound => format!(
-                    "cannot create the USB key: {} does not exist (load the kernel module: \
-                     sudo modprobe uhid)",
-                    path.display()
-                ),
-                io::ErrorKind::PermissionDenied => format!(
-                    "cannot create the USB key: permission denied on {} (run as root, or give \
-                     your user access with a udev rule: KERNEL==\"uhid\", GROUP=\"plugdev\", \
-                     MODE=\"0660\")",
-                    path.display()
-                ),
-                _ => format!("cannot open {}: {e}", path.display()),
+            .map_err(|source| match source.kind() {
+                io::ErrorKind::NotFound => UhidError::Missing(path.to_path_buf()),
+                io::ErrorKind::PermissionDenied => UhidError::NotAllowed(path.to_path_buf()),
+                _ => UhidError::Open {
+                    path: path.to_path_buf(),
+                    source,
+                },
             })?;
-        Self::create_on(device.into(), name)
-            .map_err(|e| format!("cannot create the USB key on {}: {e}", path.display()))
+        Self::create_on(device.into(), name).map_err(|source| UhidError::Create {
+            path: path.to_path_buf(),
+            source,
+        })
     }
 
     /// Creates the device on an already open uhid descriptor (a test gives one end of a
@@ -79,7 +95,7 @@ impl UhidTransport {
             writing: Mutex::new(()),
             log: true,
         };
-        let (major, minor, _) = crate::runtime::version_triple();
+        let (major, minor, _) = crate::ctaphid_loop::version_triple();
         let info = DeviceInfo {
             name: name.to_string(),
             bus: abi::BUS_USB,
@@ -93,14 +109,14 @@ impl UhidTransport {
     }
 
     /// Serves until `stop` is raised (checked at least every 250 ms) or the device fails.
-    pub fn run<E: Engine>(
+    pub fn run<E: Engine + 'static>(
         mut self,
         engine: E,
         options: Options,
         stop: Arc<AtomicBool>,
     ) -> io::Result<()> {
         self.log = options.log;
-        runtime::serve(Arc::new(self), engine, options, stop)
+        ctaphid_loop::serve(Arc::new(self), engine, options, stop)
     }
 
     fn write_event(&self, event: &[u8]) -> io::Result<()> {

@@ -9,18 +9,19 @@ use std::thread;
 use pocketkey_core::hid::{fragment, Command, Packet, BROADCAST_CID};
 
 use super::*;
-use crate::engine::RequestContext;
+use pocketkey_core::engine::{Engine, RequestContext, RequestKind};
 
 struct Echo;
 impl Engine for Echo {
-    fn process_cbor(&mut self, request: &[u8], cx: &RequestContext) -> Vec<u8> {
-        assert_eq!(cx.requester.0, "this computer (USB)");
-        [&[0x00], request].concat()
+    fn process(&self, kind: RequestKind, payload: &[u8], cx: &RequestContext) -> Vec<u8> {
+        match kind {
+            RequestKind::Cbor => {
+                assert_eq!(cx.requester.0, "this computer (USB)");
+                [&[0x00], payload].concat()
+            }
+            RequestKind::Msg => [payload, &[0x90, 0x00]].concat(),
+        }
     }
-    fn process_u2f(&mut self, apdu: &[u8], _: &RequestContext) -> Vec<u8> {
-        [apdu, &[0x90, 0x00]].concat()
-    }
-    fn power_cycle(&mut self) {}
 }
 
 struct Kernel(UnixDatagram);
@@ -157,6 +158,7 @@ fn creates_a_fido_device_and_serves_ctaphid_through_input_and_output_reports() {
 fn a_missing_device_says_how_to_get_one() {
     let err = UhidTransport::create(Path::new("/nonexistent/uhid"), "x")
         .err()
-        .unwrap();
+        .unwrap()
+        .to_string();
     assert!(err.contains("modprobe uhid"), "{err}");
 }

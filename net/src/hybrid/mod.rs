@@ -22,10 +22,10 @@
 //! the engine or `cancel` wakes it, or its next deadline.
 //!
 //! Apps call `SecurityKey.startHybrid(qr, advertiser, tunnelUrl)` (the FFI facade wraps
-//! [`start`]); Rust callers (the command line) call [`start`] with any [`HybridEngine`].
+//! [`start`]); Rust callers (the command line) call [`start`] with any
+//! [`Engine`](pocketkey_core::engine::Engine).
 
 mod advert;
-mod engine;
 mod error;
 mod session;
 mod tunnel;
@@ -36,12 +36,12 @@ mod tests;
 use std::sync::Arc;
 use std::time::Duration;
 
+use pocketkey_core::engine::Engine;
 use pocketkey_core::hybrid::domains;
 use pocketkey_core::hybrid::keys;
 use pocketkey_core::hybrid::qr::{QrCode, QrError};
 
 pub use advert::{AdvertError, AdvertSender};
-pub use engine::HybridEngine;
 pub use error::{Error, Wait};
 pub use session::{Outcome, SessionHandle};
 pub use tunnel::{ROUTING_ID_HEADER, SUBPROTOCOL};
@@ -110,7 +110,7 @@ pub fn parse_qr_at(text: &str, now: u64) -> Result<QrCode, Error> {
 /// by [`SessionHandle::wait`].
 pub fn start(
     qr_text: &str,
-    engine: Arc<dyn HybridEngine>,
+    engine: Arc<dyn Engine>,
     advertiser: Arc<dyn AdvertSender>,
     options: Options,
 ) -> Result<SessionHandle, Error> {

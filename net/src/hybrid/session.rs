@@ -7,8 +7,8 @@ use std::sync::mpsc::{self, Receiver, TryRecvError};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use pocketkey_core::authenticator::RequestContext;
 use pocketkey_core::cancel::CancelToken;
+use pocketkey_core::engine::{Engine, RequestContext, RequestKind, Worker};
 use pocketkey_core::hybrid::advert::{self, EidPlaintext};
 use pocketkey_core::hybrid::keys;
 use pocketkey_core::hybrid::qr::QrCode;
@@ -18,7 +18,6 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use url::Url;
 
 use super::advert::{Advert, AdvertSender};
-use super::engine::HybridEngine;
 use super::error::{Error, Wait};
 use super::tunnel::{Incoming, Tunnel};
 use crate::ws::Wakeup;
@@ -117,7 +116,7 @@ pub(crate) struct Job {
     pub(crate) url: Url,
     pub(crate) domain_id: u16,
     pub(crate) tls: Arc<ClientConfig>,
-    pub(crate) engine: Arc<dyn HybridEngine>,
+    pub(crate) engine: Arc<dyn Engine>,
     pub(crate) advertiser: Arc<dyn AdvertSender>,
     pub(crate) connect_timeout: Duration,
     pub(crate) browser_timeout: Duration,
@@ -154,19 +153,14 @@ pub(crate) fn spawn(job: Job) -> Result<SessionHandle, Error> {
 }
 
 /// The engine's getInfo (CBOR, without the status byte) for the post-handshake message.
-fn get_info(engine: &dyn HybridEngine) -> Result<Vec<u8>, Error> {
-    let cx = RequestContext {
-        requester: hybrid::session::requester(),
-        ..RequestContext::default()
-    };
-    let response = engine.process_ctap(&[0x04], &cx);
-    match response.split_first() {
-        Some((0x00, cbor)) if !cbor.is_empty() => Ok(cbor.to_vec()),
-        _ => Err(Error::Internal {
-            detail: format!(
-                "getInfo failed with status {:#04x}",
-                response.first().copied().unwrap_or(0xff)
-            ),
+fn get_info(engine: &dyn Engine) -> Result<Vec<u8>, Error> {
+    match engine.get_info() {
+        Ok(cbor) if !cbor.is_empty() => Ok(cbor),
+        Ok(_) => Err(Error::Internal {
+            detail: "getInfo answered no CBOR".into(),
+        }),
+        Err(status) => Err(Error::Internal {
+            detail: format!("getInfo failed with status {status:#04x}"),
         }),
     }
 }
@@ -187,12 +181,18 @@ fn run(job: Job, cancel: &CancelToken, wakeup: Arc<Wakeup>) -> Finished {
     let service_data = advert::encrypt(&keys::eid_key(&job.qr.secret), &eid);
     let session = Session::new(SessionConfig::from_qr(&job.qr, &eid, get_info));
     let result = Advert::start(job.advertiser.clone(), service_data.to_vec()).and_then(|advert| {
+        let worker =
+            Worker::spawn("pocketkey-hybrid-ctap", Arc::clone(&job.engine)).map_err(|e| {
+                Error::Internal {
+                    detail: format!("cannot start the engine thread: {e}"),
+                }
+            })?;
         Pump {
             tunnel: &tunnel,
             wakeup,
             session,
             advert,
-            engine: job.engine.clone(),
+            worker,
             cancel,
             browser_timeout: job.browser_timeout,
             message_timeout: job.message_timeout,
@@ -207,10 +207,10 @@ fn run(job: Job, cancel: &CancelToken, wakeup: Arc<Wakeup>) -> Finished {
     result
 }
 
-/// A CTAP request the engine is working on, on its own thread. Dropping it cancels it.
+/// A CTAP request the engine's worker is working on. Dropping it cancels it.
 struct Pending {
-    /// The engine's answer; `None` if it panicked.
-    answer: Receiver<Option<Vec<u8>>>,
+    /// The engine's answer (CTAP1_ERR_OTHER if it panicked).
+    answer: Receiver<Vec<u8>>,
     cancel: CancelToken,
 }
 
@@ -225,7 +225,7 @@ struct Pump<'a> {
     wakeup: Arc<Wakeup>,
     session: Session,
     advert: Advert,
-    engine: Arc<dyn HybridEngine>,
+    worker: Worker<'static>,
     cancel: &'a CancelToken,
     browser_timeout: Duration,
     message_timeout: Duration,
@@ -243,14 +243,14 @@ impl Pump<'_> {
             }
             if let Some(p) = &pending {
                 match p.answer.try_recv() {
-                    Ok(Some(response)) => {
+                    Ok(response) => {
                         pending = None;
                         self.session.respond(&response).map_err(session_error)?;
                         self.flush()?;
                         deadline = Instant::now() + self.message_timeout;
                     }
                     Err(TryRecvError::Empty) => {}
-                    Ok(None) | Err(TryRecvError::Disconnected) => {
+                    Err(TryRecvError::Disconnected) => {
                         return Err(Error::Internal {
                             detail: "the engine ended without an answer".into(),
                         })
@@ -313,9 +313,9 @@ impl Pump<'_> {
         Ok(())
     }
 
-    /// Hands a request to the engine on a worker thread, so that the tunnel stays read (a
-    /// shutdown or a dropped tunnel cancels the approval at once). The worker wakes the loop
-    /// with its answer.
+    /// Hands a request to the engine's worker, so that the tunnel stays read (a shutdown or
+    /// a dropped tunnel cancels the approval at once). The worker wakes the loop with its
+    /// answer.
     fn dispatch(&self, request: Vec<u8>) -> Result<Pending, Error> {
         let (tx, rx) = mpsc::channel();
         let cancel = CancelToken::new();
@@ -323,18 +323,15 @@ impl Pump<'_> {
             cancel: cancel.clone(),
             requester: hybrid::session::requester(),
         };
-        let engine = self.engine.clone();
         let wakeup = self.wakeup.clone();
-        std::thread::Builder::new()
-            .name("pocketkey-hybrid-ctap".into())
-            .spawn(move || {
-                // A panic is an answer too (`None`), so that the loop hears of it.
-                let answer = catch_unwind(AssertUnwindSafe(|| engine.process_ctap(&request, &cx)));
-                let _ = tx.send(answer.ok());
+        self.worker
+            .submit(RequestKind::Cbor, request, cx, move |answer| {
+                // The loop may have ended meanwhile (its Pending dropped).
+                let _ = tx.send(answer);
                 wakeup.wake();
             })
             .map_err(|e| Error::Internal {
-                detail: format!("cannot start the engine thread: {e}"),
+                detail: e.to_string(),
             })?;
         Ok(Pending { answer: rx, cancel })
     }

@@ -29,10 +29,25 @@ const KEYRING_HINT: &str =
 pub const NO_SECRET_SERVICE: &str = "--keyring needs a Secret Service (GNOME Keyring, KWallet) \
      on the session bus; none found — use the key file (default)";
 
+/// Why the state directory cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum StateDirError {
+    #[error("cannot find a data directory (HOME is not set): pass --state-dir")]
+    NoHome,
+    #[error("cannot create the state directory {}: {source}", path.display())]
+    Create { path: PathBuf, source: io::Error },
+    #[error("cannot resolve the state directory {}: {source}", path.display())]
+    Resolve { path: PathBuf, source: io::Error },
+    #[error("cannot read the state directory {}: {source}", path.display())]
+    Read { path: PathBuf, source: io::Error },
+    #[error("{} is not a directory", .0.display())]
+    NotADirectory(PathBuf),
+}
+
 /// The platform data directory of the program `app` (`pocketkey`, `pocketkey-bridge`):
 /// `$XDG_DATA_HOME/<app>`, else `~/.local/share/<app>` (`~/Library/Application Support/<app>`
 /// on macOS).
-pub fn default_state_dir(app: &str) -> Result<PathBuf, String> {
+pub fn default_state_dir(app: &str) -> Result<PathBuf, StateDirError> {
     state_dir_from(
         app,
         std::env::var_os("XDG_DATA_HOME"),
@@ -44,7 +59,7 @@ fn state_dir_from(
     app: &str,
     xdg: Option<std::ffi::OsString>,
     home: Option<std::ffi::OsString>,
-) -> Result<PathBuf, String> {
+) -> Result<PathBuf, StateDirError> {
     if !cfg!(target_os = "macos") {
         if let Some(xdg) = xdg.map(PathBuf::from).filter(|p| p.is_absolute()) {
             return Ok(xdg.join(app));
@@ -53,7 +68,7 @@ fn state_dir_from(
     let home = home
         .map(PathBuf::from)
         .filter(|p| p.is_absolute())
-        .ok_or("cannot find a data directory (HOME is not set): pass --state-dir")?;
+        .ok_or(StateDirError::NoHome)?;
     if cfg!(target_os = "macos") {
         Ok(home.join("Library/Application Support").join(app))
     } else {
@@ -63,7 +78,7 @@ fn state_dir_from(
 
 /// The state directory a program runs in: `dir`, or `app`'s default; created (0700) if
 /// missing, a warning printed if others can read it. Returns its canonical path.
-pub fn open_state_dir(dir: Option<PathBuf>, app: &str) -> Result<PathBuf, String> {
+pub fn open_state_dir(dir: Option<PathBuf>, app: &str) -> Result<PathBuf, StateDirError> {
     let dir = match dir {
         Some(dir) => dir,
         None => default_state_dir(app)?,
@@ -77,22 +92,25 @@ pub fn open_state_dir(dir: Option<PathBuf>, app: &str) -> Result<PathBuf, String
 
 /// Creates the state directory (mode 0700, parents as needed) and returns its canonical path
 /// and, when it already existed with access for group or others, a warning to show.
-pub fn prepare_state_dir(dir: &Path) -> Result<(PathBuf, Option<String>), String> {
+pub fn prepare_state_dir(dir: &Path) -> Result<(PathBuf, Option<String>), StateDirError> {
     DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)
-        .map_err(|e| format!("cannot create the state directory {}: {e}", dir.display()))?;
-    let canonical = fs::canonicalize(dir)
-        .map_err(|e| format!("cannot resolve the state directory {}: {e}", dir.display()))?;
-    let meta = fs::metadata(&canonical).map_err(|e| {
-        format!(
-            "cannot read the state directory {}: {e}",
-            canonical.display()
-        )
+        .map_err(|source| StateDirError::Create {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+    let canonical = fs::canonicalize(dir).map_err(|source| StateDirError::Resolve {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let meta = fs::metadata(&canonical).map_err(|source| StateDirError::Read {
+        path: canonical.clone(),
+        source,
     })?;
     if !meta.is_dir() {
-        return Err(format!("{} is not a directory", canonical.display()));
+        return Err(StateDirError::NotADirectory(canonical));
     }
     let mode = meta.permissions().mode() & 0o777;
     let warning = (mode & 0o077 != 0).then(|| {

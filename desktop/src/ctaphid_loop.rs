@@ -1,27 +1,26 @@
 //! The CTAPHID device loop shared by every desktop transport (UDP, uhid): reports in from a
 //! [`Port`], CTAPHID via [`HidServer`], KEEPALIVE, CANCEL, busy answers, timeouts.
 //!
-//! Two threads: this one owns the port loop; a worker owns the engine and runs one request at
-//! a time. The worker sends the engine's answer itself, under the same lock as the
-//! keepalives, so an answer is never followed by a stray KEEPALIVE.
+//! Two threads: this one owns the port loop; the engine's [`Worker`] runs one request at a
+//! time. The worker sends the engine's answer itself, under the same lock as the keepalives,
+//! so an answer is never followed by a stray KEEPALIVE.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::Hash;
 use std::io;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread;
 use std::time::{Duration, Instant};
 
 use pocketkey_core::approver::Requester;
 use pocketkey_core::cancel::CancelToken;
+use pocketkey_core::ctap::CtapError;
+use pocketkey_core::engine::{Engine, RequestContext, RequestKind, Worker};
 use pocketkey_core::hid::packet::report_cid;
-use pocketkey_core::hid::{HidOutput, HidServer, KeepaliveStatus, RequestKind, MAX_CHANNELS};
+use pocketkey_core::hid::{HidOutput, HidServer, KeepaliveStatus, MAX_CHANNELS};
 
-use crate::engine::{Engine, RequestContext, WaitingForUser};
+use crate::engine::WaitingForUser;
 
 /// How the transport behaves.
 #[derive(Debug, Clone)]
@@ -105,11 +104,6 @@ struct Job<P> {
     peer: P,
 }
 
-enum Work<P> {
-    Request(Job<P>),
-    PowerCycle,
-}
-
 fn lock<P>(shared: &Mutex<Shared<P>>) -> MutexGuard<'_, Shared<P>> {
     shared
         .lock()
@@ -118,7 +112,7 @@ fn lock<P>(shared: &Mutex<Shared<P>>) -> MutexGuard<'_, Shared<P>> {
 
 /// Serves `engine` on `port` until `stop` is raised (checked at least every 250 ms) or the
 /// port fails.
-pub fn serve<P: Port, E: Engine>(
+pub fn serve<P: Port, E: Engine + 'static>(
     port: Arc<P>,
     engine: E,
     options: Options,
@@ -129,25 +123,12 @@ pub fn serve<P: Port, E: Engine>(
         inflight: None,
         peers: HashMap::new(),
     }));
-    let (jobs, job_rx) = mpsc::channel::<Work<P::Peer>>();
-    let worker = {
-        let shared = Arc::clone(&shared);
-        let port = Arc::clone(&port);
-        let log = options.log;
-        thread::Builder::new()
-            .name("pocketkey-engine".into())
-            .spawn(move || {
-                let mut engine = engine;
-                for work in job_rx {
-                    run_work(&mut engine, work, &shared, &*port, log);
-                }
-            })?
-    };
+    let worker = Worker::spawn("pocketkey-engine", engine)?;
 
     let result = Loop {
-        port: &*port,
+        port: &port,
         shared: &shared,
-        jobs: &jobs,
+        worker: &worker,
         options: &options,
     }
     .run(&stop);
@@ -156,21 +137,14 @@ pub fn serve<P: Port, E: Engine>(
     if let Some(inflight) = &lock(&shared).inflight {
         inflight.cancel.cancel();
     }
-    drop(jobs);
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while !worker.is_finished() && Instant::now() < deadline {
-        thread::sleep(Duration::from_millis(10));
-    }
-    if worker.is_finished() {
-        let _ = worker.join();
-    }
+    worker.stop(Duration::from_secs(2));
     result
 }
 
 struct Loop<'a, P: Port> {
-    port: &'a P,
-    shared: &'a Mutex<Shared<P::Peer>>,
-    jobs: &'a Sender<Work<P::Peer>>,
+    port: &'a Arc<P>,
+    shared: &'a Arc<Mutex<Shared<P::Peer>>>,
+    worker: &'a Worker<'static>,
     options: &'a Options,
 }
 
@@ -184,7 +158,8 @@ impl<P: Port> Loop<'_, P> {
                     if self.options.log {
                         eprintln!("power cycle requested by {peer}");
                     }
-                    let _ = self.jobs.send(Work::PowerCycle);
+                    // Only while stopping is the worker gone, and then nothing is volatile.
+                    let _ = self.worker.power_cycle();
                 }
                 None => {}
             }
@@ -229,10 +204,11 @@ impl<P: Port> Loop<'_, P> {
                         cx,
                         peer,
                     };
-                    if self.jobs.send(Work::Request(job)).is_err() {
+                    if self.submit(job).is_err() {
                         // The worker is gone (only while stopping): answer rather than hang.
                         s.inflight = None;
-                        for report in s.hid.finish(cid, kind, &failure_answer(kind)) {
+                        let failure = kind.failure(CtapError::Other);
+                        for report in s.hid.finish(cid, kind, &failure) {
                             self.port.send(&report, peer);
                         }
                     }
@@ -261,6 +237,18 @@ impl<P: Port> Loop<'_, P> {
         }
     }
 
+    /// Hands `job` to the worker, which sends the answer itself (see [`send_answer`]).
+    fn submit(&self, job: Job<P::Peer>) -> Result<(), pocketkey_core::engine::WorkerGone> {
+        let shared = Arc::clone(self.shared);
+        let port = Arc::clone(self.port);
+        let log = self.options.log;
+        let started = Instant::now();
+        let (payload, cx) = (job.payload.clone(), job.cx.clone());
+        self.worker.submit(job.kind, payload, cx, move |response| {
+            send_answer(&job, &response, &shared, &*port, log, started)
+        })
+    }
+
     fn on_timers(&self, now: Instant) {
         let mut guard = lock(self.shared);
         let s = &mut *guard;
@@ -286,14 +274,6 @@ impl<P: Port> Loop<'_, P> {
     }
 }
 
-/// The answer when the engine cannot give one: CTAP1_ERR_OTHER / SW_UNKNOWN.
-fn failure_answer(kind: RequestKind) -> Vec<u8> {
-    match kind {
-        RequestKind::Cbor => vec![0x7f],
-        RequestKind::Msg => vec![0x6f, 0x00],
-    }
-}
-
 /// How long the port may sleep before a timer is due.
 fn next_wakeup<P>(s: &Shared<P>, options: &Options, now: Instant) -> Duration {
     let mut wait = Duration::from_millis(250);
@@ -308,42 +288,26 @@ fn next_wakeup<P>(s: &Shared<P>, options: &Options, now: Instant) -> Duration {
     wait
 }
 
-fn run_work<P: Port, E: Engine>(
-    engine: &mut E,
-    work: Work<P::Peer>,
+/// Sends the engine's answer to `job` (on the worker's thread) and ends the request.
+fn send_answer<P: Port>(
+    job: &Job<P::Peer>,
+    response: &[u8],
     shared: &Mutex<Shared<P::Peer>>,
     port: &P,
     log: bool,
+    started: Instant,
 ) {
-    match work {
-        Work::PowerCycle => {
-            if catch_unwind(AssertUnwindSafe(|| engine.power_cycle())).is_err() {
-                eprintln!("error: the engine panicked during power cycle");
-            }
+    let sent = {
+        let mut s = lock(shared);
+        let reports = s.hid.finish(job.cid, job.kind, response);
+        for report in &reports {
+            port.send(report, job.peer);
         }
-        Work::Request(job) => {
-            let started = Instant::now();
-            let outcome = catch_unwind(AssertUnwindSafe(|| match job.kind {
-                RequestKind::Cbor => engine.process_cbor(&job.payload, &job.cx),
-                RequestKind::Msg => engine.process_u2f(&job.payload, &job.cx),
-            }));
-            let response = outcome.unwrap_or_else(|_| {
-                eprintln!("error: the engine panicked; answering with an error");
-                failure_answer(job.kind)
-            });
-            let sent = {
-                let mut s = lock(shared);
-                let reports = s.hid.finish(job.cid, job.kind, &response);
-                for report in &reports {
-                    port.send(report, job.peer);
-                }
-                s.inflight = None;
-                !reports.is_empty()
-            };
-            if log {
-                eprintln!("{}", log_line(&job, &response, started.elapsed(), sent));
-            }
-        }
+        s.inflight = None;
+        !reports.is_empty()
+    };
+    if log {
+        eprintln!("{}", log_line(job, response, started.elapsed(), sent));
     }
 }
 
