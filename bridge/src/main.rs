@@ -343,8 +343,8 @@ const NO_SECRET_SERVICE: &str = "the master key is kept in the OS keyring, which
 const KEYRING_HINT: &str = "--key-file keeps it in a 0600 file in the state directory instead";
 
 /// The master key: from the OS keyring, or with `--key-file` from `master.key` in the state
-/// directory. A `master.key` left by an earlier bridge (which always used the file) is moved
-/// into the keyring on the first start without `--key-file`, and said so.
+/// directory. A `master.key` found in the state directory on a start without `--key-file` is
+/// moved into the keyring, and said so.
 fn master_key(state_dir: &Path, key_file: bool) -> Result<MasterKey, String> {
     let file = state_dir::FileKeyProvider::in_dir(state_dir);
     if key_file {

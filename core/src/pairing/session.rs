@@ -583,7 +583,7 @@ impl Session {
             return Ok(());
         }
         if self.role == Role::Phone && self.first_contact.is_some() {
-            // The bridge's Hello now waits for its user (protocol §5.3).
+            // From here on the bridge's Hello waits for its user to confirm (protocol §5.3).
             self.handshake_deadline = Some(now + CONFIRMATION_TIMEOUT + HANDSHAKE_TIMEOUT);
             let code = ConfirmationCode::derive(&finished.handshake_hash);
             self.events.push_back(Event::ShowCode(code));
