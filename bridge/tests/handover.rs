@@ -2,7 +2,8 @@
 //! phone side of `pocketkey-net` in this process: when the served phone revokes the pairing
 //! while the bridge runs, another paired phone takes over (no pairing code); and a revocation
 //! the relay could not be told of (`--unpair` while it was down) is sent when the bridge
-//! starts again.
+//! starts again, and one the phone could not send (`pocketkey unpair`) when `pocketkey listen`
+//! starts.
 
 mod common;
 
@@ -329,4 +330,77 @@ fn the_bridge_sends_a_pending_revocation_when_it_starts() {
         .unwrap()
         .expect("the phone kept the pairing");
     assert!(stored.suspended_at.is_some());
+}
+
+/// `pocketkey` (the phone's command line), next to the bridge's program; built if it is not.
+fn pocketkey_program() -> std::path::PathBuf {
+    let path = Path::new(BRIDGE).with_file_name("pocketkey");
+    if !path.is_file() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-q", "-p", "pocketkey"])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    path
+}
+
+fn pocketkey(dir: &Path, args: &[&str]) -> Output {
+    Command::new(pocketkey_program())
+        .args(args)
+        .arg("--state-dir")
+        .arg(dir)
+        .output()
+        .unwrap()
+}
+
+/// The phone's `pocketkey unpair` while the relay is down leaves a pending revocation;
+/// `pocketkey listen`, started once the relay is back, sends the DELETE before anything else,
+/// says so, and (nothing else paired) ends with nothing to serve.
+#[test]
+fn pocketkey_listen_sends_a_pending_revocation_when_it_starts() {
+    let relay = StandInRelay::start();
+    let addr: SocketAddr = relay.url.strip_prefix("ws://").unwrap().parse().unwrap();
+    let bridge_dir = tempfile::tempdir().unwrap();
+    let phone = tempfile::tempdir().unwrap();
+    {
+        let bridge = Bridge::start(&relay.url, bridge_dir.path(), &[]);
+        let out = pocketkey(phone.path(), &["pair", &bridge.pairing_url()]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert!(text(&out.stdout).ends_with(" Test laptop\n"));
+    }
+    drop(relay);
+    until_closed(addr);
+
+    let out = pocketkey(phone.path(), &["unpair", "Test laptop"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout).trim(),
+        "unpaired: Test laptop (the relay will be told later)"
+    );
+
+    let relay = StandInRelay::start_at(addr);
+    let out = pocketkey(phone.path(), &["listen", "--auto-approve"]);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l == "unpaired: Test laptop (the relay was told now)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("no computer is paired"),
+        "listen served something: {stderr}"
+    );
+    assert!(!out.status.success());
+    assert_eq!(relay.tombstones(), 1);
+    // Nothing pending any more: `pocketkey pairings` neither lists nor mentions it.
+    let out = pocketkey(phone.path(), &["pairings"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "");
+    assert!(
+        !text(&out.stderr).contains("Test laptop"),
+        "{}",
+        text(&out.stderr)
+    );
 }
