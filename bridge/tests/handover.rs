@@ -277,6 +277,47 @@ fn the_other_paired_phone_takes_over_when_the_served_one_revokes() {
     assert_eq!(phone_b.credentials(), 0);
 }
 
+/// The same handover when the computer's user unpairs the served phone (`--unpair NAME` in
+/// another process) while the bridge runs: the running bridge hears its own revocation and
+/// serves the other paired phone.
+#[test]
+fn the_other_paired_phone_takes_over_when_the_served_one_is_unpaired_here() {
+    let relay = StandInRelay::start();
+    let dir = tempfile::tempdir().unwrap();
+    let phone_a = Phone::new();
+    let phone_b = Phone::new();
+    {
+        let bridge = Bridge::start(&relay.url, dir.path(), &[]);
+        phone_a.pair(&bridge, "Phone A");
+        bridge.said("serving the phone \"Phone A\"");
+    }
+    let bridge = Bridge::start(&relay.url, dir.path(), &["--pair-another"]);
+    phone_b.pair(&bridge, "Phone B");
+    bridge.said("serving the phone \"Phone B\"");
+    let (_listener_a, events_a) = phone_a.listen("Phone A");
+
+    let out = bridge_tool(dir.path(), &["--unpair", "Phone B"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // Phone B does not listen: no session, the relay alone is told (a DELETE).
+    assert_eq!(text(&out.stdout).trim(), "unpaired: Phone B");
+    let said = bridge.said("serving the phone \"Phone A\"");
+    assert!(
+        said.iter()
+            .any(|l| l == "the pairing with \"Phone B\" was removed here"),
+        "{said:#?}"
+    );
+    assert!(
+        bridge.stdout.try_iter().all(|l| !l.starts_with("pair: ")),
+        "the bridge showed a pairing code"
+    );
+    wait_for(&events_a, &ServeEvent::Established);
+    assert_eq!(listed(dir.path()), ["Phone A"]);
+    let mut hid = HidClient::connect(bridge.addr);
+    let answer = hid.cbor(&make_credential("carl"), WAIT);
+    assert_eq!(answer.first(), Some(&0x00), "phone A did not answer");
+    assert_eq!(phone_a.credentials(), 1);
+}
+
 /// Waits until nothing accepts connections at `addr` any more.
 fn until_closed(addr: SocketAddr) {
     let until = Instant::now() + WAIT;
