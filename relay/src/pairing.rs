@@ -19,7 +19,7 @@ use futures_util::{SinkExt, StreamExt};
 use hyper::upgrade::OnUpgrade;
 use pocketkey_core::pairing::mailbox::{verify_attach, MailboxId, NONCE_LEN};
 use pocketkey_core::pairing::relay::{
-    close_code, frame_type, RelayErrorCode, RelayFrame, RelayFrameError, WakeResult,
+    close_code, frame_type, PushTarget, RelayErrorCode, RelayFrame, RelayFrameError, WakeResult,
     MAX_RELAY_FRAME,
 };
 use pocketkey_core::pairing::Role;
@@ -33,6 +33,7 @@ use tracing::{debug, info, warn};
 
 use crate::limits::ConnSlot;
 use crate::mailbox_store::SetOutcome;
+use crate::push::PushError;
 use crate::Shared;
 
 /// Bounds of pairing connections (docs/pairing-protocol.md §3.2 defaults).
@@ -485,6 +486,20 @@ fn reason_of(code: u16) -> &'static str {
     }
 }
 
+/// Forgets a push target its provider called invalid, unless the phone has registered another
+/// one meanwhile; the next WAKE then answers NoPushTarget instead of pushing into the void.
+async fn drop_dead_target(shared: &Arc<Shared>, mailbox: MailboxId, dead: &PushTarget) {
+    match shared.mailboxes.push_target(mailbox).await {
+        Ok(Some(current)) if current == *dead => {
+            if let Err(e) = shared.mailboxes.set_push_target(mailbox, None).await {
+                warn!(error = %e, "mailbox store unavailable");
+            }
+        }
+        Ok(_) => {}
+        Err(e) => warn!(error = %e, "mailbox store unavailable"),
+    }
+}
+
 /// Handles one frame from a client; true when the connection must end (DELETE).
 async fn handle_frame(
     shared: &Arc<Shared>,
@@ -530,6 +545,15 @@ async fn handle_frame(
                     Ok(()) => {
                         info!(event = "push", mailbox = %short(&mailbox), provider = target.provider.as_str(), "push sent");
                         WakeResult::PushSent
+                    }
+                    Err(e @ PushError::Throttled { .. }) => {
+                        warn!(event = "push_throttled", mailbox = %short(&mailbox), provider = target.provider.as_str(), error = %e, "push held back");
+                        WakeResult::RateLimited
+                    }
+                    Err(e @ PushError::Unregistered(_)) => {
+                        warn!(event = "push_target_dropped", mailbox = %short(&mailbox), provider = target.provider.as_str(), error = %e, "push target dropped");
+                        drop_dead_target(&shared, mailbox, &target).await;
+                        WakeResult::ProviderFailed
                     }
                     Err(e) => {
                         warn!(event = "push_failed", mailbox = %short(&mailbox), provider = target.provider.as_str(), error = %e, "push failed");

@@ -39,9 +39,26 @@ struct Seen {
 }
 
 type Answer = Arc<dyn Fn(&Seen) -> (u16, String) + Send + Sync>;
+/// An answer with headers: status, headers, body.
+type FullAnswer = Arc<dyn Fn(&Seen) -> (u16, Vec<(&'static str, String)>, String) + Send + Sync>;
 
 /// A local endpoint (HTTP/1.1 or h2c) recording requests and answering with `answer`.
 async fn endpoint(http2: bool, answer: Answer) -> (SocketAddr, mpsc::UnboundedReceiver<Seen>) {
+    endpoint_with_headers(
+        http2,
+        Arc::new(move |seen: &Seen| {
+            let (status, body) = answer(seen);
+            (status, Vec::new(), body)
+        }),
+    )
+    .await
+}
+
+/// [`endpoint`] whose answers may carry headers (Retry-After).
+async fn endpoint_with_headers(
+    http2: bool,
+    answer: FullAnswer,
+) -> (SocketAddr, mpsc::UnboundedReceiver<Seen>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = mpsc::unbounded_channel();
@@ -73,10 +90,13 @@ async fn endpoint(http2: bool, answer: Answer) -> (SocketAddr, mpsc::UnboundedRe
                             headers,
                             body,
                         };
-                        let (status, body) = answer(&seen);
+                        let (status, headers, body) = answer(&seen);
                         tx.send(seen).unwrap();
                         let mut response = Response::new(Full::new(Bytes::from(body)));
                         *response.status_mut() = StatusCode::from_u16(status).unwrap();
+                        for (name, value) in headers {
+                            response.headers_mut().insert(name, value.parse().unwrap());
+                        }
                         Ok::<_, Infallible>(response)
                     }
                 });
@@ -540,4 +560,344 @@ async fn a_dropped_http2_connection_is_replaced_for_the_next_request() {
     }
     assert_eq!(answered.recv().await, Some((1, "/first".to_string())));
     assert_eq!(answered.recv().await, Some((2, "/second".to_string())));
+}
+
+// ---- Provider error statuses: what FCM and APNs document, and what the relay does with them.
+
+/// One answer of a local endpoint: status, headers, body.
+type Canned = (u16, Vec<(&'static str, String)>, String);
+
+/// Answers the requests with `answers` in turn (the last one repeats).
+fn in_turn(answers: Vec<Canned>) -> FullAnswer {
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    Arc::new(move |_: &Seen| {
+        let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        answers[i.min(answers.len() - 1)].clone()
+    })
+}
+
+fn canned(status: u16, body: &str) -> Canned {
+    (status, Vec::new(), body.to_string())
+}
+
+fn retry_after(status: u16, value: &str, body: &str) -> Canned {
+    (
+        status,
+        vec![("retry-after", value.to_string())],
+        body.to_string(),
+    )
+}
+
+/// FCM HTTP v1 error bodies, in the shape of firebase.google.com/docs/cloud-messaging/error-codes.
+const FCM_UNREGISTERED: &str = r#"{"error":{"code":404,"message":"Requested entity was not found.","status":"NOT_FOUND","details":[{"@type":"type.googleapis.com/google.firebase.fcm.v1.FcmError","errorCode":"UNREGISTERED"}]}}"#;
+const FCM_INVALID_TOKEN: &str = r#"{"error":{"code":400,"message":"The registration token is not a valid FCM registration token","status":"INVALID_ARGUMENT","details":[{"@type":"type.googleapis.com/google.firebase.fcm.v1.FcmError","errorCode":"INVALID_ARGUMENT"}]}}"#;
+const FCM_BAD_TOKEN_FIELD: &str = r#"{"error":{"code":400,"message":"Request contains an invalid argument.","status":"INVALID_ARGUMENT","details":[{"@type":"type.googleapis.com/google.rpc.BadRequest","fieldViolations":[{"field":"message.token","description":"Invalid registration token"}]}]}}"#;
+const FCM_BAD_DATA_FIELD: &str = r#"{"error":{"code":400,"message":"Invalid value at 'message.data[0].value'","status":"INVALID_ARGUMENT","details":[{"@type":"type.googleapis.com/google.rpc.BadRequest","fieldViolations":[{"field":"message.data[0].value","description":"Invalid value"}]}]}}"#;
+const FCM_QUOTA: &str = r#"{"error":{"code":429,"message":"Quota exceeded.","status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.firebase.fcm.v1.FcmError","errorCode":"QUOTA_EXCEEDED"}]}}"#;
+const FCM_SENT: &str = r#"{"name":"projects/demo-project/messages/1"}"#;
+
+fn fcm_at(addr: SocketAddr) -> FcmProvider {
+    FcmProvider::new(FcmConfig {
+        project: "demo-project".into(),
+        endpoint: format!("http://{addr}"),
+        auth: FcmAuth::AccessToken("ya29.local-token".into()),
+    })
+    .unwrap()
+}
+
+fn apns_at(addr: SocketAddr) -> ApnsProvider {
+    let key = p256::SecretKey::random(&mut OsRng);
+    ApnsProvider::new(ApnsConfig {
+        key_pem: key.to_pkcs8_pem(Default::default()).unwrap().to_string(),
+        key_id: "KEYID12345".into(),
+        team_id: "TEAM123456".into(),
+        topic: "org.pocketkey.app".into(),
+        endpoint: Some(format!("http://{addr}")),
+        alert: false,
+    })
+    .unwrap()
+}
+
+fn fcm_target(token: &str) -> PushTarget {
+    PushTarget {
+        provider: Kind::Fcm,
+        target: token.into(),
+        environment: None,
+        wake: WAKE,
+    }
+}
+
+fn apns_target(token: &str) -> PushTarget {
+    PushTarget {
+        provider: Kind::Apns,
+        target: token.into(),
+        environment: Some(ApnsEnvironment::Sandbox),
+        wake: WAKE,
+    }
+}
+
+/// A wake through FCM (HTTP/1.1) answered `answer`, and the error it gave.
+async fn fcm_refused(answer: Canned) -> PushError {
+    let (addr, mut seen) = endpoint_with_headers(false, in_turn(vec![answer])).await;
+    let error = fcm_at(addr)
+        .wake(&fcm_target("fcm-token:1"))
+        .await
+        .unwrap_err();
+    assert_eq!(seen.recv().await.unwrap().version, hyper::Version::HTTP_11);
+    error
+}
+
+/// A wake through APNs (h2c) answered `answer`, and the error it gave.
+async fn apns_refused(answer: Canned) -> PushError {
+    let (addr, mut seen) = endpoint_with_headers(true, in_turn(vec![answer])).await;
+    let error = apns_at(addr)
+        .wake(&apns_target(&"ab".repeat(32)))
+        .await
+        .unwrap_err();
+    assert_eq!(seen.recv().await.unwrap().version, hyper::Version::HTTP_2);
+    error
+}
+
+#[tokio::test]
+async fn fcm_unregistered_and_invalid_token_answers_are_unregistered() {
+    for (status, body) in [
+        (404, FCM_UNREGISTERED),
+        (400, FCM_INVALID_TOKEN),
+        (400, FCM_BAD_TOKEN_FIELD),
+    ] {
+        let error = fcm_refused(canned(status, body)).await;
+        assert!(
+            matches!(&error, PushError::Unregistered(m) if m.starts_with(&format!("FCM answered {status}"))),
+            "{status} {body}: {error:?}"
+        );
+    }
+    // A 400 about another field, or a 404 that does not name the token, says nothing of the
+    // token: a failure, the target kept.
+    for (status, body) in [(400, FCM_BAD_DATA_FIELD), (404, "")] {
+        let error = fcm_refused(canned(status, body)).await;
+        assert!(
+            matches!(error, PushError::Failed(_)),
+            "{status} {body}: {error:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn apns_unregistered_and_bad_device_token_are_unregistered() {
+    for (status, body) in [
+        (
+            410,
+            r#"{"reason":"Unregistered","timestamp":1700000000000}"#,
+        ),
+        (400, r#"{"reason":"BadDeviceToken"}"#),
+    ] {
+        let error = apns_refused(canned(status, body)).await;
+        assert!(
+            matches!(&error, PushError::Unregistered(m) if m.starts_with(&format!("APNs answered {status}"))),
+            "{status} {body}: {error:?}"
+        );
+    }
+    let error = apns_refused(canned(400, r#"{"reason":"BadTopic"}"#)).await;
+    assert!(matches!(error, PushError::Failed(_)), "{error:?}");
+}
+
+#[tokio::test]
+async fn a_429_is_throttled_for_the_retry_after_asked() {
+    let hour = std::time::Duration::from_secs(3600);
+    let error = fcm_refused(retry_after(429, "3600", FCM_QUOTA)).await;
+    assert!(
+        matches!(error, PushError::Throttled { retry_after, .. } if retry_after == hour),
+        "{error:?}"
+    );
+    // Retry-After as an HTTP-date an hour from now (RFC 9110 §10.2.3).
+    let date = httpdate::fmt_http_date(std::time::SystemTime::now() + hour);
+    let error = fcm_refused(retry_after(429, &date, FCM_QUOTA)).await;
+    assert!(
+        matches!(error, PushError::Throttled { retry_after, .. }
+            if retry_after <= hour && retry_after > hour - std::time::Duration::from_secs(120)),
+        "{error:?}"
+    );
+    // No Retry-After: FCM's documented minimum backoff of one minute; APNs the same.
+    let minute = pocketkey_relay::push::DEFAULT_RETRY_AFTER;
+    assert_eq!(minute, std::time::Duration::from_secs(60));
+    let error = fcm_refused(canned(429, FCM_QUOTA)).await;
+    assert!(
+        matches!(error, PushError::Throttled { retry_after, .. } if retry_after == minute),
+        "{error:?}"
+    );
+    let error = apns_refused(canned(429, r#"{"reason":"TooManyRequests"}"#)).await;
+    assert!(
+        matches!(error, PushError::Throttled { retry_after, .. } if retry_after == minute),
+        "{error:?}"
+    );
+}
+
+/// After a 429 the service sends nothing more to that target before Retry-After: the next
+/// wakes are answered Throttled at once and the endpoint sees no request; another target of
+/// the same provider still gets its wake.
+#[tokio::test]
+async fn no_wake_goes_to_a_throttled_target_before_retry_after() {
+    for http2 in [false, true] {
+        let answers = vec![
+            retry_after(429, "3600", r#"{"reason":"TooManyRequests"}"#),
+            canned(200, FCM_SENT),
+        ];
+        let (addr, mut seen) = endpoint_with_headers(http2, in_turn(answers)).await;
+        let (service, held, other) = if http2 {
+            let apns: Arc<dyn PushProvider> = Arc::new(apns_at(addr));
+            let service = PushService::new(None, None, Some(apns));
+            (
+                service,
+                apns_target(&"ab".repeat(32)),
+                apns_target(&"cd".repeat(32)),
+            )
+        } else {
+            let fcm: Arc<dyn PushProvider> = Arc::new(fcm_at(addr));
+            let service = PushService::new(None, Some(fcm), None);
+            (
+                service,
+                fcm_target("fcm-token:1"),
+                fcm_target("fcm-token:2"),
+            )
+        };
+        let first = service.wake(&held).await;
+        assert!(
+            matches!(first, Err(PushError::Throttled { .. })),
+            "{first:?}"
+        );
+        assert!(seen.recv().await.is_some());
+        for _ in 0..3 {
+            let again = service.wake(&held).await;
+            assert!(
+                matches!(again, Err(PushError::Throttled { retry_after, .. })
+                    if retry_after > std::time::Duration::from_secs(3000)),
+                "{again:?}"
+            );
+        }
+        // The endpoint records a request before answering it, so a wake that had gone out
+        // would already be in the channel.
+        assert!(seen.try_recv().is_err(), "a throttled target was sent to");
+        service.wake(&other).await.unwrap();
+        assert!(seen.recv().await.is_some());
+    }
+}
+
+/// Retry-After: 0 holds nothing: the next wake goes out.
+#[tokio::test]
+async fn a_429_with_retry_after_zero_lets_the_next_wake_through() {
+    let answers = vec![retry_after(429, "0", FCM_QUOTA), canned(200, FCM_SENT)];
+    let (addr, mut seen) = endpoint_with_headers(false, in_turn(answers)).await;
+    let fcm: Arc<dyn PushProvider> = Arc::new(fcm_at(addr));
+    let service = PushService::new(None, Some(fcm), None);
+    let target = fcm_target("fcm-token:1");
+    assert!(matches!(
+        service.wake(&target).await,
+        Err(PushError::Throttled { .. })
+    ));
+    service.wake(&target).await.unwrap();
+    assert!(seen.recv().await.is_some());
+    assert!(seen.recv().await.is_some());
+}
+
+/// A relay whose FCM provider is the local endpoint at `addr` (no 3 s spacing between wakes),
+/// and a bridge attached to a mailbox whose phone registered FCM token `token` and left.
+async fn relay_with_registered_fcm(
+    addr: SocketAddr,
+    token: &str,
+) -> (pocketkey_relay::RelayHandle, common::Ws) {
+    use common::mailbox::{attach, frame, pairing, put};
+    use pocketkey_core::pairing::relay::{frame_type, RelayFrame};
+    use pocketkey_core::pairing::Role;
+
+    let fcm: Arc<dyn PushProvider> = Arc::new(fcm_at(addr));
+    let push = PushService::new(None, Some(fcm), None).with_interval(std::time::Duration::ZERO);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let relay = pocketkey_relay::serve_with(
+        listener,
+        pocketkey_relay::Config::default(),
+        pocketkey_relay::Services {
+            push: Arc::new(push),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let relay_addr = relay.local_addr();
+    let (_, _, keys) = pairing();
+    let mut bridge = attach(relay_addr, &keys, Role::Bridge).await;
+    assert_eq!(
+        frame(&mut bridge).await,
+        RelayFrame::Peer { present: false }
+    );
+    let mut phone = attach(relay_addr, &keys, Role::Phone).await;
+    assert_eq!(frame(&mut phone).await, RelayFrame::Peer { present: true });
+    assert_eq!(frame(&mut bridge).await, RelayFrame::Peer { present: true });
+    put(&mut phone, RelayFrame::PushRegister(fcm_target(token))).await;
+    assert_eq!(
+        frame(&mut phone).await,
+        RelayFrame::Ack(frame_type::PUSH_REGISTER)
+    );
+    drop(phone);
+    assert_eq!(
+        frame(&mut bridge).await,
+        RelayFrame::Peer { present: false }
+    );
+    (relay, bridge)
+}
+
+/// The WAKE_RESULT the relay answers the bridge's next WAKE with.
+async fn wake_result(bridge: &mut common::Ws) -> pocketkey_core::pairing::relay::WakeResult {
+    use common::mailbox::{frame, put};
+    use pocketkey_core::pairing::relay::RelayFrame;
+    put(bridge, RelayFrame::Wake).await;
+    match frame(bridge).await {
+        RelayFrame::WakeResult(result) => result,
+        other => panic!("not a WAKE_RESULT: {other:?}"),
+    }
+}
+
+/// A token FCM calls UNREGISTERED is dropped from the mailbox: that wake fails, the next one
+/// finds no push target, and FCM is not asked again.
+#[tokio::test]
+async fn the_relay_drops_a_target_its_provider_calls_unregistered() {
+    use pocketkey_core::pairing::relay::WakeResult;
+    let (addr, mut seen) =
+        endpoint_with_headers(false, in_turn(vec![canned(404, FCM_UNREGISTERED)])).await;
+    let (relay, mut bridge) = relay_with_registered_fcm(addr, "fcm-token:dead").await;
+    assert_eq!(wake_result(&mut bridge).await, WakeResult::ProviderFailed);
+    assert!(seen.recv().await.is_some());
+    assert_eq!(wake_result(&mut bridge).await, WakeResult::NoPushTarget);
+    assert!(seen.try_recv().is_err(), "the dropped token was pushed to");
+    relay.shutdown().await;
+}
+
+/// A failure that says nothing of the token (a 500) keeps the target: the next wake is sent.
+#[tokio::test]
+async fn the_relay_keeps_a_target_after_a_provider_failure() {
+    use pocketkey_core::pairing::relay::WakeResult;
+    let answers = vec![canned(500, "{}"), canned(200, FCM_SENT)];
+    let (addr, mut seen) = endpoint_with_headers(false, in_turn(answers)).await;
+    let (relay, mut bridge) = relay_with_registered_fcm(addr, "fcm-token:1").await;
+    assert_eq!(wake_result(&mut bridge).await, WakeResult::ProviderFailed);
+    assert_eq!(wake_result(&mut bridge).await, WakeResult::PushSent);
+    assert!(seen.recv().await.is_some());
+    assert!(seen.recv().await.is_some());
+    relay.shutdown().await;
+}
+
+/// FCM's 429 with Retry-After reaches the bridge as RATE_LIMITED, and the next wakes are held
+/// by the relay without a request to FCM.
+#[tokio::test]
+async fn the_relay_holds_wakes_after_a_429_until_retry_after() {
+    use pocketkey_core::pairing::relay::WakeResult;
+    let answers = vec![retry_after(429, "3600", FCM_QUOTA), canned(200, FCM_SENT)];
+    let (addr, mut seen) = endpoint_with_headers(false, in_turn(answers)).await;
+    let (relay, mut bridge) = relay_with_registered_fcm(addr, "fcm-token:1").await;
+    assert_eq!(wake_result(&mut bridge).await, WakeResult::RateLimited);
+    assert!(seen.recv().await.is_some());
+    assert_eq!(wake_result(&mut bridge).await, WakeResult::RateLimited);
+    assert!(
+        seen.try_recv().is_err(),
+        "FCM was asked again before Retry-After"
+    );
+    relay.shutdown().await;
 }

@@ -40,6 +40,16 @@ mod get_assertion {
     pub const PIN_UV_AUTH_PROTOCOL: u8 = 0x07;
 }
 
+/// authenticatorLargeBlobs' parameter keys (CTAP 2.1 §6.10.2).
+mod large_blobs {
+    pub const GET: u8 = 0x01;
+    pub const SET: u8 = 0x02;
+    pub const OFFSET: u8 = 0x03;
+    pub const LENGTH: u8 = 0x04;
+    pub const PIN_UV_AUTH_PARAM: u8 = 0x05;
+    pub const PIN_UV_AUTH_PROTOCOL: u8 = 0x06;
+}
+
 /// The only credential type WebAuthn defines (PublicKeyCredentialType).
 const PUBLIC_KEY: &str = "public-key";
 
@@ -287,6 +297,57 @@ fn options(flags: &[(&str, Option<bool>)]) -> Option<Value> {
 }
 
 /// pinUvAuthParam and pinUvAuthProtocol as two parameters.
+/// authenticatorLargeBlobs (CTAP 2.1 §6.10) as a platform sends it: a read of `get` bytes or
+/// a write of the fragment `set`, at `offset`; `length` is the whole array's, sent with the
+/// first fragment only.
+#[derive(Clone, Debug, Default)]
+pub struct LargeBlobs {
+    pub get: Option<u64>,
+    pub set: Option<Vec<u8>>,
+    pub offset: u64,
+    pub length: Option<u64>,
+    pub pin_uv_auth: Option<PinUvAuth>,
+}
+
+impl LargeBlobs {
+    /// Reads up to `count` bytes of the serialized array from `offset`.
+    pub fn get(offset: u64, count: u64) -> Self {
+        Self {
+            get: Some(count),
+            offset,
+            ..Self::default()
+        }
+    }
+
+    /// Writes `fragment` at `offset`; at offset 0 `length` announces the array's total length.
+    pub fn set(offset: u64, fragment: impl Into<Vec<u8>>, length: Option<u64>) -> Self {
+        Self {
+            set: Some(fragment.into()),
+            offset,
+            length,
+            ..Self::default()
+        }
+    }
+
+    pub fn to_cbor(&self) -> Value {
+        use large_blobs::*;
+        let (param, protocol) = pin_uv_auth(&self.pin_uv_auth);
+        params([
+            (GET, self.get.map(Value::from)),
+            (SET, self.set.as_deref().map(bytes)),
+            (OFFSET, Some(self.offset.into())),
+            (LENGTH, self.length.map(Value::from)),
+            (PIN_UV_AUTH_PARAM, param),
+            (PIN_UV_AUTH_PROTOCOL, protocol),
+        ])
+    }
+
+    /// The command byte, then the CBOR parameters.
+    pub fn encode(&self) -> Vec<u8> {
+        [vec![command::LARGE_BLOBS], encode(&self.to_cbor())].concat()
+    }
+}
+
 fn pin_uv_auth(auth: &Option<PinUvAuth>) -> (Option<Value>, Option<Value>) {
     match auth {
         Some((param, protocol)) => (Some(bytes(param)), Some((*protocol).into())),

@@ -66,7 +66,13 @@ impl Drop for StandInRelay {
 
 impl StandInRelay {
     pub fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        Self::start_at("127.0.0.1:0".parse().unwrap())
+    }
+
+    /// A stand-in listening on `addr` (the address of one stopped before, to bring "the relay"
+    /// back where the pairings point).
+    pub fn start_at(addr: SocketAddr) -> Self {
+        let listener = TcpListener::bind(addr).unwrap();
         let url = format!("ws://{}", listener.local_addr().unwrap());
         let state = Arc::new(Mutex::new(State::default()));
         let stop = Arc::new(AtomicBool::new(false));
@@ -86,6 +92,11 @@ impl StandInRelay {
             });
         }
         Self { url, state, stop }
+    }
+
+    /// How many mailboxes were deleted here (DELETE, or [`claim_revoked`](Self::claim_revoked)).
+    pub fn tombstones(&self) -> usize {
+        self.state.lock().unwrap().tombstones.len()
     }
 
     pub fn seen(&self) -> Vec<Vec<u8>> {

@@ -17,6 +17,7 @@ mod cred_mgmt;
 mod extensions;
 mod get_assertion;
 mod get_info;
+mod large_blobs;
 mod make_credential;
 mod malformed_requests;
 mod reset;

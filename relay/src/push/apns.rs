@@ -174,10 +174,26 @@ impl PushProvider for ApnsProvider {
                 .await
                 .map_err(|e| PushError::Failed(e.to_string()))?;
             if !response.status.is_success() {
-                return Err(PushError::Failed(response.refusal("APNs")));
+                return Err(refusal(&response));
             }
             Ok(())
         })
+    }
+}
+
+/// The error for an APNs refusal, by its status and `reason` (Apple, "Handling notification
+/// responses from APNs"): 410 Unregistered and 400 BadDeviceToken mean the device token is
+/// inactive or wrong; 429 TooManyRequests is too many requests for that device token.
+fn refusal(response: &http::Response) -> PushError {
+    let reason = serde_json::from_slice::<serde_json::Value>(&response.body)
+        .ok()
+        .and_then(|json| json["reason"].as_str().map(str::to_owned));
+    match (response.status.as_u16(), reason.as_deref()) {
+        (410, _) | (400, Some("BadDeviceToken")) => {
+            PushError::Unregistered(response.refusal("APNs"))
+        }
+        (429, _) => PushError::throttled(response, "APNs"),
+        _ => PushError::Failed(response.refusal("APNs")),
     }
 }
 

@@ -241,9 +241,42 @@ impl PushProvider for FcmProvider {
                 self.token.clear();
             }
             if !response.status.is_success() {
-                return Err(PushError::Failed(response.refusal("FCM")));
+                return Err(refusal(&response));
             }
             Ok(())
         })
     }
+}
+
+/// The error for an FCM refusal, by the HTTP v1 error codes
+/// (firebase.google.com/docs/reference/fcm/rest/v1/ErrorCode): UNREGISTERED (404) means the
+/// token is no longer valid; INVALID_ARGUMENT (400) is a malformed request, and with the fixed,
+/// small body sent here that is the token (the FcmError detail, or a BadRequest on
+/// `message.token`); QUOTA_EXCEEDED (429) asks to wait, for Retry-After when given.
+fn refusal(response: &http::Response) -> PushError {
+    match response.status.as_u16() {
+        404 | 400 if token_invalid(&response.body) => {
+            PushError::Unregistered(response.refusal("FCM"))
+        }
+        429 => PushError::throttled(response, "FCM"),
+        _ => PushError::Failed(response.refusal("FCM")),
+    }
+}
+
+/// Whether an FCM error body (`{"error": {"details": [...]}}`) says the token is bad.
+fn token_invalid(body: &[u8]) -> bool {
+    let Ok(json) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return false;
+    };
+    let details = json["error"]["details"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    details.iter().any(|detail| {
+        let fcm_code = detail["errorCode"].as_str();
+        let on_token = detail["fieldViolations"]
+            .as_array()
+            .is_some_and(|v| v.iter().any(|f| f["field"] == "message.token"));
+        matches!(fcm_code, Some("UNREGISTERED" | "INVALID_ARGUMENT")) || on_token
+    })
 }

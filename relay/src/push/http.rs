@@ -92,6 +92,9 @@ impl Request {
 pub struct Response {
     pub status: StatusCode,
     pub body: Bytes,
+    /// The `Retry-After` header, as a wait from now (RFC 9110 §10.2.3: delay-seconds or an
+    /// HTTP-date); `None` when absent or unreadable.
+    pub retry_after: Option<Duration>,
 }
 
 impl Response {
@@ -271,12 +274,35 @@ fn build(uri: &Uri, request: &Request) -> Result<hyper::Request<Full<Bytes>>, Ht
 
 async fn read(response: hyper::Response<hyper::body::Incoming>) -> Result<Response, HttpError> {
     let status = response.status();
+    let retry_after = response
+        .headers()
+        .get(hyper::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_retry_after);
     let body = http_body_util::Limited::new(response.into_body(), MAX_BODY)
         .collect()
         .await
         .map_err(HttpError::Body)?
         .to_bytes();
-    Ok(Response { status, body })
+    Ok(Response {
+        status,
+        body,
+        retry_after,
+    })
+}
+
+/// `Retry-After`'s value as a wait from now: delay-seconds, or an HTTP-date (a date already
+/// past is no wait).
+pub fn parse_retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(
+        at.duration_since(std::time::SystemTime::now())
+            .unwrap_or_default(),
+    )
 }
 
 /// HTTP/1.1: one request on a new connection.

@@ -37,6 +37,34 @@ pub enum PushError {
     /// The provider could not be reached or refused the notification.
     #[error("push provider failed: {0}")]
     Failed(String),
+    /// The provider says the token is not (or no longer) valid: FCM UNREGISTERED or
+    /// INVALID_ARGUMENT, APNs 410 Unregistered or 400 BadDeviceToken. The target is useless
+    /// and the relay drops it.
+    #[error("push target no longer valid: {0}")]
+    Unregistered(String),
+    /// The provider asks for fewer requests (429): nothing goes to this target before
+    /// `retry_after` has passed.
+    #[error("push provider throttled ({reason}); retry in {}s", retry_after.as_secs())]
+    Throttled {
+        retry_after: Duration,
+        reason: String,
+    },
+}
+
+/// How long a target is left alone after a 429 that says nothing of when to retry: FCM's
+/// QUOTA_EXCEEDED asks for a backoff starting at one minute
+/// (firebase.google.com/docs/reference/fcm/rest/v1/ErrorCode); APNs names no wait for
+/// TooManyRequests, so the same is used.
+pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+impl PushError {
+    /// The error for a 429 answer, waiting what the provider's `Retry-After` asks.
+    pub(crate) fn throttled(response: &http::Response, who: &str) -> Self {
+        Self::Throttled {
+            retry_after: response.retry_after.unwrap_or(DEFAULT_RETRY_AFTER),
+            reason: response.refusal(who),
+        }
+    }
 }
 
 /// Why a provider's configuration cannot be used (found when the relay starts).
@@ -68,6 +96,8 @@ pub struct PushService {
     apns: Option<Arc<dyn PushProvider>>,
     interval: Duration,
     last: Mutex<HashMap<MailboxId, Instant>>,
+    /// Targets a provider throttled, by (provider, target), and when they may be tried again.
+    held: Mutex<HashMap<(&'static str, String), Instant>>,
 }
 
 impl Default for PushService {
@@ -91,6 +121,7 @@ impl PushService {
             apns,
             interval: Duration::from_secs(3),
             last: Mutex::new(HashMap::new()),
+            held: Mutex::new(HashMap::new()),
         }
     }
 
@@ -135,9 +166,41 @@ impl PushService {
 
     /// Sends the wake-up through the target's provider (no rate limit here: see
     /// [`try_acquire`](Self::try_acquire)).
+    ///
+    /// A target its provider throttled gets nothing before the provider's Retry-After: the wake
+    /// is answered [`PushError::Throttled`] with the time left, and no request goes out.
     pub async fn wake(&self, target: &PushTarget) -> Result<(), PushError> {
         let provider = self.provider(target.provider)?.clone();
-        provider.wake(target).await
+        let key = (target.provider.as_str(), target.target.clone());
+        if let Some(left) = self.held_for(&key) {
+            return Err(PushError::Throttled {
+                retry_after: left,
+                reason: "held after the provider's 429".into(),
+            });
+        }
+        let result = provider.wake(target).await;
+        if let Err(PushError::Throttled { retry_after, .. }) = &result {
+            let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+            let now = Instant::now();
+            if held.len() > 10_000 {
+                held.retain(|_, until| *until > now);
+            }
+            held.insert(key, now + *retry_after);
+        }
+        result
+    }
+
+    /// How long `key` is still held after a 429, if it is.
+    fn held_for(&self, key: &(&'static str, String)) -> Option<Duration> {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        let until = *held.get(key)?;
+        match until.checked_duration_since(Instant::now()) {
+            Some(left) if !left.is_zero() => Some(left),
+            _ => {
+                held.remove(key);
+                None
+            }
+        }
     }
 }
 

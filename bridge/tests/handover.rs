@@ -1,0 +1,447 @@
+//! A bridge with more than one paired phone, as a real process with the relay stand-in and the
+//! phone side of `pocketkey-net` in this process: when the served phone revokes the pairing
+//! while the bridge runs, another paired phone takes over (no pairing code); and a revocation
+//! the relay could not be told of (`--unpair` while it was down) is sent when the bridge
+//! starts again, and one the phone could not send (`pocketkey unpair`) when `pocketkey listen`
+//! starts.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::AtomicBool;
+use std::sync::mpsc::{self, Receiver};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{HidClient, StandInRelay};
+use pocketkey_core::approver::AutoApprover;
+use pocketkey_core::authenticator::{Authenticator, Config};
+use pocketkey_core::crypto::master_key::MasterKey;
+use pocketkey_core::pairing::{PairingRecord, PairingStore, UrlPolicy};
+use pocketkey_core::store::Store;
+use pocketkey_net::pairing::{self as runtime, ServeEvent};
+use pocketkey_testkit::MakeCredential;
+
+const BRIDGE: &str = env!("CARGO_BIN_EXE_pocketkey-bridge");
+const WAIT: Duration = Duration::from_secs(30);
+
+struct Bridge {
+    child: Child,
+    addr: SocketAddr,
+    stdout: Receiver<String>,
+    stderr: Receiver<String>,
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn lines(from: impl std::io::Read + Send + 'static) -> Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(from).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+impl Bridge {
+    /// A bridge on `dir` with `--relay` and `extra` options.
+    fn start(relay: &str, dir: &Path, extra: &[&str]) -> Self {
+        let addr = UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let mut child = Command::new(BRIDGE)
+            .args(["--udp", &addr.to_string(), "--relay", relay])
+            .args([
+                "--print-url",
+                "--name",
+                "Test laptop",
+                "--key-file",
+                "--auto-confirm",
+            ])
+            .args(["--phone-timeout", "20"])
+            .args(extra)
+            .arg("--state-dir")
+            .arg(dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = lines(child.stdout.take().unwrap());
+        let stderr = lines(child.stderr.take().unwrap());
+        Self {
+            child,
+            addr,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// The next `pair: <url>` line.
+    fn pairing_url(&self) -> String {
+        loop {
+            let line = self.stdout.recv_timeout(WAIT).expect("a pair: line");
+            if let Some(url) = line.strip_prefix("pair: ") {
+                return url.to_string();
+            }
+        }
+    }
+
+    /// Waits for the standard-error line `wanted`; the lines before it.
+    fn said(&self, wanted: &str) -> Vec<String> {
+        let until = Instant::now() + WAIT;
+        let mut before = Vec::new();
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            match self.stderr.recv_timeout(left) {
+                Ok(line) if line == wanted => return before,
+                Ok(line) => before.push(line),
+                Err(_) => panic!("the bridge never said {wanted:?}; it said {before:#?}"),
+            }
+        }
+    }
+}
+
+fn bridge_tool(dir: &Path, args: &[&str]) -> Output {
+    Command::new(BRIDGE)
+        .args(args)
+        .args(["--key-file", "--state-dir"])
+        .arg(dir)
+        .output()
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+struct Phone {
+    _dir: tempfile::TempDir,
+    engine: Arc<Mutex<Authenticator>>,
+    pairings: Arc<Mutex<PairingStore>>,
+}
+
+impl Phone {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let master = MasterKey::generate();
+        let store = Store::open(&dir.path().join("credentials.db"), &master).unwrap();
+        let authenticator =
+            Authenticator::new(store, &master, Box::new(AutoApprover), Config::default()).unwrap();
+        let pairings = Arc::new(Mutex::new(
+            PairingStore::open(&dir.path().join("pairings.db"), &master).unwrap(),
+        ));
+        Self {
+            _dir: dir,
+            engine: Arc::new(Mutex::new(authenticator)),
+            pairings,
+        }
+    }
+
+    /// Pairs with the code `bridge` shows, under the phone name `name`.
+    fn pair(&self, bridge: &Bridge, name: &str) -> PairingRecord {
+        runtime::pair(
+            &bridge.pairing_url(),
+            UrlPolicy::Strict,
+            name,
+            &*self.engine,
+            &self.pairings,
+        )
+        .unwrap()
+    }
+
+    /// Serves the pairings (`pocketkey listen`'s runtime) on a thread; the receiver hears
+    /// every event.
+    fn listen(&self, name: &str) -> (thread::JoinHandle<()>, Receiver<ServeEvent>) {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, events) = mpsc::channel();
+        let tx = Mutex::new(tx);
+        let on_event: runtime::OnEvent = Arc::new(move |_, event| {
+            let _ = tx.lock().unwrap().send(event);
+        });
+        let (engine, store) = (Arc::clone(&self.engine), Arc::clone(&self.pairings));
+        let name = name.to_string();
+        let handle = thread::spawn(move || {
+            runtime::listen(&name, engine, store, stop, on_event).unwrap();
+        });
+        (handle, events)
+    }
+
+    /// How many discoverable credentials this phone's key holds.
+    fn credentials(&self) -> u32 {
+        self.engine
+            .lock()
+            .unwrap()
+            .store()
+            .credential_count()
+            .unwrap()
+    }
+}
+
+fn wait_for(events: &Receiver<ServeEvent>, wanted: &ServeEvent) {
+    let until = Instant::now() + WAIT;
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        let event = events
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("no {wanted:?} event"));
+        if &event == wanted {
+            return;
+        }
+    }
+}
+
+/// The phones `--list` shows on the bridge's side, by name.
+fn listed(dir: &Path) -> Vec<String> {
+    let out = bridge_tool(dir, &["--list"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    text(&out.stdout)
+        .lines()
+        .map(|l| l.split('\t').next().unwrap().to_string())
+        .collect()
+}
+
+fn make_credential(user: &str) -> Vec<u8> {
+    MakeCredential::new("example.com", user)
+        .client_data_hash([0x11; 32])
+        .user_id(user.as_bytes().to_vec())
+        .rk(true)
+        .uv(true)
+        .encode()
+}
+
+/// Two phones paired with one bridge, the second (paired with `--pair-another`, the user
+/// answering yes to serving it) served. That phone's user revokes the pairing while the bridge
+/// runs: at the next request the phone says `Revoke` in the session, and the bridge, instead of
+/// showing a pairing code, serves the other paired phone, which answers the next request.
+#[test]
+fn the_other_paired_phone_takes_over_when_the_served_one_revokes() {
+    let relay = StandInRelay::start();
+    let dir = tempfile::tempdir().unwrap();
+    let phone_a = Phone::new();
+    let phone_b = Phone::new();
+    {
+        let bridge = Bridge::start(&relay.url, dir.path(), &[]);
+        phone_a.pair(&bridge, "Phone A");
+        bridge.said("serving the phone \"Phone A\"");
+    }
+    let bridge = Bridge::start(&relay.url, dir.path(), &["--pair-another"]);
+    let record_b = phone_b.pair(&bridge, "Phone B");
+    bridge.said("serving the phone \"Phone B\"");
+    assert_eq!(listed(dir.path()), ["Phone B", "Phone A"]);
+
+    let (_listener_a, events_a) = phone_a.listen("Phone A");
+    let (listener_b, events_b) = phone_b.listen("Phone B");
+    wait_for(&events_b, &ServeEvent::Established);
+
+    phone_b
+        .pairings
+        .lock()
+        .unwrap()
+        .revoke(&record_b.id, 1)
+        .unwrap();
+    let mut hid = HidClient::connect(bridge.addr);
+    let answer = hid.cbor(&make_credential("anna"), WAIT);
+    assert_ne!(answer.first(), Some(&0x00), "a revoked pairing answered");
+    wait_for(&events_b, &ServeEvent::Revoked);
+    listener_b.join().unwrap();
+
+    // Phone A takes over, without a pairing code in between.
+    let said = bridge.said("serving the phone \"Phone A\"");
+    assert!(
+        said.iter()
+            .any(|l| l == "the phone \"Phone B\" revoked the pairing"),
+        "{said:#?}"
+    );
+    assert!(
+        bridge.stdout.try_iter().all(|l| !l.starts_with("pair: ")),
+        "the bridge showed a pairing code"
+    );
+    wait_for(&events_a, &ServeEvent::Established);
+    assert_eq!(listed(dir.path()), ["Phone A"]);
+    let answer = hid.cbor(&make_credential("bert"), WAIT);
+    assert_eq!(answer.first(), Some(&0x00), "phone A did not answer");
+    assert_eq!(phone_a.credentials(), 1);
+    assert_eq!(phone_b.credentials(), 0);
+}
+
+/// The same handover when the computer's user unpairs the served phone (`--unpair NAME` in
+/// another process) while the bridge runs: the running bridge hears its own revocation and
+/// serves the other paired phone.
+#[test]
+fn the_other_paired_phone_takes_over_when_the_served_one_is_unpaired_here() {
+    let relay = StandInRelay::start();
+    let dir = tempfile::tempdir().unwrap();
+    let phone_a = Phone::new();
+    let phone_b = Phone::new();
+    {
+        let bridge = Bridge::start(&relay.url, dir.path(), &[]);
+        phone_a.pair(&bridge, "Phone A");
+        bridge.said("serving the phone \"Phone A\"");
+    }
+    let bridge = Bridge::start(&relay.url, dir.path(), &["--pair-another"]);
+    phone_b.pair(&bridge, "Phone B");
+    bridge.said("serving the phone \"Phone B\"");
+    let (_listener_a, events_a) = phone_a.listen("Phone A");
+
+    let out = bridge_tool(dir.path(), &["--unpair", "Phone B"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // Phone B does not listen: no session, the relay alone is told (a DELETE).
+    assert_eq!(text(&out.stdout).trim(), "unpaired: Phone B");
+    let said = bridge.said("serving the phone \"Phone A\"");
+    assert!(
+        said.iter()
+            .any(|l| l == "the pairing with \"Phone B\" was removed here"),
+        "{said:#?}"
+    );
+    assert!(
+        bridge.stdout.try_iter().all(|l| !l.starts_with("pair: ")),
+        "the bridge showed a pairing code"
+    );
+    wait_for(&events_a, &ServeEvent::Established);
+    assert_eq!(listed(dir.path()), ["Phone A"]);
+    let mut hid = HidClient::connect(bridge.addr);
+    let answer = hid.cbor(&make_credential("carl"), WAIT);
+    assert_eq!(answer.first(), Some(&0x00), "phone A did not answer");
+    assert_eq!(phone_a.credentials(), 1);
+}
+
+/// Waits until nothing accepts connections at `addr` any more.
+fn until_closed(addr: SocketAddr) {
+    let until = Instant::now() + WAIT;
+    while TcpStream::connect(addr).is_ok() {
+        assert!(Instant::now() < until, "{addr} still accepts connections");
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// `--unpair` while the relay is down leaves a pending revocation; the bridge's next start
+/// sends the DELETE (the relay tombstones the mailbox), says so, and shows a pairing code
+/// since no phone is left. The phone, told only by the relay, suspends the pairing.
+#[test]
+fn the_bridge_sends_a_pending_revocation_when_it_starts() {
+    let relay = StandInRelay::start();
+    let addr: SocketAddr = relay.url.strip_prefix("ws://").unwrap().parse().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let phone = Phone::new();
+    let record = {
+        let bridge = Bridge::start(&relay.url, dir.path(), &[]);
+        let record = phone.pair(&bridge, "Phone A");
+        bridge.said("serving the phone \"Phone A\"");
+        record
+    };
+    drop(relay);
+    until_closed(addr);
+
+    let out = bridge_tool(dir.path(), &["--unpair"]);
+    assert_eq!(
+        text(&out.stdout).trim(),
+        "unpaired: Phone A (the relay could not be told yet; retried at the next start)"
+    );
+
+    let relay = StandInRelay::start_at(addr);
+    assert_eq!(relay.tombstones(), 0);
+    let bridge = Bridge::start(&relay.url, dir.path(), &[]);
+    bridge.said("unpaired: Phone A (the relay was told now)");
+    assert!(bridge.pairing_url().starts_with("pocketkey://pair?"));
+    assert_eq!(relay.tombstones(), 1);
+    assert_eq!(listed(dir.path()), Vec::<String>::new());
+
+    // The phone attaches, gets 410 (the relay's word only): suspended, keys kept.
+    let (listener, events) = phone.listen("Phone A");
+    wait_for(&events, &ServeEvent::Suspended);
+    listener.join().unwrap();
+    let stored = phone
+        .pairings
+        .lock()
+        .unwrap()
+        .get(&record.id)
+        .unwrap()
+        .expect("the phone kept the pairing");
+    assert!(stored.suspended_at.is_some());
+}
+
+/// `pocketkey` (the phone's command line), next to the bridge's program; built if it is not.
+fn pocketkey_program() -> std::path::PathBuf {
+    let path = Path::new(BRIDGE).with_file_name("pocketkey");
+    if !path.is_file() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-q", "-p", "pocketkey"])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    path
+}
+
+fn pocketkey(dir: &Path, args: &[&str]) -> Output {
+    Command::new(pocketkey_program())
+        .args(args)
+        .arg("--state-dir")
+        .arg(dir)
+        .output()
+        .unwrap()
+}
+
+/// The phone's `pocketkey unpair` while the relay is down leaves a pending revocation;
+/// `pocketkey listen`, started once the relay is back, sends the DELETE before anything else,
+/// says so, and (nothing else paired) ends with nothing to serve.
+#[test]
+fn pocketkey_listen_sends_a_pending_revocation_when_it_starts() {
+    let relay = StandInRelay::start();
+    let addr: SocketAddr = relay.url.strip_prefix("ws://").unwrap().parse().unwrap();
+    let bridge_dir = tempfile::tempdir().unwrap();
+    let phone = tempfile::tempdir().unwrap();
+    {
+        let bridge = Bridge::start(&relay.url, bridge_dir.path(), &[]);
+        let out = pocketkey(phone.path(), &["pair", &bridge.pairing_url()]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert!(text(&out.stdout).ends_with(" Test laptop\n"));
+    }
+    drop(relay);
+    until_closed(addr);
+
+    let out = pocketkey(phone.path(), &["unpair", "Test laptop"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout).trim(),
+        "unpaired: Test laptop (the relay will be told later)"
+    );
+
+    let relay = StandInRelay::start_at(addr);
+    let out = pocketkey(phone.path(), &["listen", "--auto-approve"]);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l == "unpaired: Test laptop (the relay was told now)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("no computer is paired"),
+        "listen served something: {stderr}"
+    );
+    assert!(!out.status.success());
+    assert_eq!(relay.tombstones(), 1);
+    // Nothing pending any more: `pocketkey pairings` neither lists nor mentions it.
+    let out = pocketkey(phone.path(), &["pairings"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "");
+    assert!(
+        !text(&out.stderr).contains("Test laptop"),
+        "{}",
+        text(&out.stderr)
+    );
+}
