@@ -1,0 +1,279 @@
+"""pocketkey-org, the organisation server, as a real process over real HTTP on loopback.
+
+Only the standard library: urllib for HTTP, email for reading the invite as a mail client
+would, sqlite3 for tampering with the audit log on disk.
+"""
+
+import csv
+import email
+import email.policy
+import http.client
+import io
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = os.environ.get("POCKETKEY_ORG_BIN", str(ROOT / "target" / "debug" / "pocketkey-org"))
+PUBLIC_URL = "https://org.example.test"
+
+
+def run(*args, check=True):
+    proc = subprocess.run([BIN, *args], capture_output=True, text=True, timeout=60)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{args} failed ({proc.returncode}): {proc.stderr}")
+    return proc
+
+
+class Org:
+    def __init__(self, tmp_path):
+        self.state = tmp_path / "state"
+        self.outbox = tmp_path / "outbox"
+        self.log_path = tmp_path / "serve.log"
+        assert run("init", "--state-dir", str(self.state), "--name", "Acme").stdout == "initialised: Acme\n"
+        out = run("api-key", "create", "--state-dir", str(self.state), "--name", "ci").stdout
+        assert out.startswith("api-key: ") and out.count("\n") == 1
+        self.api_key = out.split(": ", 1)[1].strip()
+        self.log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(
+            [BIN, "serve", "--state-dir", str(self.state), "--listen", "127.0.0.1:0",
+             "--public-url", PUBLIC_URL, "--outbox", str(self.outbox)],
+            stdout=subprocess.PIPE, stderr=self.log, text=True,
+        )
+        line = self.proc.stdout.readline()
+        assert line.startswith("listening: http://"), line
+        self.base = line.split(": ", 1)[1].strip()
+
+    def stop(self):
+        """SIGTERM; the server shuts down gracefully and exits 0."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            assert self.proc.wait(timeout=30) == 0
+        self.log.close()
+        return self.log_path.read_text()
+
+    def request(self, method, path, body=None, key="default", headers=None):
+        headers = dict(headers or {})
+        if key == "default":
+            key = self.api_key
+        if key is not None:
+            headers["Authorization"] = f"Bearer {key}"
+        data = None
+        if body is not None:
+            data = body if isinstance(body, bytes) else json.dumps(body).encode()
+            headers.setdefault("Content-Type", "application/json")
+        req = urllib.request.Request(self.base + path, data=data, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                return resp.status, resp.headers, resp.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.headers, e.read()
+
+    def json(self, method, path, body=None, key="default"):
+        status, _, raw = self.request(method, path, body, key)
+        return status, json.loads(raw)
+
+    def mails(self):
+        if not self.outbox.exists():
+            return []
+        files = sorted(self.outbox.glob("*.eml"), key=lambda p: p.stat().st_mtime_ns)
+        return [email.message_from_bytes(p.read_bytes(), policy=email.policy.default) for p in files]
+
+    def audit_verify(self):
+        return run("audit", "verify", "--state-dir", str(self.state), check=False)
+
+
+@pytest.fixture
+def org(tmp_path):
+    o = Org(tmp_path)
+    yield o
+    o.stop()
+
+
+def activate_link(mail):
+    """The Activate link, read from the mail's text part as a person would see it."""
+    text = mail.get_body(preferencelist=("plain",)).get_content()
+    links = [w for w in text.split() if w.startswith(PUBLIC_URL + "/activate/")]
+    assert len(links) == 1, text
+    return links[0]
+
+
+def local(link):
+    assert link.startswith(PUBLIC_URL)
+    return link[len(PUBLIC_URL):]
+
+
+def invite(org, email_addr="alice@acme.example", name="Alice Example"):
+    status, body = org.json("POST", "/api/v1/invites", {"email": email_addr, "display_name": name})
+    assert status == 201, body
+    return body
+
+
+def test_init_twice_refuses_and_keeps_the_first_ca(tmp_path):
+    state = tmp_path / "state"
+    run("init", "--state-dir", str(state), "--name", "Acme")
+    db = sqlite3.connect(state / "org.db")
+    before = db.execute("SELECT root_cert_pem, root_key_sealed FROM org").fetchall()
+    db.close()
+    again = run("init", "--state-dir", str(state), "--name", "Other", check=False)
+    assert again.returncode == 1
+    assert "already exists" in again.stderr
+    db = sqlite3.connect(state / "org.db")
+    assert db.execute("SELECT root_cert_pem, root_key_sealed FROM org").fetchall() == before
+    name, sealed = db.execute("SELECT name, root_key_sealed FROM org").fetchone()
+    db.close()
+    assert name == "Acme"
+    # The CA key is sealed: no PKCS#8 header and no PEM in the stored bytes.
+    assert b"PRIVATE KEY" not in sealed and not sealed.startswith(b"\x30\x81")
+    assert (state / "master.key").stat().st_mode & 0o777 == 0o600
+
+
+def test_api_key_is_required_and_a_wrong_one_gets_a_typed_401(org):
+    for key in (None, "0" * 64, "not-a-key"):
+        status, body = org.json("GET", "/api/v1/keys", key=key)
+        assert (status, body["error"]) == (401, "unauthorized"), key
+        assert body["message"]
+    status, body = org.json("GET", "/api/v1/keys")
+    assert (status, body) == (200, {"keys": []})
+
+
+def test_failed_api_keys_are_rate_limited_per_ip(org):
+    statuses = [org.json("GET", "/api/v1/keys", key="1" * 64)[0] for _ in range(12)]
+    assert statuses[:10] == [401] * 10
+    assert statuses[10:] == [429, 429]
+    # Once the IP is limited, even the right key waits: guessing cannot go on.
+    status, body = org.json("GET", "/api/v1/keys")
+    assert (status, body["error"]) == (429, "rate_limited")
+
+
+def test_invite_writes_a_mail_with_both_parts_and_a_working_link(org):
+    created = invite(org)
+    assert set(created) == {"id", "expires_at"}
+    [mail] = org.mails()
+    assert mail["To"].addresses[0].addr_spec == "alice@acme.example"
+    assert mail.get_content_type() == "multipart/alternative"
+    html = mail.get_body(preferencelist=("html",)).get_content()
+    link = activate_link(mail)
+    assert f'href="{link}"' in html and "Activate" in html
+    token = link.rsplit("/", 1)[1]
+    assert len(token) == 64 and int(token, 16) >= 0
+    status, headers, page = org.request("GET", local(link), key=None)
+    assert status == 200 and headers["Content-Type"].startswith("text/html")
+    page = page.decode()
+    assert link in page and "<svg" in page
+    status, body = org.json("GET", "/api/v1/keys")
+    assert status == 200
+    [entry] = body["keys"]
+    assert (entry["email"], entry["display_name"], entry["status"]) == ("alice@acme.example", "Alice Example", "invited")
+    # The token is stored only as its hash.
+    db = sqlite3.connect(org.state / "org.db")
+    dump = "\n".join(db.iterdump())
+    db.close()
+    assert token not in dump and org.api_key not in dump
+    # Neither the token nor the API key reaches the log.
+    log = org.stop()
+    assert "/activate/<token>" in log
+    assert token not in log and org.api_key not in log
+
+
+def test_resending_invalidates_the_previous_link(org):
+    created = invite(org)
+    [first] = org.mails()
+    old = activate_link(first)
+    status, body = org.json("POST", f"/api/v1/invites/{created['id']}/resend")
+    assert status == 200 and body["id"] == created["id"]
+    mails = org.mails()
+    assert len(mails) == 2
+    new = activate_link(mails[1])
+    assert new != old
+    status, _, old_page = org.request("GET", local(old), key=None)
+    assert status == 404 and b"This link is not valid" in old_page
+    assert org.request("GET", local(new), key=None)[0] == 200
+    # Unknown and malformed tokens get the very same answer.
+    assert org.request("GET", "/activate/" + "ab" * 32, key=None)[::2] == (404, old_page)
+    assert org.request("GET", "/activate/x", key=None)[::2] == (404, old_page)
+    status, body = org.json("POST", "/api/v1/invites/" + "00" * 16 + "/resend")
+    assert (status, body["error"]) == (404, "not_found")
+
+
+def test_activation_lookups_are_rate_limited(org):
+    statuses = [org.request("GET", "/activate/" + "cd" * 32, key=None)[0] for _ in range(60)]
+    assert statuses[:20] == [404] * 20
+    assert 429 in statuses[20:]
+
+
+def test_oversize_bodies_get_a_typed_413_and_store_nothing(org):
+    big = {"email": "bob@acme.example", "display_name": "B" * (17 * 1024)}
+    status, body = org.json("POST", "/api/v1/invites", big)
+    assert (status, body["error"]) == (413, "payload_too_large")
+    # Without a Content-Length (chunked), the body is cut off while read: the same answer.
+    host, port = org.base.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    chunks = (b'{"email": "bob@acme.example", "display_name": "' + b"B" * 1024 for _ in range(17))
+    conn.request("POST", "/api/v1/invites", body=chunks, encode_chunked=True,
+                 headers={"Authorization": f"Bearer {org.api_key}", "Content-Type": "application/json"})
+    resp = conn.getresponse()
+    assert resp.status == 413 and json.loads(resp.read())["error"] == "payload_too_large"
+    conn.close()
+    # A route that reads no body still refuses a declared oversize one.
+    status, _, raw = org.request("GET", "/api/v1/keys", body=b"x" * (17 * 1024))
+    assert (status, json.loads(raw)["error"]) == (413, "payload_too_large")
+    assert org.json("GET", "/api/v1/keys") == (200, {"keys": []})
+    assert org.mails() == []
+
+
+@pytest.mark.parametrize("addr", ["not-an-address", "a@", "x" * 250 + "@acme.example", "a b@acme.example"])
+def test_invalid_email_addresses_are_refused(org, addr):
+    status, body = org.json("POST", "/api/v1/invites", {"email": addr, "display_name": "X"})
+    assert (status, body["error"]) == (400, "invalid_email")
+    assert org.mails() == []
+
+
+def test_audit_exports_as_ndjson_and_csv_with_a_hash_chain(org):
+    created = invite(org)
+    assert org.json("POST", f"/api/v1/invites/{created['id']}/resend")[0] == 200
+    status, headers, raw = org.request("GET", "/api/v1/audit?format=ndjson")
+    assert status == 200 and headers["Content-Type"] == "application/x-ndjson"
+    entries = [json.loads(line) for line in raw.decode().splitlines()]
+    assert [e["action"] for e in entries] == ["org.init", "api_key.create", "invite.create", "invite.resend"]
+    assert [e["seq"] for e in entries] == [1, 2, 3, 4]
+    assert entries[0]["prev_hash"] == "0" * 64
+    for before, after in zip(entries, entries[1:]):
+        assert after["prev_hash"] == before["hash"]
+    assert entries[2]["actor"] == "api-key:ci" and entries[2]["subject"] == created["id"]
+    status, headers, raw = org.request("GET", "/api/v1/audit?format=csv")
+    assert status == 200 and headers["Content-Type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(raw.decode())))
+    assert [r["hash"] for r in rows] == [e["hash"] for e in entries]
+    assert [json.loads(r["detail"]) for r in rows] == [json.loads(e["detail"]) for e in entries]
+    status, body = org.json("GET", "/api/v1/audit?format=xml")
+    assert (status, body["error"]) == (400, "invalid_format")
+    assert org.request("GET", "/api/v1/audit", key=None)[0] == 401
+
+
+def test_a_tampered_audit_row_is_named_by_audit_verify(org):
+    invite(org)
+    invite(org, "bob@acme.example", "Bob")
+    ok = org.audit_verify()
+    assert (ok.returncode, ok.stdout) == (0, "audit: 4 entries, chain intact\n")
+    db = sqlite3.connect(org.state / "org.db")
+    db.execute("UPDATE audit SET detail = replace(detail, 'alice', 'mallory') WHERE seq = 3")
+    db.commit()
+    db.close()
+    broken = org.audit_verify()
+    assert broken.returncode == 1
+    assert broken.stdout.startswith("audit: entry 3 is broken"), broken.stdout
+
+
+def test_attestation_root_is_a_pem_ca_certificate(org):
+    status, headers, pem = org.request("GET", "/api/v1/attestation/root")
+    assert status == 200
+    assert pem.startswith(b"-----BEGIN CERTIFICATE-----") and pem.rstrip().endswith(b"-----END CERTIFICATE-----")
+    assert org.request("GET", "/api/v1/attestation/root", key=None)[0] == 401
