@@ -14,7 +14,7 @@ mod pages;
 mod secret;
 mod state;
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -157,6 +157,7 @@ async fn run(command: Command) -> Result<ExitCode, String> {
 async fn serve(args: ServeArgs) -> Result<(), String> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("POCKETKEY_ORG_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
