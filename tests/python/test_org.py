@@ -5,6 +5,7 @@ would, sqlite3 for tampering with the audit log on disk.
 """
 
 import csv
+import datetime
 import email
 import email.policy
 import http.client
@@ -156,6 +157,9 @@ def test_failed_api_keys_are_rate_limited_per_ip(org):
 def test_invite_writes_a_mail_with_both_parts_and_a_working_link(org):
     created = invite(org)
     assert set(created) == {"id", "expires_at"}
+    expires = datetime.datetime.fromisoformat(created["expires_at"].replace("Z", "+00:00"))
+    days = (expires - datetime.datetime.now(datetime.timezone.utc)).total_seconds() / 86400
+    assert 6.9 < days <= 7.0, created
     [mail] = org.mails()
     assert mail["To"].addresses[0].addr_spec == "alice@acme.example"
     assert mail.get_content_type() == "multipart/alternative"
@@ -229,6 +233,45 @@ def test_oversize_bodies_get_a_typed_413_and_store_nothing(org):
     assert (status, json.loads(raw)["error"]) == (413, "payload_too_large")
     assert org.json("GET", "/api/v1/keys") == (200, {"keys": []})
     assert org.mails() == []
+
+
+def test_expired_and_used_links_get_the_neutral_page(org):
+    invite(org)
+    link = local(activate_link(org.mails()[0]))
+    _, _, neutral = org.request("GET", "/activate/" + "ab" * 32, key=None)
+    assert org.request("GET", link, key=None)[0] == 200
+    db = sqlite3.connect(org.state / "org.db")
+    db.execute("UPDATE invites SET expires_at = '2020-01-01T00:00:00Z'")
+    db.commit()
+    assert org.request("GET", link, key=None)[::2] == (404, neutral)
+    db.execute("UPDATE invites SET expires_at = '2999-01-01T00:00:00Z', used_at = '2026-01-01T00:00:00Z'")
+    db.commit()
+    assert org.request("GET", link, key=None)[::2] == (404, neutral)
+    db.execute("UPDATE invites SET used_at = NULL")
+    db.commit()
+    db.close()
+    assert org.request("GET", link, key=None)[0] == 200
+
+
+def test_names_cannot_inject_headers_or_markup(org):
+    for name in ("Eve\r\nBcc: eve@evil.example", "Eve\nX", "", " ", "E" * 129):
+        status, body = org.json("POST", "/api/v1/invites", {"email": "eve@acme.example", "display_name": name})
+        assert (status, body["error"]) == (400, "invalid_display_name"), name
+    assert org.mails() == []
+    invite(org, "eve@acme.example", "<b>Eve</b> & co")
+    [mail] = org.mails()
+    assert mail["Bcc"] is None
+    html = mail.get_body(preferencelist=("html",)).get_content()
+    assert "&lt;b&gt;Eve&lt;/b&gt; &amp; co" in html and "<b>Eve" not in html
+
+
+def test_help_names_the_commands_and_serve_options():
+    out = run("--help").stdout
+    for command in ("init", "serve", "api-key", "audit"):
+        assert command in out
+    out = run("serve", "--help").stdout
+    for option in ("--state-dir", "--listen", "--public-url", "--outbox"):
+        assert option in out
 
 
 @pytest.mark.parametrize("addr", ["not-an-address", "a@", "x" * 250 + "@acme.example", "a b@acme.example"])
