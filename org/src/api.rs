@@ -26,8 +26,8 @@ use crate::{audit, clock, mail, pages, secret};
 
 /// Largest request body accepted on any route.
 pub const BODY_LIMIT: usize = 16 * 1024;
-/// Deadline for handling one request.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default deadline for handling one request, body included (`serve --request-timeout`).
+pub const REQUEST_TIMEOUT_SECS: u64 = 10;
 /// How long an activation link works.
 pub const INVITE_DAYS: i64 = 7;
 const MAX_DISPLAY_NAME: usize = 128;
@@ -47,7 +47,7 @@ pub struct AppState {
 
 type Shared = Arc<AppState>;
 
-pub fn router(state: Shared) -> Router {
+pub fn router(state: Shared, request_timeout: Duration) -> Router {
     let api = Router::new()
         .route("/invites", post(create_invite))
         .route("/invites/{id}/resend", post(resend_invite))
@@ -62,7 +62,7 @@ pub fn router(state: Shared) -> Router {
         .layer(middleware::from_fn(declared_size_cap))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
-            REQUEST_TIMEOUT,
+            request_timeout,
         ))
         .layer(middleware::from_fn(log_request))
         .with_state(state)

@@ -20,6 +20,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use lettre::message::Mailbox;
@@ -70,6 +71,10 @@ struct ServeArgs {
     /// Folder invite mails are written to as .eml files [default: <state dir>/outbox]
     #[arg(long)]
     outbox: Option<PathBuf>,
+    /// Deadline for one request, reading its body included; then 408
+    #[arg(long, value_name = "SECS", default_value_t = api::REQUEST_TIMEOUT_SECS,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    request_timeout: u64,
     /// Sender of invite mails
     #[arg(long, default_value = "PocketKey <pocketkey-org@localhost>")]
     mail_from: String,
@@ -182,6 +187,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         activate_limit,
         auth_fail_limit,
     });
+    let shutdown = shutdown_signal()?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
@@ -192,9 +198,10 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let _ = std::io::stdout().flush();
     axum::serve(
         listener,
-        api::router(app_state).into_make_service_with_connect_info::<SocketAddr>(),
+        api::router(app_state, Duration::from_secs(args.request_timeout))
+            .into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown_signal())
+    .with_graceful_shutdown(shutdown)
     .await
     .map_err(|e| format!("server error: {e}"))?;
     pool.close().await;
@@ -203,21 +210,17 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
 }
 
 /// Ctrl-C or SIGTERM: stop accepting, finish the requests in flight, close the database.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// The handlers are installed here, before the server says it listens: a signal that comes
+/// right after that line must not find the default action (death) still in place.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, String> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).map_err(|e| format!("SIGTERM handler: {e}"))?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| format!("SIGINT handler: {e}"))?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
         }
-    };
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
-    }
-    tracing::info!("shutting down");
+        tracing::info!("shutting down");
+    })
 }

@@ -34,7 +34,7 @@ def run(*args, check=True):
 
 
 class Org:
-    def __init__(self, tmp_path):
+    def __init__(self, tmp_path, *serve_args):
         self.state = tmp_path / "state"
         self.outbox = tmp_path / "outbox"
         self.log_path = tmp_path / "serve.log"
@@ -45,7 +45,7 @@ class Org:
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen(
             [BIN, "serve", "--state-dir", str(self.state), "--listen", "127.0.0.1:0",
-             "--public-url", PUBLIC_URL, "--outbox", str(self.outbox)],
+             "--public-url", PUBLIC_URL, "--outbox", str(self.outbox), *serve_args],
             stdout=subprocess.PIPE, stderr=self.log, text=True,
         )
         line = self.proc.stdout.readline()
@@ -315,6 +315,39 @@ def test_a_tampered_audit_row_is_named_by_audit_verify(org):
     broken = org.audit_verify()
     assert broken.returncode == 1
     assert broken.stdout.startswith("audit: entry 3 is broken"), broken.stdout
+
+
+def test_a_stalled_request_body_gets_408_at_the_deadline(tmp_path):
+    org = Org(tmp_path, "--request-timeout", "1")
+    try:
+        host, port = org.base.removeprefix("http://").split(":")
+        conn = http.client.HTTPConnection(host, int(port), timeout=60)
+        # Headers promise 100 bytes; only 10 come. The server answers at its deadline.
+        conn.putrequest("POST", "/api/v1/invites")
+        conn.putheader("Authorization", f"Bearer {org.api_key}")
+        conn.putheader("Content-Type", "application/json")
+        conn.putheader("Content-Length", "100")
+        conn.endheaders(b'{"email": ')
+        resp = conn.getresponse()
+        assert resp.status == 408
+        conn.close()
+        assert org.json("GET", "/api/v1/keys") == (200, {"keys": []})
+    finally:
+        org.stop()
+
+
+def test_sigterm_right_after_listening_is_a_clean_shutdown(tmp_path):
+    """The signal handlers exist before `listening:` is printed: exit 0, never death by signal."""
+    org = Org(tmp_path)
+    org.stop()
+    for _ in range(20):
+        proc = subprocess.Popen(
+            [BIN, "serve", "--state-dir", str(org.state), "--listen", "127.0.0.1:0",
+             "--public-url", PUBLIC_URL], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        assert proc.stdout.readline().startswith("listening: ")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        proc.stdout.close()
 
 
 def test_attestation_root_is_a_pem_ca_certificate(org):
