@@ -196,14 +196,27 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     // One line on stdout for whoever started the server (tests read the port from it).
     println!("listening: http://{local}");
     let _ = std::io::stdout().flush();
-    axum::serve(
+    let grace = Duration::from_secs(args.request_timeout);
+    let stopping = Arc::new(tokio::sync::Notify::new());
+    let server = axum::serve(
         listener,
-        api::router(app_state, Duration::from_secs(args.request_timeout))
-            .into_make_service_with_connect_info::<SocketAddr>(),
+        api::router(app_state, grace).into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown)
-    .await
-    .map_err(|e| format!("server error: {e}"))?;
+    .with_graceful_shutdown({
+        let stopping = stopping.clone();
+        async move {
+            shutdown.await;
+            stopping.notify_one();
+        }
+    });
+    // Requests in flight get at most one request deadline to finish; a client that never
+    // completes its request (headers trickled in) cannot hold the shutdown up.
+    tokio::select! {
+        result = server => result.map_err(|e| format!("server error: {e}"))?,
+        () = async { stopping.notified().await; tokio::time::sleep(grace).await } => {
+            tracing::warn!("connections still open after the grace period; closing them");
+        }
+    }
     pool.close().await;
     tracing::info!("stopped");
     Ok(())

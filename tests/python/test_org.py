@@ -350,6 +350,21 @@ def test_sigterm_right_after_listening_is_a_clean_shutdown(tmp_path):
         proc.stdout.close()
 
 
+def test_a_client_that_never_finishes_its_headers_cannot_hold_up_shutdown(tmp_path):
+    import socket
+
+    org = Org(tmp_path, "--request-timeout", "1")
+    host, port = org.base.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=60)
+    sock.sendall(b"GET /api/v1/keys HTTP/1.1\r\nHost: x\r\n")  # no blank line: never complete
+    # A request on another connection shows the server has taken the first one in.
+    assert org.json("GET", "/api/v1/keys")[0] == 200
+    try:
+        org.stop()  # SIGTERM, then exit 0 within the wait
+    finally:
+        sock.close()
+
+
 def test_attestation_root_is_a_pem_ca_certificate(org):
     status, headers, pem = org.request("GET", "/api/v1/attestation/root")
     assert status == 200
