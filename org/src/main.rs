@@ -12,6 +12,7 @@ mod migrations;
 mod org;
 mod pages;
 mod secret;
+mod serve;
 mod state;
 
 use std::io::{IsTerminal, Write};
@@ -196,27 +197,14 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     // One line on stdout for whoever started the server (tests read the port from it).
     println!("listening: http://{local}");
     let _ = std::io::stdout().flush();
-    let grace = Duration::from_secs(args.request_timeout);
-    let stopping = Arc::new(tokio::sync::Notify::new());
-    let server = axum::serve(
+    let deadline = Duration::from_secs(args.request_timeout);
+    serve::run(
         listener,
-        api::router(app_state, grace).into_make_service_with_connect_info::<SocketAddr>(),
+        api::router(app_state, deadline),
+        deadline,
+        shutdown,
     )
-    .with_graceful_shutdown({
-        let stopping = stopping.clone();
-        async move {
-            shutdown.await;
-            stopping.notify_one();
-        }
-    });
-    // Requests in flight get at most one request deadline to finish; a client that never
-    // completes its request (headers trickled in) cannot hold the shutdown up.
-    tokio::select! {
-        result = server => result.map_err(|e| format!("server error: {e}"))?,
-        () = async { stopping.notified().await; tokio::time::sleep(grace).await } => {
-            tracing::warn!("connections still open after the grace period; closing them");
-        }
-    }
+    .await;
     pool.close().await;
     tracing::info!("stopped");
     Ok(())
