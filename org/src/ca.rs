@@ -14,6 +14,8 @@ use zeroize::Zeroizing;
 
 /// id-fido-gen-ce-aaguid (WebAuthn §8.2.1.1).
 const AAGUID_OID: &[u64] = &[1, 3, 6, 1, 4, 1, 45724, 1, 1, 4];
+/// id-ce-basicConstraints (RFC 5280 §4.2.1.9).
+const BASIC_CONSTRAINTS_OID: &[u64] = &[2, 5, 29, 19];
 pub const ROOT_KEY_AAD: &[u8] = b"pocketkey-org:root-key";
 pub const BATCH_KEY_AAD: &[u8] = b"pocketkey-org:batch-key";
 const VALID_YEARS: i64 = 20;
@@ -70,7 +72,12 @@ pub fn create(org_name: &str, sealer: &Sealer) -> Result<OrgCa, String> {
         .distinguished_name
         .push(DnType::OrganizationName, org.clone());
     batch.distinguished_name.push(DnType::CountryName, "US");
-    batch.is_ca = IsCa::ExplicitNoCa;
+    // Basic constraints with cA false: an empty SEQUENCE, since DER omits a DEFAULT value
+    // (X.690 §11.5). rcgen's ExplicitNoCa writes the FALSE, which strict parsers refuse.
+    batch.is_ca = IsCa::NoCa;
+    let mut no_ca = CustomExtension::from_oid_content(BASIC_CONSTRAINTS_OID, vec![0x30, 0x00]);
+    no_ca.set_criticality(true);
+    batch.custom_extensions.push(no_ca);
     batch.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     // The extension value is the AAGUID as a DER OCTET STRING (tag 4, length 16).
     let mut aaguid = vec![0x04, 0x10];

@@ -379,3 +379,39 @@ def test_attestation_root_is_a_pem_ca_certificate(org):
     assert status == 200
     assert pem.startswith(b"-----BEGIN CERTIFICATE-----") and pem.rstrip().endswith(b"-----END CERTIFICATE-----")
     assert org.request("GET", "/api/v1/attestation/root", key=None)[0] == 401
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+    from cryptography.hazmat.primitives.hashes import SHA256
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+    from cryptography.x509.oid import NameOID
+
+    root = x509.load_pem_x509_certificate(pem)
+    root.verify_directly_issued_by(root)
+    bc = root.extensions.get_extension_for_class(x509.BasicConstraints).value
+    assert (bc.ca, bc.path_length) == (True, 0)
+    assert root.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)[0].value == "Acme"
+    db = sqlite3.connect(org.state / "org.db")
+    batch_pem, root_sealed, batch_sealed = db.execute(
+        "SELECT batch_cert_pem, root_key_sealed, batch_key_sealed FROM org").fetchone()
+    db.close()
+    # The batch certificate: WebAuthn §8.2.1, chained to the root, AAGUID extension.
+    batch = x509.load_pem_x509_certificate(batch_pem.encode())
+    batch.verify_directly_issued_by(root)
+    assert batch.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is False
+    ou = batch.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)[0].value
+    assert ou == "Authenticator Attestation"
+    aaguid = batch.extensions.get_extension_for_oid(x509.ObjectIdentifier("1.3.6.1.4.1.45724.1.1.4"))
+    assert not aaguid.critical and aaguid.value.value[:2] == b"\x04\x10" and len(aaguid.value.value) == 18
+    # The private keys open with the master key file (core's Sealer: HKDF-SHA256 subkey,
+    # ChaCha20-Poly1305, version byte bound into the AAD) and match the certificates.
+    master = (org.state / "master.key").read_bytes()
+    subkey = HKDF(algorithm=SHA256(), length=32, salt=b"pocketkey-org",
+                  info=b"pocketkey seal v1: store").derive(master)
+    for sealed, aad, cert in ((root_sealed, b"pocketkey-org:root-key", root),
+                              (batch_sealed, b"pocketkey-org:batch-key", batch)):
+        assert sealed[0] == 1
+        der = ChaCha20Poly1305(subkey).decrypt(sealed[1:13], sealed[13:], b"\x01" + aad)
+        key = serialization.load_der_private_key(der, password=None)
+        raw = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        assert key.public_key().public_bytes(*raw) == cert.public_key().public_bytes(*raw)
