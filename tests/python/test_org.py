@@ -136,6 +136,19 @@ def test_init_twice_refuses_and_keeps_the_first_ca(tmp_path):
     assert (state / "master.key").stat().st_mode & 0o777 == 0o600
 
 
+def test_the_default_state_dir_is_under_xdg_state_home(tmp_path):
+    env = dict(os.environ, XDG_STATE_HOME=str(tmp_path / "xdg"), HOME=str(tmp_path / "home"))
+    proc = subprocess.run([BIN, "init", "--name", "Acme"], capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    state = tmp_path / "xdg" / "pocketkey-org"
+    assert (state / "org.db").is_file() and (state / "master.key").is_file()
+    assert state.stat().st_mode & 0o777 == 0o700
+    del env["XDG_STATE_HOME"]
+    proc = subprocess.run([BIN, "api-key", "create", "--name", "x"], capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 1 and "no organisation here" in proc.stderr
+    assert (tmp_path / "home" / ".local" / "state" / "pocketkey-org" / "org.db").is_file()
+
+
 def test_api_key_is_required_and_a_wrong_one_gets_a_typed_401(org):
     for key in (None, "0" * 64, "not-a-key"):
         status, body = org.json("GET", "/api/v1/keys", key=key)
