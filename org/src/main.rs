@@ -124,7 +124,7 @@ async fn run(command: Command) -> Result<ExitCode, String> {
     match command {
         Command::Init { state_dir, name } => {
             let dir = state::open_dir(state_dir)?;
-            let pool = state::connect(&dir).await?;
+            let pool = state::connect(&dir, state::Open::Create).await?;
             let master = state::master_key(&dir)?;
             org::init(&pool, &name, &state::sealer(&master))
                 .await
@@ -134,7 +134,7 @@ async fn run(command: Command) -> Result<ExitCode, String> {
         }
         Command::ApiKey(ApiKeyCommand::Create { state_dir, name }) => {
             let dir = state::open_dir(state_dir)?;
-            let pool = state::connect(&dir).await?;
+            let pool = state::connect(&dir, state::Open::Existing).await?;
             let secret = org::create_api_key(&pool, &name)
                 .await
                 .map_err(|e| e.to_string())?;
@@ -143,7 +143,7 @@ async fn run(command: Command) -> Result<ExitCode, String> {
         }
         Command::Audit(AuditCommand::Verify { state_dir }) => {
             let dir = state::open_dir(state_dir)?;
-            let pool = state::connect(&dir).await?;
+            let pool = state::connect(&dir, state::Open::Existing).await?;
             let entries = audit::all(&pool).await.map_err(|e| e.to_string())?;
             match audit::verify(&entries) {
                 Ok(n) => {
@@ -176,7 +176,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let mail_from =
         Mailbox::from_str(&args.mail_from).map_err(|e| format!("bad --mail-from: {e}"))?;
     let dir = state::open_dir(args.state_dir)?;
-    let pool = state::connect(&dir).await?;
+    let pool = state::connect(&dir, state::Open::Existing).await?;
     let org = org::load(&pool).await.map_err(|e| e.to_string())?;
     let (activate_limit, auth_fail_limit) = api::limiters();
     let app_state = Arc::new(api::AppState {

@@ -47,12 +47,27 @@ pub fn db_path(dir: &Path) -> PathBuf {
     dir.join(DB_FILE)
 }
 
-/// Opens (creating if needed) the database and brings its schema up to date.
-pub async fn connect(dir: &Path) -> Result<SqlitePool, String> {
+/// How [`connect`] treats a missing database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Open {
+    /// `init`: create it.
+    Create,
+    /// Every other command: there is no organisation without one, so say so, create nothing.
+    Existing,
+}
+
+/// Opens the database and brings its schema up to date.
+pub async fn connect(dir: &Path, open: Open) -> Result<SqlitePool, String> {
     let path = db_path(dir);
+    if open == Open::Existing && !path.exists() {
+        return Err(format!(
+            "no organisation in {}: run `pocketkey-org init --state-dir DIR --name ORG` first",
+            dir.display()
+        ));
+    }
     let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
         .map_err(|e| format!("bad database path {}: {e}", path.display()))?
-        .create_if_missing(true)
+        .create_if_missing(open == Open::Create)
         .foreign_keys(true)
         .journal_mode(SqliteJournalMode::Wal)
         .busy_timeout(Duration::from_secs(5));

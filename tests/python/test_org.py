@@ -145,8 +145,10 @@ def test_the_default_state_dir_is_under_xdg_state_home(tmp_path):
     assert state.stat().st_mode & 0o777 == 0o700
     del env["XDG_STATE_HOME"]
     proc = subprocess.run([BIN, "api-key", "create", "--name", "x"], capture_output=True, text=True, env=env, timeout=60)
-    assert proc.returncode == 1 and "no organisation here" in proc.stderr
-    assert (tmp_path / "home" / ".local" / "state" / "pocketkey-org" / "org.db").is_file()
+    assert proc.returncode == 1 and "no organisation in" in proc.stderr
+    # ~/.local/state/pocketkey-org is where it looked; it made no database there.
+    assert "/home/.local/state/pocketkey-org" in proc.stderr
+    assert not (tmp_path / "home" / ".local" / "state" / "pocketkey-org" / "org.db").exists()
 
 
 def test_api_key_is_required_and_a_wrong_one_gets_a_typed_401(org):
