@@ -136,7 +136,7 @@ impl FromRequestParts<Shared> for Admin {
             .filter(|k| secret::looks_like_secret(k));
         let row = match presented {
             Some(key) => {
-                sqlx::query("SELECT name FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL")
+                sqlx::query("SELECT name FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL")
                     .bind(secret::hash_secret(key))
                     .fetch_optional(&state.pool)
                     .await?
@@ -250,7 +250,7 @@ async fn create_invite(
     let mut tx = state.pool.begin().await?;
     sqlx::query(
         "INSERT INTO keys (id, email, display_name, status, created_at) \
-         VALUES (?, ?, ?, 'invited', ?)",
+         VALUES ($1, $2, $3, 'invited', $4)",
     )
     .bind(&key_id)
     .bind(email.to_string())
@@ -260,7 +260,7 @@ async fn create_invite(
     .await?;
     sqlx::query(
         "INSERT INTO invites (id, key_id, token_hash, created_at, expires_at) \
-         VALUES (?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5)",
     )
     .bind(&invite_id)
     .bind(&key_id)
@@ -298,7 +298,7 @@ async fn resend_invite(
     let mut tx = state.pool.begin().await?;
     let row = sqlx::query(
         "SELECT k.email, k.display_name, k.status, i.used_at FROM invites i \
-         JOIN keys k ON k.id = i.key_id WHERE i.id = ?",
+         JOIN keys k ON k.id = i.key_id WHERE i.id = $1",
     )
     .bind(&id)
     .fetch_optional(&mut *tx)
@@ -321,7 +321,7 @@ async fn resend_invite(
     let token = secret::new_secret();
     let expires_at = clock::format(clock::in_days(INVITE_DAYS));
     // Replacing the hash is what invalidates the previous link.
-    sqlx::query("UPDATE invites SET token_hash = ?, expires_at = ? WHERE id = ?")
+    sqlx::query("UPDATE invites SET token_hash = $1, expires_at = $2 WHERE id = $3")
         .bind(secret::hash_secret(&token))
         .bind(&expires_at)
         .bind(&id)
@@ -425,7 +425,7 @@ async fn token_is_live(pool: &SqlitePool, token: &str) -> Result<bool, sqlx::Err
     }
     let row = sqlx::query(
         "SELECT i.expires_at, i.used_at, k.status FROM invites i \
-         JOIN keys k ON k.id = i.key_id WHERE i.token_hash = ?",
+         JOIN keys k ON k.id = i.key_id WHERE i.token_hash = $1",
     )
     .bind(secret::hash_secret(token))
     .fetch_optional(pool)

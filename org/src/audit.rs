@@ -77,7 +77,7 @@ pub async fn append(
     entry.hash = entry.compute_hash();
     sqlx::query(
         "INSERT INTO audit (seq, at, actor, action, subject, detail, prev_hash, hash) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(entry.seq)
     .bind(&entry.at)

@@ -85,7 +85,7 @@ pub async fn init(
     // The CHECK (id = 1) primary key makes a racing second init fail here.
     sqlx::query(
         "INSERT INTO org (id, name, created_at, root_cert_pem, root_key_sealed, \
-         batch_cert_pem, batch_key_sealed, policy_json) VALUES (1, ?, ?, ?, ?, ?, ?, ?)",
+         batch_cert_pem, batch_key_sealed, policy_json) VALUES (1, $1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(name)
     .bind(clock::now_string())
@@ -119,7 +119,7 @@ pub async fn create_api_key(pool: &SqlitePool, name: &str) -> Result<Zeroizing<S
     let secret = secret::new_secret();
     let id = secret::new_id();
     let mut tx = pool.begin().await?;
-    sqlx::query("INSERT INTO api_keys (id, name, key_hash, created_at) VALUES (?, ?, ?, ?)")
+    sqlx::query("INSERT INTO api_keys (id, name, key_hash, created_at) VALUES ($1, $2, $3, $4)")
         .bind(&id)
         .bind(name)
         .bind(secret::hash_secret(&secret))
