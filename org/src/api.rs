@@ -58,6 +58,13 @@ pub fn router(state: Shared, request_timeout: Duration) -> Router {
         .nest("/api/v1", api)
         .route("/activate/{token}", get(activation_page))
         .fallback(|| async { ApiError::not_found("no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not take that method",
+            )
+        })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::from_fn(declared_size_cap))
         .layer(TimeoutLayer::with_status_code(

@@ -158,6 +158,10 @@ def test_api_key_is_required_and_a_wrong_one_gets_a_typed_401(org):
         assert body["message"]
     status, body = org.json("GET", "/api/v1/keys")
     assert (status, body) == (200, {"keys": []})
+    # Unknown routes and methods are typed too.
+    assert org.json("GET", "/api/v1/nothing")[1]["error"] == "not_found"
+    assert org.json("GET", "/api/v1/invites") == (405, {
+        "error": "method_not_allowed", "message": "this route does not take that method"})
 
 
 def test_failed_api_keys_are_rate_limited_per_ip(org):
