@@ -242,7 +242,7 @@ check_disk() {
 check_disk
 
 build_pocketkey() {
-    cargo build -p pocketkey
+    cargo build -p pocketkey -p pocketkey-org
 }
 
 build_preload() {
@@ -275,6 +275,7 @@ python_tests() {
         case "$a" in -*) ;; *) if [ -e "${a%%::*}" ]; then targets=(); break; fi ;; esac
     done
     POCKETKEY_BIN="$TARGET_DIR/debug/pocketkey" \
+    POCKETKEY_ORG_BIN="$TARGET_DIR/debug/pocketkey-org" \
     POCKETKEY_UDP_PRELOAD="$ART/udp_preload.so" \
     POCKETKEY_BINDINGS_DIR="$TARGET_DIR/bindings/python" \
     PYTHONDONTWRITEBYTECODE=1 \

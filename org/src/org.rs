@@ -1,0 +1,139 @@
+//! The organisation record and the admin actions the command line performs on it.
+
+use serde::{Deserialize, Serialize};
+use sqlx::{Row, SqlitePool};
+use zeroize::Zeroizing;
+
+use crate::{audit, ca, clock, secret};
+
+/// The organisation's policy. Stored now; enforced on the phone in a later slice.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Policy {
+    /// RP ids that get enterprise attestation (CTAP 2.1 §7.1, vendor-facilitated).
+    pub enterprise_rp_ids: Vec<String>,
+    pub user_verification_required: bool,
+    pub min_pin_length: u8,
+    /// RP ids the key may serve for the organisation; empty means any.
+    pub allowed_rp_ids: Vec<String>,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            enterprise_rp_ids: Vec::new(),
+            user_verification_required: true,
+            min_pin_length: 6,
+            allowed_rp_ids: Vec::new(),
+        }
+    }
+}
+
+/// What the server needs of the organisation at run time.
+#[derive(Debug, Clone)]
+pub struct OrgInfo {
+    pub name: String,
+    pub root_cert_pem: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OrgError {
+    #[error("an organisation already exists here ({0}); init runs once")]
+    Exists(String),
+    #[error("no organisation here: run `pocketkey-org init --state-dir DIR --name ORG` first")]
+    Missing,
+    #[error("the organisation name must be 1 to 128 characters without control characters")]
+    BadName,
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("{0}")]
+    Other(String),
+}
+
+pub const CLI_ACTOR: &str = "cli";
+
+pub async fn load(pool: &SqlitePool) -> Result<OrgInfo, OrgError> {
+    let row = sqlx::query("SELECT name, root_cert_pem FROM org WHERE id = 1")
+        .fetch_optional(pool)
+        .await?
+        .ok_or(OrgError::Missing)?;
+    Ok(OrgInfo {
+        name: row.try_get(0)?,
+        root_cert_pem: row.try_get(1)?,
+    })
+}
+
+pub fn valid_name(name: &str) -> bool {
+    let n = name.chars().count();
+    (1..=128).contains(&n) && !name.chars().any(char::is_control) && !name.trim().is_empty()
+}
+
+/// Creates the organisation: its CA, batch key and default policy. Refuses when one exists.
+pub async fn init(
+    pool: &SqlitePool,
+    name: &str,
+    sealer: &pocketkey_core::crypto::seal::Sealer,
+) -> Result<(), OrgError> {
+    if !valid_name(name) {
+        return Err(OrgError::BadName);
+    }
+    if let Ok(existing) = load(pool).await {
+        return Err(OrgError::Exists(existing.name));
+    }
+    let ca = ca::create(name, sealer).map_err(OrgError::Other)?;
+    let policy = serde_json::to_string(&Policy::default()).expect("policy serialises");
+    let mut tx = pool.begin().await?;
+    // The CHECK (id = 1) primary key makes a racing second init fail here.
+    sqlx::query(
+        "INSERT INTO org (id, name, created_at, root_cert_pem, root_key_sealed, \
+         batch_cert_pem, batch_key_sealed, policy_json) VALUES (1, $1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(name)
+    .bind(clock::now_string())
+    .bind(&ca.root_cert_pem)
+    .bind(&ca.root_key_sealed)
+    .bind(&ca.batch_cert_pem)
+    .bind(&ca.batch_key_sealed)
+    .bind(&policy)
+    .execute(&mut *tx)
+    .await?;
+    audit::append(
+        &mut tx,
+        CLI_ACTOR,
+        "org.init",
+        name,
+        serde_json::json!({ "policy": Policy::default() }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Creates an API key named `name`; returns the secret (shown once, stored hashed).
+pub async fn create_api_key(pool: &SqlitePool, name: &str) -> Result<Zeroizing<String>, OrgError> {
+    if !valid_name(name) {
+        return Err(OrgError::Other(
+            "the API key name must be 1 to 128 characters without control characters".into(),
+        ));
+    }
+    load(pool).await?;
+    let secret = secret::new_secret();
+    let id = secret::new_id();
+    let mut tx = pool.begin().await?;
+    sqlx::query("INSERT INTO api_keys (id, name, key_hash, created_at) VALUES ($1, $2, $3, $4)")
+        .bind(&id)
+        .bind(name)
+        .bind(secret::hash_secret(&secret))
+        .bind(clock::now_string())
+        .execute(&mut *tx)
+        .await?;
+    audit::append(
+        &mut tx,
+        CLI_ACTOR,
+        "api_key.create",
+        &id,
+        serde_json::json!({ "name": name }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(secret)
+}
