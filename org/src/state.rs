@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use pocketkey_core::crypto::master_key::{KeyProvider, MasterKey};
 use pocketkey_core::crypto::seal::{Purpose, Sealer};
-use pocketkey_desktop::keys::{prepare_state_dir, FileKeyProvider};
+use pocketkey_desktop::state_dir::{prepare_state_dir, FileKeyProvider};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use sqlx::SqlitePool;
 
@@ -36,7 +36,7 @@ pub fn open_dir(dir: Option<PathBuf>) -> Result<PathBuf, String> {
         Some(dir) => dir,
         None => default_state_dir()?,
     };
-    let (dir, warning) = prepare_state_dir(&dir)?;
+    let (dir, warning) = prepare_state_dir(&dir).map_err(|e| e.to_string())?;
     if let Some(warning) = warning {
         eprintln!("{warning}");
     }
