@@ -18,7 +18,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{phone, HidClient, Phone, StandInRelay};
+use common::phone::Phone;
+use common::{HidClient, StandInRelay};
 use pocketkey_core::authenticator::{Authenticator, RequestContext};
 use pocketkey_core::engine::{Engine as _, RequestKind};
 use pocketkey_core::pairing::relay::RelayFrame;
@@ -230,7 +231,14 @@ fn pair(b: &mut Bridge, phone: &Phone) -> HidClient {
         go: Mutex::new(mpsc::channel().1),
         made: AtomicUsize::new(0),
     };
-    runtime::pair(&url, UrlPolicy::Strict, "Test phone", &engine, &phone.store).unwrap();
+    runtime::pair(
+        &url,
+        UrlPolicy::Strict,
+        "Test phone",
+        &engine,
+        &phone.pairings,
+    )
+    .unwrap();
     let mut hid = HidClient::connect(b.addr);
     let deadline = Instant::now() + HANG;
     while hid.cbor(&[0x04], Duration::from_secs(2))[0] != 0x00 {
@@ -244,7 +252,7 @@ fn pair(b: &mut Bridge, phone: &Phone) -> HidClient {
 fn pair_another_goes_back_to_its_phone_when_the_window_ends() {
     let relay = StandInRelay::start();
     let dir = tempfile::tempdir().unwrap();
-    let phone = phone();
+    let phone = Phone::new();
     {
         let mut b = Bridge::start(&relay.url, dir.path(), &["--print-url"]);
         pair(&mut b, &phone);
@@ -270,7 +278,7 @@ fn pair_another_goes_back_to_its_phone_when_the_window_ends() {
 fn peer_present_during_a_request_does_not_cancel_it() {
     let relay = StandInRelay::start();
     let dir = tempfile::tempdir().unwrap();
-    let phone = phone();
+    let phone = Phone::new();
     let mut b = Bridge::start(&relay.url, dir.path(), &["--print-url"]);
     let mut hid = pair(&mut b, &phone);
 
@@ -286,7 +294,7 @@ fn peer_present_during_a_request_does_not_cancel_it() {
     let listening = {
         let (engine, store, stop) = (
             Arc::clone(&engine) as Arc<dyn pocketkey_core::engine::Engine>,
-            Arc::clone(&phone.store),
+            Arc::clone(&phone.pairings),
             Arc::clone(&stop),
         );
         thread::spawn(move || {
