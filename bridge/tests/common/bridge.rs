@@ -43,21 +43,21 @@ impl Bridge {
     /// A bridge on `dir` with `--relay` (so it can show a pairing code), `--print-url` and
     /// `extra` options.
     pub fn start(relay: &str, dir: &Path, extra: &[&str]) -> Self {
+        Self::spawn(relay, dir, &[&["--print-url"], extra].concat())
+    }
+
+    /// `pocketkey-bridge --udp <free port> --relay URL --name "Test laptop" --key-file
+    /// --auto-confirm --phone-timeout 20 ARGS --state-dir DIR`, stdout and stderr to pipes.
+    pub fn spawn(relay: &str, dir: &Path, args: &[&str]) -> Self {
         let addr = UdpSocket::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap();
         let mut child = Command::new(BRIDGE)
             .args(["--udp", &addr.to_string(), "--relay", relay])
-            .args([
-                "--print-url",
-                "--name",
-                "Test laptop",
-                "--key-file",
-                "--auto-confirm",
-            ])
+            .args(["--name", "Test laptop", "--key-file", "--auto-confirm"])
             .args(["--phone-timeout", "20"])
-            .args(extra)
+            .args(args)
             .arg("--state-dir")
             .arg(dir)
             .stdout(Stdio::piped())
@@ -94,6 +94,23 @@ impl Bridge {
                 Ok(line) if line == wanted => return before,
                 Ok(line) => before.push(line),
                 Err(_) => panic!("the bridge never said {wanted:?}; it said {before:#?}"),
+            }
+        }
+    }
+
+    /// Reads standard error up to the first line containing `text`; the lines read.
+    pub fn stderr_until(&self, text: &str) -> Vec<String> {
+        let mut seen = Vec::new();
+        loop {
+            match self.stderr.recv_timeout(WAIT) {
+                Ok(line) => {
+                    let found = line.contains(text);
+                    seen.push(line);
+                    if found {
+                        return seen;
+                    }
+                }
+                Err(_) => panic!("no {text:?} on stderr; saw {seen:#?}"),
             }
         }
     }
