@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use common::bridge::{bridge_tool, listed, text, Bridge, BRIDGE, WAIT};
 use common::phone::{wait_for, Phone};
 use common::{HidClient, StandInRelay};
+use pocketkey_core::pairing::PairingRecord;
 use pocketkey_net::pairing::ServeEvent;
 use pocketkey_testkit::MakeCredential;
 
@@ -36,6 +37,22 @@ fn make_credential(user: &str) -> Vec<u8> {
         .encode()
 }
 
+/// "Phone A" paired with a bridge on `dir`, then "Phone B" with `--pair-another` (the user
+/// answering yes to serving it); the bridge that serves Phone B.
+fn two_phones_paired(relay: &StandInRelay, dir: &Path) -> (Phone, Phone, PairingRecord, Bridge) {
+    let phone_a = Phone::new();
+    let phone_b = Phone::new();
+    {
+        let bridge = Bridge::start(&relay.url, dir, &[]);
+        phone_a.pair(&bridge, "Phone A");
+        bridge.said("serving the phone \"Phone A\"");
+    }
+    let bridge = Bridge::start(&relay.url, dir, &["--pair-another"]);
+    let record_b = phone_b.pair(&bridge, "Phone B");
+    bridge.said("serving the phone \"Phone B\"");
+    (phone_a, phone_b, record_b, bridge)
+}
+
 /// Two phones paired with one bridge, the second (paired with `--pair-another`, the user
 /// answering yes to serving it) served. That phone's user revokes the pairing while the bridge
 /// runs: at the next request the phone says `Revoke` in the session, and the bridge, instead of
@@ -44,16 +61,7 @@ fn make_credential(user: &str) -> Vec<u8> {
 fn the_other_paired_phone_takes_over_when_the_served_one_revokes() {
     let relay = StandInRelay::start();
     let dir = tempfile::tempdir().unwrap();
-    let phone_a = Phone::new();
-    let phone_b = Phone::new();
-    {
-        let bridge = Bridge::start(&relay.url, dir.path(), &[]);
-        phone_a.pair(&bridge, "Phone A");
-        bridge.said("serving the phone \"Phone A\"");
-    }
-    let bridge = Bridge::start(&relay.url, dir.path(), &["--pair-another"]);
-    let record_b = phone_b.pair(&bridge, "Phone B");
-    bridge.said("serving the phone \"Phone B\"");
+    let (phone_a, phone_b, record_b, bridge) = two_phones_paired(&relay, dir.path());
     assert_eq!(phones_listed(dir.path()), ["Phone B", "Phone A"]);
 
     let (_, _listener_a, events_a) = phone_a.listen("Phone A");
@@ -98,16 +106,7 @@ fn the_other_paired_phone_takes_over_when_the_served_one_revokes() {
 fn the_other_paired_phone_takes_over_when_the_served_one_is_unpaired_here() {
     let relay = StandInRelay::start();
     let dir = tempfile::tempdir().unwrap();
-    let phone_a = Phone::new();
-    let phone_b = Phone::new();
-    {
-        let bridge = Bridge::start(&relay.url, dir.path(), &[]);
-        phone_a.pair(&bridge, "Phone A");
-        bridge.said("serving the phone \"Phone A\"");
-    }
-    let bridge = Bridge::start(&relay.url, dir.path(), &["--pair-another"]);
-    phone_b.pair(&bridge, "Phone B");
-    bridge.said("serving the phone \"Phone B\"");
+    let (phone_a, _phone_b, _, bridge) = two_phones_paired(&relay, dir.path());
     let (_, _listener_a, events_a) = phone_a.listen("Phone A");
 
     let out = bridge_tool(dir.path(), &["--unpair", "Phone B"]);
