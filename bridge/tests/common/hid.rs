@@ -1,6 +1,6 @@
 //! A minimal CTAPHID-over-UDP client (the browser's side of the bridge). The cli's tests
 //! include this file alone, as their `common` module.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::explicit_counter_loop)]
 
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
