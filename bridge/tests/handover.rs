@@ -10,6 +10,7 @@ mod common;
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Command, Output};
+use std::sync::mpsc::Receiver;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -53,6 +54,19 @@ fn two_phones_paired(relay: &StandInRelay, dir: &Path) -> (Phone, Phone, Pairing
     (phone_a, phone_b, record_b, bridge)
 }
 
+/// The bridge said `why`, then that it serves Phone A, without showing a pairing code in
+/// between; Phone A has a session and is the one phone listed.
+fn phone_a_took_over(bridge: &Bridge, dir: &Path, events_a: &Receiver<ServeEvent>, why: &str) {
+    let said = bridge.said("serving the phone \"Phone A\"");
+    assert!(said.iter().any(|l| l == why), "{said:#?}");
+    assert!(
+        bridge.stdout.try_iter().all(|l| !l.starts_with("pair: ")),
+        "the bridge showed a pairing code"
+    );
+    wait_for(events_a, &ServeEvent::Established);
+    assert_eq!(phones_listed(dir), ["Phone A"]);
+}
+
 /// Two phones paired with one bridge, the second (paired with `--pair-another`, the user
 /// answering yes to serving it) served. That phone's user revokes the pairing while the bridge
 /// runs: at the next request the phone says `Revoke` in the session, and the bridge, instead of
@@ -81,18 +95,12 @@ fn the_other_paired_phone_takes_over_when_the_served_one_revokes() {
     listener_b.join().unwrap();
 
     // Phone A takes over, without a pairing code in between.
-    let said = bridge.said("serving the phone \"Phone A\"");
-    assert!(
-        said.iter()
-            .any(|l| l == "the phone \"Phone B\" revoked the pairing"),
-        "{said:#?}"
+    phone_a_took_over(
+        &bridge,
+        dir.path(),
+        &events_a,
+        "the phone \"Phone B\" revoked the pairing",
     );
-    assert!(
-        bridge.stdout.try_iter().all(|l| !l.starts_with("pair: ")),
-        "the bridge showed a pairing code"
-    );
-    wait_for(&events_a, &ServeEvent::Established);
-    assert_eq!(phones_listed(dir.path()), ["Phone A"]);
     let answer = hid.cbor(&make_credential("bert"), WAIT);
     assert_eq!(answer.first(), Some(&0x00), "phone A did not answer");
     assert_eq!(phone_a.credentials(), 1);
@@ -113,18 +121,12 @@ fn the_other_paired_phone_takes_over_when_the_served_one_is_unpaired_here() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     // Phone B does not listen: no session, the relay alone is told (a DELETE).
     assert_eq!(text(&out.stdout).trim(), "unpaired: Phone B");
-    let said = bridge.said("serving the phone \"Phone A\"");
-    assert!(
-        said.iter()
-            .any(|l| l == "the pairing with \"Phone B\" was removed here"),
-        "{said:#?}"
+    phone_a_took_over(
+        &bridge,
+        dir.path(),
+        &events_a,
+        "the pairing with \"Phone B\" was removed here",
     );
-    assert!(
-        bridge.stdout.try_iter().all(|l| !l.starts_with("pair: ")),
-        "the bridge showed a pairing code"
-    );
-    wait_for(&events_a, &ServeEvent::Established);
-    assert_eq!(phones_listed(dir.path()), ["Phone A"]);
     let mut hid = HidClient::connect(bridge.addr);
     let answer = hid.cbor(&make_credential("carl"), WAIT);
     assert_eq!(answer.first(), Some(&0x00), "phone A did not answer");
