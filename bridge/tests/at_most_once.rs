@@ -14,7 +14,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::bridge::Bridge;
-use common::{HidClient, StandInRelay};
+use common::hid::HidClient;
+use common::StandInRelay;
 use pocketkey_core::approver::AutoApprover;
 use pocketkey_core::authenticator::{Authenticator, Config, RequestContext};
 use pocketkey_core::crypto::master_key::MasterKey;

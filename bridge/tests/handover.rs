@@ -15,8 +15,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::bridge::{bridge_tool, listed, text, Bridge, BRIDGE, WAIT};
+use common::hid::HidClient;
 use common::phone::{wait_for, Phone};
-use common::{HidClient, StandInRelay};
+use common::StandInRelay;
 use pocketkey_core::pairing::PairingRecord;
 use pocketkey_net::pairing::ServeEvent;
 use pocketkey_testkit::MakeCredential;

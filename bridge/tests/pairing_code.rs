@@ -16,8 +16,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::bridge::Bridge;
+use common::hid::HidClient;
 use common::phone::Phone;
-use common::{HidClient, StandInRelay};
+use common::StandInRelay;
 use pocketkey_core::authenticator::{Authenticator, RequestContext};
 use pocketkey_core::engine::{Engine as _, RequestKind};
 use pocketkey_core::pairing::relay::RelayFrame;

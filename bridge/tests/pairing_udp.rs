@@ -15,8 +15,9 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::hid::HidClient;
 use common::phone::Phone;
-use common::{HidClient, StandInRelay};
+use common::StandInRelay;
 use pocketkey_core::authenticator::Authenticator;
 use pocketkey_core::engine::{Engine, RequestContext, RequestKind};
 use pocketkey_core::pairing::relay::RelayFrame;

@@ -9,8 +9,9 @@ mod common;
 use std::time::Instant;
 
 use common::bridge::{bridge_tool, listed, text, Bridge, WAIT};
+use common::hid::HidClient;
 use common::phone::{wait_for, Phone};
-use common::{HidClient, StandInRelay};
+use common::StandInRelay;
 use pocketkey_net::pairing::ServeEvent;
 use pocketkey_testkit::MakeCredential;
 

@@ -27,10 +27,8 @@ use tungstenite::protocol::{frame::coding::CloseCode, CloseFrame};
 use tungstenite::Message;
 
 pub mod bridge;
-mod hid;
+pub mod hid;
 pub mod phone;
-
-pub use hid::HidClient;
 
 enum Out {
     Frame(Vec<u8>),
