@@ -6,16 +6,16 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, UdpSocket};
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{HidClient, StandInRelay};
+use common::bridge::Bridge;
+use common::hid::HidClient;
+use common::StandInRelay;
 use pocketkey_core::approver::AutoApprover;
 use pocketkey_core::authenticator::{Authenticator, Config, RequestContext};
 use pocketkey_core::crypto::master_key::MasterKey;
@@ -26,50 +26,11 @@ use pocketkey_core::store::Store;
 use pocketkey_net::pairing as runtime;
 use pocketkey_testkit::MakeCredential;
 
-struct Bridge {
-    child: Child,
-    addr: SocketAddr,
-    url: String,
-}
-
-impl Drop for Bridge {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn bridge(relay: &str, dir: &std::path::Path) -> Bridge {
-    let addr = UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pocketkey-bridge"))
-        .args(["--key-file", "--udp", &addr.to_string(), "--relay", relay])
-        .args([
-            "--print-url",
-            "--auto-confirm",
-            "--name",
-            "Test laptop",
-            "--phone-timeout",
-            "20",
-            "--state-dir",
-        ])
-        .arg(dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line.strip_prefix("pair: ").expect("a pair: line").trim();
-    Bridge {
-        child,
-        addr,
-        url: url.to_string(),
-    }
+/// A bridge and the pairing URL it shows.
+fn bridge(relay: &str, dir: &std::path::Path) -> (Bridge, String) {
+    let b = Bridge::start(relay, dir, &[]);
+    let url = b.pairing_url();
+    (b, url)
 }
 
 /// The real engine, counting the makeCredential runs and telling the test after each; with a
@@ -107,11 +68,11 @@ impl Engine for Counting {
 fn a_request_whose_answer_was_lost_runs_once() {
     let relay = StandInRelay::start();
     let bridge_dir = tempfile::tempdir().unwrap();
-    let b = bridge(&relay.url, bridge_dir.path());
+    let (b, url) = bridge(&relay.url, bridge_dir.path());
 
     let phone = Phone::new(None);
-    let (engine, pairings, runs) = (&phone.engine, &phone.pairings, &phone.runs);
-    runtime::pair(&b.url, UrlPolicy::Strict, "Test phone", &**engine, pairings).unwrap();
+    let (engine, runs) = (&phone.engine, &phone.runs);
+    phone.pair(&url);
 
     // Each phone connection gets its HS1 and Hello through, nothing after.
     relay.limit_phone_data(Some(2));
@@ -139,17 +100,10 @@ fn a_request_whose_answer_was_lost_runs_once() {
 fn a_request_sent_again_while_it_runs_waits_for_the_run() {
     let relay = StandInRelay::start();
     let bridge_dir = tempfile::tempdir().unwrap();
-    let b = bridge(&relay.url, bridge_dir.path());
+    let (b, url) = bridge(&relay.url, bridge_dir.path());
     let (open_gate, gate) = mpsc::channel();
     let phone = Phone::new(Some(gate));
-    runtime::pair(
-        &b.url,
-        UrlPolicy::Strict,
-        "Test phone",
-        &*phone.engine,
-        &phone.pairings,
-    )
-    .unwrap();
+    phone.pair(&url);
     let (stop, listener, established) = phone.listen();
     established
         .recv_timeout(Duration::from_secs(10))
@@ -182,16 +136,9 @@ fn a_request_sent_again_while_it_runs_waits_for_the_run() {
 fn a_replayed_handshake_does_not_end_the_live_session() {
     let relay = StandInRelay::start();
     let bridge_dir = tempfile::tempdir().unwrap();
-    let b = bridge(&relay.url, bridge_dir.path());
+    let (b, url) = bridge(&relay.url, bridge_dir.path());
     let phone = Phone::new(None);
-    runtime::pair(
-        &b.url,
-        UrlPolicy::Strict,
-        "Test phone",
-        &*phone.engine,
-        &phone.pairings,
-    )
-    .unwrap();
+    phone.pair(&url);
     let (stop, listener, established) = phone.listen();
     established
         .recv_timeout(Duration::from_secs(10))
@@ -263,6 +210,18 @@ impl Phone {
             runs,
             started,
         }
+    }
+
+    /// Pairs with the code a bridge shows, as "Test phone".
+    fn pair(&self, url: &str) {
+        runtime::pair(
+            url,
+            UrlPolicy::Strict,
+            "Test phone",
+            &*self.engine,
+            &self.pairings,
+        )
+        .unwrap();
     }
 
     /// Serves the pairing (`pocketkey listen`'s runtime); the receiver hears each session's

@@ -7,207 +7,24 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::AtomicBool;
-use std::sync::mpsc::{self, Receiver};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Output};
+use std::sync::mpsc::Receiver;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{HidClient, StandInRelay};
-use pocketkey_core::approver::AutoApprover;
-use pocketkey_core::authenticator::{Authenticator, Config};
-use pocketkey_core::crypto::master_key::MasterKey;
-use pocketkey_core::pairing::{PairingRecord, PairingStore, UrlPolicy};
-use pocketkey_core::store::Store;
-use pocketkey_net::pairing::{self as runtime, ServeEvent};
+use common::bridge::{bridge_tool, listed, text, Bridge, BRIDGE, WAIT};
+use common::hid::HidClient;
+use common::phone::{wait_for, Phone};
+use common::StandInRelay;
+use pocketkey_core::pairing::PairingRecord;
+use pocketkey_net::pairing::ServeEvent;
 use pocketkey_testkit::MakeCredential;
 
-const BRIDGE: &str = env!("CARGO_BIN_EXE_pocketkey-bridge");
-const WAIT: Duration = Duration::from_secs(30);
-
-struct Bridge {
-    child: Child,
-    addr: SocketAddr,
-    stdout: Receiver<String>,
-    stderr: Receiver<String>,
-}
-
-impl Drop for Bridge {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn lines(from: impl std::io::Read + Send + 'static) -> Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        for line in BufReader::new(from).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
-impl Bridge {
-    /// A bridge on `dir` with `--relay` and `extra` options.
-    fn start(relay: &str, dir: &Path, extra: &[&str]) -> Self {
-        let addr = UdpSocket::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap();
-        let mut child = Command::new(BRIDGE)
-            .args(["--udp", &addr.to_string(), "--relay", relay])
-            .args([
-                "--print-url",
-                "--name",
-                "Test laptop",
-                "--key-file",
-                "--auto-confirm",
-            ])
-            .args(["--phone-timeout", "20"])
-            .args(extra)
-            .arg("--state-dir")
-            .arg(dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdout = lines(child.stdout.take().unwrap());
-        let stderr = lines(child.stderr.take().unwrap());
-        Self {
-            child,
-            addr,
-            stdout,
-            stderr,
-        }
-    }
-
-    /// The next `pair: <url>` line.
-    fn pairing_url(&self) -> String {
-        loop {
-            let line = self.stdout.recv_timeout(WAIT).expect("a pair: line");
-            if let Some(url) = line.strip_prefix("pair: ") {
-                return url.to_string();
-            }
-        }
-    }
-
-    /// Waits for the standard-error line `wanted`; the lines before it.
-    fn said(&self, wanted: &str) -> Vec<String> {
-        let until = Instant::now() + WAIT;
-        let mut before = Vec::new();
-        loop {
-            let left = until.saturating_duration_since(Instant::now());
-            match self.stderr.recv_timeout(left) {
-                Ok(line) if line == wanted => return before,
-                Ok(line) => before.push(line),
-                Err(_) => panic!("the bridge never said {wanted:?}; it said {before:#?}"),
-            }
-        }
-    }
-}
-
-fn bridge_tool(dir: &Path, args: &[&str]) -> Output {
-    Command::new(BRIDGE)
-        .args(args)
-        .args(["--key-file", "--state-dir"])
-        .arg(dir)
-        .output()
-        .unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-struct Phone {
-    _dir: tempfile::TempDir,
-    engine: Arc<Mutex<Authenticator>>,
-    pairings: Arc<Mutex<PairingStore>>,
-}
-
-impl Phone {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let master = MasterKey::generate();
-        let store = Store::open(&dir.path().join("credentials.db"), &master).unwrap();
-        let authenticator =
-            Authenticator::new(store, &master, Box::new(AutoApprover), Config::default()).unwrap();
-        let pairings = Arc::new(Mutex::new(
-            PairingStore::open(&dir.path().join("pairings.db"), &master).unwrap(),
-        ));
-        Self {
-            _dir: dir,
-            engine: Arc::new(Mutex::new(authenticator)),
-            pairings,
-        }
-    }
-
-    /// Pairs with the code `bridge` shows, under the phone name `name`.
-    fn pair(&self, bridge: &Bridge, name: &str) -> PairingRecord {
-        runtime::pair(
-            &bridge.pairing_url(),
-            UrlPolicy::Strict,
-            name,
-            &*self.engine,
-            &self.pairings,
-        )
-        .unwrap()
-    }
-
-    /// Serves the pairings (`pocketkey listen`'s runtime) on a thread; the receiver hears
-    /// every event.
-    fn listen(&self, name: &str) -> (thread::JoinHandle<()>, Receiver<ServeEvent>) {
-        let stop = Arc::new(AtomicBool::new(false));
-        let (tx, events) = mpsc::channel();
-        let tx = Mutex::new(tx);
-        let on_event: runtime::OnEvent = Arc::new(move |_, event| {
-            let _ = tx.lock().unwrap().send(event);
-        });
-        let (engine, store) = (Arc::clone(&self.engine), Arc::clone(&self.pairings));
-        let name = name.to_string();
-        let handle = thread::spawn(move || {
-            runtime::listen(&name, engine, store, stop, on_event).unwrap();
-        });
-        (handle, events)
-    }
-
-    /// How many discoverable credentials this phone's key holds.
-    fn credentials(&self) -> u32 {
-        self.engine
-            .lock()
-            .unwrap()
-            .store()
-            .credential_count()
-            .unwrap()
-    }
-}
-
-fn wait_for(events: &Receiver<ServeEvent>, wanted: &ServeEvent) {
-    let until = Instant::now() + WAIT;
-    loop {
-        let left = until.saturating_duration_since(Instant::now());
-        let event = events
-            .recv_timeout(left)
-            .unwrap_or_else(|_| panic!("no {wanted:?} event"));
-        if &event == wanted {
-            return;
-        }
-    }
-}
-
 /// The phones `--list` shows on the bridge's side, by name.
-fn listed(dir: &Path) -> Vec<String> {
-    let out = bridge_tool(dir, &["--list"]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    text(&out.stdout)
+fn phones_listed(dir: &Path) -> Vec<String> {
+    listed(dir)
         .lines()
         .map(|l| l.split('\t').next().unwrap().to_string())
         .collect()
@@ -222,6 +39,35 @@ fn make_credential(user: &str) -> Vec<u8> {
         .encode()
 }
 
+/// "Phone A" paired with a bridge on `dir`, then "Phone B" with `--pair-another` (the user
+/// answering yes to serving it); the bridge that serves Phone B.
+fn two_phones_paired(relay: &StandInRelay, dir: &Path) -> (Phone, Phone, PairingRecord, Bridge) {
+    let phone_a = Phone::new();
+    let phone_b = Phone::new();
+    {
+        let bridge = Bridge::start(&relay.url, dir, &[]);
+        phone_a.pair(&bridge, "Phone A");
+        bridge.said("serving the phone \"Phone A\"");
+    }
+    let bridge = Bridge::start(&relay.url, dir, &["--pair-another"]);
+    let record_b = phone_b.pair(&bridge, "Phone B");
+    bridge.said("serving the phone \"Phone B\"");
+    (phone_a, phone_b, record_b, bridge)
+}
+
+/// The bridge said `why`, then that it serves Phone A, without showing a pairing code in
+/// between; Phone A has a session and is the one phone listed.
+fn phone_a_took_over(bridge: &Bridge, dir: &Path, events_a: &Receiver<ServeEvent>, why: &str) {
+    let said = bridge.said("serving the phone \"Phone A\"");
+    assert!(said.iter().any(|l| l == why), "{said:#?}");
+    assert!(
+        bridge.stdout.try_iter().all(|l| !l.starts_with("pair: ")),
+        "the bridge showed a pairing code"
+    );
+    wait_for(events_a, &ServeEvent::Established);
+    assert_eq!(phones_listed(dir), ["Phone A"]);
+}
+
 /// Two phones paired with one bridge, the second (paired with `--pair-another`, the user
 /// answering yes to serving it) served. That phone's user revokes the pairing while the bridge
 /// runs: at the next request the phone says `Revoke` in the session, and the bridge, instead of
@@ -230,20 +76,11 @@ fn make_credential(user: &str) -> Vec<u8> {
 fn the_other_paired_phone_takes_over_when_the_served_one_revokes() {
     let relay = StandInRelay::start();
     let dir = tempfile::tempdir().unwrap();
-    let phone_a = Phone::new();
-    let phone_b = Phone::new();
-    {
-        let bridge = Bridge::start(&relay.url, dir.path(), &[]);
-        phone_a.pair(&bridge, "Phone A");
-        bridge.said("serving the phone \"Phone A\"");
-    }
-    let bridge = Bridge::start(&relay.url, dir.path(), &["--pair-another"]);
-    let record_b = phone_b.pair(&bridge, "Phone B");
-    bridge.said("serving the phone \"Phone B\"");
-    assert_eq!(listed(dir.path()), ["Phone B", "Phone A"]);
+    let (phone_a, phone_b, record_b, bridge) = two_phones_paired(&relay, dir.path());
+    assert_eq!(phones_listed(dir.path()), ["Phone B", "Phone A"]);
 
-    let (_listener_a, events_a) = phone_a.listen("Phone A");
-    let (listener_b, events_b) = phone_b.listen("Phone B");
+    let (_, _listener_a, events_a) = phone_a.listen("Phone A");
+    let (_, listener_b, events_b) = phone_b.listen("Phone B");
     wait_for(&events_b, &ServeEvent::Established);
 
     phone_b
@@ -259,18 +96,12 @@ fn the_other_paired_phone_takes_over_when_the_served_one_revokes() {
     listener_b.join().unwrap();
 
     // Phone A takes over, without a pairing code in between.
-    let said = bridge.said("serving the phone \"Phone A\"");
-    assert!(
-        said.iter()
-            .any(|l| l == "the phone \"Phone B\" revoked the pairing"),
-        "{said:#?}"
+    phone_a_took_over(
+        &bridge,
+        dir.path(),
+        &events_a,
+        "the phone \"Phone B\" revoked the pairing",
     );
-    assert!(
-        bridge.stdout.try_iter().all(|l| !l.starts_with("pair: ")),
-        "the bridge showed a pairing code"
-    );
-    wait_for(&events_a, &ServeEvent::Established);
-    assert_eq!(listed(dir.path()), ["Phone A"]);
     let answer = hid.cbor(&make_credential("bert"), WAIT);
     assert_eq!(answer.first(), Some(&0x00), "phone A did not answer");
     assert_eq!(phone_a.credentials(), 1);
@@ -284,34 +115,19 @@ fn the_other_paired_phone_takes_over_when_the_served_one_revokes() {
 fn the_other_paired_phone_takes_over_when_the_served_one_is_unpaired_here() {
     let relay = StandInRelay::start();
     let dir = tempfile::tempdir().unwrap();
-    let phone_a = Phone::new();
-    let phone_b = Phone::new();
-    {
-        let bridge = Bridge::start(&relay.url, dir.path(), &[]);
-        phone_a.pair(&bridge, "Phone A");
-        bridge.said("serving the phone \"Phone A\"");
-    }
-    let bridge = Bridge::start(&relay.url, dir.path(), &["--pair-another"]);
-    phone_b.pair(&bridge, "Phone B");
-    bridge.said("serving the phone \"Phone B\"");
-    let (_listener_a, events_a) = phone_a.listen("Phone A");
+    let (phone_a, _phone_b, _, bridge) = two_phones_paired(&relay, dir.path());
+    let (_, _listener_a, events_a) = phone_a.listen("Phone A");
 
     let out = bridge_tool(dir.path(), &["--unpair", "Phone B"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     // Phone B does not listen: no session, the relay alone is told (a DELETE).
     assert_eq!(text(&out.stdout).trim(), "unpaired: Phone B");
-    let said = bridge.said("serving the phone \"Phone A\"");
-    assert!(
-        said.iter()
-            .any(|l| l == "the pairing with \"Phone B\" was removed here"),
-        "{said:#?}"
+    phone_a_took_over(
+        &bridge,
+        dir.path(),
+        &events_a,
+        "the pairing with \"Phone B\" was removed here",
     );
-    assert!(
-        bridge.stdout.try_iter().all(|l| !l.starts_with("pair: ")),
-        "the bridge showed a pairing code"
-    );
-    wait_for(&events_a, &ServeEvent::Established);
-    assert_eq!(listed(dir.path()), ["Phone A"]);
     let mut hid = HidClient::connect(bridge.addr);
     let answer = hid.cbor(&make_credential("carl"), WAIT);
     assert_eq!(answer.first(), Some(&0x00), "phone A did not answer");
@@ -357,10 +173,10 @@ fn the_bridge_sends_a_pending_revocation_when_it_starts() {
     bridge.said("unpaired: Phone A (the relay was told now)");
     assert!(bridge.pairing_url().starts_with("pocketkey://pair?"));
     assert_eq!(relay.tombstones(), 1);
-    assert_eq!(listed(dir.path()), Vec::<String>::new());
+    assert_eq!(phones_listed(dir.path()), Vec::<String>::new());
 
     // The phone attaches, gets 410 (the relay's word only): suspended, keys kept.
-    let (listener, events) = phone.listen("Phone A");
+    let (_, listener, events) = phone.listen("Phone A");
     wait_for(&events, &ServeEvent::Suspended);
     listener.join().unwrap();
     let stored = phone

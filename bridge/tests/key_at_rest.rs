@@ -4,24 +4,22 @@
 //! daemon on a private session bus) the key is kept there, and a `master.key` left by an
 //! earlier bridge is moved into it and deleted.
 
+mod common;
+
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
+use common::bridge::{text, BRIDGE};
 use p256::SecretKey;
 use pocketkey_core::crypto::master_key::MasterKey;
 use pocketkey_core::pairing::store::FILE_NAME;
 use pocketkey_core::pairing::{MailboxKeys, PairingRecord, PairingStore, Role};
 use rand_core::OsRng;
 
-const BRIDGE: &str = env!("CARGO_BIN_EXE_pocketkey-bridge");
 const KEY: [u8; 32] = [0x5c; 32];
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
 
 /// What the bridge says when there is no Secret Service.
 const NO_SERVICE: &str = "needs a Secret Service (GNOME Keyring, KWallet) on the session bus; \
@@ -30,6 +28,20 @@ const NO_SERVICE: &str = "needs a Secret Service (GNOME Keyring, KWallet) on the
 fn nothing_created(dir: &Path) {
     assert!(!dir.join("master.key").exists(), "a key file was created");
     assert!(!dir.join(FILE_NAME).exists(), "the store was created");
+}
+
+/// The bridge refused, naming `--key-file`, and created nothing in `dir`.
+fn refused_without_a_keyring(out: &Output, dir: &Path) {
+    assert!(
+        !out.status.success(),
+        "the bridge used a key without a keyring"
+    );
+    assert!(
+        text(&out.stderr).contains(NO_SERVICE),
+        "{}",
+        text(&out.stderr)
+    );
+    nothing_created(dir);
 }
 
 #[test]
@@ -42,16 +54,7 @@ fn without_a_secret_service_the_bridge_refuses_and_names_key_file() {
         .env_remove("DBUS_SESSION_BUS_ADDRESS")
         .output()
         .unwrap();
-    assert!(
-        !out.status.success(),
-        "the bridge used a key without a keyring"
-    );
-    assert!(
-        text(&out.stderr).contains(NO_SERVICE),
-        "{}",
-        text(&out.stderr)
-    );
-    nothing_created(dir.path());
+    refused_without_a_keyring(&out, dir.path());
 
     // A session bus with nobody answering for the Secret Service.
     let out = Command::new("dbus-run-session")
@@ -62,16 +65,7 @@ fn without_a_secret_service_the_bridge_refuses_and_names_key_file() {
         .env_remove("DBUS_SESSION_BUS_ADDRESS")
         .output()
         .expect("dbus-run-session (Debian dbus-daemon) is installed by scripts/test.sh");
-    assert!(
-        !out.status.success(),
-        "the bridge used a key without a keyring"
-    );
-    assert!(
-        text(&out.stderr).contains(NO_SERVICE),
-        "{}",
-        text(&out.stderr)
-    );
-    nothing_created(dir.path());
+    refused_without_a_keyring(&out, dir.path());
 
     // The file when asked for.
     let out = Command::new(BRIDGE)

@@ -9,16 +9,16 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read};
-use std::net::{SocketAddr, UdpSocket};
-use std::process::{Child, ChildStderr, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{phone, HidClient, Phone, StandInRelay};
+use common::bridge::Bridge;
+use common::hid::HidClient;
+use common::phone::Phone;
+use common::StandInRelay;
 use pocketkey_core::authenticator::{Authenticator, RequestContext};
 use pocketkey_core::engine::{Engine as _, RequestKind};
 use pocketkey_core::pairing::relay::RelayFrame;
@@ -29,111 +29,11 @@ use pocketkey_testkit::{GetAssertion, MakeCredential};
 /// Only a guard against a hung test, never an expectation about speed.
 const HANG: Duration = Duration::from_secs(60);
 
-struct Bridge {
-    child: Child,
-    addr: SocketAddr,
-    /// Standard error, line by line.
-    stderr: Receiver<String>,
-}
-
-impl Drop for Bridge {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Bridge {
-    /// `pocketkey-bridge --udp <free port> --relay URL --name "Test laptop" --auto-confirm
-    /// ARGS`, stdout and stderr to pipes.
-    fn start(relay: &str, dir: &std::path::Path, args: &[&str]) -> Self {
-        let addr = UdpSocket::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_pocketkey-bridge"))
-            .args(["--key-file", "--udp", &addr.to_string(), "--relay", relay])
-            .args([
-                "--name",
-                "Test laptop",
-                "--phone-timeout",
-                "20",
-                "--auto-confirm",
-            ])
-            .args(args)
-            .arg("--state-dir")
-            .arg(dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = lines(child.stderr.take().unwrap());
-        Self {
-            child,
-            addr,
-            stderr,
-        }
-    }
-
-    /// Reads standard error up to the first line containing `text`; the lines read.
-    fn stderr_until(&self, text: &str) -> Vec<String> {
-        let mut seen = Vec::new();
-        loop {
-            match self.stderr.recv_timeout(HANG) {
-                Ok(line) => {
-                    let found = line.contains(text);
-                    seen.push(line);
-                    if found {
-                        return seen;
-                    }
-                }
-                Err(_) => panic!("no {text:?} on stderr; saw {seen:#?}"),
-            }
-        }
-    }
-
-    /// The first `pair:` line on stdout (with `--print-url`).
-    fn pairing_url(&mut self) -> String {
-        let mut line = String::new();
-        BufReader::new(self.child.stdout.as_mut().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        line.strip_prefix("pair: ")
-            .unwrap_or_else(|| panic!("a pair: line, not {line:?}"))
-            .trim()
-            .to_string()
-    }
-
-    /// Waits for the process to end by itself.
-    fn exit_status(&mut self) -> ExitStatus {
-        let deadline = Instant::now() + HANG;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "the bridge kept running");
-            thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-fn lines(stderr: ChildStderr) -> Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
 #[test]
 fn the_pairing_url_is_not_printed_to_a_pipe_without_print_url() {
     let relay = StandInRelay::start();
     let dir = tempfile::tempdir().unwrap();
-    let mut b = Bridge::start(&relay.url, dir.path(), &[]);
+    let mut b = Bridge::spawn(&relay.url, dir.path(), &[]);
     let told = b.stderr_until("showing a pairing code");
     assert!(
         told.iter().any(|l| l.contains("--print-url")),
@@ -142,13 +42,7 @@ fn the_pairing_url_is_not_printed_to_a_pipe_without_print_url() {
     // Everything the bridge wrote to stdout, up to its end.
     b.child.kill().unwrap();
     b.child.wait().unwrap();
-    let mut stdout = String::new();
-    b.child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut stdout)
-        .unwrap();
+    let stdout: String = b.stdout.iter().map(|line| line + "\n").collect();
     let stderr: Vec<String> = told.into_iter().chain(b.stderr.try_iter()).collect();
     assert_eq!(stdout, "", "nothing on stdout");
     for line in &stderr {
@@ -166,7 +60,7 @@ fn the_qr_png_is_owner_only_even_over_a_readable_file() {
     let png = dir.path().join("pair.png");
     std::fs::write(&png, b"old").unwrap();
     std::fs::set_permissions(&png, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let b = Bridge::start(
+    let b = Bridge::spawn(
         &relay.url,
         &dir.path().join("state"),
         &["--qr-png", png.to_str().unwrap()],
@@ -187,10 +81,10 @@ fn the_qr_png_is_owner_only_even_over_a_readable_file() {
 fn an_unpaired_bridge_stops_offering_when_its_window_ends() {
     let relay = StandInRelay::start();
     let dir = tempfile::tempdir().unwrap();
-    let mut b = Bridge::start(&relay.url, dir.path(), &["--offer-for", "1"]);
+    let mut b = Bridge::spawn(&relay.url, dir.path(), &["--offer-for", "1"]);
     b.stderr_until("showing a pairing code");
     let said = b.stderr_until("pocketkey-bridge:");
-    let status = b.exit_status();
+    let status = b.exit();
     assert!(!status.success(), "{status}");
     assert!(
         said.last().unwrap().contains(
@@ -230,7 +124,14 @@ fn pair(b: &mut Bridge, phone: &Phone) -> HidClient {
         go: Mutex::new(mpsc::channel().1),
         made: AtomicUsize::new(0),
     };
-    runtime::pair(&url, UrlPolicy::Strict, "Test phone", &engine, &phone.store).unwrap();
+    runtime::pair(
+        &url,
+        UrlPolicy::Strict,
+        "Test phone",
+        &engine,
+        &phone.pairings,
+    )
+    .unwrap();
     let mut hid = HidClient::connect(b.addr);
     let deadline = Instant::now() + HANG;
     while hid.cbor(&[0x04], Duration::from_secs(2))[0] != 0x00 {
@@ -244,12 +145,12 @@ fn pair(b: &mut Bridge, phone: &Phone) -> HidClient {
 fn pair_another_goes_back_to_its_phone_when_the_window_ends() {
     let relay = StandInRelay::start();
     let dir = tempfile::tempdir().unwrap();
-    let phone = phone();
+    let phone = Phone::new();
     {
-        let mut b = Bridge::start(&relay.url, dir.path(), &["--print-url"]);
+        let mut b = Bridge::spawn(&relay.url, dir.path(), &["--print-url"]);
         pair(&mut b, &phone);
     }
-    let mut b = Bridge::start(
+    let mut b = Bridge::spawn(
         &relay.url,
         dir.path(),
         &["--pair-another", "--offer-for", "1"],
@@ -270,8 +171,8 @@ fn pair_another_goes_back_to_its_phone_when_the_window_ends() {
 fn peer_present_during_a_request_does_not_cancel_it() {
     let relay = StandInRelay::start();
     let dir = tempfile::tempdir().unwrap();
-    let phone = phone();
-    let mut b = Bridge::start(&relay.url, dir.path(), &["--print-url"]);
+    let phone = Phone::new();
+    let mut b = Bridge::spawn(&relay.url, dir.path(), &["--print-url"]);
     let mut hid = pair(&mut b, &phone);
 
     let (started_tx, started) = mpsc::channel();
@@ -286,7 +187,7 @@ fn peer_present_during_a_request_does_not_cancel_it() {
     let listening = {
         let (engine, store, stop) = (
             Arc::clone(&engine) as Arc<dyn pocketkey_core::engine::Engine>,
-            Arc::clone(&phone.store),
+            Arc::clone(&phone.pairings),
             Arc::clone(&stop),
         );
         thread::spawn(move || {

@@ -15,7 +15,9 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{phone, HidClient, Phone, StandInRelay};
+use common::hid::HidClient;
+use common::phone::Phone;
+use common::StandInRelay;
 use pocketkey_core::authenticator::Authenticator;
 use pocketkey_core::engine::{Engine, RequestContext, RequestKind};
 use pocketkey_core::pairing::relay::RelayFrame;
@@ -108,7 +110,7 @@ fn listen(phone: &Phone) -> (Arc<AtomicBool>, thread::JoinHandle<()>) {
     let stop = Arc::new(AtomicBool::new(false));
     let (engine, store, s) = (
         Arc::new(EngineRef(Arc::clone(&phone.engine))),
-        Arc::clone(&phone.store),
+        Arc::clone(&phone.pairings),
         Arc::clone(&stop),
     );
     let handle = thread::spawn(move || {
@@ -134,13 +136,13 @@ fn pair_register_sign_in_and_time_out_through_the_bridge() {
     let mut hid = HidClient::connect(b.addr);
     assert_eq!(hid.cbor(&[0x04], Duration::from_secs(2)), vec![0x7f]);
 
-    let phone = phone();
+    let phone = Phone::new();
     let record = runtime::pair(
         &url,
         UrlPolicy::Strict,
         "Test phone",
         &EngineRef(Arc::clone(&phone.engine)),
-        &phone.store,
+        &phone.pairings,
     )
     .unwrap();
     assert_eq!(record.name, "Test laptop");
@@ -150,7 +152,7 @@ fn pair_register_sign_in_and_time_out_through_the_bridge() {
         UrlPolicy::Strict,
         "Thief",
         &EngineRef(Arc::clone(&phone.engine)),
-        &phone.store,
+        &phone.pairings,
     );
     assert!(again.is_err());
 
@@ -270,10 +272,16 @@ fn a_phone_starting_over_mid_handshake_is_answered_at_once() {
     let bridge_dir = tempfile::tempdir().unwrap();
     let b = bridge(&relay.url, bridge_dir.path(), true);
     let url = b.first_line.strip_prefix("pair: ").unwrap().trim();
-    let phone = phone();
+    let phone = Phone::new();
     let engine = EngineRef(Arc::clone(&phone.engine));
-    let record =
-        runtime::pair(url, UrlPolicy::Strict, "Test phone", &engine, &phone.store).unwrap();
+    let record = runtime::pair(
+        url,
+        UrlPolicy::Strict,
+        "Test phone",
+        &engine,
+        &phone.pairings,
+    )
+    .unwrap();
     let mut hid = HidClient::connect(b.addr);
     let deadline = Instant::now() + Duration::from_secs(5);
     while hid.cbor(&[0x04], Duration::from_secs(2))[0] != 0x00 {

@@ -8,7 +8,7 @@
 //! `pocketkey listen` and the app's `SecurityKey` retry once the relay is back, never serving
 //! the revoked pairing.
 
-#[path = "../../bridge/tests/common/mod.rs"]
+#[path = "../../bridge/tests/common/hid.rs"]
 mod common;
 
 use std::io::{BufRead, BufReader, Lines, Read, Write};

@@ -1,7 +1,8 @@
 //! Test helpers: a pairing-relay stand-in that follows `docs/pairing-protocol.md` §3 (attach:
 //! CHALLENGE, then the ATTACH checked with the core's `verify_attach`, close 4003 otherwise; PEER, DATA routing, WAKE → "no push target",
 //! DELETE → ACK + close 4010 + tombstone 410; and faults: lost frames, dead sockets, injected
-//! frames, a revocation nobody asked for), and a minimal CTAPHID-over-UDP client.
+//! frames, a revocation nobody asked for); and, in submodules, a minimal CTAPHID-over-UDP
+//! client, the bridge as a process, and a phone in this process.
 #![allow(
     dead_code,
     clippy::type_complexity,
@@ -10,12 +11,12 @@
 )]
 
 use std::collections::{HashMap, HashSet};
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use pocketkey_core::pairing::mailbox::{parse_path, verify_attach, SUBPROTOCOL};
 use pocketkey_core::pairing::relay::RelayFrame;
@@ -24,6 +25,10 @@ use tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tungstenite::http::{HeaderValue, StatusCode};
 use tungstenite::protocol::{frame::coding::CloseCode, CloseFrame};
 use tungstenite::Message;
+
+pub mod bridge;
+pub mod hid;
+pub mod phone;
 
 enum Out {
     Frame(Vec<u8>),
@@ -347,122 +352,5 @@ fn connection(tcp: std::net::TcpStream, state: Arc<Mutex<State>>, stop: Arc<Atom
         if let Some((_, peer)) = &entry[slot(role.other())] {
             let _ = peer.send(Out::Frame(RelayFrame::Peer { present: false }.encode()));
         }
-    }
-}
-
-// ---- CTAPHID over UDP ---------------------------------------------------------------------------
-
-pub struct HidClient {
-    socket: UdpSocket,
-    cid: u32,
-    pub keepalives: Vec<u8>,
-}
-
-const INIT: u8 = 0x86;
-const CBOR: u8 = 0x90;
-const KEEPALIVE: u8 = 0xbb;
-const ERROR: u8 = 0xbf;
-
-impl HidClient {
-    pub fn connect(addr: SocketAddr) -> Self {
-        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-        socket.connect(addr).unwrap();
-        socket
-            .set_read_timeout(Some(Duration::from_millis(500)))
-            .unwrap();
-        let mut client = Self {
-            socket,
-            cid: 0xffff_ffff,
-            keepalives: Vec::new(),
-        };
-        let nonce = [7u8; 8];
-        let (cmd, data) = client.transact(INIT, &nonce, Duration::from_secs(5));
-        assert_eq!(cmd, INIT);
-        assert_eq!(&data[..8], &nonce);
-        client.cid = u32::from_be_bytes(data[8..12].try_into().unwrap());
-        client
-    }
-
-    fn send(&self, cmd: u8, data: &[u8]) {
-        let mut report = [0u8; 64];
-        report[..4].copy_from_slice(&self.cid.to_be_bytes());
-        report[4] = cmd;
-        report[5..7].copy_from_slice(&(data.len() as u16).to_be_bytes());
-        let first = data.len().min(57);
-        report[7..7 + first].copy_from_slice(&data[..first]);
-        self.socket.send(&report).unwrap();
-        let mut seq = 0u8;
-        for chunk in data[first..].chunks(59) {
-            let mut report = [0u8; 64];
-            report[..4].copy_from_slice(&self.cid.to_be_bytes());
-            report[4] = seq;
-            report[5..5 + chunk.len()].copy_from_slice(chunk);
-            self.socket.send(&report).unwrap();
-            seq += 1;
-        }
-    }
-
-    /// Sends a message, reads the answer (skipping KEEPALIVEs, recorded) until `timeout`.
-    pub fn transact(&mut self, cmd: u8, data: &[u8], timeout: Duration) -> (u8, Vec<u8>) {
-        self.send(cmd, data);
-        let deadline = Instant::now() + timeout;
-        let mut buf = [0u8; 64];
-        loop {
-            assert!(Instant::now() < deadline, "no answer in {timeout:?}");
-            let Ok(n) = self.socket.recv(&mut buf) else {
-                continue;
-            };
-            assert_eq!(n, 64);
-            let cmd = buf[4];
-            if cmd == KEEPALIVE {
-                self.keepalives.push(buf[7]);
-                continue;
-            }
-            let len = u16::from_be_bytes([buf[5], buf[6]]) as usize;
-            let mut data = buf[7..7 + len.min(57)].to_vec();
-            while data.len() < len {
-                let n = self.socket.recv(&mut buf).unwrap();
-                assert_eq!(n, 64);
-                let take = (len - data.len()).min(59);
-                data.extend_from_slice(&buf[5..5 + take]);
-            }
-            return (cmd, data);
-        }
-    }
-
-    /// One CTAP2 request; returns status ‖ CBOR.
-    pub fn cbor(&mut self, request: &[u8], timeout: Duration) -> Vec<u8> {
-        let (cmd, data) = self.transact(CBOR, request, timeout);
-        assert_ne!(cmd, ERROR, "CTAPHID error {data:?}");
-        assert_eq!(cmd, CBOR);
-        data
-    }
-}
-
-/// A phone for the tests: a real engine that approves everything and a pairing store, in a
-/// temporary directory.
-pub struct Phone {
-    _dir: tempfile::TempDir,
-    pub engine: Arc<Mutex<pocketkey_core::authenticator::Authenticator>>,
-    pub store: Arc<Mutex<pocketkey_core::pairing::PairingStore>>,
-}
-
-pub fn phone() -> Phone {
-    use pocketkey_core::approver::AutoApprover;
-    use pocketkey_core::authenticator::{Authenticator, Config};
-    use pocketkey_core::crypto::master_key::MasterKey;
-    use pocketkey_core::pairing::PairingStore;
-    use pocketkey_core::store::Store;
-
-    let dir = tempfile::tempdir().unwrap();
-    let master = MasterKey::generate();
-    let store = Store::open(&dir.path().join("credentials.db"), &master).unwrap();
-    let engine =
-        Authenticator::new(store, &master, Box::new(AutoApprover), Config::default()).unwrap();
-    let pairings = PairingStore::open(&dir.path().join("pairings.db"), &master).unwrap();
-    Phone {
-        _dir: dir,
-        engine: Arc::new(Mutex::new(engine)),
-        store: Arc::new(Mutex::new(pairings)),
     }
 }
