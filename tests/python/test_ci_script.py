@@ -12,6 +12,7 @@ import os
 import shutil
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -215,6 +216,13 @@ def _ios_tree(tmp_path: Path, xctest_line: str) -> Path:
     chroot = tmp_path / "chroot"
     (chroot / "usr" / "include" / "openssl").mkdir(parents=True)
     (chroot / "usr" / "include" / "openssl" / "evp.h").write_text("")
+    # The end-to-end tests' needs, present: python3 + cryptography in the chroot, the relay
+    # and bridge (a stubbed cargo), python-fido2 as pinned (this interpreter's).
+    _write_stub(chroot / "usr" / "bin" / "python3")
+    (chroot / "usr" / "lib" / "python3" / "dist-packages" / "cryptography").mkdir(parents=True)
+    _write_stub(tmp_path / "stub-bin" / "cargo")
+    (tmp_path / "tests" / "python").mkdir(parents=True)
+    shutil.copy2(ROOT / "tests" / "python" / "requirements.txt", tmp_path / "tests" / "python")
     pkg = tmp_path / "ios-shell" / "PocketKeyKit" / "Sources"
     for f in ["PocketKeyCore/PocketKeyCore.swift", "PocketKeyCoreFFI/PocketKeyCoreFFI.h"]:
         (pkg / f).parent.mkdir(parents=True, exist_ok=True)
@@ -247,7 +255,12 @@ def test_swift_step_fails_when_xctest_ran_no_test(
     log.write_text("")
     proc = subprocess.run(
         ["bash", str(tree / "ios-shell" / "scripts" / "test-linux.sh")],
-        env={"PATH": os.environ["PATH"], "HOME": str(tmp_path), "STUB_LOG": str(log)},
+        env={
+            "PATH": f"{tree / 'stub-bin'}:{os.environ['PATH']}",
+            "HOME": str(tmp_path),
+            "STUB_LOG": str(log),
+            "PYTHON": sys.executable,
+        },
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
