@@ -111,6 +111,26 @@ def open_udp_device(addr: tuple[str, int], timeout: float = PACKET_TIMEOUT) -> C
         raise
 
 
+def open_answering_get_info(addr: tuple[str, int], timeout: float) -> CtapHidDevice:
+    """The device at `addr` once it answers getInfo. A bridge answers CTAP1_ERR_OTHER until it
+    has stored its phone's getInfo, a moment after the phone's pairing call has returned."""
+    from fido2.ctap2 import Ctap2
+
+    deadline = time.monotonic() + timeout
+    while True:
+        dev = None
+        try:
+            dev = open_udp_device(addr)
+            Ctap2(dev)
+            return dev
+        except Exception:
+            if dev is not None:
+                dev.close()
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def send_power_cycle(addr: tuple[str, int]) -> None:
     """Send the "power cycle" datagram (no reply is expected)."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:

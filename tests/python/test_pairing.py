@@ -25,7 +25,7 @@ from fido2.webauthn import (
 )
 
 from pk_helpers import client
-from pocketkey_udp import REPO_ROOT, free_udp_port, open_udp_device
+from pocketkey_udp import REPO_ROOT, free_udp_port, open_answering_get_info, open_udp_device
 
 PHONE_TIMEOUT = 3
 
@@ -167,27 +167,6 @@ def listen(s) -> subprocess.Popen:
     ])
 
 
-def wait_for_get_info(addr, timeout: float = 10.0):
-    """The bridge's device once it answers getInfo: the phone's pairing call returns as soon as
-    the phone has the bridge's Hello, a moment before the bridge has stored the phone's (until
-    then getInfo answers CTAP1_ERR_OTHER)."""
-    from fido2.ctap2 import Ctap2
-
-    deadline = time.monotonic() + timeout
-    while True:
-        dev = None
-        try:
-            dev = open_udp_device(addr)
-            Ctap2(dev)
-            return dev
-        except Exception:
-            if dev is not None:
-                dev.close()
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
-
-
 def test_register_and_sign_in_through_the_bridge(setup):
     pair(setup)
     out = subprocess.run(
@@ -197,7 +176,7 @@ def test_register_and_sign_in_through_the_bridge(setup):
     assert out.returncode == 0 and out.stdout.startswith("Test laptop\t"), out
 
     listen(setup)
-    dev = wait_for_get_info(setup["addr"])
+    dev = open_answering_get_info(setup["addr"], 10.0)
     rp_id, origin = "pairing.example.org", "https://pairing.example.org"
     server = Fido2Server(PublicKeyCredentialRpEntity(id=rp_id, name="Pairing RP"), attestation="none")
     options, state = server.register_begin(
@@ -220,7 +199,7 @@ def test_register_and_sign_in_through_the_bridge(setup):
 def test_unreachable_phone_gets_ctap_timeout(setup):
     pair(setup)
     phone = listen(setup)
-    dev = wait_for_get_info(setup["addr"])
+    dev = open_answering_get_info(setup["addr"], 10.0)
     setup["procs"].stop(phone)  # the phone goes away: getInfo still from the cache
     rp_id, origin = "pairing.example.org", "https://pairing.example.org"
     server = Fido2Server(PublicKeyCredentialRpEntity(id=rp_id, name="Pairing RP"), attestation="none")
@@ -303,7 +282,7 @@ def test_yes_on_the_computer_pairs_both_sides(asking):
     assert phone.returncode == 0, err
     assert out.startswith("paired: ") and "Test laptop" in out, out
     assert [p.split("\t")[0] for p in phone_pairings(asking, asking["phone_dir"])] == ["Test laptop"]
-    wait_for_get_info(asking["addr"]).close()  # the bridge serves the phone's getInfo
+    open_answering_get_info(asking["addr"], 10.0).close()  # the bridge serves the phone's getInfo
     asking["procs"].stop(asking["bridge"])
     assert bridge_phones(asking) == ["Pixel"]
 
@@ -342,7 +321,7 @@ def test_a_second_phone_is_served_only_when_the_user_says_so(asking, tmp_path):
     s["procs"].start([
         s["binaries"]["pocketkey"], "listen", "--auto-approve", "--state-dir", phone_a,
     ])
-    dev = wait_for_get_info(s["addr"])
+    dev = open_answering_get_info(s["addr"], 10.0)
     rp_id, origin = "pairing.example.org", "https://pairing.example.org"
     server = Fido2Server(PublicKeyCredentialRpEntity(id=rp_id, name="Pairing RP"), attestation="none")
     options, state = server.register_begin(
@@ -361,7 +340,7 @@ def test_a_second_phone_is_served_only_when_the_user_says_so(asking, tmp_path):
     bridge = start_bridge(s["binaries"], s["procs"], s["relay"].addr, s["bridge_dir"], s["port"],
                           ask=True)
     s["bridge"] = bridge
-    dev = wait_for_get_info(s["addr"])
+    dev = open_answering_get_info(s["addr"], 10.0)
     options, state = server.register_begin(
         PublicKeyCredentialUserEntity(id=os.urandom(16), name="erin", display_name="Erin"),
         user_verification=UserVerificationRequirement.DISCOURAGED,
@@ -389,7 +368,7 @@ def test_app_bindings_pair_listen_and_unpair(setup, tmp_path):
 
     listener = key.listen("App phone")
     try:
-        dev = wait_for_get_info(setup["addr"])
+        dev = open_answering_get_info(setup["addr"], 10.0)
         rp_id, origin = "app.example.org", "https://app.example.org"
         server = Fido2Server(PublicKeyCredentialRpEntity(id=rp_id, name="App RP"), attestation="none")
         options, state = server.register_begin(
@@ -423,7 +402,7 @@ def test_keepalive_upneeded_and_cancel_reach_the_phone(setup, tmp_path):
     key.pair(setup["url"], "App phone", False, ShownCode())
     listener = key.listen("App phone")
     try:
-        dev = wait_for_get_info(setup["addr"])
+        dev = open_answering_get_info(setup["addr"], 10.0)
         ctap = Ctap2(dev)
         statuses: list[int] = []
         cancel = threading.Event()
@@ -504,7 +483,7 @@ def test_a_burst_of_requests_is_paced_not_dropped(setup):
 
     pair(setup)
     listen(setup)
-    ctap = Ctap2(wait_for_get_info(setup["addr"]))
+    ctap = Ctap2(open_answering_get_info(setup["addr"], 10.0))
     for i in range(70):
         ctap.make_credential(
             os.urandom(32), {"id": "burst.example.org", "name": "x"},
@@ -737,7 +716,7 @@ def test_latency_connected_phone(traced, tmp_path, capfd):
     key.pair(traced["url"], "App phone", False, ShownCode())
     listener = key.listen("App phone")
     try:
-        ctap = Ctap2(wait_for_get_info(traced["addr"]))
+        ctap = Ctap2(open_answering_get_info(traced["addr"], 10.0))
         make_credential(ctap, -1)  # warm-up (first use of the engine and its store): not measured
         cpu = CpuMeter({"relay": traced["relay"].pid, "bridge": traced["bridge"].pid,
                         "pytest (python-fido2 + the app's phone)": os.getpid()})
@@ -815,7 +794,7 @@ def test_latency_phone_process(traced, woken):
         wait_for(lambda: count("wake-ups go to") == 1, "the webhook registration")
     else:
         wait_for(lambda: count(" phone.established") == 1, "the phone's session")
-    ctap = Ctap2(wait_for_get_info(traced["addr"]))  # getInfo from the bridge's cache
+    ctap = Ctap2(open_answering_get_info(traced["addr"], 10.0))  # getInfo from the bridge's cache
     if not woken:
         make_credential(ctap, -1)  # as in the in-process test: warm-up, not measured
     cpu = CpuMeter({"relay": traced["relay"].pid, "bridge": traced["bridge"].pid,

@@ -26,25 +26,7 @@ from fido2.webauthn import (  # noqa: E402
 )
 
 from pk_helpers import client  # noqa: E402
-from pocketkey_udp import open_udp_device  # noqa: E402
-
-
-def device_answering_get_info(addr: tuple[str, int], timeout: float):
-    """The bridge's device once getInfo works: right after pairing the bridge may still be
-    storing the phone (getInfo answers CTAP1_ERR_OTHER until then)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        dev = None
-        try:
-            dev = open_udp_device(addr)
-            Ctap2(dev)
-            return dev
-        except Exception:
-            if dev is not None:
-                dev.close()
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
+from pocketkey_udp import open_answering_get_info  # noqa: E402
 
 
 def main() -> int:
@@ -55,7 +37,7 @@ def main() -> int:
     parser.add_argument("--sign-in", action="store_true", help="sign in after registering")
     args = parser.parse_args()
     host, port = args.udp.rsplit(":", 1)
-    dev = device_answering_get_info((host, int(port)), timeout=30)
+    dev = open_answering_get_info((host, int(port)), timeout=30)
     origin = f"https://{args.rp}"
     server = Fido2Server(PublicKeyCredentialRpEntity(id=args.rp, name="App test RP"), attestation="none")
 
