@@ -19,51 +19,23 @@ cd "$ROOT"
 say() { printf '[kotlin app-logic] %s\n' "$*" >&2; }
 T0=$(date +%s)
 
-. "$ROOT/tests/kotlin/toolchain.sh"
+. "$ROOT/tests/kotlin/lib.sh"
 python3 -c 'import fido2' 2>/dev/null \
     || { say "ERROR: python3 cannot import fido2: pip install -r tests/python/requirements.txt"; exit 1; }
 
-TARGET_DIR=$(cargo metadata --no-deps --format-version 1 2>/dev/null \
-    | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
-TARGET_DIR=${TARGET_DIR:-${CARGO_TARGET_DIR:-$ROOT/target}}
-LIB_DIR=$TARGET_DIR/debug
-GEN=$TARGET_DIR/bindings/kotlin
-GEN_KT=$GEN/com/pocketkey/core/pocketkey_ffi.kt
 OUT=$TARGET_DIR/kotlin-app-logic
 mkdir -p "$OUT"
 
-# --- engine, binaries, bindings -------------------------------------------------------------
-# Two builds, as scripts/build-bindings.sh and tests/python build them: one cargo call for all
-# three would unify their features and relink the library every run, making the bindings stale.
-say "cargo build -p pocketkey-relay -p pocketkey-bridge; cargo build -p pocketkey-ffi"
+# --- binaries, bindings, then one kotlinc run (skipped when nothing changed) ---------------
+say "cargo build -p pocketkey-relay -p pocketkey-bridge"
 cargo build -q -p pocketkey-relay -p pocketkey-bridge >&2
-cargo build -q -p pocketkey-ffi >&2
-if [ ! -f "$GEN_KT" ] || [ "$LIB_DIR/libpocketkey_ffi.so" -nt "$GEN_KT" ] || [ "$ROOT/uniffi.toml" -nt "$GEN_KT" ]; then
-    say "generated Kotlin missing or stale: scripts/build-bindings.sh"
-    "$ROOT/scripts/build-bindings.sh" >/dev/null
-fi
-[ -f "$GEN_KT" ] || { say "ERROR: $GEN_KT missing after build-bindings.sh"; exit 1; }
-
-# --- compile: bindings + app-logic + the shared harness + these tests ----------------------
+fresh_bindings
 mapfile -t SOURCES < <( { find "$GEN/com/pocketkey/core" "$ROOT/android-shell/app-logic/src/main/kotlin" \
                             "$HERE/app-logic" -name '*.kt'
                           printf '%s\n' "$HERE/bindings/Harness.kt" "$HERE/bindings/Cbor.kt" "$HERE/bindings/Ctap.kt"
                         } | LC_ALL=C sort)
 JAR=$OUT/app-logic-test.jar
-STAMP=$( { "$KOTLINC" -version 2>&1 | head -n1; printf '%s\n' "$JNA_JAR" "$KOTLIN_COROUTINES_JAR"
-           for f in "${SOURCES[@]}"; do printf '%s\n' "$f"; sha256sum <"$f"; done; } | sha256sum | cut -d' ' -f1)
-if [ -f "$JAR" ] && [ "$(cat "$JAR.stamp" 2>/dev/null)" = "$STAMP" ]; then
-    say "sources unchanged: reusing $JAR"
-else
-    say "kotlinc: ${#SOURCES[@]} files"
-    t=$(date +%s)
-    rm -f "$JAR.stamp"
-    # -nowarn: the generated bindings alone produce dozens of warnings.
-    "$KOTLINC" -nowarn -cp "$JNA_JAR:$KOTLIN_COROUTINES_JAR" -d "$JAR.tmp.$$.jar" "${SOURCES[@]}"
-    mv -f "$JAR.tmp.$$.jar" "$JAR"
-    printf '%s\n' "$STAMP" >"$JAR.stamp"
-    say "compiled in $(( $(date +%s) - t ))s"
-fi
+compile_jar "$JAR" "${SOURCES[@]}"
 
 # --- run ----------------------------------------------------------------------------------
 say "java com.pocketkey.tests.applogic.AppLogicTestKt $*"

@@ -23,45 +23,16 @@ cd "$ROOT"
 say() { printf '[kotlin test] %s\n' "$*" >&2; }
 T0=$(date +%s)
 
-. "$ROOT/tests/kotlin/toolchain.sh"
+. "$ROOT/tests/kotlin/lib.sh"
 
-TARGET_DIR=$(cargo metadata --no-deps --format-version 1 2>/dev/null \
-    | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
-TARGET_DIR=${TARGET_DIR:-${CARGO_TARGET_DIR:-$ROOT/target}}
-LIB_DIR=$TARGET_DIR/debug
-LIB=$LIB_DIR/libpocketkey_ffi.so
-GEN=$TARGET_DIR/bindings/kotlin
-GEN_KT=$GEN/com/pocketkey/core/pocketkey_ffi.kt
 OUT=$TARGET_DIR/kotlin-tests
 mkdir -p "$OUT"
 
-# --- bindings -----------------------------------------------------------------------------
-say "cargo build -p pocketkey-ffi --features bindgen"
-cargo build -q -p pocketkey-ffi --features bindgen >&2
-if [ ! -f "$GEN_KT" ] || [ "$LIB" -nt "$GEN_KT" ] || [ "$ROOT/uniffi.toml" -nt "$GEN_KT" ]; then
-    say "generated Kotlin missing or stale: scripts/build-bindings.sh"
-    "$ROOT/scripts/build-bindings.sh" >/dev/null
-fi
-[ -f "$LIB" ] || { say "ERROR: $LIB missing"; exit 1; }
-[ -f "$GEN_KT" ] || { say "ERROR: $GEN_KT missing after build-bindings.sh"; exit 1; }
-
-# --- compile (one kotlinc run, skipped when nothing changed) ------------------------------
+# --- bindings, then one kotlinc run (skipped when nothing changed) ------------------------
+fresh_bindings
 mapfile -t SOURCES < <(find "$GEN/com/pocketkey/core" "$HERE/bindings" -name '*.kt' | LC_ALL=C sort)
 JAR=$OUT/bindings-test.jar
-STAMP=$( { "$KOTLINC" -version 2>&1 | head -n1; printf '%s\n' "$JNA_JAR" "$KOTLIN_COROUTINES_JAR"
-           for f in "${SOURCES[@]}"; do printf '%s\n' "$f"; sha256sum <"$f"; done; } | sha256sum | cut -d' ' -f1)
-if [ -f "$JAR" ] && [ "$(cat "$JAR.stamp" 2>/dev/null)" = "$STAMP" ]; then
-    say "sources unchanged: reusing $JAR"
-else
-    say "kotlinc: ${#SOURCES[@]} files"
-    t=$(date +%s)
-    rm -f "$JAR.stamp"
-    # -nowarn: the generated bindings alone produce dozens of warnings.
-    "$KOTLINC" -nowarn -cp "$JNA_JAR:$KOTLIN_COROUTINES_JAR" -d "$JAR.tmp.$$.jar" "${SOURCES[@]}"
-    mv -f "$JAR.tmp.$$.jar" "$JAR"
-    printf '%s\n' "$STAMP" >"$JAR.stamp"
-    say "compiled in $(( $(date +%s) - t ))s"
-fi
+compile_jar "$JAR" "${SOURCES[@]}"
 
 # --- run ----------------------------------------------------------------------------------
 say "java com.pocketkey.tests.BindingsTestKt $*"
