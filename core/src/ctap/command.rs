@@ -12,3 +12,18 @@ pub const LARGE_BLOBS: u8 = 0x0C;
 pub const CONFIG: u8 = 0x0D;
 /// Pre-2.1 vendor alias of credentialManagement (libfido2 and OpenSSH send it).
 pub const CREDENTIAL_MANAGEMENT_PREVIEW: u8 = 0x41;
+
+/// Every command byte this authenticator implements; any other is CTAP1_ERR_INVALID_COMMAND.
+pub const ALL: &[u8] = &[
+    MAKE_CREDENTIAL,
+    GET_ASSERTION,
+    GET_INFO,
+    CLIENT_PIN,
+    RESET,
+    GET_NEXT_ASSERTION,
+    CREDENTIAL_MANAGEMENT,
+    SELECTION,
+    LARGE_BLOBS,
+    CONFIG,
+    CREDENTIAL_MANAGEMENT_PREVIEW,
+];

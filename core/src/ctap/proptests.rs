@@ -366,22 +366,8 @@ fn runner(cases: u32) -> TestRunner {
     })
 }
 
-const COMMANDS: &[u8] = &[
-    command::MAKE_CREDENTIAL,
-    command::GET_ASSERTION,
-    command::GET_INFO,
-    command::CLIENT_PIN,
-    command::RESET,
-    command::GET_NEXT_ASSERTION,
-    command::CREDENTIAL_MANAGEMENT,
-    command::SELECTION,
-    command::LARGE_BLOBS,
-    command::CONFIG,
-    command::CREDENTIAL_MANAGEMENT_PREVIEW,
-];
-
 fn ctap_request() -> impl Strategy<Value = Vec<u8>> {
-    let cmd = prop_oneof![3 => proptest::sample::select(COMMANDS), 1 => any::<u8>()];
+    let cmd = prop_oneof![3 => proptest::sample::select(command::ALL), 1 => any::<u8>()];
     let body = prop_oneof![
         3 => request_map().prop_map(|m| encode(&m)),
         2 => well_formed_make_credential().prop_map(|r| encode(&Value::Map(r.to_cbor()))),
