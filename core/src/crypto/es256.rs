@@ -189,6 +189,29 @@ impl x509_cert::spki::SignatureAlgorithmIdentifier for Es256Key {
         <p256::ecdsa::Signature as x509_cert::spki::AssociatedAlgorithmIdentifier>::ALGORITHM_IDENTIFIER;
 }
 
+/// Checks an ES256 signature: ECDSA P-256 over SHA-256 of `message`, DER-encoded, under the
+/// uncompressed SEC1 point `point`. A malformed point or signature is `false`, never a panic.
+pub fn verify(point: &[u8], message: &[u8], der: &[u8]) -> bool {
+    use p256::ecdsa::signature::Verifier;
+    let Ok(public) = p256::ecdsa::VerifyingKey::from_sec1_bytes(point) else {
+        return false;
+    };
+    let Ok(signature) = p256::ecdsa::Signature::from_der(der) else {
+        return false;
+    };
+    public.verify(message, &signature).is_ok()
+}
+
+/// Checks that `point` is an uncompressed SEC1 point on P-256 (0x04 ‖ x ‖ y, not the identity).
+pub fn check_public_point(point: &[u8]) -> Result<[u8; POINT_LEN], Es256KeyError> {
+    let fixed: [u8; POINT_LEN] = point.try_into().map_err(|_| Es256KeyError)?;
+    if fixed[0] != 0x04 {
+        return Err(Es256KeyError);
+    }
+    p256::PublicKey::from_sec1_bytes(&fixed).map_err(|_| Es256KeyError)?;
+    Ok(fixed)
+}
+
 /// A P-256 key-agreement key that may be used for several agreements.
 pub struct EcdhKey {
     secret: p256::SecretKey,
@@ -247,10 +270,21 @@ mod tests {
     use super::*;
     use p256::ecdsa::signature::Verifier;
 
-    fn verify(point: &[u8], message: &[u8], der: &[u8]) -> bool {
-        let public = p256::ecdsa::VerifyingKey::from_sec1_bytes(point).unwrap();
-        let sig = p256::ecdsa::Signature::from_der(der).unwrap();
-        public.verify(message, &sig).is_ok()
+    #[test]
+    fn verify_refuses_malformed_input_without_panicking() {
+        let key = Es256Key::generate();
+        let sig = key.sign(b"m");
+        assert!(verify(key.public_point(), b"m", &sig));
+        assert!(!verify(&[4; 65], b"m", &sig), "not on the curve");
+        assert!(!verify(&key.public_point()[..64], b"m", &sig));
+        assert!(!verify(key.public_point(), b"m", &sig[..sig.len() - 1]));
+        assert!(!verify(key.public_point(), b"m", &[]));
+        assert!(check_public_point(key.public_point()).is_ok());
+        assert!(check_public_point(&[4; 65]).is_err());
+        assert!(
+            check_public_point(&key.public_point()[..33]).is_err(),
+            "compressed form"
+        );
     }
 
     #[test]

@@ -33,6 +33,7 @@ pub(super) struct StoredSettings {
     pub label: String,
     pub wrap_salt: [u8; 32],
     pub min_pin_length_rp_ids: Vec<String>,
+    pub uv_public_key: Option<[u8; 65]>,
 }
 
 /// A length-prefixed encoding: every field is its type's fixed width or a u64 length before
@@ -87,6 +88,12 @@ impl StoredSettings {
         e.int(self.min_pin_length_rp_ids.len() as u64);
         for rp_id in &self.min_pin_length_rp_ids {
             e.bytes(rp_id.as_bytes());
+        }
+        // Appended only when present, after the counted list (so still unambiguous): rows
+        // tagged before the column existed keep their tags.
+        if let Some(key) = &self.uv_public_key {
+            e.bytes(b"uv_public_key");
+            e.bytes(key);
         }
         e.0
     }
@@ -149,6 +156,7 @@ mod tests {
             label: "Key".into(),
             wrap_salt: [9; 32],
             min_pin_length_rp_ids: vec!["a.example".into(), "b.example".into()],
+            uv_public_key: None,
         }
     }
 

@@ -10,7 +10,7 @@ use rusqlite::{Connection, Transaction, TransactionBehavior};
 use super::counter::read_counter;
 use super::integrity;
 use super::sealing::StoreKeys;
-use super::settings::read_settings;
+use super::settings::read_settings_before_v4;
 use super::types::StoreError;
 
 /// `PRAGMA application_id` of a PocketKey store ("PKEY"), so a foreign SQLite file is refused.
@@ -20,7 +20,7 @@ pub(super) const APPLICATION_ID: i32 = 0x504B_4559;
 type Migration = fn(&Transaction<'_>, &StoreKeys) -> Result<(), StoreError>;
 
 /// Ordered: entry `i` migrates version `i` → `i + 1`.
-const MIGRATIONS: &[Migration] = &[v1_initial, v2_key_check, v3_record_tags];
+const MIGRATIONS: &[Migration] = &[v1_initial, v2_key_check, v3_record_tags, v4_uv_public_key];
 
 /// The newest schema version this build knows.
 pub(super) const LATEST_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -139,7 +139,7 @@ fn v3_record_tags(tx: &Transaction<'_>, keys: &StoreKeys) -> Result<(), StoreErr
     tx.execute_batch(
         "ALTER TABLE settings ADD COLUMN mac BLOB; ALTER TABLE sign_counter ADD COLUMN mac BLOB;",
     )?;
-    if let Some((settings, _)) = read_settings(tx)? {
+    if let Some((settings, _)) = read_settings_before_v4(tx)? {
         tx.execute(
             "UPDATE settings SET mac = ?1 WHERE id = 0",
             [settings.tag(&keys.mac)],
@@ -150,6 +150,14 @@ fn v3_record_tags(tx: &Transaction<'_>, keys: &StoreKeys) -> Result<(), StoreErr
         "UPDATE sign_counter SET mac = ?1 WHERE id = 0",
         [integrity::counter_tag(&keys.mac, value)],
     )?;
+    Ok(())
+}
+
+/// Schema v4: `settings.uv_public_key`, the phone's UV key (see `Settings::uv_public_key`).
+/// Empty in existing rows, and an empty key adds nothing to the settings tag, so their tags
+/// stay valid without re-tagging.
+fn v4_uv_public_key(tx: &Transaction<'_>, _keys: &StoreKeys) -> Result<(), StoreError> {
+    tx.execute_batch("ALTER TABLE settings ADD COLUMN uv_public_key BLOB")?;
     Ok(())
 }
 

@@ -35,6 +35,7 @@ impl Store {
             label,
             wrap_salt,
             min_pin_length_rp_ids,
+            uv_public_key,
             ..
         } = stored;
         Ok(Settings {
@@ -49,6 +50,7 @@ impl Store {
             enterprise_attestation,
             label,
             wrap_salt,
+            uv_public_key,
         })
     }
 
@@ -176,16 +178,30 @@ pub(super) type TaggedSettings = (StoredSettings, Option<Vec<u8>>);
 
 /// The settings row, its rp id list and its tag, unchecked; `None` if there is no row yet.
 pub(super) fn read_settings(conn: &Connection) -> Result<Option<TaggedSettings>, StoreError> {
+    read_settings_with(conn, "uv_public_key")
+}
+
+/// As [`read_settings`], for migrations that run before schema v4 added `uv_public_key`.
+pub(super) fn read_settings_before_v4(
+    conn: &Connection,
+) -> Result<Option<TaggedSettings>, StoreError> {
+    read_settings_with(conn, "NULL")
+}
+
+fn read_settings_with(
+    conn: &Connection,
+    uv_public_key_column: &str,
+) -> Result<Option<TaggedSettings>, StoreError> {
     // Both queries read one snapshot.
     let snapshot = ReadSnapshot::begin(conn)?;
     let row = conn
-        .prepare_cached(
+        .prepare_cached(&format!(
             "SELECT pin_hash, pin_code_points, pin_retries, uv_retries, min_pin_length, \
-             force_pin_change, always_uv, enterprise_attestation, label, wrap_salt, mac \
-             FROM settings WHERE id = 0",
-        )?
+             force_pin_change, always_uv, enterprise_attestation, label, wrap_salt, mac, \
+             {uv_public_key_column} FROM settings WHERE id = 0",
+        ))?
         .query_row([], |r| {
-            (0..11)
+            (0..12)
                 .map(|i| r.get::<_, Value>(i))
                 .collect::<Result<Vec<_>, _>>()
         })
@@ -207,6 +223,12 @@ pub(super) fn read_settings(conn: &Connection) -> Result<Option<TaggedSettings>,
     let label = text(next(), "label")?;
     let wrap_salt = hash32(next(), "wrap_salt")?;
     let tag = opt_blob(next(), "settings.mac")?;
+    let uv_public_key = match opt_blob(next(), "uv_public_key")? {
+        None => None,
+        Some(key) => Some(<[u8; 65]>::try_from(&key[..]).map_err(|_| {
+            StoreError::Corrupt(format!("UV public key is {} bytes, not 65", key.len()))
+        })?),
+    };
 
     let mut min_pin_length_rp_ids = Vec::new();
     {
@@ -230,6 +252,7 @@ pub(super) fn read_settings(conn: &Connection) -> Result<Option<TaggedSettings>,
         label,
         wrap_salt,
         min_pin_length_rp_ids,
+        uv_public_key,
     };
     Ok(Some((stored, tag)))
 }
@@ -255,17 +278,19 @@ pub(super) fn write_settings(
         label: settings.label.clone(),
         wrap_salt: settings.wrap_salt,
         min_pin_length_rp_ids: settings.min_pin_length_rp_ids.clone(),
+        uv_public_key: settings.uv_public_key,
     };
     conn.prepare_cached(
         "INSERT INTO settings (id, pin_hash, pin_code_points, pin_retries, uv_retries, \
          min_pin_length, force_pin_change, always_uv, enterprise_attestation, label, wrap_salt, \
-         mac) VALUES (0, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
+         mac, uv_public_key) VALUES (0, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
          ON CONFLICT (id) DO UPDATE SET pin_hash = excluded.pin_hash, \
          pin_code_points = excluded.pin_code_points, pin_retries = excluded.pin_retries, \
          uv_retries = excluded.uv_retries, min_pin_length = excluded.min_pin_length, \
          force_pin_change = excluded.force_pin_change, always_uv = excluded.always_uv, \
          enterprise_attestation = excluded.enterprise_attestation, label = excluded.label, \
-         wrap_salt = excluded.wrap_salt, mac = excluded.mac",
+         wrap_salt = excluded.wrap_salt, mac = excluded.mac, \
+         uv_public_key = excluded.uv_public_key",
     )?
     .execute(params![
         stored.pin_hash,
@@ -279,6 +304,7 @@ pub(super) fn write_settings(
         stored.label,
         &stored.wrap_salt[..],
         stored.tag(&keys.mac),
+        stored.uv_public_key.as_ref().map(|k| &k[..]),
     ])?;
     conn.prepare_cached("DELETE FROM min_pin_length_rp_ids")?
         .execute([])?;

@@ -373,6 +373,7 @@ fn custom_settings() -> Settings {
         enterprise_attestation: true,
         label: "Alice's phone 📱".into(),
         wrap_salt: [0x5A; 32],
+        uv_public_key: Some([0x04; 65]),
     }
 }
 
@@ -476,6 +477,7 @@ fn reset_clears_everything_but_the_counter() {
     assert_eq!(store.credential_by_id(b"1").unwrap(), None);
     let after = store.load_settings().unwrap();
     assert!(is_default(&after), "{after:?}");
+    assert_eq!(after.uv_public_key, None, "reset forgets the UV key");
     assert_ne!(
         after.wrap_salt,
         custom_settings().wrap_salt,
@@ -1269,6 +1271,11 @@ fn every_edited_setting_or_counter_is_refused() {
         ("UPDATE settings SET pin_hash = NULL", Record::Settings),
         ("UPDATE settings SET mac = NULL", Record::Settings),
         (
+            "UPDATE settings SET uv_public_key = zeroblob(65)",
+            Record::Settings,
+        ),
+        ("UPDATE settings SET uv_public_key = NULL", Record::Settings),
+        (
             "UPDATE settings SET wrap_salt = randomblob(32)",
             Record::Settings,
         ),
@@ -1392,6 +1399,48 @@ fn a_v2_store_is_tagged_on_first_open() {
         Store::open(&path, &key(1)),
         Err(StoreError::Tampered(Record::Settings))
     ));
+}
+
+#[test]
+fn the_uv_key_survives_reopening() {
+    let (_dir, path) = temp_db();
+    let mut store = Store::open(&path, &key(1)).unwrap();
+    let fresh = store.load_settings().unwrap();
+    assert_eq!(fresh.uv_public_key, None);
+    store
+        .save_settings(&Settings {
+            uv_public_key: Some([0x04; 65]),
+            ..fresh
+        })
+        .unwrap();
+    drop(store);
+    let store = Store::open(&path, &key(1)).unwrap();
+    assert_eq!(
+        store.load_settings().unwrap().uv_public_key,
+        Some([0x04; 65])
+    );
+}
+
+#[test]
+fn a_v3_settings_row_opens_under_v4_with_its_old_tag() {
+    let (_dir, path) = temp_db();
+    {
+        let mut conn = rusqlite::Connection::open(&path).unwrap();
+        migrate_to(&mut conn, &StoreKeys::new(&key(1)), 2).unwrap();
+        conn.execute(
+            "INSERT INTO settings (id, pin_hash, pin_code_points, pin_retries, uv_retries, \
+             min_pin_length, force_pin_change, always_uv, enterprise_attestation, label, \
+             wrap_salt) VALUES (0, NULL, 0, 7, 8, 4, 0, 0, 0, 'v3 key', ?1)",
+            rusqlite::params![&[3u8; 32][..]],
+        )
+        .unwrap();
+        // v3 tags the row as it is; v4 must not invalidate that tag.
+        migrate_to(&mut conn, &StoreKeys::new(&key(1)), 3).unwrap();
+    }
+    let store = Store::open(&path, &key(1)).unwrap();
+    let s = store.load_settings().unwrap();
+    assert_eq!((s.pin_retries, s.label.as_str()), (7, "v3 key"));
+    assert_eq!(s.uv_public_key, None);
 }
 
 #[test]

@@ -113,6 +113,10 @@ pub struct Settings {
     /// Mixed into the key that seals non-discoverable credential IDs. Not secret on its own
     /// (the master key is); a reset renews it so every old credential ID stops opening.
     pub wrap_salt: [u8; 32],
+    /// The public half (uncompressed SEC1 point) of the phone's UV key: a key the phone's OS
+    /// uses only after a biometric check, whose signatures prove a verified approval. Public,
+    /// so kept in the clear under the settings' integrity tag; a reset clears it.
+    pub uv_public_key: Option<[u8; 65]>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -125,6 +129,7 @@ impl std::fmt::Debug for Settings {
             .field("force_pin_change", &self.force_pin_change)
             .field("always_uv", &self.always_uv)
             .field("label", &self.label)
+            .field("uv_key_registered", &self.uv_public_key.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -154,6 +159,7 @@ impl Default for Settings {
             enterprise_attestation: false,
             label: "PocketKey".to_string(),
             wrap_salt: random_salt(),
+            uv_public_key: None,
         }
     }
 }
