@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use pocketkey_core::approver::{ApprovalOutcome, ApprovalRequest, Approver};
+use pocketkey_core::approver::{ApprovalOutcome, ApprovalRequest, Approver, UvBinding};
 use pocketkey_core::cancel::CancelToken;
 use rand_core::{OsRng, RngCore};
 
@@ -40,13 +40,13 @@ const ID_MASK: u64 = (1 << 53) - 1;
 struct Slot {
     /// How many accounts the prompt offered (to check `answer`'s index).
     choices: usize,
-    answer: Option<ApprovalAnswer>,
+    answer: Option<ApprovalOutcome>,
 }
 
 /// How a wait ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Waited {
-    Answered(ApprovalAnswer),
+    Answered(ApprovalOutcome),
     TimedOut,
     Cancelled,
 }
@@ -83,7 +83,8 @@ impl PendingApprovals {
         id
     }
 
-    /// Records the app's answer. Unknown, already answered or ended ids are refused.
+    /// Records the app's answer. Unknown, already answered or ended ids are refused, and so
+    /// is a verified answer whose signature cannot be one (the prompt stays open).
     pub(crate) fn answer(&self, id: u64, answer: ApprovalAnswer) -> Result<(), PocketKeyError> {
         let mut slots = self.lock();
         let slot = match slots.get_mut(&id) {
@@ -98,7 +99,7 @@ impl PendingApprovals {
                 });
             }
         }
-        slot.answer = Some(answer);
+        slot.answer = Some(answer.outcome()?);
         drop(slots);
         self.changed.notify_all();
         Ok(())
@@ -156,6 +157,11 @@ impl Approver for ListenerApprover {
         true
     }
 
+    /// A verified answer carries the UV key's signature, which the engine checks.
+    fn uv_binding(&self) -> UvBinding {
+        UvBinding::Hardware
+    }
+
     fn approve(&mut self, request: &ApprovalRequest, cancel: &CancelToken) -> ApprovalOutcome {
         let deadline = Instant::now() + request.timeout;
         let deadline_unix_ms = unix_ms(SystemTime::now()).saturating_add(millis(request.timeout));
@@ -171,7 +177,7 @@ impl Approver for ListenerApprover {
             return ApprovalOutcome::Denied;
         }
         let (outcome, reason) = match self.pending.wait(id, deadline, cancel) {
-            Waited::Answered(answer) => (answer.outcome(), ApprovalClosed::Answered),
+            Waited::Answered(outcome) => (outcome, ApprovalClosed::Answered),
             Waited::TimedOut => (ApprovalOutcome::TimedOut, ApprovalClosed::TimedOut),
             Waited::Cancelled => (ApprovalOutcome::Cancelled, ApprovalClosed::Cancelled),
         };

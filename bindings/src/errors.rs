@@ -31,6 +31,13 @@ pub enum PocketKeyError {
     /// `answer` for an id that is not waiting (answered, expired, cancelled, or never asked).
     #[error("That approval has already ended")]
     UnknownApproval { id: u64 },
+    /// `answer` with `ApproveVerified` whose signature cannot be a P-256 signature (empty,
+    /// or longer than 72 bytes).
+    #[error("The approval's verification signature is malformed")]
+    InvalidUvProof { length: u32 },
+    /// `register_uv_key` with something other than an uncompressed P-256 public key.
+    #[error("The user-verification key is not an uncompressed P-256 public key")]
+    InvalidUvKey,
     /// `answer` chose an account index outside the prompt's `accounts`.
     #[error("That account is not one of the choices offered")]
     InvalidAccount { index: u32, choices: u32 },

@@ -126,6 +126,7 @@ impl SecurityKey {
             label: settings.label.clone(),
             pin_set: settings.pin_hash.is_some(),
             uv_available: self.builtin_uv,
+            uv_key_registered: settings.uv_public_key.is_some(),
             credential_count: side.credential_count().map_err(PocketKeyError::storage)?,
             attestation: self.attestation,
         })
@@ -180,6 +181,21 @@ impl SecurityKey {
         settings.label = label;
         side.save_settings(&settings)
             .map_err(PocketKeyError::storage)
+    }
+
+    /// Registers the phone's UV key: the uncompressed P-256 public key (65 bytes, 0x04 ‖ x ‖ y)
+    /// of a key the OS uses only after verifying the user (an Android Keystore key with
+    /// per-use biometric authentication, a Secure Enclave key with `.biometryCurrentSet`).
+    /// Replaces an earlier one; a factory reset forgets it. Until one is registered the key
+    /// offers computers no built-in user verification (only the PIN). See docs/apps.md.
+    pub fn register_uv_key(&self, public_key: Vec<u8>) -> Result<(), PocketKeyError> {
+        use pocketkey_core::authenticator::UvKeyError;
+        lock(&self.engine)
+            .register_uv_key(&public_key)
+            .map_err(|e| match e {
+                UvKeyError::Malformed => PocketKeyError::InvalidUvKey,
+                UvKeyError::Store(e) => PocketKeyError::storage(e),
+            })
     }
 
     /// Sets the first PIN (for computers that ask for one), with the engine's PIN policy.

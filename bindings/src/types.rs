@@ -1,6 +1,8 @@
 //! Plain values crossing the FFI: what the app shows and what it answers.
 
-use pocketkey_core::approver::{self, ApprovalOutcome, ApprovalRequest};
+use pocketkey_core::approver::{self, ApprovalOutcome, ApprovalRequest, UvProof};
+
+use crate::errors::PocketKeyError;
 
 /// What the user is asked to approve. (Not `Operation`: that name clashes with Foundation.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
@@ -63,6 +65,10 @@ pub struct ApprovalPrompt {
     pub accounts: Vec<Account>,
     /// Whether the answer must be `ApproveVerified` (biometric or device credential).
     pub verification_required: bool,
+    /// What `ApproveVerified` signs: the bytes to hand the UV key (registered with
+    /// `register_uv_key`) after the OS verified the user. New for every prompt, and bound to
+    /// its operation and site, so a signature answers this prompt only.
+    pub uv_challenge: Vec<u8>,
     /// When the engine stops waiting, in milliseconds since the Unix epoch.
     pub deadline_unix_ms: u64,
 }
@@ -87,6 +93,7 @@ impl ApprovalPrompt {
                 })
                 .collect(),
             verification_required: request.verification_required,
+            uv_challenge: request.uv_challenge.as_bytes().to_vec(),
             deadline_unix_ms,
         }
     }
@@ -94,12 +101,18 @@ impl ApprovalPrompt {
 
 /// The user's answer to a prompt. `account` is an index into the prompt's `accounts`
 /// (ignored when the prompt offered none).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
 pub enum ApprovalAnswer {
     /// The user approved (a tap) without being verified.
     ApprovePresent { account: Option<u32> },
-    /// The user approved and was verified (biometric or device credential).
-    ApproveVerified { account: Option<u32> },
+    /// The user approved and was verified (biometric or device credential). `signature` is
+    /// the UV key's ES256 signature (DER) over the prompt's `uv_challenge`, made in the OS's
+    /// biometric callback; the engine checks it and, if it does not hold, refuses the
+    /// request (the computer sees OPERATION_DENIED) without spending a UV retry.
+    ApproveVerified {
+        account: Option<u32>,
+        signature: Vec<u8>,
+    },
     /// The user said no.
     Deny,
     /// Verification was attempted and failed; counts against the UV retries.
@@ -107,25 +120,34 @@ pub enum ApprovalAnswer {
 }
 
 impl ApprovalAnswer {
-    pub(crate) fn account(self) -> Option<u32> {
+    pub(crate) fn account(&self) -> Option<u32> {
         match self {
-            Self::ApprovePresent { account } | Self::ApproveVerified { account } => account,
+            Self::ApprovePresent { account } | Self::ApproveVerified { account, .. } => *account,
             Self::Deny | Self::VerificationFailed => None,
         }
     }
 
-    pub(crate) fn outcome(self) -> ApprovalOutcome {
+    /// The engine's outcome; `InvalidUvProof` for a signature no P-256 signature could be
+    /// (empty, or longer than 72 bytes). Whether it holds is the engine's check.
+    pub(crate) fn outcome(&self) -> Result<ApprovalOutcome, PocketKeyError> {
         let index = |a: Option<u32>| a.map(|i| i as usize);
-        match self {
+        Ok(match self {
             Self::ApprovePresent { account } => ApprovalOutcome::Present {
-                account: index(account),
+                account: index(*account),
             },
-            Self::ApproveVerified { account } => ApprovalOutcome::Verified {
-                account: index(account),
+            Self::ApproveVerified { account, signature } => ApprovalOutcome::Verified {
+                account: index(*account),
+                proof: Some(
+                    UvProof::from_der(signature)
+                        .filter(|_| !signature.is_empty())
+                        .ok_or(PocketKeyError::InvalidUvProof {
+                            length: signature.len() as u32,
+                        })?,
+                ),
             },
             Self::Deny => ApprovalOutcome::Denied,
             Self::VerificationFailed => ApprovalOutcome::VerificationFailed,
-        }
+        })
     }
 }
 
@@ -165,6 +187,9 @@ pub struct KeyInfo {
     pub pin_set: bool,
     /// Whether the key verifies users itself (through the approval listener's biometric).
     pub uv_available: bool,
+    /// Whether a UV key is registered (`register_uv_key`). Computers are offered built-in
+    /// user verification only when both this and `uv_available` hold.
+    pub uv_key_registered: bool,
     /// Passkeys stored on the key (discoverable credentials).
     pub credential_count: u32,
     pub attestation: AttestationKind,

@@ -7,6 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use p256::ecdsa::signature::Signer;
+use p256::ecdsa::{DerSignature, SigningKey};
 use pocketkey_ffi::*;
 use pocketkey_testkit::cbor::{bytes, get, tmap};
 use pocketkey_testkit::command;
@@ -51,6 +53,31 @@ struct Fixture {
     prompts: Receiver<ApprovalPrompt>,
     listener: Arc<Listener>,
     dir: tempfile::TempDir,
+    /// The phone's UV key, registered at open (a software P-256 key standing in for the
+    /// Keystore / Secure Enclave key).
+    uv_key: SigningKey,
+}
+
+impl Fixture {
+    /// "Approve with biometrics": the UV key's signature over the prompt's challenge.
+    fn verified(&self, prompt: &ApprovalPrompt) -> ApprovalAnswer {
+        ApprovalAnswer::ApproveVerified {
+            account: None,
+            signature: sign(&self.uv_key, &prompt.uv_challenge),
+        }
+    }
+}
+
+fn sign(key: &SigningKey, message: &[u8]) -> Vec<u8> {
+    let sig: DerSignature = key.sign(message);
+    sig.as_bytes().to_vec()
+}
+
+fn public_key(key: &SigningKey) -> Vec<u8> {
+    key.verifying_key()
+        .to_encoded_point(false)
+        .as_bytes()
+        .to_vec()
 }
 
 fn open_with(dir: tempfile::TempDir, master: [u8; 32], timeout_ms: Option<u64>) -> Fixture {
@@ -67,11 +94,14 @@ fn open_with(dir: tempfile::TempDir, master: [u8; 32], timeout_ms: Option<u64>) 
         None,
     )
     .unwrap();
+    let uv_key = SigningKey::random(&mut rand_core::OsRng);
+    key.register_uv_key(public_key(&uv_key)).unwrap();
     Fixture {
         key,
         prompts,
         listener,
         dir,
+        uv_key,
     }
 }
 
@@ -111,9 +141,7 @@ fn with_answer(
 }
 
 fn register(f: &Fixture, rp: &str, user: &str, user_id: u8) -> ApprovalPrompt {
-    let (response, prompt) = with_answer(f, make_credential(rp, user, user_id), |_| {
-        ApprovalAnswer::ApproveVerified { account: None }
-    });
+    let (response, prompt) = with_answer(f, make_credential(rp, user, user_id), |p| f.verified(p));
     assert_eq!(response[0], OK, "makeCredential failed: {response:02x?}");
     prompt
 }
@@ -211,9 +239,7 @@ fn the_app_reads_while_a_request_waits() {
     // Neither blocks on the waiting engine.
     assert_eq!(f.key.info().unwrap().credential_count, 1);
     assert_eq!(f.key.passkeys().unwrap().len(), 1);
-    f.key
-        .answer(prompt.id, ApprovalAnswer::ApproveVerified { account: None })
-        .unwrap();
+    f.key.answer(prompt.id, f.verified(&prompt)).unwrap();
     assert_eq!(worker.join().unwrap()[0], OK);
 }
 
@@ -452,4 +478,87 @@ fn open_without_builtin_uv_is_a_pin_only_key() {
         "uv=true without built-in UV"
     );
     assert!(prompts.try_recv().is_err(), "nobody was asked");
+}
+
+#[test]
+fn a_verified_answer_needs_the_uv_keys_signature_over_its_own_prompt() {
+    let f = open();
+    assert!(f.key.info().unwrap().uv_key_registered);
+    // Another key's signature: the computer is refused, and no UV retry is spent.
+    let forger = SigningKey::random(&mut rand_core::OsRng);
+    let (response, _) = with_answer(&f, make_credential("example.com", "alice", 1), |p| {
+        ApprovalAnswer::ApproveVerified {
+            account: None,
+            signature: sign(&forger, &p.uv_challenge),
+        }
+    });
+    assert_eq!(response, [OPERATION_DENIED]);
+    // The right key over an earlier prompt's challenge (a replay).
+    let first = register(&f, "example.com", "alice", 1);
+    let old = sign(&f.uv_key, &first.uv_challenge);
+    let (response, second) = with_answer(&f, make_credential("example.com", "bob", 2), |_| {
+        ApprovalAnswer::ApproveVerified {
+            account: None,
+            signature: old.clone(),
+        }
+    });
+    assert_ne!(first.uv_challenge, second.uv_challenge);
+    assert_eq!(response, [OPERATION_DENIED]);
+    // A signature that cannot be one is refused at `answer`; the prompt stays open.
+    let key = f.key.clone();
+    let worker = thread::spawn(move || {
+        key.process_ctap(make_credential("example.com", "carol", 3), "x".into())
+    });
+    let prompt = f.prompts.recv_timeout(Duration::from_secs(10)).unwrap();
+    let bad = ApprovalAnswer::ApproveVerified {
+        account: None,
+        signature: vec![0x30; 80],
+    };
+    assert_eq!(
+        f.key.answer(prompt.id, bad),
+        Err(PocketKeyError::InvalidUvProof { length: 80 })
+    );
+    f.key.answer(prompt.id, f.verified(&prompt)).unwrap();
+    assert_eq!(worker.join().unwrap()[0], OK);
+}
+
+#[test]
+fn without_a_uv_key_the_key_offers_no_built_in_uv() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tx, _prompts) = mpsc::channel();
+    let listener = Arc::new(Listener {
+        prompts: Mutex::new(tx),
+        closed: Mutex::new(vec![]),
+    });
+    let key = SecurityKey::open(
+        dir.path().join("key").to_string_lossy().into_owned(),
+        Arc::new(Keychain(Ok(vec![0x42; 32]))),
+        listener,
+        None,
+        None,
+    )
+    .unwrap();
+    let info = key.info().unwrap();
+    assert!(info.uv_available && !info.uv_key_registered);
+    let response = key.process_ctap(vec![command::GET_INFO], "x".into());
+    let info = decode_response(&response).unwrap();
+    assert_eq!(info_option(&info, "uv"), None);
+    // uv=true without built-in UV: INVALID_OPTION at once, no prompt.
+    let response = key.process_ctap(make_credential("example.com", "alice", 1), "x".into());
+    assert_eq!(response, [INVALID_OPTION]);
+    assert_eq!(
+        key.register_uv_key(vec![4; 65]),
+        Err(PocketKeyError::InvalidUvKey)
+    );
+    let uv_key = SigningKey::random(&mut rand_core::OsRng);
+    key.register_uv_key(public_key(&uv_key)).unwrap();
+    assert!(key.info().unwrap().uv_key_registered);
+    let response = key.process_ctap(vec![command::GET_INFO], "x".into());
+    assert_eq!(
+        info_option(&decode_response(&response).unwrap(), "uv"),
+        Some(true)
+    );
+    // A factory reset forgets it.
+    key.factory_reset().unwrap();
+    assert!(!key.info().unwrap().uv_key_registered);
 }

@@ -6,11 +6,28 @@ use std::io::{self, BufRead, BufReader, Write};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use pocketkey_core::approver::{ApprovalOutcome, ApprovalRequest, Approver, Operation};
+use pocketkey_core::approver::{
+    ApprovalOutcome, ApprovalRequest, Approver, AutoApprover, Operation, UvBinding,
+};
 use pocketkey_core::cancel::CancelToken;
 
 /// How often the prompt checks for cancellation.
 const POLL: Duration = Duration::from_millis(50);
+
+/// The approver of `serve`, `pair` and `hybrid`: `--auto-approve` or the terminal prompt.
+/// Says once, on standard error, how its user verification is backed: neither is bound to
+/// hardware (a phone's answer carries a signature by a biometric-gated key; these don't).
+pub fn desktop_approver(auto_approve: bool) -> Box<dyn Approver> {
+    let approver: Box<dyn Approver> = if auto_approve {
+        Box::new(AutoApprover)
+    } else {
+        Box::new(TerminalApprover::new())
+    };
+    if let UvBinding::Software { reason } = approver.uv_binding() {
+        eprintln!("user verification: {reason}");
+    }
+    approver
+}
 
 /// Prints each request on stderr (or another writer) and reads the answer from the terminal.
 ///
@@ -153,6 +170,7 @@ fn parse(line: &str, accounts: usize) -> Answer {
     match line.trim().to_ascii_lowercase().as_str() {
         "y" | "yes" => Answer::Outcome(ApprovalOutcome::Verified {
             account: default_account,
+            proof: None,
         }),
         "p" => Answer::Outcome(ApprovalOutcome::Present {
             account: default_account,
@@ -161,6 +179,7 @@ fn parse(line: &str, accounts: usize) -> Answer {
         other => match other.parse::<usize>() {
             Ok(n) if (1..=accounts).contains(&n) => Answer::Outcome(ApprovalOutcome::Verified {
                 account: Some(n - 1),
+                proof: None,
             }),
             _ => Answer::Invalid,
         },
@@ -170,6 +189,12 @@ fn parse(line: &str, accounts: usize) -> Answer {
 impl Approver for TerminalApprover {
     fn can_verify_user(&self) -> bool {
         true
+    }
+
+    fn uv_binding(&self) -> UvBinding {
+        UvBinding::Software {
+            reason: "terminal prompt, not bound to hardware",
+        }
     }
 
     fn approve(&mut self, request: &ApprovalRequest, cancel: &CancelToken) -> ApprovalOutcome {
@@ -220,7 +245,7 @@ impl Approver for TerminalApprover {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pocketkey_core::approver::{AccountChoice, Requester};
+    use pocketkey_core::approver::{AccountChoice, Requester, UvChallenge};
     use std::sync::{Arc, Mutex};
 
     #[derive(Clone, Default)]
@@ -257,6 +282,7 @@ mod tests {
                 .collect(),
             verification_required: true,
             timeout,
+            uv_challenge: UvChallenge::new(Operation::SignIn, Some("example.com")),
         }
     }
 
@@ -309,7 +335,10 @@ mod tests {
         let req = request(0, Duration::from_secs(5));
         assert_eq!(
             run(&["y"], &req, &none).0,
-            ApprovalOutcome::Verified { account: None }
+            ApprovalOutcome::Verified {
+                account: None,
+                proof: None
+            }
         );
         assert_eq!(
             run(&["p"], &req, &none).0,
@@ -317,20 +346,35 @@ mod tests {
         );
         assert_eq!(run(&["n"], &req, &none).0, ApprovalOutcome::Denied);
         let (outcome, text) = run(&["what", " Y "], &req, &none);
-        assert_eq!(outcome, ApprovalOutcome::Verified { account: None });
+        assert_eq!(
+            outcome,
+            ApprovalOutcome::Verified {
+                account: None,
+                proof: None
+            }
+        );
         assert!(text.contains("please answer"));
         let req = request(3, Duration::from_secs(5));
         assert_eq!(
             run(&["2"], &req, &none).0,
-            ApprovalOutcome::Verified { account: Some(1) }
+            ApprovalOutcome::Verified {
+                account: Some(1),
+                proof: None
+            }
         );
         assert_eq!(
             run(&["y"], &req, &none).0,
-            ApprovalOutcome::Verified { account: Some(0) }
+            ApprovalOutcome::Verified {
+                account: Some(0),
+                proof: None
+            }
         );
         assert_eq!(
             run(&["4", "0", "3"], &req, &none).0,
-            ApprovalOutcome::Verified { account: Some(2) }
+            ApprovalOutcome::Verified {
+                account: Some(2),
+                proof: None
+            }
         );
     }
 

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
-use pocketkey_core::approver::{Approver, AutoApprover};
 use pocketkey_net::hybrid::{self, AdvertError, AdvertSender};
 
 use crate::approver;
@@ -77,13 +76,12 @@ pub fn run(args: HybridArgs) -> Result<(), String> {
     let stop = crate::stop_flag()?;
     let state_dir = crate::open_state_dir(args.state_dir)?;
     let master = crate::master_key(&state_dir, args.keyring)?;
-    let approver: Box<dyn Approver> = if args.auto_approve {
+    if args.auto_approve {
         eprintln!("auto-approving every request (--auto-approve)");
-        Box::new(AutoApprover)
     } else {
         eprintln!("approve requests here (y = approve, p = presence only, n = deny)");
-        Box::new(approver::TerminalApprover::new())
-    };
+    }
+    let approver = approver::desktop_approver(args.auto_approve);
     let config = crate::key_config(&state_dir, &master)?;
     let engine = crate::open_key(&state_dir, &master, approver, config)?;
     drop(master);

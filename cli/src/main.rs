@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
-use pocketkey_core::approver::{Approver, AutoApprover};
+use pocketkey_core::approver::Approver;
 use pocketkey_core::crypto::master_key::{KeyProvider, MasterKey};
 
 use pocketkey_desktop::ctaphid_loop::Options;
@@ -189,11 +189,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         .allow_power_cycle(args.allow_power_cycle);
 
     let master = master_key(&state_dir, args.keyring)?;
-    let approver: Box<dyn Approver> = if args.auto_approve {
-        Box::new(AutoApprover)
-    } else {
-        Box::new(approver::TerminalApprover::new())
-    };
+    let approver = approver::desktop_approver(args.auto_approve);
     let mut config = key_config(&state_dir, &master)?;
     config.builtin_uv = args.uv == Switch::On;
     let attestation_kind = match (&config.attestation.batch, &config.attestation.enterprise) {

@@ -13,7 +13,6 @@ use std::thread;
 use std::time::Duration;
 
 use clap::Args;
-use pocketkey_core::approver::{Approver, AutoApprover};
 use pocketkey_core::clock::unix_now;
 use pocketkey_core::crypto::master_key::MasterKey;
 use pocketkey_core::engine::Engine;
@@ -118,11 +117,7 @@ fn open_store(dir: &Path, master: &MasterKey) -> Result<PairingStore, String> {
 
 /// The key of `serve`, shared by every pairing's thread.
 fn open_engine(dir: &Path, master: &MasterKey, auto_approve: bool) -> Result<DesktopKey, String> {
-    let approver: Box<dyn Approver> = if auto_approve {
-        Box::new(AutoApprover)
-    } else {
-        Box::new(approver::TerminalApprover::new())
-    };
+    let approver = approver::desktop_approver(auto_approve);
     let config = crate::key_config(dir, master)?;
     crate::open_key(dir, master, approver, config)
 }

@@ -130,12 +130,18 @@ impl Approver for RecordingApprover {
     fn can_verify_user(&self) -> bool {
         true
     }
+    fn uv_binding(&self) -> pocketkey_core::approver::UvBinding {
+        pocketkey_core::approver::UvBinding::Software { reason: "a test" }
+    }
     fn approve(&mut self, request: &ApprovalRequest, cancel: &CancelToken) -> ApprovalOutcome {
         self.0.lock().unwrap().push(request.clone());
         if cancel.is_cancelled() {
             ApprovalOutcome::Cancelled
         } else {
-            ApprovalOutcome::Verified { account: Some(0) }
+            ApprovalOutcome::Verified {
+                account: Some(0),
+                proof: None,
+            }
         }
     }
 }

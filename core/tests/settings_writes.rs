@@ -2,7 +2,7 @@
 //! connection while it waited for the user (the app renaming the key or setting a PIN from
 //! its settings screen) survive the engine's write after the wait.
 
-use pocketkey_core::approver::{ApprovalOutcome, ApprovalRequest, Approver};
+use pocketkey_core::approver::{ApprovalOutcome, ApprovalRequest, Approver, UvBinding};
 use pocketkey_core::authenticator::{Authenticator, Config, RequestContext};
 use pocketkey_core::cancel::CancelToken;
 use pocketkey_core::crypto::master_key::MasterKey;
@@ -21,6 +21,9 @@ struct WritesMeanwhile {
 impl Approver for WritesMeanwhile {
     fn can_verify_user(&self) -> bool {
         true
+    }
+    fn uv_binding(&self) -> UvBinding {
+        UvBinding::Software { reason: "a test" }
     }
     fn approve(&mut self, _: &ApprovalRequest, _: &CancelToken) -> ApprovalOutcome {
         let mut settings = self.other.load_settings().unwrap();
@@ -89,6 +92,7 @@ fn a_successful_verification_restores_uv_retries_and_nothing_else() {
     }
     let mut auth = key_on_file(&path, &master, || ApprovalOutcome::Verified {
         account: None,
+        proof: None,
     });
     let response = auth.process_cbor(&make_credential_with_uv(), &RequestContext::default());
     assert_eq!(response[0], OK, "makeCredential succeeds");

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use pocketkey_core::approver::{ApprovalOutcome, ApprovalRequest, Approver};
+use pocketkey_core::approver::{ApprovalOutcome, ApprovalRequest, Approver, UvBinding};
 use pocketkey_core::attestation::AttestationConfig;
 use pocketkey_core::authenticator::{Authenticator, Config};
 use pocketkey_core::cancel::CancelToken;
@@ -146,6 +146,9 @@ impl Approver for SignallingApprover {
     fn can_verify_user(&self) -> bool {
         self.inner.can_verify_user()
     }
+    fn uv_binding(&self) -> UvBinding {
+        self.inner.uv_binding()
+    }
     fn approve(&mut self, request: &ApprovalRequest, cancel: &CancelToken) -> ApprovalOutcome {
         self.waiting.0.store(true, Ordering::SeqCst);
         let _lower = Lower(&self.waiting.0);
@@ -156,13 +159,16 @@ impl Approver for SignallingApprover {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pocketkey_core::approver::{AutoApprover, Operation, Requester};
+    use pocketkey_core::approver::{AutoApprover, Operation, Requester, UvChallenge};
     use std::time::Duration;
 
     struct Probe(WaitingForUser);
     impl Approver for Probe {
         fn can_verify_user(&self) -> bool {
             false
+        }
+        fn uv_binding(&self) -> UvBinding {
+            UvBinding::Software { reason: "a probe" }
         }
         fn approve(&mut self, _: &ApprovalRequest, _: &CancelToken) -> ApprovalOutcome {
             assert!(self.0.is_waiting());
@@ -183,6 +189,7 @@ mod tests {
             accounts: vec![],
             verification_required: false,
             timeout: Duration::from_secs(1),
+            uv_challenge: UvChallenge::new(Operation::Select, None),
         };
         let mut approver =
             SignallingApprover::new(Box::new(Probe(waiting.clone())), waiting.clone());

@@ -5,13 +5,17 @@
 use std::sync::{Arc, Mutex};
 
 use ciborium::value::Value;
-use pocketkey_core::approver::{ApprovalOutcome, ApprovalRequest, Requester};
+use pocketkey_core::approver::{ApprovalOutcome, ApprovalRequest, Requester, UvBinding};
 use pocketkey_core::authenticator::{Authenticator, Config, RequestContext};
 use pocketkey_core::cancel::CancelToken;
 use pocketkey_core::crypto::master_key::MasterKey;
 use pocketkey_core::store::Store;
 
-use crate::approver::{Script, ScriptedApprover};
+use crate::approver::{Answer, Script, ScriptedApprover};
+
+const SOFTWARE: UvBinding = UvBinding::Software {
+    reason: "a test script answers",
+};
 use crate::cbor::{as_int, bytes, get, imap, int, text};
 use crate::command;
 use crate::pin_platform::{padded, pin_hash, Shared, Token};
@@ -56,6 +60,7 @@ impl Key {
         let script = Arc::new(Mutex::new(Script::default()));
         let approver = ScriptedApprover {
             can_verify,
+            binding: SOFTWARE,
             script: script.clone(),
         };
         let auth = Authenticator::new(store, master, Box::new(approver), config).unwrap();
@@ -66,9 +71,34 @@ impl Key {
         Self { auth, script, cx }
     }
 
+    /// A key whose approver is hardware-bound ([`UvBinding::Hardware`]): verified answers
+    /// count only with a proof by the registered UV key. In-memory store; no UV key yet.
+    pub fn hardware_bound() -> Self {
+        let master = MasterKey::generate();
+        let store = Store::open_in_memory(&master).unwrap();
+        let script = Arc::new(Mutex::new(Script::default()));
+        let approver = ScriptedApprover {
+            can_verify: true,
+            binding: UvBinding::Hardware,
+            script: script.clone(),
+        };
+        let auth =
+            Authenticator::new(store, &master, Box::new(approver), Config::default()).unwrap();
+        let cx = RequestContext {
+            cancel: CancelToken::new(),
+            requester: Requester("Work laptop".into()),
+        };
+        Self { auth, script, cx }
+    }
+
     /// Outcomes for the next approvals, in order.
     pub fn queue(&self, outcomes: impl IntoIterator<Item = ApprovalOutcome>) {
-        self.script.lock().unwrap().queue.extend(outcomes);
+        self.answer_with(outcomes.into_iter().map(Answer::Fixed));
+    }
+
+    /// Answers for the next approvals, in order (see [`Answer`]).
+    pub fn answer_with(&self, answers: impl IntoIterator<Item = Answer>) {
+        self.script.lock().unwrap().queue.extend(answers);
     }
 
     /// The approval requests shown since the last call.

@@ -1,7 +1,7 @@
 use std::sync::mpsc;
 use std::thread;
 
-use pocketkey_core::approver::{AccountChoice, Operation, Requester};
+use pocketkey_core::approver::{AccountChoice, Operation, Requester, UvChallenge, UvProof};
 
 use super::*;
 use crate::types::ApprovalOperation;
@@ -67,6 +67,7 @@ fn request(timeout: Duration) -> ApprovalRequest {
         ],
         verification_required: true,
         timeout,
+        uv_challenge: UvChallenge::new(Operation::SignIn, Some("example.com")),
     }
 }
 
@@ -93,14 +94,26 @@ fn answered_from_another_thread() {
     let answerer = thread::spawn(move || {
         let id = rx.recv().unwrap();
         answering_pending
-            .answer(id, ApprovalAnswer::ApproveVerified { account: Some(1) })
+            .answer(
+                id,
+                ApprovalAnswer::ApproveVerified {
+                    account: Some(1),
+                    signature: vec![0x30; 70],
+                },
+            )
             .unwrap();
         id
     });
     let before = unix_ms(SystemTime::now());
     let outcome = approver.approve(&request(Duration::from_secs(10)), &CancelToken::new());
     let id = answerer.join().unwrap();
-    assert_eq!(outcome, ApprovalOutcome::Verified { account: Some(1) });
+    assert_eq!(
+        outcome,
+        ApprovalOutcome::Verified {
+            account: Some(1),
+            proof: UvProof::from_der(&[0x30; 70]),
+        }
+    );
     let prompt = listener.prompts.lock().unwrap()[0].clone();
     assert_eq!(prompt.id, id);
     assert!(id > 0 && id <= ID_MASK);
@@ -219,8 +232,30 @@ fn unknown_ids_and_bad_account_indexes_are_refused() {
     // Without choices, an account index is ignored rather than refused.
     let id = pending.open(0);
     pending
-        .answer(id, ApprovalAnswer::ApproveVerified { account: Some(5) })
+        .answer(
+            id,
+            ApprovalAnswer::ApproveVerified {
+                account: Some(5),
+                signature: vec![0x30; 8],
+            },
+        )
         .unwrap();
+    // A signature no P-256 signature could be is refused, and the prompt stays open.
+    let id = pending.open(0);
+    for signature in [vec![], vec![0x30; 73]] {
+        let length = signature.len() as u32;
+        assert_eq!(
+            pending.answer(
+                id,
+                ApprovalAnswer::ApproveVerified {
+                    account: None,
+                    signature,
+                },
+            ),
+            Err(PocketKeyError::InvalidUvProof { length })
+        );
+    }
+    pending.answer(id, ApprovalAnswer::Deny).unwrap();
 }
 
 #[test]
@@ -228,15 +263,22 @@ fn every_answer_maps_to_its_outcome() {
     use ApprovalAnswer as A;
     assert_eq!(
         A::ApprovePresent { account: None }.outcome(),
-        ApprovalOutcome::Present { account: None }
+        Ok(ApprovalOutcome::Present { account: None })
     );
     assert_eq!(
-        A::ApproveVerified { account: Some(3) }.outcome(),
-        ApprovalOutcome::Verified { account: Some(3) }
+        A::ApproveVerified {
+            account: Some(3),
+            signature: vec![0x30; 72],
+        }
+        .outcome(),
+        Ok(ApprovalOutcome::Verified {
+            account: Some(3),
+            proof: UvProof::from_der(&[0x30; 72]),
+        })
     );
-    assert_eq!(A::Deny.outcome(), ApprovalOutcome::Denied);
+    assert_eq!(A::Deny.outcome(), Ok(ApprovalOutcome::Denied));
     assert_eq!(
         A::VerificationFailed.outcome(),
-        ApprovalOutcome::VerificationFailed
+        Ok(ApprovalOutcome::VerificationFailed)
     );
 }

@@ -44,18 +44,26 @@ impl KeyProvider for Keychain {
 struct Listener {
     key: OnceLock<Weak<SecurityKey>>,
     hold: bool,
+    /// The phone's UV key (a software P-256 key standing in for the Keystore's).
+    uv_key: OnceLock<p256::ecdsa::SigningKey>,
     prompts: Mutex<Vec<ApprovalPrompt>>,
     closed: Mutex<Vec<ApprovalClosed>>,
 }
 
 impl ApprovalListener for Listener {
     fn on_approval_requested(&self, request: ApprovalPrompt) -> Result<(), ApprovalListenerError> {
+        use p256::ecdsa::signature::Signer;
         let id = request.id;
+        let uv_key = self.uv_key.get().expect("UV key registered");
+        let signature: p256::ecdsa::DerSignature = uv_key.sign(&request.uv_challenge);
         self.prompts.lock().unwrap().push(request);
         if !self.hold {
             let key = self.key.get().and_then(Weak::upgrade).expect("key is open");
-            key.answer(id, ApprovalAnswer::ApproveVerified { account: None })
-                .unwrap();
+            let answer = ApprovalAnswer::ApproveVerified {
+                account: None,
+                signature: signature.as_bytes().to_vec(),
+            };
+            key.answer(id, answer).unwrap();
         }
         Ok(())
     }
@@ -90,6 +98,10 @@ fn app(hold: bool) -> App {
     )
     .unwrap();
     listener.key.set(Arc::downgrade(&key)).unwrap();
+    let uv_key = p256::ecdsa::SigningKey::random(&mut rand_core::OsRng);
+    let public = uv_key.verifying_key().to_encoded_point(false);
+    key.register_uv_key(public.as_bytes().to_vec()).unwrap();
+    let _ = listener.uv_key.set(uv_key);
     App {
         key,
         listener,

@@ -211,7 +211,7 @@ impl Authenticator {
     /// getInfo) they are subcommands this key does not have: CTAP2_ERR_INVALID_SUBCOMMAND, as
     /// OpenSK answers for both.
     fn require_builtin_uv(&self) -> CtapResult<()> {
-        if self.has_builtin_uv() {
+        if self.has_builtin_uv()? {
             Ok(())
         } else {
             Err(CtapError::InvalidSubcommand)

@@ -51,13 +51,13 @@ impl Authenticator {
         let mut uv_requested = req.options.uv.unwrap_or(false) && !has_token;
         // §6.2.2 step 4: "uv" true without a built-in user verification method is
         // CTAP2_ERR_INVALID_OPTION.
-        if uv_requested && !self.has_builtin_uv() {
+        if uv_requested && !self.has_builtin_uv()? {
             return Err(CtapError::InvalidOption);
         }
         let up_requested = req.options.up.unwrap_or(true);
         let settings = self.store.load_settings()?;
         if settings.always_uv && !has_token && !uv_requested {
-            if self.has_builtin_uv() {
+            if self.has_builtin_uv()? {
                 uv_requested = true;
             } else {
                 return Err(CtapError::PuatRequired);

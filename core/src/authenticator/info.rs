@@ -29,7 +29,7 @@ impl Authenticator {
             ("setMinPINLength", true),
             ("alwaysUv", settings.always_uv),
         ];
-        let builtin_uv = self.has_builtin_uv();
+        let builtin_uv = self.has_builtin_uv()?;
         if builtin_uv {
             options.push(("uv", true));
         }

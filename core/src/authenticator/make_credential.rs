@@ -39,13 +39,13 @@ impl Authenticator {
         // §6.1.2 step 5: "If the authenticator does not support a built-in user verification
         // method end the operation by returning CTAP2_ERR_INVALID_OPTION" (INVALID_OPTION
         // rather than UNSUPPORTED_OPTION, for compatibility with CTAP 2.0 platforms).
-        if uv_requested && !self.has_builtin_uv() {
+        if uv_requested && !self.has_builtin_uv()? {
             return Err(CtapError::InvalidOption);
         }
         let settings = self.store.load_settings()?;
         // Step 6: alwaysUv.
         if settings.always_uv && !has_token && !uv_requested {
-            if self.has_builtin_uv() {
+            if self.has_builtin_uv()? {
                 uv_requested = true;
             } else {
                 return Err(CtapError::PuatRequired);

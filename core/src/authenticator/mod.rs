@@ -18,6 +18,7 @@ mod make_credential;
 mod reset;
 mod u2f;
 mod user;
+mod uv_key;
 
 use std::time::{Duration, Instant};
 
@@ -33,6 +34,7 @@ use crate::store::{Store, StoreError};
 
 pub use get_assertion::PendingAssertions;
 pub use u2f::sw;
+pub use uv_key::UvKeyError;
 
 /// The command bytes (defined by the wire layer, [`crate::ctap::command`]).
 pub use crate::ctap::command;

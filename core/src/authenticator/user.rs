@@ -1,11 +1,14 @@
 //! Asking the user (through the Approver) and checking pinUvAuthParams: the user-presence and
 //! user-verification rules shared by makeCredential, getAssertion and clientPIN.
 
-use crate::approver::{AccountChoice, ApprovalOutcome, ApprovalRequest, Operation};
+use crate::approver::{
+    AccountChoice, ApprovalOutcome, ApprovalRequest, Operation, UvBinding, UvChallenge, UvProof,
+};
+use crate::crypto::es256;
 use crate::ctap::shared::PinUvAuth;
 use crate::ctap::{CtapError, CtapResult};
 use crate::pin::{PinProtocol, PinUvAuthToken};
-use crate::store::{Retries, MAX_UV_RETRIES};
+use crate::store::{Retries, StoreError, MAX_UV_RETRIES};
 
 use super::{Authenticator, RequestContext};
 
@@ -42,6 +45,14 @@ pub(crate) struct Subject {
 impl Authenticator {
     /// Asks the user and maps a refusal to its CTAP status. `verify` asks for built-in UV;
     /// a failed verification counts against uvRetries (CTAP 2.1 §6.5.5.7.3 semantics).
+    ///
+    /// A verified answer from a hardware-bound approver counts only with a valid proof (see
+    /// [`Self::proof_holds`]). Without one the answer is OPERATION_DENIED and no retry is
+    /// spent: uvRetries counts the user's failed attempts (§6.5.5.7.3 decrements it when
+    /// "the user verification fails"), and a missing or forged signature is not the user
+    /// failing a biometric — the OS never released the key. Nor is it taken as presence
+    /// only: the platform asked for UV, and a response without it would not be what was
+    /// asked for (§6.1.2 step 11, §6.2.2 step 6).
     pub(crate) fn ask_user(
         &mut self,
         cx: &RequestContext,
@@ -54,9 +65,14 @@ impl Authenticator {
             if settings.uv_retries == 0 {
                 return Err(CtapError::UvBlocked);
             }
-            let outcome = self.ask(cx, operation, subject, true);
+            let (outcome, challenge) = self.ask(cx, operation, subject, true);
             match outcome {
-                ApprovalOutcome::Verified { account } => {
+                ApprovalOutcome::Verified { account, proof } => {
+                    // The key the prompt was issued under: one registered during the wait
+                    // does not count for it.
+                    if !self.proof_holds(settings.uv_public_key.as_ref(), &challenge, proof) {
+                        return Err(CtapError::OperationDenied);
+                    }
                     // The settings were read before the wait: write back only the retries.
                     if settings.uv_retries != MAX_UV_RETRIES {
                         self.store.refill_retries(Retries::Uv)?;
@@ -79,13 +95,11 @@ impl Authenticator {
                 other => Err(refusal(other)),
             }
         } else {
-            match self.ask(cx, operation, subject, false) {
-                ApprovalOutcome::Present { account } => Ok(Gesture {
-                    present: true,
-                    verified: false,
-                    account,
-                }),
-                ApprovalOutcome::Verified { account } => Ok(Gesture {
+            // Only presence was asked for: a verified answer shows presence, and its proof
+            // (if any) is not needed.
+            match self.ask(cx, operation, subject, false).0 {
+                ApprovalOutcome::Present { account }
+                | ApprovalOutcome::Verified { account, .. } => Ok(Gesture {
                     present: true,
                     verified: false,
                     account,
@@ -95,15 +109,34 @@ impl Authenticator {
         }
     }
 
+    /// Whether a verified answer is backed: always for a software approver (which says so,
+    /// [`UvBinding::Software`]); for a hardware-bound one, only an ES256 signature over this
+    /// prompt's challenge by the registered UV key.
+    fn proof_holds(
+        &self,
+        uv_public_key: Option<&[u8; 65]>,
+        challenge: &UvChallenge,
+        proof: Option<UvProof>,
+    ) -> bool {
+        match self.approver.uv_binding() {
+            UvBinding::Software { .. } => true,
+            UvBinding::Hardware => match (uv_public_key, proof) {
+                (Some(key), Some(proof)) => es256::verify(key, challenge.as_bytes(), proof.der()),
+                _ => false,
+            },
+        }
+    }
+
     fn ask(
         &mut self,
         cx: &RequestContext,
         operation: Operation,
         subject: Subject,
         verify: bool,
-    ) -> ApprovalOutcome {
+    ) -> (ApprovalOutcome, UvChallenge) {
+        let challenge = UvChallenge::new(operation, subject.rp_id.as_deref());
         if cx.cancel.is_cancelled() {
-            return ApprovalOutcome::Cancelled;
+            return (ApprovalOutcome::Cancelled, challenge);
         }
         let request = ApprovalRequest {
             operation,
@@ -115,8 +148,9 @@ impl Authenticator {
             accounts: subject.accounts,
             verification_required: verify,
             timeout: self.config.approval_timeout,
+            uv_challenge: challenge.clone(),
         };
-        self.approver.approve(&request, &cx.cancel)
+        (self.approver.approve(&request, &cx.cancel), challenge)
     }
 
     /// Checks a makeCredential/getAssertion pinUvAuthParam over the clientDataHash against the
@@ -193,15 +227,25 @@ impl Authenticator {
         }
     }
 
-    /// Whether the key has built-in user verification: the key is configured with it and its
-    /// Approver can verify the user. Drives the `uv` option of getInfo (CTAP 2.1 §6.4).
-    pub(crate) fn has_builtin_uv(&self) -> bool {
-        self.config.builtin_uv && self.approver.can_verify_user()
+    /// Whether the key has built-in user verification: the key is configured with it, its
+    /// Approver can verify the user, and — for a hardware-bound approver — a UV key is
+    /// registered to check its proofs against. Drives the `uv` option of getInfo (CTAP 2.1
+    /// §6.4). Without a UV key the option is absent rather than `false`: `false` means "not
+    /// configured yet" and invites the platform to enroll through authenticatorBioEnrollment,
+    /// which this key does not offer; the phone registers its key itself.
+    pub(crate) fn has_builtin_uv(&self) -> Result<bool, StoreError> {
+        if !(self.config.builtin_uv && self.approver.can_verify_user()) {
+            return Ok(false);
+        }
+        Ok(match self.approver.uv_binding() {
+            UvBinding::Software { .. } => true,
+            UvBinding::Hardware => self.store.load_settings()?.uv_public_key.is_some(),
+        })
     }
 
     /// Whether any form of user verification is configured (PIN set or built-in UV).
     pub(crate) fn uv_configured(&self) -> CtapResult<bool> {
-        Ok(self.has_builtin_uv() || self.store.load_settings()?.pin_hash.is_some())
+        Ok(self.has_builtin_uv()? || self.store.load_settings()?.pin_hash.is_some())
     }
 }
 

@@ -641,9 +641,15 @@ mod tests {
         fn can_verify_user(&self) -> bool {
             true
         }
+        fn uv_binding(&self) -> crate::approver::UvBinding {
+            crate::approver::UvBinding::Software { reason: "a test" }
+        }
         fn approve(&mut self, request: &ApprovalRequest, _cancel: &CancelToken) -> ApprovalOutcome {
             self.0.lock().unwrap().push(request.clone());
-            ApprovalOutcome::Verified { account: Some(0) }
+            ApprovalOutcome::Verified {
+                account: Some(0),
+                proof: None,
+            }
         }
     }
 

@@ -79,7 +79,10 @@ fn several_discoverable_accounts_are_offered_and_the_chosen_one_is_returned() {
     key.seen();
 
     let ga = GetAssertion::typical("example.com").uv(true);
-    key.queue([ApprovalOutcome::Verified { account: Some(1) }]);
+    key.queue([ApprovalOutcome::Verified {
+        account: Some(1),
+        proof: None,
+    }]);
     let a = key.assert(&ga).unwrap();
     let r = key.seen().pop().unwrap();
     assert_eq!(r.operation, Operation::SignIn);

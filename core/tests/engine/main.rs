@@ -23,6 +23,7 @@ mod malformed_requests;
 mod reset;
 mod storage;
 mod u2f;
+mod uv_binding;
 
 use pocketkey_testkit::approver::verified;
 use pocketkey_testkit::key::Key;

@@ -73,13 +73,19 @@ impl pocketkey_core::approver::Approver for SlowApprover {
     fn can_verify_user(&self) -> bool {
         true
     }
+    fn uv_binding(&self) -> pocketkey_core::approver::UvBinding {
+        pocketkey_core::approver::UvBinding::Software { reason: "a test" }
+    }
     fn approve(
         &mut self,
         _: &pocketkey_core::approver::ApprovalRequest,
         _: &CancelToken,
     ) -> pocketkey_core::approver::ApprovalOutcome {
         thread::sleep(Duration::from_millis(300));
-        pocketkey_core::approver::ApprovalOutcome::Verified { account: None }
+        pocketkey_core::approver::ApprovalOutcome::Verified {
+            account: None,
+            proof: None,
+        }
     }
 }
 
@@ -94,6 +100,10 @@ fn dummy_request() -> pocketkey_core::approver::ApprovalRequest {
         accounts: vec![],
         verification_required: false,
         timeout: Duration::from_secs(5),
+        uv_challenge: pocketkey_core::approver::UvChallenge::new(
+            pocketkey_core::approver::Operation::Select,
+            None,
+        ),
     }
 }
 
