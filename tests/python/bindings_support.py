@@ -62,8 +62,39 @@ class MemoryKeyProvider(pk.KeyProvider):
 Policy = Callable[["pk.ApprovalPrompt"], "pk.ApprovalAnswer | None"]
 
 
-def approve_verified(_prompt) -> "pk.ApprovalAnswer":
-    return pk.ApprovalAnswer.APPROVE_VERIFIED(account=None)
+class Verify:
+    """A policy's "approve with biometrics": the Phone turns it into APPROVE_VERIFIED with its
+    UV key's signature over the prompt's challenge, as the OS's biometric callback would."""
+
+    def __init__(self, account: int | None = None):
+        self.account = account
+
+
+def approve_verified(_prompt) -> Verify:
+    return Verify()
+
+
+class SoftwareUvKey:
+    """The phone's UV key, here a software P-256 key (on a phone: an Android Keystore key with
+    per-use biometric authentication, or a Secure Enclave key)."""
+
+    def __init__(self):
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        self._ec = ec
+        self._key = ec.generate_private_key(ec.SECP256R1())
+
+    def public_key(self) -> bytes:
+        from cryptography.hazmat.primitives import serialization
+
+        return self._key.public_key().public_bytes(
+            serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+        )
+
+    def sign(self, message: bytes) -> bytes:
+        from cryptography.hazmat.primitives import hashes
+
+        return self._key.sign(message, self._ec.ECDSA(hashes.SHA256()))
 
 
 class Phone(pk.ApprovalListener):
@@ -75,6 +106,7 @@ class Phone(pk.ApprovalListener):
         self.policy = policy
         self.fail = fail
         self.key = None  # set by attach(); the worker needs it to answer
+        self.uv_key = SoftwareUvKey()
         self.prompts: list = []
         self.closed: list[tuple[int, object]] = []
         self.listener_threads: set[int] = set()
@@ -85,7 +117,13 @@ class Phone(pk.ApprovalListener):
         self._worker.start()
 
     def attach(self, key) -> None:
+        """Keeps the key to answer through and registers the UV key with it (the app's setup)."""
         self.key = key
+        key.register_uv_key(self.uv_key.public_key())
+
+    def verified(self, prompt, account: int | None = None) -> "pk.ApprovalAnswer":
+        signature = self.uv_key.sign(bytes(prompt.uv_challenge))
+        return pk.ApprovalAnswer.APPROVE_VERIFIED(account=account, signature=signature)
 
     # -- ApprovalListener (called by the library on the thread running the request)
 
@@ -109,6 +147,8 @@ class Phone(pk.ApprovalListener):
             answer = self.policy(prompt)
             if answer is None:
                 continue
+            if isinstance(answer, Verify):
+                answer = self.verified(prompt, answer.account)
             self.answer_threads.add(threading.get_ident())
             try:
                 self.key.answer(prompt.id, answer)

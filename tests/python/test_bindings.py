@@ -147,6 +147,48 @@ def test_deny_reaches_the_client_as_operation_denied(make_key):
     assert k.phone.closed == [(k.phone.prompts[0].id, pk.ApprovalClosed.ANSWERED)]
 
 
+def test_uv_required_registration_carries_the_uv_keys_proof(make_key):
+    """userVerification "required" through python-fido2: the phone answers with its UV key's
+    signature over the prompt's challenge, the engine checks it, and the registration
+    verifies with UV set."""
+    k = make_key()
+    assert k.key.info().uv_key_registered
+    _, credential = register(k)
+    assert k.phone.prompts and all(len(bytes(p.uv_challenge)) == 81 for p in k.phone.prompts)
+    assert len({bytes(p.uv_challenge) for p in k.phone.prompts}) == len(k.phone.prompts)
+    assert not k.phone.answer_errors
+
+
+def test_a_forged_or_replayed_uv_proof_is_refused_without_spending_retries(make_key):
+    from bindings_support import SoftwareUvKey
+
+    forger = SoftwareUvKey()
+    k = make_key(policy=lambda p: pk.ApprovalAnswer.APPROVE_VERIFIED(
+        account=None, signature=forger.sign(bytes(p.uv_challenge))))
+    with pytest.raises(ClientError) as excinfo:
+        register(k)
+    assert ctap_cause(excinfo) == ERR.OPERATION_DENIED
+    assert not k.phone.answer_errors
+
+    # The registered key's signature over an earlier prompt's challenge.
+    seen = []
+
+    def replay(prompt):
+        if not seen:
+            seen.append(prompt)
+            return k.phone.verified(prompt)
+        return k.phone.verified(seen[0])
+
+    k.phone.policy = replay
+    register(k, uv=UserVerificationRequirement.REQUIRED)  # the first prompt verifies
+    with pytest.raises(ClientError) as excinfo:
+        register(k, name="bob@example.com")
+    assert ctap_cause(excinfo) == ERR.OPERATION_DENIED
+    info = Ctap2(k.device).get_info()
+    assert info.options.get("uv") is True
+    assert ClientPin(Ctap2(k.device)).get_uv_retries() == 8
+
+
 def test_unanswered_prompt_times_out(make_key):
     k = make_key(policy=lambda p: None, timeout_ms=400)
     started = time.monotonic()
@@ -180,7 +222,7 @@ def test_cancel_pending_ends_the_wait(make_key):
 def test_answer_for_unknown_id(make_key):
     k = make_key()
     with pytest.raises(pk.PocketKeyError.UnknownApproval) as err:
-        k.key.answer(123456789, pk.ApprovalAnswer.APPROVE_VERIFIED(account=None))
+        k.key.answer(123456789, pk.ApprovalAnswer.APPROVE_VERIFIED(account=None, signature=b"\x30" * 8))
     assert err.value.id == 123456789
 
 

@@ -697,13 +697,13 @@ def test_latency_connected_phone(traced, tmp_path, capfd):
     hop, in order, and came back."""
     from fido2.ctap2 import Ctap2
 
-    from bindings_support import MemoryKeyProvider, Phone, ShownCode, pk
+    from bindings_support import MemoryKeyProvider, Phone, ShownCode, Verify, pk
 
     marks: dict[str, list[float]] = {"prompt": [], "answer": []}
 
     def policy(prompt):
         marks["answer"].append(time.time())
-        return pk.ApprovalAnswer.APPROVE_VERIFIED(account=None)
+        return Verify()
 
     class TimedPhone(Phone):
         def on_approval_requested(self, request):
