@@ -18,6 +18,8 @@ import com.pocketkey.applogic.OpenState
 import com.pocketkey.applogic.Outcome
 import com.pocketkey.applogic.PushResult
 import com.pocketkey.applogic.ScanOutcome
+import com.pocketkey.applogic.UV_KEY_NOTICE
+import com.pocketkey.applogic.UvKeyProvider
 import com.pocketkey.applogic.Verification
 import com.pocketkey.core.Advertiser
 import com.pocketkey.core.ApprovalAnswer
@@ -93,6 +95,38 @@ class RecordingAdvertiser : Advertiser {
 }
 
 /**
+ * The phone's UV key as the tests hold it: a software P-256 key (the app's is a Keystore key
+ * with per-use biometric authentication). [signWith] signs instead of the registered key (a
+ * forgery); [failSigning] is the OS refusing the key (invalidated by a new enrollment).
+ */
+class SoftwareUvKeys : UvKeyProvider {
+    private val pair = KeyPairGenerator.getInstance("EC").apply { initialize(ECGenParameterSpec("secp256r1")) }.generateKeyPair()
+    @Volatile var signWith: java.security.PrivateKey = pair.private
+    @Volatile var failSigning = false
+    val signed: MutableList<ByteArray> = Collections.synchronizedList(mutableListOf())
+
+    override fun publicKey(): ByteArray {
+        val w = (pair.public as ECPublicKey).w
+        fun fixed(n: java.math.BigInteger) = n.toByteArray().takeLast(32).toByteArray().let { ByteArray(32 - it.size) + it }
+        return byteArrayOf(4) + fixed(w.affineX) + fixed(w.affineY)
+    }
+
+    override fun sign(challenge: ByteArray): ByteArray {
+        if (failSigning) throw IllegalStateException("key permanently invalidated")
+        signed += challenge
+        return java.security.Signature.getInstance("SHA256withECDSA").run {
+            initSign(signWith)
+            update(challenge)
+            sign()
+        }
+    }
+
+    /** A key of its own, to forge with. */
+    fun otherKey(): java.security.PrivateKey =
+        KeyPairGenerator.getInstance("EC").apply { initialize(ECGenParameterSpec("secp256r1")) }.generateKeyPair().private
+}
+
+/**
  * A browser's `FIDO:/` code (CTAP 2.2, hybrid transport: the QR code): a CBOR map of its compressed
  * P-256 key, a 16-byte secret, the tunnel domain count, the time and the request type, as
  * decimal digits (7 bytes → 17 digits, little-endian; a shorter last chunk fewer).
@@ -146,10 +180,11 @@ class ModelUnderTest(
     val vault: TestVault = TestVault(),
     secure: Boolean = true,
     val dir: File = ctx.newDir(),
+    val uvKeys: SoftwareUvKeys? = SoftwareUvKeys(),
 ) : AutoCloseable {
     val notifications = Notifications()
     val advertiser = RecordingAdvertiser()
-    val model = AppModel(dir, vault, TestDevice(secure), MemorySettingsStore(), advertiser).also {
+    val model = AppModel(dir, vault, TestDevice(secure), MemorySettingsStore(), advertiser, uvKeys).also {
         it.approvals.addObserver(notifications)
     }
 
@@ -163,8 +198,17 @@ class ModelUnderTest(
     override fun close() = model.close()
 }
 
-fun TestContext.model(vault: TestVault = TestVault(), secure: Boolean = true, dir: File = newDir()) =
-    closeLater(ModelUnderTest(this, vault, secure, dir))
+fun TestContext.model(
+    vault: TestVault = TestVault(),
+    secure: Boolean = true,
+    dir: File = newDir(),
+    uvKeys: SoftwareUvKeys? = SoftwareUvKeys(),
+) = closeLater(ModelUnderTest(this, vault, secure, dir, uvKeys))
+
+/** getInfo's `uv` option (0x04 options map, key "uv"); null when absent. */
+fun uvOption(m: ModelUnderTest): Any? =
+    Ctap.ok(m.model.session!!.key.processCtap(Ctap.command(Ctap.GET_INFO, null), "test"), "getInfo")[4L]
+        .asMap("options")["uv"]
 
 fun <T> Outcome<T>.done(what: String): T = when (this) {
     is Outcome.Done -> value
@@ -501,6 +545,68 @@ val cases = listOf(
         t.join(WAIT_SECONDS * 1000)
         val user = Ctap.ok(response, "getAssertion")[4L].asMap("user")
         assertEq(prompt.accounts[1].userId, user["id"], "the signed-in account")
+    },
+
+    TestCase("uv binding: setup registers the UV key; 'approve with biometrics' signs the prompt's own challenge") {
+        val m = model()
+        val session = m.session()
+        assertEq(null, m.model.uvKeyProblem, "UV key problem")
+        assertEq(true, session.keySettings.info().done("info").uvKeyRegistered, "UV key registered")
+        assertEq(true, uvOption(m), "getInfo uv")
+        val (prompt, status) = registerAnswering(m, uv = true) { p ->
+            val r = m.model.approvals.approve(p.id, null, Verification.VERIFIED).answered("approve")
+            assertTrue(r.answer is ApprovalAnswer.ApproveVerified) { "answer: ${r.answer}" }
+        }
+        assertEq(Ctap.OK, status, "CTAP status")
+        assertEq(listOf(prompt.uvChallenge.toList()), m.uvKeys!!.signed.map { it.toList() }, "what the UV key signed")
+    },
+
+    TestCase("uv binding: a forged proof is refused (OPERATION_DENIED) without spending UV retries") {
+        val m = model()
+        m.session()
+        val before = uvRetries(m)
+        m.uvKeys!!.signWith = m.uvKeys.otherKey()
+        val (_, status) = registerAnswering(m, uv = true) { p ->
+            m.model.approvals.approve(p.id, null, Verification.VERIFIED).answered("approve")
+        }
+        assertEq(Ctap.ERR_OPERATION_DENIED, status, "CTAP status for a forged proof")
+        assertEq(before, uvRetries(m), "uvRetries after a forged proof")
+    },
+
+    TestCase("uv binding: a UV key the OS will not use denies a verification-required prompt with a notice, and presence still approves") {
+        val m = model()
+        m.session()
+        val before = uvRetries(m)
+        m.uvKeys!!.failSigning = true
+        val (_, status) = registerAnswering(m, uv = true) { p ->
+            val r = m.model.approvals.approve(p.id, null, Verification.VERIFIED).answered("approve")
+            assertEq(ApprovalAnswer.Deny, r.answer, "answer")
+            assertEq(UV_KEY_NOTICE, r.notice, "notice")
+        }
+        assertEq(Ctap.ERR_OPERATION_DENIED, status, "CTAP status")
+        assertEq(before, uvRetries(m), "uvRetries")
+        val (_, presence) = registerAnswering(m, uv = false) { p ->
+            val r = m.model.approvals.approve(p.id, null, Verification.VERIFIED).answered("approve")
+            assertEq(ApprovalAnswer.ApprovePresent(null), r.answer, "answer where presence is enough")
+        }
+        assertEq(Ctap.OK, presence, "CTAP status for presence")
+    },
+
+    TestCase("uv binding: without a UV key the key offers no built-in UV; a factory reset registers it again") {
+        val none = model(uvKeys = null)
+        none.session()
+        assertEq(null, uvOption(none), "getInfo uv without a UV key")
+        val request = Ctap.makeCredential(
+            Ctap.clientDataHash("webauthn.create", "https://example.com"), "example.com", null,
+            Ctap.randomBytes(16), "bob", "Bob", rk = true, uv = true,
+        )
+        assertEq(0x2C, Ctap.status(none.model.session!!.key.processCtap(request, "Work laptop")), "uv=true: INVALID_OPTION")
+
+        val m = model()
+        val s = m.session().keySettings
+        s.factoryReset().done("factory reset")
+        assertEq(true, s.info().done("info").uvKeyRegistered, "UV key after the reset")
+        assertEq(true, uvOption(m), "getInfo uv after the reset")
     },
 
     TestCase("settings: PIN set and change, passkey list, factory reset through the model") {

@@ -212,7 +212,7 @@ val CASES = listOf(
     TestCase("answer for an unknown id throws PocketKeyException.UnknownApproval") {
         val k = openKey()
         val e = assertThrows<PocketKeyException.UnknownApproval>("unknown id") {
-            k.key.answer(123456789uL, ApprovalAnswer.ApproveVerified(null))
+            k.key.answer(123456789uL, ApprovalAnswer.ApproveVerified(null, ByteArray(8)))
         }
         assertEq(123456789uL, e.id, "id")
         assertEq("That approval has already ended", e.userMessage(), "userMessage()")
@@ -233,6 +233,33 @@ val CASES = listOf(
         assertThrows<PocketKeyException.UnknownApproval>("late answer") {
             k.key.answer(prompt.id, ApprovalAnswer.ApprovePresent(null))
         }
+    },
+
+    TestCase("a verified answer needs the UV key's signature: another key's is OPERATION_DENIED; malformed ones are typed errors") {
+        val k = openKey(phone = Phone(policy = { null }))
+        assertEq(true, k.key.info().uvKeyRegistered, "UV key registered at attach")
+        val forger = Phone()
+        k.phone.policy = { p -> ApprovalAnswer.ApproveVerified(null, forger.signUv(p.uvChallenge)) }
+        val request = Ctap.makeCredential(
+            Ctap.clientDataHash("webauthn.create", "https://$RP_ID"), RP_ID, "Example",
+            Ctap.randomBytes(16), "alice", "Alice", rk = true, uv = true,
+        )
+        assertEq(Ctap.ERR_OPERATION_DENIED, Ctap.status(k.ctap(request)), "status for a forged proof")
+        assertThrows<PocketKeyException.InvalidUvKey>("malformed UV key") { k.key.registerUvKey(ByteArray(65) { 4 }) }
+
+        k.phone.policy = { null }
+        var response: ByteArray? = null
+        val transport = thread(name = "transport") { response = k.ctap(request) }
+        waitUntil("the prompt") { k.phone.prompts.size == 2 }
+        val prompt = k.phone.prompts[1]
+        assertEq(81, prompt.uvChallenge.size, "challenge length")
+        val e = assertThrows<PocketKeyException.InvalidUvProof>("80-byte signature") {
+            k.key.answer(prompt.id, ApprovalAnswer.ApproveVerified(null, ByteArray(80)))
+        }
+        assertEq(80u, e.length, "length")
+        k.key.answer(prompt.id, k.phone.verified(prompt))
+        transport.join(10_000)
+        assertEq(Ctap.OK, response?.let { Ctap.status(it) }, "status after the right signature")
     },
 
     TestCase("cancelPending ends the wait with CTAP2_ERR_KEEPALIVE_CANCEL") {

@@ -63,15 +63,40 @@ class MemoryKeyProvider(
     }
 }
 
+/** [Phone]'s default policy: approve with biometrics, i.e. sign the prompt's challenge. */
+val VERIFY: (ApprovalPrompt) -> ApprovalAnswer? = { error("Phone answers VERIFY itself") }
+
 /**
  * The phone: `onApprovalRequested` only queues the prompt (as an app posts a notification);
  * a separate thread takes each one and answers it through `SecurityKey.answer` by id, with
- * whatever [policy] says (null: leave it unanswered).
+ * whatever [policy] says (null: leave it unanswered; [VERIFY]: [verified]). Its UV key is a
+ * software P-256 key (an app's is a Keystore / Secure Enclave key), registered at [attach].
  */
 class Phone(
-    @Volatile var policy: (ApprovalPrompt) -> ApprovalAnswer? = { ApprovalAnswer.ApproveVerified(null) },
+    @Volatile var policy: (ApprovalPrompt) -> ApprovalAnswer? = VERIFY,
     @Volatile var failWith: Exception? = null,
 ) : ApprovalListener {
+    private val uvKey = java.security.KeyPairGenerator.getInstance("EC")
+        .apply { initialize(java.security.spec.ECGenParameterSpec("secp256r1")) }
+        .generateKeyPair()
+
+    /** The UV key's public key, uncompressed SEC1. */
+    fun uvPublicKey(): ByteArray {
+        val w = (uvKey.public as java.security.interfaces.ECPublicKey).w
+        fun fixed(n: java.math.BigInteger) = n.toByteArray().takeLast(32).toByteArray().let { ByteArray(32 - it.size) + it }
+        return byteArrayOf(4) + fixed(w.affineX) + fixed(w.affineY)
+    }
+
+    /** "Approve with biometrics": the UV key's signature over [prompt]'s challenge. */
+    fun verified(prompt: ApprovalPrompt, account: UInt? = null): ApprovalAnswer =
+        ApprovalAnswer.ApproveVerified(account, signUv(prompt.uvChallenge))
+
+    fun signUv(message: ByteArray): ByteArray = java.security.Signature.getInstance("SHA256withECDSA").run {
+        initSign(uvKey.private)
+        update(message)
+        sign()
+    }
+
     val prompts: MutableList<ApprovalPrompt> = Collections.synchronizedList(mutableListOf())
     val closed: MutableList<Pair<ULong, ApprovalClosed>> = Collections.synchronizedList(mutableListOf())
     val listenerThreads: MutableSet<String> = Collections.synchronizedSet(mutableSetOf())
@@ -84,6 +109,7 @@ class Phone(
 
     fun attach(key: SecurityKey) {
         this.key = key
+        key.registerUvKey(uvPublicKey())
         if (!worker.isAlive) worker.start()
     }
 
@@ -110,7 +136,8 @@ class Phone(
             } catch (_: InterruptedException) {
                 return
             }
-            val answer = policy(prompt) ?: continue
+            val p = policy
+            val answer = (if (p === VERIFY) verified(prompt) else p(prompt)) ?: continue
             try {
                 Thread.sleep(5) // "seconds later", in miniature: the engine really waits
                 answerThreads += Thread.currentThread().name

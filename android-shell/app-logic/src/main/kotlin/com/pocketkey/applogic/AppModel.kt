@@ -1,6 +1,7 @@
 package com.pocketkey.applogic
 
 import com.pocketkey.core.Advertiser
+import com.pocketkey.core.PocketKeyException
 import com.pocketkey.core.SecurityKey
 import java.io.File
 
@@ -14,11 +15,11 @@ interface Device {
 }
 
 /** Everything the screens use once the key is open. */
-class KeySession(val key: SecurityKey, settings: Settings, advertiser: Advertiser) {
+class KeySession(val key: SecurityKey, settings: Settings, advertiser: Advertiser, afterReset: () -> Unit = {}) {
     val pairings = Pairings(key, settings)
     val push = Push(key, settings)
     val scanner = Scanner(key, settings, advertiser, pairings, push)
-    val keySettings = KeySettings(key, settings)
+    val keySettings = KeySettings(key, settings, afterReset)
 
     fun close() {
         pairings.stopListening()
@@ -28,8 +29,9 @@ class KeySession(val key: SecurityKey, settings: Settings, advertiser: Advertise
 
 /**
  * The app model the Android app holds once per process. No Android classes: the platform
- * hands in its [KeyVault], [Device], [SettingsStore] and BLE [Advertiser], and shows what
- * [approvals] holds.
+ * hands in its [KeyVault], [Device], [SettingsStore], BLE [Advertiser] and [UvKeyProvider]
+ * (null: no UV key, so the key offers computers only the PIN), and shows what [approvals]
+ * holds.
  */
 class AppModel(
     dataDir: File,
@@ -37,9 +39,14 @@ class AppModel(
     private val device: Device,
     settingsStore: SettingsStore,
     private val advertiser: Advertiser,
+    private val uvKeys: UvKeyProvider?,
     approvalTimeoutMs: ULong? = null,
 ) {
-    val approvals = ApprovalQueue()
+    val approvals = ApprovalQueue(uvKeys)
+
+    /** Why the UV key could not be registered at the last open (null: it was, or there is none). */
+    @Volatile var uvKeyProblem: String? = null
+        private set
     val settings = Settings(settingsStore, device.defaultName)
     private val opener = KeyOpener(dataDir, vault, approvals, device::canVerifyUser, approvalTimeoutMs)
 
@@ -65,10 +72,30 @@ class AppModel(
 
     private fun started(state: OpenState): OpenState {
         if (state is OpenState.Open) {
+            registerUvKey(state.key)
             approvals.attach(state.key)
-            session = KeySession(state.key, settings, advertiser)
+            session = KeySession(state.key, settings, advertiser) { registerUvKey(state.key) }
         }
         return state
+    }
+
+    /**
+     * Setup's UV step, at every open: registers the UV key's public key with the engine. Again
+     * at each open because a reset forgets it and the OS may have replaced the key (a new
+     * fingerprint invalidates the old one).
+     */
+    private fun registerUvKey(key: SecurityKey) {
+        uvKeyProblem = null
+        val keys = uvKeys ?: return
+        if (!device.canVerifyUser()) return
+        uvKeyProblem = try {
+            key.registerUvKey(keys.publicKey())
+            null
+        } catch (e: PocketKeyException) {
+            e.userMessage()
+        } catch (e: Exception) {
+            "The phone could not make a verification key: $e"
+        }
     }
 
     @Synchronized

@@ -11,7 +11,10 @@ import java.util.concurrent.CopyOnWriteArrayList
 
 /** What the phone's user verification (BiometricPrompt on Android) reported. */
 enum class Verification {
-    /** The OS verified the user (biometric or screen lock). */
+    /**
+     * The OS verified the user (biometric or screen lock) and unlocked the UV key for this one
+     * use: the queue signs the prompt's challenge through the [UvKeyProvider].
+     */
     VERIFIED,
 
     /** The OS locked verification out after failed attempts. */
@@ -49,14 +52,17 @@ sealed class AnswerResult {
     data class Refused(val message: String) : AnswerResult()
 }
 
+private const val ENDED = "That approval has already ended"
+
 const val NO_VERIFICATION_NOTICE =
     "This phone has no screen lock, so PocketKey cannot verify you: set a screen lock to approve this"
 
 /**
  * The approval queue: the engine's [ApprovalListener]. Prompts wait here, by id, until the
- * notification's actions answer them through [approve] or [deny] (from any thread).
+ * notification's actions answer them through [approve] or [deny] (from any thread). A verified
+ * approval is signed with [uvKeys] (null: the phone has no UV key).
  */
-class ApprovalQueue : ApprovalListener {
+class ApprovalQueue(private val uvKeys: UvKeyProvider?) : ApprovalListener {
     private val open = LinkedHashMap<ULong, ApprovalPrompt>()
     private val observers = CopyOnWriteArrayList<ApprovalObserver>()
 
@@ -108,7 +114,7 @@ class ApprovalQueue : ApprovalListener {
     fun approve(id: ULong, account: UInt?, verification: Verification): AnswerResult {
         val prompt = prompt(id)
         return when (verification) {
-            Verification.VERIFIED -> send(id, ApprovalAnswer.ApproveVerified(account))
+            Verification.VERIFIED -> verified(id, account, prompt)
             Verification.FAILED -> send(id, ApprovalAnswer.VerificationFailed)
             Verification.CANCELLED -> send(id, ApprovalAnswer.Deny)
             // Presence is all a phone without a screen lock can give; where verification is
@@ -125,8 +131,31 @@ class ApprovalQueue : ApprovalListener {
         }
     }
 
+    /**
+     * The UV key's signature over the prompt's challenge is the proof the engine checks. If it
+     * will not sign (the OS invalidated it), presence is still true where only presence was
+     * asked; where verification is required it is a denial — not a failed verification,
+     * which would spend the key's UV retries for something the user did not do.
+     */
+    private fun verified(id: ULong, account: UInt?, prompt: ApprovalPrompt?): AnswerResult {
+        prompt ?: return AnswerResult.Refused(ENDED)
+        val signature = try {
+            uvKeys?.sign(prompt.uvChallenge)
+        } catch (e: Exception) {
+            null
+        }
+        return when {
+            signature != null -> send(id, ApprovalAnswer.ApproveVerified(account, signature))
+            !prompt.verificationRequired -> send(id, ApprovalAnswer.ApprovePresent(account))
+            else -> when (val r = send(id, ApprovalAnswer.Deny)) {
+                is AnswerResult.Answered -> r.copy(notice = UV_KEY_NOTICE)
+                is AnswerResult.Refused -> r
+            }
+        }
+    }
+
     private fun send(id: ULong, answer: ApprovalAnswer): AnswerResult {
-        val key = key ?: return AnswerResult.Refused("That approval has already ended")
+        val key = key ?: return AnswerResult.Refused(ENDED)
         return try {
             key.answer(id, answer)
             AnswerResult.Answered(answer)

@@ -4,8 +4,15 @@ import com.pocketkey.core.KeyInfo
 import com.pocketkey.core.SecurityKey
 import com.pocketkey.core.Site
 
-/** The key's own settings screens: name, PIN, passkey list, factory reset. */
-class KeySettings(private val key: SecurityKey, private val settings: Settings) {
+/**
+ * The key's own settings screens: name, PIN, passkey list, factory reset. [afterReset] runs
+ * after a factory reset (the model registers the UV key again: the reset forgot it).
+ */
+class KeySettings(
+    private val key: SecurityKey,
+    private val settings: Settings,
+    private val afterReset: () -> Unit = {},
+) {
     fun info(): Outcome<KeyInfo> = attempt { key.info() }
 
     fun rename(label: String): Outcome<Unit> = attempt { key.setLabel(label) }
@@ -20,6 +27,9 @@ class KeySettings(private val key: SecurityKey, private val settings: Settings) 
 
     /** Erases every passkey and the PIN (after the user confirmed). */
     fun factoryReset(): Outcome<Unit> = attempt { key.factoryReset() }.also {
-        if (it is Outcome.Done) settings.clearKeyState()
+        if (it is Outcome.Done) {
+            settings.clearKeyState()
+            afterReset()
+        }
     }
 }

@@ -18,7 +18,10 @@ import com.pocketkey.core.ApprovalPrompt
 /**
  * Opened by a notification's Approve action (or a tap on it): lets the user pick an account
  * when the site offered several, then verifies them with BiometricPrompt (biometric or the
- * screen lock) and hands the result to the model's approval queue. Approving always verifies
+ * screen lock) and hands the result to the model's approval queue. When the UV key is usable
+ * the prompt carries it as a CryptoObject (Class 3 biometric only: the key allows nothing
+ * else), and the success callback hands the unlocked Signature to [KeystoreUvKeys], with which
+ * the model signs the prompt's challenge: the proof the engine checks. Approving always verifies
  * when the phone can: a tap on a lock-screen notification alone must not sign anyone in. A
  * phone without a screen lock reports NOT_AVAILABLE, which the model turns into presence or a
  * denial, never a failed verification.
@@ -96,19 +99,30 @@ class ApprovalActivity : AppCompatActivity() {
             done(getString(R.string.verification_unusable))   // the prompt runs to its deadline
             return
         }
-        val info = BiometricPrompt.PromptInfo.Builder()
+        // An invalidated or missing UV key: verify without it; the model then answers presence
+        // where that is enough and denies (without spending UV retries) where it is not.
+        val signature = runCatching { app.uvKeys.signatureForPrompt() }.getOrNull()
+        val builder = BiometricPrompt.PromptInfo.Builder()
             .setTitle(ApprovalNotifier.title(prompt))
             .setSubtitle(ApprovalNotifier.detail(prompt))
-            .setAllowedAuthenticators(authenticators)   // no negative button with DEVICE_CREDENTIAL
-            .build()
         verifying = true
-        biometricPrompt(prompt).authenticate(info)
+        if (signature != null) {
+            val info = builder.setAllowedAuthenticators(BIOMETRIC_STRONG)
+                .setNegativeButtonText(getString(android.R.string.cancel))
+                .build()
+            biometricPrompt(prompt).authenticate(info, BiometricPrompt.CryptoObject(signature))
+        } else {
+            // No negative button with DEVICE_CREDENTIAL.
+            biometricPrompt(prompt).authenticate(builder.setAllowedAuthenticators(authenticators).build())
+        }
     }
 
     private fun biometricPrompt(prompt: ApprovalPrompt): BiometricPrompt {
         val callback = object : BiometricPrompt.AuthenticationCallback() {
-            override fun onAuthenticationSucceeded(result: BiometricPrompt.AuthenticationResult) =
+            override fun onAuthenticationSucceeded(result: BiometricPrompt.AuthenticationResult) {
+                result.cryptoObject?.signature?.let(app.uvKeys::unlocked)
                 answer(Verification.VERIFIED)
+            }
 
             override fun onAuthenticationError(errorCode: Int, errString: CharSequence) {
                 when (errorCode) {

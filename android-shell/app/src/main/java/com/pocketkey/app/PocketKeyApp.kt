@@ -23,6 +23,9 @@ class PocketKeyApp : Application() {
     lateinit var notifier: ApprovalNotifier
         private set
 
+    /** The UV key; ApprovalActivity hands it the Signature BiometricPrompt unlocked. */
+    val uvKeys = KeystoreUvKeys()
+
     /** For the app's own engine calls (opening, pairing, settings); never the main thread. */
     val background: ExecutorService = Executors.newCachedThreadPool()
 
@@ -34,6 +37,7 @@ class PocketKeyApp : Application() {
             AndroidDevice(this),
             PrefsSettingsStore(this),
             BleAdvertiser(this),
+            uvKeys,
         )
         notifier = ApprovalNotifier(this)
         model.approvals.addObserver(notifier)
