@@ -131,3 +131,28 @@ def test_fido2_client_registers_and_signs_in_with_the_pin(pin_only):
     server.authenticate_complete(state, [auth_data.credential_data], response)
     assert response.response.authenticator_data.is_user_verified()
     assert c.ui.pin_requests >= 2 and c.ui.uv_requests == 0, (c.ui.pin_requests, c.ui.uv_requests)
+
+
+@pytest.mark.parametrize(
+    "auto_approve, says",
+    [
+        (False, "user verification: terminal prompt, not bound to hardware"),
+        (True, "user verification: --auto-approve, nobody is asked; not bound to hardware"),
+    ],
+)
+def test_the_desktop_approver_says_once_that_its_uv_is_not_bound_to_hardware(tmp_path, auto_approve, says):
+    """The terminal prompt and --auto-approve verify in software (UvBinding::Software): `serve`
+    says so on stderr once, at start, and its verified answers still verify users (the
+    python-fido2 UV tests run through it)."""
+    from pocketkey_udp import Authenticator
+
+    auth = Authenticator(state_dir=tmp_path / "state", auto_approve=auto_approve)
+    try:
+        auth.start()
+        info = auth.ctap2().get_info()
+        assert info.options.get("uv") is True
+    finally:
+        auth.stop()
+    log = auth.read_log()
+    assert log.count("user verification: ") == 1, log
+    assert says in log, log
