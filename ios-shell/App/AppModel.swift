@@ -19,11 +19,13 @@ final class AppModel: ObservableObject {
     private init() {
         let support = FileManager.default.urls(for: .applicationSupportDirectory, in: .userDomainMask)[0]
         let keychain = KeychainKeyProvider()
+        let uvKeys = SecureEnclaveUvKeys()
         model = PocketKeyModel(configuration: .init(
             dataDirectory: support.appendingPathComponent("pocketkey", isDirectory: true),
             settingsFile: support.appendingPathComponent("settings.json"),
             keyProvider: keychain,
-            verifier: LocalAuthenticationVerifier(),
+            verifier: LocalAuthenticationVerifier(uvKeys: uvKeys),
+            uvKeys: uvKeys,
             advertiser: nil,  // iOS apps cannot advertise hybrid service data
             discardMasterKey: { try keychain.deleteMasterKey() }))
     }
@@ -81,20 +83,29 @@ final class AppModel: ObservableObject {
 /// Face ID / Touch ID, or the device passcode: user verification in the WebAuthn sense.
 /// A phone with none of them set up is `.notAvailable`, never a failed verification.
 struct LocalAuthenticationVerifier: UserVerifier {
+    /// Gets the evaluated context, to sign the prompt's challenge without a second sheet.
+    let uvKeys: SecureEnclaveUvKeys
+
     func isAvailable() -> Bool {
         var error: NSError?
         return LAContext().canEvaluatePolicy(.deviceOwnerAuthentication, error: &error)
     }
 
+    /// Biometrics only: the UV key's `.biometryCurrentSet` access control accepts no passcode,
+    /// so a passcode could not produce the proof a verified answer carries.
     func verify(reason: String) async -> VerificationResult {
         let context = LAContext()
         var error: NSError?
-        guard context.canEvaluatePolicy(.deviceOwnerAuthentication, error: &error) else {
+        guard context.canEvaluatePolicy(.deviceOwnerAuthenticationWithBiometrics, error: &error) else {
             return .notAvailable
         }
         do {
-            return try await context.evaluatePolicy(.deviceOwnerAuthentication, localizedReason: reason)
-                ? .verified : .failed
+            guard try await context.evaluatePolicy(.deviceOwnerAuthenticationWithBiometrics, localizedReason: reason)
+            else {
+                return .failed
+            }
+            uvKeys.verified(with: context)
+            return .verified
         } catch let error as LAError {
             switch error.code {
             case .userCancel, .appCancel, .systemCancel, .userFallback: return .cancelled

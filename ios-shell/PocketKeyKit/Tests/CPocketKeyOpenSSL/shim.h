@@ -1,8 +1,10 @@
 // The parts of OpenSSL 3 the tests use: SHA-256, an EC public key from its uncompressed point
-// (EVP_PKEY_fromdata) and ECDSA verification (EVP_DigestVerify).
+// (EVP_PKEY_fromdata), ECDSA verification (EVP_DigestVerify), and a P-256 key pair that signs
+// (EVP_EC_gen, EVP_DigestSign) for the software UV key.
 #pragma once
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
+#include <openssl/ec.h>
 #include <openssl/evp.h>
 #include <openssl/param_build.h>
 
@@ -23,4 +25,15 @@ static inline OSSL_PARAM *pocketkey_p256_public_key_params(const unsigned char *
     }
     OSSL_PARAM_BLD_free(builder);
     return params;
+}
+
+// A new P-256 key pair; free with EVP_PKEY_free. (EVP_EC_gen is a macro over a variadic
+// function, which Swift cannot call.)
+static inline EVP_PKEY *pocketkey_p256_generate(void) { return EVP_EC_gen("P-256"); }
+
+// The uncompressed public point (65 bytes) of a P-256 key into `out`; 1 on success.
+static inline int pocketkey_p256_public_point(const EVP_PKEY *key, unsigned char *out, size_t out_len) {
+    size_t length = 0;
+    return EVP_PKEY_get_octet_string_param(key, OSSL_PKEY_PARAM_PUB_KEY, out, out_len, &length) == 1
+        && length == 65 && out[0] == 0x04;
 }

@@ -35,7 +35,7 @@ final class ApprovalTests: KeyTestCase {
 
     func testUnknownApprovalIdIsATypedError() throws {
         let k = try makeKey()
-        assertPocketKeyError(try k.key.answer(id: 123_456_789, answer: .approveVerified(account: nil))) { error in
+        assertPocketKeyError(try k.key.answer(id: 123_456_789, answer: .approveVerified(account: nil, signature: Data(repeating: 0x30, count: 8)))) { error in
             guard case let .UnknownApproval(id) = error else { return XCTFail("\(error)") }
             XCTAssertEqual(id, 123_456_789)
             XCTAssertEqual(error.userMessage(), "That approval has already ended")

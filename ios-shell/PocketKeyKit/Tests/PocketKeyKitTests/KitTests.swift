@@ -9,6 +9,7 @@ final class KitTests: KeyTestCase {
         let key = try SecurityKey.open(
             dataDir: freshDirectory().appendingPathComponent("key").path, keyProvider: MemoryKeyProvider(),
             listener: center, approvalTimeoutMs: timeoutMs)
+        try key.registerUvKey(publicKey: SoftwareUvKeys.shared.publicKey())
         center.attach(key)
         return key
     }
@@ -29,7 +30,7 @@ final class KitTests: KeyTestCase {
             for await event in stream {
                 seen.append(event)
                 if case let .requested(prompt) = event {
-                    try? center.answer(prompt.id, with: .approveVerified(account: nil))
+                    try? center.answer(prompt.id, with: Phone.verified(prompt))
                 }
                 if seen.count == 4 { break }
             }

@@ -81,7 +81,10 @@ final class ModelTests: ModelTestCase {
         XCTAssertNil(tapped)
         let result = await model.handleNotificationAction(ApprovalNotification.approveAction,
                                                           userInfo: notification.userInfo)
-        XCTAssertEqual(result, .answered(.approveVerified(account: nil)))
+        guard case let .answered(.approveVerified(account: nil, signature)) = result else {
+            return XCTFail("not a verified answer: \(result)")
+        }
+        XCTAssertFalse(signature.isEmpty)
         let createdReply = await created
         XCTAssertEqual(try Reply(createdReply).status, Ctap.ok)
         XCTAssertEqual(verifier.calls, 1)
@@ -110,6 +113,68 @@ final class ModelTests: ModelTestCase {
     private func uvRetries(_ key: SecurityKey) throws -> Int? {
         let request: CBOR = [1: 2, 2: 7]
         return try Reply(key.processCtap(request: Data([0x06] + request.encoded), requester: "")).body?[5]?.intValue
+    }
+
+    /// The proof the engine checks: a signature by another key than the registered one is
+    /// refused (CTAP2_ERR_OPERATION_DENIED) and spends no UV retry; a UV key that will not
+    /// sign is a denial the user is told about, not a failed verification.
+    func testAForgedUvProofIsRefusedWithoutSpendingRetries() async throws {
+        let registered = SoftwareUvKeys()
+        let model = try makeModel(uvKeys: ForgingUvKeys(registered: registered))
+        await model.start()
+        XCTAssertNil(model.state.uvKeyProblem)
+        XCTAssertEqual(model.state.info?.uvKeyRegistered, true)
+        let key = try XCTUnwrap(model.securityKey)
+        let runner = RequestRunner(key: key)
+        let retriesBefore = try XCTUnwrap(try uvRetries(key))
+
+        async let reply = runner.processCtap(registration, requester: "Work laptop")
+        let state = try await waitFor(model, "the prompt") { !$0.prompts.isEmpty }
+        XCTAssertEqual(state.prompts[0].uvChallenge.count, 81)
+        let result = await model.respond(to: state.prompts[0].id, with: .approve(account: nil))
+        guard case .answered(.approveVerified) = result else { return XCTFail("\(result)") }
+        let replyBytes = await reply
+        XCTAssertEqual(try Reply(replyBytes).status, Ctap.operationDenied)
+        XCTAssertEqual(try uvRetries(key), retriesBefore)
+    }
+
+    func testAUvKeyThatWillNotSignDeniesAndTellsTheUser() async throws {
+        final class Refusing: UvKeyProvider, @unchecked Sendable {
+            let inner = SoftwareUvKeys()
+            func publicKey() throws -> Data { try inner.publicKey() }
+            func sign(_ challenge: Data) throws -> Data { throw CocoaError(.userCancelled) }
+        }
+        let model = try makeModel(uvKeys: Refusing())
+        await model.start()
+        let key = try XCTUnwrap(model.securityKey)
+        let runner = RequestRunner(key: key)
+        let retriesBefore = try XCTUnwrap(try uvRetries(key))
+        async let reply = runner.processCtap(registration, requester: "Work laptop")
+        let state = try await waitFor(model, "the prompt") { !$0.prompts.isEmpty }
+        let result = await model.respond(to: state.prompts[0].id, with: .approve(account: nil))
+        XCTAssertEqual(result, .verificationKeyUnusable)
+        let replyBytes = await reply
+        XCTAssertEqual(try Reply(replyBytes).status, Ctap.operationDenied)
+        XCTAssertEqual(model.state.notice, PocketKeyModel.verificationKeyUnusableMessage)
+        XCTAssertEqual(try uvRetries(key), retriesBefore)
+    }
+
+    /// Without a UV key the key offers computers no built-in UV (getInfo has no "uv" option);
+    /// with one, a factory reset forgets it and the model registers it again.
+    func testTheUvKeyIsRegisteredAtStartAndAgainAfterAReset() async throws {
+        let without = try makeModel(uvKeys: nil)
+        await without.start()
+        XCTAssertEqual(without.state.info?.uvKeyRegistered, false)
+        let info = try Reply(try XCTUnwrap(without.securityKey).processCtap(request: Data([0x04]), requester: ""))
+        XCTAssertNil(info.body?[4]?["uv"])
+
+        let model = try makeModel()
+        await model.start()
+        XCTAssertEqual(model.state.info?.uvKeyRegistered, true)
+        try await model.factoryReset()
+        XCTAssertEqual(model.state.info?.uvKeyRegistered, true)
+        let after = try Reply(try XCTUnwrap(model.securityKey).processCtap(request: Data([0x04]), requester: ""))
+        XCTAssertEqual(after.body?[4]?["uv"], true)
     }
 
     /// A phone without a passcode cannot verify: the request is declined, and is not a failed

@@ -113,8 +113,8 @@ final class RegistrationTests: KeyTestCase {
     func testTheUserPicksOneOfSeveralAccounts() throws {
         let k = try makeKey { prompt in
             // First an index outside the choices (refused, the prompt stays open), then the second account.
-            prompt.accounts.isEmpty ? [.approveVerified(account: nil)]
-                : [.approveVerified(account: 7), .approveVerified(account: 1)]
+            prompt.accounts.isEmpty ? [Phone.verified(prompt)]
+                : [Phone.verified(prompt, account: 7), Phone.verified(prompt, account: 1)]
         }
         var keys: [[UInt8]: ES256PublicKey] = [:]
         for (i, name) in ["alice", "bob"].enumerated() {

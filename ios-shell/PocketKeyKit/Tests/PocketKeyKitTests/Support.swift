@@ -22,7 +22,12 @@ final class Phone: ApprovalListener, @unchecked Sendable {
     /// The answers to give a prompt, tried in order (an empty list leaves it unanswered).
     typealias Policy = (ApprovalPrompt) -> [ApprovalAnswer]
 
-    static let approveVerified: Policy = { _ in [.approveVerified(account: nil)] }
+    static let approveVerified: Policy = { prompt in [verified(prompt)] }
+
+    /// "Approve with biometrics": the shared UV key's signature over the prompt's challenge.
+    static func verified(_ prompt: ApprovalPrompt, account: UInt32? = nil) -> ApprovalAnswer {
+        .approveVerified(account: account, signature: try! SoftwareUvKeys.shared.sign(prompt.uvChallenge))
+    }
 
     private let condition = NSCondition()
     private var queue: [ApprovalPrompt] = []
@@ -150,6 +155,7 @@ final class KeyUnderTest {
         self.phone = phone
         key = try SecurityKey.open(
             dataDir: directory.path, keyProvider: provider, listener: phone, approvalTimeoutMs: timeoutMs)
+        try key.registerUvKey(publicKey: SoftwareUvKeys.shared.publicKey())
         phone.attach(key)
     }
 

@@ -1,8 +1,10 @@
 import Foundation
 
-// SHA-256 and ES256 (ECDSA P-256 with SHA-256) verification for the tests, from the platform's
-// crypto library: CryptoKit on Apple platforms, OpenSSL 3's libcrypto on Linux (CryptoKit does
-// not exist there). Nothing here implements cryptography itself.
+// SHA-256, ES256 (ECDSA P-256 with SHA-256) verification and a software P-256 signing key (the
+// tests' UV key) from the platform's crypto library: CryptoKit on Apple platforms, OpenSSL 3's
+// libcrypto on Linux (CryptoKit does not exist there). Nothing here implements cryptography
+// itself.
+import PocketKeyKit
 
 #if canImport(CryptoKit)
 import CryptoKit
@@ -23,6 +25,13 @@ enum TestCrypto {
         else { return false }
         return key.isValidSignature(signature, for: message)
     }
+}
+
+/// The tests' UV key: a software P-256 key standing in for the app's Secure Enclave key.
+final class SoftwareUvKeys: UvKeyProvider, @unchecked Sendable {
+    private let key = P256.Signing.PrivateKey()
+    func publicKey() throws -> Data { key.publicKey.x963Representation }
+    func sign(_ challenge: Data) throws -> Data { try key.signature(for: challenge).derRepresentation }
 }
 
 #else
@@ -62,4 +71,50 @@ enum TestCrypto {
         return EVP_DigestVerify(digest, derSignature, derSignature.count, message, message.count) == 1
     }
 }
+
+/// The tests' UV key: a software P-256 key standing in for the app's Secure Enclave key.
+final class SoftwareUvKeys: UvKeyProvider, @unchecked Sendable {
+    private let key: OpaquePointer
+
+    init() {
+        key = pocketkey_p256_generate()!
+    }
+
+    deinit { EVP_PKEY_free(key) }
+
+    func publicKey() throws -> Data {
+        var point = [UInt8](repeating: 0, count: 65)
+        precondition(pocketkey_p256_public_point(key, &point, point.count) == 1, "no public point")
+        return Data(point)
+    }
+
+    func sign(_ challenge: Data) throws -> Data {
+        let message = [UInt8](challenge)
+        guard let context = EVP_MD_CTX_new() else { throw SigningFailed() }
+        defer { EVP_MD_CTX_free(context) }
+        var length = 0
+        guard EVP_DigestSignInit(context, nil, EVP_sha256(), nil, key) == 1,
+              EVP_DigestSign(context, nil, &length, message, message.count) == 1
+        else { throw SigningFailed() }
+        var signature = [UInt8](repeating: 0, count: length)
+        guard EVP_DigestSign(context, &signature, &length, message, message.count) == 1 else { throw SigningFailed() }
+        return Data(signature[..<length])
+    }
+
+    struct SigningFailed: Error {}
+}
 #endif
+
+extension SoftwareUvKeys {
+    /// One key every test key registers (`KeyUnderTest`) and the `Phone` signs with.
+    static let shared = SoftwareUvKeys()
+}
+
+/// Signs with a key of its own while presenting `registered`'s public key: a forged proof.
+final class ForgingUvKeys: UvKeyProvider, @unchecked Sendable {
+    let registered: SoftwareUvKeys
+    private let forger = SoftwareUvKeys()
+    init(registered: SoftwareUvKeys) { self.registered = registered }
+    func publicKey() throws -> Data { try registered.publicKey() }
+    func sign(_ challenge: Data) throws -> Data { try forger.sign(challenge) }
+}

@@ -39,6 +39,9 @@ public struct AppState: Equatable, Sendable {
 
     public var phase: Phase = .starting
     public var info: KeyInfo?
+    /// Why the UV key could not be registered at the last start or reset (nil: it was, or the
+    /// app has none); without it computers are offered only the key's PIN.
+    public var uvKeyProblem: String?
     /// Passkeys by site.
     public var sites: [Site] = []
     /// Paired computers, newest first (suspended ones included, flagged).

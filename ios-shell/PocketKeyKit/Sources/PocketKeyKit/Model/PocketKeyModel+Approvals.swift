@@ -15,6 +15,9 @@ public enum ApprovalResult: Equatable, Sendable {
     /// Verification was required but this phone cannot verify its user (no passcode): the
     /// request was denied without spending a verification retry.
     case verificationNotAvailable
+    /// The user was verified but the UV key would not sign (the OS invalidated it): the
+    /// request was denied, without spending a verification retry.
+    case verificationKeyUnusable
     /// The prompt had already ended (answered, timed out, cancelled).
     case ended
 }
@@ -34,8 +37,9 @@ extension PocketKeyModel {
     }
 
     /// Answers prompt `id`. Approving a prompt that requires verification asks the
-    /// `UserVerifier` first: cancelled → deny, failed → a failed verification (it counts
-    /// against the retries), not available → deny, and the user is told why.
+    /// `UserVerifier` first: verified → the UV key signs the prompt's challenge (the proof the
+    /// engine checks), cancelled → deny, failed → a failed verification (it counts against the
+    /// retries), not available or a UV key that will not sign → deny, and the user is told why.
     @discardableResult
     public func respond(to id: UInt64, with decision: ApprovalDecision) async -> ApprovalResult {
         guard let prompt = center.pending.first(where: { $0.id == id }) else {
@@ -50,7 +54,12 @@ extension PocketKeyModel {
             result = .answered(.approvePresent(account: account))
         case let .approve(account):
             switch await config.verifier.verify(reason: Self.reason(for: prompt)) {
-            case .verified: result = .answered(.approveVerified(account: account))
+            case .verified:
+                if let signature = try? config.uvKeys?.sign(prompt.uvChallenge) {
+                    result = .answered(.approveVerified(account: account, signature: signature))
+                } else {
+                    result = .verificationKeyUnusable
+                }
             case .cancelled: result = .answered(.deny)
             case .failed: result = .answered(.verificationFailed)
             case .notAvailable: result = .verificationNotAvailable
@@ -70,6 +79,9 @@ extension PocketKeyModel {
         if result == .verificationNotAvailable {
             notify(Self.verificationNotAvailableMessage)
         }
+        if result == .verificationKeyUnusable {
+            notify(Self.verificationKeyUnusableMessage)
+        }
         return result
     }
 
@@ -86,6 +98,10 @@ extension PocketKeyModel {
         default: return nil
         }
     }
+
+    public static let verificationKeyUnusableMessage =
+        "PocketKey's verification key could not be used (Face ID or Touch ID changed?), so the request was declined. "
+        + "Open PocketKey to set up verification again."
 
     public static let verificationNotAvailableMessage =
         "This request needs Face ID, Touch ID or the phone's passcode, and this phone has none set up. "

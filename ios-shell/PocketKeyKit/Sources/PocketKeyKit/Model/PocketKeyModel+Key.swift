@@ -32,6 +32,7 @@ extension PocketKeyModel {
     public func factoryReset() async throws {
         let key = try requireKey()
         try await offThread { try key.factoryReset() }
+        await registerUvKey()
         await refresh()
     }
 }

@@ -17,6 +17,9 @@ public final class PocketKeyModel: @unchecked Sendable {
         public var settingsFile: URL
         public var keyProvider: KeyProvider
         public var verifier: UserVerifier
+        /// The UV key that signs verified approvals; nil: none, so the key offers computers
+        /// only its PIN for user verification.
+        public var uvKeys: UvKeyProvider?
         /// The hybrid BLE advertiser; nil where apps cannot advertise service data (iOS).
         public var advertiser: Advertiser?
         /// Replaces the hybrid tunnel server (tests, self-hosting).
@@ -31,6 +34,7 @@ public final class PocketKeyModel: @unchecked Sendable {
 
         public init(
             dataDirectory: URL, settingsFile: URL, keyProvider: KeyProvider, verifier: UserVerifier,
+            uvKeys: UvKeyProvider? = nil,
             advertiser: Advertiser? = nil, hybridTunnelUrl: String? = nil, approvalTimeoutMs: UInt64? = nil,
             pushIdleMs: UInt32 = 2_000, discardMasterKey: (() throws -> Void)? = nil
         ) {
@@ -38,6 +42,7 @@ public final class PocketKeyModel: @unchecked Sendable {
             self.settingsFile = settingsFile
             self.keyProvider = keyProvider
             self.verifier = verifier
+            self.uvKeys = uvKeys
             self.advertiser = advertiser
             self.hybridTunnelUrl = hybridTunnelUrl
             self.approvalTimeoutMs = approvalTimeoutMs
@@ -163,11 +168,26 @@ public final class PocketKeyModel: @unchecked Sendable {
             }
             center.attach(key)
             withLock { _key = key }
+            await registerUvKey()
             update { $0.phase = .ready }
             await refresh()
         } catch {
             update { $0.phase = Self.phase(afterOpenFailed: error) }
         }
+    }
+
+    /// Setup's UV step, at every start and after a factory reset (which forgets the key):
+    /// registers the UV key's public key with the engine. A failure leaves the key without
+    /// built-in UV (computers use its PIN) and is kept in `state.uvKeyProblem`.
+    func registerUvKey() async {
+        guard let key, let uvKeys = config.uvKeys, config.verifier.isAvailable() else { return }
+        var problem: String?
+        do {
+            try await offThread { try key.registerUvKey(publicKey: try uvKeys.publicKey()) }
+        } catch {
+            problem = error.pocketKeyUserMessage
+        }
+        update { $0.uvKeyProblem = problem }
     }
 
     static func phase(afterOpenFailed error: Error) -> AppState.Phase {
