@@ -3,8 +3,10 @@ tests/kotlin/app-logic): python-fido2 registers, and optionally signs in, throug
 pocketkey-bridge's virtual security key (its `--udp` CTAPHID transport, pocketkey_udp.py), with
 user verification required, and checks every result with fido2.server.Fido2Server.
 
-Prints `registered: <user> uv=<bool>` and `signed in: <user>` once each step verified; exits
-non-zero with the reason on stderr otherwise."""
+Prints `registered: <user> uv=<bool>` and `signed in: <user>` once each step verified. A
+registration the authenticator refuses prints `refused: <user> <CTAP error name>` and exits 2
+(the tests of a bad user-verification proof wait for it); anything else exits non-zero with
+the reason on stderr."""
 
 from __future__ import annotations
 
@@ -16,6 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from fido2.client import ClientError  # noqa: E402
+from fido2.ctap import CtapError  # noqa: E402
 from fido2.ctap2 import Ctap2  # noqa: E402
 from fido2.server import Fido2Server  # noqa: E402
 from fido2.webauthn import (  # noqa: E402
@@ -46,7 +50,13 @@ def main() -> int:
         resident_key_requirement=ResidentKeyRequirement.REQUIRED,
         user_verification=UserVerificationRequirement.REQUIRED,
     )
-    result = client(dev, origin).make_credential(options.public_key)
+    try:
+        result = client(dev, origin).make_credential(options.public_key)
+    except ClientError as e:
+        if not isinstance(e.cause, CtapError):
+            raise
+        print(f"refused: {args.user} {e.cause.code.name}", flush=True)
+        return 2
     auth_data = server.register_complete(state, result)
     print(f"registered: {args.user} uv={auth_data.is_user_verified()}", flush=True)
 

@@ -359,6 +359,26 @@ val cases = listOf(
         }
     },
 
+    TestCase("e2e: a forged UV proof: python-fido2's UV-required registration through the bridge is refused (OPERATION_DENIED), no UV retry spent") {
+        Computer(File(tmp, "computer"), wakeUrl = null).use { pc ->
+            val m = model()
+            val session = m.session()
+            m.uvKeys!!.signWith = m.uvKeys.otherKey()
+            val outcome = session.scanner.handle(pc.pairUrl, ScanSource.CAMERA, ShownCodes())
+            outcome as? ScanOutcome.Paired ?: fail("scan of the pairing code: $outcome")
+            val before = uvRetries(m)
+            session.pairings.startListening()
+            val user = closeLater(PhoneUser(m))
+            browser(tmp, pc.udpPort, "app.example.org", user = "mallory").use { browser ->
+                assertEq("mallory OPERATION_DENIED", browser.readLine("refused: "), "the browser's result")
+                assertEq(2, browser.exitCode(), "the browser's exit code")
+            }
+            assertTrue(user.answered.isNotEmpty()) { "no prompt reached the phone" }
+            assertEq(emptyList<String>(), user.problems.toList(), "problems answering")
+            assertEq(before, uvRetries(m), "uvRetries after a forged proof")
+        }
+    },
+
     TestCase("pairing list: a pairing the relay says was removed shows as suspended; resume serves it again") {
         Computer(File(tmp, "computer"), wakeUrl = null).use { pc ->
             val m = model()

@@ -133,9 +133,9 @@ class Computer(private val dir: File, wakeUrl: String?) : AutoCloseable {
 }
 
 /** python-fido2 registering and signing in through the bridge ([webauthn_client.py]). */
-fun browser(dir: File, port: Int, rpId: String): Proc =
+fun browser(dir: File, port: Int, rpId: String, user: String = "carol"): Proc =
     Proc(
         "browser",
-        listOf("python3", Env.client.path, "--udp", "127.0.0.1:$port", "--rp", rpId, "--user", "carol", "--sign-in"),
-        File(dir, "browser.log"),
+        listOf("python3", Env.client.path, "--udp", "127.0.0.1:$port", "--rp", rpId, "--user", user, "--sign-in"),
+        File(dir, "browser-$user.log"),
     )

@@ -142,5 +142,43 @@ final class EndToEndTests: ModelTestCase {
         let nextCode = try await bridge.line("pair: ")
         XCTAssertTrue(nextCode.hasPrefix("pocketkey://pair?"), nextCode)
     }
+
+    /// A forged proof end to end: the phone answers "verified" with a signature by another key
+    /// than the one it registered; the engine refuses it, python-fido2's UV-required
+    /// registration through the bridge gets CTAP2_ERR_OPERATION_DENIED, and no UV retry is spent.
+    func testAForgedUvProofIsRefusedThroughTheBridge() async throws {
+        let e2e = try EndToEnd.fromEnvironment()
+        let relay = try start(e2e.relay, ["--listen", "127.0.0.1:0", "--memory"], e2e)
+        let relayAddress = try await relay.line("listening on ")
+        let udp = try freeUDPPort()
+        let bridge = try start(e2e.bridge, [
+            "--key-file", "--udp", "127.0.0.1:\(udp)", "--relay", "ws://\(relayAddress)",
+            "--state-dir", try freshDirectory().path, "--name", "Test laptop", "--phone-timeout", "60",
+            "--print-url", "--auto-confirm",
+        ], e2e)
+        let pairingURL = try await bridge.line("pair: ")
+
+        let model = try makeModel(uvKeys: ForgingUvKeys(registered: SoftwareUvKeys()))
+        await model.start()
+        XCTAssertEqual(model.state.info?.uvKeyRegistered, true)
+        guard case .paired = await model.handleScan(pairingURL, source: .camera) else {
+            return XCTFail("not paired")
+        }
+        let key = try XCTUnwrap(model.securityKey)
+        let getUvRetries = Data([0x06] + ([1: 2, 2: 7] as CBOR).encoded)
+        let retriesBefore = try Reply(key.processCtap(request: getUvRetries, requester: "")).body?[5]
+        XCTAssertNotNil(retriesBefore)
+
+        model.startListening()
+        let browser = try browser(e2e, udp: udp, user: "mallory", signIn: false)
+        let answered = try await approveFromNotifications(model, count: 1)
+        XCTAssertEqual(answered.map(\.verificationRequired), [true])
+        let refused = try await browser.line("refused: ")
+        XCTAssertEqual(refused, "mallory OPERATION_DENIED")
+        let status = try await within(90, "the browser's end") { await browser.exitStatus() }
+        XCTAssertEqual(status, 2, browser.stderr)
+        await model.stopListening()
+        XCTAssertEqual(try Reply(key.processCtap(request: getUvRetries, requester: "")).body?[5], retriesBefore)
+    }
 }
 #endif
