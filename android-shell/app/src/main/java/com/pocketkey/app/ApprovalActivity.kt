@@ -121,7 +121,11 @@ class ApprovalActivity : AppCompatActivity() {
         val callback = object : BiometricPrompt.AuthenticationCallback() {
             override fun onAuthenticationSucceeded(result: BiometricPrompt.AuthenticationResult) {
                 result.cryptoObject?.signature?.let(app.uvKeys::unlocked)
-                answer(Verification.VERIFIED)
+                try {
+                    answer(Verification.VERIFIED)
+                } finally {
+                    app.uvKeys.forget()   // never left for another prompt
+                }
             }
 
             override fun onAuthenticationError(errorCode: Int, errString: CharSequence) {

@@ -47,6 +47,11 @@ class KeystoreUvKeys : UvKeyProvider {
         unlocked = signature
     }
 
+    /** After the answer: an unlocked Signature the model did not use (the prompt had ended) goes. */
+    fun forget() {
+        unlocked = null
+    }
+
     override fun sign(challenge: ByteArray): ByteArray {
         val signature = unlocked ?: throw IllegalStateException("the OS has not verified the user for this signature")
         unlocked = null
