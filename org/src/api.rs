@@ -16,7 +16,7 @@ use axum::{Json, Router};
 use lettre::message::Mailbox;
 use lettre::Address;
 use serde::{Deserialize, Serialize};
-use sqlx::{Row, SqlitePool};
+use sqlx::{AnyPool, Row};
 use tower_http::timeout::TimeoutLayer;
 
 use crate::error::ApiError;
@@ -35,7 +35,7 @@ const MAX_DISPLAY_NAME: usize = 128;
 const MAX_EMAIL: usize = 254;
 
 pub struct AppState {
-    pub pool: SqlitePool,
+    pub pool: AnyPool,
     pub org: OrgInfo,
     /// Without a trailing slash.
     pub public_url: String,
@@ -426,7 +426,7 @@ async fn audit_export(
 }
 
 /// Whether `token` opens a live invite: known, unused, unexpired, key still invited.
-async fn token_is_live(pool: &SqlitePool, token: &str) -> Result<bool, sqlx::Error> {
+async fn token_is_live(pool: &AnyPool, token: &str) -> Result<bool, sqlx::Error> {
     if !secret::looks_like_secret(token) {
         return Ok(false);
     }

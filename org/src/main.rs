@@ -41,9 +41,8 @@ struct Cli {
 enum Command {
     /// Create the organisation: attestation root CA, batch key, default policy (once).
     Init {
-        /// State directory [default: $XDG_STATE_HOME/pocketkey-org]
-        #[arg(long)]
-        state_dir: Option<PathBuf>,
+        #[command(flatten)]
+        db: DbArgs,
         /// The organisation's name, as users see it
         #[arg(long)]
         name: String,
@@ -58,11 +57,32 @@ enum Command {
     Audit(AuditCommand),
 }
 
+/// Where the organisation is kept: every command takes these two.
 #[derive(Args)]
-struct ServeArgs {
-    /// State directory [default: $XDG_STATE_HOME/pocketkey-org]
+struct DbArgs {
+    /// State directory: master key, default outbox, SQLite database [default: $XDG_STATE_HOME/pocketkey-org]
     #[arg(long)]
     state_dir: Option<PathBuf>,
+    /// Database URL: postgres://USER@HOST:PORT/DB for PostgreSQL (shared by several `serve`
+    /// processes) or sqlite://PATH [default: <state dir>/org.db]
+    #[arg(long, value_name = "URL")]
+    database: Option<String>,
+}
+
+impl DbArgs {
+    /// The state directory (created if missing) and the database, schema up to date.
+    async fn open(self, open: state::Open) -> Result<(PathBuf, sqlx::AnyPool), String> {
+        let dir = state::open_dir(self.state_dir)?;
+        let database = state::Database::parse(self.database.as_deref(), &dir)?;
+        let pool = state::connect(&database, open).await?;
+        Ok((dir, pool))
+    }
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    db: DbArgs,
     /// Address to listen on, e.g. 127.0.0.1:8443 (port 0 picks a free one)
     #[arg(long)]
     listen: SocketAddr,
@@ -85,8 +105,8 @@ struct ServeArgs {
 enum ApiKeyCommand {
     /// Create an API key; prints `api-key: <secret>` once (only its hash is stored).
     Create {
-        #[arg(long)]
-        state_dir: Option<PathBuf>,
+        #[command(flatten)]
+        db: DbArgs,
         /// A name for the key, shown in the audit log
         #[arg(long)]
         name: String,
@@ -97,8 +117,8 @@ enum ApiKeyCommand {
 enum AuditCommand {
     /// Check the audit log's hash chain; names the first broken entry (exit 1).
     Verify {
-        #[arg(long)]
-        state_dir: Option<PathBuf>,
+        #[command(flatten)]
+        db: DbArgs,
     },
 }
 
@@ -122,9 +142,8 @@ fn main() -> ExitCode {
 
 async fn run(command: Command) -> Result<ExitCode, String> {
     match command {
-        Command::Init { state_dir, name } => {
-            let dir = state::open_dir(state_dir)?;
-            let pool = state::connect(&dir, state::Open::Create).await?;
+        Command::Init { db, name } => {
+            let (dir, pool) = db.open(state::Open::Create).await?;
             let master = state::master_key(&dir)?;
             org::init(&pool, &name, &state::sealer(&master))
                 .await
@@ -132,18 +151,16 @@ async fn run(command: Command) -> Result<ExitCode, String> {
             println!("initialised: {name}");
             Ok(ExitCode::SUCCESS)
         }
-        Command::ApiKey(ApiKeyCommand::Create { state_dir, name }) => {
-            let dir = state::open_dir(state_dir)?;
-            let pool = state::connect(&dir, state::Open::Existing).await?;
+        Command::ApiKey(ApiKeyCommand::Create { db, name }) => {
+            let (_, pool) = db.open(state::Open::Existing).await?;
             let secret = org::create_api_key(&pool, &name)
                 .await
                 .map_err(|e| e.to_string())?;
             println!("api-key: {}", secret.as_str());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Audit(AuditCommand::Verify { state_dir }) => {
-            let dir = state::open_dir(state_dir)?;
-            let pool = state::connect(&dir, state::Open::Existing).await?;
+        Command::Audit(AuditCommand::Verify { db }) => {
+            let (_, pool) = db.open(state::Open::Existing).await?;
             let entries = audit::all(&pool).await.map_err(|e| e.to_string())?;
             match audit::verify(&entries) {
                 Ok(n) => {
@@ -175,8 +192,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     }
     let mail_from =
         Mailbox::from_str(&args.mail_from).map_err(|e| format!("bad --mail-from: {e}"))?;
-    let dir = state::open_dir(args.state_dir)?;
-    let pool = state::connect(&dir, state::Open::Existing).await?;
+    let (dir, pool) = args.db.open(state::Open::Existing).await?;
     let org = org::load(&pool).await.map_err(|e| e.to_string())?;
     let (activate_limit, auth_fail_limit) = api::limiters();
     let app_state = Arc::new(api::AppState {

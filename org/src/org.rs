@@ -1,7 +1,7 @@
 //! The organisation record and the admin actions the command line performs on it.
 
 use serde::{Deserialize, Serialize};
-use sqlx::{Row, SqlitePool};
+use sqlx::{AnyPool, Row};
 use zeroize::Zeroizing;
 
 use crate::{audit, ca, clock, secret};
@@ -51,7 +51,7 @@ pub enum OrgError {
 
 pub const CLI_ACTOR: &str = "cli";
 
-pub async fn load(pool: &SqlitePool) -> Result<OrgInfo, OrgError> {
+pub async fn load(pool: &AnyPool) -> Result<OrgInfo, OrgError> {
     let row = sqlx::query("SELECT name, root_cert_pem FROM org WHERE id = 1")
         .fetch_optional(pool)
         .await?
@@ -69,7 +69,7 @@ pub fn valid_name(name: &str) -> bool {
 
 /// Creates the organisation: its CA, batch key and default policy. Refuses when one exists.
 pub async fn init(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     name: &str,
     sealer: &pocketkey_core::crypto::seal::Sealer,
 ) -> Result<(), OrgError> {
@@ -109,7 +109,7 @@ pub async fn init(
 }
 
 /// Creates an API key named `name`; returns the secret (shown once, stored hashed).
-pub async fn create_api_key(pool: &SqlitePool, name: &str) -> Result<Zeroizing<String>, OrgError> {
+pub async fn create_api_key(pool: &AnyPool, name: &str) -> Result<Zeroizing<String>, OrgError> {
     if !valid_name(name) {
         return Err(OrgError::Other(
             "the API key name must be 1 to 128 characters without control characters".into(),
