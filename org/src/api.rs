@@ -1,7 +1,6 @@
 //! The HTTP server: the admin REST API under `/api/v1` and the activation page.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -39,7 +38,7 @@ pub struct AppState {
     pub org: OrgInfo,
     /// Without a trailing slash.
     pub public_url: String,
-    pub outbox: PathBuf,
+    pub mailer: mail::Mailer,
     pub mail_from: Mailbox,
     pub activate_limit: Limiter,
     pub auth_fail_limit: Limiter,
@@ -213,8 +212,9 @@ impl AppState {
         format!("{}/activate/{token}", self.public_url)
     }
 
-    /// Writes the invite mail with a fresh link to the outbox.
-    fn send_invite(
+    /// Sends the invite mail with a fresh link (SMTP, or the outbox). A mail server that is
+    /// down or refuses is `502 mail_failed`; the caller then stores nothing.
+    async fn send_invite(
         &self,
         invite_id: &str,
         email: &Address,
@@ -236,9 +236,21 @@ impl AppState {
         .map_err(ApiError::internal)?;
         // One file per sending: a resend leaves the old mail (whose link no longer works).
         let file = format!("invite-{invite_id}-{}", secret::new_id());
-        mail::write_outbox(&self.outbox, &file, &message).map_err(ApiError::internal)?;
-        tracing::info!(invite = invite_id, "invite mail written to the outbox");
-        Ok(())
+        match self.mailer.send(&file, message).await {
+            Ok(()) => {
+                tracing::info!(invite = invite_id, "invite mail sent");
+                Ok(())
+            }
+            Err(e @ mail::SendError::Smtp(_)) => {
+                tracing::warn!(invite = invite_id, error = %e, "invite mail not sent");
+                Err(ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "mail_failed",
+                    "the mail server did not accept the invite; nothing was stored, try again",
+                ))
+            }
+            Err(e) => Err(ApiError::internal(e)),
+        }
     }
 }
 
@@ -254,6 +266,12 @@ async fn create_invite(
     let token = secret::new_secret();
     let now = clock::now_string();
     let expires_at = clock::format(clock::in_days(INVITE_DAYS));
+    // The mail goes first, holding no database connection or lock while a mail server
+    // answers: if it fails nothing is stored, and a mail whose rows then fail to commit only
+    // holds a link that answers "not valid".
+    state
+        .send_invite(&invite_id, &email, &req.display_name, &token, &expires_at)
+        .await?;
     let mut tx = state.pool.begin().await?;
     sqlx::query(
         "INSERT INTO keys (id, email, display_name, status, created_at) \
@@ -284,9 +302,6 @@ async fn create_invite(
         serde_json::json!({ "key_id": key_id, "email": email.to_string(), "expires_at": expires_at }),
     )
     .await?;
-    // The mail is written before the commit: if writing fails nothing is stored, and a
-    // mail whose commit failed only holds a link that answers "not valid".
-    state.send_invite(&invite_id, &email, &req.display_name, &token, &expires_at)?;
     tx.commit().await?;
     Ok((
         StatusCode::CREATED,
@@ -334,6 +349,10 @@ async fn resend_invite(
         .bind(&id)
         .execute(&mut *tx)
         .await?;
+    // Before the audit entry, so appenders on other nodes do not queue behind a mail server.
+    state
+        .send_invite(&id, &email, &name, &token, &expires_at)
+        .await?;
     audit::append(
         &mut tx,
         &admin.actor,
@@ -342,7 +361,6 @@ async fn resend_invite(
         serde_json::json!({ "email": email.to_string(), "expires_at": expires_at }),
     )
     .await?;
-    state.send_invite(&id, &email, &name, &token, &expires_at)?;
     tx.commit().await?;
     Ok(Json(InviteCreated { id, expires_at }))
 }

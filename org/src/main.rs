@@ -89,7 +89,11 @@ struct ServeArgs {
     /// The URL users reach this server at; activation links start with it
     #[arg(long)]
     public_url: String,
-    /// Folder invite mails are written to as .eml files [default: <state dir>/outbox]
+    /// Send invite mails through this SMTP server: smtp://HOST:PORT (plain, or
+    /// ?tls=required for STARTTLS), smtps://HOST:PORT (TLS), optionally with USER:PASSWORD@
+    #[arg(long, value_name = "URL", conflicts_with = "outbox")]
+    smtp: Option<String>,
+    /// Without --smtp: folder invite mails are written to as .eml files [default: <state dir>/outbox]
     #[arg(long)]
     outbox: Option<PathBuf>,
     /// Deadline for one request, reading its body included; then 408
@@ -192,14 +196,17 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     }
     let mail_from =
         Mailbox::from_str(&args.mail_from).map_err(|e| format!("bad --mail-from: {e}"))?;
+    let smtp = args.smtp.as_deref().map(mail::Mailer::smtp).transpose()?;
     let (dir, pool) = args.db.open(state::Open::Existing).await?;
+    let mailer = smtp
+        .unwrap_or_else(|| mail::Mailer::Outbox(args.outbox.unwrap_or_else(|| dir.join("outbox"))));
     let org = org::load(&pool).await.map_err(|e| e.to_string())?;
     let (activate_limit, auth_fail_limit) = api::limiters();
     let app_state = Arc::new(api::AppState {
         pool: pool.clone(),
         org,
         public_url,
-        outbox: args.outbox.unwrap_or_else(|| dir.join("outbox")),
+        mailer,
         mail_from,
         activate_limit,
         auth_fail_limit,

@@ -15,6 +15,8 @@ import http.client
 import io
 import json
 import os
+import queue
+import socket
 import signal
 import subprocess
 import urllib.error
@@ -54,9 +56,10 @@ class Org:
         for n in range(2 if self.db.name == "postgres" else 1):
             log_path = tmp_path / f"serve{n}.log"
             log = open(log_path, "w")
+            outbox = [] if "--smtp" in serve_args else ["--outbox", str(self.outbox)]
             proc = subprocess.Popen(
                 [BIN, "serve", "--state-dir", str(self.state), *self.db_args, "--listen", "127.0.0.1:0",
-                 "--public-url", PUBLIC_URL, "--outbox", str(self.outbox), *serve_args],
+                 "--public-url", PUBLIC_URL, *outbox, *serve_args],
                 stdout=subprocess.PIPE, stderr=log, text=True,
             )
             line = proc.stdout.readline()
@@ -527,3 +530,99 @@ def test_two_nodes_inviting_at_once_keep_one_intact_chain(tmp_path, postgres):
         assert len(org.mails()) == n
     finally:
         org.stop()
+
+
+class SmtpServer:
+    """A real SMTP server (aiosmtpd) on loopback. It refuses recipients at refused.example
+    (550, as a server refuses an unknown mailbox) and queues every mail it accepts."""
+
+    def __init__(self):
+        from aiosmtpd.controller import Controller
+
+        received = self.received = queue.Queue()
+
+        class Handler:
+            async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+                if address.endswith("@refused.example"):
+                    return "550 5.1.1 no such mailbox"
+                envelope.rcpt_tos.append(address)
+                return "250 OK"
+
+            async def handle_DATA(self, server, session, envelope):
+                received.put((envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content))
+                return "250 Message accepted for delivery"
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+        self.controller.start()
+        self.url = f"smtp://127.0.0.1:{self.port}"
+
+    def mail(self):
+        """The next mail the server accepted, as a mail client reads it."""
+        mail_from, rcpt_tos, raw = self.received.get(timeout=30)
+        return mail_from, rcpt_tos, email.message_from_bytes(raw, policy=email.policy.default)
+
+    def stop(self):
+        if self.controller is not None:
+            self.controller.stop()
+            self.controller = None
+
+
+@pytest.fixture
+def smtp():
+    server = SmtpServer()
+    yield server
+    server.stop()
+
+
+def test_an_invite_arrives_by_smtp_with_both_parts_and_the_activate_link(tmp_path, db, smtp):
+    org = Org(tmp_path, db, "--smtp", smtp.url, "--mail-from", "Acme IT <it@acme.example>")
+    try:
+        created = invite(org)
+        mail_from, rcpt_tos, mail = smtp.mail()
+        assert (mail_from, rcpt_tos) == ("it@acme.example", ["alice@acme.example"])
+        assert mail["To"].addresses[0].addr_spec == "alice@acme.example"
+        assert mail["From"].addresses[0].display_name == "Acme IT"
+        assert mail["Subject"] == "Activate your Acme security key"
+        assert mail.get_content_type() == "multipart/alternative"
+        link = activate_link(mail)
+        html = mail.get_body(preferencelist=("html",)).get_content()
+        assert f'href="{link}"' in html and ">Activate</a>" in html
+        assert org.request("GET", local(link), key=None)[0] == 200
+        # A resend goes the same way, with a new link; the old one stops working.
+        assert org.json("POST", f"/api/v1/invites/{created['id']}/resend")[0] == 200
+        new = activate_link(smtp.mail()[2])
+        assert new != link and org.request("GET", local(link), key=None)[0] == 404
+        assert not org.outbox.exists()
+    finally:
+        org.stop()
+
+
+def test_a_mail_server_that_refuses_or_is_down_gets_a_typed_502_and_nothing_is_stored(tmp_path, db, smtp):
+    org = Org(tmp_path, db, "--smtp", smtp.url)
+    try:
+        status, body = org.json("POST", "/api/v1/invites", {"email": "bob@refused.example", "display_name": "Bob"})
+        assert (status, body["error"]) == (502, "mail_failed"), body
+        smtp.stop()
+        status, body = org.json("POST", "/api/v1/invites", {"email": "carol@acme.example", "display_name": "Carol"})
+        assert (status, body["error"]) == (502, "mail_failed"), body
+        assert org.json("GET", "/api/v1/keys") == (200, {"keys": []})
+        assert org.db.rows("SELECT count(*) FROM invites") == [("0",)]
+        status, _, raw = org.request("GET", "/api/v1/audit")
+        assert [json.loads(line)["action"] for line in raw.decode().splitlines()] == ["org.init", "api_key.create"]
+    finally:
+        log = org.stop()
+    assert "invite mail not sent" in log
+
+
+def test_smtp_and_outbox_are_exclusive_and_a_bad_smtp_url_stops_serve(tmp_path):
+    org = Org(tmp_path)
+    org.stop()
+    for extra, message in ((["--smtp", "smtp://127.0.0.1:1", "--outbox", str(tmp_path)], "cannot be used with"),
+                           (["--smtp", "http://user:hunter2@mail.example"], "--smtp must be an smtp://")):
+        proc = run("serve", "--state-dir", str(org.state), "--listen", "127.0.0.1:0",
+                   "--public-url", PUBLIC_URL, *extra, check=False)
+        assert proc.returncode != 0 and message in proc.stderr, proc.stderr
+        assert "hunter2" not in proc.stderr
