@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Path, Query, Request, State};
-use axum::http::{header, request::Parts, HeaderValue, StatusCode};
+use axum::http::{header, request::Parts, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::{AnyPool, Row};
 use tower_http::timeout::TimeoutLayer;
 
+use crate::api_keys::{self, Scope};
 use crate::error::ApiError;
 use crate::limits::{self, Limiter};
 use crate::org::OrgInfo;
@@ -52,7 +53,8 @@ pub fn router(state: Shared, request_timeout: Duration) -> Router {
         .route("/invites/{id}/resend", post(resend_invite))
         .route("/keys", get(list_keys))
         .route("/attestation/root", get(attestation_root))
-        .route("/audit", get(audit_export));
+        .route("/audit", get(audit_export))
+        .route("/openapi.json", get(crate::openapi::serve));
     Router::new()
         .nest("/api/v1", api)
         .route("/activate/{token}", get(activation_page))
@@ -120,7 +122,8 @@ fn client_ip(parts: &Parts) -> std::net::IpAddr {
         .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
 }
 
-/// An admin authenticated by an API key; `actor` names it in the audit log.
+/// An admin authenticated by an API key; `actor` names it in the audit log. A `read`
+/// key is refused (403) on every method but GET and HEAD, here, for every route.
 pub struct Admin {
     pub actor: String,
 }
@@ -140,18 +143,23 @@ impl FromRequestParts<Shared> for Admin {
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim)
             .filter(|k| secret::looks_like_secret(k));
-        let row = match presented {
-            Some(key) => {
-                sqlx::query("SELECT name FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL")
-                    .bind(secret::hash_secret(key))
-                    .fetch_optional(&state.pool)
-                    .await?
-            }
+        let valid = match presented {
+            Some(key) => api_keys::check(&state.pool, key).await?,
             None => None,
         };
-        match row {
-            Some(row) => Ok(Admin {
-                actor: format!("api-key:{}", row.try_get::<String, _>(0)?),
+        match valid {
+            Some(key)
+                if key.scope == Scope::Read
+                    && !matches!(parts.method, Method::GET | Method::HEAD) =>
+            {
+                Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "forbidden",
+                    "this API key is read-only: it may only GET",
+                ))
+            }
+            Some(key) => Ok(Admin {
+                actor: format!("api-key:{}", key.name),
             }),
             None => {
                 state.auth_fail_limit.take(ip);
@@ -171,15 +179,15 @@ fn body<T>(payload: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct NewInvite {
+pub struct NewInvite {
     email: String,
     display_name: String,
 }
 
-#[derive(Serialize)]
-struct InviteCreated {
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct InviteCreated {
     id: String,
     expires_at: String,
 }
@@ -365,8 +373,12 @@ async fn resend_invite(
     Ok(Json(InviteCreated { id, expires_at }))
 }
 
-#[derive(Serialize)]
-struct KeyEntry {
+/// Inventory page sizes: `GET /keys?limit=` (default, largest).
+pub const KEYS_PAGE_DEFAULT: u32 = 100;
+pub const KEYS_PAGE_MAX: u32 = 1000;
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct KeyEntry {
     id: String,
     email: String,
     display_name: String,
@@ -378,17 +390,72 @@ struct KeyEntry {
     platform: Option<String>,
 }
 
+/// One page of the inventory.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct KeyPage {
+    keys: Vec<KeyEntry>,
+    /// Pass as `after` for the next page; `null` on the last page.
+    next_after: Option<String>,
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct KeysQuery {
+    /// Entries per page, 1 to 1000 (default 100).
+    limit: Option<u32>,
+    /// The `next_after` of the previous page: entries after that key.
+    after: Option<String>,
+}
+
+/// The inventory in pages, oldest first, by keyset: `(created_at, id)` after the cursor key's.
 async fn list_keys(
     State(state): State<Shared>,
     _admin: Admin,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let rows = sqlx::query(
-        "SELECT id, email, display_name, status, created_at, activated_at, last_seen_at, \
-         device_name, platform FROM keys ORDER BY created_at, id",
-    )
-    .fetch_all(&state.pool)
-    .await?;
-    let keys = rows
+    query: Result<Query<KeysQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<KeyPage>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    let limit = query.limit.unwrap_or(KEYS_PAGE_DEFAULT);
+    if !(1..=KEYS_PAGE_MAX).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "invalid_limit",
+            format!("limit must be 1 to {KEYS_PAGE_MAX}"),
+        ));
+    }
+    const COLUMNS: &str = "SELECT id, email, display_name, status, created_at, activated_at, \
+         last_seen_at, device_name, platform FROM keys";
+    // One more than asked: whether it exists says if there is a next page.
+    let fetch = i64::from(limit) + 1;
+    let rows = match &query.after {
+        None => {
+            sqlx::query(&format!("{COLUMNS} ORDER BY created_at, id LIMIT $1"))
+                .bind(fetch)
+                .fetch_all(&state.pool)
+                .await?
+        }
+        Some(after) => {
+            let cursor = sqlx::query("SELECT created_at FROM keys WHERE id = $1")
+                .bind(after)
+                .fetch_optional(&state.pool)
+                .await?
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        "invalid_cursor",
+                        "after must be a next_after this API gave",
+                    )
+                })?;
+            let created_at: String = cursor.try_get(0)?;
+            sqlx::query(&format!(
+                "{COLUMNS} WHERE created_at > $1 OR (created_at = $1 AND id > $2) \
+                 ORDER BY created_at, id LIMIT $3"
+            ))
+            .bind(created_at)
+            .bind(after)
+            .bind(fetch)
+            .fetch_all(&state.pool)
+            .await?
+        }
+    };
+    let mut keys = rows
         .iter()
         .map(|r| {
             Ok(KeyEntry {
@@ -404,7 +471,13 @@ async fn list_keys(
             })
         })
         .collect::<Result<Vec<_>, sqlx::Error>>()?;
-    Ok(Json(serde_json::json!({ "keys": keys })))
+    let next_after = if keys.len() > limit as usize {
+        keys.truncate(limit as usize);
+        keys.last().map(|k| k.id.clone())
+    } else {
+        None
+    };
+    Ok(Json(KeyPage { keys, next_after }))
 }
 
 async fn attestation_root(State(state): State<Shared>, _admin: Admin) -> Response {
@@ -418,8 +491,9 @@ async fn attestation_root(State(state): State<Shared>, _admin: Admin) -> Respons
         .into_response()
 }
 
-#[derive(Deserialize)]
-struct AuditQuery {
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct AuditQuery {
+    /// `ndjson` (default) or `csv`.
     format: Option<String>,
 }
 

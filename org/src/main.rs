@@ -2,6 +2,7 @@
 //! See docs/org.md.
 
 mod api;
+mod api_keys;
 mod audit;
 mod ca;
 mod clock;
@@ -9,6 +10,7 @@ mod error;
 mod limits;
 mod mail;
 mod migrations;
+mod openapi;
 mod org;
 mod pages;
 mod secret;
@@ -114,6 +116,13 @@ enum ApiKeyCommand {
         /// A name for the key, shown in the audit log
         #[arg(long)]
         name: String,
+        /// admin: every route; read: GET only (other methods get 403)
+        #[arg(long, default_value = "admin", value_parser = ["admin", "read"])]
+        scope: String,
+        /// Refuse the key (like a wrong one) after this many days [default: never]
+        #[arg(long, value_name = "DAYS",
+              value_parser = clap::value_parser!(u32).range(1..=i64::from(api_keys::MAX_EXPIRES_IN_DAYS)))]
+        expires_in_days: Option<u32>,
     },
 }
 
@@ -155,9 +164,15 @@ async fn run(command: Command) -> Result<ExitCode, String> {
             println!("initialised: {name}");
             Ok(ExitCode::SUCCESS)
         }
-        Command::ApiKey(ApiKeyCommand::Create { db, name }) => {
+        Command::ApiKey(ApiKeyCommand::Create {
+            db,
+            name,
+            scope,
+            expires_in_days,
+        }) => {
+            let scope = scope.parse()?;
             let (_, pool) = db.open(state::Open::Existing).await?;
-            let secret = org::create_api_key(&pool, &name)
+            let secret = org::create_api_key(&pool, &name, scope, expires_in_days)
                 .await
                 .map_err(|e| e.to_string())?;
             println!("api-key: {}", secret.as_str());

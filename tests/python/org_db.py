@@ -72,7 +72,7 @@ class PostgresServer:
 
     def psql(self, db, sql, *, stdin=None):
         proc = subprocess.run(
-            [str(self.bindir / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-At", "-F", "\x1f", "-R", "\x1e",
+            [str(self.bindir / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-At", "-F", "\x1f", "-R", "\x1e", "-P", "null=\x01",
              "-h", "127.0.0.1", "-p", str(self.port), "-U", PG_USER, "-d", db, "-c", sql],
             capture_output=True, text=True, timeout=60, input=stdin)
         if proc.returncode != 0:
@@ -139,10 +139,11 @@ class PostgresDb:
 
     def rows(self, sql):
         # Fields and records are split on the ASCII separators: values may hold newlines (PEM).
+        # NULL prints as \x01, so a row of one NULL is not taken for no rows.
         out = self.server.psql(self.db, sql).removesuffix("\n")
         if not out:
             return []
-        return [tuple(None if v == "" else v for v in record.split("\x1f")) for record in out.split("\x1e")]
+        return [tuple(None if v == "\x01" else v for v in record.split("\x1f")) for record in out.split("\x1e")]
 
     def hex(self, column):
         return f"encode({column}, 'hex')"

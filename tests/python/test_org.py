@@ -200,7 +200,7 @@ def test_api_key_is_required_and_a_wrong_one_gets_a_typed_401(org):
         assert (status, body["error"]) == (401, "unauthorized"), key
         assert body["message"]
     status, body = org.json("GET", "/api/v1/keys")
-    assert (status, body) == (200, {"keys": []})
+    assert (status, body) == (200, {"keys": [], "next_after": None})
     # Unknown routes and methods are typed too.
     assert org.json("GET", "/api/v1/nothing")[1]["error"] == "not_found"
     assert org.json("GET", "/api/v1/invites") == (405, {
@@ -292,7 +292,7 @@ def test_oversize_bodies_get_a_typed_413_and_store_nothing(org):
     # A route that reads no body still refuses a declared oversize one.
     status, _, raw = org.request("GET", "/api/v1/keys", body=b"x" * (17 * 1024))
     assert (status, json.loads(raw)["error"]) == (413, "payload_too_large")
-    assert org.json("GET", "/api/v1/keys") == (200, {"keys": []})
+    assert org.json("GET", "/api/v1/keys") == (200, {"keys": [], "next_after": None})
     assert org.mails() == []
 
 
@@ -384,7 +384,7 @@ def test_a_stalled_request_body_gets_408_at_the_deadline(tmp_path):
         resp = conn.getresponse()
         assert resp.status == 408
         conn.close()
-        assert org.json("GET", "/api/v1/keys") == (200, {"keys": []})
+        assert org.json("GET", "/api/v1/keys") == (200, {"keys": [], "next_after": None})
     finally:
         org.stop()
 
@@ -608,7 +608,7 @@ def test_a_mail_server_that_refuses_or_is_down_gets_a_typed_502_and_nothing_is_s
         smtp.stop()
         status, body = org.json("POST", "/api/v1/invites", {"email": "carol@acme.example", "display_name": "Carol"})
         assert (status, body["error"]) == (502, "mail_failed"), body
-        assert org.json("GET", "/api/v1/keys") == (200, {"keys": []})
+        assert org.json("GET", "/api/v1/keys") == (200, {"keys": [], "next_after": None})
         assert org.db.rows("SELECT count(*) FROM invites") == [("0",)]
         status, _, raw = org.request("GET", "/api/v1/audit")
         assert [json.loads(line)["action"] for line in raw.decode().splitlines()] == ["org.init", "api_key.create"]
@@ -626,3 +626,89 @@ def test_smtp_and_outbox_are_exclusive_and_a_bad_smtp_url_stops_serve(tmp_path):
                    "--public-url", PUBLIC_URL, *extra, check=False)
         assert proc.returncode != 0 and message in proc.stderr, proc.stderr
         assert "hunter2" not in proc.stderr
+
+
+def test_the_openapi_document_parses_and_lists_every_route_the_server_serves(org):
+    status, headers, raw = org.request("GET", "/api/v1/openapi.json", key=None)
+    assert status == 200 and headers["Content-Type"] == "application/json"
+    doc = json.loads(raw)
+    assert doc["openapi"].startswith("3.1") and doc["info"]["title"] == "pocketkey-org"
+    ops = {(m.upper(), p) for p, item in doc["paths"].items() for m in item}
+    assert ops == {
+        ("POST", "/api/v1/invites"), ("POST", "/api/v1/invites/{id}/resend"), ("GET", "/api/v1/keys"),
+        ("GET", "/api/v1/attestation/root"), ("GET", "/api/v1/audit"), ("GET", "/api/v1/openapi.json"),
+        ("GET", "/activate/{token}"),
+    }
+    no_route = {"error": "not_found", "message": "no such route"}
+    for method, path in sorted(ops):
+        # Each documented operation is served: no "no such route" and no 405 from the server.
+        status, _, raw = org.request(method, path.replace("{id}", "00" * 16).replace("{token}", "ab" * 32),
+                                     body={} if method == "POST" else None)
+        assert status != 405, (method, path)
+        if status == 404 and raw.startswith(b"{"):
+            assert json.loads(raw) != no_route, (method, path)
+    schemas = doc["components"]["schemas"]
+    assert set(schemas["ErrorBody"]["required"]) == {"error", "message"}
+    assert set(schemas["NewInvite"]["required"]) == {"email", "display_name"}
+    keys = doc["paths"]["/api/v1/keys"]["get"]
+    assert {p["name"] for p in keys["parameters"]} == {"limit", "after"}
+    assert doc["components"]["securitySchemes"]["api_key"] == {"type": "http", "scheme": "bearer"}
+
+
+def test_a_read_scoped_key_reads_but_cannot_post(org):
+    out = org.cli("api-key", "create", "--name", "auditor", "--scope", "read").stdout
+    read_key = out.split(": ", 1)[1].strip()
+    assert org.json("GET", "/api/v1/keys", key=read_key)[0] == 200
+    assert org.request("GET", "/api/v1/audit", key=read_key)[0] == 200
+    status, body = org.json("POST", "/api/v1/invites", {"email": "a@acme.example", "display_name": "A"}, key=read_key)
+    assert (status, body["error"]) == (403, "forbidden")
+    assert org.json("POST", "/api/v1/invites/" + "00" * 16 + "/resend", key=read_key)[1]["error"] == "forbidden"
+    assert org.json("GET", "/api/v1/keys")[1]["keys"] == [] and org.mails() == []
+    # The audit log says which scope each key got.
+    _, _, raw = org.request("GET", "/api/v1/audit")
+    created = [json.loads(json.loads(line)["detail"]) for line in raw.decode().splitlines()
+               if json.loads(line)["action"] == "api_key.create"]
+    assert [(c["name"], c["scope"]) for c in created] == [("ci", "admin"), ("auditor", "read")]
+    bad = org.cli("api-key", "create", "--name", "x", "--scope", "root", check=False)
+    assert bad.returncode != 0 and "root" in bad.stderr
+
+
+def test_an_expired_key_is_refused_like_a_wrong_one(org):
+    out = org.cli("api-key", "create", "--name", "temp", "--expires-in-days", "1").stdout
+    temp = out.split(": ", 1)[1].strip()
+    assert org.json("GET", "/api/v1/keys", key=temp)[0] == 200
+    org.db.rows("UPDATE api_keys SET expires_at = '2020-01-01T00:00:00Z' WHERE name = 'temp'")
+    assert org.json("GET", "/api/v1/keys", key=temp) == org.json("GET", "/api/v1/keys", key="2" * 64)
+    assert org.json("GET", "/api/v1/keys", key=temp)[1]["error"] == "unauthorized"
+    [(expires,)] = org.db.rows("SELECT expires_at FROM api_keys WHERE name = 'ci'")
+    assert expires is None
+    for days in ("0", "3651", "-1"):
+        assert org.cli("api-key", "create", "--name", "x", "--expires-in-days", days, check=False).returncode != 0
+
+
+def test_the_inventory_comes_in_pages(org):
+    # Rows seeded directly (an invite each would be slower and is not what is tested).
+    values = ", ".join(f"('k{i:04d}', 'u{i}@acme.example', 'U{i}', 'invited', '2026-01-01T00:00:{i % 3:02d}Z')"
+                       for i in range(250))
+    org.db.rows(f"INSERT INTO keys (id, email, display_name, status, created_at) VALUES {values}")
+    status, page = org.json("GET", "/api/v1/keys")
+    assert status == 200 and len(page["keys"]) == 100  # the default page
+    seen, after, pages = [], None, 0
+    while True:
+        query = "?limit=64" + (f"&after={after}" if after else "")
+        status, page = org.json("GET", "/api/v1/keys" + query)
+        assert status == 200, page
+        seen += [k["id"] for k in page["keys"]]
+        pages += 1
+        after = page["next_after"]
+        if after is None:
+            break
+    assert pages == 4 and len(seen) == 250 and len(set(seen)) == 250
+    expected = sorted((f"2026-01-01T00:00:{i % 3:02d}Z", f"k{i:04d}") for i in range(250))
+    assert seen == [k for _, k in expected]  # oldest first, ties by id
+    for query, code in (("?limit=0", "invalid_limit"), ("?limit=1001", "invalid_limit"),
+                        ("?limit=x", "invalid_query"), ("?after=nope", "invalid_cursor"),
+                        ("?colour=red", "invalid_query")):
+        status, body = org.json("GET", "/api/v1/keys" + query)
+        assert (status, body["error"]) == (400, code), query
+    assert len(org.json("GET", "/api/v1/keys?limit=1000")[1]["keys"]) == 250
