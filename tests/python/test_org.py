@@ -712,3 +712,20 @@ def test_the_inventory_comes_in_pages(org):
         status, body = org.json("GET", "/api/v1/keys" + query)
         assert (status, body["error"]) == (400, code), query
     assert len(org.json("GET", "/api/v1/keys?limit=1000")[1]["keys"]) == 250
+
+
+def test_figures_short_form(tmp_path, db):
+    """org_figures.py's code with small counts (the long form is run by hand): what it counts
+    must add up. Times are printed, never asserted."""
+    import org_figures
+
+    org = Org(tmp_path, db)
+    try:
+        lines = []
+        result = org_figures.figures(org, invites=10, keys=1500, threads=2, out=lines.append)
+        print("\n".join(lines))
+        assert (result["invites"], result["listed"], result["pages"]) == (10, 1510, 2)
+        assert all(kib > 0 for kib in result["rss_idle_start_kib"] + result["rss_idle_after_kib"])
+        assert len(org.mails()) == 10
+    finally:
+        org.stop()
