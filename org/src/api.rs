@@ -325,13 +325,12 @@ async fn resend_invite(
     admin: Admin,
     Path(id): Path<String>,
 ) -> Result<Json<InviteCreated>, ApiError> {
-    let mut tx = state.pool.begin().await?;
     let row = sqlx::query(
         "SELECT k.email, k.display_name, k.status, i.used_at FROM invites i \
          JOIN keys k ON k.id = i.key_id WHERE i.id = $1",
     )
     .bind(&id)
-    .fetch_optional(&mut *tx)
+    .fetch_optional(&state.pool)
     .await?
     .ok_or_else(|| ApiError::not_found("no such invite"))?;
     let (email, name, status, used_at): (String, String, String, Option<String>) = (
@@ -340,27 +339,39 @@ async fn resend_invite(
         row.try_get(2)?,
         row.try_get(3)?,
     );
-    if used_at.is_some() || status != "invited" {
-        return Err(ApiError::new(
+    let used = || {
+        ApiError::new(
             StatusCode::CONFLICT,
             "invite_used",
             "this invite was already used; the key is in the inventory",
-        ));
+        )
+    };
+    if used_at.is_some() || status != "invited" {
+        return Err(used());
     }
     let email = parse_email(&email)?;
     let token = secret::new_secret();
     let expires_at = clock::format(clock::in_days(INVITE_DAYS));
-    // Replacing the hash is what invalidates the previous link.
-    sqlx::query("UPDATE invites SET token_hash = $1, expires_at = $2 WHERE id = $3")
-        .bind(secret::hash_secret(&token))
-        .bind(&expires_at)
-        .bind(&id)
-        .execute(&mut *tx)
-        .await?;
-    // Before the audit entry, so appenders on other nodes do not queue behind a mail server.
+    // As for a new invite, the mail goes before any write: no lock waits on a mail server,
+    // and a refused mail leaves the previous link working.
     state
         .send_invite(&id, &email, &name, &token, &expires_at)
         .await?;
+    let mut tx = state.pool.begin().await?;
+    // Replacing the hash is what invalidates the previous link; the conditions repeat the
+    // check above, for an invite used while the mail was on its way.
+    let replaced = sqlx::query(
+        "UPDATE invites SET token_hash = $1, expires_at = $2 WHERE id = $3 AND used_at IS NULL \
+         AND key_id IN (SELECT id FROM keys WHERE status = 'invited')",
+    )
+    .bind(secret::hash_secret(&token))
+    .bind(&expires_at)
+    .bind(&id)
+    .execute(&mut *tx)
+    .await?;
+    if replaced.rows_affected() != 1 {
+        return Err(used());
+    }
     audit::append(
         &mut tx,
         &admin.actor,

@@ -534,16 +534,19 @@ def test_two_nodes_inviting_at_once_keep_one_intact_chain(tmp_path, postgres):
 
 class SmtpServer:
     """A real SMTP server (aiosmtpd) on loopback. It refuses recipients at refused.example
-    (550, as a server refuses an unknown mailbox) and queues every mail it accepts."""
+    (550, as a server refuses an unknown mailbox), every recipient while `refuse_all` is set,
+    and queues every mail it accepts."""
 
     def __init__(self):
         from aiosmtpd.controller import Controller
 
         received = self.received = queue.Queue()
+        self.refuse_all = False
+        smtp = self
 
         class Handler:
             async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-                if address.endswith("@refused.example"):
+                if address.endswith("@refused.example") or smtp.refuse_all:
                     return "550 5.1.1 no such mailbox"
                 envelope.rcpt_tos.append(address)
                 return "250 OK"
@@ -605,13 +608,21 @@ def test_a_mail_server_that_refuses_or_is_down_gets_a_typed_502_and_nothing_is_s
     try:
         status, body = org.json("POST", "/api/v1/invites", {"email": "bob@refused.example", "display_name": "Bob"})
         assert (status, body["error"]) == (502, "mail_failed"), body
+        # A resend the server refuses changes nothing: the previous link keeps working.
+        created = invite(org)
+        link = local(activate_link(smtp.mail()[2]))
+        smtp.refuse_all = True
+        status, body = org.json("POST", f"/api/v1/invites/{created['id']}/resend")
+        assert (status, body["error"]) == (502, "mail_failed"), body
+        assert org.request("GET", link, key=None)[0] == 200
         smtp.stop()
         status, body = org.json("POST", "/api/v1/invites", {"email": "carol@acme.example", "display_name": "Carol"})
         assert (status, body["error"]) == (502, "mail_failed"), body
-        assert org.json("GET", "/api/v1/keys") == (200, {"keys": [], "next_after": None})
-        assert org.db.rows("SELECT count(*) FROM invites") == [("0",)]
+        assert [k["email"] for k in org.json("GET", "/api/v1/keys")[1]["keys"]] == ["alice@acme.example"]
+        assert org.db.rows("SELECT count(*) FROM invites") == [("1",)]
         status, _, raw = org.request("GET", "/api/v1/audit")
-        assert [json.loads(line)["action"] for line in raw.decode().splitlines()] == ["org.init", "api_key.create"]
+        assert [json.loads(line)["action"] for line in raw.decode().splitlines()] == [
+            "org.init", "api_key.create", "invite.create"]
     finally:
         log = org.stop()
     assert "invite mail not sent" in log
