@@ -11,7 +11,6 @@ use axum::response::{IntoResponse, Response};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-#[allow(unused_imports)] // used by the derive macros below
 use crate::api::{AuditQuery, InviteCreated, KeyEntry, KeyPage, KeysQuery, NewInvite};
 use crate::error::ErrorBody;
 

@@ -8,7 +8,7 @@ use pocketkey_core::crypto::master_key::{KeyProvider, MasterKey};
 use pocketkey_core::crypto::seal::{Purpose, Sealer};
 use pocketkey_desktop::state_dir::{prepare_state_dir, FileKeyProvider};
 use sqlx::any::AnyPoolOptions;
-use sqlx::AnyPool;
+use sqlx::{AnyConnection, AnyPool, Connection};
 
 const APP: &str = "pocketkey-org";
 const DB_FILE: &str = "org.db";
@@ -139,6 +139,14 @@ pub async fn connect(database: &Database, open: Open) -> Result<AnyPool, String>
                 .await
         }
         Database::Postgres(url) => {
+            // One connection first: a pool that cannot connect says only "timed out", while
+            // this says why (refused, authentication, no such database).
+            AnyConnection::connect(url)
+                .await
+                .map_err(|e| format!("cannot open {name}: {e}"))?
+                .close()
+                .await
+                .map_err(|e| format!("cannot open {name}: {e}"))?;
             AnyPoolOptions::new()
                 .max_connections(PG_MAX_CONNECTIONS)
                 .acquire_timeout(Duration::from_secs(10))
@@ -181,4 +189,42 @@ pub fn master_key(dir: &Path) -> Result<MasterKey, String> {
 /// Seals this server's secrets at rest (the CA and batch private keys).
 pub fn sealer(master: &MasterKey) -> Sealer {
     Sealer::with_salt(master, Purpose::Store, SEAL_SALT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_urls_pick_the_backend_and_a_refused_one_is_not_echoed() {
+        let dir = Path::new("/state");
+        assert_eq!(
+            Database::parse(None, dir),
+            Ok(Database::Sqlite(PathBuf::from("/state/org.db")))
+        );
+        assert_eq!(
+            Database::parse(Some("sqlite:///srv/org.db?mode=rw"), dir),
+            Ok(Database::Sqlite(PathBuf::from("/srv/org.db")))
+        );
+        for url in ["postgres://u@h/db", "postgresql://u@h/db"] {
+            assert_eq!(
+                Database::parse(Some(url), dir),
+                Ok(Database::Postgres(url.into()))
+            );
+        }
+        for bad in ["mysql://u:hunter2@h/db", "sqlite://", "hunter2"] {
+            let e = Database::parse(Some(bad), dir).unwrap_err();
+            assert!(!e.contains("hunter2"), "{e}");
+        }
+        let pg = Database::Postgres("postgres://u:hunter2@h/db".into());
+        assert!(!pg.describe().contains("hunter2"));
+    }
+
+    #[test]
+    fn sqlite_urls_escape_what_a_url_would_misread() {
+        assert_eq!(
+            sqlite_url(Path::new("/a b/x?y#z%.db"), "rw").unwrap(),
+            "sqlite:///a%20b/x%3Fy%23z%25.db?mode=rw"
+        );
+    }
 }

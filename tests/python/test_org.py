@@ -740,3 +740,16 @@ def test_figures_short_form(tmp_path, db):
         assert len(org.mails()) == 10
     finally:
         org.stop()
+
+
+def test_an_unreachable_or_unknown_database_says_why_without_the_password(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    for url, message in ((f"postgres://pk:hunter2@127.0.0.1:{closed}/org", "Connection refused"),
+                         ("mysql://pk:hunter2@127.0.0.1/org", "--database must be a postgres://")):
+        for command in (["init", "--name", "Acme"], ["api-key", "create", "--name", "x"], ["audit", "verify"]):
+            head, rest = (command[:2], command[2:]) if command[0] in ("api-key", "audit") else (command[:1], command[1:])
+            proc = run(*head, "--state-dir", str(tmp_path / "state"), "--database", url, *rest, check=False)
+            assert proc.returncode == 1 and message in proc.stderr, proc.stderr
+            assert "hunter2" not in proc.stderr + proc.stdout
