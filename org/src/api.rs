@@ -455,9 +455,10 @@ async fn list_keys(
                     )
                 })?;
             let created_at: String = cursor.try_get(0)?;
+            // A row-value comparison, not `a > x OR (a = x AND id > y)`: PostgreSQL turns
+            // only the former into one index range, so a deep page costs what the first does.
             sqlx::query(&format!(
-                "{COLUMNS} WHERE created_at > $1 OR (created_at = $1 AND id > $2) \
-                 ORDER BY created_at, id LIMIT $3"
+                "{COLUMNS} WHERE (created_at, id) > ($1, $2) ORDER BY created_at, id LIMIT $3"
             ))
             .bind(created_at)
             .bind(after)
