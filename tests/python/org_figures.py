@@ -151,7 +151,7 @@ def main():
                     db = PostgresDb(server)
                 else:
                     db = SqliteDb(tmp / "state")
-                org = Org(tmp, db)
+                org = Org(tmp, db=db)
                 try:
                     figures(org, args.invites, args.keys, args.threads)
                 finally:

@@ -43,7 +43,7 @@ class Org:
     """An organisation and its `serve` processes: one on SQLite; on PostgreSQL two, sharing
     the database and the state directory (its master key), with requests alternating."""
 
-    def __init__(self, tmp_path, db=None, *serve_args):
+    def __init__(self, tmp_path, *serve_args, db=None):
         self.state = tmp_path / "state"
         self.outbox = tmp_path / "outbox"
         self.db = db or SqliteDb(self.state)
@@ -138,7 +138,7 @@ def db(request, tmp_path):
 
 @pytest.fixture
 def org(tmp_path, db):
-    o = Org(tmp_path, db)
+    o = Org(tmp_path, db=db)
     yield o
     o.stop()
 
@@ -371,7 +371,7 @@ def test_a_tampered_audit_row_is_named_by_audit_verify(org):
 
 
 def test_a_stalled_request_body_gets_408_at_the_deadline(tmp_path):
-    org = Org(tmp_path, None, "--request-timeout", "1")
+    org = Org(tmp_path, "--request-timeout", "1")
     try:
         host, port = org.base.removeprefix("http://").split(":")
         conn = http.client.HTTPConnection(host, int(port), timeout=60)
@@ -407,7 +407,7 @@ def test_a_client_that_never_finishes_its_headers_is_cut_off(tmp_path):
     """Reading request headers has the request deadline too (slowloris)."""
     import socket
 
-    org = Org(tmp_path, None, "--request-timeout", "1")
+    org = Org(tmp_path, "--request-timeout", "1")
     host, port = org.base.removeprefix("http://").split(":")
     try:
         sock = socket.create_connection((host, int(port)), timeout=20)
@@ -481,7 +481,7 @@ def audit_hash(seq, at, actor, action, subject, detail, prev_hash):
 def test_an_append_that_loses_the_race_for_its_seq_retries_on_the_new_end(tmp_path, postgres):
     """Another node holds the next `seq` in an open transaction: the server's insert waits on
     it, collides when it commits, and appends after it instead of failing or forking."""
-    org = Org(tmp_path, PostgresDb(postgres))
+    org = Org(tmp_path, db=PostgresDb(postgres))
     try:
         [(last_seq, last_hash)] = org.db.rows("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
         seq = int(last_seq) + 1
@@ -519,7 +519,7 @@ def test_an_append_that_loses_the_race_for_its_seq_retries_on_the_new_end(tmp_pa
 
 
 def test_two_nodes_inviting_at_once_keep_one_intact_chain(tmp_path, postgres):
-    org = Org(tmp_path, PostgresDb(postgres))
+    org = Org(tmp_path, db=PostgresDb(postgres))
     try:
         n = 40
         with concurrent.futures.ThreadPoolExecutor(8) as pool:
@@ -581,7 +581,7 @@ def smtp():
 
 
 def test_an_invite_arrives_by_smtp_with_both_parts_and_the_activate_link(tmp_path, db, smtp):
-    org = Org(tmp_path, db, "--smtp", smtp.url, "--mail-from", "Acme IT <it@acme.example>")
+    org = Org(tmp_path, "--smtp", smtp.url, "--mail-from", "Acme IT <it@acme.example>", db=db)
     try:
         created = invite(org)
         mail_from, rcpt_tos, mail = smtp.mail()
@@ -604,7 +604,7 @@ def test_an_invite_arrives_by_smtp_with_both_parts_and_the_activate_link(tmp_pat
 
 
 def test_a_mail_server_that_refuses_or_is_down_gets_a_typed_502_and_nothing_is_stored(tmp_path, db, smtp):
-    org = Org(tmp_path, db, "--smtp", smtp.url)
+    org = Org(tmp_path, "--smtp", smtp.url, db=db)
     try:
         status, body = org.json("POST", "/api/v1/invites", {"email": "bob@refused.example", "display_name": "Bob"})
         assert (status, body["error"]) == (502, "mail_failed"), body
@@ -730,7 +730,7 @@ def test_figures_short_form(tmp_path, db):
     must add up. Times are printed, never asserted."""
     import org_figures
 
-    org = Org(tmp_path, db)
+    org = Org(tmp_path, db=db)
     try:
         lines = []
         result = org_figures.figures(org, invites=10, keys=1500, threads=2, out=lines.append)
