@@ -132,6 +132,9 @@ install_system_packages() {
     command -v dbus-run-session >/dev/null 2>&1 || missing+=(dbus-daemon)
     # bridge/tests/key_at_rest.rs: the bridge's master key in a real Secret Service
     command -v gnome-keyring-daemon >/dev/null 2>&1 || missing+=(gnome-keyring)
+    # tests/python/test_org.py runs the organisation server on PostgreSQL too (initdb + postgres)
+    { command -v initdb >/dev/null 2>&1 || compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; } \
+        || missing+=(postgresql)
     # the uhid test boots a kernel in QEMU (tests/uhid/run.sh)
     if [ -z "${PK_SKIP_UHID_VM:-}" ]; then
         command -v qemu-system-x86_64 >/dev/null 2>&1 || missing+=(qemu-system-x86)

@@ -1,14 +1,13 @@
 //! The HTTP server: the admin REST API under `/api/v1` and the activation page.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Path, Query, Request, State};
-use axum::http::{header, request::Parts, HeaderValue, StatusCode};
+use axum::http::{header, request::Parts, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
@@ -16,9 +15,10 @@ use axum::{Json, Router};
 use lettre::message::Mailbox;
 use lettre::Address;
 use serde::{Deserialize, Serialize};
-use sqlx::{Row, SqlitePool};
+use sqlx::{AnyPool, Row};
 use tower_http::timeout::TimeoutLayer;
 
+use crate::api_keys::{self, Scope};
 use crate::error::ApiError;
 use crate::limits::{self, Limiter};
 use crate::org::OrgInfo;
@@ -35,11 +35,11 @@ const MAX_DISPLAY_NAME: usize = 128;
 const MAX_EMAIL: usize = 254;
 
 pub struct AppState {
-    pub pool: SqlitePool,
+    pub pool: AnyPool,
     pub org: OrgInfo,
     /// Without a trailing slash.
     pub public_url: String,
-    pub outbox: PathBuf,
+    pub mailer: mail::Mailer,
     pub mail_from: Mailbox,
     pub activate_limit: Limiter,
     pub auth_fail_limit: Limiter,
@@ -53,7 +53,8 @@ pub fn router(state: Shared, request_timeout: Duration) -> Router {
         .route("/invites/{id}/resend", post(resend_invite))
         .route("/keys", get(list_keys))
         .route("/attestation/root", get(attestation_root))
-        .route("/audit", get(audit_export));
+        .route("/audit", get(audit_export))
+        .route("/openapi.json", get(crate::openapi::serve));
     Router::new()
         .nest("/api/v1", api)
         .route("/activate/{token}", get(activation_page))
@@ -121,7 +122,8 @@ fn client_ip(parts: &Parts) -> std::net::IpAddr {
         .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
 }
 
-/// An admin authenticated by an API key; `actor` names it in the audit log.
+/// An admin authenticated by an API key; `actor` names it in the audit log. A `read`
+/// key is refused (403) on every method but GET and HEAD, here, for every route.
 pub struct Admin {
     pub actor: String,
 }
@@ -141,18 +143,23 @@ impl FromRequestParts<Shared> for Admin {
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim)
             .filter(|k| secret::looks_like_secret(k));
-        let row = match presented {
-            Some(key) => {
-                sqlx::query("SELECT name FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL")
-                    .bind(secret::hash_secret(key))
-                    .fetch_optional(&state.pool)
-                    .await?
-            }
+        let valid = match presented {
+            Some(key) => api_keys::check(&state.pool, key).await?,
             None => None,
         };
-        match row {
-            Some(row) => Ok(Admin {
-                actor: format!("api-key:{}", row.try_get::<String, _>(0)?),
+        match valid {
+            Some(key)
+                if key.scope == Scope::Read
+                    && !matches!(parts.method, Method::GET | Method::HEAD) =>
+            {
+                Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "forbidden",
+                    "this API key is read-only: it may only GET",
+                ))
+            }
+            Some(key) => Ok(Admin {
+                actor: format!("api-key:{}", key.name),
             }),
             None => {
                 state.auth_fail_limit.take(ip);
@@ -172,15 +179,15 @@ fn body<T>(payload: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct NewInvite {
+pub struct NewInvite {
     email: String,
     display_name: String,
 }
 
-#[derive(Serialize)]
-struct InviteCreated {
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct InviteCreated {
     id: String,
     expires_at: String,
 }
@@ -213,8 +220,9 @@ impl AppState {
         format!("{}/activate/{token}", self.public_url)
     }
 
-    /// Writes the invite mail with a fresh link to the outbox.
-    fn send_invite(
+    /// Sends the invite mail with a fresh link (SMTP, or the outbox). A mail server that is
+    /// down or refuses is `502 mail_failed`; the caller then stores nothing.
+    async fn send_invite(
         &self,
         invite_id: &str,
         email: &Address,
@@ -236,9 +244,21 @@ impl AppState {
         .map_err(ApiError::internal)?;
         // One file per sending: a resend leaves the old mail (whose link no longer works).
         let file = format!("invite-{invite_id}-{}", secret::new_id());
-        mail::write_outbox(&self.outbox, &file, &message).map_err(ApiError::internal)?;
-        tracing::info!(invite = invite_id, "invite mail written to the outbox");
-        Ok(())
+        match self.mailer.send(&file, message).await {
+            Ok(()) => {
+                tracing::info!(invite = invite_id, "invite mail sent");
+                Ok(())
+            }
+            Err(e @ mail::SendError::Smtp(_)) => {
+                tracing::warn!(invite = invite_id, error = %e, "invite mail not sent");
+                Err(ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "mail_failed",
+                    "the mail server did not accept the invite; nothing was stored, try again",
+                ))
+            }
+            Err(e) => Err(ApiError::internal(e)),
+        }
     }
 }
 
@@ -254,6 +274,12 @@ async fn create_invite(
     let token = secret::new_secret();
     let now = clock::now_string();
     let expires_at = clock::format(clock::in_days(INVITE_DAYS));
+    // The mail goes first, holding no database connection or lock while a mail server
+    // answers: if it fails nothing is stored, and a mail whose rows then fail to commit only
+    // holds a link that answers "not valid".
+    state
+        .send_invite(&invite_id, &email, &req.display_name, &token, &expires_at)
+        .await?;
     let mut tx = state.pool.begin().await?;
     sqlx::query(
         "INSERT INTO keys (id, email, display_name, status, created_at) \
@@ -284,9 +310,6 @@ async fn create_invite(
         serde_json::json!({ "key_id": key_id, "email": email.to_string(), "expires_at": expires_at }),
     )
     .await?;
-    // The mail is written before the commit: if writing fails nothing is stored, and a
-    // mail whose commit failed only holds a link that answers "not valid".
-    state.send_invite(&invite_id, &email, &req.display_name, &token, &expires_at)?;
     tx.commit().await?;
     Ok((
         StatusCode::CREATED,
@@ -302,13 +325,12 @@ async fn resend_invite(
     admin: Admin,
     Path(id): Path<String>,
 ) -> Result<Json<InviteCreated>, ApiError> {
-    let mut tx = state.pool.begin().await?;
     let row = sqlx::query(
         "SELECT k.email, k.display_name, k.status, i.used_at FROM invites i \
          JOIN keys k ON k.id = i.key_id WHERE i.id = $1",
     )
     .bind(&id)
-    .fetch_optional(&mut *tx)
+    .fetch_optional(&state.pool)
     .await?
     .ok_or_else(|| ApiError::not_found("no such invite"))?;
     let (email, name, status, used_at): (String, String, String, Option<String>) = (
@@ -317,23 +339,39 @@ async fn resend_invite(
         row.try_get(2)?,
         row.try_get(3)?,
     );
-    if used_at.is_some() || status != "invited" {
-        return Err(ApiError::new(
+    let used = || {
+        ApiError::new(
             StatusCode::CONFLICT,
             "invite_used",
             "this invite was already used; the key is in the inventory",
-        ));
+        )
+    };
+    if used_at.is_some() || status != "invited" {
+        return Err(used());
     }
     let email = parse_email(&email)?;
     let token = secret::new_secret();
     let expires_at = clock::format(clock::in_days(INVITE_DAYS));
-    // Replacing the hash is what invalidates the previous link.
-    sqlx::query("UPDATE invites SET token_hash = $1, expires_at = $2 WHERE id = $3")
-        .bind(secret::hash_secret(&token))
-        .bind(&expires_at)
-        .bind(&id)
-        .execute(&mut *tx)
+    // As for a new invite, the mail goes before any write: no lock waits on a mail server,
+    // and a refused mail leaves the previous link working.
+    state
+        .send_invite(&id, &email, &name, &token, &expires_at)
         .await?;
+    let mut tx = state.pool.begin().await?;
+    // Replacing the hash is what invalidates the previous link; the conditions repeat the
+    // check above, for an invite used while the mail was on its way.
+    let replaced = sqlx::query(
+        "UPDATE invites SET token_hash = $1, expires_at = $2 WHERE id = $3 AND used_at IS NULL \
+         AND key_id IN (SELECT id FROM keys WHERE status = 'invited')",
+    )
+    .bind(secret::hash_secret(&token))
+    .bind(&expires_at)
+    .bind(&id)
+    .execute(&mut *tx)
+    .await?;
+    if replaced.rows_affected() != 1 {
+        return Err(used());
+    }
     audit::append(
         &mut tx,
         &admin.actor,
@@ -342,13 +380,16 @@ async fn resend_invite(
         serde_json::json!({ "email": email.to_string(), "expires_at": expires_at }),
     )
     .await?;
-    state.send_invite(&id, &email, &name, &token, &expires_at)?;
     tx.commit().await?;
     Ok(Json(InviteCreated { id, expires_at }))
 }
 
-#[derive(Serialize)]
-struct KeyEntry {
+/// Inventory page sizes: `GET /keys?limit=` (default, largest).
+pub const KEYS_PAGE_DEFAULT: u32 = 100;
+pub const KEYS_PAGE_MAX: u32 = 1000;
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct KeyEntry {
     id: String,
     email: String,
     display_name: String,
@@ -360,17 +401,73 @@ struct KeyEntry {
     platform: Option<String>,
 }
 
+/// One page of the inventory.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct KeyPage {
+    keys: Vec<KeyEntry>,
+    /// Pass as `after` for the next page; `null` on the last page.
+    next_after: Option<String>,
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct KeysQuery {
+    /// Entries per page, 1 to 1000 (default 100).
+    limit: Option<u32>,
+    /// The `next_after` of the previous page: entries after that key.
+    after: Option<String>,
+}
+
+/// The inventory in pages, oldest first, by keyset: `(created_at, id)` after the cursor key's.
 async fn list_keys(
     State(state): State<Shared>,
     _admin: Admin,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let rows = sqlx::query(
-        "SELECT id, email, display_name, status, created_at, activated_at, last_seen_at, \
-         device_name, platform FROM keys ORDER BY created_at, id",
-    )
-    .fetch_all(&state.pool)
-    .await?;
-    let keys = rows
+    query: Result<Query<KeysQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<KeyPage>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    let limit = query.limit.unwrap_or(KEYS_PAGE_DEFAULT);
+    if !(1..=KEYS_PAGE_MAX).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "invalid_limit",
+            format!("limit must be 1 to {KEYS_PAGE_MAX}"),
+        ));
+    }
+    const COLUMNS: &str = "SELECT id, email, display_name, status, created_at, activated_at, \
+         last_seen_at, device_name, platform FROM keys";
+    // One more than asked: whether it exists says if there is a next page.
+    let fetch = i64::from(limit) + 1;
+    let rows = match &query.after {
+        None => {
+            sqlx::query(&format!("{COLUMNS} ORDER BY created_at, id LIMIT $1"))
+                .bind(fetch)
+                .fetch_all(&state.pool)
+                .await?
+        }
+        Some(after) => {
+            let cursor = sqlx::query("SELECT created_at FROM keys WHERE id = $1")
+                .bind(after)
+                .fetch_optional(&state.pool)
+                .await?
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        "invalid_cursor",
+                        "after must be a next_after this API gave",
+                    )
+                })?;
+            let created_at: String = cursor.try_get(0)?;
+            // A row-value comparison, not `a > x OR (a = x AND id > y)`: PostgreSQL turns
+            // only the former into one index range, so a deep page costs what the first does.
+            sqlx::query(&format!(
+                "{COLUMNS} WHERE (created_at, id) > ($1, $2) ORDER BY created_at, id LIMIT $3"
+            ))
+            .bind(created_at)
+            .bind(after)
+            .bind(fetch)
+            .fetch_all(&state.pool)
+            .await?
+        }
+    };
+    let mut keys = rows
         .iter()
         .map(|r| {
             Ok(KeyEntry {
@@ -386,7 +483,13 @@ async fn list_keys(
             })
         })
         .collect::<Result<Vec<_>, sqlx::Error>>()?;
-    Ok(Json(serde_json::json!({ "keys": keys })))
+    let next_after = if keys.len() > limit as usize {
+        keys.truncate(limit as usize);
+        keys.last().map(|k| k.id.clone())
+    } else {
+        None
+    };
+    Ok(Json(KeyPage { keys, next_after }))
 }
 
 async fn attestation_root(State(state): State<Shared>, _admin: Admin) -> Response {
@@ -400,8 +503,9 @@ async fn attestation_root(State(state): State<Shared>, _admin: Admin) -> Respons
         .into_response()
 }
 
-#[derive(Deserialize)]
-struct AuditQuery {
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct AuditQuery {
+    /// `ndjson` (default) or `csv`.
     format: Option<String>,
 }
 
@@ -426,7 +530,7 @@ async fn audit_export(
 }
 
 /// Whether `token` opens a live invite: known, unused, unexpired, key still invited.
-async fn token_is_live(pool: &SqlitePool, token: &str) -> Result<bool, sqlx::Error> {
+async fn token_is_live(pool: &AnyPool, token: &str) -> Result<bool, sqlx::Error> {
     if !secret::looks_like_secret(token) {
         return Ok(false);
     }

@@ -5,7 +5,7 @@
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use sqlx::{Row, SqliteConnection};
+use sqlx::{AnyConnection, Connection, Row};
 
 use crate::clock;
 
@@ -48,14 +48,65 @@ impl Entry {
     }
 }
 
+/// How often an append retries after another writer took its `seq`.
+const APPEND_ATTEMPTS: usize = 16;
+/// The PostgreSQL advisory lock appenders queue on (any fixed number: "PKAUDIT" in ASCII).
+const PG_APPEND_LOCK: i64 = 0x0050_4b41_5544_4954;
+
 /// Appends an entry on `conn` (inside the caller's transaction, so the action and its audit
-/// entry commit together). A concurrent append with the same `seq` fails on the primary key.
+/// entry commit together).
+///
+/// Two nodes appending at once both read the same last entry and both try its `seq + 1`; the
+/// primary key lets one in and refuses the other (on PostgreSQL, once the first commits).
+/// The loser rolls back to a savepoint taken before its read (its own transaction, the
+/// action, survives), reads the new end of the chain and tries again.
+///
+/// Entries are serial by nature (each hashes the one before, which must be committed first),
+/// so on PostgreSQL appenders also queue on a transaction-scoped advisory lock: without it
+/// every commit wakes all waiting appenders to race for one `seq`, and a busy one can lose
+/// every round. The retry remains for writers that do not take the lock.
 pub async fn append(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     actor: &str,
     action: &str,
     subject: &str,
     detail: serde_json::Value,
+) -> Result<Entry, sqlx::Error> {
+    let detail = detail.to_string();
+    if conn.backend_name() == <sqlx::Postgres as sqlx::Database>::NAME {
+        // Released at the end of the caller's transaction. Wrapped in a count: sqlx's `Any`
+        // driver has no type for the function's `void` result.
+        sqlx::query("SELECT count(*) FROM (SELECT pg_advisory_xact_lock($1)) AS queued")
+            .bind(PG_APPEND_LOCK)
+            .execute(&mut *conn)
+            .await?;
+    }
+    let mut attempt = 1;
+    loop {
+        let mut savepoint = conn.begin().await?;
+        match try_append(&mut savepoint, actor, action, subject, &detail).await {
+            Ok(entry) => {
+                savepoint.commit().await?;
+                return Ok(entry);
+            }
+            Err(sqlx::Error::Database(e))
+                if e.is_unique_violation() && attempt < APPEND_ATTEMPTS =>
+            {
+                savepoint.rollback().await?;
+                tracing::info!(attempt, "audit seq taken by another node; appending again");
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+async fn try_append(
+    conn: &mut AnyConnection,
+    actor: &str,
+    action: &str,
+    subject: &str,
+    detail: &str,
 ) -> Result<Entry, sqlx::Error> {
     let last = sqlx::query("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
         .fetch_optional(&mut *conn)
@@ -70,7 +121,7 @@ pub async fn append(
         actor: actor.into(),
         action: action.into(),
         subject: subject.into(),
-        detail: detail.to_string(),
+        detail: detail.into(),
         prev_hash,
         hash: String::new(),
     };
@@ -93,7 +144,7 @@ pub async fn append(
 }
 
 /// Every entry in order.
-pub async fn all(pool: &sqlx::SqlitePool) -> Result<Vec<Entry>, sqlx::Error> {
+pub async fn all(pool: &sqlx::AnyPool) -> Result<Vec<Entry>, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT seq, at, actor, action, subject, detail, prev_hash, hash FROM audit ORDER BY seq",
     )

@@ -66,9 +66,21 @@ impl From<sqlx::Error> for ApiError {
     }
 }
 
+/// Every error's JSON body.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// A stable code, e.g. `unauthorized`, `invalid_email`, `mail_failed` (docs/org.md).
+    pub error: &'static str,
+    /// For a person; never a secret or an internal detail.
+    pub message: String,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({ "error": self.code, "message": self.message });
+        let body = ErrorBody {
+            error: self.code,
+            message: self.message,
+        };
         (self.status, Json(body)).into_response()
     }
 }

@@ -1,12 +1,69 @@
-//! The invite e-mail (text and HTML parts) and the outbox it is written to as `.eml` files
-//! when no SMTP server is configured.
+//! The invite e-mail (text and HTML parts) and where it goes: an SMTP server (`--smtp`),
+//! else the outbox, as `.eml` files.
 
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use lettre::message::{Mailbox, MultiPart};
-use lettre::{Address, Message};
+use lettre::transport::smtp::AsyncSmtpTransport;
+use lettre::{Address, AsyncTransport, Message, Tokio1Executor};
+
+/// Deadline for each step of an SMTP exchange (connect, each command): well inside the
+/// request's own deadline, so a stalled mail server gets a typed error, not a 408.
+const SMTP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where invite mails go.
+pub enum Mailer {
+    Outbox(PathBuf),
+    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+}
+
+/// Why a mail was not handed over. The messages name no secret (no link, no URL password).
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error("the mail server did not take the invite: {0}")]
+    Smtp(String),
+    #[error("cannot write the invite to the outbox: {0}")]
+    Outbox(std::io::Error),
+}
+
+impl Mailer {
+    /// `smtp://HOST:PORT` (plain; `?tls=required` for STARTTLS), `smtps://HOST:PORT` (TLS),
+    /// with optional `user:password@`: lettre's URL forms. TLS is rustls with the web PKI roots.
+    pub fn smtp(url: &str) -> Result<Self, String> {
+        if !(url.starts_with("smtp://") || url.starts_with("smtps://")) {
+            return Err("--smtp must be an smtp:// or smtps:// URL".into());
+        }
+        // lettre's error for a bad URL does not repeat it; the URL may carry a password.
+        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
+            .map_err(|e| format!("bad --smtp URL: {e}"))?
+            .timeout(Some(SMTP_TIMEOUT))
+            .build();
+        Ok(Self::Smtp(transport))
+    }
+
+    /// Hands `message` over: to the SMTP server (accepted by it for delivery) or into the
+    /// outbox as `<name>.eml`.
+    pub async fn send(&self, name: &str, message: Message) -> Result<(), SendError> {
+        match self {
+            Self::Smtp(transport) => transport
+                .send(message)
+                .await
+                .map(|_| ())
+                .map_err(|e| SendError::Smtp(e.to_string())),
+            Self::Outbox(dir) => {
+                let (dir, name, mail) = (dir.clone(), name.to_string(), message.formatted());
+                tokio::task::spawn_blocking(move || write_outbox(&dir, &name, &mail))
+                    .await
+                    .map_err(|e| SendError::Outbox(std::io::Error::other(e)))?
+                    .map(|_| ())
+                    .map_err(SendError::Outbox)
+            }
+        }
+    }
+}
 
 use crate::pages::escape;
 
@@ -19,8 +76,8 @@ pub struct Invite<'a> {
     pub expires_at: &'a str,
 }
 
-/// The formatted message (RFC 5322), ready to send or to save as `.eml`.
-pub fn build(from: &Mailbox, invite: &Invite<'_>) -> Result<Vec<u8>, String> {
+/// The message (RFC 5322), ready to send or to save as `.eml`.
+pub fn build(from: &Mailbox, invite: &Invite<'_>) -> Result<Message, String> {
     let text = format!(
         "Hello {name},\n\n{org} invites you to set up your PocketKey security key.\n\n\
          Open this link on your phone to activate it:\n{link}\n\n\
@@ -51,7 +108,7 @@ pub fn build(from: &Mailbox, invite: &Invite<'_>) -> Result<Vec<u8>, String> {
         .subject(format!("Activate your {} security key", invite.org_name))
         .multipart(MultiPart::alternative_plain_html(text, html))
         .map_err(|e| format!("cannot build the invite mail: {e}"))?;
-    Ok(message.formatted())
+    Ok(message)
 }
 
 /// Writes `<outbox>/<name>.eml` through a temporary file and a rename, so a reader of the

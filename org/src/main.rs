@@ -2,6 +2,7 @@
 //! See docs/org.md.
 
 mod api;
+mod api_keys;
 mod audit;
 mod ca;
 mod clock;
@@ -9,6 +10,7 @@ mod error;
 mod limits;
 mod mail;
 mod migrations;
+mod openapi;
 mod org;
 mod pages;
 mod secret;
@@ -41,9 +43,8 @@ struct Cli {
 enum Command {
     /// Create the organisation: attestation root CA, batch key, default policy (once).
     Init {
-        /// State directory [default: $XDG_STATE_HOME/pocketkey-org]
-        #[arg(long)]
-        state_dir: Option<PathBuf>,
+        #[command(flatten)]
+        db: DbArgs,
         /// The organisation's name, as users see it
         #[arg(long)]
         name: String,
@@ -58,18 +59,43 @@ enum Command {
     Audit(AuditCommand),
 }
 
+/// Where the organisation is kept: every command takes these two.
 #[derive(Args)]
-struct ServeArgs {
-    /// State directory [default: $XDG_STATE_HOME/pocketkey-org]
+struct DbArgs {
+    /// State directory: master key, default outbox, SQLite database [default: $XDG_STATE_HOME/pocketkey-org]
     #[arg(long)]
     state_dir: Option<PathBuf>,
+    /// Database URL: postgres://USER@HOST:PORT/DB for PostgreSQL (shared by several `serve`
+    /// processes) or sqlite://PATH [default: <state dir>/org.db]
+    #[arg(long, value_name = "URL")]
+    database: Option<String>,
+}
+
+impl DbArgs {
+    /// The state directory (created if missing) and the database, schema up to date.
+    async fn open(self, open: state::Open) -> Result<(PathBuf, sqlx::AnyPool), String> {
+        let dir = state::open_dir(self.state_dir)?;
+        let database = state::Database::parse(self.database.as_deref(), &dir)?;
+        let pool = state::connect(&database, open).await?;
+        Ok((dir, pool))
+    }
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    db: DbArgs,
     /// Address to listen on, e.g. 127.0.0.1:8443 (port 0 picks a free one)
     #[arg(long)]
     listen: SocketAddr,
     /// The URL users reach this server at; activation links start with it
     #[arg(long)]
     public_url: String,
-    /// Folder invite mails are written to as .eml files [default: <state dir>/outbox]
+    /// Send invite mails through this SMTP server: smtp://HOST:PORT (plain, or
+    /// ?tls=required for STARTTLS), smtps://HOST:PORT (TLS), optionally with USER:PASSWORD@
+    #[arg(long, value_name = "URL", conflicts_with = "outbox")]
+    smtp: Option<String>,
+    /// Without --smtp: folder invite mails are written to as .eml files [default: <state dir>/outbox]
     #[arg(long)]
     outbox: Option<PathBuf>,
     /// Deadline for one request, reading its body included; then 408
@@ -85,11 +111,18 @@ struct ServeArgs {
 enum ApiKeyCommand {
     /// Create an API key; prints `api-key: <secret>` once (only its hash is stored).
     Create {
-        #[arg(long)]
-        state_dir: Option<PathBuf>,
+        #[command(flatten)]
+        db: DbArgs,
         /// A name for the key, shown in the audit log
         #[arg(long)]
         name: String,
+        /// admin: every route; read: GET only (other methods get 403)
+        #[arg(long, default_value = "admin", value_parser = ["admin", "read"])]
+        scope: String,
+        /// Refuse the key (like a wrong one) after this many days [default: never]
+        #[arg(long, value_name = "DAYS",
+              value_parser = clap::value_parser!(u32).range(1..=i64::from(api_keys::MAX_EXPIRES_IN_DAYS)))]
+        expires_in_days: Option<u32>,
     },
 }
 
@@ -97,8 +130,8 @@ enum ApiKeyCommand {
 enum AuditCommand {
     /// Check the audit log's hash chain; names the first broken entry (exit 1).
     Verify {
-        #[arg(long)]
-        state_dir: Option<PathBuf>,
+        #[command(flatten)]
+        db: DbArgs,
     },
 }
 
@@ -122,9 +155,8 @@ fn main() -> ExitCode {
 
 async fn run(command: Command) -> Result<ExitCode, String> {
     match command {
-        Command::Init { state_dir, name } => {
-            let dir = state::open_dir(state_dir)?;
-            let pool = state::connect(&dir, state::Open::Create).await?;
+        Command::Init { db, name } => {
+            let (dir, pool) = db.open(state::Open::Create).await?;
             let master = state::master_key(&dir)?;
             org::init(&pool, &name, &state::sealer(&master))
                 .await
@@ -132,18 +164,22 @@ async fn run(command: Command) -> Result<ExitCode, String> {
             println!("initialised: {name}");
             Ok(ExitCode::SUCCESS)
         }
-        Command::ApiKey(ApiKeyCommand::Create { state_dir, name }) => {
-            let dir = state::open_dir(state_dir)?;
-            let pool = state::connect(&dir, state::Open::Existing).await?;
-            let secret = org::create_api_key(&pool, &name)
+        Command::ApiKey(ApiKeyCommand::Create {
+            db,
+            name,
+            scope,
+            expires_in_days,
+        }) => {
+            let scope = scope.parse()?;
+            let (_, pool) = db.open(state::Open::Existing).await?;
+            let secret = org::create_api_key(&pool, &name, scope, expires_in_days)
                 .await
                 .map_err(|e| e.to_string())?;
             println!("api-key: {}", secret.as_str());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Audit(AuditCommand::Verify { state_dir }) => {
-            let dir = state::open_dir(state_dir)?;
-            let pool = state::connect(&dir, state::Open::Existing).await?;
+        Command::Audit(AuditCommand::Verify { db }) => {
+            let (_, pool) = db.open(state::Open::Existing).await?;
             let entries = audit::all(&pool).await.map_err(|e| e.to_string())?;
             match audit::verify(&entries) {
                 Ok(n) => {
@@ -175,15 +211,17 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     }
     let mail_from =
         Mailbox::from_str(&args.mail_from).map_err(|e| format!("bad --mail-from: {e}"))?;
-    let dir = state::open_dir(args.state_dir)?;
-    let pool = state::connect(&dir, state::Open::Existing).await?;
+    let smtp = args.smtp.as_deref().map(mail::Mailer::smtp).transpose()?;
+    let (dir, pool) = args.db.open(state::Open::Existing).await?;
+    let mailer = smtp
+        .unwrap_or_else(|| mail::Mailer::Outbox(args.outbox.unwrap_or_else(|| dir.join("outbox"))));
     let org = org::load(&pool).await.map_err(|e| e.to_string())?;
     let (activate_limit, auth_fail_limit) = api::limiters();
     let app_state = Arc::new(api::AppState {
         pool: pool.clone(),
         org,
         public_url,
-        outbox: args.outbox.unwrap_or_else(|| dir.join("outbox")),
+        mailer,
         mail_from,
         activate_limit,
         auth_fail_limit,

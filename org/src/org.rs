@@ -1,9 +1,10 @@
 //! The organisation record and the admin actions the command line performs on it.
 
 use serde::{Deserialize, Serialize};
-use sqlx::{Row, SqlitePool};
+use sqlx::{AnyPool, Row};
 use zeroize::Zeroizing;
 
+use crate::api_keys::{self, Scope};
 use crate::{audit, ca, clock, secret};
 
 /// The organisation's policy. Stored now; enforced on the phone in a later slice.
@@ -51,7 +52,7 @@ pub enum OrgError {
 
 pub const CLI_ACTOR: &str = "cli";
 
-pub async fn load(pool: &SqlitePool) -> Result<OrgInfo, OrgError> {
+pub async fn load(pool: &AnyPool) -> Result<OrgInfo, OrgError> {
     let row = sqlx::query("SELECT name, root_cert_pem FROM org WHERE id = 1")
         .fetch_optional(pool)
         .await?
@@ -69,7 +70,7 @@ pub fn valid_name(name: &str) -> bool {
 
 /// Creates the organisation: its CA, batch key and default policy. Refuses when one exists.
 pub async fn init(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     name: &str,
     sealer: &pocketkey_core::crypto::seal::Sealer,
 ) -> Result<(), OrgError> {
@@ -108,30 +109,53 @@ pub async fn init(
     Ok(())
 }
 
-/// Creates an API key named `name`; returns the secret (shown once, stored hashed).
-pub async fn create_api_key(pool: &SqlitePool, name: &str) -> Result<Zeroizing<String>, OrgError> {
+/// Creates an API key named `name` with `scope`, expiring after `expires_in_days` if given;
+/// returns the secret (shown once, stored hashed).
+pub async fn create_api_key(
+    pool: &AnyPool,
+    name: &str,
+    scope: Scope,
+    expires_in_days: Option<u32>,
+) -> Result<Zeroizing<String>, OrgError> {
     if !valid_name(name) {
         return Err(OrgError::Other(
             "the API key name must be 1 to 128 characters without control characters".into(),
         ));
     }
+    let expires_at = match expires_in_days {
+        Some(days @ 1..=api_keys::MAX_EXPIRES_IN_DAYS) => {
+            Some(clock::format(clock::in_days(days.into())))
+        }
+        Some(_) => {
+            return Err(OrgError::Other(format!(
+                "--expires-in-days must be 1 to {}",
+                api_keys::MAX_EXPIRES_IN_DAYS
+            )))
+        }
+        None => None,
+    };
     load(pool).await?;
     let secret = secret::new_secret();
     let id = secret::new_id();
     let mut tx = pool.begin().await?;
-    sqlx::query("INSERT INTO api_keys (id, name, key_hash, created_at) VALUES ($1, $2, $3, $4)")
-        .bind(&id)
-        .bind(name)
-        .bind(secret::hash_secret(&secret))
-        .bind(clock::now_string())
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(
+        "INSERT INTO api_keys (id, name, key_hash, created_at, scope, expires_at) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&id)
+    .bind(name)
+    .bind(secret::hash_secret(&secret))
+    .bind(clock::now_string())
+    .bind(scope.as_str())
+    .bind(&expires_at)
+    .execute(&mut *tx)
+    .await?;
     audit::append(
         &mut tx,
         CLI_ACTOR,
         "api_key.create",
         &id,
-        serde_json::json!({ "name": name }),
+        serde_json::json!({ "name": name, "scope": scope.as_str(), "expires_at": expires_at }),
     )
     .await?;
     tx.commit().await?;

@@ -76,6 +76,7 @@ def tree(tmp_path: Path) -> Path:
         "fido2-assert",
         "dbus-run-session",
         "gnome-keyring-daemon",
+        "initdb",
         "qemu-system-x86_64",
         "mmdebstrap",
         "mke2fs",

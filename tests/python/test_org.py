@@ -1,25 +1,31 @@
 """pocketkey-org, the organisation server, as a real process over real HTTP on loopback.
 
 Only the standard library: urllib for HTTP, email for reading the invite as a mail client
-would, sqlite3 for tampering with the audit log on disk.
+would, sqlite3 or psql for tampering with the database (org_db.py). Every test that takes the
+`org` or `db` fixture runs twice: on SQLite, and on PostgreSQL with two `serve` processes.
 """
 
+import concurrent.futures
 import csv
 import datetime
 import email
 import email.policy
+import hashlib
 import http.client
 import io
 import json
 import os
+import queue
+import socket
 import signal
-import sqlite3
 import subprocess
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
+
+from org_db import PostgresDb, PostgresServer, SqliteDb
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = os.environ.get("POCKETKEY_ORG_BIN", str(ROOT / "target" / "debug" / "pocketkey-org"))
@@ -34,33 +40,57 @@ def run(*args, check=True):
 
 
 class Org:
-    def __init__(self, tmp_path, *serve_args):
+    """An organisation and its `serve` processes: one on SQLite; on PostgreSQL two, sharing
+    the database and the state directory (its master key), with requests alternating."""
+
+    def __init__(self, tmp_path, *serve_args, db=None):
         self.state = tmp_path / "state"
         self.outbox = tmp_path / "outbox"
-        self.log_path = tmp_path / "serve.log"
-        assert run("init", "--state-dir", str(self.state), "--name", "Acme").stdout == "initialised: Acme\n"
-        out = run("api-key", "create", "--state-dir", str(self.state), "--name", "ci").stdout
+        self.db = db or SqliteDb(self.state)
+        self.db_args = list(self.db.args)
+        assert self.cli("init", "--name", "Acme").stdout == "initialised: Acme\n"
+        out = self.cli("api-key", "create", "--name", "ci").stdout
         assert out.startswith("api-key: ") and out.count("\n") == 1
         self.api_key = out.split(": ", 1)[1].strip()
-        self.log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(
-            [BIN, "serve", "--state-dir", str(self.state), "--listen", "127.0.0.1:0",
-             "--public-url", PUBLIC_URL, "--outbox", str(self.outbox), *serve_args],
-            stdout=subprocess.PIPE, stderr=self.log, text=True,
-        )
-        line = self.proc.stdout.readline()
-        assert line.startswith("listening: http://"), line
-        self.base = line.split(": ", 1)[1].strip()
+        self.nodes = []
+        for n in range(2 if self.db.name == "postgres" else 1):
+            log_path = tmp_path / f"serve{n}.log"
+            log = open(log_path, "w")
+            outbox = [] if "--smtp" in serve_args else ["--outbox", str(self.outbox)]
+            proc = subprocess.Popen(
+                [BIN, "serve", "--state-dir", str(self.state), *self.db_args, "--listen", "127.0.0.1:0",
+                 "--public-url", PUBLIC_URL, *outbox, *serve_args],
+                stdout=subprocess.PIPE, stderr=log, text=True,
+            )
+            line = proc.stdout.readline()
+            assert line.startswith("listening: http://"), line
+            self.nodes.append((proc, log, log_path, line.split(": ", 1)[1].strip()))
+        self.base = self.nodes[0][3]
+        self.turn = 0
+
+    def cli(self, *args, check=True):
+        """A `pocketkey-org` command on this organisation's state directory and database."""
+        command, rest = (args[:2], args[2:]) if args[0] in ("api-key", "audit") else (args[:1], args[1:])
+        return run(*command, "--state-dir", str(self.state), *self.db_args, *rest, check=check)
+
+    def next_base(self, node=None):
+        if node is not None:
+            return self.nodes[node][3]
+        self.turn += 1
+        return self.nodes[self.turn % len(self.nodes)][3]
 
     def stop(self):
-        """SIGTERM; the server shuts down gracefully and exits 0."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            assert self.proc.wait(timeout=30) == 0
-        self.log.close()
-        return self.log_path.read_text()
+        """SIGTERM; each server shuts down gracefully and exits 0. Returns their logs."""
+        logs = []
+        for proc, log, log_path, _ in self.nodes:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                assert proc.wait(timeout=30) == 0
+            log.close()
+            logs.append(log_path.read_text())
+        return "".join(logs)
 
-    def request(self, method, path, body=None, key="default", headers=None):
+    def request(self, method, path, body=None, key="default", headers=None, node=None):
         headers = dict(headers or {})
         if key == "default":
             key = self.api_key
@@ -70,15 +100,15 @@ class Org:
         if body is not None:
             data = body if isinstance(body, bytes) else json.dumps(body).encode()
             headers.setdefault("Content-Type", "application/json")
-        req = urllib.request.Request(self.base + path, data=data, method=method, headers=headers)
+        req = urllib.request.Request(self.next_base(node) + path, data=data, method=method, headers=headers)
         try:
             with urllib.request.urlopen(req, timeout=30) as resp:
                 return resp.status, resp.headers, resp.read()
         except urllib.error.HTTPError as e:
             return e.code, e.headers, e.read()
 
-    def json(self, method, path, body=None, key="default"):
-        status, _, raw = self.request(method, path, body, key)
+    def json(self, method, path, body=None, key="default", node=None):
+        status, _, raw = self.request(method, path, body, key, node=node)
         return status, json.loads(raw)
 
     def mails(self):
@@ -88,12 +118,27 @@ class Org:
         return [email.message_from_bytes(p.read_bytes(), policy=email.policy.default) for p in files]
 
     def audit_verify(self):
-        return run("audit", "verify", "--state-dir", str(self.state), check=False)
+        return self.cli("audit", "verify", check=False)
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    server = PostgresServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db(request, tmp_path):
+    """Each test that takes it runs once per backend; PostgreSQL starts only when needed."""
+    if request.param == "sqlite":
+        return SqliteDb(tmp_path / "state")
+    return PostgresDb(request.getfixturevalue("postgres"))
 
 
 @pytest.fixture
-def org(tmp_path):
-    o = Org(tmp_path)
+def org(tmp_path, db):
+    o = Org(tmp_path, db=db)
     yield o
     o.stop()
 
@@ -117,21 +162,19 @@ def invite(org, email_addr="alice@acme.example", name="Alice Example"):
     return body
 
 
-def test_init_twice_refuses_and_keeps_the_first_ca(tmp_path):
+def test_init_twice_refuses_and_keeps_the_first_ca(tmp_path, db):
     state = tmp_path / "state"
-    run("init", "--state-dir", str(state), "--name", "Acme")
-    db = sqlite3.connect(state / "org.db")
-    before = db.execute("SELECT root_cert_pem, root_key_sealed FROM org").fetchall()
-    db.close()
-    again = run("init", "--state-dir", str(state), "--name", "Other", check=False)
+    run("init", "--state-dir", str(state), *db.args, "--name", "Acme")
+    select = f"SELECT name, root_cert_pem, {db.hex('root_key_sealed')} FROM org"
+    before = db.rows(select)
+    again = run("init", "--state-dir", str(state), *db.args, "--name", "Other", check=False)
     assert again.returncode == 1
     assert "already exists" in again.stderr
-    db = sqlite3.connect(state / "org.db")
-    assert db.execute("SELECT root_cert_pem, root_key_sealed FROM org").fetchall() == before
-    name, sealed = db.execute("SELECT name, root_key_sealed FROM org").fetchone()
-    db.close()
+    assert db.rows(select) == before
+    [(name, _, sealed)] = before
     assert name == "Acme"
     # The CA key is sealed: no PKCS#8 header and no PEM in the stored bytes.
+    sealed = bytes.fromhex(sealed)
     assert b"PRIVATE KEY" not in sealed and not sealed.startswith(b"\x30\x81")
     assert (state / "master.key").stat().st_mode & 0o777 == 0o600
 
@@ -157,7 +200,7 @@ def test_api_key_is_required_and_a_wrong_one_gets_a_typed_401(org):
         assert (status, body["error"]) == (401, "unauthorized"), key
         assert body["message"]
     status, body = org.json("GET", "/api/v1/keys")
-    assert (status, body) == (200, {"keys": []})
+    assert (status, body) == (200, {"keys": [], "next_after": None})
     # Unknown routes and methods are typed too.
     assert org.json("GET", "/api/v1/nothing")[1]["error"] == "not_found"
     assert org.json("GET", "/api/v1/invites") == (405, {
@@ -165,11 +208,12 @@ def test_api_key_is_required_and_a_wrong_one_gets_a_typed_401(org):
 
 
 def test_failed_api_keys_are_rate_limited_per_ip(org):
-    statuses = [org.json("GET", "/api/v1/keys", key="1" * 64)[0] for _ in range(12)]
+    # The limiters are per node (docs/org.md): all these go to the first.
+    statuses = [org.json("GET", "/api/v1/keys", key="1" * 64, node=0)[0] for _ in range(12)]
     assert statuses[:10] == [401] * 10
     assert statuses[10:] == [429, 429]
     # Once the IP is limited, even the right key waits: guessing cannot go on.
-    status, body = org.json("GET", "/api/v1/keys")
+    status, body = org.json("GET", "/api/v1/keys", node=0)
     assert (status, body["error"]) == (429, "rate_limited")
 
 
@@ -196,9 +240,7 @@ def test_invite_writes_a_mail_with_both_parts_and_a_working_link(org):
     [entry] = body["keys"]
     assert (entry["email"], entry["display_name"], entry["status"]) == ("alice@acme.example", "Alice Example", "invited")
     # The token is stored only as its hash.
-    db = sqlite3.connect(org.state / "org.db")
-    dump = "\n".join(db.iterdump())
-    db.close()
+    dump = org.db.dump()
     assert token not in dump and org.api_key not in dump
     # Neither the token nor the API key reaches the log.
     log = org.stop()
@@ -229,7 +271,7 @@ def test_resending_invalidates_the_previous_link(org):
 
 
 def test_activation_lookups_are_rate_limited(org):
-    statuses = [org.request("GET", "/activate/" + "cd" * 32, key=None)[0] for _ in range(60)]
+    statuses = [org.request("GET", "/activate/" + "cd" * 32, key=None, node=0)[0] for _ in range(60)]
     assert statuses[:20] == [404] * 20
     assert 429 in statuses[20:]
 
@@ -250,7 +292,7 @@ def test_oversize_bodies_get_a_typed_413_and_store_nothing(org):
     # A route that reads no body still refuses a declared oversize one.
     status, _, raw = org.request("GET", "/api/v1/keys", body=b"x" * (17 * 1024))
     assert (status, json.loads(raw)["error"]) == (413, "payload_too_large")
-    assert org.json("GET", "/api/v1/keys") == (200, {"keys": []})
+    assert org.json("GET", "/api/v1/keys") == (200, {"keys": [], "next_after": None})
     assert org.mails() == []
 
 
@@ -259,16 +301,11 @@ def test_expired_and_used_links_get_the_neutral_page(org):
     link = local(activate_link(org.mails()[0]))
     _, _, neutral = org.request("GET", "/activate/" + "ab" * 32, key=None)
     assert org.request("GET", link, key=None)[0] == 200
-    db = sqlite3.connect(org.state / "org.db")
-    db.execute("UPDATE invites SET expires_at = '2020-01-01T00:00:00Z'")
-    db.commit()
+    org.db.rows("UPDATE invites SET expires_at = '2020-01-01T00:00:00Z'")
     assert org.request("GET", link, key=None)[::2] == (404, neutral)
-    db.execute("UPDATE invites SET expires_at = '2999-01-01T00:00:00Z', used_at = '2026-01-01T00:00:00Z'")
-    db.commit()
+    org.db.rows("UPDATE invites SET expires_at = '2999-01-01T00:00:00Z', used_at = '2026-01-01T00:00:00Z'")
     assert org.request("GET", link, key=None)[::2] == (404, neutral)
-    db.execute("UPDATE invites SET used_at = NULL")
-    db.commit()
-    db.close()
+    org.db.rows("UPDATE invites SET used_at = NULL")
     assert org.request("GET", link, key=None)[0] == 200
 
 
@@ -289,7 +326,7 @@ def test_help_names_the_commands_and_serve_options():
     for command in ("init", "serve", "api-key", "audit"):
         assert command in out
     out = run("serve", "--help").stdout
-    for option in ("--state-dir", "--listen", "--public-url", "--outbox"):
+    for option in ("--state-dir", "--listen", "--public-url", "--outbox", "--database"):
         assert option in out
 
 
@@ -327,10 +364,7 @@ def test_a_tampered_audit_row_is_named_by_audit_verify(org):
     invite(org, "bob@acme.example", "Bob")
     ok = org.audit_verify()
     assert (ok.returncode, ok.stdout) == (0, "audit: 4 entries, chain intact\n")
-    db = sqlite3.connect(org.state / "org.db")
-    db.execute("UPDATE audit SET detail = replace(detail, 'alice', 'mallory') WHERE seq = 3")
-    db.commit()
-    db.close()
+    org.db.rows("UPDATE audit SET detail = replace(detail, 'alice', 'mallory') WHERE seq = 3")
     broken = org.audit_verify()
     assert broken.returncode == 1
     assert broken.stdout.startswith("audit: entry 3 is broken"), broken.stdout
@@ -350,7 +384,7 @@ def test_a_stalled_request_body_gets_408_at_the_deadline(tmp_path):
         resp = conn.getresponse()
         assert resp.status == 408
         conn.close()
-        assert org.json("GET", "/api/v1/keys") == (200, {"keys": []})
+        assert org.json("GET", "/api/v1/keys") == (200, {"keys": [], "next_after": None})
     finally:
         org.stop()
 
@@ -410,10 +444,9 @@ def test_attestation_root_is_a_pem_ca_certificate(org):
     bc = root.extensions.get_extension_for_class(x509.BasicConstraints).value
     assert (bc.ca, bc.path_length) == (True, 0)
     assert root.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)[0].value == "Acme"
-    db = sqlite3.connect(org.state / "org.db")
-    batch_pem, root_sealed, batch_sealed = db.execute(
-        "SELECT batch_cert_pem, root_key_sealed, batch_key_sealed FROM org").fetchone()
-    db.close()
+    [(batch_pem, root_sealed, batch_sealed)] = org.db.rows(
+        f"SELECT batch_cert_pem, {org.db.hex('root_key_sealed')}, {org.db.hex('batch_key_sealed')} FROM org")
+    root_sealed, batch_sealed = bytes.fromhex(root_sealed), bytes.fromhex(batch_sealed)
     # The batch certificate: WebAuthn §8.2.1, chained to the root, AAGUID extension.
     batch = x509.load_pem_x509_certificate(batch_pem.encode())
     batch.verify_directly_issued_by(root)
@@ -434,3 +467,289 @@ def test_attestation_root_is_a_pem_ca_certificate(org):
         key = serialization.load_der_private_key(der, password=None)
         raw = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         assert key.public_key().public_bytes(*raw) == cert.public_key().public_bytes(*raw)
+
+
+def audit_hash(seq, at, actor, action, subject, detail, prev_hash):
+    """An entry's hash as docs/org.md defines it (the server's own, recomputed here)."""
+    h = hashlib.sha256(b"pocketkey-org audit v1")
+    for field in (str(seq), at, actor, action, subject, detail, prev_hash):
+        raw = field.encode()
+        h.update(len(raw).to_bytes(8, "big") + raw)
+    return h.hexdigest()
+
+
+def test_an_append_that_loses_the_race_for_its_seq_retries_on_the_new_end(tmp_path, postgres):
+    """Another node holds the next `seq` in an open transaction: the server's insert waits on
+    it, collides when it commits, and appends after it instead of failing or forking."""
+    org = Org(tmp_path, db=PostgresDb(postgres))
+    try:
+        [(last_seq, last_hash)] = org.db.rows("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+        seq = int(last_seq) + 1
+        fields = (seq, "2026-01-01T00:00:00Z", "other-node", "invite.create", "x" * 32, "{}", last_hash)
+        other_hash = audit_hash(*fields)
+        values = ", ".join(f"'{v}'" for v in (*fields[1:], other_hash))
+        other = subprocess.Popen(
+            [str(postgres.bindir / "psql"), "-X", "-q", "-h", "127.0.0.1", "-p", str(postgres.port),
+             "-U", "pk", "-d", org.db.db],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        other.stdin.write(f"BEGIN;\nINSERT INTO audit VALUES ({seq}, {values});\n")
+        other.stdin.flush()
+        waiting = ("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                   "AND {} AND query LIKE 'INSERT INTO audit%'")
+        while org.db.rows(waiting.format("state = 'idle in transaction'")) != [("1",)]:
+            assert other.poll() is None, other.stderr.read()
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            created = pool.submit(invite, org)
+            # The server's own insert of the same seq now waits for the other transaction.
+            while org.db.rows(waiting.format("wait_event_type = 'Lock'")) != [("1",)]:
+                assert not created.done(), created.result()
+            other.stdin.write("COMMIT;\n")
+            other.stdin.close()
+            assert other.wait(timeout=30) == 0
+            invite_id = created.result(timeout=30)["id"]
+        status, _, raw = org.request("GET", "/api/v1/audit")
+        entries = [json.loads(line) for line in raw.decode().splitlines()]
+        assert [(e["seq"], e["actor"]) for e in entries[-2:]] == [(seq, "other-node"), (seq + 1, "api-key:ci")]
+        assert entries[-1]["subject"] == invite_id and entries[-1]["prev_hash"] == other_hash
+        ok = org.audit_verify()
+        assert (ok.returncode, ok.stdout) == (0, f"audit: {seq + 1} entries, chain intact\n")
+    finally:
+        log = org.stop()
+    assert "appending again" in log
+
+
+def test_two_nodes_inviting_at_once_keep_one_intact_chain(tmp_path, postgres):
+    org = Org(tmp_path, db=PostgresDb(postgres))
+    try:
+        n = 40
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            created = list(pool.map(lambda i: invite(org, f"user{i}@acme.example", f"User {i}"), range(n)))
+        assert len({c["id"] for c in created}) == n
+        ok = org.audit_verify()
+        assert (ok.returncode, ok.stdout) == (0, f"audit: {n + 2} entries, chain intact\n")
+        assert len(org.mails()) == n
+    finally:
+        org.stop()
+
+
+class SmtpServer:
+    """A real SMTP server (aiosmtpd) on loopback. It refuses recipients at refused.example
+    (550, as a server refuses an unknown mailbox), every recipient while `refuse_all` is set,
+    and queues every mail it accepts."""
+
+    def __init__(self):
+        from aiosmtpd.controller import Controller
+
+        received = self.received = queue.Queue()
+        self.refuse_all = False
+        smtp = self
+
+        class Handler:
+            async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+                if address.endswith("@refused.example") or smtp.refuse_all:
+                    return "550 5.1.1 no such mailbox"
+                envelope.rcpt_tos.append(address)
+                return "250 OK"
+
+            async def handle_DATA(self, server, session, envelope):
+                received.put((envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content))
+                return "250 Message accepted for delivery"
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+        self.controller.start()
+        self.url = f"smtp://127.0.0.1:{self.port}"
+
+    def mail(self):
+        """The next mail the server accepted, as a mail client reads it."""
+        mail_from, rcpt_tos, raw = self.received.get(timeout=30)
+        return mail_from, rcpt_tos, email.message_from_bytes(raw, policy=email.policy.default)
+
+    def stop(self):
+        if self.controller is not None:
+            self.controller.stop()
+            self.controller = None
+
+
+@pytest.fixture
+def smtp():
+    server = SmtpServer()
+    yield server
+    server.stop()
+
+
+def test_an_invite_arrives_by_smtp_with_both_parts_and_the_activate_link(tmp_path, db, smtp):
+    org = Org(tmp_path, "--smtp", smtp.url, "--mail-from", "Acme IT <it@acme.example>", db=db)
+    try:
+        created = invite(org)
+        mail_from, rcpt_tos, mail = smtp.mail()
+        assert (mail_from, rcpt_tos) == ("it@acme.example", ["alice@acme.example"])
+        assert mail["To"].addresses[0].addr_spec == "alice@acme.example"
+        assert mail["From"].addresses[0].display_name == "Acme IT"
+        assert mail["Subject"] == "Activate your Acme security key"
+        assert mail.get_content_type() == "multipart/alternative"
+        link = activate_link(mail)
+        html = mail.get_body(preferencelist=("html",)).get_content()
+        assert f'href="{link}"' in html and ">Activate</a>" in html
+        assert org.request("GET", local(link), key=None)[0] == 200
+        # A resend goes the same way, with a new link; the old one stops working.
+        assert org.json("POST", f"/api/v1/invites/{created['id']}/resend")[0] == 200
+        new = activate_link(smtp.mail()[2])
+        assert new != link and org.request("GET", local(link), key=None)[0] == 404
+        assert not org.outbox.exists()
+    finally:
+        org.stop()
+
+
+def test_a_mail_server_that_refuses_or_is_down_gets_a_typed_502_and_nothing_is_stored(tmp_path, db, smtp):
+    org = Org(tmp_path, "--smtp", smtp.url, db=db)
+    try:
+        status, body = org.json("POST", "/api/v1/invites", {"email": "bob@refused.example", "display_name": "Bob"})
+        assert (status, body["error"]) == (502, "mail_failed"), body
+        # A resend the server refuses changes nothing: the previous link keeps working.
+        created = invite(org)
+        link = local(activate_link(smtp.mail()[2]))
+        smtp.refuse_all = True
+        status, body = org.json("POST", f"/api/v1/invites/{created['id']}/resend")
+        assert (status, body["error"]) == (502, "mail_failed"), body
+        assert org.request("GET", link, key=None)[0] == 200
+        smtp.stop()
+        status, body = org.json("POST", "/api/v1/invites", {"email": "carol@acme.example", "display_name": "Carol"})
+        assert (status, body["error"]) == (502, "mail_failed"), body
+        assert [k["email"] for k in org.json("GET", "/api/v1/keys")[1]["keys"]] == ["alice@acme.example"]
+        assert org.db.rows("SELECT count(*) FROM invites") == [("1",)]
+        status, _, raw = org.request("GET", "/api/v1/audit")
+        assert [json.loads(line)["action"] for line in raw.decode().splitlines()] == [
+            "org.init", "api_key.create", "invite.create"]
+    finally:
+        log = org.stop()
+    assert "invite mail not sent" in log
+
+
+def test_smtp_and_outbox_are_exclusive_and_a_bad_smtp_url_stops_serve(tmp_path):
+    org = Org(tmp_path)
+    org.stop()
+    for extra, message in ((["--smtp", "smtp://127.0.0.1:1", "--outbox", str(tmp_path)], "cannot be used with"),
+                           (["--smtp", "http://user:hunter2@mail.example"], "--smtp must be an smtp://")):
+        proc = run("serve", "--state-dir", str(org.state), "--listen", "127.0.0.1:0",
+                   "--public-url", PUBLIC_URL, *extra, check=False)
+        assert proc.returncode != 0 and message in proc.stderr, proc.stderr
+        assert "hunter2" not in proc.stderr
+
+
+def test_the_openapi_document_parses_and_lists_every_route_the_server_serves(org):
+    status, headers, raw = org.request("GET", "/api/v1/openapi.json", key=None)
+    assert status == 200 and headers["Content-Type"] == "application/json"
+    doc = json.loads(raw)
+    assert doc["openapi"].startswith("3.1") and doc["info"]["title"] == "pocketkey-org"
+    ops = {(m.upper(), p) for p, item in doc["paths"].items() for m in item}
+    assert ops == {
+        ("POST", "/api/v1/invites"), ("POST", "/api/v1/invites/{id}/resend"), ("GET", "/api/v1/keys"),
+        ("GET", "/api/v1/attestation/root"), ("GET", "/api/v1/audit"), ("GET", "/api/v1/openapi.json"),
+        ("GET", "/activate/{token}"),
+    }
+    no_route = {"error": "not_found", "message": "no such route"}
+    for method, path in sorted(ops):
+        # Each documented operation is served: no "no such route" and no 405 from the server.
+        status, _, raw = org.request(method, path.replace("{id}", "00" * 16).replace("{token}", "ab" * 32),
+                                     body={} if method == "POST" else None)
+        assert status != 405, (method, path)
+        if status == 404 and raw.startswith(b"{"):
+            assert json.loads(raw) != no_route, (method, path)
+    schemas = doc["components"]["schemas"]
+    assert set(schemas["ErrorBody"]["required"]) == {"error", "message"}
+    assert set(schemas["NewInvite"]["required"]) == {"email", "display_name"}
+    keys = doc["paths"]["/api/v1/keys"]["get"]
+    assert {p["name"] for p in keys["parameters"]} == {"limit", "after"}
+    assert doc["components"]["securitySchemes"]["api_key"] == {"type": "http", "scheme": "bearer"}
+
+
+def test_a_read_scoped_key_reads_but_cannot_post(org):
+    out = org.cli("api-key", "create", "--name", "auditor", "--scope", "read").stdout
+    read_key = out.split(": ", 1)[1].strip()
+    assert org.json("GET", "/api/v1/keys", key=read_key)[0] == 200
+    assert org.request("GET", "/api/v1/audit", key=read_key)[0] == 200
+    status, body = org.json("POST", "/api/v1/invites", {"email": "a@acme.example", "display_name": "A"}, key=read_key)
+    assert (status, body["error"]) == (403, "forbidden")
+    assert org.json("POST", "/api/v1/invites/" + "00" * 16 + "/resend", key=read_key)[1]["error"] == "forbidden"
+    assert org.json("GET", "/api/v1/keys")[1]["keys"] == [] and org.mails() == []
+    # The audit log says which scope each key got.
+    _, _, raw = org.request("GET", "/api/v1/audit")
+    created = [json.loads(json.loads(line)["detail"]) for line in raw.decode().splitlines()
+               if json.loads(line)["action"] == "api_key.create"]
+    assert [(c["name"], c["scope"]) for c in created] == [("ci", "admin"), ("auditor", "read")]
+    bad = org.cli("api-key", "create", "--name", "x", "--scope", "root", check=False)
+    assert bad.returncode != 0 and "root" in bad.stderr
+
+
+def test_an_expired_key_is_refused_like_a_wrong_one(org):
+    out = org.cli("api-key", "create", "--name", "temp", "--expires-in-days", "1").stdout
+    temp = out.split(": ", 1)[1].strip()
+    assert org.json("GET", "/api/v1/keys", key=temp)[0] == 200
+    org.db.rows("UPDATE api_keys SET expires_at = '2020-01-01T00:00:00Z' WHERE name = 'temp'")
+    assert org.json("GET", "/api/v1/keys", key=temp) == org.json("GET", "/api/v1/keys", key="2" * 64)
+    assert org.json("GET", "/api/v1/keys", key=temp)[1]["error"] == "unauthorized"
+    [(expires,)] = org.db.rows("SELECT expires_at FROM api_keys WHERE name = 'ci'")
+    assert expires is None
+    for days in ("0", "3651", "-1"):
+        assert org.cli("api-key", "create", "--name", "x", "--expires-in-days", days, check=False).returncode != 0
+
+
+def test_the_inventory_comes_in_pages(org):
+    # Rows seeded directly (an invite each would be slower and is not what is tested).
+    values = ", ".join(f"('k{i:04d}', 'u{i}@acme.example', 'U{i}', 'invited', '2026-01-01T00:00:{i % 3:02d}Z')"
+                       for i in range(250))
+    org.db.rows(f"INSERT INTO keys (id, email, display_name, status, created_at) VALUES {values}")
+    status, page = org.json("GET", "/api/v1/keys")
+    assert status == 200 and len(page["keys"]) == 100  # the default page
+    seen, after, pages = [], None, 0
+    while True:
+        query = "?limit=64" + (f"&after={after}" if after else "")
+        status, page = org.json("GET", "/api/v1/keys" + query)
+        assert status == 200, page
+        seen += [k["id"] for k in page["keys"]]
+        pages += 1
+        after = page["next_after"]
+        if after is None:
+            break
+    assert pages == 4 and len(seen) == 250 and len(set(seen)) == 250
+    expected = sorted((f"2026-01-01T00:00:{i % 3:02d}Z", f"k{i:04d}") for i in range(250))
+    assert seen == [k for _, k in expected]  # oldest first, ties by id
+    for query, code in (("?limit=0", "invalid_limit"), ("?limit=1001", "invalid_limit"),
+                        ("?limit=x", "invalid_query"), ("?after=nope", "invalid_cursor"),
+                        ("?colour=red", "invalid_query")):
+        status, body = org.json("GET", "/api/v1/keys" + query)
+        assert (status, body["error"]) == (400, code), query
+    assert len(org.json("GET", "/api/v1/keys?limit=1000")[1]["keys"]) == 250
+
+
+def test_figures_short_form(tmp_path, db):
+    """org_figures.py's code with small counts (the long form is run by hand): what it counts
+    must add up. Times are printed, never asserted."""
+    import org_figures
+
+    org = Org(tmp_path, db=db)
+    try:
+        lines = []
+        result = org_figures.figures(org, invites=10, keys=1500, threads=2, out=lines.append)
+        print("\n".join(lines))
+        assert (result["invites"], result["listed"], result["pages"]) == (10, 1510, 2)
+        assert all(kib > 0 for kib in result["rss_idle_start_kib"] + result["rss_idle_after_kib"])
+        assert len(org.mails()) == 10
+    finally:
+        org.stop()
+
+
+def test_an_unreachable_or_unknown_database_says_why_without_the_password(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    for url, message in ((f"postgres://pk:hunter2@127.0.0.1:{closed}/org", "Connection refused"),
+                         ("mysql://pk:hunter2@127.0.0.1/org", "--database must be a postgres://")):
+        for command in (["init", "--name", "Acme"], ["api-key", "create", "--name", "x"], ["audit", "verify"]):
+            head, rest = (command[:2], command[2:]) if command[0] in ("api-key", "audit") else (command[:1], command[1:])
+            proc = run(*head, "--state-dir", str(tmp_path / "state"), "--database", url, *rest, check=False)
+            assert proc.returncode == 1 and message in proc.stderr, proc.stderr
+            assert "hunter2" not in proc.stderr + proc.stdout
