@@ -132,6 +132,11 @@ install_system_packages() {
     command -v dbus-run-session >/dev/null 2>&1 || missing+=(dbus-daemon)
     # bridge/tests/key_at_rest.rs: the bridge's master key in a real Secret Service
     command -v gnome-keyring-daemon >/dev/null 2>&1 || missing+=(gnome-keyring)
+    # pocketkey-org's console (webauthn-rs links OpenSSL); its browser tests drive headless
+    # Chromium through chromedriver (tests/python/test_console.py)
+    [ -f /usr/include/openssl/ssl.h ] || missing+=(libssl-dev)
+    command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+    command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
     # the uhid test boots a kernel in QEMU (tests/uhid/run.sh)
     if [ -z "${PK_SKIP_UHID_VM:-}" ]; then
         command -v qemu-system-x86_64 >/dev/null 2>&1 || missing+=(qemu-system-x86)

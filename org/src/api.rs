@@ -47,7 +47,9 @@ pub struct AppState {
 
 type Shared = Arc<AppState>;
 
-pub fn router(state: Shared, request_timeout: Duration) -> Router {
+/// The whole server: the REST API, the activation page and `console` (the admin console's
+/// routes, under `/console`), all behind the same limits and request log.
+pub fn router(state: Shared, console: Router, request_timeout: Duration) -> Router {
     let api = Router::new()
         .route("/invites", post(create_invite))
         .route("/invites/{id}/resend", post(resend_invite))
@@ -57,6 +59,7 @@ pub fn router(state: Shared, request_timeout: Duration) -> Router {
     Router::new()
         .nest("/api/v1", api)
         .route("/activate/{token}", get(activation_page))
+        .nest_service("/console", console)
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -89,10 +92,13 @@ async fn declared_size_cap(req: Request, next: Next) -> Response {
     next.run(req).await
 }
 
-/// The path as it may be logged: activation tokens are secrets and never reach the log.
+/// The path as it may be logged: activation and admin enrolment tokens are secrets and never
+/// reach the log.
 fn loggable_path(path: &str) -> &str {
     if path.starts_with("/activate/") {
         "/activate/<token>"
+    } else if path.starts_with(crate::console::ENROL_PREFIX) {
+        "/console/enrol/<token>"
     } else {
         path
     }
@@ -113,7 +119,7 @@ async fn log_request(req: Request, next: Next) -> Response {
     response
 }
 
-fn client_ip(parts: &Parts) -> std::net::IpAddr {
+pub fn client_ip(parts: &Parts) -> std::net::IpAddr {
     parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
@@ -180,12 +186,12 @@ struct NewInvite {
 }
 
 #[derive(Serialize)]
-struct InviteCreated {
+pub struct InviteCreated {
     id: String,
     expires_at: String,
 }
 
-fn parse_email(email: &str) -> Result<Address, ApiError> {
+pub fn parse_email(email: &str) -> Result<Address, ApiError> {
     let bad = || ApiError::bad_request("invalid_email", "email is not a valid e-mail address");
     if email.len() > MAX_EMAIL {
         return Err(bad());
@@ -193,7 +199,7 @@ fn parse_email(email: &str) -> Result<Address, ApiError> {
     Address::from_str(email).map_err(|_| bad())
 }
 
-fn check_display_name(name: &str) -> Result<(), ApiError> {
+pub fn check_display_name(name: &str) -> Result<(), ApiError> {
     let n = name.chars().count();
     if n == 0
         || n > MAX_DISPLAY_NAME
@@ -248,8 +254,20 @@ async fn create_invite(
     payload: Result<Json<NewInvite>, JsonRejection>,
 ) -> Result<(StatusCode, Json<InviteCreated>), ApiError> {
     let req = body(payload)?;
-    let email = parse_email(&req.email)?;
-    check_display_name(&req.display_name)?;
+    let created = invite_user(&state, &admin.actor, &req.email, &req.display_name).await?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+/// Invites a user: an inventory entry (`invited`), an invite, its audit entry and the mail.
+/// The REST API and the console both invite through here.
+pub async fn invite_user(
+    state: &AppState,
+    actor: &str,
+    email: &str,
+    display_name: &str,
+) -> Result<InviteCreated, ApiError> {
+    let email = parse_email(email)?;
+    check_display_name(display_name)?;
     let (invite_id, key_id) = (secret::new_id(), secret::new_id());
     let token = secret::new_secret();
     let now = clock::now_string();
@@ -261,7 +279,7 @@ async fn create_invite(
     )
     .bind(&key_id)
     .bind(email.to_string())
-    .bind(&req.display_name)
+    .bind(display_name)
     .bind(&now)
     .execute(&mut *tx)
     .await?;
@@ -278,7 +296,7 @@ async fn create_invite(
     .await?;
     audit::append(
         &mut tx,
-        &admin.actor,
+        actor,
         "invite.create",
         &invite_id,
         serde_json::json!({ "key_id": key_id, "email": email.to_string(), "expires_at": expires_at }),
@@ -286,15 +304,12 @@ async fn create_invite(
     .await?;
     // The mail is written before the commit: if writing fails nothing is stored, and a
     // mail whose commit failed only holds a link that answers "not valid".
-    state.send_invite(&invite_id, &email, &req.display_name, &token, &expires_at)?;
+    state.send_invite(&invite_id, &email, display_name, &token, &expires_at)?;
     tx.commit().await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(InviteCreated {
-            id: invite_id,
-            expires_at,
-        }),
-    ))
+    Ok(InviteCreated {
+        id: invite_id,
+        expires_at,
+    })
 }
 
 async fn resend_invite(
@@ -302,6 +317,11 @@ async fn resend_invite(
     admin: Admin,
     Path(id): Path<String>,
 ) -> Result<Json<InviteCreated>, ApiError> {
+    resend(&state, &admin.actor, id).await.map(Json)
+}
+
+/// Sends invite `id` again with a new link; the previous link stops working.
+pub async fn resend(state: &AppState, actor: &str, id: String) -> Result<InviteCreated, ApiError> {
     let mut tx = state.pool.begin().await?;
     let row = sqlx::query(
         "SELECT k.email, k.display_name, k.status, i.used_at FROM invites i \
@@ -336,7 +356,7 @@ async fn resend_invite(
         .await?;
     audit::append(
         &mut tx,
-        &admin.actor,
+        actor,
         "invite.resend",
         &id,
         serde_json::json!({ "email": email.to_string(), "expires_at": expires_at }),
@@ -344,34 +364,39 @@ async fn resend_invite(
     .await?;
     state.send_invite(&id, &email, &name, &token, &expires_at)?;
     tx.commit().await?;
-    Ok(Json(InviteCreated { id, expires_at }))
+    Ok(InviteCreated { id, expires_at })
 }
 
 #[derive(Serialize)]
-struct KeyEntry {
-    id: String,
-    email: String,
-    display_name: String,
-    status: String,
-    created_at: String,
-    activated_at: Option<String>,
-    last_seen_at: Option<String>,
-    device_name: Option<String>,
-    platform: Option<String>,
+pub struct KeyEntry {
+    pub id: String,
+    pub email: String,
+    pub display_name: String,
+    pub status: String,
+    pub created_at: String,
+    pub activated_at: Option<String>,
+    pub last_seen_at: Option<String>,
+    pub device_name: Option<String>,
+    pub platform: Option<String>,
 }
 
 async fn list_keys(
     State(state): State<Shared>,
     _admin: Admin,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    let keys = inventory(&state.pool).await?;
+    Ok(Json(serde_json::json!({ "keys": keys })))
+}
+
+/// The whole inventory, oldest first (the REST API's `GET /keys` and the console's list).
+pub async fn inventory(pool: &SqlitePool) -> Result<Vec<KeyEntry>, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT id, email, display_name, status, created_at, activated_at, last_seen_at, \
          device_name, platform FROM keys ORDER BY created_at, id",
     )
-    .fetch_all(&state.pool)
+    .fetch_all(pool)
     .await?;
-    let keys = rows
-        .iter()
+    rows.iter()
         .map(|r| {
             Ok(KeyEntry {
                 id: r.try_get(0)?,
@@ -385,8 +410,7 @@ async fn list_keys(
                 platform: r.try_get(8)?,
             })
         })
-        .collect::<Result<Vec<_>, sqlx::Error>>()?;
-    Ok(Json(serde_json::json!({ "keys": keys })))
+        .collect()
 }
 
 async fn attestation_root(State(state): State<Shared>, _admin: Admin) -> Response {

@@ -5,6 +5,7 @@ mod api;
 mod audit;
 mod ca;
 mod clock;
+mod console;
 mod error;
 mod limits;
 mod mail;
@@ -47,6 +48,10 @@ enum Command {
         /// The organisation's name, as users see it
         #[arg(long)]
         name: String,
+        /// The URL the server will be reached at (as `serve --public-url`); the one-time
+        /// admin link printed on the `admin:` line starts with it
+        #[arg(long, default_value = DEFAULT_PUBLIC_URL)]
+        public_url: String,
     },
     /// Serve the admin REST API (/api/v1) and the activation pages.
     Serve(ServeArgs),
@@ -57,6 +62,9 @@ enum Command {
     #[command(subcommand)]
     Audit(AuditCommand),
 }
+
+/// Where `init`'s admin link points unless told: the console opened on this computer.
+const DEFAULT_PUBLIC_URL: &str = "http://localhost:8080";
 
 #[derive(Args)]
 struct ServeArgs {
@@ -122,20 +130,34 @@ fn main() -> ExitCode {
 
 async fn run(command: Command) -> Result<ExitCode, String> {
     match command {
-        Command::Init { state_dir, name } => {
+        Command::Init {
+            state_dir,
+            name,
+            public_url,
+        } => {
+            let public_url = check_public_url(&public_url)?;
             let dir = state::open_dir(state_dir)?;
             let pool = state::connect(&dir, state::Open::Create).await?;
             let master = state::master_key(&dir)?;
             org::init(&pool, &name, &state::sealer(&master))
                 .await
                 .map_err(|e| e.to_string())?;
+            // The first owner's one-time link to register a console passkey.
+            let token = console::create_admin_link(&pool, console::Role::Owner, None, None)
+                .await
+                .map_err(|e| e.to_string())?;
             println!("initialised: {name}");
+            println!(
+                "admin: {public_url}{}{}",
+                console::ENROL_PREFIX,
+                token.as_str()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::ApiKey(ApiKeyCommand::Create { state_dir, name }) => {
             let dir = state::open_dir(state_dir)?;
             let pool = state::connect(&dir, state::Open::Existing).await?;
-            let secret = org::create_api_key(&pool, &name)
+            let secret = org::create_api_key(&pool, &name, org::CLI_ACTOR)
                 .await
                 .map_err(|e| e.to_string())?;
             println!("api-key: {}", secret.as_str());
@@ -169,10 +191,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    let public_url = args.public_url.trim_end_matches('/').to_string();
-    if !(public_url.starts_with("https://") || public_url.starts_with("http://")) {
-        return Err("--public-url must be an http:// or https:// URL".into());
-    }
+    let public_url = check_public_url(&args.public_url)?;
     let mail_from =
         Mailbox::from_str(&args.mail_from).map_err(|e| format!("bad --mail-from: {e}"))?;
     let dir = state::open_dir(args.state_dir)?;
@@ -188,6 +207,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         activate_limit,
         auth_fail_limit,
     });
+    let console = console::Console::new(app_state.clone())?.router();
     let shutdown = shutdown_signal()?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -200,7 +220,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let deadline = Duration::from_secs(args.request_timeout);
     serve::run(
         listener,
-        api::router(app_state, deadline),
+        api::router(app_state, console, deadline),
         deadline,
         shutdown,
     )
@@ -208,6 +228,15 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     pool.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// `--public-url` without its trailing slash, if it is an http:// or https:// URL.
+fn check_public_url(url: &str) -> Result<String, String> {
+    let url = url.trim_end_matches('/').to_string();
+    if !(url.starts_with("https://") || url.starts_with("http://")) {
+        return Err("--public-url must be an http:// or https:// URL".into());
+    }
+    Ok(url)
 }
 
 /// Ctrl-C or SIGTERM: stop accepting, finish the requests in flight, close the database.

@@ -38,7 +38,8 @@ class Org:
         self.state = tmp_path / "state"
         self.outbox = tmp_path / "outbox"
         self.log_path = tmp_path / "serve.log"
-        assert run("init", "--state-dir", str(self.state), "--name", "Acme").stdout == "initialised: Acme\n"
+        init = run("init", "--state-dir", str(self.state), "--name", "Acme").stdout.splitlines()
+        assert init[0] == "initialised: Acme" and init[1].startswith("admin: http://localhost:8080/console/enrol/")
         out = run("api-key", "create", "--state-dir", str(self.state), "--name", "ci").stdout
         assert out.startswith("api-key: ") and out.count("\n") == 1
         self.api_key = out.split(": ", 1)[1].strip()
