@@ -360,6 +360,8 @@ def test_an_auditor_can_read_but_not_invite(owner):
     assert status == 403 and "Your role does not allow this" in body
     assert c.fetch("POST", "/console/api-keys/create", {"name": "x", "csrf": c.csrf()})[0] == 403
     assert c.fetch("GET", "/console/admins", None)[0] == 403
+    csv = {"csv": "eve@acme.example,Eve\n", "csrf": c.csrf()}
+    assert c.fetch("POST", "/console/import/commit", csv)[0] == 403
     assert c.snapshot() == before and c.mails() == []
 
 
@@ -406,3 +408,37 @@ def test_a_used_admin_link_is_refused_on_replay(owner):
     assert c.snapshot() == before
     with c.db() as db:
         assert db.execute("SELECT email FROM console_admins").fetchall() == [(OWNER,)]
+
+
+def test_a_csv_import_previews_each_row_then_invites_the_good_ones(owner):
+    c = owner
+    c.click("#import-link")
+    c.wait(EC.url_to_be(c.base + "/console/import"))
+    c.fill("#csv", "email,display_name,groups\n"
+                   "ana@acme.example,Ana Lima,eng;ops\n"
+                   "not-an-address,Broken Row\n"
+                   "\"ben@acme.example\",\"Ben, Jr.\"\n")
+    c.click("#import-form button[type=submit]")
+    c.wait(EC.presence_of_element_located((By.ID, "import-rows")))
+    before = c.snapshot()
+    rows = [r.text for r in c.driver.find_elements(By.CSS_SELECTOR, "#import-rows tbody tr")]
+    assert len(rows) == 3 and "will be invited" in rows[0] and "eng, ops" in rows[0]
+    assert "Error:" in rows[1] and "not a valid e-mail address" in rows[1]
+    assert "Ben, Jr." in rows[2] and "will be invited" in rows[2]
+    assert "2 of 3 row(s)" in c.text("#import-rows caption")
+    c.shot("import")
+    assert c.snapshot() == before and c.mails() == []  # the preview is a dry run
+    c.click("#import-commit-form button[type=submit]")
+    c.wait(EC.text_to_be_present_in_element((By.ID, "notice"), "2 invitation(s) sent."))
+    with c.db() as db:
+        emails = sorted(r[0] for r in db.execute("SELECT email FROM keys"))
+        invites = db.execute("SELECT actor FROM audit WHERE action = 'invite.create'").fetchall()
+    assert emails == ["ana@acme.example", "ben@acme.example"]
+    assert invites == [(f"admin:{OWNER}",)] * 2 and len(c.mails()) == 2
+    # Importing the same file again invites nobody twice.
+    c.open("/console/import")
+    c.fill("#csv", "ana@acme.example,Ana Lima\n")
+    c.click("#import-form button[type=submit]")
+    row = c.wait(EC.presence_of_element_located((By.CSS_SELECTOR, "#import-rows tbody tr"))).text
+    assert "already has an invitation" in row
+    assert not c.driver.find_elements(By.ID, "import-commit-form")

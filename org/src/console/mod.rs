@@ -6,6 +6,7 @@ mod admins;
 mod ceremony;
 mod error;
 mod forms;
+mod import;
 mod pages;
 mod session;
 mod views;
@@ -73,6 +74,9 @@ impl Console {
             .route("/keys", get(pages::keys))
             .route("/keys/invite", post(pages::invite))
             .route("/invites/{id}/resend", post(pages::resend))
+            .route("/import", get(import::page))
+            .route("/import/preview", post(import::preview))
+            .route("/import/commit", post(import::commit))
             .route("/audit", get(pages::audit))
             .route("/audit/export", get(pages::audit_export))
             .route("/api-keys", get(pages::api_keys))

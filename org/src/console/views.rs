@@ -4,6 +4,7 @@ use askama::Template;
 
 use super::admins::AdminRow;
 use super::error::ConsoleError;
+use super::import::ImportRow;
 use super::pages::{ApiKeyRow, AuditFilter, KeyFilter, KeyRow};
 use super::session::Session;
 use super::Console;
@@ -243,5 +244,32 @@ pub fn admins(
         chrome: Chrome::signed_in(console, session, "admins"),
         admins,
         new_link,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "console/import.html")]
+struct Import<'a> {
+    chrome: Chrome<'a>,
+    csv: &'a str,
+    rows: Option<&'a [ImportRow]>,
+    good: usize,
+    /// After the commit: how many were invited.
+    invited: Option<usize>,
+}
+
+pub fn import(
+    console: &Console,
+    session: &Session,
+    csv: &str,
+    rows: Option<&[ImportRow]>,
+    invited: Option<usize>,
+) -> Result<String, ConsoleError> {
+    render(&Import {
+        chrome: Chrome::signed_in(console, session, "keys"),
+        csv,
+        good: rows.map_or(0, |r| r.iter().filter(|r| r.ok()).count()),
+        rows,
+        invited,
     })
 }
