@@ -53,3 +53,17 @@ CREATE TABLE console_ceremonies (
     state_json TEXT NOT NULL,
     expires_at TEXT NOT NULL
 );
+
+-- Users provisioned by a directory over SCIM 2.0 (RFC 7643/7644), e.g. Entra ID or Okta.
+-- Creating one invites its address; deactivating or deleting one suspends its keys and keeps
+-- the record (deleted_at set: the directory no longer sees it).
+CREATE TABLE scim_users (
+    id TEXT PRIMARY KEY,
+    user_name TEXT NOT NULL UNIQUE,
+    external_id TEXT,
+    display_name TEXT NOT NULL,
+    active BIGINT NOT NULL,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    deleted_at TEXT
+);

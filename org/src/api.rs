@@ -47,9 +47,10 @@ pub struct AppState {
 
 type Shared = Arc<AppState>;
 
-/// The whole server: the REST API, the activation page and `console` (the admin console's
-/// routes, under `/console`), all behind the same limits and request log.
-pub fn router(state: Shared, console: Router, request_timeout: Duration) -> Router {
+/// The whole server: the REST API, the activation page, `console` (the admin console's
+/// routes, under `/console`) and `scim` (under `/scim/v2`), all behind the same limits and
+/// request log.
+pub fn router(state: Shared, console: Router, scim: Router, request_timeout: Duration) -> Router {
     let api = Router::new()
         .route("/invites", post(create_invite))
         .route("/invites/{id}/resend", post(resend_invite))
@@ -60,6 +61,7 @@ pub fn router(state: Shared, console: Router, request_timeout: Duration) -> Rout
         .nest("/api/v1", api)
         .route("/activate/{token}", get(activation_page))
         .nest_service("/console", console)
+        .nest_service("/scim/v2", scim)
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

@@ -208,6 +208,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         auth_fail_limit,
     });
     let console = console::Console::new(app_state.clone())?.router();
+    let scim = console::scim::router(app_state.clone());
     let shutdown = shutdown_signal()?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -220,7 +221,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let deadline = Duration::from_secs(args.request_timeout);
     serve::run(
         listener,
-        api::router(app_state, console, deadline),
+        api::router(app_state, console, scim, deadline),
         deadline,
         shutdown,
     )

@@ -8,6 +8,7 @@ mod error;
 mod forms;
 mod import;
 mod pages;
+pub mod scim;
 mod session;
 mod views;
 
