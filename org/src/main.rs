@@ -61,6 +61,21 @@ enum Command {
     /// Check the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Print a one-time link (`admin: <URL>`) that lets a new console admin register a
+    /// passkey: the way back in when init's link expired or every owner lost their passkey.
+    AdminLink {
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+        /// owner, key_admin or auditor
+        #[arg(long, default_value = "owner")]
+        role: String,
+        /// The admin's e-mail address [default: the page asks for it]
+        #[arg(long)]
+        email: Option<String>,
+        /// The URL the server is reached at (as `serve --public-url`)
+        #[arg(long, default_value = DEFAULT_PUBLIC_URL)]
+        public_url: String,
+    },
 }
 
 /// Where `init`'s admin link points unless told: the console opened on this computer.
@@ -177,6 +192,33 @@ async fn run(command: Command) -> Result<ExitCode, String> {
                     Ok(ExitCode::FAILURE)
                 }
             }
+        }
+        Command::AdminLink {
+            state_dir,
+            role,
+            email,
+            public_url,
+        } => {
+            let public_url = check_public_url(&public_url)?;
+            let role =
+                console::Role::parse(&role).ok_or("--role must be owner, key_admin or auditor")?;
+            let email = email
+                .map(|e| api::parse_email(e.trim()).map(|a| a.to_string()))
+                .transpose()
+                .map_err(|e| e.message)?;
+            let dir = state::open_dir(state_dir)?;
+            let pool = state::connect(&dir, state::Open::Existing).await?;
+            org::load(&pool).await.map_err(|e| e.to_string())?;
+            let token =
+                console::create_admin_link(&pool, role, email.as_deref(), Some(org::CLI_ACTOR))
+                    .await
+                    .map_err(|e| e.to_string())?;
+            println!(
+                "admin: {public_url}{}{}",
+                console::ENROL_PREFIX,
+                token.as_str()
+            );
+            Ok(ExitCode::SUCCESS)
         }
         Command::Serve(args) => serve(args).await.map(|()| ExitCode::SUCCESS),
     }

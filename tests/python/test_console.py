@@ -442,3 +442,26 @@ def test_a_csv_import_previews_each_row_then_invites_the_good_ones(owner):
     row = c.wait(EC.presence_of_element_located((By.CSS_SELECTOR, "#import-rows tbody tr"))).text
     assert "already has an invitation" in row
     assert not c.driver.find_elements(By.ID, "import-commit-form")
+
+
+def test_an_expired_admin_link_is_refused_and_the_cli_makes_a_new_one(console):
+    c = console
+    with c.db() as db:
+        db.execute("UPDATE console_admin_invites SET expires_at = '2000-01-01T00:00:00Z'")
+    c.driver.get(c.admin_link)
+    assert c.text("h1") == "Link not valid"
+    assert c.count("console_admins") == 0
+    out = subprocess.run(
+        [BIN, "admin-link", "--state-dir", str(c.state), "--role", "auditor",
+         "--email", "audrey@acme.example", "--public-url", c.base],
+        capture_output=True, text=True, timeout=60, check=True,
+    ).stdout
+    assert out.startswith(f"admin: {c.base}/console/enrol/") and out.count("\n") == 1
+    link = out.split(": ", 1)[1].strip()
+    c.driver.get(link)
+    assert c.text("#invited-email") == "audrey@acme.example"  # fixed by the link, not asked
+    c.enrol(link, name="Audrey Auditor")
+    with c.db() as db:
+        assert db.execute("SELECT email, role FROM console_admins").fetchall() == [
+            ("audrey@acme.example", "auditor")]
+    assert "console.admin_link.create" in c.audit_actions()
