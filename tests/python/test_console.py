@@ -465,3 +465,28 @@ def test_an_expired_admin_link_is_refused_and_the_cli_makes_a_new_one(console):
         assert db.execute("SELECT email, role FROM console_admins").fetchall() == [
             ("audrey@acme.example", "auditor")]
     assert "console.admin_link.create" in c.audit_actions()
+
+
+def test_the_stale_keys_report_lists_active_keys_not_seen_for_n_days(owner):
+    c = owner
+    for addr, name in (("old@acme.example", "Old Phone"), ("new@acme.example", "New Phone"),
+                       ("inv@acme.example", "Invited Only")):
+        c.fill("#invite-email", addr)
+        c.fill("#invite-name", name)
+        c.click("#invite-form button[type=submit]")
+        c.wait(EC.text_to_be_present_in_element((By.ID, "notice"), "Invitation sent."))
+    # Activation and sign-ins are the phone's side (issue 11): their times are set here.
+    with c.db() as db:
+        db.execute("UPDATE keys SET status = 'active', activated_at = '2026-01-01T00:00:00Z', "
+                   "last_seen_at = strftime('%Y-%m-%dT%H:%M:%SZ', 'now', '-40 days') "
+                   "WHERE email = 'old@acme.example'")
+        db.execute("UPDATE keys SET status = 'active', activated_at = '2026-01-01T00:00:00Z', "
+                   "last_seen_at = strftime('%Y-%m-%dT%H:%M:%SZ', 'now', '-1 days') "
+                   "WHERE email = 'new@acme.example'")
+    c.fill("#stale_days", "30")
+    c.click("form[role=search] button")
+    c.wait(EC.presence_of_element_located((By.ID, "stale-heading")))
+    rows = [r.text for r in c.driver.find_elements(By.CSS_SELECTOR, "#keys tbody tr")]
+    assert len(rows) == 1 and "old@acme.example" in rows[0], rows
+    c.open("/console/keys?stale_days=0x1")
+    assert c.text("h1") == "Error" and "whole number" in c.text("#error")

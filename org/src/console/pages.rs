@@ -33,7 +33,32 @@ pub struct KeyFilter {
     pub q: String,
     #[serde(default)]
     pub status: String,
+    /// The stale-keys report: active keys not seen for this many days (blank: no filter).
+    #[serde(default)]
+    pub stale_days: String,
     pub notice: Option<String>,
+}
+
+impl KeyFilter {
+    /// The last-seen time before which an active key is stale, if the report is asked for.
+    fn stale_before(&self) -> Result<Option<String>, ConsoleError> {
+        let days = self.stale_days.trim();
+        if days.is_empty() {
+            return Ok(None);
+        }
+        let days: u16 = days
+            .parse()
+            .map_err(|_| ConsoleError::bad_request("days must be a whole number up to 65535"))?;
+        Ok(Some(clock::format(
+            clock::now() - time::Duration::days(i64::from(days)),
+        )))
+    }
+}
+
+/// Whether `k` is an active key whose last sign-in (else its activation) is before `before`.
+fn stale(k: &api::KeyEntry, before: &str) -> bool {
+    let seen = k.last_seen_at.as_deref().or(k.activated_at.as_deref());
+    k.status == "active" && seen.is_none_or(|t| t < before)
 }
 
 pub struct KeyRow {
@@ -56,6 +81,7 @@ pub async fn keys(
             .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
             .collect::<Result<_, sqlx::Error>>()?;
     let q = filter.q.trim().to_lowercase();
+    let stale_before = filter.stale_before()?;
     let rows: Vec<KeyRow> = api::inventory(pool)
         .await?
         .into_iter()
@@ -65,6 +91,11 @@ pub async fn keys(
                 || k.display_name.to_lowercase().contains(&q)
         })
         .filter(|k| filter.status.is_empty() || k.status == filter.status)
+        .filter(|k| {
+            stale_before
+                .as_deref()
+                .is_none_or(|before| stale(k, before))
+        })
         .map(|entry| KeyRow {
             invite_id: (entry.status == "invited")
                 .then(|| open_invites.get(&entry.id).cloned())
@@ -74,6 +105,37 @@ pub async fn keys(
         .collect();
     let notice = notice(filter.notice.as_deref());
     Ok(Html(views::keys(&state, &session, &filter, &rows, notice)?).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(status: &str, activated: Option<&str>, seen: Option<&str>) -> api::KeyEntry {
+        api::KeyEntry {
+            id: "k".into(),
+            email: "a@acme.example".into(),
+            display_name: "A".into(),
+            status: status.into(),
+            created_at: "2026-01-01T00:00:00Z".into(),
+            activated_at: activated.map(String::from),
+            last_seen_at: seen.map(String::from),
+            device_name: None,
+            platform: None,
+        }
+    }
+
+    #[test]
+    fn a_key_is_stale_when_active_and_not_seen_since_the_cutoff() {
+        let cut = "2026-03-01T00:00:00Z";
+        let (old, new) = (Some("2026-02-01T00:00:00Z"), Some("2026-03-02T00:00:00Z"));
+        assert!(stale(&key("active", old, old), cut));
+        assert!(stale(&key("active", old, None), cut)); // never used since activation
+        assert!(!stale(&key("active", old, new), cut));
+        assert!(!stale(&key("active", new, None), cut));
+        assert!(!stale(&key("suspended", old, old), cut));
+        assert!(!stale(&key("invited", None, None), cut));
+    }
 }
 
 #[derive(Deserialize)]
