@@ -488,5 +488,7 @@ def test_the_stale_keys_report_lists_active_keys_not_seen_for_n_days(owner):
     c.wait(EC.presence_of_element_located((By.ID, "stale-heading")))
     rows = [r.text for r in c.driver.find_elements(By.CSS_SELECTOR, "#keys tbody tr")]
     assert len(rows) == 1 and "old@acme.example" in rows[0], rows
+    status, body = c.fetch("GET", "/console/no-such-page", None)
+    assert status == 404 and "There is no such page." in body
     c.open("/console/keys?stale_days=0x1")
     assert c.text("h1") == "Error" and "whole number" in c.text("#error")

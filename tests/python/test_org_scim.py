@@ -167,3 +167,8 @@ def test_bad_requests_get_a_typed_scim_error_and_change_nothing(org, method, pat
     assert (status, err["scimType"]) == (400, scim_type), err
     assert counts(org) == before
     assert rows(org, "SELECT active FROM scim_users") == [(1,)]
+
+
+def test_resources_other_than_users_are_a_scim_not_found(org):
+    status, err, headers = scim(org, "GET", "/Groups")
+    assert status == 404 and err["status"] == "404" and headers["Content-Type"] == SCIM

@@ -15,7 +15,7 @@ mod views;
 use std::sync::Arc;
 
 use axum::extract::Request;
-use axum::http::{header, HeaderValue};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -89,6 +89,9 @@ impl Console {
             .route("/admins/invite", post(admins::invite))
             .route("/static/console.css", get(stylesheet))
             .route("/static/console.js", get(script))
+            .fallback(|| async {
+                error::ConsoleError::Status(StatusCode::NOT_FOUND, "There is no such page.".into())
+            })
             .layer(middleware::from_fn(security_headers))
             .with_state(Arc::new(self))
     }

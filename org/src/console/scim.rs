@@ -36,6 +36,13 @@ pub fn router(state: Shared) -> Router {
             "/Users/{id}",
             get(read).put(replace).patch(patch).delete(delete),
         )
+        .fallback(|| async {
+            ScimError {
+                status: StatusCode::NOT_FOUND,
+                scim_type: None,
+                detail: "this server provisions /Users only".into(),
+            }
+        })
         .with_state(state)
 }
 
