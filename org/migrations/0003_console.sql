@@ -67,3 +67,19 @@ CREATE TABLE scim_users (
     updated_at TEXT NOT NULL,
     deleted_at TEXT
 );
+
+-- Groups a directory provisions over SCIM, and their members (SCIM users). Kept for the
+-- directory's sake (and later per-group policy); deleting a group forgets it.
+CREATE TABLE scim_groups (
+    id TEXT PRIMARY KEY,
+    display_name TEXT NOT NULL UNIQUE,
+    external_id TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+
+CREATE TABLE scim_group_members (
+    group_id TEXT NOT NULL REFERENCES scim_groups (id),
+    user_id TEXT NOT NULL REFERENCES scim_users (id),
+    PRIMARY KEY (group_id, user_id)
+);

@@ -121,7 +121,7 @@ async fn log_request(req: Request, next: Next) -> Response {
     response
 }
 
-pub fn client_ip(parts: &Parts) -> std::net::IpAddr {
+fn client_ip(parts: &Parts) -> std::net::IpAddr {
     parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()

@@ -169,6 +169,47 @@ def test_bad_requests_get_a_typed_scim_error_and_change_nothing(org, method, pat
     assert rows(org, "SELECT active FROM scim_users") == [(1,)]
 
 
-def test_resources_other_than_users_are_a_scim_not_found(org):
-    status, err, headers = scim(org, "GET", "/Groups")
+def test_other_resources_are_a_scim_not_found(org):
+    status, err, headers = scim(org, "GET", "/Schemas")
     assert status == 404 and err["status"] == "404" and headers["Content-Type"] == SCIM
+
+
+def test_a_directory_manages_groups_and_their_members_in_both_styles(org):
+    _, alice, _ = scim(org, "POST", "/Users", entra_user())
+    _, bob, _ = scim(org, "POST", "/Users", entra_user("bob@acme.example", "b0b"))
+    status, body, _ = scim(org, "GET", '/Groups?filter=displayName+eq+%22Engineering%22')
+    assert status == 200 and body["totalResults"] == 0
+    status, group, _ = scim(org, "POST", "/Groups", {
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+        "displayName": "Engineering", "externalId": "g-1", "members": [{"value": alice["id"]}]})
+    assert status == 201, group
+    assert [m["value"] for m in group["members"]] == [alice["id"]]
+    path = f"/Groups/{group['id']}"
+    # Entra: add and remove with a value list.
+    status, body, _ = scim(org, "PATCH", path, {"schemas": [PATCH_SCHEMA], "Operations": [
+        {"op": "Add", "path": "members", "value": [{"value": bob["id"]}]}]})
+    assert status == 200 and {m["display"] for m in body["members"]} == {"alice@acme.example", "bob@acme.example"}
+    status, body, _ = scim(org, "PATCH", path, {"schemas": [PATCH_SCHEMA], "Operations": [
+        {"op": "Remove", "path": "members", "value": [{"value": alice["id"]}]}]})
+    assert [m["value"] for m in body["members"]] == [bob["id"]]
+    # The filter-path style, and a rename without a path.
+    status, body, _ = scim(org, "PATCH", path, {"schemas": [PATCH_SCHEMA], "Operations": [
+        {"op": "remove", "path": f'members[value eq "{bob["id"]}"]'},
+        {"op": "replace", "value": {"displayName": "Platform"}}]})
+    assert status == 200 and body["members"] == [] and body["displayName"] == "Platform"
+    assert rows(org, "SELECT COUNT(*) FROM scim_group_members") == [(0,)]
+    status, body, _ = scim(org, "GET", '/Groups?filter=displayName+eq+%22Platform%22')
+    assert body["totalResults"] == 1 and body["Resources"][0]["externalId"] == "g-1"
+    # An unknown member is refused and nothing changes.
+    before = counts(org)
+    status, err, _ = scim(org, "PATCH", path, {"Operations": [
+        {"op": "add", "path": "members", "value": [{"value": bob["id"]}, {"value": "nobody"}]}]})
+    assert (status, err["scimType"]) == (400, "invalidValue")
+    assert counts(org) == before and rows(org, "SELECT COUNT(*) FROM scim_group_members") == [(0,)]
+    assert scim(org, "POST", "/Groups", {"displayName": "Platform"})[0] == 409
+    assert scim(org, "DELETE", path, key="0" * 64)[0] == 401
+    assert scim(org, "DELETE", path)[0] == 204
+    assert scim(org, "GET", path)[0] == 404
+    actions = [r[0] for r in rows(org, "SELECT action FROM audit ORDER BY seq")]
+    assert actions.count("scim.group.update") == 3 and actions[-1] == "scim.group.delete"
+    assert org.audit_verify().returncode == 0

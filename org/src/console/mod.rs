@@ -9,6 +9,7 @@ mod forms;
 mod import;
 mod pages;
 pub mod scim;
+mod scim_groups;
 mod session;
 mod views;
 

@@ -23,15 +23,26 @@ use crate::{audit, clock, secret};
 
 type Shared = std::sync::Arc<AppState>;
 
+pub(super) const GROUP: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
 const USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
-const LIST: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
+pub(super) const LIST: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
 const ERROR: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
 /// Most resources one list response carries (RFC 7644 §3.4.2.4 lets the server cap `count`).
-const MAX_COUNT: usize = 100;
+pub(super) const MAX_COUNT: usize = 100;
 
 pub fn router(state: Shared) -> Router {
     Router::new()
         .route("/Users", get(list).post(create))
+        .route(
+            "/Groups",
+            get(super::scim_groups::list).post(super::scim_groups::create),
+        )
+        .route(
+            "/Groups/{id}",
+            get(super::scim_groups::read)
+                .patch(super::scim_groups::patch)
+                .delete(super::scim_groups::delete),
+        )
         .route(
             "/Users/{id}",
             get(read).put(replace).patch(patch).delete(delete),
@@ -40,7 +51,7 @@ pub fn router(state: Shared) -> Router {
             ScimError {
                 status: StatusCode::NOT_FOUND,
                 scim_type: None,
-                detail: "this server provisions /Users only".into(),
+                detail: "this server provisions /Users and /Groups".into(),
             }
         })
         .with_state(state)
@@ -49,24 +60,24 @@ pub fn router(state: Shared) -> Router {
 /// RFC 7644 §3.12 error body.
 #[derive(Debug)]
 pub struct ScimError {
-    status: StatusCode,
-    scim_type: Option<&'static str>,
-    detail: String,
+    pub(super) status: StatusCode,
+    pub(super) scim_type: Option<&'static str>,
+    pub(super) detail: String,
 }
 
 impl ScimError {
-    fn bad(scim_type: &'static str, detail: impl Into<String>) -> Self {
+    pub(super) fn bad(scim_type: &'static str, detail: impl Into<String>) -> Self {
         Self {
             status: StatusCode::BAD_REQUEST,
             scim_type: Some(scim_type),
             detail: detail.into(),
         }
     }
-    fn not_found() -> Self {
+    pub(super) fn not_found() -> Self {
         Self {
             status: StatusCode::NOT_FOUND,
             scim_type: None,
-            detail: "no such user".into(),
+            detail: "no such resource".into(),
         }
     }
 }
@@ -88,7 +99,7 @@ impl From<sqlx::Error> for ScimError {
     }
 }
 
-fn scim_json(status: StatusCode, body: Value) -> Response {
+pub(super) fn scim_json(status: StatusCode, body: Value) -> Response {
     (
         status,
         [(header::CONTENT_TYPE, "application/scim+json")],
@@ -112,12 +123,12 @@ impl IntoResponse for ScimError {
 }
 
 /// The API key, or SCIM's 401.
-fn admin(admin: Result<Admin, ApiError>) -> Result<Admin, ScimError> {
+pub(super) fn admin(admin: Result<Admin, ApiError>) -> Result<Admin, ScimError> {
     admin.map_err(ScimError::from)
 }
 
 /// SCIM bodies come as `application/scim+json` (or `application/json`): read as JSON either way.
-fn parse_body(body: &Bytes) -> Result<Value, ScimError> {
+pub(super) fn parse_body(body: &Bytes) -> Result<Value, ScimError> {
     serde_json::from_slice(body).map_err(|e| ScimError::bad("invalidSyntax", e.to_string()))
 }
 
@@ -131,7 +142,7 @@ fn as_bool(v: &Value) -> Option<bool> {
     }
 }
 
-fn as_text(v: &Value, attr: &str) -> Result<String, ScimError> {
+pub(super) fn as_text(v: &Value, attr: &str) -> Result<String, ScimError> {
     v.as_str()
         .map(|s| s.trim().to_string())
         .ok_or_else(|| ScimError::bad("invalidValue", format!("{attr} must be a string")))
@@ -366,9 +377,10 @@ struct ListQuery {
     count: Option<usize>,
 }
 
-/// The filters directories send to find a user before creating it: `userName eq "…"` and
-/// `externalId eq "…"`. Anything else is `invalidFilter` (RFC 7644 §3.4.2.2).
-fn parse_filter(filter: &str) -> Result<(&'static str, String), ScimError> {
+/// The filters directories send to find a resource before creating it: `userName eq "…"`,
+/// `externalId eq "…"`, `displayName eq "…"` (groups). Anything else is `invalidFilter`
+/// (RFC 7644 §3.4.2.2); each endpoint says which of them it takes.
+pub(super) fn parse_filter(filter: &str) -> Result<(&'static str, String), ScimError> {
     let bad = || {
         ScimError::bad(
             "invalidFilter",
@@ -390,6 +402,8 @@ fn parse_filter(filter: &str) -> Result<(&'static str, String), ScimError> {
         "user_name"
     } else if attr.eq_ignore_ascii_case("externalId") {
         "external_id"
+    } else if attr.eq_ignore_ascii_case("displayName") {
+        "display_name"
     } else {
         return Err(bad());
     };
@@ -407,10 +421,15 @@ async fn list(
         Some(filter) => {
             let (column, value) = parse_filter(filter)?;
             // userName is case-insensitive (RFC 7643 §4.1.1); externalId is case-exact.
-            let condition = if column == "user_name" {
-                "lower(user_name) = lower($1)"
-            } else {
-                "external_id = $1"
+            let condition = match column {
+                "user_name" => "lower(user_name) = lower($1)",
+                "external_id" => "external_id = $1",
+                _ => {
+                    return Err(ScimError::bad(
+                        "invalidFilter",
+                        "users are found by userName or externalId",
+                    ))
+                }
             };
             sqlx::query(&format!(
                 "SELECT {COLUMNS} FROM scim_users WHERE deleted_at IS NULL AND {condition} \
