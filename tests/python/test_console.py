@@ -423,6 +423,7 @@ def test_a_csv_import_previews_each_row_then_invites_the_good_ones(owner):
     before = c.snapshot()
     rows = [r.text for r in c.driver.find_elements(By.CSS_SELECTOR, "#import-rows tbody tr")]
     assert len(rows) == 3 and "will be invited" in rows[0] and "eng, ops" in rows[0]
+    assert [r.split()[0] for r in rows] == ["2", "3", "4"]  # the lines of the pasted text
     assert "Error:" in rows[1] and "not a valid e-mail address" in rows[1]
     assert "Ben, Jr." in rows[2] and "will be invited" in rows[2]
     assert "2 of 3 row(s)" in c.text("#import-rows caption")

@@ -49,7 +49,18 @@ pub fn check(text: &str, taken: &HashSet<String>) -> Result<Vec<ImportRow>, Stri
     let mut seen = HashSet::new();
     for (i, record) in reader.records().enumerate() {
         let record = record.map_err(|e| format!("the CSV cannot be read: {e}"))?;
-        let line = record.position().map_or(i as u64 + 1, |p| p.line());
+        // The line where the record starts, counted in the text itself: on CRLF text (what
+        // browsers send from a textarea) the csv crate places a record at the `\n` before it.
+        let line = record.position().map_or(i as u64 + 1, |p| {
+            let bytes = text.as_bytes();
+            let mut start = usize::try_from(p.byte())
+                .unwrap_or(bytes.len())
+                .min(bytes.len());
+            while bytes.get(start).is_some_and(|b| matches!(b, b'\r' | b'\n')) {
+                start += 1;
+            }
+            bytes[..start].iter().filter(|&&b| b == b'\n').count() as u64 + 1
+        });
         let field = |n: usize| record.get(n).unwrap_or("").to_string();
         if i == 0 && field(0).eq_ignore_ascii_case("email") {
             continue; // a header row
@@ -171,6 +182,10 @@ mod tests {
                     dave@acme.example\n\
                     \n";
         let rows = check(text, &taken).unwrap();
+        // Browsers send a textarea's lines with CRLF: the same lines are named.
+        let crlf = check(&text.replace('\n', "\r\n"), &taken).unwrap();
+        let lines = |rows: &[ImportRow]| rows.iter().map(|r| r.line).collect::<Vec<_>>();
+        assert_eq!(lines(&crlf), lines(&rows));
         let summary: Vec<(u64, &str, bool)> = rows
             .iter()
             .map(|r| (r.line, r.email.as_str(), r.ok()))
