@@ -493,3 +493,29 @@ def test_the_stale_keys_report_lists_active_keys_not_seen_for_n_days(owner):
     assert status == 404 and "There is no such page." in body
     c.open("/console/keys?stale_days=0x1")
     assert c.text("h1") == "Error" and "whole number" in c.text("#error")
+
+
+def test_every_page_labels_its_fields_and_works_from_the_keyboard(owner):
+    from selenium.webdriver.common.keys import Keys
+
+    c = owner
+    unlabelled_js = """
+        return [...document.querySelectorAll('input:not([type=hidden]), select, textarea')]
+          .filter(e => e.labels.length === 0 && !e.getAttribute('aria-label')).map(e => e.outerHTML);
+    """
+    for path in ("/console/keys", "/console/audit", "/console/api-keys", "/console/policy",
+                 "/console/admins", "/console/import"):
+        c.open(path)
+        assert c.driver.execute_script(unlabelled_js) == [], path
+        assert len(c.driver.find_elements(By.TAG_NAME, "h1")) == 1, path
+        assert c.driver.find_element(By.TAG_NAME, "html").get_attribute("lang") == "en"
+        current = c.driver.find_elements(By.CSS_SELECTOR, "nav a[aria-current=page]")
+        assert path == "/console/import" or [a.get_attribute("pathname") for a in current] == [path]
+    # The keyboard alone: the skip link comes first, a form is filled and sent with Enter.
+    c.open("/console/keys")
+    body = c.driver.find_element(By.TAG_NAME, "body")
+    body.send_keys(Keys.TAB)
+    assert c.driver.switch_to.active_element.text == "Skip to content"
+    c.driver.find_element(By.ID, "invite-email").send_keys("kb@acme.example", Keys.TAB, "Key Board", Keys.ENTER)
+    c.wait(EC.text_to_be_present_in_element((By.ID, "notice"), "Invitation sent."))
+    assert [r[0] for r in c.db().execute("SELECT email FROM keys")] == ["kb@acme.example"]
