@@ -135,6 +135,11 @@ install_system_packages() {
     # tests/python/test_org.py runs the organisation server on PostgreSQL too (initdb + postgres)
     { command -v initdb >/dev/null 2>&1 || compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; } \
         || missing+=(postgresql)
+    # pocketkey-org's console (webauthn-rs links OpenSSL); its browser tests drive headless
+    # Chromium through chromedriver (tests/python/test_console.py)
+    [ -f /usr/include/openssl/ssl.h ] || missing+=(libssl-dev)
+    command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+    command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
     # the uhid test boots a kernel in QEMU (tests/uhid/run.sh)
     if [ -z "${PK_SKIP_UHID_VM:-}" ]; then
         command -v qemu-system-x86_64 >/dev/null 2>&1 || missing+=(qemu-system-x86)

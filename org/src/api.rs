@@ -47,7 +47,10 @@ pub struct AppState {
 
 type Shared = Arc<AppState>;
 
-pub fn router(state: Shared, request_timeout: Duration) -> Router {
+/// The whole server: the REST API, the activation page, `console` (the admin console's
+/// routes, under `/console`) and `scim` (under `/scim/v2`), all behind the same limits and
+/// request log.
+pub fn router(state: Shared, console: Router, scim: Router, request_timeout: Duration) -> Router {
     let api = Router::new()
         .route("/invites", post(create_invite))
         .route("/invites/{id}/resend", post(resend_invite))
@@ -58,6 +61,8 @@ pub fn router(state: Shared, request_timeout: Duration) -> Router {
     Router::new()
         .nest("/api/v1", api)
         .route("/activate/{token}", get(activation_page))
+        .nest_service("/console", console)
+        .nest_service("/scim/v2", scim)
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -90,10 +95,13 @@ async fn declared_size_cap(req: Request, next: Next) -> Response {
     next.run(req).await
 }
 
-/// The path as it may be logged: activation tokens are secrets and never reach the log.
+/// The path as it may be logged: activation and admin enrolment tokens are secrets and never
+/// reach the log.
 fn loggable_path(path: &str) -> &str {
     if path.starts_with("/activate/") {
         "/activate/<token>"
+    } else if path.starts_with(crate::console::ENROL_PREFIX) {
+        "/console/enrol/<token>"
     } else {
         path
     }
@@ -192,7 +200,7 @@ pub struct InviteCreated {
     expires_at: String,
 }
 
-fn parse_email(email: &str) -> Result<Address, ApiError> {
+pub fn parse_email(email: &str) -> Result<Address, ApiError> {
     let bad = || ApiError::bad_request("invalid_email", "email is not a valid e-mail address");
     if email.len() > MAX_EMAIL {
         return Err(bad());
@@ -200,7 +208,7 @@ fn parse_email(email: &str) -> Result<Address, ApiError> {
     Address::from_str(email).map_err(|_| bad())
 }
 
-fn check_display_name(name: &str) -> Result<(), ApiError> {
+pub fn check_display_name(name: &str) -> Result<(), ApiError> {
     let n = name.chars().count();
     if n == 0
         || n > MAX_DISPLAY_NAME
@@ -268,8 +276,20 @@ async fn create_invite(
     payload: Result<Json<NewInvite>, JsonRejection>,
 ) -> Result<(StatusCode, Json<InviteCreated>), ApiError> {
     let req = body(payload)?;
-    let email = parse_email(&req.email)?;
-    check_display_name(&req.display_name)?;
+    let created = invite_user(&state, &admin.actor, &req.email, &req.display_name).await?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+/// Invites a user: an inventory entry (`invited`), an invite, its audit entry and the mail.
+/// The REST API and the console both invite through here.
+pub async fn invite_user(
+    state: &AppState,
+    actor: &str,
+    email: &str,
+    display_name: &str,
+) -> Result<InviteCreated, ApiError> {
+    let email = parse_email(email)?;
+    check_display_name(display_name)?;
     let (invite_id, key_id) = (secret::new_id(), secret::new_id());
     let token = secret::new_secret();
     let now = clock::now_string();
@@ -278,7 +298,7 @@ async fn create_invite(
     // answers: if it fails nothing is stored, and a mail whose rows then fail to commit only
     // holds a link that answers "not valid".
     state
-        .send_invite(&invite_id, &email, &req.display_name, &token, &expires_at)
+        .send_invite(&invite_id, &email, display_name, &token, &expires_at)
         .await?;
     let mut tx = state.pool.begin().await?;
     sqlx::query(
@@ -287,7 +307,7 @@ async fn create_invite(
     )
     .bind(&key_id)
     .bind(email.to_string())
-    .bind(&req.display_name)
+    .bind(display_name)
     .bind(&now)
     .execute(&mut *tx)
     .await?;
@@ -304,20 +324,17 @@ async fn create_invite(
     .await?;
     audit::append(
         &mut tx,
-        &admin.actor,
+        actor,
         "invite.create",
         &invite_id,
         serde_json::json!({ "key_id": key_id, "email": email.to_string(), "expires_at": expires_at }),
     )
     .await?;
     tx.commit().await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(InviteCreated {
-            id: invite_id,
-            expires_at,
-        }),
-    ))
+    Ok(InviteCreated {
+        id: invite_id,
+        expires_at,
+    })
 }
 
 async fn resend_invite(
@@ -325,6 +342,12 @@ async fn resend_invite(
     admin: Admin,
     Path(id): Path<String>,
 ) -> Result<Json<InviteCreated>, ApiError> {
+    resend(&state, &admin.actor, id).await.map(Json)
+}
+
+/// Sends invite `id` again with a new link; the previous link stops working. The REST API and
+/// the console both resend through here.
+pub async fn resend(state: &AppState, actor: &str, id: String) -> Result<InviteCreated, ApiError> {
     let row = sqlx::query(
         "SELECT k.email, k.display_name, k.status, i.used_at FROM invites i \
          JOIN keys k ON k.id = i.key_id WHERE i.id = $1",
@@ -374,14 +397,14 @@ async fn resend_invite(
     }
     audit::append(
         &mut tx,
-        &admin.actor,
+        actor,
         "invite.resend",
         &id,
         serde_json::json!({ "email": email.to_string(), "expires_at": expires_at }),
     )
     .await?;
     tx.commit().await?;
-    Ok(Json(InviteCreated { id, expires_at }))
+    Ok(InviteCreated { id, expires_at })
 }
 
 /// Inventory page sizes: `GET /keys?limit=` (default, largest).
@@ -390,23 +413,23 @@ pub const KEYS_PAGE_MAX: u32 = 1000;
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct KeyEntry {
-    id: String,
-    email: String,
-    display_name: String,
-    status: String,
-    created_at: String,
-    activated_at: Option<String>,
-    last_seen_at: Option<String>,
-    device_name: Option<String>,
-    platform: Option<String>,
+    pub id: String,
+    pub email: String,
+    pub display_name: String,
+    pub status: String,
+    pub created_at: String,
+    pub activated_at: Option<String>,
+    pub last_seen_at: Option<String>,
+    pub device_name: Option<String>,
+    pub platform: Option<String>,
 }
 
 /// One page of the inventory.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct KeyPage {
-    keys: Vec<KeyEntry>,
+    pub keys: Vec<KeyEntry>,
     /// Pass as `after` for the next page; `null` on the last page.
-    next_after: Option<String>,
+    pub next_after: Option<String>,
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -418,7 +441,7 @@ pub struct KeysQuery {
     after: Option<String>,
 }
 
-/// The inventory in pages, oldest first, by keyset: `(created_at, id)` after the cursor key's.
+/// `GET /keys`: the inventory in pages.
 async fn list_keys(
     State(state): State<Shared>,
     _admin: Admin,
@@ -432,21 +455,48 @@ async fn list_keys(
             format!("limit must be 1 to {KEYS_PAGE_MAX}"),
         ));
     }
+    inventory_page(&state.pool, limit, query.after.as_deref())
+        .await
+        .map(Json)
+}
+
+/// The whole inventory, oldest first, read page by page (the console filters it in memory;
+/// docs/console.md says what that costs at scale).
+pub async fn inventory(pool: &AnyPool) -> Result<Vec<KeyEntry>, ApiError> {
+    let mut all = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = inventory_page(pool, KEYS_PAGE_MAX, after.as_deref()).await?;
+        all.extend(page.keys);
+        match page.next_after {
+            Some(next) => after = Some(next),
+            None => return Ok(all),
+        }
+    }
+}
+
+/// One page of the inventory, oldest first, by keyset: `(created_at, id)` after the key
+/// `after`. The REST API's `GET /keys` and the console's list read through here.
+pub async fn inventory_page(
+    pool: &AnyPool,
+    limit: u32,
+    after: Option<&str>,
+) -> Result<KeyPage, ApiError> {
     const COLUMNS: &str = "SELECT id, email, display_name, status, created_at, activated_at, \
          last_seen_at, device_name, platform FROM keys";
     // One more than asked: whether it exists says if there is a next page.
     let fetch = i64::from(limit) + 1;
-    let rows = match &query.after {
+    let rows = match after {
         None => {
             sqlx::query(&format!("{COLUMNS} ORDER BY created_at, id LIMIT $1"))
                 .bind(fetch)
-                .fetch_all(&state.pool)
+                .fetch_all(pool)
                 .await?
         }
         Some(after) => {
             let cursor = sqlx::query("SELECT created_at FROM keys WHERE id = $1")
                 .bind(after)
-                .fetch_optional(&state.pool)
+                .fetch_optional(pool)
                 .await?
                 .ok_or_else(|| {
                     ApiError::bad_request(
@@ -463,7 +513,7 @@ async fn list_keys(
             .bind(created_at)
             .bind(after)
             .bind(fetch)
-            .fetch_all(&state.pool)
+            .fetch_all(pool)
             .await?
         }
     };
@@ -489,7 +539,7 @@ async fn list_keys(
     } else {
         None
     };
-    Ok(Json(KeyPage { keys, next_after }))
+    Ok(KeyPage { keys, next_after })
 }
 
 async fn attestation_root(State(state): State<Shared>, _admin: Admin) -> Response {

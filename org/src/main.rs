@@ -6,6 +6,7 @@ mod api_keys;
 mod audit;
 mod ca;
 mod clock;
+mod console;
 mod error;
 mod limits;
 mod mail;
@@ -48,6 +49,10 @@ enum Command {
         /// The organisation's name, as users see it
         #[arg(long)]
         name: String,
+        /// The URL the server will be reached at (as `serve --public-url`); the one-time
+        /// admin link printed on the `admin:` line starts with it
+        #[arg(long, default_value = DEFAULT_PUBLIC_URL)]
+        public_url: String,
     },
     /// Serve the admin REST API (/api/v1) and the activation pages.
     Serve(ServeArgs),
@@ -57,7 +62,25 @@ enum Command {
     /// Check the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Print a one-time link (`admin: <URL>`) that lets a new console admin register a
+    /// passkey: the way back in when init's link expired or every owner lost their passkey.
+    AdminLink {
+        #[command(flatten)]
+        db: DbArgs,
+        /// owner, key_admin or auditor
+        #[arg(long, default_value = "owner")]
+        role: String,
+        /// The admin's e-mail address [default: the page asks for it]
+        #[arg(long)]
+        email: Option<String>,
+        /// The URL the server is reached at (as `serve --public-url`)
+        #[arg(long, default_value = DEFAULT_PUBLIC_URL)]
+        public_url: String,
+    },
 }
+
+/// Where `init`'s admin link points unless told: the console opened on this computer.
+const DEFAULT_PUBLIC_URL: &str = "http://localhost:8080";
 
 /// Where the organisation is kept: every command takes these two.
 #[derive(Args)]
@@ -155,13 +178,27 @@ fn main() -> ExitCode {
 
 async fn run(command: Command) -> Result<ExitCode, String> {
     match command {
-        Command::Init { db, name } => {
+        Command::Init {
+            db,
+            name,
+            public_url,
+        } => {
+            let public_url = check_public_url(&public_url)?;
             let (dir, pool) = db.open(state::Open::Create).await?;
             let master = state::master_key(&dir)?;
             org::init(&pool, &name, &state::sealer(&master))
                 .await
                 .map_err(|e| e.to_string())?;
+            // The first owner's one-time link to register a console passkey.
+            let token = console::create_admin_link(&pool, console::Role::Owner, None, None)
+                .await
+                .map_err(|e| e.to_string())?;
             println!("initialised: {name}");
+            println!(
+                "admin: {public_url}{}{}",
+                console::ENROL_PREFIX,
+                token.as_str()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::ApiKey(ApiKeyCommand::Create {
@@ -172,7 +209,7 @@ async fn run(command: Command) -> Result<ExitCode, String> {
         }) => {
             let scope = scope.parse()?;
             let (_, pool) = db.open(state::Open::Existing).await?;
-            let secret = org::create_api_key(&pool, &name, scope, expires_in_days)
+            let secret = org::create_api_key(&pool, &name, scope, expires_in_days, org::CLI_ACTOR)
                 .await
                 .map_err(|e| e.to_string())?;
             println!("api-key: {}", secret.as_str());
@@ -192,6 +229,32 @@ async fn run(command: Command) -> Result<ExitCode, String> {
                 }
             }
         }
+        Command::AdminLink {
+            db,
+            role,
+            email,
+            public_url,
+        } => {
+            let public_url = check_public_url(&public_url)?;
+            let role =
+                console::Role::parse(&role).ok_or("--role must be owner, key_admin or auditor")?;
+            let email = email
+                .map(|e| api::parse_email(e.trim()).map(|a| a.to_string()))
+                .transpose()
+                .map_err(|e| e.message)?;
+            let (_, pool) = db.open(state::Open::Existing).await?;
+            org::load(&pool).await.map_err(|e| e.to_string())?;
+            let token =
+                console::create_admin_link(&pool, role, email.as_deref(), Some(org::CLI_ACTOR))
+                    .await
+                    .map_err(|e| e.to_string())?;
+            println!(
+                "admin: {public_url}{}{}",
+                console::ENROL_PREFIX,
+                token.as_str()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Serve(args) => serve(args).await.map(|()| ExitCode::SUCCESS),
     }
 }
@@ -205,10 +268,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    let public_url = args.public_url.trim_end_matches('/').to_string();
-    if !(public_url.starts_with("https://") || public_url.starts_with("http://")) {
-        return Err("--public-url must be an http:// or https:// URL".into());
-    }
+    let public_url = check_public_url(&args.public_url)?;
     let mail_from =
         Mailbox::from_str(&args.mail_from).map_err(|e| format!("bad --mail-from: {e}"))?;
     let smtp = args.smtp.as_deref().map(mail::Mailer::smtp).transpose()?;
@@ -226,6 +286,8 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         activate_limit,
         auth_fail_limit,
     });
+    let console = console::Console::new(app_state.clone())?.router();
+    let scim = console::scim::router(app_state.clone());
     let shutdown = shutdown_signal()?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -238,7 +300,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let deadline = Duration::from_secs(args.request_timeout);
     serve::run(
         listener,
-        api::router(app_state, deadline),
+        api::router(app_state, console, scim, deadline),
         deadline,
         shutdown,
     )
@@ -246,6 +308,15 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     pool.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// `--public-url` without its trailing slash, if it is an http:// or https:// URL.
+fn check_public_url(url: &str) -> Result<String, String> {
+    let url = url.trim_end_matches('/').to_string();
+    if !(url.starts_with("https://") || url.starts_with("http://")) {
+        return Err("--public-url must be an http:// or https:// URL".into());
+    }
+    Ok(url)
 }
 
 /// Ctrl-C or SIGTERM: stop accepting, finish the requests in flight, close the database.

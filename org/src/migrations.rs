@@ -20,6 +20,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "api key scope",
         include_str!("../migrations/0003_api_key_scope.sql"),
     ),
+    (4, "console", include_str!("../migrations/0004_console.sql")),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -109,13 +109,14 @@ pub async fn init(
     Ok(())
 }
 
-/// Creates an API key named `name` with `scope`, expiring after `expires_in_days` if given;
-/// returns the secret (shown once, stored hashed).
+/// Creates an API key named `name` with `scope`, expiring after `expires_in_days` if given,
+/// for `actor` (the audit log's); returns the secret (shown once, stored hashed).
 pub async fn create_api_key(
     pool: &AnyPool,
     name: &str,
     scope: Scope,
     expires_in_days: Option<u32>,
+    actor: &str,
 ) -> Result<Zeroizing<String>, OrgError> {
     if !valid_name(name) {
         return Err(OrgError::Other(
@@ -152,7 +153,7 @@ pub async fn create_api_key(
     .await?;
     audit::append(
         &mut tx,
-        CLI_ACTOR,
+        actor,
         "api_key.create",
         &id,
         serde_json::json!({ "name": name, "scope": scope.as_str(), "expires_at": expires_at }),
@@ -160,4 +161,31 @@ pub async fn create_api_key(
     .await?;
     tx.commit().await?;
     Ok(secret)
+}
+
+/// Revokes API key `id`; false if there is no such key or it was revoked already.
+pub async fn revoke_api_key(pool: &AnyPool, id: &str, actor: &str) -> Result<bool, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let done =
+        sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+            .bind(clock::now_string())
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+    if done.rows_affected() != 1 {
+        return Ok(false);
+    }
+    audit::append(&mut tx, actor, "api_key.revoke", id, serde_json::json!({})).await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// The organisation's policy as stored.
+pub async fn load_policy(pool: &AnyPool) -> Result<Policy, OrgError> {
+    let row = sqlx::query("SELECT policy_json FROM org WHERE id = 1")
+        .fetch_optional(pool)
+        .await?
+        .ok_or(OrgError::Missing)?;
+    let json: String = row.try_get(0)?;
+    serde_json::from_str(&json).map_err(|e| OrgError::Other(format!("stored policy: {e}")))
 }

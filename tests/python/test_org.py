@@ -48,7 +48,9 @@ class Org:
         self.outbox = tmp_path / "outbox"
         self.db = db or SqliteDb(self.state)
         self.db_args = list(self.db.args)
-        assert self.cli("init", "--name", "Acme").stdout == "initialised: Acme\n"
+        init = self.cli("init", "--name", "Acme").stdout.splitlines()
+        assert init[0] == "initialised: Acme", init
+        assert init[1].startswith("admin: http://localhost:8080/console/enrol/"), init
         out = self.cli("api-key", "create", "--name", "ci").stdout
         assert out.startswith("api-key: ") and out.count("\n") == 1
         self.api_key = out.split(": ", 1)[1].strip()

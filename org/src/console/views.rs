@@ -1,0 +1,275 @@
+//! The console's HTML, rendered by askama from `org/templates/console/` (escaped by default).
+
+use askama::Template;
+
+use super::admins::AdminRow;
+use super::error::ConsoleError;
+use super::import::ImportRow;
+use super::pages::{ApiKeyRow, AuditFilter, KeyFilter, KeyRow};
+use super::session::Session;
+use super::Console;
+use crate::audit;
+use crate::org::Policy;
+
+/// What every page's frame shows: the organisation, the admin, the navigation.
+pub struct Chrome<'a> {
+    pub org_name: &'a str,
+    pub signed_in: bool,
+    pub email: &'a str,
+    pub role_label: &'static str,
+    pub owner: bool,
+    pub manages_keys: bool,
+    pub csrf: &'a str,
+    /// The navigation entry of this page.
+    pub current: &'static str,
+}
+
+impl<'a> Chrome<'a> {
+    fn signed_in(console: &'a Console, session: &'a Session, current: &'static str) -> Self {
+        Self {
+            org_name: &console.app.org.name,
+            signed_in: true,
+            email: &session.email,
+            role_label: session.role.label(),
+            owner: session.role.is_owner(),
+            manages_keys: session.role.manages_keys(),
+            csrf: &session.csrf,
+            current,
+        }
+    }
+    fn signed_out(org_name: &'a str) -> Self {
+        Self {
+            org_name,
+            signed_in: false,
+            email: "",
+            role_label: "",
+            owner: false,
+            manages_keys: false,
+            csrf: "",
+            current: "",
+        }
+    }
+}
+
+fn render(t: &impl Template) -> Result<String, ConsoleError> {
+    t.render().map_err(ConsoleError::internal)
+}
+
+#[derive(Template)]
+#[template(path = "console/error.html")]
+struct ErrorPage<'a> {
+    chrome: Chrome<'a>,
+    title: &'a str,
+    message: &'a str,
+}
+
+/// An error page; it needs no session or database, so it cannot fail itself.
+pub fn error_page(title: &str, message: &str) -> String {
+    ErrorPage {
+        chrome: Chrome::signed_out("PocketKey"),
+        title,
+        message,
+    }
+    .render()
+    .unwrap_or_else(|_| "error".into())
+}
+
+#[derive(Template)]
+#[template(path = "console/sign_in.html")]
+struct SignIn<'a> {
+    chrome: Chrome<'a>,
+}
+
+pub fn sign_in(console: &Console) -> Result<String, ConsoleError> {
+    render(&SignIn {
+        chrome: Chrome::signed_out(&console.app.org.name),
+    })
+}
+
+#[derive(Template)]
+#[template(path = "console/enrol.html")]
+struct Enrol<'a> {
+    chrome: Chrome<'a>,
+    email: Option<&'a str>,
+    role: &'a str,
+}
+
+pub fn enrol(console: &Console, email: Option<&str>, role: &str) -> Result<String, ConsoleError> {
+    render(&Enrol {
+        chrome: Chrome::signed_out(&console.app.org.name),
+        email,
+        role,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "console/keys.html")]
+struct Keys<'a> {
+    chrome: Chrome<'a>,
+    filter: &'a KeyFilter,
+    rows: &'a [KeyRow],
+    notice: Option<&'a str>,
+    statuses: [&'static str; 4],
+}
+
+pub fn keys(
+    console: &Console,
+    session: &Session,
+    filter: &KeyFilter,
+    rows: &[KeyRow],
+    notice: Option<&str>,
+) -> Result<String, ConsoleError> {
+    render(&Keys {
+        chrome: Chrome::signed_in(console, session, "keys"),
+        filter,
+        rows,
+        notice,
+        statuses: ["invited", "active", "suspended", "revoked"],
+    })
+}
+
+#[derive(Template)]
+#[template(path = "console/audit.html")]
+struct Audit<'a> {
+    chrome: Chrome<'a>,
+    filter: &'a AuditFilter,
+    entries: &'a [audit::Entry],
+    /// "intact: N entries" or where it breaks.
+    chain_ok: bool,
+    chain_text: String,
+    export_query: String,
+}
+
+fn query_string(filter: &AuditFilter) -> String {
+    let pairs = [
+        ("user", &filter.user),
+        ("rp", &filter.rp),
+        ("action", &filter.action),
+        ("from", &filter.from),
+        ("to", &filter.to),
+    ];
+    let mut url = url::Url::parse("http://x/").expect("a fixed URL parses");
+    {
+        let mut q = url.query_pairs_mut();
+        for (k, v) in pairs {
+            if !v.is_empty() {
+                q.append_pair(k, v);
+            }
+        }
+    }
+    url.query().unwrap_or("").to_string()
+}
+
+pub fn audit(
+    console: &Console,
+    session: &Session,
+    filter: &AuditFilter,
+    entries: &[audit::Entry],
+    chain: &Result<usize, audit::Broken>,
+) -> Result<String, ConsoleError> {
+    let (chain_ok, chain_text) = match chain {
+        Ok(n) => (true, format!("Chain intact: {n} entries verified.")),
+        Err(b) => (
+            false,
+            format!("Chain broken at entry {}: {}.", b.seq, b.reason),
+        ),
+    };
+    render(&Audit {
+        chrome: Chrome::signed_in(console, session, "audit"),
+        filter,
+        entries,
+        chain_ok,
+        chain_text,
+        export_query: query_string(filter),
+    })
+}
+
+#[derive(Template)]
+#[template(path = "console/api_keys.html")]
+struct ApiKeys<'a> {
+    chrome: Chrome<'a>,
+    rows: &'a [ApiKeyRow],
+    new_secret: Option<&'a str>,
+    notice: Option<&'a str>,
+}
+
+pub fn api_keys(
+    console: &Console,
+    session: &Session,
+    rows: &[ApiKeyRow],
+    new_secret: Option<&str>,
+    notice: Option<&str>,
+) -> Result<String, ConsoleError> {
+    render(&ApiKeys {
+        chrome: Chrome::signed_in(console, session, "api-keys"),
+        rows,
+        new_secret,
+        notice,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "console/policy.html")]
+struct PolicyPage<'a> {
+    chrome: Chrome<'a>,
+    policy: &'a Policy,
+}
+
+pub fn policy(
+    console: &Console,
+    session: &Session,
+    policy: &Policy,
+) -> Result<String, ConsoleError> {
+    render(&PolicyPage {
+        chrome: Chrome::signed_in(console, session, "policy"),
+        policy,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "console/admins.html")]
+struct Admins<'a> {
+    chrome: Chrome<'a>,
+    admins: &'a [AdminRow],
+    new_link: Option<&'a str>,
+}
+
+pub fn admins(
+    console: &Console,
+    session: &Session,
+    admins: &[AdminRow],
+    new_link: Option<&str>,
+) -> Result<String, ConsoleError> {
+    render(&Admins {
+        chrome: Chrome::signed_in(console, session, "admins"),
+        admins,
+        new_link,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "console/import.html")]
+struct Import<'a> {
+    chrome: Chrome<'a>,
+    csv: &'a str,
+    rows: Option<&'a [ImportRow]>,
+    good: usize,
+    /// After the commit: how many were invited.
+    invited: Option<usize>,
+}
+
+pub fn import(
+    console: &Console,
+    session: &Session,
+    csv: &str,
+    rows: Option<&[ImportRow]>,
+    invited: Option<usize>,
+) -> Result<String, ConsoleError> {
+    render(&Import {
+        chrome: Chrome::signed_in(console, session, "keys"),
+        csv,
+        good: rows.map_or(0, |r| r.iter().filter(|r| r.ok()).count()),
+        rows,
+        invited,
+    })
+}

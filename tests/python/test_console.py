@@ -1,0 +1,521 @@
+"""pocketkey-org's admin console in a real browser: headless Chromium driven by Selenium,
+with Chrome's virtual authenticator (CTAP2, internal, resident keys, user verification) as
+the admins' passkeys. WebAuthn works on http://localhost, so the server runs there.
+
+Every check of "nothing changed" reads the database itself (sqlite3), not the page.
+"""
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+webdriver = pytest.importorskip("selenium.webdriver")
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.virtual_authenticator import VirtualAuthenticatorOptions  # noqa: E402
+from selenium.webdriver.support import expected_conditions as EC  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = os.environ.get("POCKETKEY_ORG_BIN", str(ROOT / "target" / "debug" / "pocketkey-org"))
+# POCKETKEY_CONSOLE_SHOTS=1 refreshes the committed screenshots in docs/console/.
+SHOTS = ROOT / "docs" / "console" if os.environ.get("POCKETKEY_CONSOLE_SHOTS") else None
+CHROMEDRIVER = shutil.which("chromedriver")
+CHROMIUM = shutil.which("chromium")
+OWNER = "owner@acme.example"
+
+pytestmark = pytest.mark.skipif(
+    not (CHROMEDRIVER and CHROMIUM),
+    reason="needs Debian's chromium and chromium-driver (scripts/test.sh installs them)",
+)
+
+
+def free_port():
+    # The public URL names the port before the server starts: WebAuthn binds to the origin.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Console:
+    """A real pocketkey-org on http://localhost:PORT and a headless Chromium signed in to it."""
+
+    def __init__(self, tmp_path):
+        self.tmp = tmp_path
+        self.state = tmp_path / "state"
+        self.outbox = tmp_path / "outbox"
+        port = free_port()
+        self.base = f"http://localhost:{port}"
+        init = subprocess.run(
+            [BIN, "init", "--state-dir", str(self.state), "--name", "Acme", "--public-url", self.base],
+            capture_output=True, text=True, timeout=60, check=True,
+        ).stdout.splitlines()
+        assert init[0] == "initialised: Acme"
+        assert init[1].startswith(f"admin: {self.base}/console/enrol/"), init
+        self.admin_link = init[1].split(": ", 1)[1]
+        self.log_path = tmp_path / "serve.log"
+        self.log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(
+            [BIN, "serve", "--state-dir", str(self.state), "--listen", f"127.0.0.1:{port}",
+             "--public-url", self.base, "--outbox", str(self.outbox)],
+            stdout=subprocess.PIPE, stderr=self.log, text=True,
+        )
+        assert self.proc.stdout.readline().startswith("listening: ")
+        options = webdriver.ChromeOptions()
+        options.binary_location = CHROMIUM
+        for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--disable-background-networking", "--disable-component-update",
+                     "--disable-sync", "--no-first-run", "--window-size=1100,900",
+                     f"--user-data-dir={tmp_path / 'chromium'}"):
+            options.add_argument(flag)
+        self.driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(CHROMEDRIVER))
+        self.new_authenticator()
+
+    def new_authenticator(self):
+        """A fresh virtual passkey provider (its credentials only), replacing any other."""
+        try:
+            self.driver.remove_virtual_authenticator()
+        except Exception:  # noqa: BLE001 - none yet
+            pass
+        opts = VirtualAuthenticatorOptions()
+        opts.protocol = VirtualAuthenticatorOptions.Protocol.CTAP2
+        opts.transport = VirtualAuthenticatorOptions.Transport.INTERNAL
+        opts.has_resident_key = True
+        opts.has_user_verification = True
+        opts.is_user_verified = True
+        opts.is_user_consenting = True
+        self.driver.add_virtual_authenticator(opts)
+
+    def close(self):
+        self.driver.quit()
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            assert self.proc.wait(timeout=30) == 0
+        self.log.close()
+        return self.log_path.read_text()
+
+    # --- the browser ---
+
+    def wait(self, condition, timeout=30):
+        try:
+            return WebDriverWait(self.driver, timeout).until(condition)
+        except Exception as e:  # noqa: BLE001 - say what the page showed
+            status = self.driver.find_elements(By.ID, "status")
+            shown = status[0].text if status else self.driver.page_source[:2000]
+            raise AssertionError(f"at {self.driver.current_url}: {shown}") from e
+
+    def open(self, path):
+        self.driver.get(self.base + path)
+
+    def text(self, css):
+        return self.driver.find_element(By.CSS_SELECTOR, css).text
+
+    def fill(self, css, value):
+        field = self.driver.find_element(By.CSS_SELECTOR, css)
+        field.clear()
+        field.send_keys(value)
+
+    def click(self, css):
+        self.driver.find_element(By.CSS_SELECTOR, css).click()
+
+    def enrol(self, link, email=None, name="Olivia Owner"):
+        """Opens a one-time admin link and registers a passkey; lands signed in."""
+        self.driver.get(link)
+        if email is not None:
+            self.fill("#email", email)
+        self.fill("#display_name", name)
+        self.click("#enrol-form button[type=submit]")
+        self.wait(EC.url_to_be(self.base + "/console/keys"))
+
+    def sign_in(self, email):
+        self.open("/console/login")
+        self.fill("#email", email)
+        self.click("#sign-in-form button[type=submit]")
+        self.wait(EC.url_to_be(self.base + "/console/keys"))
+
+    def sign_out(self):
+        self.click("#sign-out")
+        self.wait(EC.url_to_be(self.base + "/console/login"))
+
+    def csrf(self):
+        return self.driver.find_element(By.CSS_SELECTOR, "input[name=csrf]").get_attribute("value")
+
+    def fetch(self, method, path, form=None):
+        """A request from the page itself (same origin, the session cookie): status and text."""
+        return self.driver.execute_async_script(
+            """
+            const [method, path, form, done] = arguments;
+            const init = {method, credentials: "same-origin", redirect: "manual"};
+            if (form !== null) {
+              init.body = new URLSearchParams(form);
+              init.headers = {"Content-Type": "application/x-www-form-urlencoded"};
+            }
+            // A redirect is not followed; its status is hidden from scripts ("opaqueredirect"),
+            // and the console redirects only with 303.
+            fetch(path, init)
+              .then(async r => done([r.type === "opaqueredirect" ? 303 : r.status, await r.text()]))
+              .catch(e => done([0, String(e)]));
+            """,
+            method, path, form,
+        )
+
+    def shot(self, name):
+        folder = SHOTS or self.tmp / "shots"
+        folder.mkdir(parents=True, exist_ok=True)
+        assert self.driver.save_screenshot(str(folder / f"{name}.png"))
+
+    # --- the database, read directly ---
+
+    def db(self):
+        return sqlite3.connect(self.state / "org.db", timeout=10)
+
+    def count(self, table):
+        with self.db() as db:
+            return db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+
+    def audit_actions(self):
+        with self.db() as db:
+            return [r[0] for r in db.execute("SELECT action FROM audit ORDER BY seq")]
+
+    def snapshot(self):
+        """What an action that must be refused could have changed."""
+        return {t: self.count(t) for t in
+                ("keys", "invites", "audit", "api_keys", "console_admins", "console_admin_invites")}
+
+    def mails(self):
+        return sorted(self.outbox.glob("*.eml")) if self.outbox.exists() else []
+
+
+@pytest.fixture
+def console(tmp_path):
+    c = Console(tmp_path)
+    try:
+        yield c
+    finally:
+        log = c.close()
+        # The one-time admin link is a secret: never in the request log.
+        assert c.admin_link.rsplit("/", 1)[1] not in log
+
+
+@pytest.fixture
+def owner(console):
+    console.enrol(console.admin_link, email=OWNER)
+    return console
+
+
+def api(base, path, key):
+    req = urllib.request.Request(base + path, headers={"Authorization": f"Bearer {key}"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def test_an_admin_registers_signs_in_invites_audits_and_makes_an_api_key(console):
+    c = console
+    # init's one-time link: the first owner registers a passkey and is signed in.
+    c.driver.get(c.admin_link)
+    assert c.text("h1") == "Register your console passkey"
+    c.shot("enrol")
+    c.enrol(c.admin_link, email=OWNER)
+    assert OWNER in c.text(".who")
+    with c.db() as db:
+        assert db.execute("SELECT email, role FROM console_admins").fetchall() == [(OWNER, "owner")]
+        assert db.execute("SELECT COUNT(*) FROM console_passkeys").fetchone()[0] == 1
+
+    # Invite a user, then resend: two mails, the audit log names the admin.
+    c.fill("#invite-email", "alice@acme.example")
+    c.fill("#invite-name", "Alice Example")
+    c.click("#invite-form button[type=submit]")
+    c.wait(EC.text_to_be_present_in_element((By.ID, "notice"), "Invitation sent."))
+    assert len(c.mails()) == 1
+    assert "alice@acme.example" in c.text("#keys tbody")
+    c.click("#keys tbody button")  # the row's "Resend invite"
+    c.wait(EC.text_to_be_present_in_element((By.ID, "notice"), "previous link no longer works"))
+    assert len(c.mails()) == 2
+    c.fill("#invite-email", "bob@acme.example")
+    c.fill("#invite-name", "Bob")
+    c.click("#invite-form button[type=submit]")
+    c.wait(EC.text_to_be_present_in_element((By.ID, "notice"), "Invitation sent."))
+    # Search narrows the list.
+    c.fill("#q", "alice")
+    c.click("form[role=search] button")
+    c.wait(EC.url_contains("q=alice"))
+    rows = c.driver.find_elements(By.CSS_SELECTOR, "#keys tbody tr")
+    assert len(rows) == 1 and "alice@acme.example" in rows[0].text
+    c.open("/console/keys")
+    c.shot("keys")
+    c.driver.set_window_size(390, 844)  # a phone-sized window
+    c.shot("keys-phone")
+    width = c.driver.execute_script("return document.documentElement.scrollWidth")
+    assert width <= 400, f"the keys page scrolls sideways on a phone ({width}px)"
+    c.driver.set_window_size(1100, 900)
+
+    # The audit log: filter by action and user, export both formats, chain verified.
+    c.open("/console/audit")
+    assert c.text("#chain").startswith("Chain intact:")
+    c.fill("#action", "invite.")
+    c.fill("#user", "alice@")
+    c.click("form[role=search] button")
+    c.wait(EC.url_contains("action=invite."))
+    shown = [r.text for r in c.driver.find_elements(By.CSS_SELECTOR, "#audit tbody tr")]
+    assert len(shown) == 2 and all(f"admin:{OWNER}" in r for r in shown), shown
+    c.shot("audit")
+    href = c.driver.find_element(By.ID, "export-ndjson").get_attribute("href")
+    status, text = c.fetch("GET", href, None)
+    entries = [json.loads(line) for line in text.splitlines()]
+    assert status == 200 and [e["action"] for e in entries] == ["invite.create", "invite.resend"]
+    assert all(e["actor"] == f"admin:{OWNER}" for e in entries)
+    status, text = c.fetch("GET", c.driver.find_element(By.ID, "export-csv").get_attribute("href"), None)
+    assert status == 200 and text.startswith("seq,at,actor,action") and text.count("\r\n") == 3
+    verify = subprocess.run([BIN, "audit", "verify", "--state-dir", str(c.state)],
+                            capture_output=True, text=True, timeout=60)
+    assert verify.returncode == 0 and "chain intact" in verify.stdout
+
+    # An API key: shown once, works on the REST API, then revoked.
+    c.open("/console/api-keys")
+    c.fill("#api-key-name", "provisioning")
+    c.click("#api-key-form button[type=submit]")
+    secret = c.wait(EC.presence_of_element_located((By.ID, "new-secret"))).get_attribute("value")
+    assert re.fullmatch(r"[0-9a-f]{64}", secret)
+    c.shot("api-keys")
+    with c.db() as db:
+        stored = db.execute("SELECT key_hash FROM api_keys WHERE name = 'provisioning'").fetchone()[0]
+    assert stored != secret  # only its hash is kept
+    assert api(c.base, "/api/v1/keys", secret)[0] == 200
+    c.open("/console/api-keys")
+    assert "new-secret" not in c.driver.page_source  # never shown again
+    c.click("#api-keys tbody button")
+    c.wait(EC.text_to_be_present_in_element((By.ID, "notice"), "API key revoked."))
+    assert api(c.base, "/api/v1/keys", secret)[0] == 401
+
+    # Policy and the attestation root.
+    c.open("/console/policy")
+    assert "Minimum PIN length" in c.text("#policy")
+    c.shot("policy")
+    status, pem = c.fetch("GET", "/console/attestation-root.pem", None)
+    assert status == 200 and pem.startswith("-----BEGIN CERTIFICATE-----")
+
+    # Admins: an owner makes a one-time link for a key administrator.
+    c.open("/console/admins")
+    c.fill("#admin-email", "kim@acme.example")
+    c.click("#admin-invite-form button[type=submit]")
+    link = c.wait(EC.presence_of_element_located((By.ID, "new-link"))).get_attribute("value")
+    assert link.startswith(c.base + "/console/enrol/")
+    c.shot("admins")
+
+    # Sign out, and back in with the same passkey.
+    c.sign_out()
+    c.shot("sign-in")
+    c.open("/console/keys")
+    c.wait(EC.url_to_be(c.base + "/console/login"))
+    c.sign_in(OWNER)
+    actions = c.audit_actions()
+    assert actions[-2:] == ["console.sign_out", "console.sign_in"], actions
+    assert "api_key.create" in actions and "api_key.revoke" in actions
+    assert "console.admin_link.create" in actions and "console.admin.enrol" in actions
+
+
+def test_a_post_without_the_csrf_token_is_refused_and_changes_nothing(owner):
+    c = owner
+    before = c.snapshot()
+    form = {"email": "mallory@acme.example", "display_name": "Mallory"}
+    assert c.fetch("POST", "/console/keys/invite", form)[0] == 403
+    assert c.fetch("POST", "/console/keys/invite", {**form, "csrf": "0" * 64})[0] == 403
+    assert c.fetch("POST", "/console/api-keys/create", {"name": "x"})[0] == 403
+    assert c.fetch("POST", "/console/logout", None)[0] == 403
+    assert c.snapshot() == before and c.mails() == []
+    # The same form with the session's token goes through (the refusal was the token's).
+    assert c.fetch("POST", "/console/keys/invite", {**form, "csrf": c.csrf()})[0] == 303
+    assert c.count("keys") == before["keys"] + 1
+
+
+def test_an_auditor_can_read_but_not_invite(owner):
+    c = owner
+    c.open("/console/admins")
+    c.fill("#admin-email", "audrey@acme.example")
+    c.driver.find_element(By.CSS_SELECTOR, "#admin-role option[value=auditor]").click()
+    c.click("#admin-invite-form button[type=submit]")
+    link = c.wait(EC.presence_of_element_located((By.ID, "new-link"))).get_attribute("value")
+    c.sign_out()
+    c.new_authenticator()  # the auditor's own device
+    c.enrol(link, name="Audrey Auditor")
+    assert "Auditor" in c.text(".who")
+    assert not c.driver.find_elements(By.ID, "invite-form")
+    c.open("/console/audit")
+    assert c.text("#chain").startswith("Chain intact:")
+    before = c.snapshot()
+    form = {"email": "eve@acme.example", "display_name": "Eve", "csrf": c.csrf()}
+    status, body = c.fetch("POST", "/console/keys/invite", form)
+    assert status == 403 and "Your role does not allow this" in body
+    assert c.fetch("POST", "/console/api-keys/create", {"name": "x", "csrf": c.csrf()})[0] == 403
+    assert c.fetch("GET", "/console/admins", None)[0] == 403
+    csv = {"csv": "eve@acme.example,Eve\n", "csrf": c.csrf()}
+    assert c.fetch("POST", "/console/import/commit", csv)[0] == 403
+    assert c.snapshot() == before and c.mails() == []
+
+
+def test_an_expired_session_is_refused_and_changes_nothing(owner):
+    c = owner
+    token = c.csrf()
+    with c.db() as db:
+        assert db.execute("SELECT COUNT(*) FROM console_sessions").fetchone()[0] == 1
+        # Idle for longer than the idle limit (30 minutes): moved back, not waited for.
+        db.execute("UPDATE console_sessions SET last_seen_at = '2000-01-01T00:00:00Z'")
+    before = c.snapshot()
+    status, body = c.fetch("POST", "/console/keys/invite",
+                           {"email": "late@acme.example", "display_name": "Late", "csrf": token})
+    assert status == 401 and "session has ended" in body
+    assert c.snapshot() == before and c.mails() == []
+    assert c.count("console_sessions") == 0  # the expired session is gone
+    c.open("/console/keys")
+    c.wait(EC.url_to_be(c.base + "/console/login"))
+    # Too old since sign-in is refused as well, however recent the last request.
+    c.sign_in(OWNER)
+    with c.db() as db:
+        db.execute("UPDATE console_sessions SET created_at = '2000-01-01T00:00:00Z'")
+    c.open("/console/audit")
+    c.wait(EC.url_to_be(c.base + "/console/login"))
+
+
+def test_a_used_admin_link_is_refused_on_replay(owner):
+    c = owner
+    c.sign_out()
+    before = c.snapshot()
+    c.driver.get(c.admin_link)
+    assert c.text("h1") == "Link not valid"
+    token_path = c.admin_link[len(c.base):]
+    status, body = c.driver.execute_async_script(
+        """
+        const [path, done] = arguments;
+        fetch(path + "/start", {method: "POST", headers: {"Content-Type": "application/json"},
+              body: JSON.stringify({email: "second@acme.example", display_name: "Second"})})
+          .then(async r => done([r.status, await r.text()]));
+        """,
+        token_path,
+    )
+    assert status == 404 and json.loads(body)["error"] == "not_found"
+    assert c.snapshot() == before
+    with c.db() as db:
+        assert db.execute("SELECT email FROM console_admins").fetchall() == [(OWNER,)]
+
+
+def test_a_csv_import_previews_each_row_then_invites_the_good_ones(owner):
+    c = owner
+    c.click("#import-link")
+    c.wait(EC.url_to_be(c.base + "/console/import"))
+    c.fill("#csv", "email,display_name,groups\n"
+                   "ana@acme.example,Ana Lima,eng;ops\n"
+                   "not-an-address,Broken Row\n"
+                   "\"ben@acme.example\",\"Ben, Jr.\"\n")
+    c.click("#import-form button[type=submit]")
+    c.wait(EC.presence_of_element_located((By.ID, "import-rows")))
+    before = c.snapshot()
+    rows = [r.text for r in c.driver.find_elements(By.CSS_SELECTOR, "#import-rows tbody tr")]
+    assert len(rows) == 3 and "will be invited" in rows[0] and "eng, ops" in rows[0]
+    assert [r.split()[0] for r in rows] == ["2", "3", "4"]  # the lines of the pasted text
+    assert "Error:" in rows[1] and "not a valid e-mail address" in rows[1]
+    assert "Ben, Jr." in rows[2] and "will be invited" in rows[2]
+    assert "2 of 3 row(s)" in c.text("#import-rows caption")
+    c.shot("import")
+    assert c.snapshot() == before and c.mails() == []  # the preview is a dry run
+    c.click("#import-commit-form button[type=submit]")
+    c.wait(EC.text_to_be_present_in_element((By.ID, "notice"), "2 invitation(s) sent."))
+    with c.db() as db:
+        emails = sorted(r[0] for r in db.execute("SELECT email FROM keys"))
+        invites = db.execute("SELECT actor FROM audit WHERE action = 'invite.create'").fetchall()
+    assert emails == ["ana@acme.example", "ben@acme.example"]
+    assert invites == [(f"admin:{OWNER}",)] * 2 and len(c.mails()) == 2
+    # Importing the same file again invites nobody twice.
+    c.open("/console/import")
+    c.fill("#csv", "ana@acme.example,Ana Lima\n")
+    c.click("#import-form button[type=submit]")
+    row = c.wait(EC.presence_of_element_located((By.CSS_SELECTOR, "#import-rows tbody tr"))).text
+    assert "already has an invitation" in row
+    assert not c.driver.find_elements(By.ID, "import-commit-form")
+
+
+def test_an_expired_admin_link_is_refused_and_the_cli_makes_a_new_one(console):
+    c = console
+    with c.db() as db:
+        db.execute("UPDATE console_admin_invites SET expires_at = '2000-01-01T00:00:00Z'")
+    c.driver.get(c.admin_link)
+    assert c.text("h1") == "Link not valid"
+    assert c.count("console_admins") == 0
+    out = subprocess.run(
+        [BIN, "admin-link", "--state-dir", str(c.state), "--role", "auditor",
+         "--email", "audrey@acme.example", "--public-url", c.base],
+        capture_output=True, text=True, timeout=60, check=True,
+    ).stdout
+    assert out.startswith(f"admin: {c.base}/console/enrol/") and out.count("\n") == 1
+    link = out.split(": ", 1)[1].strip()
+    c.driver.get(link)
+    assert c.text("#invited-email") == "audrey@acme.example"  # fixed by the link, not asked
+    c.enrol(link, name="Audrey Auditor")
+    with c.db() as db:
+        assert db.execute("SELECT email, role FROM console_admins").fetchall() == [
+            ("audrey@acme.example", "auditor")]
+    assert "console.admin_link.create" in c.audit_actions()
+
+
+def test_the_stale_keys_report_lists_active_keys_not_seen_for_n_days(owner):
+    c = owner
+    for addr, name in (("old@acme.example", "Old Phone"), ("new@acme.example", "New Phone"),
+                       ("inv@acme.example", "Invited Only")):
+        c.fill("#invite-email", addr)
+        c.fill("#invite-name", name)
+        c.click("#invite-form button[type=submit]")
+        c.wait(EC.text_to_be_present_in_element((By.ID, "notice"), "Invitation sent."))
+    # Activation and sign-ins are the phone's side (issue 11): their times are set here.
+    with c.db() as db:
+        db.execute("UPDATE keys SET status = 'active', activated_at = '2026-01-01T00:00:00Z', "
+                   "last_seen_at = strftime('%Y-%m-%dT%H:%M:%SZ', 'now', '-40 days') "
+                   "WHERE email = 'old@acme.example'")
+        db.execute("UPDATE keys SET status = 'active', activated_at = '2026-01-01T00:00:00Z', "
+                   "last_seen_at = strftime('%Y-%m-%dT%H:%M:%SZ', 'now', '-1 days') "
+                   "WHERE email = 'new@acme.example'")
+    c.fill("#stale_days", "30")
+    c.click("form[role=search] button")
+    c.wait(EC.presence_of_element_located((By.ID, "stale-heading")))
+    rows = [r.text for r in c.driver.find_elements(By.CSS_SELECTOR, "#keys tbody tr")]
+    assert len(rows) == 1 and "old@acme.example" in rows[0], rows
+    status, body = c.fetch("GET", "/console/no-such-page", None)
+    assert status == 404 and "There is no such page." in body
+    c.open("/console/keys?stale_days=0x1")
+    assert c.text("h1") == "Error" and "whole number" in c.text("#error")
+
+
+def test_every_page_labels_its_fields_and_works_from_the_keyboard(owner):
+    from selenium.webdriver.common.keys import Keys
+
+    c = owner
+    unlabelled_js = """
+        return [...document.querySelectorAll('input:not([type=hidden]), select, textarea')]
+          .filter(e => e.labels.length === 0 && !e.getAttribute('aria-label')).map(e => e.outerHTML);
+    """
+    for path in ("/console/keys", "/console/audit", "/console/api-keys", "/console/policy",
+                 "/console/admins", "/console/import"):
+        c.open(path)
+        assert c.driver.execute_script(unlabelled_js) == [], path
+        assert len(c.driver.find_elements(By.TAG_NAME, "h1")) == 1, path
+        assert c.driver.find_element(By.TAG_NAME, "html").get_attribute("lang") == "en"
+        current = c.driver.find_elements(By.CSS_SELECTOR, "nav a[aria-current=page]")
+        assert path == "/console/import" or [a.get_attribute("pathname") for a in current] == [path]
+    # The keyboard alone: the skip link comes first, a form is filled and sent with Enter.
+    c.open("/console/keys")
+    body = c.driver.find_element(By.TAG_NAME, "body")
+    body.send_keys(Keys.TAB)
+    assert c.driver.switch_to.active_element.text == "Skip to content"
+    c.driver.find_element(By.ID, "invite-email").send_keys("kb@acme.example", Keys.TAB, "Key Board", Keys.ENTER)
+    c.wait(EC.text_to_be_present_in_element((By.ID, "notice"), "Invitation sent."))
+    assert [r[0] for r in c.db().execute("SELECT email FROM keys")] == ["kb@acme.example"]
