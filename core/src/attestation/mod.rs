@@ -2,12 +2,14 @@
 //! certificate of a U2F registration.
 
 mod certificates;
+mod csr;
 
 use ciborium::value::Value;
 
 pub use certificates::{
     fresh_u2f_attestation, provision_batch, CertificateError, ProvisionedBatch,
 };
+pub use csr::{make_csr, verify_csr, CsrError};
 
 use crate::crypto::es256::Es256Key;
 use crate::crypto::signing::PrivateKey;
