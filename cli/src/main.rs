@@ -3,6 +3,7 @@
 mod approver;
 mod attestation;
 mod hybrid;
+mod org;
 mod pairing;
 mod webhook;
 
@@ -55,6 +56,9 @@ enum Command {
     Resume(pairing::ResumeArgs),
     /// Rename a paired computer (on this phone only).
     Rename(pairing::RenameArgs),
+    /// Join an organisation from the Activate link of its invite mail; prints
+    /// `activated: <ORG>`. From then on the key attests as the organisation's.
+    Activate(org::ActivateArgs),
 }
 
 #[derive(Debug, Args)]
@@ -137,6 +141,7 @@ fn main() -> ExitCode {
         Command::Unpair(args) => pairing::unpair(args),
         Command::Resume(args) => pairing::resume(args),
         Command::Rename(args) => pairing::rename(args),
+        Command::Activate(args) => org::activate(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -150,7 +155,13 @@ fn main() -> ExitCode {
 /// How every command configures the key of the state directory `dir`: its attestation, the
 /// desktop transports, built-in UV on (`serve --uv off` turns it off).
 pub(crate) fn key_config(dir: &Path, master: &MasterKey) -> Result<EngineConfig, String> {
-    Ok(EngineConfig::new(attestation::load(dir, master)?))
+    // An organisation the key is active with supplies its attestation; otherwise whatever
+    // `pocketkey attestation` provisioned (or self attestation).
+    let attestation = match org::attestation(dir, master)? {
+        Some(org) => org,
+        None => attestation::load(dir, master)?,
+    };
+    Ok(EngineConfig::new(attestation))
 }
 
 /// Opens the key of the state directory `dir` with `config`.
@@ -245,7 +256,10 @@ fn provision_attestation(args: AttestationArgs) -> Result<(), String> {
     Ok(())
 }
 
-fn master_key(state_dir: &std::path::Path, use_keyring: bool) -> Result<MasterKey, String> {
+pub(crate) fn master_key(
+    state_dir: &std::path::Path,
+    use_keyring: bool,
+) -> Result<MasterKey, String> {
     if use_keyring {
         let key = KeyringKeyProvider::for_state_dir(state_dir)
             .master_key()

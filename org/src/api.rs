@@ -43,6 +43,8 @@ pub struct AppState {
     pub mail_from: Mailbox,
     pub activate_limit: Limiter,
     pub auth_fail_limit: Limiter,
+    /// Opens the CA and batch keys sealed at rest.
+    pub sealer: pocketkey_core::crypto::seal::Sealer,
 }
 
 type Shared = Arc<AppState>;
@@ -53,7 +55,8 @@ pub fn router(state: Shared, request_timeout: Duration) -> Router {
         .route("/invites/{id}/resend", post(resend_invite))
         .route("/keys", get(list_keys))
         .route("/attestation/root", get(attestation_root))
-        .route("/audit", get(audit_export));
+        .route("/audit", get(audit_export))
+        .route("/device/activate", post(crate::activation::activate));
     Router::new()
         .nest("/api/v1", api)
         .route("/activate/{token}", get(activation_page))
@@ -164,7 +167,7 @@ impl FromRequestParts<Shared> for Admin {
 }
 
 /// The JSON body, or the typed error for a body that is too large or not the expected JSON.
-fn body<T>(payload: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+pub fn body<T>(payload: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
     match payload {
         Ok(Json(value)) => Ok(value),
         Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError::too_large()),

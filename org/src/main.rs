@@ -1,6 +1,7 @@
 //! `pocketkey-org`: the organisation server (invites, attestation CA, inventory, audit log).
 //! See docs/org.md.
 
+mod activation;
 mod api;
 mod audit;
 mod ca;
@@ -11,6 +12,7 @@ mod mail;
 mod migrations;
 mod org;
 mod pages;
+mod policy;
 mod secret;
 mod serve;
 mod state;
@@ -56,6 +58,28 @@ enum Command {
     /// Check the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Show or change the organisation's policy.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Change the policy (options not given keep their value); prints the policy as JSON.
+    Set {
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+        /// An RP id that gets enterprise attestation (repeatable; replaces the list)
+        #[arg(long = "enterprise-rp-id")]
+        enterprise_rp_ids: Vec<String>,
+        /// An RP id the key may serve for the organisation (repeatable; replaces the list)
+        #[arg(long = "allowed-rp-id")]
+        allowed_rp_ids: Vec<String>,
+        #[arg(long)]
+        user_verification_required: Option<bool>,
+        #[arg(long)]
+        min_pin_length: Option<u8>,
+    },
 }
 
 #[derive(Args)]
@@ -156,6 +180,33 @@ async fn run(command: Command) -> Result<ExitCode, String> {
                 }
             }
         }
+        Command::Policy(PolicyCommand::Set {
+            state_dir,
+            enterprise_rp_ids,
+            allowed_rp_ids,
+            user_verification_required,
+            min_pin_length,
+        }) => {
+            let dir = state::open_dir(state_dir)?;
+            let pool = state::connect(&dir, state::Open::Existing).await?;
+            let given = |ids: Vec<String>| (!ids.is_empty()).then_some(ids);
+            let policy = policy::set(
+                &pool,
+                policy::Change {
+                    enterprise_rp_ids: given(enterprise_rp_ids),
+                    allowed_rp_ids: given(allowed_rp_ids),
+                    user_verification_required,
+                    min_pin_length,
+                },
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            println!(
+                "{}",
+                serde_json::to_string(&policy).expect("policy serialises")
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Serve(args) => serve(args).await.map(|()| ExitCode::SUCCESS),
     }
 }
@@ -178,6 +229,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let dir = state::open_dir(args.state_dir)?;
     let pool = state::connect(&dir, state::Open::Existing).await?;
     let org = org::load(&pool).await.map_err(|e| e.to_string())?;
+    let sealer = state::sealer(&state::master_key(&dir)?);
     let (activate_limit, auth_fail_limit) = api::limiters();
     let app_state = Arc::new(api::AppState {
         pool: pool.clone(),
@@ -187,6 +239,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         mail_from,
         activate_limit,
         auth_fail_limit,
+        sealer,
     });
     let shutdown = shutdown_signal()?;
     let listener = tokio::net::TcpListener::bind(args.listen)
