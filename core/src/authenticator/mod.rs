@@ -203,6 +203,12 @@ impl Authenticator {
         &self.store
     }
 
+    /// Attest as `attestation` from the next request on: the key joined or left an
+    /// organisation (activation, revocation) while running.
+    pub fn set_attestation(&mut self, attestation: AttestationConfig) {
+        self.config.attestation = attestation;
+    }
+
     /// Stateful continuations end when any other command arrives (CTAP 2.1 §6.3, §6.8).
     fn forget_continuations(&mut self, cmd: u8) {
         if cmd != command::GET_NEXT_ASSERTION {
