@@ -94,16 +94,16 @@ impl SecurityKey {
         config.transports = vec!["hybrid", "usb"];
         config.builtin_uv = builtin_uv.unwrap_or(true);
         let builtin_uv = config.builtin_uv;
-        // An organisation the key is active with supplies its attestation.
-        if let Some(org) = side
-            .load_org_identity()
-            .map_err(PocketKeyError::opening)?
-            .map(|identity| identity.attestation_config())
-            .transpose()
-            .map_err(PocketKeyError::opening)?
-            .flatten()
-        {
-            config.attestation = org;
+        // An organisation the key is active with supplies its attestation; one that
+        // suspended or revoked it has its RPs refused.
+        if let Some(identity) = side.load_org_identity().map_err(PocketKeyError::opening)? {
+            if let Some(org) = identity
+                .attestation_config()
+                .map_err(PocketKeyError::opening)?
+            {
+                config.attestation = org;
+            }
+            config.refused_rp_ids = identity.refused_rp_ids();
         }
         let attestation = if config.attestation.batch.is_some() {
             AttestationKind::Batch

@@ -59,6 +59,9 @@ enum Command {
     /// Join an organisation from the Activate link of its invite mail; prints
     /// `activated: <ORG>`. From then on the key attests as the organisation's.
     Activate(org::ActivateArgs),
+    /// The organisation this key belongs to.
+    #[command(subcommand)]
+    Org(org::OrgCommand),
 }
 
 #[derive(Debug, Args)]
@@ -142,6 +145,7 @@ fn main() -> ExitCode {
         Command::Resume(args) => pairing::resume(args),
         Command::Rename(args) => pairing::rename(args),
         Command::Activate(args) => org::activate(args),
+        Command::Org(command) => org::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -157,11 +161,14 @@ fn main() -> ExitCode {
 pub(crate) fn key_config(dir: &Path, master: &MasterKey) -> Result<EngineConfig, String> {
     // An organisation the key is active with supplies its attestation; otherwise whatever
     // `pocketkey attestation` provisioned (or self attestation).
-    let attestation = match org::attestation(dir, master)? {
+    let (org_attestation, refused_rp_ids) = org::engine_parts(dir, master)?;
+    let attestation = match org_attestation {
         Some(org) => org,
         None => attestation::load(dir, master)?,
     };
-    Ok(EngineConfig::new(attestation))
+    let mut config = EngineConfig::new(attestation);
+    config.refused_rp_ids = refused_rp_ids;
+    Ok(config)
 }
 
 /// Opens the key of the state directory `dir` with `config`.

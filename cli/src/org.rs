@@ -80,15 +80,92 @@ pub fn activate(args: ActivateArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// The organisation's attestation for the key in `dir`, while it is active there.
-pub fn attestation(dir: &Path, master: &MasterKey) -> Result<Option<AttestationConfig>, String> {
+/// What the organisation identity in `dir` means for its key: the organisation's
+/// attestation while active, and the RP ids to refuse while suspended or revoked.
+pub fn engine_parts(
+    dir: &Path,
+    master: &MasterKey,
+) -> Result<(Option<AttestationConfig>, Vec<String>), String> {
     let path = dir.join(state_dir::STORE_FILE_NAME);
     if !path.exists() {
-        return Ok(None);
+        return Ok((None, Vec::new()));
     }
     let store = open_store(dir, master)?;
     match store.load_org_identity().map_err(|e| e.to_string())? {
-        Some(identity) => identity.attestation_config().map_err(|e| e.to_string()),
-        None => Ok(None),
+        Some(identity) => Ok((
+            identity.attestation_config().map_err(|e| e.to_string())?,
+            identity.refused_rp_ids(),
+        )),
+        None => Ok((None, Vec::new())),
     }
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum OrgCommand {
+    /// Ask the organisation where this key stands and apply it; prints
+    /// `org: <ORG> status: <active|suspended|revoked>`.
+    Sync(SyncArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// The state directory (as for `serve`).
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// Master key from the OS keyring (as for `serve`).
+    #[arg(long)]
+    keyring: bool,
+    /// Approve the organisation's pending jobs without asking (for unattended tests). The
+    /// server sends no jobs yet, so this changes nothing today.
+    #[arg(long)]
+    auto_approve: bool,
+}
+
+pub fn run(command: OrgCommand) -> Result<(), String> {
+    match command {
+        OrgCommand::Sync(args) => sync(args),
+    }
+}
+
+fn sync(args: SyncArgs) -> Result<(), String> {
+    let _ = args.auto_approve;
+    let dir = crate::open_state_dir(args.state_dir)?;
+    let master = crate::master_key(&dir, args.keyring)?;
+    let mut store = open_store(&dir, &master)?;
+    let mut identity = store
+        .load_org_identity()
+        .map_err(|e| e.to_string())?
+        .ok_or("this key belongs to no organisation: run `pocketkey activate '<link>'` first")?;
+    let answer = client::sync(&identity).map_err(|e| format!("sync failed: {e}"))?;
+    let reason = answer.reason.clone();
+    client::apply(&mut identity, answer);
+    store
+        .save_org_identity(&identity)
+        .map_err(|e| format!("cannot store the organisation's answer: {e}"))?;
+    if identity.status == OrgStatus::Revoked {
+        let mut settings = store.load_settings().map_err(|e| e.to_string())?;
+        if settings.enterprise_attestation {
+            settings.enterprise_attestation = false;
+            store.save_settings(&settings).map_err(|e| e.to_string())?;
+        }
+    }
+    println!(
+        "org: {} status: {}",
+        identity.org_name,
+        identity.status.as_str()
+    );
+    let why = reason.map(|r| format!(" ({r})")).unwrap_or_default();
+    match identity.status {
+        OrgStatus::Active => {}
+        OrgStatus::Suspended => eprintln!(
+            "{} suspended this key{why}: it does not serve the organisation's sites until resumed",
+            identity.org_name
+        ),
+        OrgStatus::Revoked => eprintln!(
+            "{} revoked this key{why}: its attestation keys and certificates are deleted and it \
+             no longer serves the organisation's sites",
+            identity.org_name
+        ),
+    }
+    Ok(())
 }

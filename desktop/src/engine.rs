@@ -29,6 +29,8 @@ pub struct EngineConfig {
     pub attestation: AttestationConfig,
     /// Built-in user verification through the approver (`--uv on|off`).
     pub builtin_uv: bool,
+    /// RP ids not to serve now (an organisation suspended or revoked the key).
+    pub refused_rp_ids: Vec<String>,
 }
 
 impl EngineConfig {
@@ -38,6 +40,7 @@ impl EngineConfig {
             transports: DESKTOP_TRANSPORTS.to_vec(),
             attestation,
             builtin_uv: true,
+            refused_rp_ids: Vec::new(),
         }
     }
 }
@@ -93,6 +96,7 @@ pub fn open_engine(
         attestation: config.attestation,
         transports: config.transports,
         builtin_uv: config.builtin_uv,
+        refused_rp_ids: config.refused_rp_ids,
         ..Config::default()
     };
     let waiting = WaitingForUser::new();

@@ -56,7 +56,12 @@ pub fn router(state: Shared, request_timeout: Duration) -> Router {
         .route("/keys", get(list_keys))
         .route("/attestation/root", get(attestation_root))
         .route("/audit", get(audit_export))
-        .route("/device/activate", post(crate::activation::activate));
+        .route("/device/activate", post(crate::activation::activate))
+        .route("/device/challenge", post(crate::devices::challenge))
+        .route("/device/sync", post(crate::devices::sync))
+        .route("/keys/{id}/revoke", post(crate::lifecycle::revoke))
+        .route("/keys/{id}/suspend", post(crate::lifecycle::suspend))
+        .route("/keys/{id}/resume", post(crate::lifecycle::resume));
     Router::new()
         .nest("/api/v1", api)
         .route("/activate/{token}", get(activation_page))
@@ -361,6 +366,9 @@ struct KeyEntry {
     last_seen_at: Option<String>,
     device_name: Option<String>,
     platform: Option<String>,
+    /// Why and by whom the status last changed (revoke, suspend, resume).
+    status_reason: Option<String>,
+    status_actor: Option<String>,
 }
 
 async fn list_keys(
@@ -369,7 +377,7 @@ async fn list_keys(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let rows = sqlx::query(
         "SELECT id, email, display_name, status, created_at, activated_at, last_seen_at, \
-         device_name, platform FROM keys ORDER BY created_at, id",
+         device_name, platform, status_reason, status_actor FROM keys ORDER BY created_at, id",
     )
     .fetch_all(&state.pool)
     .await?;
@@ -386,6 +394,8 @@ async fn list_keys(
                 last_seen_at: r.try_get(6)?,
                 device_name: r.try_get(7)?,
                 platform: r.try_get(8)?,
+                status_reason: r.try_get(9)?,
+                status_actor: r.try_get(10)?,
             })
         })
         .collect::<Result<Vec<_>, sqlx::Error>>()?;

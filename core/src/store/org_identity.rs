@@ -119,6 +119,24 @@ impl OrgIdentity {
         Ok(Some(AttestationConfig { batch, enterprise }))
     }
 
+    /// The RP ids the key must not serve for the organisation now: while suspended or
+    /// revoked, the policy's RPs (those it may serve and those given enterprise attestation).
+    pub fn refused_rp_ids(&self) -> Vec<String> {
+        if self.status == OrgStatus::Active {
+            return Vec::new();
+        }
+        let mut ids: Vec<String> = self
+            .policy
+            .allowed_rp_ids
+            .iter()
+            .chain(&self.policy.enterprise_rp_ids)
+            .cloned()
+            .collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    }
+
     /// Forgets the attestation keys and certificates (revocation).
     pub fn drop_attestation(&mut self) {
         self.batch = None;
@@ -372,5 +390,6 @@ mod tests {
         let back = store.load_org_identity().unwrap().unwrap();
         assert!(back.batch.is_none() && back.enterprise.is_none());
         assert!(back.attestation_config().unwrap().is_none());
+        assert_eq!(back.refused_rp_ids(), vec!["corp.example".to_string()]);
     }
 }

@@ -252,6 +252,97 @@ pub fn activate(
     })
 }
 
+#[derive(Serialize)]
+struct ChallengeRequest<'a> {
+    key_id: &'a str,
+}
+
+#[derive(Deserialize)]
+struct Challenge {
+    nonce: String,
+}
+
+#[derive(Serialize)]
+struct SyncRequest<'a> {
+    key_id: &'a str,
+    nonce: &'a str,
+    signature: String,
+}
+
+#[derive(Deserialize)]
+struct SyncAnswerWire {
+    org_name: String,
+    status: String,
+    reason: Option<String>,
+    policy: PolicyWire,
+}
+
+/// What the server says of this key at a sync.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncAnswer {
+    pub org_name: String,
+    pub status: OrgStatus,
+    /// Why it was suspended or revoked, as the admin wrote it.
+    pub reason: Option<String>,
+    pub policy: OrgPolicy,
+}
+
+/// Asks the server where this key stands: fetches a single-use challenge and answers it with
+/// the device key (docs/org.md, "Device authentication"). Changes nothing locally.
+pub fn sync(identity: &OrgIdentity) -> Result<SyncAnswer, OrgClientError> {
+    let server =
+        Url::parse(&identity.server_url).map_err(|e| OrgClientError::InvalidLink(e.to_string()))?;
+    let body = serde_json::to_vec(&ChallengeRequest {
+        key_id: &identity.key_id,
+    })
+    .map_err(protocol)?;
+    let (status, answer) =
+        http::exchange(&server, "POST", "/api/v1/device/challenge", Some(&body))?;
+    if status != 200 {
+        return Err(refusal(status, &answer));
+    }
+    let challenge: Challenge = serde_json::from_slice(&answer).map_err(protocol)?;
+    let signature = identity.device_key.sign(&org_protocol::sync_signed_bytes(
+        &identity.key_id,
+        &challenge.nonce,
+    ));
+    let body = serde_json::to_vec(&SyncRequest {
+        key_id: &identity.key_id,
+        nonce: &challenge.nonce,
+        signature: B64.encode(signature),
+    })
+    .map_err(protocol)?;
+    let (status, answer) = http::exchange(&server, "POST", "/api/v1/device/sync", Some(&body))?;
+    if status != 200 {
+        return Err(refusal(status, &answer));
+    }
+    let wire: SyncAnswerWire = serde_json::from_slice(&answer).map_err(protocol)?;
+    // "invited" cannot follow an activation; anything unknown is the server's fault.
+    let status = OrgStatus::parse(&wire.status)
+        .ok_or_else(|| protocol(format!("unknown key status {:?}", wire.status)))?;
+    Ok(SyncAnswer {
+        org_name: wire.org_name,
+        status,
+        reason: wire.reason,
+        policy: wire.policy.into(),
+    })
+}
+
+/// Brings the stored identity in line with the server's answer. A revoked key forgets the
+/// organisation's attestation keys and certificates for good.
+pub fn apply(identity: &mut OrgIdentity, answer: SyncAnswer) {
+    identity.org_name = answer.org_name;
+    identity.policy = answer.policy;
+    if identity.status == OrgStatus::Revoked {
+        // Final: a later answer cannot bring back keys that were deleted.
+        return;
+    }
+    identity.status = answer.status;
+    if answer.status == OrgStatus::Revoked {
+        identity.drop_attestation();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
