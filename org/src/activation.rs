@@ -84,21 +84,7 @@ fn b64(field: &'static str, value: &str) -> Result<Vec<u8>, ApiError> {
         .map_err(|_| bad("invalid_request", format!("{field} is not base64")))
 }
 
-/// The envelope's request bytes once the signature by `public_key` checks.
-pub fn verify_signed(
-    envelope: &Signed,
-    signed_bytes: impl FnOnce(&[u8]) -> Vec<u8>,
-    public_key: Option<&[u8]>,
-) -> Result<Vec<u8>, ApiError> {
-    let request = b64("request", &envelope.request)?;
-    let signature = b64("signature", &envelope.signature)?;
-    let Some(public_key) = public_key else {
-        return Ok(request);
-    };
-    check_signature(public_key, &signed_bytes(&request), &signature)?;
-    Ok(request)
-}
-
+/// Whether `signature` (DER ECDSA P-256 SHA-256) by `public_key` (SEC1) signs `message`.
 pub fn check_signature(
     public_key: &[u8],
     message: &[u8],
@@ -165,7 +151,7 @@ pub async fn activate(
     }
     let envelope = crate::api::body(payload)?;
     // The key that signs is named inside the request: parse first, then check the signature.
-    let request_bytes = verify_signed(&envelope, |_| Vec::new(), None)?;
+    let request_bytes = b64("request", &envelope.request)?;
     let req: ActivateRequest = serde_json::from_slice(&request_bytes)
         .map_err(|e| bad("invalid_request", format!("bad activation request: {e}")))?;
     let device_key = point("device_public_key", &req.device_public_key)?;
@@ -227,7 +213,8 @@ pub async fn activate(
             "this activation link was already used",
         ));
     }
-    if !clock::parse(&expires_at).is_some_and(|t| t > clock::now()) {
+    // A malformed stored time counts as expired.
+    if clock::parse(&expires_at).is_none_or(|t| t <= clock::now()) {
         return Err(ApiError::new(
             StatusCode::GONE,
             "link_expired",

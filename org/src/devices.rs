@@ -143,7 +143,7 @@ pub async fn sync(
     .await?;
     tx.commit().await?;
     let expires_at: String = spent.ok_or_else(challenge_invalid)?.try_get(0)?;
-    if !clock::parse(&expires_at).is_some_and(|t| t > clock::now()) {
+    if clock::parse(&expires_at).is_none_or(|t| t <= clock::now()) {
         return Err(challenge_invalid());
     }
     let row = sqlx::query(
