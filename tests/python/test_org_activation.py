@@ -209,7 +209,7 @@ def test_the_same_link_twice_is_used_and_stores_nothing(activated, tmp_path):
     before = org.db("SELECT * FROM devices")
     proc = activate(link, tmp_path / "second-phone")
     assert proc.returncode == 1
-    assert "used" in proc.stderr, proc.stderr
+    assert "activation failed: used:" in proc.stderr, proc.stderr
     assert org.db("SELECT * FROM devices") == before
 
 
@@ -221,10 +221,10 @@ def test_unknown_and_expired_tokens_are_typed_and_store_nothing(org, tmp_path):
     link = org.invite_link()
     unknown = link[:-4] + ("0000" if not link.endswith("0000") else "1111")
     proc = activate(unknown, tmp_path / "p1")
-    assert proc.returncode == 1 and "not valid" in proc.stderr, proc.stderr
+    assert proc.returncode == 1 and "activation failed: this link is not valid" in proc.stderr, proc.stderr
     org.db("UPDATE invites SET expires_at = '2000-01-01T00:00:00Z'")
     proc = activate(link, tmp_path / "p2")
-    assert proc.returncode == 1 and "expired" in proc.stderr, proc.stderr
+    assert proc.returncode == 1 and "activation failed: expired:" in proc.stderr, proc.stderr
     assert count_devices(org) == 0
     assert org.db("SELECT status FROM keys") == [("invited",)]
     assert org.db("SELECT used_at FROM invites") == [(None,)]
@@ -234,7 +234,7 @@ def test_a_revoked_key_cannot_activate(org, tmp_path):
     link = org.invite_link()
     org.db("UPDATE keys SET status = 'revoked'")
     proc = activate(link, tmp_path / "p")
-    assert proc.returncode == 1 and "revoked" in proc.stderr, proc.stderr
+    assert proc.returncode == 1 and "activation failed: revoked:" in proc.stderr, proc.stderr
     assert count_devices(org) == 0
 
 
