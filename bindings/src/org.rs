@@ -51,14 +51,20 @@ impl SecurityKey {
         let mut side = lock(&self.side);
         side.save_org_identity(&identity)
             .map_err(PocketKeyError::storage)?;
-        if !identity.policy.enterprise_rp_ids.is_empty() {
-            // Activation is the organisation's enablement of enterprise attestation for its
-            // RPs (CTAP 2.1 §7.1, vendor-facilitated).
-            let mut settings = side.load_settings().map_err(PocketKeyError::storage)?;
+        let mut settings = side.load_settings().map_err(PocketKeyError::storage)?;
+        // The policy tightens the key's settings (alwaysUv, minimum PIN length), and
+        // activation is the organisation's enablement of enterprise attestation for its RPs
+        // (CTAP 2.1 §7.1, vendor-facilitated).
+        let mut changed = identity.policy.enforce(&mut settings);
+        if !identity.policy.enterprise_rp_ids.is_empty() && !settings.enterprise_attestation {
             settings.enterprise_attestation = true;
+            changed = true;
+        }
+        if changed {
             side.save_settings(&settings)
                 .map_err(PocketKeyError::storage)?;
         }
+        engine.set_always_uv_locked(identity.locks_always_uv());
         if let Some(attestation) = attestation {
             engine.set_attestation(attestation);
             *lock(&self.attestation) = AttestationKind::Batch;

@@ -161,13 +161,14 @@ fn main() -> ExitCode {
 pub(crate) fn key_config(dir: &Path, master: &MasterKey) -> Result<EngineConfig, String> {
     // An organisation the key is active with supplies its attestation; otherwise whatever
     // `pocketkey attestation` provisioned (or self attestation).
-    let (org_attestation, refused_rp_ids) = org::engine_parts(dir, master)?;
-    let attestation = match org_attestation {
+    let org = org::engine_parts(dir, master)?;
+    let attestation = match org.attestation {
         Some(org) => org,
         None => attestation::load(dir, master)?,
     };
     let mut config = EngineConfig::new(attestation);
-    config.refused_rp_ids = refused_rp_ids;
+    config.refused_rp_ids = org.refused_rp_ids;
+    config.always_uv_locked = org.always_uv_locked;
     Ok(config)
 }
 

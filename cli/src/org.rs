@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use pocketkey_core::attestation::AttestationConfig;
 use pocketkey_core::crypto::master_key::MasterKey;
-use pocketkey_core::store::{OrgStatus, Store};
+use pocketkey_core::store::{OrgIdentity, OrgStatus, Store};
 use pocketkey_desktop::state_dir;
 use pocketkey_net::org::{self as client, ActivationLink, OrgClientError};
 
@@ -69,35 +69,61 @@ pub fn activate(args: ActivateArgs) -> Result<(), String> {
     store
         .save_org_identity(&identity)
         .map_err(|e| format!("activated, but cannot store the organisation identity: {e}"))?;
-    if !identity.policy.enterprise_rp_ids.is_empty() {
-        // The organisation enabling enterprise attestation for its RPs is what CTAP 2.1 §7.1
-        // leaves to the vendor: activation is the administrative enablement.
-        let mut settings = store.load_settings().map_err(|e| e.to_string())?;
-        settings.enterprise_attestation = true;
-        store.save_settings(&settings).map_err(|e| e.to_string())?;
-    }
+    apply_to_settings(&mut store, &identity)?;
     println!("activated: {}", identity.org_name);
     Ok(())
 }
 
-/// What the organisation identity in `dir` means for its key: the organisation's
-/// attestation while active, and the RP ids to refuse while suspended or revoked.
-pub fn engine_parts(
-    dir: &Path,
-    master: &MasterKey,
-) -> Result<(Option<AttestationConfig>, Vec<String>), String> {
+/// What the organisation identity in a state directory means for its key.
+#[derive(Debug, Default)]
+pub struct EngineParts {
+    /// The organisation's attestation, while active.
+    pub attestation: Option<AttestationConfig>,
+    /// The organisation's RP ids, while suspended or revoked.
+    pub refused_rp_ids: Vec<String>,
+    /// The policy requires user verification (while active).
+    pub always_uv_locked: bool,
+}
+
+pub fn engine_parts(dir: &Path, master: &MasterKey) -> Result<EngineParts, String> {
     let path = dir.join(state_dir::STORE_FILE_NAME);
     if !path.exists() {
-        return Ok((None, Vec::new()));
+        return Ok(EngineParts::default());
     }
     let store = open_store(dir, master)?;
     match store.load_org_identity().map_err(|e| e.to_string())? {
-        Some(identity) => Ok((
-            identity.attestation_config().map_err(|e| e.to_string())?,
-            identity.refused_rp_ids(),
-        )),
-        None => Ok((None, Vec::new())),
+        Some(identity) => Ok(EngineParts {
+            attestation: identity.attestation_config().map_err(|e| e.to_string())?,
+            refused_rp_ids: identity.refused_rp_ids(),
+            always_uv_locked: identity.locks_always_uv(),
+        }),
+        None => Ok(EngineParts::default()),
     }
+}
+
+/// Applies the identity's consequences to the key's settings: the policy (alwaysUv, minimum
+/// PIN length) while active, enterprise attestation on for the policy's enterprise RPs, off
+/// once revoked.
+fn apply_to_settings(store: &mut Store, identity: &OrgIdentity) -> Result<(), String> {
+    let mut settings = store.load_settings().map_err(|e| e.to_string())?;
+    let mut changed = false;
+    if identity.status == OrgStatus::Active {
+        changed |= identity.policy.enforce(&mut settings);
+        // The organisation enabling enterprise attestation for its RPs is what CTAP 2.1 §7.1
+        // leaves to the vendor: activation is the administrative enablement.
+        if !identity.policy.enterprise_rp_ids.is_empty() && !settings.enterprise_attestation {
+            settings.enterprise_attestation = true;
+            changed = true;
+        }
+    }
+    if identity.status == OrgStatus::Revoked && settings.enterprise_attestation {
+        settings.enterprise_attestation = false;
+        changed = true;
+    }
+    if changed {
+        store.save_settings(&settings).map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -142,13 +168,7 @@ fn sync(args: SyncArgs) -> Result<(), String> {
     store
         .save_org_identity(&identity)
         .map_err(|e| format!("cannot store the organisation's answer: {e}"))?;
-    if identity.status == OrgStatus::Revoked {
-        let mut settings = store.load_settings().map_err(|e| e.to_string())?;
-        if settings.enterprise_attestation {
-            settings.enterprise_attestation = false;
-            store.save_settings(&settings).map_err(|e| e.to_string())?;
-        }
-    }
+    apply_to_settings(&mut store, &identity)?;
     println!(
         "org: {} status: {}",
         identity.org_name,

@@ -61,6 +61,9 @@ pub struct Config {
     /// the key (docs/org.md). makeCredential and getAssertion for them are
     /// CTAP2_ERR_OPERATION_DENIED.
     pub refused_rp_ids: Vec<String>,
+    /// An organisation's policy requires user verification: authenticatorConfig may not turn
+    /// alwaysUv off (CTAP2_ERR_OPERATION_DENIED).
+    pub always_uv_locked: bool,
 }
 
 /// PocketKey's AAGUID: 9b1f5c0e-7d3a-4c62-a8e1-3f6b2d4c5a71.
@@ -80,6 +83,7 @@ impl Default for Config {
             firmware_version: 1,
             builtin_uv: true,
             refused_rp_ids: Vec::new(),
+            always_uv_locked: false,
         }
     }
 }
@@ -217,6 +221,11 @@ impl Authenticator {
     /// Refuses `rp_ids` from the next request on (an organisation suspended or revoked it).
     pub fn set_refused_rp_ids(&mut self, rp_ids: Vec<String>) {
         self.config.refused_rp_ids = rp_ids;
+    }
+
+    /// Keeps alwaysUv from being turned off while `locked` (an organisation's policy).
+    pub fn set_always_uv_locked(&mut self, locked: bool) {
+        self.config.always_uv_locked = locked;
     }
 
     /// Whether the organisation's status forbids serving `rp_id` now.

@@ -8,7 +8,7 @@ use rusqlite::OptionalExtension;
 use zeroize::Zeroizing;
 
 use super::open::Store;
-use super::types::StoreError;
+use super::types::{Settings, StoreError};
 use crate::attestation::{AttestationConfig, AttestationKey};
 use crate::crypto::es256::Es256Key;
 use crate::ctap::cbor::{self, int, MapBuilder, MapReader};
@@ -50,6 +50,30 @@ pub struct OrgPolicy {
     pub min_pin_length: u8,
     /// RP ids the key serves for the organisation; empty means any.
     pub allowed_rp_ids: Vec<String>,
+}
+
+impl OrgPolicy {
+    /// Brings the key's settings up to the policy; returns whether anything changed. Only
+    /// ever tightens: user verification required turns alwaysUv on (CTAP 2.1 §7.2; while
+    /// active the engine refuses to turn it off, see `Config::always_uv_locked`), and a
+    /// larger minimum PIN length raises the key's, forcing a change of a shorter PIN set
+    /// before, as authenticatorConfig setMinPINLength does (§6.11.4). A looser policy never
+    /// lowers what the key has.
+    pub fn enforce(&self, settings: &mut Settings) -> bool {
+        let mut changed = false;
+        if self.user_verification_required && !settings.always_uv {
+            settings.always_uv = true;
+            changed = true;
+        }
+        if self.min_pin_length > settings.min_pin_length {
+            settings.min_pin_length = self.min_pin_length;
+            if settings.pin_hash.is_some() && settings.pin_code_points < self.min_pin_length {
+                settings.force_pin_change = true;
+            }
+            changed = true;
+        }
+        changed
+    }
 }
 
 /// A certified attestation key: the private key and its chain (DER, leaf first).
@@ -135,6 +159,11 @@ impl OrgIdentity {
         ids.sort();
         ids.dedup();
         ids
+    }
+
+    /// Whether the organisation's policy holds alwaysUv on now (only while active).
+    pub fn locks_always_uv(&self) -> bool {
+        self.status == OrgStatus::Active && self.policy.user_verification_required
     }
 
     /// Forgets the attestation keys and certificates (revocation).
@@ -362,6 +391,28 @@ mod tests {
                 allowed_rp_ids: vec![],
             },
         }
+    }
+
+    #[test]
+    fn the_policy_only_tightens_settings() {
+        let mut settings = Settings::default();
+        settings.pin_hash = Some(zeroize::Zeroizing::new([1; 16]));
+        settings.pin_code_points = 6;
+        let policy = OrgPolicy {
+            user_verification_required: true,
+            min_pin_length: 8,
+            ..OrgPolicy::default()
+        };
+        assert!(policy.enforce(&mut settings));
+        assert!(settings.always_uv && settings.force_pin_change);
+        assert_eq!(settings.min_pin_length, 8);
+        let loose = OrgPolicy {
+            min_pin_length: 4,
+            ..OrgPolicy::default()
+        };
+        assert!(!loose.enforce(&mut settings));
+        assert!(settings.always_uv);
+        assert_eq!(settings.min_pin_length, 8);
     }
 
     #[test]
