@@ -238,6 +238,12 @@ def test_a_revoked_key_cannot_activate(org, tmp_path):
     assert count_devices(org) == 0
 
 
+def test_an_unreachable_server_is_a_network_error(tmp_path):
+    # Port 9 (discard) on loopback: nothing listens there in the test environment.
+    proc = activate("http://127.0.0.1:9/activate/" + "ab" * 32, tmp_path / "p")
+    assert proc.returncode == 1 and "activation failed: network:" in proc.stderr, proc.stderr
+
+
 def test_a_non_loopback_http_link_is_refused_before_any_request(tmp_path):
     proc = activate("http://org.example.test/activate/" + "ab" * 32, tmp_path / "p")
     assert proc.returncode == 1 and "https" in proc.stderr, proc.stderr
