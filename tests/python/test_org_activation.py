@@ -187,6 +187,12 @@ def test_enterprise_attestation_only_for_the_policy_rp_ids(activated):
     assert ent.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is False
     other = ep_make("not-listed.example")
     assert other.get(4) is None
+    # A platform-managed request (2) does not reach the per-device certificate either.
+    managed = ctap.send_cbor(0x01, {
+        1: cdh(), 2: {"id": "not-listed.example"}, 3: {"id": b"u1", "name": "u"},
+        4: [{"type": "public-key", "alg": -7}], 0x0A: 2,
+    })
+    assert managed.get(4) is None
     batch = x509.load_der_x509_certificate(other[3]["x5c"][0])
     with pytest.raises(x509.ExtensionNotFound):
         batch.extensions.get_extension_for_oid(SERIAL_OID)

@@ -140,7 +140,11 @@ impl OrgIdentity {
             }
             _ => None,
         };
-        Ok(Some(AttestationConfig { batch, enterprise }))
+        Ok(Some(AttestationConfig {
+            batch,
+            enterprise,
+            vendor_facilitated_only: true,
+        }))
     }
 
     /// The RP ids the key must not serve for the organisation now: while suspended or
