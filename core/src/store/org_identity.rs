@@ -399,9 +399,11 @@ mod tests {
 
     #[test]
     fn the_policy_only_tightens_settings() {
-        let mut settings = Settings::default();
-        settings.pin_hash = Some(zeroize::Zeroizing::new([1; 16]));
-        settings.pin_code_points = 6;
+        let mut settings = Settings {
+            pin_hash: Some(zeroize::Zeroizing::new([1; 16])),
+            pin_code_points: 6,
+            ..Settings::default()
+        };
         let policy = OrgPolicy {
             user_verification_required: true,
             min_pin_length: 8,
