@@ -283,9 +283,11 @@ pub async fn activate(
     )
     .map_err(ApiError::internal)?;
 
-    sqlx::query(
+    // `status = 'invited'` again here: a revoke racing this activation on another node wins.
+    let activated = sqlx::query(
         "UPDATE keys SET status = 'active', device_name = $1, platform = $2, activated_at = $3, \
-         last_seen_at = $3, status_changed_at = $3, status_actor = $4 WHERE id = $5",
+         last_seen_at = $3, status_changed_at = $3, status_actor = $4 \
+         WHERE id = $5 AND status = 'invited'",
     )
     .bind(&req.device_name)
     .bind(&req.platform)
@@ -294,6 +296,13 @@ pub async fn activate(
     .bind(&key_id)
     .execute(&mut *tx)
     .await?;
+    if activated.rows_affected() != 1 {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "key_revoked",
+            "this key was revoked by the organisation",
+        ));
+    }
     let enterprise_pem = {
         let body = B64.encode(&enterprise_der);
         let lines: Vec<&str> = body
