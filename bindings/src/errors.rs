@@ -106,6 +106,13 @@ pub enum PocketKeyError {
     /// `activate` on a key that already belongs to an organisation (not revoked).
     #[error("This key already belongs to {organisation}")]
     AlreadyActivated { organisation: String },
+    /// `sync_organisation`: the server refused the device's proof or answered something
+    /// unexpected.
+    #[error("The organisation's server refused this key's check-in")]
+    OrganisationSyncFailed { detail: String },
+    /// `sync_organisation` on a key that was never activated.
+    #[error("This key belongs to no organisation")]
+    NoOrganisation,
 }
 
 #[uniffi::export]

@@ -1,8 +1,10 @@
 //! Joining an organisation from its invite (docs/org.md): `SecurityKey.activate(link)`.
 //! The protocol is `pocketkey_net::org`, the same code path as `pocketkey activate`.
 
-use pocketkey_core::store::OrgStatus;
-use pocketkey_net::org::{self as client, ActivationLink};
+use pocketkey_core::attestation::AttestationConfig;
+use pocketkey_core::authenticator::Authenticator;
+use pocketkey_core::store::{OrgIdentity, OrgStatus, Store};
+use pocketkey_net::org::{self as client, ActivationLink, OrgClientError};
 
 use crate::errors::PocketKeyError;
 use crate::security_key::{lock, SecurityKey};
@@ -51,24 +53,92 @@ impl SecurityKey {
         let mut side = lock(&self.side);
         side.save_org_identity(&identity)
             .map_err(PocketKeyError::storage)?;
-        let mut settings = side.load_settings().map_err(PocketKeyError::storage)?;
-        // The policy tightens the key's settings (alwaysUv, minimum PIN length), and
-        // activation is the organisation's enablement of enterprise attestation for its RPs
-        // (CTAP 2.1 §7.1, vendor-facilitated).
-        let mut changed = identity.policy.enforce(&mut settings);
-        if !identity.policy.enterprise_rp_ids.is_empty() && !settings.enterprise_attestation {
-            settings.enterprise_attestation = true;
-            changed = true;
-        }
-        if changed {
-            side.save_settings(&settings)
-                .map_err(PocketKeyError::storage)?;
-        }
-        engine.set_always_uv_locked(identity.locks_always_uv());
-        if let Some(attestation) = attestation {
-            engine.set_attestation(attestation);
-            *lock(&self.attestation) = AttestationKind::Batch;
-        }
+        apply(&mut engine, &mut side, &identity, attestation)?;
+        *lock(&self.attestation) = AttestationKind::Batch;
         Ok(identity.org_name)
     }
+
+    /// Asks the organisation where this key stands (proving the device key with a
+    /// single-use challenge), applies it and returns it for the app to show: suspended or
+    /// revoked, the organisation's sites are refused; revoked, its attestation keys and
+    /// certificates are deleted for good. Blocks on the network: call it off the main thread.
+    pub fn sync_organisation(&self) -> Result<OrganisationState, PocketKeyError> {
+        let Some(mut identity) = lock(&self.side)
+            .load_org_identity()
+            .map_err(PocketKeyError::storage)?
+        else {
+            return Err(PocketKeyError::NoOrganisation);
+        };
+        let answer = client::sync(&identity).map_err(|e| match e {
+            e @ (OrgClientError::Refused { .. } | OrgClientError::Protocol(_)) => {
+                PocketKeyError::OrganisationSyncFailed {
+                    detail: e.to_string(),
+                }
+            }
+            other => other.into(),
+        })?;
+        let reason = answer.reason.clone();
+        client::apply(&mut identity, answer);
+        let attestation = identity
+            .attestation_config()
+            .map_err(PocketKeyError::storage)?;
+        let mut engine = lock(&self.engine);
+        let mut side = lock(&self.side);
+        side.save_org_identity(&identity)
+            .map_err(PocketKeyError::storage)?;
+        let batch = attestation.as_ref().is_some_and(|a| a.batch.is_some());
+        apply(&mut engine, &mut side, &identity, attestation)?;
+        *lock(&self.attestation) = if batch {
+            AttestationKind::Batch
+        } else {
+            AttestationKind::SelfAttestation
+        };
+        Ok(OrganisationState {
+            name: identity.org_name,
+            status: match identity.status {
+                OrgStatus::Active => OrganisationStatus::Active,
+                OrgStatus::Suspended => OrganisationStatus::Suspended,
+                OrgStatus::Revoked => OrganisationStatus::Revoked,
+            },
+            reason,
+        })
+    }
+}
+
+/// Where the key stands with its organisation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum OrganisationStatus {
+    Active,
+    /// The organisation's sites are refused until it resumes the key.
+    Suspended,
+    /// The organisation's sites are refused and its attestation keys are deleted, for good.
+    Revoked,
+}
+
+/// What `sync_organisation` learnt.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct OrganisationState {
+    pub name: String,
+    pub status: OrganisationStatus,
+    /// The administrator's reason for a suspension or revocation.
+    pub reason: Option<String>,
+}
+
+/// Makes the running engine and the settings follow `identity`. Called with the engine and
+/// side locks held (in that order).
+fn apply(
+    engine: &mut Authenticator,
+    side: &mut Store,
+    identity: &OrgIdentity,
+    attestation: Option<AttestationConfig>,
+) -> Result<(), PocketKeyError> {
+    let mut settings = side.load_settings().map_err(PocketKeyError::storage)?;
+    if identity.apply_to_settings(&mut settings) {
+        side.save_settings(&settings)
+            .map_err(PocketKeyError::storage)?;
+    }
+    engine.set_attestation(attestation.unwrap_or_default());
+    engine.set_refused_rp_ids(identity.refused_rp_ids());
+    engine.set_always_uv_locked(identity.locks_always_uv());
+    Ok(())
 }

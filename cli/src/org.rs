@@ -101,26 +101,10 @@ pub fn engine_parts(dir: &Path, master: &MasterKey) -> Result<EngineParts, Strin
     }
 }
 
-/// Applies the identity's consequences to the key's settings: the policy (alwaysUv, minimum
-/// PIN length) while active, enterprise attestation on for the policy's enterprise RPs, off
-/// once revoked.
+/// Applies the identity's consequences to the key's settings (policy, enterprise attestation).
 fn apply_to_settings(store: &mut Store, identity: &OrgIdentity) -> Result<(), String> {
     let mut settings = store.load_settings().map_err(|e| e.to_string())?;
-    let mut changed = false;
-    if identity.status == OrgStatus::Active {
-        changed |= identity.policy.enforce(&mut settings);
-        // The organisation enabling enterprise attestation for its RPs is what CTAP 2.1 §7.1
-        // leaves to the vendor: activation is the administrative enablement.
-        if !identity.policy.enterprise_rp_ids.is_empty() && !settings.enterprise_attestation {
-            settings.enterprise_attestation = true;
-            changed = true;
-        }
-    }
-    if identity.status == OrgStatus::Revoked && settings.enterprise_attestation {
-        settings.enterprise_attestation = false;
-        changed = true;
-    }
-    if changed {
+    if identity.apply_to_settings(&mut settings) {
         store.save_settings(&settings).map_err(|e| e.to_string())?;
     }
     Ok(())

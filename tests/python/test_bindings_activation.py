@@ -20,7 +20,9 @@ from fido2.webauthn import (
 )
 
 from bindings_support import BindingsDevice, MemoryKeyProvider, Phone, pk
-from test_org_activation import LoopbackOrg
+from fido2.ctap import CtapError
+
+from test_org_activation import ENTERPRISE_RP, LoopbackOrg
 from test_webauthn import registration_json
 
 RP_ID = "login.example.org"
@@ -107,3 +109,43 @@ def test_activation_errors_are_typed(org, key, tmp_path):
     with pytest.raises(pk.PocketKeyError.OrganisationUnreachable):
         key.activate("http://127.0.0.1:9/activate/" + "ab" * 32)
     assert key.info().attestation == pk.AttestationKind.SELF_ATTESTATION
+
+
+def test_sync_organisation_applies_suspend_resume_and_revoke_at_once(org, key):
+    with pytest.raises(pk.PocketKeyError.NoOrganisation):
+        key.sync_organisation()
+    assert key.activate(org.invite_link()) == "Acme"
+    state = key.sync_organisation()
+    assert (state.name, state.status, state.reason) == ("Acme", pk.OrganisationStatus.ACTIVE, None)
+    [(kid,)] = org.db("SELECT id FROM keys")
+    device = BindingsDevice(key)
+
+    def make(rp_id):
+        from fido2.ctap2 import Ctap2
+        return Ctap2(device).make_credential(
+            os.urandom(32), {"id": rp_id, "name": rp_id}, {"id": b"u1", "name": "u"},
+            [{"type": "public-key", "alg": -7}])
+
+    make(ENTERPRISE_RP)
+    assert org.json("POST", f"/api/v1/keys/{kid}/suspend", {"reason": "audit"})[0] == 200
+    state = key.sync_organisation()
+    assert (state.status, state.reason) == (pk.OrganisationStatus.SUSPENDED, "audit")
+    assert key.info().attestation == pk.AttestationKind.SELF_ATTESTATION
+    with pytest.raises(CtapError) as e:
+        make(ENTERPRISE_RP)
+    assert e.value.code == CtapError.ERR.OPERATION_DENIED
+    make("other.example")
+    assert org.json("POST", f"/api/v1/keys/{kid}/resume", {})[0] == 200
+    assert key.sync_organisation().status == pk.OrganisationStatus.ACTIVE
+    assert key.info().attestation == pk.AttestationKind.BATCH
+    make(ENTERPRISE_RP)
+    assert org.json("POST", f"/api/v1/keys/{kid}/revoke", {"reason": "stolen"})[0] == 200
+    assert key.sync_organisation().status == pk.OrganisationStatus.REVOKED
+    with pytest.raises(CtapError) as e:
+        make(ENTERPRISE_RP)
+    assert e.value.code == CtapError.ERR.OPERATION_DENIED
+    assert key.info().attestation == pk.AttestationKind.SELF_ATTESTATION
+    # A stopped server: the network error, typed.
+    org.stop()
+    with pytest.raises(pk.PocketKeyError.OrganisationUnreachable):
+        key.sync_organisation()

@@ -165,6 +165,30 @@ impl OrgIdentity {
         ids
     }
 
+    /// What the identity's status means for the key's settings; returns whether anything
+    /// changed. Active: the policy tightens them ([`OrgPolicy::enforce`]) and enterprise
+    /// attestation is on when the policy names enterprise RP ids (activation is the
+    /// organisation's enablement, CTAP 2.1 §7.1 vendor-facilitated). Revoked: enterprise
+    /// attestation is off. Suspended: unchanged.
+    pub fn apply_to_settings(&self, settings: &mut Settings) -> bool {
+        let mut changed = false;
+        match self.status {
+            OrgStatus::Active => {
+                changed |= self.policy.enforce(settings);
+                if !self.policy.enterprise_rp_ids.is_empty() && !settings.enterprise_attestation {
+                    settings.enterprise_attestation = true;
+                    changed = true;
+                }
+            }
+            OrgStatus::Revoked if settings.enterprise_attestation => {
+                settings.enterprise_attestation = false;
+                changed = true;
+            }
+            OrgStatus::Revoked | OrgStatus::Suspended => {}
+        }
+        changed
+    }
+
     /// Whether the organisation's policy holds alwaysUv on now (only while active).
     pub fn locks_always_uv(&self) -> bool {
         self.status == OrgStatus::Active && self.policy.user_verification_required
