@@ -271,8 +271,10 @@ fn encode(id: &OrgIdentity) -> Zeroizing<Vec<u8>> {
         )
         .put(int(k::POLICY), policy)
         .build();
-    let bytes = Zeroizing::new(cbor::encode(value.clone()));
-    // The record's scalars also sit in `value`'s byte strings: wipe them.
+    // Written from a reference into a buffer sized up front (no reallocation leaves a copy
+    // behind); then the scalars in `value`'s byte strings are wiped.
+    let mut bytes = Zeroizing::new(Vec::with_capacity(4096));
+    ciborium::ser::into_writer(&value, &mut *bytes).expect("CBOR into a Vec cannot fail");
     wipe(value);
     bytes
 }
