@@ -91,6 +91,35 @@ pub enum PocketKeyError {
         "The computer did not confirm the pairing: check that both screens show the same code"
     )]
     PairingNotConfirmed,
+    /// `activate` with text that is not an activation link; `detail` names the fault.
+    #[error("This is not a valid activation link")]
+    InvalidActivationLink { detail: String },
+    /// `activate`: the organisation does not know this link (mistyped, or replaced by a
+    /// newer invite).
+    #[error("This activation link is not valid: ask your IT department for a new invite")]
+    ActivationLinkNotValid,
+    #[error("This activation link has expired: ask your IT department for a new invite")]
+    ActivationExpired,
+    #[error("This activation link was already used")]
+    ActivationUsed,
+    #[error("Your organisation revoked this key")]
+    ActivationRevoked,
+    /// The organisation server could not be reached (offline, DNS, TLS).
+    #[error("The organisation's server cannot be reached: check the connection")]
+    OrganisationUnreachable { detail: String },
+    /// The server refused the request or answered something unexpected.
+    #[error("The organisation's server refused the activation")]
+    ActivationFailed { detail: String },
+    /// `activate` on a key that already belongs to an organisation (not revoked).
+    #[error("This key already belongs to {organisation}")]
+    AlreadyActivated { organisation: String },
+    /// `sync_organisation`: the server refused the device's proof or answered something
+    /// unexpected.
+    #[error("The organisation's server refused this key's check-in")]
+    OrganisationSyncFailed { detail: String },
+    /// `sync_organisation` on a key that was never activated.
+    #[error("This key belongs to no organisation")]
+    NoOrganisation,
 }
 
 #[uniffi::export]
@@ -98,6 +127,23 @@ impl PocketKeyError {
     /// The sentence to show the user (the same as the error's string form).
     pub fn user_message(&self) -> String {
         self.to_string()
+    }
+}
+
+impl From<pocketkey_net::org::OrgClientError> for PocketKeyError {
+    fn from(e: pocketkey_net::org::OrgClientError) -> Self {
+        use pocketkey_net::org::OrgClientError as E;
+        match e {
+            E::InvalidLink(detail) => PocketKeyError::InvalidActivationLink { detail },
+            E::LinkNotValid => PocketKeyError::ActivationLinkNotValid,
+            E::Expired => PocketKeyError::ActivationExpired,
+            E::Used => PocketKeyError::ActivationUsed,
+            E::Revoked => PocketKeyError::ActivationRevoked,
+            E::Network(detail) => PocketKeyError::OrganisationUnreachable { detail },
+            other @ (E::Refused { .. } | E::Protocol(_)) => PocketKeyError::ActivationFailed {
+                detail: other.to_string(),
+            },
+        }
     }
 }
 

@@ -19,6 +19,7 @@ mod approvals;
 mod errors;
 mod hybrid;
 mod key;
+mod org;
 mod pairing;
 mod pin;
 mod scan;

@@ -17,8 +17,9 @@ pub enum ScannedCode {
     Hybrid { url: String },
     /// The desktop pairing tool's code (`pocketkey://pair?...`).
     Pairing { url: String },
-    /// An organisation's invitation (`https://<host>/activate?token=...` or
-    /// `pocketkey://activate?token=...`); `token` is percent-decoded.
+    /// An organisation's invitation (`https://<host>/activate/<token>` as pocketkey-org mails
+    /// it, `https://<host>/activate?token=...` or `pocketkey://activate?token=...`); `token`
+    /// is percent-decoded. Hand `url` to `SecurityKey.activate`.
     Activation { url: String, token: String },
 }
 
@@ -98,6 +99,21 @@ fn classify(text: String) -> Result<ScannedCode, ScanError> {
             // Any site may have an /activate page: without a token it is not an invitation.
             None => Err(ScanError::NotOurs),
         },
+        // What pocketkey-org mails: `<public-url>/activate/<token>` (docs/org.md).
+        "https" => match path_token(&url) {
+            Some(token) if url.query().is_none() => {
+                if url.username().is_empty() && url.password().is_none() {
+                    Ok(ScannedCode::Activation {
+                        url: text.to_string(),
+                        token,
+                    })
+                } else {
+                    Err(ScanError::Malformed)
+                }
+            }
+            Some(_) => Err(ScanError::Malformed),
+            None => Err(ScanError::NotOurs),
+        },
         _ => Err(ScanError::NotOurs),
     }
 }
@@ -136,6 +152,16 @@ fn ours(text: &str, url: &Url) -> Result<ScannedCode, ScanError> {
         },
         _ => Err(ScanError::Malformed),
     }
+}
+
+/// The token of a `…/activate/<token>` path: its last segment, right after an `activate`
+/// segment, in the shape of pocketkey-org's tokens (256 random bits as 64 hex digits), so
+/// that another site's `/activate/<word>` page is not taken for an invitation.
+fn path_token(url: &Url) -> Option<String> {
+    let mut segments = url.path_segments()?.rev();
+    let token = segments.next()?;
+    let valid = token.len() == 64 && token.bytes().all(|b| b.is_ascii_hexdigit());
+    (valid && segments.next()? == "activate").then(|| token.to_string())
 }
 
 /// The `token` query parameter: `None` when absent or empty, `Malformed` when repeated or

@@ -30,17 +30,19 @@ pub const MAX_LABEL_CHARS: usize = 64;
 /// `factory_reset` cancels it first.
 #[derive(uniffi::Object)]
 pub struct SecurityKey {
-    engine: Mutex<Authenticator>,
+    pub(crate) engine: Mutex<Authenticator>,
     /// A second connection to the same database, for the app's reads and single-statement
     /// deletes while the engine waits for the user. Settings are written through it only
     /// while `engine` is locked: the engine's read-modify-write of them must not interleave.
     /// Lock order: `engine`, then `side`.
-    side: Mutex<Store>,
+    pub(crate) side: Mutex<Store>,
     pending: Arc<PendingApprovals>,
     /// Cancels the request the engine is running, if any.
     running: Mutex<Option<CancelToken>>,
     aaguid: [u8; 16],
-    attestation: AttestationKind,
+    /// How registrations attest now (changes when the key joins or leaves an organisation);
+    /// kept apart from the engine so `info` answers while a request waits for the user.
+    pub(crate) attestation: Mutex<AttestationKind>,
     /// Whether the key offers built-in user verification (set at open).
     builtin_uv: bool,
     /// The computers this phone is paired with (`pairings.db` next to the database).
@@ -53,7 +55,7 @@ impl std::fmt::Debug for SecurityKey {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -92,6 +94,18 @@ impl SecurityKey {
         config.transports = vec!["hybrid", "usb"];
         config.builtin_uv = builtin_uv.unwrap_or(true);
         let builtin_uv = config.builtin_uv;
+        // An organisation the key is active with supplies its attestation; one that
+        // suspended or revoked it has its RPs refused.
+        if let Some(identity) = side.load_org_identity().map_err(PocketKeyError::opening)? {
+            if let Some(org) = identity
+                .attestation_config()
+                .map_err(PocketKeyError::opening)?
+            {
+                config.attestation = org;
+            }
+            config.refused_rp_ids = identity.refused_rp_ids();
+            config.always_uv_locked = identity.locks_always_uv();
+        }
         let attestation = if config.attestation.batch.is_some() {
             AttestationKind::Batch
         } else {
@@ -111,7 +125,7 @@ impl SecurityKey {
             pending,
             running: Mutex::new(None),
             aaguid,
-            attestation,
+            attestation: Mutex::new(attestation),
             builtin_uv,
             pairings: Arc::new(Mutex::new(pairings)),
         }))
@@ -128,7 +142,7 @@ impl SecurityKey {
             uv_available: self.builtin_uv,
             uv_key_registered: settings.uv_public_key.is_some(),
             credential_count: side.credential_count().map_err(PocketKeyError::storage)?,
-            attestation: self.attestation,
+            attestation: *lock(&self.attestation),
         })
     }
 

@@ -118,7 +118,12 @@ pub fn load(state_dir: &Path, master: &MasterKey) -> Result<AttestationConfig, S
         }
         None => None,
     };
-    Ok(AttestationConfig { batch, enterprise })
+    Ok(AttestationConfig {
+        batch,
+        enterprise,
+        // `pocketkey attestation` keeps the platform-managed requests CTAP 2.1 §7.1 allows.
+        vendor_facilitated_only: false,
+    })
 }
 
 #[cfg(test)]

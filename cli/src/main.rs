@@ -3,6 +3,7 @@
 mod approver;
 mod attestation;
 mod hybrid;
+mod org;
 mod pairing;
 mod webhook;
 
@@ -55,6 +56,12 @@ enum Command {
     Resume(pairing::ResumeArgs),
     /// Rename a paired computer (on this phone only).
     Rename(pairing::RenameArgs),
+    /// Join an organisation from the Activate link of its invite mail; prints
+    /// `activated: <ORG>`. From then on the key attests as the organisation's.
+    Activate(org::ActivateArgs),
+    /// The organisation this key belongs to.
+    #[command(subcommand)]
+    Org(org::OrgCommand),
 }
 
 #[derive(Debug, Args)]
@@ -137,6 +144,8 @@ fn main() -> ExitCode {
         Command::Unpair(args) => pairing::unpair(args),
         Command::Resume(args) => pairing::resume(args),
         Command::Rename(args) => pairing::rename(args),
+        Command::Activate(args) => org::activate(args),
+        Command::Org(command) => org::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -150,7 +159,17 @@ fn main() -> ExitCode {
 /// How every command configures the key of the state directory `dir`: its attestation, the
 /// desktop transports, built-in UV on (`serve --uv off` turns it off).
 pub(crate) fn key_config(dir: &Path, master: &MasterKey) -> Result<EngineConfig, String> {
-    Ok(EngineConfig::new(attestation::load(dir, master)?))
+    // An organisation the key is active with supplies its attestation; otherwise whatever
+    // `pocketkey attestation` provisioned (or self attestation).
+    let org = org::engine_parts(dir, master)?;
+    let attestation = match org.attestation {
+        Some(org) => org,
+        None => attestation::load(dir, master)?,
+    };
+    let mut config = EngineConfig::new(attestation);
+    config.refused_rp_ids = org.refused_rp_ids;
+    config.always_uv_locked = org.always_uv_locked;
+    Ok(config)
 }
 
 /// Opens the key of the state directory `dir` with `config`.
@@ -241,7 +260,10 @@ fn provision_attestation(args: AttestationArgs) -> Result<(), String> {
     Ok(())
 }
 
-fn master_key(state_dir: &std::path::Path, use_keyring: bool) -> Result<MasterKey, String> {
+pub(crate) fn master_key(
+    state_dir: &std::path::Path,
+    use_keyring: bool,
+) -> Result<MasterKey, String> {
     if use_keyring {
         let key = KeyringKeyProvider::for_state_dir(state_dir)
             .master_key()

@@ -15,6 +15,7 @@ pub mod ctap;
 pub mod engine;
 pub mod hid;
 pub mod hybrid;
+pub mod org_protocol;
 pub mod pairing;
 pub mod pin;
 pub mod store;

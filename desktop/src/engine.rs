@@ -29,6 +29,10 @@ pub struct EngineConfig {
     pub attestation: AttestationConfig,
     /// Built-in user verification through the approver (`--uv on|off`).
     pub builtin_uv: bool,
+    /// RP ids not to serve now (an organisation suspended or revoked the key).
+    pub refused_rp_ids: Vec<String>,
+    /// An organisation's policy requires user verification: alwaysUv stays on.
+    pub always_uv_locked: bool,
 }
 
 impl EngineConfig {
@@ -38,6 +42,8 @@ impl EngineConfig {
             transports: DESKTOP_TRANSPORTS.to_vec(),
             attestation,
             builtin_uv: true,
+            refused_rp_ids: Vec::new(),
+            always_uv_locked: false,
         }
     }
 }
@@ -93,6 +99,8 @@ pub fn open_engine(
         attestation: config.attestation,
         transports: config.transports,
         builtin_uv: config.builtin_uv,
+        refused_rp_ids: config.refused_rp_ids,
+        always_uv_locked: config.always_uv_locked,
         ..Config::default()
     };
     let waiting = WaitingForUser::new();

@@ -7,6 +7,7 @@
 //! - [`driver`]: the loop that runs pairing sessions over a mailbox, for both ends;
 //! - [`pairing`]: the phone side of pairing with a computer and serving it;
 //! - [`revocation`]: what both sides share about revoking a pairing (§3.4);
+//! - [`org`]: the phone's side of its organisation server (activation, sync);
 //! - [`wake`]: which pairing a push notification woke the phone for;
 //! - [`hybrid`]: the phone side of the FIDO hybrid transport (caBLE v2).
 //!
@@ -15,6 +16,7 @@
 pub mod driver;
 pub mod hybrid;
 pub mod mailbox;
+pub mod org;
 pub mod pairing;
 pub mod revocation;
 pub mod tls;

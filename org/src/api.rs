@@ -43,6 +43,8 @@ pub struct AppState {
     pub mail_from: Mailbox,
     pub activate_limit: Limiter,
     pub auth_fail_limit: Limiter,
+    /// Opens the CA and batch keys sealed at rest.
+    pub sealer: pocketkey_core::crypto::seal::Sealer,
 }
 
 type Shared = Arc<AppState>;
@@ -57,7 +59,13 @@ pub fn router(state: Shared, console: Router, scim: Router, request_timeout: Dur
         .route("/keys", get(list_keys))
         .route("/attestation/root", get(attestation_root))
         .route("/audit", get(audit_export))
-        .route("/openapi.json", get(crate::openapi::serve));
+        .route("/openapi.json", get(crate::openapi::serve))
+        .route("/device/activate", post(crate::activation::activate))
+        .route("/device/challenge", post(crate::devices::challenge))
+        .route("/device/sync", post(crate::devices::sync))
+        .route("/keys/{id}/revoke", post(crate::lifecycle::revoke))
+        .route("/keys/{id}/suspend", post(crate::lifecycle::suspend))
+        .route("/keys/{id}/resume", post(crate::lifecycle::resume));
     Router::new()
         .nest("/api/v1", api)
         .route("/activate/{token}", get(activation_page))
@@ -179,7 +187,7 @@ impl FromRequestParts<Shared> for Admin {
 }
 
 /// The JSON body, or the typed error for a body that is too large or not the expected JSON.
-fn body<T>(payload: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+pub fn body<T>(payload: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
     match payload {
         Ok(Json(value)) => Ok(value),
         Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError::too_large()),
@@ -422,6 +430,9 @@ pub struct KeyEntry {
     pub last_seen_at: Option<String>,
     pub device_name: Option<String>,
     pub platform: Option<String>,
+    /// Why and by whom the status last changed (revoke, suspend, resume).
+    pub status_reason: Option<String>,
+    pub status_actor: Option<String>,
 }
 
 /// One page of the inventory.
@@ -483,7 +494,7 @@ pub async fn inventory_page(
     after: Option<&str>,
 ) -> Result<KeyPage, ApiError> {
     const COLUMNS: &str = "SELECT id, email, display_name, status, created_at, activated_at, \
-         last_seen_at, device_name, platform FROM keys";
+         last_seen_at, device_name, platform, status_reason, status_actor FROM keys";
     // One more than asked: whether it exists says if there is a next page.
     let fetch = i64::from(limit) + 1;
     let rows = match after {
@@ -530,6 +541,8 @@ pub async fn inventory_page(
                 last_seen_at: r.try_get(6)?,
                 device_name: r.try_get(7)?,
                 platform: r.try_get(8)?,
+                status_reason: r.try_get(9)?,
+                status_actor: r.try_get(10)?,
             })
         })
         .collect::<Result<Vec<_>, sqlx::Error>>()?;

@@ -1,19 +1,23 @@
 //! `pocketkey-org`: the organisation server (invites, attestation CA, inventory, audit log).
 //! See docs/org.md.
 
+mod activation;
 mod api;
 mod api_keys;
 mod audit;
 mod ca;
 mod clock;
 mod console;
+mod devices;
 mod error;
+mod lifecycle;
 mod limits;
 mod mail;
 mod migrations;
 mod openapi;
 mod org;
 mod pages;
+mod policy;
 mod secret;
 mod serve;
 mod state;
@@ -76,6 +80,28 @@ enum Command {
         /// The URL the server is reached at (as `serve --public-url`)
         #[arg(long, default_value = DEFAULT_PUBLIC_URL)]
         public_url: String,
+    },
+    /// Show or change the organisation's policy.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Change the policy (options not given keep their value); prints the policy as JSON.
+    Set {
+        #[command(flatten)]
+        db: DbArgs,
+        /// An RP id that gets enterprise attestation (repeatable; replaces the list)
+        #[arg(long = "enterprise-rp-id")]
+        enterprise_rp_ids: Vec<String>,
+        /// An RP id the key may serve for the organisation (repeatable; replaces the list)
+        #[arg(long = "allowed-rp-id")]
+        allowed_rp_ids: Vec<String>,
+        #[arg(long)]
+        user_verification_required: Option<bool>,
+        #[arg(long)]
+        min_pin_length: Option<u8>,
     },
 }
 
@@ -255,6 +281,32 @@ async fn run(command: Command) -> Result<ExitCode, String> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Policy(PolicyCommand::Set {
+            db,
+            enterprise_rp_ids,
+            allowed_rp_ids,
+            user_verification_required,
+            min_pin_length,
+        }) => {
+            let (_, pool) = db.open(state::Open::Existing).await?;
+            let given = |ids: Vec<String>| (!ids.is_empty()).then_some(ids);
+            let policy = policy::set(
+                &pool,
+                policy::Change {
+                    enterprise_rp_ids: given(enterprise_rp_ids),
+                    allowed_rp_ids: given(allowed_rp_ids),
+                    user_verification_required,
+                    min_pin_length,
+                },
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            println!(
+                "{}",
+                serde_json::to_string(&policy).expect("policy serialises")
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Serve(args) => serve(args).await.map(|()| ExitCode::SUCCESS),
     }
 }
@@ -276,6 +328,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let mailer = smtp
         .unwrap_or_else(|| mail::Mailer::Outbox(args.outbox.unwrap_or_else(|| dir.join("outbox"))));
     let org = org::load(&pool).await.map_err(|e| e.to_string())?;
+    let sealer = state::sealer(&state::master_key(&dir)?);
     let (activate_limit, auth_fail_limit) = api::limiters();
     let app_state = Arc::new(api::AppState {
         pool: pool.clone(),
@@ -285,8 +338,18 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         mail_from,
         activate_limit,
         auth_fail_limit,
+        sealer,
     });
-    let console = console::Console::new(app_state.clone())?.router();
+    // The console is a WebAuthn relying party whose id is the public URL's host; a URL whose
+    // host cannot be an RP id (an IP address) leaves the API serving and the console
+    // answering why it is off.
+    let console = match console::Console::new(app_state.clone()) {
+        Ok(console) => console.router(),
+        Err(why) => {
+            tracing::warn!(reason = %why, "admin console off");
+            console::unavailable(why)
+        }
+    };
     let scim = console::scim::router(app_state.clone());
     let shutdown = shutdown_signal()?;
     let listener = tokio::net::TcpListener::bind(args.listen)

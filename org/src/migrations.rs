@@ -15,6 +15,7 @@ use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
 /// Version and file of each migration, in order. A new one is appended, never edited.
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../migrations/0001_init.sql")),
+    (2, "devices", include_str!("../migrations/0002_devices.sql")),
     (
         3,
         "api key scope",

@@ -11,8 +11,12 @@ use axum::response::{IntoResponse, Response};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
+use crate::activation::{ActivateRequest, Activated, SealedBatchKey, Signed};
 use crate::api::{AuditQuery, InviteCreated, KeyEntry, KeyPage, KeysQuery, NewInvite};
+use crate::devices::{Challenge, ChallengeRequest, SyncAnswer, SyncRequest};
 use crate::error::ErrorBody;
+use crate::lifecycle::{ReasonBody, StatusChanged};
+use crate::org::Policy;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -30,12 +34,23 @@ use crate::error::ErrorBody;
         attestation_root,
         audit_export,
         openapi_json,
-        activation_page
+        activation_page,
+        device_activate,
+        device_challenge,
+        device_sync,
+        revoke_key,
+        suspend_key,
+        resume_key
     ),
-    components(schemas(ErrorBody, NewInvite, InviteCreated, KeyEntry, KeyPage)),
+    components(schemas(
+        ErrorBody, NewInvite, InviteCreated, KeyEntry, KeyPage, Signed, ActivateRequest,
+        Activated, SealedBatchKey, Policy, ChallengeRequest, Challenge, SyncRequest, SyncAnswer,
+        ReasonBody, StatusChanged
+    )),
     modifiers(&ApiKeyAuth),
     tags(
-        (name = "invites"), (name = "inventory"), (name = "organisation"), (name = "activation")
+        (name = "invites"), (name = "inventory"), (name = "organisation"), (name = "activation"),
+        (name = "devices"), (name = "lifecycle")
     )
 )]
 struct Doc;
@@ -132,6 +147,94 @@ fn attestation_root() {}
     security(("api_key" = [])))]
 #[allow(dead_code)]
 fn audit_export() {}
+
+#[utoipa::path(post, path = "/api/v1/device/activate", tag = "devices",
+    request_body(content = Signed, description = "`request` is the base64 JSON of an \
+        `ActivateRequest`; `signature` its ES256 signature by the device key it names"),
+    responses(
+        (status = 200, description = "Activated: the organisation's certificates, the batch key \
+         sealed to the request's box key, and the policy", body = Activated),
+        (status = 400, description = "invalid_json, invalid_request, invalid_csr", body = ErrorBody),
+        (status = 401, description = "bad_signature", body = ErrorBody),
+        (status = 403, description = "key_revoked", body = ErrorBody),
+        (status = 404, description = "link_not_valid: unknown or replaced token", body = ErrorBody),
+        (status = 409, description = "link_used", body = ErrorBody),
+        (status = 410, description = "link_expired", body = ErrorBody),
+        (status = 429, description = "rate_limited", body = ErrorBody),
+    ))]
+#[allow(dead_code)]
+fn device_activate() {}
+
+#[utoipa::path(post, path = "/api/v1/device/challenge", tag = "devices",
+    request_body = ChallengeRequest,
+    responses(
+        (status = 200, description = "A single-use nonce for the next sync", body = Challenge),
+        (status = 400, description = "invalid_json", body = ErrorBody),
+        (status = 401, description = "unknown_device", body = ErrorBody),
+        (status = 429, description = "rate_limited, or too many outstanding challenges", body = ErrorBody),
+    ))]
+#[allow(dead_code)]
+fn device_challenge() {}
+
+#[utoipa::path(post, path = "/api/v1/device/sync", tag = "devices",
+    request_body(content = SyncRequest, description = "the nonce and its ES256 signature by the \
+        device key"),
+    responses(
+        (status = 200, description = "The key's status, the policy and pending jobs", body = SyncAnswer),
+        (status = 400, description = "invalid_json", body = ErrorBody),
+        (status = 401, description = "unknown_device, challenge_invalid, bad_signature", body = ErrorBody),
+        (status = 429, description = "rate_limited", body = ErrorBody),
+    ))]
+#[allow(dead_code)]
+fn device_sync() {}
+
+#[utoipa::path(post, path = "/api/v1/keys/{id}/revoke", tag = "lifecycle",
+    params(("id" = String, Path, description = "The key's id")),
+    request_body(content = ReasonBody, description = "optional"),
+    responses(
+        (status = 200, description = "Revoked (final)", body = StatusChanged),
+        (status = 400, description = "invalid_json, invalid_reason", body = ErrorBody),
+        (status = 401, description = "unauthorized", body = ErrorBody),
+        (status = 403, description = "forbidden: a read-scoped API key", body = ErrorBody),
+        (status = 404, description = "not_found", body = ErrorBody),
+        (status = 409, description = "invalid_transition", body = ErrorBody),
+        (status = 429, description = "rate_limited", body = ErrorBody),
+    ),
+    security(("api_key" = [])))]
+#[allow(dead_code)]
+fn revoke_key() {}
+
+#[utoipa::path(post, path = "/api/v1/keys/{id}/suspend", tag = "lifecycle",
+    params(("id" = String, Path, description = "The key's id")),
+    request_body(content = ReasonBody, description = "optional"),
+    responses(
+        (status = 200, description = "Suspended until resumed", body = StatusChanged),
+        (status = 400, description = "invalid_json, invalid_reason", body = ErrorBody),
+        (status = 401, description = "unauthorized", body = ErrorBody),
+        (status = 403, description = "forbidden: a read-scoped API key", body = ErrorBody),
+        (status = 404, description = "not_found", body = ErrorBody),
+        (status = 409, description = "invalid_transition", body = ErrorBody),
+        (status = 429, description = "rate_limited", body = ErrorBody),
+    ),
+    security(("api_key" = [])))]
+#[allow(dead_code)]
+fn suspend_key() {}
+
+#[utoipa::path(post, path = "/api/v1/keys/{id}/resume", tag = "lifecycle",
+    params(("id" = String, Path, description = "The key's id")),
+    request_body(content = ReasonBody, description = "optional"),
+    responses(
+        (status = 200, description = "Active again", body = StatusChanged),
+        (status = 400, description = "invalid_json, invalid_reason", body = ErrorBody),
+        (status = 401, description = "unauthorized", body = ErrorBody),
+        (status = 403, description = "forbidden: a read-scoped API key", body = ErrorBody),
+        (status = 404, description = "not_found", body = ErrorBody),
+        (status = 409, description = "invalid_transition", body = ErrorBody),
+        (status = 429, description = "rate_limited", body = ErrorBody),
+    ),
+    security(("api_key" = [])))]
+#[allow(dead_code)]
+fn resume_key() {}
 
 #[utoipa::path(get, path = "/api/v1/openapi.json", tag = "organisation",
     responses((status = 200, description = "This document", content_type = "application/json")))]

@@ -7,8 +7,8 @@ use zeroize::Zeroizing;
 use crate::api_keys::{self, Scope};
 use crate::{audit, ca, clock, secret};
 
-/// The organisation's policy. Stored now; enforced on the phone in a later slice.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+/// The organisation's policy: phones receive it at activation and each sync, and enforce it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Policy {
     /// RP ids that get enterprise attestation (CTAP 2.1 §7.1, vendor-facilitated).
     pub enterprise_rp_ids: Vec<String>,
@@ -178,14 +178,4 @@ pub async fn revoke_api_key(pool: &AnyPool, id: &str, actor: &str) -> Result<boo
     audit::append(&mut tx, actor, "api_key.revoke", id, serde_json::json!({})).await?;
     tx.commit().await?;
     Ok(true)
-}
-
-/// The organisation's policy as stored.
-pub async fn load_policy(pool: &AnyPool) -> Result<Policy, OrgError> {
-    let row = sqlx::query("SELECT policy_json FROM org WHERE id = 1")
-        .fetch_optional(pool)
-        .await?
-        .ok_or(OrgError::Missing)?;
-    let json: String = row.try_get(0)?;
-    serde_json::from_str(&json).map_err(|e| OrgError::Other(format!("stored policy: {e}")))
 }

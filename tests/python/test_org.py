@@ -43,7 +43,9 @@ class Org:
     """An organisation and its `serve` processes: one on SQLite; on PostgreSQL two, sharing
     the database and the state directory (its master key), with requests alternating."""
 
-    def __init__(self, tmp_path, *serve_args, db=None):
+    def __init__(self, tmp_path, *serve_args, db=None, loopback=False, before_serve=None):
+        """`loopback`: one node whose public URL is its own address, so mailed links reach
+        it; `before_serve(self)` runs after init and the API key, before the servers start."""
         self.state = tmp_path / "state"
         self.outbox = tmp_path / "outbox"
         self.db = db or SqliteDb(self.state)
@@ -54,14 +56,22 @@ class Org:
         out = self.cli("api-key", "create", "--name", "ci").stdout
         assert out.startswith("api-key: ") and out.count("\n") == 1
         self.api_key = out.split(": ", 1)[1].strip()
+        if before_serve:
+            before_serve(self)
         self.nodes = []
-        for n in range(2 if self.db.name == "postgres" else 1):
+        for n in range(2 if self.db.name == "postgres" and not loopback else 1):
             log_path = tmp_path / f"serve{n}.log"
             log = open(log_path, "w")
             outbox = [] if "--smtp" in serve_args else ["--outbox", str(self.outbox)]
+            listen, public_url = "127.0.0.1:0", PUBLIC_URL
+            if loopback:
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", 0))
+                    listen = f"127.0.0.1:{s.getsockname()[1]}"
+                public_url = f"http://{listen}"
             proc = subprocess.Popen(
-                [BIN, "serve", "--state-dir", str(self.state), *self.db_args, "--listen", "127.0.0.1:0",
-                 "--public-url", PUBLIC_URL, *outbox, *serve_args],
+                [BIN, "serve", "--state-dir", str(self.state), *self.db_args, "--listen", listen,
+                 "--public-url", public_url, *outbox, *serve_args],
                 stdout=subprocess.PIPE, stderr=log, text=True,
             )
             line = proc.stdout.readline()
@@ -72,7 +82,7 @@ class Org:
 
     def cli(self, *args, check=True):
         """A `pocketkey-org` command on this organisation's state directory and database."""
-        command, rest = (args[:2], args[2:]) if args[0] in ("api-key", "audit") else (args[:1], args[1:])
+        command, rest = (args[:2], args[2:]) if args[0] in ("api-key", "audit", "policy") else (args[:1], args[1:])
         return run(*command, "--state-dir", str(self.state), *self.db_args, *rest, check=check)
 
     def next_base(self, node=None):
@@ -650,7 +660,9 @@ def test_the_openapi_document_parses_and_lists_every_route_the_server_serves(org
     assert ops == {
         ("POST", "/api/v1/invites"), ("POST", "/api/v1/invites/{id}/resend"), ("GET", "/api/v1/keys"),
         ("GET", "/api/v1/attestation/root"), ("GET", "/api/v1/audit"), ("GET", "/api/v1/openapi.json"),
-        ("GET", "/activate/{token}"),
+        ("GET", "/activate/{token}"), ("POST", "/api/v1/device/activate"), ("POST", "/api/v1/device/challenge"),
+        ("POST", "/api/v1/device/sync"), ("POST", "/api/v1/keys/{id}/revoke"), ("POST", "/api/v1/keys/{id}/suspend"),
+        ("POST", "/api/v1/keys/{id}/resume"),
     }
     no_route = {"error": "not_found", "message": "no such route"}
     for method, path in sorted(ops):

@@ -105,6 +105,34 @@ fn activation_links() {
             token: "x".into()
         })
     );
+    // The form pocketkey-org mails: the token as the last path segment.
+    let token = "0123456789abcdef".repeat(4);
+    for url in [
+        format!("https://keys.example.com/activate/{token}"),
+        format!("https://keys.example.com:8443/org/activate/{token}"),
+    ] {
+        assert_eq!(
+            scan(&url),
+            Ok(ScannedCode::Activation {
+                url: url.clone(),
+                token: token.clone()
+            })
+        );
+    }
+    for bad in [
+        format!("https://keys.example.com/activate/{token}?token=x"),
+        format!("https://u:p@keys.example.com/activate/{token}"),
+    ] {
+        assert_eq!(scan(&bad), Err(ScanError::Malformed), "{bad}");
+    }
+    for other in [
+        "https://example.com/activate/welcome".to_string(),
+        format!("https://example.com/activate/{token}/more"),
+        format!("https://example.com/deactivate/{token}"),
+        format!("http://keys.example.com/activate/{token}"),
+    ] {
+        assert_eq!(scan(&other), Err(ScanError::NotOurs), "{other}");
+    }
     for bad in [
         "pocketkey://activate",
         "pocketkey://activate?token=",

@@ -2,12 +2,14 @@
 //! certificate of a U2F registration.
 
 mod certificates;
+mod csr;
 
 use ciborium::value::Value;
 
 pub use certificates::{
     fresh_u2f_attestation, provision_batch, CertificateError, ProvisionedBatch,
 };
+pub use csr::{make_csr, verify_csr, CsrError};
 
 use crate::crypto::es256::Es256Key;
 use crate::crypto::signing::PrivateKey;
@@ -38,6 +40,10 @@ pub struct AttestationConfig {
     pub batch: Option<AttestationKey>,
     /// Enterprise attestation (unique per device) and the RP ids it may be given to.
     pub enterprise: Option<(AttestationKey, Vec<String>)>,
+    /// Honour only vendor-facilitated requests (1: the listed RP ids), never
+    /// platform-managed ones (2: any RP the platform names). An organisation's key gives its
+    /// per-device certificate to the organisation's RPs alone.
+    pub vendor_facilitated_only: bool,
 }
 
 /// Which statement to produce for one registration.
@@ -109,7 +115,8 @@ impl AttestationConfig {
     pub fn enterprise_allowed(&self, rp_id: &str, request: u64) -> bool {
         match &self.enterprise {
             Some((_, rp_ids)) => {
-                request == 2 || (request == 1 && rp_ids.iter().any(|r| r == rp_id))
+                (request == 2 && !self.vendor_facilitated_only)
+                    || (request == 1 && rp_ids.iter().any(|r| r == rp_id))
             }
             None => false,
         }
@@ -120,6 +127,25 @@ impl AttestationConfig {
 mod tests {
     use super::*;
     use crate::store::Algorithm;
+
+    #[test]
+    fn vendor_facilitated_only_refuses_platform_managed_requests() {
+        let key = || AttestationKey {
+            key: Es256Key::generate(),
+            chain: vec![vec![1]],
+        };
+        let mut cfg = AttestationConfig {
+            enterprise: Some((key(), vec!["corp.example".into()])),
+            ..AttestationConfig::default()
+        };
+        assert!(cfg.enterprise_allowed("any.example", 2));
+        assert!(cfg.enterprise_allowed("corp.example", 1));
+        cfg.vendor_facilitated_only = true;
+        assert!(!cfg.enterprise_allowed("any.example", 2));
+        assert!(!cfg.enterprise_allowed("corp.example", 2));
+        assert!(cfg.enterprise_allowed("corp.example", 1));
+        assert!(!cfg.enterprise_allowed("any.example", 1));
+    }
 
     #[test]
     fn self_attestation_uses_the_credential_key() {

@@ -23,7 +23,12 @@ impl Authenticator {
                 }
                 settings.enterprise_attestation = true;
             }
-            Sub::ToggleAlwaysUv => settings.always_uv = !settings.always_uv,
+            Sub::ToggleAlwaysUv => {
+                if settings.always_uv && self.config.always_uv_locked {
+                    return Err(CtapError::OperationDenied);
+                }
+                settings.always_uv = !settings.always_uv;
+            }
             Sub::SetMinPinLength {
                 new_min_pin_length,
                 rp_ids,

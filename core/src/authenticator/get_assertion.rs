@@ -43,6 +43,7 @@ struct AssertionContext {
 impl Authenticator {
     pub(crate) fn get_assertion(&mut self, req: Request, cx: &RequestContext) -> Reply {
         self.pin_uv_preamble(&req.pin_uv_auth, cx)?;
+        self.check_rp_allowed(&req.rp_id)?;
         // "rk" is not an option of getAssertion (§6.2.2 step 5).
         if req.options.rk.is_some() {
             return Err(CtapError::UnsupportedOption);

@@ -59,6 +59,13 @@ pub struct Config {
     /// then has no `uv` option and the key is a plain CTAP 2.1 key whose only user
     /// verification is the PIN. A runtime property of the key, not stored.
     pub builtin_uv: bool,
+    /// RP ids this key must not serve now: those of an organisation that suspended or revoked
+    /// the key (docs/org.md). makeCredential and getAssertion for them are
+    /// CTAP2_ERR_OPERATION_DENIED.
+    pub refused_rp_ids: Vec<String>,
+    /// An organisation's policy requires user verification: authenticatorConfig may not turn
+    /// alwaysUv off (CTAP2_ERR_OPERATION_DENIED).
+    pub always_uv_locked: bool,
 }
 
 /// PocketKey's AAGUID: 9b1f5c0e-7d3a-4c62-a8e1-3f6b2d4c5a71.
@@ -77,6 +84,8 @@ impl Default for Config {
             backup_eligible: false,
             firmware_version: 1,
             builtin_uv: true,
+            refused_rp_ids: Vec::new(),
+            always_uv_locked: false,
         }
     }
 }
@@ -203,6 +212,30 @@ impl Authenticator {
     /// Read access to the store, for apps listing passkeys.
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// Attest as `attestation` from the next request on: the key joined or left an
+    /// organisation (activation, revocation) while running.
+    pub fn set_attestation(&mut self, attestation: AttestationConfig) {
+        self.config.attestation = attestation;
+    }
+
+    /// Refuses `rp_ids` from the next request on (an organisation suspended or revoked it).
+    pub fn set_refused_rp_ids(&mut self, rp_ids: Vec<String>) {
+        self.config.refused_rp_ids = rp_ids;
+    }
+
+    /// Keeps alwaysUv from being turned off while `locked` (an organisation's policy).
+    pub fn set_always_uv_locked(&mut self, locked: bool) {
+        self.config.always_uv_locked = locked;
+    }
+
+    /// Whether the organisation's status forbids serving `rp_id` now.
+    pub(crate) fn check_rp_allowed(&self, rp_id: &str) -> CtapResult<()> {
+        if self.config.refused_rp_ids.iter().any(|r| r == rp_id) {
+            return Err(CtapError::OperationDenied);
+        }
+        Ok(())
     }
 
     /// Stateful continuations end when any other command arrives (CTAP 2.1 §6.3, §6.8).

@@ -9,4 +9,5 @@ pub mod master_key;
 pub mod noise;
 pub mod record_mac;
 pub mod seal;
+pub mod sealed_box;
 pub mod signing;

@@ -19,7 +19,8 @@
 //!
 //! Modules: `open` (connection, pragmas, schema check and migrations, reset), `schema` (the
 //! tables and their migrations), `settings`, `counter`, `credentials`, `large_blob` (the
-//! store's operations, one table each), `rows` (row ↔ struct), `sealing`, `integrity`,
+//! store's operations, one table each), `org_identity` (the organisation it was activated
+//! with), `rows` (row ↔ struct), `sealing`, `integrity`,
 //! `private_file`.
 
 mod counter;
@@ -28,6 +29,7 @@ mod integrity;
 mod large_blob;
 pub mod lock;
 mod open;
+mod org_identity;
 pub(crate) mod private_file;
 mod rows;
 mod schema;
@@ -38,4 +40,5 @@ mod tests;
 mod types;
 
 pub use open::{Store, MAX_DISCOVERABLE_CREDENTIALS};
+pub use org_identity::{OrgAttestation, OrgIdentity, OrgPolicy, OrgStatus};
 pub use types::*;

@@ -20,7 +20,13 @@ pub(super) const APPLICATION_ID: i32 = 0x504B_4559;
 type Migration = fn(&Transaction<'_>, &StoreKeys) -> Result<(), StoreError>;
 
 /// Ordered: entry `i` migrates version `i` → `i + 1`.
-const MIGRATIONS: &[Migration] = &[v1_initial, v2_key_check, v3_record_tags, v4_uv_public_key];
+const MIGRATIONS: &[Migration] = &[
+    v1_initial,
+    v2_key_check,
+    v3_record_tags,
+    v4_uv_public_key,
+    v5_org_identity,
+];
 
 /// The newest schema version this build knows.
 pub(super) const LATEST_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -158,6 +164,18 @@ fn v3_record_tags(tx: &Transaction<'_>, keys: &StoreKeys) -> Result<(), StoreErr
 /// stay valid without re-tagging.
 fn v4_uv_public_key(tx: &Transaction<'_>, _keys: &StoreKeys) -> Result<(), StoreError> {
     tx.execute_batch("ALTER TABLE settings ADD COLUMN uv_public_key BLOB")?;
+    Ok(())
+}
+
+/// Schema v5: `org_identity`, one row holding the organisation this key was activated with,
+/// sealed as a whole (`org_identity.rs`).
+fn v5_org_identity(tx: &Transaction<'_>, _keys: &StoreKeys) -> Result<(), StoreError> {
+    tx.execute_batch(
+        "CREATE TABLE org_identity (
+            id     INTEGER NOT NULL PRIMARY KEY CHECK (id = 0),
+            sealed BLOB    NOT NULL
+        ) STRICT;",
+    )?;
     Ok(())
 }
 

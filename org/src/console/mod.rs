@@ -98,6 +98,20 @@ impl Console {
     }
 }
 
+/// The console's routes when it cannot run at this public URL: every page answers `503`
+/// with the reason.
+pub fn unavailable(reason: String) -> Router {
+    let message = format!(
+        "The admin console is off on this server: {reason}. Passkeys need the server's \
+         --public-url to name a domain (e.g. http://localhost:8080 or https://keys.example.com), \
+         not an IP address."
+    );
+    Router::new().fallback(move || {
+        let message = message.clone();
+        async move { error::ConsoleError::Status(StatusCode::SERVICE_UNAVAILABLE, message) }
+    })
+}
+
 async fn stylesheet() -> Response {
     (
         [(header::CONTENT_TYPE, "text/css; charset=utf-8")],

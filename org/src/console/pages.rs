@@ -122,6 +122,8 @@ mod tests {
             last_seen_at: seen.map(String::from),
             device_name: None,
             platform: None,
+            status_reason: None,
+            status_actor: None,
         }
     }
 
@@ -381,7 +383,7 @@ pub async fn policy(
     State(state): State<Shared>,
     session: Session,
 ) -> Result<Response, ConsoleError> {
-    let policy = org::load_policy(&state.app.pool)
+    let policy = crate::policy::load(&state.app.pool)
         .await
         .map_err(ConsoleError::internal)?;
     Ok(Html(views::policy(&state, &session, &policy)?).into_response())

@@ -1,0 +1,144 @@
+//! Joining an organisation from its invite (docs/org.md): `SecurityKey.activate(link)`.
+//! The protocol is `pocketkey_net::org`, the same code path as `pocketkey activate`.
+
+use pocketkey_core::attestation::AttestationConfig;
+use pocketkey_core::authenticator::Authenticator;
+use pocketkey_core::store::{OrgIdentity, OrgStatus, Store};
+use pocketkey_net::org::{self as client, ActivationLink, OrgClientError};
+
+use crate::errors::PocketKeyError;
+use crate::security_key::{lock, SecurityKey};
+use crate::types::AttestationKind;
+
+/// What the organisation's inventory calls this platform.
+fn platform() -> &'static str {
+    match std::env::consts::OS {
+        "android" => "android",
+        "ios" => "ios",
+        other => other,
+    }
+}
+
+#[uniffi::export]
+impl SecurityKey {
+    /// Joins the organisation whose invite holds `link` (`https://…/activate/<token>`, as
+    /// `classify_scan` recognises it) and returns the organisation's name. From then on the
+    /// key attests as the organisation's. Blocks on the network: call it off the main thread.
+    /// `device_name` is what the organisation's inventory shows (default: "Phone").
+    #[uniffi::method(default(device_name = None))]
+    pub fn activate(
+        &self,
+        link: String,
+        device_name: Option<String>,
+    ) -> Result<String, PocketKeyError> {
+        let link = ActivationLink::parse(&link)?;
+        if let Some(existing) = lock(&self.side)
+            .load_org_identity()
+            .map_err(PocketKeyError::storage)?
+        {
+            if existing.status != OrgStatus::Revoked {
+                return Err(PocketKeyError::AlreadyActivated {
+                    organisation: existing.org_name,
+                });
+            }
+        }
+        // The network first, without holding the engine: requests go on meanwhile.
+        let identity =
+            client::activate(&link, device_name.as_deref().unwrap_or("Phone"), platform())?;
+        let attestation = identity
+            .attestation_config()
+            .map_err(PocketKeyError::storage)?;
+        // Lock order: engine, then side (settings are written through side only under both).
+        let mut engine = lock(&self.engine);
+        let mut side = lock(&self.side);
+        side.save_org_identity(&identity)
+            .map_err(PocketKeyError::storage)?;
+        apply(&mut engine, &mut side, &identity, attestation)?;
+        *lock(&self.attestation) = AttestationKind::Batch;
+        Ok(identity.org_name)
+    }
+
+    /// Asks the organisation where this key stands (proving the device key with a
+    /// single-use challenge), applies it and returns it for the app to show: suspended or
+    /// revoked, the organisation's sites are refused; revoked, its attestation keys and
+    /// certificates are deleted for good. Blocks on the network: call it off the main thread.
+    pub fn sync_organisation(&self) -> Result<OrganisationState, PocketKeyError> {
+        let Some(mut identity) = lock(&self.side)
+            .load_org_identity()
+            .map_err(PocketKeyError::storage)?
+        else {
+            return Err(PocketKeyError::NoOrganisation);
+        };
+        let answer = client::sync(&identity).map_err(|e| match e {
+            e @ (OrgClientError::Refused { .. } | OrgClientError::Protocol(_)) => {
+                PocketKeyError::OrganisationSyncFailed {
+                    detail: e.to_string(),
+                }
+            }
+            other => other.into(),
+        })?;
+        let reason = answer.reason.clone();
+        client::apply(&mut identity, answer);
+        let attestation = identity
+            .attestation_config()
+            .map_err(PocketKeyError::storage)?;
+        let mut engine = lock(&self.engine);
+        let mut side = lock(&self.side);
+        side.save_org_identity(&identity)
+            .map_err(PocketKeyError::storage)?;
+        let batch = attestation.as_ref().is_some_and(|a| a.batch.is_some());
+        apply(&mut engine, &mut side, &identity, attestation)?;
+        *lock(&self.attestation) = if batch {
+            AttestationKind::Batch
+        } else {
+            AttestationKind::SelfAttestation
+        };
+        Ok(OrganisationState {
+            name: identity.org_name,
+            status: match identity.status {
+                OrgStatus::Active => OrganisationStatus::Active,
+                OrgStatus::Suspended => OrganisationStatus::Suspended,
+                OrgStatus::Revoked => OrganisationStatus::Revoked,
+            },
+            reason,
+        })
+    }
+}
+
+/// Where the key stands with its organisation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum OrganisationStatus {
+    Active,
+    /// The organisation's sites are refused until it resumes the key.
+    Suspended,
+    /// The organisation's sites are refused and its attestation keys are deleted, for good.
+    Revoked,
+}
+
+/// What `sync_organisation` learnt.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct OrganisationState {
+    pub name: String,
+    pub status: OrganisationStatus,
+    /// The administrator's reason for a suspension or revocation.
+    pub reason: Option<String>,
+}
+
+/// Makes the running engine and the settings follow `identity`. Called with the engine and
+/// side locks held (in that order).
+fn apply(
+    engine: &mut Authenticator,
+    side: &mut Store,
+    identity: &OrgIdentity,
+    attestation: Option<AttestationConfig>,
+) -> Result<(), PocketKeyError> {
+    let mut settings = side.load_settings().map_err(PocketKeyError::storage)?;
+    if identity.apply_to_settings(&mut settings) {
+        side.save_settings(&settings)
+            .map_err(PocketKeyError::storage)?;
+    }
+    engine.set_attestation(attestation.unwrap_or_default());
+    engine.set_refused_rp_ids(identity.refused_rp_ids());
+    engine.set_always_uv_locked(identity.locks_always_uv());
+    Ok(())
+}

@@ -1,0 +1,33 @@
+//! What a phone and its organisation server sign and seal for each other (docs/org.md,
+//! "Activation" and "Device authentication"), in one place so both sides build the same
+//! bytes. No transport here: the `net` crate carries these over HTTPS.
+
+/// Prefix of the bytes a device key signs to activate: the prefix, then the request body.
+pub const ACTIVATE_CONTEXT: &[u8] = b"pocketkey-org activate v1\0";
+/// Prefix of the bytes a device key signs to answer a sync challenge.
+pub const SYNC_CONTEXT: &[u8] = b"pocketkey-org sync v1\0";
+
+/// What the device key signs when activating with `request` (the exact request bytes sent).
+pub fn activate_signed_bytes(request: &[u8]) -> Vec<u8> {
+    [ACTIVATE_CONTEXT, request].concat()
+}
+
+/// What the device key signs to answer the server's single-use `nonce` for key `key_id`.
+pub fn sync_signed_bytes(key_id: &str, nonce: &str) -> Vec<u8> {
+    let mut v = SYNC_CONTEXT.to_vec();
+    for part in [key_id, nonce] {
+        v.extend_from_slice(&(part.len() as u64).to_be_bytes());
+        v.extend_from_slice(part.as_bytes());
+    }
+    v
+}
+
+/// The context the batch key is sealed to the phone under (see [`crate::crypto::sealed_box`]):
+/// it binds the box to the inventory entry it was made for.
+pub fn batch_key_context(key_id: &str) -> Vec<u8> {
+    [
+        b"pocketkey-org batch key v1\0".as_slice(),
+        key_id.as_bytes(),
+    ]
+    .concat()
+}
