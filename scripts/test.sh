@@ -119,7 +119,7 @@ as_root() {
 }
 
 # ---------------------------------------------------------------------------------------
-# 1. System packages (Debian): libfido2 command-line tools, headers, a C compiler.
+# 1. System packages (Debian): libfido2 command-line tools, headers, a C compiler, redis-server.
 
 install_system_packages() {
     local missing=()
@@ -132,6 +132,8 @@ install_system_packages() {
     command -v dbus-run-session >/dev/null 2>&1 || missing+=(dbus-daemon)
     # bridge/tests/key_at_rest.rs: the bridge's master key in a real Secret Service
     command -v gnome-keyring-daemon >/dev/null 2>&1 || missing+=(gnome-keyring)
+    # relay/tests/nodes.rs and tests/python/test_relay_nodes.py: relay nodes sharing a Redis
+    command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
     # the uhid test boots a kernel in QEMU (tests/uhid/run.sh)
     if [ -z "${PK_SKIP_UHID_VM:-}" ]; then
         command -v qemu-system-x86_64 >/dev/null 2>&1 || missing+=(qemu-system-x86)

@@ -5,6 +5,7 @@
 
 pub mod mailbox;
 pub mod program;
+pub mod redis;
 
 use std::net::SocketAddr;
 use std::time::Duration;
