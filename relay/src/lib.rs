@@ -32,6 +32,7 @@ pub mod pump;
 pub mod push;
 pub mod redis_state;
 pub mod registry;
+mod remote_tunnel;
 mod tunnel;
 
 pub use config::Config;
@@ -67,6 +68,8 @@ pub(crate) struct Shared {
     pub limits: Arc<dyn SharedLimits>,
     /// With Redis: where other nodes' connections are, and the way to them.
     pub mesh: Option<Arc<RedisState>>,
+    /// The tunnels of this node whose other socket is on another node.
+    pub remote_tunnels: remote_tunnel::Inboxes,
 }
 
 /// Everything a relay node serves with besides its [`Config`]; [`Default`]: in-memory
@@ -204,6 +207,7 @@ pub fn serve_with(
         push,
         pairing_limits,
         mesh,
+        remote_tunnels: remote_tunnel::Inboxes::default(),
     });
     if let Some(mesh) = shared.mesh.clone() {
         let live = Arc::downgrade(&shared);
@@ -211,7 +215,11 @@ pub fn serve_with(
         tokio::spawn(mesh.listen(
             move |message| {
                 if let Some(shared) = live.upgrade() {
-                    shared.live.deliver(message);
+                    if message.kind >= redis_state::kind::TUNNEL_JOIN {
+                        remote_tunnel::deliver(&shared, message);
+                    } else {
+                        shared.live.deliver(message);
+                    }
                 }
             },
             stop,

@@ -171,6 +171,13 @@ pub(crate) mod kind {
     /// Close the mailbox's connections with the code in the payload after what they have
     /// queued (the mailbox was deleted).
     pub const CLOSE: u8 = 3;
+    /// caBLE (`crate::remote_tunnel`; the id is the tunnel id): a browser on the sending node
+    /// (named in the payload) joins the tunnel.
+    pub const TUNNEL_JOIN: u8 = 4;
+    /// caBLE: one message for the socket of the tunnel on the receiving node.
+    pub const TUNNEL_DATA: u8 = 5;
+    /// caBLE: the other half ended; the payload is the close frame for this node's socket.
+    pub const TUNNEL_CLOSE: u8 = 6;
 }
 
 /// A message between nodes, decoded.
@@ -525,12 +532,21 @@ impl RedisState {
     }
 
     async fn publish(&self, node: &str, message: &NodeMessage) -> Result<(), StoreError> {
+        self.publish_to(node, message).await.map(|_| ())
+    }
+
+    /// Sends `message` to `node`: whether that node got it (false: it is gone).
+    pub(crate) async fn publish_to(
+        &self,
+        node: &str,
+        message: &NodeMessage,
+    ) -> Result<bool, StoreError> {
         redis::cmd("PUBLISH")
             .arg(format!("{PREFIX}node:{node}"))
             .arg(message.encode())
             .query_async::<i64>(&mut self.conn.clone())
             .await
-            .map(|_| ())
+            .map(|receivers| receivers > 0)
             .map_err(unavailable)
     }
 

@@ -7,9 +7,13 @@ use std::time::Duration;
 
 use common::mailbox::{attach, attach_from, attach_request, frame, pairing, put, status_of};
 use common::redis::{node, Redis};
-use common::{closed, PATIENCE};
+use common::{
+    cable_request, closed, connect_url, join, open, recv, refused, send, tunnel_id, PATIENCE,
+};
 use pocketkey_core::pairing::relay::{close_code, RelayErrorCode, RelayFrame};
 use pocketkey_core::pairing::Role;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 
 fn data(bytes: &[u8]) -> RelayFrame {
     RelayFrame::Data(bytes.to_vec())
@@ -194,4 +198,53 @@ async fn without_redis_nodes_serve_their_own_clients_and_recover() {
     let (mut bridge, mut phone) = keys;
     put(&mut bridge, data(b"back")).await;
     assert_eq!(frame(&mut phone).await, data(b"back"));
+}
+
+/// caBLE: the phone's `new` on node A, the browser's `connect` on node B. What the phone sent
+/// before the join, then messages both ways, cross; the browser's close frame reaches the
+/// phone unchanged; the tunnel's one join is used up on every node (410).
+#[tokio::test]
+async fn a_tunnel_joins_across_nodes() {
+    let redis = Redis::start();
+    let (a, b) = (node(&redis.url(), &[]), node(&redis.url(), &[]));
+    let tunnel = tunnel_id();
+    let (mut phone, routing) = open(a.addr, &tunnel).await;
+    send(&mut phone, b"before the join").await;
+    let mut browser = join(b.addr, &routing, &tunnel).await;
+    assert_eq!(recv(&mut browser).await, b"before the join");
+    send(&mut browser, b"handshake").await;
+    assert_eq!(recv(&mut phone).await, b"handshake");
+    for n in 0..20u8 {
+        send(&mut phone, &[n]).await;
+    }
+    for n in 0..20u8 {
+        assert_eq!(recv(&mut browser).await, [n]);
+    }
+    assert_eq!(
+        refused(cable_request(&connect_url(a.addr, &routing, &tunnel))).await,
+        410
+    );
+
+    browser
+        .close(Some(CloseFrame {
+            code: CloseCode::Normal,
+            reason: "done".into(),
+        }))
+        .await
+        .unwrap();
+    assert_eq!(closed(phone).await, (1000, "done".to_string()));
+}
+
+/// caBLE across nodes, the other way round: the phone closes (here by going away without a
+/// close frame), the browser on the other node gets 1001.
+#[tokio::test]
+async fn a_phone_gone_closes_the_browser_on_the_other_node() {
+    let redis = Redis::start();
+    let (a, b) = (node(&redis.url(), &[]), node(&redis.url(), &[]));
+    let tunnel = tunnel_id();
+    let (phone, routing) = open(a.addr, &tunnel).await;
+    let mut browser = join(b.addr, &routing, &tunnel).await;
+    send(&mut browser, b"hello").await;
+    drop(phone);
+    assert_eq!(closed(browser).await.0, 1001);
 }
