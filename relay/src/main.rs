@@ -454,6 +454,7 @@ async fn main() -> ExitCode {
         let redis = match RedisState::connect(url, args.store_limits(), presence_ttl).await {
             Ok(redis) => redis,
             Err(error) => {
+                let url = redacted(url);
                 eprintln!("pocketkey-relay: cannot use --redis {url}: {error}");
                 return ExitCode::FAILURE;
             }
@@ -491,6 +492,18 @@ async fn main() -> ExitCode {
         ..Services::default()
     };
     run(&args, config, services, &mut signals).await
+}
+
+/// A Redis URL for messages: its password (`redis://:PASSWORD@host`) replaced.
+fn redacted(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("redacted"));
+            parsed.to_string()
+        }
+        Ok(_) => url.to_string(),
+        Err(_) => "(not a URL)".to_string(),
+    }
 }
 
 /// Listens, says where, serves until a signal, then shuts down.
@@ -543,6 +556,15 @@ mod tests {
 
     fn file(path: &str) -> StateLocation {
         StateLocation::File(PathBuf::from(path))
+    }
+
+    #[test]
+    fn redis_passwords_stay_out_of_messages() {
+        let shown = redacted("redis://user:s3cret@127.0.0.1:6379/2");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("127.0.0.1:6379/2"), "{shown}");
+        assert_eq!(redacted("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        assert_eq!(redacted("not a url s3cret"), "(not a URL)");
     }
 
     #[test]
