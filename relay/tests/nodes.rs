@@ -6,11 +6,14 @@ mod common;
 use std::time::Duration;
 
 use common::mailbox::{attach, attach_from, attach_request, frame, pairing, put, status_of};
+use common::push::{register, sink, webhook};
 use common::redis::{node, Redis};
 use common::{
     cable_request, closed, connect_url, join, open, recv, refused, send, tunnel_id, PATIENCE,
 };
-use pocketkey_core::pairing::relay::{close_code, RelayErrorCode, RelayFrame};
+use pocketkey_core::pairing::relay::{
+    close_code, frame_type, RelayErrorCode, RelayFrame, WakeResult,
+};
 use pocketkey_core::pairing::Role;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -247,4 +250,36 @@ async fn a_phone_gone_closes_the_browser_on_the_other_node() {
     send(&mut browser, b"hello").await;
     drop(phone);
     assert_eq!(closed(browser).await.0, 1001);
+}
+
+/// The push target the phone registered through node A serves a WAKE on node B, and the
+/// one-push-per-mailbox interval holds across nodes: a second WAKE of the same mailbox on the
+/// other node within it is rate-limited (4), where each node alone would have pushed.
+#[tokio::test]
+async fn push_targets_and_the_wake_interval_are_shared() {
+    let hook = sink().await;
+    let allow = format!("http://{hook}/");
+    let redis = Redis::start();
+    let args = ["--webhook-allow", allow.as_str()];
+    let (a, b) = (node(&redis.url(), &args), node(&redis.url(), &args));
+    let keys = pairing().2;
+    assert_eq!(
+        register(a.addr, &keys, webhook(format!("http://{hook}/wake"))).await,
+        RelayFrame::Ack(frame_type::PUSH_REGISTER)
+    );
+    let mut results = Vec::new();
+    for addr in [b.addr, a.addr] {
+        let mut bridge = attach(addr, &keys, Role::Bridge).await;
+        // The phone's detach may still be on its way: wait until the relay says absent.
+        while frame(&mut bridge).await != ABSENT {}
+        put(&mut bridge, RelayFrame::Wake).await;
+        results.push(frame(&mut bridge).await);
+    }
+    assert_eq!(
+        results,
+        [
+            RelayFrame::WakeResult(WakeResult::PushSent),
+            RelayFrame::WakeResult(WakeResult::RateLimited),
+        ]
+    );
 }

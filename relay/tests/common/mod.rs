@@ -5,6 +5,7 @@
 
 pub mod mailbox;
 pub mod program;
+pub mod push;
 pub mod redis;
 
 use std::net::SocketAddr;
