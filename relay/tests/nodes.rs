@@ -283,3 +283,69 @@ async fn push_targets_and_the_wake_interval_are_shared() {
         ]
     );
 }
+
+/// The Redis store keeps the single-node stores' rules (relay/src/mailbox_store.rs): a
+/// tombstone drops the push target and refuses new ones; the cap on push targets counts
+/// across every node's registrations and refuses only a new mailbox; a tombstone frees its
+/// target's place.
+#[tokio::test]
+async fn the_redis_store_keeps_the_store_rules() {
+    use pocketkey_core::pairing::mailbox::MailboxId;
+    use pocketkey_relay::{MailboxStore, RedisState, SetOutcome, StoreLimits};
+
+    let redis = Redis::start();
+    let limits = StoreLimits {
+        max_push_targets: 2,
+        ..StoreLimits::default()
+    };
+    let ttl = Duration::from_secs(60);
+    let one = RedisState::connect(&redis.url(), limits, ttl)
+        .await
+        .unwrap();
+    let other = RedisState::connect(&redis.url(), limits, ttl)
+        .await
+        .unwrap();
+    let target = |n: u8| webhook(format!("http://127.0.0.1:9/{n}"));
+    let m = |n: u8| MailboxId([n; 16]);
+
+    assert_eq!(
+        one.set_push_target(m(1), Some(target(1))).await,
+        Ok(SetOutcome::Done)
+    );
+    assert_eq!(
+        other.set_push_target(m(2), Some(target(2))).await,
+        Ok(SetOutcome::Done)
+    );
+    assert_eq!(
+        one.set_push_target(m(3), Some(target(3))).await,
+        Ok(SetOutcome::Full)
+    );
+    // A replacement is not a new mailbox.
+    let replaced = target(9);
+    assert_eq!(
+        other.set_push_target(m(1), Some(replaced.clone())).await,
+        Ok(SetOutcome::Done)
+    );
+    assert_eq!(one.push_target(m(1)).await, Ok(Some(replaced)));
+
+    assert_eq!(one.is_tombstoned(m(1)).await, Ok(false));
+    other.tombstone(m(1)).await.unwrap();
+    assert_eq!(one.is_tombstoned(m(1)).await, Ok(true));
+    assert_eq!(one.push_target(m(1)).await, Ok(None));
+    assert_eq!(
+        one.set_push_target(m(1), Some(target(1))).await,
+        Ok(SetOutcome::Revoked)
+    );
+    // Its place is free again.
+    assert_eq!(
+        one.set_push_target(m(3), Some(target(3))).await,
+        Ok(SetOutcome::Done)
+    );
+    // Unregistering frees a place too.
+    assert_eq!(one.set_push_target(m(2), None).await, Ok(SetOutcome::Done));
+    assert_eq!(one.push_target(m(2)).await, Ok(None));
+    assert_eq!(
+        one.set_push_target(m(4), Some(target(4))).await,
+        Ok(SetOutcome::Done)
+    );
+}
