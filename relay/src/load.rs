@@ -4,6 +4,8 @@
 //! - `idle`: attaches N pairings (2N mailbox connections, from 127.0.0.2, .3, … so that no
 //!   one source address runs out of ports), then reads the relay's memory (VmRSS) and CPU time
 //!   from /proc before and after: KiB per connection, and CPU while they idle.
+//! - `tunnels`: caBLE tunnel set-ups, one after another (phone `new`, browser `connect`, one
+//!   message each way, close), both on one node and across two: set-ups per second.
 //! - `hop`: round trips of DATA frames (bridge → phone → bridge) between a bridge and a phone
 //!   on the same node and on two nodes sharing Redis: p50 / p99 of each, and what the hop adds.
 //!   The nodes must admit the pace (`--pair-rate` / `--pair-burst` above the rounds): a frame
@@ -25,7 +27,7 @@ use rand_core::OsRng;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::{Bytes, Message};
 use tokio_tungstenite::WebSocketStream;
 
 type Ws = WebSocketStream<TcpStream>;
@@ -56,6 +58,18 @@ enum Test {
         /// How long to measure idle CPU, in seconds (at most 60).
         #[arg(long, default_value_t = 5)]
         idle_secs: u64,
+    },
+    /// caBLE tunnel set-ups per second, on one node and across two.
+    Tunnels {
+        /// Node A (the phones').
+        #[arg(long)]
+        a: SocketAddr,
+        /// Node B (the browsers' in the cross-node run).
+        #[arg(long)]
+        b: SocketAddr,
+        /// Tunnels per run; at most 100,000.
+        #[arg(long, default_value_t = 1000)]
+        count: u32,
     },
     /// Round trips same-node and across two nodes.
     Hop {
@@ -261,6 +275,94 @@ async fn hop(a: SocketAddr, b: SocketAddr, rounds: u32) -> Result<(), String> {
     Ok(())
 }
 
+fn cable(
+    url: String,
+) -> Result<tokio_tungstenite::tungstenite::handshake::client::Request, String> {
+    let mut request = url.into_client_request().map_err(|e| e.to_string())?;
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        HeaderValue::from_static("fido.cable"),
+    );
+    Ok(request)
+}
+
+async fn cable_socket(
+    addr: SocketAddr,
+    url: String,
+) -> Result<
+    (
+        Ws,
+        tokio_tungstenite::tungstenite::handshake::client::Response,
+    ),
+    String,
+> {
+    let stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    tokio::time::timeout(STEP, tokio_tungstenite::client_async(cable(url)?, stream))
+        .await
+        .map_err(|_| "no upgrade in time".to_string())?
+        .map_err(|e| e.to_string())
+}
+
+async fn binary(ws: &mut Ws) -> Result<Bytes, String> {
+    loop {
+        match tokio::time::timeout(STEP, ws.next())
+            .await
+            .map_err(|_| "no message in time".to_string())?
+            .ok_or("connection closed")?
+            .map_err(|e| e.to_string())?
+        {
+            Message::Binary(bytes) => return Ok(bytes),
+            Message::Close(frame) => return Err(format!("closed: {frame:?}")),
+            _ => {}
+        }
+    }
+}
+
+/// One tunnel: phone on `a`, browser on `b`, a message each way, the browser closes and the
+/// phone sees its close frame.
+async fn one_tunnel(a: SocketAddr, b: SocketAddr) -> Result<(), String> {
+    let mut id = [0u8; 16];
+    rand_core::RngCore::fill_bytes(&mut OsRng, &mut id);
+    let tunnel: String = id.iter().map(|b| format!("{b:02X}")).collect();
+    let (mut phone, response) = cable_socket(a, format!("ws://{a}/cable/new/{tunnel}")).await?;
+    let routing = response
+        .headers()
+        .get("x-cable-routing-id")
+        .and_then(|v| v.to_str().ok())
+        .ok_or("no routing id")?
+        .to_string();
+    let (mut browser, _) =
+        cable_socket(b, format!("ws://{b}/cable/connect/{routing}/{tunnel}")).await?;
+    browser
+        .send(Message::binary(b"hello".to_vec()))
+        .await
+        .map_err(|e| e.to_string())?;
+    binary(&mut phone).await?;
+    phone
+        .send(Message::binary(b"hi".to_vec()))
+        .await
+        .map_err(|e| e.to_string())?;
+    binary(&mut browser).await?;
+    browser.close(None).await.map_err(|e| e.to_string())?;
+    match binary(&mut phone).await {
+        Err(closed) if closed.starts_with("closed") => Ok(()),
+        other => Err(format!("phone after the browser's close: {other:?}")),
+    }
+}
+
+async fn tunnels(a: SocketAddr, b: SocketAddr, count: u32) -> Result<(), String> {
+    let count = count.min(100_000);
+    for (name, browser) in [("same_node", a), ("cross_node", b)] {
+        let start = Instant::now();
+        for _ in 0..count {
+            one_tunnel(a, browser).await?;
+        }
+        let secs = start.elapsed().as_secs_f64();
+        println!("{name}_tunnels_per_second\t{:.0}", f64::from(count) / secs);
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
@@ -272,6 +374,10 @@ async fn main() -> ExitCode {
             idle_secs,
         } => match loopback(relay) {
             Ok(()) => idle(relay, pid, pairings, idle_secs).await,
+            Err(e) => Err(e),
+        },
+        Test::Tunnels { a, b, count } => match loopback(a).and(loopback(b)) {
+            Ok(()) => tunnels(a, b, count).await,
             Err(e) => Err(e),
         },
         Test::Hop { a, b, rounds } => match loopback(a).and(loopback(b)) {

@@ -68,7 +68,7 @@ fn idle_connections_are_measured_from_outside() {
 }
 
 #[test]
-fn the_cross_node_hop_is_measured() {
+fn the_cross_node_hop_and_tunnel_set_ups_are_measured() {
     let redis = Redis::start();
     let (a, b) = (node(&redis.url(), &OPEN), node(&redis.url(), &OPEN));
     let figures = load(&[
@@ -84,4 +84,19 @@ fn the_cross_node_hop_is_measured() {
         assert!(figures[name].starts_with("p50 "), "{figures:?}");
     }
     figures["hop_added_median_us"].parse::<i64>().unwrap();
+    let figures = load(&[
+        "tunnels",
+        "--a",
+        &a.addr.to_string(),
+        "--b",
+        &b.addr.to_string(),
+        "--count",
+        "50",
+    ]);
+    for name in [
+        "same_node_tunnels_per_second",
+        "cross_node_tunnels_per_second",
+    ] {
+        assert!(figures[name].parse::<f64>().unwrap() > 0.0, "{figures:?}");
+    }
 }
