@@ -10,7 +10,8 @@
 //! Modules: [`edge`] (requests and refusals), [`registry`] (tunnel routing state), `tunnel` and
 //! [`pump`] (one tunnel's task and its forwarding loop), [`pairing`] (mailboxes), [`push`]
 //! (providers), [`mailbox_store`] (push targets and tombstones); limits in [`Config`] and
-//! [`PairingLimits`].
+//! [`PairingLimits`]. [`redis_state`] puts all of that state in Redis so that several nodes
+//! serve as one (docs/relay.md §7).
 
 use std::io;
 use std::net::SocketAddr;
