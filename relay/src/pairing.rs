@@ -374,7 +374,7 @@ async fn peer_present(shared: &Shared, mailbox: MailboxId, role: Role) -> Result
         return Ok(true);
     }
     match &shared.mesh {
-        Some(mesh) => mesh.present(mailbox, role.other()).await,
+        Some(mesh) => mesh.present_alive(mailbox, role.other()).await,
         None => Ok(false),
     }
 }

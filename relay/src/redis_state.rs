@@ -178,6 +178,8 @@ pub(crate) mod kind {
     pub const TUNNEL_DATA: u8 = 5;
     /// caBLE: the other half ended; the payload is the close frame for this node's socket.
     pub const TUNNEL_CLOSE: u8 = 6;
+    /// Nothing to do: sent only to learn whether the node holding a role is still there.
+    pub const PROBE: u8 = 7;
 }
 
 /// A message between nodes, decoded.
@@ -499,6 +501,24 @@ impl RedisState {
             }
         }
         Ok(())
+    }
+
+    /// Whether a connection of `role` is attached on a node that is still there (a node
+    /// killed without detaching leaves its presences behind until they expire: a probe to it
+    /// finds no subscriber, and drops them).
+    pub(crate) async fn present_alive(
+        &self,
+        mailbox: MailboxId,
+        role: Role,
+    ) -> Result<bool, StoreError> {
+        let probe = NodeMessage {
+            kind: kind::PROBE,
+            mailbox,
+            role,
+            conn: 0,
+            payload: Vec::new(),
+        };
+        Ok(self.route(mailbox, role, &probe).await? == Routed::Sent)
     }
 
     /// Whether a connection of `role` is attached on any node.

@@ -349,3 +349,31 @@ async fn the_redis_store_keeps_the_store_rules() {
         Ok(SetOutcome::Done)
     );
 }
+
+/// The phone's node SIGKILLed (no detach, its presence left in Redis): the bridge's WAKE on
+/// the other node is not answered "already attached" but goes on to the push (here: no push
+/// target, 2), and a DATA frame gets `peer_absent`.
+#[tokio::test]
+async fn a_dead_nodes_phone_is_not_present() {
+    let redis = Redis::start();
+    let (a, mut b) = (node(&redis.url(), &[]), node(&redis.url(), &[]));
+    let keys = pairing().2;
+    let mut bridge = attach(a.addr, &keys, Role::Bridge).await;
+    assert_eq!(frame(&mut bridge).await, ABSENT);
+    let mut phone = attach(b.addr, &keys, Role::Phone).await;
+    assert_eq!(frame(&mut phone).await, PRESENT);
+    assert_eq!(frame(&mut bridge).await, PRESENT);
+
+    b.child.kill().unwrap();
+    b.child.wait().unwrap();
+    put(&mut bridge, RelayFrame::Wake).await;
+    assert_eq!(
+        frame(&mut bridge).await,
+        RelayFrame::WakeResult(WakeResult::NoPushTarget)
+    );
+    put(&mut bridge, data(b"anyone?")).await;
+    assert!(matches!(
+        frame(&mut bridge).await,
+        RelayFrame::Error { code, .. } if code == RelayErrorCode::PeerAbsent as u8
+    ));
+}
