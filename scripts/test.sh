@@ -119,7 +119,7 @@ as_root() {
 }
 
 # ---------------------------------------------------------------------------------------
-# 1. System packages (Debian): libfido2 command-line tools, headers, a C compiler.
+# 1. System packages (Debian): libfido2 command-line tools, headers, a C compiler, redis-server.
 
 install_system_packages() {
     local missing=()
@@ -140,6 +140,8 @@ install_system_packages() {
     [ -f /usr/include/openssl/ssl.h ] || missing+=(libssl-dev)
     command -v chromium >/dev/null 2>&1 || missing+=(chromium)
     command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+    # relay/tests/nodes.rs and tests/python/test_relay_nodes.py: relay nodes sharing a Redis
+    command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
     # the uhid test boots a kernel in QEMU (tests/uhid/run.sh)
     if [ -z "${PK_SKIP_UHID_VM:-}" ]; then
         command -v qemu-system-x86_64 >/dev/null 2>&1 || missing+=(qemu-system-x86)

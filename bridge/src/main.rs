@@ -43,8 +43,11 @@ struct Cli {
     device: DeviceArgs,
 
     /// The pairing relay's base URL (wss://host[/path]; ws:// only on loopback). Needed to pair.
+    /// Repeatable: the nodes of one relay deployment, in order of preference; the first goes
+    /// in pairing codes, and the pairing is served through whichever of them attaches (the
+    /// next is tried when one fails).
     #[arg(long, value_name = "URL")]
-    relay: Option<String>,
+    relay: Vec<String>,
 
     /// Where the pairing records and their keys live. Default: $XDG_DATA_HOME/pocketkey-bridge.
     #[arg(long, value_name = "DIR")]
@@ -408,7 +411,7 @@ fn run(cli: Cli) -> Result<(), String> {
         one_phone(&phones, Some(name))?;
     }
     let paired = select_phone(records, None).is_some();
-    if !paired && cli.relay.is_none() {
+    if !paired && cli.relay.is_empty() {
         return Err("no phone is paired: give --relay URL to show a pairing code".into());
     }
 
@@ -417,7 +420,8 @@ fn run(cli: Cli) -> Result<(), String> {
     let (to_link, requests) = mpsc::channel();
     let link = Link::new(
         LinkConfig {
-            relay_url: cli.relay,
+            relay_url: cli.relay.first().cloned(),
+            relay_nodes: (cli.relay.len() > 1).then(|| cli.relay.join(" ")),
             phone: cli.phone,
             pair_another: cli.pair_another,
             name,

@@ -64,6 +64,11 @@ pub struct ListenArgs {
     /// pairing's push target and connect to a computer only when the relay calls it.
     #[arg(long, value_name = "URL")]
     wake_url: Option<String>,
+    /// Attach through this relay URL instead of each pairing's own (repeatable: the nodes of
+    /// one relay deployment, in order of preference; when one fails the next is tried, with
+    /// a jittered backoff between rounds).
+    #[arg(long = "relay", value_name = "URL", conflicts_with = "wake_url")]
+    relays: Vec<String>,
     /// Push mode: detach after this many idle seconds.
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     idle: u64,
@@ -214,8 +219,16 @@ pub fn listen(args: ListenArgs) -> Result<(), String> {
             on_event,
         );
     }
-    runtime::listen(&args.phone_name, Arc::new(engine), store, stop, on_event)
-        .map_err(|e| e.to_string())?;
+    let relays = (!args.relays.is_empty()).then(|| args.relays.join(" "));
+    runtime::listen_via(
+        relays.as_deref(),
+        &args.phone_name,
+        Arc::new(engine),
+        store,
+        stop,
+        on_event,
+    )
+    .map_err(|e| e.to_string())?;
     eprintln!("stopped");
     Ok(())
 }

@@ -6,6 +6,7 @@
 //! - [`mailbox`]: a connection to one pairing-relay mailbox (`docs/pairing-protocol.md` §3);
 //! - [`driver`]: the loop that runs pairing sessions over a mailbox, for both ends;
 //! - [`pairing`]: the phone side of pairing with a computer and serving it;
+//! - [`relays`]: relay URL lists (the nodes of one relay) and the backoff between attaches;
 //! - [`revocation`]: what both sides share about revoking a pairing (§3.4);
 //! - [`org`]: the phone's side of its organisation server (activation, sync);
 //! - [`wake`]: which pairing a push notification woke the phone for;
@@ -18,6 +19,7 @@ pub mod hybrid;
 pub mod mailbox;
 pub mod org;
 pub mod pairing;
+pub mod relays;
 pub mod revocation;
 pub mod tls;
 pub mod wake;

@@ -143,7 +143,28 @@ impl MailboxConn {
     /// As [`MailboxConn::open`], raising `wakeup` whenever frames arrive or the connection
     /// ends: the owner waits on `wakeup` (which its other sources raise too) and takes the
     /// frames with [`MailboxConn::try_next`].
+    ///
+    /// `relay_url` may list several URLs (the nodes of one relay, [`crate::relays`]): each is
+    /// tried in turn, `timeout` each, until one attaches; a revoked mailbox is revoked on every
+    /// node, so that answer ends the round.
     pub fn open_with(
+        relay_url: &str,
+        attach: &Attach,
+        timeout: Duration,
+        wakeup: Arc<Wakeup>,
+    ) -> Result<Self, MailboxError> {
+        let mut last = MailboxError::Unreachable("no relay URL".into());
+        for url in crate::relays::candidates(relay_url) {
+            match Self::open_one(url, attach, timeout, Arc::clone(&wakeup)) {
+                Ok(conn) => return Ok(conn),
+                Err(e) if e.is_revoked() => return Err(e),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    fn open_one(
         relay_url: &str,
         attach: &Attach,
         timeout: Duration,

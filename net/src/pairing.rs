@@ -36,11 +36,14 @@ use rand_core::OsRng;
 
 use crate::driver::{flush_now, Driver, Ended, Side, Step};
 use crate::mailbox::{trace, MailboxConn, MailboxError, Wakeup};
+use crate::relays::Backoff;
 
 /// How long connecting to the relay may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Pause between reconnect attempts of a served mailbox.
+/// Pause between reconnect attempts of a served mailbox: the first (jittered, 0.5–1 s), then
+/// doubling up to the most.
 const RECONNECT_DELAY: Duration = Duration::from_secs(1);
+const RECONNECT_DELAY_MAX: Duration = Duration::from_secs(30);
 /// The longest a serving loop sleeps: how soon it sees `stop` raised (a flag, which cannot
 /// wake it). Frames and the engine's answers wake it at once.
 const STOP_CHECK: Duration = Duration::from_millis(100);
@@ -265,6 +268,7 @@ pub fn serve_pairing(
     let wakeup = Wakeup::new();
     // The last request of this pairing: kept across reconnects (protocol §5.2, at most once).
     let log = Mutex::new(RequestLog::new());
+    let mut backoff = Backoff::new(RECONNECT_DELAY, RECONNECT_DELAY_MAX);
     while !stop.load(Ordering::SeqCst) {
         trace("phone.attach");
         let opened = MailboxConn::open_with(
@@ -276,6 +280,7 @@ pub fn serve_pairing(
         let mut conn = match opened {
             Ok(c) => {
                 trace("phone.attached");
+                backoff.reset();
                 c
             }
             Err(e) if e.is_revoked() => {
@@ -284,7 +289,7 @@ pub fn serve_pairing(
             }
             Err(e) => {
                 on_event(&record, ServeEvent::Disconnected(e.to_string()));
-                sleep_unless(&stop, RECONNECT_DELAY);
+                sleep_unless(&stop, backoff.next_delay());
                 continue;
             }
         };
@@ -307,7 +312,7 @@ pub fn serve_pairing(
             }
             Err(e) => {
                 on_event(&record, ServeEvent::Disconnected(e.to_string()));
-                sleep_unless(&stop, RECONNECT_DELAY);
+                sleep_unless(&stop, backoff.next_delay());
             }
         }
     }
@@ -847,6 +852,20 @@ pub fn listen(
     stop: Arc<AtomicBool>,
     on_event: OnEvent,
 ) -> Result<usize, PairingError> {
+    listen_via(None, phone_name, engine, store, stop, on_event)
+}
+
+/// As [`listen`], attaching through `relays` (a relay URL list, [`crate::relays`]) instead
+/// of each pairing's own relay URL when given: the nodes of the pairing's relay deployment.
+/// The stored records are not changed.
+pub fn listen_via(
+    relays: Option<&str>,
+    phone_name: &str,
+    engine: Arc<dyn Engine>,
+    store: Arc<Mutex<PairingStore>>,
+    stop: Arc<AtomicBool>,
+    on_event: OnEvent,
+) -> Result<usize, PairingError> {
     let records: Vec<PairingRecord> = store
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
@@ -854,6 +873,13 @@ pub fn listen(
         .map_err(|e| PairingError::Store(e.to_string()))?
         .into_iter()
         .filter(|r| r.role == Role::Phone && r.suspended_at.is_none())
+        .map(|r| match relays {
+            Some(relays) => PairingRecord {
+                relay_url: relays.to_string(),
+                ..r
+            },
+            None => r,
+        })
         .collect();
     let count = records.len();
     let handles: Vec<_> = records

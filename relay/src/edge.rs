@@ -305,29 +305,63 @@ async fn join_tunnel(
 ) -> Result<Response<Body>, Reject> {
     let not_found = || Reject::new(StatusCode::NOT_FOUND, "no such tunnel");
     let slot = reserve(shared, peer, request.headers(), false)?;
-    shared
-        .registry
-        .claim(routing, tunnel)
-        .await
-        .map_err(|error| match error {
-            ClaimError::NotFound => not_found(),
-            ClaimError::AlreadyJoined => {
-                Reject::new(StatusCode::GONE, "the tunnel has already been joined")
+    let claimed = match &shared.mesh {
+        // With Redis the registry also says which node holds the phone.
+        Some(mesh) => mesh.claim_on(routing, tunnel).await.map(Some),
+        None => shared.registry.claim(routing, tunnel).await.map(|()| None),
+    };
+    let owner = claimed.map_err(|error| match error {
+        ClaimError::NotFound => not_found(),
+        ClaimError::AlreadyJoined => {
+            Reject::new(StatusCode::GONE, "the tunnel has already been joined")
+        }
+        ClaimError::Unavailable(error) => {
+            warn!(%error, "tunnel registry unavailable");
+            Reject::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "tunnel registry unavailable",
+            )
+        }
+    })?;
+    if let (Some(mesh), Some(owner)) = (&shared.mesh, owner) {
+        if owner != mesh.node() {
+            // The phone is on another node: this node runs the browser's half. The inbox is
+            // open before JOIN, which the phone's node may answer with data at once.
+            let inbox = shared.remote_tunnels.open(tunnel);
+            let joined = crate::remote_tunnel::send_join(mesh, &owner, tunnel).await;
+            let refused = match joined {
+                Ok(true) => None,
+                Ok(false) => Some(not_found()),
+                Err(error) => {
+                    warn!(%error, "redis unavailable");
+                    Some(Reject::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "tunnel registry unavailable",
+                    ))
+                }
+            };
+            if let Some(refused) = refused {
+                shared.remote_tunnels.close_now(&tunnel);
+                return Err(refused);
             }
-            ClaimError::Unavailable(error) => {
-                warn!(%error, "tunnel registry unavailable");
-                Reject::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "tunnel registry unavailable",
-                )
-            }
-        })?;
+            let on_upgrade = hyper::upgrade::on(request);
+            shared.tasks.spawn(crate::remote_tunnel::run_browser(
+                shared.clone(),
+                owner,
+                tunnel,
+                on_upgrade,
+                inbox,
+                slot,
+            ));
+            return Ok(switching_protocols(accept));
+        }
+    }
     // Registered but not waiting here: its phone just left (its task is removing it), or,
     // with a shared registry, another node holds it.
     let joins = shared.rendezvous.take(&tunnel).ok_or_else(not_found)?;
     let on_upgrade = hyper::upgrade::on(request);
     joins
-        .send(Join {
+        .send(Join::Local {
             on_upgrade,
             peer,
             slot,

@@ -10,13 +10,13 @@
 //! Modules: [`edge`] (requests and refusals), [`registry`] (tunnel routing state), `tunnel` and
 //! [`pump`] (one tunnel's task and its forwarding loop), [`pairing`] (mailboxes), [`push`]
 //! (providers), [`mailbox_store`] (push targets and tombstones); limits in [`Config`] and
-//! [`PairingLimits`].
+//! [`PairingLimits`]. [`redis_state`] puts all of that state in Redis so that several nodes
+//! serve as one (docs/relay.md §7).
 
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use pocketkey_core::pairing::mailbox::MailboxId;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
@@ -31,18 +31,21 @@ pub mod mailbox_store;
 pub mod pairing;
 pub mod pump;
 pub mod push;
+pub mod redis_state;
 pub mod registry;
+mod remote_tunnel;
 mod tunnel;
 
 pub use config::Config;
 pub use edge::{ROUTING_ID_HEADER, SUBPROTOCOL};
 pub use ids::{RoutingId, TunnelId};
-pub use limits::ClientKey;
+pub use limits::{Budget, ClientKey, MemoryLimits, SharedLimits};
 pub use mailbox_store::{
     MailboxStore, MemoryMailboxStore, SetOutcome, SqliteMailboxStore, StoreError, StoreLimits,
 };
 pub use pairing::PairingLimits;
 pub use push::{PushError, PushProvider, PushService, WebhookProvider};
+pub use redis_state::RedisState;
 pub use registry::{ClaimError, MemoryRegistry, RegisterError, RemoveError, TunnelRegistry};
 
 /// State shared by the edge and the tunnel tasks of one node.
@@ -61,21 +64,39 @@ pub(crate) struct Shared {
     pub pairing_limits: PairingLimits,
     /// Open websockets per client address, pairing connections of the node.
     pub connections: Arc<limits::Connections>,
-    /// New mailboxes per client address per window.
-    pub new_mailboxes: limits::WindowCounter<ClientKey>,
-    /// The node's push budget per window.
-    pub push_budget: limits::WindowCounter<()>,
-    /// Each mailbox's push budget per hour.
-    pub mailbox_wakes: limits::WindowCounter<MailboxId>,
+    /// The windowed budgets (new mailboxes per address, pushes per mailbox and in all) and
+    /// the wake-up de-duplication.
+    pub limits: Arc<dyn SharedLimits>,
+    /// With Redis: where other nodes' connections are, and the way to them.
+    pub mesh: Option<Arc<RedisState>>,
+    /// The tunnels of this node whose other socket is on another node.
+    pub remote_tunnels: remote_tunnel::Inboxes,
 }
 
 /// Everything a relay node serves with besides its [`Config`]; [`Default`]: in-memory
-/// routing state, no push provider, default pairing bounds.
+/// routing state and budgets, no push provider, default pairing bounds.
 pub struct Services {
     pub registry: Arc<dyn TunnelRegistry>,
     pub mailboxes: Arc<dyn MailboxStore>,
+    pub limits: Arc<dyn SharedLimits>,
     pub push: Arc<PushService>,
     pub pairing_limits: PairingLimits,
+    /// Several nodes sharing one Redis (`None`: a single node).
+    pub mesh: Option<Arc<RedisState>>,
+}
+
+impl Services {
+    /// Every piece of state in `redis`: routing, push targets, tombstones, budgets, and the
+    /// way to connections on other nodes.
+    pub fn redis(redis: Arc<RedisState>) -> Self {
+        Self {
+            registry: redis.clone(),
+            mailboxes: redis.clone(),
+            limits: redis.clone(),
+            mesh: Some(redis),
+            ..Self::default()
+        }
+    }
 }
 
 impl Default for Services {
@@ -83,8 +104,10 @@ impl Default for Services {
         Self {
             registry: Arc::new(MemoryRegistry::new()),
             mailboxes: Arc::new(MemoryMailboxStore::new()),
+            limits: Arc::new(MemoryLimits::new()),
             push: Arc::new(PushService::default()),
             pairing_limits: PairingLimits::default(),
+            mesh: None,
         }
     }
 }
@@ -161,25 +184,20 @@ pub fn serve_with(
     let Services {
         registry,
         mailboxes,
+        limits,
         push,
         pairing_limits,
+        mesh,
     } = services;
     let local_addr = listener.local_addr()?;
     let max_tunnels = config.max_tunnels.min(Semaphore::MAX_PERMITS);
-    let new_mailboxes =
-        limits::WindowCounter::new(config.new_mailboxes_per_ip, config.new_mailbox_window);
-    let push_budget = limits::WindowCounter::new(config.push_budget, config.push_window);
-    let mailbox_wakes =
-        limits::WindowCounter::new(config.mailbox_wakes_per_hour, config::MAILBOX_WAKE_WINDOW);
     let shared = Arc::new(Shared {
         config: Config {
             max_tunnels,
             ..config
         },
         connections: Arc::default(),
-        new_mailboxes,
-        push_budget,
-        mailbox_wakes,
+        limits,
         registry,
         rendezvous: tunnel::Rendezvous::default(),
         slots: Arc::new(Semaphore::new(max_tunnels)),
@@ -189,7 +207,25 @@ pub fn serve_with(
         mailboxes,
         push,
         pairing_limits,
+        mesh,
+        remote_tunnels: remote_tunnel::Inboxes::default(),
     });
+    if let Some(mesh) = shared.mesh.clone() {
+        let live = Arc::downgrade(&shared);
+        let stop = shared.shutdown.clone();
+        tokio::spawn(mesh.listen(
+            move |message| {
+                if let Some(shared) = live.upgrade() {
+                    if message.kind >= redis_state::kind::TUNNEL_JOIN {
+                        remote_tunnel::deliver(&shared, message);
+                    } else {
+                        shared.live.deliver(message);
+                    }
+                }
+            },
+            stop,
+        ));
+    }
     let accept = tokio::spawn(edge::accept_loop(listener, shared.clone()));
     Ok(RelayHandle {
         local_addr,

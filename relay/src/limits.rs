@@ -1,5 +1,9 @@
 //! Limits that hold across connections: per client address (connections open at once, new
-//! mailboxes per window), the pairing connections of the node, the node's push budget.
+//! mailboxes per window), the pairing connections of the node, the push budgets.
+//!
+//! The windowed budgets and the wake-up de-duplication sit behind [`SharedLimits`], so that
+//! several nodes sharing a Redis count them together ([`MemoryLimits`]: one node). Open
+//! connections are counted per node: they end with the node's process.
 //!
 //! Every open websocket holds a [`ConnSlot`]: reserved before the edge answers 101 (so that
 //! concurrent requests cannot all pass a check and overshoot the cap) and released when the
@@ -11,13 +15,24 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use pocketkey_core::pairing::mailbox::MailboxId;
 use tokio::time::Instant;
+
+use crate::mailbox_store::StoreError;
+use crate::registry::RegistryFuture;
 
 /// The address a per-client limit counts against: an IPv4 address, or the /64 prefix of an
 /// IPv6 address (one subscriber usually holds a whole /64, so counting single IPv6 addresses
 /// would count nothing). IPv4-mapped IPv6 addresses count as their IPv4 address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ClientKey(u128);
+
+impl std::fmt::Display for ClientKey {
+    /// 32 hex digits (a key name in a shared store).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:032x}", self.0)
+    }
+}
 
 impl ClientKey {
     pub fn of(ip: IpAddr) -> Self {
@@ -119,42 +134,87 @@ impl Drop for ConnSlot {
     }
 }
 
-/// At most `limit` events per key in each fixed window of `window` (the first event of a key
-/// opens its window). Keys whose window has passed are swept when the map grows large, so its
-/// size stays bounded by the keys active within one window.
-#[derive(Debug)]
-pub(crate) struct WindowCounter<K> {
-    limit: u32,
-    window: Duration,
-    counts: Mutex<HashMap<K, (Instant, u32)>>,
+/// A budget counted in fixed windows (the first event of a key opens its window).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Budget {
+    /// New mailboxes opened from one client address (`new_mailboxes_per_ip`).
+    NewMailboxes(ClientKey),
+    /// Push wake-ups of one mailbox (`mailbox_wakes_per_hour`).
+    MailboxWakes(MailboxId),
+    /// Push wake-ups of all mailboxes together (`push_budget`).
+    Push,
 }
 
-impl<K: std::hash::Hash + Eq + Copy> WindowCounter<K> {
-    pub(crate) fn new(limit: u32, window: Duration) -> Self {
-        Self {
-            limit,
-            window,
-            counts: Mutex::new(HashMap::new()),
-        }
+/// The windowed budgets and the wake-up de-duplication, counted on one node
+/// ([`MemoryLimits`]) or by every node sharing a store (`RedisState`).
+pub trait SharedLimits: Send + Sync + 'static {
+    /// Counts one event against `budget`, at most `limit` per `window`: false (not counted)
+    /// when the window is full.
+    fn take(
+        &self,
+        budget: Budget,
+        limit: u32,
+        window: Duration,
+    ) -> RegistryFuture<'_, Result<bool, StoreError>>;
+
+    /// Takes the mailbox's push slot for `interval`: false if a push for it went out (on any
+    /// node sharing the store) less than `interval` ago.
+    fn wake_slot(
+        &self,
+        mailbox: MailboxId,
+        interval: Duration,
+    ) -> RegistryFuture<'_, Result<bool, StoreError>>;
+}
+
+/// The budgets of a single node, in memory. Keys whose window has passed are swept when the
+/// map grows large, so its size stays bounded by the keys active within one window.
+#[derive(Debug, Default)]
+pub struct MemoryLimits {
+    counts: Mutex<HashMap<Budget, (Instant, Duration, u32)>>,
+}
+
+impl MemoryLimits {
+    /// No event counted yet.
+    pub fn new() -> Self {
+        Self::default()
     }
 
-    /// Counts one event for `key`; false (not counted) when its window is full.
-    pub(crate) fn take(&self, key: K) -> bool {
+    fn take_now(&self, budget: Budget, limit: u32, window: Duration) -> bool {
         let now = Instant::now();
         let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         if counts.len() >= 4096 {
-            let window = self.window;
-            counts.retain(|_, (start, _)| now.duration_since(*start) < window);
+            counts.retain(|_, (start, window, _)| now.duration_since(*start) < *window);
         }
-        let entry = counts.entry(key).or_insert((now, 0));
-        if now.duration_since(entry.0) >= self.window {
-            *entry = (now, 0);
+        let entry = counts.entry(budget).or_insert((now, window, 0));
+        if now.duration_since(entry.0) >= entry.1 {
+            *entry = (now, window, 0);
         }
-        if entry.1 >= self.limit {
+        if entry.2 >= limit {
             return false;
         }
-        entry.1 += 1;
+        entry.2 += 1;
         true
+    }
+}
+
+impl SharedLimits for MemoryLimits {
+    fn take(
+        &self,
+        budget: Budget,
+        limit: u32,
+        window: Duration,
+    ) -> RegistryFuture<'_, Result<bool, StoreError>> {
+        let taken = self.take_now(budget, limit, window);
+        Box::pin(std::future::ready(Ok(taken)))
+    }
+
+    fn wake_slot(
+        &self,
+        _mailbox: MailboxId,
+        _interval: Duration,
+    ) -> RegistryFuture<'_, Result<bool, StoreError>> {
+        // One node: its `PushService::try_acquire` has already de-duplicated.
+        Box::pin(std::future::ready(Ok(true)))
     }
 }
 
@@ -199,5 +259,20 @@ mod tests {
         drop(a);
         assert_eq!(connections.pairing(), 2);
         connections.reserve(one, 2, Some(3)).unwrap();
+    }
+
+    #[test]
+    fn budgets_are_counted_per_key_in_windows() {
+        let limits = MemoryLimits::new();
+        let key = Budget::NewMailboxes(ClientKey::of("127.0.0.2".parse().unwrap()));
+        let hour = Duration::from_secs(3600);
+        assert!(limits.take_now(key, 2, hour));
+        assert!(limits.take_now(key, 2, hour));
+        assert!(!limits.take_now(key, 2, hour));
+        assert!(limits.take_now(Budget::Push, 1, hour));
+        assert!(!limits.take_now(Budget::Push, 1, hour));
+        // A passed window starts afresh.
+        assert!(limits.take_now(Budget::MailboxWakes(MailboxId([1; 16])), 1, Duration::ZERO));
+        assert!(limits.take_now(Budget::MailboxWakes(MailboxId([1; 16])), 1, Duration::ZERO));
     }
 }

@@ -1,7 +1,7 @@
 //! The pairing mailboxes' routing state behind the [`MailboxStore`] trait: push targets and
 //! tombstones of revoked mailboxes (docs/pairing-protocol.md §3.1, §3.4). Live connections
-//! stay in the node's memory; everything here could be shared by several nodes through an
-//! existing engine (Redis, SQL) implementing the trait instead of [`SqliteMailboxStore`] (what
+//! stay in the node's memory; everything here is shared by several nodes through
+//! `crate::RedisState` (`--redis`), and otherwise kept by [`SqliteMailboxStore`] (what
 //! `pocketkey-relay` uses unless `--memory`) or [`MemoryMailboxStore`] (the library's default,
 //! for tests and in-process relays).
 //!

@@ -15,7 +15,7 @@ use pocketkey_relay::push::{
 };
 use pocketkey_relay::{
     serve_with, Config, MailboxStore, MemoryMailboxStore, PairingLimits, PushProvider, PushService,
-    Services, SqliteMailboxStore, StoreLimits, WebhookProvider,
+    RedisState, Services, SqliteMailboxStore, StoreLimits, WebhookProvider,
 };
 use tokio::net::TcpListener;
 use tracing::info;
@@ -104,6 +104,13 @@ struct Args {
     /// revoked pairing is forgotten by the relay when it restarts.
     #[arg(long, conflicts_with = "state")]
     memory: bool,
+    /// Share all state with the other nodes using this Redis (`redis://HOST:PORT[/DB]`):
+    /// tunnel routing, push targets, tombstones, the push and new-mailbox budgets, and the
+    /// way to connections on other nodes (docs/relay.md §7). Instead of --state / --memory.
+    /// Redis unreachable at start: the program stops; later: requests that need it are
+    /// refused (503 before an upgrade) until it is back.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["state", "memory"])]
+    redis: Option<String>,
 
     /// Most push wake-ups per --push-window, all mailboxes together (beyond: WAKE_RESULT 4).
     #[arg(long, value_name = "N", default_value_t = Config::default().push_budget, help_heading = "Push")]
@@ -434,6 +441,33 @@ async fn main() -> ExitCode {
         }
     };
 
+    let pairing_limits = PairingLimits {
+        max_connections: args.pair_max_connections,
+        frames_per_sec: args.pair_rate.max(1),
+        burst: args.pair_burst.max(1),
+        write_queue: args.pair_queue.max(1),
+        ..PairingLimits::default()
+    };
+    if let Some(url) = &args.redis {
+        // A presence outlives the pings that refresh it by one interval.
+        let presence_ttl = pairing_limits.silence_timeout + pairing_limits.ping_interval;
+        let redis = match RedisState::connect(url, args.store_limits(), presence_ttl).await {
+            Ok(redis) => redis,
+            Err(error) => {
+                let url = redacted(url);
+                eprintln!("pocketkey-relay: cannot use --redis {url}: {error}");
+                return ExitCode::FAILURE;
+            }
+        };
+        info!(node = redis.node(), "state in redis");
+        let services = Services {
+            push: Arc::new(push),
+            pairing_limits,
+            ..Services::redis(redis)
+        };
+        return run(&args, config, services, &mut signals).await;
+    }
+
     let state = StateLocation::resolve(args.state.as_deref(), args.memory, |name| {
         std::env::var_os(name)
     });
@@ -447,24 +481,44 @@ async fn main() -> ExitCode {
             }
         },
     };
+    match &state {
+        StateLocation::Memory => info!("routing state in memory (lost at exit)"),
+        StateLocation::File(path) => info!(state = %path.display(), "routing state in SQLite"),
+    }
+    let services = Services {
+        push: Arc::new(push),
+        pairing_limits,
+        mailboxes,
+        ..Services::default()
+    };
+    run(&args, config, services, &mut signals).await
+}
+
+/// A Redis URL for messages: its password (`redis://:PASSWORD@host`) replaced.
+fn redacted(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("redacted"));
+            parsed.to_string()
+        }
+        Ok(_) => url.to_string(),
+        Err(_) => "(not a URL)".to_string(),
+    }
+}
+
+/// Listens, says where, serves until a signal, then shuts down.
+async fn run(
+    args: &Args,
+    config: Config,
+    services: Services,
+    signals: &mut ShutdownSignals,
+) -> ExitCode {
     let listener = match TcpListener::bind(&args.listen).await {
         Ok(listener) => listener,
         Err(error) => {
             eprintln!("pocketkey-relay: cannot listen on {}: {error}", args.listen);
             return ExitCode::FAILURE;
         }
-    };
-    let services = Services {
-        push: Arc::new(push),
-        pairing_limits: PairingLimits {
-            max_connections: args.pair_max_connections,
-            frames_per_sec: args.pair_rate.max(1),
-            burst: args.pair_burst.max(1),
-            write_queue: args.pair_queue.max(1),
-            ..PairingLimits::default()
-        },
-        mailboxes,
-        ..Services::default()
     };
     let relay = match serve_with(listener, config, services) {
         Ok(relay) => relay,
@@ -480,10 +534,6 @@ async fn main() -> ExitCode {
         let _ = stdout.flush();
     }
     info!(%addr, "listening");
-    match &state {
-        StateLocation::Memory => info!("routing state in memory (lost at exit)"),
-        StateLocation::File(path) => info!(state = %path.display(), "routing state in SQLite"),
-    }
 
     signals.recv().await;
     info!("shutting down");
@@ -506,6 +556,15 @@ mod tests {
 
     fn file(path: &str) -> StateLocation {
         StateLocation::File(PathBuf::from(path))
+    }
+
+    #[test]
+    fn redis_passwords_stay_out_of_messages() {
+        let shown = redacted("redis://user:s3cret@127.0.0.1:6379/2");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("127.0.0.1:6379/2"), "{shown}");
+        assert_eq!(redacted("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        assert_eq!(redacted("not a url s3cret"), "(not a URL)");
     }
 
     #[test]

@@ -32,8 +32,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::limits::ConnSlot;
-use crate::mailbox_store::SetOutcome;
+use crate::mailbox_store::{SetOutcome, StoreError};
 use crate::push::PushError;
+use crate::redis_state::{kind, NodeMessage, Routed};
 use crate::Shared;
 
 /// Bounds of pairing connections (docs/pairing-protocol.md §3.2 defaults).
@@ -120,7 +121,11 @@ struct Conn {
 impl Conn {
     /// Queues a frame; a full queue closes the connection with 1008 (a slow reader).
     fn send(&self, frame: &RelayFrame) {
-        match self.tx.try_send(Out::Frame(frame.encode())) {
+        self.send_encoded(frame.encode());
+    }
+
+    fn send_encoded(&self, frame: Vec<u8>) {
+        match self.tx.try_send(Out::Frame(frame)) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => self.kill.fire(1008),
             Err(mpsc::error::TrySendError::Closed(_)) => {}
@@ -161,20 +166,58 @@ impl LiveMailboxes {
         self.connections.load(Ordering::Relaxed) as usize
     }
 
-    /// Installs a connection; replaces (4001) an older one of the same role; tells both sides
-    /// who is present.
-    fn attach(&self, mailbox: MailboxId, role: Role, conn: Conn) {
+    /// Installs a connection; replaces (4001) an older one of the same role; tells the other
+    /// role's connection on this node that it arrived. Whether that one is here (the caller
+    /// tells the new connection who is present, on any node).
+    fn attach(&self, mailbox: MailboxId, role: Role, conn: Conn) -> bool {
         let mut map = self.lock();
         let slots = map.entry(mailbox).or_default();
         if let Some(old) = slots.get(role).replace(conn.clone()) {
             old.kill.fire(close_code::REPLACED);
         }
         let other = slots.get(role.other()).clone();
-        conn.send(&RelayFrame::Peer {
-            present: other.is_some(),
-        });
-        if let Some(other) = other {
+        if let Some(other) = &other {
             other.send(&RelayFrame::Peer { present: true });
+        }
+        other.is_some()
+    }
+
+    /// What another node sends about this node's connections (`crate::redis_state`).
+    pub(crate) fn deliver(&self, message: NodeMessage) {
+        use crate::redis_state::kind;
+        let mut map = self.lock();
+        let Some(slots) = map.get_mut(&message.mailbox) else {
+            return;
+        };
+        let slot = slots.get(message.role);
+        let Some(conn) = slot
+            .as_ref()
+            .filter(|c| message.conn == 0 || c.id == message.conn)
+            .cloned()
+        else {
+            return;
+        };
+        let code = || {
+            <[u8; 2]>::try_from(message.payload.as_slice())
+                .map(u16::from_be_bytes)
+                .unwrap_or(1008)
+        };
+        match message.kind {
+            kind::FRAME => conn.send_encoded(message.payload),
+            // Replaced on another node: gone from here at once, so that its own end does not
+            // tell the peer "absent" after the newer connection's "present".
+            kind::EVICT => {
+                *slot = None;
+                if slots.bridge.is_none() && slots.phone.is_none() {
+                    map.remove(&message.mailbox);
+                }
+                conn.kill.fire(code());
+            }
+            kind::CLOSE => {
+                drop(map);
+                self.close_all(message.mailbox, code(), 0);
+            }
+            _ => {}
         }
     }
 
@@ -283,13 +326,57 @@ async fn authenticate(
     .ok_or(FORBIDDEN)?;
     // A mailbox nobody is attached to and with no push target is new to this relay: minting
     // them is free, so each address gets a budget of them.
-    if !shared.live.has(mailbox) {
+    if !attached_anywhere(shared, mailbox).await {
         let known = matches!(shared.mailboxes.push_target(mailbox).await, Ok(Some(_)));
-        if !known && !shared.new_mailboxes.take(client) {
-            return Err((1008, "too many new mailboxes from this address"));
+        if !known {
+            let budget = crate::Budget::NewMailboxes(client);
+            let config = &shared.config;
+            let taken = shared
+                .limits
+                .take(
+                    budget,
+                    config.new_mailboxes_per_ip,
+                    config.new_mailbox_window,
+                )
+                .await;
+            match taken {
+                Ok(true) => {}
+                Ok(false) => return Err((1008, "too many new mailboxes from this address")),
+                Err(e) => {
+                    warn!(error = %e, "relay state unavailable");
+                    return Err((1011, "relay state unavailable"));
+                }
+            }
         }
     }
     Ok(role)
+}
+
+/// Whether a connection of this node or (with Redis) of any node is attached to `mailbox`.
+async fn attached_anywhere(shared: &Shared, mailbox: MailboxId) -> bool {
+    if shared.live.has(mailbox) {
+        return true;
+    }
+    let Some(mesh) = &shared.mesh else {
+        return false;
+    };
+    for role in [Role::Bridge, Role::Phone] {
+        if matches!(mesh.present(mailbox, role).await, Ok(true)) {
+            return true;
+        }
+    }
+    false
+}
+
+/// Whether the other role of `mailbox` is attached (here, or with Redis on another node).
+async fn peer_present(shared: &Shared, mailbox: MailboxId, role: Role) -> Result<bool, StoreError> {
+    if shared.live.peer(mailbox, role).is_some() {
+        return Ok(true);
+    }
+    match &shared.mesh {
+        Some(mesh) => mesh.present_alive(mailbox, role.other()).await,
+        None => Ok(false),
+    }
 }
 
 /// Runs one connection from its upgrade to its end.
@@ -329,14 +416,32 @@ pub(crate) async fn run(
     let live = &shared.live;
     let (tx, mut rx) = mpsc::channel::<Out>(limits.write_queue);
     let kill = Arc::new(Kill::new());
-    let id = live.next_id.fetch_add(1, Ordering::Relaxed);
+    // From 1: 0 names no connection (`close_all`'s `except`, "the current one" between nodes).
+    let id = live.next_id.fetch_add(1, Ordering::Relaxed) + 1;
     let conn = Conn {
         id,
         tx,
         kill: kill.clone(),
     };
     live.connections.fetch_add(1, Ordering::Relaxed);
-    live.attach(mailbox, role, conn.clone());
+    let mut present = live.attach(mailbox, role, conn.clone());
+    if let Some(mesh) = &shared.mesh {
+        let peer = RelayFrame::Peer { present: true }.encode();
+        match mesh
+            .attach(mailbox, role, id, close_code::REPLACED, &peer)
+            .await
+        {
+            Ok(remote) => present |= remote,
+            Err(e) => {
+                // Cross-node work needs Redis: refuse the attach rather than half-join it.
+                warn!(error = %e, "relay state unavailable");
+                let _ = conn
+                    .tx
+                    .try_send(Out::Close(1011, "relay state unavailable"));
+            }
+        }
+    }
+    conn.send(&RelayFrame::Peer { present });
     // A DELETE between the edge's tombstone check and now (on another connection or node).
     if matches!(shared.mailboxes.is_tombstoned(mailbox).await, Ok(true)) {
         kill.fire(close_code::REVOKED);
@@ -346,6 +451,7 @@ pub(crate) async fn run(
     // The writer: queued frames in order, then a close (queued or from outside), pings.
     let shutdown = shared.shutdown.clone();
     let writer_kill = kill.clone();
+    let writer_mesh = shared.mesh.clone();
     let close_grace = shared.config.close_grace;
     let writer = tokio::spawn(async move {
         let mut ping = tokio::time::interval(limits.ping_interval);
@@ -379,6 +485,13 @@ pub(crate) async fn run(
                 }
                 () = shutdown.cancelled() => break Some((1001, "relay shutting down")),
                 _ = ping.tick() => {
+                    if let Some(mesh) = writer_mesh.clone() {
+                        tokio::spawn(async move {
+                            if let Err(e) = mesh.refresh(mailbox, role, id).await {
+                                debug!(error = %e, "presence not refreshed");
+                            }
+                        });
+                    }
                     if sink.send(Message::Ping(Default::default())).await.is_err() {
                         break None;
                     }
@@ -460,6 +573,13 @@ pub(crate) async fn run(
     };
     live.detach(mailbox, role, id);
     live.connections.fetch_sub(1, Ordering::Relaxed);
+    if let Some(mesh) = &shared.mesh {
+        let absent = RelayFrame::Peer { present: false }.encode();
+        if let Err(e) = mesh.detach(mailbox, role, id, &absent).await {
+            // Its presence expires by itself.
+            warn!(error = %e, "relay state unavailable");
+        }
+    }
     // Let the writer finish (it ends on a queued close or a kill).
     if end != "revoked" {
         kill.token.cancel();
@@ -500,6 +620,30 @@ async fn drop_dead_target(shared: &Arc<Shared>, mailbox: MailboxId, dead: &PushT
     }
 }
 
+/// Takes a push wake-up for `mailbox` from every budget in turn: its push slot (on this node,
+/// then across nodes), its hourly budget, the push budget of all mailboxes.
+async fn wake_allowed(shared: &Shared, mailbox: MailboxId) -> Result<bool, StoreError> {
+    use crate::Budget;
+    let config = &shared.config;
+    Ok(shared.push.try_acquire(mailbox)
+        && shared
+            .limits
+            .wake_slot(mailbox, shared.push.interval())
+            .await?
+        && shared
+            .limits
+            .take(
+                Budget::MailboxWakes(mailbox),
+                config.mailbox_wakes_per_hour,
+                crate::config::MAILBOX_WAKE_WINDOW,
+            )
+            .await?
+        && shared
+            .limits
+            .take(Budget::Push, config.push_budget, config.push_window)
+            .await?)
+}
+
 /// Handles one frame from a client; true when the connection must end (DELETE).
 async fn handle_frame(
     shared: &Arc<Shared>,
@@ -511,12 +655,44 @@ async fn handle_frame(
     match frame {
         RelayFrame::Data(bytes) => match shared.live.peer(mailbox, role) {
             Some(peer) => peer.send(&RelayFrame::Data(bytes)),
-            None => conn.send(&error(RelayErrorCode::PeerAbsent, "peer absent")),
+            None => match &shared.mesh {
+                None => conn.send(&error(RelayErrorCode::PeerAbsent, "peer absent")),
+                Some(mesh) => {
+                    let message = NodeMessage {
+                        kind: kind::FRAME,
+                        mailbox,
+                        role: role.other(),
+                        conn: 0,
+                        payload: RelayFrame::Data(bytes).encode(),
+                    };
+                    match mesh.route(mailbox, role.other(), &message).await {
+                        Ok(Routed::Sent) => {}
+                        Ok(Routed::Absent | Routed::Here) => {
+                            conn.send(&error(RelayErrorCode::PeerAbsent, "peer absent"))
+                        }
+                        Err(e) => {
+                            warn!(error = %e, "relay state unavailable");
+                            conn.send(&error(
+                                RelayErrorCode::PeerAbsent,
+                                "peer on another node; relay state unavailable",
+                            ));
+                        }
+                    }
+                }
+            },
         },
         RelayFrame::Wake if role == Role::Bridge => {
-            if shared.live.peer(mailbox, role).is_some() {
-                conn.send(&RelayFrame::WakeResult(WakeResult::AlreadyAttached));
-                return false;
+            match peer_present(shared, mailbox, role).await {
+                Ok(true) => {
+                    conn.send(&RelayFrame::WakeResult(WakeResult::AlreadyAttached));
+                    return false;
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    warn!(error = %e, "relay state unavailable");
+                    conn.send(&RelayFrame::WakeResult(WakeResult::ProviderFailed));
+                    return false;
+                }
             }
             let target = match shared.mailboxes.push_target(mailbox).await {
                 Ok(Some(target)) => target,
@@ -531,12 +707,17 @@ async fn handle_frame(
                 }
             };
             // One push per 3 s, then the mailbox's hourly budget, then the node's.
-            if !shared.push.try_acquire(mailbox)
-                || !shared.mailbox_wakes.take(mailbox)
-                || !shared.push_budget.take(())
-            {
-                conn.send(&RelayFrame::WakeResult(WakeResult::RateLimited));
-                return false;
+            match wake_allowed(shared, mailbox).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    conn.send(&RelayFrame::WakeResult(WakeResult::RateLimited));
+                    return false;
+                }
+                Err(e) => {
+                    warn!(error = %e, "relay state unavailable");
+                    conn.send(&RelayFrame::WakeResult(WakeResult::ProviderFailed));
+                    return false;
+                }
             }
             let shared = shared.clone();
             let conn = conn.clone();
@@ -617,6 +798,19 @@ async fn handle_frame(
                 .try_send(Out::Frame(RelayFrame::Ack(frame_type::DELETE).encode()));
             let _ = conn.tx.try_send(Out::Close(close_code::REVOKED, "revoked"));
             shared.live.close_all(mailbox, close_code::REVOKED, conn.id);
+            if let Some(mesh) = &shared.mesh {
+                let close = NodeMessage {
+                    kind: kind::CLOSE,
+                    mailbox,
+                    role: role.other(),
+                    conn: 0,
+                    payload: close_code::REVOKED.to_be_bytes().to_vec(),
+                };
+                if let Err(e) = mesh.route(mailbox, role.other(), &close).await {
+                    // The peer learns of the tombstone at its next attach.
+                    warn!(error = %e, "relay state unavailable");
+                }
+            }
             return true;
         }
         RelayFrame::Attach(_) => {

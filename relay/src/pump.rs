@@ -30,7 +30,7 @@ pub enum Side {
 }
 
 impl Side {
-    fn other(self) -> Self {
+    pub(crate) fn other(self) -> Self {
         match self {
             Side::Phone => Side::Browser,
             Side::Browser => Side::Phone,

@@ -1,14 +1,11 @@
 //! Routing state: which tunnel ids are open, under which routing id, and whether a browser has
 //! joined them. This is all the relay stores.
 //!
-//! The state sits behind [`TunnelRegistry`] so that several relay nodes can later share it
-//! through an external store (e.g. Redis: `SET tunnel:<id> <routing id> NX PX <ttl>` for
-//! `register`, a compare-and-set script for `claim`, a conditional delete for `remove`).
-//! The sockets themselves never leave the node that accepted them: a node joins a browser only
-//! to a phone it holds itself (see `crate::edge`). In a multi-node deployment the routing id is
-//! what lets a load balancer send the browser's `connect` to that node, which is what caBLE's
-//! routing id exists for; a shared registry would then encode the node in the routing ids it
-//! hands out.
+//! The state sits behind [`TunnelRegistry`] so that several relay nodes can share it:
+//! [`MemoryRegistry`] serves one node, `crate::RedisState` several (docs/relay.md §7), where
+//! the record also names the node that holds the tunnel's phone. The sockets themselves never
+//! leave the node that accepted them: a browser joining on another node is joined to the phone
+//! through Redis (`crate::remote_tunnel`).
 
 use std::collections::HashMap;
 use std::future::Future;

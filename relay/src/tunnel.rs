@@ -23,12 +23,20 @@ use crate::Shared;
 /// A relay websocket: an upgraded HTTP/1.1 connection.
 pub(crate) type Socket = WebSocketStream<TokioIo<Upgraded>>;
 
-/// A browser joining a waiting tunnel: its upgrade, answered 101 by the edge.
-pub(crate) struct Join {
-    pub on_upgrade: OnUpgrade,
-    pub peer: SocketAddr,
-    /// The browser's connection slot, held as long as the tunnel.
-    pub slot: ConnSlot,
+/// A browser joining a waiting tunnel.
+pub(crate) enum Join {
+    /// On this node: its upgrade, answered 101 by the edge.
+    Local {
+        on_upgrade: OnUpgrade,
+        peer: SocketAddr,
+        /// The browser's connection slot, held as long as the tunnel.
+        slot: ConnSlot,
+    },
+    /// On another node (with Redis): its name, and the inbox of what it sends.
+    Remote {
+        node: String,
+        inbox: tokio::sync::mpsc::Receiver<crate::remote_tunnel::FromNode>,
+    },
 }
 
 /// The tunnels of this node waiting for their browser, each with the way to hand it over.
@@ -189,9 +197,39 @@ async fn lifecycle(
         }
     };
 
+    let (on_upgrade, peer, slot) = match join {
+        Join::Local {
+            on_upgrade,
+            peer,
+            slot,
+        } => (on_upgrade, peer, slot),
+        Join::Remote { node, inbox } => {
+            info!(
+                event = "joined",
+                tunnel = %id.short(),
+                routing_id = %routing,
+                browser_node = %node,
+                waited_ms = created.elapsed().as_millis() as u64,
+                pending_messages = pending.len(),
+                "tunnel joined from another node"
+            );
+            return crate::remote_tunnel::pump(
+                shared,
+                phone,
+                Side::Phone,
+                &node,
+                id,
+                inbox,
+                pending,
+                counters,
+                lifetime_end,
+            )
+            .await;
+        }
+    };
     // The browser's slot is held until the tunnel ends.
-    let _browser_slot = join.slot;
-    let browser = match upgrade(shared, join.on_upgrade).await {
+    let _browser_slot = slot;
+    let browser = match upgrade(shared, on_upgrade).await {
         Ok(socket) => socket,
         Err(error) => {
             let end = End::BrowserUpgradeFailed(error);
@@ -203,7 +241,7 @@ async fn lifecycle(
         event = "joined",
         tunnel = %id.short(),
         routing_id = %routing,
-        browser = %join.peer,
+        browser = %peer,
         waited_ms = created.elapsed().as_millis() as u64,
         pending_messages = pending.len(),
         "tunnel joined"

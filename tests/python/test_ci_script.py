@@ -80,6 +80,7 @@ def tree(tmp_path: Path) -> Path:
         "qemu-system-x86_64",
         "mmdebstrap",
         "mke2fs",
+        "redis-server",
         "python-stub",
     ]:
         _write_stub(bin_dir / tool)

@@ -37,12 +37,15 @@ use forwarding::{cancelled_answer, Reply, ToLink};
 use forwarding::{forward_requests, timeout_answer};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Reconnect attempts wait a jittered delay from 0.5–1 s, doubling up to the most.
 const RECONNECT_DELAY: Duration = Duration::from_secs(1);
+const RECONNECT_DELAY_MAX: Duration = Duration::from_secs(30);
 /// The longest the link sleeps: how soon it sees the stop flag (which cannot wake it; the
 /// transport ending does, see [`forward_requests`]).
 const STOP_CHECK: Duration = Duration::from_millis(200);
 
 use pocketkey_core::clock::unix_now;
+use pocketkey_net::relays::Backoff;
 
 /// The pairing a bridge serves among its records ([`PairingStore::list`] order: newest
 /// first): the one named `name`, else the newest.
@@ -57,6 +60,9 @@ pub fn select_phone(records: Vec<PairingRecord>, name: Option<&str>) -> Option<P
 /// What the link needs.
 pub struct LinkConfig {
     pub relay_url: Option<String>,
+    /// A relay URL list (`pocketkey_net::relays`) to serve the pairing through instead of
+    /// its own relay URL: the nodes of its relay deployment.
+    pub relay_nodes: Option<String>,
     /// Serve the phone paired under this name; `None`: the newest pairing.
     pub phone: Option<String>,
     /// Show a pairing code first even when phones are paired (to add one).
@@ -290,7 +296,9 @@ impl Link {
                     }
                     Err(e) => {
                         eprintln!("relay: {e}; reconnecting");
-                        self.idle(RECONNECT_DELAY);
+                        // Jittered: the phones and computers of a node that died do not all
+                        // come back to the other nodes at once.
+                        self.idle(Backoff::new(RECONNECT_DELAY, RECONNECT_DELAY).next_delay());
                         Mode::Paired(record)
                     }
                 },
@@ -435,6 +443,7 @@ mod tests {
         let (transport, requests) = mpsc::channel();
         let config = LinkConfig {
             relay_url: None,
+            relay_nodes: None,
             phone: None,
             pair_another: false,
             name: "PC".into(),

@@ -16,7 +16,8 @@ use pocketkey_net::driver::{Driver, Ended, Side, Step};
 use pocketkey_net::mailbox::{trace, MailboxConn, MailboxError};
 
 use super::{cancelled_answer, hello, Link, Open, Reply, Stage, CONNECT_TIMEOUT};
-use super::{RECONNECT_DELAY, STOP_CHECK};
+use super::{RECONNECT_DELAY, RECONNECT_DELAY_MAX, STOP_CHECK};
+use pocketkey_net::relays::Backoff;
 
 impl Link {
     /// One attachment of the pairing mailbox. Ok: stopped, or the phone revoked the pairing
@@ -24,22 +25,22 @@ impl Link {
     pub(super) fn serve(&mut self, record: &PairingRecord) -> Result<Ended, MailboxError> {
         let attach = record.mailbox_keys().attach(Role::Bridge);
         let wakeup = Arc::clone(&self.wakeup);
-        let open = || {
-            MailboxConn::open_with(
-                &record.relay_url,
-                &attach,
-                CONNECT_TIMEOUT,
-                Arc::clone(&wakeup),
-            )
-        };
+        let relay_url = self
+            .config
+            .relay_nodes
+            .clone()
+            .unwrap_or_else(|| record.relay_url.clone());
+        let open =
+            || MailboxConn::open_with(&relay_url, &attach, CONNECT_TIMEOUT, Arc::clone(&wakeup));
         let mut conn = open();
+        let mut backoff = Backoff::new(RECONNECT_DELAY, RECONNECT_DELAY_MAX);
         let mut conn = loop {
             match conn {
                 Ok(c) => break c,
                 Err(e) if e.is_revoked() => return Err(e),
                 Err(e) => {
                     eprintln!("relay: {e}; retrying");
-                    self.idle(RECONNECT_DELAY);
+                    self.idle(backoff.next_delay());
                     if self.stop.load(Ordering::SeqCst) {
                         return Ok(Ended::Stopped);
                     }

@@ -147,6 +147,11 @@ impl PushService {
         self.provider(target.provider)?.check_target(target)
     }
 
+    /// The least time between two pushes of one mailbox.
+    pub fn interval(&self) -> Duration {
+        self.interval
+    }
+
     /// Takes the mailbox's push slot: false if a push went out less than the interval ago.
     pub fn try_acquire(&self, mailbox: MailboxId) -> bool {
         let now = Instant::now();

@@ -5,6 +5,8 @@
 
 pub mod mailbox;
 pub mod program;
+pub mod push;
+pub mod redis;
 
 use std::net::SocketAddr;
 use std::time::Duration;

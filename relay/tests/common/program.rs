@@ -42,7 +42,16 @@ pub fn program(args: &[&str]) -> Program {
 pub fn spawn(mut command: Command) -> (Child, SocketAddr) {
     let mut child = command
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(match std::env::var_os("PK_RELAY_TEST_LOG") {
+            Some(path) => Stdio::from(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .unwrap(),
+            ),
+            None => Stdio::null(),
+        })
         .spawn()
         .expect("start pocketkey-relay");
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
