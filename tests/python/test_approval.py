@@ -64,15 +64,61 @@ def test_keepalive_while_waiting_then_deny(manual_authenticator, hid):
     statuses = [s for _, s in seen]
     assert all(s in (PROCESSING, UPNEEDED) for s in statuses), statuses
     assert statuses[-1] == UPNEEDED, "waiting for the user must be reported as UPNEEDED"
-    assert len(seen) >= 6, f"only {len(seen)} KEEPALIVEs in 0.8 s"
-    gaps = sorted(b[0] - a[0] for a, b in zip(seen, seen[1:]))
-    median = gaps[len(gaps) // 2]
-    # 100 ms nominal: the median shows the cadence; the maximum has slack for a loaded machine.
-    assert median <= 0.12, f"median KEEPALIVE interval {median * 1000:.0f} ms"
-    assert gaps[-1] < 0.3, f"KEEPALIVE gap of {gaps[-1] * 1000:.0f} ms"
 
     manual_authenticator.answer("n")
     assert final_status(hid, cid) == ERR.OPERATION_DENIED
+
+
+# The cadence the README states: one KEEPALIVE every 75 ms while a request runs.
+KEEPALIVE_CADENCE = 0.075
+# How long the test keeps the user's answer back.
+HOLD = 1.5
+# Bounds on count / (interval / cadence), from the spread measured on the shared 2-core
+# machine (20 runs with other builds beside them: 18-19 KEEPALIVEs in 1.52-1.57 s, ratios
+# 0.87-0.94). The loop sends once 75 ms have passed since the last one, so load only ever makes
+# fewer: the upper bound has only the first/last packet as slack (a loop at 20 ms gave 2.9);
+# the lower bound leaves room for a scheduler late by a third on every tick (500 ms gave 0.15).
+CADENCE_RATIO = (0.65, 1.1)
+
+
+def count_keepalives_until_answer(hid: RawHid, cid: int, answer) -> tuple[int, float, bytes]:
+    """Sends makeCredential, reads KEEPALIVEs, answers the prompt `HOLD` s after sending,
+    reads on to the response. Returns (KEEPALIVEs counted, seconds from the request sent to
+    the response received, the response)."""
+    sent = time.monotonic()
+    send_make_credential(hid, cid)
+    count, answered = 0, False
+    while True:
+        if not answered and time.monotonic() - sent >= HOLD:
+            answer()
+            answered = True
+        pkt = hid.recv_packet(timeout=1.0)
+        r_cid, r_cmd, bcnt = struct.unpack_from(">IBH", pkt)
+        assert r_cid == cid, f"packet on channel {r_cid:08x}"
+        if r_cmd == 0x80 | CTAPHID.KEEPALIVE:
+            count += 1
+            continue
+        received = time.monotonic()
+        assert answered, f"answered before the user did: {pkt.hex()}"
+        assert r_cmd == 0x80 | CTAPHID.CBOR and bcnt <= 57, pkt.hex()
+        return count, received - sent, pkt[7 : 7 + bcnt]
+
+
+def test_keepalive_cadence_counted_over_the_wait(manual_authenticator, hid):
+    """KEEPALIVEs counted between the request sent and the response received match the 75 ms
+    cadence: not a flood, not one every few hundred ms."""
+    cid, _ = hid.allocate()
+    count, interval, response = count_keepalives_until_answer(
+        hid, cid, lambda: manual_authenticator.answer("n")
+    )
+    assert response == bytes([ERR.OPERATION_DENIED])
+    expected = interval / KEEPALIVE_CADENCE
+    ratio = count / expected
+    print(f"keepalive cadence: {count} in {interval * 1000:.0f} ms, ratio {ratio:.3f}")
+    low, high = CADENCE_RATIO
+    assert low <= ratio <= high, (
+        f"{count} KEEPALIVEs in {interval * 1000:.0f} ms; at 75 ms expected about {expected:.1f}"
+    )
 
 
 def test_cancel_ends_the_wait(manual_authenticator, hid):

@@ -86,9 +86,32 @@ register_and_sign_in /dev/hidraw0 serve
 
 grep -q 'ctap2 cmd 0x01 -> status 0x00' /tmp/serve.log && pass "serve: the key logged the makeCredential" \
     || fail "serve: no makeCredential in the log: $(cat /tmp/serve.log)"
-kill -INT "$serve"
-if wait_for '! ls /dev/hidraw0' 50; then pass "serve: the device is gone when the key stops"
-else fail "serve: /dev/hidraw0 outlived the key"; fi
+
+# A PIN-protected assertion (CTAP 2.1 §6.5.5.7: pinUvAuthToken from the PIN, UV flag set):
+# fido2-token -S sets the PIN; fido2-assert -G -v asks for it. With no controlling terminal
+# here, libfido2's tools read the PIN from standard input.
+pin=vm-pin-4321
+if printf '%s\n%s\n' "$pin" "$pin" | fido2-token -S /dev/hidraw0 > /tmp/setpin.log 2>&1 \
+    && fido2-token -I /dev/hidraw0 2>&1 | grep -Eq '^options: (.*, )?clientPin(,|$)'
+then pass "serve: fido2-token -S set a PIN (getInfo says clientPin)"
+else fail "serve: fido2-token -S: $(cat /tmp/setpin.log)"; fi
+printf '%s\n%s\n%s\n' "$(b64rand)" uhid-serve.example "$(head -n 1 /tmp/serve-cred)" > /tmp/pin-ga.in
+if ! echo wrong-pin | fido2-assert -G -p -v -i /tmp/pin-ga.in -o /tmp/pin-bad.out /dev/hidraw0 es256 \
+        > /tmp/pin-bad.err 2>&1 \
+    && fido2-token -I /dev/hidraw0 2>&1 | grep -q '^pin retries: 7$'
+then pass "serve: a wrong PIN gets no assertion and costs one retry"
+else fail "serve: wrong PIN: $(cat /tmp/pin-bad.err; fido2-token -I /dev/hidraw0 2>&1 | grep retries)"; fi
+if echo "$pin" | fido2-assert -G -p -v -i /tmp/pin-ga.in -o /tmp/pin-ga.out /dev/hidraw0 es256 \
+        > /tmp/pin-ga.err 2>&1 \
+    && fido2-assert -V -p -v -i /tmp/pin-ga.out /tmp/serve-key.pem es256 2> /tmp/pin-gv.err \
+    && fido2-token -I /dev/hidraw0 2>&1 | grep -q '^pin retries: 8$'
+then pass "serve: fido2-assert -G -v with the PIN: signature verified with UV set, retries back to 8"
+else fail "serve: PIN assertion: $(cat /tmp/pin-ga.err /tmp/pin-gv.err)"; fi
+
+# SIGTERM (what a service manager sends) removes the USB key.
+kill -TERM "$serve"
+if wait_for '! ls /dev/hidraw0' 50; then pass "serve: /dev/hidraw0 is gone after SIGTERM"
+else fail "serve: /dev/hidraw0 outlived SIGTERM"; kill -KILL "$serve"; fi
 wait "$serve"
 
 # --- 2. pocketkey-bridge --uhid: the paired phone as a USB security key -------------------
@@ -96,6 +119,7 @@ pocketkey-relay --listen 127.0.0.1:8080 --memory > /tmp/relay.out 2> /tmp/relay.
 wait_for 'grep -q "^listening on" /tmp/relay.out' 100 || { fail "relay did not start: $(cat /tmp/relay.log)"; finish; }
 pocketkey-bridge --key-file --uhid --relay ws://127.0.0.1:8080 --state-dir /tmp/bridge --name "VM desktop" --print-url --auto-confirm \
     > /tmp/bridge.out 2> /tmp/bridge.log &
+bridge=$!
 if wait_for 'grep -q "^pair: " /tmp/bridge.out' 100; then pass "bridge: printed its pairing URL"
 else fail "bridge: no pair line: $(cat /tmp/bridge.log)"; finish; fi
 url=$(sed -n 's/^pair: //p' /tmp/bridge.out | head -n 1)
@@ -111,5 +135,9 @@ else fail "bridge: getInfo through ${dev:-no device}: $(cat /tmp/bridge.log)"; f
 register_and_sign_in "$dev" bridge
 grep -q "^VM desktop: " /tmp/listen.log && pass "phone: served the requests of \"VM desktop\"" \
     || fail "phone: the computer's name is not in the phone's log: $(cat /tmp/listen.log)"
+kill -TERM "$bridge"
+if wait_for "! ls $dev" 50; then pass "bridge: $dev is gone after SIGTERM"
+else fail "bridge: $dev outlived SIGTERM"; kill -KILL "$bridge"; fi
+wait "$bridge"
 
 finish

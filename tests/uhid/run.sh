@@ -78,7 +78,7 @@ fi
 grep -E '^(PASS|FAIL) ' "$log" | tr -d '\r' || true
 passed=$(grep -c '^PASS ' "$log" || true)
 failed=$(grep -c '^FAIL ' "$log" || true)
-if grep -q '^UHID-VM-RESULT: ok' "$log" && [ "$failed" -eq 0 ] && [ "$passed" -ge 19 ]; then
+if grep -q '^UHID-VM-RESULT: ok' "$log" && [ "$failed" -eq 0 ] && [ "$passed" -ge 23 ]; then
     echo "uhid VM test: $passed checks passed"
     exit 0
 fi

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Instant;
 
-use pocketkey_core::approver::AutoApprover;
+use pocketkey_core::approver::{Approver, AutoApprover};
 use pocketkey_core::authenticator::{Authenticator, Config};
 use pocketkey_core::crypto::master_key::MasterKey;
 use pocketkey_core::pairing::{PairingRecord, PairingStore, UrlPolicy};
@@ -24,11 +24,16 @@ pub struct Phone {
 
 impl Phone {
     pub fn new() -> Self {
+        Self::with_approver(Box::new(AutoApprover))
+    }
+
+    /// A phone whose user answers through `approver`.
+    pub fn with_approver(approver: Box<dyn Approver>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let master = MasterKey::generate();
         let store = Store::open(&dir.path().join("credentials.db"), &master).unwrap();
         let authenticator =
-            Authenticator::new(store, &master, Box::new(AutoApprover), Config::default()).unwrap();
+            Authenticator::new(store, &master, approver, Config::default()).unwrap();
         let pairings = Arc::new(Mutex::new(
             PairingStore::open(&dir.path().join("pairings.db"), &master).unwrap(),
         ));
