@@ -12,7 +12,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
+use sqlx::{AnyConnection, Row};
 
 use crate::api::{Admin, AppState};
 use crate::error::ApiError;
@@ -33,8 +33,8 @@ pub struct StatusChanged {
     status: &'static str,
 }
 
-#[derive(Clone, Copy)]
-enum Action {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
     Revoke,
     Suspend,
     Resume,
@@ -48,7 +48,7 @@ impl Action {
             Action::Resume => "key.resume",
         }
     }
-    fn target(self) -> &'static str {
+    pub fn target(self) -> &'static str {
         match self {
             Action::Revoke => "revoked",
             Action::Suspend => "suspended",
@@ -64,21 +64,44 @@ impl Action {
     }
 }
 
-/// The reason from an optional JSON body (`{}` or empty for none); required to revoke.
-fn reason(body: &Bytes, action: Action) -> Result<Option<String>, ApiError> {
-    let parsed: ReasonBody = if body.iter().all(u8::is_ascii_whitespace) {
-        ReasonBody::default()
-    } else {
-        serde_json::from_slice(body)
-            .map_err(|e| ApiError::bad_request("invalid_json", e.to_string()))?
-    };
+/// Who caused a status change, kept in `keys.status_cause`: SCIM reactivation resumes only
+/// the keys whose last change was the directory's suspension.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cause {
+    /// An admin, through the REST API or the console.
+    Admin,
+    /// The directory, over SCIM (a user deactivated or deleted, or reactivated).
+    Directory,
+}
+
+impl Cause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cause::Admin => "admin",
+            Cause::Directory => "directory",
+        }
+    }
+}
+
+/// One status change of one key, as the audit log records it.
+pub struct Change<'a> {
+    pub action: Action,
+    /// How the audit log names who asked (`admin:<e-mail>`, `api-key:<name>`, `policy:stale`).
+    pub actor: &'a str,
+    pub reason: Option<&'a str>,
+    pub cause: Cause,
+}
+
+/// `reason` checked: 1 to [`MAX_REASON`] characters, no control characters, not blank;
+/// required to revoke. The REST API and the console both check it here.
+pub fn check_reason(reason: Option<String>, action: Action) -> Result<Option<String>, ApiError> {
     let bad = || {
         ApiError::bad_request(
             "invalid_reason",
             format!("reason must be 1 to {MAX_REASON} characters without control characters"),
         )
     };
-    match parsed.reason {
+    match reason {
         Some(r) => {
             let n = r.chars().count();
             if n == 0 || n > MAX_REASON || r.chars().any(char::is_control) || r.trim().is_empty() {
@@ -91,6 +114,93 @@ fn reason(body: &Bytes, action: Action) -> Result<Option<String>, ApiError> {
     }
 }
 
+/// The reason from an optional JSON body (`{}` or empty for none).
+fn reason(body: &Bytes, action: Action) -> Result<Option<String>, ApiError> {
+    let parsed: ReasonBody = if body.iter().all(u8::is_ascii_whitespace) {
+        ReasonBody::default()
+    } else {
+        serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request("invalid_json", e.to_string()))?
+    };
+    check_reason(parsed.reason, action)
+}
+
+fn changed_meanwhile() -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "invalid_transition",
+        "the key changed meanwhile; read it again",
+    )
+}
+
+/// Changes key `id`'s status in the caller's transaction and audits it; the REST API, the
+/// console and SCIM all change a key through here. Returns the status it had. An unknown key
+/// is `404`, a transition the status does not allow `409 invalid_transition`; either way
+/// nothing is written.
+pub async fn change_key(
+    conn: &mut AnyConnection,
+    id: &str,
+    change: &Change<'_>,
+) -> Result<String, ApiError> {
+    let status: String = sqlx::query("SELECT status FROM keys WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such key"))?
+        .try_get(0)?;
+    if !change.action.allowed_from(&status) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "invalid_transition",
+            format!("a {status} key cannot become {}", change.action.target()),
+        ));
+    }
+    if !write(conn, id, &status, change, None).await? {
+        return Err(changed_meanwhile());
+    }
+    Ok(status)
+}
+
+/// The one `UPDATE` of a key's status, and its audit entry. It applies only while the key's
+/// status is still `from` (and, with `seen_before`, while it was last seen before that time),
+/// so two requests or two server nodes racing cannot both apply it. Returns whether it did.
+async fn write(
+    conn: &mut AnyConnection,
+    id: &str,
+    from: &str,
+    change: &Change<'_>,
+    seen_before: Option<&str>,
+) -> Result<bool, sqlx::Error> {
+    let now = clock::now_string();
+    let updated = sqlx::query(
+        "UPDATE keys SET status = $1, status_reason = $2, status_actor = $3, \
+         status_changed_at = $4, status_cause = $5 WHERE id = $6 AND status = $7 \
+         AND ($8 IS NULL OR COALESCE(last_seen_at, activated_at, created_at) < $8)",
+    )
+    .bind(change.action.target())
+    .bind(change.reason)
+    .bind(change.actor)
+    .bind(&now)
+    .bind(change.cause.as_str())
+    .bind(id)
+    .bind(from)
+    .bind(seen_before)
+    .execute(&mut *conn)
+    .await?;
+    if updated.rows_affected() != 1 {
+        return Ok(false);
+    }
+    audit::append(
+        conn,
+        change.actor,
+        change.action.audit_name(),
+        id,
+        serde_json::json!({ "from": from, "reason": change.reason, "cause": change.cause.as_str() }),
+    )
+    .await?;
+    Ok(true)
+}
+
 async fn change(
     state: &AppState,
     admin: Admin,
@@ -100,46 +210,15 @@ async fn change(
 ) -> Result<Json<StatusChanged>, ApiError> {
     let reason = reason(&body, action)?;
     let mut tx = state.pool.begin().await?;
-    let status: String = sqlx::query("SELECT status FROM keys WHERE id = $1")
-        .bind(&id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or_else(|| ApiError::not_found("no such key"))?
-        .try_get(0)?;
-    if !action.allowed_from(&status) {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "invalid_transition",
-            format!("a {status} key cannot become {}", action.target()),
-        ));
-    }
-    let now = clock::now_string();
-    // The status is checked again in the update, so a racing change cannot be overwritten.
-    let updated = sqlx::query(
-        "UPDATE keys SET status = $1, status_reason = $2, status_actor = $3, \
-         status_changed_at = $4 WHERE id = $5 AND status = $6",
-    )
-    .bind(action.target())
-    .bind(&reason)
-    .bind(&admin.actor)
-    .bind(&now)
-    .bind(&id)
-    .bind(&status)
-    .execute(&mut *tx)
-    .await?;
-    if updated.rows_affected() != 1 {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "invalid_transition",
-            "the key changed meanwhile; read it again",
-        ));
-    }
-    audit::append(
+    change_key(
         &mut tx,
-        &admin.actor,
-        action.audit_name(),
         &id,
-        serde_json::json!({ "from": status, "reason": reason }),
+        &Change {
+            action,
+            actor: &admin.actor,
+            reason: reason.as_deref(),
+            cause: Cause::Admin,
+        },
     )
     .await?;
     tx.commit().await?;

@@ -22,6 +22,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/0003_api_key_scope.sql"),
     ),
     (4, "console", include_str!("../migrations/0004_console.sql")),
+    (
+        6,
+        "status cause",
+        include_str!("../migrations/0006_status_cause.sql"),
+    ),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -340,8 +340,9 @@ def test_a_post_without_the_csrf_token_is_refused_and_changes_nothing(owner):
     assert c.count("keys") == before["keys"] + 1
 
 
-def test_an_auditor_can_read_but_not_invite(owner):
+def test_an_auditor_can_read_but_not_invite_or_change_a_key(owner):
     c = owner
+    key = invite_and_activate(c, "kim@acme.example", "Kim Phone")
     c.open("/console/admins")
     c.fill("#admin-email", "audrey@acme.example")
     c.driver.find_element(By.CSS_SELECTOR, "#admin-role option[value=auditor]").click()
@@ -362,7 +363,79 @@ def test_an_auditor_can_read_but_not_invite(owner):
     assert c.fetch("GET", "/console/admins", None)[0] == 403
     csv = {"csv": "eve@acme.example,Eve\n", "csrf": c.csrf()}
     assert c.fetch("POST", "/console/import/commit", csv)[0] == 403
-    assert c.snapshot() == before and c.mails() == []
+    # No key buttons for an auditor, and a forged post is refused the same way.
+    c.open("/console/keys")
+    assert "kim@acme.example" in c.text("#keys tbody")
+    assert not c.driver.find_elements(By.CSS_SELECTOR, "#keys form, #keys a.revoke")
+    for action in ("suspend", "revoke"):
+        status, body = c.fetch("POST", f"/console/keys/{key}/{action}",
+                               {"reason": "forged", "csrf": c.csrf()})
+        assert status == 403 and "Your role does not allow this" in body
+    assert c.fetch("GET", f"/console/keys/{key}/revoke", None)[0] == 403
+    assert c.snapshot() == before and len(c.mails()) == 1
+    assert key_state(c, key) == ("active", None, None, None)
+
+
+def invite_and_activate(c, addr, name):
+    """Invites `addr` from the keys page; its activation (the phone's side) is set in the
+    database. Returns the key's id."""
+    c.open("/console/keys")
+    c.fill("#invite-email", addr)
+    c.fill("#invite-name", name)
+    c.click("#invite-form button[type=submit]")
+    c.wait(EC.text_to_be_present_in_element((By.ID, "notice"), "Invitation sent."))
+    with c.db() as db:
+        db.execute("UPDATE keys SET status = 'active', activated_at = '2026-01-01T00:00:00Z' "
+                   "WHERE email = ?", (addr,))
+        return db.execute("SELECT id FROM keys WHERE email = ?", (addr,)).fetchone()[0]
+
+
+def key_state(c, key_id):
+    with c.db() as db:
+        return db.execute("SELECT status, status_reason, status_actor, status_cause FROM keys "
+                          "WHERE id = ?", (key_id,)).fetchone()
+
+
+def test_a_key_admin_suspends_resumes_and_revokes_a_key_with_a_reason(owner):
+    c = owner
+    key = invite_and_activate(c, "kim@acme.example", "Kim Phone")
+    c.open("/console/keys")
+    c.fill(f"#suspend-reason-{key}", "phone left in a taxi")
+    c.click(f"form[action='/console/keys/{key}/suspend'] button")
+    c.wait(EC.text_to_be_present_in_element((By.ID, "notice"), "Key suspended."))
+    assert key_state(c, key) == ("suspended", "phone left in a taxi", f"admin:{OWNER}", "admin")
+    c.click(f"form[action='/console/keys/{key}/resume'] button")
+    c.wait(EC.text_to_be_present_in_element((By.ID, "notice"), "Key resumed."))
+    assert key_state(c, key)[0] == "active"
+    # Revoke asks first, on a page of its own; a post without a reason is refused.
+    c.click(f"a[href='/console/keys/{key}/revoke']")
+    c.wait(EC.presence_of_element_located((By.ID, "revoke-form")))
+    assert "Kim Phone" in c.text("h1")
+    c.shot("revoke")
+    before = c.snapshot()
+    status, body = c.fetch("POST", f"/console/keys/{key}/revoke", {"reason": " ", "csrf": c.csrf()})
+    assert status == 400 and "reason must be" in body
+    assert c.snapshot() == before and key_state(c, key)[0] == "active"
+    c.fill("#revoke-reason", "left the company")
+    c.click("#revoke-confirm")
+    c.wait(EC.text_to_be_present_in_element((By.ID, "notice"), "Key revoked."))
+    assert key_state(c, key) == ("revoked", "left the company", f"admin:{OWNER}", "admin")
+    row = c.text("#keys tbody tr")
+    assert "revoked" in row and "left the company" in row
+    assert not c.driver.find_elements(By.CSS_SELECTOR, f"a[href='/console/keys/{key}/revoke']")
+    c.shot("keys-actions")
+    with c.db() as db:
+        audited = db.execute("SELECT action, actor, detail FROM audit WHERE subject = ? "
+                             "AND action LIKE 'key.%' ORDER BY seq", (key,)).fetchall()
+    assert [(a, who) for a, who, _ in audited] == [
+        ("key.suspend", f"admin:{OWNER}"), ("key.resume", f"admin:{OWNER}"),
+        ("key.revoke", f"admin:{OWNER}")]
+    assert json.loads(audited[2][2]) == {"from": "active", "reason": "left the company", "cause": "admin"}
+    # A revoked key cannot come back: 409, nothing changed.
+    before = c.snapshot()
+    status, body = c.fetch("POST", f"/console/keys/{key}/resume", {"csrf": c.csrf()})
+    assert status == 409 and "cannot become active" in body
+    assert c.snapshot() == before
 
 
 def test_an_expired_session_is_refused_and_changes_nothing(owner):

@@ -51,6 +51,15 @@ def rows(org, sql):
         db.close()
 
 
+def set_rows(org, sql):
+    db = sqlite3.connect(org.state / "org.db")
+    try:
+        with db:
+            db.execute(sql)
+    finally:
+        db.close()
+
+
 def counts(org):
     return {t: rows(org, f"SELECT COUNT(*) FROM {t}")[0][0] for t in ("scim_users", "keys", "invites", "audit")}
 
@@ -212,4 +221,33 @@ def test_a_directory_manages_groups_and_their_members_in_both_styles(org):
     assert scim(org, "GET", path)[0] == 404
     actions = [r[0] for r in rows(org, "SELECT action FROM audit ORDER BY seq")]
     assert actions.count("scim.group.update") == 3 and actions[-1] == "scim.group.delete"
+    assert org.audit_verify().returncode == 0
+
+
+def test_reactivating_a_user_resumes_only_the_keys_the_directory_suspended(org):
+    _, alice, _ = scim(org, "POST", "/Users", entra_user())
+    _, bob, _ = scim(org, "POST", "/Users", entra_user("bob@acme.example", "b0b"))
+    set_rows(org, "UPDATE keys SET status = 'active'")
+    (alice_key,) = rows(org, "SELECT id FROM keys WHERE email = 'alice@acme.example'")[0]
+    (bob_key,) = rows(org, "SELECT id FROM keys WHERE email = 'bob@acme.example'")[0]
+    # An admin suspends Alice's key for a reason of their own, before the directory acts.
+    status, body = org.json("POST", f"/api/v1/keys/{alice_key}/suspend", {"reason": "lost phone"})
+    assert status == 200, body
+    off = {"schemas": [PATCH_SCHEMA], "Operations": [{"op": "replace", "path": "active", "value": False}]}
+    on = {"schemas": [PATCH_SCHEMA], "Operations": [{"op": "replace", "path": "active", "value": True}]}
+    for user in (alice, bob):
+        assert scim(org, "PATCH", f"/Users/{user['id']}", off)[0] == 200
+    # Each suspension is the lifecycle's own change: the key's cause and actor, one audit entry.
+    assert rows(org, f"SELECT status, status_cause, status_actor FROM keys WHERE id = '{bob_key}'") == [
+        ("suspended", "directory", "api-key:ci")]
+    (detail,) = rows(org, f"SELECT detail FROM audit WHERE action = 'key.suspend' AND subject = '{bob_key}'")[0:1][0]
+    assert json.loads(detail)["cause"] == "directory"
+    for user in (alice, bob):
+        assert scim(org, "PATCH", f"/Users/{user['id']}", on)[0] == 200
+    # Bob's key comes back; Alice's stays suspended: the admin suspended it, not the directory.
+    assert rows(org, "SELECT email, status, status_reason FROM keys ORDER BY email") == [
+        ("alice@acme.example", "suspended", "lost phone"),
+        ("bob@acme.example", "active", "the directory reactivated the user")]
+    resumed = rows(org, "SELECT subject, actor FROM audit WHERE action = 'key.resume'")
+    assert resumed == [(bob_key, "api-key:ci")]
     assert org.audit_verify().returncode == 0

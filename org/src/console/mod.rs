@@ -7,6 +7,7 @@ mod ceremony;
 mod error;
 mod forms;
 mod import;
+mod key_actions;
 mod pages;
 pub mod scim;
 mod scim_groups;
@@ -75,6 +76,12 @@ impl Console {
             .route("/logout", post(session::sign_out))
             .route("/keys", get(pages::keys))
             .route("/keys/invite", post(pages::invite))
+            .route("/keys/{id}/suspend", post(key_actions::suspend))
+            .route("/keys/{id}/resume", post(key_actions::resume))
+            .route(
+                "/keys/{id}/revoke",
+                get(key_actions::confirm_revoke).post(key_actions::revoke),
+            )
             .route("/invites/{id}/resend", post(pages::resend))
             .route("/import", get(import::page))
             .route("/import/preview", post(import::preview))

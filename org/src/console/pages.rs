@@ -23,6 +23,9 @@ fn notice(code: Option<&str>) -> Option<&'static str> {
         "invited" => Some("Invitation sent."),
         "resent" => Some("Invitation sent again; the previous link no longer works."),
         "revoked" => Some("API key revoked."),
+        "suspended" => Some("Key suspended."),
+        "resumed" => Some("Key resumed."),
+        "key-revoked" => Some("Key revoked."),
         _ => None,
     }
 }

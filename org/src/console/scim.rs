@@ -3,7 +3,7 @@
 //!
 //! A user the directory creates is invited (the same invite as the REST API's); deactivating
 //! (`active: false`) or deleting a user suspends its active keys and ends its open invitation
-//! links, and keeps the record. Entra ID sends `active` either as the string `"False"` (without
+//! links, and keeps the record; reactivating it resumes the keys the directory suspended. Entra ID sends `active` either as the string `"False"` (without
 //! its `aadOptscim062020` flag) or as a boolean (with it), in either of two PATCH shapes (a
 //! `path` and a value, or an object of attributes without a path): all are taken.
 
@@ -19,6 +19,7 @@ use sqlx::{AnyConnection, Row};
 
 use crate::api::{self, Admin, AppState};
 use crate::error::ApiError;
+use crate::lifecycle::{self, Action, Cause, Change};
 use crate::{audit, clock, secret};
 
 type Shared = std::sync::Arc<AppState>;
@@ -277,27 +278,79 @@ fn fields(body: &Value) -> Result<Fields, ScimError> {
     })
 }
 
-/// Ends what a deactivated user could still use: its active keys become `suspended`, its
-/// open invitation links expire now. Returns (keys suspended, links ended).
-async fn suspend_keys_of(conn: &mut AnyConnection, email: &str) -> Result<(u64, u64), sqlx::Error> {
-    let now = clock::now_string();
-    let keys = sqlx::query(
-        "UPDATE keys SET status = 'suspended' WHERE lower(email) = lower($1) AND status = 'active'",
+/// The keys of `email` in `status`, and of those only the ones whose last change had `cause`.
+async fn keys_of(
+    conn: &mut AnyConnection,
+    email: &str,
+    status: &str,
+    cause: Option<Cause>,
+) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query(
+        "SELECT id FROM keys WHERE lower(email) = lower($1) AND status = $2 \
+         AND ($3 IS NULL OR status_cause = $3) ORDER BY created_at, id",
     )
     .bind(email)
-    .execute(&mut *conn)
+    .bind(status)
+    .bind(cause.map(Cause::as_str))
+    .fetch_all(&mut *conn)
     .await?
-    .rows_affected();
+    .iter()
+    .map(|r| r.try_get(0))
+    .collect()
+}
+
+/// Ends what a deactivated user could still use: its active keys become `suspended` (through
+/// the same status change as an admin's, audited per key with the directory's actor and
+/// `cause: directory`), its open invitation links expire now. Returns (keys suspended, links
+/// ended).
+async fn suspend_keys_of(
+    conn: &mut AnyConnection,
+    actor: &str,
+    email: &str,
+    reason: &str,
+) -> Result<(u64, u64), ScimError> {
+    let mut keys = 0;
+    for id in keys_of(conn, email, "active", None).await? {
+        let change = Change {
+            action: Action::Suspend,
+            actor,
+            reason: Some(reason),
+            cause: Cause::Directory,
+        };
+        lifecycle::change_key(conn, &id, &change).await?;
+        keys += 1;
+    }
     let links = sqlx::query(
         "UPDATE invites SET expires_at = $1 WHERE used_at IS NULL AND expires_at > $1 AND key_id IN \
          (SELECT id FROM keys WHERE lower(email) = lower($2) AND status = 'invited')",
     )
-    .bind(&now)
+    .bind(clock::now_string())
     .bind(email)
     .execute(&mut *conn)
     .await?
     .rows_affected();
     Ok((keys, links))
+}
+
+/// A reactivated user gets back the keys the directory suspended, and only those: a key whose
+/// last change was an admin's suspension (or the stale-key policy's) stays suspended.
+async fn resume_keys_of(
+    conn: &mut AnyConnection,
+    actor: &str,
+    email: &str,
+) -> Result<u64, ScimError> {
+    let mut keys = 0;
+    for id in keys_of(conn, email, "suspended", Some(Cause::Directory)).await? {
+        let change = Change {
+            action: Action::Resume,
+            actor,
+            reason: Some("the directory reactivated the user"),
+            cause: Cause::Directory,
+        };
+        lifecycle::change_key(conn, &id, &change).await?;
+        keys += 1;
+    }
+    Ok(keys)
 }
 
 async fn create(
@@ -498,9 +551,18 @@ async fn save(
     .await?;
     let mut detail = json!({ "email": user.user_name, "active": user.active });
     if before.active && !user.active {
-        let (keys, links) = suspend_keys_of(conn, &user.user_name).await?;
+        let (keys, links) = suspend_keys_of(
+            conn,
+            actor,
+            &user.user_name,
+            "the directory deactivated the user",
+        )
+        .await?;
         detail["keys_suspended"] = json!(keys);
         detail["invite_links_ended"] = json!(links);
+    }
+    if !before.active && user.active {
+        detail["keys_resumed"] = json!(resume_keys_of(conn, actor, &user.user_name).await?);
     }
     if before.display_name != user.display_name {
         detail["display_name"] = json!(user.display_name);
@@ -620,7 +682,13 @@ async fn delete(
         .bind(&id)
         .execute(&mut *tx)
         .await?;
-    let (keys, links) = suspend_keys_of(&mut tx, &user.user_name).await?;
+    let (keys, links) = suspend_keys_of(
+        &mut tx,
+        &who.actor,
+        &user.user_name,
+        "the directory deleted the user",
+    )
+    .await?;
     audit::append(
         &mut tx,
         &who.actor,

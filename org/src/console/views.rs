@@ -5,6 +5,7 @@ use askama::Template;
 use super::admins::AdminRow;
 use super::error::ConsoleError;
 use super::import::ImportRow;
+use super::key_actions::KeySummary;
 use super::pages::{ApiKeyRow, AuditFilter, KeyFilter, KeyRow};
 use super::session::Session;
 use super::Console;
@@ -271,5 +272,23 @@ pub fn import(
         good: rows.map_or(0, |r| r.iter().filter(|r| r.ok()).count()),
         rows,
         invited,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "console/revoke.html")]
+struct ConfirmRevoke<'a> {
+    chrome: Chrome<'a>,
+    key: &'a KeySummary,
+}
+
+pub fn confirm_revoke(
+    console: &Console,
+    session: &Session,
+    key: &KeySummary,
+) -> Result<String, ConsoleError> {
+    render(&ConfirmRevoke {
+        chrome: Chrome::signed_in(console, session, "keys"),
+        key,
     })
 }
