@@ -139,49 +139,50 @@ fn client_ip(parts: &Parts) -> std::net::IpAddr {
 }
 
 /// An admin authenticated by an API key; `actor` names it in the audit log. A `read`
-/// key is refused (403) on every method but GET and HEAD, here, for every route.
+/// key is refused (403) on every method but GET and HEAD, and a `scim` key on every route,
+/// here: a directory's key provisions users over SCIM and does nothing else.
 pub struct Admin {
     pub actor: String,
+}
+
+/// The valid API key of a request, or `401` (counted against the failed-key limit).
+pub async fn api_key(parts: &Parts, state: &AppState) -> Result<api_keys::Valid, ApiError> {
+    let ip = client_ip(parts);
+    if !state.auth_fail_limit.allows(ip) {
+        return Err(ApiError::rate_limited());
+    }
+    let presented = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|k| secret::looks_like_secret(k));
+    let valid = match presented {
+        Some(key) => api_keys::check(&state.pool, key).await?,
+        None => None,
+    };
+    valid.ok_or_else(|| {
+        state.auth_fail_limit.take(ip);
+        tracing::warn!(%ip, "API request with a missing or wrong API key");
+        ApiError::unauthorized()
+    })
 }
 
 impl FromRequestParts<Shared> for Admin {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &Shared) -> Result<Self, ApiError> {
-        let ip = client_ip(parts);
-        if !state.auth_fail_limit.allows(ip) {
-            return Err(ApiError::rate_limited());
-        }
-        let presented = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|k| secret::looks_like_secret(k));
-        let valid = match presented {
-            Some(key) => api_keys::check(&state.pool, key).await?,
-            None => None,
-        };
-        match valid {
-            Some(key)
-                if key.scope == Scope::Read
-                    && !matches!(parts.method, Method::GET | Method::HEAD) =>
-            {
-                Err(ApiError::new(
-                    StatusCode::FORBIDDEN,
-                    "forbidden",
-                    "this API key is read-only: it may only GET",
-                ))
+        let key = api_key(parts, state).await?;
+        let refused = |why: &str| Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", why));
+        match key.scope {
+            Scope::Read if !matches!(parts.method, Method::GET | Method::HEAD) => {
+                refused("this API key is read-only: it may only GET")
             }
-            Some(key) => Ok(Admin {
+            Scope::Scim => refused("this API key is for SCIM (/scim/v2) only"),
+            Scope::Read | Scope::Admin => Ok(Admin {
                 actor: format!("api-key:{}", key.name),
             }),
-            None => {
-                state.auth_fail_limit.take(ip);
-                tracing::warn!(%ip, "API request with a missing or wrong API key");
-                Err(ApiError::unauthorized())
-            }
         }
     }
 }

@@ -7,11 +7,13 @@ use sqlx::{AnyPool, Row};
 
 use crate::{clock, secret};
 
-/// What an API key may do. `read` keys may only read (GET); `admin` keys may do everything.
+/// What an API key may do. `read` keys may only read (GET); `admin` keys may do everything
+/// but SCIM; `scim` keys may do SCIM (`/scim/v2`, a directory's provisioning) and nothing else.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {
     Admin,
     Read,
+    Scim,
 }
 
 impl Scope {
@@ -19,6 +21,7 @@ impl Scope {
         match self {
             Self::Admin => "admin",
             Self::Read => "read",
+            Self::Scim => "scim",
         }
     }
 }
@@ -35,7 +38,8 @@ impl FromStr for Scope {
         match s {
             "admin" => Ok(Self::Admin),
             "read" => Ok(Self::Read),
-            other => Err(format!("unknown scope {other:?}: admin or read")),
+            "scim" => Ok(Self::Scim),
+            other => Err(format!("unknown scope {other:?}: admin, read or scim")),
         }
     }
 }
@@ -72,7 +76,7 @@ pub async fn check(pool: &AnyPool, presented: &str) -> Result<Option<Valid>, sql
     let scope: String = row.try_get(1)?;
     Ok(Some(Valid {
         name: row.try_get(0)?,
-        // The column's CHECK allows only these two.
+        // The column's CHECK allows only these three.
         scope: scope
             .parse()
             .map_err(|e: String| sqlx::Error::Decode(e.into()))?,

@@ -165,8 +165,8 @@ enum ApiKeyCommand {
         /// A name for the key, shown in the audit log
         #[arg(long)]
         name: String,
-        /// admin: every route; read: GET only (other methods get 403)
-        #[arg(long, default_value = "admin", value_parser = ["admin", "read"])]
+        /// admin: every REST route; read: GET only (other methods get 403); scim: /scim/v2 only
+        #[arg(long, default_value = "admin", value_parser = ["admin", "read", "scim"])]
         scope: String,
         /// Refuse the key (like a wrong one) after this many days [default: never]
         #[arg(long, value_name = "DAYS",

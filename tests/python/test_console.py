@@ -298,6 +298,20 @@ def test_an_admin_registers_signs_in_invites_audits_and_makes_an_api_key(console
     c.click("#api-keys tbody button")
     c.wait(EC.text_to_be_present_in_element((By.ID, "notice"), "API key revoked."))
     assert api(c.base, "/api/v1/keys", secret)[0] == 401
+    # A directory's key: scope scim, expiring; it provisions over SCIM and does nothing else.
+    c.fill("#api-key-name", "entra")
+    c.driver.find_element(By.CSS_SELECTOR, "#api-key-scope option[value=scim]").click()
+    c.fill("#api-key-expires", "30")
+    c.click("#api-key-form button[type=submit]")
+    secret = c.wait(EC.presence_of_element_located((By.ID, "new-secret"))).get_attribute("value")
+    with c.db() as db:
+        scope, created, expires = db.execute(
+            "SELECT scope, julianday(created_at), julianday(expires_at) FROM api_keys "
+            "WHERE name = 'entra'").fetchone()
+    assert scope == "scim" and round(expires - created) == 30
+    assert "scim" in c.text("#api-keys tbody")
+    assert api(c.base, "/scim/v2/Users", secret)[0] == 200
+    assert api(c.base, "/api/v1/keys", secret)[0] == 403
 
     # Policy and the attestation root.
     c.open("/console/policy")

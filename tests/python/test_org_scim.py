@@ -18,11 +18,16 @@ PATCH_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 @pytest.fixture
 def org(tmp_path):
     o = Org(tmp_path)
+    # The directory's own key: SCIM takes only the scim scope.
+    out = o.cli("api-key", "create", "--name", "entra", "--scope", "scim").stdout
+    o.scim_key = out.split(": ", 1)[1].strip()
     yield o
     o.stop()
 
 
-def scim(org, method, path, body=None, key="default"):
+def scim(org, method, path, body=None, key="scim"):
+    if key == "scim":
+        key = org.scim_key
     data = None if body is None else json.dumps(body).encode()
     status, headers, raw = org.request(method, "/scim/v2" + path, data, key=key,
                                        headers={"Content-Type": SCIM})
@@ -169,7 +174,8 @@ def test_bad_requests_get_a_typed_scim_error_and_change_nothing(org, method, pat
     before = counts(org)
     path = path.replace("{id}", user["id"])
     if isinstance(body, bytes):
-        status, _, raw = org.request(method, "/scim/v2" + path, body, headers={"Content-Type": SCIM})
+        status, _, raw = org.request(method, "/scim/v2" + path, body, key=org.scim_key,
+                                     headers={"Content-Type": SCIM})
         err = json.loads(raw)
     else:
         status, err, _ = scim(org, method, path, body)
@@ -239,7 +245,7 @@ def test_reactivating_a_user_resumes_only_the_keys_the_directory_suspended(org):
         assert scim(org, "PATCH", f"/Users/{user['id']}", off)[0] == 200
     # Each suspension is the lifecycle's own change: the key's cause and actor, one audit entry.
     assert rows(org, f"SELECT status, status_cause, status_actor FROM keys WHERE id = '{bob_key}'") == [
-        ("suspended", "directory", "api-key:ci")]
+        ("suspended", "directory", "api-key:entra")]
     (detail,) = rows(org, f"SELECT detail FROM audit WHERE action = 'key.suspend' AND subject = '{bob_key}'")[0:1][0]
     assert json.loads(detail)["cause"] == "directory"
     for user in (alice, bob):
@@ -249,5 +255,28 @@ def test_reactivating_a_user_resumes_only_the_keys_the_directory_suspended(org):
         ("alice@acme.example", "suspended", "lost phone"),
         ("bob@acme.example", "active", "the directory reactivated the user")]
     resumed = rows(org, "SELECT subject, actor FROM audit WHERE action = 'key.resume'")
-    assert resumed == [(bob_key, "api-key:ci")]
+    assert resumed == [(bob_key, "api-key:entra")]
     assert org.audit_verify().returncode == 0
+
+
+def test_scim_takes_only_a_scim_key_and_a_scim_key_nothing_else(org):
+    _, user, _ = scim(org, "POST", "/Users", entra_user())
+    read_key = org.cli("api-key", "create", "--name", "viewer", "--scope", "read").stdout.split(": ", 1)[1].strip()
+    before = counts(org)
+    off = {"schemas": [PATCH_SCHEMA], "Operations": [{"op": "replace", "path": "active", "value": False}]}
+    for key in ("default", read_key):  # the admin key "ci", and a read key
+        for method, path, body in [("GET", "/Users", None), ("PATCH", f"/Users/{user['id']}", off),
+                                   ("POST", "/Groups", {"displayName": "Eng"})]:
+            status, err, headers = scim(org, method, path, body, key=key)
+            assert status == 403 and headers["Content-Type"] == SCIM, err
+            assert err["status"] == "403" and "scope scim" in err["detail"]
+    assert counts(org) == before
+    assert rows(org, "SELECT active FROM scim_users") == [(1,)]
+    # The directory's key is refused on the REST API, reading or writing.
+    assert org.request("GET", "/api/v1/keys", key=org.scim_key)[0] == 403
+    status, body = org.json("POST", "/api/v1/invites", {"email": "x@acme.example", "display_name": "X"},
+                            key=org.scim_key)
+    assert (status, body["error"]) == (403, "forbidden")
+    assert counts(org) == before
+    # Refusing a valid key for its scope is no failed authentication: SCIM still answers.
+    assert scim(org, "GET", "/Users")[0] == 200

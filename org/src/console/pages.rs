@@ -296,22 +296,29 @@ pub struct ApiKeyRow {
     pub name: String,
     pub created_at: String,
     pub revoked_at: Option<String>,
+    pub scope: String,
+    pub expires_at: Option<String>,
 }
 
 async fn api_key_rows(pool: &sqlx::AnyPool) -> Result<Vec<ApiKeyRow>, sqlx::Error> {
-    sqlx::query("SELECT id, name, created_at, revoked_at FROM api_keys ORDER BY created_at, id")
-        .fetch_all(pool)
-        .await?
-        .iter()
-        .map(|r| {
-            Ok(ApiKeyRow {
-                id: r.try_get(0)?,
-                name: r.try_get(1)?,
-                created_at: r.try_get(2)?,
-                revoked_at: r.try_get(3)?,
-            })
+    sqlx::query(
+        "SELECT id, name, created_at, revoked_at, scope, expires_at FROM api_keys \
+         ORDER BY created_at, id",
+    )
+    .fetch_all(pool)
+    .await?
+    .iter()
+    .map(|r| {
+        Ok(ApiKeyRow {
+            id: r.try_get(0)?,
+            name: r.try_get(1)?,
+            created_at: r.try_get(2)?,
+            revoked_at: r.try_get(3)?,
+            scope: r.try_get(4)?,
+            expires_at: r.try_get(5)?,
         })
-        .collect()
+    })
+    .collect()
 }
 
 #[derive(Deserialize)]
@@ -332,6 +339,27 @@ pub async fn api_keys(
 #[derive(Deserialize)]
 pub struct NewApiKey {
     name: String,
+    /// `admin`, `read` or `scim` (as `api-key create --scope`).
+    scope: String,
+    /// Whole days until the key stops working; blank for never.
+    #[serde(default)]
+    expires_in_days: String,
+}
+
+impl NewApiKey {
+    fn scope(&self) -> Result<crate::api_keys::Scope, ConsoleError> {
+        self.scope.parse().map_err(ConsoleError::bad_request)
+    }
+    fn expires_in_days(&self) -> Result<Option<u32>, ConsoleError> {
+        let days = self.expires_in_days.trim();
+        if days.is_empty() {
+            return Ok(None);
+        }
+        // The range itself is checked by `org::create_api_key`, as for the CLI.
+        days.parse().map(Some).map_err(|_| {
+            ConsoleError::bad_request("the expiry is a whole number of days, or blank for never")
+        })
+    }
 }
 
 /// Creates an API key and shows its secret on this one response (never stored, never again).
@@ -344,8 +372,8 @@ pub async fn create_api_key(
     let secret = org::create_api_key(
         pool,
         form.name.trim(),
-        crate::api_keys::Scope::Admin,
-        None,
+        form.scope()?,
+        form.expires_in_days()?,
         &session.actor(),
     )
     .await

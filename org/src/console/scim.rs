@@ -1,5 +1,5 @@
 //! SCIM 2.0 user provisioning (RFC 7643 resources, RFC 7644 protocol) at `/scim/v2/Users`, for
-//! a directory such as Entra ID or Okta, authenticated with an API key (`Authorization: Bearer`).
+//! a directory such as Entra ID or Okta, authenticated with an API key of scope `scim` (`Authorization: Bearer`).
 //!
 //! A user the directory creates is invited (the same invite as the REST API's); deactivating
 //! (`active: false`) or deleting a user suspends its active keys and ends its open invitation
@@ -8,8 +8,8 @@
 //! `path` and a value, or an object of attributes without a path): all are taken.
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
-use axum::http::{header, StatusCode};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::{header, request::Parts, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -17,7 +17,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use sqlx::{AnyConnection, Row};
 
-use crate::api::{self, Admin, AppState};
+use crate::api::{self, AppState};
+use crate::api_keys::Scope;
 use crate::error::ApiError;
 use crate::lifecycle::{self, Action, Cause, Change};
 use crate::{audit, clock, secret};
@@ -123,9 +124,38 @@ impl IntoResponse for ScimError {
     }
 }
 
-/// The API key, or SCIM's 401.
-pub(super) fn admin(admin: Result<Admin, ApiError>) -> Result<Admin, ScimError> {
-    admin.map_err(ScimError::from)
+/// A directory authenticated by an API key of scope `scim`; `actor` names it in the audit log.
+/// A missing or wrong key is `401`, a valid key of another scope `403`: an admin's key does
+/// not provision users, so a leaked directory key and an admin key stay apart.
+pub struct Directory {
+    pub actor: String,
+}
+
+impl FromRequestParts<Shared> for Directory {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Shared) -> Result<Self, ApiError> {
+        let key = api::api_key(parts, state).await?;
+        if key.scope != Scope::Scim {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!(
+                    "SCIM takes an API key of scope scim (this one is {}): \
+                     pocketkey-org api-key create --scope scim",
+                    key.scope
+                ),
+            ));
+        }
+        Ok(Directory {
+            actor: format!("api-key:{}", key.name),
+        })
+    }
+}
+
+/// The directory, or SCIM's 401 / 403.
+pub(super) fn admin(who: Result<Directory, ApiError>) -> Result<Directory, ScimError> {
+    who.map_err(ScimError::from)
 }
 
 /// SCIM bodies come as `application/scim+json` (or `application/json`): read as JSON either way.
@@ -355,7 +385,7 @@ async fn resume_keys_of(
 
 async fn create(
     State(state): State<Shared>,
-    who: Result<Admin, ApiError>,
+    who: Result<Directory, ApiError>,
     body: Bytes,
 ) -> Result<Response, ScimError> {
     let who = admin(who)?;
@@ -462,7 +492,7 @@ pub(super) fn parse_filter(filter: &str) -> Result<(&'static str, String), ScimE
 
 async fn list(
     State(state): State<Shared>,
-    who: Result<Admin, ApiError>,
+    who: Result<Directory, ApiError>,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ScimError> {
     admin(who)?;
@@ -520,7 +550,7 @@ async fn list(
 
 async fn read(
     State(state): State<Shared>,
-    who: Result<Admin, ApiError>,
+    who: Result<Directory, ApiError>,
     Path(id): Path<String>,
 ) -> Result<Response, ScimError> {
     admin(who)?;
@@ -573,7 +603,7 @@ async fn save(
 
 async fn replace(
     State(state): State<Shared>,
-    who: Result<Admin, ApiError>,
+    who: Result<Directory, ApiError>,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Response, ScimError> {
@@ -617,7 +647,7 @@ fn apply(user: &mut User, attr: &str, value: &Value) -> Result<(), ScimError> {
 
 async fn patch(
     State(state): State<Shared>,
-    who: Result<Admin, ApiError>,
+    who: Result<Directory, ApiError>,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Response, ScimError> {
@@ -670,7 +700,7 @@ async fn patch(
 
 async fn delete(
     State(state): State<Shared>,
-    who: Result<Admin, ApiError>,
+    who: Result<Directory, ApiError>,
     Path(id): Path<String>,
 ) -> Result<Response, ScimError> {
     let who = admin(who)?;

@@ -15,9 +15,10 @@ use serde_json::{json, Value};
 use sqlx::{AnyConnection, Row};
 
 use super::scim::{
-    admin, as_text, parse_body, parse_filter, scim_json, ScimError, GROUP, LIST, MAX_COUNT,
+    admin, as_text, parse_body, parse_filter, scim_json, Directory, ScimError, GROUP, LIST,
+    MAX_COUNT,
 };
-use crate::api::{self, Admin, AppState};
+use crate::api::{self, AppState};
 use crate::error::ApiError;
 use crate::{audit, clock, secret};
 
@@ -201,7 +202,7 @@ async fn save(
 
 pub async fn create(
     State(state): State<Shared>,
-    who: Result<Admin, ApiError>,
+    who: Result<Directory, ApiError>,
     body: Bytes,
 ) -> Result<Response, ScimError> {
     let who = admin(who)?;
@@ -240,7 +241,7 @@ pub struct ListQuery {
 
 pub async fn list(
     State(state): State<Shared>,
-    who: Result<Admin, ApiError>,
+    who: Result<Directory, ApiError>,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ScimError> {
     admin(who)?;
@@ -292,7 +293,7 @@ pub async fn list(
 
 pub async fn read(
     State(state): State<Shared>,
-    who: Result<Admin, ApiError>,
+    who: Result<Directory, ApiError>,
     Path(id): Path<String>,
 ) -> Result<Response, ScimError> {
     admin(who)?;
@@ -314,7 +315,7 @@ fn member_filter(path: &str) -> Option<&str> {
 
 pub async fn patch(
     State(state): State<Shared>,
-    who: Result<Admin, ApiError>,
+    who: Result<Directory, ApiError>,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Response, ScimError> {
@@ -402,7 +403,7 @@ pub async fn patch(
 
 pub async fn delete(
     State(state): State<Shared>,
-    who: Result<Admin, ApiError>,
+    who: Result<Directory, ApiError>,
     Path(id): Path<String>,
 ) -> Result<Response, ScimError> {
     let who = admin(who)?;
