@@ -72,6 +72,8 @@ pub enum Cause {
     Admin,
     /// The directory, over SCIM (a user deactivated or deleted, or reactivated).
     Directory,
+    /// The stale-key policy.
+    Policy,
 }
 
 impl Cause {
@@ -79,6 +81,7 @@ impl Cause {
         match self {
             Cause::Admin => "admin",
             Cause::Directory => "directory",
+            Cause::Policy => "policy",
         }
     }
 }
@@ -199,6 +202,17 @@ async fn write(
     )
     .await?;
     Ok(true)
+}
+
+/// Suspends key `id` for the stale-key policy if it is still active and was last seen (or
+/// else activated) before `cutoff`. Returns whether it did.
+pub async fn suspend_if_unseen(
+    conn: &mut AnyConnection,
+    id: &str,
+    cutoff: &str,
+    change: &Change<'_>,
+) -> Result<bool, sqlx::Error> {
+    write(conn, id, "active", change, Some(cutoff)).await
 }
 
 async fn change(

@@ -20,6 +20,7 @@ mod pages;
 mod policy;
 mod secret;
 mod serve;
+mod stale;
 mod state;
 
 use std::io::{IsTerminal, Write};
@@ -102,6 +103,15 @@ enum PolicyCommand {
         user_verification_required: Option<bool>,
         #[arg(long)]
         min_pin_length: Option<u8>,
+    },
+    /// The stale-key policy: `serve` suspends active keys not seen for DAYS days (0: off, the
+    /// default), audited per key as `policy:stale`.
+    StaleKeys {
+        #[command(flatten)]
+        db: DbArgs,
+        #[arg(long, value_name = "DAYS",
+              value_parser = clap::value_parser!(u16).range(0..=i64::from(stale::MAX_DAYS)))]
+        suspend_unseen_days: u16,
     },
 }
 
@@ -307,6 +317,21 @@ async fn run(command: Command) -> Result<ExitCode, String> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Policy(PolicyCommand::StaleKeys {
+            db,
+            suspend_unseen_days,
+        }) => {
+            let (_, pool) = db.open(state::Open::Existing).await?;
+            let days = (suspend_unseen_days > 0).then_some(suspend_unseen_days);
+            stale::set(&pool, days, org::CLI_ACTOR)
+                .await
+                .map_err(|e| e.to_string())?;
+            match days {
+                Some(d) => println!("stale-keys: suspend active keys not seen for {d} days"),
+                None => println!("stale-keys: off"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Serve(args) => serve(args).await.map(|()| ExitCode::SUCCESS),
     }
 }
@@ -351,6 +376,9 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         }
     };
     let scim = console::scim::router(app_state.clone());
+    // The stale-key policy once before the server says it listens, then periodically.
+    stale::log(stale::sweep(&pool).await);
+    tokio::spawn(stale::run(pool.clone()));
     let shutdown = shutdown_signal()?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

@@ -316,6 +316,14 @@ def test_an_admin_registers_signs_in_invites_audits_and_makes_an_api_key(console
     # Policy and the attestation root.
     c.open("/console/policy")
     assert "Minimum PIN length" in c.text("#policy")
+    assert c.text("#stale-policy").startswith("Off: stale keys are not suspended automatically.")
+    subprocess.run([BIN, "policy", "stale-keys", "--state-dir", str(c.state), "--suspend-unseen-days", "45"],
+                   capture_output=True, text=True, timeout=60, check=True)
+    c.open("/console/policy")
+    assert c.text("#stale-policy").startswith("Active keys not seen for 45 days are suspended")
+    subprocess.run([BIN, "policy", "stale-keys", "--state-dir", str(c.state), "--suspend-unseen-days", "0"],
+                   capture_output=True, text=True, timeout=60, check=True)
+    c.open("/console/policy")
     c.shot("policy")
     status, pem = c.fetch("GET", "/console/attestation-root.pem", None)
     assert status == 200 and pem.startswith("-----BEGIN CERTIFICATE-----")

@@ -417,7 +417,10 @@ pub async fn policy(
     let policy = crate::policy::load(&state.app.pool)
         .await
         .map_err(ConsoleError::internal)?;
-    Ok(Html(views::policy(&state, &session, &policy)?).into_response())
+    let stale_days = crate::stale::load(&state.app.pool)
+        .await
+        .map_err(ConsoleError::internal)?;
+    Ok(Html(views::policy(&state, &session, &policy, stale_days)?).into_response())
 }
 
 pub async fn attestation_root(State(state): State<Shared>, _session: Session) -> Response {

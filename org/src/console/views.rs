@@ -214,16 +214,20 @@ pub fn api_keys(
 struct PolicyPage<'a> {
     chrome: Chrome<'a>,
     policy: &'a Policy,
+    /// The stale-key policy's period in days; `None` when off.
+    stale_days: Option<u16>,
 }
 
 pub fn policy(
     console: &Console,
     session: &Session,
     policy: &Policy,
+    stale_days: Option<u16>,
 ) -> Result<String, ConsoleError> {
     render(&PolicyPage {
         chrome: Chrome::signed_in(console, session, "policy"),
         policy,
+        stale_days,
     })
 }
 
