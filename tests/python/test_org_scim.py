@@ -1,14 +1,13 @@
 """SCIM 2.0 provisioning of pocketkey-org (`/scim/v2/Users`) as a directory would drive it:
-a real server process over real HTTP, with the request shapes Entra ID sends. Database checks
-read org.db itself.
+real server processes over real HTTP, with the request shapes Entra ID sends. Every test runs
+on SQLite and on PostgreSQL (two `serve` nodes, requests alternating; test_org.py's `db`
+fixture). Database checks read the database itself (org_db.py).
 """
 
 import json
-import sqlite3
-
 import pytest
 
-from test_org import Org, activate_link, local
+from test_org import Org, activate_link, db, local, postgres  # noqa: F401 - fixtures
 
 SCIM = "application/scim+json"
 USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
@@ -16,8 +15,8 @@ PATCH_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 
 
 @pytest.fixture
-def org(tmp_path):
-    o = Org(tmp_path)
+def org(tmp_path, db):
+    o = Org(tmp_path, db=db)
     # The directory's own key: SCIM takes only the scim scope.
     out = o.cli("api-key", "create", "--name", "entra", "--scope", "scim").stdout
     o.scim_key = out.split(": ", 1)[1].strip()
@@ -49,20 +48,8 @@ def entra_user(upn="alice@acme.example", external_id="0a1b2c"):
 
 
 def rows(org, sql):
-    db = sqlite3.connect(org.state / "org.db")
-    try:
-        return db.execute(sql).fetchall()
-    finally:
-        db.close()
-
-
-def set_rows(org, sql):
-    db = sqlite3.connect(org.state / "org.db")
-    try:
-        with db:
-            db.execute(sql)
-    finally:
-        db.close()
+    """Rows of the organisation's database (SQLite or PostgreSQL), every value as text."""
+    return org.db.rows(sql)
 
 
 def counts(org):
@@ -104,16 +91,13 @@ def test_a_directory_creates_finds_and_reads_a_user_who_is_invited(org):
 def test_deactivating_a_user_suspends_its_keys_and_keeps_the_record(org, operations):
     _, user, _ = scim(org, "POST", "/Users", entra_user())
     # The user activated their key on a phone (activation is another part of the server).
-    db = sqlite3.connect(org.state / "org.db")
-    with db:
-        db.execute("UPDATE keys SET status = 'active'")
-    db.close()
+    rows(org, "UPDATE keys SET status = 'active'")
     status, body, _ = scim(org, "PATCH", f"/Users/{user['id']}",
                            {"schemas": [PATCH_SCHEMA], "Operations": operations})
     assert status == 200 and body["active"] is False, body
     assert rows(org, "SELECT status FROM keys") == [("suspended",)]
     assert rows(org, "SELECT user_name, active, deleted_at FROM scim_users") == [
-        ("alice@acme.example", 0, None)]
+        ("alice@acme.example", "0", None)]
     detail = json.loads(rows(org, "SELECT detail FROM audit ORDER BY seq DESC LIMIT 1")[0][0])
     assert detail["keys_suspended"] == 1 and detail["active"] is False
     assert scim(org, "GET", f"/Users/{user['id']}")[1]["active"] is False
@@ -136,8 +120,9 @@ def test_deleting_a_user_ends_its_invitation_and_keeps_the_record(org):
     assert org.request("GET", link, key=None)[0] == 404  # the invitation no longer works
     assert scim(org, "GET", f"/Users/{user['id']}")[0] == 404
     assert scim(org, "GET", "/Users")[1]["totalResults"] == 0
-    (kept,) = rows(org, "SELECT user_name, active, deleted_at IS NOT NULL FROM scim_users")
-    assert kept == ("alice@acme.example", 0, 1)
+    (kept,) = rows(org, "SELECT user_name, active, CASE WHEN deleted_at IS NULL THEN 0 ELSE 1 END "
+                        "FROM scim_users")
+    assert kept == ("alice@acme.example", "0", "1")
     assert rows(org, "SELECT status FROM keys") == [("invited",)]
 
 
@@ -156,7 +141,7 @@ def test_a_request_with_a_wrong_token_is_refused_and_changes_nothing(org, key):
         assert status == 401 and err["schemas"] == ["urn:ietf:params:scim:api:messages:2.0:Error"]
         assert err["status"] == "401"
     assert counts(org) == before and len(org.mails()) == 1
-    assert rows(org, "SELECT active FROM scim_users") == [(1,)]
+    assert rows(org, "SELECT active FROM scim_users") == [("1",)]
 
 
 @pytest.mark.parametrize("method,path,body,scim_type", [
@@ -181,7 +166,7 @@ def test_bad_requests_get_a_typed_scim_error_and_change_nothing(org, method, pat
         status, err, _ = scim(org, method, path, body)
     assert (status, err["scimType"]) == (400, scim_type), err
     assert counts(org) == before
-    assert rows(org, "SELECT active FROM scim_users") == [(1,)]
+    assert rows(org, "SELECT active FROM scim_users") == [("1",)]
 
 
 def test_other_resources_are_a_scim_not_found(org):
@@ -212,7 +197,7 @@ def test_a_directory_manages_groups_and_their_members_in_both_styles(org):
         {"op": "remove", "path": f'members[value eq "{bob["id"]}"]'},
         {"op": "replace", "value": {"displayName": "Platform"}}]})
     assert status == 200 and body["members"] == [] and body["displayName"] == "Platform"
-    assert rows(org, "SELECT COUNT(*) FROM scim_group_members") == [(0,)]
+    assert rows(org, "SELECT COUNT(*) FROM scim_group_members") == [("0",)]
     status, body, _ = scim(org, "GET", '/Groups?filter=displayName+eq+%22Platform%22')
     assert body["totalResults"] == 1 and body["Resources"][0]["externalId"] == "g-1"
     # An unknown member is refused and nothing changes.
@@ -220,7 +205,7 @@ def test_a_directory_manages_groups_and_their_members_in_both_styles(org):
     status, err, _ = scim(org, "PATCH", path, {"Operations": [
         {"op": "add", "path": "members", "value": [{"value": bob["id"]}, {"value": "nobody"}]}]})
     assert (status, err["scimType"]) == (400, "invalidValue")
-    assert counts(org) == before and rows(org, "SELECT COUNT(*) FROM scim_group_members") == [(0,)]
+    assert counts(org) == before and rows(org, "SELECT COUNT(*) FROM scim_group_members") == [("0",)]
     assert scim(org, "POST", "/Groups", {"displayName": "Platform"})[0] == 409
     assert scim(org, "DELETE", path, key="0" * 64)[0] == 401
     assert scim(org, "DELETE", path)[0] == 204
@@ -233,7 +218,7 @@ def test_a_directory_manages_groups_and_their_members_in_both_styles(org):
 def test_reactivating_a_user_resumes_only_the_keys_the_directory_suspended(org):
     _, alice, _ = scim(org, "POST", "/Users", entra_user())
     _, bob, _ = scim(org, "POST", "/Users", entra_user("bob@acme.example", "b0b"))
-    set_rows(org, "UPDATE keys SET status = 'active'")
+    rows(org, "UPDATE keys SET status = 'active'")
     (alice_key,) = rows(org, "SELECT id FROM keys WHERE email = 'alice@acme.example'")[0]
     (bob_key,) = rows(org, "SELECT id FROM keys WHERE email = 'bob@acme.example'")[0]
     # An admin suspends Alice's key for a reason of their own, before the directory acts.
@@ -271,7 +256,7 @@ def test_scim_takes_only_a_scim_key_and_a_scim_key_nothing_else(org):
             assert status == 403 and headers["Content-Type"] == SCIM, err
             assert err["status"] == "403" and "scope scim" in err["detail"]
     assert counts(org) == before
-    assert rows(org, "SELECT active FROM scim_users") == [(1,)]
+    assert rows(org, "SELECT active FROM scim_users") == [("1",)]
     # The directory's key is refused on the REST API, reading or writing.
     assert org.request("GET", "/api/v1/keys", key=org.scim_key)[0] == 403
     status, body = org.json("POST", "/api/v1/invites", {"email": "x@acme.example", "display_name": "X"},
