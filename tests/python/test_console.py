@@ -423,6 +423,7 @@ def test_a_key_admin_suspends_resumes_and_revokes_a_key_with_a_reason(owner):
     key = invite_and_activate(c, "kim@acme.example", "Kim Phone")
     c.open("/console/keys")
     c.fill(f"#suspend-reason-{key}", "phone left in a taxi")
+    c.shot("keys-actions")
     c.click(f"form[action='/console/keys/{key}/suspend'] button")
     c.wait(EC.text_to_be_present_in_element((By.ID, "notice"), "Key suspended."))
     assert key_state(c, key) == ("suspended", "phone left in a taxi", f"admin:{OWNER}", "admin")
@@ -445,7 +446,6 @@ def test_a_key_admin_suspends_resumes_and_revokes_a_key_with_a_reason(owner):
     row = c.text("#keys tbody tr")
     assert "revoked" in row and "left the company" in row
     assert not c.driver.find_elements(By.CSS_SELECTOR, f"a[href='/console/keys/{key}/revoke']")
-    c.shot("keys-actions")
     with c.db() as db:
         audited = db.execute("SELECT action, actor, detail FROM audit WHERE subject = ? "
                              "AND action LIKE 'key.%' ORDER BY seq", (key,)).fetchall()

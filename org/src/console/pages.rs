@@ -339,7 +339,9 @@ pub async fn api_keys(
 #[derive(Deserialize)]
 pub struct NewApiKey {
     name: String,
-    /// `admin`, `read` or `scim` (as `api-key create --scope`).
+    /// `admin`, `read` or `scim` (as `api-key create --scope`). Optional in the form's
+    /// type so that a post without it meets the role check (403) before this one.
+    #[serde(default)]
     scope: String,
     /// Whole days until the key stops working; blank for never.
     #[serde(default)]
