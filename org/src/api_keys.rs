@@ -82,3 +82,17 @@ pub async fn check(pool: &AnyPool, presented: &str) -> Result<Option<Valid>, sql
             .map_err(|e: String| sqlx::Error::Decode(e.into()))?,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_scope_reads_back_as_itself_and_others_are_refused() {
+        for scope in [Scope::Admin, Scope::Read, Scope::Scim] {
+            assert_eq!(scope.as_str().parse::<Scope>(), Ok(scope));
+        }
+        assert!("root".parse::<Scope>().is_err());
+        assert!("SCIM".parse::<Scope>().is_err());
+    }
+}

@@ -268,3 +268,36 @@ pub async fn resume(
 ) -> Result<Json<StatusChanged>, ApiError> {
     change(&state, admin, id, body, Action::Resume).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reason_is_required_to_revoke_and_checked_when_given() {
+        assert!(check_reason(None, Action::Revoke).is_err());
+        assert_eq!(check_reason(None, Action::Suspend).unwrap(), None);
+        for bad in ["", "   ", "line\nbreak", &"x".repeat(MAX_REASON + 1)] {
+            assert!(
+                check_reason(Some(bad.to_string()), Action::Suspend).is_err(),
+                "{bad:?}"
+            );
+        }
+        let ok = "é".repeat(MAX_REASON); // counted in characters, not bytes
+        assert_eq!(
+            check_reason(Some(ok.clone()), Action::Revoke).unwrap(),
+            Some(ok)
+        );
+    }
+
+    #[test]
+    fn only_the_documented_transitions_are_allowed() {
+        assert!(Action::Revoke.allowed_from("invited"));
+        assert!(Action::Revoke.allowed_from("suspended"));
+        assert!(!Action::Revoke.allowed_from("revoked"));
+        assert!(Action::Suspend.allowed_from("active"));
+        assert!(!Action::Suspend.allowed_from("invited"));
+        assert!(Action::Resume.allowed_from("suspended"));
+        assert!(!Action::Resume.allowed_from("revoked"));
+    }
+}
