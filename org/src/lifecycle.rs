@@ -290,6 +290,63 @@ mod tests {
         );
     }
 
+    /// The conditional update that lets several nodes apply the stale-key policy: the second
+    /// attempt on a key, and any attempt on a key seen since the cutoff, changes nothing.
+    #[tokio::test]
+    async fn the_stale_suspension_applies_once_and_never_to_a_key_seen_since() {
+        use crate::state::{self, Database, Open};
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::Sqlite(dir.path().join("org.db"));
+        let pool = state::connect(&db, Open::Create).await.unwrap();
+        for (id, seen) in [
+            ("old", "2026-01-01T00:00:00Z"),
+            ("seen", "2026-03-01T00:00:00Z"),
+        ] {
+            sqlx::query(
+                "INSERT INTO keys (id, email, display_name, status, created_at, last_seen_at) \
+                 VALUES ($1, 'a@acme.example', 'A', 'active', '2025-01-01T00:00:00Z', $2)",
+            )
+            .bind(id)
+            .bind(seen)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        let change = Change {
+            action: Action::Suspend,
+            actor: "policy:stale",
+            reason: Some("stale"),
+            cause: Cause::Policy,
+        };
+        let cutoff = "2026-02-01T00:00:00Z";
+        let mut conn = pool.acquire().await.unwrap();
+        for (id, applies) in [
+            ("old", true),
+            ("old", false),  // another node, later: already suspended
+            ("seen", false), // signed in after the cutoff
+        ] {
+            let done = suspend_if_unseen(&mut conn, id, cutoff, &change).await;
+            assert_eq!(done.unwrap(), applies, "{id}");
+        }
+        drop(conn);
+        let audited: Vec<String> =
+            sqlx::query("SELECT subject FROM audit WHERE action = 'key.suspend'")
+                .fetch_all(&pool)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.try_get(0).unwrap())
+                .collect();
+        assert_eq!(audited, ["old"]);
+        let seen: String = sqlx::query("SELECT status FROM keys WHERE id = 'seen'")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+            .try_get(0)
+            .unwrap();
+        assert_eq!(seen, "active");
+    }
+
     #[test]
     fn only_the_documented_transitions_are_allowed() {
         assert!(Action::Revoke.allowed_from("invited"));
