@@ -22,6 +22,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/0003_api_key_scope.sql"),
     ),
     (4, "console", include_str!("../migrations/0004_console.sql")),
+    (
+        5,
+        "registrations",
+        include_str!("../migrations/0005_registrations.sql"),
+    ),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
