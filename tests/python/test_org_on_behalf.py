@@ -22,6 +22,7 @@ import os
 import struct
 import subprocess
 import threading
+import urllib.parse
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -74,9 +75,10 @@ class FakeGraph:
 
             def do_GET(self):
                 # /v1.0/users/{id}/authentication/fido2Methods/creationOptions?quirks=...
-                path, _, query = self.path.partition("?")
-                user = path.split("/")[3]
-                self.answer(200, graph.creation_options(user, set(query.split(","))))
+                url = urllib.parse.urlsplit(self.path)
+                user = url.path.split("/")[3]
+                quirks = urllib.parse.parse_qs(url.query).get("quirks", [""])[0].split(",")
+                self.answer(200, graph.creation_options(user, set(quirks)))
 
             def do_POST(self):
                 user = self.path.split("/")[3]
@@ -210,6 +212,8 @@ def test_graph_options_register_through_the_phone_and_graph_accepts_the_body(org
     path, kid = phone
     options = get_json(f"{graph.base}/users/u-123/authentication/fido2Methods/creationOptions?quirks={quirks}")
     assert options.get("value", options)["publicKey"]["timeout"] == 0
+    assert ("value" in options) == ("value" in quirks)
+    assert options.get("value", options)["publicKey"]["user"]["id"].endswith("=") == ("padded" in quirks)
     status, created = register(org, kid, options)
     assert status == 202, created
     status, reg = org.json("GET", f"/api/v1/registrations/{created['id']}")
