@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from webauthn.helpers.structs import AttestationFormat
 
 from pocketkey_udp import default_binary
-from test_org_activation import LoopbackOrg, activate, csr_der, post_activation
+from test_org_activation import ENTERPRISE_RP, SERIAL_OID, LoopbackOrg, activate, csr_der, post_activation
 
 RP_ID = "login.microsoft.com"
 ORIGIN = "https://login.microsoft.com"
@@ -427,3 +427,34 @@ def test_late_repeated_and_suspended_outcomes_are_refused(org):
     assert org.json("POST", f"/api/v1/keys/{other.key_id}/suspend", {})[0] == 200
     status, body = other.post(third["id"], "denied")
     assert (status, body["error"]) == (409, "key_not_active")
+
+
+@pytest.mark.parametrize("rp_id,conveyance,expect", [
+    (ENTERPRISE_RP, "enterprise", "enterprise"),  # asked for, and in the policy's list
+    (RP_ID, "enterprise", "batch"),  # asked for, not allowed: the batch statement
+    (RP_ID, "none", "none"),
+])
+def test_the_engine_attests_as_for_any_registration(org, phone, rp_id, conveyance, expect):
+    path, kid = phone
+    challenge = os.urandom(32)
+    options = with_(lambda pk: pk.update(challenge=b64url(challenge), attestation=conveyance,
+                                         rp={"id": rp_id, "name": "RP"}))
+    status, created = register(org, kid, options, origin=f"https://{rp_id}")
+    assert status == 202, created
+    proc = sync(path, "--auto-approve")
+    assert proc.returncode == 0, proc.stderr
+    pkc = org.json("GET", f"/api/v1/registrations/{created['id']}")[1]["graph_body"]["publicKeyCredential"]
+    att = cbor.decode(unb64url(pkc["response"]["attestationObject"]))
+    if expect == "none":
+        assert (att["fmt"], att["attStmt"]) == ("none", {})
+        return
+    status, _, root_pem = org.request("GET", "/api/v1/attestation/root")
+    verified = webauthn.verify_registration_response(
+        credential={"id": pkc["id"], "rawId": pkc["id"], "type": "public-key", "response": pkc["response"]},
+        expected_challenge=challenge, expected_rp_id=rp_id, expected_origin=f"https://{rp_id}",
+        require_user_verification=True,
+        pem_root_certs_bytes_by_fmt={AttestationFormat.PACKED: [root_pem]})
+    assert verified.fmt == AttestationFormat.PACKED
+    leaf = x509.load_der_x509_certificate(att["attStmt"]["x5c"][0])
+    serials = [e for e in leaf.extensions if e.oid == SERIAL_OID]
+    assert bool(serials) == (expect == "enterprise"), "the per-device serial only for enterprise"
