@@ -34,7 +34,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from webauthn.helpers.structs import AttestationFormat
 
+from org_db import PostgresDb
 from pocketkey_udp import default_binary
+from test_org import Org, postgres  # noqa: F401 (postgres: the session's server fixture)
 from test_org_activation import ENTERPRISE_RP, SERIAL_OID, LoopbackOrg, activate, csr_der, post_activation
 
 RP_ID = "login.microsoft.com"
@@ -458,3 +460,37 @@ def test_the_engine_attests_as_for_any_registration(org, phone, rp_id, conveyanc
     leaf = x509.load_der_x509_certificate(att["attStmt"]["x5c"][0])
     serials = [e for e in leaf.extensions if e.oid == SERIAL_OID]
     assert bool(serials) == (expect == "enterprise"), "the per-device serial only for enterprise"
+
+
+def test_two_nodes_on_postgresql_share_registrations(tmp_path, postgres):
+    """Asked at one node, fetched and answered by the phone at the other, read at the first:
+    nothing a registration needs is in a node's memory."""
+    org = Org(tmp_path, db=PostgresDb(postgres))
+    try:
+        assert len(org.nodes) == 2
+        status, _ = org.json("POST", "/api/v1/invites", {"email": ACCOUNT, "display_name": "Alice"}, node=0)
+        assert status == 201
+        text = org.mails()[0].get_body(preferencelist=("plain",)).get_content()
+        [link] = [w for w in text.split() if "/activate/" in w]
+        phone = tmp_path / "phone"
+        proc = activate(org.nodes[1][3] + "/activate/" + link.rsplit("/", 1)[1], phone)
+        assert proc.returncode == 0, proc.stderr
+        kid = org.json("GET", "/api/v1/keys", node=0)[1]["keys"][0]["id"]
+        challenge = os.urandom(32)
+        status, created = org.json("POST", f"/api/v1/keys/{kid}/registrations", {
+            "creation_options": with_(lambda pk: pk.update(challenge=b64url(challenge))),
+            "origin": ORIGIN, "display_name": "k"}, node=0)
+        assert status == 202, created
+        proc = sync(phone, "--auto-approve")
+        assert proc.stdout.endswith(f"registration: {RP_ID} for {ACCOUNT}: completed\n"), proc.stderr
+        status, reg = org.json("GET", f"/api/v1/registrations/{created['id']}", node=0)
+        assert (status, reg["status"]) == (200, "completed")
+        pkc = reg["graph_body"]["publicKeyCredential"]
+        _, _, root_pem = org.request("GET", "/api/v1/attestation/root", node=0)
+        webauthn.verify_registration_response(
+            credential={"id": pkc["id"], "rawId": pkc["id"], "type": "public-key", "response": pkc["response"]},
+            expected_challenge=challenge, expected_rp_id=RP_ID, expected_origin=ORIGIN,
+            require_user_verification=True,
+            pem_root_certs_bytes_by_fmt={AttestationFormat.PACKED: [root_pem]})
+    finally:
+        org.stop()
