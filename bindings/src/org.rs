@@ -4,6 +4,7 @@
 use pocketkey_core::attestation::AttestationConfig;
 use pocketkey_core::authenticator::Authenticator;
 use pocketkey_core::store::{OrgIdentity, OrgStatus, Store};
+use pocketkey_net::org::jobs::{self, Outcome, RegistrationJob};
 use pocketkey_net::org::{self as client, ActivationLink, OrgClientError};
 
 use crate::errors::PocketKeyError;
@@ -62,6 +63,12 @@ impl SecurityKey {
     /// single-use challenge), applies it and returns it for the app to show: suspended or
     /// revoked, the organisation's sites are refused; revoked, its attestation keys and
     /// certificates are deleted for good. Blocks on the network: call it off the main thread.
+    ///
+    /// An active key then runs the organisation's registrations on the user's behalf through
+    /// the engine: each is an approval prompt (operation `Register`, the RP's id, the account
+    /// as `user_name`, the organisation's name as `requester`) that the app shows as "<ORG>
+    /// asks to register this key with <RP> for <account>" and answers with `answer`, as any
+    /// other. Their outcomes are in the returned state's `registrations`.
     pub fn sync_organisation(&self) -> Result<OrganisationState, PocketKeyError> {
         let Some(mut identity) = lock(&self.side)
             .load_org_identity()
@@ -69,7 +76,7 @@ impl SecurityKey {
         else {
             return Err(PocketKeyError::NoOrganisation);
         };
-        let answer = client::sync(&identity).map_err(|e| match e {
+        let mut answer = client::sync(&identity).map_err(|e| match e {
             e @ (OrgClientError::Refused { .. } | OrgClientError::Protocol(_)) => {
                 PocketKeyError::OrganisationSyncFailed {
                     detail: e.to_string(),
@@ -78,22 +85,35 @@ impl SecurityKey {
             other => other.into(),
         })?;
         let reason = answer.reason.clone();
+        let pending = std::mem::take(&mut answer.jobs);
         client::apply(&mut identity, answer);
         let attestation = identity
             .attestation_config()
             .map_err(PocketKeyError::storage)?;
-        let mut engine = lock(&self.engine);
-        let mut side = lock(&self.side);
-        side.save_org_identity(&identity)
-            .map_err(PocketKeyError::storage)?;
-        let batch = attestation.as_ref().is_some_and(|a| a.batch.is_some());
-        apply(&mut engine, &mut side, &identity, attestation)?;
-        *lock(&self.attestation) = if batch {
-            AttestationKind::Batch
+        {
+            let mut engine = lock(&self.engine);
+            let mut side = lock(&self.side);
+            side.save_org_identity(&identity)
+                .map_err(PocketKeyError::storage)?;
+            let batch = attestation.as_ref().is_some_and(|a| a.batch.is_some());
+            apply(&mut engine, &mut side, &identity, attestation)?;
+            *lock(&self.attestation) = if batch {
+                AttestationKind::Batch
+            } else {
+                AttestationKind::SelfAttestation
+            };
+        }
+        // The engine lock is free again: each job takes it as a computer's request would.
+        let registrations = if identity.status == OrgStatus::Active {
+            pending
+                .iter()
+                .map(|job| self.register_on_behalf(&identity, job))
+                .collect()
         } else {
-            AttestationKind::SelfAttestation
+            Vec::new()
         };
         Ok(OrganisationState {
+            registrations,
             name: identity.org_name,
             status: match identity.status {
                 OrgStatus::Active => OrganisationStatus::Active,
@@ -103,6 +123,60 @@ impl SecurityKey {
             reason,
         })
     }
+}
+
+impl SecurityKey {
+    /// One registration on the user's behalf: makeCredential through the engine (the app's
+    /// approval prompt), then the outcome posted signed by the device key.
+    fn register_on_behalf(
+        &self,
+        identity: &OrgIdentity,
+        job: &RegistrationJob,
+    ) -> OnBehalfRegistration {
+        let made = job
+            .make_credential_request(identity.enterprise.is_some())
+            .and_then(|request| {
+                let answer = self.run(job.org_name.clone(), |engine, cx| {
+                    engine.process_cbor(&request, cx)
+                });
+                jobs::outcome_from_response(&answer)
+            })
+            .and_then(|outcome| jobs::post_outcome(identity, &job.id, &outcome).map(|()| outcome));
+        OnBehalfRegistration {
+            rp_id: job.rp.id.clone(),
+            account: job.user.name.clone(),
+            prompt: job.prompt(),
+            outcome: match made {
+                Ok(Outcome::Completed { .. }) => RegistrationOutcome::Completed,
+                Ok(Outcome::Denied) => RegistrationOutcome::Denied,
+                Err(e) => RegistrationOutcome::Failed {
+                    detail: e.to_string(),
+                },
+            },
+        }
+    }
+}
+
+/// How a registration on the user's behalf ended on this phone.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
+pub enum RegistrationOutcome {
+    /// Approved, made and handed to the organisation.
+    Completed,
+    /// The person said no; the organisation was told.
+    Denied,
+    /// The key refused for another reason, or the server could not be told; the
+    /// registration stays pending on the server until it expires.
+    Failed { detail: String },
+}
+
+/// A registration the organisation asked for at this sync.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct OnBehalfRegistration {
+    pub rp_id: String,
+    pub account: String,
+    /// "<ORG> asks to register this key with <RP> for <account>".
+    pub prompt: String,
+    pub outcome: RegistrationOutcome,
 }
 
 /// Where the key stands with its organisation.
@@ -122,6 +196,8 @@ pub struct OrganisationState {
     pub status: OrganisationStatus,
     /// The administrator's reason for a suspension or revocation.
     pub reason: Option<String>,
+    /// The registrations on the user's behalf this sync ran, in the server's order.
+    pub registrations: Vec<OnBehalfRegistration>,
 }
 
 /// Makes the running engine and the settings follow `identity`. Called with the engine and

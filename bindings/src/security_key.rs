@@ -291,7 +291,7 @@ impl Engine for SecurityKey {
 impl SecurityKey {
     /// Runs one request with a fresh cancel token, registered once the engine is ours (so
     /// that `cancel_pending` never cancels a request still queued behind it).
-    fn run(
+    pub(crate) fn run(
         &self,
         requester: String,
         f: impl FnOnce(&mut Authenticator, &RequestContext) -> Vec<u8>,

@@ -4,6 +4,7 @@ mod approver;
 mod attestation;
 mod hybrid;
 mod org;
+mod org_jobs;
 mod pairing;
 mod webhook;
 

@@ -125,8 +125,8 @@ pub struct SyncArgs {
     /// Master key from the OS keyring (as for `serve`).
     #[arg(long)]
     keyring: bool,
-    /// Approve the organisation's pending jobs without asking (for unattended tests). The
-    /// server sends no jobs yet, so this changes nothing today.
+    /// Approve the organisation's registrations on the user's behalf without asking (for
+    /// unattended tests); otherwise each one's prompt is answered at the terminal.
     #[arg(long)]
     auto_approve: bool,
 }
@@ -138,7 +138,6 @@ pub fn run(command: OrgCommand) -> Result<(), String> {
 }
 
 fn sync(args: SyncArgs) -> Result<(), String> {
-    let _ = args.auto_approve;
     let dir = crate::open_state_dir(args.state_dir)?;
     let master = crate::master_key(&dir, args.keyring)?;
     let mut store = open_store(&dir, &master)?;
@@ -146,8 +145,9 @@ fn sync(args: SyncArgs) -> Result<(), String> {
         .load_org_identity()
         .map_err(|e| e.to_string())?
         .ok_or("this key belongs to no organisation: run `pocketkey activate '<link>'` first")?;
-    let answer = client::sync(&identity).map_err(|e| format!("sync failed: {e}"))?;
+    let mut answer = client::sync(&identity).map_err(|e| format!("sync failed: {e}"))?;
     let reason = answer.reason.clone();
+    let jobs = std::mem::take(&mut answer.jobs);
     client::apply(&mut identity, answer);
     store
         .save_org_identity(&identity)
@@ -171,5 +171,10 @@ fn sync(args: SyncArgs) -> Result<(), String> {
             identity.org_name
         ),
     }
-    Ok(())
+    if identity.status != OrgStatus::Active || jobs.is_empty() {
+        return Ok(());
+    }
+    // The engine opens the store itself.
+    drop(store);
+    crate::org_jobs::run(&dir, &master, &identity, &jobs, args.auto_approve)
 }

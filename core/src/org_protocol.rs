@@ -31,3 +31,35 @@ pub fn batch_key_context(key_id: &str) -> Vec<u8> {
     ]
     .concat()
 }
+
+/// Prefix of the bytes a device key signs to post the outcome of a registration on the
+/// user's behalf.
+pub const REGISTRATION_CONTEXT: &[u8] = b"pocketkey-org registration v1\0";
+
+/// What the device key signs to post the outcome of registration `registration_id`: the
+/// server's single-use `nonce`, the outcome (`completed` or `denied`) and, when completed,
+/// the credential id and attestation object exactly as sent (empty when denied). Each part
+/// is length-prefixed, so no two different posts sign the same bytes.
+pub fn registration_signed_bytes(
+    key_id: &str,
+    nonce: &str,
+    registration_id: &str,
+    outcome: &str,
+    credential_id: &[u8],
+    attestation_object: &[u8],
+) -> Vec<u8> {
+    let mut v = REGISTRATION_CONTEXT.to_vec();
+    let parts: [&[u8]; 6] = [
+        key_id.as_bytes(),
+        nonce.as_bytes(),
+        registration_id.as_bytes(),
+        outcome.as_bytes(),
+        credential_id,
+        attestation_object,
+    ];
+    for part in parts {
+        v.extend_from_slice(&(part.len() as u64).to_be_bytes());
+        v.extend_from_slice(part);
+    }
+    v
+}

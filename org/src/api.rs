@@ -65,7 +65,16 @@ pub fn router(state: Shared, console: Router, scim: Router, request_timeout: Dur
         .route("/device/sync", post(crate::devices::sync))
         .route("/keys/{id}/revoke", post(crate::lifecycle::revoke))
         .route("/keys/{id}/suspend", post(crate::lifecycle::suspend))
-        .route("/keys/{id}/resume", post(crate::lifecycle::resume));
+        .route("/keys/{id}/resume", post(crate::lifecycle::resume))
+        .route(
+            "/keys/{id}/registrations",
+            post(crate::registrations::create),
+        )
+        .route("/registrations/{id}", get(crate::registrations::get))
+        .route(
+            "/device/registrations/{id}",
+            post(crate::registrations::post_result),
+        );
     Router::new()
         .nest("/api/v1", api)
         .route("/activate/{token}", get(activation_page))

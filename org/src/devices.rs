@@ -7,7 +7,7 @@
 //! is deleted first (single use, even when the signature then fails), then the signature
 //! over `org_protocol::sync_signed_bytes` is checked with the stored device key. The answer is
 //! the key's status (with the reason when suspended or revoked), the organisation's name and
-//! policy, and the jobs waiting for the phone (none yet). `last_seen_at` is updated.
+//! policy, and the jobs waiting for the phone (registrations on the user's behalf). `last_seen_at` is updated.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -59,9 +59,8 @@ pub struct SyncAnswer {
     status: String,
     reason: Option<String>,
     policy: Policy,
-    /// Work for the phone (registrations on the user's behalf); none are made yet.
-    #[schema(value_type = Vec<Object>)]
-    jobs: Vec<serde_json::Value>,
+    /// Work for the phone: the pending registrations on the user's behalf.
+    jobs: Vec<crate::registrations::Job>,
 }
 
 fn unknown_device() -> ApiError {
@@ -72,7 +71,7 @@ fn unknown_device() -> ApiError {
     )
 }
 
-fn challenge_invalid() -> ApiError {
+pub(crate) fn challenge_invalid() -> ApiError {
     ApiError::new(
         StatusCode::UNAUTHORIZED,
         "challenge_invalid",
@@ -121,25 +120,31 @@ pub async fn challenge(
     Ok(Json(Challenge { nonce, expires_at }))
 }
 
-pub async fn sync(
-    State(state): State<Arc<AppState>>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
-    payload: Result<Json<SyncRequest>, JsonRejection>,
-) -> Result<Json<SyncAnswer>, ApiError> {
-    if !state.activate_limit.take(addr.ip()) {
-        return Err(ApiError::rate_limited());
-    }
-    let req = crate::api::body(payload)?;
+/// The device a challenge–response authenticates: its key's status and status reason.
+pub struct AuthenticatedDevice {
+    pub status: String,
+    pub reason: Option<String>,
+}
+
+/// Checks that `key_id`'s device key signed `signed` (built from the nonce) with `signature`
+/// (base64 DER), over a nonce this server gave it. The nonce is spent first, whatever
+/// follows: an answer is tried once. Sync and the registration results authenticate here.
+pub async fn authenticate(
+    state: &AppState,
+    key_id: &str,
+    nonce: &str,
+    signature: &str,
+    signed: &[u8],
+) -> Result<AuthenticatedDevice, ApiError> {
     let signature = B64
-        .decode(&req.signature)
+        .decode(signature)
         .map_err(|_| ApiError::bad_request("invalid_request", "signature is not base64"))?;
     let mut tx = state.pool.begin().await?;
-    // Spent whatever follows: an answer is tried once.
     let spent = sqlx::query(
         "DELETE FROM device_nonces WHERE nonce = $1 AND key_id = $2 RETURNING expires_at",
     )
-    .bind(&req.nonce)
-    .bind(&req.key_id)
+    .bind(nonce)
+    .bind(key_id)
     .fetch_optional(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -151,31 +156,53 @@ pub async fn sync(
         "SELECT d.public_key, k.status, k.status_reason FROM devices d \
          JOIN keys k ON k.id = d.key_id WHERE d.key_id = $1",
     )
-    .bind(&req.key_id)
+    .bind(key_id)
     .fetch_optional(&state.pool)
     .await?
     .ok_or_else(unknown_device)?;
     let (public_key, status, reason): (String, String, Option<String>) =
         (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
     let public_key = hex::decode(public_key).map_err(ApiError::internal)?;
-    check_signature(
-        &public_key,
-        &org_protocol::sync_signed_bytes(&req.key_id, &req.nonce),
-        &signature,
-    )?;
+    check_signature(&public_key, signed, &signature)?;
     sqlx::query("UPDATE keys SET last_seen_at = $1 WHERE id = $2")
         .bind(clock::now_string())
-        .bind(&req.key_id)
+        .bind(key_id)
         .execute(&state.pool)
         .await?;
+    Ok(AuthenticatedDevice { status, reason })
+}
+
+pub async fn sync(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    payload: Result<Json<SyncRequest>, JsonRejection>,
+) -> Result<Json<SyncAnswer>, ApiError> {
+    if !state.activate_limit.take(addr.ip()) {
+        return Err(ApiError::rate_limited());
+    }
+    let req = crate::api::body(payload)?;
+    let device = authenticate(
+        &state,
+        &req.key_id,
+        &req.nonce,
+        &req.signature,
+        &org_protocol::sync_signed_bytes(&req.key_id, &req.nonce),
+    )
+    .await?;
     let policy = policy::load(&state.pool)
         .await
         .map_err(ApiError::internal)?;
+    // Only an active key is given work; a suspended one gets its jobs when resumed.
+    let jobs = if device.status == "active" {
+        crate::registrations::pending_jobs(&state.pool, &req.key_id).await?
+    } else {
+        Vec::new()
+    };
     Ok(Json(SyncAnswer {
         org_name: state.org.name.clone(),
-        status,
-        reason,
+        status: device.status,
+        reason: device.reason,
         policy,
-        jobs: Vec::new(),
+        jobs,
     }))
 }

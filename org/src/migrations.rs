@@ -23,6 +23,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
     (4, "console", include_str!("../migrations/0004_console.sql")),
     (
+        5,
+        "registrations",
+        include_str!("../migrations/0005_registrations.sql"),
+    ),
+    (
         6,
         "status cause",
         include_str!("../migrations/0006_status_cause.sql"),

@@ -13,10 +13,15 @@ use utoipa::{Modify, OpenApi};
 
 use crate::activation::{ActivateRequest, Activated, SealedBatchKey, Signed};
 use crate::api::{AuditQuery, InviteCreated, KeyEntry, KeyPage, KeysQuery, NewInvite};
+use crate::creation_options::{Rp, User};
 use crate::devices::{Challenge, ChallengeRequest, SyncAnswer, SyncRequest};
 use crate::error::ErrorBody;
 use crate::lifecycle::{ReasonBody, StatusChanged};
 use crate::org::Policy;
+use crate::registrations::{
+    GraphBody, GraphCredential, GraphResponse, Job, NewRegistration, Registration,
+    RegistrationCreated, RegistrationResult, ResultAccepted,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -40,17 +45,21 @@ use crate::org::Policy;
         device_sync,
         revoke_key,
         suspend_key,
-        resume_key
+        resume_key,
+        create_registration,
+        get_registration,
+        device_registration_result
     ),
     components(schemas(
         ErrorBody, NewInvite, InviteCreated, KeyEntry, KeyPage, Signed, ActivateRequest,
         Activated, SealedBatchKey, Policy, ChallengeRequest, Challenge, SyncRequest, SyncAnswer,
-        ReasonBody, StatusChanged
+        ReasonBody, StatusChanged, NewRegistration, RegistrationCreated, Registration, GraphBody,
+        GraphCredential, GraphResponse, Job, Rp, User, RegistrationResult, ResultAccepted
     )),
     modifiers(&ApiKeyAuth),
     tags(
         (name = "invites"), (name = "inventory"), (name = "organisation"), (name = "activation"),
-        (name = "devices"), (name = "lifecycle")
+        (name = "devices"), (name = "lifecycle"), (name = "registrations")
     )
 )]
 struct Doc;
@@ -254,6 +263,51 @@ fn openapi_json() {}
 #[allow(dead_code)]
 fn activation_page() {}
 
+#[utoipa::path(post, path = "/api/v1/keys/{id}/registrations", tag = "registrations",
+    params(("id" = String, Path, description = "The key's id")),
+    request_body = NewRegistration,
+    responses(
+        (status = 202, description = "Pending until the phone's next sync (expires in 10 minutes)",
+         body = RegistrationCreated),
+        (status = 400, description = "invalid_json, invalid_display_name, \
+         invalid_creation_options, invalid_origin, rp_id_mismatch", body = ErrorBody),
+        (status = 401, description = "unauthorized", body = ErrorBody),
+        (status = 403, description = "forbidden: a read-scoped API key", body = ErrorBody),
+        (status = 404, description = "not_found", body = ErrorBody),
+        (status = 409, description = "key_not_active, too_many_pending", body = ErrorBody),
+        (status = 429, description = "rate_limited", body = ErrorBody),
+    ),
+    security(("api_key" = [])))]
+#[allow(dead_code)]
+fn create_registration() {}
+
+#[utoipa::path(get, path = "/api/v1/registrations/{id}", tag = "registrations",
+    params(("id" = String, Path, description = "The registration's id")),
+    responses(
+        (status = 200, description = "Its status, and graph_body once completed", body = Registration),
+        (status = 401, description = "unauthorized", body = ErrorBody),
+        (status = 404, description = "not_found", body = ErrorBody),
+        (status = 429, description = "rate_limited", body = ErrorBody),
+    ),
+    security(("api_key" = [])))]
+#[allow(dead_code)]
+fn get_registration() {}
+
+#[utoipa::path(post, path = "/api/v1/device/registrations/{id}", tag = "devices",
+    params(("id" = String, Path, description = "The registration's id (from the sync's job)")),
+    request_body = RegistrationResult,
+    responses(
+        (status = 200, description = "Outcome recorded", body = ResultAccepted),
+        (status = 400, description = "invalid_json, invalid_request, invalid_attestation", body = ErrorBody),
+        (status = 401, description = "unknown_device, challenge_invalid, bad_signature", body = ErrorBody),
+        (status = 404, description = "not_found: no such registration for this key", body = ErrorBody),
+        (status = 409, description = "registration_closed, key_not_active", body = ErrorBody),
+        (status = 410, description = "registration_expired", body = ErrorBody),
+        (status = 429, description = "rate_limited", body = ErrorBody),
+    ))]
+#[allow(dead_code)]
+fn device_registration_result() {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -277,8 +331,12 @@ mod tests {
         let router = &source[source.find("pub fn router(").unwrap()..];
         let nested_until = router.find(".nest(\"/api/v1\"").unwrap();
         let mut routes = Vec::new();
-        for (at, _) in router.match_indices(".route(\"") {
-            let rest = &router[at + 8..];
+        for (at, _) in router.match_indices(".route(") {
+            // rustfmt puts a long route's path on a line of its own.
+            let rest = router[at + 7..].trim_start();
+            let Some(rest) = rest.strip_prefix('"') else {
+                continue;
+            };
             let path = &rest[..rest.find('"').unwrap()];
             let after = rest[path.len() + 1..].trim_start_matches([',', ' ', '\n']);
             let method = after[..after.find('(').unwrap()].to_uppercase();

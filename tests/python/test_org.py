@@ -662,7 +662,8 @@ def test_the_openapi_document_parses_and_lists_every_route_the_server_serves(org
         ("GET", "/api/v1/attestation/root"), ("GET", "/api/v1/audit"), ("GET", "/api/v1/openapi.json"),
         ("GET", "/activate/{token}"), ("POST", "/api/v1/device/activate"), ("POST", "/api/v1/device/challenge"),
         ("POST", "/api/v1/device/sync"), ("POST", "/api/v1/keys/{id}/revoke"), ("POST", "/api/v1/keys/{id}/suspend"),
-        ("POST", "/api/v1/keys/{id}/resume"),
+        ("POST", "/api/v1/keys/{id}/resume"), ("POST", "/api/v1/keys/{id}/registrations"),
+        ("GET", "/api/v1/registrations/{id}"), ("POST", "/api/v1/device/registrations/{id}"),
     }
     no_route = {"error": "not_found", "message": "no such route"}
     for method, path in sorted(ops):

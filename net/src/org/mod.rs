@@ -4,6 +4,7 @@
 //! bytes signed and sealed are defined in `pocketkey_core::org_protocol`.
 
 mod http;
+pub mod jobs;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
@@ -275,6 +276,8 @@ struct SyncAnswerWire {
     status: String,
     reason: Option<String>,
     policy: PolicyWire,
+    #[serde(default)]
+    jobs: Vec<serde_json::Value>,
 }
 
 /// What the server says of this key at a sync.
@@ -285,6 +288,8 @@ pub struct SyncAnswer {
     /// Why it was suspended or revoked, as the admin wrote it.
     pub reason: Option<String>,
     pub policy: OrgPolicy,
+    /// Registrations the organisation asks this key to make on the user's behalf.
+    pub jobs: Vec<jobs::RegistrationJob>,
 }
 
 /// Asks the server where this key stands: fetches a single-use challenge and answers it with
@@ -325,6 +330,7 @@ pub fn sync(identity: &OrgIdentity) -> Result<SyncAnswer, OrgClientError> {
         status,
         reason: wire.reason,
         policy: wire.policy.into(),
+        jobs: jobs::registrations(wire.jobs)?,
     })
 }
 
