@@ -663,6 +663,7 @@ def test_the_openapi_document_parses_and_lists_every_route_the_server_serves(org
         ("GET", "/activate/{token}"), ("POST", "/api/v1/device/activate"), ("POST", "/api/v1/device/challenge"),
         ("POST", "/api/v1/device/sync"), ("POST", "/api/v1/keys/{id}/revoke"), ("POST", "/api/v1/keys/{id}/suspend"),
         ("POST", "/api/v1/keys/{id}/resume"),
+        ("GET", "/.well-known/assetlinks.json"), ("GET", "/.well-known/apple-app-site-association"),
     }
     no_route = {"error": "not_found", "message": "no such route"}
     for method, path in sorted(ops):
