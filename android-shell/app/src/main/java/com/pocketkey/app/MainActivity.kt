@@ -49,11 +49,16 @@ class MainActivity : AppCompatActivity() {
             text = getString(R.string.scan)
             setOnClickListener { scan() }
         }
+        val manage = Button(this).apply {
+            text = "Computers and PIN"
+            setOnClickListener { startActivity(Intent(this@MainActivity, ManageActivity::class.java)) }
+        }
         setContentView(LinearLayout(this).apply {
             orientation = LinearLayout.VERTICAL
             setPadding(48, 48, 48, 48)
             addView(status)
             addView(scan)
+            addView(manage)
         })
         val wanted = buildList {
             if (Build.VERSION.SDK_INT >= Build.VERSION_CODES.TIRAMISU) add(Manifest.permission.POST_NOTIFICATIONS)
