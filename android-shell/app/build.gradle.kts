@@ -21,6 +21,11 @@ android {
         targetSdk = 35
         versionCode = 1
         versionName = "0.1.0"
+        // The organisation server's host for App Links (AndroidManifest.xml): its
+        // /.well-known/assetlinks.json must name this package and signing certificate.
+        // gradle -Ppocketkey.orgHost=keys.acme.example …
+        manifestPlaceholders["orgHost"] =
+            (project.findProperty("pocketkey.orgHost") as String?) ?: "keys.example.com"
     }
 
     buildTypes {

@@ -8,6 +8,7 @@
 //! (the browser must receive the phone's BLE advert: CTAP 2.2, hybrid transport), so a link from far away
 //! reaches no browser.
 
+use pocketkey_net::org::is_loopback;
 use url::Url;
 
 /// What a scanned code or opened link is for.
@@ -86,9 +87,13 @@ fn classify(text: String) -> Result<ScannedCode, ScanError> {
     let Ok(url) = Url::parse(text) else {
         return Err(ScanError::NotOurs);
     };
+    // Plain http only to this device's own loopback, as `SecurityKey.activate` accepts it
+    // (a server in a test or an emulator); anywhere else a link must be https.
+    let web = url.scheme() == "https" || (url.scheme() == "http" && is_loopback(&url));
     match url.scheme() {
         "pocketkey" => ours(text, &url),
-        "https" if matches!(url.path(), "/activate" | "/activate/") => match token(&url)? {
+        _ if !web => Err(ScanError::NotOurs),
+        _ if matches!(url.path(), "/activate" | "/activate/") => match token(&url)? {
             Some(token) if url.username().is_empty() && url.password().is_none() => {
                 Ok(ScannedCode::Activation {
                     url: text.to_string(),
@@ -100,7 +105,7 @@ fn classify(text: String) -> Result<ScannedCode, ScanError> {
             None => Err(ScanError::NotOurs),
         },
         // What pocketkey-org mails: `<public-url>/activate/<token>` (docs/org.md).
-        "https" => match path_token(&url) {
+        _ => match path_token(&url) {
             Some(token) if url.query().is_none() => {
                 if url.username().is_empty() && url.password().is_none() {
                     Ok(ScannedCode::Activation {
@@ -114,7 +119,6 @@ fn classify(text: String) -> Result<ScannedCode, ScanError> {
             Some(_) => Err(ScanError::Malformed),
             None => Err(ScanError::NotOurs),
         },
-        _ => Err(ScanError::NotOurs),
     }
 }
 

@@ -106,6 +106,15 @@ struct HomeList: View {
                     }
                 }
             }
+            // The organisation (activation link, then each sync): who manages the key, or why
+            // its sites are refused.
+            if let organisation = app.state.organisation {
+                Section("Organisation") {
+                    Text(organisation.name).font(.headline)
+                    Text(organisation.message)
+                        .foregroundStyle(organisation.status == .active ? Color.secondary : Color.red)
+                }
+            }
             Section("Computers") {
                 if app.state.pairings.isEmpty {
                     Button("Pair with a computer…") { scanning = true }

@@ -69,13 +69,15 @@ fi
 eval "$("$HERE/prepare-linux.sh")"
 : "${POCKETKEY_FFI_LIB_DIR:?prepare-linux.sh did not report the library directory}"
 
-# 3b. The end-to-end tests' programs: the relay and the bridge (host-built, static but for
+# 3b. The end-to-end tests' programs: the relay, the bridge and the organisation server (host-built, static but for
 # libc, so they run in the chroot), and python-fido2 as pinned in tests/python/requirements.txt
 # (Debian's python3-fido2 is 1.x, another API): its pure-Python package is copied from the
 # host's installation (scripts/test.sh installs it) to a directory the chroot sees.
-say "cargo build -p pocketkey-relay -p pocketkey-bridge"
-(cd "$ROOT" && cargo build -q -p pocketkey-relay -p pocketkey-bridge) >&2 \
-    || die "cargo build -p pocketkey-relay -p pocketkey-bridge failed"
+# Two builds, as the other scripts run them: one `cargo build` of all three would unify
+# their dependencies' features and compile a second copy of sqlx, redis and the rest.
+say "cargo build -p pocketkey-relay -p pocketkey-bridge; cargo build -p pocketkey-org"
+(cd "$ROOT" && cargo build -q -p pocketkey-relay -p pocketkey-bridge && cargo build -q -p pocketkey-org) >&2 \
+    || die "cargo build of pocketkey-relay, pocketkey-bridge or pocketkey-org failed"
 HOST_PY=${PYTHON:-python3}   # the interpreter with tests/python/requirements.txt installed
 FIDO2_SRC=$("$HOST_PY" -c 'import fido2, os; print(os.path.dirname(fido2.__file__))' 2>/dev/null) \
     || die "python-fido2 is not installed on the host: pip install -r tests/python/requirements.txt"

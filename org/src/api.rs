@@ -19,6 +19,7 @@ use sqlx::{AnyPool, Row};
 use tower_http::timeout::TimeoutLayer;
 
 use crate::api_keys::{self, Scope};
+use crate::app_links::{apple_app_site_association as aasa, assetlinks};
 use crate::error::ApiError;
 use crate::limits::{self, Limiter};
 use crate::org::OrgInfo;
@@ -45,6 +46,8 @@ pub struct AppState {
     pub auth_fail_limit: Limiter,
     /// Opens the CA and batch keys sealed at rest.
     pub sealer: pocketkey_core::crypto::seal::Sealer,
+    /// The apps that open activation links (`/.well-known/`).
+    pub app_links: crate::app_links::AppLinks,
 }
 
 type Shared = Arc<AppState>;
@@ -78,6 +81,8 @@ pub fn router(state: Shared, console: Router, scim: Router, request_timeout: Dur
     Router::new()
         .nest("/api/v1", api)
         .route("/activate/{token}", get(activation_page))
+        .route("/.well-known/assetlinks.json", get(assetlinks))
+        .route("/.well-known/apple-app-site-association", get(aasa))
         .nest_service("/console", console)
         .nest_service("/scim/v2", scim)
         .fallback(|| async { ApiError::not_found("no such route") })

@@ -4,6 +4,7 @@
 mod activation;
 mod api;
 mod api_keys;
+mod app_links;
 mod audit;
 mod ca;
 mod clock;
@@ -166,6 +167,13 @@ struct ServeArgs {
     /// Sender of invite mails
     #[arg(long, default_value = "PocketKey <pocketkey-org@localhost>")]
     mail_from: String,
+    /// The Android app that opens activation links (App Links): PACKAGE:SHA256 of its
+    /// signing certificate; repeat for more certificates or apps
+    #[arg(long, value_name = "PACKAGE:SHA256")]
+    android_app: Vec<String>,
+    /// The iOS app that opens activation links (Universal Links): TEAMID.BUNDLE; repeatable
+    #[arg(long, value_name = "TEAMID.BUNDLE")]
+    ios_app: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -348,6 +356,11 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         )
         .init();
     let public_url = check_public_url(&args.public_url)?;
+    let path_prefix = url::Url::parse(&public_url)
+        .map_err(|e| format!("bad --public-url: {e}"))?
+        .path()
+        .to_string();
+    let app_links = app_links::AppLinks::parse(&args.android_app, &args.ios_app, &path_prefix)?;
     let mail_from =
         Mailbox::from_str(&args.mail_from).map_err(|e| format!("bad --mail-from: {e}"))?;
     let smtp = args.smtp.as_deref().map(mail::Mailer::smtp).transpose()?;
@@ -366,6 +379,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         activate_limit,
         auth_fail_limit,
         sealer,
+        app_links,
     });
     // The console is a WebAuthn relying party whose id is the public URL's host; a URL whose
     // host cannot be an RP id (an IP address) leaves the API serving and the console

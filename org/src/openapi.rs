@@ -40,6 +40,8 @@ use crate::registrations::{
         audit_export,
         openapi_json,
         activation_page,
+        assetlinks,
+        apple_app_site_association,
         device_activate,
         device_challenge,
         device_sync,
@@ -59,7 +61,7 @@ use crate::registrations::{
     modifiers(&ApiKeyAuth),
     tags(
         (name = "invites"), (name = "inventory"), (name = "organisation"), (name = "activation"),
-        (name = "devices"), (name = "lifecycle"), (name = "registrations")
+        (name = "devices"), (name = "lifecycle"), (name = "registrations"), (name = "app links")
     )
 )]
 struct Doc;
@@ -307,6 +309,24 @@ fn get_registration() {}
     ))]
 #[allow(dead_code)]
 fn device_registration_result() {}
+
+#[utoipa::path(get, path = "/.well-known/assetlinks.json", tag = "app links",
+    responses(
+        (status = 200, description = "Android App Links: the Digital Asset Links statements for \
+         the apps given with `serve --android-app`", content_type = "application/json"),
+        (status = 404, description = "No Android app is configured", body = ErrorBody),
+    ))]
+#[allow(dead_code)]
+fn assetlinks() {}
+
+#[utoipa::path(get, path = "/.well-known/apple-app-site-association", tag = "app links",
+    responses(
+        (status = 200, description = "iOS Universal Links: the apps given with \
+         `serve --ios-app`, for the activation path", content_type = "application/json"),
+        (status = 404, description = "No iOS app is configured", body = ErrorBody),
+    ))]
+#[allow(dead_code)]
+fn apple_app_site_association() {}
 
 #[cfg(test)]
 mod tests {

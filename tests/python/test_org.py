@@ -664,6 +664,7 @@ def test_the_openapi_document_parses_and_lists_every_route_the_server_serves(org
         ("POST", "/api/v1/device/sync"), ("POST", "/api/v1/keys/{id}/revoke"), ("POST", "/api/v1/keys/{id}/suspend"),
         ("POST", "/api/v1/keys/{id}/resume"), ("POST", "/api/v1/keys/{id}/registrations"),
         ("GET", "/api/v1/registrations/{id}"), ("POST", "/api/v1/device/registrations/{id}"),
+        ("GET", "/.well-known/assetlinks.json"), ("GET", "/.well-known/apple-app-site-association"),
     }
     no_route = {"error": "not_found", "message": "no such route"}
     for method, path in sorted(ops):

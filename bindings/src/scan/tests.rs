@@ -119,6 +119,18 @@ fn activation_links() {
             })
         );
     }
+    // Plain http only to loopback: a test's or an emulator's own server.
+    for url in [
+        format!("http://127.0.0.1:8080/activate/{token}"),
+        format!("http://[::1]:8080/activate/{token}"),
+        format!("http://localhost/activate/{token}"),
+        "http://127.0.0.1:8080/activate?token=x".to_string(),
+    ] {
+        assert!(
+            matches!(scan(&url), Ok(ScannedCode::Activation { .. })),
+            "{url}"
+        );
+    }
     for bad in [
         format!("https://keys.example.com/activate/{token}?token=x"),
         format!("https://u:p@keys.example.com/activate/{token}"),

@@ -5,7 +5,7 @@
 // Run with tests/kotlin/run-app-logic.sh [NAME-SUBSTRING...].
 package com.pocketkey.tests.applogic
 
-import com.pocketkey.applogic.ACTIVATION_NOT_AVAILABLE
+import com.pocketkey.applogic.ActivationProblem
 import com.pocketkey.applogic.AnswerResult
 import com.pocketkey.applogic.AppModel
 import com.pocketkey.applogic.ApprovalObserver
@@ -15,6 +15,7 @@ import com.pocketkey.applogic.KeyVault
 import com.pocketkey.applogic.MemorySettingsStore
 import com.pocketkey.applogic.NO_VERIFICATION_NOTICE
 import com.pocketkey.applogic.OpenState
+import com.pocketkey.applogic.OrgSync
 import com.pocketkey.applogic.Outcome
 import com.pocketkey.applogic.PushResult
 import com.pocketkey.applogic.ScanOutcome
@@ -29,6 +30,7 @@ import com.pocketkey.core.ApprovalOperation
 import com.pocketkey.core.ApprovalPrompt
 import com.pocketkey.core.KeyProvider
 import com.pocketkey.core.KeyProviderException
+import com.pocketkey.core.OrganisationStatus
 import com.pocketkey.core.PairingCodeListener
 import com.pocketkey.core.PocketKeyException
 import com.pocketkey.core.ScanException
@@ -434,19 +436,17 @@ val cases = listOf(
         assertEq(PushResult.Ignored, session.push.onMessage(mapOf("v" to "1", "w" to "00".repeat(16))), "FCM data, unknown wake id")
     },
 
-    TestCase("scan routing: activation links are a typed not-available outcome; pairing links, foreign and damaged codes are refused") {
+    TestCase("scan routing: an activation link without a server is a typed failure; pairing links, foreign and damaged codes are refused") {
         val m = model()
         val session = m.session()
         val codes = ShownCodes()
         fun scan(text: String, source: ScanSource) = session.scanner.handle(text, source, codes)
 
-        for ((text, source) in listOf(
-            "https://corp.example.com/activate?token=abc123" to ScanSource.LINK,
-            "pocketkey://activate?token=abc123" to ScanSource.CAMERA,
-        )) {
-            val out = scan(text, source) as? ScanOutcome.ActivationNotAvailable ?: fail("$text: ${scan(text, source)}")
-            assertEq(ACTIVATION_NOT_AVAILABLE, out.message, "activation message")
-        }
+        // The custom scheme's form names no server to activate with: typed, no network.
+        val custom = scan("pocketkey://activate?token=abc123", ScanSource.CAMERA) as? ScanOutcome.ActivationFailed
+            ?: fail("custom-scheme activation link: ${scan("pocketkey://activate?token=abc123", ScanSource.CAMERA)}")
+        assertEq(ActivationProblem.DAMAGED_LINK, custom.error.problem, "custom-scheme activation link")
+        assertEq(null, session.organisation.current, "no organisation after a refused link")
         val link = scan("pocketkey://pair?v=2&x=1", ScanSource.LINK) as? ScanOutcome.Rejected ?: fail("pairing link accepted")
         assertTrue(link.error is ScanException.PairingNeedsCamera) { "pairing link: ${link.error}" }
         val foreign = scan("https://example.com/menu", ScanSource.CAMERA) as? ScanOutcome.Rejected ?: fail("foreign code accepted")
@@ -627,6 +627,76 @@ val cases = listOf(
         s.factoryReset().done("factory reset")
         assertEq(true, s.info().done("info").uvKeyRegistered, "UV key after the reset")
         assertEq(true, uvOption(m), "getInfo uv after the reset")
+    },
+
+    TestCase("e2e organisation: an invite's link activates as a scan and as an opened link; typed errors; revoke and suspend reach the model at start and on a wake-up") {
+        val org = closeLater(OrgServer(File(tmp, "org")))
+        fun activation(s: KeySession, link: String, source: ScanSource): ScanOutcome = s.scanner.handle(link, source, ShownCodes())
+        fun failed(s: KeySession, link: String, source: ScanSource, problem: ActivationProblem, message: String) {
+            val out = activation(s, link, source) as? ScanOutcome.ActivationFailed ?: fail("$problem: ${activation(s, link, source)}")
+            assertEq(problem, out.error.problem, "problem")
+            assertEq(message, out.error.message, "message for $problem")
+            assertTrue(out.error.nextStep.isNotBlank()) { "a next step for $problem" }
+        }
+
+        // Alice scans the invite's QR code (the page the link shows on a computer).
+        val alice = model()
+        val aliceKey = alice.session()
+        val aliceLink = org.invite("alice@acme.example")
+        val scanned = activation(aliceKey, aliceLink, ScanSource.CAMERA) as? ScanOutcome.Activated
+            ?: fail("scan of the activation link: ${activation(aliceKey, aliceLink, ScanSource.CAMERA)}")
+        assertEq("Acme", scanned.organisation.name, "organisation")
+        assertEq(OrganisationStatus.ACTIVE, scanned.organisation.status, "status")
+        assertEq("This key is managed by Acme.", scanned.organisation.message, "shown")
+        assertEq(scanned.organisation, aliceKey.organisation.current, "model state")
+
+        // Bob opens his invite's link (the App Link of the mail's button); Alice's used link fails on his phone.
+        val bob = model()
+        val bobKey = bob.session()
+        failed(bobKey, aliceLink, ScanSource.LINK, ActivationProblem.USED, "This activation link was already used")
+        val opened = activation(bobKey, org.invite("bob@acme.example"), ScanSource.LINK) as? ScanOutcome.Activated
+            ?: fail("opened activation link")
+        assertEq("Acme", opened.organisation.name, "organisation from the link")
+        failed(aliceKey, org.invite("erin@acme.example"), ScanSource.LINK, ActivationProblem.ALREADY_ACTIVATED,
+            "This key already belongs to Acme")
+
+        // Expired, revoked before use, and a server that cannot be reached.
+        val carol = model().session()
+        val late = org.invite("carol@acme.example")
+        org.sql("UPDATE invites SET expires_at = '2000-01-01T00:00:00Z' WHERE used_at IS NULL")
+        failed(carol, late, ScanSource.LINK, ActivationProblem.EXPIRED,
+            "This activation link has expired: ask your IT department for a new invite")
+        val daveLink = org.invite("dave@acme.example")
+        org.lifecycle("dave@acme.example", "revoke", "Left the company")
+        failed(carol, daveLink, ScanSource.CAMERA, ActivationProblem.REVOKED, "Your organisation revoked this key")
+        val closed = java.net.ServerSocket(0, 1, java.net.InetAddress.getLoopbackAddress()).use { it.localPort }
+        failed(carol, "http://127.0.0.1:$closed/activate/" + "ab".repeat(32), ScanSource.LINK, ActivationProblem.NETWORK,
+            "The organisation's server cannot be reached: check the connection")
+        assertEq(null, carol.organisation.current, "no organisation after the failures")
+
+        // Revoked while Alice's app was closed: the next app start shows it.
+        org.lifecycle("alice@acme.example", "revoke", "Phone reported lost")
+        alice.close()
+        val restarted = closeLater(ModelUnderTest(this, alice.vault, dir = alice.dir))
+        assertTrue(restarted.model.start() is OpenState.Open) { "start after the revocation" }
+        val revoked = restarted.model.session!!.organisation.current ?: fail("no organisation state after start")
+        assertEq(OrganisationStatus.REVOKED, revoked.status, "status at start")
+        assertEq(
+            "Your organisation revoked this key: Phone reported lost. It no longer signs in to Acme's sites; your own passkeys still work.",
+            revoked.message, "shown at start",
+        )
+
+        // Suspended while Bob's app runs: a wake-up (its payload carries no data) brings it, and the resume.
+        org.lifecycle("bob@acme.example", "suspend", "Security review")
+        assertEq(PushResult.Ignored, bobKey.push.onPayload("{}"), "an organisation's wake-up serves no computer")
+        assertEq(OrganisationStatus.SUSPENDED, bobKey.organisation.current?.status, "status after the wake-up")
+        assertTrue(bobKey.organisation.current!!.message.startsWith("Your organisation suspended this key: Security review.")) {
+            bobKey.organisation.current!!.message
+        }
+        org.lifecycle("bob@acme.example", "resume")
+        bobKey.push.onPayload("{}")
+        val resumed = bobKey.organisation.lastSync as? OrgSync.Synced ?: fail("sync on wake: ${bobKey.organisation.lastSync}")
+        assertEq(OrganisationStatus.ACTIVE, resumed.organisation.status, "status after the resume")
     },
 
     TestCase("settings: PIN set and change, passkey list, factory reset through the model") {

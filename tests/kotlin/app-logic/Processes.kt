@@ -139,3 +139,99 @@ fun browser(dir: File, port: Int, rpId: String, user: String = "carol"): Proc =
         listOf("python3", Env.client.path, "--udp", "127.0.0.1:$port", "--rp", rpId, "--user", user, "--sign-in"),
         File(dir, "browser-$user.log"),
     )
+
+/**
+ * An organisation (`pocketkey-org init`, an API key) and its `serve` on loopback, its public
+ * URL its own address so the mailed links reach it, mails written to an outbox, as
+ * tests/python/test_org_activation.py starts it.
+ */
+class OrgServer(private val dir: File) : AutoCloseable {
+    private val bin = File(Env.binDir, "pocketkey-org").path
+    private val state = File(dir, "state")
+    private val outbox = File(dir, "outbox")
+    private val apiKey: String
+    private val serve: Proc
+    val url: String
+
+    init {
+        dir.mkdirs()
+        run("init", "--state-dir", state.path, "--name", "Acme")
+        apiKey = run("api-key", "create", "--state-dir", state.path, "--name", "test").substringAfter("api-key: ").trim()
+        val port = java.net.ServerSocket(0, 1, InetAddress.getLoopbackAddress()).use { it.localPort }
+        serve = Proc(
+            "org",
+            listOf(bin, "serve", "--state-dir", state.path, "--listen", "127.0.0.1:$port",
+                "--public-url", "http://127.0.0.1:$port", "--outbox", outbox.path),
+            File(dir, "serve.log"),
+        )
+        url = serve.readLine("listening: ")
+    }
+
+    private fun run(vararg args: String): String {
+        val p = ProcessBuilder(listOf(bin) + args).redirectError(ProcessBuilder.Redirect.appendTo(File(dir, "cli.log"))).start()
+        val out = p.inputStream.bufferedReader().readText()
+        if (!p.waitFor(WAIT_SECONDS, TimeUnit.SECONDS) || p.exitValue() != 0) throw TestFailure("pocketkey-org ${args[0]} failed: $out")
+        return out
+    }
+
+    /** An API call; returns the status and the body. */
+    fun api(method: String, path: String, body: String? = null): Pair<Int, String> {
+        val c = java.net.URI("$url/api/v1$path").toURL().openConnection() as java.net.HttpURLConnection
+        c.requestMethod = method
+        c.setRequestProperty("Authorization", "Bearer $apiKey")
+        if (body != null) {
+            c.doOutput = true
+            c.setRequestProperty("Content-Type", "application/json")
+            c.outputStream.use { it.write(body.toByteArray()) }
+        }
+        val status = c.responseCode
+        val text = (if (status < 400) c.inputStream else c.errorStream)?.use { it.readBytes().decodeToString() } ?: ""
+        return status to text
+    }
+
+    /**
+     * Invites [email] through the REST API and returns the Activate link, read from the
+     * mail's text part as a person would see it.
+     */
+    fun invite(email: String): String {
+        val before = mails().keys
+        val (status, body) = api("POST", "/invites", """{"email":"$email","display_name":"Employee"}""")
+        if (status != 201) throw TestFailure("POST /invites: $status $body")
+        val mail = mails().filterKeys { it !in before }.values.singleOrNull() ?: throw TestFailure("no new mail in $outbox")
+        val text = quotedPrintable(mail.substringAfter("Content-Type: text/plain").substringAfter("\r\n\r\n").substringBefore("\r\n--"))
+        return text.split(Regex("\\s+")).singleOrNull { it.startsWith("$url/activate/") }
+            ?: throw TestFailure("no Activate link in the mail: $text")
+    }
+
+    /** The inventory id of [email]'s key. */
+    fun keyId(email: String): String {
+        val (_, body) = api("GET", "/keys")
+        val entry = Regex("""\{"id":"([0-9a-f]+)","email":"${Regex.escape(email)}"""").find(body)
+            ?: throw TestFailure("no key for $email in $body")
+        return entry.groupValues[1]
+    }
+
+    /** `POST /keys/{id}/ACTION` for [email]'s key, which must answer 200. */
+    fun lifecycle(email: String, action: String, reason: String? = null) {
+        val body = reason?.let { """{"reason":"$it"}""" }
+        val (status, answer) = api("POST", "/keys/${keyId(email)}/$action", body)
+        if (status != 200) throw TestFailure("$action: $status $answer")
+    }
+
+    /** Runs an SQL statement on the organisation's SQLite database (python3's sqlite3). */
+    fun sql(statement: String) {
+        val p = ProcessBuilder("python3", "-c", "import sqlite3,sys; d=sqlite3.connect(sys.argv[1]); d.execute(sys.argv[2]); d.commit()",
+            File(state, "org.db").path, statement).redirectErrorStream(true).start()
+        val out = p.inputStream.bufferedReader().readText()
+        if (!p.waitFor(WAIT_SECONDS, TimeUnit.SECONDS) || p.exitValue() != 0) throw TestFailure("sql: $out")
+    }
+
+    private fun mails(): Map<String, String> =
+        (outbox.listFiles { f -> f.name.endsWith(".eml") } ?: emptyArray()).associate { it.name to it.readText() }
+
+    override fun close() = serve.close()
+}
+
+/** RFC 2045 §6.7 quoted-printable: soft line breaks joined, `=XX` decoded (ASCII text). */
+fun quotedPrintable(s: String): String =
+    s.replace(Regex("=\r?\n"), "").replace(Regex("=([0-9A-F]{2})")) { it.groupValues[1].toInt(16).toChar().toString() }

@@ -4,12 +4,13 @@ import PocketKeyKit
 import XCTest
 
 /// Where the end-to-end tests find the programs (set by scripts/test-linux.sh):
-/// PK_IOS_E2E_BIN          the directory holding pocketkey-relay and pocketkey-bridge
+/// PK_IOS_E2E_BIN          the directory holding pocketkey-relay, pocketkey-bridge and pocketkey-org
 /// PK_IOS_E2E_PYTHON       a python3 with `cryptography` (default /usr/bin/python3)
 /// PK_IOS_E2E_PYTHONPATH   where python-fido2 2.x is
 struct EndToEnd {
     let relay: String
     let bridge: String
+    let org: String
     let python: String
     let scripts: URL
     /// tests/python/webauthn_client.py, the python-fido2 browser the Android tests use too.
@@ -26,7 +27,7 @@ struct EndToEnd {
         let shell = URL(fileURLWithPath: "\(file)").deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent().deletingLastPathComponent()
         return EndToEnd(
-            relay: "\(bin)/pocketkey-relay", bridge: "\(bin)/pocketkey-bridge",
+            relay: "\(bin)/pocketkey-relay", bridge: "\(bin)/pocketkey-bridge", org: "\(bin)/pocketkey-org",
             python: env["PK_IOS_E2E_PYTHON"] ?? "/usr/bin/python3",
             scripts: shell.appendingPathComponent("scripts/e2e"),
             webauthnClient: shell.deletingLastPathComponent().appendingPathComponent("tests/python/webauthn_client.py"),
@@ -141,6 +142,92 @@ final class EndToEndTests: ModelTestCase {
         XCTAssertEqual(model.state.pairings, [])
         let nextCode = try await bridge.line("pair: ")
         XCTAssertTrue(nextCode.hasPrefix("pocketkey://pair?"), nextCode)
+    }
+
+    /// An organisation's invite end to end: a real `pocketkey-org serve` invites through its
+    /// REST API (scripts/e2e/org_admin.py), the link is read from the outbox mail and handed to
+    /// the model as a camera scan and as an opened link (a Universal Link); the typed failures
+    /// reach the screen with a next step; a revocation made while the app was closed shows at
+    /// the next start, a suspension after a push wake-up.
+    func testActivationFromAnInviteThenRevocationAtStartAndSuspensionOnAWake() async throws {
+        let e2e = try EndToEnd.fromEnvironment()
+        let orgDir = try freshDirectory()
+        let admin = e2e.scripts.appendingPathComponent("org_admin.py").path
+        _ = try await start(e2e.python, [admin, "serve", e2e.org, orgDir.path], e2e).line("listening: ")
+        func org(_ arguments: String...) async throws -> String {
+            let child = try start(e2e.python, [admin, arguments[0], orgDir.path] + arguments.dropFirst(), e2e)
+            let status = await child.exitStatus()
+            XCTAssertEqual(status, 0, child.stderr)
+            return child.output.last ?? ""
+        }
+        func link(_ address: String) async throws -> String {
+            String(try await org("invite", address).dropFirst("link: ".count))
+        }
+        func failure(_ outcome: ScanOutcome) -> ActivationFailure? {
+            if case let .activationFailed(failure) = outcome { return failure }
+            XCTFail("expected a failed activation, got \(outcome)")
+            return nil
+        }
+
+        // Alice scans the invite's QR code (the page the link shows on a computer).
+        let aliceDir = try freshDirectory()
+        let provider = MemoryKeyProvider()
+        var alice: PocketKeyModel? = try makeModel(directory: aliceDir, provider: provider)
+        await alice!.start()
+        let aliceLink = try await link("alice@acme.example")
+        let scanned = await alice!.handleScan(aliceLink, source: .camera)
+        XCTAssertEqual(scanned, .activated(OrganisationInfo(name: "Acme", status: .active)))
+        XCTAssertEqual(alice!.state.organisation, OrganisationInfo(name: "Acme", status: .active))
+        XCTAssertEqual(alice!.state.notice, "This key is managed by Acme.")
+
+        // Bob opens his invite's link (the mail's button, a Universal Link); Alice's used one fails.
+        let bob = try makeModel()
+        await bob.start()
+        let used = failure(await bob.handleScan(aliceLink, source: .link))
+        XCTAssertEqual(used?.problem, .used)
+        XCTAssertEqual(used?.message, "This activation link was already used")
+        XCTAssertEqual(bob.state.notice, used.map { "\($0.message). \($0.nextStep)" })
+        let opened = await bob.handleScan(try await link("bob@acme.example"), source: .link)
+        XCTAssertEqual(opened, .activated(OrganisationInfo(name: "Acme", status: .active)))
+
+        // Expired, revoked before use, a server that cannot be reached.
+        let carol = try makeModel()
+        await carol.start()
+        let late = try await link("carol@acme.example")
+        _ = try await org("expire")
+        let expired = failure(await carol.handleScan(late, source: .link))
+        XCTAssertEqual(expired?.problem, .expired)
+        let daveLink = try await link("dave@acme.example")
+        _ = try await org("revoke", "dave@acme.example", "Left the company")
+        let revokedLink = failure(await carol.handleScan(daveLink, source: .camera))
+        XCTAssertEqual(revokedLink?.problem, .revoked)
+        XCTAssertEqual(revokedLink?.message, "Your organisation revoked this key")
+        let closedPort = try freePort(SOCK_STREAM)
+        let unreachable = failure(await carol.handleScan(
+            "http://127.0.0.1:\(closedPort)/activate/" + String(repeating: "ab", count: 32), source: .link))
+        XCTAssertEqual(unreachable?.problem, .network)
+        XCTAssertNil(carol.state.organisation)
+
+        // Revoked while Alice's app was closed: the next start shows it.
+        _ = try await org("revoke", "alice@acme.example", "Phone reported lost")
+        alice = nil
+        let restarted = try makeModel(directory: aliceDir, provider: provider)
+        await restarted.start()
+        XCTAssertEqual(restarted.state.organisation,
+                       OrganisationInfo(name: "Acme", status: .revoked, reason: "Phone reported lost"))
+        XCTAssertEqual(restarted.state.notice,
+                       "Your organisation revoked this key: Phone reported lost. "
+                       + "It no longer signs in to Acme's sites; your own passkeys still work.")
+
+        // Suspended while Bob's app runs: a wake-up (no data in it) brings it, and the resume.
+        _ = try await org("suspend", "bob@acme.example", "Security review")
+        let wake = await bob.handlePush(payload: "{}")
+        XCTAssertEqual(wake, .ignored)
+        XCTAssertEqual(bob.state.organisation?.status, .suspended)
+        XCTAssertEqual(bob.state.organisation?.reason, "Security review")
+        _ = try await org("resume", "bob@acme.example")
+        _ = await bob.handlePush(payload: "{}")
+        XCTAssertEqual(bob.state.organisation?.status, .active)
     }
 
     /// A forged proof end to end: the phone answers "verified" with a signature by another key

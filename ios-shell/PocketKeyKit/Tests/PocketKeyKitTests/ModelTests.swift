@@ -28,8 +28,13 @@ final class ModelTests: ModelTestCase {
         XCTAssertNil(model.state.hybrid)
         XCTAssertEqual(model.state.notice, ScanOutcome.hybridNotSupportedMessage)
 
-        let activation = await model.handleScan("https://keys.example.com/activate?token=abc", source: .link)
-        XCTAssertEqual(activation, .activationNotAvailable(message: ScanOutcome.activationNotAvailableMessage))
+        // The custom scheme's form names no server to activate with: typed, before any network.
+        let activation = await model.handleScan("pocketkey://activate?token=abc", source: .link)
+        guard case let .activationFailed(failure) = activation else {
+            return XCTFail("expected a failed activation, got \(activation)")
+        }
+        XCTAssertEqual(failure.problem, .damagedLink)
+        XCTAssertNil(model.state.organisation)
 
         let fromLink = await model.handleScan("pocketkey://pair?k=abc&n=Work", source: .link)
         XCTAssertEqual(fromLink, .rejected(.PairingNeedsCamera))

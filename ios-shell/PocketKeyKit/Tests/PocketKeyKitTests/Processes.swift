@@ -185,8 +185,11 @@ struct ChildFailed: Error, CustomStringConvertible {
 }
 
 /// A UDP port on loopback that was free a moment ago (for the bridge's `--udp`).
-func freeUDPPort() throws -> UInt16 {
-    let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+func freeUDPPort() throws -> UInt16 { try freePort(SOCK_DGRAM) }
+
+/// A port of `kind` (`SOCK_DGRAM`, `SOCK_STREAM`) on loopback that was free a moment ago.
+func freePort(_ kind: __socket_type) throws -> UInt16 {
+    let fd = socket(AF_INET, Int32(kind.rawValue), 0)
     guard fd >= 0 else { throw ChildFailed(description: "socket: errno \(errno)") }
     defer { close(fd) }
     var address = sockaddr_in()

@@ -58,6 +58,8 @@ public struct AppState: Equatable, Sendable {
     /// Computers whose wake-ups are ignored for now (too many asked nothing), with the Unix
     /// time until when.
     public var pausedComputers: [String: UInt64] = [:]
+    /// The organisation the key belongs to (activation, then each sync); nil: none.
+    public var organisation: OrganisationInfo?
     /// A sentence for an alert or banner; the app clears it with `dismissNotice()`.
     public var notice: String?
     public var settings = AppSettings()

@@ -37,13 +37,16 @@ extension PocketKeyModel {
         guard let key else { return .ignored }
         let phoneName = state.settings.phoneName
         let idle = config.pushIdleMs
-        let outcome: PushOutcome
+        var served: PushOutcome?
         do {
-            outcome = try await offThread { try key.handlePush(payload: payload, phoneName: phoneName, idleMs: idle) }
+            served = try await offThread { try key.handlePush(payload: payload, phoneName: phoneName, idleMs: idle) }
         } catch {
             notify(error.pocketKeyUserMessage)
-            return .ignored
         }
+        // The organisation's wake-ups carry no data: each wake-up is also the chance to learn
+        // of a suspension or revocation. After the computer, which waits for an answer.
+        await syncOrganisation()
+        guard let outcome = served else { return .ignored }
         switch outcome {
         case let .paused(name, until):
             update { $0.pausedComputers[name] = until }

@@ -5,8 +5,8 @@ extension PocketKeyModel {
     /// The one entry point for the camera (`.camera`) and for links the app is opened with
     /// (`.link`: custom scheme, Universal Links, pasted text). Pairing codes pair (camera
     /// only, see `classifyScan`), `FIDO:/` codes start hybrid where the platform can advertise
-    /// it, activation links say activation is not available yet. The outcome's message is
-    /// also set as the notice.
+    /// it, activation links join the organisation. The outcome's message is also set as the
+    /// notice.
     @discardableResult
     public func handleScan(_ text: String, source: ScanSource) async -> ScanOutcome {
         let outcome: ScanOutcome
@@ -14,7 +14,9 @@ extension PocketKeyModel {
             switch try classifyScan(text: text, source: source) {
             case let .pairing(url): outcome = await pair(url: url)
             case let .hybrid(url): outcome = startHybrid(url)
-            case .activation: outcome = .activationNotAvailable(message: ScanOutcome.activationNotAvailableMessage)
+            // From the camera or a link alike (a Universal Link is the invite mail's button):
+            // the token is single use and binds nothing until the server accepts this key.
+            case let .activation(url, _): outcome = await activate(url: url)
             }
         } catch let error as ScanError {
             outcome = .rejected(error)

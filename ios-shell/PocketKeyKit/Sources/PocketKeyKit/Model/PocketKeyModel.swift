@@ -171,6 +171,8 @@ public final class PocketKeyModel: @unchecked Sendable {
             await registerUvKey()
             update { $0.phase = .ready }
             await refresh()
+            // A revocation made while the app was closed is shown at once.
+            await syncOrganisation()
         } catch {
             update { $0.phase = Self.phase(afterOpenFailed: error) }
         }

@@ -10,8 +10,10 @@ public enum ScanOutcome: Equatable, Sendable {
     /// A browser's `FIDO:/` code, on a phone whose apps cannot send the BLE advert hybrid needs
     /// (iOS lets apps advertise only a local name and service UUIDs, not service data).
     case hybridNotSupported(message: String)
-    /// An organisation's activation link: there is no organisation server to activate with yet.
-    case activationNotAvailable(message: String)
+    /// An organisation's activation link joined it.
+    case activated(OrganisationInfo)
+    /// An activation link that did not activate: what happened and what to do next.
+    case activationFailed(ActivationFailure)
     /// Not accepted: not ours, damaged, or a pairing code from a link.
     case rejected(ScanError)
     /// Recognised, but pairing or starting hybrid failed.
@@ -22,7 +24,9 @@ public enum ScanOutcome: Equatable, Sendable {
         switch self {
         case let .paired(info): return "Paired with \(info.computerName)"
         case .hybridStarted: return nil
-        case let .hybridNotSupported(message), let .activationNotAvailable(message): return message
+        case let .hybridNotSupported(message): return message
+        case let .activated(organisation): return organisation.message
+        case let .activationFailed(failure): return "\(failure.message). \(failure.nextStep)"
         case let .rejected(error): return error.userMessage()
         case let .failed(error): return error.userMessage()
         }
@@ -31,6 +35,4 @@ public enum ScanOutcome: Equatable, Sendable {
     public static let hybridNotSupportedMessage =
         "iPhone apps cannot send the Bluetooth advert a browser's passkey QR code needs. "
         + "Pair this phone with the computer instead, or use the iPhone's own passkey sign-in."
-    public static let activationNotAvailableMessage =
-        "Activation by your organisation is not available yet."
 }

@@ -17,8 +17,9 @@ interface Device {
 /** Everything the screens use once the key is open. */
 class KeySession(val key: SecurityKey, settings: Settings, advertiser: Advertiser, afterReset: () -> Unit = {}) {
     val pairings = Pairings(key, settings)
-    val push = Push(key, settings)
-    val scanner = Scanner(key, settings, advertiser, pairings, push)
+    val organisation = Organisation(key) { settings.phoneName }
+    val push = Push(key, settings, organisation)
+    val scanner = Scanner(key, settings, advertiser, pairings, push, organisation)
     val keySettings = KeySettings(key, settings, afterReset)
 
     fun close() {
@@ -52,6 +53,13 @@ class AppModel(
 
     @Volatile var session: KeySession? = null
         private set
+
+    /**
+     * What the app runs at launch: [open], then asks the key's organisation (if any) where the
+     * key stands, so that a revocation made while the app was closed is shown at once
+     * (`session.organisation.current`). Blocks on storage and the network: off the main thread.
+     */
+    fun start(): OpenState = open().also { if (it is OpenState.Open) session?.organisation?.sync() }
 
     /** Opens the key (once; later calls return the open one). Blocks on storage: off the main thread. */
     @Synchronized

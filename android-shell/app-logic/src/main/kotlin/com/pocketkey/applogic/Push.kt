@@ -27,7 +27,12 @@ sealed class PushResult {
  * computer a wake-up is for. On Android the FCM token arrives in `onNewToken` and a
  * high-priority data message starts a short foreground service that calls [onMessage].
  */
-class Push(private val key: SecurityKey, private val settings: Settings, private val idleMs: UInt = DEFAULT_IDLE_MS) {
+class Push(
+    private val key: SecurityKey,
+    private val settings: Settings,
+    private val organisation: Organisation,
+    private val idleMs: UInt = DEFAULT_IDLE_MS,
+) {
     /** A new FCM token (`onNewToken`): stored and registered; returns the computers whose relay was not reached. */
     fun onNewToken(token: String): Outcome<List<String>> = setTarget(PushRegistration.Fcm(token))
 
@@ -51,8 +56,15 @@ class Push(private val key: SecurityKey, private val settings: Settings, private
     /** An FCM data message (`RemoteMessage.data`). Blocks until the computer is served. */
     fun onMessage(data: Map<String, String>): PushResult = onPayload(jsonObject(data))
 
-    /** A wake-up's payload as JSON (the webhook's body, the FCM data as an object). Blocks. */
-    fun onPayload(json: String): PushResult = when (val r = attempt { key.handlePush(json, settings.phoneName, idleMs) }) {
+    /**
+     * A wake-up's payload as JSON (the webhook's body, the FCM data as an object). Blocks.
+     * After serving the computer, asks the organisation where the key stands: its wake-ups
+     * carry no data (docs/org.md), so every wake-up is also the chance to learn of a
+     * revocation; first the computer, which is waiting for an answer.
+     */
+    fun onPayload(json: String): PushResult = serve(json).also { organisation.sync() }
+
+    private fun serve(json: String): PushResult = when (val r = attempt { key.handlePush(json, settings.phoneName, idleMs) }) {
         is Outcome.Error -> PushResult.Failed(r.message)
         is Outcome.Done -> when (val o = r.value) {
             PushOutcome.Ignored -> PushResult.Ignored

@@ -18,13 +18,11 @@ sealed class ScanOutcome {
     /** A hybrid session with a nearby browser runs: show progress, `cancel()` on Cancel. */
     data class HybridStarted(val session: HybridSession) : ScanOutcome()
 
-    /**
-     * An organisation's activation link: there is no organisation server to activate against
-     * yet, so nothing was done.
-     */
-    data class ActivationNotAvailable(val url: String) : ScanOutcome() {
-        val message: String get() = ACTIVATION_NOT_AVAILABLE
-    }
+    /** An invite's activation link joined [organisation]: show its name (and [OrganisationView.message]). */
+    data class Activated(val organisation: OrganisationView) : ScanOutcome()
+
+    /** An activation link that did not activate: show [ActivationError.message] and its next step. */
+    data class ActivationFailed(val error: ActivationError) : ScanOutcome()
 
     /** Not a code the app takes from there (another QR code, a pairing link): show [message]. */
     data class Rejected(val message: String, val error: ScanException) : ScanOutcome()
@@ -32,8 +30,6 @@ sealed class ScanOutcome {
     /** The action failed (pairing refused, relay unreachable, expired hybrid code): show [message]. */
     data class Failed(val message: String) : ScanOutcome()
 }
-
-const val ACTIVATION_NOT_AVAILABLE = "Organisation activation is not available yet in this version of PocketKey"
 
 /**
  * Scan → action, for the camera and every link the app is opened with. Blocks (pairing waits
@@ -45,6 +41,7 @@ class Scanner(
     private val advertiser: Advertiser,
     private val pairings: Pairings,
     private val push: Push,
+    private val organisation: Organisation,
 ) {
     /** [showCode] gets the six-digit confirmation code while a pairing runs. */
     fun handle(text: String, source: ScanSource, showCode: PairingCodeListener): ScanOutcome {
@@ -59,7 +56,9 @@ class Scanner(
                 is Outcome.Done -> ScanOutcome.HybridStarted(r.value)
                 is Outcome.Error -> ScanOutcome.Failed(r.message)
             }
-            is ScannedCode.Activation -> ScanOutcome.ActivationNotAvailable(code.url)
+            // From the camera or an opened link alike (an App Link is the invite mail's button):
+            // the token is single use and binds nothing until the server accepts this key.
+            is ScannedCode.Activation -> organisation.activate(code.url)
         }
     }
 

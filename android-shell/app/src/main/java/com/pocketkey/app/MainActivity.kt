@@ -21,15 +21,19 @@ import com.pocketkey.core.PairingCodeListener
 import com.pocketkey.core.ScanSource
 
 /**
- * The Scan screen and every link the app is opened with. What a code leads to is the model's
- * Scanner; this activity only runs it off the main thread and shows what it says: the pairing
- * confirmation code, the hybrid session, "activation not available yet", a refusal, or the
- * reset flow when the key's data cannot be opened on this phone.
+ * The Scan screen and every link the app is opened with (the custom scheme, and App Links:
+ * an organisation's https activation link). What a code leads to is the model's Scanner;
+ * this activity only runs it off the main thread and shows what it says: the pairing
+ * confirmation code, the hybrid session, the organisation joined or why not, a refusal, or
+ * the reset flow when the key's data cannot be opened on this phone.
  */
 class MainActivity : AppCompatActivity() {
     private val app get() = application as PocketKeyApp
     private lateinit var status: TextView
     private var codeDialog: AlertDialog? = null
+
+    /** A link the app was opened with before the key was open: handled once it is. */
+    private var pendingLink: String? = null
 
     private val permissions =
         registerForActivityResult(ActivityResultContracts.RequestMultiplePermissions()) { granted ->
@@ -45,19 +49,24 @@ class MainActivity : AppCompatActivity() {
             text = getString(R.string.scan)
             setOnClickListener { scan() }
         }
+        val manage = Button(this).apply {
+            text = "Computers and PIN"
+            setOnClickListener { startActivity(Intent(this@MainActivity, ManageActivity::class.java)) }
+        }
         setContentView(LinearLayout(this).apply {
             orientation = LinearLayout.VERTICAL
             setPadding(48, 48, 48, 48)
             addView(status)
             addView(scan)
+            addView(manage)
         })
         val wanted = buildList {
             if (Build.VERSION.SDK_INT >= Build.VERSION_CODES.TIRAMISU) add(Manifest.permission.POST_NOTIFICATIONS)
             if (Build.VERSION.SDK_INT >= Build.VERSION_CODES.S) add(Manifest.permission.BLUETOOTH_ADVERTISE)
         }
         if (wanted.isNotEmpty()) permissions.launch(wanted.toTypedArray())
+        pendingLink = intent?.dataString
         openKey()
-        intent?.dataString?.let { handle(it, ScanSource.LINK) }
     }
 
     override fun onNewIntent(intent: Intent) {
@@ -83,10 +92,13 @@ class MainActivity : AppCompatActivity() {
             .addOnFailureListener { e -> toast("The scanner is not available: ${e.message}") }
     }
 
-    /** Opens the key, registers the FCM token, and shows the key's state or the reset flow. */
+    /**
+     * Opens the key and asks its organisation where it stands (`start`), registers the FCM
+     * token, shows the key's state or the reset flow, then handles a pending link.
+     */
     private fun openKey() {
         app.background.execute {
-            when (val state = app.model.open()) {
+            when (val state = app.model.start()) {
                 is OpenState.Open -> {
                     val session = app.model.session ?: return@execute
                     session.pairings.startListening()
@@ -96,7 +108,12 @@ class MainActivity : AppCompatActivity() {
                         is Outcome.Done -> "${info.value.label}: ${info.value.credentialCount} passkeys"
                         is Outcome.Error -> info.message
                     }
-                    runOnUiThread { status.text = text }
+                    val organisation = session.organisation.current?.message
+                    runOnUiThread {
+                        status.text = listOfNotNull(text, organisation).joinToString("\n")
+                        pendingLink?.let { handle(it, ScanSource.LINK) }
+                        pendingLink = null
+                    }
                 }
                 is OpenState.NeedsReset -> runOnUiThread { offerReset(state.message) }
                 is OpenState.Failed -> runOnUiThread { status.text = state.message }
@@ -139,7 +156,8 @@ class MainActivity : AppCompatActivity() {
                     runCatching { outcome.session.wait() }
                         .fold({ "Done" }, { e -> e.toString() })
                 }
-                is ScanOutcome.ActivationNotAvailable -> outcome.message
+                is ScanOutcome.Activated -> outcome.organisation.message
+                is ScanOutcome.ActivationFailed -> "${outcome.error.message}. ${outcome.error.nextStep}"
                 is ScanOutcome.Rejected -> outcome.message
                 is ScanOutcome.Failed -> outcome.message
             }

@@ -1,0 +1,88 @@
+"""The organisation's administrator in PocketKeyKit's end-to-end tests (EndToEndTests.swift),
+with the standard library only (the Swift chroot's python3):
+
+    org_admin.py serve ORG_BIN DIR     init an organisation "Acme" in DIR, make an API key, then
+                                       become `pocketkey-org serve` on a free loopback port whose
+                                       public URL is itself (prints `listening: http://…`)
+    org_admin.py invite DIR EMAIL      POST /api/v1/invites; prints `link: <Activate link>`, read
+                                       from the outbox mail's text part as a person would
+    org_admin.py revoke|suspend|resume DIR EMAIL [REASON]
+                                       POST /api/v1/keys/{id}/ACTION for EMAIL's key
+    org_admin.py expire DIR            every unused invite's expiry in the past (SQLite)
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+
+def serve(org_bin: str, root: Path) -> None:
+    state = root / "state"
+    subprocess.run([org_bin, "init", "--state-dir", str(state), "--name", "Acme"], check=True,
+                   stdout=subprocess.DEVNULL)
+    out = subprocess.run([org_bin, "api-key", "create", "--state-dir", str(state), "--name", "e2e"],
+                         check=True, capture_output=True, text=True).stdout
+    (root / "api-key").write_text(out.split(": ", 1)[1].strip())
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{s.getsockname()[1]}"
+    (root / "url").write_text(url)
+    os.execv(org_bin, [org_bin, "serve", "--state-dir", str(state), "--listen", url[len("http://"):],
+                       "--public-url", url, "--outbox", str(root / "outbox")])
+
+
+def api(root: Path, method: str, path: str, body: dict | None = None):
+    req = urllib.request.Request(
+        (root / "url").read_text() + "/api/v1" + path, method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Authorization": "Bearer " + (root / "api-key").read_text(),
+                 "Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return json.loads(resp.read())
+
+
+def invite(root: Path, address: str) -> None:
+    outbox = root / "outbox"
+    before = set(outbox.glob("*.eml")) if outbox.exists() else set()
+    api(root, "POST", "/invites", {"email": address, "display_name": "Employee"})
+    [new] = set(outbox.glob("*.eml")) - before
+    mail = email.message_from_bytes(new.read_bytes(), policy=email.policy.default)
+    text = mail.get_body(preferencelist=("plain",)).get_content()
+    [link] = [w for w in text.split() if w.startswith((root / "url").read_text() + "/activate/")]
+    print("link: " + link, flush=True)
+
+
+def lifecycle(root: Path, action: str, address: str, reason: str | None) -> None:
+    [key] = [k for k in api(root, "GET", "/keys?limit=1000")["keys"] if k["email"] == address]
+    answer = api(root, "POST", f"/keys/{key['id']}/{action}", {"reason": reason} if reason else None)
+    print("status: " + answer["status"], flush=True)
+
+
+def main() -> None:
+    command, rest = sys.argv[1], sys.argv[2:]
+    if command == "serve":
+        serve(rest[0], Path(rest[1]))
+    elif command == "invite":
+        invite(Path(rest[0]), rest[1])
+    elif command in ("revoke", "suspend", "resume"):
+        lifecycle(Path(rest[0]), command, rest[1], rest[2] if len(rest) > 2 else None)
+    elif command == "expire":
+        db = sqlite3.connect(Path(rest[0]) / "state" / "org.db")
+        db.execute("UPDATE invites SET expires_at = '2000-01-01T00:00:00Z' WHERE used_at IS NULL")
+        db.commit()
+        print("expired", flush=True)
+    else:
+        sys.exit(f"unknown command {command}")
+
+
+if __name__ == "__main__":
+    main()
