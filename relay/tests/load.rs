@@ -64,6 +64,11 @@ fn idle_connections_are_measured_from_outside() {
     assert_eq!(figures["connections"], "600");
     let per_connection: f64 = figures["kib_per_connection"].parse().unwrap();
     assert!(per_connection > 0.0, "{figures:?}");
+    // The relay's memory per idle connection, from its VmRSS. This debug build's figure is
+    // ≈ 9.9 KiB with 1 KiB websocket read buffers and ≈ 17 KiB with 8 KiB ones (its futures
+    // are larger than a release build's, whose goal is ≤ 8 KiB, docs/relay.md §8): a buffer
+    // per connection growing back fails here.
+    assert!(per_connection < 13.0, "{figures:?}");
     figures["idle_cpu_percent"].parse::<f64>().unwrap();
 }
 
