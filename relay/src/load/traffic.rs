@@ -35,7 +35,8 @@ const STEP_FACTOR: f64 = 1.5;
 const WARM_UP: Duration = Duration::from_secs(1);
 /// Longest wait for the answers still in flight after a step.
 const DRAIN: Duration = Duration::from_secs(10);
-/// Bytes of a frame's payload that carry its times.
+/// Bytes at the start of a payload that carry its times: the request's send time, then the
+/// response's (nanoseconds since the run began, big-endian).
 const STAMPS: usize = 16;
 
 /// What `traffic` runs; every count is bounded by `main`.
@@ -121,8 +122,9 @@ fn stamp(base: Instant) -> u64 {
     base.elapsed().as_nanos() as u64
 }
 
-fn data(bytes: &[u8]) -> Option<&[u8]> {
-    (bytes.len() >= STAMPS).then_some(bytes)
+/// Whether a DATA payload is one of this test's (it carries the two send times).
+fn stamped(payload: &[u8]) -> bool {
+    payload.len() >= STAMPS
 }
 
 fn read_u64(bytes: &[u8], at: usize) -> u64 {
@@ -145,7 +147,7 @@ async fn phone(mut ws: Ws, base: Instant, window: Arc<Window>) {
             None => return,
         };
         let mut payload = match RelayFrame::decode(&bytes) {
-            Ok(RelayFrame::Data(payload)) if data(&payload).is_some() => payload,
+            Ok(RelayFrame::Data(payload)) if stamped(&payload) => payload,
             Ok(RelayFrame::Peer { .. }) => continue,
             other => return window.fail(format!("phone got {other:?}")),
         };
@@ -177,7 +179,7 @@ async fn bridge_reader(
             None => return,
         };
         match RelayFrame::decode(&bytes) {
-            Ok(RelayFrame::Data(payload)) if data(&payload).is_some() => {
+            Ok(RelayFrame::Data(payload)) if stamped(&payload) => {
                 let now = stamp(base);
                 window.frame(read_u64(&payload, 8), now);
                 window.round_trip(read_u64(&payload, 0), now);
