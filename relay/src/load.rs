@@ -10,6 +10,9 @@
 //!   on the same node and on two nodes sharing Redis: p50 / p99 of each, and what the hop adds.
 //!   The nodes must admit the pace (`--pair-rate` / `--pair-burst` above the rounds): a frame
 //!   the relay rate-limits ends the run with its ERROR.
+//! - `traffic`: N pairings (1,000 by default) exchanging request / response DATA frames at a
+//!   paced rate, stepped up to find the most frames per second the node delivers; then p50 /
+//!   p99 latency and the relay's CPU per frame at 50 % and 90 % of that (`traffic.rs`).
 //!
 //! Every count and wait is bounded; it only ever connects to the loopback addresses given.
 
@@ -29,6 +32,9 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::{Bytes, Message};
 use tokio_tungstenite::WebSocketStream;
+
+#[path = "load/traffic.rs"]
+mod traffic;
 
 type Ws = WebSocketStream<TcpStream>;
 
@@ -82,6 +88,36 @@ enum Test {
         /// Round trips per run; at most 100,000.
         #[arg(long, default_value_t = 2000)]
         rounds: u32,
+    },
+    /// Pairings exchanging frames: the most frames per second, latency and CPU per frame.
+    Traffic {
+        /// The node of the bridges (and of the phones, without --phones).
+        #[arg(long)]
+        relay: SocketAddr,
+        /// Another node for the phones (sharing Redis with --relay): traffic across nodes.
+        #[arg(long)]
+        phones: Option<SocketAddr>,
+        /// Processes whose CPU counts as the relay's (repeat for each node, Redis).
+        #[arg(long, required = true)]
+        pid: Vec<u32>,
+        /// Pairings (two connections each); at most 10,000.
+        #[arg(long, default_value_t = 1000)]
+        pairings: u32,
+        /// DATA payload bytes of each request and response (16 to 16,000).
+        #[arg(long, default_value_t = 256)]
+        payload: usize,
+        /// First offered rate, frames per second.
+        #[arg(long, default_value_t = 4000.0)]
+        start_rate: f64,
+        /// Highest offered rate tried (at most 1,000,000).
+        #[arg(long, default_value_t = 200_000.0)]
+        max_rate: f64,
+        /// Most rate steps (at most 20).
+        #[arg(long, default_value_t = 12)]
+        max_steps: u32,
+        /// Seconds each step measures (1 to 60).
+        #[arg(long, default_value_t = 5)]
+        window_secs: u64,
     },
 }
 
@@ -143,6 +179,12 @@ async fn next(ws: &mut Ws) -> Result<RelayFrame, String> {
     }
 }
 
+/// The source address of pairing `n`: 250 pairings (500 connections) per address 127.0.x.y,
+/// far from the port range of any one address.
+fn source(n: u32) -> IpAddr {
+    IpAddr::from([127, 0, 1 + (n / 250 / 250) as u8, 2 + (n / 250 % 250) as u8])
+}
+
 fn keys() -> MailboxKeys {
     let bridge = SecretKey::random(&mut OsRng);
     let phone = SecretKey::random(&mut OsRng);
@@ -187,11 +229,9 @@ async fn idle(relay: SocketAddr, pid: u32, pairings: u32, idle_secs: u64) -> Res
     let started = Instant::now();
     let mut held = Vec::with_capacity(2 * pairings as usize);
     for n in 0..pairings {
-        // 500 connections per source address: far from the port range of any one address.
-        let source = IpAddr::from([127, 0, 1 + (n / 250 / 250) as u8, 2 + (n / 250 % 250) as u8]);
         let keys = keys();
         for role in [Role::Bridge, Role::Phone] {
-            held.push(connect(source, relay, &keys, role).await?);
+            held.push(connect(source(n), relay, &keys, role).await?);
         }
     }
     let attach_secs = started.elapsed().as_secs_f64();
@@ -384,6 +424,36 @@ async fn main() -> ExitCode {
             Ok(()) => hop(a, b, rounds).await,
             Err(e) => Err(e),
         },
+        Test::Traffic {
+            relay,
+            phones,
+            pid,
+            pairings,
+            payload,
+            start_rate,
+            max_rate,
+            max_steps,
+            window_secs,
+        } => {
+            let phones = phones.unwrap_or(relay);
+            match loopback(relay).and(loopback(phones)) {
+                Ok(()) => {
+                    traffic::run(traffic::Plan {
+                        relay,
+                        phones,
+                        pids: pid,
+                        pairings: pairings.clamp(1, 10_000),
+                        payload: payload.clamp(16, 16_000),
+                        start_rate: start_rate.clamp(1.0, 1_000_000.0),
+                        max_rate: max_rate.clamp(1.0, 1_000_000.0),
+                        max_steps: max_steps.clamp(1, 20),
+                        window: Duration::from_secs(window_secs.clamp(1, 60)),
+                    })
+                    .await
+                }
+                Err(e) => Err(e),
+            }
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
