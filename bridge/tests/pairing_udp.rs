@@ -70,12 +70,11 @@ fn bridge(relay: &str, dir: &std::path::Path, expect_line: bool) -> Bridge {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    // Without a pair: line to wait for, the first INIT (resent until answered) is the event.
     let mut first_line = String::new();
     if expect_line {
         let stdout = child.stdout.take().unwrap();
         BufReader::new(stdout).read_line(&mut first_line).unwrap();
-    } else {
-        thread::sleep(Duration::from_millis(500));
     }
     Bridge {
         child,

@@ -75,7 +75,12 @@ class Org:
                 stdout=subprocess.PIPE, stderr=log, text=True,
             )
             line = proc.stdout.readline()
-            assert line.startswith("listening: http://"), line
+            if not line.startswith("listening: http://"):
+                # No fixture will stop what this constructor started: stop it here.
+                for started in [proc] + [node[0] for node in self.nodes]:
+                    started.kill()
+                    started.wait()
+                raise AssertionError(f"serve did not start: {line!r}\n{log_path.read_text()}")
             self.nodes.append((proc, log, log_path, line.split(": ", 1)[1].strip()))
         self.base = self.nodes[0][3]
         self.turn = 0

@@ -64,7 +64,9 @@ def test_version(ctap1):
 
 def test_register(ctap1):
     reg, chal = register(ctap1)
-    assert 1 <= len(reg.key_handle) <= 255
+    # format ‖ sealed(alg, credProtect, flags, 32-byte key, credBlob length 0): 1 + 29 + 37
+    # (core/src/credential_id.rs; the seal adds a version byte, a 12-byte nonce, a 16-byte tag).
+    assert len(reg.key_handle) == 66
     verify_registration(reg, APP, chal)
     reg.verify(APP, chal)  # python-fido2's own check agrees
     with pytest.raises(InvalidSignature):

@@ -28,12 +28,25 @@ impl HidClient {
             cid: 0xffff_ffff,
             keepalives: Vec::new(),
         };
+        // INIT is resent every read timeout until answered: a bridge that is still starting
+        // has no socket yet and drops (or refuses) the datagram. The answer is the event that
+        // says the bridge is up; no test sleeps for it.
         let nonce = [7u8; 8];
-        let (cmd, data) = client.transact(INIT, &nonce, Duration::from_secs(5));
-        assert_eq!(cmd, INIT);
-        assert_eq!(&data[..8], &nonce);
-        client.cid = u32::from_be_bytes(data[8..12].try_into().unwrap());
-        client
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut buf = [0u8; 64];
+        loop {
+            assert!(Instant::now() < deadline, "the bridge never answered INIT");
+            client.send(INIT, &nonce);
+            let Ok(n) = client.socket.recv(&mut buf) else {
+                continue;
+            };
+            assert_eq!(n, 64);
+            if buf[4] != INIT || buf[7..15] != nonce {
+                continue;
+            }
+            client.cid = u32::from_be_bytes(buf[15..19].try_into().unwrap());
+            return client;
+        }
     }
 
     fn send(&self, cmd: u8, data: &[u8]) {
@@ -66,6 +79,10 @@ impl HidClient {
                 continue;
             };
             assert_eq!(n, 64);
+            // A late answer to a resent INIT is on the broadcast channel, not ours.
+            if buf[..4] != self.cid.to_be_bytes() {
+                continue;
+            }
             let cmd = buf[4];
             if cmd == KEEPALIVE {
                 self.keepalives.push(buf[7]);
