@@ -4,8 +4,8 @@
 //! the terminal, or by `--auto-approve`, against the prompt that names the organisation, the
 //! RP and the account. The outcome goes back signed by the device key.
 
-use std::io::{self, BufRead};
 use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use pocketkey_core::approver::{
     ApprovalOutcome, ApprovalRequest, Approver, Operation, Requester, UvBinding,
@@ -16,21 +16,27 @@ use pocketkey_core::engine::{Engine, RequestContext, RequestKind};
 use pocketkey_core::store::OrgIdentity;
 use pocketkey_net::org::jobs::{self, Outcome, RegistrationJob};
 
-/// Asks about one job: its prompt, and only for the registration with its RP.
+/// Asks about one job: shows its prompt, then lets the desktop approver (the terminal prompt
+/// or `--auto-approve`) answer, and only for the registration with the job's RP.
 struct JobApprover {
     prompt: String,
     rp_id: String,
-    auto_approve: bool,
+    /// One for every job of a sync: the terminal prompt reads its answers on one thread.
+    inner: Arc<Mutex<Box<dyn Approver>>>,
+}
+
+impl JobApprover {
+    fn inner(&self) -> MutexGuard<'_, Box<dyn Approver>> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 impl Approver for JobApprover {
     fn can_verify_user(&self) -> bool {
-        true
+        self.inner().can_verify_user()
     }
     fn uv_binding(&self) -> UvBinding {
-        UvBinding::Software {
-            reason: "the terminal (or --auto-approve) approves; not bound to hardware",
-        }
+        self.inner().uv_binding()
     }
     fn approve(&mut self, request: &ApprovalRequest, cancel: &CancelToken) -> ApprovalOutcome {
         // The engine asks about exactly the registration the prompt describes; anything else
@@ -40,27 +46,8 @@ impl Approver for JobApprover {
         {
             return ApprovalOutcome::Denied;
         }
-        if cancel.is_cancelled() {
-            return ApprovalOutcome::Cancelled;
-        }
         eprintln!("{}", self.prompt);
-        let yes = if self.auto_approve {
-            eprintln!("approved (--auto-approve)");
-            true
-        } else {
-            eprint!("approve? [y/N] ");
-            let mut line = String::new();
-            io::stdin().lock().read_line(&mut line).is_ok()
-                && matches!(line.trim(), "y" | "Y" | "yes")
-        };
-        if yes {
-            ApprovalOutcome::Verified {
-                account: None,
-                proof: None,
-            }
-        } else {
-            ApprovalOutcome::Denied
-        }
+        self.inner().approve(request, cancel)
     }
 }
 
@@ -70,12 +57,12 @@ fn run_one(
     master: &MasterKey,
     identity: &OrgIdentity,
     job: &RegistrationJob,
-    auto_approve: bool,
+    approver: &Arc<Mutex<Box<dyn Approver>>>,
 ) -> Result<&'static str, String> {
     let approver = Box::new(JobApprover {
         prompt: job.prompt(),
         rp_id: job.rp.id.clone(),
-        auto_approve,
+        inner: approver.clone(),
     });
     let config = crate::key_config(dir, master)?;
     let key = crate::open_key(dir, master, approver, config)?;
@@ -107,9 +94,13 @@ pub fn run(
     jobs: &[RegistrationJob],
     auto_approve: bool,
 ) -> Result<(), String> {
+    if jobs.is_empty() {
+        return Ok(());
+    }
     let mut failed = Vec::new();
+    let approver = Arc::new(Mutex::new(crate::approver::desktop_approver(auto_approve)));
     for job in jobs {
-        match run_one(dir, master, identity, job, auto_approve) {
+        match run_one(dir, master, identity, job, &approver) {
             Ok(outcome) => println!(
                 "registration: {} for {}: {outcome}",
                 job.rp.id, job.user.name

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import base64
 import json
+import time
+import select
 import os
 import struct
 import subprocess
@@ -274,6 +276,47 @@ def test_a_person_who_says_no_denies_it(org, graph, phone):
     status, reg = org.json("GET", f"/api/v1/registrations/{created['id']}")
     assert (status, reg["status"], reg["graph_body"]) == (200, "denied", None)
     assert audit_actions(org)[-1] == "registration.deny"
+
+
+def test_two_jobs_in_one_sync_each_get_their_own_answer_from_the_terminal(org, graph, phone):
+    """One terminal prompt serves the whole sync: each job's answer is typed after its prompt
+    (the prompt forgets what was typed before it was shown) and reaches that job. With a
+    reader per job, the first job's reader took the line typed for the second."""
+    path, kid = phone
+    created = []
+    for _ in range(2):
+        options = get_json(f"{graph.base}/users/u-2/authentication/fido2Methods/creationOptions")
+        created.append(register(org, kid, options)[1])
+    # A new session has no controlling terminal, so the prompt reads standard input.
+    proc = subprocess.Popen(
+        [str(default_binary()), "org", "sync", "--state-dir", str(path)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    seen = b""
+    try:
+        for n, answer in enumerate((b"n\n", b"y\n"), start=1):
+            deadline = time.monotonic() + 60
+            while seen.count(b"answer: y = approve") < n:
+                assert time.monotonic() < deadline, seen.decode(errors="replace")
+                ready, _, _ = select.select([proc.stderr], [], [], 1.0)
+                if ready:
+                    chunk = os.read(proc.stderr.fileno(), 4096)
+                    assert chunk, seen.decode(errors="replace")
+                    seen += chunk
+            proc.stdin.write(answer)
+            proc.stdin.flush()
+        proc.stdin.close()
+        out = proc.stdout.read().decode()
+        assert proc.wait(timeout=60) == 0, seen.decode(errors="replace")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    outcomes = [line.rsplit(": ", 1)[1] for line in out.splitlines() if line.startswith("registration: ")]
+    assert outcomes == ["denied", "completed"], out
+    statuses = [org.json("GET", f"/api/v1/registrations/{r['id']}")[1]["status"] for r in created]
+    assert statuses == ["denied", "completed"]
 
 
 def test_an_expired_registration_is_not_sent_to_the_phone(org, graph, phone):
