@@ -163,6 +163,14 @@ pub(super) fn parse_body(body: &Bytes) -> Result<Value, ScimError> {
     serde_json::from_slice(body).map_err(|e| ScimError::bad("invalidSyntax", e.to_string()))
 }
 
+/// A PATCH request's `Operations` (RFC 7644 §3.5.2): a non-empty list.
+pub(super) fn patch_operations(body: &Value) -> Result<&Vec<Value>, ScimError> {
+    body.get("Operations")
+        .and_then(Value::as_array)
+        .filter(|ops| !ops.is_empty())
+        .ok_or_else(|| ScimError::bad("invalidSyntax", "Operations must be a non-empty list"))
+}
+
 /// `true`/`false`, or Entra's `"True"`/`"False"` strings.
 fn as_bool(v: &Value) -> Option<bool> {
     match v {
@@ -653,11 +661,7 @@ async fn patch(
 ) -> Result<Response, ScimError> {
     let who = admin(who)?;
     let body = parse_body(&body)?;
-    let ops = body
-        .get("Operations")
-        .and_then(Value::as_array)
-        .filter(|ops| !ops.is_empty())
-        .ok_or_else(|| ScimError::bad("invalidSyntax", "Operations must be a non-empty list"))?;
+    let ops = patch_operations(&body)?;
     let mut tx = state.pool.begin().await?;
     let before = load(&mut tx, &id).await?;
     let mut user = before.clone();

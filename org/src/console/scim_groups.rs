@@ -15,8 +15,8 @@ use serde_json::{json, Value};
 use sqlx::{AnyConnection, Row};
 
 use super::scim::{
-    admin, as_text, parse_body, parse_filter, scim_json, Directory, ScimError, GROUP, LIST,
-    MAX_COUNT,
+    admin, as_text, parse_body, parse_filter, patch_operations, scim_json, Directory, ScimError,
+    GROUP, LIST, MAX_COUNT,
 };
 use crate::api::{self, AppState};
 use crate::error::ApiError;
@@ -321,11 +321,7 @@ pub async fn patch(
 ) -> Result<Response, ScimError> {
     let who = admin(who)?;
     let body = parse_body(&body)?;
-    let ops = body
-        .get("Operations")
-        .and_then(Value::as_array)
-        .filter(|ops| !ops.is_empty())
-        .ok_or_else(|| ScimError::bad("invalidSyntax", "Operations must be a non-empty list"))?;
+    let ops = patch_operations(&body)?;
     let mut tx = state.pool.begin().await?;
     let before = load(&mut tx, &id).await?;
     let mut group = before.clone();
