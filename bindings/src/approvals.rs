@@ -15,7 +15,7 @@ use pocketkey_core::cancel::CancelToken;
 use rand_core::{OsRng, RngCore};
 
 use crate::errors::{ApprovalListenerError, PocketKeyError};
-use crate::types::{ApprovalAnswer, ApprovalClosed, ApprovalPrompt};
+use crate::types::{ApprovalAnswer, ApprovalClosed, ApprovalPrompt, OnBehalf};
 
 /// Implemented by the app: shows prompts (notification, biometric sheet) and hides them.
 /// Both methods are called on the thread running `process_ctap`/`process_u2f`; return
@@ -145,10 +145,15 @@ impl PendingApprovals {
     }
 }
 
+/// The organisation a registration on the user's behalf is running for. Set only while the
+/// engine is locked for that one request, so no other request's prompt can see it.
+pub(crate) type OnBehalfSlot = Arc<Mutex<Option<OnBehalf>>>;
+
 /// The engine's [`Approver`], speaking to the app through the listener and the pending prompts.
 pub(crate) struct ListenerApprover {
     pub(crate) pending: Arc<PendingApprovals>,
     pub(crate) listener: Arc<dyn ApprovalListener>,
+    pub(crate) on_behalf: OnBehalfSlot,
 }
 
 impl Approver for ListenerApprover {
@@ -166,7 +171,12 @@ impl Approver for ListenerApprover {
         let deadline = Instant::now() + request.timeout;
         let deadline_unix_ms = unix_ms(SystemTime::now()).saturating_add(millis(request.timeout));
         let id = self.pending.open(request.accounts.len());
-        let prompt = ApprovalPrompt::new(id, request, deadline_unix_ms);
+        let on_behalf = self
+            .on_behalf
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let prompt = ApprovalPrompt::new(id, request, deadline_unix_ms, on_behalf);
         if self.listener.on_approval_requested(prompt).is_err() {
             // The app could not show the prompt: nobody can approve, so it is a denial. The
             // foreign error's text is not logged (it is the app's, and may name the user).

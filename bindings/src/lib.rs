@@ -41,5 +41,5 @@ pub use scan::{classify_scan, ScanError, ScanSource, ScannedCode, MAX_SCAN_LEN};
 pub use security_key::{SecurityKey, DATABASE_FILE, MAX_LABEL_CHARS};
 pub use types::{
     Account, ApprovalAnswer, ApprovalClosed, ApprovalOperation, ApprovalPrompt, AttestationKind,
-    KeyInfo, Passkey, Site,
+    KeyInfo, OnBehalf, Passkey, Site,
 };

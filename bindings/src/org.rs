@@ -7,9 +7,10 @@ use pocketkey_core::store::{OrgIdentity, OrgStatus, Store};
 use pocketkey_net::org::jobs::{self, Outcome, RegistrationJob};
 use pocketkey_net::org::{self as client, ActivationLink, OrgClientError};
 
+use crate::approvals::OnBehalfSlot;
 use crate::errors::PocketKeyError;
 use crate::security_key::{lock, SecurityKey};
-use crate::types::AttestationKind;
+use crate::types::{AttestationKind, OnBehalf};
 
 /// What the organisation's inventory calls this platform.
 fn platform() -> &'static str {
@@ -136,7 +137,13 @@ impl SecurityKey {
         let made = job
             .make_credential_request(identity.enterprise.is_some())
             .and_then(|request| {
+                let on_behalf = OnBehalf {
+                    organisation: job.org_name.clone(),
+                    account: job.user.name.clone(),
+                };
                 let answer = self.run(job.org_name.clone(), |engine, cx| {
+                    // Inside `run`, the engine is ours: the slot marks this request's prompt only.
+                    let _marked = OnBehalfScope::set(&self.on_behalf, on_behalf);
                     engine.process_cbor(&request, cx)
                 });
                 jobs::outcome_from_response(&answer)
@@ -154,6 +161,23 @@ impl SecurityKey {
                 },
             },
         }
+    }
+}
+
+/// Marks the prompts of one request as on the user's behalf; clears the mark when the request
+/// ends, even by a panic.
+struct OnBehalfScope<'a>(&'a OnBehalfSlot);
+
+impl<'a> OnBehalfScope<'a> {
+    fn set(slot: &'a OnBehalfSlot, on_behalf: OnBehalf) -> Self {
+        *lock(slot) = Some(on_behalf);
+        Self(slot)
+    }
+}
+
+impl Drop for OnBehalfScope<'_> {
+    fn drop(&mut self) {
+        *lock(self.0) = None;
     }
 }
 

@@ -10,7 +10,7 @@ use pocketkey_core::cancel::CancelToken;
 use pocketkey_core::engine::{Engine, RequestKind};
 use pocketkey_core::store::Store;
 
-use crate::approvals::{ApprovalListener, ListenerApprover, PendingApprovals};
+use crate::approvals::{ApprovalListener, ListenerApprover, OnBehalfSlot, PendingApprovals};
 use crate::errors::PocketKeyError;
 use crate::key::{fetch_master_key, KeyProvider};
 use crate::pin;
@@ -47,6 +47,8 @@ pub struct SecurityKey {
     builtin_uv: bool,
     /// The computers this phone is paired with (`pairings.db` next to the database).
     pub(crate) pairings: Arc<Mutex<pocketkey_core::pairing::PairingStore>>,
+    /// Shared with the approver: set while a registration on the user's behalf runs.
+    pub(crate) on_behalf: OnBehalfSlot,
 }
 
 impl std::fmt::Debug for SecurityKey {
@@ -113,9 +115,11 @@ impl SecurityKey {
         };
         let aaguid = config.aaguid;
         let pending = Arc::new(PendingApprovals::default());
+        let on_behalf = OnBehalfSlot::default();
         let approver = ListenerApprover {
             pending: pending.clone(),
             listener,
+            on_behalf: on_behalf.clone(),
         };
         let engine = Authenticator::new(store, &master, Box::new(approver), config)
             .map_err(PocketKeyError::opening)?;
@@ -128,6 +132,7 @@ impl SecurityKey {
             attestation: Mutex::new(attestation),
             builtin_uv,
             pairings: Arc::new(Mutex::new(pairings)),
+            on_behalf,
         }))
     }
 

@@ -71,10 +71,30 @@ pub struct ApprovalPrompt {
     pub uv_challenge: Vec<u8>,
     /// When the engine stops waiting, in milliseconds since the Unix epoch.
     pub deadline_unix_ms: u64,
+    /// Set when an organisation asks for this registration on the user's behalf
+    /// (`sync_organisation`): the app says so, naming the organisation, the site and the
+    /// account, instead of showing it as a computer's request.
+    #[uniffi(default = None)]
+    pub on_behalf: Option<OnBehalf>,
+}
+
+/// Who a registration on the user's behalf is for: "<organisation> asks to register this key
+/// with <rp_id> for <account>".
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct OnBehalf {
+    /// The organisation's name, as the activation returned it.
+    pub organisation: String,
+    /// The account the organisation registers (the job's user name).
+    pub account: String,
 }
 
 impl ApprovalPrompt {
-    pub(crate) fn new(id: u64, request: &ApprovalRequest, deadline_unix_ms: u64) -> Self {
+    pub(crate) fn new(
+        id: u64,
+        request: &ApprovalRequest,
+        deadline_unix_ms: u64,
+        on_behalf: Option<OnBehalf>,
+    ) -> Self {
         Self {
             id,
             operation: request.operation.into(),
@@ -95,6 +115,7 @@ impl ApprovalPrompt {
             verification_required: request.verification_required,
             uv_challenge: request.uv_challenge.as_bytes().to_vec(),
             deadline_unix_ms,
+            on_behalf,
         }
     }
 }

@@ -135,6 +135,7 @@ def test_prompt_shows_site_user_and_requester(make_key):
     assert prompt.user_name == "bob@example.com"
     assert prompt.user_display_name == "Bob@Example.Com"
     assert prompt.requester == "Alice's laptop"
+    assert prompt.on_behalf is None, "a computer's request, not an organisation's"
     assert prompt.accounts == []
     assert not prompt.verification_required
 

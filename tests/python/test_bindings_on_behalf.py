@@ -51,6 +51,8 @@ def test_sync_organisation_asks_the_app_and_completes_or_denies(org, tmp_path, a
         [prompt] = phone.prompts
         assert (prompt.operation, prompt.requester, prompt.rp_id, prompt.user_name) == (
             pk.ApprovalOperation.REGISTER, "Acme", RP_ID, ACCOUNT)
+        # Marked as on the user's behalf, so the app can say who asks, for which account.
+        assert prompt.on_behalf == pk.OnBehalf(organisation="Acme", account=ACCOUNT)
         status, reg = org.json("GET", f"/api/v1/registrations/{created['id']}")
         if answer == "deny":
             assert done.outcome == pk.RegistrationOutcome.DENIED()

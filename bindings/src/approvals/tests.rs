@@ -77,6 +77,7 @@ fn approver(listener: Arc<Recorder>) -> (ListenerApprover, Arc<PendingApprovals>
         ListenerApprover {
             pending: pending.clone(),
             listener,
+            on_behalf: OnBehalfSlot::default(),
         },
         pending,
     )
@@ -145,6 +146,29 @@ fn answered_from_inside_the_callback() {
     *listener.pending_for_inline.lock().unwrap() = Some(pending);
     let outcome = approver.approve(&request(Duration::from_secs(10)), &CancelToken::new());
     assert_eq!(outcome, ApprovalOutcome::Present { account: None });
+}
+
+#[test]
+fn prompts_are_marked_on_behalf_only_while_the_slot_is_set() {
+    let listener = Arc::new(Recorder::default());
+    let (mut approver, pending) = approver(listener.clone());
+    *listener.pending_for_inline.lock().unwrap() = Some(pending);
+    let on_behalf = OnBehalf {
+        organisation: "Acme IT".into(),
+        account: "alice@acme.example".into(),
+    };
+    *approver.on_behalf.lock().unwrap() = Some(on_behalf.clone());
+    approver.approve(&request(Duration::from_secs(5)), &CancelToken::new());
+    *approver.on_behalf.lock().unwrap() = None;
+    approver.approve(&request(Duration::from_secs(5)), &CancelToken::new());
+    let marks: Vec<_> = listener
+        .prompts
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|p| p.on_behalf.clone())
+        .collect();
+    assert_eq!(marks, vec![Some(on_behalf), None]);
 }
 
 #[test]
