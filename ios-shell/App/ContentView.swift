@@ -99,6 +99,14 @@ struct HomeList: View {
 
     var body: some View {
         List {
+            // The OS invalidated the UV key (Face ID / Touch ID changed): verified approvals are
+            // declined until the user verifies once more and a new key is registered.
+            if app.state.uvKeyNeedsRenewal {
+                Section("Verification") {
+                    Text("Face ID or Touch ID changed, so PocketKey cannot verify you yet.")
+                    Button("Set up verification again") { app.perform { _ = try await $0.renewUvKey() } }
+                }
+            }
             if !app.state.prompts.isEmpty {
                 Section("Waiting for you") {
                     ForEach(app.state.prompts, id: \.id) { prompt in
@@ -166,10 +174,19 @@ struct PromptRows: View {
     let prompt: ApprovalPrompt
 
     var body: some View {
-        VStack(alignment: .leading, spacing: 4) {
-            Text(prompt.rpId ?? "Use this security key").font(.headline)
-            if let user = prompt.userDisplayName ?? prompt.userName { Text(user) }
-            Text("Requested by \(prompt.requester)").font(.caption).foregroundStyle(.secondary)
+        if let onBehalf = prompt.onBehalf {
+            // An organisation registering the key for the user: marked apart from a computer's
+            // request, naming the organisation, the site and the account.
+            VStack(alignment: .leading, spacing: 4) {
+                Label("On behalf of \(onBehalf.organisation)", systemImage: "building.2").font(.caption).foregroundStyle(.orange)
+                Text(ApprovalNotification.onBehalfSentence(prompt) ?? "").font(.headline)
+            }
+        } else {
+            VStack(alignment: .leading, spacing: 4) {
+                Text(prompt.rpId ?? "Use this security key").font(.headline)
+                if let user = prompt.userDisplayName ?? prompt.userName { Text(user) }
+                Text("Requested by \(prompt.requester)").font(.caption).foregroundStyle(.secondary)
+            }
         }
         if prompt.accounts.isEmpty {
             Button("Approve") { app.respond(to: prompt.id, with: .approve(account: nil)) }
@@ -227,8 +244,11 @@ struct SettingsView: View {
             }
         }
         .navigationTitle("Settings")
-        .confirmationDialog("Erase every passkey and the PIN?", isPresented: $confirmingReset) {
-            Button("Erase", role: .destructive) { app.perform { try await $0.factoryReset() } }
+        .confirmationDialog("Erase every passkey and the PIN?", isPresented: $confirmingReset, titleVisibility: .visible) {
+            // The model asks Face ID / the passcode before it erases anything.
+            Button("Erase", role: .destructive) { app.perform { _ = try await $0.factoryReset() } }
+        } message: {
+            Text(app.model.factoryResetWarning)
         }
     }
 }

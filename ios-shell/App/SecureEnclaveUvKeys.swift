@@ -48,8 +48,20 @@ final class SecureEnclaveUvKeys: UvKeyProvider, @unchecked Sendable {
         self.context = nil
         lock.unlock()
         guard let context, let data = load() else { throw NotVerified() }
-        let key = try SecureEnclave.P256.Signing.PrivateKey(dataRepresentation: data, authenticationContext: context)
-        return try key.signature(for: challenge).derRepresentation
+        // The user was just verified with this context: a key that still refuses to sign was
+        // invalidated by a change of the enrolled biometrics (`.biometryCurrentSet`).
+        do {
+            let key = try SecureEnclave.P256.Signing.PrivateKey(dataRepresentation: data, authenticationContext: context)
+            return try key.signature(for: challenge).derRepresentation
+        } catch {
+            throw UvKeyError.invalidated
+        }
+    }
+
+    /// After a fresh verification: the old key goes, a new one is made.
+    func replaceKey() throws -> Data {
+        discard()
+        return try publicKey()
     }
 
     /// Forgets the key (after the OS invalidated it): the next `publicKey()` makes a new one.

@@ -9,10 +9,16 @@ with the standard library only (the Swift chroot's python3):
     org_admin.py revoke|suspend|resume DIR EMAIL [REASON]
                                        POST /api/v1/keys/{id}/ACTION for EMAIL's key
     org_admin.py expire DIR            every unused invite's expiry in the past (SQLite)
+    org_admin.py register DIR EMAIL RP_ID ACCOUNT
+                                       POST /api/v1/keys/{id}/registrations for EMAIL's key
+                                       (UV and a discoverable credential required); prints
+                                       `registration: <id>`
+    org_admin.py registration DIR ID   GET /api/v1/registrations/{id}; prints `status: <status>`
 """
 
 from __future__ import annotations
 
+import base64
 import email
 import email.policy
 import json
@@ -61,8 +67,27 @@ def invite(root: Path, address: str) -> None:
     print("link: " + link, flush=True)
 
 
-def lifecycle(root: Path, action: str, address: str, reason: str | None) -> None:
+def key_id(root: Path, address: str) -> str:
     [key] = [k for k in api(root, "GET", "/keys?limit=1000")["keys"] if k["email"] == address]
+    return key["id"]
+
+
+def register(root: Path, address: str, rp_id: str, account: str) -> None:
+    options = {"publicKey": {
+        "challenge": base64.urlsafe_b64encode(os.urandom(32)).rstrip(b"=").decode(), "timeout": 0,
+        "rp": {"id": rp_id, "name": rp_id},
+        "user": {"id": "dQ", "name": account, "displayName": account},
+        "pubKeyCredParams": [{"type": "public-key", "alg": -7}],
+        "authenticatorSelection": {"residentKey": "required", "userVerification": "required"},
+        "attestation": "direct",
+    }}
+    answer = api(root, "POST", f"/keys/{key_id(root, address)}/registrations",
+                 {"creation_options": options, "origin": "https://" + rp_id, "display_name": "Phone"})
+    print("registration: " + answer["id"], flush=True)
+
+
+def lifecycle(root: Path, action: str, address: str, reason: str | None) -> None:
+    key = {"id": key_id(root, address)}
     answer = api(root, "POST", f"/keys/{key['id']}/{action}", {"reason": reason} if reason else None)
     print("status: " + answer["status"], flush=True)
 
@@ -75,6 +100,10 @@ def main() -> None:
         invite(Path(rest[0]), rest[1])
     elif command in ("revoke", "suspend", "resume"):
         lifecycle(Path(rest[0]), command, rest[1], rest[2] if len(rest) > 2 else None)
+    elif command == "register":
+        register(Path(rest[0]), rest[1], rest[2], rest[3])
+    elif command == "registration":
+        print("status: " + api(Path(rest[0]), "GET", f"/registrations/{rest[1]}")["status"], flush=True)
     elif command == "expire":
         db = sqlite3.connect(Path(rest[0]) / "state" / "org.db")
         db.execute("UPDATE invites SET expires_at = '2000-01-01T00:00:00Z' WHERE used_at IS NULL")

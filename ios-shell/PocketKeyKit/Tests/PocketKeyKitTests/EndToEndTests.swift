@@ -230,6 +230,45 @@ final class EndToEndTests: ModelTestCase {
         XCTAssertEqual(bob.state.organisation?.status, .active)
     }
 
+    /// A registration an organisation asks for on the user's behalf: the sync's prompt is marked
+    /// (`onBehalf`), the notification names the organisation, the site and the account, the
+    /// user approves from it and the organisation's registration completes. The reset warning
+    /// then names the organisation.
+    func testARegistrationOnTheUsersBehalfIsPromptedAsTheOrganisations() async throws {
+        let e2e = try EndToEnd.fromEnvironment()
+        let orgDir = try freshDirectory()
+        let admin = e2e.scripts.appendingPathComponent("org_admin.py").path
+        _ = try await start(e2e.python, [admin, "serve", e2e.org, orgDir.path], e2e).line("listening: ")
+        func org(_ arguments: String...) async throws -> String {
+            let child = try start(e2e.python, [admin, arguments[0], orgDir.path] + arguments.dropFirst(), e2e)
+            let status = await child.exitStatus()
+            XCTAssertEqual(status, 0, child.stderr)
+            return child.output.last ?? ""
+        }
+        let model = try makeModel()
+        await model.start()
+        let link = String(try await org("invite", "alice@acme.example").dropFirst("link: ".count))
+        let activated = await model.handleScan(link, source: .link)
+        XCTAssertEqual(activated, .activated(OrganisationInfo(name: "Acme", status: .active)))
+        let job = String(try await org("register", "alice@acme.example", "login.example.com", "alice@acme.example")
+            .dropFirst("registration: ".count))
+
+        async let synced: Void = model.syncOrganisation()
+        let state = try await waitFor(model, "the organisation's prompt") { !$0.prompts.isEmpty }
+        let prompt = try XCTUnwrap(state.prompts.first)
+        XCTAssertEqual(prompt.onBehalf, OnBehalf(organisation: "Acme", account: "alice@acme.example"))
+        let notification = ApprovalNotification(prompt: prompt)
+        XCTAssertEqual(notification.title, "Acme asks to register this key with login.example.com for alice@acme.example?")
+        XCTAssertEqual(notification.onBehalf, prompt.onBehalf)
+        let result = await model.handleNotificationAction(ApprovalNotification.approveAction, userInfo: notification.userInfo)
+        guard case .answered(.approveVerified)? = result else { return XCTFail("\(String(describing: result))") }
+        await synced
+        let status = try await org("registration", job)
+        XCTAssertEqual(status, "status: completed")
+        XCTAssertTrue(model.factoryResetWarning.hasSuffix(
+            "The passkeys Acme registered for you go too: ask Acme to register them again."), model.factoryResetWarning)
+    }
+
     /// A forged proof end to end: the phone answers "verified" with a signature by another key
     /// than the one it registered; the engine refuses it, python-fido2's UV-required
     /// registration through the bridge gets CTAP2_ERR_OPERATION_DENIED, and no UV retry is spent.

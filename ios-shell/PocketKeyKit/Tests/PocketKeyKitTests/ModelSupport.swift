@@ -12,6 +12,13 @@ final class StubVerifier: UserVerifier, @unchecked Sendable {
 
     var calls: Int { box.value.calls }
 
+    /// What the next verifications report.
+    func answer(_ result: VerificationResult) {
+        var value = box.value
+        value.result = result
+        box.value = value
+    }
+
     func isAvailable() -> Bool { box.value.available }
 
     func verify(reason: String) async -> VerificationResult {

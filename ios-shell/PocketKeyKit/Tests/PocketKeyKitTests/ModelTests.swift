@@ -77,6 +77,7 @@ final class ModelTests: ModelTestCase {
         let notification = ApprovalNotification(prompt: prompt)
         XCTAssertEqual(notification.title, "Create a passkey for Example (example.com)?")
         XCTAssertEqual(notification.body, "Grace · Requested by Work laptop")
+        XCTAssertNil(notification.onBehalf, "a computer's request")
         XCTAssertEqual(notification.category, ApprovalNotification.verifyCategory)
         XCTAssertEqual(ApprovalNotification.promptId(from: notification.userInfo), prompt.id)
 
@@ -162,6 +163,95 @@ final class ModelTests: ModelTestCase {
         XCTAssertEqual(try Reply(replyBytes).status, Ctap.operationDenied)
         XCTAssertEqual(model.state.notice, PocketKeyModel.verificationKeyUnusableMessage)
         XCTAssertEqual(try uvRetries(key), retriesBefore)
+    }
+
+    /// Face ID or Touch ID changed: the Secure Enclave key (`.biometryCurrentSet`) is invalidated.
+    /// The provider says so with a typed error; the request is declined without spending a UV
+    /// retry, the user is told, and after a fresh verification a new key is registered and
+    /// verified approvals work again.
+    func testAnInvalidatedUvKeyIsReportedAndReplacedAfterAFreshVerification() async throws {
+        let uvKeys = InvalidatableUvKeys()
+        let verifier = StubVerifier()
+        let model = try makeModel(verifier: verifier, uvKeys: uvKeys)
+        await model.start()
+        let key = try XCTUnwrap(model.securityKey)
+        let runner = RequestRunner(key: key)
+        let retriesBefore = try XCTUnwrap(try uvRetries(key))
+
+        uvKeys.invalidated.value = true
+        async let refused = runner.processCtap(registration, requester: "Work laptop")
+        let first = try await waitFor(model, "the prompt") { !$0.prompts.isEmpty }
+        let result = await model.respond(to: first.prompts[0].id, with: .approve(account: nil))
+        XCTAssertEqual(result, .verificationKeyInvalidated)
+        let refusedReply = await refused
+        XCTAssertEqual(try Reply(refusedReply).status, Ctap.operationDenied)
+        XCTAssertEqual(try uvRetries(key), retriesBefore)
+        XCTAssertTrue(model.state.uvKeyNeedsRenewal)
+        XCTAssertEqual(model.state.notice, PocketKeyModel.verificationKeyInvalidatedMessage)
+        try await waitFor(model, "the prompt gone") { $0.prompts.isEmpty }
+
+        // Setting it up again needs a fresh verification: cancelled, nothing changes.
+        verifier.answer(.cancelled)
+        let cancelled = try await model.renewUvKey()
+        XCTAssertEqual(cancelled, .cancelled)
+        XCTAssertTrue(model.state.uvKeyNeedsRenewal)
+        XCTAssertEqual(uvKeys.replaced.value, 0)
+        verifier.answer(.verified)
+        let renewed = try await model.renewUvKey()
+        XCTAssertEqual(renewed, .renewed)
+        XCTAssertFalse(model.state.uvKeyNeedsRenewal)
+        XCTAssertEqual(uvKeys.replaced.value, 1)
+
+        // The engine now checks signatures against the new key: a verified approval goes through.
+        async let created = runner.processCtap(registration, requester: "Work laptop")
+        let second = try await waitFor(model, "the second prompt") { !$0.prompts.isEmpty }
+        let approved = await model.respond(to: second.prompts[0].id, with: .approve(account: nil))
+        guard case .answered(.approveVerified) = approved else { return XCTFail("not a verified answer: \(approved)") }
+        let createdReply = await created
+        XCTAssertEqual(try Reply(createdReply).status, Ctap.ok)
+    }
+
+    /// The passkey list shows a passkey made through a real registration, delete removes it,
+    /// and the factory reset erases only after the user verified.
+    func testPasskeyListDeleteAndAFactoryResetThatAsksForVerification() async throws {
+        let verifier = StubVerifier()
+        let model = try await readyModel(verifier: verifier)
+        let runner = RequestRunner(key: try XCTUnwrap(model.securityKey))
+        func register() async throws {
+            async let created = runner.processCtap(registration, requester: "Work laptop")
+            let state = try await waitFor(model, "a registration prompt") { !$0.prompts.isEmpty }
+            _ = await model.respond(to: state.prompts[0].id, with: .approve(account: nil))
+            let reply = await created
+            XCTAssertEqual(try Reply(reply).status, Ctap.ok)
+            try await waitFor(model, "the prompt gone") { $0.prompts.isEmpty }
+            await model.refresh()
+        }
+        try await register()
+        XCTAssertEqual(model.state.sites.map(\.rpId), ["example.com"])
+        let passkey = try XCTUnwrap(model.state.sites.first?.passkeys.first)
+        XCTAssertEqual(passkey.userName, "grace@example.com")
+        try await model.deletePasskey(passkey)
+        XCTAssertEqual(model.state.sites.flatMap(\.passkeys), [])
+
+        try await register()
+        XCTAssertEqual(model.factoryResetWarning,
+                       "This erases every passkey on this security key, its PIN and its name. "
+                       + "Sites and computers will no longer accept it until you register it again.")
+        let callsBefore = verifier.calls
+        verifier.answer(.cancelled)
+        let cancelled = try await model.factoryReset()
+        XCTAssertEqual(cancelled, .cancelled)
+        verifier.answer(.failed)
+        let failed = try await model.factoryReset()
+        XCTAssertEqual(failed, .verificationFailed)
+        await model.refresh()
+        XCTAssertEqual(model.state.sites.map(\.rpId), ["example.com"], "nothing erased without verification")
+        verifier.answer(.verified)
+        let erased = try await model.factoryReset()
+        XCTAssertEqual(erased, .erased)
+        XCTAssertEqual(verifier.calls, callsBefore + 3)
+        XCTAssertEqual(model.state.sites, [])
+        XCTAssertEqual(model.state.info?.credentialCount, 0)
     }
 
     /// Without a UV key the key offers computers no built-in UV (getInfo has no "uv" option);
@@ -276,5 +366,24 @@ final class ModelTests: ModelTestCase {
         XCTAssertEqual(other, .ignored)
         let unknown = await model.handlePush(userInfo: ["v": 1, "w": String(repeating: "ab", count: 16)])
         XCTAssertEqual(unknown, .ignored)
+    }
+}
+
+/// A Secure Enclave key as the OS treats it after a biometric change: once `invalidated`, it
+/// refuses to sign with `UvKeyError.invalidated`; `replaceKey()` makes a new one.
+final class InvalidatableUvKeys: UvKeyProvider, @unchecked Sendable {
+    let current = Box(SoftwareUvKeys())
+    let invalidated = Box(false)
+    let replaced = Box(0)
+    func publicKey() throws -> Data { try current.value.publicKey() }
+    func sign(_ challenge: Data) throws -> Data {
+        if invalidated.value { throw UvKeyError.invalidated }
+        return try current.value.sign(challenge)
+    }
+    func replaceKey() throws -> Data {
+        current.value = SoftwareUvKeys()
+        invalidated.value = false
+        replaced.value += 1
+        return try current.value.publicKey()
     }
 }

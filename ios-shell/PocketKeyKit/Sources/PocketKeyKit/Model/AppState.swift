@@ -42,6 +42,9 @@ public struct AppState: Equatable, Sendable {
     /// Why the UV key could not be registered at the last start or reset (nil: it was, or the
     /// app has none); without it computers are offered only the key's PIN.
     public var uvKeyProblem: String?
+    /// The OS invalidated the UV key (the biometric set changed): verified approvals are
+    /// declined until the user sets verification up again (`PocketKeyModel.renewUvKey()`).
+    public var uvKeyNeedsRenewal = false
     /// Passkeys by site.
     public var sites: [Site] = []
     /// Paired computers, newest first (suspended ones included, flagged).

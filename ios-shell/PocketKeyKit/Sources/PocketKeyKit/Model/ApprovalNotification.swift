@@ -19,6 +19,9 @@ public struct ApprovalNotification: Equatable, Sendable {
     public let body: String
     public let category: String
     public let userInfo: [String: String]
+    /// Set for a registration an organisation asks for on the user's behalf: the app shows
+    /// it apart from a computer's requests (another title, the organisation and account named).
+    public let onBehalf: OnBehalf?
 
     public init(prompt: ApprovalPrompt) {
         identifier = Self.identifier(for: prompt.id)
@@ -30,19 +33,33 @@ public struct ApprovalNotification: Equatable, Sendable {
         case let (name?, nil): site = name
         case (nil, nil): site = "a website"
         }
-        switch prompt.operation {
-        case .register, .u2fRegister: title = "Create a passkey for \(site)?"
-        case .signIn, .u2fSignIn: title = "Sign in to \(site)?"
-        case .reset: title = "Erase this security key?"
-        case .verifyUser, .select: title = "Use this security key?"
+        onBehalf = prompt.onBehalf
+        if let sentence = Self.onBehalfSentence(prompt) {
+            title = sentence + "?"
+            body = "A registration on your behalf · approve only if you expect it"
+        } else {
+            switch prompt.operation {
+            case .register, .u2fRegister: title = "Create a passkey for \(site)?"
+            case .signIn, .u2fSignIn: title = "Sign in to \(site)?"
+            case .reset: title = "Erase this security key?"
+            case .verifyUser, .select: title = "Use this security key?"
+            }
+            let who = prompt.userDisplayName ?? prompt.userName
+            body = [who, "Requested by \(prompt.requester)"].compactMap { $0 }.joined(separator: " · ")
         }
-        let who = prompt.userDisplayName ?? prompt.userName
-        body = [who, "Requested by \(prompt.requester)"].compactMap { $0 }.joined(separator: " · ")
         category = prompt.verificationRequired ? Self.verifyCategory : Self.presenceCategory
         userInfo = [Self.idKey: String(prompt.id)]
     }
 
     public static func identifier(for id: UInt64) -> String { "approval-\(id)" }
+
+    /// "Acme IT asks to register this key with login.example.com for alice@acme.example", for
+    /// a prompt on the user's behalf; nil for any other.
+    public static func onBehalfSentence(_ prompt: ApprovalPrompt) -> String? {
+        guard let onBehalf = prompt.onBehalf else { return nil }
+        let site = prompt.rpId ?? "a website"
+        return "\(onBehalf.organisation) asks to register this key with \(site) for \(onBehalf.account)"
+    }
 
     /// The prompt id a notification's `userInfo` carries, if it is one of ours.
     public static func promptId(from userInfo: [AnyHashable: Any]) -> UInt64? {

@@ -18,6 +18,10 @@ public enum ApprovalResult: Equatable, Sendable {
     /// The user was verified but the UV key would not sign (the OS invalidated it): the
     /// request was denied, without spending a verification retry.
     case verificationKeyUnusable
+    /// The OS invalidated the UV key (the biometric set changed): the request was denied
+    /// without spending a verification retry, and `state.uvKeyNeedsRenewal` asks the user to
+    /// set verification up again (`renewUvKey()`).
+    case verificationKeyInvalidated
     /// The prompt had already ended (answered, timed out, cancelled).
     case ended
 }
@@ -55,9 +59,13 @@ extension PocketKeyModel {
         case let .approve(account):
             switch await config.verifier.verify(reason: Self.reason(for: prompt)) {
             case .verified:
-                if let signature = try? config.uvKeys?.sign(prompt.uvChallenge) {
+                do {
+                    guard let uvKeys = config.uvKeys else { throw UvKeyError.invalidated }
+                    let signature = try uvKeys.sign(prompt.uvChallenge)
                     result = .answered(.approveVerified(account: account, signature: signature))
-                } else {
+                } catch UvKeyError.invalidated {
+                    result = .verificationKeyInvalidated
+                } catch {
                     result = .verificationKeyUnusable
                 }
             case .cancelled: result = .answered(.deny)
@@ -82,6 +90,12 @@ extension PocketKeyModel {
         if result == .verificationKeyUnusable {
             notify(Self.verificationKeyUnusableMessage)
         }
+        if result == .verificationKeyInvalidated {
+            update {
+                $0.uvKeyNeedsRenewal = true
+                $0.notice = Self.verificationKeyInvalidatedMessage
+            }
+        }
         return result
     }
 
@@ -103,12 +117,17 @@ extension PocketKeyModel {
         "PocketKey's verification key could not be used (Face ID or Touch ID changed?), so the request was declined. "
         + "Open PocketKey to set up verification again."
 
+    public static let verificationKeyInvalidatedMessage =
+        "Face ID or Touch ID changed on this phone, so PocketKey's verification key stopped working "
+        + "and the request was declined. Open PocketKey and set up verification again."
+
     public static let verificationNotAvailableMessage =
         "This request needs Face ID, Touch ID or the phone's passcode, and this phone has none set up. "
         + "It was declined. Set a passcode in Settings to approve such requests."
 
     /// The sentence the system's verification sheet shows.
     static func reason(for prompt: ApprovalPrompt) -> String {
+        if let onBehalf = ApprovalNotification.onBehalfSentence(prompt) { return onBehalf }
         let site = prompt.rpId ?? prompt.requester
         switch prompt.operation {
         case .register, .u2fRegister: return "Create a passkey for \(site)"

@@ -14,5 +14,22 @@ public protocol UvKeyProvider: Sendable {
     /// hold one (no biometric enrolled).
     func publicKey() throws -> Data
     /// ES256 over `challenge`, DER-encoded; only for the verification that just succeeded.
+    /// Throws `UvKeyError.invalidated` when the OS no longer lets the key be used although the
+    /// user was just verified (the biometric set changed since the key was made).
     func sign(_ challenge: Data) throws -> Data
+    /// Forgets the old key and makes a new one; returns its public key as `publicKey()` does.
+    /// Called only after a fresh verification, to set verification up again.
+    func replaceKey() throws -> Data
+}
+
+extension UvKeyProvider {
+    /// For providers whose `publicKey()` already makes a new key when the old one is gone.
+    public func replaceKey() throws -> Data { try publicKey() }
+}
+
+/// What a `UvKeyProvider` reports about its key.
+public enum UvKeyError: Error, Equatable, Sendable {
+    /// The OS invalidated the key (Face ID or Touch ID enrolment changed: `.biometryCurrentSet`).
+    /// Nothing signs with it again: the model asks the user to set verification up again.
+    case invalidated
 }
