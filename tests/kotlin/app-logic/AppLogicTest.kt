@@ -10,6 +10,7 @@ import com.pocketkey.applogic.AnswerResult
 import com.pocketkey.applogic.AppModel
 import com.pocketkey.applogic.ApprovalObserver
 import com.pocketkey.applogic.Device
+import com.pocketkey.applogic.FactoryReset
 import com.pocketkey.applogic.KeySession
 import com.pocketkey.applogic.KeyVault
 import com.pocketkey.applogic.MemorySettingsStore
@@ -17,6 +18,7 @@ import com.pocketkey.applogic.NO_VERIFICATION_NOTICE
 import com.pocketkey.applogic.OpenState
 import com.pocketkey.applogic.OrgSync
 import com.pocketkey.applogic.Outcome
+import com.pocketkey.applogic.PromptText
 import com.pocketkey.applogic.PushResult
 import com.pocketkey.applogic.ScanOutcome
 import com.pocketkey.applogic.UV_KEY_NOTICE
@@ -30,6 +32,7 @@ import com.pocketkey.core.ApprovalOperation
 import com.pocketkey.core.ApprovalPrompt
 import com.pocketkey.core.KeyProvider
 import com.pocketkey.core.KeyProviderException
+import com.pocketkey.core.OnBehalf
 import com.pocketkey.core.OrganisationStatus
 import com.pocketkey.core.PairingCodeListener
 import com.pocketkey.core.PocketKeyException
@@ -624,7 +627,7 @@ val cases = listOf(
 
         val m = model()
         val s = m.session().keySettings
-        s.factoryReset().done("factory reset")
+        assertEq(FactoryReset.ERASED, s.factoryReset(Verification.VERIFIED).done("factory reset"), "reset")
         assertEq(true, s.info().done("info").uvKeyRegistered, "UV key after the reset")
         assertEq(true, uvOption(m), "getInfo uv after the reset")
     },
@@ -699,19 +702,76 @@ val cases = listOf(
         assertEq(OrganisationStatus.ACTIVE, resumed.organisation.status, "status after the resume")
     },
 
-    TestCase("settings: PIN set and change, passkey list, factory reset through the model") {
+    TestCase("settings: PIN set and change, passkey list and delete, factory reset only after the user verified") {
         val m = model()
         val s = m.session().keySettings
         registerAnswering(m, uv = true) { p -> m.model.approvals.approve(p.id, null, Verification.VERIFIED).answered("approve") }
-        assertEq(listOf("example.com"), s.passkeys().done("passkeys").map { it.rpId }, "passkeys")
+        val sites = s.passkeys().done("passkeys")
+        assertEq(listOf("example.com"), sites.map { it.rpId }, "passkeys")
+        assertEq(listOf("alice"), sites[0].passkeys.map { it.userName }, "the registered account")
+        assertTrue(s.deletePasskey(sites[0].passkeys[0].credentialId).done("delete")) { "delete found the passkey" }
+        assertEq(emptyList<String>(), s.passkeys().done("passkeys").map { it.rpId }, "after delete")
+        registerAnswering(m, uv = true) { p -> m.model.approvals.approve(p.id, null, Verification.VERIFIED).answered("approve") }
         s.setPin(null, "123456").done("set PIN")
         val wrong = s.setPin("000000", "654321")
         assertTrue(wrong is Outcome.Error && wrong.error is PocketKeyException.PinWrong) { "wrong current PIN: $wrong" }
         s.setPin("123456", "654321").done("change PIN")
         assertEq(true, s.info().done("info").pinSet, "PIN set")
-        s.factoryReset().done("factory reset")
+        assertEq(
+            "This erases every passkey on this security key, its PIN and its name. " +
+                "Sites and computers will no longer accept it until you register it again.",
+            s.resetWarning(), "warning without an organisation",
+        )
+        // The verification sheet dismissed or locked out: nothing is erased.
+        assertEq(FactoryReset.CANCELLED, s.factoryReset(Verification.CANCELLED).done("cancelled reset"), "cancelled")
+        assertEq(FactoryReset.VERIFICATION_FAILED, s.factoryReset(Verification.FAILED).done("failed reset"), "failed")
+        assertEq(listOf("example.com"), s.passkeys().done("passkeys").map { it.rpId }, "kept without verification")
+        assertEq(FactoryReset.ERASED, s.factoryReset(Verification.VERIFIED).done("factory reset"), "verified")
         assertEq(emptyList<String>(), s.passkeys().done("passkeys").map { it.rpId }, "after reset")
         assertEq(false, s.info().done("info").pinSet, "PIN after reset")
+    },
+
+    TestCase("e2e organisation: a registration on the user's behalf is prompted as the organisation's, answered from the queue, and completes; the reset warning names the organisation") {
+        val org = closeLater(OrgServer(File(tmp, "org")))
+        val m = model()
+        val session = m.session()
+        val link = org.invite("alice@acme.example")
+        assertTrue(session.scanner.handle(link, ScanSource.LINK, ShownCodes()) is ScanOutcome.Activated) { "activation" }
+        val challenge = java.util.Base64.getUrlEncoder().withoutPadding().encodeToString(Ctap.randomBytes(32))
+        val options = """{"publicKey":{"challenge":"$challenge","timeout":0,""" +
+            """"rp":{"id":"login.microsoft.com","name":"Microsoft"},""" +
+            """"user":{"id":"dQ","name":"alice@acme.example","displayName":"Alice"},""" +
+            """"pubKeyCredParams":[{"type":"public-key","alg":-7}],""" +
+            """"authenticatorSelection":{"residentKey":"required","userVerification":"required"},"attestation":"direct"}}"""
+        val (status, created) = org.api(
+            "POST", "/keys/${org.keyId("alice@acme.example")}/registrations",
+            """{"creation_options":$options,"origin":"https://login.microsoft.com","display_name":"Alice's phone"}""",
+        )
+        assertEq(202, status, "POST registrations: $created")
+        val registration = Regex(""""id":"([^"]+)"""").find(created)?.groupValues?.get(1) ?: fail("no id in $created")
+
+        var synced: Any? = null
+        val syncing = thread(name = "org-sync") { synced = session.organisation.sync() }
+        val prompt = m.notifications.next("the organisation's registration")
+        assertEq(OnBehalf("Acme", "alice@acme.example"), prompt.onBehalf, "marked on behalf")
+        assertEq(ApprovalOperation.REGISTER, prompt.operation, "operation")
+        val text = PromptText.of(prompt)
+        assertEq("Acme asks to register this key with login.microsoft.com for alice@acme.example?", text.title, "title")
+        assertEq(OnBehalf("Acme", "alice@acme.example"), text.onBehalf, "the screens' mark")
+        m.model.approvals.approve(prompt.id, null, Verification.VERIFIED).answered("approve")
+        syncing.join(WAIT_SECONDS * 1000)
+        assertTrue(!syncing.isAlive) { "sync still running after the answer" }
+        assertTrue(synced is OrgSync.Synced) { "sync: $synced" }
+        val (_, reg) = org.api("GET", "/registrations/$registration")
+        assertTrue(reg.contains(""""status":"completed"""")) { "registration on the server: $reg" }
+
+        // A computer's own request is not marked.
+        val (computer, _) = registerAnswering(m, uv = true) { p -> m.model.approvals.approve(p.id, null, Verification.VERIFIED).answered("approve") }
+        assertEq(null, computer.onBehalf, "a computer's request")
+        assertEq(null, PromptText.of(computer).onBehalf, "a computer's request on screen")
+
+        assertTrue(session.keySettings.resetWarning().endsWith(
+            "The passkeys Acme registered for you go too: ask Acme to register them again.")) { session.keySettings.resetWarning() }
     },
 )
 

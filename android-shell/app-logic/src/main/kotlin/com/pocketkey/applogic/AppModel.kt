@@ -20,7 +20,7 @@ class KeySession(val key: SecurityKey, settings: Settings, advertiser: Advertise
     val organisation = Organisation(key) { settings.phoneName }
     val push = Push(key, settings, organisation)
     val scanner = Scanner(key, settings, advertiser, pairings, push, organisation)
-    val keySettings = KeySettings(key, settings, afterReset)
+    val keySettings = KeySettings(key, settings, afterReset) { organisation.current?.name }
 
     fun close() {
         pairings.stopListening()

@@ -13,10 +13,10 @@ import androidx.core.app.NotificationCompat
 import androidx.core.app.NotificationManagerCompat
 import com.pocketkey.applogic.AnswerResult
 import com.pocketkey.applogic.ApprovalObserver
+import com.pocketkey.applogic.PromptText
 import com.pocketkey.applogic.PushResult
 import com.pocketkey.core.ApprovalClosed
 import com.pocketkey.core.ApprovalListenerException
-import com.pocketkey.core.ApprovalOperation
 import com.pocketkey.core.ApprovalPrompt
 
 /**
@@ -56,6 +56,7 @@ class ApprovalNotifier(private val app: PocketKeyApp) : ApprovalObserver {
             PendingIntent.FLAG_IMMUTABLE or PendingIntent.FLAG_UPDATE_CURRENT,
         )
         val timeout = (prompt.deadlineUnixMs.toLong() - System.currentTimeMillis()).coerceAtLeast(1)
+        val text = PromptText.of(prompt)
         val public = NotificationCompat.Builder(app, CHANNEL)
             .setSmallIcon(android.R.drawable.ic_lock_lock)
             .setContentTitle(title(prompt))
@@ -63,8 +64,11 @@ class ApprovalNotifier(private val app: PocketKeyApp) : ApprovalObserver {
             .build()
         val notification = NotificationCompat.Builder(app, CHANNEL)
             .setSmallIcon(android.R.drawable.ic_lock_lock)
-            .setContentTitle(title(prompt))
-            .setContentText(detail(prompt))
+            .setContentTitle(text.title)
+            .setContentText(text.detail)
+            // An organisation's registration on the user's behalf is marked apart from a computer's.
+            .setSubText(text.onBehalf?.let { app.getString(R.string.on_behalf_of, it.organisation) })
+            .setStyle(NotificationCompat.BigTextStyle().bigText(text.title))
             .setPriority(NotificationCompat.PRIORITY_HIGH)
             .setCategory(NotificationCompat.CATEGORY_STATUS)   // heads-up and sound: the IMPORTANCE_HIGH channel
             .setVisibility(NotificationCompat.VISIBILITY_PRIVATE)
@@ -110,20 +114,9 @@ class ApprovalNotifier(private val app: PocketKeyApp) : ApprovalObserver {
         /** Makes each prompt's PendingIntents distinct (extras alone do not). */
         private fun promptUri(id: ULong): Uri = Uri.parse("pocketkey-approval:$id")
 
-        fun title(p: ApprovalPrompt): String {
-            val site = p.rpId ?: "a site"
-            return when (p.operation) {
-                ApprovalOperation.REGISTER -> "Create a passkey for $site?"
-                ApprovalOperation.SIGN_IN, ApprovalOperation.U2F_SIGN_IN -> "Sign in to $site?"
-                ApprovalOperation.U2F_REGISTER -> "Register this key with $site?"
-                ApprovalOperation.VERIFY_USER -> "Confirm it's you"
-                ApprovalOperation.SELECT -> "Use this security key?"
-                ApprovalOperation.RESET -> "Erase this security key?"
-            }
-        }
+        fun title(p: ApprovalPrompt): String = PromptText.of(p).title
 
-        fun detail(p: ApprovalPrompt): String =
-            listOfNotNull(p.requester, p.userName ?: p.userDisplayName).joinToString(" · ")
+        fun detail(p: ApprovalPrompt): String = PromptText.of(p).detail
 
         /** The sentence to show for an answer, if any. */
         fun message(result: AnswerResult): String? = when (result) {
