@@ -138,8 +138,8 @@ impl SecurityKey {
             .make_credential_request(identity.enterprise.is_some())
             .and_then(|request| {
                 let on_behalf = OnBehalf {
-                    organisation: job.org_name.clone(),
-                    account: job.user.name.clone(),
+                    organisation: printable(&job.org_name),
+                    account: printable(&job.user.name),
                 };
                 let answer = self.run(job.org_name.clone(), |engine, cx| {
                     // Inside `run`, the engine is ours: the slot marks this request's prompt only.
@@ -162,6 +162,14 @@ impl SecurityKey {
             },
         }
     }
+}
+
+/// The server's text as the screens may show it: control characters (a newline could fake a
+/// second line of the prompt) become '?', as in the job's own prompt sentence.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
 }
 
 /// Marks the prompts of one request as on the user's behalf; clears the mark when the request
@@ -241,4 +249,15 @@ fn apply(
     engine.set_refused_rp_ids(identity.refused_rp_ids());
     engine.set_always_uv_locked(identity.locks_always_uv());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::printable;
+
+    #[test]
+    fn on_behalf_text_has_no_control_characters() {
+        assert_eq!(printable("Acme\nIT\u{7}"), "Acme?IT?");
+        assert_eq!(printable("alice@acme.example"), "alice@acme.example");
+    }
 }
