@@ -5,6 +5,8 @@ the admins' passkeys. WebAuthn works on http://localhost, so the server runs the
 Every check of "nothing changed" reads the database itself (sqlite3), not the page.
 """
 
+import email
+import email.policy
 import json
 import os
 import re
@@ -189,7 +191,8 @@ class Console:
     def snapshot(self):
         """What an action that must be refused could have changed."""
         return {t: self.count(t) for t in
-                ("keys", "invites", "audit", "api_keys", "console_admins", "console_admin_invites")}
+                ("keys", "invites", "audit", "api_keys", "console_admins", "console_admin_invites",
+                 "registrations")}
 
     def mails(self):
         return sorted(self.outbox.glob("*.eml")) if self.outbox.exists() else []
@@ -394,6 +397,14 @@ def test_an_auditor_can_read_but_not_invite_or_change_a_key(owner):
                                {"reason": "forged", "csrf": c.csrf()})
         assert status == 403 and "Your role does not allow this" in body
     assert c.fetch("GET", f"/console/keys/{key}/revoke", None)[0] == 403
+    # The user's page is readable, without the register-on-behalf form; a forged one is refused.
+    c.open(f"/console/keys/{key}")
+    assert "kim@acme.example" in c.text("#user-email")
+    assert not c.driver.find_elements(By.CSS_SELECTOR, "form.register")
+    status, body = c.fetch("POST", f"/console/keys/{key}/registrations",
+                           {"creation_options": "{}", "origin": "https://login.microsoft.com",
+                            "display_name": "x", "csrf": c.csrf()})
+    assert status == 403 and "Your role does not allow this" in body
     assert c.snapshot() == before and len(c.mails()) == 1
     assert key_state(c, key) == ("active", None, None, None)
 
@@ -614,3 +625,101 @@ def test_every_page_labels_its_fields_and_works_from_the_keyboard(owner):
     c.driver.find_element(By.ID, "invite-email").send_keys("kb@acme.example", Keys.TAB, "Key Board", Keys.ENTER)
     c.wait(EC.text_to_be_present_in_element((By.ID, "notice"), "Invitation sent."))
     assert [r[0] for r in c.db().execute("SELECT email FROM keys")] == ["kb@acme.example"]
+
+
+def activated_phone(c, addr, phone):
+    """Invites `addr` from the keys page and activates a CLI phone from the mailed link, as
+    a user would. Returns the key's id."""
+    from test_org_activation import activate
+
+    c.open("/console/keys")
+    c.fill("#invite-email", addr)
+    c.fill("#invite-name", "Alice Example")
+    c.click("#invite-form button[type=submit]")
+    c.wait(EC.text_to_be_present_in_element((By.ID, "notice"), "Invitation sent."))
+    [mail] = [email.message_from_bytes(p.read_bytes(), policy=email.policy.default) for p in c.mails()]
+    text = mail.get_body(preferencelist=("plain",)).get_content()
+    [link] = [w for w in text.split() if w.startswith(c.base + "/activate/")]
+    proc = activate(link, phone)
+    assert proc.returncode == 0, proc.stderr
+    with c.db() as db:
+        return db.execute("SELECT id FROM keys WHERE email = ?", (addr,)).fetchone()[0]
+
+
+def test_a_registration_on_behalf_started_on_the_page_is_completed_by_the_phone_while_it_watches(owner, tmp_path):
+    from test_org_on_behalf import ACCOUNT, RP_ID, FakeGraph, get_json, post_json, sync
+
+    c = owner
+    phone = tmp_path / "phone"
+    key = activated_phone(c, "alice@acme.example", phone)
+    status, root_pem = c.fetch("GET", "/console/attestation-root.pem", None)
+    assert status == 200
+    graph = FakeGraph(root_pem.encode())
+    try:
+        options = get_json(f"{graph.base}/users/u-9/authentication/fido2Methods/creationOptions"
+                           "?quirks=value,padded")
+        # The user's page, from the keys list: their key, and the action.
+        c.open("/console/keys")
+        c.click(f"#keys a[href='/console/keys/{key}']")
+        c.wait(EC.presence_of_element_located((By.ID, f"register-form-{key}")))
+        assert c.text("h1") == "Alice Example" and "active" in c.text("#user-keys tbody")
+        c.fill(f"#creation-options-{key}", json.dumps(options))
+        c.shot("user")
+        c.click(f"#register-form-{key} button[type=submit]")
+        c.wait(EC.url_contains("/console/registrations/"))
+        reg_id = c.driver.current_url.rsplit("/", 1)[1]
+        assert c.text("#registration-status") == "pending"
+        assert not c.driver.find_element(By.ID, "graph-body").is_displayed()
+        with c.db() as db:
+            assert db.execute("SELECT key_id, status, rp_id, created_by FROM registrations").fetchall() == [
+                (key, "pending", RP_ID, f"admin:{OWNER}")]
+        # A mark on this very document: if the page were reloaded, it would be gone.
+        c.driver.execute_script("window.stillThisPage = true;")
+
+        proc = sync(phone, "--auto-approve")
+        assert proc.returncode == 0, proc.stderr
+        assert f"registration: {RP_ID} for {ACCOUNT}: completed" in proc.stdout
+
+        c.wait(EC.text_to_be_present_in_element((By.ID, "registration-status"), "completed"))
+        assert c.driver.execute_script("return window.stillThisPage === true;"), "the page was reloaded"
+        body_field = c.wait(EC.visibility_of_element_located((By.ID, "graph-body")))
+        body = json.loads(body_field.get_attribute("value"))
+        assert c.driver.find_element(By.ID, "copy-graph-body").is_displayed()
+        c.shot("registration")
+        # The body the page shows is what Graph takes: py_webauthn verifies it there.
+        status, answer = post_json(f"{graph.base}/users/u-9/authentication/fido2Methods", body)
+        assert status == 201, answer
+        [(_, name, verified)] = graph.registered
+        assert name == "Alice Example's PocketKey" and verified.user_verified
+    finally:
+        graph.stop()
+    # The copy button puts the body on the clipboard (or selects it where that is not allowed).
+    c.click("#copy-graph-body")
+    c.wait(lambda d: d.find_element(By.ID, "copy-status").text != "")
+    # Once finished, the page shows the outcome as it is rendered, and so does the user's page.
+    c.open(f"/console/registrations/{reg_id}")
+    assert c.text("#registration-status") == "completed"
+    assert json.loads(c.driver.find_element(By.ID, "graph-body").get_attribute("value")) == body
+    c.open(f"/console/keys/{key}")
+    assert "completed" in c.text("#user-registrations tbody") and RP_ID in c.text("#user-registrations tbody")
+    assert c.audit_actions()[-2:] == ["registration.create", "registration.complete"]
+    with c.db() as db:
+        [(actor,)] = db.execute("SELECT actor FROM audit WHERE action = 'registration.create'").fetchall()
+    assert actor == f"admin:{OWNER}"
+
+
+def test_bad_creation_options_are_refused_on_the_page_and_nothing_is_stored(owner):
+    c = owner
+    key = invite_and_activate(c, "kim@acme.example", "Kim Phone")
+    before = c.snapshot()
+    form = {"creation_options": "{not json", "origin": "https://login.microsoft.com",
+            "display_name": "Kim's key", "csrf": c.csrf()}
+    status, body = c.fetch("POST", f"/console/keys/{key}/registrations", form)
+    assert status == 400 and "not JSON" in body
+    status, body = c.fetch("POST", f"/console/keys/{key}/registrations",
+                           {**form, "creation_options": json.dumps({"publicKey": {}})})
+    assert status == 400
+    # Without the CSRF token: refused before the form is read.
+    no_token = {k: v for k, v in form.items() if k != "csrf"}
+    assert c.fetch("POST", f"/console/keys/{key}/registrations", no_token)[0] == 403
+    assert c.snapshot() == before and c.count("registrations") == 0

@@ -8,6 +8,7 @@ mod error;
 mod forms;
 mod import;
 mod key_actions;
+mod on_behalf;
 mod pages;
 pub mod scim;
 mod scim_groups;
@@ -76,6 +77,10 @@ impl Console {
             .route("/logout", post(session::sign_out))
             .route("/keys", get(pages::keys))
             .route("/keys/invite", post(pages::invite))
+            .route("/keys/{id}", get(on_behalf::user_page))
+            .route("/keys/{id}/registrations", post(on_behalf::start))
+            .route("/registrations/{id}", get(on_behalf::page))
+            .route("/registrations/{id}/status", get(on_behalf::status))
             .route("/keys/{id}/suspend", post(key_actions::suspend))
             .route("/keys/{id}/resume", post(key_actions::resume))
             .route(

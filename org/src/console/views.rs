@@ -6,11 +6,13 @@ use super::admins::AdminRow;
 use super::error::ConsoleError;
 use super::import::ImportRow;
 use super::key_actions::KeySummary;
+use super::on_behalf::{UserPage, DEFAULT_ORIGIN};
 use super::pages::{ApiKeyRow, AuditFilter, KeyFilter, KeyRow};
 use super::session::Session;
 use super::Console;
 use crate::audit;
 use crate::org::Policy;
+use crate::registrations::Registration;
 
 /// What every page's frame shows: the organisation, the admin, the navigation.
 pub struct Chrome<'a> {
@@ -294,5 +296,42 @@ pub fn confirm_revoke(
     render(&ConfirmRevoke {
         chrome: Chrome::signed_in(console, session, "keys"),
         key,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "console/user.html")]
+struct User<'a> {
+    chrome: Chrome<'a>,
+    page: &'a UserPage,
+    default_origin: &'static str,
+}
+
+pub fn user(console: &Console, session: &Session, page: &UserPage) -> Result<String, ConsoleError> {
+    render(&User {
+        chrome: Chrome::signed_in(console, session, "keys"),
+        page,
+        default_origin: DEFAULT_ORIGIN,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "console/registration.html")]
+struct RegistrationPage<'a> {
+    chrome: Chrome<'a>,
+    r: &'a Registration,
+    graph_body: Option<&'a str>,
+}
+
+pub fn registration(
+    console: &Console,
+    session: &Session,
+    r: &Registration,
+    graph_body: Option<&str>,
+) -> Result<String, ConsoleError> {
+    render(&RegistrationPage {
+        chrome: Chrome::signed_in(console, session, "keys"),
+        r,
+        graph_body,
     })
 }
