@@ -405,6 +405,12 @@ def test_an_auditor_can_read_but_not_invite_or_change_a_key(owner):
                            {"creation_options": "{}", "origin": "https://login.microsoft.com",
                             "display_name": "x", "csrf": c.csrf()})
     assert status == 403 and "Your role does not allow this" in body
+    # The policy is shown to an auditor without the editor; a forged save is refused.
+    c.open("/console/policy")
+    assert "Minimum PIN length" in c.text("#policy")
+    assert not c.driver.find_elements(By.ID, "policy-form")
+    status, body = c.fetch("POST", "/console/policy", {"min_pin_length": "10", "csrf": c.csrf()})
+    assert status == 403 and "Your role does not allow this" in body
     assert c.snapshot() == before and len(c.mails()) == 1
     assert key_state(c, key) == ("active", None, None, None)
 
@@ -723,3 +729,56 @@ def test_bad_creation_options_are_refused_on_the_page_and_nothing_is_stored(owne
     no_token = {k: v for k, v in form.items() if k != "csrf"}
     assert c.fetch("POST", f"/console/keys/{key}/registrations", no_token)[0] == 403
     assert c.snapshot() == before and c.count("registrations") == 0
+
+
+def stored_policy(c):
+    with c.db() as db:
+        return json.loads(db.execute("SELECT policy_json FROM org").fetchone()[0])
+
+
+def test_an_owner_edits_the_policy_a_bad_field_is_shown_next_to_it_and_nothing_is_stored(owner):
+    c = owner
+    c.open("/console/policy")
+    assert c.driver.find_element(By.ID, "user_verification_required").is_selected()
+    assert c.driver.find_element(By.ID, "min_pin_length").get_attribute("value") == "6"
+    # A bad RP id: the page comes back with the error next to that field and what was typed.
+    before, policy_before = c.snapshot(), stored_policy(c)
+    c.fill("#min_pin_length", "8")
+    c.fill("#allowed_rp_ids", "corp.example, Not_A.Domain")
+    c.click("#policy-form button[type=submit]")
+    error = c.wait(EC.presence_of_element_located((By.ID, "allowed_rp_ids-error")))
+    assert "Not_A.Domain" in error.text and "not an RP id" in error.text
+    field = c.driver.find_element(By.ID, "allowed_rp_ids")
+    assert field.get_attribute("aria-invalid") == "true"
+    assert field.get_attribute("aria-describedby") == "allowed_rp_ids-error"
+    assert field.get_attribute("value") == "corp.example, Not_A.Domain"
+    assert not c.driver.find_elements(By.ID, "min_pin_length-error")
+    c.shot("policy-error")
+    # A PIN length out of range, on its own field.
+    c.fill("#allowed_rp_ids", "")
+    c.fill("#min_pin_length", "3")
+    c.click("#policy-form button[type=submit]")
+    error = c.wait(EC.presence_of_element_located((By.ID, "min_pin_length-error")))
+    assert "4 to 63" in error.text
+    assert c.snapshot() == before and stored_policy(c) == policy_before
+    # Without the CSRF token: refused, nothing stored.
+    form = {"min_pin_length": "10", "enterprise_rp_ids": "", "allowed_rp_ids": ""}
+    assert c.fetch("POST", "/console/policy", form)[0] == 403
+    assert stored_policy(c) == policy_before
+    # Good values: saved, audited with the admin as actor, shown.
+    c.fill("#min_pin_length", "8")
+    c.fill("#enterprise_rp_ids", "corp.example login.example.org")
+    c.click("#user_verification_required")
+    c.click("#policy-form button[type=submit]")
+    c.wait(EC.text_to_be_present_in_element((By.ID, "notice"), "Policy saved"))
+    assert stored_policy(c) == {"enterprise_rp_ids": ["corp.example", "login.example.org"],
+                                "user_verification_required": False, "min_pin_length": 8,
+                                "allowed_rp_ids": []}
+    assert "corp.example, login.example.org" in c.text("#policy")
+    assert c.driver.find_element(By.ID, "enterprise_rp_ids").get_attribute("value") == \
+        "corp.example, login.example.org"
+    with c.db() as db:
+        [(actor, detail)] = db.execute(
+            "SELECT actor, detail FROM audit WHERE action = 'policy.change'").fetchall()
+    assert actor == f"admin:{OWNER}" and json.loads(detail)["policy"] == stored_policy(c)
+    c.shot("policy-saved")

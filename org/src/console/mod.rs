@@ -10,6 +10,7 @@ mod import;
 mod key_actions;
 mod on_behalf;
 mod pages;
+mod policy_editor;
 pub mod scim;
 mod scim_groups;
 mod session;
@@ -96,7 +97,10 @@ impl Console {
             .route("/api-keys", get(pages::api_keys))
             .route("/api-keys/create", post(pages::create_api_key))
             .route("/api-keys/{id}/revoke", post(pages::revoke_api_key))
-            .route("/policy", get(pages::policy))
+            .route(
+                "/policy",
+                get(policy_editor::page).post(policy_editor::save),
+            )
             .route("/attestation-root.pem", get(pages::attestation_root))
             .route("/admins", get(admins::page))
             .route("/admins/invite", post(admins::invite))

@@ -1,4 +1,4 @@
-//! The console's pages: keys and users, audit log, API keys, policy, attestation root.
+//! The console's pages: keys and users, audit log, API keys, attestation root.
 //! Each action calls the same function the REST API does, with the admin as the actor.
 
 use axum::extract::{Path, Query, State};
@@ -323,7 +323,7 @@ async fn api_key_rows(pool: &sqlx::AnyPool) -> Result<Vec<ApiKeyRow>, sqlx::Erro
 
 #[derive(Deserialize)]
 pub struct NoticeQuery {
-    notice: Option<String>,
+    pub notice: Option<String>,
 }
 
 pub async fn api_keys(
@@ -410,19 +410,6 @@ pub async fn revoke_api_key(
         ));
     }
     Ok(Redirect::to("/console/api-keys?notice=revoked").into_response())
-}
-
-pub async fn policy(
-    State(state): State<Shared>,
-    session: Session,
-) -> Result<Response, ConsoleError> {
-    let policy = crate::policy::load(&state.app.pool)
-        .await
-        .map_err(ConsoleError::internal)?;
-    let stale_days = crate::stale::load(&state.app.pool)
-        .await
-        .map_err(ConsoleError::internal)?;
-    Ok(Html(views::policy(&state, &session, &policy, stale_days)?).into_response())
 }
 
 pub async fn attestation_root(State(state): State<Shared>, _session: Session) -> Response {

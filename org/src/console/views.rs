@@ -8,10 +8,12 @@ use super::import::ImportRow;
 use super::key_actions::KeySummary;
 use super::on_behalf::{UserPage, DEFAULT_ORIGIN};
 use super::pages::{ApiKeyRow, AuditFilter, KeyFilter, KeyRow};
+use super::policy_editor::PolicyForm;
 use super::session::Session;
 use super::Console;
 use crate::audit;
 use crate::org::Policy;
+use crate::policy::Invalid;
 use crate::registrations::Registration;
 
 /// What every page's frame shows: the organisation, the admin, the navigation.
@@ -218,6 +220,19 @@ struct PolicyPage<'a> {
     policy: &'a Policy,
     /// The stale-key policy's period in days; `None` when off.
     stale_days: Option<u16>,
+    /// The editor's values: the stored policy, or what was posted when refused.
+    form: &'a PolicyForm,
+    error: Option<&'a Invalid>,
+    notice: Option<&'a str>,
+}
+
+impl PolicyPage<'_> {
+    /// The refusal to show next to `field`, if it is the field at fault.
+    fn error_for(&self, field: &str) -> Option<&str> {
+        self.error
+            .filter(|e| e.field == field)
+            .map(|e| e.message.as_str())
+    }
 }
 
 pub fn policy(
@@ -225,11 +240,17 @@ pub fn policy(
     session: &Session,
     policy: &Policy,
     stale_days: Option<u16>,
+    form: &PolicyForm,
+    error: Option<&Invalid>,
+    notice: Option<&str>,
 ) -> Result<String, ConsoleError> {
     render(&PolicyPage {
         chrome: Chrome::signed_in(console, session, "policy"),
         policy,
         stale_days,
+        form,
+        error,
+        notice,
     })
 }
 
