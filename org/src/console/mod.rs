@@ -12,6 +12,7 @@ mod on_behalf;
 mod pages;
 mod policy_editor;
 pub mod scim;
+mod scim_discovery;
 mod scim_groups;
 mod session;
 mod views;
