@@ -782,3 +782,49 @@ def test_an_owner_edits_the_policy_a_bad_field_is_shown_next_to_it_and_nothing_i
             "SELECT actor, detail FROM audit WHERE action = 'policy.change'").fetchall()
     assert actor == f"admin:{OWNER}" and json.loads(detail)["policy"] == stored_policy(c)
     c.shot("policy-saved")
+
+
+def audit_rows(c):
+    return [int(r.find_element(By.TAG_NAME, "td").text)
+            for r in c.driver.find_elements(By.CSS_SELECTOR, "#audit tbody tr")]
+
+
+def test_the_audit_log_is_read_a_page_at_a_time_and_a_tampered_new_entry_breaks_the_chain(owner):
+    c = owner
+    for n in range(3):
+        form = {"email": f"u{n}@acme.example", "display_name": f"U{n}", "csrf": c.csrf()}
+        assert c.fetch("POST", "/console/keys/invite", form)[0] == 303
+    total = c.count("audit")
+    # Two entries a page, newest first, following the "Older entries" link to the end.
+    c.open("/console/audit?limit=2")
+    first = audit_rows(c)
+    assert first == [total, total - 1]
+    seen = list(first)
+    while c.driver.find_elements(By.ID, "older"):
+        c.driver.get(c.driver.find_element(By.ID, "older").get_attribute("href"))
+        page = audit_rows(c)
+        assert 1 <= len(page) <= 2
+        seen += page
+    assert seen == list(range(total, 0, -1))
+    # The filters hold across pages.
+    c.open("/console/audit?action=invite.&limit=2")
+    assert len(audit_rows(c)) == 2
+    href = c.driver.find_element(By.ID, "older").get_attribute("href")
+    assert "action=invite." in href
+    c.driver.get(href)
+    assert len(audit_rows(c)) == 1 and not c.driver.find_elements(By.ID, "older")
+    c.open("/console/audit?limit=0")
+    assert c.text("h1") == "Error" and "limit" in c.text("#error")
+    # The chain: verified up to the newest entry; an entry appended and then altered in the
+    # database is found on the next view, and the page keeps saying so.
+    c.open("/console/audit")
+    assert c.text("#chain") == f"Chain intact: {c.count('audit')} entries verified."
+    assert c.fetch("POST", "/console/keys/invite",
+                   {"email": "x@acme.example", "display_name": "X", "csrf": c.csrf()})[0] == 303
+    with c.db() as db:
+        [(seq,)] = db.execute("SELECT MAX(seq) FROM audit").fetchall()
+        db.execute("UPDATE audit SET detail = '{}' WHERE seq = ?", (seq,))
+    c.open("/console/audit")
+    assert c.text("#chain") == f"Chain broken at entry {seq}: hash does not match the entry's content."
+    c.open("/console/audit?action=invite.")
+    assert c.text("#chain").startswith(f"Chain broken at entry {seq}")

@@ -3,6 +3,7 @@
 //! relying party of its own (webauthn-rs); its id is the public URL's host.
 
 mod admins;
+mod audit_log;
 mod ceremony;
 mod error;
 mod forms;
@@ -43,6 +44,8 @@ pub struct Console {
     /// The public URL's origin (`scheme://host[:port]`), what a same-origin form's `Origin`
     /// header carries.
     pub origin: String,
+    /// How far this process has verified the audit chain (the audit page continues from it).
+    pub audit_chain: std::sync::Mutex<audit_log::ChainCheck>,
 }
 
 type Shared = Arc<Console>;
@@ -61,6 +64,7 @@ impl Console {
         Ok(Self {
             cookies: CookiePolicy::for_public_url(&url),
             origin: url.origin().ascii_serialization(),
+            audit_chain: Default::default(),
             webauthn,
             app,
         })

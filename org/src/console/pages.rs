@@ -10,7 +10,7 @@ use sqlx::Row;
 use super::error::ConsoleError;
 use super::forms::{Csrf, Post};
 use super::session::Session;
-use super::{views, Shared};
+use super::{audit_log, views, Shared};
 use crate::{api, audit, clock, org};
 
 pub async fn home(_session: Session) -> Redirect {
@@ -193,6 +193,12 @@ pub struct AuditFilter {
     #[serde(default)]
     pub to: String,
     pub format: Option<String>,
+    /// The page: entries before this sequence number (blank: from the newest).
+    #[serde(default)]
+    pub before: String,
+    /// Entries per page (blank: the default).
+    #[serde(default)]
+    pub limit: String,
 }
 
 impl AuditFilter {
@@ -217,12 +223,42 @@ impl AuditFilter {
         Ok(Some(clock::format(day.midnight().assume_utc())))
     }
 
-    /// The entries that match (the chain is verified on all of them, elsewhere).
-    pub fn apply(&self, entries: Vec<audit::Entry>) -> Result<Vec<audit::Entry>, ConsoleError> {
-        let (from, to) = (
+    /// The time range's bounds, as stored times: from (inclusive), to (exclusive).
+    pub fn bounds(&self) -> Result<(Option<String>, Option<String>), ConsoleError> {
+        Ok((
             Self::bound(&self.from, false)?,
             Self::bound(&self.to, true)?,
-        );
+        ))
+    }
+
+    /// The page asked for: before which entry, and how many.
+    fn page(&self) -> Result<(Option<i64>, i64), ConsoleError> {
+        let before =
+            match self.before.trim() {
+                "" => None,
+                b => Some(b.parse().map_err(|_| {
+                    ConsoleError::bad_request("before is an entry's sequence number")
+                })?),
+            };
+        let limit = match self.limit.trim() {
+            "" => audit_log::PAGE,
+            l => l
+                .parse()
+                .ok()
+                .filter(|n| (1..=audit_log::PAGE_MAX).contains(n))
+                .ok_or_else(|| {
+                    ConsoleError::bad_request(format!(
+                        "limit is a whole number, 1 to {}",
+                        audit_log::PAGE_MAX
+                    ))
+                })?,
+        };
+        Ok((before, limit))
+    }
+
+    /// The entries that match, of those given (the SQL query narrows them first).
+    pub fn apply(&self, entries: Vec<audit::Entry>) -> Result<Vec<audit::Entry>, ConsoleError> {
+        let (from, to) = self.bounds()?;
         let user = self.user.trim().to_lowercase();
         let (rp, action) = (self.rp.trim(), self.action.trim());
         Ok(entries
@@ -252,11 +288,14 @@ pub async fn audit(
     session: Session,
     Query(filter): Query<AuditFilter>,
 ) -> Result<Response, ConsoleError> {
-    let entries = audit::all(&state.app.pool).await?;
-    let chain = audit::verify(&entries);
-    let mut shown = filter.apply(entries)?;
-    shown.reverse();
-    Ok(Html(views::audit(&state, &session, &filter, &shown, &chain)?).into_response())
+    let pool = &state.app.pool;
+    let (before, limit) = filter.page()?;
+    let chain = audit_log::verify(pool, &state.audit_chain).await?;
+    let (shown, next) = audit_log::page(pool, &filter, before, limit).await?;
+    Ok(Html(views::audit(
+        &state, &session, &filter, &shown, &chain, next, limit,
+    )?)
+    .into_response())
 }
 
 pub async fn audit_export(
@@ -264,7 +303,7 @@ pub async fn audit_export(
     _session: Session,
     Query(filter): Query<AuditFilter>,
 ) -> Result<Response, ConsoleError> {
-    let entries = filter.apply(audit::all(&state.app.pool).await?)?;
+    let entries = audit_log::all(&state.app.pool, &filter).await?;
     let (content_type, name, text) = match filter.format.as_deref().unwrap_or("ndjson") {
         "ndjson" => (
             "application/x-ndjson",

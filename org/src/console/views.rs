@@ -143,6 +143,8 @@ struct Audit<'a> {
     chain_ok: bool,
     chain_text: String,
     export_query: String,
+    /// The next (older) page's link, if there is one.
+    older: Option<String>,
 }
 
 fn query_string(filter: &AuditFilter) -> String {
@@ -170,7 +172,9 @@ pub fn audit(
     session: &Session,
     filter: &AuditFilter,
     entries: &[audit::Entry],
-    chain: &Result<usize, audit::Broken>,
+    chain: &Result<i64, audit::Broken>,
+    next: Option<i64>,
+    limit: i64,
 ) -> Result<String, ConsoleError> {
     let (chain_ok, chain_text) = match chain {
         Ok(n) => (true, format!("Chain intact: {n} entries verified.")),
@@ -179,13 +183,19 @@ pub fn audit(
             format!("Chain broken at entry {}: {}.", b.seq, b.reason),
         ),
     };
+    let export_query = query_string(filter);
+    let older = next.map(|before| {
+        let sep = if export_query.is_empty() { "" } else { "&" };
+        format!("/console/audit?{export_query}{sep}before={before}&limit={limit}")
+    });
     render(&Audit {
         chrome: Chrome::signed_in(console, session, "audit"),
         filter,
         entries,
         chain_ok,
         chain_text,
-        export_query: query_string(filter),
+        export_query,
+        older,
     })
 }
 
