@@ -66,7 +66,7 @@ pub async fn verify(
 }
 
 /// `%` and `_` of a user's text taken literally in `LIKE … ESCAPE '\'`.
-fn like_escape(s: &str) -> String {
+pub(super) fn like_escape(s: &str) -> String {
     s.replace('\\', "\\\\")
         .replace('%', "\\%")
         .replace('_', "\\_")

@@ -9,6 +9,7 @@ mod error;
 mod forms;
 mod import;
 mod key_actions;
+mod keys_list;
 mod on_behalf;
 mod pages;
 mod policy_editor;

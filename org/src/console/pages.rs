@@ -10,7 +10,7 @@ use sqlx::Row;
 use super::error::ConsoleError;
 use super::forms::{Csrf, Post};
 use super::session::Session;
-use super::{audit_log, views, Shared};
+use super::{audit_log, keys_list, views, Shared};
 use crate::{api, audit, clock, org};
 
 pub async fn home(_session: Session) -> Redirect {
@@ -40,6 +40,12 @@ pub struct KeyFilter {
     #[serde(default)]
     pub stale_days: String,
     pub notice: Option<String>,
+    /// The page: keys after this key's id (blank: from the first).
+    #[serde(default)]
+    pub after: String,
+    /// Keys per page (blank: the default).
+    #[serde(default)]
+    pub limit: String,
 }
 
 impl KeyFilter {
@@ -58,12 +64,6 @@ impl KeyFilter {
     }
 }
 
-/// Whether `k` is an active key whose last sign-in (else its activation) is before `before`.
-fn stale(k: &api::KeyEntry, before: &str) -> bool {
-    let seen = k.last_seen_at.as_deref().or(k.activated_at.as_deref());
-    k.status == "active" && seen.is_none_or(|t| t < before)
-}
-
 pub struct KeyRow {
     pub entry: api::KeyEntry,
     /// The open invite to resend, while the key is still `invited`.
@@ -75,72 +75,38 @@ pub async fn keys(
     session: Session,
     Query(filter): Query<KeyFilter>,
 ) -> Result<Response, ConsoleError> {
-    let pool = &state.app.pool;
-    let open_invites: std::collections::HashMap<String, String> =
-        sqlx::query("SELECT key_id, id FROM invites WHERE used_at IS NULL")
-            .fetch_all(pool)
-            .await?
-            .iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-            .collect::<Result<_, sqlx::Error>>()?;
-    let q = filter.q.trim().to_lowercase();
+    let search = filter.q.trim().to_lowercase();
     let stale_before = filter.stale_before()?;
-    let rows: Vec<KeyRow> = api::inventory(pool)
-        .await?
-        .into_iter()
-        .filter(|k| {
-            q.is_empty()
-                || k.email.to_lowercase().contains(&q)
-                || k.display_name.to_lowercase().contains(&q)
-        })
-        .filter(|k| filter.status.is_empty() || k.status == filter.status)
-        .filter(|k| {
-            stale_before
-                .as_deref()
-                .is_none_or(|before| stale(k, before))
-        })
-        .map(|entry| KeyRow {
-            invite_id: (entry.status == "invited")
-                .then(|| open_invites.get(&entry.id).cloned())
-                .flatten(),
-            entry,
-        })
-        .collect();
+    let limit = match filter.limit.trim() {
+        "" => keys_list::PAGE,
+        l => l
+            .parse()
+            .ok()
+            .filter(|n| (1..=keys_list::PAGE_MAX).contains(n))
+            .ok_or_else(|| {
+                ConsoleError::bad_request(format!(
+                    "limit is a whole number, 1 to {}",
+                    keys_list::PAGE_MAX
+                ))
+            })?,
+    };
+    let after = Some(filter.after.trim()).filter(|a| !a.is_empty());
+    let (rows, next) = keys_list::page(
+        &state.app.pool,
+        &keys_list::Query {
+            search: &search,
+            status: filter.status.trim(),
+            stale_before: stale_before.as_deref(),
+            after,
+            limit,
+        },
+    )
+    .await?;
     let notice = notice(filter.notice.as_deref());
-    Ok(Html(views::keys(&state, &session, &filter, &rows, notice)?).into_response())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn key(status: &str, activated: Option<&str>, seen: Option<&str>) -> api::KeyEntry {
-        api::KeyEntry {
-            id: "k".into(),
-            email: "a@acme.example".into(),
-            display_name: "A".into(),
-            status: status.into(),
-            created_at: "2026-01-01T00:00:00Z".into(),
-            activated_at: activated.map(String::from),
-            last_seen_at: seen.map(String::from),
-            device_name: None,
-            platform: None,
-            status_reason: None,
-            status_actor: None,
-        }
-    }
-
-    #[test]
-    fn a_key_is_stale_when_active_and_not_seen_since_the_cutoff() {
-        let cut = "2026-03-01T00:00:00Z";
-        let (old, new) = (Some("2026-02-01T00:00:00Z"), Some("2026-03-02T00:00:00Z"));
-        assert!(stale(&key("active", old, old), cut));
-        assert!(stale(&key("active", old, None), cut)); // never used since activation
-        assert!(!stale(&key("active", old, new), cut));
-        assert!(!stale(&key("active", new, None), cut));
-        assert!(!stale(&key("suspended", old, old), cut));
-        assert!(!stale(&key("invited", None, None), cut));
-    }
+    Ok(Html(views::keys(
+        &state, &session, &filter, &rows, notice, next, limit,
+    )?)
+    .into_response())
 }
 
 #[derive(Deserialize)]

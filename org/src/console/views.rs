@@ -115,6 +115,8 @@ struct Keys<'a> {
     rows: &'a [KeyRow],
     notice: Option<&'a str>,
     statuses: [&'static str; 4],
+    /// The next page's link, if there is one.
+    next: Option<String>,
 }
 
 pub fn keys(
@@ -123,13 +125,26 @@ pub fn keys(
     filter: &KeyFilter,
     rows: &[KeyRow],
     notice: Option<&str>,
+    next: Option<String>,
+    limit: i64,
 ) -> Result<String, ConsoleError> {
+    let next = next.map(|after| {
+        let q = encode(&[
+            ("q", &filter.q),
+            ("status", &filter.status),
+            ("stale_days", &filter.stale_days),
+            ("after", &after),
+            ("limit", &limit.to_string()),
+        ]);
+        format!("/console/keys?{q}")
+    });
     render(&Keys {
         chrome: Chrome::signed_in(console, session, "keys"),
         filter,
         rows,
         notice,
         statuses: ["invited", "active", "suspended", "revoked"],
+        next,
     })
 }
 
@@ -147,14 +162,8 @@ struct Audit<'a> {
     older: Option<String>,
 }
 
-fn query_string(filter: &AuditFilter) -> String {
-    let pairs = [
-        ("user", &filter.user),
-        ("rp", &filter.rp),
-        ("action", &filter.action),
-        ("from", &filter.from),
-        ("to", &filter.to),
-    ];
+/// A query string of the pairs whose values are not blank.
+fn encode(pairs: &[(&str, &str)]) -> String {
     let mut url = url::Url::parse("http://x/").expect("a fixed URL parses");
     {
         let mut q = url.query_pairs_mut();
@@ -165,6 +174,16 @@ fn query_string(filter: &AuditFilter) -> String {
         }
     }
     url.query().unwrap_or("").to_string()
+}
+
+fn query_string(filter: &AuditFilter) -> String {
+    encode(&[
+        ("user", &filter.user),
+        ("rp", &filter.rp),
+        ("action", &filter.action),
+        ("from", &filter.from),
+        ("to", &filter.to),
+    ])
 }
 
 pub fn audit(
