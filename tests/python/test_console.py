@@ -862,3 +862,54 @@ def test_the_keys_page_is_read_a_page_at_a_time_with_its_filters(owner):
     assert emails() == []
     c.open("/console/keys?limit=501")
     assert c.text("h1") == "Error" and "limit" in c.text("#error")
+
+
+def test_an_owner_changes_an_admins_role_and_removes_them_but_never_the_last_owner(owner):
+    c = owner
+    with c.db() as db:
+        [(me,)] = db.execute("SELECT id FROM console_admins").fetchall()
+    # Alone, the owner can neither step down nor leave.
+    c.open("/console/admins")
+    before = c.snapshot()
+    status, body = c.fetch("POST", f"/console/admins/{me}/role", {"role": "auditor", "csrf": c.csrf()})
+    assert status == 409 and "needs an owner" in body
+    status, body = c.fetch("POST", f"/console/admins/{me}/remove", {"csrf": c.csrf()})
+    assert status == 409 and "needs an owner" in body
+    assert c.snapshot() == before
+    # A second admin (a key administrator with a passkey and a live session), set in the
+    # database: their enrolment is another test's.
+    with c.db() as db:
+        db.execute("INSERT INTO console_admins (id, email, display_name, role, user_handle, created_at) "
+                   "VALUES ('kim', 'kim@acme.example', 'Kim', 'key_admin', 'h-kim', '2026-01-01T00:00:00Z')")
+        db.execute("INSERT INTO console_passkeys (cred_id, admin_id, passkey_json, created_at) "
+                   "VALUES ('c-kim', 'kim', '{}', '2026-01-01T00:00:00Z')")
+        db.execute("INSERT INTO console_sessions (id_hash, admin_id, created_at, last_seen_at) "
+                   "VALUES ('s-kim', 'kim', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z')")
+    c.open("/console/admins")
+    c.driver.find_element(By.CSS_SELECTOR, "#role-kim option[value=owner]").click()
+    c.click("form[action='/console/admins/kim/role'] button")
+    c.wait(EC.text_to_be_present_in_element((By.ID, "notice"), "Role changed."))
+    c.shot("admins-roles")
+    # Two owners: this one may step down to key administrator, and comes back up.
+    c.driver.find_element(By.CSS_SELECTOR, f"#role-{me} option[value=key_admin]").click()
+    c.click(f"form[action='/console/admins/{me}/role'] button")
+    # The session's role is read on every request: the admins page is an owner's no longer.
+    c.wait(EC.text_to_be_present_in_element((By.TAG_NAME, "h1"), "Not allowed"))
+    with c.db() as db:
+        assert sorted(db.execute("SELECT id, role FROM console_admins").fetchall()) == sorted(
+            [("kim", "owner"), (me, "key_admin")])
+        db.execute("UPDATE console_admins SET role = 'owner' WHERE id = ?", (me,))
+    c.open("/console/admins")
+    c.click("form[action='/console/admins/kim/remove'] button")
+    c.wait(EC.text_to_be_present_in_element((By.ID, "notice"), "Admin removed"))
+    with c.db() as db:
+        assert db.execute("SELECT id FROM console_admins").fetchall() == [(me,)]
+        for table in ("console_passkeys", "console_sessions"):
+            assert db.execute(f"SELECT COUNT(*) FROM {table} WHERE admin_id = 'kim'").fetchone()[0] == 0
+        audited = db.execute("SELECT actor, action, detail FROM audit WHERE action IN "
+                             "('console.admin.role', 'console.admin.remove') ORDER BY seq").fetchall()
+    assert [(a, act) for a, act, _ in audited] == [
+        (f"admin:{OWNER}", "console.admin.role"), (f"admin:{OWNER}", "console.admin.role"),
+        (f"admin:{OWNER}", "console.admin.remove")]
+    assert json.loads(audited[0][2]) == {"email": "kim@acme.example", "from": "key_admin", "to": "owner"}
+    assert json.loads(audited[2][2]) == {"email": "kim@acme.example", "role": "owner"}

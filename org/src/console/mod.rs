@@ -110,6 +110,8 @@ impl Console {
             .route("/attestation-root.pem", get(pages::attestation_root))
             .route("/admins", get(admins::page))
             .route("/admins/invite", post(admins::invite))
+            .route("/admins/{id}/role", post(admins::change_role))
+            .route("/admins/{id}/remove", post(admins::remove))
             .route("/static/console.css", get(stylesheet))
             .route("/static/console.js", get(script))
             .fallback(|| async {

@@ -9,7 +9,7 @@ use super::key_actions::KeySummary;
 use super::on_behalf::{UserPage, DEFAULT_ORIGIN};
 use super::pages::{ApiKeyRow, AuditFilter, KeyFilter, KeyRow};
 use super::policy_editor::PolicyForm;
-use super::session::Session;
+use super::session::{Role, Session};
 use super::Console;
 use crate::audit;
 use crate::org::Policy;
@@ -289,6 +289,8 @@ struct Admins<'a> {
     chrome: Chrome<'a>,
     admins: &'a [AdminRow],
     new_link: Option<&'a str>,
+    notice: Option<&'a str>,
+    roles: [(&'static str, &'static str); 3],
 }
 
 pub fn admins(
@@ -296,11 +298,14 @@ pub fn admins(
     session: &Session,
     admins: &[AdminRow],
     new_link: Option<&str>,
+    notice: Option<&str>,
 ) -> Result<String, ConsoleError> {
     render(&Admins {
         chrome: Chrome::signed_in(console, session, "admins"),
         admins,
         new_link,
+        notice,
+        roles: [Role::Owner, Role::KeyAdmin, Role::Auditor].map(|r| (r.as_str(), r.label())),
     })
 }
 
