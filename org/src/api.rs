@@ -486,23 +486,8 @@ async fn list_keys(
         .map(Json)
 }
 
-/// The whole inventory, oldest first, read page by page (the console filters it in memory;
-/// docs/console.md says what that costs at scale).
-pub async fn inventory(pool: &AnyPool) -> Result<Vec<KeyEntry>, ApiError> {
-    let mut all = Vec::new();
-    let mut after: Option<String> = None;
-    loop {
-        let page = inventory_page(pool, KEYS_PAGE_MAX, after.as_deref()).await?;
-        all.extend(page.keys);
-        match page.next_after {
-            Some(next) => after = Some(next),
-            None => return Ok(all),
-        }
-    }
-}
-
 /// One page of the inventory, oldest first, by keyset: `(created_at, id)` after the key
-/// `after`. The REST API's `GET /keys` and the console's list read through here.
+/// `after`. The REST API's `GET /keys` reads through here.
 pub async fn inventory_page(
     pool: &AnyPool,
     limit: u32,

@@ -143,31 +143,42 @@ async fn try_append(
     Ok(entry)
 }
 
+/// The columns of an [`Entry`], in the order [`from_row`] reads them.
+pub const COLUMNS: &str = "seq, at, actor, action, subject, detail, prev_hash, hash";
+
+pub fn from_row(r: &sqlx::any::AnyRow) -> Result<Entry, sqlx::Error> {
+    Ok(Entry {
+        seq: r.try_get(0)?,
+        at: r.try_get(1)?,
+        actor: r.try_get(2)?,
+        action: r.try_get(3)?,
+        subject: r.try_get(4)?,
+        detail: r.try_get(5)?,
+        prev_hash: r.try_get(6)?,
+        hash: r.try_get(7)?,
+    })
+}
+
 /// Every entry in order.
 pub async fn all(pool: &sqlx::AnyPool) -> Result<Vec<Entry>, sqlx::Error> {
-    let rows = sqlx::query(
-        "SELECT seq, at, actor, action, subject, detail, prev_hash, hash FROM audit ORDER BY seq",
-    )
+    after(pool, 0).await
+}
+
+/// The entries after entry `seq`, in order.
+pub async fn after(pool: &sqlx::AnyPool, seq: i64) -> Result<Vec<Entry>, sqlx::Error> {
+    sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM audit WHERE seq > $1 ORDER BY seq"
+    ))
+    .bind(seq)
     .fetch_all(pool)
-    .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(Entry {
-                seq: r.try_get(0)?,
-                at: r.try_get(1)?,
-                actor: r.try_get(2)?,
-                action: r.try_get(3)?,
-                subject: r.try_get(4)?,
-                detail: r.try_get(5)?,
-                prev_hash: r.try_get(6)?,
-                hash: r.try_get(7)?,
-            })
-        })
-        .collect()
+    .await?
+    .iter()
+    .map(from_row)
+    .collect()
 }
 
 /// The first entry where the chain breaks, and why.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Broken {
     pub seq: i64,
     pub reason: &'static str,
@@ -175,10 +186,16 @@ pub struct Broken {
 
 /// Checks the chain; the number of entries when intact.
 pub fn verify(entries: &[Entry]) -> Result<usize, Broken> {
-    let mut prev = GENESIS.to_string();
+    verify_after(0, GENESIS, entries)
+}
+
+/// Checks that `entries` continue a chain whose entry `seq` has hash `hash` (0 and
+/// [`GENESIS`]: the start); the number of entries when intact.
+pub fn verify_after(seq: i64, hash: &str, entries: &[Entry]) -> Result<usize, Broken> {
+    let mut prev = hash.to_string();
     for (i, e) in entries.iter().enumerate() {
         let broken = |reason| Err(Broken { seq: e.seq, reason });
-        if e.seq != i as i64 + 1 {
+        if e.seq != seq + i as i64 + 1 {
             return broken("sequence number out of order (an entry is missing)");
         }
         if e.prev_hash != prev {

@@ -36,28 +36,46 @@ pub async fn load(pool: &AnyPool) -> Result<Policy, OrgError> {
         .map_err(|e| OrgError::Other(format!("stored policy is not valid: {e}")))
 }
 
-pub async fn set(pool: &AnyPool, change: Change) -> Result<Policy, OrgError> {
-    org::load(pool).await?;
-    for id in change
-        .enterprise_rp_ids
-        .iter()
-        .chain(change.allowed_rp_ids.iter())
-        .flatten()
-    {
-        if !valid_rp_id(id) {
-            return Err(OrgError::Other(format!(
-                "{id:?} is not an RP id (a lower-case domain name)"
-            )));
+/// A change that cannot be made: the field at fault (as `Change` names it) and why.
+#[derive(Debug)]
+pub struct Invalid {
+    pub field: &'static str,
+    pub message: String,
+}
+
+/// Checks a change's values; nothing is stored.
+pub fn check(change: &Change) -> Result<(), Invalid> {
+    for (field, ids) in [
+        ("enterprise_rp_ids", &change.enterprise_rp_ids),
+        ("allowed_rp_ids", &change.allowed_rp_ids),
+    ] {
+        if let Some(id) = ids.iter().flatten().find(|id| !valid_rp_id(id)) {
+            return Err(Invalid {
+                field,
+                message: format!("{id:?} is not an RP id (a lower-case domain name)"),
+            });
         }
     }
     if let Some(n) = change.min_pin_length {
         // CTAP 2.1 §6.4: a PIN is at least 4 code points; 63 bytes is its most.
         if !(4..=63).contains(&n) {
-            return Err(OrgError::Other(
-                "the minimum PIN length must be 4 to 63".into(),
-            ));
+            return Err(Invalid {
+                field: "min_pin_length",
+                message: "the minimum PIN length must be 4 to 63".into(),
+            });
         }
     }
+    Ok(())
+}
+
+pub async fn set(pool: &AnyPool, change: Change) -> Result<Policy, OrgError> {
+    set_as(pool, change, CLI_ACTOR).await
+}
+
+/// Applies `change`, audited as `policy.change` with `actor`.
+pub async fn set_as(pool: &AnyPool, change: Change, actor: &str) -> Result<Policy, OrgError> {
+    org::load(pool).await?;
+    check(&change).map_err(|e| OrgError::Other(e.message))?;
     let mut tx = pool.begin().await?;
     let row = sqlx::query("SELECT policy_json FROM org WHERE id = 1")
         .fetch_one(&mut *tx)
@@ -82,7 +100,7 @@ pub async fn set(pool: &AnyPool, change: Change) -> Result<Policy, OrgError> {
         .await?;
     audit::append(
         &mut tx,
-        CLI_ACTOR,
+        actor,
         "policy.change",
         "policy",
         serde_json::json!({ "policy": policy }),

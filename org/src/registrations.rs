@@ -40,17 +40,17 @@ pub const MAX_PENDING_PER_KEY: i64 = 8;
 pub struct NewRegistration {
     /// Graph's `creationOptions` answer as it came (`publicKey`, possibly in `value`).
     #[schema(value_type = Object)]
-    creation_options: serde_json::Value,
+    pub creation_options: serde_json::Value,
     /// The origin the relying party expects, e.g. `https://login.microsoft.com`.
-    origin: String,
+    pub origin: String,
     /// The name the relying party shows for the key (Graph's `displayName`).
-    display_name: String,
+    pub display_name: String,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct RegistrationCreated {
-    id: String,
-    expires_at: String,
+    pub id: String,
+    pub expires_at: String,
 }
 
 /// A registration the phone is asked to make, as the sync answer lists it.
@@ -128,17 +128,17 @@ pub struct GraphBody {
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Registration {
-    id: String,
-    key_id: String,
+    pub id: String,
+    pub key_id: String,
     /// `pending`, `completed`, `denied` or `expired`.
-    status: String,
-    rp_id: String,
-    origin: String,
-    created_at: String,
-    expires_at: String,
-    finished_at: Option<String>,
+    pub status: String,
+    pub rp_id: String,
+    pub origin: String,
+    pub created_at: String,
+    pub expires_at: String,
+    pub finished_at: Option<String>,
     /// Once `completed`.
-    graph_body: Option<GraphBody>,
+    pub graph_body: Option<GraphBody>,
 }
 
 fn key_not_active(status: &str) -> ApiError {
@@ -156,6 +156,18 @@ pub async fn create(
     payload: Result<Json<NewRegistration>, JsonRejection>,
 ) -> Result<(StatusCode, Json<RegistrationCreated>), ApiError> {
     let req = crate::api::body(payload)?;
+    let created = start(&state, &admin.actor, &key_id, req).await?;
+    Ok((StatusCode::ACCEPTED, Json(created)))
+}
+
+/// Checks the options and stores the registration `pending` for `key_id`'s next sync; the
+/// REST API and the console both start one here, `actor` being the admin.
+pub async fn start(
+    state: &AppState,
+    actor: &str,
+    key_id: &str,
+    req: NewRegistration,
+) -> Result<RegistrationCreated, ApiError> {
     crate::api::check_display_name(&req.display_name)?;
     let options = creation_options::parse(&req.creation_options)?;
     let (origin, host) = creation_options::parse_origin(&req.origin)?;
@@ -183,7 +195,7 @@ pub async fn create(
 
     let mut tx = state.pool.begin().await?;
     let status: String = sqlx::query("SELECT status FROM keys WHERE id = $1")
-        .bind(&key_id)
+        .bind(key_id)
         .fetch_optional(&mut *tx)
         .await?
         .ok_or_else(|| ApiError::not_found("no such key"))?
@@ -195,7 +207,7 @@ pub async fn create(
         "SELECT COUNT(*) FROM registrations WHERE key_id = $1 AND status = 'pending' \
          AND expires_at > $2",
     )
-    .bind(&key_id)
+    .bind(key_id)
     .bind(&now)
     .fetch_one(&mut *tx)
     .await?
@@ -213,20 +225,20 @@ pub async fn create(
          VALUES ($1, $2, 'pending', $3, $4, $5, $6, $7, $8, $9, $10)",
     )
     .bind(&id)
-    .bind(&key_id)
+    .bind(key_id)
     .bind(&options.rp.id)
     .bind(&origin)
     .bind(&req.display_name)
     .bind(&job_json)
     .bind(&client_data)
-    .bind(&admin.actor)
+    .bind(actor)
     .bind(&now)
     .bind(&expires_at)
     .execute(&mut *tx)
     .await?;
     audit::append(
         &mut tx,
-        &admin.actor,
+        actor,
         "registration.create",
         &id,
         serde_json::json!({
@@ -239,14 +251,11 @@ pub async fn create(
     )
     .await?;
     tx.commit().await?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(RegistrationCreated { id, expires_at }),
-    ))
+    Ok(RegistrationCreated { id, expires_at })
 }
 
 /// The stored status, with a pending registration past its time reported `expired`.
-fn effective_status(status: String, expires_at: &str) -> String {
+pub fn effective_status(status: String, expires_at: &str) -> String {
     let expired = clock::parse(expires_at).is_none_or(|t| t <= clock::now());
     if status == "pending" && expired {
         "expired".into()
@@ -260,12 +269,17 @@ pub async fn get(
     _admin: Admin,
     Path(id): Path<String>,
 ) -> Result<Json<Registration>, ApiError> {
+    load(&state.pool, id).await.map(Json)
+}
+
+/// A registration as the REST API and the console show it: `graph_body` once completed.
+pub async fn load(pool: &AnyPool, id: String) -> Result<Registration, ApiError> {
     let row = sqlx::query(
         "SELECT key_id, status, rp_id, origin, display_name, client_data_json, credential_id, \
          attestation_object, created_at, expires_at, finished_at FROM registrations WHERE id = $1",
     )
     .bind(&id)
-    .fetch_optional(&state.pool)
+    .fetch_optional(pool)
     .await?
     .ok_or_else(|| ApiError::not_found("no such registration"))?;
     let expires_at: String = row.try_get(9)?;
@@ -289,7 +303,7 @@ pub async fn get(
         }
         _ => None,
     };
-    Ok(Json(Registration {
+    Ok(Registration {
         id,
         key_id: row.try_get(0)?,
         status,
@@ -299,7 +313,7 @@ pub async fn get(
         expires_at,
         finished_at: row.try_get(10)?,
         graph_body,
-    }))
+    })
 }
 
 /// The jobs a sync answer carries for `key_id`: its pending, unexpired registrations.

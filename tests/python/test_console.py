@@ -5,6 +5,8 @@ the admins' passkeys. WebAuthn works on http://localhost, so the server runs the
 Every check of "nothing changed" reads the database itself (sqlite3), not the page.
 """
 
+import email
+import email.policy
 import json
 import os
 import re
@@ -189,7 +191,8 @@ class Console:
     def snapshot(self):
         """What an action that must be refused could have changed."""
         return {t: self.count(t) for t in
-                ("keys", "invites", "audit", "api_keys", "console_admins", "console_admin_invites")}
+                ("keys", "invites", "audit", "api_keys", "console_admins", "console_admin_invites",
+                 "registrations")}
 
     def mails(self):
         return sorted(self.outbox.glob("*.eml")) if self.outbox.exists() else []
@@ -394,6 +397,20 @@ def test_an_auditor_can_read_but_not_invite_or_change_a_key(owner):
                                {"reason": "forged", "csrf": c.csrf()})
         assert status == 403 and "Your role does not allow this" in body
     assert c.fetch("GET", f"/console/keys/{key}/revoke", None)[0] == 403
+    # The user's page is readable, without the register-on-behalf form; a forged one is refused.
+    c.open(f"/console/keys/{key}")
+    assert "kim@acme.example" in c.text("#user-email")
+    assert not c.driver.find_elements(By.CSS_SELECTOR, "form.register")
+    status, body = c.fetch("POST", f"/console/keys/{key}/registrations",
+                           {"creation_options": "{}", "origin": "https://login.microsoft.com",
+                            "display_name": "x", "csrf": c.csrf()})
+    assert status == 403 and "Your role does not allow this" in body
+    # The policy is shown to an auditor without the editor; a forged save is refused.
+    c.open("/console/policy")
+    assert "Minimum PIN length" in c.text("#policy")
+    assert not c.driver.find_elements(By.ID, "policy-form")
+    status, body = c.fetch("POST", "/console/policy", {"min_pin_length": "10", "csrf": c.csrf()})
+    assert status == 403 and "Your role does not allow this" in body
     assert c.snapshot() == before and len(c.mails()) == 1
     assert key_state(c, key) == ("active", None, None, None)
 
@@ -614,3 +631,285 @@ def test_every_page_labels_its_fields_and_works_from_the_keyboard(owner):
     c.driver.find_element(By.ID, "invite-email").send_keys("kb@acme.example", Keys.TAB, "Key Board", Keys.ENTER)
     c.wait(EC.text_to_be_present_in_element((By.ID, "notice"), "Invitation sent."))
     assert [r[0] for r in c.db().execute("SELECT email FROM keys")] == ["kb@acme.example"]
+
+
+def activated_phone(c, addr, phone):
+    """Invites `addr` from the keys page and activates a CLI phone from the mailed link, as
+    a user would. Returns the key's id."""
+    from test_org_activation import activate
+
+    c.open("/console/keys")
+    c.fill("#invite-email", addr)
+    c.fill("#invite-name", "Alice Example")
+    c.click("#invite-form button[type=submit]")
+    c.wait(EC.text_to_be_present_in_element((By.ID, "notice"), "Invitation sent."))
+    [mail] = [email.message_from_bytes(p.read_bytes(), policy=email.policy.default) for p in c.mails()]
+    text = mail.get_body(preferencelist=("plain",)).get_content()
+    [link] = [w for w in text.split() if w.startswith(c.base + "/activate/")]
+    proc = activate(link, phone)
+    assert proc.returncode == 0, proc.stderr
+    with c.db() as db:
+        return db.execute("SELECT id FROM keys WHERE email = ?", (addr,)).fetchone()[0]
+
+
+def test_a_registration_on_behalf_started_on_the_page_is_completed_by_the_phone_while_it_watches(owner, tmp_path):
+    from test_org_on_behalf import ACCOUNT, RP_ID, FakeGraph, get_json, post_json, sync
+
+    c = owner
+    phone = tmp_path / "phone"
+    key = activated_phone(c, "alice@acme.example", phone)
+    status, root_pem = c.fetch("GET", "/console/attestation-root.pem", None)
+    assert status == 200
+    graph = FakeGraph(root_pem.encode())
+    try:
+        options = get_json(f"{graph.base}/users/u-9/authentication/fido2Methods/creationOptions"
+                           "?quirks=value,padded")
+        # The user's page, from the keys list: their key, and the action.
+        c.open("/console/keys")
+        c.click(f"#keys a[href='/console/keys/{key}']")
+        c.wait(EC.presence_of_element_located((By.ID, f"register-form-{key}")))
+        assert c.text("h1") == "Alice Example" and "active" in c.text("#user-keys tbody")
+        c.fill(f"#creation-options-{key}", json.dumps(options))
+        c.shot("user")
+        c.click(f"#register-form-{key} button[type=submit]")
+        c.wait(EC.url_contains("/console/registrations/"))
+        reg_id = c.driver.current_url.rsplit("/", 1)[1]
+        assert c.text("#registration-status") == "pending"
+        assert not c.driver.find_element(By.ID, "graph-body").is_displayed()
+        with c.db() as db:
+            assert db.execute("SELECT key_id, status, rp_id, created_by FROM registrations").fetchall() == [
+                (key, "pending", RP_ID, f"admin:{OWNER}")]
+        # A mark on this very document: if the page were reloaded, it would be gone.
+        c.driver.execute_script("window.stillThisPage = true;")
+
+        proc = sync(phone, "--auto-approve")
+        assert proc.returncode == 0, proc.stderr
+        assert f"registration: {RP_ID} for {ACCOUNT}: completed" in proc.stdout
+
+        c.wait(EC.text_to_be_present_in_element((By.ID, "registration-status"), "completed"))
+        assert c.driver.execute_script("return window.stillThisPage === true;"), "the page was reloaded"
+        body_field = c.wait(EC.visibility_of_element_located((By.ID, "graph-body")))
+        body = json.loads(body_field.get_attribute("value"))
+        assert c.driver.find_element(By.ID, "copy-graph-body").is_displayed()
+        c.shot("registration")
+        # The body the page shows is what Graph takes: py_webauthn verifies it there.
+        status, answer = post_json(f"{graph.base}/users/u-9/authentication/fido2Methods", body)
+        assert status == 201, answer
+        [(_, name, verified)] = graph.registered
+        assert name == "Alice Example's PocketKey" and verified.user_verified
+    finally:
+        graph.stop()
+    # The copy button puts the body on the clipboard (or selects it where that is not allowed).
+    c.click("#copy-graph-body")
+    c.wait(lambda d: d.find_element(By.ID, "copy-status").text != "")
+    # Once finished, the page shows the outcome as it is rendered, and so does the user's page.
+    c.open(f"/console/registrations/{reg_id}")
+    assert c.text("#registration-status") == "completed"
+    assert json.loads(c.driver.find_element(By.ID, "graph-body").get_attribute("value")) == body
+    c.open(f"/console/keys/{key}")
+    assert "completed" in c.text("#user-registrations tbody") and RP_ID in c.text("#user-registrations tbody")
+    assert c.audit_actions()[-2:] == ["registration.create", "registration.complete"]
+    with c.db() as db:
+        [(actor,)] = db.execute("SELECT actor FROM audit WHERE action = 'registration.create'").fetchall()
+    assert actor == f"admin:{OWNER}"
+
+
+def test_bad_creation_options_are_refused_on_the_page_and_nothing_is_stored(owner):
+    c = owner
+    key = invite_and_activate(c, "kim@acme.example", "Kim Phone")
+    before = c.snapshot()
+    form = {"creation_options": "{not json", "origin": "https://login.microsoft.com",
+            "display_name": "Kim's key", "csrf": c.csrf()}
+    status, body = c.fetch("POST", f"/console/keys/{key}/registrations", form)
+    assert status == 400 and "not JSON" in body
+    status, body = c.fetch("POST", f"/console/keys/{key}/registrations",
+                           {**form, "creation_options": json.dumps({"publicKey": {}})})
+    assert status == 400
+    # Without the CSRF token: refused before the form is read.
+    no_token = {k: v for k, v in form.items() if k != "csrf"}
+    assert c.fetch("POST", f"/console/keys/{key}/registrations", no_token)[0] == 403
+    assert c.snapshot() == before and c.count("registrations") == 0
+
+
+def stored_policy(c):
+    with c.db() as db:
+        return json.loads(db.execute("SELECT policy_json FROM org").fetchone()[0])
+
+
+def test_an_owner_edits_the_policy_a_bad_field_is_shown_next_to_it_and_nothing_is_stored(owner):
+    c = owner
+    c.open("/console/policy")
+    assert c.driver.find_element(By.ID, "user_verification_required").is_selected()
+    assert c.driver.find_element(By.ID, "min_pin_length").get_attribute("value") == "6"
+    # A bad RP id: the page comes back with the error next to that field and what was typed.
+    before, policy_before = c.snapshot(), stored_policy(c)
+    c.fill("#min_pin_length", "8")
+    c.fill("#allowed_rp_ids", "corp.example, Not_A.Domain")
+    c.click("#policy-form button[type=submit]")
+    error = c.wait(EC.presence_of_element_located((By.ID, "allowed_rp_ids-error")))
+    assert "Not_A.Domain" in error.text and "not an RP id" in error.text
+    field = c.driver.find_element(By.ID, "allowed_rp_ids")
+    assert field.get_attribute("aria-invalid") == "true"
+    assert field.get_attribute("aria-describedby") == "allowed_rp_ids-error"
+    assert field.get_attribute("value") == "corp.example, Not_A.Domain"
+    assert not c.driver.find_elements(By.ID, "min_pin_length-error")
+    c.shot("policy-error")
+    # A PIN length out of range, on its own field.
+    c.fill("#allowed_rp_ids", "")
+    c.fill("#min_pin_length", "3")
+    c.click("#policy-form button[type=submit]")
+    error = c.wait(EC.presence_of_element_located((By.ID, "min_pin_length-error")))
+    assert "4 to 63" in error.text
+    assert c.snapshot() == before and stored_policy(c) == policy_before
+    # Without the CSRF token: refused, nothing stored.
+    form = {"min_pin_length": "10", "enterprise_rp_ids": "", "allowed_rp_ids": ""}
+    assert c.fetch("POST", "/console/policy", form)[0] == 403
+    assert stored_policy(c) == policy_before
+    # Good values: saved, audited with the admin as actor, shown.
+    c.fill("#min_pin_length", "8")
+    c.fill("#enterprise_rp_ids", "corp.example login.example.org")
+    c.click("#user_verification_required")
+    c.click("#policy-form button[type=submit]")
+    c.wait(EC.text_to_be_present_in_element((By.ID, "notice"), "Policy saved"))
+    assert stored_policy(c) == {"enterprise_rp_ids": ["corp.example", "login.example.org"],
+                                "user_verification_required": False, "min_pin_length": 8,
+                                "allowed_rp_ids": []}
+    assert "corp.example, login.example.org" in c.text("#policy")
+    assert c.driver.find_element(By.ID, "enterprise_rp_ids").get_attribute("value") == \
+        "corp.example, login.example.org"
+    with c.db() as db:
+        [(actor, detail)] = db.execute(
+            "SELECT actor, detail FROM audit WHERE action = 'policy.change'").fetchall()
+    assert actor == f"admin:{OWNER}" and json.loads(detail)["policy"] == stored_policy(c)
+    c.shot("policy-saved")
+
+
+def audit_rows(c):
+    return [int(r.find_element(By.TAG_NAME, "td").text)
+            for r in c.driver.find_elements(By.CSS_SELECTOR, "#audit tbody tr")]
+
+
+def test_the_audit_log_is_read_a_page_at_a_time_and_a_tampered_new_entry_breaks_the_chain(owner):
+    c = owner
+    for n in range(3):
+        form = {"email": f"u{n}@acme.example", "display_name": f"U{n}", "csrf": c.csrf()}
+        assert c.fetch("POST", "/console/keys/invite", form)[0] == 303
+    total = c.count("audit")
+    # Two entries a page, newest first, following the "Older entries" link to the end.
+    c.open("/console/audit?limit=2")
+    first = audit_rows(c)
+    assert first == [total, total - 1]
+    seen = list(first)
+    while c.driver.find_elements(By.ID, "older"):
+        c.driver.get(c.driver.find_element(By.ID, "older").get_attribute("href"))
+        page = audit_rows(c)
+        assert 1 <= len(page) <= 2
+        seen += page
+    assert seen == list(range(total, 0, -1))
+    # The filters hold across pages.
+    c.open("/console/audit?action=invite.&limit=2")
+    assert len(audit_rows(c)) == 2
+    href = c.driver.find_element(By.ID, "older").get_attribute("href")
+    assert "action=invite." in href
+    c.driver.get(href)
+    assert len(audit_rows(c)) == 1 and not c.driver.find_elements(By.ID, "older")
+    c.open("/console/audit?limit=0")
+    assert c.text("h1") == "Error" and "limit" in c.text("#error")
+    # The chain: verified up to the newest entry; an entry appended and then altered in the
+    # database is found on the next view, and the page keeps saying so.
+    c.open("/console/audit")
+    assert c.text("#chain") == f"Chain intact: {c.count('audit')} entries verified."
+    assert c.fetch("POST", "/console/keys/invite",
+                   {"email": "x@acme.example", "display_name": "X", "csrf": c.csrf()})[0] == 303
+    with c.db() as db:
+        [(seq,)] = db.execute("SELECT MAX(seq) FROM audit").fetchall()
+        db.execute("UPDATE audit SET detail = '{}' WHERE seq = ?", (seq,))
+    c.open("/console/audit")
+    assert c.text("#chain") == f"Chain broken at entry {seq}: hash does not match the entry's content."
+    c.open("/console/audit?action=invite.")
+    assert c.text("#chain").startswith(f"Chain broken at entry {seq}")
+
+
+def test_the_keys_page_is_read_a_page_at_a_time_with_its_filters(owner):
+    c = owner
+    for n in range(3):
+        form = {"email": f"u{n}@acme.example", "display_name": f"U{n}", "csrf": c.csrf()}
+        assert c.fetch("POST", "/console/keys/invite", form)[0] == 303
+    with c.db() as db:
+        db.execute("UPDATE keys SET status = 'active' WHERE email = 'u1@acme.example'")
+
+    def emails():
+        return [r.text.split("\n")[1] for r in c.driver.find_elements(By.CSS_SELECTOR, "#keys tbody tr td:first-child")]
+
+    # Keys made in the same second come in id order: compare what the pages hold together.
+    c.open("/console/keys?limit=2")
+    first = emails()
+    assert len(first) == 2
+    c.driver.get(c.driver.find_element(By.ID, "next-page").get_attribute("href"))
+    second = emails()
+    assert len(second) == 1 and not c.driver.find_elements(By.ID, "next-page")
+    assert sorted(first + second) == ["u0@acme.example", "u1@acme.example", "u2@acme.example"]
+    # Search and status hold across pages; "_" is a literal character, not LIKE's wildcard.
+    c.open("/console/keys?q=U&status=invited&limit=1")
+    first = emails()
+    href = c.driver.find_element(By.ID, "next-page").get_attribute("href")
+    assert "q=U" in href and "status=invited" in href
+    c.driver.get(href)
+    second = emails()
+    assert sorted(first + second) == ["u0@acme.example", "u2@acme.example"]
+    assert not c.driver.find_elements(By.ID, "next-page")
+    c.open("/console/keys?q=u_")
+    assert emails() == []
+    c.open("/console/keys?limit=501")
+    assert c.text("h1") == "Error" and "limit" in c.text("#error")
+
+
+def test_an_owner_changes_an_admins_role_and_removes_them_but_never_the_last_owner(owner):
+    c = owner
+    with c.db() as db:
+        [(me,)] = db.execute("SELECT id FROM console_admins").fetchall()
+    # Alone, the owner can neither step down nor leave.
+    c.open("/console/admins")
+    before = c.snapshot()
+    status, body = c.fetch("POST", f"/console/admins/{me}/role", {"role": "auditor", "csrf": c.csrf()})
+    assert status == 409 and "needs an owner" in body
+    status, body = c.fetch("POST", f"/console/admins/{me}/remove", {"csrf": c.csrf()})
+    assert status == 409 and "needs an owner" in body
+    assert c.snapshot() == before
+    # A second admin (a key administrator with a passkey and a live session), set in the
+    # database: their enrolment is another test's.
+    with c.db() as db:
+        db.execute("INSERT INTO console_admins (id, email, display_name, role, user_handle, created_at) "
+                   "VALUES ('kim', 'kim@acme.example', 'Kim', 'key_admin', 'h-kim', '2026-01-01T00:00:00Z')")
+        db.execute("INSERT INTO console_passkeys (cred_id, admin_id, passkey_json, created_at) "
+                   "VALUES ('c-kim', 'kim', '{}', '2026-01-01T00:00:00Z')")
+        db.execute("INSERT INTO console_sessions (id_hash, admin_id, created_at, last_seen_at) "
+                   "VALUES ('s-kim', 'kim', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z')")
+    c.open("/console/admins")
+    c.driver.find_element(By.CSS_SELECTOR, "#role-kim option[value=owner]").click()
+    c.click("form[action='/console/admins/kim/role'] button")
+    c.wait(EC.text_to_be_present_in_element((By.ID, "notice"), "Role changed."))
+    c.shot("admins-roles")
+    # Two owners: this one may step down to key administrator, and comes back up.
+    c.driver.find_element(By.CSS_SELECTOR, f"#role-{me} option[value=key_admin]").click()
+    c.click(f"form[action='/console/admins/{me}/role'] button")
+    # The session's role is read on every request: the admins page is an owner's no longer.
+    c.wait(EC.text_to_be_present_in_element((By.TAG_NAME, "h1"), "Not allowed"))
+    with c.db() as db:
+        assert sorted(db.execute("SELECT id, role FROM console_admins").fetchall()) == sorted(
+            [("kim", "owner"), (me, "key_admin")])
+        db.execute("UPDATE console_admins SET role = 'owner' WHERE id = ?", (me,))
+    c.open("/console/admins")
+    c.click("form[action='/console/admins/kim/remove'] button")
+    c.wait(EC.text_to_be_present_in_element((By.ID, "notice"), "Admin removed"))
+    with c.db() as db:
+        assert db.execute("SELECT id FROM console_admins").fetchall() == [(me,)]
+        for table in ("console_passkeys", "console_sessions"):
+            assert db.execute(f"SELECT COUNT(*) FROM {table} WHERE admin_id = 'kim'").fetchone()[0] == 0
+        audited = db.execute("SELECT actor, action, detail FROM audit WHERE action IN "
+                             "('console.admin.role', 'console.admin.remove') ORDER BY seq").fetchall()
+    assert [(a, act) for a, act, _ in audited] == [
+        (f"admin:{OWNER}", "console.admin.role"), (f"admin:{OWNER}", "console.admin.role"),
+        (f"admin:{OWNER}", "console.admin.remove")]
+    assert json.loads(audited[0][2]) == {"email": "kim@acme.example", "from": "key_admin", "to": "owner"}
+    assert json.loads(audited[2][2]) == {"email": "kim@acme.example", "role": "owner"}

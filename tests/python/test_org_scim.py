@@ -170,7 +170,7 @@ def test_bad_requests_get_a_typed_scim_error_and_change_nothing(org, method, pat
 
 
 def test_other_resources_are_a_scim_not_found(org):
-    status, err, headers = scim(org, "GET", "/Schemas")
+    status, err, headers = scim(org, "GET", "/Bulk")
     assert status == 404 and err["status"] == "404" and headers["Content-Type"] == SCIM
 
 

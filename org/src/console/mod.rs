@@ -3,13 +3,18 @@
 //! relying party of its own (webauthn-rs); its id is the public URL's host.
 
 mod admins;
+mod audit_log;
 mod ceremony;
 mod error;
 mod forms;
 mod import;
 mod key_actions;
+mod keys_list;
+mod on_behalf;
 mod pages;
+mod policy_editor;
 pub mod scim;
+mod scim_discovery;
 mod scim_groups;
 mod session;
 mod views;
@@ -40,6 +45,8 @@ pub struct Console {
     /// The public URL's origin (`scheme://host[:port]`), what a same-origin form's `Origin`
     /// header carries.
     pub origin: String,
+    /// How far this process has verified the audit chain (the audit page continues from it).
+    pub audit_chain: std::sync::Mutex<audit_log::ChainCheck>,
 }
 
 type Shared = Arc<Console>;
@@ -58,6 +65,7 @@ impl Console {
         Ok(Self {
             cookies: CookiePolicy::for_public_url(&url),
             origin: url.origin().ascii_serialization(),
+            audit_chain: Default::default(),
             webauthn,
             app,
         })
@@ -76,6 +84,10 @@ impl Console {
             .route("/logout", post(session::sign_out))
             .route("/keys", get(pages::keys))
             .route("/keys/invite", post(pages::invite))
+            .route("/keys/{id}", get(on_behalf::user_page))
+            .route("/keys/{id}/registrations", post(on_behalf::start))
+            .route("/registrations/{id}", get(on_behalf::page))
+            .route("/registrations/{id}/status", get(on_behalf::status))
             .route("/keys/{id}/suspend", post(key_actions::suspend))
             .route("/keys/{id}/resume", post(key_actions::resume))
             .route(
@@ -91,10 +103,15 @@ impl Console {
             .route("/api-keys", get(pages::api_keys))
             .route("/api-keys/create", post(pages::create_api_key))
             .route("/api-keys/{id}/revoke", post(pages::revoke_api_key))
-            .route("/policy", get(pages::policy))
+            .route(
+                "/policy",
+                get(policy_editor::page).post(policy_editor::save),
+            )
             .route("/attestation-root.pem", get(pages::attestation_root))
             .route("/admins", get(admins::page))
             .route("/admins/invite", post(admins::invite))
+            .route("/admins/{id}/role", post(admins::change_role))
+            .route("/admins/{id}/remove", post(admins::remove))
             .route("/static/console.css", get(stylesheet))
             .route("/static/console.js", get(script))
             .fallback(|| async {

@@ -1,4 +1,4 @@
-//! The console's pages: keys and users, audit log, API keys, policy, attestation root.
+//! The console's pages: keys and users, audit log, API keys, attestation root.
 //! Each action calls the same function the REST API does, with the admin as the actor.
 
 use axum::extract::{Path, Query, State};
@@ -10,7 +10,7 @@ use sqlx::Row;
 use super::error::ConsoleError;
 use super::forms::{Csrf, Post};
 use super::session::Session;
-use super::{views, Shared};
+use super::{audit_log, keys_list, views, Shared};
 use crate::{api, audit, clock, org};
 
 pub async fn home(_session: Session) -> Redirect {
@@ -40,6 +40,12 @@ pub struct KeyFilter {
     #[serde(default)]
     pub stale_days: String,
     pub notice: Option<String>,
+    /// The page: keys after this key's id (blank: from the first).
+    #[serde(default)]
+    pub after: String,
+    /// Keys per page (blank: the default).
+    #[serde(default)]
+    pub limit: String,
 }
 
 impl KeyFilter {
@@ -58,12 +64,6 @@ impl KeyFilter {
     }
 }
 
-/// Whether `k` is an active key whose last sign-in (else its activation) is before `before`.
-fn stale(k: &api::KeyEntry, before: &str) -> bool {
-    let seen = k.last_seen_at.as_deref().or(k.activated_at.as_deref());
-    k.status == "active" && seen.is_none_or(|t| t < before)
-}
-
 pub struct KeyRow {
     pub entry: api::KeyEntry,
     /// The open invite to resend, while the key is still `invited`.
@@ -75,72 +75,38 @@ pub async fn keys(
     session: Session,
     Query(filter): Query<KeyFilter>,
 ) -> Result<Response, ConsoleError> {
-    let pool = &state.app.pool;
-    let open_invites: std::collections::HashMap<String, String> =
-        sqlx::query("SELECT key_id, id FROM invites WHERE used_at IS NULL")
-            .fetch_all(pool)
-            .await?
-            .iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-            .collect::<Result<_, sqlx::Error>>()?;
-    let q = filter.q.trim().to_lowercase();
+    let search = filter.q.trim().to_lowercase();
     let stale_before = filter.stale_before()?;
-    let rows: Vec<KeyRow> = api::inventory(pool)
-        .await?
-        .into_iter()
-        .filter(|k| {
-            q.is_empty()
-                || k.email.to_lowercase().contains(&q)
-                || k.display_name.to_lowercase().contains(&q)
-        })
-        .filter(|k| filter.status.is_empty() || k.status == filter.status)
-        .filter(|k| {
-            stale_before
-                .as_deref()
-                .is_none_or(|before| stale(k, before))
-        })
-        .map(|entry| KeyRow {
-            invite_id: (entry.status == "invited")
-                .then(|| open_invites.get(&entry.id).cloned())
-                .flatten(),
-            entry,
-        })
-        .collect();
+    let limit = match filter.limit.trim() {
+        "" => keys_list::PAGE,
+        l => l
+            .parse()
+            .ok()
+            .filter(|n| (1..=keys_list::PAGE_MAX).contains(n))
+            .ok_or_else(|| {
+                ConsoleError::bad_request(format!(
+                    "limit is a whole number, 1 to {}",
+                    keys_list::PAGE_MAX
+                ))
+            })?,
+    };
+    let after = Some(filter.after.trim()).filter(|a| !a.is_empty());
+    let (rows, next) = keys_list::page(
+        &state.app.pool,
+        &keys_list::Query {
+            search: &search,
+            status: filter.status.trim(),
+            stale_before: stale_before.as_deref(),
+            after,
+            limit,
+        },
+    )
+    .await?;
     let notice = notice(filter.notice.as_deref());
-    Ok(Html(views::keys(&state, &session, &filter, &rows, notice)?).into_response())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn key(status: &str, activated: Option<&str>, seen: Option<&str>) -> api::KeyEntry {
-        api::KeyEntry {
-            id: "k".into(),
-            email: "a@acme.example".into(),
-            display_name: "A".into(),
-            status: status.into(),
-            created_at: "2026-01-01T00:00:00Z".into(),
-            activated_at: activated.map(String::from),
-            last_seen_at: seen.map(String::from),
-            device_name: None,
-            platform: None,
-            status_reason: None,
-            status_actor: None,
-        }
-    }
-
-    #[test]
-    fn a_key_is_stale_when_active_and_not_seen_since_the_cutoff() {
-        let cut = "2026-03-01T00:00:00Z";
-        let (old, new) = (Some("2026-02-01T00:00:00Z"), Some("2026-03-02T00:00:00Z"));
-        assert!(stale(&key("active", old, old), cut));
-        assert!(stale(&key("active", old, None), cut)); // never used since activation
-        assert!(!stale(&key("active", old, new), cut));
-        assert!(!stale(&key("active", new, None), cut));
-        assert!(!stale(&key("suspended", old, old), cut));
-        assert!(!stale(&key("invited", None, None), cut));
-    }
+    Ok(Html(views::keys(
+        &state, &session, &filter, &rows, notice, next, limit,
+    )?)
+    .into_response())
 }
 
 #[derive(Deserialize)]
@@ -193,6 +159,12 @@ pub struct AuditFilter {
     #[serde(default)]
     pub to: String,
     pub format: Option<String>,
+    /// The page: entries before this sequence number (blank: from the newest).
+    #[serde(default)]
+    pub before: String,
+    /// Entries per page (blank: the default).
+    #[serde(default)]
+    pub limit: String,
 }
 
 impl AuditFilter {
@@ -217,12 +189,42 @@ impl AuditFilter {
         Ok(Some(clock::format(day.midnight().assume_utc())))
     }
 
-    /// The entries that match (the chain is verified on all of them, elsewhere).
-    pub fn apply(&self, entries: Vec<audit::Entry>) -> Result<Vec<audit::Entry>, ConsoleError> {
-        let (from, to) = (
+    /// The time range's bounds, as stored times: from (inclusive), to (exclusive).
+    pub fn bounds(&self) -> Result<(Option<String>, Option<String>), ConsoleError> {
+        Ok((
             Self::bound(&self.from, false)?,
             Self::bound(&self.to, true)?,
-        );
+        ))
+    }
+
+    /// The page asked for: before which entry, and how many.
+    fn page(&self) -> Result<(Option<i64>, i64), ConsoleError> {
+        let before =
+            match self.before.trim() {
+                "" => None,
+                b => Some(b.parse().map_err(|_| {
+                    ConsoleError::bad_request("before is an entry's sequence number")
+                })?),
+            };
+        let limit = match self.limit.trim() {
+            "" => audit_log::PAGE,
+            l => l
+                .parse()
+                .ok()
+                .filter(|n| (1..=audit_log::PAGE_MAX).contains(n))
+                .ok_or_else(|| {
+                    ConsoleError::bad_request(format!(
+                        "limit is a whole number, 1 to {}",
+                        audit_log::PAGE_MAX
+                    ))
+                })?,
+        };
+        Ok((before, limit))
+    }
+
+    /// The entries that match, of those given (the SQL query narrows them first).
+    pub fn apply(&self, entries: Vec<audit::Entry>) -> Result<Vec<audit::Entry>, ConsoleError> {
+        let (from, to) = self.bounds()?;
         let user = self.user.trim().to_lowercase();
         let (rp, action) = (self.rp.trim(), self.action.trim());
         Ok(entries
@@ -252,11 +254,14 @@ pub async fn audit(
     session: Session,
     Query(filter): Query<AuditFilter>,
 ) -> Result<Response, ConsoleError> {
-    let entries = audit::all(&state.app.pool).await?;
-    let chain = audit::verify(&entries);
-    let mut shown = filter.apply(entries)?;
-    shown.reverse();
-    Ok(Html(views::audit(&state, &session, &filter, &shown, &chain)?).into_response())
+    let pool = &state.app.pool;
+    let (before, limit) = filter.page()?;
+    let chain = audit_log::verify(pool, &state.audit_chain).await?;
+    let (shown, next) = audit_log::page(pool, &filter, before, limit).await?;
+    Ok(Html(views::audit(
+        &state, &session, &filter, &shown, &chain, next, limit,
+    )?)
+    .into_response())
 }
 
 pub async fn audit_export(
@@ -264,7 +269,7 @@ pub async fn audit_export(
     _session: Session,
     Query(filter): Query<AuditFilter>,
 ) -> Result<Response, ConsoleError> {
-    let entries = filter.apply(audit::all(&state.app.pool).await?)?;
+    let entries = audit_log::all(&state.app.pool, &filter).await?;
     let (content_type, name, text) = match filter.format.as_deref().unwrap_or("ndjson") {
         "ndjson" => (
             "application/x-ndjson",
@@ -323,7 +328,7 @@ async fn api_key_rows(pool: &sqlx::AnyPool) -> Result<Vec<ApiKeyRow>, sqlx::Erro
 
 #[derive(Deserialize)]
 pub struct NoticeQuery {
-    notice: Option<String>,
+    pub notice: Option<String>,
 }
 
 pub async fn api_keys(
@@ -410,19 +415,6 @@ pub async fn revoke_api_key(
         ));
     }
     Ok(Redirect::to("/console/api-keys?notice=revoked").into_response())
-}
-
-pub async fn policy(
-    State(state): State<Shared>,
-    session: Session,
-) -> Result<Response, ConsoleError> {
-    let policy = crate::policy::load(&state.app.pool)
-        .await
-        .map_err(ConsoleError::internal)?;
-    let stale_days = crate::stale::load(&state.app.pool)
-        .await
-        .map_err(ConsoleError::internal)?;
-    Ok(Html(views::policy(&state, &session, &policy, stale_days)?).into_response())
 }
 
 pub async fn attestation_root(State(state): State<Shared>, _session: Session) -> Response {

@@ -1,4 +1,5 @@
-//! SCIM 2.0 user provisioning (RFC 7643 resources, RFC 7644 protocol) at `/scim/v2/Users`, for
+//! SCIM 2.0 user provisioning (RFC 7643 resources, RFC 7644 protocol) at `/scim/v2/Users`
+//! (discovery in `scim_discovery.rs`), for
 //! a directory such as Entra ID or Okta, authenticated with an API key of scope `scim` (`Authorization: Bearer`).
 //!
 //! A user the directory creates is invited (the same invite as the REST API's); deactivating
@@ -26,7 +27,7 @@ use crate::{audit, clock, secret};
 type Shared = std::sync::Arc<AppState>;
 
 pub(super) const GROUP: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
-const USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
+pub(super) const USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 pub(super) const LIST: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
 const ERROR: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
 /// Most resources one list response carries (RFC 7644 §3.4.2.4 lets the server cap `count`).
@@ -49,11 +50,26 @@ pub fn router(state: Shared) -> Router {
             "/Users/{id}",
             get(read).put(replace).patch(patch).delete(delete),
         )
+        .route(
+            "/ServiceProviderConfig",
+            get(super::scim_discovery::service_provider_config),
+        )
+        .route(
+            "/ResourceTypes",
+            get(super::scim_discovery::list_resource_types),
+        )
+        .route(
+            "/ResourceTypes/{id}",
+            get(super::scim_discovery::read_resource_type),
+        )
+        .route("/Schemas", get(super::scim_discovery::list_schemas))
+        .route("/Schemas/{id}", get(super::scim_discovery::read_schema))
         .fallback(|| async {
             ScimError {
                 status: StatusCode::NOT_FOUND,
                 scim_type: None,
-                detail: "this server provisions /Users and /Groups".into(),
+                detail: "this server provisions /Users and /Groups (see /ServiceProviderConfig)"
+                    .into(),
             }
         })
         .with_state(state)

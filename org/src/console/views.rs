@@ -6,11 +6,15 @@ use super::admins::AdminRow;
 use super::error::ConsoleError;
 use super::import::ImportRow;
 use super::key_actions::KeySummary;
+use super::on_behalf::{UserPage, DEFAULT_ORIGIN};
 use super::pages::{ApiKeyRow, AuditFilter, KeyFilter, KeyRow};
-use super::session::Session;
+use super::policy_editor::PolicyForm;
+use super::session::{Role, Session};
 use super::Console;
 use crate::audit;
 use crate::org::Policy;
+use crate::policy::Invalid;
+use crate::registrations::Registration;
 
 /// What every page's frame shows: the organisation, the admin, the navigation.
 pub struct Chrome<'a> {
@@ -111,6 +115,8 @@ struct Keys<'a> {
     rows: &'a [KeyRow],
     notice: Option<&'a str>,
     statuses: [&'static str; 4],
+    /// The next page's link, if there is one.
+    next: Option<String>,
 }
 
 pub fn keys(
@@ -119,13 +125,26 @@ pub fn keys(
     filter: &KeyFilter,
     rows: &[KeyRow],
     notice: Option<&str>,
+    next: Option<String>,
+    limit: i64,
 ) -> Result<String, ConsoleError> {
+    let next = next.map(|after| {
+        let q = encode(&[
+            ("q", &filter.q),
+            ("status", &filter.status),
+            ("stale_days", &filter.stale_days),
+            ("after", &after),
+            ("limit", &limit.to_string()),
+        ]);
+        format!("/console/keys?{q}")
+    });
     render(&Keys {
         chrome: Chrome::signed_in(console, session, "keys"),
         filter,
         rows,
         notice,
         statuses: ["invited", "active", "suspended", "revoked"],
+        next,
     })
 }
 
@@ -139,16 +158,12 @@ struct Audit<'a> {
     chain_ok: bool,
     chain_text: String,
     export_query: String,
+    /// The next (older) page's link, if there is one.
+    older: Option<String>,
 }
 
-fn query_string(filter: &AuditFilter) -> String {
-    let pairs = [
-        ("user", &filter.user),
-        ("rp", &filter.rp),
-        ("action", &filter.action),
-        ("from", &filter.from),
-        ("to", &filter.to),
-    ];
+/// A query string of the pairs whose values are not blank.
+fn encode(pairs: &[(&str, &str)]) -> String {
     let mut url = url::Url::parse("http://x/").expect("a fixed URL parses");
     {
         let mut q = url.query_pairs_mut();
@@ -161,12 +176,24 @@ fn query_string(filter: &AuditFilter) -> String {
     url.query().unwrap_or("").to_string()
 }
 
+fn query_string(filter: &AuditFilter) -> String {
+    encode(&[
+        ("user", &filter.user),
+        ("rp", &filter.rp),
+        ("action", &filter.action),
+        ("from", &filter.from),
+        ("to", &filter.to),
+    ])
+}
+
 pub fn audit(
     console: &Console,
     session: &Session,
     filter: &AuditFilter,
     entries: &[audit::Entry],
-    chain: &Result<usize, audit::Broken>,
+    chain: &Result<i64, audit::Broken>,
+    next: Option<i64>,
+    limit: i64,
 ) -> Result<String, ConsoleError> {
     let (chain_ok, chain_text) = match chain {
         Ok(n) => (true, format!("Chain intact: {n} entries verified.")),
@@ -175,13 +202,19 @@ pub fn audit(
             format!("Chain broken at entry {}: {}.", b.seq, b.reason),
         ),
     };
+    let export_query = query_string(filter);
+    let older = next.map(|before| {
+        let sep = if export_query.is_empty() { "" } else { "&" };
+        format!("/console/audit?{export_query}{sep}before={before}&limit={limit}")
+    });
     render(&Audit {
         chrome: Chrome::signed_in(console, session, "audit"),
         filter,
         entries,
         chain_ok,
         chain_text,
-        export_query: query_string(filter),
+        export_query,
+        older,
     })
 }
 
@@ -216,6 +249,19 @@ struct PolicyPage<'a> {
     policy: &'a Policy,
     /// The stale-key policy's period in days; `None` when off.
     stale_days: Option<u16>,
+    /// The editor's values: the stored policy, or what was posted when refused.
+    form: &'a PolicyForm,
+    error: Option<&'a Invalid>,
+    notice: Option<&'a str>,
+}
+
+impl PolicyPage<'_> {
+    /// The refusal to show next to `field`, if it is the field at fault.
+    fn error_for(&self, field: &str) -> Option<&str> {
+        self.error
+            .filter(|e| e.field == field)
+            .map(|e| e.message.as_str())
+    }
 }
 
 pub fn policy(
@@ -223,11 +269,17 @@ pub fn policy(
     session: &Session,
     policy: &Policy,
     stale_days: Option<u16>,
+    form: &PolicyForm,
+    error: Option<&Invalid>,
+    notice: Option<&str>,
 ) -> Result<String, ConsoleError> {
     render(&PolicyPage {
         chrome: Chrome::signed_in(console, session, "policy"),
         policy,
         stale_days,
+        form,
+        error,
+        notice,
     })
 }
 
@@ -237,6 +289,8 @@ struct Admins<'a> {
     chrome: Chrome<'a>,
     admins: &'a [AdminRow],
     new_link: Option<&'a str>,
+    notice: Option<&'a str>,
+    roles: [(&'static str, &'static str); 3],
 }
 
 pub fn admins(
@@ -244,11 +298,14 @@ pub fn admins(
     session: &Session,
     admins: &[AdminRow],
     new_link: Option<&str>,
+    notice: Option<&str>,
 ) -> Result<String, ConsoleError> {
     render(&Admins {
         chrome: Chrome::signed_in(console, session, "admins"),
         admins,
         new_link,
+        notice,
+        roles: [Role::Owner, Role::KeyAdmin, Role::Auditor].map(|r| (r.as_str(), r.label())),
     })
 }
 
@@ -294,5 +351,42 @@ pub fn confirm_revoke(
     render(&ConfirmRevoke {
         chrome: Chrome::signed_in(console, session, "keys"),
         key,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "console/user.html")]
+struct User<'a> {
+    chrome: Chrome<'a>,
+    page: &'a UserPage,
+    default_origin: &'static str,
+}
+
+pub fn user(console: &Console, session: &Session, page: &UserPage) -> Result<String, ConsoleError> {
+    render(&User {
+        chrome: Chrome::signed_in(console, session, "keys"),
+        page,
+        default_origin: DEFAULT_ORIGIN,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "console/registration.html")]
+struct RegistrationPage<'a> {
+    chrome: Chrome<'a>,
+    r: &'a Registration,
+    graph_body: Option<&'a str>,
+}
+
+pub fn registration(
+    console: &Console,
+    session: &Session,
+    r: &Registration,
+    graph_body: Option<&str>,
+) -> Result<String, ConsoleError> {
+    render(&RegistrationPage {
+        chrome: Chrome::signed_in(console, session, "keys"),
+        r,
+        graph_body,
     })
 }

@@ -1,6 +1,7 @@
 // The console's only script: runs the WebAuthn ceremonies of the sign-in and enrolment
-// pages. The server (webauthn-rs) makes the options and verifies the results; this file only
-// converts between its JSON (base64url strings) and the browser's ArrayBuffers.
+// pages (the server, webauthn-rs, makes the options and verifies the results; this file only
+// converts between its JSON, base64url strings, and the browser's ArrayBuffers), and keeps a
+// registration's page up to date while the phone has not answered.
 "use strict";
 
 function b64urlToBuf(s) {
@@ -94,7 +95,61 @@ function wire(id, run) {
   });
 }
 
+// How often a pending registration's page asks for its status.
+const POLL_MS = 1500;
+
+// Polls the registration's status until it is no longer pending, then shows the outcome and,
+// once completed, the Graph body.
+function watchRegistration(section) {
+  const shown = document.getElementById("registration-status");
+  const show = (status) => {
+    shown.textContent = status;
+    shown.className = "status status-" + status;
+    section.dataset.status = status;
+  };
+  const poll = async () => {
+    let reg;
+    try {
+      const resp = await fetch(section.dataset.statusUrl, { credentials: "same-origin" });
+      if (!resp.ok) throw new Error("the server answered " + resp.status);
+      reg = await resp.json();
+    } catch (e) {
+      // Signed out, or the server is away: say so rather than show a stale status.
+      show("unknown (not watching: reload the page)");
+      return;
+    }
+    show(reg.status);
+    if (reg.status === "pending") {
+      setTimeout(poll, POLL_MS);
+      return;
+    }
+    document.getElementById("registration-hint").hidden = true;
+    if (reg.graph_body) {
+      document.getElementById("graph-body").value = JSON.stringify(reg.graph_body, null, 2);
+      document.getElementById("graph").hidden = false;
+    }
+  };
+  if (section.dataset.status === "pending") setTimeout(poll, POLL_MS);
+}
+
+async function copyGraphBody() {
+  const text = document.getElementById("graph-body");
+  const said = document.getElementById("copy-status");
+  try {
+    await navigator.clipboard.writeText(text.value);
+    said.textContent = "Copied.";
+  } catch (e) {
+    // No clipboard permission: select it for the keyboard's copy instead.
+    text.select();
+    said.textContent = "Selected: press Ctrl+C (⌘C) to copy.";
+  }
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   wire("enrol-form", enrol);
   wire("sign-in-form", signIn);
+  const registration = document.getElementById("registration");
+  if (registration) watchRegistration(registration);
+  const copy = document.getElementById("copy-graph-body");
+  if (copy) copy.addEventListener("click", copyGraphBody);
 });

@@ -1,0 +1,123 @@
+//! The keys page's read: search, status and the stale-keys report run in SQL, a page at a
+//! time by keyset on `(created_at, id)`, oldest first, as the REST API's inventory pages.
+
+use sqlx::{AnyPool, Row};
+
+use super::audit_log::like_escape;
+use super::error::ConsoleError;
+use super::pages::KeyRow;
+use crate::api::KeyEntry;
+
+/// Keys one page shows unless the request asks for fewer.
+pub const PAGE: i64 = 100;
+/// The most one page shows.
+pub const PAGE_MAX: i64 = 500;
+
+/// What to list: each part optional, all must match.
+pub struct Query<'a> {
+    /// Part of the e-mail address or the display name, lower-case.
+    pub search: &'a str,
+    pub status: &'a str,
+    /// Active keys last seen (else activated) before this time, or never.
+    pub stale_before: Option<&'a str>,
+    /// The page: keys after this one.
+    pub after: Option<&'a str>,
+    pub limit: i64,
+}
+
+/// One page of keys, and the `after` of the next page if there are more.
+pub async fn page(
+    pool: &AnyPool,
+    q: &Query<'_>,
+) -> Result<(Vec<KeyRow>, Option<String>), ConsoleError> {
+    let mut parts: Vec<String> = Vec::new();
+    let mut binds: Vec<String> = Vec::new();
+    let mut push = |sql: &str, values: Vec<String>| {
+        let mut sql = sql.to_string();
+        for v in values {
+            binds.push(v);
+            sql = sql.replacen("{}", &format!("${}", binds.len()), 1);
+        }
+        parts.push(sql);
+    };
+    if !q.search.is_empty() {
+        let pattern = format!("%{}%", like_escape(q.search));
+        push(
+            "(lower(k.email) LIKE {} ESCAPE '\\' OR lower(k.display_name) LIKE {} ESCAPE '\\')",
+            vec![pattern.clone(), pattern],
+        );
+    }
+    if !q.status.is_empty() {
+        push("k.status = {}", vec![q.status.to_string()]);
+    }
+    if let Some(before) = q.stale_before {
+        push(
+            "k.status = 'active' AND (COALESCE(k.last_seen_at, k.activated_at) IS NULL \
+             OR COALESCE(k.last_seen_at, k.activated_at) < {})",
+            vec![before.to_string()],
+        );
+    }
+    if let Some(after) = q.after {
+        let exists: Option<String> = sqlx::query("SELECT created_at FROM keys WHERE id = $1")
+            .bind(after)
+            .fetch_optional(pool)
+            .await?
+            .map(|r| r.try_get(0))
+            .transpose()?;
+        let created = exists
+            .ok_or_else(|| ConsoleError::bad_request("after must name a key of a previous page"))?;
+        push(
+            "(k.created_at > {} OR (k.created_at = {} AND k.id > {}))",
+            vec![created.clone(), created, after.to_string()],
+        );
+    }
+    let condition = if parts.is_empty() {
+        "1 = 1".to_string()
+    } else {
+        parts.join(" AND ")
+    };
+    // One more than asked: whether it exists says if there is a next page.
+    let sql = format!(
+        "SELECT k.id, k.email, k.display_name, k.status, k.created_at, k.activated_at, \
+         k.last_seen_at, k.device_name, k.platform, k.status_reason, k.status_actor, \
+         (SELECT MAX(i.id) FROM invites i WHERE i.key_id = k.id AND i.used_at IS NULL) \
+         FROM keys k WHERE {condition} ORDER BY k.created_at, k.id LIMIT {}",
+        q.limit + 1
+    );
+    let mut query = sqlx::query(&sql);
+    for b in &binds {
+        query = query.bind(b);
+    }
+    let mut rows = query
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(|r| {
+            let entry = KeyEntry {
+                id: r.try_get(0)?,
+                email: r.try_get(1)?,
+                display_name: r.try_get(2)?,
+                status: r.try_get(3)?,
+                created_at: r.try_get(4)?,
+                activated_at: r.try_get(5)?,
+                last_seen_at: r.try_get(6)?,
+                device_name: r.try_get(7)?,
+                platform: r.try_get(8)?,
+                status_reason: r.try_get(9)?,
+                status_actor: r.try_get(10)?,
+            };
+            let invite: Option<String> = r.try_get(11)?;
+            Ok(KeyRow {
+                invite_id: invite.filter(|_| entry.status == "invited"),
+                entry,
+            })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    let next = if rows.len() as i64 > q.limit {
+        rows.truncate(q.limit as usize);
+        rows.last().map(|r| r.entry.id.clone())
+    } else {
+        None
+    };
+    Ok((rows, next))
+}
