@@ -31,6 +31,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::config::READ_BUFFER;
 use crate::limits::ConnSlot;
 use crate::mailbox_store::{SetOutcome, StoreError};
 use crate::push::PushError;
@@ -75,14 +76,9 @@ impl Default for PairingLimits {
     }
 }
 
-/// Websocket settings of a pairing connection.
-///
-/// The read buffer is allocated and zero-filled for every connection for its whole life, so
-/// it is most of the relay's memory per idle connection: 8 KiB made it ≈ 14.6 KiB, 1 KiB
-/// ≈ 7.8 KiB (docs/relay.md §8). A larger frame still arrives whole: the buffer grows to the
-/// frame's length (up to `MAX_RELAY_FRAME`), read 1 KiB per call.
-const READ_BUFFER: usize = 1024;
-
+/// Websocket settings of a pairing connection: the relay's small read buffer
+/// ([`READ_BUFFER`], most of the memory of an idle connection), frames up to
+/// `MAX_RELAY_FRAME`.
 fn websocket_config() -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER)

@@ -238,6 +238,23 @@ async fn a_tunnel_joins_across_nodes() {
     assert_eq!(closed(phone).await, (1000, "done".to_string()));
 }
 
+/// caBLE across nodes: a message of the largest size crosses whole both ways (read 1 KiB per
+/// system call on each node, carried in one PUBLISH).
+#[tokio::test]
+async fn a_largest_tunnel_message_crosses_nodes() {
+    let redis = Redis::start();
+    let (a, b) = (node(&redis.url(), &[]), node(&redis.url(), &[]));
+    let tunnel = tunnel_id();
+    let (mut phone, routing) = open(a.addr, &tunnel).await;
+    let mut browser = join(b.addr, &routing, &tunnel).await;
+    let max = pocketkey_relay::Config::default().max_message_size;
+    let big: Vec<u8> = (0..max).map(|n| (n % 253) as u8).collect();
+    send(&mut browser, &big).await;
+    assert_eq!(recv(&mut phone).await, big);
+    send(&mut phone, &big).await;
+    assert_eq!(recv(&mut browser).await, big);
+}
+
 /// caBLE across nodes, the other way round: the phone closes (here by going away without a
 /// close frame), the browser on the other node gets 1001.
 #[tokio::test]
