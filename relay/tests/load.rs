@@ -70,6 +70,8 @@ fn idle_connections_are_measured_from_outside() {
     // per connection growing back fails here.
     assert!(per_connection < 13.0, "{figures:?}");
     figures["idle_cpu_percent"].parse::<f64>().unwrap();
+    // The held connections are read (they answer pings) and none was closed.
+    assert_eq!(figures["connections_closed"], "0", "{figures:?}");
 }
 
 #[test]
