@@ -96,12 +96,23 @@ impl Default for Config {
     }
 }
 
+/// The websocket read buffer of every relay socket (caBLE tunnels and pairing connections).
+///
+/// tungstenite allocates it per socket for the socket's life and zero-fills it before each
+/// read, so all of it is resident: 8 KiB made a pairing connection ≈ 14.6 KiB, 1 KiB ≈ 7.8 KiB
+/// (docs/relay.md §8). It bounds only how much one system call reads: a larger frame still
+/// arrives whole, the buffer growing to the frame (at most the socket's message limit), read
+/// 1 KiB per call. caBLE messages are one Noise handshake message (about a hundred bytes) or
+/// one encrypted CTAP request or response (hundreds of bytes to a few KiB), so a larger
+/// buffer saves a few reads per tunnel at most.
+pub(crate) const READ_BUFFER: usize = 1024;
+
 impl Config {
     /// The websocket settings every relay socket gets: messages and frames bounded by
     /// `max_message_size`, small buffers (a tunnel carries few, small messages).
     pub(crate) fn websocket(&self) -> WebSocketConfig {
         WebSocketConfig::default()
-            .read_buffer_size(8 * 1024)
+            .read_buffer_size(READ_BUFFER)
             .write_buffer_size(0)
             .max_write_buffer_size(self.max_message_size.saturating_mul(2).max(64 * 1024))
             .max_message_size(Some(self.max_message_size))

@@ -212,6 +212,7 @@ pub fn serve_with(
     });
     if let Some(mesh) = shared.mesh.clone() {
         let live = Arc::downgrade(&shared);
+        let again = live.clone();
         let stop = shared.shutdown.clone();
         tokio::spawn(mesh.listen(
             move |message| {
@@ -221,6 +222,11 @@ pub fn serve_with(
                     } else {
                         shared.live.deliver(message);
                     }
+                }
+            },
+            move || {
+                if let Some(shared) = again.upgrade() {
+                    tokio::spawn(pairing::announce_again(shared));
                 }
             },
             stop,

@@ -227,11 +227,20 @@ async fn idle(relay: SocketAddr, pid: u32, pairings: u32, idle_secs: u64) -> Res
     let idle_secs = idle_secs.min(60);
     let (rss_before, _) = usage(pid)?;
     let started = Instant::now();
-    let mut held = Vec::with_capacity(2 * pairings as usize);
+    // Each connection is read, as an idle client's would be: that answers the relay's pings,
+    // which otherwise closes a connection silent for its silence timeout (75 s), inside the
+    // window when the attaches take long.
+    let mut held = tokio::task::JoinSet::new();
+    let closed = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     for n in 0..pairings {
         let keys = keys();
         for role in [Role::Bridge, Role::Phone] {
-            held.push(connect(source(n), relay, &keys, role).await?);
+            let mut ws = connect(source(n), relay, &keys, role).await?;
+            let closed = closed.clone();
+            held.spawn(async move {
+                while let Some(Ok(_)) = ws.next().await {}
+                closed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            });
         }
     }
     let attach_secs = started.elapsed().as_secs_f64();
@@ -253,7 +262,11 @@ async fn idle(relay: SocketAddr, pid: u32, pairings: u32, idle_secs: u64) -> Res
         "idle_cpu_percent\t{:.2}",
         (cpu_end - cpu_start) as f64 / ticks_per_second() / idle_secs.max(1) as f64 * 100.0
     );
-    drop(held);
+    println!(
+        "connections_closed\t{}",
+        closed.load(std::sync::atomic::Ordering::Relaxed)
+    );
+    held.abort_all();
     Ok(())
 }
 

@@ -31,6 +31,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::config::READ_BUFFER;
 use crate::limits::ConnSlot;
 use crate::mailbox_store::{SetOutcome, StoreError};
 use crate::push::PushError;
@@ -75,14 +76,9 @@ impl Default for PairingLimits {
     }
 }
 
-/// Websocket settings of a pairing connection.
-///
-/// The read buffer is allocated and zero-filled for every connection for its whole life, so
-/// it is most of the relay's memory per idle connection: 8 KiB made it ≈ 14.6 KiB, 1 KiB
-/// ≈ 7.8 KiB (docs/relay.md §8). A larger frame still arrives whole: the buffer grows to the
-/// frame's length (up to `MAX_RELAY_FRAME`), read 1 KiB per call.
-const READ_BUFFER: usize = 1024;
-
+/// Websocket settings of a pairing connection: the relay's small read buffer
+/// ([`READ_BUFFER`], most of the memory of an idle connection), frames up to
+/// `MAX_RELAY_FRAME`.
 fn websocket_config() -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER)
@@ -246,6 +242,27 @@ impl LiveMailboxes {
         }
     }
 
+    /// Every attached connection of this node: mailbox, role, connection id.
+    fn attached(&self) -> Vec<(MailboxId, Role, u64)> {
+        let map = self.lock();
+        let mut all = Vec::with_capacity(map.len() * 2);
+        for (mailbox, slots) in map.iter() {
+            for (role, conn) in [(Role::Bridge, &slots.bridge), (Role::Phone, &slots.phone)] {
+                if let Some(conn) = conn {
+                    all.push((*mailbox, role, conn.id));
+                }
+            }
+        }
+        all
+    }
+
+    /// Whether connection `id` is still the one of `role` here.
+    fn is_current(&self, mailbox: MailboxId, role: Role, id: u64) -> bool {
+        self.lock()
+            .get_mut(&mailbox)
+            .is_some_and(|slots| slots.get(role).as_ref().is_some_and(|c| c.id == id))
+    }
+
     /// Whether any connection of this node is attached to `mailbox`.
     fn has(&self, mailbox: MailboxId) -> bool {
         self.lock().contains_key(&mailbox)
@@ -272,6 +289,46 @@ impl LiveMailboxes {
             }
         }
     }
+}
+
+/// Sets the presence of every connection of this node again, after the node lost Redis and
+/// found it back (`RedisState::listen`): a Redis restarted without persistence has forgotten
+/// them, and without this a peer on another node would get `peer_absent` until each
+/// connection's next ping (`ping_interval`). A presence another connection took meanwhile is
+/// left alone (the refresh script sets only a missing or its own).
+pub(crate) async fn announce_again(shared: Arc<Shared>) {
+    /// Refreshes in flight at once, on the node's one multiplexed Redis connection.
+    const CONCURRENT: usize = 64;
+    /// Tries per presence: the call connection may reconnect a moment after the subscriber.
+    const TRIES: u32 = 5;
+    let Some(mesh) = shared.mesh.clone() else {
+        return;
+    };
+    let attached = shared.live.attached();
+    let count = attached.len();
+    futures_util::stream::iter(attached)
+        .for_each_concurrent(CONCURRENT, |(mailbox, role, id)| {
+            let (mesh, shared) = (mesh.clone(), shared.clone());
+            async move {
+                for _ in 0..TRIES {
+                    // One that ended meanwhile must not be announced present.
+                    if !shared.live.is_current(mailbox, role, id) {
+                        return;
+                    }
+                    match mesh.refresh(mailbox, role, id).await {
+                        Ok(()) => return,
+                        Err(e) => debug!(error = %e, "presence not announced again yet"),
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        })
+        .await;
+    info!(
+        event = "presences_announced",
+        connections = count,
+        "presences announced to redis again"
+    );
 }
 
 /// A token bucket.

@@ -337,10 +337,13 @@ impl RedisState {
     }
 
     /// Receives the messages of other nodes for this node's connections until `stop`,
-    /// subscribing again (backing off up to 2 s) whenever Redis goes away.
+    /// subscribing again (backing off up to 2 s) whenever Redis goes away, and then calling
+    /// `resubscribed`: the Redis that came back may have lost everything (a restart without
+    /// persistence), so the node's connections must announce themselves again.
     pub(crate) async fn listen(
         self: Arc<Self>,
         deliver: impl Fn(NodeMessage),
+        resubscribed: impl Fn(),
         stop: tokio_util::sync::CancellationToken,
     ) {
         let mut backoff = Duration::from_millis(100);
@@ -361,6 +364,7 @@ impl RedisState {
                         Ok(pubsub) => {
                             info!(event = "redis_subscribed", node = %self.node, "listening to other nodes again");
                             backoff = Duration::from_millis(100);
+                            resubscribed();
                             pubsub
                         }
                         Err(error) => {

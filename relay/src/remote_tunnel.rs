@@ -7,9 +7,12 @@
 //! tunnel (the registry says which) before it answers 101, then both send DATA (one message)
 //! and, once, CLOSE (the close frame the other socket gets, as [`End::close_frame_for`] says).
 //! What arrives for a tunnel waits in its bounded inbox here; a full inbox ends the tunnel.
+//! Each half also checks every [`PEER_CHECK`] that the other node still listens, so that a
+//! node that dies without a word does not leave the surviving socket open until its lifetime.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use pocketkey_core::pairing::mailbox::MailboxId;
@@ -30,6 +33,16 @@ use crate::Shared;
 /// Messages that may wait for a tunnel's socket; one more ends the tunnel (a socket that
 /// does not read, or a flood).
 const INBOX: usize = 64;
+
+/// How often a half asks whether the other half's node is still there. A node that dies
+/// (SIGKILL, a crash) sends no close; its subscription ends with its Redis connection, so a
+/// PUBLISH to its channel reaches nobody.
+const PEER_CHECK: Duration = Duration::from_secs(1);
+
+/// Unanswered checks in a row that end the half (1001): more than one, so that the other
+/// node's subscriber reconnecting after a Redis blip (its first retry after 0.1 s) does not
+/// end a live tunnel.
+const PEER_MISSES: u32 = 2;
 
 /// What the other node sent for a tunnel.
 #[derive(Debug)]
@@ -226,8 +239,26 @@ pub(crate) async fn pump(
                 return end;
             }
         }
+        let mut check = tokio::time::interval(PEER_CHECK);
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut misses = 0;
         loop {
             tokio::select! {
+                _ = check.tick() => {
+                    let probe = message(kind::PROBE, tunnel, side.other(), Vec::new());
+                    match mesh.publish_to(node, &probe).await {
+                        Ok(true) => misses = 0,
+                        Ok(false) => {
+                            misses += 1;
+                            if misses >= PEER_MISSES {
+                                return gone("its node is gone".into());
+                            }
+                        }
+                        // Redis away: the next message across fails and ends the tunnel;
+                        // a check alone does not.
+                        Err(_) => {}
+                    }
+                }
                 item = rx.next() => match classify(side, item) {
                     Incoming::Data(data) => {
                         if !counters.admit(side, data.len(), config.max_messages_per_tunnel) {

@@ -70,6 +70,8 @@ fn idle_connections_are_measured_from_outside() {
     // per connection growing back fails here.
     assert!(per_connection < 13.0, "{figures:?}");
     figures["idle_cpu_percent"].parse::<f64>().unwrap();
+    // The held connections are read (they answer pings) and none was closed.
+    assert_eq!(figures["connections_closed"], "0", "{figures:?}");
 }
 
 #[test]
@@ -117,6 +119,13 @@ fn check_traffic(figures: &HashMap<String, String>, pairings: u32) {
     assert_eq!(figures["requests_unanswered"], "0", "{figures:?}");
     assert!(figures.contains_key("step_1"), "{figures:?}");
     assert!(figures["max_frames_per_second"].parse::<f64>().unwrap() > 0.0);
+    // The 50 % and 90 % steps are shares of the most a step sustained.
+    assert!(
+        figures["sustained_frames_per_second"]
+            .parse::<f64>()
+            .unwrap()
+            > 0.0
+    );
     for at in ["at_50pct", "at_90pct"] {
         assert!(
             figures[&format!("{at}_frames_per_second")]

@@ -238,6 +238,23 @@ async fn a_tunnel_joins_across_nodes() {
     assert_eq!(closed(phone).await, (1000, "done".to_string()));
 }
 
+/// caBLE across nodes: a message of the largest size crosses whole both ways (read 1 KiB per
+/// system call on each node, carried in one PUBLISH).
+#[tokio::test]
+async fn a_largest_tunnel_message_crosses_nodes() {
+    let redis = Redis::start();
+    let (a, b) = (node(&redis.url(), &[]), node(&redis.url(), &[]));
+    let tunnel = tunnel_id();
+    let (mut phone, routing) = open(a.addr, &tunnel).await;
+    let mut browser = join(b.addr, &routing, &tunnel).await;
+    let max = pocketkey_relay::Config::default().max_message_size;
+    let big: Vec<u8> = (0..max).map(|n| (n % 253) as u8).collect();
+    send(&mut browser, &big).await;
+    assert_eq!(recv(&mut phone).await, big);
+    send(&mut phone, &big).await;
+    assert_eq!(recv(&mut browser).await, big);
+}
+
 /// caBLE across nodes, the other way round: the phone closes (here by going away without a
 /// close frame), the browser on the other node gets 1001.
 #[tokio::test]
@@ -250,6 +267,76 @@ async fn a_phone_gone_closes_the_browser_on_the_other_node() {
     send(&mut browser, b"hello").await;
     drop(phone);
     assert_eq!(closed(browser).await.0, 1001);
+}
+
+/// A node SIGKILLed while it holds one half of two tunnels (a phone's, a browser's): the
+/// other halves, on the surviving node, are closed with 1001 (going away) well before the
+/// tunnels' lifetime (10 minutes), once that node finds the dead node's channel unheard.
+#[tokio::test]
+async fn a_dead_nodes_tunnel_halves_close_the_other_halves() {
+    let redis = Redis::start();
+    let (mut a, b) = (node(&redis.url(), &[]), node(&redis.url(), &[]));
+    let (first, second) = (tunnel_id(), tunnel_id());
+    let (mut phone_on_a, routing) = open(a.addr, &first).await;
+    let mut browser_on_b = join(b.addr, &routing, &first).await;
+    let (mut phone_on_b, routing) = open(b.addr, &second).await;
+    let mut browser_on_a = join(a.addr, &routing, &second).await;
+    // Both tunnels joined and carrying messages.
+    send(&mut phone_on_a, b"one").await;
+    assert_eq!(recv(&mut browser_on_b).await, b"one");
+    send(&mut browser_on_a, b"two").await;
+    assert_eq!(recv(&mut phone_on_b).await, b"two");
+
+    a.child.kill().unwrap();
+    a.child.wait().unwrap();
+    assert_eq!(closed(browser_on_b).await.0, 1001);
+    assert_eq!(closed(phone_on_b).await.0, 1001);
+}
+
+/// Redis restarted empty (no persistence) under two nodes with a pairing across them: the
+/// nodes announce their connections again as soon as they are back on Redis, so frames cross
+/// again at once, not at each connection's next ping (30 s; the wait below is bounded at a
+/// third of that).
+#[tokio::test]
+async fn after_an_empty_redis_restart_frames_cross_nodes_again_without_a_ping() {
+    let mut redis = Redis::start();
+    let port = redis.port;
+    let (a, b) = (node(&redis.url(), &[]), node(&redis.url(), &[]));
+    let keys = pairing().2;
+    let mut bridge = attach(a.addr, &keys, Role::Bridge).await;
+    assert_eq!(frame(&mut bridge).await, ABSENT);
+    let mut phone = attach(b.addr, &keys, Role::Phone).await;
+    assert_eq!(frame(&mut phone).await, PRESENT);
+    assert_eq!(frame(&mut bridge).await, PRESENT);
+
+    redis.kill();
+    let _redis = Redis::on(port);
+    // Each frame either arrives or is answered `peer_absent` (no presence, or Redis not
+    // reached yet); the sender tries again until one arrives.
+    async fn crossed(from: &mut common::Ws, to: &mut common::Ws, what: &[u8]) {
+        loop {
+            put(from, data(what)).await;
+            tokio::select! {
+                got = frame(to) => {
+                    assert_eq!(got, data(what));
+                    return;
+                }
+                answer = frame(from) => {
+                    assert!(matches!(
+                        answer,
+                        RelayFrame::Error { code, .. } if code == RelayErrorCode::PeerAbsent as u8
+                    ), "{answer:?}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+    tokio::time::timeout(Duration::from_secs(10), async {
+        crossed(&mut bridge, &mut phone, b"to the phone").await;
+        crossed(&mut phone, &mut bridge, b"to the bridge").await;
+    })
+    .await
+    .expect("frames across nodes before the next ping");
 }
 
 /// The push target the phone registered through node A serves a WAKE on node B, and the

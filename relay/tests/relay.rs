@@ -390,6 +390,35 @@ async fn a_message_over_the_size_limit_closes_both_with_1009() {
     assert_eq!(closed(browser).await.0, 1009);
 }
 
+/// The sockets read 1 KiB per system call (relay/src/config.rs `READ_BUFFER`): a message of
+/// the largest size still arrives whole, both ways, in one frame and in fragments.
+#[tokio::test]
+async fn a_message_of_the_largest_size_passes_both_ways() {
+    let max = Config::default().max_message_size;
+    let relay = start(Config::default()).await;
+    let (mut phone, mut browser) = pair(relay.local_addr()).await;
+    let big: Vec<u8> = (0..max).map(|n| (n % 251) as u8).collect();
+    send(&mut browser, &big).await;
+    assert_eq!(recv(&mut phone).await, big);
+    send(&mut phone, &big).await;
+    assert_eq!(recv(&mut browser).await, big);
+    use tokio_tungstenite::tungstenite::protocol::frame::{
+        coding::{Data, OpCode},
+        Frame, FrameHeader,
+    };
+    let chunks: Vec<&[u8]> = big.chunks(3000).collect();
+    for (n, chunk) in chunks.iter().enumerate() {
+        let header = FrameHeader {
+            is_final: n + 1 == chunks.len(),
+            opcode: OpCode::Data(if n == 0 { Data::Binary } else { Data::Continue }),
+            ..FrameHeader::default()
+        };
+        let frame = Frame::from_payload(header, chunk.to_vec().into());
+        phone.send(Message::Frame(frame)).await.unwrap();
+    }
+    assert_eq!(recv(&mut browser).await, big);
+}
+
 #[tokio::test]
 async fn the_default_size_limit_is_64_kib() {
     let relay = start(Config::default()).await;
