@@ -59,7 +59,8 @@ class Listener:
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
         self.lines: queue.Queue = queue.Queue()
-        self.seen: list[str] = []
+        self.streams: dict[str, list[str]] = {"out": [], "err": []}
+        self.cursor = {"out": 0, "err": 0}
         for name, stream in (("out", self.proc.stdout), ("err", self.proc.stderr)):
             threading.Thread(target=self._read, args=(name, stream), daemon=True).start()
 
@@ -69,21 +70,28 @@ class Listener:
         self.lines.put((name, None))
 
     def wait_for(self, stream, text):
-        """Returns once `stream` ("out" or "err") printed a line containing `text`."""
+        """Returns the first line of `stream` ("out" or "err") after the last one this
+        returned for it that contains `text`. The two streams are read by two threads, so a
+        line of one may be queued before an earlier line of the other: each is kept in its
+        own list, and nothing read while waiting for the other stream is lost."""
         closed = set()
         while True:
+            lines = self.streams[stream]
+            for at in range(self.cursor[stream], len(lines)):
+                if text in lines[at]:
+                    self.cursor[stream] = at + 1
+                    return lines[at]
+            self.cursor[stream] = len(lines)
             try:
                 name, line = self.lines.get(timeout=WAIT)
             except queue.Empty:
-                raise AssertionError(f"no {text!r} on std{stream}; saw {self.seen}") from None
+                raise AssertionError(f"no {text!r} on std{stream}; saw {self.streams}") from None
             if line is None:
                 closed.add(name)
                 if closed == {"out", "err"}:
-                    raise AssertionError(f"exited ({self.proc.wait()}) before {text!r}; saw {self.seen}")
+                    raise AssertionError(f"exited ({self.proc.wait()}) before {text!r}; saw {self.streams}")
                 continue
-            self.seen.append(f"{name}: {line}")
-            if name == stream and text in line:
-                return line
+            self.streams[name].append(line)
 
     def stop(self):
         if self.proc.poll() is None:
