@@ -65,7 +65,7 @@ enum Command {
         public_url: String,
     },
     /// Serve the admin REST API (/api/v1) and the activation pages.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manage admin API keys.
     #[command(subcommand)]
     ApiKey(ApiKeyCommand),
@@ -350,7 +350,7 @@ async fn run(command: Command) -> Result<ExitCode, String> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Serve(args) => serve(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Serve(args) => serve(*args).await.map(|()| ExitCode::SUCCESS),
     }
 }
 

@@ -238,7 +238,7 @@ pub async fn create(
         }),
     )
     .await?;
-    crate::wake::owe(&mut *tx, &key_id, crate::wake::Cause::Job).await?;
+    crate::wake::owe(&mut tx, &key_id, crate::wake::Cause::Job).await?;
     tx.commit().await?;
     state.wake.committed();
     Ok((
