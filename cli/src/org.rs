@@ -101,6 +101,17 @@ pub fn engine_parts(dir: &Path, master: &MasterKey) -> Result<EngineParts, Strin
     }
 }
 
+/// The organisation identity of the state directory `dir`, if it has one.
+pub fn identity(dir: &Path, master: &MasterKey) -> Result<Option<OrgIdentity>, String> {
+    let path = dir.join(state_dir::STORE_FILE_NAME);
+    if !path.exists() {
+        return Ok(None);
+    }
+    open_store(dir, master)?
+        .load_org_identity()
+        .map_err(|e| e.to_string())
+}
+
 /// Applies the identity's consequences to the key's settings (policy, enterprise attestation).
 fn apply_to_settings(store: &mut Store, identity: &OrgIdentity) -> Result<(), String> {
     let mut settings = store.load_settings().map_err(|e| e.to_string())?;
@@ -140,7 +151,14 @@ pub fn run(command: OrgCommand) -> Result<(), String> {
 fn sync(args: SyncArgs) -> Result<(), String> {
     let dir = crate::open_state_dir(args.state_dir)?;
     let master = crate::master_key(&dir, args.keyring)?;
-    let mut store = open_store(&dir, &master)?;
+    sync_now(&dir, &master, args.auto_approve)
+}
+
+/// `pocketkey org sync` in state directory `dir`: asks the server, stores and applies its
+/// answer, prints `org: <ORG> status: <STATUS>`, then runs the jobs (approved through the
+/// desktop approver, or all with `auto_approve`). `pocketkey listen` runs it when woken.
+pub fn sync_now(dir: &Path, master: &MasterKey, auto_approve: bool) -> Result<(), String> {
+    let mut store = open_store(dir, master)?;
     let mut identity = store
         .load_org_identity()
         .map_err(|e| e.to_string())?
@@ -176,5 +194,5 @@ fn sync(args: SyncArgs) -> Result<(), String> {
     }
     // The engine opens the store itself.
     drop(store);
-    crate::org_jobs::run(&dir, &master, &identity, &jobs, args.auto_approve)
+    crate::org_jobs::run(dir, master, &identity, &jobs, auto_approve)
 }

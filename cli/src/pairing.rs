@@ -16,14 +16,15 @@ use clap::Args;
 use pocketkey_core::clock::unix_now;
 use pocketkey_core::crypto::master_key::MasterKey;
 use pocketkey_core::engine::Engine;
-use pocketkey_core::pairing::relay::{PushProvider, PushTarget};
+use pocketkey_core::pairing::relay::{PushProvider, PushTarget, WakeId};
 use pocketkey_core::pairing::store::FILE_NAME;
 use pocketkey_core::pairing::{
     ConfirmationCode, MailboxId, PairingRecord, PairingStore, Role, UrlPolicy,
 };
+use pocketkey_core::store::OrgStatus;
 use pocketkey_net::pairing::{self as runtime, ServeEvent};
 use pocketkey_net::revocation::{delete_at_relay, retry_pending_revocations, revocation_guard};
-use pocketkey_net::wake::{finish_wake, woken_pairing, Woken};
+use pocketkey_net::wake::{finish_wake, woken_pairing, woken_wake_id, Woken};
 
 use crate::{approver, webhook};
 use pocketkey_desktop::engine::DesktopKey;
@@ -177,8 +178,24 @@ pub fn pair(args: PairArgs) -> Result<(), String> {
 pub fn listen(args: ListenArgs) -> Result<(), String> {
     let stop = crate::stop_flag()?;
     let (dir, master, store) = open(&args.common)?;
-    let engine = open_engine(&dir, &master, args.auto_approve)?;
-    drop(master);
+    let engine = Arc::new(open_engine(&dir, &master, args.auto_approve)?);
+    // In push mode a key of an organisation is woken by it too (docs/org.md, "Wake-ups"): the
+    // master key stays open to run the organisation sync then.
+    let org = match &args.wake_url {
+        Some(_) => crate::org::identity(&dir, &master)?
+            .filter(|identity| identity.status != OrgStatus::Revoked)
+            .map(|_| OrgWake {
+                dir: dir.clone(),
+                master,
+                key: Arc::clone(&engine),
+                auto_approve: args.auto_approve,
+                wake: WakeId::random(),
+            }),
+        None => {
+            drop(master);
+            None
+        }
+    };
     retry_revocations(&store)?;
     let phones = store.list().map_err(|e| e.to_string())?;
     let phones: Vec<&PairingRecord> = phones.iter().filter(|r| r.role == Role::Phone).collect();
@@ -186,10 +203,12 @@ pub fn listen(args: ListenArgs) -> Result<(), String> {
         eprintln!("{}: {}", record.name, suspended_advice(&record.name));
     }
     let count = phones.iter().filter(|r| r.suspended_at.is_none()).count();
-    if count == 0 && !phones.is_empty() {
+    if count == 0 && org.is_some() {
+        eprintln!("no computer to serve: woken by the organisation only");
+    } else if count == 0 && !phones.is_empty() {
         return Err("every paired computer is suspended: nothing to serve".into());
     }
-    if count == 0 {
+    if count == 0 && org.is_none() {
         return Err("no computer is paired: run `pocketkey pair '<pairing URL>'` first".into());
     }
     eprintln!("listening for {count} paired computer(s); Ctrl-C to stop");
@@ -212,18 +231,19 @@ pub fn listen(args: ListenArgs) -> Result<(), String> {
         return wake_mode(
             wake_url,
             &args.phone_name,
-            Arc::new(engine),
+            engine,
             store,
             stop,
             Duration::from_secs(args.idle),
             on_event,
+            org,
         );
     }
     let relays = (!args.relays.is_empty()).then(|| args.relays.join(" "));
     runtime::listen_via(
         relays.as_deref(),
         &args.phone_name,
-        Arc::new(engine),
+        engine,
         store,
         stop,
         on_event,
@@ -349,15 +369,68 @@ pub fn rename(args: RenameArgs) -> Result<(), String> {
 /// the woken pairing until it is idle. A wake id this phone did not register for a pairing in
 /// use is ignored; so are the wakes of a pairing whose recent wakes brought no request
 /// (`pocketkey_core::pairing::wake`), with a line saying so.
+/// What `listen --wake-url` needs to act on its organisation's wake-ups.
+struct OrgWake {
+    dir: PathBuf,
+    master: MasterKey,
+    /// The running key, made to follow the identity after each sync.
+    key: Arc<DesktopKey>,
+    auto_approve: bool,
+    /// The wake id registered with the organisation (a new one at each start).
+    wake: WakeId,
+}
+
+impl OrgWake {
+    /// Registers `wake_url` as where the organisation wakes this phone.
+    fn register(&self, wake_url: &str) -> Result<(), String> {
+        let identity = crate::org::identity(&self.dir, &self.master)?
+            .ok_or("the organisation identity is gone")?;
+        let target = PushTarget {
+            provider: PushProvider::Webhook,
+            target: wake_url.to_string(),
+            environment: None,
+            wake: self.wake,
+        };
+        pocketkey_net::org::register_push(&identity, &target).map_err(|e| {
+            format!(
+                "registering the wake-up URL with {}: {e}",
+                identity.org_name
+            )
+        })?;
+        eprintln!("{}: wake-ups go to {wake_url}", identity.org_name);
+        Ok(())
+    }
+
+    /// Woken by the organisation: `pocketkey org sync`, then the running key follows the
+    /// stored identity (a revoked key stops serving the organisation's RP ids at once).
+    fn woken(&self) {
+        eprintln!("org: woken");
+        if let Err(e) = crate::org::sync_now(&self.dir, &self.master, self.auto_approve) {
+            eprintln!("org: {e}");
+        }
+        match crate::org::engine_parts(&self.dir, &self.master) {
+            Ok(parts) => self.key.follow_organisation(
+                parts.attestation.unwrap_or_default(),
+                parts.refused_rp_ids,
+                parts.always_uv_locked,
+            ),
+            Err(e) => eprintln!("org: {e}"),
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 fn wake_mode(
     wake_url: &str,
     phone_name: &str,
-    engine: Arc<dyn Engine>,
+    key: Arc<DesktopKey>,
     store: Arc<Mutex<PairingStore>>,
     stop: Arc<AtomicBool>,
     idle: Duration,
     on_event: runtime::OnEvent,
+    org: Option<OrgWake>,
 ) -> Result<(), String> {
+    let engine: Arc<dyn Engine> = key;
     let authority = wake_url
         .strip_prefix("http://")
         .and_then(|rest| rest.split('/').next())
@@ -384,6 +457,9 @@ fn wake_mode(
             .map_err(|e| format!("registering the wake-up URL for {:?}: {e}", record.name))?;
         eprintln!("{}: wake-ups go to {wake_url}", record.name);
     }
+    if let Some(org) = &org {
+        org.register(wake_url)?;
+    }
     // A wake-up is served the moment its request is in: the webhook reads requests on
     // threads of its own (see `webhook`), and this loop checks `stop` between them.
     let (bodies, incoming) = mpsc::channel();
@@ -399,6 +475,13 @@ fn wake_mode(
                 return Err("webhook: the listener stopped".into())
             }
         };
+        if let Some(org) = org
+            .as_ref()
+            .filter(|org| woken_wake_id(&body) == Some(org.wake))
+        {
+            org.woken();
+            continue;
+        }
         let record = match woken_pairing(&store, &body, unix_now()) {
             Ok(Some(Woken::Serve(record))) => record,
             Ok(Some(Woken::Paused { record, until })) => {

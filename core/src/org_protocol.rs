@@ -63,3 +63,26 @@ pub fn registration_signed_bytes(
     }
     v
 }
+
+/// Domain separation for registering the phone's push target with its organisation.
+pub const PUSH_CONTEXT: &[u8] = b"pocketkey-org push target v1\0";
+
+/// What the device key signs to register (or replace) its push target: the server's
+/// single-use `nonce`, the provider (`fcm`, `apns`, `webhook`), the target (token or URL), the
+/// APNs environment (empty for the others) and the wake id (hex) the wakes will carry. Each
+/// part is length-prefixed, so no two different registrations sign the same bytes.
+pub fn push_signed_bytes(
+    key_id: &str,
+    nonce: &str,
+    provider: &str,
+    target: &str,
+    environment: &str,
+    wake: &str,
+) -> Vec<u8> {
+    let mut v = PUSH_CONTEXT.to_vec();
+    for part in [key_id, nonce, provider, target, environment, wake] {
+        v.extend_from_slice(&(part.len() as u64).to_be_bytes());
+        v.extend_from_slice(part.as_bytes());
+    }
+    v
+}

@@ -69,6 +69,23 @@ impl DesktopKey {
     pub fn waiting(&self) -> WaitingForUser {
         self.waiting.clone()
     }
+
+    /// Makes the running engine follow its organisation identity after a sync (a revoked or
+    /// suspended key refuses the organisation's RP ids from the next request on).
+    pub fn follow_organisation(
+        &self,
+        attestation: AttestationConfig,
+        refused_rp_ids: Vec<String>,
+        always_uv_locked: bool,
+    ) {
+        let mut engine = self
+            .engine
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        engine.set_attestation(attestation);
+        engine.set_refused_rp_ids(refused_rp_ids);
+        engine.set_always_uv_locked(always_uv_locked);
+    }
 }
 
 impl Engine for DesktopKey {

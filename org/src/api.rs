@@ -48,6 +48,8 @@ pub struct AppState {
     pub sealer: pocketkey_core::crypto::seal::Sealer,
     /// The apps that open activation links (`/.well-known/`).
     pub app_links: crate::app_links::AppLinks,
+    /// Push wake-ups to the phones.
+    pub wake: Arc<crate::wake::Waker>,
 }
 
 type Shared = Arc<AppState>;
@@ -66,6 +68,7 @@ pub fn router(state: Shared, console: Router, scim: Router, request_timeout: Dur
         .route("/device/activate", post(crate::activation::activate))
         .route("/device/challenge", post(crate::devices::challenge))
         .route("/device/sync", post(crate::devices::sync))
+        .route("/device/push", post(crate::push_targets::register))
         .route("/keys/{id}/revoke", post(crate::lifecycle::revoke))
         .route("/keys/{id}/suspend", post(crate::lifecycle::suspend))
         .route("/keys/{id}/resume", post(crate::lifecycle::resume))

@@ -193,6 +193,8 @@ async fn write(
     if updated.rows_affected() != 1 {
         return Ok(false);
     }
+    // The phone learns of the change at its next sync; a wake-up makes that now.
+    crate::wake::owe(&mut *conn, id, crate::wake::Cause::KeyStatus).await?;
     audit::append(
         conn,
         change.actor,
@@ -236,6 +238,7 @@ async fn change(
     )
     .await?;
     tx.commit().await?;
+    state.wake.committed();
     Ok(Json(StatusChanged {
         id,
         status: action.target(),

@@ -20,11 +20,13 @@ mod openapi;
 mod org;
 mod pages;
 mod policy;
+mod push_targets;
 mod registrations;
 mod secret;
 mod serve;
 mod stale;
 mod state;
+mod wake;
 
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
@@ -63,7 +65,7 @@ enum Command {
         public_url: String,
     },
     /// Serve the admin REST API (/api/v1) and the activation pages.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manage admin API keys.
     #[command(subcommand)]
     ApiKey(ApiKeyCommand),
@@ -174,6 +176,12 @@ struct ServeArgs {
     /// The iOS app that opens activation links (Universal Links): TEAMID.BUNDLE; repeatable
     #[arg(long, value_name = "TEAMID.BUNDLE")]
     ios_app: Vec<String>,
+    /// Least time between two wake-ups of one key's phone, in milliseconds
+    #[arg(long, value_name = "MS", default_value_t = 3000)]
+    key_wake_interval_ms: u64,
+    /// The push providers that wake the phones (the relay's options)
+    #[command(flatten)]
+    push: pocketkey_push::ProviderOptions,
 }
 
 #[derive(Subcommand)]
@@ -342,7 +350,7 @@ async fn run(command: Command) -> Result<ExitCode, String> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Serve(args) => serve(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Serve(args) => serve(*args).await.map(|()| ExitCode::SUCCESS),
     }
 }
 
@@ -370,6 +378,11 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let org = org::load(&pool).await.map_err(|e| e.to_string())?;
     let sealer = state::sealer(&state::master_key(&dir)?);
     let (activate_limit, auth_fail_limit) = api::limiters();
+    let providers = args.push.providers()?;
+    let waker = Arc::new(wake::Waker::new(
+        providers,
+        Duration::from_millis(args.key_wake_interval_ms),
+    ));
     let app_state = Arc::new(api::AppState {
         pool: pool.clone(),
         org,
@@ -380,6 +393,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         auth_fail_limit,
         sealer,
         app_links,
+        wake: waker.clone(),
     });
     // The console is a WebAuthn relying party whose id is the public URL's host; a URL whose
     // host cannot be an RP id (an IP address) leaves the API serving and the console
@@ -395,6 +409,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     // The stale-key policy once before the server says it listens, then periodically.
     stale::log(stale::sweep(&pool).await);
     tokio::spawn(stale::run(pool.clone()));
+    tokio::spawn(wake::run(pool.clone(), waker));
     let shutdown = shutdown_signal()?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

@@ -32,6 +32,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "status cause",
         include_str!("../migrations/0006_status_cause.sql"),
     ),
+    (
+        7,
+        "push targets",
+        include_str!("../migrations/0007_push_targets.sql"),
+    ),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

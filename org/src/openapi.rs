@@ -18,6 +18,7 @@ use crate::devices::{Challenge, ChallengeRequest, SyncAnswer, SyncRequest};
 use crate::error::ErrorBody;
 use crate::lifecycle::{ReasonBody, StatusChanged};
 use crate::org::Policy;
+use crate::push_targets::{PushRegistered, PushRegistration};
 use crate::registrations::{
     GraphBody, GraphCredential, GraphResponse, Job, NewRegistration, Registration,
     RegistrationCreated, RegistrationResult, ResultAccepted,
@@ -45,6 +46,7 @@ use crate::registrations::{
         device_activate,
         device_challenge,
         device_sync,
+        device_push,
         revoke_key,
         suspend_key,
         resume_key,
@@ -55,6 +57,7 @@ use crate::registrations::{
     components(schemas(
         ErrorBody, NewInvite, InviteCreated, KeyEntry, KeyPage, Signed, ActivateRequest,
         Activated, SealedBatchKey, Policy, ChallengeRequest, Challenge, SyncRequest, SyncAnswer,
+        PushRegistration, PushRegistered,
         ReasonBody, StatusChanged, NewRegistration, RegistrationCreated, Registration, GraphBody,
         GraphCredential, GraphResponse, Job, Rp, User, RegistrationResult, ResultAccepted
     )),
@@ -198,6 +201,20 @@ fn device_challenge() {}
     ))]
 #[allow(dead_code)]
 fn device_sync() {}
+
+#[utoipa::path(post, path = "/api/v1/device/push", tag = "devices",
+    request_body(content = PushRegistration, description = "the push target, a nonce and its \
+        ES256 signature by the device key over them; replaces the key's target"),
+    responses(
+        (status = 200, description = "Stored: wake-ups go to this target", body = PushRegistered),
+        (status = 400, description = "invalid_json, bad_push_target (malformed, or refused by \
+         the server's providers: a webhook URL outside --webhook-allow)", body = ErrorBody),
+        (status = 401, description = "unknown_device, challenge_invalid, bad_signature", body = ErrorBody),
+        (status = 403, description = "key_revoked", body = ErrorBody),
+        (status = 429, description = "rate_limited", body = ErrorBody),
+    ))]
+#[allow(dead_code)]
+fn device_push() {}
 
 #[utoipa::path(post, path = "/api/v1/keys/{id}/revoke", tag = "lifecycle",
     params(("id" = String, Path, description = "The key's id")),

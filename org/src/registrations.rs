@@ -250,7 +250,9 @@ pub async fn start(
         }),
     )
     .await?;
+    crate::wake::owe(&mut tx, key_id, crate::wake::Cause::Job).await?;
     tx.commit().await?;
+    state.wake.committed();
     Ok(RegistrationCreated { id, expires_at })
 }
 

@@ -666,7 +666,7 @@ def test_the_openapi_document_parses_and_lists_every_route_the_server_serves(org
         ("POST", "/api/v1/invites"), ("POST", "/api/v1/invites/{id}/resend"), ("GET", "/api/v1/keys"),
         ("GET", "/api/v1/attestation/root"), ("GET", "/api/v1/audit"), ("GET", "/api/v1/openapi.json"),
         ("GET", "/activate/{token}"), ("POST", "/api/v1/device/activate"), ("POST", "/api/v1/device/challenge"),
-        ("POST", "/api/v1/device/sync"), ("POST", "/api/v1/keys/{id}/revoke"), ("POST", "/api/v1/keys/{id}/suspend"),
+        ("POST", "/api/v1/device/sync"), ("POST", "/api/v1/device/push"), ("POST", "/api/v1/keys/{id}/revoke"), ("POST", "/api/v1/keys/{id}/suspend"),
         ("POST", "/api/v1/keys/{id}/resume"), ("POST", "/api/v1/keys/{id}/registrations"),
         ("GET", "/api/v1/registrations/{id}"), ("POST", "/api/v1/device/registrations/{id}"),
         ("GET", "/.well-known/assetlinks.json"), ("GET", "/.well-known/apple-app-site-association"),

@@ -297,23 +297,13 @@ pub struct SyncAnswer {
 pub fn sync(identity: &OrgIdentity) -> Result<SyncAnswer, OrgClientError> {
     let server =
         Url::parse(&identity.server_url).map_err(|e| OrgClientError::InvalidLink(e.to_string()))?;
-    let body = serde_json::to_vec(&ChallengeRequest {
-        key_id: &identity.key_id,
-    })
-    .map_err(protocol)?;
-    let (status, answer) =
-        http::exchange(&server, "POST", "/api/v1/device/challenge", Some(&body))?;
-    if status != 200 {
-        return Err(refusal(status, &answer));
-    }
-    let challenge: Challenge = serde_json::from_slice(&answer).map_err(protocol)?;
-    let signature = identity.device_key.sign(&org_protocol::sync_signed_bytes(
-        &identity.key_id,
-        &challenge.nonce,
-    ));
+    let nonce = challenge(&server, &identity.key_id)?;
+    let signature = identity
+        .device_key
+        .sign(&org_protocol::sync_signed_bytes(&identity.key_id, &nonce));
     let body = serde_json::to_vec(&SyncRequest {
         key_id: &identity.key_id,
-        nonce: &challenge.nonce,
+        nonce: &nonce,
         signature: B64.encode(signature),
     })
     .map_err(protocol)?;
@@ -332,6 +322,65 @@ pub fn sync(identity: &OrgIdentity) -> Result<SyncAnswer, OrgClientError> {
         policy: wire.policy.into(),
         jobs: jobs::registrations(wire.jobs)?,
     })
+}
+
+#[derive(Serialize)]
+struct PushRegistration<'a> {
+    key_id: &'a str,
+    nonce: &'a str,
+    signature: String,
+    provider: &'a str,
+    target: &'a str,
+    environment: Option<&'a str>,
+    wake: String,
+}
+
+/// Registers (or replaces) where the organisation server wakes this phone (docs/org.md,
+/// "Wake-ups"): a single-use challenge, answered with the device key's signature over the
+/// target. Wake-ups then carry `target.wake` and nothing else; on one, the phone syncs.
+pub fn register_push(
+    identity: &OrgIdentity,
+    target: &pocketkey_core::pairing::relay::PushTarget,
+) -> Result<(), OrgClientError> {
+    let server =
+        Url::parse(&identity.server_url).map_err(|e| OrgClientError::InvalidLink(e.to_string()))?;
+    let nonce = challenge(&server, &identity.key_id)?;
+    let environment = target.environment.map(|e| e.as_str());
+    let wake = target.wake.to_hex();
+    let signature = identity.device_key.sign(&org_protocol::push_signed_bytes(
+        &identity.key_id,
+        &nonce,
+        target.provider.as_str(),
+        &target.target,
+        environment.unwrap_or(""),
+        &wake,
+    ));
+    let body = serde_json::to_vec(&PushRegistration {
+        key_id: &identity.key_id,
+        nonce: &nonce,
+        signature: B64.encode(signature),
+        provider: target.provider.as_str(),
+        target: &target.target,
+        environment,
+        wake,
+    })
+    .map_err(protocol)?;
+    let (status, answer) = http::exchange(&server, "POST", "/api/v1/device/push", Some(&body))?;
+    if status != 200 {
+        return Err(refusal(status, &answer));
+    }
+    Ok(())
+}
+
+/// A single-use challenge for `key_id`.
+fn challenge(server: &Url, key_id: &str) -> Result<String, OrgClientError> {
+    let body = serde_json::to_vec(&ChallengeRequest { key_id }).map_err(protocol)?;
+    let (status, answer) = http::exchange(server, "POST", "/api/v1/device/challenge", Some(&body))?;
+    if status != 200 {
+        return Err(refusal(status, &answer));
+    }
+    let challenge: Challenge = serde_json::from_slice(&answer).map_err(protocol)?;
+    Ok(challenge.nonce)
 }
 
 /// Brings the stored identity in line with the server's answer. A revoked key forgets the

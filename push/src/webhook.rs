@@ -8,8 +8,8 @@ use std::time::Duration;
 use pocketkey_core::pairing::relay::{PushTarget, WakeId};
 use url::Url;
 
-use super::http::{self, HttpVersion, Request};
-use super::{PushError, PushFuture, PushProvider};
+use crate::http::{self, HttpVersion, Request};
+use crate::{PushError, PushFuture, PushProvider};
 
 /// One `--webhook-allow` entry: scheme, host, port (the scheme's default when not written)
 /// and a path prefix.

@@ -14,9 +14,9 @@ use rsa::signature::{SignatureEncoding, Signer};
 use rsa::RsaPrivateKey;
 use sha2::Sha256;
 
-use super::http::{self, HttpVersion, Request};
-use super::token::{jwt, CachedToken};
-use super::{unix_now, ConfigError, PushError, PushFuture, PushProvider};
+use crate::http::{self, HttpVersion, Request};
+use crate::token::{jwt, CachedToken};
+use crate::{unix_now, ConfigError, PushError, PushFuture, PushProvider};
 
 /// The FCM endpoint.
 pub const ENDPOINT: &str = "https://fcm.googleapis.com";
@@ -65,7 +65,7 @@ impl FcmCredentials {
 }
 
 /// Where the access token comes from.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum FcmAuth {
     /// A token obtained elsewhere (it expires: for tests and short runs).
     AccessToken(String),
@@ -74,6 +74,23 @@ pub enum FcmAuth {
         credentials: FcmCredentials,
         token_endpoint: Option<String>,
     },
+}
+
+impl std::fmt::Debug for FcmAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            // A bearer credential: never printed.
+            Self::AccessToken(_) => f.write_str("AccessToken(..)"),
+            Self::ServiceAccount {
+                credentials,
+                token_endpoint,
+            } => f
+                .debug_struct("ServiceAccount")
+                .field("credentials", credentials)
+                .field("token_endpoint", token_endpoint)
+                .finish(),
+        }
+    }
 }
 
 /// FCM settings.
@@ -236,7 +253,7 @@ impl PushProvider for FcmProvider {
                 .send(request, self.timeout)
                 .await
                 .map_err(|e| PushError::Failed(e.to_string()))?;
-            if response.status == hyper::StatusCode::UNAUTHORIZED {
+            if response.status == http::StatusCode::UNAUTHORIZED {
                 // A revoked or expired token: fetch a new one next time.
                 self.token.clear();
             }
@@ -279,4 +296,21 @@ fn token_invalid(body: &[u8]) -> bool {
             .is_some_and(|v| v.iter().any(|f| f["field"] == "message.token"));
         matches!(fcm_code, Some("UNREGISTERED" | "INVALID_ARGUMENT")) || on_token
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_access_token_is_not_in_debug() {
+        let config = FcmConfig {
+            project: "p".into(),
+            endpoint: ENDPOINT.into(),
+            auth: FcmAuth::AccessToken("ya29.secret-token".into()),
+        };
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("secret-token"), "{shown}");
+        assert!(shown.contains("AccessToken(..)"), "{shown}");
+    }
 }

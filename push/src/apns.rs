@@ -18,9 +18,9 @@ use p256::ecdsa::{Signature, SigningKey};
 use p256::pkcs8::DecodePrivateKey;
 use pocketkey_core::pairing::relay::{ApnsEnvironment, PushTarget, WakeId};
 
-use super::http::{self, HttpVersion, Request};
-use super::token::{jwt, CachedToken};
-use super::{unix_now, ConfigError, PushError, PushFuture, PushProvider};
+use crate::http::{self, HttpVersion, Request};
+use crate::token::{jwt, CachedToken};
+use crate::{unix_now, ConfigError, PushError, PushFuture, PushProvider};
 
 /// APNs production and development endpoints.
 pub const PRODUCTION: &str = "https://api.push.apple.com";

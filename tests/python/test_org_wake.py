@@ -1,0 +1,178 @@
+"""The organisation server wakes the phone (docs/org.md, "Wake-ups"), with real processes on
+loopback: `pocketkey-org serve --webhook-allow ...` and a CLI phone, `pocketkey listen
+--wake-url ...`, that registers its webhook with the organisation (signed by its device key)
+and serves it. A revocation through the REST API wakes the phone, which syncs as
+`pocketkey org sync` does and reports `status: revoked`, after which the key refuses the
+organisation's RP id (checked with python-fido2). A registration job wakes it too, and with
+`--auto-approve` it completes the job. A webhook outside the allow-list is refused when the
+phone registers it. Every wait is on a line the processes print, never on a sleep."""
+
+from __future__ import annotations
+
+import json
+import queue
+import socket
+import subprocess
+import threading
+
+import pytest
+from fido2.ctap import CtapError
+
+from pocketkey_udp import default_binary
+from test_org import Org
+from test_org_activation import ENTERPRISE_RP, LoopbackOrg, activate
+from test_org_lifecycle import serves
+from test_org_on_behalf import ACCOUNT, RP_ID, FakeGraph, get_json, register
+
+# A wait that fails the test instead of hanging it; no test asserts on how long anything took.
+WAIT = 60
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class WakingOrg(LoopbackOrg):
+    """`LoopbackOrg` (the enterprise RP id in its policy) whose webhook provider admits
+    `allow`."""
+
+    def __init__(self, tmp_path, allow):
+        def enterprise_policy(org):
+            policy = org.cli("policy", "set", "--enterprise-rp-id", ENTERPRISE_RP).stdout
+            assert json.loads(policy)["enterprise_rp_ids"] == [ENTERPRISE_RP]
+
+        Org.__init__(self, tmp_path, "--webhook-allow", allow, loopback=True,
+                     before_serve=enterprise_policy)
+        self.public_url = self.base
+
+
+class Listener:
+    """`pocketkey listen --wake-url URL --auto-approve`; its stdout and stderr lines, read as
+    they come."""
+
+    def __init__(self, phone, wake_url):
+        self.proc = subprocess.Popen(
+            [str(default_binary()), "listen", "--state-dir", str(phone), "--wake-url", wake_url,
+             "--auto-approve"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        self.lines: queue.Queue = queue.Queue()
+        self.streams: dict[str, list[str]] = {"out": [], "err": []}
+        self.cursor = {"out": 0, "err": 0}
+        for name, stream in (("out", self.proc.stdout), ("err", self.proc.stderr)):
+            threading.Thread(target=self._read, args=(name, stream), daemon=True).start()
+
+    def _read(self, name, stream):
+        for line in stream:
+            self.lines.put((name, line.rstrip("\n")))
+        self.lines.put((name, None))
+
+    def wait_for(self, stream, text):
+        """Returns the first line of `stream` ("out" or "err") after the last one this
+        returned for it that contains `text`. The two streams are read by two threads, so a
+        line of one may be queued before an earlier line of the other: each is kept in its
+        own list, and nothing read while waiting for the other stream is lost."""
+        closed = set()
+        while True:
+            lines = self.streams[stream]
+            for at in range(self.cursor[stream], len(lines)):
+                if text in lines[at]:
+                    self.cursor[stream] = at + 1
+                    return lines[at]
+            self.cursor[stream] = len(lines)
+            try:
+                name, line = self.lines.get(timeout=WAIT)
+            except queue.Empty:
+                raise AssertionError(f"no {text!r} on std{stream}; saw {self.streams}") from None
+            if line is None:
+                closed.add(name)
+                if closed == {"out", "err"}:
+                    raise AssertionError(f"exited ({self.proc.wait()}) before {text!r}; saw {self.streams}")
+                continue
+            self.streams[name].append(line)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        try:
+            self.proc.wait(timeout=WAIT)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def wake_url():
+    return f"http://127.0.0.1:{free_port()}/wake"
+
+
+@pytest.fixture
+def org(tmp_path, wake_url):
+    o = WakingOrg(tmp_path, wake_url)
+    yield o
+    o.stop()
+
+
+@pytest.fixture
+def phone(org, tmp_path):
+    path = tmp_path / "phone"
+    proc = activate(org.invite_link(), path)
+    assert proc.returncode == 0, proc.stderr
+    [(kid,)] = org.sql("SELECT id FROM keys")
+    return path, kid
+
+
+@pytest.fixture
+def listening(phone, wake_url):
+    path, kid = phone
+    listener = Listener(path, wake_url)
+    try:
+        listener.wait_for("err", f"Acme: wake-ups go to {wake_url}")
+        yield path, kid, listener
+    finally:
+        listener.stop()
+
+
+def test_a_revocation_wakes_the_phone_which_syncs_and_stops_serving_the_org(org, listening):
+    path, kid, listener = listening
+    [(provider, target)] = org.sql("SELECT provider, target FROM push_targets WHERE key_id = ?", kid)
+    assert (provider, target) == ("webhook", listener.proc.args[5])
+
+    status, body = org.json("POST", f"/api/v1/keys/{kid}/revoke", {"reason": "left the company"})
+    assert (status, body) == (200, {"id": kid, "status": "revoked"})
+    listener.wait_for("err", "org: woken")
+    listener.wait_for("out", "org: Acme status: revoked")
+    listener.wait_for("err", "left the company")
+    listener.stop()
+    assert serves(path, ENTERPRISE_RP) == CtapError.ERR.OPERATION_DENIED
+
+
+def test_a_registration_job_wakes_the_phone_which_completes_it(org, listening):
+    path, kid, listener = listening
+    status, _, pem = org.request("GET", "/api/v1/attestation/root")
+    assert status == 200
+    graph = FakeGraph(pem)
+    try:
+        options = get_json(f"{graph.base}/users/u-7/authentication/fido2Methods/creationOptions")
+        status, created = register(org, kid, options)
+        assert status == 202, created
+        listener.wait_for("err", "org: woken")
+        listener.wait_for("out", f"registration: {RP_ID} for {ACCOUNT}: completed")
+        status, reg = org.json("GET", f"/api/v1/registrations/{created['id']}")
+        assert (status, reg["status"]) == (200, "completed")
+    finally:
+        graph.stop()
+
+
+def test_a_webhook_outside_the_allow_list_is_refused_at_registration(org, phone):
+    path, kid = phone
+    elsewhere = f"http://127.0.0.1:{free_port()}/wake"
+    listener = Listener(path, elsewhere)
+    try:
+        listener.wait_for("err", "bad_push_target")
+        assert listener.proc.wait(timeout=WAIT) != 0
+    finally:
+        listener.stop()
+    assert org.sql("SELECT COUNT(*) FROM push_targets") == [(0,)]
