@@ -1,4 +1,5 @@
-//! P-256 private-key operations: ECDSA signing and key generation on `ring`, ECDH on `p256`.
+//! P-256 private-key operations: ECDSA signing and key generation on `ring`, ECDH on
+//! `aws-lc-rs`.
 //!
 //! Only this module names the backends; the rest of the engine sees [`Es256Key`] (signing)
 //! and [`EcdhKey`] (key agreement).
@@ -7,9 +8,11 @@
 //! docs/benchmarks.md). But `ring::agreement` takes a private key for one agreement only
 //! (`agree_ephemeral` consumes it) and cannot import a stored scalar, while the key-agreement
 //! key of the PIN/UV protocols serves several requests until it is regenerated (CTAP 2.1
-//! §6.5.4, `initialize`/`regenerate`), and a Noise ephemeral takes part in two DHs (`ee` and
-//! `se`). So ECDH stays on `p256`'s arithmetic; the key generation in front of it (a
-//! fixed-base multiplication, the expensive half) goes through `ring`.
+//! §6.5.4, `initialize`/`regenerate`), a Noise ephemeral takes part in two DHs (`ee` and
+//! `se`), and a Noise static key is handed in as a scalar. `aws-lc-rs`'s
+//! `agreement::PrivateKey` is reusable and imports a scalar, on AWS-LC's P-256 (assembly on
+//! x86-64 and AArch64). Built without default features it needs no CMake and no bindgen
+//! (universal pre-generated bindings, `cc` build), only the C compiler `ring` needs too.
 //!
 //! **Importing a key costs a multiplication.** `ring` builds a signing key only from the
 //! scalar *and* the public point, and checks them against each other by computing the point
@@ -20,20 +23,25 @@
 //!
 //! **Constant time.** `ring` signs with its constant-time P-256 (assembly on x86-64 and
 //! AArch64, constant-time C elsewhere) and a nonce hedged from the key, the message digest and
-//! fresh randomness. `p256` 0.13's scalar multiplication, used for ECDH and for the public
-//! point of a bare scalar, is constant-time as well (RustCrypto's `primeorder` formulas and
-//! `subtle` selection).
+//! fresh randomness. AWS-LC's ECDH multiplies in constant time (its `ec_nistp` / nistz256
+//! code, the same lineage as `ring`'s). `p256` 0.13, used only for the public point of a bare
+//! signing scalar, is constant-time as well (RustCrypto's `primeorder` formulas and `subtle`
+//! selection).
 //!
 //! **Zeroization.** `ring` wipes nothing on drop (its key types have no `Drop`). The parsed
 //! `ring` key pair is therefore kept on the heap behind [`Wiped`], which runs the pair's drop
-//! and then overwrites its bytes. The scalar copy this module keeps is `Zeroizing`, the PKCS#8
-//! document of a generated key is wiped after parsing, and `p256::SecretKey` zeroizes itself.
-//! Copies that neither library exposes — temporaries on the stack frames inside `ring` and
-//! `p256` arithmetic — are not wiped, as with any Rust crypto library that computes on the
-//! stack.
+//! and then overwrites its bytes. The scalar copy this module keeps is `Zeroizing`, and the
+//! PKCS#8 document of a generated key is wiped after parsing. An [`EcdhKey`] lives in an
+//! AWS-LC `EVP_PKEY`, freed through `OPENSSL_free`, which clears every allocation before
+//! releasing it; the scalar `aws-lc-rs` serializes for [`EcdhKey::scalar`] and the shared
+//! secret it hands to the key derivation are zeroized buffers, and so are the copies made
+//! here. Copies that no library exposes — temporaries on the stack frames inside `ring`,
+//! AWS-LC and `p256` arithmetic — are not wiped, as with any crypto library that computes on
+//! the stack.
 
 use std::mem::MaybeUninit;
 
+use aws_lc_rs::agreement;
 use p256::elliptic_curve::sec1::ToEncodedPoint;
 use ring::rand::SystemRandom;
 use ring::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_ASN1_SIGNING as ALGORITHM};
@@ -212,9 +220,9 @@ pub fn check_public_point(point: &[u8]) -> Result<[u8; POINT_LEN], Es256KeyError
     Ok(fixed)
 }
 
-/// A P-256 key-agreement key that may be used for several agreements.
+/// A P-256 key-agreement key that may be used for several agreements (`aws-lc-rs`).
 pub struct EcdhKey {
-    secret: p256::SecretKey,
+    key: agreement::PrivateKey,
     point: [u8; POINT_LEN],
 }
 
@@ -225,25 +233,39 @@ impl std::fmt::Debug for EcdhKey {
 }
 
 impl EcdhKey {
+    fn with_point(key: agreement::PrivateKey) -> Result<Self, Es256KeyError> {
+        let public = key.compute_public_key().map_err(|_| Es256KeyError)?;
+        Ok(Self {
+            point: public.as_ref().try_into().map_err(|_| Es256KeyError)?,
+            key,
+        })
+    }
+
     pub fn generate() -> Self {
-        let (scalar, point) = generate();
-        let secret =
-            p256::SecretKey::from_slice(&scalar[..]).expect("ring generates scalars in [1, n-1]");
-        Self { secret, point }
+        let key = agreement::PrivateKey::generate(&agreement::ECDH_P256)
+            .expect("the operating system's random generator works");
+        Self::with_point(key).expect("a generated P-256 key has an uncompressed public point")
     }
 
     /// Imports a stored scalar; computes its public point.
     pub fn from_scalar(scalar: &[u8]) -> Result<Self, Es256KeyError> {
-        let secret = p256::SecretKey::from_slice(scalar).map_err(|_| Es256KeyError)?;
-        let point = secret.public_key().to_encoded_point(false);
-        Ok(Self {
-            point: point.as_bytes().try_into().map_err(|_| Es256KeyError)?,
-            secret,
-        })
+        let key = agreement::PrivateKey::from_private_key(&agreement::ECDH_P256, scalar)
+            .map_err(|_| Es256KeyError)?;
+        Self::with_point(key)
     }
 
     pub fn scalar(&self) -> Zeroizing<[u8; SCALAR_LEN]> {
-        Zeroizing::new(self.secret.to_bytes().into())
+        use aws_lc_rs::encoding::{AsBigEndian, EcPrivateKeyBin};
+        let bytes: EcPrivateKeyBin<'static> = self
+            .key
+            .as_be_bytes()
+            .expect("a P-256 private key serializes");
+        Zeroizing::new(
+            bytes
+                .as_ref()
+                .try_into()
+                .expect("a P-256 scalar is 32 bytes"),
+        )
     }
 
     /// The uncompressed SEC1 public point (0x04 ‖ x ‖ y).
@@ -254,14 +276,10 @@ impl EcdhKey {
     /// The x-coordinate of `scalar · peer`: ECDH's shared secret (SEC 1 §3.3.1). Fails for a
     /// point that is not on the curve.
     pub fn agree(&self, peer_sec1: &[u8]) -> Result<Zeroizing<[u8; 32]>, Es256KeyError> {
-        let peer = p256::PublicKey::from_sec1_bytes(peer_sec1).map_err(|_| Es256KeyError)?;
-        Ok(self.agree_with(&peer))
-    }
-
-    /// As [`agree`](Self::agree), with a point already parsed.
-    pub fn agree_with(&self, peer: &p256::PublicKey) -> Zeroizing<[u8; 32]> {
-        let z = p256::ecdh::diffie_hellman(self.secret.to_nonzero_scalar(), peer.as_affine());
-        Zeroizing::new((*z.raw_secret_bytes()).into())
+        let peer = agreement::UnparsedPublicKey::new(&agreement::ECDH_P256, peer_sec1);
+        agreement::agree(&self.key, peer, Es256KeyError, |z| {
+            Ok(Zeroizing::new(z.try_into().map_err(|_| Es256KeyError)?))
+        })
     }
 }
 
@@ -367,6 +385,27 @@ mod tests {
         let c = EcdhKey::from_scalar(&a.scalar()[..]).unwrap();
         assert_eq!(c.public_point(), a.public_point());
         assert!(a.agree(&[4; 65]).is_err(), "not on the curve");
+    }
+
+    /// The backend's agreement against `p256`'s, an independent implementation, both ways
+    /// round: same scalar, same peer, same x-coordinate.
+    #[test]
+    fn ecdh_equals_p256s_for_the_same_scalar() {
+        let ours = EcdhKey::generate();
+        let peer = p256::SecretKey::random(&mut rand_core::OsRng);
+        let peer_point = peer.public_key().to_encoded_point(false);
+        let mine = ours.agree(peer_point.as_bytes()).unwrap();
+        let ours_p256 = p256::PublicKey::from_sec1_bytes(ours.public_point()).unwrap();
+        let theirs = p256::ecdh::diffie_hellman(peer.to_nonzero_scalar(), ours_p256.as_affine());
+        assert_eq!(&mine[..], &theirs.raw_secret_bytes()[..]);
+        assert_eq!(
+            ours.public_point()[..],
+            *p256::SecretKey::from_slice(&ours.scalar()[..])
+                .unwrap()
+                .public_key()
+                .to_encoded_point(false)
+                .as_bytes()
+        );
     }
 
     #[test]
