@@ -341,6 +341,35 @@ fn ring_sign<M: criterion::measurement::Measurement>(name: &str, g: &mut Group<'
     });
 }
 
+/// One ECDH with a reusable key: `p256` 0.13's, and the engine's (`EcdhKey`, on `aws-lc-rs`),
+/// which the PIN protocols, Noise and the sealed boxes run; and `aws-lc-rs`'s ECDSA signature
+/// of the same 69 bytes as the `ring` unit, to compare the two signers in one run.
+fn ecdh_and_alternative_signer<M: criterion::measurement::Measurement>(g: &mut Group<'_, M>) {
+    use pocketkey_core::crypto::es256::EcdhKey;
+    let peer = EcdhKey::generate();
+    let ours = p256::SecretKey::random(&mut OsRng);
+    let peer_p256 = p256::PublicKey::from_sec1_bytes(peer.public_point()).unwrap();
+    g.bench_function("baseline/p256_ecdh", |b| {
+        b.iter(|| {
+            p256::ecdh::diffie_hellman(ours.to_nonzero_scalar(), black_box(peer_p256.as_affine()))
+        })
+    });
+    let engine_key = EcdhKey::generate();
+    g.bench_function("baseline/engine_ecdh", |b| {
+        b.iter(|| engine_key.agree(black_box(peer.public_point())).unwrap())
+    });
+    use aws_lc_rs::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    let key = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_ASN1_SIGNING).unwrap();
+    let message: Vec<u8> = random_bytes::<69>().to_vec();
+    g.bench_function("baseline/aws_lc_p256_sign", |b| {
+        b.iter(|| key.sign(&rng, black_box(&message)).unwrap())
+    });
+    g.bench_function("baseline/engine_es256_generate", |b| {
+        b.iter(|| PrivateKey::generate(Algorithm::Es256))
+    });
+}
+
 /// A clock for the rows that time only part of each iteration (`iter_custom`): wall time
 /// since the first call, or this thread's CPU time.
 type Clock = fn() -> Duration;
@@ -532,6 +561,7 @@ fn cpu_benches(c: &mut Criterion<ThreadCpu>) {
             b.iter(|| -> p256::ecdsa::Signature { key.sign(black_box(&message)) })
         });
     }
+    ecdh_and_alternative_signer(&mut g);
     {
         let mut e = Engine::in_memory(&master);
         e.make_credential(TARGET_RP, b"user-1", true);

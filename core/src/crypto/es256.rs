@@ -1,43 +1,41 @@
-//! P-256 private-key operations: ECDSA signing and key generation on `ring`, ECDH on `p256`.
+//! P-256 private-key operations — ECDSA signing, key generation and ECDH — on `aws-lc-rs`.
 //!
-//! Only this module names the backends; the rest of the engine sees [`Es256Key`] (signing)
-//! and [`EcdhKey`] (key agreement).
+//! Only this module names the backend; the rest of the engine sees [`Es256Key`] (signing)
+//! and [`EcdhKey`] (key agreement). `p256` stays for encoding and verification.
 //!
-//! **Why two backends.** `ring`'s P-256 is several times faster than `p256` 0.13 (see
-//! docs/benchmarks.md). But `ring::agreement` takes a private key for one agreement only
-//! (`agree_ephemeral` consumes it) and cannot import a stored scalar, while the key-agreement
-//! key of the PIN/UV protocols serves several requests until it is regenerated (CTAP 2.1
-//! §6.5.4, `initialize`/`regenerate`), and a Noise ephemeral takes part in two DHs (`ee` and
-//! `se`). So ECDH stays on `p256`'s arithmetic; the key generation in front of it (a
-//! fixed-base multiplication, the expensive half) goes through `ring`.
+//! **Why `aws-lc-rs`.** Its P-256 (AWS-LC, assembly on x86-64 and AArch64) signs as fast as
+//! `ring`'s and many times faster than `p256` 0.13 (docs/benchmarks.md has the figures of one
+//! run). `ring::agreement` takes a private key for one agreement only (`agree_ephemeral`
+//! consumes it) and cannot import a scalar, while the key-agreement key of the PIN/UV
+//! protocols serves several requests until it is regenerated (CTAP 2.1 §6.5.4,
+//! `initialize`/`regenerate`), a Noise ephemeral takes part in two DHs (`ee` and `se`), and a
+//! Noise static key is handed in as a scalar; `aws-lc-rs`'s `agreement::PrivateKey` does all
+//! three. Its generated signing key signs at once (`ring` returns only a PKCS#8 document,
+//! whose import computes the point again), and a bare scalar imports without `p256`. Built
+//! without default features, `aws-lc-sys` uses its universal pre-generated bindings and its
+//! `cc` build: no CMake, no bindgen, only the C compiler the mobile targets need anyway.
 //!
-//! **Importing a key costs a multiplication.** `ring` builds a signing key only from the
-//! scalar *and* the public point, and checks them against each other by computing the point
-//! again (`from_private_key_and_public_key`, ≈ half a signature). A scalar alone (credential
-//! IDs, and store rows made before the public point was stored with them) needs `p256` to
-//! compute the point first, a slower multiplication. The engine keeps parsed keys in a
-//! [`KeyCache`](super::key_cache::KeyCache) so a credential in use pays this once.
+//! **Importing a key costs a multiplication.** An imported scalar has its public point
+//! computed (a fixed-base multiplication) and, when a point is stored with it, compared with
+//! that point. The engine keeps parsed keys in a [`KeyCache`](super::key_cache::KeyCache) so
+//! a credential in use pays this once.
 //!
-//! **Constant time.** `ring` signs with its constant-time P-256 (assembly on x86-64 and
-//! AArch64, constant-time C elsewhere) and a nonce hedged from the key, the message digest and
-//! fresh randomness. `p256` 0.13's scalar multiplication, used for ECDH and for the public
-//! point of a bare scalar, is constant-time as well (RustCrypto's `primeorder` formulas and
-//! `subtle` selection).
+//! **Constant time.** AWS-LC signs with its constant-time P-256 (`p256-nistz` assembly on
+//! x86-64 and AArch64, constant-time C elsewhere) and a nonce drawn from fresh randomness with
+//! a hash of the key and digest mixed in; its ECDH multiplies in constant time as well.
 //!
-//! **Zeroization.** `ring` wipes nothing on drop (its key types have no `Drop`). The parsed
-//! `ring` key pair is therefore kept on the heap behind [`Wiped`], which runs the pair's drop
-//! and then overwrites its bytes. The scalar copy this module keeps is `Zeroizing`, the PKCS#8
-//! document of a generated key is wiped after parsing, and `p256::SecretKey` zeroizes itself.
-//! Copies that neither library exposes — temporaries on the stack frames inside `ring` and
-//! `p256` arithmetic — are not wiped, as with any Rust crypto library that computes on the
-//! stack.
+//! **Zeroization.** Keys live in AWS-LC `EVP_PKEY`s, freed through `OPENSSL_free`, which
+//! clears every allocation before releasing it. The scalar `aws-lc-rs` serializes (for
+//! [`Es256Key::scalar`], [`EcdhKey::scalar`]) and the shared secret it hands to the key
+//! derivation are zeroized buffers, and so are the copies this module keeps. Copies that no
+//! library exposes — temporaries on the stack frames inside AWS-LC's arithmetic — are not
+//! wiped, as with any crypto library that computes on the stack.
 
-use std::mem::MaybeUninit;
-
-use p256::elliptic_curve::sec1::ToEncodedPoint;
-use ring::rand::SystemRandom;
-use ring::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_ASN1_SIGNING as ALGORITHM};
-use zeroize::{Zeroize, Zeroizing};
+use aws_lc_rs::agreement;
+use aws_lc_rs::encoding::{AsBigEndian, EcPrivateKeyBin};
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_ASN1_SIGNING as ALGORITHM};
+use zeroize::Zeroizing;
 
 /// Length of a P-256 scalar.
 pub const SCALAR_LEN: usize = 32;
@@ -48,65 +46,11 @@ pub const POINT_LEN: usize = 65;
 #[error("malformed P-256 key")]
 pub struct Es256KeyError;
 
-/// A value of a type that does not zeroize itself, boxed so that it never moves, and
-/// overwritten with zeros after its drop.
-struct Wiped<T>(Box<MaybeUninit<T>>);
-
-impl<T> Wiped<T> {
-    fn new(value: T) -> Self {
-        Self(Box::new(MaybeUninit::new(value)))
-    }
-
-    fn get(&self) -> &T {
-        // SAFETY: initialized in `new`; only `drop` de-initializes it.
-        unsafe { self.0.assume_init_ref() }
-    }
-}
-
-impl<T> Drop for Wiped<T> {
-    fn drop(&mut self) {
-        // SAFETY: initialized in `new` and dropped only here; after this the bytes are only
-        // overwritten (a `MaybeUninit` may hold any bytes) and the box frees its memory.
-        unsafe { self.0.assume_init_drop() };
-        self.0.zeroize();
-    }
-}
-
-/// A fresh key pair from `ring`: the scalar and the uncompressed public point.
-fn generate() -> (Zeroizing<[u8; SCALAR_LEN]>, [u8; POINT_LEN]) {
-    let document = EcdsaKeyPair::generate_pkcs8(&ALGORITHM, &SystemRandom::new())
-        .expect("the operating system's random generator works");
-    let mut document = MaybeUninit::new(document);
-    // SAFETY: initialized on the line above; wiped (never read again) below.
-    let der = unsafe { document.assume_init_ref() }.as_ref();
-    let parts = parse_pkcs8(der);
-    document.zeroize();
-    parts.expect("ring's PKCS#8 document holds a P-256 scalar and its public point")
-}
-
-/// The scalar and public point of the PKCS#8 v1 `ECPrivateKey` that `ring` generates
-/// (RFC 5958 §2 around RFC 5915 §3, public key included).
-fn parse_pkcs8(der: &[u8]) -> Option<(Zeroizing<[u8; SCALAR_LEN]>, [u8; POINT_LEN])> {
-    use sec1::der::Decode;
-    let info = pkcs8::PrivateKeyInfo::from_der(der).ok()?;
-    let key = sec1::EcPrivateKey::from_der(info.private_key).ok()?;
-    let scalar = Zeroizing::new(<[u8; SCALAR_LEN]>::try_from(key.private_key).ok()?);
-    let point = <[u8; POINT_LEN]>::try_from(key.public_key?).ok()?;
-    Some((scalar, point))
-}
-
-/// The public point of a bare scalar, computed with `p256` (`ring` has no API for it).
-fn point_of(scalar: &[u8]) -> Result<[u8; POINT_LEN], Es256KeyError> {
-    let secret = p256::SecretKey::from_slice(scalar).map_err(|_| Es256KeyError)?;
-    let point = secret.public_key().to_encoded_point(false);
-    point.as_bytes().try_into().map_err(|_| Es256KeyError)
-}
-
 /// An ECDSA P-256 signing key (ES256). Never printed.
 pub struct Es256Key {
     scalar: Zeroizing<[u8; SCALAR_LEN]>,
     point: [u8; POINT_LEN],
-    pair: Wiped<EcdsaKeyPair>,
+    pair: EcdsaKeyPair,
 }
 
 impl std::fmt::Debug for Es256Key {
@@ -116,30 +60,43 @@ impl std::fmt::Debug for Es256Key {
 }
 
 impl Es256Key {
+    fn from_pair(pair: EcdsaKeyPair) -> Result<Self, Es256KeyError> {
+        let scalar: EcPrivateKeyBin<'static> = pair
+            .private_key()
+            .as_be_bytes()
+            .map_err(|_| Es256KeyError)?;
+        Ok(Self {
+            scalar: Zeroizing::new(scalar.as_ref().try_into().map_err(|_| Es256KeyError)?),
+            point: pair
+                .public_key()
+                .as_ref()
+                .try_into()
+                .map_err(|_| Es256KeyError)?,
+            pair,
+        })
+    }
+
+    /// A fresh key: one fixed-base multiplication, and the pair is ready to sign.
     pub fn generate() -> Self {
-        let (scalar, point) = generate();
-        Self::from_parts(&scalar[..], &point).expect("ring accepts the key it generated")
+        let pair = EcdsaKeyPair::generate(&ALGORITHM)
+            .expect("the operating system's random generator works");
+        Self::from_pair(pair).expect("a generated P-256 key serializes")
     }
 
     /// Imports a scalar and the public point stored with it; fails if they do not match.
     pub fn from_parts(scalar: &[u8], point: &[u8]) -> Result<Self, Es256KeyError> {
-        let pair = EcdsaKeyPair::from_private_key_and_public_key(
-            &ALGORITHM,
-            scalar,
-            point,
-            &SystemRandom::new(),
-        )
-        .map_err(|_| Es256KeyError)?;
-        Ok(Self {
-            scalar: Zeroizing::new(scalar.try_into().map_err(|_| Es256KeyError)?),
-            point: point.try_into().map_err(|_| Es256KeyError)?,
-            pair: Wiped::new(pair),
-        })
+        let pair = EcdsaKeyPair::from_private_key_and_public_key(&ALGORITHM, scalar, point)
+            .map_err(|_| Es256KeyError)?;
+        Self::from_pair(pair)
     }
 
-    /// Imports a bare scalar: computes its public point first (the slower path).
+    /// Imports a bare scalar; its public point is computed on the way (the same cost as
+    /// [`from_parts`](Self::from_parts), which computes it to compare).
     pub fn from_scalar(scalar: &[u8]) -> Result<Self, Es256KeyError> {
-        Self::from_parts(scalar, &point_of(scalar)?)
+        let ecdh = agreement::PrivateKey::from_private_key(&agreement::ECDH_P256, scalar)
+            .map_err(|_| Es256KeyError)?;
+        let point = ecdh.compute_public_key().map_err(|_| Es256KeyError)?;
+        Self::from_parts(scalar, point.as_ref())
     }
 
     pub fn scalar(&self) -> &[u8; SCALAR_LEN] {
@@ -155,7 +112,6 @@ impl Es256Key {
     /// The nonce is random (hedged), so two signatures of one message differ.
     pub fn sign(&self, message: &[u8]) -> Vec<u8> {
         self.pair
-            .get()
             .sign(&SystemRandom::new(), message)
             .expect("the operating system's random generator works")
             .as_ref()
@@ -169,7 +125,7 @@ impl p256::ecdsa::signature::Keypair for Es256Key {
 
     fn verifying_key(&self) -> Self::VerifyingKey {
         p256::ecdsa::VerifyingKey::from_sec1_bytes(&self.point)
-            .expect("ring checked the point on import")
+            .expect("the point was checked on import")
     }
 }
 
@@ -212,9 +168,9 @@ pub fn check_public_point(point: &[u8]) -> Result<[u8; POINT_LEN], Es256KeyError
     Ok(fixed)
 }
 
-/// A P-256 key-agreement key that may be used for several agreements.
+/// A P-256 key-agreement key that may be used for several agreements (`aws-lc-rs`).
 pub struct EcdhKey {
-    secret: p256::SecretKey,
+    key: agreement::PrivateKey,
     point: [u8; POINT_LEN],
 }
 
@@ -225,25 +181,38 @@ impl std::fmt::Debug for EcdhKey {
 }
 
 impl EcdhKey {
+    fn with_point(key: agreement::PrivateKey) -> Result<Self, Es256KeyError> {
+        let public = key.compute_public_key().map_err(|_| Es256KeyError)?;
+        Ok(Self {
+            point: public.as_ref().try_into().map_err(|_| Es256KeyError)?,
+            key,
+        })
+    }
+
     pub fn generate() -> Self {
-        let (scalar, point) = generate();
-        let secret =
-            p256::SecretKey::from_slice(&scalar[..]).expect("ring generates scalars in [1, n-1]");
-        Self { secret, point }
+        let key = agreement::PrivateKey::generate(&agreement::ECDH_P256)
+            .expect("the operating system's random generator works");
+        Self::with_point(key).expect("a generated P-256 key has an uncompressed public point")
     }
 
     /// Imports a stored scalar; computes its public point.
     pub fn from_scalar(scalar: &[u8]) -> Result<Self, Es256KeyError> {
-        let secret = p256::SecretKey::from_slice(scalar).map_err(|_| Es256KeyError)?;
-        let point = secret.public_key().to_encoded_point(false);
-        Ok(Self {
-            point: point.as_bytes().try_into().map_err(|_| Es256KeyError)?,
-            secret,
-        })
+        let key = agreement::PrivateKey::from_private_key(&agreement::ECDH_P256, scalar)
+            .map_err(|_| Es256KeyError)?;
+        Self::with_point(key)
     }
 
     pub fn scalar(&self) -> Zeroizing<[u8; SCALAR_LEN]> {
-        Zeroizing::new(self.secret.to_bytes().into())
+        let bytes: EcPrivateKeyBin<'static> = self
+            .key
+            .as_be_bytes()
+            .expect("a P-256 private key serializes");
+        Zeroizing::new(
+            bytes
+                .as_ref()
+                .try_into()
+                .expect("a P-256 scalar is 32 bytes"),
+        )
     }
 
     /// The uncompressed SEC1 public point (0x04 ‖ x ‖ y).
@@ -254,14 +223,10 @@ impl EcdhKey {
     /// The x-coordinate of `scalar · peer`: ECDH's shared secret (SEC 1 §3.3.1). Fails for a
     /// point that is not on the curve.
     pub fn agree(&self, peer_sec1: &[u8]) -> Result<Zeroizing<[u8; 32]>, Es256KeyError> {
-        let peer = p256::PublicKey::from_sec1_bytes(peer_sec1).map_err(|_| Es256KeyError)?;
-        Ok(self.agree_with(&peer))
-    }
-
-    /// As [`agree`](Self::agree), with a point already parsed.
-    pub fn agree_with(&self, peer: &p256::PublicKey) -> Zeroizing<[u8; 32]> {
-        let z = p256::ecdh::diffie_hellman(self.secret.to_nonzero_scalar(), peer.as_affine());
-        Zeroizing::new((*z.raw_secret_bytes()).into())
+        let peer = agreement::UnparsedPublicKey::new(&agreement::ECDH_P256, peer_sec1);
+        agreement::agree(&self.key, peer, Es256KeyError, |z| {
+            Ok(Zeroizing::new(z.try_into().map_err(|_| Es256KeyError)?))
+        })
     }
 }
 
@@ -269,6 +234,7 @@ impl EcdhKey {
 mod tests {
     use super::*;
     use p256::ecdsa::signature::Verifier;
+    use p256::elliptic_curve::sec1::ToEncodedPoint;
 
     #[test]
     fn verify_refuses_malformed_input_without_panicking() {
@@ -290,7 +256,11 @@ mod tests {
     #[test]
     fn generated_keys_sign_verifiably_with_the_point_p256_computes() {
         let key = Es256Key::generate();
-        assert_eq!(*key.public_point(), point_of(key.scalar()).unwrap());
+        let p256_point = p256::SecretKey::from_slice(key.scalar())
+            .unwrap()
+            .public_key()
+            .to_encoded_point(false);
+        assert_eq!(key.public_point()[..], *p256_point.as_bytes());
         let sig = key.sign(b"msg");
         assert!(verify(key.public_point(), b"msg", &sig));
         assert!(!verify(key.public_point(), b"other", &sig));
@@ -367,6 +337,27 @@ mod tests {
         let c = EcdhKey::from_scalar(&a.scalar()[..]).unwrap();
         assert_eq!(c.public_point(), a.public_point());
         assert!(a.agree(&[4; 65]).is_err(), "not on the curve");
+    }
+
+    /// The backend's agreement against `p256`'s, an independent implementation, both ways
+    /// round: same scalar, same peer, same x-coordinate.
+    #[test]
+    fn ecdh_equals_p256s_for_the_same_scalar() {
+        let ours = EcdhKey::generate();
+        let peer = p256::SecretKey::random(&mut rand_core::OsRng);
+        let peer_point = peer.public_key().to_encoded_point(false);
+        let mine = ours.agree(peer_point.as_bytes()).unwrap();
+        let ours_p256 = p256::PublicKey::from_sec1_bytes(ours.public_point()).unwrap();
+        let theirs = p256::ecdh::diffie_hellman(peer.to_nonzero_scalar(), ours_p256.as_affine());
+        assert_eq!(&mine[..], &theirs.raw_secret_bytes()[..]);
+        assert_eq!(
+            ours.public_point()[..],
+            *p256::SecretKey::from_slice(&ours.scalar()[..])
+                .unwrap()
+                .public_key()
+                .to_encoded_point(false)
+                .as_bytes()
+        );
     }
 
     #[test]

@@ -3,8 +3,8 @@
 //!
 //! The resolver is snow's default primitives with two changes: randomness comes from the
 //! operating system through `rand_core` (the engine's, instead of a third `getrandom`), and
-//! P-256 is the engine's own ([`P256Dh`] on [`EcdhKey`]): key generation through `ring`, which
-//! cannot fail where snow 0.10 would panic, and the private key wiped on drop.
+//! P-256 is the engine's own ([`P256Dh`] on [`EcdhKey`], `aws-lc-rs`): key generation that
+//! cannot fail where snow 0.10 would panic, faster agreement, and the private key wiped on drop.
 
 use rand_core::{OsRng, RngCore};
 use snow::params::{CipherChoice, DHChoice, HashChoice};
@@ -70,8 +70,8 @@ impl Random for OsRandom {
 /// Noise's P-256 DH (`DH()` = the x-coordinate of the shared point, 32 bytes, as snow's own
 /// and the caBLE/Noise P-256 convention) on the engine's [`EcdhKey`].
 ///
-/// Ephemeral keys come from `ring`'s generator (the operating system's randomness, like the
-/// resolver's `rng`, which snow passes in and which is therefore not used here): `ring`
+/// Ephemeral keys come from the backend's generator (the operating system's randomness, like
+/// the resolver's `rng`, which snow passes in and which is therefore not used here), which
 /// returns only valid scalars, where snow 0.10 turns 32 random bytes into a scalar with
 /// `unwrap()` and would panic for the ~2^-32 of byte strings that are zero or not below the
 /// group order. A static key handed in by `set` that is not a valid scalar leaves no key: the

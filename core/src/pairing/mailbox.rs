@@ -19,6 +19,7 @@
 
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use hkdf::Hkdf;
+use p256::elliptic_curve::sec1::ToEncodedPoint;
 use p256::{PublicKey, SecretKey};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -28,6 +29,7 @@ use zeroize::Zeroizing;
 use super::encoding::{hex_decode, hex_encode};
 use super::url::{compressed, PairingSecret};
 use super::Role;
+use crate::crypto::es256::EcdhKey;
 
 /// A mailbox id's length.
 pub const MAILBOX_ID_LEN: usize = 16;
@@ -133,15 +135,23 @@ impl MailboxKeys {
 
     /// A pairing's mailbox, from our static key, the peer's and our role.
     pub fn pairing(our_static: &SecretKey, peer_static: &PublicKey, our_role: Role) -> Self {
-        let z = p256::ecdh::diffie_hellman(our_static.to_nonzero_scalar(), peer_static.as_affine());
-        let ours = compressed(&our_static.public_key());
+        // The engine's ECDH (es256.rs); importing the scalar there also yields our public
+        // point, faster than `p256` would compute it.
+        let ecdh = EcdhKey::from_scalar(&Zeroizing::new(our_static.to_bytes())[..])
+            .expect("a p256 secret key is a valid scalar");
+        let z = ecdh
+            .agree(peer_static.to_encoded_point(false).as_bytes())
+            .expect("a p256 public key is on the curve");
+        let ours = compressed(
+            &PublicKey::from_sec1_bytes(ecdh.public_point()).expect("the engine's point is valid"),
+        );
         let theirs = compressed(peer_static);
         let (bridge_key, phone_key) = match our_role {
             Role::Bridge => (ours, theirs),
             Role::Phone => (theirs, ours),
         };
         let salt = [bridge_key.as_slice(), phone_key.as_slice()].concat();
-        let hk = Hkdf::<Sha256>::new(Some(&salt), z.raw_secret_bytes());
+        let hk = Hkdf::<Sha256>::new(Some(&salt), &z[..]);
         Self {
             bridge: expand(&hk, PAIRING_LABEL, Role::Bridge),
             phone: expand(&hk, PAIRING_LABEL, Role::Phone),

@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-use crate::crypto::es256::EcdhKey;
+use crate::crypto::es256::{check_public_point, EcdhKey, POINT_LEN};
 use crate::ctap::cbor::{as_bytes, as_int, int, MapBuilder, MapReader};
 use crate::ctap::{CtapError, CtapResult};
 
@@ -85,7 +85,10 @@ impl KeyAgreementKey {
     /// decapsulate(peerCoseKey): the protocol's shared secret with the platform's key.
     pub fn decapsulate(&self, protocol: PinProtocol, peer: &Value) -> CtapResult<SharedSecret> {
         let peer = parse_peer_key(peer)?;
-        let z = self.key.agree_with(&peer);
+        let z = self
+            .key
+            .agree(&peer)
+            .map_err(|_| CtapError::InvalidParameter)?;
         let z = &z[..];
         let mut hmac_key = Zeroizing::new([0u8; 32]);
         let mut aes_key = Zeroizing::new([0u8; 32]);
@@ -112,7 +115,7 @@ impl KeyAgreementKey {
 }
 
 /// Reads a platform COSE_Key: kty 2 (EC2), crv 1 (P-256), 32-byte x and y on the curve.
-fn parse_peer_key(v: &Value) -> CtapResult<p256::PublicKey> {
+fn parse_peer_key(v: &Value) -> CtapResult<[u8; POINT_LEN]> {
     let mut m = MapReader::new(v.clone())?;
     let kty = as_int(m.take(1).ok_or(CtapError::MissingParameter)?)?;
     let crv = as_int(m.take(-1).ok_or(CtapError::MissingParameter)?)?;
@@ -122,7 +125,7 @@ fn parse_peer_key(v: &Value) -> CtapResult<p256::PublicKey> {
         return Err(CtapError::InvalidParameter);
     }
     let sec1 = [&[0x04][..], &x, &y].concat();
-    p256::PublicKey::from_sec1_bytes(&sec1).map_err(|_| CtapError::InvalidParameter)
+    check_public_point(&sec1).map_err(|_| CtapError::InvalidParameter)
 }
 
 /// The result of key agreement for one protocol. Zeroized on drop; never printed.
@@ -192,7 +195,7 @@ mod tests {
     /// The platform side of key agreement, built independently from the same primitives.
     fn platform_secret(protocol: PinProtocol, auth_key: &Value) -> (Value, [u8; 32], [u8; 32]) {
         let platform = p256::SecretKey::random(&mut OsRng);
-        let peer = parse_peer_key(auth_key).unwrap();
+        let peer = p256::PublicKey::from_sec1_bytes(&parse_peer_key(auth_key).unwrap()).unwrap();
         let z = p256::ecdh::diffie_hellman(platform.to_nonzero_scalar(), peer.as_affine());
         let (mut h, mut a) = ([0u8; 32], [0u8; 32]);
         match protocol {
