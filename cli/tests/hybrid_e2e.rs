@@ -1,5 +1,6 @@
 //! End to end on loopback with real processes: `pocketkey hybrid` (the phone) and
-//! `pocketkey-relay` (the tunnel server), and a browser of our own here: it makes the QR code,
+//! `pocketkey-relay` (the tunnel server), and the browser of `pocketkey_testkit::hybrid` (the
+//! same one `pocketkey-hybrid-browser` runs for the app models' tests): it makes the QR code,
 //! reads the advert the phone prints, connects through the relay, runs the Noise initiator,
 //! registers a credential and signs in with it, and checks the results as a relying party
 //! would (packed self attestation, rpIdHash, the assertion signature under the registered
@@ -11,7 +12,7 @@
 //! crate's `serve` on a thread of this test.
 
 use std::io::{BufRead, BufReader, Read};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver};
@@ -19,38 +20,17 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use ciborium::value::Value;
-use p256::SecretKey;
-use pocketkey_core::hybrid::advert::{self, EidPlaintext};
-use pocketkey_core::hybrid::crypter::Crypter;
+use pocketkey_core::hybrid::advert::EidPlaintext;
 use pocketkey_core::hybrid::keys;
 use pocketkey_core::hybrid::noise::Initiator;
 use pocketkey_core::hybrid::qr::QrCode;
-use pocketkey_core::hybrid::session::{encode_message, MessageType, PostHandshake};
+use pocketkey_core::hybrid::session::{encode_message, MessageType};
 use pocketkey_testkit::cbor::{as_bytes, get, text};
-use pocketkey_testkit::cose::ES256;
-use pocketkey_testkit::responses::flags::{AT, UP, UV};
-use pocketkey_testkit::responses::{decode_response, Assertion, Registration};
-use pocketkey_testkit::{sha256, GetAssertion, MakeCredential};
-use tungstenite::client::IntoClientRequest;
-use tungstenite::http::HeaderValue;
-use tungstenite::stream::MaybeTlsStream;
-use tungstenite::{Message, WebSocket};
+use pocketkey_testkit::hybrid::{self, recv, send, unhex, Browser, Ws};
+use tungstenite::Message;
 
 const RP_ID: &str = "hybrid.example";
 const WAIT: Duration = Duration::from_secs(30);
-
-type Ws = WebSocket<MaybeTlsStream<TcpStream>>;
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02X}")).collect()
-}
-
-fn unhex(text: &str) -> Vec<u8> {
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
-        .collect()
-}
 
 // ------------------------------------------------------------------------------- the relay
 
@@ -217,8 +197,7 @@ impl Phone {
             .strip_prefix("advert: ")
             .unwrap_or_else(|| panic!("first stdout line: {line:?}"));
         assert_eq!(digits.len(), 40, "{line:?}");
-        assert!(digits.bytes().all(|b| b.is_ascii_hexdigit()), "{line:?}");
-        unhex(digits)
+        unhex(digits).unwrap_or_else(|| panic!("{line:?}"))
     }
 
     /// Waits for the exit (killing the process after [`WAIT`]).
@@ -256,121 +235,6 @@ impl Drop for Phone {
     }
 }
 
-// ------------------------------------------------------------------------------- the browser
-
-struct Browser {
-    key: SecretKey,
-    secret: [u8; 16],
-}
-
-impl Browser {
-    fn new() -> Self {
-        let key = SecretKey::random(&mut rand_core::OsRng);
-        let mut secret = [0u8; 16];
-        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut secret);
-        Self { key, secret }
-    }
-
-    /// The `FIDO:/` text of the QR code a browser would show.
-    fn qr(&self) -> String {
-        QrCode::new(self.key.public_key(), self.secret).to_url()
-    }
-
-    /// Decrypts the advert with the EID key, as the browser does with every BLE advert.
-    fn read_advert(&self, service_data: &[u8]) -> EidPlaintext {
-        advert::decrypt(&keys::eid_key(&self.secret), service_data).expect("the advert is ours")
-    }
-
-    /// `/cable/connect/<routing id>/<tunnel id>` with subprotocol fido.cable.
-    fn connect(&self, relay: &Relay, eid: &EidPlaintext) -> Ws {
-        let url = format!(
-            "{}/cable/connect/{}/{}",
-            relay.url(),
-            hex(&eid.routing_id),
-            hex(&keys::tunnel_id(&self.secret))
-        );
-        let mut request = url.into_client_request().unwrap();
-        request.headers_mut().insert(
-            "Sec-WebSocket-Protocol",
-            HeaderValue::from_static("fido.cable"),
-        );
-        let (ws, response) = tungstenite::connect(request).expect("join the tunnel");
-        assert_eq!(
-            response.headers().get("sec-websocket-protocol").unwrap(),
-            "fido.cable"
-        );
-        if let MaybeTlsStream::Plain(tcp) = ws.get_ref() {
-            tcp.set_read_timeout(Some(WAIT)).unwrap();
-        }
-        ws
-    }
-
-    /// The handshake with the right PSK; returns the transport crypter and the phone's first
-    /// message.
-    fn handshake(&self, ws: &mut Ws, eid: &EidPlaintext) -> (Crypter, PostHandshake) {
-        let psk = keys::psk(&self.secret, &eid.to_bytes());
-        let (initiator, msg1) = Initiator::start(&self.key, &psk).unwrap();
-        ws.send(Message::Binary(msg1.to_vec().into())).unwrap();
-        let answer = recv(ws).expect("the phone's handshake answer");
-        assert_eq!(answer.len(), 81);
-        let done = initiator.finish(&answer).expect("the phone authenticates");
-        let mut crypter = Crypter::new(&done.keys);
-        let first = crypter.decrypt(&recv(ws).unwrap()).unwrap();
-        let post = PostHandshake::decode(&first).expect("{1: getInfo, 3: features}");
-        (crypter, post)
-    }
-}
-
-/// The next binary message; `None` once the tunnel is closed.
-fn recv(ws: &mut Ws) -> Option<Vec<u8>> {
-    loop {
-        match ws.read() {
-            Ok(Message::Binary(bytes)) => return Some(bytes.to_vec()),
-            Ok(Message::Close(_)) | Err(_) => return None,
-            Ok(_) => {}
-        }
-    }
-}
-
-fn send(ws: &mut Ws, crypter: &mut Crypter, kind: MessageType, payload: &[u8]) {
-    let frame = crypter.encrypt(&encode_message(kind, payload)).unwrap();
-    ws.send(Message::Binary(frame.into())).unwrap();
-}
-
-/// A CTAP request (command ‖ CBOR) in a type-1 message; returns status ‖ CBOR.
-fn ctap(ws: &mut Ws, crypter: &mut Crypter, request: &[u8]) -> Vec<u8> {
-    send(ws, crypter, MessageType::Ctap, request);
-    let reply = crypter.decrypt(&recv(ws).expect("a CTAP answer")).unwrap();
-    assert_eq!(reply[0], MessageType::Ctap as u8, "type byte");
-    reply[1..].to_vec()
-}
-
-fn client_data_hash(challenge: &str) -> Vec<u8> {
-    // The browser's clientDataJSON, reduced to what the hash needs to be unique.
-    let client_data =
-        format!(r#"{{"type":"webauthn","challenge":"{challenge}","origin":"https://{RP_ID}"}}"#);
-    sha256(client_data.as_bytes()).to_vec()
-}
-
-fn make_credential(cdh: &[u8]) -> Vec<u8> {
-    MakeCredential::new(RP_ID, "alice@hybrid.example")
-        .client_data_hash(cdh)
-        .rp_name("Hybrid")
-        .user_id(b"user-1")
-        .user_display_name("Alice")
-        .rk(true)
-        .uv(true)
-        .encode()
-}
-
-fn get_assertion(cdh: &[u8], credential_id: &[u8]) -> Vec<u8> {
-    GetAssertion::new(RP_ID)
-        .client_data_hash(cdh)
-        .allow(credential_id)
-        .uv(true)
-        .encode()
-}
-
 // ------------------------------------------------------------------------------- tests
 
 #[test]
@@ -380,10 +244,12 @@ fn registers_and_signs_in_through_the_relay() {
     let browser = Browser::new();
     let mut phone = Phone::spawn(&browser.qr(), &relay.url(), state.path());
 
-    let eid = browser.read_advert(&phone.advert());
+    let eid = browser
+        .read_advert(&phone.advert())
+        .expect("the advert is ours");
     assert_eq!(eid.domain_id, 0);
-    let mut ws = browser.connect(&relay, &eid);
-    let (mut c, post) = browser.handshake(&mut ws, &eid);
+    let mut ws = browser.connect(&relay.url(), &eid).unwrap();
+    let (mut c, post) = browser.handshake(&mut ws, &eid).unwrap();
 
     assert_eq!(post.features, vec!["ctap".to_string()]);
     let info: Value = ciborium::from_reader(&post.get_info[..]).expect("getInfo CBOR");
@@ -393,44 +259,10 @@ fn registers_and_signs_in_through_the_relay() {
     assert!(transports.contains(&text("hybrid")), "{transports:?}");
     let aaguid = as_bytes(get(&info, 3).expect("aaguid"));
 
-    // Registration: packed self attestation (no certificate chain, signed by the credential's
-    // own key).
-    let cdh = client_data_hash("register-challenge");
-    let made = ctap(&mut ws, &mut c, &make_credential(&cdh));
-    let reg = Registration::parse(&decode_response(&made).expect("makeCredential status"));
-    assert_eq!(reg.key().alg(), ES256);
-    reg.verify_self_attestation(&cdh);
-    assert_eq!(reg.parsed.rp_id_hash, sha256(RP_ID.as_bytes()));
-    assert_eq!(
-        reg.parsed.flags & (UP | UV | AT),
-        UP | UV | AT,
-        "flags {:#04x}",
-        reg.parsed.flags
-    );
-    assert_eq!(
-        reg.parsed.aaguid.map(Vec::from),
-        Some(aaguid),
-        "AAGUID as in getInfo"
-    );
-
-    // Sign-in with that credential: signed for this RP, no attested credential data.
-    let cdh = client_data_hash("sign-in-challenge");
-    let got = ctap(&mut ws, &mut c, &get_assertion(&cdh, &reg.id()));
-    let signed_in = Assertion::parse(&decode_response(&got).expect("getAssertion status"));
-    assert_eq!(signed_in.credential_id, reg.id());
-    signed_in.verify(reg.key(), RP_ID, &cdh);
-    assert_eq!(signed_in.parsed.flags & (UP | UV), UP | UV);
-    assert!(
-        signed_in.parsed.sign_count > reg.parsed.sign_count,
-        "counter {} after {}",
-        signed_in.parsed.sign_count,
-        reg.parsed.sign_count
-    );
-    // A relying party rejects a signature over anything else.
-    let mut other = signed_in.auth_data.clone();
-    other[33] ^= 1;
-    let signed = [&other[..], &cdh].concat();
-    assert!(!reg.key().verify(&signed, &signed_in.signature));
+    // Registration and sign-in, checked as a relying party would (packed self attestation,
+    // rpIdHash, flags, AAGUID, the assertion signature under the registered key, the counter).
+    hybrid::register_and_sign_in(&mut ws, &mut c, &aaguid, RP_ID)
+        .expect("registered and signed in");
 
     // The browser ends the session; the phone exits 0.
     send(&mut ws, &mut c, MessageType::Shutdown, &[]);
@@ -460,8 +292,8 @@ fn failing_session(misbehave: impl FnOnce(&Browser, &mut Ws, &EidPlaintext)) -> 
     let state = tempfile::tempdir().unwrap();
     let browser = Browser::new();
     let mut phone = Phone::spawn(&browser.qr(), &relay.url(), state.path());
-    let eid = browser.read_advert(&phone.advert());
-    let mut ws = browser.connect(&relay, &eid);
+    let eid = browser.read_advert(&phone.advert()).unwrap();
+    let mut ws = browser.connect(&relay.url(), &eid).unwrap();
     misbehave(&browser, &mut ws, &eid);
     let ended = phone.end();
     assert!(!ended.status.success(), "must fail: {}", ended.stderr);
@@ -524,10 +356,13 @@ fn a_tampered_handshake_is_rejected() {
 #[test]
 fn a_tampered_transport_frame_ends_the_session() {
     let ended = failing_session(|browser, ws, eid| {
-        let (mut c, _) = browser.handshake(ws, eid);
-        let cdh = client_data_hash("tampered");
+        let (mut c, _) = browser.handshake(ws, eid).unwrap();
+        let cdh = hybrid::client_data_hash(RP_ID, "tampered");
         let mut frame = c
-            .encrypt(&encode_message(MessageType::Ctap, &make_credential(&cdh)))
+            .encrypt(&encode_message(
+                MessageType::Ctap,
+                &hybrid::make_credential(RP_ID, &cdh),
+            ))
             .unwrap();
         frame[10] ^= 0x01;
         ws.send(Message::Binary(frame.into())).unwrap();

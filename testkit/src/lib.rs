@@ -8,6 +8,7 @@ pub mod approver;
 pub mod cbor;
 pub mod command;
 pub mod cose;
+pub mod hybrid;
 pub mod key;
 pub mod pin_platform;
 pub mod requests;

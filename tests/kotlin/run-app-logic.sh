@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The Android app model (android-shell/app-logic) on the JVM, against the real engine through
-# the generated Kotlin bindings, with real processes: pocketkey-relay, pocketkey-bridge and a
-# python-fido2 client (tests/kotlin/app-logic/).
+# the generated Kotlin bindings, with real processes: pocketkey-relay, pocketkey-bridge, a
+# python-fido2 client and the browser side of hybrid, pocketkey-hybrid-browser (tests/kotlin/app-logic/).
 #
 #   tests/kotlin/run-app-logic.sh            build what is stale, compile, run every case
 #   tests/kotlin/run-app-logic.sh push scan  only the cases whose names contain one of the words
@@ -29,6 +29,8 @@ mkdir -p "$OUT"
 # --- binaries, bindings, then one kotlinc run (skipped when nothing changed) ---------------
 say "cargo build -p pocketkey-relay -p pocketkey-bridge"
 cargo build -q -p pocketkey-relay -p pocketkey-bridge >&2
+say "cargo build -p pocketkey-testkit --bin pocketkey-hybrid-browser"
+cargo build -q -p pocketkey-testkit --bin pocketkey-hybrid-browser >&2
 fresh_bindings
 mapfile -t SOURCES < <( { find "$GEN/com/pocketkey/core" "$ROOT/android-shell/app-logic/src/main/kotlin" \
                             "$HERE/app-logic" -name '*.kt'

@@ -152,6 +152,65 @@ fun hybridCode(): String {
     return "FIDO:/$digits"
 }
 
+/** A pocketkey-relay on loopback as the tunnel server; returns it and its `ws://` URL. */
+fun TestContext.tunnelServer(): Pair<Proc, String> {
+    val tunnel = closeLater(
+        Proc(
+            "tunnel",
+            listOf(File(Env.binDir, "pocketkey-relay").path, "--listen", "127.0.0.1:0"),
+            File(tmp, "tunnel.log"),
+            mapOf("POCKETKEY_RELAY_STATE" to ":memory:"),
+        ),
+    )
+    return tunnel to "ws://${tunnel.readLine("listening on ")}"
+}
+
+/**
+ * The browser's side of hybrid (pocketkey-hybrid-browser) against [tunnelUrl]: it shows its
+ * `FIDO:/` code, the model scans it, the advert the model starts is carried to the browser on
+ * its stdin (on loopback there is no radio), then the browser registers a credential for
+ * hybrid.example and signs in with it, each answered by [answer] from the model's queue.
+ * Returns the browser's exit code and its `result:` line.
+ */
+fun TestContext.hybridFromBrowser(answer: (ModelUnderTest, ApprovalPrompt) -> Unit): Pair<Int, String> {
+    val (_, tunnelUrl) = tunnelServer()
+    val browser = closeLater(
+        Proc(
+            "browser",
+            listOf(File(Env.binDir, "pocketkey-hybrid-browser").path, "--relay", tunnelUrl, "--rp", "hybrid.example"),
+            File(tmp, "browser.log"),
+        ),
+    )
+    val qr = "FIDO:/" + browser.readLine("FIDO:/")
+    val m = model()
+    val session = m.session()
+    m.model.settings.tunnelUrl = tunnelUrl
+    val outcome = session.scanner.handle(qr, ScanSource.CAMERA, ShownCodes())
+    val started = outcome as? ScanOutcome.HybridStarted ?: fail("scan of the browser's code: $outcome")
+    assertEq("start", m.advertiser.next(), "first advertiser call")
+    val advert = m.advertiser.started.single().joinToString("") { "%02X".format(it) }
+    browser.process.outputStream.run {
+        write("advert: $advert\n".toByteArray())
+        flush()
+    }
+    val register = m.notifications.next("makeCredential over hybrid")
+    assertEq(ApprovalOperation.REGISTER to "hybrid.example", register.operation to register.rpId, "first prompt")
+    answer(m, register)
+    // Until the browser's result: after an approved registration it signs in (one more prompt);
+    // after a refusal it stops.
+    val result = mutableListOf<String>()
+    val reader = thread(name = "browser-result") { runCatching { result += browser.readLine("result: ") } }
+    while (reader.isAlive) {
+        val signIn = m.notifications.poll() ?: continue
+        assertEq(ApprovalOperation.SIGN_IN to "hybrid.example", signIn.operation to signIn.rpId, "second prompt")
+        answer(m, signIn)
+    }
+    reader.join(WAIT_SECONDS * 1000)
+    val code = browser.exitCode()
+    runCatching { started.session.wait() }
+    return code to (result.singleOrNull() ?: fail("no result line from the browser; stderr: ${File(tmp, "browser.log").readText()}"))
+}
+
 /** The notification side: prompts as they are posted; [failWith] as notifications turned off. */
 class Notifications(@Volatile var failWith: Exception? = null) : ApprovalObserver {
     private val posted = LinkedBlockingQueue<ApprovalPrompt>()
@@ -167,6 +226,9 @@ class Notifications(@Volatile var failWith: Exception? = null) : ApprovalObserve
     }
 
     fun take(): ApprovalPrompt = posted.take()
+
+    /** The next prompt posted within a short while, or null. */
+    fun poll(): ApprovalPrompt? = posted.poll(100, TimeUnit.MILLISECONDS)
 
     /** The next prompt posted, waiting for it. */
     fun next(what: String): ApprovalPrompt =
@@ -408,18 +470,10 @@ val cases = listOf(
     },
 
     TestCase("hybrid: a browser's FIDO:/ code starts a session on our tunnel server; the advert starts, and stops on cancel") {
-        val tunnel = closeLater(
-            Proc(
-                "tunnel",
-                listOf(File(Env.binDir, "pocketkey-relay").path, "--listen", "127.0.0.1:0"),
-                File(tmp, "tunnel.log"),
-                mapOf("POCKETKEY_RELAY_STATE" to ":memory:"),
-            ),
-        )
-        val addr = tunnel.readLine("listening on ")
+        val (_, tunnelUrl) = tunnelServer()
         val m = model()
         val session = m.session()
-        m.model.settings.tunnelUrl = "ws://$addr"
+        m.model.settings.tunnelUrl = tunnelUrl
         val outcome = session.scanner.handle(hybridCode(), ScanSource.CAMERA, ShownCodes())
         val started = outcome as? ScanOutcome.HybridStarted ?: fail("scan of a FIDO:/ code: $outcome")
         // The tunnel server gave a routing id: the advert carries it, encrypted (20 bytes).
@@ -429,6 +483,18 @@ val cases = listOf(
         assertEq("stop", m.advertiser.next(), "advertiser call after cancel")
         runCatching { started.session.wait() }
         assertTrue(started.session.isFinished()) { "the session still runs after cancel" }
+    },
+
+    TestCase("hybrid e2e: the browser program's QR code, scanned by the model, registers and signs in through pocketkey-relay; the browser verifies the signature") {
+        val (code, result) = hybridFromBrowser { m, p -> m.model.approvals.approve(p.id, null, Verification.VERIFIED).answered("hybrid ${p.operation}") }
+        assertTrue(result.startsWith("verified rp=hybrid.example credential=")) { "browser: $result" }
+        assertEq(0, code, "browser exit code")
+    },
+
+    TestCase("hybrid e2e: a denied approval fails the browser's registration (CTAP2_ERR_OPERATION_DENIED)") {
+        val (code, result) = hybridFromBrowser { m, p -> m.model.approvals.deny(p.id).answered("deny") }
+        assertEq("failed makeCredential status 0x27", result, "browser result")
+        assertEq(1, code, "browser exit code")
     },
 
     TestCase("push: a payload that is not a PocketKey wake-up is ignored; FCM data is read as the same JSON") {
