@@ -4,7 +4,7 @@
 use pocketkey_core::attestation::AttestationConfig;
 use pocketkey_core::authenticator::Authenticator;
 use pocketkey_core::store::{OrgIdentity, OrgStatus, Store};
-use pocketkey_net::org::jobs::{self, Outcome, RegistrationJob};
+use pocketkey_net::org::jobs::{self, Outcome, RegistrationJob, RegistrationJobExt};
 use pocketkey_net::org::{self as client, ActivationLink, OrgClientError};
 
 use crate::errors::PocketKeyError;
@@ -215,6 +215,7 @@ fn apply(
     }
     engine.set_attestation(attestation.unwrap_or_default());
     engine.set_refused_rp_ids(identity.refused_rp_ids());
+    engine.set_registrable_rp_ids(identity.registrable_rp_ids());
     engine.set_always_uv_locked(identity.locks_always_uv());
     Ok(())
 }

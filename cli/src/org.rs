@@ -81,6 +81,8 @@ pub struct EngineParts {
     pub attestation: Option<AttestationConfig>,
     /// The organisation's RP ids, while suspended or revoked.
     pub refused_rp_ids: Vec<String>,
+    /// The only RP ids credentials may be made for (the policy's allowed RPs, while active).
+    pub registrable_rp_ids: Vec<String>,
     /// The policy requires user verification (while active).
     pub always_uv_locked: bool,
 }
@@ -95,6 +97,7 @@ pub fn engine_parts(dir: &Path, master: &MasterKey) -> Result<EngineParts, Strin
         Some(identity) => Ok(EngineParts {
             attestation: identity.attestation_config().map_err(|e| e.to_string())?,
             refused_rp_ids: identity.refused_rp_ids(),
+            registrable_rp_ids: identity.registrable_rp_ids(),
             always_uv_locked: identity.locks_always_uv(),
         }),
         None => Ok(EngineParts::default()),

