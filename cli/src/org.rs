@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 use pocketkey_core::attestation::AttestationConfig;
+use pocketkey_core::clock::unix_now;
 use pocketkey_core::crypto::master_key::MasterKey;
+use pocketkey_core::pairing::PairingStore;
 use pocketkey_core::store::{OrgIdentity, OrgStatus, Store};
 use pocketkey_desktop::state_dir;
 use pocketkey_net::org::{self as client, ActivationLink, OrgClientError};
@@ -113,6 +115,26 @@ fn apply_to_settings(store: &mut Store, identity: &OrgIdentity) -> Result<(), St
     Ok(())
 }
 
+/// Revocation unpairs the computers this key served (docs/org.md, "Revocation"): one
+/// `unpaired: <NAME>` line each on stdout, as `pocketkey unpair` prints.
+fn unpair_computers(dir: &Path, master: &MasterKey) -> Result<(), String> {
+    let path = dir.join(pocketkey_core::pairing::store::FILE_NAME);
+    if !path.exists() {
+        return Ok(());
+    }
+    let store = PairingStore::open(&path, master)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    let unpaired = pocketkey_net::org::unpair::unpair_computers(&store, unix_now())
+        .map_err(|e| format!("cannot unpair the computers: {e}"))?;
+    for name in unpaired.done {
+        println!("unpaired: {name}");
+    }
+    for name in unpaired.pending {
+        println!("unpaired: {name} (the relay will be told later)");
+    }
+    Ok(())
+}
+
 #[derive(Debug, clap::Subcommand)]
 pub enum OrgCommand {
     /// Ask the organisation where this key stands and apply it; prints
@@ -151,6 +173,7 @@ fn sync(args: SyncArgs) -> Result<(), String> {
     let mut answer = client::sync(&identity).map_err(|e| format!("sync failed: {e}"))?;
     let reason = answer.reason.clone();
     let jobs = std::mem::take(&mut answer.jobs);
+    let was_revoked = identity.status == OrgStatus::Revoked;
     client::apply(&mut identity, answer);
     store
         .save_org_identity(&identity)
@@ -161,6 +184,9 @@ fn sync(args: SyncArgs) -> Result<(), String> {
         identity.org_name,
         identity.status.as_str()
     );
+    if identity.status == OrgStatus::Revoked && !was_revoked {
+        unpair_computers(&dir, &master)?;
+    }
     let why = reason.map(|r| format!(" ({r})")).unwrap_or_default();
     match identity.status {
         OrgStatus::Active => {}

@@ -5,6 +5,7 @@
 
 mod http;
 pub mod jobs;
+pub mod unpair;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
