@@ -206,7 +206,22 @@ pub async fn create(
     ))
 }
 
-/// The stored status, with a pending registration past its time reported `expired`.
+/// Marks the pending registrations past their time `expired` in their rows (ended at their
+/// expiry), so that the table says what the API answers. One conditional UPDATE: safe on
+/// several server nodes at once. Run before registrations are read and by the periodic sweep.
+pub async fn expire_due(pool: &AnyPool) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE registrations SET status = 'expired', finished_at = expires_at \
+         WHERE status = 'pending' AND expires_at <= $1",
+    )
+    .bind(clock::now_string())
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// The stored status, with a pending registration past its time reported `expired` (in case
+/// it expired since [`expire_due`] last ran).
 fn effective_status(status: String, expires_at: &str) -> String {
     let expired = clock::parse(expires_at).is_none_or(|t| t <= clock::now());
     if status == "pending" && expired {
@@ -221,6 +236,7 @@ pub async fn get(
     _admin: Admin,
     Path(id): Path<String>,
 ) -> Result<Json<Registration>, ApiError> {
+    expire_due(&state.pool).await?;
     let row = sqlx::query(
         "SELECT key_id, status, rp_id, origin, display_name, client_data_json, credential_id, \
          attestation_object, created_at, expires_at, finished_at FROM registrations WHERE id = $1",
@@ -265,6 +281,7 @@ pub async fn get(
 
 /// The jobs a sync answer carries for `key_id`: its pending, unexpired registrations.
 pub async fn pending_jobs(pool: &AnyPool, key_id: &str) -> Result<Vec<Job>, ApiError> {
+    expire_due(pool).await?;
     let rows = sqlx::query(
         "SELECT job_json FROM registrations WHERE key_id = $1 AND status = 'pending' \
          AND expires_at > $2 ORDER BY created_at, id",

@@ -38,7 +38,7 @@ from webauthn.helpers.structs import AttestationFormat
 
 from org_db import PostgresDb
 from pocketkey_udp import default_binary
-from test_org import Org, postgres  # noqa: F401 (postgres: the session's server fixture)
+from test_org import Org
 from test_org_activation import ENTERPRISE_RP, SERIAL_OID, LoopbackOrg, activate, csr_der, post_activation
 
 RP_ID = "login.microsoft.com"
@@ -326,9 +326,12 @@ def test_an_expired_registration_is_not_sent_to_the_phone(org, graph, phone):
     options = get_json(f"{graph.base}/users/u-3/authentication/fido2Methods/creationOptions")
     _, created = register(org, kid, options)
     org.sql("UPDATE registrations SET expires_at = '2000-01-01T00:00:00Z'")
-    assert org.json("GET", f"/api/v1/registrations/{created['id']}")[1]["status"] == "expired"
     proc = sync(path, "--auto-approve")
     assert (proc.returncode, proc.stdout) == (0, "org: Acme status: active\n"), proc.stderr
+    # The row itself says so (not only the API's reading of it), with its end time.
+    assert org.sql("SELECT status, finished_at FROM registrations") == [
+        ("expired", "2000-01-01T00:00:00Z")]
+    assert org.json("GET", f"/api/v1/registrations/{created['id']}")[1]["status"] == "expired"
 
 
 def good_options():
