@@ -4,7 +4,8 @@
 use pocketkey_core::attestation::AttestationConfig;
 use pocketkey_core::authenticator::Authenticator;
 use pocketkey_core::store::{OrgIdentity, OrgStatus, Store};
-use pocketkey_net::org::jobs::{self, Outcome, RegistrationJob};
+use pocketkey_net::org::jobs::{self, Outcome, RegistrationJob, RegistrationJobExt};
+use pocketkey_net::org::unpair::unpair_computers;
 use pocketkey_net::org::{self as client, ActivationLink, OrgClientError};
 
 use crate::approvals::OnBehalfSlot;
@@ -87,6 +88,7 @@ impl SecurityKey {
         })?;
         let reason = answer.reason.clone();
         let pending = std::mem::take(&mut answer.jobs);
+        let was_revoked = identity.status == OrgStatus::Revoked;
         client::apply(&mut identity, answer);
         let attestation = identity
             .attestation_config()
@@ -104,6 +106,17 @@ impl SecurityKey {
                 AttestationKind::SelfAttestation
             };
         }
+        // Revocation unpairs the computers the organisation's key served (docs/org.md).
+        let unpaired_computers = if identity.status == OrgStatus::Revoked && !was_revoked {
+            let unpaired =
+                unpair_computers(&lock(&self.pairings), pocketkey_core::clock::unix_now())
+                    .map_err(|e| PocketKeyError::StorageFailed {
+                        detail: e.to_string(),
+                    })?;
+            unpaired.done.into_iter().chain(unpaired.pending).collect()
+        } else {
+            Vec::new()
+        };
         // The engine lock is free again: each job takes it as a computer's request would.
         let registrations = if identity.status == OrgStatus::Active {
             pending
@@ -115,6 +128,7 @@ impl SecurityKey {
         };
         Ok(OrganisationState {
             registrations,
+            unpaired_computers,
             name: identity.org_name,
             status: match identity.status {
                 OrgStatus::Active => OrganisationStatus::Active,
@@ -230,6 +244,9 @@ pub struct OrganisationState {
     pub reason: Option<String>,
     /// The registrations on the user's behalf this sync ran, in the server's order.
     pub registrations: Vec<OnBehalfRegistration>,
+    /// The computers this sync unpaired, by name: a revocation unpairs every computer the
+    /// key served (the app says so).
+    pub unpaired_computers: Vec<String>,
 }
 
 /// Makes the running engine and the settings follow `identity`. Called with the engine and
@@ -247,6 +264,7 @@ fn apply(
     }
     engine.set_attestation(attestation.unwrap_or_default());
     engine.set_refused_rp_ids(identity.refused_rp_ids());
+    engine.set_registrable_rp_ids(identity.registrable_rp_ids());
     engine.set_always_uv_locked(identity.locks_always_uv());
     Ok(())
 }

@@ -106,6 +106,7 @@ impl SecurityKey {
                 config.attestation = org;
             }
             config.refused_rp_ids = identity.refused_rp_ids();
+            config.registrable_rp_ids = identity.registrable_rp_ids();
             config.always_uv_locked = identity.locks_always_uv();
         }
         let attestation = if config.attestation.batch.is_some() {

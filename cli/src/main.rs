@@ -169,6 +169,7 @@ pub(crate) fn key_config(dir: &Path, master: &MasterKey) -> Result<EngineConfig,
     };
     let mut config = EngineConfig::new(attestation);
     config.refused_rp_ids = org.refused_rp_ids;
+    config.registrable_rp_ids = org.registrable_rp_ids;
     config.always_uv_locked = org.always_uv_locked;
     Ok(config)
 }

@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 use pocketkey_core::attestation::AttestationConfig;
+use pocketkey_core::clock::unix_now;
 use pocketkey_core::crypto::master_key::MasterKey;
+use pocketkey_core::pairing::PairingStore;
 use pocketkey_core::store::{OrgIdentity, OrgStatus, Store};
 use pocketkey_desktop::state_dir;
 use pocketkey_net::org::{self as client, ActivationLink, OrgClientError};
@@ -81,6 +83,8 @@ pub struct EngineParts {
     pub attestation: Option<AttestationConfig>,
     /// The organisation's RP ids, while suspended or revoked.
     pub refused_rp_ids: Vec<String>,
+    /// The only RP ids credentials may be made for (the policy's allowed RPs, while active).
+    pub registrable_rp_ids: Vec<String>,
     /// The policy requires user verification (while active).
     pub always_uv_locked: bool,
 }
@@ -95,6 +99,7 @@ pub fn engine_parts(dir: &Path, master: &MasterKey) -> Result<EngineParts, Strin
         Some(identity) => Ok(EngineParts {
             attestation: identity.attestation_config().map_err(|e| e.to_string())?,
             refused_rp_ids: identity.refused_rp_ids(),
+            registrable_rp_ids: identity.registrable_rp_ids(),
             always_uv_locked: identity.locks_always_uv(),
         }),
         None => Ok(EngineParts::default()),
@@ -117,6 +122,26 @@ fn apply_to_settings(store: &mut Store, identity: &OrgIdentity) -> Result<(), St
     let mut settings = store.load_settings().map_err(|e| e.to_string())?;
     if identity.apply_to_settings(&mut settings) {
         store.save_settings(&settings).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// Revocation unpairs the computers this key served (docs/org.md, "Revocation"): one
+/// `unpaired: <NAME>` line each on stdout, as `pocketkey unpair` prints.
+fn unpair_computers(dir: &Path, master: &MasterKey) -> Result<(), String> {
+    let path = dir.join(pocketkey_core::pairing::store::FILE_NAME);
+    if !path.exists() {
+        return Ok(());
+    }
+    let store = PairingStore::open(&path, master)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    let unpaired = pocketkey_net::org::unpair::unpair_computers(&store, unix_now())
+        .map_err(|e| format!("cannot unpair the computers: {e}"))?;
+    for name in unpaired.done {
+        println!("unpaired: {name}");
+    }
+    for name in unpaired.pending {
+        println!("unpaired: {name} (the relay will be told later)");
     }
     Ok(())
 }
@@ -166,6 +191,7 @@ pub fn sync_now(dir: &Path, master: &MasterKey, auto_approve: bool) -> Result<()
     let mut answer = client::sync(&identity).map_err(|e| format!("sync failed: {e}"))?;
     let reason = answer.reason.clone();
     let jobs = std::mem::take(&mut answer.jobs);
+    let was_revoked = identity.status == OrgStatus::Revoked;
     client::apply(&mut identity, answer);
     store
         .save_org_identity(&identity)
@@ -176,6 +202,9 @@ pub fn sync_now(dir: &Path, master: &MasterKey, auto_approve: bool) -> Result<()
         identity.org_name,
         identity.status.as_str()
     );
+    if identity.status == OrgStatus::Revoked && !was_revoked {
+        unpair_computers(&dir, &master)?;
+    }
     let why = reason.map(|r| format!(" ({r})")).unwrap_or_default();
     match identity.status {
         OrgStatus::Active => {}

@@ -14,7 +14,7 @@ use pocketkey_core::cancel::CancelToken;
 use pocketkey_core::crypto::master_key::MasterKey;
 use pocketkey_core::engine::{Engine, RequestContext, RequestKind};
 use pocketkey_core::store::OrgIdentity;
-use pocketkey_net::org::jobs::{self, Outcome, RegistrationJob};
+use pocketkey_net::org::jobs::{self, Outcome, RegistrationJob, RegistrationJobExt};
 
 /// Asks about one job: shows its prompt, then lets the desktop approver (the terminal prompt
 /// or `--auto-approve`) answer, and only for the registration with the job's RP.

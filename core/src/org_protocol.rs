@@ -2,6 +2,8 @@
 //! "Activation" and "Device authentication"), in one place so both sides build the same
 //! bytes. No transport here: the `net` crate carries these over HTTPS.
 
+pub mod wire;
+
 /// Prefix of the bytes a device key signs to activate: the prefix, then the request body.
 pub const ACTIVATE_CONTEXT: &[u8] = b"pocketkey-org activate v1\0";
 /// Prefix of the bytes a device key signs to answer a sync challenge.

@@ -31,6 +31,9 @@ pub struct EngineConfig {
     pub builtin_uv: bool,
     /// RP ids not to serve now (an organisation suspended or revoked the key).
     pub refused_rp_ids: Vec<String>,
+    /// The only RP ids credentials may be made for (an active organisation's allowed RPs;
+    /// empty: any).
+    pub registrable_rp_ids: Vec<String>,
     /// An organisation's policy requires user verification: alwaysUv stays on.
     pub always_uv_locked: bool,
 }
@@ -43,6 +46,7 @@ impl EngineConfig {
             attestation,
             builtin_uv: true,
             refused_rp_ids: Vec::new(),
+            registrable_rp_ids: Vec::new(),
             always_uv_locked: false,
         }
     }
@@ -117,6 +121,7 @@ pub fn open_engine(
         transports: config.transports,
         builtin_uv: config.builtin_uv,
         refused_rp_ids: config.refused_rp_ids,
+        registrable_rp_ids: config.registrable_rp_ids,
         always_uv_locked: config.always_uv_locked,
         ..Config::default()
     };

@@ -23,7 +23,6 @@ use pocketkey_core::attestation::verify_csr;
 use pocketkey_core::crypto::sealed_box;
 use pocketkey_core::org_protocol;
 use rand_core::{OsRng, RngCore};
-use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use zeroize::Zeroizing;
 
@@ -35,45 +34,7 @@ use crate::{audit, ca, clock, secret};
 /// Device names and platforms: 1 to this many characters, no control characters.
 const MAX_DEVICE_TEXT: usize = 128;
 
-/// The signed envelope of device requests.
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Signed {
-    request: String,
-    signature: String,
-}
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct ActivateRequest {
-    token: String,
-    /// The device key, uncompressed SEC1, base64: signs this request and later ones.
-    device_public_key: String,
-    /// A one-time P-256 key the batch key is sealed to, uncompressed SEC1, base64.
-    box_public_key: String,
-    /// PKCS#10 for the enterprise attestation key, DER, base64.
-    csr: String,
-    device_name: String,
-    platform: String,
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct SealedBatchKey {
-    ephemeral: String,
-    nonce: String,
-    ciphertext: String,
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct Activated {
-    org_name: String,
-    key_id: String,
-    /// DER certificates, base64, leaf first; the root is `GET /attestation/root`.
-    batch_chain: Vec<String>,
-    batch_key: SealedBatchKey,
-    enterprise_chain: Vec<String>,
-    policy: Policy,
-}
+pub use pocketkey_core::org_protocol::wire::{ActivateRequest, Activated, SealedBatchKey, Signed};
 
 fn bad(code: &'static str, message: impl Into<String>) -> ApiError {
     ApiError::bad_request(code, message)

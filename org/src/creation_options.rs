@@ -8,7 +8,6 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine as _;
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use url::Url;
 
@@ -36,20 +35,8 @@ fn invalid_origin(message: impl Into<String>) -> ApiError {
     ApiError::bad_request("invalid_origin", message)
 }
 
-/// The RP entity as the phone gets it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct Rp {
-    pub id: String,
-    pub name: String,
-}
-
-/// The user entity; `id` is base64url without padding.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct User {
-    pub id: String,
-    pub name: String,
-    pub display_name: String,
-}
+/// The RP and user entities as the phone gets them (`id` base64url without padding).
+pub use pocketkey_core::org_protocol::wire::{JobRp as Rp, JobUser as User};
 
 /// What the options ask for, normalised: binary values as base64url without padding.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -19,13 +19,11 @@ use axum::Json;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use pocketkey_core::org_protocol;
-use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
 use crate::activation::check_signature;
 use crate::api::AppState;
 use crate::error::ApiError;
-use crate::org::Policy;
 use crate::{clock, policy, secret};
 
 /// How long a challenge may be answered.
@@ -33,35 +31,9 @@ pub const NONCE_MINUTES: i64 = 5;
 /// Challenges one key may have outstanding; more are refused until some expire.
 pub const MAX_OUTSTANDING: i64 = 8;
 
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ChallengeRequest {
-    key_id: String,
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct Challenge {
-    nonce: String,
-    expires_at: String,
-}
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SyncRequest {
-    key_id: String,
-    nonce: String,
-    signature: String,
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct SyncAnswer {
-    org_name: String,
-    status: String,
-    reason: Option<String>,
-    policy: Policy,
-    /// Work for the phone: the pending registrations on the user's behalf.
-    jobs: Vec<crate::registrations::Job>,
-}
+pub use pocketkey_core::org_protocol::wire::{
+    Challenge, ChallengeRequest, SyncAnswer, SyncRequest,
+};
 
 fn unknown_device() -> ApiError {
     ApiError::new(

@@ -18,11 +18,12 @@ use crate::devices::{Challenge, ChallengeRequest, SyncAnswer, SyncRequest};
 use crate::error::ErrorBody;
 use crate::lifecycle::{ReasonBody, StatusChanged};
 use crate::org::Policy;
-use crate::push_targets::{PushRegistered, PushRegistration};
+use crate::push_targets::PushRegistered;
 use crate::registrations::{
     GraphBody, GraphCredential, GraphResponse, Job, NewRegistration, Registration,
-    RegistrationCreated, RegistrationResult, ResultAccepted,
+    RegistrationCreated, RegistrationJob, RegistrationResult, ResultAccepted,
 };
+use pocketkey_core::org_protocol::wire::PushRegistration;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -59,7 +60,8 @@ use crate::registrations::{
         Activated, SealedBatchKey, Policy, ChallengeRequest, Challenge, SyncRequest, SyncAnswer,
         PushRegistration, PushRegistered,
         ReasonBody, StatusChanged, NewRegistration, RegistrationCreated, Registration, GraphBody,
-        GraphCredential, GraphResponse, Job, Rp, User, RegistrationResult, ResultAccepted
+        GraphCredential, GraphResponse, Job, RegistrationJob, Rp, User, RegistrationResult,
+        ResultAccepted
     )),
     modifiers(&ApiKeyAuth),
     tags(

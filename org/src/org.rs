@@ -1,31 +1,22 @@
 //! The organisation record and the admin actions the command line performs on it.
 
-use serde::{Deserialize, Serialize};
 use sqlx::{AnyPool, Row};
 use zeroize::Zeroizing;
 
 use crate::api_keys::{self, Scope};
 use crate::{audit, ca, clock, secret};
 
-/// The organisation's policy: phones receive it at activation and each sync, and enforce it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
-pub struct Policy {
-    /// RP ids that get enterprise attestation (CTAP 2.1 §7.1, vendor-facilitated).
-    pub enterprise_rp_ids: Vec<String>,
-    pub user_verification_required: bool,
-    pub min_pin_length: u8,
-    /// RP ids the key may serve for the organisation; empty means any.
-    pub allowed_rp_ids: Vec<String>,
-}
+/// The organisation's policy (one type with the phone's): phones receive it at activation
+/// and each sync, and enforce it.
+pub use pocketkey_core::store::OrgPolicy as Policy;
 
-impl Default for Policy {
-    fn default() -> Self {
-        Self {
-            enterprise_rp_ids: Vec::new(),
-            user_verification_required: true,
-            min_pin_length: 6,
-            allowed_rp_ids: Vec::new(),
-        }
+/// The policy a new organisation starts with: user verification required, PINs of 6 or more.
+pub fn default_policy() -> Policy {
+    Policy {
+        enterprise_rp_ids: Vec::new(),
+        user_verification_required: true,
+        min_pin_length: 6,
+        allowed_rp_ids: Vec::new(),
     }
 }
 
@@ -81,7 +72,7 @@ pub async fn init(
         return Err(OrgError::Exists(existing.name));
     }
     let ca = ca::create(name, sealer).map_err(OrgError::Other)?;
-    let policy = serde_json::to_string(&Policy::default()).expect("policy serialises");
+    let policy = serde_json::to_string(&default_policy()).expect("policy serialises");
     let mut tx = pool.begin().await?;
     // The CHECK (id = 1) primary key makes a racing second init fail here.
     sqlx::query(
@@ -102,7 +93,7 @@ pub async fn init(
         CLI_ACTOR,
         "org.init",
         name,
-        serde_json::json!({ "policy": Policy::default() }),
+        serde_json::json!({ "policy": default_policy() }),
     )
     .await?;
     tx.commit().await?;

@@ -12,30 +12,15 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
 use axum::Json;
 use pocketkey_core::org_protocol;
+use pocketkey_core::org_protocol::wire::PushRegistration;
 use pocketkey_core::pairing::relay::{
     ApnsEnvironment, PushProvider as ProviderKind, PushTarget, WakeId, MAX_PUSH_TARGET_LEN,
 };
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::api::AppState;
 use crate::error::ApiError;
 use crate::{clock, devices};
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PushRegistration {
-    key_id: String,
-    nonce: String,
-    signature: String,
-    /// `fcm`, `apns` or `webhook`.
-    provider: String,
-    /// The FCM registration token, the APNs device token (hex) or the webhook URL.
-    target: String,
-    /// APNs only: `production` or `sandbox`.
-    environment: Option<String>,
-    /// 32 hex digits the phone chose; every wake-up carries it.
-    wake: String,
-}
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct PushRegistered {

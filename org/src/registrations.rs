@@ -25,7 +25,7 @@ use sha2::{Digest, Sha256};
 use sqlx::{AnyPool, Row};
 
 use crate::api::{Admin, AppState};
-use crate::creation_options::{self, Rp, User};
+use crate::creation_options;
 use crate::error::ApiError;
 use crate::{audit, clock, secret};
 
@@ -53,45 +53,7 @@ pub struct RegistrationCreated {
     pub expires_at: String,
 }
 
-/// A registration the phone is asked to make, as the sync answer lists it.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct Job {
-    /// Always `registration`.
-    pub kind: String,
-    pub id: String,
-    /// For the approval prompt: "<org> asks to register this key with <rp> for <account>".
-    pub org_name: String,
-    pub origin: String,
-    pub rp: Rp,
-    pub user: User,
-    /// SHA-256 of the clientDataJSON the server built, base64url.
-    pub client_data_hash: String,
-    /// COSE algorithms, most preferred first.
-    pub algorithms: Vec<i64>,
-    /// Credential ids (base64url) the RP already knows for this user.
-    pub exclude_credentials: Vec<String>,
-    pub resident_key: bool,
-    /// `required`, `preferred` or `discouraged`.
-    pub user_verification: String,
-    /// `none`, `indirect`, `direct` or `enterprise`.
-    pub attestation: String,
-    pub expires_at: String,
-}
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RegistrationResult {
-    key_id: String,
-    nonce: String,
-    /// Base64 DER signature by the device key over `org_protocol::registration_signed_bytes`.
-    signature: String,
-    /// `completed` or `denied`.
-    outcome: String,
-    /// Base64url; with `completed` only.
-    credential_id: Option<String>,
-    /// Base64url; with `completed` only.
-    attestation_object: Option<String>,
-}
+pub use pocketkey_core::org_protocol::wire::{Job, RegistrationJob, RegistrationResult};
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ResultAccepted {
@@ -176,8 +138,7 @@ pub async fn start(
     let id = secret::new_id();
     let now = clock::now_string();
     let expires_at = clock::format(clock::now() + time::Duration::minutes(REGISTRATION_MINUTES));
-    let job = Job {
-        kind: "registration".into(),
+    let job = Job::Registration(RegistrationJob {
         id: id.clone(),
         org_name: state.org.name.clone(),
         origin: origin.clone(),
@@ -190,7 +151,7 @@ pub async fn start(
         user_verification: options.user_verification,
         attestation: options.attestation,
         expires_at: expires_at.clone(),
-    };
+    });
     let job_json = serde_json::to_string(&job).map_err(ApiError::internal)?;
 
     let mut tx = state.pool.begin().await?;
@@ -256,7 +217,22 @@ pub async fn start(
     Ok(RegistrationCreated { id, expires_at })
 }
 
-/// The stored status, with a pending registration past its time reported `expired`.
+/// Marks the pending registrations past their time `expired` in their rows (ended at their
+/// expiry), so that the table says what the API answers. One conditional UPDATE: safe on
+/// several server nodes at once. Run before registrations are read and by the periodic sweep.
+pub async fn expire_due(pool: &AnyPool) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE registrations SET status = 'expired', finished_at = expires_at \
+         WHERE status = 'pending' AND expires_at <= $1",
+    )
+    .bind(clock::now_string())
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// The stored status, with a pending registration past its time reported `expired` (in case
+/// it expired since [`expire_due`] last ran).
 pub fn effective_status(status: String, expires_at: &str) -> String {
     let expired = clock::parse(expires_at).is_none_or(|t| t <= clock::now());
     if status == "pending" && expired {
@@ -276,6 +252,7 @@ pub async fn get(
 
 /// A registration as the REST API and the console show it: `graph_body` once completed.
 pub async fn load(pool: &AnyPool, id: String) -> Result<Registration, ApiError> {
+    expire_due(pool).await?;
     let row = sqlx::query(
         "SELECT key_id, status, rp_id, origin, display_name, client_data_json, credential_id, \
          attestation_object, created_at, expires_at, finished_at FROM registrations WHERE id = $1",
@@ -320,6 +297,7 @@ pub async fn load(pool: &AnyPool, id: String) -> Result<Registration, ApiError> 
 
 /// The jobs a sync answer carries for `key_id`: its pending, unexpired registrations.
 pub async fn pending_jobs(pool: &AnyPool, key_id: &str) -> Result<Vec<Job>, ApiError> {
+    expire_due(pool).await?;
     let rows = sqlx::query(
         "SELECT job_json FROM registrations WHERE key_id = $1 AND status = 'pending' \
          AND expires_at > $2 ORDER BY created_at, id",
@@ -493,7 +471,10 @@ pub async fn post_result(
     if device.status != "active" {
         return Err(key_not_active(&device.status));
     }
-    let job: Job = serde_json::from_str(&job_json).map_err(ApiError::internal)?;
+    let Job::Registration(job) = serde_json::from_str(&job_json).map_err(ApiError::internal)?
+    else {
+        return Err(ApiError::internal("a stored job is not a registration"));
+    };
     let (status, detail) = if req.outcome == "completed" {
         let attested = check_attestation(
             &attestation_object,

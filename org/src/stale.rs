@@ -106,6 +106,9 @@ pub async fn run(pool: AnyPool) {
     loop {
         every.tick().await;
         log(sweep(&pool).await);
+        if let Err(error) = crate::registrations::expire_due(&pool).await {
+            tracing::warn!(%error, "expired registrations not marked");
+        }
     }
 }
 

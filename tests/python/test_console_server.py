@@ -15,7 +15,7 @@ import urllib.request
 
 import pytest
 
-from test_org import Org, db, postgres  # noqa: F401 - fixtures (both backends)
+from test_org import Org, db  # noqa: F401 - fixtures (both backends)
 
 # The public URL is https://, so the cookie has the __Host- prefix.
 COOKIE = "__Host-pkc_session"

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from org_db import PostgresDb, PostgresServer, SqliteDb
+from org_db import PostgresDb, SqliteDb
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = os.environ.get("POCKETKEY_ORG_BIN", str(ROOT / "target" / "debug" / "pocketkey-org"))
@@ -136,13 +136,6 @@ class Org:
 
     def audit_verify(self):
         return self.cli("audit", "verify", check=False)
-
-
-@pytest.fixture(scope="session")
-def postgres():
-    server = PostgresServer()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

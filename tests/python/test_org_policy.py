@@ -9,7 +9,7 @@ import pytest
 from fido2.ctap import CtapError
 from fido2.ctap2 import ClientPin, Config
 
-from pk_helpers import pin_token
+from pk_helpers import cdh, ctap_error, make_cred, pin_token
 from pocketkey_udp import Authenticator
 from test_org import run as org_run
 from test_org_activation import LoopbackOrg, activate
@@ -79,3 +79,44 @@ def test_policy_raises_min_pin_length_and_locks_always_uv(org, tmp_path):
         assert ctap.get_info().min_pin_length == 8, "a minimum PIN length never goes down"
     finally:
         auth.stop()
+
+
+ALLOWED_RP = "allowed.example"
+OTHER_RP = "unrelated.example"
+
+
+def test_allowed_rp_ids_restrict_new_registrations_of_an_active_key(tmp_path):
+    org = LoopbackOrg(tmp_path)
+    try:
+        phone = tmp_path / "phone"
+        proc = activate(org.invite_link(), phone)
+        assert proc.returncode == 0, proc.stderr
+        # Before the policy names RPs the key registers anywhere.
+        auth = running(phone)
+        try:
+            make_cred(auth.ctap2(), OTHER_RP, rk=True)
+        finally:
+            auth.stop()
+
+        org_run("policy", "set", "--state-dir", str(org.state),
+                "--allowed-rp-id", ALLOWED_RP)
+        assert sync(phone).stdout == "org: Acme status: active\n"
+        auth = running(phone)
+        try:
+            ctap = auth.ctap2()
+            make_cred(ctap, ALLOWED_RP, rk=True)
+            with ctap_error(CtapError.ERR.OPERATION_DENIED, "makeCredential outside the list"):
+                make_cred(ctap, "second.example", rk=True)
+            # Nothing was stored for the refused RP ...
+            with ctap_error(CtapError.ERR.NO_CREDENTIALS, "getAssertion after the refusal"):
+                ctap.get_assertion("second.example", cdh())
+            # ... and sign-ins are not restricted: the credential made before still works,
+            # though no new one is made for its RP.
+            assert ctap.get_assertion(OTHER_RP, cdh()).credential is not None
+            assert ctap.get_assertion(ALLOWED_RP, cdh()).credential is not None
+            with ctap_error(CtapError.ERR.OPERATION_DENIED, "a second credential"):
+                make_cred(ctap, OTHER_RP, rk=True)
+        finally:
+            auth.stop()
+    finally:
+        org.stop()

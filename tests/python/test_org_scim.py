@@ -7,7 +7,7 @@ fixture). Database checks read the database itself (org_db.py).
 import json
 import pytest
 
-from test_org import Org, activate_link, db, local, postgres  # noqa: F401 - fixtures
+from test_org import Org, activate_link, db, local  # noqa: F401 - fixtures
 
 SCIM = "application/scim+json"
 USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"

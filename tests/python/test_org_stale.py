@@ -10,7 +10,7 @@ import datetime
 
 import pytest
 
-from test_org import Org, db, postgres  # noqa: F401 - fixtures (both backends)
+from test_org import Org, db  # noqa: F401 - fixtures (both backends)
 
 
 def ago(days):

@@ -23,6 +23,7 @@ impl Authenticator {
     pub(crate) fn make_credential(&mut self, req: Request, cx: &RequestContext) -> Reply {
         self.pin_uv_preamble(&req.pin_uv_auth, cx)?;
         self.check_rp_allowed(&req.rp.id)?;
+        self.check_rp_registrable(&req.rp.id)?;
         // Step 3: the first algorithm we support, in the RP's order.
         let algorithm = req
             .algorithms

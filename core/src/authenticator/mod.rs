@@ -63,6 +63,10 @@ pub struct Config {
     /// the key (docs/org.md). makeCredential and getAssertion for them are
     /// CTAP2_ERR_OPERATION_DENIED.
     pub refused_rp_ids: Vec<String>,
+    /// RP ids makeCredential may make credentials for; empty means any. An active
+    /// organisation's `allowed_rp_ids` (docs/org.md, "Policy"): other RPs get
+    /// CTAP2_ERR_OPERATION_DENIED, getAssertion is not affected.
+    pub registrable_rp_ids: Vec<String>,
     /// An organisation's policy requires user verification: authenticatorConfig may not turn
     /// alwaysUv off (CTAP2_ERR_OPERATION_DENIED).
     pub always_uv_locked: bool,
@@ -85,6 +89,7 @@ impl Default for Config {
             firmware_version: 1,
             builtin_uv: true,
             refused_rp_ids: Vec::new(),
+            registrable_rp_ids: Vec::new(),
             always_uv_locked: false,
         }
     }
@@ -225,6 +230,11 @@ impl Authenticator {
         self.config.refused_rp_ids = rp_ids;
     }
 
+    /// Makes credentials only for `rp_ids` (empty: any) from the next request on.
+    pub fn set_registrable_rp_ids(&mut self, rp_ids: Vec<String>) {
+        self.config.registrable_rp_ids = rp_ids;
+    }
+
     /// Keeps alwaysUv from being turned off while `locked` (an organisation's policy).
     pub fn set_always_uv_locked(&mut self, locked: bool) {
         self.config.always_uv_locked = locked;
@@ -233,6 +243,17 @@ impl Authenticator {
     /// Whether the organisation's status forbids serving `rp_id` now.
     pub(crate) fn check_rp_allowed(&self, rp_id: &str) -> CtapResult<()> {
         if self.config.refused_rp_ids.iter().any(|r| r == rp_id) {
+            return Err(CtapError::OperationDenied);
+        }
+        Ok(())
+    }
+
+    /// Whether the organisation's policy lets the key make a credential for `rp_id`. The
+    /// refusal is CTAP2_ERR_OPERATION_DENIED, the status CTAP 2.1 §8.2 gives a request the
+    /// authenticator is not allowed to perform, and comes before any prompt.
+    pub(crate) fn check_rp_registrable(&self, rp_id: &str) -> CtapResult<()> {
+        let allowed = &self.config.registrable_rp_ids;
+        if !allowed.is_empty() && !allowed.iter().any(|r| r == rp_id) {
             return Err(CtapError::OperationDenied);
         }
         Ok(())

@@ -41,8 +41,10 @@ impl OrgStatus {
     }
 }
 
-/// The organisation's policy as the phone keeps it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// The organisation's policy: what the server stores and sends (JSON, see
+/// [`crate::org_protocol::wire`]) and what the phone keeps and enforces.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OrgPolicy {
     /// RP ids that get enterprise attestation (CTAP 2.1 §7.1, vendor-facilitated).
     pub enterprise_rp_ids: Vec<String>,
@@ -163,6 +165,17 @@ impl OrgIdentity {
         ids.sort();
         ids.dedup();
         ids
+    }
+
+    /// The only RP ids the key may make credentials for (empty: any): while active, the
+    /// policy's `allowed_rp_ids`. Sign-ins are not restricted, so credentials made before
+    /// the policy named its RPs keep working; a suspended or revoked key is restricted by
+    /// [`Self::refused_rp_ids`] instead.
+    pub fn registrable_rp_ids(&self) -> Vec<String> {
+        match self.status {
+            OrgStatus::Active => self.policy.allowed_rp_ids.clone(),
+            _ => Vec::new(),
+        }
     }
 
     /// What the identity's status means for the key's settings; returns whether anything

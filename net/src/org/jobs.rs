@@ -8,10 +8,9 @@ use base64::Engine as _;
 use ciborium::value::{Integer, Value};
 use pocketkey_core::org_protocol;
 use pocketkey_core::store::OrgIdentity;
-use serde::{Deserialize, Serialize};
 use url::Url;
 
-use super::{http, protocol, refusal, Challenge, ChallengeRequest, OrgClientError};
+use super::{http, protocol, refusal, OrgClientError};
 
 /// authenticatorMakeCredential's command byte and request keys (CTAP 2.1 §6.1; 0x0B is
 /// CTAP 2.2's attestationFormatsPreference).
@@ -31,41 +30,25 @@ const ATT_STMT: i64 = 0x03;
 /// CTAP2_ERR_OPERATION_DENIED: the person said no.
 pub const STATUS_OPERATION_DENIED: u8 = 0x27;
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct JobRp {
-    pub id: String,
-    pub name: String,
-}
+use pocketkey_core::org_protocol::wire::{Job, RegistrationResult};
+pub use pocketkey_core::org_protocol::wire::{JobRp, JobUser, RegistrationJob};
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct JobUser {
-    /// base64url
-    pub id: String,
-    pub name: String,
-    pub display_name: String,
-}
-
-/// One registration the organisation asks this key to make.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct RegistrationJob {
-    pub id: String,
-    pub org_name: String,
-    pub origin: String,
-    pub rp: JobRp,
-    pub user: JobUser,
-    /// base64url SHA-256 of the clientDataJSON the server built.
-    pub client_data_hash: String,
-    pub algorithms: Vec<i64>,
-    pub exclude_credentials: Vec<String>,
-    pub resident_key: bool,
-    pub user_verification: String,
-    pub attestation: String,
-    pub expires_at: String,
-}
-
-impl RegistrationJob {
+/// The phone's side of a registration job (the type itself is the wire type both sides
+/// share): the prompt it shows and the request it runs through the engine.
+pub trait RegistrationJobExt {
     /// The approval prompt: who asks, for which site, for which account.
-    pub fn prompt(&self) -> String {
+    fn prompt(&self) -> String;
+    /// The authenticatorMakeCredential request (command byte ‖ CBOR) for this job.
+    /// `enterprise_available`: the key holds an enterprise attestation key (the engine
+    /// refuses the parameter otherwise); whether this RP gets it is the engine's decision.
+    fn make_credential_request(
+        &self,
+        enterprise_available: bool,
+    ) -> Result<Vec<u8>, OrgClientError>;
+}
+
+impl RegistrationJobExt for RegistrationJob {
+    fn prompt(&self) -> String {
         let clean = |s: &str| -> String {
             s.chars()
                 .map(|c| if c.is_control() { '?' } else { c })
@@ -79,10 +62,7 @@ impl RegistrationJob {
         )
     }
 
-    /// The authenticatorMakeCredential request (command byte ‖ CBOR) for this job.
-    /// `enterprise_available`: the key holds an enterprise attestation key (the engine
-    /// refuses the parameter otherwise); whether this RP gets it is the engine's decision.
-    pub fn make_credential_request(
+    fn make_credential_request(
         &self,
         enterprise_available: bool,
     ) -> Result<Vec<u8>, OrgClientError> {
@@ -233,25 +213,13 @@ pub fn outcome_from_response(response: &[u8]) -> Result<Outcome, OrgClientError>
 
 /// The sync answer's `jobs`: the registrations among them (kinds this phone does not know
 /// are left for a newer one).
-pub(super) fn registrations(
-    jobs: Vec<serde_json::Value>,
-) -> Result<Vec<RegistrationJob>, OrgClientError> {
+pub(super) fn registrations(jobs: Vec<Job>) -> Vec<RegistrationJob> {
     jobs.into_iter()
-        .filter(|j| j.get("kind").and_then(serde_json::Value::as_str) == Some("registration"))
-        .map(|j| serde_json::from_value(j).map_err(protocol))
+        .filter_map(|job| match job {
+            Job::Registration(r) => Some(r),
+            Job::Unknown => None,
+        })
         .collect()
-}
-
-#[derive(Serialize)]
-struct ResultRequest<'a> {
-    key_id: &'a str,
-    nonce: &'a str,
-    signature: String,
-    outcome: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    credential_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    attestation_object: Option<String>,
 }
 
 /// Posts the outcome of registration `job_id`, signed by the device key over a fresh
@@ -263,16 +231,7 @@ pub fn post_outcome(
 ) -> Result<(), OrgClientError> {
     let server =
         Url::parse(&identity.server_url).map_err(|e| OrgClientError::InvalidLink(e.to_string()))?;
-    let body = serde_json::to_vec(&ChallengeRequest {
-        key_id: &identity.key_id,
-    })
-    .map_err(protocol)?;
-    let (status, answer) =
-        http::exchange(&server, "POST", "/api/v1/device/challenge", Some(&body))?;
-    if status != 200 {
-        return Err(refusal(status, &answer));
-    }
-    let challenge: Challenge = serde_json::from_slice(&answer).map_err(protocol)?;
+    let nonce = super::challenge(&server, &identity.key_id)?;
     let (name, credential_id, attestation_object): (&str, &[u8], &[u8]) = match outcome {
         Outcome::Completed {
             credential_id,
@@ -284,18 +243,18 @@ pub fn post_outcome(
         .device_key
         .sign(&org_protocol::registration_signed_bytes(
             &identity.key_id,
-            &challenge.nonce,
+            &nonce,
             job_id,
             name,
             credential_id,
             attestation_object,
         ));
     let completed = matches!(outcome, Outcome::Completed { .. });
-    let body = serde_json::to_vec(&ResultRequest {
-        key_id: &identity.key_id,
-        nonce: &challenge.nonce,
+    let body = serde_json::to_vec(&RegistrationResult {
+        key_id: identity.key_id.clone(),
+        nonce,
         signature: B64.encode(signature),
-        outcome: name,
+        outcome: name.to_string(),
         credential_id: completed.then(|| B64URL.encode(credential_id)),
         attestation_object: completed.then(|| B64URL.encode(attestation_object)),
     })

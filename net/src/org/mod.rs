@@ -5,6 +5,7 @@
 
 mod http;
 pub mod jobs;
+pub mod unpair;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
@@ -12,8 +13,12 @@ use pocketkey_core::attestation::make_csr;
 use pocketkey_core::crypto::es256::{EcdhKey, Es256Key};
 use pocketkey_core::crypto::sealed_box::{self, SealedBox};
 use pocketkey_core::org_protocol;
+use pocketkey_core::org_protocol::wire::{
+    ActivateRequest, Activated, Challenge, ChallengeRequest, PushRegistration, Signed,
+    SyncAnswer as SyncAnswerWire, SyncRequest,
+};
 use pocketkey_core::store::{OrgAttestation, OrgIdentity, OrgPolicy, OrgStatus};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use url::Url;
 
 pub use http::is_loopback;
@@ -96,58 +101,6 @@ impl ActivationLink {
     }
 }
 
-#[derive(Serialize)]
-struct Signed {
-    request: String,
-    signature: String,
-}
-
-#[derive(Serialize)]
-struct ActivateRequest<'a> {
-    token: &'a str,
-    device_public_key: String,
-    box_public_key: String,
-    csr: String,
-    device_name: &'a str,
-    platform: &'a str,
-}
-
-#[derive(Deserialize)]
-struct SealedBatchKey {
-    ephemeral: String,
-    nonce: String,
-    ciphertext: String,
-}
-
-#[derive(Deserialize)]
-struct PolicyWire {
-    enterprise_rp_ids: Vec<String>,
-    user_verification_required: bool,
-    min_pin_length: u8,
-    allowed_rp_ids: Vec<String>,
-}
-
-impl From<PolicyWire> for OrgPolicy {
-    fn from(p: PolicyWire) -> Self {
-        OrgPolicy {
-            enterprise_rp_ids: p.enterprise_rp_ids,
-            user_verification_required: p.user_verification_required,
-            min_pin_length: p.min_pin_length,
-            allowed_rp_ids: p.allowed_rp_ids,
-        }
-    }
-}
-
-#[derive(Deserialize)]
-struct Activated {
-    org_name: String,
-    key_id: String,
-    batch_chain: Vec<String>,
-    batch_key: SealedBatchKey,
-    enterprise_chain: Vec<String>,
-    policy: PolicyWire,
-}
-
 #[derive(Deserialize)]
 struct ErrorBody {
     error: String,
@@ -199,12 +152,12 @@ pub fn activate(
     let enterprise_key = Es256Key::generate();
     let csr = make_csr(&enterprise_key, "PocketKey Enterprise").map_err(protocol)?;
     let request = serde_json::to_vec(&ActivateRequest {
-        token: &link.token,
+        token: link.token.clone(),
         device_public_key: B64.encode(device_key.public_point()),
         box_public_key: B64.encode(box_key.public_point()),
         csr: B64.encode(&csr),
-        device_name,
-        platform,
+        device_name: device_name.to_string(),
+        platform: platform.to_string(),
     })
     .map_err(protocol)?;
     let signature = device_key.sign(&org_protocol::activate_signed_bytes(&request));
@@ -249,35 +202,8 @@ pub fn activate(
             key: enterprise_key,
             chain: chain(&activated.enterprise_chain)?,
         }),
-        policy: activated.policy.into(),
+        policy: activated.policy,
     })
-}
-
-#[derive(Serialize)]
-struct ChallengeRequest<'a> {
-    key_id: &'a str,
-}
-
-#[derive(Deserialize)]
-struct Challenge {
-    nonce: String,
-}
-
-#[derive(Serialize)]
-struct SyncRequest<'a> {
-    key_id: &'a str,
-    nonce: &'a str,
-    signature: String,
-}
-
-#[derive(Deserialize)]
-struct SyncAnswerWire {
-    org_name: String,
-    status: String,
-    reason: Option<String>,
-    policy: PolicyWire,
-    #[serde(default)]
-    jobs: Vec<serde_json::Value>,
 }
 
 /// What the server says of this key at a sync.
@@ -302,8 +228,8 @@ pub fn sync(identity: &OrgIdentity) -> Result<SyncAnswer, OrgClientError> {
         .device_key
         .sign(&org_protocol::sync_signed_bytes(&identity.key_id, &nonce));
     let body = serde_json::to_vec(&SyncRequest {
-        key_id: &identity.key_id,
-        nonce: &nonce,
+        key_id: identity.key_id.clone(),
+        nonce,
         signature: B64.encode(signature),
     })
     .map_err(protocol)?;
@@ -319,20 +245,9 @@ pub fn sync(identity: &OrgIdentity) -> Result<SyncAnswer, OrgClientError> {
         org_name: wire.org_name,
         status,
         reason: wire.reason,
-        policy: wire.policy.into(),
-        jobs: jobs::registrations(wire.jobs)?,
+        policy: wire.policy,
+        jobs: jobs::registrations(wire.jobs),
     })
-}
-
-#[derive(Serialize)]
-struct PushRegistration<'a> {
-    key_id: &'a str,
-    nonce: &'a str,
-    signature: String,
-    provider: &'a str,
-    target: &'a str,
-    environment: Option<&'a str>,
-    wake: String,
 }
 
 /// Registers (or replaces) where the organisation server wakes this phone (docs/org.md,
@@ -356,12 +271,12 @@ pub fn register_push(
         &wake,
     ));
     let body = serde_json::to_vec(&PushRegistration {
-        key_id: &identity.key_id,
-        nonce: &nonce,
+        key_id: identity.key_id.clone(),
+        nonce,
         signature: B64.encode(signature),
-        provider: target.provider.as_str(),
-        target: &target.target,
-        environment,
+        provider: target.provider.as_str().to_owned(),
+        target: target.target.clone(),
+        environment: environment.map(str::to_owned),
         wake,
     })
     .map_err(protocol)?;
@@ -374,7 +289,10 @@ pub fn register_push(
 
 /// A single-use challenge for `key_id`.
 fn challenge(server: &Url, key_id: &str) -> Result<String, OrgClientError> {
-    let body = serde_json::to_vec(&ChallengeRequest { key_id }).map_err(protocol)?;
+    let body = serde_json::to_vec(&ChallengeRequest {
+        key_id: key_id.to_owned(),
+    })
+    .map_err(protocol)?;
     let (status, answer) = http::exchange(server, "POST", "/api/v1/device/challenge", Some(&body))?;
     if status != 200 {
         return Err(refusal(status, &answer));
