@@ -6,7 +6,7 @@ are in test_org_scim.py.
 
 import pytest
 
-from test_org import db, postgres  # noqa: F401 - fixtures
+from test_org import db  # noqa: F401 - fixture
 from test_org_scim import SCIM, USER_SCHEMA, entra_user, org, scim  # noqa: F401 - org: fixture
 
 GROUP_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:Group"

@@ -169,7 +169,7 @@ impl Link {
     ) -> Self {
         let (_, idle) = mpsc::channel();
         let wakeup = Wakeup::new();
-        Self {
+        let link = Self {
             confirmer: Confirmer::new(config.auto_confirm, Arc::clone(&wakeup)),
             config,
             store,
@@ -181,7 +181,20 @@ impl Link {
             request: None,
             cancel_wanted: false,
             failure: None,
+        };
+        // The transport answers getInfo from the cache as soon as it runs, which may be before
+        // the link thread has chosen the phone: a host probing the key at start would get
+        // CTAP1_ERR_OTHER though a phone is paired. So the cache starts with the phone that
+        // `run` will serve.
+        if !link.config.pair_another {
+            if let Some(record) = link.current_record() {
+                if record.suspended_at.is_none() {
+                    *link.get_info.lock().unwrap_or_else(PoisonError::into_inner) =
+                        record.peer_get_info;
+                }
+            }
         }
+        link
     }
 
     /// The phone to serve: the one named by `--phone`, else the one served last, else the
