@@ -294,9 +294,10 @@ impl SecurityKey {
     }
 
     /// Serves the computer a push notification woke this phone for: `payload` is the
-    /// notification's data as JSON (see [`woken_wake_id`]); a wake-up from the organisation
-    /// is answered `Organisation` at once (the app then calls `sync_organisation`). Connects to its relay, runs the
-    /// waiting request (approvals go to the key's `ApprovalListener` as usual) and returns once
+    /// notification's data as JSON (see [`woken_wake_id`]). A wake-up from the organisation
+    /// is answered `Organisation` at once, without any network (the app then calls
+    /// `sync_organisation`). Otherwise connects to the computer's relay, runs the waiting
+    /// request (approvals go to the key's `ApprovalListener` as usual) and returns once
     /// the computer has been quiet for `idle_ms`. `Ignored`, without any network traffic, when
     /// the payload is not a PocketKey wake-up or its wake id names no current pairing (or a
     /// suspended one);
