@@ -3,6 +3,7 @@
 
 use pocketkey_core::attestation::AttestationConfig;
 use pocketkey_core::authenticator::Authenticator;
+use pocketkey_core::pairing::relay::{PushTarget, WakeId};
 use pocketkey_core::store::{OrgIdentity, OrgStatus, Store};
 use pocketkey_net::org::jobs::{self, Outcome, RegistrationJob, RegistrationJobExt};
 use pocketkey_net::org::unpair::unpair_computers;
@@ -96,6 +97,10 @@ impl SecurityKey {
         {
             let mut engine = lock(&self.engine);
             let mut side = lock(&self.side);
+            // A `register_push` during the request may have stored a newer wake id.
+            if let Some(current) = side.load_org_identity().map_err(PocketKeyError::storage)? {
+                identity.push_wake = current.push_wake;
+            }
             side.save_org_identity(&identity)
                 .map_err(PocketKeyError::storage)?;
             let batch = attestation.as_ref().is_some_and(|a| a.batch.is_some());
@@ -141,6 +146,51 @@ impl SecurityKey {
 }
 
 impl SecurityKey {
+    /// Registers `target` with the organisation, for a key of one that is not revoked (a
+    /// suspended key is still woken, for its resumption), and keeps its wake id for
+    /// `handle_push`. `Some(organisation name)` when the organisation could not be told.
+    pub(crate) fn register_organisation_push(
+        &self,
+        target: &PushTarget,
+    ) -> Result<Option<String>, PocketKeyError> {
+        let Some(identity) = lock(&self.side)
+            .load_org_identity()
+            .map_err(PocketKeyError::storage)?
+            .filter(|identity| identity.status != OrgStatus::Revoked)
+        else {
+            return Ok(None);
+        };
+        if client::register_push(&identity, target).is_err() {
+            return Ok(Some(identity.org_name));
+        }
+        // Reloaded: a sync may have changed the identity during the request.
+        let mut side = lock(&self.side);
+        if let Some(mut current) = side
+            .load_org_identity()
+            .map_err(PocketKeyError::storage)?
+            .filter(|current| current.key_id == identity.key_id)
+        {
+            current.push_wake = Some(target.wake);
+            side.save_org_identity(&current)
+                .map_err(PocketKeyError::storage)?;
+        }
+        Ok(None)
+    }
+
+    /// The organisation's name when `wake` is the wake id last registered with it (and the
+    /// key is not revoked: nothing more will come of a sync then).
+    pub(crate) fn organisation_woken(
+        &self,
+        wake: WakeId,
+    ) -> Result<Option<String>, PocketKeyError> {
+        Ok(lock(&self.side)
+            .load_org_identity()
+            .map_err(PocketKeyError::storage)?
+            .filter(|identity| identity.status != OrgStatus::Revoked)
+            .filter(|identity| identity.push_wake == Some(wake))
+            .map(|identity| identity.org_name))
+    }
+
     /// One registration on the user's behalf: makeCredential through the engine (the app's
     /// approval prompt), then the outcome posted signed by the device key.
     fn register_on_behalf(

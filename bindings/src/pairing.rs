@@ -14,9 +14,7 @@ use pocketkey_core::pairing::{
 };
 use pocketkey_net::pairing::{self, PairingError};
 use pocketkey_net::revocation::{delete_at_relay, retry_in_background, revocation_guard};
-#[allow(unused_imports)] // named by `handle_push`'s documentation
-use pocketkey_net::wake::woken_wake_id;
-use pocketkey_net::wake::{finish_wake, woken_pairing, Woken};
+use pocketkey_net::wake::{finish_wake, woken_pairing, woken_wake_id, Woken};
 
 use crate::errors::PocketKeyError;
 use crate::security_key::SecurityKey;
@@ -129,6 +127,10 @@ pub enum PushOutcome {
     /// last hour asked nothing. Tell the user: its relay, or someone holding its pairing
     /// keys, may be misusing them; they can unpair it.
     Paused { computer_name: String, until: u64 },
+    /// The organisation `organisation` woke the phone (docs/org.md, "Wake-ups"): its status
+    /// or jobs changed. Nothing was done yet (no network): call `sync_organisation`, which
+    /// fetches and applies the change and runs the jobs.
+    Organisation { organisation: String },
 }
 
 /// Serving every paired computer: `stop()` ends it.
@@ -264,8 +266,10 @@ impl SecurityKey {
     }
 
     /// Registers `target` as this phone's wake-up address with the relay of every paired
-    /// computer: after pairing, and whenever the push token changes. Returns the names of the
-    /// computers whose relay could not be told (call again later); an empty list when all were.
+    /// computer and, for a key of an organisation (not revoked), with the organisation
+    /// (docs/org.md, "Wake-ups"): after pairing, after activation, and whenever the push token
+    /// changes. Returns the names of the computers whose relay, and the organisation's name if
+    /// the organisation, could not be told (call again later); an empty list when all were.
     /// Blocks on the network (bounded per relay): call it off the main thread.
     pub fn register_push(&self, target: PushRegistration) -> Result<Vec<String>, PocketKeyError> {
         let target = PushTarget::from(target);
@@ -274,17 +278,26 @@ impl SecurityKey {
             .map_err(|e| PocketKeyError::StorageFailed {
                 detail: e.to_string(),
             })?;
-        Ok(records
+        let mut failed: Vec<String> = records
             .iter()
             .filter(|r| r.role == Role::Phone)
             .filter(|r| pairing::register_push(&self.pairings, r, target.clone()).is_err())
             .map(|r| r.name.clone())
-            .collect())
+            .collect();
+        // The organisation gets a wake id of its own, never a pairing's.
+        let org_target = PushTarget {
+            wake: WakeId::random(),
+            ..target
+        };
+        failed.extend(self.register_organisation_push(&org_target)?);
+        Ok(failed)
     }
 
     /// Serves the computer a push notification woke this phone for: `payload` is the
-    /// notification's data as JSON (see [`woken_wake_id`]). Connects to its relay, runs the
-    /// waiting request (approvals go to the key's `ApprovalListener` as usual) and returns once
+    /// notification's data as JSON (see [`woken_wake_id`]). A wake-up from the organisation
+    /// is answered `Organisation` at once, without any network (the app then calls
+    /// `sync_organisation`). Otherwise connects to the computer's relay, runs the waiting
+    /// request (approvals go to the key's `ApprovalListener` as usual) and returns once
     /// the computer has been quiet for `idle_ms`. `Ignored`, without any network traffic, when
     /// the payload is not a PocketKey wake-up or its wake id names no current pairing (or a
     /// suspended one);
@@ -302,6 +315,13 @@ impl SecurityKey {
         let storage = |e: PairingStoreError| PocketKeyError::StorageFailed {
             detail: e.to_string(),
         };
+        if let Some(organisation) = woken_wake_id(payload.as_bytes())
+            .map(|wake| self.organisation_woken(wake))
+            .transpose()?
+            .flatten()
+        {
+            return Ok(PushOutcome::Organisation { organisation });
+        }
         let store = Arc::clone(&self.pairings);
         let record = match woken_pairing(&store, payload.as_bytes(), pairing::unix_now()) {
             Ok(None) => return Ok(PushOutcome::Ignored),

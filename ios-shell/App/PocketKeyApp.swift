@@ -59,7 +59,7 @@ final class AppDelegate: NSObject, UIApplicationDelegate {
         Task {
             let outcome = await AppModel.shared.model.handlePush(userInfo: userInfo)
             switch outcome {
-            case .served: completionHandler(.newData)
+            case .served, .organisation: completionHandler(.newData)
             case .ignored, .paused: completionHandler(.noData)
             }
         }

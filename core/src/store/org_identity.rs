@@ -12,6 +12,7 @@ use super::types::{Settings, StoreError};
 use crate::attestation::{AttestationConfig, AttestationKey};
 use crate::crypto::es256::Es256Key;
 use crate::ctap::cbor::{self, int, MapBuilder, MapReader};
+use crate::pairing::relay::WakeId;
 
 const AAD: &[u8] = b"pocketkey store v1\0org_identity";
 
@@ -109,6 +110,10 @@ pub struct OrgIdentity {
     /// This device's enterprise attestation key; gone once revoked.
     pub enterprise: Option<OrgAttestation>,
     pub policy: OrgPolicy,
+    /// The wake id this phone last registered with the organisation with its push target
+    /// (docs/org.md, "Wake-ups"): a push carrying it asks for a sync. Kept here because the
+    /// app that registered may not be the process the push wakes.
+    pub push_wake: Option<WakeId>,
 }
 
 impl std::fmt::Debug for OrgIdentity {
@@ -228,6 +233,7 @@ mod k {
     pub const BATCH: i64 = 6;
     pub const ENTERPRISE: i64 = 7;
     pub const POLICY: i64 = 8;
+    pub const PUSH_WAKE: i64 = 9;
     // Inside BATCH / ENTERPRISE.
     pub const SCALAR: i64 = 1;
     pub const CHAIN: i64 = 2;
@@ -283,6 +289,10 @@ fn encode(id: &OrgIdentity) -> Zeroizing<Vec<u8>> {
             id.enterprise.as_ref().map(attestation_value),
         )
         .put(int(k::POLICY), policy)
+        .put_opt(
+            int(k::PUSH_WAKE),
+            id.push_wake.map(|w| Value::Bytes(w.0.to_vec())),
+        )
         .build();
     // Written from a reference into a buffer sized up front (no reallocation leaves a copy
     // behind); then the scalars in `value`'s byte strings are wiped.
@@ -366,6 +376,16 @@ fn decode(bytes: &[u8]) -> Result<OrgIdentity, StoreError> {
             .unwrap_or(4),
         allowed_rp_ids: read_texts(p.take(k::ALLOWED_RP_IDS).unwrap_or(Value::Array(vec![])))?,
     };
+    let push_wake = m
+        .take(k::PUSH_WAKE)
+        .map(|v| {
+            cbor::as_bytes(v)
+                .ok()
+                .and_then(|b| b.try_into().ok())
+                .map(WakeId)
+                .ok_or_else(|| corrupt("push wake id"))
+        })
+        .transpose()?;
     Ok(OrgIdentity {
         org_name,
         server_url,
@@ -375,6 +395,7 @@ fn decode(bytes: &[u8]) -> Result<OrgIdentity, StoreError> {
         batch,
         enterprise,
         policy,
+        push_wake,
     })
 }
 
@@ -433,6 +454,7 @@ mod tests {
                 min_pin_length: 6,
                 allowed_rp_ids: vec![],
             },
+            push_wake: Some(WakeId([7; 16])),
         }
     }
 
@@ -470,6 +492,7 @@ mod tests {
         let back = store.load_org_identity().unwrap().unwrap();
         assert_eq!(back.device_key.scalar(), id.device_key.scalar());
         assert_eq!(back.policy, id.policy);
+        assert_eq!(back.push_wake, id.push_wake);
         let cfg = back.attestation_config().unwrap().unwrap();
         assert_eq!(cfg.enterprise.unwrap().1, vec!["corp.example".to_string()]);
         let raw: Vec<u8> = store

@@ -203,6 +203,7 @@ pub fn activate(
             chain: chain(&activated.enterprise_chain)?,
         }),
         policy: activated.policy,
+        push_wake: None,
     })
 }
 

@@ -53,8 +53,8 @@ extension PocketKeyModel {
             notify(Self.pausedMessage(name))
         case .served:
             await refresh()
-        case .ignored:
-            break
+        case .ignored, .organisation:
+            break  // the organisation's wake-up: synced above
         }
         return outcome
     }

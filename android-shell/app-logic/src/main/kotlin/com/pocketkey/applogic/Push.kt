@@ -19,6 +19,9 @@ sealed class PushResult {
                 "its wake-ups are paused for now. Unpair it if you do not recognise this."
     }
 
+    /** [organisation] woke the phone: [Push.onPayload] has synced with it. */
+    data class Organisation(val organisation: String) : PushResult()
+
     data class Failed(val message: String) : PushResult()
 }
 
@@ -70,6 +73,7 @@ class Push(
             PushOutcome.Ignored -> PushResult.Ignored
             is PushOutcome.Served -> PushResult.Served(o.computerName, o.request)
             is PushOutcome.Paused -> PushResult.Paused(o.computerName, o.until)
+            is PushOutcome.Organisation -> PushResult.Organisation(o.organisation)
         }
     }
 
