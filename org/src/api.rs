@@ -453,6 +453,28 @@ pub struct KeyEntry {
     pub status_actor: Option<String>,
 }
 
+impl KeyEntry {
+    /// The entry from a row whose first eleven columns are those of the inventory's SELECT:
+    /// id, email, display_name, status, created_at, activated_at, last_seen_at, device_name,
+    /// platform, status_reason, status_actor. The REST inventory and the console's keys page
+    /// both read keys this way.
+    pub fn from_row(r: &sqlx::any::AnyRow) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            id: r.try_get(0)?,
+            email: r.try_get(1)?,
+            display_name: r.try_get(2)?,
+            status: r.try_get(3)?,
+            created_at: r.try_get(4)?,
+            activated_at: r.try_get(5)?,
+            last_seen_at: r.try_get(6)?,
+            device_name: r.try_get(7)?,
+            platform: r.try_get(8)?,
+            status_reason: r.try_get(9)?,
+            status_actor: r.try_get(10)?,
+        })
+    }
+}
+
 /// One page of the inventory.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct KeyPage {
@@ -533,21 +555,7 @@ pub async fn inventory_page(
     };
     let mut keys = rows
         .iter()
-        .map(|r| {
-            Ok(KeyEntry {
-                id: r.try_get(0)?,
-                email: r.try_get(1)?,
-                display_name: r.try_get(2)?,
-                status: r.try_get(3)?,
-                created_at: r.try_get(4)?,
-                activated_at: r.try_get(5)?,
-                last_seen_at: r.try_get(6)?,
-                device_name: r.try_get(7)?,
-                platform: r.try_get(8)?,
-                status_reason: r.try_get(9)?,
-                status_actor: r.try_get(10)?,
-            })
-        })
+        .map(KeyEntry::from_row)
         .collect::<Result<Vec<_>, sqlx::Error>>()?;
     let next_after = if keys.len() > limit as usize {
         keys.truncate(limit as usize);

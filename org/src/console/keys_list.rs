@@ -93,19 +93,7 @@ pub async fn page(
         .await?
         .iter()
         .map(|r| {
-            let entry = KeyEntry {
-                id: r.try_get(0)?,
-                email: r.try_get(1)?,
-                display_name: r.try_get(2)?,
-                status: r.try_get(3)?,
-                created_at: r.try_get(4)?,
-                activated_at: r.try_get(5)?,
-                last_seen_at: r.try_get(6)?,
-                device_name: r.try_get(7)?,
-                platform: r.try_get(8)?,
-                status_reason: r.try_get(9)?,
-                status_actor: r.try_get(10)?,
-            };
+            let entry = KeyEntry::from_row(r)?;
             let invite: Option<String> = r.try_get(11)?;
             Ok(KeyRow {
                 invite_id: invite.filter(|_| entry.status == "invited"),
