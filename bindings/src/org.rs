@@ -5,7 +5,7 @@ use pocketkey_core::attestation::AttestationConfig;
 use pocketkey_core::authenticator::Authenticator;
 use pocketkey_core::pairing::relay::{PushTarget, WakeId};
 use pocketkey_core::store::{OrgIdentity, OrgStatus, Store};
-use pocketkey_net::org::jobs::{self, Outcome, RegistrationJob, RegistrationJobExt};
+use pocketkey_net::org::jobs::{self, printable, Outcome, RegistrationJob, RegistrationJobExt};
 use pocketkey_net::org::unpair::unpair_computers;
 use pocketkey_net::org::{self as client, ActivationLink, OrgClientError};
 
@@ -228,14 +228,6 @@ impl SecurityKey {
     }
 }
 
-/// The server's text as the screens may show it: control characters (a newline could fake a
-/// second line of the prompt) become '?', as in the job's own prompt sentence.
-fn printable(text: &str) -> String {
-    text.chars()
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
-}
-
 /// Marks the prompts of one request as on the user's behalf; clears the mark when the request
 /// ends, even by a panic.
 struct OnBehalfScope<'a>(&'a OnBehalfSlot);
@@ -317,15 +309,4 @@ fn apply(
     engine.set_registrable_rp_ids(identity.registrable_rp_ids());
     engine.set_always_uv_locked(identity.locks_always_uv());
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::printable;
-
-    #[test]
-    fn on_behalf_text_has_no_control_characters() {
-        assert_eq!(printable("Acme\nIT\u{7}"), "Acme?IT?");
-        assert_eq!(printable("alice@acme.example"), "alice@acme.example");
-    }
 }

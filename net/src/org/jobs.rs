@@ -33,6 +33,22 @@ pub const STATUS_OPERATION_DENIED: u8 = 0x27;
 use pocketkey_core::org_protocol::wire::{Job, RegistrationResult};
 pub use pocketkey_core::org_protocol::wire::{JobRp, JobUser, RegistrationJob};
 
+/// The server's text as a prompt may show it. Control characters (a newline could fake a
+/// second line) and the bidirectional controls (U+202E could show "elpmaxe.evil" as
+/// "live.example") become '?'.
+pub fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            let bidi = matches!(c, '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}');
+            if c.is_control() || bidi {
+                '?'
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
 /// The phone's side of a registration job (the type itself is the wire type both sides
 /// share): the prompt it shows and the request it runs through the engine.
 pub trait RegistrationJobExt {
@@ -49,16 +65,11 @@ pub trait RegistrationJobExt {
 
 impl RegistrationJobExt for RegistrationJob {
     fn prompt(&self) -> String {
-        let clean = |s: &str| -> String {
-            s.chars()
-                .map(|c| if c.is_control() { '?' } else { c })
-                .collect()
-        };
         format!(
             "{} asks to register this key with {} for {}",
-            clean(&self.org_name),
-            clean(&self.rp.id),
-            clean(&self.user.name)
+            printable(&self.org_name),
+            printable(&self.rp.id),
+            printable(&self.user.name)
         )
     }
 
@@ -301,6 +312,14 @@ mod tests {
             job().prompt(),
             "Acme IT asks to register this key with login.microsoft.com for alice@acme.example"
         );
+    }
+
+    #[test]
+    fn text_that_could_fake_the_prompt_is_replaced() {
+        assert_eq!(printable("Acme\nIT\u{7}"), "Acme?IT?");
+        assert_eq!(printable("evil\u{202E}elpmaxe"), "evil?elpmaxe");
+        assert_eq!(printable("a\u{2066}b\u{200F}c"), "a?b?c");
+        assert_eq!(printable("alice@acme.example"), "alice@acme.example");
     }
 
     #[test]

@@ -10,6 +10,7 @@ use sqlx::AnyPool;
 
 use super::error::ConsoleError;
 use super::pages::AuditFilter;
+use super::sql_filter::{like_escape, SqlFilter};
 use crate::audit::{self, Broken, Entry, GENESIS};
 
 /// Entries one page shows unless the request asks for fewer.
@@ -65,62 +66,41 @@ pub async fn verify(
     }
 }
 
-/// `%` and `_` of a user's text taken literally in `LIKE … ESCAPE '\'`.
-pub(super) fn like_escape(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('%', "\\%")
-        .replace('_', "\\_")
-}
-
 /// The filter's SQL condition and its values, in bind order. It may match more than the
 /// filter does (the relying party is matched in the details' text); `AuditFilter::apply`
 /// then keeps the exact matches.
 fn condition(filter: &AuditFilter) -> Result<(String, Vec<String>), ConsoleError> {
     let (from, to) = filter.bounds()?;
-    let mut parts: Vec<String> = Vec::new();
-    let mut binds: Vec<String> = Vec::new();
-    let mut push = |sql: &str, values: Vec<String>| {
-        let mut sql = sql.to_string();
-        for v in values {
-            binds.push(v);
-            sql = sql.replacen("{}", &format!("${}", binds.len()), 1);
-        }
-        parts.push(sql);
-    };
+    let mut filter_sql = SqlFilter::default();
     let user = filter.user.trim().to_lowercase();
     if !user.is_empty() {
         let pattern = format!("%{}%", like_escape(&user));
-        push(
+        filter_sql.and(
             "(lower(actor) LIKE {} ESCAPE '\\' OR lower(detail) LIKE {} ESCAPE '\\')",
             vec![pattern.clone(), pattern],
         );
     }
     let rp = filter.rp.trim();
     if !rp.is_empty() {
-        push(
+        filter_sql.and(
             "detail LIKE {} ESCAPE '\\'",
             vec![format!("%{}%", like_escape(rp))],
         );
     }
     let action = filter.action.trim();
     if !action.is_empty() {
-        push(
+        filter_sql.and(
             "action LIKE {} ESCAPE '\\'",
             vec![format!("{}%", like_escape(action))],
         );
     }
     if let Some(from) = from {
-        push("at >= {}", vec![from]);
+        filter_sql.and("at >= {}", vec![from]);
     }
     if let Some(to) = to {
-        push("at < {}", vec![to]);
+        filter_sql.and("at < {}", vec![to]);
     }
-    let sql = if parts.is_empty() {
-        "1 = 1".to_string()
-    } else {
-        parts.join(" AND ")
-    };
-    Ok((sql, binds))
+    Ok(filter_sql.finish())
 }
 
 /// One page of matching entries, newest first, before entry `before` (none: from the

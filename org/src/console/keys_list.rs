@@ -3,9 +3,9 @@
 
 use sqlx::{AnyPool, Row};
 
-use super::audit_log::like_escape;
 use super::error::ConsoleError;
 use super::pages::KeyRow;
+use super::sql_filter::{like_escape, SqlFilter};
 use crate::api::KeyEntry;
 
 /// Keys one page shows unless the request asks for fewer.
@@ -30,28 +30,19 @@ pub async fn page(
     pool: &AnyPool,
     q: &Query<'_>,
 ) -> Result<(Vec<KeyRow>, Option<String>), ConsoleError> {
-    let mut parts: Vec<String> = Vec::new();
-    let mut binds: Vec<String> = Vec::new();
-    let mut push = |sql: &str, values: Vec<String>| {
-        let mut sql = sql.to_string();
-        for v in values {
-            binds.push(v);
-            sql = sql.replacen("{}", &format!("${}", binds.len()), 1);
-        }
-        parts.push(sql);
-    };
+    let mut filter = SqlFilter::default();
     if !q.search.is_empty() {
         let pattern = format!("%{}%", like_escape(q.search));
-        push(
+        filter.and(
             "(lower(k.email) LIKE {} ESCAPE '\\' OR lower(k.display_name) LIKE {} ESCAPE '\\')",
             vec![pattern.clone(), pattern],
         );
     }
     if !q.status.is_empty() {
-        push("k.status = {}", vec![q.status.to_string()]);
+        filter.and("k.status = {}", vec![q.status.to_string()]);
     }
     if let Some(before) = q.stale_before {
-        push(
+        filter.and(
             "k.status = 'active' AND (COALESCE(k.last_seen_at, k.activated_at) IS NULL \
              OR COALESCE(k.last_seen_at, k.activated_at) < {})",
             vec![before.to_string()],
@@ -66,16 +57,13 @@ pub async fn page(
             .transpose()?;
         let created = exists
             .ok_or_else(|| ConsoleError::bad_request("after must name a key of a previous page"))?;
-        push(
-            "(k.created_at > {} OR (k.created_at = {} AND k.id > {}))",
-            vec![created.clone(), created, after.to_string()],
+        filter.and(
+            // A row-value comparison, as the REST inventory's: one index range on PostgreSQL.
+            "(k.created_at, k.id) > ({}, {})",
+            vec![created, after.to_string()],
         );
     }
-    let condition = if parts.is_empty() {
-        "1 = 1".to_string()
-    } else {
-        parts.join(" AND ")
-    };
+    let (condition, binds) = filter.finish();
     // One more than asked: whether it exists says if there is a next page.
     let sql = format!(
         "SELECT k.id, k.email, k.display_name, k.status, k.created_at, k.activated_at, \

@@ -17,6 +17,7 @@ pub mod scim;
 mod scim_discovery;
 mod scim_groups;
 mod session;
+mod sql_filter;
 mod views;
 
 use std::sync::Arc;
