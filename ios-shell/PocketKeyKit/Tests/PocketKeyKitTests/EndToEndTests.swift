@@ -274,6 +274,52 @@ final class EndToEndTests: ModelTestCase {
             "The passkeys Acme registered for you go too: ask Acme to register them again."), model.factoryResetWarning)
     }
 
+    /// The push address and the organisation (a real `pocketkey-org serve`): refused for good
+    /// (the server offers no webhook provider), the user is told and nothing is retried; not
+    /// reached (the server stopped), nothing is shown and the model registers again when the
+    /// app comes to the foreground, which succeeds once the server is back and takes it.
+    func testAPushAddressTheOrganisationRefusesIsToldOneItCannotReachIsRetried() async throws {
+        let e2e = try EndToEnd.fromEnvironment()
+        let orgDir = try freshDirectory()
+        let admin = e2e.scripts.appendingPathComponent("org_admin.py").path
+        let server = try start(e2e.python, [admin, "serve", e2e.org, orgDir.path], e2e)
+        _ = try await server.line("listening: ")
+        let invite = try start(e2e.python, [admin, "invite", orgDir.path, "alice@acme.example"], e2e)
+        let invited = await invite.exitStatus()
+        XCTAssertEqual(invited, 0, invite.stderr)
+        let model = try makeModel()
+        await model.start()
+        let link = String((invite.output.last ?? "").dropFirst("link: ".count))
+        let activated = await model.handleScan(link, source: .link)
+        XCTAssertEqual(activated, .activated(OrganisationInfo(name: "Acme", status: .active)))
+        model.dismissNotice()
+
+        let wakeURL = "http://127.0.0.1:9/wake"
+        let refused = await model.registerPush(.webhook(url: wakeURL))
+        guard refused.count == 1, refused[0].name == "Acme", case let .refused(reason) = refused[0].problem else {
+            return XCTFail("not refused by Acme: \(refused)")
+        }
+        XCTAssertEqual(model.state.pushNotRegistered, refused)
+        XCTAssertEqual(model.state.notice, PocketKeyModel.pushRefusedMessage("Acme", reason: reason))
+        let notRetried = await model.retryPushRegistration()
+        XCTAssertNil(notRetried, "a refusal for good is not retried")
+
+        model.dismissNotice()
+        server.stop()
+        let unreachable = await model.registerPush(.webhook(url: wakeURL))
+        XCTAssertEqual(unreachable, [PushNotRegistered(name: "Acme", problem: .tryLater)])
+        XCTAssertEqual(model.state.pushNotRegistered, unreachable)
+        XCTAssertNil(model.state.notice, "nothing for the user to do")
+
+        let restarted = try start(
+            e2e.python, [admin, "restart", e2e.org, orgDir.path, "--webhook-allow", wakeURL], e2e)
+        _ = try await restarted.line("listening: ")
+        let retried = await model.retryPushRegistration()
+        XCTAssertEqual(retried, [])
+        XCTAssertEqual(model.state.pushNotRegistered, [])
+        XCTAssertNil(model.state.notice)
+    }
+
     /// A forged proof end to end: the phone answers "verified" with a signature by another key
     /// than the one it registered; the engine refuses it, python-fido2's UV-required
     /// registration through the bridge gets CTAP2_ERR_OPERATION_DENIED, and no UV retry is spent.
