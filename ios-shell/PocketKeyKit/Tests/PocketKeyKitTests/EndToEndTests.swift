@@ -303,8 +303,11 @@ final class EndToEndTests: ModelTestCase {
         XCTAssertEqual(model.state.notice, PocketKeyModel.pushRefusedMessage("Acme", reason: reason))
         let notRetried = await model.retryPushRegistration()
         XCTAssertNil(notRetried, "a refusal for good is not retried")
-
         model.dismissNotice()
+        let again = await model.registerPush(.webhook(url: wakeURL))
+        XCTAssertEqual(again, refused)
+        XCTAssertNil(model.state.notice, "the same refusal is told once")
+
         server.stop()
         let unreachable = await model.registerPush(.webhook(url: wakeURL))
         XCTAssertEqual(unreachable, [PushNotRegistered(name: "Acme", problem: .tryLater)])

@@ -18,13 +18,16 @@ extension PocketKeyModel {
             notify(error.pocketKeyUserMessage)
             failed = state.pairings.map { PushNotRegistered(name: $0.computerName, problem: .tryLater) }
         }
-        let refusals = failed.compactMap { entry -> String? in
-            guard case let .refused(reason) = entry.problem else { return nil }
-            return Self.pushRefusedMessage(entry.name, reason: reason)
-        }
-        update {
-            $0.pushNotRegistered = failed
-            if !refusals.isEmpty { $0.notice = refusals.joined(separator: "\n") }
+        update { state in
+            // Told once: a retry for a relay meets the organisation's same refusal again.
+            let refusals = failed.compactMap { entry -> String? in
+                guard case let .refused(reason) = entry.problem, !state.pushNotRegistered.contains(entry) else {
+                    return nil
+                }
+                return Self.pushRefusedMessage(entry.name, reason: reason)
+            }
+            state.pushNotRegistered = failed
+            if !refusals.isEmpty { state.notice = refusals.joined(separator: "\n") }
         }
         return failed
     }
