@@ -34,7 +34,8 @@ pub use hybrid::{
 };
 pub use key::KeyProvider;
 pub use pairing::{
-    PairingCodeListener, PairingInfo, PairingListener, PushOutcome, PushRegistration,
+    PairingCodeListener, PairingInfo, PairingListener, PushNotRegistered, PushOutcome, PushProblem,
+    PushRegistration,
 };
 pub use pin::MAX_PIN_BYTES;
 pub use scan::{classify_scan, ScanError, ScanSource, ScannedCode, MAX_SCAN_LEN};

@@ -11,8 +11,40 @@ use pocketkey_net::org::{self as client, ActivationLink, OrgClientError};
 
 use crate::approvals::OnBehalfSlot;
 use crate::errors::PocketKeyError;
+use crate::pairing::{PushNotRegistered, PushProblem};
 use crate::security_key::{lock, SecurityKey};
 use crate::types::{AttestationKind, OnBehalf};
+
+/// The organisation's answers to `POST /api/v1/device/push` that stay the same however often
+/// the same target is sent (docs/org.md, "Wake-ups"): a target its providers refuse, a request
+/// it cannot read or that is too large, a key it does not know or whose signature it does not
+/// accept.
+/// `rate_limited`, `challenge_invalid` (the single-use challenge was spent or expired), server
+/// errors and codes not listed here are worth another try.
+const PUSH_REFUSED_FOR_GOOD: &[&str] = &[
+    "bad_push_target",
+    "invalid_json",
+    "unknown_device",
+    "bad_signature",
+    "payload_too_large",
+];
+
+/// Whether registering the same push target with the organisation again can help.
+fn push_problem(e: &OrgClientError) -> PushProblem {
+    match e {
+        OrgClientError::Revoked => PushProblem::Refused {
+            reason: e.to_string(),
+        },
+        OrgClientError::Refused { code, message }
+            if PUSH_REFUSED_FOR_GOOD.contains(&code.as_str()) =>
+        {
+            PushProblem::Refused {
+                reason: printable(message),
+            }
+        }
+        _ => PushProblem::TryLater,
+    }
+}
 
 /// What the organisation's inventory calls this platform.
 fn platform() -> &'static str {
@@ -148,11 +180,11 @@ impl SecurityKey {
 impl SecurityKey {
     /// Registers `target` with the organisation, for a key of one that is not revoked (a
     /// suspended key is still woken, for its resumption), and keeps its wake id for
-    /// `handle_push`. `Some(organisation name)` when the organisation could not be told.
+    /// `handle_push`. `Some` when the organisation did not take it.
     pub(crate) fn register_organisation_push(
         &self,
         target: &PushTarget,
-    ) -> Result<Option<String>, PocketKeyError> {
+    ) -> Result<Option<PushNotRegistered>, PocketKeyError> {
         let Some(identity) = lock(&self.side)
             .load_org_identity()
             .map_err(PocketKeyError::storage)?
@@ -160,8 +192,11 @@ impl SecurityKey {
         else {
             return Ok(None);
         };
-        if client::register_push(&identity, target).is_err() {
-            return Ok(Some(identity.org_name));
+        if let Err(e) = client::register_push(&identity, target) {
+            return Ok(Some(PushNotRegistered {
+                name: identity.org_name,
+                problem: push_problem(&e),
+            }));
         }
         // Reloaded: a sync may have changed the identity during the request.
         let mut side = lock(&self.side);
@@ -309,4 +344,43 @@ fn apply(
     engine.set_registrable_rp_ids(identity.registrable_rp_ids());
     engine.set_always_uv_locked(identity.locks_always_uv());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(code: &str) -> OrgClientError {
+        OrgClientError::Refused {
+            code: code.into(),
+            message: format!("{code}\nsecond line"),
+        }
+    }
+
+    #[test]
+    fn a_refusal_that_would_come_again_is_refused_anything_else_is_worth_a_retry() {
+        for code in PUSH_REFUSED_FOR_GOOD {
+            assert_eq!(
+                push_problem(&refused(code)),
+                PushProblem::Refused {
+                    reason: format!("{code}?second line")
+                },
+                "{code}"
+            );
+        }
+        assert!(matches!(
+            push_problem(&OrgClientError::Revoked),
+            PushProblem::Refused { .. }
+        ));
+        for passing in [
+            refused("rate_limited"),
+            refused("challenge_invalid"),
+            refused("internal"),
+            refused("a_code_from_a_newer_server"),
+            OrgClientError::Network("connection refused".into()),
+            OrgClientError::Protocol("HTTP 502 without a typed error".into()),
+        ] {
+            assert_eq!(push_problem(&passing), PushProblem::TryLater, "{passing}");
+        }
+    }
 }

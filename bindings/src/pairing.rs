@@ -80,6 +80,28 @@ pub enum PushRegistration {
     Webhook { url: String },
 }
 
+/// A computer's relay, or the organisation, that did not take the push target
+/// ([`SecurityKey::register_push`]).
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct PushNotRegistered {
+    /// The computer's name, or the organisation's.
+    pub name: String,
+    pub problem: PushProblem,
+}
+
+/// Why a push target was not registered: whether registering it again can help.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
+pub enum PushProblem {
+    /// Not reached, or not now: no network, a timeout, rate limited, a server error. Register
+    /// the same target again later (the app retries; the user need not act).
+    TryLater,
+    /// Refused for good: the organisation will not take this target (for example a provider it
+    /// does not offer) or no longer serves this key (revoked, unknown). The same target will be
+    /// refused again; tell the user, whose key is not woken by this organisation. `reason` is
+    /// the server's sentence.
+    Refused { reason: String },
+}
+
 impl From<PushRegistration> for PushTarget {
     fn from(r: PushRegistration) -> Self {
         match r {
@@ -268,21 +290,31 @@ impl SecurityKey {
     /// Registers `target` as this phone's wake-up address with the relay of every paired
     /// computer and, for a key of an organisation (not revoked), with the organisation
     /// (docs/org.md, "Wake-ups"): after pairing, after activation, and whenever the push token
-    /// changes. Returns the names of the computers whose relay, and the organisation's name if
-    /// the organisation, could not be told (call again later); an empty list when all were.
-    /// Blocks on the network (bounded per relay): call it off the main thread.
-    pub fn register_push(&self, target: PushRegistration) -> Result<Vec<String>, PocketKeyError> {
+    /// changes. Returns the computers whose relay, and the organisation if it, did not take
+    /// it, each with whether to call again later (`TryLater`) or tell the user (`Refused`,
+    /// the organisation only: a relay's refusals are all reported `TryLater`); an empty list
+    /// when all took it. Blocks on the network (bounded per relay): call it off the main
+    /// thread.
+    pub fn register_push(
+        &self,
+        target: PushRegistration,
+    ) -> Result<Vec<PushNotRegistered>, PocketKeyError> {
         let target = PushTarget::from(target);
         let records = lock(&self.pairings)
             .list()
             .map_err(|e| PocketKeyError::StorageFailed {
                 detail: e.to_string(),
             })?;
-        let mut failed: Vec<String> = records
+        // A relay answers a bad target and its own store trouble with the same error code, so
+        // its refusals cannot be told apart from passing trouble: all are worth a retry.
+        let mut failed: Vec<PushNotRegistered> = records
             .iter()
             .filter(|r| r.role == Role::Phone)
             .filter(|r| pairing::register_push(&self.pairings, r, target.clone()).is_err())
-            .map(|r| r.name.clone())
+            .map(|r| PushNotRegistered {
+                name: r.name.clone(),
+                problem: PushProblem::TryLater,
+            })
             .collect();
         // The organisation gets a wake id of its own, never a pairing's.
         let org_target = PushTarget {

@@ -61,8 +61,12 @@ final class AppModel: ObservableObject {
         Task { await model.respond(to: id, with: decision) }
     }
 
-    /// Foreground: keep a connection to the paired computers; background: pushes wake us.
+    /// Foreground: keep a connection to the paired computers, and register the push address
+    /// where the last try did not reach; background: pushes wake us.
     func sceneBecame(active: Bool) {
+        if active {
+            Task { await model.retryPushRegistration() }
+        }
         if active && state.settings.listenInForeground {
             model.startListening()
         } else if !active {

@@ -70,6 +70,17 @@ final class ApprovalNotifications: NSObject, UNUserNotificationCenterDelegate {
         let userInfo = response.notification.request.content.userInfo
         let action = response.actionIdentifier
         guard let model else { return completionHandler() }
+        guard ApprovalNotification.promptId(from: userInfo) != nil else {
+            // Not one of our prompts: a relay's wake-up sent as an alert push (`--apns-alert`,
+            // text POCKETKEY_WAKE in Localizable.strings), tapped, so the app is in the
+            // foreground now. Serve the computer (unless the app's listener already does); its
+            // request comes as a prompt of our own.
+            completionHandler()
+            if !model.state.listening {
+                Task { _ = await model.handlePush(userInfo: userInfo) }
+            }
+            return
+        }
         Task {
             _ = await model.handleNotificationAction(action, userInfo: userInfo)
             completionHandler()

@@ -11,8 +11,9 @@
 #           CryptoKit does not exist on Linux and swift-crypto cannot be fetched offline);
 #        2b. python3 + python3-cryptography inside it (the end-to-end tests' browser and webhook);
 #        3. prepare-linux.sh (cargo build + uniffi-bindgen on the host, copies into the package);
-#        3b. cargo build of pocketkey-relay and pocketkey-bridge, python-fido2 copied from the
-#           host (EndToEndTests.swift runs them; PK_IOS_E2E_* tell it where they are);
+#        3b. cargo build of pocketkey-relay, pocketkey-bridge, pocketkey-org and
+#           pocketkey-hybrid-browser, python-fido2 copied from the host (EndToEndTests.swift
+#           runs them; PK_IOS_E2E_* tell it where they are);
 #        4. swift test --scratch-path TARGET/ios-shell/build, linking and rpath-ing the .so.
 # Environment: PYTHON names the host interpreter holding tests/python/requirements.txt
 # (default python3); PK_NO_INSTALL=1 fails instead of installing; PK_IOS_SKIP_BINDINGS=1 reuses
@@ -69,15 +70,16 @@ fi
 eval "$("$HERE/prepare-linux.sh")"
 : "${POCKETKEY_FFI_LIB_DIR:?prepare-linux.sh did not report the library directory}"
 
-# 3b. The end-to-end tests' programs: the relay, the bridge and the organisation server (host-built, static but for
-# libc, so they run in the chroot), and python-fido2 as pinned in tests/python/requirements.txt
-# (Debian's python3-fido2 is 1.x, another API): its pure-Python package is copied from the
+# 3b. The end-to-end tests' programs: the relay, the bridge, the organisation server and the
+# browser's side of hybrid (host-built, static but for libc, so they run in the chroot), and
+# python-fido2 as pinned in tests/python/requirements.txt (Debian's python3-fido2 is 1.x, another API): its pure-Python package is copied from the
 # host's installation (scripts/test.sh installs it) to a directory the chroot sees.
-# Two builds, as the other scripts run them: one `cargo build` of all three would unify
+# Separate builds, as the other scripts run them: one `cargo build` of them all would unify
 # their dependencies' features and compile a second copy of sqlx, redis and the rest.
-say "cargo build -p pocketkey-relay -p pocketkey-bridge; cargo build -p pocketkey-org"
-(cd "$ROOT" && cargo build -q -p pocketkey-relay -p pocketkey-bridge && cargo build -q -p pocketkey-org) >&2 \
-    || die "cargo build of pocketkey-relay, pocketkey-bridge or pocketkey-org failed"
+say "cargo build -p pocketkey-relay -p pocketkey-bridge; cargo build -p pocketkey-org; cargo build -p pocketkey-testkit --bin pocketkey-hybrid-browser"
+(cd "$ROOT" && cargo build -q -p pocketkey-relay -p pocketkey-bridge && cargo build -q -p pocketkey-org \
+    && cargo build -q -p pocketkey-testkit --bin pocketkey-hybrid-browser) >&2 \
+    || die "cargo build of pocketkey-relay, pocketkey-bridge, pocketkey-org or pocketkey-hybrid-browser failed"
 HOST_PY=${PYTHON:-python3}   # the interpreter with tests/python/requirements.txt installed
 FIDO2_SRC=$("$HOST_PY" -c 'import fido2, os; print(os.path.dirname(fido2.__file__))' 2>/dev/null) \
     || die "python-fido2 is not installed on the host: pip install -r tests/python/requirements.txt"

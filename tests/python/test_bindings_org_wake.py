@@ -4,8 +4,10 @@ for FCM/APNs: the app activates, `register_push` registers its target with the o
 as well as with its pairings' relays, a revocation through the REST API makes the server POST
 the wake to the webhook, `handle_push` on that payload answers `ORGANISATION` (without any
 network), and the app's `sync_organisation` then finds the key revoked. A webhook the server
-refuses is reported by `register_push` under the organisation's name. Every wait is on an
-event (the webhook's request), never on a sleep."""
+refuses, and a key it revoked, are reported by `register_push` under the organisation's name
+as refused for good (`REFUSED`, tell the user); a server that cannot be reached as worth
+another try (`TRY_LATER`). Every wait is on an event (the webhook's request), never on a
+sleep."""
 
 from __future__ import annotations
 
@@ -90,7 +92,25 @@ def test_an_org_wake_is_recognised_and_the_sync_finds_the_key_revoked(org, webho
     assert key.handle_push(payload, "Alice's phone", 1000) == pk.PushOutcome.IGNORED()
 
 
-def test_a_push_target_the_organisation_refuses_is_reported_by_its_name(org, key):
+def refused(reason):
+    return [pk.PushNotRegistered(name="Acme", problem=pk.PushProblem.REFUSED(reason=reason))]
+
+
+def test_a_push_target_the_organisation_refuses_is_reported_by_its_name_as_refused(org, webhook, key):
     elsewhere = f"http://127.0.0.1:{free_port()}/wake"
-    assert key.register_push(pk.PushRegistration.WEBHOOK(url=elsewhere)) == ["Acme"]
+    assert key.register_push(pk.PushRegistration.WEBHOOK(url=elsewhere)) == refused(
+        "bad push target: URL not admitted by --webhook-allow")
     assert org.sql("SELECT COUNT(*) FROM push_targets") == [(0,)]
+
+    # Revoked on the server while the phone has not synced yet: 403 key_revoked, for good too.
+    assert key.register_push(pk.PushRegistration.WEBHOOK(url=webhook.url)) == []
+    [(kid,)] = org.sql("SELECT key_id FROM push_targets")
+    assert org.json("POST", f"/api/v1/keys/{kid}/revoke", {"reason": "lost"})[0] == 200
+    assert key.register_push(pk.PushRegistration.WEBHOOK(url=webhook.url)) == refused(
+        "this key was revoked by the organisation")
+
+
+def test_an_organisation_that_cannot_be_reached_is_worth_another_try(org, webhook, key):
+    org.stop()
+    assert key.register_push(pk.PushRegistration.WEBHOOK(url=webhook.url)) == [
+        pk.PushNotRegistered(name="Acme", problem=pk.PushProblem.TRY_LATER())]

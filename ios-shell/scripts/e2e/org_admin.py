@@ -1,9 +1,14 @@
 """The organisation's administrator in PocketKeyKit's end-to-end tests (EndToEndTests.swift),
 with the standard library only (the Swift chroot's python3):
 
-    org_admin.py serve ORG_BIN DIR     init an organisation "Acme" in DIR, make an API key, then
+    org_admin.py serve ORG_BIN DIR [ARG…]
+                                       init an organisation "Acme" in DIR, make an API key, then
                                        become `pocketkey-org serve` on a free loopback port whose
-                                       public URL is itself (prints `listening: http://…`)
+                                       public URL is itself (prints `listening: http://…`); ARGs
+                                       go to `serve` (e.g. --webhook-allow URL)
+    org_admin.py restart ORG_BIN DIR [ARG…]
+                                       `pocketkey-org serve` again for DIR's organisation, on the
+                                       same port, with these ARGs
     org_admin.py invite DIR EMAIL      POST /api/v1/invites; prints `link: <Activate link>`, read
                                        from the outbox mail's text part as a person would
     org_admin.py revoke|suspend|resume DIR EMAIL [REASON]
@@ -31,7 +36,7 @@ import urllib.request
 from pathlib import Path
 
 
-def serve(org_bin: str, root: Path) -> None:
+def serve(org_bin: str, root: Path, args: list[str]) -> None:
     state = root / "state"
     subprocess.run([org_bin, "init", "--state-dir", str(state), "--name", "Acme"], check=True,
                    stdout=subprocess.DEVNULL)
@@ -42,8 +47,13 @@ def serve(org_bin: str, root: Path) -> None:
         s.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{s.getsockname()[1]}"
     (root / "url").write_text(url)
-    os.execv(org_bin, [org_bin, "serve", "--state-dir", str(state), "--listen", url[len("http://"):],
-                       "--public-url", url, "--outbox", str(root / "outbox")])
+    restart(org_bin, root, args)
+
+
+def restart(org_bin: str, root: Path, args: list[str]) -> None:
+    url = (root / "url").read_text()
+    os.execv(org_bin, [org_bin, "serve", "--state-dir", str(root / "state"), "--listen", url[len("http://"):],
+                       "--public-url", url, "--outbox", str(root / "outbox")] + args)
 
 
 def api(root: Path, method: str, path: str, body: dict | None = None):
@@ -95,7 +105,9 @@ def lifecycle(root: Path, action: str, address: str, reason: str | None) -> None
 def main() -> None:
     command, rest = sys.argv[1], sys.argv[2:]
     if command == "serve":
-        serve(rest[0], Path(rest[1]))
+        serve(rest[0], Path(rest[1]), rest[2:])
+    elif command == "restart":
+        restart(rest[0], Path(rest[1]), rest[2:])
     elif command == "invite":
         invite(Path(rest[0]), rest[1])
     elif command in ("revoke", "suspend", "resume"):

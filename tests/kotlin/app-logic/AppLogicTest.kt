@@ -19,6 +19,7 @@ import com.pocketkey.applogic.OpenState
 import com.pocketkey.applogic.OrgSync
 import com.pocketkey.applogic.Outcome
 import com.pocketkey.applogic.PromptText
+import com.pocketkey.applogic.Push
 import com.pocketkey.applogic.PushResult
 import com.pocketkey.applogic.ScanOutcome
 import com.pocketkey.applogic.UV_KEY_NOTICE
@@ -36,6 +37,8 @@ import com.pocketkey.core.OnBehalf
 import com.pocketkey.core.OrganisationStatus
 import com.pocketkey.core.PairingCodeListener
 import com.pocketkey.core.PocketKeyException
+import com.pocketkey.core.PushNotRegistered
+import com.pocketkey.core.PushProblem
 import com.pocketkey.core.ScanException
 import com.pocketkey.core.ScanSource
 import com.pocketkey.tests.Ctap
@@ -360,7 +363,7 @@ val cases = listOf(
             val outcome = session.scanner.handle(pc.pairUrl, ScanSource.CAMERA, codes)
             val paired = outcome as? ScanOutcome.Paired ?: fail("scan of the pairing code: $outcome")
             assertEq("Test laptop", paired.pairing.computerName, "computer name")
-            assertEq(emptyList<String>(), paired.pushNotRegistered, "push: no target yet, nothing to register")
+            assertEq(emptyList<PushNotRegistered>(), paired.pushNotRegistered, "push: no target yet, nothing to register")
             assertTrue(codes.codes.size == 1 && codes.codes[0].matches(Regex("[0-9]{6}"))) { "confirmation code shown: ${codes.codes}" }
 
             session.pairings.startListening()
@@ -394,10 +397,10 @@ val cases = listOf(
                 val session = m.session()
                 // The token comes first on a phone (FCM hands it out at start): with no
                 // pairing yet there is no relay to tell.
-                assertEq(emptyList<String>(), session.push.useWebhook(wake.url).done("push target"), "registration, unpaired")
+                assertEq(emptyList<PushNotRegistered>(), session.push.useWebhook(wake.url).done("push target"), "registration, unpaired")
                 val paired = session.scanner.handle(pc.pairUrl, ScanSource.CAMERA, ShownCodes()) as? ScanOutcome.Paired
                     ?: fail("pairing failed")
-                assertEq(emptyList<String>(), paired.pushNotRegistered, "the new computer's relay took the push target")
+                assertEq(emptyList<PushNotRegistered>(), paired.pushNotRegistered, "the new computer's relay took the push target")
                 assertTrue(!session.pairings.isListening) { "the phone must not be listening: only a push can reach it" }
 
                 // The "foreground service": every wake-up runs handlePush, one after another.
@@ -795,6 +798,30 @@ val cases = listOf(
         assertEq(FactoryReset.ERASED, s.factoryReset(Verification.VERIFIED).done("factory reset"), "verified")
         assertEq(emptyList<String>(), s.passkeys().done("passkeys").map { it.rpId }, "after reset")
         assertEq(false, s.info().done("info").pinSet, "PIN after reset")
+    },
+
+    TestCase("e2e organisation: a push target refused for good is told to the user and not retried; one that did not reach the organisation is retried and taken once it is back") {
+        val org = closeLater(OrgServer(File(tmp, "org")))
+        val m = model()
+        val session = m.session()
+        assertTrue(session.scanner.handle(org.invite("alice@acme.example"), ScanSource.LINK, ShownCodes()) is ScanOutcome.Activated) { "activation" }
+        val wake = "http://127.0.0.1:9/wake"
+
+        // The server offers no webhook provider: bad_push_target, for good.
+        val refused = session.push.useWebhook(wake).done("refused registration").singleOrNull() ?: fail("not one refusal")
+        assertEq("Acme", refused.name, "who refused")
+        val reason = (refused.problem as? PushProblem.Refused)?.reason ?: fail("not refused for good: ${refused.problem}")
+        assertEq(listOf(Push.refusedMessage("Acme", reason)), Push.refusals(session.push.notRegistered), "what the user is told")
+        assertEq(null, session.push.retryIfNeeded(), "a refusal for good is not retried")
+
+        // Not reached: nothing to tell the user, retried when the app comes to the foreground.
+        org.stop()
+        assertEq(listOf(PushNotRegistered("Acme", PushProblem.TryLater)), session.push.useWebhook(wake).done("unreachable"), "server stopped")
+        assertEq(emptyList<String>(), Push.refusals(session.push.notRegistered), "nothing for the user")
+        org.restart("--webhook-allow", wake)
+        val retried = session.push.retryIfNeeded() ?: fail("not retried")
+        assertEq(emptyList<PushNotRegistered>(), retried.done("retry"), "taken once the server is back")
+        assertEq(emptyList<PushNotRegistered>(), session.push.notRegistered, "nothing left to retry")
     },
 
     TestCase("e2e organisation: a registration on the user's behalf is prompted as the organisation's, answered from the queue, and completes; the reset warning names the organisation") {

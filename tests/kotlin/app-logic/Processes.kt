@@ -145,26 +145,39 @@ fun browser(dir: File, port: Int, rpId: String, user: String = "carol"): Proc =
  * URL its own address so the mailed links reach it, mails written to an outbox, as
  * tests/python/test_org_activation.py starts it.
  */
-class OrgServer(private val dir: File) : AutoCloseable {
+class OrgServer(private val dir: File, serveArgs: List<String> = emptyList()) : AutoCloseable {
     private val bin = File(Env.binDir, "pocketkey-org").path
     private val state = File(dir, "state")
     private val outbox = File(dir, "outbox")
     private val apiKey: String
-    private val serve: Proc
+    private val port: Int
+    private var serve: Proc
     val url: String
 
     init {
         dir.mkdirs()
         run("init", "--state-dir", state.path, "--name", "Acme")
         apiKey = run("api-key", "create", "--state-dir", state.path, "--name", "test").substringAfter("api-key: ").trim()
-        val port = java.net.ServerSocket(0, 1, InetAddress.getLoopbackAddress()).use { it.localPort }
-        serve = Proc(
-            "org",
-            listOf(bin, "serve", "--state-dir", state.path, "--listen", "127.0.0.1:$port",
-                "--public-url", "http://127.0.0.1:$port", "--outbox", outbox.path),
-            File(dir, "serve.log"),
-        )
+        port = java.net.ServerSocket(0, 1, InetAddress.getLoopbackAddress()).use { it.localPort }
+        serve = serve(serveArgs)
         url = serve.readLine("listening: ")
+    }
+
+    private fun serve(args: List<String>) = Proc(
+        "org",
+        listOf(bin, "serve", "--state-dir", state.path, "--listen", "127.0.0.1:$port",
+            "--public-url", "http://127.0.0.1:$port", "--outbox", outbox.path) + args,
+        File(dir, "serve.log"),
+    )
+
+    /** Stops the server (the organisation cannot be reached until [restart]). */
+    fun stop() = serve.close()
+
+    /** `serve` again, on the same port, with [args]; returns once it listens. */
+    fun restart(vararg args: String) {
+        serve.close()
+        serve = serve(args.toList())
+        serve.readLine("listening: ")
     }
 
     private fun run(vararg args: String): String {

@@ -4,13 +4,16 @@ import PocketKeyKit
 import XCTest
 
 /// Where the end-to-end tests find the programs (set by scripts/test-linux.sh):
-/// PK_IOS_E2E_BIN          the directory holding pocketkey-relay, pocketkey-bridge and pocketkey-org
+/// PK_IOS_E2E_BIN          the directory holding pocketkey-relay, pocketkey-bridge, pocketkey-org
+///                         and pocketkey-hybrid-browser
 /// PK_IOS_E2E_PYTHON       a python3 with `cryptography` (default /usr/bin/python3)
 /// PK_IOS_E2E_PYTHONPATH   where python-fido2 2.x is
 struct EndToEnd {
     let relay: String
     let bridge: String
     let org: String
+    /// The browser's side of hybrid (testkit's pocketkey-hybrid-browser).
+    let hybridBrowser: String
     let python: String
     let scripts: URL
     /// tests/python/webauthn_client.py, the python-fido2 browser the Android tests use too.
@@ -28,6 +31,7 @@ struct EndToEnd {
             .deletingLastPathComponent().deletingLastPathComponent()
         return EndToEnd(
             relay: "\(bin)/pocketkey-relay", bridge: "\(bin)/pocketkey-bridge", org: "\(bin)/pocketkey-org",
+            hybridBrowser: "\(bin)/pocketkey-hybrid-browser",
             python: env["PK_IOS_E2E_PYTHON"] ?? "/usr/bin/python3",
             scripts: shell.appendingPathComponent("scripts/e2e"),
             webauthnClient: shell.deletingLastPathComponent().appendingPathComponent("tests/python/webauthn_client.py"),
@@ -52,8 +56,9 @@ final class EndToEndTests: ModelTestCase {
         super.tearDown()
     }
 
-    private func start(_ executable: String, _ arguments: [String], _ e2e: EndToEnd) throws -> Child {
-        let child = try Child(executable, arguments, environment: e2e.environment, logDirectory: freshDirectory())
+    private func start(_ executable: String, _ arguments: [String], _ e2e: EndToEnd, stdin: Bool = false) throws -> Child {
+        let child = try Child(
+            executable, arguments, environment: e2e.environment, logDirectory: freshDirectory(), stdin: stdin)
         children.append(child)
         return child
     }
@@ -269,6 +274,55 @@ final class EndToEndTests: ModelTestCase {
             "The passkeys Acme registered for you go too: ask Acme to register them again."), model.factoryResetWarning)
     }
 
+    /// The push address and the organisation (a real `pocketkey-org serve`): refused for good
+    /// (the server offers no webhook provider), the user is told and nothing is retried; not
+    /// reached (the server stopped), nothing is shown and the model registers again when the
+    /// app comes to the foreground, which succeeds once the server is back and takes it.
+    func testAPushAddressTheOrganisationRefusesIsToldOneItCannotReachIsRetried() async throws {
+        let e2e = try EndToEnd.fromEnvironment()
+        let orgDir = try freshDirectory()
+        let admin = e2e.scripts.appendingPathComponent("org_admin.py").path
+        let server = try start(e2e.python, [admin, "serve", e2e.org, orgDir.path], e2e)
+        _ = try await server.line("listening: ")
+        let invite = try start(e2e.python, [admin, "invite", orgDir.path, "alice@acme.example"], e2e)
+        let invited = await invite.exitStatus()
+        XCTAssertEqual(invited, 0, invite.stderr)
+        let model = try makeModel()
+        await model.start()
+        let link = String((invite.output.last ?? "").dropFirst("link: ".count))
+        let activated = await model.handleScan(link, source: .link)
+        XCTAssertEqual(activated, .activated(OrganisationInfo(name: "Acme", status: .active)))
+        model.dismissNotice()
+
+        let wakeURL = "http://127.0.0.1:9/wake"
+        let refused = await model.registerPush(.webhook(url: wakeURL))
+        guard refused.count == 1, refused[0].name == "Acme", case let .refused(reason) = refused[0].problem else {
+            return XCTFail("not refused by Acme: \(refused)")
+        }
+        XCTAssertEqual(model.state.pushNotRegistered, refused)
+        XCTAssertEqual(model.state.notice, PocketKeyModel.pushRefusedMessage("Acme", reason: reason))
+        let notRetried = await model.retryPushRegistration()
+        XCTAssertNil(notRetried, "a refusal for good is not retried")
+        model.dismissNotice()
+        let again = await model.registerPush(.webhook(url: wakeURL))
+        XCTAssertEqual(again, refused)
+        XCTAssertNil(model.state.notice, "the same refusal is told once")
+
+        server.stop()
+        let unreachable = await model.registerPush(.webhook(url: wakeURL))
+        XCTAssertEqual(unreachable, [PushNotRegistered(name: "Acme", problem: .tryLater)])
+        XCTAssertEqual(model.state.pushNotRegistered, unreachable)
+        XCTAssertNil(model.state.notice, "nothing for the user to do")
+
+        let restarted = try start(
+            e2e.python, [admin, "restart", e2e.org, orgDir.path, "--webhook-allow", wakeURL], e2e)
+        _ = try await restarted.line("listening: ")
+        let retried = await model.retryPushRegistration()
+        XCTAssertEqual(retried, [])
+        XCTAssertEqual(model.state.pushNotRegistered, [])
+        XCTAssertNil(model.state.notice)
+    }
+
     /// A forged proof end to end: the phone answers "verified" with a signature by another key
     /// than the one it registered; the engine refuses it, python-fido2's UV-required
     /// registration through the bridge gets CTAP2_ERR_OPERATION_DENIED, and no UV retry is spent.
@@ -306,5 +360,108 @@ final class EndToEndTests: ModelTestCase {
         await model.stopListening()
         XCTAssertEqual(try Reply(key.processCtap(request: getUvRetries, requester: "")).body?[5], retriesBefore)
     }
+
+    /// What a hybrid sign-in from a browser's QR code came to.
+    private struct HybridRun {
+        /// The browser's exit status and its `result:` line.
+        let status: Int32
+        let result: String
+        /// The prompts the model queued, in order, and what each notification action came to.
+        let prompts: [ApprovalPrompt]
+        let answers: [ApprovalResult?]
+        let model: PocketKeyModel
+    }
+
+    /// A browser's `FIDO:/` code end to end (CTAP 2.2 hybrid transport): testkit's
+    /// `pocketkey-hybrid-browser` shows its code and waits for the phone's advert, a
+    /// `pocketkey-relay` is the tunnel server. The code goes to the model as a camera scan; the
+    /// model's advertiser (where a platform has one) carries the advert to the browser's stdin,
+    /// as the radio would; then the browser registers a passkey for hybrid.example and signs in
+    /// with it, every prompt answered from the model's queue with the notification action
+    /// `action`. Ends when the browser has printed its result and exited.
+    private func hybridFromBrowser(_ e2e: EndToEnd, answering action: String) async throws -> HybridRun {
+        let tunnel = try start(e2e.relay, ["--listen", "127.0.0.1:0", "--memory"], e2e)
+        let tunnelURL = "ws://\(try await tunnel.line("listening on "))"
+        let browser = try start(e2e.hybridBrowser, ["--relay", tunnelURL, "--rp", "hybrid.example"], e2e, stdin: true)
+        let code = "FIDO:/" + (try await browser.line("FIDO:/"))
+        let radio = AdvertToBrowser(browser)
+        let model = try makeModel(advertiser: radio, hybridTunnelUrl: tunnelURL)
+        await model.start()
+        XCTAssertEqual(model.state.phase, .ready)
+
+        // Every prompt, as it is queued, answered the way the notification's action answers it.
+        let answering = Task { () -> ([ApprovalPrompt], [ApprovalResult?]) in
+            var prompts: [ApprovalPrompt] = []
+            var answers: [ApprovalResult?] = []
+            for await state in model.states() {
+                for prompt in state.prompts where !prompts.contains(where: { $0.id == prompt.id }) {
+                    prompts.append(prompt)
+                    let notification = ApprovalNotification(prompt: prompt)
+                    answers.append(await model.handleNotificationAction(action, userInfo: notification.userInfo))
+                }
+            }
+            return (prompts, answers)
+        }
+        let outcome = await model.handleScan(code, source: .camera)
+        XCTAssertEqual(outcome, .hybridStarted)
+        let result = try await browser.line("result: ")
+        let status = try await within(90, "the browser's end") { await browser.exitStatus() }
+        // The session ends once the browser has gone.
+        try await waitFor(model, "the hybrid session's end") { state in
+            if case .running? = state.hybrid { return false }
+            return state.hybrid != nil
+        }
+        answering.cancel()
+        let (prompts, answers) = await answering.value
+        XCTAssertEqual(radio.adverts.value.map(\.count), [20], "one advert of 20 bytes of service data")
+        return HybridRun(status: status, result: result, prompts: prompts, answers: answers, model: model)
+    }
+
+    func testHybridFromABrowsersCodeRegistersAndSignsInThroughTheTunnel() async throws {
+        let run = try await hybridFromBrowser(try EndToEnd.fromEnvironment(), answering: ApprovalNotification.approveAction)
+        XCTAssertTrue(run.result.hasPrefix("verified rp=hybrid.example credential="), run.result)
+        XCTAssertEqual(run.status, 0, run.result)
+        XCTAssertEqual(run.prompts.map(\.operation), [.register, .signIn])
+        XCTAssertEqual(run.prompts.map(\.rpId), ["hybrid.example", "hybrid.example"])
+        XCTAssertEqual(run.answers.count, 2)
+        for answer in run.answers {
+            guard case .answered(.approveVerified)? = answer else { return XCTFail("not approved: \(String(describing: answer))") }
+        }
+        guard case .finished? = run.model.state.hybrid else {
+            return XCTFail("session: \(String(describing: run.model.state.hybrid))")
+        }
+        await run.model.refresh()
+        XCTAssertEqual(run.model.state.sites.map(\.rpId), ["hybrid.example"])
+    }
+
+    func testHybridRegistrationDeniedFromTheNotificationFailsTheBrowser() async throws {
+        let run = try await hybridFromBrowser(try EndToEnd.fromEnvironment(), answering: ApprovalNotification.denyAction)
+        // CTAP2_ERR_OPERATION_DENIED (0x27): the browser stops after the refused registration.
+        XCTAssertEqual(run.result, "failed makeCredential status 0x27")
+        XCTAssertEqual(run.status, 1, run.result)
+        XCTAssertEqual(run.prompts.map(\.operation), [.register])
+        XCTAssertEqual(run.answers, [.answered(.deny)])
+        await run.model.refresh()
+        XCTAssertEqual(run.model.state.sites, [])
+    }
+}
+
+/// The phone's BLE advertiser in the hybrid end-to-end tests: on loopback there is no radio,
+/// so the service data the engine asks it to advertise goes to the browser program's stdin.
+private final class AdvertToBrowser: Advertiser, @unchecked Sendable {
+    let adverts = Box<[Data]>([])
+    private let browser: Child
+    init(_ browser: Child) { self.browser = browser }
+
+    func start(serviceData: Data) throws {
+        adverts.value.append(serviceData)
+        do {
+            try browser.send("advert: " + serviceData.map { String(format: "%02X", $0) }.joined())
+        } catch {
+            throw AdvertiserError.Failed(reason: "\(error)")
+        }
+    }
+
+    func stop() {}
 }
 #endif

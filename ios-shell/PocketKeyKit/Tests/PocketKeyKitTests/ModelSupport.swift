@@ -57,13 +57,14 @@ class ModelTestCase: KeyTestCase {
     /// A model over a fresh directory (or `directory`), with its settings file beside it.
     func makeModel(
         directory: URL? = nil, provider: KeyProvider = MemoryKeyProvider(), verifier: UserVerifier = StubVerifier(),
-        uvKeys: UvKeyProvider? = SoftwareUvKeys(), advertiser: Advertiser? = nil, approvalTimeoutMs: UInt64? = 30_000
+        uvKeys: UvKeyProvider? = SoftwareUvKeys(), advertiser: Advertiser? = nil, hybridTunnelUrl: String? = nil,
+        approvalTimeoutMs: UInt64? = 30_000
     ) throws -> PocketKeyModel {
         let dir = try directory ?? freshDirectory()
         return PocketKeyModel(configuration: .init(
             dataDirectory: dir.appendingPathComponent("key"), settingsFile: dir.appendingPathComponent("settings.json"),
             keyProvider: provider, verifier: verifier, uvKeys: uvKeys, advertiser: advertiser,
-            approvalTimeoutMs: approvalTimeoutMs, pushIdleMs: 1_000))
+            hybridTunnelUrl: hybridTunnelUrl, approvalTimeoutMs: approvalTimeoutMs, pushIdleMs: 1_000))
     }
 
     /// The first published state that satisfies `predicate`. The timeout only keeps a broken

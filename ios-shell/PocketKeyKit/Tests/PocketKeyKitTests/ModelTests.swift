@@ -88,7 +88,7 @@ final class ModelTests: ModelTestCase {
         let result = await model.handleNotificationAction(ApprovalNotification.approveAction,
                                                           userInfo: notification.userInfo)
         guard case let .answered(.approveVerified(account: nil, signature)) = result else {
-            return XCTFail("not a verified answer: \(result)")
+            return XCTFail("not a verified answer: \(String(describing: result))")
         }
         XCTAssertFalse(signature.isEmpty)
         let createdReply = await created

@@ -4,7 +4,8 @@ import Glibc
 import XCTest
 
 /// A child process of an end-to-end test, with its stdout read line by line (waited on, never
-/// polled) and its stderr kept in a log file for failure messages. Spawned and reaped with
+/// polled) and its stderr kept in a log file for failure messages; its stdin is /dev/null, or
+/// a pipe the test writes lines to (`send`) when made with `stdin: true`. Spawned and reaped with
 /// posix_spawn/waitpid: Foundation's `Process` on Linux learns of the child's end through the
 /// run loop of the thread that launched it, which an async test's thread never runs.
 final class Child: @unchecked Sendable {
@@ -16,17 +17,40 @@ final class Child: @unchecked Sendable {
     private var ended = false
     private var status: Int32?
     private let log: URL
+    /// The write end of the child's stdin pipe (guarded by `condition`); -1 when none or closed.
+    private var input: Int32 = -1
 
-    init(_ executable: String, _ arguments: [String], environment: [String: String], logDirectory: URL) throws {
+    init(
+        _ executable: String, _ arguments: [String], environment: [String: String], logDirectory: URL,
+        stdin: Bool = false
+    ) throws {
         name = URL(fileURLWithPath: arguments.first.flatMap { $0.hasSuffix(".py") ? $0 : nil } ?? executable)
             .lastPathComponent
         log = logDirectory.appendingPathComponent("\(name).stderr")
         var pipe: [Int32] = [0, 0]
         guard Glibc.pipe(&pipe) == 0 else { throw ChildFailed(description: "pipe: errno \(errno)") }
+        var inPipe: [Int32] = [-1, -1]
+        if stdin {
+            guard Glibc.pipe(&inPipe) == 0 else {
+                close(pipe[0])
+                close(pipe[1])
+                throw ChildFailed(description: "pipe: errno \(errno)")
+            }
+            // Close-on-exec: no later child inherits the write end, which would keep the
+            // browser's stdin open after `stop()` (dup2 gives fd 0 without the flag).
+            _ = fcntl(inPipe[0], F_SETFD, FD_CLOEXEC)
+            _ = fcntl(inPipe[1], F_SETFD, FD_CLOEXEC)
+        }
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        if stdin {
+            posix_spawn_file_actions_adddup2(&actions, inPipe[0], 0)
+            posix_spawn_file_actions_addclose(&actions, inPipe[0])
+            posix_spawn_file_actions_addclose(&actions, inPipe[1])
+        } else {
+            posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        }
         posix_spawn_file_actions_adddup2(&actions, pipe[1], 1)
         posix_spawn_file_actions_addopen(&actions, 2, log.path, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
         posix_spawn_file_actions_addclose(&actions, pipe[0])
@@ -55,11 +79,14 @@ final class Child: @unchecked Sendable {
         var child: pid_t = 0
         let spawned = posix_spawn(&child, executable, &actions, &attributes, argv, envp)
         close(pipe[1])
+        if stdin { close(inPipe[0]) }
         guard spawned == 0 else {
             close(pipe[0])
+            if stdin { close(inPipe[1]) }
             throw ChildFailed(description: "posix_spawn \(executable): error \(spawned)")
         }
         pid = child
+        input = inPipe[1]
         let readFd = pipe[0]
         let reader = Thread { [self] in
             var buffer = [UInt8]()
@@ -80,7 +107,7 @@ final class Child: @unchecked Sendable {
         reader.start()
         let reaper = Thread { [self] in
             var raw: Int32 = 0
-            while waitpid(child, &raw, 0) < 0 && errno == EINTR {}
+            while waitpid(pid, &raw, 0) < 0 && errno == EINTR {}
             condition.lock()
             // WIFEXITED ? WEXITSTATUS : 128 + signal, as a shell reports it.
             status = (raw & 0x7f) == 0 ? (raw >> 8) & 0xff : 128 + (raw & 0x7f)
@@ -169,8 +196,30 @@ final class Child: @unchecked Sendable {
         return status
     }
 
+    /// Writes `line` and a newline to the child's stdin (made with `stdin: true`).
+    func send(_ line: String) throws {
+        condition.lock()
+        defer { condition.unlock() }
+        guard input >= 0 else { throw ChildFailed(description: "\(name) has no stdin pipe") }
+        // A child that already ended must give EPIPE here, not kill the test process.
+        signal(SIGPIPE, SIG_IGN)
+        var bytes = Array((line + "\n").utf8)[...]
+        while !bytes.isEmpty {
+            let n = bytes.withUnsafeBytes { write(input, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { throw ChildFailed(description: "writing to \(name)'s stdin: errno \(errno)") }
+            bytes = bytes.dropFirst(n)
+        }
+    }
+
     /// SIGTERM, and SIGKILL if it is still there after 10 s; returns once it is reaped.
     func stop() {
+        condition.lock()
+        if input >= 0 {
+            close(input)
+            input = -1
+        }
+        condition.unlock()
         if waitForExit(until: Date()) != nil { return }
         kill(pid, SIGTERM)
         if waitForExit(until: Date(timeIntervalSinceNow: 10)) == nil {

@@ -55,9 +55,11 @@ public struct AppState: Equatable, Sendable {
     public var hybrid: HybridStatus?
     /// Whether the app keeps a connection to every paired computer (while in the foreground).
     public var listening = false
-    /// Computers whose relay could not be told this phone's push address (registered again
-    /// with the next token or pairing).
-    public var pushNotRegistered: [String] = []
+    /// The computers' relays and the organisation that did not take this phone's push address
+    /// at the last registration: `.tryLater` ones are registered again by
+    /// `retryPushRegistration()` (the app calls it when it comes to the foreground), `.refused`
+    /// ones were told to the user (`notice`) and are not retried with the same address.
+    public var pushNotRegistered: [PushNotRegistered] = []
     /// Computers whose wake-ups are ignored for now (too many asked nothing), with the Unix
     /// time until when.
     public var pausedComputers: [String: UInt64] = [:]

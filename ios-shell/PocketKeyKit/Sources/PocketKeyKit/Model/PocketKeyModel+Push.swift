@@ -2,27 +2,57 @@ import Foundation
 import PocketKeyCore
 
 extension PocketKeyModel {
-    /// Registers this phone's push address with the relay of every paired computer, and
-    /// remembers it for pairings made later. Returns (and puts in `state.pushNotRegistered`)
-    /// the computers whose relay could not be told.
+    /// Registers this phone's push address with the relay of every paired computer and the
+    /// organisation, and remembers it for pairings made later. Returns (and puts in
+    /// `state.pushNotRegistered`) those that did not take it. A refusal for good (the
+    /// organisation will not take this address, or no longer serves this key) is told to the
+    /// user; the rest is for `retryPushRegistration()`.
     @discardableResult
-    public func registerPush(_ registration: PushRegistration) async -> [String] {
+    public func registerPush(_ registration: PushRegistration) async -> [PushNotRegistered] {
         withLock { pushRegistration = registration }
         guard let key else { return [] }
+        let failed: [PushNotRegistered]
         do {
-            let failed = try await offThread { try key.registerPush(target: registration) }
-            update { $0.pushNotRegistered = failed }
-            return failed
+            failed = try await offThread { try key.registerPush(target: registration) }
         } catch {
             notify(error.pocketKeyUserMessage)
-            return state.pairings.map(\.computerName)
+            failed = state.pairings.map { PushNotRegistered(name: $0.computerName, problem: .tryLater) }
         }
+        update { state in
+            // Told once: a retry for a relay meets the organisation's same refusal again.
+            let refusals = failed.compactMap { entry -> String? in
+                guard case let .refused(reason) = entry.problem, !state.pushNotRegistered.contains(entry) else {
+                    return nil
+                }
+                return Self.pushRefusedMessage(entry.name, reason: reason)
+            }
+            state.pushNotRegistered = failed
+            if !refusals.isEmpty { state.notice = refusals.joined(separator: "\n") }
+        }
+        return failed
+    }
+
+    /// Registers the remembered push address again when the last registration left some
+    /// relay or the organisation to try later (no network, a server busy); nil, with nothing
+    /// sent, when there is nothing to retry: none failed, or only refusals for good, which the
+    /// same address would meet again. The app calls it when it comes to the foreground.
+    @discardableResult
+    public func retryPushRegistration() async -> [PushNotRegistered]? {
+        guard state.pushNotRegistered.contains(where: { $0.problem == .tryLater }),
+              let registration = withLock({ pushRegistration })
+        else { return nil }
+        return await registerPush(registration)
+    }
+
+    public static func pushRefusedMessage(_ name: String, reason: String) -> String {
+        "\(name) refused this phone's notification address (\(reason)), so it cannot wake PocketKey "
+            + "while the app is closed. Keep the app open to approve its requests, or ask \(name) for help."
     }
 
     /// The APNs device token `didRegisterForRemoteNotificationsWithDeviceToken` gave.
     /// `sandbox` for development builds (the APNs development environment).
     @discardableResult
-    public func registerAPNs(deviceToken: Data, sandbox: Bool) async -> [String] {
+    public func registerAPNs(deviceToken: Data, sandbox: Bool) async -> [PushNotRegistered] {
         let hex = deviceToken.map { String(format: "%02x", $0) }.joined()
         return await registerPush(.apns(deviceToken: hex, sandbox: sandbox))
     }

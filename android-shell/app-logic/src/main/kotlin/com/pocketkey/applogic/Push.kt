@@ -1,6 +1,8 @@
 package com.pocketkey.applogic
 
+import com.pocketkey.core.PushNotRegistered
 import com.pocketkey.core.PushOutcome
+import com.pocketkey.core.PushProblem
 import com.pocketkey.core.PushRegistration
 import com.pocketkey.core.SecurityKey
 
@@ -36,25 +38,43 @@ class Push(
     private val organisation: Organisation,
     private val idleMs: UInt = DEFAULT_IDLE_MS,
 ) {
-    /** A new FCM token (`onNewToken`): stored and registered; returns the computers whose relay was not reached. */
-    fun onNewToken(token: String): Outcome<List<String>> = setTarget(PushRegistration.Fcm(token))
+    /**
+     * What the last registration left: the computers' relays and the organisation that did not
+     * take the target, each `TryLater` (retried by [retryIfNeeded]) or `Refused` (for good:
+     * shown to the user with [refusals], not retried with the same target).
+     */
+    @Volatile
+    var notRegistered: List<PushNotRegistered> = emptyList()
+        private set
+
+    /** A new FCM token (`onNewToken`): stored and registered; returns who did not take it. */
+    fun onNewToken(token: String): Outcome<List<PushNotRegistered>> = setTarget(PushRegistration.Fcm(token))
 
     /** Self-hosted relays and tests: wake-ups POSTed to [url]. */
-    fun useWebhook(url: String): Outcome<List<String>> = setTarget(PushRegistration.Webhook(url))
+    fun useWebhook(url: String): Outcome<List<PushNotRegistered>> = setTarget(PushRegistration.Webhook(url))
 
-    private fun setTarget(target: PushRegistration): Outcome<List<String>> {
+    private fun setTarget(target: PushRegistration): Outcome<List<PushNotRegistered>> {
         settings.pushTarget = target
         return register()
     }
 
     /**
-     * Registers the stored target with every paired computer's relay (after pairing, at app
-     * start); an empty list when all were told, else the names of the computers to retry.
+     * Registers the stored target with every paired computer's relay and the organisation
+     * (after pairing, at app start); an empty list when all took it.
      */
-    fun register(): Outcome<List<String>> {
+    fun register(): Outcome<List<PushNotRegistered>> {
         val target = settings.pushTarget ?: return Outcome.Done(emptyList())
-        return attempt { key.registerPush(target) }
+        return attempt { key.registerPush(target) }.also { if (it is Outcome.Done) notRegistered = it.value }
     }
+
+    /**
+     * Registers the stored target again when the last registration left a relay or the
+     * organisation to try later (no network, a server busy); null, with nothing sent, when
+     * there is nothing to retry: none failed, or only refusals for good, which the same target
+     * would meet again. The app calls it when it comes to the foreground. Blocks.
+     */
+    fun retryIfNeeded(): Outcome<List<PushNotRegistered>>? =
+        if (notRegistered.any { it.problem is PushProblem.TryLater }) register() else null
 
     /** An FCM data message (`RemoteMessage.data`). Blocks until the computer is served. */
     fun onMessage(data: Map<String, String>): PushResult = onPayload(jsonObject(data))
@@ -80,6 +100,15 @@ class Push(
     companion object {
         /** How long a woken phone stays for further requests of the same sign-in. */
         const val DEFAULT_IDLE_MS: UInt = 5_000u
+
+        /** The sentence for each refusal for good in [notRegistered] (nothing for `TryLater`). */
+        fun refusals(notRegistered: List<PushNotRegistered>): List<String> = notRegistered.mapNotNull { entry ->
+            (entry.problem as? PushProblem.Refused)?.let { refusedMessage(entry.name, it.reason) }
+        }
+
+        fun refusedMessage(name: String, reason: String): String =
+            "$name refused this phone's notification address ($reason), so it cannot wake PocketKey " +
+                "while the app is closed. Keep the app open to approve its requests, or ask $name for help."
     }
 }
 

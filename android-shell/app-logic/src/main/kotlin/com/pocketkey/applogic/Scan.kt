@@ -4,6 +4,8 @@ import com.pocketkey.core.Advertiser
 import com.pocketkey.core.HybridSession
 import com.pocketkey.core.PairingCodeListener
 import com.pocketkey.core.PairingInfo
+import com.pocketkey.core.PushNotRegistered
+import com.pocketkey.core.PushProblem
 import com.pocketkey.core.ScanException
 import com.pocketkey.core.ScanSource
 import com.pocketkey.core.ScannedCode
@@ -12,8 +14,8 @@ import com.pocketkey.core.classifyScan
 
 /** What a scanned code or an opened link led to. */
 sealed class ScanOutcome {
-    /** Paired with [pairing]; [pushNotRegistered]: computers whose relay did not take the push target yet. */
-    data class Paired(val pairing: PairingInfo, val pushNotRegistered: List<String>) : ScanOutcome()
+    /** Paired with [pairing]; [pushNotRegistered]: who did not take the push target (see [Push.notRegistered]). */
+    data class Paired(val pairing: PairingInfo, val pushNotRegistered: List<PushNotRegistered>) : ScanOutcome()
 
     /** A hybrid session with a nearby browser runs: show progress, `cancel()` on Cancel. */
     data class HybridStarted(val session: HybridSession) : ScanOutcome()
@@ -70,7 +72,7 @@ class Scanner(
         // listener must serve the new pairing too.
         val unregistered = when (val r = push.register()) {
             is Outcome.Done -> r.value
-            is Outcome.Error -> listOf(info.computerName)
+            is Outcome.Error -> listOf(PushNotRegistered(info.computerName, PushProblem.TryLater))
         }
         pairings.restartIfListening()
         return ScanOutcome.Paired(info, unregistered)

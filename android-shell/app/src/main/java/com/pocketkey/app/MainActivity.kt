@@ -16,6 +16,7 @@ import com.google.firebase.messaging.FirebaseMessaging
 import com.google.mlkit.vision.codescanner.GmsBarcodeScanning
 import com.pocketkey.applogic.OpenState
 import com.pocketkey.applogic.Outcome
+import com.pocketkey.applogic.Push
 import com.pocketkey.applogic.ScanOutcome
 import com.pocketkey.core.PairingCodeListener
 import com.pocketkey.core.ScanSource
@@ -75,10 +76,14 @@ class MainActivity : AppCompatActivity() {
     }
 
     // While the app is on screen it keeps its computers connected; in the background only a
-    // push wakes it (WakeService).
+    // push wakes it (WakeService). Coming to the foreground is also when a push registration
+    // that did not reach a relay or the organisation is tried again.
     override fun onStart() {
         super.onStart()
-        app.background.execute { app.model.session?.pairings?.startListening() }
+        app.background.execute {
+            app.model.session?.pairings?.startListening()
+            app.model.session?.push?.retryIfNeeded()
+        }
     }
 
     override fun onStop() {
@@ -102,15 +107,18 @@ class MainActivity : AppCompatActivity() {
                 is OpenState.Open -> {
                     val session = app.model.session ?: return@execute
                     session.pairings.startListening()
-                    runCatching { Tasks.await(FirebaseMessaging.getInstance().token) }
-                        .onSuccess { session.push.onNewToken(it) }
+                    // A refusal for good is the user's to know; the rest is retried in onStart.
+                    val refusals = runCatching { Tasks.await(FirebaseMessaging.getInstance().token) }
+                        .map { session.push.onNewToken(it) }
+                        .getOrNull()
+                        .let { if (it is Outcome.Done) Push.refusals(it.value) else emptyList() }
                     val text = when (val info = session.keySettings.info()) {
                         is Outcome.Done -> "${info.value.label}: ${info.value.credentialCount} passkeys"
                         is Outcome.Error -> info.message
                     }
                     val organisation = session.organisation.current?.message
                     runOnUiThread {
-                        status.text = listOfNotNull(text, organisation).joinToString("\n")
+                        status.text = (listOfNotNull(text, organisation) + refusals).joinToString("\n")
                         pendingLink?.let { handle(it, ScanSource.LINK) }
                         pendingLink = null
                     }
@@ -149,8 +157,12 @@ class MainActivity : AppCompatActivity() {
         status.text = "Working…"
         app.background.execute {
             val message = when (val outcome = session.scanner.handle(text, source, showCode)) {
-                is ScanOutcome.Paired -> "Paired with ${outcome.pairing.computerName}" +
-                    if (outcome.pushNotRegistered.isEmpty()) "" else " (it cannot wake this phone yet)"
+                is ScanOutcome.Paired -> (
+                    listOf(
+                        "Paired with ${outcome.pairing.computerName}" +
+                            if (outcome.pushNotRegistered.isEmpty()) "" else " (it cannot wake this phone yet)",
+                    ) + Push.refusals(outcome.pushNotRegistered)
+                    ).joinToString("\n")
                 is ScanOutcome.HybridStarted -> {
                     runOnUiThread { status.text = "Connected to the browser: approve on this phone" }
                     runCatching { outcome.session.wait() }
