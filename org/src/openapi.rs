@@ -12,7 +12,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::activation::{ActivateRequest, Activated, SealedBatchKey, Signed};
-use crate::api::{AuditQuery, InviteCreated, KeyEntry, KeyPage, KeysQuery, NewInvite};
+use crate::api::{AuditQuery, InviteCreated, KeyEntry, KeyPage, KeysQuery, LastWake, NewInvite};
 use crate::creation_options::{Rp, User};
 use crate::devices::{Challenge, ChallengeRequest, SyncAnswer, SyncRequest};
 use crate::error::ErrorBody;
@@ -56,7 +56,7 @@ use pocketkey_core::org_protocol::wire::PushRegistration;
         device_registration_result
     ),
     components(schemas(
-        ErrorBody, NewInvite, InviteCreated, KeyEntry, KeyPage, Signed, ActivateRequest,
+        ErrorBody, NewInvite, InviteCreated, KeyEntry, LastWake, KeyPage, Signed, ActivateRequest,
         Activated, SealedBatchKey, Policy, ChallengeRequest, Challenge, SyncRequest, SyncAnswer,
         PushRegistration, PushRegistered,
         ReasonBody, StatusChanged, NewRegistration, RegistrationCreated, Registration, GraphBody,

@@ -151,3 +151,15 @@ def test_the_other_pages_work_on_this_database(org):
     status, html = owner.post("/console/import/commit", csv="ana@acme.example,Ana\nbad,Bad\n")
     assert status == 200 and "1 invitation(s) sent." in html
     assert org.db.rows("SELECT COUNT(*) FROM keys WHERE email = 'ana@acme.example'") == [("1",)]
+
+
+def test_the_key_page_shows_the_last_wake_up(org):
+    """The outcome the wake sender keeps in the key's row (docs/org.md, "Wake-ups"), as the
+    console's key page shows it; the REST inventory's `last_wake` is test_org_wake.py's."""
+    auditor = Admin(org, "au@acme.example", "auditor")
+    key = active_key(org, "kim@acme.example")
+    assert '<td class="last-wake">none</td>' in auditor.page(f"/console/keys/{key}")
+    org.db.rows("UPDATE keys SET last_wake_at = '2026-01-02T03:04:05Z', last_wake_outcome = 'failed', "
+                f"last_wake_refusal = 'unregistered' WHERE id = '{key}'")
+    html = auditor.page(f"/console/keys/{key}")
+    assert '<td class="last-wake">2026-01-02T03:04:05Z: failed (unregistered)</td>' in html

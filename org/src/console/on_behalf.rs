@@ -28,6 +28,7 @@ pub struct UserKey {
     pub device_name: Option<String>,
     pub activated_at: Option<String>,
     pub last_seen_at: Option<String>,
+    pub last_wake: Option<crate::api::LastWake>,
 }
 
 /// A registration started for one of the user's keys.
@@ -64,8 +65,8 @@ pub async fn user_page(
         .ok_or_else(no_such_key)?;
     let (email, display_name): (String, String) = (row.try_get(0)?, row.try_get(1)?);
     let keys = sqlx::query(
-        "SELECT id, status, device_name, activated_at, last_seen_at FROM keys \
-         WHERE email = $1 ORDER BY created_at, id",
+        "SELECT id, status, device_name, activated_at, last_seen_at, last_wake_at, \
+         last_wake_outcome, last_wake_refusal FROM keys WHERE email = $1 ORDER BY created_at, id",
     )
     .bind(&email)
     .fetch_all(pool)
@@ -78,6 +79,7 @@ pub async fn user_page(
             device_name: r.try_get(2)?,
             activated_at: r.try_get(3)?,
             last_seen_at: r.try_get(4)?,
+            last_wake: crate::api::LastWake::from_columns(r, 5)?,
         })
     })
     .collect::<Result<Vec<_>, sqlx::Error>>()?;
