@@ -155,12 +155,16 @@ pub async fn start(
     let job_json = serde_json::to_string(&job).map_err(ApiError::internal)?;
 
     let mut tx = state.pool.begin().await?;
-    let status: String = sqlx::query("SELECT status FROM keys WHERE id = $1")
-        .bind(key_id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or_else(|| ApiError::not_found("no such key"))?
-        .try_get(0)?;
+    // The job's place in the key's order: the key's count of jobs, taken in this transaction
+    // (a refusal below rolls it back). Times are to the second; this order is exact.
+    let key = sqlx::query(
+        "UPDATE keys SET jobs_made = jobs_made + 1 WHERE id = $1 RETURNING status, jobs_made",
+    )
+    .bind(key_id)
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or_else(|| ApiError::not_found("no such key"))?;
+    let (status, job_seq): (String, i64) = (key.try_get(0)?, key.try_get(1)?);
     if status != "active" {
         return Err(key_not_active(&status));
     }
@@ -182,8 +186,8 @@ pub async fn start(
     }
     sqlx::query(
         "INSERT INTO registrations (id, key_id, status, rp_id, origin, display_name, job_json, \
-         client_data_json, created_by, created_at, expires_at) \
-         VALUES ($1, $2, 'pending', $3, $4, $5, $6, $7, $8, $9, $10)",
+         client_data_json, created_by, created_at, expires_at, job_seq) \
+         VALUES ($1, $2, 'pending', $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(&id)
     .bind(key_id)
@@ -195,6 +199,7 @@ pub async fn start(
     .bind(actor)
     .bind(&now)
     .bind(&expires_at)
+    .bind(job_seq)
     .execute(&mut *tx)
     .await?;
     audit::append(
@@ -295,12 +300,13 @@ pub async fn load(pool: &AnyPool, id: String) -> Result<Registration, ApiError> 
     })
 }
 
-/// The jobs a sync answer carries for `key_id`: its pending, unexpired registrations.
+/// The jobs a sync answer carries for `key_id`: its pending, unexpired registrations, in the
+/// order they were made.
 pub async fn pending_jobs(pool: &AnyPool, key_id: &str) -> Result<Vec<Job>, ApiError> {
     expire_due(pool).await?;
     let rows = sqlx::query(
         "SELECT job_json FROM registrations WHERE key_id = $1 AND status = 'pending' \
-         AND expires_at > $2 ORDER BY created_at, id",
+         AND expires_at > $2 ORDER BY job_seq",
     )
     .bind(key_id)
     .bind(clock::now_string())
