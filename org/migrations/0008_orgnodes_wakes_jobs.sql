@@ -19,3 +19,13 @@ UPDATE registrations SET job_seq = (
          OR (r.created_at = registrations.created_at AND r.id <= registrations.id)));
 UPDATE keys SET jobs_made = (SELECT COUNT(*) FROM registrations r WHERE r.key_id = keys.id);
 CREATE UNIQUE INDEX registrations_job_order ON registrations (key_id, job_seq);
+
+-- The server's own post of a completed registration to Microsoft Graph (`serve --graph-url`):
+-- the Graph user it goes to, and the post's state (NULL: not asked; `due` once completed,
+-- `posting` while one node posts it, then `posted` or `failed`), time and detail (Graph's
+-- HTTP status and error code; never the token).
+ALTER TABLE registrations ADD COLUMN graph_user TEXT;
+ALTER TABLE registrations ADD COLUMN graph_post TEXT;
+ALTER TABLE registrations ADD COLUMN graph_post_at TEXT;
+ALTER TABLE registrations ADD COLUMN graph_post_detail TEXT;
+CREATE INDEX registrations_graph_post ON registrations (graph_post);

@@ -50,6 +50,8 @@ pub struct AppState {
     pub app_links: crate::app_links::AppLinks,
     /// Push wake-ups to the phones.
     pub wake: Arc<crate::wake::Waker>,
+    /// Posts completed registrations to Graph (`serve --graph-url`).
+    pub graph: Option<Arc<crate::graph_post::GraphPoster>>,
 }
 
 type Shared = Arc<AppState>;

@@ -143,6 +143,7 @@ pub async fn start(
             creation_options,
             origin: form.origin.trim().to_string(),
             display_name: form.display_name.trim().to_string(),
+            graph_user: None,
         },
     )
     .await?;
