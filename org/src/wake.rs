@@ -156,13 +156,18 @@ pub async fn run(pool: AnyPool, waker: Arc<Waker>) {
 /// Sends the wakes owed now: a key whose interval has passed is taken by one node (the
 /// conditional UPDATE of its `wake_due_at`), which takes (deletes) all its rows at once.
 async fn look(pool: &AnyPool, waker: &Arc<Waker>) -> Result<(), sqlx::Error> {
-    let keys: Vec<String> = sqlx::query("SELECT DISTINCT key_id FROM push_wakes LIMIT $1")
-        .bind(BATCH)
-        .fetch_all(pool)
-        .await?
-        .iter()
-        .map(|row| row.try_get(0))
-        .collect::<Result<_, _>>()?;
+    // Keys due longest first, held ones last: keys held for long (a provider's 429) never
+    // keep due ones out of the batch.
+    let keys: Vec<String> = sqlx::query(
+        "SELECT w.key_id FROM push_wakes w JOIN keys k ON k.id = w.key_id \
+         GROUP BY w.key_id, k.wake_due_at ORDER BY COALESCE(k.wake_due_at, 0) LIMIT $1",
+    )
+    .bind(BATCH)
+    .fetch_all(pool)
+    .await?
+    .iter()
+    .map(|row| row.try_get(0))
+    .collect::<Result<_, _>>()?;
     for key_id in keys {
         match take(pool, &key_id, waker.interval).await? {
             Take::Taken => {}

@@ -278,3 +278,22 @@ def test_a_failed_wake_is_in_the_inventory_with_its_refusal_class(org, listening
     assert (last["outcome"], last["refusal"]) == ("failed", "failed"), last
     assert "127.0.0.1" not in json.dumps(last)
     assert "wake-up failed" in org.logs()[0]
+
+
+def test_keys_held_for_long_do_not_keep_a_due_key_from_its_wake(org, listening):
+    """A batch's worth of keys (100) owe wakes but are held for an hour (as after a
+    provider's 429); their ids sort before the phone's. The phone's key, due, is still
+    woken: the sender looks at due keys first."""
+    path, kid, listener = listening
+    far = 4_000_000_000_000  # ms since the epoch: the year 2096
+    for n in range(100):
+        held = f"{n:032x}"
+        org.sql("INSERT INTO keys (id, email, display_name, status, created_at, wake_due_at) "
+                "VALUES (?, ?, 'Held', 'active', '2026-01-01T00:00:00Z', ?)", held, f"h{n}@acme.example", far)
+        org.sql("INSERT INTO push_wakes (id, key_id, cause, created_at) "
+                "VALUES (?, ?, 'job', '2026-01-01T00:00:00Z')", f"w{n}", held)
+    status, _ = org.json("POST", f"/api/v1/keys/{kid}/revoke", {"reason": "lost"})
+    assert status == 200
+    listener.wait_for("err", "org: woken")
+    listener.wait_for("out", "org: Acme status: revoked")
+    assert org.sql("SELECT COUNT(*) FROM push_wakes") == [(100,)]
