@@ -163,3 +163,28 @@ def test_the_key_page_shows_the_last_wake_up(org):
                 f"last_wake_refusal = 'unregistered' WHERE id = '{key}'")
     html = auditor.page(f"/console/keys/{key}")
     assert '<td class="last-wake">2026-01-02T03:04:05Z: failed (unregistered)</td>' in html
+
+
+def test_the_registration_page_shows_the_servers_post_to_graph(tmp_path, db):
+    """A registration made with `graph_user` on a server with `--graph-url`: its console
+    page says where the server's post is (docs/org.md, "The server posts it itself")."""
+    from test_org_on_behalf import ORIGIN, with_
+
+    token_file = tmp_path / "graph-token"
+    token_file.write_text("t")
+    org = Org(tmp_path, "--graph-url", "http://127.0.0.1:9/v1.0", "--graph-token-file", str(token_file), db=db)
+    try:
+        auditor = Admin(org, "au@acme.example", "auditor")
+        key = active_key(org, "kim@acme.example")
+        status, created = org.json("POST", f"/api/v1/keys/{key}/registrations", {
+            "creation_options": with_(lambda pk: None), "origin": ORIGIN, "display_name": "k",
+            "graph_user": "kim@acme.example"})
+        assert status == 202, created
+        page = f"/console/registrations/{created['id']}"
+        assert '<dd id="graph-post">for kim@acme.example: waiting</dd>' in auditor.page(page)
+        org.db.rows("UPDATE registrations SET graph_post = 'failed', "
+                    f"graph_post_detail = 'HTTP 401 InvalidAuthenticationToken' WHERE id = '{created['id']}'")
+        html = auditor.page(page)
+        assert '<dd id="graph-post">for kim@acme.example: failed (HTTP 401 InvalidAuthenticationToken)</dd>' in html
+    finally:
+        org.stop()
