@@ -7,6 +7,7 @@ HTTP with the CSRF token read from the page, as a browser would post them. The b
 """
 
 import hashlib
+import json
 import re
 import secrets
 import urllib.error
@@ -186,5 +187,20 @@ def test_the_registration_page_shows_the_servers_post_to_graph(tmp_path, db):
                     f"graph_post_detail = 'HTTP 401 InvalidAuthenticationToken' WHERE id = '{created['id']}'")
         html = auditor.page(page)
         assert '<dd id="graph-post">for kim@acme.example: failed (HTTP 401 InvalidAuthenticationToken)</dd>' in html
+
+        # The console's form asks for the Graph user on such a server, and passes it on.
+        owner = Admin(org, "ow@acme.example", "owner")
+        assert 'name="graph_user"' in owner.page(f"/console/keys/{key}")
+        status, _ = owner.post(f"/console/keys/{key}/registrations", origin=ORIGIN, display_name="k",
+                               creation_options=json.dumps(with_(lambda pk: None)), graph_user="kim.x@acme.example")
+        assert status == 303
+        [(reg_id,)] = org.db.rows("SELECT id FROM registrations WHERE graph_user = 'kim.x@acme.example'")
+        assert '<dd id="graph-post">for kim.x@acme.example: waiting</dd>' in auditor.page(f"/console/registrations/{reg_id}")
     finally:
         org.stop()
+
+
+def test_the_console_form_has_no_graph_user_where_the_server_does_not_post(org):
+    owner = Admin(org, "ow@acme.example", "owner")
+    key = active_key(org, "kim@acme.example")
+    assert 'name="graph_user"' not in owner.page(f"/console/keys/{key}")

@@ -120,6 +120,9 @@ pub struct RegisterForm {
     origin: String,
     #[serde(default)]
     display_name: String,
+    /// The Graph user the server posts the result to (blank: it does not post).
+    #[serde(default)]
+    graph_user: String,
 }
 
 /// `POST /console/keys/{id}/registrations`: starts a registration (owner and key
@@ -143,7 +146,7 @@ pub async fn start(
             creation_options,
             origin: form.origin.trim().to_string(),
             display_name: form.display_name.trim().to_string(),
-            graph_user: None,
+            graph_user: Some(form.graph_user.trim().to_string()).filter(|u| !u.is_empty()),
         },
     )
     .await?;
