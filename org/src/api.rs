@@ -50,6 +50,8 @@ pub struct AppState {
     pub app_links: crate::app_links::AppLinks,
     /// Push wake-ups to the phones.
     pub wake: Arc<crate::wake::Waker>,
+    /// Posts completed registrations to Graph (`serve --graph-url`).
+    pub graph: Option<Arc<crate::graph_post::GraphPoster>>,
 }
 
 type Shared = Arc<AppState>;
@@ -451,14 +453,47 @@ pub struct KeyEntry {
     /// Why and by whom the status last changed (revoke, suspend, resume).
     pub status_reason: Option<String>,
     pub status_actor: Option<String>,
+    /// The last wake-up sent to the key's phone, `null` before the first.
+    pub last_wake: Option<LastWake>,
 }
 
+/// What became of the last wake-up of a key's phone (docs/org.md, "Wake-ups").
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct LastWake {
+    pub at: String,
+    /// `sent` (the provider took it), `failed`, or `no_target` (the phone registered none).
+    pub outcome: String,
+    /// For `failed`, the class of the provider's refusal: `failed` (unreachable or refused),
+    /// `unregistered` (the target is no longer valid; dropped), `throttled`, `bad_target`.
+    pub refusal: Option<String>,
+}
+
+impl LastWake {
+    /// From `last_wake_at, last_wake_outcome, last_wake_refusal` at columns `first..first + 3`.
+    pub fn from_columns(r: &sqlx::any::AnyRow, first: usize) -> Result<Option<Self>, sqlx::Error> {
+        let at: Option<String> = r.try_get(first)?;
+        let outcome: Option<String> = r.try_get(first + 1)?;
+        Ok(match (at, outcome) {
+            (Some(at), Some(outcome)) => Some(Self {
+                at,
+                outcome,
+                refusal: r.try_get(first + 2)?,
+            }),
+            _ => None,
+        })
+    }
+}
+
+/// The inventory's columns, in the order [`KeyEntry::from_row`] reads them; `k` names `keys`.
+pub const KEY_ENTRY_COLUMNS: &str = "k.id, k.email, k.display_name, k.status, k.created_at, \
+     k.activated_at, k.last_seen_at, k.device_name, k.platform, k.status_reason, \
+     k.status_actor, k.last_wake_at, k.last_wake_outcome, k.last_wake_refusal";
+
 impl KeyEntry {
-    /// The entry from a row whose first eleven columns are those of the inventory's SELECT:
-    /// id, email, display_name, status, created_at, activated_at, last_seen_at, device_name,
-    /// platform, status_reason, status_actor. The REST inventory and the console's keys page
-    /// both read keys this way.
+    /// The entry from a row whose first columns are [`KEY_ENTRY_COLUMNS`]. The REST
+    /// inventory and the console's keys page both read keys this way.
     pub fn from_row(r: &sqlx::any::AnyRow) -> Result<Self, sqlx::Error> {
+        let last_wake = LastWake::from_columns(r, 11)?;
         Ok(Self {
             id: r.try_get(0)?,
             email: r.try_get(1)?,
@@ -471,6 +506,7 @@ impl KeyEntry {
             platform: r.try_get(8)?,
             status_reason: r.try_get(9)?,
             status_actor: r.try_get(10)?,
+            last_wake,
         })
     }
 }
@@ -518,13 +554,12 @@ pub async fn inventory_page(
     limit: u32,
     after: Option<&str>,
 ) -> Result<KeyPage, ApiError> {
-    const COLUMNS: &str = "SELECT id, email, display_name, status, created_at, activated_at, \
-         last_seen_at, device_name, platform, status_reason, status_actor FROM keys";
+    let columns = format!("SELECT {KEY_ENTRY_COLUMNS} FROM keys k");
     // One more than asked: whether it exists says if there is a next page.
     let fetch = i64::from(limit) + 1;
     let rows = match after {
         None => {
-            sqlx::query(&format!("{COLUMNS} ORDER BY created_at, id LIMIT $1"))
+            sqlx::query(&format!("{columns} ORDER BY created_at, id LIMIT $1"))
                 .bind(fetch)
                 .fetch_all(pool)
                 .await?
@@ -544,7 +579,7 @@ pub async fn inventory_page(
             // A row-value comparison, not `a > x OR (a = x AND id > y)`: PostgreSQL turns
             // only the former into one index range, so a deep page costs what the first does.
             sqlx::query(&format!(
-                "{COLUMNS} WHERE (created_at, id) > ($1, $2) ORDER BY created_at, id LIMIT $3"
+                "{columns} WHERE (created_at, id) > ($1, $2) ORDER BY created_at, id LIMIT $3"
             ))
             .bind(created_at)
             .bind(after)

@@ -12,6 +12,7 @@ mod console;
 mod creation_options;
 mod devices;
 mod error;
+mod graph_post;
 mod lifecycle;
 mod limits;
 mod mail;
@@ -179,6 +180,14 @@ struct ServeArgs {
     /// Least time between two wake-ups of one key's phone, in milliseconds
     #[arg(long, value_name = "MS", default_value_t = 3000)]
     key_wake_interval_ms: u64,
+    /// Post completed registrations made with "graph_user" to Microsoft Graph at this base
+    /// URL, e.g. https://graph.microsoft.com/v1.0 (http:// only to loopback)
+    #[arg(long, value_name = "URL", requires = "graph_token_file")]
+    graph_url: Option<String>,
+    /// With --graph-url: a file holding the bearer token for Graph, read at each post (replace
+    /// it when the token is renewed); never logged
+    #[arg(long, value_name = "PATH", requires = "graph_url")]
+    graph_token_file: Option<PathBuf>,
     /// The push providers that wake the phones (the relay's options)
     #[command(flatten)]
     push: pocketkey_push::ProviderOptions,
@@ -383,6 +392,12 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         providers,
         Duration::from_millis(args.key_wake_interval_ms),
     ));
+    let graph = match (&args.graph_url, args.graph_token_file) {
+        (Some(url), Some(token_file)) => {
+            Some(Arc::new(graph_post::GraphPoster::new(url, token_file)?))
+        }
+        _ => None,
+    };
     let app_state = Arc::new(api::AppState {
         pool: pool.clone(),
         org,
@@ -394,6 +409,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         sealer,
         app_links,
         wake: waker.clone(),
+        graph: graph.clone(),
     });
     // The console is a WebAuthn relying party whose id is the public URL's host; a URL whose
     // host cannot be an RP id (an IP address) leaves the API serving and the console
@@ -410,6 +426,9 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     stale::log(stale::sweep(&pool).await);
     tokio::spawn(stale::run(pool.clone()));
     tokio::spawn(wake::run(pool.clone(), waker));
+    if let Some(graph) = graph {
+        tokio::spawn(graph_post::run(pool.clone(), graph));
+    }
     let shutdown = shutdown_signal()?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

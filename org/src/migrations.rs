@@ -37,6 +37,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "push targets",
         include_str!("../migrations/0007_push_targets.sql"),
     ),
+    (
+        8,
+        "orgnodes: wakes and job order",
+        include_str!("../migrations/0008_orgnodes_wakes_jobs.sql"),
+    ),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -12,7 +12,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::activation::{ActivateRequest, Activated, SealedBatchKey, Signed};
-use crate::api::{AuditQuery, InviteCreated, KeyEntry, KeyPage, KeysQuery, NewInvite};
+use crate::api::{AuditQuery, InviteCreated, KeyEntry, KeyPage, KeysQuery, LastWake, NewInvite};
 use crate::creation_options::{Rp, User};
 use crate::devices::{Challenge, ChallengeRequest, SyncAnswer, SyncRequest};
 use crate::error::ErrorBody;
@@ -20,7 +20,7 @@ use crate::lifecycle::{ReasonBody, StatusChanged};
 use crate::org::Policy;
 use crate::push_targets::PushRegistered;
 use crate::registrations::{
-    GraphBody, GraphCredential, GraphResponse, Job, NewRegistration, Registration,
+    GraphBody, GraphCredential, GraphPost, GraphResponse, Job, NewRegistration, Registration,
     RegistrationCreated, RegistrationJob, RegistrationResult, ResultAccepted,
 };
 use pocketkey_core::org_protocol::wire::PushRegistration;
@@ -56,10 +56,10 @@ use pocketkey_core::org_protocol::wire::PushRegistration;
         device_registration_result
     ),
     components(schemas(
-        ErrorBody, NewInvite, InviteCreated, KeyEntry, KeyPage, Signed, ActivateRequest,
+        ErrorBody, NewInvite, InviteCreated, KeyEntry, LastWake, KeyPage, Signed, ActivateRequest,
         Activated, SealedBatchKey, Policy, ChallengeRequest, Challenge, SyncRequest, SyncAnswer,
         PushRegistration, PushRegistered,
-        ReasonBody, StatusChanged, NewRegistration, RegistrationCreated, Registration, GraphBody,
+        ReasonBody, StatusChanged, NewRegistration, RegistrationCreated, Registration, GraphBody, GraphPost,
         GraphCredential, GraphResponse, Job, RegistrationJob, Rp, User, RegistrationResult,
         ResultAccepted
     )),
@@ -291,7 +291,8 @@ fn activation_page() {}
         (status = 202, description = "Pending until the phone's next sync (expires in 10 minutes)",
          body = RegistrationCreated),
         (status = 400, description = "invalid_json, invalid_display_name, \
-         invalid_creation_options, invalid_origin, rp_id_mismatch", body = ErrorBody),
+         invalid_creation_options, invalid_origin, rp_id_mismatch, invalid_graph_user, \
+         graph_not_configured", body = ErrorBody),
         (status = 401, description = "unauthorized", body = ErrorBody),
         (status = 403, description = "forbidden: a read-scoped API key", body = ErrorBody),
         (status = 404, description = "not_found", body = ErrorBody),

@@ -45,6 +45,10 @@ pub struct NewRegistration {
     pub origin: String,
     /// The name the relying party shows for the key (Graph's `displayName`).
     pub display_name: String,
+    /// The Graph user (id or principal name) the server posts `graph_body` to once the
+    /// phone completes the registration; only on a server started with `--graph-url`.
+    #[serde(default)]
+    pub graph_user: Option<String>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -101,6 +105,21 @@ pub struct Registration {
     pub finished_at: Option<String>,
     /// Once `completed`.
     pub graph_body: Option<GraphBody>,
+    /// The server's own post to Graph, for a registration made with `graph_user`.
+    pub graph_post: Option<GraphPost>,
+}
+
+/// Where the server's post of `graph_body` to Graph is.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct GraphPost {
+    /// The Graph user it goes to.
+    pub user: String,
+    /// `waiting` (for the phone), `due`, `posting`, `posted` or `failed`.
+    pub status: String,
+    /// When it was taken or finished.
+    pub at: Option<String>,
+    /// Graph's answer (`HTTP 201`, `HTTP 401 InvalidAuthenticationToken`) or why none came.
+    pub detail: Option<String>,
 }
 
 fn key_not_active(status: &str) -> ApiError {
@@ -131,6 +150,15 @@ pub async fn start(
     req: NewRegistration,
 ) -> Result<RegistrationCreated, ApiError> {
     crate::api::check_display_name(&req.display_name)?;
+    if let Some(user) = &req.graph_user {
+        if state.graph.is_none() {
+            return Err(ApiError::bad_request(
+                "graph_not_configured",
+                "this server posts to Graph only when started with --graph-url",
+            ));
+        }
+        crate::graph_post::check_user(user)?;
+    }
     let options = creation_options::parse(&req.creation_options)?;
     let (origin, host) = creation_options::parse_origin(&req.origin)?;
     creation_options::check_rp_id(&options.rp.id, &host)?;
@@ -155,12 +183,16 @@ pub async fn start(
     let job_json = serde_json::to_string(&job).map_err(ApiError::internal)?;
 
     let mut tx = state.pool.begin().await?;
-    let status: String = sqlx::query("SELECT status FROM keys WHERE id = $1")
-        .bind(key_id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or_else(|| ApiError::not_found("no such key"))?
-        .try_get(0)?;
+    // The job's place in the key's order: the key's count of jobs, taken in this transaction
+    // (a refusal below rolls it back). Times are to the second; this order is exact.
+    let key = sqlx::query(
+        "UPDATE keys SET jobs_made = jobs_made + 1 WHERE id = $1 RETURNING status, jobs_made",
+    )
+    .bind(key_id)
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or_else(|| ApiError::not_found("no such key"))?;
+    let (status, job_seq): (String, i64) = (key.try_get(0)?, key.try_get(1)?);
     if status != "active" {
         return Err(key_not_active(&status));
     }
@@ -182,8 +214,8 @@ pub async fn start(
     }
     sqlx::query(
         "INSERT INTO registrations (id, key_id, status, rp_id, origin, display_name, job_json, \
-         client_data_json, created_by, created_at, expires_at) \
-         VALUES ($1, $2, 'pending', $3, $4, $5, $6, $7, $8, $9, $10)",
+         client_data_json, created_by, created_at, expires_at, job_seq, graph_user) \
+         VALUES ($1, $2, 'pending', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
     )
     .bind(&id)
     .bind(key_id)
@@ -195,6 +227,8 @@ pub async fn start(
     .bind(actor)
     .bind(&now)
     .bind(&expires_at)
+    .bind(job_seq)
+    .bind(&req.graph_user)
     .execute(&mut *tx)
     .await?;
     audit::append(
@@ -255,7 +289,8 @@ pub async fn load(pool: &AnyPool, id: String) -> Result<Registration, ApiError> 
     expire_due(pool).await?;
     let row = sqlx::query(
         "SELECT key_id, status, rp_id, origin, display_name, client_data_json, credential_id, \
-         attestation_object, created_at, expires_at, finished_at FROM registrations WHERE id = $1",
+         attestation_object, created_at, expires_at, finished_at, graph_user, graph_post, \
+         graph_post_at, graph_post_detail FROM registrations WHERE id = $1",
     )
     .bind(&id)
     .fetch_optional(pool)
@@ -282,6 +317,19 @@ pub async fn load(pool: &AnyPool, id: String) -> Result<Registration, ApiError> 
         }
         _ => None,
     };
+    let graph_user: Option<String> = row.try_get(11)?;
+    let graph_post = match graph_user {
+        Some(user) => {
+            let post: Option<String> = row.try_get(12)?;
+            Some(GraphPost {
+                user,
+                status: post.unwrap_or_else(|| "waiting".into()),
+                at: row.try_get(13)?,
+                detail: row.try_get(14)?,
+            })
+        }
+        None => None,
+    };
     Ok(Registration {
         id,
         key_id: row.try_get(0)?,
@@ -292,15 +340,17 @@ pub async fn load(pool: &AnyPool, id: String) -> Result<Registration, ApiError> 
         expires_at,
         finished_at: row.try_get(10)?,
         graph_body,
+        graph_post,
     })
 }
 
-/// The jobs a sync answer carries for `key_id`: its pending, unexpired registrations.
+/// The jobs a sync answer carries for `key_id`: its pending, unexpired registrations, in the
+/// order they were made.
 pub async fn pending_jobs(pool: &AnyPool, key_id: &str) -> Result<Vec<Job>, ApiError> {
     expire_due(pool).await?;
     let rows = sqlx::query(
         "SELECT job_json FROM registrations WHERE key_id = $1 AND status = 'pending' \
-         AND expires_at > $2 ORDER BY created_at, id",
+         AND expires_at > $2 ORDER BY job_seq",
     )
     .bind(key_id)
     .bind(clock::now_string())
@@ -528,7 +578,20 @@ pub async fn post_result(
         detail,
     )
     .await?;
+    // A completed registration made with `graph_user` is now due to be posted to Graph.
+    let graph_due = status == "completed"
+        && sqlx::query(
+            "UPDATE registrations SET graph_post = 'due' WHERE id = $1 AND graph_user IS NOT NULL",
+        )
+        .bind(&id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
     tx.commit().await?;
+    if let (true, Some(graph)) = (graph_due, &state.graph) {
+        graph.committed();
+    }
     Ok(Json(ResultAccepted {
         id,
         status: status.into(),

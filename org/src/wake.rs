@@ -7,18 +7,19 @@
 //! ([`owe`]), so only committed changes wake anyone, and every path that changes a key (REST,
 //! console, SCIM, all through `lifecycle::change_key`) is covered. The sender ([`run`]) takes
 //! the rows when told (after a commit on this node) or at its next look (another node's
-//! commits, a key held by the rate limit), at most one wake per key per [`Waker::interval`].
-//! Each send is spawned with a deadline: nothing waits for a provider, and a failure is logged
-//! (never the token) and counted, never an error for the admin.
+//! commits, a key held by the interval), at most one wake per key per [`Waker::new`]'s
+//! interval. The interval lives in the key's row (`keys.wake_due_at`), taken by one
+//! conditional UPDATE, so on several nodes sharing a database exactly one sends. Each send is
+//! spawned with a deadline: nothing waits for a provider; its outcome is kept in the key's
+//! row for the inventory (never the token or URL) and is never an error for the admin.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use pocketkey_core::pairing::relay::{
     ApnsEnvironment, PushProvider as ProviderKind, PushTarget, WakeId,
 };
-use pocketkey_push::{Interval, Providers, PushError};
+use pocketkey_push::{Providers, PushError};
 use sqlx::{AnyConnection, AnyPool, Row};
 use tokio::sync::Notify;
 
@@ -47,21 +48,19 @@ impl Cause {
     }
 }
 
-/// The server's push providers, the per-key rate limit and the sender's counters.
+/// The server's push providers and the per-key interval. Nothing here is state another node
+/// needs: the interval's clock and the outcomes are in the database.
 pub struct Waker {
     providers: Providers,
-    per_key: Interval<String>,
+    interval: Duration,
     notify: Notify,
-    sent: AtomicU64,
-    failed: AtomicU64,
 }
 
 impl std::fmt::Debug for Waker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Waker")
             .field("providers", &self.providers)
-            .field("sent", &self.sent())
-            .field("failed", &self.failed())
+            .field("interval", &self.interval)
             .finish_non_exhaustive()
     }
 }
@@ -71,10 +70,8 @@ impl Waker {
     pub fn new(providers: Providers, interval: Duration) -> Self {
         Self {
             providers,
-            per_key: Interval::new(interval),
+            interval,
             notify: Notify::new(),
-            sent: AtomicU64::new(0),
-            failed: AtomicU64::new(0),
         }
     }
 
@@ -87,16 +84,48 @@ impl Waker {
     pub fn committed(&self) {
         self.notify.notify_one();
     }
+}
 
-    /// Wakes delivered to a provider.
-    pub fn sent(&self) -> u64 {
-        self.sent.load(Ordering::Relaxed)
-    }
+/// What became of a key's last wake, as the inventory shows it (`keys.last_wake_outcome`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The provider took it.
+    Sent,
+    /// The provider refused it or could not be reached: see [`refusal_class`].
+    Failed,
+    /// A wake was owed, but the phone registered no push target.
+    NoTarget,
+}
 
-    /// Wakes a provider refused or that failed.
-    pub fn failed(&self) -> u64 {
-        self.failed.load(Ordering::Relaxed)
+impl Outcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Sent => "sent",
+            Outcome::Failed => "failed",
+            Outcome::NoTarget => "no_target",
+        }
     }
+}
+
+/// The class of a provider's refusal, kept for the admin: a word, never the provider's text
+/// (which may quote the target).
+pub fn refusal_class(error: &PushError) -> &'static str {
+    match error {
+        PushError::BadTarget(_) => "bad_target",
+        PushError::Failed(_) => "failed",
+        PushError::Unregistered(_) => "unregistered",
+        PushError::Throttled { .. } => "throttled",
+    }
+}
+
+/// Milliseconds since the Unix epoch, the unit of `keys.wake_due_at`.
+fn now_ms() -> i64 {
+    let since = clock::now() - time::OffsetDateTime::UNIX_EPOCH;
+    i64::try_from(since.whole_milliseconds()).unwrap_or(i64::MAX)
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// Records, in the caller's transaction, that key `key_id`'s phone is owed a wake.
@@ -124,36 +153,99 @@ pub async fn run(pool: AnyPool, waker: Arc<Waker>) {
     }
 }
 
-/// Sends the wakes owed now: each key's rows are taken (deleted) at once, by one node.
+/// Sends the wakes owed now: a key whose interval has passed is taken by one node (the
+/// conditional UPDATE of its `wake_due_at`), which takes (deletes) all its rows at once.
 async fn look(pool: &AnyPool, waker: &Arc<Waker>) -> Result<(), sqlx::Error> {
-    let keys: Vec<String> = sqlx::query("SELECT DISTINCT key_id FROM push_wakes LIMIT $1")
-        .bind(BATCH)
-        .fetch_all(pool)
-        .await?
-        .iter()
-        .map(|row| row.try_get(0))
-        .collect::<Result<_, _>>()?;
+    // Keys due longest first, held ones last: keys held for long (a provider's 429) never
+    // keep due ones out of the batch.
+    let keys: Vec<String> = sqlx::query(
+        "SELECT w.key_id FROM push_wakes w JOIN keys k ON k.id = w.key_id \
+         GROUP BY w.key_id, k.wake_due_at ORDER BY COALESCE(k.wake_due_at, 0) LIMIT $1",
+    )
+    .bind(BATCH)
+    .fetch_all(pool)
+    .await?
+    .iter()
+    .map(|row| row.try_get(0))
+    .collect::<Result<_, _>>()?;
     for key_id in keys {
-        // Held by the rate limit: the rows stay for a later look, so the change still wakes.
-        if !waker.per_key.try_acquire(key_id.clone()) {
-            continue;
-        }
-        let taken = sqlx::query("DELETE FROM push_wakes WHERE key_id = $1")
-            .bind(&key_id)
-            .execute(pool)
-            .await?
-            .rows_affected();
-        if taken == 0 {
-            continue; // another node took them
+        match take(pool, &key_id, waker.interval).await? {
+            Take::Taken => {}
+            Take::Held => {
+                // The rows stay for a later look, so the change still wakes the phone.
+                tracing::debug!(%key_id, "wake-up held by the key's interval");
+                continue;
+            }
+            Take::Gone => continue,
         }
         let Some(target) = target_of(pool, &key_id).await? else {
             tracing::debug!(%key_id, "wake-up owed, but the phone registered no push target");
+            record(pool, &key_id, Outcome::NoTarget, None).await;
             continue;
         };
         let (pool, waker) = (pool.clone(), waker.clone());
         tokio::spawn(async move { send(&pool, &waker, &key_id, target).await });
     }
     Ok(())
+}
+
+/// What [`take`] found.
+enum Take {
+    /// This node sends the key's wake.
+    Taken,
+    /// The key's interval has not passed (since a wake by this node or another).
+    Held,
+    /// Another node took the rows first.
+    Gone,
+}
+
+/// Takes the key's wake: its interval's slot and its owed rows, in one transaction. On
+/// PostgreSQL a node racing for the same slot waits for the row lock, then sees the new
+/// `wake_due_at` and takes nothing.
+async fn take(pool: &AnyPool, key_id: &str, interval: Duration) -> Result<Take, sqlx::Error> {
+    let now = now_ms();
+    let mut tx = pool.begin().await?;
+    let slot = sqlx::query(
+        "UPDATE keys SET wake_due_at = $2 WHERE id = $1 \
+         AND (wake_due_at IS NULL OR wake_due_at <= $3)",
+    )
+    .bind(key_id)
+    .bind(now.saturating_add(millis(interval)))
+    .bind(now)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if slot == 0 {
+        return Ok(Take::Held);
+    }
+    let taken = sqlx::query("DELETE FROM push_wakes WHERE key_id = $1")
+        .bind(key_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    if taken == 0 {
+        return Ok(Take::Gone); // the transaction rolls back: the slot stays free
+    }
+    tx.commit().await?;
+    Ok(Take::Taken)
+}
+
+/// Keeps the outcome of the key's last wake in its row. A failure here is logged only: the
+/// wake itself has happened (or not) already.
+async fn record(pool: &AnyPool, key_id: &str, outcome: Outcome, refusal: Option<&str>) {
+    let written = sqlx::query(
+        "UPDATE keys SET last_wake_at = $2, last_wake_outcome = $3, last_wake_refusal = $4 \
+         WHERE id = $1",
+    )
+    .bind(key_id)
+    .bind(clock::now_string())
+    .bind(outcome.as_str())
+    .bind(refusal)
+    .execute(pool)
+    .await;
+    if let Err(error) = written {
+        tracing::warn!(%key_id, %error, "cannot record a wake-up's outcome");
+    }
 }
 
 async fn send(pool: &AnyPool, waker: &Waker, key_id: &str, target: PushTarget) {
@@ -164,23 +256,41 @@ async fn send(pool: &AnyPool, waker: &Waker, key_id: &str, target: PushTarget) {
     };
     match outcome {
         Ok(()) => {
-            waker.sent.fetch_add(1, Ordering::Relaxed);
             tracing::info!(%key_id, provider = kind, "wake-up sent");
+            record(pool, key_id, Outcome::Sent, None).await;
         }
         Err(error) => {
-            waker.failed.fetch_add(1, Ordering::Relaxed);
             // The provider's refusal, never the target (a token or a URL).
             tracing::warn!(%key_id, provider = kind, %error, "wake-up failed");
-            if matches!(error, PushError::Unregistered(_)) {
-                let dropped =
-                    sqlx::query("DELETE FROM push_targets WHERE key_id = $1 AND target = $2")
-                        .bind(key_id)
-                        .bind(&target.target)
-                        .execute(pool)
-                        .await;
-                if let Err(error) = dropped {
-                    tracing::warn!(%key_id, %error, "cannot drop an unregistered push target");
+            record(pool, key_id, Outcome::Failed, Some(refusal_class(&error))).await;
+            match &error {
+                PushError::Unregistered(_) => {
+                    let dropped =
+                        sqlx::query("DELETE FROM push_targets WHERE key_id = $1 AND target = $2")
+                            .bind(key_id)
+                            .bind(&target.target)
+                            .execute(pool)
+                            .await;
+                    if let Err(error) = dropped {
+                        tracing::warn!(%key_id, %error, "cannot drop an unregistered push target");
+                    }
                 }
+                // The provider's wait holds the key on every node, not only this one.
+                PushError::Throttled { retry_after, .. } => {
+                    let until = now_ms().saturating_add(millis(*retry_after));
+                    let held = sqlx::query(
+                        "UPDATE keys SET wake_due_at = $2 WHERE id = $1 \
+                         AND (wake_due_at IS NULL OR wake_due_at < $2)",
+                    )
+                    .bind(key_id)
+                    .bind(until)
+                    .execute(pool)
+                    .await;
+                    if let Err(error) = held {
+                        tracing::warn!(%key_id, %error, "cannot hold a throttled key");
+                    }
+                }
+                _ => {}
             }
         }
     }

@@ -37,9 +37,12 @@ def _free_port():
 
 
 class PostgresServer:
-    """One postgres process for the session; `new_database()` per test."""
+    """One postgres process for the session; `new_database()` per test.
 
-    def __init__(self):
+    `tls=(certificate PEM, private key PEM)`: the server speaks TLS with that certificate and
+    refuses TCP connections without it (pg_hba `hostnossl ... reject`)."""
+
+    def __init__(self, tls=None):
         self.bindir = _pg_bindir()
         self.root = Path(tempfile.mkdtemp(prefix="pk-pg-"))
         self.data = self.root / "data"
@@ -55,9 +58,22 @@ class PostgresServer:
             [*self.as_user, str(self.bindir / "initdb"), "-D", str(self.data), "-U", PG_USER,
              "--auth=trust", "--no-sync", "-E", "UTF8"],
             check=True, capture_output=True, timeout=120)
+        ssl = []
+        if tls:
+            for name, pem in (("server.crt", tls[0]), ("server.key", tls[1])):
+                path = self.data / name
+                path.write_bytes(pem)
+                path.chmod(0o600)
+                if os.geteuid() == 0:
+                    shutil.chown(path, "postgres")
+            (self.data / "pg_hba.conf").write_text(
+                "local all all trust\n"
+                "hostssl all all 127.0.0.1/32 trust\n"
+                "hostnossl all all 127.0.0.1/32 reject\n")
+            ssl = ["-c", "ssl=on", "-c", "ssl_cert_file=server.crt", "-c", "ssl_key_file=server.key"]
         self.proc = subprocess.Popen(
             [*self.as_user, str(self.bindir / "postgres"), "-D", str(self.data), "-p", str(self.port),
-             "-k", str(self.sock), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"],
+             "-k", str(self.sock), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", *ssl],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         # The server says when it takes connections: wait for that line, not a fixed time.
         for line in self.proc.stderr:

@@ -7,6 +7,7 @@ HTTP with the CSRF token read from the page, as a browser would post them. The b
 """
 
 import hashlib
+import json
 import re
 import secrets
 import urllib.error
@@ -151,3 +152,55 @@ def test_the_other_pages_work_on_this_database(org):
     status, html = owner.post("/console/import/commit", csv="ana@acme.example,Ana\nbad,Bad\n")
     assert status == 200 and "1 invitation(s) sent." in html
     assert org.db.rows("SELECT COUNT(*) FROM keys WHERE email = 'ana@acme.example'") == [("1",)]
+
+
+def test_the_key_page_shows_the_last_wake_up(org):
+    """The outcome the wake sender keeps in the key's row (docs/org.md, "Wake-ups"), as the
+    console's key page shows it; the REST inventory's `last_wake` is test_org_wake.py's."""
+    auditor = Admin(org, "au@acme.example", "auditor")
+    key = active_key(org, "kim@acme.example")
+    assert '<td class="last-wake">none</td>' in auditor.page(f"/console/keys/{key}")
+    org.db.rows("UPDATE keys SET last_wake_at = '2026-01-02T03:04:05Z', last_wake_outcome = 'failed', "
+                f"last_wake_refusal = 'unregistered' WHERE id = '{key}'")
+    html = auditor.page(f"/console/keys/{key}")
+    assert '<td class="last-wake">2026-01-02T03:04:05Z: failed (unregistered)</td>' in html
+
+
+def test_the_registration_page_shows_the_servers_post_to_graph(tmp_path, db):
+    """A registration made with `graph_user` on a server with `--graph-url`: its console
+    page says where the server's post is (docs/org.md, "The server posts it itself")."""
+    from test_org_on_behalf import ORIGIN, with_
+
+    token_file = tmp_path / "graph-token"
+    token_file.write_text("t")
+    org = Org(tmp_path, "--graph-url", "http://127.0.0.1:9/v1.0", "--graph-token-file", str(token_file), db=db)
+    try:
+        auditor = Admin(org, "au@acme.example", "auditor")
+        key = active_key(org, "kim@acme.example")
+        status, created = org.json("POST", f"/api/v1/keys/{key}/registrations", {
+            "creation_options": with_(lambda pk: None), "origin": ORIGIN, "display_name": "k",
+            "graph_user": "kim@acme.example"})
+        assert status == 202, created
+        page = f"/console/registrations/{created['id']}"
+        assert '<dd id="graph-post">for kim@acme.example: waiting</dd>' in auditor.page(page)
+        org.db.rows("UPDATE registrations SET graph_post = 'failed', "
+                    f"graph_post_detail = 'HTTP 401 InvalidAuthenticationToken' WHERE id = '{created['id']}'")
+        html = auditor.page(page)
+        assert '<dd id="graph-post">for kim@acme.example: failed (HTTP 401 InvalidAuthenticationToken)</dd>' in html
+
+        # The console's form asks for the Graph user on such a server, and passes it on.
+        owner = Admin(org, "ow@acme.example", "owner")
+        assert 'name="graph_user"' in owner.page(f"/console/keys/{key}")
+        status, _ = owner.post(f"/console/keys/{key}/registrations", origin=ORIGIN, display_name="k",
+                               creation_options=json.dumps(with_(lambda pk: None)), graph_user="kim.x@acme.example")
+        assert status == 303
+        [(reg_id,)] = org.db.rows("SELECT id FROM registrations WHERE graph_user = 'kim.x@acme.example'")
+        assert '<dd id="graph-post">for kim.x@acme.example: waiting</dd>' in auditor.page(f"/console/registrations/{reg_id}")
+    finally:
+        org.stop()
+
+
+def test_the_console_form_has_no_graph_user_where_the_server_does_not_post(org):
+    owner = Admin(org, "ow@acme.example", "owner")
+    key = active_key(org, "kim@acme.example")
+    assert 'name="graph_user"' not in owner.page(f"/console/keys/{key}")

@@ -43,9 +43,10 @@ class Org:
     """An organisation and its `serve` processes: one on SQLite; on PostgreSQL two, sharing
     the database and the state directory (its master key), with requests alternating."""
 
-    def __init__(self, tmp_path, *serve_args, db=None, loopback=False, before_serve=None):
-        """`loopback`: one node whose public URL is its own address, so mailed links reach
-        it; `before_serve(self)` runs after init and the API key, before the servers start."""
+    def __init__(self, tmp_path, *serve_args, db=None, loopback=False, before_serve=None, nodes=None):
+        """`loopback`: one node (or `nodes`) whose public URL is the first node's own address,
+        so mailed links reach it; `before_serve(self)` runs after init and the API key, before
+        the servers start."""
         self.state = tmp_path / "state"
         self.outbox = tmp_path / "outbox"
         self.db = db or SqliteDb(self.state)
@@ -59,7 +60,8 @@ class Org:
         if before_serve:
             before_serve(self)
         self.nodes = []
-        for n in range(2 if self.db.name == "postgres" and not loopback else 1):
+        count = nodes or (2 if self.db.name == "postgres" and not loopback else 1)
+        for n in range(count):
             log_path = tmp_path / f"serve{n}.log"
             log = open(log_path, "w")
             outbox = [] if "--smtp" in serve_args else ["--outbox", str(self.outbox)]
@@ -68,7 +70,7 @@ class Org:
                 with socket.socket() as s:
                     s.bind(("127.0.0.1", 0))
                     listen = f"127.0.0.1:{s.getsockname()[1]}"
-                public_url = f"http://{listen}"
+                public_url = self.nodes[0][3] if self.nodes else f"http://{listen}"
             proc = subprocess.Popen(
                 [BIN, "serve", "--state-dir", str(self.state), *self.db_args, "--listen", listen,
                  "--public-url", public_url, *outbox, *serve_args],

@@ -59,8 +59,10 @@ def unb64url(text: str) -> bytes:
 class FakeGraph:
     """Graph's two fido2Methods calls for one tenant whose RP is login.microsoft.com."""
 
-    def __init__(self, root_pem: bytes):
+    def __init__(self, root_pem: bytes | None, token: str | None = None):
+        """`token`: the bearer token `POST .../fido2Methods` requires (else 401, as Graph)."""
         self.root_pem = root_pem
+        self.token = token
         self.challenges = {}  # user id -> the challenge last issued
         self.registered = []
         graph = self
@@ -87,6 +89,10 @@ class FakeGraph:
             def do_POST(self):
                 user = self.path.split("/")[3]
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if graph.token and self.headers.get("Authorization") != f"Bearer {graph.token}":
+                    self.answer(401, {"error": {"code": "InvalidAuthenticationToken",
+                                                "message": "Access token validation failure."}})
+                    return
                 try:
                     self.answer(201, graph.create(user, body))
                 except Exception as e:  # what Graph would answer as a 400
@@ -315,10 +321,9 @@ def test_two_jobs_in_one_sync_each_get_their_own_answer_from_the_terminal(org, g
             proc.wait()
     outcomes = [line.rsplit(": ", 1)[1] for line in out.splitlines() if line.startswith("registration: ")]
     assert outcomes == ["denied", "completed"], out
-    # Jobs created within the same second reach the phone in id order, so which of the two
-    # was asked first is not known here: each got its own answer.
+    # Jobs reach the phone in the order they were made: the first was asked first.
     statuses = [org.json("GET", f"/api/v1/registrations/{r['id']}")[1]["status"] for r in created]
-    assert sorted(statuses) == ["completed", "denied"]
+    assert statuses == ["denied", "completed"]
 
 
 def test_an_expired_registration_is_not_sent_to_the_phone(org, graph, phone):
@@ -540,5 +545,140 @@ def test_two_nodes_on_postgresql_share_registrations(tmp_path, postgres):
             expected_challenge=challenge, expected_rp_id=RP_ID, expected_origin=ORIGIN,
             require_user_verification=True,
             pem_root_certs_bytes_by_fmt={AttestationFormat.PACKED: [root_pem]})
+    finally:
+        org.stop()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_jobs_reach_the_phone_in_the_order_they_were_made(tmp_path, request, backend):
+    """Eight jobs, made as fast as the API takes them (most in one second; on PostgreSQL
+    alternately through two nodes), reach the phone in the order they were made: its
+    `registration:` lines follow the accounts. Ordered by time and then id, jobs of one
+    second came in the random order of their ids."""
+    db = PostgresDb(request.getfixturevalue("postgres")) if backend == "postgres" else None
+    org = Org(tmp_path, db=db, loopback=True, nodes=2 if db else None)
+    try:
+        status, _ = org.json("POST", "/api/v1/invites", {"email": ACCOUNT, "display_name": "Alice"})
+        assert status == 201
+        text = org.mails()[0].get_body(preferencelist=("plain",)).get_content()
+        [link] = [w for w in text.split() if "/activate/" in w]
+        phone = tmp_path / "phone"
+        proc = activate(link, phone)
+        assert proc.returncode == 0, proc.stderr
+        kid = org.json("GET", "/api/v1/keys")[1]["keys"][0]["id"]
+        accounts = [f"user{n}@acme.example" for n in range(8)]
+        for account in accounts:
+            status, created = org.json("POST", f"/api/v1/keys/{kid}/registrations", {
+                "creation_options": with_(lambda pk: pk["user"].update(name=account)),
+                "origin": ORIGIN, "display_name": "k"})
+            assert status == 202, created
+        proc = sync(phone, "--auto-approve")
+        assert proc.returncode == 0, proc.stderr
+        done = [line for line in proc.stdout.splitlines() if line.startswith("registration: ")]
+        assert done == [f"registration: {RP_ID} for {a}: completed" for a in accounts], proc.stdout
+    finally:
+        org.stop()
+
+
+class GraphOrg(LoopbackOrg):
+    """`LoopbackOrg` started with `serve_args` (and on PostgreSQL with two nodes)."""
+
+    def __init__(self, tmp_path, *serve_args, db=None):
+        Org.__init__(self, tmp_path, *serve_args, db=db, loopback=True, nodes=2 if db else None)
+        self.public_url = self.base
+
+
+def wait_for_post(org, reg_id):
+    """The registration once the server's post to Graph has an outcome (polled: the post is
+    the server's own, after the phone's answer); fails the test after 60 s."""
+    deadline = time.monotonic() + 60
+    while True:
+        status, reg = org.json("GET", f"/api/v1/registrations/{reg_id}")
+        assert status == 200, reg
+        if reg["graph_post"]["status"] in ("posted", "failed"):
+            return reg
+        assert time.monotonic() < deadline, reg
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_the_server_posts_the_graph_body_itself_with_the_configured_token(tmp_path, request, backend):
+    """`serve --graph-url --graph-token-file`: a registration made with `graph_user` is posted
+    by the server once the phone completes it; the test Graph verifies it with py_webauthn
+    and takes it once (on PostgreSQL either of two nodes may post it). The token file is read
+    at each post: a wrong token makes the next post `failed` with Graph's 401 code. The
+    token is in no log and no answer."""
+    db = PostgresDb(request.getfixturevalue("postgres")) if backend == "postgres" else None
+    token = "tok-" + os.urandom(16).hex()
+    token_file = tmp_path / "graph-token"
+    token_file.write_text(token + "\n")
+    graph = FakeGraph(None, token=token)
+    org = GraphOrg(tmp_path, "--graph-url", graph.base, "--graph-token-file", str(token_file), db=db)
+    try:
+        graph.root_pem = org.request("GET", "/api/v1/attestation/root")[2]
+        phone = tmp_path / "phone"
+        proc = activate(org.invite_link(), phone)
+        assert proc.returncode == 0, proc.stderr
+        kid = org.json("GET", "/api/v1/keys")[1]["keys"][0]["id"]
+
+        options = get_json(f"{graph.base}/users/u-5/authentication/fido2Methods/creationOptions")
+        status, created = org.json("POST", f"/api/v1/keys/{kid}/registrations", {
+            "creation_options": options, "origin": ORIGIN, "display_name": "Alice's PocketKey",
+            "graph_user": "u-5"})
+        assert status == 202, created
+        reg = org.json("GET", f"/api/v1/registrations/{created['id']}")[1]
+        assert reg["graph_post"] == {"user": "u-5", "status": "waiting", "at": None, "detail": None}
+        proc = sync(phone, "--auto-approve")
+        assert proc.stdout.endswith(f"registration: {RP_ID} for {ACCOUNT}: completed\n"), proc.stderr
+        reg = wait_for_post(org, created["id"])
+        assert (reg["graph_post"]["status"], reg["graph_post"]["detail"]) == ("posted", "HTTP 201"), reg
+        assert [(user, name) for user, name, _ in graph.registered] == [("u-5", "Alice's PocketKey")]
+
+        # The token is renewed wrongly: the file is read again for the next post.
+        token_file.write_text("tok-expired\n")
+        options = get_json(f"{graph.base}/users/u-6/authentication/fido2Methods/creationOptions")
+        status, created = org.json("POST", f"/api/v1/keys/{kid}/registrations", {
+            "creation_options": options, "origin": ORIGIN, "display_name": "k", "graph_user": "u-6"})
+        assert status == 202, created
+        assert sync(phone, "--auto-approve").returncode == 0
+        reg = wait_for_post(org, created["id"])
+        assert reg["graph_post"]["status"] == "failed", reg
+        assert reg["graph_post"]["detail"] == "HTTP 401 InvalidAuthenticationToken", reg
+        assert len(graph.registered) == 1
+        posts = [a for a in audit_actions(org) if a == "registration.graph_post"]
+        assert posts == ["registration.graph_post"] * 2
+        _, _, audit = org.request("GET", "/api/v1/audit")
+        assert token.encode() not in audit and b"tok-expired" not in audit
+    finally:
+        logs = org.stop()
+        graph.stop()
+    assert token not in logs and "tok-expired" not in logs
+    assert "graph post: posted" in logs and "graph post: failed" in logs
+
+
+def test_graph_user_needs_a_server_that_posts_to_graph_and_a_plain_user_id(org, graph, phone):
+    path, kid = phone
+    options = get_json(f"{graph.base}/users/u-7/authentication/fido2Methods/creationOptions")
+    for user, code in (("u-7", "graph_not_configured"), ("../me", "graph_not_configured")):
+        status, body = org.json("POST", f"/api/v1/keys/{kid}/registrations", {
+            "creation_options": options, "origin": ORIGIN, "display_name": "k", "graph_user": user})
+        assert (status, body["error"]) == (400, code), body
+    assert org.sql("SELECT COUNT(*) FROM registrations") == [(0,)]
+
+
+def test_a_graph_user_that_is_not_a_plain_id_is_refused(tmp_path):
+    token_file = tmp_path / "graph-token"
+    token_file.write_text("t")
+    org = GraphOrg(tmp_path, "--graph-url", "http://127.0.0.1:9/v1.0", "--graph-token-file", str(token_file))
+    try:
+        phone = tmp_path / "phone"
+        assert activate(org.invite_link(), phone).returncode == 0
+        kid = org.json("GET", "/api/v1/keys")[1]["keys"][0]["id"]
+        for user in ("../me", "a/b", "", "..", "x" * 257, "me?x=1"):
+            status, body = org.json("POST", f"/api/v1/keys/{kid}/registrations", {
+                "creation_options": with_(lambda pk: None), "origin": ORIGIN, "display_name": "k",
+                "graph_user": user})
+            assert (status, body["error"]) == (400, "invalid_graph_user"), (user, body)
+        assert org.sql("SELECT COUNT(*) FROM registrations") == [(0,)]
     finally:
         org.stop()

@@ -14,10 +14,12 @@ import queue
 import socket
 import subprocess
 import threading
+import time
 
 import pytest
 from fido2.ctap import CtapError
 
+from org_db import PostgresDb
 from pocketkey_udp import default_binary
 from test_org import Org
 from test_org_activation import ENTERPRISE_RP, LoopbackOrg, activate
@@ -38,14 +40,36 @@ class WakingOrg(LoopbackOrg):
     """`LoopbackOrg` (the enterprise RP id in its policy) whose webhook provider admits
     `allow`."""
 
-    def __init__(self, tmp_path, allow):
+    def __init__(self, tmp_path, allow, *serve_args, db=None, nodes=None):
         def enterprise_policy(org):
             policy = org.cli("policy", "set", "--enterprise-rp-id", ENTERPRISE_RP).stdout
             assert json.loads(policy)["enterprise_rp_ids"] == [ENTERPRISE_RP]
 
-        Org.__init__(self, tmp_path, "--webhook-allow", allow, loopback=True,
-                     before_serve=enterprise_policy)
+        Org.__init__(self, tmp_path, "--webhook-allow", allow, *serve_args, db=db, loopback=True,
+                     before_serve=enterprise_policy, nodes=nodes)
         self.public_url = self.base
+
+    def key_entry(self, kid):
+        status, page = self.json("GET", "/api/v1/keys")
+        assert status == 200, page
+        [entry] = [k for k in page["keys"] if k["id"] == kid]
+        return entry
+
+    def logs(self):
+        return [path.read_text() for _, _, path, _ in self.nodes]
+
+
+def wait_until(what, check):
+    """Polls `check` until it returns something true (an event the processes make happen),
+    failing the test after WAIT seconds instead of hanging; nothing asserts on the time."""
+    deadline = time.monotonic() + WAIT
+    while True:
+        got = check()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no {what} within {WAIT} s")
+        time.sleep(0.05)
 
 
 class Listener:
@@ -92,6 +116,21 @@ class Listener:
                     raise AssertionError(f"exited ({self.proc.wait()}) before {text!r}; saw {self.streams}")
                 continue
             self.streams[name].append(line)
+
+    def drain(self):
+        """Takes the lines printed so far, without waiting."""
+        while True:
+            try:
+                name, line = self.lines.get_nowait()
+            except queue.Empty:
+                return
+            if line is not None:
+                self.streams[name].append(line)
+
+    def wakes(self):
+        """How many wake-ups the phone has received so far."""
+        self.drain()
+        return sum("org: woken" in line for line in self.streams["err"])
 
     def stop(self):
         if self.proc.poll() is None:
@@ -176,3 +215,85 @@ def test_a_webhook_outside_the_allow_list_is_refused_at_registration(org, phone)
     finally:
         listener.stop()
     assert org.sql("SELECT COUNT(*) FROM push_targets") == [(0,)]
+
+
+def test_two_nodes_wake_the_phone_once_per_interval_and_show_the_outcome(
+        tmp_path, postgres, wake_url, monkeypatch):
+    """Two `serve` nodes on one PostgreSQL: a change committed on node A wakes the phone; a
+    change on node B within the key's interval (an hour here) is held, not sent a second
+    time, because the interval is the key's row, not each node's memory. The held wake goes
+    out once the interval has passed (moved in the database, not waited for). The inventory
+    shows the last wake's outcome."""
+    # The sender says at debug level when it holds a key: the event this test waits on.
+    monkeypatch.setenv("POCKETKEY_ORG_LOG", "info,pocketkey_org::wake=debug")
+    org = WakingOrg(tmp_path, wake_url, "--key-wake-interval-ms", "3600000",
+                    db=PostgresDb(postgres), nodes=2)
+    listener = None
+    try:
+        phone = tmp_path / "phone"
+        proc = activate(org.invite_link(), phone)
+        assert proc.returncode == 0, proc.stderr
+        [(kid,)] = org.db.rows("SELECT id FROM keys")
+        assert org.key_entry(kid).get("last_wake") is None
+        listener = Listener(phone, wake_url)
+        listener.wait_for("err", f"Acme: wake-ups go to {wake_url}")
+
+        status, body = org.json("POST", f"/api/v1/keys/{kid}/suspend", {"reason": "lost"}, node=0)
+        assert (status, body) == (200, {"id": kid, "status": "suspended"})
+        listener.wait_for("err", "org: woken")
+        listener.wait_for("out", "org: Acme status: suspended")
+
+        status, body = org.json("POST", f"/api/v1/keys/{kid}/resume", {"reason": "found"}, node=1)
+        assert (status, body) == (200, {"id": kid, "status": "active"})
+        # Node B was told of its own commit and looked at once; either node may be the one
+        # that finds the key held. A second wake before that is the failure shown.
+        held = f"wake-up held by the key's interval key_id={kid}"
+        wait_until("held wake (or a second wake-up)",
+                   lambda: listener.wakes() > 1 or any(held in log for log in org.logs()))
+        assert listener.wakes() == 1, listener.streams
+        assert org.db.rows(f"SELECT cause FROM push_wakes WHERE key_id = '{kid}'") == [("key_status",)]
+        last = wait_until("recorded outcome", lambda: org.key_entry(kid)["last_wake"])
+        assert (last["outcome"], last["refusal"]) == ("sent", None), last
+
+        # The interval ends (the key's row says so): the next look, on either node, sends the
+        # held wake, once.
+        org.db.rows(f"UPDATE keys SET wake_due_at = 0 WHERE id = '{kid}'")
+        listener.wait_for("err", "org: woken")
+        listener.wait_for("out", "org: Acme status: active")
+        assert org.db.rows(f"SELECT COUNT(*) FROM push_wakes WHERE key_id = '{kid}'") == [("0",)]
+        assert listener.wakes() == 2, listener.streams
+    finally:
+        if listener:
+            listener.stop()
+        org.stop()
+
+
+def test_a_failed_wake_is_in_the_inventory_with_its_refusal_class(org, listening):
+    path, kid, listener = listening
+    # The phone goes away: its webhook refuses connections.
+    listener.stop()
+    status, _ = org.json("POST", f"/api/v1/keys/{kid}/suspend", {"reason": "lost"})
+    assert status == 200
+    last = wait_until("recorded outcome", lambda: org.key_entry(kid)["last_wake"])
+    assert (last["outcome"], last["refusal"]) == ("failed", "failed"), last
+    assert "127.0.0.1" not in json.dumps(last)
+    assert "wake-up failed" in org.logs()[0]
+
+
+def test_keys_held_for_long_do_not_keep_a_due_key_from_its_wake(org, listening):
+    """A batch's worth of keys (100) owe wakes but are held for an hour (as after a
+    provider's 429); their ids sort before the phone's. The phone's key, due, is still
+    woken: the sender looks at due keys first."""
+    path, kid, listener = listening
+    far = 4_000_000_000_000  # ms since the epoch: the year 2096
+    for n in range(100):
+        held = f"{n:032x}"
+        org.sql("INSERT INTO keys (id, email, display_name, status, created_at, wake_due_at) "
+                "VALUES (?, ?, 'Held', 'active', '2026-01-01T00:00:00Z', ?)", held, f"h{n}@acme.example", far)
+        org.sql("INSERT INTO push_wakes (id, key_id, cause, created_at) "
+                "VALUES (?, ?, 'job', '2026-01-01T00:00:00Z')", f"w{n}", held)
+    status, _ = org.json("POST", f"/api/v1/keys/{kid}/revoke", {"reason": "lost"})
+    assert status == 200
+    listener.wait_for("err", "org: woken")
+    listener.wait_for("out", "org: Acme status: revoked")
+    assert org.sql("SELECT COUNT(*) FROM push_wakes") == [(100,)]

@@ -6,7 +6,7 @@ use sqlx::{AnyPool, Row};
 use super::error::ConsoleError;
 use super::pages::KeyRow;
 use super::sql_filter::{like_escape, SqlFilter};
-use crate::api::KeyEntry;
+use crate::api::{KeyEntry, KEY_ENTRY_COLUMNS};
 
 /// Keys one page shows unless the request asks for fewer.
 pub const PAGE: i64 = 100;
@@ -66,8 +66,7 @@ pub async fn page(
     let (condition, binds) = filter.finish();
     // One more than asked: whether it exists says if there is a next page.
     let sql = format!(
-        "SELECT k.id, k.email, k.display_name, k.status, k.created_at, k.activated_at, \
-         k.last_seen_at, k.device_name, k.platform, k.status_reason, k.status_actor, \
+        "SELECT {KEY_ENTRY_COLUMNS}, \
          (SELECT MAX(i.id) FROM invites i WHERE i.key_id = k.id AND i.used_at IS NULL) \
          FROM keys k WHERE {condition} ORDER BY k.created_at, k.id LIMIT {}",
         q.limit + 1
@@ -82,7 +81,7 @@ pub async fn page(
         .iter()
         .map(|r| {
             let entry = KeyEntry::from_row(r)?;
-            let invite: Option<String> = r.try_get(11)?;
+            let invite: Option<String> = r.try_get(14)?;
             Ok(KeyRow {
                 invite_id: invite.filter(|_| entry.status == "invited"),
                 entry,

@@ -28,6 +28,7 @@ pub struct UserKey {
     pub device_name: Option<String>,
     pub activated_at: Option<String>,
     pub last_seen_at: Option<String>,
+    pub last_wake: Option<crate::api::LastWake>,
 }
 
 /// A registration started for one of the user's keys.
@@ -64,8 +65,8 @@ pub async fn user_page(
         .ok_or_else(no_such_key)?;
     let (email, display_name): (String, String) = (row.try_get(0)?, row.try_get(1)?);
     let keys = sqlx::query(
-        "SELECT id, status, device_name, activated_at, last_seen_at FROM keys \
-         WHERE email = $1 ORDER BY created_at, id",
+        "SELECT id, status, device_name, activated_at, last_seen_at, last_wake_at, \
+         last_wake_outcome, last_wake_refusal FROM keys WHERE email = $1 ORDER BY created_at, id",
     )
     .bind(&email)
     .fetch_all(pool)
@@ -78,6 +79,7 @@ pub async fn user_page(
             device_name: r.try_get(2)?,
             activated_at: r.try_get(3)?,
             last_seen_at: r.try_get(4)?,
+            last_wake: crate::api::LastWake::from_columns(r, 5)?,
         })
     })
     .collect::<Result<Vec<_>, sqlx::Error>>()?;
@@ -118,6 +120,9 @@ pub struct RegisterForm {
     origin: String,
     #[serde(default)]
     display_name: String,
+    /// The Graph user the server posts the result to (blank: it does not post).
+    #[serde(default)]
+    graph_user: String,
 }
 
 /// `POST /console/keys/{id}/registrations`: starts a registration (owner and key
@@ -141,6 +146,7 @@ pub async fn start(
             creation_options,
             origin: form.origin.trim().to_string(),
             display_name: form.display_name.trim().to_string(),
+            graph_user: Some(form.graph_user.trim().to_string()).filter(|u| !u.is_empty()),
         },
     )
     .await?;

@@ -360,6 +360,8 @@ struct User<'a> {
     chrome: Chrome<'a>,
     page: &'a UserPage,
     default_origin: &'static str,
+    /// The server posts completed registrations to Graph (`serve --graph-url`).
+    posts_to_graph: bool,
 }
 
 pub fn user(console: &Console, session: &Session, page: &UserPage) -> Result<String, ConsoleError> {
@@ -367,6 +369,7 @@ pub fn user(console: &Console, session: &Session, page: &UserPage) -> Result<Str
         chrome: Chrome::signed_in(console, session, "keys"),
         page,
         default_origin: DEFAULT_ORIGIN,
+        posts_to_graph: console.app.graph.is_some(),
     })
 }
 
