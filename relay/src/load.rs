@@ -316,6 +316,7 @@ async fn hop(a: SocketAddr, b: SocketAddr, rounds: u32) -> Result<(), String> {
     let same = round_trips(a, a, rounds).await?;
     let cross = round_trips(a, b, rounds).await?;
     for (name, times) in [("same_node", &same), ("cross_node", &cross)] {
+        println!("{name}_round_trips\t{}", times.len());
         println!(
             "{name}_round_trip_us\tp50 {}\tp99 {}",
             percentile(times, 0.5),
@@ -407,11 +408,14 @@ async fn tunnels(a: SocketAddr, b: SocketAddr, count: u32) -> Result<(), String>
     let count = count.min(100_000);
     for (name, browser) in [("same_node", a), ("cross_node", b)] {
         let start = Instant::now();
+        let mut completed = 0u32;
         for _ in 0..count {
             one_tunnel(a, browser).await?;
+            completed += 1;
         }
         let secs = start.elapsed().as_secs_f64();
-        println!("{name}_tunnels_per_second\t{:.0}", f64::from(count) / secs);
+        println!("{name}_tunnels\t{completed}");
+        println!("{name}_tunnels_per_second\t{:.0}", f64::from(completed) / secs);
     }
     Ok(())
 }
