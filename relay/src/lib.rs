@@ -6,7 +6,7 @@
 //! wake-ups for a phone that is not connected. It keeps routing data only.
 //!
 //! The specification — routes, the HTTP status of every refusal, limits and close codes,
-//! deployment behind a TLS proxy, and why hyper rather than axum — is `docs/relay.md`.
+//! deployment behind a TLS proxy — is `docs/relay.md`.
 //! Modules: [`edge`] (requests and refusals), [`registry`] (tunnel routing state), `tunnel` and
 //! [`pump`] (one tunnel's task and its forwarding loop), [`pairing`] (mailboxes), [`push`]
 //! (providers), [`mailbox_store`] (push targets and tombstones); limits in [`Config`] and

@@ -4,6 +4,8 @@
 //! - `idle`: attaches N pairings (2N mailbox connections, from 127.0.0.2, .3, … so that no
 //!   one source address runs out of ports), then reads the relay's memory (VmRSS) and CPU time
 //!   from /proc before and after: KiB per connection, and CPU while they idle.
+//! - `idle-tunnels`: holds N joined caBLE tunnels on one node and reads its memory: KiB per
+//!   tunnel socket.
 //! - `tunnels`: caBLE tunnel set-ups, one after another (phone `new`, browser `connect`, one
 //!   message each way, close), both on one node and across two: set-ups per second.
 //! - `hop`: round trips of DATA frames (bridge → phone → bridge) between a bridge and a phone
@@ -76,6 +78,18 @@ enum Test {
         /// Tunnels per run; at most 100,000.
         #[arg(long, default_value_t = 1000)]
         count: u32,
+    },
+    /// Hold joined caBLE tunnels on one node and measure its memory.
+    IdleTunnels {
+        /// The node (its listen address, loopback); it must admit them (`--max-tunnels`).
+        #[arg(long)]
+        relay: SocketAddr,
+        /// Its process id (memory is read from /proc/PID).
+        #[arg(long)]
+        pid: u32,
+        /// Tunnels to hold (two sockets each); at most 5,000.
+        #[arg(long, default_value_t = 500)]
+        tunnels: u32,
     },
     /// Round trips same-node and across two nodes.
     Hop {
@@ -316,6 +330,7 @@ async fn hop(a: SocketAddr, b: SocketAddr, rounds: u32) -> Result<(), String> {
     let same = round_trips(a, a, rounds).await?;
     let cross = round_trips(a, b, rounds).await?;
     for (name, times) in [("same_node", &same), ("cross_node", &cross)] {
+        println!("{name}_round_trips\t{}", times.len());
         println!(
             "{name}_round_trip_us\tp50 {}\tp99 {}",
             percentile(times, 0.5),
@@ -374,6 +389,17 @@ async fn binary(ws: &mut Ws) -> Result<Bytes, String> {
 /// One tunnel: phone on `a`, browser on `b`, a message each way, the browser closes and the
 /// phone sees its close frame.
 async fn one_tunnel(a: SocketAddr, b: SocketAddr) -> Result<(), String> {
+    let (mut phone, mut browser) = joined_tunnel(a, b).await?;
+    browser.close(None).await.map_err(|e| e.to_string())?;
+    match binary(&mut phone).await {
+        Err(closed) if closed.starts_with("closed") => Ok(()),
+        other => Err(format!("phone after the browser's close: {other:?}")),
+    }
+}
+
+/// A tunnel with its phone on `a` and its browser on `b`, after a message each way: the
+/// phone's socket and the browser's.
+async fn joined_tunnel(a: SocketAddr, b: SocketAddr) -> Result<(Ws, Ws), String> {
     let mut id = [0u8; 16];
     rand_core::RngCore::fill_bytes(&mut OsRng, &mut id);
     let tunnel: String = id.iter().map(|b| format!("{b:02X}")).collect();
@@ -396,22 +422,47 @@ async fn one_tunnel(a: SocketAddr, b: SocketAddr) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     binary(&mut browser).await?;
-    browser.close(None).await.map_err(|e| e.to_string())?;
-    match binary(&mut phone).await {
-        Err(closed) if closed.starts_with("closed") => Ok(()),
-        other => Err(format!("phone after the browser's close: {other:?}")),
+    Ok((phone, browser))
+}
+
+/// Holds `count` joined caBLE tunnels on one node, idle after a message each way, and reads
+/// the node's memory (VmRSS) before and after: KiB per tunnel socket (two per tunnel).
+async fn idle_tunnels(relay: SocketAddr, pid: u32, count: u32) -> Result<(), String> {
+    let count = count.min(5_000);
+    let (rss_before, _) = usage(pid)?;
+    let mut held = Vec::with_capacity(count as usize);
+    for _ in 0..count {
+        held.push(joined_tunnel(relay, relay).await?);
     }
+    // Let the relay settle, then measure.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (rss_held, _) = usage(pid)?;
+    let sockets = 2 * held.len();
+    println!("tunnel_sockets\t{sockets}");
+    println!("rss_kib_before\t{rss_before}");
+    println!("rss_kib_held\t{rss_held}");
+    println!(
+        "kib_per_tunnel_socket\t{:.2}",
+        rss_held.saturating_sub(rss_before) as f64 / sockets.max(1) as f64
+    );
+    Ok(())
 }
 
 async fn tunnels(a: SocketAddr, b: SocketAddr, count: u32) -> Result<(), String> {
     let count = count.min(100_000);
     for (name, browser) in [("same_node", a), ("cross_node", b)] {
         let start = Instant::now();
+        let mut completed = 0u32;
         for _ in 0..count {
             one_tunnel(a, browser).await?;
+            completed += 1;
         }
         let secs = start.elapsed().as_secs_f64();
-        println!("{name}_tunnels_per_second\t{:.0}", f64::from(count) / secs);
+        println!("{name}_tunnels\t{completed}");
+        println!(
+            "{name}_tunnels_per_second\t{:.0}",
+            f64::from(completed) / secs
+        );
     }
     Ok(())
 }
@@ -427,6 +478,14 @@ async fn main() -> ExitCode {
             idle_secs,
         } => match loopback(relay) {
             Ok(()) => idle(relay, pid, pairings, idle_secs).await,
+            Err(e) => Err(e),
+        },
+        Test::IdleTunnels {
+            relay,
+            pid,
+            tunnels,
+        } => match loopback(relay) {
+            Ok(()) => idle_tunnels(relay, pid, tunnels).await,
             Err(e) => Err(e),
         },
         Test::Tunnels { a, b, count } => match loopback(a).and(loopback(b)) {

@@ -6,7 +6,11 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use futures_util::{SinkExt, StreamExt};
-use pocketkey_relay::Config;
+use pocketkey_relay::registry::RegistryFuture;
+use pocketkey_relay::{
+    serve_with_registry, ClaimError, Config, RegisterError, RemoveError, RoutingId, TunnelId,
+    TunnelRegistry,
+};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -319,6 +323,85 @@ async fn requests_that_are_not_websocket_upgrades() {
         "{text}"
     );
     assert!(text.contains("x-cable-routing-id: "), "{text}");
+}
+
+/// The relay reads no request body: a handshake declaring one is refused before any upgrade
+/// (content in a GET has no meaning, RFC 9110 §9.3.1), and HEAD is not served as GET.
+#[tokio::test]
+async fn a_declared_body_is_413_and_head_is_405() {
+    let relay = start(Config::default()).await;
+    let addr = relay.local_addr();
+    let path = format!("/cable/new/{}", tunnel_id());
+    let headers = [
+        "Sec-WebSocket-Version: 13",
+        "Sec-WebSocket-Protocol: fido.cable",
+    ];
+    let mut with_body = raw_upgrade("GET", &path, &[headers[0], headers[1], "Content-Length: 5"]);
+    with_body.push_str("hello");
+    let (status, text) = raw(addr, &with_body).await;
+    assert_eq!(status, 413, "{text}");
+    assert_eq!(relay.open_tunnels(), 0);
+
+    for request in [
+        raw_upgrade("HEAD", &path, &headers),
+        "HEAD /healthz HTTP/1.1\r\nHost: relay.test\r\n\r\n".to_string(),
+    ] {
+        let (status, text) = raw(addr, &request).await;
+        assert_eq!(status, 405, "{text}");
+        assert!(
+            text.to_ascii_lowercase().contains("allow: get\r\n"),
+            "{text}"
+        );
+    }
+    // A malformed id is 400 whatever the method, and names no methods.
+    for method in ["HEAD", "POST"] {
+        let (status, text) = raw(addr, &raw_upgrade(method, "/cable/new/XYZ", &headers)).await;
+        assert_eq!(status, 400, "{text}");
+        assert!(!text.to_ascii_lowercase().contains("allow:"), "{text}");
+    }
+    assert_eq!(relay.open_tunnels(), 0);
+}
+
+/// A registry that never answers (a store that hangs): the request is refused with 503 once
+/// `handshake_timeout` has passed, its connection closed and its slot released, rather than
+/// held open for ever.
+#[tokio::test]
+async fn a_registry_that_never_answers_is_503_after_the_handshake_timeout() {
+    struct Stuck;
+    impl TunnelRegistry for Stuck {
+        fn register(
+            &self,
+            _: TunnelId,
+            _: Duration,
+        ) -> RegistryFuture<'_, Result<RoutingId, RegisterError>> {
+            Box::pin(std::future::pending())
+        }
+        fn claim(&self, _: RoutingId, _: TunnelId) -> RegistryFuture<'_, Result<(), ClaimError>> {
+            Box::pin(std::future::pending())
+        }
+        fn remove(&self, _: RoutingId, _: TunnelId) -> RegistryFuture<'_, Result<(), RemoveError>> {
+            Box::pin(std::future::ready(Ok(())))
+        }
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let config = Config {
+        handshake_timeout: Duration::from_millis(300),
+        ..Config::default()
+    };
+    let relay = serve_with_registry(listener, config, std::sync::Arc::new(Stuck)).unwrap();
+    let addr = relay.local_addr();
+    let headers = [
+        "Sec-WebSocket-Version: 13",
+        "Sec-WebSocket-Protocol: fido.cable",
+    ];
+    for path in [
+        format!("/cable/new/{}", tunnel_id()),
+        format!("/cable/connect/ABCDEF/{}", tunnel_id()),
+    ] {
+        let (status, text) = raw(addr, &raw_upgrade("GET", &path, &headers)).await;
+        assert_eq!(status, 503, "{path}: {text}");
+    }
+    assert_eq!(relay.open_tunnels(), 0);
 }
 
 #[tokio::test]
