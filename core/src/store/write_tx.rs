@@ -1,6 +1,6 @@
 //! A write transaction (`BEGIN IMMEDIATE` … `COMMIT`) on cached statements, for the writes
-//! every request makes (the signature counter): `rusqlite::Transaction` runs `BEGIN` and
-//! `COMMIT` through `execute_batch`, which parses them again on every call.
+//! requests make (the signature counter, a discoverable credential): `rusqlite::Transaction`
+//! runs `BEGIN` and `COMMIT` through `execute_batch`, which parses them on every call.
 
 use std::ops::Deref;
 
