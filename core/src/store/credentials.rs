@@ -63,6 +63,8 @@ impl Store {
                 .seal(&k[..], &binding.aad("large_blob_key"))
         });
 
+        // A replaced credential's key must not stay in memory.
+        self.keys.forget_opened_keys();
         let tx = WriteTx::begin(&self.conn)?;
         let replaced = tx
             .prepare_cached("DELETE FROM credentials WHERE rp_id_hash = ?1 AND user_id = ?2")?
@@ -126,6 +128,7 @@ impl Store {
 
     /// Returns whether a credential was deleted.
     pub fn delete_credential(&mut self, id: &[u8]) -> Result<bool, StoreError> {
+        self.keys.forget_opened_keys();
         let n = self
             .conn
             .prepare_cached("DELETE FROM credentials WHERE id = ?1")?

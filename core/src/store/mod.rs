@@ -17,7 +17,9 @@
 //! tag under the master key, checked when read (`integrity`, and its limit: a whole older
 //! copy of the file is not detected). Bytes that already verified are recognised without a
 //! new HMAC (`RecordMac`), and the settings row is read again only after a write or another
-//! connection's commit (`settings::SettingsCache`). One program at a time may open a store file (`lock`).
+//! connection's commit (`settings::SettingsCache`). A credential's sealed private key read
+//! again is not opened again (`sealing::StoreKeys::open_private_key`). One program at a time
+//! may open a store file (`lock`).
 //!
 //! Modules: `open` (connection, pragmas, schema check and migrations, reset), `schema` (the
 //! tables and their migrations), `settings`, `counter`, `credentials`, `large_blob` (the

@@ -163,6 +163,7 @@ impl Store {
     /// array. The signature counter keeps its value (it must never go backwards).
     pub fn reset(&mut self) -> Result<(), StoreError> {
         self.settings_cache.clear();
+        self.keys.forget_opened_keys();
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;

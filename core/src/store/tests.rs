@@ -1389,6 +1389,63 @@ fn cached_settings_follow_every_write_and_other_connections() {
     ));
 }
 
+/// A credential read again reuses its opened private key; a sealed key edited on disk is
+/// opened (and refused) in full, and deletion, replacement and reset wipe what was kept.
+#[test]
+fn private_keys_are_opened_once_per_sealed_value() {
+    let mut store = Store::open_in_memory(&key(1)).unwrap();
+    store
+        .insert_credential(&bare("a.example", b"u", b"c"))
+        .unwrap();
+    let before = store.keys.openings.get();
+    for _ in 0..3 {
+        assert_eq!(
+            store
+                .credentials_for_rp(&rp_hash("a.example"))
+                .unwrap()
+                .len(),
+            1
+        );
+        assert!(store.credential_by_id(b"c").unwrap().is_some());
+    }
+    assert_eq!(store.keys.openings.get() - before, 1);
+
+    let sealed: Vec<u8> = store
+        .connection()
+        .query_row("SELECT private_key FROM credentials", [], |r| r.get(0))
+        .unwrap();
+    let mut edited = sealed.clone();
+    *edited.last_mut().unwrap() ^= 1;
+    store
+        .connection()
+        .execute("UPDATE credentials SET private_key = ?1", [&edited])
+        .unwrap();
+    assert!(matches!(
+        store.credential_by_id(b"c"),
+        Err(StoreError::Unseal)
+    ));
+    store
+        .connection()
+        .execute("UPDATE credentials SET private_key = ?1", [&sealed])
+        .unwrap();
+    assert!(store.credential_by_id(b"c").unwrap().is_some());
+
+    assert_eq!(store.keys.opened_key_count(), 1);
+    store.delete_credential(b"c").unwrap();
+    assert_eq!(store.keys.opened_key_count(), 0);
+    store
+        .insert_credential(&bare("a.example", b"u", b"d"))
+        .unwrap();
+    store.credential_by_id(b"d").unwrap();
+    store
+        .insert_credential(&bare("a.example", b"u", b"e"))
+        .unwrap();
+    assert_eq!(store.keys.opened_key_count(), 0, "replaced");
+    store.credential_by_id(b"e").unwrap();
+    store.reset().unwrap();
+    assert_eq!(store.keys.opened_key_count(), 0);
+}
+
 /// The documented limit: a record copied back from an older copy of the same store, with
 /// its own tag, is not detected (only a monotonic counter outside the file could).
 #[test]
