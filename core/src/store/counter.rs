@@ -1,22 +1,21 @@
 //! The global signature counter: tagged under the master key, bumped durably, never backwards.
 
 use rusqlite::types::Value;
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension};
 
 use super::integrity;
 use super::open::Store;
 use super::rows::opt_blob;
 use super::sealing::StoreKeys;
 use super::types::StoreError;
+use super::write_tx::WriteTx;
 
 impl Store {
     /// Increments the global signature counter by one, durably, and returns the new value.
     ///
     /// The first value is 1. At `u32::MAX` the counter stays there instead of wrapping.
     pub fn next_sign_count(&mut self) -> Result<u32, StoreError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = WriteTx::begin(&self.conn)?;
         let value = bump_counter(&tx, &self.keys)?;
         // synchronous=FULL: the commit is on stable storage before we hand the value out.
         tx.commit()?;

@@ -1,7 +1,7 @@
 //! Discoverable credentials: insert (sealing the secrets), look up, delete, rename, and list
 //! the relying parties.
 
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension};
 
 use super::counter::bump_counter;
 use super::open::Store;
@@ -11,6 +11,7 @@ use super::rows::{
 };
 use super::sealing::CredentialBinding;
 use super::types::*;
+use super::write_tx::WriteTx;
 
 impl Store {
     /// Stores a credential, replacing any with the same rp_id_hash and user_id (CTAP 2.1 §6.1.2
@@ -62,9 +63,9 @@ impl Store {
                 .seal(&k[..], &binding.aad("large_blob_key"))
         });
 
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // A replaced credential's key must not stay in memory.
+        self.keys.forget_opened_keys();
+        let tx = WriteTx::begin(&self.conn)?;
         let replaced = tx
             .prepare_cached("DELETE FROM credentials WHERE rp_id_hash = ?1 AND user_id = ?2")?
             .execute(params![&cred.rp_id_hash[..], cred.user_id])?
@@ -127,6 +128,7 @@ impl Store {
 
     /// Returns whether a credential was deleted.
     pub fn delete_credential(&mut self, id: &[u8]) -> Result<bool, StoreError> {
+        self.keys.forget_opened_keys();
         let n = self
             .conn
             .prepare_cached("DELETE FROM credentials WHERE id = ?1")?

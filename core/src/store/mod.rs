@@ -14,14 +14,18 @@
 //!
 //! What is kept in the clear but decides security (the settings row: retries, alwaysUv,
 //! minimum PIN length, enterprise attestation…; the signature counter) carries an integrity
-//! tag under the master key, checked on every read (`integrity`, and its limit: a whole older
-//! copy of the file is not detected). One program at a time may open a store file (`lock`).
+//! tag under the master key, checked when read (`integrity`, and its limit: a whole older
+//! copy of the file is not detected). Bytes that already verified are recognised without a
+//! new HMAC (`RecordMac`), and the settings row is read again only after a write or another
+//! connection's commit (`settings::SettingsCache`). A credential's sealed private key read
+//! again is not opened again (`sealing::StoreKeys::open_private_key`). One program at a time
+//! may open a store file (`lock`).
 //!
 //! Modules: `open` (connection, pragmas, schema check and migrations, reset), `schema` (the
 //! tables and their migrations), `settings`, `counter`, `credentials`, `large_blob` (the
 //! store's operations, one table each), `org_identity` (the organisation it was activated
-//! with), `rows` (row ↔ struct), `sealing`, `integrity`,
-//! `private_file`.
+//! with), `rows` (row ↔ struct), `sealing`, `integrity`, `write_tx` (the per-request write
+//! transaction on cached statements), `private_file`.
 
 mod counter;
 mod credentials;
@@ -38,6 +42,7 @@ mod settings;
 #[cfg(test)]
 mod tests;
 mod types;
+mod write_tx;
 
 pub use open::{Store, MAX_DISCOVERABLE_CREDENTIALS};
 pub use org_identity::{OrgAttestation, OrgIdentity, OrgPolicy, OrgStatus};

@@ -12,7 +12,7 @@ use super::lock::StoreLock;
 use super::private_file::create_private_file;
 use super::schema;
 use super::sealing::StoreKeys;
-use super::settings::write_settings;
+use super::settings::{write_settings, SettingsCache};
 use super::types::*;
 use crate::crypto::master_key::MasterKey;
 
@@ -27,6 +27,8 @@ pub struct Store {
     pub(super) conn: Connection,
     pub(super) keys: StoreKeys,
     pub(super) max_credentials: u32,
+    /// The settings row as last verified (see [`SettingsCache`]).
+    pub(super) settings_cache: SettingsCache,
     /// Held while this handle lives (file stores only).
     _lock: Option<Arc<StoreLock>>,
 }
@@ -66,9 +68,11 @@ impl Store {
         Self::open_memory(master, max_credentials)
     }
 
-    /// The underlying connection, for tests that inspect or damage the database.
+    /// The underlying connection, for tests that inspect or damage the database. Writes
+    /// through it bypass the store's methods, so the settings cache is dropped first.
     #[cfg(test)]
     pub(super) fn connection(&self) -> &Connection {
+        self.settings_cache.clear();
         &self.conn
     }
 
@@ -126,6 +130,7 @@ impl Store {
             conn,
             keys,
             max_credentials,
+            settings_cache: SettingsCache::default(),
             _lock: lock,
         };
         store.check_master_key()?;
@@ -157,6 +162,8 @@ impl Store {
     /// authenticatorReset: deletes every credential, the PIN and settings, and the large-blob
     /// array. The signature counter keeps its value (it must never go backwards).
     pub fn reset(&mut self) -> Result<(), StoreError> {
+        self.settings_cache.clear();
+        self.keys.forget_opened_keys();
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;

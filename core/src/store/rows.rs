@@ -88,7 +88,7 @@ pub(super) fn decode_credential(
         backup_eligible,
         backup_state,
     );
-    let private_key = keys.open(&sealed_key, &binding.aad("private_key"))?;
+    let private_key = keys.open_private_key(&sealed_key, &binding.aad("private_key"))?;
     if !private_key_len_ok(private_key.len()) {
         return Err(StoreError::Corrupt(format!(
             "private key is {} bytes",

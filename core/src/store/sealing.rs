@@ -1,6 +1,8 @@
 //! What the store's records are sealed and tagged with: the keys derived from the master key,
 //! and the associated data that binds each sealed field to its row and field name.
 
+use std::cell::RefCell;
+
 use super::types::StoreError;
 use crate::crypto::master_key::MasterKey;
 use crate::crypto::record_mac::RecordMac;
@@ -9,10 +11,23 @@ use zeroize::Zeroizing;
 
 const AAD_PREFIX: &[u8] = b"pocketkey store v1\0";
 
+/// How many opened credential private keys are remembered (as many as the engine's key cache
+/// holds parsed keys).
+const OPENED_KEYS: usize = 16;
+
 /// The keys the store's records are sealed and tagged with, derived from the master key.
 pub(super) struct StoreKeys {
     pub(super) sealer: Sealer,
     pub(super) mac: RecordMac,
+    /// Credential private keys opened lately, newest first: (sealed form, associated data,
+    /// plaintext). ChaCha20-Poly1305 opens the same sealed bytes under the same associated
+    /// data to the same plaintext, so a match needs no second opening; a sealed value that
+    /// differs in any byte is opened (and authenticated) in full. Plaintexts are wiped when
+    /// evicted, forgotten (a credential deleted or replaced, a reset) or dropped.
+    opened_keys: RefCell<Vec<(Vec<u8>, Vec<u8>, Zeroizing<Vec<u8>>)>>,
+    /// Openings so far (tests count them).
+    #[cfg(test)]
+    pub(super) openings: std::cell::Cell<usize>,
 }
 
 impl StoreKeys {
@@ -20,11 +35,48 @@ impl StoreKeys {
         Self {
             sealer: Sealer::new(master, Purpose::Store),
             mac: RecordMac::new(master),
+            opened_keys: RefCell::new(Vec::with_capacity(OPENED_KEYS)),
+            #[cfg(test)]
+            openings: Default::default(),
         }
+    }
+
+    /// Opens a credential's sealed private key, or finds it opened before (see `opened_keys`).
+    pub(super) fn open_private_key(
+        &self,
+        sealed: &[u8],
+        aad: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, StoreError> {
+        let mut opened = self.opened_keys.borrow_mut();
+        if let Some(i) = opened
+            .iter()
+            .position(|(s, a, _)| s[..] == *sealed && a[..] == *aad)
+        {
+            let entry = opened.remove(i);
+            let plain = entry.2.clone();
+            opened.insert(0, entry);
+            return Ok(plain);
+        }
+        let plain = self.open(sealed, aad)?;
+        opened.truncate(OPENED_KEYS - 1);
+        opened.insert(0, (sealed.to_vec(), aad.to_vec(), plain.clone()));
+        Ok(plain)
+    }
+
+    /// Wipes the remembered private keys (a credential was deleted or replaced, or a reset).
+    pub(super) fn forget_opened_keys(&self) {
+        self.opened_keys.borrow_mut().clear();
+    }
+
+    #[cfg(test)]
+    pub(super) fn opened_key_count(&self) -> usize {
+        self.opened_keys.borrow().len()
     }
 
     /// Opens a sealed field; a wrong key or associated data is [`StoreError::Unseal`].
     pub(super) fn open(&self, sealed: &[u8], aad: &[u8]) -> Result<Zeroizing<Vec<u8>>, StoreError> {
+        #[cfg(test)]
+        self.openings.set(self.openings.get() + 1);
         self.sealer
             .open(sealed, aad)
             .map_err(|_| StoreError::Unseal)

@@ -1,6 +1,8 @@
 //! The settings row (PIN hash, retries, policy) and its rp id list: read with their integrity
 //! tag checked, written re-tagged, and the PIN/UV retries spent and refilled durably.
 
+use std::cell::RefCell;
+
 use rusqlite::types::Value;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use zeroize::Zeroizing;
@@ -11,9 +13,46 @@ use super::rows::{boolean, hash32, opt_blob, small_int, text};
 use super::sealing::{settings_aad, StoreKeys};
 use super::types::*;
 
+/// The settings row (sealed fields still sealed) as last read and verified, with the
+/// connection's `PRAGMA data_version` of that read, so that a request does not read and
+/// check the row again while nothing changed it.
+///
+/// `data_version` changes when another connection commits (SQLite: "PRAGMA data_version"),
+/// not for this connection's own writes: every [`Store`] method that writes the settings
+/// clears the cache before it writes. A row edited behind the store's back by another
+/// program is therefore read and verified (and refused) as before.
+#[derive(Default)]
+pub(super) struct SettingsCache(RefCell<Option<(i64, StoredSettings)>>);
+
+impl SettingsCache {
+    pub(super) fn clear(&self) {
+        self.0.borrow_mut().take();
+    }
+}
+
+fn data_version(conn: &Connection) -> Result<i64, StoreError> {
+    Ok(conn
+        .prepare_cached("PRAGMA data_version")?
+        .query_row([], |r| r.get(0))?)
+}
+
 impl Store {
-    pub fn load_settings(&self) -> Result<Settings, StoreError> {
+    /// The settings row, verified: from the cache while no other connection committed since
+    /// it was read, from the database otherwise.
+    fn cached_settings(&self) -> Result<StoredSettings, StoreError> {
+        let version = data_version(&self.conn)?;
+        if let Some((cached, stored)) = &*self.settings_cache.0.borrow() {
+            if *cached == version {
+                return Ok(stored.clone());
+            }
+        }
         let stored = verified_settings(&self.conn, &self.keys)?;
+        *self.settings_cache.0.borrow_mut() = Some((version, stored.clone()));
+        Ok(stored)
+    }
+
+    pub fn load_settings(&self) -> Result<Settings, StoreError> {
+        let stored = self.cached_settings()?;
         let pin_hash = match &stored.pin_hash {
             None => None,
             Some(sealed) => {
@@ -55,6 +94,7 @@ impl Store {
     }
 
     pub fn save_settings(&mut self, settings: &Settings) -> Result<(), StoreError> {
+        self.settings_cache.clear();
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -83,6 +123,7 @@ impl Store {
         which: Retries,
         change: impl FnOnce(u8) -> u8,
     ) -> Result<u8, StoreError> {
+        self.settings_cache.clear();
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -118,6 +159,7 @@ impl Store {
         if settings_exist(&self.conn)? {
             return Ok(());
         }
+        self.settings_cache.clear();
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -133,15 +175,16 @@ impl Store {
 struct ReadSnapshot<'c>(&'c Connection);
 
 impl<'c> ReadSnapshot<'c> {
+    // Cached statements: `execute_batch` would parse them again on every settings read.
     fn begin(conn: &'c Connection) -> Result<Self, StoreError> {
-        conn.execute_batch("SAVEPOINT store_read")?;
+        conn.prepare_cached("SAVEPOINT store_read")?.execute([])?;
         Ok(Self(conn))
     }
 
     fn end(self) -> Result<(), StoreError> {
         let conn = self.0;
         std::mem::forget(self);
-        conn.execute_batch("RELEASE store_read")?;
+        conn.prepare_cached("RELEASE store_read")?.execute([])?;
         Ok(())
     }
 }

@@ -869,6 +869,8 @@ fn corrupt_rows_are_errors_not_panics() {
         ("wrap_salt = x'0011'", None),
         ("pin_hash = ?1", Some(pin_short)),
     ] {
+        // Fetched again for each edit: writes behind the store's back must drop its cache.
+        let conn = store.connection();
         conn.execute_batch("SAVEPOINT edit").unwrap();
         let sql = format!("UPDATE settings SET {edit}");
         match &param {
@@ -891,6 +893,7 @@ fn corrupt_rows_are_errors_not_panics() {
     assert_eq!(store.load_settings().unwrap(), custom_settings());
 
     // Missing single rows.
+    let conn = store.connection();
     conn.execute_batch("DELETE FROM settings; DELETE FROM sign_counter; DELETE FROM store_meta;")
         .unwrap();
     assert!(matches!(store.load_settings(), Err(StoreError::Corrupt(_))));
@@ -1321,6 +1324,126 @@ fn tampering_while_open_is_caught_at_the_next_read() {
         store.next_sign_count(),
         Err(StoreError::Tampered(Record::SignCounter))
     ));
+}
+
+/// The hot path pays one HMAC per assertion (the counter's new tag): rows the store wrote or
+/// verified itself are recognised, while an edit through the same connection is still
+/// caught (the test above).
+#[test]
+fn reads_of_rows_the_store_wrote_cost_no_hmac() {
+    let (_dir, path) = tagged_store();
+    let mut store = Store::open(&path, &key(1)).unwrap();
+    let before = store.keys.mac.computed();
+    store.next_sign_count().unwrap();
+    store.next_sign_count().unwrap();
+    assert_eq!(
+        store.keys.mac.computed() - before,
+        2,
+        "one new tag per bump"
+    );
+    let before = store.keys.mac.computed();
+    store.load_settings().unwrap();
+    store.load_settings().unwrap();
+    assert_eq!(store.sign_count().unwrap(), 9);
+    assert_eq!(store.keys.mac.computed(), before, "verified at open");
+    store
+        .connection()
+        .execute_batch("UPDATE sign_counter SET value = 2")
+        .unwrap();
+    assert!(matches!(
+        store.next_sign_count(),
+        Err(StoreError::Tampered(Record::SignCounter))
+    ));
+}
+
+/// The settings read from the cache still see every change: the store's own writes (each
+/// clears the cache) and another connection's commit (`PRAGMA data_version`), which is
+/// checked like any edit.
+#[test]
+fn cached_settings_follow_every_write_and_other_connections() {
+    let (_dir, path) = tagged_store();
+    let mut store = Store::open(&path, &key(1)).unwrap();
+    let full = store.load_settings().unwrap().pin_retries;
+    store.spend_retry(Retries::Pin).unwrap();
+    assert_eq!(store.load_settings().unwrap().pin_retries, full - 1);
+    store.refill_retries(Retries::Pin).unwrap();
+    assert_eq!(store.load_settings().unwrap().pin_retries, full);
+    let mut s = store.load_settings().unwrap();
+    s.label = "renamed".into();
+    store.save_settings(&s).unwrap();
+    assert_eq!(store.load_settings().unwrap().label, "renamed");
+    store.reset().unwrap();
+    assert_eq!(
+        store.load_settings().unwrap().label,
+        Settings::default().label
+    );
+
+    store.load_settings().unwrap();
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch("UPDATE settings SET pin_retries = 1")
+        .unwrap();
+    assert!(matches!(
+        store.load_settings(),
+        Err(StoreError::Tampered(Record::Settings))
+    ));
+}
+
+/// A credential read again reuses its opened private key; a sealed key edited on disk is
+/// opened (and refused) in full, and deletion, replacement and reset wipe what was kept.
+#[test]
+fn private_keys_are_opened_once_per_sealed_value() {
+    let mut store = Store::open_in_memory(&key(1)).unwrap();
+    store
+        .insert_credential(&bare("a.example", b"u", b"c"))
+        .unwrap();
+    let before = store.keys.openings.get();
+    for _ in 0..3 {
+        assert_eq!(
+            store
+                .credentials_for_rp(&rp_hash("a.example"))
+                .unwrap()
+                .len(),
+            1
+        );
+        assert!(store.credential_by_id(b"c").unwrap().is_some());
+    }
+    assert_eq!(store.keys.openings.get() - before, 1);
+
+    let sealed: Vec<u8> = store
+        .connection()
+        .query_row("SELECT private_key FROM credentials", [], |r| r.get(0))
+        .unwrap();
+    let mut edited = sealed.clone();
+    *edited.last_mut().unwrap() ^= 1;
+    store
+        .connection()
+        .execute("UPDATE credentials SET private_key = ?1", [&edited])
+        .unwrap();
+    assert!(matches!(
+        store.credential_by_id(b"c"),
+        Err(StoreError::Unseal)
+    ));
+    store
+        .connection()
+        .execute("UPDATE credentials SET private_key = ?1", [&sealed])
+        .unwrap();
+    assert!(store.credential_by_id(b"c").unwrap().is_some());
+
+    assert_eq!(store.keys.opened_key_count(), 1);
+    store.delete_credential(b"c").unwrap();
+    assert_eq!(store.keys.opened_key_count(), 0);
+    store
+        .insert_credential(&bare("a.example", b"u", b"d"))
+        .unwrap();
+    store.credential_by_id(b"d").unwrap();
+    store
+        .insert_credential(&bare("a.example", b"u", b"e"))
+        .unwrap();
+    assert_eq!(store.keys.opened_key_count(), 0, "replaced");
+    store.credential_by_id(b"e").unwrap();
+    store.reset().unwrap();
+    assert_eq!(store.keys.opened_key_count(), 0);
 }
 
 /// The documented limit: a record copied back from an older copy of the same store, with
