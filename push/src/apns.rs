@@ -234,6 +234,25 @@ mod tests {
         assert_eq!(ApnsProvider::push_type(true), ("alert", "10"));
     }
 
+    /// The category is the one the iOS app declares and registers (an alert in a category the
+    /// app did not register shows without it): read from the app's sources, so that either
+    /// side changing alone fails here.
+    #[test]
+    fn the_wake_category_is_the_one_the_ios_app_registers() {
+        let model = include_str!(
+            "../../ios-shell/PocketKeyKit/Sources/PocketKeyKit/Model/ApprovalNotification.swift"
+        );
+        assert!(
+            model.contains(&format!("wakeCategory = \"{WAKE_CATEGORY}\"")),
+            "ApprovalNotification.wakeCategory is not {WAKE_CATEGORY}"
+        );
+        let glue = include_str!("../../ios-shell/App/ApprovalNotifications.swift");
+        assert!(
+            glue.contains("UNNotificationCategory(identifier: ApprovalNotification.wakeCategory"),
+            "the app does not register ApprovalNotification.wakeCategory"
+        );
+    }
+
     /// An alert wake-up is the approval notification the user acts on: in the category the
     /// iOS app registers for it, with a sound, time-sensitive (it breaks through Focus), and
     /// still nothing but the wake id besides (the app's request comes after the handshake).
