@@ -313,8 +313,8 @@ impl SecurityKey {
     /// changes. Returns the computers whose relay, and the organisation if it, did not take
     /// it, each with whether to call again later (`TryLater`: no network, a relay's or the
     /// organisation's passing trouble) or tell the user (`Refused`: a target it will refuse
-    /// again); an empty list when all took it. Blocks on the network (bounded per relay): call it off the main
-    /// thread.
+    /// again); an empty list when all took it. Blocks on the network (bounded per relay):
+    /// call it off the main thread.
     pub fn register_push(
         &self,
         target: PushRegistration,

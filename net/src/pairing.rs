@@ -79,7 +79,7 @@ pub enum PairingError {
     /// (a [`RelayErrorCode`] when this phone knows it): `bad_push_target` means the same frame
     /// will be refused again, `unavailable` and the others that it may pass later. `message`
     /// is the relay's text, unfiltered.
-    #[error("the relay refused it: {message}")]
+    #[error("the relay answered ERROR {code}: {message}")]
     RelayRefused { code: u8, message: String },
 }
 
