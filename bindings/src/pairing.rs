@@ -7,11 +7,14 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::Duration;
 
-use pocketkey_core::pairing::relay::{ApnsEnvironment, PushProvider, PushTarget, WakeId};
+use pocketkey_core::pairing::relay::{
+    ApnsEnvironment, PushProvider, PushTarget, RelayErrorCode, WakeId,
+};
 use pocketkey_core::pairing::url::MAX_NAME_LEN;
 use pocketkey_core::pairing::{
     ConfirmationCode, MailboxId, PairingRecord, PairingStore, PairingStoreError, Role, UrlPolicy,
 };
+use pocketkey_net::org::jobs::printable;
 use pocketkey_net::pairing::{self, PairingError};
 use pocketkey_net::revocation::{delete_at_relay, retry_in_background, revocation_guard};
 use pocketkey_net::wake::{finish_wake, woken_pairing, woken_wake_id, Woken};
@@ -95,11 +98,28 @@ pub enum PushProblem {
     /// Not reached, or not now: no network, a timeout, rate limited, a server error. Register
     /// the same target again later (the app retries; the user need not act).
     TryLater,
-    /// Refused for good: the organisation will not take this target (for example a provider it
-    /// does not offer) or no longer serves this key (revoked, unknown). The same target will be
-    /// refused again; tell the user, whose key is not woken by this organisation. `reason` is
-    /// the server's sentence.
+    /// Refused for good: the organisation or a computer's relay will not take this target (for
+    /// example a provider it does not offer, a webhook URL a relay does not allow), or the
+    /// organisation no longer serves this key (revoked, unknown). The same target will be
+    /// refused again; tell the user, whose key is not woken by that computer or organisation.
+    /// `reason` is the server's sentence, control characters replaced.
     Refused { reason: String },
+}
+
+/// Whether registering the same push target with a computer's relay again can help: only
+/// its `bad_push_target` is for good (docs/pairing-protocol.md §3.2); its own trouble
+/// (`unavailable`), a rate limit, the network, all pass.
+fn relay_push_problem(e: &PairingError) -> PushProblem {
+    match e {
+        PairingError::RelayRefused { message, .. }
+            if e.relay_code() == Some(RelayErrorCode::BadPushTarget) =>
+        {
+            PushProblem::Refused {
+                reason: printable(message),
+            }
+        }
+        _ => PushProblem::TryLater,
+    }
 }
 
 impl From<PushRegistration> for PushTarget {
@@ -291,10 +311,10 @@ impl SecurityKey {
     /// computer and, for a key of an organisation (not revoked), with the organisation
     /// (docs/org.md, "Wake-ups"): after pairing, after activation, and whenever the push token
     /// changes. Returns the computers whose relay, and the organisation if it, did not take
-    /// it, each with whether to call again later (`TryLater`) or tell the user (`Refused`,
-    /// the organisation only: a relay's refusals are all reported `TryLater`); an empty list
-    /// when all took it. Blocks on the network (bounded per relay): call it off the main
-    /// thread.
+    /// it, each with whether to call again later (`TryLater`: no network, a relay's or the
+    /// organisation's passing trouble) or tell the user (`Refused`: a target it will refuse
+    /// again); an empty list when all took it. Blocks on the network (bounded per relay):
+    /// call it off the main thread.
     pub fn register_push(
         &self,
         target: PushRegistration,
@@ -305,15 +325,15 @@ impl SecurityKey {
             .map_err(|e| PocketKeyError::StorageFailed {
                 detail: e.to_string(),
             })?;
-        // A relay answers a bad target and its own store trouble with the same error code, so
-        // its refusals cannot be told apart from passing trouble: all are worth a retry.
         let mut failed: Vec<PushNotRegistered> = records
             .iter()
             .filter(|r| r.role == Role::Phone)
-            .filter(|r| pairing::register_push(&self.pairings, r, target.clone()).is_err())
-            .map(|r| PushNotRegistered {
-                name: r.name.clone(),
-                problem: PushProblem::TryLater,
+            .filter_map(|r| {
+                let e = pairing::register_push(&self.pairings, r, target.clone()).err()?;
+                Some(PushNotRegistered {
+                    name: r.name.clone(),
+                    problem: relay_push_problem(&e),
+                })
             })
             .collect();
         // The organisation gets a wake id of its own, never a pairing's.

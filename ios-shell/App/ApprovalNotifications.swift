@@ -27,6 +27,9 @@ final class ApprovalNotifications: NSObject, UNUserNotificationCenterDelegate {
                                    actions: [approveVerified, deny], intentIdentifiers: [], options: []),
             UNNotificationCategory(identifier: ApprovalNotification.presenceCategory,
                                    actions: [approvePresent, deny], intentIdentifiers: [], options: []),
+            // A relay's alert wake-up: nothing to approve or deny yet, only the tap.
+            UNNotificationCategory(identifier: ApprovalNotification.wakeCategory,
+                                   actions: [], intentIdentifiers: [], options: []),
         ])
         center.delegate = self
         center.requestAuthorization(options: [.alert, .sound, .badge, .timeSensitive]) { _, _ in }
@@ -72,9 +75,10 @@ final class ApprovalNotifications: NSObject, UNUserNotificationCenterDelegate {
         guard let model else { return completionHandler() }
         guard ApprovalNotification.promptId(from: userInfo) != nil else {
             // Not one of our prompts: a relay's wake-up sent as an alert push (`--apns-alert`,
-            // text POCKETKEY_WAKE in Localizable.strings), tapped, so the app is in the
-            // foreground now. Serve the computer (unless the app's listener already does); its
-            // request comes as a prompt of our own.
+            // category `wakeCategory`, which has no actions, text POCKETKEY_WAKE in
+            // Localizable.strings), tapped, so the app is in the foreground now. Serve the
+            // computer (unless the app's listener already does); its request comes as a prompt
+            // of our own, with Approve and Deny.
             completionHandler()
             if !model.state.listening {
                 Task { _ = await model.handlePush(userInfo: userInfo) }

@@ -24,7 +24,7 @@ use pocketkey_core::cancel::CancelToken;
 use pocketkey_core::engine::{Engine, RequestContext, RequestKind, Worker};
 use pocketkey_core::pairing::delivery::{Delivery, RequestLog};
 use pocketkey_core::pairing::mailbox::MailboxKeys;
-use pocketkey_core::pairing::relay::{frame_type, PushTarget, RelayFrame, WakeId};
+use pocketkey_core::pairing::relay::{frame_type, PushTarget, RelayErrorCode, RelayFrame, WakeId};
 use pocketkey_core::pairing::session::{
     is_handshake_frame, CONFIRMATION_TIMEOUT, HANDSHAKE_TIMEOUT,
 };
@@ -75,6 +75,22 @@ pub enum PairingError {
     NotConfirmed,
     #[error("pairing store: {0}")]
     Store(String),
+    /// The relay answered ERROR (docs/pairing-protocol.md §3.2). `code` is the byte it sent
+    /// (a [`RelayErrorCode`] when this phone knows it): `bad_push_target` means the same frame
+    /// will be refused again, `unavailable` and the others that it may pass later. `message`
+    /// is the relay's text, unfiltered.
+    #[error("the relay answered ERROR {code}: {message}")]
+    RelayRefused { code: u8, message: String },
+}
+
+impl PairingError {
+    /// The relay's ERROR code, when it answered one this phone knows.
+    pub fn relay_code(&self) -> Option<RelayErrorCode> {
+        match self {
+            Self::RelayRefused { code, .. } => RelayErrorCode::from_byte(*code),
+            _ => None,
+        }
+    }
 }
 
 pub use pocketkey_core::clock::unix_now;
@@ -1037,10 +1053,8 @@ pub fn register_push(
                 push_registered(store, record, &target.wake);
                 break Ok(());
             }
-            Ok(Some(RelayFrame::Error { message, .. })) => {
-                break Err(PairingError::Handshake(format!(
-                    "the relay refused the push target: {message}"
-                )))
+            Ok(Some(RelayFrame::Error { code, message })) => {
+                break Err(PairingError::RelayRefused { code, message })
             }
             Ok(_) => {}
             Err(e) => break Err(e.into()),

@@ -22,6 +22,12 @@ use crate::http::{self, HttpVersion, Request};
 use crate::token::{jwt, CachedToken};
 use crate::{unix_now, ConfigError, PushError, PushFuture, PushProvider};
 
+/// The notification category of an alert wake-up, as the iOS app registers it
+/// (ios-shell `ApprovalNotification.wakeCategory`): tapping opens the app, which then fetches
+/// the computer's request. It offers no Approve or Deny: there is nothing to answer before
+/// the app has the request, whose own notification carries those actions.
+pub const WAKE_CATEGORY: &str = "POCKETKEY_APPROVAL_WAKE";
+
 /// APNs production and development endpoints.
 pub const PRODUCTION: &str = "https://api.push.apple.com";
 pub const SANDBOX: &str = "https://api.sandbox.push.apple.com";
@@ -91,10 +97,17 @@ impl ApnsProvider {
 
     /// The notification body for a wake id: a background push (`alert` false) carries
     /// nothing but `content-available` and `{v, w}`; an alert push the localization key
-    /// the app words.
+    /// the app words, the app's wake-up category ([`WAKE_CATEGORY`]), a sound and the
+    /// time-sensitive interruption level (it breaks through Focus: a computer is waiting).
     pub fn body(wake: WakeId, alert: bool) -> Vec<u8> {
         let aps = if alert {
-            serde_json::json!({"alert": {"loc-key": "POCKETKEY_WAKE"}, "mutable-content": 1})
+            serde_json::json!({
+                "alert": {"loc-key": "POCKETKEY_WAKE"},
+                "category": WAKE_CATEGORY,
+                "interruption-level": "time-sensitive",
+                "sound": "default",
+                "mutable-content": 1,
+            })
         } else {
             serde_json::json!({"content-available": 1})
         };
@@ -219,5 +232,48 @@ mod tests {
         assert_eq!(alert["aps"]["alert"]["loc-key"], "POCKETKEY_WAKE");
         assert_eq!(alert["w"], wake.to_hex());
         assert_eq!(ApnsProvider::push_type(true), ("alert", "10"));
+    }
+
+    /// The category is the one the iOS app declares and registers (an alert in a category the
+    /// app did not register shows without it): read from the app's sources, so that either
+    /// side changing alone fails here.
+    #[test]
+    fn the_wake_category_is_the_one_the_ios_app_registers() {
+        let model = include_str!(
+            "../../ios-shell/PocketKeyKit/Sources/PocketKeyKit/Model/ApprovalNotification.swift"
+        );
+        assert!(
+            model.contains(&format!("wakeCategory = \"{WAKE_CATEGORY}\"")),
+            "ApprovalNotification.wakeCategory is not {WAKE_CATEGORY}"
+        );
+        let glue = include_str!("../../ios-shell/App/ApprovalNotifications.swift");
+        assert!(
+            glue.contains("UNNotificationCategory(identifier: ApprovalNotification.wakeCategory"),
+            "the app does not register ApprovalNotification.wakeCategory"
+        );
+    }
+
+    /// An alert wake-up is the approval notification the user acts on: in the category the
+    /// iOS app registers for it, with a sound, time-sensitive (it breaks through Focus), and
+    /// still nothing but the wake id besides (the app's request comes after the handshake).
+    #[test]
+    fn an_alert_wake_is_time_sensitive_with_a_sound_in_the_apps_wake_category() {
+        let wake = WakeId([0x5a; 16]);
+        let alert: serde_json::Value =
+            serde_json::from_slice(&ApnsProvider::body(wake, true)).unwrap();
+        assert_eq!(
+            alert,
+            serde_json::json!({
+                "aps": {
+                    "alert": {"loc-key": "POCKETKEY_WAKE"},
+                    "category": "POCKETKEY_APPROVAL_WAKE",
+                    "interruption-level": "time-sensitive",
+                    "sound": "default",
+                    "mutable-content": 1,
+                },
+                "v": 1,
+                "w": wake.to_hex(),
+            })
+        );
     }
 }

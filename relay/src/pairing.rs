@@ -828,13 +828,14 @@ async fn handle_frame(
             {
                 Ok(SetOutcome::Done) => conn.send(&RelayFrame::Ack(frame_type::PUSH_REGISTER)),
                 Ok(SetOutcome::Revoked) => return revoke_self(conn),
+                // The relay's own trouble, not the target's: the phone registers it again later.
                 Ok(SetOutcome::Full) => {
                     warn!("mailbox store full: push target refused");
-                    conn.send(&error(RelayErrorCode::BadPushTarget, "relay store full"));
+                    conn.send(&error(RelayErrorCode::Unavailable, "relay store full"));
                 }
                 Err(e) => {
                     warn!(error = %e, "mailbox store unavailable");
-                    conn.send(&error(RelayErrorCode::BadPushTarget, "store unavailable"));
+                    conn.send(&error(RelayErrorCode::Unavailable, "store unavailable"));
                 }
             }
         }
@@ -846,14 +847,14 @@ async fn handle_frame(
                 Ok(SetOutcome::Revoked) => return revoke_self(conn),
                 Err(e) => {
                     warn!(error = %e, "mailbox store unavailable");
-                    conn.send(&error(RelayErrorCode::Malformed, "store unavailable"));
+                    conn.send(&error(RelayErrorCode::Unavailable, "store unavailable"));
                 }
             }
         }
         RelayFrame::Delete => {
             if let Err(e) = shared.mailboxes.tombstone(mailbox).await {
                 warn!(error = %e, "mailbox store unavailable");
-                conn.send(&error(RelayErrorCode::Malformed, "store unavailable"));
+                conn.send(&error(RelayErrorCode::Unavailable, "store unavailable"));
                 return false;
             }
             info!(event = "revoked", mailbox = %short(&mailbox), by = role.as_str(), "mailbox revoked");

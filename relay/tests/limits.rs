@@ -237,6 +237,8 @@ async fn long_push_targets_are_refused() {
 
 /// The store holds at most `--max-push-targets` targets (a new mailbox's registration beyond
 /// it is refused, a replacement is not) and `--max-tombstones` tombstones (the oldest goes).
+/// A full store is the relay's passing trouble, not the target's: ERROR `unavailable`, which
+/// the phone retries, never `bad_push_target`, which it tells its user as a refusal for good.
 #[tokio::test]
 async fn the_store_is_bounded() {
     let relay = program(&[
@@ -257,10 +259,7 @@ async fn the_store_is_bounded() {
         );
     }
     let answer = register(addr, &c, target()).await;
-    assert!(
-        is_error(&answer, RelayErrorCode::BadPushTarget),
-        "{answer:?}"
-    );
+    assert!(is_error(&answer, RelayErrorCode::Unavailable), "{answer:?}");
     assert_eq!(
         register(addr, &a, target()).await,
         RelayFrame::Ack(frame_type::PUSH_REGISTER)
@@ -288,29 +287,7 @@ async fn a_stalled_store_does_not_stall_tunnels() {
     std::fs::create_dir_all(&dir).unwrap();
     let state = dir.join("relay.sqlite");
     let _ = std::fs::remove_file(&state);
-    let relay = {
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pocketkey-relay"))
-            .args(["--listen", "127.0.0.1:0", "--state"])
-            .arg(&state)
-            .args(["--webhook-allow", "http://127.0.0.1:9"])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        std::io::BufRead::read_line(
-            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-            &mut line,
-        )
-        .unwrap();
-        let addr: SocketAddr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap()
-            .parse()
-            .unwrap();
-        common::program::Program { child, addr }
-    };
+    let relay = relay_with_state(&state);
     let addr = relay.addr;
     // Attach the flooding phones first (attach reads the store too).
     let mut phones = Vec::new();
@@ -382,4 +359,55 @@ async fn the_webhook_allow_list_matches_scheme_host_and_port() {
             "{bad}: {answer:?}"
         );
     }
+}
+
+/// The built relay with its SQLite store at `state` (webhooks to 127.0.0.1:9 allowed).
+fn relay_with_state(state: &std::path::Path) -> common::program::Program {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pocketkey-relay"))
+        .args(["--listen", "127.0.0.1:0", "--state"])
+        .arg(state)
+        .args(["--webhook-allow", "http://127.0.0.1:9"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let addr: SocketAddr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .parse()
+        .unwrap();
+    common::program::Program { child, addr }
+}
+
+/// A store the relay cannot write (the state file locked by another process beyond the busy
+/// timeout) is the relay's passing trouble: PUSH_REGISTER answers ERROR `unavailable`, which
+/// the phone retries, never `bad_push_target`, which it tells its user as a refusal for good.
+#[tokio::test]
+async fn a_store_it_cannot_write_answers_unavailable() {
+    let dir = std::env::temp_dir().join(format!("pk-relay-locked-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let state = dir.join("relay.sqlite");
+    let _ = std::fs::remove_file(&state);
+    let relay = relay_with_state(&state);
+    let mut phone = attach(relay.addr, &pairing().2, Role::Phone).await;
+    assert!(matches!(frame(&mut phone).await, RelayFrame::Peer { .. }));
+    let lock = rusqlite::Connection::open(&state).unwrap();
+    lock.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    put(
+        &mut phone,
+        RelayFrame::PushRegister(webhook("http://127.0.0.1:9/wake".into())),
+    )
+    .await;
+    let answer = frame(&mut phone).await;
+    assert!(is_error(&answer, RelayErrorCode::Unavailable), "{answer:?}");
+    lock.execute_batch("ROLLBACK").unwrap();
+    drop(relay);
+    let _ = std::fs::remove_dir_all(dir);
 }

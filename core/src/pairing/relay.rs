@@ -189,7 +189,7 @@ impl WakeResult {
     }
 }
 
-/// ERROR codes.
+/// ERROR codes (docs/pairing-protocol.md §3.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum RelayErrorCode {
@@ -197,8 +197,13 @@ pub enum RelayErrorCode {
     NotAllowedForRole = 2,
     TooLarge = 3,
     RateLimited = 4,
+    /// The push target will be refused again as it is (too long, a provider this relay does
+    /// not offer, a webhook URL it does not allow, no wake id): the phone tells its user.
     BadPushTarget = 5,
     PeerAbsent = 6,
+    /// The relay's own passing trouble (its store full or unavailable): the same frame may
+    /// succeed later.
+    Unavailable = 7,
 }
 
 impl RelayErrorCode {
@@ -210,6 +215,7 @@ impl RelayErrorCode {
             4 => Self::RateLimited,
             5 => Self::BadPushTarget,
             6 => Self::PeerAbsent,
+            7 => Self::Unavailable,
             _ => return None,
         })
     }

@@ -403,6 +403,17 @@ val cases = listOf(
                 assertEq(emptyList<PushNotRegistered>(), paired.pushNotRegistered, "the new computer's relay took the push target")
                 assertTrue(!session.pairings.isListening) { "the phone must not be listening: only a push can reach it" }
 
+                // A webhook the computer's relay does not allow: its bad_push_target is a refusal
+                // for good, told by the computer's name and not retried; the allowed one is then taken.
+                val refused = session.push.useWebhook("http://127.0.0.1:9/wake").done("refused registration").singleOrNull()
+                    ?: fail("not one refusal")
+                assertEq("Test laptop", refused.name, "who refused")
+                val reason = (refused.problem as? PushProblem.Refused)?.reason ?: fail("not refused for good: ${refused.problem}")
+                assertTrue("--webhook-allow" in reason) { "the relay's reason: $reason" }
+                assertEq(listOf(Push.refusedMessage("Test laptop", reason)), Push.refusals(session.push.notRegistered), "what the user is told")
+                assertEq(null, session.push.retryIfNeeded(), "a refusal for good is not retried")
+                assertEq(emptyList<PushNotRegistered>(), session.push.useWebhook(wake.url).done("push target"), "the allowed webhook")
+
                 // The "foreground service": every wake-up runs handlePush, one after another.
                 val results = LinkedBlockingQueue<PushResult>()
                 val service = thread(name = "push-service", isDaemon = true) {

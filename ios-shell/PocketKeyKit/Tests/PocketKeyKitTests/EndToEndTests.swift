@@ -125,6 +125,17 @@ final class EndToEndTests: ModelTestCase {
         // In the background: no connection; the relay pushes (the webhook standing in for
         // APNs), the push handler serves the computer, the approval arrives as before.
         await model.stopListening()
+        // A webhook the computer's relay does not allow: its bad_push_target is a refusal for
+        // good, told by the computer's name and not retried; the allowed one is then taken.
+        let refused = await model.registerPush(.webhook(url: "http://127.0.0.1:9/wake"))
+        guard refused.count == 1, refused[0].name == "Test laptop", case let .refused(reason) = refused[0].problem else {
+            return XCTFail("not refused by the computer's relay: \(refused)")
+        }
+        XCTAssertTrue(reason.contains("--webhook-allow"), reason)
+        XCTAssertEqual(model.state.notice, PocketKeyModel.pushRefusedMessage("Test laptop", reason: reason))
+        let notRetried = await model.retryPushRegistration()
+        XCTAssertNil(notRetried)
+        model.dismissNotice()
         let notRegistered = await model.registerPush(.webhook(url: wakeURL))
         XCTAssertEqual(notRegistered, [])
         let second = try browser(e2e, udp: udp, user: "bob", signIn: false)

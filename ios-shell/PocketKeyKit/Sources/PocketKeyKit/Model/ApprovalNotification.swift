@@ -8,6 +8,11 @@ public struct ApprovalNotification: Equatable, Sendable {
     public static let verifyCategory = "POCKETKEY_APPROVAL_VERIFY"
     /// Prompts where presence is enough: Approve answers from the lock screen once unlocked.
     public static let presenceCategory = "POCKETKEY_APPROVAL_PRESENCE"
+    /// A relay's alert wake-up (`--apns-alert`: the relay's push sets this category): it
+    /// offers no Approve or Deny, as there is no request to answer before the app has fetched
+    /// it; tapping opens the app, which serves the computer and shows its request in one of the
+    /// categories above.
+    public static let wakeCategory = "POCKETKEY_APPROVAL_WAKE"
     public static let approveAction = "POCKETKEY_APPROVE"
     public static let denyAction = "POCKETKEY_DENY"
     /// The `userInfo` key holding the prompt id (a decimal string: ids are below 2^53).

@@ -4,9 +4,9 @@ import PocketKeyCore
 extension PocketKeyModel {
     /// Registers this phone's push address with the relay of every paired computer and the
     /// organisation, and remembers it for pairings made later. Returns (and puts in
-    /// `state.pushNotRegistered`) those that did not take it. A refusal for good (the
-    /// organisation will not take this address, or no longer serves this key) is told to the
-    /// user; the rest is for `retryPushRegistration()`.
+    /// `state.pushNotRegistered`) those that did not take it. A refusal for good (a computer's
+    /// relay or the organisation will not take this address, or the organisation no longer
+    /// serves this key) is told to the user; the rest is for `retryPushRegistration()`.
     @discardableResult
     public func registerPush(_ registration: PushRegistration) async -> [PushNotRegistered] {
         withLock { pushRegistration = registration }
@@ -19,7 +19,8 @@ extension PocketKeyModel {
             failed = state.pairings.map { PushNotRegistered(name: $0.computerName, problem: .tryLater) }
         }
         update { state in
-            // Told once: a retry for a relay meets the organisation's same refusal again.
+            // Told once: a retry for another relay or the organisation meets the same
+            // refusals (a relay's or the organisation's) again.
             let refusals = failed.compactMap { entry -> String? in
                 guard case let .refused(reason) = entry.problem, !state.pushNotRegistered.contains(entry) else {
                     return nil
@@ -46,7 +47,7 @@ extension PocketKeyModel {
 
     public static func pushRefusedMessage(_ name: String, reason: String) -> String {
         "\(name) refused this phone's notification address (\(reason)), so it cannot wake PocketKey "
-            + "while the app is closed. Keep the app open to approve its requests, or ask \(name) for help."
+            + "while the app is closed. Keep the app open to approve its requests, or ask whoever manages \(name) for help."
     }
 
     /// The APNs device token `didRegisterForRemoteNotificationsWithDeviceToken` gave.

@@ -108,7 +108,7 @@ class Push(
 
         fun refusedMessage(name: String, reason: String): String =
             "$name refused this phone's notification address ($reason), so it cannot wake PocketKey " +
-                "while the app is closed. Keep the app open to approve its requests, or ask $name for help."
+                "while the app is closed. Keep the app open to approve its requests, or ask whoever manages $name for help."
     }
 }
 
