@@ -19,6 +19,7 @@ import com.pocketkey.applogic.Outcome
 import com.pocketkey.applogic.Push
 import com.pocketkey.applogic.ScanOutcome
 import com.pocketkey.core.PairingCodeListener
+import com.pocketkey.core.PushProblem
 import com.pocketkey.core.ScanSource
 
 /**
@@ -160,7 +161,7 @@ class MainActivity : AppCompatActivity() {
                 is ScanOutcome.Paired -> (
                     listOf(
                         "Paired with ${outcome.pairing.computerName}" +
-                            if (outcome.pushNotRegistered.isEmpty()) "" else " (it cannot wake this phone yet)",
+                            if (outcome.pushNotRegistered.none { it.problem is PushProblem.TryLater }) "" else " (it cannot wake this phone yet)",
                     ) + Push.refusals(outcome.pushNotRegistered)
                     ).joinToString("\n")
                 is ScanOutcome.HybridStarted -> {
