@@ -22,7 +22,7 @@ use tokio::sync::Notify;
 use zeroize::Zeroizing;
 
 use crate::error::ApiError;
-use crate::{audit, clock, registrations};
+use crate::{audit, clock, lookout, registrations};
 
 /// The longest one post may take.
 const POST_DEADLINE: Duration = Duration::from_secs(30);
@@ -129,15 +129,8 @@ pub fn check_user(user: &str) -> Result<(), ApiError> {
 
 /// The poster: runs until the process ends.
 pub async fn run(pool: AnyPool, poster: Arc<GraphPoster>) {
-    loop {
-        if let Err(error) = look(&pool, &poster).await {
-            tracing::warn!(%error, "graph posts: cannot read the posts due");
-        }
-        tokio::select! {
-            () = poster.notify.notified() => {}
-            () = tokio::time::sleep(LOOK_EVERY) => {}
-        }
-    }
+    let failure = "graph posts: cannot read the posts due";
+    lookout::run(&poster.notify, LOOK_EVERY, failure, || look(&pool, &poster)).await;
 }
 
 async fn look(pool: &AnyPool, poster: &Arc<GraphPoster>) -> Result<(), sqlx::Error> {

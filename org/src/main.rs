@@ -15,6 +15,7 @@ mod error;
 mod graph_post;
 mod lifecycle;
 mod limits;
+mod lookout;
 mod mail;
 mod migrations;
 mod openapi;

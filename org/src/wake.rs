@@ -23,7 +23,7 @@ use pocketkey_push::{Providers, PushError};
 use sqlx::{AnyConnection, AnyPool, Row};
 use tokio::sync::Notify;
 
-use crate::{clock, secret};
+use crate::{clock, lookout, secret};
 
 /// How often the sender looks for wakes it was not told of.
 const LOOK_EVERY: Duration = Duration::from_secs(2);
@@ -142,15 +142,8 @@ pub async fn owe(conn: &mut AnyConnection, key_id: &str, cause: Cause) -> Result
 
 /// The sender: runs until the process ends.
 pub async fn run(pool: AnyPool, waker: Arc<Waker>) {
-    loop {
-        if let Err(error) = look(&pool, &waker).await {
-            tracing::warn!(%error, "wake-ups: cannot read the owed wakes");
-        }
-        tokio::select! {
-            () = waker.notify.notified() => {}
-            () = tokio::time::sleep(LOOK_EVERY) => {}
-        }
-    }
+    let failure = "wake-ups: cannot read the owed wakes";
+    lookout::run(&waker.notify, LOOK_EVERY, failure, || look(&pool, &waker)).await;
 }
 
 /// Sends the wakes owed now: a key whose interval has passed is taken by one node (the
