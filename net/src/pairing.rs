@@ -36,6 +36,7 @@ use rand_core::OsRng;
 
 use crate::driver::{flush_now, Driver, Ended, Side, Step};
 use crate::mailbox::{trace, MailboxConn, MailboxError, Wakeup};
+use crate::org::jobs::printable;
 use crate::relays::Backoff;
 
 /// How long connecting to the relay may take.
@@ -78,8 +79,9 @@ pub enum PairingError {
     /// The relay answered ERROR (docs/pairing-protocol.md §3.2). `code` is the byte it sent
     /// (a [`RelayErrorCode`] when this phone knows it): `bad_push_target` means the same frame
     /// will be refused again, `unavailable` and the others that it may pass later. `message`
-    /// is the relay's text, unfiltered.
-    #[error("the relay answered ERROR {code}: {message}")]
+    /// is the relay's text, unfiltered; the error's text shows it through [`printable`], so
+    /// a relay cannot write control sequences into a terminal or fake a second line.
+    #[error("the relay answered ERROR {code}: {}", printable(.message))]
     RelayRefused { code: u8, message: String },
 }
 
@@ -1120,4 +1122,20 @@ pub fn serve_woken(
     });
     trace("phone.detached");
     requested.load(Ordering::SeqCst)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_relays_refusal_cannot_write_control_sequences_into_its_error_text() {
+        let refused = PairingError::RelayRefused {
+            code: RelayErrorCode::BadPushTarget as u8,
+            message: "no\u{1b}[2J\nok: paired\u{202e}".into(),
+        };
+        let shown = refused.to_string();
+        assert_eq!(shown, "the relay answered ERROR 5: no?[2J?ok: paired?");
+        assert_eq!(refused.relay_code(), Some(RelayErrorCode::BadPushTarget));
+    }
 }
