@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rusqlite::config::DbConfig;
-use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags};
 
 use super::lock::StoreLock;
 use super::private_file::create_private_file;
@@ -162,11 +162,8 @@ impl Store {
     /// authenticatorReset: deletes every credential, the PIN and settings, and the large-blob
     /// array. The signature counter keeps its value (it must never go backwards).
     pub fn reset(&mut self) -> Result<(), StoreError> {
-        self.settings_cache.clear();
         self.keys.forget_opened_keys();
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.begin_settings_write()?;
         tx.execute_batch("DELETE FROM credentials; DELETE FROM large_blob;")?;
         // Fresh defaults, including a new wrap_salt: old credential IDs stop opening.
         write_settings(&tx, &self.keys, &Settings::default())?;

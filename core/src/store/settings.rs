@@ -4,7 +4,7 @@
 use std::cell::RefCell;
 
 use rusqlite::types::Value;
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension};
 use zeroize::Zeroizing;
 
 use super::integrity::StoredSettings;
@@ -12,6 +12,7 @@ use super::open::Store;
 use super::rows::{boolean, hash32, opt_blob, small_int, text};
 use super::sealing::{settings_aad, StoreKeys};
 use super::types::*;
+use super::write_tx::WriteTx;
 
 /// The settings row (sealed fields still sealed) as last read and verified, with the
 /// connection's `PRAGMA data_version` of that read, so that a request does not read and
@@ -19,7 +20,7 @@ use super::types::*;
 ///
 /// `data_version` changes when another connection commits (SQLite: "PRAGMA data_version"),
 /// not for this connection's own writes: every [`Store`] method that writes the settings
-/// clears the cache before it writes. A row edited behind the store's back by another
+/// begins with `begin_settings_write`, which clears the cache. A row edited behind the store's back by another
 /// program is therefore read and verified (and refused) as before.
 #[derive(Default)]
 pub(super) struct SettingsCache(RefCell<Option<(i64, StoredSettings)>>);
@@ -93,11 +94,16 @@ impl Store {
         })
     }
 
-    pub fn save_settings(&mut self, settings: &Settings) -> Result<(), StoreError> {
+    /// Begins a write of the settings (`BEGIN IMMEDIATE`). The cache is dropped first: this
+    /// connection's own commits do not change `data_version`, so every settings writer goes
+    /// through here.
+    pub(super) fn begin_settings_write(&self) -> Result<WriteTx<'_>, StoreError> {
         self.settings_cache.clear();
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        WriteTx::begin(&self.conn)
+    }
+
+    pub fn save_settings(&mut self, settings: &Settings) -> Result<(), StoreError> {
+        let tx = self.begin_settings_write()?;
         write_settings(&tx, &self.keys, settings)?;
         tx.commit()?;
         Ok(())
@@ -123,10 +129,7 @@ impl Store {
         which: Retries,
         change: impl FnOnce(u8) -> u8,
     ) -> Result<u8, StoreError> {
-        self.settings_cache.clear();
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.begin_settings_write()?;
         let mut stored = verified_settings(&tx, &self.keys)?;
         let (field, sql) = match which {
             Retries::Pin => (
@@ -159,10 +162,7 @@ impl Store {
         if settings_exist(&self.conn)? {
             return Ok(());
         }
-        self.settings_cache.clear();
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.begin_settings_write()?;
         if !settings_exist(&tx)? {
             write_settings(&tx, &self.keys, &Settings::default())?;
         }
